@@ -1,0 +1,140 @@
+/**
+ * Hugging Face checkpoint folders: config.json + *.safetensors (single or sharded). Import and
+ * export are this one code path, so whatever the workbench saves opens in transformers and any
+ * hub checkpoint of a supported family opens here.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import type { Dtype, ModelInfo } from '../../shared/api'
+import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, type MoeConfig } from '../../shared/modelConfig'
+import { MoeModel } from './model'
+import { openCheckpointTensors, readTensor, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
+
+export class CheckpointError extends Error {}
+
+const DTYPE_TO_ST: Record<Dtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
+const ST_TO_DTYPE: Partial<Record<DType, Dtype>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
+
+/** Reads and normalises a folder's config.json. */
+export function readModelConfig(dir: string): MoeConfig {
+  const file = join(dir, 'config.json')
+  if (!existsSync(file)) throw new CheckpointError(`${file}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`)
+  let json: unknown
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`)
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new CheckpointError(`${file}: must hold a JSON object`)
+  try {
+    return fromHfConfig(json as Record<string, unknown>, file)
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CheckpointError(e.message)
+    throw e
+  }
+}
+
+export interface TensorCheck {
+  missing: string[]
+  unexpected: string[]
+  wrongShape: string[]
+}
+
+/** Compares a checkpoint's tensor names and shapes with what the config expects. */
+export function checkTensors(config: MoeConfig, index: Map<string, SafetensorsHeader>): TensorCheck {
+  const specs = paramSpecs(config)
+  const expected = new Set(specs.map((s) => s.name))
+  const missing: string[] = []
+  const wrongShape: string[] = []
+  for (const s of specs) {
+    const h = index.get(s.name)
+    if (!h) {
+      missing.push(s.name)
+      continue
+    }
+    const info = h.tensors.get(s.name)!
+    if (info.shape.join(',') !== s.shape.join(',')) wrongShape.push(`${s.name} is [${info.shape}] in ${basename(h.file)}, the config needs [${s.shape}]`)
+  }
+  const unexpected = [...index.keys()].filter((n) => !expected.has(n) && !(config.tieWordEmbeddings && n === 'lm_head.weight') && !n.endsWith('rotary_emb.inv_freq'))
+  return { missing, unexpected, wrongShape }
+}
+
+function describeCheck(dir: string, c: TensorCheck): string | null {
+  const parts: string[] = []
+  const list = (xs: string[]): string => (xs.length > 6 ? `${xs.slice(0, 6).join(', ')} and ${xs.length - 6} more` : xs.join(', '))
+  if (c.missing.length) parts.push(`missing ${c.missing.length} tensor(s): ${list(c.missing)}`)
+  if (c.wrongShape.length) parts.push(`wrong shape: ${list(c.wrongShape)}`)
+  if (c.unexpected.length) parts.push(`unexpected ${c.unexpected.length} tensor(s): ${list(c.unexpected)}`)
+  return parts.length ? `${dir}: the checkpoint does not match its config.json: ${parts.join('; ')}` : null
+}
+
+/** Loads a model folder: config, every expected tensor (checked by name and shape), as float32. */
+export function loadModel(dir: string): MoeModel {
+  const config = readModelConfig(dir)
+  const { index } = openCheckpointTensors(dir)
+  const problem = describeCheck(dir, checkTensors(config, index))
+  if (problem) throw new CheckpointError(problem)
+  const weights = new Map<string, Float32Array>()
+  for (const s of paramSpecs(config)) {
+    const t = readTensor(index.get(s.name)!, s.name)
+    if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`)
+    weights.set(s.name, t.data)
+  }
+  return new MoeModel(config, weights)
+}
+
+function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n')
+  renameSync(tmp, file)
+}
+
+export interface SaveOptions {
+  dtype?: Dtype
+  maxShardBytes?: number
+}
+
+/**
+ * Saves a model as a Hugging Face checkpoint folder (config.json, safetensors, generation_config.json).
+ * Every file is written atomically; F32 round-trips bit-exactly.
+ */
+export function saveModel(model: MoeModel, dir: string, opts: SaveOptions = {}): string[] {
+  const dtype = opts.dtype ?? 'float32'
+  mkdirSync(dir, { recursive: true })
+  const st = DTYPE_TO_ST[dtype]
+  const tensors = new Map<string, TensorToWrite>()
+  for (const s of model.specs) tensors.set(s.name, { dtype: st, shape: s.shape, data: model.params.get(s.name)!.dataSync() as Float32Array })
+  const files = saveCheckpointTensors(dir, tensors, { maxShardBytes: opts.maxShardBytes })
+  writeJsonAtomic(join(dir, 'config.json'), { ...toHfConfig({ ...model.config, torchDtype: dtype }) })
+  const c = model.config
+  writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId, pad_token_id: c.padTokenId })
+  return [...files, 'config.json', 'generation_config.json']
+}
+
+/** What a model folder holds, without loading its weights. */
+export function inspectModel(dir: string): ModelInfo {
+  const abs = resolve(dir)
+  const config = readModelConfig(abs)
+  const { index } = openCheckpointTensors(abs)
+  const problem = describeCheck(abs, checkTensors(config, index))
+  if (problem) throw new CheckpointError(problem)
+  const dtypes = new Map<Dtype, number>()
+  for (const s of paramSpecs(config)) {
+    const d = ST_TO_DTYPE[index.get(s.name)!.tensors.get(s.name)!.dtype]
+    if (d) dtypes.set(d, (dtypes.get(d) ?? 0) + 1)
+  }
+  const checkpointDtype = [...dtypes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'float32'
+  const params = countParams(config)
+  return {
+    dir: abs,
+    family: config.family,
+    numLayers: config.numLayers,
+    sparseLayers: sparseLayers(config),
+    numExperts: config.numExperts,
+    topK: config.topK,
+    routerType: config.router.type,
+    params,
+    bytesByDtype: { float32: params.total * 4, bfloat16: params.total * 2, float16: params.total * 2 },
+    checkpointDtype,
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Losses, each a pure function of logits, router logits and routing choices.
+ */
+import * as tf from '@tensorflow/tfjs'
+import type { LayerRouting } from './moe'
+
+export const IGNORE_INDEX = -100
+
+/**
+ * Causal-LM cross-entropy as HF's ForCausalLMLoss: logits[:, t] predicts labels[:, t+1]; mean
+ * over targets whose label is not -100. Returns 0 (not NaN) when no position has a target.
+ */
+export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: tf.Scalar; targets: number } {
+  const [B, T, V] = logits.shape
+  if (labels.length !== B || labels.some((r) => r.length !== T)) throw new RangeError(`labels must be [${B}, ${T}] like input_ids`)
+  if (T < 2) return { loss: tf.scalar(0), targets: 0 }
+  const oneHot = new Float32Array(B * (T - 1) * V)
+  let targets = 0
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T - 1; t++) {
+      const y = labels[b][t + 1]
+      if (y === IGNORE_INDEX) continue
+      if (!(Number.isInteger(y) && y >= 0 && y < V)) throw new RangeError(`labels[${b}][${t + 1}] = ${y} is not a token id below ${V} or -100`)
+      oneHot[(b * (T - 1) + t) * V + y] = 1
+      targets++
+    }
+  if (targets === 0) return { loss: tf.scalar(0), targets: 0 }
+  const shifted = tf.slice(logits, [0, 0, 0], [B, T - 1, V]) // (B, T-1, V)
+  const logp = tf.logSoftmax(shifted) // (B, T-1, V)
+  const picked = tf.sum(tf.mul(logp, tf.tensor3d(oneHot, [B, T - 1, V])))
+  return { loss: tf.div(tf.neg(picked), targets) as tf.Scalar, targets }
+}
+
+/**
+ * The Switch / HF load-balancing loss, exactly as transformers' load_balancing_loss_func with
+ * attention_mask=None: router logits of all sparse layers concatenated along tokens;
+ * E · Σ_e f_e · P_e, with f_e the fraction of (token, slot) choices that picked e (summed over the
+ * k slots, as HF's (k, E) tokens_per_expert summed) and P_e the mean router probability.
+ * The choices carry no gradient; P does.
+ */
+export function loadBalancingLoss(routing: LayerRouting[]): tf.Scalar {
+  if (routing.length === 0) return tf.scalar(0)
+  const E = routing[0].decision.E
+  const logits = tf.concat(routing.map((r) => r.routerLogits), 0) // (L·N, E)
+  const rows = logits.shape[0]
+  const f = new Float32Array(E)
+  for (const r of routing) for (const e of r.decision.topk) f[e] += 1
+  for (let e = 0; e < E; e++) f[e] /= rows
+  const P = tf.mean(tf.softmax(logits), 0) // (E)
+  return tf.mul(tf.sum(tf.mul(P, tf.tensor1d(f))), E) as tf.Scalar
+}
+
+/** ST-MoE router z-loss: mean over router rows (all sparse layers) of logsumexp(logits)². */
+export function routerZLoss(routing: LayerRouting[]): tf.Scalar {
+  if (routing.length === 0) return tf.scalar(0)
+  const logits = tf.concat(routing.map((r) => r.routerLogits), 0) // (L·N, E)
+  return tf.mean(tf.square(tf.logSumExp(logits, -1))) as tf.Scalar
+}
+
+/** Per-layer z-loss values, for metrics. */
+export function routerZLossPerLayer(routing: LayerRouting[]): tf.Scalar[] {
+  return routing.map((r) => tf.mean(tf.square(tf.logSumExp(r.routerLogits, -1))) as tf.Scalar)
+}
+
+/** Squared coefficient of variation of a vector: var / mean² (population variance, as Shazeer 2017 uses). */
+export function cvSquared(x: tf.Tensor1D): tf.Scalar {
+  const mean = tf.mean(x)
+  const variance = tf.mean(tf.square(tf.sub(x, mean)))
+  return tf.div(variance, tf.add(tf.square(mean), 1e-10)) as tf.Scalar
+}
+
+/** Shazeer et al. 2017 importance loss: CV² of Σ_tokens gates per expert, averaged over layers. */
+export function importanceLoss(routing: LayerRouting[]): tf.Scalar {
+  if (routing.length === 0) return tf.scalar(0)
+  const per = routing.map((r) => cvSquared(tf.sum(r.gates, 0) as tf.Tensor1D))
+  return tf.div(tf.addN(per), routing.length) as tf.Scalar
+}
+
+/**
+ * Shazeer et al. 2017 load loss: CV² of the expected number of tokens per expert, averaged over
+ * layers. For the noisy top-k router while training, the smooth estimator
+ * P(x, e) = Φ((clean_e − threshold_e) / noise_e), threshold the k-th largest noisy logit among the
+ * other experts (the (k+1)-th when e is in the top k); otherwise the assignment counts (no gradient).
+ */
+export function loadLoss(routing: LayerRouting[]): tf.Scalar {
+  if (routing.length === 0) return tf.scalar(0)
+  const per = routing.map((r) => {
+    const { N, E, k } = r.decision
+    if (!r.noiseStd || !r.noisyLogits || k >= E) {
+      const counts = new Float32Array(E)
+      for (const e of r.decision.topk) counts[e]++
+      return cvSquared(tf.tensor1d(counts))
+    }
+    const noisy = r.noisyLogits.dataSync()
+    const thresholdIn = new Float32Array(N * E)
+    for (let n = 0; n < N; n++) {
+      const row = Array.from(noisy.subarray(n * E, (n + 1) * E)).sort((a, b) => b - a)
+      const kth = row[k - 1]
+      const k1th = row[k]
+      for (let e = 0; e < E; e++) thresholdIn[n * E + e] = noisy[n * E + e] >= kth ? k1th : kth
+    }
+    const z = tf.div(tf.sub(r.routerLogits, tf.tensor2d(thresholdIn, [N, E])), tf.add(r.noiseStd, 1e-9))
+    const prob = tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2)))) // Φ(z), (N, E)
+    return cvSquared(tf.sum(prob, 0) as tf.Tensor1D)
+  })
+  return tf.div(tf.addN(per), routing.length) as tf.Scalar
+}

@@ -1,0 +1,233 @@
+/**
+ * The decoder: embeddings, attention (RoPE, grouped-query, optional q/k/v biases and q/k norm),
+ * dense or sparse MLP per layer, final norm and lm_head, following HF transformers' Mixtral,
+ * Qwen2-MoE and OLMoE modelling code. All compute is float32.
+ *
+ * Weights are tf.Variables keyed by their hub tensor names, so checkpoints, optimiser state,
+ * freeze policies and gradients all speak the same names.
+ */
+import * as tf from '@tensorflow/tfjs'
+import { isSparseLayer, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
+import { dropout, embedLookup, linear, Rng, rmsNorm, swiglu } from './ops'
+import { moeBlock, type LayerRouting } from './moe'
+
+export interface KvCache {
+  /** Number of positions already in the cache. */
+  length: number
+  /** Per layer: keys and values (B, kvHeads, length, headDim). */
+  keys: tf.Tensor4D[]
+  values: tf.Tensor4D[]
+}
+
+export interface ForwardOptions {
+  /** Training mode: dropout, expert dropout, router jitter and noise, training capacity factor. */
+  training?: boolean
+  /** Seeded randomness for training-mode noise. */
+  rng?: Rng
+  /** Overrides the capacity factor of the mode (null = dropless). */
+  capacityFactor?: number | null
+  /** Attend to these cached positions first; the output carries the extended cache. */
+  cache?: KvCache
+  /** Only compute logits for the last position (generation). */
+  lastOnly?: boolean
+}
+
+export interface ForwardOutput {
+  /** (B, T, V), or (B, 1, V) with lastOnly. */
+  logits: tf.Tensor3D
+  /** One entry per sparse layer, in layer order. */
+  routing: LayerRouting[]
+  /** The cache extended by this forward's positions (when a cache was given or wanted). */
+  cache: KvCache
+}
+
+export class ModelError extends Error {}
+
+/** Cos and sin tables (T, headDim) for positions start..start+T-1, HF layout (freqs repeated twice). */
+export function ropeTables(theta: number, headDim: number, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const half = headDim / 2
+  const invFreq = new Float32Array(half)
+  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, (2 * i) / headDim)
+  const cos = new Float32Array(T * headDim)
+  const sin = new Float32Array(T * headDim)
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const a = Math.fround((start + t) * invFreq[i])
+      cos[t * headDim + i] = cos[t * headDim + i + half] = Math.cos(a)
+      sin[t * headDim + i] = sin[t * headDim + i + half] = Math.sin(a)
+    }
+  }
+  return { cos: tf.tensor2d(cos, [T, headDim]), sin: tf.tensor2d(sin, [T, headDim]) }
+}
+
+/** x·cos + rotate_half(x)·sin on the last axis of x (B, heads, T, headDim). */
+function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+  const [x1, x2] = tf.split(x, 2, -1)
+  const rotated = tf.concat([tf.neg(x2), x1], -1) // (B, heads, T, headDim)
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D
+}
+
+/** Additive causal mask (rep·T, S) for queries at positions start..start+T-1, repeated rep times. */
+function causalMask(T: number, S: number, start: number, rep: number): tf.Tensor2D {
+  const m = new Float32Array(rep * T * S)
+  for (let r = 0; r < rep; r++)
+    for (let t = 0; t < T; t++) for (let s = start + t + 1; s < S; s++) m[(r * T + t) * S + s] = -1e30
+  return tf.tensor2d(m, [rep * T, S])
+}
+
+export class MoeModel {
+  readonly config: MoeConfig
+  readonly specs: ParamSpec[]
+  readonly params: Map<string, tf.Variable>
+  private disposed = false
+
+  /** Takes ownership of `weights` (float32 arrays by hub name); shapes must match the config. */
+  constructor(config: MoeConfig, weights: Map<string, Float32Array>) {
+    this.config = config
+    this.specs = paramSpecs(config)
+    this.params = new Map()
+    const problems: string[] = []
+    for (const s of this.specs) {
+      const w = weights.get(s.name)
+      const n = s.shape.reduce((a, b) => a * b, 1)
+      if (!w) problems.push(`missing tensor ${s.name} [${s.shape}]`)
+      else if (w.length !== n) problems.push(`tensor ${s.name} has ${w.length} values, expected [${s.shape}] = ${n}`)
+    }
+    if (problems.length) throw new ModelError(problems.join('; '))
+    for (const s of this.specs) this.params.set(s.name, tf.variable(tf.tensor(weights.get(s.name)!, s.shape), true, s.name + '#' + uid()))
+  }
+
+  /** The weight tensor of a hub name (the tied lm_head maps to the embeddings). */
+  p = (name: string): tf.Tensor => {
+    const t = this.params.get(name)
+    if (!t) throw new ModelError(`no parameter named ${name}`)
+    return t
+  }
+
+  /** Capacity factor in force for a mode. */
+  capacityFactor(training: boolean): number | null {
+    return training ? this.config.router.capacityFactorTrain : this.config.router.capacityFactorEval
+  }
+
+  /**
+   * Forward pass over token ids (B rows of equal length T). Call inside tf.tidy or a gradient
+   * function: the returned tensors are ordinary intermediates.
+   */
+  forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
+    if (this.disposed) throw new ModelError('the model was disposed')
+    const c = this.config
+    const B = inputIds.length
+    if (B === 0) throw new ModelError('input_ids: empty batch')
+    const T = inputIds[0].length
+    if (T === 0) throw new ModelError('input_ids: empty sequence')
+    for (let b = 0; b < B; b++) if (inputIds[b].length !== T) throw new ModelError(`input_ids: row ${b} has ${inputIds[b].length} tokens, row 0 has ${T}; pad rows to one length`)
+    const start = opts.cache?.length ?? 0
+    if (start + T > c.maxPositionEmbeddings)
+      throw new ModelError(`sequence of ${start + T} positions exceeds max_position_embeddings ${c.maxPositionEmbeddings}`)
+    const training = opts.training ?? false
+    const rng = opts.rng
+    const capacityFactor = opts.capacityFactor !== undefined ? opts.capacityFactor : this.capacityFactor(training)
+    const N = B * T
+    const H = c.hiddenSize
+    const nh = c.numHeads
+    const nkv = c.numKvHeads
+    const hd = c.headDim
+    const rep = nh / nkv
+    const S = start + T
+    const p = this.p
+    const ids = Int32Array.from(inputIds.flat())
+    const hiddenDrop = (t: tf.Tensor2D): tf.Tensor2D => (training && c.hiddenDropout > 0 ? dropout(t, c.hiddenDropout, needRng(rng)) : t)
+
+    let x = embedLookup(p('model.embed_tokens.weight') as tf.Tensor2D, ids) // (N, H)
+    const { cos, sin } = ropeTables(c.ropeTheta, hd, start, T) // (T, hd)
+    const mask = causalMask(T, S, start, rep) // (rep·T, S)
+    const routing: LayerRouting[] = []
+    const keys: tf.Tensor4D[] = []
+    const values: tf.Tensor4D[] = []
+
+    for (let i = 0; i < c.numLayers; i++) {
+      const a = `model.layers.${i}.self_attn`
+      // --- attention
+      const hIn = rmsNorm(x, p(`model.layers.${i}.input_layernorm.weight`), c.rmsNormEps) // (N, H)
+      let q = linear(hIn, p(`${a}.q_proj.weight`), c.qkvBias ? p(`${a}.q_proj.bias`) : undefined) // (N, nh·hd)
+      let k = linear(hIn, p(`${a}.k_proj.weight`), c.qkvBias ? p(`${a}.k_proj.bias`) : undefined) // (N, nkv·hd)
+      let v = linear(hIn, p(`${a}.v_proj.weight`), c.qkvBias ? p(`${a}.v_proj.bias`) : undefined) // (N, nkv·hd)
+      if (c.qkNorm) {
+        q = rmsNorm(q, p(`${a}.q_norm.weight`), c.rmsNormEps)
+        k = rmsNorm(k, p(`${a}.k_norm.weight`), c.rmsNormEps)
+      }
+      if (c.clipQkv !== null) {
+        q = tf.clipByValue(q, -c.clipQkv, c.clipQkv)
+        k = tf.clipByValue(k, -c.clipQkv, c.clipQkv)
+        v = tf.clipByValue(v, -c.clipQkv, c.clipQkv)
+      }
+      let q4 = tf.transpose(tf.reshape(q, [B, T, nh, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nh, T, hd)
+      let k4 = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
+      let v4 = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
+      q4 = applyRope(q4, cos, sin)
+      k4 = applyRope(k4, cos, sin)
+      if (opts.cache) {
+        k4 = tf.concat([opts.cache.keys[i], k4], 2) as tf.Tensor4D // (B, nkv, S, hd)
+        v4 = tf.concat([opts.cache.values[i], v4], 2) as tf.Tensor4D // (B, nkv, S, hd)
+      }
+      keys.push(k4)
+      values.push(v4)
+      // Grouped-query attention without copying keys: query heads of one kv head are stacked
+      // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
+      const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
+      let scores = tf.mul(tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
+      scores = tf.add(scores, mask)
+      let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
+      if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
+      const ctx = tf.reshape(tf.matMul(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
+      const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
+      x = tf.add(x, hiddenDrop(linear(merged, p(`${a}.o_proj.weight`)))) // (N, H)
+
+      // --- MLP: sparse MoE block or dense SwiGLU
+      const hPost = rmsNorm(x, p(`model.layers.${i}.post_attention_layernorm.weight`), c.rmsNormEps) // (N, H)
+      let mlpOut: tf.Tensor2D
+      if (isSparseLayer(c, i)) {
+        const r = moeBlock(c, i, p, hPost, { training, capacityFactor, rng, tokenIds: ids })
+        routing.push(r.routing)
+        mlpOut = r.out
+      } else {
+        const m = `model.layers.${i}.mlp`
+        mlpOut = swiglu(hPost, p(`${m}.gate_proj.weight`), p(`${m}.up_proj.weight`), p(`${m}.down_proj.weight`))
+      }
+      x = tf.add(x, hiddenDrop(mlpOut)) // (N, H)
+    }
+
+    let hFinal = rmsNorm(x, p('model.norm.weight'), c.rmsNormEps) // (N, H)
+    let rows = T
+    if (opts.lastOnly && T > 1) {
+      hFinal = tf.reshape(tf.slice(tf.reshape(hFinal, [B, T, H]), [0, T - 1, 0], [B, 1, H]), [B, H]) // (B, H)
+      rows = 1
+    }
+    const head = c.tieWordEmbeddings ? p('model.embed_tokens.weight') : p('lm_head.weight')
+    const logits = tf.reshape(linear(hFinal, head), [B, rows, c.vocabSize]) as tf.Tensor3D // (B, T, V)
+    return { logits, routing, cache: { length: S, keys, values } }
+  }
+
+  /** Weights as float32 arrays by hub name (for saving and tests). */
+  weights(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>()
+    for (const [name, v] of this.params) out.set(name, v.dataSync() as Float32Array)
+    return out
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    for (const v of this.params.values()) v.dispose()
+    this.disposed = true
+  }
+}
+
+function needRng(rng: Rng | undefined): Rng {
+  if (!rng) throw new ModelError('training-mode dropout needs a seeded rng (ForwardOptions.rng)')
+  return rng
+}
+
+let counter = 0
+function uid(): number {
+  return ++counter
+}

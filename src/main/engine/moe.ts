@@ -1,0 +1,147 @@
+/**
+ * The sparse MoE block: router, routing weights, dispatch to SwiGLU experts, combine, and the
+ * qwen2_moe shared expert. Returns the router logits and choices; the caller computes the
+ * auxiliary losses from them (no hidden global state).
+ */
+import * as tf from '@tensorflow/tfjs'
+import type { MoeConfig } from '../../shared/modelConfig'
+import { expertProjNames, moePrefix } from '../../shared/modelConfig'
+import { decideRouting, selectionMask, type RoutingDecision } from './router'
+import { dropout, linear, permuteRows, Rng, swiglu, unpermuteRows } from './ops'
+
+export type ParamLookup = (name: string) => tf.Tensor
+
+export interface LayerRouting {
+  /** Decoder-layer index. */
+  layer: number
+  /** (N, E) raw router (gate) output: no softmax, no noise. */
+  routerLogits: tf.Tensor2D
+  /** (N, E) routing weights that multiply expert outputs (0 for unchosen experts). */
+  gates: tf.Tensor2D
+  /** (N, E) noise scale softplus(x·W_noise) of the noisy top-k router while training, for the load loss. */
+  noiseStd?: tf.Tensor2D
+  /** (N, E) the noisy logits the choice was made on (noisy top-k, training). */
+  noisyLogits?: tf.Tensor2D
+  decision: RoutingDecision
+  /** (N, k) routing weights of the chosen experts, as numbers, in the order of decision.topk. */
+  weights: Float32Array
+}
+
+export interface MoeBlockOptions {
+  training: boolean
+  /** Capacity factor in force for this forward (null = dropless). */
+  capacityFactor: number | null
+  rng?: Rng
+  /** Token ids of the rows (hash routing). */
+  tokenIds: Int32Array
+}
+
+function chosenWeights(c: MoeConfig, d: RoutingDecision, probs: Float32Array | null, rankLogits: ArrayLike<number> | null): Float32Array {
+  const { N, E, k, topk } = d
+  const w = new Float32Array(N * k)
+  for (let n = 0; n < N; n++) {
+    if (c.router.type === 'hash') {
+      for (let j = 0; j < k; j++) w[n * k + j] = 1 / k
+      continue
+    }
+    if (c.router.type === 'noisy_topk') {
+      // softmax over the kept logits only
+      let m = -Infinity
+      for (let j = 0; j < k; j++) m = Math.max(m, rankLogits![n * E + topk[n * k + j]])
+      let s = 0
+      for (let j = 0; j < k; j++) s += w[n * k + j] = Math.exp(rankLogits![n * E + topk[n * k + j]] - m)
+      for (let j = 0; j < k; j++) w[n * k + j] /= s
+      continue
+    }
+    let s = 0
+    for (let j = 0; j < k; j++) s += w[n * k + j] = probs![n * E + topk[n * k + j]]
+    if (c.router.type === 'softmax_topk' && c.normTopkProb) for (let j = 0; j < k; j++) w[n * k + j] /= s
+  }
+  return w
+}
+
+/**
+ * Forward of the sparse block of layer i on h (N, H), already normalised. Returns the block
+ * output (N, H) and the layer's routing.
+ */
+export function moeBlock(c: MoeConfig, layer: number, p: ParamLookup, h: tf.Tensor2D, opts: MoeBlockOptions): { out: tf.Tensor2D; routing: LayerRouting } {
+  const [N, H] = h.shape
+  const E = c.numExperts
+  const k = c.topK
+  const prefix = moePrefix(c, layer)
+  const type = c.router.type
+
+  if (opts.training && c.router.jitter > 0) {
+    // HF Mixtral: the jittered hidden state feeds both the router and the experts.
+    const rng = requireRng(opts)
+    h = tf.mul(h, tf.tensor2d(rng.uniformArray(N * H, 1 - c.router.jitter, 1 + c.router.jitter), [N, H]))
+  }
+
+  const routerLogits = linear(h, p(`${prefix}.gate.weight`)) // (N, E)
+  const probs = tf.softmax(routerLogits) // (N, E), fp32
+
+  let noiseStd: tf.Tensor2D | undefined
+  let noisyLogits: tf.Tensor2D | undefined
+  let rankScores: Float32Array | null = null
+  let probsData: Float32Array | null = null
+  if (type === 'noisy_topk') {
+    if (opts.training) {
+      noiseStd = tf.softplus(linear(h, p(`${prefix}.noise_gate.weight`))) as tf.Tensor2D // (N, E)
+      const eps = tf.tensor2d(requireRng(opts).normalArray(N * E), [N, E])
+      noisyLogits = tf.add(routerLogits, tf.mul(eps, noiseStd)) as tf.Tensor2D // (N, E)
+      rankScores = noisyLogits.dataSync() as Float32Array
+    } else rankScores = routerLogits.dataSync() as Float32Array
+  } else if (type !== 'hash') {
+    probsData = probs.dataSync() as Float32Array
+    rankScores = probsData
+  }
+
+  const decision = decideRouting(rankScores, N, E, { type, k, capacityFactor: opts.capacityFactor, tokenIds: opts.tokenIds, hashSeed: c.router.hashSeed })
+  const mask = tf.tensor2d(selectionMask(decision), [N, E]) // (N, E)
+
+  let gates: tf.Tensor2D // (N, E)
+  if (type === 'hash') gates = tf.div(mask, k) as tf.Tensor2D
+  else if (type === 'noisy_topk') {
+    const z = noisyLogits ?? routerLogits
+    const ex = tf.mul(tf.exp(tf.sub(z, tf.max(z, -1, true))), mask) // (N, E)
+    gates = tf.div(ex, tf.sum(ex, -1, true)) as tf.Tensor2D
+  } else {
+    const chosen = tf.mul(probs, mask) as tf.Tensor2D // (N, E)
+    gates = type === 'softmax_topk' && c.normTopkProb ? (tf.div(chosen, tf.sum(chosen, -1, true)) as tf.Tensor2D) : chosen
+  }
+
+  const weights = chosenWeights(c, decision, probsData, rankScores)
+  const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights }
+
+  let out: tf.Tensor2D
+  const A = decision.index.length
+  if (A === 0) out = tf.zeros([N, H])
+  else {
+    const xs = permuteRows(h, decision.index, decision.inverses) // (A, H)
+    const ws = permuteRows(tf.reshape(gates, [N * E, 1]), decision.flatIndex, [decision.flatInverse]) // (A, 1)
+    const outs: tf.Tensor2D[] = []
+    const drop = opts.training && c.expertDropout > 0 ? (t: tf.Tensor2D) => dropout(t, c.expertDropout, requireRng(opts)) : undefined
+    for (let e = 0; e < E; e++) {
+      const cnt = decision.counts[e]
+      if (cnt === 0) continue
+      const xe = tf.slice(xs, [decision.offsets[e], 0], [cnt, H]) // (cnt, H)
+      const [g, u, d] = expertProjNames(c, layer, e)
+      outs.push(swiglu(xe, p(g), p(u), p(d), drop)) // (cnt, H)
+    }
+    const ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0) // (A, H)
+    out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)
+  }
+
+  if (c.sharedExpertIntermediateSize > 0) {
+    const s = swiglu(h, p(`${prefix}.shared_expert.gate_proj.weight`), p(`${prefix}.shared_expert.up_proj.weight`), p(`${prefix}.shared_expert.down_proj.weight`))
+    const sg = tf.sigmoid(linear(h, p(`${prefix}.shared_expert_gate.weight`))) // (N, 1)
+    out = tf.add(out, tf.mul(sg, s)) as tf.Tensor2D
+  }
+  return { out, routing }
+}
+
+function requireRng(opts: MoeBlockOptions): Rng {
+  if (!opts.rng) throw new Error('training with router noise, jitter or expert dropout needs a seeded rng')
+  return opts.rng
+}
+

@@ -1,0 +1,131 @@
+/**
+ * Differentiable building blocks that every TF.js backend can run forward and backward.
+ *
+ * TF.js lacks gradients for TopK and Equal, and its wasm backend lacks UnsortedSegmentSum (the
+ * gradient of gather). So routing decisions are made in JavaScript on downloaded router
+ * probabilities (they carry no gradient anyway), and token dispatch is a pair of gathers whose
+ * backward passes are gathers too: a token occupies at most one row per expert, so the transpose
+ * of a dispatch is a gather by the inverse index (with a zero row for "not routed").
+ */
+import * as tf from '@tensorflow/tfjs'
+
+/** Gathers rows `index` of x (R, H) → (A, H). Backward: dx = Σ_j gather([dy; 0], inverse_j). */
+export function permuteRows(x: tf.Tensor2D, index: Int32Array, inverses: Int32Array[]): tf.Tensor2D {
+  // Index tensors are made where they are used: tensors captured from the forward scope are
+  // already disposed when the backward pass runs.
+  const f = tf.customGrad((input: tf.Tensor) => {
+    const value = tf.gather(input, tf.tensor1d(index, 'int32')) as tf.Tensor2D // (A, H)
+    const gradFunc = (dy: tf.Tensor): tf.Tensor => gatherSum(dy as tf.Tensor2D, inverses) // (R, H)
+    return { value, gradFunc }
+  })
+  return f(x) as tf.Tensor2D
+}
+
+/** Σ_j gather([z; 0], inverse_j): rows of z (A, H) summed back to their R origins → (R, H). */
+function gatherSum(z: tf.Tensor2D, inverses: Int32Array[]): tf.Tensor2D {
+  const padded = tf.concat([z, tf.zeros([1, z.shape[1]])], 0) // (A+1, H)
+  let out = tf.gather(padded, tf.tensor1d(inverses[0], 'int32')) // (R, H)
+  for (let j = 1; j < inverses.length; j++) out = tf.add(out, tf.gather(padded, tf.tensor1d(inverses[j], 'int32')))
+  return out as tf.Tensor2D
+}
+
+/**
+ * The transpose of permuteRows: y (R, H) = Σ_j gather([z; 0], inverse_j), i.e. each row of z is
+ * added back to the row it came from. Backward: dz = gather(dy, index).
+ */
+export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32Array[]): tf.Tensor2D {
+  const f = tf.customGrad((input: tf.Tensor) => {
+    const value = gatherSum(input as tf.Tensor2D, inverses) // (R, H)
+    const gradFunc = (dy: tf.Tensor): tf.Tensor => tf.gather(dy, tf.tensor1d(index, 'int32')) // (A, H)
+    return { value, gradFunc }
+  })
+  return f(z) as tf.Tensor2D
+}
+
+/**
+ * Embedding lookup: table (V, H), ids (N) → (N, H). Forward is a gather; backward scatters the
+ * rows back with UnsortedSegmentSum where the backend has it, and in JavaScript where it does not
+ * (wasm, cpu). Token ids repeat, so the inverse-gather trick above does not apply.
+ */
+export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
+  const V = table.shape[0]
+  for (const id of ids) if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is out of range for a vocabulary of ${V}`)
+  const f = tf.customGrad((input: tf.Tensor) => {
+    const value = tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
+    const gradFunc = (dy: tf.Tensor): tf.Tensor => {
+      if (tf.getBackend() === 'tensorflow') return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
+      const H = dy.shape[1] as number
+      const g = dy.dataSync()
+      const out = new Float32Array(V * H)
+      for (let n = 0; n < ids.length; n++) {
+        const src = n * H
+        const dst = ids[n] * H
+        for (let h = 0; h < H; h++) out[dst + h] += g[src + h]
+      }
+      return tf.tensor2d(out, [V, H])
+    }
+    return { value, gradFunc }
+  })
+  return f(table) as tf.Tensor2D
+}
+
+/** y = x · Wᵀ (+ b), the nn.Linear convention: x (N, in), W (out, in) → (N, out). */
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
+  const y = tf.matMul(x, w as tf.Tensor2D, false, true) // (N, out)
+  return b ? tf.add(y, b) : y
+}
+
+/** RMSNorm as in HF (fp32): x · rsqrt(mean(x²) + eps) · weight, over the last axis. */
+export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor, eps: number): T {
+  const variance = tf.mean(tf.square(x), -1, true)
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight) as T
+}
+
+/** SwiGLU MLP: down(silu(gate(x)) · up(x)), with optional dropout on the product. */
+export function swiglu(x: tf.Tensor2D, gate: tf.Tensor, up: tf.Tensor, down: tf.Tensor, dropout?: (t: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+  const g = linear(x, gate) // (N, I)
+  let hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), linear(x, up)) as tf.Tensor2D // (N, I)
+  if (dropout) hidden = dropout(hidden)
+  return linear(hidden, down) // (N, H)
+}
+
+/** A small, fast, seedable PRNG (mulberry32) for routing noise, jitter and dropout masks. */
+export class Rng {
+  private s: number
+  constructor(seed: number) {
+    this.s = seed >>> 0
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0)
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    let u = 0
+    while (u === 0) u = this.next()
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next())
+  }
+  uniformArray(n: number, lo = 0, hi = 1): Float32Array {
+    const a = new Float32Array(n)
+    for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * this.next()
+    return a
+  }
+  normalArray(n: number): Float32Array {
+    const a = new Float32Array(n)
+    for (let i = 0; i < n; i++) a[i] = this.normal()
+    return a
+  }
+}
+
+/** Inverted dropout with a mask drawn from rng: kept values are scaled by 1/(1-p). */
+export function dropout<T extends tf.Tensor>(x: T, p: number, rng: Rng): T {
+  if (p <= 0) return x
+  const n = x.size
+  const mask = new Float32Array(n)
+  const scale = 1 / (1 - p)
+  for (let i = 0; i < n; i++) mask[i] = rng.next() >= p ? scale : 0
+  return tf.mul(x, tf.tensor(mask, x.shape)) as T
+}

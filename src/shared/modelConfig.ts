@@ -1,0 +1,385 @@
+/**
+ * The one typed model config of MoE Workbench, with documented defaults and validation, and the
+ * normaliser from Hugging Face config.json (mixtral, qwen2_moe, olmoe) onto it.
+ *
+ * Pure TypeScript: shared by the engine, the service, the CLI and the renderer's model form.
+ * Workbench-only settings (router variant, capacity factors, dropout...) live in config.json under
+ * the `moe_workbench` key, which other tools ignore.
+ */
+import { z } from 'zod'
+
+export const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe'] as const
+export type Family = (typeof FAMILIES)[number]
+
+/**
+ * Router variants.
+ * - `softmax_topk`: softmax over all experts in fp32, top-k, optionally renormalised (the HF families).
+ * - `switch`: Switch Transformer top-1 (the weight is the softmax probability, not renormalised).
+ * - `noisy_topk`: Shazeer et al. 2017: logits + N(0,1)·softplus(x·W_noise) while training, then
+ *   top-k and a softmax over the kept logits only.
+ * - `hash`: Roller et al. 2021: the expert(s) are a fixed hash of the token id; weight 1/k each.
+ */
+export const ROUTER_TYPES = ['softmax_topk', 'switch', 'noisy_topk', 'hash'] as const
+export type RouterType = (typeof ROUTER_TYPES)[number]
+
+const posInt = z.number().int().positive()
+const nonNegInt = z.number().int().nonnegative()
+const prob = z.number().min(0).max(1)
+
+export const routerConfigSchema = z.object({
+  /** Router variant. Default softmax_topk (what HF checkpoints were trained with). */
+  type: z.enum(ROUTER_TYPES).default('softmax_topk'),
+  /**
+   * Capacity factor while training: each expert takes at most ceil(factor · tokens · k / experts)
+   * tokens per forward; the rest are dropped (they keep only the residual path). null = dropless.
+   */
+  capacityFactorTrain: z.number().positive().nullable().default(null),
+  /** Capacity factor in evaluation and generation. null = dropless (HF default). */
+  capacityFactorEval: z.number().positive().nullable().default(null),
+  /** Router jitter (multiplicative uniform noise in [1-j, 1+j] on the router input, training only). */
+  jitter: prob.default(0),
+  /** Seed of the token-id hash for hash routing. */
+  hashSeed: nonNegInt.default(0),
+})
+export type RouterConfig = z.infer<typeof routerConfigSchema>
+
+export const moeConfigSchema = z
+  .object({
+    family: z.enum(FAMILIES),
+    vocabSize: posInt,
+    hiddenSize: posInt,
+    numLayers: posInt,
+    numHeads: posInt,
+    /** Key/value heads for grouped-query attention; must divide numHeads. */
+    numKvHeads: posInt,
+    headDim: posInt,
+    /** Width of the dense MLP in dense (non-sparse) layers. */
+    intermediateSize: posInt,
+    /** Width of each routed expert (SwiGLU). */
+    expertIntermediateSize: posInt,
+    numExperts: posInt,
+    topK: posInt,
+    /** Renormalise the k routing weights to sum to 1 (mixtral always; qwen2_moe/olmoe per config). */
+    normTopkProb: z.boolean(),
+    /** Width of the always-on shared expert with a sigmoid gate (qwen2_moe); 0 = none. */
+    sharedExpertIntermediateSize: nonNegInt.default(0),
+    /** Every decoderSparseStep-th layer is sparse ((i+1) % step == 0), unless in mlpOnlyLayers. */
+    decoderSparseStep: posInt.default(1),
+    mlpOnlyLayers: z.array(nonNegInt).default([]),
+    /** Biases on q/k/v projections (qwen2_moe). */
+    qkvBias: z.boolean().default(false),
+    /** RMSNorm on the q and k projections (olmoe). */
+    qkNorm: z.boolean().default(false),
+    /** Clamp q/k/v to [-clipQkv, clipQkv] (olmoe); null = off. */
+    clipQkv: z.number().positive().nullable().default(null),
+    rmsNormEps: z.number().positive().default(1e-5),
+    ropeTheta: z.number().positive().default(10000),
+    maxPositionEmbeddings: posInt.default(4096),
+    tieWordEmbeddings: z.boolean().default(false),
+    /** Coefficient of the load-balancing loss in the training loss (HF router_aux_loss_coef). */
+    routerAuxLossCoef: z.number().min(0).default(0.01),
+    /** Coefficient of the router z-loss in the training loss (ST-MoE uses 1e-3); 0 = off. */
+    routerZLossCoef: z.number().min(0).default(0),
+    router: routerConfigSchema.default(routerConfigSchema.parse({})),
+    attentionDropout: prob.default(0),
+    hiddenDropout: prob.default(0),
+    /** Dropout inside the experts (between the SwiGLU product and the down projection). */
+    expertDropout: prob.default(0),
+    bosTokenId: z.number().int().nullable().default(null),
+    eosTokenId: z.union([z.number().int(), z.array(z.number().int())]).nullable().default(null),
+    padTokenId: z.number().int().nullable().default(null),
+    /** Storage dtype of the checkpoint (compute is always float32). */
+    torchDtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.numHeads % c.numKvHeads !== 0)
+      ctx.addIssue({ code: 'custom', path: ['numKvHeads'], message: `numKvHeads ${c.numKvHeads} must divide numHeads ${c.numHeads}` })
+    if (c.headDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['headDim'], message: `headDim ${c.headDim} must be even for rotary embeddings` })
+    if (c.topK > c.numExperts)
+      ctx.addIssue({ code: 'custom', path: ['topK'], message: `topK ${c.topK} exceeds numExperts ${c.numExperts}` })
+    if (c.router.type === 'switch' && c.topK !== 1)
+      ctx.addIssue({ code: 'custom', path: ['topK'], message: `the switch router is top-1; set topK to 1 (got ${c.topK})` })
+    for (const l of c.mlpOnlyLayers)
+      if (l >= c.numLayers) ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
+    if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
+      ctx.addIssue({ code: 'custom', path: ['sharedExpertIntermediateSize'], message: `a shared expert is a qwen2_moe feature, not ${c.family}` })
+  })
+export type MoeConfig = z.infer<typeof moeConfigSchema>
+export type MoeConfigInput = z.input<typeof moeConfigSchema>
+
+/** Formats zod issues as `field: problem` lines. */
+export function formatIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[], prefix = ''): string {
+  return issues.map((i) => `${prefix}${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ')
+}
+
+export class ConfigError extends Error {}
+
+/** Validates a config, filling defaults. Throws ConfigError naming each bad field. */
+export function validateMoeConfig(input: unknown): MoeConfig {
+  const r = moeConfigSchema.safeParse(input)
+  if (!r.success) throw new ConfigError(`invalid model config: ${formatIssues(r.error.issues)}`)
+  return r.data
+}
+
+/** Decoder-layer indices whose MLP is a sparse MoE block (HF qwen2_moe rule, all layers elsewhere). */
+export function sparseLayers(c: MoeConfig): number[] {
+  const out: number[] = []
+  for (let i = 0; i < c.numLayers; i++) if (isSparseLayer(c, i)) out.push(i)
+  return out
+}
+
+export function isSparseLayer(c: MoeConfig, i: number): boolean {
+  return !c.mlpOnlyLayers.includes(i) && (i + 1) % c.decoderSparseStep === 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hugging Face config.json <-> MoeConfig
+
+type Json = Record<string, unknown>
+
+function num(hf: Json, key: string, file: string): number {
+  const v = hf[key]
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${file}: "${key}" must be a number (got ${JSON.stringify(v)})`)
+  return v
+}
+function opt<T>(hf: Json, key: string): T | undefined {
+  return hf[key] === undefined || hf[key] === null ? undefined : (hf[key] as T)
+}
+
+/** Workbench-only keys stored under config.json's `moe_workbench`. */
+export const WORKBENCH_KEY = 'moe_workbench'
+
+/**
+ * Normalises a Hugging Face config.json of a supported family onto MoeConfig
+ * (as transformers.js getNormalizedConfig does), then validates it.
+ */
+export function fromHfConfig(hf: Json, file = 'config.json'): MoeConfig {
+  const modelType = hf.model_type
+  if (typeof modelType !== 'string') throw new ConfigError(`${file}: "model_type" is missing; expected one of ${FAMILIES.join(', ')}`)
+  if (!(FAMILIES as readonly string[]).includes(modelType))
+    throw new ConfigError(`${file}: model_type "${modelType}" is not supported; supported families: ${FAMILIES.join(', ')}`)
+  const family = modelType as Family
+  const ropeParams = opt<Json>(hf, 'rope_parameters')
+  const ropeScaling = opt<Json>(hf, 'rope_scaling')
+  for (const rp of [ropeParams, ropeScaling]) {
+    const t = rp && (rp.rope_type ?? rp.type)
+    if (t !== undefined && t !== 'default') throw new ConfigError(`${file}: rope type "${String(t)}" is not supported (only default rotary embeddings)`)
+  }
+  const hidden = num(hf, 'hidden_size', file)
+  const heads = num(hf, 'num_attention_heads', file)
+  const wb = (opt<Json>(hf, WORKBENCH_KEY) ?? {}) as Json
+  const numExperts = family === 'mixtral' ? num(hf, 'num_local_experts', file) : num(hf, 'num_experts', file)
+  const intermediate = num(hf, 'intermediate_size', file)
+  const input: MoeConfigInput = {
+    family,
+    vocabSize: num(hf, 'vocab_size', file),
+    hiddenSize: hidden,
+    numLayers: num(hf, 'num_hidden_layers', file),
+    numHeads: heads,
+    numKvHeads: opt<number>(hf, 'num_key_value_heads') ?? heads,
+    headDim: opt<number>(hf, 'head_dim') ?? Math.floor(hidden / heads),
+    intermediateSize: intermediate,
+    expertIntermediateSize: family === 'qwen2_moe' ? num(hf, 'moe_intermediate_size', file) : intermediate,
+    numExperts,
+    topK: num(hf, 'num_experts_per_tok', file),
+    normTopkProb: family === 'mixtral' ? true : (opt<boolean>(hf, 'norm_topk_prob') ?? false),
+    sharedExpertIntermediateSize: family === 'qwen2_moe' ? (opt<number>(hf, 'shared_expert_intermediate_size') ?? 0) : 0,
+    decoderSparseStep: family === 'qwen2_moe' ? (opt<number>(hf, 'decoder_sparse_step') ?? 1) : 1,
+    mlpOnlyLayers: family === 'qwen2_moe' ? (opt<number[]>(hf, 'mlp_only_layers') ?? []) : [],
+    qkvBias: family === 'qwen2_moe' ? (opt<boolean>(hf, 'qkv_bias') ?? true) : family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
+    qkNorm: family === 'olmoe',
+    clipQkv: family === 'olmoe' ? (opt<number>(hf, 'clip_qkv') ?? null) : null,
+    rmsNormEps: opt<number>(hf, 'rms_norm_eps') ?? 1e-5,
+    ropeTheta: (ropeParams?.rope_theta as number | undefined) ?? opt<number>(hf, 'rope_theta') ?? 10000,
+    maxPositionEmbeddings: opt<number>(hf, 'max_position_embeddings') ?? 4096,
+    tieWordEmbeddings: opt<boolean>(hf, 'tie_word_embeddings') ?? false,
+    routerAuxLossCoef: opt<number>(hf, 'router_aux_loss_coef') ?? (family === 'mixtral' ? 0.02 : 0.001),
+    routerZLossCoef: (wb.router_z_loss_coef as number | undefined) ?? 0,
+    router: {
+      type: (wb.router_type as RouterType | undefined) ?? 'softmax_topk',
+      capacityFactorTrain: (wb.capacity_factor_train as number | null | undefined) ?? null,
+      capacityFactorEval: (wb.capacity_factor_eval as number | null | undefined) ?? null,
+      jitter: (wb.router_jitter as number | undefined) ?? opt<number>(hf, 'router_jitter_noise') ?? 0,
+      hashSeed: (wb.hash_seed as number | undefined) ?? 0,
+    },
+    attentionDropout: opt<number>(hf, 'attention_dropout') ?? 0,
+    hiddenDropout: (wb.hidden_dropout as number | undefined) ?? 0,
+    expertDropout: (wb.expert_dropout as number | undefined) ?? 0,
+    bosTokenId: opt<number>(hf, 'bos_token_id') ?? null,
+    eosTokenId: opt<number | number[]>(hf, 'eos_token_id') ?? null,
+    padTokenId: opt<number>(hf, 'pad_token_id') ?? null,
+    torchDtype: (opt<string>(hf, 'torch_dtype') ?? opt<string>(hf, 'dtype') ?? 'float32') as 'float32',
+  }
+  const r = moeConfigSchema.safeParse(input)
+  if (!r.success) throw new ConfigError(`${file}: ${formatIssues(r.error.issues)}`)
+  return r.data
+}
+
+/** Writes a MoeConfig as a Hugging Face config.json object for its family (loadable by transformers). */
+export function toHfConfig(c: MoeConfig): Json {
+  const common: Json = {
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    hidden_act: 'silu',
+    max_position_embeddings: c.maxPositionEmbeddings,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: null,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    num_experts_per_tok: c.topK,
+    router_aux_loss_coef: c.routerAuxLossCoef,
+    output_router_logits: false,
+    attention_dropout: c.attentionDropout,
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    pad_token_id: c.padTokenId,
+    torch_dtype: c.torchDtype,
+    use_cache: true,
+    initializer_range: 0.02,
+  }
+  let family: Json
+  if (c.family === 'mixtral') {
+    family = { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: c.numExperts, intermediate_size: c.expertIntermediateSize, router_jitter_noise: c.router.jitter, sliding_window: null }
+  } else if (c.family === 'qwen2_moe') {
+    family = {
+      architectures: ['Qwen2MoeForCausalLM'],
+      model_type: 'qwen2_moe',
+      num_experts: c.numExperts,
+      intermediate_size: c.intermediateSize,
+      moe_intermediate_size: c.expertIntermediateSize,
+      shared_expert_intermediate_size: c.sharedExpertIntermediateSize,
+      decoder_sparse_step: c.decoderSparseStep,
+      mlp_only_layers: c.mlpOnlyLayers,
+      norm_topk_prob: c.normTopkProb,
+      qkv_bias: c.qkvBias,
+      use_sliding_window: false,
+      sliding_window: null,
+      max_window_layers: c.numLayers,
+    }
+  } else {
+    family = {
+      architectures: ['OlmoeForCausalLM'],
+      model_type: 'olmoe',
+      num_experts: c.numExperts,
+      intermediate_size: c.expertIntermediateSize,
+      norm_topk_prob: c.normTopkProb,
+      attention_bias: c.qkvBias,
+      clip_qkv: c.clipQkv,
+    }
+  }
+  const wb: Json = {
+    router_type: c.router.type,
+    capacity_factor_train: c.router.capacityFactorTrain,
+    capacity_factor_eval: c.router.capacityFactorEval,
+    router_jitter: c.router.jitter,
+    hash_seed: c.router.hashSeed,
+    router_z_loss_coef: c.routerZLossCoef,
+    hidden_dropout: c.hiddenDropout,
+    expert_dropout: c.expertDropout,
+  }
+  return { ...family, ...common, [WORKBENCH_KEY]: wb }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor names and shapes (hub layout)
+
+export interface ParamSpec {
+  name: string
+  shape: number[]
+  /** What the tensor is, for freeze policies, LoRA targets and weight decay. */
+  kind: 'embed' | 'lm_head' | 'norm' | 'attn' | 'attn_bias' | 'router' | 'router_noise' | 'expert' | 'shared_expert' | 'shared_expert_gate' | 'dense_mlp'
+  layer?: number
+  expert?: number
+}
+
+/** Prefix of the MoE block of layer i ("model.layers.i.block_sparse_moe" for mixtral, ".mlp" elsewhere). */
+export function moePrefix(c: MoeConfig, i: number): string {
+  return `model.layers.${i}.${c.family === 'mixtral' ? 'block_sparse_moe' : 'mlp'}`
+}
+
+/** Names of an expert's [gate, up, down] projections, in the family's hub naming. */
+export function expertProjNames(c: MoeConfig, i: number, e: number): [string, string, string] {
+  const p = `${moePrefix(c, i)}.experts.${e}`
+  return c.family === 'mixtral' ? [`${p}.w1.weight`, `${p}.w3.weight`, `${p}.w2.weight`] : [`${p}.gate_proj.weight`, `${p}.up_proj.weight`, `${p}.down_proj.weight`]
+}
+
+/** Every tensor a checkpoint of this config holds, in model order, with shapes. */
+export function paramSpecs(c: MoeConfig): ParamSpec[] {
+  const H = c.hiddenSize
+  const q = c.numHeads * c.headDim
+  const kv = c.numKvHeads * c.headDim
+  const out: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H], kind: 'embed' }]
+  for (let i = 0; i < c.numLayers; i++) {
+    const a = `model.layers.${i}.self_attn`
+    out.push({ name: `${a}.q_proj.weight`, shape: [q, H], kind: 'attn', layer: i })
+    if (c.qkvBias) out.push({ name: `${a}.q_proj.bias`, shape: [q], kind: 'attn_bias', layer: i })
+    out.push({ name: `${a}.k_proj.weight`, shape: [kv, H], kind: 'attn', layer: i })
+    if (c.qkvBias) out.push({ name: `${a}.k_proj.bias`, shape: [kv], kind: 'attn_bias', layer: i })
+    out.push({ name: `${a}.v_proj.weight`, shape: [kv, H], kind: 'attn', layer: i })
+    if (c.qkvBias) out.push({ name: `${a}.v_proj.bias`, shape: [kv], kind: 'attn_bias', layer: i })
+    out.push({ name: `${a}.o_proj.weight`, shape: [H, q], kind: 'attn', layer: i })
+    if (c.qkNorm) {
+      out.push({ name: `${a}.q_norm.weight`, shape: [q], kind: 'norm', layer: i })
+      out.push({ name: `${a}.k_norm.weight`, shape: [kv], kind: 'norm', layer: i })
+    }
+    if (isSparseLayer(c, i)) {
+      const m = moePrefix(c, i)
+      out.push({ name: `${m}.gate.weight`, shape: [c.numExperts, H], kind: 'router', layer: i })
+      if (c.router.type === 'noisy_topk') out.push({ name: `${m}.noise_gate.weight`, shape: [c.numExperts, H], kind: 'router_noise', layer: i })
+      const I = c.expertIntermediateSize
+      for (let e = 0; e < c.numExperts; e++) {
+        const [g, u, d] = expertProjNames(c, i, e)
+        const specs: ParamSpec[] = [
+          { name: g, shape: [I, H], kind: 'expert', layer: i, expert: e },
+          { name: u, shape: [I, H], kind: 'expert', layer: i, expert: e },
+          { name: d, shape: [H, I], kind: 'expert', layer: i, expert: e },
+        ]
+        // Mixtral's hub order is w1, w2, w3.
+        if (c.family === 'mixtral') out.push(specs[0], specs[2], specs[1])
+        else out.push(...specs)
+      }
+      if (c.sharedExpertIntermediateSize > 0) {
+        const S = c.sharedExpertIntermediateSize
+        out.push({ name: `${m}.shared_expert.gate_proj.weight`, shape: [S, H], kind: 'shared_expert', layer: i })
+        out.push({ name: `${m}.shared_expert.up_proj.weight`, shape: [S, H], kind: 'shared_expert', layer: i })
+        out.push({ name: `${m}.shared_expert.down_proj.weight`, shape: [H, S], kind: 'shared_expert', layer: i })
+        out.push({ name: `${m}.shared_expert_gate.weight`, shape: [1, H], kind: 'shared_expert_gate', layer: i })
+      }
+    } else {
+      const m = `model.layers.${i}.mlp`
+      const I = c.intermediateSize
+      out.push({ name: `${m}.gate_proj.weight`, shape: [I, H], kind: 'dense_mlp', layer: i })
+      out.push({ name: `${m}.up_proj.weight`, shape: [I, H], kind: 'dense_mlp', layer: i })
+      out.push({ name: `${m}.down_proj.weight`, shape: [H, I], kind: 'dense_mlp', layer: i })
+    }
+    out.push({ name: `model.layers.${i}.input_layernorm.weight`, shape: [H], kind: 'norm', layer: i })
+    out.push({ name: `model.layers.${i}.post_attention_layernorm.weight`, shape: [H], kind: 'norm', layer: i })
+  }
+  out.push({ name: 'model.norm.weight', shape: [H], kind: 'norm' })
+  if (!c.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [c.vocabSize, H], kind: 'lm_head' })
+  return out
+}
+
+export interface ParamCounts {
+  total: number
+  /** Parameters used per token: everything but the experts, plus k experts per sparse layer. */
+  active: number
+  experts: number
+}
+
+export function countParams(c: MoeConfig): ParamCounts {
+  let total = 0
+  let experts = 0
+  for (const p of paramSpecs(c)) {
+    const n = p.shape.reduce((a, b) => a * b, 1)
+    total += n
+    if (p.kind === 'expert') experts += n
+  }
+  const perExpert = 3 * c.hiddenSize * c.expertIntermediateSize
+  const active = total - experts + sparseLayers(c).length * c.topK * perExpert
+  return { total, active, experts }
+}
