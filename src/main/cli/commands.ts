@@ -1,0 +1,194 @@
+/**
+ * The engine commands of the CLI: info, forward, generate.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import { z } from 'zod'
+import { formatIssues } from '../../shared/modelConfig'
+import { inspectModel, loadModel } from '../engine/checkpoint'
+import { generateGreedy } from '../engine/generate'
+import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
+import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
+import type { MoeModel } from '../engine/model'
+
+function requireString(values: ParsedValues, flag: string): string {
+  const v = values[flag]
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${flag} is required`)
+  return v
+}
+
+function requireModelDir(values: ParsedValues): string {
+  const dir = resolve(requireString(values, 'model'))
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model: ${dir} is not a folder`)
+  return dir
+}
+
+function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`
+  return String(n)
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024
+    i++
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
+}
+
+export async function infoCommand(values: ParsedValues, io: CliIo): Promise<number> {
+  const dir = requireModelDir(values)
+  const backend = await backendFromFlag(values, io)
+  const info = inspectModel(dir)
+  if (values.json) {
+    io.out(JSON.stringify({ ...info, backend }))
+    return 0
+  }
+  const dense = info.numLayers - info.sparseLayers.length
+  io.out(`model      ${info.dir}`)
+  io.out(`family     ${info.family}`)
+  io.out(`layers     ${info.numLayers} (${info.sparseLayers.length} sparse${dense ? `, ${dense} dense` : ''})`)
+  io.out(`experts    ${info.numExperts} per sparse layer, top-${info.topK}, router ${info.routerType}`)
+  io.out(`params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`)
+  io.out(`bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`)
+  io.out(`stored as  ${info.checkpointDtype}`)
+  io.out(`backend    ${backend}`)
+  return 0
+}
+
+const tokenRows = z.array(z.array(z.number().int())).min(1)
+const forwardInputSchema = z.object({ input_ids: tokenRows, labels: tokenRows.optional() }).strict()
+
+interface ForwardInput {
+  inputIds: number[][]
+  labels?: number[][]
+}
+
+/** Reads and validates forward's input file against the model's vocabulary. */
+export function readForwardInput(file: string, vocabSize: number): ForwardInput {
+  if (!existsSync(file)) throw new UsageError(`--input: ${file} does not exist`)
+  let json: unknown
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`)
+  }
+  const r = forwardInputSchema.safeParse(json)
+  if (!r.success) throw new Error(`${file}: ${formatIssues(r.error.issues)}`)
+  const { input_ids: ids, labels } = r.data
+  const T = ids[0].length
+  if (T === 0) throw new Error(`${file}: input_ids.0: empty sequence`)
+  ids.forEach((row, b) => {
+    if (row.length !== T) throw new Error(`${file}: input_ids.${b}: ${row.length} tokens, row 0 has ${T}; all rows must have one length`)
+    row.forEach((id, t) => {
+      if (id < 0 || id >= vocabSize) throw new Error(`${file}: input_ids.${b}.${t}: token id ${id} is outside the vocabulary [0, ${vocabSize})`)
+    })
+  })
+  if (labels) {
+    if (labels.length !== ids.length) throw new Error(`${file}: labels: ${labels.length} rows, input_ids has ${ids.length}`)
+    labels.forEach((row, b) => {
+      if (row.length !== T) throw new Error(`${file}: labels.${b}: ${row.length} labels, input_ids rows have ${T}`)
+      row.forEach((y, t) => {
+        if (y !== -100 && (y < 0 || y >= vocabSize)) throw new Error(`${file}: labels.${b}.${t}: ${y} is neither a token id in [0, ${vocabSize}) nor -100`)
+      })
+    })
+  }
+  return { inputIds: ids, labels }
+}
+
+export async function forwardCommand(values: ParsedValues, io: CliIo): Promise<number> {
+  const dir = requireModelDir(values)
+  const inputFile = resolve(requireString(values, 'input'))
+  const outFile = resolve(requireString(values, 'out'))
+  if (!existsSync(dirname(outFile))) throw new UsageError(`--out: folder ${dirname(outFile)} does not exist`)
+  const backend = await backendFromFlag(values, io)
+  const model = loadModel(dir)
+  try {
+    const input = readForwardInput(inputFile, model.config.vocabSize)
+    if (values.grads && !input.labels) throw new Error(`${inputFile}: --grads needs "labels" (the gradient is of the loss)`)
+    const tensors = forwardTensors(model, input, Boolean(values.grads))
+    saveSafetensors(outFile, tensors, { producer: 'moe-workbench forward', backend })
+    const B = input.inputIds.length
+    const T = input.inputIds[0].length
+    io.out(`wrote ${tensors.size} tensors for a [${B}, ${T}] batch to ${outFile} (backend ${backend})`)
+    if (input.labels) {
+      const scalar = (n: string): number => (tensors.get(n)!.data as Float32Array)[0]
+      io.out(`loss ${scalar('loss').toFixed(6)}  aux_loss ${scalar('aux_loss').toFixed(6)}  z_loss ${scalar('z_loss').toFixed(6)}`)
+    }
+    return 0
+  } finally {
+    model.dispose()
+  }
+}
+
+/** The forward command's output tensors (logits, routing, losses and gradients). */
+export function forwardTensors(model: MoeModel, input: ForwardInput, grads: boolean): Map<string, TensorToWrite> {
+  const c = model.config
+  const out = new Map<string, TensorToWrite>()
+  const B = input.inputIds.length
+  const T = input.inputIds[0].length
+  tf.tidy(() => {
+    const labels = input.labels ?? input.inputIds.map((r) => r.map(() => -100))
+    const o = objective(model, { inputIds: input.inputIds, labels })
+    out.set('logits', { dtype: 'F32', shape: [B, T, c.vocabSize], data: o.logits.dataSync() as Float32Array })
+    for (const r of o.routing) {
+      out.set(`router_logits.${r.layer}`, { dtype: 'F32', shape: [B * T, c.numExperts], data: r.routerLogits.dataSync() as Float32Array })
+      out.set(`topk.${r.layer}`, { dtype: 'I32', shape: [B * T, c.topK], data: Int32Array.from(r.decision.topk) })
+    }
+    if (input.labels) {
+      out.set('loss', { dtype: 'F32', shape: [], data: Float32Array.of(o.loss.dataSync()[0]) })
+      out.set('aux_loss', { dtype: 'F32', shape: [], data: Float32Array.of(o.aux.dataSync()[0]) })
+      out.set('z_loss', { dtype: 'F32', shape: [], data: Float32Array.of(o.z.dataSync()[0]) })
+    }
+  })
+  if (grads && input.labels) {
+    const g = lossAndGrads(model, { inputIds: input.inputIds, labels: input.labels })
+    try {
+      for (const s of model.specs) out.set(`grad.${s.name}`, { dtype: 'F32', shape: s.shape, data: g.grads.get(s.name)!.dataSync() as Float32Array })
+    } finally {
+      disposeGrads(g.grads)
+    }
+  }
+  return out
+}
+
+function parseIds(text: string, flag: string): number[] {
+  const parts = text.split(',').map((s) => s.trim())
+  const ids = parts.map((p) => Number(p))
+  const bad = parts.findIndex((p, i) => p === '' || !Number.isInteger(ids[i]) || ids[i] < 0)
+  if (bad >= 0) throw new UsageError(`${flag}: "${parts[bad]}" (item ${bad + 1}) is not a token id; give comma-separated non-negative integers like 1,2,3`)
+  return ids
+}
+
+export async function generateCommand(values: ParsedValues, io: CliIo): Promise<number> {
+  const dir = requireModelDir(values)
+  const prompt = parseIds(requireString(values, 'prompt-ids'), '--prompt-ids')
+  const maxText = requireString(values, 'max-new-tokens')
+  const maxNewTokens = Number(maxText)
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
+  if (!values.greedy) throw new UsageError('only greedy decoding is available from this command so far: pass --greedy')
+  const backend = await backendFromFlag(values, io)
+  const model = loadModel(dir)
+  try {
+    const V = model.config.vocabSize
+    const bad = prompt.find((id) => id >= V)
+    if (bad !== undefined) throw new UsageError(`--prompt-ids: token id ${bad} is outside the vocabulary [0, ${V})`)
+    if (prompt.length + maxNewTokens > model.config.maxPositionEmbeddings)
+      throw new UsageError(`--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`)
+    const started = performance.now()
+    const r = generateGreedy(model, prompt, { maxNewTokens, useCache: !values['no-cache'] })
+    const seconds = (performance.now() - started) / 1000
+    if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
+    io.err(`${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`)
+    if (values.json) io.out(JSON.stringify({ output_ids: r.outputIds }))
+    return 0
+  } finally {
+    model.dispose()
+  }
+}

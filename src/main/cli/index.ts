@@ -1,0 +1,119 @@
+/**
+ * The `moe-workbench` command line: the headless host of the engine.
+ *
+ *   moe-workbench info --model DIR [--json]
+ *   moe-workbench forward --model DIR --input FILE.json --out FILE.safetensors [--grads]
+ *   moe-workbench generate --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--json]
+ *   moe-workbench serve [--host H] [--port P]
+ *
+ * Every command takes --backend NAME (tfjs-node-gpu, tfjs-node, wasm, cpu) or reads
+ * MOE_WORKBENCH_BACKEND. Bad arguments and bad files give a one-line error and a non-zero exit.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { BACKEND_NAMES } from '../engine/backend'
+import { forwardCommand, generateCommand, infoCommand } from './commands'
+import { UsageError, type CliIo, type ParsedValues } from './util'
+
+export const USAGE = `usage: moe-workbench <command> [options]
+
+commands:
+  info      --model DIR [--json]                          what a model folder holds
+  forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
+                                                          logits, routing, losses (and gradients)
+  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--no-cache] [--json]
+  serve     [--host 127.0.0.1] [--port 0]                 the browser UI and API (server mode)
+
+common options:
+  --backend NAME   ${BACKEND_NAMES.join(' | ')} (default: the best available; env MOE_WORKBENCH_BACKEND)
+  --help           this text`
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' } }
+
+interface Command {
+  options: Options
+  run: (values: ParsedValues, io: CliIo) => Promise<number>
+}
+
+const COMMANDS: Record<string, Command> = {
+  info: { options: { model: { type: 'string' }, json: { type: 'boolean' } }, run: infoCommand },
+  forward: {
+    options: { model: { type: 'string' }, input: { type: 'string' }, out: { type: 'string' }, grads: { type: 'boolean' } },
+    run: forwardCommand,
+  },
+  generate: {
+    options: {
+      model: { type: 'string' },
+      'prompt-ids': { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      greedy: { type: 'boolean' },
+      'no-cache': { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    run: generateCommand,
+  },
+  serve: {
+    options: { host: { type: 'string' }, port: { type: 'string' } },
+    run: async (values) => {
+      const { serveCommand } = await import('../hosts/server/serve')
+      return serveCommand(values)
+    },
+  },
+}
+
+/** Runs the CLI; returns the exit code. Never throws. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(USAGE)
+    return name === undefined ? 2 : 0
+  }
+  const cmd = COMMANDS[name]
+  if (!cmd) {
+    io.err(`moe-workbench: unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(', ')} (see --help)`)
+    return 2
+  }
+  try {
+    let values: ParsedValues
+    try {
+      values = parseArgs({ args: rest, options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: false }).values as ParsedValues
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^.*?:\s*/, '').split('\n')[0])
+    }
+    if (values.help) {
+      io.out(USAGE)
+      return 0
+    }
+    return await cmd.run(values, io)
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`moe-workbench ${name}: ${e.message} (see moe-workbench --help)`)
+      return 2
+    }
+    const msg = e instanceof Error ? e.message : String(e)
+    io.err(`moe-workbench ${name}: error: ${msg.split('\n')[0]}`)
+    if (process.env.MOE_WORKBENCH_DEBUG && e instanceof Error && e.stack) io.err(e.stack)
+    return 1
+  }
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1]
+  if (!entry) return false
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+/** Entry point for bin/moe-workbench.js. */
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const code = await runCli(argv, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') })
+  process.exitCode = code
+}
+
+if (isMain()) void main()

@@ -1,0 +1,21 @@
+/** Pieces shared by the CLI's commands. */
+import { BACKEND_NAMES, initBackend, isBackendName, type BackendName } from '../engine/backend'
+
+export type ParsedValues = Record<string, string | boolean | undefined>
+
+export interface CliIo {
+  out: (line: string) => void
+  err: (line: string) => void
+}
+
+/** A mistake in the command line: printed with a usage hint, exit code 2. */
+export class UsageError extends Error {}
+
+/** Initialises the backend named by --backend (or the environment / auto). */
+export async function backendFromFlag(values: ParsedValues, io: CliIo): Promise<BackendName> {
+  const flag = values.backend
+  if (flag !== undefined && !isBackendName(flag)) throw new UsageError(`--backend: unknown backend "${String(flag)}"; use one of ${BACKEND_NAMES.join(', ')}`)
+  const report = await initBackend(flag as BackendName | undefined, (line) => io.err(line))
+  return report.name
+}
+

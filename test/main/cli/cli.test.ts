@@ -1,0 +1,142 @@
+/**
+ * The CLI in-process (runCli), as a user runs it: info, forward (checked against the reference
+ * fixtures), generate, and one-line errors with non-zero exits for bad arguments and files.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { runCli } from '../../../src/main/cli/index'
+import { loadSafetensors } from '../../../src/main/engine/safetensors'
+
+const FIX = join(__dirname, '../../fixtures/moe-reference')
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  return { code, out, err }
+}
+
+describe('moe-workbench CLI', () => {
+  let tmp: string
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'moe-cli-'))
+  })
+
+  it('info reports family, layers, experts, params, bytes and backend', async () => {
+    const r = await cli('info', '--model', join(FIX, 'qwen2_moe'), '--backend', 'cpu', '--json')
+    expect(r.code).toBe(0)
+    const info = JSON.parse(r.out[0])
+    expect(info).toMatchObject({ family: 'qwen2_moe', numLayers: 2, numExperts: 6, topK: 2, backend: 'cpu', checkpointDtype: 'float32' })
+    expect(info.params.total).toBe(54048)
+    // active = total − 6 experts·2 layers + 2 chosen·2 layers, each expert 3·32·24 weights
+    expect(info.params.active).toBe(54048 - 2 * 4 * 3 * 32 * 24)
+    expect(info.bytesByDtype.bfloat16).toBe(54048 * 2)
+    const text = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu')
+    expect(text.code).toBe(0)
+    expect(text.out.join('\n')).toMatch(/family\s+mixtral/)
+    expect(text.out.join('\n')).toMatch(/backend\s+cpu/)
+  })
+
+  it('forward writes logits, router logits, top-k, losses and gradients that match the reference', async () => {
+    const meta = JSON.parse(readFileSync(join(FIX, 'mixtral/expected.json'), 'utf8'))
+    const c = meta.cases[0]
+    const input = join(tmp, 'in.json')
+    writeFileSync(input, JSON.stringify({ input_ids: c.input_ids, labels: c.labels }))
+    const outFile = join(tmp, 'out.safetensors')
+    const r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', outFile, '--grads', '--backend', 'wasm')
+    expect(r.err.filter((l) => !l.startsWith('backend:'))).toEqual([])
+    expect(r.code).toBe(0)
+    const got = loadSafetensors(outFile).tensors
+    const exp = loadSafetensors(join(FIX, 'mixtral/expected.safetensors')).tensors
+    expect(got.get('logits')!.shape).toEqual([2, 8, 128])
+    const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+      let m = 0
+      for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+      return m
+    }
+    expect(maxDiff(got.get('logits')!.data, exp.get('case0.logits')!.data)).toBeLessThan(1e-4)
+    for (const i of [0, 1]) {
+      expect(got.get(`topk.${i}`)!.dtype).toBe('I32')
+      expect(Array.from(got.get(`topk.${i}`)!.data)).toEqual(Array.from(exp.get(`case0.topk_indices.layer${i}`)!.data))
+      expect(maxDiff(got.get(`router_logits.${i}`)!.data, exp.get(`case0.router_logits.layer${i}`)!.data)).toBeLessThan(1e-4)
+    }
+    expect(got.get('loss')!.shape).toEqual([])
+    expect(got.get('loss')!.data[0]).toBeCloseTo(c.total_loss, 5)
+    expect(got.get('aux_loss')!.data[0]).toBeCloseTo(c.aux_loss, 5)
+    expect(got.get('z_loss')!.data[0]).toBeCloseTo(c.router_z_loss, 4)
+    for (const name of meta.param_names as string[]) {
+      const g = got.get(`grad.${name}`)
+      expect(g, name).toBeDefined()
+      const e = exp.get(`case0.grad.${name}`)!.data
+      const scale = Math.max(...Array.from(e, Math.abs))
+      expect(maxDiff(g!.data, e), name).toBeLessThanOrEqual(1e-4 * scale + 1e-3 * scale)
+    }
+  })
+
+  it('forward without labels writes logits and routing only', async () => {
+    const input = join(tmp, 'nolabels.json')
+    writeFileSync(input, JSON.stringify({ input_ids: [[1, 2, 3]] }))
+    const outFile = join(tmp, 'nolabels.safetensors')
+    const r = await cli('forward', '--model', join(FIX, 'olmoe'), '--input', input, '--out', outFile, '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    const got = loadSafetensors(outFile).tensors
+    expect([...got.keys()].sort()).toEqual(['logits', 'router_logits.0', 'router_logits.1', 'topk.0', 'topk.1'])
+  })
+
+  it('generate --greedy --json prints the prompt and the new tokens last', async () => {
+    const meta = JSON.parse(readFileSync(join(FIX, 'qwen2_moe/expected.json'), 'utf8'))
+    const g = meta.cases[1].generate
+    const r = await cli('generate', '--model', join(FIX, 'qwen2_moe'), '--prompt-ids', g.prompt_ids.join(','), '--max-new-tokens', '8', '--greedy', '--json', '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out[r.out.length - 1])).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
+  })
+
+  it('bad arguments give one line and exit 2', async () => {
+    const cases: [string[], RegExp][] = [
+      [['frobnicate'], /unknown command "frobnicate"/],
+      [['info'], /--model is required/],
+      [['info', '--model', '/nonexistent/dir'], /is not a folder/],
+      [['info', '--model', FIX, '--bogus'], /bogus/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,x,3', '--max-new-tokens', '2', '--greedy'], /"x" \(item 2\) is not a token id/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,2', '--max-new-tokens', '-1', '--greedy'], /--max-new-tokens/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,999', '--max-new-tokens', '2', '--greedy', '--backend', 'cpu'], /token id 999 is outside the vocabulary/],
+      [['info', '--model', join(FIX, 'mixtral'), '--backend', 'tpu'], /unknown backend "tpu"/],
+    ]
+    for (const [argv, pattern] of cases) {
+      const r = await cli(...argv)
+      expect(r.code, argv.join(' ')).toBe(2)
+      expect(r.err, argv.join(' ')).toHaveLength(1)
+      expect(r.err[0]).toMatch(pattern)
+    }
+  })
+
+  it('bad files give one line naming the file and the problem, and exit 1', async () => {
+    const notModel = mkdtempSync(join(tmpdir(), 'moe-notmodel-'))
+    let r = await cli('info', '--model', notModel, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/config\.json: not found/)
+
+    writeFileSync(join(notModel, 'config.json'), JSON.stringify({ model_type: 'llama' }))
+    r = await cli('info', '--model', notModel, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/model_type "llama" is not supported/)
+
+    const input = join(tmp, 'bad.json')
+    writeFileSync(input, JSON.stringify({ input_ids: [[1, 2], [3]] }))
+    r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/bad\.json: input_ids\.1: 1 tokens, row 0 has 2/)
+
+    writeFileSync(input, JSON.stringify({ input_ids: [[1, 2]], labels: [[1, 'a']] }))
+    r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/labels\.0\.1/)
+
+    writeFileSync(input, '{not json')
+    r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/bad\.json: not valid JSON/)
+  })
+})
