@@ -1,0 +1,339 @@
+/**
+ * The MoE block: a one-expert MoE is the dense FFN, capacity and token dropping on hand-computed
+ * cases, every router variant, the auxiliary losses on hand-computed values, and no tensor leaks.
+ * Training paths run on cpu and wasm.
+ */
+import * as tf from '@tensorflow/tfjs'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { initBackend, type BackendName } from '../../../src/main/engine/backend'
+import { generateGreedy } from '../../../src/main/engine/generate'
+import { cvSquared, importanceLoss, loadBalancingLoss, loadLoss, routerZLoss } from '../../../src/main/engine/losses'
+import { MoeModel } from '../../../src/main/engine/model'
+import { moeBlock } from '../../../src/main/engine/moe'
+import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
+import { Rng } from '../../../src/main/engine/ops'
+import { decideRouting, expertCapacity, hashExperts, topkRows } from '../../../src/main/engine/router'
+import { maxAbsDiff, randomIds, randomWeights, tinyConfig, tinyModel } from './helpers'
+
+describe('routing decisions (pure)', () => {
+  it('top-k is descending with the lowest index first on ties', () => {
+    expect(Array.from(topkRows([0.1, 0.5, 0.2, 0.2], 1, 4, 3))).toEqual([1, 2, 3])
+    expect(Array.from(topkRows([0.3, 0.3, 0.4, 0, 1, 0], 2, 3, 1))).toEqual([2, 1])
+  })
+
+  it('capacity = ceil(factor · tokens · k / experts)', () => {
+    expect(expertCapacity(1, 8, 2, 4)).toBe(4)
+    expect(expertCapacity(1.25, 8, 1, 4)).toBe(3)
+    expect(expertCapacity(0.01, 8, 1, 4)).toBe(1)
+  })
+
+  it('drops assignments beyond capacity, first choices before second choices, tokens in order', () => {
+    // 4 tokens, 2 experts, top-1, factor 1 → capacity 2. Everyone wants expert 0.
+    const probs = [0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4]
+    const d = decideRouting(probs, 4, 2, { type: 'softmax_topk', k: 1, capacityFactor: 1 })
+    expect(d.capacity).toBe(2)
+    expect(Array.from(d.kept)).toEqual([1, 1, 0, 0])
+    expect(d.dropped).toBe(2)
+    expect(d.droppedTokens).toBe(2)
+    expect(Array.from(d.index)).toEqual([0, 1])
+    expect(Array.from(d.counts)).toEqual([2, 0])
+
+    // 3 tokens, 3 experts, top-2, factor 1 → capacity 2. First choices: 0, 0, 1; second: 1, 1, 0.
+    const p2 = [0.5, 0.3, 0.2, 0.6, 0.3, 0.1, 0.35, 0.45, 0.2]
+    const d2 = decideRouting(p2, 3, 3, { type: 'softmax_topk', k: 2, capacityFactor: 1 })
+    expect(Array.from(d2.topk)).toEqual([0, 1, 0, 1, 1, 0])
+    // slot 0 fills e0 (t0, t1) and e1 (t2); slot 1: t0→e1 kept (2nd), t1→e1 dropped (full), t2→e0 dropped.
+    expect(Array.from(d2.kept)).toEqual([1, 1, 1, 0, 1, 0])
+    expect(d2.dropped).toBe(2)
+    expect(d2.droppedTokens).toBe(0)
+    // index grouped by expert, token order inside: e0 ← t0, t1; e1 ← t0, t2.
+    expect(Array.from(d2.index)).toEqual([0, 1, 0, 2])
+    expect(Array.from(d2.inverses[0])).toEqual([0, 1, 3])
+    expect(Array.from(d2.inverses[1])).toEqual([2, 4, 4])
+  })
+
+  it('dropless routing keeps everything', () => {
+    const d = decideRouting([0.9, 0.1, 0.8, 0.2, 0.7, 0.3], 3, 2, { type: 'softmax_topk', k: 1, capacityFactor: null })
+    expect(d.capacity).toBeNull()
+    expect(d.dropped).toBe(0)
+    expect(Array.from(d.counts)).toEqual([3, 0])
+  })
+
+  it('hash routing is a fixed function of the token id, with k distinct experts', () => {
+    for (let id = 0; id < 200; id++) {
+      const e = hashExperts(id, 8, 3, 0)
+      expect(new Set(e).size).toBe(3)
+      expect(e.every((x) => x >= 0 && x < 8)).toBe(true)
+      expect(hashExperts(id, 8, 3, 0)).toEqual(e)
+    }
+    // roughly balanced over many ids
+    const counts = new Array(8).fill(0)
+    for (let id = 0; id < 8000; id++) counts[hashExperts(id, 8, 1, 0)[0]]++
+    for (const c of counts) expect(c).toBeGreaterThan(800)
+    expect(hashExperts(5, 8, 2, 1)).not.toEqual(hashExperts(5, 8, 2, 0))
+  })
+})
+
+for (const backend of ['cpu', 'wasm'] as BackendName[]) {
+  describe(`MoE block on ${backend}`, () => {
+    beforeAll(async () => {
+      await initBackend(backend)
+    })
+
+    it('a one-expert MoE equals the dense FFN with the same weights, forward and backward', () => {
+      const moeCfg = tinyConfig({ numExperts: 1, topK: 1 })
+      // The same network with dense MLPs: qwen2_moe with every layer in mlp_only_layers.
+      const denseCfg = tinyConfig({ family: 'qwen2_moe', numExperts: 1, topK: 1, mlpOnlyLayers: [0, 1], normTopkProb: false })
+      const w = randomWeights(moeCfg, 3)
+      const denseW = new Map<string, Float32Array>()
+      const rename = (n: string): string =>
+        n
+          .replace(/block_sparse_moe\.experts\.0\.w1/, 'mlp.gate_proj')
+          .replace(/block_sparse_moe\.experts\.0\.w3/, 'mlp.up_proj')
+          .replace(/block_sparse_moe\.experts\.0\.w2/, 'mlp.down_proj')
+      for (const [n, a] of w) if (!n.includes('.gate.weight')) denseW.set(rename(n), a)
+      const moe = new MoeModel(moeCfg, w)
+      const dense = new MoeModel(denseCfg, denseW)
+      const batch = { inputIds: randomIds(2, 6, 32), labels: randomIds(2, 6, 32, 9) }
+      try {
+        const a = lossAndGrads(moe, batch)
+        const b = lossAndGrads(dense, batch)
+        // one expert: its weight is softmax of one logit = 1, and the aux loss is E·1·1 = 1
+        expect(a.parts.aux).toBeCloseTo(1, 6)
+        expect(a.parts.ce).toBeCloseTo(b.parts.ce, 5)
+        for (const [name, g] of a.grads) {
+          if (name.endsWith('.gate.weight')) {
+            expect(Math.max(...Array.from(g.dataSync(), Math.abs)), name).toBeLessThan(1e-6)
+            continue
+          }
+          expect(maxAbsDiff(g.dataSync(), b.grads.get(rename(name))!.dataSync()), name).toBeLessThan(1e-5)
+        }
+        disposeGrads(a.grads)
+        disposeGrads(b.grads)
+      } finally {
+        moe.dispose()
+        dense.dispose()
+      }
+    })
+
+    it('dropped tokens pass through the residual only, and the fraction is reported', () => {
+      const c = tinyConfig({ numExperts: 2, topK: 1, router: { type: 'switch', capacityFactorTrain: 0.5, capacityFactorEval: null } })
+      const model = new MoeModel(c, randomWeights(c, 5))
+      try {
+        tf.tidy(() => {
+          const N = 8
+          const h = tf.randomNormal([N, 16], 0, 1, 'float32', 11) as tf.Tensor2D
+          const dropless = moeBlock(c, 0, model.p, h, { training: false, capacityFactor: null, tokenIds: new Int32Array(N) })
+          const capped = moeBlock(c, 0, model.p, h, { training: false, capacityFactor: 0.5, tokenIds: new Int32Array(N) })
+          const d = capped.routing.decision
+          expect(d.capacity).toBe(2) // ceil(0.5 · 8 · 1 / 2)
+          expect(d.counts[0]).toBeLessThanOrEqual(2)
+          expect(d.counts[1]).toBeLessThanOrEqual(2)
+          expect(d.dropped).toBe(8 - d.counts[0] - d.counts[1])
+          expect(d.dropped).toBeGreaterThanOrEqual(4)
+          const full = dropless.out.arraySync()
+          const cut = capped.out.arraySync()
+          for (let n = 0; n < N; n++) {
+            if (d.kept[n]) expect(maxAbsDiff(cut[n], full[n])).toBeLessThan(1e-6)
+            else expect(Math.max(...cut[n].map(Math.abs))).toBe(0)
+          }
+        })
+        // the training capacity factor applies in training mode, the evaluation one otherwise
+        const batch = { inputIds: randomIds(2, 8, 32), labels: randomIds(2, 8, 32, 3) }
+        const train = lossAndGrads(model, batch, { training: true, rng: new Rng(1) })
+        expect(train.parts.droppedFraction).toBeGreaterThan(0)
+        disposeGrads(train.grads)
+        const evalRun = lossAndGrads(model, batch, { training: false })
+        expect(evalRun.parts.droppedFraction).toBe(0)
+        disposeGrads(evalRun.grads)
+      } finally {
+        model.dispose()
+      }
+    })
+
+    it('switch router: top-1 with the un-renormalised probability as weight', () => {
+      const c = tinyConfig({ topK: 1, router: { type: 'switch' } })
+      const m = new MoeModel(c, randomWeights(c, 2))
+      try {
+        tf.tidy(() => {
+          const f = m.forward(randomIds(1, 5, 32))
+          for (const r of f.routing) {
+            const probs = tf.softmax(r.routerLogits).arraySync()
+            for (let n = 0; n < 5; n++) {
+              const e = r.decision.topk[n]
+              expect(Math.max(...probs[n])).toBe(probs[n][e])
+              expect(r.weights[n]).toBeCloseTo(probs[n][e], 6)
+              expect(r.weights[n]).toBeLessThan(1)
+            }
+          }
+        })
+      } finally {
+        m.dispose()
+      }
+    })
+
+    it('noisy top-k: seeded noise while training, clean in evaluation, gradients reach the noise weights', () => {
+      const c = tinyConfig({ router: { type: 'noisy_topk' } })
+      const m = new MoeModel(c, randomWeights(c, 4, 0.5))
+      const ids = randomIds(2, 8, 32)
+      try {
+        const choices = (training: boolean, seed: number): number[] =>
+          tf.tidy(() => m.forward(ids, { training, rng: new Rng(seed) }).routing.flatMap((r) => Array.from(r.decision.topk)))
+        expect(choices(true, 1)).toEqual(choices(true, 1))
+        expect(choices(false, 1)).toEqual(choices(false, 2))
+        expect(choices(true, 1)).not.toEqual(choices(false, 1))
+        tf.tidy(() => {
+          const r = m.forward(ids, { training: true, rng: new Rng(3) }).routing[0]
+          for (let n = 0; n < 16; n++) expect(r.weights[2 * n] + r.weights[2 * n + 1]).toBeCloseTo(1, 6)
+          expect(r.noiseStd).toBeDefined()
+        })
+        const g = lossAndGrads(m, { inputIds: ids, labels: randomIds(2, 8, 32, 5) }, { training: true, rng: new Rng(3) })
+        const noiseGrad = g.grads.get('model.layers.0.block_sparse_moe.noise_gate.weight')!
+        expect(Math.max(...Array.from(noiseGrad.dataSync(), Math.abs))).toBeGreaterThan(0)
+        disposeGrads(g.grads)
+      } finally {
+        m.dispose()
+      }
+    })
+
+    it('hash router: choices follow token ids only, weights 1/k', () => {
+      const c = tinyConfig({ router: { type: 'hash', hashSeed: 3 } })
+      const a = new MoeModel(c, randomWeights(c, 1))
+      const b = new MoeModel(c, randomWeights(c, 2))
+      const ids = [[3, 5, 3, 9, 5, 3]]
+      try {
+        tf.tidy(() => {
+          const ra = a.forward(ids).routing
+          const rb = b.forward(ids).routing
+          for (let l = 0; l < ra.length; l++) {
+            expect(Array.from(ra[l].decision.topk)).toEqual(Array.from(rb[l].decision.topk))
+            expect(Array.from(ra[l].decision.topk.slice(0, 2))).toEqual(hashExperts(3, 4, 2, 3))
+            expect(Array.from(ra[l].decision.topk.slice(4, 6))).toEqual(hashExperts(3, 4, 2, 3))
+            expect(Array.from(ra[l].weights)).toEqual(new Array(12).fill(0.5))
+          }
+        })
+        const g = lossAndGrads(a, { inputIds: ids, labels: ids }, { training: true, rng: new Rng(1) })
+        expect(Number.isFinite(g.parts.loss)).toBe(true)
+        disposeGrads(g.grads)
+      } finally {
+        a.dispose()
+        b.dispose()
+      }
+    })
+
+    it('softmax top-k with and without renormalisation', () => {
+      for (const norm of [true, false]) {
+        const c = tinyConfig({ family: 'olmoe', normTopkProb: norm, qkNorm: true, numKvHeads: 4 })
+        const m = new MoeModel(c, randomWeights(c, 6))
+        try {
+          tf.tidy(() => {
+            const r = m.forward(randomIds(1, 4, 32)).routing[0]
+            const probs = tf.softmax(r.routerLogits).arraySync()
+            for (let n = 0; n < 4; n++) {
+              const [e0, e1] = [r.decision.topk[2 * n], r.decision.topk[2 * n + 1]]
+              const s = norm ? probs[n][e0] + probs[n][e1] : 1
+              expect(r.weights[2 * n]).toBeCloseTo(probs[n][e0] / s, 6)
+              expect(r.weights[2 * n + 1]).toBeCloseTo(probs[n][e1] / s, 6)
+            }
+          })
+        } finally {
+          m.dispose()
+        }
+      }
+    })
+
+    it('creates no lasting tensors: forward, gradients and generation', () => {
+      const m = tinyModel({ router: { type: 'noisy_topk', capacityFactorTrain: 1 }, expertDropout: 0.1, hiddenDropout: 0.1, attentionDropout: 0.1 })
+      const batch = { inputIds: randomIds(2, 6, 32), labels: randomIds(2, 6, 32, 2) }
+      try {
+        // warm up (backends allocate lazily), then count
+        disposeGrads(lossAndGrads(m, batch, { training: true, rng: new Rng(1) }).grads)
+        const before = tf.memory().numTensors
+        for (let i = 0; i < 3; i++) {
+          tf.tidy(() => {
+            m.forward(batch.inputIds)
+          })
+          disposeGrads(lossAndGrads(m, batch, { training: true, rng: new Rng(i) }).grads)
+          generateGreedy(m, [1, 2, 3], { maxNewTokens: 4, stopTokens: [] })
+        }
+        expect(tf.memory().numTensors).toBe(before)
+      } finally {
+        m.dispose()
+      }
+    })
+  })
+}
+
+describe('auxiliary losses (hand-computed)', () => {
+  beforeAll(async () => {
+    await initBackend('cpu')
+  })
+
+  function fakeRouting(logits: number[][], topk: number[], k: number): Parameters<typeof loadBalancingLoss>[0][number] {
+    const N = logits.length
+    const E = logits[0].length
+    const d = decideRouting(null, N, E, { type: 'hash', k, capacityFactor: null, tokenIds: new Int32Array(N) })
+    d.topk.set(topk)
+    const rl = tf.tensor2d(logits)
+    return { layer: 0, routerLogits: rl, gates: tf.softmax(rl) as tf.Tensor2D, decision: d, weights: new Float32Array(N * k) }
+  }
+
+  it('load balancing = E · Σ f·P as HF computes it', () => {
+    tf.tidy(() => {
+      // 2 tokens, 2 experts, top-1: logits 0 → P = [0.5, 0.5]; both choose e0 → f = [1, 0]; loss = 2 · 0.5 = 1
+      const r = fakeRouting(
+        [
+          [0, 0],
+          [0, 0],
+        ],
+        [0, 0],
+        1,
+      )
+      expect(loadBalancingLoss([r]).dataSync()[0]).toBeCloseTo(1, 6)
+      // perfectly balanced choices with uniform P also give 1; skewed P with skewed f gives more
+      const r2 = fakeRouting(
+        [
+          [Math.log(3), 0],
+          [Math.log(3), 0],
+        ],
+        [0, 0],
+        1,
+      )
+      expect(loadBalancingLoss([r2]).dataSync()[0]).toBeCloseTo(2 * 0.75, 6)
+    })
+  })
+
+  it('z-loss = mean logsumexp²', () => {
+    tf.tidy(() => {
+      const r = fakeRouting(
+        [
+          [0, 0],
+          [1, 1],
+        ],
+        [0, 1],
+        1,
+      )
+      const expected = (Math.log(2) ** 2 + (1 + Math.log(2)) ** 2) / 2
+      expect(routerZLoss([r]).dataSync()[0]).toBeCloseTo(expected, 5)
+    })
+  })
+
+  it('importance and load losses are CV² of the per-expert sums', () => {
+    tf.tidy(() => {
+      expect(cvSquared(tf.tensor1d([1, 1, 1, 1])).dataSync()[0]).toBeCloseTo(0, 6)
+      // [2, 0]: mean 1, variance 1 → 1
+      expect(cvSquared(tf.tensor1d([2, 0])).dataSync()[0]).toBeCloseTo(1, 5)
+      const r = fakeRouting(
+        [
+          [0, 0],
+          [0, 0],
+        ],
+        [0, 0],
+        1,
+      )
+      // gates = softmax → importance [1, 1] → 0; load counts [2, 0] → 1
+      expect(importanceLoss([r]).dataSync()[0]).toBeCloseTo(0, 6)
+      expect(loadLoss([r]).dataSync()[0]).toBeCloseTo(1, 5)
+    })
+  })
+})
