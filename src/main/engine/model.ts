@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
-import { dropout, embedLookup, linear, Rng, rmsNorm, swiglu } from './ops'
+import { dropout, embedLookup, linear, mm, Rng, rmsNorm, swiglu, transposeLast } from './ops'
 import { moeBlock, type LayerRouting } from './moe'
 
 export interface KvCache {
@@ -175,11 +175,11 @@ export class MoeModel {
       // Grouped-query attention without copying keys: query heads of one kv head are stacked
       // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
       const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
-      let scores = tf.mul(tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
+      let scores = tf.mul(tf.getBackend() === 'wasm' ? mm(qg, transposeLast(k4)) : tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
       scores = tf.add(scores, mask)
       let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
       if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
-      const ctx = tf.reshape(tf.matMul(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
+      const ctx = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
       const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
       x = tf.add(x, hiddenDrop(linear(merged, p(`${a}.o_proj.weight`)))) // (N, H)
 
