@@ -1,0 +1,81 @@
+/**
+ * Backend selection: best first, reasons for every better backend that could not start, overrides
+ * by setting and environment, and no silent fallback when a named backend is unavailable.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createRequire } from 'node:module'
+
+type BackendModule = typeof import('../../../src/main/engine/backend')
+
+async function fresh(): Promise<BackendModule> {
+  vi.resetModules()
+  return import('../../../src/main/engine/backend')
+}
+
+function installed(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('backend selection', () => {
+  const saved = process.env.MOE_WORKBENCH_BACKEND
+  beforeEach(() => {
+    delete process.env.MOE_WORKBENCH_BACKEND
+  })
+  afterEach(() => {
+    if (saved === undefined) delete process.env.MOE_WORKBENCH_BACKEND
+    else process.env.MOE_WORKBENCH_BACKEND = saved
+  })
+
+  it('auto: takes the best that starts and says why each better one did not', async () => {
+    const b = await fresh()
+    const lines: string[] = []
+    const r = await b.initBackend(undefined, (l) => lines.push(l))
+    expect(r.source).toBe('auto')
+    expect(r.attempts.at(-1)).toEqual({ name: r.name, ok: true })
+    const order = b.BACKEND_NAMES.indexOf(r.name)
+    expect(r.attempts.map((a) => a.name)).toEqual(b.BACKEND_NAMES.slice(0, order + 1))
+    for (const a of r.attempts.slice(0, -1)) {
+      expect(a.ok).toBe(false)
+      expect(a.reason).toBeTruthy()
+    }
+    expect(lines[0]).toMatch(new RegExp(`^backend: using ${r.name}`))
+    if (!installed('@tensorflow/tfjs-node') && !installed('@tensorflow/tfjs-node-gpu')) {
+      // this machine: libtensorflow could not be downloaded, so the optional packages are absent
+      expect(r.name).toBe('wasm')
+      expect(lines[0]).toMatch(/unavailable: tfjs-node-gpu \(.+\); tfjs-node \(.+\)/)
+    }
+  })
+
+  it('MOE_WORKBENCH_BACKEND overrides the choice', async () => {
+    process.env.MOE_WORKBENCH_BACKEND = 'cpu'
+    const b = await fresh()
+    const r = await b.initBackend()
+    expect(r).toMatchObject({ name: 'cpu', tfBackend: 'cpu', source: 'env' })
+    expect(r.attempts).toEqual([{ name: 'cpu', ok: true }])
+  })
+
+  it('a setting wins over the environment', async () => {
+    process.env.MOE_WORKBENCH_BACKEND = 'cpu'
+    const b = await fresh()
+    const r = await b.initBackend('wasm')
+    expect(r).toMatchObject({ name: 'wasm', source: 'setting' })
+  })
+
+  it('a named backend that cannot start is an error, not a fallback', async () => {
+    const b = await fresh()
+    if (installed('@tensorflow/tfjs-node')) return // a machine with libtensorflow can start it
+    await expect(b.initBackend('tfjs-node')).rejects.toThrow(/backend tfjs-node is unavailable: tfjs-node: .+/)
+  })
+
+  it('rejects unknown names, naming the choices', async () => {
+    process.env.MOE_WORKBENCH_BACKEND = 'tpu'
+    const b = await fresh()
+    await expect(b.initBackend()).rejects.toThrow(/MOE_WORKBENCH_BACKEND="tpu" is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu or auto/)
+    await expect(b.initBackend('gpu' as never)).rejects.toThrow(/unknown backend "gpu"/)
+  })
+})
