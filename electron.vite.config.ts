@@ -1,0 +1,50 @@
+import { resolve } from 'node:path'
+import { defineConfig } from 'electron-vite'
+import vue from '@vitejs/plugin-vue'
+
+const r = (p: string): string => resolve(import.meta.dirname, p)
+
+export default defineConfig({
+  main: {
+    // Dependencies (tfjs, ws, zod...) stay external: they are resolved from node_modules at run
+    // time, so the native tfjs-node backends keep working and the bundle stays small.
+    build: {
+      externalizeDeps: true,
+      rollupOptions: {
+        input: {
+          // Electron's main process.
+          index: r('src/main/index.ts'),
+          // The headless CLI (bin/moe-workbench.js imports it): serve, info, forward, generate...
+          cli: r('src/main/cli/index.ts'),
+          // The engine process, forked by the service (utilityProcess inside Electron).
+          engine: r('src/main/engine/process.ts'),
+        },
+        output: {
+          // Shared chunks next to the entries, so `import.meta.url` means out/main/ in every module.
+          chunkFileNames: '[name]-[hash].js',
+        },
+      },
+    },
+  },
+  preload: {
+    build: {
+      rollupOptions: {
+        input: { index: r('src/preload/index.ts') },
+        // A sandboxed preload must be one CommonJS file: Electron loads it with its own require.
+        output: { format: 'cjs', entryFileNames: '[name].cjs' },
+      },
+    },
+  },
+  renderer: {
+    root: r('src/renderer'),
+    resolve: {
+      alias: { '@renderer': r('src/renderer/src') },
+    },
+    build: {
+      rollupOptions: {
+        input: { index: r('src/renderer/index.html') },
+      },
+    },
+    plugins: [vue()],
+  },
+})
