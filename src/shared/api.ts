@@ -138,6 +138,10 @@ export type ApiErrorCode =
   | 'engine_unavailable'
   /** The operation itself failed (missing folder, unsupported model...). */
   | 'failed'
+  /** Server mode: the request lacks the token, or carries a wrong one. */
+  | 'unauthorized'
+  /** Server mode: a foreign Origin or Host; Electron: a sender that is not the app's window. */
+  | 'forbidden'
 
 export interface ApiErrorJson {
   code: ApiErrorCode
@@ -170,7 +174,14 @@ export class ApiError extends Error {
   }
 }
 
-const ERROR_CODES: readonly string[] = ['invalid_argument', 'unknown_method', 'engine_unavailable', 'failed']
+const ERROR_CODES: readonly string[] = [
+  'invalid_argument',
+  'unknown_method',
+  'engine_unavailable',
+  'failed',
+  'unauthorized',
+  'forbidden',
+] satisfies ApiErrorCode[]
 
 export function isApiErrorJson(x: unknown): x is ApiErrorJson {
   if (typeof x !== 'object' || x === null) return false

@@ -1,0 +1,177 @@
+/**
+ * The engine process entry (built to out/main/engine.js).
+ *
+ * Started by the service's EngineClient: with child_process.fork in server mode, the CLI and
+ * tests, with Electron's utilityProcess in the app. On start it initialises the TF.js backend
+ * (`--backend NAME` in argv, else MOE_WORKBENCH_BACKEND, else automatic), reports `ready` (or
+ * `fatal`), then answers each request by dispatching to the `handlers` map.
+ *
+ * Adding an operation: declare it in EngineMethods (./protocol.ts) and add its handler here.
+ * A handler gets the validated arguments (the service validates every payload against the shared
+ * schema before it gets here) and a context to log and emit events; what it returns is the
+ * response, what it throws is the error (an ApiError keeps its code, anything else is 'failed').
+ */
+import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
+import { initBackend, isBackendName, type BackendName } from './backend'
+import { inspectModel } from './checkpoint'
+import {
+  BACKEND_ARG,
+  BACKEND_ENV,
+  ENGINE_MARKER,
+  type EngineArgs,
+  type EngineMethod,
+  type EngineRequest,
+  type EngineResult,
+  type FromEngine,
+  isToEngine,
+} from './protocol'
+
+export interface HandlerContext {
+  /** The backend chosen at start. */
+  backend: BackendReport
+  log(level: LogLevel, message: string): void
+  emit(event: WorkbenchEvent): void
+}
+
+export type EngineHandlers = {
+  [M in EngineMethod]: (args: EngineArgs<M>, ctx: HandlerContext) => EngineResult<M> | Promise<EngineResult<M>>
+}
+
+export const handlers: EngineHandlers = {
+  'system.info': (_args, ctx) => ctx.backend,
+  'models.inspect': (args) => inspectModel(args.dir),
+}
+
+/** The engine's end of the channel to its host. */
+export interface EnginePort {
+  send(message: FromEngine): void
+  onMessage(listener: (message: unknown) => void): void
+}
+
+export interface ServeOptions {
+  backend?: BackendName
+  handlers?: EngineHandlers
+  /** Initialises the backend (default: initBackend); tests pass a fake. */
+  init?: (backend: BackendName | undefined, log: (line: string) => void) => Promise<BackendReport>
+  /** Called on a shutdown request (the real process exits). */
+  exit?: (code: number) => void
+}
+
+/**
+ * Initialises the backend and serves requests arriving on `port`. Resolves once ready; rejects
+ * (after sending `fatal`) when the backend cannot start.
+ */
+export async function serveEngine(port: EnginePort, options: ServeOptions = {}): Promise<void> {
+  const table = options.handlers ?? handlers
+  const exit = options.exit ?? ((code: number) => process.exit(code))
+  const emit = (event: WorkbenchEvent): void => port.send({ kind: 'event', event })
+  const log = (level: LogLevel, message: string): void => emit({ type: 'log', time: Date.now(), level, source: 'engine', message })
+
+  // Requests that arrive while the backend initialises wait for it.
+  const queued: unknown[] = []
+  let ctx: HandlerContext | undefined = undefined
+  port.onMessage((message) => {
+    if (ctx) void dispatch(message, ctx)
+    else queued.push(message)
+  })
+
+  let backend: BackendReport
+  try {
+    backend = await (options.init ?? initBackend)(options.backend, (line) => log('info', line))
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e)
+    port.send({ kind: 'fatal', message })
+    throw e
+  }
+  ctx = { backend, log, emit }
+  port.send({ kind: 'ready', pid: process.pid, backend })
+  for (const message of queued.splice(0)) void dispatch(message, ctx)
+
+  async function dispatch(message: unknown, context: HandlerContext): Promise<void> {
+    if (!isToEngine(message)) {
+      log('warn', `ignored a malformed message: ${JSON.stringify(message)?.slice(0, 200)}`)
+      return
+    }
+    if (message.kind === 'shutdown') {
+      exit(0)
+      return
+    }
+    port.send(await answer(message, context))
+  }
+
+  async function answer(request: EngineRequest, context: HandlerContext): Promise<FromEngine> {
+    const { id, method } = request
+    const handler = Object.hasOwn(table, method) ? (table[method] as Handler) : undefined
+    if (!handler) {
+      return {
+        kind: 'response',
+        id,
+        ok: false,
+        error: { code: 'unknown_method', message: `the engine has no method ${JSON.stringify(method)}` },
+      }
+    }
+    try {
+      const result = await handler(request.args, context)
+      return { kind: 'response', id, ok: true, result }
+    } catch (e) {
+      return { kind: 'response', id, ok: false, error: ApiError.from(e).toJSON() }
+    }
+  }
+}
+
+type Handler = (args: unknown, ctx: HandlerContext) => unknown
+
+/**
+ * The backend named by `--backend NAME` / `--backend=NAME`; undefined leaves the choice to
+ * initBackend (MOE_WORKBENCH_BACKEND, else automatic).
+ */
+export function backendFromArgv(argv: readonly string[]): BackendName | undefined {
+  let value: string | undefined
+  argv.forEach((arg, i) => {
+    if (arg === BACKEND_ARG) value = argv[i + 1]
+    else if (arg.startsWith(`${BACKEND_ARG}=`)) value = arg.slice(BACKEND_ARG.length + 1)
+  })
+  if (value === undefined || value === 'auto') return undefined
+  if (!isBackendName(value)) throw new Error(`${BACKEND_ARG}: unknown backend ${JSON.stringify(value)}`)
+  return value
+}
+
+interface ParentPort {
+  postMessage(message: unknown): void
+  on(event: 'message', listener: (e: { data: unknown }) => void): void
+}
+
+/** The channel to the parent: Electron's parentPort in a utilityProcess, else Node's IPC. */
+function parentPort(): EnginePort | undefined {
+  const electronPort = (process as { parentPort?: ParentPort }).parentPort
+  if (electronPort) {
+    return {
+      send: (m) => electronPort.postMessage(m),
+      onMessage: (l) => electronPort.on('message', (e) => l(e.data)),
+    }
+  }
+  const send = process.send?.bind(process)
+  if (send) {
+    // An orphaned engine must not linger: exit when the parent goes away.
+    process.on('disconnect', () => process.exit(0))
+    return { send: (m) => void send(m), onMessage: (l) => process.on('message', l) }
+  }
+  return undefined
+}
+
+async function main(): Promise<void> {
+  const port = parentPort()
+  if (!port) {
+    console.error(`engine: no parent channel; this entry is started by the Workbench service (${BACKEND_ENV} selects the backend)`)
+    process.exit(2)
+  }
+  try {
+    await serveEngine(port, { backend: backendFromArgv(process.argv.slice(2)) })
+  } catch (e) {
+    console.error(`engine: ${e instanceof Error ? e.message : String(e)}`)
+    // Let the fatal message flush before exiting.
+    setTimeout(() => process.exit(1), 50)
+  }
+}
+
+if (process.argv.includes(ENGINE_MARKER)) void main()

@@ -1,0 +1,100 @@
+/**
+ * Messages between the Workbench service and the engine process.
+ *
+ * The service sends requests; the engine answers each with exactly one response carrying the same
+ * id, and pushes events (logs, later training progress) at any time. On start the engine sends
+ * `ready` with its backend report, or `fatal` when it cannot start. Everything here is plain JSON
+ * (structured-clone safe), so the same messages travel over child_process IPC and Electron's
+ * utilityProcess parentPort.
+ *
+ * Adding an engine operation: add its signature to `EngineMethods` below and its handler to the
+ * `handlers` map in ./process.ts; the type checker keeps the two in step.
+ */
+import type { ApiErrorJson, BackendReport, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
+
+export interface EngineMethods {
+  /** The backend the engine chose at start. */
+  'system.info': (args: void) => BackendReport
+  /** Reads a checkpoint folder's config and tensor headers. */
+  'models.inspect': (args: ModelsInspectArgs) => ModelInfo
+}
+
+export type EngineMethod = keyof EngineMethods
+export type EngineArgs<M extends EngineMethod> = Parameters<EngineMethods[M]>[0]
+export type EngineResult<M extends EngineMethod> = ReturnType<EngineMethods[M]>
+
+// ---------------------------------------------------------------------------------------------
+// service -> engine
+
+export interface EngineRequest<M extends EngineMethod = EngineMethod> {
+  kind: 'request'
+  id: number
+  method: M
+  args: EngineArgs<M>
+}
+
+/** Asks the engine to finish and exit (it answers nothing more). */
+export interface EngineShutdown {
+  kind: 'shutdown'
+}
+
+export type ToEngine = EngineRequest | EngineShutdown
+
+// ---------------------------------------------------------------------------------------------
+// engine -> service
+
+export type EngineResponse =
+  { kind: 'response'; id: number; ok: true; result: unknown } | { kind: 'response'; id: number; ok: false; error: ApiErrorJson }
+
+export interface EngineReady {
+  kind: 'ready'
+  pid: number
+  backend: BackendReport
+}
+
+/** The engine could not start (e.g. the requested backend is unavailable); it exits after this. */
+export interface EngineFatal {
+  kind: 'fatal'
+  message: string
+}
+
+export interface EngineEventMessage {
+  kind: 'event'
+  event: WorkbenchEvent
+}
+
+export type FromEngine = EngineResponse | EngineReady | EngineFatal | EngineEventMessage
+
+// ---------------------------------------------------------------------------------------------
+
+/** How the host tells the engine which backend to use (argv wins over the environment). */
+export const BACKEND_ARG = '--backend'
+export const BACKEND_ENV = 'MOE_WORKBENCH_BACKEND'
+/** argv marker telling process.ts it runs as the engine process (not merely imported by a test). */
+export const ENGINE_MARKER = '--moe-workbench-engine'
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null
+}
+
+export function isToEngine(x: unknown): x is ToEngine {
+  if (!isObject(x)) return false
+  if (x.kind === 'shutdown') return true
+  return x.kind === 'request' && typeof x.id === 'number' && typeof x.method === 'string'
+}
+
+export function isFromEngine(x: unknown): x is FromEngine {
+  if (!isObject(x)) return false
+  switch (x.kind) {
+    case 'response':
+      return typeof x.id === 'number' && typeof x.ok === 'boolean'
+    case 'ready':
+      return isObject(x.backend)
+    case 'fatal':
+      return typeof x.message === 'string'
+    case 'event':
+      return isObject(x.event)
+    default:
+      return false
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The Workbench service: the one implementation of the API contract (src/shared/api.ts), shared
+ * by every host (Electron IPC, server mode, CLI). Plain TypeScript, no `electron` import.
+ *
+ * Every call is validated against the shared schema before it reaches the engine; errors leave
+ * as ApiError (code, message naming the field). Events from the engine and the service go out on
+ * one stream.
+ */
+import {
+  ApiError,
+  type ArgsOf,
+  type EventSource,
+  type HostKind,
+  type LogLevel,
+  METHODS,
+  type Method,
+  type ResultOf,
+  type SystemInfo,
+  type Unsubscribe,
+  type WorkbenchApi,
+  type WorkbenchEvent,
+  isMethod,
+} from '../../shared/api'
+import { validateArgs } from '../../shared/schema'
+import { APP_NAME, APP_VERSION } from '../appInfo'
+import type { EngineClient } from './engineClient'
+
+export interface WorkbenchOptions {
+  engine: EngineClient
+  host: HostKind
+  app?: SystemInfo['app']
+  runtime?: SystemInfo['runtime']
+}
+
+type Implementation = { [M in Method]: (args: ArgsOf<M>) => Promise<ResultOf<M>> }
+
+export class Workbench {
+  /** The API with every method validated, for in-process callers (the CLI, tests). */
+  readonly api: WorkbenchApi
+  readonly engine: EngineClient
+  private readonly host: HostKind
+  private readonly app: SystemInfo['app']
+  private readonly runtime: SystemInfo['runtime']
+  private readonly listeners = new Set<(event: WorkbenchEvent) => void>()
+  private readonly detachEngine: Unsubscribe
+  private readonly impl: Implementation
+
+  constructor(options: WorkbenchOptions) {
+    this.engine = options.engine
+    this.host = options.host
+    this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
+    this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
+    this.detachEngine = this.engine.onEvent((event) => this.emit(event))
+    this.impl = {
+      'system.info': async () => {
+        const backend = await this.engine.request('system.info', undefined)
+        return { app: this.app, host: this.host, runtime: this.runtime, engine: { pid: this.engine.pid, backend } }
+      },
+      'models.inspect': (args) => this.engine.request('models.inspect', args),
+    }
+    this.api = Object.fromEntries(METHODS.map((m) => [m, (args: unknown) => this.call(m, args)])) as unknown as WorkbenchApi
+  }
+
+  /**
+   * Validates `args` for `method` and runs it. Hosts call this with whatever arrived over their
+   * boundary; it rejects with an ApiError (invalid_argument naming the field, unknown_method,
+   * engine_unavailable, failed).
+   */
+  async call<M extends Method>(method: M, args: unknown): Promise<ResultOf<M>> {
+    if (!isMethod(method)) throw new ApiError('unknown_method', `unknown method ${JSON.stringify(method)}`)
+    const parsed = validateArgs(method, args)
+    try {
+      return await (this.impl[method] as (a: ArgsOf<M>) => Promise<ResultOf<M>>)(parsed)
+    } catch (e) {
+      throw ApiError.from(e)
+    }
+  }
+
+  onEvent(listener: (event: WorkbenchEvent) => void): Unsubscribe {
+    this.listeners.add(listener)
+    return () => void this.listeners.delete(listener)
+  }
+
+  log(level: LogLevel, message: string, source: EventSource = 'service'): void {
+    this.emit({ type: 'log', time: Date.now(), level, source, message })
+  }
+
+  /** Starts the engine now rather than on the first request; resolves when it is ready. */
+  async start(): Promise<void> {
+    await this.engine.start()
+  }
+
+  /** Stops the engine and drops every listener. */
+  async close(): Promise<void> {
+    this.detachEngine()
+    await this.engine.stop()
+    this.listeners.clear()
+  }
+
+  private emit(event: WorkbenchEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event)
+      } catch {
+        // One failing listener (a closed socket, a destroyed window) must not silence the rest.
+      }
+    }
+  }
+}
