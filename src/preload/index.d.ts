@@ -1,0 +1,10 @@
+import type { WorkbenchBridge } from '../shared/bridge'
+
+declare global {
+  interface Window {
+    /** The API, exposed by the preload in the desktop app; absent in a browser (server mode). */
+    workbench?: WorkbenchBridge
+  }
+}
+
+export {}
