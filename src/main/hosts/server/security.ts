@@ -1,0 +1,94 @@
+/**
+ * Server mode's gatekeeping, pure functions: the token, the Host check (DNS rebinding) and the
+ * Origin check (cross-site requests), and the headers every response carries.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** A random 32-byte token, hex (64 characters), as Jupyter prints at start. */
+export function newToken(): string {
+  return randomBytes(32).toString('hex')
+}
+
+/** The token a request carries: `Authorization: Bearer T`, else `?token=T`. */
+export function requestToken(headers: IncomingHttpHeaders, url: URL): string | undefined {
+  const auth = headers.authorization
+  if (auth) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth)
+    return m ? m[1] : undefined
+  }
+  return url.searchParams.get('token') ?? undefined
+}
+
+export function tokenMatches(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK_NAMES.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+export interface HostPolicy {
+  /** The address the server is bound to (as given: 127.0.0.1, ::1, 0.0.0.0...). */
+  boundHost: string
+  port: number
+}
+
+/**
+ * The Host header must name this server. Bound to loopback, only loopback names are accepted:
+ * a page on evil.example that rebinds its name to 127.0.0.1 sends `Host: evil.example`.
+ * Bound to another address, the user chose to be reachable under any name; the token guards.
+ */
+export function hostAllowed(hostHeader: string | undefined, policy: HostPolicy): boolean {
+  if (hostHeader === undefined) return true // HTTP/1.0 and raw clients; the token still applies
+  let url: URL
+  try {
+    url = new URL(`http://${hostHeader}`)
+  } catch {
+    return false
+  }
+  const port = url.port === '' ? 80 : Number(url.port)
+  if (port !== policy.port) return false
+  return isLoopback(policy.boundHost) ? isLoopback(url.hostname) : true
+}
+
+/**
+ * Only the server's own origin may call it from a browser. A missing Origin is a non-browser
+ * client (curl, scripts), which the token alone admits; browsers always send Origin on POST and
+ * on WebSocket handshakes.
+ */
+export function originAllowed(origin: string | undefined, hostHeader: string | undefined): boolean {
+  if (origin === undefined) return true
+  if (hostHeader === undefined) return false
+  return origin === `http://${hostHeader}`
+}
+
+/** The renderer's Content Security Policy (as index.html's meta tag, plus what only a header can say). */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ')
+
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  // The page URL carries the token: never send it on in a Referer.
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Permissions-Policy': 'camera=(), microphone=(), geolocation=(), usb=(), serial=()',
+}

@@ -1,0 +1,144 @@
+/**
+ * `moe-workbench serve [--host H] [--port P] [--backend NAME]`: starts server mode, prints the
+ * page URL with its token (as Jupyter does) and runs until SIGINT/SIGTERM, then closes the
+ * server and stops the engine.
+ */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { BACKEND_NAMES, type BackendName, type WorkbenchEvent } from '../../../shared/api'
+import { startServer } from './server'
+
+export interface ServeFlags {
+  host?: string | boolean
+  port?: string | boolean
+  backend?: string | boolean
+  [other: string]: string | boolean | undefined
+}
+
+export interface ServeIo {
+  out: (line: string) => void
+  err: (line: string) => void
+}
+
+const defaultIo: ServeIo = {
+  out: (line) => process.stdout.write(line + '\n'),
+  err: (line) => process.stderr.write(line + '\n'),
+}
+
+/** The built renderer, seen from the built main bundle (out/main -> out/renderer). */
+export function defaultRendererDir(): string {
+  return fileURLToPath(new URL('../renderer', import.meta.url))
+}
+
+export interface ServeSettings {
+  host: string
+  port: number
+  backend?: BackendName
+}
+
+/** Validates the flags; throws an Error naming the flag. */
+export function serveSettings(flags: ServeFlags): ServeSettings {
+  const str = (name: 'host' | 'port' | 'backend'): string | undefined => {
+    const v = flags[name]
+    if (v === undefined) return undefined
+    if (typeof v !== 'string' || v === '') throw new Error(`--${name} needs a value`)
+    return v
+  }
+  const host = str('host') ?? '127.0.0.1'
+  const portText = str('port') ?? '0'
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535)
+    throw new Error(`--port: expected a port number 0-65535 (0 picks a free one), got ${JSON.stringify(portText)}`)
+  const backend = str('backend')
+  if (backend !== undefined && backend !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
+    throw new Error(`--backend: unknown backend ${JSON.stringify(backend)}; use one of ${BACKEND_NAMES.join(', ')} or auto`)
+  }
+  return { host, port: Number(portText), ...(backend && backend !== 'auto' ? { backend: backend as BackendName } : {}) }
+}
+
+function parseServeArgv(argv: readonly string[]): ServeFlags {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { host: { type: 'string' }, port: { type: 'string' }, backend: { type: 'string' } },
+    strict: true,
+    allowPositionals: false,
+  })
+  return values
+}
+
+/**
+ * Runs server mode until a signal; resolves with the exit code (0 after a clean shutdown, 2 for
+ * bad flags, 1 when the server cannot start). Takes raw arguments (`['--port', '8080']`) or
+ * flags already parsed by the CLI.
+ */
+export async function serveCommand(input: readonly string[] | ServeFlags, io: ServeIo = defaultIo): Promise<number> {
+  let settings: ServeSettings
+  try {
+    settings = serveSettings(Array.isArray(input) ? parseServeArgv(input) : (input as ServeFlags))
+  } catch (e) {
+    io.err(`moe-workbench serve: ${e instanceof Error ? e.message.split('\n')[0] : String(e)} (see moe-workbench --help)`)
+    return 2
+  }
+  const rendererDir = defaultRendererDir()
+  if (!existsSync(join(rendererDir, 'index.html'))) {
+    io.err(`moe-workbench serve: the renderer is not built (${rendererDir} has no index.html); run \`npm run build\` first`)
+    return 1
+  }
+
+  let server: Awaited<ReturnType<typeof startServer>>
+  try {
+    server = await startServer({
+      host: settings.host,
+      port: settings.port,
+      rendererDir,
+      ...(settings.backend ? { backend: settings.backend } : {}),
+    })
+  } catch (e) {
+    io.err(`moe-workbench serve: cannot listen on ${settings.host}:${settings.port}: ${e instanceof Error ? e.message : String(e)}`)
+    return 1
+  }
+
+  const verbose = Boolean(process.env.MOE_WORKBENCH_DEBUG)
+  server.workbench.onEvent((event) => {
+    const line = describeEvent(event, verbose)
+    if (line) io.err(line)
+  })
+  io.out(`MoE Workbench server: ${server.url}`)
+  if (settings.host !== '127.0.0.1' && settings.host !== 'localhost' && settings.host !== '::1') {
+    io.err(`moe-workbench serve: listening on ${settings.host}: anyone who can reach this port and has the token can use the workbench`)
+  }
+  // Start the engine now, so the page finds the backend ready; a failure is shown there too.
+  server.workbench.start().catch(() => {})
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      io.err(`moe-workbench serve: ${signal}, shutting down`)
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      // A second signal while closing exits at once.
+      process.once('SIGINT', () => process.exit(130))
+      process.once('SIGTERM', () => process.exit(143))
+      resolve()
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+  await server.close()
+  return 0
+}
+
+/** One stderr line for an event worth a terminal's attention, or undefined. */
+function describeEvent(event: WorkbenchEvent, verbose: boolean): string | undefined {
+  switch (event.type) {
+    case 'engine.status':
+      if (event.status === 'ready' && event.backend) {
+        const skipped = event.backend.attempts.filter((a) => !a.ok).map((a) => `${a.name}: ${a.reason ?? 'unavailable'}`)
+        return `engine: ready on ${event.backend.name} (pid ${event.pid})${skipped.length ? `; not used: ${skipped.join('; ')}` : ''}`
+      }
+      if (event.status === 'crashed') return `engine: ${event.reason ?? 'crashed'}`
+      return verbose ? `engine: ${event.status}` : undefined
+    case 'log':
+      return verbose || event.level === 'error' ? `${event.source}: ${event.message}` : undefined
+  }
+}

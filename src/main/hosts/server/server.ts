@@ -1,0 +1,261 @@
+/**
+ * Server mode: the built renderer and the API over HTTP + WebSocket, for driving a headless box
+ * from a browser (and for the end-to-end tests).
+ *
+ *   POST /api/<method>   JSON body = the method's arguments (empty for none)
+ *                        200 {"result": ...} | 4xx/5xx {"error": {"code", "message", "field"?}}
+ *   GET  /events         WebSocket; each message is one WorkbenchEvent as JSON
+ *   GET  /*              the renderer's files
+ *
+ * Binds 127.0.0.1 by default. Every API and WebSocket request needs the token (Authorization:
+ * Bearer, or ?token=) and, from a browser, the server's own Origin; a loopback-bound server also
+ * refuses foreign Host names (DNS rebinding).
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { WebSocket, WebSocketServer } from 'ws'
+import { ApiError, type ApiErrorCode, type BackendName, type Unsubscribe, isMethod } from '../../../shared/api'
+import { EngineClient, forkSpawner } from '../../service/engineClient'
+import { Workbench } from '../../service/workbench'
+import { SECURITY_HEADERS, hostAllowed, newToken, originAllowed, requestToken, tokenMatches } from './security'
+import { resolveStatic } from './static'
+
+export interface ServerOptions {
+  /** Interface to bind; default 127.0.0.1. */
+  host?: string
+  /** Port; 0 (default) picks a free one. */
+  port?: number
+  /** The API token; default: a fresh random one. */
+  token?: string
+  /** The built renderer (out/renderer). */
+  rendererDir: string
+  /** The service to serve; default: a new one with its own engine (stopped on close). */
+  workbench?: Workbench
+  /** The engine's backend when the server creates the service. */
+  backend?: BackendName
+}
+
+export interface RunningServer {
+  /** The page URL, token included: `http://127.0.0.1:PORT/?token=...`. */
+  url: string
+  /** The origin: `http://127.0.0.1:PORT`. */
+  origin: string
+  token: string
+  port: number
+  workbench: Workbench
+  close(): Promise<void>
+}
+
+const MAX_BODY_BYTES = 1 << 20
+/** A client this far behind on events is dropped rather than buffered without bound. */
+const MAX_WS_BUFFER_BYTES = 16 << 20
+const HEARTBEAT_MS = 30_000
+
+const STATUS: Record<ApiErrorCode, number> = {
+  invalid_argument: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  unknown_method: 404,
+  failed: 422,
+  engine_unavailable: 503,
+}
+
+export function statusOf(code: ApiErrorCode): number {
+  return STATUS[code]
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const bindHost = options.host ?? '127.0.0.1'
+  const token = options.token ?? newToken()
+  const ownsWorkbench = options.workbench === undefined
+  const workbench =
+    options.workbench ??
+    new Workbench({ engine: new EngineClient(forkSpawner(), options.backend ? { backend: options.backend } : {}), host: 'server' })
+  let port = options.port ?? 0
+
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
+  const server: Server = createServer((req, res) => {
+    handleHttp(req, res).catch((e: unknown) => {
+      if (!res.headersSent)
+        sendJson(res, 500, { error: { code: 'failed', message: `internal error: ${e instanceof Error ? e.message : String(e)}` } })
+      else res.destroy()
+    })
+  })
+
+  /** Host, token and Origin checks shared by the API and the WebSocket; undefined = admitted. */
+  function refuse(req: IncomingMessage, url: URL): ApiError | undefined {
+    if (!hostAllowed(req.headers.host, { boundHost: bindHost, port }))
+      return new ApiError('forbidden', `Host ${JSON.stringify(req.headers.host)} is not this server`)
+    if (!tokenMatches(requestToken(req.headers, url), token))
+      return new ApiError('unauthorized', 'a valid token is required: open the URL the server printed at start (it ends in ?token=...)')
+    if (!originAllowed(req.headers.origin, req.headers.host))
+      return new ApiError('forbidden', `Origin ${JSON.stringify(req.headers.origin)} may not call this server`)
+    return undefined
+  }
+
+  async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://placeholder')
+    if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(req, res, url)
+    if (url.pathname === '/events') return sendError(res, new ApiError('failed', '/events is a WebSocket endpoint'), 426)
+
+    if (!hostAllowed(req.headers.host, { boundHost: bindHost, port })) return sendError(res, new ApiError('forbidden', 'unknown Host'))
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD')
+      return sendError(res, new ApiError('failed', `${req.method} is not allowed here`), 405)
+    }
+    const file = await resolveStatic(options.rendererDir, url.pathname)
+    if (!file) return sendError(res, new ApiError('failed', `not found: ${url.pathname}`), 404)
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'Content-Type': file.type,
+      'Content-Length': String(file.size),
+      'Cache-Control': 'no-cache',
+    })
+    if (req.method === 'HEAD') return void res.end()
+    file.stream().pipe(res)
+  }
+
+  async function handleApi(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const denied = refuse(req, url)
+    if (denied) return sendError(res, denied)
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST')
+      return sendError(res, new ApiError('failed', `use POST for ${url.pathname}`), 405)
+    }
+    const method = decodeURIComponent(url.pathname.slice('/api/'.length))
+    if (!isMethod(method)) return sendError(res, new ApiError('unknown_method', `unknown method ${JSON.stringify(method)}`))
+
+    const type = req.headers['content-type']
+    let raw: string
+    try {
+      raw = await readBody(req)
+    } catch (e) {
+      return sendError(res, ApiError.from(e), 413)
+    }
+    let args: unknown = undefined
+    if (raw.trim() !== '') {
+      // JSON only: a cross-site form cannot send it without a CORS preflight.
+      if (!type || !/^application\/json\b/i.test(type))
+        return sendError(res, new ApiError('invalid_argument', 'body: send JSON with Content-Type: application/json'), 415)
+      try {
+        args = JSON.parse(raw)
+      } catch (e) {
+        return sendError(
+          res,
+          new ApiError('invalid_argument', `body: invalid JSON (${e instanceof Error ? e.message : String(e)})`, 'body'),
+        )
+      }
+    }
+    try {
+      const result = await workbench.call(method, args)
+      sendJson(res, 200, { result })
+    } catch (e) {
+      sendError(res, ApiError.from(e))
+    }
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://placeholder')
+    const reject = (status: number, message: string): void => {
+      socket.end(
+        `HTTP/1.1 ${status} ${message}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+      )
+    }
+    if (url.pathname !== '/events') return reject(404, 'Not Found')
+    const denied = refuse(req, url)
+    if (denied) return reject(statusOf(denied.code), denied.code === 'unauthorized' ? 'Unauthorized' : 'Forbidden')
+    sockets.handleUpgrade(req, socket, head, (ws) => sockets.emit('connection', ws, req))
+  })
+
+  const alive = new WeakSet<WebSocket>()
+  sockets.on('connection', (ws: WebSocket) => {
+    alive.add(ws)
+    ws.on('pong', () => alive.add(ws))
+    // Clients have nothing to say on this stream; anything they send is ignored.
+    const off: Unsubscribe = workbench.onEvent((event) => {
+      if (ws.readyState !== WebSocket.OPEN) return
+      if (ws.bufferedAmount > MAX_WS_BUFFER_BYTES) return ws.close(1013, 'too far behind on events')
+      ws.send(JSON.stringify(event))
+    })
+    ws.on('close', off)
+    ws.on('error', off)
+  })
+  const heartbeat = setInterval(() => {
+    for (const ws of sockets.clients) {
+      if (!alive.has(ws)) {
+        ws.terminate()
+        continue
+      }
+      alive.delete(ws)
+      ws.ping()
+    }
+  }, HEARTBEAT_MS)
+  heartbeat.unref()
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, bindHost, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  port = (server.address() as AddressInfo).port
+  const origin = `http://${urlHost(bindHost)}:${port}`
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      clearInterval(heartbeat)
+      for (const ws of sockets.clients) ws.close(1001, 'server shutting down')
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeIdleConnections()
+        setTimeout(() => server.closeAllConnections(), 2000).unref()
+      })
+      for (const ws of sockets.clients) ws.terminate()
+      sockets.close()
+      if (ownsWorkbench) await workbench.close()
+    })())
+
+  return { url: `${origin}/?token=${token}`, origin, token, port, workbench, close }
+}
+
+/** The host part of a URL for a bind address: IPv6 in brackets, unspecified addresses as loopback. */
+export function urlHost(bindHost: string): string {
+  if (bindHost === '0.0.0.0' || bindHost === '::' || bindHost === '') return '127.0.0.1'
+  return bindHost.includes(':') ? `[${bindHost}]` : bindHost
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) {
+        reject(new ApiError('invalid_argument', `body: larger than ${MAX_BODY_BYTES} bytes`, 'body'))
+        req.destroy()
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    req.on('error', reject)
+  })
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(text)),
+    'Cache-Control': 'no-store',
+  })
+  res.end(text)
+}
+
+function sendError(res: ServerResponse, error: ApiError, status = statusOf(error.code)): void {
+  sendJson(res, status, { error: error.toJSON() })
+}

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest'
+import { serveCommand, serveSettings } from '../../../../src/main/hosts/server/serve'
+
+describe('serve flags', () => {
+  it('defaults to 127.0.0.1 and a free port', () => {
+    expect(serveSettings({})).toEqual({ host: '127.0.0.1', port: 0 })
+    expect(serveSettings({ host: '0.0.0.0', port: '8888', backend: 'cpu' })).toEqual({ host: '0.0.0.0', port: 8888, backend: 'cpu' })
+    expect(serveSettings({ backend: 'auto' })).toEqual({ host: '127.0.0.1', port: 0 })
+  })
+
+  it('names the bad flag', () => {
+    expect(() => serveSettings({ port: 'http' })).toThrow(/^--port: /)
+    expect(() => serveSettings({ port: '70000' })).toThrow(/^--port: /)
+    expect(() => serveSettings({ backend: 'cuda' })).toThrow(/^--backend: unknown backend "cuda"/)
+    expect(() => serveSettings({ host: true })).toThrow(/^--host needs a value/)
+  })
+
+  it('exits 2 with one line for bad arguments', async () => {
+    const err: string[] = []
+    expect(await serveCommand(['--port', 'x'], { out: () => {}, err: (l) => err.push(l) })).toBe(2)
+    expect(await serveCommand(['--nope'], { out: () => {}, err: (l) => err.push(l) })).toBe(2)
+    expect(err).toHaveLength(2)
+    expect(err[0]).toMatch(/^moe-workbench serve: --port: /)
+    expect(err[1]).toMatch(/^moe-workbench serve: .*--nope/)
+  })
+})
