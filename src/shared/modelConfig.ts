@@ -72,6 +72,12 @@ export const moeConfigSchema = z
     qkNorm: z.boolean().default(false),
     /** Clamp q/k/v to [-clipQkv, clipQkv] (olmoe); null = off. */
     clipQkv: z.number().positive().nullable().default(null),
+    /** Sliding-window attention: a query attends to the last slidingWindow keys; null = full causal. */
+    slidingWindow: posInt.nullable().default(null),
+    /** Layers below this index use full attention even with a sliding window (qwen2_moe max_window_layers). */
+    maxWindowLayers: nonNegInt.default(0),
+    /** A bias on the attention output projection (olmoe attention_bias). */
+    oBias: z.boolean().default(false),
     rmsNormEps: z.number().positive().default(1e-5),
     ropeTheta: z.number().positive().default(10000),
     maxPositionEmbeddings: posInt.default(4096),
@@ -101,6 +107,7 @@ export const moeConfigSchema = z
       ctx.addIssue({ code: 'custom', path: ['topK'], message: `the switch router is top-1; set topK to 1 (got ${c.topK})` })
     for (const l of c.mlpOnlyLayers)
       if (l >= c.numLayers) ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
+    if (c.oBias && c.family !== 'olmoe') ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
     if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
       ctx.addIssue({ code: 'custom', path: ['sharedExpertIntermediateSize'], message: `a shared expert is a qwen2_moe feature, not ${c.family}` })
   })
@@ -146,6 +153,30 @@ function opt<T>(hf: Json, key: string): T | undefined {
   return hf[key] === undefined || hf[key] === null ? undefined : (hf[key] as T)
 }
 
+/**
+ * Defaults of the HF config classes (MixtralConfig, Qwen2MoeConfig, OlmoeConfig) for keys a
+ * config.json may leave out; transformers fills them the same way.
+ */
+const HF_DEFAULTS: Record<Family, Json> = {
+  mixtral: { rope_theta: 1e6, rms_norm_eps: 1e-5, num_key_value_heads: 8, router_aux_loss_coef: 0.001, tie_word_embeddings: false, sliding_window: null, max_position_embeddings: 4096 * 32 },
+  qwen2_moe: {
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    router_aux_loss_coef: 0.001,
+    shared_expert_intermediate_size: 5632,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    norm_topk_prob: false,
+    qkv_bias: true,
+    use_sliding_window: false,
+    sliding_window: 4096,
+    max_window_layers: 28,
+    tie_word_embeddings: false,
+    max_position_embeddings: 32768,
+  },
+  olmoe: { rope_theta: 10000, rms_norm_eps: 1e-5, router_aux_loss_coef: 0.01, norm_topk_prob: false, attention_bias: false, clip_qkv: null, tie_word_embeddings: false, max_position_embeddings: 4096 },
+}
+
 /** Workbench-only keys stored under config.json's `moe_workbench`. */
 export const WORKBENCH_KEY = 'moe_workbench'
 
@@ -153,12 +184,15 @@ export const WORKBENCH_KEY = 'moe_workbench'
  * Normalises a Hugging Face config.json of a supported family onto MoeConfig
  * (as transformers.js getNormalizedConfig does), then validates it.
  */
-export function fromHfConfig(hf: Json, file = 'config.json'): MoeConfig {
+export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
+  let hf = hfIn
   const modelType = hf.model_type
   if (typeof modelType !== 'string') throw new ConfigError(`${file}: "model_type" is missing; expected one of ${FAMILIES.join(', ')}`)
   if (!(FAMILIES as readonly string[]).includes(modelType))
     throw new ConfigError(`${file}: model_type "${modelType}" is not supported; supported families: ${FAMILIES.join(', ')}`)
   const family = modelType as Family
+  // Keys the file leaves out take the HF config class defaults.
+  hf = { ...HF_DEFAULTS[family], ...Object.fromEntries(Object.entries(hf).filter(([, v]) => v !== undefined)) }
   const ropeParams = opt<Json>(hf, 'rope_parameters')
   const ropeScaling = opt<Json>(hf, 'rope_scaling')
   for (const rp of [ropeParams, ropeScaling]) {
@@ -187,6 +221,9 @@ export function fromHfConfig(hf: Json, file = 'config.json'): MoeConfig {
     decoderSparseStep: family === 'qwen2_moe' ? (opt<number>(hf, 'decoder_sparse_step') ?? 1) : 1,
     mlpOnlyLayers: family === 'qwen2_moe' ? (opt<number[]>(hf, 'mlp_only_layers') ?? []) : [],
     qkvBias: family === 'qwen2_moe' ? (opt<boolean>(hf, 'qkv_bias') ?? true) : family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
+    oBias: family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
+    slidingWindow: family === 'mixtral' ? (opt<number>(hf, 'sliding_window') ?? null) : family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window') ? (opt<number>(hf, 'sliding_window') ?? null) : null,
+    maxWindowLayers: family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window') ? (opt<number>(hf, 'max_window_layers') ?? 0) : 0,
     qkNorm: family === 'olmoe',
     clipQkv: family === 'olmoe' ? (opt<number>(hf, 'clip_qkv') ?? null) : null,
     rmsNormEps: opt<number>(hf, 'rms_norm_eps') ?? 1e-5,
@@ -243,7 +280,7 @@ export function toHfConfig(c: MoeConfig): Json {
   }
   let family: Json
   if (c.family === 'mixtral') {
-    family = { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: c.numExperts, intermediate_size: c.expertIntermediateSize, router_jitter_noise: c.router.jitter, sliding_window: null }
+    family = { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: c.numExperts, intermediate_size: c.expertIntermediateSize, router_jitter_noise: c.router.jitter, sliding_window: c.slidingWindow }
   } else if (c.family === 'qwen2_moe') {
     family = {
       architectures: ['Qwen2MoeForCausalLM'],
@@ -256,9 +293,9 @@ export function toHfConfig(c: MoeConfig): Json {
       mlp_only_layers: c.mlpOnlyLayers,
       norm_topk_prob: c.normTopkProb,
       qkv_bias: c.qkvBias,
-      use_sliding_window: false,
-      sliding_window: null,
-      max_window_layers: c.numLayers,
+      use_sliding_window: c.slidingWindow !== null,
+      sliding_window: c.slidingWindow,
+      max_window_layers: c.slidingWindow !== null ? c.maxWindowLayers : c.numLayers,
     }
   } else {
     family = {
@@ -322,6 +359,7 @@ export function paramSpecs(c: MoeConfig): ParamSpec[] {
     out.push({ name: `${a}.v_proj.weight`, shape: [kv, H], kind: 'attn', layer: i })
     if (c.qkvBias) out.push({ name: `${a}.v_proj.bias`, shape: [kv], kind: 'attn_bias', layer: i })
     out.push({ name: `${a}.o_proj.weight`, shape: [H, q], kind: 'attn', layer: i })
+    if (c.oBias) out.push({ name: `${a}.o_proj.bias`, shape: [H], kind: 'attn_bias', layer: i })
     if (c.qkNorm) {
       out.push({ name: `${a}.q_norm.weight`, shape: [q], kind: 'norm', layer: i })
       out.push({ name: `${a}.k_norm.weight`, shape: [kv], kind: 'norm', layer: i })

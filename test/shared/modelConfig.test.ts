@@ -41,6 +41,25 @@ describe('HF config.json normaliser', () => {
     expect(paramSpecs(c).find((s) => s.name === 'model.layers.0.mlp.up_proj.weight')!.shape).toEqual([64, 32])
   })
 
+  it('keys a config.json leaves out take the HF config class defaults', () => {
+    const { rope_theta: _r, num_key_value_heads: _k, rope_parameters: _p, ...mixtral } = hf('mixtral')
+    expect(fromHfConfig({ ...mixtral, num_attention_heads: 8, head_dim: 6 })).toMatchObject({ ropeTheta: 1e6, numKvHeads: 8 })
+    const { rms_norm_eps: _e, rope_parameters: _q, ...qwen } = hf('qwen2_moe')
+    expect(fromHfConfig(qwen).rmsNormEps).toBe(1e-6)
+  })
+
+  it('sliding windows: mixtral always, qwen2_moe from max_window_layers when use_sliding_window', () => {
+    expect(fromHfConfig({ ...hf('mixtral'), sliding_window: 16 })).toMatchObject({ slidingWindow: 16, maxWindowLayers: 0 })
+    expect(fromHfConfig(hf('qwen2_moe')).slidingWindow).toBeNull()
+    expect(fromHfConfig({ ...hf('qwen2_moe'), use_sliding_window: true, sliding_window: 8, max_window_layers: 1 })).toMatchObject({ slidingWindow: 8, maxWindowLayers: 1 })
+  })
+
+  it('olmoe attention_bias adds q/k/v and o_proj biases', () => {
+    const names = paramSpecs(fromHfConfig({ ...hf('olmoe'), attention_bias: true })).map((s) => s.name)
+    expect(names).toContain('model.layers.0.self_attn.o_proj.bias')
+    expect(names).toContain('model.layers.1.self_attn.k_proj.bias')
+  })
+
   it('tied embeddings: no lm_head tensor', () => {
     const c = fromHfConfig({ ...hf('mixtral'), tie_word_embeddings: true })
     expect(paramSpecs(c).map((s) => s.name)).not.toContain('lm_head.weight')

@@ -53,11 +53,15 @@ export function generateGreedy(model: MoeModel, promptIds: number[], opts: Gener
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const input = useCache && cache ? [ids.slice(-1)] : [ids]
-      const { logits, next } = tf.tidy(() => {
+      let next: KvCache | undefined
+      let logits: Float32Array = new Float32Array(0)
+      tf.tidy(() => {
         const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true })
-        const next = useCache ? f.cache : undefined
-        if (next) for (const t of [...next.keys, ...next.values]) tf.keep(t)
-        return { logits: f.logits.dataSync() as Float32Array, next }
+        if (useCache) {
+          next = f.cache
+          for (const t of [...next.keys, ...next.values]) tf.keep(t)
+        }
+        logits = f.logits.dataSync() as Float32Array
       })
       if (useCache) {
         disposeCache(cache)

@@ -67,11 +67,17 @@ function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tenso
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D
 }
 
-/** Additive causal mask (rep·T, S) for queries at positions start..start+T-1, repeated rep times. */
-function causalMask(T: number, S: number, start: number, rep: number): tf.Tensor2D {
+/**
+ * Additive causal mask (rep·T, S) for queries at positions start..start+T-1, repeated rep times;
+ * with a window, a query at position q sees keys k with q − window < k ≤ q (HF sliding window).
+ */
+function causalMask(T: number, S: number, start: number, rep: number, window: number | null): tf.Tensor2D {
   const m = new Float32Array(rep * T * S)
   for (let r = 0; r < rep; r++)
-    for (let t = 0; t < T; t++) for (let s = start + t + 1; s < S; s++) m[(r * T + t) * S + s] = -1e30
+    for (let t = 0; t < T; t++) {
+      const q = start + t
+      for (let s = 0; s < S; s++) if (s > q || (window !== null && q - s >= window)) m[(r * T + t) * S + s] = -1e30
+    }
   return tf.tensor2d(m, [rep * T, S])
 }
 
@@ -140,7 +146,9 @@ export class MoeModel {
 
     let x = embedLookup(p('model.embed_tokens.weight') as tf.Tensor2D, ids) // (N, H)
     const { cos, sin } = ropeTables(c.ropeTheta, hd, start, T) // (T, hd)
-    const mask = causalMask(T, S, start, rep) // (rep·T, S)
+    const fullMask = causalMask(T, S, start, rep, null) // (rep·T, S)
+    const windowed = c.slidingWindow !== null && c.slidingWindow < S
+    const windowMask = windowed ? causalMask(T, S, start, rep, c.slidingWindow) : fullMask
     const routing: LayerRouting[] = []
     const keys: tf.Tensor4D[] = []
     const values: tf.Tensor4D[] = []
@@ -176,12 +184,12 @@ export class MoeModel {
       // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
       const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
       let scores = tf.mul(tf.getBackend() === 'wasm' ? mm(qg, transposeLast(k4)) : tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
-      scores = tf.add(scores, mask)
+      scores = tf.add(scores, i >= c.maxWindowLayers ? windowMask : fullMask)
       let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
       if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
       const ctx = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
       const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
-      x = tf.add(x, hiddenDrop(linear(merged, p(`${a}.o_proj.weight`)))) // (N, H)
+      x = tf.add(x, hiddenDrop(linear(merged as tf.Tensor2D, p(`${a}.o_proj.weight`), c.oBias ? p(`${a}.o_proj.bias`) : undefined))) // (N, H)
 
       // --- MLP: sparse MoE block or dense SwiGLU
       const hPost = rmsNorm(x, p(`model.layers.${i}.post_attention_layernorm.weight`), c.rmsNormEps) // (N, H)

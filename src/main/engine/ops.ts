@@ -9,16 +9,24 @@
  */
 import * as tf from '@tensorflow/tfjs'
 
+type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
+
+/** tf.customGrad with a typed signature: f(inputs, save) → {value, gradFunc}. */
+function custom(f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc }, ...inputs: tf.Tensor[]): tf.Tensor {
+  const wrapped = (...args: (tf.Tensor | tf.GradSaveFunc)[]): { value: tf.Tensor; gradFunc: GradFunc } =>
+    f(args.slice(0, -1) as tf.Tensor[], args[args.length - 1] as tf.GradSaveFunc)
+  return tf.customGrad(wrapped as unknown as Parameters<typeof tf.customGrad>[0])(...inputs)
+}
+
 /** Gathers rows `index` of x (R, H) → (A, H). Backward: dx = Σ_j gather([dy; 0], inverse_j). */
 export function permuteRows(x: tf.Tensor2D, index: Int32Array, inverses: Int32Array[]): tf.Tensor2D {
   // Index tensors are made where they are used: tensors captured from the forward scope are
   // already disposed when the backward pass runs.
-  const f = tf.customGrad((input: tf.Tensor) => {
-    const value = tf.gather(input, tf.tensor1d(index, 'int32')) as tf.Tensor2D // (A, H)
+  return custom(([input]) => {
+    const value = tf.gather(input, tf.tensor1d(index, 'int32')) // (A, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => gatherSum(dy as tf.Tensor2D, inverses) // (R, H)
     return { value, gradFunc }
-  })
-  return f(x) as tf.Tensor2D
+  }, x) as tf.Tensor2D
 }
 
 /** Σ_j gather([z; 0], inverse_j): rows of z (A, H) summed back to their R origins → (R, H). */
@@ -34,12 +42,11 @@ function gatherSum(z: tf.Tensor2D, inverses: Int32Array[]): tf.Tensor2D {
  * added back to the row it came from. Backward: dz = gather(dy, index).
  */
 export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32Array[]): tf.Tensor2D {
-  const f = tf.customGrad((input: tf.Tensor) => {
+  return custom(([input]) => {
     const value = gatherSum(input as tf.Tensor2D, inverses) // (R, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => tf.gather(dy, tf.tensor1d(index, 'int32')) // (A, H)
     return { value, gradFunc }
-  })
-  return f(z) as tf.Tensor2D
+  }, z) as tf.Tensor2D
 }
 
 /**
@@ -50,7 +57,7 @@ export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32
 export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const V = table.shape[0]
   for (const id of ids) if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is out of range for a vocabulary of ${V}`)
-  const f = tf.customGrad((input: tf.Tensor) => {
+  return custom(([input]) => {
     const value = tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => {
       if (tf.getBackend() === 'tensorflow') return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
@@ -65,8 +72,7 @@ export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
       return tf.tensor2d(out, [V, H])
     }
     return { value, gradFunc }
-  })
-  return f(table) as tf.Tensor2D
+  }, table) as tf.Tensor2D
 }
 
 /** Swaps the last two axes. */
@@ -86,22 +92,23 @@ export function transposeLast<T extends tf.Tensor>(t: T): T {
  */
 export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
   if (tf.getBackend() !== 'wasm') return tf.matMul(a as tf.Tensor, b) as T
-  const f = tf.customGrad((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([x, y])
-    const value = tf.matMul(x, y)
-    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
-      const [xs, ys] = saved
-      return [tf.matMul(dy, transposeLast(ys)), tf.matMul(transposeLast(xs), dy)]
-    }
-    return { value, gradFunc }
-  })
-  return f(a, b) as T
+  return custom(
+    ([x, y], save) => {
+      save([x, y])
+      const value = tf.matMul(x, y)
+      const gradFunc = (dy: tf.Tensor, [xs, ys]: tf.Tensor[]): tf.Tensor[] => [tf.matMul(dy, transposeLast(ys)), tf.matMul(transposeLast(xs), dy)]
+      return { value, gradFunc }
+    },
+    a,
+    b,
+  ) as T
 }
 
 /** y = x · Wᵀ (+ b), the nn.Linear convention: x (N, in), W (out, in) → (N, out). */
 export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
-  const y = tf.getBackend() === 'wasm' ? mm(x, transposeLast(w as tf.Tensor2D)) : tf.matMul(x, w as tf.Tensor2D, false, true) // (N, out)
-  return b ? tf.add(y, b) : y
+  const w2 = w as tf.Tensor2D
+  const y: tf.Tensor2D = tf.getBackend() === 'wasm' ? mm(x, transposeLast(w2)) : tf.matMul(x, w2, false, true) // (N, out)
+  return b ? (tf.add(y, b) as tf.Tensor2D) : y
 }
 
 /** RMSNorm as in HF (fp32): x · rsqrt(mean(x²) + eps) · weight, over the last axis. */

@@ -335,19 +335,8 @@ const CASES: Case[] = [
     seed: 33,
     expect: { clipped: true },
   },
-]
-
-/**
- * KNOWN ENGINE GAP (kept on purpose; run with `it.fails`, so it turns red once the engine is fixed
- * and can move into CASES): HF Mixtral honours config.json `sliding_window` (each query attends
- * to keys with q − k < sliding_window; transformers masking_utils sliding_window_overlay), but
- * fromHfConfig drops the key and the engine always uses a full causal mask. Any mixtral checkpoint
- * with a non-null sliding_window shorter than the sequence gets different logits from every position
- * q ≥ sliding_window on. (Mixtral-8x7B/8x22B ship sliding_window null, so they are unaffected.)
- */
-const KNOWN_GAPS: Case[] = [
   {
-    name: 'KNOWN GAP mixtral: sliding_window 8 < T 24 (engine ignores sliding_window)',
+    name: 'mixtral: sliding_window 8 < T 24',
     hf: {
       model_type: 'mixtral',
       vocab_size: 53,
@@ -368,7 +357,32 @@ const KNOWN_GAPS: Case[] = [
     T: 24,
     seed: 41,
   },
+  {
+    name: 'olmoe: attention_bias (q/k/v and o_proj biases), GQA 4/2, norm_topk_prob',
+    hf: {
+      model_type: 'olmoe',
+      vocab_size: 45,
+      hidden_size: 32,
+      intermediate_size: 16,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      num_experts: 4,
+      num_experts_per_tok: 2,
+      norm_topk_prob: true,
+      attention_bias: true,
+      clip_qkv: null,
+      rope_theta: 10000,
+      rms_norm_eps: 1e-5,
+      max_position_embeddings: 64,
+      tie_word_embeddings: false,
+    },
+    B: 2,
+    T: 12,
+    seed: 42,
+  },
 ]
+
 
 // ---------------------------------------------------------------------------------------------
 
@@ -460,9 +474,8 @@ for (const backend of BACKENDS) {
       }
     })
 
-    for (const [cs, known] of [...CASES.map((c) => [c, false] as const), ...KNOWN_GAPS.map((c) => [c, true] as const)]) {
-      // Known engine gaps are expected to fail (see KNOWN_GAPS); everything else must pass.
-      ;(known ? it.fails : it)(cs.name, () => {
+    for (const cs of CASES) {
+      it(cs.name, () => {
         const config = fromHfConfig(cs.hf)
         const weights = randomWeights(config, cs.seed)
         const refWeights = new Map([...weights].map(([k, v]) => [k, v.slice()])) // the model takes ownership of its arrays
