@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { BACKEND_NAMES, initBackend, type BackendName } from '../src/main/engine/backend'
 import { moeBlock } from '../src/main/engine/moe'
-import { Rng, swiglu } from '../src/main/engine/ops'
+import { plainWeights, Rng, swiglu } from '../src/main/engine/ops'
 import { paramSpecs, validateMoeConfig, type MoeConfig } from '../src/shared/modelConfig'
 
 interface LayerResult {
@@ -85,17 +85,18 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
     tf.variable(tf.tensor(rng.normalArray(denseWidth * H).map((v) => v * 0.05), [H, denseWidth])),
   ]
   const x = tf.randomNormal([tokens, H], 0, 1, 'float32', 1) as tf.Tensor2D
-  const p = (name: string): tf.Tensor => vars.get(name)!
+  const w = plainWeights((name: string): tf.Tensor => vars.get(name)!)
+  const denseW = plainWeights((name: string): tf.Tensor => dense[Number(name)])
   const tokenIds = new Int32Array(tokens)
 
   const moeStep = (): void => {
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(moeBlock(c, 0, p, x, { training: true, capacityFactor: null, rng, tokenIds }).out)), [...vars.values()])
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(moeBlock(c, 0, w, x, { training: true, capacityFactor: null, rng, tokenIds }).out)), [...vars.values()])
     value.dataSync()
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])
   }
   const denseStep = (): void => {
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(swiglu(x, dense[0], dense[1], dense[2]))), dense)
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(swiglu(x, denseW, ['0', '1', '2']))), dense)
     value.dataSync()
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
-import { dropout, embedLookup, linear, mm, Rng, rmsNorm, swiglu, transposeLast } from './ops'
+import { dropout, embedLookup, mm, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
 import { moeBlock, type LayerRouting } from './moe'
 
 export interface KvCache {
@@ -30,6 +30,8 @@ export interface ForwardOptions {
   cache?: KvCache
   /** Only compute logits for the last position (generation). */
   lastOnly?: boolean
+  /** Where weights come from (default: the model's own tensors); LoRA and offloading wrap it. */
+  weights?: Weights
 }
 
 export interface ForwardOutput {
@@ -103,12 +105,15 @@ export class MoeModel {
     for (const s of this.specs) this.params.set(s.name, tf.variable(tf.tensor(weights.get(s.name)!, s.shape), true, s.name + '#' + uid()))
   }
 
-  /** The weight tensor of a hub name (the tied lm_head maps to the embeddings). */
+  /** The weight tensor of a hub name. */
   p = (name: string): tf.Tensor => {
     const t = this.params.get(name)
     if (!t) throw new ModelError(`no parameter named ${name}`)
     return t
   }
+
+  /** The model's own weights as a forward pass reads them. */
+  readonly weightSource: Weights = plainWeights(this.p)
 
   /** Capacity factor in force for a mode. */
   capacityFactor(training: boolean): number | null {
@@ -140,7 +145,8 @@ export class MoeModel {
     const hd = c.headDim
     const rep = nh / nkv
     const S = start + T
-    const p = this.p
+    const w = opts.weights ?? this.weightSource
+    const p = w.get
     const ids = Int32Array.from(inputIds.flat())
     const hiddenDrop = (t: tf.Tensor2D): tf.Tensor2D => (training && c.hiddenDropout > 0 ? dropout(t, c.hiddenDropout, needRng(rng)) : t)
 
@@ -157,9 +163,10 @@ export class MoeModel {
       const a = `model.layers.${i}.self_attn`
       // --- attention
       const hIn = rmsNorm(x, p(`model.layers.${i}.input_layernorm.weight`), c.rmsNormEps) // (N, H)
-      let q = linear(hIn, p(`${a}.q_proj.weight`), c.qkvBias ? p(`${a}.q_proj.bias`) : undefined) // (N, nh·hd)
-      let k = linear(hIn, p(`${a}.k_proj.weight`), c.qkvBias ? p(`${a}.k_proj.bias`) : undefined) // (N, nkv·hd)
-      let v = linear(hIn, p(`${a}.v_proj.weight`), c.qkvBias ? p(`${a}.v_proj.bias`) : undefined) // (N, nkv·hd)
+      const bias = (proj: string): string | undefined => (c.qkvBias ? `${a}.${proj}.bias` : undefined)
+      let q = w.linear(hIn, `${a}.q_proj.weight`, bias('q_proj')) // (N, nh·hd)
+      let k = w.linear(hIn, `${a}.k_proj.weight`, bias('k_proj')) // (N, nkv·hd)
+      let v = w.linear(hIn, `${a}.v_proj.weight`, bias('v_proj')) // (N, nkv·hd)
       if (c.qkNorm) {
         q = rmsNorm(q, p(`${a}.q_norm.weight`), c.rmsNormEps)
         k = rmsNorm(k, p(`${a}.k_norm.weight`), c.rmsNormEps)
@@ -189,18 +196,18 @@ export class MoeModel {
       if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
       const ctx = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
       const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
-      x = tf.add(x, hiddenDrop(linear(merged as tf.Tensor2D, p(`${a}.o_proj.weight`), c.oBias ? p(`${a}.o_proj.bias`) : undefined))) // (N, H)
+      x = tf.add(x, hiddenDrop(w.linear(merged as tf.Tensor2D, `${a}.o_proj.weight`, c.oBias ? `${a}.o_proj.bias` : undefined))) // (N, H)
 
       // --- MLP: sparse MoE block or dense SwiGLU
       const hPost = rmsNorm(x, p(`model.layers.${i}.post_attention_layernorm.weight`), c.rmsNormEps) // (N, H)
       let mlpOut: tf.Tensor2D
       if (isSparseLayer(c, i)) {
-        const r = moeBlock(c, i, p, hPost, { training, capacityFactor, rng, tokenIds: ids })
+        const r = moeBlock(c, i, w, hPost, { training, capacityFactor, rng, tokenIds: ids })
         routing.push(r.routing)
         mlpOut = r.out
       } else {
         const m = `model.layers.${i}.mlp`
-        mlpOut = swiglu(hPost, p(`${m}.gate_proj.weight`), p(`${m}.up_proj.weight`), p(`${m}.down_proj.weight`))
+        mlpOut = swiglu(hPost, w, [`${m}.gate_proj.weight`, `${m}.up_proj.weight`, `${m}.down_proj.weight`])
       }
       x = tf.add(x, hiddenDrop(mlpOut)) // (N, H)
     }
@@ -211,8 +218,8 @@ export class MoeModel {
       hFinal = tf.reshape(tf.slice(tf.reshape(hFinal, [B, T, H]), [0, T - 1, 0], [B, 1, H]), [B, H]) // (B, H)
       rows = 1
     }
-    const head = c.tieWordEmbeddings ? p('model.embed_tokens.weight') : p('lm_head.weight')
-    const logits = tf.reshape(linear(hFinal, head), [B, rows, c.vocabSize]) as tf.Tensor3D // (B, T, V)
+    const head = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'
+    const logits = tf.reshape(w.linear(hFinal, head), [B, rows, c.vocabSize]) as tf.Tensor3D // (B, T, V)
     return { logits, routing, cache: { length: S, keys, values } }
   }
 

@@ -7,9 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { MoeConfig } from '../../shared/modelConfig'
 import { expertProjNames, moePrefix } from '../../shared/modelConfig'
 import { decideRouting, selectionMask, type RoutingDecision } from './router'
-import { dropout, linear, permuteRows, Rng, swiglu, unpermuteRows } from './ops'
-
-export type ParamLookup = (name: string) => tf.Tensor
+import { dropout, permuteRows, Rng, swiglu, unpermuteRows, type Weights } from './ops'
 
 export interface LayerRouting {
   /** Decoder-layer index. */
@@ -64,7 +62,7 @@ function chosenWeights(c: MoeConfig, d: RoutingDecision, probs: Float32Array | n
  * Forward of the sparse block of layer i on h (N, H), already normalised. Returns the block
  * output (N, H) and the layer's routing.
  */
-export function moeBlock(c: MoeConfig, layer: number, p: ParamLookup, h: tf.Tensor2D, opts: MoeBlockOptions): { out: tf.Tensor2D; routing: LayerRouting } {
+export function moeBlock(c: MoeConfig, layer: number, w: Weights, h: tf.Tensor2D, opts: MoeBlockOptions): { out: tf.Tensor2D; routing: LayerRouting } {
   const [N, H] = h.shape
   const E = c.numExperts
   const k = c.topK
@@ -77,7 +75,7 @@ export function moeBlock(c: MoeConfig, layer: number, p: ParamLookup, h: tf.Tens
     h = tf.mul(h, tf.tensor2d(rng.uniformArray(N * H, 1 - c.router.jitter, 1 + c.router.jitter), [N, H]))
   }
 
-  const routerLogits = linear(h, p(`${prefix}.gate.weight`)) // (N, E)
+  const routerLogits = w.linear(h, `${prefix}.gate.weight`) // (N, E)
   const probs = tf.softmax(routerLogits) // (N, E), fp32
 
   let noiseStd: tf.Tensor2D | undefined
@@ -86,7 +84,7 @@ export function moeBlock(c: MoeConfig, layer: number, p: ParamLookup, h: tf.Tens
   let probsData: Float32Array | null = null
   if (type === 'noisy_topk') {
     if (opts.training) {
-      noiseStd = tf.softplus(linear(h, p(`${prefix}.noise_gate.weight`))) as tf.Tensor2D // (N, E)
+      noiseStd = tf.softplus(w.linear(h, `${prefix}.noise_gate.weight`)) as tf.Tensor2D // (N, E)
       const eps = tf.tensor2d(requireRng(opts).normalArray(N * E), [N, E])
       noisyLogits = tf.add(routerLogits, tf.mul(eps, noiseStd)) as tf.Tensor2D // (N, E)
       rankScores = noisyLogits.dataSync() as Float32Array
@@ -125,16 +123,16 @@ export function moeBlock(c: MoeConfig, layer: number, p: ParamLookup, h: tf.Tens
       const cnt = decision.counts[e]
       if (cnt === 0) continue
       const xe = tf.slice(xs, [decision.offsets[e], 0], [cnt, H]) // (cnt, H)
-      const [g, u, d] = expertProjNames(c, layer, e)
-      outs.push(swiglu(xe, p(g), p(u), p(d), drop)) // (cnt, H)
+      outs.push(swiglu(xe, w, expertProjNames(c, layer, e), drop)) // (cnt, H)
     }
     const ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0) // (A, H)
     out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)
   }
 
   if (c.sharedExpertIntermediateSize > 0) {
-    const s = swiglu(h, p(`${prefix}.shared_expert.gate_proj.weight`), p(`${prefix}.shared_expert.up_proj.weight`), p(`${prefix}.shared_expert.down_proj.weight`))
-    const sg = tf.sigmoid(linear(h, p(`${prefix}.shared_expert_gate.weight`))) // (N, 1)
+    const se = `${prefix}.shared_expert`
+    const s = swiglu(h, w, [`${se}.gate_proj.weight`, `${se}.up_proj.weight`, `${se}.down_proj.weight`]) // (N, H)
+    const sg = tf.sigmoid(w.linear(h, `${prefix}.shared_expert_gate.weight`)) // (N, 1)
     out = tf.add(out, tf.mul(sg, s)) as tf.Tensor2D
   }
   return { out, routing }

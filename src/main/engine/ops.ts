@@ -117,12 +117,28 @@ export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor, eps: numbe
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight) as T
 }
 
+/**
+ * Where a forward pass gets its weights. The plain source reads the model's tensors; adapters
+ * (LoRA) add their low-rank path in `linear`, and expert offloading pages weights in in `get`.
+ */
+export interface Weights {
+  /** A weight tensor by hub name. */
+  get(name: string): tf.Tensor
+  /** x · Wᵀ (+ b) for the weight `name` and the optional bias `bias`: x (N, in) → (N, out). */
+  linear(x: tf.Tensor2D, name: string, bias?: string): tf.Tensor2D
+}
+
+/** Weights read straight from a lookup. */
+export function plainWeights(get: (name: string) => tf.Tensor): Weights {
+  return { get, linear: (x, name, bias) => linear(x, get(name), bias === undefined ? undefined : get(bias)) }
+}
+
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)), with optional dropout on the product. */
-export function swiglu(x: tf.Tensor2D, gate: tf.Tensor, up: tf.Tensor, down: tf.Tensor, dropout?: (t: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
-  const g = linear(x, gate) // (N, I)
-  let hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), linear(x, up)) as tf.Tensor2D // (N, I)
+export function swiglu(x: tf.Tensor2D, w: Weights, [gate, up, down]: readonly [string, string, string], dropout?: (t: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+  const g = w.linear(x, gate) // (N, I)
+  let hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), w.linear(x, up)) as tf.Tensor2D // (N, I)
   if (dropout) hidden = dropout(hidden)
-  return linear(hidden, down) // (N, H)
+  return w.linear(hidden, down) // (N, H)
 }
 
 /** A small, fast, seedable PRNG (mulberry32) for routing noise, jitter and dropout masks. */

@@ -123,8 +123,8 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
         tf.tidy(() => {
           const N = 8
           const h = tf.randomNormal([N, 16], 0, 1, 'float32', 11) as tf.Tensor2D
-          const dropless = moeBlock(c, 0, model.p, h, { training: false, capacityFactor: null, tokenIds: new Int32Array(N) })
-          const capped = moeBlock(c, 0, model.p, h, { training: false, capacityFactor: 0.5, tokenIds: new Int32Array(N) })
+          const dropless = moeBlock(c, 0, model.weightSource, h, { training: false, capacityFactor: null, tokenIds: new Int32Array(N) })
+          const capped = moeBlock(c, 0, model.weightSource, h, { training: false, capacityFactor: 0.5, tokenIds: new Int32Array(N) })
           const d = capped.routing.decision
           expect(d.capacity).toBe(2) // ceil(0.5 · 8 · 1 / 2)
           expect(d.counts[0]).toBeLessThanOrEqual(2)
