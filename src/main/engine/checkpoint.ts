@@ -3,10 +3,11 @@
  * export are this one code path, so whatever the workbench saves opens in transformers and any
  * hub checkpoint of a supported family opens here.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
 import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, type MoeConfig } from '../../shared/modelConfig'
+import { writeJsonAtomic } from '../util/atomic'
 import { MoeModel } from './model'
 import { openCheckpointTensors, readTensor, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
@@ -81,12 +82,6 @@ export function loadModel(dir: string): MoeModel {
     weights.set(s.name, t.data)
   }
   return new MoeModel(config, weights)
-}
-
-function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n')
-  renameSync(tmp, file)
 }
 
 export interface SaveOptions {

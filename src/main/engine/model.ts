@@ -7,7 +7,7 @@
  * freeze policies and gradients all speak the same names.
  */
 import * as tf from '@tensorflow/tfjs'
-import { isSparseLayer, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
+import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import { dropout, embedLookup, mm, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
 import { moeBlock, type LayerRouting } from './moe'
 
@@ -83,8 +83,13 @@ function causalMask(T: number, S: number, start: number, rep: number, window: nu
   return tf.tensor2d(m, [rep * T, S])
 }
 
+/** Config fields a run may change without changing any tensor shape. */
+export type TrainingKnobs = Partial<Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout'>> & {
+  router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
+}
+
 export class MoeModel {
-  readonly config: MoeConfig
+  config: MoeConfig
   readonly specs: ParamSpec[]
   readonly params: Map<string, tf.Variable>
   private disposed = false
@@ -114,6 +119,11 @@ export class MoeModel {
 
   /** The model's own weights as a forward pass reads them. */
   readonly weightSource: Weights = plainWeights(this.p)
+
+  /** Applies a run's MoE knobs (validated; shapes never change). */
+  setKnobs(k: TrainingKnobs): void {
+    this.config = validateMoeConfig({ ...this.config, ...k, router: { ...this.config.router, ...k.router } })
+  }
 
   /** Capacity factor in force for a mode. */
   capacityFactor(training: boolean): number | null {

@@ -23,6 +23,18 @@ export interface LayerRouting {
   decision: RoutingDecision
   /** (N, k) routing weights of the chosen experts, as numbers, in the order of decision.topk. */
   weights: Float32Array
+  /** Mean over tokens of the entropy (nats) of the router's softmax. */
+  entropy: number
+}
+
+/** Mean row entropy (nats) of (N, E) probabilities. */
+function meanEntropy(probs: ArrayLike<number>, N: number, E: number): number {
+  let total = 0
+  for (let i = 0; i < N * E; i++) {
+    const q = probs[i]
+    if (q > 0) total -= q * Math.log(q)
+  }
+  return N ? total / N : 0
 }
 
 export interface MoeBlockOptions {
@@ -109,7 +121,8 @@ export function moeBlock(c: MoeConfig, layer: number, w: Weights, h: tf.Tensor2D
   }
 
   const weights = chosenWeights(c, decision, probsData, rankScores)
-  const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights }
+  const entropy = meanEntropy(probsData ?? (probs.dataSync() as Float32Array), N, E)
+  const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights, entropy }
 
   let out: tf.Tensor2D
   const A = decision.index.length

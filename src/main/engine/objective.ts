@@ -12,6 +12,8 @@ export interface Batch {
   inputIds: number[][]
   /** HF convention: same shape as inputIds, shifted inside the loss, -100 ignored. */
   labels: number[][]
+  /** Real (non-padding) tokens in the batch, for throughput; default B·T. */
+  tokens?: number
 }
 
 export interface LossParts {
@@ -62,23 +64,37 @@ export interface GradResult {
   grads: Map<string, tf.Tensor>
 }
 
+/** Per sparse layer: tokens routed to each expert (kept assignments) and the mean router entropy. */
+export interface RoutingStats {
+  layer: number
+  counts: number[]
+  entropy: number
+  dropped: number
+  tokens: number
+}
+
+export function routingStats(routing: LayerRouting[]): RoutingStats[] {
+  return routing.map((r) => ({ layer: r.layer, counts: Array.from(r.decision.counts), entropy: r.entropy, dropped: r.decision.dropped, tokens: r.decision.N }))
+}
+
 /**
- * Loss and gradients for the model's trainable parameters. The returned gradient tensors are the
- * caller's to dispose (disposeGrads).
+ * Loss and gradients for the given trainable variables (default: every model parameter), keyed by
+ * name. The returned gradient tensors are the caller's to dispose (disposeGrads).
  */
-export function lossAndGrads(model: MoeModel, batch: Batch, opts: ForwardOptions = {}, trainable?: (name: string) => boolean): GradResult {
+export function lossAndGrads(model: MoeModel, batch: Batch, opts: ForwardOptions = {}, trainable?: Map<string, tf.Variable>): GradResult & { routing: RoutingStats[] } {
   const vars: tf.Variable[] = []
   const hubName = new Map<string, string>()
-  for (const [name, v] of model.params) {
-    if (trainable && !trainable(name)) continue
+  for (const [name, v] of trainable ?? model.params) {
     vars.push(v)
     hubName.set(v.name, name)
   }
   let parts: LossParts | undefined
+  let stats: RoutingStats[] = []
   const { value, grads } = tf.variableGrads(() => {
     const o = objective(model, batch, opts)
     const [ce, aux, z] = [o.ce, o.aux, o.z].map((t) => t.dataSync()[0])
     parts = { loss: 0, ce, aux, z, targets: o.targets, droppedFraction: droppedFraction(o.routing) }
+    stats = routingStats(o.routing)
     return o.loss
   }, vars)
   parts!.loss = value.dataSync()[0]
@@ -88,7 +104,7 @@ export function lossAndGrads(model: MoeModel, batch: Batch, opts: ForwardOptions
     const g = grads[v.name]
     out.set(hubName.get(v.name)!, g ?? tf.zerosLike(v))
   }
-  return { parts: parts!, grads: out }
+  return { parts: parts!, grads: out, routing: stats }
 }
 
 export function disposeGrads(grads: Map<string, tf.Tensor>): void {

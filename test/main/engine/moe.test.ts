@@ -275,7 +275,7 @@ describe('auxiliary losses (hand-computed)', () => {
     const d = decideRouting(null, N, E, { type: 'hash', k, capacityFactor: null, tokenIds: new Int32Array(N) })
     d.topk.set(topk)
     const rl = tf.tensor2d(logits)
-    return { layer: 0, routerLogits: rl, gates: tf.softmax(rl) as tf.Tensor2D, decision: d, weights: new Float32Array(N * k) }
+    return { layer: 0, routerLogits: rl, gates: tf.softmax(rl) as tf.Tensor2D, decision: d, weights: new Float32Array(N * k), entropy: 0 }
   }
 
   it('load balancing = E · Σ f·P as HF computes it', () => {

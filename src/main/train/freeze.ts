@@ -1,0 +1,106 @@
+/**
+ * Which parameters a run trains: freeze policies, and expert-specialised fine-tuning (DeepSeek
+ * ESFT: score experts on the task's data, train only the most relevant ones).
+ */
+import * as tf from '@tensorflow/tfjs'
+import type { ParamSpec } from '../../shared/modelConfig'
+import type { RunConfig } from '../../shared/runConfig'
+import type { MoeModel } from '../engine/model'
+import type { Batch } from '../engine/objective'
+
+/** Per sparse layer, the experts ESFT trains. */
+export type ExpertSelection = Record<string, number[]>
+
+/** Whether a full/freeze run trains parameter `s`. */
+export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection): boolean {
+  if (esft) return s.kind === 'expert' && esft[String(s.layer)]?.includes(s.expert!) === true
+  const f = cfg.freeze
+  switch (s.kind) {
+    case 'router':
+    case 'router_noise':
+      return !f.router
+    case 'attn':
+    case 'attn_bias':
+      return !f.attention
+    case 'embed':
+    case 'lm_head':
+      return !f.embeddings
+    case 'expert':
+      return !f.allExperts && !(f.experts[String(s.layer)] ?? []).includes(s.expert!)
+    default:
+      return true
+  }
+}
+
+/** The trainable variables of a full/freeze run, by hub name. */
+export function trainableParams(model: MoeModel, cfg: RunConfig, esft?: ExpertSelection): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>()
+  for (const s of model.specs) if (isTrainable(s, cfg, esft)) out.set(s.name, model.params.get(s.name)!)
+  if (out.size === 0) throw new Error('the freeze policy leaves nothing to train; unfreeze something or use LoRA')
+  return out
+}
+
+/** Weight decay applies to matrices, not to norms and biases (unless asked). */
+export function decays(spec: ParamSpec | undefined, cfg: RunConfig): boolean {
+  if (cfg.optimizer.decayNormsAndBiases || !spec) return true
+  return spec.kind !== 'norm' && spec.kind !== 'attn_bias'
+}
+
+export interface ExpertScores {
+  /** layer → per-expert score (summing to 1 over the layer's experts). */
+  scores: Record<string, number[]>
+  tokens: number
+}
+
+/**
+ * ESFT scores on sample batches: 'gate' = mean routing weight an expert receives per token,
+ * 'token_share' = fraction of (token, slot) choices that went to it. Only positions with a loss
+ * target count when labels mask the prompt.
+ */
+export function scoreExperts(model: MoeModel, batches: Batch[], kind: 'gate' | 'token_share'): ExpertScores {
+  const E = model.config.numExperts
+  const sums = new Map<number, Float64Array>()
+  let tokens = 0
+  for (const b of batches) {
+    tf.tidy(() => {
+      const f = model.forward(b.inputIds)
+      const T = b.inputIds[0].length
+      for (const r of f.routing) {
+        const acc = sums.get(r.layer) ?? new Float64Array(E)
+        sums.set(r.layer, acc)
+        const { N, k, topk } = r.decision
+        for (let n = 0; n < N; n++) {
+          const row = Math.floor(n / T)
+          const t = n % T
+          // position t predicts labels[t+1]: count it when that target is trained
+          if (t + 1 >= T || b.labels[row][t + 1] === -100) continue
+          for (let j = 0; j < k; j++) acc[topk[n * k + j]] += kind === 'gate' ? r.weights[n * k + j] : 1
+        }
+      }
+    })
+    for (const row of b.labels) tokens += row.slice(1).filter((y) => y !== -100).length
+  }
+  const scores: Record<string, number[]> = {}
+  for (const [layer, acc] of sums) {
+    const total = acc.reduce((a, b) => a + b, 0)
+    scores[String(layer)] = Array.from(acc, (v) => (total > 0 ? v / total : 0))
+  }
+  return { scores, tokens }
+}
+
+/** Per layer, the highest-scoring experts until their cumulative score reaches the threshold. */
+export function selectExperts(scores: ExpertScores['scores'], threshold: number): ExpertSelection {
+  const out: ExpertSelection = {}
+  for (const [layer, s] of Object.entries(scores)) {
+    const order = s.map((v, e) => [v, e] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1])
+    const chosen: number[] = []
+    let acc = 0
+    for (const [v, e] of order) {
+      if (acc >= threshold - 1e-12) break
+      chosen.push(e)
+      acc += v
+    }
+    out[layer] = chosen.sort((a, b) => a - b)
+  }
+  return out
+}

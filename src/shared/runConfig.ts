@@ -1,0 +1,166 @@
+/**
+ * The run config: everything a fine-tuning run needs, with documented defaults and validation.
+ * The same JSON drives the app, server mode and `moe-workbench train --config run.json --set k=v`.
+ */
+import { z } from 'zod'
+import { formatIssues } from './modelConfig'
+
+const posInt = z.number().int().positive()
+const nonNegInt = z.number().int().nonnegative()
+const prob = z.number().min(0).max(1)
+
+export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 'dense_mlp', 'lm_head'] as const
+export type LoraTarget = (typeof LORA_TARGETS)[number]
+
+export const runConfigSchema = z
+  .object({
+    /** Fine-tuning method: all weights, LoRA adapters, or full training with frozen parts. */
+    method: z.enum(['full', 'lora', 'freeze']).default('full'),
+    lora: z
+      .object({
+        rank: posInt.default(8),
+        alpha: z.number().positive().default(16),
+        dropout: prob.default(0),
+        /** Which linear layers get adapters. */
+        targets: z.array(z.enum(LORA_TARGETS)).min(1).default(['attention', 'experts']),
+      })
+      .default({ rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }),
+    /** Parts kept fixed with method "freeze" (and, for router/embeddings, with "full" too when set). */
+    freeze: z
+      .object({
+        router: z.boolean().default(false),
+        attention: z.boolean().default(false),
+        embeddings: z.boolean().default(false),
+        allExperts: z.boolean().default(false),
+        /** Experts kept fixed, by layer: {"0": [1, 3]}. */
+        experts: z.record(z.string().regex(/^\d+$/), z.array(nonNegInt)).default({}),
+      })
+      .default({ router: false, attention: false, embeddings: false, allExperts: false, experts: {} }),
+    /**
+     * Expert-specialised fine-tuning (DeepSeek ESFT): score experts on the training data, keep per
+     * layer the best ones until their cumulative score reaches `threshold`, train only those.
+     */
+    esft: z
+      .object({
+        enabled: z.boolean().default(false),
+        score: z.enum(['gate', 'token_share']).default('gate'),
+        threshold: z.number().gt(0).max(1).default(0.2),
+        /** Batches of training data used for scoring. */
+        scoringBatches: posInt.default(16),
+      })
+      .default({ enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 }),
+    data: z
+      .object({
+        maxLength: posInt.default(256),
+        truncation: z.enum(['right', 'left', 'drop']).default('right'),
+        /** Loss only on assistant turns / completions. */
+        maskPrompt: z.boolean().default(true),
+        /** Concatenate examples into full-length rows instead of padding each one. */
+        packing: z.boolean().default(false),
+      })
+      .default({ maxLength: 256, truncation: 'right', maskPrompt: true, packing: false }),
+    optimizer: z
+      .object({
+        lr: z.number().positive().default(3e-4),
+        betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+        eps: z.number().positive().default(1e-8),
+        weightDecay: z.number().min(0).default(0.01),
+        /** Apply weight decay to norms and biases too (off by default, as HF Trainer does). */
+        decayNormsAndBiases: z.boolean().default(false),
+      })
+      .default({ lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false }),
+    schedule: z
+      .object({
+        type: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+        warmupSteps: nonNegInt.default(0),
+        /** The learning rate at the end of a cosine or linear decay, as a fraction of lr. */
+        minLrRatio: prob.default(0),
+      })
+      .default({ type: 'cosine', warmupSteps: 0, minLrRatio: 0 }),
+    batchSize: posInt.default(8),
+    gradAccumulation: posInt.default(1),
+    /** Clip the global gradient norm to this value; 0 = off. */
+    gradClip: z.number().min(0).default(1),
+    seed: nonNegInt.default(0),
+    /** Stop after this many optimiser steps (wins over epochs when both are set). */
+    maxSteps: posInt.nullable().default(null),
+    epochs: z.number().positive().default(1),
+    /** Evaluate on the validation split every N steps (0 = only at the end). */
+    evalEvery: nonNegInt.default(50),
+    /** Batches of the validation split per evaluation (0 = all). */
+    evalBatches: nonNegInt.default(0),
+    earlyStopping: z
+      .object({
+        /** Stop after this many evaluations without improvement; 0 = off. */
+        patience: nonNegInt.default(0),
+        minDelta: z.number().min(0).default(0),
+      })
+      .default({ patience: 0, minDelta: 0 }),
+    /** Write a checkpoint every N steps (and always at the end); 0 = only at the end. */
+    checkpointEvery: nonNegInt.default(100),
+    /** Keep this many most recent checkpoints (the best by validation loss is always kept). */
+    keepCheckpoints: posInt.default(3),
+    /** MoE knobs. Values left null keep the model's own. */
+    moe: z
+      .object({
+        capacityFactorTrain: z.number().positive().nullable().default(null),
+        capacityFactorEval: z.number().positive().nullable().default(null),
+        auxLossCoef: z.number().min(0).nullable().default(null),
+        zLossCoef: z.number().min(0).nullable().default(null),
+        routerJitter: prob.nullable().default(null),
+        expertDropout: prob.nullable().default(null),
+        attentionDropout: prob.nullable().default(null),
+        hiddenDropout: prob.nullable().default(null),
+      })
+      .default({ capacityFactorTrain: null, capacityFactorEval: null, auxLossCoef: null, zLossCoef: null, routerJitter: null, expertDropout: null, attentionDropout: null, hiddenDropout: null }),
+    alerts: z
+      .object({
+        /** An expert whose token share stays below this for `steps` steps is reported dead. */
+        deadShare: prob.default(0.01),
+        /** An expert whose share stays above this is reported collapsing (it takes everything). */
+        collapseShare: prob.default(0.9),
+        steps: posInt.default(20),
+      })
+      .default({ deadShare: 0.01, collapseShare: 0.9, steps: 20 }),
+  })
+  .superRefine((c, ctx) => {
+    if (c.esft.enabled && c.method === 'lora') ctx.addIssue({ code: 'custom', path: ['esft', 'enabled'], message: 'ESFT trains the chosen experts fully; use method "full" or "freeze"' })
+  })
+
+export type RunConfig = z.infer<typeof runConfigSchema>
+export type RunConfigInput = z.input<typeof runConfigSchema>
+
+export class RunConfigError extends Error {}
+
+export function validateRunConfig(input: unknown): RunConfig {
+  const r = runConfigSchema.safeParse(input ?? {})
+  if (!r.success) throw new RunConfigError(`invalid run config: ${formatIssues(r.error.issues)}`)
+  return r.data
+}
+
+/**
+ * Applies `--set key.path=value` overrides to a plain config object (values parsed as JSON when
+ * they parse, else taken as strings). Unknown top-level keys are rejected by validation later.
+ */
+export function applyOverrides(base: Record<string, unknown>, sets: string[]): Record<string, unknown> {
+  const out = structuredClone(base)
+  for (const s of sets) {
+    const eq = s.indexOf('=')
+    if (eq <= 0) throw new RunConfigError(`--set ${s}: expected key=value, e.g. optimizer.lr=1e-4`)
+    const path = s.slice(0, eq).split('.')
+    const raw = s.slice(eq + 1)
+    let value: unknown
+    try {
+      value = JSON.parse(raw)
+    } catch {
+      value = raw
+    }
+    let node: Record<string, unknown> = out
+    for (const key of path.slice(0, -1)) {
+      if (typeof node[key] !== 'object' || node[key] === null || Array.isArray(node[key])) node[key] = {}
+      node = node[key] as Record<string, unknown>
+    }
+    node[path[path.length - 1]] = value
+  }
+  return out
+}
