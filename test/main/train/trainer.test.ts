@@ -219,3 +219,37 @@ describe('trainer', () => {
     expect(esft.log).toMatch(/esft: scored experts by token_share/)
   }, 120_000)
 })
+
+describe('export', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('LoRA export merges, verifies and writes an HF folder with tokenizer files and a card', async () => {
+    const base = baseModel()
+    const { writeFileSync } = await import('node:fs')
+    writeFileSync(join(base, 'tokenizer.json'), '{"version":"1.0"}')
+    const { runDir } = await run(base, { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 }, swapTask(24))
+    const { exportRun } = await import('../../../src/main/train/export')
+    const out = join(tmp('moe-export-'), 'merged')
+    const r = exportRun(runDir, out)
+    expect(r.mergedLora).toBe(true)
+    expect(r.mergeError).toBeLessThan(1e-4)
+    for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'README.md']) expect(existsSync(join(out, f)), f).toBe(true)
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/LoRA rank 2 merged/)
+    // the export is a plain model whose logits equal base + adapters
+    const m = loadModel(out)
+    const baseM = loadModel(base)
+    const lora = new LoraAdapters(baseM, validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['experts'] } }).lora, 0)
+    const { loadSafetensors } = await import('../../../src/main/engine/safetensors')
+    lora.load(loadSafetensors(join(runDir, 'checkpoints/step-3/adapter_model.safetensors')).tensors as never)
+    const ids = [[1, 4, 5, 2]]
+    const a = tf.tidy(() => m.forward(ids).logits.dataSync())
+    const b = tf.tidy(() => baseM.forward(ids, { weights: lora.wrap(baseM.weightSource, { training: false }) }).logits.dataSync())
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-4)
+    expect(() => exportRun(runDir, out)).toThrow(/exists and is not empty/)
+    m.dispose()
+    lora.dispose()
+    baseM.dispose()
+  }, 60_000)
+})

@@ -1,0 +1,125 @@
+/**
+ * Export a run as a Hugging Face checkpoint folder that other tools load: LoRA adapters merged
+ * into the base weights (verified by comparing logits before anything is written), tokenizer
+ * files from the base model, and a README card recording the run.
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import type { Dtype } from '../../shared/api'
+import { loadModel, saveModel } from '../engine/checkpoint'
+import { MoeModel } from '../engine/model'
+import { loadSafetensors } from '../engine/safetensors'
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
+import { LoraAdapters } from './lora'
+import { lastCheckpoint, readRunRecord } from './trainer'
+
+/** Files copied from the base model folder when present. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja']
+
+export interface ExportOptions {
+  /** A checkpoint folder of the run (default: the last one). */
+  checkpoint?: string
+  dtype?: Dtype
+  /** Largest |adapter − merged| logit difference accepted, relative to max(1, |logit|). */
+  tolerance?: number
+}
+
+export interface ExportResult {
+  outDir: string
+  files: string[]
+  mergedLora: boolean
+  /** Max |adapter − merged| logit difference measured before writing (LoRA). */
+  mergeError?: number
+}
+
+/** Logits of a fixed probe batch. */
+function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
+  const V = model.config.vocabSize
+  const T = Math.min(16, model.config.maxPositionEmbeddings)
+  const ids = [Array.from({ length: T }, (_, i) => (i * 7919 + 13) % V)]
+  return tf.tidy(() => model.forward(ids, { weights: lora?.wrap(model.weightSource, { training: false }) }).logits.dataSync() as Float32Array)
+}
+
+export function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}): ExportResult {
+  const run = readRunRecord(runDir)
+  const ckpt = opts.checkpoint ?? lastCheckpoint(runDir)
+  if (!ckpt) throw new Error(`${runDir}: the run has no checkpoint to export yet`)
+  const out = resolve(outDir)
+  if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
+  const tmp = `${out}.tmp-${process.pid}`
+  rmSync(tmp, { recursive: true, force: true })
+  mkdirSync(tmp, { recursive: true })
+
+  let result: ExportResult
+  try {
+    if (run.config.method === 'lora') {
+      const base = loadModel(run.baseModel)
+      const lora = new LoraAdapters(base, run.config.lora, run.config.seed)
+      let merged: MoeModel | undefined
+      try {
+        lora.load(loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>)
+        merged = new MoeModel(base.config, lora.mergedWeights())
+        const a = probeLogits(base, lora)
+        const b = probeLogits(merged)
+        let err = 0
+        let scale = 1
+        for (let i = 0; i < a.length; i++) {
+          err = Math.max(err, Math.abs(a[i] - b[i]))
+          scale = Math.max(scale, Math.abs(a[i]))
+        }
+        const tol = opts.tolerance ?? 1e-4
+        if (!(err <= tol * scale)) throw new Error(`merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`)
+        const files = saveModel(merged, tmp, { dtype: opts.dtype })
+        result = { outDir: out, files, mergedLora: true, mergeError: err }
+      } finally {
+        merged?.dispose()
+        lora.dispose()
+        base.dispose()
+      }
+    } else {
+      const m = loadModel(ckpt)
+      try {
+        result = { outDir: out, files: saveModel(m, tmp, { dtype: opts.dtype }), mergedLora: false }
+      } finally {
+        m.dispose()
+      }
+    }
+    for (const f of TOKENIZER_FILES) {
+      if (existsSync(join(run.baseModel, f))) {
+        copyFileSync(join(run.baseModel, f), join(tmp, f))
+        result.files.push(f)
+      }
+    }
+    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result))
+    writeJsonAtomic(join(tmp, 'workbench.json'), { exportedFrom: resolve(runDir), checkpoint: ckpt, baseModel: run.baseModel, runConfig: run.config, exported: new Date().toISOString() })
+    result.files.push('README.md', 'workbench.json')
+    rmSync(out, { recursive: true, force: true })
+    renameSync(tmp, out)
+    return result
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true })
+    throw e
+  }
+}
+
+function modelCard(run: ReturnType<typeof readRunRecord>, ckpt: string, r: ExportResult): string {
+  return `---
+library_name: transformers
+tags: [moe, moe-workbench]
+---
+# ${basename(r.outDir)}
+
+Fine-tuned with MoE Workbench from \`${run.baseModel}\` (${run.config.method}${r.mergedLora ? `, LoRA rank ${run.config.lora.rank} merged; max logit change from merging ${r.mergeError?.toExponential(2)}` : ''}).
+
+- run: \`${run.id}\`, ${run.step} of ${run.totalSteps} steps, status ${run.status}
+- checkpoint: \`${basename(ckpt)}\`
+- best validation loss: ${run.bestValLoss === null ? 'not evaluated' : run.bestValLoss.toFixed(4)}
+
+## Run config
+
+\`\`\`json
+${JSON.stringify(run.config, null, 2)}
+\`\`\`
+`
+}
