@@ -14,6 +14,7 @@ import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { BACKEND_NAMES } from '../engine/backend'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
+import { exportCommand, trainCommand } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -23,6 +24,10 @@ commands:
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--no-cache] [--json]
+  train     --model DIR --dataset FILE.jsonl [--config run.json] [--set key=value ...] [--out RUN_DIR]
+            [--val-ratio 0.1] | --resume RUN_DIR          fine-tune, with progress, ETA and a summary
+  export    RUN_DIR --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
+                                                          a merged Hugging Face checkpoint folder
   serve     [--host 127.0.0.1] [--port 0]                 the browser UI and API (server mode)
 
 common options:
@@ -35,7 +40,9 @@ const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' }
 
 interface Command {
   options: Options
-  run: (values: ParsedValues, io: CliIo) => Promise<number>
+  /** Takes positional arguments (otherwise any is an error). */
+  positionals?: boolean
+  run: (values: ParsedValues, io: CliIo, positionals: string[]) => Promise<number>
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -55,11 +62,28 @@ const COMMANDS: Record<string, Command> = {
     },
     run: generateCommand,
   },
+  train: {
+    options: {
+      model: { type: 'string' },
+      dataset: { type: 'string' },
+      config: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      resume: { type: 'string' },
+      'val-ratio': { type: 'string' },
+    },
+    run: trainCommand,
+  },
+  export: {
+    options: { out: { type: 'string' }, checkpoint: { type: 'string' }, dtype: { type: 'string' } },
+    positionals: true,
+    run: exportCommand,
+  },
   serve: {
     options: { host: { type: 'string' }, port: { type: 'string' } },
     run: async (values) => {
       const { serveCommand } = await import('../hosts/server/serve')
-      return serveCommand(values)
+      return serveCommand(values as Record<string, string | boolean | undefined>)
     },
   },
 }
@@ -78,8 +102,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   try {
     let values: ParsedValues
+    let positionals: string[]
     try {
-      values = parseArgs({ args: rest, options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: false }).values as ParsedValues
+      const parsed = parseArgs({ args: rest, options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: cmd.positionals === true })
+      values = parsed.values as ParsedValues
+      positionals = parsed.positionals
     } catch (e) {
       throw new UsageError((e as Error).message.replace(/^.*?:\s*/, '').split('\n')[0])
     }
@@ -87,7 +114,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.out(USAGE)
       return 0
     }
-    return await cmd.run(values, io)
+    return await cmd.run(values, io, positionals)
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`moe-workbench ${name}: ${e.message} (see moe-workbench --help)`)

@@ -1,7 +1,7 @@
 /** Pieces shared by the CLI's commands. */
 import { BACKEND_NAMES, initBackend, isBackendName, type BackendName } from '../engine/backend'
 
-export type ParsedValues = Record<string, string | boolean | undefined>
+export type ParsedValues = Record<string, string | boolean | string[] | undefined>
 
 export interface CliIo {
   out: (line: string) => void
