@@ -1,0 +1,15 @@
+import { createPinia } from 'pinia'
+import { createApp } from 'vue'
+import App from './App.vue'
+import { setWorkbench } from './api/client'
+import { chooseTransport } from './api/transport'
+import './assets/main.css'
+
+setWorkbench(chooseTransport())
+
+const app = createApp(App)
+app.use(createPinia())
+app.config.errorHandler = (error, _instance, info) => {
+  console.error(`[workbench] ${info}:`, error)
+}
+app.mount('#app')

@@ -1,0 +1,56 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { ApiError } from '../../../src/shared/api'
+import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { useSystemStore } from '../../../src/renderer/src/stores/system'
+import { fakeBridge, systemInfo } from '../fakeBridge'
+
+let fake: ReturnType<typeof fakeBridge>
+beforeEach(() => {
+  setActivePinia(createPinia())
+  fake = fakeBridge()
+  setWorkbench(fake.bridge)
+})
+
+describe('useSystemStore', () => {
+  it('loads the system info and lists the backends that were unavailable', async () => {
+    const system = useSystemStore()
+    await system.refresh()
+    expect(system.backend?.name).toBe('wasm')
+    expect(system.unavailable.map((a) => a.name)).toEqual(['tfjs-node-gpu', 'tfjs-node'])
+    expect(system.engineStatus).toBe('ready')
+    expect(system.error).toBeNull()
+  })
+
+  it('keeps the error message when the engine cannot start', async () => {
+    fake.bridge.system.info.mockRejectedValueOnce(new ApiError('engine_unavailable', 'the engine could not start: no backend'))
+    const system = useSystemStore()
+    await system.refresh()
+    expect(system.error).toBe('the engine could not start: no backend')
+    expect(system.loading).toBe(false)
+  })
+
+  it('follows engine status and logs from the event stream, and unsubscribes', async () => {
+    const system = useSystemStore()
+    await system.refresh()
+    const stop = system.listen()
+    system.listen() // idempotent: still one subscription
+    expect(fake.listeners.size).toBe(1)
+
+    fake.emit({ type: 'engine.status', time: 1, status: 'crashed', pid: 42, reason: 'the engine process was killed by SIGKILL' })
+    expect(system.engineStatus).toBe('crashed')
+    expect(system.engineReason).toMatch(/SIGKILL/)
+
+    const cpu = { ...systemInfo.engine.backend, name: 'cpu' as const }
+    fake.emit({ type: 'engine.status', time: 2, status: 'ready', pid: 43, backend: cpu })
+    expect(system.backend?.name).toBe('cpu')
+    expect(system.info?.engine.pid).toBe(43)
+
+    for (let i = 0; i < 250; i++) fake.emit({ type: 'log', time: i, level: 'info', source: 'engine', message: `line ${i}` })
+    expect(system.logs).toHaveLength(200)
+    expect(system.logs.at(-1)?.message).toBe('line 249')
+
+    stop()
+    expect(fake.listeners.size).toBe(0)
+  })
+})
