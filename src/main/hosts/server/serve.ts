@@ -139,6 +139,8 @@ function describeEvent(event: WorkbenchEvent, verbose: boolean): string | undefi
       if (event.status === 'crashed') return `engine: ${event.reason ?? 'crashed'}`
       return verbose ? `engine: ${event.status}` : undefined
     case 'log':
-      return verbose || event.level === 'error' ? `${event.source}: ${event.message}` : undefined
+      if (verbose || event.level === 'error' || (event.level === 'warn' && event.source === 'server'))
+        return `${event.source}: ${event.message}`
+      return undefined
   }
 }

@@ -85,6 +85,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   /** Host, token and Origin checks shared by the API and the WebSocket; undefined = admitted. */
   function refuse(req: IncomingMessage, url: URL): ApiError | undefined {
+    const denied = check(req, url)
+    // The operator should see attempts: a wrong token or a foreign page probing the port.
+    // Only the path is logged, never the query (it may hold a token).
+    if (denied) workbench.log('warn', `refused ${req.method ?? 'GET'} ${url.pathname}: ${denied.message}`, 'server')
+    return denied
+  }
+
+  function check(req: IncomingMessage, url: URL): ApiError | undefined {
     if (!hostAllowed(req.headers.host, { boundHost: bindHost, port }))
       return new ApiError('forbidden', `Host ${JSON.stringify(req.headers.host)} is not this server`)
     if (!tokenMatches(requestToken(req.headers, url), token))
