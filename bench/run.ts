@@ -5,6 +5,10 @@
  * combine) against a dense SwiGLU FFN with the same active FLOPs (intermediate = k · expert
  * width), on every backend that starts here. The ratio MoE / dense is the dispatch overhead.
  *
+ * train-step: tokens/s of full training steps (forward, backward, AdamW) of a small Mixtral-family
+ * model against a dense model with the same active parameters (every layer a SwiGLU of width
+ * k · expert width), on each backend.
+ *
  * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -14,7 +18,10 @@ import * as tf from '@tensorflow/tfjs'
 import { BACKEND_NAMES, initBackend, type BackendName } from '../src/main/engine/backend'
 import { moeBlock } from '../src/main/engine/moe'
 import { plainWeights, Rng, swiglu } from '../src/main/engine/ops'
-import { paramSpecs, validateMoeConfig, type MoeConfig } from '../src/shared/modelConfig'
+import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
+import { MoeModel } from '../src/main/engine/model'
+import { disposeGrads, lossAndGrads } from '../src/main/engine/objective'
+import { AdamW } from '../src/main/engine/optimizer'
 
 interface LayerResult {
   backend: BackendName
@@ -131,10 +138,66 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
   }
 }
 
+interface TrainResult {
+  backend: BackendName
+  model: string
+  totalParams: number
+  activeParams: number
+  tokensPerStep: number
+  msPerStep: number
+  tokensPerSec: number
+  steps: number
+}
+
+const SMALL_MIXTRAL: MoeConfigInput = {
+  family: 'mixtral',
+  vocabSize: 512,
+  hiddenSize: 128,
+  numLayers: 4,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 32,
+  intermediateSize: 256,
+  expertIntermediateSize: 256,
+  numExperts: 8,
+  topK: 2,
+  normTopkProb: true,
+}
+
+/** The dense model with the MoE's active parameters: every MLP a SwiGLU of width k · expert width. */
+const DENSE_TWIN: MoeConfigInput = { ...SMALL_MIXTRAL, family: 'qwen2_moe', intermediateSize: 512, numExperts: 1, topK: 1, normTopkProb: false, qkvBias: false, mlpOnlyLayers: [0, 1, 2, 3] }
+
+function benchTrain(backend: BackendName, name: string, input: MoeConfigInput, batch: number, seq: number, steps: number): TrainResult {
+  const c = validateMoeConfig(input)
+  const rng = new Rng(7)
+  const weights = new Map<string, Float32Array>()
+  for (const s of paramSpecs(c)) weights.set(s.name, rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.05)))
+  const model = new MoeModel(c, weights)
+  const opt = new AdamW({ weightDecay: 0.01 })
+  const ids = Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(rng.next() * c.vocabSize)))
+  const step = (): void => {
+    const r = lossAndGrads(model, { inputIds: ids, labels: ids }, { training: true, rng })
+    opt.apply(model.params, r.grads, 1e-4)
+    disposeGrads(r.grads)
+  }
+  const t = timeIt(step, steps, 0)
+  opt.dispose()
+  model.dispose()
+  const counts = countParams(c)
+  return { backend, model: name, totalParams: counts.total, activeParams: counts.active, tokensPerStep: batch * seq, msPerStep: t.ms, tokensPerSec: (batch * seq) / (t.ms / 1000), steps: t.iterations }
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join('  ')
+  return [line(head), ...rows.map(line)].join('\n')
+}
+
 async function main(): Promise<void> {
   const wanted = (process.env.BENCH_BACKENDS ?? BACKEND_NAMES.join(',')).split(',').map((s) => s.trim()) as BackendName[]
   const tokens = Number(process.env.BENCH_TOKENS ?? 256)
   const results: LayerResult[] = []
+  const trainResults: TrainResult[] = []
   const skipped: { backend: string; reason: string }[] = []
   for (const backend of wanted) {
     try {
@@ -145,6 +208,10 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`bench: moe-layer on ${backend}...\n`)
     results.push(benchLayer(backend, tokens))
+    process.stderr.write(`bench: train-step on ${backend}...\n`)
+    const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
+    trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
+    trainResults.push(benchTrain(backend, 'dense twin', DENSE_TWIN, batch, seq, steps))
   }
   const record = {
     bench: 'moe-layer',
@@ -159,15 +226,38 @@ async function main(): Promise<void> {
   const file = join(dir, 'moe-layer.json')
   writeFileSync(file, JSON.stringify(record, null, 2) + '\n')
 
-  const rows = results.map((r) => [r.backend, String(r.tokens), r.denseMs.toFixed(2), r.moeMs.toFixed(2), r.ratio.toFixed(2), r.denseGflops.toFixed(2), r.moeGflops.toFixed(2)])
-  const head = ['backend', 'tokens', 'dense ms', 'moe ms', 'moe/dense', 'dense GFLOP/s', 'moe GFLOP/s']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join('  ')
+  const trainRecord = {
+    bench: 'train-step',
+    date: record.date,
+    machine: record.machine,
+    description: 'tokens/s of full training steps (fwd+bwd+AdamW) of a 4-layer Mixtral-family model (8 experts, top-2) and of a dense model with the same active parameters; ratio = moe ms/step over dense ms/step',
+    results: trainResults,
+    ratios: Object.fromEntries(
+      [...new Set(trainResults.map((r) => r.backend))].map((b) => {
+        const moe = trainResults.find((r) => r.backend === b && r.model !== 'dense twin')!
+        const dense = trainResults.find((r) => r.backend === b && r.model === 'dense twin')!
+        return [b, moe.msPerStep / dense.msPerStep]
+      }),
+    ),
+  }
+  writeFileSync(join(dir, 'train-step.json'), JSON.stringify(trainRecord, null, 2) + '\n')
+
   console.log(`moe-layer: H=${results[0]?.hidden} expert width ${results[0]?.expertWidth}, 8 experts top-2 vs dense width ${results[0]?.denseWidth}, fwd+bwd`)
-  console.log(line(head))
-  for (const r of rows) console.log(line(r))
+  console.log(
+    table(
+      ['backend', 'tokens', 'dense ms', 'moe ms', 'moe/dense', 'dense GFLOP/s', 'moe GFLOP/s'],
+      results.map((r) => [r.backend, String(r.tokens), r.denseMs.toFixed(2), r.moeMs.toFixed(2), r.ratio.toFixed(2), r.denseGflops.toFixed(2), r.moeGflops.toFixed(2)]),
+    ),
+  )
+  console.log('\ntrain-step: 4 layers, H=128, fwd+bwd+AdamW')
+  console.log(
+    table(
+      ['backend', 'model', 'params', 'active', 'tokens/step', 'ms/step', 'tokens/s', 'moe/dense'],
+      trainResults.map((r) => [r.backend, r.model, String(r.totalParams), String(r.activeParams), String(r.tokensPerStep), r.msPerStep.toFixed(1), r.tokensPerSec.toFixed(0), r.model === 'dense twin' ? '' : trainRecord.ratios[r.backend].toFixed(2)]),
+    ),
+  )
   for (const s of skipped) console.log(`skipped ${s.backend}: ${s.reason}`)
-  console.log(`wrote ${file}`)
+  console.log(`wrote ${file} and ${join(dir, 'train-step.json')}`)
 }
 
 void main().catch((e: unknown) => {
