@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues } from '../../shared/modelConfig'
 import { inspectModel, loadModel } from '../engine/checkpoint'
-import { generateGreedy } from '../engine/generate'
+import { generate, type SamplingOptions } from '../engine/generate'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
@@ -158,6 +158,28 @@ export function forwardTensors(model: MoeModel, input: ForwardInput, grads: bool
   return out
 }
 
+function numberFlag(values: ParsedValues, flag: string, ok: (n: number) => boolean, what: string): number | undefined {
+  const v = values[flag]
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (typeof v !== 'string' || v.trim() === '' || !ok(n)) throw new UsageError(`--${flag}: "${String(v)}" must be ${what}`)
+  return n
+}
+
+/** --greedy, or sampling with --temperature --top-k --top-p --min-p --repetition-penalty --seed. */
+export function samplingFromFlags(values: ParsedValues): SamplingOptions {
+  const s: SamplingOptions = {
+    greedy: values.greedy === true,
+    temperature: numberFlag(values, 'temperature', (n) => n > 0, 'a number > 0'),
+    topK: numberFlag(values, 'top-k', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
+    topP: numberFlag(values, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    minP: numberFlag(values, 'min-p', (n) => n >= 0 && n < 1, 'a number in [0, 1)'),
+    repetitionPenalty: numberFlag(values, 'repetition-penalty', (n) => n > 0, 'a number > 0'),
+    seed: numberFlag(values, 'seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
+  }
+  return s
+}
+
 function parseIds(text: string, flag: string): number[] {
   const parts = text.split(',').map((s) => s.trim())
   const ids = parts.map((p) => Number(p))
@@ -172,7 +194,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   const maxText = requireString(values, 'max-new-tokens')
   const maxNewTokens = Number(maxText)
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
-  if (!values.greedy) throw new UsageError('only greedy decoding is available from this command so far: pass --greedy')
+  const sampling = samplingFromFlags(values)
   const backend = await backendFromFlag(values, io)
   const model = loadModel(dir)
   try {
@@ -182,7 +204,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     if (prompt.length + maxNewTokens > model.config.maxPositionEmbeddings)
       throw new UsageError(`--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`)
     const started = performance.now()
-    const r = generateGreedy(model, prompt, { maxNewTokens, useCache: !values['no-cache'] })
+    const r = generate(model, prompt, { maxNewTokens, sampling, useCache: !values['no-cache'] })
     const seconds = (performance.now() - started) / 1000
     if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
     io.err(`${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`)

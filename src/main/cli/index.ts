@@ -23,7 +23,8 @@ commands:
   info      --model DIR [--json]                          what a model folder holds
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
-  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--no-cache] [--json]
+  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
+            --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
   train     --model DIR --dataset FILE.jsonl [--config run.json] [--set key=value ...] [--out RUN_DIR]
             [--val-ratio 0.1] | --resume RUN_DIR          fine-tune, with progress, ETA and a summary
   export    RUN_DIR --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
@@ -57,6 +58,12 @@ const COMMANDS: Record<string, Command> = {
       'prompt-ids': { type: 'string' },
       'max-new-tokens': { type: 'string' },
       greedy: { type: 'boolean' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      seed: { type: 'string' },
       'no-cache': { type: 'boolean' },
       json: { type: 'boolean' },
     },

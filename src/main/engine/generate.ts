@@ -1,19 +1,54 @@
 /**
- * Autoregressive decoding with a KV cache (or full recomputation, for checking the cache).
+ * Autoregressive decoding with a KV cache (or full recomputation, for checking the cache):
+ * greedy or sampled (temperature, top-k, top-p, min-p, repetition penalty, seed), stop tokens and
+ * stop sequences, streaming through callbacks, cancel, and the routing trace of every token.
  */
 import * as tf from '@tensorflow/tfjs'
 import type { KvCache, MoeModel } from './model'
+import { Rng, type Weights } from './ops'
+
+export interface SamplingOptions {
+  /** Pick the most likely token (ignores every other option). */
+  greedy?: boolean
+  /** Divide logits by this (> 0); default 1. */
+  temperature?: number
+  /** Keep the k most likely tokens; 0 = off. */
+  topK?: number
+  /** Keep the smallest set of tokens whose probability reaches p; 1 = off. */
+  topP?: number
+  /** Drop tokens below minP × the top probability; 0 = off. */
+  minP?: number
+  /** CTRL-style penalty (> 1 discourages tokens already in the sequence); 1 = off. */
+  repetitionPenalty?: number
+  seed?: number
+}
+
+/** Which experts one token went to in each sparse layer. */
+export interface TokenRouting {
+  /** Position in the sequence. */
+  position: number
+  token: number
+  layers: { layer: number; experts: number[]; weights: number[] }[]
+}
 
 export interface GenerateOptions {
   maxNewTokens: number
+  sampling?: SamplingOptions
   /** Reuse keys and values of earlier positions (default true). */
   useCache?: boolean
   /** Stop after emitting one of these ids (default: the config's eos ids; [] to never stop). */
   stopTokens?: number[]
+  /** Stop when the generated ids end with one of these sequences. */
+  stopSequences?: number[][]
   /** Keep the last-position logits of every step (for tests and the CLI). */
   keepStepLogits?: boolean
   /** Called with each new token as it is chosen. Return false to stop. */
   onToken?: (token: number, step: number) => boolean | void
+  /** Called with the routing of the positions each forward processed (the prompt first). */
+  onRouting?: (positions: TokenRouting[]) => void
+  signal?: AbortSignal
+  /** Weight source (LoRA adapters, offloaded experts). */
+  weights?: Weights
 }
 
 export interface GenerateResult {
@@ -22,7 +57,10 @@ export interface GenerateResult {
   newTokens: number[]
   /** (steps, V) when keepStepLogits. */
   stepLogits?: Float32Array[]
-  stoppedBy: 'max_new_tokens' | 'stop_token' | 'callback'
+  stoppedBy: 'max_new_tokens' | 'stop_token' | 'stop_sequence' | 'callback' | 'cancelled'
+  /** Prefill and per-token decode time. */
+  prefillMs: number
+  decodeMs: number
 }
 
 /** Index of the largest value, lowest index on ties. */
@@ -32,17 +70,75 @@ export function argmax(x: ArrayLike<number>): number {
   return best
 }
 
+/**
+ * Picks the next token from last-position logits. Filters apply in HF's order: repetition
+ * penalty, temperature, top-k, top-p, min-p; then a draw from the renormalised distribution.
+ */
+export function sampleToken(logits: Float32Array, history: number[], s: SamplingOptions, rng: Rng): number {
+  if (s.greedy) return argmax(applyRepetitionPenalty(logits, history, s.repetitionPenalty ?? 1))
+  const V = logits.length
+  const z = applyRepetitionPenalty(logits, history, s.repetitionPenalty ?? 1)
+  const temperature = s.temperature ?? 1
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0 (use greedy for argmax), got ${temperature}`)
+  let max = -Infinity
+  for (let i = 0; i < V; i++) max = Math.max(max, z[i] / temperature)
+  const p = new Float64Array(V)
+  let sum = 0
+  for (let i = 0; i < V; i++) sum += p[i] = Math.exp(z[i] / temperature - max)
+  for (let i = 0; i < V; i++) p[i] /= sum
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b)
+  let keep = V
+  if (s.topK && s.topK > 0) keep = Math.min(keep, s.topK)
+  if (s.topP !== undefined && s.topP < 1) {
+    let acc = 0
+    for (let r = 0; r < keep; r++) {
+      acc += p[order[r]]
+      if (acc >= s.topP) {
+        keep = r + 1
+        break
+      }
+    }
+  }
+  if (s.minP && s.minP > 0) {
+    const floor = s.minP * p[order[0]]
+    let r = 1
+    while (r < keep && p[order[r]] >= floor) r++
+    keep = r
+  }
+  let total = 0
+  for (let r = 0; r < keep; r++) total += p[order[r]]
+  let u = rng.next() * total
+  for (let r = 0; r < keep; r++) {
+    u -= p[order[r]]
+    if (u <= 0) return order[r]
+  }
+  return order[keep - 1]
+}
+
+function applyRepetitionPenalty(logits: Float32Array, history: number[], penalty: number): Float32Array {
+  if (penalty === 1 || history.length === 0) return logits
+  if (!(penalty > 0)) throw new RangeError(`repetition penalty must be > 0, got ${penalty}`)
+  const out = logits.slice()
+  for (const t of new Set(history)) out[t] = out[t] > 0 ? out[t] / penalty : out[t] * penalty
+  return out
+}
+
 function disposeCache(c: KvCache | undefined): void {
   if (!c) return
   for (const t of c.keys) t.dispose()
   for (const t of c.values) t.dispose()
 }
 
-/** Greedy decoding (argmax, lowest id on ties). */
-export function generateGreedy(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
+/** Generates up to maxNewTokens after the prompt (batch of one). */
+export function generate(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
   if (promptIds.length === 0) throw new RangeError('prompt_ids: the prompt must hold at least one token')
   if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
+  const V = model.config.vocabSize
+  const bad = promptIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < V))
+  if (bad !== undefined) throw new RangeError(`prompt_ids: ${bad} is not a token id of this model (vocabulary ${V})`)
   const useCache = opts.useCache ?? true
+  const sampling = opts.sampling ?? { greedy: true }
+  const rng = new Rng(sampling.seed ?? 0)
   const eos = model.config.eosTokenId
   const stop = new Set(opts.stopTokens ?? (eos === null ? [] : Array.isArray(eos) ? eos : [eos]))
   const ids = [...promptIds]
@@ -50,25 +146,40 @@ export function generateGreedy(model: MoeModel, promptIds: number[], opts: Gener
   const stepLogits: Float32Array[] = []
   let cache: KvCache | undefined
   let stoppedBy: GenerateResult['stoppedBy'] = 'max_new_tokens'
+  let prefillMs = 0
+  let decodeMs = 0
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const input = useCache && cache ? [ids.slice(-1)] : [ids]
+      if (opts.signal?.aborted) {
+        stoppedBy = 'cancelled'
+        break
+      }
+      const t0 = performance.now()
+      const start = useCache && cache ? ids.length - 1 : 0
+      const input = [ids.slice(start)]
       let next: KvCache | undefined
       let logits: Float32Array = new Float32Array(0)
       tf.tidy(() => {
-        const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true })
+        const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true, weights: opts.weights })
         if (useCache) {
           next = f.cache
           for (const t of [...next.keys, ...next.values]) tf.keep(t)
         }
         logits = f.logits.dataSync() as Float32Array
+        if (opts.onRouting) {
+          // With full recomputation only the newest position is new after the first step.
+          const from = useCache || step === 0 ? 0 : input[0].length - 1
+          opts.onRouting(routingTrace(f.routing, input[0], start, from))
+        }
       })
       if (useCache) {
         disposeCache(cache)
         cache = next
       }
+      if (step === 0) prefillMs = performance.now() - t0
+      else decodeMs += performance.now() - t0
       if (opts.keepStepLogits) stepLogits.push(logits)
-      const token = argmax(logits)
+      const token = sampleToken(logits, ids, sampling, rng)
       ids.push(token)
       newTokens.push(token)
       if (opts.onToken?.(token, step) === false) {
@@ -79,9 +190,33 @@ export function generateGreedy(model: MoeModel, promptIds: number[], opts: Gener
         stoppedBy = 'stop_token'
         break
       }
+      if (opts.stopSequences?.some((s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t))) {
+        stoppedBy = 'stop_sequence'
+        break
+      }
     }
   } finally {
     disposeCache(cache)
   }
-  return { outputIds: ids, newTokens, stepLogits: opts.keepStepLogits ? stepLogits : undefined, stoppedBy }
+  return { outputIds: ids, newTokens, stepLogits: opts.keepStepLogits ? stepLogits : undefined, stoppedBy, prefillMs, decodeMs }
+}
+
+function routingTrace(routing: ReturnType<MoeModel['forward']>['routing'], tokens: number[], start: number, from: number): TokenRouting[] {
+  const out: TokenRouting[] = []
+  for (let n = from; n < tokens.length; n++) {
+    out.push({
+      position: start + n,
+      token: tokens[n],
+      layers: routing.map((r) => {
+        const k = r.decision.k
+        return { layer: r.layer, experts: Array.from(r.decision.topk.subarray(n * k, n * k + k)), weights: Array.from(r.weights.subarray(n * k, n * k + k)) }
+      }),
+    })
+  }
+  return out
+}
+
+/** Greedy decoding (argmax, lowest id on ties). */
+export function generateGreedy(model: MoeModel, promptIds: number[], opts: Omit<GenerateOptions, 'sampling'>): GenerateResult {
+  return generate(model, promptIds, { ...opts, sampling: { greedy: true } })
 }

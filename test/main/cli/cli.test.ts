@@ -93,6 +93,15 @@ describe('moe-workbench CLI', () => {
     expect(JSON.parse(r.out[r.out.length - 1])).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
   })
 
+  it('generate samples reproducibly with a seed', async () => {
+    const args = ['generate', '--model', join(FIX, 'olmoe'), '--prompt-ids', '3,4,5', '--max-new-tokens', '6', '--temperature', '0.9', '--top-k', '20', '--seed', '7', '--json', '--backend', 'cpu']
+    const a = await cli(...args)
+    const b = await cli(...args)
+    expect(a.code).toBe(0)
+    expect(JSON.parse(a.out.at(-1)!).output_ids).toHaveLength(9)
+    expect(a.out.at(-1)).toBe(b.out.at(-1))
+  })
+
   it('bad arguments give one line and exit 2', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command "frobnicate"/],
@@ -103,6 +112,7 @@ describe('moe-workbench CLI', () => {
       [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,2', '--max-new-tokens', '-1', '--greedy'], /--max-new-tokens/],
       [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,999', '--max-new-tokens', '2', '--greedy', '--backend', 'cpu'], /token id 999 is outside the vocabulary/],
       [['info', '--model', join(FIX, 'mixtral'), '--backend', 'tpu'], /unknown backend "tpu"/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--top-p', '1.5'], /--top-p: "1\.5" must be a number in \(0, 1\]/],
     ]
     for (const [argv, pattern] of cases) {
       const r = await cli(...argv)

@@ -1,0 +1,116 @@
+/** Generation: sampling filters, seeds, stop rules, cancel and the routing trace. */
+import { beforeAll, describe, expect, it } from 'vitest'
+import { initBackend } from '../../../src/main/engine/backend'
+import { argmax, generate, sampleToken } from '../../../src/main/engine/generate'
+import { Rng } from '../../../src/main/engine/ops'
+import { tinyModel } from './helpers'
+
+describe('sampling', () => {
+  const logits = Float32Array.from([1, 3, 2, 0.5, 2.9])
+
+  it('top-k 1, tiny top-p and greedy all pick the argmax', () => {
+    const rng = new Rng(1)
+    expect(argmax(logits)).toBe(1)
+    for (let i = 0; i < 20; i++) {
+      expect(sampleToken(logits, [], { topK: 1 }, rng)).toBe(1)
+      expect(sampleToken(logits, [], { topP: 0.01 }, rng)).toBe(1)
+      expect(sampleToken(logits, [], { greedy: true, temperature: 5 }, rng)).toBe(1)
+    }
+  })
+
+  it('follows the softmax at temperature 1 and sharpens at low temperature', () => {
+    const rng = new Rng(3)
+    const counts = new Array(5).fill(0)
+    const n = 20000
+    for (let i = 0; i < n; i++) counts[sampleToken(logits, [], {}, rng)]++
+    const z = Array.from(logits, Math.exp)
+    const s = z.reduce((a, b) => a + b, 0)
+    counts.forEach((c, i) => expect(Math.abs(c / n - z[i] / s)).toBeLessThan(0.015))
+    const cold = new Array(5).fill(0)
+    for (let i = 0; i < 2000; i++) cold[sampleToken(logits, [], { temperature: 0.05 }, rng)]++
+    expect(cold[1] + cold[4]).toBe(2000)
+  })
+
+  it('top-k, top-p and min-p keep only the allowed tokens', () => {
+    const rng = new Rng(5)
+    const seen = (s: Parameters<typeof sampleToken>[2]): Set<number> => {
+      const out = new Set<number>()
+      for (let i = 0; i < 3000; i++) out.add(sampleToken(logits, [], s, rng))
+      return out
+    }
+    expect(seen({ topK: 2 })).toEqual(new Set([1, 4]))
+    // p ≈ [.06, .40, .15, .04, .36]: the top two hold .76
+    expect(seen({ topP: 0.7 })).toEqual(new Set([1, 4]))
+    // min-p 0.3 of .40 = .12 keeps 1, 4, 2
+    expect(seen({ minP: 0.3 })).toEqual(new Set([1, 4, 2]))
+  })
+
+  it('repetition penalty discourages tokens already in the sequence', () => {
+    expect(sampleToken(logits, [1], { greedy: true, repetitionPenalty: 1.5 }, new Rng(0))).toBe(4)
+    expect(sampleToken(logits, [1], { greedy: true }, new Rng(0))).toBe(1)
+  })
+
+  it('rejects a non-positive temperature', () => {
+    expect(() => sampleToken(logits, [], { temperature: 0 }, new Rng(0))).toThrow(/temperature must be > 0/)
+  })
+})
+
+describe('generate', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('is reproducible for a seed, and cached equals uncached', () => {
+    const m = tinyModel({}, 4)
+    try {
+      const s = { temperature: 1.2, topK: 10, seed: 42 }
+      const a = generate(m, [1, 2, 3], { maxNewTokens: 12, sampling: s, stopTokens: [] })
+      const b = generate(m, [1, 2, 3], { maxNewTokens: 12, sampling: s, stopTokens: [], useCache: false })
+      const c = generate(m, [1, 2, 3], { maxNewTokens: 12, sampling: { ...s, seed: 43 }, stopTokens: [] })
+      expect(a.newTokens).toHaveLength(12)
+      expect(b.newTokens).toEqual(a.newTokens)
+      expect(c.newTokens).not.toEqual(a.newTokens)
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it('stops on stop tokens, stop sequences, callbacks and cancel', () => {
+    const m = tinyModel({}, 4)
+    try {
+      const free = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [] })
+      const t = free.newTokens
+      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [t[2]] })).toMatchObject({ stoppedBy: 'stop_token', newTokens: t.slice(0, t.indexOf(t[2]) + 1) })
+      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], stopSequences: [[t[3], t[4]]] }).stoppedBy).toBe('stop_sequence')
+      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], onToken: (_, i) => i < 1 }).newTokens).toHaveLength(2)
+      const ac = new AbortController()
+      const r = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], signal: ac.signal, onToken: (_, i) => void (i === 2 && ac.abort()) })
+      expect(r).toMatchObject({ stoppedBy: 'cancelled' })
+      expect(r.newTokens).toHaveLength(3)
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it('reports the routing of every prompt and generated position', () => {
+    const m = tinyModel({}, 4)
+    try {
+      for (const useCache of [true, false]) {
+        const trace: { position: number; token: number; layers: { layer: number; experts: number[]; weights: number[] }[] }[] = []
+        const r = generate(m, [5, 6, 7], { maxNewTokens: 4, stopTokens: [], useCache, onRouting: (p) => trace.push(...p) })
+        // every position that went through the model: the prompt and all but the last new token
+        expect(trace.map((p) => p.position)).toEqual([0, 1, 2, 3, 4, 5])
+        expect(trace.map((p) => p.token)).toEqual(r.outputIds.slice(0, 6))
+        for (const p of trace) {
+          expect(p.layers.map((l) => l.layer)).toEqual([0, 1])
+          for (const l of p.layers) {
+            expect(l.experts).toHaveLength(2)
+            expect(l.weights[0] + l.weights[1]).toBeCloseTo(1, 5)
+          }
+        }
+      }
+    } finally {
+      m.dispose()
+    }
+  })
+})
