@@ -1,0 +1,22 @@
+/** An import or inspection that cannot go on: the message says why and what to do. */
+export class DatasetError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'DatasetError'
+  }
+}
+
+export function typeName(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') return 'a string'
+  if (typeof value === 'number') return 'a number'
+  if (typeof value === 'boolean') return 'a boolean'
+  return typeof value
+}
+
+/** Megabytes with one decimal, for messages. */
+export function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+}

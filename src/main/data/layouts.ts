@@ -1,0 +1,315 @@
+/**
+ * Layouts: detecting how a file's records are laid out, mapping its columns onto a layout's
+ * fields, and turning each record into a normalised row (src/shared/dataset.ts) or the list of
+ * its problems. Pure functions, no I/O.
+ *
+ * Problem messages are part of the product (the UI shows them): keep them short, lower-case,
+ * and naming what was expected and what was found.
+ */
+import {
+  type ChatMessage,
+  type ChatRole,
+  type ColumnMapping,
+  DATASET_LAYOUTS,
+  type DatasetLayout,
+  LAYOUT_FIELDS,
+  type NormalizedRow,
+} from '../../shared/dataset'
+import { DatasetError, typeName } from './errors'
+
+export interface FieldProblem {
+  field: string
+  message: string
+}
+
+export type Normalized = { row: NormalizedRow; problems?: undefined } | { row?: undefined; problems: FieldProblem[] }
+
+/** Column names that detection accepts for each logical field, in order of preference. */
+const SYNONYMS: Record<string, string[]> = {
+  instruction: ['instruction', 'question', 'query', 'prompt'],
+  input: ['input', 'context'],
+  output: ['output', 'response', 'answer'],
+  system: ['system'],
+  prompt: ['prompt'],
+  completion: ['completion'],
+  text: ['text', 'content'],
+  input_ids: ['input_ids'],
+  labels: ['labels'],
+}
+
+export interface Detection {
+  layout: DatasetLayout
+  mapping: ColumnMapping
+}
+
+/**
+ * Detects the layout from the first records (objects). Returns null when nothing is
+ * recognisable: the user then picks a layout and maps the columns.
+ */
+export function detectLayout(sample: unknown[], columns: string[]): Detection | null {
+  const objects = sample.filter((v): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v))
+  const has = (c: string) => columns.includes(c)
+  const firstValue = (c: string): unknown => objects.find((o) => o[c] !== undefined && o[c] !== null)?.[c]
+  const firstArray = (c: string): unknown[] | null => {
+    const v = parseJsonCell(firstValue(c))
+    return Array.isArray(v) ? v : null
+  }
+  const messageKeys = (list: unknown[] | null): string[] => {
+    const m = list?.find((x) => x !== null && typeof x === 'object')
+    return m ? Object.keys(m) : []
+  }
+
+  for (const column of ['messages', 'conversations', 'conversation', 'dialog']) {
+    if (!has(column)) continue
+    const keys = messageKeys(firstArray(column))
+    if (keys.includes('from') && keys.includes('value')) {
+      return { layout: 'sharegpt', mapping: { conversations: column } }
+    }
+    if (keys.includes('role') && keys.includes('content')) {
+      return { layout: 'messages', mapping: { messages: column } }
+    }
+  }
+  if (has('input_ids')) return { layout: 'tokens', mapping: has('labels') ? { input_ids: 'input_ids', labels: 'labels' } : { input_ids: 'input_ids' } }
+  if (has('prompt') && has('completion')) return { layout: 'completion', mapping: { prompt: 'prompt', completion: 'completion' } }
+  const pick = (field: string) => SYNONYMS[field].find(has)
+  const instruction = pick('instruction')
+  const output = pick('output')
+  if (instruction !== undefined && output !== undefined) {
+    const mapping: ColumnMapping = { instruction, output }
+    const input = pick('input')
+    const system = pick('system')
+    if (input !== undefined) mapping.input = input
+    if (system !== undefined) mapping.system = system
+    return { layout: 'alpaca', mapping }
+  }
+  const text = pick('text')
+  if (text !== undefined) return { layout: 'text', mapping: { text } }
+  return null
+}
+
+/** The default mapping of a layout: each field to the column of the same name. */
+export function defaultMapping(layout: DatasetLayout): ColumnMapping {
+  return Object.fromEntries(LAYOUT_FIELDS[layout].map((f) => [f, f]))
+}
+
+const MESSAGE_KEYS = { sharegpt: { role: 'from', content: 'value' }, messages: { role: 'role', content: 'content' } } as const
+
+/**
+ * The complete mapping for `layout`: the defaults, overridden by `mapping`. For the chat
+ * layouts, `role` and `content` name the keys inside each message. Throws DatasetError for an
+ * unknown layout, a field the layout lacks, or a column the file lacks.
+ */
+export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | undefined, columns: string[] | null): ColumnMapping {
+  if (!(DATASET_LAYOUTS as readonly string[]).includes(layout)) {
+    throw new DatasetError(`unknown layout "${layout}" (expected one of ${DATASET_LAYOUTS.join(', ')})`)
+  }
+  const fields: string[] = [...LAYOUT_FIELDS[layout]]
+  if (layout === 'sharegpt' || layout === 'messages') fields.push('role', 'content')
+  const resolved: ColumnMapping = defaultMapping(layout)
+  if (layout === 'sharegpt' || layout === 'messages') Object.assign(resolved, MESSAGE_KEYS[layout])
+  for (const [field, column] of Object.entries(mapping ?? {})) {
+    if (!fields.includes(field)) {
+      throw new DatasetError(`mapping: "${field}" is not a field of the ${layout} layout (fields: ${fields.join(', ')})`)
+    }
+    if (typeof column !== 'string' || column === '') throw new DatasetError(`mapping: ${field} must name a column`)
+    const inMessage = field === 'role' || field === 'content'
+    if (!inMessage && columns !== null && columns.length > 0 && !columns.includes(column)) {
+      throw new DatasetError(`mapping: column "${column}" (for ${field}) is not in the file (columns: ${columns.join(', ')})`)
+    }
+    resolved[field] = column
+  }
+  return resolved
+}
+
+/** CSV/TSV cells are strings: a cell holding a JSON array or object is parsed. */
+function parseJsonCell(value: unknown): unknown {
+  if (typeof value !== 'string') return value
+  const t = value.trimStart()
+  if (t[0] !== '[' && t[0] !== '{') return value
+  try {
+    return JSON.parse(value)
+  } catch {
+    return value
+  }
+}
+
+export interface NormalizeOptions {
+  /** Cells are strings (CSV/TSV): parse JSON arrays in cells where an array is expected. */
+  cellsAreText?: boolean
+  /** Vocabulary size, to check token ids. */
+  vocabSize?: number
+}
+
+const SHAREGPT_ROLES: Record<string, ChatRole> = { system: 'system', human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant' }
+const ROLES: Record<string, ChatRole> = { system: 'system', user: 'user', assistant: 'assistant' }
+
+/**
+ * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
+ * resolved one (resolveMapping).
+ */
+export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: ColumnMapping, options: NormalizeOptions = {}): Normalized {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return { problems: [{ field: '', message: `expected an object, got ${typeName(value)}` }] }
+  }
+  const record = value as Record<string, unknown>
+  const problems: FieldProblem[] = []
+  const col = (field: string) => mapping[field] ?? field
+
+  /** A required (or optional) non-empty string field. */
+  const str = (field: string, required: boolean, allowEmpty = false): string | undefined => {
+    const column = col(field)
+    const v = record[column]
+    if (v === undefined || v === null) {
+      if (required) problems.push({ field: column, message: 'missing field' })
+      return undefined
+    }
+    if (typeof v !== 'string') {
+      problems.push({ field: column, message: `expected a string, got ${typeName(v)}` })
+      return undefined
+    }
+    if (!allowEmpty && v.trim() === '') {
+      if (required) problems.push({ field: column, message: 'must not be empty' })
+      return undefined
+    }
+    return v
+  }
+  const array = (field: string, required: boolean): unknown[] | undefined => {
+    const column = col(field)
+    let v = record[column]
+    if (v === undefined || v === null || (options.cellsAreText && v === '')) {
+      if (required) problems.push({ field: column, message: 'missing field' })
+      return undefined
+    }
+    if (options.cellsAreText) v = parseJsonCell(v)
+    if (!Array.isArray(v)) {
+      problems.push({ field: column, message: `expected an array, got ${typeName(v)}` })
+      return undefined
+    }
+    return v
+  }
+
+  switch (layout) {
+    case 'alpaca': {
+      const instruction = str('instruction', true)
+      const input = str('input', false, true)
+      const output = str('output', true)
+      const system = str('system', false)
+      if (problems.length > 0) return { problems }
+      const user = input !== undefined && input.trim() !== '' ? `${instruction}\n\n${input}` : instruction!
+      const messages: ChatMessage[] = []
+      if (system !== undefined) messages.push({ role: 'system', content: system })
+      messages.push({ role: 'user', content: user }, { role: 'assistant', content: output! })
+      return { row: { messages } }
+    }
+    case 'sharegpt':
+    case 'messages': {
+      const listField = layout === 'sharegpt' ? 'conversations' : 'messages'
+      const column = col(listField)
+      const list = array(listField, true)
+      if (list === undefined) return { problems }
+      const roleKey = col('role')
+      const contentKey = col('content')
+      const roles = layout === 'sharegpt' ? SHAREGPT_ROLES : ROLES
+      const expected = layout === 'sharegpt' ? 'system, human or gpt' : 'system, user or assistant'
+      const messages: ChatMessage[] = []
+      list.forEach((m, i) => {
+        const at = `${column}[${i}]`
+        if (m === null || typeof m !== 'object' || Array.isArray(m)) {
+          problems.push({ field: at, message: `expected an object, got ${typeName(m)}` })
+          return
+        }
+        const msg = m as Record<string, unknown>
+        const role = msg[roleKey]
+        const content = msg[contentKey]
+        let mapped: ChatRole | undefined
+        if (role === undefined || role === null) problems.push({ field: `${at}.${roleKey}`, message: 'missing field' })
+        else if (typeof role !== 'string') problems.push({ field: `${at}.${roleKey}`, message: `expected a string, got ${typeName(role)}` })
+        else {
+          mapped = roles[role]
+          if (mapped === undefined) problems.push({ field: `${at}.${roleKey}`, message: `unknown role "${role}" (expected ${expected})` })
+        }
+        if (content === undefined || content === null) problems.push({ field: `${at}.${contentKey}`, message: 'missing field' })
+        else if (typeof content !== 'string') problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
+        else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })
+        if (mapped !== undefined && typeof content === 'string') messages.push({ role: mapped, content })
+      })
+      // The order is checked once every turn is readable (else every later turn would be "out of order").
+      if (problems.length === 0) problems.push(...checkTurns(messages, column, roleKey))
+      if (problems.length > 0) return { problems }
+      return { row: { messages } }
+    }
+    case 'completion': {
+      const prompt = str('prompt', true)
+      const completion = str('completion', true)
+      if (problems.length > 0) return { problems }
+      return { row: { prompt: prompt!, completion: completion! } }
+    }
+    case 'text': {
+      const text = str('text', true)
+      if (problems.length > 0) return { problems }
+      return { row: { text: text! } }
+    }
+    case 'tokens': {
+      const ids = array('input_ids', true)
+      const hasLabels = record[col('labels')] !== undefined && record[col('labels')] !== null && record[col('labels')] !== ''
+      const labels = hasLabels ? array('labels', false) : undefined
+      if (ids !== undefined) {
+        if (ids.length === 0) problems.push({ field: col('input_ids'), message: 'must not be empty' })
+        const bad = ids.findIndex((t) => !isTokenId(t, options.vocabSize))
+        if (bad !== -1) problems.push({ field: `${col('input_ids')}[${bad}]`, message: tokenProblem(ids[bad], options.vocabSize) })
+      }
+      if (labels !== undefined) {
+        const bad = labels.findIndex((t) => t !== -100 && !isTokenId(t, options.vocabSize))
+        if (bad !== -1) problems.push({ field: `${col('labels')}[${bad}]`, message: `expected -100 or a token id, got ${JSON.stringify(labels[bad])}` })
+        if (ids !== undefined && labels.length !== ids.length) {
+          problems.push({ field: col('labels'), message: `has ${labels.length} entries, ${col('input_ids')} has ${ids.length}` })
+        }
+      }
+      if (problems.length > 0) return { problems }
+      return { row: labels === undefined ? { input_ids: ids as number[] } : { input_ids: ids as number[], labels: labels as number[] } }
+    }
+  }
+}
+
+function isTokenId(t: unknown, vocabSize?: number): boolean {
+  return typeof t === 'number' && Number.isInteger(t) && t >= 0 && (vocabSize === undefined || t < vocabSize)
+}
+
+function tokenProblem(t: unknown, vocabSize?: number): string {
+  if (typeof t === 'number' && Number.isInteger(t) && t >= 0) return `token id ${t} is outside the vocabulary (size ${vocabSize})`
+  return `expected a token id (an integer >= 0), got ${JSON.stringify(t)}`
+}
+
+/**
+ * The conversation rules: an optional leading system message, then user and assistant
+ * alternating from the user, ending with the assistant.
+ */
+export function checkTurns(messages: ChatMessage[], column: string, roleKey: string): FieldProblem[] {
+  if (messages.length === 0) return [{ field: column, message: 'has no turns' }]
+  const problems: FieldProblem[] = []
+  let expect: ChatRole = 'user'
+  for (let i = 0; i < messages.length; i++) {
+    const role = messages[i].role
+    const field = `${column}[${i}].${roleKey}`
+    if (role === 'system') {
+      if (i !== 0) {
+        problems.push({ field, message: 'a system message may only come first' })
+        return problems
+      }
+      continue
+    }
+    if (role !== expect) {
+      problems.push({ field, message: `expected ${expect === 'user' ? 'a user' : 'an assistant'} turn, got ${role}` })
+      return problems
+    }
+    expect = expect === 'user' ? 'assistant' : 'user'
+  }
+  const last = messages[messages.length - 1]
+  if (last.role !== 'assistant') {
+    problems.push({
+      field: `${column}[${messages.length - 1}].${roleKey}`,
+      message: last.role === 'system' ? 'has no turns after the system message' : `the last turn must be the assistant's, got ${last.role}`,
+    })
+  }
+  return problems
+}

@@ -1,0 +1,449 @@
+/**
+ * Reading dataset files record by record: JSON Lines, plain text and CSV/TSV stream (bounded
+ * memory, whatever the file size); Parquet streams by row group; a JSON array is read whole and
+ * refused above MAX_JSON_BYTES.
+ *
+ * Every record carries its 1-based line (JSONL, text, CSV/TSV: the line where the record starts)
+ * or row number (JSON array element, Parquet row), and either a value or the reason it could not
+ * be read (invalid UTF-8, invalid JSON...). Invalid UTF-8 is found per line with a fatal
+ * TextDecoder, so one bad line spoils one record, not the file.
+ */
+import { createReadStream } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { Readable } from 'node:stream'
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet'
+import { compressors } from 'hyparquet-compressors'
+import Papa from 'papaparse'
+import type { DatasetFormat } from '../../shared/dataset'
+import { DatasetError, mb } from './errors'
+
+/** JSON arrays are parsed whole (JSON.parse needs the whole text): larger files are refused. */
+export const MAX_JSON_BYTES = 256 * 1024 * 1024
+/** A single line (record) longer than this is reported and skipped rather than buffered. */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024
+
+export interface SourceRecord {
+  /** 1-based line or row number (see ReadOptions / ValidationReport.unit). */
+  line: number
+  /** The record: an object for JSONL/JSON/CSV/Parquet, `{ text }` for plain text. */
+  value?: unknown
+  /** Why the record could not be read; the record is invalid. */
+  error?: string
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal
+  /** Called as bytes of the file are consumed (cumulative). */
+  onBytes?: (bytesRead: number) => void
+  /** Plain text: one record per line (default) or per paragraph (blank-line separated). */
+  textUnit?: 'line' | 'paragraph'
+}
+
+export interface DatasetSource {
+  format: DatasetFormat
+  bytes: number
+  /** What record numbers count: file lines or rows. */
+  unit: 'line' | 'row'
+  /** Column names, when the format declares them (CSV header, Parquet schema). */
+  columns?: string[]
+  records(options?: ReadOptions): AsyncGenerator<SourceRecord>
+}
+
+const EXTENSIONS: Record<string, DatasetFormat> = {
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.json': 'json',
+  '.csv': 'csv',
+  '.tsv': 'tsv',
+  '.tab': 'tsv',
+  '.parquet': 'parquet',
+  '.pq': 'parquet',
+  '.txt': 'text',
+  '.text': 'text',
+  '.md': 'text',
+}
+
+export function formatFromExtension(file: string): DatasetFormat | null {
+  return EXTENSIONS[extname(file).toLowerCase()] ?? null
+}
+
+/**
+ * Opens a dataset file: picks the format from the extension (a .json file whose first value is
+ * not an array, or that is too big to read whole, is read as JSON Lines) and reads the metadata
+ * it needs. Throws DatasetError for a missing file, an unknown extension or a refused JSON file.
+ */
+export async function openSource(file: string, format?: DatasetFormat): Promise<DatasetSource> {
+  let info
+  try {
+    info = await stat(file)
+  } catch {
+    throw new DatasetError(`cannot read ${file}: no such file`)
+  }
+  if (!info.isFile()) throw new DatasetError(`${file} is not a file`)
+  const bytes = info.size
+  const chosen = format ?? formatFromExtension(file)
+  if (chosen === null) {
+    throw new DatasetError(`${file}: unknown file type "${extname(file)}" (expected .jsonl, .json, .csv, .tsv, .parquet or .txt)`)
+  }
+  switch (chosen) {
+    case 'jsonl':
+      return { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
+    case 'text':
+      return { format: 'text', bytes, unit: 'line', columns: ['text'], records: (o) => textRecords(file, o) }
+    case 'csv':
+    case 'tsv':
+      return { format: chosen, bytes, unit: 'line', records: (o) => delimitedRecords(file, chosen === 'csv' ? ',' : '\t', o) }
+    case 'parquet':
+      return openParquet(file, bytes)
+    case 'json':
+      return openJson(file, bytes)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lines
+
+export interface Line {
+  line: number
+  /** The line without its terminator ('\n' or '\r\n'); decoded with replacement when badUtf8. */
+  text: string
+  badUtf8: boolean
+  /** The line was longer than MAX_LINE_BYTES; text is '' and the bytes were skipped. */
+  tooLong: boolean
+}
+
+const fatal = new TextDecoder('utf-8', { fatal: true })
+const lenient = new TextDecoder('utf-8')
+
+function decodeLine(bytes: Uint8Array, line: number): Line {
+  let end = bytes.length
+  if (end > 0 && bytes[end - 1] === 13) end-- // \r\n
+  const body = end === bytes.length ? bytes : bytes.subarray(0, end)
+  try {
+    // The default ignoreBOM: false drops a byte order mark at the start of the file's first line.
+    return { line, text: fatal.decode(body), badUtf8: false, tooLong: false }
+  } catch {
+    return { line, text: lenient.decode(body), badUtf8: true, tooLong: false }
+  }
+}
+
+/** The lines of a file, streamed (1 MiB reads), each decoded on its own. */
+export async function* readLines(file: string, options: ReadOptions = {}): AsyncGenerator<Line> {
+  const stream = createReadStream(file, { highWaterMark: 1 << 20, signal: options.signal })
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let skipping = false // inside an over-long line
+  let line = 0
+  let read = 0
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      read += chunk.length
+      let start = 0
+      for (;;) {
+        const nl = chunk.indexOf(10, start)
+        if (nl === -1) break
+        line++
+        if (skipping) {
+          skipping = false
+          yield { line, text: '', badUtf8: false, tooLong: true }
+        } else if (pendingBytes === 0) {
+          yield decodeLine(chunk.subarray(start, nl), line)
+        } else {
+          pending.push(chunk.subarray(start, nl))
+          yield decodeLine(Buffer.concat(pending), line)
+          pending = []
+          pendingBytes = 0
+        }
+        start = nl + 1
+      }
+      if (start < chunk.length && !skipping) {
+        pending.push(chunk.subarray(start))
+        pendingBytes += chunk.length - start
+        if (pendingBytes > MAX_LINE_BYTES) {
+          pending = []
+          pendingBytes = 0
+          skipping = true
+        }
+      }
+      options.onBytes?.(read)
+    }
+    if (skipping) yield { line: line + 1, text: '', badUtf8: false, tooLong: true }
+    else if (pendingBytes > 0) yield decodeLine(Buffer.concat(pending), line + 1)
+  } finally {
+    stream.destroy()
+  }
+}
+
+function lineProblem(l: Line): string | null {
+  if (l.tooLong) return `line is longer than ${mb(MAX_LINE_BYTES)}`
+  if (l.badUtf8) return 'invalid UTF-8'
+  return null
+}
+
+async function* jsonlRecords(file: string, options: ReadOptions = {}): AsyncGenerator<SourceRecord> {
+  for await (const l of readLines(file, options)) {
+    const problem = lineProblem(l)
+    if (problem !== null) {
+      yield { line: l.line, error: problem }
+      continue
+    }
+    if (isBlank(l.text)) continue
+    try {
+      yield { line: l.line, value: JSON.parse(l.text) }
+    } catch (e) {
+      yield { line: l.line, error: `invalid JSON: ${(e as Error).message}` }
+    }
+  }
+}
+
+function isBlank(s: string): boolean {
+  return s.trim() === ''
+}
+
+async function* textRecords(file: string, options: ReadOptions = {}): AsyncGenerator<SourceRecord> {
+  if (options.textUnit !== 'paragraph') {
+    for await (const l of readLines(file, options)) {
+      const problem = lineProblem(l)
+      if (problem !== null) yield { line: l.line, error: problem }
+      else if (!isBlank(l.text)) yield { line: l.line, value: { text: l.text } }
+    }
+    return
+  }
+  let start = 0
+  let parts: string[] = []
+  let problem: string | null = null
+  for await (const l of readLines(file, options)) {
+    const p = lineProblem(l)
+    if (p === null && isBlank(l.text)) {
+      if (parts.length > 0 || problem !== null) yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
+      parts = []
+      problem = null
+      continue
+    }
+    if (parts.length === 0 && problem === null) start = l.line
+    if (p !== null) problem ??= p
+    else parts.push(l.text)
+  }
+  if (parts.length > 0 || problem !== null) yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV / TSV: papaparse over the decoded lines, the header giving the column names.
+
+async function* delimitedRecords(file: string, delimiter: string, options: ReadOptions = {}): AsyncGenerator<SourceRecord> {
+  // Lines found with invalid UTF-8 (or over-long), in order; consumed as records pass them.
+  const badLines: { line: number; problem: string }[] = []
+  async function* text(): AsyncGenerator<string> {
+    let batch: string[] = []
+    let size = 0
+    for await (const l of readLines(file, options)) {
+      const problem = lineProblem(l)
+      if (problem !== null) badLines.push({ line: l.line, problem })
+      batch.push(l.text)
+      size += l.text.length
+      if (size >= 1 << 16) {
+        yield batch.join('\n') + '\n'
+        batch = []
+        size = 0
+      }
+    }
+    if (batch.length > 0) yield batch.join('\n') + '\n'
+  }
+  const parser = Papa.parse(Papa.NODE_STREAM_INPUT, { delimiter, newline: '\n', header: false, skipEmptyLines: false, quoteChar: '"' })
+  const source = Readable.from(text())
+  source.on('error', (e) => parser.destroy(e))
+  source.pipe(parser)
+  let line = 1
+  let header: string[] | null = null
+  try {
+    for await (const fields of parser as AsyncIterable<string[]>) {
+      const start = line
+      let newlines = 0
+      for (const f of fields) for (let i = f.indexOf('\n'); i !== -1; i = f.indexOf('\n', i + 1)) newlines++
+      line += 1 + newlines
+      const end = line - 1
+      let problem: string | null = null
+      while (badLines.length > 0 && badLines[0].line <= end) {
+        const bad = badLines.shift()!
+        if (bad.line >= start) problem ??= bad.problem
+      }
+      if (fields.length === 1 && fields[0] === '' && problem === null) continue // blank line
+      if (header === null) {
+        if (problem !== null) throw new DatasetError(`${file}: the header (line ${start}) has ${problem}`)
+        header = uniqueNames(fields.map((f) => f.trim()))
+        continue
+      }
+      if (problem !== null) {
+        yield { line: start, error: problem }
+        continue
+      }
+      if (fields.length !== header.length) {
+        yield { line: start, error: `expected ${header.length} fields, got ${fields.length}` }
+        continue
+      }
+      const value: Record<string, string> = {}
+      for (let i = 0; i < header.length; i++) value[header[i]] = fields[i]
+      yield { line: start, value }
+    }
+  } finally {
+    source.destroy()
+    parser.destroy()
+  }
+}
+
+function uniqueNames(names: string[]): string[] {
+  const seen = new Map<string, number>()
+  return names.map((n, i) => {
+    const name = n === '' ? `column_${i + 1}` : n
+    const count = (seen.get(name) ?? 0) + 1
+    seen.set(name, count)
+    return count === 1 ? name : `${name}_${count}`
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON (an array, or an object holding one array), read whole.
+
+async function openJson(file: string, bytes: number): Promise<DatasetSource> {
+  const head = await readHead(file, 4096)
+  const first = head.replace(/^\uFEFF/, '').trimStart()[0]
+  const jsonl: DatasetSource = { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
+  if (first === '{' && bytes > MAX_JSON_BYTES) return jsonl
+  if (first !== '[' && first !== '{') {
+    if (first === undefined) throw new DatasetError(`${file} is empty`)
+    throw new DatasetError(`${file}: expected a JSON array of objects (or JSON Lines), found "${first}" at the start`)
+  }
+  if (bytes > MAX_JSON_BYTES) {
+    throw new DatasetError(
+      `${file} is ${mb(bytes)}: a JSON array is read whole and the limit is ${mb(MAX_JSON_BYTES)}; convert it to JSON Lines (one object per line), which streams`,
+    )
+  }
+  const buffer = await readFile(file)
+  let text: string
+  try {
+    text = fatal.decode(buffer)
+  } catch {
+    throw new DatasetError(`${file}: invalid UTF-8 at line ${firstBadLine(buffer)}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (e) {
+    // Many .json files are JSON Lines.
+    if (first === '{') return jsonl
+    throw new DatasetError(`${file}: invalid JSON: ${(e as Error).message}`)
+  }
+  let rows: unknown[]
+  if (Array.isArray(parsed)) rows = parsed
+  else {
+    const arrays = Object.entries(parsed as Record<string, unknown>).filter(([, v]) => Array.isArray(v))
+    if (arrays.length !== 1) {
+      throw new DatasetError(`${file}: expected a JSON array of objects, or an object with exactly one array (found ${arrays.length})`)
+    }
+    rows = arrays[0][1] as unknown[]
+  }
+  return {
+    format: 'json',
+    bytes,
+    unit: 'row',
+    async *records(options: ReadOptions = {}) {
+      for (let i = 0; i < rows.length; i++) {
+        if ((i & 1023) === 0) options.signal?.throwIfAborted()
+        yield { line: i + 1, value: rows[i] }
+        if ((i & 1023) === 1023) options.onBytes?.(Math.round((bytes * (i + 1)) / rows.length))
+      }
+      options.onBytes?.(bytes)
+    },
+  }
+}
+
+async function readHead(file: string, n: number): Promise<string> {
+  const stream = createReadStream(file, { start: 0, end: n - 1 })
+  const chunks: Buffer[] = []
+  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c)
+  return lenient.decode(Buffer.concat(chunks))
+}
+
+function firstBadLine(buffer: Buffer): number {
+  let line = 1
+  let start = 0
+  for (;;) {
+    const nl = buffer.indexOf(10, start)
+    const end = nl === -1 ? buffer.length : nl
+    try {
+      fatal.decode(buffer.subarray(start, end))
+    } catch {
+      return line
+    }
+    if (nl === -1) return line
+    line++
+    start = nl + 1
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet, one row group at a time.
+
+async function openParquet(file: string, bytes: number): Promise<DatasetSource> {
+  const buffer = await asyncBufferFromFile(file)
+  let metadata
+  try {
+    metadata = await parquetMetadataAsync(buffer)
+  } catch (e) {
+    throw new DatasetError(`${file}: not a readable Parquet file (${(e as Error).message})`)
+  }
+  const root = metadata.schema[0]
+  const columns: string[] = []
+  // Top-level columns are the root's children: walk the flattened schema, skipping nested ones.
+  let i = 1
+  const skip = (): void => {
+    const n = metadata.schema[i].num_children ?? 0
+    i++
+    for (let c = 0; c < n; c++) skip()
+  }
+  for (let c = 0; c < (root.num_children ?? 0); c++) {
+    columns.push(metadata.schema[i].name)
+    skip()
+  }
+  const groups = metadata.row_groups.map((g) => ({
+    rows: Number(g.num_rows),
+    bytes: g.columns.reduce((s, c) => s + Number(c.meta_data?.total_compressed_size ?? 0), 0),
+  }))
+  const totalGroupBytes = groups.reduce((s, g) => s + g.bytes, 0) || 1
+  return {
+    format: 'parquet',
+    bytes,
+    unit: 'row',
+    columns,
+    async *records(options: ReadOptions = {}) {
+      let rowStart = 0
+      let done = 0
+      for (const group of groups) {
+        options.signal?.throwIfAborted()
+        let rows: Record<string, unknown>[]
+        try {
+          rows = await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd: rowStart + group.rows, compressors })
+        } catch (e) {
+          throw new DatasetError(`${file}: cannot read rows ${rowStart + 1}-${rowStart + group.rows}: ${(e as Error).message}`)
+        }
+        for (let r = 0; r < rows.length; r++) yield { line: rowStart + r + 1, value: fromParquet(rows[r]) }
+        rowStart += group.rows
+        done += group.bytes
+        options.onBytes?.(Math.round((bytes * done) / totalGroupBytes))
+      }
+    },
+  }
+}
+
+/** INT64 values arrive as BigInt: make them numbers (token ids fit), recursively. */
+function fromParquet(value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value)
+  if (Array.isArray(value)) return value.map(fromParquet)
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array) && !(value instanceof Date)) {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = fromParquet(v)
+    return out
+  }
+  return value
+}

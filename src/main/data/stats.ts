@@ -1,0 +1,148 @@
+/**
+ * Statistics kept while streaming: length distributions (compact typed storage), exact-duplicate
+ * detection through 64-bit hashes of the normalised rows (8 bytes a row), and the seeded
+ * train/validation split.
+ */
+import { createHash } from 'node:crypto'
+import type { HistogramBin, LengthStats } from '../../shared/dataset'
+
+/** Collects lengths (non-negative integers) and summarises them. */
+export class LengthAccumulator {
+  private values = new Uint32Array(1024)
+  private n = 0
+  private sum = 0
+
+  add(length: number): void {
+    if (this.n === this.values.length) {
+      const grown = new Uint32Array(this.values.length * 2)
+      grown.set(this.values)
+      this.values = grown
+    }
+    this.values[this.n++] = Math.min(length, 0xffffffff)
+    this.sum += length
+  }
+
+  get count(): number {
+    return this.n
+  }
+
+  /** min, nearest-rank median and 95th percentile, max, mean, and a histogram of at most `bins` bins. */
+  summary(bins = 20): LengthStats {
+    if (this.n === 0) return { count: 0, min: 0, median: 0, p95: 0, max: 0, mean: 0, histogram: [] }
+    const sorted = this.values.slice(0, this.n).sort()
+    const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * this.n) - 1)]
+    const min = sorted[0]
+    const max = sorted[this.n - 1]
+    return { count: this.n, min, median: rank(0.5), p95: rank(0.95), max, mean: this.sum / this.n, histogram: histogram(sorted, bins) }
+  }
+}
+
+/** A "nice" bin width (1, 2 or 5 times a power of ten) giving at most `bins` bins over [min, max]. */
+export function binWidth(min: number, max: number, bins: number): number {
+  const raw = Math.max(1, (max - min + 1) / bins)
+  const pow = 10 ** Math.floor(Math.log10(raw))
+  for (const m of [1, 2, 5, 10]) {
+    const w = m * pow
+    if (w >= raw && Math.floor(max / w) - Math.floor(min / w) + 1 <= bins) return Math.max(1, Math.round(w))
+  }
+  return Math.max(1, Math.round(20 * pow))
+}
+
+/** Histogram of ascending values, bins aligned to multiples of a nice width. */
+export function histogram(sorted: ArrayLike<number>, bins = 20): HistogramBin[] {
+  if (sorted.length === 0) return []
+  const min = sorted[0]
+  const max = sorted[sorted.length - 1]
+  const width = binWidth(min, max, bins)
+  const first = Math.floor(min / width) * width
+  const out: HistogramBin[] = []
+  for (let from = first; from <= max; from += width) out.push({ from, to: from + width, count: 0 })
+  for (let i = 0; i < sorted.length; i++) out[Math.floor((sorted[i] - first) / width)].count++
+  return out
+}
+
+/**
+ * A set of 64-bit hashes (open addressing over a Uint32Array): remembers which normalised rows
+ * were seen in 8 bytes each (plus slack). Two different rows colliding needs a 64-bit hash
+ * collision, about 1 in 10^8 for a billion rows.
+ */
+export class HashSet64 {
+  private table = new Uint32Array(2 * 1024)
+  private used = 0
+
+  /** Adds the hash of `key`; returns false when it was already there. */
+  add(key: string): boolean {
+    const h = createHash('sha1').update(key).digest()
+    // (0, 0) marks an empty slot: nudge the one hash that would look empty.
+    const a = h.readUInt32LE(0)
+    const b = h.readUInt32LE(4) || 1
+    if ((this.used + 1) * 2 > this.table.length / 2) this.grow()
+    const slots = this.table.length / 2
+    let i = a % slots
+    for (;;) {
+      const sa = this.table[2 * i]
+      const sb = this.table[2 * i + 1]
+      if (sb === 0) break
+      if (sa === a && sb === b) return false
+      i = (i + 1) % slots
+    }
+    this.table[2 * i] = a
+    this.table[2 * i + 1] = b
+    this.used++
+    return true
+  }
+
+  get size(): number {
+    return this.used
+  }
+
+  private grow(): void {
+    const old = this.table
+    this.table = new Uint32Array(old.length * 2)
+    const slots = this.table.length / 2
+    for (let j = 0; j < old.length; j += 2) {
+      if (old[j + 1] === 0) continue
+      let i = old[j] % slots
+      while (this.table[2 * i + 1] !== 0) i = (i + 1) % slots
+      this.table[2 * i] = old[j]
+      this.table[2 * i + 1] = old[j + 1]
+    }
+  }
+}
+
+/** mulberry32: a small, fast, seeded 32-bit generator (deterministic across platforms). */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** How many of n rows go to validation: round(n × ratio), at least 1 when ratio > 0 and n ≥ 2, never all. */
+export function validationCount(n: number, ratio: number): number {
+  if (!(ratio > 0) || n < 2) return 0
+  return Math.min(n - 1, Math.max(1, Math.round(n * ratio)))
+}
+
+/**
+ * The validation rows of a split: validationCount(n, ratio) distinct indices in [0, n), chosen
+ * by a seeded partial Fisher-Yates shuffle, returned ascending. Same (n, ratio, seed), same rows.
+ */
+export function validationIndices(n: number, ratio: number, seed: number): Uint32Array {
+  const k = validationCount(n, ratio)
+  if (k === 0) return new Uint32Array(0)
+  const random = mulberry32(seed)
+  const order = new Uint32Array(n)
+  for (let i = 0; i < n; i++) order[i] = i
+  for (let i = 0; i < k; i++) {
+    const j = i + Math.floor(random() * (n - i))
+    const t = order[i]
+    order[i] = order[j]
+    order[j] = t
+  }
+  return order.slice(0, k).sort()
+}
