@@ -9,6 +9,7 @@ import type { Dtype, ModelInfo } from '../../shared/api'
 import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, type MoeConfig } from '../../shared/modelConfig'
 import { writeJsonAtomic } from '../util/atomic'
 import { MoeModel } from './model'
+import { ExpertStore, type OffloadOptions } from './offload'
 import { openCheckpointTensors, readTensor, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
 export class CheckpointError extends Error {}
@@ -69,19 +70,29 @@ function describeCheck(dir: string, c: TensorCheck): string | null {
   return parts.length ? `${dir}: the checkpoint does not match its config.json: ${parts.join('; ')}` : null
 }
 
-/** Loads a model folder: config, every expected tensor (checked by name and shape), as float32. */
-export function loadModel(dir: string): MoeModel {
+/**
+ * Loads a model folder: config, every expected tensor (checked by name and shape), as float32.
+ * With `offload`, routed experts stay off the device (in host memory in the chosen storage, or in
+ * the file itself for 'lazy') and run through a device cache bounded by the byte budget.
+ */
+export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}): MoeModel {
   const config = readModelConfig(dir)
   const { index } = openCheckpointTensors(dir)
   const problem = describeCheck(dir, checkTensors(config, index))
   if (problem) throw new CheckpointError(problem)
+  const offload = opts.offload
   const weights = new Map<string, Float32Array>()
   for (const s of paramSpecs(config)) {
+    if (offload?.storage === 'lazy' && s.kind === 'expert') continue
     const t = readTensor(index.get(s.name)!, s.name)
     if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`)
     weights.set(s.name, t.data)
   }
-  return new MoeModel(config, weights)
+  if (!offload) return new MoeModel(config, weights)
+  const store = new ExpertStore(config, offload.storage, offload.storage === 'lazy' ? { index } : { weights })
+  const model = new MoeModel(config, weights, { offloadExperts: true })
+  model.attachOffload(store, offload)
+  return model
 }
 
 export interface SaveOptions {

@@ -8,8 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
-import { dropout, embedLookup, mm, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
+import { dropout, embedLookup, mm, ownedVariable, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
 import { moeBlock, type LayerRouting } from './moe'
+import { ExpertCache, offloadedWeights, type ExpertStore, type OffloadOptions } from './offload'
 
 export interface KvCache {
   /** Number of positions already in the cache. */
@@ -94,20 +95,38 @@ export class MoeModel {
   readonly params: Map<string, tf.Variable>
   private disposed = false
 
-  /** Takes ownership of `weights` (float32 arrays by hub name); shapes must match the config. */
-  constructor(config: MoeConfig, weights: Map<string, Float32Array>) {
+  /** Offloaded experts, when the model runs with a device budget (see attachOffload). */
+  offload?: { store: ExpertStore; cache: ExpertCache }
+
+  /**
+   * Takes ownership of `weights` (float32 arrays by hub name); shapes must match the config.
+   * With `offloadExperts`, routed experts get no device tensors: attachOffload provides them.
+   */
+  constructor(config: MoeConfig, weights: Map<string, Float32Array>, opts: { offloadExperts?: boolean } = {}) {
     this.config = config
     this.specs = paramSpecs(config)
     this.params = new Map()
     const problems: string[] = []
     for (const s of this.specs) {
+      if (opts.offloadExperts && s.kind === 'expert') continue
       const w = weights.get(s.name)
       const n = s.shape.reduce((a, b) => a * b, 1)
       if (!w) problems.push(`missing tensor ${s.name} [${s.shape}]`)
       else if (w.length !== n) problems.push(`tensor ${s.name} has ${w.length} values, expected [${s.shape}] = ${n}`)
     }
     if (problems.length) throw new ModelError(problems.join('; '))
-    for (const s of this.specs) this.params.set(s.name, tf.variable(tf.tensor(weights.get(s.name)!, s.shape), true, s.name + '#' + uid()))
+    for (const s of this.specs) {
+      if (opts.offloadExperts && s.kind === 'expert') continue
+      this.params.set(s.name, ownedVariable(tf.tensor(weights.get(s.name)!, s.shape), true, s.name))
+    }
+  }
+
+  /** Runs routed experts from an off-device store through a device cache bounded by a byte budget. */
+  attachOffload(store: ExpertStore, opts: OffloadOptions): void {
+    const cache = new ExpertCache(store, opts.budgetBytes, opts.policy)
+    this.offload?.cache.dispose()
+    this.offload = { store, cache }
+    this.weightSource = offloadedWeights(this.config, this.p, cache, { prefetch: opts.prefetch ?? true })
   }
 
   /** The weight tensor of a hub name. */
@@ -117,8 +136,8 @@ export class MoeModel {
     return t
   }
 
-  /** The model's own weights as a forward pass reads them. */
-  readonly weightSource: Weights = plainWeights(this.p)
+  /** The model's own weights as a forward pass reads them (offloading replaces it). */
+  weightSource: Weights = plainWeights(this.p)
 
   /** Applies a run's MoE knobs (validated; shapes never change). */
   setKnobs(k: TrainingKnobs): void {
@@ -214,6 +233,7 @@ export class MoeModel {
       if (isSparseLayer(c, i)) {
         const r = moeBlock(c, i, w, hPost, { training, capacityFactor, rng, tokenIds: ids })
         routing.push(r.routing)
+        w.afterMoe?.(i, hPost, r.routing.decision.counts)
         mlpOut = r.out
       } else {
         const m = `model.layers.${i}.mlp`
@@ -242,6 +262,7 @@ export class MoeModel {
 
   dispose(): void {
     if (this.disposed) return
+    this.offload?.cache.dispose()
     for (const v of this.params.values()) v.dispose()
     this.disposed = true
   }
@@ -250,9 +271,4 @@ export class MoeModel {
 function needRng(rng: Rng | undefined): Rng {
   if (!rng) throw new ModelError('training-mode dropout needs a seeded rng (ForwardOptions.rng)')
   return rng
-}
-
-let counter = 0
-function uid(): number {
-  return ++counter
 }

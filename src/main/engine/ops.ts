@@ -75,6 +75,18 @@ export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   }, table) as tf.Tensor2D
 }
 
+let variableCount = 0
+
+/**
+ * A variable holding `init`, which it takes over: tf.variable copies its initial value, so the
+ * initial tensor is disposed here instead of lingering as a second copy of every weight.
+ */
+export function ownedVariable(init: tf.Tensor, trainable: boolean, name: string): tf.Variable {
+  const v = tf.variable(init, trainable, `${name}#${++variableCount}`)
+  init.dispose()
+  return v
+}
+
 /** Swaps the last two axes. */
 export function transposeLast<T extends tf.Tensor>(t: T): T {
   const perm = t.shape.map((_, i) => i)
@@ -126,6 +138,8 @@ export interface Weights {
   get(name: string): tf.Tensor
   /** x · Wᵀ (+ b) for the weight `name` and the optional bias `bias`: x (N, in) → (N, out). */
   linear(x: tf.Tensor2D, name: string, bias?: string): tf.Tensor2D
+  /** Told after each sparse layer: its input and expert counts (expert offloading prefetches here). */
+  afterMoe?(layer: number, h: tf.Tensor2D, counts: ArrayLike<number>): void
 }
 
 /** Weights read straight from a lookup. */

@@ -5,6 +5,7 @@
  * State is kept per hub tensor name, so it saves and resumes with the checkpoint.
  */
 import * as tf from '@tensorflow/tfjs'
+import { ownedVariable } from './ops'
 
 export interface AdamWOptions {
   lr: number
@@ -50,8 +51,8 @@ export class AdamW {
       let m = this.m.get(name)
       let v = this.v.get(name)
       if (!m || !v) {
-        m = tf.variable(tf.zerosLike(p), false)
-        v = tf.variable(tf.zerosLike(p), false)
+        m = ownedVariable(tf.zerosLike(p), false, `adam_m.${name}`)
+        v = ownedVariable(tf.zerosLike(p), false, `adam_v.${name}`)
         this.m.set(name, m)
         this.v.set(name, v)
       }
@@ -83,8 +84,8 @@ export class AdamW {
       const p = params.get(k)
       const vArr = state.v.get(k)
       if (!p || !vArr) throw new Error(`optimizer state: parameter ${k} does not exist in the model or has no second moment`)
-      this.m.set(k, tf.variable(tf.tensor(arr, p.shape), false))
-      this.v.set(k, tf.variable(tf.tensor(vArr, p.shape), false))
+      this.m.set(k, ownedVariable(tf.tensor(arr, p.shape), false, `adam_m.${k}`))
+      this.v.set(k, ownedVariable(tf.tensor(vArr, p.shape), false, `adam_v.${k}`))
     }
   }
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { ParamSpec } from '../../shared/modelConfig'
 import type { LoraTarget, RunConfig } from '../../shared/runConfig'
 import type { MoeModel } from '../engine/model'
-import { dropout, linear, Rng, type Weights } from '../engine/ops'
+import { dropout, linear, ownedVariable, Rng, type Weights } from '../engine/ops'
 import type { TensorToWrite } from '../engine/safetensors'
 
 const KIND_OF_TARGET: Record<LoraTarget, ParamSpec['kind'][]> = {
@@ -49,12 +49,13 @@ export class LoraAdapters {
     this.dropout = cfg.dropout
     this.targets = cfg.targets
     const rng = new Rng(seed ^ 0x10a4)
+    const shapes = new Map(model.specs.map((s) => [s.name, s.shape]))
     for (const name of loraTargetNames(model.specs, cfg.targets)) {
-      const [out, inp] = model.params.get(name)!.shape as [number, number]
+      const [out, inp] = shapes.get(name) as [number, number]
       if (cfg.rank > Math.min(out, inp)) throw new Error(`lora.rank ${cfg.rank} exceeds the smaller side of ${name} [${out}, ${inp}]`)
       const bound = 1 / Math.sqrt(inp) // kaiming_uniform(a=√5) as PEFT initialises lora_A
-      this.A.set(name, tf.variable(tf.tensor2d(rng.uniformArray(cfg.rank * inp, -bound, bound), [cfg.rank, inp]), true, `lora_A.${name}#${Math.random()}`))
-      this.B.set(name, tf.variable(tf.zeros([out, cfg.rank]), true, `lora_B.${name}#${Math.random()}`))
+      this.A.set(name, ownedVariable(tf.tensor2d(rng.uniformArray(cfg.rank * inp, -bound, bound), [cfg.rank, inp]), true, `lora_A.${name}`))
+      this.B.set(name, ownedVariable(tf.zeros([out, cfg.rank]), true, `lora_B.${name}`))
     }
     if (this.A.size === 0) throw new Error(`lora.targets ${JSON.stringify(cfg.targets)} match no layer of this ${model.config.family} model`)
   }
@@ -77,6 +78,7 @@ export class LoraAdapters {
   wrap(base: Weights, opts: { training: boolean; rng?: Rng }): Weights {
     return {
       get: base.get,
+      afterMoe: base.afterMoe,
       linear: (x, name, bias) => {
         const y = base.linear(x, name, bias)
         const a = this.A.get(name)
@@ -90,6 +92,7 @@ export class LoraAdapters {
 
   /** Base weights with the adapters folded in: W + (α/r)·B·A. */
   mergedWeights(): Map<string, Float32Array> {
+    if (this.model.offload) throw new Error('merging LoRA adapters needs the base model loaded without expert offloading')
     const out = this.model.weights()
     for (const [name, a] of this.A) {
       const merged = tf.tidy(() => tf.add(this.model.params.get(name)!, tf.mul(tf.matMul(this.B.get(name)!, a), this.scale)))

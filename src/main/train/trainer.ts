@@ -13,6 +13,7 @@ import type { RunConfig } from '../../shared/runConfig'
 import { loadModel, saveModel } from '../engine/checkpoint'
 import type { MoeModel } from '../engine/model'
 import { disposeGrads, lossAndGrads, objective, type Batch, type RoutingStats } from '../engine/objective'
+import type { OffloadOptions } from '../engine/offload'
 import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
@@ -92,6 +93,8 @@ export interface TrainSpec {
   padId: number
   /** Continue from the run's last checkpoint. */
   resume?: boolean
+  /** Run the frozen experts offloaded within a device budget (LoRA runs only). */
+  offload?: OffloadOptions
   signal?: AbortSignal
   onEvent?: (e: TrainEvent) => void
 }
@@ -199,7 +202,8 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
   }
 
   // --- model, adapters, trainable set
-  const model = loadModel(resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir)
+  if (spec.offload && cfg.method !== 'lora') throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
+  const model = loadModel(resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir, { offload: spec.offload })
   let lora: LoraAdapters | undefined
   const opt = new AdamW({ betas: cfg.optimizer.betas, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weightDecay, decay: (n) => decays(model.specs.find((s) => s.name === n), cfg) })
   try {
