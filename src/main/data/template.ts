@@ -165,10 +165,11 @@ export function rowSegments(row: NormalizedRow, template: ChatTemplate, options:
     case 'chat': {
       const messages = (row as { messages: ChatMessage[] }).messages
       let done = ''
+      let doneCount = 0
       for (let i = 0; i < messages.length; i++) {
         if (messages[i].role !== 'assistant') continue
         const prefix = template.render(messages.slice(0, i), true)
-        if (!prefix.startsWith(done)) throw notPrefixStable(i)
+        if (!prefix.startsWith(done)) throw notPrefixStable(i, doneCount)
         push(prefix.slice(done.length), false)
         const full = template.render(messages.slice(0, i + 1), false)
         if (!full.startsWith(prefix)) {
@@ -178,10 +179,11 @@ export function rowSegments(row: NormalizedRow, template: ChatTemplate, options:
         }
         push(full.slice(prefix.length), true)
         done = full
+        doneCount = i + 1
       }
       if (messages.length === 0 || messages[messages.length - 1].role !== 'assistant') {
         const all = template.render(messages, false)
-        if (!all.startsWith(done)) throw notPrefixStable(messages.length)
+        if (!all.startsWith(done)) throw notPrefixStable(messages.length, doneCount)
         push(all.slice(done.length), false)
       }
       return segments
@@ -202,8 +204,8 @@ export function rowSegments(row: NormalizedRow, template: ChatTemplate, options:
   }
 }
 
-function notPrefixStable(i: number): DatasetError {
+function notPrefixStable(count: number, before: number): DatasetError {
   return new DatasetError(
-    `chat template: rendering the first ${i + 1} messages does not extend the rendering of the ones before (the template rewrites earlier turns), so the trained spans cannot be found`,
+    `chat template: rendering the first ${count} messages does not extend the rendering of the first ${before} (the template rewrites earlier turns), so the trained spans cannot be found`,
   )
 }

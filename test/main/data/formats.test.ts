@@ -1,0 +1,156 @@
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
+import { MAX_JSON_BYTES, inspectDataset, openSource } from '../../../src/main/data'
+import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
+
+/** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
+const EXPECTED: Record<DatasetLayout, NormalizedRow[]> = {
+  alpaca: [
+    {
+      messages: [
+        { role: 'user', content: 'What is the capital of France?' },
+        { role: 'assistant', content: 'The capital of France is Paris.' },
+      ],
+    },
+    {
+      messages: [
+        { role: 'user', content: 'Translate to German.\n\nHello, "world"' },
+        { role: 'assistant', content: 'Hallo, Welt' },
+      ],
+    },
+    {
+      messages: [
+        { role: 'user', content: 'Write a haiku about the sea.' },
+        { role: 'assistant', content: 'Waves fold into foam,\nthe sea keeps its old secrets,\ngulls argue above.' },
+      ],
+    },
+  ],
+  sharegpt: [
+    {
+      messages: [
+        { role: 'system', content: 'You are terse.' },
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Hello.' },
+      ],
+    },
+    {
+      messages: [
+        { role: 'user', content: 'Tell me a joke about cats.' },
+        { role: 'assistant', content: 'Why did the cat sit on the computer?' },
+        { role: 'user', content: 'Why?' },
+        { role: 'assistant', content: 'To keep an eye on the mouse.' },
+      ],
+    },
+  ],
+  messages: [
+    {
+      messages: [
+        { role: 'system', content: 'You are a helpful assistant.' },
+        { role: 'user', content: 'What is 6 times 7?' },
+        { role: 'assistant', content: 'The answer is 42.' },
+      ],
+    },
+    {
+      messages: [
+        { role: 'user', content: 'Hello world!' },
+        { role: 'assistant', content: 'Hello! How are you today?' },
+        { role: 'user', content: 'Fine, thanks.' },
+        { role: 'assistant', content: 'Glad to hear it.' },
+      ],
+    },
+  ],
+  completion: [
+    { prompt: 'The capital of France is', completion: ' Paris.' },
+    { prompt: 'Hello', completion: ' world!' },
+  ],
+  text: [{ text: 'Hello world!' }, { text: 'The answer is 42.' }, { text: 'Waves fold into foam.' }],
+  tokens: [{ input_ids: [1, 20, 21, 22, 2], labels: [-100, -100, 21, 22, 2] }, { input_ids: [1, 30, 31, 2] }],
+}
+
+const FORMATS = ['jsonl', 'json', 'csv', 'tsv', 'parquet'] as const
+const CASES = (Object.keys(EXPECTED) as DatasetLayout[]).flatMap((layout) => FORMATS.map((format) => [layout, format] as const))
+
+describe('every layout in every file format', () => {
+  it.each(CASES)('%s.%s is detected and gives the expected normalised rows', async (layout, format) => {
+    const r = await inspectDataset(join(LAYOUTS, `${layout}.${format}`))
+    expect(r.format).toBe(format)
+    expect(r.detectedLayout).toBe(layout)
+    expect(r.layout).toBe(layout)
+    expect(r.report).toMatchObject({ valid: EXPECTED[layout].length, invalid: 0, problems: [], problemCount: 0 })
+    expect(r.preview.map((p) => p.row)).toEqual(EXPECTED[layout])
+  })
+
+  it('reads plain text one row per line, or per paragraph', async () => {
+    const lines = await inspectDataset(join(LAYOUTS, 'text.txt'))
+    expect(lines).toMatchObject({ format: 'text', layout: 'text', detectedLayout: 'text' })
+    expect(lines.preview.map((p) => p.row)).toEqual(EXPECTED.text)
+    const paragraphs = await inspectDataset(join(FIXTURES, 'paragraphs.txt'), { textUnit: 'paragraph' })
+    expect(paragraphs.preview.map((p) => [p.line, p.row])).toEqual([
+      [1, { text: 'First paragraph,\nsecond line.' }],
+      [5, { text: 'Second paragraph.' }],
+    ])
+  })
+
+  it('reads GZIP-compressed Parquet (through hyparquet-compressors)', async () => {
+    const r = await inspectDataset(join(LAYOUTS, 'text.gzip.parquet'))
+    expect(r.preview.map((p) => p.row)).toEqual(EXPECTED.text)
+  })
+
+  it('numbers CSV records by the file line they start on (header is line 1, quoted newlines count)', async () => {
+    const r = await inspectDataset(join(LAYOUTS, 'alpaca.csv'))
+    expect(r.report.unit).toBe('line')
+    expect(r.preview.map((p) => p.line)).toEqual([2, 3, 4])
+    const parquet = await inspectDataset(join(LAYOUTS, 'alpaca.parquet'))
+    expect(parquet.report.unit).toBe('row')
+    expect(parquet.preview.map((p) => p.line)).toEqual([1, 2, 3])
+  })
+
+  it('reads a .json file holding JSON Lines, and a JSON object wrapping one array', async () => {
+    const lines = await inspectDataset(join(FIXTURES, 'lines.json'))
+    expect(lines.format).toBe('jsonl')
+    expect(lines.preview.map((p) => p.row)).toEqual([{ text: 'one' }, { text: 'two' }])
+    const wrapped = await inspectDataset(join(FIXTURES, 'wrapped.json'))
+    expect(wrapped).toMatchObject({ format: 'json', layout: 'completion' })
+    expect(wrapped.preview.map((p) => p.row)).toEqual([
+      { prompt: 'a', completion: 'b' },
+      { prompt: 'c', completion: 'd' },
+    ])
+  })
+
+  it('refuses a JSON array above the size limit with a message saying what to do', async () => {
+    const file = join(tempDir(), 'big.json')
+    const fd = openSync(file, 'w')
+    writeSync(fd, '[')
+    closeSync(fd)
+    // A sparse file: nothing is written beyond the first byte.
+    const { truncateSync } = await import('node:fs')
+    truncateSync(file, MAX_JSON_BYTES + 1)
+    await expect(openSource(file)).rejects.toThrow(/big\.json is 256\.0 MiB: a JSON array is read whole and the limit is 256\.0 MiB; convert it to JSON Lines/)
+  })
+
+  it('refuses unknown extensions and missing files', async () => {
+    const file = join(tempDir(), 'data.xlsx')
+    writeFileSync(file, 'x')
+    await expect(inspectDataset(file)).rejects.toThrow('unknown file type ".xlsx" (expected .jsonl, .json, .csv, .tsv, .parquet or .txt)')
+    await expect(inspectDataset(join(tempDir(), 'none.jsonl'))).rejects.toThrow(/none\.jsonl: no such file/)
+  })
+
+  it('lists the columns and leaves the layout to the user when nothing is recognised', async () => {
+    const file = join(tempDir(), 'odd.jsonl')
+    writeFileSync(file, '{"q": "a", "a": "b"}\n')
+    const r = await inspectDataset(file)
+    expect(r).toMatchObject({ layout: null, detectedLayout: null, columns: ['q', 'a'], preview: [] })
+  })
+
+  it('streams records with their line numbers, skipping blank lines', async () => {
+    const file = join(tempDir(), 'blank.jsonl')
+    writeFileSync(file, '\n{"text": "a"}\n   \n{"text": "b"}')
+    const source = await openSource(file)
+    expect(await collect(source.records())).toEqual([
+      { line: 2, value: { text: 'a' } },
+      { line: 4, value: { text: 'b' } },
+    ])
+  })
+})

@@ -1,0 +1,74 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { detectLayout, inspectDataset, resolveMapping } from '../../../src/main/data'
+import { FIXTURES, LAYOUTS, tempDir } from './helpers'
+
+describe('layout detection', () => {
+  it.each([
+    [[{ instruction: 'a', input: '', output: 'b' }], { layout: 'alpaca', mapping: { instruction: 'instruction', input: 'input', output: 'output' } }],
+    [[{ question: 'a', answer: 'b' }], { layout: 'alpaca', mapping: { instruction: 'question', output: 'answer' } }],
+    [[{ conversations: [{ from: 'human', value: 'a' }] }], { layout: 'sharegpt', mapping: { conversations: 'conversations' } }],
+    [[{ conversations: [{ role: 'user', content: 'a' }] }], { layout: 'messages', mapping: { messages: 'conversations' } }],
+    [[{ messages: [{ role: 'user', content: 'a' }] }], { layout: 'messages', mapping: { messages: 'messages' } }],
+    [[{ prompt: 'a', completion: 'b' }], { layout: 'completion', mapping: { prompt: 'prompt', completion: 'completion' } }],
+    [[{ prompt: 'a', response: 'b' }], { layout: 'alpaca', mapping: { instruction: 'prompt', output: 'response' } }],
+    [[{ text: 'a', meta: 1 }], { layout: 'text', mapping: { text: 'text' } }],
+    [[{ input_ids: [1], labels: [1] }], { layout: 'tokens', mapping: { input_ids: 'input_ids', labels: 'labels' } }],
+    [[{ messages: '[{"role":"user","content":"a"}]' }], { layout: 'messages', mapping: { messages: 'messages' } }],
+  ])('%j → %j', (sample, expected) => {
+    expect(detectLayout(sample, Object.keys(sample[0]))).toEqual(expected)
+  })
+
+  it('finds nothing in unrelated columns', () => {
+    expect(detectLayout([{ a: 1, b: 2 }], ['a', 'b'])).toBeNull()
+  })
+})
+
+describe('overriding the layout and mapping columns', () => {
+  it('maps question/answer columns onto alpaca by hand, ignoring the rest', async () => {
+    const r = await inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'question', output: 'answer' } })
+    expect(r).toMatchObject({ layout: 'alpaca', detectedLayout: 'alpaca', columns: ['id', 'question', 'answer', 'notes'] })
+    expect(r.mapping).toEqual({ instruction: 'question', input: 'input', output: 'answer', system: 'system' })
+    expect(r.preview.map((p) => p.row)).toEqual([
+      { messages: [{ role: 'user', content: 'What is 6 times 7?' }, { role: 'assistant', content: '42' }] },
+      { messages: [{ role: 'user', content: 'Capital of France?' }, { role: 'assistant', content: 'Paris' }] },
+    ])
+  })
+
+  it('maps the input to another column', async () => {
+    const r = await inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'question', input: 'notes', output: 'answer' } })
+    expect(r.preview[0].row).toEqual({ messages: [{ role: 'user', content: 'What is 6 times 7?\n\neasy' }, { role: 'assistant', content: '42' }] })
+    expect(r.preview[1].row).toEqual({ messages: [{ role: 'user', content: 'Capital of France?' }, { role: 'assistant', content: 'Paris' }] })
+  })
+
+  it('overrides the detection: alpaca read as completion with a mapping', async () => {
+    const r = await inspectDataset(join(LAYOUTS, 'alpaca.jsonl'), { layout: 'completion', mapping: { prompt: 'instruction', completion: 'output' } })
+    expect(r).toMatchObject({ layout: 'completion', detectedLayout: 'alpaca' })
+    expect(r.preview[0].row).toEqual({ prompt: 'What is the capital of France?', completion: 'The capital of France is Paris.' })
+  })
+
+  it('overrides the detection: a chat file read as text reports the missing column on every row', async () => {
+    const r = await inspectDataset(join(LAYOUTS, 'messages.jsonl'), { layout: 'text' })
+    expect(r.report.problems).toEqual([
+      { line: 1, field: 'text', message: 'missing field' },
+      { line: 2, field: 'text', message: 'missing field' },
+    ])
+  })
+
+  it('maps the role and content keys inside messages', async () => {
+    const file = join(tempDir(), 'dialog.jsonl')
+    writeFileSync(file, JSON.stringify({ dialog: [{ speaker: 'user', text: 'Hi' }, { speaker: 'assistant', text: 'Hello' }] }) + '\n')
+    const r = await inspectDataset(file, { layout: 'messages', mapping: { messages: 'dialog', role: 'speaker', content: 'text' } })
+    expect(r.preview[0].row).toEqual({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }] })
+  })
+
+  it('rejects fields the layout lacks, columns the file lacks, and unknown layouts', async () => {
+    expect(() => resolveMapping('alpaca', { question: 'q' }, ['q'])).toThrow('mapping: "question" is not a field of the alpaca layout (fields: instruction, input, output, system)')
+    await expect(inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'prompt' } })).rejects.toThrow(
+      'mapping: column "prompt" (for instruction) is not in the file (columns: id, question, answer, notes)',
+    )
+    // @ts-expect-error: an unknown layout from an untyped caller
+    expect(() => resolveMapping('chatml', {}, null)).toThrow('unknown layout "chatml" (expected one of alpaca, sharegpt, messages, completion, text, tokens)')
+  })
+})

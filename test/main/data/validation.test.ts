@@ -1,0 +1,143 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { countTokens, formatProblem, inspectDataset, loadChatTemplate, loadTokenizer, normalizeRecord, resolveMapping } from '../../../src/main/data'
+import { CHATML_MODEL, FIXTURES, LAYOUTS, tempDir } from './helpers'
+
+function jsonError(text: string): string {
+  try {
+    JSON.parse(text)
+  } catch (e) {
+    return `invalid JSON: ${(e as Error).message}`
+  }
+  throw new Error('valid JSON')
+}
+
+describe('the validation report', () => {
+  it('names the line, the field and the problem of every bad row of a JSONL file', async () => {
+    const r = await inspectDataset(join(FIXTURES, 'bad.jsonl'))
+    expect(r.layout).toBe('messages')
+    expect(r.report).toEqual({
+      unit: 'line',
+      total: 16,
+      valid: 3,
+      invalid: 13,
+      problemCount: 13,
+      problems: [
+        { line: 2, field: 'messages[0].role', message: "the last turn must be the assistant's, got user" },
+        { line: 3, field: 'messages[0].content', message: 'empty turn' },
+        { line: 4, field: 'messages[0].role', message: 'expected a user turn, got assistant' },
+        { line: 5, field: 'messages[1].role', message: 'unknown role "bot" (expected system, user or assistant)' },
+        { line: 6, field: 'messages', message: 'expected an array, got a string' },
+        { line: 7, field: 'messages', message: 'missing field' },
+        { line: 8, field: 'messages[0].content', message: 'expected a string, got a number' },
+        { line: 9, field: '', message: jsonError('not json') },
+        { line: 11, field: '', message: 'invalid UTF-8' },
+        { line: 12, field: '', message: 'expected an object, got an array' },
+        { line: 13, field: 'messages[2].role', message: 'a system message may only come first' },
+        { line: 15, field: 'messages[0].role', message: 'has no turns after the system message' },
+        { line: 16, field: 'messages', message: 'has no turns' },
+      ],
+    })
+    // Line 14 ends in \r\n and is valid; blank line 10 is not a row.
+    expect(r.preview.map((p) => p.line)).toEqual([1, 14, 17])
+    expect(r.stats.duplicates).toBe(1) // line 17 repeats line 1
+    expect(formatProblem(r.report.problems[0], r.report.unit)).toBe("line 2, messages[0].role: the last turn must be the assistant's, got user")
+    expect(formatProblem(r.report.problems[7], r.report.unit)).toBe(`line 9: ${jsonError('not json')}`)
+  })
+
+  it('reports CSV rows by the line they start on: empty fields, wrong field counts, invalid UTF-8', async () => {
+    const r = await inspectDataset(join(FIXTURES, 'bad.csv'))
+    expect(r.layout).toBe('alpaca')
+    expect(r.report).toEqual({
+      unit: 'line',
+      total: 6,
+      valid: 2,
+      invalid: 4,
+      problemCount: 4,
+      problems: [
+        { line: 3, field: 'instruction', message: 'must not be empty' },
+        { line: 6, field: '', message: 'expected 3 fields, got 4' },
+        { line: 7, field: '', message: 'invalid UTF-8' },
+        { line: 8, field: 'output', message: 'must not be empty' },
+      ],
+    })
+    expect(r.preview.map((p) => [p.line, p.row])).toEqual([
+      [2, { messages: [{ role: 'user', content: 'What?' }, { role: 'assistant', content: 'Answer' }] }],
+      [4, { messages: [{ role: 'user', content: 'Multi\nline' }, { role: 'assistant', content: 'ok' }] }],
+    ])
+  })
+
+  it('lists the first problems only, and counts them all', async () => {
+    const r = await inspectDataset(join(FIXTURES, 'bad.jsonl'), { problemLimit: 2 })
+    expect(r.report.problems.map((p) => p.line)).toEqual([2, 3])
+    expect(r.report.problemCount).toBe(13)
+  })
+
+  it('reports rows longer than maxLength tokens under the model tokenizer and template', async () => {
+    const tokenizer = await loadTokenizer(CHATML_MODEL)
+    const template = await loadChatTemplate(CHATML_MODEL)
+    const clean = await inspectDataset(join(LAYOUTS, 'messages.jsonl'), { tokenizer })
+    const lengths = clean.preview.map((p) => countTokens(p.row, tokenizer, template).total)
+    expect(clean.preview.map((p) => p.tokens)).toEqual(lengths)
+    const limit = Math.min(...lengths)
+    const r = await inspectDataset(join(LAYOUTS, 'messages.jsonl'), { tokenizer, maxLength: limit })
+    expect(r.report.problems).toEqual([{ line: 2, field: '', message: `too long: ${Math.max(...lengths)} tokens, the limit is ${limit}` }])
+    expect(r.report.valid).toBe(1)
+  })
+
+  it('checks token ids against the vocabulary and labels against input_ids', async () => {
+    const mapping = resolveMapping('tokens', {}, null)
+    const check = (value: unknown, vocabSize?: number) => normalizeRecord(value, 'tokens', mapping, { vocabSize }).problems
+    expect(check({ input_ids: [1, 2], labels: [-100, 2] })).toBeUndefined()
+    expect(check({ input_ids: [] })).toEqual([{ field: 'input_ids', message: 'must not be empty' }])
+    expect(check({ input_ids: [1, -5] })).toEqual([{ field: 'input_ids[1]', message: 'expected a token id (an integer >= 0), got -5' }])
+    expect(check({ input_ids: [1, 900] }, 500)).toEqual([{ field: 'input_ids[1]', message: 'token id 900 is outside the vocabulary (size 500)' }])
+    expect(check({ input_ids: [1, 2, 3], labels: [1.5, 2] })).toEqual([
+      { field: 'labels[0]', message: 'expected -100 or a token id, got 1.5' },
+      { field: 'labels', message: 'has 2 entries, input_ids has 3' },
+    ])
+    expect(check({ input_ids: 'abc' })).toEqual([{ field: 'input_ids', message: 'expected an array, got a string' }])
+  })
+
+  it('checks alpaca, completion and text fields', () => {
+    const alpaca = resolveMapping('alpaca', {}, null)
+    expect(normalizeRecord({ instruction: 'a', output: 3 }, 'alpaca', alpaca).problems).toEqual([{ field: 'output', message: 'expected a string, got a number' }])
+    expect(normalizeRecord({ instruction: 'a', input: null, output: 'b', system: 'Be brief.' }, 'alpaca', alpaca).row).toEqual({
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: 'b' },
+      ],
+    })
+    const completion = resolveMapping('completion', {}, null)
+    expect(normalizeRecord({ prompt: 'p' }, 'completion', completion).problems).toEqual([{ field: 'completion', message: 'missing field' }])
+    const text = resolveMapping('text', {}, null)
+    expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([{ field: 'text', message: 'must not be empty' }])
+    expect(normalizeRecord('just a string', 'text', text).problems).toEqual([{ field: '', message: 'expected an object, got a string' }])
+  })
+
+  it('checks ShareGPT roles', () => {
+    const mapping = resolveMapping('sharegpt', {}, null)
+    const r = normalizeRecord(
+      {
+        conversations: [
+          { from: 'human', value: 'hi' },
+          { from: 'bard', value: 'yo' },
+        ],
+      },
+      'sharegpt',
+      mapping,
+    )
+    expect(r.problems).toEqual([{ field: 'conversations[1].from', message: 'unknown role "bard" (expected system, human or gpt)' }])
+  })
+
+  it('finds invalid UTF-8 per line: one bad line spoils one row', async () => {
+    const file = join(tempDir(), 'utf8.jsonl')
+    const badByteSequence = Buffer.from('{"text": "\xc3("}\n', 'latin1') // 0xC3 0x28: a lead byte without its continuation
+    writeFileSync(file, Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "fine"}\n'), badByteSequence, Buffer.from('{"text": "é ok"}\n')]))
+    const r = await inspectDataset(file)
+    expect(r.report.problems).toEqual([{ line: 3, field: '', message: 'invalid UTF-8' }])
+    expect(r.preview.map((p) => p.row)).toEqual([{ text: 'ok' }, { text: 'fine' }, { text: 'é ok' }])
+  })
+})
