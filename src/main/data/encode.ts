@@ -32,7 +32,12 @@ export interface EncodedExample {
  * Tokenises one row. Returns null only when the example is longer than maxLength and truncation
  * is 'drop'. Throws DatasetError when the chat template cannot be split into spans.
  */
-export function encodeExample(row: NormalizedRow, tokenizer: ModelTokenizer, template: ChatTemplate, options: EncodeOptions = {}): EncodedExample | null {
+export function encodeExample(
+  row: NormalizedRow,
+  tokenizer: ModelTokenizer,
+  template: ChatTemplate,
+  options: EncodeOptions = {},
+): EncodedExample | null {
   const maxLength = options.maxLength ?? Infinity
   if (!(maxLength > 0)) throw new DatasetError(`maxLength must be a positive number of tokens, got ${options.maxLength}`)
   let input_ids: number[]
@@ -42,7 +47,10 @@ export function encodeExample(row: NormalizedRow, tokenizer: ModelTokenizer, tem
     input_ids = r.input_ids.slice()
     labels = r.labels ? r.labels.slice() : r.input_ids.slice()
   } else {
-    const segments = rowSegments(row, template, { maskPrompt: options.maskPrompt, bos: tokenizer.addsBos ? (tokenizer.bosToken ?? '') : '' })
+    const segments = rowSegments(row, template, {
+      maskPrompt: options.maskPrompt,
+      bos: tokenizer.addsBos ? (tokenizer.bosToken ?? '') : '',
+    })
     input_ids = []
     labels = []
     for (let s = 0; s < segments.length; s++) {

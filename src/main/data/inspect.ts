@@ -100,7 +100,8 @@ export async function scanDataset(
     if (sample.length >= SAMPLE_RECORDS) break
   }
   const columns = [...seen]
-  const detection: Detection | null = source.format === 'text' ? { layout: 'text', mapping: { text: 'text' } } : detectLayout(sample, columns)
+  const detection: Detection | null =
+    source.format === 'text' ? { layout: 'text', mapping: { text: 'text' } } : detectLayout(sample, columns)
   const layout = options.layout ?? detection?.layout ?? null
 
   const unit = source.unit
@@ -224,7 +225,14 @@ function contentLength(row: NormalizedRow): number {
   }
 }
 
-function previewRow(line: number, row: NormalizedRow, template: ChatTemplate, bos: string, tokenizer: ModelTokenizer | undefined, tokens: number | undefined): PreviewRow {
+function previewRow(
+  line: number,
+  row: NormalizedRow,
+  template: ChatTemplate,
+  bos: string,
+  tokenizer: ModelTokenizer | undefined,
+  tokens: number | undefined,
+): PreviewRow {
   const preview: PreviewRow = { line, row, segments: [] }
   if (tokens !== undefined) preview.tokens = tokens
   try {

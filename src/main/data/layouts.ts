@@ -69,7 +69,8 @@ export function detectLayout(sample: unknown[], columns: string[]): Detection | 
       return { layout: 'messages', mapping: { messages: column } }
     }
   }
-  if (has('input_ids')) return { layout: 'tokens', mapping: has('labels') ? { input_ids: 'input_ids', labels: 'labels' } : { input_ids: 'input_ids' } }
+  if (has('input_ids'))
+    return { layout: 'tokens', mapping: has('labels') ? { input_ids: 'input_ids', labels: 'labels' } : { input_ids: 'input_ids' } }
   if (has('prompt') && has('completion')) return { layout: 'completion', mapping: { prompt: 'prompt', completion: 'completion' } }
   const pick = (field: string) => SYNONYMS[field].find(has)
   const instruction = pick('instruction')
@@ -229,7 +230,8 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
           if (mapped === undefined) problems.push({ field: `${at}.${roleKey}`, message: `unknown role "${role}" (expected ${expected})` })
         }
         if (content === undefined || content === null) problems.push({ field: `${at}.${contentKey}`, message: 'missing field' })
-        else if (typeof content !== 'string') problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
+        else if (typeof content !== 'string')
+          problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
         else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })
         if (mapped !== undefined && typeof content === 'string') messages.push({ role: mapped, content })
       })
@@ -260,7 +262,8 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       }
       if (labels !== undefined) {
         const bad = labels.findIndex((t) => t !== -100 && !isTokenId(t, options.vocabSize))
-        if (bad !== -1) problems.push({ field: `${col('labels')}[${bad}]`, message: `expected -100 or a token id, got ${JSON.stringify(labels[bad])}` })
+        if (bad !== -1)
+          problems.push({ field: `${col('labels')}[${bad}]`, message: `expected -100 or a token id, got ${JSON.stringify(labels[bad])}` })
         if (ids !== undefined && labels.length !== ids.length) {
           problems.push({ field: col('labels'), message: `has ${labels.length} entries, ${col('input_ids')} has ${ids.length}` })
         }

@@ -216,7 +216,8 @@ async function* textRecords(file: string, options: ReadOptions = {}): AsyncGener
   for await (const l of readLines(file, options)) {
     const p = lineProblem(l)
     if (p === null && isBlank(l.text)) {
-      if (parts.length > 0 || problem !== null) yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
+      if (parts.length > 0 || problem !== null)
+        yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
       parts = []
       problem = null
       continue
@@ -225,7 +226,8 @@ async function* textRecords(file: string, options: ReadOptions = {}): AsyncGener
     if (p !== null) problem ??= p
     else parts.push(l.text)
   }
-  if (parts.length > 0 || problem !== null) yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
+  if (parts.length > 0 || problem !== null)
+    yield problem !== null ? { line: start, error: problem } : { line: start, value: { text: parts.join('\n') } }
 }
 
 // ---------------------------------------------------------------------------------------------

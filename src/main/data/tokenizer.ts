@@ -118,7 +118,9 @@ export function createTokenizer(dir: string, json: Record<string, unknown>, conf
 
   const check = (ids: (number | undefined)[], text: string): number[] => {
     if (ids.some((id) => id === undefined)) {
-      throw new DatasetError(`${join(dir, 'tokenizer.json')}: the tokenizer has no id for part of ${JSON.stringify(text.slice(0, 40))} (no unk_token?)`)
+      throw new DatasetError(
+        `${join(dir, 'tokenizer.json')}: the tokenizer has no id for part of ${JSON.stringify(text.slice(0, 40))} (no unk_token?)`,
+      )
     }
     return ids as number[]
   }

@@ -92,7 +92,10 @@ export async function importDataset(workspace: string, file: string, options: Im
   await mkdir(tmp)
   try {
     // 1. The byte copy, checked against the file's size and time before and after.
-    const ext = extname(source).toLowerCase().replace(/[^.a-z0-9]/g, '') || '.dat'
+    const ext =
+      extname(source)
+        .toLowerCase()
+        .replace(/[^.a-z0-9]/g, '') || '.dat'
     const original = `original${ext}`
     const copy = join(tmp, original)
     await copyFile(source, copy, constants.COPYFILE_FICLONE)

@@ -91,7 +91,9 @@ describe('encodeExample', () => {
       { bosToken: base.bosToken, eosToken: base.eosToken },
     )
     const e = encodeExample(CHAT, base, template)!
-    expect(trained(e)).toEqual([' The capital of France is Paris.</s>', ' I am fine, thank you. 😀</s>'].flatMap((t) => base.encode(t, true)))
+    expect(trained(e)).toEqual(
+      [' The capital of France is Paris.</s>', ' I am fine, thank you. 😀</s>'].flatMap((t) => base.encode(t, true)),
+    )
     expect(e.input_ids).toEqual(base.encode(template.render(CHAT.messages, false)))
     expect(rowSegments(CHAT, template)).toEqual([
       { text: '<s>[INST] What is the capital of France? [/INST]', trainable: false },
@@ -125,21 +127,29 @@ describe('encodeExample', () => {
   })
 
   it('pre-tokenized rows pass through; labels default to the ids', () => {
-    expect(encodeExample({ input_ids: [1, 5, 6], labels: [-100, 5, 6] }, base, baseTemplate)).toEqual({ input_ids: [1, 5, 6], labels: [-100, 5, 6] })
+    expect(encodeExample({ input_ids: [1, 5, 6], labels: [-100, 5, 6] }, base, baseTemplate)).toEqual({
+      input_ids: [1, 5, 6],
+      labels: [-100, 5, 6],
+    })
     expect(encodeExample({ input_ids: [1, 5, 6] }, base, baseTemplate)).toEqual({ input_ids: [1, 5, 6], labels: [1, 5, 6] })
   })
 
   it('truncates right (keeps the start), left (keeps the end), or drops', () => {
     const full = encodeExample(CHAT, chatml, chatmlTemplate)!
     const n = full.input_ids.length
-    expect(encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 10 })).toEqual({ input_ids: full.input_ids.slice(0, 10), labels: full.labels.slice(0, 10) })
+    expect(encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 10 })).toEqual({
+      input_ids: full.input_ids.slice(0, 10),
+      labels: full.labels.slice(0, 10),
+    })
     expect(encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 10, truncation: 'left' })).toEqual({
       input_ids: full.input_ids.slice(n - 10),
       labels: full.labels.slice(n - 10),
     })
     expect(encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 10, truncation: 'drop' })).toBeNull()
     expect(encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: n, truncation: 'drop' })).toEqual(full)
-    expect(() => encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 0 })).toThrow('maxLength must be a positive number of tokens, got 0')
+    expect(() => encodeExample(CHAT, chatml, chatmlTemplate, { maxLength: 0 })).toThrow(
+      'maxLength must be a positive number of tokens, got 0',
+    )
   })
 
   it('is deterministic and fast enough for the trainer', () => {
@@ -161,7 +171,9 @@ describe('encodeExample', () => {
     const template = createChatTemplate(
       "{% for m in messages %}{% if m['role'] != 'assistant' or loop.last %}{{ '<|' + m['role'] + '|>' + m['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}",
     )
-    expect(() => encodeExample(CHAT, chatml, template)).toThrow(/chat template: rendering the first 4 messages does not extend the rendering of the first 3 \(the template rewrites earlier turns\)/)
+    expect(() => encodeExample(CHAT, chatml, template)).toThrow(
+      /chat template: rendering the first 4 messages does not extend the rendering of the first 3 \(the template rewrites earlier turns\)/,
+    )
   })
 
   it('reports template errors raised by the template', () => {

@@ -127,7 +127,9 @@ describe('every layout in every file format', () => {
     // A sparse file: nothing is written beyond the first byte.
     const { truncateSync } = await import('node:fs')
     truncateSync(file, MAX_JSON_BYTES + 1)
-    await expect(openSource(file)).rejects.toThrow(/big\.json is 256\.0 MiB: a JSON array is read whole and the limit is 256\.0 MiB; convert it to JSON Lines/)
+    await expect(openSource(file)).rejects.toThrow(
+      /big\.json is 256\.0 MiB: a JSON array is read whole and the limit is 256\.0 MiB; convert it to JSON Lines/,
+    )
   })
 
   it('refuses unknown extensions and missing files', async () => {

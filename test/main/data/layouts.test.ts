@@ -6,7 +6,10 @@ import { FIXTURES, LAYOUTS, tempDir } from './helpers'
 
 describe('layout detection', () => {
   it.each([
-    [[{ instruction: 'a', input: '', output: 'b' }], { layout: 'alpaca', mapping: { instruction: 'instruction', input: 'input', output: 'output' } }],
+    [
+      [{ instruction: 'a', input: '', output: 'b' }],
+      { layout: 'alpaca', mapping: { instruction: 'instruction', input: 'input', output: 'output' } },
+    ],
     [[{ question: 'a', answer: 'b' }], { layout: 'alpaca', mapping: { instruction: 'question', output: 'answer' } }],
     [[{ conversations: [{ from: 'human', value: 'a' }] }], { layout: 'sharegpt', mapping: { conversations: 'conversations' } }],
     [[{ conversations: [{ role: 'user', content: 'a' }] }], { layout: 'messages', mapping: { messages: 'conversations' } }],
@@ -31,19 +34,45 @@ describe('overriding the layout and mapping columns', () => {
     expect(r).toMatchObject({ layout: 'alpaca', detectedLayout: 'alpaca', columns: ['id', 'question', 'answer', 'notes'] })
     expect(r.mapping).toEqual({ instruction: 'question', input: 'input', output: 'answer', system: 'system' })
     expect(r.preview.map((p) => p.row)).toEqual([
-      { messages: [{ role: 'user', content: 'What is 6 times 7?' }, { role: 'assistant', content: '42' }] },
-      { messages: [{ role: 'user', content: 'Capital of France?' }, { role: 'assistant', content: 'Paris' }] },
+      {
+        messages: [
+          { role: 'user', content: 'What is 6 times 7?' },
+          { role: 'assistant', content: '42' },
+        ],
+      },
+      {
+        messages: [
+          { role: 'user', content: 'Capital of France?' },
+          { role: 'assistant', content: 'Paris' },
+        ],
+      },
     ])
   })
 
   it('maps the input to another column', async () => {
-    const r = await inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'question', input: 'notes', output: 'answer' } })
-    expect(r.preview[0].row).toEqual({ messages: [{ role: 'user', content: 'What is 6 times 7?\n\neasy' }, { role: 'assistant', content: '42' }] })
-    expect(r.preview[1].row).toEqual({ messages: [{ role: 'user', content: 'Capital of France?' }, { role: 'assistant', content: 'Paris' }] })
+    const r = await inspectDataset(join(FIXTURES, 'qa.csv'), {
+      layout: 'alpaca',
+      mapping: { instruction: 'question', input: 'notes', output: 'answer' },
+    })
+    expect(r.preview[0].row).toEqual({
+      messages: [
+        { role: 'user', content: 'What is 6 times 7?\n\neasy' },
+        { role: 'assistant', content: '42' },
+      ],
+    })
+    expect(r.preview[1].row).toEqual({
+      messages: [
+        { role: 'user', content: 'Capital of France?' },
+        { role: 'assistant', content: 'Paris' },
+      ],
+    })
   })
 
   it('overrides the detection: alpaca read as completion with a mapping', async () => {
-    const r = await inspectDataset(join(LAYOUTS, 'alpaca.jsonl'), { layout: 'completion', mapping: { prompt: 'instruction', completion: 'output' } })
+    const r = await inspectDataset(join(LAYOUTS, 'alpaca.jsonl'), {
+      layout: 'completion',
+      mapping: { prompt: 'instruction', completion: 'output' },
+    })
     expect(r).toMatchObject({ layout: 'completion', detectedLayout: 'alpaca' })
     expect(r.preview[0].row).toEqual({ prompt: 'What is the capital of France?', completion: 'The capital of France is Paris.' })
   })
@@ -58,17 +87,34 @@ describe('overriding the layout and mapping columns', () => {
 
   it('maps the role and content keys inside messages', async () => {
     const file = join(tempDir(), 'dialog.jsonl')
-    writeFileSync(file, JSON.stringify({ dialog: [{ speaker: 'user', text: 'Hi' }, { speaker: 'assistant', text: 'Hello' }] }) + '\n')
+    writeFileSync(
+      file,
+      JSON.stringify({
+        dialog: [
+          { speaker: 'user', text: 'Hi' },
+          { speaker: 'assistant', text: 'Hello' },
+        ],
+      }) + '\n',
+    )
     const r = await inspectDataset(file, { layout: 'messages', mapping: { messages: 'dialog', role: 'speaker', content: 'text' } })
-    expect(r.preview[0].row).toEqual({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }] })
+    expect(r.preview[0].row).toEqual({
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Hello' },
+      ],
+    })
   })
 
   it('rejects fields the layout lacks, columns the file lacks, and unknown layouts', async () => {
-    expect(() => resolveMapping('alpaca', { question: 'q' }, ['q'])).toThrow('mapping: "question" is not a field of the alpaca layout (fields: instruction, input, output, system)')
+    expect(() => resolveMapping('alpaca', { question: 'q' }, ['q'])).toThrow(
+      'mapping: "question" is not a field of the alpaca layout (fields: instruction, input, output, system)',
+    )
     await expect(inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'prompt' } })).rejects.toThrow(
       'mapping: column "prompt" (for instruction) is not in the file (columns: id, question, answer, notes)',
     )
     // @ts-expect-error: an unknown layout from an untyped caller
-    expect(() => resolveMapping('chatml', {}, null)).toThrow('unknown layout "chatml" (expected one of alpaca, sharegpt, messages, completion, text, tokens)')
+    expect(() => resolveMapping('chatml', {}, null)).toThrow(
+      'unknown layout "chatml" (expected one of alpaca, sharegpt, messages, completion, text, tokens)',
+    )
   })
 })

@@ -42,7 +42,7 @@ async function bigChatFile(dir: string): Promise<{ file: string; rows: number; b
         }) + '\n'
     }
     bytes += Buffer.byteLength(batch)
-    if (!out.write(batch)) await new Promise((r) => out.once('drain', r))
+    if (!out.write(batch)) await new Promise<void>((r) => out.once('drain', () => r()))
   }
   await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())))
   return { file, rows, bad }
@@ -73,7 +73,12 @@ describe('streaming a large JSONL', () => {
 
     expect(manifest.counts).toMatchObject({ read: rows, valid: rows - bad, invalid: bad, rows: rows - bad })
     expect(manifest.problems[0]).toEqual({ line: 1000, field: 'messages[2].role', message: 'expected an assistant turn, got user' })
-    expect(readdirSync(join(dir, 'ws', 'datasets', manifest.id)).sort()).toEqual(['manifest.json', 'original.jsonl', 'rows.jsonl', 'split.json'])
+    expect(readdirSync(join(dir, 'ws', 'datasets', manifest.id)).sort()).toEqual([
+      'manifest.json',
+      'original.jsonl',
+      'rows.jsonl',
+      'split.json',
+    ])
 
     // Progress: several reading events with growing byte counts, ending at the whole file.
     const reading = events.filter((e) => e.phase === 'reading')

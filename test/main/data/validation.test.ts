@@ -1,7 +1,15 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { countTokens, formatProblem, inspectDataset, loadChatTemplate, loadTokenizer, normalizeRecord, resolveMapping } from '../../../src/main/data'
+import {
+  countTokens,
+  formatProblem,
+  inspectDataset,
+  loadChatTemplate,
+  loadTokenizer,
+  normalizeRecord,
+  resolveMapping,
+} from '../../../src/main/data'
 import { CHATML_MODEL, FIXTURES, LAYOUTS, tempDir } from './helpers'
 
 function jsonError(text: string): string {
@@ -42,7 +50,9 @@ describe('the validation report', () => {
     // Line 14 ends in \r\n and is valid; blank line 10 is not a row.
     expect(r.preview.map((p) => p.line)).toEqual([1, 14, 17])
     expect(r.stats.duplicates).toBe(1) // line 17 repeats line 1
-    expect(formatProblem(r.report.problems[0], r.report.unit)).toBe("line 2, messages[0].role: the last turn must be the assistant's, got user")
+    expect(formatProblem(r.report.problems[0], r.report.unit)).toBe(
+      "line 2, messages[0].role: the last turn must be the assistant's, got user",
+    )
     expect(formatProblem(r.report.problems[7], r.report.unit)).toBe(`line 9: ${jsonError('not json')}`)
   })
 
@@ -63,8 +73,24 @@ describe('the validation report', () => {
       ],
     })
     expect(r.preview.map((p) => [p.line, p.row])).toEqual([
-      [2, { messages: [{ role: 'user', content: 'What?' }, { role: 'assistant', content: 'Answer' }] }],
-      [4, { messages: [{ role: 'user', content: 'Multi\nline' }, { role: 'assistant', content: 'ok' }] }],
+      [
+        2,
+        {
+          messages: [
+            { role: 'user', content: 'What?' },
+            { role: 'assistant', content: 'Answer' },
+          ],
+        },
+      ],
+      [
+        4,
+        {
+          messages: [
+            { role: 'user', content: 'Multi\nline' },
+            { role: 'assistant', content: 'ok' },
+          ],
+        },
+      ],
     ])
   })
 
@@ -92,7 +118,9 @@ describe('the validation report', () => {
     expect(check({ input_ids: [1, 2], labels: [-100, 2] })).toBeUndefined()
     expect(check({ input_ids: [] })).toEqual([{ field: 'input_ids', message: 'must not be empty' }])
     expect(check({ input_ids: [1, -5] })).toEqual([{ field: 'input_ids[1]', message: 'expected a token id (an integer >= 0), got -5' }])
-    expect(check({ input_ids: [1, 900] }, 500)).toEqual([{ field: 'input_ids[1]', message: 'token id 900 is outside the vocabulary (size 500)' }])
+    expect(check({ input_ids: [1, 900] }, 500)).toEqual([
+      { field: 'input_ids[1]', message: 'token id 900 is outside the vocabulary (size 500)' },
+    ])
     expect(check({ input_ids: [1, 2, 3], labels: [1.5, 2] })).toEqual([
       { field: 'labels[0]', message: 'expected -100 or a token id, got 1.5' },
       { field: 'labels', message: 'has 2 entries, input_ids has 3' },
@@ -102,7 +130,9 @@ describe('the validation report', () => {
 
   it('checks alpaca, completion and text fields', () => {
     const alpaca = resolveMapping('alpaca', {}, null)
-    expect(normalizeRecord({ instruction: 'a', output: 3 }, 'alpaca', alpaca).problems).toEqual([{ field: 'output', message: 'expected a string, got a number' }])
+    expect(normalizeRecord({ instruction: 'a', output: 3 }, 'alpaca', alpaca).problems).toEqual([
+      { field: 'output', message: 'expected a string, got a number' },
+    ])
     expect(normalizeRecord({ instruction: 'a', input: null, output: 'b', system: 'Be brief.' }, 'alpaca', alpaca).row).toEqual({
       messages: [
         { role: 'system', content: 'Be brief.' },
@@ -135,7 +165,10 @@ describe('the validation report', () => {
   it('finds invalid UTF-8 per line: one bad line spoils one row', async () => {
     const file = join(tempDir(), 'utf8.jsonl')
     const badByteSequence = Buffer.from('{"text": "\xc3("}\n', 'latin1') // 0xC3 0x28: a lead byte without its continuation
-    writeFileSync(file, Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "fine"}\n'), badByteSequence, Buffer.from('{"text": "é ok"}\n')]))
+    writeFileSync(
+      file,
+      Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "fine"}\n'), badByteSequence, Buffer.from('{"text": "é ok"}\n')]),
+    )
     const r = await inspectDataset(file)
     expect(r.report.problems).toEqual([{ line: 3, field: '', message: 'invalid UTF-8' }])
     expect(r.preview.map((p) => p.row)).toEqual([{ text: 'ok' }, { text: 'fine' }, { text: 'é ok' }])

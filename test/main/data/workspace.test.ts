@@ -41,8 +41,16 @@ describe('importDataset', () => {
     })
     expect(new Date(manifest.createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000)
     expect(manifest.stats.rows).toBe(3)
-    const rows = readFileSync(join(dir, 'rows.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as unknown)
-    expect(rows[1]).toEqual({ messages: [{ role: 'user', content: 'Translate to German.\n\nHello, "world"' }, { role: 'assistant', content: 'Hallo, Welt' }] })
+    const rows = readFileSync(join(dir, 'rows.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown)
+    expect(rows[1]).toEqual({
+      messages: [
+        { role: 'user', content: 'Translate to German.\n\nHello, "world"' },
+        { role: 'assistant', content: 'Hallo, Welt' },
+      ],
+    })
   })
 
   it('refuses a file with invalid rows unless asked, writing nothing, and says how many and how to accept', async () => {
@@ -68,7 +76,9 @@ describe('importDataset', () => {
     const file = join(dir, 'odd.jsonl')
     writeFileSync(file, '{"q": "a", "a": "b"}\n')
     await expect(importDataset(join(dir, 'ws'), file)).rejects.toThrow(
-      'could not detect the layout of ' + file + ' (columns: q, a): choose a layout (alpaca, sharegpt, messages, completion, text, tokens) and map the columns',
+      'could not detect the layout of ' +
+        file +
+        ' (columns: q, a): choose a layout (alpaca, sharegpt, messages, completion, text, tokens) and map the columns',
     )
     const manifest = await importDataset(join(dir, 'ws'), file, { layout: 'alpaca', mapping: { instruction: 'q', output: 'a' } })
     expect(manifest.mapping).toMatchObject({ instruction: 'q', output: 'a' })
@@ -81,7 +91,13 @@ describe('importDataset', () => {
     expect(kept.counts).toMatchObject({ valid: 8, duplicates: 3, deduplicated: 0, rows: 8 })
     const deduped = await importDataset(join(dir, 'ws'), file, { dedupe: true, split: { validation: 0 } })
     expect(deduped.counts).toMatchObject({ valid: 8, duplicates: 3, deduplicated: 3, rows: 5 })
-    expect((await collect(readRows(join(dir, 'ws'), deduped.id))).map((r) => (r as { text: string }).text)).toEqual(['row 0', 'row 1', 'row 2', 'row 3', 'row 4'])
+    expect((await collect(readRows(join(dir, 'ws'), deduped.id))).map((r) => (r as { text: string }).text)).toEqual([
+      'row 0',
+      'row 1',
+      'row 2',
+      'row 3',
+      'row 4',
+    ])
   })
 
   it('splits by ratio with a seed: the same seed gives the same split, another seed another', async () => {
@@ -92,7 +108,8 @@ describe('importDataset', () => {
     const b = await importDataset(ws, file, { split: { validation: 0.1, seed: 42 } })
     const c = await importDataset(ws, file, { split: { validation: 0.1, seed: 43 } })
     expect(a.split).toEqual({ validation: 0.1, seed: 42, train: 180, validationRows: 20 })
-    const texts = async (id: string, split: 'train' | 'validation') => (await collect(readRows(ws, id, split))).map((r) => (r as { text: string }).text)
+    const texts = async (id: string, split: 'train' | 'validation') =>
+      (await collect(readRows(ws, id, split))).map((r) => (r as { text: string }).text)
     const va = await texts(a.id, 'validation')
     expect(va).toHaveLength(20)
     expect(await texts(b.id, 'validation')).toEqual(va)
