@@ -9,6 +9,9 @@
  * model against a dense model with the same active parameters (every layer a SwiGLU of width
  * k · expert width), on each backend.
  *
+ * offload: decode tokens/s and cache hit rate of the small Mixtral with its experts offloaded, at
+ * 100%, 50%, 25% and 12.5% of the expert bytes, prefetch on and off (wasm, or the first backend).
+ *
  * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -18,6 +21,11 @@ import * as tf from '@tensorflow/tfjs'
 import { BACKEND_NAMES, initBackend, type BackendName } from '../src/main/engine/backend'
 import { moeBlock } from '../src/main/engine/moe'
 import { plainWeights, Rng, swiglu } from '../src/main/engine/ops'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { loadModel, saveModel } from '../src/main/engine/checkpoint'
+import { generate } from '../src/main/engine/generate'
+import { planFit } from '../src/main/engine/offload'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
 import { disposeGrads, lossAndGrads } from '../src/main/engine/objective'
@@ -138,6 +146,47 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
   }
 }
 
+interface OffloadResult {
+  backend: BackendName
+  budgetFraction: number
+  prefetch: boolean
+  storage: string
+  tokensPerSec: number
+  hitRate: number
+  prefetchAccuracy: number
+  bytesMovedPerToken: number
+}
+
+function benchOffload(backend: BackendName): OffloadResult[] {
+  const c = validateMoeConfig(SMALL_MIXTRAL)
+  const rng = new Rng(11)
+  const weights = new Map<string, Float32Array>()
+  for (const s of paramSpecs(c)) weights.set(s.name, rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.08)))
+  const dir = mkdtempSync(join(tmpdir(), 'moe-bench-'))
+  const m0 = new MoeModel(c, weights)
+  saveModel(m0, dir)
+  m0.dispose()
+  const perExpert = planFit(c, 1e12).expertBytes
+  const total = planFit(c, 1e12).totalExperts
+  const prompt = Array.from({ length: 16 }, (_, i) => (i * 37 + 5) % c.vocabSize)
+  const out: OffloadResult[] = []
+  for (const fraction of [1, 0.5, 0.25, 0.125])
+    for (const prefetch of [false, true]) {
+      const m = loadModel(dir, { offload: { budgetBytes: Math.max(1, Math.round(total * fraction)) * perExpert, storage: 'f32', prefetch } })
+      generate(m, prompt, { maxNewTokens: 2, stopTokens: [] }) // warm-up
+      const r = generate(m, prompt, { maxNewTokens: 32, stopTokens: [], sampling: { temperature: 1, seed: 3 } })
+      const s = m.offload!.cache.stats()
+      out.push({ backend, budgetFraction: fraction, prefetch, storage: 'f32', tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000), hitRate: s.hitRate, prefetchAccuracy: s.prefetchAccuracy, bytesMovedPerToken: s.bytesMoved / (r.newTokens.length + 2) })
+      m.dispose()
+    }
+  const m = loadModel(dir)
+  generate(m, prompt, { maxNewTokens: 2, stopTokens: [] })
+  const r = generate(m, prompt, { maxNewTokens: 32, stopTokens: [], sampling: { temperature: 1, seed: 3 } })
+  out.unshift({ backend, budgetFraction: 1, prefetch: false, storage: 'resident', tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000), hitRate: 1, prefetchAccuracy: 0, bytesMovedPerToken: 0 })
+  m.dispose()
+  return out
+}
+
 interface TrainResult {
   backend: BackendName
   model: string
@@ -198,6 +247,7 @@ async function main(): Promise<void> {
   const tokens = Number(process.env.BENCH_TOKENS ?? 256)
   const results: LayerResult[] = []
   const trainResults: TrainResult[] = []
+  let offloadResults: OffloadResult[] = []
   const skipped: { backend: string; reason: string }[] = []
   for (const backend of wanted) {
     try {
@@ -212,6 +262,10 @@ async function main(): Promise<void> {
     const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
     trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
     trainResults.push(benchTrain(backend, 'dense twin', DENSE_TWIN, batch, seq, steps))
+    if (offloadResults.length === 0) {
+      process.stderr.write(`bench: offload on ${backend}...\n`)
+      offloadResults = benchOffload(backend)
+    }
   }
   const record = {
     bench: 'moe-layer',
@@ -257,7 +311,18 @@ async function main(): Promise<void> {
     ),
   )
   for (const s of skipped) console.log(`skipped ${s.backend}: ${s.reason}`)
-  console.log(`wrote ${file} and ${join(dir, 'train-step.json')}`)
+  writeFileSync(
+    join(dir, 'offload.json'),
+    JSON.stringify({ bench: 'offload', date: record.date, machine: record.machine, description: 'decode of 32 sampled tokens after a 16-token prompt, small Mixtral (4 layers, 8 experts top-2), experts offloaded in f32 with a device cache of a fraction of all expert bytes', results: offloadResults }, null, 2) + '\n',
+  )
+  console.log('\noffload: decode tokens/s and cache hit rate against the expert budget')
+  console.log(
+    table(
+      ['backend', 'storage', 'budget', 'prefetch', 'tokens/s', 'hit rate', 'prefetch acc', 'KiB moved/token'],
+      offloadResults.map((r) => [r.backend, r.storage, `${r.budgetFraction * 100}%`, r.prefetch ? 'on' : 'off', r.tokensPerSec.toFixed(1), r.hitRate.toFixed(2), r.prefetch ? r.prefetchAccuracy.toFixed(2) : '', (r.bytesMovedPerToken / 1024).toFixed(0)]),
+    ),
+  )
+  console.log(`wrote ${file}, ${join(dir, 'train-step.json')} and ${join(dir, 'offload.json')}`)
 }
 
 void main().catch((e: unknown) => {
