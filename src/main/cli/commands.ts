@@ -8,6 +8,7 @@ import { z } from 'zod'
 import { formatIssues } from '../../shared/modelConfig'
 import { inspectModel, loadModel } from '../engine/checkpoint'
 import { generate, type SamplingOptions } from '../engine/generate'
+import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../engine/offload'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
@@ -188,6 +189,35 @@ function parseIds(text: string, flag: string): number[] {
   return ids
 }
 
+/** Parses sizes like 256MB, 1.5GiB, 4096 (bytes). */
+export function parseBytes(text: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$/i.exec(text)
+  if (!m) throw new UsageError(`${flag}: "${text}" is not a size; write e.g. 256MB, 1.5GB or 4096`)
+  const unit = (m[2] ?? 'b').toLowerCase()
+  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30 }
+  return Math.floor(Number(m[1]) * mult[unit])
+}
+
+/** --offload-budget SIZE [--expert-dtype f32|f16|bf16|int8|lazy] → offload options. */
+export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefined {
+  const dtype = values['expert-dtype']
+  if (values['offload-budget'] === undefined) {
+    if (dtype !== undefined) throw new UsageError('--expert-dtype needs --offload-budget')
+    return undefined
+  }
+  const storage = (dtype ?? 'f32') as ExpertStorage
+  if (!EXPERT_STORAGES.includes(storage)) throw new UsageError(`--expert-dtype: "${String(dtype)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
+  return { budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'), storage, prefetch: values['no-prefetch'] !== true }
+}
+
+export function formatOffloadStats(s: OffloadStats): string[] {
+  return [
+    `offload: ${s.storage} experts, budget ${formatBytes(s.budgetBytes)} (peak ${formatBytes(s.peakBytes)}), ${s.policy} eviction`,
+    `offload: hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses), ${formatBytes(s.bytesMoved)} moved, prefetch ${s.prefetched} experts, ${(s.prefetchAccuracy * 100).toFixed(0)}% used`,
+    `offload: per layer ${s.layers.map((l) => `${l.layer}: ${l.hits}/${l.hits + l.misses}`).join(', ')}`,
+  ]
+}
+
 export async function generateCommand(values: ParsedValues, io: CliIo): Promise<number> {
   const dir = requireModelDir(values)
   const prompt = parseIds(requireString(values, 'prompt-ids'), '--prompt-ids')
@@ -195,8 +225,9 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   const maxNewTokens = Number(maxText)
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
   const sampling = samplingFromFlags(values)
+  const offload = offloadFromFlags(values)
   const backend = await backendFromFlag(values, io)
-  const model = loadModel(dir)
+  const model = loadModel(dir, { offload })
   try {
     const V = model.config.vocabSize
     const bad = prompt.find((id) => id >= V)
@@ -208,6 +239,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     const seconds = (performance.now() - started) / 1000
     if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
     io.err(`${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`)
+    if (model.offload) for (const line of formatOffloadStats(model.offload.cache.stats())) io.err(line)
     if (values.json) io.out(JSON.stringify({ output_ids: r.outputIds }))
     return 0
   } finally {

@@ -25,6 +25,7 @@ commands:
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
             --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
+            [--offload-budget 256MB [--expert-dtype f32|f16|bf16|int8|lazy] [--no-prefetch]]
   train     --model DIR --dataset FILE.jsonl [--config run.json] [--set key=value ...] [--out RUN_DIR]
             [--val-ratio 0.1] | --resume RUN_DIR          fine-tune, with progress, ETA and a summary
   export    RUN_DIR --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
@@ -64,6 +65,9 @@ const COMMANDS: Record<string, Command> = {
       'min-p': { type: 'string' },
       'repetition-penalty': { type: 'string' },
       seed: { type: 'string' },
+      'offload-budget': { type: 'string' },
+      'expert-dtype': { type: 'string' },
+      'no-prefetch': { type: 'boolean' },
       'no-cache': { type: 'boolean' },
       json: { type: 'boolean' },
     },

@@ -102,6 +102,16 @@ describe('moe-workbench CLI', () => {
     expect(a.out.at(-1)).toBe(b.out.at(-1))
   })
 
+  it('generate with offloaded experts prints the reference tokens and the offload statistics', async () => {
+    const meta = JSON.parse(readFileSync(join(FIX, 'mixtral/expected.json'), 'utf8'))
+    const g = meta.cases[0].generate
+    const r = await cli('generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', g.prompt_ids.join(','), '--max-new-tokens', '8', '--greedy', '--json', '--offload-budget', '48KiB', '--expert-dtype', 'lazy', '--backend', 'cpu')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out.at(-1)!)).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
+    expect(r.err.join('\n')).toMatch(/offload: lazy experts, budget 48\.0 KiB/)
+    expect(r.err.join('\n')).toMatch(/hit rate \d+\.\d%/)
+  })
+
   it('bad arguments give one line and exit 2', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command "frobnicate"/],
@@ -113,6 +123,8 @@ describe('moe-workbench CLI', () => {
       [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,999', '--max-new-tokens', '2', '--greedy', '--backend', 'cpu'], /token id 999 is outside the vocabulary/],
       [['info', '--model', join(FIX, 'mixtral'), '--backend', 'tpu'], /unknown backend "tpu"/],
       [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--top-p', '1.5'], /--top-p: "1\.5" must be a number in \(0, 1\]/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--offload-budget', 'lots'], /--offload-budget: "lots" is not a size/],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--offload-budget', '1MB', '--expert-dtype', 'fp4'], /--expert-dtype: "fp4" must be one of/],
     ]
     for (const [argv, pattern] of cases) {
       const r = await cli(...argv)
