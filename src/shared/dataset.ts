@@ -242,3 +242,47 @@ export interface DatasetProgress {
   totalBytes: number
   rows: number
 }
+
+// ---------------------------------------------------------------------------------------------
+// The datasets.* API methods (src/shared/api.ts) and their event
+
+/** A dataset file to read, and how (src/main/data: inspectDataset). */
+export interface DatasetsInspectArgs {
+  /** The file (JSONL, JSON, CSV/TSV, Parquet, plain text); never modified. */
+  file: string
+  /** Overrides the detected layout. */
+  layout?: DatasetLayout
+  /** Logical field → column, e.g. { instruction: 'question', output: 'answer' }. */
+  mapping?: ColumnMapping
+  /** A model folder: its tokenizer and chat template give token statistics and the preview. */
+  model?: string
+  /** Rows longer than this many tokens are invalid (needs `model`). */
+  maxLength?: number
+  /** Overrides the format chosen from the extension. */
+  format?: DatasetFormat
+  /** Plain text: a row per line (default) or per paragraph. */
+  textUnit?: 'line' | 'paragraph'
+  /** The page of valid rows to preview (default: the first 20). */
+  preview?: { offset?: number; limit?: number }
+}
+
+export interface DatasetsImportArgs extends DatasetsInspectArgs {
+  /** Display name (default: the file name). */
+  name?: string
+  /** Import the valid rows even when some are invalid; without it, any invalid row refuses the import. */
+  acceptInvalid?: boolean
+  /** Validation split: fraction held out (default 0.1) and seed (default 0). */
+  split?: { validation?: number; seed?: number }
+  /** Leave out exact duplicates (default false). */
+  dedupe?: boolean
+}
+
+/** Progress of a datasets.inspect or datasets.import call, about every 100 ms and at the end. */
+export interface DatasetProgressEvent {
+  type: 'dataset.progress'
+  time: number
+  operation: 'inspect' | 'import'
+  /** The file being read, as the call named it. */
+  file: string
+  progress: DatasetProgress
+}

@@ -50,6 +50,8 @@ export interface InspectOptions {
 
 /** Records read to detect the layout and list the columns. */
 const SAMPLE_RECORDS = 200
+/** Longest stretch of work without yielding to the event loop (ms). */
+const SLICE_MS = 20
 /** Progress callbacks at most this often (ms), plus one at the end. */
 const PROGRESS_INTERVAL_MS = 100
 
@@ -151,6 +153,9 @@ export async function scanDataset(
   }
 
   progress('reading', true)
+  // Keep the event loop responsive (the service may run on Electron's main thread): yield every
+  // SLICE_MS of work.
+  let sliceStart = performance.now()
   for await (const record of source.records({
     signal,
     textUnit: options.textUnit,
@@ -160,7 +165,11 @@ export async function scanDataset(
     },
   })) {
     report.total++
-    if ((report.total & 255) === 0) signal?.throwIfAborted()
+    if ((report.total & 63) === 0 && performance.now() - sliceStart > SLICE_MS) {
+      await new Promise((resolve) => setImmediate(resolve))
+      signal?.throwIfAborted()
+      sliceStart = performance.now()
+    }
     if (record.error !== undefined) {
       report.invalid++
       addProblem(record.line, '', record.error)
