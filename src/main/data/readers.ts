@@ -308,10 +308,14 @@ function uniqueNames(names: string[]): string[] {
 // JSON (an array, or an object holding one array), read whole.
 
 async function openJson(file: string, bytes: number): Promise<DatasetSource> {
-  const head = await readHead(file, 4096)
-  const first = head.replace(/^\uFEFF/, '').trimStart()[0]
+  const head = (await readHead(file, 1 << 16)).replace(/^\uFEFF/, '').trimStart()
+  const first = head[0]
   const jsonl: DatasetSource = { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
-  if (first === '{' && bytes > MAX_JSON_BYTES) return jsonl
+  // Many .json files are JSON Lines: a first line that is a whole object, with more after it,
+  // says so without reading the rest.
+  const nl = head.indexOf('\n')
+  const linesOfObjects = nl !== -1 && head.slice(nl + 1).trim() !== '' && isJsonObject(head.slice(0, nl))
+  if (first === '{' && (bytes > MAX_JSON_BYTES || linesOfObjects)) return jsonl
   if (first !== '[' && first !== '{') {
     if (first === undefined) throw new DatasetError(`${file} is empty`)
     throw new DatasetError(`${file}: expected a JSON array of objects (or JSON Lines), found "${first}" at the start`)
@@ -357,6 +361,15 @@ async function openJson(file: string, bytes: number): Promise<DatasetSource> {
       }
       options.onBytes?.(bytes)
     },
+  }
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const v: unknown = JSON.parse(text)
+    return v !== null && typeof v === 'object' && !Array.isArray(v)
+  } catch {
+    return false
   }
 }
 

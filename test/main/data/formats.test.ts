@@ -119,6 +119,14 @@ describe('every layout in every file format', () => {
     ])
   })
 
+  it('tells a pretty-printed JSON object from JSON Lines by its first line', async () => {
+    const file = join(tempDir(), 'pretty.json')
+    writeFileSync(file, JSON.stringify({ rows: [{ text: 'a' }, { text: 'b' }] }, null, 2))
+    const r = await inspectDataset(file)
+    expect(r).toMatchObject({ format: 'json', layout: 'text' })
+    expect(r.preview.map((p) => p.row)).toEqual([{ text: 'a' }, { text: 'b' }])
+  })
+
   it('refuses a JSON array above the size limit with a message saying what to do', async () => {
     const file = join(tempDir(), 'big.json')
     const fd = openSync(file, 'w')
