@@ -165,6 +165,7 @@ export async function scanDataset(
     },
   })) {
     report.total++
+    if ((report.total & 255) === 0) progress('reading') // rows advance between reads too (CSV, Parquet)
     if ((report.total & 63) === 0 && performance.now() - sliceStart > SLICE_MS) {
       await new Promise((resolve) => setImmediate(resolve))
       signal?.throwIfAborted()

@@ -11,7 +11,6 @@
 import { createReadStream } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import { extname } from 'node:path'
-import { Readable } from 'node:stream'
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet'
 import { compressors } from 'hyparquet-compressors'
 import Papa from 'papaparse'
@@ -231,35 +230,39 @@ async function* textRecords(file: string, options: ReadOptions = {}): AsyncGener
 }
 
 // ---------------------------------------------------------------------------------------------
-// CSV / TSV: papaparse over the decoded lines, the header giving the column names.
+// CSV / TSV: papaparse over batches of whole records, the header giving the column names.
 
+/** Text handed to papaparse at once: about this much, cut where a record ends. */
+const CSV_BATCH_CHARS = 1 << 16
+/** A batch is cut here even inside an open quote (only a malformed file gets there). */
+const CSV_MAX_BATCH_CHARS = 16 << 20
+
+function countQuotes(s: string): number {
+  let n = 0
+  for (let i = s.indexOf('"'); i !== -1; i = s.indexOf('"', i + 1)) n++
+  return n
+}
+
+/**
+ * Lines are gathered into batches that end where a record ends (an even number of quotes so
+ * far: RFC 4180 escapes a quote by doubling it), and each batch is parsed synchronously. A
+ * record's line is counted from the newlines inside its quoted fields.
+ */
 async function* delimitedRecords(file: string, delimiter: string, options: ReadOptions = {}): AsyncGenerator<SourceRecord> {
-  // Lines found with invalid UTF-8 (or over-long), in order; consumed as records pass them.
+  // Lines with invalid UTF-8 (or over-long), in order; consumed as records pass them.
   const badLines: { line: number; problem: string }[] = []
-  async function* text(): AsyncGenerator<string> {
-    let batch: string[] = []
-    let size = 0
-    for await (const l of readLines(file, options)) {
-      const problem = lineProblem(l)
-      if (problem !== null) badLines.push({ line: l.line, problem })
-      batch.push(l.text)
-      size += l.text.length
-      if (size >= 1 << 16) {
-        yield batch.join('\n') + '\n'
-        batch = []
-        size = 0
-      }
-    }
-    if (batch.length > 0) yield batch.join('\n') + '\n'
-  }
-  const parser = Papa.parse(Papa.NODE_STREAM_INPUT, { delimiter, newline: '\n', header: false, skipEmptyLines: false, quoteChar: '"' })
-  const source = Readable.from(text())
-  source.on('error', (e) => parser.destroy(e))
-  source.pipe(parser)
-  let line = 1
   let header: string[] | null = null
-  try {
-    for await (const fields of parser as AsyncIterable<string[]>) {
+  let line = 1 // where the next record starts
+
+  function* parse(lines: string[]): Generator<SourceRecord> {
+    const rows = Papa.parse<string[]>(lines.join('\n'), {
+      delimiter,
+      newline: '\n',
+      header: false,
+      skipEmptyLines: false,
+      quoteChar: '"',
+    }).data
+    for (const fields of rows) {
       const start = line
       let newlines = 0
       for (const f of fields) for (let i = f.indexOf('\n'); i !== -1; i = f.indexOf('\n', i + 1)) newlines++
@@ -288,10 +291,25 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
       for (let i = 0; i < header.length; i++) value[header[i]] = fields[i]
       yield { line: start, value }
     }
-  } finally {
-    source.destroy()
-    parser.destroy()
   }
+
+  let batch: string[] = []
+  let chars = 0
+  let quotes = 0
+  for await (const l of readLines(file, options)) {
+    const problem = lineProblem(l)
+    if (problem !== null) badLines.push({ line: l.line, problem })
+    batch.push(l.text)
+    chars += l.text.length + 1
+    quotes += countQuotes(l.text)
+    if ((chars >= CSV_BATCH_CHARS && quotes % 2 === 0) || chars >= CSV_MAX_BATCH_CHARS) {
+      yield* parse(batch)
+      batch = []
+      chars = 0
+      quotes = 0
+    }
+  }
+  if (batch.length > 0) yield* parse(batch)
 }
 
 function uniqueNames(names: string[]): string[] {
