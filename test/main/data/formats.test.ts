@@ -107,6 +107,27 @@ describe('every layout in every file format', () => {
     expect(parquet.preview.map((p) => p.line)).toEqual([1, 2, 3])
   })
 
+  it('keeps quoted multi-line fields whole across CSV batches, with exact line numbers', async () => {
+    const file = join(tempDir(), 'many.csv')
+    const n = 5000 // about 400 KB: several parser batches
+    const output = (i: number) => `line one of ${i}\nline two of ${i}${i % 7 === 0 ? '\n\nafter a blank line' : ''}`
+    const rows = Array.from({ length: n }, (_, i) => `"Q ${i}, ""quoted""",,"${output(i)}"`)
+    writeFileSync(file, 'instruction,input,output\n' + rows.join('\n') + '\n')
+    const r = await inspectDataset(file, { preview: { offset: 0, limit: n } })
+    expect(r.report).toMatchObject({ valid: n, invalid: 0 })
+    let line = 2
+    r.preview.forEach((p, i) => {
+      expect(p.line).toBe(line)
+      line += i % 7 === 0 ? 4 : 2
+      expect(p.row).toEqual({
+        messages: [
+          { role: 'user', content: `Q ${i}, "quoted"` },
+          { role: 'assistant', content: output(i) },
+        ],
+      })
+    })
+  })
+
   it('reads a .json file holding JSON Lines, and a JSON object wrapping one array', async () => {
     const lines = await inspectDataset(join(FIXTURES, 'lines.json'))
     expect(lines.format).toBe('jsonl')
