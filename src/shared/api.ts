@@ -11,6 +11,8 @@
  * implementation to the Workbench service (src/main/service/workbench.ts). The type checker
  * points at every place that is missing.
  */
+import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
+export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } from './dataset'
 import type { Family, RouterType } from './modelConfig'
 
 // ---------------------------------------------------------------------------------------------
@@ -85,6 +87,12 @@ export interface WorkbenchApi {
   'system.info': (args: void) => Promise<SystemInfo>
   /** Reads a model folder's config.json and safetensors headers (no weights are loaded). */
   'models.inspect': (args: ModelsInspectArgs) => Promise<ModelInfo>
+  /** Reads a dataset file: layout, every invalid row, statistics, a preview. Writes nothing. Progress: dataset.progress events. */
+  'datasets.inspect': (args: DatasetsInspectArgs) => Promise<InspectResult>
+  /** Imports a dataset file into the workspace (a copy and the normalised rows). Progress: dataset.progress events. */
+  'datasets.import': (args: DatasetsImportArgs) => Promise<DatasetManifest>
+  /** The workspace's datasets, newest first. */
+  'datasets.list': (args: void) => Promise<DatasetManifest[]>
 }
 
 export type Method = keyof WorkbenchApi
@@ -92,7 +100,7 @@ export type ArgsOf<M extends Method> = Parameters<WorkbenchApi[M]>[0]
 export type ResultOf<M extends Method> = Awaited<ReturnType<WorkbenchApi[M]>>
 
 /** Every method name, for hosts that register one route or channel per method. */
-export const METHODS = ['system.info', 'models.inspect'] as const satisfies readonly Method[]
+export const METHODS = ['system.info', 'models.inspect', 'datasets.inspect', 'datasets.import', 'datasets.list'] as const satisfies readonly Method[]
 
 // Compile-time check that METHODS lists every method of WorkbenchApi.
 type MissingMethods = Exclude<Method, (typeof METHODS)[number]>
@@ -123,6 +131,7 @@ export type WorkbenchEvent =
       reason?: string
       backend?: BackendReport
     }
+  | DatasetProgressEvent
 
 export type WorkbenchEventType = WorkbenchEvent['type']
 export type Unsubscribe = () => void

@@ -7,6 +7,7 @@
  * from named methods to API methods is written once. Dependency-free (bundled into the preload).
  */
 import type { ArgsOf, Method, ModelInfo, ResultOf, SystemInfo, Unsubscribe, WorkbenchEvent } from './api'
+import type { DatasetManifest, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
 
 export interface WorkbenchBridge {
   system: {
@@ -14,6 +15,11 @@ export interface WorkbenchBridge {
   }
   models: {
     inspect(dir: string): Promise<ModelInfo>
+  }
+  datasets: {
+    inspect(args: DatasetsInspectArgs): Promise<InspectResult>
+    import(args: DatasetsImportArgs): Promise<DatasetManifest>
+    list(): Promise<DatasetManifest[]>
   }
   /** Subscribes to the event stream; returns the function that unsubscribes. */
   onEvent(listener: (event: WorkbenchEvent) => void): Unsubscribe
@@ -29,6 +35,11 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
     },
     models: {
       inspect: (dir: string) => invoke('models.inspect', { dir }),
+    },
+    datasets: {
+      inspect: (args) => invoke('datasets.inspect', args),
+      import: (args) => invoke('datasets.import', args),
+      list: () => invoke('datasets.list', undefined),
     },
     onEvent: (listener) => subscribe(listener),
   }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
+import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
 
 /** A non-empty string without NUL bytes (which the file system APIs reject with odd messages). */
 const path = z
@@ -14,9 +15,35 @@ const path = z
   .max(4096, 'is too long')
   .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
 
+/** What datasets.inspect and datasets.import share: the file and how to read it. */
+const datasetRead = {
+  file: path,
+  layout: z.enum(DATASET_LAYOUTS).optional(),
+  mapping: z.record(z.string().min(1, 'must not be empty'), z.string().min(1, 'must name a column')).optional(),
+  model: path.optional(),
+  maxLength: z.number().int().positive().optional(),
+  format: z.enum(DATASET_FORMATS).optional(),
+  textUnit: z.enum(['line', 'paragraph']).optional(),
+  preview: z.strictObject({ offset: z.number().int().min(0).optional(), limit: z.number().int().min(0).max(1000).optional() }).optional(),
+}
+
 export const apiSchemas = {
   'system.info': z.undefined({ error: 'takes no arguments' }),
   'models.inspect': z.strictObject({ dir: path }),
+  'datasets.inspect': z.strictObject(datasetRead),
+  'datasets.import': z.strictObject({
+    ...datasetRead,
+    name: z.string().trim().min(1, 'must not be empty').max(200, 'is too long').optional(),
+    acceptInvalid: z.boolean().optional(),
+    split: z
+      .strictObject({
+        validation: z.number().min(0, 'must be at least 0').lt(1, 'must be below 1').optional(),
+        seed: z.number().int().optional(),
+      })
+      .optional(),
+    dedupe: z.boolean().optional(),
+  }),
+  'datasets.list': z.undefined({ error: 'takes no arguments' }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 
 function fieldOf(issue: z.core.$ZodIssue): string {

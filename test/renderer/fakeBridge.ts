@@ -41,6 +41,15 @@ export function fakeBridge() {
   const bridge = {
     system: { info: vi.fn(async () => systemInfo) },
     models: { inspect: vi.fn(async (dir: string) => ({ ...modelInfo, dir })) },
+    datasets: {
+      inspect: vi.fn(async () => {
+        throw new Error('not faked')
+      }),
+      import: vi.fn(async () => {
+        throw new Error('not faked')
+      }),
+      list: vi.fn(async () => []),
+    },
     onEvent: vi.fn((listener: (e: WorkbenchEvent) => void) => {
       listeners.add(listener)
       return () => void listeners.delete(listener)

@@ -23,6 +23,7 @@ import {
 } from '../../shared/api'
 import { validateArgs } from '../../shared/schema'
 import { APP_NAME, APP_VERSION } from '../appInfo'
+import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
 
 export interface WorkbenchOptions {
@@ -30,6 +31,8 @@ export interface WorkbenchOptions {
   host: HostKind
   app?: SystemInfo['app']
   runtime?: SystemInfo['runtime']
+  /** The workspace folder (datasets, models, runs); default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench. */
+  workspace?: string
 }
 
 type Implementation = { [M in Method]: (args: ArgsOf<M>) => Promise<ResultOf<M>> }
@@ -38,6 +41,8 @@ export class Workbench {
   /** The API with every method validated, for in-process callers (the CLI, tests). */
   readonly api: WorkbenchApi
   readonly engine: EngineClient
+  /** The workspace folder: <workspace>/datasets, models, runs. */
+  readonly workspace: string
   private readonly host: HostKind
   private readonly app: SystemInfo['app']
   private readonly runtime: SystemInfo['runtime']
@@ -48,6 +53,7 @@ export class Workbench {
   constructor(options: WorkbenchOptions) {
     this.engine = options.engine
     this.host = options.host
+    this.workspace = options.workspace ?? defaultWorkspace()
     this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
     this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
     this.detachEngine = this.engine.onEvent((event) => this.emit(event))
@@ -57,6 +63,9 @@ export class Workbench {
         return { app: this.app, host: this.host, runtime: this.runtime, engine: { pid: this.engine.pid, backend } }
       },
       'models.inspect': (args) => this.engine.request('models.inspect', args),
+      // Datasets are read and written here, not in the engine: streaming I/O that yields to the
+      // event loop every few milliseconds (src/main/data).
+      ...datasetMethods(this.workspace, (event) => this.emit(event)),
     }
     this.api = Object.fromEntries(METHODS.map((m) => [m, (args: unknown) => this.call(m, args)])) as unknown as WorkbenchApi
   }

@@ -138,6 +138,8 @@ function describeEvent(event: WorkbenchEvent, verbose: boolean): string | undefi
       }
       if (event.status === 'crashed') return `engine: ${event.reason ?? 'crashed'}`
       return verbose ? `engine: ${event.status}` : undefined
+    case 'dataset.progress':
+      return undefined
     case 'log':
       if (verbose || event.level === 'error' || (event.level === 'warn' && event.source === 'server'))
         return `${event.source}: ${event.message}`

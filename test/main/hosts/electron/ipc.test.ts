@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { Envelope, ModelInfo } from '../../../../src/shared/api'
+import { METHODS, type Envelope, type ModelInfo } from '../../../../src/shared/api'
 
 // electron is mocked the way electron/fiddle's tests/setup.ts does: only what ipc.ts touches.
 const electron = vi.hoisted(() => ({
@@ -63,7 +63,7 @@ afterEach(async () => {
 
 describe('Electron IPC host', () => {
   it('registers one channel per API method and removes them all', () => {
-    expect([...electron.handlers.keys()].sort()).toEqual(['workbench:models.inspect', 'workbench:system.info'])
+    expect([...electron.handlers.keys()].sort()).toEqual(METHODS.map((m) => `workbench:${m}`).sort())
     unregister()
     expect(electron.handlers.size).toBe(0)
     unregister = () => {}
