@@ -92,12 +92,35 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
   for (const s of paramSpecs(c)) {
     if (s.layer !== 0 || (s.kind !== 'router' && s.kind !== 'expert')) continue
     const n = s.shape.reduce((a, b) => a * b, 1)
-    vars.set(s.name, tf.variable(tf.tensor(rng.normalArray(n).map((v) => v * 0.05), s.shape)))
+    vars.set(
+      s.name,
+      tf.variable(
+        tf.tensor(
+          rng.normalArray(n).map((v) => v * 0.05),
+          s.shape,
+        ),
+      ),
+    )
   }
   const dense = [
-    tf.variable(tf.tensor(rng.normalArray(denseWidth * H).map((v) => v * 0.05), [denseWidth, H])),
-    tf.variable(tf.tensor(rng.normalArray(denseWidth * H).map((v) => v * 0.05), [denseWidth, H])),
-    tf.variable(tf.tensor(rng.normalArray(denseWidth * H).map((v) => v * 0.05), [H, denseWidth])),
+    tf.variable(
+      tf.tensor(
+        rng.normalArray(denseWidth * H).map((v) => v * 0.05),
+        [denseWidth, H],
+      ),
+    ),
+    tf.variable(
+      tf.tensor(
+        rng.normalArray(denseWidth * H).map((v) => v * 0.05),
+        [denseWidth, H],
+      ),
+    ),
+    tf.variable(
+      tf.tensor(
+        rng.normalArray(denseWidth * H).map((v) => v * 0.05),
+        [H, denseWidth],
+      ),
+    ),
   ]
   const x = tf.randomNormal([tokens, H], 0, 1, 'float32', 1) as tf.Tensor2D
   const w = plainWeights((name: string): tf.Tensor => vars.get(name)!)
@@ -105,7 +128,10 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
   const tokenIds = new Int32Array(tokens)
 
   const moeStep = (): void => {
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(moeBlock(c, 0, w, x, { training: true, capacityFactor: null, rng, tokenIds }).out)), [...vars.values()])
+    const { value, grads } = tf.variableGrads(
+      () => tf.mean(tf.square(moeBlock(c, 0, w, x, { training: true, capacityFactor: null, rng, tokenIds }).out)),
+      [...vars.values()],
+    )
     value.dataSync()
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])
@@ -161,7 +187,11 @@ function benchOffload(backend: BackendName): OffloadResult[] {
   const c = validateMoeConfig(SMALL_MIXTRAL)
   const rng = new Rng(11)
   const weights = new Map<string, Float32Array>()
-  for (const s of paramSpecs(c)) weights.set(s.name, rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.08)))
+  for (const s of paramSpecs(c))
+    weights.set(
+      s.name,
+      rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.08)),
+    )
   const dir = mkdtempSync(join(tmpdir(), 'moe-bench-'))
   const m0 = new MoeModel(c, weights)
   saveModel(m0, dir)
@@ -172,17 +202,37 @@ function benchOffload(backend: BackendName): OffloadResult[] {
   const out: OffloadResult[] = []
   for (const fraction of [1, 0.5, 0.25, 0.125])
     for (const prefetch of [false, true]) {
-      const m = loadModel(dir, { offload: { budgetBytes: Math.max(1, Math.round(total * fraction)) * perExpert, storage: 'f32', prefetch } })
+      const m = loadModel(dir, {
+        offload: { budgetBytes: Math.max(1, Math.round(total * fraction)) * perExpert, storage: 'f32', prefetch },
+      })
       generate(m, prompt, { maxNewTokens: 2, stopTokens: [] }) // warm-up
       const r = generate(m, prompt, { maxNewTokens: 32, stopTokens: [], sampling: { temperature: 1, seed: 3 } })
       const s = m.offload!.cache.stats()
-      out.push({ backend, budgetFraction: fraction, prefetch, storage: 'f32', tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000), hitRate: s.hitRate, prefetchAccuracy: s.prefetchAccuracy, bytesMovedPerToken: s.bytesMoved / (r.newTokens.length + 2) })
+      out.push({
+        backend,
+        budgetFraction: fraction,
+        prefetch,
+        storage: 'f32',
+        tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000),
+        hitRate: s.hitRate,
+        prefetchAccuracy: s.prefetchAccuracy,
+        bytesMovedPerToken: s.bytesMoved / (r.newTokens.length + 2),
+      })
       m.dispose()
     }
   const m = loadModel(dir)
   generate(m, prompt, { maxNewTokens: 2, stopTokens: [] })
   const r = generate(m, prompt, { maxNewTokens: 32, stopTokens: [], sampling: { temperature: 1, seed: 3 } })
-  out.unshift({ backend, budgetFraction: 1, prefetch: false, storage: 'resident', tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000), hitRate: 1, prefetchAccuracy: 0, bytesMovedPerToken: 0 })
+  out.unshift({
+    backend,
+    budgetFraction: 1,
+    prefetch: false,
+    storage: 'resident',
+    tokensPerSec: (r.newTokens.length - 1) / (r.decodeMs / 1000),
+    hitRate: 1,
+    prefetchAccuracy: 0,
+    bytesMovedPerToken: 0,
+  })
   m.dispose()
   return out
 }
@@ -214,13 +264,26 @@ const SMALL_MIXTRAL: MoeConfigInput = {
 }
 
 /** The dense model with the MoE's active parameters: every MLP a SwiGLU of width k · expert width. */
-const DENSE_TWIN: MoeConfigInput = { ...SMALL_MIXTRAL, family: 'qwen2_moe', intermediateSize: 512, numExperts: 1, topK: 1, normTopkProb: false, qkvBias: false, mlpOnlyLayers: [0, 1, 2, 3] }
+const DENSE_TWIN: MoeConfigInput = {
+  ...SMALL_MIXTRAL,
+  family: 'qwen2_moe',
+  intermediateSize: 512,
+  numExperts: 1,
+  topK: 1,
+  normTopkProb: false,
+  qkvBias: false,
+  mlpOnlyLayers: [0, 1, 2, 3],
+}
 
 function benchTrain(backend: BackendName, name: string, input: MoeConfigInput, batch: number, seq: number, steps: number): TrainResult {
   const c = validateMoeConfig(input)
   const rng = new Rng(7)
   const weights = new Map<string, Float32Array>()
-  for (const s of paramSpecs(c)) weights.set(s.name, rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.05)))
+  for (const s of paramSpecs(c))
+    weights.set(
+      s.name,
+      rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.05)),
+    )
   const model = new MoeModel(c, weights)
   const opt = new AdamW({ weightDecay: 0.01 })
   const ids = Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(rng.next() * c.vocabSize)))
@@ -233,7 +296,16 @@ function benchTrain(backend: BackendName, name: string, input: MoeConfigInput, b
   opt.dispose()
   model.dispose()
   const counts = countParams(c)
-  return { backend, model: name, totalParams: counts.total, activeParams: counts.active, tokensPerStep: batch * seq, msPerStep: t.ms, tokensPerSec: (batch * seq) / (t.ms / 1000), steps: t.iterations }
+  return {
+    backend,
+    model: name,
+    totalParams: counts.total,
+    activeParams: counts.active,
+    tokensPerStep: batch * seq,
+    msPerStep: t.ms,
+    tokensPerSec: (batch * seq) / (t.ms / 1000),
+    steps: t.iterations,
+  }
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -270,8 +342,15 @@ async function main(): Promise<void> {
   const record = {
     bench: 'moe-layer',
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, tfjs: tf.version.tfjs },
-    description: 'forward+backward of one MoE layer (8 experts, top-2, dropless) vs a dense SwiGLU FFN with the same active FLOPs; median ms; ratio = moe/dense',
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      tfjs: tf.version.tfjs,
+    },
+    description:
+      'forward+backward of one MoE layer (8 experts, top-2, dropless) vs a dense SwiGLU FFN with the same active FLOPs; median ms; ratio = moe/dense',
     results,
     skipped,
   }
@@ -284,7 +363,8 @@ async function main(): Promise<void> {
     bench: 'train-step',
     date: record.date,
     machine: record.machine,
-    description: 'tokens/s of full training steps (fwd+bwd+AdamW) of a 4-layer Mixtral-family model (8 experts, top-2) and of a dense model with the same active parameters; ratio = moe ms/step over dense ms/step',
+    description:
+      'tokens/s of full training steps (fwd+bwd+AdamW) of a 4-layer Mixtral-family model (8 experts, top-2) and of a dense model with the same active parameters; ratio = moe ms/step over dense ms/step',
     results: trainResults,
     ratios: Object.fromEntries(
       [...new Set(trainResults.map((r) => r.backend))].map((b) => {
@@ -296,30 +376,69 @@ async function main(): Promise<void> {
   }
   writeFileSync(join(dir, 'train-step.json'), JSON.stringify(trainRecord, null, 2) + '\n')
 
-  console.log(`moe-layer: H=${results[0]?.hidden} expert width ${results[0]?.expertWidth}, 8 experts top-2 vs dense width ${results[0]?.denseWidth}, fwd+bwd`)
+  console.log(
+    `moe-layer: H=${results[0]?.hidden} expert width ${results[0]?.expertWidth}, 8 experts top-2 vs dense width ${results[0]?.denseWidth}, fwd+bwd`,
+  )
   console.log(
     table(
       ['backend', 'tokens', 'dense ms', 'moe ms', 'moe/dense', 'dense GFLOP/s', 'moe GFLOP/s'],
-      results.map((r) => [r.backend, String(r.tokens), r.denseMs.toFixed(2), r.moeMs.toFixed(2), r.ratio.toFixed(2), r.denseGflops.toFixed(2), r.moeGflops.toFixed(2)]),
+      results.map((r) => [
+        r.backend,
+        String(r.tokens),
+        r.denseMs.toFixed(2),
+        r.moeMs.toFixed(2),
+        r.ratio.toFixed(2),
+        r.denseGflops.toFixed(2),
+        r.moeGflops.toFixed(2),
+      ]),
     ),
   )
   console.log('\ntrain-step: 4 layers, H=128, fwd+bwd+AdamW')
   console.log(
     table(
       ['backend', 'model', 'params', 'active', 'tokens/step', 'ms/step', 'tokens/s', 'moe/dense'],
-      trainResults.map((r) => [r.backend, r.model, String(r.totalParams), String(r.activeParams), String(r.tokensPerStep), r.msPerStep.toFixed(1), r.tokensPerSec.toFixed(0), r.model === 'dense twin' ? '' : trainRecord.ratios[r.backend].toFixed(2)]),
+      trainResults.map((r) => [
+        r.backend,
+        r.model,
+        String(r.totalParams),
+        String(r.activeParams),
+        String(r.tokensPerStep),
+        r.msPerStep.toFixed(1),
+        r.tokensPerSec.toFixed(0),
+        r.model === 'dense twin' ? '' : trainRecord.ratios[r.backend].toFixed(2),
+      ]),
     ),
   )
   for (const s of skipped) console.log(`skipped ${s.backend}: ${s.reason}`)
   writeFileSync(
     join(dir, 'offload.json'),
-    JSON.stringify({ bench: 'offload', date: record.date, machine: record.machine, description: 'decode of 32 sampled tokens after a 16-token prompt, small Mixtral (4 layers, 8 experts top-2), experts offloaded in f32 with a device cache of a fraction of all expert bytes', results: offloadResults }, null, 2) + '\n',
+    JSON.stringify(
+      {
+        bench: 'offload',
+        date: record.date,
+        machine: record.machine,
+        description:
+          'decode of 32 sampled tokens after a 16-token prompt, small Mixtral (4 layers, 8 experts top-2), experts offloaded in f32 with a device cache of a fraction of all expert bytes',
+        results: offloadResults,
+      },
+      null,
+      2,
+    ) + '\n',
   )
   console.log('\noffload: decode tokens/s and cache hit rate against the expert budget')
   console.log(
     table(
       ['backend', 'storage', 'budget', 'prefetch', 'tokens/s', 'hit rate', 'prefetch acc', 'KiB moved/token'],
-      offloadResults.map((r) => [r.backend, r.storage, `${r.budgetFraction * 100}%`, r.prefetch ? 'on' : 'off', r.tokensPerSec.toFixed(1), r.hitRate.toFixed(2), r.prefetch ? r.prefetchAccuracy.toFixed(2) : '', (r.bytesMovedPerToken / 1024).toFixed(0)]),
+      offloadResults.map((r) => [
+        r.backend,
+        r.storage,
+        `${r.budgetFraction * 100}%`,
+        r.prefetch ? 'on' : 'off',
+        r.tokensPerSec.toFixed(1),
+        r.hitRate.toFixed(2),
+        r.prefetch ? r.prefetchAccuracy.toFixed(2) : '',
+        (r.bytesMovedPerToken / 1024).toFixed(0),
+      ]),
     ),
   )
   console.log(`wrote ${file}, ${join(dir, 'train-step.json')} and ${join(dir, 'offload.json')}`)

@@ -100,7 +100,13 @@ export type ArgsOf<M extends Method> = Parameters<WorkbenchApi[M]>[0]
 export type ResultOf<M extends Method> = Awaited<ReturnType<WorkbenchApi[M]>>
 
 /** Every method name, for hosts that register one route or channel per method. */
-export const METHODS = ['system.info', 'models.inspect', 'datasets.inspect', 'datasets.import', 'datasets.list'] as const satisfies readonly Method[]
+export const METHODS = [
+  'system.info',
+  'models.inspect',
+  'datasets.inspect',
+  'datasets.import',
+  'datasets.list',
+] as const satisfies readonly Method[]
 
 // Compile-time check that METHODS lists every method of WorkbenchApi.
 type MissingMethods = Exclude<Method, (typeof METHODS)[number]>

@@ -92,7 +92,10 @@ export const moeConfigSchema = z
     /** Dropout inside the experts (between the SwiGLU product and the down projection). */
     expertDropout: prob.default(0),
     bosTokenId: z.number().int().nullable().default(null),
-    eosTokenId: z.union([z.number().int(), z.array(z.number().int())]).nullable().default(null),
+    eosTokenId: z
+      .union([z.number().int(), z.array(z.number().int())])
+      .nullable()
+      .default(null),
     padTokenId: z.number().int().nullable().default(null),
     /** Storage dtype of the checkpoint (compute is always float32). */
     torchDtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
@@ -100,16 +103,23 @@ export const moeConfigSchema = z
   .superRefine((c, ctx) => {
     if (c.numHeads % c.numKvHeads !== 0)
       ctx.addIssue({ code: 'custom', path: ['numKvHeads'], message: `numKvHeads ${c.numKvHeads} must divide numHeads ${c.numHeads}` })
-    if (c.headDim % 2 !== 0) ctx.addIssue({ code: 'custom', path: ['headDim'], message: `headDim ${c.headDim} must be even for rotary embeddings` })
+    if (c.headDim % 2 !== 0)
+      ctx.addIssue({ code: 'custom', path: ['headDim'], message: `headDim ${c.headDim} must be even for rotary embeddings` })
     if (c.topK > c.numExperts)
       ctx.addIssue({ code: 'custom', path: ['topK'], message: `topK ${c.topK} exceeds numExperts ${c.numExperts}` })
     if (c.router.type === 'switch' && c.topK !== 1)
       ctx.addIssue({ code: 'custom', path: ['topK'], message: `the switch router is top-1; set topK to 1 (got ${c.topK})` })
     for (const l of c.mlpOnlyLayers)
-      if (l >= c.numLayers) ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
-    if (c.oBias && c.family !== 'olmoe') ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
+      if (l >= c.numLayers)
+        ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
+    if (c.oBias && c.family !== 'olmoe')
+      ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
     if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
-      ctx.addIssue({ code: 'custom', path: ['sharedExpertIntermediateSize'], message: `a shared expert is a qwen2_moe feature, not ${c.family}` })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sharedExpertIntermediateSize'],
+        message: `a shared expert is a qwen2_moe feature, not ${c.family}`,
+      })
   })
 export type MoeConfig = z.infer<typeof moeConfigSchema>
 export type MoeConfigInput = z.input<typeof moeConfigSchema>
@@ -158,7 +168,15 @@ function opt<T>(hf: Json, key: string): T | undefined {
  * config.json may leave out; transformers fills them the same way.
  */
 const HF_DEFAULTS: Record<Family, Json> = {
-  mixtral: { rope_theta: 1e6, rms_norm_eps: 1e-5, num_key_value_heads: 8, router_aux_loss_coef: 0.001, tie_word_embeddings: false, sliding_window: null, max_position_embeddings: 4096 * 32 },
+  mixtral: {
+    rope_theta: 1e6,
+    rms_norm_eps: 1e-5,
+    num_key_value_heads: 8,
+    router_aux_loss_coef: 0.001,
+    tie_word_embeddings: false,
+    sliding_window: null,
+    max_position_embeddings: 4096 * 32,
+  },
   qwen2_moe: {
     rope_theta: 10000,
     rms_norm_eps: 1e-6,
@@ -174,7 +192,16 @@ const HF_DEFAULTS: Record<Family, Json> = {
     tie_word_embeddings: false,
     max_position_embeddings: 32768,
   },
-  olmoe: { rope_theta: 10000, rms_norm_eps: 1e-5, router_aux_loss_coef: 0.01, norm_topk_prob: false, attention_bias: false, clip_qkv: null, tie_word_embeddings: false, max_position_embeddings: 4096 },
+  olmoe: {
+    rope_theta: 10000,
+    rms_norm_eps: 1e-5,
+    router_aux_loss_coef: 0.01,
+    norm_topk_prob: false,
+    attention_bias: false,
+    clip_qkv: null,
+    tie_word_embeddings: false,
+    max_position_embeddings: 4096,
+  },
 }
 
 /** Workbench-only keys stored under config.json's `moe_workbench`. */
@@ -197,7 +224,8 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
   const ropeScaling = opt<Json>(hf, 'rope_scaling')
   for (const rp of [ropeParams, ropeScaling]) {
     const t = rp && (rp.rope_type ?? rp.type)
-    if (t !== undefined && t !== 'default') throw new ConfigError(`${file}: rope type "${String(t)}" is not supported (only default rotary embeddings)`)
+    if (t !== undefined && t !== 'default')
+      throw new ConfigError(`${file}: rope type "${String(t)}" is not supported (only default rotary embeddings)`)
   }
   const hidden = num(hf, 'hidden_size', file)
   const heads = num(hf, 'num_attention_heads', file)
@@ -220,9 +248,19 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
     sharedExpertIntermediateSize: family === 'qwen2_moe' ? (opt<number>(hf, 'shared_expert_intermediate_size') ?? 0) : 0,
     decoderSparseStep: family === 'qwen2_moe' ? (opt<number>(hf, 'decoder_sparse_step') ?? 1) : 1,
     mlpOnlyLayers: family === 'qwen2_moe' ? (opt<number[]>(hf, 'mlp_only_layers') ?? []) : [],
-    qkvBias: family === 'qwen2_moe' ? (opt<boolean>(hf, 'qkv_bias') ?? true) : family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
+    qkvBias:
+      family === 'qwen2_moe'
+        ? (opt<boolean>(hf, 'qkv_bias') ?? true)
+        : family === 'olmoe'
+          ? (opt<boolean>(hf, 'attention_bias') ?? false)
+          : false,
     oBias: family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
-    slidingWindow: family === 'mixtral' ? (opt<number>(hf, 'sliding_window') ?? null) : family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window') ? (opt<number>(hf, 'sliding_window') ?? null) : null,
+    slidingWindow:
+      family === 'mixtral'
+        ? (opt<number>(hf, 'sliding_window') ?? null)
+        : family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window')
+          ? (opt<number>(hf, 'sliding_window') ?? null)
+          : null,
     maxWindowLayers: family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window') ? (opt<number>(hf, 'max_window_layers') ?? 0) : 0,
     qkNorm: family === 'olmoe',
     clipQkv: family === 'olmoe' ? (opt<number>(hf, 'clip_qkv') ?? null) : null,
@@ -280,7 +318,14 @@ export function toHfConfig(c: MoeConfig): Json {
   }
   let family: Json
   if (c.family === 'mixtral') {
-    family = { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: c.numExperts, intermediate_size: c.expertIntermediateSize, router_jitter_noise: c.router.jitter, sliding_window: c.slidingWindow }
+    family = {
+      architectures: ['MixtralForCausalLM'],
+      model_type: 'mixtral',
+      num_local_experts: c.numExperts,
+      intermediate_size: c.expertIntermediateSize,
+      router_jitter_noise: c.router.jitter,
+      sliding_window: c.slidingWindow,
+    }
   } else if (c.family === 'qwen2_moe') {
     family = {
       architectures: ['Qwen2MoeForCausalLM'],
@@ -328,7 +373,18 @@ export interface ParamSpec {
   name: string
   shape: number[]
   /** What the tensor is, for freeze policies, LoRA targets and weight decay. */
-  kind: 'embed' | 'lm_head' | 'norm' | 'attn' | 'attn_bias' | 'router' | 'router_noise' | 'expert' | 'shared_expert' | 'shared_expert_gate' | 'dense_mlp'
+  kind:
+    | 'embed'
+    | 'lm_head'
+    | 'norm'
+    | 'attn'
+    | 'attn_bias'
+    | 'router'
+    | 'router_noise'
+    | 'expert'
+    | 'shared_expert'
+    | 'shared_expert_gate'
+    | 'dense_mlp'
   layer?: number
   expert?: number
 }
@@ -341,7 +397,9 @@ export function moePrefix(c: MoeConfig, i: number): string {
 /** Names of an expert's [gate, up, down] projections, in the family's hub naming. */
 export function expertProjNames(c: MoeConfig, i: number, e: number): [string, string, string] {
   const p = `${moePrefix(c, i)}.experts.${e}`
-  return c.family === 'mixtral' ? [`${p}.w1.weight`, `${p}.w3.weight`, `${p}.w2.weight`] : [`${p}.gate_proj.weight`, `${p}.up_proj.weight`, `${p}.down_proj.weight`]
+  return c.family === 'mixtral'
+    ? [`${p}.w1.weight`, `${p}.w3.weight`, `${p}.w2.weight`]
+    : [`${p}.gate_proj.weight`, `${p}.up_proj.weight`, `${p}.down_proj.weight`]
 }
 
 /** Every tensor a checkpoint of this config holds, in model order, with shapes. */
@@ -367,7 +425,8 @@ export function paramSpecs(c: MoeConfig): ParamSpec[] {
     if (isSparseLayer(c, i)) {
       const m = moePrefix(c, i)
       out.push({ name: `${m}.gate.weight`, shape: [c.numExperts, H], kind: 'router', layer: i })
-      if (c.router.type === 'noisy_topk') out.push({ name: `${m}.noise_gate.weight`, shape: [c.numExperts, H], kind: 'router_noise', layer: i })
+      if (c.router.type === 'noisy_topk')
+        out.push({ name: `${m}.noise_gate.weight`, shape: [c.numExperts, H], kind: 'router_noise', layer: i })
       const I = c.expertIntermediateSize
       for (let e = 0; e < c.numExperts; e++) {
         const [g, u, d] = expertProjNames(c, i, e)

@@ -112,7 +112,16 @@ export const runConfigSchema = z
         attentionDropout: prob.nullable().default(null),
         hiddenDropout: prob.nullable().default(null),
       })
-      .default({ capacityFactorTrain: null, capacityFactorEval: null, auxLossCoef: null, zLossCoef: null, routerJitter: null, expertDropout: null, attentionDropout: null, hiddenDropout: null }),
+      .default({
+        capacityFactorTrain: null,
+        capacityFactorEval: null,
+        auxLossCoef: null,
+        zLossCoef: null,
+        routerJitter: null,
+        expertDropout: null,
+        attentionDropout: null,
+        hiddenDropout: null,
+      }),
     alerts: z
       .object({
         /** An expert whose token share stays below this for `steps` steps is reported dead. */
@@ -124,7 +133,12 @@ export const runConfigSchema = z
       .default({ deadShare: 0.01, collapseShare: 0.9, steps: 20 }),
   })
   .superRefine((c, ctx) => {
-    if (c.esft.enabled && c.method === 'lora') ctx.addIssue({ code: 'custom', path: ['esft', 'enabled'], message: 'ESFT trains the chosen experts fully; use method "full" or "freeze"' })
+    if (c.esft.enabled && c.method === 'lora')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['esft', 'enabled'],
+        message: 'ESFT trains the chosen experts fully; use method "full" or "freeze"',
+      })
   })
 
 export type RunConfig = z.infer<typeof runConfigSchema>

@@ -23,9 +23,24 @@ describe('HF config.json normaliser', () => {
 
   it('maps family-specific fields', () => {
     const m = fromHfConfig(hf('mixtral'))
-    expect(m).toMatchObject({ family: 'mixtral', numExperts: 4, topK: 2, normTopkProb: true, headDim: 12, numKvHeads: 2, ropeTheta: 1e6, routerAuxLossCoef: 0.02 })
+    expect(m).toMatchObject({
+      family: 'mixtral',
+      numExperts: 4,
+      topK: 2,
+      normTopkProb: true,
+      headDim: 12,
+      numKvHeads: 2,
+      ropeTheta: 1e6,
+      routerAuxLossCoef: 0.02,
+    })
     const q = fromHfConfig(hf('qwen2_moe'))
-    expect(q).toMatchObject({ expertIntermediateSize: 24, intermediateSize: 64, sharedExpertIntermediateSize: 48, qkvBias: true, normTopkProb: false })
+    expect(q).toMatchObject({
+      expertIntermediateSize: 24,
+      intermediateSize: 64,
+      sharedExpertIntermediateSize: 48,
+      qkvBias: true,
+      normTopkProb: false,
+    })
     const o = fromHfConfig(hf('olmoe'))
     expect(o).toMatchObject({ qkNorm: true, clipQkv: null, eosTokenId: 95, padTokenId: 1, ropeTheta: 10000 })
   })
@@ -51,7 +66,10 @@ describe('HF config.json normaliser', () => {
   it('sliding windows: mixtral always, qwen2_moe from max_window_layers when use_sliding_window', () => {
     expect(fromHfConfig({ ...hf('mixtral'), sliding_window: 16 })).toMatchObject({ slidingWindow: 16, maxWindowLayers: 0 })
     expect(fromHfConfig(hf('qwen2_moe')).slidingWindow).toBeNull()
-    expect(fromHfConfig({ ...hf('qwen2_moe'), use_sliding_window: true, sliding_window: 8, max_window_layers: 1 })).toMatchObject({ slidingWindow: 8, maxWindowLayers: 1 })
+    expect(fromHfConfig({ ...hf('qwen2_moe'), use_sliding_window: true, sliding_window: 8, max_window_layers: 1 })).toMatchObject({
+      slidingWindow: 8,
+      maxWindowLayers: 1,
+    })
   })
 
   it('olmoe attention_bias adds q/k/v and o_proj biases', () => {
@@ -72,7 +90,9 @@ describe('HF config.json normaliser', () => {
   })
 
   it('names the bad field', () => {
-    expect(() => fromHfConfig({ ...hf('mixtral'), hidden_size: 'big' }, 'x/config.json')).toThrow(/x\/config\.json: "hidden_size" must be a number/)
+    expect(() => fromHfConfig({ ...hf('mixtral'), hidden_size: 'big' }, 'x/config.json')).toThrow(
+      /x\/config\.json: "hidden_size" must be a number/,
+    )
     expect(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 })).toThrow(/topK: topK 9 exceeds numExperts 4/)
     expect(() => fromHfConfig({ ...hf('mixtral'), num_key_value_heads: 3 })).toThrow(/numKvHeads/)
     expect(() => fromHfConfig({ model_type: 'gpt2' })).toThrow(/model_type "gpt2" is not supported/)
@@ -82,7 +102,12 @@ describe('HF config.json normaliser', () => {
   it('toHfConfig → fromHfConfig round-trips, workbench keys included', () => {
     for (const family of ['mixtral', 'qwen2_moe', 'olmoe']) {
       const c = fromHfConfig(hf(family))
-      const custom = { ...c, router: { ...c.router, type: 'noisy_topk' as const, capacityFactorTrain: 1.25, capacityFactorEval: 2, jitter: 0.01 }, routerZLossCoef: 1e-3, expertDropout: 0.1 }
+      const custom = {
+        ...c,
+        router: { ...c.router, type: 'noisy_topk' as const, capacityFactorTrain: 1.25, capacityFactorEval: 2, jitter: 0.01 },
+        routerZLossCoef: 1e-3,
+        expertDropout: 0.1,
+      }
       const back = fromHfConfig(JSON.parse(JSON.stringify(toHfConfig(custom))))
       expect(back).toEqual(custom)
     }
@@ -90,7 +115,20 @@ describe('HF config.json normaliser', () => {
 })
 
 describe('validateMoeConfig', () => {
-  const base = { family: 'mixtral', vocabSize: 10, hiddenSize: 8, numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 4, intermediateSize: 8, expertIntermediateSize: 8, numExperts: 2, topK: 1, normTopkProb: true }
+  const base = {
+    family: 'mixtral',
+    vocabSize: 10,
+    hiddenSize: 8,
+    numLayers: 1,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 4,
+    intermediateSize: 8,
+    expertIntermediateSize: 8,
+    numExperts: 2,
+    topK: 1,
+    normTopkProb: true,
+  }
 
   it('fills documented defaults', () => {
     const c = validateMoeConfig(base)

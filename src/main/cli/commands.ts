@@ -56,8 +56,12 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
   io.out(`family     ${info.family}`)
   io.out(`layers     ${info.numLayers} (${info.sparseLayers.length} sparse${dense ? `, ${dense} dense` : ''})`)
   io.out(`experts    ${info.numExperts} per sparse layer, top-${info.topK}, router ${info.routerType}`)
-  io.out(`params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`)
-  io.out(`bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`)
+  io.out(
+    `params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`,
+  )
+  io.out(
+    `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,
+  )
   io.out(`stored as  ${info.checkpointDtype}`)
   io.out(`backend    ${backend}`)
   return 0
@@ -88,7 +92,8 @@ export function readForwardInput(file: string, vocabSize: number): ForwardInput 
   ids.forEach((row, b) => {
     if (row.length !== T) throw new Error(`${file}: input_ids.${b}: ${row.length} tokens, row 0 has ${T}; all rows must have one length`)
     row.forEach((id, t) => {
-      if (id < 0 || id >= vocabSize) throw new Error(`${file}: input_ids.${b}.${t}: token id ${id} is outside the vocabulary [0, ${vocabSize})`)
+      if (id < 0 || id >= vocabSize)
+        throw new Error(`${file}: input_ids.${b}.${t}: token id ${id} is outside the vocabulary [0, ${vocabSize})`)
     })
   })
   if (labels) {
@@ -96,7 +101,8 @@ export function readForwardInput(file: string, vocabSize: number): ForwardInput 
     labels.forEach((row, b) => {
       if (row.length !== T) throw new Error(`${file}: labels.${b}: ${row.length} labels, input_ids rows have ${T}`)
       row.forEach((y, t) => {
-        if (y !== -100 && (y < 0 || y >= vocabSize)) throw new Error(`${file}: labels.${b}.${t}: ${y} is neither a token id in [0, ${vocabSize}) nor -100`)
+        if (y !== -100 && (y < 0 || y >= vocabSize))
+          throw new Error(`${file}: labels.${b}.${t}: ${y} is neither a token id in [0, ${vocabSize}) nor -100`)
       })
     })
   }
@@ -151,7 +157,8 @@ export function forwardTensors(model: MoeModel, input: ForwardInput, grads: bool
   if (grads && input.labels) {
     const g = lossAndGrads(model, { inputIds: input.inputIds, labels: input.labels })
     try {
-      for (const s of model.specs) out.set(`grad.${s.name}`, { dtype: 'F32', shape: s.shape, data: g.grads.get(s.name)!.dataSync() as Float32Array })
+      for (const s of model.specs)
+        out.set(`grad.${s.name}`, { dtype: 'F32', shape: s.shape, data: g.grads.get(s.name)!.dataSync() as Float32Array })
     } finally {
       disposeGrads(g.grads)
     }
@@ -185,7 +192,10 @@ function parseIds(text: string, flag: string): number[] {
   const parts = text.split(',').map((s) => s.trim())
   const ids = parts.map((p) => Number(p))
   const bad = parts.findIndex((p, i) => p === '' || !Number.isInteger(ids[i]) || ids[i] < 0)
-  if (bad >= 0) throw new UsageError(`${flag}: "${parts[bad]}" (item ${bad + 1}) is not a token id; give comma-separated non-negative integers like 1,2,3`)
+  if (bad >= 0)
+    throw new UsageError(
+      `${flag}: "${parts[bad]}" (item ${bad + 1}) is not a token id; give comma-separated non-negative integers like 1,2,3`,
+    )
   return ids
 }
 
@@ -206,8 +216,13 @@ export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefin
     return undefined
   }
   const storage = (dtype ?? 'f32') as ExpertStorage
-  if (!EXPERT_STORAGES.includes(storage)) throw new UsageError(`--expert-dtype: "${String(dtype)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
-  return { budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'), storage, prefetch: values['no-prefetch'] !== true }
+  if (!EXPERT_STORAGES.includes(storage))
+    throw new UsageError(`--expert-dtype: "${String(dtype)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
+  return {
+    budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'),
+    storage,
+    prefetch: values['no-prefetch'] !== true,
+  }
 }
 
 export function formatOffloadStats(s: OffloadStats): string[] {
@@ -223,7 +238,8 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   const prompt = parseIds(requireString(values, 'prompt-ids'), '--prompt-ids')
   const maxText = requireString(values, 'max-new-tokens')
   const maxNewTokens = Number(maxText)
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
   const sampling = samplingFromFlags(values)
   const offload = offloadFromFlags(values)
   const backend = await backendFromFlag(values, io)
@@ -233,12 +249,16 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     const bad = prompt.find((id) => id >= V)
     if (bad !== undefined) throw new UsageError(`--prompt-ids: token id ${bad} is outside the vocabulary [0, ${V})`)
     if (prompt.length + maxNewTokens > model.config.maxPositionEmbeddings)
-      throw new UsageError(`--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`)
+      throw new UsageError(
+        `--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`,
+      )
     const started = performance.now()
     const r = generate(model, prompt, { maxNewTokens, sampling, useCache: !values['no-cache'] })
     const seconds = (performance.now() - started) / 1000
     if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
-    io.err(`${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`)
+    io.err(
+      `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`,
+    )
     if (model.offload) for (const line of formatOffloadStats(model.offload.cache.stats())) io.err(line)
     if (values.json) io.out(JSON.stringify({ output_ids: r.outputIds }))
     return 0

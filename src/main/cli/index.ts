@@ -115,7 +115,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     let values: ParsedValues
     let positionals: string[]
     try {
-      const parsed = parseArgs({ args: rest, options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: cmd.positionals === true })
+      const parsed = parseArgs({
+        args: rest,
+        options: { ...COMMON, ...cmd.options },
+        strict: true,
+        allowPositionals: cmd.positionals === true,
+      })
       values = parsed.values as ParsedValues
       positionals = parsed.positionals
     } catch (e) {

@@ -62,7 +62,11 @@ export function readTokenExamples(file: string, vocabSize: number, maxLength: nu
       if (!Array.isArray(ids) || ids.length < 2 || !ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocabSize))
         throw new Error(`${file}:${i + 1}: input_ids must be at least 2 token ids in [0, ${vocabSize})`)
       const labels = row.labels ?? ids
-      if (!Array.isArray(labels) || labels.length !== ids.length || !labels.every((t) => t === -100 || (Number.isInteger(t) && t >= 0 && t < vocabSize)))
+      if (
+        !Array.isArray(labels) ||
+        labels.length !== ids.length ||
+        !labels.every((t) => t === -100 || (Number.isInteger(t) && t >= 0 && t < vocabSize))
+      )
         throw new Error(`${file}:${i + 1}: labels must match input_ids in length and hold token ids or -100`)
       out.push({ input_ids: (ids as number[]).slice(0, maxLength), labels: (labels as number[]).slice(0, maxLength) })
     })
@@ -91,7 +95,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   const modelDir = record ? record.baseModel : typeof values.model === 'string' ? resolve(values.model) : undefined
   if (!modelDir) throw new UsageError('--model is required (or --resume RUN_DIR)')
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new UsageError(`--model: ${modelDir} is not a folder`)
-  if (typeof values.dataset !== 'string') throw new UsageError('--dataset is required: a JSONL file of {"input_ids": [...], "labels": [...]} rows')
+  if (typeof values.dataset !== 'string')
+    throw new UsageError('--dataset is required: a JSONL file of {"input_ids": [...], "labels": [...]} rows')
   const dataset = resolve(values.dataset)
   if (!existsSync(dataset)) throw new UsageError(`--dataset: ${dataset} does not exist`)
   const cfg = record ? record.config : readRunConfigFile(typeof values.config === 'string' ? resolve(values.config) : undefined, sets)
@@ -101,7 +106,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   const backend = await backendFromFlag(values, io)
   const model = readModelConfig(modelDir)
   const split = splitExamples(readTokenExamples(dataset, model.vocabSize, cfg.data.maxLength), valRatio, cfg.seed)
-  const runDir = resumeDir ?? resolve(typeof values.out === 'string' ? values.out : join('runs', new Date().toISOString().replace(/[:.]/g, '-')))
+  const runDir =
+    resumeDir ?? resolve(typeof values.out === 'string' ? values.out : join('runs', new Date().toISOString().replace(/[:.]/g, '-')))
   mkdirSync(runDir, { recursive: true })
 
   const ac = new AbortController()
@@ -121,13 +127,24 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         io.err(line)
         lastLine = performance.now()
       }
-    } else if (e.type === 'eval') io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
+    } else if (e.type === 'eval')
+      io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
     else if (e.type === 'alert') io.err(`${tty ? '\n' : ''}alert: ${e.message}`)
     else if (e.type === 'log') io.err(`${tty ? '\n' : ''}${e.line}`)
   }
   try {
     io.err(`run ${runDir} on ${backend}: ${split.train.length} training and ${split.validation.length} validation examples`)
-    const r = await train({ runDir, baseModelDir: modelDir, config: cfg, train: split.train, validation: split.validation, padId: padTokenId(model), resume: Boolean(resumeDir), signal: ac.signal, onEvent })
+    const r = await train({
+      runDir,
+      baseModelDir: modelDir,
+      config: cfg,
+      train: split.train,
+      validation: split.validation,
+      padId: padTokenId(model),
+      resume: Boolean(resumeDir),
+      signal: ac.signal,
+      onEvent,
+    })
     if (tty) process.stderr.write('\n')
     io.out(`${r.status}: ${r.message ?? ''}`)
     io.out(`run         ${runDir}`)
@@ -147,7 +164,8 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
   if (!existsSync(join(runDir, 'run.json'))) throw new UsageError(`${runDir} is not a run folder (no run.json)`)
   if (typeof values.out !== 'string') throw new UsageError('--out DIR is required')
   const dtype = values.dtype === undefined ? undefined : String(values.dtype)
-  if (dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(dtype)) throw new UsageError(`--dtype: "${dtype}" must be float32, bfloat16 or float16`)
+  if (dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(dtype))
+    throw new UsageError(`--dtype: "${dtype}" must be float32, bfloat16 or float16`)
   await backendFromFlag(values, io)
   const ckpt = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : (lastCheckpoint(runDir) ?? undefined)
   const r = exportRun(runDir, resolve(values.out), { checkpoint: ckpt, dtype: dtype as 'float32' | undefined })

@@ -14,8 +14,8 @@ export class UsageError extends Error {}
 /** Initialises the backend named by --backend (or the environment / auto). */
 export async function backendFromFlag(values: ParsedValues, io: CliIo): Promise<BackendName> {
   const flag = values.backend
-  if (flag !== undefined && !isBackendName(flag)) throw new UsageError(`--backend: unknown backend "${String(flag)}"; use one of ${BACKEND_NAMES.join(', ')}`)
+  if (flag !== undefined && !isBackendName(flag))
+    throw new UsageError(`--backend: unknown backend "${String(flag)}"; use one of ${BACKEND_NAMES.join(', ')}`)
   const report = await initBackend(flag as BackendName | undefined, (line) => io.err(line))
   return report.name
 }
-

@@ -82,11 +82,13 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
   let forced: BackendName | undefined
   let source: BackendReport['source'] = 'auto'
   if (preferred !== undefined) {
-    if (!isBackendName(preferred)) throw new Error(`backend: unknown backend ${JSON.stringify(preferred)}; use one of ${BACKEND_NAMES.join(', ')}`)
+    if (!isBackendName(preferred))
+      throw new Error(`backend: unknown backend ${JSON.stringify(preferred)}; use one of ${BACKEND_NAMES.join(', ')}`)
     forced = preferred
     source = 'setting'
   } else if (env !== undefined && env !== '' && env !== 'auto') {
-    if (!isBackendName(env)) throw new Error(`MOE_WORKBENCH_BACKEND=${JSON.stringify(env)} is not a backend; use one of ${BACKEND_NAMES.join(', ')} or auto`)
+    if (!isBackendName(env))
+      throw new Error(`MOE_WORKBENCH_BACKEND=${JSON.stringify(env)} is not a backend; use one of ${BACKEND_NAMES.join(', ')} or auto`)
     forced = env
     source = 'env'
   }
@@ -100,7 +102,10 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
       attempts.push({ name, ok: true })
       current = { name, tfBackend, source, attempts, tfjsVersion: tf.version.tfjs }
       const skipped = attempts.filter((a) => !a.ok).map((a) => `${a.name} (${a.reason})`)
-      log(`backend: using ${name}${source === 'auto' ? '' : ` (from ${source})`}` + (skipped.length ? `; unavailable: ${skipped.join('; ')}` : ''))
+      log(
+        `backend: using ${name}${source === 'auto' ? '' : ` (from ${source})`}` +
+          (skipped.length ? `; unavailable: ${skipped.join('; ')}` : ''),
+      )
       return current
     } catch (e) {
       attempts.push({ name, ok: false, reason: errorText(e) })

@@ -10,7 +10,14 @@ import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfC
 import { writeJsonAtomic } from '../util/atomic'
 import { MoeModel } from './model'
 import { ExpertStore, type OffloadOptions } from './offload'
-import { openCheckpointTensors, readTensor, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
+import {
+  openCheckpointTensors,
+  readTensor,
+  saveCheckpointTensors,
+  type DType,
+  type SafetensorsHeader,
+  type TensorToWrite,
+} from './safetensors'
 
 export class CheckpointError extends Error {}
 
@@ -20,7 +27,8 @@ const ST_TO_DTYPE: Partial<Record<DType, Dtype>> = { F32: 'float32', BF16: 'bflo
 /** Reads and normalises a folder's config.json. */
 export function readModelConfig(dir: string): MoeConfig {
   const file = join(dir, 'config.json')
-  if (!existsSync(file)) throw new CheckpointError(`${file}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`)
+  if (!existsSync(file))
+    throw new CheckpointError(`${file}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`)
   let json: unknown
   try {
     json = JSON.parse(readFileSync(file, 'utf8'))
@@ -55,9 +63,12 @@ export function checkTensors(config: MoeConfig, index: Map<string, SafetensorsHe
       continue
     }
     const info = h.tensors.get(s.name)!
-    if (info.shape.join(',') !== s.shape.join(',')) wrongShape.push(`${s.name} is [${info.shape}] in ${basename(h.file)}, the config needs [${s.shape}]`)
+    if (info.shape.join(',') !== s.shape.join(','))
+      wrongShape.push(`${s.name} is [${info.shape}] in ${basename(h.file)}, the config needs [${s.shape}]`)
   }
-  const unexpected = [...index.keys()].filter((n) => !expected.has(n) && !(config.tieWordEmbeddings && n === 'lm_head.weight') && !n.endsWith('rotary_emb.inv_freq'))
+  const unexpected = [...index.keys()].filter(
+    (n) => !expected.has(n) && !(config.tieWordEmbeddings && n === 'lm_head.weight') && !n.endsWith('rotary_emb.inv_freq'),
+  )
   return { missing, unexpected, wrongShape }
 }
 
@@ -85,7 +96,10 @@ export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}):
   for (const s of paramSpecs(config)) {
     if (offload?.storage === 'lazy' && s.kind === 'expert') continue
     const t = readTensor(index.get(s.name)!, s.name)
-    if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`)
+    if (!(t.data instanceof Float32Array))
+      throw new CheckpointError(
+        `${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`,
+      )
     weights.set(s.name, t.data)
   }
   if (!offload) return new MoeModel(config, weights)
@@ -109,11 +123,16 @@ export function saveModel(model: MoeModel, dir: string, opts: SaveOptions = {}):
   mkdirSync(dir, { recursive: true })
   const st = DTYPE_TO_ST[dtype]
   const tensors = new Map<string, TensorToWrite>()
-  for (const s of model.specs) tensors.set(s.name, { dtype: st, shape: s.shape, data: model.params.get(s.name)!.dataSync() as Float32Array })
+  for (const s of model.specs)
+    tensors.set(s.name, { dtype: st, shape: s.shape, data: model.params.get(s.name)!.dataSync() as Float32Array })
   const files = saveCheckpointTensors(dir, tensors, { maxShardBytes: opts.maxShardBytes })
   writeJsonAtomic(join(dir, 'config.json'), { ...toHfConfig({ ...model.config, torchDtype: dtype }) })
   const c = model.config
-  writeJsonAtomic(join(dir, 'generation_config.json'), { bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId, pad_token_id: c.padTokenId })
+  writeJsonAtomic(join(dir, 'generation_config.json'), {
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    pad_token_id: c.padTokenId,
+  })
   return [...files, 'config.json', 'generation_config.json']
 }
 

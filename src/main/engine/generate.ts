@@ -132,7 +132,8 @@ function disposeCache(c: KvCache | undefined): void {
 /** Generates up to maxNewTokens after the prompt (batch of one). */
 export function generate(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
   if (promptIds.length === 0) throw new RangeError('prompt_ids: the prompt must hold at least one token')
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0))
+    throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
   const V = model.config.vocabSize
   const bad = promptIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < V))
   if (bad !== undefined) throw new RangeError(`prompt_ids: ${bad} is not a token id of this model (vocabulary ${V})`)
@@ -190,7 +191,11 @@ export function generate(model: MoeModel, promptIds: number[], opts: GenerateOpt
         stoppedBy = 'stop_token'
         break
       }
-      if (opts.stopSequences?.some((s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t))) {
+      if (
+        opts.stopSequences?.some(
+          (s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t),
+        )
+      ) {
         stoppedBy = 'stop_sequence'
         break
       }
@@ -209,7 +214,11 @@ function routingTrace(routing: ReturnType<MoeModel['forward']>['routing'], token
       token: tokens[n],
       layers: routing.map((r) => {
         const k = r.decision.k
-        return { layer: r.layer, experts: Array.from(r.decision.topk.subarray(n * k, n * k + k)), weights: Array.from(r.weights.subarray(n * k, n * k + k)) }
+        return {
+          layer: r.layer,
+          experts: Array.from(r.decision.topk.subarray(n * k, n * k + k)),
+          weights: Array.from(r.weights.subarray(n * k, n * k + k)),
+        }
       }),
     })
   }

@@ -20,7 +20,8 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: t
     for (let t = 0; t < T - 1; t++) {
       const y = labels[b][t + 1]
       if (y === IGNORE_INDEX) continue
-      if (!(Number.isInteger(y) && y >= 0 && y < V)) throw new RangeError(`labels[${b}][${t + 1}] = ${y} is not a token id below ${V} or -100`)
+      if (!(Number.isInteger(y) && y >= 0 && y < V))
+        throw new RangeError(`labels[${b}][${t + 1}] = ${y} is not a token id below ${V} or -100`)
       oneHot[(b * (T - 1) + t) * V + y] = 1
       targets++
     }
@@ -41,7 +42,10 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: t
 export function loadBalancingLoss(routing: LayerRouting[]): tf.Scalar {
   if (routing.length === 0) return tf.scalar(0)
   const E = routing[0].decision.E
-  const logits = tf.concat(routing.map((r) => r.routerLogits), 0) // (L·N, E)
+  const logits = tf.concat(
+    routing.map((r) => r.routerLogits),
+    0,
+  ) // (L·N, E)
   const rows = logits.shape[0]
   const f = new Float32Array(E)
   for (const r of routing) for (const e of r.decision.topk) f[e] += 1
@@ -53,7 +57,10 @@ export function loadBalancingLoss(routing: LayerRouting[]): tf.Scalar {
 /** ST-MoE router z-loss: mean over router rows (all sparse layers) of logsumexp(logits)². */
 export function routerZLoss(routing: LayerRouting[]): tf.Scalar {
   if (routing.length === 0) return tf.scalar(0)
-  const logits = tf.concat(routing.map((r) => r.routerLogits), 0) // (L·N, E)
+  const logits = tf.concat(
+    routing.map((r) => r.routerLogits),
+    0,
+  ) // (L·N, E)
   return tf.mean(tf.square(tf.logSumExp(logits, -1))) as tf.Scalar
 }
 

@@ -85,7 +85,9 @@ function causalMask(T: number, S: number, start: number, rep: number, window: nu
 }
 
 /** Config fields a run may change without changing any tensor shape. */
-export type TrainingKnobs = Partial<Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout'>> & {
+export type TrainingKnobs = Partial<
+  Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout'>
+> & {
   router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
 }
 
@@ -160,7 +162,9 @@ export class MoeModel {
     if (B === 0) throw new ModelError('input_ids: empty batch')
     const T = inputIds[0].length
     if (T === 0) throw new ModelError('input_ids: empty sequence')
-    for (let b = 0; b < B; b++) if (inputIds[b].length !== T) throw new ModelError(`input_ids: row ${b} has ${inputIds[b].length} tokens, row 0 has ${T}; pad rows to one length`)
+    for (let b = 0; b < B; b++)
+      if (inputIds[b].length !== T)
+        throw new ModelError(`input_ids: row ${b} has ${inputIds[b].length} tokens, row 0 has ${T}; pad rows to one length`)
     const start = opts.cache?.length ?? 0
     if (start + T > c.maxPositionEmbeddings)
       throw new ModelError(`sequence of ${start + T} positions exceeds max_position_embeddings ${c.maxPositionEmbeddings}`)

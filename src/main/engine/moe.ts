@@ -74,7 +74,13 @@ function chosenWeights(c: MoeConfig, d: RoutingDecision, probs: Float32Array | n
  * Forward of the sparse block of layer i on h (N, H), already normalised. Returns the block
  * output (N, H) and the layer's routing.
  */
-export function moeBlock(c: MoeConfig, layer: number, w: Weights, h: tf.Tensor2D, opts: MoeBlockOptions): { out: tf.Tensor2D; routing: LayerRouting } {
+export function moeBlock(
+  c: MoeConfig,
+  layer: number,
+  w: Weights,
+  h: tf.Tensor2D,
+  opts: MoeBlockOptions,
+): { out: tf.Tensor2D; routing: LayerRouting } {
   const [N, H] = h.shape
   const E = c.numExperts
   const k = c.topK
@@ -106,7 +112,13 @@ export function moeBlock(c: MoeConfig, layer: number, w: Weights, h: tf.Tensor2D
     rankScores = probsData
   }
 
-  const decision = decideRouting(rankScores, N, E, { type, k, capacityFactor: opts.capacityFactor, tokenIds: opts.tokenIds, hashSeed: c.router.hashSeed })
+  const decision = decideRouting(rankScores, N, E, {
+    type,
+    k,
+    capacityFactor: opts.capacityFactor,
+    tokenIds: opts.tokenIds,
+    hashSeed: c.router.hashSeed,
+  })
   const mask = tf.tensor2d(selectionMask(decision), [N, E]) // (N, E)
 
   let gates: tf.Tensor2D // (N, E)
@@ -155,4 +167,3 @@ function requireRng(opts: MoeBlockOptions): Rng {
   if (!opts.rng) throw new Error('training with router noise, jitter or expert dropout needs a seeded rng')
   return opts.rng
 }
-

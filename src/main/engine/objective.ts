@@ -74,14 +74,25 @@ export interface RoutingStats {
 }
 
 export function routingStats(routing: LayerRouting[]): RoutingStats[] {
-  return routing.map((r) => ({ layer: r.layer, counts: Array.from(r.decision.counts), entropy: r.entropy, dropped: r.decision.dropped, tokens: r.decision.N }))
+  return routing.map((r) => ({
+    layer: r.layer,
+    counts: Array.from(r.decision.counts),
+    entropy: r.entropy,
+    dropped: r.decision.dropped,
+    tokens: r.decision.N,
+  }))
 }
 
 /**
  * Loss and gradients for the given trainable variables (default: every model parameter), keyed by
  * name. The returned gradient tensors are the caller's to dispose (disposeGrads).
  */
-export function lossAndGrads(model: MoeModel, batch: Batch, opts: ForwardOptions = {}, trainable?: Map<string, tf.Variable>): GradResult & { routing: RoutingStats[] } {
+export function lossAndGrads(
+  model: MoeModel,
+  batch: Batch,
+  opts: ForwardOptions = {},
+  trainable?: Map<string, tf.Variable>,
+): GradResult & { routing: RoutingStats[] } {
   const vars: tf.Variable[] = []
   const hubName = new Map<string, string>()
   for (const [name, v] of trainable ?? model.params) {

@@ -171,7 +171,9 @@ export class ExpertCache {
   ) {
     this.policy = policy
     if (budgetBytes < store.deviceBytesPerExpert)
-      throw new Error(`offload: a budget of ${budgetBytes} bytes cannot hold one expert (${store.deviceBytesPerExpert} bytes); raise it to at least that`)
+      throw new Error(
+        `offload: a budget of ${budgetBytes} bytes cannot hold one expert (${store.deviceBytesPerExpert} bytes); raise it to at least that`,
+      )
   }
 
   get capacity(): number {
@@ -284,16 +286,23 @@ export class ExpertCache {
 function pagedLinear(x: tf.Tensor2D, fetch: () => tf.Tensor2D): tf.Tensor2D {
   const f = tf.customGrad(((input: tf.Tensor) => {
     const value = linear(input as tf.Tensor2D, fetch())
-    const gradFunc = (dy: tf.Tensor): tf.Tensor => (tf.getBackend() === 'wasm' ? mm(dy as tf.Tensor2D, fetch()) : tf.matMul(dy as tf.Tensor2D, fetch()))
+    const gradFunc = (dy: tf.Tensor): tf.Tensor =>
+      tf.getBackend() === 'wasm' ? mm(dy as tf.Tensor2D, fetch()) : tf.matMul(dy as tf.Tensor2D, fetch())
     return { value, gradFunc }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
   return f(x) as tf.Tensor2D
 }
 
 /** The Weights a forward reads with offloaded experts: resident tensors, paged experts. */
-export function offloadedWeights(config: MoeConfig, resident: (name: string) => tf.Tensor, cache: ExpertCache, opts: { prefetch: boolean }): Weights {
+export function offloadedWeights(
+  config: MoeConfig,
+  resident: (name: string) => tf.Tensor,
+  cache: ExpertCache,
+  opts: { prefetch: boolean },
+): Weights {
   const where = new Map<string, [number, number, number]>()
-  for (const s of paramSpecs(config)) if (s.kind === 'expert') where.set(s.name, [s.layer!, s.expert!, expertProjNames(config, s.layer!, s.expert!).indexOf(s.name)])
+  for (const s of paramSpecs(config))
+    if (s.kind === 'expert') where.set(s.name, [s.layer!, s.expert!, expertProjNames(config, s.layer!, s.expert!).indexOf(s.name)])
   const sparse = sparseLayers(config)
   const get = (name: string): tf.Tensor => {
     const w = where.get(name)
@@ -377,5 +386,17 @@ export function planFit(config: MoeConfig, budgetBytes: number, opts: { contextT
     : fitsResident
       ? `fits resident: ${mib(resident + experts)} of weights and ${mib(kvCacheBytes)} of KV cache within ${mib(budgetBytes)}`
       : `fits with offloading: ${mib(resident)} resident, ${cachedExperts} of ${totalExperts} experts (${mib(cachedExperts * expertBytes)}) cached on the device, the rest paged in from the host`
-  return { residentBytes: resident, expertBytes, totalExpertBytes: experts, kvCacheBytes, expertBudgetBytes, cachedExperts, totalExperts, fitsResident, fits, predictedBytes, message }
+  return {
+    residentBytes: resident,
+    expertBytes,
+    totalExpertBytes: experts,
+    kvCacheBytes,
+    expertBudgetBytes,
+    cachedExperts,
+    totalExperts,
+    fitsResident,
+    fits,
+    predictedBytes,
+    message,
+  }
 }

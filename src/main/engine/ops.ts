@@ -12,7 +12,10 @@ import * as tf from '@tensorflow/tfjs'
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
 
 /** tf.customGrad with a typed signature: f(inputs, save) → {value, gradFunc}. */
-function custom(f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc }, ...inputs: tf.Tensor[]): tf.Tensor {
+function custom(
+  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc },
+  ...inputs: tf.Tensor[]
+): tf.Tensor {
   const wrapped = (...args: (tf.Tensor | tf.GradSaveFunc)[]): { value: tf.Tensor; gradFunc: GradFunc } =>
     f(args.slice(0, -1) as tf.Tensor[], args[args.length - 1] as tf.GradSaveFunc)
   return tf.customGrad(wrapped as unknown as Parameters<typeof tf.customGrad>[0])(...inputs)
@@ -108,7 +111,10 @@ export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
     ([x, y], save) => {
       save([x, y])
       const value = tf.matMul(x, y)
-      const gradFunc = (dy: tf.Tensor, [xs, ys]: tf.Tensor[]): tf.Tensor[] => [tf.matMul(dy, transposeLast(ys)), tf.matMul(transposeLast(xs), dy)]
+      const gradFunc = (dy: tf.Tensor, [xs, ys]: tf.Tensor[]): tf.Tensor[] => [
+        tf.matMul(dy, transposeLast(ys)),
+        tf.matMul(transposeLast(xs), dy),
+      ]
       return { value, gradFunc }
     },
     a,
@@ -148,7 +154,12 @@ export function plainWeights(get: (name: string) => tf.Tensor): Weights {
 }
 
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)), with optional dropout on the product. */
-export function swiglu(x: tf.Tensor2D, w: Weights, [gate, up, down]: readonly [string, string, string], dropout?: (t: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+export function swiglu(
+  x: tf.Tensor2D,
+  w: Weights,
+  [gate, up, down]: readonly [string, string, string],
+  dropout?: (t: tf.Tensor2D) => tf.Tensor2D,
+): tf.Tensor2D {
   const g = w.linear(x, gate) // (N, I)
   let hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), w.linear(x, up)) as tf.Tensor2D // (N, I)
   if (dropout) hidden = dropout(hidden)

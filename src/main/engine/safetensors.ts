@@ -417,15 +417,10 @@ export function readHeader(file: string): SafetensorsHeader {
   const fd = openForRead(file)
   try {
     const size = fstatSync(fd).size
-    if (size < 8)
-      throw new SafetensorsError(file, undefined, `file is ${size} bytes, too short for the 8-byte header length`)
+    if (size < 8) throw new SafetensorsError(file, undefined, `file is ${size} bytes, too short for the 8-byte header length`)
     const n = Buffer.from(readExactly(fd, file, 0, 8)).readBigUInt64LE(0)
     if (n > BigInt(MAX_HEADER_BYTES)) {
-      throw new SafetensorsError(
-        file,
-        undefined,
-        `header length ${n} is absurd (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file?`,
-      )
+      throw new SafetensorsError(file, undefined, `header length ${n} is absurd (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file?`)
     }
     const headerLength = Number(n)
     if (8 + headerLength > size) {
@@ -455,17 +450,11 @@ function parseHeaderJson(file: string, bytes: Uint8Array): Record<string, unknow
   } catch (e) {
     throw new SafetensorsError(file, undefined, `header is not valid JSON (${errorText(e)})`)
   }
-  if (!isPlainObject(json))
-    throw new SafetensorsError(file, undefined, `header is not a JSON object: ${describe(json)}`)
+  if (!isPlainObject(json)) throw new SafetensorsError(file, undefined, `header is not a JSON object: ${describe(json)}`)
   return json
 }
 
-function validateHeader(
-  file: string,
-  json: Record<string, unknown>,
-  dataStart: number,
-  fileSize: number,
-): SafetensorsHeader {
+function validateHeader(file: string, json: Record<string, unknown>, dataStart: number, fileSize: number): SafetensorsHeader {
   const metadata = validateMetadata(file, json[METADATA_KEY])
   const dataSize = fileSize - dataStart
   const tensors = new Map<string, TensorInfo>()
@@ -501,27 +490,18 @@ function validateMetadata(file: string, raw: unknown): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [key, value] of Object.entries(raw)) {
     if (typeof value !== 'string') {
-      throw new SafetensorsError(
-        file,
-        undefined,
-        `"${METADATA_KEY}" value for "${key}" must be a string, got ${describe(value)}`,
-      )
+      throw new SafetensorsError(file, undefined, `"${METADATA_KEY}" value for "${key}" must be a string, got ${describe(value)}`)
     }
     out[key] = value
   }
   return out
 }
 
-function validateEntry(
-  file: string,
-  name: string,
-  entry: unknown,
-): { dtype: DType; shape: number[]; offsets: [number, number] } {
+function validateEntry(file: string, name: string, entry: unknown): { dtype: DType; shape: number[]; offsets: [number, number] } {
   const fail = (problem: string): never => {
     throw new SafetensorsError(file, name, problem)
   }
-  if (!isPlainObject(entry))
-    return fail(`entry must be an object with dtype, shape and data_offsets, got ${describe(entry)}`)
+  if (!isPlainObject(entry)) return fail(`entry must be an object with dtype, shape and data_offsets, got ${describe(entry)}`)
   const { dtype, shape, data_offsets: offsets } = entry
   if (dtype === undefined) fail('entry has no "dtype"')
   if (shape === undefined) fail('entry has no "shape"')
@@ -530,8 +510,7 @@ function validateEntry(
   if (!isDType(dtype)) return fail(`unknown dtype "${dtype}" (known: ${Object.keys(DTYPE_SIZES).join(', ')})`)
   if (!Array.isArray(shape)) return fail(`"shape" must be an array, got ${describe(shape)}`)
   const badDim = (shape as unknown[]).find((d) => !isNonNegativeInteger(d))
-  if (badDim !== undefined)
-    fail(`shape ${describe(shape)}: dimension ${describe(badDim)} is not a non-negative integer`)
+  if (badDim !== undefined) fail(`shape ${describe(shape)}: dimension ${describe(badDim)} is not a non-negative integer`)
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger)) {
     return fail(`"data_offsets" must be two non-negative integers [begin, end], got ${describe(offsets)}`)
   }
@@ -604,8 +583,7 @@ export function loadSafetensors(file: string): {
   const tensors = new Map<string, LoadedTensor>()
   const fd = openForRead(file)
   try {
-    for (const info of h.tensors.values())
-      tensors.set(info.name, decodeTensor(file, info, readInfoBytes(fd, file, info)))
+    for (const info of h.tensors.values()) tensors.set(info.name, decodeTensor(file, info, readInfoBytes(fd, file, info)))
   } finally {
     closeSync(fd)
   }
@@ -633,8 +611,7 @@ function checkTensorToWrite(file: string, name: string, t: TensorToWrite): numbe
   }
   if (name === '' || name === METADATA_KEY) fail(`"${name}" cannot be a tensor name`)
   if (!isDType(t.dtype)) fail(`unknown dtype "${String(t.dtype)}"`)
-  if (!Array.isArray(t.shape) || !t.shape.every(isNonNegativeInteger))
-    fail(`shape ${describe(t.shape)} must be non-negative integers`)
+  if (!Array.isArray(t.shape) || !t.shape.every(isNonNegativeInteger)) fail(`shape ${describe(t.shape)} must be non-negative integers`)
   const count = numel(t.shape)
   const byteLength = count * DTYPE_SIZES[t.dtype]
   const { data } = t
@@ -646,8 +623,7 @@ function checkTensorToWrite(file: string, name: string, t: TensorToWrite): numbe
     if (t.dtype !== 'I32' && t.dtype !== 'I64') fail(`Int32Array data can be written as I32 or I64, not ${t.dtype}`)
     if (data.length !== count) fail(`${data.length} values but ${t.dtype} ${shapeText(t.shape)} needs ${count}`)
   } else if (data instanceof Uint8Array) {
-    if (data.length !== byteLength)
-      fail(`${data.length} raw bytes but ${t.dtype} ${shapeText(t.shape)} needs ${byteLength}`)
+    if (data.length !== byteLength) fail(`${data.length} raw bytes but ${t.dtype} ${shapeText(t.shape)} needs ${byteLength}`)
   } else {
     fail('data must be a Float32Array, Int32Array or Uint8Array')
   }
@@ -655,10 +631,7 @@ function checkTensorToWrite(file: string, name: string, t: TensorToWrite): numbe
 }
 
 /** Validates every tensor and orders them by name, the layout the Python library writes. */
-function prepareTensors(
-  file: string,
-  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
-): PreparedTensor[] {
+function prepareTensors(file: string, tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>): PreparedTensor[] {
   return entriesOf(tensors)
     .map(([name, tensor]) => ({ name, tensor, byteLength: checkTensorToWrite(file, name, tensor) }))
     .sort((a, b) => compareNames(a.name, b.name))
@@ -667,11 +640,7 @@ function prepareTensors(
 function checkMetadata(file: string, metadata: Record<string, string> | undefined): void {
   for (const [key, value] of Object.entries(metadata ?? {})) {
     if (typeof value !== 'string')
-      throw new SafetensorsError(
-        file,
-        undefined,
-        `metadata value for "${key}" must be a string, got ${describe(value)}`,
-      )
+      throw new SafetensorsError(file, undefined, `metadata value for "${key}" must be a string, got ${describe(value)}`)
   }
 }
 
@@ -743,9 +712,7 @@ function writeTemp(file: string, write: (fd: number) => void): string {
   } catch (e) {
     if (fd !== undefined) closeSync(fd)
     removeQuietly(tmp)
-    throw e instanceof SafetensorsError
-      ? e
-      : new SafetensorsError(file, undefined, `cannot write: ${errorText(e)}`, { cause: e })
+    throw e instanceof SafetensorsError ? e : new SafetensorsError(file, undefined, `cannot write: ${errorText(e)}`, { cause: e })
   }
 }
 
@@ -840,29 +807,15 @@ function readWeightMap(indexFile: string): Map<string, string> {
   }
   const map = new Map<string, string>()
   for (const [tensor, shard] of Object.entries(json.weight_map)) {
-    if (
-      typeof shard !== 'string' ||
-      shard === '' ||
-      shard === '.' ||
-      shard === '..' ||
-      basename(shard) !== shard ||
-      shard.includes('\\')
-    ) {
-      throw new SafetensorsError(
-        indexFile,
-        tensor,
-        `weight_map names ${describe(shard)}, which is not a file name in this folder`,
-      )
+    if (typeof shard !== 'string' || shard === '' || shard === '.' || shard === '..' || basename(shard) !== shard || shard.includes('\\')) {
+      throw new SafetensorsError(indexFile, tensor, `weight_map names ${describe(shard)}, which is not a file name in this folder`)
     }
     map.set(tensor, shard)
   }
   return map
 }
 
-function openSharded(
-  dir: string,
-  indexFile: string,
-): { headers: SafetensorsHeader[]; index: Map<string, SafetensorsHeader> } {
+function openSharded(dir: string, indexFile: string): { headers: SafetensorsHeader[]; index: Map<string, SafetensorsHeader> } {
   const weightMap = readWeightMap(indexFile)
   const shardNames = [...new Set(weightMap.values())].sort(compareNames)
   const headers = shardNames.map((shard) => openShard(dir, indexFile, shard, weightMap))
@@ -870,8 +823,7 @@ function openSharded(
   for (const h of headers) {
     for (const name of h.tensors.keys()) {
       const other = index.get(name)
-      if (other)
-        throw new SafetensorsError(h.file, name, `tensor is also in ${other.file}; a tensor must be in one file only`)
+      if (other) throw new SafetensorsError(h.file, name, `tensor is also in ${other.file}; a tensor must be in one file only`)
       index.set(name, h)
     }
   }
@@ -892,11 +844,7 @@ function openShard(dir: string, indexFile: string, shard: string, weightMap: Map
   const path = join(dir, shard)
   if (!existsSync(path)) {
     const tensor = [...weightMap].find(([, s]) => s === shard)?.[0]
-    throw new SafetensorsError(
-      indexFile,
-      tensor,
-      `the index names shard "${shard}", which does not exist (missing shard)`,
-    )
+    throw new SafetensorsError(indexFile, tensor, `the index names shard "${shard}", which does not exist (missing shard)`)
   }
   return readHeader(path)
 }

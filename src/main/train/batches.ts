@@ -55,7 +55,11 @@ export function packRows(examples: Example[], maxLength: number, padId: number):
       }
     }
   }
-  if (ids.length > 1) rows.push({ input_ids: [...ids, ...new Array<number>(maxLength - ids.length).fill(padId)], labels: [...labels, ...new Array<number>(maxLength - ids.length).fill(-100)] })
+  if (ids.length > 1)
+    rows.push({
+      input_ids: [...ids, ...new Array<number>(maxLength - ids.length).fill(padId)],
+      labels: [...labels, ...new Array<number>(maxLength - ids.length).fill(-100)],
+    })
   return rows
 }
 
@@ -95,6 +99,7 @@ export class BatchStream {
 /** Fixed evaluation batches in data order. */
 export function evalBatches(examples: Example[], batchSize: number, padId: number, limit = 0): Batch[] {
   const out: Batch[] = []
-  for (let i = 0; i < examples.length && (limit === 0 || out.length < limit); i += batchSize) out.push(padBatch(examples.slice(i, i + batchSize), padId))
+  for (let i = 0; i < examples.length && (limit === 0 || out.length < limit); i += batchSize)
+    out.push(padBatch(examples.slice(i, i + batchSize), padId))
   return out
 }

@@ -15,7 +15,15 @@ import { LoraAdapters } from './lora'
 import { lastCheckpoint, readRunRecord } from './trainer'
 
 /** Files copied from the base model folder when present. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja']
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+]
 
 export interface ExportOptions {
   /** A checkpoint folder of the run (default: the last one). */
@@ -38,7 +46,9 @@ function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
   const V = model.config.vocabSize
   const T = Math.min(16, model.config.maxPositionEmbeddings)
   const ids = [Array.from({ length: T }, (_, i) => (i * 7919 + 13) % V)]
-  return tf.tidy(() => model.forward(ids, { weights: lora?.wrap(model.weightSource, { training: false }) }).logits.dataSync() as Float32Array)
+  return tf.tidy(
+    () => model.forward(ids, { weights: lora?.wrap(model.weightSource, { training: false }) }).logits.dataSync() as Float32Array,
+  )
 }
 
 export function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}): ExportResult {
@@ -69,7 +79,10 @@ export function exportRun(runDir: string, outDir: string, opts: ExportOptions = 
           scale = Math.max(scale, Math.abs(a[i]))
         }
         const tol = opts.tolerance ?? 1e-4
-        if (!(err <= tol * scale)) throw new Error(`merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`)
+        if (!(err <= tol * scale))
+          throw new Error(
+            `merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`,
+          )
         const files = saveModel(merged, tmp, { dtype: opts.dtype })
         result = { outDir: out, files, mergedLora: true, mergeError: err }
       } finally {
@@ -92,7 +105,13 @@ export function exportRun(runDir: string, outDir: string, opts: ExportOptions = 
       }
     }
     writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result))
-    writeJsonAtomic(join(tmp, 'workbench.json'), { exportedFrom: resolve(runDir), checkpoint: ckpt, baseModel: run.baseModel, runConfig: run.config, exported: new Date().toISOString() })
+    writeJsonAtomic(join(tmp, 'workbench.json'), {
+      exportedFrom: resolve(runDir),
+      checkpoint: ckpt,
+      baseModel: run.baseModel,
+      runConfig: run.config,
+      exported: new Date().toISOString(),
+    })
     result.files.push('README.md', 'workbench.json')
     rmSync(out, { recursive: true, force: true })
     renameSync(tmp, out)

@@ -57,7 +57,8 @@ export class LoraAdapters {
       this.A.set(name, ownedVariable(tf.tensor2d(rng.uniformArray(cfg.rank * inp, -bound, bound), [cfg.rank, inp]), true, `lora_A.${name}`))
       this.B.set(name, ownedVariable(tf.zeros([out, cfg.rank]), true, `lora_B.${name}`))
     }
-    if (this.A.size === 0) throw new Error(`lora.targets ${JSON.stringify(cfg.targets)} match no layer of this ${model.config.family} model`)
+    if (this.A.size === 0)
+      throw new Error(`lora.targets ${JSON.stringify(cfg.targets)} match no layer of this ${model.config.family} model`)
   }
 
   get scale(): number {
@@ -106,7 +107,16 @@ export class LoraAdapters {
   toPeft(baseModelPath: string): { tensors: Map<string, TensorToWrite>; config: Record<string, unknown> } {
     const tensors = new Map<string, TensorToWrite>()
     for (const [n, v] of this.variables()) tensors.set(n, { dtype: 'F32', shape: v.shape, data: v.dataSync() as Float32Array })
-    const modules = [...new Set([...this.A.keys()].map((n) => n.replace(/\.weight$/, '').split('.').pop()!))]
+    const modules = [
+      ...new Set(
+        [...this.A.keys()].map((n) =>
+          n
+            .replace(/\.weight$/, '')
+            .split('.')
+            .pop()!,
+        ),
+      ),
+    ]
     const config = {
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',

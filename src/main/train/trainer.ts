@@ -202,24 +202,49 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
   }
 
   // --- model, adapters, trainable set
-  if (spec.offload && cfg.method !== 'lora') throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
+  if (spec.offload && cfg.method !== 'lora')
+    throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
   const model = loadModel(resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir, { offload: spec.offload })
   let lora: LoraAdapters | undefined
-  const opt = new AdamW({ betas: cfg.optimizer.betas, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weightDecay, decay: (n) => decays(model.specs.find((s) => s.name === n), cfg) })
+  const opt = new AdamW({
+    betas: cfg.optimizer.betas,
+    eps: cfg.optimizer.eps,
+    weightDecay: cfg.optimizer.weightDecay,
+    decay: (n) =>
+      decays(
+        model.specs.find((s) => s.name === n),
+        cfg,
+      ),
+  })
   try {
     applyKnobs(model, cfg)
-    let state: TrainerState = { step: 0, position: { epoch: 0, index: 0 }, bestValLoss: null, evalsWithoutImprovement: 0, bestStep: null, totalSteps: plannedSteps(cfg, trainRows.length), streaks: {} }
+    let state: TrainerState = {
+      step: 0,
+      position: { epoch: 0, index: 0 },
+      bestValLoss: null,
+      evalsWithoutImprovement: 0,
+      bestStep: null,
+      totalSteps: plannedSteps(cfg, trainRows.length),
+      streaks: {},
+    }
     if (resumeFrom) state = JSON.parse(readFileSync(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState
     if (cfg.method === 'lora') {
       lora = new LoraAdapters(model, cfg.lora, cfg.seed)
-      if (resumeFrom) lora.load(loadSafetensors(join(resumeFrom, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>)
+      if (resumeFrom)
+        lora.load(
+          loadSafetensors(join(resumeFrom, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
+        )
     }
     if (cfg.esft.enabled && !state.esft) {
       const sample = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId)
       const batches = Array.from({ length: Math.min(cfg.esft.scoringBatches, sample.batchesPerEpoch) }, () => sample.next())
       const scored = scoreExperts(model, batches, cfg.esft.score)
       state.esft = selectExperts(scored.scores, cfg.esft.threshold)
-      log(`esft: scored experts by ${cfg.esft.score} on ${scored.tokens} target tokens; training ${Object.entries(state.esft).map(([l, e]) => `layer ${l}: [${e}]`).join(', ')}`)
+      log(
+        `esft: scored experts by ${cfg.esft.score} on ${scored.tokens} target tokens; training ${Object.entries(state.esft)
+          .map(([l, e]) => `layer ${l}: [${e}]`)
+          .join(', ')}`,
+      )
     }
     const trainable = lora ? lora.variables() : trainableParams(model, cfg, state.esft)
     if (resumeFrom) {
@@ -231,11 +256,14 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
     }
     const stream = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId, state.position)
     const valBatches = evalBatches(spec.validation, cfg.batchSize, spec.padId, cfg.evalBatches)
-    const weightsFor = (training: boolean, rng?: Rng): Weights | undefined => (lora ? lora.wrap(model.weightSource, { training, rng }) : undefined)
+    const weightsFor = (training: boolean, rng?: Rng): Weights | undefined =>
+      lora ? lora.wrap(model.weightSource, { training, rng }) : undefined
 
     saveRecord({ status: 'running', totalSteps: state.totalSteps, step: state.step, esft: state.esft, message: undefined })
     emit({ type: 'status', status: 'running', step: state.step, message: resumeFrom ? `resumed from ${stepName(state.step)}` : undefined })
-    log(`${resumeFrom ? 'resuming' : 'starting'}: ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${[...trainable.values()].reduce((a, t) => a + t.size, 0)} values), backend ${tf.getBackend()}`)
+    log(
+      `${resumeFrom ? 'resuming' : 'starting'}: ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${[...trainable.values()].reduce((a, t) => a + t.size, 0)} values), backend ${tf.getBackend()}`,
+    )
 
     const writeCheckpoint = (): string => {
       const final = join(runDir, 'checkpoints', stepName(state.step))
@@ -282,7 +310,14 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
           }
         })
       }
-      const m: EvalMetrics = { step: state.step, valLoss: targets ? ce / targets : 0, valAux: aux / valBatches.length, valZ: z / valBatches.length, valDroppedFraction: assignments ? dropped / assignments : 0, valTokens: targets }
+      const m: EvalMetrics = {
+        step: state.step,
+        valLoss: targets ? ce / targets : 0,
+        valAux: aux / valBatches.length,
+        valZ: z / valBatches.length,
+        valDroppedFraction: assignments ? dropped / assignments : 0,
+        valTokens: targets,
+      }
       appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify({ type: 'eval', ...m }) + '\n')
       emit({ type: 'eval', metrics: m })
       return m
@@ -332,13 +367,19 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         disposeGrads(grads)
         const last = record.lastCheckpoint
-        stopReason = { status: 'failed', message: `the loss became ${Number.isFinite(loss) ? `finite but the gradient norm is ${gradNorm}` : loss} at step ${state.step + 1}; ${last ? `the last good checkpoint is ${last}` : 'no checkpoint was written yet'}. Lower the learning rate or enable gradient clipping.` }
+        stopReason = {
+          status: 'failed',
+          message: `the loss became ${Number.isFinite(loss) ? `finite but the gradient norm is ${gradNorm}` : loss} at step ${state.step + 1}; ${last ? `the last good checkpoint is ${last}` : 'no checkpoint was written yet'}. Lower the learning rate or enable gradient clipping.`,
+        }
         break
       }
       if (cfg.gradClip > 0 && gradNorm > cfg.gradClip) {
         const coef = cfg.gradClip / (gradNorm + 1e-6)
         for (const [n, g] of grads) {
-          grads.set(n, tf.tidy(() => tf.mul(g, coef)))
+          grads.set(
+            n,
+            tf.tidy(() => tf.mul(g, coef)),
+          )
           g.dispose()
         }
       }
@@ -388,7 +429,10 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
             saveRecord({ bestValLoss: ev.valLoss })
           } else state.evalsWithoutImprovement++
           if (cfg.earlyStopping.patience > 0 && state.evalsWithoutImprovement >= cfg.earlyStopping.patience) {
-            stopReason = { status: 'completed', message: `early stopping: no validation improvement in ${state.evalsWithoutImprovement} evaluations (best ${state.bestValLoss?.toFixed(4)})` }
+            stopReason = {
+              status: 'completed',
+              message: `early stopping: no validation improvement in ${state.evalsWithoutImprovement} evaluations (best ${state.bestValLoss?.toFixed(4)})`,
+            }
           }
         }
       }
@@ -437,9 +481,23 @@ function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig)
       const next: [number, number] = [s < cfg.alerts.deadShare ? low + 1 : 0, s > cfg.alerts.collapseShare ? high + 1 : 0]
       state.streaks[key] = next
       if (next[0] === cfg.alerts.steps)
-        out.push({ type: 'alert', step: state.step, layer: l.layer, expert: e, kind: 'dead', message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps` })
+        out.push({
+          type: 'alert',
+          step: state.step,
+          layer: l.layer,
+          expert: e,
+          kind: 'dead',
+          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps`,
+        })
       if (next[1] === cfg.alerts.steps)
-        out.push({ type: 'alert', step: state.step, layer: l.layer, expert: e, kind: 'collapse', message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps` })
+        out.push({
+          type: 'alert',
+          step: state.step,
+          layer: l.layer,
+          expert: e,
+          kind: 'collapse',
+          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps`,
+        })
     })
   }
   return out

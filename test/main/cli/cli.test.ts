@@ -88,13 +88,42 @@ describe('moe-workbench CLI', () => {
   it('generate --greedy --json prints the prompt and the new tokens last', async () => {
     const meta = JSON.parse(readFileSync(join(FIX, 'qwen2_moe/expected.json'), 'utf8'))
     const g = meta.cases[1].generate
-    const r = await cli('generate', '--model', join(FIX, 'qwen2_moe'), '--prompt-ids', g.prompt_ids.join(','), '--max-new-tokens', '8', '--greedy', '--json', '--backend', 'cpu')
+    const r = await cli(
+      'generate',
+      '--model',
+      join(FIX, 'qwen2_moe'),
+      '--prompt-ids',
+      g.prompt_ids.join(','),
+      '--max-new-tokens',
+      '8',
+      '--greedy',
+      '--json',
+      '--backend',
+      'cpu',
+    )
     expect(r.code).toBe(0)
     expect(JSON.parse(r.out[r.out.length - 1])).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
   })
 
   it('generate samples reproducibly with a seed', async () => {
-    const args = ['generate', '--model', join(FIX, 'olmoe'), '--prompt-ids', '3,4,5', '--max-new-tokens', '6', '--temperature', '0.9', '--top-k', '20', '--seed', '7', '--json', '--backend', 'cpu']
+    const args = [
+      'generate',
+      '--model',
+      join(FIX, 'olmoe'),
+      '--prompt-ids',
+      '3,4,5',
+      '--max-new-tokens',
+      '6',
+      '--temperature',
+      '0.9',
+      '--top-k',
+      '20',
+      '--seed',
+      '7',
+      '--json',
+      '--backend',
+      'cpu',
+    ]
     const a = await cli(...args)
     const b = await cli(...args)
     expect(a.code).toBe(0)
@@ -105,7 +134,23 @@ describe('moe-workbench CLI', () => {
   it('generate with offloaded experts prints the reference tokens and the offload statistics', async () => {
     const meta = JSON.parse(readFileSync(join(FIX, 'mixtral/expected.json'), 'utf8'))
     const g = meta.cases[0].generate
-    const r = await cli('generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', g.prompt_ids.join(','), '--max-new-tokens', '8', '--greedy', '--json', '--offload-budget', '48KiB', '--expert-dtype', 'lazy', '--backend', 'cpu')
+    const r = await cli(
+      'generate',
+      '--model',
+      join(FIX, 'mixtral'),
+      '--prompt-ids',
+      g.prompt_ids.join(','),
+      '--max-new-tokens',
+      '8',
+      '--greedy',
+      '--json',
+      '--offload-budget',
+      '48KiB',
+      '--expert-dtype',
+      'lazy',
+      '--backend',
+      'cpu',
+    )
     expect(r.code).toBe(0)
     expect(JSON.parse(r.out.at(-1)!)).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
     expect(r.err.join('\n')).toMatch(/offload: lazy experts, budget 48\.0 KiB/)
@@ -118,13 +163,40 @@ describe('moe-workbench CLI', () => {
       [['info'], /--model is required/],
       [['info', '--model', '/nonexistent/dir'], /is not a folder/],
       [['info', '--model', FIX, '--bogus'], /bogus/],
-      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,x,3', '--max-new-tokens', '2', '--greedy'], /"x" \(item 2\) is not a token id/],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,x,3', '--max-new-tokens', '2', '--greedy'],
+        /"x" \(item 2\) is not a token id/,
+      ],
       [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,2', '--max-new-tokens', '-1', '--greedy'], /--max-new-tokens/],
-      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,999', '--max-new-tokens', '2', '--greedy', '--backend', 'cpu'], /token id 999 is outside the vocabulary/],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,999', '--max-new-tokens', '2', '--greedy', '--backend', 'cpu'],
+        /token id 999 is outside the vocabulary/,
+      ],
       [['info', '--model', join(FIX, 'mixtral'), '--backend', 'tpu'], /unknown backend "tpu"/],
-      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--top-p', '1.5'], /--top-p: "1\.5" must be a number in \(0, 1\]/],
-      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--offload-budget', 'lots'], /--offload-budget: "lots" is not a size/],
-      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--offload-budget', '1MB', '--expert-dtype', 'fp4'], /--expert-dtype: "fp4" must be one of/],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--top-p', '1.5'],
+        /--top-p: "1\.5" must be a number in \(0, 1\]/,
+      ],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--offload-budget', 'lots'],
+        /--offload-budget: "lots" is not a size/,
+      ],
+      [
+        [
+          'generate',
+          '--model',
+          join(FIX, 'mixtral'),
+          '--prompt-ids',
+          '1',
+          '--max-new-tokens',
+          '2',
+          '--offload-budget',
+          '1MB',
+          '--expert-dtype',
+          'fp4',
+        ],
+        /--expert-dtype: "fp4" must be one of/,
+      ],
     ]
     for (const [argv, pattern] of cases) {
       const r = await cli(...argv)

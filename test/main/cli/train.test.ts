@@ -33,7 +33,25 @@ describe('moe-workbench train / export', () => {
     const cfg = join(dir, 'run.json')
     writeFileSync(cfg, JSON.stringify({ method: 'lora', lora: { rank: 2 }, batchSize: 8 }))
     const runDir = join(dir, 'run')
-    const r = await cli('train', '--model', base, '--dataset', data, '--config', cfg, '--set', 'maxSteps=4', '--set', 'optimizer.lr=0.01', '--set', 'evalEvery=2', '--out', runDir, '--backend', 'wasm')
+    const r = await cli(
+      'train',
+      '--model',
+      base,
+      '--dataset',
+      data,
+      '--config',
+      cfg,
+      '--set',
+      'maxSteps=4',
+      '--set',
+      'optimizer.lr=0.01',
+      '--set',
+      'evalEvery=2',
+      '--out',
+      runDir,
+      '--backend',
+      'wasm',
+    )
     expect(r.err.join('\n')).toMatch(/36 training and 4 validation examples/)
     expect(r.code).toBe(0)
     expect(r.out[0]).toMatch(/^completed: completed 4 steps/)

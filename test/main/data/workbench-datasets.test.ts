@@ -14,11 +14,21 @@ describe('datasets.* through the Workbench service', () => {
     const events: WorkbenchEvent[] = []
     wb.onEvent((e) => events.push(e))
     await expect(wb.call('datasets.inspect', { file: '' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'file' })
-    await expect(wb.call('datasets.import', { file: 'x.jsonl', split: { validation: 1 } })).rejects.toMatchObject({ code: 'invalid_argument', field: 'split.validation', message: 'datasets.import: split.validation: must be below 1' })
-    await expect(wb.call('datasets.inspect', { file: 'x.jsonl', layout: 'chatml' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'layout' })
+    await expect(wb.call('datasets.import', { file: 'x.jsonl', split: { validation: 1 } })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'split.validation',
+      message: 'datasets.import: split.validation: must be below 1',
+    })
+    await expect(wb.call('datasets.inspect', { file: 'x.jsonl', layout: 'chatml' })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'layout',
+    })
     const r = await wb.api['datasets.inspect']({ file: join(LAYOUTS, 'messages.jsonl'), model: CHATML_MODEL })
     expect(r.stats.tokens?.count).toBe(2)
-    await expect(wb.call('datasets.import', { file: join(FIXTURES, 'bad.jsonl') })).rejects.toMatchObject({ code: 'failed', message: expect.stringMatching(/^13 of 16 rows are invalid/) })
+    await expect(wb.call('datasets.import', { file: join(FIXTURES, 'bad.jsonl') })).rejects.toMatchObject({
+      code: 'failed',
+      message: expect.stringMatching(/^13 of 16 rows are invalid/),
+    })
     const m = await wb.api['datasets.import']({ file: join(LAYOUTS, 'alpaca.jsonl'), name: 'alpaca' })
     expect(await wb.api['datasets.list']()).toEqual([m])
     const progress = events.filter((e) => e.type === 'dataset.progress')

@@ -75,7 +75,9 @@ describe('backend selection', () => {
   it('rejects unknown names, naming the choices', async () => {
     process.env.MOE_WORKBENCH_BACKEND = 'tpu'
     const b = await fresh()
-    await expect(b.initBackend()).rejects.toThrow(/MOE_WORKBENCH_BACKEND="tpu" is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu or auto/)
+    await expect(b.initBackend()).rejects.toThrow(
+      /MOE_WORKBENCH_BACKEND="tpu" is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu or auto/,
+    )
     await expect(b.initBackend('gpu' as never)).rejects.toThrow(/unknown backend "gpu"/)
   })
 })

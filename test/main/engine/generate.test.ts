@@ -80,7 +80,10 @@ describe('generate', () => {
     try {
       const free = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [] })
       const t = free.newTokens
-      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [t[2]] })).toMatchObject({ stoppedBy: 'stop_token', newTokens: t.slice(0, t.indexOf(t[2]) + 1) })
+      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [t[2]] })).toMatchObject({
+        stoppedBy: 'stop_token',
+        newTokens: t.slice(0, t.indexOf(t[2]) + 1),
+      })
       expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], stopSequences: [[t[3], t[4]]] }).stoppedBy).toBe('stop_sequence')
       expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], onToken: (_, i) => i < 1 }).newTokens).toHaveLength(2)
       const ac = new AbortController()

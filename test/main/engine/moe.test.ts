@@ -243,7 +243,12 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
     })
 
     it('creates no lasting tensors: forward, gradients and generation', () => {
-      const m = tinyModel({ router: { type: 'noisy_topk', capacityFactorTrain: 1 }, expertDropout: 0.1, hiddenDropout: 0.1, attentionDropout: 0.1 })
+      const m = tinyModel({
+        router: { type: 'noisy_topk', capacityFactorTrain: 1 },
+        expertDropout: 0.1,
+        hiddenDropout: 0.1,
+        attentionDropout: 0.1,
+      })
       const batch = { inputIds: randomIds(2, 6, 32), labels: randomIds(2, 6, 32, 2) }
       try {
         // warm up (backends allocate lazily), then count

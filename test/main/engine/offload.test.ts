@@ -144,8 +144,18 @@ describe('expert offloading', () => {
       const ids = [1, 4 + (i % 30), 4 + ((i * 7) % 30), 2, 5, 6]
       return { input_ids: ids, labels: ids }
     })
-    const cfg = validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['attention', 'experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 })
-    const adapters = async (offload?: { budgetBytes: number; storage: 'f32' }): Promise<Map<string, { data: Float32Array | Int32Array }>> => {
+    const cfg = validateRunConfig({
+      method: 'lora',
+      lora: { rank: 2, targets: ['attention', 'experts'] },
+      optimizer: { lr: 1e-2 },
+      batchSize: 8,
+      maxSteps: 3,
+      evalEvery: 0,
+    })
+    const adapters = async (offload?: {
+      budgetBytes: number
+      storage: 'f32'
+    }): Promise<Map<string, { data: Float32Array | Int32Array }>> => {
       const runDir = mkdtempSync(join(tmpdir(), 'moe-off-run-'))
       const r = await train({ runDir, baseModelDir: dir, config: cfg, train: data, validation: [], padId: 0, offload })
       expect(r.status).toBe('completed')

@@ -47,7 +47,10 @@ interface Expected {
 
 function fixture(family: string): { meta: Expected; tensors: Map<string, LoadedTensor> } {
   const dir = join(FIXTURES, family)
-  return { meta: JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected, tensors: loadSafetensors(join(dir, 'expected.safetensors')).tensors }
+  return {
+    meta: JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected,
+    tensors: loadSafetensors(join(dir, 'expected.safetensors')).tensors,
+  }
 }
 
 /** max over elements of |a − e| / (atol + rtol·|e|): ≤ 1 means within tolerance. */
@@ -93,7 +96,9 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
               expect(o.routing.map((r) => r.layer)).toEqual(meta.summary.sparse_layers)
               for (const r of o.routing) {
                 const L = `layer${r.layer}`
-                expect(worst(r.routerLogits.dataSync(), T(`${c.name}.router_logits.${L}`).data, meta.tolerances.router_logits)).toBeLessThanOrEqual(1)
+                expect(
+                  worst(r.routerLogits.dataSync(), T(`${c.name}.router_logits.${L}`).data, meta.tolerances.router_logits),
+                ).toBeLessThanOrEqual(1)
                 expect(Array.from(r.decision.topk)).toEqual(Array.from(T(`${c.name}.topk_indices.${L}`).data))
                 expect(worst(r.weights, T(`${c.name}.topk_weights.${L}`).data, meta.tolerances.topk_weights)).toBeLessThanOrEqual(1)
               }
@@ -150,7 +155,12 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
           for (const useCache of [false, true]) {
             it(`${c.name}: greedy generation ${useCache ? 'with' : 'without'} the KV cache`, () => {
               const g = c.generate
-              const r = generateGreedy(model, g.prompt_ids, { maxNewTokens: g.max_new_tokens, useCache, stopTokens: [], keepStepLogits: true })
+              const r = generateGreedy(model, g.prompt_ids, {
+                maxNewTokens: g.max_new_tokens,
+                useCache,
+                stopTokens: [],
+                keepStepLogits: true,
+              })
               expect(r.newTokens).toEqual(g.new_token_ids)
               expect(r.outputIds).toEqual(Array.from(T(`${c.name}.generate.output_ids`).data))
               const steps = new Float32Array(r.stepLogits!.flatMap((x) => Array.from(x)))
@@ -167,7 +177,8 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
                 tf.tidy(() => {
                   const f = bf.forward(c.input_ids)
                   expect(worst(f.logits.dataSync(), T(`bf16.${c.name}.logits`).data, meta.tolerances.bf16_logits)).toBeLessThanOrEqual(1)
-                  for (const r of f.routing) expect(Array.from(r.decision.topk)).toEqual(Array.from(T(`bf16.${c.name}.topk_indices.layer${r.layer}`).data))
+                  for (const r of f.routing)
+                    expect(Array.from(r.decision.topk)).toEqual(Array.from(T(`bf16.${c.name}.topk_indices.layer${r.layer}`).data))
                   within(causalLmLoss(f.logits, c.labels).loss.dataSync()[0], c.bf16!.ce_loss, meta.tolerances.ce_loss)
                   within(loadBalancingLoss(f.routing).dataSync()[0], c.bf16!.aux_loss, meta.tolerances.aux_loss)
                   within(routerZLoss(f.routing).dataSync()[0], c.bf16!.router_z_loss, meta.tolerances.router_z_loss)

@@ -1,14 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -233,8 +224,8 @@ describe('reference fixtures', () => {
 describe('F32 round trip', () => {
   it('is bit-exact, NaN payloads, -0, infinities and subnormals included', () => {
     const bits = [
-      0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x7fa5a5a5, 0x00000001,
-      0x807fffff, 0x7f7fffff, 0x3f800000, 0x3eaaaaab, 0xc0490fdb,
+      0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0x7fa5a5a5, 0x00000001, 0x807fffff, 0x7f7fffff,
+      0x3f800000, 0x3eaaaaab, 0xc0490fdb,
     ]
     const x = f32FromBits(bits)
     const file = join(tmp, 'f32.safetensors')
@@ -294,19 +285,7 @@ describe('F16', () => {
 
   it('decodes known bit patterns exactly', () => {
     const halves = [0x7bff, 0x0400, 0x03ff, 0x0001, 0x8001, 0x3555, 0x3c00, 0xfc00, 0x7c00, 0x8000, 0x0000]
-    const want = [
-      65504,
-      2 ** -14,
-      1023 * 2 ** -24,
-      2 ** -24,
-      -(2 ** -24),
-      0.333251953125,
-      1,
-      -Infinity,
-      Infinity,
-      -0,
-      0,
-    ]
+    const want = [65504, 2 ** -14, 1023 * 2 ** -24, 2 ** -24, -(2 ** -24), 0.333251953125, 1, -Infinity, Infinity, -0, 0]
     const got = decodeToFloat32('F16', new Uint8Array(new Uint16Array(halves).buffer))
     want.forEach((w, i) => expect(Object.is(got[i], w)).toBe(true))
     expect(got[0]).toBe(65504)
@@ -365,12 +344,9 @@ describe('BF16', () => {
 
   const hex = (x: number, width: number): string => `0x${x.toString(16).padStart(width, '0')}`
 
-  it.each(cases.map(([label, f, b]) => [label, hex(f, 8), hex(b, 4), f, b] as const))(
-    '%s: %s -> %s',
-    (_label, _f, _b, f32, bf16) => {
-      expect(u16(encodeFromFloat32('BF16', f32FromBits([f32])))[0]).toBe(bf16)
-    },
-  )
+  it.each(cases.map(([label, f, b]) => [label, hex(f, 8), hex(b, 4), f, b] as const))('%s: %s -> %s', (_label, _f, _b, f32, bf16) => {
+    expect(u16(encodeFromFloat32('BF16', f32FromBits([f32])))[0]).toBe(bf16)
+  })
 
   it('keeps a NaN whose payload is only in the low bits a NaN', () => {
     for (const bits of [0x7f800001, 0xff800001, 0x7f80ffff, 0x7fffffff]) {
@@ -381,10 +357,7 @@ describe('BF16', () => {
   })
 
   it('decodes as u16 << 16', () => {
-    const got = decodeToFloat32(
-      'BF16',
-      new Uint8Array(new Uint16Array([0x3f80, 0xc049, 0x0001, 0x7f80, 0x7fc0]).buffer),
-    )
+    const got = decodeToFloat32('BF16', new Uint8Array(new Uint16Array([0x3f80, 0xc049, 0x0001, 0x7f80, 0x7fc0]).buffer))
     expect(Array.from(bitsOf(got))).toEqual([0x3f800000, 0xc0490000, 0x00010000, 0x7f800000, 0x7fc00000])
   })
 })
@@ -476,8 +449,7 @@ describe('corrupt files', () => {
     },
     {
       label: 'overlapping offsets',
-      make: (name) =>
-        writeRaw(name, header({ first: entry('F32', [4], [0, 16]), second: entry('F32', [4], [8, 24]) }), f32Bytes(6)),
+      make: (name) => writeRaw(name, header({ first: entry('F32', [4], [0, 16]), second: entry('F32', [4], [8, 24]) }), f32Bytes(6)),
       tensor: 'second',
       word: /overlap tensor "first"/,
     },
@@ -507,8 +479,7 @@ describe('corrupt files', () => {
     },
     {
       label: 'a header that is not UTF-8',
-      make: (name) =>
-        writeRaw(name, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]), new Uint8Array(0)),
+      make: (name) => writeRaw(name, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]), new Uint8Array(0)),
       word: /not valid UTF-8/,
     },
     {
@@ -653,10 +624,7 @@ describe('saveSafetensors', () => {
     const file = join(tmp, 'bad-write.safetensors')
     const bad: [TensorToWrite, RegExp][] = [
       [{ dtype: 'F32', shape: [3], data: new Float32Array(2) }, /2 values but F32 \[3\] needs 3/],
-      [
-        { dtype: 'I32', shape: [2], data: new Float32Array(2) },
-        /Float32Array data can be written as F32, F16 or BF16, not I32/,
-      ],
+      [{ dtype: 'I32', shape: [2], data: new Float32Array(2) }, /Float32Array data can be written as F32, F16 or BF16, not I32/],
       [{ dtype: 'F16', shape: [2], data: new Uint8Array(3) }, /3 raw bytes but F16 \[2\] needs 4/],
       [{ dtype: 'F32', shape: [-1], data: new Float32Array(0) }, /shape/],
       [{ dtype: 'Q4' as DType, shape: [1], data: new Uint8Array(1) }, /unknown dtype "Q4"/],
@@ -765,9 +733,7 @@ describe('checkpoint folders', () => {
     expect(names[names.length - 1]).toBe('model.safetensors.index.json')
     expect(shards.length).toBeGreaterThan(3)
     shards.forEach((s, i) =>
-      expect(s).toBe(
-        `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`,
-      ),
+      expect(s).toBe(`model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`),
     )
     expect(readdirSync(dir).sort()).toEqual([...names].sort())
 
@@ -871,10 +837,7 @@ describe('checkpoint folders', () => {
       const other = Object.values(index.weight_map).find((s) => s !== victim)!
       const h = readHeader(join(copy, other))
       const extra = new Map<string, TensorToWrite>(
-        [...h.tensors.values()].map((t) => [
-          t.name,
-          { dtype: t.dtype, shape: t.shape, data: readTensorBytes(h, t.name) },
-        ]),
+        [...h.tensors.values()].map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: readTensorBytes(h, t.name) }]),
       )
       extra.set('step', { dtype: 'I32', shape: [1], data: new Int32Array([1]) })
       saveSafetensors(join(copy, other), extra, { format: 'pt' })

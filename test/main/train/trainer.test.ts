@@ -51,7 +51,12 @@ function swapTask(n: number, seed = 0): Example[] {
   return out
 }
 
-async function run(base: string, cfg: RunConfigInput, data: Example[], extra: { runDir?: string; resume?: boolean; signal?: AbortSignal; onEvent?: (e: TrainEvent) => void } = {}) {
+async function run(
+  base: string,
+  cfg: RunConfigInput,
+  data: Example[],
+  extra: { runDir?: string; resume?: boolean; signal?: AbortSignal; onEvent?: (e: TrainEvent) => void } = {},
+) {
   const runDir = extra.runDir ?? tmp()
   const steps: StepMetrics[] = []
   const events: TrainEvent[] = []
@@ -110,13 +115,27 @@ describe('trainer', () => {
   it('a tiny MoE learns a synthetic instruction task on wasm (answer loss below 0.6)', async () => {
     const base = baseModel({ numLayers: 2, hiddenSize: 32, headDim: 8, expertIntermediateSize: 48 })
     const data = swapTask(256)
-    const { steps, events, runDir, result } = await run(base, { optimizer: { lr: 1e-2, weightDecay: 0 }, schedule: { type: 'cosine', warmupSteps: 10 }, batchSize: 32, maxSteps: 150, evalEvery: 50, checkpointEvery: 0 }, data)
+    const { steps, events, runDir, result } = await run(
+      base,
+      {
+        optimizer: { lr: 1e-2, weightDecay: 0 },
+        schedule: { type: 'cosine', warmupSteps: 10 },
+        batchSize: 32,
+        maxSteps: 150,
+        evalEvery: 50,
+        checkpointEvery: 0,
+      },
+      data,
+    )
     expect(result.status).toBe('completed')
     const evals = events.filter((e): e is Extract<TrainEvent, { type: 'eval' }> => e.type === 'eval')
     expect(steps[0].ce).toBeGreaterThan(2.5) // ~ln(24) at the start
     expect(evals.at(-1)!.metrics.valLoss).toBeLessThan(0.6)
     // metrics are streamed and appended
-    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     expect(lines.filter((l) => l.type === 'step')).toHaveLength(150)
     expect(lines.filter((l) => l.type === 'eval')).toHaveLength(3)
     const m = steps.at(-1)!
@@ -130,7 +149,14 @@ describe('trainer', () => {
   it('resume after cancel reproduces the uninterrupted loss sequence, and cancel keeps a loadable checkpoint', async () => {
     const base = baseModel({ router: { type: 'noisy_topk' }, expertDropout: 0.1 })
     const data = swapTask(64, 3)
-    const cfg: RunConfigInput = { optimizer: { lr: 5e-3 }, batchSize: 8, maxSteps: 8, evalEvery: 4, checkpointEvery: 0, moe: { capacityFactorTrain: 1.5 } }
+    const cfg: RunConfigInput = {
+      optimizer: { lr: 5e-3 },
+      batchSize: 8,
+      maxSteps: 8,
+      evalEvery: 4,
+      checkpointEvery: 0,
+      moe: { capacityFactorTrain: 1.5 },
+    }
     const whole = await run(base, cfg, data)
     expect(whole.steps).toHaveLength(8)
 
@@ -151,9 +177,23 @@ describe('trainer', () => {
 
   it('a NaN loss stops the run with the reason and keeps the last good checkpoint', async () => {
     const base = baseModel()
-    const { result, runDir } = await run(base, { optimizer: { lr: 1e30 }, gradClip: 0, schedule: { type: 'constant' }, batchSize: 8, maxSteps: 10, checkpointEvery: 1, evalEvery: 0 }, swapTask(32))
+    const { result, runDir } = await run(
+      base,
+      {
+        optimizer: { lr: 1e30 },
+        gradClip: 0,
+        schedule: { type: 'constant' },
+        batchSize: 8,
+        maxSteps: 10,
+        checkpointEvery: 1,
+        evalEvery: 0,
+      },
+      swapTask(32),
+    )
     expect(result.status).toBe('failed')
-    expect(result.message).toMatch(/the loss became (NaN|Infinity|-Infinity|finite but) .*at step \d+; the last good checkpoint is .*step-\d+/)
+    expect(result.message).toMatch(
+      /the loss became (NaN|Infinity|-Infinity|finite but) .*at step \d+; the last good checkpoint is .*step-\d+/,
+    )
     const rec = readRunRecord(runDir)
     expect(rec.status).toBe('failed')
     const good = loadModel(rec.lastCheckpoint!)
@@ -164,14 +204,29 @@ describe('trainer', () => {
 
   it('LoRA: base weights stay bit-identical, merged and adapter forwards agree', async () => {
     const base = baseModel()
-    const { result, runDir } = await run(base, { method: 'lora', lora: { rank: 4, alpha: 8, targets: ['attention', 'experts', 'router'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 5, evalEvery: 0 }, swapTask(40))
+    const { result, runDir } = await run(
+      base,
+      {
+        method: 'lora',
+        lora: { rank: 4, alpha: 8, targets: ['attention', 'experts', 'router'] },
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 5,
+        evalEvery: 0,
+      },
+      swapTask(40),
+    )
     expect(result.status).toBe('completed')
     const ckpt = join(runDir, 'checkpoints/step-5')
     const adapterCfg = JSON.parse(readFileSync(join(ckpt, 'adapter_config.json'), 'utf8'))
     expect(adapterCfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8 })
     const model = loadModel(base)
     const before = new Map([...model.params].map(([n, v]) => [n, bits(v)]))
-    const lora = new LoraAdapters(model, validateRunConfig({ method: 'lora', lora: { rank: 4, alpha: 8, targets: ['attention', 'experts', 'router'] } }).lora, 0)
+    const lora = new LoraAdapters(
+      model,
+      validateRunConfig({ method: 'lora', lora: { rank: 4, alpha: 8, targets: ['attention', 'experts', 'router'] } }).lora,
+      0,
+    )
     const { loadSafetensors } = await import('../../../src/main/engine/safetensors')
     lora.load(loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as never)
     // the adapters learned something
@@ -212,7 +267,11 @@ describe('trainer', () => {
     const esft = await changed({ method: 'full', esft: { enabled: true, score: 'token_share', threshold: 0.5 } })
     const sel = readRunRecord(esft.runDir).esft!
     expect(Object.keys(sel)).toEqual(['0', '1'])
-    const allowed = new Set(Object.entries(sel).flatMap(([l, es]) => es.flatMap((e) => ['w1', 'w2', 'w3'].map((w) => `model.layers.${l}.block_sparse_moe.experts.${e}.${w}.weight`))))
+    const allowed = new Set(
+      Object.entries(sel).flatMap(([l, es]) =>
+        es.flatMap((e) => ['w1', 'w2', 'w3'].map((w) => `model.layers.${l}.block_sparse_moe.experts.${e}.${w}.weight`)),
+      ),
+    )
     expect(esft.names.size).toBeGreaterThan(0)
     for (const n of esft.names) expect(allowed.has(n), n).toBe(true)
     for (const es of Object.values(sel)) expect(es.length).toBeLessThan(4)
@@ -229,13 +288,18 @@ describe('export', () => {
     const base = baseModel()
     const { writeFileSync } = await import('node:fs')
     writeFileSync(join(base, 'tokenizer.json'), '{"version":"1.0"}')
-    const { runDir } = await run(base, { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 }, swapTask(24))
+    const { runDir } = await run(
+      base,
+      { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 },
+      swapTask(24),
+    )
     const { exportRun } = await import('../../../src/main/train/export')
     const out = join(tmp('moe-export-'), 'merged')
     const r = exportRun(runDir, out)
     expect(r.mergedLora).toBe(true)
     expect(r.mergeError).toBeLessThan(1e-4)
-    for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'README.md']) expect(existsSync(join(out, f)), f).toBe(true)
+    for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'README.md'])
+      expect(existsSync(join(out, f)), f).toBe(true)
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/LoRA rank 2 merged/)
     // the export is a plain model whose logits equal base + adapters
     const m = loadModel(out)
