@@ -13,7 +13,11 @@
  */
 import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
 export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } from './dataset'
-import type { Family, RouterType } from './modelConfig'
+import type { Family, MoeConfigInput, RouterType } from './modelConfig'
+import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from './chat'
+import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
+export type * from './chat'
+export type * from './runs'
 
 // ---------------------------------------------------------------------------------------------
 // Payloads
@@ -74,6 +78,37 @@ export interface ModelInfo {
   checkpointDtype: Dtype
 }
 
+/** A model the workbench knows: bundled, made or exported in the workspace, or linked from disk. */
+export interface ModelEntry {
+  id: string
+  name: string
+  /** The checkpoint folder. */
+  dir: string
+  source: 'bundled' | 'workspace' | 'linked'
+  /** What it holds, or null with `error` when the folder no longer reads. */
+  info: ModelInfo | null
+  error?: string
+  /** Where it came from (the run it was exported from, its preset...). */
+  provenance?: Record<string, unknown>
+}
+
+export interface ModelsPlanArgs {
+  dir: string
+  /** Device bytes available (the user's budget or the device's free memory). */
+  budgetBytes: number
+  /** Context length the KV cache is planned for (default min(2048, max positions)). */
+  contextTokens?: number
+}
+
+export interface ModelsCreateArgs {
+  name: string
+  /** The architecture; omitted fields take the preset's values. */
+  config: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] }
+  seed?: number
+  /** A model folder whose tokenizer files the new model takes (default: the bundled model's). */
+  tokenizerFrom?: string
+}
+
 export interface ModelsInspectArgs {
   /** A Hugging Face checkpoint folder (config.json + *.safetensors). */
   dir: string
@@ -93,6 +128,34 @@ export interface WorkbenchApi {
   'datasets.import': (args: DatasetsImportArgs) => Promise<DatasetManifest>
   /** The workspace's datasets, newest first. */
   'datasets.list': (args: void) => Promise<DatasetManifest[]>
+  /** Bundled, workspace and linked models. */
+  'models.list': (args: void) => Promise<ModelEntry[]>
+  /** How a model fits a device byte budget, before loading it (the fit planner). */
+  'models.plan': (args: ModelsPlanArgs) => Promise<FitPlan>
+  /** A new model with freshly initialised weights, in the workspace. */
+  'models.create': (args: ModelsCreateArgs) => Promise<ModelEntry>
+  /** Registers a checkpoint folder elsewhere on disk (nothing is copied). */
+  'models.link': (args: { dir: string; name?: string }) => Promise<ModelEntry>
+  /** Starts (or queues) a fine-tuning run; progress arrives as run.* events. */
+  'runs.start': (args: RunsStartArgs) => Promise<RunRecord>
+  'runs.list': (args: void) => Promise<RunRecord[]>
+  /** A run with its metrics so far. */
+  'runs.get': (args: { id: string }) => Promise<RunDetail>
+  /** Stops at the next step boundary and keeps a checkpoint. */
+  'runs.cancel': (args: { id: string }) => Promise<RunRecord>
+  /** Continues a cancelled or failed run from its last checkpoint. */
+  'runs.resume': (args: { id: string }) => Promise<RunRecord>
+  /** Exports a run as a Hugging Face checkpoint folder in the workspace's models. */
+  'runs.export': (args: { id: string; name?: string; dtype?: Dtype }) => Promise<ModelEntry>
+  /** Starts a reply; tokens stream as chat.* events. */
+  'chat.send': (args: ChatSendArgs) => Promise<ChatStarted>
+  'chat.cancel': (args: { requestId: string }) => Promise<void>
+  'conversations.list': (args: void) => Promise<Conversation[]>
+  /** Creates (no id) or replaces a conversation. */
+  'conversations.save': (args: Omit<Conversation, 'id' | 'created' | 'updated'> & { id?: string }) => Promise<Conversation>
+  'conversations.delete': (args: { id: string }) => Promise<void>
+  /** Expert load, co-activation, entropy and top tokens of a model over text or a dataset. */
+  'experts.analyze': (args: ExpertsAnalyzeArgs) => Promise<ExpertAnalysis>
 }
 
 export type Method = keyof WorkbenchApi
@@ -106,6 +169,22 @@ export const METHODS = [
   'datasets.inspect',
   'datasets.import',
   'datasets.list',
+  'models.list',
+  'models.plan',
+  'models.create',
+  'models.link',
+  'runs.start',
+  'runs.list',
+  'runs.get',
+  'runs.cancel',
+  'runs.resume',
+  'runs.export',
+  'chat.send',
+  'chat.cancel',
+  'conversations.list',
+  'conversations.save',
+  'conversations.delete',
+  'experts.analyze',
 ] as const satisfies readonly Method[]
 
 // Compile-time check that METHODS lists every method of WorkbenchApi.
@@ -138,6 +217,8 @@ export type WorkbenchEvent =
       backend?: BackendReport
     }
   | DatasetProgressEvent
+  | RunEvent
+  | ChatEvent
 
 export type WorkbenchEventType = WorkbenchEvent['type']
 export type Unsubscribe = () => void

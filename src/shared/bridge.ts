@@ -6,7 +6,7 @@
  * HTTP + WebSocket. Both build it with `createBridge` from a generic `invoke`, so the mapping
  * from named methods to API methods is written once. Dependency-free (bundled into the preload).
  */
-import type { ArgsOf, Method, ModelInfo, ResultOf, SystemInfo, Unsubscribe, WorkbenchEvent } from './api'
+import type { ArgsOf, Method, ModelInfo, ResultOf, SystemInfo, Unsubscribe, WorkbenchApi, WorkbenchEvent } from './api'
 import type { DatasetManifest, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
 
 export interface WorkbenchBridge {
@@ -15,11 +15,35 @@ export interface WorkbenchBridge {
   }
   models: {
     inspect(dir: string): Promise<ModelInfo>
+    list: WorkbenchApi['models.list']
+    plan: WorkbenchApi['models.plan']
+    create: WorkbenchApi['models.create']
+    link: WorkbenchApi['models.link']
   }
   datasets: {
     inspect(args: DatasetsInspectArgs): Promise<InspectResult>
     import(args: DatasetsImportArgs): Promise<DatasetManifest>
     list(): Promise<DatasetManifest[]>
+  }
+  runs: {
+    start: WorkbenchApi['runs.start']
+    list: WorkbenchApi['runs.list']
+    get: WorkbenchApi['runs.get']
+    cancel: WorkbenchApi['runs.cancel']
+    resume: WorkbenchApi['runs.resume']
+    export: WorkbenchApi['runs.export']
+  }
+  chat: {
+    send: WorkbenchApi['chat.send']
+    cancel: WorkbenchApi['chat.cancel']
+  }
+  conversations: {
+    list: WorkbenchApi['conversations.list']
+    save: WorkbenchApi['conversations.save']
+    delete: WorkbenchApi['conversations.delete']
+  }
+  experts: {
+    analyze: WorkbenchApi['experts.analyze']
   }
   /** Subscribes to the event stream; returns the function that unsubscribes. */
   onEvent(listener: (event: WorkbenchEvent) => void): Unsubscribe
@@ -35,11 +59,35 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
     },
     models: {
       inspect: (dir: string) => invoke('models.inspect', { dir }),
+      list: () => invoke('models.list', undefined),
+      plan: (args) => invoke('models.plan', args),
+      create: (args) => invoke('models.create', args),
+      link: (args) => invoke('models.link', args),
     },
     datasets: {
       inspect: (args) => invoke('datasets.inspect', args),
       import: (args) => invoke('datasets.import', args),
       list: () => invoke('datasets.list', undefined),
+    },
+    runs: {
+      start: (args) => invoke('runs.start', args),
+      list: () => invoke('runs.list', undefined),
+      get: (args) => invoke('runs.get', args),
+      cancel: (args) => invoke('runs.cancel', args),
+      resume: (args) => invoke('runs.resume', args),
+      export: (args) => invoke('runs.export', args),
+    },
+    chat: {
+      send: (args) => invoke('chat.send', args),
+      cancel: (args) => invoke('chat.cancel', args),
+    },
+    conversations: {
+      list: () => invoke('conversations.list', undefined),
+      save: (args) => invoke('conversations.save', args),
+      delete: (args) => invoke('conversations.delete', args),
+    },
+    experts: {
+      analyze: (args) => invoke('experts.analyze', args),
     },
     onEvent: (listener) => subscribe(listener),
   }

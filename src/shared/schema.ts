@@ -5,7 +5,10 @@
  */
 import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
+import { EXPERT_STORAGES } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
+import { FAMILIES, ROUTER_TYPES } from './modelConfig'
+import { runConfigSchema } from './runConfig'
 
 /** A non-empty string without NUL bytes (which the file system APIs reject with odd messages). */
 const path = z
@@ -14,6 +17,25 @@ const path = z
   .min(1, 'must not be empty')
   .max(4096, 'is too long')
   .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+
+/** Ids of runs, datasets, conversations and requests: letters, digits, '-', '_' and '.'. */
+const id = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'is too long')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-"')
+
+const name = z.string().trim().min(1, 'must not be empty').max(200, 'is too long')
+
+const sampling = z.strictObject({
+  greedy: z.boolean().optional(),
+  temperature: z.number().gt(0, 'must be above 0').max(100).optional(),
+  topK: z.number().int().min(0).optional(),
+  topP: z.number().gt(0, 'must be above 0').max(1).optional(),
+  minP: z.number().min(0).lt(1, 'must be below 1').optional(),
+  repetitionPenalty: z.number().gt(0, 'must be above 0').max(10).optional(),
+  seed: z.number().int().min(0).optional(),
+})
 
 /** What datasets.inspect and datasets.import share: the file and how to read it. */
 const datasetRead = {
@@ -44,6 +66,51 @@ export const apiSchemas = {
     dedupe: z.boolean().optional(),
   }),
   'datasets.list': z.undefined({ error: 'takes no arguments' }),
+  'models.list': z.undefined({ error: 'takes no arguments' }),
+  'models.plan': z.strictObject({ dir: path, budgetBytes: z.number().int().positive(), contextTokens: z.number().int().min(0).optional() }),
+  'models.create': z.strictObject({
+    name,
+    config: z.looseObject({ family: z.enum(FAMILIES), router: z.looseObject({ type: z.enum(ROUTER_TYPES).optional() }).optional() }),
+    seed: z.number().int().min(0).optional(),
+    tokenizerFrom: path.optional(),
+  }),
+  'models.link': z.strictObject({ dir: path, name: name.optional() }),
+  'runs.start': z.strictObject({ model: path, dataset: id, config: runConfigSchema.optional(), name: name.optional() }),
+  'runs.list': z.undefined({ error: 'takes no arguments' }),
+  'runs.get': z.strictObject({ id }),
+  'runs.cancel': z.strictObject({ id }),
+  'runs.resume': z.strictObject({ id }),
+  'runs.export': z.strictObject({ id, name: name.optional(), dtype: z.enum(['float32', 'bfloat16', 'float16']).optional() }),
+  'chat.send': z.strictObject({
+    model: path,
+    messages: z
+      .array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(200_000, 'is too long') }))
+      .min(1, 'must hold at least one message'),
+    sampling: sampling.optional(),
+    maxNewTokens: z.number().int().min(1).max(8192).optional(),
+    stop: z.array(z.string().min(1, 'must not be empty')).max(16).optional(),
+    offload: z
+      .strictObject({
+        budgetBytes: z.number().int().positive(),
+        storage: z.enum(EXPERT_STORAGES),
+        policy: z.enum(['lru', 'lfu']).optional(),
+        prefetch: z.boolean().optional(),
+      })
+      .optional(),
+  }),
+  'chat.cancel': z.strictObject({ requestId: id }),
+  'conversations.list': z.undefined({ error: 'takes no arguments' }),
+  'conversations.save': z.strictObject({
+    id: id.optional(),
+    title: z.string().max(500, 'is too long'),
+    model: path,
+    systemPrompt: z.string().max(100_000, 'is too long').optional(),
+    messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+  }),
+  'conversations.delete': z.strictObject({ id }),
+  'experts.analyze': z
+    .strictObject({ model: path, text: z.string().min(1, 'must not be empty').max(1_000_000, 'is too long').optional(), dataset: id.optional(), maxRows: z.number().int().min(1).max(10_000).optional() })
+    .refine((a) => (a.text === undefined) !== (a.dataset === undefined), { message: 'give either text or dataset', path: ['text'] }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 
 function fieldOf(issue: z.core.$ZodIssue): string {

@@ -4,32 +4,11 @@
  * stop sequences, streaming through callbacks, cancel, and the routing trace of every token.
  */
 import * as tf from '@tensorflow/tfjs'
+import type { SamplingOptions, TokenRouting } from '../../shared/chat'
 import type { KvCache, MoeModel } from './model'
 import { Rng, type Weights } from './ops'
 
-export interface SamplingOptions {
-  /** Pick the most likely token (ignores every other option). */
-  greedy?: boolean
-  /** Divide logits by this (> 0); default 1. */
-  temperature?: number
-  /** Keep the k most likely tokens; 0 = off. */
-  topK?: number
-  /** Keep the smallest set of tokens whose probability reaches p; 1 = off. */
-  topP?: number
-  /** Drop tokens below minP × the top probability; 0 = off. */
-  minP?: number
-  /** CTRL-style penalty (> 1 discourages tokens already in the sequence); 1 = off. */
-  repetitionPenalty?: number
-  seed?: number
-}
-
-/** Which experts one token went to in each sparse layer. */
-export interface TokenRouting {
-  /** Position in the sequence. */
-  position: number
-  token: number
-  layers: { layer: number; experts: number[]; weights: number[] }[]
-}
+export type { SamplingOptions, TokenRouting }
 
 export interface GenerateOptions {
   maxNewTokens: number
@@ -46,6 +25,8 @@ export interface GenerateOptions {
   onToken?: (token: number, step: number) => boolean | void
   /** Called with the routing of the positions each forward processed (the prompt first). */
   onRouting?: (positions: TokenRouting[]) => void
+  /** Run one more forward at the end so the last new token's routing is reported too. */
+  routeLastToken?: boolean
   signal?: AbortSignal
   /** Weight source (LoRA adapters, offloaded experts). */
   weights?: Weights
@@ -129,11 +110,13 @@ function disposeCache(c: KvCache | undefined): void {
   for (const t of c.values) t.dispose()
 }
 
-/** Generates up to maxNewTokens after the prompt (batch of one). */
-export function generate(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
+/**
+ * The decoding loop as a generator that yields after each token, so the same code runs to
+ * completion synchronously (generate) or with pauses for other work (generateAsync).
+ */
+function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOptions): Generator<void, GenerateResult> {
   if (promptIds.length === 0) throw new RangeError('prompt_ids: the prompt must hold at least one token')
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0))
-    throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
   const V = model.config.vocabSize
   const bad = promptIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < V))
   if (bad !== undefined) throw new RangeError(`prompt_ids: ${bad} is not a token id of this model (vocabulary ${V})`)
@@ -149,6 +132,27 @@ export function generate(model: MoeModel, promptIds: number[], opts: GenerateOpt
   let stoppedBy: GenerateResult['stoppedBy'] = 'max_new_tokens'
   let prefillMs = 0
   let decodeMs = 0
+  /** Runs the positions from `start` on; returns the last position's logits. */
+  const forward = (start: number, first: boolean): Float32Array => {
+    const input = [ids.slice(start)]
+    let next: KvCache | undefined
+    let logits: Float32Array = new Float32Array(0)
+    tf.tidy(() => {
+      const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true, weights: opts.weights })
+      if (useCache) {
+        next = f.cache
+        for (const t of [...next.keys, ...next.values]) tf.keep(t)
+      }
+      logits = f.logits.dataSync() as Float32Array
+      // With full recomputation only the newest position is new after the first forward.
+      if (opts.onRouting) opts.onRouting(routingTrace(f.routing, input[0], start, useCache || first ? 0 : input[0].length - 1))
+    })
+    if (useCache) {
+      disposeCache(cache)
+      cache = next
+    }
+    return logits
+  }
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       if (opts.signal?.aborted) {
@@ -156,27 +160,7 @@ export function generate(model: MoeModel, promptIds: number[], opts: GenerateOpt
         break
       }
       const t0 = performance.now()
-      const start = useCache && cache ? ids.length - 1 : 0
-      const input = [ids.slice(start)]
-      let next: KvCache | undefined
-      let logits: Float32Array = new Float32Array(0)
-      tf.tidy(() => {
-        const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true, weights: opts.weights })
-        if (useCache) {
-          next = f.cache
-          for (const t of [...next.keys, ...next.values]) tf.keep(t)
-        }
-        logits = f.logits.dataSync() as Float32Array
-        if (opts.onRouting) {
-          // With full recomputation only the newest position is new after the first step.
-          const from = useCache || step === 0 ? 0 : input[0].length - 1
-          opts.onRouting(routingTrace(f.routing, input[0], start, from))
-        }
-      })
-      if (useCache) {
-        disposeCache(cache)
-        cache = next
-      }
+      const logits = forward(useCache && cache ? ids.length - 1 : 0, step === 0)
       if (step === 0) prefillMs = performance.now() - t0
       else decodeMs += performance.now() - t0
       if (opts.keepStepLogits) stepLogits.push(logits)
@@ -191,19 +175,37 @@ export function generate(model: MoeModel, promptIds: number[], opts: GenerateOpt
         stoppedBy = 'stop_token'
         break
       }
-      if (
-        opts.stopSequences?.some(
-          (s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t),
-        )
-      ) {
+      if (opts.stopSequences?.some((s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t))) {
         stoppedBy = 'stop_sequence'
         break
       }
+      yield
     }
+    // The last token's routing is only known once it goes through the model: one more forward.
+    if (opts.onRouting && newTokens.length > 0 && opts.routeLastToken) forward(useCache && cache ? ids.length - 1 : 0, false)
   } finally {
     disposeCache(cache)
   }
   return { outputIds: ids, newTokens, stepLogits: opts.keepStepLogits ? stepLogits : undefined, stoppedBy, prefillMs, decodeMs }
+}
+
+/** Generates up to maxNewTokens after the prompt (batch of one). */
+export function generate(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
+  const steps = decodeSteps(model, promptIds, opts)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/** generate() that lets other work (a cancel, another request) in between tokens. */
+export async function generateAsync(model: MoeModel, promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
+  const steps = decodeSteps(model, promptIds, opts)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+    await new Promise((resolve) => setImmediate(resolve))
+  }
 }
 
 function routingTrace(routing: ReturnType<MoeModel['forward']>['routing'], tokens: number[], start: number, from: number): TokenRouting[] {

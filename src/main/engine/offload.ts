@@ -13,21 +13,13 @@
  *   in again for the backward pass instead of holding them for the whole step.
  */
 import * as tf from '@tensorflow/tfjs'
+import { EXPERT_STORAGES, type EvictionPolicy, type ExpertStorage, type FitPlan, type LayerCacheStats, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { expertProjNames, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { linear, mm, type Weights } from './ops'
 import { decodeToFloat32, encodeFromFloat32, readTensorBytes, type SafetensorsHeader } from './safetensors'
 
-export const EXPERT_STORAGES = ['f32', 'f16', 'bf16', 'int8', 'lazy'] as const
-export type ExpertStorage = (typeof EXPERT_STORAGES)[number]
-export type EvictionPolicy = 'lru' | 'lfu'
-
-export interface OffloadOptions {
-  /** Device bytes for cached experts (float32 on the device). */
-  budgetBytes: number
-  storage: ExpertStorage
-  policy?: EvictionPolicy
-  prefetch?: boolean
-}
+export { EXPERT_STORAGES }
+export type { EvictionPolicy, ExpertStorage, FitPlan, LayerCacheStats, OffloadOptions, OffloadStats }
 
 type Quantized = { q: Int8Array; scale: Float32Array }
 type HostMatrix = Float32Array | Uint8Array | Quantized | { header: SafetensorsHeader; name: string }
@@ -118,30 +110,6 @@ export class ExpertStore {
       }
     return n
   }
-}
-
-export interface LayerCacheStats {
-  layer: number
-  hits: number
-  misses: number
-}
-
-export interface OffloadStats {
-  budgetBytes: number
-  residentBytes: number
-  /** Most bytes the cache ever held (never above the budget). */
-  peakBytes: number
-  bytesMoved: number
-  hits: number
-  misses: number
-  hitRate: number
-  layers: LayerCacheStats[]
-  prefetched: number
-  /** Prefetched experts that were used before being evicted. */
-  prefetchUsed: number
-  prefetchAccuracy: number
-  storage: ExpertStorage
-  policy: EvictionPolicy
 }
 
 interface Entry {
@@ -334,28 +302,6 @@ export function offloadedWeights(
 
 // ---------------------------------------------------------------------------------------------
 // Fit planner
-
-export interface FitPlan {
-  /** Float32 bytes of everything but the routed experts (always resident). */
-  residentBytes: number
-  /** Float32 bytes of one expert / of all experts. */
-  expertBytes: number
-  totalExpertBytes: number
-  /** KV cache bytes for the planned context. */
-  kvCacheBytes: number
-  /** Bytes the experts get within the budget. */
-  expertBudgetBytes: number
-  /** Experts the cache holds at once. */
-  cachedExperts: number
-  totalExperts: number
-  /** Whether every expert fits (no offloading needed). */
-  fitsResident: boolean
-  /** Whether the model can run at all within the budget. */
-  fits: boolean
-  /** Persistent device bytes once the cache is full. */
-  predictedBytes: number
-  message: string
-}
 
 const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`
 

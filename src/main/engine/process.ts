@@ -14,6 +14,7 @@
 import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
 import { initBackend, isBackendName, type BackendName } from './backend'
 import { inspectModel } from './checkpoint'
+import { analyzeExperts, ChatSessions, createModel, exportRunTo, ModelCache, planModel, RunQueue } from './jobs'
 import {
   BACKEND_ARG,
   BACKEND_ENV,
@@ -37,9 +38,38 @@ export type EngineHandlers = {
   [M in EngineMethod]: (args: EngineArgs<M>, ctx: HandlerContext) => EngineResult<M> | Promise<EngineResult<M>>
 }
 
+interface Jobs {
+  runs: RunQueue
+  models: ModelCache
+  chat: ChatSessions
+}
+/** Each served engine's long-lived state, made on first use (it needs the context's emit). */
+const jobsByContext = new WeakMap<HandlerContext, Jobs>()
+function jobsOf(ctx: HandlerContext): Jobs {
+  let jobs = jobsByContext.get(ctx)
+  if (!jobs) {
+    const models = new ModelCache(2)
+    jobs = { runs: new RunQueue(ctx.emit), models, chat: new ChatSessions(models, ctx.emit) }
+    jobsByContext.set(ctx, jobs)
+  }
+  return jobs
+}
+
 export const handlers: EngineHandlers = {
   'system.info': (_args, ctx) => ctx.backend,
   'models.inspect': (args) => inspectModel(args.dir),
+  'models.plan': (args) => planModel(args.dir, args.budgetBytes, args.contextTokens),
+  'models.create': (args) => createModel(args.dir, args.config, args.seed, args.tokenizerFrom),
+  'runs.start': (args, ctx) => jobsOf(ctx).runs.start(args),
+  'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
+  'runs.export': (args, ctx) => {
+    const r = exportRunTo(args.runDir, args.outDir, args.dtype)
+    jobsOf(ctx).models.forget(args.outDir)
+    return r
+  },
+  'chat.send': (args, ctx) => jobsOf(ctx).chat.send(args.requestId, args),
+  'chat.cancel': (args, ctx) => jobsOf(ctx).chat.cancel(args.requestId),
+  'experts.analyze': (args, ctx) => analyzeExperts(jobsOf(ctx).models, args.model, args),
 }
 
 /** The engine's end of the channel to its host. */

@@ -11,12 +11,28 @@
  * `handlers` map in ./process.ts; the type checker keeps the two in step.
  */
 import type { ApiErrorJson, BackendReport, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
+import type { ChatSendArgs, ChatStarted, ExpertAnalysis, FitPlan } from '../../shared/chat'
+import type { MoeConfigInput } from '../../shared/modelConfig'
+import type { RunConfig } from '../../shared/runConfig'
+import type { RunRecord } from '../../shared/runs'
 
 export interface EngineMethods {
   /** The backend the engine chose at start. */
   'system.info': (args: void) => BackendReport
   /** Reads a checkpoint folder's config and tensor headers. */
   'models.inspect': (args: ModelsInspectArgs) => ModelInfo
+  'models.plan': (args: { dir: string; budgetBytes: number; contextTokens?: number }) => FitPlan
+  /** Writes a freshly initialised model into `dir`. */
+  'models.create': (args: { dir: string; config: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] }; seed: number; tokenizerFrom?: string }) => ModelInfo
+  /** Queues a run (the service chose its id and folder); run.* events follow. */
+  'runs.start': (args: { runId: string; runDir: string; modelDir: string; workspace: string; dataset: string; config: RunConfig; name?: string; resume?: boolean }) => RunRecord
+  /** True when the run was queued or running in this engine. */
+  'runs.cancel': (args: { runId: string }) => boolean
+  'runs.export': (args: { runDir: string; outDir: string; dtype?: 'float32' | 'bfloat16' | 'float16' }) => { outDir: string; files: string[]; mergedLora: boolean; mergeError?: number }
+  /** Starts a reply; chat.* events follow. */
+  'chat.send': (args: ChatSendArgs & { requestId: string }) => ChatStarted
+  'chat.cancel': (args: { requestId: string }) => boolean
+  'experts.analyze': (args: { model: string; text?: string; workspace?: string; dataset?: string; maxRows?: number }) => ExpertAnalysis
 }
 
 export type EngineMethod = keyof EngineMethods

@@ -22,9 +22,22 @@ import {
   isMethod,
 } from '../../shared/api'
 import { validateArgs } from '../../shared/schema'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { APP_NAME, APP_VERSION } from '../appInfo'
 import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
+import { workspaceMethods } from './methods'
+
+/** resources/default-model seen from this module, in the sources (src/main/service) or built (out/main). */
+export function defaultBundledModel(): string | undefined {
+  for (const rel of ['../../../resources/default-model', '../../resources/default-model']) {
+    const dir = fileURLToPath(new URL(rel, import.meta.url))
+    if (existsSync(join(dir, 'config.json'))) return dir
+  }
+  return undefined
+}
 
 export interface WorkbenchOptions {
   engine: EngineClient
@@ -33,6 +46,8 @@ export interface WorkbenchOptions {
   runtime?: SystemInfo['runtime']
   /** The workspace folder (datasets, models, runs); default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench. */
   workspace?: string
+  /** The bundled default model folder (resources/default-model), listed among the models. */
+  bundledModel?: string
 }
 
 type Implementation = { [M in Method]: (args: ArgsOf<M>) => Promise<ResultOf<M>> }
@@ -56,7 +71,11 @@ export class Workbench {
     this.workspace = options.workspace ?? defaultWorkspace()
     this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
     this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
-    this.detachEngine = this.engine.onEvent((event) => this.emit(event))
+    const workspaceApi = workspaceMethods({ engine: this.engine, workspace: this.workspace, bundledModel: options.bundledModel ?? defaultBundledModel(), emit: (e) => this.emit(e) })
+    this.detachEngine = this.engine.onEvent((event) => {
+      if (event.type === 'engine.status' && (event.status === 'crashed' || event.status === 'stopped')) workspaceApi.onEngineStopped(event.reason ?? event.status)
+      this.emit(event)
+    })
     this.impl = {
       'system.info': async () => {
         const backend = await this.engine.request('system.info', undefined)
@@ -66,6 +85,8 @@ export class Workbench {
       // Datasets are read and written here, not in the engine: streaming I/O that yields to the
       // event loop every few milliseconds (src/main/data).
       ...datasetMethods(this.workspace, (event) => this.emit(event)),
+      // Bookkeeping of models, runs and conversations here; compute in the engine.
+      ...workspaceApi.methods,
     }
     this.api = Object.fromEntries(METHODS.map((m) => [m, (args: unknown) => this.call(m, args)])) as unknown as WorkbenchApi
   }

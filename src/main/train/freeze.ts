@@ -5,11 +5,11 @@
 import * as tf from '@tensorflow/tfjs'
 import type { ParamSpec } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
+import type { ExpertSelection } from '../../shared/runs'
 import type { MoeModel } from '../engine/model'
 import type { Batch } from '../engine/objective'
 
-/** Per sparse layer, the experts ESFT trains. */
-export type ExpertSelection = Record<string, number[]>
+export type { ExpertSelection }
 
 /** Whether a full/freeze run trains parameter `s`. */
 export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection): boolean {

@@ -10,6 +10,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renam
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { RunConfig } from '../../shared/runConfig'
+import type { EvalMetrics, ExpertAlert, LayerShare, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
 import { loadModel, saveModel } from '../engine/checkpoint'
 import type { MoeModel } from '../engine/model'
 import { disposeGrads, lossAndGrads, objective, type Batch, type RoutingStats } from '../engine/objective'
@@ -23,66 +24,15 @@ import { decays, scoreExperts, selectExperts, trainableParams, type ExpertSelect
 import { LoraAdapters } from './lora'
 import { learningRate } from './schedule'
 
-export type RunStatus = 'created' | 'running' | 'completed' | 'cancelled' | 'failed'
-
-export interface LayerShare {
-  layer: number
-  /** Fraction of the layer's kept (token, expert) assignments each expert took. */
-  share: number[]
-  /** Mean router entropy (nats). */
-  entropy: number
-}
-
-export interface StepMetrics {
-  step: number
-  totalSteps: number
-  epoch: number
-  loss: number
-  ce: number
-  aux: number
-  z: number
-  lr: number
-  gradNorm: number
-  droppedFraction: number
-  /** Tokens processed in this step (padding excluded). */
-  tokens: number
-  tokensPerSec: number
-  elapsedSec: number
-  etaSec: number
-  layers: LayerShare[]
-}
-
-export interface EvalMetrics {
-  step: number
-  valLoss: number
-  valAux: number
-  valZ: number
-  valDroppedFraction: number
-  valTokens: number
-}
+export type { EvalMetrics, LayerShare, RunRecord, RunStatus, StepMetrics }
 
 export type TrainEvent =
   | { type: 'status'; status: RunStatus; message?: string; step: number }
   | { type: 'step'; metrics: StepMetrics }
   | { type: 'eval'; metrics: EvalMetrics }
   | { type: 'checkpoint'; step: number; dir: string }
-  | { type: 'alert'; step: number; layer: number; expert: number; kind: 'dead' | 'collapse'; message: string }
+  | ({ type: 'alert' } & ExpertAlert)
   | { type: 'log'; line: string }
-
-export interface RunRecord {
-  id: string
-  status: RunStatus
-  config: RunConfig
-  baseModel: string
-  created: string
-  updated: string
-  step: number
-  totalSteps: number
-  bestValLoss: number | null
-  lastCheckpoint: string | null
-  message?: string
-  esft?: ExpertSelection
-}
 
 export interface TrainSpec {
   runDir: string
@@ -415,7 +365,10 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
       appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify({ type: 'step', ...m, layers: undefined }) + '\n')
       appendFileSync(join(runDir, 'routing.jsonl'), JSON.stringify({ step: state.step, layers }) + '\n')
       emit({ type: 'step', metrics: m })
-      for (const a of expertAlerts(state, layers, cfg)) emit(a)
+      for (const a of expertAlerts(state, layers, cfg)) {
+        appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify(a) + '\n')
+        emit(a)
+      }
 
       // --- evaluation, early stopping, checkpoints
       const last = state.step === state.totalSteps

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import type { BackendReport } from '../../../src/shared/api'
-import { type EngineHandlers, serveEngine } from '../../../src/main/engine/process'
+import { type EngineHandlers, handlers, serveEngine } from '../../../src/main/engine/process'
 import type { FromEngine, ToEngine } from '../../../src/main/engine/protocol'
 import type { EngineChild, EngineSpawner } from '../../../src/main/service/engineClient'
 
@@ -34,7 +34,9 @@ export interface FakeEngineOptions {
   failInit?: () => string | undefined
 }
 
+/** The real engine handlers, with a fake backend and a fake models.inspect. */
 const defaultHandlers: EngineHandlers = {
+  ...handlers,
   'system.info': (_args, ctx) => ctx.backend,
   'models.inspect': (args) => ({
     dir: args.dir,

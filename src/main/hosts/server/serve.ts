@@ -138,11 +138,16 @@ function describeEvent(event: WorkbenchEvent, verbose: boolean): string | undefi
       }
       if (event.status === 'crashed') return `engine: ${event.reason ?? 'crashed'}`
       return verbose ? `engine: ${event.status}` : undefined
-    case 'dataset.progress':
-      return undefined
     case 'log':
       if (verbose || event.level === 'error' || (event.level === 'warn' && event.source === 'server'))
         return `${event.source}: ${event.message}`
+      return undefined
+    case 'run.status':
+      return `run ${event.runId}: ${event.status}${event.message ? ` (${event.message})` : ''}`
+    case 'run.alert':
+      return `run ${event.runId}: ${event.message}`
+    default:
+      // progress, metrics and tokens are for the UI, not the terminal
       return undefined
   }
 }

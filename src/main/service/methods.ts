@@ -1,0 +1,191 @@
+/**
+ * The models.*, runs.*, chat.*, conversations.* and experts.* methods of the Workbench service:
+ * workspace bookkeeping here, compute in the engine process.
+ */
+import { randomBytes } from 'node:crypto'
+import { existsSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
+import { validateRunConfig } from '../../shared/runConfig'
+import type { RunRecord } from '../../shared/runs'
+import { datasetDir } from '../data/workspace'
+import type { EngineClient } from './engineClient'
+import {
+  deleteConversation,
+  describeModelFolder,
+  linkModelFolder,
+  listConversations,
+  listModelFolders,
+  listRuns,
+  modelsDir,
+  newId,
+  newRunId,
+  readRun,
+  readRunDetail,
+  runDir,
+  saveConversation,
+  writeRun,
+  type ModelFolder,
+} from './workspace'
+
+type Methods = Pick<
+  WorkbenchApi,
+  | 'models.list'
+  | 'models.plan'
+  | 'models.create'
+  | 'models.link'
+  | 'runs.start'
+  | 'runs.list'
+  | 'runs.get'
+  | 'runs.cancel'
+  | 'runs.resume'
+  | 'runs.export'
+  | 'chat.send'
+  | 'chat.cancel'
+  | 'conversations.list'
+  | 'conversations.save'
+  | 'conversations.delete'
+  | 'experts.analyze'
+>
+
+export interface MethodContext {
+  engine: EngineClient
+  workspace: string
+  /** The bundled default model folder, when the app ships one. */
+  bundledModel?: string
+  emit(event: WorkbenchEvent): void
+}
+
+function requireFolder(dir: string, field: string): void {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ApiError('invalid_argument', `${field}: ${dir} is not a folder`, field)
+}
+
+export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngineStopped(reason: string): void } {
+  const { engine, workspace } = ctx
+  /** Runs this service handed to the engine and not yet finished. */
+  const live = new Set<string>()
+
+  const entry = async (f: ModelFolder | { id: string; name: string; dir: string; source: 'bundled'; provenance?: Record<string, unknown> }): Promise<ModelEntry> => {
+    try {
+      return { ...f, info: await engine.request('models.inspect', { dir: f.dir }) }
+    } catch (e) {
+      return { ...f, info: null, error: e instanceof Error ? e.message : String(e) }
+    }
+  }
+
+  const startRun = async (record: Pick<RunRecord, 'id' | 'baseModel' | 'dataset' | 'config' | 'name'>, resume: boolean): Promise<RunRecord> => {
+    live.add(record.id)
+    try {
+      return await engine.request('runs.start', {
+        runId: record.id,
+        runDir: runDir(workspace, record.id),
+        modelDir: record.baseModel,
+        workspace,
+        dataset: record.dataset!,
+        config: record.config,
+        name: record.name,
+        resume,
+      })
+    } catch (e) {
+      live.delete(record.id)
+      throw e
+    }
+  }
+
+  const methods: Methods = {
+    'models.list': async () => {
+      const folders: Parameters<typeof entry>[0][] = []
+      if (ctx.bundledModel && existsSync(join(ctx.bundledModel, 'config.json')))
+        folders.push({ id: 'default', name: 'Default MoE (bundled)', dir: ctx.bundledModel, source: 'bundled' })
+      folders.push(...listModelFolders(workspace))
+      return Promise.all(folders.map(entry))
+    },
+    'models.plan': (args) => engine.request('models.plan', args),
+    'models.create': async (args) => {
+      const id = newId(args.name)
+      const dir = join(modelsDir(workspace), id)
+      const tokenizerFrom = args.tokenizerFrom ?? ctx.bundledModel
+      await engine.request('models.create', { dir, config: args.config, seed: args.seed ?? 0, tokenizerFrom: tokenizerFrom && existsSync(join(tokenizerFrom, 'tokenizer.json')) ? tokenizerFrom : undefined })
+      describeModelFolder(dir, { name: args.name })
+      return entry({ id, name: args.name, dir, source: 'workspace', provenance: { preset: args.config } })
+    },
+    'models.link': async (args) => {
+      requireFolder(args.dir, 'dir')
+      // Refuse folders that are not checkpoints before recording them.
+      await engine.request('models.inspect', { dir: args.dir })
+      return entry(linkModelFolder(workspace, args.dir, args.name))
+    },
+
+    'runs.start': async (args) => {
+      requireFolder(args.model, 'model')
+      if (!existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
+        throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace; import it first`, 'dataset')
+      const config = validateRunConfig(args.config ?? {})
+      return startRun({ id: newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
+    },
+    'runs.list': async () => listRuns(workspace),
+    'runs.get': async (args) => readRunDetail(workspace, args.id),
+    'runs.cancel': async (args) => {
+      const record = readRun(workspace, args.id)
+      const known = await engine.request('runs.cancel', { runId: args.id })
+      if (!known && (record.status === 'running' || record.status === 'queued')) {
+        // The engine that ran it is gone (a crash or a restart): record what is true.
+        const fixed: RunRecord = { ...record, status: 'cancelled', message: 'stopped: the engine running it had ended', updated: new Date().toISOString() }
+        writeRun(workspace, fixed)
+        return fixed
+      }
+      return readRun(workspace, args.id)
+    },
+    'runs.resume': async (args) => {
+      const record = readRun(workspace, args.id)
+      if (record.status === 'running' || record.status === 'queued') throw new ApiError('failed', `run ${args.id} is already ${record.status}`)
+      if (record.status === 'completed') throw new ApiError('failed', `run ${args.id} has completed; start a new run to train further`)
+      if (!record.dataset) throw new ApiError('failed', `run ${args.id} was started outside the workspace (no dataset id); resume it with the CLI`)
+      return startRun(record, true)
+    },
+    'runs.export': async (args) => {
+      const record = readRun(workspace, args.id)
+      const name = args.name ?? `${record.name ?? record.id} (fine-tuned)`
+      const id = newId(name)
+      const outDir = join(modelsDir(workspace), id)
+      await engine.request('runs.export', { runDir: runDir(workspace, args.id), outDir, dtype: args.dtype })
+      describeModelFolder(outDir, { name, fromRun: args.id })
+      return entry({ id, name, dir: outDir, source: 'workspace', provenance: { fromRun: args.id } })
+    },
+
+    'chat.send': async (args) => {
+      requireFolder(args.model, 'model')
+      return engine.request('chat.send', { ...args, requestId: randomBytes(8).toString('hex') })
+    },
+    'chat.cancel': async (args) => {
+      await engine.request('chat.cancel', args)
+    },
+    'conversations.list': async () => listConversations(workspace),
+    'conversations.save': async (args) => saveConversation(workspace, args),
+    'conversations.delete': async (args) => deleteConversation(workspace, args.id),
+    'experts.analyze': async (args) => {
+      requireFolder(args.model, 'model')
+      if (args.dataset && !existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
+        throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace`, 'dataset')
+      return engine.request('experts.analyze', { ...args, workspace })
+    },
+  }
+
+  return {
+    methods,
+    onEngineStopped(reason: string): void {
+      for (const id of live) {
+        try {
+          const record = readRun(workspace, id)
+          if (record.status !== 'running' && record.status !== 'queued') continue
+          const message = `the engine process stopped (${reason}); the last checkpoint is kept: resume the run to continue`
+          writeRun(workspace, { ...record, status: 'failed', message, updated: new Date().toISOString() })
+          ctx.emit({ type: 'run.status', runId: id, status: 'failed', step: record.step, message })
+        } catch {
+          // a run folder removed by hand
+        }
+      }
+      live.clear()
+    },
+  }
+}

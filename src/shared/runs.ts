@@ -1,0 +1,102 @@
+/**
+ * Fine-tuning runs as every host sees them: status, streamed metrics, the run record. Types only,
+ * so the renderer can import them.
+ */
+import type { RunConfig, RunConfigInput } from './runConfig'
+
+export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancelled' | 'failed'
+
+/** One sparse layer's routing over a step. */
+export interface LayerShare {
+  layer: number
+  /** Fraction of the layer's kept (token, expert) assignments each expert took. */
+  share: number[]
+  /** Mean router entropy (nats). */
+  entropy: number
+}
+
+export interface StepMetrics {
+  step: number
+  totalSteps: number
+  epoch: number
+  loss: number
+  ce: number
+  aux: number
+  z: number
+  lr: number
+  gradNorm: number
+  droppedFraction: number
+  /** Tokens processed in this step (padding excluded). */
+  tokens: number
+  tokensPerSec: number
+  elapsedSec: number
+  etaSec: number
+  layers: LayerShare[]
+}
+
+export interface EvalMetrics {
+  step: number
+  valLoss: number
+  valAux: number
+  valZ: number
+  valDroppedFraction: number
+  valTokens: number
+}
+
+export interface ExpertAlert {
+  step: number
+  layer: number
+  expert: number
+  kind: 'dead' | 'collapse'
+  message: string
+}
+
+/** Per sparse layer, the experts ESFT trains. */
+export type ExpertSelection = Record<string, number[]>
+
+/** run.json: what a run is and where it stands. */
+export interface RunRecord {
+  id: string
+  /** A display name (defaults to the id). */
+  name?: string
+  status: RunStatus
+  config: RunConfig
+  baseModel: string
+  /** The dataset id it trains on (runs started from the app or the service). */
+  dataset?: string
+  created: string
+  updated: string
+  step: number
+  totalSteps: number
+  bestValLoss: number | null
+  lastCheckpoint: string | null
+  message?: string
+  esft?: ExpertSelection
+}
+
+/** A run with its metrics so far (what the run view draws). */
+export interface RunDetail {
+  record: RunRecord
+  steps: Omit<StepMetrics, 'layers'>[]
+  evals: EvalMetrics[]
+  /** Routing shares of the latest steps, oldest first (at most 200 steps). */
+  routing: { step: number; layers: LayerShare[] }[]
+  alerts: ExpertAlert[]
+}
+
+export interface RunsStartArgs {
+  /** Model folder (an HF checkpoint). */
+  model: string
+  /** Dataset id in the workspace. */
+  dataset: string
+  config?: RunConfigInput
+  name?: string
+}
+
+export type RunEvent =
+  | { type: 'run.status'; runId: string; status: RunStatus; step: number; message?: string }
+  | { type: 'run.step'; runId: string; metrics: StepMetrics }
+  | { type: 'run.eval'; runId: string; metrics: EvalMetrics }
+  | { type: 'run.checkpoint'; runId: string; step: number; dir: string }
+  | ({ type: 'run.alert'; runId: string } & ExpertAlert)
+  | { type: 'run.log'; runId: string; line: string }

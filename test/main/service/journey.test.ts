@@ -1,0 +1,143 @@
+/**
+ * The models, runs, chat, conversations and experts methods through the Workbench service with
+ * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
+ * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
+ */
+import { join } from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { ChatEvent, RunEvent, WorkbenchEvent } from '../../../src/shared/api'
+import { initBackend } from '../../../src/main/engine/backend'
+import { EngineClient } from '../../../src/main/service/engineClient'
+import { Workbench } from '../../../src/main/service/workbench'
+import { CHATML_MODEL, FIXTURES, tempDir } from '../data/helpers'
+import { handlers } from '../../../src/main/engine/process'
+import { fakeSpawner } from './fakeEngine'
+
+/** The in-process engine with every real handler (a fake backend report only). */
+const realEngine = (): ReturnType<typeof fakeSpawner> => fakeSpawner({ handlers: { 'models.inspect': handlers['models.inspect'] } })
+
+function until<T extends WorkbenchEvent>(wb: Workbench, pred: (e: WorkbenchEvent) => e is T, timeoutMs = 60_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error('timed out waiting for an event'))
+    }, timeoutMs)
+    const off = wb.onEvent((e) => {
+      if (pred(e)) {
+        clearTimeout(timer)
+        off()
+        resolve(e)
+      }
+    })
+  })
+}
+
+const runDone =
+  (runId: string) =>
+  (e: WorkbenchEvent): e is Extract<RunEvent, { type: 'run.status' }> =>
+    e.type === 'run.status' && e.runId === runId && ['completed', 'cancelled', 'failed'].includes(e.status)
+
+describe('the workbench API end to end (in-process engine)', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('create a model, import, fine-tune, cancel, resume, export, chat, analyse', async () => {
+    const workspace = tempDir()
+    const wb = new Workbench({ engine: new EngineClient(realEngine().spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
+    const events: WorkbenchEvent[] = []
+    wb.onEvent((e) => events.push(e))
+    try {
+      // a new model with the fixture tokenizer
+      const model = await wb.api['models.create']({ name: 'Tiny MoE', config: { family: 'mixtral', hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 8, expertIntermediateSize: 32, numExperts: 4, topK: 2 } })
+      expect(model.info).toMatchObject({ family: 'mixtral', numExperts: 4, numLayers: 2, checkpointDtype: 'float32' })
+      expect(model.source).toBe('workspace')
+      const listed = await wb.api['models.list']()
+      expect(listed.map((m) => m.name)).toContain('Tiny MoE')
+      const plan = await wb.api['models.plan']({ dir: model.dir, budgetBytes: 10_000_000 })
+      expect(plan.fitsResident).toBe(true)
+
+      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/messages.jsonl'), name: 'chats', split: { validation: 0.34 } })
+
+      // bad payloads name the field
+      await expect(wb.call('runs.start', { model: model.dir, dataset: 'nope' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'dataset' })
+      await expect(wb.call('runs.start', { model: model.dir, dataset: ds.id, config: { optimizer: { lr: -1 } } })).rejects.toMatchObject({ code: 'invalid_argument', field: 'config.optimizer.lr' })
+
+      // a run that is cancelled at step 2, then resumed to the end
+      const cfg = { method: 'lora' as const, batchSize: 2, maxSteps: 6, evalEvery: 3, checkpointEvery: 0, optimizer: { lr: 0.01 } }
+      const started = await wb.api['runs.start']({ model: model.dir, dataset: ds.id, config: cfg, name: 'first' })
+      expect(['queued', 'running']).toContain(started.status)
+      const stepped = until(wb, (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === started.id && e.metrics.step >= 2)
+      await stepped
+      await wb.api['runs.cancel']({ id: started.id })
+      const cancelled = await until(wb, runDone(started.id))
+      expect(cancelled.status).toBe('cancelled')
+      const resumed = await wb.api['runs.resume']({ id: started.id })
+      expect(resumed.status).toBe('queued')
+      const finished = await until(wb, runDone(started.id))
+      expect(finished.status).toBe('completed')
+      const detail = await wb.api['runs.get']({ id: started.id })
+      expect(detail.record).toMatchObject({ status: 'completed', step: 6, name: 'first' })
+      expect(detail.steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6])
+      expect(detail.steps.at(-1)!.step).toBe(6)
+      expect(detail.evals.length).toBeGreaterThan(0)
+      expect(detail.routing.at(-1)!.layers).toHaveLength(2)
+      expect((await wb.api['runs.list']()).map((r) => r.id)).toContain(started.id)
+
+      const exported = await wb.api['runs.export']({ id: started.id })
+      expect(exported.info).toMatchObject({ family: 'mixtral' })
+      expect(exported.provenance).toMatchObject({ fromRun: started.id })
+
+      // chat: streamed tokens, their routing, done
+      const chat = await wb.api['chat.send']({ model: exported.dir, messages: [{ role: 'user', content: 'Hello there' }], sampling: { greedy: true }, maxNewTokens: 6 })
+      expect(chat.promptTokens).toBeGreaterThan(2)
+      const done = await until(wb, (e): e is Extract<ChatEvent, { type: 'chat.done' }> => (e.type === 'chat.done' || e.type === 'chat.error') && e.requestId === chat.requestId)
+      expect(done.type).toBe('chat.done')
+      const mine = events.filter((e): e is ChatEvent => e.type.startsWith('chat.') && (e as ChatEvent).requestId === chat.requestId)
+      const tokens = mine.filter((e) => e.type === 'chat.token')
+      const routing = mine.filter((e) => e.type === 'chat.routing')
+      const prompt = mine.find((e) => e.type === 'chat.prompt')
+      expect(prompt && prompt.type === 'chat.prompt' && prompt.routing.length).toBe(chat.promptTokens)
+      expect(tokens.length).toBe(done.stats.newTokens)
+      expect(routing.length).toBe(tokens.length)
+      expect(tokens.map((t) => (t.type === 'chat.token' ? t.text : '')).join('')).toBe(done.text)
+      for (const r of routing) if (r.type === 'chat.routing') expect(r.routing.layers).toHaveLength(2)
+
+      // conversations
+      const conv = await wb.api['conversations.save']({ title: 'hello', model: exported.dir, messages: [{ role: 'user', content: 'Hello there' }, { role: 'assistant', content: done.text }] })
+      expect((await wb.api['conversations.list']()).map((c) => c.id)).toEqual([conv.id])
+      await wb.api['conversations.delete']({ id: conv.id })
+      expect(await wb.api['conversations.list']()).toEqual([])
+
+      // experts over a dataset and over text
+      const a = await wb.api['experts.analyze']({ model: model.dir, dataset: ds.id })
+      expect(a.layers).toHaveLength(2)
+      expect(a.layers[0].load.reduce((x, y) => x + y, 0)).toBeCloseTo(1, 6)
+      expect(a.layers[0].coactivation).toHaveLength(4)
+      const b = await wb.api['experts.analyze']({ model: model.dir, text: 'hello world' })
+      expect(b.tokens).toBeGreaterThan(0)
+      await expect(wb.call('experts.analyze', { model: model.dir })).rejects.toMatchObject({ code: 'invalid_argument' })
+    } finally {
+      await wb.close()
+    }
+  }, 120_000)
+
+  it('a crashed engine marks its running run failed', async () => {
+    const workspace = tempDir()
+    const fake = realEngine()
+    const wb = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
+    try {
+      const model = await wb.api['models.create']({ name: 'm', config: { family: 'olmoe', hiddenSize: 32, numLayers: 1, numHeads: 4, numKvHeads: 4, headDim: 8, expertIntermediateSize: 16, numExperts: 4, topK: 2 } })
+      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
+      const run = await wb.api['runs.start']({ model: model.dir, dataset: ds.id, config: { maxSteps: 40, batchSize: 1, checkpointEvery: 1, evalEvery: 0 } })
+      await until(wb, (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === run.id && e.metrics.step >= 2)
+      fake.children.at(-1)!.crash('SIGKILL')
+      const failed = await until(wb, runDone(run.id))
+      expect(failed.status).toBe('failed')
+      expect(failed.message).toMatch(/engine process stopped.*resume the run/)
+      expect((await wb.api['runs.get']({ id: run.id })).record.status).toBe('failed')
+    } finally {
+      await wb.close()
+    }
+  }, 60_000)
+})
