@@ -14,6 +14,7 @@ import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { BACKEND_NAMES } from '../engine/backend'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
+import { datasetCommand } from './datasetCommands'
 import { exportCommand, trainCommand } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -26,13 +27,16 @@ commands:
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
             --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
             [--offload-budget 256MB [--expert-dtype f32|f16|bf16|int8|lazy] [--no-prefetch]]
-  train     --model DIR --dataset FILE.jsonl [--config run.json] [--set key=value ...] [--out RUN_DIR]
+  dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
+            [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
+  train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--out RUN_DIR]
             [--val-ratio 0.1] | --resume RUN_DIR          fine-tune, with progress, ETA and a summary
   export    RUN_DIR --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
   serve     [--host 127.0.0.1] [--port 0]                 the browser UI and API (server mode)
 
 common options:
+  --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)
   --backend NAME   ${BACKEND_NAMES.join(' | ')} (default: the best available; env MOE_WORKBENCH_BACKEND)
   --help           this text`
 
@@ -73,10 +77,25 @@ const COMMANDS: Record<string, Command> = {
     },
     run: generateCommand,
   },
+  dataset: {
+    options: {
+      layout: { type: 'string' },
+      map: { type: 'string', multiple: true },
+      model: { type: 'string' },
+      name: { type: 'string' },
+      'accept-invalid': { type: 'boolean' },
+      'val-ratio': { type: 'string' },
+      dedupe: { type: 'boolean' },
+      workspace: { type: 'string' },
+    },
+    positionals: true,
+    run: datasetCommand,
+  },
   train: {
     options: {
       model: { type: 'string' },
       dataset: { type: 'string' },
+      workspace: { type: 'string' },
       config: { type: 'string' },
       set: { type: 'string', multiple: true },
       out: { type: 'string' },

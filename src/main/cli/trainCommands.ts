@@ -5,8 +5,10 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { applyOverrides, validateRunConfig, type RunConfig } from '../../shared/runConfig'
-import { readModelConfig } from '../engine/checkpoint'
-import { epochOrder, type Example } from '../train/batches'
+import { inspectDataset } from '../data/inspect'
+import { datasetDir, importDataset } from '../data/workspace'
+import { encodeDataset } from '../engine/jobs'
+import { describeInspection, workspaceFromFlag } from './datasetCommands'
 import { exportRun } from '../train/export'
 import { lastCheckpoint, readRunRecord, train, type TrainEvent } from '../train/trainer'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
@@ -43,49 +45,24 @@ function readRunConfigFile(file: string | undefined, sets: string[]): RunConfig 
 }
 
 /**
- * Loads tokenised examples (JSONL of {input_ids, labels?}); returns a train/validation split.
- * Every line is validated against the model's vocabulary, with its line number in errors.
+ * A dataset id of the workspace, or a file, imported first (its report printed) so that the run
+ * trains on the workspace's copy, as runs started from the app do.
  */
-export function readTokenExamples(file: string, vocabSize: number, maxLength: number): Example[] {
-  const out: Example[] = []
-  readFileSync(file, 'utf8')
-    .split('\n')
-    .forEach((line, i) => {
-      if (!line.trim()) return
-      let row: { input_ids?: unknown; labels?: unknown }
-      try {
-        row = JSON.parse(line) as typeof row
-      } catch {
-        throw new Error(`${file}:${i + 1}: not valid JSON`)
-      }
-      const ids = row.input_ids
-      if (!Array.isArray(ids) || ids.length < 2 || !ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocabSize))
-        throw new Error(`${file}:${i + 1}: input_ids must be at least 2 token ids in [0, ${vocabSize})`)
-      const labels = row.labels ?? ids
-      if (
-        !Array.isArray(labels) ||
-        labels.length !== ids.length ||
-        !labels.every((t) => t === -100 || (Number.isInteger(t) && t >= 0 && t < vocabSize))
+async function resolveDataset(workspace: string, arg: string, valRatio: number, io: CliIo): Promise<string> {
+  const path = resolve(arg)
+  if (existsSync(path) && statSync(path).isFile()) {
+    const inspected = await inspectDataset(path)
+    for (const line of describeInspection(inspected)) io.err(line)
+    if (inspected.report.invalid > 0)
+      throw new Error(
+        `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
       )
-        throw new Error(`${file}:${i + 1}: labels must match input_ids in length and hold token ids or -100`)
-      out.push({ input_ids: (ids as number[]).slice(0, maxLength), labels: (labels as number[]).slice(0, maxLength) })
-    })
-  if (out.length === 0) throw new Error(`${file}: no examples`)
-  return out
-}
-
-/** A deterministic split by ratio: a seeded shuffle, its first share is validation. */
-export function splitExamples(all: Example[], validation: number, seed: number): { train: Example[]; validation: Example[] } {
-  const order = epochOrder(all.length, seed, 0x5117)
-  const val = new Set(order.slice(0, Math.floor(all.length * validation)))
-  return { train: all.filter((_, i) => !val.has(i)), validation: all.filter((_, i) => val.has(i)) }
-}
-
-/** The id used to pad batches: pad, else (first) eos, else 0. Padding carries no loss either way. */
-function padTokenId(c: { padTokenId: number | null; eosTokenId: number | number[] | null }): number {
-  if (c.padTokenId !== null) return c.padTokenId
-  if (Array.isArray(c.eosTokenId)) return c.eosTokenId[0] ?? 0
-  return c.eosTokenId ?? 0
+    const m = await importDataset(workspace, path, { split: { validation: valRatio, seed: 0 } })
+    io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
+    return m.id
+  }
+  if (existsSync(join(datasetDir(workspace, arg), 'manifest.json'))) return arg
+  throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${workspace} (see moe-workbench dataset list)`)
 }
 
 export async function trainCommand(values: ParsedValues, io: CliIo): Promise<number> {
@@ -95,17 +72,17 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   const modelDir = record ? record.baseModel : typeof values.model === 'string' ? resolve(values.model) : undefined
   if (!modelDir) throw new UsageError('--model is required (or --resume RUN_DIR)')
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new UsageError(`--model: ${modelDir} is not a folder`)
-  if (typeof values.dataset !== 'string')
-    throw new UsageError('--dataset is required: a JSONL file of {"input_ids": [...], "labels": [...]} rows')
-  const dataset = resolve(values.dataset)
-  if (!existsSync(dataset)) throw new UsageError(`--dataset: ${dataset} does not exist`)
+  const datasetArg = typeof values.dataset === 'string' ? values.dataset : record?.dataset
+  if (!datasetArg)
+    throw new UsageError('--dataset is required: a dataset id of the workspace, or a file to import (JSONL, JSON, CSV/TSV, Parquet, text)')
   const cfg = record ? record.config : readRunConfigFile(typeof values.config === 'string' ? resolve(values.config) : undefined, sets)
   const valRatio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(valRatio >= 0 && valRatio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
 
   const backend = await backendFromFlag(values, io)
-  const model = readModelConfig(modelDir)
-  const split = splitExamples(readTokenExamples(dataset, model.vocabSize, cfg.data.maxLength), valRatio, cfg.seed)
+  const workspace = workspaceFromFlag(values)
+  const dataset = await resolveDataset(workspace, datasetArg, valRatio, io)
+  const split = await encodeDataset(workspace, dataset, modelDir, cfg)
   const runDir =
     resumeDir ?? resolve(typeof values.out === 'string' ? values.out : join('runs', new Date().toISOString().replace(/[:.]/g, '-')))
   mkdirSync(runDir, { recursive: true })
@@ -140,7 +117,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       config: cfg,
       train: split.train,
       validation: split.validation,
-      padId: padTokenId(model),
+      padId: split.padId,
+      dataset,
       resume: Boolean(resumeDir),
       signal: ac.signal,
       onEvent,

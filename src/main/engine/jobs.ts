@@ -39,13 +39,19 @@ export function planModel(dir: string, budgetBytes: number, contextTokens?: numb
  * A new model with HF-style initial weights (normal(0, 0.02) matrices, unit norms), saved as a
  * checkpoint folder, with the tokenizer files of `tokenizerFrom` (vocabulary sized to match).
  */
-export async function createModel(dir: string, input: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] }, seed: number, tokenizerFrom?: string): Promise<ModelInfo> {
+export async function createModel(
+  dir: string,
+  input: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] },
+  seed: number,
+  tokenizerFrom?: string,
+): Promise<ModelInfo> {
   if (existsSync(join(dir, 'config.json'))) throw new Error(`${dir} already holds a model`)
   let vocabSize = input.vocabSize
   let special: { bos?: number | null; eos?: number | null; pad?: number | null } = {}
   if (tokenizerFrom) {
     const tok = await loadTokenizer(tokenizerFrom)
-    if (vocabSize !== undefined && vocabSize < tok.vocabSize) throw new Error(`vocabSize ${vocabSize} is smaller than the tokenizer's ${tok.vocabSize} tokens`)
+    if (vocabSize !== undefined && vocabSize < tok.vocabSize)
+      throw new Error(`vocabSize ${vocabSize} is smaller than the tokenizer's ${tok.vocabSize} tokens`)
     vocabSize ??= tok.vocabSize
     special = { bos: tok.bosId, eos: tok.eosId, pad: tok.padId }
   }
@@ -74,15 +80,28 @@ export async function createModel(dir: string, input: Partial<MoeConfigInput> & 
   const weights = new Map<string, Float32Array>()
   for (const s of paramSpecs(config)) {
     const n = s.shape.reduce((a, b) => a * b, 1)
-    weights.set(s.name, s.kind === 'norm' ? new Float32Array(n).fill(1) : s.kind === 'attn_bias' ? new Float32Array(n) : rng.normalArray(n).map((v) => v * 0.02))
+    weights.set(
+      s.name,
+      s.kind === 'norm'
+        ? new Float32Array(n).fill(1)
+        : s.kind === 'attn_bias'
+          ? new Float32Array(n)
+          : rng.normalArray(n).map((v) => v * 0.02),
+    )
   }
   const model = new MoeModel(config, weights)
   const tmp = `${dir}.tmp-${process.pid}`
   try {
     rmSync(tmp, { recursive: true, force: true })
     saveModel(model, tmp)
-    if (tokenizerFrom) for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerFrom, f))) copyFileSync(join(tokenizerFrom, f), join(tmp, f))
-    writeJsonAtomic(join(tmp, 'workbench.json'), { created: new Date().toISOString(), preset: input, seed, tokenizerFrom: tokenizerFrom ?? null })
+    if (tokenizerFrom)
+      for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerFrom, f))) copyFileSync(join(tokenizerFrom, f), join(tmp, f))
+    writeJsonAtomic(join(tmp, 'workbench.json'), {
+      created: new Date().toISOString(),
+      preset: input,
+      seed,
+      tokenizerFrom: tokenizerFrom ?? null,
+    })
     mkdirSync(join(dir, '..'), { recursive: true })
     rmSync(dir, { recursive: true, force: true })
     renameSync(tmp, dir)
@@ -95,10 +114,16 @@ export async function createModel(dir: string, input: Partial<MoeConfigInput> & 
 
 /** Loaded models for chat and analysis, least recently used dropped first. */
 export class ModelCache {
-  private readonly entries = new Map<string, { model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null; offloadKey: string }>()
+  private readonly entries = new Map<
+    string,
+    { model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null; offloadKey: string }
+  >()
   constructor(private readonly max = 2) {}
 
-  async get(dir: string, offload?: OffloadOptions): Promise<{ model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null }> {
+  async get(
+    dir: string,
+    offload?: OffloadOptions,
+  ): Promise<{ model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null }> {
     const offloadKey = JSON.stringify(offload ?? null)
     const hit = this.entries.get(dir)
     if (hit && hit.offloadKey === offloadKey) {
@@ -150,7 +175,12 @@ interface QueuedRun extends RunStartArgs {
 }
 
 /** Tokenises a dataset's rows for training with the model's tokenizer and template. */
-async function encodeDataset(workspace: string, dataset: string, modelDir: string, cfg: RunConfig): Promise<{ train: EncodedExample[]; validation: EncodedExample[]; padId: number }> {
+export async function encodeDataset(
+  workspace: string,
+  dataset: string,
+  modelDir: string,
+  cfg: RunConfig,
+): Promise<{ train: EncodedExample[]; validation: EncodedExample[]; padId: number }> {
   const model = readModelConfig(modelDir)
   const tokenizer = existsSync(join(modelDir, 'tokenizer.json')) ? await loadTokenizer(modelDir) : null
   const template = tokenizer ? await loadChatTemplate(modelDir) : null
@@ -160,7 +190,11 @@ async function encodeDataset(workspace: string, dataset: string, modelDir: strin
       return { input_ids: row.input_ids.slice(0, cfg.data.maxLength), labels: labels.slice(0, cfg.data.maxLength) }
     }
     if (!tokenizer || !template) throw new Error(`${modelDir} has no tokenizer.json, so only pre-tokenised datasets can train it`)
-    return encodeExample(row, tokenizer, template, { maskPrompt: cfg.data.maskPrompt, maxLength: cfg.data.maxLength, truncation: cfg.data.truncation })
+    return encodeExample(row, tokenizer, template, {
+      maskPrompt: cfg.data.maskPrompt,
+      maxLength: cfg.data.maxLength,
+      truncation: cfg.data.truncation,
+    })
   }
   const split = async (which: 'train' | 'validation'): Promise<EncodedExample[]> => {
     const out: EncodedExample[] = []
@@ -168,7 +202,10 @@ async function encodeDataset(workspace: string, dataset: string, modelDir: strin
       const e = encode(row)
       if (e && e.input_ids.length >= 2) {
         const bad = e.input_ids.find((t) => t >= model.vocabSize)
-        if (bad !== undefined) throw new Error(`dataset ${dataset}: token id ${bad} is outside the model's vocabulary of ${model.vocabSize}; was it tokenised for another model?`)
+        if (bad !== undefined)
+          throw new Error(
+            `dataset ${dataset}: token id ${bad} is outside the model's vocabulary of ${model.vocabSize}; was it tokenised for another model?`,
+          )
         out.push(e)
       }
     }
@@ -188,14 +225,28 @@ export class RunQueue {
 
   /** Queues a run (starting it when nothing runs); returns its record as written. */
   start(args: RunStartArgs): RunRecord {
-    if (this.active?.runId === args.runId || this.queue.some((q) => q.runId === args.runId)) throw new Error(`run ${args.runId} is already running or queued`)
+    if (this.active?.runId === args.runId || this.queue.some((q) => q.runId === args.runId))
+      throw new Error(`run ${args.runId} is already running or queued`)
     mkdirSync(args.runDir, { recursive: true })
     const now = new Date().toISOString()
     let record: RunRecord
     if (existsSync(join(args.runDir, 'run.json'))) {
       record = { ...readRunRecord(args.runDir), status: 'queued', updated: now }
     } else {
-      record = { id: args.runId, name: args.name, status: 'queued', config: args.config, baseModel: args.modelDir, dataset: args.dataset, created: now, updated: now, step: 0, totalSteps: 0, bestValLoss: null, lastCheckpoint: null }
+      record = {
+        id: args.runId,
+        name: args.name,
+        status: 'queued',
+        config: args.config,
+        baseModel: args.modelDir,
+        dataset: args.dataset,
+        created: now,
+        updated: now,
+        step: 0,
+        totalSteps: 0,
+        bestValLoss: null,
+        lastCheckpoint: null,
+      }
     }
     writeJsonAtomic(join(args.runDir, 'run.json'), record)
     this.queue.push({ ...args, controller: new AbortController() })
@@ -213,7 +264,12 @@ export class RunQueue {
     const i = this.queue.findIndex((q) => q.runId === runId)
     if (i < 0) return false
     const [q] = this.queue.splice(i, 1)
-    const record = { ...readRunRecord(q.runDir), status: 'cancelled' as const, message: 'cancelled before it started', updated: new Date().toISOString() }
+    const record = {
+      ...readRunRecord(q.runDir),
+      status: 'cancelled' as const,
+      message: 'cancelled before it started',
+      updated: new Date().toISOString(),
+    }
     writeJsonAtomic(join(q.runDir, 'run.json'), record)
     this.emit({ type: 'run.status', runId, status: 'cancelled', step: record.step, message: record.message })
     return true
@@ -256,8 +312,20 @@ export class RunQueue {
     try {
       forward({ type: 'log', line: `tokenising dataset ${next.dataset} for ${next.modelDir}` })
       const data = await encodeDataset(next.workspace, next.dataset, next.modelDir, next.config)
-      if (data.train.length === 0) throw new Error(`dataset ${next.dataset} has no training rows that fit maxLength ${next.config.data.maxLength}`)
-      await train({ runDir: next.runDir, baseModelDir: next.modelDir, config: next.config, train: data.train, validation: data.validation, padId: data.padId, resume: next.resume, signal: next.controller.signal, onEvent: forward })
+      if (data.train.length === 0)
+        throw new Error(`dataset ${next.dataset} has no training rows that fit maxLength ${next.config.data.maxLength}`)
+      await train({
+        runDir: next.runDir,
+        baseModelDir: next.modelDir,
+        dataset: next.dataset,
+        config: next.config,
+        train: data.train,
+        validation: data.validation,
+        padId: data.padId,
+        resume: next.resume,
+        signal: next.controller.signal,
+        onEvent: forward,
+      })
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e)
       // train() records its own failures; failures before it (tokenising) are recorded here.
@@ -269,7 +337,13 @@ export class RunQueue {
         }
       } catch (inner) {
         // The run folder itself is gone or unwritable: say so, and keep serving.
-        this.emit({ type: 'run.status', runId, status: 'failed', step: 0, message: `${message} (and the run folder could not be updated: ${inner instanceof Error ? inner.message : String(inner)})` })
+        this.emit({
+          type: 'run.status',
+          runId,
+          status: 'failed',
+          step: 0,
+          message: `${message} (and the run folder could not be updated: ${inner instanceof Error ? inner.message : String(inner)})`,
+        })
       }
     } finally {
       this.active = null
@@ -297,13 +371,17 @@ export class ChatSessions {
   async send(requestId: string, args: ChatSendArgs): Promise<ChatStarted> {
     if (this.active.has(requestId)) throw new Error(`request ${requestId} is already running`)
     const { model, tokenizer, template } = await this.models.get(args.model, args.offload)
-    if (!tokenizer || !template) throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
+    if (!tokenizer || !template)
+      throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
     const messages: ChatMessage[] = args.messages
     const prompt = template.render(messages, true)
     const promptIds = tokenizer.encode(prompt)
     if (promptIds.length === 0) throw new Error('the conversation renders to no tokens')
     const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
-    if (maxNew <= 0) throw new Error(`the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`)
+    if (maxNew <= 0)
+      throw new Error(
+        `the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`,
+      )
     const controller = new AbortController()
     this.active.set(requestId, controller)
     const stopSequences = (args.stop ?? []).map((s) => tokenizer.encode(s, true)).filter((s) => s.length > 0)
@@ -336,7 +414,9 @@ export class ChatSessions {
     try {
       const eos = tokenizer.eosId
       const cfgEos = model.config.eosTokenId
-      const stopTokens = [...new Set([...(eos === null ? [] : [eos]), ...(cfgEos === null ? [] : Array.isArray(cfgEos) ? cfgEos : [cfgEos])])]
+      const stopTokens = [
+        ...new Set([...(eos === null ? [] : [eos]), ...(cfgEos === null ? [] : Array.isArray(cfgEos) ? cfgEos : [cfgEos])]),
+      ]
       const r = await generateAsync(model, promptIds, {
         maxNewTokens: maxNew,
         sampling: args.sampling ?? { temperature: 0.8, topP: 0.95, seed: Date.now() % 2 ** 31 },
@@ -347,7 +427,8 @@ export class ChatSessions {
         routeLastToken: true,
         onRouting: (positions) => {
           // The first forward covers the prompt; each later one, the token chosen just before.
-          if (forwards++ === 0) emit({ type: 'chat.prompt', requestId, routing: positions, tokens: positions.map((p) => tokenizer.decode([p.token], false)) })
+          if (forwards++ === 0)
+            emit({ type: 'chat.prompt', requestId, routing: positions, tokens: positions.map((p) => tokenizer.decode([p.token], false)) })
           else for (const p of positions) emit({ type: 'chat.routing', requestId, routing: p })
         },
         onToken: (token) => {
@@ -384,7 +465,11 @@ export class ChatSessions {
 // Experts
 
 /** Routes text (or rows rendered with the chat template) through a model and summarises expert use. */
-export async function analyzeExperts(models: ModelCache, modelDir: string, input: { text?: string; workspace?: string; dataset?: string; maxRows?: number }): Promise<ExpertAnalysis> {
+export async function analyzeExperts(
+  models: ModelCache,
+  modelDir: string,
+  input: { text?: string; workspace?: string; dataset?: string; maxRows?: number },
+): Promise<ExpertAnalysis> {
   const { model, tokenizer, template } = await models.get(modelDir)
   if (!tokenizer || !template) throw new Error(`${modelDir} has no tokenizer.json; expert analysis needs a tokenizer`)
   const texts: string[] = []
@@ -411,7 +496,17 @@ export async function analyzeExperts(models: ModelCache, modelDir: string, input
       const f = model.forward([ids])
       for (const r of f.routing) {
         let l = layers.get(r.layer)
-        if (!l) layers.set(r.layer, (l = { load: new Array(E).fill(0), entropy: 0, n: 0, co: Array.from({ length: E }, () => new Array(E).fill(0)), top: Array.from({ length: E }, () => new Map()) }))
+        if (!l)
+          layers.set(
+            r.layer,
+            (l = {
+              load: new Array(E).fill(0),
+              entropy: 0,
+              n: 0,
+              co: Array.from({ length: E }, () => new Array(E).fill(0)),
+              top: Array.from({ length: E }, () => new Map()),
+            }),
+          )
         l.entropy += r.entropy * ids.length
         l.n += ids.length
         for (let n = 0; n < ids.length; n++) {

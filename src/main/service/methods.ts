@@ -65,7 +65,9 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
   /** Runs this service handed to the engine and not yet finished. */
   const live = new Set<string>()
 
-  const entry = async (f: ModelFolder | { id: string; name: string; dir: string; source: 'bundled'; provenance?: Record<string, unknown> }): Promise<ModelEntry> => {
+  const entry = async (
+    f: ModelFolder | { id: string; name: string; dir: string; source: 'bundled'; provenance?: Record<string, unknown> },
+  ): Promise<ModelEntry> => {
     try {
       return { ...f, info: await engine.request('models.inspect', { dir: f.dir }) }
     } catch (e) {
@@ -73,7 +75,10 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
     }
   }
 
-  const startRun = async (record: Pick<RunRecord, 'id' | 'baseModel' | 'dataset' | 'config' | 'name'>, resume: boolean): Promise<RunRecord> => {
+  const startRun = async (
+    record: Pick<RunRecord, 'id' | 'baseModel' | 'dataset' | 'config' | 'name'>,
+    resume: boolean,
+  ): Promise<RunRecord> => {
     live.add(record.id)
     try {
       return await engine.request('runs.start', {
@@ -105,7 +110,12 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
       const id = newId(args.name)
       const dir = join(modelsDir(workspace), id)
       const tokenizerFrom = args.tokenizerFrom ?? ctx.bundledModel
-      await engine.request('models.create', { dir, config: args.config, seed: args.seed ?? 0, tokenizerFrom: tokenizerFrom && existsSync(join(tokenizerFrom, 'tokenizer.json')) ? tokenizerFrom : undefined })
+      await engine.request('models.create', {
+        dir,
+        config: args.config,
+        seed: args.seed ?? 0,
+        tokenizerFrom: tokenizerFrom && existsSync(join(tokenizerFrom, 'tokenizer.json')) ? tokenizerFrom : undefined,
+      })
       describeModelFolder(dir, { name: args.name })
       return entry({ id, name: args.name, dir, source: 'workspace', provenance: { preset: args.config } })
     },
@@ -130,7 +140,12 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
       const known = await engine.request('runs.cancel', { runId: args.id })
       if (!known && (record.status === 'running' || record.status === 'queued')) {
         // The engine that ran it is gone (a crash or a restart): record what is true.
-        const fixed: RunRecord = { ...record, status: 'cancelled', message: 'stopped: the engine running it had ended', updated: new Date().toISOString() }
+        const fixed: RunRecord = {
+          ...record,
+          status: 'cancelled',
+          message: 'stopped: the engine running it had ended',
+          updated: new Date().toISOString(),
+        }
         writeRun(workspace, fixed)
         return fixed
       }
@@ -138,9 +153,11 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
     },
     'runs.resume': async (args) => {
       const record = readRun(workspace, args.id)
-      if (record.status === 'running' || record.status === 'queued') throw new ApiError('failed', `run ${args.id} is already ${record.status}`)
+      if (record.status === 'running' || record.status === 'queued')
+        throw new ApiError('failed', `run ${args.id} is already ${record.status}`)
       if (record.status === 'completed') throw new ApiError('failed', `run ${args.id} has completed; start a new run to train further`)
-      if (!record.dataset) throw new ApiError('failed', `run ${args.id} was started outside the workspace (no dataset id); resume it with the CLI`)
+      if (!record.dataset)
+        throw new ApiError('failed', `run ${args.id} was started outside the workspace (no dataset id); resume it with the CLI`)
       return startRun(record, true)
     },
     'runs.export': async (args) => {

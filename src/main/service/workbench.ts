@@ -71,9 +71,15 @@ export class Workbench {
     this.workspace = options.workspace ?? defaultWorkspace()
     this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
     this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
-    const workspaceApi = workspaceMethods({ engine: this.engine, workspace: this.workspace, bundledModel: options.bundledModel ?? defaultBundledModel(), emit: (e) => this.emit(e) })
+    const workspaceApi = workspaceMethods({
+      engine: this.engine,
+      workspace: this.workspace,
+      bundledModel: options.bundledModel ?? defaultBundledModel(),
+      emit: (e) => this.emit(e),
+    })
     this.detachEngine = this.engine.onEvent((event) => {
-      if (event.type === 'engine.status' && (event.status === 'crashed' || event.status === 'stopped')) workspaceApi.onEngineStopped(event.reason ?? event.status)
+      if (event.type === 'engine.status' && (event.status === 'crashed' || event.status === 'stopped'))
+        workspaceApi.onEngineStopped(event.reason ?? event.status)
       this.emit(event)
     })
     this.impl = {

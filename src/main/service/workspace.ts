@@ -66,7 +66,13 @@ export function listModelFolders(ws: string): ModelFolder[] {
     const meta = readJson<Record<string, unknown>>(join(dir, 'workbench.json')) ?? {}
     const linked = typeof meta.linked === 'string' ? meta.linked : undefined
     if (!linked && !existsSync(join(dir, 'config.json'))) continue
-    out.push({ id, name: typeof meta.name === 'string' ? meta.name : id, dir: linked ?? dir, source: linked ? 'linked' : 'workspace', provenance: meta })
+    out.push({
+      id,
+      name: typeof meta.name === 'string' ? meta.name : id,
+      dir: linked ?? dir,
+      source: linked ? 'linked' : 'workspace',
+      provenance: meta,
+    })
   }
   return out
 }

@@ -45,6 +45,8 @@ export interface TrainSpec {
   resume?: boolean
   /** Run the frozen experts offloaded within a device budget (LoRA runs only). */
   offload?: OffloadOptions
+  /** The workspace dataset it trains on, recorded in run.json. */
+  dataset?: string
   signal?: AbortSignal
   onEvent?: (e: TrainEvent) => void
 }
@@ -137,6 +139,7 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
         status: 'created',
         config: cfg,
         baseModel: spec.baseModelDir,
+        dataset: spec.dataset,
         created: new Date().toISOString(),
         updated: new Date().toISOString(),
         step: 0,

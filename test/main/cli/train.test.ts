@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
-import { formatDuration, progressBar, splitExamples } from '../../../src/main/cli/trainCommands'
+import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import { randomWeights, tinyConfig } from '../engine/helpers'
@@ -75,12 +75,45 @@ describe('moe-workbench train / export', () => {
     const m = new MoeModel(c, randomWeights(c, 2))
     saveModel(m, join(dir, 'base'))
     m.dispose()
-    writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 99]}\n')
-    let r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--backend', 'cpu')
+    const ws = join(dir, 'ws')
+    writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 99]}\n{"input_ids": [1, 2, 4]}\n')
+    let r = await cli(
+      'train',
+      '--model',
+      join(dir, 'base'),
+      '--dataset',
+      join(dir, 'd.jsonl'),
+      '--workspace',
+      ws,
+      '--val-ratio',
+      '0',
+      '--backend',
+      'cpu',
+    )
     expect(r.code).toBe(1)
-    expect(r.err.at(-1)).toMatch(/d\.jsonl:2: input_ids must be at least 2 token ids in \[0, 24\)/)
+    expect(r.err.at(-1)).toMatch(/token id 99 is outside the model's vocabulary of 24/)
+    writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": "x"}\n')
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--workspace', ws, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.join('\n')).toMatch(/line 2, input_ids: /)
+    expect(r.err.at(-1)).toMatch(/1 invalid rows; .* moe-workbench dataset import .* --accept-invalid/)
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', 'no-such-dataset', '--workspace', ws, '--backend', 'cpu')
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
     writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n')
-    r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--set', 'optimizer.lr=-1', '--backend', 'cpu')
+    r = await cli(
+      'train',
+      '--model',
+      join(dir, 'base'),
+      '--dataset',
+      join(dir, 'd.jsonl'),
+      '--workspace',
+      ws,
+      '--set',
+      'optimizer.lr=-1',
+      '--backend',
+      'cpu',
+    )
     expect(r.code).toBe(1)
     expect(r.err.at(-1)).toMatch(/optimizer\.lr/)
     r = await cli('train', '--dataset', join(dir, 'd.jsonl'))
@@ -91,14 +124,38 @@ describe('moe-workbench train / export', () => {
     expect(r.err[0]).toMatch(/is not a run folder/)
   })
 
-  it('formats progress, durations and splits deterministically', () => {
+  it('formats progress and durations', () => {
     expect(progressBar(5, 10, 10)).toBe('[#####.....]  50%')
     expect(formatDuration(3725)).toBe('1h02m')
     expect(formatDuration(65)).toBe('1m05s')
-    const ex = Array.from({ length: 50 }, (_, i) => ({ input_ids: [i, i], labels: [i, i] }))
-    const a = splitExamples(ex, 0.2, 3)
-    expect(a.validation).toHaveLength(10)
-    expect(splitExamples(ex, 0.2, 3)).toEqual(a)
-    expect(splitExamples(ex, 0.2, 4).validation).not.toEqual(a.validation)
+  })
+
+  it('dataset import prints the line-numbered report, refuses bad rows unless accepted, and lists', async () => {
+    const ws = mkdtempSync(join(tmpdir(), 'moe-cli-ds-'))
+    const bad = join(__dirname, '../../fixtures/data/bad.jsonl')
+    let r = await cli('dataset', 'import', bad, '--workspace', ws)
+    expect(r.code).toBe(1)
+    expect(r.out.join('\n')).toMatch(/rows {7}3 valid, 13 invalid of 16/)
+    expect(r.out.join('\n')).toMatch(/ {2}line \d+, \S+: /)
+    expect(r.err.at(-1)).toMatch(/pass --accept-invalid to import the 3 valid rows/)
+    r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
+    expect(r.code).toBe(0)
+    expect(r.out.join('\n')).toMatch(/imported \S+ {2}partly bad/)
+    r = await cli('dataset', 'list', '--workspace', ws)
+    expect(r.out).toHaveLength(1)
+    expect(r.out[0]).toMatch(/partly bad .* 3 rows/)
+    r = await cli(
+      'dataset',
+      'import',
+      join(__dirname, '../../fixtures/data/qa.csv'),
+      '--workspace',
+      ws,
+      '--layout',
+      'alpaca',
+      '--map',
+      'instruction',
+    )
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/--map instruction: expected field=column/)
   })
 })

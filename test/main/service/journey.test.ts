@@ -49,7 +49,20 @@ describe('the workbench API end to end (in-process engine)', () => {
     wb.onEvent((e) => events.push(e))
     try {
       // a new model with the fixture tokenizer
-      const model = await wb.api['models.create']({ name: 'Tiny MoE', config: { family: 'mixtral', hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 8, expertIntermediateSize: 32, numExperts: 4, topK: 2 } })
+      const model = await wb.api['models.create']({
+        name: 'Tiny MoE',
+        config: {
+          family: 'mixtral',
+          hiddenSize: 32,
+          numLayers: 2,
+          numHeads: 4,
+          numKvHeads: 2,
+          headDim: 8,
+          expertIntermediateSize: 32,
+          numExperts: 4,
+          topK: 2,
+        },
+      })
       expect(model.info).toMatchObject({ family: 'mixtral', numExperts: 4, numLayers: 2, checkpointDtype: 'float32' })
       expect(model.source).toBe('workspace')
       const listed = await wb.api['models.list']()
@@ -57,17 +70,30 @@ describe('the workbench API end to end (in-process engine)', () => {
       const plan = await wb.api['models.plan']({ dir: model.dir, budgetBytes: 10_000_000 })
       expect(plan.fitsResident).toBe(true)
 
-      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/messages.jsonl'), name: 'chats', split: { validation: 0.34 } })
+      const ds = await wb.api['datasets.import']({
+        file: join(FIXTURES, 'layouts/messages.jsonl'),
+        name: 'chats',
+        split: { validation: 0.34 },
+      })
 
       // bad payloads name the field
-      await expect(wb.call('runs.start', { model: model.dir, dataset: 'nope' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'dataset' })
-      await expect(wb.call('runs.start', { model: model.dir, dataset: ds.id, config: { optimizer: { lr: -1 } } })).rejects.toMatchObject({ code: 'invalid_argument', field: 'config.optimizer.lr' })
+      await expect(wb.call('runs.start', { model: model.dir, dataset: 'nope' })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'dataset',
+      })
+      await expect(wb.call('runs.start', { model: model.dir, dataset: ds.id, config: { optimizer: { lr: -1 } } })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'config.optimizer.lr',
+      })
 
       // a run that is cancelled at step 2, then resumed to the end
       const cfg = { method: 'lora' as const, batchSize: 2, maxSteps: 6, evalEvery: 3, checkpointEvery: 0, optimizer: { lr: 0.01 } }
       const started = await wb.api['runs.start']({ model: model.dir, dataset: ds.id, config: cfg, name: 'first' })
       expect(['queued', 'running']).toContain(started.status)
-      const stepped = until(wb, (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === started.id && e.metrics.step >= 2)
+      const stepped = until(
+        wb,
+        (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === started.id && e.metrics.step >= 2,
+      )
       await stepped
       await wb.api['runs.cancel']({ id: started.id })
       const cancelled = await until(wb, runDone(started.id))
@@ -89,9 +115,18 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(exported.provenance).toMatchObject({ fromRun: started.id })
 
       // chat: streamed tokens, their routing, done
-      const chat = await wb.api['chat.send']({ model: exported.dir, messages: [{ role: 'user', content: 'Hello there' }], sampling: { greedy: true }, maxNewTokens: 6 })
+      const chat = await wb.api['chat.send']({
+        model: exported.dir,
+        messages: [{ role: 'user', content: 'Hello there' }],
+        sampling: { greedy: true },
+        maxNewTokens: 6,
+      })
       expect(chat.promptTokens).toBeGreaterThan(2)
-      const done = await until(wb, (e): e is Extract<ChatEvent, { type: 'chat.done' }> => (e.type === 'chat.done' || e.type === 'chat.error') && e.requestId === chat.requestId)
+      const done = await until(
+        wb,
+        (e): e is Extract<ChatEvent, { type: 'chat.done' }> =>
+          (e.type === 'chat.done' || e.type === 'chat.error') && e.requestId === chat.requestId,
+      )
       expect(done.type).toBe('chat.done')
       const mine = events.filter((e): e is ChatEvent => e.type.startsWith('chat.') && (e as ChatEvent).requestId === chat.requestId)
       const tokens = mine.filter((e) => e.type === 'chat.token')
@@ -104,7 +139,14 @@ describe('the workbench API end to end (in-process engine)', () => {
       for (const r of routing) if (r.type === 'chat.routing') expect(r.routing.layers).toHaveLength(2)
 
       // conversations
-      const conv = await wb.api['conversations.save']({ title: 'hello', model: exported.dir, messages: [{ role: 'user', content: 'Hello there' }, { role: 'assistant', content: done.text }] })
+      const conv = await wb.api['conversations.save']({
+        title: 'hello',
+        model: exported.dir,
+        messages: [
+          { role: 'user', content: 'Hello there' },
+          { role: 'assistant', content: done.text },
+        ],
+      })
       expect((await wb.api['conversations.list']()).map((c) => c.id)).toEqual([conv.id])
       await wb.api['conversations.delete']({ id: conv.id })
       expect(await wb.api['conversations.list']()).toEqual([])
@@ -127,10 +169,30 @@ describe('the workbench API end to end (in-process engine)', () => {
     const fake = realEngine()
     const wb = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
     try {
-      const model = await wb.api['models.create']({ name: 'm', config: { family: 'olmoe', hiddenSize: 32, numLayers: 1, numHeads: 4, numKvHeads: 4, headDim: 8, expertIntermediateSize: 16, numExperts: 4, topK: 2 } })
+      const model = await wb.api['models.create']({
+        name: 'm',
+        config: {
+          family: 'olmoe',
+          hiddenSize: 32,
+          numLayers: 1,
+          numHeads: 4,
+          numKvHeads: 4,
+          headDim: 8,
+          expertIntermediateSize: 16,
+          numExperts: 4,
+          topK: 2,
+        },
+      })
       const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
-      const run = await wb.api['runs.start']({ model: model.dir, dataset: ds.id, config: { maxSteps: 40, batchSize: 1, checkpointEvery: 1, evalEvery: 0 } })
-      await until(wb, (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === run.id && e.metrics.step >= 2)
+      const run = await wb.api['runs.start']({
+        model: model.dir,
+        dataset: ds.id,
+        config: { maxSteps: 40, batchSize: 1, checkpointEvery: 1, evalEvery: 0 },
+      })
+      await until(
+        wb,
+        (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === run.id && e.metrics.step >= 2,
+      )
       fake.children.at(-1)!.crash('SIGKILL')
       const failed = await until(wb, runDone(run.id))
       expect(failed.status).toBe('failed')

@@ -1,0 +1,111 @@
+/**
+ * `moe-workbench dataset import FILE` and `dataset list`: the validation report and statistics
+ * in the terminal, with the same library and workspace as the app.
+ */
+import { existsSync, statSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { DATASET_LAYOUTS, type DatasetLayout, type DatasetManifest, type InspectResult } from '../../shared/dataset'
+import { defaultWorkspace } from '../data/service'
+import { formatProblem, inspectDataset, type InspectOptions } from '../data/inspect'
+import { loadChatTemplate } from '../data/template'
+import { loadTokenizer } from '../data/tokenizer'
+import { importDataset, listDatasets } from '../data/workspace'
+import { formatBytes } from './commands'
+import { UsageError, type CliIo, type ParsedValues } from './util'
+
+export function workspaceFromFlag(values: ParsedValues): string {
+  return typeof values.workspace === 'string' ? resolve(values.workspace) : defaultWorkspace()
+}
+
+/** --map field=column (repeatable) → a column mapping. */
+function mappingFromFlags(values: ParsedValues): Record<string, string> | undefined {
+  const maps = (values.map as string[] | undefined) ?? []
+  if (maps.length === 0) return undefined
+  const out: Record<string, string> = {}
+  for (const m of maps) {
+    const eq = m.indexOf('=')
+    if (eq <= 0 || eq === m.length - 1) throw new UsageError(`--map ${m}: expected field=column, e.g. --map instruction=question`)
+    out[m.slice(0, eq)] = m.slice(eq + 1)
+  }
+  return out
+}
+
+async function readOptions(values: ParsedValues, io: CliIo): Promise<InspectOptions> {
+  const layout = values.layout as string | undefined
+  if (layout !== undefined && !(DATASET_LAYOUTS as readonly string[]).includes(layout))
+    throw new UsageError(`--layout: "${layout}" must be one of ${DATASET_LAYOUTS.join(', ')}`)
+  const opts: InspectOptions = { layout: layout as DatasetLayout | undefined, mapping: mappingFromFlags(values) }
+  if (typeof values.model === 'string') {
+    opts.tokenizer = await loadTokenizer(resolve(values.model))
+    opts.template = await loadChatTemplate(resolve(values.model))
+  }
+  let last = 0
+  opts.onProgress = (p) => {
+    const now = performance.now()
+    if (now - last < 1000 || p.phase === 'done') return
+    last = now
+    io.err(
+      `${p.phase} ${formatBytes(p.bytesRead)} of ${formatBytes(p.totalBytes)} (${Math.floor((100 * p.bytesRead) / Math.max(1, p.totalBytes))}%), ${p.rows} rows`,
+    )
+  }
+  return opts
+}
+
+/** The report and statistics of an inspection, as terminal lines. */
+export function describeInspection(r: InspectResult): string[] {
+  const lines = [
+    `file       ${r.file} (${r.format}, ${formatBytes(r.bytes)})`,
+    `layout     ${r.layout ?? 'not recognised'}${r.detectedLayout && r.layout !== r.detectedLayout ? ` (detected ${r.detectedLayout})` : ''}; columns ${r.columns.join(', ') || '-'}`,
+    `rows       ${r.report.valid} valid, ${r.report.invalid} invalid of ${r.report.total}; ${r.stats.duplicates} duplicate(s)`,
+  ]
+  const t = r.stats.tokens
+  if (t) lines.push(`tokens     min ${t.min}, median ${t.median}, p95 ${t.p95}, max ${t.max}; ${t.trainable} of ${t.total} trainable`)
+  lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
+  for (const p of r.report.problems) lines.push(`  ${formatProblem(p, r.report.unit)}`)
+  if (r.report.problemCount > r.report.problems.length)
+    lines.push(`  ... and ${r.report.problemCount - r.report.problems.length} more problems`)
+  return lines
+}
+
+function describeManifest(m: DatasetManifest): string {
+  return `${m.id}  ${m.name}  ${m.layout}  ${m.counts.rows} rows (${m.split.train} train, ${m.split.validationRows} validation)  from ${m.source.path}`
+}
+
+export async function datasetCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
+  const [sub, file] = positionals
+  const workspace = workspaceFromFlag(values)
+  if (sub === 'list') {
+    const all = await listDatasets(workspace)
+    if (all.length === 0) io.out(`no datasets in ${workspace}`)
+    for (const m of all) io.out(describeManifest(m))
+    return 0
+  }
+  if (sub !== 'import' && sub !== 'inspect')
+    throw new UsageError('use: moe-workbench dataset import FILE | dataset inspect FILE | dataset list')
+  if (!file) throw new UsageError(`give the file: moe-workbench dataset ${sub} FILE`)
+  const path = resolve(file)
+  if (!existsSync(path) || !statSync(path).isFile()) throw new UsageError(`${path} is not a file`)
+  const opts = await readOptions(values, io)
+  const inspected = await inspectDataset(path, opts)
+  for (const line of describeInspection(inspected)) io.out(line)
+  if (sub === 'inspect') return 0
+  if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')
+  if (inspected.report.invalid > 0 && !values['accept-invalid']) {
+    io.err(
+      `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid} valid rows`,
+    )
+    return 1
+  }
+  const ratio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
+  if (!(ratio >= 0 && ratio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
+  const m = await importDataset(workspace, path, {
+    ...opts,
+    name: typeof values.name === 'string' ? values.name : undefined,
+    acceptInvalid: Boolean(values['accept-invalid']),
+    split: { validation: ratio, seed: 0 },
+    dedupe: Boolean(values.dedupe),
+  })
+  io.out(`imported ${describeManifest(m)}`)
+  io.out(`workspace  ${workspace}`)
+  return 0
+}
