@@ -20,7 +20,7 @@ function requireString(values: ParsedValues, flag: string): string {
   return v
 }
 
-function requireModelDir(values: ParsedValues): string {
+export function requireModelDir(values: ParsedValues): string {
   const dir = resolve(requireString(values, 'model'))
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model: ${dir} is not a folder`)
   return dir

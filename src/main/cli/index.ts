@@ -14,6 +14,7 @@ import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { BACKEND_NAMES } from '../engine/backend'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
+import { chatCommand } from './chatCommand'
 import { datasetCommand } from './datasetCommands'
 import { exportCommand, trainCommand } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -27,6 +28,8 @@ commands:
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
             --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
             [--offload-budget 256MB [--expert-dtype f32|f16|bf16|int8|lazy] [--no-prefetch]]
+  chat      --model DIR [--system TEXT] [sampling flags as generate] [--offload-budget 256MB
+            [--expert-dtype f16|int8|...]]               interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--out RUN_DIR]
@@ -90,6 +93,24 @@ const COMMANDS: Record<string, Command> = {
     },
     positionals: true,
     run: datasetCommand,
+  },
+  chat: {
+    options: {
+      model: { type: 'string' },
+      system: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      greedy: { type: 'boolean' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      'offload-budget': { type: 'string' },
+      'expert-dtype': { type: 'string' },
+      'no-prefetch': { type: 'boolean' },
+    },
+    run: chatCommand,
   },
   train: {
     options: {

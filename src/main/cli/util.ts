@@ -6,6 +6,10 @@ export type ParsedValues = Record<string, string | boolean | string[] | undefine
 export interface CliIo {
   out: (line: string) => void
   err: (line: string) => void
+  /** Text without a newline (streamed tokens); default process.stdout. */
+  write?: (text: string) => void
+  /** Input for interactive commands; default process.stdin. */
+  input?: NodeJS.ReadableStream
 }
 
 /** A mistake in the command line: printed with a usage hint, exit code 2. */

@@ -159,3 +159,48 @@ describe('moe-workbench train / export', () => {
     expect(r.err[0]).toMatch(/--map instruction: expected field=column/)
   })
 })
+
+describe('moe-workbench chat', () => {
+  it('streams replies, keeps the conversation, summarises experts, and handles /system and /reset', async () => {
+    const { createModel } = await import('../../../src/main/engine/jobs')
+    const { Readable } = await import('node:stream')
+    const dir = join(mkdtempSync(join(tmpdir(), 'moe-chat-')), 'm')
+    await createModel(
+      dir,
+      {
+        family: 'qwen2_moe',
+        hiddenSize: 32,
+        numLayers: 2,
+        numHeads: 4,
+        numKvHeads: 2,
+        headDim: 8,
+        expertIntermediateSize: 16,
+        sharedExpertIntermediateSize: 16,
+        numExperts: 4,
+        topK: 2,
+      },
+      1,
+      join(__dirname, '../../fixtures/data/models/tiny-chatml'),
+    )
+    const out: string[] = []
+    const err: string[] = []
+    let written = ''
+    const input = Readable.from(['Hello there\n', '/system Be brief.\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
+    const code = await runCli(
+      ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '8KiB', '--backend', 'wasm'],
+      {
+        out: (l) => out.push(l),
+        err: (l) => err.push(l),
+        write: (t) => (written += t),
+        input,
+      },
+    )
+    expect(code).toBe(0)
+    expect(written.match(/model> /g)).toHaveLength(2)
+    const summaries = err.filter((l) => l.startsWith('['))
+    expect(summaries).toHaveLength(2)
+    expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
+    expect(err.join('\n')).toMatch(/system prompt set; conversation cleared/)
+    expect(err.join('\n')).toMatch(/offload: f32 experts, budget 8\.0 KiB/)
+  }, 60_000)
+})
