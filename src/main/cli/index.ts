@@ -47,6 +47,20 @@ type Options = NonNullable<ParseArgsConfig['options']>
 
 const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' } }
 
+/** Decoding flags shared by generate and chat (see samplingFromFlags and offloadFromFlags). */
+const DECODING: Options = {
+  greedy: { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  'offload-budget': { type: 'string' },
+  'expert-dtype': { type: 'string' },
+  'no-prefetch': { type: 'boolean' },
+}
+
 interface Command {
   options: Options
   /** Takes positional arguments (otherwise any is an error). */
@@ -65,16 +79,7 @@ const COMMANDS: Record<string, Command> = {
       model: { type: 'string' },
       'prompt-ids': { type: 'string' },
       'max-new-tokens': { type: 'string' },
-      greedy: { type: 'boolean' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      'min-p': { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      seed: { type: 'string' },
-      'offload-budget': { type: 'string' },
-      'expert-dtype': { type: 'string' },
-      'no-prefetch': { type: 'boolean' },
+      ...DECODING,
       'no-cache': { type: 'boolean' },
       json: { type: 'boolean' },
     },
@@ -99,16 +104,7 @@ const COMMANDS: Record<string, Command> = {
       model: { type: 'string' },
       system: { type: 'string' },
       'max-new-tokens': { type: 'string' },
-      greedy: { type: 'boolean' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      'min-p': { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      seed: { type: 'string' },
-      'offload-budget': { type: 'string' },
-      'expert-dtype': { type: 'string' },
-      'no-prefetch': { type: 'boolean' },
+      ...DECODING,
     },
     run: chatCommand,
   },

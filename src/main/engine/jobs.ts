@@ -3,13 +3,13 @@
  * small cache of loaded models, new models, exports and expert analyses. Progress leaves as
  * events; requests return as soon as the work is started.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { ChatEvent, ChatSendArgs, ChatStarted, ExpertAnalysis, FitPlan, OffloadOptions } from '../../shared/chat'
 import type { ChatMessage, NormalizedRow } from '../../shared/dataset'
 import { paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
-import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
+import type { RunConfig } from '../../shared/runConfig'
 import type { RunEvent, RunRecord } from '../../shared/runs'
 import type { ModelInfo, WorkbenchEvent } from '../../shared/api'
 import { encodeExample, type EncodedExample } from '../data/encode'
@@ -22,7 +22,7 @@ import { generateAsync } from './generate'
 import { MoeModel } from './model'
 import { planFit } from './offload'
 import { Rng } from './ops'
-import { exportRun, TOKENIZER_FILES, type ExportResult } from '../train/export'
+import { TOKENIZER_FILES } from '../train/export'
 import { readRunRecord, train, type TrainEvent } from '../train/trainer'
 
 type Emit = (event: WorkbenchEvent) => void
@@ -352,10 +352,6 @@ export class RunQueue {
   }
 }
 
-export function exportRunTo(runDir: string, outDir: string, dtype?: 'float32' | 'bfloat16' | 'float16'): ExportResult {
-  return exportRun(runDir, outDir, { dtype })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Chat
 
@@ -543,10 +539,3 @@ export async function analyzeExperts(
       }),
   }
 }
-
-/** Reads a run's record (for handlers that answer with it). */
-export function runRecord(runDir: string): RunRecord {
-  return JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunRecord
-}
-
-export { validateRunConfig }

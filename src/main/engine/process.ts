@@ -14,7 +14,8 @@
 import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
 import { initBackend, isBackendName, type BackendName } from './backend'
 import { inspectModel } from './checkpoint'
-import { analyzeExperts, ChatSessions, createModel, exportRunTo, ModelCache, planModel, RunQueue } from './jobs'
+import { analyzeExperts, ChatSessions, createModel, ModelCache, planModel, RunQueue } from './jobs'
+import { exportRun } from '../train/export'
 import {
   BACKEND_ARG,
   BACKEND_ENV,
@@ -63,7 +64,7 @@ export const handlers: EngineHandlers = {
   'runs.start': (args, ctx) => jobsOf(ctx).runs.start(args),
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
   'runs.export': (args, ctx) => {
-    const r = exportRunTo(args.runDir, args.outDir, args.dtype)
+    const r = exportRun(args.runDir, args.outDir, { dtype: args.dtype })
     jobsOf(ctx).models.forget(args.outDir)
     return r
   },
