@@ -32,3 +32,60 @@ export function formatBytes(bytes: number): string {
 export function formatPercent(part: number, whole: number): string {
   return whole === 0 ? '–' : `${((100 * part) / whole).toFixed(1)} %`
 }
+
+/** 3725 -> "1 h 2 min", 75 -> "1 min 15 s", 9 -> "9 s". */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '–'
+  const s = Math.round(seconds)
+  if (s < 60) return `${s} s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m} min ${s % 60} s`
+  const h = Math.floor(m / 60)
+  return `${h} h ${m % 60} min`
+}
+
+/** A metric in a few significant digits: 0.000123 -> "1.23e-4", 2.3456 -> "2.346". */
+export function formatMetric(x: number | null | undefined, digits = 4): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '–'
+  if (!Number.isFinite(x)) return x > 0 ? '∞' : '−∞'
+  if (x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5)) return x.toExponential(digits - 2)
+  return Number(x.toPrecision(digits)).toString()
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+}
+
+/**
+ * A size the user types: "8 GiB", "512MB", "1.5g" (bare k/m/g/t are binary), or a plain number
+ * of bytes. null when it does not read as a positive size.
+ */
+export function parseBytes(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(text)
+  if (!m) return null
+  const unit = m[2].toLowerCase() || 'b'
+  const scale = BYTE_UNITS[unit]
+  if (scale === undefined) return null
+  const bytes = Math.round(Number(m[1]) * scale)
+  return bytes > 0 ? bytes : null
+}
+
+/** ISO time -> "2025-03-01 14:02" in the local zone. */
+export function formatTime(iso: string): string {
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return iso
+  const pad = (n: number): string => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`
+}

@@ -1,0 +1,33 @@
+/**
+ * Errors as the UI shows them: the message, and the field it concerns when the service named one
+ * (ApiError.field, a dotted path such as `config.optimizer.lr`), so a form can mark that field.
+ */
+import { ApiError } from '../../shared/api'
+
+export interface UiError {
+  message: string
+  /** Dotted path of the bad field (invalid_argument), when known. */
+  field?: string
+  code?: ApiError['code']
+}
+
+export function toUiError(e: unknown): UiError {
+  const error = ApiError.from(e)
+  const out: UiError = { message: error.message, code: error.code }
+  if (error.field !== undefined) out.field = error.field
+  return out
+}
+
+/** What to do about an error, in a few words, from its code (shown under the message). */
+export function remedy(error: UiError): string | undefined {
+  switch (error.code) {
+    case 'engine_unavailable':
+      return 'The engine process stopped; it restarts on the next request. Try again, and see the engine log on Home if it keeps failing.'
+    case 'unauthorized':
+      return 'The server token is missing or wrong: open the URL the server printed at start.'
+    case 'forbidden':
+      return 'This page is not allowed to call the server: open the URL the server printed at start.'
+    default:
+      return undefined
+  }
+}

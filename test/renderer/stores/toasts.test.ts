@@ -1,0 +1,29 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { useToastsStore } from '../../../src/renderer/src/stores/toasts'
+
+beforeEach(() => {
+  setActivePinia(createPinia())
+  vi.useFakeTimers()
+})
+afterEach(() => vi.useRealTimers())
+
+describe('useToastsStore', () => {
+  it('keeps errors with what to do until dismissed, and lets other notices go', () => {
+    const toasts = useToastsStore()
+    const id = toasts.error('Could not cancel the run', { message: 'the engine stopped', code: 'engine_unavailable' })
+    toasts.success('Exported tuned')
+    expect(toasts.toasts).toHaveLength(2)
+    expect(toasts.toasts[0].hint).toMatch(/restarts on the next request/)
+    vi.advanceTimersByTime(10_000)
+    expect(toasts.toasts.map((t) => t.kind)).toEqual(['error'])
+    toasts.dismiss(id)
+    expect(toasts.toasts).toEqual([])
+  })
+
+  it('shows at most five', () => {
+    const toasts = useToastsStore()
+    for (let i = 0; i < 8; i++) toasts.error(`e${i}`, { message: 'x' })
+    expect(toasts.toasts.map((t) => t.title)).toEqual(['e3', 'e4', 'e5', 'e6', 'e7'])
+  })
+})
