@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
-import { fakeBridge } from '../fakeBridge'
+import { fakeBridge, fitPlan } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -29,13 +29,73 @@ describe('useModelsStore', () => {
     fake.bridge.models.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'models.inspect: dir: must not be empty', 'dir'))
     await models.inspect('')
     expect(models.inspected).toBeNull()
-    expect(models.inspectError).toEqual({ message: 'models.inspect: dir: must not be empty', field: 'dir' })
+    expect(models.inspectError).toEqual({ message: 'models.inspect: dir: must not be empty', field: 'dir', code: 'invalid_argument' })
   })
 
   it('accepts the plain error objects the preload rejects with', async () => {
     const models = useModelsStore()
     fake.bridge.models.inspect.mockRejectedValueOnce({ name: 'ApiError', code: 'failed', message: '/x: no config.json' })
     await models.inspect('/x')
-    expect(models.inspectError).toEqual({ message: '/x: no config.json' })
+    expect(models.inspectError).toEqual({ message: '/x: no config.json', code: 'failed' })
+  })
+
+  it('lists models bundled first, and knows which one is bundled', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    expect(models.entries.map((m) => m.source)).toEqual(['bundled', 'workspace', 'linked'])
+    expect(models.bundled?.name).toBe('tiny-moe')
+    // A folder that no longer reads is listed but not offered for training or chat.
+    expect(models.usable.map((m) => m.id)).toEqual(['tiny-moe', 'tuned'])
+    expect(models.byDir('/ws/models/tuned')?.id).toBe('tuned')
+    await models.ensureLoaded()
+    expect(fake.bridge.models.list).toHaveBeenCalledTimes(1)
+  })
+
+  it('plans every readable model for a budget, keeping errors per model', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    fake.bridge.models.plan.mockImplementation(async ({ dir }) => {
+      if (dir === '/ws/models/tuned') throw new ApiError('failed', 'tuned: weights unreadable')
+      return fitPlan
+    })
+    await models.planAll(8 * 1024 ** 3)
+    expect(fake.bridge.models.plan).toHaveBeenCalledTimes(2)
+    expect(fake.bridge.models.plan).toHaveBeenCalledWith({ dir: '/app/resources/models/tiny-moe', budgetBytes: 8 * 1024 ** 3 })
+    expect(models.plans['/app/resources/models/tiny-moe']).toMatchObject({ plan: fitPlan, error: null, loading: false })
+    expect(models.plans['/ws/models/tuned']).toMatchObject({ plan: null, error: { message: 'tuned: weights unreadable' }, loading: false })
+  })
+
+  it('keeps only the answer for the budget asked last', async () => {
+    const models = useModelsStore()
+    let release: () => void = () => undefined
+    fake.bridge.models.plan.mockImplementationOnce(
+      (args) => new Promise((resolve) => (release = () => resolve({ ...fitPlan, message: `old ${args.budgetBytes}` }))),
+    )
+    const first = models.plan('/m', 100)
+    await models.plan('/m', 200)
+    release()
+    await first
+    expect(models.plans['/m'].budgetBytes).toBe(200)
+    expect(models.plans['/m'].plan?.message).toBe(fitPlan.message)
+  })
+
+  it('creates and links models into the list, or keeps the error with its field', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    const created = await models.create({ name: 'mine', config: { family: 'mixtral', numExperts: 4 } })
+    expect(created?.name).toBe('mine')
+    expect(models.entries.some((m) => m.name === 'mine')).toBe(true)
+
+    fake.bridge.models.create.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'models.create: config.topK: exceeds numExperts', 'config.topK'),
+    )
+    expect(await models.create({ name: 'bad', config: { family: 'mixtral', topK: 9 } })).toBeNull()
+    expect(models.createError).toMatchObject({ field: 'config.topK' })
+
+    const linked = await models.link('/data/hf/x', 'x')
+    expect(fake.bridge.models.link).toHaveBeenCalledWith({ dir: '/data/hf/x', name: 'x' })
+    expect(models.entries.find((m) => m.id === linked?.id)?.dir).toBe('/data/hf/x')
+    await models.link('/data/hf/y')
+    expect(fake.bridge.models.link).toHaveBeenLastCalledWith({ dir: '/data/hf/y' })
   })
 })

@@ -1,14 +1,69 @@
-/** Model folders: inspecting one (config, parameter counts, sizes) before loading it. */
+/**
+ * Models: the ones the workbench knows (bundled, made in the workspace, linked from disk), a
+ * folder inspected before linking it, the fit planner's verdict for a device budget, and new
+ * models made from a preset.
+ */
 import { defineStore } from 'pinia'
-import { ref } from 'vue'
-import { ApiError, type ModelInfo } from '../../../shared/api'
+import { computed, ref } from 'vue'
+import type { FitPlan, ModelEntry, ModelInfo, ModelsCreateArgs } from '../../../shared/api'
 import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+
+export interface PlanState {
+  budgetBytes: number
+  plan: FitPlan | null
+  error: UiError | null
+  loading: boolean
+}
 
 export const useModelsStore = defineStore('models', () => {
+  const entries = ref<ModelEntry[]>([])
+  const listLoading = ref(false)
+  const listError = ref<UiError | null>(null)
+  /** Whether the list was loaded at least once. */
+  const loaded = ref(false)
+
   const inspected = ref<ModelInfo | null>(null)
   const inspecting = ref(false)
   /** The last inspection's error, with the field it concerns when the server named one. */
-  const inspectError = ref<{ message: string; field?: string } | null>(null)
+  const inspectError = ref<UiError | null>(null)
+
+  const linking = ref(false)
+  const linkError = ref<UiError | null>(null)
+
+  const creating = ref(false)
+  const createError = ref<UiError | null>(null)
+
+  /** Fit plans by model folder, for the budget last asked. */
+  const plans = ref<Record<string, PlanState>>({})
+
+  /** Models that read (info present), bundled first. */
+  const usable = computed(() => entries.value.filter((m) => m.info !== null))
+  const bundled = computed(() => entries.value.find((m) => m.source === 'bundled') ?? null)
+
+  async function refresh(): Promise<void> {
+    listLoading.value = true
+    listError.value = null
+    try {
+      const list = await useWorkbench().models.list()
+      const order = { bundled: 0, workspace: 1, linked: 2 } as const
+      entries.value = [...list].sort((a, b) => order[a.source] - order[b.source])
+      loaded.value = true
+    } catch (e) {
+      listError.value = toUiError(e)
+    } finally {
+      listLoading.value = false
+    }
+  }
+
+  /** Loads the list unless it was loaded already. */
+  async function ensureLoaded(): Promise<void> {
+    if (!loaded.value && !listLoading.value) await refresh()
+  }
+
+  function byDir(dir: string): ModelEntry | undefined {
+    return entries.value.find((m) => m.dir === dir)
+  }
 
   async function inspect(dir: string): Promise<void> {
     inspecting.value = true
@@ -16,13 +71,90 @@ export const useModelsStore = defineStore('models', () => {
     try {
       inspected.value = await useWorkbench().models.inspect(dir)
     } catch (e) {
-      const error = ApiError.from(e)
       inspected.value = null
-      inspectError.value = error.field === undefined ? { message: error.message } : { message: error.message, field: error.field }
+      inspectError.value = toUiError(e)
     } finally {
       inspecting.value = false
     }
   }
 
-  return { inspected, inspecting, inspectError, inspect }
+  /** Registers a folder; returns the entry, or null with linkError set. */
+  async function link(dir: string, name?: string): Promise<ModelEntry | null> {
+    linking.value = true
+    linkError.value = null
+    try {
+      const entry = await useWorkbench().models.link(name ? { dir, name } : { dir })
+      upsert(entry)
+      return entry
+    } catch (e) {
+      linkError.value = toUiError(e)
+      return null
+    } finally {
+      linking.value = false
+    }
+  }
+
+  async function create(args: ModelsCreateArgs): Promise<ModelEntry | null> {
+    creating.value = true
+    createError.value = null
+    try {
+      const entry = await useWorkbench().models.create(args)
+      upsert(entry)
+      return entry
+    } catch (e) {
+      createError.value = toUiError(e)
+      return null
+    } finally {
+      creating.value = false
+    }
+  }
+
+  /** Asks the fit planner about one model for a budget (bytes). */
+  async function plan(dir: string, budgetBytes: number): Promise<void> {
+    plans.value = { ...plans.value, [dir]: { budgetBytes, plan: plans.value[dir]?.plan ?? null, error: null, loading: true } }
+    let next: PlanState
+    try {
+      next = { budgetBytes, plan: await useWorkbench().models.plan({ dir, budgetBytes }), error: null, loading: false }
+    } catch (e) {
+      next = { budgetBytes, plan: null, error: toUiError(e), loading: false }
+    }
+    // A newer request for another budget wins.
+    if (plans.value[dir]?.budgetBytes === budgetBytes) plans.value = { ...plans.value, [dir]: next }
+  }
+
+  /** Plans every readable model for the budget. */
+  async function planAll(budgetBytes: number): Promise<void> {
+    await Promise.all(usable.value.map((m) => plan(m.dir, budgetBytes)))
+  }
+
+  function upsert(entry: ModelEntry): void {
+    const i = entries.value.findIndex((m) => m.id === entry.id)
+    entries.value = i < 0 ? [...entries.value, entry] : entries.value.map((m, j) => (j === i ? entry : m))
+  }
+
+  return {
+    entries,
+    listLoading,
+    listError,
+    loaded,
+    usable,
+    bundled,
+    inspected,
+    inspecting,
+    inspectError,
+    linking,
+    linkError,
+    creating,
+    createError,
+    plans,
+    refresh,
+    ensureLoaded,
+    byDir,
+    inspect,
+    link,
+    create,
+    plan,
+    planAll,
+    upsert,
+  }
 })
