@@ -1,0 +1,244 @@
+/**
+ * Datasets: a file inspected before it is imported (validation report, layout and column
+ * mapping, a preview of rows as the model sees them, token lengths), the import with its
+ * progress, and the workspace's datasets.
+ */
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import type { WorkbenchEvent } from '../../../shared/api'
+import type {
+  ColumnMapping,
+  DatasetFormat,
+  DatasetLayout,
+  DatasetManifest,
+  DatasetProgress,
+  DatasetsImportArgs,
+  DatasetsInspectArgs,
+  InspectResult,
+} from '../../../shared/dataset'
+import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+import { listener } from './listen'
+
+export const PREVIEW_PAGE = 10
+
+/** How to read the file: what the user chose in the form. */
+export interface ReadOptions {
+  file: string
+  layout: DatasetLayout | null
+  mapping: ColumnMapping
+  /** Model folder whose tokenizer and chat template measure and render the rows. */
+  model: string
+  maxLength: number | null
+  format: DatasetFormat | null
+  textUnit: 'line' | 'paragraph'
+}
+
+export interface ImportOptions {
+  name: string
+  validation: number
+  seed: number
+  dedupe: boolean
+  acceptInvalid: boolean
+}
+
+export function emptyReadOptions(): ReadOptions {
+  return { file: '', layout: null, mapping: {}, model: '', maxLength: null, format: null, textUnit: 'line' }
+}
+
+export function inspectArgs(o: ReadOptions, previewOffset = 0): DatasetsInspectArgs {
+  const args: DatasetsInspectArgs = { file: o.file.trim(), preview: { offset: previewOffset, limit: PREVIEW_PAGE } }
+  if (o.layout) args.layout = o.layout
+  const mapping = Object.fromEntries(Object.entries(o.mapping).filter(([, column]) => column))
+  if (Object.keys(mapping).length) args.mapping = mapping
+  if (o.model) args.model = o.model
+  if (o.maxLength !== null && o.model) args.maxLength = o.maxLength
+  if (o.format) args.format = o.format
+  if (o.textUnit !== 'line') args.textUnit = o.textUnit
+  return args
+}
+
+export const useDatasetsStore = defineStore('datasets', () => {
+  const list = ref<DatasetManifest[]>([])
+  const listLoading = ref(false)
+  const listError = ref<UiError | null>(null)
+
+  const options = ref<ReadOptions>(emptyReadOptions())
+  const importOptions = ref<ImportOptions>({ name: '', validation: 0.1, seed: 0, dedupe: false, acceptInvalid: false })
+
+  const inspected = ref<InspectResult | null>(null)
+  /** The read options the inspection used (the import uses the same). */
+  const inspectedWith = ref<ReadOptions | null>(null)
+  const previewOffset = ref(0)
+  const inspecting = ref(false)
+  const inspectError = ref<UiError | null>(null)
+
+  const importing = ref(false)
+  const importError = ref<UiError | null>(null)
+  const imported = ref<DatasetManifest | null>(null)
+
+  /** Progress of the inspection or import under way (from dataset.progress events). */
+  const progress = ref<(DatasetProgress & { operation: 'inspect' | 'import' }) | null>(null)
+  const progressFraction = computed(() => {
+    const p = progress.value
+    return p && p.totalBytes > 0 ? Math.min(1, p.bytesRead / p.totalBytes) : null
+  })
+
+  /** Incremented per call, so the result of a call the user abandoned is ignored. */
+  let generation = 0
+  let activeFile: string | null = null
+
+  const busy = computed(() => inspecting.value || importing.value)
+  const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
+  /** Whether the form changed since the last inspection (the import needs a fresh one). */
+  const stale = computed(() => JSON.stringify(inspectedWith.value) !== JSON.stringify(options.value))
+
+  async function refresh(): Promise<void> {
+    listLoading.value = true
+    listError.value = null
+    try {
+      list.value = await useWorkbench().datasets.list()
+    } catch (e) {
+      listError.value = toUiError(e)
+    } finally {
+      listLoading.value = false
+    }
+  }
+
+  async function inspect(offset = 0): Promise<void> {
+    const id = ++generation
+    const used = cloneJson(options.value)
+    const args = inspectArgs(used, offset)
+    activeFile = args.file
+    inspecting.value = true
+    inspectError.value = null
+    imported.value = null
+    progress.value = null
+    try {
+      const result = await useWorkbench().datasets.inspect(args)
+      if (id !== generation) return
+      inspected.value = result
+      previewOffset.value = offset
+      // What detection chose, so the form shows it and an override starts from it.
+      const effective: ReadOptions = {
+        ...used,
+        layout: used.layout ?? result.layout,
+        mapping: Object.keys(used.mapping).length ? used.mapping : { ...result.mapping },
+      }
+      if (JSON.stringify(options.value) === JSON.stringify(used)) options.value = cloneJson(effective)
+      inspectedWith.value = effective
+      if (!importOptions.value.name) importOptions.value.name = baseName(result.file)
+    } catch (e) {
+      if (id !== generation) return
+      inspectError.value = toUiError(e)
+      if (offset === 0) inspected.value = null
+    } finally {
+      if (id === generation) {
+        inspecting.value = false
+        progress.value = null
+      }
+    }
+  }
+
+  async function importDataset(): Promise<DatasetManifest | null> {
+    const id = ++generation
+    const o = importOptions.value
+    const args: DatasetsImportArgs = {
+      ...inspectArgs(options.value),
+      split: { validation: o.validation, seed: o.seed },
+      dedupe: o.dedupe,
+      acceptInvalid: o.acceptInvalid,
+    }
+    delete args.preview
+    if (o.name.trim()) args.name = o.name.trim()
+    activeFile = args.file
+    importing.value = true
+    importError.value = null
+    progress.value = null
+    try {
+      const manifest = await useWorkbench().datasets.import(args)
+      if (id !== generation) return null
+      imported.value = manifest
+      list.value = [manifest, ...list.value.filter((d) => d.id !== manifest.id)]
+      return manifest
+    } catch (e) {
+      if (id === generation) importError.value = toUiError(e)
+      return null
+    } finally {
+      if (id === generation) {
+        importing.value = false
+        progress.value = null
+      }
+    }
+  }
+
+  /**
+   * Stops waiting for the inspection or import under way. The contract has no datasets.cancel
+   * yet, so the service finishes reading; its result is ignored.
+   */
+  function abandon(): void {
+    generation++
+    inspecting.value = false
+    importing.value = false
+    progress.value = null
+    activeFile = null
+  }
+
+  /** Starts over with another file. */
+  function reset(file = ''): void {
+    abandon()
+    options.value = { ...emptyReadOptions(), file, model: options.value.model, maxLength: options.value.maxLength }
+    importOptions.value = { ...importOptions.value, name: '', acceptInvalid: false }
+    inspected.value = null
+    inspectedWith.value = null
+    inspectError.value = null
+    importError.value = null
+    imported.value = null
+  }
+
+  function onEvent(event: WorkbenchEvent): void {
+    if (event.type !== 'dataset.progress' || event.file !== activeFile) return
+    if (!busy.value) return
+    progress.value = { ...event.progress, operation: event.operation }
+  }
+
+  const listen = listener(onEvent)
+
+  return {
+    list,
+    listLoading,
+    listError,
+    options,
+    importOptions,
+    inspected,
+    inspectedWith,
+    previewOffset,
+    inspecting,
+    inspectError,
+    importing,
+    importError,
+    imported,
+    progress,
+    progressFraction,
+    busy,
+    hasInvalid,
+    stale,
+    refresh,
+    inspect,
+    importDataset,
+    abandon,
+    reset,
+    onEvent,
+    listen,
+  }
+})
+
+function baseName(path: string): string {
+  const name = path.split(/[\\/]/).pop() ?? path
+  return name.replace(/\.(jsonl|json|csv|tsv|parquet|txt)$/i, '')
+}
+
+/** A deep copy of plain JSON data (structuredClone refuses Vue's reactive proxies). */
+function cloneJson<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x)) as T
+}

@@ -1,0 +1,156 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { ApiError } from '../../../src/shared/api'
+import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { emptyReadOptions, inspectArgs, useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
+import { datasetManifest, fakeBridge, inspectResult } from '../fakeBridge'
+
+let fake: ReturnType<typeof fakeBridge>
+beforeEach(() => {
+  setActivePinia(createPinia())
+  fake = fakeBridge()
+  setWorkbench(fake.bridge)
+})
+
+describe('inspectArgs', () => {
+  it('sends only what the user set', () => {
+    expect(inspectArgs({ ...emptyReadOptions(), file: ' /d/a.jsonl ' })).toEqual({ file: '/d/a.jsonl', preview: { offset: 0, limit: 10 } })
+    const all = inspectArgs(
+      {
+        file: '/d/a.txt',
+        layout: 'alpaca',
+        mapping: { instruction: 'q', output: 'a', input: undefined },
+        model: '/m',
+        maxLength: 128,
+        format: 'text',
+        textUnit: 'paragraph',
+      },
+      20,
+    )
+    expect(all).toEqual({
+      file: '/d/a.txt',
+      layout: 'alpaca',
+      mapping: { instruction: 'q', output: 'a' },
+      model: '/m',
+      maxLength: 128,
+      format: 'text',
+      textUnit: 'paragraph',
+      preview: { offset: 20, limit: 10 },
+    })
+    // A length limit needs a tokenizer.
+    expect(inspectArgs({ ...emptyReadOptions(), file: 'f', maxLength: 10 }).maxLength).toBeUndefined()
+  })
+})
+
+describe('useDatasetsStore', () => {
+  it('inspects a file and adopts the detected layout and mapping, so overrides start from them', async () => {
+    const datasets = useDatasetsStore()
+    datasets.options.file = '/data/train.jsonl'
+    await datasets.inspect()
+    expect(datasets.inspected?.report.invalid).toBe(2)
+    expect(datasets.hasInvalid).toBe(true)
+    expect(datasets.options.layout).toBe('alpaca')
+    expect(datasets.options.mapping).toEqual(inspectResult.mapping)
+    expect(datasets.importOptions.name).toBe('train')
+    expect(datasets.stale).toBe(false)
+    datasets.options.layout = 'completion'
+    expect(datasets.stale).toBe(true)
+  })
+
+  it('follows dataset.progress of its own file only, while busy', async () => {
+    const datasets = useDatasetsStore()
+    datasets.listen()
+    let finish: () => void = () => undefined
+    fake.bridge.datasets.inspect.mockImplementationOnce(
+      (args) => new Promise((resolve) => (finish = () => resolve({ ...inspectResult, file: args.file }))),
+    )
+    datasets.options.file = '/data/big.csv'
+    const done = datasets.inspect()
+    const progress = { phase: 'reading' as const, bytesRead: 50, totalBytes: 200, rows: 10 }
+    fake.emit({
+      type: 'dataset.progress',
+      time: 1,
+      operation: 'inspect',
+      file: '/data/other.csv',
+      progress: { ...progress, bytesRead: 190 },
+    })
+    expect(datasets.progress).toBeNull()
+    fake.emit({ type: 'dataset.progress', time: 2, operation: 'inspect', file: '/data/big.csv', progress })
+    expect(datasets.progressFraction).toBe(0.25)
+    finish()
+    await done
+    expect(datasets.progress).toBeNull()
+    fake.emit({ type: 'dataset.progress', time: 3, operation: 'inspect', file: '/data/big.csv', progress })
+    expect(datasets.progress).toBeNull()
+  })
+
+  it('imports with the split, de-duplication and acceptInvalid, and lists the result first', async () => {
+    const datasets = useDatasetsStore()
+    await datasets.refresh()
+    datasets.options.file = '/data/train.jsonl'
+    datasets.options.model = '/m'
+    await datasets.inspect()
+    datasets.importOptions.validation = 0.2
+    datasets.importOptions.seed = 7
+    datasets.importOptions.dedupe = true
+    datasets.importOptions.acceptInvalid = true
+    const manifest = await datasets.importDataset()
+    expect(manifest?.id).toBe(datasetManifest.id)
+    expect(fake.bridge.datasets.import).toHaveBeenCalledWith({
+      file: '/data/train.jsonl',
+      layout: 'alpaca',
+      mapping: inspectResult.mapping,
+      model: '/m',
+      name: 'train',
+      split: { validation: 0.2, seed: 7 },
+      dedupe: true,
+      acceptInvalid: true,
+    })
+    expect(datasets.list.map((d) => d.id)).toEqual([datasetManifest.id])
+    expect(datasets.imported?.id).toBe(datasetManifest.id)
+  })
+
+  it('shows where an inspection or import went wrong', async () => {
+    const datasets = useDatasetsStore()
+    fake.bridge.datasets.inspect.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'datasets.inspect: file: must not be empty', 'file'),
+    )
+    await datasets.inspect()
+    expect(datasets.inspectError).toMatchObject({ field: 'file' })
+    expect(datasets.inspected).toBeNull()
+
+    datasets.options.file = '/data/train.jsonl'
+    await datasets.inspect()
+    fake.bridge.datasets.import.mockRejectedValueOnce(new ApiError('failed', '/data/train.jsonl: 2 invalid rows; fix them or accept them'))
+    expect(await datasets.importDataset()).toBeNull()
+    expect(datasets.importError?.message).toMatch(/2 invalid rows/)
+    expect(datasets.importing).toBe(false)
+  })
+
+  it('ignores the answer of a read the user abandoned', async () => {
+    const datasets = useDatasetsStore()
+    let finish: () => void = () => undefined
+    fake.bridge.datasets.inspect.mockImplementationOnce(
+      (args) => new Promise((resolve) => (finish = () => resolve({ ...inspectResult, file: args.file }))),
+    )
+    datasets.options.file = '/data/huge.parquet'
+    const done = datasets.inspect()
+    expect(datasets.busy).toBe(true)
+    datasets.abandon()
+    expect(datasets.busy).toBe(false)
+    finish()
+    await done
+    expect(datasets.inspected).toBeNull()
+  })
+
+  it('starts over with another file, keeping the model', async () => {
+    const datasets = useDatasetsStore()
+    datasets.options.file = '/data/train.jsonl'
+    datasets.options.model = '/m'
+    await datasets.inspect()
+    datasets.reset('/data/next.csv')
+    expect(datasets.options).toMatchObject({ file: '/data/next.csv', model: '/m', layout: null, mapping: {} })
+    expect(datasets.inspected).toBeNull()
+    expect(datasets.importOptions.name).toBe('')
+  })
+})
