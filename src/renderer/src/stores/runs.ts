@@ -1,0 +1,318 @@
+/**
+ * Fine-tuning runs: the list, starting one, and the open run's metrics as they stream in
+ * (run.* events). The series the charts draw live in shallowRefs and grow in place; each change
+ * calls triggerRef once, so a chart appends what is new instead of Vue tracking every point.
+ */
+import { defineStore } from 'pinia'
+import { computed, ref, shallowRef, triggerRef } from 'vue'
+import type { Dtype, ModelEntry, WorkbenchEvent } from '../../../shared/api'
+import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvent, RunRecord, RunsStartArgs, StepMetrics } from '../../../shared/runs'
+import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+import { listener } from './listen'
+
+export type StepRow = Omit<StepMetrics, 'layers'>
+export interface RoutingPoint {
+  step: number
+  layers: LayerShare[]
+}
+
+/** Routing snapshots kept for the open run (the entropy chart's history). */
+export const ROUTING_KEEP = 1000
+export const LOG_KEEP = 300
+
+export const ACTIVE_STATUSES = ['queued', 'created', 'running'] as const
+
+export function isActive(record: Pick<RunRecord, 'status'>): boolean {
+  return (ACTIVE_STATUSES as readonly string[]).includes(record.status)
+}
+
+export function canResume(record: Pick<RunRecord, 'status'>): boolean {
+  return record.status === 'cancelled' || record.status === 'failed'
+}
+
+export const useRunsStore = defineStore('runs', () => {
+  const runs = ref<RunRecord[]>([])
+  const listLoading = ref(false)
+  const listError = ref<UiError | null>(null)
+
+  const openId = ref<string | null>(null)
+  const record = ref<RunRecord | null>(null)
+  const detailLoading = ref(false)
+  const detailError = ref<UiError | null>(null)
+  const steps = shallowRef<StepRow[]>([])
+  const evals = shallowRef<EvalMetrics[]>([])
+  const routing = shallowRef<RoutingPoint[]>([])
+  const alerts = ref<ExpertAlert[]>([])
+  const logLines = shallowRef<string[]>([])
+
+  const starting = ref(false)
+  const startError = ref<UiError | null>(null)
+
+  /** The action under way per run id. */
+  const busy = ref<Record<string, 'cancel' | 'resume' | 'export'>>({})
+
+  const compareRuns = shallowRef<RunDetail[]>([])
+  const compareLoading = ref(false)
+  const compareError = ref<UiError | null>(null)
+
+  const latest = computed(() => steps.value.at(-1) ?? null)
+  const latestRouting = computed(() => routing.value.at(-1) ?? null)
+  const progress = computed(() => {
+    const r = record.value
+    if (!r) return null
+    const total = latest.value?.totalSteps ?? r.totalSteps
+    const step = Math.max(latest.value?.step ?? 0, r.step)
+    return { step, total, fraction: total > 0 ? Math.min(1, step / total) : 0, etaSec: latest.value?.etaSec ?? null }
+  })
+  const recent = computed(() => [...runs.value].sort((a, b) => b.updated.localeCompare(a.updated)))
+  const active = computed(() => runs.value.filter(isActive))
+
+  async function refresh(): Promise<void> {
+    listLoading.value = true
+    listError.value = null
+    try {
+      runs.value = await useWorkbench().runs.list()
+    } catch (e) {
+      listError.value = toUiError(e)
+    } finally {
+      listLoading.value = false
+    }
+  }
+
+  /** Events for the run being opened that arrive before runs.get answers. */
+  let pending: RunEvent[] = []
+
+  async function open(id: string): Promise<void> {
+    openId.value = id
+    record.value = runs.value.find((r) => r.id === id) ?? null
+    steps.value = []
+    evals.value = []
+    routing.value = []
+    alerts.value = []
+    logLines.value = []
+    pending = []
+    detailLoading.value = true
+    detailError.value = null
+    try {
+      const detail = await useWorkbench().runs.get({ id })
+      if (openId.value !== id) return
+      record.value = detail.record
+      upsert(detail.record)
+      steps.value = [...detail.steps]
+      evals.value = [...detail.evals]
+      routing.value = detail.routing.slice(-ROUTING_KEEP)
+      alerts.value = [...detail.alerts]
+      const buffered = pending
+      pending = []
+      detailLoading.value = false
+      for (const event of buffered) apply(event)
+    } catch (e) {
+      if (openId.value === id) detailError.value = toUiError(e)
+    } finally {
+      if (openId.value === id) detailLoading.value = false
+    }
+  }
+
+  function close(): void {
+    openId.value = null
+    record.value = null
+    steps.value = []
+    evals.value = []
+    routing.value = []
+    alerts.value = []
+    logLines.value = []
+  }
+
+  async function start(args: RunsStartArgs): Promise<RunRecord | null> {
+    starting.value = true
+    startError.value = null
+    try {
+      const started = await useWorkbench().runs.start(args)
+      upsert(started)
+      return started
+    } catch (e) {
+      startError.value = toUiError(e)
+      return null
+    } finally {
+      starting.value = false
+    }
+  }
+
+  async function act<T>(id: string, action: 'cancel' | 'resume' | 'export', call: () => Promise<T>): Promise<T> {
+    busy.value = { ...busy.value, [id]: action }
+    try {
+      return await call()
+    } finally {
+      const { [id]: _done, ...rest } = busy.value
+      busy.value = rest
+    }
+  }
+
+  /** Throws the UiError for the caller to show (a toast: these buttons have no form). */
+  async function cancel(id: string): Promise<void> {
+    try {
+      upsert(await act(id, 'cancel', () => useWorkbench().runs.cancel({ id })))
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
+  async function resume(id: string): Promise<void> {
+    try {
+      upsert(await act(id, 'resume', () => useWorkbench().runs.resume({ id })))
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
+  async function exportRun(id: string, options: { name?: string; dtype?: Dtype } = {}): Promise<ModelEntry> {
+    try {
+      return await act(id, 'export', () => useWorkbench().runs.export({ id, ...options }))
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
+  /** Loads runs to overlay (their whole metrics). */
+  async function compare(ids: string[]): Promise<void> {
+    compareLoading.value = true
+    compareError.value = null
+    try {
+      compareRuns.value = await Promise.all(ids.map((id) => useWorkbench().runs.get({ id })))
+    } catch (e) {
+      compareError.value = toUiError(e)
+      compareRuns.value = []
+    } finally {
+      compareLoading.value = false
+    }
+  }
+
+  function clearCompare(): void {
+    compareRuns.value = []
+    compareError.value = null
+  }
+
+  function upsert(next: RunRecord): void {
+    const i = runs.value.findIndex((r) => r.id === next.id)
+    runs.value = i < 0 ? [next, ...runs.value] : runs.value.map((r, j) => (j === i ? next : r))
+    if (openId.value === next.id) record.value = next
+  }
+
+  function patch(id: string, fields: Partial<RunRecord>): void {
+    const i = runs.value.findIndex((r) => r.id === id)
+    if (i >= 0) runs.value = runs.value.map((r, j) => (j === i ? { ...r, ...fields } : r))
+    if (openId.value === id && record.value) record.value = { ...record.value, ...fields }
+  }
+
+  let refreshQueued = false
+  function apply(event: RunEvent): void {
+    const known = runs.value.some((r) => r.id === event.runId)
+    if (!known && !refreshQueued) {
+      // A run started elsewhere (another window, the CLI through the service): fetch the list.
+      refreshQueued = true
+      void refresh().finally(() => (refreshQueued = false))
+    }
+    const isOpen = event.runId === openId.value
+    if (isOpen && detailLoading.value) {
+      pending.push(event)
+      return
+    }
+    switch (event.type) {
+      case 'run.status': {
+        const fields: Partial<RunRecord> = { status: event.status, step: event.step, updated: new Date().toISOString() }
+        if (event.message !== undefined) fields.message = event.message
+        patch(event.runId, fields)
+        break
+      }
+      case 'run.step': {
+        const { layers, ...row } = event.metrics
+        patch(event.runId, { step: row.step, totalSteps: row.totalSteps })
+        if (!isOpen) break
+        const last = steps.value.at(-1)
+        if (last && row.step <= last.step) break
+        steps.value.push(row)
+        triggerRef(steps)
+        if (layers.length) {
+          routing.value.push({ step: row.step, layers })
+          if (routing.value.length > ROUTING_KEEP) routing.value.splice(0, routing.value.length - ROUTING_KEEP)
+          triggerRef(routing)
+        }
+        break
+      }
+      case 'run.eval': {
+        if (!isOpen) break
+        const last = evals.value.at(-1)
+        if (last && event.metrics.step <= last.step) break
+        evals.value.push(event.metrics)
+        triggerRef(evals)
+        const best = record.value?.bestValLoss
+        if (best === null || best === undefined || event.metrics.valLoss < best) patch(event.runId, { bestValLoss: event.metrics.valLoss })
+        break
+      }
+      case 'run.alert': {
+        if (!isOpen) break
+        const { type: _type, runId: _runId, ...alert } = event
+        if (
+          !alerts.value.some((a) => a.step === alert.step && a.layer === alert.layer && a.expert === alert.expert && a.kind === alert.kind)
+        )
+          alerts.value.push(alert)
+        break
+      }
+      case 'run.checkpoint':
+        patch(event.runId, { lastCheckpoint: event.dir })
+        break
+      case 'run.log': {
+        if (!isOpen) break
+        const lines = logLines.value
+        lines.push(event.line)
+        if (lines.length > LOG_KEEP) lines.splice(0, lines.length - LOG_KEEP)
+        triggerRef(logLines)
+        break
+      }
+    }
+  }
+
+  function onEvent(event: WorkbenchEvent): void {
+    if (event.type.startsWith('run.')) apply(event as RunEvent)
+  }
+
+  const listen = listener(onEvent)
+
+  return {
+    runs,
+    listLoading,
+    listError,
+    recent,
+    active,
+    openId,
+    record,
+    detailLoading,
+    detailError,
+    steps,
+    evals,
+    routing,
+    alerts,
+    logLines,
+    latest,
+    latestRouting,
+    progress,
+    starting,
+    startError,
+    busy,
+    compareRuns,
+    compareLoading,
+    compareError,
+    refresh,
+    open,
+    close,
+    start,
+    cancel,
+    resume,
+    exportRun,
+    compare,
+    clearCompare,
+    onEvent,
+    listen,
+  }
+})

@@ -1,0 +1,239 @@
+/**
+ * The new-run form: every knob of the run config (src/shared/runConfig.ts), presets, and inline
+ * validation with the shared runConfigSchema, so the form refuses what the service would refuse
+ * and says so next to the field.
+ */
+import { defineStore } from 'pinia'
+import { computed, ref } from 'vue'
+import type { RunsStartArgs } from '../../../shared/runs'
+import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
+import { useRunsStore } from './runs'
+
+export function defaultRunConfig(): RunConfig {
+  return runConfigSchema.parse({})
+}
+
+export interface RunPreset {
+  id: string
+  label: string
+  description: string
+  apply: (c: RunConfig) => void
+}
+
+export const RUN_PRESETS: RunPreset[] = [
+  {
+    id: 'quick-lora',
+    label: 'Quick LoRA',
+    description: 'Rank-8 adapters on attention and experts, 60 steps: minutes on a CPU.',
+    apply: (c) => {
+      c.method = 'lora'
+      c.lora = { rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }
+      c.optimizer.lr = 2e-4
+      c.schedule = { type: 'cosine', warmupSteps: 5, minLrRatio: 0.1 }
+      c.batchSize = 4
+      c.maxSteps = 60
+      c.evalEvery = 20
+      c.checkpointEvery = 30
+    },
+  },
+  {
+    id: 'full',
+    label: 'Full fine-tune',
+    description: 'Every weight, one epoch, a gentle learning rate with warm-up.',
+    apply: (c) => {
+      c.method = 'full'
+      c.optimizer.lr = 5e-5
+      c.schedule = { type: 'cosine', warmupSteps: 10, minLrRatio: 0.1 }
+      c.batchSize = 8
+      c.epochs = 1
+      c.maxSteps = null
+      c.evalEvery = 50
+      c.checkpointEvery = 100
+    },
+  },
+  {
+    id: 'esft',
+    label: 'ESFT',
+    description: 'Expert-specialised: train only the experts the data routes to most (DeepSeek ESFT).',
+    apply: (c) => {
+      c.method = 'full'
+      c.esft = { enabled: true, score: 'gate', threshold: 0.2, scoringBatches: 16 }
+      c.freeze = { ...c.freeze, attention: true, embeddings: true }
+      c.optimizer.lr = 5e-5
+      c.maxSteps = 100
+      c.evalEvery = 25
+    },
+  },
+  {
+    id: 'freeze-router',
+    label: 'Frozen router',
+    description: 'Full training with the router and embeddings fixed, so routing stays as it was.',
+    apply: (c) => {
+      c.method = 'freeze'
+      c.freeze = { ...c.freeze, router: true, embeddings: true }
+      c.optimizer.lr = 1e-4
+      c.maxSteps = 100
+    },
+  },
+]
+
+/** Reads a dotted path ("optimizer.betas.0") of a plain object. */
+export function getPath(obj: unknown, path: string): unknown {
+  let node: unknown = obj
+  for (const key of path.split('.')) {
+    if (node === null || typeof node !== 'object') return undefined
+    node = (node as Record<string, unknown>)[key]
+  }
+  return node
+}
+
+/** Writes a dotted path of a plain object (the parents exist in a RunConfig). */
+export function setPath(obj: object, path: string, value: unknown): void {
+  const keys = path.split('.')
+  let node = obj as Record<string, unknown>
+  for (const key of keys.slice(0, -1)) node = node[key] as Record<string, unknown>
+  node[keys[keys.length - 1]] = value
+}
+
+/** "0: 1, 3; 2: 0" <-> {"0": [1, 3], "2": [0]} (experts kept fixed per layer). */
+export function parseExpertMap(text: string): Record<string, number[]> | string {
+  const out: Record<string, number[]> = {}
+  for (const part of text.split(/[;\n]/).map((p) => p.trim())) {
+    if (!part) continue
+    const m = /^(\d+)\s*:\s*([\d\s,]*)$/.exec(part)
+    if (!m) return `“${part}” is not “layer: expert, expert”`
+    const experts = m[2]
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)
+      .map(Number)
+    out[m[1]] = [...new Set([...(out[m[1]] ?? []), ...experts])].sort((a, b) => a - b)
+  }
+  return out
+}
+
+export function formatExpertMap(map: Record<string, number[]>): string {
+  return Object.entries(map)
+    .map(([layer, experts]) => `${layer}: ${experts.join(', ')}`)
+    .join('; ')
+}
+
+export const useTrainFormStore = defineStore('trainForm', () => {
+  const config = ref<RunConfig>(defaultRunConfig())
+  const model = ref('')
+  const dataset = ref('')
+  const name = ref('')
+  const presetId = ref<string | null>(null)
+  /** What the user typed for freeze.experts (parsed into the config when it reads). */
+  const frozenExpertsText = ref('')
+  /** The user tried to start: show every problem, including empty required fields. */
+  const attempted = ref(false)
+
+  /** Config field (dotted path) -> problem, from the shared schema. */
+  const configIssues = computed<Record<string, string>>(() => {
+    const out: Record<string, string> = {}
+    const parsed = parseExpertMap(frozenExpertsText.value)
+    if (typeof parsed === 'string') out['freeze.experts'] = parsed
+    const r = runConfigSchema.safeParse(config.value)
+    if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= issue.message
+    return out
+  })
+
+  /** Every problem shown next to a field: the form's own and the service's last refusal. */
+  const errors = computed<Record<string, string>>(() => {
+    const out: Record<string, string> = { ...configIssues.value }
+    if (attempted.value && !model.value) out.model = 'Choose the model to fine-tune.'
+    if (attempted.value && !dataset.value) out.dataset = 'Choose a dataset (import one under Datasets).'
+    const server = useRunsStore().startError
+    if (server?.field) {
+      const key = server.field.replace(/^config\./, '')
+      out[key] ??= server.message
+    }
+    return out
+  })
+
+  const valid = computed(() => Object.keys(configIssues.value).length === 0 && !!model.value && !!dataset.value)
+
+  function get(path: string): unknown {
+    return getPath(config.value, path)
+  }
+
+  function set(path: string, value: unknown): void {
+    setPath(config.value, path, value)
+    presetId.value = null
+  }
+
+  function setFrozenExperts(text: string): void {
+    frozenExpertsText.value = text
+    const parsed = parseExpertMap(text)
+    if (typeof parsed !== 'string') config.value.freeze.experts = parsed
+    presetId.value = null
+  }
+
+  function applyPreset(id: string): void {
+    const preset = RUN_PRESETS.find((p) => p.id === id)
+    if (!preset) return
+    const next = defaultRunConfig()
+    preset.apply(next)
+    config.value = next
+    frozenExpertsText.value = formatExpertMap(next.freeze.experts)
+    presetId.value = id
+  }
+
+  function reset(): void {
+    config.value = defaultRunConfig()
+    frozenExpertsText.value = ''
+    presetId.value = null
+    attempted.value = false
+  }
+
+  /** Starts from another run's settings (the "Run again" of a past run). */
+  function copyFrom(run: { config: RunConfig; baseModel: string; dataset?: string; name?: string }): void {
+    config.value = runConfigSchema.parse(JSON.parse(JSON.stringify(run.config)))
+    frozenExpertsText.value = formatExpertMap(config.value.freeze.experts)
+    model.value = run.baseModel
+    dataset.value = run.dataset ?? ''
+    name.value = run.name ? `${run.name} (again)` : ''
+    presetId.value = null
+  }
+
+  function startArgs(): RunsStartArgs {
+    const args: RunsStartArgs = {
+      model: model.value,
+      dataset: dataset.value,
+      config: JSON.parse(JSON.stringify(config.value)) as RunConfig,
+    }
+    if (name.value.trim()) args.name = name.value.trim()
+    return args
+  }
+
+  /** Validates, then starts the run; returns its id, or null with the problems shown. */
+  async function start(): Promise<string | null> {
+    attempted.value = true
+    if (!valid.value) return null
+    const record = await useRunsStore().start(startArgs())
+    if (record) attempted.value = false
+    return record?.id ?? null
+  }
+
+  return {
+    config,
+    model,
+    dataset,
+    name,
+    presetId,
+    frozenExpertsText,
+    attempted,
+    configIssues,
+    errors,
+    valid,
+    get,
+    set,
+    setFrozenExperts,
+    applyPreset,
+    reset,
+    copyFrom,
+    startArgs,
+    start,
+  }
+})

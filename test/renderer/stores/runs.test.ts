@@ -1,0 +1,149 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { ApiError } from '../../../src/shared/api'
+import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { ROUTING_KEEP, canResume, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
+import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
+
+let fake: ReturnType<typeof fakeBridge>
+beforeEach(() => {
+  setActivePinia(createPinia())
+  fake = fakeBridge()
+  setWorkbench(fake.bridge)
+})
+
+const flush = () => new Promise((resolve) => setTimeout(resolve, 0))
+
+describe('useRunsStore', () => {
+  it('opens a run with its metrics, then appends live steps in place', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    expect(runs.steps).toHaveLength(2)
+    expect(runs.routing).toHaveLength(2)
+    const series = runs.steps
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(3) })
+    // The same array grows (charts append instead of redrawing everything).
+    expect(runs.steps).toBe(series)
+    expect(runs.steps.map((s) => s.step)).toEqual([1, 2, 3])
+    expect(runs.latest?.step).toBe(3)
+    expect(runs.latestRouting?.layers[0].share).toEqual([0.4, 0.3, 0.2, 0.1])
+    expect(runs.progress).toMatchObject({ step: 3, total: 10, fraction: 0.3, etaSec: 7 })
+    // The list follows too.
+    expect(runs.runs[0].step).toBe(3)
+    // A repeated or older step is ignored.
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(2) })
+    expect(runs.steps).toHaveLength(3)
+  })
+
+  it('keeps events that arrive while the run is loading and applies the new ones after', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    let answer: () => void = () => undefined
+    fake.bridge.runs.get.mockImplementationOnce(() => new Promise((resolve) => (answer = () => resolve(runDetail(runRecord, 2)))))
+    const opening = runs.open('run-1')
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(2) }) // already in the detail
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(3) })
+    fake.emit({
+      type: 'run.eval',
+      runId: 'run-1',
+      metrics: { step: 3, valLoss: 2.5, valAux: 0.02, valZ: 0.001, valDroppedFraction: 0, valTokens: 100 },
+    })
+    answer()
+    await opening
+    expect(runs.steps.map((s) => s.step)).toEqual([1, 2, 3])
+    expect(runs.evals.map((e) => e.valLoss)).toEqual([2.5])
+    expect(runs.record?.bestValLoss).toBe(2.5)
+  })
+
+  it('follows status, checkpoints, alerts and log lines of the open run', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 2, dir: '/ws/runs/run-1/checkpoints/step-2' })
+    expect(runs.record?.lastCheckpoint).toMatch(/step-2$/)
+    const alert = {
+      type: 'run.alert' as const,
+      runId: 'run-1',
+      step: 5,
+      layer: 1,
+      expert: 3,
+      kind: 'dead' as const,
+      message: 'expert 3 is dead',
+    }
+    fake.emit(alert)
+    fake.emit(alert)
+    expect(runs.alerts).toEqual([{ step: 5, layer: 1, expert: 3, kind: 'dead', message: 'expert 3 is dead' }])
+    fake.emit({ type: 'run.log', runId: 'run-1', line: 'step 5' })
+    expect(runs.logLines).toEqual(['step 5'])
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'failed', step: 5, message: 'out of memory' })
+    expect(runs.record).toMatchObject({ status: 'failed', message: 'out of memory' })
+    expect(runs.runs[0].status).toBe('failed')
+    expect(isActive(runs.runs[0])).toBe(false)
+    expect(canResume(runs.runs[0])).toBe(true)
+  })
+
+  it('bounds the routing history', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    for (let s = 3; s < ROUTING_KEEP + 50; s++) fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(s) })
+    expect(runs.routing).toHaveLength(ROUTING_KEEP)
+    expect(runs.routing.at(-1)?.step).toBe(ROUTING_KEEP + 49)
+  })
+
+  it('does not mix in the metrics of other runs, and fetches the list for runs it does not know', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    fake.emit({ type: 'run.step', runId: 'elsewhere', metrics: stepMetrics(9) })
+    expect(runs.steps).toHaveLength(2)
+    await flush()
+    expect(fake.bridge.runs.list).toHaveBeenCalledTimes(2)
+  })
+
+  it('starts a run and lists it, or keeps the refusal with its field', async () => {
+    const runs = useRunsStore()
+    const record = await runs.start({ model: '/m', dataset: 'd', config: { maxSteps: 5 }, name: 'mine' })
+    expect(record).toMatchObject({ id: 'run-2', status: 'queued', name: 'mine' })
+    expect(runs.runs[0].id).toBe('run-2')
+    fake.bridge.runs.start.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'runs.start: config.optimizer.lr: must be positive', 'config.optimizer.lr'),
+    )
+    expect(await runs.start({ model: '/m', dataset: 'd' })).toBeNull()
+    expect(runs.startError).toMatchObject({ field: 'config.optimizer.lr' })
+  })
+
+  it('cancels, resumes and exports, marking the run busy meanwhile and throwing what went wrong', async () => {
+    const runs = useRunsStore()
+    await runs.refresh()
+    const cancelling = runs.cancel('run-1')
+    expect(runs.busy['run-1']).toBe('cancel')
+    await cancelling
+    expect(runs.busy['run-1']).toBeUndefined()
+    expect(runs.runs[0].status).toBe('cancelled')
+    await runs.resume('run-1')
+    expect(runs.runs[0].status).toBe('running')
+    const entry = await runs.exportRun('run-1', { name: 'tuned', dtype: 'bfloat16' })
+    expect(fake.bridge.runs.export).toHaveBeenCalledWith({ id: 'run-1', name: 'tuned', dtype: 'bfloat16' })
+    expect(entry.name).toBe('tuned')
+    fake.bridge.runs.resume.mockRejectedValueOnce(new ApiError('failed', 'run-1 has no checkpoint to resume from'))
+    await expect(runs.resume('run-1')).rejects.toMatchObject({ message: 'run-1 has no checkpoint to resume from', code: 'failed' })
+    expect(runs.busy).toEqual({})
+  })
+
+  it('loads runs to compare', async () => {
+    const runs = useRunsStore()
+    await runs.compare(['a', 'b'])
+    expect(runs.compareRuns.map((d) => d.record.id)).toEqual(['a', 'b'])
+    fake.bridge.runs.get.mockRejectedValueOnce(new ApiError('failed', 'no run "c"'))
+    await runs.compare(['c'])
+    expect(runs.compareRuns).toEqual([])
+    expect(runs.compareError?.message).toBe('no run "c"')
+  })
+})

@@ -1,0 +1,102 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { ApiError } from '../../../src/shared/api'
+import { runConfigSchema } from '../../../src/shared/runConfig'
+import { setWorkbench } from '../../../src/renderer/src/api/client'
+import {
+  RUN_PRESETS,
+  defaultRunConfig,
+  formatExpertMap,
+  parseExpertMap,
+  useTrainFormStore,
+} from '../../../src/renderer/src/stores/trainForm'
+import { useRunsStore } from '../../../src/renderer/src/stores/runs'
+import { fakeBridge, runRecord } from '../fakeBridge'
+
+let fake: ReturnType<typeof fakeBridge>
+beforeEach(() => {
+  setActivePinia(createPinia())
+  fake = fakeBridge()
+  setWorkbench(fake.bridge)
+})
+
+describe('run presets', () => {
+  it.each(RUN_PRESETS.map((p) => [p.id, p] as const))('%s is a valid run config', (_id, preset) => {
+    const config = defaultRunConfig()
+    preset.apply(config)
+    expect(runConfigSchema.safeParse(config).success).toBe(true)
+  })
+})
+
+describe('parseExpertMap', () => {
+  it('reads "layer: experts" lists and writes them back', () => {
+    expect(parseExpertMap('0: 3, 1; 2: 0\n0: 1')).toEqual({ '0': [1, 3], '2': [0] })
+    expect(parseExpertMap('')).toEqual({})
+    expect(parseExpertMap('0 - 1')).toMatch(/is not “layer: expert, expert”/)
+    expect(formatExpertMap({ '0': [1, 3], '2': [0] })).toBe('0: 1, 3; 2: 0')
+  })
+})
+
+describe('useTrainFormStore', () => {
+  it('validates inline with the shared schema, naming each field', () => {
+    const form = useTrainFormStore()
+    expect(form.configIssues).toEqual({})
+    form.set('optimizer.lr', -1)
+    form.set('lora.targets', [])
+    form.set('maxSteps', 2.5)
+    expect(Object.keys(form.configIssues).sort()).toEqual(['lora.targets', 'maxSteps', 'optimizer.lr'])
+    form.set('optimizer.lr', 1e-4)
+    form.set('lora.targets', ['experts'])
+    form.set('maxSteps', null)
+    form.set('method', 'lora')
+    form.set('esft.enabled', true)
+    expect(form.configIssues).toEqual({ 'esft.enabled': 'ESFT trains the chosen experts fully; use method "full" or "freeze"' })
+    form.setFrozenExperts('0: x')
+    expect(form.configIssues['freeze.experts']).toMatch(/not “layer: expert, expert”/)
+  })
+
+  it('applies a preset over the defaults and forgets it once a knob changes', () => {
+    const form = useTrainFormStore()
+    form.set('batchSize', 64)
+    form.applyPreset('quick-lora')
+    expect(form.presetId).toBe('quick-lora')
+    expect(form.config).toMatchObject({ method: 'lora', batchSize: 4, maxSteps: 60 })
+    form.set('maxSteps', 10)
+    expect(form.presetId).toBeNull()
+  })
+
+  it('asks for a model and a dataset only once the user tries to start', async () => {
+    const form = useTrainFormStore()
+    expect(form.errors.model).toBeUndefined()
+    expect(await form.start()).toBeNull()
+    expect(form.errors).toMatchObject({ model: expect.any(String), dataset: expect.any(String) })
+    expect(fake.bridge.runs.start).not.toHaveBeenCalled()
+  })
+
+  it('starts the run with the whole config, and shows a refusal next to its field', async () => {
+    const form = useTrainFormStore()
+    form.model = '/m'
+    form.dataset = 'd'
+    form.name = '  first  '
+    form.applyPreset('quick-lora')
+    expect(await form.start()).toBe('run-2')
+    expect(fake.bridge.runs.start).toHaveBeenCalledWith({ model: '/m', dataset: 'd', name: 'first', config: form.config })
+    fake.bridge.runs.start.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'runs.start: config.data.maxLength: too long for the model', 'config.data.maxLength'),
+    )
+    expect(await form.start()).toBeNull()
+    expect(form.errors['data.maxLength']).toBe('runs.start: config.data.maxLength: too long for the model')
+    expect(useRunsStore().startError?.field).toBe('config.data.maxLength')
+  })
+
+  it('copies a past run to run it again', () => {
+    const form = useTrainFormStore()
+    form.copyFrom({
+      ...runRecord,
+      name: 'old',
+      config: { ...runRecord.config, freeze: { ...runRecord.config.freeze, experts: { '1': [2] } } },
+    })
+    expect(form).toMatchObject({ model: runRecord.baseModel, dataset: 'train-abc', name: 'old (again)', frozenExpertsText: '1: 2' })
+    expect(form.config.method).toBe('lora')
+  })
+})
