@@ -1,0 +1,433 @@
+/**
+ * Chat: one conversation with a model (or two models side by side on the same prompts), the
+ * sampling and offload settings, replies streamed from chat.* events with each token's routing,
+ * and the saved conversations.
+ *
+ * chat.send answers with a requestId while tokens may already be on the way (they travel on the
+ * event stream, the answer on another channel), so events for ids not yet known wait in a small
+ * buffer until their send returns.
+ */
+import { defineStore } from 'pinia'
+import { computed, markRaw, ref } from 'vue'
+import type { WorkbenchEvent } from '../../../shared/api'
+import type {
+  ChatEvent,
+  ChatSendArgs,
+  ChatStats,
+  Conversation,
+  EvictionPolicy,
+  ExpertStorage,
+  OffloadStats,
+  SamplingOptions,
+  TokenRouting,
+} from '../../../shared/chat'
+import type { ChatMessage } from '../../../shared/dataset'
+import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+import { parseBytes } from '../format'
+import { listener } from './listen'
+
+export interface TokenPiece {
+  text: string
+  routing: TokenRouting | null
+}
+
+export interface ChatTurn {
+  role: 'user' | 'assistant'
+  content: string
+  /** The reply's tokens with their routing, for replies generated in this session. */
+  tokens?: TokenPiece[]
+  /** The prompt as the model saw it (template applied), with each prompt token's routing. */
+  prompt?: { tokens: string[]; routing: TokenRouting[] }
+  promptTokens?: number
+  streaming?: boolean
+  stats?: ChatStats
+  error?: string
+  requestId?: string
+}
+
+export interface ChatPane {
+  model: string
+  turns: ChatTurn[]
+  /** The latest expert-offload statistics of this pane's model (when offloading). */
+  offload: OffloadStats | null
+}
+
+export interface SamplingForm {
+  greedy: boolean
+  temperature: number
+  topK: number
+  topP: number
+  minP: number
+  repetitionPenalty: number
+  /** null: a fresh random seed per reply. */
+  seed: number | null
+}
+
+export interface OffloadForm {
+  enabled: boolean
+  /** What the user typed: "256 MiB". */
+  budget: string
+  storage: ExpertStorage
+  policy: EvictionPolicy
+  prefetch: boolean
+}
+
+export const DEFAULT_SAMPLING: SamplingForm = {
+  greedy: false,
+  temperature: 0.7,
+  topK: 0,
+  topP: 0.95,
+  minP: 0,
+  repetitionPenalty: 1,
+  seed: null,
+}
+
+/** Events kept for request ids not known yet. */
+const ORPHAN_LIMIT = 4000
+
+export function samplingArgs(s: SamplingForm): SamplingOptions {
+  const seed = s.seed === null ? {} : { seed: s.seed }
+  if (s.greedy) return { greedy: true, ...seed }
+  return { temperature: s.temperature, topK: s.topK, topP: s.topP, minP: s.minP, repetitionPenalty: s.repetitionPenalty, ...seed }
+}
+
+/** The messages a pane sends: the system prompt, then the turns that completed, then `user`. */
+export function historyOf(turns: ChatTurn[], systemPrompt: string): ChatMessage[] {
+  const out: ChatMessage[] = systemPrompt.trim() ? [{ role: 'system', content: systemPrompt }] : []
+  for (let i = 0; i < turns.length; i++) {
+    const t = turns[i]
+    const next = turns[i + 1]
+    // A question whose reply failed is left out with it, so roles keep alternating.
+    if (t.role === 'user' && next?.role === 'assistant' && (next.error || !next.content)) {
+      i++
+      continue
+    }
+    if (t.error || t.streaming) continue
+    out.push({ role: t.role, content: t.content })
+  }
+  return out
+}
+
+export const useChatStore = defineStore('chat', () => {
+  const conversations = ref<Conversation[]>([])
+  const conversationsLoading = ref(false)
+  const conversationsError = ref<UiError | null>(null)
+  const conversationId = ref<string | null>(null)
+
+  const systemPrompt = ref('')
+  const sampling = ref<SamplingForm>({ ...DEFAULT_SAMPLING })
+  const maxNewTokens = ref(256)
+  const offload = ref<OffloadForm>({ enabled: false, budget: '64 MiB', storage: 'f16', policy: 'lru', prefetch: true })
+
+  const panes = ref<ChatPane[]>([{ model: '', turns: [], offload: null }])
+  const compareMode = computed(() => panes.value.length > 1)
+  /** The sparse layer whose top expert colours the tokens (null: the first sparse layer). */
+  const colourLayer = ref<number | null>(null)
+
+  const sendError = ref<UiError | null>(null)
+  const streaming = computed(() => panes.value.some((p) => p.turns.some((t) => t.streaming)))
+
+  /** requestId -> where its tokens go. */
+  const targets = new Map<string, { pane: number; turn: number }>()
+  const orphans = new Map<string, ChatEvent[]>()
+  let orphanCount = 0
+  /** Turns whose cancel was asked before their requestId was known. */
+  const cancelWanted = new Set<ChatTurn>()
+  /** Requests of a conversation the user left: their remaining events are dropped. */
+  const ignored = new Set<string>()
+  /** Bumped when the conversation is replaced, so sends of the old one find no turn to fill. */
+  let epoch = 0
+
+  function setCompare(on: boolean): void {
+    if (on && panes.value.length === 1) panes.value.push({ model: '', turns: [], offload: null })
+    if (!on && panes.value.length > 1) panes.value.splice(1)
+  }
+
+  function offloadArgs(): ChatSendArgs['offload'] | undefined {
+    const o = offload.value
+    if (!o.enabled) return undefined
+    const budgetBytes = parseBytes(o.budget)
+    if (budgetBytes === null)
+      throw { message: `offload budget "${o.budget}" is not a size; write e.g. 256 MiB`, field: 'offload.budgetBytes' } satisfies UiError
+    return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch }
+  }
+
+  /** Sends `text` to every pane's model; false (with sendError set) when it could not start. */
+  async function send(text: string): Promise<boolean> {
+    sendError.value = null
+    if (!text.trim()) {
+      sendError.value = { message: 'Write a message first.', field: 'messages' }
+      return false
+    }
+    const missing = panes.value.findIndex((p) => !p.model)
+    if (missing >= 0) {
+      sendError.value = {
+        message: `Pick a model${compareMode.value ? ` for the ${missing === 0 ? 'left' : 'right'} side` : ''} first.`,
+        field: 'model',
+      }
+      return false
+    }
+    let offloadOpts: ChatSendArgs['offload']
+    try {
+      offloadOpts = offloadArgs()
+    } catch (e) {
+      sendError.value = e as UiError
+      return false
+    }
+    const started = panes.value.map((_pane, index) => startPane(index, text, offloadOpts))
+    const results = await Promise.all(started)
+    return results.every(Boolean)
+  }
+
+  async function startPane(index: number, text: string, offloadOpts: ChatSendArgs['offload']): Promise<boolean> {
+    const pane = panes.value[index]
+    const messages = [...historyOf(pane.turns, systemPrompt.value), { role: 'user' as const, content: text }]
+    pane.turns.push({ role: 'user', content: text })
+    pane.turns.push({ role: 'assistant', content: '', tokens: [], streaming: true })
+    const turnIndex = pane.turns.length - 1
+    const args: ChatSendArgs = { model: pane.model, messages, sampling: samplingArgs(sampling.value), maxNewTokens: maxNewTokens.value }
+    if (offloadOpts) args.offload = offloadOpts
+    const sentIn = epoch
+    try {
+      const reply = await useWorkbench().chat.send(args)
+      if (sentIn !== epoch) {
+        forget(reply.requestId)
+        void useWorkbench()
+          .chat.cancel({ requestId: reply.requestId })
+          .catch(() => undefined)
+        return true
+      }
+      const turn = pane.turns[turnIndex]
+      turn.requestId = reply.requestId
+      turn.promptTokens = reply.promptTokens
+      targets.set(reply.requestId, { pane: index, turn: turnIndex })
+      const waiting = orphans.get(reply.requestId) ?? []
+      orphans.delete(reply.requestId)
+      orphanCount -= waiting.length
+      for (const event of waiting) apply(event)
+      if (cancelWanted.delete(turn) && turn.streaming)
+        void useWorkbench()
+          .chat.cancel({ requestId: reply.requestId })
+          .catch(() => undefined)
+      return true
+    } catch (e) {
+      if (sentIn !== epoch) return false
+      const error = toUiError(e)
+      const turn = pane.turns[turnIndex]
+      turn.streaming = false
+      turn.error = error.message
+      sendError.value = error
+      return false
+    }
+  }
+
+  /** Stops every reply under way (each ends with chat.done, stoppedBy "cancelled"). */
+  async function cancel(): Promise<void> {
+    const calls: Promise<void>[] = []
+    for (const pane of panes.value)
+      for (const turn of pane.turns) {
+        if (!turn.streaming) continue
+        if (turn.requestId) calls.push(useWorkbench().chat.cancel({ requestId: turn.requestId }))
+        else cancelWanted.add(turn)
+      }
+    try {
+      await Promise.all(calls)
+    } catch (e) {
+      sendError.value = toUiError(e)
+    }
+  }
+
+  function turnOf(requestId: string): { pane: ChatPane; turn: ChatTurn } | null {
+    const at = targets.get(requestId)
+    if (!at) return null
+    const pane = panes.value[at.pane]
+    const turn = pane?.turns[at.turn]
+    return pane && turn ? { pane, turn } : null
+  }
+
+  function forget(requestId: string): void {
+    ignored.add(requestId)
+    targets.delete(requestId)
+    orphanCount -= orphans.get(requestId)?.length ?? 0
+    orphans.delete(requestId)
+  }
+
+  function apply(event: ChatEvent): void {
+    if (ignored.has(event.requestId)) {
+      if (event.type === 'chat.done' || event.type === 'chat.error') ignored.delete(event.requestId)
+      return
+    }
+    const found = turnOf(event.requestId)
+    if (!found) {
+      if (orphanCount >= ORPHAN_LIMIT) return
+      const list = orphans.get(event.requestId) ?? []
+      list.push(event)
+      orphans.set(event.requestId, list)
+      orphanCount++
+      return
+    }
+    const { pane, turn } = found
+    switch (event.type) {
+      case 'chat.prompt':
+        turn.prompt = markRaw({ tokens: event.tokens, routing: event.routing })
+        turn.promptTokens = event.tokens.length
+        break
+      case 'chat.token': {
+        const tokens = (turn.tokens ??= [])
+        const piece = markRaw({ text: event.text, routing: tokens[event.index]?.routing ?? null })
+        if (event.index >= tokens.length) {
+          tokens.length = event.index
+          tokens.push(piece)
+        } else tokens.splice(event.index, 1, piece)
+        turn.content += event.text
+        if (event.offload) pane.offload = markRaw(event.offload)
+        break
+      }
+      case 'chat.routing': {
+        // The token's experts, one step after its text: position = promptTokens + index.
+        const tokens = (turn.tokens ??= [])
+        const index = event.routing.position - (turn.promptTokens ?? 0)
+        if (index < 0) break
+        const piece = tokens[index]
+        if (piece) tokens.splice(index, 1, markRaw({ text: piece.text, routing: markRaw(event.routing) }))
+        else {
+          if (index >= tokens.length) tokens.length = index
+          tokens.splice(index, 1, markRaw({ text: '', routing: markRaw(event.routing) }))
+        }
+        break
+      }
+      case 'chat.done':
+        turn.content = event.text
+        turn.stats = markRaw(event.stats)
+        turn.streaming = false
+        if (event.stats.offload) pane.offload = markRaw(event.stats.offload)
+        targets.delete(event.requestId)
+        if (!streaming.value) void autosave()
+        break
+      case 'chat.error':
+        turn.error = event.message
+        turn.streaming = false
+        targets.delete(event.requestId)
+        break
+    }
+  }
+
+  function onEvent(event: WorkbenchEvent): void {
+    if (event.type.startsWith('chat.')) apply(event as ChatEvent)
+  }
+
+  const listen = listener(onEvent)
+
+  // ---------------------------------------------------------------------------------------------
+  // Conversations (the left pane's conversation is the one saved)
+
+  async function refreshConversations(): Promise<void> {
+    conversationsLoading.value = true
+    conversationsError.value = null
+    try {
+      const list = await useWorkbench().conversations.list()
+      conversations.value = [...list].sort((a, b) => b.updated.localeCompare(a.updated))
+    } catch (e) {
+      conversationsError.value = toUiError(e)
+    } finally {
+      conversationsLoading.value = false
+    }
+  }
+
+  function titleOf(turns: ChatTurn[]): string {
+    const first = turns.find((t) => t.role === 'user')?.content.trim() ?? 'New conversation'
+    return first.length > 60 ? `${first.slice(0, 57)}…` : first
+  }
+
+  /** Saves the left pane's conversation (creates it the first time). Throws a UiError. */
+  async function save(): Promise<Conversation | null> {
+    const pane = panes.value[0]
+    const messages = historyOf(pane.turns, '')
+    if (!messages.length || !pane.model) return null
+    const args = {
+      title: titleOf(pane.turns),
+      model: pane.model,
+      messages,
+      ...(systemPrompt.value.trim() ? { systemPrompt: systemPrompt.value } : {}),
+      ...(conversationId.value ? { id: conversationId.value } : {}),
+    }
+    try {
+      const saved = await useWorkbench().conversations.save(args)
+      conversationId.value = saved.id
+      conversations.value = [saved, ...conversations.value.filter((c) => c.id !== saved.id)]
+      return saved
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
+  const saveError = ref<UiError | null>(null)
+  async function autosave(): Promise<void> {
+    try {
+      saveError.value = null
+      await save()
+    } catch (e) {
+      saveError.value = e as UiError
+    }
+  }
+
+  function newConversation(): void {
+    if (streaming.value) void cancel()
+    for (const requestId of [...targets.keys()]) forget(requestId)
+    epoch++
+    conversationId.value = null
+    for (const pane of panes.value) {
+      pane.turns = []
+      pane.offload = null
+    }
+    sendError.value = null
+  }
+
+  function openConversation(c: Conversation): void {
+    newConversation()
+    conversationId.value = c.id
+    systemPrompt.value = c.systemPrompt ?? ''
+    panes.value[0].model = c.model
+    panes.value[0].turns = c.messages
+      .filter((m) => m.role !== 'system')
+      .map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
+  }
+
+  async function deleteConversation(id: string): Promise<void> {
+    try {
+      await useWorkbench().conversations.delete({ id })
+      conversations.value = conversations.value.filter((c) => c.id !== id)
+      if (conversationId.value === id) conversationId.value = null
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
+  return {
+    conversations,
+    conversationsLoading,
+    conversationsError,
+    conversationId,
+    systemPrompt,
+    sampling,
+    maxNewTokens,
+    offload,
+    panes,
+    compareMode,
+    colourLayer,
+    sendError,
+    saveError,
+    streaming,
+    setCompare,
+    send,
+    cancel,
+    onEvent,
+    listen,
+    refreshConversations,
+    save,
+    newConversation,
+    openConversation,
+    deleteConversation,
+  }
+})

@@ -1,0 +1,221 @@
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { ApiError, type TokenRouting } from '../../../src/shared/api'
+import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { DEFAULT_SAMPLING, historyOf, samplingArgs, useChatStore } from '../../../src/renderer/src/stores/chat'
+import { conversation, fakeBridge } from '../fakeBridge'
+
+let fake: ReturnType<typeof fakeBridge>
+beforeEach(() => {
+  setActivePinia(createPinia())
+  fake = fakeBridge()
+  setWorkbench(fake.bridge)
+})
+
+const flush = () => new Promise((resolve) => setTimeout(resolve, 0))
+const routing = (position: number, expert: number): TokenRouting => ({
+  position,
+  token: 7,
+  layers: [{ layer: 0, experts: [expert, 0], weights: [0.7, 0.3] }],
+})
+
+describe('samplingArgs and historyOf', () => {
+  it('sends greedy alone, or every sampling control, with the seed when set', () => {
+    expect(samplingArgs({ ...DEFAULT_SAMPLING, greedy: true })).toEqual({ greedy: true })
+    expect(samplingArgs({ ...DEFAULT_SAMPLING, seed: 3 })).toEqual({
+      temperature: 0.7,
+      topK: 0,
+      topP: 0.95,
+      minP: 0,
+      repetitionPenalty: 1,
+      seed: 3,
+    })
+  })
+
+  it('puts the system prompt first and leaves out questions whose reply failed', () => {
+    const turns = [
+      { role: 'user' as const, content: 'a' },
+      { role: 'assistant' as const, content: '', error: 'engine crashed' },
+      { role: 'user' as const, content: 'b' },
+      { role: 'assistant' as const, content: 'B' },
+    ]
+    expect(historyOf(turns, 'Be brief.')).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'b' },
+      { role: 'assistant', content: 'B' },
+    ])
+  })
+})
+
+describe('useChatStore', () => {
+  it('streams a reply token by token, attaching each token’s routing when it comes', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    chat.systemPrompt = 'Be brief.'
+    expect(await chat.send('hi')).toBe(true)
+    expect(fake.bridge.chat.send).toHaveBeenCalledWith({
+      model: '/m',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'hi' },
+      ],
+      sampling: samplingArgs(DEFAULT_SAMPLING),
+      maxNewTokens: 256,
+    })
+    expect(chat.streaming).toBe(true)
+    fake.emit({
+      type: 'chat.prompt',
+      requestId: 'req-1',
+      tokens: ['<u>', 'hi', '<a>'],
+      routing: [routing(0, 1), routing(1, 2), routing(2, 3)],
+    })
+    fake.emit({ type: 'chat.token', requestId: 'req-1', token: 5, index: 0, text: 'Hel' })
+    fake.emit({ type: 'chat.token', requestId: 'req-1', token: 6, index: 1, text: 'lo' })
+    fake.emit({ type: 'chat.routing', requestId: 'req-1', routing: routing(3, 2) })
+    const reply = chat.panes[0].turns[1]
+    expect(reply.content).toBe('Hello')
+    expect(reply.tokens?.map((t) => [t.text, t.routing?.layers[0].experts[0] ?? null])).toEqual([
+      ['Hel', 2],
+      ['lo', null],
+    ])
+    expect(reply.prompt?.tokens).toEqual(['<u>', 'hi', '<a>'])
+    fake.emit({
+      type: 'chat.done',
+      requestId: 'req-1',
+      text: 'Hello',
+      stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, decodeMs: 2, tokensPerSec: 10 },
+    })
+    expect(chat.streaming).toBe(false)
+    expect(reply.stats?.newTokens).toBe(2)
+    await flush()
+    // The conversation is saved once the reply is complete.
+    expect(fake.bridge.conversations.save).toHaveBeenCalledWith({
+      title: 'hi',
+      model: '/m',
+      systemPrompt: 'Be brief.',
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: 'Hello' },
+      ],
+    })
+    expect(chat.conversationId).toBe('conv-new')
+  })
+
+  it('keeps tokens that arrive before chat.send answers, and replays them', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    let answer: () => void = () => undefined
+    fake.bridge.chat.send.mockImplementationOnce(
+      () => new Promise((resolve) => (answer = () => resolve({ requestId: 'early', prompt: '', promptTokens: 2, template: 'default' }))),
+    )
+    const sending = chat.send('hi')
+    fake.emit({ type: 'chat.token', requestId: 'early', token: 1, index: 0, text: 'Yo' })
+    fake.emit({ type: 'chat.routing', requestId: 'early', routing: routing(2, 4) })
+    answer()
+    await sending
+    const reply = chat.panes[0].turns[1]
+    expect(reply.content).toBe('Yo')
+    expect(reply.tokens?.[0].routing?.layers[0].experts[0]).toBe(4)
+  })
+
+  it('sends the same prompt to both models side by side, each pane with its own history', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.setCompare(true)
+    chat.panes[0].model = '/base'
+    chat.panes[1].model = '/tuned'
+    chat.offload = { enabled: true, budget: '32 MiB', storage: 'int8', policy: 'lfu', prefetch: false }
+    await chat.send('compare')
+    expect(fake.bridge.chat.send).toHaveBeenCalledTimes(2)
+    expect(fake.bridge.chat.send.mock.calls.map((c) => (c as unknown as [{ model: string }])[0].model)).toEqual(['/base', '/tuned'])
+    expect(fake.bridge.chat.send).toHaveBeenLastCalledWith(
+      expect.objectContaining({ offload: { budgetBytes: 32 * 1024 ** 2, storage: 'int8', policy: 'lfu', prefetch: false } }),
+    )
+    const offload = {
+      budgetBytes: 1,
+      residentBytes: 1,
+      peakBytes: 1,
+      bytesMoved: 5,
+      hits: 3,
+      misses: 1,
+      hitRate: 0.75,
+      layers: [],
+      prefetched: 0,
+      prefetchUsed: 0,
+      prefetchAccuracy: 0,
+      storage: 'int8' as const,
+      policy: 'lfu' as const,
+    }
+    fake.emit({ type: 'chat.token', requestId: 'req-2', token: 1, index: 0, text: 'B', offload })
+    expect(chat.panes[1].turns[1].content).toBe('B')
+    expect(chat.panes[1].offload?.hitRate).toBe(0.75)
+    expect(chat.panes[0].turns[1].content).toBe('')
+    chat.setCompare(false)
+    expect(chat.panes).toHaveLength(1)
+  })
+
+  it('says what is missing before sending, next to the field', async () => {
+    const chat = useChatStore()
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.sendError).toMatchObject({ field: 'model' })
+    chat.panes[0].model = '/m'
+    expect(await chat.send('   ')).toBe(false)
+    expect(chat.sendError).toMatchObject({ field: 'messages' })
+    chat.offload.enabled = true
+    chat.offload.budget = 'lots'
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.sendError).toMatchObject({ field: 'offload.budgetBytes' })
+    expect(fake.bridge.chat.send).not.toHaveBeenCalled()
+  })
+
+  it('marks the reply failed when the service refuses or the engine fails', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    fake.bridge.chat.send.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'chat.send: sampling.topP: must be above 0', 'sampling.topP'),
+    )
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.sendError).toMatchObject({ field: 'sampling.topP' })
+    expect(chat.panes[0].turns[1]).toMatchObject({ streaming: false, error: 'chat.send: sampling.topP: must be above 0' })
+    await chat.send('again')
+    fake.emit({ type: 'chat.error', requestId: 'req-1', message: 'the engine stopped' })
+    expect(chat.panes[0].turns[3]).toMatchObject({ streaming: false, error: 'the engine stopped' })
+  })
+
+  it('cancels the replies under way', async () => {
+    const chat = useChatStore()
+    chat.panes[0].model = '/m'
+    await chat.send('hi')
+    await chat.cancel()
+    expect(fake.bridge.chat.cancel).toHaveBeenCalledWith({ requestId: 'req-1' })
+  })
+
+  it('drops the rest of a reply when the user starts a new conversation', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    await chat.send('hi')
+    chat.newConversation()
+    expect(fake.bridge.chat.cancel).toHaveBeenCalledWith({ requestId: 'req-1' })
+    fake.emit({ type: 'chat.token', requestId: 'req-1', token: 1, index: 0, text: 'late' })
+    expect(chat.panes[0].turns).toEqual([])
+  })
+
+  it('lists, opens and deletes saved conversations', async () => {
+    const chat = useChatStore()
+    await chat.refreshConversations()
+    expect(chat.conversations.map((c) => c.id)).toEqual(['conv-1'])
+    chat.openConversation(conversation)
+    expect(chat.conversationId).toBe('conv-1')
+    expect(chat.systemPrompt).toBe('Be brief.')
+    expect(chat.panes[0]).toMatchObject({ model: conversation.model, turns: conversation.messages })
+    await chat.deleteConversation('conv-1')
+    expect(chat.conversations).toEqual([])
+    expect(chat.conversationId).toBeNull()
+    fake.bridge.conversations.delete.mockRejectedValueOnce(new ApiError('failed', 'no conversation "x"'))
+    await expect(chat.deleteConversation('x')).rejects.toMatchObject({ message: 'no conversation "x"' })
+  })
+})
