@@ -1,0 +1,94 @@
+/**
+ * Expert usage of a model over a text or a dataset (experts.analyze), and of a second model over
+ * the same input, to show how fine-tuning moved the routing.
+ */
+import { defineStore } from 'pinia'
+import { computed, ref, shallowRef } from 'vue'
+import type { ExpertAnalysis, ExpertsAnalyzeArgs } from '../../../shared/chat'
+import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+
+export interface AnalyzeForm {
+  model: string
+  /** The second model to compare with ('' = none). */
+  compareModel: string
+  source: 'text' | 'dataset'
+  text: string
+  dataset: string
+  maxRows: number
+}
+
+export interface LayerDiff {
+  layer: number
+  /** Per expert: load of the second model minus the first. */
+  load: number[]
+  entropy: number
+}
+
+/** The second analysis minus the first, for the layers both have with the same expert count. */
+export function routingDiff(a: ExpertAnalysis, b: ExpertAnalysis): LayerDiff[] {
+  const out: LayerDiff[] = []
+  for (const la of a.layers) {
+    const lb = b.layers.find((l) => l.layer === la.layer)
+    if (!lb || lb.load.length !== la.load.length) continue
+    out.push({ layer: la.layer, load: la.load.map((x, e) => lb.load[e] - x), entropy: lb.entropy - la.entropy })
+  }
+  return out
+}
+
+export const useExpertsStore = defineStore('experts', () => {
+  const form = ref<AnalyzeForm>({ model: '', compareModel: '', source: 'text', text: '', dataset: '', maxRows: 200 })
+  // Whole analyses (co-activation matrices, top tokens): replaced, never tracked deeply.
+  const analysis = shallowRef<ExpertAnalysis | null>(null)
+  const comparison = shallowRef<ExpertAnalysis | null>(null)
+  const analyzing = ref(false)
+  const error = ref<UiError | null>(null)
+  let generation = 0
+
+  const diff = computed(() => (analysis.value && comparison.value ? routingDiff(analysis.value, comparison.value) : null))
+
+  function argsFor(model: string): ExpertsAnalyzeArgs {
+    const f = form.value
+    return f.source === 'text' ? { model, text: f.text } : { model, dataset: f.dataset, maxRows: f.maxRows }
+  }
+
+  async function analyze(): Promise<void> {
+    const f = form.value
+    error.value = null
+    if (!f.model) {
+      error.value = { message: 'Pick a model to analyse.', field: 'model' }
+      return
+    }
+    if (f.source === 'text' && !f.text.trim()) {
+      error.value = { message: 'Write or paste some text to route.', field: 'text' }
+      return
+    }
+    if (f.source === 'dataset' && !f.dataset) {
+      error.value = { message: 'Pick a dataset.', field: 'dataset' }
+      return
+    }
+    const id = ++generation
+    analyzing.value = true
+    try {
+      const [first, second] = await Promise.all([
+        useWorkbench().experts.analyze(argsFor(f.model)),
+        f.compareModel ? useWorkbench().experts.analyze(argsFor(f.compareModel)) : Promise.resolve(null),
+      ])
+      if (id !== generation) return
+      analysis.value = first
+      comparison.value = second
+    } catch (e) {
+      if (id === generation) error.value = toUiError(e)
+    } finally {
+      if (id === generation) analyzing.value = false
+    }
+  }
+
+  /** Stops waiting (the contract has no experts.cancel yet: the engine finishes, the result is dropped). */
+  function abandon(): void {
+    generation++
+    analyzing.value = false
+  }
+
+  return { form, analysis, comparison, analyzing, error, diff, analyze, abandon }
+})
