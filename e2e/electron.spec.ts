@@ -28,6 +28,7 @@ test.describe('desktop app (Electron)', () => {
       win.on('console', (m) => m.type() === 'error' && problems.push(m.text()))
 
       await expect(win.getByTestId('backend-name')).not.toBeEmpty()
+      await win.getByTestId('nav-models').click()
       await win.getByTestId('model-dir').fill(join(ROOT, 'test', 'fixtures', 'moe-reference', 'mixtral'))
       await win.getByTestId('inspect-button').click()
       await expect(win.getByTestId('params-total')).toContainText('72,816')

@@ -26,6 +26,8 @@ test.describe('server mode in the browser', () => {
       await expect(page.getByTestId('backend-unavailable')).toContainText(attempt.name)
     }
 
+    // Inspecting (then linking) a folder lives on the Models screen.
+    await page.getByTestId('nav-models').click()
     await page.getByTestId('model-dir').fill(MIXTRAL)
     await page.getByTestId('inspect-button').click()
     const model = page.getByTestId('model-info')
@@ -50,6 +52,7 @@ test.describe('server mode in the browser', () => {
       await page.goto(app.url)
       await expect(page.getByTestId('backend-name')).not.toBeEmpty()
 
+      await page.getByTestId('nav-models').click()
       await page.getByTestId('inspect-button').click()
       await expect(page.getByTestId('inspect-error')).toContainText('dir: must not be empty')
       await expect(page.getByTestId('model-dir')).toHaveAttribute('aria-invalid', 'true')
