@@ -96,10 +96,9 @@ describe('useDatasetsStore', () => {
     datasets.importOptions.acceptInvalid = true
     const manifest = await datasets.importDataset()
     expect(manifest?.id).toBe(datasetManifest.id)
+    // Detection's layout and mapping are left to detection.
     expect(fake.bridge.datasets.import).toHaveBeenCalledWith({
       file: '/data/train.jsonl',
-      layout: 'alpaca',
-      mapping: inspectResult.mapping,
       model: '/m',
       name: 'train',
       split: { validation: 0.2, seed: 7 },
@@ -108,6 +107,31 @@ describe('useDatasetsStore', () => {
     })
     expect(datasets.list.map((d) => d.id)).toEqual([datasetManifest.id])
     expect(datasets.imported?.id).toBe(datasetManifest.id)
+  })
+
+  it('sends the layout and mapping only where the user overrode detection, and never a column the file lacks', async () => {
+    const datasets = useDatasetsStore()
+    fake.bridge.datasets.inspect.mockResolvedValue({
+      ...inspectResult,
+      mapping: { ...inspectResult.mapping, system: 'system' },
+    })
+    datasets.options.file = '/data/train.jsonl'
+    await datasets.inspect()
+    // "system" is not among the file's columns: not shown as mapped.
+    expect(datasets.options.mapping).toEqual(inspectResult.mapping)
+    await datasets.inspect(10)
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith({ file: '/data/train.jsonl', preview: { offset: 10, limit: 10 } })
+    datasets.options.mapping.output = 'input'
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith(
+      expect.objectContaining({ mapping: { instruction: 'instruction', input: 'input', output: 'input' } }),
+    )
+    datasets.options.layout = 'completion'
+    datasets.options.mapping = { prompt: 'instruction', completion: 'output' }
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith(
+      expect.objectContaining({ layout: 'completion', mapping: { prompt: 'instruction', completion: 'output' } }),
+    )
   })
 
   it('shows where an inspection or import went wrong', async () => {

@@ -46,11 +46,24 @@ export function emptyReadOptions(): ReadOptions {
   return { file: '', layout: null, mapping: {}, model: '', maxLength: null, format: null, textUnit: 'line' }
 }
 
-export function inspectArgs(o: ReadOptions, previewOffset = 0): DatasetsInspectArgs {
+/** What detection chose for a file: sent back only where the user changed it. */
+export interface Detected {
+  layout: DatasetLayout | null
+  mapping: ColumnMapping
+}
+
+function sameMapping(a: ColumnMapping, b: ColumnMapping): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)])
+  return [...keys].every((k) => (a[k] || undefined) === (b[k] || undefined))
+}
+
+export function inspectArgs(o: ReadOptions, previewOffset = 0, detected: Detected | null = null): DatasetsInspectArgs {
   const args: DatasetsInspectArgs = { file: o.file.trim(), preview: { offset: previewOffset, limit: PREVIEW_PAGE } }
-  if (o.layout) args.layout = o.layout
+  const ownLayout = o.layout && o.layout !== detected?.layout
+  if (ownLayout) args.layout = o.layout as DatasetLayout
   const mapping = Object.fromEntries(Object.entries(o.mapping).filter(([, column]) => column))
-  if (Object.keys(mapping).length) args.mapping = mapping
+  // Detection's own mapping is left to detection (it may name optional columns the file lacks).
+  if (Object.keys(mapping).length && (ownLayout || !detected || !sameMapping(mapping, detected.mapping))) args.mapping = mapping
   if (o.model) args.model = o.model
   if (o.maxLength !== null && o.model) args.maxLength = o.maxLength
   if (o.format) args.format = o.format
@@ -87,6 +100,9 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** Incremented per call, so the result of a call the user abandoned is ignored. */
   let generation = 0
   let activeFile: string | null = null
+  /** Detection's layout and mapping for `detectedFile`, from an inspection without overrides. */
+  let detected: Detected | null = null
+  let detectedFile: string | null = null
 
   const busy = computed(() => inspecting.value || importing.value)
   const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
@@ -108,7 +124,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
   async function inspect(offset = 0): Promise<void> {
     const id = ++generation
     const used = cloneJson(options.value)
-    const args = inspectArgs(used, offset)
+    const args = inspectArgs(used, offset, used.file.trim() === detectedFile ? detected : null)
     activeFile = args.file
     inspecting.value = true
     inspectError.value = null
@@ -120,10 +136,16 @@ export const useDatasetsStore = defineStore('datasets', () => {
       inspected.value = result
       previewOffset.value = offset
       // What detection chose, so the form shows it and an override starts from it.
+      // Only columns the file has (detection may name optional ones it lacks, e.g. alpaca's system).
+      const found = Object.fromEntries(Object.entries(result.mapping).filter(([, column]) => column && result.columns.includes(column)))
+      if (!args.layout && !args.mapping) {
+        detected = { layout: result.layout, mapping: found }
+        detectedFile = args.file
+      }
       const effective: ReadOptions = {
         ...used,
         layout: used.layout ?? result.layout,
-        mapping: Object.keys(used.mapping).length ? used.mapping : { ...result.mapping },
+        mapping: Object.keys(used.mapping).length ? used.mapping : found,
       }
       if (JSON.stringify(options.value) === JSON.stringify(used)) options.value = cloneJson(effective)
       inspectedWith.value = effective
@@ -144,7 +166,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     const id = ++generation
     const o = importOptions.value
     const args: DatasetsImportArgs = {
-      ...inspectArgs(options.value),
+      ...inspectArgs(options.value, 0, options.value.file.trim() === detectedFile ? detected : null),
       split: { validation: o.validation, seed: o.seed },
       dedupe: o.dedupe,
       acceptInvalid: o.acceptInvalid,
@@ -187,6 +209,8 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** Starts over with another file. */
   function reset(file = ''): void {
     abandon()
+    detected = null
+    detectedFile = null
     options.value = { ...emptyReadOptions(), file, model: options.value.model, maxLength: options.value.maxLength }
     importOptions.value = { ...importOptions.value, name: '', acceptInvalid: false }
     inspected.value = null
