@@ -86,6 +86,28 @@ describe('useRunsStore', () => {
     expect(canResume(runs.runs[0])).toBe(true)
   })
 
+  it('redoes the steps after the checkpoint a resumed run went back to', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    for (let s = 3; s <= 6; s++) fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(s) })
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'cancelled', step: 6 })
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'running', step: 4 })
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(5, { loss: 9 }) })
+    expect(runs.steps.map((s) => [s.step, s.loss === 9])).toEqual([
+      [1, false],
+      [2, false],
+      [3, false],
+      [4, false],
+      [5, true],
+    ])
+    expect(runs.routing.at(-1)?.step).toBe(5)
+    // Only right after a resume: otherwise an old step is a duplicate.
+    fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(3) })
+    expect(runs.steps).toHaveLength(5)
+  })
+
   it('bounds the routing history', async () => {
     const runs = useRunsStore()
     runs.listen()

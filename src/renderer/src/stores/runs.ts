@@ -82,6 +82,8 @@ export const useRunsStore = defineStore('runs', () => {
 
   /** Events for the run being opened that arrive before runs.get answers. */
   let pending: RunEvent[] = []
+  /** The open run went back to running (a resume): its next step may repeat earlier ones. */
+  let resumed = false
 
   async function open(id: string): Promise<void> {
     openId.value = id
@@ -92,6 +94,7 @@ export const useRunsStore = defineStore('runs', () => {
     alerts.value = []
     logLines.value = []
     pending = []
+    resumed = false
     detailLoading.value = true
     detailError.value = null
     try {
@@ -159,6 +162,7 @@ export const useRunsStore = defineStore('runs', () => {
   }
 
   async function resume(id: string): Promise<void> {
+    if (openId.value === id) resumed = true
     try {
       upsert(await act(id, 'resume', () => useWorkbench().runs.resume({ id })))
     } catch (e) {
@@ -205,6 +209,13 @@ export const useRunsStore = defineStore('runs', () => {
     if (openId.value === id && record.value) record.value = { ...record.value, ...fields }
   }
 
+  /** Drops the open run's points from `step` on. */
+  function rewind(step: number): void {
+    steps.value = steps.value.filter((r) => r.step < step)
+    evals.value = evals.value.filter((r) => r.step < step)
+    routing.value = routing.value.filter((r) => r.step < step)
+  }
+
   let refreshQueued = false
   function apply(event: RunEvent): void {
     const known = runs.value.some((r) => r.id === event.runId)
@@ -220,6 +231,7 @@ export const useRunsStore = defineStore('runs', () => {
     }
     switch (event.type) {
       case 'run.status': {
+        if (isOpen && event.status === 'running' && record.value && record.value.status !== 'running') resumed = true
         const fields: Partial<RunRecord> = { status: event.status, step: event.step, updated: new Date().toISOString() }
         if (event.message !== undefined) fields.message = event.message
         patch(event.runId, fields)
@@ -230,7 +242,12 @@ export const useRunsStore = defineStore('runs', () => {
         patch(event.runId, { step: row.step, totalSteps: row.totalSteps })
         if (!isOpen) break
         const last = steps.value.at(-1)
-        if (last && row.step <= last.step) break
+        if (last && row.step <= last.step) {
+          if (!resumed) break
+          // Resumed from a checkpoint before the last step shown: the run redoes those steps.
+          rewind(row.step)
+        }
+        resumed = false
         steps.value.push(row)
         triggerRef(steps)
         if (layers.length) {
