@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatDuration, formatMetric, parseBytes } from '../../src/renderer/src/format'
+import { formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
 
 describe('format', () => {
   it('reads sizes the way people type them', () => {
@@ -20,5 +20,11 @@ describe('format', () => {
     expect(formatMetric(2.34567)).toBe('2.346')
     expect(formatMetric(0.000123)).toBe('1.23e-4')
     expect(formatMetric(null)).toBe('–')
+  })
+
+  it('makes whitespace tokens visible', () => {
+    expect(visibleToken(' the')).toBe('·the')
+    expect(visibleToken('\n\t')).toBe('↵→')
+    expect(visibleToken('')).toBe('∅')
   })
 })

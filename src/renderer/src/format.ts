@@ -89,3 +89,9 @@ export function formatTime(iso: string): string {
   const pad = (n: number): string => String(n).padStart(2, '0')
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`
 }
+
+/** A token's text with its whitespace made visible: " the" -> "·the", "\n" -> "↵". */
+export function visibleToken(text: string): string {
+  if (text === '') return '∅'
+  return text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→')
+}
