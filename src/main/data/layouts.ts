@@ -100,6 +100,9 @@ const MESSAGE_KEYS = { sharegpt: { role: 'from', content: 'value' }, messages: {
  * layouts, `role` and `content` name the keys inside each message. Throws DatasetError for an
  * unknown layout, a field the layout lacks, or a column the file lacks.
  */
+/** Fields a row may lack (alpaca's input and system, pre-tokenised labels). */
+const OPTIONAL_FIELDS = new Set(['input', 'system', 'labels'])
+
 export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | undefined, columns: string[] | null): ColumnMapping {
   if (!(DATASET_LAYOUTS as readonly string[]).includes(layout)) {
     throw new DatasetError(`unknown layout "${layout}" (expected one of ${DATASET_LAYOUTS.join(', ')})`)
@@ -114,7 +117,10 @@ export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | u
     }
     if (typeof column !== 'string' || column === '') throw new DatasetError(`mapping: ${field} must name a column`)
     const inMessage = field === 'role' || field === 'content'
-    if (!inMessage && columns !== null && columns.length > 0 && !columns.includes(column)) {
+    // An optional field left at its default column may be absent from the file: inspect reports
+    // the whole mapping, and a client that sends it back unchanged must not be refused for it.
+    const optionalDefault = OPTIONAL_FIELDS.has(field) && column === resolved[field]
+    if (!inMessage && !optionalDefault && columns !== null && columns.length > 0 && !columns.includes(column)) {
       throw new DatasetError(`mapping: column "${column}" (for ${field}) is not in the file (columns: ${columns.join(', ')})`)
     }
     resolved[field] = column

@@ -118,3 +118,12 @@ describe('overriding the layout and mapping columns', () => {
     )
   })
 })
+
+describe('a mapping sent back as inspect reported it', () => {
+  it('accepts optional fields at their default column even when the file lacks them', () => {
+    const reported = resolveMapping('alpaca', undefined, ['instruction', 'output'])
+    expect(reported.system).toBe('system')
+    expect(resolveMapping('alpaca', reported, ['instruction', 'output'])).toEqual(reported)
+    expect(() => resolveMapping('alpaca', { ...reported, system: 'sys' }, ['instruction', 'output'])).toThrow(/column "sys" \(for system\) is not in the file/)
+  })
+})
