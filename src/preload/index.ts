@@ -3,7 +3,7 @@
  * operation and `onEvent` returning its unsubscribe. Never ipcRenderer itself, never a generic
  * send. Sandboxed: bundled into one CommonJS file that imports only `electron`.
  */
-import { type IpcRendererEvent, contextBridge, ipcRenderer } from 'electron'
+import { type IpcRendererEvent, contextBridge, ipcRenderer, webUtils } from 'electron'
 import type { Envelope, WorkbenchEvent } from '../shared/api'
 import { type Invoke, type Subscribe, createBridge } from '../shared/bridge'
 import { IPC_EVENT_CHANNEL, ipcChannel } from '../shared/ipc'
@@ -22,4 +22,11 @@ const subscribe: Subscribe = (listener) => {
   return () => void ipcRenderer.removeListener(IPC_EVENT_CHANNEL, relay)
 }
 
-contextBridge.exposeInMainWorld('workbench', createBridge(invoke, subscribe))
+contextBridge.exposeInMainWorld('workbench', {
+  ...createBridge(invoke, subscribe),
+  /**
+   * The path of a file or folder dropped on the window (Electron 32 removed File.path). Only the
+   * preload can ask; the renderer then passes the path to the API like a typed one.
+   */
+  pathForFile: (file: File): string => webUtils.getPathForFile(file),
+})
