@@ -128,6 +128,8 @@ export interface WorkbenchApi {
   'datasets.import': (args: DatasetsImportArgs) => Promise<DatasetManifest>
   /** The workspace's datasets, newest first. */
   'datasets.list': (args: void) => Promise<DatasetManifest[]>
+  /** Stops the inspections and imports of a file under way (an import leaves nothing behind); resolves to how many. */
+  'datasets.cancel': (args: { file: string }) => Promise<number>
   /** Bundled, workspace and linked models. */
   'models.list': (args: void) => Promise<ModelEntry[]>
   /** How a model fits a device byte budget, before loading it (the fit planner). */
@@ -169,6 +171,7 @@ export const METHODS = [
   'datasets.inspect',
   'datasets.import',
   'datasets.list',
+  'datasets.cancel',
   'models.list',
   'models.plan',
   'models.create',

@@ -24,6 +24,7 @@ export interface WorkbenchBridge {
     inspect(args: DatasetsInspectArgs): Promise<InspectResult>
     import(args: DatasetsImportArgs): Promise<DatasetManifest>
     list(): Promise<DatasetManifest[]>
+    cancel(file: string): Promise<number>
   }
   runs: {
     start: WorkbenchApi['runs.start']
@@ -68,6 +69,7 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       inspect: (args) => invoke('datasets.inspect', args),
       import: (args) => invoke('datasets.import', args),
       list: () => invoke('datasets.list', undefined),
+      cancel: (file: string) => invoke('datasets.cancel', { file }),
     },
     runs: {
       start: (args) => invoke('runs.start', args),

@@ -66,6 +66,7 @@ export const apiSchemas = {
     dedupe: z.boolean().optional(),
   }),
   'datasets.list': z.undefined({ error: 'takes no arguments' }),
+  'datasets.cancel': z.strictObject({ file: path }),
   'models.list': z.undefined({ error: 'takes no arguments' }),
   'models.plan': z.strictObject({ dir: path, budgetBytes: z.number().int().positive(), contextTokens: z.number().int().min(0).optional() }),
   'models.create': z.strictObject({
@@ -109,7 +110,12 @@ export const apiSchemas = {
   }),
   'conversations.delete': z.strictObject({ id }),
   'experts.analyze': z
-    .strictObject({ model: path, text: z.string().min(1, 'must not be empty').max(1_000_000, 'is too long').optional(), dataset: id.optional(), maxRows: z.number().int().min(1).max(10_000).optional() })
+    .strictObject({
+      model: path,
+      text: z.string().min(1, 'must not be empty').max(1_000_000, 'is too long').optional(),
+      dataset: id.optional(),
+      maxRows: z.number().int().min(1).max(10_000).optional(),
+    })
     .refine((a) => (a.text === undefined) !== (a.dataset === undefined), { message: 'give either text or dataset', path: ['text'] }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 

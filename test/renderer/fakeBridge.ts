@@ -265,6 +265,7 @@ export function fakeBridge() {
       inspect: vi.fn(async (args: { file: string }) => ({ ...inspectResult, file: args.file })),
       import: vi.fn(async () => datasetManifest),
       list: vi.fn(async () => [datasetManifest]),
+      cancel: vi.fn(async () => 1),
     },
     runs: {
       start: vi.fn(async (args: { model: string; dataset: string; name?: string }) => ({

@@ -20,11 +20,33 @@ export interface DatasetMethods {
   'datasets.inspect': (args: DatasetsInspectArgs) => Promise<InspectResult>
   'datasets.import': (args: DatasetsImportArgs) => Promise<DatasetManifest>
   'datasets.list': (args: void) => Promise<DatasetManifest[]>
+  'datasets.cancel': (args: { file: string }) => Promise<number>
 }
 
-export function datasetMethods(workspace: string, emit: (event: DatasetProgressEvent) => void): DatasetMethods {
-  const readOptions = async (args: DatasetsInspectArgs, operation: 'inspect' | 'import'): Promise<InspectOptions> => {
+/**
+ * `ready` resolves before listing (a first start may still be importing the samples).
+ */
+export function datasetMethods(
+  workspace: string,
+  emit: (event: DatasetProgressEvent) => void,
+  ready: () => Promise<void> = () => Promise.resolve(),
+): DatasetMethods {
+  /** Operations under way, by the file they read (what datasets.cancel names). */
+  const running = new Map<string, Set<AbortController>>()
+  const track = async <T>(file: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const controller = new AbortController()
+    const set = running.get(file) ?? new Set<AbortController>()
+    running.set(file, set.add(controller))
+    try {
+      return await work(controller.signal)
+    } finally {
+      set.delete(controller)
+      if (set.size === 0) running.delete(file)
+    }
+  }
+  const readOptions = async (args: DatasetsInspectArgs, operation: 'inspect' | 'import', signal: AbortSignal): Promise<InspectOptions> => {
     const options: InspectOptions = {
+      signal,
       layout: args.layout,
       mapping: args.mapping,
       maxLength: args.maxLength,
@@ -40,15 +62,25 @@ export function datasetMethods(workspace: string, emit: (event: DatasetProgressE
     return options
   }
   return {
-    'datasets.inspect': async (args) => inspectDataset(args.file, await readOptions(args, 'inspect')),
-    'datasets.import': async (args) =>
-      importDataset(workspace, args.file, {
-        ...(await readOptions(args, 'import')),
-        name: args.name,
-        acceptInvalid: args.acceptInvalid,
-        split: args.split,
-        dedupe: args.dedupe,
-      }),
-    'datasets.list': () => listDatasets(workspace),
+    'datasets.inspect': (args) => track(args.file, async (signal) => inspectDataset(args.file, await readOptions(args, 'inspect', signal))),
+    'datasets.import': (args) =>
+      track(args.file, async (signal) =>
+        importDataset(workspace, args.file, {
+          ...(await readOptions(args, 'import', signal)),
+          name: args.name,
+          acceptInvalid: args.acceptInvalid,
+          split: args.split,
+          dedupe: args.dedupe,
+        }),
+      ),
+    'datasets.cancel': async (args) => {
+      const set = running.get(args.file)
+      for (const c of set ?? []) c.abort()
+      return set?.size ?? 0
+    },
+    'datasets.list': async () => {
+      await ready()
+      return listDatasets(workspace)
+    },
   }
 }

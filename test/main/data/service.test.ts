@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -27,5 +28,21 @@ describe('the datasets.* methods for the service', () => {
   it('puts the workspace in $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench', () => {
     expect(defaultWorkspace({ MOE_WORKBENCH_WORKSPACE: '/data/wb' })).toBe('/data/wb')
     expect(defaultWorkspace({})).toBe(join(homedir(), 'moe-workbench'))
+  })
+})
+
+describe('datasets.cancel', () => {
+  it('stops an import under way and leaves no dataset behind', async () => {
+    const workspace = tempDir()
+    const file = join(tempDir(), 'big.jsonl')
+    writeFileSync(file, Array.from({ length: 200_000 }, (_, i) => JSON.stringify({ text: `row ${i} ${'x'.repeat(40)}` })).join('\n') + '\n')
+    let cancelled = 0
+    const api = datasetMethods(workspace, (e) => {
+      if (e.progress.phase !== 'done' && cancelled === 0) void api['datasets.cancel']({ file }).then((n) => (cancelled = n))
+    })
+    await expect(api['datasets.import']({ file, name: 'big' })).rejects.toThrow(/cancel|abort/i)
+    expect(cancelled).toBe(1)
+    expect(await api['datasets.list']()).toEqual([])
+    expect(await api['datasets.cancel']({ file })).toBe(0)
   })
 })

@@ -151,7 +151,7 @@ describe('useDatasetsStore', () => {
     expect(datasets.importing).toBe(false)
   })
 
-  it('ignores the answer of a read the user abandoned', async () => {
+  it('cancels a read the user abandons, and ignores its answer', async () => {
     const datasets = useDatasetsStore()
     let finish: () => void = () => undefined
     fake.bridge.datasets.inspect.mockImplementationOnce(
@@ -162,6 +162,7 @@ describe('useDatasetsStore', () => {
     expect(datasets.busy).toBe(true)
     datasets.abandon()
     expect(datasets.busy).toBe(false)
+    expect(fake.bridge.datasets.cancel).toHaveBeenCalledWith('/data/huge.parquet')
     finish()
     await done
     expect(datasets.inspected).toBeNull()

@@ -194,11 +194,12 @@ export const useDatasetsStore = defineStore('datasets', () => {
     }
   }
 
-  /**
-   * Stops waiting for the inspection or import under way. The contract has no datasets.cancel
-   * yet, so the service finishes reading; its result is ignored.
-   */
+  /** Cancels the inspection or import under way (an import leaves nothing behind). */
   function abandon(): void {
+    if (activeFile && (inspecting.value || importing.value))
+      void useWorkbench()
+        .datasets.cancel(activeFile)
+        .catch(() => {})
     generation++
     inspecting.value = false
     importing.value = false
