@@ -113,7 +113,12 @@ export const moeConfigSchema = z
       if (l >= c.numLayers)
         ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
     if (c.qkNorm !== (c.family === 'olmoe'))
-      ctx.addIssue({ code: 'custom', path: ['qkNorm'], message: c.family === 'olmoe' ? 'olmoe always normalises q and k; set qkNorm true' : `q/k norm is an olmoe feature, not ${c.family}` })
+      ctx.addIssue({
+        code: 'custom',
+        path: ['qkNorm'],
+        message:
+          c.family === 'olmoe' ? 'olmoe always normalises q and k; set qkNorm true' : `q/k norm is an olmoe feature, not ${c.family}`,
+      })
     if (c.oBias && c.family !== 'olmoe')
       ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
     if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
