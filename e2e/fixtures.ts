@@ -4,7 +4,8 @@
  * (except those a test declares it expects).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Page, test as base, expect } from '@playwright/test'
 
@@ -31,7 +32,8 @@ export const test = base.extend<Fixtures, { app: AppServer }>({
     async ({}, use) => {
       const child = spawn(process.execPath, ['bin/moe-workbench.js', 'serve', '--port', '0'], {
         cwd: ROOT,
-        env: { ...process.env },
+        // A workspace of its own, seeded by the first start like a new user's.
+        env: { ...process.env, MOE_WORKBENCH_WORKSPACE: mkdtempSync(join(tmpdir(), 'moe-e2e-ws-')) },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       let stderr = ''

@@ -26,6 +26,7 @@ if (!app.requestSingleInstanceLock()) {
     host: 'electron',
     app: { name: APP_NAME, version: APP_VERSION },
     runtime: { node: process.versions.node, electron: process.versions.electron, platform: process.platform, arch: process.arch },
+    firstRun: true,
   })
   const log = (message: string): void => workbench.log('warn', message, 'electron')
 

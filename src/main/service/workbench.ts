@@ -22,22 +22,11 @@ import {
   isMethod,
 } from '../../shared/api'
 import { validateArgs } from '../../shared/schema'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { APP_NAME, APP_VERSION } from '../appInfo'
 import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
+import { defaultModelDir, resourcesDir, seedWorkspace } from './firstRun'
 import { workspaceMethods } from './methods'
-
-/** resources/default-model seen from this module, in the sources (src/main/service) or built (out/main). */
-export function defaultBundledModel(): string | undefined {
-  for (const rel of ['../../../resources/default-model', '../../resources/default-model']) {
-    const dir = fileURLToPath(new URL(rel, import.meta.url))
-    if (existsSync(join(dir, 'config.json'))) return dir
-  }
-  return undefined
-}
 
 export interface WorkbenchOptions {
   engine: EngineClient
@@ -46,8 +35,13 @@ export interface WorkbenchOptions {
   runtime?: SystemInfo['runtime']
   /** The workspace folder (datasets, models, runs); default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench. */
   workspace?: string
-  /** The bundled default model folder (resources/default-model), listed among the models. */
+  /** The bundled default model folder (default resources/default-model when present), listed among the models. */
   bundledModel?: string
+  /**
+   * First start: import the bundled sample datasets into the workspace once (hosts turn this on;
+   * tests leave it off). A folder overrides resources/.
+   */
+  firstRun?: boolean | { resources: string }
 }
 
 type Implementation = { [M in Method]: (args: ArgsOf<M>) => Promise<ResultOf<M>> }
@@ -71,10 +65,12 @@ export class Workbench {
     this.workspace = options.workspace ?? defaultWorkspace()
     this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
     this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
+    const resources = typeof options.firstRun === 'object' ? options.firstRun.resources : resourcesDir()
+    if (options.firstRun) this.firstRun = { resources }
     const workspaceApi = workspaceMethods({
       engine: this.engine,
       workspace: this.workspace,
-      bundledModel: options.bundledModel ?? defaultBundledModel(),
+      bundledModel: options.bundledModel ?? defaultModelDir(resources) ?? undefined,
       emit: (e) => this.emit(e),
     })
     this.detachEngine = this.engine.onEvent((event) => {
@@ -90,7 +86,11 @@ export class Workbench {
       'models.inspect': (args) => this.engine.request('models.inspect', args),
       // Datasets are read and written here, not in the engine: streaming I/O that yields to the
       // event loop every few milliseconds (src/main/data).
-      ...datasetMethods(this.workspace, (event) => this.emit(event)),
+      ...datasetMethods(
+        this.workspace,
+        (event) => this.emit(event),
+        () => this.seeded(),
+      ),
       // Bookkeeping of models, runs and conversations here; compute in the engine.
       ...workspaceApi.methods,
     }
@@ -121,9 +121,26 @@ export class Workbench {
     this.emit({ type: 'log', time: Date.now(), level, source, message })
   }
 
-  /** Starts the engine now rather than on the first request; resolves when it is ready. */
+  /** Starts the engine now rather than on the first request (and seeds a new workspace); resolves when ready. */
   async start(): Promise<void> {
-    await this.engine.start()
+    await Promise.all([this.engine.start(), this.seeded()])
+  }
+
+  private firstRun?: { resources: string }
+  private seeding?: Promise<void>
+
+  /** Resolves once a first start has put the sample datasets in the workspace (at once otherwise). */
+  private seeded(): Promise<void> {
+    if (!this.firstRun) return Promise.resolve()
+    const { resources } = this.firstRun
+    this.seeding ??= seedWorkspace(this.workspace, resources, { log: (line) => this.log('info', line) }).then(
+      (r) => {
+        if (r.seeded) this.log('info', `first start: imported ${r.datasets.length} sample datasets into ${this.workspace}`)
+      },
+      (e: unknown) =>
+        this.log('warn', `first start: the sample datasets could not be imported: ${e instanceof Error ? e.message : String(e)}`),
+    )
+    return this.seeding
   }
 
   /** Stops the engine and drops every listener. */

@@ -71,7 +71,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ownsWorkbench = options.workbench === undefined
   const workbench =
     options.workbench ??
-    new Workbench({ engine: new EngineClient(forkSpawner(), options.backend ? { backend: options.backend } : {}), host: 'server' })
+    new Workbench({
+      engine: new EngineClient(forkSpawner(), options.backend ? { backend: options.backend } : {}),
+      host: 'server',
+      firstRun: true,
+    })
   let port = options.port ?? 0
 
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
