@@ -138,7 +138,10 @@ export class LoraAdapters {
       const t = tensors.get(n)
       if (!t) throw new Error(`adapter file lacks ${n}`)
       if (t.shape.join(',') !== v.shape.join(',')) throw new Error(`adapter ${n} is [${t.shape}], expected [${v.shape}]`)
-      v.assign(tf.tensor(t.data as Float32Array, v.shape))
+      // assign() shares the new tensor's data; the tensor itself is ours to dispose.
+      const value = tf.tensor(t.data as Float32Array, v.shape)
+      v.assign(value)
+      value.dispose()
     }
   }
 
