@@ -16,8 +16,10 @@ export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } fr
 import type { Family, MoeConfigInput, RouterType } from './modelConfig'
 import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from './chat'
 import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
+import type { TaskProgressEvent } from './tasks'
 export type * from './chat'
 export type * from './runs'
+export type * from './tasks'
 
 // ---------------------------------------------------------------------------------------------
 // Payloads
@@ -109,6 +111,14 @@ export interface ModelsCreateArgs {
   tokenizerFrom?: string
 }
 
+export interface RunsExportArgs {
+  id: string
+  name?: string
+  dtype?: Dtype
+  /** Names the export in task.progress events and for tasks.cancel. */
+  taskId?: string
+}
+
 export interface ModelsInspectArgs {
   /** A Hugging Face checkpoint folder (config.json + *.safetensors). */
   dir: string
@@ -147,17 +157,19 @@ export interface WorkbenchApi {
   'runs.cancel': (args: { id: string }) => Promise<RunRecord>
   /** Continues a cancelled or failed run from its last checkpoint. */
   'runs.resume': (args: { id: string }) => Promise<RunRecord>
-  /** Exports a run as a Hugging Face checkpoint folder in the workspace's models. */
-  'runs.export': (args: { id: string; name?: string; dtype?: Dtype }) => Promise<ModelEntry>
-  /** Starts a reply; tokens stream as chat.* events. */
+  /** Exports a run as a Hugging Face checkpoint folder in the workspace's models. Progress: task.progress events for `taskId`. */
+  'runs.export': (args: RunsExportArgs) => Promise<ModelEntry>
+  /** Starts a reply (loading the model first when it is not loaded: task.progress for `taskId`); tokens stream as chat.* events. */
   'chat.send': (args: ChatSendArgs) => Promise<ChatStarted>
   'chat.cancel': (args: { requestId: string }) => Promise<void>
   'conversations.list': (args: void) => Promise<Conversation[]>
   /** Creates (no id) or replaces a conversation. */
   'conversations.save': (args: Omit<Conversation, 'id' | 'created' | 'updated'> & { id?: string }) => Promise<Conversation>
   'conversations.delete': (args: { id: string }) => Promise<void>
-  /** Expert load, co-activation, entropy and top tokens of a model over text or a dataset. */
+  /** Expert load, co-activation, entropy and top tokens of a model over text or a dataset. Progress: task.progress for `taskId`. */
   'experts.analyze': (args: ExpertsAnalyzeArgs) => Promise<ExpertAnalysis>
+  /** Stops the operation started with this taskId (it rejects with code 'cancelled'); false when none is under way. */
+  'tasks.cancel': (args: { taskId: string }) => Promise<boolean>
 }
 
 export type Method = keyof WorkbenchApi
@@ -188,6 +200,7 @@ export const METHODS = [
   'conversations.save',
   'conversations.delete',
   'experts.analyze',
+  'tasks.cancel',
 ] as const satisfies readonly Method[]
 
 // Compile-time check that METHODS lists every method of WorkbenchApi.
@@ -222,6 +235,7 @@ export type WorkbenchEvent =
   | DatasetProgressEvent
   | RunEvent
   | ChatEvent
+  | TaskProgressEvent
 
 export type WorkbenchEventType = WorkbenchEvent['type']
 export type Unsubscribe = () => void
@@ -241,6 +255,8 @@ export type ApiErrorCode =
   | 'unauthorized'
   /** Server mode: a foreign Origin or Host; Electron: a sender that is not the app's window. */
   | 'forbidden'
+  /** The caller stopped the operation (tasks.cancel); nothing it would have written is left. */
+  | 'cancelled'
 
 export interface ApiErrorJson {
   code: ApiErrorCode
@@ -280,6 +296,7 @@ const ERROR_CODES: readonly string[] = [
   'failed',
   'unauthorized',
   'forbidden',
+  'cancelled',
 ] satisfies ApiErrorCode[]
 
 export function isApiErrorJson(x: unknown): x is ApiErrorJson {

@@ -46,6 +46,9 @@ export interface WorkbenchBridge {
   experts: {
     analyze: WorkbenchApi['experts.analyze']
   }
+  tasks: {
+    cancel(taskId: string): Promise<boolean>
+  }
   /** Subscribes to the event stream; returns the function that unsubscribes. */
   onEvent(listener: (event: WorkbenchEvent) => void): Unsubscribe
 }
@@ -90,6 +93,9 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
     },
     experts: {
       analyze: (args) => invoke('experts.analyze', args),
+    },
+    tasks: {
+      cancel: (taskId: string) => invoke('tasks.cancel', { taskId }),
     },
     onEvent: (listener) => subscribe(listener),
   }

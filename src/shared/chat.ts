@@ -95,6 +95,8 @@ export interface ChatSendArgs {
   /** Extra strings that end the reply. */
   stop?: string[]
   offload?: OffloadOptions
+  /** Names the model load (when the model is not loaded yet) in task.progress events and for tasks.cancel. */
+  taskId?: string
 }
 
 export interface ChatStarted {
@@ -162,4 +164,6 @@ export interface ExpertsAnalyzeArgs {
   /** Or a dataset id (its first rows, template applied). */
   dataset?: string
   maxRows?: number
+  /** Names the analysis in task.progress events and for tasks.cancel. */
+  taskId?: string
 }

@@ -81,7 +81,12 @@ export const apiSchemas = {
   'runs.get': z.strictObject({ id }),
   'runs.cancel': z.strictObject({ id }),
   'runs.resume': z.strictObject({ id }),
-  'runs.export': z.strictObject({ id, name: name.optional(), dtype: z.enum(['float32', 'bfloat16', 'float16']).optional() }),
+  'runs.export': z.strictObject({
+    id,
+    name: name.optional(),
+    dtype: z.enum(['float32', 'bfloat16', 'float16']).optional(),
+    taskId: id.optional(),
+  }),
   'chat.send': z.strictObject({
     model: path,
     messages: z
@@ -98,6 +103,7 @@ export const apiSchemas = {
         prefetch: z.boolean().optional(),
       })
       .optional(),
+    taskId: id.optional(),
   }),
   'chat.cancel': z.strictObject({ requestId: id }),
   'conversations.list': z.undefined({ error: 'takes no arguments' }),
@@ -115,8 +121,10 @@ export const apiSchemas = {
       text: z.string().min(1, 'must not be empty').max(1_000_000, 'is too long').optional(),
       dataset: id.optional(),
       maxRows: z.number().int().min(1).max(10_000).optional(),
+      taskId: id.optional(),
     })
     .refine((a) => (a.text === undefined) !== (a.dataset === undefined), { message: 'give either text or dataset', path: ['text'] }),
+  'tasks.cancel': z.strictObject({ taskId: id }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 
 function fieldOf(issue: z.core.$ZodIssue): string {

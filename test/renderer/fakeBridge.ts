@@ -302,7 +302,8 @@ export function fakeBridge() {
       })),
       delete: vi.fn(async (_args: { id: string }) => undefined),
     },
-    experts: { analyze: vi.fn(async (args: { model: string }) => ({ ...expertAnalysis, model: args.model })) },
+    experts: { analyze: vi.fn(async (args: { model: string; taskId?: string }) => ({ ...expertAnalysis, model: args.model })) },
+    tasks: { cancel: vi.fn(async (_taskId: string) => true) },
     onEvent: vi.fn((listener: (e: WorkbenchEvent) => void) => {
       listeners.add(listener)
       return () => void listeners.delete(listener)

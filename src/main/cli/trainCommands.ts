@@ -146,7 +146,31 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     throw new UsageError(`--dtype: "${dtype}" must be float32, bfloat16 or float16`)
   await backendFromFlag(values, io)
   const ckpt = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : (lastCheckpoint(runDir) ?? undefined)
-  const r = exportRun(runDir, resolve(values.out), { checkpoint: ckpt, dtype: dtype as 'float32' | undefined })
+  const controller = new AbortController()
+  const onSignal = (): void => {
+    io.err('\ncancelling the export (nothing is left behind)...')
+    controller.abort()
+  }
+  process.once('SIGINT', onSignal)
+  let stageShown = ''
+  let r: Awaited<ReturnType<typeof exportRun>>
+  try {
+    r = await exportRun(
+      runDir,
+      resolve(values.out),
+      { checkpoint: ckpt, dtype: dtype as 'float32' | undefined },
+      {
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.label === stageShown) return
+          stageShown = p.label
+          io.err(`[${p.stage}/${p.stages}] ${p.label}`)
+        },
+      },
+    )
+  } finally {
+    process.off('SIGINT', onSignal)
+  }
   io.out(`exported ${r.outDir}${r.mergedLora ? ` (LoRA merged, max logit change ${r.mergeError?.toExponential(2)})` : ''}`)
   io.out(`files: ${r.files.join(', ')}`)
   return 0

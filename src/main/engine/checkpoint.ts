@@ -10,6 +10,7 @@ import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfC
 import { writeJsonAtomic } from '../util/atomic'
 import { MoeModel } from './model'
 import { ExpertStore, type OffloadOptions } from './offload'
+import { pacer, type TaskHooks } from './tasks'
 import {
   openCheckpointTensors,
   readTensor,
@@ -82,31 +83,75 @@ function describeCheck(dir: string, c: TensorCheck): string | null {
 }
 
 /**
- * Loads a model folder: config, every expected tensor (checked by name and shape), as float32.
+ * Loading a model folder step by step: config, every expected tensor (checked by name and shape),
+ * as float32. Yields the bytes read so far after each tensor and returns the model, so
+ * `loadModel` runs it at once and `loadModelAsync` with progress and cancel between tensors.
  * With `offload`, routed experts stay off the device (in host memory in the chosen storage, or in
  * the file itself for 'lazy') and run through a device cache bounded by the byte budget.
  */
-export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}): MoeModel {
+function* loadModelSteps(dir: string, offload: OffloadOptions | undefined): Generator<{ done: number; total: number }, MoeModel> {
   const config = readModelConfig(dir)
   const { index } = openCheckpointTensors(dir)
   const problem = describeCheck(dir, checkTensors(config, index))
   if (problem) throw new CheckpointError(problem)
-  const offload = opts.offload
+  const specs = paramSpecs(config).filter((s) => !(offload?.storage === 'lazy' && s.kind === 'expert'))
+  const bytesOf = (name: string): number => {
+    const info = index.get(name)!.tensors.get(name)!
+    return info.end - info.begin
+  }
+  const total = specs.reduce((sum, s) => sum + bytesOf(s.name), 0)
+  let done = 0
+  yield { done, total }
   const weights = new Map<string, Float32Array>()
-  for (const s of paramSpecs(config)) {
-    if (offload?.storage === 'lazy' && s.kind === 'expert') continue
+  for (const s of specs) {
     const t = readTensor(index.get(s.name)!, s.name)
     if (!(t.data instanceof Float32Array))
       throw new CheckpointError(
         `${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`,
       )
     weights.set(s.name, t.data)
+    done += bytesOf(s.name)
+    yield { done, total }
   }
   if (!offload) return new MoeModel(config, weights)
   const store = new ExpertStore(config, offload.storage, offload.storage === 'lazy' ? { index } : { weights })
   const model = new MoeModel(config, weights, { offloadExperts: true })
   model.attachOffload(store, offload)
   return model
+}
+
+/** Loads a model folder at once (see loadModelSteps). */
+export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}): MoeModel {
+  const steps = loadModelSteps(dir, opts.offload)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+  }
+}
+
+/**
+ * Loads a model folder as loadModel does, reporting the bytes read (one stage of a task) and
+ * letting other messages in between tensors; rejects with 'cancelled' once `hooks.signal` aborts
+ * (nothing is on the device before the last tensor is read).
+ */
+export async function loadModelAsync(
+  dir: string,
+  opts: { offload?: OffloadOptions; hooks?: TaskHooks; stage?: { label: string; stage: number; stages: number } } = {},
+): Promise<MoeModel> {
+  const { signal, onProgress } = opts.hooks ?? {}
+  const stage = opts.stage ?? { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 }
+  const pace = pacer(signal, `loading ${basename(dir)}`)
+  const steps = loadModelSteps(dir, opts.offload)
+  try {
+    for (;;) {
+      const r = steps.next()
+      if (r.done) return r.value
+      onProgress?.({ ...stage, done: r.value.done, total: r.value.total, unit: 'bytes' })
+      await pace()
+    }
+  } finally {
+    steps.return(undefined as never)
+  }
 }
 
 export interface SaveOptions {

@@ -4,7 +4,7 @@
  * events; requests return as soon as the work is started.
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { ChatEvent, ChatSendArgs, ChatStarted, ExpertAnalysis, FitPlan, OffloadOptions } from '../../shared/chat'
 import type { ChatMessage, NormalizedRow } from '../../shared/dataset'
@@ -17,7 +17,8 @@ import { loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { readRows } from '../data/workspace'
 import { writeJsonAtomic } from '../util/atomic'
-import { inspectModel, loadModel, readModelConfig, saveModel } from './checkpoint'
+import { inspectModel, loadModelAsync, readModelConfig, saveModel } from './checkpoint'
+import { cancelledError, pacer, type TaskHooks } from './tasks'
 import { generateAsync } from './generate'
 import { MoeModel } from './model'
 import { planFit } from './offload'
@@ -112,47 +113,123 @@ export async function createModel(
   return inspectModel(dir)
 }
 
-/** Loaded models for chat and analysis, least recently used dropped first. */
+/** A loaded model with its tokenizer and chat template (null without tokenizer.json). */
+export interface LoadedModel {
+  model: MoeModel
+  tokenizer: ModelTokenizer | null
+  template: ChatTemplate | null
+}
+
+interface CacheEntry extends LoadedModel {
+  offloadKey: string
+  /** Leases not yet released: the model is in use and must not be disposed. */
+  users: number
+  /** Dropped from the cache while in use: disposed by its last release. */
+  dropped: boolean
+}
+
+/** A model borrowed from the cache; `release` once done with it. */
+export interface ModelLease extends LoadedModel {
+  release(): void
+}
+
+/**
+ * Loaded models for chat and analysis, least recently used dropped first, never while in use.
+ * Loads run one at a time (each holds a whole model's weights while it reads), with progress and
+ * cancel through the caller's task hooks.
+ */
 export class ModelCache {
-  private readonly entries = new Map<
-    string,
-    { model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null; offloadKey: string }
-  >()
+  private readonly entries = new Map<string, CacheEntry>()
+  /** Settles when the loads started so far have ended. */
+  private loads: Promise<void> = Promise.resolve()
+
   constructor(private readonly max = 2) {}
 
-  async get(
-    dir: string,
-    offload?: OffloadOptions,
-  ): Promise<{ model: MoeModel; tokenizer: ModelTokenizer | null; template: ChatTemplate | null }> {
+  async get(dir: string, offload?: OffloadOptions, hooks: TaskHooks = {}): Promise<ModelLease> {
     const offloadKey = JSON.stringify(offload ?? null)
-    const hit = this.entries.get(dir)
-    if (hit && hit.offloadKey === offloadKey) {
-      this.entries.delete(dir)
-      this.entries.set(dir, hit)
-      return hit
+    const cached = this.lease(dir, offloadKey)
+    if (cached) return cached
+    const previous = this.loads
+    let done!: () => void
+    this.loads = previous.then(() => new Promise<void>((resolve) => (done = resolve)))
+    try {
+      await this.waitFor(previous, dir, hooks)
+      // The load this one waited for may have been this very model.
+      return this.lease(dir, offloadKey) ?? (await this.load(dir, offload, offloadKey, hooks))
+    } finally {
+      // `done` is set once `previous` has settled; release this turn after that either way.
+      void previous.then(() => done())
     }
-    if (hit) {
-      hit.model.dispose()
-      this.entries.delete(dir)
+  }
+
+  /** Drops a model (after it was re-exported or deleted); one in use goes when it is released. */
+  forget(dir: string): void {
+    const e = this.entries.get(dir)
+    if (e) this.drop(dir, e)
+  }
+
+  private lease(dir: string, offloadKey: string): ModelLease | null {
+    const e = this.entries.get(dir)
+    if (!e || e.offloadKey !== offloadKey) return null
+    this.entries.delete(dir)
+    this.entries.set(dir, e)
+    return this.leaseOf(e)
+  }
+
+  private leaseOf(e: CacheEntry): ModelLease {
+    e.users++
+    let released = false
+    return {
+      model: e.model,
+      tokenizer: e.tokenizer,
+      template: e.template,
+      release: () => {
+        if (released) return
+        released = true
+        e.users--
+        if (e.users === 0 && e.dropped) e.model.dispose()
+      },
     }
-    while (this.entries.size >= this.max) {
-      const [oldest, e] = this.entries.entries().next().value!
-      e.model.dispose()
-      this.entries.delete(oldest)
+  }
+
+  private drop(dir: string, e: CacheEntry): void {
+    this.entries.delete(dir)
+    e.dropped = true
+    if (e.users === 0) e.model.dispose()
+  }
+
+  private async waitFor(previous: Promise<void>, dir: string, hooks: TaskHooks): Promise<void> {
+    const { signal, onProgress } = hooks
+    let waiting = true
+    void previous.then(() => (waiting = false))
+    await Promise.resolve()
+    if (!waiting) return
+    onProgress?.({ label: 'Waiting for another model to finish loading', stage: 1, stages: 1, done: 0, total: 0, unit: 'bytes' })
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(cancelledError(`loading ${basename(dir)}`))
+      if (signal?.aborted) return onAbort()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      void previous.then(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      })
+    })
+  }
+
+  private async load(dir: string, offload: OffloadOptions | undefined, offloadKey: string, hooks: TaskHooks): Promise<ModelLease> {
+    const other = this.entries.get(dir)
+    if (other) this.drop(dir, other)
+    for (const [oldDir, e] of [...this.entries]) {
+      if (this.entries.size < this.max) break
+      if (e.users === 0) this.drop(oldDir, e)
     }
-    const model = loadModel(dir, { offload })
     const hasTokenizer = existsSync(join(dir, 'tokenizer.json'))
     const tokenizer = hasTokenizer ? await loadTokenizer(dir) : null
     const template = hasTokenizer ? await loadChatTemplate(dir) : null
-    const entry = { model, tokenizer, template, offloadKey }
+    const model = await loadModelAsync(dir, { offload, hooks, stage: { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 } })
+    const entry: CacheEntry = { model, tokenizer, template, offloadKey, users: 0, dropped: false }
     this.entries.set(dir, entry)
-    return entry
-  }
-
-  /** Drops a model (after it was re-exported or deleted). */
-  forget(dir: string): void {
-    this.entries.get(dir)?.model.dispose()
-    this.entries.delete(dir)
+    return this.leaseOf(entry)
   }
 }
 
@@ -364,27 +441,37 @@ export class ChatSessions {
     private readonly emit: Emit,
   ) {}
 
-  async send(requestId: string, args: ChatSendArgs): Promise<ChatStarted> {
+  /** Loads the model when needed (progress and cancel through `hooks`), then starts the reply. */
+  async send(requestId: string, args: ChatSendArgs, hooks: TaskHooks = {}): Promise<ChatStarted> {
     if (this.active.has(requestId)) throw new Error(`request ${requestId} is already running`)
-    const { model, tokenizer, template } = await this.models.get(args.model, args.offload)
-    if (!tokenizer || !template)
-      throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
-    const messages: ChatMessage[] = args.messages
-    const prompt = template.render(messages, true)
-    const promptIds = tokenizer.encode(prompt)
-    if (promptIds.length === 0) throw new Error('the conversation renders to no tokens')
-    const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
-    if (maxNew <= 0)
-      throw new Error(
-        `the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`,
+    const lease = await this.models.get(args.model, args.offload, hooks)
+    let started = false
+    try {
+      const { model, tokenizer, template } = lease
+      if (!tokenizer || !template)
+        throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
+      const messages: ChatMessage[] = args.messages
+      const prompt = template.render(messages, true)
+      const promptIds = tokenizer.encode(prompt)
+      if (promptIds.length === 0) throw new Error('the conversation renders to no tokens')
+      const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
+      if (maxNew <= 0)
+        throw new Error(
+          `the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`,
+        )
+      const controller = new AbortController()
+      this.active.set(requestId, controller)
+      const stopSequences = (args.stop ?? []).map((s) => tokenizer.encode(s, true)).filter((s) => s.length > 0)
+      const emit = (e: ChatEvent): void => this.emit(e)
+      // Run after this request has been answered.
+      setImmediate(
+        () => void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopSequences, controller, emit).finally(lease.release),
       )
-    const controller = new AbortController()
-    this.active.set(requestId, controller)
-    const stopSequences = (args.stop ?? []).map((s) => tokenizer.encode(s, true)).filter((s) => s.length > 0)
-    const emit = (e: ChatEvent): void => this.emit(e)
-    // Run after this request has been answered.
-    setImmediate(() => void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopSequences, controller, emit))
-    return { requestId, prompt, promptTokens: promptIds.length, template: template.source }
+      started = true
+      return { requestId, prompt, promptTokens: promptIds.length, template: template.source }
+    } finally {
+      if (!started) lease.release()
+    }
   }
 
   cancel(requestId: string): boolean {
@@ -460,14 +547,37 @@ export class ChatSessions {
 // ---------------------------------------------------------------------------------------------
 // Experts
 
-/** Routes text (or rows rendered with the chat template) through a model and summarises expert use. */
+/**
+ * Routes text (or rows rendered with the chat template) through a model and summarises expert
+ * use. Task stages: load the model (when it is not loaded), then route the texts; cancel acts
+ * between tensors while loading and between texts while routing.
+ */
 export async function analyzeExperts(
   models: ModelCache,
   modelDir: string,
   input: { text?: string; workspace?: string; dataset?: string; maxRows?: number },
+  hooks: TaskHooks = {},
 ): Promise<ExpertAnalysis> {
-  const { model, tokenizer, template } = await models.get(modelDir)
+  // The load reports itself as stage 1 of 1; here it is 1 of 2, routing the texts the second.
+  const lease = await models.get(modelDir, undefined, {
+    signal: hooks.signal,
+    onProgress: hooks.onProgress && ((p) => hooks.onProgress!({ ...p, stages: 2 })),
+  })
+  try {
+    return await routeTexts(lease, modelDir, input, hooks)
+  } finally {
+    lease.release()
+  }
+}
+
+async function routeTexts(
+  { model, tokenizer, template }: LoadedModel,
+  modelDir: string,
+  input: { text?: string; workspace?: string; dataset?: string; maxRows?: number },
+  hooks: TaskHooks,
+): Promise<ExpertAnalysis> {
   if (!tokenizer || !template) throw new Error(`${modelDir} has no tokenizer.json; expert analysis needs a tokenizer`)
+  const pace = pacer(hooks.signal, `analysing ${basename(modelDir)}`)
   const texts: string[] = []
   if (input.text !== undefined) texts.push(input.text)
   else {
@@ -477,14 +587,20 @@ export async function analyzeExperts(
       else if ('text' in row) texts.push(row.text)
       else texts.push(tokenizer.decode(row.input_ids, false))
       if (texts.length >= (input.maxRows ?? 200)) break
+      await pace()
     }
   }
+  const report = (done: number): void =>
+    hooks.onProgress?.({ label: 'Routing the text through the model', stage: 2, stages: 2, done, total: texts.length, unit: 'texts' })
+  report(0)
   const E = model.config.numExperts
   const k = model.config.topK
   const max = model.config.maxPositionEmbeddings
   const layers = new Map<number, { load: number[]; entropy: number; n: number; co: number[][]; top: Map<number, number>[] }>()
   let tokens = 0
-  for (const text of texts) {
+  for (const [i, text] of texts.entries()) {
+    await pace()
+    report(i)
     const ids = tokenizer.encode(text).slice(0, max)
     if (ids.length === 0) continue
     tokens += ids.length
@@ -515,8 +631,8 @@ export async function analyzeExperts(
         }
       }
     })
-    await new Promise((res) => setImmediate(res))
   }
+  report(texts.length)
   return {
     model: modelDir,
     tokens,

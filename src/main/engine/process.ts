@@ -16,6 +16,7 @@ import { initBackend, isBackendName, type BackendName } from './backend'
 import { inspectModel } from './checkpoint'
 import { analyzeExperts, ChatSessions, createModel, ModelCache, planModel, RunQueue } from './jobs'
 import { exportRun } from '../train/export'
+import { EngineTasks } from './tasks'
 import {
   BACKEND_ARG,
   BACKEND_ENV,
@@ -43,6 +44,7 @@ interface Jobs {
   runs: RunQueue
   models: ModelCache
   chat: ChatSessions
+  tasks: EngineTasks
 }
 /** Each served engine's long-lived state, made on first use (it needs the context's emit). */
 const jobsByContext = new WeakMap<HandlerContext, Jobs>()
@@ -50,7 +52,7 @@ function jobsOf(ctx: HandlerContext): Jobs {
   let jobs = jobsByContext.get(ctx)
   if (!jobs) {
     const models = new ModelCache(2)
-    jobs = { runs: new RunQueue(ctx.emit), models, chat: new ChatSessions(models, ctx.emit) }
+    jobs = { runs: new RunQueue(ctx.emit), models, chat: new ChatSessions(models, ctx.emit), tasks: new EngineTasks(ctx.emit) }
     jobsByContext.set(ctx, jobs)
   }
   return jobs
@@ -63,14 +65,18 @@ export const handlers: EngineHandlers = {
   'models.create': (args) => createModel(args.dir, args.config, args.seed, args.tokenizerFrom),
   'runs.start': (args, ctx) => jobsOf(ctx).runs.start(args),
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
-  'runs.export': (args, ctx) => {
-    const r = exportRun(args.runDir, args.outDir, { dtype: args.dtype })
-    jobsOf(ctx).models.forget(args.outDir)
-    return r
-  },
-  'chat.send': (args, ctx) => jobsOf(ctx).chat.send(args.requestId, args),
+  'runs.export': (args, ctx) =>
+    jobsOf(ctx).tasks.run(args.taskId, 'runs.export', async (hooks) => {
+      const r = await exportRun(args.runDir, args.outDir, { dtype: args.dtype }, hooks)
+      jobsOf(ctx).models.forget(args.outDir)
+      return r
+    }),
+  'chat.send': (args, ctx) =>
+    jobsOf(ctx).tasks.run(args.taskId, 'models.load', (hooks) => jobsOf(ctx).chat.send(args.requestId, args, hooks)),
   'chat.cancel': (args, ctx) => jobsOf(ctx).chat.cancel(args.requestId),
-  'experts.analyze': (args, ctx) => analyzeExperts(jobsOf(ctx).models, args.model, args),
+  'experts.analyze': (args, ctx) =>
+    jobsOf(ctx).tasks.run(args.taskId, 'experts.analyze', (hooks) => analyzeExperts(jobsOf(ctx).models, args.model, args, hooks)),
+  'tasks.cancel': (args, ctx) => jobsOf(ctx).tasks.cancel(args.taskId),
 }
 
 /** The engine's end of the channel to its host. */

@@ -23,16 +23,44 @@ export interface EngineMethods {
   'models.inspect': (args: ModelsInspectArgs) => ModelInfo
   'models.plan': (args: { dir: string; budgetBytes: number; contextTokens?: number }) => FitPlan
   /** Writes a freshly initialised model into `dir`. */
-  'models.create': (args: { dir: string; config: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] }; seed: number; tokenizerFrom?: string }) => ModelInfo
+  'models.create': (args: {
+    dir: string
+    config: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] }
+    seed: number
+    tokenizerFrom?: string
+  }) => ModelInfo
   /** Queues a run (the service chose its id and folder); run.* events follow. */
-  'runs.start': (args: { runId: string; runDir: string; modelDir: string; workspace: string; dataset: string; config: RunConfig; name?: string; resume?: boolean }) => RunRecord
+  'runs.start': (args: {
+    runId: string
+    runDir: string
+    modelDir: string
+    workspace: string
+    dataset: string
+    config: RunConfig
+    name?: string
+    resume?: boolean
+  }) => RunRecord
   /** True when the run was queued or running in this engine. */
   'runs.cancel': (args: { runId: string }) => boolean
-  'runs.export': (args: { runDir: string; outDir: string; dtype?: 'float32' | 'bfloat16' | 'float16' }) => { outDir: string; files: string[]; mergedLora: boolean; mergeError?: number }
+  'runs.export': (args: { runDir: string; outDir: string; dtype?: 'float32' | 'bfloat16' | 'float16'; taskId?: string }) => {
+    outDir: string
+    files: string[]
+    mergedLora: boolean
+    mergeError?: number
+  }
   /** Starts a reply; chat.* events follow. */
   'chat.send': (args: ChatSendArgs & { requestId: string }) => ChatStarted
   'chat.cancel': (args: { requestId: string }) => boolean
-  'experts.analyze': (args: { model: string; text?: string; workspace?: string; dataset?: string; maxRows?: number }) => ExpertAnalysis
+  'experts.analyze': (args: {
+    model: string
+    text?: string
+    workspace?: string
+    dataset?: string
+    maxRows?: number
+    taskId?: string
+  }) => ExpertAnalysis
+  /** Aborts the runs.export, chat.send (its model load) or experts.analyze started with this taskId. */
+  'tasks.cancel': (args: { taskId: string }) => boolean
 }
 
 export type EngineMethod = keyof EngineMethods

@@ -46,6 +46,7 @@ type Methods = Pick<
   | 'conversations.save'
   | 'conversations.delete'
   | 'experts.analyze'
+  | 'tasks.cancel'
 >
 
 export interface MethodContext {
@@ -165,7 +166,7 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
       const name = args.name ?? `${record.name ?? record.id} (fine-tuned)`
       const id = newId(name)
       const outDir = join(modelsDir(workspace), id)
-      await engine.request('runs.export', { runDir: runDir(workspace, args.id), outDir, dtype: args.dtype })
+      await engine.request('runs.export', { runDir: runDir(workspace, args.id), outDir, dtype: args.dtype, taskId: args.taskId })
       describeModelFolder(outDir, { name, fromRun: args.id })
       return entry({ id, name, dir: outDir, source: 'workspace', provenance: { fromRun: args.id } })
     },
@@ -186,6 +187,7 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
         throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace`, 'dataset')
       return engine.request('experts.analyze', { ...args, workspace })
     },
+    'tasks.cancel': (args) => engine.request('tasks.cancel', args),
   }
 
   return {

@@ -7,9 +7,10 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } 
 import { basename, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
-import { loadModel, saveModel } from '../engine/checkpoint'
+import { loadModelAsync, saveModel } from '../engine/checkpoint'
 import { MoeModel } from '../engine/model'
 import { loadSafetensors } from '../engine/safetensors'
+import { pacer, type TaskHooks } from '../engine/tasks'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { LoraAdapters } from './lora'
 import { lastCheckpoint, readRunRecord } from './trainer'
@@ -51,26 +52,43 @@ function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
   )
 }
 
-export function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}): ExportResult {
+/**
+ * Exports a run's checkpoint into `outDir` (which must not exist or be empty). Everything is
+ * written to a temporary folder renamed into place at the end, so a failure or a cancel
+ * (`hooks.signal`, honoured between tensors while loading and between stages after) leaves
+ * nothing behind. Progress: load → (LoRA: merge and verify) → write, as task stages.
+ */
+export async function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}, hooks: TaskHooks = {}): Promise<ExportResult> {
   const run = readRunRecord(runDir)
   const ckpt = opts.checkpoint ?? lastCheckpoint(runDir)
   if (!ckpt) throw new Error(`${runDir}: the run has no checkpoint to export yet`)
   const out = resolve(outDir)
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
+  const lora = run.config.method === 'lora'
+  const stages = lora ? 3 : 2
+  const pace = pacer(hooks.signal, `exporting run ${run.id}`)
+  const stage = (label: string, n: number): void => hooks.onProgress?.({ label, stage: n, stages, done: 0, total: 0, unit: 'items' })
   const tmp = `${out}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(tmp, { recursive: true })
 
   let result: ExportResult
   try {
-    if (run.config.method === 'lora') {
-      const base = loadModel(run.baseModel)
-      const lora = new LoraAdapters(base, run.config.lora, run.config.seed)
+    const loaded = await loadModelAsync(lora ? run.baseModel : ckpt, {
+      hooks,
+      stage: { label: lora ? 'Loading the base model' : `Loading ${basename(ckpt)}`, stage: 1, stages },
+    })
+    if (lora) {
+      const base = loaded
+      const adapters = new LoraAdapters(base, run.config.lora, run.config.seed)
       let merged: MoeModel | undefined
       try {
-        lora.load(loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>)
-        merged = new MoeModel(base.config, lora.mergedWeights())
-        const a = probeLogits(base, lora)
+        stage('Merging the LoRA adapters and checking the logits', 2)
+        adapters.load(
+          loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
+        )
+        merged = new MoeModel(base.config, adapters.mergedWeights())
+        const a = probeLogits(base, adapters)
         const b = probeLogits(merged)
         let err = 0
         let scale = 1
@@ -83,19 +101,21 @@ export function exportRun(runDir: string, outDir: string, opts: ExportOptions = 
           throw new Error(
             `merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`,
           )
+        await pace()
+        stage('Writing the checkpoint', 3)
         const files = saveModel(merged, tmp, { dtype: opts.dtype })
         result = { outDir: out, files, mergedLora: true, mergeError: err }
       } finally {
         merged?.dispose()
-        lora.dispose()
+        adapters.dispose()
         base.dispose()
       }
     } else {
-      const m = loadModel(ckpt)
       try {
-        result = { outDir: out, files: saveModel(m, tmp, { dtype: opts.dtype }), mergedLora: false }
+        stage('Writing the checkpoint', 2)
+        result = { outDir: out, files: saveModel(loaded, tmp, { dtype: opts.dtype }), mergedLora: false }
       } finally {
-        m.dispose()
+        loaded.dispose()
       }
     }
     for (const f of TOKENIZER_FILES) {
@@ -113,8 +133,11 @@ export function exportRun(runDir: string, outDir: string, opts: ExportOptions = 
       exported: new Date().toISOString(),
     })
     result.files.push('README.md', 'workbench.json')
+    // The last moment a cancel counts: after the rename the export is done.
+    await pace()
     rmSync(out, { recursive: true, force: true })
     renameSync(tmp, out)
+    hooks.onProgress?.({ label: 'Writing the checkpoint', stage: stages, stages, done: 1, total: 1, unit: 'items' })
     return result
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true })

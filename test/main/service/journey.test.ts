@@ -3,9 +3,10 @@
  * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
  * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
  */
-import { join } from 'node:path'
+import { readdirSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { ChatEvent, RunEvent, WorkbenchEvent } from '../../../src/shared/api'
+import type { ChatEvent, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
 import { initBackend } from '../../../src/main/engine/backend'
 import { EngineClient } from '../../../src/main/service/engineClient'
 import { Workbench } from '../../../src/main/service/workbench'
@@ -202,4 +203,93 @@ describe('the workbench API end to end (in-process engine)', () => {
       await wb.close()
     }
   }, 60_000)
+
+  it('export, model loading and expert analysis report task.progress and stop on tasks.cancel, leaving nothing behind', async () => {
+    const workspace = tempDir()
+    const wb = new Workbench({ engine: new EngineClient(realEngine().spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
+    const events: WorkbenchEvent[] = []
+    wb.onEvent((e) => events.push(e))
+    const progressOf = (taskId: string): TaskProgressEvent[] =>
+      events.filter((e): e is TaskProgressEvent => e.type === 'task.progress' && e.taskId === taskId)
+    const stagesOf = (taskId: string): string[] => [
+      ...new Set(progressOf(taskId).map((e) => `${e.progress.stage}/${e.progress.stages} ${e.progress.label}`)),
+    ]
+    try {
+      const model = await wb.api['models.create']({
+        name: 'Tasks',
+        config: {
+          family: 'qwen2_moe',
+          hiddenSize: 32,
+          numLayers: 2,
+          numHeads: 4,
+          numKvHeads: 2,
+          headDim: 8,
+          expertIntermediateSize: 32,
+          numExperts: 4,
+          topK: 2,
+        },
+      })
+      const ds = await wb.api['datasets.import']({
+        file: join(FIXTURES, 'layouts/messages.jsonl'),
+        name: 'chats',
+        split: { validation: 0 },
+      })
+      const run = await wb.api['runs.start']({
+        model: model.dir,
+        dataset: ds.id,
+        config: { method: 'full', batchSize: 2, maxSteps: 2, evalEvery: 0 },
+      })
+      expect((await until(wb, runDone(run.id))).status).toBe('completed')
+      const models = join(workspace, 'models')
+
+      // export: two stages, the load counted in bytes, the last event says done
+      const exported = await wb.api['runs.export']({ id: run.id, taskId: 'export-1' })
+      expect(stagesOf('export-1')).toEqual(['1/2 Loading step-2', '2/2 Writing the checkpoint'])
+      expect(progressOf('export-1').every((e) => e.operation === 'runs.export')).toBe(true)
+      const load = progressOf('export-1').filter((e) => e.progress.stage === 1)
+      expect(load.every((e) => e.progress.unit === 'bytes' && e.progress.total > 0)).toBe(true)
+      expect(progressOf('export-1').at(-1)!.progress).toMatchObject({ stage: 2, done: 1, total: 1, etaSec: 0 })
+
+      // a cancelled export rejects with 'cancelled' and adds nothing to the models folder
+      const before = readdirSync(models).sort()
+      const cancelledExport = wb.api['runs.export']({ id: run.id, name: 'never', taskId: 'export-2' })
+      expect(await wb.api['tasks.cancel']({ taskId: 'export-2' })).toBe(true)
+      await expect(cancelledExport).rejects.toMatchObject({ code: 'cancelled', message: expect.stringMatching(/cancelled/) })
+      expect(readdirSync(models).sort()).toEqual(before)
+      expect(await wb.api['tasks.cancel']({ taskId: 'export-2' })).toBe(false)
+
+      // chat: the model load is a task; cancelling it leaves the engine able to load it next time
+      const ask = { model: exported.dir, messages: [{ role: 'user' as const, content: 'Hi' }], sampling: { greedy: true }, maxNewTokens: 2 }
+      const cancelledLoad = wb.api['chat.send']({ ...ask, taskId: 'load-1' })
+      expect(await wb.api['tasks.cancel']({ taskId: 'load-1' })).toBe(true)
+      await expect(cancelledLoad).rejects.toMatchObject({ code: 'cancelled' })
+      const chat = await wb.api['chat.send']({ ...ask, taskId: 'load-2' })
+      const loaded = progressOf('load-2')
+      expect(loaded.every((e) => e.operation === 'models.load' && e.progress.unit === 'bytes')).toBe(true)
+      expect(loaded.at(-1)!.progress.done).toBe(loaded.at(-1)!.progress.total)
+      await until(wb, (e): e is Extract<ChatEvent, { type: 'chat.done' }> => e.type === 'chat.done' && e.requestId === chat.requestId)
+      // loaded now: no load, no progress
+      const again = await wb.api['chat.send']({ ...ask, taskId: 'load-3' })
+      await until(wb, (e): e is Extract<ChatEvent, { type: 'chat.done' }> => e.type === 'chat.done' && e.requestId === again.requestId)
+      expect(progressOf('load-3')).toEqual([])
+
+      // experts: load, then route the rows; one task id at a time
+      const analysis = wb.api['experts.analyze']({ model: model.dir, dataset: ds.id, taskId: 'experts-1' })
+      await expect(wb.api['experts.analyze']({ model: model.dir, text: 'hi', taskId: 'experts-1' })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'taskId',
+      })
+      const a = await analysis
+      expect(stagesOf('experts-1')).toEqual([`1/2 Loading ${basename(model.dir)}`, '2/2 Routing the text through the model'])
+      const routed = progressOf('experts-1').filter((e) => e.progress.stage === 2)
+      expect(routed.at(-1)!.progress).toMatchObject({ unit: 'texts', done: ds.split.train, total: ds.split.train })
+      expect(a.layers).toHaveLength(2)
+      const cancelledAnalysis = wb.api['experts.analyze']({ model: model.dir, dataset: ds.id, taskId: 'experts-2' })
+      expect(await wb.api['tasks.cancel']({ taskId: 'experts-2' })).toBe(true)
+      await expect(cancelledAnalysis).rejects.toMatchObject({ code: 'cancelled' })
+      await expect(wb.call('tasks.cancel', { taskId: '../x' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'taskId' })
+    } finally {
+      await wb.close()
+    }
+  }, 120_000)
 })

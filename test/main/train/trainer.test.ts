@@ -4,7 +4,7 @@
  * LoRA merges exactly and leaves the base untouched, freeze policies and ESFT train only what
  * they should.
  */
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
@@ -14,6 +14,7 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { loadModel, saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import type { Example } from '../../../src/main/train/batches'
+import type { StageProgress } from '../../../src/main/engine/tasks'
 import { LoraAdapters } from '../../../src/main/train/lora'
 import { readRunRecord, train, type StepMetrics, type TrainEvent } from '../../../src/main/train/trainer'
 import { randomWeights, tinyConfig } from '../engine/helpers'
@@ -295,8 +296,21 @@ describe('export', () => {
     )
     const { exportRun } = await import('../../../src/main/train/export')
     const out = join(tmp('moe-export-'), 'merged')
-    const r = exportRun(runDir, out)
+    const seen: StageProgress[] = []
+    const r = await exportRun(runDir, out, {}, { onProgress: (p) => seen.push(p) })
     expect(r.mergedLora).toBe(true)
+    // Three stages in order; loading counts the base model's bytes up to all of them; the last report says done.
+    expect([...new Set(seen.map((p) => `${p.stage}/${p.stages} ${p.label}`))]).toEqual([
+      '1/3 Loading the base model',
+      '2/3 Merging the LoRA adapters and checking the logits',
+      '3/3 Writing the checkpoint',
+    ])
+    const loading = seen.filter((p) => p.stage === 1)
+    expect(loading.every((p) => p.unit === 'bytes' && p.total === loading[0].total)).toBe(true)
+    expect(loading.map((p) => p.done)).toEqual([...loading.map((p) => p.done)].sort((a, b) => a - b))
+    expect(loading.at(-1)!.done).toBe(loading[0].total)
+    expect(loading[0].total).toBeGreaterThan(0)
+    expect(seen.at(-1)).toMatchObject({ stage: 3, done: 1, total: 1 })
     expect(r.mergeError).toBeLessThan(1e-4)
     for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'README.md'])
       expect(existsSync(join(out, f)), f).toBe(true)
@@ -311,9 +325,42 @@ describe('export', () => {
     const a = tf.tidy(() => m.forward(ids).logits.dataSync())
     const b = tf.tidy(() => baseM.forward(ids, { weights: lora.wrap(baseM.weightSource, { training: false }) }).logits.dataSync())
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-4)
-    expect(() => exportRun(runDir, out)).toThrow(/exists and is not empty/)
+    await expect(exportRun(runDir, out)).rejects.toThrow(/exists and is not empty/)
     m.dispose()
     lora.dispose()
     baseM.dispose()
+  }, 60_000)
+
+  it('a cancelled export, while loading or after the merge, rejects with "cancelled" and leaves no folder and no tensors', async () => {
+    const base = baseModel()
+    const { runDir } = await run(
+      base,
+      { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 2, evalEvery: 0 },
+      swapTask(16),
+    )
+    const { exportRun } = await import('../../../src/main/train/export')
+    for (const cancelAt of [1, 2]) {
+      const parent = tmp('moe-export-cancel-')
+      const controller = new AbortController()
+      const before = tf.memory().numTensors
+      const stages: number[] = []
+      const attempt = exportRun(
+        runDir,
+        join(parent, 'out'),
+        {},
+        {
+          signal: controller.signal,
+          onProgress: (p) => {
+            stages.push(p.stage)
+            // Abort mid-load (after the first tensor) or as the merge starts.
+            if (p.stage === cancelAt && (cancelAt === 2 || p.done > 0)) controller.abort()
+          },
+        },
+      )
+      await expect(attempt).rejects.toMatchObject({ code: 'cancelled' })
+      expect(readdirSync(parent), `cancelled at stage ${cancelAt}`).toEqual([])
+      expect(Math.max(...stages)).toBe(cancelAt)
+      expect(tf.memory().numTensors, `tensors after a cancel at stage ${cancelAt}`).toBe(before)
+    }
   }, 60_000)
 })

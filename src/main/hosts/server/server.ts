@@ -59,6 +59,8 @@ const STATUS: Record<ApiErrorCode, number> = {
   unknown_method: 404,
   failed: 422,
   engine_unavailable: 503,
+  /** The caller stopped it: no standard code fits; 409 says the request did not complete as asked. */
+  cancelled: 409,
 }
 
 export function statusOf(code: ApiErrorCode): number {

@@ -1,0 +1,140 @@
+/**
+ * The engine's model cache and task plumbing: loads with progress and cancel, shared loads, and
+ * leases that keep a model in use from being disposed by eviction or forget().
+ */
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { WorkbenchEvent } from '../../../src/shared/api'
+import { initBackend } from '../../../src/main/engine/backend'
+import { saveModel } from '../../../src/main/engine/checkpoint'
+import { ModelCache } from '../../../src/main/engine/jobs'
+import { EngineTasks, progressReporter, type StageProgress } from '../../../src/main/engine/tasks'
+import { randomIds, tinyModel } from './helpers'
+
+function modelFolder(seed: number): string {
+  const dir = join(mkdtempSync(join(tmpdir(), 'moe-cache-')), 'model')
+  const m = tinyModel({}, seed)
+  saveModel(m, dir)
+  m.dispose()
+  return dir
+}
+
+const logitsOf = (m: { forward: (ids: number[][]) => { logits: tf.Tensor } }): Float32Array =>
+  tf.tidy(() => m.forward(randomIds(1, 5, 32)).logits.dataSync() as Float32Array)
+
+describe('ModelCache', () => {
+  let dirs: string[]
+  beforeAll(async () => {
+    await initBackend('cpu')
+    dirs = [1, 2, 3].map(modelFolder)
+  })
+
+  it('loads with byte progress, shares one load between callers, and reuses it', async () => {
+    const cache = new ModelCache(2)
+    const seen: StageProgress[] = []
+    const [a, b] = await Promise.all([cache.get(dirs[0], undefined, { onProgress: (p) => seen.push(p) }), cache.get(dirs[0])])
+    expect(a.model).toBe(b.model)
+    const loads = seen.filter((p) => p.label.startsWith('Loading'))
+    expect(loads.length).toBeGreaterThan(2)
+    expect(loads.at(-1)!.done).toBe(loads[0].total)
+    const again: StageProgress[] = []
+    const c = await cache.get(dirs[0], undefined, { onProgress: (p) => again.push(p) })
+    expect(c.model).toBe(a.model)
+    expect(again).toEqual([])
+    for (const l of [a, b, c]) l.release()
+    cache.forget(dirs[0])
+  })
+
+  it('never disposes a model in use: eviction passes it over, forget() waits for its release', async () => {
+    const before = tf.memory().numTensors
+    const cache = new ModelCache(2)
+    const a = await cache.get(dirs[0])
+    const expected = logitsOf(a.model)
+    const b = await cache.get(dirs[1])
+    b.release()
+    // Full: the third load evicts b (free), not a (in use).
+    const c = await cache.get(dirs[2])
+    expect(logitsOf(a.model)).toEqual(expected)
+    cache.forget(dirs[0])
+    expect(logitsOf(a.model)).toEqual(expected)
+    a.release()
+    a.release() // a second release changes nothing
+    c.release()
+    cache.forget(dirs[2])
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it('a cancelled load rejects with "cancelled", holds nothing, and the next load works', async () => {
+    const before = tf.memory().numTensors
+    const cache = new ModelCache(2)
+    const controller = new AbortController()
+    const loading = cache.get(dirs[1], undefined, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.done > 0) controller.abort()
+      },
+    })
+    await expect(loading).rejects.toMatchObject({ code: 'cancelled', message: expect.stringMatching(/loading model was cancelled/) })
+    expect(tf.memory().numTensors).toBe(before)
+    const lease = await cache.get(dirs[1])
+    expect(logitsOf(lease.model).length).toBe(5 * 32)
+    lease.release()
+    cache.forget(dirs[1])
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
+describe('tasks', () => {
+  it('reports each new stage and completion at once, other progress at most every 100 ms, with an ETA at the pace so far', () => {
+    const events: WorkbenchEvent[] = []
+    let now = 1000
+    const report = progressReporter(
+      (e) => events.push(e),
+      't1',
+      'runs.export',
+      () => now,
+    )
+    const stage = { label: 'Loading', stage: 1, stages: 2, unit: 'bytes' as const }
+    report({ ...stage, done: 0, total: 100 })
+    now += 50
+    report({ ...stage, done: 10, total: 100 }) // throttled
+    now += 60
+    report({ ...stage, done: 25, total: 100 })
+    now += 10
+    report({ ...stage, done: 100, total: 100 }) // complete: always
+    report({ label: 'Writing', stage: 2, stages: 2, unit: 'items', done: 0, total: 0 }) // new stage: always
+    const progress = events.map((e) => (e.type === 'task.progress' ? e.progress : null))
+    expect(progress.map((p) => p?.done)).toEqual([0, 25, 100, 0])
+    expect(progress[0]).toMatchObject({ etaSec: null, elapsedSec: 0 })
+    // 25 done in 0.11 s: 75 more take 0.33 s.
+    expect(progress[1]!.etaSec).toBeCloseTo(0.33, 6)
+    expect(progress[2]).toMatchObject({ etaSec: 0, elapsedSec: 0.12 })
+    expect(progress[3]).toMatchObject({ label: 'Writing', etaSec: null })
+    expect(events.every((e) => e.type === 'task.progress' && e.taskId === 't1' && e.operation === 'runs.export')).toBe(true)
+  })
+
+  it('runs work under an id, refuses the id twice at once, and cancels by id', async () => {
+    const tasks = new EngineTasks(() => undefined)
+    let signal: AbortSignal | undefined
+    let finish: () => void = () => undefined
+    const work = tasks.run('t1', 'experts.analyze', (hooks) => {
+      signal = hooks.signal
+      return new Promise<string>((resolve) => (finish = () => resolve('done')))
+    })
+    await expect(tasks.run('t1', 'experts.analyze', async () => 'again')).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'taskId',
+    })
+    expect(tasks.cancel('other')).toBe(false)
+    expect(tasks.cancel('t1')).toBe(true)
+    expect(signal?.aborted).toBe(true)
+    finish()
+    expect(await work).toBe('done')
+    expect(tasks.cancel('t1')).toBe(false)
+    // Without an id: no hooks, nothing to cancel.
+    expect(await tasks.run(undefined, 'models.load', async (hooks) => hooks)).toEqual({})
+  })
+})
