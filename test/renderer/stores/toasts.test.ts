@@ -26,4 +26,13 @@ describe('useToastsStore', () => {
     for (let i = 0; i < 8; i++) toasts.error(`e${i}`, { message: 'x' })
     expect(toasts.toasts.map((t) => t.title)).toEqual(['e3', 'e4', 'e5', 'e6', 'e7'])
   })
+
+  it('drops the notices that would leave by themselves on a change of screen, keeping errors', () => {
+    const toasts = useToastsStore()
+    toasts.success('Exported m', '/ws/models/m')
+    toasts.error('Could not export', { message: 'disk full', code: 'failed' })
+    toasts.push({ kind: 'info', title: 'Export cancelled', message: 'Nothing was written.' })
+    toasts.dismissTransient()
+    expect(toasts.toasts.map((t) => t.title)).toEqual(['Could not export'])
+  })
 })

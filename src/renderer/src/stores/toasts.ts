@@ -52,5 +52,14 @@ export const useToastsStore = defineStore('toasts', () => {
     toasts.value = toasts.value.filter((t) => t.id !== id)
   }
 
-  return { toasts, push, error, success, dismiss }
+  /**
+   * Drops the notices that would leave by themselves (not errors): called on a change of screen,
+   * where they no longer apply and would cover the new screen's controls (the chat composer's
+   * Send button sits where they stack).
+   */
+  function dismissTransient(): void {
+    for (const t of toasts.value) if (t.kind !== 'error') dismiss(t.id)
+  }
+
+  return { toasts, push, error, success, dismiss, dismissTransient }
 })
