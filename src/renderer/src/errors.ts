@@ -18,6 +18,11 @@ export function toUiError(e: unknown): UiError {
   return out
 }
 
+/** Whether the user stopped the operation themselves (tasks.cancel): nothing to report as a failure. */
+export function isCancelled(e: unknown): boolean {
+  return (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'cancelled') || ApiError.from(e).code === 'cancelled'
+}
+
 /** What to do about an error, in a few words, from its code (shown under the message). */
 export function remedy(error: UiError): string | undefined {
   switch (error.code) {

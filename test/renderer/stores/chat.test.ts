@@ -2,6 +2,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError, type TokenRouting } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import { DEFAULT_SAMPLING, historyOf, samplingArgs, useChatStore } from '../../../src/renderer/src/stores/chat'
 import { conversation, fakeBridge } from '../fakeBridge'
 
@@ -62,6 +63,7 @@ describe('useChatStore', () => {
       ],
       sampling: samplingArgs(DEFAULT_SAMPLING),
       maxNewTokens: 256,
+      taskId: expect.any(String),
     })
     expect(chat.streaming).toBe(true)
     fake.emit({
@@ -191,6 +193,43 @@ describe('useChatStore', () => {
     await chat.send('hi')
     await chat.cancel()
     expect(fake.bridge.chat.cancel).toHaveBeenCalledWith({ requestId: 'req-1' })
+  })
+
+  it('shows the model load while chat.send waits on it, and Stop cancels the load without an error', async () => {
+    const chat = useChatStore()
+    const tasks = useTasksStore()
+    tasks.listen()
+    chat.panes[0].model = '/models/big'
+    let reject: (e: unknown) => void = () => undefined
+    fake.bridge.chat.send.mockImplementationOnce(() => new Promise((_resolve, no) => (reject = no)))
+    fake.bridge.tasks.cancel.mockImplementationOnce(async () => {
+      reject(new ApiError('cancelled', 'loading big was cancelled'))
+      return true
+    })
+    const sending = chat.send('hi')
+    const turn = chat.panes[0].turns[1]
+    expect(turn.taskId).toBeDefined()
+    expect(tasks.byId[turn.taskId!]).toMatchObject({ operation: 'models.load', title: 'Loading big' })
+    fake.emit({
+      type: 'task.progress',
+      taskId: turn.taskId!,
+      operation: 'models.load',
+      progress: { label: 'Loading big', stage: 1, stages: 1, done: 5, total: 20, unit: 'bytes', elapsedSec: 1, etaSec: 3 },
+    })
+    expect(tasks.byId[turn.taskId!].progress?.done).toBe(5)
+    const taskId = turn.taskId!
+    await chat.cancel()
+    expect(fake.bridge.tasks.cancel).toHaveBeenCalledWith(taskId)
+    expect(await sending).toBe(true)
+    expect(chat.panes[0].turns[1]).toMatchObject({ streaming: false, note: 'Stopped while the model was loading.' })
+    expect(chat.panes[0].turns[1].error).toBeUndefined()
+    expect(chat.panes[0].turns[1].taskId).toBeUndefined()
+    expect(chat.sendError).toBeNull()
+    expect(chat.streaming).toBe(false)
+    expect(tasks.list).toEqual([])
+    // the next message leaves the stopped exchange out of the history
+    await chat.send('again')
+    expect(fake.bridge.chat.send).toHaveBeenLastCalledWith(expect.objectContaining({ messages: [{ role: 'user', content: 'again' }] }))
   })
 
   it('drops the rest of a reply when the user starts a new conversation', async () => {

@@ -3,6 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { routingDiff, useExpertsStore } from '../../../src/renderer/src/stores/experts'
+import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import { expertAnalysis, fakeBridge } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
@@ -44,7 +45,7 @@ describe('useExpertsStore', () => {
     experts.form.model = '/base'
     experts.form.text = 'hello world'
     await experts.analyze()
-    expect(fake.bridge.experts.analyze).toHaveBeenCalledWith({ model: '/base', text: 'hello world' })
+    expect(fake.bridge.experts.analyze).toHaveBeenCalledWith({ model: '/base', text: 'hello world', taskId: expect.any(String) })
     expect(experts.analysis?.model).toBe('/base')
     expect(experts.comparison).toBeNull()
     expect(experts.diff).toBeNull()
@@ -54,26 +55,54 @@ describe('useExpertsStore', () => {
     experts.form.dataset = 'train-abc'
     experts.form.maxRows = 50
     await experts.analyze()
-    expect(fake.bridge.experts.analyze).toHaveBeenLastCalledWith({ model: '/tuned', dataset: 'train-abc', maxRows: 50 })
+    expect(fake.bridge.experts.analyze).toHaveBeenLastCalledWith({
+      model: '/tuned',
+      dataset: 'train-abc',
+      maxRows: 50,
+      taskId: expect.any(String),
+    })
     expect(experts.comparison?.model).toBe('/tuned')
     expect(experts.diff?.[0].load).toEqual([0, 0, 0, 0])
   })
 
-  it('keeps the error, and drops an answer the user stopped waiting for', async () => {
+  it('keeps the error; Cancel stops every analysis under way in the engine and keeps the last result, without an error', async () => {
     const experts = useExpertsStore()
+    useTasksStore().listen()
     experts.form.model = '/m'
     experts.form.text = 'x'
     fake.bridge.experts.analyze.mockRejectedValueOnce(new ApiError('engine_unavailable', 'the engine stopped'))
     await experts.analyze()
     expect(experts.error).toMatchObject({ code: 'engine_unavailable' })
+    await experts.analyze()
+    expect(experts.analysis?.model).toBe('/m')
 
-    let answer: () => void = () => undefined
-    fake.bridge.experts.analyze.mockImplementationOnce(() => new Promise((resolve) => (answer = () => resolve(expertAnalysis))))
+    // Two analyses (a comparison) that answer only when the engine is told to cancel them.
+    const pending = new Map<string, () => void>()
+    fake.bridge.experts.analyze.mockImplementation(
+      (args: { model: string; taskId?: string }) =>
+        new Promise((_resolve, reject) => pending.set(args.taskId!, () => reject(new ApiError('cancelled', 'analysing m was cancelled')))),
+    )
+    fake.bridge.tasks.cancel.mockImplementation(async (taskId: string) => {
+      pending.get(taskId)?.()
+      return true
+    })
+    experts.form.compareModel = '/n'
     const analysing = experts.analyze()
-    experts.abandon()
-    expect(experts.analyzing).toBe(false)
-    answer()
+    expect(experts.analyzing).toBe(true)
+    expect(experts.running.map((t) => t.title)).toEqual(['Analysing m', 'Analysing n'])
+    fake.emit({
+      type: 'task.progress',
+      taskId: experts.running[0].id,
+      operation: 'experts.analyze',
+      progress: { label: 'Routing', stage: 2, stages: 2, done: 3, total: 10, unit: 'texts', elapsedSec: 1, etaSec: 2 },
+    })
+    expect(experts.running[0].progress).toMatchObject({ done: 3, total: 10 })
+    await experts.cancel()
     await analysing
-    expect(experts.analysis).toBeNull()
+    expect(fake.bridge.tasks.cancel).toHaveBeenCalledTimes(2)
+    expect(experts.analyzing).toBe(false)
+    expect(experts.running).toEqual([])
+    expect(experts.error).toBeNull()
+    expect(experts.analysis?.model).toBe('/m')
   })
 })

@@ -152,7 +152,7 @@ describe('useRunsStore', () => {
     await runs.resume('run-1')
     expect(runs.runs[0].status).toBe('running')
     const entry = await runs.exportRun('run-1', { name: 'tuned', dtype: 'bfloat16' })
-    expect(fake.bridge.runs.export).toHaveBeenCalledWith({ id: 'run-1', name: 'tuned', dtype: 'bfloat16' })
+    expect(fake.bridge.runs.export).toHaveBeenCalledWith({ id: 'run-1', name: 'tuned', dtype: 'bfloat16', taskId: expect.any(String) })
     expect(entry.name).toBe('tuned')
     fake.bridge.runs.resume.mockRejectedValueOnce(new ApiError('failed', 'run-1 has no checkpoint to resume from'))
     await expect(runs.resume('run-1')).rejects.toMatchObject({ message: 'run-1 has no checkpoint to resume from', code: 'failed' })

@@ -23,9 +23,11 @@ import type {
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
 import { useWorkbench } from '../api/client'
-import { type UiError, toUiError } from '../errors'
+import { type UiError, isCancelled, toUiError } from '../errors'
 import { parseBytes } from '../format'
 import { listener } from './listen'
+import { useModelsStore } from './models'
+import { useTasksStore } from './tasks'
 
 export interface TokenPiece {
   text: string
@@ -43,7 +45,11 @@ export interface ChatTurn {
   streaming?: boolean
   stats?: ChatStats
   error?: string
+  /** A neutral remark on how the reply ended early ("Stopped while the model was loading."). */
+  note?: string
   requestId?: string
+  /** The model-load task (tasks store) while chat.send has not answered. */
+  taskId?: string
 }
 
 export interface ChatPane {
@@ -189,8 +195,13 @@ export const useChatStore = defineStore('chat', () => {
     const args: ChatSendArgs = { model: pane.model, messages, sampling: samplingArgs(sampling.value), maxNewTokens: maxNewTokens.value }
     if (offloadOpts) args.offload = offloadOpts
     const sentIn = epoch
+    const modelName = useModelsStore().displayName(pane.model)
     try {
-      const reply = await useWorkbench().chat.send(args)
+      const reply = await useTasksStore().track('models.load', `Loading ${modelName}`, (taskId) => {
+        pane.turns[turnIndex].taskId = taskId
+        return useWorkbench().chat.send({ ...args, taskId })
+      })
+      delete pane.turns[turnIndex]?.taskId
       if (sentIn !== epoch) {
         forget(reply.requestId)
         void useWorkbench()
@@ -213,9 +224,15 @@ export const useChatStore = defineStore('chat', () => {
       return true
     } catch (e) {
       if (sentIn !== epoch) return false
-      const error = toUiError(e)
       const turn = pane.turns[turnIndex]
+      delete turn.taskId
       turn.streaming = false
+      cancelWanted.delete(turn)
+      if (isCancelled(e)) {
+        turn.note = 'Stopped while the model was loading.'
+        return true
+      }
+      const error = toUiError(e)
       turn.error = error.message
       sendError.value = error
       return false
@@ -229,7 +246,11 @@ export const useChatStore = defineStore('chat', () => {
       for (const turn of pane.turns) {
         if (!turn.streaming) continue
         if (turn.requestId) calls.push(useWorkbench().chat.cancel({ requestId: turn.requestId }))
-        else cancelWanted.add(turn)
+        else {
+          // Still in chat.send: stop the model load, or the reply as soon as send answers.
+          cancelWanted.add(turn)
+          if (turn.taskId) calls.push(useTasksStore().cancel(turn.taskId))
+        }
       }
     try {
       await Promise.all(calls)

@@ -6,7 +6,12 @@ import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
 import type { ExpertAnalysis, ExpertsAnalyzeArgs } from '../../../shared/chat'
 import { useWorkbench } from '../api/client'
-import { type UiError, toUiError } from '../errors'
+import { type UiError, isCancelled, toUiError } from '../errors'
+import { useModelsStore } from './models'
+import { useTasksStore } from './tasks'
+
+/** The subject the Experts screen's analyses carry in the tasks store. */
+const STORE_SUBJECT = 'experts-screen'
 
 export interface AnalyzeForm {
   model: string
@@ -69,26 +74,41 @@ export const useExpertsStore = defineStore('experts', () => {
     }
     const id = ++generation
     analyzing.value = true
+    const tasks = useTasksStore()
+    const analyse = (model: string): Promise<ExpertAnalysis> =>
+      tasks.track(
+        'experts.analyze',
+        `Analysing ${useModelsStore().displayName(model)}`,
+        (taskId) => useWorkbench().experts.analyze({ ...argsFor(model), taskId }),
+        STORE_SUBJECT,
+      )
+    const runs = [analyse(f.model), f.compareModel ? analyse(f.compareModel) : Promise.resolve(null)] as const
     try {
-      const [first, second] = await Promise.all([
-        useWorkbench().experts.analyze(argsFor(f.model)),
-        f.compareModel ? useWorkbench().experts.analyze(argsFor(f.compareModel)) : Promise.resolve(null),
-      ])
+      const [first, second] = await Promise.all(runs)
       if (id !== generation) return
       analysis.value = first
       comparison.value = second
     } catch (e) {
-      if (id === generation) error.value = toUiError(e)
+      if (id !== generation) return
+      // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
+      await cancel()
+      if (!isCancelled(e)) error.value = toUiError(e)
     } finally {
-      if (id === generation) analyzing.value = false
+      if (id === generation) {
+        await Promise.allSettled(runs)
+        analyzing.value = false
+      }
     }
   }
 
-  /** Stops waiting (the contract has no experts.cancel yet: the engine finishes, the result is dropped). */
-  function abandon(): void {
-    generation++
-    analyzing.value = false
+  /** The analyses under way, for the view's progress bars. */
+  const running = computed(() => useTasksStore().of('experts.analyze', STORE_SUBJECT))
+
+  /** Stops the analyses under way (each rejects with 'cancelled'; the previous result stays). */
+  async function cancel(): Promise<void> {
+    const tasks = useTasksStore()
+    await Promise.allSettled(running.value.map((t) => tasks.cancel(t.id)))
   }
 
-  return { form, analysis, comparison, analyzing, error, diff, analyze, abandon }
+  return { form, analysis, comparison, analyzing, running, error, diff, analyze, cancel }
 })

@@ -65,6 +65,11 @@ export const useModelsStore = defineStore('models', () => {
     return entries.value.find((m) => m.dir === dir)
   }
 
+  /** A model folder's name as listed, else its folder name. */
+  function displayName(dir: string): string {
+    return byDir(dir)?.name ?? dir.split(/[\\/]/).pop() ?? dir
+  }
+
   async function inspect(dir: string): Promise<void> {
     inspecting.value = true
     inspectError.value = null
@@ -150,6 +155,7 @@ export const useModelsStore = defineStore('models', () => {
     refresh,
     ensureLoaded,
     byDir,
+    displayName,
     inspect,
     link,
     create,

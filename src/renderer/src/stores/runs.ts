@@ -10,6 +10,7 @@ import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvent, RunReco
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
+import { useTasksStore } from './tasks'
 
 export type StepRow = Omit<StepMetrics, 'layers'>
 export interface RoutingPoint {
@@ -172,7 +173,9 @@ export const useRunsStore = defineStore('runs', () => {
 
   async function exportRun(id: string, options: { name?: string; dtype?: Dtype } = {}): Promise<ModelEntry> {
     try {
-      return await act(id, 'export', () => useWorkbench().runs.export({ id, ...options }))
+      return await act(id, 'export', () =>
+        useTasksStore().track('runs.export', `Exporting ${id}`, (taskId) => useWorkbench().runs.export({ id, ...options, taskId }), id),
+      )
     } catch (e) {
       throw toUiError(e)
     }
