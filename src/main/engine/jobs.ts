@@ -140,8 +140,9 @@ export interface ModelLease extends LoadedModel {
  */
 export class ModelCache {
   private readonly entries = new Map<string, CacheEntry>()
-  /** Settles when the loads started so far have ended. */
+  /** Settles when the loads queued so far have ended. */
   private loads: Promise<void> = Promise.resolve()
+  private queued = 0
 
   constructor(private readonly max = 2) {}
 
@@ -150,15 +151,19 @@ export class ModelCache {
     const cached = this.lease(dir, offloadKey)
     if (cached) return cached
     const previous = this.loads
+    const mustWait = this.queued > 0
     let done!: () => void
-    this.loads = previous.then(() => new Promise<void>((resolve) => (done = resolve)))
+    const mine = new Promise<void>((resolve) => (done = resolve))
+    // The next load waits for the earlier ones and this one, even if this one gives up early.
+    this.loads = previous.then(() => mine)
+    this.queued++
     try {
-      await this.waitFor(previous, dir, hooks)
+      if (mustWait) await this.waitFor(previous, dir, hooks)
       // The load this one waited for may have been this very model.
       return this.lease(dir, offloadKey) ?? (await this.load(dir, offload, offloadKey, hooks))
     } finally {
-      // `done` is set once `previous` has settled; release this turn after that either way.
-      void previous.then(() => done())
+      this.queued--
+      done()
     }
   }
 
@@ -198,12 +203,7 @@ export class ModelCache {
     if (e.users === 0) e.model.dispose()
   }
 
-  private async waitFor(previous: Promise<void>, dir: string, hooks: TaskHooks): Promise<void> {
-    const { signal, onProgress } = hooks
-    let waiting = true
-    void previous.then(() => (waiting = false))
-    await Promise.resolve()
-    if (!waiting) return
+  private async waitFor(previous: Promise<void>, dir: string, { signal, onProgress }: TaskHooks): Promise<void> {
     onProgress?.({ label: 'Waiting for another model to finish loading', stage: 1, stages: 1, done: 0, total: 0, unit: 'bytes' })
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => reject(cancelledError(`loading ${basename(dir)}`))

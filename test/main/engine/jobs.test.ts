@@ -87,6 +87,33 @@ describe('ModelCache', () => {
   })
 })
 
+describe('ModelCache queue', () => {
+  it('a load queued behind another says it waits, and can be cancelled while it waits', async () => {
+    await initBackend('cpu')
+    const [a, b] = [modelFolder(4), modelFolder(5)]
+    const cache = new ModelCache(2)
+    const controller = new AbortController()
+    const seen: string[] = []
+    const first = cache.get(a)
+    const second = cache.get(b, undefined, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        seen.push(p.label)
+        controller.abort()
+      },
+    })
+    await expect(second).rejects.toMatchObject({ code: 'cancelled' })
+    expect(seen).toEqual(['Waiting for another model to finish loading'])
+    const leaseA = await first
+    const leaseB = await cache.get(b)
+    expect(leaseB.model).not.toBe(leaseA.model)
+    leaseA.release()
+    leaseB.release()
+    cache.forget(a)
+    cache.forget(b)
+  })
+})
+
 describe('tasks', () => {
   it('reports each new stage and completion at once, other progress at most every 100 ms, with an ETA at the pace so far', () => {
     const events: WorkbenchEvent[] = []
