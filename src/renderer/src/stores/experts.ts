@@ -48,7 +48,6 @@ export const useExpertsStore = defineStore('experts', () => {
   const comparison = shallowRef<ExpertAnalysis | null>(null)
   const analyzing = ref(false)
   const error = ref<UiError | null>(null)
-  let generation = 0
 
   const diff = computed(() => (analysis.value && comparison.value ? routingDiff(analysis.value, comparison.value) : null))
 
@@ -58,6 +57,8 @@ export const useExpertsStore = defineStore('experts', () => {
   }
 
   async function analyze(): Promise<void> {
+    // One analysis (or comparison) at a time: Cancel stops it first.
+    if (analyzing.value) return
     const f = form.value
     error.value = null
     if (!f.model) {
@@ -72,7 +73,6 @@ export const useExpertsStore = defineStore('experts', () => {
       error.value = { message: 'Pick a dataset.', field: 'dataset' }
       return
     }
-    const id = ++generation
     analyzing.value = true
     const tasks = useTasksStore()
     const analyse = (model: string): Promise<ExpertAnalysis> =>
@@ -85,19 +85,15 @@ export const useExpertsStore = defineStore('experts', () => {
     const runs = [analyse(f.model), f.compareModel ? analyse(f.compareModel) : Promise.resolve(null)] as const
     try {
       const [first, second] = await Promise.all(runs)
-      if (id !== generation) return
       analysis.value = first
       comparison.value = second
     } catch (e) {
-      if (id !== generation) return
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
       await cancel()
       if (!isCancelled(e)) error.value = toUiError(e)
     } finally {
-      if (id === generation) {
-        await Promise.allSettled(runs)
-        analyzing.value = false
-      }
+      await Promise.allSettled(runs)
+      analyzing.value = false
     }
   }
 
