@@ -141,16 +141,13 @@ export async function loadModelAsync(
   const { signal, onProgress } = opts.hooks ?? {}
   const stage = opts.stage ?? { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 }
   const pace = pacer(signal, `loading ${basename(dir)}`)
+  // Abandoning the steps part-way holds nothing: each tensor's file is closed after its read.
   const steps = loadModelSteps(dir, opts.offload)
-  try {
-    for (;;) {
-      const r = steps.next()
-      if (r.done) return r.value
-      onProgress?.({ ...stage, done: r.value.done, total: r.value.total, unit: 'bytes' })
-      await pace()
-    }
-  } finally {
-    steps.return(undefined as never)
+  for (;;) {
+    const r = steps.next()
+    if (r.done) return r.value
+    onProgress?.({ ...stage, done: r.value.done, total: r.value.total, unit: 'bytes' })
+    await pace()
   }
 }
 

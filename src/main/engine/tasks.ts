@@ -1,7 +1,7 @@
 /**
  * Progress and cancel for the engine's long operations (src/shared/tasks.ts).
  *
- * Work that takes a `TaskHooks` reports each stage through `report` and calls `pace()` between
+ * Work that takes `TaskHooks` reports each stage through `onProgress` and calls `pace()` between
  * units of work: pace yields to the event loop every few milliseconds, so a tasks.cancel message
  * gets in, and throws the 'cancelled' ApiError once the signal is aborted.
  */
@@ -28,7 +28,7 @@ export function cancelledError(what: string): ApiError {
   return new ApiError('cancelled', `${what} was cancelled`)
 }
 
-export function throwIfCancelled(signal: AbortSignal | undefined, what: string): void {
+function throwIfCancelled(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw cancelledError(what)
 }
 
