@@ -13,8 +13,8 @@
 import type { ApiErrorJson, BackendReport, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
 import type { ChatSendArgs, ChatStarted, ExpertAnalysis, FitPlan } from '../../shared/chat'
 import type { MoeConfigInput } from '../../shared/modelConfig'
-import type { RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
+import type { RunStartArgs } from './jobs'
 
 export interface EngineMethods {
   /** The backend the engine chose at start. */
@@ -30,16 +30,7 @@ export interface EngineMethods {
     tokenizerFrom?: string
   }) => ModelInfo
   /** Queues a run (the service chose its id and folder); run.* events follow. */
-  'runs.start': (args: {
-    runId: string
-    runDir: string
-    modelDir: string
-    workspace: string
-    dataset: string
-    config: RunConfig
-    name?: string
-    resume?: boolean
-  }) => RunRecord
+  'runs.start': (args: RunStartArgs) => RunRecord
   /** True when the run was queued or running in this engine. */
   'runs.cancel': (args: { runId: string }) => boolean
   'runs.export': (args: { runDir: string; outDir: string; dtype?: 'float32' | 'bfloat16' | 'float16'; taskId?: string }) => {

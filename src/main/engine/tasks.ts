@@ -6,17 +6,10 @@
  * gets in, and throws the 'cancelled' ApiError once the signal is aborted.
  */
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
-import type { TaskOperation, TaskProgress, TaskUnit } from '../../shared/tasks'
+import type { TaskOperation, TaskProgress } from '../../shared/tasks'
 
-/** A stage's progress as the work reports it (the reporter adds times). */
-export interface StageProgress {
-  label: string
-  stage: number
-  stages: number
-  done: number
-  total: number
-  unit: TaskUnit
-}
+/** A stage's progress as the work reports it (the reporter adds the times). */
+export type StageProgress = Omit<TaskProgress, 'elapsedSec' | 'etaSec'>
 
 export interface TaskHooks {
   signal?: AbortSignal

@@ -6,7 +6,8 @@
 import { readdirSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { ChatEvent, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
+import type { ChatEvent, ModelsCreateArgs, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
+import type { Family } from '../../../src/shared/modelConfig'
 import { initBackend } from '../../../src/main/engine/backend'
 import { EngineClient } from '../../../src/main/service/engineClient'
 import { Workbench } from '../../../src/main/service/workbench'
@@ -33,6 +34,19 @@ function until<T extends WorkbenchEvent>(wb: Workbench, pred: (e: WorkbenchEvent
   })
 }
 
+/** A two-layer model of four experts, small enough to train in a test. */
+const tiny = (family: Family): ModelsCreateArgs['config'] => ({
+  family,
+  hiddenSize: 32,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 8,
+  expertIntermediateSize: 32,
+  numExperts: 4,
+  topK: 2,
+})
+
 const runDone =
   (runId: string) =>
   (e: WorkbenchEvent): e is Extract<RunEvent, { type: 'run.status' }> =>
@@ -50,20 +64,7 @@ describe('the workbench API end to end (in-process engine)', () => {
     wb.onEvent((e) => events.push(e))
     try {
       // a new model with the fixture tokenizer
-      const model = await wb.api['models.create']({
-        name: 'Tiny MoE',
-        config: {
-          family: 'mixtral',
-          hiddenSize: 32,
-          numLayers: 2,
-          numHeads: 4,
-          numKvHeads: 2,
-          headDim: 8,
-          expertIntermediateSize: 32,
-          numExperts: 4,
-          topK: 2,
-        },
-      })
+      const model = await wb.api['models.create']({ name: 'Tiny MoE', config: tiny('mixtral') })
       expect(model.info).toMatchObject({ family: 'mixtral', numExperts: 4, numLayers: 2, checkpointDtype: 'float32' })
       expect(model.source).toBe('workspace')
       const listed = await wb.api['models.list']()
@@ -215,20 +216,7 @@ describe('the workbench API end to end (in-process engine)', () => {
       ...new Set(progressOf(taskId).map((e) => `${e.progress.stage}/${e.progress.stages} ${e.progress.label}`)),
     ]
     try {
-      const model = await wb.api['models.create']({
-        name: 'Tasks',
-        config: {
-          family: 'qwen2_moe',
-          hiddenSize: 32,
-          numLayers: 2,
-          numHeads: 4,
-          numKvHeads: 2,
-          headDim: 8,
-          expertIntermediateSize: 32,
-          numExperts: 4,
-          topK: 2,
-        },
-      })
+      const model = await wb.api['models.create']({ name: 'Tasks', config: tiny('qwen2_moe') })
       const ds = await wb.api['datasets.import']({
         file: join(FIXTURES, 'layouts/messages.jsonl'),
         name: 'chats',
