@@ -11,7 +11,7 @@ import type { ChatMessage, NormalizedRow } from '../../shared/dataset'
 import { paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
 import type { RunEvent, RunRecord } from '../../shared/runs'
-import type { ModelInfo, WorkbenchEvent } from '../../shared/api'
+import { ApiError, type ModelInfo, type WorkbenchEvent } from '../../shared/api'
 import { encodeExample, type EncodedExample } from '../data/encode'
 import { loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
@@ -257,6 +257,7 @@ export async function encodeDataset(
   dataset: string,
   modelDir: string,
   cfg: RunConfig,
+  opts: { signal?: AbortSignal; onRows?: (rows: number) => void } = {},
 ): Promise<{ train: EncodedExample[]; validation: EncodedExample[]; padId: number }> {
   const model = readModelConfig(modelDir)
   const tokenizer = existsSync(join(modelDir, 'tokenizer.json')) ? await loadTokenizer(modelDir) : null
@@ -273,9 +274,16 @@ export async function encodeDataset(
       truncation: cfg.data.truncation,
     })
   }
+  let rows = 0
+  let reported = Date.now()
   const split = async (which: 'train' | 'validation'): Promise<EncodedExample[]> => {
     const out: EncodedExample[] = []
     for await (const row of readRows(workspace, dataset, which)) {
+      if (opts.signal?.aborted) throw cancelledError(`tokenising dataset ${dataset}`)
+      if (++rows % 256 === 0 && Date.now() - reported >= 2000) {
+        reported = Date.now()
+        opts.onRows?.(rows)
+      }
       const e = encode(row)
       if (e && e.input_ids.length >= 2) {
         const bad = e.input_ids.find((t) => t >= model.vocabSize)
@@ -388,7 +396,10 @@ export class RunQueue {
     }
     try {
       forward({ type: 'log', line: `tokenising dataset ${next.dataset} for ${next.modelDir}` })
-      const data = await encodeDataset(next.workspace, next.dataset, next.modelDir, next.config)
+      const data = await encodeDataset(next.workspace, next.dataset, next.modelDir, next.config, {
+        signal: next.controller.signal,
+        onRows: (rows) => forward({ type: 'log', line: `tokenised ${rows.toLocaleString('en')} rows…` }),
+      })
       if (data.train.length === 0)
         throw new Error(`dataset ${next.dataset} has no training rows that fit maxLength ${next.config.data.maxLength}`)
       await train({
@@ -405,12 +416,14 @@ export class RunQueue {
       })
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e)
+      // A cancel while tokenising stops before train() starts; the run keeps its last checkpoint.
+      const status = e instanceof ApiError && e.code === 'cancelled' ? 'cancelled' : 'failed'
       // train() records its own failures; failures before it (tokenising) are recorded here.
       try {
         const record = readRunRecord(next.runDir)
         if (record.status !== 'failed') {
-          writeJsonAtomic(join(next.runDir, 'run.json'), { ...record, status: 'failed', message, updated: new Date().toISOString() })
-          this.emit({ type: 'run.status', runId, status: 'failed', step: record.step, message })
+          writeJsonAtomic(join(next.runDir, 'run.json'), { ...record, status, message, updated: new Date().toISOString() })
+          this.emit({ type: 'run.status', runId, status, step: record.step, message })
         }
       } catch (inner) {
         // The run folder itself is gone or unwritable: say so, and keep serving.

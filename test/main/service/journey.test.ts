@@ -3,7 +3,7 @@
  * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
  * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
  */
-import { readdirSync } from 'node:fs'
+import { readdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { ChatEvent, ModelsCreateArgs, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
@@ -276,6 +276,25 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(await wb.api['tasks.cancel']({ taskId: 'experts-2' })).toBe(true)
       await expect(cancelledAnalysis).rejects.toMatchObject({ code: 'cancelled' })
       await expect(wb.call('tasks.cancel', { taskId: '../x' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'taskId' })
+
+      // a run cancelled while its dataset is still being tokenised stops there, as cancelled
+      const big = join(workspace, 'big.jsonl')
+      const line = (i: number): string =>
+        JSON.stringify({
+          messages: [
+            { role: 'user', content: `What is ${i} + ${i}?` },
+            { role: 'assistant', content: `${2 * i}` },
+          ],
+        })
+      writeFileSync(big, Array.from({ length: 20_000 }, (_, i) => line(i)).join('\n'))
+      const bigDs = await wb.api['datasets.import']({ file: big, name: 'big', split: { validation: 0 } })
+      const early = await wb.api['runs.start']({ model: model.dir, dataset: bigDs.id, config: { maxSteps: 2, evalEvery: 0 } })
+      await wb.api['runs.cancel']({ id: early.id })
+      expect(await until(wb, runDone(early.id))).toMatchObject({
+        status: 'cancelled',
+        message: expect.stringMatching(/^tokenising dataset .* was cancelled$/),
+      })
+      expect((await wb.api['runs.get']({ id: early.id })).record).toMatchObject({ status: 'cancelled', step: 0 })
     } finally {
       await wb.close()
     }
