@@ -9,15 +9,17 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
+import { ApiError } from '../../shared/api'
 import type { RunConfig } from '../../shared/runConfig'
 import type { EvalMetrics, ExpertAlert, LayerShare, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
-import { loadModel, saveModel } from '../engine/checkpoint'
+import { loadModelAsync, saveModel } from '../engine/checkpoint'
 import type { MoeModel } from '../engine/model'
 import { disposeGrads, lossAndGrads, objective, type Batch, type RoutingStats } from '../engine/objective'
 import type { OffloadOptions } from '../engine/offload'
 import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import type { StageProgress } from '../engine/tasks'
 import { writeJsonAtomic } from '../util/atomic'
 import { BatchStream, evalBatches, packRows, type DataPosition, type Example } from './batches'
 import { decays, scoreExperts, selectExperts, trainableParams, type ExpertSelection } from './freeze'
@@ -118,6 +120,16 @@ function applyKnobs(model: MoeModel, cfg: RunConfig): void {
   })
 }
 
+/** Logs a model load's progress every 2 s (a large model takes a while before the first step). */
+function loadLogger(log: (line: string) => void, dir: string): (p: StageProgress) => void {
+  let last = Date.now()
+  return (p) => {
+    if (Date.now() - last < 2000 || p.total <= 0) return
+    last = Date.now()
+    log(`loading ${dir}: ${Math.round((100 * p.done) / p.total)}% of ${(p.total / 2 ** 20).toFixed(0)} MiB`)
+  }
+}
+
 /** Runs (or resumes) a fine-tuning run to completion, cancellation or failure. */
 export async function train(spec: TrainSpec): Promise<TrainResult> {
   const { runDir, config: cfg } = spec
@@ -157,7 +169,19 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
   // --- model, adapters, trainable set
   if (spec.offload && cfg.method !== 'lora')
     throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
-  const model = loadModel(resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir, { offload: spec.offload })
+  const modelDir = resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir
+  let model: MoeModel
+  try {
+    model = await loadModelAsync(modelDir, { offload: spec.offload, hooks: { signal: spec.signal, onProgress: loadLogger(log, modelDir) } })
+  } catch (e) {
+    if (!(e instanceof ApiError && e.code === 'cancelled')) throw e
+    // Nothing trained yet: the run stays as it was, cancelled.
+    const message = `cancelled while loading ${modelDir}`
+    saveRecord({ status: 'cancelled', message })
+    log(message)
+    emit({ type: 'status', status: 'cancelled', message, step: record.step })
+    return { status: 'cancelled', step: record.step, message, lastCheckpoint: record.lastCheckpoint, bestValLoss: record.bestValLoss }
+  }
   let lora: LoraAdapters | undefined
   const opt = new AdamW({
     betas: cfg.optimizer.betas,

@@ -147,6 +147,20 @@ describe('trainer', () => {
     expect(readRunRecord(runDir)).toMatchObject({ status: 'completed', step: 150 })
   }, 300_000)
 
+  it('a cancel while the model loads ends the run cancelled before any step, with nothing written', async () => {
+    const base = baseModel()
+    const ac = new AbortController()
+    ac.abort()
+    const before = tf.memory().numTensors
+    const r = await run(base, { batchSize: 8, maxSteps: 4, evalEvery: 0 }, swapTask(16), { signal: ac.signal })
+    expect(r.result).toMatchObject({ status: 'cancelled', step: 0, lastCheckpoint: null, message: `cancelled while loading ${base}` })
+    expect(r.steps).toEqual([])
+    expect(readRunRecord(r.runDir)).toMatchObject({ status: 'cancelled', step: 0 })
+    expect(readdirSync(join(r.runDir, 'checkpoints'))).toEqual([])
+    expect(r.events.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual(['cancelled'])
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
   it('resume after cancel reproduces the uninterrupted loss sequence, and cancel keeps a loadable checkpoint', async () => {
     const base = baseModel({ router: { type: 'noisy_topk' }, expertDropout: 0.1 })
     const data = swapTask(64, 3)
