@@ -116,7 +116,8 @@ function disposeCache(c: KvCache | undefined): void {
  */
 function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOptions): Generator<void, GenerateResult> {
   if (promptIds.length === 0) throw new RangeError('prompt_ids: the prompt must hold at least one token')
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0))
+    throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
   const V = model.config.vocabSize
   const bad = promptIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < V))
   if (bad !== undefined) throw new RangeError(`prompt_ids: ${bad} is not a token id of this model (vocabulary ${V})`)
@@ -175,7 +176,11 @@ function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOption
         stoppedBy = 'stop_token'
         break
       }
-      if (opts.stopSequences?.some((s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t))) {
+      if (
+        opts.stopSequences?.some(
+          (s) => s.length > 0 && s.length <= newTokens.length && s.every((t, i) => newTokens[newTokens.length - s.length + i] === t),
+        )
+      ) {
         stoppedBy = 'stop_sequence'
         break
       }

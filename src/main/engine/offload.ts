@@ -13,7 +13,15 @@
  *   in again for the backward pass instead of holding them for the whole step.
  */
 import * as tf from '@tensorflow/tfjs'
-import { EXPERT_STORAGES, type EvictionPolicy, type ExpertStorage, type FitPlan, type LayerCacheStats, type OffloadOptions, type OffloadStats } from '../../shared/chat'
+import {
+  EXPERT_STORAGES,
+  type EvictionPolicy,
+  type ExpertStorage,
+  type FitPlan,
+  type LayerCacheStats,
+  type OffloadOptions,
+  type OffloadStats,
+} from '../../shared/chat'
 import { expertProjNames, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { linear, mm, type Weights } from './ops'
 import { decodeToFloat32, encodeFromFloat32, readTensorBytes, type SafetensorsHeader } from './safetensors'

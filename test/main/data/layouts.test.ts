@@ -124,6 +124,8 @@ describe('a mapping sent back as inspect reported it', () => {
     const reported = resolveMapping('alpaca', undefined, ['instruction', 'output'])
     expect(reported.system).toBe('system')
     expect(resolveMapping('alpaca', reported, ['instruction', 'output'])).toEqual(reported)
-    expect(() => resolveMapping('alpaca', { ...reported, system: 'sys' }, ['instruction', 'output'])).toThrow(/column "sys" \(for system\) is not in the file/)
+    expect(() => resolveMapping('alpaca', { ...reported, system: 'sys' }, ['instruction', 'output'])).toThrow(
+      /column "sys" \(for system\) is not in the file/,
+    )
   })
 })
