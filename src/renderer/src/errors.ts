@@ -20,7 +20,8 @@ export function toUiError(e: unknown): UiError {
 
 /** Whether the user stopped the operation themselves (tasks.cancel): nothing to report as a failure. */
 export function isCancelled(e: unknown): boolean {
-  return (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'cancelled') || ApiError.from(e).code === 'cancelled'
+  // An ApiError, or its JSON or UiError form (they carry the same code).
+  return ApiError.from(e).code === 'cancelled'
 }
 
 /** What to do about an error, in a few words, from its code (shown under the message). */
