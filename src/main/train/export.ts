@@ -42,6 +42,9 @@ export interface ExportResult {
   mergeError?: number
 }
 
+/** The last stage of every export. */
+const WRITING = 'Writing the checkpoint'
+
 /** Logits of a fixed probe batch. */
 function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
   const V = model.config.vocabSize
@@ -102,7 +105,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
             `merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`,
           )
         await pace()
-        stage('Writing the checkpoint', 3)
+        stage(WRITING, 3)
         const files = saveModel(merged, tmp, { dtype: opts.dtype })
         result = { outDir: out, files, mergedLora: true, mergeError: err }
       } finally {
@@ -112,7 +115,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
       }
     } else {
       try {
-        stage('Writing the checkpoint', 2)
+        stage(WRITING, 2)
         result = { outDir: out, files: saveModel(loaded, tmp, { dtype: opts.dtype }), mergedLora: false }
       } finally {
         loaded.dispose()
@@ -137,7 +140,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
     await pace()
     rmSync(out, { recursive: true, force: true })
     renameSync(tmp, out)
-    hooks.onProgress?.({ label: 'Writing the checkpoint', stage: stages, stages, done: 1, total: 1, unit: 'items' })
+    hooks.onProgress?.({ label: WRITING, stage: stages, stages, done: 1, total: 1, unit: 'items' })
     return result
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true })
