@@ -17,7 +17,7 @@ export default defineConfig({
           // The headless CLI (bin/moe-workbench.js imports it): serve, info, forward, generate...
           cli: r('src/main/cli/index.ts'),
           // The engine process, forked by the service (utilityProcess inside Electron).
-          engine: r('src/main/engine/process.ts'),
+          engine: r('src/main/engineProcess/process.ts'),
         },
         output: {
           // Shared chunks next to the entries, so `import.meta.url` means out/main/ in every module.

@@ -103,11 +103,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoRecord> {
       validation: data.validation,
       padId: tokenizer.padId ?? 0,
       onEvent: (e) => {
-        if (e.type === 'step' && e.metrics.step % 25 === 0)
+        if (e.type === 'run.step' && e.metrics.step % 25 === 0)
           o.log(
             `demo ${task}: step ${e.metrics.step}/${e.metrics.totalSteps} loss ${e.metrics.ce.toFixed(3)}, ${Math.round(e.metrics.elapsedSec)} s`,
           )
-        if (e.type === 'eval') o.log(`demo ${task}: step ${e.metrics.step} validation loss ${e.metrics.valLoss.toFixed(3)}`)
+        if (e.type === 'run.eval') o.log(`demo ${task}: step ${e.metrics.step} validation loss ${e.metrics.valLoss.toFixed(3)}`)
       },
     })
     const wallSeconds = (performance.now() - started) / 1000

@@ -227,7 +227,7 @@ export async function pretrain(o: PretrainOptions): Promise<BuildRecord> {
       validation: [],
       padId: ids.pad,
       onEvent: (e) => {
-        if (e.type !== 'step') return
+        if (e.type !== 'run.step') return
         recentSkill.push(e.metrics.ce)
         if (recentSkill.length > 20) recentSkill.shift()
         if (e.metrics.step % 25 === 0)
@@ -264,7 +264,7 @@ export async function pretrain(o: PretrainOptions): Promise<BuildRecord> {
     validation: valRows,
     padId: ids.pad,
     onEvent: (e) => {
-      if (e.type === 'step') {
+      if (e.type === 'run.step') {
         const m = e.metrics
         tokensSeen += m.tokens
         recent.push(m.ce)
@@ -273,10 +273,10 @@ export async function pretrain(o: PretrainOptions): Promise<BuildRecord> {
           log(
             `pretrain: step ${m.step}/${m.totalSteps} loss ${m.ce.toFixed(3)} aux ${m.aux.toFixed(3)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokensPerSec)} tok/s, ${Math.round(m.elapsedSec)} s elapsed, ETA ${Math.round(m.etaSec)} s`,
           )
-      } else if (e.type === 'eval') {
+      } else if (e.type === 'run.eval') {
         valCurve.push({ step: e.metrics.step, valLoss: e.metrics.valLoss })
         log(`pretrain: step ${e.metrics.step} validation loss ${e.metrics.valLoss.toFixed(3)}`)
-      } else if (e.type === 'alert') log(`pretrain: alert ${JSON.stringify(e)}`)
+      } else if (e.type === 'run.alert') log(`pretrain: alert ${JSON.stringify(e)}`)
     },
   })
   const wallSeconds = (performance.now() - started) / 1000

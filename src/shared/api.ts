@@ -114,6 +114,10 @@ export interface ModelsCreateArgs {
 export interface RunsExportArgs {
   id: string
   name?: string
+  /** Where to write the checkpoint folder (missing or empty); default: a new folder in the workspace's models. */
+  outDir?: string
+  /** A checkpoint folder of the run (default: its last one). */
+  checkpoint?: string
   dtype?: Dtype
   /** Names the export in task.progress events and for tasks.cancel. */
   taskId?: string

@@ -19,6 +19,18 @@ export interface SamplingOptions {
   seed?: number
 }
 
+/**
+ * The one set of sampling defaults (app, server, CLI): what a reply uses for every option the
+ * caller leaves out. A seed left out is fresh for each reply.
+ */
+export const DEFAULT_SAMPLING = {
+  temperature: 0.7,
+  topK: 0,
+  topP: 0.95,
+  minP: 0,
+  repetitionPenalty: 1,
+} as const satisfies SamplingOptions
+
 /** Which experts one token went to in each sparse layer. */
 export interface TokenRouting {
   /** Position in the sequence. */

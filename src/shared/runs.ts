@@ -4,7 +4,14 @@
  */
 import type { RunConfig, RunConfigInput } from './runConfig'
 
-export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancelled' | 'failed'
+/**
+ * Where a run stands. `interrupted`: its process stopped (a quit, Ctrl-C, a kill) after keeping
+ * what it could; like `cancelled` and `failed`, it resumes from its last checkpoint.
+ */
+export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancelled' | 'interrupted' | 'failed'
+
+/** Statuses a run can be resumed from. */
+export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 
 /** One sparse layer's routing over a step. */
 export interface LayerShare {
@@ -84,9 +91,20 @@ export interface RunDetail {
   alerts: ExpertAlert[]
 }
 
+/** What exporting a run wrote. */
+export interface RunExportResult {
+  outDir: string
+  files: string[]
+  mergedLora: boolean
+  /** Max |adapter − merged| logit difference measured before writing (LoRA). */
+  mergeError?: number
+}
+
 export interface RunsStartArgs {
   /** Model folder (an HF checkpoint). */
   model: string
+  /** The run's id (its folder name in the workspace's runs/); default: made from the time and name. Must be new. */
+  id?: string
   /** Dataset id in the workspace. */
   dataset: string
   config?: RunConfigInput

@@ -76,7 +76,7 @@ export const apiSchemas = {
     tokenizerFrom: path.optional(),
   }),
   'models.link': z.strictObject({ dir: path, name: name.optional() }),
-  'runs.start': z.strictObject({ model: path, dataset: id, config: runConfigSchema.optional(), name: name.optional() }),
+  'runs.start': z.strictObject({ model: path, id: id.optional(), dataset: id, config: runConfigSchema.optional(), name: name.optional() }),
   'runs.list': z.undefined({ error: 'takes no arguments' }),
   'runs.get': z.strictObject({ id }),
   'runs.cancel': z.strictObject({ id }),
@@ -84,6 +84,8 @@ export const apiSchemas = {
   'runs.export': z.strictObject({
     id,
     name: name.optional(),
+    outDir: path.optional(),
+    checkpoint: path.optional(),
     dtype: z.enum(['float32', 'bfloat16', 'float16']).optional(),
     taskId: id.optional(),
   }),

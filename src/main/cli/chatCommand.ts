@@ -1,20 +1,18 @@
 /**
- * `moe-workbench chat --model DIR`: an interactive chat in the terminal, streaming each reply and
- * summarising which experts it used, with optional expert offloading.
+ * `moe-workbench chat --model DIR`: an interactive chat in the terminal through the service's
+ * chat.send (the same chat turn, template, stop tokens and sampling defaults as the app),
+ * streaming each reply and summarising which experts it used, with optional expert offloading.
  *
  *   /system TEXT   set the system prompt (and start over)
  *   /reset         forget the conversation
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
  */
 import { createInterface } from 'node:readline'
+import type { ChatEvent, ChatStats, TokenRouting } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
-import type { TokenRouting } from '../../shared/chat'
-import { loadChatTemplate } from '../data/template'
-import { loadTokenizer } from '../data/tokenizer'
-import { loadModel } from '../engine/checkpoint'
-import { generateAsync } from '../engine/generate'
 import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags } from './commands'
-import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
+import { cliError, openHost } from './host'
+import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Per layer, the experts that took most of a reply's tokens: "layer 0: e3 41%, e1 27%". */
 export function routingSummary(routing: TokenRouting[], top = 3): string[] {
@@ -32,34 +30,67 @@ export function routingSummary(routing: TokenRouting[], top = 3): string[] {
   })
 }
 
+/** One reply's events, gathered by request id (events can arrive before chat.send answers). */
+class ReplyStreams {
+  private readonly buffered = new Map<string, ChatEvent[]>()
+  private readonly handlers = new Map<string, (e: ChatEvent) => void>()
+
+  push(e: ChatEvent): void {
+    const h = this.handlers.get(e.requestId)
+    if (h) return h(e)
+    const list = this.buffered.get(e.requestId) ?? []
+    list.push(e)
+    this.buffered.set(e.requestId, list)
+  }
+
+  follow(requestId: string, handler: (e: ChatEvent) => void): void {
+    this.handlers.set(requestId, handler)
+    for (const e of this.buffered.get(requestId) ?? []) handler(e)
+    this.buffered.delete(requestId)
+  }
+
+  end(requestId: string): void {
+    this.handlers.delete(requestId)
+    // Anything buffered meanwhile belongs to replies nobody follows any more.
+    this.buffered.clear()
+  }
+}
+
 export async function chatCommand(values: ParsedValues, io: CliIo): Promise<number> {
   const dir = requireModelDir(values)
   const maxText = typeof values['max-new-tokens'] === 'string' ? values['max-new-tokens'] : '256'
   const maxNewTokens = Number(maxText)
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new UsageError(`--max-new-tokens: "${maxText}" is not a positive integer`)
-  const sampling = samplingFromFlags(values)
-  if (!sampling.greedy && sampling.temperature === undefined) sampling.temperature = 0.8
+  const flags = samplingFromFlags(values)
+  // Only what the user set: the engine fills the shared defaults (DEFAULT_SAMPLING) for the rest.
+  const sampling = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined && v !== false))
   const offload = offloadFromFlags(values)
-  const backend = await backendFromFlag(values, io)
-  const tokenizer = await loadTokenizer(dir)
-  const template = await loadChatTemplate(dir)
-  const model = loadModel(dir, { offload })
+  const host = openHost(values, io)
+  const streams = new ReplyStreams()
+  host.onEvent((e) => {
+    if (e.type.startsWith('chat.')) streams.push(e as ChatEvent)
+    else if (e.type === 'task.progress' && e.operation === 'models.load' && e.progress.total > 0 && e.progress.done < e.progress.total)
+      io.err(`loading: ${Math.round((100 * e.progress.done) / e.progress.total)}%`)
+  })
   const input = io.input ?? process.stdin
   const interactive = io.input === undefined && process.stdin.isTTY === true
-  const rl = createInterface({ input, terminal: interactive })
+  let rl: ReturnType<typeof createInterface> | undefined
   let system = typeof values.system === 'string' ? values.system : undefined
   let history: ChatMessage[] = []
-  let current: AbortController | undefined
+  let current: string | undefined
   const onSigint = (): void => {
-    if (current) current.abort()
-    else rl.close()
+    if (current) void host.api['chat.cancel']({ requestId: current }).catch(() => {})
+    else if (rl) rl.close()
+    else void host.close().then(() => process.exit(130))
   }
   process.on('SIGINT', onSigint)
-  io.err(
-    `chatting with ${dir} on ${backend} (${template.source === 'model' ? "the model's chat template" : 'the default chat template'}); /system TEXT, /reset, /quit`,
-  )
   const write = io.write ?? ((s: string) => process.stdout.write(s))
   try {
+    const backend = await host.backend()
+    io.err(`chatting with ${dir} on ${backend}; /system TEXT, /reset, /quit`)
+    // Read lines only now: lines read while the engine started would be lost to the iterator.
+    rl = createInterface({ input, terminal: interactive })
+    let announced = false
     if (interactive) write('you> ')
     for await (const raw of rl) {
       const line = raw.trim()
@@ -71,41 +102,55 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
       } else if (line !== '') {
         history.push({ role: 'user', content: line })
         const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history
-        const promptIds = tokenizer.encode(template.render(messages, true))
-        const room = model.config.maxPositionEmbeddings - promptIds.length
-        if (room <= 0) {
-          history.pop()
-          io.err(`the conversation fills the model's ${model.config.maxPositionEmbeddings} positions; /reset to start over`)
-        } else {
-          const newTokens: number[] = []
-          const routing: TokenRouting[] = []
-          let text = ''
-          current = new AbortController()
-          write('model> ')
-          const eos = tokenizer.eosId
-          const r = await generateAsync(model, promptIds, {
-            maxNewTokens: Math.min(maxNewTokens, room),
-            sampling,
-            stopTokens: eos === null ? undefined : [eos],
-            signal: current.signal,
-            routeLastToken: true,
-            // the first forward routes the prompt; each later one, the token chosen before it
-            onRouting: (p) => routing.push(...p.filter((x) => x.position >= promptIds.length)),
-            onToken: (t) => {
-              newTokens.push(t)
-              const full = tokenizer.decode(newTokens, true)
-              write(full.slice(text.length))
-              text = full
-            },
+        let started
+        try {
+          started = await host.api['chat.send']({
+            model: dir,
+            messages,
+            maxNewTokens,
+            ...(Object.keys(sampling).length && { sampling }),
+            ...(offload && { offload }),
+            taskId: `cli-chat-${process.pid}-${history.length}`,
           })
-          current = undefined
-          write('\n')
-          history.push({ role: 'assistant', content: text })
-          const tps = r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max(r.decodeMs / 1000, 1e-9) : 0
+        } catch (e) {
+          history.pop()
+          const err = cliError(e)
+          if (err instanceof UsageError) throw err
+          io.err(`error: ${err.message}`)
+          if (interactive) write('you> ')
+          continue
+        }
+        if (!announced) {
+          io.err(`template: ${started.template === 'model' ? "the model's chat template" : 'the default chat template'}`)
+          announced = true
+        }
+        current = started.requestId
+        write('model> ')
+        const routing: TokenRouting[] = []
+        const end = await new Promise<{ text: string; stats?: ChatStats; error?: string }>((resolveReply) => {
+          let text = ''
+          streams.follow(started.requestId, (e) => {
+            if (e.type === 'chat.token') {
+              write(e.text)
+              text += e.text
+            } else if (e.type === 'chat.routing') routing.push(e.routing)
+            else if (e.type === 'chat.done') resolveReply({ text: e.text, stats: e.stats })
+            else if (e.type === 'chat.error') resolveReply({ text, error: e.message })
+          })
+        })
+        streams.end(started.requestId)
+        current = undefined
+        write('\n')
+        if (end.error) {
+          history.pop()
+          io.err(`error: ${end.error}`)
+        } else {
+          history.push({ role: 'assistant', content: end.text })
+          const s = end.stats!
           io.err(
-            `[${r.newTokens.length} tokens, ${tps.toFixed(1)} tokens/s, stopped by ${r.stoppedBy}] experts: ${routingSummary(routing).join('; ')}`,
+            `[${s.newTokens} tokens, ${s.tokensPerSec.toFixed(1)} tokens/s, stopped by ${s.stoppedBy}] experts: ${routingSummary(routing).join('; ')}`,
           )
-          if (model.offload) for (const l of formatOffloadStats(model.offload.cache.stats())) io.err(l)
+          if (s.offload) for (const l of formatOffloadStats(s.offload)) io.err(l)
         }
       }
       if (interactive) write('you> ')
@@ -113,7 +158,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
     return 0
   } finally {
     process.off('SIGINT', onSigint)
-    rl.close()
-    model.dispose()
+    rl?.close()
+    await host.close()
   }
 }

@@ -1,21 +1,22 @@
 /**
- * `moe-workbench dataset import FILE` and `dataset list`: the validation report and statistics
- * in the terminal, with the same library and workspace as the app.
+ * `moe-workbench dataset import FILE`, `dataset inspect FILE` and `dataset list`: the service's
+ * datasets.* methods in the terminal, with the validation report and statistics.
  */
 import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { DATASET_LAYOUTS, type DatasetLayout, type DatasetManifest, type InspectResult } from '../../shared/dataset'
-import { defaultWorkspace } from '../data/service'
-import { formatProblem, inspectDataset, type InspectOptions } from '../data/inspect'
-import { loadChatTemplate } from '../data/template'
-import { loadTokenizer } from '../data/tokenizer'
-import { importDataset, listDatasets } from '../data/workspace'
+import {
+  DATASET_LAYOUTS,
+  type DatasetLayout,
+  type DatasetManifest,
+  type DatasetsInspectArgs,
+  type InspectResult,
+} from '../../shared/dataset'
+import { formatProblem } from '../data/inspect'
 import { formatBytes } from './commands'
+import { cliError, openHost, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
-export function workspaceFromFlag(values: ParsedValues): string {
-  return typeof values.workspace === 'string' ? resolve(values.workspace) : defaultWorkspace()
-}
+export { workspaceFromFlag }
 
 /** --map field=column (repeatable) → a column mapping. */
 function mappingFromFlags(values: ParsedValues): Record<string, string> | undefined {
@@ -30,25 +31,33 @@ function mappingFromFlags(values: ParsedValues): Record<string, string> | undefi
   return out
 }
 
-async function readOptions(values: ParsedValues, io: CliIo): Promise<InspectOptions> {
+/** The read options of inspect and import, as the service's arguments. */
+function readArgs(values: ParsedValues, file: string): DatasetsInspectArgs {
   const layout = values.layout as string | undefined
   if (layout !== undefined && !(DATASET_LAYOUTS as readonly string[]).includes(layout))
     throw new UsageError(`--layout: "${layout}" must be one of ${DATASET_LAYOUTS.join(', ')}`)
-  const opts: InspectOptions = { layout: layout as DatasetLayout | undefined, mapping: mappingFromFlags(values) }
-  if (typeof values.model === 'string') {
-    opts.tokenizer = await loadTokenizer(resolve(values.model))
-    opts.template = await loadChatTemplate(resolve(values.model))
+  const mapping = mappingFromFlags(values)
+  return {
+    file,
+    ...(layout !== undefined && { layout: layout as DatasetLayout }),
+    ...(mapping && { mapping }),
+    ...(typeof values.model === 'string' && { model: resolve(values.model) }),
   }
+}
+
+/** Prints dataset.progress for `file` about once a second. */
+function progressPrinter(host: CliHost, file: string, io: CliIo): void {
   let last = 0
-  opts.onProgress = (p) => {
+  host.onEvent((e) => {
+    if (e.type !== 'dataset.progress' || e.file !== file) return
+    const p = e.progress
     const now = performance.now()
     if (now - last < 1000 || p.phase === 'done') return
     last = now
     io.err(
       `${p.phase} ${formatBytes(p.bytesRead)} of ${formatBytes(p.totalBytes)} (${Math.floor((100 * p.bytesRead) / Math.max(1, p.totalBytes))}%), ${p.rows} rows`,
     )
-  }
-  return opts
+  })
 }
 
 /** The report and statistics of an inspection, as terminal lines. */
@@ -73,39 +82,55 @@ function describeManifest(m: DatasetManifest): string {
 
 export async function datasetCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
   const [sub, file] = positionals
-  const workspace = workspaceFromFlag(values)
-  if (sub === 'list') {
-    const all = await listDatasets(workspace)
-    if (all.length === 0) io.out(`no datasets in ${workspace}`)
-    for (const m of all) io.out(describeManifest(m))
-    return 0
-  }
-  if (sub !== 'import' && sub !== 'inspect')
+  if (sub !== 'import' && sub !== 'inspect' && sub !== 'list')
     throw new UsageError('use: moe-workbench dataset import FILE | dataset inspect FILE | dataset list')
-  if (!file) throw new UsageError(`give the file: moe-workbench dataset ${sub} FILE`)
-  const path = resolve(file)
-  if (!existsSync(path) || !statSync(path).isFile()) throw new UsageError(`${path} is not a file`)
-  const opts = await readOptions(values, io)
-  const inspected = await inspectDataset(path, opts)
-  for (const line of describeInspection(inspected)) io.out(line)
-  if (sub === 'inspect') return 0
-  if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')
-  if (inspected.report.invalid > 0 && !values['accept-invalid']) {
-    io.err(
-      `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid} valid rows`,
-    )
-    return 1
-  }
+  if (sub !== 'list' && !file) throw new UsageError(`give the file: moe-workbench dataset ${sub} FILE`)
+  const path = file === undefined ? '' : resolve(file)
+  if (sub !== 'list' && (!existsSync(path) || !statSync(path).isFile())) throw new UsageError(`${path} is not a file`)
+  const args = sub === 'list' ? undefined : readArgs(values, path)
   const ratio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(ratio >= 0 && ratio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
-  const m = await importDataset(workspace, path, {
-    ...opts,
-    name: typeof values.name === 'string' ? values.name : undefined,
-    acceptInvalid: Boolean(values['accept-invalid']),
-    split: { validation: ratio, seed: 0 },
-    dedupe: Boolean(values.dedupe),
-  })
-  io.out(`imported ${describeManifest(m)}`)
-  io.out(`workspace  ${workspace}`)
-  return 0
+  const host = openHost(values, io)
+  try {
+    if (sub === 'list') {
+      const all = await host.api['datasets.list']()
+      if (all.length === 0) io.out(`no datasets in ${host.workspace}`)
+      for (const m of all) io.out(describeManifest(m))
+      return 0
+    }
+    progressPrinter(host, path, io)
+    const onSignal = (): void => {
+      io.err('\ncancelling (nothing is left behind)...')
+      void host.api['datasets.cancel']({ file: path })
+    }
+    process.once('SIGINT', onSignal)
+    try {
+      const inspected = await host.api['datasets.inspect'](args!)
+      for (const line of describeInspection(inspected)) io.out(line)
+      if (sub === 'inspect') return 0
+      if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')
+      if (inspected.report.invalid > 0 && !values['accept-invalid']) {
+        io.err(
+          `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid} valid rows`,
+        )
+        return 1
+      }
+      const m = await host.api['datasets.import']({
+        ...args!,
+        ...(typeof values.name === 'string' && { name: values.name }),
+        acceptInvalid: Boolean(values['accept-invalid']),
+        split: { validation: ratio, seed: 0 },
+        dedupe: Boolean(values.dedupe),
+      })
+      io.out(`imported ${describeManifest(m)}`)
+      io.out(`workspace  ${host.workspace}`)
+      return 0
+    } finally {
+      process.off('SIGINT', onSignal)
+    }
+  } catch (e) {
+    throw cliError(e)
+  } finally {
+    await host.close()
+  }
 }

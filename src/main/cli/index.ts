@@ -32,10 +32,13 @@ commands:
             [--expert-dtype f16|int8|...]]               interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
-  train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--out RUN_DIR]
-            [--val-ratio 0.1] | --resume RUN_DIR          fine-tune, with progress, ETA and a summary
-  export    RUN_DIR --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
+  train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
+            [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] | --resume RUN
+                                                          fine-tune in the workspace, with progress, ETA
+                                                          and a summary; Ctrl-C keeps a checkpoint
+  export    RUN --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
+            (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace)
   serve     [--host 127.0.0.1] [--port 0]                 the browser UI and API (server mode)
 
 common options:
@@ -102,6 +105,7 @@ const COMMANDS: Record<string, Command> = {
   chat: {
     options: {
       model: { type: 'string' },
+      workspace: { type: 'string' },
       system: { type: 'string' },
       'max-new-tokens': { type: 'string' },
       ...DECODING,
@@ -116,13 +120,14 @@ const COMMANDS: Record<string, Command> = {
       config: { type: 'string' },
       set: { type: 'string', multiple: true },
       out: { type: 'string' },
+      name: { type: 'string' },
       resume: { type: 'string' },
       'val-ratio': { type: 'string' },
     },
     run: trainCommand,
   },
   export: {
-    options: { out: { type: 'string' }, checkpoint: { type: 'string' }, dtype: { type: 'string' } },
+    options: { out: { type: 'string' }, checkpoint: { type: 'string' }, dtype: { type: 'string' }, workspace: { type: 'string' } },
     positionals: true,
     run: exportCommand,
   },

@@ -1,17 +1,17 @@
 /**
- * `moe-workbench train` and `moe-workbench export`: fine-tune from the command line with a
- * progress bar, ETA and a final summary; the same run config drives the app.
+ * `moe-workbench train` and `moe-workbench export`: the service's runs.start / runs.resume /
+ * runs.export from the command line, with a progress bar, ETA and a final summary. Runs land in
+ * the workspace like runs started from the app (and show up there).
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { applyOverrides, validateRunConfig, type RunConfig } from '../../shared/runConfig'
-import { inspectDataset } from '../data/inspect'
-import { datasetDir, importDataset } from '../data/workspace'
-import { encodeDataset } from '../engine/jobs'
-import { describeInspection, workspaceFromFlag } from './datasetCommands'
-import { exportRun } from '../train/export'
-import { lastCheckpoint, readRunRecord, train, type TrainEvent } from '../train/trainer'
-import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import type { WorkbenchEvent } from '../../shared/api'
+import { applyOverrides } from '../../shared/runConfig'
+import type { RunRecord } from '../../shared/runs'
+import { RunFolder } from '../runs/runFolder'
+import { describeInspection } from './datasetCommands'
+import { cliError, openHost, type CliHost } from './host'
+import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
 export function formatDuration(sec: number): string {
@@ -31,7 +31,8 @@ export function progressBar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(f * 100)).padStart(3)}%`
 }
 
-function readRunConfigFile(file: string | undefined, sets: string[]): RunConfig {
+/** The run config as given (a file and --set overrides); the service validates it. */
+function readRunConfigInput(file: string | undefined, sets: string[]): Record<string, unknown> {
   let base: Record<string, unknown> = {}
   if (file) {
     if (!existsSync(file)) throw new UsageError(`--config: ${file} does not exist`)
@@ -40,138 +41,213 @@ function readRunConfigFile(file: string | undefined, sets: string[]): RunConfig 
     } catch (e) {
       throw new Error(`${file}: not valid JSON (${(e as Error).message})`)
     }
+    if (typeof base !== 'object' || base === null || Array.isArray(base)) throw new Error(`${file}: must hold a JSON object`)
   }
-  return validateRunConfig(applyOverrides(base, sets))
+  return applyOverrides(base, sets)
 }
 
 /**
- * A dataset id of the workspace, or a file, imported first (its report printed) so that the run
- * trains on the workspace's copy, as runs started from the app do.
+ * A dataset id of the workspace, or a file imported first through the service (its report
+ * printed), so that the run trains on the workspace's copy, as runs started from the app do.
  */
-async function resolveDataset(workspace: string, arg: string, valRatio: number, io: CliIo): Promise<string> {
+async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: CliIo): Promise<string> {
   const path = resolve(arg)
   if (existsSync(path) && statSync(path).isFile()) {
-    const inspected = await inspectDataset(path)
+    const inspected = await host.api['datasets.inspect']({ file: path })
     for (const line of describeInspection(inspected)) io.err(line)
     if (inspected.report.invalid > 0)
       throw new Error(
         `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
       )
-    const m = await importDataset(workspace, path, { split: { validation: valRatio, seed: 0 } })
+    const m = await host.api['datasets.import']({ file: path, split: { validation: valRatio, seed: 0 } })
     io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
     return m.id
   }
-  if (existsSync(join(datasetDir(workspace, arg), 'manifest.json'))) return arg
-  throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${workspace} (see moe-workbench dataset list)`)
+  const all = await host.api['datasets.list']()
+  if (all.some((d) => d.id === arg)) return arg
+  throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${host.workspace} (see moe-workbench dataset list)`)
+}
+
+/**
+ * The run a --resume (or export, eval) argument names: a run folder inside a workspace's runs/
+ * (whose workspace is then used), or a run id of --workspace.
+ */
+export function locateRun(arg: string): { workspace?: string; id: string } {
+  const abs = resolve(arg)
+  if (existsSync(join(abs, 'run.json'))) {
+    if (basename(dirname(abs)) !== 'runs')
+      throw new UsageError(`${abs} is a run folder outside a workspace's runs/ folder; move it into <workspace>/runs/ first`)
+    return { workspace: dirname(dirname(abs)), id: basename(abs) }
+  }
+  if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg)) return { id: arg }
+  throw new UsageError(`"${arg}" is neither a run folder nor a run id`)
+}
+
+const FINAL = new Set(['completed', 'cancelled', 'interrupted', 'failed'])
+
+/** Prints a run's progress until it ends; resolves with its record. */
+function followRun(host: CliHost, runId: string, io: CliIo): Promise<RunRecord> {
+  const tty = process.stderr.isTTY === true
+  let lastLine = 0
+  return new Promise((resolveRun) => {
+    host.onEvent((e: WorkbenchEvent) => {
+      if (!('runId' in e) || e.runId !== runId) return
+      if (e.type === 'run.step') {
+        const m = e.metrics
+        const line = `${progressBar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokensPerSec)} tok/s  dropped ${(m.droppedFraction * 100).toFixed(1)}%  ETA ${formatDuration(m.etaSec)}`
+        if (tty) process.stderr.write(`\r${line}`)
+        else if (m.step === m.totalSteps || performance.now() - lastLine > 2000) {
+          io.err(line)
+          lastLine = performance.now()
+        }
+      } else if (e.type === 'run.eval')
+        io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
+      else if (e.type === 'run.alert') io.err(`${tty ? '\n' : ''}alert: ${e.message}`)
+      else if (e.type === 'run.log') io.err(`${tty ? '\n' : ''}${e.line}`)
+      else if (e.type === 'run.status' && FINAL.has(e.status)) {
+        if (tty) process.stderr.write('\n')
+        resolveRun(host.workbench.api['runs.get']({ id: runId }).then((d) => d.record))
+      }
+    })
+  })
+}
+
+function printSummary(record: RunRecord, workspace: string, io: CliIo): void {
+  io.out(`${record.status}: ${record.message ?? ''}`)
+  io.out(`run         ${join(workspace, 'runs', record.id)}`)
+  io.out(`steps       ${record.step} of ${record.totalSteps}`)
+  io.out(`best val    ${record.bestValLoss === null ? '-' : record.bestValLoss.toFixed(4)}`)
+  io.out(`checkpoint  ${record.lastCheckpoint ?? '-'}`)
+  if (record.status === 'interrupted' || record.status === 'cancelled')
+    io.out(`resume with: moe-workbench train --resume ${join(workspace, 'runs', record.id)}`)
 }
 
 export async function trainCommand(values: ParsedValues, io: CliIo): Promise<number> {
+  let outId: string | undefined
+  if (typeof values.out === 'string') {
+    const out = resolve(values.out)
+    if (basename(dirname(out)) !== 'runs')
+      throw new UsageError(
+        `--out: ${out} is not inside a workspace's runs/ folder; runs live in <workspace>/runs/<id>: use --out <workspace>/runs/NAME, or --name NAME with --workspace`,
+      )
+    if (existsSync(out)) throw new UsageError(`--out: ${out} exists; choose a new run folder (or --resume it)`)
+    values = { ...values, workspace: dirname(dirname(out)) }
+    outId = basename(out)
+  }
   const sets = (values.set as string[] | undefined) ?? []
-  const resumeDir = typeof values.resume === 'string' ? resolve(values.resume) : undefined
-  const record = resumeDir ? readRunRecord(resumeDir) : undefined
-  const modelDir = record ? record.baseModel : typeof values.model === 'string' ? resolve(values.model) : undefined
-  if (!modelDir) throw new UsageError('--model is required (or --resume RUN_DIR)')
-  if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new UsageError(`--model: ${modelDir} is not a folder`)
-  const datasetArg = typeof values.dataset === 'string' ? values.dataset : record?.dataset
-  if (!datasetArg)
-    throw new UsageError('--dataset is required: a dataset id of the workspace, or a file to import (JSONL, JSON, CSV/TSV, Parquet, text)')
-  const cfg = record ? record.config : readRunConfigFile(typeof values.config === 'string' ? resolve(values.config) : undefined, sets)
+  const resumeArg = typeof values.resume === 'string' ? values.resume : undefined
+  let runValues = values
+  let resume: { id: string } | undefined
+  if (resumeArg) {
+    if (values.model !== undefined || values.dataset !== undefined || values.config !== undefined || sets.length)
+      throw new UsageError('--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config and --set')
+    const located = locateRun(resumeArg)
+    if (located.workspace) runValues = { ...values, workspace: located.workspace }
+    resume = { id: located.id }
+  }
+  const modelArg = typeof values.model === 'string' ? resolve(values.model) : undefined
+  if (!resume) {
+    if (!modelArg) throw new UsageError('--model is required (or --resume RUN)')
+    if (!existsSync(modelArg) || !statSync(modelArg).isDirectory()) throw new UsageError(`--model: ${modelArg} is not a folder`)
+    if (typeof values.dataset !== 'string')
+      throw new UsageError(
+        '--dataset is required: a dataset id of the workspace, or a file to import (JSONL, JSON, CSV/TSV, Parquet, text)',
+      )
+  }
+  const configInput = resume ? undefined : readRunConfigInput(typeof values.config === 'string' ? resolve(values.config) : undefined, sets)
   const valRatio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(valRatio >= 0 && valRatio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
 
-  const backend = await backendFromFlag(values, io)
-  const workspace = workspaceFromFlag(values)
-  const dataset = await resolveDataset(workspace, datasetArg, valRatio, io)
-  const split = await encodeDataset(workspace, dataset, modelDir, cfg)
-  const runDir =
-    resumeDir ?? resolve(typeof values.out === 'string' ? values.out : join('runs', new Date().toISOString().replace(/[:.]/g, '-')))
-  mkdirSync(runDir, { recursive: true })
-
-  const ac = new AbortController()
-  const onSignal = (): void => {
-    io.err('\ncancelling at the next step boundary (a checkpoint is kept)...')
-    ac.abort()
+  const host = openHost(runValues, io)
+  // Ctrl-C (or SIGTERM): the run stops at its next step boundary with a checkpoint, interrupted.
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      io.err('\nstopping now')
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    }
+    stopping = true
+    io.err('\nstopping at the next step boundary (a checkpoint is kept; Ctrl-C again to stop at once)...')
+    void host.close()
   }
-  process.once('SIGINT', onSignal)
-  const tty = process.stderr.isTTY === true
-  let lastLine = 0
-  const onEvent = (e: TrainEvent): void => {
-    if (e.type === 'step') {
-      const m = e.metrics
-      const line = `${progressBar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokensPerSec)} tok/s  dropped ${(m.droppedFraction * 100).toFixed(1)}%  ETA ${formatDuration(m.etaSec)}`
-      if (tty) process.stderr.write(`\r${line}`)
-      else if (m.step === m.totalSteps || performance.now() - lastLine > 2000) {
-        io.err(line)
-        lastLine = performance.now()
-      }
-    } else if (e.type === 'eval')
-      io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
-    else if (e.type === 'alert') io.err(`${tty ? '\n' : ''}alert: ${e.message}`)
-    else if (e.type === 'log') io.err(`${tty ? '\n' : ''}${e.line}`)
-  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
-    io.err(`run ${runDir} on ${backend}: ${split.train.length} training and ${split.validation.length} validation examples`)
-    const r = await train({
-      runDir,
-      baseModelDir: modelDir,
-      config: cfg,
-      train: split.train,
-      validation: split.validation,
-      padId: split.padId,
-      dataset,
-      resume: Boolean(resumeDir),
-      signal: ac.signal,
-      onEvent,
-    })
-    if (tty) process.stderr.write('\n')
-    io.out(`${r.status}: ${r.message ?? ''}`)
-    io.out(`run         ${runDir}`)
-    io.out(`steps       ${r.step}`)
-    io.out(`best val    ${r.bestValLoss === null ? '-' : r.bestValLoss.toFixed(4)}`)
-    io.out(`checkpoint  ${r.lastCheckpoint ?? '-'}`)
-    return r.status === 'failed' ? 1 : 0
+    let record: RunRecord
+    try {
+      const backend = await host.backend()
+      if (resume) record = await host.api['runs.resume']({ id: resume.id })
+      else {
+        const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
+        record = await host.api['runs.start']({
+          model: modelArg!,
+          dataset,
+          config: configInput,
+          ...(typeof values.name === 'string' && { name: values.name }),
+          ...(outId && { id: outId }),
+        })
+      }
+      io.err(`run ${join(host.workspace, 'runs', record.id)} on ${backend}${resume ? ' (resumed)' : ''}`)
+    } catch (e) {
+      throw cliError(e)
+    }
+    const final = await followRun(host, record.id, io)
+    printSummary(final, host.workspace, io)
+    if (final.status === 'failed') {
+      io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
+      return 1
+    }
+    return 0
   } finally {
     process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await host.close()
   }
 }
 
 export async function exportCommand(values: ParsedValues, io: CliIo, positionals: string[] = []): Promise<number> {
   const run = positionals[0]
-  if (!run) throw new UsageError('give the run folder: moe-workbench export RUN_DIR --out DIR')
-  const runDir = resolve(run)
-  if (!existsSync(join(runDir, 'run.json'))) throw new UsageError(`${runDir} is not a run folder (no run.json)`)
+  if (!run) throw new UsageError('give the run: moe-workbench export RUN --out DIR (a run folder or a run id)')
   if (typeof values.out !== 'string') throw new UsageError('--out DIR is required')
   const dtype = values.dtype === undefined ? undefined : String(values.dtype)
   if (dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(dtype))
     throw new UsageError(`--dtype: "${dtype}" must be float32, bfloat16 or float16`)
-  await backendFromFlag(values, io)
-  const ckpt = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : (lastCheckpoint(runDir) ?? undefined)
-  const controller = new AbortController()
+  const located = locateRun(run)
+  const host = openHost(located.workspace ? { ...values, workspace: located.workspace } : values, io)
+  const checkpoint = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : undefined
+  if (checkpoint && !existsSync(join(checkpoint, 'trainer_state.json')))
+    throw new UsageError(`--checkpoint: ${checkpoint} is not a complete checkpoint folder of the run`)
+  const taskId = `cli-export-${process.pid}`
   const onSignal = (): void => {
     io.err('\ncancelling the export (nothing is left behind)...')
-    controller.abort()
+    void host.api['tasks.cancel']({ taskId }).catch(() => {})
   }
   process.once('SIGINT', onSignal)
   let stageShown = ''
-  let r: Awaited<ReturnType<typeof exportRun>>
+  host.onEvent((e) => {
+    if (e.type !== 'task.progress' || e.taskId !== taskId || e.progress.label === stageShown) return
+    stageShown = e.progress.label
+    io.err(`[${e.progress.stage}/${e.progress.stages}] ${e.progress.label}`)
+  })
   try {
-    r = await exportRun(
-      runDir,
-      resolve(values.out),
-      { checkpoint: ckpt, dtype: dtype as 'float32' | undefined },
-      {
-        signal: controller.signal,
-        onProgress: (p) => {
-          if (p.label === stageShown) return
-          stageShown = p.label
-          io.err(`[${p.stage}/${p.stages}] ${p.label}`)
-        },
-      },
-    )
+    await host.backend()
+    const folder = new RunFolder(join(host.workspace, 'runs', located.id))
+    if (!folder.exists()) throw new UsageError(`no run ${located.id} in ${host.workspace} (give the run folder, or --workspace)`)
+    const entry = await host.api['runs.export']({
+      id: located.id,
+      outDir: resolve(values.out),
+      taskId,
+      ...(dtype && { dtype: dtype as 'float32' }),
+      ...(checkpoint && { checkpoint }),
+    })
+    const p = entry.provenance ?? {}
+    io.out(`exported ${entry.dir}${p.mergedLora ? ` (LoRA merged, max logit change ${Number(p.mergeError).toExponential(2)})` : ''}`)
+    if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
+    return 0
+  } catch (e) {
+    throw cliError(e)
   } finally {
     process.off('SIGINT', onSignal)
+    await host.close()
   }
-  io.out(`exported ${r.outDir}${r.mergedLora ? ` (LoRA merged, max logit change ${r.mergeError?.toExponential(2)})` : ''}`)
-  io.out(`files: ${r.files.join(', ')}`)
-  return 0
 }

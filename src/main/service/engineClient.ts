@@ -16,7 +16,7 @@ import {
   type EngineResult,
   type ToEngine,
   isFromEngine,
-} from '../engine/protocol'
+} from '../engineProcess/protocol'
 
 /** A started engine process, whatever started it. */
 export interface EngineChild {
@@ -36,13 +36,13 @@ export interface SpawnOptions {
 
 export type EngineSpawner = (options: SpawnOptions) => EngineChild
 
-/** The arguments the engine entry understands (see src/main/engine/process.ts). */
+/** The arguments the engine entry understands (see src/main/engineProcess/process.ts). */
 export function engineArgs(options: SpawnOptions): string[] {
   return options.backend ? [ENGINE_MARKER, BACKEND_ARG, options.backend] : [ENGINE_MARKER]
 }
 
 export interface ForkOptions {
-  /** The engine entry: out/main/engine.js, or src/main/engine/process.ts with tsx. */
+  /** The engine entry: out/main/engine.js, or src/main/engineProcess/process.ts with tsx. */
   entry: string
   /** Node flags for the child, e.g. ['--import', 'tsx'] to run the TypeScript entry. */
   execArgv?: string[]
@@ -53,7 +53,7 @@ export interface ForkOptions {
 export function defaultEngineEntry(): ForkOptions {
   const here = import.meta.url
   if (here.endsWith('.ts')) {
-    return { entry: fileURLToPath(new URL('../engine/process.ts', here)), execArgv: ['--import', 'tsx'] }
+    return { entry: fileURLToPath(new URL('../engineProcess/process.ts', here)), execArgv: ['--import', 'tsx'] }
   }
   // Bundled: every chunk of the main build sits in out/main next to engine.js.
   return { entry: fileURLToPath(new URL('./engine.js', here)), execArgv: [] }

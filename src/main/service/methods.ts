@@ -23,10 +23,11 @@ import {
   readRun,
   readRunDetail,
   runDir,
+  runFolder,
   saveConversation,
-  writeRun,
   type ModelFolder,
 } from './workspace'
+import { RunFolder } from '../runs/runFolder'
 
 type Methods = Pick<
   WorkbenchApi,
@@ -61,7 +62,11 @@ function requireFolder(dir: string, field: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ApiError('invalid_argument', `${field}: ${dir} is not a folder`, field)
 }
 
-export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngineStopped(reason: string): void } {
+export function workspaceMethods(ctx: MethodContext): {
+  methods: Methods
+  onEngineStopped(reason: string, intentional: boolean): void
+  onRunEnded(id: string): void
+} {
   const { engine, workspace } = ctx
   /** Runs this service handed to the engine and not yet finished. */
   const live = new Set<string>()
@@ -131,31 +136,41 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
       requireFolder(args.model, 'model')
       if (!existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
         throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace; import it first`, 'dataset')
+      // The schema validated the config (and filled its defaults) at the boundary.
       const config = validateRunConfig(args.config ?? {})
-      return startRun({ id: newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
+      if (args.id && existsSync(runDir(workspace, args.id)))
+        throw new ApiError('invalid_argument', `id: a run named ${args.id} exists already; choose another name or resume it`, 'id')
+      return startRun({ id: args.id ?? newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
     },
     'runs.list': async () => listRuns(workspace),
     'runs.get': async (args) => readRunDetail(workspace, args.id),
     'runs.cancel': async (args) => {
-      const record = readRun(workspace, args.id)
+      const folder = runFolder(workspace, args.id)
       const known = await engine.request('runs.cancel', { runId: args.id })
-      if (!known && (record.status === 'running' || record.status === 'queued')) {
+      if (!known) {
+        const owner = folder.isLocked() ? folder.lockInfo() : null
+        if (owner)
+          throw new ApiError(
+            'failed',
+            `run ${args.id} is trained by another process (${owner.by}, pid ${owner.pid} on ${owner.host}); stop it there`,
+          )
         // The engine that ran it is gone (a crash or a restart): record what is true.
-        const fixed: RunRecord = {
-          ...record,
-          status: 'cancelled',
-          message: 'stopped: the engine running it had ended',
-          updated: new Date().toISOString(),
-        }
-        writeRun(workspace, fixed)
-        return fixed
+        folder.repair({ status: 'cancelled', reason: 'stopped: the process training it had ended' })
       }
-      return readRun(workspace, args.id)
+      return folder.read()
     },
     'runs.resume': async (args) => {
-      const record = readRun(workspace, args.id)
-      if (record.status === 'running' || record.status === 'queued')
-        throw new ApiError('failed', `run ${args.id} is already ${record.status}`)
+      const folder = runFolder(workspace, args.id)
+      // A run left "running" by a process that died is interrupted, not running.
+      folder.repair()
+      const record = folder.read()
+      if (record.status === 'running' || record.status === 'queued') {
+        const owner = folder.lockInfo()
+        throw new ApiError(
+          'failed',
+          `run ${args.id} is already ${record.status}${owner ? ` (${owner.by}, pid ${owner.pid} on ${owner.host})` : ''}`,
+        )
+      }
       if (record.status === 'completed') throw new ApiError('failed', `run ${args.id} has completed; start a new run to train further`)
       if (!record.dataset)
         throw new ApiError('failed', `run ${args.id} was started outside the workspace (no dataset id); resume it with the CLI`)
@@ -165,10 +180,22 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
       const record = readRun(workspace, args.id)
       const name = args.name ?? `${record.name ?? record.id} (fine-tuned)`
       const id = newId(name)
-      const outDir = join(modelsDir(workspace), id)
-      await engine.request('runs.export', { runDir: runDir(workspace, args.id), outDir, dtype: args.dtype, taskId: args.taskId })
-      describeModelFolder(outDir, { name, fromRun: args.id })
-      return entry({ id, name, dir: outDir, source: 'workspace', provenance: { fromRun: args.id } })
+      const outDir = args.outDir ?? join(modelsDir(workspace), id)
+      const r = await engine.request('runs.export', {
+        runDir: runDir(workspace, args.id),
+        outDir,
+        dtype: args.dtype,
+        checkpoint: args.checkpoint,
+        taskId: args.taskId,
+      })
+      const provenance = { name, fromRun: args.id, mergedLora: r.mergedLora, mergeError: r.mergeError, files: r.files }
+      describeModelFolder(r.outDir, provenance)
+      if (args.outDir) {
+        // Written outside the workspace's models: list it there as a linked folder.
+        const linked = linkModelFolder(workspace, r.outDir, name)
+        return entry({ ...linked, provenance: { ...linked.provenance, ...provenance } })
+      }
+      return entry({ id, name, dir: outDir, source: 'workspace', provenance })
     },
 
     'chat.send': async (args) => {
@@ -192,19 +219,30 @@ export function workspaceMethods(ctx: MethodContext): { methods: Methods; onEngi
 
   return {
     methods,
-    onEngineStopped(reason: string): void {
+    /**
+     * The engine exited: runs it still held are repaired, `interrupted` when the service stopped it
+     * (a quit that outlasted the engine's grace period), `failed` with the reason when it crashed.
+     */
+    onEngineStopped(reason: string, intentional: boolean): void {
       for (const id of live) {
         try {
-          const record = readRun(workspace, id)
-          if (record.status !== 'running' && record.status !== 'queued') continue
-          const message = `the engine process stopped (${reason}); the last checkpoint is kept: resume the run to continue`
-          writeRun(workspace, { ...record, status: 'failed', message, updated: new Date().toISOString() })
-          ctx.emit({ type: 'run.status', runId: id, status: 'failed', step: record.step, message })
+          const status = intentional ? 'interrupted' : 'failed'
+          // This engine held the run; it has exited, whatever its lock file says.
+          const record = new RunFolder(runDir(workspace, id)).repair({
+            force: true,
+            status,
+            reason: intentional ? 'the app stopped while it trained' : `the engine process stopped (${reason})`,
+          })
+          if (record) ctx.emit({ type: 'run.status', runId: id, status, step: record.step, message: record.message })
         } catch {
           // a run folder removed by hand
         }
       }
       live.clear()
+    },
+    /** Forgets runs that ended (a run.status event said so). */
+    onRunEnded(id: string): void {
+      live.delete(id)
     },
   }
 }

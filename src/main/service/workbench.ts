@@ -27,6 +27,9 @@ import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
 import { defaultModelDir, resourcesDir, seedWorkspace } from './firstRun'
 import { workspaceMethods } from './methods'
+import { runsDir } from './workspace'
+import { repairRuns } from '../runs/runFolder'
+import type { RunRecord } from '../../shared/runs'
 
 export interface WorkbenchOptions {
   engine: EngineClient
@@ -75,9 +78,12 @@ export class Workbench {
     })
     this.detachEngine = this.engine.onEvent((event) => {
       if (event.type === 'engine.status' && (event.status === 'crashed' || event.status === 'stopped'))
-        workspaceApi.onEngineStopped(event.reason ?? event.status)
+        workspaceApi.onEngineStopped(event.reason ?? event.status, this.closing || event.status === 'stopped')
+      if (event.type === 'run.status' && event.status !== 'running' && event.status !== 'queued') workspaceApi.onRunEnded(event.runId)
       this.emit(event)
     })
+    // Runs left "running" by a process that died (kill -9, power loss) are interrupted, resumable.
+    for (const r of repairRuns(runsDir(this.workspace))) this.repaired.push(r)
     this.impl = {
       'system.info': async () => {
         const backend = await this.engine.request('system.info', undefined)
@@ -121,8 +127,13 @@ export class Workbench {
     this.emit({ type: 'log', time: Date.now(), level, source, message })
   }
 
+  /** Runs found "running" at start whose process had died, now marked interrupted. */
+  readonly repaired: RunRecord[] = []
+  private closing = false
+
   /** Starts the engine now rather than on the first request (and seeds a new workspace); resolves when ready. */
   async start(): Promise<void> {
+    for (const r of this.repaired) this.log('warn', `run ${r.id} was left running by a process that stopped: ${r.message}`)
     await Promise.all([this.engine.start(), this.seeded()])
   }
 
@@ -143,11 +154,20 @@ export class Workbench {
     return this.seeding
   }
 
-  /** Stops the engine and drops every listener. */
+  /**
+   * Stops the engine and drops every listener. A run in training stops at its next step
+   * boundary, keeps a checkpoint and is marked interrupted before the engine exits (within the
+   * engine client's stop timeout; past it the engine is killed and the run repaired as
+   * interrupted from its last checkpoint). Listeners hear it all until the engine is gone.
+   */
   async close(): Promise<void> {
-    this.detachEngine()
-    await this.engine.stop()
-    this.listeners.clear()
+    this.closing = true
+    try {
+      await this.engine.stop()
+    } finally {
+      this.detachEngine()
+      this.listeners.clear()
+    }
   }
 
   private emit(event: WorkbenchEvent): void {

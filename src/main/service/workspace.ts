@@ -3,7 +3,7 @@
  *
  *   <workspace>/models/<id>/         an HF checkpoint folder + workbench.json (provenance), or
  *                                    only workbench.json {"linked": "/abs/dir"} for a linked folder
- *   <workspace>/runs/<id>/           run.json, metrics.jsonl, routing.jsonl, log, checkpoints/
+ *   <workspace>/runs/<id>/           a run folder (src/main/runs/runFolder.ts owns it)
  *   <workspace>/conversations/<id>.json
  *
  * Every write is atomic; ids are filesystem-safe slugs.
@@ -12,7 +12,9 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Conversation } from '../../shared/chat'
-import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunRecord, StepMetrics } from '../../shared/runs'
+import { ApiError } from '../../shared/api'
+import type { RunDetail, RunRecord } from '../../shared/runs'
+import { listRunFolders, RunFolder } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
 
 export const modelsDir = (ws: string): string => join(ws, 'models')
@@ -93,62 +95,29 @@ export function describeModelFolder(dir: string, fields: Record<string, unknown>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Runs
+// Runs (each folder is owned by src/main/runs/runFolder.ts)
 
 export function runDir(ws: string, id: string): string {
   return join(runsDir(ws), id)
 }
 
+export function runFolder(ws: string, id: string): RunFolder {
+  const folder = new RunFolder(runDir(ws, id))
+  if (!folder.exists()) throw new ApiError('invalid_argument', `id: no run named ${id} in ${runsDir(ws)}`, 'id')
+  return folder
+}
+
 export function readRun(ws: string, id: string): RunRecord {
-  const r = readJson<RunRecord>(join(runDir(ws, id), 'run.json'))
-  if (!r) throw new Error(`no run named ${id} in ${runsDir(ws)}`)
-  return r
+  return runFolder(ws, id).read()
 }
 
 /** Every run, newest first. */
 export function listRuns(ws: string): RunRecord[] {
-  const root = runsDir(ws)
-  if (!existsSync(root)) return []
-  const out: RunRecord[] = []
-  for (const id of readdirSync(root)) {
-    const r = readJson<RunRecord>(join(root, id, 'run.json'))
-    if (r) out.push(r)
-  }
-  return out.sort((a, b) => b.created.localeCompare(a.created))
-}
-
-export function writeRun(ws: string, record: RunRecord): void {
-  writeJsonAtomic(join(runDir(ws, record.id), 'run.json'), record)
-}
-
-/** Lines of a JSONL file; a torn last line (a crash mid-append) is skipped. */
-function readJsonl<T>(file: string): T[] {
-  if (!existsSync(file)) return []
-  const out: T[] = []
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue
-    try {
-      out.push(JSON.parse(line) as T)
-    } catch {
-      // the line being written when the process stopped
-    }
-  }
-  return out
+  return listRunFolders(runsDir(ws)).map((r) => r.record)
 }
 
 export function readRunDetail(ws: string, id: string): RunDetail {
-  const record = readRun(ws, id)
-  const dir = runDir(ws, id)
-  type Line = ({ type: 'step' } & Omit<StepMetrics, 'layers'>) | ({ type: 'eval' } & EvalMetrics) | ({ type: 'alert' } & ExpertAlert)
-  const lines = readJsonl<Line>(join(dir, 'metrics.jsonl'))
-  const strip = <T extends { type: string }>({ type: _t, ...rest }: T): Omit<T, 'type'> => rest
-  return {
-    record,
-    steps: lines.filter((l) => l.type === 'step').map((l) => strip(l) as Omit<StepMetrics, 'layers'>),
-    evals: lines.filter((l) => l.type === 'eval').map((l) => strip(l) as EvalMetrics),
-    alerts: lines.filter((l) => l.type === 'alert').map((l) => strip(l) as ExpertAlert),
-    routing: readJsonl<{ step: number; layers: LayerShare[] }>(join(dir, 'routing.jsonl')).slice(-200),
-  }
+  return runFolder(ws, id).readDetail()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,17 +3,18 @@
  * into the base weights (verified by comparing logits before anything is written), tokenizer
  * files from the base model, and a README card recording the run.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
+import type { RunExportResult, RunRecord } from '../../shared/runs'
 import { loadModelAsync, saveModel } from '../engine/checkpoint'
 import { MoeModel } from '../engine/model'
 import { loadSafetensors } from '../engine/safetensors'
 import { pacer, type TaskHooks } from '../engine/tasks'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { LoraAdapters } from './lora'
-import { lastCheckpoint, readRunRecord } from './trainer'
+import { RunFolder } from '../runs/runFolder'
 
 /** Files copied from the base model folder when present. */
 export const TOKENIZER_FILES = [
@@ -34,13 +35,7 @@ export interface ExportOptions {
   tolerance?: number
 }
 
-export interface ExportResult {
-  outDir: string
-  files: string[]
-  mergedLora: boolean
-  /** Max |adapter − merged| logit difference measured before writing (LoRA). */
-  mergeError?: number
-}
+export type ExportResult = RunExportResult
 
 /** The last stage of every export. */
 const WRITING = 'Writing the checkpoint'
@@ -62,8 +57,9 @@ function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
  * nothing behind. Progress: load → (LoRA: merge and verify) → write, as task stages.
  */
 export async function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}, hooks: TaskHooks = {}): Promise<ExportResult> {
-  const run = readRunRecord(runDir)
-  const ckpt = opts.checkpoint ?? lastCheckpoint(runDir)
+  const folder = new RunFolder(runDir)
+  const run = folder.read()
+  const ckpt = opts.checkpoint ?? folder.lastCheckpoint()
   if (!ckpt) throw new Error(`${runDir}: the run has no checkpoint to export yet`)
   const out = resolve(outDir)
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
@@ -138,7 +134,17 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
     result.files.push('README.md', 'workbench.json')
     // The last moment a cancel counts: after the rename the export is done.
     await pace()
-    rmSync(out, { recursive: true, force: true })
+    // `out` was missing or empty at the start; remove it only if it still is (rmdir refuses a
+    // folder with files): anything put there during the export is never deleted.
+    if (existsSync(out)) {
+      try {
+        rmdirSync(out)
+      } catch {
+        throw new Error(
+          `${out} received files while the export ran; they were left alone and the export was discarded (choose a new folder)`,
+        )
+      }
+    }
     renameSync(tmp, out)
     hooks.onProgress?.({ label: WRITING, stage: stages, stages, done: 1, total: 1, unit: 'items' })
     return result
@@ -148,7 +154,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
   }
 }
 
-function modelCard(run: ReturnType<typeof readRunRecord>, ckpt: string, r: ExportResult): string {
+function modelCard(run: RunRecord, ckpt: string, r: ExportResult): string {
   return `---
 library_name: transformers
 tags: [moe, moe-workbench]

@@ -1,17 +1,19 @@
 /**
- * The training loop: gradient accumulation, clipping, AdamW with a schedule, evaluation, early
- * stopping, metrics and routing statistics, checkpoints, resume, cancel, NaN stop.
+ * The training loop, nanoGPT-sized: set up (model, adapters, optimiser, data, state), then
+ * repeat { optimiser step · metrics · evaluation · checkpoint } until the planned steps, an early
+ * stop, a cancel, an interrupt or a NaN. Each of those is a named function below; the run folder
+ * (src/main/runs/runFolder.ts) owns every file, and the run's lock makes this the one writer.
  *
- * A run lives in its folder (DESIGN.md): run.json (config, status), metrics.jsonl and
- * routing.jsonl (append-only), log, checkpoints/step-N/ (weights or adapters, optimiser state,
- * trainer state). Every write of a checkpoint or of run.json is atomic.
+ * A cancel (runs.cancel) and an interrupt (the app quitting, Ctrl-C, SIGTERM: the signal's reason
+ * is INTERRUPT) both stop at the next step boundary and keep a checkpoint of that step; the run is
+ * then `cancelled` or `interrupted`, and resumes bit-for-bit where it stopped.
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { ApiError } from '../../shared/api'
 import type { RunConfig } from '../../shared/runConfig'
-import type { EvalMetrics, ExpertAlert, LayerShare, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
+import type { EvalMetrics, ExpertAlert, LayerShare, RunEvent, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
 import { loadModelAsync, saveModel } from '../engine/checkpoint'
 import type { MoeModel } from '../engine/model'
 import { disposeGrads, lossAndGrads, objective, type Batch, type RoutingStats } from '../engine/objective'
@@ -20,6 +22,7 @@ import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import type { StageProgress } from '../engine/tasks'
+import { RunFolder, stepName, type RunLock } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
 import { BatchStream, evalBatches, packRows, type DataPosition, type Example } from './batches'
 import { decays, scoreExperts, selectExperts, trainableParams, type ExpertSelection } from './freeze'
@@ -28,13 +31,11 @@ import { learningRate } from './schedule'
 
 export type { EvalMetrics, LayerShare, RunRecord, RunStatus, StepMetrics }
 
-export type TrainEvent =
-  | { type: 'status'; status: RunStatus; message?: string; step: number }
-  | { type: 'step'; metrics: StepMetrics }
-  | { type: 'eval'; metrics: EvalMetrics }
-  | { type: 'checkpoint'; step: number; dir: string }
-  | ({ type: 'alert' } & ExpertAlert)
-  | { type: 'log'; line: string }
+/** The abort reason that means "the process is going away": the run ends `interrupted`. */
+export const INTERRUPT = 'interrupt'
+
+/** What the trainer reports: the run events of src/shared/runs.ts, for this run. */
+export type TrainEvent = RunEvent
 
 export interface TrainSpec {
   runDir: string
@@ -49,6 +50,9 @@ export interface TrainSpec {
   offload?: OffloadOptions
   /** The workspace dataset it trains on, recorded in run.json. */
   dataset?: string
+  /** The run's lock, when the caller holds it already (the engine's run queue); else train() takes it. */
+  lock?: RunLock
+  /** Abort to stop at the next step boundary; reason INTERRUPT ends the run `interrupted`, anything else `cancelled`. */
   signal?: AbortSignal
   onEvent?: (e: TrainEvent) => void
 }
@@ -74,26 +78,27 @@ interface TrainerState {
   streaks: Record<string, [number, number]>
 }
 
-const stepName = (step: number): string => `step-${step}`
+/** Everything one run's loop works with. */
+interface Session {
+  folder: RunFolder
+  cfg: RunConfig
+  spec: TrainSpec
+  model: MoeModel
+  lora?: LoraAdapters
+  opt: AdamW
+  trainable: Map<string, tf.Variable>
+  stream: BatchStream
+  valBatches: Batch[]
+  state: TrainerState
+  trainRows: number
+  emit: (e: TrainEvent) => void
+  /** run.json as this run last wrote it (shared with train()'s own bookkeeping). */
+  run: { record: RunRecord }
+  save(patch: Partial<RunRecord>): void
+}
 
 function stepRng(seed: number, step: number, micro: number): Rng {
   return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ Math.imul(micro + 1, 0xc2b2ae35)) >>> 0)
-}
-
-/** The most recent checkpoint folder of a run, or null. */
-export function lastCheckpoint(runDir: string): string | null {
-  const dir = join(runDir, 'checkpoints')
-  if (!existsSync(dir)) return null
-  const steps = readdirSync(dir)
-    .map((n) => /^step-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null && existsSync(join(dir, m[0], 'trainer_state.json')))
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b)
-  return steps.length ? join(dir, stepName(steps[steps.length - 1])) : null
-}
-
-export function readRunRecord(runDir: string): RunRecord {
-  return JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')) as RunRecord
 }
 
 /** Total optimiser steps of a run: maxSteps, or epochs over the training split. */
@@ -130,43 +135,62 @@ function loadLogger(log: (line: string) => void, dir: string): (p: StageProgress
   }
 }
 
-/** Runs (or resumes) a fine-tuning run to completion, cancellation or failure. */
+/** How an abort of `signal` ends the run. */
+function stopStatus(signal: AbortSignal | undefined): 'interrupted' | 'cancelled' {
+  return signal?.reason === INTERRUPT ? 'interrupted' : 'cancelled'
+}
+
+/** Runs (or resumes) a fine-tuning run to completion, cancellation, interruption or failure. */
 export async function train(spec: TrainSpec): Promise<TrainResult> {
-  const { runDir, config: cfg } = spec
-  mkdirSync(join(runDir, 'checkpoints'), { recursive: true })
+  const folder = new RunFolder(spec.runDir)
+  const lock = spec.lock ?? folder.acquire('a training run')
+  try {
+    return await runTraining(folder, spec)
+  } finally {
+    if (!spec.lock) lock.release()
+  }
+}
+
+async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainResult> {
+  const cfg = spec.config
+  const runId = folder.id
   const emit = (e: TrainEvent): void => {
-    if (e.type === 'log') appendFileSync(join(runDir, 'log'), `${new Date().toISOString()} ${e.line}\n`)
+    if (e.type === 'run.log') folder.appendLog(e.line)
     spec.onEvent?.(e)
   }
-  const log = (line: string): void => emit({ type: 'log', line })
+  const log = (line: string): void => emit({ type: 'run.log', runId, line })
 
-  const trainRows = cfg.data.packing ? packRows(spec.train, cfg.data.maxLength, spec.padId) : spec.train
-  const resumeFrom = spec.resume ? lastCheckpoint(runDir) : null
+  folder.cleanOrphans()
+  const resumeFrom = spec.resume ? folder.lastCheckpoint() : null
   if (spec.resume && !resumeFrom) log('resume: no checkpoint yet, starting from the base model')
 
-  let record: RunRecord = existsSync(join(runDir, 'run.json'))
-    ? readRunRecord(runDir)
-    : {
-        id: runDir.split(/[\\/]/).pop()!,
-        status: 'created',
-        config: cfg,
-        baseModel: spec.baseModelDir,
-        dataset: spec.dataset,
-        created: new Date().toISOString(),
-        updated: new Date().toISOString(),
-        step: 0,
-        totalSteps: 0,
-        bestValLoss: null,
-        lastCheckpoint: null,
-      }
-  if (resumeFrom && JSON.stringify(record.config) !== JSON.stringify(cfg))
-    throw new Error(`resume: the run config differs from the one ${runDir} was started with; start a new run to change it`)
-  const saveRecord = (patch: Partial<RunRecord>): void => {
-    record = { ...record, ...patch, updated: new Date().toISOString() }
-    writeJsonAtomic(join(runDir, 'run.json'), record)
+  const initial: RunRecord = folder.tryRead() ?? {
+    id: runId,
+    status: 'created',
+    config: cfg,
+    baseModel: spec.baseModelDir,
+    dataset: spec.dataset,
+    created: new Date().toISOString(),
+    updated: new Date().toISOString(),
+    step: 0,
+    totalSteps: 0,
+    bestValLoss: null,
+    lastCheckpoint: null,
+  }
+  if (resumeFrom && JSON.stringify(initial.config) !== JSON.stringify(cfg))
+    throw new Error(`resume: the run config differs from the one ${spec.runDir} was started with; start a new run to change it`)
+  const run = { record: initial }
+  const save = (patch: Partial<RunRecord>): void => {
+    run.record = folder.write({ ...run.record, ...patch, updated: new Date().toISOString() })
+  }
+  const finish = (status: RunStatus, message: string, step: number): TrainResult => {
+    save({ status, step, message })
+    log(message)
+    emit({ type: 'run.status', runId, status, message, step })
+    return { status, step, message, lastCheckpoint: run.record.lastCheckpoint, bestValLoss: run.record.bestValLoss }
   }
 
-  // --- model, adapters, trainable set
+  // --- the model
   if (spec.offload && cfg.method !== 'lora')
     throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
   const modelDir = resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir
@@ -174,15 +198,97 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
   try {
     model = await loadModelAsync(modelDir, { offload: spec.offload, hooks: { signal: spec.signal, onProgress: loadLogger(log, modelDir) } })
   } catch (e) {
-    if (!(e instanceof ApiError && e.code === 'cancelled')) throw e
-    // Nothing trained yet: the run stays as it was, cancelled.
-    const message = `cancelled while loading ${modelDir}`
-    saveRecord({ status: 'cancelled', message })
-    log(message)
-    emit({ type: 'status', status: 'cancelled', message, step: record.step })
-    return { status: 'cancelled', step: record.step, message, lastCheckpoint: record.lastCheckpoint, bestValLoss: record.bestValLoss }
+    if (!(e instanceof ApiError && e.code === 'cancelled')) {
+      save({ status: 'failed', message: e instanceof Error ? e.message : String(e) })
+      throw e
+    }
+    // Nothing trained in this session: the run keeps its steps and checkpoints as they were.
+    return finish(stopStatus(spec.signal), `${stopStatus(spec.signal)} while loading ${modelDir}`, run.record.step)
   }
-  let lora: LoraAdapters | undefined
+
+  let session: Session | undefined
+  try {
+    session = setUp(folder, spec, model, resumeFrom, run, emit, save)
+    const s = session
+    const startStep = s.state.step
+    const started = performance.now()
+    let stop: { status: RunStatus; message: string } | null = null
+    while (s.state.step < s.state.totalSteps) {
+      if (spec.signal?.aborted) {
+        stop = { status: stopStatus(spec.signal), message: `${stopStatus(spec.signal)} at step ${s.state.step}` }
+        break
+      }
+      const outcome = optimizerStep(s)
+      if ('failure' in outcome) {
+        stop = { status: 'failed', message: outcome.failure }
+        break
+      }
+      recordStep(s, outcome, started, startStep)
+      const last = s.state.step === s.state.totalSteps
+      if ((cfg.evalEvery > 0 && s.state.step % cfg.evalEvery === 0) || last) stop = evaluateAndTrack(s)
+      s.state.position = s.stream.position
+      if (last || stop || (cfg.checkpointEvery > 0 && s.state.step % cfg.checkpointEvery === 0)) writeCheckpoint(s)
+      if (stop) break
+      await new Promise((r) => setImmediate(r)) // let a cancel arrive
+    }
+    if (stop?.status === 'cancelled' || stop?.status === 'interrupted') writeCheckpoint(s)
+    return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} steps`, s.state.step)
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e)
+    save({ status: 'failed', message })
+    emit({ type: 'run.status', runId, status: 'failed', message, step: run.record.step })
+    throw e
+  } finally {
+    session?.opt.dispose()
+    session?.lora?.dispose()
+    model.dispose()
+  }
+}
+
+/** Adapters, the trainable set, optimiser, data and trainer state, fresh or from a checkpoint. */
+function setUp(
+  folder: RunFolder,
+  spec: TrainSpec,
+  model: MoeModel,
+  resumeFrom: string | null,
+  run: { record: RunRecord },
+  emit: (e: TrainEvent) => void,
+  save: (patch: Partial<RunRecord>) => void,
+): Session {
+  const cfg = spec.config
+  const trainRows = cfg.data.packing ? packRows(spec.train, cfg.data.maxLength, spec.padId) : spec.train
+  applyKnobs(model, cfg)
+  let state: TrainerState = {
+    step: 0,
+    position: { epoch: 0, index: 0 },
+    bestValLoss: null,
+    evalsWithoutImprovement: 0,
+    bestStep: null,
+    totalSteps: plannedSteps(cfg, trainRows.length),
+    streaks: {},
+  }
+  if (resumeFrom) state = JSON.parse(readFileSync(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState
+  // Steps logged after the checkpoint we resume from are trained (and logged) again.
+  folder.truncateLogs(state.step)
+
+  const lora = cfg.method === 'lora' ? new LoraAdapters(model, cfg.lora, cfg.seed) : undefined
+  if (lora && resumeFrom)
+    lora.load(
+      loadSafetensors(join(resumeFrom, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
+    )
+  const log = (line: string): void => emit({ type: 'run.log', runId: folder.id, line })
+  if (cfg.esft.enabled && !state.esft) {
+    const sample = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId)
+    const batches = Array.from({ length: Math.min(cfg.esft.scoringBatches, sample.batchesPerEpoch) }, () => sample.next())
+    const scored = scoreExperts(model, batches, cfg.esft.score)
+    state.esft = selectExperts(scored.scores, cfg.esft.threshold)
+    log(
+      `esft: scored experts by ${cfg.esft.score} on ${scored.tokens} target tokens; training ${Object.entries(state.esft)
+        .map(([l, e]) => `layer ${l}: [${e}]`)
+        .join(', ')}`,
+    )
+  }
+  const trainable = lora ? lora.variables() : trainableParams(model, cfg, state.esft)
   const opt = new AdamW({
     betas: cfg.optimizer.betas,
     eps: cfg.optimizer.eps,
@@ -193,252 +299,235 @@ export async function train(spec: TrainSpec): Promise<TrainResult> {
         cfg,
       ),
   })
-  try {
-    applyKnobs(model, cfg)
-    let state: TrainerState = {
-      step: 0,
-      position: { epoch: 0, index: 0 },
-      bestValLoss: null,
-      evalsWithoutImprovement: 0,
-      bestStep: null,
-      totalSteps: plannedSteps(cfg, trainRows.length),
-      streaks: {},
-    }
-    if (resumeFrom) state = JSON.parse(readFileSync(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState
-    if (cfg.method === 'lora') {
-      lora = new LoraAdapters(model, cfg.lora, cfg.seed)
-      if (resumeFrom)
-        lora.load(
-          loadSafetensors(join(resumeFrom, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
-        )
-    }
-    if (cfg.esft.enabled && !state.esft) {
-      const sample = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId)
-      const batches = Array.from({ length: Math.min(cfg.esft.scoringBatches, sample.batchesPerEpoch) }, () => sample.next())
-      const scored = scoreExperts(model, batches, cfg.esft.score)
-      state.esft = selectExperts(scored.scores, cfg.esft.threshold)
-      log(
-        `esft: scored experts by ${cfg.esft.score} on ${scored.tokens} target tokens; training ${Object.entries(state.esft)
-          .map(([l, e]) => `layer ${l}: [${e}]`)
-          .join(', ')}`,
-      )
-    }
-    const trainable = lora ? lora.variables() : trainableParams(model, cfg, state.esft)
-    if (resumeFrom) {
-      const o = loadSafetensors(join(resumeFrom, 'optimizer.safetensors')).tensors
-      const m = new Map<string, Float32Array>()
-      const v = new Map<string, Float32Array>()
-      for (const [n, t] of o) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array)
-      opt.load({ step: state.step, m, v }, trainable)
-    }
-    const stream = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId, state.position)
-    const valBatches = evalBatches(spec.validation, cfg.batchSize, spec.padId, cfg.evalBatches)
-    const weightsFor = (training: boolean, rng?: Rng): Weights | undefined =>
-      lora ? lora.wrap(model.weightSource, { training, rng }) : undefined
-
-    saveRecord({ status: 'running', totalSteps: state.totalSteps, step: state.step, esft: state.esft, message: undefined })
-    emit({ type: 'status', status: 'running', step: state.step, message: resumeFrom ? `resumed from ${stepName(state.step)}` : undefined })
-    log(
-      `${resumeFrom ? 'resuming' : 'starting'}: ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${[...trainable.values()].reduce((a, t) => a + t.size, 0)} values), backend ${tf.getBackend()}`,
-    )
-
-    const writeCheckpoint = (): string => {
-      const final = join(runDir, 'checkpoints', stepName(state.step))
-      const tmp = `${final}.tmp-${process.pid}`
-      rmSync(tmp, { recursive: true, force: true })
-      mkdirSync(tmp, { recursive: true })
-      if (lora) {
-        const peft = lora.toPeft(spec.baseModelDir)
-        saveSafetensors(join(tmp, 'adapter_model.safetensors'), peft.tensors, { format: 'pt' })
-        writeJsonAtomic(join(tmp, 'adapter_config.json'), peft.config)
-      } else saveModel(model, tmp)
-      const os = opt.state()
-      const tensors = new Map<string, TensorToWrite>()
-      for (const [n, a] of os.m) tensors.set(`m.${n}`, { dtype: 'F32', shape: trainable.get(n)!.shape, data: a })
-      for (const [n, a] of os.v) tensors.set(`v.${n}`, { dtype: 'F32', shape: trainable.get(n)!.shape, data: a })
-      saveSafetensors(join(tmp, 'optimizer.safetensors'), tensors)
-      writeJsonAtomic(join(tmp, 'trainer_state.json'), { ...state, position: stream.position })
-      rmSync(final, { recursive: true, force: true })
-      renameSync(tmp, final)
-      pruneCheckpoints(runDir, cfg.keepCheckpoints, state.bestStep)
-      saveRecord({ lastCheckpoint: final, step: state.step })
-      emit({ type: 'checkpoint', step: state.step, dir: final })
-      return final
-    }
-
-    const evaluate = (): EvalMetrics | null => {
-      if (valBatches.length === 0) return null
-      let ce = 0
-      let aux = 0
-      let z = 0
-      let targets = 0
-      let dropped = 0
-      let assignments = 0
-      for (const b of valBatches) {
-        tf.tidy(() => {
-          const o = objective(model, b, { training: false, weights: weightsFor(false) })
-          ce += o.ce.dataSync()[0] * o.targets
-          targets += o.targets
-          aux += o.aux.dataSync()[0]
-          z += o.z.dataSync()[0]
-          for (const r of o.routing) {
-            dropped += r.decision.dropped
-            assignments += r.decision.N * r.decision.k
-          }
-        })
-      }
-      const m: EvalMetrics = {
-        step: state.step,
-        valLoss: targets ? ce / targets : 0,
-        valAux: aux / valBatches.length,
-        valZ: z / valBatches.length,
-        valDroppedFraction: assignments ? dropped / assignments : 0,
-        valTokens: targets,
-      }
-      appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify({ type: 'eval', ...m }) + '\n')
-      emit({ type: 'eval', metrics: m })
-      return m
-    }
-
-    const started = performance.now()
-    const startStep = state.step
-    let stopReason: { status: RunStatus; message?: string } | null = null
-    while (state.step < state.totalSteps) {
-      if (spec.signal?.aborted) {
-        stopReason = { status: 'cancelled', message: `cancelled at step ${state.step}` }
-        break
-      }
-      // --- one optimiser step over gradAccumulation micro-batches
-      const t0 = performance.now()
-      const sums = new Map<string, tf.Tensor>()
-      let loss = 0
-      let ce = 0
-      let aux = 0
-      let z = 0
-      let dropped = 0
-      let tokens = 0
-      const layerCounts = new Map<number, { counts: number[]; entropy: number; n: number }>()
-      for (let micro = 0; micro < cfg.gradAccumulation; micro++) {
-        const batch: Batch = stream.next()
-        const rng = stepRng(cfg.seed, state.step, micro)
-        const r = lossAndGrads(model, batch, { training: true, rng, weights: weightsFor(true, rng) }, trainable)
-        loss += r.parts.loss / cfg.gradAccumulation
-        ce += r.parts.ce / cfg.gradAccumulation
-        aux += r.parts.aux / cfg.gradAccumulation
-        z += r.parts.z / cfg.gradAccumulation
-        dropped += r.parts.droppedFraction / cfg.gradAccumulation
-        tokens += batch.tokens ?? batch.inputIds.length * batch.inputIds[0].length
-        addRouting(layerCounts, r.routing)
-        for (const [n, g] of r.grads) {
-          const prev = sums.get(n)
-          sums.set(n, prev ? tf.tidy(() => tf.add(prev, g)) : tf.clone(g))
-          prev?.dispose()
-        }
-        disposeGrads(r.grads)
-      }
-      const grads = new Map<string, tf.Tensor>()
-      for (const [n, g] of sums) grads.set(n, cfg.gradAccumulation > 1 ? tf.tidy(() => tf.div(g, cfg.gradAccumulation)) : g)
-      if (cfg.gradAccumulation > 1) disposeGrads(sums)
-      const gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]))
-
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        disposeGrads(grads)
-        const last = record.lastCheckpoint
-        stopReason = {
-          status: 'failed',
-          message: `the loss became ${Number.isFinite(loss) ? `finite but the gradient norm is ${gradNorm}` : loss} at step ${state.step + 1}; ${last ? `the last good checkpoint is ${last}` : 'no checkpoint was written yet'}. Lower the learning rate or enable gradient clipping.`,
-        }
-        break
-      }
-      if (cfg.gradClip > 0 && gradNorm > cfg.gradClip) {
-        const coef = cfg.gradClip / (gradNorm + 1e-6)
-        for (const [n, g] of grads) {
-          grads.set(
-            n,
-            tf.tidy(() => tf.mul(g, coef)),
-          )
-          g.dispose()
-        }
-      }
-      const lr = learningRate(state.step, state.totalSteps, cfg.optimizer.lr, cfg.schedule)
-      opt.apply(trainable, grads, lr)
-      disposeGrads(grads)
-      state.step++
-
-      // --- metrics
-      const layers: LayerShare[] = [...layerCounts].map(([layer, v]) => {
-        const total = v.counts.reduce((a, b) => a + b, 0)
-        return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n }
-      })
-      const elapsed = (performance.now() - started) / 1000
-      const stepsDone = state.step - startStep
-      const m: StepMetrics = {
-        step: state.step,
-        totalSteps: state.totalSteps,
-        epoch: stream.position.epoch + stream.position.index / Math.max(1, trainRows.length),
-        loss,
-        ce,
-        aux,
-        z,
-        lr,
-        gradNorm,
-        droppedFraction: dropped,
-        tokens,
-        tokensPerSec: tokens / ((performance.now() - t0) / 1000),
-        elapsedSec: elapsed,
-        etaSec: (elapsed / stepsDone) * (state.totalSteps - state.step),
-        layers,
-      }
-      appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify({ type: 'step', ...m, layers: undefined }) + '\n')
-      appendFileSync(join(runDir, 'routing.jsonl'), JSON.stringify({ step: state.step, layers }) + '\n')
-      emit({ type: 'step', metrics: m })
-      for (const a of expertAlerts(state, layers, cfg)) {
-        appendFileSync(join(runDir, 'metrics.jsonl'), JSON.stringify(a) + '\n')
-        emit(a)
-      }
-
-      // --- evaluation, early stopping, checkpoints
-      const last = state.step === state.totalSteps
-      if ((cfg.evalEvery > 0 && state.step % cfg.evalEvery === 0) || last) {
-        const ev = evaluate()
-        if (ev) {
-          if (state.bestValLoss === null || ev.valLoss < state.bestValLoss - cfg.earlyStopping.minDelta) {
-            state.bestValLoss = ev.valLoss
-            state.evalsWithoutImprovement = 0
-            state.bestStep = state.step
-            saveRecord({ bestValLoss: ev.valLoss })
-          } else state.evalsWithoutImprovement++
-          if (cfg.earlyStopping.patience > 0 && state.evalsWithoutImprovement >= cfg.earlyStopping.patience) {
-            stopReason = {
-              status: 'completed',
-              message: `early stopping: no validation improvement in ${state.evalsWithoutImprovement} evaluations (best ${state.bestValLoss?.toFixed(4)})`,
-            }
-          }
-        }
-      }
-      state.position = stream.position
-      if (last || stopReason || (cfg.checkpointEvery > 0 && state.step % cfg.checkpointEvery === 0)) writeCheckpoint()
-      if (stopReason) break
-      await new Promise((r) => setImmediate(r)) // let a cancel arrive
-    }
-
-    if (stopReason?.status === 'cancelled') writeCheckpoint()
-    const status = stopReason?.status ?? 'completed'
-    const message = stopReason?.message ?? `completed ${state.step} steps`
-    saveRecord({ status, step: state.step, message })
-    log(message)
-    emit({ type: 'status', status, message, step: state.step })
-    return { status, step: state.step, message, lastCheckpoint: record.lastCheckpoint, bestValLoss: record.bestValLoss }
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e)
-    saveRecord({ status: 'failed', message })
-    emit({ type: 'status', status: 'failed', message, step: record.step })
-    throw e
-  } finally {
-    opt.dispose()
-    lora?.dispose()
-    model.dispose()
+  if (resumeFrom) {
+    const o = loadSafetensors(join(resumeFrom, 'optimizer.safetensors')).tensors
+    const m = new Map<string, Float32Array>()
+    const v = new Map<string, Float32Array>()
+    for (const [n, t] of o) (n.startsWith('m.') ? m : v).set(n.slice(2), t.data as Float32Array)
+    opt.load({ step: state.step, m, v }, trainable)
   }
+  const session: Session = {
+    folder,
+    cfg,
+    spec,
+    model,
+    lora,
+    opt,
+    trainable,
+    stream: new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId, state.position),
+    valBatches: evalBatches(spec.validation, cfg.batchSize, spec.padId, cfg.evalBatches),
+    state,
+    trainRows: trainRows.length,
+    emit,
+    run,
+    save,
+  }
+  session.save({ status: 'running', totalSteps: state.totalSteps, step: state.step, esft: state.esft, message: undefined })
+  emit({
+    type: 'run.status',
+    runId: folder.id,
+    status: 'running',
+    step: state.step,
+    message: resumeFrom ? `resumed from ${stepName(state.step)}` : undefined,
+  })
+  const values = [...trainable.values()].reduce((a, t) => a + t.size, 0)
+  log(
+    `${resumeFrom ? 'resuming' : 'starting'}: ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${values} values), backend ${tf.getBackend()}`,
+  )
+  return session
+}
+
+/** The weights a forward reads: the model's own, with the LoRA path added for a LoRA run. */
+function weightsFor(s: Session, training: boolean, rng?: Rng): Weights | undefined {
+  return s.lora ? s.lora.wrap(s.model.weightSource, { training, rng }) : undefined
+}
+
+interface StepOutcome {
+  loss: number
+  ce: number
+  aux: number
+  z: number
+  dropped: number
+  tokens: number
+  lr: number
+  gradNorm: number
+  seconds: number
+  routing: Map<number, { counts: number[]; entropy: number; n: number }>
+}
+
+/**
+ * One optimiser step: gradAccumulation micro-batches, their mean gradient, clipping to gradClip,
+ * AdamW at the scheduled learning rate. A non-finite loss or gradient applies nothing and
+ * returns the failure in words.
+ */
+function optimizerStep(s: Session): StepOutcome | { failure: string } {
+  const { cfg, state } = s
+  const t0 = performance.now()
+  const sums = new Map<string, tf.Tensor>()
+  const out: StepOutcome = { loss: 0, ce: 0, aux: 0, z: 0, dropped: 0, tokens: 0, lr: 0, gradNorm: 0, seconds: 0, routing: new Map() }
+  const n = cfg.gradAccumulation
+  for (let micro = 0; micro < n; micro++) {
+    const batch: Batch = s.stream.next()
+    const rng = stepRng(cfg.seed, state.step, micro)
+    const r = lossAndGrads(s.model, batch, { training: true, rng, weights: weightsFor(s, true, rng) }, s.trainable)
+    out.loss += r.parts.loss / n
+    out.ce += r.parts.ce / n
+    out.aux += r.parts.aux / n
+    out.z += r.parts.z / n
+    out.dropped += r.parts.droppedFraction / n
+    out.tokens += batch.tokens ?? batch.inputIds.length * batch.inputIds[0].length
+    addRouting(out.routing, r.routing)
+    for (const [name, g] of r.grads) {
+      const prev = sums.get(name)
+      sums.set(name, prev ? tf.tidy(() => tf.add(prev, g)) : tf.clone(g))
+      prev?.dispose()
+    }
+    disposeGrads(r.grads)
+  }
+  const grads = new Map<string, tf.Tensor>()
+  for (const [name, g] of sums) grads.set(name, n > 1 ? tf.tidy(() => tf.div(g, n)) : g)
+  if (n > 1) disposeGrads(sums)
+  out.gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]))
+
+  if (!Number.isFinite(out.loss) || !Number.isFinite(out.gradNorm)) {
+    disposeGrads(grads)
+    const last = s.run.record.lastCheckpoint
+    const what = Number.isFinite(out.loss) ? `finite but the gradient norm is ${out.gradNorm}` : String(out.loss)
+    const advice =
+      cfg.gradClip > 0
+        ? `Lower the learning rate (now ${cfg.optimizer.lr}); gradient clipping at ${cfg.gradClip} is already on`
+        : 'Lower the learning rate or turn on gradient clipping (gradClip 1)'
+    return {
+      failure: `the loss became ${what} at step ${state.step + 1}; ${last ? `the last good checkpoint is ${last}` : 'no checkpoint was written yet'}. ${advice}.`,
+    }
+  }
+  if (cfg.gradClip > 0 && out.gradNorm > cfg.gradClip) {
+    const coef = cfg.gradClip / (out.gradNorm + 1e-6)
+    for (const [name, g] of grads) {
+      grads.set(
+        name,
+        tf.tidy(() => tf.mul(g, coef)),
+      )
+      g.dispose()
+    }
+  }
+  out.lr = learningRate(state.step, state.totalSteps, cfg.optimizer.lr, cfg.schedule)
+  s.opt.apply(s.trainable, grads, out.lr)
+  disposeGrads(grads)
+  state.step++
+  out.seconds = (performance.now() - t0) / 1000
+  return out
+}
+
+/** The metrics sink: a step's line in metrics.jsonl and routing.jsonl, its event, and expert alerts. */
+function recordStep(s: Session, o: StepOutcome, started: number, startStep: number): void {
+  const { state, folder } = s
+  const layers: LayerShare[] = [...o.routing].map(([layer, v]) => {
+    const total = v.counts.reduce((a, b) => a + b, 0)
+    return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n }
+  })
+  const elapsed = (performance.now() - started) / 1000
+  const m: StepMetrics = {
+    step: state.step,
+    totalSteps: state.totalSteps,
+    epoch: s.stream.position.epoch + s.stream.position.index / Math.max(1, s.trainRows),
+    loss: o.loss,
+    ce: o.ce,
+    aux: o.aux,
+    z: o.z,
+    lr: o.lr,
+    gradNorm: o.gradNorm,
+    droppedFraction: o.dropped,
+    tokens: o.tokens,
+    tokensPerSec: o.tokens / Math.max(o.seconds, 1e-9),
+    elapsedSec: elapsed,
+    etaSec: (elapsed / (state.step - startStep)) * (state.totalSteps - state.step),
+    layers,
+  }
+  const { layers: _layers, ...line } = m
+  folder.appendMetrics({ type: 'step', ...line })
+  folder.appendRouting(state.step, layers)
+  s.emit({ type: 'run.step', runId: folder.id, metrics: m })
+  for (const a of expertAlerts(state, layers, s.cfg)) {
+    folder.appendMetrics({ type: 'alert', ...a })
+    s.emit({ type: 'run.alert', runId: folder.id, ...a })
+  }
+}
+
+/** Validation loss over the validation batches (null without a validation split). */
+function evaluate(s: Session): EvalMetrics | null {
+  if (s.valBatches.length === 0) return null
+  let ce = 0
+  let aux = 0
+  let z = 0
+  let targets = 0
+  let dropped = 0
+  let assignments = 0
+  for (const b of s.valBatches) {
+    tf.tidy(() => {
+      const o = objective(s.model, b, { training: false, weights: weightsFor(s, false) })
+      ce += o.ce.dataSync()[0] * o.targets
+      targets += o.targets
+      aux += o.aux.dataSync()[0]
+      z += o.z.dataSync()[0]
+      for (const r of o.routing) {
+        dropped += r.decision.dropped
+        assignments += r.decision.N * r.decision.k
+      }
+    })
+  }
+  return {
+    step: s.state.step,
+    valLoss: targets ? ce / targets : 0,
+    valAux: aux / s.valBatches.length,
+    valZ: z / s.valBatches.length,
+    valDroppedFraction: assignments ? dropped / assignments : 0,
+    valTokens: targets,
+  }
+}
+
+/** Evaluates, logs it, tracks the best validation loss; returns an early stop when patience runs out. */
+function evaluateAndTrack(s: Session): { status: RunStatus; message: string } | null {
+  const ev = evaluate(s)
+  if (!ev) return null
+  s.folder.appendMetrics({ type: 'eval', ...ev })
+  s.emit({ type: 'run.eval', runId: s.folder.id, metrics: ev })
+  const { state, cfg } = s
+  if (state.bestValLoss === null || ev.valLoss < state.bestValLoss - cfg.earlyStopping.minDelta) {
+    state.bestValLoss = ev.valLoss
+    state.evalsWithoutImprovement = 0
+    state.bestStep = state.step
+    s.save({ bestValLoss: ev.valLoss })
+  } else state.evalsWithoutImprovement++
+  if (cfg.earlyStopping.patience > 0 && state.evalsWithoutImprovement >= cfg.earlyStopping.patience)
+    return {
+      status: 'completed',
+      message: `early stopping: no validation improvement in ${state.evalsWithoutImprovement} evaluations (best ${state.bestValLoss?.toFixed(4)} at ${stepName(state.bestStep ?? 0)})`,
+    }
+  return null
+}
+
+/** Checkpoint of the current step: weights (or PEFT adapters), optimiser state, trainer state. */
+function writeCheckpoint(s: Session): string {
+  const { state, folder, cfg } = s
+  const final = folder.writeCheckpoint(state.step, (tmp) => {
+    if (s.lora) {
+      const peft = s.lora.toPeft(s.spec.baseModelDir)
+      saveSafetensors(join(tmp, 'adapter_model.safetensors'), peft.tensors, { format: 'pt' })
+      writeJsonAtomic(join(tmp, 'adapter_config.json'), peft.config)
+    } else saveModel(s.model, tmp)
+    const os = s.opt.state()
+    const tensors = new Map<string, TensorToWrite>()
+    for (const [n, a] of os.m) tensors.set(`m.${n}`, { dtype: 'F32', shape: s.trainable.get(n)!.shape, data: a })
+    for (const [n, a] of os.v) tensors.set(`v.${n}`, { dtype: 'F32', shape: s.trainable.get(n)!.shape, data: a })
+    saveSafetensors(join(tmp, 'optimizer.safetensors'), tensors)
+    // Written last: a checkpoint counts as complete once this file exists.
+    writeJsonAtomic(join(tmp, 'trainer_state.json'), { ...state, position: s.stream.position })
+  })
+  folder.pruneCheckpoints(cfg.keepCheckpoints, state.bestStep)
+  s.save({ lastCheckpoint: final, step: state.step })
+  s.emit({ type: 'run.checkpoint', runId: folder.id, step: state.step, dir: final })
+  return final
 }
 
 function addRouting(acc: Map<number, { counts: number[]; entropy: number; n: number }>, routing: RoutingStats[]): void {
@@ -452,8 +541,8 @@ function addRouting(acc: Map<number, { counts: number[]; entropy: number; n: num
 }
 
 /** Dead (share below deadShare) or collapsing (above collapseShare) experts, reported once per streak. */
-function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig): TrainEvent[] {
-  const out: TrainEvent[] = []
+function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig): ExpertAlert[] {
+  const out: ExpertAlert[] = []
   for (const l of layers) {
     l.share.forEach((s, e) => {
       const key = `${l.layer}:${e}`
@@ -462,7 +551,6 @@ function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig)
       state.streaks[key] = next
       if (next[0] === cfg.alerts.steps)
         out.push({
-          type: 'alert',
           step: state.step,
           layer: l.layer,
           expert: e,
@@ -471,7 +559,6 @@ function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig)
         })
       if (next[1] === cfg.alerts.steps)
         out.push({
-          type: 'alert',
           step: state.step,
           layer: l.layer,
           expert: e,
@@ -481,15 +568,4 @@ function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig)
     })
   }
   return out
-}
-
-/** Keeps the `keep` most recent checkpoints and the best one. */
-function pruneCheckpoints(runDir: string, keep: number, best: number | null): void {
-  const dir = join(runDir, 'checkpoints')
-  const steps = readdirSync(dir)
-    .map((n) => /^step-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => b - a)
-  for (const s of steps.slice(keep)) if (s !== best) rmSync(join(dir, stepName(s)), { recursive: true, force: true })
 }

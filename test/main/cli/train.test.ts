@@ -32,7 +32,7 @@ describe('moe-workbench train / export', () => {
     writeFileSync(data, rows.join('\n') + '\n')
     const cfg = join(dir, 'run.json')
     writeFileSync(cfg, JSON.stringify({ method: 'lora', lora: { rank: 2 }, batchSize: 8 }))
-    const runDir = join(dir, 'run')
+    const runDir = join(dir, 'ws', 'runs', 'my-run')
     const r = await cli(
       'train',
       '--model',
@@ -52,9 +52,10 @@ describe('moe-workbench train / export', () => {
       '--backend',
       'wasm',
     )
-    expect(r.err.join('\n')).toMatch(/36 training and 4 validation examples/)
+    expect(r.err.join('\n')).toMatch(/starting: 4 steps, 36 training rows, 4 validation rows/)
     expect(r.code).toBe(0)
     expect(r.out[0]).toMatch(/^completed: completed 4 steps/)
+    expect(r.out.join('\n')).toContain(`run         ${runDir}`)
     expect(r.err.join('\n')).toMatch(/\[#+\] 100% step 4\/4 {2}loss \d/)
     expect(r.err.join('\n')).toMatch(/eval at step 2: validation loss/)
     const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))
@@ -99,7 +100,7 @@ describe('moe-workbench train / export', () => {
     expect(r.err.at(-1)).toMatch(/1 invalid rows; .* moe-workbench dataset import .* --accept-invalid/)
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', 'no-such-dataset', '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(2)
-    expect(r.err[0]).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
+    expect(r.err.at(-1)).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
     writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n')
     r = await cli(
       'train',
@@ -114,14 +115,17 @@ describe('moe-workbench train / export', () => {
       '--backend',
       'cpu',
     )
-    expect(r.code).toBe(1)
-    expect(r.err.at(-1)).toMatch(/optimizer\.lr/)
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/config\.optimizer\.lr: /)
     r = await cli('train', '--dataset', join(dir, 'd.jsonl'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--model is required/)
     r = await cli('export', dir, '--out', join(dir, 'x'))
     expect(r.code).toBe(2)
-    expect(r.err[0]).toMatch(/is not a run folder/)
+    expect(r.err[0]).toMatch(/is neither a run folder nor a run id/)
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--out', join(dir, 'elsewhere'))
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/--out: .* is not inside a workspace's runs\/ folder/)
   })
 
   it('formats progress and durations', () => {
@@ -162,7 +166,7 @@ describe('moe-workbench train / export', () => {
 
 describe('moe-workbench chat', () => {
   it('streams replies, keeps the conversation, summarises experts, and handles /system and /reset', async () => {
-    const { createModel } = await import('../../../src/main/engine/jobs')
+    const { createModel } = await import('../../../src/main/engineProcess/models')
     const { Readable } = await import('node:stream')
     const dir = join(mkdtempSync(join(tmpdir(), 'moe-chat-')), 'm')
     await createModel(

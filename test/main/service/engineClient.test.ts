@@ -121,8 +121,8 @@ describe('crashLine', () => {
   })
 })
 
-describe('EngineClient with a real engine process (src/main/engine/process.ts via tsx)', () => {
-  const entry = fileURLToPath(new URL('../../../src/main/engine/process.ts', import.meta.url))
+describe('EngineClient with a real engine process (src/main/engineProcess/process.ts via tsx)', () => {
+  const entry = fileURLToPath(new URL('../../../src/main/engineProcess/process.ts', import.meta.url))
   const mixtral = fileURLToPath(new URL('../../fixtures/moe-reference/mixtral', import.meta.url))
   const spawner = forkSpawner({ entry, execArgv: ['--import', 'tsx'], env: { ...process.env, MOE_WORKBENCH_BACKEND: 'cpu' } })
 

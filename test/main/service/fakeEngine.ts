@@ -1,12 +1,12 @@
 /**
  * An in-process engine for service tests: the real serveEngine dispatch loop from
- * src/main/engine/process.ts, wired to an EngineChild without a process, with fake handlers and
+ * src/main/engineProcess/process.ts, wired to an EngineChild without a process, with fake handlers and
  * a fake backend. `crash()` makes it die the way a killed process does.
  */
 import { EventEmitter } from 'node:events'
 import type { BackendReport } from '../../../src/shared/api'
-import { type EngineHandlers, handlers, serveEngine } from '../../../src/main/engine/process'
-import type { FromEngine, ToEngine } from '../../../src/main/engine/protocol'
+import { type EngineHandlers, handlers, serveEngine } from '../../../src/main/engineProcess/process'
+import type { FromEngine, ToEngine } from '../../../src/main/engineProcess/protocol'
 import type { EngineChild, EngineSpawner } from '../../../src/main/service/engineClient'
 
 export const fakeBackend: BackendReport = {

@@ -12,7 +12,7 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { EngineClient } from '../../../src/main/service/engineClient'
 import { Workbench } from '../../../src/main/service/workbench'
 import { CHATML_MODEL, FIXTURES, tempDir } from '../data/helpers'
-import { handlers } from '../../../src/main/engine/process'
+import { handlers } from '../../../src/main/engineProcess/process'
 import { fakeSpawner } from './fakeEngine'
 
 /** The in-process engine with every real handler (a fake backend report only). */
@@ -198,7 +198,7 @@ describe('the workbench API end to end (in-process engine)', () => {
       fake.children.at(-1)!.crash('SIGKILL')
       const failed = await until(wb, runDone(run.id))
       expect(failed.status).toBe('failed')
-      expect(failed.message).toMatch(/engine process stopped.*resume the run/)
+      expect(failed.message).toMatch(/engine process stopped.*; resume continues from step-\d+/)
       expect((await wb.api['runs.get']({ id: run.id })).record.status).toBe('failed')
     } finally {
       await wb.close()

@@ -16,7 +16,10 @@ import { MoeModel } from '../../../src/main/engine/model'
 import type { Example } from '../../../src/main/train/batches'
 import type { StageProgress } from '../../../src/main/engine/tasks'
 import { LoraAdapters } from '../../../src/main/train/lora'
-import { readRunRecord, train, type StepMetrics, type TrainEvent } from '../../../src/main/train/trainer'
+import { train, type StepMetrics, type TrainEvent } from '../../../src/main/train/trainer'
+import { RunFolder } from '../../../src/main/runs/runFolder'
+
+const readRunRecord = (dir: string) => new RunFolder(dir).read()
 import { randomWeights, tinyConfig } from '../engine/helpers'
 
 const FIX = join(__dirname, '../../fixtures/moe-reference')
@@ -72,7 +75,7 @@ async function run(
     signal: extra.signal,
     onEvent: (e) => {
       events.push(e)
-      if (e.type === 'step') steps.push(e.metrics)
+      if (e.type === 'run.step') steps.push(e.metrics)
       extra.onEvent?.(e)
     },
   })
@@ -129,7 +132,7 @@ describe('trainer', () => {
       data,
     )
     expect(result.status).toBe('completed')
-    const evals = events.filter((e): e is Extract<TrainEvent, { type: 'eval' }> => e.type === 'eval')
+    const evals = events.filter((e): e is Extract<TrainEvent, { type: 'run.eval' }> => e.type === 'run.eval')
     expect(steps[0].ce).toBeGreaterThan(2.5) // ~ln(24) at the start
     expect(evals.at(-1)!.metrics.valLoss).toBeLessThan(0.6)
     // metrics are streamed and appended
@@ -156,8 +159,8 @@ describe('trainer', () => {
     expect(r.result).toMatchObject({ status: 'cancelled', step: 0, lastCheckpoint: null, message: `cancelled while loading ${base}` })
     expect(r.steps).toEqual([])
     expect(readRunRecord(r.runDir)).toMatchObject({ status: 'cancelled', step: 0 })
-    expect(readdirSync(join(r.runDir, 'checkpoints'))).toEqual([])
-    expect(r.events.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual(['cancelled'])
+    expect(existsSync(join(r.runDir, 'checkpoints'))).toBe(false)
+    expect(r.events.filter((e) => e.type === 'run.status').map((e) => e.type === 'run.status' && e.status)).toEqual(['cancelled'])
     expect(tf.memory().numTensors).toBe(before)
   })
 
@@ -176,7 +179,10 @@ describe('trainer', () => {
     expect(whole.steps).toHaveLength(8)
 
     const ac = new AbortController()
-    const first = await run(base, cfg, data, { signal: ac.signal, onEvent: (e) => e.type === 'step' && e.metrics.step === 3 && ac.abort() })
+    const first = await run(base, cfg, data, {
+      signal: ac.signal,
+      onEvent: (e) => e.type === 'run.step' && e.metrics.step === 3 && ac.abort(),
+    })
     expect(first.result.status).toBe('cancelled')
     expect(first.result.step).toBe(3)
     expect(existsSync(join(first.runDir, 'checkpoints/step-3/model.safetensors'))).toBe(true)

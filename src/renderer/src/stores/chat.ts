@@ -22,6 +22,7 @@ import type {
   TokenRouting,
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
+import { DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '../../../shared/chat'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
 import { parseBytes } from '../format'
@@ -79,15 +80,7 @@ export interface OffloadForm {
   prefetch: boolean
 }
 
-export const DEFAULT_SAMPLING: SamplingForm = {
-  greedy: false,
-  temperature: 0.7,
-  topK: 0,
-  topP: 0.95,
-  minP: 0,
-  repetitionPenalty: 1,
-  seed: null,
-}
+export const DEFAULT_SAMPLING: SamplingForm = { greedy: false, ...SHARED_SAMPLING_DEFAULTS, seed: null }
 
 /** Events kept for request ids not known yet. */
 const ORPHAN_LIMIT = 4000

@@ -7,6 +7,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, shallowRef, triggerRef } from 'vue'
 import type { Dtype, ModelEntry, WorkbenchEvent } from '../../../shared/api'
 import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvent, RunRecord, RunsStartArgs, StepMetrics } from '../../../shared/runs'
+import { RESUMABLE_STATUSES } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
@@ -29,7 +30,7 @@ export function isActive(record: Pick<RunRecord, 'status'>): boolean {
 }
 
 export function canResume(record: Pick<RunRecord, 'status'>): boolean {
-  return record.status === 'cancelled' || record.status === 'failed'
+  return RESUMABLE_STATUSES.includes(record.status)
 }
 
 export const useRunsStore = defineStore('runs', () => {

@@ -12,11 +12,14 @@
  * response, what it throws is the error (an ApiError keeps its code, anything else is 'failed').
  */
 import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
-import { initBackend, isBackendName, type BackendName } from './backend'
-import { inspectModel } from './checkpoint'
-import { analyzeExperts, ChatSessions, createModel, ModelCache, planModel, RunQueue } from './jobs'
+import { initBackend, isBackendName, type BackendName } from '../engine/backend'
+import { inspectModel } from '../engine/checkpoint'
+import { ChatSessions } from './chat'
+import { analyzeExperts } from './experts'
+import { createModel, ModelCache, planModel } from './models'
+import { RunQueue } from './runQueue'
 import { exportRun } from '../train/export'
-import { EngineTasks } from './tasks'
+import { EngineTasks } from '../engine/tasks'
 import {
   BACKEND_ARG,
   BACKEND_ENV,
@@ -67,7 +70,7 @@ export const handlers: EngineHandlers = {
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
   'runs.export': (args, ctx) =>
     jobsOf(ctx).tasks.run(args.taskId, 'runs.export', async (hooks) => {
-      const r = await exportRun(args.runDir, args.outDir, { dtype: args.dtype }, hooks)
+      const r = await exportRun(args.runDir, args.outDir, { dtype: args.dtype, checkpoint: args.checkpoint }, hooks)
       jobsOf(ctx).models.forget(args.outDir)
       return r
     }),
@@ -79,10 +82,20 @@ export const handlers: EngineHandlers = {
   'tasks.cancel': (args, ctx) => jobsOf(ctx).tasks.cancel(args.taskId),
 }
 
+/**
+ * What the engine does before it exits (a shutdown request, or its parent gone): runs it trains
+ * stop at their next step boundary, keep a checkpoint and are marked interrupted.
+ */
+export async function shutdownJobs(ctx: HandlerContext): Promise<void> {
+  await jobsByContext.get(ctx)?.runs.interruptAll()
+}
+
 /** The engine's end of the channel to its host. */
 export interface EnginePort {
   send(message: FromEngine): void
   onMessage(listener: (message: unknown) => void): void
+  /** The host went away (its process died): the engine cleans up and exits. */
+  onDisconnect?(listener: () => void): void
 }
 
 export interface ServeOptions {
@@ -90,8 +103,10 @@ export interface ServeOptions {
   handlers?: EngineHandlers
   /** Initialises the backend (default: initBackend); tests pass a fake. */
   init?: (backend: BackendName | undefined, log: (line: string) => void) => Promise<BackendReport>
-  /** Called on a shutdown request (the real process exits). */
+  /** Called on a shutdown request, after `beforeExit` (the real process exits). */
   exit?: (code: number) => void
+  /** Work to finish before exiting (default: shutdownJobs). */
+  beforeExit?: (ctx: HandlerContext) => Promise<void>
 }
 
 /**
@@ -101,6 +116,19 @@ export interface ServeOptions {
 export async function serveEngine(port: EnginePort, options: ServeOptions = {}): Promise<void> {
   const table = options.handlers ?? handlers
   const exit = options.exit ?? ((code: number) => process.exit(code))
+  const beforeExit = options.beforeExit ?? shutdownJobs
+  let exiting: Promise<void> | undefined
+  /** Finishes what must be kept (once), then exits. */
+  const shutdown = (): Promise<void> =>
+    (exiting ??= (async () => {
+      try {
+        if (ctx) await beforeExit(ctx)
+      } catch (e) {
+        log('error', `shutdown: ${e instanceof Error ? e.message : String(e)}`)
+      }
+      exit(0)
+    })())
+  port.onDisconnect?.(() => void shutdown())
   const emit = (event: WorkbenchEvent): void => port.send({ kind: 'event', event })
   const log = (level: LogLevel, message: string): void => emit({ type: 'log', time: Date.now(), level, source: 'engine', message })
 
@@ -130,7 +158,7 @@ export async function serveEngine(port: EnginePort, options: ServeOptions = {}):
       return
     }
     if (message.kind === 'shutdown') {
-      exit(0)
+      await shutdown()
       return
     }
     port.send(await answer(message, context))
@@ -189,9 +217,14 @@ function parentPort(): EnginePort | undefined {
   }
   const send = process.send?.bind(process)
   if (send) {
-    // An orphaned engine must not linger: exit when the parent goes away.
-    process.on('disconnect', () => process.exit(0))
-    return { send: (m) => void send(m), onMessage: (l) => process.on('message', l) }
+    return {
+      send: (m) => {
+        if (process.connected) void send(m)
+      },
+      onMessage: (l) => process.on('message', l),
+      // An orphaned engine must not linger: it keeps what it trains, then exits.
+      onDisconnect: (l) => process.on('disconnect', l),
+    }
   }
   return undefined
 }

@@ -10,9 +10,9 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import type { WorkbenchEvent } from '../../../src/shared/api'
 import { initBackend } from '../../../src/main/engine/backend'
 import { saveModel } from '../../../src/main/engine/checkpoint'
-import { ModelCache } from '../../../src/main/engine/jobs'
+import { ModelCache } from '../../../src/main/engineProcess/models'
 import { EngineTasks, progressReporter, type StageProgress } from '../../../src/main/engine/tasks'
-import { randomIds, tinyModel } from './helpers'
+import { randomIds, tinyModel } from '../engine/helpers'
 
 function modelFolder(seed: number): string {
   const dir = join(mkdtempSync(join(tmpdir(), 'moe-cache-')), 'model')

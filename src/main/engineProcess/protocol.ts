@@ -10,11 +10,26 @@
  * Adding an engine operation: add its signature to `EngineMethods` below and its handler to the
  * `handlers` map in ./process.ts; the type checker keeps the two in step.
  */
-import type { ApiErrorJson, BackendReport, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
-import type { ChatSendArgs, ChatStarted, ExpertAnalysis, FitPlan } from '../../shared/chat'
+import type { ApiErrorJson, BackendReport, Dtype, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
+import type { ChatSendArgs, ChatStarted, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan, OffloadOptions } from '../../shared/chat'
 import type { MoeConfigInput } from '../../shared/modelConfig'
-import type { RunRecord } from '../../shared/runs'
-import type { RunStartArgs } from './jobs'
+import type { RunConfig } from '../../shared/runConfig'
+import type { RunExportResult, RunRecord } from '../../shared/runs'
+
+/** A run as the service hands it to the engine: its id and folder chosen, its config validated. */
+export interface EngineRunStartArgs {
+  runId: string
+  runDir: string
+  modelDir: string
+  workspace: string
+  dataset: string
+  config: RunConfig
+  name?: string
+  /** Continue from the run's last checkpoint. */
+  resume?: boolean
+  /** Frozen experts paged within a device budget (LoRA runs). */
+  offload?: OffloadOptions
+}
 
 export interface EngineMethods {
   /** The backend the engine chose at start. */
@@ -30,26 +45,14 @@ export interface EngineMethods {
     tokenizerFrom?: string
   }) => ModelInfo
   /** Queues a run (the service chose its id and folder); run.* events follow. */
-  'runs.start': (args: RunStartArgs) => RunRecord
+  'runs.start': (args: EngineRunStartArgs) => RunRecord
   /** True when the run was queued or running in this engine. */
   'runs.cancel': (args: { runId: string }) => boolean
-  'runs.export': (args: { runDir: string; outDir: string; dtype?: 'float32' | 'bfloat16' | 'float16'; taskId?: string }) => {
-    outDir: string
-    files: string[]
-    mergedLora: boolean
-    mergeError?: number
-  }
+  'runs.export': (args: { runDir: string; outDir: string; dtype?: Dtype; checkpoint?: string; taskId?: string }) => RunExportResult
   /** Starts a reply; chat.* events follow. */
   'chat.send': (args: ChatSendArgs & { requestId: string }) => ChatStarted
   'chat.cancel': (args: { requestId: string }) => boolean
-  'experts.analyze': (args: {
-    model: string
-    text?: string
-    workspace?: string
-    dataset?: string
-    maxRows?: number
-    taskId?: string
-  }) => ExpertAnalysis
+  'experts.analyze': (args: ExpertsAnalyzeArgs & { workspace?: string }) => ExpertAnalysis
   /** Aborts the runs.export, chat.send (its model load) or experts.analyze started with this taskId. */
   'tasks.cancel': (args: { taskId: string }) => boolean
 }
@@ -68,7 +71,10 @@ export interface EngineRequest<M extends EngineMethod = EngineMethod> {
   args: EngineArgs<M>
 }
 
-/** Asks the engine to finish and exit (it answers nothing more). */
+/**
+ * Asks the engine to finish and exit (it answers nothing more): runs it trains stop at their next
+ * step boundary with a checkpoint and are marked interrupted before it exits.
+ */
 export interface EngineShutdown {
   kind: 'shutdown'
 }

@@ -1,0 +1,69 @@
+/**
+ * The CLI as a host of the Workbench service (DESIGN.md): `train`, `chat`, `export`, `dataset`
+ * and `eval` build the same service the app and server mode use, with its engine process, its
+ * workspace and its defaults. Only the low-level engine tools (info, forward, generate) call the
+ * engine code directly.
+ */
+import { resolve } from 'node:path'
+import { ApiError, BACKEND_NAMES, type BackendName, type WorkbenchEvent } from '../../shared/api'
+import { defaultWorkspace } from '../data/service'
+import { EngineClient, forkSpawner } from '../service/engineClient'
+import { Workbench } from '../service/workbench'
+import { UsageError, type CliIo, type ParsedValues } from './util'
+
+export function workspaceFromFlag(values: ParsedValues): string {
+  return typeof values.workspace === 'string' ? resolve(values.workspace) : defaultWorkspace()
+}
+
+export interface CliHost {
+  workbench: Workbench
+  workspace: string
+  /** Calls a service method; errors keep their code and message. */
+  api: Workbench['api']
+  /** Resolves with the backend name once the engine is ready (starting it). */
+  backend(): Promise<string>
+  /** Listens to the service's events until close. */
+  onEvent(listener: (e: WorkbenchEvent) => void): void
+  /** Stops the engine (runs it trains are checkpointed and marked interrupted first). */
+  close(): Promise<void>
+}
+
+/** Opens the service for one CLI command: the workspace of --workspace, the backend of --backend. */
+export function openHost(values: ParsedValues, io: CliIo): CliHost {
+  const flag = values.backend
+  if (flag !== undefined && flag !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(String(flag)))
+    throw new UsageError(`--backend: unknown backend "${String(flag)}"; use one of ${BACKEND_NAMES.join(', ')} or auto`)
+  const backend = flag === undefined || flag === 'auto' ? undefined : (flag as BackendName)
+  const workspace = workspaceFromFlag(values)
+  const workbench = new Workbench({
+    engine: new EngineClient(forkSpawner(), { ...(backend && { backend }), stopTimeoutMs: 60_000 }),
+    host: 'cli',
+    workspace,
+  })
+  for (const r of workbench.repaired) io.err(`note: run ${r.id} was left running by a process that stopped; now ${r.status}: ${r.message}`)
+  const offs: (() => void)[] = []
+  let closed: Promise<void> | undefined
+  return {
+    workbench,
+    workspace,
+    api: workbench.api,
+    backend: async () => {
+      const ready = await workbench.engine.start()
+      const skipped = ready.backend.attempts.filter((a) => !a.ok)
+      io.err(`backend: ${ready.backend.name}${skipped.length ? ` (unavailable: ${skipped.map((a) => a.name).join(', ')})` : ''}`)
+      return ready.backend.name
+    },
+    onEvent: (listener) => void offs.push(workbench.onEvent(listener)),
+    close: () =>
+      (closed ??= (async () => {
+        await workbench.close()
+        for (const off of offs) off()
+      })()),
+  }
+}
+
+/** An ApiError from the service as a CLI error: invalid arguments are usage mistakes (exit 2). */
+export function cliError(e: unknown): Error {
+  if (e instanceof ApiError && e.code === 'invalid_argument') return new UsageError(e.message)
+  return e instanceof Error ? e : new Error(String(e))
+}

@@ -1,0 +1,122 @@
+/** Streamed chat replies in the engine process: one at a time per request id, cancellable. */
+import { DEFAULT_SAMPLING, type ChatEvent, type ChatSendArgs, type ChatStarted } from '../../shared/chat'
+import type { ChatMessage } from '../../shared/dataset'
+import type { WorkbenchEvent } from '../../shared/api'
+import type { ModelTokenizer } from '../data/tokenizer'
+import type { TaskHooks } from '../engine/tasks'
+import { generateAsync } from '../engine/generate'
+import type { MoeModel } from '../engine/model'
+import type { ModelCache } from './models'
+
+type Emit = (event: WorkbenchEvent) => void
+/** Streams replies; one at a time per request id, cancellable. */
+export class ChatSessions {
+  private readonly active = new Map<string, AbortController>()
+
+  constructor(
+    private readonly models: ModelCache,
+    private readonly emit: Emit,
+  ) {}
+
+  /** Loads the model when needed (progress and cancel through `hooks`), then starts the reply. */
+  async send(requestId: string, args: ChatSendArgs, hooks: TaskHooks = {}): Promise<ChatStarted> {
+    if (this.active.has(requestId)) throw new Error(`request ${requestId} is already running`)
+    const lease = await this.models.get(args.model, args.offload, hooks)
+    let started = false
+    try {
+      const { model, tokenizer, template } = lease
+      if (!tokenizer || !template)
+        throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
+      const messages: ChatMessage[] = args.messages
+      const prompt = template.render(messages, true)
+      const promptIds = tokenizer.encode(prompt)
+      if (promptIds.length === 0) throw new Error('the conversation renders to no tokens')
+      const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
+      if (maxNew <= 0)
+        throw new Error(
+          `the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`,
+        )
+      const controller = new AbortController()
+      this.active.set(requestId, controller)
+      const stopSequences = (args.stop ?? []).map((s) => tokenizer.encode(s, true)).filter((s) => s.length > 0)
+      const emit = (e: ChatEvent): void => this.emit(e)
+      // Run after this request has been answered.
+      setImmediate(
+        () => void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopSequences, controller, emit).finally(lease.release),
+      )
+      started = true
+      return { requestId, prompt, promptTokens: promptIds.length, template: template.source }
+    } finally {
+      if (!started) lease.release()
+    }
+  }
+
+  cancel(requestId: string): boolean {
+    const c = this.active.get(requestId)
+    c?.abort()
+    return c !== undefined
+  }
+
+  private async run(
+    requestId: string,
+    model: MoeModel,
+    tokenizer: ModelTokenizer,
+    promptIds: number[],
+    maxNew: number,
+    args: ChatSendArgs,
+    stopSequences: number[][],
+    controller: AbortController,
+    emit: (e: ChatEvent) => void,
+  ): Promise<void> {
+    const newTokens: number[] = []
+    let text = ''
+    let forwards = 0
+    try {
+      const eos = tokenizer.eosId
+      const cfgEos = model.config.eosTokenId
+      const stopTokens = [
+        ...new Set([...(eos === null ? [] : [eos]), ...(cfgEos === null ? [] : Array.isArray(cfgEos) ? cfgEos : [cfgEos])]),
+      ]
+      const r = await generateAsync(model, promptIds, {
+        maxNewTokens: maxNew,
+        sampling: { ...DEFAULT_SAMPLING, seed: Date.now() % 2 ** 31, ...args.sampling },
+        stopTokens,
+        stopSequences,
+        signal: controller.signal,
+        weights: model.weightSource,
+        routeLastToken: true,
+        onRouting: (positions) => {
+          // The first forward covers the prompt; each later one, the token chosen just before.
+          if (forwards++ === 0)
+            emit({ type: 'chat.prompt', requestId, routing: positions, tokens: positions.map((p) => tokenizer.decode([p.token], false)) })
+          else for (const p of positions) emit({ type: 'chat.routing', requestId, routing: p })
+        },
+        onToken: (token) => {
+          newTokens.push(token)
+          const full = tokenizer.decode(newTokens, true)
+          const delta = full.slice(text.length)
+          text = full
+          emit({ type: 'chat.token', requestId, token, index: newTokens.length - 1, text: delta, offload: model.offload?.cache.stats() })
+        },
+      })
+      const seconds = r.decodeMs / 1000
+      emit({
+        type: 'chat.done',
+        requestId,
+        text,
+        stats: {
+          newTokens: r.newTokens.length,
+          stoppedBy: r.stoppedBy,
+          prefillMs: r.prefillMs,
+          decodeMs: r.decodeMs,
+          tokensPerSec: r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max(seconds, 1e-9) : 0,
+          offload: model.offload?.cache.stats(),
+        },
+      })
+    } catch (e) {
+      emit({ type: 'chat.error', requestId, message: e instanceof Error ? e.message : String(e) })
+    } finally {
+      this.active.delete(requestId)
+    }
+  }
+}

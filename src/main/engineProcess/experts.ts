@@ -1,0 +1,115 @@
+/** Expert analysis in the engine process: how a model routes some text or a dataset's rows. */
+import { basename } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import type { ExpertAnalysis } from '../../shared/chat'
+import { readRows } from '../data/workspace'
+import { pacer, type TaskHooks } from '../engine/tasks'
+import type { LoadedModel, ModelCache } from './models'
+/**
+ * Routes text (or rows rendered with the chat template) through a model and summarises expert
+ * use. Task stages: load the model (when it is not loaded), then route the texts; cancel acts
+ * between tensors while loading and between texts while routing.
+ */
+export async function analyzeExperts(
+  models: ModelCache,
+  modelDir: string,
+  input: { text?: string; workspace?: string; dataset?: string; maxRows?: number },
+  hooks: TaskHooks = {},
+): Promise<ExpertAnalysis> {
+  // The load reports itself as stage 1 of 1; here it is 1 of 2, routing the texts the second.
+  const lease = await models.get(modelDir, undefined, {
+    signal: hooks.signal,
+    onProgress: hooks.onProgress && ((p) => hooks.onProgress!({ ...p, stages: 2 })),
+  })
+  try {
+    return await routeTexts(lease, modelDir, input, hooks)
+  } finally {
+    lease.release()
+  }
+}
+
+async function routeTexts(
+  { model, tokenizer, template }: LoadedModel,
+  modelDir: string,
+  input: { text?: string; workspace?: string; dataset?: string; maxRows?: number },
+  hooks: TaskHooks,
+): Promise<ExpertAnalysis> {
+  if (!tokenizer || !template) throw new Error(`${modelDir} has no tokenizer.json; expert analysis needs a tokenizer`)
+  const pace = pacer(hooks.signal, `analysing ${basename(modelDir)}`)
+  const texts: string[] = []
+  if (input.text !== undefined) texts.push(input.text)
+  else {
+    for await (const row of readRows(input.workspace!, input.dataset!)) {
+      if ('messages' in row) texts.push(template.render(row.messages, false))
+      else if ('completion' in row) texts.push(row.prompt + row.completion)
+      else if ('text' in row) texts.push(row.text)
+      else texts.push(tokenizer.decode(row.input_ids, false))
+      if (texts.length >= (input.maxRows ?? 200)) break
+      await pace()
+    }
+  }
+  const report = (done: number): void =>
+    hooks.onProgress?.({ label: 'Routing the text through the model', stage: 2, stages: 2, done, total: texts.length, unit: 'texts' })
+  report(0)
+  const E = model.config.numExperts
+  const k = model.config.topK
+  const max = model.config.maxPositionEmbeddings
+  const layers = new Map<number, { load: number[]; entropy: number; n: number; co: number[][]; top: Map<number, number>[] }>()
+  let tokens = 0
+  for (const [i, text] of texts.entries()) {
+    await pace()
+    report(i)
+    const ids = tokenizer.encode(text).slice(0, max)
+    if (ids.length === 0) continue
+    tokens += ids.length
+    tf.tidy(() => {
+      const f = model.forward([ids])
+      for (const r of f.routing) {
+        let l = layers.get(r.layer)
+        if (!l)
+          layers.set(
+            r.layer,
+            (l = {
+              load: new Array(E).fill(0),
+              entropy: 0,
+              n: 0,
+              co: Array.from({ length: E }, () => new Array(E).fill(0)),
+              top: Array.from({ length: E }, () => new Map()),
+            }),
+          )
+        l.entropy += r.entropy * ids.length
+        l.n += ids.length
+        for (let n = 0; n < ids.length; n++) {
+          const chosen = Array.from(r.decision.topk.subarray(n * k, n * k + k))
+          for (const a of chosen) {
+            l.load[a]++
+            l.top[a].set(ids[n], (l.top[a].get(ids[n]) ?? 0) + 1)
+            for (const b of chosen) l.co[a][b]++
+          }
+        }
+      }
+    })
+  }
+  report(texts.length)
+  return {
+    model: modelDir,
+    tokens,
+    layers: [...layers]
+      .sort((a, b) => a[0] - b[0])
+      .map(([layer, l]) => {
+        const total = l.load.reduce((a, b) => a + b, 0)
+        return {
+          layer,
+          load: l.load.map((c) => (total ? c / total : 0)),
+          entropy: l.n ? l.entropy / l.n : 0,
+          coactivation: l.co,
+          topTokens: l.top.map((m) =>
+            [...m]
+              .sort((a, b) => b[1] - a[1])
+              .slice(0, 10)
+              .map(([id, count]) => ({ text: tokenizer.decode([id], false), count })),
+          ),
+        }
+      }),
+  }
+}

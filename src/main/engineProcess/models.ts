@@ -1,0 +1,219 @@
+/**
+ * Models in the engine process: new models with fresh weights, the fit planner for a folder, and
+ * the cache of loaded models that chat and expert analysis borrow from.
+ */
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import type { FitPlan, OffloadOptions } from '../../shared/chat'
+import { paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
+import type { ModelInfo } from '../../shared/api'
+import { loadChatTemplate, type ChatTemplate } from '../data/template'
+import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
+import { writeJsonAtomic } from '../util/atomic'
+import { inspectModel, loadModelAsync, readModelConfig, saveModel } from '../engine/checkpoint'
+import { cancelledError, type TaskHooks } from '../engine/tasks'
+import { MoeModel } from '../engine/model'
+import { planFit } from '../engine/offload'
+import { Rng } from '../engine/ops'
+import { TOKENIZER_FILES } from '../train/export'
+/** The fit planner for a model folder (reads config.json only). */
+export function planModel(dir: string, budgetBytes: number, contextTokens?: number): FitPlan {
+  return planFit(readModelConfig(dir), budgetBytes, { contextTokens })
+}
+
+/**
+ * A new model with HF-style initial weights (normal(0, 0.02) matrices, unit norms), saved as a
+ * checkpoint folder, with the tokenizer files of `tokenizerFrom` (vocabulary sized to match).
+ */
+export async function createModel(
+  dir: string,
+  input: Partial<MoeConfigInput> & { family: MoeConfigInput['family'] },
+  seed: number,
+  tokenizerFrom?: string,
+): Promise<ModelInfo> {
+  if (existsSync(join(dir, 'config.json'))) throw new Error(`${dir} already holds a model`)
+  let vocabSize = input.vocabSize
+  let special: { bos?: number | null; eos?: number | null; pad?: number | null } = {}
+  if (tokenizerFrom) {
+    const tok = await loadTokenizer(tokenizerFrom)
+    if (vocabSize !== undefined && vocabSize < tok.vocabSize)
+      throw new Error(`vocabSize ${vocabSize} is smaller than the tokenizer's ${tok.vocabSize} tokens`)
+    vocabSize ??= tok.vocabSize
+    special = { bos: tok.bosId, eos: tok.eosId, pad: tok.padId }
+  }
+  const preset: MoeConfigInput = {
+    vocabSize: vocabSize ?? 1024,
+    hiddenSize: 128,
+    numLayers: 4,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: Math.floor((input.hiddenSize ?? 128) / (input.numHeads ?? 4)),
+    intermediateSize: 256,
+    expertIntermediateSize: 256,
+    numExperts: 8,
+    topK: 2,
+    normTopkProb: input.family === 'mixtral',
+    qkNorm: input.family === 'olmoe',
+    sharedExpertIntermediateSize: input.family === 'qwen2_moe' ? 256 : 0,
+    maxPositionEmbeddings: 1024,
+    bosTokenId: special.bos ?? null,
+    eosTokenId: special.eos ?? null,
+    padTokenId: special.pad ?? null,
+    ...input,
+  }
+  const config = validateMoeConfig(preset)
+  const rng = new Rng(seed)
+  const weights = new Map<string, Float32Array>()
+  for (const s of paramSpecs(config)) {
+    const n = s.shape.reduce((a, b) => a * b, 1)
+    weights.set(
+      s.name,
+      s.kind === 'norm'
+        ? new Float32Array(n).fill(1)
+        : s.kind === 'attn_bias'
+          ? new Float32Array(n)
+          : rng.normalArray(n).map((v) => v * 0.02),
+    )
+  }
+  const model = new MoeModel(config, weights)
+  const tmp = `${dir}.tmp-${process.pid}`
+  try {
+    rmSync(tmp, { recursive: true, force: true })
+    saveModel(model, tmp)
+    if (tokenizerFrom)
+      for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerFrom, f))) copyFileSync(join(tokenizerFrom, f), join(tmp, f))
+    writeJsonAtomic(join(tmp, 'workbench.json'), {
+      created: new Date().toISOString(),
+      preset: input,
+      seed,
+      tokenizerFrom: tokenizerFrom ?? null,
+    })
+    mkdirSync(join(dir, '..'), { recursive: true })
+    rmSync(dir, { recursive: true, force: true })
+    renameSync(tmp, dir)
+  } finally {
+    model.dispose()
+    rmSync(tmp, { recursive: true, force: true })
+  }
+  return inspectModel(dir)
+}
+
+/** A loaded model with its tokenizer and chat template (null without tokenizer.json). */
+export interface LoadedModel {
+  model: MoeModel
+  tokenizer: ModelTokenizer | null
+  template: ChatTemplate | null
+}
+
+interface CacheEntry extends LoadedModel {
+  offloadKey: string
+  /** Leases not yet released: the model is in use and must not be disposed. */
+  users: number
+  /** Dropped from the cache while in use: disposed by its last release. */
+  dropped: boolean
+}
+
+/** A model borrowed from the cache; `release` once done with it. */
+export interface ModelLease extends LoadedModel {
+  release(): void
+}
+
+/**
+ * Loaded models for chat and analysis, least recently used dropped first, never while in use.
+ * Loads run one at a time (each holds a whole model's weights while it reads), with progress and
+ * cancel through the caller's task hooks.
+ */
+export class ModelCache {
+  private readonly entries = new Map<string, CacheEntry>()
+  /** Settles when the loads queued so far have ended. */
+  private loads: Promise<void> = Promise.resolve()
+  private queued = 0
+
+  constructor(private readonly max = 2) {}
+
+  async get(dir: string, offload?: OffloadOptions, hooks: TaskHooks = {}): Promise<ModelLease> {
+    const offloadKey = JSON.stringify(offload ?? null)
+    const cached = this.lease(dir, offloadKey)
+    if (cached) return cached
+    const previous = this.loads
+    const mustWait = this.queued > 0
+    let done!: () => void
+    const mine = new Promise<void>((resolve) => (done = resolve))
+    // The next load waits for the earlier ones and this one, even if this one gives up early.
+    this.loads = previous.then(() => mine)
+    this.queued++
+    try {
+      if (mustWait) await this.waitFor(previous, dir, hooks)
+      // The load this one waited for may have been this very model.
+      return this.lease(dir, offloadKey) ?? (await this.load(dir, offload, offloadKey, hooks))
+    } finally {
+      this.queued--
+      done()
+    }
+  }
+
+  /** Drops a model (after it was re-exported or deleted); one in use goes when it is released. */
+  forget(dir: string): void {
+    const e = this.entries.get(dir)
+    if (e) this.drop(dir, e)
+  }
+
+  private lease(dir: string, offloadKey: string): ModelLease | null {
+    const e = this.entries.get(dir)
+    if (!e || e.offloadKey !== offloadKey) return null
+    this.entries.delete(dir)
+    this.entries.set(dir, e)
+    return this.leaseOf(e)
+  }
+
+  private leaseOf(e: CacheEntry): ModelLease {
+    e.users++
+    let released = false
+    return {
+      model: e.model,
+      tokenizer: e.tokenizer,
+      template: e.template,
+      release: () => {
+        if (released) return
+        released = true
+        e.users--
+        if (e.users === 0 && e.dropped) e.model.dispose()
+      },
+    }
+  }
+
+  private drop(dir: string, e: CacheEntry): void {
+    this.entries.delete(dir)
+    e.dropped = true
+    if (e.users === 0) e.model.dispose()
+  }
+
+  private async waitFor(previous: Promise<void>, dir: string, { signal, onProgress }: TaskHooks): Promise<void> {
+    onProgress?.({ label: 'Waiting for another model to finish loading', stage: 1, stages: 1, done: 0, total: 0, unit: 'bytes' })
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(cancelledError(`loading ${basename(dir)}`))
+      if (signal?.aborted) return onAbort()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      void previous.then(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      })
+    })
+  }
+
+  private async load(dir: string, offload: OffloadOptions | undefined, offloadKey: string, hooks: TaskHooks): Promise<ModelLease> {
+    const other = this.entries.get(dir)
+    if (other) this.drop(dir, other)
+    for (const [oldDir, e] of [...this.entries]) {
+      if (this.entries.size < this.max) break
+      if (e.users === 0) this.drop(oldDir, e)
+    }
+    const hasTokenizer = existsSync(join(dir, 'tokenizer.json'))
+    const tokenizer = hasTokenizer ? await loadTokenizer(dir) : null
+    const template = hasTokenizer ? await loadChatTemplate(dir) : null
+    const model = await loadModelAsync(dir, { offload, hooks, stage: { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 } })
+    const entry: CacheEntry = { model, tokenizer, template, offloadKey, users: 0, dropped: false }
+    this.entries.set(dir, entry)
+    return this.leaseOf(entry)
+  }
+}

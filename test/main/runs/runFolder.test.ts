@@ -1,0 +1,176 @@
+/** The run folder: one writer (the lock), atomic checkpoints, log truncation on resume, orphans, repair. */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { RunRecord } from '../../../src/shared/runs'
+import { listRunFolders, processStartOf, repairRuns, RunFolder, RunLockedError } from '../../../src/main/runs/runFolder'
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'moe-runfolder-'))
+
+function record(id: string, patch: Partial<RunRecord> = {}): RunRecord {
+  return {
+    id,
+    status: 'running',
+    config: {} as RunRecord['config'],
+    baseModel: '/m',
+    created: '2026-01-01T00:00:00.000Z',
+    updated: '2026-01-01T00:00:00.000Z',
+    step: 7,
+    totalSteps: 10,
+    bestValLoss: null,
+    lastCheckpoint: null,
+    ...patch,
+  }
+}
+
+/** A finished checkpoint folder (trainer_state.json is what makes it complete). */
+function checkpoint(f: RunFolder, step: number): void {
+  f.writeCheckpoint(step, (dir) => writeFileSync(join(dir, 'trainer_state.json'), '{}'))
+}
+
+const children: ReturnType<typeof spawn>[] = []
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL')
+})
+
+/** A live process that is not this one. */
+async function otherProcess(): Promise<number> {
+  const c = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+  children.push(c)
+  await new Promise((r) => c.once('spawn', r))
+  return c.pid!
+}
+
+describe('RunFolder', () => {
+  it('writes run.json atomically and reads it back; a folder without one is named in the error', () => {
+    const f = new RunFolder(join(tmp(), 'r1'))
+    expect(f.exists()).toBe(false)
+    expect(() => f.read()).toThrow(/r1 is not a run folder/)
+    f.write(record('r1'))
+    expect(f.update({ status: 'completed' })).toMatchObject({ id: 'r1', status: 'completed', step: 7 })
+    expect(f.read().status).toBe('completed')
+    expect(readdirSync(f.dir)).toEqual(['run.json'])
+  })
+
+  it('keeps one writer: a second lock is refused naming the holder; a dead holder is taken over; release frees it', async () => {
+    const f = new RunFolder(join(tmp(), 'r'))
+    const lock = f.acquire('the test')
+    expect(() => f.acquire('another writer')).toThrow(RunLockedError)
+    expect(() => f.acquire('another writer')).toThrow(new RegExp(`in use by the test \\(pid ${process.pid} on ${hostname()}`))
+    lock.release()
+    expect(existsSync(f.lockFile)).toBe(false)
+
+    // A live process of someone else holds it.
+    const pid = await otherProcess()
+    writeFileSync(
+      f.lockFile,
+      JSON.stringify({ pid, host: hostname(), processStart: processStartOf(pid), since: 'now', by: 'moe-workbench train' }),
+    )
+    expect(f.isLocked()).toBe(true)
+    expect(() => f.acquire('me')).toThrow(/in use by moe-workbench train \(pid \d+/)
+
+    // Its process died (or the pid now names another program): the lock is stale.
+    writeFileSync(f.lockFile, JSON.stringify({ pid, host: hostname(), processStart: 'not-its-start', since: 'x', by: 'gone' }))
+    expect(f.isLocked()).toBe(false)
+    const mine = f.acquire('me')
+    expect(JSON.parse(readFileSync(f.lockFile, 'utf8'))).toMatchObject({ pid: process.pid, by: 'me' })
+    // Releasing twice, or after someone else took the file, removes nothing of theirs.
+    writeFileSync(f.lockFile, JSON.stringify({ pid: 1, host: 'elsewhere', processStart: null, since: 'y', by: 'other host' }))
+    mine.release()
+    expect(existsSync(f.lockFile)).toBe(true)
+    // A lock from another host counts as live: we cannot tell.
+    expect(f.isLocked()).toBe(true)
+  })
+
+  it('writes checkpoints atomically, lists the complete ones, prunes all but the newest and the best', () => {
+    const f = new RunFolder(join(tmp(), 'r'))
+    for (const s of [10, 20, 30, 40]) checkpoint(f, s)
+    mkdirSync(join(f.checkpointsDir, 'step-50')) // no trainer_state.json: incomplete
+    expect(f.checkpointSteps()).toEqual([10, 20, 30, 40])
+    expect(f.lastCheckpoint()).toBe(join(f.checkpointsDir, 'step-40'))
+    expect(() =>
+      f.writeCheckpoint(60, (dir) => {
+        writeFileSync(join(dir, 'weights'), 'half')
+        throw new Error('disk full')
+      }),
+    ).toThrow('disk full')
+    expect(readdirSync(f.checkpointsDir).sort()).toEqual(['step-10', 'step-20', 'step-30', 'step-40', 'step-50'])
+    f.pruneCheckpoints(2, 10)
+    expect(readdirSync(f.checkpointsDir).sort()).toEqual(['step-10', 'step-40', 'step-50'])
+  })
+
+  it('cuts the logs back to a step on resume, so each step appears once (torn lines dropped)', () => {
+    const f = new RunFolder(join(tmp(), 'r'))
+    f.write(record('r'))
+    for (let s = 1; s <= 6; s++) {
+      f.appendMetrics({ type: 'step', step: s } as never)
+      f.appendRouting(s, [])
+    }
+    f.appendMetrics({ type: 'eval', step: 4 } as never)
+    f.appendMetrics({ type: 'alert', step: 5 } as never)
+    writeFileSync(f.metricsFile, readFileSync(f.metricsFile, 'utf8') + '{"type":"step","st')
+    f.truncateLogs(4)
+    const steps = (file: string): unknown[] =>
+      readFileSync(file, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { step: number }).step)
+    expect(steps(f.metricsFile)).toEqual([1, 2, 3, 4, 4])
+    expect(steps(f.routingFile)).toEqual([1, 2, 3, 4])
+    f.truncateLogs(0)
+    expect(readFileSync(f.metricsFile, 'utf8')).toBe('')
+    expect(f.readDetail().steps).toEqual([])
+  })
+
+  it('removes what a killed writer left half-written', () => {
+    const f = new RunFolder(join(tmp(), 'r'))
+    f.write(record('r'))
+    checkpoint(f, 5)
+    mkdirSync(join(f.checkpointsDir, 'step-10.tmp-4242'))
+    writeFileSync(join(f.checkpointsDir, 'step-10.tmp-4242', 'model.safetensors'), 'x')
+    writeFileSync(join(f.dir, 'run.json.tmp-4242-abc'), '{')
+    expect(f.cleanOrphans().length).toBe(2)
+    expect(readdirSync(f.checkpointsDir)).toEqual(['step-5'])
+    expect(readdirSync(f.dir).sort()).toEqual(['checkpoints', 'run.json'])
+  })
+
+  it('repairs a run whose writer died: interrupted, from its last checkpoint; leaves live and finished runs alone', async () => {
+    const root = tmp()
+    const dead = new RunFolder(join(root, 'dead'))
+    dead.write(record('dead', { created: '2026-01-02T00:00:00.000Z' }))
+    checkpoint(dead, 5)
+    mkdirSync(join(dead.checkpointsDir, 'step-7.tmp-99'))
+    writeFileSync(dead.lockFile, JSON.stringify({ pid: 2 ** 22 + 17, host: hostname(), processStart: null, since: 'x', by: 'the engine' }))
+
+    const fresh = new RunFolder(join(root, 'fresh'))
+    fresh.write(record('fresh', { status: 'queued', step: 0 }))
+
+    const live = new RunFolder(join(root, 'live'))
+    live.write(record('live'))
+    const pid = await otherProcess()
+    writeFileSync(live.lockFile, JSON.stringify({ pid, host: hostname(), processStart: processStartOf(pid), since: 'x', by: 'the CLI' }))
+
+    const done = new RunFolder(join(root, 'done'))
+    done.write(record('done', { status: 'completed' }))
+
+    const repaired = repairRuns(root)
+    expect(repaired.map((r) => r.id).sort()).toEqual(['dead', 'fresh'])
+    expect(dead.read()).toMatchObject({
+      status: 'interrupted',
+      step: 5,
+      lastCheckpoint: join(dead.checkpointsDir, 'step-5'),
+      message: expect.stringMatching(/pid \d+\) stopped; resume continues from step-5/),
+    })
+    expect(existsSync(dead.lockFile)).toBe(false)
+    expect(readdirSync(dead.checkpointsDir)).toEqual(['step-5'])
+    expect(fresh.read()).toMatchObject({ status: 'interrupted', message: expect.stringMatching(/before its first checkpoint/) })
+    expect(live.read().status).toBe('running')
+    expect(live.repair({ force: true, status: 'failed', reason: 'its engine crashed' })?.status).toBe('failed')
+    expect(done.read().status).toBe('completed')
+    const listed = listRunFolders(root).map((r) => r.record.id)
+    expect(listed[0]).toBe('dead') // newest first
+    expect(listed.sort()).toEqual(['dead', 'done', 'fresh', 'live'])
+  })
+})
