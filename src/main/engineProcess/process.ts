@@ -219,7 +219,9 @@ function parentPort(): EnginePort | undefined {
   if (send) {
     return {
       send: (m) => {
-        if (process.connected) void send(m)
+        // Once the host has died the channel breaks (EPIPE): with a callback the error is ours
+        // to ignore instead of an uncaught exception that would kill the engine mid-checkpoint.
+        if (process.connected) send(m, undefined, {}, () => {})
       },
       onMessage: (l) => process.on('message', l),
       // An orphaned engine must not linger: it keeps what it trains, then exits.
@@ -235,6 +237,9 @@ async function main(): Promise<void> {
     console.error(`engine: no parent channel; this entry is started by the Workbench service (${BACKEND_ENV} selects the backend)`)
     process.exit(2)
   }
+  // stdout and stderr are pipes to the host: once the host dies, writing to them fails (EPIPE), and
+  // an unhandled stream error would kill the engine before it has kept the run it trains.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   try {
     await serveEngine(port, { backend: backendFromArgv(process.argv.slice(2)) })
   } catch (e) {
