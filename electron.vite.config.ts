@@ -18,6 +18,8 @@ export default defineConfig({
           cli: r('src/main/cli/index.ts'),
           // The engine process, forked by the service (utilityProcess inside Electron).
           engine: r('src/main/engineProcess/process.ts'),
+          // The datasets worker thread: inspection and import, tokenising included, off the service's thread.
+          dataWorker: r('src/main/data/worker.ts'),
         },
         output: {
           // Shared chunks next to the entries, so `import.meta.url` means out/main/ in every module.

@@ -7,6 +7,7 @@
  * the `moe_workbench` key, which other tools ignore.
  */
 import { z } from 'zod'
+import { unknownKeysMessage } from './keys'
 
 export const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe'] as const
 export type Family = (typeof FAMILIES)[number]
@@ -25,8 +26,11 @@ export type RouterType = (typeof ROUTER_TYPES)[number]
 const posInt = z.number().int().positive()
 const nonNegInt = z.number().int().nonnegative()
 const prob = z.number().min(0).max(1)
+/** A positive integer up to `max` (sizes: far above any published model, far below what breaks allocation). */
+const size = (max: number, what: string) =>
+  posInt.max(max, `is above ${max.toLocaleString('en-US')}, the largest ${what} the workbench accepts`)
 
-export const routerConfigSchema = z.object({
+export const routerConfigSchema = z.strictObject({
   /** Router variant. Default softmax_topk (what HF checkpoints were trained with). */
   type: z.enum(ROUTER_TYPES).default('softmax_topk'),
   /**
@@ -43,97 +47,118 @@ export const routerConfigSchema = z.object({
 })
 export type RouterConfig = z.infer<typeof routerConfigSchema>
 
-export const moeConfigSchema = z
-  .object({
-    family: z.enum(FAMILIES),
-    vocabSize: posInt,
-    hiddenSize: posInt,
-    numLayers: posInt,
-    numHeads: posInt,
-    /** Key/value heads for grouped-query attention; must divide numHeads. */
-    numKvHeads: posInt,
-    headDim: posInt,
-    /** Width of the dense MLP in dense (non-sparse) layers. */
-    intermediateSize: posInt,
-    /** Width of each routed expert (SwiGLU). */
-    expertIntermediateSize: posInt,
-    numExperts: posInt,
-    topK: posInt,
-    /** Renormalise the k routing weights to sum to 1 (mixtral always; qwen2_moe/olmoe per config). */
-    normTopkProb: z.boolean(),
-    /** Width of the always-on shared expert with a sigmoid gate (qwen2_moe); 0 = none. */
-    sharedExpertIntermediateSize: nonNegInt.default(0),
-    /** Every decoderSparseStep-th layer is sparse ((i+1) % step == 0), unless in mlpOnlyLayers. */
-    decoderSparseStep: posInt.default(1),
-    mlpOnlyLayers: z.array(nonNegInt).default([]),
-    /** Biases on q/k/v projections (qwen2_moe). */
-    qkvBias: z.boolean().default(false),
-    /** RMSNorm on the q and k projections (olmoe). */
-    qkNorm: z.boolean().default(false),
-    /** Clamp q/k/v to [-clipQkv, clipQkv] (olmoe); null = off. */
-    clipQkv: z.number().positive().nullable().default(null),
-    /** Sliding-window attention: a query attends to the last slidingWindow keys; null = full causal. */
-    slidingWindow: posInt.nullable().default(null),
-    /** Layers below this index use full attention even with a sliding window (qwen2_moe max_window_layers). */
-    maxWindowLayers: nonNegInt.default(0),
-    /** A bias on the attention output projection (olmoe attention_bias). */
-    oBias: z.boolean().default(false),
-    rmsNormEps: z.number().positive().default(1e-5),
-    ropeTheta: z.number().positive().default(10000),
-    maxPositionEmbeddings: posInt.default(4096),
-    tieWordEmbeddings: z.boolean().default(false),
-    /** Coefficient of the load-balancing loss in the training loss (HF router_aux_loss_coef). */
-    routerAuxLossCoef: z.number().min(0).default(0.01),
-    /** Coefficient of the router z-loss in the training loss (ST-MoE uses 1e-3); 0 = off. */
-    routerZLossCoef: z.number().min(0).default(0),
-    router: routerConfigSchema.default(routerConfigSchema.parse({})),
-    attentionDropout: prob.default(0),
-    hiddenDropout: prob.default(0),
-    /** Dropout inside the experts (between the SwiGLU product and the down projection). */
-    expertDropout: prob.default(0),
-    bosTokenId: z.number().int().nullable().default(null),
-    eosTokenId: z
-      .union([z.number().int(), z.array(z.number().int())])
-      .nullable()
-      .default(null),
-    padTokenId: z.number().int().nullable().default(null),
-    /** Storage dtype of the checkpoint (compute is always float32). */
-    torchDtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
-  })
-  .superRefine((c, ctx) => {
-    if (c.numHeads % c.numKvHeads !== 0)
-      ctx.addIssue({ code: 'custom', path: ['numKvHeads'], message: `numKvHeads ${c.numKvHeads} must divide numHeads ${c.numHeads}` })
-    if (c.headDim % 2 !== 0)
-      ctx.addIssue({ code: 'custom', path: ['headDim'], message: `headDim ${c.headDim} must be even for rotary embeddings` })
-    if (c.topK > c.numExperts)
-      ctx.addIssue({ code: 'custom', path: ['topK'], message: `topK ${c.topK} exceeds numExperts ${c.numExperts}` })
-    if (c.router.type === 'switch' && c.topK !== 1)
-      ctx.addIssue({ code: 'custom', path: ['topK'], message: `the switch router is top-1; set topK to 1 (got ${c.topK})` })
-    for (const l of c.mlpOnlyLayers)
-      if (l >= c.numLayers)
-        ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
-    if (c.qkNorm !== (c.family === 'olmoe'))
-      ctx.addIssue({
-        code: 'custom',
-        path: ['qkNorm'],
-        message:
-          c.family === 'olmoe' ? 'olmoe always normalises q and k; set qkNorm true' : `q/k norm is an olmoe feature, not ${c.family}`,
-      })
-    if (c.oBias && c.family !== 'olmoe')
-      ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
-    if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
-      ctx.addIssue({
-        code: 'custom',
-        path: ['sharedExpertIntermediateSize'],
-        message: `a shared expert is a qwen2_moe feature, not ${c.family}`,
-      })
-  })
+/** The model config's fields (without the cross-field rules), so partial forms can reuse them. */
+export const moeConfigShape = z.strictObject({
+  family: z.enum(FAMILIES),
+  vocabSize: size(1 << 21, 'vocabulary'),
+  hiddenSize: size(65536, 'hidden size'),
+  numLayers: size(1024, 'layer count'),
+  numHeads: size(1024, 'head count'),
+  /** Key/value heads for grouped-query attention; must divide numHeads. */
+  numKvHeads: size(1024, 'key/value head count'),
+  headDim: size(4096, 'head dimension'),
+  /** Width of the dense MLP in dense (non-sparse) layers. */
+  intermediateSize: size(1 << 20, 'MLP width'),
+  /** Width of each routed expert (SwiGLU). */
+  expertIntermediateSize: size(1 << 20, 'expert width'),
+  numExperts: size(4096, 'expert count'),
+  topK: size(256, 'top-k'),
+  /** Renormalise the k routing weights to sum to 1 (mixtral always; qwen2_moe/olmoe per config). */
+  normTopkProb: z.boolean(),
+  /** Width of the always-on shared expert with a sigmoid gate (qwen2_moe); 0 = none. */
+  sharedExpertIntermediateSize: nonNegInt.default(0),
+  /** Every decoderSparseStep-th layer is sparse ((i+1) % step == 0), unless in mlpOnlyLayers. */
+  decoderSparseStep: posInt.default(1),
+  mlpOnlyLayers: z.array(nonNegInt).default([]),
+  /** Biases on q/k/v projections (qwen2_moe). */
+  qkvBias: z.boolean().default(false),
+  /** RMSNorm on the q and k projections (olmoe). */
+  qkNorm: z.boolean().default(false),
+  /** Clamp q/k/v to [-clipQkv, clipQkv] (olmoe); null = off. */
+  clipQkv: z.number().positive().nullable().default(null),
+  /** Sliding-window attention: a query attends to the last slidingWindow keys; null = full causal. */
+  slidingWindow: posInt.nullable().default(null),
+  /** Layers below this index use full attention even with a sliding window (qwen2_moe max_window_layers). */
+  maxWindowLayers: nonNegInt.default(0),
+  /** A bias on the attention output projection (olmoe attention_bias). */
+  oBias: z.boolean().default(false),
+  rmsNormEps: z.number().positive().default(1e-5),
+  ropeTheta: z.number().positive().default(10000),
+  maxPositionEmbeddings: posInt.default(4096),
+  tieWordEmbeddings: z.boolean().default(false),
+  /** Coefficient of the load-balancing loss in the training loss (HF router_aux_loss_coef). */
+  routerAuxLossCoef: z.number().min(0).default(0.01),
+  /** Coefficient of the router z-loss in the training loss (ST-MoE uses 1e-3); 0 = off. */
+  routerZLossCoef: z.number().min(0).default(0),
+  router: routerConfigSchema.default(routerConfigSchema.parse({})),
+  attentionDropout: prob.default(0),
+  hiddenDropout: prob.default(0),
+  /** Dropout inside the experts (between the SwiGLU product and the down projection). */
+  expertDropout: prob.default(0),
+  bosTokenId: z.number().int().nullable().default(null),
+  eosTokenId: z
+    .union([z.number().int(), z.array(z.number().int())])
+    .nullable()
+    .default(null),
+  padTokenId: z.number().int().nullable().default(null),
+  /** Storage dtype of the checkpoint (compute is always float32). */
+  torchDtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
+})
+
+/**
+ * Any subset of the fields, each validated (what models.create takes before the preset fills the
+ * rest), the family required. For checking only: parsing fills defaults the preset must not see.
+ */
+export const moeConfigPartialSchema = moeConfigShape
+  .partial()
+  .extend({ family: z.enum(FAMILIES), router: routerConfigSchema.partial().optional() })
+
+export const moeConfigSchema = moeConfigShape.superRefine((c, ctx) => {
+  if (c.numHeads % c.numKvHeads !== 0)
+    ctx.addIssue({ code: 'custom', path: ['numKvHeads'], message: `numKvHeads ${c.numKvHeads} must divide numHeads ${c.numHeads}` })
+  if (c.headDim % 2 !== 0)
+    ctx.addIssue({ code: 'custom', path: ['headDim'], message: `headDim ${c.headDim} must be even for rotary embeddings` })
+  if (c.topK > c.numExperts) ctx.addIssue({ code: 'custom', path: ['topK'], message: `topK ${c.topK} exceeds numExperts ${c.numExperts}` })
+  if (c.router.type === 'switch' && c.topK !== 1)
+    ctx.addIssue({ code: 'custom', path: ['topK'], message: `the switch router is top-1; set topK to 1 (got ${c.topK})` })
+  for (const l of c.mlpOnlyLayers)
+    if (l >= c.numLayers)
+      ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
+  if (c.qkNorm !== (c.family === 'olmoe'))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['qkNorm'],
+      message: c.family === 'olmoe' ? 'olmoe always normalises q and k; set qkNorm true' : `q/k norm is an olmoe feature, not ${c.family}`,
+    })
+  if (c.oBias && c.family !== 'olmoe')
+    ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
+  if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sharedExpertIntermediateSize'],
+      message: `a shared expert is a qwen2_moe feature, not ${c.family}`,
+    })
+})
 export type MoeConfig = z.infer<typeof moeConfigSchema>
 export type MoeConfigInput = z.input<typeof moeConfigSchema>
 
-/** Formats zod issues as `field: problem` lines. */
-export function formatIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[], prefix = ''): string {
-  return issues.map((i) => `${prefix}${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ')
+/**
+ * Formats zod issues as `field: problem` lines; unknown keys name the closest valid key of
+ * `schema` ("did you mean").
+ */
+export function formatIssues(
+  issues: readonly { path: readonly PropertyKey[]; message: string; code?: string; keys?: readonly string[] }[],
+  prefix = '',
+  schema?: unknown,
+): string {
+  return issues
+    .map((i) => {
+      const path = i.code === 'unrecognized_keys' && i.keys?.length ? [...i.path, i.keys[0]] : i.path
+      const where = path.map(String).join('.') || '(root)'
+      const what = i.code === 'unrecognized_keys' && i.keys ? unknownKeysMessage(schema, i.path, i.keys) : i.message
+      return `${prefix}${where}: ${what}`
+    })
+    .join('; ')
 }
 
 export class ConfigError extends Error {}
@@ -141,7 +166,7 @@ export class ConfigError extends Error {}
 /** Validates a config, filling defaults. Throws ConfigError naming each bad field. */
 export function validateMoeConfig(input: unknown): MoeConfig {
   const r = moeConfigSchema.safeParse(input)
-  if (!r.success) throw new ConfigError(`invalid model config: ${formatIssues(r.error.issues)}`)
+  if (!r.success) throw new ConfigError(`invalid model config: ${formatIssues(r.error.issues, '', moeConfigShape)}`)
   return r.data
 }
 

@@ -13,11 +13,11 @@ export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 
 export type LoraTarget = (typeof LORA_TARGETS)[number]
 
 export const runConfigSchema = z
-  .object({
+  .strictObject({
     /** Fine-tuning method: all weights, LoRA adapters, or full training with frozen parts. */
     method: z.enum(['full', 'lora', 'freeze']).default('full'),
     lora: z
-      .object({
+      .strictObject({
         rank: posInt.default(8),
         alpha: z.number().positive().default(16),
         dropout: prob.default(0),
@@ -27,7 +27,7 @@ export const runConfigSchema = z
       .default({ rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }),
     /** Parts kept fixed with method "freeze" (and, for router/embeddings, with "full" too when set). */
     freeze: z
-      .object({
+      .strictObject({
         router: z.boolean().default(false),
         attention: z.boolean().default(false),
         embeddings: z.boolean().default(false),
@@ -41,7 +41,7 @@ export const runConfigSchema = z
      * layer the best ones until their cumulative score reaches `threshold`, train only those.
      */
     esft: z
-      .object({
+      .strictObject({
         enabled: z.boolean().default(false),
         score: z.enum(['gate', 'token_share']).default('gate'),
         threshold: z.number().gt(0).max(1).default(0.2),
@@ -50,7 +50,7 @@ export const runConfigSchema = z
       })
       .default({ enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 }),
     data: z
-      .object({
+      .strictObject({
         maxLength: posInt.default(256),
         truncation: z.enum(['right', 'left', 'drop']).default('right'),
         /** Loss only on assistant turns / completions. */
@@ -60,7 +60,7 @@ export const runConfigSchema = z
       })
       .default({ maxLength: 256, truncation: 'right', maskPrompt: true, packing: false }),
     optimizer: z
-      .object({
+      .strictObject({
         lr: z.number().positive().default(3e-4),
         betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
         eps: z.number().positive().default(1e-8),
@@ -70,7 +70,7 @@ export const runConfigSchema = z
       })
       .default({ lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false }),
     schedule: z
-      .object({
+      .strictObject({
         type: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
         warmupSteps: nonNegInt.default(0),
         /** The learning rate at the end of a cosine or linear decay, as a fraction of lr. */
@@ -90,7 +90,7 @@ export const runConfigSchema = z
     /** Batches of the validation split per evaluation (0 = all). */
     evalBatches: nonNegInt.default(0),
     earlyStopping: z
-      .object({
+      .strictObject({
         /** Stop after this many evaluations without improvement; 0 = off. */
         patience: nonNegInt.default(0),
         minDelta: z.number().min(0).default(0),
@@ -102,7 +102,7 @@ export const runConfigSchema = z
     keepCheckpoints: posInt.default(3),
     /** MoE knobs. Values left null keep the model's own. */
     moe: z
-      .object({
+      .strictObject({
         capacityFactorTrain: z.number().positive().nullable().default(null),
         capacityFactorEval: z.number().positive().nullable().default(null),
         auxLossCoef: z.number().min(0).nullable().default(null),
@@ -123,7 +123,7 @@ export const runConfigSchema = z
         hiddenDropout: null,
       }),
     alerts: z
-      .object({
+      .strictObject({
         /** An expert whose token share stays below this for `steps` steps is reported dead. */
         deadShare: prob.default(0.01),
         /** An expert whose share stays above this is reported collapsing (it takes everything). */
@@ -148,13 +148,14 @@ export class RunConfigError extends Error {}
 
 export function validateRunConfig(input: unknown): RunConfig {
   const r = runConfigSchema.safeParse(input ?? {})
-  if (!r.success) throw new RunConfigError(`invalid run config: ${formatIssues(r.error.issues)}`)
+  if (!r.success) throw new RunConfigError(`invalid run config: ${formatIssues(r.error.issues, '', runConfigSchema)}`)
   return r.data
 }
 
 /**
  * Applies `--set key.path=value` overrides to a plain config object (values parsed as JSON when
- * they parse, else taken as strings). Unknown top-level keys are rejected by validation later.
+ * they parse, else taken as strings). Unknown keys, at any depth, are rejected by validation later
+ * with the closest valid key.
  */
 export function applyOverrides(base: Record<string, unknown>, sets: string[]): Record<string, unknown> {
   const out = structuredClone(base)

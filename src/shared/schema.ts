@@ -7,8 +7,9 @@ import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
 import { EXPERT_STORAGES } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
-import { FAMILIES, ROUTER_TYPES } from './modelConfig'
+import { moeConfigPartialSchema } from './modelConfig'
 import { runConfigSchema } from './runConfig'
+import { unknownKeysMessage } from './keys'
 
 /** A non-empty string without NUL bytes (which the file system APIs reject with odd messages). */
 const path = z
@@ -49,6 +50,22 @@ const datasetRead = {
   preview: z.strictObject({ offset: z.number().int().min(0).optional(), limit: z.number().int().min(0).max(1000).optional() }).optional(),
 }
 
+/** A partial model config, checked field by field; passed on as given (the preset fills the rest). */
+const modelConfigInput = z
+  .custom<ArgsOf<'models.create'>['config']>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
+    message: 'must be an object of model config fields',
+  })
+  .superRefine((v, ctx) => {
+    const r = moeConfigPartialSchema.safeParse(v)
+    if (r.success) return
+    for (const i of r.error.issues)
+      ctx.addIssue({
+        code: 'custom',
+        path: i.path as (string | number)[],
+        message: i.code === 'unrecognized_keys' ? unknownKeysMessage(moeConfigPartialSchema, i.path, i.keys) : i.message,
+      })
+  })
+
 export const apiSchemas = {
   'system.info': z.undefined({ error: 'takes no arguments' }),
   'models.inspect': z.strictObject({ dir: path }),
@@ -71,7 +88,7 @@ export const apiSchemas = {
   'models.plan': z.strictObject({ dir: path, budgetBytes: z.number().int().positive(), contextTokens: z.number().int().min(0).optional() }),
   'models.create': z.strictObject({
     name,
-    config: z.looseObject({ family: z.enum(FAMILIES), router: z.looseObject({ type: z.enum(ROUTER_TYPES).optional() }).optional() }),
+    config: modelConfigInput,
     seed: z.number().int().min(0).optional(),
     tokenizerFrom: path.optional(),
   }),
@@ -133,10 +150,25 @@ function fieldOf(issue: z.core.$ZodIssue): string {
   return issue.path.map(String).join('.')
 }
 
-function describe(issue: z.core.$ZodIssue): string {
+function describe(issue: z.core.$ZodIssue, schema: unknown): string {
   // zod's unrecognized_keys issues sit at the object's path and list the keys.
-  if (issue.code === 'unrecognized_keys') return `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
+  if (issue.code === 'unrecognized_keys') return unknownKeysMessage(schema, issue.path, issue.keys)
   return issue.message
+}
+
+/** Deepest nesting accepted in a payload: the API's own shapes stay far below it. */
+export const MAX_PAYLOAD_DEPTH = 32
+
+/** The path of the first value nested deeper than `max`, or null (iterative: no stack to overflow). */
+export function tooDeep(value: unknown, max = MAX_PAYLOAD_DEPTH): string | null {
+  const stack: [unknown, string[]][] = [[value, []]]
+  while (stack.length) {
+    const [v, path] = stack.pop()!
+    if (typeof v !== 'object' || v === null) continue
+    if (path.length >= max) return path.join('.')
+    for (const [k, child] of Object.entries(v)) stack.push([child, [...path, k]])
+  }
+  return null
 }
 
 /**
@@ -146,6 +178,11 @@ function describe(issue: z.core.$ZodIssue): string {
 export function validateArgs<M extends Method>(method: M, args: unknown): ArgsOf<M> {
   if (!isMethod(method)) throw new ApiError('unknown_method', `unknown method ${JSON.stringify(method)}`)
   const schema = apiSchemas[method] as z.ZodType<ArgsOf<M>>
+  const deep = tooDeep(args)
+  if (deep !== null) {
+    const field = deep.split('.').slice(0, 3).join('.')
+    throw new ApiError('invalid_argument', `${method}: ${field}: nested deeper than ${MAX_PAYLOAD_DEPTH} levels`, field)
+  }
   const r = schema.safeParse(args)
   if (r.success) return r.data
   const issue = r.error.issues[0]
@@ -153,5 +190,5 @@ export function validateArgs<M extends Method>(method: M, args: unknown): ArgsOf
   if (issue.code === 'unrecognized_keys' && issue.keys.length > 0) field = [field, issue.keys[0]].filter(Boolean).join('.')
   const where = field === '' ? '' : `${field}: `
   const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more)` : ''
-  throw new ApiError('invalid_argument', `${method}: ${where}${describe(issue)}${more}`, field === '' ? undefined : field)
+  throw new ApiError('invalid_argument', `${method}: ${where}${describe(issue, schema)}${more}`, field === '' ? undefined : field)
 }

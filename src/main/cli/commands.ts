@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues } from '../../shared/modelConfig'
-import { inspectModel, loadModel } from '../engine/checkpoint'
+import { checkWeights, inspectModel, loadModel } from '../engine/checkpoint'
 import { generate, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../engine/offload'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
@@ -43,28 +43,47 @@ export function formatBytes(n: number): string {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
 }
 
+/** Checkpoints up to this size get their weights checked by `info` without being asked. */
+const CHECK_WEIGHTS_BYTES = 4 * 2 ** 30
+
 export async function infoCommand(values: ParsedValues, io: CliIo): Promise<number> {
   const dir = requireModelDir(values)
   const backend = await backendFromFlag(values, io)
   const info = inspectModel(dir)
-  if (values.json) {
-    io.out(JSON.stringify({ ...info, backend }))
-    return 0
+  const stored = info.bytesByDtype[info.checkpointDtype]
+  let weights: string
+  let problems: string[] = []
+  if (values['check-weights'] || stored <= CHECK_WEIGHTS_BYTES) {
+    let last = 0
+    const r = await checkWeights(dir, {
+      onProgress: (p) => {
+        if (performance.now() - last < 2000 || p.done >= p.total) return
+        last = performance.now()
+        io.err(`checking weights: ${Math.round((100 * p.done) / Math.max(1, p.total))}%`)
+      },
+    })
+    problems = r.problems
+    weights = problems.length ? `${problems.length} tensor(s) hold NaN or infinite values` : 'all finite (checked)'
+  } else weights = `not checked (${formatBytes(stored)}; pass --check-weights to read them all)`
+  if (values.json) io.out(JSON.stringify({ ...info, backend, weights, weightProblems: problems }))
+  else {
+    const dense = info.numLayers - info.sparseLayers.length
+    io.out(`model      ${info.dir}`)
+    io.out(`family     ${info.family}`)
+    io.out(`layers     ${info.numLayers} (${info.sparseLayers.length} sparse${dense ? `, ${dense} dense` : ''})`)
+    io.out(`experts    ${info.numExperts} per sparse layer, top-${info.topK}, router ${info.routerType}`)
+    io.out(
+      `params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`,
+    )
+    io.out(
+      `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,
+    )
+    io.out(`stored as  ${info.checkpointDtype}`)
+    io.out(`weights    ${weights}`)
+    io.out(`backend    ${backend}`)
   }
-  const dense = info.numLayers - info.sparseLayers.length
-  io.out(`model      ${info.dir}`)
-  io.out(`family     ${info.family}`)
-  io.out(`layers     ${info.numLayers} (${info.sparseLayers.length} sparse${dense ? `, ${dense} dense` : ''})`)
-  io.out(`experts    ${info.numExperts} per sparse layer, top-${info.topK}, router ${info.routerType}`)
-  io.out(
-    `params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`,
-  )
-  io.out(
-    `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,
-  )
-  io.out(`stored as  ${info.checkpointDtype}`)
-  io.out(`backend    ${backend}`)
-  return 0
+  for (const p of problems) io.err(p)
+  return problems.length ? 1 : 0
 }
 
 const tokenRows = z.array(z.array(z.number().int())).min(1)

@@ -22,7 +22,8 @@ import { UsageError, type CliIo, type ParsedValues } from './util'
 export const USAGE = `usage: moe-workbench <command> [options]
 
 commands:
-  info      --model DIR [--json]                          what a model folder holds
+  info      --model DIR [--json] [--check-weights]        what a model folder holds (weights checked for
+                                                          NaN/Inf up to 4 GiB, or always with the flag)
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
@@ -72,7 +73,7 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  info: { options: { model: { type: 'string' }, json: { type: 'boolean' } }, run: infoCommand },
+  info: { options: { model: { type: 'string' }, json: { type: 'boolean' }, 'check-weights': { type: 'boolean' } }, run: infoCommand },
   forward: {
     options: { model: { type: 'string' }, input: { type: 'string' }, out: { type: 'string' }, grads: { type: 'boolean' } },
     run: forwardCommand,

@@ -4,11 +4,16 @@
  */
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from '../../shared/dataset'
-import { type InspectOptions, inspectDataset } from './inspect'
-import { loadChatTemplate } from './template'
-import { loadTokenizer } from './tokenizer'
-import { importDataset, listDatasets } from './workspace'
+import type {
+  DatasetManifest,
+  DatasetProgress,
+  DatasetProgressEvent,
+  DatasetsImportArgs,
+  DatasetsInspectArgs,
+  InspectResult,
+} from '../../shared/dataset'
+import { runDatasetWorker } from './workerClient'
+import { listDatasets } from './workspace'
 
 /** The workspace when none is configured: $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench. */
 export function defaultWorkspace(env: NodeJS.ProcessEnv = process.env): string {
@@ -44,35 +49,16 @@ export function datasetMethods(
       if (set.size === 0) running.delete(file)
     }
   }
-  const readOptions = async (args: DatasetsInspectArgs, operation: 'inspect' | 'import', signal: AbortSignal): Promise<InspectOptions> => {
-    const options: InspectOptions = {
-      signal,
-      layout: args.layout,
-      mapping: args.mapping,
-      maxLength: args.maxLength,
-      format: args.format,
-      textUnit: args.textUnit,
-      preview: args.preview,
-      onProgress: (progress) => emit({ type: 'dataset.progress', time: Date.now(), operation, file: args.file, progress }),
-    }
-    if (args.model !== undefined) {
-      options.tokenizer = await loadTokenizer(args.model)
-      options.template = await loadChatTemplate(args.model)
-    }
-    return options
-  }
+  const hooks = (operation: 'inspect' | 'import', file: string, signal: AbortSignal) => ({
+    signal,
+    onProgress: (progress: DatasetProgress) => emit({ type: 'dataset.progress', time: Date.now(), operation, file, progress }),
+  })
   return {
-    'datasets.inspect': (args) => track(args.file, async (signal) => inspectDataset(args.file, await readOptions(args, 'inspect', signal))),
+    // Both run in a worker thread: tokenising a large file never blocks this thread.
+    'datasets.inspect': (args) =>
+      track(args.file, (signal) => runDatasetWorker('inspect', workspace, args, hooks('inspect', args.file, signal))),
     'datasets.import': (args) =>
-      track(args.file, async (signal) =>
-        importDataset(workspace, args.file, {
-          ...(await readOptions(args, 'import', signal)),
-          name: args.name,
-          acceptInvalid: args.acceptInvalid,
-          split: args.split,
-          dedupe: args.dedupe,
-        }),
-      ),
+      track(args.file, (signal) => runDatasetWorker('import', workspace, args, hooks('import', args.file, signal))),
     'datasets.cancel': async (args) => {
       const set = running.get(args.file)
       for (const c of set ?? []) c.abort()

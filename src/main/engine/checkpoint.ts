@@ -8,19 +8,13 @@ import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
 import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, type MoeConfig } from '../../shared/modelConfig'
 import { writeJsonAtomic } from '../util/atomic'
+import { CheckpointError, nonFinite, readWeight } from './weights'
 import { MoeModel } from './model'
 import { ExpertStore, type OffloadOptions } from './offload'
 import { pacer, type TaskHooks } from './tasks'
-import {
-  openCheckpointTensors,
-  readTensor,
-  saveCheckpointTensors,
-  type DType,
-  type SafetensorsHeader,
-  type TensorToWrite,
-} from './safetensors'
+import { openCheckpointTensors, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
-export class CheckpointError extends Error {}
+export { CheckpointError, nonFinite, readWeight }
 
 const DTYPE_TO_ST: Record<Dtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 const ST_TO_DTYPE: Partial<Record<DType, Dtype>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
@@ -104,12 +98,8 @@ function* loadModelSteps(dir: string, offload: OffloadOptions | undefined): Gene
   yield { done, total }
   const weights = new Map<string, Float32Array>()
   for (const s of specs) {
-    const t = readTensor(index.get(s.name)!, s.name)
-    if (!(t.data instanceof Float32Array))
-      throw new CheckpointError(
-        `${index.get(s.name)!.file}: tensor "${s.name}" has integer dtype ${t.dtype}; weights must be F32, F16 or BF16`,
-      )
-    weights.set(s.name, t.data)
+    const data = readWeight(index.get(s.name)!, s.name)
+    weights.set(s.name, data)
     done += bytesOf(s.name)
     yield { done, total }
   }
@@ -118,6 +108,36 @@ function* loadModelSteps(dir: string, offload: OffloadOptions | undefined): Gene
   const model = new MoeModel(config, weights, { offloadExperts: true })
   model.attachOffload(store, offload)
   return model
+}
+
+/**
+ * Reads every weight of a folder once, tensor by tensor (bounded memory), and names each tensor
+ * that holds NaN or infinite values. Progress in bytes through `hooks`.
+ */
+export async function checkWeights(dir: string, hooks: TaskHooks = {}): Promise<{ checkedBytes: number; problems: string[] }> {
+  const config = readModelConfig(dir)
+  const { index } = openCheckpointTensors(dir)
+  const specs = paramSpecs(config).filter((s) => index.has(s.name))
+  const bytesOf = (name: string): number => {
+    const info = index.get(name)!.tensors.get(name)!
+    return info.end - info.begin
+  }
+  const total = specs.reduce((a, s) => a + bytesOf(s.name), 0)
+  const pace = pacer(hooks.signal, `checking ${basename(dir)}`)
+  const problems: string[] = []
+  let done = 0
+  for (const s of specs) {
+    try {
+      readWeight(index.get(s.name)!, s.name)
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e
+      problems.push(e.message)
+    }
+    done += bytesOf(s.name)
+    hooks.onProgress?.({ label: `Checking the weights of ${basename(dir)}`, stage: 1, stages: 1, done, total, unit: 'bytes' })
+    await pace()
+  }
+  return { checkedBytes: total, problems }
 }
 
 /** Loads a model folder at once (see loadModelSteps). */

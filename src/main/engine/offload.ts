@@ -24,7 +24,8 @@ import {
 } from '../../shared/chat'
 import { expertProjNames, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { linear, mm, type Weights } from './ops'
-import { decodeToFloat32, encodeFromFloat32, readTensorBytes, type SafetensorsHeader } from './safetensors'
+import { decodeToFloat32, encodeFromFloat32, type SafetensorsHeader } from './safetensors'
+import { readWeight } from './weights'
 
 export { EXPERT_STORAGES }
 export type { EvictionPolicy, ExpertStorage, FitPlan, LayerCacheStats, OffloadOptions, OffloadStats }
@@ -103,8 +104,7 @@ export class ExpertStore {
       if (m instanceof Float32Array) return m
       if (m instanceof Uint8Array) return decodeToFloat32(this.storage === 'f16' ? 'F16' : 'BF16', m)
       if ('q' in m) return dequantizeInt8(m, this.shapes[i][0], this.shapes[i][1])
-      const info = m.header.tensors.get(m.name)!
-      return decodeToFloat32(info.dtype, readTensorBytes(m.header, m.name))
+      return readWeight(m.header, m.name)
     })
   }
 

@@ -3,10 +3,11 @@
  * the cache of loaded models that chat and expert analysis borrow from.
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
+import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
 import type { FitPlan, OffloadOptions } from '../../shared/chat'
-import { paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
-import type { ModelInfo } from '../../shared/api'
+import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
+import { ApiError, type ModelInfo } from '../../shared/api'
 import { loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { writeJsonAtomic } from '../util/atomic'
@@ -62,6 +63,16 @@ export async function createModel(
     ...input,
   }
   const config = validateMoeConfig(preset)
+  // A new model is made in float32 memory, twice over (the arrays and the device tensors) while
+  // it is saved: refuse what cannot fit before allocating any of it.
+  const bytes = countParams(config).total * 4
+  const room = Math.floor(totalmem() / 4)
+  if (bytes > room)
+    throw new ApiError(
+      'invalid_argument',
+      `config: this architecture has ${(bytes / 4 / 1e9).toFixed(2)} B parameters (${(bytes / 2 ** 30).toFixed(1)} GiB in float32); a new model is initialised in memory, and this machine allows ${(room / 2 ** 30).toFixed(1)} GiB for it. Use fewer layers, experts or a smaller width`,
+      'config',
+    )
   const rng = new Rng(seed)
   const weights = new Map<string, Float32Array>()
   for (const s of paramSpecs(config)) {

@@ -115,6 +115,12 @@ export function workspaceMethods(ctx: MethodContext): {
     'models.create': async (args) => {
       const id = newId(args.name)
       const dir = join(modelsDir(workspace), id)
+      if (args.tokenizerFrom !== undefined && !existsSync(join(args.tokenizerFrom, 'tokenizer.json')))
+        throw new ApiError(
+          'invalid_argument',
+          `tokenizerFrom: ${args.tokenizerFrom} has no tokenizer.json; give a model folder with a Hugging Face tokenizer, or leave it out for the bundled one`,
+          'tokenizerFrom',
+        )
       const tokenizerFrom = args.tokenizerFrom ?? ctx.bundledModel
       await engine.request('models.create', {
         dir,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
-import { loadSafetensors } from '../../../src/main/engine/safetensors'
+import { loadSafetensors, saveSafetensors } from '../../../src/main/engine/safetensors'
 
 const FIX = join(__dirname, '../../fixtures/moe-reference')
 
@@ -37,6 +37,7 @@ describe('moe-workbench CLI', () => {
     expect(text.code).toBe(0)
     expect(text.out.join('\n')).toMatch(/family\s+mixtral/)
     expect(text.out.join('\n')).toMatch(/backend\s+cpu/)
+    expect(text.out.join('\n')).toMatch(/weights\s+all finite \(checked\)/)
   })
 
   it('forward writes logits, router logits, top-k, losses and gradients that match the reference', async () => {
@@ -227,6 +228,27 @@ describe('moe-workbench CLI', () => {
     r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
     expect(r.code).toBe(1)
     expect(r.err.at(-1)).toMatch(/labels\.0\.1/)
+
+    // A checkpoint with NaN weights: named by info and forward instead of a NaN loss and exit 0.
+    const nan = mkdtempSync(join(tmpdir(), 'moe-nan-'))
+    for (const f of ['config.json']) writeFileSync(join(nan, f), readFileSync(join(FIX, 'mixtral', f)))
+    const { tensors } = loadSafetensors(join(FIX, 'mixtral', 'model.safetensors'))
+    const broken = new Map([...tensors].map(([n, t]) => [n, { dtype: 'F32' as const, shape: t.shape, data: t.data as Float32Array }]))
+    const w = broken.get('model.layers.1.self_attn.k_proj.weight')!
+    w.data = Float32Array.from(w.data)
+    w.data[5] = NaN
+    w.data[9] = Infinity
+    saveSafetensors(join(nan, 'model.safetensors'), broken)
+    r = await cli('info', '--model', nan, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.out.join('\n')).toMatch(/weights {4}1 tensor\(s\) hold NaN or infinite values/)
+    expect(r.err.at(-1)).toMatch(
+      /tensor "model\.layers\.1\.self_attn\.k_proj\.weight" holds 2 NaN or infinite value\(s\) \(the first at flat index 5\)/,
+    )
+    writeFileSync(input, JSON.stringify({ input_ids: [[1, 2]], labels: [[1, 2]] }))
+    r = await cli('forward', '--model', nan, '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(/k_proj\.weight" holds 2 NaN or infinite/)
 
     writeFileSync(input, '{not json')
     r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')

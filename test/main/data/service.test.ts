@@ -46,3 +46,28 @@ describe('datasets.cancel', () => {
     expect(await api['datasets.cancel']({ file })).toBe(0)
   })
 })
+
+describe('the service thread stays free while a dataset is read', () => {
+  it('answers a storm of other requests while a 5 MB line is tokenised (it runs in a worker thread)', async () => {
+    const workspace = tempDir()
+    const file = join(tempDir(), 'one-long-line.jsonl')
+    const words = Array.from({ length: 600_000 }, (_, i) => `w${i % 977}`).join(' ')
+    writeFileSync(file, JSON.stringify({ instruction: 'Summarise.', output: words }) + '\n')
+    const methods = datasetMethods(workspace, () => {})
+    let inspected = false
+    const inspecting = methods['datasets.inspect']({ file, model: CHATML_MODEL }).then((r) => {
+      inspected = true
+      return r
+    })
+    // 200 requests one after another: each needs this thread. Were the tokeniser on it, they
+    // would only be answered after the inspection.
+    for (let i = 0; i < 200; i++) {
+      await methods['datasets.list']()
+      await new Promise((r) => setImmediate(r))
+    }
+    expect(inspected).toBe(false)
+    const r = await inspecting
+    expect(r.report.valid).toBe(1)
+    expect(r.stats.tokens?.max).toBeGreaterThan(100_000)
+  }, 120_000)
+})

@@ -112,3 +112,42 @@ describe('Workbench service', () => {
     expect(seen).toEqual(['hello'])
   })
 })
+
+describe('models.create names what is wrong before allocating anything', () => {
+  it('refuses a tokenizerFrom folder without tokenizer.json, and an architecture that does not fit in memory', async () => {
+    const { mkdtempSync, readdirSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const workspace = mkdtempSync(join(tmpdir(), 'moe-ws-'))
+    const fake = fakeSpawner()
+    const wb = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server', workspace })
+    services.push(wb)
+    const empty = mkdtempSync(join(tmpdir(), 'moe-notok-'))
+    await expect(wb.api['models.create']({ name: 'm', config: { family: 'mixtral' }, tokenizerFrom: empty })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'tokenizerFrom',
+      message: expect.stringMatching(/has no tokenizer\.json/),
+    })
+    await expect(
+      wb.api['models.create']({
+        name: 'huge',
+        config: {
+          family: 'mixtral',
+          vocabSize: 32000,
+          hiddenSize: 8192,
+          numLayers: 96,
+          numHeads: 64,
+          numKvHeads: 8,
+          headDim: 128,
+          expertIntermediateSize: 28672,
+          numExperts: 64,
+          topK: 2,
+        },
+      }),
+    ).rejects.toMatchObject({
+      code: 'invalid_argument',
+      message: expect.stringMatching(/B parameters \(.* GiB in float32\); .* Use fewer layers/),
+    })
+    expect(readdirSync(workspace).includes('models') ? readdirSync(join(workspace, 'models')) : []).toEqual([])
+  })
+})

@@ -137,7 +137,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       res.setHeader('Allow', 'POST')
       return sendError(res, new ApiError('failed', `use POST for ${url.pathname}`), 405)
     }
-    const method = decodeURIComponent(url.pathname.slice('/api/'.length))
+    let method: string
+    try {
+      method = decodeURIComponent(url.pathname.slice('/api/'.length))
+    } catch {
+      return sendError(res, new ApiError('invalid_argument', `the path ${url.pathname} has a malformed percent-escape`))
+    }
     if (!isMethod(method)) return sendError(res, new ApiError('unknown_method', `unknown method ${JSON.stringify(method)}`))
 
     const type = req.headers['content-type']
@@ -145,7 +150,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       raw = await readBody(req)
     } catch (e) {
-      return sendError(res, ApiError.from(e), 413)
+      if (!(e instanceof BodyTooLarge)) throw e
+      // Answer at once and close the connection: the rest of the body is discarded, not read.
+      res.setHeader('Connection', 'close')
+      sendError(res, new ApiError('invalid_argument', e.message, 'body'), 413)
+      res.once('finish', () => setTimeout(() => req.socket.destroy(), 1000).unref())
+      return
     }
     let args: unknown = undefined
     if (raw.trim() !== '') {
@@ -241,19 +251,31 @@ export function urlHost(bindHost: string): string {
   return bindHost.includes(':') ? `[${bindHost}]` : bindHost
 }
 
+class BodyTooLarge extends Error {}
+
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'])
+    const tooLarge = (): BodyTooLarge =>
+      new BodyTooLarge(`body: larger than ${MAX_BODY_BYTES} bytes (the limit of one API request); send less at once`)
+    if (declared > MAX_BODY_BYTES) {
+      req.resume() // discard
+      return reject(tooLarge())
+    }
     const chunks: Buffer[] = []
     let size = 0
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       size += chunk.length
       if (size > MAX_BODY_BYTES) {
-        reject(new ApiError('invalid_argument', `body: larger than ${MAX_BODY_BYTES} bytes`, 'body'))
-        req.destroy()
+        chunks.length = 0
+        req.off('data', onData)
+        req.resume() // discard the rest
+        reject(tooLarge())
         return
       }
       chunks.push(chunk)
-    })
+    }
+    req.on('data', onData)
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
     req.on('error', reject)
   })

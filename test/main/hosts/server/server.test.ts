@@ -85,6 +85,35 @@ describe('server mode', () => {
     expect(broken.body.error?.message).toMatch(/^body: invalid JSON/)
   })
 
+  it('answers an oversized body with 413 (not a reset connection), and a malformed escape with 400', async () => {
+    const big = await fetch(`${server.origin}/api/models.inspect`, {
+      method: 'POST',
+      headers: { ...auth(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ dir: 'x'.repeat(2 << 20) }),
+    })
+    expect(big.status).toBe(413)
+    expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/larger than 1048576 bytes/)
+    // Streamed without a Content-Length: the limit applies as the bytes arrive.
+    const chunks = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < 40; i++) c.enqueue(new TextEncoder().encode('x'.repeat(64 << 10)))
+        c.close()
+      },
+    })
+    const streamed = await fetch(`${server.origin}/api/models.inspect`, {
+      method: 'POST',
+      headers: { ...auth(), 'Content-Type': 'application/json' },
+      body: chunks,
+      duplex: 'half',
+    } as RequestInit)
+    expect(streamed.status).toBe(413)
+    const escape = await fetch(`${server.origin}/api/models.%E0%A4%A`, { method: 'POST', headers: auth() })
+    expect(escape.status).toBe(400)
+    expect(((await escape.json()) as { error: { message: string } }).error.message).toMatch(/malformed percent-escape/)
+    // The server still answers afterwards.
+    expect((await api('models.inspect', { dir: '/models/tiny' })).status).toBe(200)
+  })
+
   it('refuses non-JSON bodies, unknown methods and GET on the API', async () => {
     const form = await fetch(`${server.origin}/api/models.inspect`, {
       method: 'POST',
