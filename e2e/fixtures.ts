@@ -30,7 +30,9 @@ export const test = base.extend<Fixtures, { app: AppServer }>({
   app: [
     // eslint-disable-next-line no-empty-pattern -- Playwright reads the fixture's dependencies from this pattern
     async ({}, use) => {
-      const child = spawn(process.execPath, ['bin/moe-workbench.js', 'serve', '--port', '0'], {
+      // The journeys read datasets from the repository and write into temporary folders.
+      const args = ['bin/moe-workbench.js', 'serve', '--port', '0', '--allow-dir', ROOT, '--allow-dir', tmpdir()]
+      const child = spawn(process.execPath, args, {
         cwd: ROOT,
         // A workspace of its own, seeded by the first start like a new user's.
         env: { ...process.env, MOE_WORKBENCH_WORKSPACE: mkdtempSync(join(tmpdir(), 'moe-e2e-ws-')) },

@@ -146,6 +146,28 @@ export const apiSchemas = {
   'tasks.cancel': z.strictObject({ taskId: id }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 
+/**
+ * The fields of each method's arguments that name a file or folder on the host, found from the
+ * schemas themselves (every field typed `path`), so a new method is covered without a list to
+ * keep. Server mode checks them against its allowed folders.
+ */
+export const PATH_FIELDS: { readonly [M in Method]: readonly string[] } = Object.fromEntries(
+  Object.entries(apiSchemas).map(([method, schema]) => {
+    const shape = (schema as { shape?: Record<string, { def?: { innerType?: unknown } }> }).shape ?? {}
+    const fields = Object.entries(shape)
+      .filter(([, f]) => f === (path as unknown) || f.def?.innerType === path)
+      .map(([k]) => k)
+    return [method, fields]
+  }),
+) as { [M in Method]: string[] }
+
+/** The paths a request names, by field. */
+export function pathsOf(method: Method, args: unknown): { field: string; path: string }[] {
+  if (typeof args !== 'object' || args === null) return []
+  const a = args as Record<string, unknown>
+  return PATH_FIELDS[method].filter((f) => typeof a[f] === 'string').map((f) => ({ field: f, path: a[f] as string }))
+}
+
 function fieldOf(issue: z.core.$ZodIssue): string {
   return issue.path.map(String).join('.')
 }

@@ -40,7 +40,10 @@ commands:
   export    RUN --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace)
-  serve     [--host 127.0.0.1] [--port 0]                 the browser UI and API (server mode)
+  serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
+                                                          the browser UI and API (server mode); requests
+                                                          may name files under the workspace, home and
+                                                          --allow-dir folders only
 
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)
@@ -133,10 +136,15 @@ const COMMANDS: Record<string, Command> = {
     run: exportCommand,
   },
   serve: {
-    options: { host: { type: 'string' }, port: { type: 'string' } },
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'allow-dir': { type: 'string', multiple: true },
+      'allow-host': { type: 'string', multiple: true },
+    },
     run: async (values) => {
       const { serveCommand } = await import('../hosts/server/serve')
-      return serveCommand(values as Record<string, string | boolean | undefined>)
+      return serveCommand(values as Record<string, string | boolean | string[] | undefined>)
     },
   },
 }

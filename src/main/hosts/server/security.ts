@@ -3,7 +3,9 @@
  * Origin check (cross-site requests), and the headers every response carries.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { realpathSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 
 /** A random 32-byte token, hex (64 characters), as Jupyter prints at start. */
 export function newToken(): string {
@@ -37,12 +39,22 @@ export interface HostPolicy {
   /** The address the server is bound to (as given: 127.0.0.1, ::1, 0.0.0.0...). */
   boundHost: string
   port: number
+  /**
+   * Names (host names or addresses) a non-loopback server answers to, besides loopback names:
+   * --host and --allow-host, and for a wildcard bind this machine's addresses and name.
+   */
+  allowedHosts?: readonly string[]
+}
+
+/** Bracket-free, lower-case host name, as URL parsing gives it. */
+function normalHost(h: string): string {
+  return h.toLowerCase().replace(/^\[|\]$/g, '')
 }
 
 /**
  * The Host header must name this server. Bound to loopback, only loopback names are accepted:
- * a page on evil.example that rebinds its name to 127.0.0.1 sends `Host: evil.example`.
- * Bound to another address, the user chose to be reachable under any name; the token guards.
+ * a page on evil.example that rebinds its name to 127.0.0.1 sends `Host: evil.example`. Bound to
+ * another address, the names in `allowedHosts` (and loopback) are accepted, nothing else.
  */
 export function hostAllowed(hostHeader: string | undefined, policy: HostPolicy): boolean {
   if (hostHeader === undefined) return true // HTTP/1.0 and raw clients; the token still applies
@@ -54,7 +66,70 @@ export function hostAllowed(hostHeader: string | undefined, policy: HostPolicy):
   }
   const port = url.port === '' ? 80 : Number(url.port)
   if (port !== policy.port) return false
-  return isLoopback(policy.boundHost) ? isLoopback(url.hostname) : true
+  if (isLoopback(url.hostname)) return true
+  if (isLoopback(policy.boundHost)) return false
+  const name = normalHost(url.hostname)
+  return (policy.allowedHosts ?? []).some((h) => normalHost(h) === name)
+}
+
+/** The Host names a server bound to `bind` accepts besides loopback (see HostPolicy.allowedHosts). */
+export function allowedHostNames(bind: string, extra: readonly string[], machine: { hostname: string; addresses: string[] }): string[] {
+  const names = new Set<string>(extra)
+  if (bind === '0.0.0.0' || bind === '::' || bind === '') {
+    names.add(machine.hostname)
+    for (const a of machine.addresses) names.add(a)
+  } else if (!isLoopback(bind)) names.add(bind)
+  return [...names]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Folders a server-mode client may name
+
+/** Whether `path` is `root` or inside it (both absolute, already resolved). */
+export function isInside(path: string, root: string): boolean {
+  const rel = relative(root, path)
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))
+}
+
+/**
+ * The real location of a path, following symbolic links; for a path that does not exist yet
+ * (an export's output folder), its nearest existing parent's real location plus the rest.
+ */
+export function realLocation(path: string): string {
+  let p = resolve(path)
+  const rest: string[] = []
+  for (;;) {
+    try {
+      return join(realpathSync(p), ...rest.reverse())
+    } catch {
+      const parent = dirname(p)
+      if (parent === p) return resolve(path)
+      rest.push(basename(p))
+      p = parent
+    }
+  }
+}
+
+/**
+ * In server mode every path a request names must lie under an allowed folder (--allow-dir;
+ * default the workspace, the user's home and the bundled resources): with the token a client
+ * could otherwise read any file the server's user can. Returns the first refused field, or null.
+ */
+export function refusedPath(
+  paths: readonly { field: string; path: string }[],
+  roots: readonly string[],
+): { field: string; path: string; message: string } | null {
+  const real = roots.map((r) => realLocation(r))
+  for (const { field, path } of paths) {
+    const where = realLocation(path)
+    if (!real.some((r) => isInside(where, r)))
+      return {
+        field,
+        path,
+        message: `${field}: ${path} is outside the folders this server may read and write (${roots.join(', ')}); start the server with --allow-dir to add one`,
+      }
+  }
+  return null
 }
 
 /**

@@ -3,18 +3,21 @@
  * page URL with its token (as Jupyter does) and runs until SIGINT/SIGTERM, then closes the
  * server and stops the engine.
  */
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, statSync } from 'node:fs'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BACKEND_NAMES, type BackendName, type WorkbenchEvent } from '../../../shared/api'
 import { startServer } from './server'
+import { isLoopback } from './security'
 
 export interface ServeFlags {
   host?: string | boolean
   port?: string | boolean
   backend?: string | boolean
-  [other: string]: string | boolean | undefined
+  'allow-dir'?: string | boolean | string[]
+  'allow-host'?: string | boolean | string[]
+  [other: string]: string | boolean | string[] | undefined
 }
 
 export interface ServeIo {
@@ -36,6 +39,10 @@ export interface ServeSettings {
   host: string
   port: number
   backend?: BackendName
+  /** --allow-dir (repeatable): folders requests may name; undefined = the defaults. */
+  allowDirs?: string[]
+  /** --allow-host (repeatable): more Host names a non-loopback server answers to. */
+  allowHosts?: string[]
 }
 
 /** Validates the flags; throws an Error naming the flag. */
@@ -54,13 +61,38 @@ export function serveSettings(flags: ServeFlags): ServeSettings {
   if (backend !== undefined && backend !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
     throw new Error(`--backend: unknown backend ${JSON.stringify(backend)}; use one of ${BACKEND_NAMES.join(', ')} or auto`)
   }
-  return { host, port: Number(portText), ...(backend && backend !== 'auto' ? { backend: backend as BackendName } : {}) }
+  const list = (name: 'allow-dir' | 'allow-host'): string[] | undefined => {
+    const v = flags[name]
+    if (v === undefined) return undefined
+    const items = Array.isArray(v) ? v : [v]
+    for (const i of items) if (typeof i !== 'string' || i.trim() === '') throw new Error(`--${name} needs a value`)
+    return items as string[]
+  }
+  const allowDirs = list('allow-dir')?.map((d) => {
+    const abs = resolvePath(d)
+    if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new Error(`--allow-dir: ${abs} is not a folder`)
+    return abs
+  })
+  const allowHosts = list('allow-host')
+  return {
+    host,
+    port: Number(portText),
+    ...(backend && backend !== 'auto' ? { backend: backend as BackendName } : {}),
+    ...(allowDirs && { allowDirs }),
+    ...(allowHosts && { allowHosts }),
+  }
 }
 
 function parseServeArgv(argv: readonly string[]): ServeFlags {
   const { values } = parseArgs({
     args: [...argv],
-    options: { host: { type: 'string' }, port: { type: 'string' }, backend: { type: 'string' } },
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      backend: { type: 'string' },
+      'allow-dir': { type: 'string', multiple: true },
+      'allow-host': { type: 'string', multiple: true },
+    },
     strict: true,
     allowPositionals: false,
   })
@@ -93,6 +125,8 @@ export async function serveCommand(input: readonly string[] | ServeFlags, io: Se
       port: settings.port,
       rendererDir,
       ...(settings.backend ? { backend: settings.backend } : {}),
+      ...(settings.allowDirs && { allowDirs: settings.allowDirs }),
+      ...(settings.allowHosts && { allowHosts: settings.allowHosts }),
     })
   } catch (e) {
     io.err(`moe-workbench serve: cannot listen on ${settings.host}:${settings.port}: ${e instanceof Error ? e.message : String(e)}`)
@@ -105,8 +139,14 @@ export async function serveCommand(input: readonly string[] | ServeFlags, io: Se
     if (line) io.err(line)
   })
   io.out(`MoE Workbench server: ${server.url}`)
-  if (settings.host !== '127.0.0.1' && settings.host !== 'localhost' && settings.host !== '::1') {
-    io.err(`moe-workbench serve: listening on ${settings.host}: anyone who can reach this port and has the token can use the workbench`)
+  io.err(`moe-workbench serve: requests may name files under ${server.allowDirs.join(', ')} (add more with --allow-dir)`)
+  if (!isLoopback(settings.host)) {
+    io.err(
+      `moe-workbench serve: EXPOSED: listening on ${settings.host}:${server.port}; anyone who can reach this port and has the token can train, read and write files under the folders above`,
+    )
+    io.err(
+      `moe-workbench serve: answering to the names ${server.allowedHosts.join(', ')} (add one with --allow-host); prefer an SSH tunnel to a loopback server`,
+    )
   }
   // Start the engine now, so the page finds the backend ready; a failure is shown there too.
   server.workbench.start().catch(() => {})

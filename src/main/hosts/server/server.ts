@@ -13,12 +13,25 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { homedir, hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { WebSocket, WebSocketServer } from 'ws'
 import { ApiError, type ApiErrorCode, type BackendName, type Unsubscribe, isMethod } from '../../../shared/api'
 import { EngineClient, forkSpawner } from '../../service/engineClient'
 import { Workbench } from '../../service/workbench'
-import { SECURITY_HEADERS, hostAllowed, newToken, originAllowed, requestToken, tokenMatches } from './security'
+import { pathsOf } from '../../../shared/schema'
+import { resourcesDir } from '../../service/firstRun'
+import {
+  SECURITY_HEADERS,
+  allowedHostNames,
+  hostAllowed,
+  newToken,
+  originAllowed,
+  refusedPath,
+  requestToken,
+  tokenMatches,
+  type HostPolicy,
+} from './security'
 import { resolveStatic } from './static'
 
 export interface ServerOptions {
@@ -34,6 +47,13 @@ export interface ServerOptions {
   workbench?: Workbench
   /** The engine's backend when the server creates the service. */
   backend?: BackendName
+  /**
+   * Folders whose files requests may name (datasets to read, models, export targets); default:
+   * the workspace, the user's home folder and the bundled resources. Paths elsewhere get 403.
+   */
+  allowDirs?: string[]
+  /** Extra Host names a non-loopback server answers to (--allow-host), besides --host itself. */
+  allowHosts?: string[]
 }
 
 export interface RunningServer {
@@ -45,6 +65,10 @@ export interface RunningServer {
   port: number
   workbench: Workbench
   close(): Promise<void>
+  /** The folders requests may name. */
+  allowDirs: string[]
+  /** Host names accepted besides loopback (empty on a loopback-bound server). */
+  allowedHosts: string[]
 }
 
 const MAX_BODY_BYTES = 1 << 20
@@ -79,6 +103,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       firstRun: true,
     })
   let port = options.port ?? 0
+  const allowDirs = options.allowDirs ?? [workbench.workspace, homedir(), resourcesDir()]
+  const allowedHosts = allowedHostNames(bindHost, options.allowHosts ?? [], {
+    hostname: hostname(),
+    addresses: Object.values(networkInterfaces())
+      .flat()
+      .map((i) => i?.address)
+      .filter((a): a is string => typeof a === 'string'),
+  })
+  const hostPolicy = (): HostPolicy => ({ boundHost: bindHost, port, allowedHosts })
 
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
   const server: Server = createServer((req, res) => {
@@ -99,7 +132,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   function check(req: IncomingMessage, url: URL): ApiError | undefined {
-    if (!hostAllowed(req.headers.host, { boundHost: bindHost, port }))
+    if (!hostAllowed(req.headers.host, hostPolicy()))
       return new ApiError('forbidden', `Host ${JSON.stringify(req.headers.host)} is not this server`)
     if (!tokenMatches(requestToken(req.headers, url), token))
       return new ApiError('unauthorized', 'a valid token is required: open the URL the server printed at start (it ends in ?token=...)')
@@ -113,7 +146,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(req, res, url)
     if (url.pathname === '/events') return sendError(res, new ApiError('failed', '/events is a WebSocket endpoint'), 426)
 
-    if (!hostAllowed(req.headers.host, { boundHost: bindHost, port })) return sendError(res, new ApiError('forbidden', 'unknown Host'))
+    if (!hostAllowed(req.headers.host, hostPolicy())) return sendError(res, new ApiError('forbidden', 'unknown Host'))
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD')
       return sendError(res, new ApiError('failed', `${req.method} is not allowed here`), 405)
@@ -170,6 +203,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           new ApiError('invalid_argument', `body: invalid JSON (${e instanceof Error ? e.message : String(e)})`, 'body'),
         )
       }
+    }
+    const outside = refusedPath(pathsOf(method, args), allowDirs)
+    if (outside) {
+      workbench.log('warn', `refused ${method}: ${outside.message}`, 'server')
+      return sendError(res, new ApiError('forbidden', `${method}: ${outside.message}`, outside.field))
     }
     try {
       const result = await workbench.call(method, args)
@@ -242,7 +280,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (ownsWorkbench) await workbench.close()
     })())
 
-  return { url: `${origin}/?token=${token}`, origin, token, port, workbench, close }
+  return { url: `${origin}/?token=${token}`, origin, token, port, workbench, close, allowDirs, allowedHosts }
 }
 
 /** The host part of a URL for a bind address: IPv6 in brackets, unspecified addresses as loopback. */

@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest'
-import { hostAllowed, newToken, originAllowed, requestToken, tokenMatches } from '../../../../src/main/hosts/server/security'
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  allowedHostNames,
+  hostAllowed,
+  isInside,
+  newToken,
+  originAllowed,
+  refusedPath,
+  requestToken,
+  tokenMatches,
+} from '../../../../src/main/hosts/server/security'
 
 describe('server security', () => {
   it('makes 32-byte hex tokens, different each time', () => {
@@ -31,7 +43,38 @@ describe('server security', () => {
     expect(hostAllowed('evil.example:8080', policy)).toBe(false)
     expect(hostAllowed('127.0.0.1:8081', policy)).toBe(false)
     expect(hostAllowed(undefined, policy)).toBe(true)
-    expect(hostAllowed('gpu-box:8080', { boundHost: '0.0.0.0', port: 8080 })).toBe(true)
+  })
+
+  it('keeps the Host check on a non-loopback server: only the names it was given, its own addresses and loopback', () => {
+    const machine = { hostname: 'gpu-box', addresses: ['10.0.0.5', 'fe80::1'] }
+    const wildcard = { boundHost: '0.0.0.0', port: 8080, allowedHosts: allowedHostNames('0.0.0.0', ['gpu.example.org'], machine) }
+    expect(hostAllowed('gpu-box:8080', wildcard)).toBe(true)
+    expect(hostAllowed('10.0.0.5:8080', wildcard)).toBe(true)
+    expect(hostAllowed('[fe80::1]:8080', wildcard)).toBe(true)
+    expect(hostAllowed('GPU.example.org:8080', wildcard)).toBe(true)
+    expect(hostAllowed('localhost:8080', wildcard)).toBe(true)
+    expect(hostAllowed('evil.example:8080', wildcard)).toBe(false)
+    const one = { boundHost: '10.0.0.5', port: 8080, allowedHosts: allowedHostNames('10.0.0.5', [], machine) }
+    expect(one.allowedHosts).toEqual(['10.0.0.5'])
+    expect(hostAllowed('10.0.0.5:8080', one)).toBe(true)
+    expect(hostAllowed('gpu-box:8080', one)).toBe(false)
+  })
+
+  it('refuses paths outside the allowed folders, symbolic links included, naming the field', () => {
+    const root = mkdtempSync(join(tmpdir(), 'moe-allow-'))
+    const outside = mkdtempSync(join(tmpdir(), 'moe-outside-'))
+    writeFileSync(join(outside, 'secret.jsonl'), '{}')
+    mkdirSync(join(root, 'data'))
+    writeFileSync(join(root, 'data', 'ok.jsonl'), '{}')
+    symlinkSync(join(outside, 'secret.jsonl'), join(root, 'data', 'link.jsonl'))
+    expect(refusedPath([{ field: 'file', path: join(root, 'data', 'ok.jsonl') }], [root])).toBeNull()
+    expect(refusedPath([{ field: 'outDir', path: join(root, 'new', 'deeper') }], [root])).toBeNull()
+    expect(refusedPath([{ field: 'file', path: join(root, 'data', '..', '..', 'etc', 'passwd') }], [root])?.field).toBe('file')
+    const viaLink = refusedPath([{ field: 'file', path: join(root, 'data', 'link.jsonl') }], [root])
+    expect(viaLink?.message).toMatch(/file: .*link\.jsonl is outside the folders this server may read and write .*--allow-dir/)
+    expect(refusedPath([{ field: 'model', path: outside }], [root, outside])).toBeNull()
+    expect(isInside('/a/bc', '/a/b')).toBe(false)
+    expect(isInside('/a/b/c', '/a/b')).toBe(true)
   })
 
   it('accepts the server’s own Origin or none', () => {

@@ -13,6 +13,16 @@ describe('serve flags', () => {
     expect(() => serveSettings({ port: '70000' })).toThrow(/^--port: /)
     expect(() => serveSettings({ backend: 'cuda' })).toThrow(/^--backend: unknown backend "cuda"/)
     expect(() => serveSettings({ host: true })).toThrow(/^--host needs a value/)
+    expect(() => serveSettings({ 'allow-dir': ['/definitely/not/here'] })).toThrow(/^--allow-dir: \/definitely\/not\/here is not a folder/)
+  })
+
+  it('takes --allow-dir and --allow-host, repeated', () => {
+    expect(serveSettings({ 'allow-dir': ['/tmp', '.'], 'allow-host': ['gpu.lan'] })).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+      allowDirs: ['/tmp', process.cwd()],
+      allowHosts: ['gpu.lan'],
+    })
   })
 
   it('exits 2 with one line for bad arguments', async () => {

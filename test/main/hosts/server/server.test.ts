@@ -23,7 +23,7 @@ beforeAll(async () => {
   const fake = fakeSpawner()
   children = fake.children
   const workbench = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server' })
-  server = await startServer({ rendererDir: join(root, 'renderer'), workbench, token: 'a'.repeat(64) })
+  server = await startServer({ rendererDir: join(root, 'renderer'), workbench, token: 'a'.repeat(64), allowDirs: [root, '/models'] })
 })
 
 afterAll(async () => {
@@ -112,6 +112,14 @@ describe('server mode', () => {
     expect(((await escape.json()) as { error: { message: string } }).error.message).toMatch(/malformed percent-escape/)
     // The server still answers afterwards.
     expect((await api('models.inspect', { dir: '/models/tiny' })).status).toBe(200)
+  })
+
+  it('refuses paths outside the allowed folders with 403 naming the field, before the service sees them', async () => {
+    const r = await api('datasets.inspect', { file: '/etc/passwd' })
+    expect(r.status).toBe(403)
+    expect(r.body.error).toMatchObject({ code: 'forbidden', field: 'file', message: expect.stringMatching(/outside the folders/) })
+    const inside = await api('models.inspect', { dir: join(root, 'renderer') })
+    expect(inside.status).toBe(200)
   })
 
   it('refuses non-JSON bodies, unknown methods and GET on the API', async () => {
