@@ -10,16 +10,22 @@ import { Workbench } from './service/workbench'
 import { appLocation } from './hosts/electron/appUrl'
 import { utilityProcessSpawner } from './hosts/electron/engine'
 import { registerApi } from './hosts/electron/ipc'
+import { handleAppProtocol, registerAppScheme } from './hosts/electron/protocol'
 import { installMenu } from './hosts/electron/menu'
 import { createMainWindow } from './hosts/electron/window'
 
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url))
 
+// Before ready: the built renderer is served from app://workbench/, not file://.
+registerAppScheme()
+
 if (!app.requestSingleInstanceLock()) {
   app.quit()
 } else {
   let mainWindow: BrowserWindow | null = null
-  const location = appLocation(process.env, here('../renderer/index.html'), app.isPackaged)
+  const location = appLocation(process.env, here('../renderer'), app.isPackaged)
+  // DevTools and the dev server URL exist in development only.
+  const development = !app.isPackaged && location.kind === 'dev'
   const engine = new EngineClient(utilityProcessSpawner(here('./engine.js')))
   const workbench = new Workbench({
     engine,
@@ -38,12 +44,13 @@ if (!app.requestSingleInstanceLock()) {
   })
 
   const openWindow = (): void => {
-    mainWindow = createMainWindow({ preload: here('../preload/index.cjs'), location, title: APP_NAME, log })
+    mainWindow = createMainWindow({ preload: here('../preload/index.cjs'), location, title: APP_NAME, log, devTools: development })
     mainWindow.on('closed', () => (mainWindow = null))
   }
 
   void app.whenReady().then(() => {
-    installMenu({ dev: !app.isPackaged })
+    if (location.kind === 'app') handleAppProtocol(location.dir)
+    installMenu({ dev: development })
     registerApi(workbench, { window: () => mainWindow, location })
     // Start the engine while the window loads; a failure shows up in system.info.
     workbench.start().catch((e: unknown) => log(`engine: ${e instanceof Error ? e.message : String(e)}`))

@@ -1,6 +1,6 @@
 /** The app's one window, locked down: isolated, sandboxed, no new windows, no navigation away. */
 import { BrowserWindow, shell } from 'electron'
-import { type AppLocation, isAppUrl } from './appUrl'
+import { type AppLocation, isAllowedExternal, isAppUrl } from './appUrl'
 
 export interface WindowOptions {
   preload: string
@@ -8,6 +8,25 @@ export interface WindowOptions {
   title: string
   icon?: string
   log?: (message: string) => void
+  /** DevTools can be opened (development only). */
+  devTools?: boolean
+}
+
+/** The window's webPreferences: isolated, sandboxed, no Node, no webviews, DevTools only when asked. */
+export function windowPreferences(preload: string, devTools: boolean): Electron.WebPreferences {
+  return {
+    preload,
+    contextIsolation: true,
+    sandbox: true,
+    nodeIntegration: false,
+    nodeIntegrationInWorker: false,
+    nodeIntegrationInSubFrames: false,
+    webviewTag: false,
+    webSecurity: true,
+    allowRunningInsecureContent: false,
+    spellcheck: false,
+    devTools,
+  }
 }
 
 export function createMainWindow(options: WindowOptions): BrowserWindow {
@@ -21,32 +40,23 @@ export function createMainWindow(options: WindowOptions): BrowserWindow {
     title: options.title,
     backgroundColor: '#f6f7f9',
     ...(options.icon ? { icon: options.icon } : {}),
-    webPreferences: {
-      preload: options.preload,
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-      nodeIntegrationInWorker: false,
-      nodeIntegrationInSubFrames: false,
-      webviewTag: false,
-      webSecurity: true,
-      allowRunningInsecureContent: false,
-      spellcheck: false,
-    },
+    webPreferences: windowPreferences(options.preload, options.devTools ?? false),
   })
   win.once('ready-to-show', () => win.show())
   restrictNavigation(win, options.location, log)
 
-  if (options.location.kind === 'dev') void win.loadURL(options.location.url)
-  else void win.loadFile(options.location.file)
+  void win.loadURL(options.location.url)
   return win
 }
 
-/** Denies new windows (https links open in the user's browser) and navigation off the app. */
+/**
+ * Denies new windows (links to the allowed documentation hosts open in the user's browser),
+ * navigation off the app, webviews, and every permission request and check.
+ */
 export function restrictNavigation(win: BrowserWindow, location: AppLocation, log: (message: string) => void): void {
   const contents = win.webContents
   contents.setWindowOpenHandler(({ url }) => {
-    if (url.startsWith('https://')) void shell.openExternal(url)
+    if (isAllowedExternal(url)) void shell.openExternal(url)
     else log(`denied a new window for ${url}`)
     return { action: 'deny' }
   })
@@ -60,4 +70,5 @@ export function restrictNavigation(win: BrowserWindow, location: AppLocation, lo
   contents.on('will-attach-webview', (event) => event.preventDefault())
   // The app needs no device or media permission.
   contents.session.setPermissionRequestHandler((_wc, _permission, callback) => callback(false))
+  contents.session.setPermissionCheckHandler(() => false)
 }

@@ -21,8 +21,8 @@ import { isTrustedSender, registerApi, type SenderPolicy } from '../../../../src
 import { IPC_EVENT_CHANNEL } from '../../../../src/shared/ipc'
 import { fakeSpawner } from '../../service/fakeEngine'
 
-const APP_FILE = '/opt/moe-workbench/out/renderer/index.html'
-const APP_URL = 'file:///opt/moe-workbench/out/renderer/index.html'
+const APP_DIR = '/opt/moe-workbench/out/renderer'
+const APP_URL = 'app://workbench/index.html'
 
 function fakeWindow() {
   const webContents = { send: vi.fn(), isDestroyed: () => false }
@@ -49,7 +49,7 @@ let unregister: () => void
 
 beforeEach(() => {
   win = fakeWindow()
-  policy = { window: () => win as never, location: { kind: 'file', file: APP_FILE } }
+  policy = { window: () => win as never, location: { kind: 'app', dir: APP_DIR, url: APP_URL } }
   const fake = fakeSpawner()
   children = fake.children
   workbench = new Workbench({ engine: new EngineClient(fake.spawner), host: 'electron' })
@@ -88,6 +88,10 @@ describe('Electron IPC host', () => {
     ['a subframe of the app window', () => eventFrom(win.webContents, { url: APP_URL, parent: {} })],
     ['the app window showing a foreign page', () => eventFrom(win.webContents, { url: 'https://evil.example/', parent: null })],
     ['another local file', () => eventFrom(win.webContents, { url: 'file:///tmp/evil.html', parent: null })],
+    [
+      'the renderer as a file',
+      () => eventFrom(win.webContents, { url: 'file:///opt/moe-workbench/out/renderer/index.html', parent: null }),
+    ],
     ['a frame that navigated away (senderFrame null)', () => eventFrom(win.webContents, null)],
   ])('refuses %s', async (_what, makeEvent) => {
     await expect(invoke('workbench:system.info', makeEvent(), undefined)).rejects.toThrow(/not the app's window/)
