@@ -13,7 +13,7 @@
  */
 import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
 export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } from './dataset'
-import type { Family, MoeConfigInput, RouterType } from './modelConfig'
+import type { Dtype, Family, MoeConfigInput, RouterType } from './modelConfig'
 import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from './chat'
 import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
@@ -55,7 +55,7 @@ export interface SystemInfo {
   }
 }
 
-export type Dtype = 'float32' | 'bfloat16' | 'float16'
+export type { Dtype }
 
 export interface ModelInfo {
   /** The model folder, absolute. */

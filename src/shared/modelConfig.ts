@@ -10,6 +10,10 @@ import { z } from 'zod'
 import { unknownKeysMessage } from './keys'
 
 export const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe'] as const
+
+/** Storage dtypes of weights (Hugging Face's torch_dtype names); compute is always float32. */
+export const DTYPES = ['float32', 'bfloat16', 'float16'] as const
+export type Dtype = (typeof DTYPES)[number]
 export type Family = (typeof FAMILIES)[number]
 
 /**
@@ -102,7 +106,7 @@ export const moeConfigShape = z.strictObject({
     .default(null),
   padTokenId: z.number().int().nullable().default(null),
   /** Storage dtype of the checkpoint (compute is always float32). */
-  torchDtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
+  torchDtype: z.enum(DTYPES).default('float32'),
 })
 
 /**

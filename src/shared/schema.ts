@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
 import { EXPERT_STORAGES } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
-import { moeConfigPartialSchema } from './modelConfig'
+import { DTYPES, moeConfigPartialSchema } from './modelConfig'
 import { runConfigSchema } from './runConfig'
 import { unknownKeysMessage } from './keys'
 
@@ -103,7 +103,7 @@ export const apiSchemas = {
     name: name.optional(),
     outDir: path.optional(),
     checkpoint: path.optional(),
-    dtype: z.enum(['float32', 'bfloat16', 'float16']).optional(),
+    dtype: z.enum(DTYPES).optional(),
     taskId: id.optional(),
   }),
   'chat.send': z.strictObject({

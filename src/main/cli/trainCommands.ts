@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
+import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
@@ -210,8 +211,8 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
   if (!run) throw new UsageError('give the run: moe-workbench export RUN --out DIR (a run folder or a run id)')
   if (typeof values.out !== 'string') throw new UsageError('--out DIR is required')
   const dtype = values.dtype === undefined ? undefined : String(values.dtype)
-  if (dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(dtype))
-    throw new UsageError(`--dtype: "${dtype}" must be float32, bfloat16 or float16`)
+  if (dtype !== undefined && !(DTYPES as readonly string[]).includes(dtype))
+    throw new UsageError(`--dtype: "${dtype}" must be ${DTYPES.join(', ')}`)
   const located = locateRun(run)
   const host = openHost(located.workspace ? { ...values, workspace: located.workspace } : values, io)
   const checkpoint = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : undefined

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
-import { validateRunConfig } from '../../shared/runConfig'
+import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
 import { datasetDir } from '../data/workspace'
 import type { EngineClient } from './engineClient'
@@ -142,8 +142,8 @@ export function workspaceMethods(ctx: MethodContext): {
       requireFolder(args.model, 'model')
       if (!existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
         throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace; import it first`, 'dataset')
-      // The schema validated the config (and filled its defaults) at the boundary.
-      const config = validateRunConfig(args.config ?? {})
+      // The schema validated the config and filled its defaults at the boundary (Workbench.call).
+      const config = (args.config as RunConfig | undefined) ?? validateRunConfig({})
       if (args.id && existsSync(runDir(workspace, args.id)))
         throw new ApiError('invalid_argument', `id: a run named ${args.id} exists already; choose another name or resume it`, 'id')
       return startRun({ id: args.id ?? newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
