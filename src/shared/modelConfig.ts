@@ -1,6 +1,6 @@
 /**
  * The one typed model config of MoE Workbench, with documented defaults and validation, and the
- * normaliser from Hugging Face config.json (mixtral, qwen2_moe, olmoe) onto it.
+ * normaliser from Hugging Face config.json (mixtral, qwen2_moe, olmoe, qwen3_moe) onto it.
  *
  * Pure TypeScript: shared by the engine, the service, the CLI and the renderer's model form.
  * Workbench-only settings (router variant, capacity factors, dropout...) live in config.json under
@@ -9,12 +9,17 @@
 import { z } from 'zod'
 import { unknownKeysMessage } from './keys'
 
-export const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe'] as const
+export const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe'] as const
 
 /** Storage dtypes of weights (Hugging Face's torch_dtype names); compute is always float32. */
 export const DTYPES = ['float32', 'bfloat16', 'float16'] as const
 export type Dtype = (typeof DTYPES)[number]
 export type Family = (typeof FAMILIES)[number]
+
+/** Where a family normalises queries and keys before RoPE (HF's modelling code). */
+export const QK_NORMS = ['none', 'projection', 'head'] as const
+export type QkNorm = (typeof QK_NORMS)[number]
+export const FAMILY_QK_NORM: Record<Family, QkNorm> = { mixtral: 'none', qwen2_moe: 'none', olmoe: 'projection', qwen3_moe: 'head' }
 
 /**
  * Router variants.
@@ -74,10 +79,13 @@ export const moeConfigShape = z.strictObject({
   /** Every decoderSparseStep-th layer is sparse ((i+1) % step == 0), unless in mlpOnlyLayers. */
   decoderSparseStep: posInt.default(1),
   mlpOnlyLayers: z.array(nonNegInt).default([]),
-  /** Biases on q/k/v projections (qwen2_moe). */
+  /** Biases on q/k/v projections (qwen2_moe qkv_bias; olmoe and qwen3_moe attention_bias). */
   qkvBias: z.boolean().default(false),
-  /** RMSNorm on the q and k projections (olmoe). */
-  qkNorm: z.boolean().default(false),
+  /**
+   * RMSNorm of queries and keys before RoPE: 'projection' over the whole q/k projection (olmoe),
+   * 'head' over head_dim on each head after the split (qwen3_moe), 'none' elsewhere.
+   */
+  qkNorm: z.enum(QK_NORMS).default('none'),
   /** Clamp q/k/v to [-clipQkv, clipQkv] (olmoe); null = off. */
   clipQkv: z.number().positive().nullable().default(null),
   /** Sliding-window attention: a query attends to the last slidingWindow keys; null = full causal. */
@@ -128,14 +136,22 @@ export const moeConfigSchema = moeConfigShape.superRefine((c, ctx) => {
   for (const l of c.mlpOnlyLayers)
     if (l >= c.numLayers)
       ctx.addIssue({ code: 'custom', path: ['mlpOnlyLayers'], message: `layer ${l} does not exist (numLayers ${c.numLayers})` })
-  if (c.qkNorm !== (c.family === 'olmoe'))
+  const qk = FAMILY_QK_NORM[c.family]
+  if (c.qkNorm !== qk)
     ctx.addIssue({
       code: 'custom',
       path: ['qkNorm'],
-      message: c.family === 'olmoe' ? 'olmoe always normalises q and k; set qkNorm true' : `q/k norm is an olmoe feature, not ${c.family}`,
+      message:
+        qk === 'none' ? `${c.family} has no q/k norm; set qkNorm "none"` : `${c.family} always normalises q and k; set qkNorm "${qk}"`,
     })
-  if (c.oBias && c.family !== 'olmoe')
-    ctx.addIssue({ code: 'custom', path: ['oBias'], message: `an output-projection bias is an olmoe feature, not ${c.family}` })
+  if (c.oBias && c.family !== 'olmoe' && c.family !== 'qwen3_moe')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['oBias'],
+      message: `an output-projection bias is an olmoe or qwen3_moe feature, not ${c.family}`,
+    })
+  if (c.family === 'qwen3_moe' && c.oBias !== c.qkvBias)
+    ctx.addIssue({ code: 'custom', path: ['oBias'], message: 'qwen3_moe attention_bias puts a bias on q, k, v and o together' })
   if (c.sharedExpertIntermediateSize > 0 && c.family !== 'qwen2_moe')
     ctx.addIssue({
       code: 'custom',
@@ -238,6 +254,21 @@ const HF_DEFAULTS: Record<Family, Json> = {
     tie_word_embeddings: false,
     max_position_embeddings: 4096,
   },
+  // Qwen3MoeConfig (transformers 5.x); head_dim, when absent, is hidden_size // num_attention_heads.
+  qwen3_moe: {
+    rope_theta: 10000,
+    rms_norm_eps: 1e-6,
+    num_key_value_heads: 4,
+    router_aux_loss_coef: 0.001,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    norm_topk_prob: false,
+    attention_bias: false,
+    use_sliding_window: false,
+    sliding_window: 4096,
+    tie_word_embeddings: false,
+    max_position_embeddings: 32768,
+  },
 }
 
 /** Workbench-only keys stored under config.json's `moe_workbench`. */
@@ -268,6 +299,7 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
   const wb = (opt<Json>(hf, WORKBENCH_KEY) ?? {}) as Json
   const numExperts = family === 'mixtral' ? num(hf, 'num_local_experts', file) : num(hf, 'num_experts', file)
   const intermediate = num(hf, 'intermediate_size', file)
+  const qwen = family === 'qwen2_moe' || family === 'qwen3_moe'
   const input: MoeConfigInput = {
     family,
     vocabSize: num(hf, 'vocab_size', file),
@@ -277,28 +309,29 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
     numKvHeads: opt<number>(hf, 'num_key_value_heads') ?? heads,
     headDim: opt<number>(hf, 'head_dim') ?? Math.floor(hidden / heads),
     intermediateSize: intermediate,
-    expertIntermediateSize: family === 'qwen2_moe' ? num(hf, 'moe_intermediate_size', file) : intermediate,
+    expertIntermediateSize: qwen ? num(hf, 'moe_intermediate_size', file) : intermediate,
     numExperts,
     topK: num(hf, 'num_experts_per_tok', file),
     normTopkProb: family === 'mixtral' ? true : (opt<boolean>(hf, 'norm_topk_prob') ?? false),
     sharedExpertIntermediateSize: family === 'qwen2_moe' ? (opt<number>(hf, 'shared_expert_intermediate_size') ?? 0) : 0,
-    decoderSparseStep: family === 'qwen2_moe' ? (opt<number>(hf, 'decoder_sparse_step') ?? 1) : 1,
-    mlpOnlyLayers: family === 'qwen2_moe' ? (opt<number[]>(hf, 'mlp_only_layers') ?? []) : [],
+    decoderSparseStep: qwen ? (opt<number>(hf, 'decoder_sparse_step') ?? 1) : 1,
+    mlpOnlyLayers: qwen ? (opt<number[]>(hf, 'mlp_only_layers') ?? []) : [],
     qkvBias:
       family === 'qwen2_moe'
         ? (opt<boolean>(hf, 'qkv_bias') ?? true)
-        : family === 'olmoe'
+        : family === 'olmoe' || family === 'qwen3_moe'
           ? (opt<boolean>(hf, 'attention_bias') ?? false)
           : false,
-    oBias: family === 'olmoe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
+    oBias: family === 'olmoe' || family === 'qwen3_moe' ? (opt<boolean>(hf, 'attention_bias') ?? false) : false,
     slidingWindow:
       family === 'mixtral'
         ? (opt<number>(hf, 'sliding_window') ?? null)
-        : family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window')
+        : qwen && opt<boolean>(hf, 'use_sliding_window')
           ? (opt<number>(hf, 'sliding_window') ?? null)
           : null,
+    // qwen2_moe: layers below max_window_layers attend fully; qwen3_moe (transformers 5) windows every layer.
     maxWindowLayers: family === 'qwen2_moe' && opt<boolean>(hf, 'use_sliding_window') ? (opt<number>(hf, 'max_window_layers') ?? 0) : 0,
-    qkNorm: family === 'olmoe',
+    qkNorm: FAMILY_QK_NORM[family],
     clipQkv: family === 'olmoe' ? (opt<number>(hf, 'clip_qkv') ?? null) : null,
     rmsNormEps: opt<number>(hf, 'rms_norm_eps') ?? 1e-5,
     ropeTheta: (ropeParams?.rope_theta as number | undefined) ?? opt<number>(hf, 'rope_theta') ?? 10000,
@@ -378,6 +411,20 @@ export function toHfConfig(c: MoeConfig): Json {
       sliding_window: c.slidingWindow,
       max_window_layers: c.slidingWindow !== null ? c.maxWindowLayers : c.numLayers,
     }
+  } else if (c.family === 'qwen3_moe') {
+    family = {
+      architectures: ['Qwen3MoeForCausalLM'],
+      model_type: 'qwen3_moe',
+      num_experts: c.numExperts,
+      intermediate_size: c.intermediateSize,
+      moe_intermediate_size: c.expertIntermediateSize,
+      decoder_sparse_step: c.decoderSparseStep,
+      mlp_only_layers: c.mlpOnlyLayers,
+      norm_topk_prob: c.normTopkProb,
+      attention_bias: c.qkvBias,
+      use_sliding_window: c.slidingWindow !== null,
+      sliding_window: c.slidingWindow,
+    }
   } else {
     family = {
       architectures: ['OlmoeForCausalLM'],
@@ -400,6 +447,31 @@ export function toHfConfig(c: MoeConfig): Json {
     expert_dropout: c.expertDropout,
   }
   return { ...family, ...common, [WORKBENCH_KEY]: wb }
+}
+
+/** HF config fields typed float: transformers 5 refuses an int there (`router_jitter_noise: 0`). */
+const HF_FLOAT_KEYS = new Set([
+  'rms_norm_eps',
+  'rope_theta',
+  'router_jitter_noise',
+  'router_aux_loss_coef',
+  'attention_dropout',
+  'initializer_range',
+  'clip_qkv',
+])
+
+/**
+ * config.json text for a MoeConfig: float fields keep a decimal point even when integral (0.0,
+ * 1000000.0), as Python's json writes them, so strict config classes accept them.
+ */
+export function hfConfigJson(c: MoeConfig): string {
+  const MARK = '\u0000float:'
+  const text = JSON.stringify(
+    toHfConfig(c),
+    (key, value: unknown) => (HF_FLOAT_KEYS.has(key) && typeof value === 'number' && Number.isInteger(value) ? `${MARK}${value}` : value),
+    2,
+  )
+  return text.replace(/"\\u0000float:(-?\d+)"/g, '$1.0') + '\n'
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,9 +526,12 @@ export function paramSpecs(c: MoeConfig): ParamSpec[] {
     if (c.qkvBias) out.push({ name: `${a}.v_proj.bias`, shape: [kv], kind: 'attn_bias', layer: i })
     out.push({ name: `${a}.o_proj.weight`, shape: [H, q], kind: 'attn', layer: i })
     if (c.oBias) out.push({ name: `${a}.o_proj.bias`, shape: [H], kind: 'attn_bias', layer: i })
-    if (c.qkNorm) {
+    if (c.qkNorm === 'projection') {
       out.push({ name: `${a}.q_norm.weight`, shape: [q], kind: 'norm', layer: i })
       out.push({ name: `${a}.k_norm.weight`, shape: [kv], kind: 'norm', layer: i })
+    } else if (c.qkNorm === 'head') {
+      out.push({ name: `${a}.q_norm.weight`, shape: [c.headDim], kind: 'norm', layer: i })
+      out.push({ name: `${a}.k_norm.weight`, shape: [c.headDim], kind: 'norm', layer: i })
     }
     if (isSparseLayer(c, i)) {
       const m = moePrefix(c, i)

@@ -1,9 +1,9 @@
 /**
  * An independent, deliberately naive float64 reference of the Hugging Face transformers forward
- * pass of MixtralForCausalLM, Qwen2MoeForCausalLM and OlmoeForCausalLM (eval mode, no cache,
+ * pass of MixtralForCausalLM, Qwen2MoeForCausalLM, OlmoeForCausalLM and Qwen3MoeForCausalLM (eval mode, no cache,
  * no padding), for testing the TF.js engine against checkpoints unlike the golden fixtures.
  *
- * Written from HF's modeling_mixtral.py / modeling_qwen2_moe.py / modeling_olmoe.py, not from the
+ * Written from HF's modeling_mixtral.py / modeling_qwen2_moe.py / modeling_olmoe.py / modeling_qwen3_moe.py, not from the
  * engine: it reads the raw HF config.json itself (with HF's own per-class defaults) rather than the
  * engine's MoeConfig, and computes everything with plain loops over numbers. No tfjs.
  *
@@ -13,7 +13,7 @@
  * RMSNorm: w * x / sqrt(mean(x^2) + eps).
  * Attention: q/k/v projections (+bias: qwen2_moe qkv_bias, olmoe attention_bias); olmoe q_norm and
  * k_norm RMSNorms over the whole projected q / k vectors, then olmoe clip_qkv clamps of q, k and v;
- * split into heads; RoPE (rotate_half, inv_freq_i = theta^(-2i/d), angles duplicated over both
+ * split into heads; qwen3_moe q_norm and k_norm RMSNorms over head_dim on each head; RoPE (rotate_half, inv_freq_i = theta^(-2i/d), angles duplicated over both
  * halves); causal softmax(q·k / sqrt(head_dim)) (mixtral sliding_window honoured); query head h reads
  * kv head floor(h / (heads / kv_heads)) (repeat_kv); o_proj (+bias for olmoe attention_bias).
  * Sparse MLP: router logits = W_gate·x, p = softmax(logits), top-k of p (descending, lowest index
@@ -28,7 +28,7 @@ export type Weights = Map<string, ArrayLike<number>>
 
 /** The architecture as HF's configuration classes read a config.json (their defaults included). */
 export interface RefArch {
-  family: 'mixtral' | 'qwen2_moe' | 'olmoe'
+  family: 'mixtral' | 'qwen2_moe' | 'olmoe' | 'qwen3_moe'
   vocab: number
   hidden: number
   layers: number
@@ -55,6 +55,8 @@ export interface RefArch {
   /** Bias on o_proj (olmoe attention_bias only). */
   oBias: boolean
   qkNorm: boolean
+  /** qwen3_moe: RMSNorm over head_dim on each query and key head. */
+  headNorm: boolean
   clipQkv: number | null
   /** Mixtral sliding window (keys with q − k ≥ window are masked); null = full causal. */
   slidingWindow: number | null
@@ -73,13 +75,16 @@ function get<T>(hf: HfConfigJson, key: string, dflt: T): T {
 /** Reads config.json the way HF's MixtralConfig / Qwen2MoeConfig / OlmoeConfig do. */
 export function refArch(hf: HfConfigJson): RefArch {
   const family = hf.model_type
-  if (family !== 'mixtral' && family !== 'qwen2_moe' && family !== 'olmoe') throw new Error(`reference: model_type ${String(family)}`)
+  if (family !== 'mixtral' && family !== 'qwen2_moe' && family !== 'olmoe' && family !== 'qwen3_moe')
+    throw new Error(`reference: model_type ${String(family)}`)
   for (const key of ['rope_scaling', 'rope_parameters']) {
     const rs = hf[key] as HfConfigJson | undefined | null
     const t = rs ? (rs.rope_type ?? rs.type) : undefined
     if (t !== undefined && t !== 'default') throw new Error('reference: only default RoPE is modelled')
   }
-  if (family === 'qwen2_moe' && hf.use_sliding_window === true) throw new Error('reference: qwen2_moe use_sliding_window is not modelled')
+  if ((family === 'qwen2_moe' || family === 'qwen3_moe') && hf.use_sliding_window === true)
+    throw new Error('reference: qwen use_sliding_window is not modelled')
+  const qwen = family === 'qwen2_moe' || family === 'qwen3_moe'
   const hidden = need(hf, 'hidden_size')
   const heads = need(hf, 'num_attention_heads')
   const hfInter = need(hf, 'intermediate_size')
@@ -89,6 +94,7 @@ export function refArch(hf: HfConfigJson): RefArch {
     mixtral: { kv: 8, theta: 1e6, eps: 1e-5, topK: 2 },
     qwen2_moe: { kv: heads, theta: 10000, eps: 1e-6, topK: 4 },
     olmoe: { kv: heads, theta: 10000, eps: 1e-5, topK: 8 },
+    qwen3_moe: { kv: 4, theta: 10000, eps: 1e-6, topK: 8 },
   }[family]
   const arch: RefArch = {
     family,
@@ -98,26 +104,35 @@ export function refArch(hf: HfConfigJson): RefArch {
     heads,
     kvHeads: get(hf, 'num_key_value_heads', defaults.kv),
     // mixtral: head_dim or hidden // heads; qwen2_moe and olmoe: hidden // heads in HF's modelling code.
-    headDim: family === 'mixtral' ? get(hf, 'head_dim', Math.floor(hidden / heads)) : Math.floor(hidden / heads),
+    // (qwen3_moe: head_dim, else hidden // heads, as getattr(config, 'head_dim', ...) reads it.)
+    headDim: family === 'mixtral' || family === 'qwen3_moe' ? get(hf, 'head_dim', Math.floor(hidden / heads)) : Math.floor(hidden / heads),
     ropeTheta: (ropeParams?.rope_theta as number | undefined) ?? get(hf, 'rope_theta', defaults.theta),
     eps: get(hf, 'rms_norm_eps', defaults.eps),
     tied: get(hf, 'tie_word_embeddings', false),
-    experts: family === 'mixtral' ? get(hf, 'num_local_experts', 8) : get(hf, 'num_experts', family === 'qwen2_moe' ? 60 : 64),
+    experts:
+      family === 'mixtral'
+        ? get(hf, 'num_local_experts', 8)
+        : get(hf, 'num_experts', family === 'qwen2_moe' ? 60 : family === 'qwen3_moe' ? 128 : 64),
     topK: get(hf, 'num_experts_per_tok', defaults.topK),
     normTopk: family === 'mixtral' ? true : get(hf, 'norm_topk_prob', false),
-    expertInter: family === 'qwen2_moe' ? get(hf, 'moe_intermediate_size', 1408) : hfInter,
+    expertInter: qwen ? get(hf, 'moe_intermediate_size', family === 'qwen2_moe' ? 1408 : 768) : hfInter,
     denseInter: hfInter,
     sharedInter: family === 'qwen2_moe' ? get(hf, 'shared_expert_intermediate_size', 5632) : 0,
-    sparseStep: family === 'qwen2_moe' ? get(hf, 'decoder_sparse_step', 1) : 1,
-    mlpOnly: family === 'qwen2_moe' ? get<number[]>(hf, 'mlp_only_layers', []) : [],
-    qkvBias: family === 'qwen2_moe' ? get(hf, 'qkv_bias', true) : family === 'olmoe' ? get(hf, 'attention_bias', false) : false,
-    oBias: family === 'olmoe' ? get(hf, 'attention_bias', false) : false,
+    sparseStep: qwen ? get(hf, 'decoder_sparse_step', 1) : 1,
+    mlpOnly: qwen ? get<number[]>(hf, 'mlp_only_layers', []) : [],
+    qkvBias:
+      family === 'qwen2_moe'
+        ? get(hf, 'qkv_bias', true)
+        : family === 'olmoe' || family === 'qwen3_moe'
+          ? get(hf, 'attention_bias', false)
+          : false,
+    oBias: family === 'olmoe' || family === 'qwen3_moe' ? get(hf, 'attention_bias', false) : false,
     qkNorm: family === 'olmoe',
+    headNorm: family === 'qwen3_moe',
     clipQkv: family === 'olmoe' ? get<number | null>(hf, 'clip_qkv', null) : null,
     slidingWindow: family === 'mixtral' ? get<number | null>(hf, 'sliding_window', null) : null,
   }
-  if (family === 'qwen2_moe' && (arch.experts <= 0 || arch.sparseStep <= 0))
-    throw new Error('reference: qwen2_moe without experts is not modelled')
+  if (qwen && (arch.experts <= 0 || arch.sparseStep <= 0)) throw new Error('reference: qwen MoE without experts is not modelled')
   return arch
 }
 
@@ -312,8 +327,12 @@ export function hfReferenceForward(hf: HfConfigJson, weights: Weights, inputIds:
         q = clip(q)
         k = clip(k)
         v = clip(v)
-        Q.push(Array.from({ length: nh }, (_, hh) => rope(q.slice(hh * hd, (hh + 1) * hd), t, a.ropeTheta)))
-        K.push(Array.from({ length: nkv }, (_, hh) => rope(k.slice(hh * hd, (hh + 1) * hd), t, a.ropeTheta)))
+        const headOf = (v: number[], hh: number, norm: string): number[] => {
+          const part = v.slice(hh * hd, (hh + 1) * hd)
+          return a.headNorm ? rmsNorm(part, w(weights, `${at}.${norm}.weight`), a.eps) : part
+        }
+        Q.push(Array.from({ length: nh }, (_, hh) => rope(headOf(q, hh, 'q_norm'), t, a.ropeTheta)))
+        K.push(Array.from({ length: nkv }, (_, hh) => rope(headOf(k, hh, 'k_norm'), t, a.ropeTheta)))
         Vv.push(Array.from({ length: nkv }, (_, hh) => v.slice(hh * hd, (hh + 1) * hd)))
       }
       const rowOut: number[][] = []

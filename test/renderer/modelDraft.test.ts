@@ -19,7 +19,12 @@ describe('model drafts', () => {
   })
 
   it('sends the architecture with the shared expert only for qwen2_moe', () => {
-    const qwen = draftArgs(draftFromPreset(MODEL_PRESETS[1], ' q '))
+    const qwen = draftArgs(
+      draftFromPreset(
+        MODEL_PRESETS.find((p) => p.id === 'qwen2-moe-tiny')!,
+        ' q ',
+      ),
+    )
     expect(qwen).toMatchObject({
       name: 'q',
       seed: 0,

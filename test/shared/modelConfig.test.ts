@@ -10,7 +10,7 @@ const expected = (family: string): { param_names: string[]; param_shapes: Record
   JSON.parse(readFileSync(join(FIX, family, 'expected.json'), 'utf8'))
 
 describe('HF config.json normaliser', () => {
-  for (const family of ['mixtral', 'qwen2_moe', 'olmoe']) {
+  for (const family of ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe']) {
     it(`${family}: tensor names, shapes and parameter count match the checkpoint`, () => {
       const c = fromHfConfig(hf(family))
       const e = expected(family)
@@ -42,7 +42,32 @@ describe('HF config.json normaliser', () => {
       normTopkProb: false,
     })
     const o = fromHfConfig(hf('olmoe'))
-    expect(o).toMatchObject({ qkNorm: true, clipQkv: null, eosTokenId: 95, padTokenId: 1, ropeTheta: 10000 })
+    expect(o).toMatchObject({ qkNorm: 'projection', clipQkv: null, eosTokenId: 95, padTokenId: 1, ropeTheta: 10000 })
+    const q3 = fromHfConfig(hf('qwen3_moe'))
+    expect(q3).toMatchObject({
+      family: 'qwen3_moe',
+      qkNorm: 'head',
+      headDim: 12, // explicit, not 32 / 4
+      expertIntermediateSize: 20,
+      intermediateSize: 48,
+      sharedExpertIntermediateSize: 0,
+      qkvBias: false,
+      oBias: false,
+      normTopkProb: true,
+      ropeTheta: 1e6,
+    })
+    expect(paramSpecs(q3).find((s) => s.name === 'model.layers.0.self_attn.q_norm.weight')?.shape).toEqual([12])
+    // What HF's Qwen3MoeForCausalLM reads back.
+    expect(toHfConfig(q3)).toMatchObject({
+      architectures: ['Qwen3MoeForCausalLM'],
+      model_type: 'qwen3_moe',
+      head_dim: 12,
+      moe_intermediate_size: 20,
+    })
+    const biased = fromHfConfig({ ...hf('qwen3_moe'), attention_bias: true, use_sliding_window: true, sliding_window: 16 })
+    expect(biased).toMatchObject({ qkvBias: true, oBias: true, slidingWindow: 16, maxWindowLayers: 0 })
+    expect(() => validateMoeConfig({ ...q3, qkNorm: 'projection' })).toThrow(/qwen3_moe always normalises q and k; set qkNorm "head"/)
+    expect(() => validateMoeConfig({ ...q3, sharedExpertIntermediateSize: 8 })).toThrow(/shared expert is a qwen2_moe feature/)
   })
 
   it('qwen2_moe: decoder_sparse_step and mlp_only_layers make dense layers with the dense MLP names', () => {
@@ -100,7 +125,7 @@ describe('HF config.json normaliser', () => {
   })
 
   it('toHfConfig → fromHfConfig round-trips, workbench keys included', () => {
-    for (const family of ['mixtral', 'qwen2_moe', 'olmoe']) {
+    for (const family of ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe']) {
       const c = fromHfConfig(hf(family))
       const custom = {
         ...c,

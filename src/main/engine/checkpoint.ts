@@ -6,8 +6,8 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
-import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, type MoeConfig } from '../../shared/modelConfig'
-import { writeJsonAtomic } from '../util/atomic'
+import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, hfConfigJson, type MoeConfig } from '../../shared/modelConfig'
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { CheckpointError, nonFinite, readWeight } from './weights'
 import { MoeModel } from './model'
 import { ExpertStore, type OffloadOptions } from './offload'
@@ -188,7 +188,7 @@ export function saveModel(model: MoeModel, dir: string, opts: SaveOptions = {}):
   for (const s of model.specs)
     tensors.set(s.name, { dtype: st, shape: s.shape, data: model.params.get(s.name)!.dataSync() as Float32Array })
   const files = saveCheckpointTensors(dir, tensors, { maxShardBytes: opts.maxShardBytes })
-  writeJsonAtomic(join(dir, 'config.json'), { ...toHfConfig({ ...model.config, torchDtype: dtype }) })
+  writeFileAtomic(join(dir, 'config.json'), hfConfigJson({ ...model.config, torchDtype: dtype }))
   const c = model.config
   writeJsonAtomic(join(dir, 'generation_config.json'), {
     bos_token_id: c.bosTokenId,

@@ -1,7 +1,7 @@
 /**
  * The decoder: embeddings, attention (RoPE, grouped-query, optional q/k/v biases and q/k norm),
  * dense or sparse MLP per layer, final norm and lm_head, following HF transformers' Mixtral,
- * Qwen2-MoE and OLMoE modelling code. All compute is float32.
+ * Qwen2-MoE, OLMoE and Qwen3-MoE modelling code. All compute is float32.
  *
  * Weights are tf.Variables keyed by their hub tensor names, so checkpoints, optimiser state,
  * freeze policies and gradients all speak the same names.
@@ -200,7 +200,8 @@ export class MoeModel {
       let q = w.linear(hIn, `${a}.q_proj.weight`, bias('q_proj')) // (N, nh·hd)
       let k = w.linear(hIn, `${a}.k_proj.weight`, bias('k_proj')) // (N, nkv·hd)
       let v = w.linear(hIn, `${a}.v_proj.weight`, bias('v_proj')) // (N, nkv·hd)
-      if (c.qkNorm) {
+      if (c.qkNorm === 'projection') {
+        // OLMoE: over the whole projection, before the head split.
         q = rmsNorm(q, p(`${a}.q_norm.weight`), c.rmsNormEps)
         k = rmsNorm(k, p(`${a}.k_norm.weight`), c.rmsNormEps)
       }
@@ -212,6 +213,11 @@ export class MoeModel {
       let q4 = tf.transpose(tf.reshape(q, [B, T, nh, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nh, T, hd)
       let k4 = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
       let v4 = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
+      if (c.qkNorm === 'head') {
+        // Qwen3-MoE: each head over head_dim, after the split, before RoPE.
+        q4 = rmsNorm(q4, p(`${a}.q_norm.weight`), c.rmsNormEps) // (B, nh, T, hd)
+        k4 = rmsNorm(k4, p(`${a}.k_norm.weight`), c.rmsNormEps) // (B, nkv, T, hd)
+      }
       q4 = applyRope(q4, cos, sin)
       k4 = applyRope(k4, cos, sin)
       if (opts.cache) {

@@ -7,6 +7,7 @@ import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
 import type { FitPlan, OffloadOptions } from '../../shared/chat'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
+import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
 import { ApiError, type ModelInfo } from '../../shared/api'
 import { loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
@@ -44,19 +45,11 @@ export async function createModel(
   }
   const preset: MoeConfigInput = {
     vocabSize: vocabSize ?? 1024,
-    hiddenSize: 128,
-    numLayers: 4,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: Math.floor((input.hiddenSize ?? 128) / (input.numHeads ?? 4)),
-    intermediateSize: 256,
-    expertIntermediateSize: 256,
-    numExperts: 8,
-    topK: 2,
-    normTopkProb: input.family === 'mixtral',
-    qkNorm: input.family === 'olmoe',
+    ...SMALL_ARCHITECTURE,
+    headDim: Math.floor((input.hiddenSize ?? SMALL_ARCHITECTURE.hiddenSize) / (input.numHeads ?? SMALL_ARCHITECTURE.numHeads)),
+    normTopkProb: false,
+    ...familyTraits(input.family),
     sharedExpertIntermediateSize: input.family === 'qwen2_moe' ? 256 : 0,
-    maxPositionEmbeddings: 1024,
     bosTokenId: special.bos ?? null,
     eosTokenId: special.eos ?? null,
     padTokenId: special.pad ?? null,

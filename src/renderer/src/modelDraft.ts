@@ -3,114 +3,17 @@
  * with the shared model-config schema (so the form refuses what the service would refuse).
  */
 import type { ModelsCreateArgs } from '../../shared/api'
-import { type Family, type RouterType, countParams, moeConfigSchema } from '../../shared/modelConfig'
+import { countParams, moeConfigSchema } from '../../shared/modelConfig'
+import { MODEL_PRESETS, familyTraits, type ModelPreset, type PresetArchitecture } from '../../shared/modelPresets'
 
-export interface ModelDraft {
+export interface ModelDraft extends PresetArchitecture {
   name: string
-  family: Family
-  numLayers: number
-  hiddenSize: number
-  numHeads: number
-  expertIntermediateSize: number
-  numExperts: number
-  topK: number
-  router: RouterType
-  normTopkProb: boolean
-  /** qwen2_moe only; 0 = none. */
-  sharedExpertIntermediateSize: number
   seed: number
   /** Model folder whose tokenizer the new model takes ('' = the bundled model's). */
   tokenizerFrom: string
 }
 
-export interface ModelPreset {
-  id: string
-  label: string
-  draft: Omit<ModelDraft, 'name' | 'seed' | 'tokenizerFrom'>
-}
-
-export const MODEL_PRESETS: ModelPreset[] = [
-  {
-    id: 'mixtral-tiny',
-    label: 'Mixtral, 8 experts, top-2',
-    draft: {
-      family: 'mixtral',
-      numLayers: 4,
-      hiddenSize: 128,
-      numHeads: 4,
-      expertIntermediateSize: 256,
-      numExperts: 8,
-      topK: 2,
-      router: 'softmax_topk',
-      normTopkProb: true,
-      sharedExpertIntermediateSize: 0,
-    },
-  },
-  {
-    id: 'qwen2-moe-tiny',
-    label: 'Qwen2-MoE with a shared expert',
-    draft: {
-      family: 'qwen2_moe',
-      numLayers: 4,
-      hiddenSize: 128,
-      numHeads: 4,
-      expertIntermediateSize: 128,
-      numExperts: 8,
-      topK: 2,
-      router: 'softmax_topk',
-      normTopkProb: false,
-      sharedExpertIntermediateSize: 256,
-    },
-  },
-  {
-    id: 'olmoe-tiny',
-    label: 'OLMoE, 16 experts, top-4',
-    draft: {
-      family: 'olmoe',
-      numLayers: 4,
-      hiddenSize: 128,
-      numHeads: 4,
-      expertIntermediateSize: 128,
-      numExperts: 16,
-      topK: 4,
-      router: 'softmax_topk',
-      normTopkProb: false,
-      sharedExpertIntermediateSize: 0,
-    },
-  },
-  {
-    id: 'switch',
-    label: 'Switch Transformer (top-1)',
-    draft: {
-      family: 'mixtral',
-      numLayers: 4,
-      hiddenSize: 128,
-      numHeads: 4,
-      expertIntermediateSize: 256,
-      numExperts: 8,
-      topK: 1,
-      router: 'switch',
-      normTopkProb: true,
-      sharedExpertIntermediateSize: 0,
-    },
-  },
-  {
-    id: 'hash',
-    label: 'Hash routing (no learned router)',
-    draft: {
-      family: 'mixtral',
-      numLayers: 4,
-      hiddenSize: 128,
-      numHeads: 4,
-      expertIntermediateSize: 256,
-      numExperts: 8,
-      topK: 1,
-      router: 'hash',
-      normTopkProb: true,
-      sharedExpertIntermediateSize: 0,
-    },
-  },
-]
+export { MODEL_PRESETS, type ModelPreset }
 
 export function draftFromPreset(preset: ModelPreset, name = ''): ModelDraft {
   return { ...preset.draft, name, seed: 0, tokenizerFrom: '' }
@@ -129,8 +32,8 @@ export function draftConfig(d: ModelDraft): ModelsCreateArgs['config'] {
     expertIntermediateSize: d.expertIntermediateSize,
     numExperts: d.numExperts,
     topK: d.topK,
-    normTopkProb: d.family === 'mixtral' ? true : d.normTopkProb,
-    qkNorm: d.family === 'olmoe',
+    normTopkProb: d.normTopkProb,
+    ...familyTraits(d.family),
     router: { type: d.router },
   }
   if (d.family === 'qwen2_moe') config.sharedExpertIntermediateSize = d.sharedExpertIntermediateSize

@@ -223,7 +223,7 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
 
     it('softmax top-k with and without renormalisation', () => {
       for (const norm of [true, false]) {
-        const c = tinyConfig({ family: 'olmoe', normTopkProb: norm, qkNorm: true, numKvHeads: 4 })
+        const c = tinyConfig({ family: 'olmoe', normTopkProb: norm, qkNorm: 'projection', numKvHeads: 4 })
         const m = new MoeModel(c, randomWeights(c, 6))
         try {
           tf.tidy(() => {

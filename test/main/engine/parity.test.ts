@@ -1,6 +1,6 @@
 /**
  * Parity with Hugging Face transformers: golden outputs from test/fixtures/moe-reference (a PyTorch
- * port of HF's Mixtral, Qwen2-MoE and OLMoE), within the tolerances each expected.json states.
+ * port of HF's Mixtral, Qwen2-MoE, OLMoE and Qwen3-MoE), within the tolerances each expected.json states.
  * Every check runs on the cpu and the wasm backend.
  */
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs'
@@ -18,7 +18,7 @@ import { AdamW } from '../../../src/main/engine/optimizer'
 import { loadSafetensors, type LoadedTensor } from '../../../src/main/engine/safetensors'
 
 const FIXTURES = join(__dirname, '../../fixtures/moe-reference')
-const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe'] as const
+const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe'] as const
 
 interface Tol {
   rtol: number

@@ -4,7 +4,8 @@
  * fixtures do not: tied embeddings, qwen2_moe dense layers (decoder_sparse_step, mlp_only_layers),
  * norm_topk_prob, grouped-query attention, head_dim ≠ hidden/heads, olmoe clip_qkv, qwen2_moe with
  * and without a shared expert and q/k/v biases, top_k 1 and top_k = num_experts, rope_theta,
- * rms_norm_eps, sequences up to 24 tokens, batch 2.
+ * rms_norm_eps, qwen3_moe per-head q/k norms with head_dim ≠ hidden/heads, GQA/MQA, dense layers,
+ * tied embeddings and norm_topk_prob both ways, sequences up to 24 tokens, batch 2.
  *
  * Tolerances (engine float32 vs reference float64, same float32 weights):
  * - logits: max |engine − ref| ≤ 2e-4 · max(1, max |ref logit|);
@@ -381,6 +382,78 @@ const CASES: Case[] = [
     T: 12,
     seed: 42,
   },
+  // Qwen3-MoE: per-head q/k norm over head_dim; the edge cases its config allows.
+  {
+    name: 'qwen3_moe: head_dim 24 ≠ 48/4 (as Qwen3-30B-A3B: 128 ≠ 2048/32), GQA 4/2, norm_topk_prob true',
+    hf: {
+      model_type: 'qwen3_moe',
+      vocab_size: 71,
+      hidden_size: 48,
+      intermediate_size: 40,
+      moe_intermediate_size: 20,
+      num_hidden_layers: 3,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 24,
+      num_experts: 6,
+      num_experts_per_tok: 2,
+      norm_topk_prob: true,
+      rope_theta: 1e6,
+      rms_norm_eps: 1e-6,
+      max_position_embeddings: 64,
+      tie_word_embeddings: false,
+    },
+    B: 2,
+    T: 20,
+    seed: 51,
+  },
+  {
+    name: 'qwen3_moe: norm_topk_prob false, MQA 6/1, tied embeddings, dense layers (mlp_only_layers [0], decoder_sparse_step 2)',
+    hf: {
+      model_type: 'qwen3_moe',
+      vocab_size: 59,
+      hidden_size: 36,
+      intermediate_size: 28,
+      moe_intermediate_size: 16,
+      num_hidden_layers: 4,
+      num_attention_heads: 6,
+      num_key_value_heads: 1,
+      num_experts: 5,
+      num_experts_per_tok: 3,
+      norm_topk_prob: false,
+      decoder_sparse_step: 2,
+      mlp_only_layers: [0],
+      rope_theta: 10000,
+      rms_norm_eps: 1e-6,
+      max_position_embeddings: 64,
+      tie_word_embeddings: true,
+    },
+    B: 2,
+    T: 16,
+    seed: 52,
+    expect: { dense: true },
+  },
+  {
+    name: 'qwen3_moe: attention_bias (q/k/v/o), head_dim 8 ≠ 32/2, top_k = num_experts = 4, HF defaults for omitted keys',
+    hf: {
+      model_type: 'qwen3_moe',
+      vocab_size: 47,
+      hidden_size: 32,
+      intermediate_size: 24,
+      moe_intermediate_size: 12,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      num_key_value_heads: 2,
+      head_dim: 8,
+      num_experts: 4,
+      num_experts_per_tok: 4,
+      attention_bias: true,
+      max_position_embeddings: 64,
+    },
+    B: 1,
+    T: 14,
+    seed: 53,
+  },
 ]
 
 // ---------------------------------------------------------------------------------------------
@@ -465,11 +538,11 @@ for (const backend of BACKENDS) {
           I: a.expertInter,
           shared: a.sharedInter,
           qkvBias: a.qkvBias,
-          qkNorm: a.qkNorm,
+          qkNorm: a.qkNorm ? 'projection' : a.headNorm ? 'head' : 'none',
           clip: a.clipQkv,
           sparse: Array.from({ length: a.layers }, (_, i) => refIsSparse(a, i)),
         })
-        if (c.family === 'qwen2_moe') expect(c.intermediateSize).toBe(a.denseInter)
+        if (c.family === 'qwen2_moe' || c.family === 'qwen3_moe') expect(c.intermediateSize).toBe(a.denseInter)
       }
     })
 
