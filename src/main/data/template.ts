@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { Template } from '@huggingface/jinja'
 import { type ChatMessage, type NormalizedRow, type Segment, rowKind } from '../../shared/dataset'
 import { DatasetError } from './errors'
-import { tokenString } from './tokenizer'
+import { tokenString, type ModelTokenizer } from './tokenizer'
 
 /**
  * The workbench's chat template for models whose tokenizer_config.json has none (base models).
@@ -146,8 +146,9 @@ export interface SegmentOptions {
  * The row as text the model sees, split into segments marked trainable or not. Chats go through
  * the template, rendered incrementally: for each assistant turn i, the rendering of the turns
  * before it with the generation prompt is the untrained prefix, and what rendering turn i adds
- * after that prefix (its content and end-of-turn tokens) is trained. The template must be
- * prefix-stable (each rendering extends the previous one); if not, this throws DatasetError.
+ * after that prefix (its content and end-of-turn tokens) is trained. A template that rewrites
+ * earlier turns (Qwen3 drops the reasoning of answered turns) is rendered whole instead, and each
+ * assistant turn is found between its generation prompt and its end-of-turn marker.
  * Completion: prompt untrained, completion + EOS trained. Text: text + EOS trained.
  */
 export function rowSegments(row: NormalizedRow, template: ChatTemplate, options: SegmentOptions = {}): Segment[] {
@@ -164,28 +165,14 @@ export function rowSegments(row: NormalizedRow, template: ChatTemplate, options:
   switch (rowKind(row)) {
     case 'chat': {
       const messages = (row as { messages: ChatMessage[] }).messages
-      let done = ''
-      let doneCount = 0
-      for (let i = 0; i < messages.length; i++) {
-        if (messages[i].role !== 'assistant') continue
-        const prefix = template.render(messages.slice(0, i), true)
-        if (!prefix.startsWith(done)) throw notPrefixStable(i, doneCount)
-        push(prefix.slice(done.length), false)
-        const full = template.render(messages.slice(0, i + 1), false)
-        if (!full.startsWith(prefix)) {
-          throw new DatasetError(
-            `chat template: the rendering of assistant turn ${i} does not start with the generation prompt, so its tokens cannot be told apart from the prompt's`,
-          )
-        }
-        push(full.slice(prefix.length), true)
-        done = full
-        doneCount = i + 1
+      const stable = prefixStableSegments(messages, template)
+      if (stable === null) {
+        // The template rewrites earlier turns (Qwen3 drops the <think> part of answered turns):
+        // the conversation is trained as it renders whole, each assistant turn marked in it.
+        for (const [text, trainable] of wholeRenderingSegments(messages, template)) push(text, trainable)
+        return segments
       }
-      if (messages.length === 0 || messages[messages.length - 1].role !== 'assistant') {
-        const all = template.render(messages, false)
-        if (!all.startsWith(done)) throw notPrefixStable(messages.length, doneCount)
-        push(all.slice(done.length), false)
-      }
+      for (const [text, trainable] of stable) push(text, trainable)
       return segments
     }
     case 'completion': {
@@ -204,8 +191,89 @@ export function rowSegments(row: NormalizedRow, template: ChatTemplate, options:
   }
 }
 
-function notPrefixStable(count: number, before: number): DatasetError {
-  return new DatasetError(
-    `chat template: rendering the first ${count} messages does not extend the rendering of the first ${before} (the template rewrites earlier turns), so the trained spans cannot be found`,
-  )
+/**
+ * Segments of a conversation rendered turn by turn (each rendering extends the previous one), or
+ * null when the template rewrites earlier turns.
+ */
+function prefixStableSegments(messages: ChatMessage[], template: ChatTemplate): [string, boolean][] | null {
+  const out: [string, boolean][] = []
+  let done = ''
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i].role !== 'assistant') continue
+    const prefix = template.render(messages.slice(0, i), true)
+    if (!prefix.startsWith(done)) return null
+    out.push([prefix.slice(done.length), false])
+    const full = template.render(messages.slice(0, i + 1), false)
+    if (!full.startsWith(prefix)) {
+      throw new DatasetError(
+        `chat template: the rendering of assistant turn ${i} does not start with the generation prompt, so its tokens cannot be told apart from the prompt's`,
+      )
+    }
+    out.push([full.slice(prefix.length), true])
+    done = full
+  }
+  if (messages.length === 0 || messages[messages.length - 1].role !== 'assistant') {
+    const all = template.render(messages, false)
+    if (!all.startsWith(done)) return null
+    out.push([all.slice(done.length), false])
+  }
+  return out
+}
+
+/** What the template puts around an assistant turn: the generation prompt before it, the end of turn after it. */
+export function turnMarkers(template: ChatTemplate): { generationPrompt: string; endOfTurn: string } {
+  const MARK = '\u0001answer\u0001'
+  const user: ChatMessage[] = [{ role: 'user', content: 'question' }]
+  const asked = template.render(user, true)
+  const plain = template.render(user, false)
+  const answered = template.render([...user, { role: 'assistant', content: MARK }], false)
+  const at = answered.lastIndexOf(MARK)
+  // The end of turn: what follows the answer, up to where a next turn would begin.
+  const endOfTurn = at < 0 ? template.eosToken : answered.slice(at + MARK.length)
+  return { generationPrompt: asked.startsWith(plain) ? asked.slice(plain.length) : '', endOfTurn }
+}
+
+/**
+ * The tokens that end an assistant turn: the template's end-of-turn marker when it starts with a
+ * special token (<|im_end|> for ChatML and Qwen, </s> for Llama/Mistral templates), the
+ * tokenizer's EOS, and the eos_token_id of config.json / generation_config.json (`extra`).
+ * Generation stops at any of them.
+ */
+export function endOfTurnIds(template: ChatTemplate, tokenizer: ModelTokenizer, extra: readonly number[] = []): number[] {
+  const ids = new Set<number>(extra)
+  if (tokenizer.eosId !== null) ids.add(tokenizer.eosId)
+  const marker = turnMarkers(template).endOfTurn
+  const first = marker === '' ? undefined : tokenizer.encode(marker, true)[0]
+  if (first !== undefined && tokenizer.specialIds.has(first)) ids.add(first)
+  return [...ids]
+}
+
+/**
+ * Segments of a conversation rendered whole, for templates that are not prefix-stable: each
+ * assistant turn is found in the rendering (after its generation prompt, up to and including its
+ * end-of-turn marker) and marked trained; everything else is not.
+ */
+function wholeRenderingSegments(messages: ChatMessage[], template: ChatTemplate): [string, boolean][] {
+  const full = template.render(messages, false)
+  const { generationPrompt, endOfTurn } = turnMarkers(template)
+  if (generationPrompt === '' || endOfTurn === '')
+    throw new DatasetError(
+      'chat template: it rewrites earlier turns and has no generation prompt or end-of-turn marker to find the assistant turns by, so the trained spans cannot be found',
+    )
+  const out: [string, boolean][] = []
+  let cursor = 0
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i].role !== 'assistant') continue
+    const open = full.indexOf(generationPrompt, cursor)
+    const start = open < 0 ? -1 : open + generationPrompt.length
+    const end = start < 0 ? -1 : full.indexOf(endOfTurn, start)
+    if (end < 0)
+      throw new DatasetError(
+        `chat template: assistant turn ${i} was not found in the rendered conversation, so its tokens cannot be marked`,
+      )
+    out.push([full.slice(cursor, start), false], [full.slice(start, end + endOfTurn.length), true])
+    cursor = end + endOfTurn.length
+  }
+  out.push([full.slice(cursor), false])
+  return out
 }

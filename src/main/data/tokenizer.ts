@@ -29,6 +29,8 @@ export interface ModelTokenizer {
   padId: number | null
   /** Encoding with special tokens puts a BOS first (Llama/Mistral yes, Qwen no). */
   addsBos: boolean
+  /** Ids of the added tokens marked special (<|im_end|>, </s>...). */
+  specialIds: ReadonlySet<number>
   /** tokenizer_config.json as read (chat_template and all). */
   config: Record<string, unknown>
   /**
@@ -144,6 +146,7 @@ export function createTokenizer(dir: string, json: Record<string, unknown>, conf
     eosId,
     padId: idOf(padToken),
     addsBos,
+    specialIds: new Set(added.filter((t) => t.special !== false).map((t) => t.id)),
     config,
     encode,
     decode: (ids, skipSpecialTokens = false) => tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens }),

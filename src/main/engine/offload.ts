@@ -22,7 +22,7 @@ import {
   type OffloadOptions,
   type OffloadStats,
 } from '../../shared/chat'
-import { expertProjNames, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
+import { expertProjNames, moePrefix, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { linear, mm, type Weights } from './ops'
 import { decodeToFloat32, encodeFromFloat32, type SafetensorsHeader } from './safetensors'
 import { readWeight } from './weights'
@@ -297,7 +297,7 @@ export function offloadedWeights(
       const next = sparse[sparse.indexOf(layer) + 1]
       if (next === undefined) return
       // Predict the next layer's experts from this hidden state with the next layer's router.
-      const prefix = `model.layers.${next}.${config.family === 'mixtral' ? 'block_sparse_moe' : 'mlp'}`
+      const prefix = moePrefix(config, next)
       const scores = tf.tidy(() => tf.sum(tf.softmax(linear(h, resident(`${prefix}.gate.weight`))), 0).dataSync())
       const order = Array.from(scores, (v, e) => [v, e] as const)
         .sort((a, b) => b[0] - a[0])

@@ -24,7 +24,7 @@ export class ChatSessions {
     const lease = await this.models.get(args.model, args.offload, hooks)
     let started = false
     try {
-      const { model, tokenizer, template } = lease
+      const { model, tokenizer, template, stopIds } = lease
       if (!tokenizer || !template)
         throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
       const messages: ChatMessage[] = args.messages
@@ -42,7 +42,10 @@ export class ChatSessions {
       const emit = (e: ChatEvent): void => this.emit(e)
       // Run after this request has been answered.
       setImmediate(
-        () => void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopSequences, controller, emit).finally(lease.release),
+        () =>
+          void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopIds, stopSequences, controller, emit).finally(
+            lease.release,
+          ),
       )
       started = true
       return { requestId, prompt, promptTokens: promptIds.length, template: template.source }
@@ -64,6 +67,7 @@ export class ChatSessions {
     promptIds: number[],
     maxNew: number,
     args: ChatSendArgs,
+    stopTokens: number[],
     stopSequences: number[][],
     controller: AbortController,
     emit: (e: ChatEvent) => void,
@@ -72,11 +76,6 @@ export class ChatSessions {
     let text = ''
     let forwards = 0
     try {
-      const eos = tokenizer.eosId
-      const cfgEos = model.config.eosTokenId
-      const stopTokens = [
-        ...new Set([...(eos === null ? [] : [eos]), ...(cfgEos === null ? [] : Array.isArray(cfgEos) ? cfgEos : [cfgEos])]),
-      ]
       const r = await generateAsync(model, promptIds, {
         maxNewTokens: maxNew,
         sampling: { ...DEFAULT_SAMPLING, seed: Date.now() % 2 ** 31, ...args.sampling },

@@ -2,14 +2,14 @@
  * Models in the engine process: new models with fresh weights, the fit planner for a folder, and
  * the cache of loaded models that chat and expert analysis borrow from.
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
 import type { FitPlan, OffloadOptions } from '../../shared/chat'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
 import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
 import { ApiError, type ModelInfo } from '../../shared/api'
-import { loadChatTemplate, type ChatTemplate } from '../data/template'
+import { endOfTurnIds, loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { writeJsonAtomic } from '../util/atomic'
 import { inspectModel, loadModelAsync, readModelConfig, saveModel } from '../engine/checkpoint'
@@ -107,6 +107,21 @@ export interface LoadedModel {
   model: MoeModel
   tokenizer: ModelTokenizer | null
   template: ChatTemplate | null
+  /** Tokens that end a reply: the template's end of turn, EOS, config and generation_config eos ids. */
+  stopIds: number[]
+}
+
+/** eos_token_id of config.json and generation_config.json (a number or a list), as ids. */
+export function folderEosIds(dir: string, configEos: number | number[] | null): number[] {
+  const ids = configEos === null ? [] : Array.isArray(configEos) ? configEos : [configEos]
+  try {
+    const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as { eos_token_id?: unknown }
+    const e = gen.eos_token_id
+    for (const id of Array.isArray(e) ? e : [e]) if (Number.isInteger(id)) ids.push(id as number)
+  } catch {
+    // no generation_config.json, or not JSON: config.json's ids are what there is
+  }
+  return [...new Set(ids)]
 }
 
 interface CacheEntry extends LoadedModel {
@@ -177,6 +192,7 @@ export class ModelCache {
       model: e.model,
       tokenizer: e.tokenizer,
       template: e.template,
+      stopIds: e.stopIds,
       release: () => {
         if (released) return
         released = true
@@ -216,7 +232,9 @@ export class ModelCache {
     const tokenizer = hasTokenizer ? await loadTokenizer(dir) : null
     const template = hasTokenizer ? await loadChatTemplate(dir) : null
     const model = await loadModelAsync(dir, { offload, hooks, stage: { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 } })
-    const entry: CacheEntry = { model, tokenizer, template, offloadKey, users: 0, dropped: false }
+    const eos = folderEosIds(dir, model.config.eosTokenId)
+    const stopIds = tokenizer && template ? endOfTurnIds(template, tokenizer, eos) : eos
+    const entry: CacheEntry = { model, tokenizer, template, stopIds, offloadKey, users: 0, dropped: false }
     this.entries.set(dir, entry)
     return this.leaseOf(entry)
   }

@@ -172,7 +172,7 @@ describe('encodeExample', () => {
       "{% for m in messages %}{% if m['role'] != 'assistant' or loop.last %}{{ '<|' + m['role'] + '|>' + m['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}",
     )
     expect(() => encodeExample(CHAT, chatml, template)).toThrow(
-      /chat template: rendering the first 4 messages does not extend the rendering of the first 3 \(the template rewrites earlier turns\)/,
+      /chat template: it rewrites earlier turns and has no generation prompt or end-of-turn marker to find the assistant turns by/,
     )
   })
 

