@@ -24,21 +24,45 @@ export type * from './tasks'
 // ---------------------------------------------------------------------------------------------
 // Payloads
 
-/** The TF.js backends, best first (mirrors src/main/engine/backend.ts). */
-export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
+/**
+ * The TF.js backends, best first: CUDA through libtensorflow, WebGPU (any GPU vendor through
+ * Dawn), native CPU through libtensorflow, WebAssembly, plain JavaScript.
+ */
+export const BACKEND_NAMES = ['tfjs-node-gpu', 'webgpu', 'tfjs-node', 'wasm', 'cpu'] as const
 export type BackendName = (typeof BACKEND_NAMES)[number]
+
+export interface BackendAttempt {
+  name: BackendName
+  ok: boolean
+  /** Why this backend was not used (missing package, no libtensorflow, no GPU adapter...). */
+  reason?: string
+}
+
+/** The GPU adapter of the webgpu backend. */
+export interface GpuAdapterReport {
+  vendor: string
+  architecture: string
+  device: string
+  description: string
+  /** A software rasteriser (SwiftShader, llvmpipe): correct but slow, used only when forced. */
+  software: boolean
+  /** The largest buffer a shader can bind, and the largest buffer: tensors above are split. */
+  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number }
+}
 
 /** The engine's report of how it chose its TF.js backend (see src/main/engine/backend.ts). */
 export interface BackendReport {
   /** The backend in use. */
   name: BackendName
-  /** The TF.js-internal backend name ('tensorflow', 'wasm' or 'cpu'). */
+  /** The TF.js-internal backend name ('tensorflow', 'webgpu', 'wasm' or 'cpu'). */
   tfBackend: string
   /** How it was chosen: automatically, from MOE_WORKBENCH_BACKEND, or from a setting/flag. */
   source: 'auto' | 'env' | 'setting'
   /** Every backend tried, in order, up to and including the chosen one. */
-  attempts: { name: BackendName; ok: boolean; reason?: string }[]
+  attempts: BackendAttempt[]
   tfjsVersion: string
+  /** webgpu: the adapter in use. */
+  adapter?: GpuAdapterReport
 }
 
 export type HostKind = 'electron' | 'server' | 'cli'

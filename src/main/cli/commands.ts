@@ -11,6 +11,7 @@ import { generate, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../engine/offload'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import { backendReport } from '../engine/backend'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
 import type { MoeModel } from '../engine/model'
 
@@ -65,7 +66,8 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     problems = r.problems
     weights = problems.length ? `${problems.length} tensor(s) hold NaN or infinite values` : 'all finite (checked)'
   } else weights = `not checked (${formatBytes(stored)}; pass --check-weights to read them all)`
-  if (values.json) io.out(JSON.stringify({ ...info, backend, weights, weightProblems: problems }))
+  if (values.json)
+    io.out(JSON.stringify({ ...info, backend, adapter: backendReport()?.adapter ?? null, weights, weightProblems: problems }))
   else {
     const dense = info.numLayers - info.sparseLayers.length
     io.out(`model      ${info.dir}`)
@@ -81,6 +83,11 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     io.out(`stored as  ${info.checkpointDtype}`)
     io.out(`weights    ${weights}`)
     io.out(`backend    ${backend}`)
+    const adapter = backendReport()?.adapter
+    if (adapter)
+      io.out(
+        `gpu        ${adapter.description || adapter.device} (${adapter.vendor}, ${adapter.architecture})${adapter.software ? ', software' : ''}; largest binding ${formatBytes(adapter.limits.maxStorageBufferBindingSize)}, largest buffer ${formatBytes(adapter.limits.maxBufferSize)}`,
+      )
   }
   for (const p of problems) io.err(p)
   return problems.length ? 1 : 0

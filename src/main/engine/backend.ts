@@ -1,38 +1,22 @@
 /**
  * TF.js backend selection.
  *
- * Order of preference: tfjs-node-gpu > tfjs-node > wasm > cpu. The first one that loads and
- * initialises wins; every better one that failed is reported with its reason, so a user can
- * tell why they are not on the GPU. The choice is made once, at engine start: nothing inside a
- * run falls back silently.
+ * Order of preference: tfjs-node-gpu (CUDA) > webgpu (Dawn: Vulkan, Metal or D3D12, any GPU
+ * vendor; a hardware adapter only) > tfjs-node > wasm > cpu. The first one that loads and
+ * initialises wins; every better one that failed is reported with its reason, so a user can tell
+ * why they are not on the GPU. The choice is made once, at engine start: nothing inside a run
+ * falls back silently. A software WebGPU adapter (SwiftShader, llvmpipe) is never picked
+ * automatically, but can be forced.
  *
  * Override with the `MOE_WORKBENCH_BACKEND` environment variable or the `preferred` argument
- * (one of the names below). An override that cannot load is an error, not a fallback.
+ * (one of BACKEND_NAMES). An override that cannot load is an error, not a fallback.
  */
 import * as tf from '@tensorflow/tfjs'
 import { createRequire } from 'node:module'
+import { BACKEND_NAMES, type BackendAttempt, type BackendName, type BackendReport, type GpuAdapterReport } from '../../shared/api'
 
-export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const
-export type BackendName = (typeof BACKEND_NAMES)[number]
-
-export interface BackendAttempt {
-  name: BackendName
-  ok: boolean
-  /** Why this backend was not used (missing package, no libtensorflow, init failure...). */
-  reason?: string
-}
-
-export interface BackendReport {
-  /** The backend in use. */
-  name: BackendName
-  /** The TF.js-internal backend name ('tensorflow', 'wasm' or 'cpu'). */
-  tfBackend: string
-  /** How it was chosen. */
-  source: 'auto' | 'env' | 'setting'
-  /** Every backend tried, in order, up to and including the chosen one. */
-  attempts: BackendAttempt[]
-  tfjsVersion: string
-}
+export { BACKEND_NAMES }
+export type { BackendAttempt, BackendName, BackendReport, GpuAdapterReport }
 
 const requireHere = createRequire(import.meta.url)
 
@@ -45,7 +29,53 @@ function errorText(e: unknown): string {
   return msg.split('\n')[0].slice(0, 300)
 }
 
-async function tryBackend(name: BackendName): Promise<string> {
+/** Adapter descriptions of software rasterisers (CPU implementations of Vulkan/Metal/D3D). */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|warp|basic render driver|microsoft basic/i
+
+interface GpuAdapterLike {
+  info: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter?: boolean }
+  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number }
+}
+
+/**
+ * WebGPU in Node: Dawn's bindings (the `webgpu` package) installed as `navigator.gpu`, as a
+ * browser would have it, so @tensorflow/tfjs-backend-webgpu finds it. Returns the adapter it will
+ * use. Works in every host's engine process (a Node child, or Electron's utilityProcess).
+ */
+async function installWebGpu(): Promise<GpuAdapterLike> {
+  const { create, globals } = (await import('webgpu')) as unknown as {
+    create: (flags: string[]) => { requestAdapter(o?: object): Promise<GpuAdapterLike | null> }
+    globals: Record<string, unknown>
+  }
+  Object.assign(globalThis, globals)
+  const gpu = create([])
+  const g = globalThis as unknown as { navigator?: Record<string, unknown> }
+  const nav = (g.navigator ??= {})
+  // tfjs-backend-webgpu asks navigator.gpu for its adapter and device: this instance.
+  Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true, writable: true })
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' })
+  if (!adapter)
+    throw new Error('no WebGPU adapter: no Vulkan/Metal/D3D12 driver was found (on Linux install the GPU vendor driver and libvulkan1)')
+  return adapter
+}
+
+/** What the report says about an adapter: who made it, whether it is software, its binding limits. */
+export function adapterReport(adapter: GpuAdapterLike): GpuAdapterReport {
+  const { vendor, architecture, device, description, isFallbackAdapter } = adapter.info
+  return {
+    vendor,
+    architecture,
+    device,
+    description,
+    software: isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${description} ${architecture} ${device}`),
+    limits: {
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter.limits.maxBufferSize,
+    },
+  }
+}
+
+async function tryBackend(name: BackendName, forced: boolean): Promise<{ tfBackend: string; adapter?: GpuAdapterReport }> {
   switch (name) {
     case 'tfjs-node-gpu':
     case 'tfjs-node': {
@@ -55,18 +85,29 @@ async function tryBackend(name: BackendName): Promise<string> {
       requireHere(pkg)
       if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but its backend did not initialise`)
       await tf.ready()
-      return 'tensorflow'
+      return { tfBackend: 'tensorflow' }
+    }
+    case 'webgpu': {
+      const adapter = adapterReport(await installWebGpu())
+      if (adapter.software && !forced)
+        throw new Error(
+          `only a software adapter (${adapter.description || adapter.architecture}) was found; it is slower than wasm, so it is used only when asked for (--backend webgpu)`,
+        )
+      requireHere('@tensorflow/tfjs-backend-webgpu')
+      if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not initialise')
+      await tf.ready()
+      return { tfBackend: 'webgpu', adapter }
     }
     case 'wasm': {
       requireHere('@tensorflow/tfjs-backend-wasm')
       if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise')
       await tf.ready()
-      return 'wasm'
+      return { tfBackend: 'wasm' }
     }
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise')
       await tf.ready()
-      return 'cpu'
+      return { tfBackend: 'cpu' }
     }
   }
 }
@@ -98,12 +139,12 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
   const order = forced ? [forced] : [...BACKEND_NAMES]
   for (const name of order) {
     try {
-      const tfBackend = await tryBackend(name)
+      const { tfBackend, adapter } = await tryBackend(name, forced === name)
       attempts.push({ name, ok: true })
-      current = { name, tfBackend, source, attempts, tfjsVersion: tf.version.tfjs }
+      current = { name, tfBackend, source, attempts, tfjsVersion: tf.version.tfjs, ...(adapter && { adapter }) }
       const skipped = attempts.filter((a) => !a.ok).map((a) => `${a.name} (${a.reason})`)
       log(
-        `backend: using ${name}${source === 'auto' ? '' : ` (from ${source})`}` +
+        `backend: using ${name}${adapter ? ` on ${adapter.description || adapter.architecture}${adapter.software ? ' (software)' : ''}` : ''}${source === 'auto' ? '' : ` (from ${source})`}` +
           (skipped.length ? `; unavailable: ${skipped.join('; ')}` : ''),
       )
       return current

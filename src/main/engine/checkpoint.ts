@@ -6,7 +6,17 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
-import { ConfigError, countParams, fromHfConfig, paramSpecs, sparseLayers, hfConfigJson, type MoeConfig } from '../../shared/modelConfig'
+import {
+  ConfigError,
+  countParams,
+  fromHfConfig,
+  paramSpecs,
+  sparseLayers,
+  hfConfigJson,
+  type MoeConfig,
+  type ParamSpec,
+} from '../../shared/modelConfig'
+import { read } from './device'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { CheckpointError, nonFinite, readWeight } from './weights'
 import { MoeModel } from './model'
@@ -177,23 +187,42 @@ export interface SaveOptions {
 }
 
 /**
- * Saves a model as a Hugging Face checkpoint folder (config.json, safetensors, generation_config.json).
- * Every file is written atomically; F32 round-trips bit-exactly.
+ * Saves a model as a Hugging Face checkpoint folder (config.json, safetensors, generation_config.json),
+ * reading the weights back synchronously (host backends). Every file is written atomically; F32
+ * round-trips bit-exactly.
  */
 export function saveModel(model: MoeModel, dir: string, opts: SaveOptions = {}): string[] {
+  const weights = new Map<string, Float32Array>()
+  for (const s of model.specs) weights.set(s.name, model.params.get(s.name)!.dataSync() as Float32Array)
+  return writeModelFolder(model.config, model.specs, weights, dir, opts)
+}
+
+/** saveModel reading the weights back asynchronously (every backend; webgpu needs it). Hold deviceLock. */
+export async function saveModelAsync(model: MoeModel, dir: string, opts: SaveOptions = {}): Promise<string[]> {
+  const weights = new Map<string, Float32Array>()
+  for (const s of model.specs) weights.set(s.name, await read(model.params.get(s.name)!))
+  return writeModelFolder(model.config, model.specs, weights, dir, opts)
+}
+
+/** Writes a checkpoint folder from float32 weights by hub name. */
+export function writeModelFolder(
+  config: MoeConfig,
+  specs: readonly ParamSpec[],
+  weights: Map<string, Float32Array>,
+  dir: string,
+  opts: SaveOptions = {},
+): string[] {
   const dtype = opts.dtype ?? 'float32'
   mkdirSync(dir, { recursive: true })
   const st = DTYPE_TO_ST[dtype]
   const tensors = new Map<string, TensorToWrite>()
-  for (const s of model.specs)
-    tensors.set(s.name, { dtype: st, shape: s.shape, data: model.params.get(s.name)!.dataSync() as Float32Array })
+  for (const s of specs) tensors.set(s.name, { dtype: st, shape: s.shape, data: weights.get(s.name)! })
   const files = saveCheckpointTensors(dir, tensors, { maxShardBytes: opts.maxShardBytes })
-  writeFileAtomic(join(dir, 'config.json'), hfConfigJson({ ...model.config, torchDtype: dtype }))
-  const c = model.config
+  writeFileAtomic(join(dir, 'config.json'), hfConfigJson({ ...config, torchDtype: dtype }))
   writeJsonAtomic(join(dir, 'generation_config.json'), {
-    bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenId,
-    pad_token_id: c.padTokenId,
+    bos_token_id: config.bosTokenId,
+    eos_token_id: config.eosTokenId,
+    pad_token_id: config.padTokenId,
   })
   return [...files, 'config.json', 'generation_config.json']
 }

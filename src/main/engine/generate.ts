@@ -6,6 +6,8 @@
 import * as tf from '@tensorflow/tfjs'
 import type { SamplingOptions, TokenRouting } from '../../shared/chat'
 import type { KvCache, MoeModel } from './model'
+import { deviceLock } from './device'
+import type { HostData } from './moe'
 import { Rng, type Weights } from './ops'
 
 export type { SamplingOptions, TokenRouting }
@@ -110,11 +112,19 @@ function disposeCache(c: KvCache | undefined): void {
   for (const t of c.values) t.dispose()
 }
 
+/** What the decoding loop yields: a tensor to read back, or null at a token boundary. */
+type DecodeYield = tf.Tensor | null
+
 /**
- * The decoding loop as a generator that yields after each token, so the same code runs to
- * completion synchronously (generate) or with pauses for other work (generateAsync).
+ * The decoding loop as a generator: it yields the tensors it must read back (router scores,
+ * logits) and null after each token, so the same code runs to completion with synchronous reads
+ * (generate) or with asynchronous reads and pauses for other work (generateAsync).
  */
-function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOptions): Generator<void, GenerateResult> {
+function* decodeSteps(
+  model: MoeModel,
+  promptIds: number[],
+  opts: GenerateOptions,
+): Generator<DecodeYield, GenerateResult, HostData | undefined> {
   if (promptIds.length === 0) throw new RangeError('prompt_ids: the prompt must hold at least one token')
   if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0))
     throw new RangeError(`max_new_tokens must be a non-negative integer, got ${opts.maxNewTokens}`)
@@ -134,20 +144,28 @@ function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOption
   let prefillMs = 0
   let decodeMs = 0
   /** Runs the positions from `start` on; returns the last position's logits. */
-  const forward = (start: number, first: boolean): Float32Array => {
+  const forward = function* (start: number, first: boolean): Generator<DecodeYield, Float32Array, HostData | undefined> {
     const input = [ids.slice(start)]
     let next: KvCache | undefined
-    let logits: Float32Array = new Float32Array(0)
-    tf.tidy(() => {
-      const f = model.forward(input, { cache: useCache ? cache : undefined, lastOnly: true, weights: opts.weights })
+    const engine = tf.engine()
+    engine.startScope('decode')
+    let logits: Float32Array
+    try {
+      const f = yield* model.forwardSteps(input, {
+        cache: useCache ? cache : undefined,
+        lastOnly: true,
+        weights: opts.weights,
+      }) as Generator<DecodeYield, ReturnType<MoeModel['forward']>, HostData | undefined>
       if (useCache) {
         next = f.cache
         for (const t of [...next.keys, ...next.values]) tf.keep(t)
       }
-      logits = f.logits.dataSync() as Float32Array
+      logits = ((yield f.logits) as Float32Array).slice()
       // With full recomputation only the newest position is new after the first forward.
       if (opts.onRouting) opts.onRouting(routingTrace(f.routing, input[0], start, useCache || first ? 0 : input[0].length - 1))
-    })
+    } finally {
+      engine.endScope()
+    }
     if (useCache) {
       disposeCache(cache)
       cache = next
@@ -161,7 +179,7 @@ function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOption
         break
       }
       const t0 = performance.now()
-      const logits = forward(useCache && cache ? ids.length - 1 : 0, step === 0)
+      const logits = yield* forward(useCache && cache ? ids.length - 1 : 0, step === 0)
       if (step === 0) prefillMs = performance.now() - t0
       else decodeMs += performance.now() - t0
       if (opts.keepStepLogits) stepLogits.push(logits)
@@ -184,30 +202,37 @@ function* decodeSteps(model: MoeModel, promptIds: number[], opts: GenerateOption
         stoppedBy = 'stop_sequence'
         break
       }
-      yield
+      yield null
     }
     // The last token's routing is only known once it goes through the model: one more forward.
-    if (opts.onRouting && newTokens.length > 0 && opts.routeLastToken) forward(useCache && cache ? ids.length - 1 : 0, false)
+    if (opts.onRouting && newTokens.length > 0 && opts.routeLastToken) yield* forward(useCache && cache ? ids.length - 1 : 0, false)
   } finally {
     disposeCache(cache)
   }
   return { outputIds: ids, newTokens, stepLogits: opts.keepStepLogits ? stepLogits : undefined, stoppedBy, prefillMs, decodeMs }
 }
 
-/** Generates up to maxNewTokens after the prompt (batch of one). */
+/** Generates up to maxNewTokens after the prompt (batch of one), reading back synchronously. */
 export function generate(model: MoeModel, promptIds: number[], opts: GenerateOptions): GenerateResult {
   const steps = decodeSteps(model, promptIds, opts)
-  for (;;) {
-    const r = steps.next()
-    if (r.done) return r.value
-  }
+  let r = steps.next()
+  while (!r.done) r = steps.next(r.value === null ? undefined : (r.value.dataSync() as HostData))
+  return r.value
 }
 
-/** generate() that lets other work (a cancel, another request) in between tokens. */
+/**
+ * generate() with asynchronous reads (every backend; the only way on webgpu), letting other work
+ * (a cancel, another request) in between tokens. Each token's device work holds deviceLock.
+ */
 export async function generateAsync(model: MoeModel, promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
   const steps = decodeSteps(model, promptIds, opts)
+  let r: IteratorResult<DecodeYield, GenerateResult> | undefined
   for (;;) {
-    const r = steps.next()
+    r = await deviceLock.run(async () => {
+      let s = steps.next()
+      while (!s.done && s.value !== null) s = steps.next((await s.value.data()) as HostData)
+      return s
+    })
     if (r.done) return r.value
     await new Promise((resolve) => setImmediate(resolve))
   }

@@ -64,6 +64,36 @@ export function routerZLoss(routing: LayerRouting[]): tf.Scalar {
   return tf.mean(tf.square(tf.logSumExp(logits, -1))) as tf.Scalar
 }
 
+/**
+ * One sparse layer's share of loadBalancingLoss, for a layer-by-layer backward: the loss is
+ * E · Σ_e f_e · P_e with P_e a mean over the rows of every layer, so it is a sum over layers of
+ * (E / rows) · Σ_e f_e · Σ_{n in the layer} p_ne, where `f` (E) are the choice fractions over all
+ * layers (no gradient) and `rows` the router rows of all layers.
+ */
+export function loadBalancingTerm(routerLogits: tf.Tensor2D, f: Float32Array, rows: number): tf.Scalar {
+  const E = f.length
+  const colSums = tf.sum(tf.softmax(routerLogits), 0) // (E)
+  return tf.mul(tf.sum(tf.mul(colSums, tf.tensor1d(f))), E / rows) as tf.Scalar
+}
+
+/** One sparse layer's share of routerZLoss (a mean over the rows of every layer). */
+export function routerZTerm(routerLogits: tf.Tensor2D, rows: number): tf.Scalar {
+  return tf.div(tf.sum(tf.square(tf.logSumExp(routerLogits, -1))), rows) as tf.Scalar
+}
+
+/** Choice fractions f (E) over the router rows of every layer, and the row count, as loadBalancingLoss counts them. */
+export function choiceFractions(routing: { decision: { topk: Int32Array; N: number; E: number } }[]): { f: Float32Array; rows: number } {
+  const E = routing[0]?.decision.E ?? 0
+  const f = new Float32Array(E)
+  let rows = 0
+  for (const r of routing) {
+    for (const e of r.decision.topk) f[e] += 1
+    rows += r.decision.N
+  }
+  for (let e = 0; e < E; e++) f[e] /= Math.max(1, rows)
+  return { f, rows }
+}
+
 /** Per-layer z-loss values, for metrics. */
 export function routerZLossPerLayer(routing: LayerRouting[]): tf.Scalar[] {
   return routing.map((r) => tf.mean(tf.square(tf.logSumExp(r.routerLogits, -1))) as tf.Scalar)

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import { dropout, embedLookup, mm, ownedVariable, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
-import { moeBlock, type LayerRouting } from './moe'
+import { moeBlockSteps, runAsync, runSync, type LayerRouting, type RoutingReplay, type Steps } from './moe'
 import { ExpertCache, offloadedWeights, type ExpertStore, type OffloadOptions } from './offload'
 
 export interface KvCache {
@@ -18,6 +18,40 @@ export interface KvCache {
   /** Per layer: keys and values (B, kvHeads, length, headDim). */
   keys: tf.Tensor4D[]
   values: tf.Tensor4D[]
+}
+
+/** Shapes, tables and mode one forward shares across its layers (see MoeModel.context). */
+export interface LayerContext {
+  B: number
+  T: number
+  N: number
+  H: number
+  /** Positions attended to: cached ones plus this forward's. */
+  S: number
+  start: number
+  training: boolean
+  rng?: Rng
+  capacityFactor: number | null
+  w: Weights
+  ids: Int32Array
+  cos: tf.Tensor2D
+  sin: tf.Tensor2D
+  fullMask: tf.Tensor2D
+  windowMask: tf.Tensor2D
+  cache?: KvCache
+  /** Filled per layer: keys and values (B, kvHeads, S, headDim). */
+  keys: tf.Tensor4D[]
+  values: tf.Tensor4D[]
+}
+
+/**
+ * Watches a forward layer by layer (a layer-by-layer backward recomputes each layer from its
+ * input): called with each layer's input (and the final hidden state, as layer numLayers) and
+ * the rng before the layer runs; `replay` gives a layer's routing decided earlier.
+ */
+export interface ForwardTrace {
+  onLayer(layer: number, input: tf.Tensor2D, rng: Rng | undefined): void
+  replay?(layer: number): RoutingReplay | undefined
 }
 
 export interface ForwardOptions {
@@ -33,6 +67,8 @@ export interface ForwardOptions {
   lastOnly?: boolean
   /** Where weights come from (default: the model's own tensors); LoRA and offloading wrap it. */
   weights?: Weights
+  /** Layer-by-layer observation (and routing replay) of this forward. */
+  trace?: ForwardTrace
 }
 
 export interface ForwardOutput {
@@ -152,10 +188,44 @@ export class MoeModel {
   }
 
   /**
-   * Forward pass over token ids (B rows of equal length T). Call inside tf.tidy or a gradient
-   * function: the returned tensors are ordinary intermediates.
+   * Forward pass over token ids (B rows of equal length T), reading back synchronously. Call
+   * inside tf.tidy or a gradient function: the returned tensors are ordinary intermediates.
    */
   forward(inputIds: number[][], opts: ForwardOptions = {}): ForwardOutput {
+    return runSync(this.forwardSteps(inputIds, opts))
+  }
+
+  /**
+   * The forward pass reading back asynchronously (every backend; the only way on webgpu). Tensors
+   * of the result live in the caller's scope: run it inside scopedAsync, holding deviceLock.
+   */
+  forwardAsync(inputIds: number[][], opts: ForwardOptions = {}): Promise<ForwardOutput> {
+    return runAsync(this.forwardSteps(inputIds, opts))
+  }
+
+  /**
+   * The forward pass as steps that yield the tensors it must read back (each sparse layer's
+   * router scores), so it runs with synchronous reads (forward) or asynchronous ones
+   * (runAsync: webgpu cannot read synchronously).
+   */
+  *forwardSteps(inputIds: number[][], opts: ForwardOptions = {}): Steps<ForwardOutput> {
+    const ctx = this.context(inputIds, opts)
+    const { B, T, w } = ctx
+    let x = embedLookup(w.get('model.embed_tokens.weight') as tf.Tensor2D, ctx.ids) // (N, H)
+    const routing: LayerRouting[] = []
+    for (let i = 0; i < this.config.numLayers; i++) {
+      opts.trace?.onLayer(i, x, ctx.rng)
+      const r = yield* this.layerSteps(i, x, ctx, opts.trace?.replay?.(i))
+      x = r.x
+      if (r.routing) routing.push(r.routing)
+    }
+    opts.trace?.onLayer(this.config.numLayers, x, ctx.rng)
+    const logits = this.head(x, B, T, opts.lastOnly ?? false, w) // (B, T, V)
+    return { logits, routing, cache: { length: ctx.S, keys: ctx.keys, values: ctx.values } }
+  }
+
+  /** What every layer of one forward shares: shapes, RoPE tables, masks, mode, weights. */
+  context(inputIds: number[][], opts: ForwardOptions = {}): LayerContext {
     if (this.disposed) throw new ModelError('the model was disposed')
     const c = this.config
     const B = inputIds.length
@@ -169,98 +239,124 @@ export class MoeModel {
     if (start + T > c.maxPositionEmbeddings)
       throw new ModelError(`sequence of ${start + T} positions exceeds max_position_embeddings ${c.maxPositionEmbeddings}`)
     const training = opts.training ?? false
-    const rng = opts.rng
-    const capacityFactor = opts.capacityFactor !== undefined ? opts.capacityFactor : this.capacityFactor(training)
-    const N = B * T
-    const H = c.hiddenSize
+    const S = start + T
+    const rep = c.numHeads / c.numKvHeads
+    const { cos, sin } = ropeTables(c.ropeTheta, c.headDim, start, T) // (T, hd)
+    const fullMask = causalMask(T, S, start, rep, null) // (rep·T, S)
+    const windowed = c.slidingWindow !== null && c.slidingWindow < S
+    return {
+      B,
+      T,
+      N: B * T,
+      H: c.hiddenSize,
+      S,
+      start,
+      training,
+      rng: opts.rng,
+      capacityFactor: opts.capacityFactor !== undefined ? opts.capacityFactor : this.capacityFactor(training),
+      w: opts.weights ?? this.weightSource,
+      ids: Int32Array.from(inputIds.flat()),
+      cos,
+      sin,
+      fullMask,
+      windowMask: windowed ? causalMask(T, S, start, rep, c.slidingWindow) : fullMask,
+      cache: opts.cache,
+      keys: [],
+      values: [],
+    }
+  }
+
+  /**
+   * Decoder layer i on x (N, H): attention, then the dense or sparse MLP, each with its residual.
+   * A sparse layer reads its router scores back (yields) unless `replay` gives its routing.
+   */
+  *layerSteps(i: number, x: tf.Tensor2D, ctx: LayerContext, replay?: RoutingReplay): Steps<{ x: tf.Tensor2D; routing?: LayerRouting }> {
+    const c = this.config
+    const { B, T, N, training, rng, w } = ctx
+    const p = w.get
     const nh = c.numHeads
     const nkv = c.numKvHeads
     const hd = c.headDim
     const rep = nh / nkv
-    const S = start + T
-    const w = opts.weights ?? this.weightSource
-    const p = w.get
-    const ids = Int32Array.from(inputIds.flat())
     const hiddenDrop = (t: tf.Tensor2D): tf.Tensor2D => (training && c.hiddenDropout > 0 ? dropout(t, c.hiddenDropout, needRng(rng)) : t)
-
-    let x = embedLookup(p('model.embed_tokens.weight') as tf.Tensor2D, ids) // (N, H)
-    const { cos, sin } = ropeTables(c.ropeTheta, hd, start, T) // (T, hd)
-    const fullMask = causalMask(T, S, start, rep, null) // (rep·T, S)
-    const windowed = c.slidingWindow !== null && c.slidingWindow < S
-    const windowMask = windowed ? causalMask(T, S, start, rep, c.slidingWindow) : fullMask
-    const routing: LayerRouting[] = []
-    const keys: tf.Tensor4D[] = []
-    const values: tf.Tensor4D[] = []
-
-    for (let i = 0; i < c.numLayers; i++) {
-      const a = `model.layers.${i}.self_attn`
-      // --- attention
-      const hIn = rmsNorm(x, p(`model.layers.${i}.input_layernorm.weight`), c.rmsNormEps) // (N, H)
-      const bias = (proj: string): string | undefined => (c.qkvBias ? `${a}.${proj}.bias` : undefined)
-      let q = w.linear(hIn, `${a}.q_proj.weight`, bias('q_proj')) // (N, nh·hd)
-      let k = w.linear(hIn, `${a}.k_proj.weight`, bias('k_proj')) // (N, nkv·hd)
-      let v = w.linear(hIn, `${a}.v_proj.weight`, bias('v_proj')) // (N, nkv·hd)
-      if (c.qkNorm === 'projection') {
-        // OLMoE: over the whole projection, before the head split.
-        q = rmsNorm(q, p(`${a}.q_norm.weight`), c.rmsNormEps)
-        k = rmsNorm(k, p(`${a}.k_norm.weight`), c.rmsNormEps)
-      }
-      if (c.clipQkv !== null) {
-        q = tf.clipByValue(q, -c.clipQkv, c.clipQkv)
-        k = tf.clipByValue(k, -c.clipQkv, c.clipQkv)
-        v = tf.clipByValue(v, -c.clipQkv, c.clipQkv)
-      }
-      let q4 = tf.transpose(tf.reshape(q, [B, T, nh, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nh, T, hd)
-      let k4 = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
-      let v4 = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
-      if (c.qkNorm === 'head') {
-        // Qwen3-MoE: each head over head_dim, after the split, before RoPE.
-        q4 = rmsNorm(q4, p(`${a}.q_norm.weight`), c.rmsNormEps) // (B, nh, T, hd)
-        k4 = rmsNorm(k4, p(`${a}.k_norm.weight`), c.rmsNormEps) // (B, nkv, T, hd)
-      }
-      q4 = applyRope(q4, cos, sin)
-      k4 = applyRope(k4, cos, sin)
-      if (opts.cache) {
-        k4 = tf.concat([opts.cache.keys[i], k4], 2) as tf.Tensor4D // (B, nkv, S, hd)
-        v4 = tf.concat([opts.cache.values[i], v4], 2) as tf.Tensor4D // (B, nkv, S, hd)
-      }
-      keys.push(k4)
-      values.push(v4)
-      // Grouped-query attention without copying keys: query heads of one kv head are stacked
-      // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
-      const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
-      let scores = tf.mul(tf.getBackend() === 'wasm' ? mm(qg, transposeLast(k4)) : tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
-      scores = tf.add(scores, i >= c.maxWindowLayers ? windowMask : fullMask)
-      let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
-      if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
-      const ctx = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
-      const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
-      x = tf.add(x, hiddenDrop(w.linear(merged as tf.Tensor2D, `${a}.o_proj.weight`, c.oBias ? `${a}.o_proj.bias` : undefined))) // (N, H)
-
-      // --- MLP: sparse MoE block or dense SwiGLU
-      const hPost = rmsNorm(x, p(`model.layers.${i}.post_attention_layernorm.weight`), c.rmsNormEps) // (N, H)
-      let mlpOut: tf.Tensor2D
-      if (isSparseLayer(c, i)) {
-        const r = moeBlock(c, i, w, hPost, { training, capacityFactor, rng, tokenIds: ids })
-        routing.push(r.routing)
-        w.afterMoe?.(i, hPost, r.routing.decision.counts)
-        mlpOut = r.out
-      } else {
-        const m = `model.layers.${i}.mlp`
-        mlpOut = swiglu(hPost, w, [`${m}.gate_proj.weight`, `${m}.up_proj.weight`, `${m}.down_proj.weight`])
-      }
-      x = tf.add(x, hiddenDrop(mlpOut)) // (N, H)
+    const a = `model.layers.${i}.self_attn`
+    // --- attention
+    const hIn = rmsNorm(x, p(`model.layers.${i}.input_layernorm.weight`), c.rmsNormEps) // (N, H)
+    const bias = (proj: string): string | undefined => (c.qkvBias ? `${a}.${proj}.bias` : undefined)
+    let q = w.linear(hIn, `${a}.q_proj.weight`, bias('q_proj')) // (N, nh·hd)
+    let k = w.linear(hIn, `${a}.k_proj.weight`, bias('k_proj')) // (N, nkv·hd)
+    let v = w.linear(hIn, `${a}.v_proj.weight`, bias('v_proj')) // (N, nkv·hd)
+    if (c.qkNorm === 'projection') {
+      // OLMoE: over the whole projection, before the head split.
+      q = rmsNorm(q, p(`${a}.q_norm.weight`), c.rmsNormEps)
+      k = rmsNorm(k, p(`${a}.k_norm.weight`), c.rmsNormEps)
     }
+    if (c.clipQkv !== null) {
+      q = tf.clipByValue(q, -c.clipQkv, c.clipQkv)
+      k = tf.clipByValue(k, -c.clipQkv, c.clipQkv)
+      v = tf.clipByValue(v, -c.clipQkv, c.clipQkv)
+    }
+    let q4 = tf.transpose(tf.reshape(q, [B, T, nh, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nh, T, hd)
+    let k4 = tf.transpose(tf.reshape(k, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
+    let v4 = tf.transpose(tf.reshape(v, [B, T, nkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D // (B, nkv, T, hd)
+    if (c.qkNorm === 'head') {
+      // Qwen3-MoE: each head over head_dim, after the split, before RoPE.
+      q4 = rmsNorm(q4, p(`${a}.q_norm.weight`), c.rmsNormEps) // (B, nh, T, hd)
+      k4 = rmsNorm(k4, p(`${a}.k_norm.weight`), c.rmsNormEps) // (B, nkv, T, hd)
+    }
+    q4 = applyRope(q4, ctx.cos, ctx.sin)
+    k4 = applyRope(k4, ctx.cos, ctx.sin)
+    if (ctx.cache) {
+      k4 = tf.concat([ctx.cache.keys[i], k4], 2) as tf.Tensor4D // (B, nkv, S, hd)
+      v4 = tf.concat([ctx.cache.values[i], v4], 2) as tf.Tensor4D // (B, nkv, S, hd)
+    }
+    ctx.keys[i] = k4
+    ctx.values[i] = v4
+    // Grouped-query attention without copying keys: query heads of one kv head are stacked
+    // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
+    const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
+    let scores = tf.mul(tf.getBackend() === 'wasm' ? mm(qg, transposeLast(k4)) : tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
+    scores = tf.add(scores, i >= c.maxWindowLayers ? ctx.windowMask : ctx.fullMask)
+    let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
+    if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
+    const attnOut = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
+    const merged = tf.reshape(tf.transpose(attnOut, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)
+    x = tf.add(x, hiddenDrop(w.linear(merged as tf.Tensor2D, `${a}.o_proj.weight`, c.oBias ? `${a}.o_proj.bias` : undefined))) // (N, H)
 
-    let hFinal = rmsNorm(x, p('model.norm.weight'), c.rmsNormEps) // (N, H)
+    // --- MLP: sparse MoE block or dense SwiGLU
+    const hPost = rmsNorm(x, p(`model.layers.${i}.post_attention_layernorm.weight`), c.rmsNormEps) // (N, H)
+    let mlpOut: tf.Tensor2D
+    let routing: LayerRouting | undefined
+    if (isSparseLayer(c, i)) {
+      const r = yield* moeBlockSteps(c, i, w, hPost, {
+        training,
+        capacityFactor: ctx.capacityFactor,
+        rng,
+        tokenIds: ctx.ids,
+        replay,
+      })
+      routing = r.routing
+      w.afterMoe?.(i, hPost, r.routing.decision.counts)
+      mlpOut = r.out
+    } else {
+      const m = `model.layers.${i}.mlp`
+      mlpOut = swiglu(hPost, w, [`${m}.gate_proj.weight`, `${m}.up_proj.weight`, `${m}.down_proj.weight`])
+    }
+    return { x: tf.add(x, hiddenDrop(mlpOut)) as tf.Tensor2D, routing } // (N, H)
+  }
+
+  /** Final norm and lm_head: x (N, H) → logits (B, T, V), or (B, 1, V) for the last position only. */
+  head(x: tf.Tensor2D, B: number, T: number, lastOnly: boolean, w: Weights = this.weightSource): tf.Tensor3D {
+    const c = this.config
+    const H = c.hiddenSize
+    let hFinal = rmsNorm(x, w.get('model.norm.weight'), c.rmsNormEps) // (N, H)
     let rows = T
-    if (opts.lastOnly && T > 1) {
+    if (lastOnly && T > 1) {
       hFinal = tf.reshape(tf.slice(tf.reshape(hFinal, [B, T, H]), [0, T - 1, 0], [B, 1, H]), [B, H]) // (B, H)
       rows = 1
     }
-    const head = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'
-    const logits = tf.reshape(w.linear(hFinal, head), [B, rows, c.vocabSize]) as tf.Tensor3D // (B, T, V)
-    return { logits, routing, cache: { length: S, keys, values } }
+    const name = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'
+    return tf.reshape(w.linear(hFinal, name), [B, rows, c.vocabSize]) as tf.Tensor3D // (B, T, V)
   }
 
   /** Weights as float32 arrays by hub name (for saving and tests). */

@@ -44,6 +44,18 @@ export interface MoeBlockOptions {
   rng?: Rng
   /** Token ids of the rows (hash routing). */
   tokenIds: Int32Array
+  /**
+   * The routing of this layer as an earlier forward decided it (a layer recomputed for its
+   * gradient): nothing is read back from the device, and the same experts are used.
+   */
+  replay?: RoutingReplay
+}
+
+/** What a recomputation needs to route exactly as before (host data only). */
+export interface RoutingReplay {
+  decision: RoutingDecision
+  weights: Float32Array
+  entropy: number
 }
 
 function chosenWeights(c: MoeConfig, d: RoutingDecision, probs: Float32Array | null, rankLogits: ArrayLike<number> | null): Float32Array {
@@ -70,17 +82,37 @@ function chosenWeights(c: MoeConfig, d: RoutingDecision, probs: Float32Array | n
   return w
 }
 
+/** A tensor the step generators need read back to the host (synchronously or not). */
+export type ReadRequest = tf.Tensor
+export type HostData = Float32Array | Int32Array | Uint8Array
+export type Steps<T> = Generator<ReadRequest, T, HostData>
+
+/** Runs step generators to completion reading synchronously (cpu, wasm, tfjs-node). */
+export function runSync<T>(steps: Steps<T>): T {
+  let r = steps.next()
+  while (!r.done) r = steps.next(r.value.dataSync() as HostData)
+  return r.value
+}
+
+/** Runs step generators to completion reading asynchronously (webgpu, which cannot read synchronously). */
+export async function runAsync<T>(steps: Steps<T>): Promise<T> {
+  let r = steps.next()
+  while (!r.done) r = steps.next((await r.value.data()) as HostData)
+  return r.value
+}
+
 /**
- * Forward of the sparse block of layer i on h (N, H), already normalised. Returns the block
- * output (N, H) and the layer's routing.
+ * Forward of the sparse block of layer i on h (N, H), already normalised, as steps: the router
+ * scores are read back once (yielded) to decide the routing, unless `opts.replay` gives it.
+ * Returns the block output (N, H) and the layer's routing.
  */
-export function moeBlock(
+export function* moeBlockSteps(
   c: MoeConfig,
   layer: number,
   w: Weights,
   h: tf.Tensor2D,
   opts: MoeBlockOptions,
-): { out: tf.Tensor2D; routing: LayerRouting } {
+): Steps<{ out: tf.Tensor2D; routing: LayerRouting }> {
   const [N, H] = h.shape
   const E = c.numExperts
   const k = c.topK
@@ -98,27 +130,30 @@ export function moeBlock(
 
   let noiseStd: tf.Tensor2D | undefined
   let noisyLogits: tf.Tensor2D | undefined
-  let rankScores: Float32Array | null = null
-  let probsData: Float32Array | null = null
-  if (type === 'noisy_topk') {
-    if (opts.training) {
-      noiseStd = tf.softplus(w.linear(h, `${prefix}.noise_gate.weight`)) as tf.Tensor2D // (N, E)
-      const eps = tf.tensor2d(requireRng(opts).normalArray(N * E), [N, E])
-      noisyLogits = tf.add(routerLogits, tf.mul(eps, noiseStd)) as tf.Tensor2D // (N, E)
-      rankScores = noisyLogits.dataSync() as Float32Array
-    } else rankScores = routerLogits.dataSync() as Float32Array
-  } else if (type !== 'hash') {
-    probsData = probs.dataSync() as Float32Array
-    rankScores = probsData
+  let decision: RoutingDecision
+  let weights: Float32Array
+  let entropy: number
+  if (type === 'noisy_topk' && opts.training) {
+    noiseStd = tf.softplus(w.linear(h, `${prefix}.noise_gate.weight`)) as tf.Tensor2D // (N, E)
+    const eps = tf.tensor2d(requireRng(opts).normalArray(N * E), [N, E])
+    noisyLogits = tf.add(routerLogits, tf.mul(eps, noiseStd)) as tf.Tensor2D // (N, E)
   }
-
-  const decision = decideRouting(rankScores, N, E, {
-    type,
-    k,
-    capacityFactor: opts.capacityFactor,
-    tokenIds: opts.tokenIds,
-    hashSeed: c.router.hashSeed,
-  })
+  if (opts.replay) ({ decision, weights, entropy } = opts.replay)
+  else {
+    // One read: the scores the router type ranks by, and the probabilities (entropy, weights).
+    const probsData = (yield probs) as Float32Array
+    const rankScores: Float32Array | null =
+      type === 'noisy_topk' ? ((noisyLogits ? yield noisyLogits : yield routerLogits) as Float32Array) : type === 'hash' ? null : probsData
+    decision = decideRouting(rankScores, N, E, {
+      type,
+      k,
+      capacityFactor: opts.capacityFactor,
+      tokenIds: opts.tokenIds,
+      hashSeed: c.router.hashSeed,
+    })
+    weights = chosenWeights(c, decision, type === 'noisy_topk' || type === 'hash' ? null : probsData, rankScores)
+    entropy = meanEntropy(probsData, N, E)
+  }
   const mask = tf.tensor2d(selectionMask(decision), [N, E]) // (N, E)
 
   let gates: tf.Tensor2D // (N, E)
@@ -132,8 +167,6 @@ export function moeBlock(
     gates = type === 'softmax_topk' && c.normTopkProb ? (tf.div(chosen, tf.sum(chosen, -1, true)) as tf.Tensor2D) : chosen
   }
 
-  const weights = chosenWeights(c, decision, probsData, rankScores)
-  const entropy = meanEntropy(probsData ?? (probs.dataSync() as Float32Array), N, E)
   const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights, entropy }
 
   let out: tf.Tensor2D
@@ -161,6 +194,17 @@ export function moeBlock(
     out = tf.add(out, tf.mul(sg, s)) as tf.Tensor2D
   }
   return { out, routing }
+}
+
+/** moeBlockSteps run with synchronous reads. */
+export function moeBlock(
+  c: MoeConfig,
+  layer: number,
+  w: Weights,
+  h: tf.Tensor2D,
+  opts: MoeBlockOptions,
+): { out: tf.Tensor2D; routing: LayerRouting } {
+  return runSync(moeBlockSteps(c, layer, w, h, opts))
 }
 
 function requireRng(opts: MoeBlockOptions): Rng {

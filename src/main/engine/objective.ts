@@ -4,9 +4,11 @@
  * (HF's returned loss when the z coefficient is 0, which is the HF families' default).
  */
 import * as tf from '@tensorflow/tfjs'
-import type { MoeModel, ForwardOptions } from './model'
-import type { LayerRouting } from './moe'
-import { causalLmLoss, loadBalancingLoss, routerZLoss } from './losses'
+import { scopedAsync } from './device'
+import type { ForwardOptions, ForwardTrace, MoeModel } from './model'
+import type { LayerRouting, RoutingReplay, Steps } from './moe'
+import { causalLmLoss, choiceFractions, loadBalancingLoss, loadBalancingTerm, routerZLoss, routerZTerm } from './losses'
+import { embedLookup, Rng, type Weights } from './ops'
 
 export interface Batch {
   inputIds: number[][]
@@ -120,4 +122,188 @@ export function lossAndGrads(
 
 export function disposeGrads(grads: Map<string, tf.Tensor>): void {
   for (const g of grads.values()) g.dispose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asynchronous reads: every backend, and the only way on webgpu.
+
+/** Loss values of a batch, reading back asynchronously (evaluation). Hold deviceLock. */
+export async function objectiveValues(
+  model: MoeModel,
+  batch: Batch,
+  opts: ForwardOptions = {},
+): Promise<LossParts & { routing: RoutingStats[] }> {
+  return scopedAsync(async () => {
+    const c = model.config
+    const f = await model.forwardAsync(batch.inputIds, opts)
+    const { loss: ce, targets } = causalLmLoss(f.logits, batch.labels)
+    const aux = loadBalancingLoss(f.routing)
+    const z = routerZLoss(f.routing)
+    const [ceV, auxV, zV] = await Promise.all([ce, aux, z].map(async (t) => (await t.data())[0]))
+    const loss = ceV + c.routerAuxLossCoef * auxV + (c.routerZLossCoef > 0 ? c.routerZLossCoef * zV : 0)
+    return { loss, ce: ceV, aux: auxV, z: zV, targets, droppedFraction: droppedFraction(f.routing), routing: routingStats(f.routing) }
+  })
+}
+
+/** The layer a parameter (a hub name or a PEFT adapter name) belongs to; 'head' and 'embed' outside layers. */
+export function parameterPlace(name: string): number | 'head' | 'embed' {
+  const m = /(?:^|\.)layers\.(\d+)\./.exec(name)
+  if (m) return Number(m[1])
+  return /embed_tokens/.test(name) ? 'embed' : 'head'
+}
+
+/** Runs steps that must not read back (a layer recomputed with its routing replayed). */
+function runNoReads<T>(steps: Steps<T>): T {
+  const r = steps.next()
+  if (!r.done) throw new Error('internal: a recomputed layer asked to read the device')
+  return r.value
+}
+
+/**
+ * Loss and gradients layer by layer, for backends that cannot read back synchronously (webgpu)
+ * and for paged models: a forward without a tape (reading the routing asynchronously) keeps each
+ * layer's input; the backward then recomputes one layer at a time from its input with its
+ * routing replayed, under a gradient of that layer's share of the objective (the upstream
+ * gradient's dot product with its output, plus its shares of the load-balancing and z losses).
+ * Gradients match lossAndGrads within float rounding. Hold deviceLock; the gradient tensors are
+ * the caller's to dispose.
+ */
+export async function lossAndGradsLayerwise(
+  model: MoeModel,
+  batch: Batch,
+  opts: ForwardOptions = {},
+  trainable?: Map<string, tf.Variable>,
+): Promise<GradResult & { routing: RoutingStats[] }> {
+  const c = model.config
+  const engine = tf.engine()
+  const vars = trainable ?? model.params
+  const places = new Map<number | 'head' | 'embed', [string, tf.Variable][]>()
+  for (const [name, v] of vars) {
+    const place = parameterPlace(name)
+    places.set(place, [...(places.get(place) ?? []), [name, v]])
+  }
+  const w = opts.weights ?? model.weightSource
+  // A recomputation must not tell an expert cache about routing twice.
+  const replayWeights: Weights = { get: w.get, linear: w.linear }
+  const B = batch.inputIds.length
+  const T = batch.inputIds[0].length
+  const L = c.numLayers
+  const inputs: tf.Tensor2D[] = []
+  const rngStates: (number | undefined)[] = []
+  const replays = new Map<number, RoutingReplay>()
+  let stats: RoutingStats[] = []
+  let shares: { f: Float32Array; rows: number } = { f: new Float32Array(0), rows: 0 }
+  let parts: LossParts | undefined
+
+  // 1. The forward, keeping each layer's input and routing.
+  await scopedAsync(async () => {
+    const trace: ForwardTrace = {
+      onLayer: (i, x, rng) => {
+        inputs[i] = tf.keep(x)
+        rngStates[i] = rng?.state
+      },
+    }
+    const f = await model.forwardAsync(batch.inputIds, { ...opts, trace })
+    for (const r of f.routing) replays.set(r.layer, { decision: r.decision, weights: r.weights, entropy: r.entropy })
+    stats = routingStats(f.routing)
+    shares = choiceFractions(f.routing)
+    const aux = loadBalancingLoss(f.routing)
+    const z = routerZLoss(f.routing)
+    const [auxV, zV] = await Promise.all([aux, z].map(async (t) => (await t.data())[0]))
+    parts = { loss: 0, ce: 0, aux: auxV, z: zV, targets: 0, droppedFraction: droppedFraction(f.routing) }
+  })
+
+  const grads = new Map<string, tf.Tensor>()
+  const add = (name: string, g: tf.Tensor | undefined): void => {
+    if (!g) return
+    const prev = grads.get(name)
+    grads.set(name, tf.keep(prev ? tf.add(prev, g) : g.clone()))
+    prev?.dispose()
+  }
+  let dy: tf.Tensor2D | undefined
+  try {
+    // 2. The head: cross-entropy and its gradient for the last hidden state and the head's weights.
+    const head = places.get('head') ?? []
+    const tiedEmbed = c.tieWordEmbeddings ? (places.get('embed') ?? []) : []
+    const headVars = [...head, ...tiedEmbed]
+    let targets = 0
+    const ceTensor = tf.tidy(() => {
+      const { value, grads: g } = engine.gradients(
+        () => {
+          const r = causalLmLoss(model.head(inputs[L], B, T, false, replayWeights), batch.labels)
+          targets = r.targets
+          return r.loss
+        },
+        [inputs[L], ...headVars.map(([, v]) => v)],
+        undefined,
+        true,
+      )
+      dy = tf.keep(g[0] ?? tf.zerosLike(inputs[L])) as tf.Tensor2D
+      headVars.forEach(([name], j) => add(name, g[j + 1]))
+      return value
+    })
+    const ce = (await ceTensor.data())[0]
+    ceTensor.dispose()
+
+    // 3. Every layer, last first, recomputed from its input with its routing replayed.
+    for (let l = L - 1; l >= 0; l--) {
+      const layerVars = places.get(l) ?? []
+      const upstream = dy!
+      tf.tidy(() => {
+        const { grads: g } = engine.gradients(
+          () => {
+            const state = rngStates[l]
+            const ctx = model.context(batch.inputIds, {
+              ...opts,
+              weights: replayWeights,
+              rng: state === undefined ? undefined : Rng.at(state),
+            })
+            const r = runNoReads(model.layerSteps(l, inputs[l], ctx, replays.get(l)))
+            let obj = tf.sum(tf.mul(r.x, upstream)) as tf.Scalar
+            if (r.routing) {
+              obj = tf.add(obj, tf.mul(loadBalancingTerm(r.routing.routerLogits, shares.f, shares.rows), c.routerAuxLossCoef)) as tf.Scalar
+              if (c.routerZLossCoef > 0)
+                obj = tf.add(obj, tf.mul(routerZTerm(r.routing.routerLogits, shares.rows), c.routerZLossCoef)) as tf.Scalar
+            }
+            return obj
+          },
+          [inputs[l], ...layerVars.map(([, v]) => v)],
+          undefined,
+          true,
+        )
+        dy = tf.keep(g[0] ?? tf.zerosLike(inputs[l])) as tf.Tensor2D
+        layerVars.forEach(([name], j) => add(name, g[j + 1]))
+      })
+      upstream.dispose()
+    }
+
+    // 4. The embedding rows the batch used.
+    const embed = places.get('embed') ?? []
+    if (embed.length > 0) {
+      const ids = Int32Array.from(batch.inputIds.flat())
+      const upstream = dy!
+      tf.tidy(() => {
+        const { grads: g } = engine.gradients(
+          () => tf.sum(tf.mul(embedLookup(w.get('model.embed_tokens.weight') as tf.Tensor2D, ids), upstream)) as tf.Scalar,
+          embed.map(([, v]) => v),
+          undefined,
+          true,
+        )
+        embed.forEach(([name], j) => add(name, g[j]))
+      })
+    }
+    const p = parts!
+    p.ce = ce
+    p.targets = targets
+    p.loss = ce + c.routerAuxLossCoef * p.aux + (c.routerZLossCoef > 0 ? c.routerZLossCoef * p.z : 0)
+    const out = new Map<string, tf.Tensor>()
+    for (const [name, v] of vars) out.set(name, grads.get(name) ?? tf.zerosLike(v))
+    return { parts: p, grads: out, routing: stats }
+  } catch (e) {
+    disposeGrads(grads)
+    throw e
+  } finally {
+    dy?.dispose()
+    for (const t of inputs) t?.dispose()
+  }
 }

@@ -23,6 +23,7 @@ import {
   type OffloadStats,
 } from '../../shared/chat'
 import { expertProjNames, moePrefix, paramSpecs, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
+import { readsSync } from './device'
 import { linear, mm, type Weights } from './ops'
 import { decodeToFloat32, encodeFromFloat32, type SafetensorsHeader } from './safetensors'
 import { readWeight } from './weights'
@@ -293,7 +294,8 @@ export function offloadedWeights(
     },
     afterMoe: (layer, h, counts) => {
       cache.observe(layer, counts)
-      if (!opts.prefetch) return
+      // The prediction reads the next router's scores back: only where reads are synchronous.
+      if (!opts.prefetch || !readsSync()) return
       const next = sparse[sparse.indexOf(layer) + 1]
       if (next === undefined) return
       // Predict the next layer's experts from this hidden state with the next layer's router.

@@ -88,8 +88,8 @@ export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32
 
 /**
  * Embedding lookup: table (V, H), ids (N) → (N, H). Forward is a gather; backward scatters the
- * rows back with UnsortedSegmentSum where the backend has it, and in JavaScript where it does not
- * (wasm, cpu). Token ids repeat, so the inverse-gather trick above does not apply.
+ * rows back with UnsortedSegmentSum on device backends (tensorflow, webgpu), and in JavaScript on
+ * the host backends (wasm lacks the kernel; cpu is faster this way). Token ids repeat, so the inverse-gather trick above does not apply.
  */
 export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const V = table.shape[0]
@@ -97,7 +97,7 @@ export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   return custom(([input]) => {
     const value = tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => {
-      if (tf.getBackend() === 'tensorflow') return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
+      if (!hostBackend()) return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
       const H = dy.shape[1] as number
       const g = dy.dataSync()
       const out = new Float32Array(V * H)
@@ -205,6 +205,15 @@ export class Rng {
   private s: number
   constructor(seed: number) {
     this.s = seed >>> 0
+  }
+  /** The generator's state: `Rng.at(state)` continues exactly from here. */
+  get state(): number {
+    return this.s
+  }
+  static at(state: number): Rng {
+    const r = new Rng(0)
+    r.s = state >>> 0
+    return r
   }
   /** Uniform in [0, 1). */
   next(): number {

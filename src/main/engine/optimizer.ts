@@ -69,6 +69,15 @@ export class AdamW {
     }
   }
 
+  /** state() reading back asynchronously (every backend; webgpu needs it). */
+  async stateAsync(): Promise<AdamWState> {
+    const m = new Map<string, Float32Array>()
+    const v = new Map<string, Float32Array>()
+    for (const [k, t] of this.m) m.set(k, (await t.data()) as Float32Array)
+    for (const [k, t] of this.v) v.set(k, (await t.data()) as Float32Array)
+    return { step: this.step, m, v }
+  }
+
   state(): AdamWState {
     const m = new Map<string, Float32Array>()
     const v = new Map<string, Float32Array>()

@@ -1,6 +1,6 @@
 /** Expert analysis in the engine process: how a model routes some text or a dataset's rows. */
 import { basename } from 'node:path'
-import * as tf from '@tensorflow/tfjs'
+import { deviceLock, scopedAsync } from '../engine/device'
 import type { ExpertAnalysis } from '../../shared/chat'
 import { readRows } from '../data/workspace'
 import { pacer, type TaskHooks } from '../engine/tasks'
@@ -62,33 +62,35 @@ async function routeTexts(
     const ids = tokenizer.encode(text).slice(0, max)
     if (ids.length === 0) continue
     tokens += ids.length
-    tf.tidy(() => {
-      const f = model.forward([ids])
-      for (const r of f.routing) {
-        let l = layers.get(r.layer)
-        if (!l)
-          layers.set(
-            r.layer,
-            (l = {
-              load: new Array(E).fill(0),
-              entropy: 0,
-              n: 0,
-              co: Array.from({ length: E }, () => new Array(E).fill(0)),
-              top: Array.from({ length: E }, () => new Map()),
-            }),
-          )
-        l.entropy += r.entropy * ids.length
-        l.n += ids.length
-        for (let n = 0; n < ids.length; n++) {
-          const chosen = Array.from(r.decision.topk.subarray(n * k, n * k + k))
-          for (const a of chosen) {
-            l.load[a]++
-            l.top[a].set(ids[n], (l.top[a].get(ids[n]) ?? 0) + 1)
-            for (const b of chosen) l.co[a][b]++
+    await deviceLock.run(() =>
+      scopedAsync(async () => {
+        const f = await model.forwardAsync([ids])
+        for (const r of f.routing) {
+          let l = layers.get(r.layer)
+          if (!l)
+            layers.set(
+              r.layer,
+              (l = {
+                load: new Array(E).fill(0),
+                entropy: 0,
+                n: 0,
+                co: Array.from({ length: E }, () => new Array(E).fill(0)),
+                top: Array.from({ length: E }, () => new Map()),
+              }),
+            )
+          l.entropy += r.entropy * ids.length
+          l.n += ids.length
+          for (let n = 0; n < ids.length; n++) {
+            const chosen = Array.from(r.decision.topk.subarray(n * k, n * k + k))
+            for (const a of chosen) {
+              l.load[a]++
+              l.top[a].set(ids[n], (l.top[a].get(ids[n]) ?? 0) + 1)
+              for (const b of chosen) l.co[a][b]++
+            }
           }
         }
-      }
-    })
+      }),
+    )
   }
   report(texts.length)
   return {

@@ -12,7 +12,8 @@ import { ApiError, type ModelInfo } from '../../shared/api'
 import { endOfTurnIds, loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { writeJsonAtomic } from '../util/atomic'
-import { inspectModel, loadModelAsync, readModelConfig, saveModel } from '../engine/checkpoint'
+import { inspectModel, loadModelAsync, readModelConfig, saveModelAsync } from '../engine/checkpoint'
+import { deviceLock } from '../engine/device'
 import { cancelledError, type TaskHooks } from '../engine/tasks'
 import { MoeModel } from '../engine/model'
 import { planFit } from '../engine/offload'
@@ -83,7 +84,7 @@ export async function createModel(
   const tmp = `${dir}.tmp-${process.pid}`
   try {
     rmSync(tmp, { recursive: true, force: true })
-    saveModel(model, tmp)
+    await deviceLock.run(() => saveModelAsync(model, tmp))
     if (tokenizerFrom)
       for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerFrom, f))) copyFileSync(join(tokenizerFrom, f), join(tmp, f))
     writeJsonAtomic(join(tmp, 'workbench.json'), {

@@ -5,10 +5,10 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
 import type { RunExportResult, RunRecord } from '../../shared/runs'
-import { loadModelAsync, saveModel } from '../engine/checkpoint'
+import { loadModelAsync, saveModelAsync } from '../engine/checkpoint'
+import { deviceLock, read, scopedAsync } from '../engine/device'
 import { MoeModel } from '../engine/model'
 import { loadSafetensors } from '../engine/safetensors'
 import { pacer, type TaskHooks } from '../engine/tasks'
@@ -40,13 +40,13 @@ export type ExportResult = RunExportResult
 /** The last stage of every export. */
 const WRITING = 'Writing the checkpoint'
 
-/** Logits of a fixed probe batch. */
-function probeLogits(model: MoeModel, lora?: LoraAdapters): Float32Array {
+/** Logits of a fixed probe batch (read back asynchronously, holding the device lock). */
+function probeLogits(model: MoeModel, lora?: LoraAdapters): Promise<Float32Array> {
   const V = model.config.vocabSize
   const T = Math.min(16, model.config.maxPositionEmbeddings)
   const ids = [Array.from({ length: T }, (_, i) => (i * 7919 + 13) % V)]
-  return tf.tidy(
-    () => model.forward(ids, { weights: lora?.wrap(model.weightSource, { training: false }) }).logits.dataSync() as Float32Array,
+  return deviceLock.run(() =>
+    scopedAsync(async () => read((await model.forwardAsync(ids, { weights: lora?.wrap(model.weightSource, { training: false }) })).logits)),
   )
 }
 
@@ -86,9 +86,9 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
         adapters.load(
           loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
         )
-        merged = new MoeModel(base.config, adapters.mergedWeights())
-        const a = probeLogits(base, adapters)
-        const b = probeLogits(merged)
+        merged = new MoeModel(base.config, await deviceLock.run(() => adapters.mergedWeights()))
+        const a = await probeLogits(base, adapters)
+        const b = await probeLogits(merged)
         let err = 0
         let scale = 1
         for (let i = 0; i < a.length; i++) {
@@ -102,7 +102,8 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
           )
         await pace()
         stage(WRITING, 3)
-        const files = saveModel(merged, tmp, { dtype: opts.dtype })
+        const m = merged
+        const files = await deviceLock.run(() => saveModelAsync(m, tmp, { dtype: opts.dtype }))
         result = { outDir: out, files, mergedLora: true, mergeError: err }
       } finally {
         merged?.dispose()
@@ -112,7 +113,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
     } else {
       try {
         stage(WRITING, 2)
-        result = { outDir: out, files: saveModel(loaded, tmp, { dtype: opts.dtype }), mergedLora: false }
+        result = { outDir: out, files: await deviceLock.run(() => saveModelAsync(loaded, tmp, { dtype: opts.dtype })), mergedLora: false }
       } finally {
         loaded.dispose()
       }

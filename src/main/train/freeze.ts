@@ -2,7 +2,8 @@
  * Which parameters a run trains: freeze policies, and expert-specialised fine-tuning (DeepSeek
  * ESFT: score experts on the task's data, train only the most relevant ones).
  */
-import * as tf from '@tensorflow/tfjs'
+import type * as tf from '@tensorflow/tfjs'
+import { scopedAsync } from '../engine/device'
 import type { ParamSpec } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
 import type { ExpertSelection } from '../../shared/runs'
@@ -53,17 +54,17 @@ export interface ExpertScores {
 }
 
 /**
- * ESFT scores on sample batches: 'gate' = mean routing weight an expert receives per token,
+ * ESFT scores on sample batches (reading back asynchronously; hold deviceLock): 'gate' = mean routing weight an expert receives per token,
  * 'token_share' = fraction of (token, slot) choices that went to it. Only positions with a loss
  * target count when labels mask the prompt.
  */
-export function scoreExperts(model: MoeModel, batches: Batch[], kind: 'gate' | 'token_share'): ExpertScores {
+export async function scoreExperts(model: MoeModel, batches: Batch[], kind: 'gate' | 'token_share'): Promise<ExpertScores> {
   const E = model.config.numExperts
   const sums = new Map<number, Float64Array>()
   let tokens = 0
   for (const b of batches) {
-    tf.tidy(() => {
-      const f = model.forward(b.inputIds)
+    await scopedAsync(async () => {
+      const f = await model.forwardAsync(b.inputIds)
       const T = b.inputIds[0].length
       for (const r of f.routing) {
         const acc = sums.get(r.layer) ?? new Float64Array(E)

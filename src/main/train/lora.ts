@@ -91,22 +91,23 @@ export class LoraAdapters {
     }
   }
 
-  /** Base weights with the adapters folded in: W + (α/r)·B·A. */
-  mergedWeights(): Map<string, Float32Array> {
+  /** Base weights with the adapters folded in: W + (α/r)·B·A (read back asynchronously; hold the device lock). */
+  async mergedWeights(): Promise<Map<string, Float32Array>> {
     if (this.model.offload) throw new Error('merging LoRA adapters needs the base model loaded without expert offloading')
-    const out = this.model.weights()
+    const out = new Map<string, Float32Array>()
+    for (const [name, v] of this.model.params) out.set(name, (await v.data()) as Float32Array)
     for (const [name, a] of this.A) {
       const merged = tf.tidy(() => tf.add(this.model.params.get(name)!, tf.mul(tf.matMul(this.B.get(name)!, a), this.scale)))
-      out.set(name, merged.dataSync() as Float32Array)
+      out.set(name, (await merged.data()) as Float32Array)
       merged.dispose()
     }
     return out
   }
 
-  /** PEFT adapter files: tensors and adapter_config.json. */
-  toPeft(baseModelPath: string): { tensors: Map<string, TensorToWrite>; config: Record<string, unknown> } {
+  /** PEFT adapter files: tensors and adapter_config.json (reading back asynchronously: every backend). */
+  async toPeft(baseModelPath: string): Promise<{ tensors: Map<string, TensorToWrite>; config: Record<string, unknown> }> {
     const tensors = new Map<string, TensorToWrite>()
-    for (const [n, v] of this.variables()) tensors.set(n, { dtype: 'F32', shape: v.shape, data: v.dataSync() as Float32Array })
+    for (const [n, v] of this.variables()) tensors.set(n, { dtype: 'F32', shape: v.shape, data: (await v.data()) as Float32Array })
     const modules = [
       ...new Set(
         [...this.A.keys()].map((n) =>

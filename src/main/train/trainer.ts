@@ -14,9 +14,10 @@ import * as tf from '@tensorflow/tfjs'
 import { ApiError } from '../../shared/api'
 import type { RunConfig } from '../../shared/runConfig'
 import type { EvalMetrics, ExpertAlert, LayerShare, RunEvent, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
-import { loadModelAsync, saveModel } from '../engine/checkpoint'
+import { loadModelAsync, writeModelFolder } from '../engine/checkpoint'
+import { deviceLock, read, readsSync } from '../engine/device'
 import type { MoeModel } from '../engine/model'
-import { disposeGrads, lossAndGrads, objective, type Batch, type RoutingStats } from '../engine/objective'
+import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objectiveValues, type Batch, type RoutingStats } from '../engine/objective'
 import type { OffloadOptions } from '../engine/offload'
 import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
@@ -208,7 +209,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
 
   let session: Session | undefined
   try {
-    session = setUp(folder, spec, model, resumeFrom, run, emit, save)
+    session = await setUp(folder, spec, model, resumeFrom, run, emit, save)
     const s = session
     const startStep = s.state.step
     const started = performance.now()
@@ -218,20 +219,20 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
         stop = { status: stopStatus(spec.signal), message: `${stopStatus(spec.signal)} at step ${s.state.step}` }
         break
       }
-      const outcome = optimizerStep(s)
+      const outcome = await optimizerStep(s)
       if ('failure' in outcome) {
         stop = { status: 'failed', message: outcome.failure }
         break
       }
       recordStep(s, outcome, started, startStep)
       const last = s.state.step === s.state.totalSteps
-      if ((cfg.evalEvery > 0 && s.state.step % cfg.evalEvery === 0) || last) stop = evaluateAndTrack(s)
+      if ((cfg.evalEvery > 0 && s.state.step % cfg.evalEvery === 0) || last) stop = await evaluateAndTrack(s)
       s.state.position = s.stream.position
-      if (last || stop || (cfg.checkpointEvery > 0 && s.state.step % cfg.checkpointEvery === 0)) writeCheckpoint(s)
+      if (last || stop || (cfg.checkpointEvery > 0 && s.state.step % cfg.checkpointEvery === 0)) await writeCheckpoint(s)
       if (stop) break
       await new Promise((r) => setImmediate(r)) // let a cancel arrive
     }
-    if (stop?.status === 'cancelled' || stop?.status === 'interrupted') writeCheckpoint(s)
+    if (stop?.status === 'cancelled' || stop?.status === 'interrupted') await writeCheckpoint(s)
     return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} steps`, s.state.step)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
@@ -246,7 +247,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
 }
 
 /** Adapters, the trainable set, optimiser, data and trainer state, fresh or from a checkpoint. */
-function setUp(
+async function setUp(
   folder: RunFolder,
   spec: TrainSpec,
   model: MoeModel,
@@ -254,7 +255,7 @@ function setUp(
   run: { record: RunRecord },
   emit: (e: TrainEvent) => void,
   save: (patch: Partial<RunRecord>) => void,
-): Session {
+): Promise<Session> {
   const cfg = spec.config
   const trainRows = cfg.data.packing ? packRows(spec.train, cfg.data.maxLength, spec.padId) : spec.train
   applyKnobs(model, cfg)
@@ -280,7 +281,7 @@ function setUp(
   if (cfg.esft.enabled && !state.esft) {
     const sample = new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId)
     const batches = Array.from({ length: Math.min(cfg.esft.scoringBatches, sample.batchesPerEpoch) }, () => sample.next())
-    const scored = scoreExperts(model, batches, cfg.esft.score)
+    const scored = await deviceLock.run(() => scoreExperts(model, batches, cfg.esft.score))
     state.esft = selectExperts(scored.scores, cfg.esft.threshold)
     log(
       `esft: scored experts by ${cfg.esft.score} on ${scored.tokens} target tokens; training ${Object.entries(state.esft)
@@ -358,9 +359,14 @@ interface StepOutcome {
 /**
  * One optimiser step: gradAccumulation micro-batches, their mean gradient, clipping to gradClip,
  * AdamW at the scheduled learning rate. A non-finite loss or gradient applies nothing and
- * returns the failure in words.
+ * returns the failure in words. The step holds the device lock; where the backend cannot read
+ * back synchronously (webgpu) the gradients are taken layer by layer.
  */
-function optimizerStep(s: Session): StepOutcome | { failure: string } {
+function optimizerStep(s: Session): Promise<StepOutcome | { failure: string }> {
+  return deviceLock.run(() => optimizerStepLocked(s))
+}
+
+async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure: string }> {
   const { cfg, state } = s
   const t0 = performance.now()
   const sums = new Map<string, tf.Tensor>()
@@ -369,7 +375,10 @@ function optimizerStep(s: Session): StepOutcome | { failure: string } {
   for (let micro = 0; micro < n; micro++) {
     const batch: Batch = s.stream.next()
     const rng = stepRng(cfg.seed, state.step, micro)
-    const r = lossAndGrads(s.model, batch, { training: true, rng, weights: weightsFor(s, true, rng) }, s.trainable)
+    const fopts = { training: true, rng, weights: weightsFor(s, true, rng) }
+    const r = readsSync()
+      ? lossAndGrads(s.model, batch, fopts, s.trainable)
+      : await lossAndGradsLayerwise(s.model, batch, fopts, s.trainable)
     out.loss += r.parts.loss / n
     out.ce += r.parts.ce / n
     out.aux += r.parts.aux / n
@@ -387,7 +396,9 @@ function optimizerStep(s: Session): StepOutcome | { failure: string } {
   const grads = new Map<string, tf.Tensor>()
   for (const [name, g] of sums) grads.set(name, n > 1 ? tf.tidy(() => tf.div(g, n)) : g)
   if (n > 1) disposeGrads(sums)
-  out.gradNorm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]))
+  const normSq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))))
+  out.gradNorm = Math.sqrt((await read(normSq))[0])
+  normSq.dispose()
 
   if (!Number.isFinite(out.loss) || !Number.isFinite(out.gradNorm)) {
     disposeGrads(grads)
@@ -455,7 +466,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
 }
 
 /** Validation loss over the validation batches (null without a validation split). */
-function evaluate(s: Session): EvalMetrics | null {
+async function evaluate(s: Session): Promise<EvalMetrics | null> {
   if (s.valBatches.length === 0) return null
   let ce = 0
   let aux = 0
@@ -464,17 +475,15 @@ function evaluate(s: Session): EvalMetrics | null {
   let dropped = 0
   let assignments = 0
   for (const b of s.valBatches) {
-    tf.tidy(() => {
-      const o = objective(s.model, b, { training: false, weights: weightsFor(s, false) })
-      ce += o.ce.dataSync()[0] * o.targets
-      targets += o.targets
-      aux += o.aux.dataSync()[0]
-      z += o.z.dataSync()[0]
-      for (const r of o.routing) {
-        dropped += r.decision.dropped
-        assignments += r.decision.N * r.decision.k
-      }
-    })
+    const o = await deviceLock.run(() => objectiveValues(s.model, b, { training: false, weights: weightsFor(s, false) }))
+    ce += o.ce * o.targets
+    targets += o.targets
+    aux += o.aux
+    z += o.z
+    for (const r of o.routing) {
+      dropped += r.dropped
+      assignments += r.tokens * s.model.config.topK
+    }
   }
   return {
     step: s.state.step,
@@ -487,8 +496,8 @@ function evaluate(s: Session): EvalMetrics | null {
 }
 
 /** Evaluates, logs it, tracks the best validation loss; returns an early stop when patience runs out. */
-function evaluateAndTrack(s: Session): { status: RunStatus; message: string } | null {
-  const ev = evaluate(s)
+async function evaluateAndTrack(s: Session): Promise<{ status: RunStatus; message: string } | null> {
+  const ev = await evaluate(s)
   if (!ev) return null
   s.folder.appendMetrics({ type: 'eval', ...ev })
   s.emit({ type: 'run.eval', runId: s.folder.id, metrics: ev })
@@ -508,15 +517,19 @@ function evaluateAndTrack(s: Session): { status: RunStatus; message: string } | 
 }
 
 /** Checkpoint of the current step: weights (or PEFT adapters), optimiser state, trainer state. */
-function writeCheckpoint(s: Session): string {
+async function writeCheckpoint(s: Session): Promise<string> {
   const { state, folder, cfg } = s
+  // Read everything back first (asynchronously: every backend), then write the folder at once.
+  const { peft, weights, os } = await deviceLock.run(async () => ({
+    peft: s.lora ? await s.lora.toPeft(s.spec.baseModelDir) : undefined,
+    weights: s.lora ? undefined : await modelWeights(s.model),
+    os: await s.opt.stateAsync(),
+  }))
   const final = folder.writeCheckpoint(state.step, (tmp) => {
-    if (s.lora) {
-      const peft = s.lora.toPeft(s.spec.baseModelDir)
+    if (peft) {
       saveSafetensors(join(tmp, 'adapter_model.safetensors'), peft.tensors, { format: 'pt' })
       writeJsonAtomic(join(tmp, 'adapter_config.json'), peft.config)
-    } else saveModel(s.model, tmp)
-    const os = s.opt.state()
+    } else writeModelFolder(s.model.config, s.model.specs, weights!, tmp)
     const tensors = new Map<string, TensorToWrite>()
     for (const [n, a] of os.m) tensors.set(`m.${n}`, { dtype: 'F32', shape: s.trainable.get(n)!.shape, data: a })
     for (const [n, a] of os.v) tensors.set(`v.${n}`, { dtype: 'F32', shape: s.trainable.get(n)!.shape, data: a })
@@ -528,6 +541,13 @@ function writeCheckpoint(s: Session): string {
   s.save({ lastCheckpoint: final, step: state.step })
   s.emit({ type: 'run.checkpoint', runId: folder.id, step: state.step, dir: final })
   return final
+}
+
+/** Every weight of a model, read back asynchronously. */
+async function modelWeights(model: MoeModel): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>()
+  for (const [name, v] of model.params) out.set(name, await read(v))
+  return out
 }
 
 function addRouting(acc: Map<number, { counts: number[]; entropy: number; n: number }>, routing: RoutingStats[]): void {

@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequire } from 'node:module'
+import { prepareWebGpu } from './webgpuEnv'
 
 type BackendModule = typeof import('../../../src/main/engine/backend')
 
@@ -20,6 +21,9 @@ function installed(pkg: string): boolean {
     return false
   }
 }
+
+// Before any backend is tried: where WebGPU can run here, it runs on SwiftShader.
+const webgpuMissing = prepareWebGpu()
 
 describe('backend selection', () => {
   const saved = process.env.MOE_WORKBENCH_BACKEND
@@ -46,8 +50,13 @@ describe('backend selection', () => {
     expect(lines[0]).toMatch(new RegExp(`^backend: using ${r.name}`))
     if (!installed('@tensorflow/tfjs-node') && !installed('@tensorflow/tfjs-node-gpu')) {
       // this machine: libtensorflow could not be downloaded, so the optional packages are absent
+      // (and the only WebGPU adapter, if any, is software: never picked automatically)
       expect(r.name).toBe('wasm')
-      expect(lines[0]).toMatch(/unavailable: tfjs-node-gpu \(.+\); tfjs-node \(.+\)/)
+      expect(lines[0]).toMatch(/unavailable: tfjs-node-gpu \(.+\); webgpu \(.+\); tfjs-node \(.+\)/)
+      if (webgpuMissing === null)
+        expect(r.attempts.find((a) => a.name === 'webgpu')?.reason).toMatch(
+          /only a software adapter \(SwiftShader.*\) was found.*--backend webgpu/,
+        )
     }
   })
 
@@ -72,11 +81,37 @@ describe('backend selection', () => {
     await expect(b.initBackend('tfjs-node')).rejects.toThrow(/backend tfjs-node is unavailable: tfjs-node: .+/)
   })
 
+  it('webgpu when forced: a software adapter is used, and reported with its limits', async () => {
+    if (webgpuMissing) return expect(webgpuMissing).toBeTruthy()
+    const b = await fresh()
+    const lines: string[] = []
+    const r = await b.initBackend('webgpu', (l) => lines.push(l))
+    expect(r).toMatchObject({ name: 'webgpu', tfBackend: 'webgpu', source: 'setting' })
+    expect(r.adapter).toMatchObject({ software: true, architecture: expect.any(String), description: expect.any(String) })
+    expect(r.adapter!.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 << 20)
+    expect(lines[0]).toMatch(/^backend: using webgpu on .+ \(software\)/)
+  })
+
+  it('tells a software adapter from a hardware one', async () => {
+    const b = await fresh()
+    const adapter = (description: string, isFallbackAdapter = false) => ({
+      info: { vendor: 'v', architecture: 'a', device: 'd', description, isFallbackAdapter },
+      limits: { maxStorageBufferBindingSize: 1 << 30, maxBufferSize: 1 << 30 },
+    })
+    expect(b.adapterReport(adapter('NVIDIA GeForce RTX 4090')).software).toBe(false)
+    expect(b.adapterReport(adapter('AMD Radeon RX 7900 XTX (RADV NAVI31)')).software).toBe(false)
+    expect(b.adapterReport(adapter('Apple M3 Max')).software).toBe(false)
+    expect(b.adapterReport(adapter('SwiftShader driver 5.0.0')).software).toBe(true)
+    expect(b.adapterReport(adapter('llvmpipe (LLVM 15.0.6, 256 bits)')).software).toBe(true)
+    expect(b.adapterReport(adapter('Microsoft Basic Render Driver')).software).toBe(true)
+    expect(b.adapterReport(adapter('unknown', true)).software).toBe(true)
+  })
+
   it('rejects unknown names, naming the choices', async () => {
     process.env.MOE_WORKBENCH_BACKEND = 'tpu'
     const b = await fresh()
     await expect(b.initBackend()).rejects.toThrow(
-      /MOE_WORKBENCH_BACKEND="tpu" is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu or auto/,
+      /MOE_WORKBENCH_BACKEND="tpu" is not a backend; use one of tfjs-node-gpu, webgpu, tfjs-node, wasm, cpu or auto/,
     )
     await expect(b.initBackend('gpu' as never)).rejects.toThrow(/unknown backend "gpu"/)
   })

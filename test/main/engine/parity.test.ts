@@ -1,7 +1,9 @@
 /**
  * Parity with Hugging Face transformers: golden outputs from test/fixtures/moe-reference (a PyTorch
  * port of HF's Mixtral, Qwen2-MoE, OLMoE and Qwen3-MoE), within the tolerances each expected.json states.
- * Every check runs on the cpu and the wasm backend.
+ * Every check runs on cpu and wasm with synchronous reads and the one-tape backward, and on cpu,
+ * wasm and webgpu (SwiftShader where no GPU driver is installed) with asynchronous reads and the
+ * layer-by-layer backward.
  */
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,12 +12,14 @@ import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initBackend, type BackendName } from '../../../src/main/engine/backend'
 import { loadModel } from '../../../src/main/engine/checkpoint'
-import { generateGreedy } from '../../../src/main/engine/generate'
+import { deviceLock, read, scopedAsync } from '../../../src/main/engine/device'
+import { generateAsync, generateGreedy } from '../../../src/main/engine/generate'
 import { causalLmLoss, loadBalancingLoss, routerZLoss } from '../../../src/main/engine/losses'
 import type { MoeModel } from '../../../src/main/engine/model'
-import { disposeGrads, lossAndGrads, objective } from '../../../src/main/engine/objective'
+import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objective } from '../../../src/main/engine/objective'
 import { AdamW } from '../../../src/main/engine/optimizer'
 import { loadSafetensors, type LoadedTensor } from '../../../src/main/engine/safetensors'
+import { prepareWebGpu } from './webgpuEnv'
 
 const FIXTURES = join(__dirname, '../../fixtures/moe-reference')
 const FAMILIES = ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe'] as const
@@ -68,8 +72,72 @@ function within(actual: number, expected: number, tol: Tol): void {
   expect(Math.abs(actual - expected), `${actual} vs ${expected}`).toBeLessThanOrEqual(tol.atol + tol.rtol * Math.abs(expected))
 }
 
-for (const backend of ['cpu', 'wasm'] as BackendName[]) {
-  describe(`parity with HF transformers on ${backend}`, () => {
+const webgpuMissing = prepareWebGpu()
+
+/** Everything a forward gives, read back to the host. */
+interface ForwardData {
+  logits: Float32Array
+  routing: { layer: number; routerLogits: Float32Array; topk: number[]; weights: Float32Array }[]
+  ce: number
+  aux: number
+  z: number
+  loss: number
+}
+
+/**
+ * A forward with its losses, read back synchronously (`sync`: forward, objective) or
+ * asynchronously (forwardAsync under the device lock: the only way on webgpu).
+ */
+async function forwardData(model: MoeModel, inputIds: number[][], labels: number[][], sync: boolean): Promise<ForwardData> {
+  const collect = async (o: ReturnType<typeof objective>, read: (t: tf.Tensor) => Promise<Float32Array>): Promise<ForwardData> => ({
+    logits: await read(o.logits),
+    routing: await Promise.all(
+      o.routing.map(async (r) => ({
+        layer: r.layer,
+        routerLogits: await read(r.routerLogits),
+        topk: Array.from(r.decision.topk),
+        weights: r.weights,
+      })),
+    ),
+    ce: (await read(o.ce))[0],
+    aux: (await read(o.aux))[0],
+    z: (await read(o.z))[0],
+    loss: (await read(o.loss))[0],
+  })
+  if (sync) {
+    const o = objective(model, { inputIds, labels })
+    const out = await collect(o, async (t) => t.dataSync() as Float32Array)
+    tf.dispose([o.logits, o.ce, o.aux, o.z, o.loss, ...o.routing.flatMap((r) => [r.routerLogits, r.gates])])
+    return out
+  }
+  return deviceLock.run(() =>
+    scopedAsync(async () => {
+      const c = model.config
+      const f = await model.forwardAsync(inputIds)
+      const { loss: ce } = causalLmLoss(f.logits, labels)
+      const aux = loadBalancingLoss(f.routing)
+      const z = routerZLoss(f.routing)
+      const loss = tf.add(tf.add(ce, tf.mul(aux, c.routerAuxLossCoef)), tf.mul(z, c.routerZLossCoef)) as tf.Scalar
+      return collect({ logits: f.logits, routing: f.routing, ce, aux, z, loss, targets: 0 }, read)
+    }),
+  )
+}
+
+/** (backend, path): the one-tape sync path where reads can be synchronous, the async layer-by-layer path everywhere. */
+const RUNS: [BackendName, boolean][] = [
+  ['cpu', true],
+  ['cpu', false],
+  ['wasm', true],
+  ['wasm', false],
+  ['webgpu', false],
+]
+
+for (const [backend, sync] of RUNS) {
+  if (backend === 'webgpu' && webgpuMissing) {
+    describe.skip(`parity on webgpu: ${webgpuMissing}`, () => {})
+    continue
+  }
+  describe(`parity with HF transformers on ${backend} (${sync ? 'synchronous reads, one tape' : 'asynchronous reads, layer by layer'})`, () => {
     beforeAll(async () => {
       await initBackend(backend)
     })
@@ -88,35 +156,35 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
         })
         afterAll(() => model.dispose())
 
+        const grads = (m: MoeModel, batch: { inputIds: number[][]; labels: number[][] }) =>
+          sync ? Promise.resolve(lossAndGrads(m, batch)) : deviceLock.run(() => lossAndGradsLayerwise(m, batch))
+        const values = async (g: tf.Tensor): Promise<Float32Array> => (sync ? (g.dataSync() as Float32Array) : read(g))
+
         for (const c of meta.cases) {
-          it(`${c.name}: logits, router logits, top-k choices and weights, losses`, () => {
-            tf.tidy(() => {
-              const o = objective(model, { inputIds: c.input_ids, labels: c.labels })
-              expect(worst(o.logits.dataSync(), T(`${c.name}.logits`).data, meta.tolerances.logits)).toBeLessThanOrEqual(1)
-              expect(o.routing.map((r) => r.layer)).toEqual(meta.summary.sparse_layers)
-              for (const r of o.routing) {
-                const L = `layer${r.layer}`
-                expect(
-                  worst(r.routerLogits.dataSync(), T(`${c.name}.router_logits.${L}`).data, meta.tolerances.router_logits),
-                ).toBeLessThanOrEqual(1)
-                expect(Array.from(r.decision.topk)).toEqual(Array.from(T(`${c.name}.topk_indices.${L}`).data))
-                expect(worst(r.weights, T(`${c.name}.topk_weights.${L}`).data, meta.tolerances.topk_weights)).toBeLessThanOrEqual(1)
-              }
-              within(o.ce.dataSync()[0], c.ce_loss, meta.tolerances.ce_loss)
-              within(o.aux.dataSync()[0], c.aux_loss, meta.tolerances.aux_loss)
-              within(o.loss.dataSync()[0], c.total_loss, meta.tolerances.total_loss)
-              within(o.z.dataSync()[0], c.router_z_loss, meta.tolerances.router_z_loss)
-            })
+          it(`${c.name}: logits, router logits, top-k choices and weights, losses`, async () => {
+            const o = await forwardData(model, c.input_ids, c.labels, sync)
+            expect(worst(o.logits, T(`${c.name}.logits`).data, meta.tolerances.logits)).toBeLessThanOrEqual(1)
+            expect(o.routing.map((r) => r.layer)).toEqual(meta.summary.sparse_layers)
+            for (const r of o.routing) {
+              const L = `layer${r.layer}`
+              expect(worst(r.routerLogits, T(`${c.name}.router_logits.${L}`).data, meta.tolerances.router_logits)).toBeLessThanOrEqual(1)
+              expect(r.topk).toEqual(Array.from(T(`${c.name}.topk_indices.${L}`).data))
+              expect(worst(r.weights, T(`${c.name}.topk_weights.${L}`).data, meta.tolerances.topk_weights)).toBeLessThanOrEqual(1)
+            }
+            within(o.ce, c.ce_loss, meta.tolerances.ce_loss)
+            within(o.aux, c.aux_loss, meta.tolerances.aux_loss)
+            within(o.loss, c.total_loss, meta.tolerances.total_loss)
+            within(o.z, c.router_z_loss, meta.tolerances.router_z_loss)
           })
 
-          it(`${c.name}: gradient of the total loss for every tensor`, () => {
-            const { parts, grads } = lossAndGrads(model, { inputIds: c.input_ids, labels: c.labels })
+          it(`${c.name}: gradient of the total loss for every tensor`, async () => {
+            const { parts, grads: g } = await grads(model, { inputIds: c.input_ids, labels: c.labels })
             try {
               within(parts.loss, c.total_loss, meta.tolerances.total_loss)
-              expect([...grads.keys()].sort()).toEqual([...meta.param_names].sort())
+              expect([...g.keys()].sort()).toEqual([...meta.param_names].sort())
               const tol = meta.tolerances.grads
               for (const name of meta.param_names) {
-                const actual = grads.get(name)!.dataSync()
+                const actual = await values(g.get(name)!)
                 const expected = T(`${c.name}.grad.${name}`).data
                 if (c.grad_zero_tensors.includes(name)) {
                   expect(Math.max(...Array.from(actual, Math.abs)), name).toBeLessThanOrEqual(1e-7)
@@ -128,22 +196,22 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
                 expect(w, `gradient of ${name}`).toBeLessThanOrEqual(1)
               }
             } finally {
-              disposeGrads(grads)
+              disposeGrads(g)
             }
           })
 
-          it(`${c.name}: three AdamW steps reproduce the recorded losses`, () => {
+          it(`${c.name}: three AdamW steps reproduce the recorded losses`, async () => {
             const m = loadModel(join(FIXTURES, family))
             const o = meta.optimizer
             const opt = new AdamW({ betas: o.betas, eps: o.eps, weightDecay: o.weight_decay })
             const batch = { inputIds: c.input_ids, labels: c.labels }
             try {
               for (let s = 0; s < o.steps; s++) {
-                const { parts, grads } = lossAndGrads(m, batch)
+                const { parts, grads: g } = await grads(m, batch)
                 if (s === 0) within(parts.loss, c.adamw.loss_before, meta.tolerances.adamw_losses)
-                opt.apply(m.params, grads, o.lr)
-                disposeGrads(grads)
-                const after = tf.tidy(() => objective(m, batch).loss.dataSync()[0])
+                opt.apply(m.params, g, o.lr)
+                disposeGrads(g)
+                const after = (await forwardData(m, batch.inputIds, batch.labels, sync)).loss
                 within(after, c.adamw.total_loss_after_step[s], meta.tolerances.adamw_losses)
               }
             } finally {
@@ -153,14 +221,10 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
           })
 
           for (const useCache of [false, true]) {
-            it(`${c.name}: greedy generation ${useCache ? 'with' : 'without'} the KV cache`, () => {
+            it(`${c.name}: greedy generation ${useCache ? 'with' : 'without'} the KV cache`, async () => {
               const g = c.generate
-              const r = generateGreedy(model, g.prompt_ids, {
-                maxNewTokens: g.max_new_tokens,
-                useCache,
-                stopTokens: [],
-                keepStepLogits: true,
-              })
+              const opts = { maxNewTokens: g.max_new_tokens, useCache, stopTokens: [], keepStepLogits: true, sampling: { greedy: true } }
+              const r = sync ? generateGreedy(model, g.prompt_ids, opts) : await generateAsync(model, g.prompt_ids, opts)
               expect(r.newTokens).toEqual(g.new_token_ids)
               expect(r.outputIds).toEqual(Array.from(T(`${c.name}.generate.output_ids`).data))
               const steps = new Float32Array(r.stepLogits!.flatMap((x) => Array.from(x)))
@@ -170,19 +234,16 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
         }
 
         if (family === 'mixtral') {
-          it('BF16 checkpoint: logits, choices and losses of the bf16 weights', () => {
+          it('BF16 checkpoint: logits, choices and losses of the bf16 weights', async () => {
             const bf = loadModelFromFile(join(FIXTURES, family), 'model-bf16.safetensors')
             try {
               for (const c of meta.cases) {
-                tf.tidy(() => {
-                  const f = bf.forward(c.input_ids)
-                  expect(worst(f.logits.dataSync(), T(`bf16.${c.name}.logits`).data, meta.tolerances.bf16_logits)).toBeLessThanOrEqual(1)
-                  for (const r of f.routing)
-                    expect(Array.from(r.decision.topk)).toEqual(Array.from(T(`bf16.${c.name}.topk_indices.layer${r.layer}`).data))
-                  within(causalLmLoss(f.logits, c.labels).loss.dataSync()[0], c.bf16!.ce_loss, meta.tolerances.ce_loss)
-                  within(loadBalancingLoss(f.routing).dataSync()[0], c.bf16!.aux_loss, meta.tolerances.aux_loss)
-                  within(routerZLoss(f.routing).dataSync()[0], c.bf16!.router_z_loss, meta.tolerances.router_z_loss)
-                })
+                const f = await forwardData(bf, c.input_ids, c.labels, sync)
+                expect(worst(f.logits, T(`bf16.${c.name}.logits`).data, meta.tolerances.bf16_logits)).toBeLessThanOrEqual(1)
+                for (const r of f.routing) expect(r.topk).toEqual(Array.from(T(`bf16.${c.name}.topk_indices.layer${r.layer}`).data))
+                within(f.ce, c.bf16!.ce_loss, meta.tolerances.ce_loss)
+                within(f.aux, c.bf16!.aux_loss, meta.tolerances.aux_loss)
+                within(f.z, c.bf16!.router_z_loss, meta.tolerances.router_z_loss)
               }
             } finally {
               bf.dispose()

@@ -254,7 +254,7 @@ describe('trainer', () => {
     expect(Math.max(...Array.from(lora.B.values().next().value!.dataSync(), Math.abs))).toBeGreaterThan(0)
     const ids = [[1, 7, 9, 2, 9]]
     const adapted = tf.tidy(() => model.forward(ids, { weights: lora.wrap(model.weightSource, { training: false }) }).logits.dataSync())
-    const merged = new MoeModel(model.config, lora.mergedWeights())
+    const merged = new MoeModel(model.config, await lora.mergedWeights())
     const mergedLogits = tf.tidy(() => merged.forward(ids).logits.dataSync())
     let diff = 0
     for (let i = 0; i < adapted.length; i++) diff = Math.max(diff, Math.abs(adapted[i] - mergedLogits[i]))
