@@ -43,6 +43,18 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('bytes-float32')).toContainText('291,264')
     await expect(page.getByTestId('bytes-bfloat16')).toContainText('145,632')
     await snapshot(page, 'server-home-inspected')
+
+    // The fit planner, for every model: a budget too small names what it would take.
+    const card = page.locator('[data-source="bundled"]').first()
+    await page.getByTestId('fit-budget').fill('1 KiB')
+    await page.getByTestId('fit-check').click()
+    await expect(card.getByTestId('fit-verdict')).toHaveText('Does not fit')
+    await expect(card.locator('.fit')).toContainText('raise the budget to at least')
+    await page.getByTestId('fit-budget').fill('8 GiB')
+    await page.getByTestId('fit-check').click()
+    await expect(card.getByTestId('fit-verdict')).toHaveText('Fits, nothing paged')
+    await expect(card.getByTestId('budget-part-resident')).toBeVisible()
+    await snapshot(page, 'models-fit')
   })
 
   test.describe('errors', () => {

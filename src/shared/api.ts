@@ -14,7 +14,7 @@
 import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from './dataset'
 export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } from './dataset'
 import type { Dtype, Family, MoeConfigInput, RouterType } from './modelConfig'
-import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from './chat'
+import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, ExpertStorage, FitPlan } from './chat'
 import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
 export type * from './chat'
@@ -124,6 +124,8 @@ export interface ModelsPlanArgs {
   budgetBytes: number
   /** Context length the KV cache is planned for (default min(2048, max positions)). */
   contextTokens?: number
+  /** Host storage of paged weights (default lazy: read from the checkpoint files). */
+  storage?: ExpertStorage
 }
 
 export interface ModelsCreateArgs {

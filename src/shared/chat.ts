@@ -39,16 +39,30 @@ export interface TokenRouting {
   layers: { layer: number; experts: number[]; weights: number[] }[]
 }
 
+/**
+ * Where weights the device does not hold are kept on the host: decoded float32, 16-bit, 8-bit
+ * (per-row scales), or not at all ('lazy': read from the checkpoint's safetensors files by offset
+ * whenever needed, which keeps host memory flat).
+ */
 export const EXPERT_STORAGES = ['f32', 'f16', 'bf16', 'int8', 'lazy'] as const
 export type ExpertStorage = (typeof EXPERT_STORAGES)[number]
 export type EvictionPolicy = 'lru' | 'lfu'
 
+/**
+ * Running a model within a device budget. The budget is all device memory the model may use:
+ * resident weights, the cache of paged weights, the KV cache and activations (and for training,
+ * adapters, their gradients and optimiser state). Whatever does not fit is paged in from the host.
+ */
 export interface OffloadOptions {
-  /** Device bytes for cached experts (float32 on the device). */
+  /** Device bytes for everything (see above). */
   budgetBytes: number
+  /** Host storage of the paged weights (default lazy). */
   storage: ExpertStorage
   policy?: EvictionPolicy
+  /** Prefetch the next layer's likely experts (backends that read back synchronously). */
   prefetch?: boolean
+  /** Context (prompt and reply) the KV cache and activations are planned for (default min(2048, max positions)). */
+  contextTokens?: number
 }
 
 export interface LayerCacheStats {
@@ -58,41 +72,75 @@ export interface LayerCacheStats {
 }
 
 export interface OffloadStats {
+  /** The device budget planned for (everything), and the cache's share of it. */
   budgetBytes: number
+  cacheBytes: number
+  /** Bytes of paged weights on the device now (the cache). */
   residentBytes: number
-  /** Most bytes the cache ever held (never above the budget). */
+  /** Most bytes the cache ever held (never above its share of the budget). */
   peakBytes: number
+  /** Bytes copied to the device for paged weights. */
   bytesMoved: number
+  /** Bytes read from the checkpoint files (lazy storage). */
+  bytesRead: number
+  /** Experts found on the device / paged in, counted per expert (not per matrix). */
   hits: number
   misses: number
   hitRate: number
+  /** Other paged units (attention blocks, dense MLPs, lm_head chunks): hits and misses. */
+  otherHits: number
+  otherMisses: number
   layers: LayerCacheStats[]
   prefetched: number
-  /** Prefetched experts that were used before being evicted. */
+  /** Prefetched experts used before being evicted, and those evicted unused. */
   prefetchUsed: number
+  prefetchUnused: number
   prefetchAccuracy: number
   storage: ExpertStorage
   policy: EvictionPolicy
 }
 
+/** How a model is placed within a device budget (the fit planner's answer). */
 export interface FitPlan {
-  /** Float32 bytes of everything but the routed experts (always resident). */
+  /** The budget planned for (device bytes). */
+  budgetBytes: number
+  /** The backend's own ceiling (the wasm heap is 4 GiB), or null when it tells none. */
+  deviceLimitBytes: number | null
+  /** Float32 device bytes of the weights that stay resident. */
   residentBytes: number
   /** Float32 bytes of one expert / of all experts. */
   expertBytes: number
   totalExpertBytes: number
+  /** Float32 bytes of the whole model. */
+  modelBytes: number
   /** KV cache bytes for the planned context. */
   kvCacheBytes: number
-  /** Bytes the experts get within the budget. */
+  /** Activations and temporaries of one forward (or training step). */
+  activationBytes: number
+  /** Training: adapters (or trainable weights), their gradients and optimiser state. */
+  trainingBytes: number
+  /** Device bytes the cache of paged weights gets. */
+  cacheBytes: number
+  /** Bytes the experts get within the budget (the cache). */
   expertBudgetBytes: number
   /** Experts the cache holds at once. */
   cachedExperts: number
   totalExperts: number
-  /** Whether every expert fits (no offloading needed). */
+  /** The embedding: on the device, or its rows gathered from the host per batch. */
+  embedding: 'resident' | 'host'
+  /** lm_head: resident, or paged in this many vocabulary chunks. */
+  headChunks: number
+  /** Layers whose attention (and dense MLP) weights are paged. */
+  pagedLayers: number[]
+  /** Host bytes the paged weights take (0 for lazy), and what host memory allows. */
+  hostBytes: number
+  hostLimitBytes: number
+  storage: ExpertStorage
+  /** Everything resident: no paging at all. */
   fitsResident: boolean
   /** Whether the model can run at all within the budget. */
   fits: boolean
-  /** Persistent device bytes once the cache is full. */
+  /** Device bytes once the cache is full. */
   predictedBytes: number
   message: string
 }
@@ -121,6 +169,8 @@ export interface ChatStarted {
 
 export interface ChatStats {
   newTokens: number
+  /** From the request to the first new token, the model load included. */
+  firstTokenMs: number
   stoppedBy: 'max_new_tokens' | 'stop_token' | 'stop_sequence' | 'callback' | 'cancelled'
   prefillMs: number
   decodeMs: number

@@ -85,7 +85,12 @@ export const apiSchemas = {
   'datasets.list': z.undefined({ error: 'takes no arguments' }),
   'datasets.cancel': z.strictObject({ file: path }),
   'models.list': z.undefined({ error: 'takes no arguments' }),
-  'models.plan': z.strictObject({ dir: path, budgetBytes: z.number().int().positive(), contextTokens: z.number().int().min(0).optional() }),
+  'models.plan': z.strictObject({
+    dir: path,
+    budgetBytes: z.number().int().positive(),
+    contextTokens: z.number().int().min(0).optional(),
+    storage: z.enum(EXPERT_STORAGES).optional(),
+  }),
   'models.create': z.strictObject({
     name,
     config: modelConfigInput,
@@ -120,6 +125,12 @@ export const apiSchemas = {
         storage: z.enum(EXPERT_STORAGES),
         policy: z.enum(['lru', 'lfu']).optional(),
         prefetch: z.boolean().optional(),
+        contextTokens: z
+          .number()
+          .int()
+          .positive()
+          .max(1 << 20)
+          .optional(),
       })
       .optional(),
     taskId: id.optional(),

@@ -8,7 +8,7 @@ import { z } from 'zod'
 import { formatIssues } from '../../shared/modelConfig'
 import { checkWeights, inspectModel, loadModel } from '../engine/checkpoint'
 import { generate, type SamplingOptions } from '../engine/generate'
-import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../engine/offload'
+import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
@@ -234,29 +234,38 @@ export function parseBytes(text: string, flag: string): number {
   return Math.floor(Number(m[1]) * mult[unit])
 }
 
-/** --offload-budget SIZE [--expert-dtype f32|f16|bf16|int8|lazy] → offload options. */
+/**
+ * --offload-budget SIZE [--expert-dtype f32|f16|bf16|int8|lazy] → offload options: the device
+ * budget for everything the model uses; what does not fit pages from the host storage named.
+ */
 export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefined {
   const dtype = values['expert-dtype']
   if (values['offload-budget'] === undefined) {
     if (dtype !== undefined) throw new UsageError('--expert-dtype needs --offload-budget')
     return undefined
   }
-  const storage = (dtype ?? 'f32') as ExpertStorage
+  const storage = (dtype ?? 'lazy') as ExpertStorage
   if (!EXPERT_STORAGES.includes(storage))
     throw new UsageError(`--expert-dtype: "${String(dtype)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
+  const context = values.context === undefined ? undefined : Number(values.context)
+  if (context !== undefined && !(Number.isInteger(context) && context > 0))
+    throw new UsageError(`--context: "${String(values.context)}" must be a positive number of tokens`)
   return {
     budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'),
     storage,
     prefetch: values['no-prefetch'] !== true,
+    ...(context !== undefined && { contextTokens: context }),
   }
 }
 
 export function formatOffloadStats(s: OffloadStats): string[] {
-  return [
-    `offload: ${s.storage} experts, budget ${formatBytes(s.budgetBytes)} (peak ${formatBytes(s.peakBytes)}), ${s.policy} eviction`,
-    `offload: hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses), ${formatBytes(s.bytesMoved)} moved, prefetch ${s.prefetched} experts, ${(s.prefetchAccuracy * 100).toFixed(0)}% used`,
-    `offload: per layer ${s.layers.map((l) => `${l.layer}: ${l.hits}/${l.hits + l.misses}`).join(', ')}`,
+  const lines = [
+    `paging: budget ${formatBytes(s.budgetBytes)}; cache ${formatBytes(s.residentBytes)} of ${formatBytes(s.cacheBytes)} (peak ${formatBytes(s.peakBytes)}), ${s.storage} host storage, ${s.policy} eviction; ${formatBytes(s.bytesMoved)} moved to the device, ${formatBytes(s.bytesRead)} read from the checkpoint`,
+    `paging: experts hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses, counted per expert); other units ${s.otherHits} hits, ${s.otherMisses} misses; prefetched ${s.prefetched} experts: ${s.prefetchUsed} used, ${s.prefetchUnused} evicted unused`,
   ]
+  if (s.layers.length)
+    lines.push(`paging: expert hits per layer ${s.layers.map((l) => `${l.layer}: ${l.hits}/${l.hits + l.misses}`).join(', ')}`)
+  return lines
 }
 
 export async function generateCommand(values: ParsedValues, io: CliIo): Promise<number> {
@@ -269,8 +278,9 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   const sampling = samplingFromFlags(values)
   const offload = offloadFromFlags(values)
   const backend = await backendFromFlag(values, io)
-  const model = loadModel(dir, { offload })
+  const model = loadModel(dir, { offload, contextTokens: prompt.length + maxNewTokens })
   try {
+    if (model.paging) io.err(`plan: ${model.paging.placement.fit.message}`)
     const V = model.config.vocabSize
     const bad = prompt.find((id) => id >= V)
     if (bad !== undefined) throw new UsageError(`--prompt-ids: token id ${bad} is outside the vocabulary [0, ${V})`)
@@ -285,7 +295,8 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     io.err(
       `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`,
     )
-    if (model.offload) for (const line of formatOffloadStats(model.offload.cache.stats())) io.err(line)
+    const stats = model.pagingStats()
+    if (stats) for (const line of formatOffloadStats(stats)) io.err(line)
     if (values.json) io.out(JSON.stringify({ output_ids: r.outputIds }))
     return 0
   } finally {

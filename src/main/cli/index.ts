@@ -28,9 +28,12 @@ commands:
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
             --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
-            [--offload-budget 256MB [--expert-dtype f32|f16|bf16|int8|lazy] [--no-prefetch]]
-  chat      --model DIR [--system TEXT] [sampling flags as generate] [--offload-budget 256MB
-            [--expert-dtype f16|int8|...]]               interactive, streaming, experts per reply
+            [--offload-budget 2GB [--expert-dtype lazy|f32|f16|bf16|int8] [--no-prefetch]]
+                                                          (the budget: device memory for everything; what
+                                                          does not fit pages from the host)
+  chat      --model DIR [--system TEXT] [sampling flags as generate] [--offload-budget 2GB
+            [--expert-dtype lazy|f16|int8|...] [--context 2048]]
+                                                          interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
@@ -64,6 +67,7 @@ const DECODING: Options = {
   'repetition-penalty': { type: 'string' },
   seed: { type: 'string' },
   'offload-budget': { type: 'string' },
+  context: { type: 'string' },
   'expert-dtype': { type: 'string' },
   'no-prefetch': { type: 'boolean' },
 }

@@ -20,7 +20,11 @@ import { read } from './device'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { CheckpointError, nonFinite, readWeight } from './weights'
 import { MoeModel } from './model'
-import { ExpertStore, type OffloadOptions } from './offload'
+import type { ExpertStorage, OffloadOptions } from '../../shared/chat'
+import { backendReport } from './backend'
+import { HostStore } from './hostStore'
+import { UnitCache } from './paging'
+import { defaultBudget, hostStorageOf, planPlacement, type Placement, type TrainingPlan } from './plan'
 import { pacer, type TaskHooks } from './tasks'
 import { openCheckpointTensors, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
@@ -86,38 +90,103 @@ function describeCheck(dir: string, c: TensorCheck): string | null {
   return parts.length ? `${dir}: the checkpoint does not match its config.json: ${parts.join('; ')}` : null
 }
 
+export class PlanError extends Error {}
+
+/** How a model is loaded: within a device budget (the planner decides what pages), for training or not. */
+export interface LoadOptions {
+  /**
+   * The device budget and host storage of paged weights. Without it the default budget of the
+   * backend (defaultBudget): a model that fits is resident, one that does not is paged lazily.
+   */
+  offload?: OffloadOptions
+  /** A training run's needs, reserved in the plan (adapters, gradients, optimiser, activations). */
+  training?: TrainingPlan
+  /** Context the KV cache is planned for. */
+  contextTokens?: number
+}
+
 /**
- * Loading a model folder step by step: config, every expected tensor (checked by name and shape),
- * as float32. Yields the bytes read so far after each tensor and returns the model, so
- * `loadModel` runs it at once and `loadModelAsync` with progress and cancel between tensors.
- * With `offload`, routed experts stay off the device (in host memory in the chosen storage, or in
- * the file itself for 'lazy') and run through a device cache bounded by the byte budget.
+ * The plan a load follows, from the options and the backend in use (its device ceiling, its
+ * largest binding); refused with the planner's numbers when the model cannot run.
  */
-function* loadModelSteps(dir: string, offload: OffloadOptions | undefined): Generator<{ done: number; total: number }, MoeModel> {
+export function placementFor(dir: string, config: MoeConfig, opts: LoadOptions = {}): Placement {
+  const backend = backendReport()
+  const placement = planPlacement(config, {
+    budgetBytes: opts.offload?.budgetBytes ?? defaultBudget(backend?.name),
+    storage: opts.offload?.storage,
+    policy: opts.offload?.policy,
+    training: opts.training,
+    contextTokens: opts.contextTokens ?? opts.offload?.contextTokens,
+    backend: backend?.name,
+    maxBindingBytes: backend?.adapter?.limits.maxStorageBufferBindingSize,
+  })
+  if (!placement.fit.fits) throw new PlanError(`${basename(dir)}: ${placement.fit.message}`)
+  return placement
+}
+
+/**
+ * Loading a model folder step by step: config, every tensor checked by name and shape, the plan
+ * (refused before anything is allocated when it cannot fit), then the resident tensors one by
+ * one onto the device and, for a paged model, the host store of the rest (nothing but a
+ * checkpoint's file offsets for 'lazy' storage). Yields the bytes read so far after each tensor
+ * and returns the model, so `loadModel` runs it at once and `loadModelAsync` with progress and
+ * cancel between tensors. Host memory holds one float32 tensor at a time beyond the store.
+ */
+function* loadModelSteps(dir: string, opts: LoadOptions): Generator<{ done: number; total: number }, MoeModel> {
   const config = readModelConfig(dir)
   const { index } = openCheckpointTensors(dir)
   const problem = describeCheck(dir, checkTensors(config, index))
   if (problem) throw new CheckpointError(problem)
-  const specs = paramSpecs(config).filter((s) => !(offload?.storage === 'lazy' && s.kind === 'expert'))
+  const placement = placementFor(dir, config, opts)
   const bytesOf = (name: string): number => {
     const info = index.get(name)!.tensors.get(name)!
     return info.end - info.begin
   }
-  const total = specs.reduce((sum, s) => sum + bytesOf(s.name), 0)
+  const residentSpecs = paramSpecs(config).filter((s) => placement.resident.has(s.name))
+  const hostTensors = new Map<string, { shape: [number, number]; storage: ExpertStorage }>()
+  if (placement.paged.length > 0) {
+    for (const u of placement.paged)
+      for (const part of u.parts)
+        hostTensors.set(part.name, {
+          shape: [part.rows ? config.vocabSize : part.shape[0], part.shape[1]],
+          storage: hostStorageOf(placement.storage, u.kind),
+        })
+    if (placement.embedOnHost)
+      hostTensors.set('model.embed_tokens.weight', {
+        shape: [config.vocabSize, config.hiddenSize],
+        storage: hostStorageOf(placement.storage, 'embed'),
+      })
+  }
+  const hostRead = placement.storage === 'lazy' ? [] : [...hostTensors.keys()]
+  const total = [...residentSpecs.map((s) => s.name), ...hostRead].reduce((sum, n) => sum + bytesOf(n), 0)
   let done = 0
   yield { done, total }
-  const weights = new Map<string, Float32Array>()
-  for (const s of specs) {
-    const data = readWeight(index.get(s.name)!, s.name)
-    weights.set(s.name, data)
-    done += bytesOf(s.name)
-    yield { done, total }
+  const model = new MoeModel(config, new Map(), { resident: placement.resident, deferred: true })
+  let complete = false
+  try {
+    for (const s of residentSpecs) {
+      model.addParam(s.name, readWeight(index.get(s.name)!, s.name))
+      done += bytesOf(s.name)
+      yield { done, total }
+    }
+    if (placement.paged.length > 0) {
+      const store = new HostStore(placement.storage, index)
+      for (const [name, t] of hostTensors) {
+        store.add({ name, shape: t.shape }, t.storage)
+        if (placement.storage !== 'lazy') {
+          done += bytesOf(name)
+          yield { done, total }
+        }
+      }
+      const cache = new UnitCache(store, placement.cacheBytes, placement.policy, placement.fit.budgetBytes)
+      model.attachPaging({ placement, store, cache, prefetch: opts.offload?.prefetch ?? true })
+    }
+    complete = true
+    return model
+  } finally {
+    // Abandoned part-way (a cancel) or failed: nothing stays on the device.
+    if (!complete) model.dispose()
   }
-  if (!offload) return new MoeModel(config, weights)
-  const store = new ExpertStore(config, offload.storage, offload.storage === 'lazy' ? { index } : { weights })
-  const model = new MoeModel(config, weights, { offloadExperts: true })
-  model.attachOffload(store, offload)
-  return model
 }
 
 /**
@@ -151,8 +220,8 @@ export async function checkWeights(dir: string, hooks: TaskHooks = {}): Promise<
 }
 
 /** Loads a model folder at once (see loadModelSteps). */
-export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}): MoeModel {
-  const steps = loadModelSteps(dir, opts.offload)
+export function loadModel(dir: string, opts: LoadOptions = {}): MoeModel {
+  const steps = loadModelSteps(dir, opts)
   for (;;) {
     const r = steps.next()
     if (r.done) return r.value
@@ -166,18 +235,26 @@ export function loadModel(dir: string, opts: { offload?: OffloadOptions } = {}):
  */
 export async function loadModelAsync(
   dir: string,
-  opts: { offload?: OffloadOptions; hooks?: TaskHooks; stage?: { label: string; stage: number; stages: number } } = {},
+  opts: LoadOptions & { hooks?: TaskHooks; stage?: { label: string; stage: number; stages: number } } = {},
 ): Promise<MoeModel> {
   const { signal, onProgress } = opts.hooks ?? {}
   const stage = opts.stage ?? { label: `Loading ${basename(dir)}`, stage: 1, stages: 1 }
   const pace = pacer(signal, `loading ${basename(dir)}`)
-  // Abandoning the steps part-way holds nothing: each tensor's file is closed after its read.
-  const steps = loadModelSteps(dir, opts.offload)
-  for (;;) {
-    const r = steps.next()
-    if (r.done) return r.value
-    onProgress?.({ ...stage, done: r.value.done, total: r.value.total, unit: 'bytes' })
-    await pace()
+  const steps = loadModelSteps(dir, opts)
+  let finished = false
+  try {
+    for (;;) {
+      const r = steps.next()
+      if (r.done) {
+        finished = true
+        return r.value
+      }
+      onProgress?.({ ...stage, done: r.value.done, total: r.value.total, unit: 'bytes' })
+      await pace()
+    }
+  } finally {
+    // A cancel part-way: closing the steps disposes what they put on the device.
+    if (!finished) steps.return(undefined as never)
   }
 }
 

@@ -112,6 +112,13 @@ function disposeCache(c: KvCache | undefined): void {
   for (const t of c.values) t.dispose()
 }
 
+/**
+ * A prompt goes through the model in chunks of at most this many tokens (with the KV cache), so
+ * a long prompt's attention scores and activations stay bounded; each position sees the same
+ * keys, so the logits are those of one pass.
+ */
+export const PREFILL_CHUNK = 256
+
 /** What the decoding loop yields: a tensor to read back, or null at a token boundary. */
 type DecodeYield = tf.Tensor | null
 
@@ -143,9 +150,10 @@ function* decodeSteps(
   let stoppedBy: GenerateResult['stoppedBy'] = 'max_new_tokens'
   let prefillMs = 0
   let decodeMs = 0
-  /** Runs the positions from `start` on; returns the last position's logits. */
-  const forward = function* (start: number, first: boolean): Generator<DecodeYield, Float32Array, HostData | undefined> {
-    const input = [ids.slice(start)]
+  const promptRouting: TokenRouting[] = []
+  /** Runs the positions from `start` on (`length` of them: a prompt chunk); returns the last position's logits. */
+  const forward = function* (start: number, first: boolean, length?: number): Generator<DecodeYield, Float32Array, HostData | undefined> {
+    const input = [ids.slice(start, length === undefined ? undefined : start + length)]
     let next: KvCache | undefined
     const engine = tf.engine()
     engine.startScope('decode')
@@ -161,8 +169,13 @@ function* decodeSteps(
         for (const t of [...next.keys, ...next.values]) tf.keep(t)
       }
       logits = ((yield f.logits) as Float32Array).slice()
-      // With full recomputation only the newest position is new after the first forward.
-      if (opts.onRouting) opts.onRouting(routingTrace(f.routing, input[0], start, useCache || first ? 0 : input[0].length - 1))
+      // With full recomputation only the newest position is new after the first forward. The
+      // prompt's chunks are reported together, as one forward's.
+      if (opts.onRouting) {
+        const trace = routingTrace(f.routing, input[0], start, useCache || first ? 0 : input[0].length - 1)
+        if (length !== undefined) promptRouting.push(...trace)
+        else opts.onRouting(promptRouting.splice(0).concat(trace))
+      }
     } finally {
       engine.endScope()
     }
@@ -179,7 +192,10 @@ function* decodeSteps(
         break
       }
       const t0 = performance.now()
-      const logits = yield* forward(useCache && cache ? ids.length - 1 : 0, step === 0)
+      if (step === 0 && useCache)
+        // Every chunk of the prompt but the last only fills the cache.
+        for (let from = 0; from + PREFILL_CHUNK < ids.length; from += PREFILL_CHUNK) yield* forward(from, true, PREFILL_CHUNK)
+      const logits = yield* forward(useCache && cache ? cache.length : 0, step === 0)
       if (step === 0) prefillMs = performance.now() - t0
       else decodeMs += performance.now() - t0
       if (opts.keepStepLogits) stepLogits.push(logits)
@@ -205,7 +221,7 @@ function* decodeSteps(
       yield null
     }
     // The last token's routing is only known once it goes through the model: one more forward.
-    if (opts.onRouting && newTokens.length > 0 && opts.routeLastToken) yield* forward(useCache && cache ? ids.length - 1 : 0, false)
+    if (opts.onRouting && newTokens.length > 0 && opts.routeLastToken) yield* forward(useCache && cache ? cache.length : 0, false)
   } finally {
     disposeCache(cache)
   }

@@ -10,7 +10,9 @@ import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import { dropout, embedLookup, mm, ownedVariable, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
 import { moeBlockSteps, runAsync, runSync, type LayerRouting, type RoutingReplay, type Steps } from './moe'
-import { ExpertCache, offloadedWeights, type ExpertStore, type OffloadOptions } from './offload'
+import type { OffloadStats } from '../../shared/chat'
+import { pagedWeights, type Paging } from './paging'
+import { headChunkRows, headTensor } from './units'
 
 export interface KvCache {
   /** Number of positions already in the cache. */
@@ -133,38 +135,60 @@ export class MoeModel {
   readonly params: Map<string, tf.Variable>
   private disposed = false
 
-  /** Offloaded experts, when the model runs with a device budget (see attachOffload). */
-  offload?: { store: ExpertStore; cache: ExpertCache }
+  /** The plan, host store and device cache of a model that runs within a device budget (see attachPaging). */
+  paging?: Paging
 
   /**
    * Takes ownership of `weights` (float32 arrays by hub name); shapes must match the config.
-   * With `offloadExperts`, routed experts get no device tensors: attachOffload provides them.
+   * With `resident`, only those tensors get device variables (a paged model: attachPaging
+   * provides the rest); `weights` may then be filled later, tensor by tensor, with addParam.
    */
-  constructor(config: MoeConfig, weights: Map<string, Float32Array>, opts: { offloadExperts?: boolean } = {}) {
+  constructor(config: MoeConfig, weights: Map<string, Float32Array>, opts: { resident?: ReadonlySet<string>; deferred?: boolean } = {}) {
     this.config = config
     this.specs = paramSpecs(config)
     this.params = new Map()
+    this.resident = opts.resident
+    this.weightSource = plainWeights(this.p, new Map([[headTensor(config), headChunkRows(config)]]))
+    if (opts.deferred) return
     const problems: string[] = []
     for (const s of this.specs) {
-      if (opts.offloadExperts && s.kind === 'expert') continue
+      if (!this.isResident(s.name)) continue
       const w = weights.get(s.name)
       const n = s.shape.reduce((a, b) => a * b, 1)
       if (!w) problems.push(`missing tensor ${s.name} [${s.shape}]`)
       else if (w.length !== n) problems.push(`tensor ${s.name} has ${w.length} values, expected [${s.shape}] = ${n}`)
     }
     if (problems.length) throw new ModelError(problems.join('; '))
-    for (const s of this.specs) {
-      if (opts.offloadExperts && s.kind === 'expert') continue
-      this.params.set(s.name, ownedVariable(tf.tensor(weights.get(s.name)!, s.shape), true, s.name))
-    }
+    for (const s of this.specs) if (this.isResident(s.name)) this.addParam(s.name, weights.get(s.name)!)
   }
 
-  /** Runs routed experts from an off-device store through a device cache bounded by a byte budget. */
-  attachOffload(store: ExpertStore, opts: OffloadOptions): void {
-    const cache = new ExpertCache(store, opts.budgetBytes, opts.policy)
-    this.offload?.cache.dispose()
-    this.offload = { store, cache }
-    this.weightSource = offloadedWeights(this.config, this.p, cache, { prefetch: opts.prefetch ?? true })
+  private readonly resident?: ReadonlySet<string>
+
+  /** Whether tensor `name` lives on the device (always, unless the model is paged). */
+  isResident(name: string): boolean {
+    return this.resident === undefined || this.resident.has(name)
+  }
+
+  /** Puts one tensor on the device (a deferred model is assembled this way, tensor by tensor). */
+  addParam(name: string, data: Float32Array): void {
+    const s = this.specs.find((x) => x.name === name)
+    if (!s) throw new ModelError(`no tensor ${name} in this ${this.config.family} model`)
+    const n = s.shape.reduce((a, b) => a * b, 1)
+    if (data.length !== n) throw new ModelError(`tensor ${name} has ${data.length} values, expected [${s.shape}] = ${n}`)
+    this.params.get(name)?.dispose()
+    this.params.set(name, ownedVariable(tf.tensor(data, s.shape), true, name))
+  }
+
+  /** The paging cache's statistics (undefined for a resident model). */
+  pagingStats(): OffloadStats | undefined {
+    return this.paging?.cache.stats(this.paging.store.storage)
+  }
+
+  /** Runs the tensors a plan leaves off the device through paging (host store, device cache). */
+  attachPaging(paging: Paging): void {
+    this.paging?.cache.dispose()
+    this.paging = paging
+    this.weightSource = pagedWeights(this.config, (name) => this.params.get(name), paging)
   }
 
   /** The weight tensor of a hub name. */
@@ -174,8 +198,8 @@ export class MoeModel {
     return t
   }
 
-  /** The model's own weights as a forward pass reads them (offloading replaces it). */
-  weightSource: Weights = plainWeights(this.p)
+  /** The model's own weights as a forward pass reads them (paging replaces it); lm_head in its vocabulary chunks. */
+  weightSource: Weights
 
   /** Applies a run's MoE knobs (validated; shapes never change). */
   setKnobs(k: TrainingKnobs): void {
@@ -211,7 +235,7 @@ export class MoeModel {
   *forwardSteps(inputIds: number[][], opts: ForwardOptions = {}): Steps<ForwardOutput> {
     const ctx = this.context(inputIds, opts)
     const { B, T, w } = ctx
-    let x = embedLookup(w.get('model.embed_tokens.weight') as tf.Tensor2D, ctx.ids) // (N, H)
+    let x = w.embed ? w.embed(ctx.ids) : embedLookup(w.get('model.embed_tokens.weight') as tf.Tensor2D, ctx.ids) // (N, H)
     const routing: LayerRouting[] = []
     for (let i = 0; i < this.config.numLayers; i++) {
       opts.trace?.onLayer(i, x, ctx.rng)
@@ -368,7 +392,7 @@ export class MoeModel {
 
   dispose(): void {
     if (this.disposed) return
-    this.offload?.cache.dispose()
+    this.paging?.cache.dispose()
     for (const v of this.params.values()) v.dispose()
     this.disposed = true
   }

@@ -180,11 +180,29 @@ export interface Weights {
   linear(x: tf.Tensor2D, name: string, bias?: string): tf.Tensor2D
   /** Told after each sparse layer: its input and expert counts (expert offloading prefetches here). */
   afterMoe?(layer: number, h: tf.Tensor2D, counts: ArrayLike<number>): void
+  /** Embedding rows of token ids (N) → (N, H) when the embedding is not on the device (paged models). */
+  embed?(ids: Int32Array): tf.Tensor2D
 }
 
-/** Weights read straight from a lookup. */
-export function plainWeights(get: (name: string) => tf.Tensor): Weights {
-  return { get, linear: (x, name, bias) => linear(x, get(name), bias === undefined ? undefined : get(bias)) }
+/**
+ * Weights read straight from a lookup. `chunked` names matrices computed in row chunks (lm_head,
+ * along the vocabulary: see units.ts headChunkRows), concatenated.
+ */
+export function plainWeights(get: (name: string) => tf.Tensor, chunked: ReadonlyMap<string, number> = new Map()): Weights {
+  return {
+    get,
+    linear: (x, name, bias) => {
+      const b = bias === undefined ? undefined : get(bias)
+      const rows = chunked.get(name)
+      const w = get(name) as tf.Tensor2D
+      if (rows === undefined || rows >= w.shape[0]) return linear(x, w, b)
+      const [V, H] = w.shape
+      const parts: tf.Tensor2D[] = []
+      for (let r = 0; r < V; r += rows) parts.push(linear(x, tf.slice(w, [r, 0], [Math.min(rows, V - r), H]))) // (N, rows)
+      const y = tf.concat(parts, 1) as tf.Tensor2D // (N, V)
+      return b ? (tf.add(y, b) as tf.Tensor2D) : y
+    },
+  }
 }
 
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)), with optional dropout on the product. */

@@ -567,6 +567,26 @@ export function readTensorBytes(h: SafetensorsHeader, name: string): Uint8Array 
 }
 
 /**
+ * Reads `length` bytes of one tensor's data starting `offset` bytes into it (rows of a matrix),
+ * without touching the rest of the file.
+ */
+export function readTensorRange(h: SafetensorsHeader, name: string, offset: number, length: number): Uint8Array {
+  const info = tensorInfo(h, name)
+  if (!(offset >= 0 && length >= 0 && offset + length <= info.end - info.begin))
+    throw new SafetensorsError(
+      h.file,
+      name,
+      `bytes [${offset}, ${offset + length}) are outside the tensor's ${info.end - info.begin} bytes`,
+    )
+  const fd = openForRead(h.file)
+  try {
+    return readExactly(fd, h.file, info.begin + offset, length, name)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
  * Reads one tensor (only its bytes, at its offset) and decodes it: float dtypes to Float32Array,
  * integers and BOOL to Int32Array (I64, U32, U64 range-checked).
  */

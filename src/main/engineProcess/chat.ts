@@ -21,6 +21,7 @@ export class ChatSessions {
   /** Loads the model when needed (progress and cancel through `hooks`), then starts the reply. */
   async send(requestId: string, args: ChatSendArgs, hooks: TaskHooks = {}): Promise<ChatStarted> {
     if (this.active.has(requestId)) throw new Error(`request ${requestId} is already running`)
+    const requested = performance.now()
     const lease = await this.models.get(args.model, args.offload, hooks)
     let started = false
     try {
@@ -43,7 +44,7 @@ export class ChatSessions {
       // Run after this request has been answered.
       setImmediate(
         () =>
-          void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopIds, stopSequences, controller, emit).finally(
+          void this.run(requestId, model, tokenizer, promptIds, maxNew, args, stopIds, stopSequences, controller, emit, requested).finally(
             lease.release,
           ),
       )
@@ -71,7 +72,9 @@ export class ChatSessions {
     stopSequences: number[][],
     controller: AbortController,
     emit: (e: ChatEvent) => void,
+    requested: number,
   ): Promise<void> {
+    let firstTokenMs = 0
     const newTokens: number[] = []
     let text = ''
     let forwards = 0
@@ -91,11 +94,12 @@ export class ChatSessions {
           else for (const p of positions) emit({ type: 'chat.routing', requestId, routing: p })
         },
         onToken: (token) => {
+          if (newTokens.length === 0) firstTokenMs = performance.now() - requested
           newTokens.push(token)
           const full = tokenizer.decode(newTokens, true)
           const delta = full.slice(text.length)
           text = full
-          emit({ type: 'chat.token', requestId, token, index: newTokens.length - 1, text: delta, offload: model.offload?.cache.stats() })
+          emit({ type: 'chat.token', requestId, token, index: newTokens.length - 1, text: delta, offload: model.pagingStats() })
         },
       })
       const seconds = r.decodeMs / 1000
@@ -105,11 +109,12 @@ export class ChatSessions {
         text,
         stats: {
           newTokens: r.newTokens.length,
+          firstTokenMs,
           stoppedBy: r.stoppedBy,
           prefillMs: r.prefillMs,
           decodeMs: r.decodeMs,
           tokensPerSec: r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max(seconds, 1e-9) : 0,
-          offload: model.offload?.cache.stats(),
+          offload: model.pagingStats(),
         },
       })
     } catch (e) {

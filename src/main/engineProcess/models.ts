@@ -5,7 +5,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
-import type { FitPlan, OffloadOptions } from '../../shared/chat'
+import type { ExpertStorage, FitPlan, OffloadOptions } from '../../shared/chat'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
 import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
 import { ApiError, type ModelInfo } from '../../shared/api'
@@ -16,12 +16,20 @@ import { inspectModel, loadModelAsync, readModelConfig, saveModelAsync } from '.
 import { deviceLock } from '../engine/device'
 import { cancelledError, type TaskHooks } from '../engine/tasks'
 import { MoeModel } from '../engine/model'
-import { planFit } from '../engine/offload'
+import { backendReport } from '../engine/backend'
+import { defaultBudget, planPlacement } from '../engine/plan'
 import { Rng } from '../engine/ops'
 import { TOKENIZER_FILES } from '../train/export'
 /** The fit planner for a model folder (reads config.json only). */
-export function planModel(dir: string, budgetBytes: number, contextTokens?: number): FitPlan {
-  return planFit(readModelConfig(dir), budgetBytes, { contextTokens })
+export function planModel(dir: string, budgetBytes: number | undefined, contextTokens?: number, storage?: ExpertStorage): FitPlan {
+  const backend = backendReport()
+  return planPlacement(readModelConfig(dir), {
+    budgetBytes: budgetBytes ?? defaultBudget(backend?.name),
+    contextTokens,
+    storage,
+    backend: backend?.name,
+    maxBindingBytes: backend?.adapter?.limits.maxStorageBufferBindingSize,
+  }).fit
 }
 
 /**

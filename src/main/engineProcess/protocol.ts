@@ -10,7 +10,7 @@
  * Adding an engine operation: add its signature to `EngineMethods` below and its handler to the
  * `handlers` map in ./process.ts; the type checker keeps the two in step.
  */
-import type { ApiErrorJson, BackendReport, Dtype, ModelInfo, ModelsInspectArgs, WorkbenchEvent } from '../../shared/api'
+import type { ApiErrorJson, BackendReport, Dtype, ModelInfo, ModelsInspectArgs, ModelsPlanArgs, WorkbenchEvent } from '../../shared/api'
 import type { ChatSendArgs, ChatStarted, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan, OffloadOptions } from '../../shared/chat'
 import type { MoeConfigInput } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
@@ -36,7 +36,7 @@ export interface EngineMethods {
   'system.info': (args: void) => BackendReport
   /** Reads a checkpoint folder's config and tensor headers. */
   'models.inspect': (args: ModelsInspectArgs) => ModelInfo
-  'models.plan': (args: { dir: string; budgetBytes: number; contextTokens?: number }) => FitPlan
+  'models.plan': (args: ModelsPlanArgs) => FitPlan
   /** Writes a freshly initialised model into `dir`. */
   'models.create': (args: {
     dir: string

@@ -80,6 +80,7 @@ export class LoraAdapters {
     return {
       get: base.get,
       afterMoe: base.afterMoe,
+      embed: base.embed,
       linear: (x, name, bias) => {
         const y = base.linear(x, name, bias)
         const a = this.A.get(name)
@@ -93,7 +94,8 @@ export class LoraAdapters {
 
   /** Base weights with the adapters folded in: W + (α/r)·B·A (read back asynchronously; hold the device lock). */
   async mergedWeights(): Promise<Map<string, Float32Array>> {
-    if (this.model.offload) throw new Error('merging LoRA adapters needs the base model loaded without expert offloading')
+    if (this.model.paging)
+      throw new Error('merging LoRA adapters in memory needs the base model resident (export merges paged models tensor by tensor)')
     const out = new Map<string, Float32Array>()
     for (const [name, v] of this.model.params) out.set(name, (await v.data()) as Float32Array)
     for (const [name, a] of this.A) {

@@ -18,7 +18,10 @@ import { loadModelAsync, writeModelFolder } from '../engine/checkpoint'
 import { deviceLock, read, readsSync } from '../engine/device'
 import type { MoeModel } from '../engine/model'
 import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objectiveValues, type Batch, type RoutingStats } from '../engine/objective'
-import type { OffloadOptions } from '../engine/offload'
+import type { OffloadOptions } from '../../shared/chat'
+import { paramSpecs, type MoeConfig } from '../../shared/modelConfig'
+import { readModelConfig } from '../engine/checkpoint'
+import type { TrainingPlan } from '../engine/plan'
 import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
@@ -26,8 +29,8 @@ import type { StageProgress } from '../engine/tasks'
 import { RunFolder, stepName, type RunLock } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
 import { BatchStream, evalBatches, packRows, type DataPosition, type Example } from './batches'
-import { decays, scoreExperts, selectExperts, trainableParams, type ExpertSelection } from './freeze'
-import { LoraAdapters } from './lora'
+import { decays, isTrainable, scoreExperts, selectExperts, trainableParams, type ExpertSelection } from './freeze'
+import { LoraAdapters, loraTargetNames } from './lora'
 import { learningRate } from './schedule'
 
 export type { EvalMetrics, LayerShare, RunRecord, RunStatus, StepMetrics }
@@ -47,7 +50,11 @@ export interface TrainSpec {
   padId: number
   /** Continue from the run's last checkpoint. */
   resume?: boolean
-  /** Run the frozen experts offloaded within a device budget (LoRA runs only). */
+  /**
+   * The device budget (and host storage of paged weights). The planner reserves room for the run
+   * (adapters, gradients, optimiser state, activations) and pages what does not fit: the frozen
+   * base weights of a LoRA run; full and freeze runs must fit. Default: the backend's budget.
+   */
   offload?: OffloadOptions
   /** The workspace dataset it trains on, recorded in run.json. */
   dataset?: string
@@ -107,6 +114,22 @@ export function plannedSteps(cfg: RunConfig, examples: number): number {
   if (cfg.maxSteps !== null) return cfg.maxSteps
   const rows = Math.max(1, examples)
   return Math.max(1, Math.ceil((cfg.epochs * Math.ceil(rows / cfg.batchSize)) / cfg.gradAccumulation))
+}
+
+/** What the planner reserves for a run: its trainable values, batch and sequence length. */
+export function trainingPlan(c: MoeConfig, cfg: RunConfig): TrainingPlan {
+  const specs = paramSpecs(c)
+  let trainableParams = 0
+  if (cfg.method === 'lora') {
+    for (const name of loraTargetNames(specs, cfg.lora.targets)) {
+      const [out, inp] = specs.find((s) => s.name === name)!.shape
+      trainableParams += cfg.lora.rank * (out + inp)
+    }
+  } else
+    for (const s of specs)
+      // ESFT trains experts it has yet to choose: reserve for all of them.
+      if (cfg.esft.enabled ? s.kind === 'expert' : isTrainable(s, cfg)) trainableParams += s.shape.reduce((a, b) => a * b, 1)
+  return { method: cfg.method, trainableParams, batch: cfg.batchSize, seqLength: cfg.data.maxLength }
 }
 
 /** Applies the run's MoE knobs to the model. */
@@ -192,12 +215,16 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
   }
 
   // --- the model
-  if (spec.offload && cfg.method !== 'lora')
-    throw new Error('training with offloaded experts needs method "lora": the offloaded base experts stay frozen')
   const modelDir = resumeFrom && cfg.method !== 'lora' ? resumeFrom : spec.baseModelDir
   let model: MoeModel
   try {
-    model = await loadModelAsync(modelDir, { offload: spec.offload, hooks: { signal: spec.signal, onProgress: loadLogger(log, modelDir) } })
+    const training = trainingPlan(readModelConfig(modelDir), cfg)
+    model = await loadModelAsync(modelDir, {
+      offload: spec.offload,
+      training,
+      hooks: { signal: spec.signal, onProgress: loadLogger(log, modelDir) },
+    })
+    if (model.paging) log(`paging: ${model.paging.placement.fit.message}`)
   } catch (e) {
     if (!(e instanceof ApiError && e.code === 'cancelled')) {
       save({ status: 'failed', message: e instanceof Error ? e.message : String(e) })
@@ -376,9 +403,12 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
     const batch: Batch = s.stream.next()
     const rng = stepRng(cfg.seed, state.step, micro)
     const fopts = { training: true, rng, weights: weightsFor(s, true, rng) }
-    const r = readsSync()
-      ? lossAndGrads(s.model, batch, fopts, s.trainable)
-      : await lossAndGradsLayerwise(s.model, batch, fopts, s.trainable)
+    // Layer by layer where reads are asynchronous (webgpu), and for a paged model (one layer's
+    // activations at a time instead of the whole tape).
+    const r =
+      readsSync() && !s.model.paging
+        ? lossAndGrads(s.model, batch, fopts, s.trainable)
+        : await lossAndGradsLayerwise(s.model, batch, fopts, s.trainable)
     out.loss += r.parts.loss / n
     out.ce += r.parts.ce / n
     out.aux += r.parts.aux / n

@@ -146,7 +146,7 @@ describe('moe-workbench CLI', () => {
       '--greedy',
       '--json',
       '--offload-budget',
-      '48KiB',
+      '128KiB',
       '--expert-dtype',
       'lazy',
       '--backend',
@@ -154,8 +154,9 @@ describe('moe-workbench CLI', () => {
     )
     expect(r.code).toBe(0)
     expect(JSON.parse(r.out.at(-1)!)).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
-    expect(r.err.join('\n')).toMatch(/offload: lazy experts, budget 48\.0 KiB/)
-    expect(r.err.join('\n')).toMatch(/hit rate \d+\.\d%/)
+    expect(r.err.join('\n')).toMatch(/plan: fits with paging: .* the embedding gathered from the host, lm_head paged in \d+ chunks/)
+    expect(r.err.join('\n')).toMatch(/paging: budget 128\.0 KiB; .* lazy host storage/)
+    expect(r.err.join('\n')).toMatch(/experts hit rate \d+\.\d% \(\d+ hits, \d+ misses, counted per expert\)/)
   })
 
   it('bad arguments give one line and exit 2', async () => {

@@ -173,14 +173,14 @@ describe('moe-workbench chat', () => {
       dir,
       {
         family: 'qwen2_moe',
-        hiddenSize: 32,
+        hiddenSize: 64,
         numLayers: 2,
         numHeads: 4,
         numKvHeads: 2,
-        headDim: 8,
-        expertIntermediateSize: 16,
+        headDim: 16,
+        expertIntermediateSize: 64,
         sharedExpertIntermediateSize: 16,
-        numExperts: 4,
+        numExperts: 8,
         topK: 2,
       },
       1,
@@ -191,7 +191,7 @@ describe('moe-workbench chat', () => {
     let written = ''
     const input = Readable.from(['Hello there\n', '/system Be brief.\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
     const code = await runCli(
-      ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '8KiB', '--backend', 'wasm'],
+      ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '600KiB', '--context', '32', '--backend', 'wasm'],
       {
         out: (l) => out.push(l),
         err: (l) => err.push(l),
@@ -205,6 +205,7 @@ describe('moe-workbench chat', () => {
     expect(summaries).toHaveLength(2)
     expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
     expect(err.join('\n')).toMatch(/system prompt set; conversation cleared/)
-    expect(err.join('\n')).toMatch(/offload: f32 experts, budget 8\.0 KiB/)
+    expect(err.join('\n')).toMatch(/paging: budget 600\.0 KiB; .* lazy host storage/)
+    expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)
 })

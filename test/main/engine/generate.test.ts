@@ -117,3 +117,31 @@ describe('generate', () => {
     }
   })
 })
+
+describe('a long prompt in chunks', () => {
+  it('prefills through the KV cache chunk by chunk: the same logits, tokens and prompt routing as one pass', async () => {
+    const { initBackend } = await import('../../../src/main/engine/backend')
+    const { PREFILL_CHUNK } = await import('../../../src/main/engine/generate')
+    const { tinyModel } = await import('./helpers')
+    await initBackend('cpu')
+    const m = tinyModel({ maxPositionEmbeddings: 2 * PREFILL_CHUNK + 64, vocabSize: 50 })
+    const prompt = Array.from({ length: 2 * PREFILL_CHUNK + 17 }, (_, i) => (i * 13 + 7) % 50)
+    const routed: number[][] = []
+    const chunked = generate(m, prompt, {
+      maxNewTokens: 4,
+      stopTokens: [],
+      keepStepLogits: true,
+      onRouting: (p) => routed.push(p.map((x) => x.position)),
+    })
+    const whole = generate(m, prompt, { maxNewTokens: 4, stopTokens: [], keepStepLogits: true, useCache: false })
+    expect(chunked.newTokens).toEqual(whole.newTokens)
+    for (let s = 0; s < 4; s++) {
+      let d = 0
+      chunked.stepLogits![s].forEach((v, i) => (d = Math.max(d, Math.abs(v - whole.stepLogits![s][i]))))
+      expect(d).toBeLessThan(1e-4)
+    }
+    // The prompt's routing arrives once, every position in order.
+    expect(routed[0]).toEqual(prompt.map((_, i) => i))
+    m.dispose()
+  })
+})

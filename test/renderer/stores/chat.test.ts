@@ -86,7 +86,7 @@ describe('useChatStore', () => {
       type: 'chat.done',
       requestId: 'req-1',
       text: 'Hello',
-      stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, decodeMs: 2, tokensPerSec: 10 },
+      stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
     })
     expect(chat.streaming).toBe(false)
     expect(reply.stats?.newTokens).toBe(2)
@@ -143,9 +143,14 @@ describe('useChatStore', () => {
       hits: 3,
       misses: 1,
       hitRate: 0.75,
+      otherHits: 0,
+      otherMisses: 0,
+      cacheBytes: 1000,
+      bytesRead: 0,
       layers: [],
       prefetched: 0,
       prefetchUsed: 0,
+      prefetchUnused: 0,
       prefetchAccuracy: 0,
       storage: 'int8' as const,
       policy: 'lfu' as const,

@@ -1,0 +1,308 @@
+/**
+ * Whole-model paging within a device budget: at every placement the planner makes (experts paged;
+ * attention of some or all layers paged; lm_head in vocabulary chunks; the embedding gathered from
+ * the host), a paged model gives exactly the resident model's logits, tokens and LoRA gradients
+ * (bit-identical on cpu and wasm), for every host storage; compressed storage stays within stated
+ * error; the cache never exceeds its budget and counts experts, not matrices; the planner refuses
+ * with numbers before anything is allocated; cache policies and prefetch each have a test.
+ */
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { MoeConfigInput } from '../../../src/shared/modelConfig'
+import type { ExpertStorage } from '../../../src/shared/chat'
+import { validateRunConfig } from '../../../src/shared/runConfig'
+import { initBackend, type BackendName } from '../../../src/main/engine/backend'
+import { loadModel, PlanError, saveModel } from '../../../src/main/engine/checkpoint'
+import { generate } from '../../../src/main/engine/generate'
+import { dequantizeInt8, HostStore, quantizeInt8 } from '../../../src/main/engine/hostStore'
+import { MoeModel } from '../../../src/main/engine/model'
+import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
+import { UnitCache } from '../../../src/main/engine/paging'
+import { planPlacement, type Placement } from '../../../src/main/engine/plan'
+import { openCheckpointTensors } from '../../../src/main/engine/safetensors'
+import { Rng } from '../../../src/main/engine/ops'
+import { modelUnits, setHeadChunkBytes } from '../../../src/main/engine/units'
+import { LoraAdapters } from '../../../src/main/train/lora'
+import { randomIds, randomWeights, tinyConfig } from './helpers'
+
+const FIX = join(__dirname, '../../fixtures/moe-reference')
+
+function folder(over: Partial<MoeConfigInput> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'moe-page-'))
+  // Weights large against a short context's activations, so every kind of placement happens.
+  const c = tinyConfig({ numLayers: 3, numExperts: 8, vocabSize: 256, hiddenSize: 32, headDim: 8, expertIntermediateSize: 48, ...over })
+  const m = new MoeModel(c, randomWeights(c, 9, 0.3))
+  saveModel(m, dir)
+  m.dispose()
+  return dir
+}
+
+/** Budgets that give distinct placements, from the smallest that fits to all resident. */
+function placements(dir: string, storage: ExpertStorage = 'f32'): { budget: number; placement: Placement }[] {
+  const c = loadModel(dir).config
+  const out: { budget: number; placement: Placement }[] = []
+  const seen = new Set<string>()
+  for (let budget = 16_000; budget < 40e6; budget = Math.ceil(budget * 1.04)) {
+    const p = planPlacement(c, { budgetBytes: budget, storage, contextTokens: 8, backend: 'cpu', hostLimitBytes: 1e9 })
+    if (!p.fit.fits) continue
+    const key = `${p.fit.fitsResident}|${p.fit.pagedLayers.join(',')}|${p.fit.headChunks}|${p.fit.embedding}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ budget, placement: p })
+  }
+  return out
+}
+
+// lm_head in chunks of 16 rows (the default is 64 MiB): chunked resident and paged alike.
+setHeadChunkBytes(16 * 32 * 4)
+
+const logitsOf = (m: MoeModel, ids: number[][]): Float32Array => tf.tidy(() => m.forward(ids).logits.dataSync() as Float32Array)
+
+for (const backend of ['cpu', 'wasm'] as BackendName[])
+  describe(`whole-model paging on ${backend}`, () => {
+    beforeAll(async () => {
+      await initBackend(backend)
+    })
+
+    it('every placement, every exact storage: the resident logits, tokens and LoRA gradients, bit for bit', () => {
+      for (const tied of [false, true]) {
+        const dir = folder({ tieWordEmbeddings: tied })
+        const ids = randomIds(2, 6, 256, 3)
+        const resident = loadModel(dir)
+        const want = logitsOf(resident, ids)
+        const wantTokens = generate(resident, [1, 2, 3], { maxNewTokens: 4, stopTokens: [] }).newTokens
+        const loraCfg = validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['attention', 'experts', 'lm_head'] } }).lora
+        const gradsOf = (m: MoeModel): Map<string, Float32Array> => {
+          const lora = new LoraAdapters(m, loraCfg, 5)
+          for (const v of lora.B.values()) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', 3))
+          const batch = { inputIds: ids, labels: randomIds(2, 6, 256, 4) }
+          const r = lossAndGrads(m, batch, { weights: lora.wrap(m.weightSource, { training: false }) }, lora.variables())
+          const out = new Map([...r.grads].map(([n, g]) => [n, g.dataSync() as Float32Array]))
+          disposeGrads(r.grads)
+          lora.dispose()
+          return out
+        }
+        const wantGrads = gradsOf(resident)
+        resident.dispose()
+        const seen = placements(dir)
+        // The sweep reaches every kind of placement.
+        expect(seen.some((p) => p.placement.fit.fitsResident)).toBe(true)
+        expect(seen.some((p) => p.placement.fit.headChunks > 1)).toBe(true)
+        expect(seen.some((p) => p.placement.fit.pagedLayers.length === 3)).toBe(true)
+        expect(seen.some((p) => p.placement.fit.pagedLayers.length > 0 && p.placement.fit.pagedLayers.length < 3)).toBe(true)
+        for (const { budget, placement } of seen)
+          for (const storage of ['f32', 'lazy'] as ExpertStorage[]) {
+            const what = `${tied ? 'tied, ' : ''}${storage}, ${placement.fit.message}`
+            const m = loadModel(dir, { offload: { budgetBytes: budget, storage, prefetch: true }, contextTokens: 8 })
+            try {
+              expect(Boolean(m.paging), what).toBe(!placement.fit.fitsResident)
+              expect(Array.from(logitsOf(m, ids)), what).toEqual(Array.from(want))
+              expect(generate(m, [1, 2, 3], { maxNewTokens: 4, stopTokens: [] }).newTokens, what).toEqual(wantTokens)
+              const got = gradsOf(m)
+              for (const [n, g] of wantGrads) expect(Array.from(got.get(n)!), `${what}: ${n}`).toEqual(Array.from(g))
+              const s = m.pagingStats()
+              if (s) {
+                expect(s.peakBytes, what).toBeLessThanOrEqual(placement.cacheBytes)
+                expect(s.misses, what).toBeGreaterThan(0)
+                if (storage === 'lazy') expect(s.bytesRead, what).toBeGreaterThan(0)
+                else expect(s.bytesRead, what).toBe(0)
+              }
+            } finally {
+              m.dispose()
+            }
+          }
+      }
+    }, 240_000)
+
+    it('the fixture checkpoints of every family run fully paged with the reference tokens', () => {
+      for (const family of ['mixtral', 'qwen2_moe', 'olmoe', 'qwen3_moe']) {
+        const ref = loadModel(join(FIX, family))
+        const want = generate(ref, [5, 9, 11], { maxNewTokens: 6, stopTokens: [] }).newTokens
+        const c = ref.config
+        ref.dispose()
+        // The smallest budget that fits: everything pages.
+        let budget = 8_000
+        while (!planPlacement(c, { budgetBytes: budget, contextTokens: 16, backend }).fit.fits) budget = Math.ceil(budget * 1.1)
+        const m = loadModel(join(FIX, family), { offload: { budgetBytes: budget, storage: 'lazy' }, contextTokens: 16 })
+        expect(m.paging!.placement.fit.embedding).toBe('host')
+        expect(generate(m, [5, 9, 11], { maxNewTokens: 6, stopTokens: [] }).newTokens, family).toEqual(want)
+        m.dispose()
+      }
+    })
+  })
+
+describe('paging, on wasm', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('compressed storage: 8-bit within 2% of the logit range, f16 and bf16 closer, host bytes smaller', () => {
+    const dir = folder()
+    const ids = randomIds(2, 6, 256, 4)
+    const resident = loadModel(dir)
+    const want = logitsOf(resident, ids)
+    const c = resident.config
+    resident.dispose()
+    let range = 0
+    for (const v of want) range = Math.max(range, Math.abs(v))
+    // The largest paged placement: experts paged (and the embedding gathered), the rest resident.
+    // (Where attention is compressed too, a near-tie in a random tiny model's routing can flip.)
+    const all = placements(dir).filter((p) => !p.placement.fit.fitsResident)
+    const smallest = all[all.length - 1].budget
+    const errors: Record<string, number> = {}
+    const f32Bytes = planPlacement(c, { budgetBytes: smallest, storage: 'f32', contextTokens: 8, backend: 'wasm', hostLimitBytes: 1e9 }).fit
+      .hostBytes
+    for (const storage of ['f16', 'bf16', 'int8'] as ExpertStorage[]) {
+      const m = loadModel(dir, { offload: { budgetBytes: smallest, storage }, contextTokens: 8 })
+      const got = logitsOf(m, ids)
+      let err = 0
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]))
+      errors[storage] = err / range
+      // int8: a quarter of the bytes plus a float32 scale per row
+      expect(m.paging!.store.hostBytes).toBeLessThan(storage === 'int8' ? 0.35 * f32Bytes : 0.55 * f32Bytes)
+      expect(m.paging!.store.hostBytes).toBe(m.paging!.placement.fit.hostBytes)
+      m.dispose()
+    }
+    expect(errors.int8).toBeLessThan(0.03)
+    expect(errors.f16).toBeLessThan(0.003)
+    expect(errors.bf16).toBeLessThan(0.02)
+    expect(errors.f16).toBeGreaterThan(0)
+  })
+
+  it('8-bit quantisation round-trips within half a step per channel', () => {
+    const w = Float32Array.from([0.5, -1, 0.25, 0, 2, -2, 1, 0.001])
+    const q = quantizeInt8(w, 2, 4)
+    const back = dequantizeInt8(q, 2, 4)
+    for (let i = 0; i < 8; i++) expect(Math.abs(back[i] - w[i])).toBeLessThanOrEqual(q.scale[Math.floor(i / 4)] / 2 + 1e-7)
+  })
+
+  it('keeps device memory within the budget, as the planner predicted it', () => {
+    const dir = folder()
+    for (const { budget, placement } of placements(dir)) {
+      const before = tf.memory().numBytes
+      const m = loadModel(dir, { offload: { budgetBytes: budget, storage: 'f32', prefetch: true }, contextTokens: 8 })
+      let peak = 0
+      generate(m, randomIds(1, 4, 256, 5)[0], {
+        maxNewTokens: 4,
+        stopTokens: [],
+        onToken: () => void (peak = Math.max(peak, tf.memory().numBytes - before)),
+      })
+      const resident = [...m.params.values()].reduce((a, v) => a + v.size * 4, 0)
+      expect(resident, placement.fit.message).toBe(placement.fit.fitsResident ? placement.fit.modelBytes : placement.fit.residentBytes)
+      // What stays on the device between tokens: resident weights, the cache, the KV cache.
+      expect(peak, placement.fit.message).toBeLessThanOrEqual(budget)
+      m.dispose()
+    }
+  })
+
+  it('the planner refuses with the numbers, before allocating anything', () => {
+    const c = tinyConfig()
+    const tiny = planPlacement(c, { budgetBytes: 1000, contextTokens: 64 })
+    expect(tiny.fit.fits).toBe(false)
+    expect(tiny.fit.message).toMatch(
+      /does not fit: .* need [\d.]+ (KiB|MiB), more than the budget of .* raise the budget to at least [\d.]+ (KiB|MiB) or plan for a shorter context/,
+    )
+    expect(planPlacement(c, { budgetBytes: 1e9 }).fit).toMatchObject({ fits: true, fitsResident: true })
+    const wasm = planPlacement(c, { budgetBytes: 4 * 2 ** 30, backend: 'wasm' })
+    // A budget beyond the wasm heap is planned at its ceiling, and the plan says so.
+    expect(wasm.fit).toMatchObject({ fits: true, budgetBytes: 4 * 2 ** 30 - 384 * 2 ** 20 })
+    expect(wasm.fit.message).toMatch(/\(planned for 3\.6\d GiB, all the wasm backend can use: the wasm heap is 4 GiB/)
+    expect(planPlacement(c, { budgetBytes: 2 ** 30, backend: 'wasm' }).fit.message).not.toMatch(/planned for/)
+    const big = planPlacement(c, { budgetBytes: 30_000, storage: 'f32', contextTokens: 4, hostLimitBytes: 100 })
+    expect(big.fit.message).toMatch(
+      /the f32 host store of the paged weights needs .* more than the .* this machine allows; use storage "lazy"/,
+    )
+    const full = planPlacement(c, {
+      budgetBytes: 30_000,
+      contextTokens: 4,
+      training: { method: 'full', trainableParams: 1e5, batch: 2, seqLength: 8 },
+    })
+    expect(full.fit.message).toMatch(/full fine-tuning keeps every trained weight on the device: .* use LoRA/)
+    const before = tf.memory()
+    expect(() => loadModel(join(FIX, 'mixtral'), { offload: { budgetBytes: 1000, storage: 'f32' } })).toThrow(PlanError)
+    expect(() => loadModel(join(FIX, 'mixtral'), { offload: { budgetBytes: 1000, storage: 'f32' } })).toThrow(/mixtral: does not fit/)
+    expect(tf.memory().numTensors).toBe(before.numTensors)
+    expect(tf.memory().numBytes).toBe(before.numBytes)
+  })
+
+  it('a training plan reserves adapters, gradients and optimiser state', () => {
+    const c = tinyConfig({ numLayers: 3, numExperts: 8, vocabSize: 256, hiddenSize: 32, headDim: 8, expertIntermediateSize: 48 })
+    const infer = planPlacement(c, { budgetBytes: 400_000, contextTokens: 8 })
+    const train = planPlacement(c, { budgetBytes: 400_000, training: { method: 'lora', trainableParams: 2000, batch: 1, seqLength: 8 } })
+    expect(train.fit.fits).toBe(true)
+    expect(train.fit.trainingBytes).toBe(2000 * 16)
+    expect(train.fit.kvCacheBytes).toBe(0)
+    expect(train.fit.cacheBytes).toBeLessThan(infer.fit.cacheBytes)
+  })
+})
+
+describe('the unit cache', () => {
+  beforeAll(async () => {
+    await initBackend('cpu')
+  })
+
+  /** A cache over a tiny model's experts, room for `capacity` experts. */
+  function cacheOf(
+    capacity: number,
+    policy: 'lru' | 'lfu',
+  ): { cache: UnitCache; expert: (l: number, e: number) => ReturnType<typeof modelUnits>[number] } {
+    const dir = folder()
+    const c = loadModel(dir).config
+    const { index } = openCheckpointTensors(dir)
+    const units = modelUnits(c).filter((u) => u.kind === 'expert')
+    const store = new HostStore('lazy', index)
+    for (const u of units) for (const p of u.parts) store.add({ name: p.name, shape: p.shape })
+    const cache = new UnitCache(store, capacity * units[0].bytes, policy)
+    return { cache, expert: (l, e) => units.find((u) => u.id === `expert:${l}:${e}`)! }
+  }
+
+  it('counts an expert once per use, not once per matrix', () => {
+    const { cache, expert } = cacheOf(4, 'lru')
+    const u = expert(0, 1)
+    // A forward use fetches gate (counted), up and down; a backward re-fetch is not counted.
+    for (let part = 0; part < 3; part++) cache.get(u, part === 0)
+    cache.get(u, false)
+    for (let part = 0; part < 3; part++) cache.get(u, part === 0)
+    expect(cache.stats('lazy')).toMatchObject({ hits: 1, misses: 1, hitRate: 0.5 })
+  })
+
+  it('LRU evicts the least recently used, LFU the least frequently routed: known sequences, known hits', () => {
+    const seq = (cache: UnitCache, expert: (l: number, e: number) => never, order: number[]): number => {
+      for (const e of order) cache.get(expert(0, e), true)
+      return cache.stats('lazy').hits
+    }
+    // Capacity 2; 0 is routed often (LFU keeps it), but 1 and 2 were used after it (LRU drops it).
+    const order = [0, 0, 0, 1, 2, 0]
+    const lru = cacheOf(2, 'lru')
+    const lfu = cacheOf(2, 'lfu')
+    lfu.cache.observe(0, [9, 1, 1, 0, 0, 0, 0, 0])
+    expect(seq(lru.cache, lru.expert as never, order)).toBe(2) // 0,0 hit; 1,2 miss; 0 evicted → miss
+    expect(seq(lfu.cache, lfu.expert as never, order)).toBe(3) // 0 survives as the most routed
+  })
+
+  it('prefetch loads what the next layer will use: hits that would be misses, and the unused ones counted', () => {
+    const { cache, expert } = cacheOf(4, 'lru')
+    cache.prefetch([expert(1, 2), expert(1, 3)])
+    cache.get(expert(1, 2), true)
+    cache.get(expert(1, 5), true)
+    cache.get(expert(1, 6), true)
+    cache.get(expert(1, 7), true) // evicts the unused prefetched 3
+    expect(cache.stats('lazy')).toMatchObject({ prefetched: 2, prefetchUsed: 1, prefetchUnused: 1, hits: 1, misses: 3 })
+    const none = cacheOf(4, 'lru')
+    none.cache.get(none.expert(1, 2), true)
+    expect(none.cache.stats('lazy')).toMatchObject({ prefetched: 0, hits: 0, misses: 1 })
+  })
+
+  it('never holds more than its budget', () => {
+    const { cache, expert } = cacheOf(3, 'lfu')
+    const rng = new Rng(4)
+    for (let i = 0; i < 60; i++) cache.get(expert(Math.floor(rng.next() * 3), Math.floor(rng.next() * 8)), true)
+    const s = cache.stats('lazy')
+    expect(s.peakBytes).toBeLessThanOrEqual(s.budgetBytes)
+    expect(s.residentBytes).toBeLessThanOrEqual(s.budgetBytes)
+    cache.dispose()
+  })
+})
