@@ -7,9 +7,10 @@ const r = (p: string): string => resolve(import.meta.dirname, p)
 export default defineConfig({
   main: {
     // Dependencies (tfjs, ws, zod...) stay external: they are resolved from node_modules at run
-    // time, so the native tfjs-node backends keep working and the bundle stays small.
+    // time, so the native tfjs-node backends keep working and the bundle stays small. The optional
+    // backends too: webgpu loads its native dawn.node relative to its own folder.
     build: {
-      externalizeDeps: true,
+      externalizeDeps: { include: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'] },
       rollupOptions: {
         input: {
           // Electron's main process.

@@ -12,7 +12,10 @@
  * (one of BACKEND_NAMES). An override that cannot load is an error, not a fallback.
  */
 import * as tf from '@tensorflow/tfjs'
+import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { BACKEND_NAMES, type BackendAttempt, type BackendName, type BackendReport, type GpuAdapterReport } from '../../shared/api'
 
 export { BACKEND_NAMES }
@@ -43,6 +46,11 @@ interface GpuAdapterLike {
  * use. Works in every host's engine process (a Node child, or Electron's utilityProcess).
  */
 async function installWebGpu(): Promise<GpuAdapterLike> {
+  // Dawn prints Vulkan's own complaints to stderr when there is no driver: look first.
+  if (process.platform === 'linux' && !hasVulkanDriver())
+    throw new Error(
+      'no Vulkan driver: no ICD file in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d (install the GPU vendor driver and libvulkan1, or set VK_ICD_FILENAMES)',
+    )
   const { create, globals } = (await import('webgpu')) as unknown as {
     create: (flags: string[]) => { requestAdapter(o?: object): Promise<GpuAdapterLike | null> }
     globals: Record<string, unknown>
@@ -57,6 +65,24 @@ async function installWebGpu(): Promise<GpuAdapterLike> {
   if (!adapter)
     throw new Error('no WebGPU adapter: no Vulkan/Metal/D3D12 driver was found (on Linux install the GPU vendor driver and libvulkan1)')
   return adapter
+}
+
+/** Whether the Vulkan loader would find a driver (an ICD manifest) on Linux. */
+export function hasVulkanDriver(env: NodeJS.ProcessEnv = process.env): boolean {
+  const named = (env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean)
+  if (named.length) return named.some((f) => existsSync(f))
+  const dataDirs = [
+    env.XDG_DATA_HOME ?? join(homedir(), '.local/share'),
+    ...(env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':'),
+  ]
+  const dirs = ['/etc/vulkan/icd.d', '/etc/xdg/vulkan/icd.d', ...dataDirs.filter(Boolean).map((d) => join(d, 'vulkan/icd.d'))]
+  return dirs.some((d) => {
+    try {
+      return readdirSync(d).some((f) => f.endsWith('.json'))
+    } catch {
+      return false
+    }
+  })
 }
 
 /** What the report says about an adapter: who made it, whether it is software, its binding limits. */

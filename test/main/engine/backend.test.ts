@@ -116,3 +116,25 @@ describe('backend selection', () => {
     await expect(b.initBackend('gpu' as never)).rejects.toThrow(/unknown backend "gpu"/)
   })
 })
+
+describe('hasVulkanDriver', () => {
+  it('finds an ICD named by the environment or in a data folder, and none in an empty system', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs')
+    const { join } = await import('node:path')
+    const { tmpdir } = await import('node:os')
+    const { hasVulkanDriver } = await import('../../../src/main/engine/backend')
+    const root = mkdtempSync(join(tmpdir(), 'vk-'))
+    const icd = join(root, 'x_icd.json')
+    writeFileSync(icd, '{}')
+    expect(hasVulkanDriver({ VK_ICD_FILENAMES: icd })).toBe(true)
+    expect(hasVulkanDriver({ VK_DRIVER_FILES: `${join(root, 'missing.json')}` })).toBe(false)
+    const data = join(root, 'share')
+    const empty = { XDG_DATA_HOME: join(root, 'none'), XDG_DATA_DIRS: data }
+    // (a machine whose /etc/vulkan/icd.d holds a driver finds it whatever the data folders say)
+    const systemWide = hasVulkanDriver({ XDG_DATA_HOME: join(root, 'none'), XDG_DATA_DIRS: join(root, 'none') })
+    expect(hasVulkanDriver(empty)).toBe(systemWide)
+    mkdirSync(join(data, 'vulkan/icd.d'), { recursive: true })
+    writeFileSync(join(data, 'vulkan/icd.d/radeon_icd.x86_64.json'), '{}')
+    expect(hasVulkanDriver(empty)).toBe(true)
+  })
+})
