@@ -620,6 +620,13 @@ interface PreparedTensor {
   byteLength: number
 }
 
+/** What a header and an index need of a tensor: its name, dtype, shape and byte length. */
+interface TensorLayout {
+  name: string
+  tensor: { dtype: DType; shape: number[] }
+  byteLength: number
+}
+
 function entriesOf(tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>): [string, TensorToWrite][] {
   return tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)
 }
@@ -665,7 +672,7 @@ function checkMetadata(file: string, metadata: Record<string, string> | undefine
 }
 
 /** The 8-byte length plus the compact JSON header, space-padded so the data starts 8-aligned. */
-function headerBytes(prepared: PreparedTensor[], metadata: Record<string, string> | undefined): Uint8Array {
+function headerBytes(prepared: TensorLayout[], metadata: Record<string, string> | undefined): Uint8Array {
   const header: Record<string, unknown> = {}
   if (metadata !== undefined) header[METADATA_KEY] = metadata
   let offset = 0
@@ -870,8 +877,8 @@ function openShard(dir: string, indexFile: string, shard: string, weightMap: Map
 }
 
 /** Groups tensors (in the given order) into shards of at most `maxBytes`, as Hugging Face does. */
-function planShards(prepared: PreparedTensor[], maxBytes: number): PreparedTensor[][] {
-  const shards: PreparedTensor[][] = [[]]
+function planShards<T extends TensorLayout>(prepared: T[], maxBytes: number): T[][] {
+  const shards: T[][] = [[]]
   let size = 0
   for (const t of prepared) {
     if (size + t.byteLength > maxBytes && shards[shards.length - 1].length > 0) {
@@ -885,7 +892,7 @@ function planShards(prepared: PreparedTensor[], maxBytes: number): PreparedTenso
 }
 
 /** The index JSON Hugging Face writes: total_size and a weight_map sorted by tensor name. */
-function indexJson(shards: PreparedTensor[][], names: string[]): string {
+function indexJson(shards: TensorLayout[][], names: string[]): string {
   const entries = shards.flatMap((group, i) => group.map((t) => [t.name, names[i]] as [string, string]))
   entries.sort((a, b) => compareNames(a[0], b[0]))
   const totalSize = shards.flat().reduce((sum, t) => sum + t.byteLength, 0)
@@ -971,4 +978,91 @@ export function saveCheckpointTensors(
   }
   removeStale(dir, written)
   return written
+}
+
+/** A tensor written by `writeCheckpointStream`: its bytes are asked for only when it is written. */
+export interface TensorSource {
+  name: string
+  dtype: DType
+  shape: number[]
+  /** The tensor's little-endian bytes in `dtype` (exactly the shape's byte length). */
+  bytes(): Uint8Array | Promise<Uint8Array>
+}
+
+/**
+ * Writes a Hugging Face checkpoint into `dir` one tensor at a time, so host memory holds one
+ * tensor however large the model: shards of at most `maxShardBytes` (in the sources' order; by
+ * name within a shard) and the index, as `saveCheckpointTensors` lays them out. Each file is
+ * written to a temporary name and renamed when complete (the index last); a failure removes what
+ * this call wrote. `onTensor` runs after each tensor (progress; throw from it to cancel).
+ */
+export async function writeCheckpointStream(
+  dir: string,
+  sources: TensorSource[],
+  opts: {
+    maxShardBytes?: number
+    metadata?: Record<string, string>
+    onTensor?: (doneBytes: number, totalBytes: number) => void | Promise<void>
+  } = {},
+): Promise<string[]> {
+  const maxBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES
+  if (!(maxBytes > 0)) throw new SafetensorsError(dir, undefined, `maxShardBytes must be positive, got ${maxBytes}`)
+  const metadata = { format: 'pt', ...opts.metadata }
+  checkMetadata(dir, metadata)
+  const laid = sources.map((src) => {
+    if (!isDType(src.dtype)) throw new SafetensorsError(dir, src.name, `unknown dtype ${describe(src.dtype)}`)
+    const count = src.shape.reduce((a, b) => a * b, 1)
+    return { name: src.name, tensor: { dtype: src.dtype, shape: src.shape }, byteLength: count * DTYPE_SIZES[src.dtype], src }
+  })
+  const names = new Set<string>()
+  for (const t of laid) {
+    if (names.has(t.name)) throw new SafetensorsError(dir, t.name, 'the tensor is listed twice')
+    names.add(t.name)
+  }
+  const shards = planShards(laid, maxBytes).map((group) => [...group].sort((a, b) => compareNames(a.name, b.name)))
+  const files = shards.length === 1 ? [SINGLE_FILE_NAME] : shards.map((_, i) => shardName(i + 1, shards.length))
+  const total = laid.reduce((sum, t) => sum + t.byteLength, 0)
+  let done = 0
+  const temps: string[] = []
+  try {
+    for (let i = 0; i < shards.length; i++) {
+      const file = join(dir, files[i])
+      const tmp = tempPathFor(file)
+      temps.push(tmp)
+      const fd = openSync(tmp, 'wx')
+      try {
+        writeAll(fd, headerBytes(shards[i], metadata))
+        for (const t of shards[i]) {
+          const bytes = await t.src.bytes()
+          if (bytes.length !== t.byteLength)
+            throw new SafetensorsError(
+              file,
+              t.name,
+              `${bytes.length} bytes given but ${t.tensor.dtype} ${shapeText(t.tensor.shape)} needs ${t.byteLength}`,
+            )
+          writeAll(fd, bytes)
+          done += t.byteLength
+          await opts.onTensor?.(done, total)
+        }
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+    }
+    temps.forEach((tmp, i) => commitTemp(tmp, join(dir, files[i])))
+  } catch (e) {
+    temps.forEach(removeQuietly)
+    throw e
+  }
+  if (shards.length > 1) {
+    const indexFile = join(dir, INDEX_FILE_NAME)
+    const indexText = Buffer.from(indexJson(shards, files), 'utf8')
+    commitTemp(
+      writeTemp(indexFile, (fd) => writeAll(fd, indexText)),
+      indexFile,
+    )
+    files.push(INDEX_FILE_NAME)
+  }
+  removeStale(dir, files)
+  return files
 }

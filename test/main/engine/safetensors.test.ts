@@ -16,6 +16,7 @@ import {
   readTensorBytes,
   saveCheckpointTensors,
   saveSafetensors,
+  writeCheckpointStream,
   type DType,
   type TensorToWrite,
 } from '../../../src/main/engine/safetensors'
@@ -774,6 +775,71 @@ describe('checkpoint folders', () => {
     expect(readdirSync(dir).sort()).toEqual(['config.json', 'model-bf16.safetensors', ...fewer].sort())
     expectSameAsWritten(tensors, dir)
     expect(tempLeftovers(dir)).toEqual([])
+  })
+
+  describe('writeCheckpointStream', () => {
+    /** The sample tensors as byte sources, counting how many are held at once. */
+    function sources(tensors: Map<string, TensorToWrite>, live = { now: 0, max: 0 }) {
+      return [...tensors].map(([name, t]) => ({
+        name,
+        dtype: t.dtype,
+        shape: t.shape,
+        bytes: async () => {
+          live.now++
+          live.max = Math.max(live.max, live.now)
+          await new Promise((r) => setImmediate(r))
+          live.now--
+          if (t.data instanceof Float32Array) return encodeFromFloat32(t.dtype as 'F32' | 'F16' | 'BF16', t.data)
+          if (t.data instanceof Int32Array) {
+            const dir = freshDir(`enc-${Math.random().toString(16).slice(2)}`)
+            saveSafetensors(join(dir, 'x.safetensors'), { x: t })
+            return readTensorBytes(readHeader(join(dir, 'x.safetensors')), 'x')
+          }
+          return t.data
+        },
+      }))
+    }
+
+    it('writes the same files as saveCheckpointTensors, one tensor at a time', async () => {
+      const tensors = sampleTensors()
+      for (const max of [1024, 700, undefined]) {
+        const a = freshDir(`stream-ref-${max}`)
+        const b = freshDir(`stream-${max}`)
+        const names = saveCheckpointTensors(a, tensors, { maxShardBytes: max, metadata: { run: 'r1' } })
+        const live = { now: 0, max: 0 }
+        const progress: number[] = []
+        const streamed = await writeCheckpointStream(b, sources(tensors, live), {
+          maxShardBytes: max,
+          metadata: { run: 'r1' },
+          onTensor: (done) => void progress.push(done),
+        })
+        expect(streamed).toEqual(names)
+        for (const f of names) expect(readFileSync(join(b, f)).equals(readFileSync(join(a, f))), f).toBe(true)
+        expect(live.max).toBe(1)
+        expect(progress).toHaveLength(tensors.size)
+        expect(progress.at(-1)).toBe([...tensors.values()].reduce((s, t) => s + numel(t.shape) * DTYPE_SIZES[t.dtype], 0))
+        expect(tempLeftovers(b)).toEqual([])
+      }
+    })
+
+    it('refuses a source of the wrong length and leaves nothing behind, as after a cancel', async () => {
+      const tensors = sampleTensors()
+      const dir = freshDir('stream-bad')
+      const bad = sources(tensors)
+      bad[2] = { ...bad[2], bytes: async () => new Uint8Array(3) }
+      await expect(writeCheckpointStream(dir, bad, { maxShardBytes: 1024 })).rejects.toThrow(
+        new RegExp(`tensor "${bad[2].name}": 3 bytes given but`),
+      )
+      expect(readdirSync(dir)).toEqual([])
+      const cancelled = writeCheckpointStream(dir, sources(tensors), {
+        maxShardBytes: 1024,
+        onTensor: (done) => {
+          if (done > 2000) throw new Error('cancelled')
+        },
+      })
+      await expect(cancelled).rejects.toThrow('cancelled')
+      expect(readdirSync(dir)).toEqual([])
+    })
   })
 
   describe('broken indexes', () => {
