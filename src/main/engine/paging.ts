@@ -17,7 +17,7 @@ import type { EvictionPolicy, ExpertStorage, LayerCacheStats, OffloadStats } fro
 import { moePrefix, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { readsSync } from './device'
 import type { HostStore } from './hostStore'
-import { linear, mm, plainWeights, type Weights } from './ops'
+import { chunkedLinear, linear, linearInputGrad, plainWeights, type Weights } from './ops'
 import type { Placement } from './plan'
 import { headChunkRows, headTensor, unitIndex, type Unit } from './units'
 
@@ -191,8 +191,7 @@ export class UnitCache {
 function pagedLinear(x: tf.Tensor2D, forward: () => tf.Tensor2D, backward: () => tf.Tensor2D): tf.Tensor2D {
   const f = tf.customGrad(((input: tf.Tensor) => {
     const value = linear(input as tf.Tensor2D, forward())
-    const gradFunc = (dy: tf.Tensor): tf.Tensor =>
-      tf.getBackend() === 'wasm' ? mm(dy as tf.Tensor2D, backward()) : tf.matMul(dy as tf.Tensor2D, backward())
+    const gradFunc = (dy: tf.Tensor): tf.Tensor => linearInputGrad(dy as tf.Tensor2D, backward())
     return { value, gradFunc }
   }) as unknown as Parameters<typeof tf.customGrad>[0])
   return f(x) as tf.Tensor2D
@@ -228,15 +227,12 @@ export function pagedWeights(config: MoeConfig, resident: (name: string) => tf.T
     linear: (x, name, bias) => {
       const b = bias === undefined ? undefined : get(bias)
       if (name === head && headChunks.length > 0) {
-        // lm_head chunk by chunk along the vocabulary; each logit is the same dot product.
-        const parts = headChunks.map((u) =>
-          pagedLinear(
-            x,
-            () => cache.get(u, true)[0],
-            () => cache.get(u, false)[0],
-          ),
-        )
-        const y = parts.length === 1 ? parts[0] : (tf.concat(parts, 1) as tf.Tensor2D) // (N, V)
+        // lm_head chunk by chunk along the vocabulary, as the resident model computes it.
+        const rows = headChunkRows(config)
+        const y = chunkedLinear(x, config.vocabSize, rows, (from, _count, forward) => ({
+          w: cache.get(headChunks[from / rows], forward)[0] as tf.Tensor2D,
+          owned: false,
+        }))
         return b ? (tf.add(y, b) as tf.Tensor2D) : y
       }
       const at = byName.get(name)
