@@ -59,7 +59,10 @@ export interface OffloadOptions {
   /** Host storage of the paged weights (default lazy). */
   storage: ExpertStorage
   policy?: EvictionPolicy
-  /** Prefetch the next layer's likely experts (backends that read back synchronously). */
+  /**
+   * Prefetch the next layer's likely experts (backends that read back synchronously; default off:
+   * the reads do not overlap the computation yet, so unused prefetches cost time, measured ~10%).
+   */
   prefetch?: boolean
   /** Context (prompt and reply) the KV cache and activations are planned for (default min(2048, max positions)). */
   contextTokens?: number

@@ -253,7 +253,7 @@ export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefin
   return {
     budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'),
     storage,
-    prefetch: values['no-prefetch'] !== true,
+    prefetch: values.prefetch === true,
     ...(context !== undefined && { contextTokens: context }),
   }
 }

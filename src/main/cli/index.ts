@@ -28,7 +28,7 @@ commands:
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
             --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
-            [--offload-budget 2GB [--expert-dtype lazy|f32|f16|bf16|int8] [--no-prefetch]]
+            [--offload-budget 2GB [--expert-dtype lazy|f32|f16|bf16|int8] [--prefetch]]
                                                           (the budget: device memory for everything; what
                                                           does not fit pages from the host)
   chat      --model DIR [--system TEXT] [sampling flags as generate] [--offload-budget 2GB
@@ -37,7 +37,9 @@ commands:
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
-            [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] | --resume RUN
+            [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] [--offload-budget 2GB [--expert-dtype lazy|...]]
+            | --resume RUN                                (the budget: device memory for the run; what
+                                                          does not fit pages from the host, LoRA runs)
                                                           fine-tune in the workspace, with progress, ETA
                                                           and a summary; Ctrl-C keeps a checkpoint
   export    RUN --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
@@ -69,7 +71,7 @@ const DECODING: Options = {
   'offload-budget': { type: 'string' },
   context: { type: 'string' },
   'expert-dtype': { type: 'string' },
-  'no-prefetch': { type: 'boolean' },
+  prefetch: { type: 'boolean' },
 }
 
 interface Command {
@@ -128,6 +130,8 @@ const COMMANDS: Record<string, Command> = {
       config: { type: 'string' },
       set: { type: 'string', multiple: true },
       out: { type: 'string' },
+      'offload-budget': { type: 'string' },
+      'expert-dtype': { type: 'string' },
       name: { type: 'string' },
       resume: { type: 'string' },
       'val-ratio': { type: 'string' },

@@ -30,7 +30,7 @@ import { openCheckpointTensors, saveCheckpointTensors, type DType, type Safetens
 
 export { CheckpointError, nonFinite, readWeight }
 
-const DTYPE_TO_ST: Record<Dtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
+export const DTYPE_TO_ST: Record<Dtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 const ST_TO_DTYPE: Partial<Record<DType, Dtype>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
 
 /** Reads and normalises a folder's config.json. */
@@ -179,7 +179,7 @@ function* loadModelSteps(dir: string, opts: LoadOptions): Generator<{ done: numb
         }
       }
       const cache = new UnitCache(store, placement.cacheBytes, placement.policy, placement.fit.budgetBytes)
-      model.attachPaging({ placement, store, cache, prefetch: opts.offload?.prefetch ?? true })
+      model.attachPaging({ placement, store, cache, prefetch: opts.offload?.prefetch ?? false })
     }
     complete = true
     return model
@@ -295,13 +295,18 @@ export function writeModelFolder(
   const tensors = new Map<string, TensorToWrite>()
   for (const s of specs) tensors.set(s.name, { dtype: st, shape: s.shape, data: weights.get(s.name)! })
   const files = saveCheckpointTensors(dir, tensors, { maxShardBytes: opts.maxShardBytes })
+  return [...files, ...writeModelMeta(config, dir, dtype)]
+}
+
+/** config.json (with torch_dtype) and generation_config.json of a checkpoint folder. */
+export function writeModelMeta(config: MoeConfig, dir: string, dtype: Dtype): string[] {
   writeFileAtomic(join(dir, 'config.json'), hfConfigJson({ ...config, torchDtype: dtype }))
   writeJsonAtomic(join(dir, 'generation_config.json'), {
     bos_token_id: config.bosTokenId,
     eos_token_id: config.eosTokenId,
     pad_token_id: config.padTokenId,
   })
-  return [...files, 'config.json', 'generation_config.json']
+  return ['config.json', 'generation_config.json']
 }
 
 /** What a model folder holds, without loading its weights. */

@@ -147,11 +147,18 @@ export class HostStore {
     const bytes = readTensorRange(header, name, from * cols * size, count * cols * size)
     this.bytesRead += bytes.byteLength
     const data = decodeToFloat32(info.dtype, bytes)
+    // Checked once: a paged weight is read again on every miss, and the check costs as much as the decoding.
+    const key = `${name}:${from}:${count}`
+    if (this.checked.has(key)) return data
     const bad = nonFinite(data)
     if (bad.count > 0)
       throw new CheckpointError(
         `${header.file}: tensor "${name}" holds ${bad.count} NaN or infinite value(s) in rows ${from}..${from + count - 1}; the checkpoint is damaged`,
       )
+    this.checked.add(key)
     return data
   }
+
+  /** Row ranges already read and found finite. */
+  private readonly checked = new Set<string>()
 }

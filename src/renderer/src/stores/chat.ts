@@ -117,7 +117,7 @@ export const useChatStore = defineStore('chat', () => {
   const systemPrompt = ref('')
   const sampling = ref<SamplingForm>({ ...DEFAULT_SAMPLING })
   const maxNewTokens = ref(256)
-  const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: true })
+  const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: false })
 
   const panes = ref<ChatPane[]>([{ model: '', turns: [], offload: null }])
   const compareMode = computed(() => panes.value.length > 1)
