@@ -15,6 +15,7 @@ import type { DatasetManifest, DatasetProgressEvent, DatasetsImportArgs, Dataset
 export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } from './dataset'
 import type { Dtype, Family, MoeConfigInput, RouterType } from './modelConfig'
 import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, ExpertStorage, FitPlan } from './chat'
+import type { RunConfigInput } from './runConfig'
 import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
 export type * from './chat'
@@ -120,12 +121,14 @@ export interface ModelEntry {
 
 export interface ModelsPlanArgs {
   dir: string
-  /** Device bytes available (the user's budget or the device's free memory). */
-  budgetBytes: number
+  /** Device bytes available (the user's budget); default: the backend's. */
+  budgetBytes?: number
   /** Context length the KV cache is planned for (default min(2048, max positions)). */
   contextTokens?: number
   /** Host storage of paged weights (default lazy: read from the checkpoint files). */
   storage?: ExpertStorage
+  /** Plan for training with this run config (adapters, gradients, optimiser state, activations). */
+  run?: RunConfigInput
 }
 
 export interface ModelsCreateArgs {

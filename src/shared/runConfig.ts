@@ -3,6 +3,7 @@
  * The same JSON drives the app, server mode and `moe-workbench train --config run.json --set k=v`.
  */
 import { z } from 'zod'
+import { EXPERT_STORAGES } from './chat'
 import { formatIssues } from './modelConfig'
 
 const posInt = z.number().int().positive()
@@ -122,6 +123,18 @@ export const runConfigSchema = z
         attentionDropout: null,
         hiddenDropout: null,
       }),
+    /**
+     * Device memory for the run: weights on the device, adapters, gradients, optimiser state and
+     * activations. What does not fit is paged in from the host (the frozen weights of a LoRA run;
+     * full and freeze runs must fit). null: the backend's default budget.
+     */
+    offload: z
+      .strictObject({
+        budgetBytes: posInt.nullable().default(null),
+        /** Host storage of paged weights: read from the checkpoint files (lazy) or kept decoded. */
+        storage: z.enum(EXPERT_STORAGES).default('lazy'),
+      })
+      .default({ budgetBytes: null, storage: 'lazy' }),
     alerts: z
       .strictObject({
         /** An expert whose token share stays below this for `steps` steps is reported dead. */

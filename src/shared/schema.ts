@@ -87,9 +87,10 @@ export const apiSchemas = {
   'models.list': z.undefined({ error: 'takes no arguments' }),
   'models.plan': z.strictObject({
     dir: path,
-    budgetBytes: z.number().int().positive(),
+    budgetBytes: z.number().int().positive().optional(),
     contextTokens: z.number().int().min(0).optional(),
     storage: z.enum(EXPERT_STORAGES).optional(),
+    run: runConfigSchema.optional(),
   }),
   'models.create': z.strictObject({
     name,

@@ -1,6 +1,7 @@
 /** A WorkbenchBridge for renderer tests: scripted answers, and a hand on the event stream. */
 import { vi } from 'vitest'
 import type {
+  ModelsPlanArgs,
   ChatStarted,
   Conversation,
   ExpertAnalysis,
@@ -258,7 +259,7 @@ export function fakeBridge() {
     models: {
       inspect: vi.fn(async (dir: string) => ({ ...modelInfo, dir })),
       list: vi.fn(async () => modelEntries),
-      plan: vi.fn(async (_args: { dir: string; budgetBytes: number }) => fitPlan),
+      plan: vi.fn(async (_args: ModelsPlanArgs) => fitPlan),
       create: vi.fn(async (args: { name: string }) => ({
         ...modelEntries[2],
         id: `new-${args.name}`,

@@ -10,6 +10,7 @@ import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
+import { parseBytes } from './commands'
 import { describeInspection } from './datasetCommands'
 import { cliError, openHost, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -156,6 +157,16 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       )
   }
   const configInput = resume ? undefined : readRunConfigInput(typeof values.config === 'string' ? resolve(values.config) : undefined, sets)
+  if (values['offload-budget'] !== undefined || values['expert-dtype'] !== undefined) {
+    if (resume) throw new UsageError("--resume keeps the run's own budget (its config.offload); drop --offload-budget and --expert-dtype")
+    // --offload-budget SIZE [--expert-dtype S]: config.offload, the run's device budget.
+    const given = (configInput!.offload ?? {}) as Record<string, unknown>
+    configInput!.offload = {
+      ...given,
+      ...(values['offload-budget'] !== undefined && { budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget') }),
+      ...(values['expert-dtype'] !== undefined && { storage: String(values['expert-dtype']) }),
+    }
+  }
   const valRatio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(valRatio >= 0 && valRatio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
 

@@ -129,6 +129,11 @@ export type TrainingKnobs = Partial<
   router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
 }
 
+/** A config with a run's knobs applied (validated; shapes never change). */
+export function withKnobs(c: MoeConfig, k: TrainingKnobs): MoeConfig {
+  return validateMoeConfig({ ...c, ...k, router: { ...c.router, ...k.router } })
+}
+
 export class MoeModel {
   config: MoeConfig
   readonly specs: ParamSpec[]
@@ -203,7 +208,7 @@ export class MoeModel {
 
   /** Applies a run's MoE knobs (validated; shapes never change). */
   setKnobs(k: TrainingKnobs): void {
-    this.config = validateMoeConfig({ ...this.config, ...k, router: { ...this.config.router, ...k.router } })
+    this.config = withKnobs(this.config, k)
   }
 
   /** Capacity factor in force for a mode. */

@@ -5,10 +5,12 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
-import type { ExpertStorage, FitPlan, OffloadOptions } from '../../shared/chat'
+import type { FitPlan, OffloadOptions } from '../../shared/chat'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
 import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
-import { ApiError, type ModelInfo } from '../../shared/api'
+import { ApiError, type ModelInfo, type ModelsPlanArgs } from '../../shared/api'
+import { validateRunConfig } from '../../shared/runConfig'
+import { trainingPlan } from '../train/trainer'
 import { endOfTurnIds, loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { writeJsonAtomic } from '../util/atomic'
@@ -20,13 +22,15 @@ import { backendReport } from '../engine/backend'
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { Rng } from '../engine/ops'
 import { TOKENIZER_FILES } from '../train/export'
-/** The fit planner for a model folder (reads config.json only). */
-export function planModel(dir: string, budgetBytes: number | undefined, contextTokens?: number, storage?: ExpertStorage): FitPlan {
+/** The fit planner for a model folder (reads config.json only), for inference or for a run config. */
+export function planModel(args: ModelsPlanArgs): FitPlan {
   const backend = backendReport()
-  return planPlacement(readModelConfig(dir), {
-    budgetBytes: budgetBytes ?? defaultBudget(backend?.name),
-    contextTokens,
-    storage,
+  const config = readModelConfig(args.dir)
+  return planPlacement(config, {
+    budgetBytes: args.budgetBytes ?? defaultBudget(backend?.name),
+    contextTokens: args.contextTokens,
+    storage: args.storage,
+    training: args.run ? trainingPlan(config, validateRunConfig(args.run)) : undefined,
     backend: backend?.name,
     maxBindingBytes: backend?.adapter?.limits.maxStorageBufferBindingSize,
   }).fit

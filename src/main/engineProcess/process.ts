@@ -64,7 +64,7 @@ function jobsOf(ctx: HandlerContext): Jobs {
 export const handlers: EngineHandlers = {
   'system.info': (_args, ctx) => ctx.backend,
   'models.inspect': (args) => inspectModel(args.dir),
-  'models.plan': (args) => planModel(args.dir, args.budgetBytes, args.contextTokens, args.storage),
+  'models.plan': (args) => planModel(args),
   'models.create': (args) => createModel(args.dir, args.config, args.seed, args.tokenizerFrom),
   'runs.start': (args, ctx) => jobsOf(ctx).runs.start(args),
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),

@@ -11,7 +11,7 @@
  * `handlers` map in ./process.ts; the type checker keeps the two in step.
  */
 import type { ApiErrorJson, BackendReport, Dtype, ModelInfo, ModelsInspectArgs, ModelsPlanArgs, WorkbenchEvent } from '../../shared/api'
-import type { ChatSendArgs, ChatStarted, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan, OffloadOptions } from '../../shared/chat'
+import type { ChatSendArgs, ChatStarted, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from '../../shared/chat'
 import type { MoeConfigInput } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
 import type { RunExportResult, RunRecord } from '../../shared/runs'
@@ -27,8 +27,6 @@ export interface EngineRunStartArgs {
   name?: string
   /** Continue from the run's last checkpoint. */
   resume?: boolean
-  /** Frozen experts paged within a device budget (LoRA runs). */
-  offload?: OffloadOptions
 }
 
 export interface EngineMethods {

@@ -145,7 +145,6 @@ export class RunQueue {
         validation: data.validation,
         padId: data.padId,
         resume: run.resume,
-        offload: run.offload,
         lock: run.lock,
         signal: run.controller.signal,
         onEvent: this.emit,

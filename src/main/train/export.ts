@@ -5,15 +5,27 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
+import type { OffloadOptions } from '../../shared/chat'
+import { paramSpecs } from '../../shared/modelConfig'
 import type { RunExportResult, RunRecord } from '../../shared/runs'
-import { loadModelAsync, saveModelAsync } from '../engine/checkpoint'
+import { DTYPE_TO_ST, inspectModel, loadModelAsync, readModelConfig, writeModelMeta } from '../engine/checkpoint'
 import { deviceLock, read, scopedAsync } from '../engine/device'
-import { MoeModel } from '../engine/model'
-import { loadSafetensors } from '../engine/safetensors'
+import { withKnobs, type MoeModel } from '../engine/model'
+import {
+  encodeFromFloat32,
+  loadSafetensors,
+  openCheckpointTensors,
+  readTensorBytes,
+  writeCheckpointStream,
+  type TensorSource,
+} from '../engine/safetensors'
 import { pacer, type TaskHooks } from '../engine/tasks'
+import { readWeight } from '../engine/weights'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
-import { LoraAdapters } from './lora'
+import { LoraAdapters, peftName } from './lora'
+import { runKnobs } from './trainer'
 import { RunFolder } from '../runs/runFolder'
 
 /** Files copied from the base model folder when present. */
@@ -30,15 +42,18 @@ export const TOKENIZER_FILES = [
 export interface ExportOptions {
   /** A checkpoint folder of the run (default: the last one). */
   checkpoint?: string
+  /** Default: the base model's own dtype (a BF16 model exports as BF16). */
   dtype?: Dtype
-  /** Largest |adapter − merged| logit difference accepted, relative to max(1, |logit|). */
+  /** Largest |adapter − merged| logit difference accepted, relative to max(1, |logit|) (default by dtype). */
   tolerance?: number
+  /** Device budget of the check's loads (default: the run's config.offload, else the backend's). */
+  offload?: OffloadOptions
 }
 
 export type ExportResult = RunExportResult
 
-/** The last stage of every export. */
-const WRITING = 'Writing the checkpoint'
+/** Merge check tolerances: float32 keeps the sum exactly, 16-bit formats round every weight. */
+const TOLERANCE: Record<Dtype, number> = { float32: 1e-4, float16: 1e-2, bfloat16: 5e-2 }
 
 /** Logits of a fixed probe batch (read back asynchronously, holding the device lock). */
 function probeLogits(model: MoeModel, lora?: LoraAdapters): Promise<Float32Array> {
@@ -50,11 +65,41 @@ function probeLogits(model: MoeModel, lora?: LoraAdapters): Promise<Float32Array
   )
 }
 
+/** Rows of W merged per device multiplication (bounded device memory for an lm_head). */
+const MERGE_BLOCK_BYTES = 64 * 2 ** 20
+
+/** w += scale · B · A, in row blocks on the device (w: out × in; A: r × in; B: out × r). */
+async function mergeInto(
+  w: Float32Array,
+  out: number,
+  inp: number,
+  A: Float32Array,
+  B: Float32Array,
+  rank: number,
+  scale: number,
+): Promise<void> {
+  const block = Math.max(1, Math.floor(MERGE_BLOCK_BYTES / (inp * 4)))
+  for (let r0 = 0; r0 < out; r0 += block) {
+    const n = Math.min(block, out - r0)
+    const delta = await deviceLock.run(() =>
+      scopedAsync(() =>
+        read(tf.mul(tf.matMul(tf.tensor2d(B.subarray(r0 * rank, (r0 + n) * rank), [n, rank]), tf.tensor2d(A, [rank, inp])), scale)),
+      ),
+    )
+    const at = r0 * inp
+    for (let i = 0; i < delta.length; i++) w[at + i] += delta[i]
+  }
+}
+
 /**
- * Exports a run's checkpoint into `outDir` (which must not exist or be empty). Everything is
- * written to a temporary folder renamed into place at the end, so a failure or a cancel
- * (`hooks.signal`, honoured between tensors while loading and between stages after) leaves
- * nothing behind. Progress: load → (LoRA: merge and verify) → write, as task stages.
+ * Exports a run's checkpoint into `outDir` (which must not exist or be empty), one tensor at a
+ * time whatever the model's size: each weight is read from the base model (LoRA) or the run's
+ * checkpoint, merged with its adapters on the device in row blocks, converted and written (copied
+ * byte for byte where nothing changes), so host memory holds one tensor. A LoRA export is then
+ * checked: the written model's logits against the base model's with the adapters, both loaded
+ * within the device budget (paged when they do not fit). Everything is written to a temporary
+ * folder renamed into place at the end, so a failure or a cancel (`hooks.signal`, honoured
+ * between tensors) leaves nothing behind. Progress: write (bytes) → check, as task stages.
  */
 export async function exportRun(runDir: string, outDir: string, opts: ExportOptions = {}, hooks: TaskHooks = {}): Promise<ExportResult> {
   const folder = new RunFolder(runDir)
@@ -64,59 +109,61 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
   const out = resolve(outDir)
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
   const lora = run.config.method === 'lora'
-  const stages = lora ? 3 : 2
+  const stages = lora ? 2 : 1
   const pace = pacer(hooks.signal, `exporting run ${run.id}`)
-  const stage = (label: string, n: number): void => hooks.onProgress?.({ label, stage: n, stages, done: 0, total: 0, unit: 'items' })
+  const source = lora ? run.baseModel : ckpt
+  // Checks names and shapes (throws naming what is wrong) before anything is written.
+  inspectModel(source)
+  const dtype = opts.dtype ?? inspectModel(run.baseModel).checkpointDtype
+  const st = DTYPE_TO_ST[dtype]
+  // The run's MoE knobs travel with the export (a LoRA checkpoint holds only adapters).
+  const config = withKnobs(readModelConfig(source), runKnobs(run.config))
+  const { index } = openCheckpointTensors(source)
+  const adapters = lora ? adapterTensors(join(ckpt, 'adapter_model.safetensors')) : new Map<string, Float32Array>()
+  const scale = run.config.lora.alpha / run.config.lora.rank
+  const rank = run.config.lora.rank
   const tmp = `${out}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(tmp, { recursive: true })
 
+  const writeLabel = lora ? 'Merging the LoRA adapters into the base weights' : WRITING
+  const sources: TensorSource[] = paramSpecs(config).map((spec) => ({
+    name: spec.name,
+    dtype: st,
+    shape: [...spec.shape],
+    bytes: async () => {
+      const header = index.get(spec.name)!
+      const A = adapters.get(peftName(spec.name, 'A'))
+      const B = adapters.get(peftName(spec.name, 'B'))
+      if (!A && header.tensors.get(spec.name)!.dtype === st) return readTensorBytes(header, spec.name)
+      const w = readWeight(header, spec.name)
+      if (A && B) await mergeInto(w, spec.shape[0], spec.shape[1], A, B, rank, scale)
+      return encodeFromFloat32(st, w)
+    },
+  }))
   let result: ExportResult
+  let written = 0
   try {
-    const loaded = await loadModelAsync(lora ? run.baseModel : ckpt, {
-      hooks,
-      stage: { label: lora ? 'Loading the base model' : `Loading ${basename(ckpt)}`, stage: 1, stages },
-    })
-    if (lora) {
-      const base = loaded
-      const adapters = new LoraAdapters(base, run.config.lora, run.config.seed)
-      let merged: MoeModel | undefined
-      try {
-        stage('Merging the LoRA adapters and checking the logits', 2)
-        adapters.load(
-          loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as Map<string, { shape: number[]; data: Float32Array }>,
-        )
-        merged = new MoeModel(base.config, await deviceLock.run(() => adapters.mergedWeights()))
-        const a = await probeLogits(base, adapters)
-        const b = await probeLogits(merged)
-        let err = 0
-        let scale = 1
-        for (let i = 0; i < a.length; i++) {
-          err = Math.max(err, Math.abs(a[i] - b[i]))
-          scale = Math.max(scale, Math.abs(a[i]))
-        }
-        const tol = opts.tolerance ?? 1e-4
-        if (!(err <= tol * scale))
-          throw new Error(
-            `merging the LoRA adapters changed the logits by ${err.toExponential(2)} (allowed ${(tol * scale).toExponential(2)}); nothing was written`,
-          )
+    const files = await writeCheckpointStream(tmp, sources, {
+      onTensor: async (done, total) => {
+        written = done
+        hooks.onProgress?.({ label: writeLabel, stage: 1, stages, done, total, unit: 'bytes' })
         await pace()
-        stage(WRITING, 3)
-        const m = merged
-        const files = await deviceLock.run(() => saveModelAsync(m, tmp, { dtype: opts.dtype }))
-        result = { outDir: out, files, mergedLora: true, mergeError: err }
-      } finally {
-        merged?.dispose()
-        adapters.dispose()
-        base.dispose()
-      }
-    } else {
-      try {
-        stage(WRITING, 2)
-        result = { outDir: out, files: await deviceLock.run(() => saveModelAsync(loaded, tmp, { dtype: opts.dtype })), mergedLora: false }
-      } finally {
-        loaded.dispose()
-      }
+      },
+    })
+    result = { outDir: out, files: [...files, ...writeModelMeta(config, tmp, dtype)], mergedLora: lora }
+    if (lora) {
+      hooks.onProgress?.({ label: CHECKING, stage: 2, stages, done: 0, total: 2, unit: 'items' })
+      // The check loads within the run's own budget unless told otherwise.
+      const b = run.config.offload
+      const offload = opts.offload ?? (b.budgetBytes !== null ? { budgetBytes: b.budgetBytes, storage: b.storage } : undefined)
+      const err = await checkMerge(run.baseModel, join(ckpt, 'adapter_model.safetensors'), tmp, run, offload, hooks)
+      const tol = (opts.tolerance ?? TOLERANCE[dtype]) * err.scale
+      if (!(err.max <= tol))
+        throw new Error(
+          `merging the LoRA adapters changed the logits by ${err.max.toExponential(2)} (allowed ${tol.toExponential(2)} for ${dtype}); nothing was written`,
+        )
+      result.mergeError = err.max
     }
     for (const f of TOKENIZER_FILES) {
       if (existsSync(join(run.baseModel, f))) {
@@ -124,7 +171,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
         result.files.push(f)
       }
     }
-    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result))
+    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result, dtype))
     writeJsonAtomic(join(tmp, 'workbench.json'), {
       exportedFrom: resolve(runDir),
       checkpoint: ckpt,
@@ -147,7 +194,9 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
       }
     }
     renameSync(tmp, out)
-    hooks.onProgress?.({ label: WRITING, stage: stages, stages, done: 1, total: 1, unit: 'items' })
+    // The last report says done, in the last stage's own unit.
+    if (lora) hooks.onProgress?.({ label: CHECKING, stage: 2, stages, done: 2, total: 2, unit: 'items' })
+    else hooks.onProgress?.({ label: WRITING, stage: 1, stages, done: written, total: written, unit: 'bytes' })
     return result
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true })
@@ -155,7 +204,63 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
   }
 }
 
-function modelCard(run: RunRecord, ckpt: string, r: ExportResult): string {
+const WRITING = 'Writing the checkpoint'
+const CHECKING = 'Checking the merged model against the base model with its adapters'
+
+/** The adapter matrices of a PEFT adapter file, by PEFT name. */
+function adapterTensors(file: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  for (const [name, t] of loadSafetensors(file).tensors) {
+    if (!(t.data instanceof Float32Array)) throw new Error(`${file}: adapter ${name} is not a float tensor`)
+    out.set(name, t.data)
+  }
+  return out
+}
+
+/**
+ * Largest logit difference between the written model and the base model with its adapters on a
+ * probe batch, and the logits' scale. The two load one after the other, within the budget.
+ */
+async function checkMerge(
+  baseDir: string,
+  adapterFile: string,
+  mergedDir: string,
+  run: RunRecord,
+  offload: OffloadOptions | undefined,
+  hooks: TaskHooks,
+): Promise<{ max: number; scale: number }> {
+  const signal = hooks.signal
+  const base = await loadModelAsync(baseDir, { offload, hooks: { signal } })
+  let want: Float32Array
+  try {
+    const adapters = new LoraAdapters(base, run.config.lora, run.config.seed)
+    try {
+      adapters.load(loadSafetensors(adapterFile).tensors as Map<string, { shape: number[]; data: Float32Array }>)
+      want = await probeLogits(base, adapters)
+    } finally {
+      adapters.dispose()
+    }
+  } finally {
+    base.dispose()
+  }
+  hooks.onProgress?.({ label: CHECKING, stage: 2, stages: 2, done: 1, total: 2, unit: 'items' })
+  const merged = await loadModelAsync(mergedDir, { offload, hooks: { signal } })
+  let got: Float32Array
+  try {
+    got = await probeLogits(merged)
+  } finally {
+    merged.dispose()
+  }
+  let max = 0
+  let scale = 1
+  for (let i = 0; i < want.length; i++) {
+    max = Math.max(max, Math.abs(want[i] - got[i]))
+    scale = Math.max(scale, Math.abs(want[i]))
+  }
+  return { max, scale }
+}
+
+function modelCard(run: RunRecord, ckpt: string, r: ExportResult, dtype: Dtype): string {
   return `---
 library_name: transformers
 tags: [moe, moe-workbench]
@@ -165,7 +270,7 @@ tags: [moe, moe-workbench]
 Fine-tuned with MoE Workbench from \`${run.baseModel}\` (${run.config.method}${r.mergedLora ? `, LoRA rank ${run.config.lora.rank} merged; max logit change from merging ${r.mergeError?.toExponential(2)}` : ''}).
 
 - run: \`${run.id}\`, ${run.step} of ${run.totalSteps} steps, status ${run.status}
-- checkpoint: \`${basename(ckpt)}\`
+- checkpoint: \`${basename(ckpt)}\`, written as ${dtype}
 - best validation loss: ${run.bestValLoss === null ? 'not evaluated' : run.bestValLoss.toFixed(4)}
 
 ## Run config

@@ -14,14 +14,13 @@ import * as tf from '@tensorflow/tfjs'
 import { ApiError } from '../../shared/api'
 import type { RunConfig } from '../../shared/runConfig'
 import type { EvalMetrics, ExpertAlert, LayerShare, RunEvent, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
-import { loadModelAsync, writeModelFolder } from '../engine/checkpoint'
+import { loadModelAsync, readModelConfig, writeModelFolder } from '../engine/checkpoint'
+import { backendReport } from '../engine/backend'
 import { deviceLock, read, readsSync } from '../engine/device'
-import type { MoeModel } from '../engine/model'
+import type { MoeModel, TrainingKnobs } from '../engine/model'
 import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objectiveValues, type Batch, type RoutingStats } from '../engine/objective'
-import type { OffloadOptions } from '../../shared/chat'
 import { paramSpecs, type MoeConfig } from '../../shared/modelConfig'
-import { readModelConfig } from '../engine/checkpoint'
-import type { TrainingPlan } from '../engine/plan'
+import { defaultBudget, type TrainingPlan } from '../engine/plan'
 import { Rng, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
@@ -50,12 +49,6 @@ export interface TrainSpec {
   padId: number
   /** Continue from the run's last checkpoint. */
   resume?: boolean
-  /**
-   * The device budget (and host storage of paged weights). The planner reserves room for the run
-   * (adapters, gradients, optimiser state, activations) and pages what does not fit: the frozen
-   * base weights of a LoRA run; full and freeze runs must fit. Default: the backend's budget.
-   */
-  offload?: OffloadOptions
   /** The workspace dataset it trains on, recorded in run.json. */
   dataset?: string
   /** The run's lock, when the caller holds it already (the engine's run queue); else train() takes it. */
@@ -132,21 +125,26 @@ export function trainingPlan(c: MoeConfig, cfg: RunConfig): TrainingPlan {
   return { method: cfg.method, trainableParams, batch: cfg.batchSize, seqLength: cfg.data.maxLength }
 }
 
-/** Applies the run's MoE knobs to the model. */
-function applyKnobs(model: MoeModel, cfg: RunConfig): void {
+/** The run's MoE knobs (config.moe: null keeps the model's own value). */
+export function runKnobs(cfg: RunConfig): TrainingKnobs {
   const m = cfg.moe
   const router: Record<string, number | null> = {}
   if (m.capacityFactorTrain !== null) router.capacityFactorTrain = m.capacityFactorTrain
   if (m.capacityFactorEval !== null) router.capacityFactorEval = m.capacityFactorEval
   if (m.routerJitter !== null) router.jitter = m.routerJitter
-  model.setKnobs({
+  return {
     ...(m.auxLossCoef !== null && { routerAuxLossCoef: m.auxLossCoef }),
     ...(m.zLossCoef !== null && { routerZLossCoef: m.zLossCoef }),
     ...(m.expertDropout !== null && { expertDropout: m.expertDropout }),
     ...(m.attentionDropout !== null && { attentionDropout: m.attentionDropout }),
     ...(m.hiddenDropout !== null && { hiddenDropout: m.hiddenDropout }),
     router,
-  })
+  }
+}
+
+/** Applies the run's MoE knobs to the model. */
+function applyKnobs(model: MoeModel, cfg: RunConfig): void {
+  model.setKnobs(runKnobs(cfg))
 }
 
 /** Logs a model load's progress every 2 s (a large model takes a while before the first step). */
@@ -219,15 +217,21 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
   let model: MoeModel
   try {
     const training = trainingPlan(readModelConfig(modelDir), cfg)
+    // The run's budget (config.offload): the planner reserves room for the run and pages the rest.
+    const budget = cfg.offload.budgetBytes ?? defaultBudget(backendReport()?.name)
     model = await loadModelAsync(modelDir, {
-      offload: spec.offload,
+      offload: { budgetBytes: budget, storage: cfg.offload.storage },
       training,
       hooks: { signal: spec.signal, onProgress: loadLogger(log, modelDir) },
     })
     if (model.paging) log(`paging: ${model.paging.placement.fit.message}`)
   } catch (e) {
     if (!(e instanceof ApiError && e.code === 'cancelled')) {
-      save({ status: 'failed', message: e instanceof Error ? e.message : String(e) })
+      // Recorded and announced here (the run queue only reports failures before train() starts).
+      const message = e instanceof Error ? e.message : String(e)
+      save({ status: 'failed', message })
+      log(message)
+      emit({ type: 'run.status', runId, status: 'failed', message, step: run.record.step })
       throw e
     }
     // Nothing trained in this session: the run keeps its steps and checkpoints as they were.

@@ -7,6 +7,10 @@ import { runCli } from '../../../src/main/cli/index'
 import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
+import { planPlacement } from '../../../src/main/engine/plan'
+import { trainingPlan } from '../../../src/main/train/trainer'
+import { validateRunConfig } from '../../../src/shared/runConfig'
+import type { FitPlan } from '../../../src/shared/chat'
 import { randomWeights, tinyConfig } from '../engine/helpers'
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
@@ -33,6 +37,17 @@ describe('moe-workbench train / export', () => {
     const cfg = join(dir, 'run.json')
     writeFileSync(cfg, JSON.stringify({ method: 'lora', lora: { rank: 2 }, batchSize: 8 }))
     const runDir = join(dir, 'ws', 'runs', 'my-run')
+    // A device budget too small for the whole model: the frozen base weights are paged.
+    const runCfg = validateRunConfig({ method: 'lora', lora: { rank: 2 }, batchSize: 8 })
+    const fit = (b: number): FitPlan => planPlacement(c, { budgetBytes: b, training: trainingPlan(c, runCfg), backend: 'wasm' }).fit
+    // The smallest budget that fits: the planner then pages whatever it can.
+    let [lo, budget] = [1, fit(1e9).predictedBytes]
+    while (budget - lo > 1) {
+      const mid = Math.floor((lo + budget) / 2)
+      if (fit(mid).fits) budget = mid
+      else lo = mid
+    }
+    expect(fit(budget)).toMatchObject({ fits: true, fitsResident: false })
     const r = await cli(
       'train',
       '--model',
@@ -49,17 +64,26 @@ describe('moe-workbench train / export', () => {
       'evalEvery=2',
       '--out',
       runDir,
+      '--offload-budget',
+      String(budget),
       '--backend',
       'wasm',
     )
     expect(r.err.join('\n')).toMatch(/starting: 4 steps, 36 training rows, 4 validation rows/)
+    expect(readFileSync(join(runDir, 'log'), 'utf8')).toMatch(/paging: fits with paging/)
     expect(r.code).toBe(0)
     expect(r.out[0]).toMatch(/^completed: completed 4 steps/)
     expect(r.out.join('\n')).toContain(`run         ${runDir}`)
     expect(r.err.join('\n')).toMatch(/\[#+\] 100% step 4\/4 {2}loss \d/)
     expect(r.err.join('\n')).toMatch(/eval at step 2: validation loss/)
     const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))
-    expect(run.config).toMatchObject({ method: 'lora', maxSteps: 4, optimizer: { lr: 0.01 }, lora: { rank: 2 } })
+    expect(run.config).toMatchObject({
+      method: 'lora',
+      maxSteps: 4,
+      optimizer: { lr: 0.01 },
+      lora: { rank: 2 },
+      offload: { budgetBytes: budget, storage: 'lazy' },
+    })
 
     const out = join(dir, 'exported')
     const e = await cli('export', runDir, '--out', out, '--dtype', 'bfloat16', '--backend', 'wasm')
@@ -68,7 +92,26 @@ describe('moe-workbench train / export', () => {
     const info = await cli('info', '--model', out, '--json', '--backend', 'wasm')
     expect(JSON.parse(info.out[0])).toMatchObject({ family: 'mixtral', checkpointDtype: 'bfloat16' })
     expect(existsSync(join(out, 'README.md'))).toBe(true)
-  }, 60_000)
+
+    // A budget the run cannot fit fails at once, naming what it needs (it once waited forever).
+    const small = await cli(
+      'train',
+      '--model',
+      base,
+      '--dataset',
+      data,
+      '--config',
+      cfg,
+      '--offload-budget',
+      '1KB',
+      '--workspace',
+      join(dir, 'ws'),
+      '--backend',
+      'wasm',
+    )
+    expect(small.code).toBe(1)
+    expect(small.err.join('\n')).toMatch(/error: base: does not fit: .* raise the budget to at least [\d.]+ MiB/)
+  }, 120_000)
 
   it('names bad input precisely', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-bad-'))

@@ -319,18 +319,17 @@ describe('export', () => {
     const seen: StageProgress[] = []
     const r = await exportRun(runDir, out, {}, { onProgress: (p) => seen.push(p) })
     expect(r.mergedLora).toBe(true)
-    // Three stages in order; loading counts the base model's bytes up to all of them; the last report says done.
+    // Two stages in order; writing counts the checkpoint's bytes up to all of them; the last report says done.
     expect([...new Set(seen.map((p) => `${p.stage}/${p.stages} ${p.label}`))]).toEqual([
-      '1/3 Loading the base model',
-      '2/3 Merging the LoRA adapters and checking the logits',
-      '3/3 Writing the checkpoint',
+      '1/2 Merging the LoRA adapters into the base weights',
+      '2/2 Checking the merged model against the base model with its adapters',
     ])
-    const loading = seen.filter((p) => p.stage === 1)
-    expect(loading.every((p) => p.unit === 'bytes' && p.total === loading[0].total)).toBe(true)
-    expect(loading.map((p) => p.done)).toEqual([...loading.map((p) => p.done)].sort((a, b) => a - b))
-    expect(loading.at(-1)!.done).toBe(loading[0].total)
-    expect(loading[0].total).toBeGreaterThan(0)
-    expect(seen.at(-1)).toMatchObject({ stage: 3, done: 1, total: 1 })
+    const writing = seen.filter((p) => p.stage === 1)
+    expect(writing.every((p) => p.unit === 'bytes' && p.total === writing[0].total)).toBe(true)
+    expect(writing.map((p) => p.done)).toEqual([...writing.map((p) => p.done)].sort((a, b) => a - b))
+    expect(writing.at(-1)!.done).toBe(writing[0].total)
+    expect(writing[0].total).toBeGreaterThan(0)
+    expect(seen.at(-1)).toMatchObject({ stage: 2, done: 2, total: 2 })
     expect(r.mergeError).toBeLessThan(1e-4)
     for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'README.md'])
       expect(existsSync(join(out, f)), f).toBe(true)
@@ -372,7 +371,7 @@ describe('export', () => {
           signal: controller.signal,
           onProgress: (p) => {
             stages.push(p.stage)
-            // Abort mid-load (after the first tensor) or as the merge starts.
+            // Abort mid-write (after the first tensor) or as the check starts.
             if (p.stage === cancelAt && (cancelAt === 2 || p.done > 0)) controller.abort()
           },
         },

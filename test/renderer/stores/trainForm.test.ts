@@ -99,4 +99,37 @@ describe('useTrainFormStore', () => {
     expect(form).toMatchObject({ model: runRecord.baseModel, dataset: 'train-abc', name: 'old (again)', frozenExpertsText: '1: 2' })
     expect(form.config.method).toBe('lora')
   })
+
+  it('takes a device budget as a size, keeps it across presets, and asks the planner with the run config', async () => {
+    const form = useTrainFormStore()
+    form.setBudget('lots')
+    expect(form.errors['offload.budgetBytes']).toMatch(/“lots” is not a size/)
+    form.setBudget('2 GiB')
+    expect(form.errors['offload.budgetBytes']).toBeUndefined()
+    expect(form.config.offload.budgetBytes).toBe(2 * 1024 ** 3)
+    form.applyPreset(RUN_PRESETS[0].id)
+    expect(form.config.offload.budgetBytes).toBe(2 * 1024 ** 3)
+    await form.checkPlan()
+    expect(form.plan.error).toMatchObject({ field: 'model' })
+    form.model = '/m'
+    form.set('offload.storage', 'int8')
+    await form.checkPlan()
+    expect(fake.bridge.models.plan).toHaveBeenCalledWith(
+      expect.objectContaining({
+        dir: '/m',
+        budgetBytes: 2 * 1024 ** 3,
+        storage: 'int8',
+        run: expect.objectContaining({ method: form.config.method }),
+      }),
+    )
+    expect(form.plan).toMatchObject({ loading: false, error: null, plan: { fits: true } })
+    // Empty: the backend's default (no budget sent).
+    form.setBudget('')
+    expect(form.config.offload.budgetBytes).toBeNull()
+    expect(form.plan.plan).toBeNull()
+    await form.checkPlan()
+    expect(fake.bridge.models.plan.mock.calls.at(-1)![0]).not.toHaveProperty('budgetBytes')
+    form.copyFrom({ config: { ...form.config, offload: { budgetBytes: 123_456_789, storage: 'lazy' } }, baseModel: '/m' })
+    expect(form.budgetText).toBe('123456789')
+  })
 })

@@ -7,6 +7,10 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import type { RunsStartArgs } from '../../../shared/runs'
 import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
+import type { FitPlan } from '../../../shared/chat'
+import { useWorkbench } from '../api/client'
+import { type UiError, toUiError } from '../errors'
+import { formatBytes, parseBytes } from '../format'
 import { useRunsStore } from './runs'
 
 export function defaultRunConfig(): RunConfig {
@@ -128,12 +132,18 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   const frozenExpertsText = ref('')
   /** The user tried to start: show every problem, including empty required fields. */
   const attempted = ref(false)
+  /** What the user typed for the device budget ("" = the backend's default). */
+  const budgetText = ref('')
+  /** The fit planner's answer for this model, budget and run config. */
+  const plan = ref<{ plan: FitPlan | null; error: UiError | null; loading: boolean }>({ plan: null, error: null, loading: false })
 
   /** Config field (dotted path) -> problem, from the shared schema. */
   const configIssues = computed<Record<string, string>>(() => {
     const out: Record<string, string> = {}
     const parsed = parseExpertMap(frozenExpertsText.value)
     if (typeof parsed === 'string') out['freeze.experts'] = parsed
+    if (budgetText.value.trim() && parseBytes(budgetText.value) === null)
+      out['offload.budgetBytes'] = `“${budgetText.value}” is not a size; write e.g. 8 GiB, or leave it empty for the backend's default`
     const r = runConfigSchema.safeParse(config.value)
     if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= issue.message
     return out
@@ -163,6 +173,35 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     presetId.value = null
   }
 
+  /** The device budget as typed: a size, or empty for the backend's default. */
+  function setBudget(text: string): void {
+    budgetText.value = text
+    const bytes = text.trim() ? parseBytes(text) : null
+    if (!text.trim() || bytes !== null) config.value.offload.budgetBytes = bytes
+    plan.value = { plan: null, error: null, loading: false }
+  }
+
+  /** Asks the fit planner whether the run fits the budget (adapters, optimiser state, activations included). */
+  async function checkPlan(): Promise<void> {
+    if (!model.value) {
+      plan.value = { plan: null, error: { message: 'Choose the base model first.', field: 'model' }, loading: false }
+      return
+    }
+    plan.value = { plan: plan.value.plan, error: null, loading: true }
+    const { budgetBytes, storage } = config.value.offload
+    try {
+      const answer = await useWorkbench().models.plan({
+        dir: model.value,
+        ...(budgetBytes !== null && { budgetBytes }),
+        storage,
+        run: JSON.parse(JSON.stringify(config.value)) as RunConfig,
+      })
+      plan.value = { plan: answer, error: null, loading: false }
+    } catch (e) {
+      plan.value = { plan: null, error: toUiError(e), loading: false }
+    }
+  }
+
   function setFrozenExperts(text: string): void {
     frozenExpertsText.value = text
     const parsed = parseExpertMap(text)
@@ -175,6 +214,8 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     if (!preset) return
     const next = defaultRunConfig()
     preset.apply(next)
+    // The device budget belongs to the machine, not to the preset.
+    next.offload = { ...config.value.offload }
     config.value = next
     frozenExpertsText.value = formatExpertMap(next.freeze.experts)
     presetId.value = id
@@ -183,6 +224,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   function reset(): void {
     config.value = defaultRunConfig()
     frozenExpertsText.value = ''
+    budgetText.value = ''
     presetId.value = null
     attempted.value = false
   }
@@ -191,6 +233,9 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   function copyFrom(run: { config: RunConfig; baseModel: string; dataset?: string; name?: string }): void {
     config.value = runConfigSchema.parse(JSON.parse(JSON.stringify(run.config)))
     frozenExpertsText.value = formatExpertMap(config.value.freeze.experts)
+    const b = config.value.offload.budgetBytes
+    // Shown as a size where that reads back exactly, else in bytes.
+    budgetText.value = b === null ? '' : parseBytes(formatBytes(b)) === b ? formatBytes(b) : String(b)
     model.value = run.baseModel
     dataset.value = run.dataset ?? ''
     name.value = run.name ? `${run.name} (again)` : ''
@@ -224,6 +269,10 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     presetId,
     frozenExpertsText,
     attempted,
+    budgetText,
+    plan,
+    setBudget,
+    checkPlan,
     configIssues,
     errors,
     valid,
