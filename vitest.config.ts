@@ -5,5 +5,6 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 120000,
     pool: 'forks',
+    setupFiles: ['test/setup/workspace.ts'],
   },
 })

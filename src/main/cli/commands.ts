@@ -2,12 +2,15 @@
  * The engine commands of the CLI: info, forward, generate.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues } from '../../shared/modelConfig'
-import { checkWeights, inspectModel, loadModel } from '../engine/checkpoint'
-import { generate, type SamplingOptions } from '../engine/generate'
+import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
+import { defaultBudget, planPlacement } from '../engine/plan'
+import { readsSync } from '../engine/device'
+import type { StageProgress } from '../engine/tasks'
+import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
@@ -66,8 +69,18 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     problems = r.problems
     weights = problems.length ? `${problems.length} tensor(s) hold NaN or infinite values` : 'all finite (checked)'
   } else weights = `not checked (${formatBytes(stored)}; pass --check-weights to read them all)`
-  if (values.json)
-    io.out(JSON.stringify({ ...info, backend, adapter: backendReport()?.adapter ?? null, weights, weightProblems: problems }))
+  // The fit planner for --budget (default: the backend's), --context and --expert-dtype.
+  const report = backendReport()
+  const storage = values['expert-dtype'] === undefined ? undefined : storageFromFlag(values['expert-dtype'])
+  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
+  const plan = planPlacement(readModelConfig(dir), {
+    budgetBytes: values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget'),
+    contextTokens: context,
+    storage,
+    backend: report?.name,
+    maxBindingBytes: report?.adapter?.limits.maxStorageBufferBindingSize,
+  }).fit
+  if (values.json) io.out(JSON.stringify({ ...info, backend, adapter: report?.adapter ?? null, weights, weightProblems: problems, plan }))
   else {
     const dense = info.numLayers - info.sparseLayers.length
     io.out(`model      ${info.dir}`)
@@ -83,6 +96,9 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     io.out(`stored as  ${info.checkpointDtype}`)
     io.out(`weights    ${weights}`)
     io.out(`backend    ${backend}`)
+    io.out(
+      `plan       ${formatBytes(plan.budgetBytes)}${values.budget === undefined ? ` (the ${backend} default; --budget to change)` : ''}: ${plan.message}`,
+    )
     const adapter = backendReport()?.adapter
     if (adapter)
       io.out(
@@ -234,6 +250,20 @@ export function parseBytes(text: string, flag: string): number {
   return Math.floor(Number(m[1]) * mult[unit])
 }
 
+/** --expert-dtype: a host storage of paged weights. */
+function storageFromFlag(value: unknown): ExpertStorage {
+  if (!EXPERT_STORAGES.includes(value as ExpertStorage))
+    throw new UsageError(`--expert-dtype: "${String(value)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
+  return value as ExpertStorage
+}
+
+/** A positive whole number of tokens. */
+function positiveInt(value: unknown, flag: string): number {
+  const n = Number(value)
+  if (!(Number.isInteger(n) && n > 0)) throw new UsageError(`${flag}: "${String(value)}" must be a positive number of tokens`)
+  return n
+}
+
 /**
  * --offload-budget SIZE [--expert-dtype f32|f16|bf16|int8|lazy] → offload options: the device
  * budget for everything the model uses; what does not fit pages from the host storage named.
@@ -244,12 +274,8 @@ export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefin
     if (dtype !== undefined) throw new UsageError('--expert-dtype needs --offload-budget')
     return undefined
   }
-  const storage = (dtype ?? 'lazy') as ExpertStorage
-  if (!EXPERT_STORAGES.includes(storage))
-    throw new UsageError(`--expert-dtype: "${String(dtype)}" must be one of ${EXPERT_STORAGES.join(', ')}`)
-  const context = values.context === undefined ? undefined : Number(values.context)
-  if (context !== undefined && !(Number.isInteger(context) && context > 0))
-    throw new UsageError(`--context: "${String(values.context)}" must be a positive number of tokens`)
+  const storage = storageFromFlag(dtype ?? 'lazy')
+  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
   return {
     budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'),
     storage,
@@ -278,7 +304,13 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   const sampling = samplingFromFlags(values)
   const offload = offloadFromFlags(values)
   const backend = await backendFromFlag(values, io)
-  const model = loadModel(dir, { offload, contextTokens: prompt.length + maxNewTokens })
+  const loadStart = performance.now()
+  const model = await loadModelAsync(dir, {
+    offload,
+    contextTokens: prompt.length + maxNewTokens,
+    hooks: { onProgress: loadProgressLines(io, basename(dir)) },
+  })
+  const loadMs = performance.now() - loadStart
   try {
     if (model.paging) io.err(`plan: ${model.paging.placement.fit.message}`)
     const V = model.config.vocabSize
@@ -289,17 +321,49 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
         `--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`,
       )
     const started = performance.now()
-    const r = generate(model, prompt, { maxNewTokens, sampling, useCache: !values['no-cache'] })
+    let firstTokenMs = 0
+    const opts = {
+      maxNewTokens,
+      sampling,
+      useCache: !values['no-cache'],
+      onToken: (_t: number, step: number) => void (step === 0 && (firstTokenMs = performance.now() - started)),
+    }
+    const r = readsSync() ? generate(model, prompt, opts) : await generateAsync(model, prompt, opts)
     const seconds = (performance.now() - started) / 1000
+    const decodeRate = r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max((seconds * 1000 - firstTokenMs) / 1000, 1e-9) : 0
     if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
     io.err(
-      `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (${(r.newTokens.length / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s, backend ${backend}, stopped by ${r.stoppedBy})`,
+      `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (loaded in ${(loadMs / 1000).toFixed(1)} s; first token after ${(firstTokenMs / 1000).toFixed(2)} s, then ${decodeRate.toFixed(2)} tokens/s; backend ${backend}, stopped by ${r.stoppedBy})`,
     )
     const stats = model.pagingStats()
     if (stats) for (const line of formatOffloadStats(stats)) io.err(line)
-    if (values.json) io.out(JSON.stringify({ output_ids: r.outputIds }))
+    if (values.json)
+      io.out(
+        JSON.stringify({
+          output_ids: r.outputIds,
+          backend,
+          load_ms: Math.round(loadMs),
+          first_token_ms: Math.round(firstTokenMs),
+          decode_tokens_per_s: decodeRate,
+          paging: stats ? { ...stats, layers: undefined } : null,
+        }),
+      )
     return 0
   } finally {
     model.dispose()
   }
+}
+
+/** Model load progress on stderr, every 2 s (a large model's resident weights take a while). */
+export function loadProgressLines(io: CliIo, what: string): (p: StageProgress) => void {
+  let last = Date.now()
+  return (p) => {
+    if (Date.now() - last < 2000 || p.total <= 0) return
+    last = Date.now()
+    io.err(`loading ${what}: ${Math.round((100 * p.done) / p.total)}% of ${formatGiB(p.total)}`)
+  }
+}
+
+function formatGiB(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`
 }

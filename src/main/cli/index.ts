@@ -23,7 +23,8 @@ export const USAGE = `usage: moe-workbench <command> [options]
 
 commands:
   info      --model DIR [--json] [--check-weights]        what a model folder holds (weights checked for
-                                                          NaN/Inf up to 4 GiB, or always with the flag)
+            [--budget 8GB] [--context N]                  NaN/Inf up to 4 GiB, or always with the flag)
+            [--expert-dtype lazy|...]                     and how it fits the device budget
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
   generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
@@ -82,7 +83,17 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  info: { options: { model: { type: 'string' }, json: { type: 'boolean' }, 'check-weights': { type: 'boolean' } }, run: infoCommand },
+  info: {
+    options: {
+      model: { type: 'string' },
+      json: { type: 'boolean' },
+      'check-weights': { type: 'boolean' },
+      budget: { type: 'string' },
+      context: { type: 'string' },
+      'expert-dtype': { type: 'string' },
+    },
+    run: infoCommand,
+  },
   forward: {
     options: { model: { type: 'string' }, input: { type: 'string' }, out: { type: 'string' }, grads: { type: 'boolean' } },
     run: forwardCommand,

@@ -38,6 +38,13 @@ describe('moe-workbench CLI', () => {
     expect(text.out.join('\n')).toMatch(/family\s+mixtral/)
     expect(text.out.join('\n')).toMatch(/backend\s+cpu/)
     expect(text.out.join('\n')).toMatch(/weights\s+all finite \(checked\)/)
+    expect(text.out.join('\n')).toMatch(/plan\s+[\d.]+ GiB \(the cpu default; --budget to change\): fits resident/)
+    // --budget: the planner's placement, in text and JSON.
+    const small = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '128KiB', '--context', '16', '--json')
+    expect(JSON.parse(small.out[0]).plan).toMatchObject({ budgetBytes: 128 * 1024, fits: true, fitsResident: false, storage: 'lazy' })
+    const tiny = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1KB')
+    expect(tiny.out.join('\n')).toMatch(/plan\s+1000 B: does not fit: .* raise the budget to at least/)
+    expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', 'lots')).err[0]).toMatch(/--budget: "lots" is not a size/)
   })
 
   it('forward writes logits, router logits, top-k, losses and gradients that match the reference', async () => {
@@ -103,7 +110,7 @@ describe('moe-workbench CLI', () => {
       'cpu',
     )
     expect(r.code).toBe(0)
-    expect(JSON.parse(r.out[r.out.length - 1])).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
+    expect(JSON.parse(r.out[r.out.length - 1])).toMatchObject({ output_ids: [...g.prompt_ids, ...g.new_token_ids], paging: null })
   })
 
   it('generate samples reproducibly with a seed', async () => {
@@ -129,7 +136,7 @@ describe('moe-workbench CLI', () => {
     const b = await cli(...args)
     expect(a.code).toBe(0)
     expect(JSON.parse(a.out.at(-1)!).output_ids).toHaveLength(9)
-    expect(a.out.at(-1)).toBe(b.out.at(-1))
+    expect(JSON.parse(a.out.at(-1)!).output_ids).toEqual(JSON.parse(b.out.at(-1)!).output_ids)
   })
 
   it('generate with offloaded experts prints the reference tokens and the offload statistics', async () => {
@@ -153,7 +160,17 @@ describe('moe-workbench CLI', () => {
       'cpu',
     )
     expect(r.code).toBe(0)
-    expect(JSON.parse(r.out.at(-1)!)).toEqual({ output_ids: [...g.prompt_ids, ...g.new_token_ids] })
+    const json = JSON.parse(r.out.at(-1)!)
+    expect(json).toMatchObject({
+      output_ids: [...g.prompt_ids, ...g.new_token_ids],
+      backend: 'cpu',
+      paging: { budgetBytes: 128 * 1024, storage: 'lazy' },
+    })
+    expect(json.paging.misses).toBeGreaterThan(0)
+    for (const k of ['load_ms', 'first_token_ms', 'decode_tokens_per_s']) expect(json[k], k).toBeGreaterThanOrEqual(0)
+    expect(r.err.join('\n')).toMatch(
+      /8 tokens in [\d.]+ s \(loaded in [\d.]+ s; first token after [\d.]+ s, then [\d.]+ tokens\/s; backend cpu/,
+    )
     expect(r.err.join('\n')).toMatch(/plan: fits with paging: .* the embedding gathered from the host, lm_head paged in \d+ chunks/)
     expect(r.err.join('\n')).toMatch(/paging: budget 128\.0 KiB; .* lazy host storage/)
     expect(r.err.join('\n')).toMatch(/experts hit rate \d+\.\d% \(\d+ hits, \d+ misses, counted per expert\)/)
