@@ -107,6 +107,8 @@ export const moeConfigShape = z.strictObject({
   hiddenDropout: prob.default(0),
   /** Dropout inside the experts (between the SwiGLU product and the down projection). */
   expertDropout: prob.default(0),
+  /** Training only: each token skips the MoE block (no expert, no capacity) with this probability. */
+  tokenDrop: prob.default(0),
   bosTokenId: z.number().int().nullable().default(null),
   eosTokenId: z
     .union([z.number().int(), z.array(z.number().int())])
@@ -349,6 +351,7 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
     attentionDropout: opt<number>(hf, 'attention_dropout') ?? 0,
     hiddenDropout: (wb.hidden_dropout as number | undefined) ?? 0,
     expertDropout: (wb.expert_dropout as number | undefined) ?? 0,
+    tokenDrop: (wb.token_drop as number | undefined) ?? 0,
     bosTokenId: opt<number>(hf, 'bos_token_id') ?? null,
     eosTokenId: opt<number | number[]>(hf, 'eos_token_id') ?? null,
     padTokenId: opt<number>(hf, 'pad_token_id') ?? null,
@@ -445,6 +448,7 @@ export function toHfConfig(c: MoeConfig): Json {
     router_z_loss_coef: c.routerZLossCoef,
     hidden_dropout: c.hiddenDropout,
     expert_dropout: c.expertDropout,
+    token_drop: c.tokenDrop,
   }
   return { ...family, ...common, [WORKBENCH_KEY]: wb }
 }

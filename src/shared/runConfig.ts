@@ -9,6 +9,8 @@ import { formatIssues } from './modelConfig'
 const posInt = z.number().int().positive()
 const nonNegInt = z.number().int().nonnegative()
 const prob = z.number().min(0).max(1)
+/** Expert capacity: a factor (tokens over it are dropped), or "dropless". */
+const capacity = z.union([z.number().positive(), z.literal('dropless')])
 
 export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 'dense_mlp', 'lm_head'] as const
 export type LoraTarget = (typeof LORA_TARGETS)[number]
@@ -104,12 +106,15 @@ export const runConfigSchema = z
     /** MoE knobs. Values left null keep the model's own. */
     moe: z
       .strictObject({
-        capacityFactorTrain: z.number().positive().nullable().default(null),
-        capacityFactorEval: z.number().positive().nullable().default(null),
+        /** A factor, "dropless" (no capacity, whatever the model says), or null: the model's own. */
+        capacityFactorTrain: capacity.nullable().default(null),
+        capacityFactorEval: capacity.nullable().default(null),
         auxLossCoef: z.number().min(0).nullable().default(null),
         zLossCoef: z.number().min(0).nullable().default(null),
         routerJitter: prob.nullable().default(null),
         expertDropout: prob.nullable().default(null),
+        /** Training only: each token skips the MoE block with this probability (token-drop regularisation). */
+        tokenDrop: prob.nullable().default(null),
         attentionDropout: prob.nullable().default(null),
         hiddenDropout: prob.nullable().default(null),
       })
@@ -120,6 +125,7 @@ export const runConfigSchema = z
         zLossCoef: null,
         routerJitter: null,
         expertDropout: null,
+        tokenDrop: null,
         attentionDropout: null,
         hiddenDropout: null,
       }),

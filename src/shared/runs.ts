@@ -20,6 +20,8 @@ export interface LayerShare {
   share: number[]
   /** Mean router entropy (nats). */
   entropy: number
+  /** Tokens this layer routed to no expert over the step (capacity or token drop; padding excluded). */
+  droppedTokens?: number
 }
 
 export interface StepMetrics {

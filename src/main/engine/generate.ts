@@ -73,9 +73,12 @@ export function sampleToken(logits: Float32Array, history: number[], s: Sampling
   let keep = V
   if (s.topK && s.topK > 0) keep = Math.min(keep, s.topK)
   if (s.topP !== undefined && s.topP < 1) {
+    // HF's TopPLogitsWarper takes the softmax of what top-k left: the kept mass renormalised.
+    let mass = 0
+    for (let r = 0; r < keep; r++) mass += p[order[r]]
     let acc = 0
     for (let r = 0; r < keep; r++) {
-      acc += p[order[r]]
+      acc += p[order[r]] / mass
       if (acc >= s.topP) {
         keep = r + 1
         break

@@ -39,7 +39,8 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: t
  * k slots, as HF's (k, E) tokens_per_expert summed) and P_e the mean router probability.
  * The choices carry no gradient; P does.
  */
-export function loadBalancingLoss(routing: LayerRouting[]): tf.Scalar {
+export function loadBalancingLoss(all: LayerRouting[]): tf.Scalar {
+  const routing = all.filter((r) => r.learned)
   if (routing.length === 0) return tf.scalar(0)
   const E = routing[0].decision.E
   const logits = tf.concat(
@@ -55,7 +56,8 @@ export function loadBalancingLoss(routing: LayerRouting[]): tf.Scalar {
 }
 
 /** ST-MoE router z-loss: mean over router rows (all sparse layers) of logsumexp(logits)². */
-export function routerZLoss(routing: LayerRouting[]): tf.Scalar {
+export function routerZLoss(all: LayerRouting[]): tf.Scalar {
+  const routing = all.filter((r) => r.learned)
   if (routing.length === 0) return tf.scalar(0)
   const logits = tf.concat(
     routing.map((r) => r.routerLogits),
@@ -82,7 +84,11 @@ export function routerZTerm(routerLogits: tf.Tensor2D, rows: number): tf.Scalar 
 }
 
 /** Choice fractions f (E) over the router rows of every layer, and the row count, as loadBalancingLoss counts them. */
-export function choiceFractions(routing: { decision: { topk: Int32Array; N: number; E: number } }[]): { f: Float32Array; rows: number } {
+export function choiceFractions(all: { learned: boolean; decision: { topk: Int32Array; N: number; E: number } }[]): {
+  f: Float32Array
+  rows: number
+} {
+  const routing = all.filter((r) => r.learned)
   const E = routing[0]?.decision.E ?? 0
   const f = new Float32Array(E)
   let rows = 0

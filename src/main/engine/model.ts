@@ -36,6 +36,8 @@ export interface LayerContext {
   capacityFactor: number | null
   w: Weights
   ids: Int32Array
+  /** (N) 1 for a real token, 0 for padding; undefined when every position is real. */
+  valid?: Uint8Array
   cos: tf.Tensor2D
   sin: tf.Tensor2D
   fullMask: tf.Tensor2D
@@ -71,6 +73,11 @@ export interface ForwardOptions {
   weights?: Weights
   /** Layer-by-layer observation (and routing replay) of this forward. */
   trace?: ForwardTrace
+  /**
+   * Real tokens per row (right padding after them): padding positions are not routed, so they
+   * take no expert's capacity. Default: every position is real.
+   */
+  lengths?: number[]
 }
 
 export interface ForwardOutput {
@@ -83,6 +90,14 @@ export interface ForwardOutput {
 }
 
 export class ModelError extends Error {}
+
+/** (B·T) 1 where position t of row b is one of the row's first lengths[b] tokens. */
+export function validMask(lengths: number[], B: number, T: number): Uint8Array {
+  if (lengths.length !== B) throw new ModelError(`lengths: ${lengths.length} rows given for a batch of ${B}`)
+  const out = new Uint8Array(B * T)
+  lengths.forEach((n, b) => out.fill(1, b * T, b * T + Math.max(0, Math.min(T, n))))
+  return out
+}
 
 /** Cos and sin tables (T, headDim) for positions start..start+T-1, HF layout (freqs repeated twice). */
 export function ropeTables(theta: number, headDim: number, start: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
@@ -124,7 +139,7 @@ function causalMask(T: number, S: number, start: number, rep: number, window: nu
 
 /** Config fields a run may change without changing any tensor shape. */
 export type TrainingKnobs = Partial<
-  Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout'>
+  Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout' | 'tokenDrop'>
 > & {
   router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
 }
@@ -285,6 +300,7 @@ export class MoeModel {
       capacityFactor: opts.capacityFactor !== undefined ? opts.capacityFactor : this.capacityFactor(training),
       w: opts.weights ?? this.weightSource,
       ids: Int32Array.from(inputIds.flat()),
+      valid: opts.lengths ? validMask(opts.lengths, B, T) : undefined,
       cos,
       sin,
       fullMask,
@@ -362,6 +378,7 @@ export class MoeModel {
         capacityFactor: ctx.capacityFactor,
         rng,
         tokenIds: ctx.ids,
+        valid: ctx.valid,
         replay,
       })
       routing = r.routing

@@ -23,8 +23,10 @@ export interface LayerRouting {
   decision: RoutingDecision
   /** (N, k) routing weights of the chosen experts, as numbers, in the order of decision.topk. */
   weights: Float32Array
-  /** Mean over tokens of the entropy (nats) of the router's softmax. */
+  /** Mean over tokens of the entropy (nats) of the router's softmax (hash routing: ln k). */
   entropy: number
+  /** A learned router (false for hash routing: no router weights read, no aux or z-loss). */
+  learned: boolean
 }
 
 /** Mean row entropy (nats) of (N, E) probabilities. */
@@ -44,6 +46,8 @@ export interface MoeBlockOptions {
   rng?: Rng
   /** Token ids of the rows (hash routing). */
   tokenIds: Int32Array
+  /** (N) 1 for a real token, 0 for padding (not routed); default: all real. */
+  valid?: Uint8Array
   /**
    * The routing of this layer as an earlier forward decided it (a layer recomputed for its
    * gradient): nothing is read back from the device, and the same experts are used.
@@ -125,7 +129,25 @@ export function* moeBlockSteps(
     h = tf.mul(h, tf.tensor2d(rng.uniformArray(N * H, 1 - c.router.jitter, 1 + c.router.jitter), [N, H]))
   }
 
-  const routerLogits = w.linear(h, `${prefix}.gate.weight`) // (N, E)
+  // Token drop (training only): a dropped token is routed nowhere, as padding is. Drawn on every
+  // pass, replayed ones too, so a recomputed layer consumes the same random stream.
+  let valid = opts.valid
+  let tokenDropped = 0
+  if (opts.training && c.tokenDrop > 0) {
+    const u = requireRng(opts).uniformArray(N, 0, 1)
+    const kept = new Uint8Array(N)
+    for (let n = 0; n < N; n++) {
+      const real = valid ? valid[n] : 1
+      kept[n] = real && u[n] >= c.tokenDrop ? 1 : 0
+      if (real && !kept[n]) tokenDropped++
+    }
+    valid = kept
+  }
+
+  // A hash-routed layer has no learned router: its gate.weight (kept so the checkpoint loads in
+  // transformers) is never read, and it takes no load-balancing or z-loss.
+  const hash = type === 'hash'
+  const routerLogits = hash ? (tf.zeros([N, E]) as tf.Tensor2D) : w.linear(h, `${prefix}.gate.weight`) // (N, E)
   const probs = tf.softmax(routerLogits) // (N, E), fp32
 
   let noiseStd: tf.Tensor2D | undefined
@@ -141,7 +163,7 @@ export function* moeBlockSteps(
   if (opts.replay) ({ decision, weights, entropy } = opts.replay)
   else {
     // One read: the scores the router type ranks by, and the probabilities (entropy, weights).
-    const probsData = (yield probs) as Float32Array
+    const probsData = hash ? new Float32Array(0) : ((yield probs) as Float32Array)
     const rankScores: Float32Array | null =
       type === 'noisy_topk' ? ((noisyLogits ? yield noisyLogits : yield routerLogits) as Float32Array) : type === 'hash' ? null : probsData
     decision = decideRouting(rankScores, N, E, {
@@ -150,9 +172,14 @@ export function* moeBlockSteps(
       capacityFactor: opts.capacityFactor,
       tokenIds: opts.tokenIds,
       hashSeed: c.router.hashSeed,
+      valid,
     })
+    // Token-dropped tokens are dropped tokens (padding is not).
+    decision.droppedTokens += tokenDropped
+    decision.dropped += tokenDropped * k
     weights = chosenWeights(c, decision, type === 'noisy_topk' || type === 'hash' ? null : probsData, rankScores)
-    entropy = meanEntropy(probsData, N, E)
+    // Hash routing spreads each token evenly over its k experts.
+    entropy = hash ? Math.log(k) : meanEntropy(probsData, N, E)
   }
   const mask = tf.tensor2d(selectionMask(decision), [N, E]) // (N, E)
 
@@ -167,7 +194,7 @@ export function* moeBlockSteps(
     gates = type === 'softmax_topk' && c.normTopkProb ? (tf.div(chosen, tf.sum(chosen, -1, true)) as tf.Tensor2D) : chosen
   }
 
-  const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights, entropy }
+  const routing: LayerRouting = { layer, routerLogits, gates, noiseStd, noisyLogits, decision, weights, entropy, learned: !hash }
 
   let out: tf.Tensor2D
   const A = decision.index.length

@@ -16,6 +16,8 @@ export interface Batch {
   labels: number[][]
   /** Real (non-padding) tokens in the batch, for throughput; default B·T. */
   tokens?: number
+  /** Real tokens per row, right padding after them (not routed: no expert capacity taken). */
+  lengths?: number[]
 }
 
 export interface LossParts {
@@ -41,7 +43,7 @@ export interface ObjectiveTensors {
 /** The forward pass and every loss term, as tensors (call inside tidy or a gradient function). */
 export function objective(model: MoeModel, batch: Batch, opts: ForwardOptions = {}): ObjectiveTensors {
   const c = model.config
-  const f = model.forward(batch.inputIds, opts)
+  const f = model.forward(batch.inputIds, { ...opts, lengths: batch.lengths })
   const { loss: ce, targets } = causalLmLoss(f.logits, batch.labels)
   const aux = loadBalancingLoss(f.routing)
   const z = routerZLoss(f.routing)
@@ -72,6 +74,8 @@ export interface RoutingStats {
   counts: number[]
   entropy: number
   dropped: number
+  /** Tokens routed to no expert at all (capacity or token drop; padding excluded). */
+  droppedTokens: number
   tokens: number
 }
 
@@ -81,6 +85,7 @@ export function routingStats(routing: LayerRouting[]): RoutingStats[] {
     counts: Array.from(r.decision.counts),
     entropy: r.entropy,
     dropped: r.decision.dropped,
+    droppedTokens: r.decision.droppedTokens,
     tokens: r.decision.N,
   }))
 }
@@ -135,7 +140,7 @@ export async function objectiveValues(
 ): Promise<LossParts & { routing: RoutingStats[] }> {
   return scopedAsync(async () => {
     const c = model.config
-    const f = await model.forwardAsync(batch.inputIds, opts)
+    const f = await model.forwardAsync(batch.inputIds, { ...opts, lengths: batch.lengths })
     const { loss: ce, targets } = causalLmLoss(f.logits, batch.labels)
     const aux = loadBalancingLoss(f.routing)
     const z = routerZLoss(f.routing)
@@ -203,7 +208,7 @@ export async function lossAndGradsLayerwise(
         rngStates[i] = rng?.state
       },
     }
-    const f = await model.forwardAsync(batch.inputIds, { ...opts, trace })
+    const f = await model.forwardAsync(batch.inputIds, { ...opts, lengths: batch.lengths, trace })
     for (const r of f.routing) replays.set(r.layer, { decision: r.decision, weights: r.weights, entropy: r.entropy })
     stats = routingStats(f.routing)
     shares = choiceFractions(f.routing)
@@ -255,12 +260,13 @@ export async function lossAndGradsLayerwise(
             const state = rngStates[l]
             const ctx = model.context(batch.inputIds, {
               ...opts,
+              lengths: batch.lengths,
               weights: replayWeights,
               rng: state === undefined ? undefined : Rng.at(state),
             })
             const r = runNoReads(model.layerSteps(l, inputs[l], ctx, replays.get(l)))
             let obj = tf.sum(tf.mul(r.x, upstream)) as tf.Scalar
-            if (r.routing) {
+            if (r.routing?.learned) {
               obj = tf.add(obj, tf.mul(loadBalancingTerm(r.routing.routerLogits, shares.f, shares.rows), c.routerAuxLossCoef)) as tf.Scalar
               if (c.routerZLossCoef > 0)
                 obj = tf.add(obj, tf.mul(routerZTerm(r.routing.routerLogits, shares.rows), c.routerZLossCoef)) as tf.Scalar

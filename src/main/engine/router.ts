@@ -46,6 +46,8 @@ export interface RoutingOptions {
   /** Token ids of the rows, for hash routing. */
   tokenIds?: Int32Array
   hashSeed?: number
+  /** (N) 1 for a real token, 0 for padding: padding is not routed and takes no capacity. */
+  valid?: Uint8Array
 }
 
 /** Expert capacity as in Switch/GShard: ceil(factor · tokens · k / experts), at least 1. */
@@ -119,12 +121,18 @@ export function decideRouting(scores: ArrayLike<number> | null, N: number, E: nu
     topk = topkRows(scores, N, E, k)
   }
 
-  const capacity = opts.capacityFactor == null ? null : expertCapacity(opts.capacityFactor, N, k, E)
+  const valid = opts.valid
+  if (valid && valid.length !== N) throw new Error(`routing: a validity mask of ${valid.length} rows for ${N} tokens`)
+  let real = N
+  if (valid) for (let n = 0; n < N; n++) real -= valid[n] ? 0 : 1
+  // Capacity counts real tokens only: padding neither takes a slot nor sizes the experts.
+  const capacity = opts.capacityFactor == null ? null : expertCapacity(opts.capacityFactor, real, k, E)
   const kept = new Uint8Array(N * k)
   const counts = new Int32Array(E)
   let dropped = 0
   for (let j = 0; j < k; j++) {
     for (let n = 0; n < N; n++) {
+      if (valid && !valid[n]) continue
       const e = topk[n * k + j]
       if (capacity === null || counts[e] < capacity) {
         kept[n * k + j] = 1
@@ -134,6 +142,7 @@ export function decideRouting(scores: ArrayLike<number> | null, N: number, E: nu
   }
   let droppedTokens = 0
   for (let n = 0; n < N; n++) {
+    if (valid && !valid[n]) continue
     let any = 0
     for (let j = 0; j < k; j++) any |= kept[n * k + j]
     if (!any) droppedTokens++

@@ -35,6 +35,7 @@ export function padBatch(examples: Example[], padId: number): Batch {
     inputIds: examples.map((e) => [...e.input_ids, ...new Array<number>(T - e.input_ids.length).fill(padId)]),
     labels: examples.map((e) => [...e.labels, ...new Array<number>(T - e.labels.length).fill(-100)]),
     tokens: examples.reduce((a, e) => a + e.input_ids.length, 0),
+    lengths: examples.map((e) => e.input_ids.length),
   }
 }
 

@@ -231,6 +231,8 @@ async function checkMerge(
 ): Promise<{ max: number; scale: number }> {
   const signal = hooks.signal
   const base = await loadModelAsync(baseDir, { offload, hooks: { signal } })
+  // The export carries the run's MoE settings: the base model with its adapters runs with them too.
+  base.setKnobs(runKnobs(run.config))
   let want: Float32Array
   try {
     const adapters = new LoraAdapters(base, run.config.lora, run.config.seed)

@@ -13,13 +13,14 @@ import type { Batch } from '../engine/objective'
 export type { ExpertSelection }
 
 /** Whether a full/freeze run trains parameter `s`. */
-export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection): boolean {
+export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection, hashRouting = false): boolean {
   if (esft) return s.kind === 'expert' && esft[String(s.layer)]?.includes(s.expert!) === true
   const f = cfg.freeze
   switch (s.kind) {
     case 'router':
     case 'router_noise':
-      return !f.router
+      // A hash-routed model never reads its router: nothing to train there.
+      return !f.router && !hashRouting
     case 'attn':
     case 'attn_bias':
       return !f.attention
@@ -36,7 +37,8 @@ export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection
 /** The trainable variables of a full/freeze run, by hub name. */
 export function trainableParams(model: MoeModel, cfg: RunConfig, esft?: ExpertSelection): Map<string, tf.Variable> {
   const out = new Map<string, tf.Variable>()
-  for (const s of model.specs) if (isTrainable(s, cfg, esft)) out.set(s.name, model.params.get(s.name)!)
+  const hash = model.config.router.type === 'hash'
+  for (const s of model.specs) if (isTrainable(s, cfg, esft, hash)) out.set(s.name, model.params.get(s.name)!)
   if (out.size === 0) throw new Error('the freeze policy leaves nothing to train; unfreeze something or use LoRA')
   return out
 }

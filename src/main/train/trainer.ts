@@ -129,13 +129,15 @@ export function trainingPlan(c: MoeConfig, cfg: RunConfig): TrainingPlan {
 export function runKnobs(cfg: RunConfig): TrainingKnobs {
   const m = cfg.moe
   const router: Record<string, number | null> = {}
-  if (m.capacityFactorTrain !== null) router.capacityFactorTrain = m.capacityFactorTrain
-  if (m.capacityFactorEval !== null) router.capacityFactorEval = m.capacityFactorEval
+  // null keeps the model's capacity; "dropless" removes it.
+  if (m.capacityFactorTrain !== null) router.capacityFactorTrain = m.capacityFactorTrain === 'dropless' ? null : m.capacityFactorTrain
+  if (m.capacityFactorEval !== null) router.capacityFactorEval = m.capacityFactorEval === 'dropless' ? null : m.capacityFactorEval
   if (m.routerJitter !== null) router.jitter = m.routerJitter
   return {
     ...(m.auxLossCoef !== null && { routerAuxLossCoef: m.auxLossCoef }),
     ...(m.zLossCoef !== null && { routerZLossCoef: m.zLossCoef }),
     ...(m.expertDropout !== null && { expertDropout: m.expertDropout }),
+    ...(m.tokenDrop !== null && { tokenDrop: m.tokenDrop }),
     ...(m.attentionDropout !== null && { attentionDropout: m.attentionDropout }),
     ...(m.hiddenDropout !== null && { hiddenDropout: m.hiddenDropout }),
     router,
@@ -384,7 +386,7 @@ interface StepOutcome {
   lr: number
   gradNorm: number
   seconds: number
-  routing: Map<number, { counts: number[]; entropy: number; n: number }>
+  routing: Map<number, LayerAcc>
 }
 
 /**
@@ -469,7 +471,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
   const { state, folder } = s
   const layers: LayerShare[] = [...o.routing].map(([layer, v]) => {
     const total = v.counts.reduce((a, b) => a + b, 0)
-    return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n }
+    return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n, droppedTokens: v.droppedTokens }
   })
   const elapsed = (performance.now() - started) / 1000
   const m: StepMetrics = {
@@ -584,11 +586,20 @@ async function modelWeights(model: MoeModel): Promise<Map<string, Float32Array>>
   return out
 }
 
-function addRouting(acc: Map<number, { counts: number[]; entropy: number; n: number }>, routing: RoutingStats[]): void {
+/** One sparse layer's routing summed over a step's micro-batches. */
+interface LayerAcc {
+  counts: number[]
+  entropy: number
+  n: number
+  droppedTokens: number
+}
+
+function addRouting(acc: Map<number, LayerAcc>, routing: RoutingStats[]): void {
   for (const r of routing) {
-    const a = acc.get(r.layer) ?? { counts: new Array<number>(r.counts.length).fill(0), entropy: 0, n: 0 }
+    const a = acc.get(r.layer) ?? { counts: new Array<number>(r.counts.length).fill(0), entropy: 0, n: 0, droppedTokens: 0 }
     r.counts.forEach((c, e) => (a.counts[e] += c))
     a.entropy += r.entropy
+    a.droppedTokens += r.droppedTokens
     a.n++
     acc.set(r.layer, a)
   }

@@ -43,6 +43,10 @@ describe('sampling', () => {
     expect(seen({ topP: 0.7 })).toEqual(new Set([1, 4]))
     // min-p 0.3 of .40 = .12 keeps 1, 4, 2
     expect(seen({ minP: 0.3 })).toEqual(new Set([1, 4, 2]))
+    // HF order: top-p on what top-k kept, renormalised. Top-2 (.40, .36) renormalised is
+    // (.53, .47): top-p 0.5 keeps token 1 alone (on the whole vocabulary .40 < .5 would keep both).
+    expect(seen({ topK: 2, topP: 0.5 })).toEqual(new Set([1]))
+    expect(seen({ topK: 2, topP: 0.6 })).toEqual(new Set([1, 4]))
   })
 
   it('repetition penalty discourages tokens already in the sequence', () => {

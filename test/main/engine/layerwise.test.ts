@@ -33,6 +33,7 @@ const CASES: [string, Partial<MoeConfigInput>][] = [
   ['qwen3_moe with per-head q/k norm', { family: 'qwen3_moe', qkNorm: 'head', headDim: 6 }],
   ['noisy top-k router (noise drawn while training)', { router: { type: 'noisy_topk' } }],
   ['capacity factor dropping tokens', { router: { capacityFactorTrain: 0.5 } }],
+  ['token drop with jitter and expert dropout (one random stream)', { tokenDrop: 0.3, router: { jitter: 0.05 }, expertDropout: 0.1 }],
 ]
 
 for (const backend of ['cpu', 'wasm'] as BackendName[])

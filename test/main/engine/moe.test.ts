@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend, type BackendName } from '../../../src/main/engine/backend'
 import { generateGreedy } from '../../../src/main/engine/generate'
 import { cvSquared, importanceLoss, loadBalancingLoss, loadLoss, routerZLoss } from '../../../src/main/engine/losses'
-import { MoeModel } from '../../../src/main/engine/model'
+import { MoeModel, validMask } from '../../../src/main/engine/model'
 import { moeBlock } from '../../../src/main/engine/moe'
 import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
 import { Rng } from '../../../src/main/engine/ops'
@@ -50,6 +50,25 @@ describe('routing decisions (pure)', () => {
     expect(Array.from(d2.index)).toEqual([0, 1, 0, 2])
     expect(Array.from(d2.inverses[0])).toEqual([0, 1, 3])
     expect(Array.from(d2.inverses[1])).toEqual([2, 4, 4])
+  })
+
+  it('padding takes no capacity: the real tokens of the next row are not pushed out', () => {
+    // Two rows of 2 (row 0 = one real token + padding), 2 experts, top-1, everyone wants expert 0.
+    const probs = [0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4]
+    const unmasked = decideRouting(probs, 4, 2, { type: 'softmax_topk', k: 1, capacityFactor: 1 })
+    expect(Array.from(unmasked.kept)).toEqual([1, 1, 0, 0]) // the padding took row 1's slot
+    const valid = validMask([1, 2], 2, 2)
+    expect(Array.from(valid)).toEqual([1, 0, 1, 1])
+    const d = decideRouting(probs, 4, 2, { type: 'softmax_topk', k: 1, capacityFactor: 1, valid })
+    // 3 real tokens: capacity ceil(1 · 3 · 1 / 2) = 2; the padding is not routed at all.
+    expect(d.capacity).toBe(2)
+    expect(Array.from(d.kept)).toEqual([1, 0, 1, 0])
+    expect(d.dropped).toBe(1)
+    expect(d.droppedTokens).toBe(1)
+    expect(Array.from(d.index)).toEqual([0, 2])
+    expect(() => decideRouting(probs, 4, 2, { type: 'softmax_topk', k: 1, capacityFactor: 1, valid: new Uint8Array(3) })).toThrow(
+      /a validity mask of 3 rows for 4 tokens/,
+    )
   })
 
   it('dropless routing keeps everything', () => {
@@ -113,6 +132,33 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
       } finally {
         moe.dispose()
         dense.dispose()
+      }
+    })
+
+    it('token drop: in training about p of the tokens skip the experts (output 0), none in evaluation', () => {
+      const c = tinyConfig({ tokenDrop: 0.3 })
+      const model = new MoeModel(c, randomWeights(c, 5))
+      try {
+        tf.tidy(() => {
+          const N = 400
+          const h = tf.randomNormal([N, 16], 0, 1, 'float32', 12) as tf.Tensor2D
+          const opts = { capacityFactor: null, tokenIds: new Int32Array(N) }
+          const train = moeBlock(c, 0, model.weightSource, h, { ...opts, training: true, rng: new Rng(3) })
+          const d = train.routing.decision
+          expect(d.droppedTokens / N).toBeGreaterThan(0.22)
+          expect(d.droppedTokens / N).toBeLessThan(0.38)
+          const out = train.out.arraySync()
+          for (let n = 0; n < N; n++) {
+            const routed = Array.from({ length: c.topK }, (_, j) => d.kept[n * c.topK + j]).some(Boolean)
+            if (!routed) expect(Math.max(...out[n].map(Math.abs))).toBe(0)
+          }
+          // The same seed drops the same tokens; evaluation drops none.
+          const again = moeBlock(c, 0, model.weightSource, h, { ...opts, training: true, rng: new Rng(3) })
+          expect(Array.from(again.routing.decision.kept)).toEqual(Array.from(d.kept))
+          expect(moeBlock(c, 0, model.weightSource, h, { ...opts, training: false }).routing.decision.droppedTokens).toBe(0)
+        })
+      } finally {
+        model.dispose()
       }
     })
 
@@ -210,10 +256,18 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
             expect(Array.from(ra[l].decision.topk.slice(0, 2))).toEqual(hashExperts(3, 4, 2, 3))
             expect(Array.from(ra[l].decision.topk.slice(4, 6))).toEqual(hashExperts(3, 4, 2, 3))
             expect(Array.from(ra[l].weights)).toEqual(new Array(12).fill(0.5))
+            // No learned router: statistics from the assignment (even over k experts), no router read.
+            expect(ra[l].learned).toBe(false)
+            expect(ra[l].entropy).toBeCloseTo(Math.log(2), 6)
           }
         })
         const g = lossAndGrads(a, { inputIds: ids, labels: ids }, { training: true, rng: new Rng(1) })
         expect(Number.isFinite(g.parts.loss)).toBe(true)
+        // No auxiliary losses, and the unused gate gets no gradient.
+        expect(g.parts.aux).toBe(0)
+        expect(g.parts.z).toBe(0)
+        const gate = g.grads.get('model.layers.0.block_sparse_moe.gate.weight')!
+        expect(tf.max(tf.abs(gate)).dataSync()[0]).toBe(0)
         disposeGrads(g.grads)
       } finally {
         a.dispose()
@@ -280,7 +334,15 @@ describe('auxiliary losses (hand-computed)', () => {
     const d = decideRouting(null, N, E, { type: 'hash', k, capacityFactor: null, tokenIds: new Int32Array(N) })
     d.topk.set(topk)
     const rl = tf.tensor2d(logits)
-    return { layer: 0, routerLogits: rl, gates: tf.softmax(rl) as tf.Tensor2D, decision: d, weights: new Float32Array(N * k), entropy: 0 }
+    return {
+      layer: 0,
+      routerLogits: rl,
+      gates: tf.softmax(rl) as tf.Tensor2D,
+      decision: d,
+      weights: new Float32Array(N * k),
+      entropy: 0,
+      learned: true,
+    }
   }
 
   it('load balancing = E · Σ f·P as HF computes it', () => {

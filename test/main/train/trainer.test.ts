@@ -177,6 +177,10 @@ describe('trainer', () => {
     }
     const whole = await run(base, cfg, data)
     expect(whole.steps).toHaveLength(8)
+    // Per layer: the tokens its capacity dropped, adding up to the step's dropped fraction's count.
+    const dropped = whole.steps.map((m) => m.layers.reduce((a, l) => a + (l.droppedTokens ?? 0), 0))
+    expect(dropped.every((d) => Number.isInteger(d) && d >= 0)).toBe(true)
+    expect(dropped.some((d, i) => d > 0 === whole.steps[i].droppedFraction > 0)).toBe(true)
 
     const ac = new AbortController()
     const first = await run(base, cfg, data, {
@@ -300,6 +304,23 @@ describe('trainer', () => {
   }, 120_000)
 })
 
+describe('run knobs', () => {
+  it('null keeps the model value, "dropless" removes a capacity, numbers set it', async () => {
+    const { runKnobs } = await import('../../../src/main/train/trainer')
+    const { withKnobs } = await import('../../../src/main/engine/model')
+    const c = tinyConfig({ router: { capacityFactorTrain: 1.5, capacityFactorEval: 2 } })
+    const keep = withKnobs(c, runKnobs(validateRunConfig({})))
+    expect(keep.router).toMatchObject({ capacityFactorTrain: 1.5, capacityFactorEval: 2 })
+    const set = withKnobs(
+      c,
+      runKnobs(validateRunConfig({ moe: { capacityFactorTrain: 'dropless', capacityFactorEval: 1, tokenDrop: 0.1 } })),
+    )
+    expect(set.router).toMatchObject({ capacityFactorTrain: null, capacityFactorEval: 1 })
+    expect(set.tokenDrop).toBe(0.1)
+    expect(() => validateRunConfig({ moe: { capacityFactorTrain: 'none' } })).toThrow(/moe\.capacityFactorTrain/)
+  })
+})
+
 describe('export', () => {
   beforeAll(async () => {
     await initBackend('wasm')
@@ -311,7 +332,15 @@ describe('export', () => {
     writeFileSync(join(base, 'tokenizer.json'), '{"version":"1.0"}')
     const { runDir } = await run(
       base,
-      { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 },
+      {
+        method: 'lora',
+        lora: { rank: 2, targets: ['experts'] },
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 3,
+        evalEvery: 0,
+        moe: { capacityFactorEval: 1.25, zLossCoef: 0.002 },
+      },
       swapTask(24),
     )
     const { exportRun } = await import('../../../src/main/train/export')
@@ -336,7 +365,12 @@ describe('export', () => {
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/LoRA rank 2 merged/)
     // the export is a plain model whose logits equal base + adapters
     const m = loadModel(out)
+    // The run's MoE settings travel with a LoRA export as with a full one.
+    expect(m.config.router.capacityFactorEval).toBe(1.25)
+    expect(m.config.routerZLossCoef).toBe(0.002)
     const baseM = loadModel(base)
+    const { runKnobs } = await import('../../../src/main/train/trainer')
+    baseM.setKnobs(runKnobs(validateRunConfig({ moe: { capacityFactorEval: 1.25, zLossCoef: 0.002 } })))
     const lora = new LoraAdapters(baseM, validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['experts'] } }).lora, 0)
     const { loadSafetensors } = await import('../../../src/main/engine/safetensors')
     lora.load(loadSafetensors(join(runDir, 'checkpoints/step-3/adapter_model.safetensors')).tensors as never)
