@@ -12,8 +12,15 @@
  * offload: decode tokens/s and cache hit rate of the small Mixtral with its experts offloaded, at
  * 100%, 50%, 25% and 12.5% of the expert bytes, prefetch on and off (wasm, or the first backend).
  *
- * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256
+ * peer: training tokens/s of the configuration issue 16 measured (hidden 256, 4 layers, 8 heads
+ * with 4 KV heads, 8 experts top-2, expert width 512, vocab 4096; batch 8 × 256) on wasm with 1 and
+ * 2 threads (each a child process), against Hugging Face transformers' MixtralForCausalLM in
+ * PyTorch eager with 1 and 2 threads (bench/torch_peer.py; skipped with its reason where torch
+ * or transformers is missing; BENCH_PYTHON picks the interpreter). Ratio: our best / its best.
+ *
+ * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256  BENCH_SKIP=peer,offload  BENCH_PYTHON=python3
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -306,15 +313,120 @@ function benchTrain(backend: BackendName, name: string, input: MoeConfigInput, b
   }
 }
 
+function fmt(x: unknown, digits = 0): string {
+  return typeof x === 'number' ? x.toFixed(digits) : '–'
+}
+
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join('  ')
   return [line(head), ...rows.map(line)].join('\n')
 }
 
+/** The configuration issue 16 measured PyTorch on (15.5 M parameters). */
+const PEER = {
+  family: 'mixtral' as const,
+  vocabSize: 4096,
+  hiddenSize: 256,
+  numLayers: 4,
+  numHeads: 8,
+  numKvHeads: 4,
+  headDim: 32,
+  intermediateSize: 512,
+  expertIntermediateSize: 512,
+  numExperts: 8,
+  topK: 2,
+  normTopkProb: true,
+  maxPositionEmbeddings: 1024,
+  batch: 8,
+  seq: 256,
+  steps: 3,
+}
+
+interface PeerRun {
+  side: 'engine' | 'pytorch'
+  threads: number
+  tokensPerSec?: number
+  msPerStep?: number
+  skipped?: string
+  detail?: Record<string, unknown>
+}
+
+/** One side of the peer comparison in its own process; its JSON line. */
+function peerRun(side: PeerRun['side'], threads: number): PeerRun {
+  const json = JSON.stringify(PEER)
+  try {
+    const out =
+      side === 'engine'
+        ? execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'peer.ts'), json], {
+            env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
+            encoding: 'utf8',
+            timeout: 1_800_000,
+          })
+        : execFileSync(
+            process.env.BENCH_PYTHON ?? 'python3',
+            [join(import.meta.dirname, 'torch_peer.py'), '--threads', String(threads), '--config', json],
+            {
+              encoding: 'utf8',
+              timeout: 1_800_000,
+            },
+          )
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
+    return { side, threads, tokensPerSec: r.tokensPerSec as number, msPerStep: r.msPerStep as number, detail: r }
+  } catch (e) {
+    const err = e as { status?: number; stdout?: string; message: string }
+    const line = err.stdout?.trim().split('\n').at(-1)
+    let reason = err.message.split('\n')[0]
+    try {
+      if (line) reason = (JSON.parse(line) as { skipped?: string }).skipped ?? reason
+    } catch {
+      // not JSON: the error message says it
+    }
+    return { side, threads, skipped: reason }
+  }
+}
+
+interface PeerRecord {
+  bench: 'peer'
+  config: typeof PEER
+  runs: PeerRun[]
+  engineBest: number | null
+  pytorchBest: number | null
+  ratio: number | null
+  threadScaling: number | null
+}
+
+function benchPeer(): PeerRecord {
+  const runs: PeerRun[] = []
+  for (const threads of [1, 2]) {
+    process.stderr.write(`bench: peer, engine on wasm with ${threads} thread(s)...\n`)
+    runs.push(peerRun('engine', threads))
+    process.stderr.write(`bench: peer, PyTorch eager with ${threads} thread(s)...\n`)
+    runs.push(peerRun('pytorch', threads))
+  }
+  const best = (side: PeerRun['side']): number | null => {
+    const xs = runs.filter((r) => r.side === side && r.tokensPerSec).map((r) => r.tokensPerSec!)
+    return xs.length ? Math.max(...xs) : null
+  }
+  const ours = best('engine')
+  const theirs = best('pytorch')
+  const one = runs.find((r) => r.side === 'engine' && r.threads === 1)?.tokensPerSec
+  const two = runs.find((r) => r.side === 'engine' && r.threads === 2)?.tokensPerSec
+  return {
+    bench: 'peer',
+    config: PEER,
+    runs,
+    engineBest: ours,
+    pytorchBest: theirs,
+    ratio: ours && theirs ? ours / theirs : null,
+    threadScaling: one && two ? two / one : null,
+  }
+}
+
 async function main(): Promise<void> {
   const wanted = (process.env.BENCH_BACKENDS ?? BACKEND_NAMES.join(',')).split(',').map((s) => s.trim()) as BackendName[]
   const tokens = Number(process.env.BENCH_TOKENS ?? 256)
+  const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').map((x) => x.trim()))
   const results: LayerResult[] = []
   const trainResults: TrainResult[] = []
   let offloadResults: OffloadResult[] = []
@@ -332,7 +444,7 @@ async function main(): Promise<void> {
     const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
     trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
     trainResults.push(benchTrain(backend, 'dense twin', DENSE_TWIN, batch, seq, steps))
-    if (offloadResults.length === 0) {
+    if (offloadResults.length === 0 && !skip.has('offload')) {
       process.stderr.write(`bench: offload on ${backend}...\n`)
       offloadResults = benchOffload(backend)
     }
@@ -373,6 +485,14 @@ async function main(): Promise<void> {
     ),
   }
   writeFileSync(join(dir, 'train-step.json'), JSON.stringify(trainRecord, null, 2) + '\n')
+  if (!skip.has('peer')) {
+    const peer = { ...benchPeer(), date: record.date, machine: record.machine }
+    writeFileSync(join(dir, 'peer.json'), JSON.stringify(peer, null, 2) + '\n')
+    console.log(
+      `\npeer (training, ${PEER.batch}×${PEER.seq} tokens/step): engine best ${fmt(peer.engineBest)} tokens/s, PyTorch eager best ${fmt(peer.pytorchBest)} tokens/s, ratio ${fmt(peer.ratio, 2)}, engine 2 threads / 1 thread ${fmt(peer.threadScaling, 2)}`,
+    )
+    for (const r of peer.runs as PeerRun[]) if (r.skipped) console.log(`  ${r.side} with ${r.threads} thread(s) skipped: ${r.skipped}`)
+  }
 
   console.log(
     `moe-layer: H=${results[0]?.hidden} expert width ${results[0]?.expertWidth}, 8 experts top-2 vs dense width ${results[0]?.denseWidth}, fwd+bwd`,

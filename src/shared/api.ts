@@ -64,6 +64,8 @@ export interface BackendReport {
   tfjsVersion: string
   /** webgpu: the adapter in use. */
   adapter?: GpuAdapterReport
+  /** wasm: threads the kernels run on (MOE_WORKBENCH_THREADS; default one per CPU, at most 8). */
+  threads?: number
 }
 
 export type HostKind = 'electron' | 'server' | 'cli'

@@ -16,6 +16,7 @@ import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { setWasmBackend, wasmThreadCount } from './wasmThreads'
 import { BACKEND_NAMES, type BackendAttempt, type BackendName, type BackendReport, type GpuAdapterReport } from '../../shared/api'
 
 export { BACKEND_NAMES }
@@ -101,7 +102,10 @@ export function adapterReport(adapter: GpuAdapterLike): GpuAdapterReport {
   }
 }
 
-async function tryBackend(name: BackendName, forced: boolean): Promise<{ tfBackend: string; adapter?: GpuAdapterReport }> {
+async function tryBackend(
+  name: BackendName,
+  forced: boolean,
+): Promise<{ tfBackend: string; adapter?: GpuAdapterReport; threads?: number }> {
   switch (name) {
     case 'tfjs-node-gpu':
     case 'tfjs-node': {
@@ -126,9 +130,9 @@ async function tryBackend(name: BackendName, forced: boolean): Promise<{ tfBacke
     }
     case 'wasm': {
       requireHere('@tensorflow/tfjs-backend-wasm')
-      if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise')
+      const threads = await setWasmBackend(wasmThreadCount())
       await tf.ready()
-      return { tfBackend: 'wasm' }
+      return { tfBackend: 'wasm', threads }
     }
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise')
@@ -165,12 +169,20 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
   const order = forced ? [forced] : [...BACKEND_NAMES]
   for (const name of order) {
     try {
-      const { tfBackend, adapter } = await tryBackend(name, forced === name)
+      const { tfBackend, adapter, threads } = await tryBackend(name, forced === name)
       attempts.push({ name, ok: true })
-      current = { name, tfBackend, source, attempts, tfjsVersion: tf.version.tfjs, ...(adapter && { adapter }) }
+      current = {
+        name,
+        tfBackend,
+        source,
+        attempts,
+        tfjsVersion: tf.version.tfjs,
+        ...(adapter && { adapter }),
+        ...(threads && { threads }),
+      }
       const skipped = attempts.filter((a) => !a.ok).map((a) => `${a.name} (${a.reason})`)
       log(
-        `backend: using ${name}${adapter ? ` on ${adapter.description || adapter.architecture}${adapter.software ? ' (software)' : ''}` : ''}${source === 'auto' ? '' : ` (from ${source})`}` +
+        `backend: using ${name}${adapter ? ` on ${adapter.description || adapter.architecture}${adapter.software ? ' (software)' : ''}` : ''}${threads ? ` with ${threads} thread${threads === 1 ? '' : 's'}` : ''}${source === 'auto' ? '' : ` (from ${source})`}` +
           (skipped.length ? `; unavailable: ${skipped.join('; ')}` : ''),
       )
       return current

@@ -1,0 +1,40 @@
+/**
+ * The threaded wasm build: the thread count follows MOE_WORKBENCH_THREADS, and a forward's logits
+ * and a training step's gradients are bit-identical on 1 and 2 threads (each in its own process:
+ * the count is fixed when the backend starts).
+ */
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { wasmThreadCount } from '../../../src/main/engine/wasmThreads'
+
+const ROOT = join(import.meta.dirname, '../../..')
+
+function probe(threads: number): { threads: number; hash: string; loss: number } {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'threadsProbe.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
+    encoding: 'utf8',
+    timeout: 120_000,
+  })
+  return JSON.parse(out.trim().split('\n').at(-1)!)
+}
+
+describe('wasm threads', () => {
+  it('reads MOE_WORKBENCH_THREADS, else one thread per CPU up to 8', () => {
+    expect(wasmThreadCount({ MOE_WORKBENCH_THREADS: '3' })).toBe(3)
+    expect(wasmThreadCount({})).toBeGreaterThanOrEqual(1)
+    expect(wasmThreadCount({})).toBeLessThanOrEqual(8)
+    for (const bad of ['0', '9', 'two', '1.5'])
+      expect(() => wasmThreadCount({ MOE_WORKBENCH_THREADS: bad })).toThrow(/MOE_WORKBENCH_THREADS=.*a whole number from 1 to 8/)
+  })
+
+  it('gives the same logits and gradients, bit for bit, on 1 and 2 threads', () => {
+    const one = probe(1)
+    const two = probe(2)
+    expect(one.threads).toBe(1)
+    expect(two.threads).toBe(2)
+    expect(Number.isFinite(one.loss)).toBe(true)
+    expect(two.hash).toBe(one.hash)
+  })
+})
