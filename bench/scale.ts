@@ -13,7 +13,8 @@
  *   check): time and peak RSS, on both checkpoints.
  *
  * Env: SCALE_DIR (default $TMPDIR/moe-workbench-scale), SCALE_BACKENDS (default wasm,cpu),
- * SCALE_BUDGETS (default 1GB,2GB,4GB), SCALE_SKIP (comma list of generate,large,train).
+ * SCALE_BUDGETS (default 1GB,2GB,4GB), SCALE_TRAIN_BUDGETS (default 2GB,3GB: the LoRA steps of
+ * the two checkpoints), SCALE_SKIP (comma list of generate,large,train).
  * Writes bench/results/scale.json.
  */
 import { spawn } from 'node:child_process'
@@ -28,6 +29,8 @@ const DIR = process.env.SCALE_DIR ?? join(tmpdir(), 'moe-workbench-scale')
 const BACKENDS = (process.env.SCALE_BACKENDS ?? 'wasm,cpu').split(',').map((s) => s.trim())
 const BUDGETS = (process.env.SCALE_BUDGETS ?? '1GB,2GB,4GB').split(',').map((s) => s.trim())
 const SKIP = new Set((process.env.SCALE_SKIP ?? '').split(',').map((s) => s.trim()))
+/** The LoRA step's budget for each checkpoint (the larger one's LoRA state alone is ~1 GB). */
+const TRAIN_BUDGETS = (process.env.SCALE_TRAIN_BUDGETS ?? '2GB,3GB').split(',').map((s) => s.trim())
 const PRIMARY = 'olmoe-1b-7b'
 const LARGER = 'qwen1.5-moe-a2.7b'
 
@@ -216,8 +219,8 @@ async function main(): Promise<void> {
   }
   const trainRows: Record<string, unknown>[] = []
   if (!SKIP.has('train')) {
-    trainRows.push(await trainRow(primary, PRIMARY, SHAPES[PRIMARY].config.vocab_size as number, '2GB'))
-    if (larger) trainRows.push(await trainRow(larger, LARGER, SHAPES[LARGER].config.vocab_size as number, '2GB'))
+    trainRows.push(await trainRow(primary, PRIMARY, SHAPES[PRIMARY].config.vocab_size as number, TRAIN_BUDGETS[0]))
+    if (larger) trainRows.push(await trainRow(larger, LARGER, SHAPES[LARGER].config.vocab_size as number, TRAIN_BUDGETS[1] ?? TRAIN_BUDGETS[0]))
   }
   const record = {
     bench: 'scale',

@@ -84,6 +84,45 @@ export interface RunRecord {
 }
 
 /** A run with its metrics so far (what the run view draws). */
+/** Which rows an evaluation scores: the split the run trained on, or the held-out one. */
+export type EvalSplit = 'train' | 'validation'
+
+/** One scored answer. */
+export interface EvalItem {
+  /** The question as the user wrote it (the last user turn, or the completion's prompt). */
+  prompt: string
+  expected: string
+  generated: string
+  /** Equal after normalisation (case, surrounding whitespace and punctuation). */
+  exact: boolean
+  /** Token-level F1 of the words (SQuAD's). */
+  f1: number
+  /** Loss of the expected answer given the prompt; null when nothing of it fits. */
+  loss: number | null
+}
+
+export interface EvalReport {
+  /** The model evaluated: a folder, or a run's checkpoint. */
+  model: string
+  split: EvalSplit
+  /** Rows scored, and rows without an answer to score (raw text, token rows). */
+  n: number
+  skipped: number
+  exactMatch: number
+  f1: number
+  loss: number | null
+  seconds: number
+  items: EvalItem[]
+}
+
+/** A run's before/after evaluation: the base model and the run's checkpoint on the same rows. */
+export interface RunEvaluation {
+  checkpoint: string
+  step: number
+  date: string
+  splits: { split: EvalSplit; before: EvalReport; after: EvalReport }[]
+}
+
 export interface RunDetail {
   record: RunRecord
   steps: Omit<StepMetrics, 'layers'>[]
@@ -91,6 +130,8 @@ export interface RunDetail {
   /** Routing shares of the latest steps, oldest first (at most 200 steps). */
   routing: { step: number; layers: LayerShare[] }[]
   alerts: ExpertAlert[]
+  /** The latest before/after evaluation (eval.json), if any. */
+  evaluation: RunEvaluation | null
 }
 
 /** What exporting a run wrote. */

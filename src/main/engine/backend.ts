@@ -17,6 +17,7 @@ import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { setWasmBackend, wasmThreadCount } from './wasmThreads'
+import { registerWasmKernels } from './wasmKernels'
 import { BACKEND_NAMES, type BackendAttempt, type BackendName, type BackendReport, type GpuAdapterReport } from '../../shared/api'
 
 export { BACKEND_NAMES }
@@ -132,6 +133,7 @@ async function tryBackend(
       requireHere('@tensorflow/tfjs-backend-wasm')
       const threads = await setWasmBackend(wasmThreadCount())
       await tf.ready()
+      registerWasmKernels()
       return { tfBackend: 'wasm', threads }
     }
     case 'cpu': {

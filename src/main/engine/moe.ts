@@ -204,12 +204,11 @@ export function* moeBlockSteps(
     const ws = permuteRows(tf.reshape(gates, [N * E, 1]), decision.flatIndex, [decision.flatInverse]) // (A, 1)
     const outs: tf.Tensor2D[] = []
     const drop = opts.training && c.expertDropout > 0 ? (t: tf.Tensor2D) => dropout(t, c.expertDropout, requireRng(opts)) : undefined
-    for (let e = 0; e < E; e++) {
-      const cnt = decision.counts[e]
-      if (cnt === 0) continue
-      const xe = tf.slice(xs, [decision.offsets[e], 0], [cnt, H]) // (cnt, H)
-      outs.push(swiglu(xe, w, expertProjNames(c, layer, e), drop)) // (cnt, H)
-    }
+    // One split into the experts' rows: its gradient is one concat (a slice per expert would
+    // pad each expert's gradient to all A rows and add them up).
+    const used = Array.from(decision.counts).flatMap((cnt, e) => (cnt > 0 ? [e] : []))
+    const parts = used.length === 1 ? [xs] : (tf.split(xs, used.map((e) => decision.counts[e])) as tf.Tensor2D[])
+    used.forEach((e, i) => outs.push(swiglu(parts[i], w, expertProjNames(c, layer, e), drop))) // (cnt, H)
     const ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0) // (A, H)
     out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)
   }

@@ -187,7 +187,18 @@ function linearWasm(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
  */
 export function linearInputGrad(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() !== 'wasm') return tf.matMul(dy, w)
-  return tf.transpose(tf.matMul(tf.transpose(w), tf.transpose(dy))) as tf.Tensor2D // (N, in)
+  return transposedTimes(w, tf.transpose(dy) as tf.Tensor2D) // (N, in)
+}
+
+/**
+ * (Wᵀ · b)ᵀ on wasm with Wᵀ freed at once: a backward pass over a layer's experts would otherwise
+ * hold a transposed copy of every weight it touched until the layer's gradient is done.
+ */
+function transposedTimes(w: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  const wT = tf.transpose(w)
+  const out = tf.transpose(tf.matMul(wT, b)) as tf.Tensor2D
+  wT.dispose()
+  return out
 }
 
 /** y = x · Wᵀ (+ b), the nn.Linear convention: x (N, in), W (out, in) → (N, out). */
@@ -235,13 +246,15 @@ export function chunkedLinear(
 ): tf.Tensor2D {
   const starts: number[] = []
   for (let r = 0; r < V; r += rows) starts.push(r)
-  const inputs = whole ? [x, whole] : [x]
+  // W takes a gradient only where training wants one (a frozen lm_head would cost a V × H copy).
+  const wholeGrad = whole !== undefined && (whole as tf.Variable).trainable !== false
+  const wasm = tf.getBackend() === 'wasm'
   return custom(
     (ins, save) => {
-      const [xx, ww] = ins
+      const [xx] = ins
       save(ins)
       let value: tf.Tensor2D
-      if (ww && tf.getBackend() === 'wasm') value = tf.transpose(tf.matMul(ww, tf.transpose(xx))) as tf.Tensor2D
+      if (whole && wasm) value = tf.transpose(tf.matMul(whole, tf.transpose(xx))) as tf.Tensor2D
       else {
         const parts = starts.map((r) => {
           const c = chunk(r, Math.min(rows, V - r), true)
@@ -253,19 +266,23 @@ export function chunkedLinear(
       }
       const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
         const N = dy.shape[0] as number
+        // wasm: dyᵀ once, so each chunk's rows are a contiguous slice (see linearInputGrad).
+        const dyT = wasm ? (tf.transpose(dy) as tf.Tensor2D) : undefined
         let dx: tf.Tensor2D | undefined
         for (const r of starts) {
           const n = Math.min(rows, V - r)
           const c = chunk(r, n, false)
-          const part = linearInputGrad(n === V ? (dy as tf.Tensor2D) : tf.slice(dy as tf.Tensor2D, [0, r], [N, n]), c.w)
+          const part = dyT
+            ? transposedTimes(c.w, n === V ? dyT : tf.slice(dyT, [r, 0], [n, N]))
+            : linearInputGrad(n === V ? (dy as tf.Tensor2D) : tf.slice(dy as tf.Tensor2D, [0, r], [N, n]), c.w)
           if (c.owned) c.w.dispose()
           dx = dx ? (tf.add(dx, part) as tf.Tensor2D) : part
         }
-        return saved.length > 1 ? [dx!, tf.matMul(tf.transpose(dy), saved[0])] : [dx!]
+        return wholeGrad ? [dx!, tf.matMul(dyT ?? tf.transpose(dy), saved[0])] : [dx!]
       }
       return { value, gradFunc }
     },
-    ...inputs,
+    ...(wholeGrad ? [x, whole!] : [x]),
   ) as tf.Tensor2D
 }
 

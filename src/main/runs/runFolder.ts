@@ -26,7 +26,7 @@ import {
 } from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
-import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
+import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvaluation, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 
 export class RunFolderError extends Error {}
@@ -221,6 +221,23 @@ export class RunFolder {
     keep(this.routingFile, (l) => l.step)
   }
 
+  get evaluationFile(): string {
+    return join(this.dir, 'eval.json')
+  }
+
+  /** The latest before/after evaluation, or null (none yet, or unreadable: it is only a report). */
+  readEvaluation(): RunEvaluation | null {
+    try {
+      return JSON.parse(readFileSync(this.evaluationFile, 'utf8')) as RunEvaluation
+    } catch {
+      return null
+    }
+  }
+
+  writeEvaluation(e: RunEvaluation): void {
+    writeJsonAtomic(this.evaluationFile, e)
+  }
+
   /** The record with its metrics, evaluations, alerts and the latest routing (what runs.get answers). */
   readDetail(maxRouting = 200): RunDetail {
     const record = this.read()
@@ -232,6 +249,7 @@ export class RunFolder {
       evals: lines.filter((l) => l.type === 'eval').map((l) => strip(l) as EvalMetrics),
       alerts: lines.filter((l) => l.type === 'alert').map((l) => strip(l) as ExpertAlert),
       routing: readJsonl<{ step: number; layers: LayerShare[] }>(this.routingFile).slice(-maxRouting),
+      evaluation: this.readEvaluation(),
     }
   }
 

@@ -323,6 +323,9 @@ async function setUp(
     )
   }
   const trainable = lora ? lora.variables() : trainableParams(model, cfg, state.esft)
+  // Frozen weights say so: an op may then skip their gradient (an lm_head's is V × H).
+  const trained = new Set(trainable.values())
+  for (const v of model.params.values()) v.trainable = trained.has(v)
   const opt = new AdamW({
     betas: cfg.optimizer.betas,
     eps: cfg.optimizer.eps,

@@ -1,0 +1,68 @@
+/**
+ * Faster wasm kernels for contiguous slices. TF.js 4.22's wasm Slice (and SplitV, made of it)
+ * first copies the whole source tensor out of the heap into JavaScript (readSync), then the part
+ * wanted back in: slicing 8 MB of routed tokens into 64 experts copied 512 MB. A contiguous slice
+ * (a range of rows) is now one copy of the part, heap to heap; others take TF.js's own kernel.
+ */
+import * as tf from '@tensorflow/tfjs'
+
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array
+}
+
+/** A contiguous slice copied heap to heap; null where TF.js's own kernel must do it. */
+function contiguousSlice(x: tf.TensorInfo, begin: number | number[], size: number | number[], backend: WasmBackendLike): tf.TensorInfo | null {
+  if (x.dtype === 'string') return null
+  const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size)
+  if (!tf.slice_util.isSliceContinous(x.shape, b, s)) return null
+  const offset = tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape))
+  const n = tf.util.sizeFromShape(s)
+  const out = backend.makeOutput(s, x.dtype)
+  // Views taken after the allocation (which may grow the heap).
+  const src = backend.typedArrayFromHeap(x)
+  backend.typedArrayFromHeap(out).set(src.subarray(offset, offset + n) as never)
+  return out
+}
+
+let registered = false
+
+/** Replaces the wasm backend's Slice and SplitV kernels (once; call after the backend started). */
+export function registerWasmKernels(): void {
+  if (registered) return
+  const slice = tf.getKernel('Slice', 'wasm')
+  const splitV = tf.getKernel('SplitV', 'wasm')
+  if (!slice || !splitV) return
+  registered = true
+  const sliceKernel = slice.kernelFunc
+  tf.unregisterKernel('Slice', 'wasm')
+  tf.registerKernel({
+    kernelName: 'Slice',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] }
+      return contiguousSlice(args.inputs.x!, begin, size, args.backend as unknown as WasmBackendLike) ?? sliceKernel(args)
+    },
+  })
+  tf.unregisterKernel('SplitV', 'wasm')
+  tf.registerKernel({
+    kernelName: 'SplitV',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs.x!
+      const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number }
+      const ax = tf.util.parseAxisParam(axis, x.shape)[0]
+      const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, ax)
+      const begin = new Array<number>(x.shape.length).fill(0)
+      const size = x.shape.slice()
+      return sizes.map((sz) => {
+        size[ax] = sz
+        const part =
+          contiguousSlice(x, begin.slice(), size.slice(), args.backend as unknown as WasmBackendLike) ??
+          (sliceKernel({ inputs: { x }, attrs: { begin: begin.slice(), size: size.slice() }, backend: args.backend }) as tf.TensorInfo)
+        begin[ax] += sz
+        return part
+      })
+    },
+  })
+}
