@@ -16,7 +16,7 @@ export type { DatasetProgressEvent, DatasetsImportArgs, DatasetsInspectArgs } fr
 import type { Dtype, Family, MoeConfigInput, RouterType } from './modelConfig'
 import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis, ExpertsAnalyzeArgs, ExpertStorage, FitPlan } from './chat'
 import type { RunConfigInput } from './runConfig'
-import type { RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
+import type { EvalReport, EvalRunArgs, RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
 export type * from './chat'
 export type * from './runs'
@@ -203,6 +203,11 @@ export interface WorkbenchApi {
   'conversations.delete': (args: { id: string }) => Promise<void>
   /** Expert load, co-activation, entropy and top tokens of a model over text or a dataset. Progress: task.progress for `taskId`. */
   'experts.analyze': (args: ExpertsAnalyzeArgs) => Promise<ExpertAnalysis>
+  /**
+   * Does it answer? Generates greedily for rows of a dataset and scores the replies (exact match,
+   * F1, loss), for a model folder or a run's last checkpoint. Progress: task.progress for `taskId`.
+   */
+  'eval.run': (args: EvalRunArgs) => Promise<EvalReport>
   /** Stops the operation started with this taskId (it rejects with code 'cancelled'); false when none is under way. */
   'tasks.cancel': (args: { taskId: string }) => Promise<boolean>
 }
@@ -235,6 +240,7 @@ export const METHODS = [
   'conversations.save',
   'conversations.delete',
   'experts.analyze',
+  'eval.run',
   'tasks.cancel',
 ] as const satisfies readonly Method[]
 

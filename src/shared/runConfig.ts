@@ -101,6 +101,11 @@ export const runConfigSchema = z
       .default({ patience: 0, minDelta: 0 }),
     /** Write a checkpoint every N steps (and always at the end); 0 = only at the end. */
     checkpointEvery: nonNegInt.default(100),
+    /**
+     * When the run completes, the base model and the fine-tuned one answer up to `rows` rows of
+     * each split (greedy, the chat template): exact match, F1 and loss before and after. 0 = off.
+     */
+    finalEval: z.strictObject({ rows: nonNegInt.max(1000).default(10) }).default({ rows: 10 }),
     /** Keep this many most recent checkpoints (the best by validation loss is always kept). */
     keepCheckpoints: posInt.default(3),
     /** MoE knobs. Values left null keep the model's own. */

@@ -84,8 +84,22 @@ export interface RunRecord {
 }
 
 /** A run with its metrics so far (what the run view draws). */
-/** Which rows an evaluation scores: the split the run trained on, or the held-out one. */
-export type EvalSplit = 'train' | 'validation'
+/** Which rows an evaluation scores: the split the run trained on, the held-out one, or both. */
+export type EvalSplit = 'train' | 'validation' | 'all'
+
+/** Scores a model folder or a run's checkpoint on a workspace dataset (progress: task.progress for taskId). */
+export interface EvalRunArgs {
+  /** A model folder, or (instead) a run id of the workspace: its last checkpoint, adapters applied. */
+  model?: string
+  run?: string
+  /** Dataset id; default the run's own. */
+  dataset?: string
+  /** Default 'validation' ('train': exactly the rows a run trained on). */
+  split?: EvalSplit
+  /** Rows scored at most, spread over the split (default 50). */
+  limit?: number
+  taskId?: string
+}
 
 /** One scored answer. */
 export interface EvalItem {
@@ -120,7 +134,7 @@ export interface RunEvaluation {
   checkpoint: string
   step: number
   date: string
-  splits: { split: EvalSplit; before: EvalReport; after: EvalReport }[]
+  splits: { split: Exclude<EvalSplit, 'all'>; before: EvalReport; after: EvalReport }[]
 }
 
 export interface RunDetail {
@@ -161,3 +175,4 @@ export type RunEvent =
   | { type: 'run.checkpoint'; runId: string; step: number; dir: string }
   | ({ type: 'run.alert'; runId: string } & ExpertAlert)
   | { type: 'run.log'; runId: string; line: string }
+  | { type: 'run.evaluated'; runId: string; evaluation: RunEvaluation }

@@ -155,6 +155,20 @@ export const apiSchemas = {
       taskId: id.optional(),
     })
     .refine((a) => (a.text === undefined) !== (a.dataset === undefined), { message: 'give either text or dataset', path: ['text'] }),
+  'eval.run': z
+    .strictObject({
+      model: path.optional(),
+      run: id.optional(),
+      dataset: id.optional(),
+      split: z.enum(['train', 'validation', 'all']).optional(),
+      limit: z.number().int().min(1).max(10_000).optional(),
+      taskId: id.optional(),
+    })
+    .refine((a) => (a.model === undefined) !== (a.run === undefined), { message: 'give either a model folder or a run', path: ['model'] })
+    .refine((a) => a.run !== undefined || a.dataset !== undefined, {
+      message: 'give the dataset to evaluate a model folder on',
+      path: ['dataset'],
+    }),
   'tasks.cancel': z.strictObject({ taskId: id }),
 } satisfies { [M in Method]: z.ZodType<ArgsOf<M>> }
 

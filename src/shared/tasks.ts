@@ -7,7 +7,7 @@
  */
 
 /** The operations that report task.progress. */
-export type TaskOperation = 'models.load' | 'runs.export' | 'experts.analyze'
+export type TaskOperation = 'models.load' | 'runs.export' | 'experts.analyze' | 'eval.run'
 
 /** What `done` and `total` count. */
 export type TaskUnit = 'bytes' | 'texts' | 'items'

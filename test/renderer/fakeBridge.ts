@@ -216,6 +216,7 @@ export function runDetail(record: RunRecord = runRecord, steps = 2): RunDetail {
     evals: [],
     routing: rows.map((r) => ({ step: r.step, layers: r.layers })),
     alerts: [],
+    evaluation: null,
   }
 }
 

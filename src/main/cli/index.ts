@@ -16,7 +16,7 @@ import { BACKEND_NAMES } from '../engine/backend'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
 import { chatCommand } from './chatCommand'
 import { datasetCommand } from './datasetCommands'
-import { exportCommand, trainCommand } from './trainCommands'
+import { evalCommand, exportCommand, trainCommand } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -43,6 +43,9 @@ commands:
                                                           does not fit pages from the host, LoRA runs)
                                                           fine-tune in the workspace, with progress, ETA
                                                           and a summary; Ctrl-C keeps a checkpoint
+  eval      --model RUN|DIR [--dataset ID|FILE] [--split val|train|all] [--limit 50] [--json]
+                                                          greedy answers scored: exact match, F1, loss
+                                                          (a run: its last checkpoint, its own dataset)
   export    RUN --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace)
@@ -148,6 +151,17 @@ const COMMANDS: Record<string, Command> = {
       'val-ratio': { type: 'string' },
     },
     run: trainCommand,
+  },
+  eval: {
+    options: {
+      model: { type: 'string' },
+      dataset: { type: 'string' },
+      split: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      workspace: { type: 'string' },
+    },
+    run: evalCommand,
   },
   export: {
     options: { out: { type: 'string' }, checkpoint: { type: 'string' }, dtype: { type: 'string' }, workspace: { type: 'string' } },

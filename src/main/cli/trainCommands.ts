@@ -263,3 +263,60 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     await host.close()
   }
 }
+
+/**
+ * moe-workbench eval --model RUN|DIR [--dataset ID|FILE] [--split validation|train|all] [--limit N]
+ * [--json]: greedy answers scored against the expected ones (exact match, F1, loss), the rows
+ * listed; with --json the last line is {"exact_match", "f1", "loss", "n"}. A run folder (or run
+ * id) means its last checkpoint with adapters applied, on its own dataset unless --dataset says.
+ */
+export async function evalCommand(values: ParsedValues, io: CliIo): Promise<number> {
+  if (typeof values.model !== 'string') throw new UsageError('--model is required: a model folder, or a run folder or run id')
+  const split = values.split === undefined ? 'validation' : String(values.split) === 'val' ? 'validation' : String(values.split)
+  if (!['validation', 'train', 'all'].includes(split)) throw new UsageError(`--split: "${String(values.split)}" must be val, train or all`)
+  const limit = values.limit === undefined ? 50 : Number(values.limit)
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: "${String(values.limit)}" must be a positive whole number`)
+  const asFolder = resolve(values.model)
+  const isModel = existsSync(join(asFolder, 'config.json'))
+  const located = isModel ? undefined : locateRun(values.model)
+  if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
+  const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
+  const taskId = `cli-eval-${process.pid}`
+  const onSignal = (): void => {
+    io.err('\ncancelling the evaluation...')
+    void host.api['tasks.cancel']({ taskId }).catch(() => {})
+  }
+  process.once('SIGINT', onSignal)
+  let last = 0
+  host.onEvent((e) => {
+    if (e.type !== 'task.progress' || e.taskId !== taskId || Date.now() - last < 2000) return
+    last = Date.now()
+    io.err(`${e.progress.label}: ${e.progress.done} of ${e.progress.total}`)
+  })
+  try {
+    await host.backend()
+    const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined
+    const report = await host.api['eval.run']({
+      ...(isModel ? { model: asFolder } : { run: located!.id }),
+      ...(dataset && { dataset }),
+      split: split as 'validation',
+      limit,
+      taskId,
+    })
+    if (!values.json)
+      for (const item of report.items)
+        io.out(
+          `${item.exact ? '✓' : '✗'} ${JSON.stringify(item.prompt)} → ${JSON.stringify(item.generated)} (expected ${JSON.stringify(item.expected)})`,
+        )
+    io.err(
+      `${report.model} on ${report.n} ${split} rows: exact match ${(100 * report.exactMatch).toFixed(1)}%, F1 ${report.f1.toFixed(3)}, answer loss ${report.loss === null ? '–' : report.loss.toFixed(3)} (${report.seconds.toFixed(1)} s${report.skipped ? `; ${report.skipped} rows without an answer skipped` : ''})`,
+    )
+    if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))
+    return 0
+  } catch (e) {
+    throw cliError(e)
+  } finally {
+    process.off('SIGINT', onSignal)
+    await host.close()
+  }
+}

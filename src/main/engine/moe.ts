@@ -207,7 +207,13 @@ export function* moeBlockSteps(
     // One split into the experts' rows: its gradient is one concat (a slice per expert would
     // pad each expert's gradient to all A rows and add them up).
     const used = Array.from(decision.counts).flatMap((cnt, e) => (cnt > 0 ? [e] : []))
-    const parts = used.length === 1 ? [xs] : (tf.split(xs, used.map((e) => decision.counts[e])) as tf.Tensor2D[])
+    const parts =
+      used.length === 1
+        ? [xs]
+        : (tf.split(
+            xs,
+            used.map((e) => decision.counts[e]),
+          ) as tf.Tensor2D[])
     used.forEach((e, i) => outs.push(swiglu(parts[i], w, expertProjNames(c, layer, e), drop))) // (cnt, H)
     const ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0) // (A, H)
     out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)

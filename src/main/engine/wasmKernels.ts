@@ -12,7 +12,12 @@ interface WasmBackendLike {
 }
 
 /** A contiguous slice copied heap to heap; null where TF.js's own kernel must do it. */
-function contiguousSlice(x: tf.TensorInfo, begin: number | number[], size: number | number[], backend: WasmBackendLike): tf.TensorInfo | null {
+function contiguousSlice(
+  x: tf.TensorInfo,
+  begin: number | number[],
+  size: number | number[],
+  backend: WasmBackendLike,
+): tf.TensorInfo | null {
   if (x.dtype === 'string') return null
   const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size)
   if (!tf.slice_util.isSliceContinous(x.shape, b, s)) return null

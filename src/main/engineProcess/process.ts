@@ -18,6 +18,7 @@ import { ChatSessions } from './chat'
 import { analyzeExperts } from './experts'
 import { createModel, ModelCache, planModel } from './models'
 import { RunQueue } from './runQueue'
+import { evalRows, evaluateSource } from './evaluation'
 import { exportRun } from '../train/export'
 import { EngineTasks } from '../engine/tasks'
 import {
@@ -55,7 +56,12 @@ function jobsOf(ctx: HandlerContext): Jobs {
   let jobs = jobsByContext.get(ctx)
   if (!jobs) {
     const models = new ModelCache(2)
-    jobs = { runs: new RunQueue(ctx.emit), models, chat: new ChatSessions(models, ctx.emit), tasks: new EngineTasks(ctx.emit) }
+    jobs = {
+      runs: new RunQueue(ctx.emit, undefined, models),
+      models,
+      chat: new ChatSessions(models, ctx.emit),
+      tasks: new EngineTasks(ctx.emit),
+    }
     jobsByContext.set(ctx, jobs)
   }
   return jobs
@@ -79,6 +85,11 @@ export const handlers: EngineHandlers = {
   'chat.cancel': (args, ctx) => jobsOf(ctx).chat.cancel(args.requestId),
   'experts.analyze': (args, ctx) =>
     jobsOf(ctx).tasks.run(args.taskId, 'experts.analyze', (hooks) => analyzeExperts(jobsOf(ctx).models, args.model, args, hooks)),
+  'eval.run': (args, ctx) =>
+    jobsOf(ctx).tasks.run(args.taskId, 'eval.run', async (hooks) => {
+      const rows = await evalRows(args.workspace, args.dataset, args.split, args.limit)
+      return evaluateSource(jobsOf(ctx).models, args.source, rows, args.split, hooks)
+    }),
   'tasks.cancel': (args, ctx) => jobsOf(ctx).tasks.cancel(args.taskId),
 }
 

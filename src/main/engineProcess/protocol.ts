@@ -14,7 +14,8 @@ import type { ApiErrorJson, BackendReport, Dtype, ModelInfo, ModelsInspectArgs, 
 import type { ChatSendArgs, ChatStarted, ExpertAnalysis, ExpertsAnalyzeArgs, FitPlan } from '../../shared/chat'
 import type { MoeConfigInput } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
-import type { RunExportResult, RunRecord } from '../../shared/runs'
+import type { EvalReport, EvalSplit, RunExportResult, RunRecord } from '../../shared/runs'
+import type { EvalSource } from './evaluation'
 
 /** A run as the service hands it to the engine: its id and folder chosen, its config validated. */
 export interface EngineRunStartArgs {
@@ -51,6 +52,15 @@ export interface EngineMethods {
   'chat.send': (args: ChatSendArgs & { requestId: string }) => ChatStarted
   'chat.cancel': (args: { requestId: string }) => boolean
   'experts.analyze': (args: ExpertsAnalyzeArgs & { workspace?: string }) => ExpertAnalysis
+  /** Scores a model folder or a run's checkpoint on a workspace dataset's rows. */
+  'eval.run': (args: {
+    workspace: string
+    dataset: string
+    split: EvalSplit
+    limit: number
+    source: EvalSource
+    taskId?: string
+  }) => EvalReport
   /** Aborts the runs.export, chat.send (its model load) or experts.analyze started with this taskId. */
   'tasks.cancel': (args: { taskId: string }) => boolean
 }

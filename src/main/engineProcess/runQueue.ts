@@ -9,6 +9,8 @@ import type { RunRecord } from '../../shared/runs'
 import { RunFolder, type RunLock } from '../runs/runFolder'
 import { INTERRUPT, train } from '../train/trainer'
 import { encodeDataset } from './datasetEncoding'
+import { evaluateRun } from './evaluation'
+import type { ModelCache } from './models'
 import type { EngineRunStartArgs } from './protocol'
 
 type Emit = (event: WorkbenchEvent) => void
@@ -29,6 +31,8 @@ export class RunQueue {
     private readonly emit: Emit,
     /** Who holds the locks, in words (shown to a second writer). */
     private readonly owner = `the engine process of MoE Workbench (pid ${process.pid})`,
+    /** Models for the before/after evaluation of a completed run (none: no evaluation). */
+    private readonly models?: ModelCache,
   ) {}
 
   /** Queues a run (starting it when nothing runs); returns its record as written. */
@@ -122,6 +126,39 @@ export class RunQueue {
     }
   }
 
+  /**
+   * Did it learn? The base model and the run's checkpoint answer the same rows (config.finalEval);
+   * the report goes to eval.json and a run.evaluated event. The run stays completed whatever
+   * happens here: a cancel or a failure only ends the evaluation.
+   */
+  private async evaluate(run: QueuedRun, log: (line: string) => void): Promise<void> {
+    const rows = run.config.finalEval.rows
+    if (!this.models || rows <= 0) return
+    try {
+      log(`evaluating the base model and the fine-tuned one on up to ${rows} rows per split`)
+      let last = 0
+      const evaluation = await evaluateRun(this.models, run.runDir, run.workspace, rows, {
+        signal: run.controller.signal,
+        onProgress: (p) => {
+          if (Date.now() - last < 2000) return
+          last = Date.now()
+          log(`${p.label}: ${p.done} of ${p.total}`)
+        },
+      })
+      if (!evaluation) {
+        log('nothing to evaluate: the dataset has no rows with an answer (chat or prompt/completion)')
+        return
+      }
+      for (const s of evaluation.splits)
+        log(
+          `${s.split}: exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} rows)`,
+        )
+      this.emit({ type: 'run.evaluated', runId: run.runId, evaluation })
+    } catch (e) {
+      log(`evaluation stopped: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
+
   private async execute(run: QueuedRun): Promise<void> {
     const { runId } = run
     const log = (line: string): void => {
@@ -136,7 +173,7 @@ export class RunQueue {
       })
       if (data.train.length === 0)
         throw new Error(`dataset ${run.dataset} has no training rows that fit maxLength ${run.config.data.maxLength}`)
-      await train({
+      const result = await train({
         runDir: run.runDir,
         baseModelDir: run.modelDir,
         dataset: run.dataset,
@@ -149,6 +186,7 @@ export class RunQueue {
         signal: run.controller.signal,
         onEvent: this.emit,
       })
+      if (result.status === 'completed') await this.evaluate(run, log)
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e)
       // A cancel or interrupt while tokenising stops before train() starts; the run keeps its last checkpoint.

@@ -47,6 +47,7 @@ type Methods = Pick<
   | 'conversations.save'
   | 'conversations.delete'
   | 'experts.analyze'
+  | 'eval.run'
   | 'tasks.cancel'
 >
 
@@ -219,6 +220,22 @@ export function workspaceMethods(ctx: MethodContext): {
       if (args.dataset && !existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
         throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace`, 'dataset')
       return engine.request('experts.analyze', { ...args, workspace })
+    },
+    'eval.run': async (args) => {
+      const record = args.run !== undefined ? readRun(workspace, args.run) : undefined
+      if (args.model !== undefined) requireFolder(args.model, 'model')
+      const dataset = args.dataset ?? record?.dataset
+      if (!dataset) throw new ApiError('invalid_argument', `dataset: run ${args.run} does not record its dataset; name one`, 'dataset')
+      if (!existsSync(join(datasetDir(workspace, dataset), 'manifest.json')))
+        throw new ApiError('invalid_argument', `dataset: no dataset ${dataset} in the workspace`, 'dataset')
+      return engine.request('eval.run', {
+        workspace,
+        dataset,
+        split: args.split ?? 'validation',
+        limit: args.limit ?? 50,
+        source: args.run !== undefined ? { runDir: runDir(workspace, args.run) } : { modelDir: args.model! },
+        taskId: args.taskId,
+      })
     },
     'tasks.cancel': (args) => engine.request('tasks.cancel', args),
   }

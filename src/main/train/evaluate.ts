@@ -60,7 +60,10 @@ export function tokenF1(generated: string, expected: string): number {
 }
 
 /** A row as a question with an answer: what to generate from and what to expect; null when it has none. */
-export function questionOf(row: NormalizedRow, template: ChatTemplate): { prompt: string; shown: string; expected: string; row: NormalizedRow } | null {
+export function questionOf(
+  row: NormalizedRow,
+  template: ChatTemplate,
+): { prompt: string; shown: string; expected: string; row: NormalizedRow } | null {
   switch (rowKind(row)) {
     case 'chat': {
       const messages = (row as { messages: ChatMessage[] }).messages
@@ -123,14 +126,21 @@ export async function evaluate(target: EvalTarget, rows: NormalizedRow[], opts: 
     let generated = ''
     if (maxNewTokens > 0) {
       const gopts = { maxNewTokens, sampling: { greedy: true }, stopTokens: stopIds, weights, signal: opts.hooks?.signal }
-      const r = readsSync() ? await deviceLock.run(async () => generate(model, promptIds, gopts)) : await generateAsync(model, promptIds, gopts)
-      generated = tokenizer.decode(r.newTokens.filter((t) => !stopIds.includes(t)), true)
+      const r = readsSync()
+        ? await deviceLock.run(async () => generate(model, promptIds, gopts))
+        : await generateAsync(model, promptIds, gopts)
+      generated = tokenizer.decode(
+        r.newTokens.filter((t) => !stopIds.includes(t)),
+        true,
+      )
     }
     // The expected answer's loss given the prompt (teacher forcing), as training measures it.
     const example = encodeExample(q.row, tokenizer, template, { maskPrompt: true, maxLength: model.config.maxPositionEmbeddings })
     let loss: number | null = null
     if (example && example.labels.some((l) => l >= 0)) {
-      const parts = await deviceLock.run(() => objectiveValues(model, { inputIds: [example.input_ids], labels: [example.labels] }, { weights }))
+      const parts = await deviceLock.run(() =>
+        objectiveValues(model, { inputIds: [example.input_ids], labels: [example.labels] }, { weights }),
+      )
       loss = parts.ce
       lossSum += parts.ce
       lossN++

@@ -252,3 +252,78 @@ describe('moe-workbench chat', () => {
     expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)
 })
+
+describe('moe-workbench eval', () => {
+  it('scores a run (its own dataset) and a model folder (a dataset file), with a JSON last line', async () => {
+    const { createModel } = await import('../../../src/main/engineProcess/models')
+    const root = mkdtempSync(join(tmpdir(), 'moe-eval-'))
+    const model = join(root, 'm')
+    await createModel(
+      model,
+      {
+        family: 'mixtral',
+        hiddenSize: 32,
+        numLayers: 1,
+        numHeads: 2,
+        numKvHeads: 2,
+        headDim: 16,
+        expertIntermediateSize: 32,
+        numExperts: 4,
+        topK: 2,
+      },
+      1,
+      join(__dirname, '../../fixtures/data/models/tiny-chatml'),
+    )
+    const data = join(__dirname, '../../fixtures/data/layouts/messages.jsonl')
+    const runDir = join(root, 'ws', 'runs', 'r')
+    const t = await cli(
+      'train',
+      '--model',
+      model,
+      '--dataset',
+      data,
+      '--set',
+      'method=lora',
+      '--set',
+      'maxSteps=2',
+      '--set',
+      'batchSize=2',
+      '--set',
+      'finalEval.rows=0',
+      '--out',
+      runDir,
+      '--backend',
+      'wasm',
+    )
+    expect(t.code).toBe(0)
+    const r = await cli('eval', '--model', runDir, '--split', 'train', '--limit', '3', '--json', '--backend', 'wasm')
+    expect(r.code).toBe(0)
+    const last = JSON.parse(r.out.at(-1)!)
+    expect(last).toMatchObject({ n: expect.any(Number), exact_match: expect.any(Number), f1: expect.any(Number) })
+    expect(last.n).toBeGreaterThan(0)
+    expect(last.n).toBeLessThanOrEqual(3)
+    expect(r.err.join('\n')).toMatch(new RegExp(`run r, step-2 on ${last.n} train rows: exact match [\\d.]+%, F1`))
+    const m = await cli(
+      'eval',
+      '--model',
+      model,
+      '--dataset',
+      data,
+      '--split',
+      'all',
+      '--limit',
+      '2',
+      '--workspace',
+      join(root, 'ws'),
+      '--backend',
+      'wasm',
+    )
+    expect(m.code).toBe(0)
+    expect(m.out).toHaveLength(2)
+    expect(m.out[0]).toMatch(/^[✓✗] ".*" → ".*" \(expected ".*"\)$/)
+    expect((await cli('eval', '--model', model, '--backend', 'wasm')).err[0]).toMatch(/--dataset is required with a model folder/)
+    expect((await cli('eval', '--model', runDir, '--split', 'dev', '--backend', 'wasm')).err[0]).toMatch(
+      /--split: "dev" must be val, train or all/,
+    )
+  }, 120_000)
+})

@@ -102,9 +102,22 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(cancelled.status).toBe('cancelled')
       const resumed = await wb.api['runs.resume']({ id: started.id })
       expect(resumed.status).toBe('queued')
+      const evaluated = until(
+        wb,
+        (e): e is Extract<RunEvent, { type: 'run.evaluated' }> => e.type === 'run.evaluated' && e.runId === started.id,
+      )
       const finished = await until(wb, runDone(started.id))
       expect(finished.status).toBe('completed')
+      // Did it learn? The base and the fine-tuned model answer the same rows of each split.
+      const { evaluation } = await evaluated
+      expect(evaluation.splits.map((x) => x.split)).toEqual(['validation', 'train'])
+      for (const x of evaluation.splits) {
+        expect(x.before.n).toBeGreaterThan(0)
+        expect(x.after.items.map((i) => i.expected)).toEqual(x.before.items.map((i) => i.expected))
+        expect(x.after.model).toMatch(new RegExp(`run ${started.id}, step-6`))
+      }
       const detail = await wb.api['runs.get']({ id: started.id })
+      expect(detail.evaluation?.splits).toHaveLength(2)
       expect(detail.record).toMatchObject({ status: 'completed', step: 6, name: 'first' })
       expect(detail.steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6])
       expect(detail.steps.at(-1)!.step).toBe(6)
@@ -115,6 +128,13 @@ describe('the workbench API end to end (in-process engine)', () => {
       const exported = await wb.api['runs.export']({ id: started.id })
       expect(exported.info).toMatchObject({ family: 'mixtral' })
       expect(exported.provenance).toMatchObject({ fromRun: started.id })
+
+      // Evaluation on demand: the exported folder answers as the run's checkpoint did.
+      const onExport = await wb.api['eval.run']({ model: exported.dir, dataset: ds.id, split: 'train', limit: 5 })
+      const onRun = await wb.api['eval.run']({ run: started.id, split: 'train', limit: 5 })
+      expect(onExport.n).toBeGreaterThan(0)
+      expect(onExport.items.map((i) => i.generated)).toEqual(onRun.items.map((i) => i.generated))
+      await expect(wb.call('eval.run', { model: exported.dir })).rejects.toMatchObject({ code: 'invalid_argument', field: 'dataset' })
 
       // chat: streamed tokens, their routing, done
       const chat = await wb.api['chat.send']({

@@ -79,6 +79,28 @@ describe('useRunsStore', () => {
     expect(runs.alerts).toEqual([{ step: 5, layer: 1, expert: 3, kind: 'dead', message: 'expert 3 is dead' }])
     fake.emit({ type: 'run.log', runId: 'run-1', line: 'step 5' })
     expect(runs.logLines).toEqual(['step 5'])
+    expect(runs.evaluation).toBeNull()
+    const report = (exactMatch: number) => ({
+      model: 'm',
+      split: 'train' as const,
+      n: 1,
+      skipped: 0,
+      exactMatch,
+      f1: exactMatch,
+      loss: 1,
+      seconds: 1,
+      items: [],
+    })
+    const evaluation = {
+      checkpoint: '/ws/runs/run-1/checkpoints/step-2',
+      step: 2,
+      date: 'now',
+      splits: [{ split: 'train' as const, before: report(0), after: report(1) }],
+    }
+    fake.emit({ type: 'run.evaluated', runId: 'other', evaluation })
+    expect(runs.evaluation).toBeNull()
+    fake.emit({ type: 'run.evaluated', runId: 'run-1', evaluation })
+    expect(runs.evaluation?.splits[0].after.exactMatch).toBe(1)
     fake.emit({ type: 'run.status', runId: 'run-1', status: 'failed', step: 5, message: 'out of memory' })
     expect(runs.record).toMatchObject({ status: 'failed', message: 'out of memory' })
     expect(runs.runs[0].status).toBe('failed')

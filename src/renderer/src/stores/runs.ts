@@ -4,9 +4,19 @@
  * calls triggerRef once, so a chart appends what is new instead of Vue tracking every point.
  */
 import { defineStore } from 'pinia'
-import { computed, ref, shallowRef, triggerRef } from 'vue'
+import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue'
 import type { Dtype, ModelEntry, WorkbenchEvent } from '../../../shared/api'
-import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvent, RunRecord, RunsStartArgs, StepMetrics } from '../../../shared/runs'
+import type {
+  EvalMetrics,
+  ExpertAlert,
+  LayerShare,
+  RunDetail,
+  RunEvaluation,
+  RunEvent,
+  RunRecord,
+  RunsStartArgs,
+  StepMetrics,
+} from '../../../shared/runs'
 import { RESUMABLE_STATUSES } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
@@ -46,6 +56,8 @@ export const useRunsStore = defineStore('runs', () => {
   const evals = shallowRef<EvalMetrics[]>([])
   const routing = shallowRef<RoutingPoint[]>([])
   const alerts = ref<ExpertAlert[]>([])
+  /** The open run's before/after evaluation (eval.json), when it has one. */
+  const evaluation = shallowRef<RunEvaluation | null>(null)
   const logLines = shallowRef<string[]>([])
 
   const starting = ref(false)
@@ -94,6 +106,7 @@ export const useRunsStore = defineStore('runs', () => {
     evals.value = []
     routing.value = []
     alerts.value = []
+    evaluation.value = null
     logLines.value = []
     pending = []
     resumed = false
@@ -108,6 +121,7 @@ export const useRunsStore = defineStore('runs', () => {
       evals.value = [...detail.evals]
       routing.value = detail.routing.slice(-ROUTING_KEEP)
       alerts.value = [...detail.alerts]
+      evaluation.value = detail.evaluation ?? null
       const buffered = pending
       pending = []
       detailLoading.value = false
@@ -126,6 +140,7 @@ export const useRunsStore = defineStore('runs', () => {
     evals.value = []
     routing.value = []
     alerts.value = []
+    evaluation.value = null
     logLines.value = []
   }
 
@@ -283,6 +298,9 @@ export const useRunsStore = defineStore('runs', () => {
       case 'run.checkpoint':
         patch(event.runId, { lastCheckpoint: event.dir })
         break
+      case 'run.evaluated':
+        if (isOpen) evaluation.value = markRaw(event.evaluation)
+        break
       case 'run.log': {
         if (!isOpen) break
         const lines = logLines.value
@@ -314,6 +332,7 @@ export const useRunsStore = defineStore('runs', () => {
     evals,
     routing,
     alerts,
+    evaluation,
     logLines,
     latest,
     latestRouting,
