@@ -220,7 +220,8 @@ async function main(): Promise<void> {
   const trainRows: Record<string, unknown>[] = []
   if (!SKIP.has('train')) {
     trainRows.push(await trainRow(primary, PRIMARY, SHAPES[PRIMARY].config.vocab_size as number, TRAIN_BUDGETS[0]))
-    if (larger) trainRows.push(await trainRow(larger, LARGER, SHAPES[LARGER].config.vocab_size as number, TRAIN_BUDGETS[1] ?? TRAIN_BUDGETS[0]))
+    if (larger)
+      trainRows.push(await trainRow(larger, LARGER, SHAPES[LARGER].config.vocab_size as number, TRAIN_BUDGETS[1] ?? TRAIN_BUDGETS[0]))
   }
   const record = {
     bench: 'scale',

@@ -8,7 +8,19 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
-import { dropout, embedLookup, mm, ownedVariable, plainWeights, Rng, rmsNorm, swiglu, transposeLast, type Weights } from './ops'
+import {
+  dropout,
+  embedLookup,
+  mm,
+  ownedVariable,
+  plainWeights,
+  recordingGradients,
+  Rng,
+  rmsNorm,
+  swiglu,
+  transposeLast,
+  type Weights,
+} from './ops'
 import { moeBlockSteps, runAsync, runSync, type LayerRouting, type RoutingReplay, type Steps } from './moe'
 import type { OffloadStats } from '../../shared/chat'
 import { pagedWeights, type Paging } from './paging'
@@ -257,9 +269,25 @@ export class MoeModel {
     const { B, T, w } = ctx
     let x = w.embed ? w.embed(ctx.ids) : embedLookup(w.get('model.embed_tokens.weight') as tf.Tensor2D, ctx.ids) // (N, H)
     const routing: LayerRouting[] = []
+    // Without a tape to feed, each layer's intermediates go when the layer is done: a forward
+    // held every layer's until its end (3 GB for 128 tokens through a paged OLMoE-1B-7B).
+    const engine = tf.engine()
+    const scoped = !recordingGradients()
     for (let i = 0; i < this.config.numLayers; i++) {
       opts.trace?.onLayer(i, x, ctx.rng)
-      const r = yield* this.layerSteps(i, x, ctx, opts.trace?.replay?.(i))
+      if (scoped) engine.startScope(`layer ${i}`)
+      let r: { x: tf.Tensor2D; routing?: LayerRouting }
+      try {
+        r = yield* this.layerSteps(i, x, ctx, opts.trace?.replay?.(i))
+      } catch (e) {
+        if (scoped) engine.endScope()
+        throw e
+      }
+      if (scoped) {
+        const g = r.routing
+        const keep: (tf.Tensor | undefined)[] = [r.x, ctx.keys[i], ctx.values[i], g?.routerLogits, g?.gates, g?.noiseStd, g?.noisyLogits]
+        engine.endScope(keep.filter((t): t is tf.Tensor => t !== undefined) as unknown as tf.TensorContainer)
+      }
       x = r.x
       if (r.routing) routing.push(r.routing)
     }

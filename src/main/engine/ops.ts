@@ -156,6 +156,11 @@ export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
   ) as T
 }
 
+/** Whether a gradient tape records the ops now (inside tf.grad, variableGrads or engine.gradients). */
+export function recordingGradients(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()
+}
+
 /**
  * x · Wᵀ on wasm, computed as (W · xᵀ)ᵀ. TF.js's wasm matMul hands its second operand to
  * XNNPACK as the layer's weights, which XNNPACK packs (a copy) and caches for as long as that
