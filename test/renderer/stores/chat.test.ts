@@ -248,6 +248,35 @@ describe('useChatStore', () => {
     expect(chat.panes[0].turns).toEqual([])
   })
 
+  it('starts a new conversation when a link opens other models ("Chat with it" after an export)', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.openModels('/base')
+    await chat.send('hi')
+    fake.emit({
+      type: 'chat.done',
+      requestId: 'req-1',
+      text: 'Hello from the base model',
+      stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
+    })
+    await flush()
+    expect(chat.conversationId).toBe('conv-new')
+    // The same model again (a reload, the link followed twice): the conversation goes on.
+    chat.openModels('/base')
+    expect(chat.panes[0].turns).toHaveLength(2)
+
+    chat.openModels('/ws/models/tuned', '/base')
+    expect(chat.panes.map((p) => p.model)).toEqual(['/ws/models/tuned', '/base'])
+    expect(chat.panes.map((p) => p.turns)).toEqual([[], []])
+    expect(chat.conversationId).toBeNull()
+    await chat.send('who are you?')
+    // Neither model is fed the base model's earlier reply as its own history.
+    for (const model of ['/ws/models/tuned', '/base'])
+      expect(fake.bridge.chat.send).toHaveBeenCalledWith(
+        expect.objectContaining({ model, messages: [{ role: 'user', content: 'who are you?' }] }),
+      )
+  })
+
   it('lists, opens and deletes saved conversations', async () => {
     const chat = useChatStore()
     await chat.refreshConversations()

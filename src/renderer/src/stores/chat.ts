@@ -398,6 +398,21 @@ export const useChatStore = defineStore('chat', () => {
     sendError.value = null
   }
 
+  /**
+   * Opens the models a link names (`#/chat?model=…&compare=…`, e.g. "Chat with it" after an export).
+   * Models other than the ones open start a new conversation: the turns so far are another model's
+   * replies, and would be sent to the new model as its own history.
+   */
+  function openModels(model: string | undefined, compare?: string): void {
+    const wanted: [number, string][] = []
+    if (model) wanted.push([0, model])
+    if (compare) wanted.push([1, compare])
+    if (!wanted.some(([pane, dir]) => panes.value[pane]?.model !== dir)) return
+    if (panes.value.some((p) => p.turns.length > 0) || conversationId.value !== null) newConversation()
+    if (compare) setCompare(true)
+    for (const [pane, dir] of wanted) panes.value[pane].model = dir
+  }
+
   function openConversation(c: Conversation): void {
     newConversation()
     conversationId.value = c.id
@@ -441,6 +456,7 @@ export const useChatStore = defineStore('chat', () => {
     refreshConversations,
     save,
     newConversation,
+    openModels,
     openConversation,
     deleteConversation,
   }
