@@ -168,6 +168,43 @@ describe('useDatasetsStore', () => {
     expect(datasets.inspected).toBeNull()
   })
 
+  it('goes back to detection for another file even without "Start over": a layout chosen for one file is not used for the next', async () => {
+    const datasets = useDatasetsStore()
+    datasets.options.file = '/data/notes.jsonl'
+    await datasets.inspect()
+    datasets.options.layout = 'text'
+    datasets.options.mapping = { text: 'output' }
+    datasets.options.format = 'jsonl'
+    datasets.importOptions.acceptInvalid = true
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith(expect.objectContaining({ layout: 'text', mapping: { text: 'output' } }))
+
+    // Another file typed over the first: the server detects its layout (messages) and that is what is used.
+    fake.bridge.datasets.inspect.mockResolvedValueOnce({
+      ...inspectResult,
+      file: '/data/chats.jsonl',
+      layout: 'messages',
+      detectedLayout: 'messages',
+      mapping: { messages: 'messages' },
+      columns: ['messages'],
+    })
+    datasets.options.file = '/data/chats.jsonl'
+    expect(datasets.options).toMatchObject({ layout: null, mapping: {}, format: null })
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith({ file: '/data/chats.jsonl', preview: { offset: 0, limit: 10 } })
+    expect(datasets.options.layout).toBe('messages')
+    expect(datasets.options.mapping).toEqual({ messages: 'messages' })
+    expect(datasets.importOptions).toMatchObject({ name: 'chats', acceptInvalid: false })
+
+    // A layout chosen for the new file before reading it is kept.
+    datasets.options.file = '/data/more.jsonl'
+    datasets.options.layout = 'completion'
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith(
+      expect.objectContaining({ file: '/data/more.jsonl', layout: 'completion' }),
+    )
+  })
+
   it('starts over with another file, keeping the model', async () => {
     const datasets = useDatasetsStore()
     datasets.options.file = '/data/train.jsonl'

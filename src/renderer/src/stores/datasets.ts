@@ -4,7 +4,7 @@
  * progress, and the workspace's datasets.
  */
 import { defineStore } from 'pinia'
-import { computed, ref } from 'vue'
+import { computed, ref, watch } from 'vue'
 import type { WorkbenchEvent } from '../../../shared/api'
 import type {
   ColumnMapping,
@@ -108,6 +108,24 @@ export const useDatasetsStore = defineStore('datasets', () => {
   const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
   /** Whether the form changed since the last inspection (the import needs a fresh one). */
   const stale = computed(() => JSON.stringify(inspectedWith.value) !== JSON.stringify(options.value))
+
+  // What was chosen for one file (layout, columns, format, accepting its invalid rows) says nothing
+  // about the next: another file, typed or dropped, goes back to detection even without "Start over".
+  watch(
+    () => options.value.file.trim(),
+    (file, before) => {
+      if (file === before) return
+      const o = options.value
+      o.layout = null
+      o.mapping = {}
+      o.format = null
+      o.textUnit = 'line'
+      const imp = importOptions.value
+      if (inspectedWith.value && imp.name === baseName(inspectedWith.value.file.trim())) imp.name = ''
+      imp.acceptInvalid = false
+    },
+    { flush: 'sync' },
+  )
 
   async function refresh(): Promise<void> {
     listLoading.value = true
