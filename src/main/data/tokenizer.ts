@@ -149,7 +149,9 @@ export function createTokenizer(dir: string, json: Record<string, unknown>, conf
     specialIds: new Set(added.filter((t) => t.special !== false).map((t) => t.id)),
     config,
     encode,
-    decode: (ids, skipSpecialTokens = false) => tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens }),
+    // No tokens is no text: the library throws on an empty list, which a model that answers with
+    // EOS at once (an evaluation, a chat reply) produces.
+    decode: (ids, skipSpecialTokens = false) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens })),
     tokenizer,
   }
 }

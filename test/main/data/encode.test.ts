@@ -47,6 +47,11 @@ describe('loading tokenizers and chat templates', () => {
     expect(chatml.decode(chatml.encode('Hello world! ü 😀'))).toBe('Hello world! ü 😀')
   })
 
+  it('decodes no tokens as no text (a model that answers with EOS at once)', () => {
+    expect(base.decode([])).toBe('')
+    expect(chatml.decode([], true)).toBe('')
+  })
+
   it("uses the model's chat_template, and the documented default where there is none", () => {
     expect(chatmlTemplate.source).toBe('model')
     expect(baseTemplate).toMatchObject({ source: 'default', text: DEFAULT_CHAT_TEMPLATE, bosToken: '<s>', eosToken: '</s>' })
