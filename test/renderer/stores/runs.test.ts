@@ -1,6 +1,7 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
+import type { RunRecord } from '../../../src/shared/runs'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { ROUTING_KEEP, canResume, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
@@ -179,6 +180,29 @@ describe('useRunsStore', () => {
     fake.bridge.runs.resume.mockRejectedValueOnce(new ApiError('failed', 'run-1 has no checkpoint to resume from'))
     await expect(runs.resume('run-1')).rejects.toMatchObject({ message: 'run-1 has no checkpoint to resume from', code: 'failed' })
     expect(runs.busy).toEqual({})
+  })
+
+  it('shows the checkpoint a cancel wrote, though the cancel’s answer was read before it was', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    const ckpt = (step: number) => `/ws/runs/run-1/checkpoints/step-${step}`
+    fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 30, dir: ckpt(30) })
+    let answer: (r: RunRecord) => void = () => undefined
+    fake.bridge.runs.cancel.mockImplementationOnce(() => new Promise<RunRecord>((resolve) => (answer = resolve)))
+    const cancelling = runs.cancel('run-1')
+    // The event stream is faster than the answer: the cancel's checkpoint, then the status it ends in.
+    fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 43, dir: ckpt(43) })
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'cancelled', step: 43, message: 'cancelled at step 43' })
+    // The answer: run.json as it was when the service read it, before the engine stopped.
+    answer({ ...runRecord, status: 'running', step: 43, totalSteps: 60, lastCheckpoint: ckpt(30) })
+    await cancelling
+    for (const r of [runs.record, runs.runs.find((x) => x.id === 'run-1')])
+      expect(r).toMatchObject({ status: 'cancelled', step: 43, totalSteps: 60, lastCheckpoint: ckpt(43), message: 'cancelled at step 43' })
+    // Later events apply as usual.
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'running', step: 43 })
+    expect(runs.record?.status).toBe('running')
   })
 
   it('loads runs to compare', async () => {

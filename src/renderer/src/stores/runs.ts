@@ -43,6 +43,23 @@ export function canResume(record: Pick<RunRecord, 'status'>): boolean {
   return RESUMABLE_STATUSES.includes(record.status)
 }
 
+/** What an event says about the run's record (its card and list entry); null: nothing. */
+export function recordFields(event: RunEvent): Partial<RunRecord> | null {
+  switch (event.type) {
+    case 'run.status': {
+      const fields: Partial<RunRecord> = { status: event.status, step: event.step, updated: new Date().toISOString() }
+      if (event.message !== undefined) fields.message = event.message
+      return fields
+    }
+    case 'run.step':
+      return { step: event.metrics.step, totalSteps: event.metrics.totalSteps }
+    case 'run.checkpoint':
+      return { lastCheckpoint: event.dir }
+    default:
+      return null
+  }
+}
+
 export const useRunsStore = defineStore('runs', () => {
   const runs = ref<RunRecord[]>([])
   const listLoading = ref(false)
@@ -169,22 +186,40 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
-  /** Throws the UiError for the caller to show (a toast: these buttons have no form). */
-  async function cancel(id: string): Promise<void> {
+  /** Per run, the events heard while a request answering with its record is under way. */
+  const heard = new Map<string, RunEvent[]>()
+
+  /**
+   * A request that answers with the run's record (cancel, resume). The answer was read when the
+   * request was served, and events sent after that (the checkpoint a cancel writes, the status it
+   * ends in) may travel faster on the event stream than the answer does: those heard meanwhile are
+   * applied again over the answer, so the card never goes back to an older checkpoint or status.
+   */
+  async function updateFrom(id: string, action: 'cancel' | 'resume', call: () => Promise<RunRecord>): Promise<void> {
+    const events: RunEvent[] = []
+    heard.set(id, events)
     try {
-      upsert(await act(id, 'cancel', () => useWorkbench().runs.cancel({ id })))
+      const answer = await act(id, action, call)
+      upsert(answer)
+      for (const event of events) {
+        const fields = recordFields(event)
+        if (fields) patch(id, fields)
+      }
     } catch (e) {
       throw toUiError(e)
+    } finally {
+      if (heard.get(id) === events) heard.delete(id)
     }
+  }
+
+  /** Throws the UiError for the caller to show (a toast: these buttons have no form). */
+  async function cancel(id: string): Promise<void> {
+    await updateFrom(id, 'cancel', () => useWorkbench().runs.cancel({ id }))
   }
 
   async function resume(id: string): Promise<void> {
     if (openId.value === id) resumed = true
-    try {
-      upsert(await act(id, 'resume', () => useWorkbench().runs.resume({ id })))
-    } catch (e) {
-      throw toUiError(e)
-    }
+    await updateFrom(id, 'resume', () => useWorkbench().runs.resume({ id }))
   }
 
   async function exportRun(id: string, options: { name?: string; dtype?: Dtype } = {}): Promise<ModelEntry> {
@@ -237,6 +272,7 @@ export const useRunsStore = defineStore('runs', () => {
 
   let refreshQueued = false
   function apply(event: RunEvent): void {
+    heard.get(event.runId)?.push(event)
     const known = runs.value.some((r) => r.id === event.runId)
     if (!known && !refreshQueued) {
       // A run started elsewhere (another window, the CLI through the service): fetch the list.
@@ -251,14 +287,12 @@ export const useRunsStore = defineStore('runs', () => {
     switch (event.type) {
       case 'run.status': {
         if (isOpen && event.status === 'running' && record.value && record.value.status !== 'running') resumed = true
-        const fields: Partial<RunRecord> = { status: event.status, step: event.step, updated: new Date().toISOString() }
-        if (event.message !== undefined) fields.message = event.message
-        patch(event.runId, fields)
+        patch(event.runId, recordFields(event)!)
         break
       }
       case 'run.step': {
         const { layers, ...row } = event.metrics
-        patch(event.runId, { step: row.step, totalSteps: row.totalSteps })
+        patch(event.runId, recordFields(event)!)
         if (!isOpen) break
         const last = steps.value.at(-1)
         if (last && row.step <= last.step) {
@@ -296,7 +330,7 @@ export const useRunsStore = defineStore('runs', () => {
         break
       }
       case 'run.checkpoint':
-        patch(event.runId, { lastCheckpoint: event.dir })
+        patch(event.runId, recordFields(event)!)
         break
       case 'run.evaluated':
         if (isOpen) evaluation.value = markRaw(event.evaluation)
