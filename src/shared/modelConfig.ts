@@ -102,6 +102,13 @@ export const moeConfigShape = z.strictObject({
   routerAuxLossCoef: z.number().min(0).default(0.01),
   /** Coefficient of the router z-loss in the training loss (ST-MoE uses 1e-3); 0 = off. */
   routerZLossCoef: z.number().min(0).default(0),
+  /** Coefficient of Shazeer et al. 2017's importance loss (CV² of the gate sums per expert); 0 = off. */
+  routerImportanceLossCoef: z.number().min(0).default(0),
+  /**
+   * Coefficient of Shazeer et al. 2017's load loss (CV² of the expected tokens per expert; smooth,
+   * with a gradient, for the noisy top-k router while training); 0 = off.
+   */
+  routerLoadLossCoef: z.number().min(0).default(0),
   router: routerConfigSchema.default(routerConfigSchema.parse({})),
   attentionDropout: prob.default(0),
   hiddenDropout: prob.default(0),
@@ -341,6 +348,8 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
     tieWordEmbeddings: opt<boolean>(hf, 'tie_word_embeddings') ?? false,
     routerAuxLossCoef: opt<number>(hf, 'router_aux_loss_coef') ?? (family === 'mixtral' ? 0.02 : 0.001),
     routerZLossCoef: (wb.router_z_loss_coef as number | undefined) ?? 0,
+    routerImportanceLossCoef: (wb.importance_loss_coef as number | undefined) ?? 0,
+    routerLoadLossCoef: (wb.load_loss_coef as number | undefined) ?? 0,
     router: {
       type: (wb.router_type as RouterType | undefined) ?? 'softmax_topk',
       capacityFactorTrain: (wb.capacity_factor_train as number | null | undefined) ?? null,
@@ -446,6 +455,8 @@ export function toHfConfig(c: MoeConfig): Json {
     router_jitter: c.router.jitter,
     hash_seed: c.router.hashSeed,
     router_z_loss_coef: c.routerZLossCoef,
+    importance_loss_coef: c.routerImportanceLossCoef,
+    load_loss_coef: c.routerLoadLossCoef,
     hidden_dropout: c.hiddenDropout,
     expert_dropout: c.expertDropout,
     token_drop: c.tokenDrop,

@@ -116,6 +116,10 @@ export const runConfigSchema = z
         capacityFactorEval: capacity.nullable().default(null),
         auxLossCoef: z.number().min(0).nullable().default(null),
         zLossCoef: z.number().min(0).nullable().default(null),
+        /** Shazeer et al. 2017 importance loss (CV² of the gate sums per expert). */
+        importanceLossCoef: z.number().min(0).nullable().default(null),
+        /** Shazeer et al. 2017 load loss (smooth for the noisy top-k router: its noise weights learn from it). */
+        loadLossCoef: z.number().min(0).nullable().default(null),
         routerJitter: prob.nullable().default(null),
         expertDropout: prob.nullable().default(null),
         /** Training only: each token skips the MoE block with this probability (token-drop regularisation). */
@@ -128,6 +132,8 @@ export const runConfigSchema = z
         capacityFactorEval: null,
         auxLossCoef: null,
         zLossCoef: null,
+        importanceLossCoef: null,
+        loadLossCoef: null,
         routerJitter: null,
         expertDropout: null,
         tokenDrop: null,

@@ -32,6 +32,9 @@ export interface StepMetrics {
   ce: number
   aux: number
   z: number
+  /** Shazeer et al. 2017 importance and load losses (absent from runs logged before they were). */
+  importance?: number
+  load?: number
   lr: number
   gradNorm: number
   droppedFraction: number
@@ -48,6 +51,8 @@ export interface EvalMetrics {
   valLoss: number
   valAux: number
   valZ: number
+  valImportance?: number
+  valLoad?: number
   valDroppedFraction: number
   valTokens: number
 }

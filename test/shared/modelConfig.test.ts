@@ -131,11 +131,21 @@ describe('HF config.json normaliser', () => {
         ...c,
         router: { ...c.router, type: 'noisy_topk' as const, capacityFactorTrain: 1.25, capacityFactorEval: 2, jitter: 0.01 },
         routerZLossCoef: 1e-3,
+        routerImportanceLossCoef: 0.1,
+        routerLoadLossCoef: 0.05,
         expertDropout: 0.1,
       }
       const back = fromHfConfig(JSON.parse(JSON.stringify(toHfConfig(custom))))
       expect(back).toEqual(custom)
     }
+  })
+
+  it('Shazeer importance and load coefficients live under the workbench key, off when absent', () => {
+    const c = { ...fromHfConfig(hf('mixtral')), routerImportanceLossCoef: 0.1, routerLoadLossCoef: 0.05 }
+    const json = toHfConfig(c)
+    expect(json.moe_workbench).toMatchObject({ importance_loss_coef: 0.1, load_loss_coef: 0.05 })
+    expect(json).not.toHaveProperty('importance_loss_coef')
+    expect(fromHfConfig(hf('mixtral'))).toMatchObject({ routerImportanceLossCoef: 0, routerLoadLossCoef: 0 })
   })
 })
 

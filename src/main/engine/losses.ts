@@ -112,39 +112,86 @@ export function cvSquared(x: tf.Tensor1D): tf.Scalar {
   return tf.div(variance, tf.add(tf.square(mean), 1e-10)) as tf.Scalar
 }
 
-/** Shazeer et al. 2017 importance loss: CV² of Σ_tokens gates per expert, averaged over layers. */
+/** Sparse layers with a learned router: a hash-routed layer has nothing to balance. */
+function learnedLayers(routing: LayerRouting[]): LayerRouting[] {
+  return routing.filter((r) => r.learned)
+}
+
+/** One layer's importance loss: CV² of Σ_tokens gates per expert. */
+export function importanceTerm(gates: tf.Tensor2D): tf.Scalar {
+  return cvSquared(tf.sum(gates, 0) as tf.Tensor1D)
+}
+
+/**
+ * Shazeer et al. 2017 importance loss: CV² of Σ_tokens gates per expert, averaged over the sparse
+ * layers with a learned router (hash-routed layers take none).
+ */
 export function importanceLoss(routing: LayerRouting[]): tf.Scalar {
-  if (routing.length === 0) return tf.scalar(0)
-  const per = routing.map((r) => cvSquared(tf.sum(r.gates, 0) as tf.Tensor1D))
-  return tf.div(tf.addN(per), routing.length) as tf.Scalar
+  const learned = learnedLayers(routing)
+  if (learned.length === 0) return tf.scalar(0)
+  return tf.div(tf.addN(learned.map((r) => importanceTerm(r.gates))), learned.length) as tf.Scalar
+}
+
+/** Whether a layer's load loss takes the smooth (normal-CDF) estimator: the noisy top-k router while training. */
+export function smoothLoad(r: Pick<LayerRouting, 'noiseStd' | 'noisyLogits' | 'decision'>): boolean {
+  return r.noiseStd !== undefined && r.noisyLogits !== undefined && r.decision.k < r.decision.E
+}
+
+/**
+ * The thresholds of the smooth load estimator, from the noisy logits (N, E) as host data: for
+ * (n, e) the k-th largest noisy logit among the other experts, which is the (k+1)-th largest of
+ * the row when e is in the row's top k and the k-th otherwise.
+ */
+export function loadThresholds(noisy: ArrayLike<number>, N: number, E: number, k: number): Float32Array {
+  const out = new Float32Array(N * E)
+  for (let n = 0; n < N; n++) {
+    const row = Array.from({ length: E }, (_, e) => noisy[n * E + e]).sort((a, b) => b - a)
+    const kth = row[k - 1]
+    const k1th = row[k]
+    for (let e = 0; e < E; e++) out[n * E + e] = noisy[n * E + e] >= kth ? k1th : kth
+  }
+  return out
+}
+
+/**
+ * One layer's load loss. Smooth (the noisy top-k router while training, `thresholds` from
+ * loadThresholds): CV² of Σ_n Φ((clean_ne − threshold_ne) / noise_ne), which has a gradient for
+ * the router and the noise weights. Otherwise CV² of the assignment counts (no gradient).
+ */
+export function loadTerm(r: Pick<LayerRouting, 'routerLogits' | 'noiseStd' | 'decision'>, thresholds?: Float32Array): tf.Scalar {
+  const { N, E } = r.decision
+  if (!r.noiseStd || !thresholds) {
+    const counts = new Float32Array(E)
+    for (const e of r.decision.topk) counts[e]++
+    return cvSquared(tf.tensor1d(counts))
+  }
+  const z = tf.div(tf.sub(r.routerLogits, tf.tensor2d(thresholds, [N, E])), tf.add(r.noiseStd, 1e-9)) // (N, E)
+  const prob = tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2)))) // Φ(z), (N, E)
+  return cvSquared(tf.sum(prob, 0) as tf.Tensor1D)
 }
 
 /**
  * Shazeer et al. 2017 load loss: CV² of the expected number of tokens per expert, averaged over
- * layers. For the noisy top-k router while training, the smooth estimator
- * P(x, e) = Φ((clean_e − threshold_e) / noise_e), threshold the k-th largest noisy logit among the
- * other experts (the (k+1)-th when e is in the top k); otherwise the assignment counts (no gradient).
+ * the sparse layers with a learned router. For the noisy top-k router while training, the smooth
+ * estimator P(x, e) = Φ((clean_e − threshold_e) / noise_e), threshold the k-th largest noisy logit
+ * among the other experts; otherwise the assignment counts (no gradient). `thresholds` by layer,
+ * when the caller read the noisy logits already (asynchronously); else they are read here (dataSync).
  */
-export function loadLoss(routing: LayerRouting[]): tf.Scalar {
-  if (routing.length === 0) return tf.scalar(0)
-  const per = routing.map((r) => {
+export function loadLoss(routing: LayerRouting[], thresholds?: Map<number, Float32Array>): tf.Scalar {
+  const learned = learnedLayers(routing)
+  if (learned.length === 0) return tf.scalar(0)
+  const per = learned.map((r) => {
     const { N, E, k } = r.decision
-    if (!r.noiseStd || !r.noisyLogits || k >= E) {
-      const counts = new Float32Array(E)
-      for (const e of r.decision.topk) counts[e]++
-      return cvSquared(tf.tensor1d(counts))
-    }
-    const noisy = r.noisyLogits.dataSync()
-    const thresholdIn = new Float32Array(N * E)
-    for (let n = 0; n < N; n++) {
-      const row = Array.from(noisy.subarray(n * E, (n + 1) * E)).sort((a, b) => b - a)
-      const kth = row[k - 1]
-      const k1th = row[k]
-      for (let e = 0; e < E; e++) thresholdIn[n * E + e] = noisy[n * E + e] >= kth ? k1th : kth
-    }
-    const z = tf.div(tf.sub(r.routerLogits, tf.tensor2d(thresholdIn, [N, E])), tf.add(r.noiseStd, 1e-9))
-    const prob = tf.mul(0.5, tf.add(1, tf.erf(tf.div(z, Math.SQRT2)))) // Φ(z), (N, E)
-    return cvSquared(tf.sum(prob, 0) as tf.Tensor1D)
+    const t = smoothLoad(r) ? (thresholds?.get(r.layer) ?? loadThresholds(r.noisyLogits!.dataSync(), N, E, k)) : undefined
+    return loadTerm(r, t)
   })
-  return tf.div(tf.addN(per), routing.length) as tf.Scalar
+  return tf.div(tf.addN(per), learned.length) as tf.Scalar
+}
+
+/** The smooth load estimator's thresholds of every layer that takes it, reading the noisy logits asynchronously. */
+export async function loadThresholdsAsync(routing: LayerRouting[]): Promise<Map<number, Float32Array>> {
+  const out = new Map<number, Float32Array>()
+  for (const r of learnedLayers(routing))
+    if (smoothLoad(r)) out.set(r.layer, loadThresholds(await r.noisyLogits!.data(), r.decision.N, r.decision.E, r.decision.k))
+  return out
 }

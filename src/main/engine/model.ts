@@ -151,7 +151,17 @@ function causalMask(T: number, S: number, start: number, rep: number, window: nu
 
 /** Config fields a run may change without changing any tensor shape. */
 export type TrainingKnobs = Partial<
-  Pick<MoeConfig, 'routerAuxLossCoef' | 'routerZLossCoef' | 'attentionDropout' | 'hiddenDropout' | 'expertDropout' | 'tokenDrop'>
+  Pick<
+    MoeConfig,
+    | 'routerAuxLossCoef'
+    | 'routerZLossCoef'
+    | 'routerImportanceLossCoef'
+    | 'routerLoadLossCoef'
+    | 'attentionDropout'
+    | 'hiddenDropout'
+    | 'expertDropout'
+    | 'tokenDrop'
+  >
 > & {
   router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
 }

@@ -1,13 +1,26 @@
 /**
  * The training objective and its gradients:
  *   loss = CE + routerAuxLossCoef · load-balancing + routerZLossCoef · z-loss
- * (HF's returned loss when the z coefficient is 0, which is the HF families' default).
+ *        + routerImportanceLossCoef · importance + routerLoadLossCoef · load   (Shazeer et al. 2017)
+ * (HF's returned loss when the z, importance and load coefficients are 0, the HF families' default).
  */
 import * as tf from '@tensorflow/tfjs'
 import { scopedAsync } from './device'
 import type { ForwardOptions, ForwardTrace, MoeModel } from './model'
 import type { LayerRouting, RoutingReplay, Steps } from './moe'
-import { causalLmLoss, choiceFractions, loadBalancingLoss, loadBalancingTerm, routerZLoss, routerZTerm } from './losses'
+import {
+  causalLmLoss,
+  choiceFractions,
+  importanceLoss,
+  importanceTerm,
+  loadBalancingLoss,
+  loadBalancingTerm,
+  loadLoss,
+  loadTerm,
+  loadThresholdsAsync,
+  routerZLoss,
+  routerZTerm,
+} from './losses'
 import { embedLookup, Rng, type Weights } from './ops'
 
 export interface Batch {
@@ -25,6 +38,9 @@ export interface LossParts {
   ce: number
   aux: number
   z: number
+  /** Shazeer et al. 2017 importance and load losses (logged whatever their coefficients). */
+  importance: number
+  load: number
   targets: number
   /** Fraction of (token, expert) assignments dropped by capacity, over all sparse layers. */
   droppedFraction: number
@@ -35,6 +51,8 @@ export interface ObjectiveTensors {
   ce: tf.Scalar
   aux: tf.Scalar
   z: tf.Scalar
+  importance: tf.Scalar
+  load: tf.Scalar
   targets: number
   logits: tf.Tensor3D
   routing: LayerRouting[]
@@ -47,9 +65,22 @@ export function objective(model: MoeModel, batch: Batch, opts: ForwardOptions = 
   const { loss: ce, targets } = causalLmLoss(f.logits, batch.labels)
   const aux = loadBalancingLoss(f.routing)
   const z = routerZLoss(f.routing)
+  const importance = importanceLoss(f.routing)
+  const load = loadLoss(f.routing)
   let loss = tf.add(ce, tf.mul(aux, c.routerAuxLossCoef)) as tf.Scalar
   if (c.routerZLossCoef > 0) loss = tf.add(loss, tf.mul(z, c.routerZLossCoef)) as tf.Scalar
-  return { loss, ce, aux, z, targets, logits: f.logits, routing: f.routing }
+  if (c.routerImportanceLossCoef > 0) loss = tf.add(loss, tf.mul(importance, c.routerImportanceLossCoef)) as tf.Scalar
+  if (c.routerLoadLossCoef > 0) loss = tf.add(loss, tf.mul(load, c.routerLoadLossCoef)) as tf.Scalar
+  return { loss, ce, aux, z, importance, load, targets, logits: f.logits, routing: f.routing }
+}
+
+/** The objective from its parts' values, as objective() adds them up. */
+function totalLoss(c: MoeModel['config'], p: Omit<LossParts, 'loss' | 'targets' | 'droppedFraction'>): number {
+  let loss = p.ce + c.routerAuxLossCoef * p.aux
+  if (c.routerZLossCoef > 0) loss += c.routerZLossCoef * p.z
+  if (c.routerImportanceLossCoef > 0) loss += c.routerImportanceLossCoef * p.importance
+  if (c.routerLoadLossCoef > 0) loss += c.routerLoadLossCoef * p.load
+  return loss
 }
 
 export function droppedFraction(routing: LayerRouting[]): number {
@@ -110,8 +141,8 @@ export function lossAndGrads(
   let stats: RoutingStats[] = []
   const { value, grads } = tf.variableGrads(() => {
     const o = objective(model, batch, opts)
-    const [ce, aux, z] = [o.ce, o.aux, o.z].map((t) => t.dataSync()[0])
-    parts = { loss: 0, ce, aux, z, targets: o.targets, droppedFraction: droppedFraction(o.routing) }
+    const [ce, aux, z, importance, load] = [o.ce, o.aux, o.z, o.importance, o.load].map((t) => t.dataSync()[0])
+    parts = { loss: 0, ce, aux, z, importance, load, targets: o.targets, droppedFraction: droppedFraction(o.routing) }
     stats = routingStats(o.routing)
     return o.loss
   }, vars)
@@ -144,9 +175,11 @@ export async function objectiveValues(
     const { loss: ce, targets } = causalLmLoss(f.logits, batch.labels)
     const aux = loadBalancingLoss(f.routing)
     const z = routerZLoss(f.routing)
-    const [ceV, auxV, zV] = await Promise.all([ce, aux, z].map(async (t) => (await t.data())[0]))
-    const loss = ceV + c.routerAuxLossCoef * auxV + (c.routerZLossCoef > 0 ? c.routerZLossCoef * zV : 0)
-    return { loss, ce: ceV, aux: auxV, z: zV, targets, droppedFraction: droppedFraction(f.routing), routing: routingStats(f.routing) }
+    const importance = importanceLoss(f.routing)
+    const load = loadLoss(f.routing, await loadThresholdsAsync(f.routing))
+    const [ceV, aux_, z_, imp, ld] = await Promise.all([ce, aux, z, importance, load].map(async (t) => (await t.data())[0]))
+    const values = { ce: ceV, aux: aux_, z: z_, importance: imp, load: ld }
+    return { loss: totalLoss(c, values), ...values, targets, droppedFraction: droppedFraction(f.routing), routing: routingStats(f.routing) }
   })
 }
 
@@ -198,6 +231,9 @@ export async function lossAndGradsLayerwise(
   const replays = new Map<number, RoutingReplay>()
   let stats: RoutingStats[] = []
   let shares: { f: Float32Array; rows: number } = { f: new Float32Array(0), rows: 0 }
+  // The Shazeer losses are means over the learned sparse layers: each layer's term over their count.
+  let thresholds = new Map<number, Float32Array>()
+  let learnedLayers = 0
   let parts: LossParts | undefined
 
   // 1. The forward, keeping each layer's input and routing.
@@ -212,10 +248,14 @@ export async function lossAndGradsLayerwise(
     for (const r of f.routing) replays.set(r.layer, { decision: r.decision, weights: r.weights, entropy: r.entropy })
     stats = routingStats(f.routing)
     shares = choiceFractions(f.routing)
+    thresholds = await loadThresholdsAsync(f.routing)
+    learnedLayers = f.routing.filter((r) => r.learned).length
     const aux = loadBalancingLoss(f.routing)
     const z = routerZLoss(f.routing)
-    const [auxV, zV] = await Promise.all([aux, z].map(async (t) => (await t.data())[0]))
-    parts = { loss: 0, ce: 0, aux: auxV, z: zV, targets: 0, droppedFraction: droppedFraction(f.routing) }
+    const importance = importanceLoss(f.routing)
+    const load = loadLoss(f.routing, thresholds)
+    const [auxV, zV, impV, loadV] = await Promise.all([aux, z, importance, load].map(async (t) => (await t.data())[0]))
+    parts = { loss: 0, ce: 0, aux: auxV, z: zV, importance: impV, load: loadV, targets: 0, droppedFraction: droppedFraction(f.routing) }
   })
 
   const grads = new Map<string, tf.Tensor>()
@@ -270,6 +310,10 @@ export async function lossAndGradsLayerwise(
               obj = tf.add(obj, tf.mul(loadBalancingTerm(r.routing.routerLogits, shares.f, shares.rows), c.routerAuxLossCoef)) as tf.Scalar
               if (c.routerZLossCoef > 0)
                 obj = tf.add(obj, tf.mul(routerZTerm(r.routing.routerLogits, shares.rows), c.routerZLossCoef)) as tf.Scalar
+              if (c.routerImportanceLossCoef > 0)
+                obj = tf.add(obj, tf.mul(importanceTerm(r.routing.gates), c.routerImportanceLossCoef / learnedLayers)) as tf.Scalar
+              if (c.routerLoadLossCoef > 0)
+                obj = tf.add(obj, tf.mul(loadTerm(r.routing, thresholds.get(l)), c.routerLoadLossCoef / learnedLayers)) as tf.Scalar
             }
             return obj
           },
@@ -301,7 +345,7 @@ export async function lossAndGradsLayerwise(
     const p = parts!
     p.ce = ce
     p.targets = targets
-    p.loss = ce + c.routerAuxLossCoef * p.aux + (c.routerZLossCoef > 0 ? c.routerZLossCoef * p.z : 0)
+    p.loss = totalLoss(c, p)
     const out = new Map<string, tf.Tensor>()
     for (const [name, v] of vars) out.set(name, grads.get(name) ?? tf.zerosLike(v))
     return { parts: p, grads: out, routing: stats }

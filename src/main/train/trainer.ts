@@ -136,6 +136,8 @@ export function runKnobs(cfg: RunConfig): TrainingKnobs {
   return {
     ...(m.auxLossCoef !== null && { routerAuxLossCoef: m.auxLossCoef }),
     ...(m.zLossCoef !== null && { routerZLossCoef: m.zLossCoef }),
+    ...(m.importanceLossCoef !== null && { routerImportanceLossCoef: m.importanceLossCoef }),
+    ...(m.loadLossCoef !== null && { routerLoadLossCoef: m.loadLossCoef }),
     ...(m.expertDropout !== null && { expertDropout: m.expertDropout }),
     ...(m.tokenDrop !== null && { tokenDrop: m.tokenDrop }),
     ...(m.attentionDropout !== null && { attentionDropout: m.attentionDropout }),
@@ -384,6 +386,8 @@ interface StepOutcome {
   ce: number
   aux: number
   z: number
+  importance: number
+  load: number
   dropped: number
   tokens: number
   lr: number
@@ -406,7 +410,20 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
   const { cfg, state } = s
   const t0 = performance.now()
   const sums = new Map<string, tf.Tensor>()
-  const out: StepOutcome = { loss: 0, ce: 0, aux: 0, z: 0, dropped: 0, tokens: 0, lr: 0, gradNorm: 0, seconds: 0, routing: new Map() }
+  const out: StepOutcome = {
+    loss: 0,
+    ce: 0,
+    aux: 0,
+    z: 0,
+    importance: 0,
+    load: 0,
+    dropped: 0,
+    tokens: 0,
+    lr: 0,
+    gradNorm: 0,
+    seconds: 0,
+    routing: new Map(),
+  }
   const n = cfg.gradAccumulation
   for (let micro = 0; micro < n; micro++) {
     const batch: Batch = s.stream.next()
@@ -422,6 +439,8 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
     out.ce += r.parts.ce / n
     out.aux += r.parts.aux / n
     out.z += r.parts.z / n
+    out.importance += r.parts.importance / n
+    out.load += r.parts.load / n
     out.dropped += r.parts.droppedFraction / n
     out.tokens += batch.tokens ?? batch.inputIds.length * batch.inputIds[0].length
     addRouting(out.routing, r.routing)
@@ -485,6 +504,8 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
     ce: o.ce,
     aux: o.aux,
     z: o.z,
+    importance: o.importance,
+    load: o.load,
     lr: o.lr,
     gradNorm: o.gradNorm,
     droppedFraction: o.dropped,
@@ -510,6 +531,8 @@ async function evaluate(s: Session): Promise<EvalMetrics | null> {
   let ce = 0
   let aux = 0
   let z = 0
+  let importance = 0
+  let load = 0
   let targets = 0
   let dropped = 0
   let assignments = 0
@@ -519,6 +542,8 @@ async function evaluate(s: Session): Promise<EvalMetrics | null> {
     targets += o.targets
     aux += o.aux
     z += o.z
+    importance += o.importance
+    load += o.load
     for (const r of o.routing) {
       dropped += r.dropped
       assignments += r.tokens * s.model.config.topK
@@ -529,6 +554,8 @@ async function evaluate(s: Session): Promise<EvalMetrics | null> {
     valLoss: targets ? ce / targets : 0,
     valAux: aux / s.valBatches.length,
     valZ: z / s.valBatches.length,
+    valImportance: importance / s.valBatches.length,
+    valLoad: load / s.valBatches.length,
     valDroppedFraction: assignments ? dropped / assignments : 0,
     valTokens: targets,
   }

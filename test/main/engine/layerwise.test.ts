@@ -3,7 +3,7 @@
  * layer's input, then each layer recomputed with its routing replayed) against the one-tape
  * backward (lossAndGrads): same loss parts and gradients for every family, with router noise,
  * jitter, dropout and expert dropout drawn from the same seeded stream, tied embeddings, dense
- * layers, a z-loss, LoRA adapters; no tensor left behind.
+ * layers, a z-loss, Shazeer's importance and load losses, LoRA adapters; no tensor left behind.
  */
 import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -32,6 +32,18 @@ const CASES: [string, Partial<MoeConfigInput>][] = [
   ],
   ['qwen3_moe with per-head q/k norm', { family: 'qwen3_moe', qkNorm: 'head', headDim: 6 }],
   ['noisy top-k router (noise drawn while training)', { router: { type: 'noisy_topk' } }],
+  [
+    'noisy top-k with Shazeer importance and load losses, a dense layer',
+    {
+      family: 'qwen2_moe',
+      normTopkProb: false,
+      numLayers: 3,
+      mlpOnlyLayers: [1],
+      router: { type: 'noisy_topk' },
+      routerImportanceLossCoef: 0.5,
+      routerLoadLossCoef: 0.8,
+    },
+  ],
   ['capacity factor dropping tokens', { router: { capacityFactorTrain: 0.5 } }],
   ['token drop with jitter and expert dropout (one random stream)', { tokenDrop: 0.3, router: { jitter: 0.05 }, expertDropout: 0.1 }],
 ]
@@ -54,6 +66,8 @@ for (const backend of ['cpu', 'wasm'] as BackendName[])
         expect(lw.parts.ce).toBeCloseTo(one.parts.ce, 5)
         expect(lw.parts.aux).toBeCloseTo(one.parts.aux, 5)
         expect(lw.parts.z).toBeCloseTo(one.parts.z, 5)
+        expect(lw.parts.importance).toBeCloseTo(one.parts.importance, 5)
+        expect(lw.parts.load).toBeCloseTo(one.parts.load, 5)
         expect(lw.parts.loss).toBeCloseTo(one.parts.loss, 5)
         expect(lw.routing).toEqual(one.routing)
         for (const [n, g] of one.grads) {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend, type BackendName } from '../../../src/main/engine/backend'
 import { generateGreedy } from '../../../src/main/engine/generate'
-import { cvSquared, importanceLoss, loadBalancingLoss, loadLoss, routerZLoss } from '../../../src/main/engine/losses'
+import { cvSquared, importanceLoss, loadBalancingLoss, loadLoss, loadThresholds, routerZLoss } from '../../../src/main/engine/losses'
 import { MoeModel, validMask } from '../../../src/main/engine/model'
 import { moeBlock } from '../../../src/main/engine/moe'
 import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
@@ -242,6 +242,44 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
       }
     })
 
+    it('Shazeer importance and load losses: the objective gains coef × loss; the noise weights learn from the load loss', () => {
+      const c = tinyConfig({ router: { type: 'noisy_topk' } })
+      const m = new MoeModel(c, randomWeights(c, 4, 0.5))
+      const batch = { inputIds: randomIds(2, 8, 32), labels: randomIds(2, 8, 32, 5) }
+      const noiseName = 'model.layers.0.block_sparse_moe.noise_gate.weight'
+      const opts = () => ({ training: true, rng: new Rng(3) })
+      try {
+        const off = lossAndGrads(m, batch, opts())
+        expect(off.parts.importance).toBeGreaterThan(0.01)
+        expect(off.parts.load).toBeGreaterThan(0.01)
+        m.setKnobs({ routerImportanceLossCoef: 0.3, routerLoadLossCoef: 0.7 })
+        const on = lossAndGrads(m, batch, opts())
+        // The same routing and loss parts; the objective gains exactly the weighted terms.
+        expect(on.parts.ce).toBe(off.parts.ce)
+        expect(on.parts.importance).toBe(off.parts.importance)
+        expect(on.parts.load).toBe(off.parts.load)
+        expect(on.parts.loss - off.parts.loss).toBeCloseTo(0.3 * off.parts.importance + 0.7 * off.parts.load, 5)
+
+        // The load loss alone: what it adds to the noise weights' gradient is the gradient of the
+        // smooth (normal-CDF) load loss, and it is not zero (the assignment counts have none).
+        m.setKnobs({ routerImportanceLossCoef: 0, routerLoadLossCoef: 1 })
+        const load = lossAndGrads(m, batch, opts())
+        const added = tf.tidy(() => tf.sub(load.grads.get(noiseName)!, off.grads.get(noiseName)!).dataSync())
+        const noiseVar = m.params.get(noiseName)!
+        const direct = tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => loadLoss(m.forward(batch.inputIds, opts()).routing), [noiseVar])
+          expect(value.dataSync()[0]).toBeCloseTo(off.parts.load, 6)
+          return grads[noiseVar.name].dataSync()
+        })
+        const scale = Math.max(...Array.from(direct, Math.abs))
+        expect(scale).toBeGreaterThan(1e-4)
+        expect(maxAbsDiff(added, direct)).toBeLessThan(1e-5 * Math.max(1, scale))
+        for (const r of [off, on, load]) disposeGrads(r.grads)
+      } finally {
+        m.dispose()
+      }
+    })
+
     it('hash router: choices follow token ids only, weights 1/k', () => {
       const c = tinyConfig({ router: { type: 'hash', hashSeed: 3 } })
       const a = new MoeModel(c, randomWeights(c, 1))
@@ -266,6 +304,8 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
         // No auxiliary losses, and the unused gate gets no gradient.
         expect(g.parts.aux).toBe(0)
         expect(g.parts.z).toBe(0)
+        expect(g.parts.importance).toBe(0)
+        expect(g.parts.load).toBe(0)
         const gate = g.grads.get('model.layers.0.block_sparse_moe.gate.weight')!
         expect(tf.max(tf.abs(gate)).dataSync()[0]).toBe(0)
         disposeGrads(g.grads)
@@ -401,6 +441,85 @@ describe('auxiliary losses (hand-computed)', () => {
       // gates = softmax → importance [1, 1] → 0; load counts [2, 0] → 1
       expect(importanceLoss([r]).dataSync()[0]).toBeCloseTo(0, 6)
       expect(loadLoss([r]).dataSync()[0]).toBeCloseTo(1, 5)
+    })
+  })
+
+  it('importance = CV² of the gate sums, averaged over learned layers (hash layers take none)', () => {
+    tf.tidy(() => {
+      const r = fakeRouting(
+        [
+          [0, 0],
+          [0, 0],
+        ],
+        [0, 0],
+        1,
+      )
+      r.gates = tf.tensor2d([
+        [0.7, 0.3],
+        [0.6, 0.4],
+      ])
+      // sums [1.3, 0.7]: mean 1, variance 0.09 → 0.09
+      expect(importanceLoss([r]).dataSync()[0]).toBeCloseTo(0.09, 6)
+      const other = {
+        ...r,
+        layer: 1,
+        gates: tf.tensor2d([
+          [1, 0],
+          [1, 0],
+        ]),
+      } // sums [2, 0] → 1
+      expect(importanceLoss([r, other]).dataSync()[0]).toBeCloseTo((0.09 + 1) / 2, 6)
+      expect(importanceLoss([r, { ...other, learned: false }]).dataSync()[0]).toBeCloseTo(0.09, 6)
+      expect(loadLoss([{ ...other, learned: false }]).dataSync()[0]).toBe(0)
+    })
+  })
+
+  it('load thresholds: the k-th largest noisy logit among the other experts', () => {
+    // k = 2 over [0.3, 0.9, 0.1, 0.5]: chosen experts (1, 3) compare with the 3rd largest (0.3), the others with the 2nd (0.5)
+    expect(Array.from(loadThresholds([0.3, 0.9, 0.1, 0.5], 1, 4, 2))).toEqual([0.5, 0.3, 0.5, 0.3].map(Math.fround))
+    expect(Array.from(loadThresholds([2, 1, 3], 1, 3, 1))).toEqual([3, 3, 2])
+  })
+
+  it('smooth load loss (noisy top-k while training) = CV² of Σ_n Φ((clean − threshold) / noise)', () => {
+    // erf by Abramowitz & Stegun 7.1.26 (error below 1.5e-7)
+    const erf = (x: number): number => {
+      const s = Math.sign(x)
+      const a = Math.abs(x)
+      const t = 1 / (1 + 0.3275911 * a)
+      const y = 1 - ((((1.061405429 * t - 1.453152073) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a)
+      return s * y
+    }
+    const phi = (z: number): number => 0.5 * (1 + erf(z / Math.SQRT2))
+    tf.tidy(() => {
+      const clean = [
+        [1, 0, -1],
+        [0, 0.5, 0],
+      ]
+      const noisy = [
+        [1.2, 0.1, -0.5],
+        [-0.3, 0.9, 0.2],
+      ]
+      const std = [
+        [1, 1, 1],
+        [0.5, 2, 1],
+      ]
+      const r = fakeRouting(clean, [0, 1], 1)
+      r.noisyLogits = tf.tensor2d(noisy)
+      r.noiseStd = tf.tensor2d(std)
+      // top-1 thresholds: row 0 → [0.1, 1.2, 1.2], row 1 → [0.9, 0.2, 0.9]
+      const z = [
+        [(1 - 0.1) / 1, (0 - 1.2) / 1, (-1 - 1.2) / 1],
+        [(0 - 0.9) / 0.5, (0.5 - 0.2) / 2, (0 - 0.9) / 1],
+      ]
+      const load = [0, 1, 2].map((e) => phi(z[0][e]) + phi(z[1][e]))
+      const mean = load.reduce((a, b) => a + b) / 3
+      const cv2 = load.reduce((a, b) => a + (b - mean) ** 2, 0) / 3 / mean ** 2
+      expect(loadLoss([r]).dataSync()[0]).toBeCloseTo(cv2, 5)
+      // the counts alone ([1, 1, 0]) would give 0.5
+      expect(cv2).not.toBeCloseTo(0.5, 2)
+      // thresholds read earlier (asynchronously) give the same value
+      const t = loadThresholds(noisy.flat(), 2, 3, 1)
+      expect(loadLoss([r], new Map([[0, t]])).dataSync()[0]).toBeCloseTo(cv2, 5)
     })
   })
 })

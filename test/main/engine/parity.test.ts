@@ -89,7 +89,10 @@ interface ForwardData {
  * asynchronously (forwardAsync under the device lock: the only way on webgpu).
  */
 async function forwardData(model: MoeModel, inputIds: number[][], labels: number[][], sync: boolean): Promise<ForwardData> {
-  const collect = async (o: ReturnType<typeof objective>, read: (t: tf.Tensor) => Promise<Float32Array>): Promise<ForwardData> => ({
+  const collect = async (
+    o: Omit<ReturnType<typeof objective>, 'importance' | 'load'>,
+    read: (t: tf.Tensor) => Promise<Float32Array>,
+  ): Promise<ForwardData> => ({
     logits: await read(o.logits),
     routing: await Promise.all(
       o.routing.map(async (r) => ({
@@ -107,7 +110,7 @@ async function forwardData(model: MoeModel, inputIds: number[][], labels: number
   if (sync) {
     const o = objective(model, { inputIds, labels })
     const out = await collect(o, async (t) => t.dataSync() as Float32Array)
-    tf.dispose([o.logits, o.ce, o.aux, o.z, o.loss, ...o.routing.flatMap((r) => [r.routerLogits, r.gates])])
+    tf.dispose([o.logits, o.ce, o.aux, o.z, o.importance, o.load, o.loss, ...o.routing.flatMap((r) => [r.routerLogits, r.gates])])
     return out
   }
   return deviceLock.run(() =>

@@ -269,6 +269,29 @@ describe('trainer', () => {
     model.dispose()
   }, 60_000)
 
+  it('Shazeer importance and load losses from the run config join the loss and are logged with the other auxiliary losses', async () => {
+    const base = baseModel({ router: { type: 'noisy_topk' } })
+    const { runDir, steps } = await run(
+      base,
+      { moe: { importanceLossCoef: 0.5, loadLossCoef: 0.25 }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 2, evalEvery: 0 },
+      swapTask(16),
+    )
+    for (const m of steps) {
+      expect(m.importance).toBeGreaterThan(0)
+      expect(m.load).toBeGreaterThan(0)
+      // tinyConfig's aux coefficient 0.01, no z-loss
+      expect(m.loss).toBeCloseTo(m.ce + 0.01 * m.aux + 0.5 * m.importance! + 0.25 * m.load!, 5)
+    }
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(lines.find((l) => l.type === 'step')).toMatchObject({ importance: steps[0].importance, load: steps[0].load })
+    const ev = lines.find((l) => l.type === 'eval')
+    expect(ev.valImportance).toBeGreaterThan(0)
+    expect(ev.valLoad).toBeGreaterThanOrEqual(0)
+  }, 60_000)
+
   it('freeze policies keep frozen tensors bit-identical; ESFT trains only the chosen experts', async () => {
     const base = baseModel()
     const original = loadModel(base)
@@ -318,6 +341,38 @@ describe('run knobs', () => {
     expect(set.router).toMatchObject({ capacityFactorTrain: null, capacityFactorEval: 1 })
     expect(set.tokenDrop).toBe(0.1)
     expect(() => validateRunConfig({ moe: { capacityFactorTrain: 'none' } })).toThrow(/moe\.capacityFactorTrain/)
+  })
+
+  it('every knob reaches the model config', async () => {
+    const { runKnobs } = await import('../../../src/main/train/trainer')
+    const { withKnobs } = await import('../../../src/main/engine/model')
+    const moe = {
+      capacityFactorTrain: 1.5,
+      capacityFactorEval: 2.5,
+      auxLossCoef: 0.03,
+      zLossCoef: 0.004,
+      importanceLossCoef: 0.2,
+      loadLossCoef: 0.3,
+      routerJitter: 0.05,
+      expertDropout: 0.15,
+      tokenDrop: 0.25,
+      attentionDropout: 0.35,
+      hiddenDropout: 0.45,
+    }
+    const c = withKnobs(tinyConfig({}), runKnobs(validateRunConfig({ moe })))
+    expect(c).toMatchObject({
+      routerAuxLossCoef: 0.03,
+      routerZLossCoef: 0.004,
+      routerImportanceLossCoef: 0.2,
+      routerLoadLossCoef: 0.3,
+      expertDropout: 0.15,
+      tokenDrop: 0.25,
+      attentionDropout: 0.35,
+      hiddenDropout: 0.45,
+      router: { capacityFactorTrain: 1.5, capacityFactorEval: 2.5, jitter: 0.05 },
+    })
+    // The run config's moe block has no knob left unmapped.
+    expect(Object.keys(validateRunConfig({}).moe).sort()).toEqual(Object.keys(moe).sort())
   })
 })
 
