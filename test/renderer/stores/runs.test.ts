@@ -190,7 +190,8 @@ describe('useRunsStore', () => {
     const ckpt = (step: number) => `/ws/runs/run-1/checkpoints/step-${step}`
     fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 30, dir: ckpt(30) })
     let answer: (r: RunRecord) => void = () => undefined
-    fake.bridge.runs.cancel.mockImplementationOnce(() => new Promise<RunRecord>((resolve) => (answer = resolve)))
+    // (The fake's type says a cancel answers "cancelled"; this one answers with an older record.)
+    fake.bridge.runs.cancel.mockImplementationOnce(() => new Promise((resolve) => (answer = (r) => resolve(r as never))))
     const cancelling = runs.cancel('run-1')
     // The event stream is faster than the answer: the cancel's checkpoint, then the status it ends in.
     fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 43, dir: ckpt(43) })
