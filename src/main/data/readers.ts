@@ -85,6 +85,8 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
   if (chosen === null) {
     throw new DatasetError(`${file}: unknown file type "${extname(file)}" (expected .jsonl, .json, .csv, .tsv, .parquet or .txt)`)
   }
+  if (bytes === 0) throw new DatasetError(`${file} is empty (0 bytes): there are no rows to read. ${CHOOSE_ANOTHER}`)
+  if (chosen !== 'parquet') await requireText(file, chosen)
   switch (chosen) {
     case 'jsonl':
       return { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
@@ -98,6 +100,79 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
     case 'json':
       return openJson(file, bytes)
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Is it text at all?
+
+const CHOOSE_ANOTHER = 'Choose the file that holds the data: JSON Lines, JSON, CSV, TSV or plain text in UTF-8, or Parquet.'
+
+const FORMAT_NAMES: Record<Exclude<DatasetFormat, 'parquet'>, string> = {
+  jsonl: 'JSON Lines',
+  json: 'JSON',
+  csv: 'CSV',
+  tsv: 'TSV',
+  text: 'plain text',
+}
+
+/** Bytes looked at to tell text from binary data. */
+export const SNIFF_BYTES = 64 * 1024
+
+/**
+ * Why a text format's file is not text, judged from its first bytes, with what to do: a known
+ * binary signature, NUL bytes (never in UTF-8 text; what git and grep look for), or mostly
+ * control characters. null: text (perhaps with a few bytes of another encoding, which the
+ * per-line UTF-8 check reports by line).
+ */
+export function notText(head: Uint8Array, format: Exclude<DatasetFormat, 'parquet'>): string | null {
+  const starts = (...sig: number[]): boolean => sig.every((b, i) => head[i] === b)
+  const kind = FORMAT_NAMES[format]
+  if (starts(0x50, 0x41, 0x52, 0x31))
+    return `is not ${kind} text: it is a Parquet file. Give it the extension .parquet, or choose the format parquet.`
+  if (starts(0x1f, 0x8b))
+    return `is not ${kind} text: it is compressed (gzip). Decompress it first (gunzip), then choose the file that gives.`
+  if (starts(0x50, 0x4b, 0x03, 0x04))
+    return `is not ${kind} text: it is a zip archive (an .xlsx spreadsheet is one). Extract it, or export the sheet as CSV.`
+  if (starts(0xff, 0xfe) || starts(0xfe, 0xff)) return `is UTF-16 text, and ${kind} files are read as UTF-8. Save it again as UTF-8.`
+  let control = 0
+  for (const b of head) {
+    if (b === 0) return `is not a text file: it holds binary data (NUL bytes), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
+    // Control characters other than tab, line feed, vertical tab, form feed, carriage return and escape.
+    if (b < 0x20 && !(b >= 0x09 && b <= 0x0d) && b !== 0x1b) control++
+  }
+  if (control > 0 && control >= 0.1 * head.length)
+    return `is not a text file: it holds binary data (mostly control characters), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
+  return null
+}
+
+const BLANK = new Set([0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20])
+const BOM = [0xef, 0xbb, 0xbf]
+
+/**
+ * Refuses, saying what to do, a file of a text format that is not text or holds nothing but
+ * blank lines: otherwise it reads as no rows at all ("0 rows read · 0 valid · 0 invalid"). Reads
+ * the first SNIFF_BYTES, and further only while every byte is blank.
+ */
+async function requireText(file: string, format: Exclude<DatasetFormat, 'parquet'>): Promise<void> {
+  const stream = createReadStream(file, { highWaterMark: SNIFF_BYTES })
+  let offset = 0
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (offset === 0) {
+        const problem = notText(chunk.subarray(0, SNIFF_BYTES), format)
+        if (problem) throw new DatasetError(`${file} ${problem}`)
+      }
+      for (let i = 0; i < chunk.length; i++) {
+        const at = offset + i
+        if (BLANK.has(chunk[i]) || (at < BOM.length && chunk[i] === BOM[at])) continue
+        return
+      }
+      offset += chunk.length
+    }
+  } finally {
+    stream.destroy()
+  }
+  throw new DatasetError(`${file} holds only blank lines and spaces: there are no rows to read. ${CHOOSE_ANOTHER}`)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
-import { MAX_JSON_BYTES, inspectDataset, openSource } from '../../../src/main/data'
+import { MAX_JSON_BYTES, importDataset, inspectDataset, openSource } from '../../../src/main/data'
 import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
 
 /** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
@@ -151,9 +151,9 @@ describe('every layout in every file format', () => {
   it('refuses a JSON array above the size limit with a message saying what to do', async () => {
     const file = join(tempDir(), 'big.json')
     const fd = openSync(file, 'w')
-    writeSync(fd, '[')
+    // Text where the reader looks for binary data (the first 64 KiB), then a sparse tail: nothing is written beyond.
+    writeSync(fd, `[${' '.repeat(64 * 1024)}`)
     closeSync(fd)
-    // A sparse file: nothing is written beyond the first byte.
     const { truncateSync } = await import('node:fs')
     truncateSync(file, MAX_JSON_BYTES + 1)
     await expect(openSource(file)).rejects.toThrow(
@@ -173,6 +173,59 @@ describe('every layout in every file format', () => {
     writeFileSync(file, '{"q": "a", "a": "b"}\n')
     const r = await inspectDataset(file)
     expect(r).toMatchObject({ layout: null, detectedLayout: null, columns: ['q', 'a'], preview: [] })
+  })
+
+  it('says a file is not text, or holds nothing, instead of reading it as no rows', async () => {
+    const dir = tempDir()
+    const write = (name: string, data: string | Uint8Array): string => {
+      const file = join(dir, name)
+      writeFileSync(file, data)
+      return file
+    }
+    // Random bytes, as a binary file renamed .jsonl holds: NUL bytes among them.
+    const binary = Uint8Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 256)
+    await expect(inspectDataset(write('model.jsonl', binary))).rejects.toThrow(
+      /model\.jsonl is not a text file: it holds binary data \(NUL bytes\), and a JSON Lines file must be text\. Choose the file that holds the data/,
+    )
+    // Control characters without a NUL.
+    await expect(inspectDataset(write('ctl.csv', Buffer.alloc(200, 0x01)))).rejects.toThrow(/ctl\.csv is not a text file: .*mostly control/)
+    await expect(inspectDataset(write('empty.jsonl', ''))).rejects.toThrow(
+      /empty\.jsonl is empty \(0 bytes\): there are no rows to read\. Choose/,
+    )
+    for (const [name, blank] of [
+      ['blank.jsonl', '\n  \n\t\r\n'],
+      ['blank.txt', ' '.repeat(200_000)],
+      ['bom.csv', '\uFEFF\n\n'],
+    ])
+      await expect(inspectDataset(write(name, blank))).rejects.toThrow(
+        `${join(dir, name)} holds only blank lines and spaces: there are no rows to read.`,
+      )
+    // What other files are, with what to do.
+    await expect(inspectDataset(write('data.jsonl', Buffer.from('PAR1\x15\x04', 'latin1')))).rejects.toThrow(
+      /is not JSON Lines text: it is a Parquet file\. Give it the extension \.parquet, or choose the format parquet\./,
+    )
+    await expect(inspectDataset(write('rows.jsonl.jsonl', Buffer.from([0x1f, 0x8b, 8, 0, 0, 0])))).rejects.toThrow(
+      /compressed \(gzip\)\. Decompress it first/,
+    )
+    await expect(inspectDataset(write('sheet.csv', Buffer.from('PK\x03\x04rest', 'latin1')))).rejects.toThrow(
+      /zip archive .*export the sheet as CSV/,
+    )
+    await expect(inspectDataset(write('wide.txt', Buffer.from('\uFEFFhello\n', 'utf16le')))).rejects.toThrow(
+      /is UTF-16 text.*Save it again as UTF-8/,
+    )
+    // The import refuses the same way and leaves nothing in the workspace.
+    const workspace = tempDir()
+    await expect(importDataset(workspace, join(dir, 'model.jsonl'))).rejects.toThrow(/is not a text file/)
+    expect(existsSync(join(workspace, 'datasets')) ? readdirSync(join(workspace, 'datasets')) : []).toEqual([])
+
+    // Text stays text: blank space before the first row (past the bytes looked at first), a BOM, a
+    // tab-separated file, a few bytes of another encoding (reported by line, as before).
+    const late = await inspectDataset(write('late.jsonl', `${' '.repeat(100_000)}\n{"text": "a"}\n`))
+    expect(late.report).toMatchObject({ total: 1, valid: 1 })
+    expect((await inspectDataset(write('bom.jsonl', '\uFEFF{"text": "a"}\n'))).report.valid).toBe(1)
+    expect((await inspectDataset(write('t.tsv', 'prompt\tcompletion\nhi\tho\n'))).report.valid).toBe(1)
+    const latin1 = await inspectDataset(write('latin1.jsonl', Buffer.from('{"text": "caf\xe9"}\n{"text": "ok"}\n', 'latin1')))
+    expect(latin1.report).toMatchObject({ total: 2, valid: 1, invalid: 1, problems: [{ line: 1, field: '', message: 'invalid UTF-8' }] })
   })
 
   it('streams records with their line numbers, skipping blank lines', async () => {
