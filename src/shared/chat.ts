@@ -122,6 +122,8 @@ export interface FitPlan {
   activationBytes: number
   /** Training: adapters (or trainable weights), their gradients and optimiser state. */
   trainingBytes: number
+  /** Training: values the run trains (adapters, or the weights its method and freeze policy leave trainable). */
+  trainableParams?: number
   /** Device bytes the cache of paged weights gets. */
   cacheBytes: number
   /** Bytes the experts get within the budget (the cache). */

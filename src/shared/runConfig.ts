@@ -15,6 +15,10 @@ const capacity = z.union([z.number().positive(), z.literal('dropless')])
 export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 'dense_mlp', 'lm_head'] as const
 export type LoraTarget = (typeof LORA_TARGETS)[number]
 
+/** Parts a freeze run can be limited to (freeze.trainableParts). */
+export const FREEZE_PARTS = ['attention', 'router', 'experts', 'shared_expert', 'dense_mlp', 'norms', 'embeddings', 'lm_head'] as const
+export type FreezePart = (typeof FREEZE_PARTS)[number]
+
 export const runConfigSchema = z
   .strictObject({
     /** Fine-tuning method: all weights, LoRA adapters, or full training with frozen parts. */
@@ -28,7 +32,12 @@ export const runConfigSchema = z
         targets: z.array(z.enum(LORA_TARGETS)).min(1).default(['attention', 'experts']),
       })
       .default({ rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }),
-    /** Parts kept fixed with method "freeze" (and, for router/embeddings, with "full" too when set). */
+    /**
+     * Parts kept fixed (method "full" or "freeze"), and, with method "freeze" only, what trains
+     * (LLaMA-Factory's freeze tuning): the last `trainableLayers` decoder layers and/or only the
+     * `trainableParts`. Weights outside the decoder layers (embeddings, final norm, lm_head) then
+     * train only when their part is listed. Both null: every part of every layer, as "full".
+     */
     freeze: z
       .strictObject({
         router: z.boolean().default(false),
@@ -37,8 +46,25 @@ export const runConfigSchema = z
         allExperts: z.boolean().default(false),
         /** Experts kept fixed, by layer: {"0": [1, 3]}. */
         experts: z.record(z.string().regex(/^\d+$/), z.array(nonNegInt)).default({}),
+        /** Method freeze: only the last N decoder layers train (negative: the first |N|, as LLaMA-Factory); null = all. */
+        trainableLayers: z
+          .number()
+          .int()
+          .refine((n) => n !== 0, 'must not be 0 (null trains every layer)')
+          .nullable()
+          .default(null),
+        /** Method freeze: only these parts train; null = all. */
+        trainableParts: z.array(z.enum(FREEZE_PARTS)).min(1).nullable().default(null),
       })
-      .default({ router: false, attention: false, embeddings: false, allExperts: false, experts: {} }),
+      .default({
+        router: false,
+        attention: false,
+        embeddings: false,
+        allExperts: false,
+        experts: {},
+        trainableLayers: null,
+        trainableParts: null,
+      }),
     /**
      * Expert-specialised fine-tuning (DeepSeek ESFT): score experts on the training data, keep per
      * layer the best ones until their cumulative score reaches `threshold`, train only those.

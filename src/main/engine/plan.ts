@@ -154,6 +154,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
     kvCacheBytes,
     activationBytes: activations,
     trainingBytes,
+    ...(t && { trainableParams: t.trainableParams }),
     cacheBytes: 0,
     expertBudgetBytes: 0,
     cachedExperts: 0,

@@ -1,26 +1,67 @@
 /**
- * Which parameters a run trains: freeze policies, and expert-specialised fine-tuning (DeepSeek
- * ESFT: score experts on the task's data, train only the most relevant ones).
+ * Which parameters a run trains: freeze policies (parts kept fixed; with method "freeze", only the
+ * chosen layers and parts train, as LLaMA-Factory's freeze tuning), and expert-specialised
+ * fine-tuning (DeepSeek ESFT: score experts on the task's data, train only the most relevant ones).
  */
 import type * as tf from '@tensorflow/tfjs'
 import { scopedAsync } from '../engine/device'
-import type { ParamSpec } from '../../shared/modelConfig'
-import type { RunConfig } from '../../shared/runConfig'
+import { paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
+import type { FreezePart, RunConfig } from '../../shared/runConfig'
 import type { ExpertSelection } from '../../shared/runs'
 import type { MoeModel } from '../engine/model'
 import type { Batch } from '../engine/objective'
 
 export type { ExpertSelection }
 
-/** Whether a full/freeze run trains parameter `s`. */
-export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection, hashRouting = false): boolean {
+/** The part of the model a parameter belongs to, as freeze.trainableParts names them. */
+export function freezePart(s: ParamSpec): FreezePart {
+  switch (s.kind) {
+    case 'attn':
+    case 'attn_bias':
+      return 'attention'
+    case 'router':
+    case 'router_noise':
+      return 'router'
+    case 'expert':
+      return 'experts'
+    case 'shared_expert':
+    case 'shared_expert_gate':
+      return 'shared_expert'
+    case 'dense_mlp':
+      return 'dense_mlp'
+    case 'embed':
+      return 'embeddings'
+    case 'lm_head':
+      return 'lm_head'
+    case 'norm':
+      // q/k norms are inside the attention module (LLaMA-Factory's self_attn).
+      return s.name.includes('.self_attn.') ? 'attention' : 'norms'
+  }
+}
+
+/**
+ * Whether method freeze's selectors let `s` train: its decoder layer among the last
+ * trainableLayers (the first |N| when negative), its part among trainableParts. A weight outside
+ * the decoder layers trains only when its part is listed. Other methods, or no selector: yes.
+ */
+function selectedForFreeze(s: ParamSpec, cfg: RunConfig, numLayers: number): boolean {
+  const { trainableLayers: n, trainableParts: parts } = cfg.freeze
+  if (cfg.method !== 'freeze' || (n === null && parts === null)) return true
+  if (parts !== null && !parts.includes(freezePart(s))) return false
+  if (s.layer === undefined) return parts !== null
+  return n === null || (n > 0 ? s.layer >= numLayers - n : s.layer < -n)
+}
+
+/** Whether a full/freeze run trains parameter `s` of a model with config `c`. */
+export function isTrainable(s: ParamSpec, cfg: RunConfig, c: Pick<MoeConfig, 'numLayers' | 'router'>, esft?: ExpertSelection): boolean {
   if (esft) return s.kind === 'expert' && esft[String(s.layer)]?.includes(s.expert!) === true
+  if (!selectedForFreeze(s, cfg, c.numLayers)) return false
   const f = cfg.freeze
   switch (s.kind) {
     case 'router':
     case 'router_noise':
       // A hash-routed model never reads its router: nothing to train there.
-      return !f.router && !hashRouting
+      return !f.router && c.router.type !== 'hash'
     case 'attn':
     case 'attn_bias':
       return !f.attention
@@ -37,10 +78,20 @@ export function isTrainable(s: ParamSpec, cfg: RunConfig, esft?: ExpertSelection
 /** The trainable variables of a full/freeze run, by hub name. */
 export function trainableParams(model: MoeModel, cfg: RunConfig, esft?: ExpertSelection): Map<string, tf.Variable> {
   const out = new Map<string, tf.Variable>()
-  const hash = model.config.router.type === 'hash'
-  for (const s of model.specs) if (isTrainable(s, cfg, esft, hash)) out.set(s.name, model.params.get(s.name)!)
+  for (const s of model.specs) if (isTrainable(s, cfg, model.config, esft)) out.set(s.name, model.params.get(s.name)!)
   if (out.size === 0) throw new Error('the freeze policy leaves nothing to train; unfreeze something or use LoRA')
   return out
+}
+
+/**
+ * Values a full/freeze run trains, known before it starts (from the config alone). With ESFT the
+ * experts are chosen at the start: every expert is counted, the most it can train.
+ */
+export function trainableCount(c: MoeConfig, cfg: RunConfig): number {
+  let n = 0
+  for (const s of paramSpecs(c))
+    if (cfg.esft.enabled ? s.kind === 'expert' : isTrainable(s, cfg, c)) n += s.shape.reduce((a, b) => a * b, 1)
+  return n
 }
 
 /** Weight decay applies to matrices, not to norms and biases (unless asked). */

@@ -28,7 +28,7 @@ import type { StageProgress } from '../engine/tasks'
 import { RunFolder, stepName, type RunLock } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
 import { BatchStream, evalBatches, packRows, type DataPosition, type Example } from './batches'
-import { decays, isTrainable, scoreExperts, selectExperts, trainableParams, type ExpertSelection } from './freeze'
+import { decays, scoreExperts, selectExperts, trainableCount, trainableParams, type ExpertSelection } from './freeze'
 import { LoraAdapters, loraTargetNames } from './lora'
 import { learningRate } from './schedule'
 
@@ -118,10 +118,7 @@ export function trainingPlan(c: MoeConfig, cfg: RunConfig): TrainingPlan {
       const [out, inp] = specs.find((s) => s.name === name)!.shape
       trainableParams += cfg.lora.rank * (out + inp)
     }
-  } else
-    for (const s of specs)
-      // ESFT trains experts it has yet to choose: reserve for all of them.
-      if (cfg.esft.enabled ? s.kind === 'expert' : isTrainable(s, cfg)) trainableParams += s.shape.reduce((a, b) => a * b, 1)
+  } else trainableParams = trainableCount(c, cfg) // ESFT: all experts, the most it may choose
   return { method: cfg.method, trainableParams, batch: cfg.batchSize, seqLength: cfg.data.maxLength }
 }
 

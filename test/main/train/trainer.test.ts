@@ -325,6 +325,34 @@ describe('trainer', () => {
     for (const es of Object.values(sel)) expect(es.length).toBeLessThan(4)
     expect(esft.log).toMatch(/esft: scored experts by token_share/)
   }, 120_000)
+
+  it('freeze tuning (last N layers, chosen parts): exactly the chosen weights change, the rest stay bit-identical, as counted before the start', async () => {
+    const base = baseModel({ numLayers: 3 })
+    const original = loadModel(base)
+    const orig = new Map([...original.params].map(([n, v]) => [n, bits(v)]))
+    const config = original.config
+    original.dispose()
+    const { trainingPlan } = await import('../../../src/main/train/trainer')
+    const cases: [NonNullable<RunConfigInput['freeze']>, (name: string) => boolean][] = [
+      [{ trainableLayers: 1 }, (n) => n.startsWith('model.layers.2.')],
+      [{ trainableParts: ['experts'] }, (n) => n.includes('.experts.')],
+      [{ trainableLayers: -1, trainableParts: ['attention'] }, (n) => n.startsWith('model.layers.0.self_attn.')],
+    ]
+    for (const [freeze, chosen] of cases) {
+      const cfg: RunConfigInput = { method: 'freeze', freeze, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 3, evalEvery: 0 }
+      const { runDir } = await run(base, cfg, swapTask(32))
+      const m = loadModel(join(runDir, 'checkpoints/step-3'))
+      const changed = [...m.params].filter(([n, v]) => bits(v).some((x, i) => x !== orig.get(n)![i])).map(([n]) => n)
+      const changedValues = changed.reduce((a, n) => a + m.params.get(n)!.size, 0)
+      m.dispose()
+      const expected = [...orig.keys()].filter(chosen)
+      expect(changed.sort(), JSON.stringify(freeze)).toEqual(expected.sort())
+      // the count shown before the start is what trained, and what the run says it trains
+      const count = trainingPlan(config, validateRunConfig(cfg)).trainableParams
+      expect(changedValues).toBe(count)
+      expect(readFileSync(join(runDir, 'log'), 'utf8')).toContain(`(${count} values)`)
+    }
+  }, 120_000)
 })
 
 describe('run knobs', () => {
