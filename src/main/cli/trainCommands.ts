@@ -254,6 +254,8 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     })
     const p = entry.provenance ?? {}
     io.out(`exported ${entry.dir}${p.mergedLora ? ` (LoRA merged, max logit change ${Number(p.mergeError).toExponential(2)})` : ''}`)
+    const which = p.checkpoint as { final?: boolean; label?: string; runStatus?: string } | undefined
+    if (which && !which.final) io.out(`partial: ${which.label} (the run is ${which.runStatus}), not the run's final model`)
     if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
     return 0
   } catch (e) {

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
@@ -57,6 +57,23 @@ export interface MethodContext {
   /** The bundled default model folder, when the app ships one. */
   bundledModel?: string
   emit(event: WorkbenchEvent): void
+}
+
+/**
+ * Which checkpoint an export writes, in words: the final model of a completed run, or
+ * "checkpoint step N of M" for a run still training, stopped before its last step, or an earlier
+ * checkpoint of a completed one.
+ */
+export function exportedCheckpoint(
+  record: Pick<RunRecord, 'status' | 'totalSteps'>,
+  checkpoint: string | undefined,
+  last: string | null,
+): { step: number | null; final: boolean; label: string } {
+  const m = checkpoint ? /^step-(\d+)$/.exec(basename(checkpoint)) : null
+  const step = m ? Number(m[1]) : null
+  const final = record.status === 'completed' && checkpoint !== undefined && last !== null && resolve(checkpoint) === resolve(last)
+  const of = record.totalSteps > 0 ? ` of ${record.totalSteps}` : ''
+  return { step, final, label: final ? 'final' : `checkpoint ${step === null ? basename(checkpoint ?? '') : `step ${step}`}${of}` }
 }
 
 function requireFolder(dir: string, field: string): void {
@@ -184,18 +201,32 @@ export function workspaceMethods(ctx: MethodContext): {
       return startRun(record, true)
     },
     'runs.export': async (args) => {
-      const record = readRun(workspace, args.id)
-      const name = args.name ?? `${record.name ?? record.id} (fine-tuned)`
+      const folder = runFolder(workspace, args.id)
+      const record = folder.read()
+      // The checkpoint is chosen here, so the name says which one the engine writes.
+      const last = folder.lastCheckpoint()
+      const checkpoint = args.checkpoint ?? last ?? undefined
+      const which = exportedCheckpoint(record, checkpoint, last)
+      const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))
+      // A run still training (or stopped early) exports a checkpoint, not a final model: its name says so.
+      const name = which.final ? base : `${base} (${which.label})`
       const id = newId(name)
       const outDir = args.outDir ?? join(modelsDir(workspace), id)
       const r = await engine.request('runs.export', {
         runDir: runDir(workspace, args.id),
         outDir,
         dtype: args.dtype,
-        checkpoint: args.checkpoint,
+        checkpoint,
         taskId: args.taskId,
       })
-      const provenance = { name, fromRun: args.id, mergedLora: r.mergedLora, mergeError: r.mergeError, files: r.files }
+      const provenance = {
+        name,
+        fromRun: args.id,
+        checkpoint: { step: which.step, totalSteps: record.totalSteps, final: which.final, runStatus: record.status, label: which.label },
+        mergedLora: r.mergedLora,
+        mergeError: r.mergeError,
+        files: r.files,
+      }
       describeModelFolder(r.outDir, provenance)
       if (args.outDir) {
         // Written outside the workspace's models: list it there as a linked folder.

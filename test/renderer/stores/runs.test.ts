@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import type { RunRecord } from '../../../src/shared/runs'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
-import { ROUTING_KEEP, canResume, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
+import { ROUTING_KEEP, canResume, exportChoice, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
@@ -14,6 +14,34 @@ beforeEach(() => {
 })
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0))
+
+describe('exportChoice', () => {
+  const run = { ...runRecord, name: 'capitals', totalSteps: 60 }
+  it('offers a run still training only as a checkpoint, named and labelled "checkpoint step N of M"', () => {
+    const running = exportChoice({ ...run, status: 'running', step: 33, lastCheckpoint: '/ws/runs/r/checkpoints/step-30' })
+    expect(running).toEqual({
+      final: false,
+      label: 'checkpoint step 30 of 60',
+      button: 'Export checkpoint step 30 of 60',
+      placeholder: 'capitals (checkpoint step 30 of 60)',
+      note: 'The run is still training: this exports its checkpoint step 30 of 60, not a final model; the name says so.',
+    })
+    const cancelled = exportChoice({ ...run, status: 'cancelled', step: 43, lastCheckpoint: 'C:\\ws\\runs\\r\\checkpoints\\step-43' })
+    expect(cancelled).toMatchObject({ final: false, button: 'Export checkpoint step 43 of 60' })
+    expect(cancelled.note).toMatch(/^The run stopped \(cancelled\) at step 43 of 60: /)
+    expect(exportChoice({ ...run, status: 'running', step: 3, lastCheckpoint: null })).toMatchObject({ final: false, label: null })
+  })
+
+  it('offers a completed run’s export as the final model', () => {
+    expect(exportChoice({ ...run, status: 'completed', step: 60, lastCheckpoint: '/ws/runs/r/checkpoints/step-60' })).toEqual({
+      final: true,
+      label: null,
+      button: 'Export',
+      placeholder: 'capitals (fine-tuned)',
+      note: null,
+    })
+  })
+})
 
 describe('useRunsStore', () => {
   it('opens a run with its metrics, then appends live steps in place', async () => {

@@ -43,6 +43,49 @@ export function canResume(record: Pick<RunRecord, 'status'>): boolean {
   return RESUMABLE_STATUSES.includes(record.status)
 }
 
+/** The step of a checkpoint folder (`…/checkpoints/step-30`), or null. */
+export function checkpointStep(dir: string | null | undefined): number | null {
+  const m = dir ? /(?:^|[\\/])step-(\d+)[\\/]?$/.exec(dir) : null
+  return m ? Number(m[1]) : null
+}
+
+export interface ExportChoice {
+  /** The run's final model (a completed run); otherwise a checkpoint on the way. */
+  final: boolean
+  /** "checkpoint step 30 of 60" (what the service adds to the exported model's name), or null when final. */
+  label: string | null
+  button: string
+  /** The name the service gives when none is typed. */
+  placeholder: string
+  /** Said next to the form when the export is not the final model. */
+  note: string | null
+}
+
+/** How the run card offers an export: a run not completed exports a checkpoint, and says which. */
+export function exportChoice(record: Pick<RunRecord, 'id' | 'name' | 'status' | 'step' | 'totalSteps' | 'lastCheckpoint'>): ExportChoice {
+  const name = record.name ?? record.id
+  if (record.status === 'completed') return { final: true, label: null, button: 'Export', placeholder: `${name} (fine-tuned)`, note: null }
+  const step = checkpointStep(record.lastCheckpoint)
+  const of = record.totalSteps > 0 ? ` of ${record.totalSteps}` : ''
+  if (step === null)
+    return {
+      final: false,
+      label: null,
+      button: 'Export',
+      placeholder: name,
+      note: isActive(record) ? 'Nothing to export yet: the first checkpoint comes later in the run.' : null,
+    }
+  const label = `checkpoint step ${step}${of}`
+  const why = isActive(record) ? 'The run is still training' : `The run stopped (${record.status}) at step ${record.step}${of}`
+  return {
+    final: false,
+    label,
+    button: `Export ${label}`,
+    placeholder: `${name} (${label})`,
+    note: `${why}: this exports its ${label}, not a final model; the name says so.`,
+  }
+}
+
 /** What an event says about the run's record (its card and list entry); null: nothing. */
 export function recordFields(event: RunEvent): Partial<RunRecord> | null {
   switch (event.type) {

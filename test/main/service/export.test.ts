@@ -1,0 +1,112 @@
+/**
+ * runs.export names what it writes: the final model of a completed run, or "checkpoint step N of
+ * M" for a run still training or stopped before its end (exporting step 30 of 60 of a run still
+ * training once gave a model named like a final one).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { RunRecord, RunStatus } from '../../../src/shared/runs'
+import { runConfigSchema } from '../../../src/shared/runConfig'
+import { RunFolder } from '../../../src/main/runs/runFolder'
+import { EngineClient } from '../../../src/main/service/engineClient'
+import { exportedCheckpoint } from '../../../src/main/service/methods'
+import { Workbench } from '../../../src/main/service/workbench'
+import { tempDir } from '../data/helpers'
+import { fakeSpawner } from './fakeEngine'
+
+const services: Workbench[] = []
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((s) => s.close()))
+})
+
+function setup() {
+  const workspace = tempDir()
+  const exported: { outDir: string; checkpoint?: string }[] = []
+  const fake = fakeSpawner({
+    handlers: {
+      'runs.export': (args) => {
+        exported.push(args)
+        mkdirSync(args.outDir, { recursive: true })
+        return { outDir: args.outDir, files: ['model.safetensors'], mergedLora: false }
+      },
+    },
+  })
+  const workbench = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server', workspace })
+  services.push(workbench)
+  return { workbench, workspace, exported }
+}
+
+/** A run folder as the trainer leaves it: run.json and complete checkpoints. */
+function makeRun(workspace: string, status: RunStatus, step: number, checkpoints: number[]): RunFolder {
+  const folder = new RunFolder(join(workspace, 'runs', 'capitals-run'))
+  const record: RunRecord = {
+    id: 'capitals-run',
+    name: 'capitals',
+    status,
+    config: runConfigSchema.parse({ method: 'lora', maxSteps: 60 }),
+    baseModel: '/models/base',
+    dataset: 'capitals',
+    created: '2025-01-01T00:00:00.000Z',
+    updated: '2025-01-01T00:00:00.000Z',
+    step,
+    totalSteps: 60,
+    bestValLoss: null,
+    lastCheckpoint: null,
+  }
+  folder.write(record)
+  for (const s of checkpoints) {
+    mkdirSync(folder.checkpointDir(s), { recursive: true })
+    writeFileSync(join(folder.checkpointDir(s), 'trainer_state.json'), JSON.stringify({ step: s }))
+  }
+  return folder
+}
+
+const provenanceOf = (dir: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, 'workbench.json'), 'utf8'))
+
+describe('runs.export', () => {
+  it('names and labels the export of a run still training "checkpoint step N of M", and writes exactly that checkpoint', async () => {
+    const { workbench, workspace, exported } = setup()
+    // Created after the service started: it is the engine's live run, not one to repair.
+    const folder = makeRun(workspace, 'running', 33, [10, 30])
+    const entry = await workbench.api['runs.export']({ id: 'capitals-run' })
+    expect(entry.name).toBe('capitals (checkpoint step 30 of 60)')
+    expect(entry.name).not.toMatch(/fine-tuned/)
+    expect(exported.at(-1)?.checkpoint).toBe(folder.checkpointDir(30))
+    expect(provenanceOf(entry.dir)).toMatchObject({
+      name: 'capitals (checkpoint step 30 of 60)',
+      fromRun: 'capitals-run',
+      checkpoint: { step: 30, totalSteps: 60, final: false, runStatus: 'running', label: 'checkpoint step 30 of 60' },
+    })
+    // A name the user chose keeps the label.
+    expect((await workbench.api['runs.export']({ id: 'capitals-run', name: 'mine' })).name).toBe('mine (checkpoint step 30 of 60)')
+  })
+
+  it('labels a stopped run’s export by the checkpoint it stopped at, and a completed run’s as final', async () => {
+    const { workbench, workspace } = setup()
+    const folder = makeRun(workspace, 'cancelled', 43, [30, 43])
+    expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (checkpoint step 43 of 60)')
+
+    folder.update({ status: 'completed', step: 60 })
+    mkdirSync(folder.checkpointDir(60))
+    writeFileSync(join(folder.checkpointDir(60), 'trainer_state.json'), '{}')
+    const final = await workbench.api['runs.export']({ id: 'capitals-run', name: 'capitals-tuned' })
+    expect(final.name).toBe('capitals-tuned')
+    expect(provenanceOf(final.dir)).toMatchObject({ checkpoint: { step: 60, final: true, runStatus: 'completed' } })
+    expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (fine-tuned)')
+    // An earlier checkpoint of a completed run is not its final model either.
+    const earlier = await workbench.api['runs.export']({ id: 'capitals-run', checkpoint: folder.checkpointDir(30) })
+    expect(earlier.name).toBe('capitals (checkpoint step 30 of 60)')
+  })
+
+  it('exportedCheckpoint', () => {
+    const last = '/ws/runs/r/checkpoints/step-60'
+    expect(exportedCheckpoint({ status: 'completed', totalSteps: 60 }, `${last}/`, last)).toMatchObject({ final: true, step: 60 })
+    expect(exportedCheckpoint({ status: 'running', totalSteps: 60 }, last, last)).toEqual({
+      step: 60,
+      final: false,
+      label: 'checkpoint step 60 of 60',
+    })
+    expect(exportedCheckpoint({ status: 'interrupted', totalSteps: 0 }, '/x/step-5', '/x/step-5').label).toBe('checkpoint step 5')
+  })
+})
