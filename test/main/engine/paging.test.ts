@@ -296,6 +296,107 @@ describe('the unit cache', () => {
     expect(none.cache.stats('lazy')).toMatchObject({ prefetched: 0, hits: 0, misses: 1 })
   })
 
+  it('LFU decays: an expert routed heavily long ago loses to one routed steadily since (LRU or no decay keep the wrong one)', () => {
+    // Capacity 2. Expert 0 was routed `heavy` times, then expert 1 once per layer pass for 20
+    // passes: with the 0.9 decay, 0 weighs heavy · 0.9^20 and 1 weighs Σ 0.9^i = 8.78.
+    const play = (heavy: number): number => {
+      const { cache, expert } = cacheOf(2, 'lfu')
+      cache.observe(0, [heavy, 0, 0, 0, 0, 0, 0, 0])
+      for (let i = 0; i < 20; i++) cache.observe(0, [0, 1, 0, 0, 0, 0, 0, 0])
+      // 1 then 0 (1 is the least recently used), then 2 evicts one of them; then 1 twice.
+      for (const e of [1, 0, 2, 1, 1]) cache.get(expert(0, e), true)
+      const hits = cache.stats('lazy').hits
+      cache.dispose()
+      return hits
+    }
+    // 50 · 0.9^20 = 6.08 < 8.78: 0 goes, 1 stays: two hits. (LRU, or LFU without the decay, drop 1: one hit.)
+    expect(play(50)).toBe(2)
+    // 75 · 0.9^20 = 9.12 > 8.78: 1 goes: one hit (a faster decay would keep 1).
+    expect(play(75)).toBe(1)
+  })
+
+  it('LFU breaks ties (unrouted experts) by recency, as LRU', () => {
+    const play = (policy: 'lru' | 'lfu'): number => {
+      const { cache, expert } = cacheOf(2, policy)
+      // 0, 1, 0 again, then 2 evicts the least recently used (1); 1 is then a miss, 0 a hit.
+      for (const e of [0, 1, 0, 2, 1, 0]) cache.get(expert(0, e), true)
+      const hits = cache.stats('lazy').hits
+      cache.dispose()
+      return hits
+    }
+    expect(play('lru')).toBe(1)
+    expect(play('lfu')).toBe(1)
+  })
+
+  it("a paged model prefetches the next layer's experts from the router: known hits with prefetch, none without", () => {
+    // Attention and experts add nothing, so every layer's router sees the same hidden state: the
+    // prediction (the next layer's router on this layer's input) is exact.
+    const c = tinyConfig({ numLayers: 3, numExperts: 8, vocabSize: 256, hiddenSize: 32, headDim: 8, expertIntermediateSize: 48 })
+    const w = randomWeights(c, 9, 0.3)
+    for (const [n, a] of w) {
+      if (/\.w2\.weight$|o_proj\.weight$/.test(n)) a.fill(0)
+      if (/norm\.weight$/.test(n)) a.fill(1)
+    }
+    // Layer l's router is layer 0's with its experts rotated by 3l: layer l routes a token to
+    // layer 0's experts shifted by 3l, which only the next layer's own router predicts.
+    const gate0 = w.get('model.layers.0.block_sparse_moe.gate.weight')!.slice()
+    for (let l = 1; l < 3; l++) {
+      const g = w.get(`model.layers.${l}.block_sparse_moe.gate.weight`)!
+      for (let e = 0; e < 8; e++) g.set(gate0.subarray(((e + 3 * l) % 8) * 32, ((e + 3 * l) % 8) * 32 + 32), e * 32)
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'moe-prefetch-'))
+    const resident = new MoeModel(c, w)
+    saveModel(resident, dir)
+    // A budget that pages experts only, with room for two layers' worth of them.
+    let budget = 16_000
+    let plan = planPlacement(c, { budgetBytes: budget, storage: 'f32', contextTokens: 8, backend: 'cpu' })
+    while (!(plan.fit.fits && plan.fit.cachedExperts >= 16 && plan.paged.every((u) => u.kind === 'expert'))) {
+      budget = Math.ceil(budget * 1.05)
+      plan = planPlacement(c, { budgetBytes: budget, storage: 'f32', contextTokens: 8, backend: 'cpu' })
+    }
+    expect(plan.fit.fitsResident).toBe(false)
+    const statsOf = (ids: number[][], prefetch: boolean) => {
+      const m = loadModel(dir, { offload: { budgetBytes: budget, storage: 'f32', prefetch }, contextTokens: 8 })
+      try {
+        tf.tidy(() => void m.forward(ids))
+        return m.pagingStats()!
+      } finally {
+        m.dispose()
+      }
+    }
+    try {
+      // One token, top-2, three sparse layers: layer 0 misses its 2 experts; layers 1 and 2 find
+      // theirs prefetched (2 each).
+      expect(statsOf([[5]], true)).toMatchObject({ misses: 2, hits: 4, prefetched: 4, prefetchUsed: 4, prefetchUnused: 0 })
+      expect(statsOf([[5]], false)).toMatchObject({ misses: 6, hits: 0, prefetched: 0 })
+      // Four tokens: the top ceil(k·√N) = 4 experts by summed probability are prefetched per next
+      // layer; the used ones among them are hits, the rest of the experts the tokens use are misses.
+      const ids = [[5, 17, 200, 33]]
+      const r = tf.tidy(() => {
+        const f = resident.forward(ids).routing[0]
+        return { topk: Array.from(f.decision.topk), probs: tf.sum(tf.softmax(f.routerLogits), 0).dataSync() }
+      })
+      const used = new Set(r.topk)
+      const predicted = new Set(
+        Array.from(r.probs, (v, e) => [v, e] as const)
+          .sort((a, b) => b[0] - a[0])
+          .slice(0, 4)
+          .map(([, e]) => e),
+      )
+      const hitsPerLayer = [...used].filter((e) => predicted.has(e)).length
+      expect(hitsPerLayer).toBeGreaterThan(0)
+      expect(statsOf(ids, true)).toMatchObject({
+        prefetched: 8,
+        hits: 2 * hitsPerLayer,
+        misses: used.size + 2 * (used.size - hitsPerLayer),
+        prefetchUsed: 2 * hitsPerLayer,
+      })
+      expect(statsOf(ids, false)).toMatchObject({ prefetched: 0, hits: 0, misses: 3 * used.size })
+    } finally {
+      resident.dispose()
+    }
+  })
+
   it('never holds more than its budget', () => {
     const { cache, expert } = cacheOf(3, 'lfu')
     const rng = new Rng(4)
