@@ -76,4 +76,100 @@ describe('httpBridge', () => {
     fetch.mockRejectedValueOnce(new TypeError('Failed to fetch'))
     await expect(bridge.models.inspect('')).rejects.toMatchObject({ message: expect.stringContaining('cannot reach the workbench server') })
   })
+
+  /** A WebSocket stand-in: the test opens, closes and counts its instances. */
+  function socketKind() {
+    const made: { url: string; onopen?: () => void; onclose?: () => void; closed: boolean }[] = []
+    class Socket {
+      onopen?: () => void
+      onclose?: () => void
+      onmessage?: () => void
+      closed = false
+      constructor(readonly url: string) {
+        made.push(this)
+      }
+      close(): void {
+        this.closed = true
+      }
+    }
+    return { made, Socket: Socket as unknown as typeof WebSocket }
+  }
+  const refusedBody = () =>
+    new Response(JSON.stringify({ error: { code: 'unauthorized', message: 'a valid token is required' } }), { status: 401 })
+
+  it('asks nothing of the server and opens no event stream without a token, and says how to get the link', async () => {
+    const fetch = vi.fn(async () => new Response('{}'))
+    const { made, Socket } = socketKind()
+    const onUnauthorized = vi.fn()
+    const bridge = httpBridge({ origin: 'http://127.0.0.1:5000', token: undefined, fetch, WebSocket: Socket, onUnauthorized })
+    bridge.onEvent(() => undefined)
+    const error = await bridge.system.info().catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'unauthorized' })
+    expect((error as Error).message).toBe(
+      'This page was opened without its access token. Open the link that “moe-workbench serve” printed when it started: http://127.0.0.1:5000/?token=… If the server was restarted, it printed a new one; if the link is lost, stop the server and start it again.',
+    )
+    await expect(bridge.runs.list()).rejects.toMatchObject({ code: 'unauthorized' })
+    expect(fetch).not.toHaveBeenCalled()
+    expect(made).toHaveLength(0)
+    expect(onUnauthorized).toHaveBeenCalledTimes(1)
+  })
+
+  it('stops the event stream for good once the server refuses the token, and asks nothing more', async () => {
+    vi.useFakeTimers()
+    try {
+      const fetch = vi.fn(async () => refusedBody())
+      const { made, Socket } = socketKind()
+      const onUnauthorized = vi.fn()
+      const bridge = httpBridge({ origin: 'http://127.0.0.1:5000', token: 'stale', fetch, WebSocket: Socket, onUnauthorized })
+      bridge.onEvent(() => undefined)
+      expect(made).toHaveLength(1)
+      // The handshake is refused; the browser says only that the socket closed.
+      made[0].onclose?.()
+      await vi.advanceTimersByTimeAsync(60_000)
+      expect(made).toHaveLength(1)
+      expect(fetch).toHaveBeenCalledTimes(1) // the check that told a refused token from a server away
+      await expect(bridge.models.list()).rejects.toMatchObject({
+        code: 'unauthorized',
+        message: expect.stringMatching(/^This page's access token is not the server's\. Open the link/),
+      })
+      expect(fetch).toHaveBeenCalledTimes(1)
+      expect(onUnauthorized).toHaveBeenCalledTimes(1)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('a refused request closes an open event stream', async () => {
+    const fetch = vi.fn(async () => refusedBody())
+    const { made, Socket } = socketKind()
+    const bridge = httpBridge({ origin: 'http://127.0.0.1:5000', token: 'stale', fetch, WebSocket: Socket })
+    bridge.onEvent(() => undefined)
+    made[0].onopen?.()
+    await expect(bridge.system.info()).rejects.toMatchObject({ code: 'unauthorized' })
+    expect(made[0].closed).toBe(true)
+    made[0].onclose?.()
+    expect(made).toHaveLength(1)
+  })
+
+  it('keeps retrying the event stream, with backoff, while the server is away', async () => {
+    vi.useFakeTimers()
+    try {
+      const fetch = vi.fn(async (): Promise<Response> => {
+        throw new TypeError('Failed to fetch')
+      })
+      const { made, Socket } = socketKind()
+      const bridge = httpBridge({ origin: 'http://127.0.0.1:5000', token: 't', fetch, WebSocket: Socket })
+      bridge.onEvent(() => undefined)
+      made[0].onclose?.()
+      await vi.advanceTimersByTimeAsync(600)
+      expect(made).toHaveLength(2)
+      made[1].onopen?.()
+      made[1].onclose?.() // a stream that was open drops: retried without a check
+      await vi.advanceTimersByTimeAsync(600)
+      expect(made).toHaveLength(3)
+      expect(fetch).toHaveBeenCalledTimes(1)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
 })

@@ -30,6 +30,16 @@ describe('useSystemStore', () => {
     expect(system.loading).toBe(false)
   })
 
+  it('keeps a refused token apart from other failures: the page shows only how to get the link', async () => {
+    fake.bridge.system.info.mockRejectedValueOnce(
+      new ApiError('unauthorized', 'This page was opened without its access token. Open the link…'),
+    )
+    const system = useSystemStore()
+    await system.refresh()
+    expect(system.unauthorized).toBe('This page was opened without its access token. Open the link…')
+    expect(system.error).toBeNull()
+  })
+
   it('follows engine status and logs from the event stream, and unsubscribes', async () => {
     const system = useSystemStore()
     await system.refresh()

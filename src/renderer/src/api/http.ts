@@ -3,6 +3,10 @@
  * requests, one WebSocket on /events for the event stream (opened while anyone listens,
  * reconnected with backoff). The token travels in the Authorization header, and in the query
  * for the WebSocket (browsers cannot set its headers).
+ *
+ * Without a valid token nothing can work: a page opened without one asks for nothing, and the
+ * first request the server refuses (401) ends the event stream and every later request at once,
+ * with the one error saying how to get the link (onUnauthorized hears it once).
  */
 import { ApiError, type Unsubscribe, type WorkbenchEvent } from '../../../shared/api'
 import { type Invoke, type WorkbenchBridge, createBridge } from '../../../shared/bridge'
@@ -13,11 +17,34 @@ export interface HttpOptions {
   token: string | undefined
   fetch?: typeof fetch
   WebSocket?: typeof WebSocket
+  /** Called once, when the page turns out to have no valid token. */
+  onUnauthorized?: (error: ApiError) => void
+}
+
+/** What to do without a valid token: the page's link is printed by `moe-workbench serve`. */
+export function tokenHelp(origin: string): string {
+  return `Open the link that “moe-workbench serve” printed when it started: ${origin}/?token=… If the server was restarted, it printed a new one; if the link is lost, stop the server and start it again.`
 }
 
 export function httpBridge(options: HttpOptions): WorkbenchBridge {
   const doFetch = options.fetch ?? ((...a: Parameters<typeof fetch>) => fetch(...a))
+  /** Set once the page has no valid token: nothing is asked of the server after that. */
+  let refused: ApiError | undefined =
+    options.token === undefined
+      ? new ApiError('unauthorized', `This page was opened without its access token. ${tokenHelp(options.origin)}`)
+      : undefined
+  let told = false
+  const unauthorized = (error: ApiError): ApiError => {
+    refused ??= error
+    events.shutdown()
+    if (!told) {
+      told = true
+      options.onUnauthorized?.(refused)
+    }
+    return refused
+  }
   const invoke: Invoke = async (method, args) => {
+    if (refused) throw unauthorized(refused)
     const headers: Record<string, string> = {}
     if (options.token) headers.Authorization = `Bearer ${options.token}`
     if (args !== undefined) headers['Content-Type'] = 'application/json'
@@ -39,10 +66,24 @@ export function httpBridge(options: HttpOptions): WorkbenchBridge {
     }
     const payload = (body ?? {}) as { result?: unknown; error?: unknown }
     if (res.ok && 'result' in payload) return payload.result as never
-    if (payload.error !== undefined) throw ApiError.from(payload.error)
+    if (payload.error !== undefined) {
+      const error = ApiError.from(payload.error)
+      if (error.code === 'unauthorized')
+        throw unauthorized(new ApiError('unauthorized', `This page's access token is not the server's. ${tokenHelp(options.origin)}`))
+      throw error
+    }
     throw new ApiError('failed', `${method}: unexpected HTTP ${res.status}`)
   }
-  const events = new EventSocket(eventsUrl(options.origin, options.token), options.WebSocket ?? WebSocket)
+  const events = new EventSocket(eventsUrl(options.origin, options.token), options.WebSocket ?? WebSocket, {
+    allowed: () => refused === undefined,
+    // A browser does not say why a WebSocket handshake failed: a cheap request tells a refused
+    // token (then no more retries) from a server that is away (retry with backoff).
+    check: () =>
+      invoke('system.info', undefined).then(
+        () => true,
+        (e: unknown) => !(e instanceof ApiError && e.code === 'unauthorized'),
+      ),
+  })
   return createBridge(invoke, (listener) => events.subscribe(listener))
 }
 
@@ -51,6 +92,13 @@ function eventsUrl(origin: string, token: string | undefined): string {
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
   if (token) url.searchParams.set('token', token)
   return url.href
+}
+
+interface SocketPolicy {
+  /** Whether the stream may be opened at all (false once the token is known to be refused). */
+  allowed(): boolean
+  /** After a handshake that failed: whether to try again (false: the token was refused). */
+  check(): Promise<boolean>
 }
 
 /** One shared WebSocket for every listener; closed when the last one leaves. */
@@ -63,6 +111,7 @@ class EventSocket {
   constructor(
     private readonly url: string,
     private readonly Socket: typeof WebSocket,
+    private readonly policy: SocketPolicy,
   ) {}
 
   subscribe(listener: (event: WorkbenchEvent) => void): Unsubscribe {
@@ -75,9 +124,14 @@ class EventSocket {
   }
 
   private open(): void {
+    if (!this.policy.allowed()) return
     const ws = new this.Socket(this.url)
+    let opened = false
     this.socket = ws
-    ws.onopen = () => (this.delayMs = 500)
+    ws.onopen = () => {
+      opened = true
+      this.delayMs = 500
+    }
     ws.onmessage = (message) => {
       let event: WorkbenchEvent
       try {
@@ -90,17 +144,22 @@ class EventSocket {
     ws.onclose = () => {
       if (this.socket !== ws) return
       this.socket = undefined
-      if (this.listeners.size === 0) return
+      if (this.listeners.size === 0 || !this.policy.allowed()) return
       // The server restarted or the network blinked: try again, backing off up to 10 s.
-      this.retry = setTimeout(() => {
-        this.retry = undefined
-        if (this.listeners.size > 0) this.open()
-      }, this.delayMs)
-      this.delayMs = Math.min(this.delayMs * 2, 10_000)
+      const again = (): void => {
+        if (this.retry || this.socket || this.listeners.size === 0 || !this.policy.allowed()) return
+        this.retry = setTimeout(() => {
+          this.retry = undefined
+          if (this.listeners.size > 0) this.open()
+        }, this.delayMs)
+        this.delayMs = Math.min(this.delayMs * 2, 10_000)
+      }
+      if (opened) again()
+      else void this.policy.check().then((retry) => retry && again())
     }
   }
 
-  private shutdown(): void {
+  shutdown(): void {
     if (this.retry) clearTimeout(this.retry)
     this.retry = undefined
     const ws = this.socket

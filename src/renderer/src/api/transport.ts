@@ -11,7 +11,12 @@ const TOKEN_KEY = 'moe-workbench.token'
 
 export function chooseTransport(win: Window = window): WorkbenchBridge {
   if (win.workbench) return withApiErrors(win.workbench)
-  return httpBridge({ origin: win.location.origin, token: takeToken(win) })
+  return httpBridge({
+    origin: win.location.origin,
+    token: takeToken(win),
+    // A refused token stays refused (the server prints a new one when it restarts): forget it.
+    onUnauthorized: () => win.sessionStorage.removeItem(TOKEN_KEY),
+  })
 }
 
 /**

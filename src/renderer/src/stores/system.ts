@@ -20,6 +20,8 @@ export const useSystemStore = defineStore('system', () => {
   const info = ref<SystemInfo | null>(null)
   const loading = ref(false)
   const error = ref<string | null>(null)
+  /** Server mode without a valid token: why, and how to get the link. Nothing else can work. */
+  const unauthorized = ref<string | null>(null)
   const engineStatus = ref<EngineStatus | 'unknown'>('unknown')
   const engineReason = ref<string | null>(null)
   // Replaced, never mutated in place: no deep reactivity over hundreds of lines.
@@ -37,7 +39,9 @@ export const useSystemStore = defineStore('system', () => {
       engineStatus.value = 'ready'
       engineReason.value = null
     } catch (e) {
-      error.value = ApiError.from(e).message
+      const failure = ApiError.from(e)
+      if (failure.code === 'unauthorized') unauthorized.value = failure.message
+      else error.value = failure.message
     } finally {
       loading.value = false
     }
@@ -72,5 +76,5 @@ export const useSystemStore = defineStore('system', () => {
     }
   }
 
-  return { info, loading, error, engineStatus, engineReason, logs, backend, unavailable, refresh, listen }
+  return { info, loading, error, unauthorized, engineStatus, engineReason, logs, backend, unavailable, refresh, listen }
 })
