@@ -44,24 +44,29 @@ export function freezePart(s: ParamSpec): FreezePart {
  * trainableLayers (the first |N| when negative), its part among trainableParts. A weight outside
  * the decoder layers trains only when its part is listed. Other methods, or no selector: yes.
  */
-function selectedForFreeze(s: ParamSpec, cfg: RunConfig, numLayers: number): boolean {
+function selectedForFreeze(s: ParamSpec, cfg: RunConfig, numLayers: number | undefined): boolean {
   const { trainableLayers: n, trainableParts: parts } = cfg.freeze
   if (cfg.method !== 'freeze' || (n === null && parts === null)) return true
   if (parts !== null && !parts.includes(freezePart(s))) return false
   if (s.layer === undefined) return parts !== null
-  return n === null || (n > 0 ? s.layer >= numLayers - n : s.layer < -n)
+  if (n === null) return true
+  if (numLayers === undefined) throw new Error('isTrainable: freeze.trainableLayers needs the model config (its layer count)')
+  return n > 0 ? s.layer >= numLayers - n : s.layer < -n
 }
 
-/** Whether a full/freeze run trains parameter `s` of a model with config `c`. */
-export function isTrainable(s: ParamSpec, cfg: RunConfig, c: Pick<MoeConfig, 'numLayers' | 'router'>, esft?: ExpertSelection): boolean {
+/**
+ * Whether a full/freeze run trains parameter `s` of a model with config `c` (needed for a hash
+ * router, never trained, and for freeze.trainableLayers).
+ */
+export function isTrainable(s: ParamSpec, cfg: RunConfig, c?: Pick<MoeConfig, 'numLayers' | 'router'>, esft?: ExpertSelection): boolean {
   if (esft) return s.kind === 'expert' && esft[String(s.layer)]?.includes(s.expert!) === true
-  if (!selectedForFreeze(s, cfg, c.numLayers)) return false
+  if (!selectedForFreeze(s, cfg, c?.numLayers)) return false
   const f = cfg.freeze
   switch (s.kind) {
     case 'router':
     case 'router_noise':
       // A hash-routed model never reads its router: nothing to train there.
-      return !f.router && c.router.type !== 'hash'
+      return !f.router && c?.router.type !== 'hash'
     case 'attn':
     case 'attn_bias':
       return !f.attention

@@ -90,6 +90,10 @@ describe('freeze tuning: what trains', () => {
   it('0 layers is refused; a hash-routed router is never trained, and nothing to train is an error', async () => {
     expect(() => validateRunConfig({ freeze: { trainableLayers: 0 } })).toThrow(/freeze\.trainableLayers/)
     expect(() => validateRunConfig({ freeze: { trainableParts: ['mlp'] } })).toThrow(/freeze\.trainableParts/)
+    // without the model's layer count, a layer selector cannot be applied
+    const spec = paramSpecs(tinyConfig({}))[1]
+    expect(() => isTrainable(spec, validateRunConfig({ method: 'freeze', freeze: { trainableLayers: 1 } }))).toThrow(/layer count/)
+    expect(isTrainable(spec, validateRunConfig({ method: 'freeze', freeze: { trainableParts: ['attention'] } }))).toBe(true)
     await initBackend('cpu')
     const hc = tinyConfig({ router: { type: 'hash' } })
     const m = new MoeModel(hc, randomWeights(hc, 1))
