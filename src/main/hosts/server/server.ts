@@ -5,6 +5,10 @@
  *   POST /api/<method>   JSON body = the method's arguments (empty for none)
  *                        200 {"result": ...} | 4xx/5xx {"error": {"code", "message", "field"?}}
  *   GET  /events         WebSocket; each message is one WorkbenchEvent as JSON
+ *   POST /upload?name=N  the body is a file (Content-Type: application/octet-stream), stored in
+ *                        <workspace>/uploads: 200 {"result": {"file", "name", "bytes"}}; then
+ *                        datasets.inspect / datasets.import read `file` like any other path
+ *   GET  /upload         {"result": {"maxBytes"}}: the largest upload taken
  *   GET  /*              the renderer's files
  *
  * Binds 127.0.0.1 by default. Every API and WebSocket request needs the token (Authorization:
@@ -33,6 +37,15 @@ import {
   type HostPolicy,
 } from './security'
 import { resolveStatic } from './static'
+import {
+  DEFAULT_MAX_UPLOAD_BYTES,
+  UploadTooLarge,
+  cleanPartialUploads,
+  receiveUpload,
+  safeUploadName,
+  tooLarge,
+  uploadsDir,
+} from './upload'
 
 export interface ServerOptions {
   /** Interface to bind; default 127.0.0.1. */
@@ -54,6 +67,8 @@ export interface ServerOptions {
   allowDirs?: string[]
   /** Extra Host names a non-loopback server answers to (--allow-host), besides --host itself. */
   allowHosts?: string[]
+  /** The largest file POST /upload takes (default DEFAULT_MAX_UPLOAD_BYTES). */
+  maxUploadBytes?: number
 }
 
 export interface RunningServer {
@@ -103,7 +118,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       firstRun: true,
     })
   let port = options.port ?? 0
-  const allowDirs = options.allowDirs ?? [workbench.workspace, homedir(), resourcesDir()]
+  // The upload area is always readable: the server writes it itself.
+  const allowDirs = [...(options.allowDirs ?? [workbench.workspace, homedir(), resourcesDir()]), uploadsDir(workbench.workspace)]
+  const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
+  cleanPartialUploads(workbench.workspace)
   const allowedHosts = allowedHostNames(bindHost, options.allowHosts ?? [], {
     hostname: hostname(),
     addresses: Object.values(networkInterfaces())
@@ -144,6 +162,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://placeholder')
     if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return handleApi(req, res, url)
+    if (url.pathname === '/upload') return handleUpload(req, res, url)
     if (url.pathname === '/events') return sendError(res, new ApiError('failed', '/events is a WebSocket endpoint'), 426)
 
     if (!hostAllowed(req.headers.host, hostPolicy())) return sendError(res, new ApiError('forbidden', 'unknown Host'))
@@ -214,6 +233,52 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       sendJson(res, 200, { result })
     } catch (e) {
       sendError(res, ApiError.from(e))
+    }
+  }
+
+  /** Answers at once and closes the connection: the rest of the body is discarded, not read. */
+  function refuseBody(req: IncomingMessage, res: ServerResponse, error: ApiError, status: number): void {
+    res.setHeader('Connection', 'close')
+    sendError(res, error, status)
+    res.once('finish', () => setTimeout(() => req.socket.destroy(), 1000).unref())
+  }
+
+  async function handleUpload(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const denied = refuse(req, url)
+    if (denied) return refuseBody(req, res, denied, statusOf(denied.code))
+    if (req.method === 'GET') return sendJson(res, 200, { result: { maxBytes: maxUploadBytes } })
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'GET, POST')
+      return refuseBody(req, res, new ApiError('failed', `use POST for ${url.pathname}`), 405)
+    }
+    // Not a type a cross-site form can send without a CORS preflight (the Origin check still applies).
+    if (!/^application\/octet-stream\b/i.test(req.headers['content-type'] ?? ''))
+      return refuseBody(
+        req,
+        res,
+        new ApiError('invalid_argument', 'body: send the file as Content-Type: application/octet-stream', 'body'),
+        415,
+      )
+    let name: string
+    try {
+      name = safeUploadName(url.searchParams.get('name'))
+    } catch (e) {
+      return refuseBody(req, res, ApiError.from(e), 400)
+    }
+    const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length'])
+    // Refused from the header alone: none of the body is read.
+    if (declared !== null && declared > maxUploadBytes) {
+      workbench.log('warn', `refused an upload of ${declared} bytes (limit ${maxUploadBytes})`, 'server')
+      return refuseBody(req, res, tooLarge(declared, maxUploadBytes), 413)
+    }
+    try {
+      const uploaded = await receiveUpload(req, { workspace: workbench.workspace, name, maxBytes: maxUploadBytes })
+      workbench.log('info', `received ${uploaded.name} (${uploaded.bytes} bytes) into ${uploaded.file}`, 'server')
+      sendJson(res, 200, { result: uploaded })
+    } catch (e) {
+      const error = ApiError.from(e)
+      if (res.destroyed || req.socket.destroyed) return
+      refuseBody(req, res, error, error instanceof UploadTooLarge ? 413 : statusOf(error.code))
     }
   }
 
