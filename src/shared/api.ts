@@ -18,6 +18,8 @@ import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis
 import type { RunConfigInput } from './runConfig'
 import type { EvalReport, EvalRunArgs, RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
+import type { HandoffResult, RunsHandoffArgs, RunsImportAdapterArgs } from './handoff'
+export type * from './handoff'
 export type * from './chat'
 export type * from './runs'
 export type * from './tasks'
@@ -194,6 +196,10 @@ export interface WorkbenchApi {
   'runs.resume': (args: { id: string }) => Promise<RunRecord>
   /** Exports a run as a Hugging Face checkpoint folder in the workspace's models. Progress: task.progress events for `taskId`. */
   'runs.export': (args: RunsExportArgs) => Promise<ModelEntry>
+  /** Writes a folder that runs this run (or a run config) on a cluster with LLaMA-Factory or axolotl and DeepSpeed. */
+  'runs.handoff': (args: RunsHandoffArgs) => Promise<HandoffResult>
+  /** Imports a PEFT LoRA adapter folder on its base model as a completed LoRA run (eval, export/merge as if trained here). */
+  'runs.importAdapter': (args: RunsImportAdapterArgs) => Promise<RunRecord>
   /** Starts a reply (loading the model first when it is not loaded: task.progress for `taskId`); tokens stream as chat.* events. */
   'chat.send': (args: ChatSendArgs) => Promise<ChatStarted>
   'chat.cancel': (args: { requestId: string }) => Promise<void>
@@ -234,6 +240,8 @@ export const METHODS = [
   'runs.cancel',
   'runs.resume',
   'runs.export',
+  'runs.handoff',
+  'runs.importAdapter',
   'chat.send',
   'chat.cancel',
   'conversations.list',

@@ -33,6 +33,8 @@ export interface WorkbenchBridge {
     cancel: WorkbenchApi['runs.cancel']
     resume: WorkbenchApi['runs.resume']
     export: WorkbenchApi['runs.export']
+    handoff: WorkbenchApi['runs.handoff']
+    importAdapter: WorkbenchApi['runs.importAdapter']
   }
   chat: {
     send: WorkbenchApi['chat.send']
@@ -81,6 +83,8 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       cancel: (args) => invoke('runs.cancel', args),
       resume: (args) => invoke('runs.resume', args),
       export: (args) => invoke('runs.export', args),
+      handoff: (args) => invoke('runs.handoff', args),
+      importAdapter: (args) => invoke('runs.importAdapter', args),
     },
     chat: {
       send: (args) => invoke('chat.send', args),

@@ -10,6 +10,7 @@ import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
 import { DTYPES, moeConfigPartialSchema } from './modelConfig'
 import { runConfigSchema } from './runConfig'
 import { unknownKeysMessage } from './keys'
+import { HANDOFF_TARGETS } from './handoff'
 
 /** A non-empty string without NUL bytes (which the file system APIs reject with odd messages). */
 const path = z
@@ -112,6 +113,20 @@ export const apiSchemas = {
     dtype: z.enum(DTYPES).optional(),
     taskId: id.optional(),
   }),
+  'runs.handoff': z.strictObject({
+    target: z.enum(HANDOFF_TARGETS),
+    outDir: path,
+    run: id.optional(),
+    config: runConfigSchema.optional(),
+    model: path.optional(),
+    dataset: id.optional(),
+    modelRef: z.string().trim().min(1, 'must not be empty').max(4096, 'is too long').optional(),
+    copyModel: z.boolean().optional(),
+    nodes: z.number().int().min(1).max(4096).optional(),
+    gpusPerNode: z.number().int().min(1).max(64).optional(),
+    gpuMemoryGiB: z.number().positive().max(100_000).optional(),
+  }),
+  'runs.importAdapter': z.strictObject({ dir: path, model: path.optional(), name: name.optional() }),
   'chat.send': z.strictObject({
     model: path,
     messages: z

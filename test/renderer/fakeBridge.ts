@@ -296,6 +296,18 @@ export function fakeBridge() {
       cancel: vi.fn(async ({ id }: { id: string }) => ({ ...runRecord, id, status: 'cancelled' as const })),
       resume: vi.fn(async ({ id }: { id: string }) => ({ ...runRecord, id, status: 'running' as const })),
       export: vi.fn(async ({ name }: { id: string; name?: string }) => ({ ...modelEntries[2], name: name ?? 'exported' })),
+      handoff: vi.fn(async (args: { outDir: string; target: 'llamafactory' | 'axolotl' }) => ({
+        outDir: args.outDir,
+        target: args.target,
+        files: ['README.md'],
+        modelRef: 'org/model',
+        deepspeed: { stage: 2 as const, offload: false, file: 'ds_z2_config.json', reason: 'fits' },
+        memoryPerDevice: 2 ** 30,
+        mapping: [],
+        warnings: [],
+        launch: { single: ['llamafactory-cli train llamafactory.yaml'], multi: [] },
+      })),
+      importAdapter: vi.fn(async () => runRecord),
     },
     chat: {
       send: vi.fn(async (): Promise<ChatStarted> => ({

@@ -17,6 +17,7 @@ import { forwardCommand, generateCommand, infoCommand } from './commands'
 import { chatCommand } from './chatCommand'
 import { datasetCommand } from './datasetCommands'
 import { evalCommand, exportCommand, trainCommand } from './trainCommands'
+import { adapterCommand, handoffCommand } from './handoffCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -49,6 +50,12 @@ commands:
   export    RUN --out DIR [--checkpoint DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace)
+  handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR --dataset ID (a CONFIG)]
+            [--set key=value ...] [--model-ref HUB_ID] [--copy-model] [--nodes 1]
+            [--gpus-per-node 8] [--gpu-memory 80GB]       a folder that runs it on a cluster with
+                                                          DeepSpeed: dataset, trainer YAML, README
+  adapter   import DIR [--model BASE] [--name NAME]       a PEFT LoRA adapter (LLaMA-Factory, axolotl...)
+                                                          as a run: eval and export it like one trained here
   serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
                                                           the browser UI and API (server mode); requests
                                                           may name files under the workspace, home and
@@ -167,6 +174,28 @@ const COMMANDS: Record<string, Command> = {
     options: { out: { type: 'string' }, checkpoint: { type: 'string' }, dtype: { type: 'string' }, workspace: { type: 'string' } },
     positionals: true,
     run: exportCommand,
+  },
+  handoff: {
+    options: {
+      target: { type: 'string' },
+      out: { type: 'string' },
+      model: { type: 'string' },
+      dataset: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      'model-ref': { type: 'string' },
+      'copy-model': { type: 'boolean' },
+      nodes: { type: 'string' },
+      'gpus-per-node': { type: 'string' },
+      'gpu-memory': { type: 'string' },
+      workspace: { type: 'string' },
+    },
+    positionals: true,
+    run: handoffCommand,
+  },
+  adapter: {
+    options: { model: { type: 'string' }, name: { type: 'string' }, workspace: { type: 'string' } },
+    positionals: true,
+    run: adapterCommand,
   },
   serve: {
     options: {

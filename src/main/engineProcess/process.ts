@@ -20,6 +20,7 @@ import { createModel, ModelCache, planModel } from './models'
 import { RunQueue } from './runQueue'
 import { evalRows, evaluateSource } from './evaluation'
 import { exportRun } from '../train/export'
+import { importAdapterRun } from '../handoff/peftImport'
 import { EngineTasks } from '../engine/tasks'
 import {
   BACKEND_ARG,
@@ -90,6 +91,8 @@ export const handlers: EngineHandlers = {
       const rows = await evalRows(args.workspace, args.dataset, args.split, args.limit)
       return evaluateSource(jobsOf(ctx).models, args.source, rows, args.split, hooks)
     }),
+  'adapters.import': (args) =>
+    importAdapterRun({ adapterDir: args.dir, baseModel: args.model, runsRoot: args.runsRoot, runId: args.runId, name: args.name }),
   'tasks.cancel': (args, ctx) => jobsOf(ctx).tasks.cancel(args.taskId),
 }
 

@@ -61,6 +61,8 @@ export interface EngineMethods {
     source: EvalSource
     taskId?: string
   }) => EvalReport
+  /** Converts a PEFT adapter folder into a completed LoRA run at runsRoot/runId (src/main/handoff/peftImport.ts). */
+  'adapters.import': (args: { dir: string; model: string; runsRoot: string; runId: string; name?: string }) => RunRecord
   /** Aborts the runs.export, chat.send (its model load) or experts.analyze started with this taskId. */
   'tasks.cancel': (args: { taskId: string }) => boolean
 }

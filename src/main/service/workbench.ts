@@ -27,6 +27,7 @@ import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
 import { defaultModelDir, resourcesDir, seedWorkspace } from './firstRun'
 import { workspaceMethods } from './methods'
+import { handoffMethods } from '../handoff/service'
 import { runsDir } from './workspace'
 import { repairRuns } from '../runs/runFolder'
 import type { RunRecord } from '../../shared/runs'
@@ -99,6 +100,8 @@ export class Workbench {
       ),
       // Bookkeeping of models, runs and conversations here; compute in the engine.
       ...workspaceApi.methods,
+      // Handing runs to cluster trainers and importing their adapters back.
+      ...handoffMethods({ engine: this.engine, workspace: this.workspace }),
     }
     this.api = Object.fromEntries(METHODS.map((m) => [m, (args: unknown) => this.call(m, args)])) as unknown as WorkbenchApi
   }

@@ -1,0 +1,120 @@
+/**
+ * `moe-workbench handoff` (the service's runs.handoff) and `moe-workbench adapter import` (its
+ * runs.importAdapter): hand a run to LLaMA-Factory or axolotl, bring the adapter back.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { HANDOFF_TARGETS, type HandoffTarget } from '../../shared/handoff'
+import { applyOverrides } from '../../shared/runConfig'
+import { parseBytes } from './commands'
+import { cliError, openHost } from './host'
+import { locateRun } from './trainCommands'
+import { UsageError, type CliIo, type ParsedValues } from './util'
+
+function positiveInt(values: ParsedValues, flag: string): number | undefined {
+  const v = values[flag]
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: "${String(v)}" must be a whole number, at least 1`)
+  return n
+}
+
+/** A run config file (JSON) with --set overrides. */
+function readConfigFile(file: string, sets: string[]): Record<string, unknown> {
+  let base: unknown
+  try {
+    base = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new UsageError(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`)
+  }
+  if (typeof base !== 'object' || base === null || Array.isArray(base))
+    throw new UsageError(`${file}: must hold a JSON object (a run config)`)
+  // A run.json holds its config under "config".
+  const obj = base as Record<string, unknown>
+  const config = 'config' in obj && 'status' in obj && typeof obj.config === 'object' ? (obj.config as Record<string, unknown>) : obj
+  return applyOverrides(config, sets)
+}
+
+export async function handoffCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('handoff takes one RUN (a run folder or id) or CONFIG (a run config .json)')
+  const target = values.target
+  if (typeof target !== 'string' || !(HANDOFF_TARGETS as readonly string[]).includes(target))
+    throw new UsageError(`--target: ${target === undefined ? 'missing' : `"${String(target)}"`}; use one of ${HANDOFF_TARGETS.join(', ')}`)
+  if (typeof values.out !== 'string' || values.out === '')
+    throw new UsageError('--out DIR is required: the folder to write (missing or empty)')
+  const arg = positionals[0]
+  const asFile = resolve(arg)
+  const isConfig = existsSync(asFile) && statSync(asFile).isFile()
+  const located = isConfig ? undefined : locateRun(arg)
+  if (isConfig && (typeof values.model !== 'string' || typeof values.dataset !== 'string'))
+    throw new UsageError('a run config needs --model DIR and --dataset ID (a dataset of the workspace)')
+  if (!isConfig && values.set !== undefined) throw new UsageError('--set applies to a CONFIG file; a run hands off its own config')
+  const gpuMemory = values['gpu-memory'] === undefined ? undefined : parseBytes(String(values['gpu-memory']), '--gpu-memory') / 2 ** 30
+  const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
+  try {
+    const r = await host.api['runs.handoff']({
+      target: target as HandoffTarget,
+      outDir: resolve(values.out),
+      ...(isConfig
+        ? {
+            config: readConfigFile(asFile, (values.set as string[] | undefined) ?? []),
+            model: resolve(String(values.model)),
+            dataset: String(values.dataset),
+          }
+        : { run: located!.id, ...(typeof values.dataset === 'string' && { dataset: values.dataset }) }),
+      ...(typeof values['model-ref'] === 'string' && { modelRef: values['model-ref'] }),
+      ...(values['copy-model'] === true && { copyModel: true }),
+      ...(positiveInt(values, 'nodes') !== undefined && { nodes: positiveInt(values, 'nodes') }),
+      ...(positiveInt(values, 'gpus-per-node') !== undefined && { gpusPerNode: positiveInt(values, 'gpus-per-node') }),
+      ...(gpuMemory !== undefined && { gpuMemoryGiB: gpuMemory }),
+    })
+    io.out(`wrote ${r.outDir} for ${r.target}: ${r.files.join(', ')}`)
+    io.out(`model      ${r.modelRef}`)
+    io.out(
+      `deepspeed  ZeRO-${r.deepspeed.stage}${r.deepspeed.offload ? ' with CPU offload' : ''} (${r.deepspeed.file}), about ${(r.memoryPerDevice / 2 ** 30).toFixed(1)} GiB per device`,
+    )
+    const none = r.mapping.filter((m) => m.equivalent === 'none').map((m) => m.setting)
+    io.out(
+      `settings   ${r.mapping.filter((m) => m.equivalent === 'mapped').length} mapped, ${none.length} with no equivalent (${none.join(', ')}); the table is in README.md`,
+    )
+    for (const w of r.warnings) io.err(`note: ${w}`)
+    io.out('launch (from the folder):')
+    for (const l of r.launch.single) io.out(`  ${l}`)
+    return 0
+  } catch (e) {
+    throw cliError(e)
+  } finally {
+    await host.close()
+  }
+}
+
+export async function adapterCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
+  const [sub, dir, ...rest] = positionals
+  if (sub !== 'import' || dir === undefined || rest.length)
+    throw new UsageError('usage: moe-workbench adapter import DIR [--model BASE] [--name NAME] (DIR: a PEFT adapter folder)')
+  const abs = resolve(dir)
+  if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new UsageError(`${abs} is not a folder`)
+  if (!existsSync(join(abs, 'adapter_config.json')))
+    throw new UsageError(
+      `${abs} has no adapter_config.json: not a PEFT adapter folder${existsSync(join(abs, 'config.json')) ? ' (it is a model folder: use it directly with --model)' : ''}`,
+    )
+  const host = openHost(values, io)
+  try {
+    const record = await host.api['runs.importAdapter']({
+      dir: abs,
+      ...(typeof values.model === 'string' && { model: resolve(values.model) }),
+      ...(typeof values.name === 'string' && { name: values.name }),
+    })
+    io.out(`imported as run ${record.id} on ${record.baseModel}`)
+    io.out(record.message ?? '')
+    io.out(
+      `evaluate: moe-workbench eval --model ${record.id}${values.workspace ? ` --workspace ${String(values.workspace)}` : ''} --dataset ID`,
+    )
+    io.out(`merge:    moe-workbench export ${record.id}${values.workspace ? ` --workspace ${String(values.workspace)}` : ''} --out DIR`)
+    return 0
+  } catch (e) {
+    throw cliError(e)
+  } finally {
+    await host.close()
+  }
+}

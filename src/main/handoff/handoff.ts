@@ -1,0 +1,356 @@
+/**
+ * `moe-workbench handoff`: a folder that runs a workbench run on a cluster with LLaMA-Factory or
+ * axolotl and DeepSpeed, as it is:
+ *
+ *   <out>/README.md                     launch commands (one node, several), GPU memory, the mapping table
+ *   <out>/llamafactory.yaml | axolotl.yaml
+ *   <out>/deepspeed/ds_z2_config.json | ds_z3_config.json | ds_z3_offload_config.json
+ *   <out>/data/train.jsonl, validation.jsonl (the workbench's split, row for row)
+ *   <out>/data/dataset_info.json        LLaMA-Factory only
+ *   <out>/model/                        with copyModel: the base model folder
+ *   <out>/handoff.json                  what was handed off, from where, with which versions
+ *
+ * Everything is written into a temporary folder renamed into place at the end: a failure leaves
+ * nothing behind. Paths inside are relative: launch from the folder.
+ */
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs'
+import { cp } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
+import { once } from 'node:events'
+import { rowKind, type NormalizedRow, type RowKind } from '../../shared/dataset'
+import type { HandoffResult, HandoffTarget } from '../../shared/handoff'
+import { countParams, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
+import type { RunConfig } from '../../shared/runConfig'
+import { readManifest, readRows } from '../data/workspace'
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
+import { mappingTable, planHandoff, TARGET_VERSIONS, type HandoffDataset, type HandoffPlan } from './targets'
+
+export class HandoffError extends Error {}
+
+export interface HandoffSource {
+  config: RunConfig
+  /** The base model folder. */
+  modelDir: string
+  /** A dataset id of `workspace`. */
+  dataset: string
+  /** Where it came from, for the README: a run id, or "a run config". */
+  from: string
+}
+
+export interface HandoffOptions {
+  workspace: string
+  target: HandoffTarget
+  outDir: string
+  modelRef?: string
+  copyModel?: boolean
+  nodes?: number
+  gpusPerNode?: number
+  gpuMemoryGiB?: number
+}
+
+const HUB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+function readJson(file: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
+  } catch {
+    return null
+  }
+}
+
+/** The hub id a model folder came from (config.json _name_or_path, or workbench.json's), if it names one. */
+export function hubIdOf(modelDir: string): string | null {
+  for (const [file, key] of [
+    ['config.json', '_name_or_path'],
+    ['workbench.json', 'hubId'],
+  ] as const) {
+    const v = readJson(join(modelDir, file))?.[key]
+    if (typeof v === 'string' && HUB_ID.test(v) && !existsSync(v)) return v
+  }
+  return null
+}
+
+function hasChatTemplate(modelDir: string): boolean {
+  const tc = readJson(join(modelDir, 'tokenizer_config.json'))
+  return typeof tc?.chat_template === 'string' || Array.isArray(tc?.chat_template) || existsSync(join(modelDir, 'chat_template.jinja'))
+}
+
+/** A row as the target reads it (the workbench's own importer reads it back to the same row). */
+function targetRow(row: NormalizedRow, kind: RowKind, target: HandoffTarget): Record<string, unknown> {
+  switch (kind) {
+    case 'chat':
+      return { messages: (row as { messages: unknown }).messages }
+    case 'completion': {
+      const r = row as { prompt: string; completion: string }
+      return { prompt: r.prompt, completion: r.completion }
+    }
+    case 'text':
+      return { text: (row as { text: string }).text }
+    case 'tokens': {
+      const r = row as { input_ids: number[]; labels?: number[] }
+      // axolotl's pre-tokenised rows need all three columns.
+      return target === 'axolotl'
+        ? { input_ids: r.input_ids, attention_mask: r.input_ids.map(() => 1), labels: r.labels ?? r.input_ids }
+        : { input_ids: r.input_ids, ...(r.labels && { labels: r.labels }) }
+    }
+  }
+}
+
+/** Writes one split as JSONL; returns the row count. Rows must all be of `kind`. */
+async function writeSplit(
+  workspace: string,
+  id: string,
+  split: 'train' | 'validation',
+  file: string,
+  kind: RowKind,
+  target: HandoffTarget,
+): Promise<number> {
+  const out = createWriteStream(file, { encoding: 'utf8' })
+  let n = 0
+  try {
+    for await (const row of readRows(workspace, id, split)) {
+      const k = rowKind(row)
+      if (k !== kind)
+        throw new HandoffError(
+          `dataset ${id}: ${split} row ${n + 1} is a ${k} row among ${kind} rows; the targets take one kind per dataset`,
+        )
+      if (!out.write(JSON.stringify(targetRow(row, kind, target)) + '\n')) await once(out, 'drain')
+      n++
+    }
+  } finally {
+    out.end()
+    await once(out, 'close')
+  }
+  return n
+}
+
+/** The first row's kind (a dataset holds one layout). */
+async function datasetKind(workspace: string, id: string): Promise<RowKind> {
+  for await (const row of readRows(workspace, id)) return rowKind(row)
+  throw new HandoffError(`dataset ${id} has no rows`)
+}
+
+function gib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`
+}
+
+function readme(
+  plan: HandoffPlan,
+  src: HandoffSource,
+  model: MoeConfig,
+  modelRef: string,
+  opts: Required<Pick<HandoffOptions, 'nodes' | 'gpusPerNode' | 'gpuMemoryGiB'>>,
+  files: string[],
+  copied: boolean,
+): string {
+  const v = TARGET_VERSIONS[plan.target]
+  const counts = countParams(model)
+  const m = plan.memory
+  const install =
+    plan.target === 'llamafactory'
+      ? [
+          'pip install "llamafactory[torch,metrics,deepspeed]"   # or from the source, as its README says',
+          ...(src.config.method === 'lora' && (src.config.lora.targets.includes('experts') || src.config.lora.targets.includes('router'))
+            ? ['pip install "transformers==4.57.6"   # LoRA on routed experts: they are nn.Linear only before transformers 5']
+            : []),
+        ]
+      : [
+          'pip install "axolotl[deepspeed]==0.18.0"',
+          ...(src.config.method === 'lora' &&
+          plan.deepspeed.stage === 3 &&
+          (src.config.lora.targets.includes('experts') || src.config.lora.targets.includes('router'))
+            ? ['pip install "peft>=0.21.0"   # ZeRO-3 with lora_target_parameters (huggingface/peft#3576)']
+            : []),
+        ]
+  const output = plan.target === 'llamafactory' ? 'output' : 'output'
+  const bringBack =
+    src.config.method === 'lora'
+      ? `The adapter lands in \`${output}/\` (\`adapter_config.json\`, \`adapter_model.safetensors\`; checkpoints in \`${output}/checkpoint-N/\`). Copy it back and import it on its base model; it then evaluates, merges and exports like a run trained here:
+
+\`\`\`sh
+moe-workbench adapter import ${output} --model ${src.modelDir}
+moe-workbench eval --model <the run id it prints>
+moe-workbench export <the run id> --out merged-model
+\`\`\``
+      : `The fine-tuned model lands in \`${output}/\` as a Hugging Face checkpoint folder. Copy it back and open it like any checkpoint (the Models screen's "Link a folder", or \`moe-workbench info --model ${output}\`).`
+  const modelKey = plan.target === 'llamafactory' ? 'model_name_or_path' : 'base_model'
+  const modelNote = copied
+    ? ' (the base model folder, copied here)'
+    : HUB_ID.test(modelRef)
+      ? ' (its hub id)'
+      : ` (a path: copy the folder to the cluster and change ${modelKey} in ${plan.trainerFile} if it lives elsewhere there)`
+  return `# MoE Workbench handoff: ${src.from === 'a run config' ? 'a run config' : `run ${src.from}`} on ${v.name}
+
+Written by MoE Workbench from ${src.from === 'a run config' ? 'a run config' : `run \`${src.from}\``}: base model \`${src.modelDir}\` (${model.family}, ${(counts.total / 1e9).toFixed(2)}B parameters, ${(counts.active / 1e9).toFixed(2)}B active per token), dataset \`${src.dataset}\`, method ${src.config.method}.
+Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${v.requires}.
+
+## Files
+
+${files.map((f) => `- \`${f}\``).join('\n')}
+
+The model is \`${modelRef}\`${modelNote}.
+
+## Install
+
+\`\`\`sh
+${install.join('\n')}
+\`\`\`
+
+## Launch (from this folder)
+
+One node with ${opts.gpusPerNode} GPUs:
+
+\`\`\`sh
+${plan.launch.single.join('\n')}
+\`\`\`
+
+Several nodes (run on each, with its own rank; ${Math.max(2, opts.nodes)} nodes shown):
+
+\`\`\`sh
+${plan.launch.multi.join('\n')}
+\`\`\`
+
+Batch: ${plan.batch.perDevice} row(s) per device × ${plan.batch.gradAccumulation} accumulation step(s) × ${plan.batch.devices} devices = ${plan.batch.effective} rows per optimiser step (here: ${plan.batch.workbench}). On another number of devices, scale \`gradient_accumulation_steps\` to keep it.
+
+## GPU memory per device (estimate)
+
+For ${plan.batch.devices} devices (${opts.nodes} × ${opts.gpusPerNode}) of ${opts.gpuMemoryGiB} GiB, ${plan.batch.perDevice} row(s) of ${src.config.data.maxLength} tokens per device, bf16 weights, AdamW, gradient checkpointing:
+
+| DeepSpeed | per device |
+| --- | --- |
+| ZeRO-2 | ${gib(m.perDevice.zero2)} |
+| ZeRO-3 | ${gib(m.perDevice.zero3)} |
+| ZeRO-3 + CPU offload | ${gib(m.perDevice.zero3Offload)} |
+
+Weights ${gib(m.weights)} (bf16), ${m.trainableParams.toLocaleString('en-US')} trained parameters, activations ${gib(m.activations)}.
+Chosen: \`deepspeed/${plan.deepspeed.file}\`: ${plan.deepspeed.reason}. CUDA context, fragmentation and communication buffers come on top.
+${plan.warnings.length ? `\n## Differences to know\n\n${plan.warnings.map((w) => `- ${w}`).join('\n')}\n` : ''}
+## Every workbench setting and its ${v.name} key
+
+${mappingTable(plan.mapping, `${v.name} ${v.version}`)}
+
+## Bring the result back
+
+${bringBack}
+`
+}
+
+/**
+ * Writes the handoff folder for `src` (see the module comment). `outDir` must be missing or empty.
+ */
+export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Promise<HandoffResult> {
+  const out = resolve(opts.outDir)
+  if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0))
+    throw new HandoffError(`outDir: ${out} exists and is not an empty folder; choose a new folder`)
+  const modelDir = resolve(src.modelDir)
+  const hf = readJson(join(modelDir, 'config.json'))
+  if (!hf) throw new HandoffError(`model: ${modelDir} has no readable config.json`)
+  let model: MoeConfig
+  try {
+    model = fromHfConfig(hf, join(modelDir, 'config.json'))
+  } catch (e) {
+    throw new HandoffError(`model: ${(e as Error).message}`)
+  }
+  const manifest = await readManifest(opts.workspace, src.dataset).catch(() => {
+    throw new HandoffError(`dataset: no dataset ${src.dataset} in ${opts.workspace}`)
+  })
+  const o = { nodes: opts.nodes ?? 1, gpusPerNode: opts.gpusPerNode ?? 8, gpuMemoryGiB: opts.gpuMemoryGiB ?? 80 }
+  if (!(o.gpuMemoryGiB > 0)) throw new HandoffError(`gpuMemoryGiB: ${o.gpuMemoryGiB} must be a positive number`)
+  const copied = opts.copyModel === true
+  const modelRef = copied ? 'model' : (opts.modelRef ?? hubIdOf(modelDir) ?? modelDir)
+  const kind = await datasetKind(opts.workspace, src.dataset)
+  const key = `workbench_${manifest.id.replace(/[^A-Za-z0-9_]/g, '_')}`
+  const dataset: HandoffDataset = {
+    key,
+    kind,
+    trainFile: 'data/train.jsonl',
+    validationFile: manifest.split.validationRows > 0 ? 'data/validation.jsonl' : null,
+    trainRows: manifest.split.train,
+    validationRows: manifest.split.validationRows,
+  }
+  let plan: HandoffPlan
+  try {
+    plan = planHandoff({
+      target: opts.target,
+      config: src.config,
+      model,
+      modelRef,
+      chatTemplate: hasChatTemplate(modelDir),
+      dataset,
+      nodes: o.nodes,
+      gpusPerNode: o.gpusPerNode,
+      gpuMemoryBytes: o.gpuMemoryGiB * 2 ** 30,
+    })
+  } catch (e) {
+    throw new HandoffError((e as Error).message)
+  }
+
+  const tmp = `${out}.tmp-${process.pid}`
+  rmSync(tmp, { recursive: true, force: true })
+  mkdirSync(join(tmp, 'data'), { recursive: true })
+  mkdirSync(join(tmp, 'deepspeed'), { recursive: true })
+  try {
+    const files: string[] = []
+    const trainRows = await writeSplit(opts.workspace, src.dataset, 'train', join(tmp, dataset.trainFile), kind, opts.target)
+    files.push(dataset.trainFile)
+    if (dataset.validationFile) {
+      await writeSplit(opts.workspace, src.dataset, 'validation', join(tmp, dataset.validationFile), kind, opts.target)
+      files.push(dataset.validationFile)
+    }
+    if (trainRows === 0) throw new HandoffError(`dataset ${src.dataset} has no training rows`)
+    if (plan.datasetInfo) {
+      writeJsonAtomic(join(tmp, 'data', 'dataset_info.json'), plan.datasetInfo)
+      files.push('data/dataset_info.json')
+    }
+    writeFileAtomic(join(tmp, plan.trainerFile), plan.trainer)
+    files.push(plan.trainerFile)
+    writeJsonAtomic(join(tmp, 'deepspeed', plan.deepspeed.file), plan.deepspeed.config)
+    files.push(`deepspeed/${plan.deepspeed.file}`)
+    if (copied) {
+      await cp(modelDir, join(tmp, 'model'), { recursive: true, filter: (s) => basename(s) !== 'workbench.json' })
+      files.push('model/')
+    }
+    files.push('README.md', 'handoff.json')
+    writeFileAtomic(join(tmp, 'README.md'), readme(plan, src, model, modelRef, o, files, copied))
+    writeJsonAtomic(join(tmp, 'handoff.json'), {
+      target: opts.target,
+      versions: TARGET_VERSIONS[opts.target],
+      from: src.from,
+      baseModel: modelDir,
+      modelRef,
+      dataset: { id: src.dataset, kind, trainRows, validationRows: dataset.validationRows },
+      runConfig: src.config,
+      nodes: o.nodes,
+      gpusPerNode: o.gpusPerNode,
+      gpuMemoryGiB: o.gpuMemoryGiB,
+      written: new Date().toISOString(),
+    })
+    if (existsSync(out)) {
+      try {
+        rmdirSync(out)
+      } catch {
+        throw new HandoffError(`${out} received files while the handoff was written; they were left alone (choose a new folder)`)
+      }
+    }
+    renameSync(tmp, out)
+    return {
+      outDir: out,
+      target: opts.target,
+      files,
+      modelRef,
+      deepspeed: { stage: plan.deepspeed.stage, offload: plan.deepspeed.offload, file: plan.deepspeed.file, reason: plan.deepspeed.reason },
+      memoryPerDevice: plan.deepspeed.offload
+        ? plan.memory.perDevice.zero3Offload
+        : plan.deepspeed.stage === 2
+          ? plan.memory.perDevice.zero2
+          : plan.memory.perDevice.zero3,
+      mapping: plan.mapping,
+      warnings: plan.warnings,
+      launch: plan.launch,
+    }
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true })
+    throw e
+  }
+}

@@ -1,0 +1,433 @@
+/**
+ * A run handed to LLaMA-Factory or axolotl: the YAML and JSON parse (as YAML 1.1, what PyYAML
+ * reads), every mapped key carries this run's value for LoRA on experts, full and freeze runs with
+ * and without packing, the LoRA targets select exactly the workbench's layers under PEFT's
+ * matching, the freeze patterns exactly its trainable weights under axolotl's, every run-config
+ * setting has a row, DeepSpeed follows the model's size, and the dataset files read back through
+ * the workbench's own importer as the same rows.
+ */
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { importDataset, readRows } from '../../../src/main/data/workspace'
+import { writeHandoff } from '../../../src/main/handoff/handoff'
+import { exactSuffixes, planHandoff, runConfigLeaves, type HandoffInput } from '../../../src/main/handoff/targets'
+import { isTrainable } from '../../../src/main/train/freeze'
+import { paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../../../src/shared/modelConfig'
+import { validateRunConfig, type RunConfigInput } from '../../../src/shared/runConfig'
+import type { NormalizedRow } from '../../../src/shared/dataset'
+
+const DEFAULT_MODEL = join(__dirname, '../../../resources/default-model')
+const SAMPLES = join(__dirname, '../../../resources/samples')
+
+function model(over: Partial<MoeConfigInput> = {}): MoeConfig {
+  return validateMoeConfig({
+    family: 'mixtral',
+    vocabSize: 64,
+    hiddenSize: 32,
+    numLayers: 3,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 8,
+    intermediateSize: 48,
+    expertIntermediateSize: 24,
+    numExperts: 4,
+    topK: 2,
+    normTopkProb: true,
+    maxPositionEmbeddings: 128,
+    ...over,
+  })
+}
+
+const QWEN2 = (): MoeConfig =>
+  model({
+    family: 'qwen2_moe',
+    sharedExpertIntermediateSize: 16,
+    normTopkProb: false,
+    qkvBias: true,
+    mlpOnlyLayers: [1],
+  } as Partial<MoeConfigInput>)
+
+function input(
+  target: HandoffInput['target'],
+  run: RunConfigInput,
+  m = model(),
+  kind: HandoffInput['dataset']['kind'] = 'chat',
+): HandoffInput {
+  return {
+    target,
+    config: validateRunConfig(run),
+    model: m,
+    modelRef: 'org/base-model',
+    chatTemplate: true,
+    dataset: {
+      key: 'workbench_ds',
+      kind,
+      trainFile: 'data/train.jsonl',
+      validationFile: 'data/validation.jsonl',
+      trainRows: 90,
+      validationRows: 10,
+    },
+    nodes: 1,
+    gpusPerNode: 4,
+    gpuMemoryBytes: 80 * 2 ** 30,
+  }
+}
+
+/** The YAML as PyYAML (YAML 1.1) reads it. */
+function yamlOf(text: string): Record<string, unknown> {
+  return parse(text, { version: '1.1' }) as Record<string, unknown>
+}
+
+/** Module paths PEFT's target_modules list selects: equal, or ending with "." + name. */
+function peftSelects(targets: string[], modules: string[]): string[] {
+  return modules.filter((m) => targets.some((t) => m === t || m.endsWith(`.${t}`)))
+}
+
+/** axolotl utils/freeze.py: re.match with "." literal unless followed by "+", an optional [a:b] range. */
+function axolotlUnfrozen(patterns: string[], names: string[]): Map<string, [number, number][] | null> {
+  const out = new Map<string, [number, number][] | null>()
+  for (const p of patterns) {
+    const m = /^(.+)\[([0-9]*)(?::([0-9]*))?\]$/.exec(p)
+    const base = m ? m[1] : p
+    const re = new RegExp(base.replace(/\.(?!\+)/g, '\\.'))
+    for (const n of names) {
+      const hit = re.exec(n)
+      if (!hit || hit.index !== 0) continue
+      const prev = out.get(n)
+      if (!m) out.set(n, null)
+      else if (prev !== null) out.set(n, [...(prev ?? []), [Number(m[2]), Number(m[3])]])
+    }
+  }
+  return out
+}
+
+describe('handoff configs', () => {
+  it('LoRA on experts, packed: LLaMA-Factory keys and values', () => {
+    const run = {
+      method: 'lora',
+      lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['attention', 'experts'] },
+      data: { packing: true, maxLength: 1024 },
+      optimizer: { lr: 2e-5 },
+      schedule: { type: 'cosine', warmupSteps: 10, minLrRatio: 0.1 },
+      batchSize: 8,
+      gradAccumulation: 2,
+      maxSteps: 300,
+      moe: { auxLossCoef: 0.02 },
+    } satisfies RunConfigInput
+    const plan = planHandoff(input('llamafactory', run))
+    const y = yamlOf(plan.trainer)
+    expect(y).toMatchObject({
+      model_name_or_path: 'org/base-model',
+      stage: 'sft',
+      finetuning_type: 'lora',
+      lora_rank: 16,
+      lora_alpha: 32,
+      lora_dropout: 0.05,
+      cutoff_len: 1024,
+      packing: true,
+      train_on_prompt: false,
+      learning_rate: 2e-5,
+      lr_scheduler_type: 'cosine_with_min_lr',
+      lr_scheduler_kwargs: { min_lr_rate: 0.1 },
+      warmup_steps: 10,
+      max_steps: 300,
+      per_device_train_batch_size: 4,
+      gradient_accumulation_steps: 1,
+      moe_aux_loss_coef: 0.02,
+      dataset: 'workbench_ds',
+      eval_dataset: 'workbench_ds_validation',
+      dataset_dir: 'data',
+      bf16: true,
+      deepspeed: 'deepspeed/ds_z2_config.json',
+      adam_epsilon: 1e-8,
+    })
+    expect(typeof y.adam_epsilon).toBe('number')
+    expect(new Set(String(y.lora_target).split(','))).toEqual(new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'w1', 'w2', 'w3']))
+    expect(plan.batch.effective).toBe(16)
+    expect(plan.datasetInfo).toEqual({
+      workbench_ds: {
+        file_name: 'train.jsonl',
+        formatting: 'sharegpt',
+        columns: { messages: 'messages' },
+        tags: { role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant', system_tag: 'system' },
+      },
+      workbench_ds_validation: expect.objectContaining({ file_name: 'validation.jsonl' }),
+    })
+  })
+
+  it('LoRA on experts: axolotl reaches the fused experts by parameter, with the rank pattern and no dropout', () => {
+    const run = {
+      method: 'lora',
+      lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['attention', 'experts', 'router'] },
+      data: { packing: false },
+    } satisfies RunConfigInput
+    const plan = planHandoff(input('axolotl', run))
+    const y = yamlOf(plan.trainer)
+    expect(y).toMatchObject({
+      base_model: 'org/base-model',
+      adapter: 'lora',
+      lora_r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0,
+      lora_target_parameters: ['mlp.experts.gate_up_proj', 'mlp.experts.down_proj', 'mlp.gate.weight'],
+      lora_rank_pattern: { 'experts.gate_up_proj': 8 },
+      lora_alpha_pattern: { 'experts.gate_up_proj': 16 },
+      sample_packing: false,
+      sequence_len: 256,
+      model_config: { output_router_logits: true, router_aux_loss_coef: model().routerAuxLossCoef },
+      datasets: [
+        { path: 'data/train.jsonl', ds_type: 'json', type: 'chat_template', field_messages: 'messages', roles_to_train: ['assistant'] },
+      ],
+      test_datasets: [expect.objectContaining({ path: 'data/validation.jsonl', split: 'train' })],
+      chat_template: 'tokenizer_default',
+    })
+    expect(new Set(y.lora_target_modules as string[])).toEqual(new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj']))
+    expect(plan.warnings.join('\n')).toMatch(/lora.dropout 0.1 becomes 0/)
+  })
+
+  it("LoRA targets select exactly the workbench's layers under PEFT's name matching (shared expert and dense layers beside the experts)", () => {
+    const m = QWEN2()
+    const specs = paramSpecs(m).filter((s) => s.shape.length === 2)
+    const modules = specs.map((s) => s.name.replace(/\.weight$/, ''))
+    for (const targets of [
+      ['experts'],
+      ['shared_expert'],
+      ['dense_mlp'],
+      ['attention', 'router'],
+      ['experts', 'dense_mlp', 'shared_expert'],
+    ] as const) {
+      const plan = planHandoff(input('llamafactory', { method: 'lora', lora: { rank: 2, targets: [...targets] } }, m))
+      const chosen = String(yamlOf(plan.trainer).lora_target).split(',')
+      const kinds = {
+        experts: 'expert',
+        shared_expert: 'shared_expert',
+        dense_mlp: 'dense_mlp',
+        attention: 'attn',
+        router: 'router',
+      } as const
+      const want = specs.filter((s) => targets.some((t) => kinds[t] === s.kind)).map((s) => s.name.replace(/\.weight$/, ''))
+      expect(peftSelects(chosen, modules).sort()).toEqual(want.sort())
+    }
+    expect(exactSuffixes(['a.b.x'], ['a.b.x', 'a.c.x'])).toEqual(['b.x'])
+  })
+
+  it('full fine-tuning: no adapter anywhere', () => {
+    const lf = yamlOf(planHandoff(input('llamafactory', { method: 'full' })).trainer)
+    expect(lf.finetuning_type).toBe('full')
+    expect(lf).not.toHaveProperty('lora_target')
+    const ax = yamlOf(planHandoff(input('axolotl', { method: 'full' })).trainer)
+    expect(ax).not.toHaveProperty('adapter')
+    expect(ax).not.toHaveProperty('unfrozen_parameters')
+  })
+
+  it("freeze: axolotl's unfrozen_parameters unfreeze exactly the weights the workbench trains (frozen experts by range)", () => {
+    const m = QWEN2()
+    const run = validateRunConfig({
+      method: 'freeze',
+      freeze: { attention: true, router: false, experts: { '0': [1, 2] } },
+      data: { packing: true },
+    })
+    const y = yamlOf(planHandoff(input('axolotl', run, m)).trainer)
+    expect(y.sample_packing).toBe(true)
+    // transformers 5 parameter names: experts fused per layer, every block called mlp.
+    const names = new Map<string, string[]>()
+    for (const s of paramSpecs(m)) {
+      const v5 =
+        s.kind === 'expert'
+          ? s.name
+              .replace(/experts\.\d+\.(gate_proj|up_proj)\.weight$/, 'experts.gate_up_proj')
+              .replace(/experts\.\d+\.down_proj\.weight$/, 'experts.down_proj')
+          : s.name
+      names.set(v5, [...(names.get(v5) ?? []), s.name])
+    }
+    const unfrozen = axolotlUnfrozen(y.unfrozen_parameters as string[], [...names.keys()])
+    for (const [v5, originals] of names) {
+      const specs = originals.map((n) => paramSpecs(m).find((s) => s.name === n)!)
+      if (specs[0].kind !== 'expert') {
+        expect(unfrozen.has(v5), v5).toBe(isTrainable(specs[0], run, m))
+        continue
+      }
+      const ranges = unfrozen.get(v5)
+      for (const s of specs) {
+        const open = ranges === null ? true : ranges === undefined ? false : ranges.some(([a, b]) => s.expert! >= a && s.expert! < b)
+        expect(open, s.name).toBe(isTrainable(s, run, m))
+      }
+    }
+  })
+
+  it('freeze: axolotl is exact for LLaMA-Factory-style selectors too (last layers, chosen parts)', () => {
+    const m = QWEN2()
+    const selectors: NonNullable<RunConfigInput['freeze']>[] = [
+      { trainableLayers: 1, trainableParts: ['experts', 'router'] },
+      { trainableLayers: -2 },
+      { trainableParts: ['attention', 'norms', 'lm_head'] },
+    ]
+    for (const freeze of selectors) {
+      const run = validateRunConfig({ method: 'freeze', freeze })
+      const y = yamlOf(planHandoff(input('axolotl', run, m)).trainer)
+      const names = paramSpecs(m).filter((s) => s.kind !== 'expert')
+      const unfrozen = axolotlUnfrozen(
+        y.unfrozen_parameters as string[],
+        names.map((s) => s.name),
+      )
+      for (const s of names) expect(unfrozen.has(s.name), `${JSON.stringify(freeze)} ${s.name}`).toBe(isTrainable(s, run, m))
+    }
+  })
+
+  it('freeze: LLaMA-Factory is exact where its modules allow, and names the weights where not', () => {
+    // The last layer's MoE block (router and experts) of OLMoE: exactly LLaMA-Factory's freeze tuning.
+    const olmoe = model({ family: 'olmoe', normTopkProb: false, qkNorm: 'projection' } as Partial<MoeConfigInput>)
+    const exact = planHandoff(
+      input('llamafactory', { method: 'freeze', freeze: { trainableLayers: 1, trainableParts: ['experts', 'router'] } }, olmoe),
+    )
+    expect(yamlOf(exact.trainer)).toMatchObject({ finetuning_type: 'freeze', freeze_trainable_layers: 1, freeze_trainable_modules: 'mlp' })
+    expect(yamlOf(exact.trainer)).not.toHaveProperty('freeze_extra_modules')
+    expect(exact.mapping.find((r) => r.setting === 'freeze.trainableLayers')).toMatchObject({ equivalent: 'mapped' })
+    expect(exact.warnings.join('\n')).not.toMatch(/freeze/)
+    // A frozen router inside a trained block: LLaMA-Factory cannot; the router weights are named.
+    const plan = planHandoff(
+      input('llamafactory', { method: 'freeze', freeze: { attention: true, router: true }, data: { packing: false } }),
+    )
+    const y = yamlOf(plan.trainer)
+    expect(y).toMatchObject({
+      finetuning_type: 'freeze',
+      freeze_trainable_layers: 3,
+      packing: false,
+      freeze_extra_modules: 'embed_tokens,norm,lm_head',
+    })
+    expect(String(y.freeze_trainable_modules).split(',')).toEqual(['block_sparse_moe', 'input_layernorm', 'post_attention_layernorm'])
+    expect(plan.mapping.find((r) => r.setting === 'freeze.router')).toMatchObject({ equivalent: 'none' })
+    expect(plan.warnings.join('\n')).toMatch(/trains 3 weight\(s\) differently, e\.g\. model\.layers\.0\.block_sparse_moe\.gate\.weight/)
+  })
+
+  it('every run-config setting has a row: mapped with its value, not needed, or plainly no equivalent', () => {
+    for (const target of ['llamafactory', 'axolotl'] as const)
+      for (const run of [{ method: 'lora' }, { method: 'full' }, { method: 'freeze', freeze: { allExperts: true } }] as const) {
+        const plan = planHandoff(input(target, run))
+        const leaves = runConfigLeaves(validateRunConfig(run)).map(([k]) => k)
+        expect(plan.mapping.map((r) => r.setting)).toEqual(leaves)
+        for (const r of plan.mapping) {
+          expect(r.note ?? '', `${target} ${r.setting}`).not.toMatch(/not mapped by this version/)
+          if (r.equivalent === 'mapped') expect(r.target, r.setting).toBeTruthy()
+        }
+        const none = plan.mapping.filter((r) => r.equivalent === 'none').map((r) => r.setting)
+        expect(none).toEqual(expect.arrayContaining(['offload.budgetBytes', 'alerts.deadShare', 'esft.score']))
+      }
+    // A knob that is on and has no equivalent says so.
+    const z = planHandoff(input('axolotl', { moe: { zLossCoef: 0.001, capacityFactorTrain: 1.25 } }))
+    expect(z.mapping.find((r) => r.setting === 'moe.zLossCoef')).toMatchObject({ equivalent: 'none', value: '0.001' })
+    expect(z.mapping.find((r) => r.setting === 'moe.capacityFactorTrain')).toMatchObject({ equivalent: 'none' })
+    expect(z.warnings.join('\n')).toMatch(/capacityFactorTrain 1.25/)
+  })
+
+  it('DeepSpeed by model size: ZeRO-2 for a small model, ZeRO-3 for Mixtral-8x7B on 80 GiB GPUs', () => {
+    const small = planHandoff(input('llamafactory', { method: 'full' }))
+    expect(small.deepspeed.stage).toBe(2)
+    expect(small.deepspeed.config).toMatchObject({ zero_optimization: { stage: 2 } })
+    const mixtral8x7b = model({
+      vocabSize: 32000,
+      hiddenSize: 4096,
+      numLayers: 32,
+      numHeads: 32,
+      numKvHeads: 8,
+      headDim: 128,
+      intermediateSize: 14336,
+      expertIntermediateSize: 14336,
+      numExperts: 8,
+      maxPositionEmbeddings: 32768,
+    })
+    const big = planHandoff({ ...input('axolotl', { method: 'lora', batchSize: 1 }, mixtral8x7b), nodes: 1, gpusPerNode: 8 })
+    expect(big.deepspeed.stage).toBe(3)
+    expect(big.deepspeed.offload).toBe(false)
+    expect(big.memory.weights / 2 ** 30).toBeGreaterThan(80)
+    expect(big.memory.perDevice.zero3).toBeLessThan(80 * 2 ** 30)
+    const full = planHandoff({ ...input('llamafactory', { method: 'full', batchSize: 1 }, mixtral8x7b), gpusPerNode: 2 })
+    expect(full.deepspeed).toMatchObject({ stage: 3, offload: true, file: 'ds_z3_offload_config.json' })
+  })
+
+  it('bad input is named, not crashed on', () => {
+    expect(() => planHandoff({ ...input('llamafactory', {}), nodes: 0 })).toThrow(/nodes: 0/)
+    expect(() => planHandoff(input('llamafactory', {}, model(), 'tokens'))).toThrow(/pre-tokenised.*axolotl/)
+  })
+})
+
+describe('handoff folders', () => {
+  const rowsOf = async (ws: string, id: string, split?: 'train' | 'validation'): Promise<NormalizedRow[]> => {
+    const out: NormalizedRow[] = []
+    for await (const r of readRows(ws, id, split)) out.push(r)
+    return out
+  }
+
+  for (const [label, file, make] of [
+    ['chat (alpaca file)', 'arithmetic.jsonl', null],
+    [
+      'completion',
+      'completion.jsonl',
+      () => Array.from({ length: 30 }, (_, i) => JSON.stringify({ prompt: `Q${i}: ${i} + 1 =`, completion: ` ${i + 1}` })).join('\n'),
+    ],
+    [
+      'text',
+      'text.jsonl',
+      () => Array.from({ length: 30 }, (_, i) => JSON.stringify({ text: `line ${i}\nwith "quotes" and: colons` })).join('\n'),
+    ],
+  ] as const)
+    for (const target of ['llamafactory', 'axolotl'] as const)
+      it(`${label} rows for ${target} read back through the workbench's importer as the same rows`, async () => {
+        const ws = mkdtempSync(join(tmpdir(), 'handoff-ws-'))
+        let source = join(SAMPLES, file)
+        if (make) {
+          source = join(ws, file)
+          writeFileSync(source, make())
+        }
+        const m = await importDataset(ws, source, { split: { validation: 0.2, seed: 3 } })
+        const out = join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job')
+        const r = await writeHandoff(
+          {
+            config: validateRunConfig({ method: 'lora', lora: { targets: ['attention', 'experts'] } }),
+            modelDir: DEFAULT_MODEL,
+            dataset: m.id,
+            from: 'a run config',
+          },
+          { workspace: ws, target, outDir: out },
+        )
+        expect(r.files).toContain(target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml')
+        for (const f of r.files) expect(existsSync(join(out, f)), f).toBe(true)
+        const trainer = yamlOf(readFileSync(join(out, target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml'), 'utf8'))
+        const ds = JSON.parse(readFileSync(join(out, 'deepspeed', r.deepspeed.file), 'utf8')) as { zero_optimization: { stage: number } }
+        expect(ds.zero_optimization.stage).toBe(r.deepspeed.stage)
+        expect(trainer.deepspeed).toBe(`deepspeed/${r.deepspeed.file}`)
+        if (target === 'llamafactory') {
+          const info = JSON.parse(readFileSync(join(out, 'data', 'dataset_info.json'), 'utf8')) as Record<string, { file_name: string }>
+          expect(existsSync(join(out, 'data', info[String(trainer.dataset)].file_name))).toBe(true)
+          expect(trainer.stage).toBe(label === 'text' ? 'pt' : 'sft')
+        }
+        for (const split of ['train', 'validation'] as const) {
+          const back = await importDataset(ws, join(out, 'data', `${split}.jsonl`), { split: { validation: 0 } })
+          expect(await rowsOf(ws, back.id)).toEqual(await rowsOf(ws, m.id, split))
+        }
+        const readme = readFileSync(join(out, 'README.md'), 'utf8')
+        expect(readme).toMatch(
+          target === 'llamafactory' ? /FORCE_TORCHRUN=1 NNODES=2 NODE_RANK=1/ : /accelerate launch .*-m axolotl\.cli\.train/,
+        )
+        expect(readme).toMatch(/\| `moe.zLossCoef` \|/)
+        expect(readme).toMatch(/GPU memory per device/)
+      })
+
+  it('refuses a folder that is not empty, and leaves nothing behind on failure', async () => {
+    const ws = mkdtempSync(join(tmpdir(), 'handoff-ws-'))
+    const m = await importDataset(ws, join(SAMPLES, 'arithmetic.jsonl'))
+    const busy = mkdtempSync(join(tmpdir(), 'handoff-busy-'))
+    writeFileSync(join(busy, 'x'), '')
+    const src = { config: validateRunConfig({}), modelDir: DEFAULT_MODEL, dataset: m.id, from: 'a run config' }
+    await expect(writeHandoff(src, { workspace: ws, target: 'axolotl', outDir: busy })).rejects.toThrow(/outDir: .* is not an empty folder/)
+    const out = join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job')
+    await expect(writeHandoff({ ...src, dataset: 'nope' }, { workspace: ws, target: 'axolotl', outDir: out })).rejects.toThrow(
+      /dataset: no dataset nope/,
+    )
+    await expect(writeHandoff(src, { workspace: ws, target: 'axolotl', outDir: out, gpusPerNode: 0 })).rejects.toThrow(/gpusPerNode/)
+    expect(existsSync(out)).toBe(false)
+  })
+})
