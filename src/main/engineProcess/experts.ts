@@ -51,67 +51,98 @@ async function routeTexts(
   const report = (done: number): void =>
     hooks.onProgress?.({ label: 'Routing the text through the model', stage: 2, stages: 2, done, total: texts.length, unit: 'texts' })
   report(0)
-  const E = model.config.numExperts
-  const k = model.config.topK
   const max = model.config.maxPositionEmbeddings
-  const layers = new Map<number, { load: number[]; entropy: number; n: number; co: number[][]; top: Map<number, number>[] }>()
-  let tokens = 0
+  const tally = new RoutingTally(model.config.numExperts, model.config.topK)
   for (const [i, text] of texts.entries()) {
     await pace()
     report(i)
     const ids = tokenizer.encode(text).slice(0, max)
     if (ids.length === 0) continue
-    tokens += ids.length
     await deviceLock.run(() =>
       scopedAsync(async () => {
         const f = await model.forwardAsync([ids])
-        for (const r of f.routing) {
-          let l = layers.get(r.layer)
-          if (!l)
-            layers.set(
-              r.layer,
-              (l = {
-                load: new Array(E).fill(0),
-                entropy: 0,
-                n: 0,
-                co: Array.from({ length: E }, () => new Array(E).fill(0)),
-                top: Array.from({ length: E }, () => new Map()),
-              }),
-            )
-          l.entropy += r.entropy * ids.length
-          l.n += ids.length
-          for (let n = 0; n < ids.length; n++) {
-            const chosen = Array.from(r.decision.topk.subarray(n * k, n * k + k))
-            for (const a of chosen) {
-              l.load[a]++
-              l.top[a].set(ids[n], (l.top[a].get(ids[n]) ?? 0) + 1)
-              for (const b of chosen) l.co[a][b]++
-            }
-          }
-        }
+        tally.add(f.routing, ids)
       }),
     )
   }
   report(texts.length)
-  return {
-    model: modelDir,
-    tokens,
-    layers: [...layers]
-      .sort((a, b) => a[0] - b[0])
-      .map(([layer, l]) => {
-        const total = l.load.reduce((a, b) => a + b, 0)
-        return {
-          layer,
-          load: l.load.map((c) => (total ? c / total : 0)),
-          entropy: l.n ? l.entropy / l.n : 0,
-          coactivation: l.co,
-          topTokens: l.top.map((m) =>
-            [...m]
-              .sort((a, b) => b[1] - a[1])
-              .slice(0, 10)
-              .map(([id, count]) => ({ text: tokenizer.decode([id], false), count })),
-          ),
+  return { model: modelDir, ...tally.result((id) => tokenizer.decode([id], false)) }
+}
+
+/** What the analysis reads of one sparse layer's routing of a text (host data). */
+export interface LayerChoices {
+  layer: number
+  decision: { topk: Int32Array }
+  /** Mean router entropy (nats) over the text's tokens. */
+  entropy: number
+}
+
+/**
+ * Expert use summed over texts, per sparse layer: the share of (token, slot) choices per expert,
+ * the router entropy averaged over tokens (a text weighs its token count), co-activation counts
+ * ([i][j]: tokens that chose both i and j; the diagonal: tokens that chose i) and each expert's
+ * most frequent tokens.
+ */
+export class RoutingTally {
+  private readonly layers = new Map<number, { load: number[]; entropy: number; n: number; co: number[][]; top: Map<number, number>[] }>()
+  private tokens = 0
+
+  constructor(
+    readonly numExperts: number,
+    readonly topK: number,
+  ) {}
+
+  /** The routing of one text of token ids `ids`, every sparse layer. */
+  add(routing: LayerChoices[], ids: number[]): void {
+    const E = this.numExperts
+    const k = this.topK
+    this.tokens += ids.length
+    for (const r of routing) {
+      let l = this.layers.get(r.layer)
+      if (!l)
+        this.layers.set(
+          r.layer,
+          (l = {
+            load: new Array<number>(E).fill(0),
+            entropy: 0,
+            n: 0,
+            co: Array.from({ length: E }, () => new Array<number>(E).fill(0)),
+            top: Array.from({ length: E }, () => new Map<number, number>()),
+          }),
+        )
+      l.entropy += r.entropy * ids.length
+      l.n += ids.length
+      for (let n = 0; n < ids.length; n++) {
+        const chosen = Array.from(r.decision.topk.subarray(n * k, n * k + k))
+        for (const a of chosen) {
+          l.load[a]++
+          l.top[a].set(ids[n], (l.top[a].get(ids[n]) ?? 0) + 1)
+          for (const b of chosen) l.co[a][b]++
         }
-      }),
+      }
+    }
+  }
+
+  result(decode: (id: number) => string): Omit<ExpertAnalysis, 'model'> {
+    return {
+      tokens: this.tokens,
+      layers: [...this.layers]
+        .sort((a, b) => a[0] - b[0])
+        .map(([layer, l]) => {
+          const total = l.load.reduce((a, b) => a + b, 0)
+          return {
+            layer,
+            load: l.load.map((c) => (total ? c / total : 0)),
+            entropy: l.n ? l.entropy / l.n : 0,
+            coactivation: l.co,
+            topTokens: l.top.map((m) =>
+              [...m]
+                .sort((a, b) => b[1] - a[1])
+                .slice(0, 10)
+                .map(([id, count]) => ({ text: decode(id), count })),
+            ),
+          }
+        }),
+    }
   }
 }

@@ -106,48 +106,82 @@ export function decays(spec: ParamSpec | undefined, cfg: RunConfig): boolean {
 }
 
 export interface ExpertScores {
-  /** layer → per-expert score (summing to 1 over the layer's experts). */
+  /** layer → per-expert score: the mean over samples of the per-token mean (ESFT's affinity). */
   scores: Record<string, number[]>
   tokens: number
 }
 
-/**
- * ESFT scores on sample batches (reading back asynchronously; hold deviceLock): 'gate' = mean routing weight an expert receives per token,
- * 'token_share' = fraction of (token, slot) choices that went to it. Only positions with a loss
- * target count when labels mask the prompt.
- */
-export async function scoreExperts(model: MoeModel, batches: Batch[], kind: 'gate' | 'token_share'): Promise<ExpertScores> {
-  const E = model.config.numExperts
-  const sums = new Map<number, Float64Array>()
-  let tokens = 0
-  for (const b of batches) {
-    await scopedAsync(async () => {
-      const f = await model.forwardAsync(b.inputIds)
-      const T = b.inputIds[0].length
-      for (const r of f.routing) {
-        const acc = sums.get(r.layer) ?? new Float64Array(E)
-        sums.set(r.layer, acc)
-        const { N, k, topk } = r.decision
-        for (let n = 0; n < N; n++) {
-          const row = Math.floor(n / T)
-          const t = n % T
-          // position t predicts labels[t+1]: count it when that target is trained
-          if (t + 1 >= T || b.labels[row][t + 1] === -100) continue
-          for (let j = 0; j < k; j++) acc[topk[n * k + j]] += kind === 'gate' ? r.weights[n * k + j] : 1
-        }
-      }
-    })
-    for (const row of b.labels) tokens += row.slice(1).filter((y) => y !== -100).length
-  }
-  const scores: Record<string, number[]> = {}
-  for (const [layer, acc] of sums) {
-    const total = acc.reduce((a, b) => a + b, 0)
-    scores[String(layer)] = Array.from(acc, (v) => (total > 0 ? v / total : 0))
-  }
-  return { scores, tokens }
+/** What ESFT scoring reads of one sparse layer's routing (host data). */
+export interface RoutingTable {
+  layer: number
+  decision: { N: number; k: number; topk: Int32Array }
+  /** (N, k) routing weights of the chosen experts, in the order of decision.topk. */
+  weights: Float32Array
 }
 
-/** Per layer, the highest-scoring experts until their cumulative score reaches the threshold. */
+/**
+ * ESFT's affinity scores (Wang et al. 2024, eq. 5-6) accumulated sample by sample: for each row
+ * with loss targets (position t counts when labels[t+1] is trained), the mean over its counted
+ * tokens of the expert's gate value ('gate': the routing weight, 0 when not chosen) or of its
+ * share of the k choices ('token_share': 1/k per choice); `scores` is the mean over those rows.
+ * Gate scores are not renormalised: with un-renormalised top-k weights a layer's scores sum to
+ * the mean chosen probability mass, below 1, as the paper's (and ESFT's code) scores do.
+ */
+export class EsftScorer {
+  private readonly sums = new Map<number, Float64Array>()
+  private samples = 0
+  tokens = 0
+
+  constructor(
+    readonly numExperts: number,
+    readonly kind: 'gate' | 'token_share',
+  ) {}
+
+  /** One batch: its rows' routing (rows of T positions, row-major) and labels. */
+  add(routing: RoutingTable[], labels: number[][]): void {
+    const T = labels[0]?.length ?? 0
+    const E = this.numExperts
+    for (let row = 0; row < labels.length; row++) {
+      const counted: number[] = []
+      for (let t = 0; t + 1 < T; t++) if (labels[row][t + 1] !== -100) counted.push(t)
+      if (counted.length === 0) continue
+      this.samples++
+      this.tokens += counted.length
+      for (const r of routing) {
+        const acc = this.sums.get(r.layer) ?? new Float64Array(E)
+        this.sums.set(r.layer, acc)
+        const { k, topk } = r.decision
+        for (const t of counted) {
+          const n = row * T + t
+          for (let j = 0; j < k; j++) acc[topk[n * k + j]] += (this.kind === 'gate' ? r.weights[n * k + j] : 1 / k) / counted.length
+        }
+      }
+    }
+  }
+
+  result(): ExpertScores {
+    const scores: Record<string, number[]> = {}
+    for (const [layer, acc] of [...this.sums].sort((a, b) => a[0] - b[0]))
+      scores[String(layer)] = Array.from(acc, (v) => (this.samples > 0 ? v / this.samples : 0))
+    return { scores, tokens: this.tokens }
+  }
+}
+
+/** ESFT scores of a model on sample batches (reading back asynchronously; hold deviceLock). */
+export async function scoreExperts(model: MoeModel, batches: Batch[], kind: 'gate' | 'token_share'): Promise<ExpertScores> {
+  const scorer = new EsftScorer(model.config.numExperts, kind)
+  for (const b of batches)
+    await scopedAsync(async () => {
+      const f = await model.forwardAsync(b.inputIds)
+      scorer.add(f.routing, b.labels)
+    })
+  return scorer.result()
+}
+
+/**
+ * Per layer, the highest-scoring experts until their cumulative score reaches the threshold (the
+ * smallest such set, ties to the lower index), as ESFT's generate_expert_config selects them.
+ */
 export function selectExperts(scores: ExpertScores['scores'], threshold: number): ExpertSelection {
   const out: ExpertSelection = {}
   for (const [layer, s] of Object.entries(scores)) {

@@ -632,8 +632,16 @@ function addRouting(acc: Map<number, LayerAcc>, routing: RoutingStats[]): void {
   }
 }
 
-/** Dead (share below deadShare) or collapsing (above collapseShare) experts, reported once per streak. */
-function expertAlerts(state: TrainerState, layers: LayerShare[], cfg: RunConfig): ExpertAlert[] {
+/**
+ * Dead (share below deadShare) or collapsing (above collapseShare) experts: reported when a streak
+ * reaches `alerts.steps` consecutive steps, once per streak (a step outside the band ends it).
+ * Updates `state.streaks`.
+ */
+export function expertAlerts(
+  state: Pick<TrainerState, 'step' | 'streaks'>,
+  layers: LayerShare[],
+  cfg: Pick<RunConfig, 'alerts'>,
+): ExpertAlert[] {
   const out: ExpertAlert[] = []
   for (const l of layers) {
     l.share.forEach((s, e) => {

@@ -11,8 +11,9 @@ import { cvSquared, importanceLoss, loadBalancingLoss, loadLoss, loadThresholds,
 import { MoeModel, validMask } from '../../../src/main/engine/model'
 import { moeBlock } from '../../../src/main/engine/moe'
 import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
-import { Rng } from '../../../src/main/engine/ops'
+import { plainWeights, Rng } from '../../../src/main/engine/ops'
 import { decideRouting, expertCapacity, hashExperts, topkRows } from '../../../src/main/engine/router'
+import { paramSpecs } from '../../../src/shared/modelConfig'
 import { maxAbsDiff, randomIds, randomWeights, tinyConfig, tinyModel } from './helpers'
 
 describe('routing decisions (pure)', () => {
@@ -471,6 +472,39 @@ describe('auxiliary losses (hand-computed)', () => {
       expect(importanceLoss([r, other]).dataSync()[0]).toBeCloseTo((0.09 + 1) / 2, 6)
       expect(importanceLoss([r, { ...other, learned: false }]).dataSync()[0]).toBeCloseTo(0.09, 6)
       expect(loadLoss([{ ...other, learned: false }]).dataSync()[0]).toBe(0)
+    })
+  })
+
+  it('routing entropy: the mean over tokens of the router softmax entropy (nats)', () => {
+    // Token 0 is the unit vector e0 and the gate's first column is ln p: its probabilities are p.
+    // Token 1 is e1 and the gate's second column is 0: uniform over 4 experts, entropy ln 4.
+    const c = tinyConfig({})
+    const p = [0.1, 0.2, 0.3, 0.4]
+    const w = randomWeights(c, 1)
+    const gate = new Float32Array(4 * 16)
+    p.forEach((v, e) => (gate[e * 16] = Math.log(v)))
+    w.set('model.layers.0.block_sparse_moe.gate.weight', gate)
+    const h = new Float32Array(2 * 16)
+    h[0] = 1
+    h[16 + 1] = 1
+    tf.tidy(() => {
+      const tensors = new Map([...w].map(([n, a]) => [n, tf.tensor(a, paramSpecs(c).find((s) => s.name === n)!.shape)]))
+      const r = moeBlock(
+        c,
+        0,
+        plainWeights((n) => tensors.get(n)!),
+        tf.tensor2d(h, [2, 16]),
+        {
+          training: false,
+          capacityFactor: null,
+          tokenIds: new Int32Array(2),
+        },
+      ).routing
+      const hp = -p.reduce((a, v) => a + v * Math.log(v), 0)
+      expect(r.entropy).toBeCloseTo((hp + Math.log(4)) / 2, 5)
+      // token 0 takes experts 3 and 2 (the largest p), renormalised
+      expect(Array.from(r.decision.topk.slice(0, 2))).toEqual([3, 2])
+      expect(r.weights[0]).toBeCloseTo(0.4 / 0.7, 5)
     })
   })
 

@@ -1,7 +1,8 @@
 /**
  * Which parameters a run trains: method freeze limited to the last (or first) N layers and to
  * chosen parts, as LLaMA-Factory's freeze tuning; parts kept fixed; the trainable count known
- * before the start (trainingPlan, the fit planner) equal to what the trainer then trains.
+ * before the start (trainingPlan, the fit planner) equal to what the trainer then trains; ESFT's
+ * affinity scores and expert choice as the paper defines them, on a hand-made routing table.
  */
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,9 +14,19 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import { planModel } from '../../../src/main/engineProcess/models'
-import { freezePart, isTrainable, trainableCount, trainableParams } from '../../../src/main/train/freeze'
+import {
+  EsftScorer,
+  freezePart,
+  isTrainable,
+  scoreExperts,
+  selectExperts,
+  trainableCount,
+  trainableParams,
+} from '../../../src/main/train/freeze'
 import { trainingPlan } from '../../../src/main/train/trainer'
-import { randomWeights, tinyConfig } from '../engine/helpers'
+import { randomIds, randomWeights, tinyConfig } from '../engine/helpers'
+import { deviceLock } from '../../../src/main/engine/device'
+import * as tf from '@tensorflow/tfjs'
 
 /** Names of the parameters a run config trains on a model of config c. */
 function trained(c: MoeConfig, cfg: RunConfigInput): string[] {
@@ -161,5 +172,72 @@ describe('the trainable count before the start', () => {
     const total = paramSpecs(c).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0)
     expect(routers.length).toBeGreaterThan(0)
     expect(trainingPlan(c, run).trainableParams).toBe(total - routers.reduce((a, s) => a + s.shape[0] * s.shape[1], 0))
+  })
+})
+
+describe('ESFT (hand-made routing table)', () => {
+  // One layer, 4 experts, top-2, un-renormalised weights; two rows of 4 positions. Position t
+  // counts when labels[t+1] is trained: row 0 counts t = 0, 1, 2; row 1 only t = 2.
+  const labels = [
+    [-100, 5, 5, 5],
+    [-100, -100, -100, 5],
+  ]
+  const topk = Int32Array.from([0, 1, 0, 2, 0, 1, 3, 2, /* row 1 */ 3, 1, 3, 1, 2, 3, 0, 1])
+  const weights = Float32Array.from([0.4, 0.2, 0.3, 0.3, 0.5, 0.1, 0.5, 0.1, /* row 1 */ 0.5, 0.1, 0.5, 0.1, 0.4, 0.2, 0.5, 0.1])
+  const table = [{ layer: 3, decision: { N: 8, k: 2, topk }, weights }]
+  const scores = (kind: 'gate' | 'token_share'): number[] => {
+    const s = new EsftScorer(4, kind)
+    s.add(table, labels)
+    const r = s.result()
+    expect(r.tokens).toBe(4)
+    expect(Object.keys(r.scores)).toEqual(['3'])
+    return r.scores['3']
+  }
+
+  it('average gate score: the mean over samples of the per-token mean gate value', () => {
+    // row 0 (3 tokens): e0 (0.4 + 0.3 + 0.5) / 3 = 0.4, e1 0.3 / 3 = 0.1, e2 0.3 / 3 = 0.1; row 1: e2 0.4, e3 0.2
+    const g = scores('gate')
+    ;[0.2, 0.05, 0.25, 0.1].forEach((v, e) => expect(g[e], `expert ${e}`).toBeCloseTo(v, 6))
+  })
+
+  it("token selection ratio: the mean over samples of each expert's share of the k choices", () => {
+    // row 0: e0 3/6, e1 2/6, e2 1/6; row 1: e2 1/2, e3 1/2
+    const r = scores('token_share')
+    ;[0.25, 1 / 6, 1 / 3, 0.25].forEach((v, e) => expect(r[e], `expert ${e}`).toBeCloseTo(v, 6))
+  })
+
+  it("the paper's rule: the best experts until their cumulative score reaches p", () => {
+    const g = { '3': scores('gate') }
+    // sorted: e2 0.25, e0 0.2, e3 0.1, e1 0.05
+    expect(selectExperts(g, 0.2)).toEqual({ '3': [2] })
+    expect(selectExperts(g, 0.3)).toEqual({ '3': [0, 2] })
+    expect(selectExperts(g, 0.45)).toEqual({ '3': [0, 2] })
+    expect(selectExperts(g, 0.5)).toEqual({ '3': [0, 2, 3] })
+    // Scores normalised to sum 1 over the layer (e0 0.5 first) would choose [0] at p = 0.3, and a
+    // mean over all counted tokens (e0 0.3 first) would too: the paper's per-sample mean chooses [0, 2].
+    const t = { '3': scores('token_share') }
+    // sorted: e2 1/3, e0 0.25, e3 0.25 (lower index first on ties), e1 1/6
+    expect(selectExperts(t, 0.5)).toEqual({ '3': [0, 2] })
+    expect(selectExperts(t, 0.6)).toEqual({ '3': [0, 2, 3] })
+    expect(selectExperts(t, 1)).toEqual({ '3': [0, 1, 2, 3] })
+  })
+
+  it('scoreExperts scores what the model routes', async () => {
+    await initBackend('cpu')
+    const c = tinyConfig({ family: 'olmoe', normTopkProb: false, qkNorm: 'projection', numKvHeads: 4 })
+    const m = new MoeModel(c, randomWeights(c, 2))
+    const batch = { inputIds: randomIds(2, 5, 32, 3), labels: randomIds(2, 5, 32, 4) }
+    batch.labels[1][2] = -100
+    try {
+      const got = await deviceLock.run(() => scoreExperts(m, [batch], 'gate'))
+      const want = new EsftScorer(c.numExperts, 'gate')
+      tf.tidy(() => want.add(m.forward(batch.inputIds).routing, batch.labels))
+      expect(got).toEqual(want.result())
+      // un-renormalised top-2 weights: each layer's gate scores sum below 1
+      for (const s of Object.values(got.scores)) expect(s.reduce((a, b) => a + b, 0)).toBeLessThan(0.99)
+      expect(got.tokens).toBe(7)
+    } finally {
+      m.dispose()
+    }
   })
 })

@@ -404,6 +404,40 @@ describe('run knobs', () => {
   })
 })
 
+describe('expert alerts (hand-computed)', () => {
+  it('dead below deadShare and collapsing above collapseShare for `steps` steps in a row, once per streak', async () => {
+    const { expertAlerts } = await import('../../../src/main/train/trainer')
+    const cfg = validateRunConfig({ alerts: { deadShare: 0.1, collapseShare: 0.6, steps: 3 } })
+    const state = { step: 0, streaks: {} as Record<string, [number, number]> }
+    const step = (share: number[], layer = 1) => {
+      state.step++
+      return expertAlerts(state, [{ layer, share, entropy: 0 }], cfg).map((a) => `${a.step} ${a.kind} ${a.layer}:${a.expert}`)
+    }
+    const skewed = [0.05, 0.7, 0.25]
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual(['3 dead 1:0', '3 collapse 1:1'])
+    expect(step(skewed)).toEqual([]) // the same streak is not reported again
+    // the bounds are strict: exactly 0.1 is not dead, exactly 0.6 not collapsing; the streaks end
+    expect(step([0.1, 0.6, 0.3])).toEqual([])
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual(['8 dead 1:0', '8 collapse 1:1'])
+    // another layer keeps its own streaks
+    expect(step([0.5, 0.5, 0], 2)).toEqual([])
+    expect(state.streaks['2:2']).toEqual([1, 0])
+    expect(state.streaks['1:0']).toEqual([3, 0])
+    expect(state.streaks['1:1']).toEqual([0, 3])
+    const alert = expertAlerts({ step: 1, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], {
+      alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 },
+    })
+    expect(alert.map((a) => a.message)).toEqual([
+      'layer 0 expert 0 took over 90% of tokens for 1 steps',
+      'layer 0 expert 1 took under 1.0% of tokens for 1 steps',
+    ])
+  })
+})
+
 describe('export', () => {
   beforeAll(async () => {
     await initBackend('wasm')
