@@ -77,6 +77,61 @@ test.describe('server mode in the browser', () => {
     })
   })
 
+  test.describe('upload', () => {
+    // The binary file's inspection is refused (HTTP 422), which the console reports.
+    test.use({ allowedConsoleErrors: /status of 4\d\d/ })
+
+    test('uploads a dataset file from this computer, with a picker or a drop, and imports it', async ({ page, app }) => {
+      await page.goto(app.url)
+      await page.getByTestId('nav-datasets').click()
+      const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ instruction: `What is ${i} + ${i}?`, output: String(2 * i) }))
+      // The file picker (a browser's own dialog): the file goes to the server, then is read there.
+      await page.getByTestId('dataset-file-picker').setInputFiles({
+        name: 'sums.jsonl',
+        mimeType: 'application/x-ndjson',
+        buffer: Buffer.from(rows.join('\n') + '\n'),
+      })
+      await expect(page.getByTestId('dataset-detected-layout')).toHaveText('alpaca')
+      await expect(page.getByTestId('report-valid')).toHaveText('12')
+      await expect(page.getByTestId('dataset-file')).toHaveValue(/\/uploads\/[^/]+\/sums\.jsonl$/)
+      await expect(page.getByTestId('dataset-name')).toHaveValue('sums')
+      await page.getByTestId('dataset-import').click()
+      await expect(page.getByTestId('dataset-imported')).toContainText('Imported sums: 12 rows')
+
+      // A drop: a binary file named .jsonl is uploaded, then refused as not text, saying what to do.
+      const dropped = await page.evaluateHandle(() => {
+        const transfer = new DataTransfer()
+        transfer.items.add(new File([new Uint8Array([0, 1, 2, 3, 0, 255, 0, 7])], 'weights.jsonl'))
+        return transfer
+      })
+      await page.dispatchEvent('body', 'drop', { dataTransfer: dropped })
+      await expect(page.getByRole('alert').filter({ hasText: 'weights.jsonl is not a text file' })).toContainText(
+        'Choose the file that holds the data',
+      )
+      await expect(page.getByTestId('report-total')).toHaveCount(0)
+      await snapshot(page, 'server-upload-binary-refused')
+    })
+  })
+
+  test('a tab without the token says how to get the link, once, and asks nothing more', async ({ browser, app }) => {
+    const page = await browser.newPage()
+    const sockets: string[] = []
+    const requests: string[] = []
+    page.on('websocket', (ws) => sockets.push(ws.url()))
+    page.on('request', (r) => requests.push(new URL(r.url()).pathname))
+    await page.goto(`${app.origin}/`)
+    const gate = page.getByTestId('token-needed')
+    await expect(gate).toContainText('This page was opened without its access token')
+    await expect(gate).toContainText(`${app.origin}/?token=`)
+    await expect(page.getByText('No runs yet.')).toHaveCount(0)
+    await expect(page.getByRole('alert')).toHaveCount(1)
+    await snapshot(page, 'server-token-needed')
+    await page.waitForTimeout(2000)
+    expect(sockets).toEqual([])
+    expect(requests.filter((p) => p.startsWith('/api/') || p === '/events')).toEqual([])
+    await page.close()
+  })
+
   test('keeps the token across a reload', async ({ page, app }) => {
     await page.goto(app.url)
     await expect(page.getByTestId('backend-name')).not.toBeEmpty()

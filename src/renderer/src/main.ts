@@ -1,11 +1,12 @@
 import { createPinia } from 'pinia'
 import { createApp } from 'vue'
 import App from './App.vue'
-import { setWorkbench } from './api/client'
-import { chooseTransport } from './api/transport'
+import { setUploader, setWorkbench } from './api/client'
+import { chooseTransport, chooseUploader } from './api/transport'
 import './assets/main.css'
 
 setWorkbench(chooseTransport())
+setUploader(chooseUploader())
 
 const app = createApp(App)
 app.use(createPinia())

@@ -1,7 +1,8 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
-import { setWorkbench } from '../../../src/renderer/src/api/client'
+import { setUploader, setWorkbench } from '../../../src/renderer/src/api/client'
+import type { UploadHooks, Uploader } from '../../../src/renderer/src/api/upload'
 import { emptyReadOptions, inspectArgs, useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
 import { datasetManifest, fakeBridge, inspectResult } from '../fakeBridge'
 
@@ -10,7 +11,26 @@ beforeEach(() => {
   setActivePinia(createPinia())
   fake = fakeBridge()
   setWorkbench(fake.bridge)
+  setUploader(null)
 })
+
+/** An uploader whose uploads the test finishes, with the hooks the store gave it. */
+function fakeUploader(limit = 1 << 20) {
+  const calls: { file: Blob & { name: string }; hooks: UploadHooks; finish: (path: string) => void; fail: (e: unknown) => void }[] = []
+  const uploader: Uploader = {
+    limit: async () => limit,
+    upload: (file, hooks = {}) =>
+      new Promise((resolve, reject) => {
+        hooks.signal?.addEventListener('abort', () => reject(new ApiError('cancelled', 'the upload was cancelled')))
+        calls.push({ file, hooks, finish: (path) => resolve({ file: path, name: file.name, bytes: file.size }), fail: reject })
+      }),
+  }
+  return { uploader, calls }
+}
+const until = async (pred: () => boolean): Promise<void> => {
+  for (let i = 0; i < 50 && !pred(); i++) await new Promise((r) => setTimeout(r, 0))
+  expect(pred()).toBe(true)
+}
 
 describe('inspectArgs', () => {
   it('sends only what the user set', () => {
@@ -203,6 +223,73 @@ describe('useDatasetsStore', () => {
     expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith(
       expect.objectContaining({ file: '/data/more.jsonl', layout: 'completion' }),
     )
+  })
+
+  it('uploads a file from the browser with its progress, then inspects it on the server as a new file', async () => {
+    const { uploader, calls } = fakeUploader()
+    setUploader(uploader)
+    const datasets = useDatasetsStore()
+    expect(datasets.canUpload()).toBe(true)
+    datasets.options.file = '/data/before.jsonl'
+    datasets.options.model = '/m'
+    datasets.options.layout = 'text'
+    const file = new File(['{"question": "Capital of France?", "answer": "Paris"}\n'.repeat(10)], 'capitals.jsonl')
+    const done = datasets.uploadFile(file)
+    await until(() => calls.length === 1)
+    expect(datasets.busy).toBe(true)
+    calls[0].hooks.onProgress?.(200, file.size)
+    expect(datasets.upload).toEqual({ name: 'capitals.jsonl', sent: 200, total: file.size })
+    expect(datasets.uploadFraction).toBeCloseTo(200 / file.size)
+    calls[0].finish('/ws/uploads/2025-01-01-00-00-00-abc123/capitals.jsonl')
+    expect(await done).toBe(true)
+    expect(datasets.upload).toBeNull()
+    // The same inspection as a typed path: the uploaded file, detection (not the layout chosen before), the model kept.
+    expect(fake.bridge.datasets.inspect).toHaveBeenLastCalledWith({
+      file: '/ws/uploads/2025-01-01-00-00-00-abc123/capitals.jsonl',
+      model: '/m',
+      preview: { offset: 0, limit: 10 },
+    })
+    expect(datasets.options.file).toBe('/ws/uploads/2025-01-01-00-00-00-abc123/capitals.jsonl')
+    expect(datasets.importOptions.name).toBe('capitals')
+  })
+
+  it('refuses a file over the server’s upload limit before sending it, saying what to do', async () => {
+    const { uploader, calls } = fakeUploader(1024)
+    setUploader(uploader)
+    const datasets = useDatasetsStore()
+    expect(await datasets.uploadFile(new File([new Uint8Array(4096)], 'big.parquet'))).toBe(false)
+    expect(calls).toHaveLength(0)
+    expect(datasets.uploadError).toMatchObject({
+      field: 'file',
+      message: expect.stringMatching(/^big\.parquet is 4\.0 KiB, and the server takes uploads up to 1\.0 KiB\. Copy it to the server/),
+    })
+    expect(datasets.busy).toBe(false)
+    await datasets.fetchUploadLimit()
+    expect(datasets.uploadLimit).toBe(1024)
+  })
+
+  it('cancels an upload without an error, and shows the server’s refusal of another', async () => {
+    const { uploader, calls } = fakeUploader()
+    setUploader(uploader)
+    const datasets = useDatasetsStore()
+    const cancelled = datasets.uploadFile(new File(['x'], 'a.jsonl'))
+    await until(() => calls.length === 1)
+    datasets.abandon()
+    expect(calls[0].hooks.signal?.aborted).toBe(true)
+    expect(await cancelled).toBe(false)
+    expect(datasets.upload).toBeNull()
+    expect(datasets.uploadError).toBeNull()
+
+    const refused = datasets.uploadFile(new File(['x'], 'b.jsonl'))
+    await until(() => calls.length === 2)
+    calls[1].fail(new ApiError('invalid_argument', 'name: the file name holds control characters', 'name'))
+    expect(await refused).toBe(false)
+    expect(datasets.uploadError).toMatchObject({ message: 'name: the file name holds control characters' })
+    expect(fake.bridge.datasets.inspect).not.toHaveBeenCalled()
+  })
+
+  it('has no uploader in the desktop app (files are read where they are)', () => {
+    expect(useDatasetsStore().canUpload()).toBe(false)
   })
 
   it('starts over with another file, keeping the model', async () => {

@@ -6,6 +6,7 @@
 import { ApiError } from '../../../shared/api'
 import type { WorkbenchBridge } from '../../../shared/bridge'
 import { httpBridge } from './http'
+import { type Uploader, httpUploader } from './upload'
 
 const TOKEN_KEY = 'moe-workbench.token'
 
@@ -17,6 +18,12 @@ export function chooseTransport(win: Window = window): WorkbenchBridge {
     // A refused token stays refused (the server prints a new one when it restarts): forget it.
     onUnauthorized: () => win.sessionStorage.removeItem(TOKEN_KEY),
   })
+}
+
+/** Server mode's uploader (the desktop app has none: its file dialog and drops give paths). */
+export function chooseUploader(win: Window = window): Uploader | null {
+  if (win.workbench) return null
+  return httpUploader({ origin: win.location.origin, token: takeToken(win) })
 }
 
 /**

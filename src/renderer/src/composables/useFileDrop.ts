@@ -1,15 +1,17 @@
 /**
  * Dropping a file or folder onto the window gives its path, where the desktop app can tell it.
  *
- * A browser never reveals paths, so in server mode the path field is the way. Electron gave
- * `File.path` until version 32; newer versions need the preload's `webUtils.getPathForFile`,
- * looked for as `window.workbench.pathForFile`. Listeners live as long as the component.
+ * A browser never reveals paths: in server mode a drop gives the file itself to `onFile` (to
+ * upload it), where the caller takes one. Electron gave `File.path` until version 32; newer
+ * versions need the preload's `webUtils.getPathForFile`, looked for as
+ * `window.workbench.pathForFile`. Listeners live as long as the component.
  */
 import { onBeforeUnmount, onMounted, ref } from 'vue'
 
 type PathForFile = (file: File) => string
 
-function pathOf(file: File): string | null {
+/** The path of a file the user chose or dropped, where the desktop app can tell it; else null. */
+export function pathOf(file: File): string | null {
   const viaPreload = (window.workbench as { pathForFile?: PathForFile } | undefined)?.pathForFile
   const path = viaPreload ? viaPreload(file) : (file as File & { path?: string }).path
   return typeof path === 'string' && path.length > 0 ? path : null
@@ -20,7 +22,7 @@ export function canDropPaths(): boolean {
   return typeof window !== 'undefined' && window.workbench !== undefined
 }
 
-export function useFileDrop(onPath: (path: string) => void) {
+export function useFileDrop(onPath: (path: string) => void, onFile?: (file: File) => void) {
   /** A drag is over the window. */
   const dragging = ref(false)
   /** Why the last drop gave nothing. */
@@ -55,6 +57,9 @@ export function useFileDrop(onPath: (path: string) => void) {
     if (path) {
       dropError.value = null
       onPath(path)
+    } else if (onFile) {
+      dropError.value = null
+      onFile(file)
     } else {
       dropError.value = canDropPaths()
         ? `Could not read the path of “${file.name}”; type it in the field instead.`

@@ -1,7 +1,8 @@
 /**
  * Datasets: a file inspected before it is imported (validation report, layout and column
  * mapping, a preview of rows as the model sees them, token lengths), the import with its
- * progress, and the workspace's datasets.
+ * progress, and the workspace's datasets. In server mode a file from the browser is uploaded
+ * into the server's workspace first, then read by its path there like a typed one.
  */
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
@@ -16,8 +17,10 @@ import type {
   DatasetsInspectArgs,
   InspectResult,
 } from '../../../shared/dataset'
-import { useWorkbench } from '../api/client'
-import { type UiError, toUiError } from '../errors'
+import { ApiError } from '../../../shared/api'
+import { useUploader, useWorkbench } from '../api/client'
+import { type UiError, isCancelled, toUiError } from '../errors'
+import { formatBytes } from '../format'
 import { listener } from './listen'
 
 export const PREVIEW_PAGE = 10
@@ -104,7 +107,15 @@ export const useDatasetsStore = defineStore('datasets', () => {
   let detected: Detected | null = null
   let detectedFile: string | null = null
 
-  const busy = computed(() => inspecting.value || importing.value)
+  /** The upload under way (server mode): the file's name and the bytes sent of its total. */
+  const upload = ref<{ name: string; sent: number; total: number } | null>(null)
+  const uploadFraction = computed(() => (upload.value && upload.value.total > 0 ? upload.value.sent / upload.value.total : null))
+  const uploadError = ref<UiError | null>(null)
+  /** The largest upload the server takes, once asked. */
+  const uploadLimit = ref<number | null>(null)
+  let uploadAbort: AbortController | null = null
+
+  const busy = computed(() => inspecting.value || importing.value || upload.value !== null)
   const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
   /** Whether the form changed since the last inspection (the import needs a fresh one). */
   const stale = computed(() => JSON.stringify(inspectedWith.value) !== JSON.stringify(options.value))
@@ -212,8 +223,73 @@ export const useDatasetsStore = defineStore('datasets', () => {
     }
   }
 
-  /** Cancels the inspection or import under way (an import leaves nothing behind). */
+  /** Whether files can be uploaded here (server mode) rather than named by path. */
+  function canUpload(): boolean {
+    return useUploader() !== null
+  }
+
+  /** Server mode: asks the server's upload limit, to show it (asked again at the upload when this fails). */
+  async function fetchUploadLimit(): Promise<void> {
+    try {
+      uploadLimit.value = (await useUploader()?.limit()) ?? null
+    } catch {
+      // the upload asks again, and says what went wrong
+    }
+  }
+
+  /**
+   * Server mode: sends a file chosen or dropped in the browser into the server's workspace, then
+   * inspects it there, as a new file. False when it did not get that far (uploadError says why).
+   */
+  async function uploadFile(file: Blob & { readonly name: string }): Promise<boolean> {
+    const uploader = useUploader()
+    abandon()
+    uploadError.value = null
+    if (!uploader) {
+      uploadError.value = { message: 'Type the path of the file instead.', field: 'file' }
+      return false
+    }
+    const id = ++generation
+    const controller = new AbortController()
+    uploadAbort = controller
+    upload.value = { name: file.name, sent: 0, total: file.size }
+    try {
+      const limit = await uploader.limit()
+      uploadLimit.value = limit
+      if (file.size > limit)
+        throw new ApiError(
+          'invalid_argument',
+          `${file.name} is ${formatBytes(file.size)}, and the server takes uploads up to ${formatBytes(limit)}. Copy it to the server (scp, rsync) and type its path instead.`,
+          'file',
+        )
+      const sent = await uploader.upload(file, {
+        signal: controller.signal,
+        onProgress: (bytes, total) => {
+          if (id === generation) upload.value = { name: file.name, sent: bytes, total }
+        },
+      })
+      if (id !== generation) return false
+      upload.value = null
+      uploadAbort = null
+      // The file is on the server now: read it as a new file, by its path there.
+      reset(sent.file)
+      await inspect()
+      return true
+    } catch (e) {
+      if (id === generation) {
+        upload.value = null
+        uploadAbort = null
+        if (!isCancelled(e)) uploadError.value = toUiError(e)
+      }
+      return false
+    }
+  }
+
+  /** Cancels the upload, inspection or import under way (an import leaves nothing behind). */
   function abandon(): void {
+    uploadAbort?.abort()
+    uploadAbort = null
+    upload.value = null
     if (activeFile && (inspecting.value || importing.value))
       void useWorkbench()
         .datasets.cancel(activeFile)
@@ -236,6 +312,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     inspectedWith.value = null
     inspectError.value = null
     importError.value = null
+    uploadError.value = null
     imported.value = null
   }
 
@@ -263,6 +340,10 @@ export const useDatasetsStore = defineStore('datasets', () => {
     imported,
     progress,
     progressFraction,
+    upload,
+    uploadFraction,
+    uploadError,
+    uploadLimit,
     busy,
     hasInvalid,
     stale,
@@ -271,6 +352,9 @@ export const useDatasetsStore = defineStore('datasets', () => {
     importDataset,
     abandon,
     reset,
+    canUpload,
+    fetchUploadLimit,
+    uploadFile,
     onEvent,
     listen,
   }
