@@ -18,6 +18,7 @@ import type { ChatEvent, ChatSendArgs, ChatStarted, Conversation, ExpertAnalysis
 import type { RunConfigInput } from './runConfig'
 import type { EvalReport, EvalRunArgs, RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
+import type { AutoConfig } from './autoConfig'
 import type { HandoffResult, RunsHandoffArgs, RunsImportAdapterArgs } from './handoff'
 export type * from './handoff'
 export type * from './chat'
@@ -187,6 +188,8 @@ export interface WorkbenchApi {
   'models.link': (args: { dir: string; name?: string }) => Promise<ModelEntry>
   /** Starts (or queues) a fine-tuning run; progress arrives as run.* events. */
   'runs.start': (args: RunsStartArgs) => Promise<RunRecord>
+  /** The Quick preset: a run config chosen from the dataset's size and lengths and the model's size, each choice with its reason. */
+  'runs.auto': (args: { model: string; dataset: string }) => Promise<AutoConfig>
   'runs.list': (args: void) => Promise<RunRecord[]>
   /** A run with its metrics so far. */
   'runs.get': (args: { id: string }) => Promise<RunDetail>
@@ -235,6 +238,7 @@ export const METHODS = [
   'models.create',
   'models.link',
   'runs.start',
+  'runs.auto',
   'runs.list',
   'runs.get',
   'runs.cancel',

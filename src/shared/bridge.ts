@@ -28,6 +28,7 @@ export interface WorkbenchBridge {
   }
   runs: {
     start: WorkbenchApi['runs.start']
+    auto: WorkbenchApi['runs.auto']
     list: WorkbenchApi['runs.list']
     get: WorkbenchApi['runs.get']
     cancel: WorkbenchApi['runs.cancel']
@@ -78,6 +79,7 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
     },
     runs: {
       start: (args) => invoke('runs.start', args),
+      auto: (args) => invoke('runs.auto', args),
       list: () => invoke('runs.list', undefined),
       get: (args) => invoke('runs.get', args),
       cancel: (args) => invoke('runs.cancel', args),

@@ -11,6 +11,13 @@ import type { RunConfig, RunConfigInput } from './runConfig'
 export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancelled' | 'interrupted' | 'failed'
 
 /** Statuses a run can be resumed from. */
+/**
+ * The run.log lines that end a completed run's evaluation without a report (a run.evaluated event
+ * ends it otherwise): whoever follows a run to its end waits for one of the three.
+ */
+export const EVAL_STOPPED = 'evaluation stopped'
+export const EVAL_NOTHING = 'nothing to evaluate'
+
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 
 /** One sparse layer's routing over a step. */

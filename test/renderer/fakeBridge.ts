@@ -17,6 +17,7 @@ import type {
 import type { WorkbenchBridge } from '../../src/shared/bridge'
 import type { DatasetManifest, InspectResult } from '../../src/shared/dataset'
 import { runConfigSchema } from '../../src/shared/runConfig'
+import { autoRunConfig } from '../../src/shared/autoConfig'
 
 export const systemInfo: SystemInfo = {
   app: { name: 'MoE Workbench', version: '0.1.0' },
@@ -282,6 +283,14 @@ export function fakeBridge() {
       cancel: vi.fn(async () => 1),
     },
     runs: {
+      // The Quick preset as the service chooses it, for a 36-row dataset on a small model.
+      auto: vi.fn(async (_args: { model: string; dataset: string }) =>
+        autoRunConfig({
+          trainRows: 36,
+          tokens: { median: 25, p95: 30, max: 31, measured: true },
+          model: { totalParams: 2.7e6, maxPositions: 512, hasSharedExpert: false },
+        }),
+      ),
       start: vi.fn(async (args: { model: string; dataset: string; name?: string }) => ({
         ...runRecord,
         id: 'run-2',

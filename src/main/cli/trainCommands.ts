@@ -8,7 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides } from '../../shared/runConfig'
-import type { RunRecord } from '../../shared/runs'
+import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes } from './commands'
 import { describeInspection } from './datasetCommands'
@@ -87,11 +87,16 @@ export function locateRun(arg: string): { workspace?: string; id: string } {
 
 const FINAL = new Set(['completed', 'cancelled', 'interrupted', 'failed'])
 
-/** Prints a run's progress until it ends; resolves with its record. */
-function followRun(host: CliHost, runId: string, io: CliIo): Promise<RunRecord> {
+/**
+ * Prints a run's progress until it ends (a completed run: until its evaluation has ended too,
+ * when it has one); resolves with its record.
+ */
+function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean): Promise<RunRecord> {
   const tty = process.stderr.isTTY === true
   let lastLine = 0
+  let completed = false
   return new Promise((resolveRun) => {
+    const end = (): void => resolveRun(host.workbench.api['runs.get']({ id: runId }).then((d) => d.record))
     host.onEvent((e: WorkbenchEvent) => {
       if (!('runId' in e) || e.runId !== runId) return
       if (e.type === 'run.step') {
@@ -105,10 +110,16 @@ function followRun(host: CliHost, runId: string, io: CliIo): Promise<RunRecord> 
       } else if (e.type === 'run.eval')
         io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
       else if (e.type === 'run.alert') io.err(`${tty ? '\n' : ''}alert: ${e.message}`)
-      else if (e.type === 'run.log') io.err(`${tty ? '\n' : ''}${e.line}`)
-      else if (e.type === 'run.status' && FINAL.has(e.status)) {
+      else if (e.type === 'run.log') {
+        io.err(`${tty ? '\n' : ''}${e.line}`)
+        if (completed && (e.line.startsWith(EVAL_STOPPED) || e.line.startsWith(EVAL_NOTHING))) end()
+      } else if (e.type === 'run.evaluated') {
+        if (completed) end()
+      } else if (e.type === 'run.status' && FINAL.has(e.status)) {
         if (tty) process.stderr.write('\n')
-        resolveRun(host.workbench.api['runs.get']({ id: runId }).then((d) => d.record))
+        // The evaluation follows completion: closing the engine now would cancel it.
+        if (e.status === 'completed' && evaluates) completed = true
+        else end()
       }
     })
   })
@@ -191,10 +202,18 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       if (resume) record = await host.api['runs.resume']({ id: resume.id })
       else {
         const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
+        let config = configInput
+        if (values.config === undefined && sets.length === 0) {
+          // No settings given: the Quick preset, chosen from the dataset and the model (as the app's).
+          const auto = await host.api['runs.auto']({ model: modelArg!, dataset })
+          io.err(`settings chosen for this dataset and model (${auto.steps} steps; --config or --set to change them):`)
+          for (const c of auto.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
+          config = { ...auto.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
+        }
         record = await host.api['runs.start']({
           model: modelArg!,
           dataset,
-          config: configInput,
+          config,
           ...(typeof values.name === 'string' && { name: values.name }),
           ...(outId && { id: outId }),
         })
@@ -203,7 +222,7 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     } catch (e) {
       throw cliError(e)
     }
-    const final = await followRun(host, record.id, io)
+    const final = await followRun(host, record.id, io, record.config.finalEval.rows > 0)
     printSummary(final, host.workspace, io)
     if (final.status === 'failed') {
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)

@@ -5,7 +5,7 @@
  * at its next step boundary with a checkpoint and marks every run it holds `interrupted`.
  */
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
-import type { RunRecord } from '../../shared/runs'
+import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder, type RunLock } from '../runs/runFolder'
 import { INTERRUPT, train } from '../train/trainer'
 import { encodeDataset } from './datasetEncoding'
@@ -146,7 +146,7 @@ export class RunQueue {
         },
       })
       if (!evaluation) {
-        log('nothing to evaluate: the dataset has no rows with an answer (chat or prompt/completion)')
+        log(`${EVAL_NOTHING}: the dataset has no rows with an answer (chat or prompt/completion)`)
         return
       }
       for (const s of evaluation.splits)
@@ -155,7 +155,7 @@ export class RunQueue {
         )
       this.emit({ type: 'run.evaluated', runId: run.runId, evaluation })
     } catch (e) {
-      log(`evaluation stopped: ${e instanceof Error ? e.message : String(e)}`)
+      log(`${EVAL_STOPPED}: ${e instanceof Error ? e.message : String(e)}`)
     }
   }
 

@@ -3,12 +3,14 @@
  * workspace bookkeeping here, compute in the engine process.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
-import { datasetDir } from '../data/workspace'
+import { datasetDir, readManifest } from '../data/workspace'
+import { autoInput, autoRunConfig } from '../../shared/autoConfig'
+import { fromHfConfig } from '../../shared/modelConfig'
 import type { EngineClient } from './engineClient'
 import {
   deleteConversation,
@@ -36,6 +38,7 @@ type Methods = Pick<
   | 'models.create'
   | 'models.link'
   | 'runs.start'
+  | 'runs.auto'
   | 'runs.list'
   | 'runs.get'
   | 'runs.cancel'
@@ -165,6 +168,23 @@ export function workspaceMethods(ctx: MethodContext): {
       if (args.id && existsSync(runDir(workspace, args.id)))
         throw new ApiError('invalid_argument', `id: a run named ${args.id} exists already; choose another name or resume it`, 'id')
       return startRun({ id: args.id ?? newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
+    },
+    'runs.auto': async (args) => {
+      requireFolder(args.model, 'model')
+      if (!existsSync(join(datasetDir(workspace, args.dataset), 'manifest.json')))
+        throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace; import it first`, 'dataset')
+      let model
+      try {
+        model = fromHfConfig(JSON.parse(readFileSync(join(args.model, 'config.json'), 'utf8')))
+      } catch (e) {
+        throw new ApiError('invalid_argument', `model: ${args.model}/config.json: ${(e as Error).message}`, 'model')
+      }
+      const manifest = await readManifest(workspace, args.dataset)
+      try {
+        return autoRunConfig(autoInput(manifest, model))
+      } catch (e) {
+        throw new ApiError('invalid_argument', `dataset: ${(e as Error).message}`, 'dataset')
+      }
     },
     'runs.list': async () => listRuns(workspace),
     'runs.get': async (args) => readRunDetail(workspace, args.id),

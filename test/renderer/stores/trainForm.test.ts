@@ -4,6 +4,7 @@ import { ApiError } from '../../../src/shared/api'
 import { runConfigSchema } from '../../../src/shared/runConfig'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import {
+  QUICK_PRESET,
   RUN_PRESETS,
   defaultRunConfig,
   formatExpertMap,
@@ -12,6 +13,9 @@ import {
 } from '../../../src/renderer/src/stores/trainForm'
 import { useRunsStore } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runRecord } from '../fakeBridge'
+
+/** Lets pending promises and Vue watchers run. */
+const flushPromises = (): Promise<void> => new Promise((r) => setTimeout(r, 0))
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -63,6 +67,39 @@ describe('useTrainFormStore', () => {
     expect(form.config).toMatchObject({ method: 'lora', batchSize: 4, maxSteps: 60 })
     form.set('maxSteps', 10)
     expect(form.presetId).toBeNull()
+  })
+
+  it('Quick asks the service for settings chosen from the model and dataset, lists why, and chooses again for another dataset', async () => {
+    const form = useTrainFormStore()
+    form.applyPreset(QUICK_PRESET)
+    await flushPromises()
+    expect(form.autoState.error?.message).toMatch(/Choose the model and the dataset first/)
+    expect(fake.bridge.runs.auto).not.toHaveBeenCalled()
+    form.model = '/m'
+    form.dataset = 'd'
+    await flushPromises()
+    expect(fake.bridge.runs.auto).toHaveBeenLastCalledWith({ model: '/m', dataset: 'd' })
+    expect(form.presetId).toBe(QUICK_PRESET)
+    expect(form.config).toMatchObject({ method: 'full', batchSize: 8, epochs: 60, optimizer: { lr: 3e-3 } })
+    expect(form.autoChoices?.steps).toBe(300)
+    expect(form.autoChoices?.choices.map((c) => c.path)).toContain('optimizer.lr')
+    form.dataset = 'e'
+    await flushPromises()
+    expect(fake.bridge.runs.auto).toHaveBeenLastCalledWith({ model: '/m', dataset: 'e' })
+    // A change by hand keeps the list (what was chosen) but leaves the preset; no new choice then.
+    form.set('epochs', 2)
+    expect(form.presetId).toBeNull()
+    expect(form.autoChoices).not.toBeNull()
+    form.dataset = 'd'
+    await flushPromises()
+    expect(fake.bridge.runs.auto).toHaveBeenCalledTimes(2)
+    expect(form.config.epochs).toBe(2)
+    fake.bridge.runs.auto.mockRejectedValueOnce(new ApiError('invalid_argument', 'dataset: the dataset has no training rows', 'dataset'))
+    form.applyPreset(QUICK_PRESET)
+    await flushPromises()
+    expect(form.autoState.error?.message).toMatch(/no training rows/)
+    form.reset()
+    expect(form.autoChoices).toBeNull()
   })
 
   it('asks for a model and a dataset only once the user tries to start', async () => {

@@ -4,10 +4,11 @@
  * and says so next to the field.
  */
 import { defineStore } from 'pinia'
-import { computed, ref } from 'vue'
+import { computed, ref, watch } from 'vue'
 import type { RunsStartArgs } from '../../../shared/runs'
 import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
 import type { FitPlan } from '../../../shared/chat'
+import type { AutoChoice } from '../../../shared/autoConfig'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { formatBytes, parseBytes } from '../format'
@@ -22,12 +23,24 @@ export interface RunPreset {
   label: string
   description: string
   apply: (c: RunConfig) => void
+  /** Chosen by the service from the model and dataset (runs.auto); `apply` is not used. */
+  auto?: boolean
 }
+
+/** The automatic preset's id: settings chosen from the dataset and the model. */
+export const QUICK_PRESET = 'quick'
 
 export const RUN_PRESETS: RunPreset[] = [
   {
+    id: QUICK_PRESET,
+    label: 'Quick',
+    description: "Chosen from this dataset's size and lengths and the model's size; the choices and reasons are listed.",
+    auto: true,
+    apply: () => undefined,
+  },
+  {
     id: 'quick-lora',
-    label: 'Quick LoRA',
+    label: 'LoRA, 60 steps',
     description: 'Rank-8 adapters on attention and experts, 60 steps: minutes on a CPU.',
     apply: (c) => {
       c.method = 'lora'
@@ -212,20 +225,67 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   function applyPreset(id: string): void {
     const preset = RUN_PRESETS.find((p) => p.id === id)
     if (!preset) return
+    if (preset.auto) {
+      presetId.value = id
+      void applyAuto()
+      return
+    }
     const next = defaultRunConfig()
     preset.apply(next)
+    useConfig(next)
+    autoChoices.value = null
+    presetId.value = id
+  }
+
+  function useConfig(next: RunConfig): void {
     // The device budget belongs to the machine, not to the preset.
     next.offload = { ...config.value.offload }
     config.value = next
     frozenExpertsText.value = formatExpertMap(next.freeze.experts)
-    presetId.value = id
   }
+
+  /** The Quick preset's choices for this model and dataset (null: not chosen, or changed since). */
+  const autoChoices = ref<{ choices: AutoChoice[]; steps: number } | null>(null)
+  const autoState = ref<{ loading: boolean; error: UiError | null }>({ loading: false, error: null })
+  let autoSeq = 0
+
+  /** Asks the service for the Quick preset's settings; they replace the form's. */
+  async function applyAuto(): Promise<void> {
+    autoChoices.value = null
+    if (!model.value || !dataset.value) {
+      autoState.value = {
+        loading: false,
+        error: { message: 'Choose the model and the dataset first: the Quick settings are chosen from them.' },
+      }
+      return
+    }
+    const seq = ++autoSeq
+    autoState.value = { loading: true, error: null }
+    try {
+      const auto = await useWorkbench().runs.auto({ model: model.value, dataset: dataset.value })
+      if (seq !== autoSeq || presetId.value !== QUICK_PRESET) return
+      useConfig(runConfigSchema.parse(auto.config))
+      autoChoices.value = { choices: auto.choices, steps: auto.steps }
+      autoState.value = { loading: false, error: null }
+      // useConfig changed the config: the preset is still the one applied.
+      presetId.value = QUICK_PRESET
+    } catch (e) {
+      if (seq === autoSeq) autoState.value = { loading: false, error: toUiError(e) }
+    }
+  }
+
+  // Another model or dataset: the Quick settings are chosen again for it.
+  watch([model, dataset], () => {
+    if (presetId.value === QUICK_PRESET) void applyAuto()
+  })
 
   function reset(): void {
     config.value = defaultRunConfig()
     frozenExpertsText.value = ''
     budgetText.value = ''
     presetId.value = null
+    autoChoices.value = null
+    autoState.value = { loading: false, error: null }
     attempted.value = false
   }
 
@@ -240,6 +300,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     dataset.value = run.dataset ?? ''
     name.value = run.name ? `${run.name} (again)` : ''
     presetId.value = null
+    autoChoices.value = null
   }
 
   function startArgs(): RunsStartArgs {
@@ -267,6 +328,8 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     dataset,
     name,
     presetId,
+    autoChoices,
+    autoState,
     frozenExpertsText,
     attempted,
     budgetText,

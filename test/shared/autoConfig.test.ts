@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { autoInput, autoRunConfig, FULL_LIMIT, type AutoInput } from '../../src/shared/autoConfig'
+import type { DatasetManifest } from '../../src/shared/dataset'
+import { countParams, fromHfConfig } from '../../src/shared/modelConfig'
+import { runConfigSchema } from '../../src/shared/runConfig'
+
+const bundled = fromHfConfig(JSON.parse(readFileSync(join(__dirname, '../../resources/default-model/config.json'), 'utf8')))
+
+function lengths(median: number, p95: number, max: number) {
+  return { count: 40, min: 1, median, p95, max, mean: median, histogram: [] }
+}
+
+/** A manifest's stats and split, as an import writes them. */
+function manifest(train: number, chars = lengths(37, 41, 45), tokens?: { median: number; p95: number; max: number }) {
+  return {
+    stats: {
+      rows: train + 4,
+      duplicates: 0,
+      chars,
+      ...(tokens && { tokens: { ...lengths(tokens.median, tokens.p95, tokens.max), tokenizer: '/m', trainable: 100, total: 1000 } }),
+    },
+    split: { validation: 0.1, seed: 0, train, validationRows: 4 },
+  } satisfies Pick<DatasetManifest, 'stats' | 'split'>
+}
+
+function large(over: Partial<AutoInput> = {}): AutoInput {
+  return {
+    trainRows: 36,
+    tokens: { median: 30, p95: 40, max: 48, measured: true },
+    model: { totalParams: 6.9e9, maxPositions: 4096, hasSharedExpert: false },
+    ...over,
+  }
+}
+
+describe('the Quick preset (autoRunConfig)', () => {
+  it('fully fine-tunes the bundled model on a few dozen rows for about 300 steps at its pretraining rate', () => {
+    const auto = autoRunConfig(autoInput(manifest(36), bundled))
+    const c = auto.config
+    expect(countParams(bundled).total).toBeLessThan(FULL_LIMIT)
+    expect(c.method).toBe('full')
+    expect(c.optimizer.lr).toBe(3e-3)
+    expect(c.optimizer.betas).toEqual([0.9, 0.95])
+    expect(c.optimizer.weightDecay).toBe(0)
+    expect(c.batchSize).toBe(8)
+    // 36 rows in batches of 8: 5 steps an epoch; 60 epochs.
+    expect(c.epochs).toBe(60)
+    expect(auto.steps).toBe(300)
+    expect(c.maxSteps).toBeNull()
+    expect(c.schedule).toEqual({ type: 'cosine', warmupSteps: 15, minLrRatio: 0.1 })
+    expect(c.data.maskPrompt).toBe(true)
+    expect(c.evalEvery).toBe(60)
+    expect(c.checkpointEvery).toBe(150)
+    expect(c.finalEval.rows).toBe(20)
+    expect(runConfigSchema.safeParse(c).success).toBe(true)
+  })
+
+  it('says why for every choice, and each choice is what the config holds', () => {
+    const auto = autoRunConfig(autoInput(manifest(36), bundled))
+    expect(auto.choices.map((x) => x.path)).toEqual(
+      expect.arrayContaining(['method', 'optimizer.lr', 'batchSize', 'epochs', 'schedule.warmupSteps', 'data.maxLength']),
+    )
+    for (const choice of auto.choices) {
+      expect(choice.why.length).toBeGreaterThan(10)
+      const value = choice.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], auto.config)
+      expect(value).toEqual(choice.value)
+    }
+    expect(auto.choices.find((x) => x.path === 'method')!.why).toContain('2.7 M parameters')
+  })
+
+  it('gives a 7B-class model LoRA on attention and experts (and the shared expert where there is one)', () => {
+    const c = autoRunConfig(large()).config
+    expect(c.method).toBe('lora')
+    expect(c.lora).toEqual({ rank: 16, alpha: 32, dropout: 0.05, targets: ['attention', 'experts'] })
+    expect(c.optimizer.lr).toBe(2e-4)
+    expect(c.batchSize).toBe(4)
+    // 9 steps an epoch; 150 steps would be 17 epochs, capped at 10.
+    expect(c.epochs).toBe(10)
+    const qwen = autoRunConfig(large({ model: { totalParams: 14e9, maxPositions: 8192, hasSharedExpert: true } })).config
+    expect(qwen.lora.targets).toEqual(['attention', 'experts', 'shared_expert'])
+  })
+
+  it('passes once over a large dataset, with weight decay and rank 8', () => {
+    const auto = autoRunConfig(large({ trainRows: 50_000 }))
+    expect(auto.config.epochs).toBe(1)
+    expect(auto.steps).toBe(12_500)
+    expect(auto.config.lora.rank).toBe(8)
+    expect(auto.config.optimizer.weightDecay).toBe(0.01)
+    expect(auto.config.schedule.warmupSteps).toBe(50)
+    const mid = autoRunConfig(autoInput(manifest(1500), bundled))
+    // 188 steps an epoch: two passes come nearest the target's 300.
+    expect(mid.config.epochs).toBe(2)
+  })
+
+  it('reads at most the model allows and at least the longest row, measured or estimated from characters', () => {
+    const measured = autoInput(manifest(36, lengths(37, 41, 45), { median: 20, p95: 24, max: 30 }), bundled)
+    expect(measured.tokens).toEqual({ median: 20, p95: 24, max: 30, measured: true })
+    expect(autoRunConfig(measured).config.data.maxLength).toBe(64)
+    const estimated = autoInput(manifest(36, lengths(300, 900, 1000)), bundled)
+    expect(estimated.tokens.measured).toBe(false)
+    expect(estimated.tokens.max).toBe(516) // 1000 characters / 2 + 16 template tokens
+    const long = autoRunConfig(estimated)
+    expect(long.config.data.maxLength).toBe(512) // the bundled model reads 512 positions
+    expect(long.choices.find((x) => x.path === 'data.maxLength')!.why).toContain('about 516 tokens')
+    expect(autoRunConfig(large({ tokens: { median: 9000, p95: 9000, max: 9000, measured: true } })).config.data.maxLength).toBe(4096)
+  })
+
+  it('refuses a dataset with no training rows, saying what to do', () => {
+    expect(() => autoRunConfig(large({ trainRows: 0 }))).toThrow(/no training rows: import a dataset/)
+  })
+})
