@@ -15,6 +15,8 @@ export default tseslint.config(
       'playwright-report/',
       'e2e/artifacts/',
       'bench/results/',
+      '.stryker-tmp/',
+      'reports/',
       'scratch/',
       '**/*.d.ts',
     ],

@@ -100,11 +100,6 @@ export function choiceFractions(all: { learned: boolean; decision: { topk: Int32
   return { f, rows }
 }
 
-/** Per-layer z-loss values, for metrics. */
-export function routerZLossPerLayer(routing: LayerRouting[]): tf.Scalar[] {
-  return routing.map((r) => tf.mean(tf.square(tf.logSumExp(r.routerLogits, -1))) as tf.Scalar)
-}
-
 /** Squared coefficient of variation of a vector: var / mean² (population variance, as Shazeer 2017 uses). */
 export function cvSquared(x: tf.Tensor1D): tf.Scalar {
   const mean = tf.mean(x)

@@ -1,0 +1,14 @@
+/**
+ * The unit tests as Stryker runs them (stryker.config.mjs): vitest.config.ts, optionally limited
+ * to the test files in MUTATION_TESTS (comma-separated paths or globs), for a run on one file.
+ */
+import { defineConfig } from 'vitest/config'
+import base from './vitest.config'
+
+const only = process.env.MUTATION_TESTS?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
+
+export default defineConfig({
+  test: { ...base.test, include: only?.length ? only : base.test?.include },
+})
