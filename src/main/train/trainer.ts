@@ -88,6 +88,11 @@ interface Session {
   lora?: LoraAdapters
   opt: AdamW
   trainable: Map<string, tf.Variable>
+  /**
+   * Whether this run trains a router. Without one, dead or collapsed experts are the base model's
+   * (and belong on the Models and Experts screens), not alarms about this run.
+   */
+  routerLearns: boolean
   stream: BatchStream
   valBatches: Batch[]
   state: TrainerState
@@ -350,6 +355,9 @@ async function setUp(
     lora,
     opt,
     trainable,
+    routerLearns: lora
+      ? cfg.lora.targets.includes('router')
+      : model.specs.some((sp) => (sp.kind === 'router' || sp.kind === 'router_noise') && trained.has(model.params.get(sp.name)!)),
     stream: new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId, state.position),
     valBatches: evalBatches(spec.validation, cfg.batchSize, spec.padId, cfg.evalBatches),
     state,
@@ -516,7 +524,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
   folder.appendMetrics({ type: 'step', ...line })
   folder.appendRouting(state.step, layers)
   s.emit({ type: 'run.step', runId: folder.id, metrics: m })
-  for (const a of expertAlerts(state, layers, s.cfg)) {
+  for (const a of s.routerLearns ? expertAlerts(state, layers, s.cfg) : []) {
     folder.appendMetrics({ type: 'alert', ...a })
     s.emit({ type: 'run.alert', runId: folder.id, ...a })
   }
@@ -655,7 +663,7 @@ export function expertAlerts(
           layer: l.layer,
           expert: e,
           kind: 'dead',
-          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps`,
+          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps: raise moe.auxLossCoef (load balancing) or moe.routerJitter so the router tries it again`,
         })
       if (next[1] === cfg.alerts.steps)
         out.push({
@@ -663,7 +671,7 @@ export function expertAlerts(
           layer: l.layer,
           expert: e,
           kind: 'collapse',
-          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps`,
+          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly`,
         })
     })
   }

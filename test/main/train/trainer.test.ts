@@ -432,9 +432,29 @@ describe('expert alerts (hand-computed)', () => {
       alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 },
     })
     expect(alert.map((a) => a.message)).toEqual([
-      'layer 0 expert 0 took over 90% of tokens for 1 steps',
-      'layer 0 expert 1 took under 1.0% of tokens for 1 steps',
+      'layer 0 expert 0 took over 90% of tokens for 1 steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly',
+      'layer 0 expert 1 took under 1.0% of tokens for 1 steps: raise moe.auxLossCoef (load balancing) or moe.routerJitter so the router tries it again',
     ])
+  })
+
+  it("are about the run's routers: none where no router trains (LoRA without the router, a frozen router)", async () => {
+    await initBackend('wasm')
+    const base = baseModel()
+    const data = swapTask(16)
+    // Every expert of every layer is "dead" (share under 100%) from the first step.
+    const alerting = {
+      maxSteps: 2,
+      batchSize: 8,
+      evalEvery: 0,
+      finalEval: { rows: 0 },
+      alerts: { deadShare: 1, collapseShare: 1, steps: 1 },
+    }
+    const alerts = async (cfg: RunConfigInput) =>
+      (await run(base, { ...alerting, ...cfg }, data)).events.filter((e) => e.type === 'run.alert').length
+    expect(await alerts({ method: 'full' })).toBeGreaterThan(0)
+    expect(await alerts({ method: 'lora', lora: { rank: 2, targets: ['router'] } })).toBeGreaterThan(0)
+    expect(await alerts({ method: 'lora', lora: { targets: ['attention', 'experts'] } })).toBe(0)
+    expect(await alerts({ method: 'full', freeze: { router: true } })).toBe(0)
   })
 })
 
