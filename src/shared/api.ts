@@ -97,6 +97,10 @@ export interface ModelInfo {
   numExperts: number
   topK: number
   routerType: RouterType
+  /** Vocabulary size (ln of it is the loss of a uniform guess). */
+  vocabSize?: number
+  /** The model's own training capacity factor (null: dropless). */
+  capacityFactorTrain?: number | null
   params: {
     total: number
     /** Parameters used per token (everything but the experts, plus topK experts per sparse layer). */

@@ -331,6 +331,8 @@ export function inspectModel(dir: string): ModelInfo {
     numExperts: config.numExperts,
     topK: config.topK,
     routerType: config.router.type,
+    vocabSize: config.vocabSize,
+    capacityFactorTrain: config.router.capacityFactorTrain,
     params,
     bytesByDtype: { float32: params.total * 4, bfloat16: params.total * 2, float16: params.total * 2 },
     checkpointDtype,

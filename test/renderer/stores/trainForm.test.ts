@@ -12,7 +12,9 @@ import {
   useTrainFormStore,
 } from '../../../src/renderer/src/stores/trainForm'
 import { useRunsStore } from '../../../src/renderer/src/stores/runs'
-import { fakeBridge, runRecord } from '../fakeBridge'
+import { datasetManifest, fakeBridge, modelEntries, runRecord } from '../fakeBridge'
+import { useModelsStore } from '../../../src/renderer/src/stores/models'
+import { useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
 
 /** Lets pending promises and Vue watchers run. */
 const flushPromises = (): Promise<void> => new Promise((r) => setTimeout(r, 0))
@@ -100,6 +102,25 @@ describe('useTrainFormStore', () => {
     expect(form.autoState.error?.message).toMatch(/no training rows/)
     form.reset()
     expect(form.autoChoices).toBeNull()
+  })
+
+  it('warns before start about settings that will not work for the chosen model and dataset, and applies the suggestion', () => {
+    const form = useTrainFormStore()
+    useModelsStore().entries = modelEntries
+    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90 } }]
+    form.set('optimizer.lr', 1)
+    expect(form.warnings).toEqual([]) // no model or dataset chosen: nothing to judge against
+    form.model = '/app/resources/models/tiny-moe'
+    form.dataset = 'train-abc'
+    form.set('batchSize', 8)
+    form.set('maxSteps', 3)
+    expect(form.warnings.map((w) => w.id)).toEqual(['lr-high', 'steps-under-epoch'])
+    const lr = form.warnings[0]
+    form.set(lr.suggest!.path, lr.suggest!.value)
+    expect(form.config.optimizer.lr).toBe(3e-3)
+    expect(form.warnings.map((w) => w.id)).toEqual(['steps-under-epoch'])
+    form.set('maxSteps', 12)
+    expect(form.warnings).toEqual([])
   })
 
   it('asks for a model and a dataset only once the user tries to start', async () => {

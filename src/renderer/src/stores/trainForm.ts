@@ -13,6 +13,9 @@ import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { formatBytes, parseBytes } from '../format'
 import { useRunsStore } from './runs'
+import { useModelsStore } from './models'
+import { useDatasetsStore } from './datasets'
+import { preflight, type Advice } from '../../../shared/guidance'
 
 export function defaultRunConfig(): RunConfig {
   return runConfigSchema.parse({})
@@ -177,6 +180,19 @@ export const useTrainFormStore = defineStore('trainForm', () => {
 
   const valid = computed(() => Object.keys(configIssues.value).length === 0 && !!model.value && !!dataset.value)
 
+  /** Settings that will not work for this model and dataset, with why and a value to try (the user may go on). */
+  const warnings = computed<Advice[]>(() => {
+    const info = useModelsStore().entries.find((m) => m.dir === model.value)?.info
+    const ds = useDatasetsStore().list.find((d) => d.id === dataset.value)
+    if (!info || !ds || Object.keys(configIssues.value).length) return []
+    return preflight(config.value, {
+      trainRows: ds.split.train,
+      totalParams: info.params.total,
+      vocabSize: info.vocabSize ?? 0,
+      modelCapacityFactor: info.capacityFactorTrain ?? null,
+    })
+  })
+
   function get(path: string): unknown {
     return getPath(config.value, path)
   }
@@ -339,6 +355,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     configIssues,
     errors,
     valid,
+    warnings,
     get,
     set,
     setFrozenExperts,

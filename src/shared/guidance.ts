@@ -1,0 +1,168 @@
+/**
+ * Guidance in words: before a run, settings that will not work (with the reason and a value to
+ * try); during and after, what the curves say (not learning, overfitting, NaN, dropped tokens).
+ * Pure functions of the run config, the model's facts and the metrics, shared by the Train
+ * screen and the CLI, so each rule is tested once.
+ */
+import type { EvalMetrics, StepMetrics } from './runs'
+import type { RunConfig } from './runConfig'
+
+export interface Advice {
+  /** Stable id of the rule ("lr-high", "overfitting"...). */
+  id: string
+  tone: 'warn' | 'danger' | 'info'
+  message: string
+  /** A value to try: a run-config path and its value. */
+  suggest?: { path: string; value: unknown }
+}
+
+/** What the rules need to know of the model and the dataset. */
+export interface GuidanceContext {
+  trainRows: number
+  totalParams: number
+  vocabSize: number
+  /** The model's own training capacity factor (null: dropless). */
+  modelCapacityFactor: number | null
+}
+
+/** The learning rate a method usually wants on a model of this size (the Quick preset's choice). */
+export function typicalLr(method: RunConfig['method'], totalParams: number): number {
+  if (method === 'lora') return 2e-4
+  if (totalParams <= 20e6) return 3e-3
+  if (totalParams <= 100e6) return 1e-3
+  if (totalParams <= 1e9) return 1e-4
+  return 2e-5
+}
+
+/** Beyond this factor from the typical rate, a learning rate is called off. */
+const LR_FACTOR = 30
+
+function fmt(x: number): string {
+  return x >= 0.01 && x < 1000 ? String(Number(x.toPrecision(3))) : x.toExponential(1)
+}
+
+/** Warnings before a run starts; the user may go on anyway. */
+export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
+  const out: Advice[] = []
+  const lr = c.optimizer.lr
+  const typical = typicalLr(c.method, ctx.totalParams)
+  if (lr > typical * LR_FACTOR)
+    out.push({
+      id: 'lr-high',
+      tone: 'danger',
+      message: `Learning rate ${fmt(lr)} is ${Math.round(lr / typical)}× what ${c.method === 'lora' ? 'LoRA' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the loss is likely to jump or become NaN.`,
+      suggest: { path: 'optimizer.lr', value: typical },
+    })
+  else if (lr < typical / LR_FACTOR)
+    out.push({
+      id: 'lr-low',
+      tone: 'warn',
+      message: `Learning rate ${fmt(lr)} is ${Math.round(typical / lr)}× below what ${c.method === 'lora' ? 'LoRA' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the weights will barely move and the loss will stay where it starts.`,
+      suggest: { path: 'optimizer.lr', value: typical },
+    })
+  const stepsPerEpoch = Math.ceil(Math.max(1, ctx.trainRows) / (c.batchSize * c.gradAccumulation))
+  if (c.maxSteps !== null && c.maxSteps < stepsPerEpoch)
+    out.push({
+      id: 'steps-under-epoch',
+      tone: 'warn',
+      message: `${c.maxSteps} steps see ${Math.round((100 * c.maxSteps) / stepsPerEpoch)}% of the ${ctx.trainRows} training rows once (an epoch is ${stepsPerEpoch} steps): the rest are never trained on.`,
+      suggest: { path: 'maxSteps', value: stepsPerEpoch },
+    })
+  const cf =
+    c.moe.capacityFactorTrain === null
+      ? ctx.modelCapacityFactor
+      : c.moe.capacityFactorTrain === 'dropless'
+        ? null
+        : c.moe.capacityFactorTrain
+  if (cf !== null && cf < 1)
+    out.push({
+      id: 'capacity-drops',
+      tone: 'warn',
+      message: `Capacity factor ${fmt(cf)} drops at least ${Math.round((1 - cf) * 100)}% of the tokens' expert assignments even when routing is perfectly balanced (each expert takes ${fmt(cf)}× its even share); dropped tokens skip the experts.`,
+      suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
+    })
+  if (c.gradClip === 0 && lr >= typical * 3)
+    out.push({
+      id: 'no-clip',
+      tone: 'info',
+      message: 'Gradient clipping is off with a high learning rate: one bad batch can throw the weights far; 1.0 is the usual clip.',
+      suggest: { path: 'gradClip', value: 1 },
+    })
+  return out
+}
+
+/** A suggested value, rounded to two significant digits (3e-3, not 0.0029999999999999996). */
+function round2(x: number): number {
+  return Number(x.toPrecision(2))
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+}
+
+/** Dropped-token share above which the curves say so. */
+export const DROP_WARN = 0.05
+
+/** The fields of a step the curves are read from. */
+export type StepPoint = Pick<StepMetrics, 'step' | 'totalSteps' | 'loss' | 'ce' | 'droppedFraction'>
+
+/** What the curves say, in words, with what to change (vocabSize 0: unknown, no ln(vocab) rule). */
+export function interpretCurves(steps: StepPoint[], evals: EvalMetrics[], c: RunConfig, ctx: Pick<GuidanceContext, 'vocabSize'>): Advice[] {
+  const out: Advice[] = []
+  const bad = steps.find((s) => !Number.isFinite(s.loss))
+  if (bad) {
+    const advice =
+      c.gradClip === 0
+        ? `turn gradient clipping on (1.0) and lower the learning rate (now ${fmt(c.optimizer.lr)})`
+        : `lower the learning rate (now ${fmt(c.optimizer.lr)}; clipping at ${c.gradClip} is already on)${c.schedule.warmupSteps === 0 ? ' and add warm-up steps' : ''}`
+    out.push({
+      id: 'nan',
+      tone: 'danger',
+      message: `The loss became NaN at step ${bad.step}: ${advice}. Resume from the last checkpoint before it.`,
+      suggest: c.gradClip === 0 ? { path: 'gradClip', value: 1 } : { path: 'optimizer.lr', value: round2(c.optimizer.lr / 10) },
+    })
+    return out
+  }
+  const total = steps[steps.length - 1]?.totalSteps ?? 0
+  const uniform = Math.log(ctx.vocabSize)
+  if (ctx.vocabSize >= 2 && steps.length >= Math.max(20, Math.min(50, Math.ceil(total * 0.1)))) {
+    const recent = mean(steps.slice(-10).map((s) => s.ce))
+    const first = mean(steps.slice(0, 10).map((s) => s.ce))
+    if (recent >= 0.9 * uniform)
+      out.push({
+        id: 'not-learning',
+        tone: 'warn',
+        message: `Not learning: the loss (${recent.toFixed(2)}) is near ln(${ctx.vocabSize}) = ${uniform.toFixed(2)}, what a uniform guess over the vocabulary scores. Raise the learning rate (now ${fmt(c.optimizer.lr)}).`,
+        suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr * 10) },
+      })
+    else if (steps.length >= 50 && recent > first * 0.98)
+      out.push({
+        id: 'flat',
+        tone: 'warn',
+        message: `The loss has not fallen since the start (${first.toFixed(2)} → ${recent.toFixed(2)}): raise the learning rate (now ${fmt(c.optimizer.lr)}) or check that the answers are what is trained (data.maskPrompt).`,
+        suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr * 3) },
+      })
+  }
+  if (evals.length >= 3) {
+    let best = evals[0]
+    for (const e of evals) if (e.valLoss < best.valLoss) best = e
+    const last = evals[evals.length - 1]
+    const trainAt = (step: number): number => mean(steps.filter((s) => s.step <= step && s.step > step - 10).map((s) => s.ce))
+    if (last.step > best.step && last.valLoss > best.valLoss * 1.05 && trainAt(last.step) < trainAt(best.step))
+      out.push({
+        id: 'overfitting',
+        tone: 'warn',
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} to ${last.valLoss.toFixed(3)} while the training loss kept falling; the best checkpoint was step ${best.step} (kept). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.`,
+        suggest: { path: 'earlyStopping.patience', value: 2 },
+      })
+  }
+  const recentDrop = mean(steps.slice(-10).map((s) => s.droppedFraction))
+  if (steps.length > 0 && recentDrop > DROP_WARN)
+    out.push({
+      id: 'dropping',
+      tone: 'warn',
+      message: `${(recentDrop * 100).toFixed(1)}% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.`,
+      suggest: { path: 'moe.capacityFactorTrain', value: 'dropless' },
+    })
+  return out
+}

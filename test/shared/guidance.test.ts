@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest'
+import { interpretCurves, preflight, typicalLr, type GuidanceContext } from '../../src/shared/guidance'
+import { validateRunConfig, type RunConfigInput } from '../../src/shared/runConfig'
+import type { EvalMetrics, StepMetrics } from '../../src/shared/runs'
+
+const small: GuidanceContext = { trainRows: 36, totalParams: 2.7e6, vocabSize: 1200, modelCapacityFactor: null }
+const big: GuidanceContext = { ...small, trainRows: 1000, totalParams: 6.9e9, vocabSize: 50304 }
+const ids = (c: RunConfigInput, ctx = small) => preflight(validateRunConfig(c), ctx).map((a) => a.id)
+
+function step(i: number, ce: number, over: Partial<StepMetrics> = {}): StepMetrics {
+  return {
+    step: i,
+    totalSteps: 100,
+    epoch: 0,
+    loss: ce,
+    ce,
+    aux: 0,
+    z: 0,
+    lr: 1e-3,
+    gradNorm: 1,
+    droppedFraction: 0,
+    tokens: 100,
+    tokensPerSec: 100,
+    elapsedSec: i,
+    etaSec: 0,
+    layers: [],
+    ...over,
+  }
+}
+const curve = (n: number, f: (i: number) => number, over: Partial<StepMetrics> = {}) =>
+  Array.from({ length: n }, (_, i) => step(i + 1, f(i + 1), over))
+const ev = (s: number, valLoss: number): EvalMetrics => ({ step: s, valLoss, valAux: 0, valZ: 0, valDroppedFraction: 0, valTokens: 10 })
+const read = (steps: StepMetrics[], evals: EvalMetrics[] = [], c: RunConfigInput = {}) =>
+  interpretCurves(steps, evals, validateRunConfig(c), { vocabSize: 1200 })
+
+describe('before a run (preflight)', () => {
+  it('the learning rate: orders of magnitude off for the method and model size, with the usual value', () => {
+    expect(typicalLr('full', 2.7e6)).toBe(3e-3)
+    expect(typicalLr('lora', 6.9e9)).toBe(2e-4)
+    expect(typicalLr('full', 6.9e9)).toBe(2e-5)
+    expect(ids({ method: 'full', optimizer: { lr: 3e-3 } })).toEqual([])
+    const high = preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 0.1 } }), big)
+    expect(high[0]).toMatchObject({ id: 'lr-high', tone: 'danger', suggest: { path: 'optimizer.lr', value: 2e-4 } })
+    expect(high[0].message).toContain('500×')
+    // exactly 30× is still in range; just past it is not
+    expect(ids({ method: 'lora', optimizer: { lr: 6e-3 } }, big)).toEqual([])
+    expect(ids({ method: 'lora', optimizer: { lr: 6.1e-3 } }, big)).toEqual(['lr-high'])
+    expect(ids({ method: 'full', optimizer: { lr: 1e-5 } })).toEqual(['lr-low'])
+    expect(ids({ method: 'full', optimizer: { lr: 1e-4 } })).toEqual([])
+    // the same rate is fine for a 7B full fine-tune and far too low for the tiny model
+    expect(ids({ method: 'full', optimizer: { lr: 2e-5 } }, big)).toEqual([])
+  })
+
+  it('fewer steps than one epoch', () => {
+    const a = preflight(validateRunConfig({ optimizer: { lr: 3e-3 }, batchSize: 8, maxSteps: 2 }), { ...small, trainRows: 80 })
+    expect(a).toEqual([expect.objectContaining({ id: 'steps-under-epoch', suggest: { path: 'maxSteps', value: 10 } })])
+    expect(a[0].message).toContain('20% of the 80 training rows')
+    expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 8, maxSteps: 10 }, { ...small, trainRows: 80 })).toEqual([])
+    expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 4, gradAccumulation: 2, maxSteps: 9 }, { ...small, trainRows: 80 })).toEqual([
+      'steps-under-epoch',
+    ])
+  })
+
+  it("a capacity factor below 1, the run's own or the model's, drops tokens even when balanced", () => {
+    const a = preflight(validateRunConfig({ optimizer: { lr: 3e-3 }, moe: { capacityFactorTrain: 0.5 } }), small)
+    expect(a).toEqual([expect.objectContaining({ id: 'capacity-drops', suggest: { path: 'moe.capacityFactorTrain', value: 1.25 } })])
+    expect(a[0].message).toContain('at least 50%')
+    expect(ids({ optimizer: { lr: 3e-3 } }, { ...small, modelCapacityFactor: 0.8 })).toEqual(['capacity-drops'])
+    expect(ids({ optimizer: { lr: 3e-3 }, moe: { capacityFactorTrain: 'dropless' } }, { ...small, modelCapacityFactor: 0.8 })).toEqual([])
+    expect(ids({ optimizer: { lr: 3e-3 }, moe: { capacityFactorTrain: 1 } })).toEqual([])
+  })
+
+  it('clipping off with a high rate', () => {
+    expect(ids({ optimizer: { lr: 1e-2 }, gradClip: 0 })).toEqual(['no-clip'])
+    expect(ids({ optimizer: { lr: 1e-2 }, gradClip: 1 })).toEqual([])
+    expect(ids({ optimizer: { lr: 3e-3 }, gradClip: 0 })).toEqual([])
+  })
+})
+
+describe('the curves, in words', () => {
+  it('a loss stuck near ln(vocab) is not learning: raise the learning rate', () => {
+    const a = read(curve(30, () => 7.0))
+    expect(a).toEqual([expect.objectContaining({ id: 'not-learning', suggest: { path: 'optimizer.lr', value: 3e-3 } })])
+    expect(a[0].message).toContain('ln(1200) = 7.09')
+    expect(read(curve(30, () => 6.0))).toEqual([]) // 0.85 of ln V: learning something
+    expect(read(curve(19, () => 7.0))).toEqual([]) // too early to tell
+    // the vocabulary unknown (a model no longer on disk): no ln(vocab) to compare with
+    expect(
+      interpretCurves(
+        curve(30, () => 7.0),
+        [],
+        validateRunConfig({}),
+        { vocabSize: 0 },
+      ),
+    ).toEqual([])
+  })
+
+  it('a flat loss after 50 steps, below ln(vocab)', () => {
+    expect(read(curve(60, () => 3)).map((a) => a.id)).toEqual(['flat'])
+    expect(read(curve(60, (i) => 3 - i / 60)).map((a) => a.id)).toEqual([])
+    expect(read(curve(49, () => 3))).toEqual([])
+  })
+
+  it('validation rising while training falls is overfitting, naming the best step', () => {
+    const steps = curve(60, (i) => 4 - i / 20)
+    const a = read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)])
+    expect(a.map((x) => x.id)).toEqual(['overfitting'])
+    expect(a[0].message).toContain('best checkpoint was step 40')
+    // within 5% of the best: noise, not overfitting
+    expect(read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 2.6)])).toEqual([])
+    // validation and training both rising: not the overfitting pattern
+    expect(
+      read(
+        curve(60, (i) => 1 + i / 20),
+        [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)],
+      ).map((x) => x.id),
+    ).not.toContain('overfitting')
+    expect(read(steps, [ev(20, 3.0), ev(60, 3.2)])).toEqual([])
+  })
+
+  it("NaN: advice that matches the settings (no 'turn clipping on' when it is on)", () => {
+    const steps = [...curve(5, () => 3), step(6, NaN)]
+    const on = read(steps, [], { gradClip: 1, optimizer: { lr: 1e-2 }, schedule: { warmupSteps: 0 } })
+    expect(on).toHaveLength(1)
+    expect(on[0]).toMatchObject({ id: 'nan', tone: 'danger', suggest: { path: 'optimizer.lr', value: 1e-3 } })
+    expect(on[0].message).toContain('at step 6')
+    expect(on[0].message).toContain('clipping at 1 is already on')
+    expect(on[0].message).toContain('add warm-up')
+    expect(on[0].message).not.toContain('turn gradient clipping on')
+    const off = read(steps, [], { gradClip: 0, schedule: { warmupSteps: 10 } })
+    expect(off[0].message).toContain('turn gradient clipping on')
+    expect(off[0].suggest).toEqual({ path: 'gradClip', value: 1 })
+    expect(read([...curve(5, () => 3), step(6, Infinity)])[0].id).toBe('nan')
+  })
+
+  it('dropped tokens above 5% of the last steps', () => {
+    expect(read(curve(10, () => 3, { droppedFraction: 0.2 })).map((a) => a.id)).toEqual(['dropping'])
+    expect(read(curve(10, () => 3, { droppedFraction: 0.05 }))).toEqual([])
+    // only the recent steps count
+    expect(
+      read([...curve(10, () => 3, { droppedFraction: 0.5 }), ...curve(10, () => 3).map((s) => ({ ...s, step: s.step + 10 }))]),
+    ).toEqual([])
+  })
+})
