@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
-import { applyOverrides } from '../../shared/runConfig'
+import { applyOverrides, validateRunConfig } from '../../shared/runConfig'
 import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes } from './commands'
@@ -178,6 +178,13 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       ...(values['expert-dtype'] !== undefined && { storage: String(values['expert-dtype']) }),
     }
   }
+  // A mistyped key or value is refused before the dataset file is imported for nothing.
+  if (configInput)
+    try {
+      validateRunConfig(configInput)
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^invalid run config: /, 'config.'))
+    }
   const valRatio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(valRatio >= 0 && valRatio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)
 

@@ -160,6 +160,12 @@ describe('moe-workbench train / export', () => {
     )
     expect(r.code).toBe(2)
     expect(r.err.at(-1)).toMatch(/config\.optimizer\.lr: /)
+    // A mistyped key is named with the closest one, before the file is imported for nothing.
+    const ws2 = join(dir, 'ws2')
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--workspace', ws2, '--set', 'maxStep=3')
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/config\.maxStep: unknown field "maxStep" \(did you mean "maxSteps"\?\)/)
+    expect(existsSync(join(ws2, 'datasets'))).toBe(false)
     r = await cli('train', '--dataset', join(dir, 'd.jsonl'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--model is required/)
