@@ -245,7 +245,9 @@ describe('the workbench API end to end (in-process engine)', () => {
       const run = await wb.api['runs.start']({
         model: model.dir,
         dataset: ds.id,
-        config: { method: 'full', batchSize: 2, maxSteps: 2, evalEvery: 0 },
+        // No evaluation after the run: it loads models in the background, and the loads below
+        // would wait for it ("Waiting for another model to finish loading") on a busy machine.
+        config: { method: 'full', batchSize: 2, maxSteps: 2, evalEvery: 0, finalEval: { rows: 0 } },
       })
       expect((await until(wb, runDone(run.id))).status).toBe('completed')
       const models = join(workspace, 'models')
