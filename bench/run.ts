@@ -206,10 +206,21 @@ function benchOffload(backend: BackendName): OffloadResult[] {
   const modelBytes = planPlacement(c, { budgetBytes: 1e12 }).fit.modelBytes
   const prompt = Array.from({ length: 16 }, (_, i) => (i * 37 + 5) % c.vocabSize)
   const out: OffloadResult[] = []
-  for (const fraction of [1, 0.5, 0.25, 0.125])
+  // The budget covers everything on the device (KV cache and activations too), so the smallest
+  // one the planner accepts, found by bisection, replaces fractions below it.
+  const fits = (b: number): boolean => planPlacement(c, { budgetBytes: b, contextTokens: 64 }).fit.fits
+  let [lo, hi] = [1, modelBytes * 2]
+  while (hi - lo > 1024) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (fits(mid)) hi = mid
+    else lo = mid
+  }
+  const budgets = [...new Set([1, 0.5, 0.25, 0.125].map((f) => Math.max(hi, Math.round(modelBytes * f))))]
+  for (const budgetBytes of budgets)
     for (const prefetch of [false, true]) {
+      const fraction = budgetBytes / modelBytes
       // The device budget as a fraction of the model's float32 bytes: what does not fit pages.
-      const m = loadModel(dir, { offload: { budgetBytes: Math.round(modelBytes * fraction), storage: 'f32', prefetch }, contextTokens: 64 })
+      const m = loadModel(dir, { offload: { budgetBytes, storage: 'f32', prefetch }, contextTokens: 64 })
       generate(m, prompt, { maxNewTokens: 2, stopTokens: [] }) // warm-up
       const r = generate(m, prompt, { maxNewTokens: 32, stopTokens: [], sampling: { temperature: 1, seed: 3 } })
       const s = m.pagingStats() ?? { hitRate: 1, prefetchAccuracy: 0, bytesMoved: 0 }
@@ -550,7 +561,7 @@ async function main(): Promise<void> {
       offloadResults.map((r) => [
         r.backend,
         r.storage,
-        `${r.budgetFraction * 100}%`,
+        `${Number((r.budgetFraction * 100).toFixed(1))}%`,
         r.prefetch ? 'on' : 'off',
         r.tokensPerSec.toFixed(1),
         r.hitRate.toFixed(2),
