@@ -97,8 +97,12 @@ test.describe('desktop app (Electron)', () => {
       await expect(win.getByTestId('dataset-imported')).toContainText('Imported Electron arithmetic: 20 rows')
 
       await win.getByTestId('dataset-train').click()
-      await win.getByTestId('preset-quick-lora').click()
+      // The Quick preset asks the service for settings chosen from the dataset and the model;
+      // once they are in, cut the run short.
+      await win.getByTestId('preset-quick').click()
+      await expect(win.getByTestId('auto-method')).toContainText('= full', { timeout: 30_000 })
       await win.getByTestId('cfg-maxSteps').fill('30')
+      await expect(win.getByTestId('auto-changed')).toBeVisible()
       await win.getByTestId('group-evaluation-toggle').click()
       await win.getByTestId('cfg-evalEvery').fill('10')
       await win.getByTestId('train-start').click()
@@ -116,13 +120,13 @@ test.describe('desktop app (Electron)', () => {
       await expect(win.getByTestId('run-status')).toHaveAttribute('data-status', 'completed', { timeout: 90_000 })
       await expect(win.getByTestId('run-best-val')).toHaveText(/^\d/)
 
-      await win.getByTestId('export-name').fill('Electron LoRA')
+      await win.getByTestId('export-name').fill('Electron fine-tuned')
       await win.getByTestId('run-export').click()
-      await expect(win.getByTestId('toast').filter({ hasText: 'Exported Electron LoRA' })).toBeVisible({ timeout: 30_000 })
+      await expect(win.getByTestId('toast').filter({ hasText: 'Exported Electron fine-tuned' })).toBeVisible({ timeout: 30_000 })
       await win.getByTestId('nav-chat').click()
       await win.getByTestId('chat-compare').check()
       await win.getByTestId('chat-model-0').selectOption({ label: 'Default MoE (bundled)' })
-      await win.getByTestId('chat-model-1').selectOption({ label: 'Electron LoRA' })
+      await win.getByTestId('chat-model-1').selectOption({ label: 'Electron fine-tuned' })
       await win.getByTestId('chat-greedy').check()
       await win.getByTestId('chat-max-tokens').fill('24')
       const heldOut = JSON.parse(readFileSync(join(ROOT, 'resources', 'samples', 'heldout.json'), 'utf8')) as Record<

@@ -1,50 +1,133 @@
 /**
- * A user's whole journey in server mode (DESIGN.md, Tests; issue 5 §3), in Debian's Chromium:
- * open the app and find the bundled model and the sample datasets, import a file with a few bad
- * rows, fine-tune the bundled model on it while the loss chart and the expert heatmap update,
- * export the run, chat with the export (streamed, expert-coloured tokens with a routing card on
- * hover), then compare it with the base model side by side. The fixture fails the test on any
- * page or console error; each step leaves a screenshot in e2e/artifacts (journey-*.png).
+ * A user's whole journey in server mode (DESIGN.md, Tests; issues 5 §3, 11 and 12 §3), in Debian's
+ * Chromium: open the app and find the bundled model and the sample datasets, import a
+ * question→answer list the user wrote (a CSV with a few bad rows, reported by line), fine-tune the
+ * bundled model on it with the Quick preset (settings chosen from the dataset and the model, the
+ * steps cut short) while the loss chart and the expert heatmap update, read the evaluation (exact
+ * match on the training questions before and after), export the run, chat with the export about
+ * one of its training questions (a reply streamed token by token, expert-coloured, with a routing
+ * card on hover), then compare it with the base model side by side. The fixture fails the test on
+ * any page or console error; each step leaves a screenshot in e2e/artifacts (journey-*.png).
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Locator, Page } from '@playwright/test'
-import { ROOT, expect, snapshot, test } from './fixtures'
+import { expect, snapshot, test } from './fixtures'
 
-const SAMPLES = join(ROOT, 'resources', 'samples')
 const BUNDLED = 'Default MoE (bundled)'
 /** The names the first start gives the sample datasets (scripts/default-model/samples.ts). */
 const SAMPLE_DATASETS = ['Sample: arithmetic', 'Sample: word reversal', 'Sample: record to JSON']
-/** Short enough for the whole journey to stay well under two minutes on a 2-core CPU. */
-const MAX_STEPS = 60
-const EVAL_EVERY = 10
+/**
+ * The Quick preset would run 300 steps on this dataset; the journey stops at MAX_STEPS. Measured
+ * on wasm (2 cores, seed 0, deterministic): exact match on 20 training questions 0% → 30% after
+ * 150 steps, 0% → 80% after 200, which take about 0.5 s each here (2 minutes under load).
+ */
+const MAX_STEPS = 200
+const EVAL_EVERY = 25
+/** Exact match on the training questions must rise at least this much (points of 100). */
+const MIN_EM_GAIN = 50
 
 /**
- * 40 good rows of the arithmetic sample with three bad lines among them: invalid JSON, a row
- * without its answer, a row that is not an object. Returns the file and the bad lines' numbers.
+ * What a user might write by hand (none of it is in resources/samples or in the bundled model's
+ * pretraining corpus): capitals and a French word list, question,answer.
  */
-function datasetWithBadRows(): { file: string; badLines: number[]; good: number } {
-  const good = readFileSync(join(SAMPLES, 'arithmetic.jsonl'), 'utf8').split('\n').filter(Boolean).slice(0, 40)
-  const bad = new Map<number, string>([
-    [8, '{"instruction":"What is 3 + 4?","input":"","output":'],
-    [21, '{"instruction":"What is 5 + 6?","input":""}'],
-    [35, '["What is 7 + 8?", "15"]'],
-  ])
-  const lines: string[] = []
-  for (const row of good) {
-    while (bad.has(lines.length + 1)) lines.push(bad.get(lines.length + 1)!)
-    lines.push(row)
-  }
-  const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-data-')), 'arithmetic-with-bad-rows.jsonl')
-  writeFileSync(file, `${lines.join('\n')}\n`)
-  return { file, badLines: [...bad.keys()], good: good.length }
+const PAIRS: [string, string][] = [
+  ['What is the capital of Kenya?', 'Nairobi'],
+  ['Translate into French: dog', 'chien'],
+  ['What is the capital of Canada?', 'Ottawa'],
+  ['Translate into French: house', 'maison'],
+  ['What is the capital of Australia?', 'Canberra'],
+  ['Translate into French: apple', 'pomme'],
+  ['What is the capital of New Zealand?', 'Wellington'],
+  ['Translate into French: bread', 'pain'],
+  ['What is the capital of Argentina?', 'Buenos Aires'],
+  ['Translate into French: water', 'eau'],
+  ['What is the capital of Egypt?', 'Cairo'],
+  ['Translate into French: book', 'livre'],
+  ['What is the capital of Japan?', 'Tokyo'],
+  ['Translate into French: tree', 'arbre'],
+  ['What is the capital of Norway?', 'Oslo'],
+  ['Translate into French: horse', 'cheval'],
+  ['What is the capital of Portugal?', 'Lisbon'],
+  ['Translate into French: bird', 'oiseau'],
+  ['What is the capital of Greece?', 'Athens'],
+  ['Translate into French: cheese', 'fromage'],
+  ['What is the capital of Poland?', 'Warsaw'],
+  ['Translate into French: moon', 'lune'],
+  ['What is the capital of Ireland?', 'Dublin'],
+  ['Translate into French: sun', 'soleil'],
+  ['What is the capital of Cuba?', 'Havana'],
+  ['Translate into French: sea', 'mer'],
+  ['What is the capital of Austria?', 'Vienna'],
+  ['Translate into French: door', 'porte'],
+  ['What is the capital of Sweden?', 'Stockholm'],
+  ['Translate into French: red', 'rouge'],
+  ['What is the capital of Finland?', 'Helsinki'],
+  ['Translate into French: flower', 'fleur'],
+]
+const ANSWERS = new Map(PAIRS)
+
+/** A bad row as written in the file, and how the importer reports it. */
+interface BadRow {
+  text: string
+  field: string
+  message: string
 }
 
-/** The first arithmetic prompt held out of every dataset. */
-function heldOutPrompt(): string {
-  const heldOut = JSON.parse(readFileSync(join(SAMPLES, 'heldout.json'), 'utf8')) as Record<string, { prompt: string }[]>
-  return heldOut.arithmetic[0].prompt
+/**
+ * The user's CSV (header on line 1) with three rows a hand-written file gets wrong: an answer left
+ * empty, a line without the comma, a question with an unquoted comma (three fields). Returns the
+ * file and each bad row's line.
+ */
+function userDataset(): { file: string; bad: (BadRow & { line: number })[]; good: number } {
+  const bad = new Map<number, BadRow>([
+    [6, { text: 'What is the capital of Chile?,', field: 'answer', message: 'must not be empty' }],
+    [15, { text: 'Translate into French: milk lait', field: '(row)', message: 'expected 2 fields, got 1' }],
+    [27, { text: 'What is the capital of Peru, in South America?,Lima', field: '(row)', message: 'expected 2 fields, got 3' }],
+  ])
+  const lines = ['question,answer']
+  for (const [question, answer] of PAIRS) {
+    while (bad.has(lines.length + 1)) lines.push(bad.get(lines.length + 1)!.text)
+    lines.push(`${question},${answer}`)
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-data-')), 'my-quiz.csv')
+  writeFileSync(file, `${lines.join('\n')}\n`)
+  return { file, bad: [...bad].map(([line, row]) => ({ line, ...row })), good: PAIRS.length }
+}
+
+/** A chat event as the page receives it over its WebSocket (src/shared/chat.ts, ChatEvent). */
+interface ChatFrame {
+  type: string
+  requestId: string
+  index?: number
+  text?: string
+}
+
+/**
+ * Every chat event the page receives on its event WebSocket (/events: one event per text frame),
+ * in order of arrival. Register before the page opens.
+ */
+function recordChatEvents(page: Page): ChatFrame[] {
+  const events: ChatFrame[] = []
+  page.on('websocket', (ws) => {
+    if (new URL(ws.url()).pathname !== '/events') return
+    ws.on('framereceived', ({ payload }) => {
+      if (typeof payload !== 'string') return
+      const event = JSON.parse(payload) as Partial<ChatFrame>
+      if (typeof event.type === 'string' && event.type.startsWith('chat.') && typeof event.requestId === 'string')
+        events.push(event as ChatFrame)
+    })
+  })
+  return events
+}
+
+/** "42%" → 42. */
+async function percent(cell: Locator): Promise<number> {
+  const text = (await cell.textContent()) ?? ''
+  const m = /^\s*(\d+)%\s*$/.exec(text)
+  expect(m, `a percentage, not "${text}"`).not.toBeNull()
+  return Number(m![1])
 }
 
 /** The run's "step N of M". */
@@ -65,29 +148,6 @@ function canvasPrint(chart: Locator): Promise<string> {
   })
 }
 
-/**
- * Records, as the reply in `pane` streams, how many tokens its reply shows each time the DOM
- * changes; read the record with `streamedCounts`.
- */
-async function recordStreaming(page: Page, pane: string): Promise<void> {
-  await page.evaluate((paneId) => {
-    const w = window as unknown as { __streamed?: Record<string, number[]> }
-    w.__streamed ??= {}
-    const counts: number[] = (w.__streamed[paneId] = [])
-    const root = document.querySelector(`[data-testid="${paneId}"]`)!
-    new MutationObserver(() => {
-      const turn = root.querySelector('[data-role="assistant"][data-streaming="true"]')
-      if (!turn) return
-      const n = turn.querySelectorAll('[data-testid="chat-reply"] [data-testid="chat-token"]').length
-      if (n > 0 && n !== counts.at(-1)) counts.push(n)
-    }).observe(root, { childList: true, subtree: true, attributes: true })
-  }, pane)
-}
-
-function streamedCounts(page: Page, pane: string): Promise<number[]> {
-  return page.evaluate((paneId) => (window as unknown as { __streamed: Record<string, number[]> }).__streamed[paneId], pane)
-}
-
 /** The newest assistant reply of a chat pane, once it finished. */
 async function finishedReply(page: Page, pane: string): Promise<Locator> {
   const reply = page.getByTestId(pane).locator('[data-role="assistant"]').last()
@@ -106,18 +166,19 @@ async function shot(page: Page, name: string): Promise<void> {
   await snapshot(page, name)
 }
 
-test('the whole journey: import, fine-tune, export, chat and compare', async ({ page, app }) => {
-  test.setTimeout(180_000)
+test('the whole journey: import, fine-tune, evaluate, export, chat and compare', async ({ page, app }) => {
+  test.setTimeout(480_000)
   // Unique within the worker's workspace (--repeat-each reuses the server).
   const suffix = test.info().repeatEachIndex ? ` ${test.info().repeatEachIndex + 1}` : ''
-  const DATASET_NAME = `Journey arithmetic${suffix}`
-  const EXPORT_NAME = `Journey arithmetic LoRA${suffix}`
+  const DATASET_NAME = `Journey quiz${suffix}`
+  const EXPORT_NAME = `Journey quiz fine-tuned${suffix}`
   const timings: Record<string, number> = {}
   let last = Date.now()
   const lap = (name: string): void => {
     timings[name] = Math.round((Date.now() - last) / 100) / 10
     last = Date.now()
   }
+  const chatEvents = recordChatEvents(page)
 
   await test.step('open the app: the bundled model and the sample datasets', async () => {
     await page.goto(app.url)
@@ -139,20 +200,20 @@ test('the whole journey: import, fine-tune, export, chat and compare', async ({ 
     lap('open')
   })
 
-  const data = datasetWithBadRows()
-  await test.step('import a file with bad rows: they are reported by line, the valid rows imported', async () => {
+  const data = userDataset()
+  await test.step('import my CSV with bad rows: they are reported by line, the valid rows imported', async () => {
     await page.getByTestId('dataset-file').fill(data.file)
     await page.getByTestId('dataset-inspect').click()
+    // question,answer is read as an instruction and its output.
     await expect(page.getByTestId('dataset-detected-layout')).toHaveText('alpaca')
-    await expect(page.getByTestId('report-total')).toHaveText(String(data.good + data.badLines.length))
+    await expect(page.getByTestId('report-total')).toHaveText(String(data.good + data.bad.length))
     await expect(page.getByTestId('report-valid')).toHaveText(String(data.good))
-    await expect(page.getByTestId('report-invalid')).toHaveText(String(data.badLines.length))
+    await expect(page.getByTestId('report-invalid')).toHaveText(String(data.bad.length))
     const problems = page.getByTestId('dataset-problem')
-    await expect(problems).toHaveCount(data.badLines.length)
-    for (const [i, line] of data.badLines.entries()) await expect(problems.nth(i).locator('td').first()).toHaveText(String(line))
-    await expect(problems.nth(0)).toContainText('invalid JSON')
-    await expect(problems.nth(1)).toContainText('output')
-    await expect(problems.nth(2)).toContainText('expected an object')
+    await expect(problems).toHaveCount(data.bad.length)
+    for (const [i, row] of data.bad.entries()) {
+      await expect(problems.nth(i).locator('td'), `line ${row.line}: ${row.text}`).toHaveText([String(row.line), row.field, row.message])
+    }
     // Bad rows block the import until the user chooses to leave them out.
     await expect(page.getByTestId('dataset-import')).toBeDisabled()
     await shot(page, 'journey-2-bad-rows')
@@ -162,21 +223,30 @@ test('the whole journey: import, fine-tune, export, chat and compare', async ({ 
     await page.getByTestId('dataset-import').click()
     const imported = page.getByTestId('dataset-imported')
     await expect(imported).toContainText(`Imported ${DATASET_NAME}: ${data.good} rows`)
-    await expect(imported).toContainText(`${data.badLines.length} invalid left out`)
+    await expect(imported).toContainText(`${data.bad.length} invalid left out`)
     await expect(page.getByTestId('dataset-list')).toContainText(DATASET_NAME)
     await shot(page, 'journey-3-imported')
     lap('import')
   })
 
-  await test.step('fine-tune the bundled model on it, watching the loss and the experts live', async () => {
+  await test.step('fine-tune the bundled model with the Quick preset, watching the loss and the experts live', async () => {
     await page.getByTestId('dataset-train').click()
     await expect(page.getByTestId('run-form')).toBeVisible()
-    await page.getByTestId('preset-quick-lora').click()
-    await expect(page.getByTestId('preset-quick-lora')).toHaveAttribute('aria-pressed', 'true')
     await expect(page.getByTestId('train-model').locator('option:checked')).toHaveText(BUNDLED)
     await expect(page.getByTestId('train-dataset').locator('option:checked')).toContainText(DATASET_NAME)
-    await expect(page.getByTestId('cfg-method')).toHaveValue('lora')
+    await page.getByTestId('preset-quick').click()
+    await expect(page.getByTestId('preset-quick')).toHaveAttribute('aria-pressed', 'true')
+    // The service chose the settings for this dataset and model, each with its reason.
+    const choices = page.getByTestId('auto-choices')
+    await expect(choices.getByTestId('auto-method')).toContainText('= full', { timeout: 30_000 })
+    await expect(choices.getByTestId('auto-optimizer.lr')).toBeVisible()
+    await expect(choices.getByTestId('auto-epochs')).toBeVisible()
+    await expect(page.getByTestId('cfg-method')).toHaveValue('full')
+    // Cut the run short: the choices stay listed, marked as changed since.
     await page.getByTestId('cfg-maxSteps').fill(String(MAX_STEPS))
+    await expect(page.getByTestId('preset-quick')).toHaveAttribute('aria-pressed', 'false')
+    await expect(choices.getByTestId('auto-changed')).toBeVisible()
+    await expect(page.getByTestId('cfg-method')).toHaveValue('full')
     await page.getByTestId('group-evaluation-toggle').click()
     await page.getByTestId('cfg-evalEvery').fill(String(EVAL_EVERY))
     await expect(page.getByTestId('train-problems')).toHaveCount(0)
@@ -202,17 +272,52 @@ test('the whole journey: import, fine-tune, export, chat and compare', async ({ 
     await shot(page, 'journey-5-training')
     const seenWhileRunning = await status.getAttribute('data-status')
 
-    await expect(status).toHaveAttribute('data-status', 'completed', { timeout: 90_000 })
+    // A step-limited run: the time it takes is the machine's (a generous limit: only a stuck run
+    // fails here).
+    await expect(status).toHaveAttribute('data-status', 'completed', { timeout: 300_000 })
     expect(seenWhileRunning, 'the charts changed before the run completed').toBe('running')
     await expect(page.getByTestId('run-eta')).toContainText(`step ${MAX_STEPS} of ${MAX_STEPS}`)
     // Validation ran every EVAL_EVERY steps: there is a best validation loss.
     await expect(page.getByTestId('run-best-val')).toHaveText(/^\d/)
-    await shot(page, 'journey-6-trained')
     lap('train: to completion')
   })
 
-  const prompt = heldOutPrompt()
-  await test.step('export the run and chat with it: a streamed reply coloured by expert', async () => {
+  let prompt = ''
+  await test.step('did it learn? exact match on the training questions, before and after', async () => {
+    // The base model and the last checkpoint answer the same rows once the run completed.
+    const evaluation = page.getByTestId('run-evaluation')
+    await expect(evaluation).toBeVisible({ timeout: 60_000 })
+    const train = evaluation.getByTestId('eval-train')
+    const before = await percent(train.getByTestId('eval-before-em'))
+    const after = await percent(train.getByTestId('eval-after-em'))
+    test.info().annotations.push({ type: 'exact match (train)', description: `${before}% → ${after}% after ${MAX_STEPS} steps` })
+    console.log(`exact match on the training questions: ${before}% before, ${after}% after ${MAX_STEPS} steps`)
+    expect(after - before, `exact match rose from ${before}% (by at least ${MIN_EM_GAIN} points)`).toBeGreaterThanOrEqual(MIN_EM_GAIN)
+    await expect(train).toContainText(`answers ${after}% exactly, up from ${before}%`)
+
+    // Each question with the expected answer and both replies: the user's own rows.
+    await evaluation.getByTestId('eval-answers-train').locator('summary').click()
+    const items = evaluation.getByTestId('eval-answers-train').getByTestId('eval-item')
+    await expect(items.first()).toBeVisible()
+    const rows = await items.evaluateAll((trs) =>
+      trs.map((tr) => ({
+        prompt: tr.querySelector('[data-testid="eval-item-prompt"]')?.textContent ?? '',
+        expected: tr.querySelector('[data-testid="eval-item-expected"]')?.textContent ?? '',
+        exact: tr.querySelector('[data-testid="eval-item-after"]')?.getAttribute('data-ok') === 'true',
+      })),
+    )
+    for (const row of rows) expect(ANSWERS.get(row.prompt), `"${row.prompt}" is a row of my file`).toBe(row.expected)
+    // The share of rows marked exact is the figure shown.
+    expect(Math.round((100 * rows.filter((r) => r.exact).length) / rows.length)).toBe(after)
+    // Chat about a training question the fine-tuned model answers exactly (a multi-token answer).
+    const learned = rows.filter((r) => r.exact && r.expected.length >= 5)
+    expect(learned.length, 'a learned training question with a multi-token answer').toBeGreaterThan(0)
+    prompt = learned[0].prompt
+    await shot(page, 'journey-6-evaluated')
+    lap('evaluate')
+  })
+
+  await test.step('export the run and chat with it: a reply streamed token by token, coloured by expert', async () => {
     await page.getByTestId('export-name').fill(EXPORT_NAME)
     await page.getByTestId('run-export').click()
     await expect(page.getByTestId('toast').filter({ hasText: `Exported ${EXPORT_NAME}` })).toBeVisible({ timeout: 30_000 })
@@ -223,18 +328,43 @@ test('the whole journey: import, fine-tune, export, chat and compare', async ({ 
     // Reproducible replies, and short.
     await page.getByTestId('chat-greedy').check()
     await page.getByTestId('chat-max-tokens').fill('24')
-    await recordStreaming(page, 'chat-pane-0')
+    const from = chatEvents.length
     await page.getByTestId('chat-input').fill(prompt)
     await page.getByTestId('chat-send').click()
     const reply = await finishedReply(page, 'chat-pane-0')
 
-    const counts = await streamedCounts(page, 'chat-pane-0')
-    console.log(`streamed token counts: ${counts.join(', ')}; stats: ${await reply.getByTestId('chat-stats').innerText()}`)
-    expect(counts.length, `tokens appeared one after another, not all at once (counts seen: ${counts.join(', ')})`).toBeGreaterThanOrEqual(
-      2,
+    // Streaming, proved on the wire: the reply came as one chat.token event per token, each its
+    // own WebSocket frame, all before chat.done (however fast the model, whatever the DOM batched).
+    await expect.poll(() => chatEvents.slice(from).filter((e) => e.type === 'chat.done').length).toBe(1)
+    const events = chatEvents.slice(from)
+    const done = events.find((e) => e.type === 'chat.done')!
+    const mine = events.filter((e) => e.requestId === done.requestId)
+    const tokenEvents = mine.filter((e) => e.type === 'chat.token')
+    const streamed = tokenEvents.map((e) => e.text ?? '').join('')
+    console.log(
+      `${tokenEvents.length} chat.token events: ${JSON.stringify(tokenEvents.map((e) => e.text))}; stats: ${await reply.getByTestId('chat-stats').innerText()}`,
     )
+    // (The stop token comes as a last event with no text.)
+    expect(
+      tokenEvents.filter((e) => e.text).length,
+      `the reply arrived token by token, not at once (${JSON.stringify(done.text)})`,
+    ).toBeGreaterThanOrEqual(2)
+    expect(
+      tokenEvents.map((e) => e.index),
+      'one event per token, in order',
+    ).toEqual(tokenEvents.map((_, i) => i))
+    expect(mine.at(-1)?.type, 'every token arrived before the reply was done').toBe('chat.done')
+    expect(streamed).toBe(done.text)
+    // In the end the reply shows every token, as streamed.
     const tokens = reply.getByTestId('chat-reply').getByTestId('chat-token')
-    expect(await tokens.count()).toBeGreaterThanOrEqual(counts.at(-1)!)
+    await expect(tokens).toHaveCount(tokenEvents.length)
+    await expect(tokens).toHaveText(
+      tokenEvents.map((e) => e.text ?? ''),
+      { useInnerText: false },
+    )
+    // The export (BF16, as the bundled model) answers the question the run's checkpoint learned.
+    expect(streamed, `the fine-tuned model's answer to "${prompt}"`).toBe(ANSWERS.get(prompt))
+
     await expect(tokens.first()).toHaveAttribute('data-expert', /^\d+$/)
     await tokens.first().hover()
     const card = reply.getByTestId('chat-routing-card')
