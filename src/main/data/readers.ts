@@ -330,14 +330,16 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
   let line = 1 // where the next record starts
 
   function* parse(lines: string[]): Generator<SourceRecord> {
-    const rows = Papa.parse<string[]>(lines.join('\n'), {
+    const parsed = Papa.parse<string[]>(lines.join('\n'), {
       delimiter,
       newline: '\n',
       header: false,
       skipEmptyLines: false,
       quoteChar: '"',
-    }).data
-    for (const fields of rows) {
+    })
+    // A quote never closed makes the rest of the batch one field: said, never swallowed quietly.
+    const unclosed = new Set(parsed.errors.filter((e) => e.code === 'MissingQuotes').map((e) => e.row))
+    for (const [index, fields] of parsed.data.entries()) {
       const start = line
       let newlines = 0
       for (const f of fields) for (let i = f.indexOf('\n'); i !== -1; i = f.indexOf('\n', i + 1)) newlines++
@@ -356,6 +358,13 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
       }
       if (problem !== null) {
         yield { line: start, error: problem }
+        continue
+      }
+      if (unclosed.has(index)) {
+        yield {
+          line: start,
+          error: `a quote (") opens a field on line ${start} that is never closed, so ${newlines} line${newlines === 1 ? '' : 's'} after it ${newlines === 1 ? 'was' : 'were'} read into that field; close the quote, or write "" for a quote inside a quoted field`,
+        }
         continue
       }
       if (fields.length !== header.length) {

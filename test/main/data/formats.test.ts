@@ -107,6 +107,21 @@ describe('every layout in every file format', () => {
     expect(parquet.preview.map((p) => p.line)).toEqual([1, 2, 3])
   })
 
+  it('says where a CSV quote is never closed and how many lines it swallowed, instead of losing them quietly', async () => {
+    const file = join(tempDir(), 'stray-quote.csv')
+    writeFileSync(file, 'question,answer\nWhat is 1?,one\n"What is 2?,two\nWhat is 3?,three\nWhat is 4?,four\n')
+    const r = await inspectDataset(file)
+    expect(r.report).toMatchObject({ valid: 1, invalid: 1 })
+    expect(r.report.problems).toEqual([
+      {
+        line: 3,
+        field: '',
+        message:
+          'a quote (") opens a field on line 3 that is never closed, so 2 lines after it were read into that field; close the quote, or write "" for a quote inside a quoted field',
+      },
+    ])
+  })
+
   it('keeps quoted multi-line fields whole across CSV batches, with exact line numbers', async () => {
     const file = join(tempDir(), 'many.csv')
     const n = 5000 // about 400 KB: several parser batches
