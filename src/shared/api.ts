@@ -19,6 +19,7 @@ import type { RunConfigInput } from './runConfig'
 import type { EvalReport, EvalRunArgs, RunDetail, RunEvent, RunRecord, RunsStartArgs } from './runs'
 import type { TaskProgressEvent } from './tasks'
 import type { AutoConfig } from './autoConfig'
+import type { KnobValue, MoeKnob } from './knobs'
 import type { HandoffResult, RunsHandoffArgs, RunsImportAdapterArgs } from './handoff'
 export type * from './handoff'
 export type * from './chat'
@@ -101,6 +102,8 @@ export interface ModelInfo {
   vocabSize?: number
   /** The model's own training capacity factor (null: dropless). */
   capacityFactorTrain?: number | null
+  /** The value of each MoE knob of the run config when a run leaves it empty (the model's own). */
+  knobDefaults?: Record<MoeKnob, KnobValue>
   params: {
     total: number
     /** Parameters used per token (everything but the experts, plus topK experts per sparse layer). */

@@ -3,6 +3,7 @@
  * export are this one code path, so whatever the workbench saves opens in transformers and any
  * hub checkpoint of a supported family opens here.
  */
+import { modelKnobDefaults } from '../../shared/knobs'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
@@ -333,6 +334,7 @@ export function inspectModel(dir: string): ModelInfo {
     routerType: config.router.type,
     vocabSize: config.vocabSize,
     capacityFactorTrain: config.router.capacityFactorTrain,
+    knobDefaults: modelKnobDefaults(config),
     params,
     bytesByDtype: { float32: params.total * 4, bfloat16: params.total * 2, float16: params.total * 2 },
     checkpointDtype,
