@@ -12,6 +12,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
 import { BACKEND_NAMES } from '../engine/backend'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
 import { chatCommand } from './chatCommand'
@@ -203,8 +204,11 @@ const COMMANDS: Record<string, Command> = {
       port: { type: 'string' },
       'allow-dir': { type: 'string', multiple: true },
       'allow-host': { type: 'string', multiple: true },
+      workspace: { type: 'string' },
     },
     run: async (values) => {
+      // --workspace, as every command takes it (the server reads MOE_WORKBENCH_WORKSPACE).
+      if (typeof values.workspace === 'string') process.env.MOE_WORKBENCH_WORKSPACE = resolve(values.workspace)
       const { serveCommand } = await import('../hosts/server/serve')
       return serveCommand(values as Record<string, string | boolean | string[] | undefined>)
     },
