@@ -32,7 +32,8 @@ export function remedy(error: UiError): string | undefined {
     case 'unauthorized':
       return 'The server token is missing or wrong: open the URL the server printed at start.'
     case 'forbidden':
-      return 'This page is not allowed to call the server: open the URL the server printed at start.'
+      // A path outside the allowed folders names its field and says what to do itself.
+      return error.field ? undefined : 'This page is not allowed to call the server: open the URL the server printed at start.'
     default:
       return undefined
   }

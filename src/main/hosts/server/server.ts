@@ -61,8 +61,9 @@ export interface ServerOptions {
   /** The engine's backend when the server creates the service. */
   backend?: BackendName
   /**
-   * Folders whose files requests may name (datasets to read, models, export targets); default:
-   * the workspace, the user's home folder and the bundled resources. Paths elsewhere get 403.
+   * Folders whose files requests may name (datasets to read, models, export targets), besides the
+   * workspace and the bundled resources, which are always allowed (the app cannot work without
+   * them); default: the user's home folder. Paths elsewhere get 403.
    */
   allowDirs?: string[]
   /** Extra Host names a non-loopback server answers to (--allow-host), besides --host itself. */
@@ -118,8 +119,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       firstRun: true,
     })
   let port = options.port ?? 0
-  // The upload area is always readable: the server writes it itself.
-  const allowDirs = [...(options.allowDirs ?? [workbench.workspace, homedir(), resourcesDir()]), uploadsDir(workbench.workspace)]
+  // The workspace, the bundled model and samples, and the upload area (the server writes it
+  // itself) are always readable: --allow-dir only chose the rest (it replaced them, so the
+  // bundled model's tokenizer was refused in the dataset inspection).
+  const allowDirs = [
+    ...new Set([workbench.workspace, resourcesDir(), ...(options.allowDirs ?? [homedir()]), uploadsDir(workbench.workspace)]),
+  ]
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   cleanPartialUploads(workbench.workspace)
   const allowedHosts = allowedHostNames(bindHost, options.allowHosts ?? [], {

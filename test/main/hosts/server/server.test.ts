@@ -8,6 +8,7 @@ import { type RunningServer, startServer } from '../../../../src/main/hosts/serv
 import { EngineClient } from '../../../../src/main/service/engineClient'
 import { Workbench } from '../../../../src/main/service/workbench'
 import { fakeSpawner } from '../../service/fakeEngine'
+import { resourcesDir } from '../../../../src/main/service/firstRun'
 
 let root: string
 let server: RunningServer
@@ -120,6 +121,8 @@ describe('server mode', () => {
     expect(r.body.error).toMatchObject({ code: 'forbidden', field: 'file', message: expect.stringMatching(/outside the folders/) })
     const inside = await api('models.inspect', { dir: join(root, 'renderer') })
     expect(inside.status).toBe(200)
+    // --allow-dir adds folders: the workspace and the bundled resources stay allowed.
+    expect(server.allowDirs).toEqual(expect.arrayContaining([root, '/models', server.workbench.workspace, resourcesDir()]))
   })
 
   it('refuses non-JSON bodies, unknown methods and GET on the API', async () => {
