@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { autoInput, autoRunConfig, FULL_LIMIT, type AutoInput } from '../../src/shared/autoConfig'
 import type { DatasetManifest } from '../../src/shared/dataset'
-import { countParams, fromHfConfig } from '../../src/shared/modelConfig'
+import { countParams, fromHfConfig, validateMoeConfig } from '../../src/shared/modelConfig'
 import { runConfigSchema } from '../../src/shared/runConfig'
 
 const bundled = fromHfConfig(JSON.parse(readFileSync(join(__dirname, '../../resources/default-model/config.json'), 'utf8')))
@@ -98,12 +98,51 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(measured.tokens).toEqual({ median: 20, p95: 24, max: 30, measured: true })
     expect(autoRunConfig(measured).config.data.maxLength).toBe(64)
     const estimated = autoInput(manifest(36, lengths(300, 900, 1000)), bundled)
-    expect(estimated.tokens.measured).toBe(false)
-    expect(estimated.tokens.max).toBe(516) // 1000 characters / 2 + 16 template tokens
+    // characters / 2 + 16 template tokens
+    expect(estimated.tokens).toEqual({ median: 166, p95: 466, max: 516, measured: false })
     const long = autoRunConfig(estimated)
     expect(long.config.data.maxLength).toBe(512) // the bundled model reads 512 positions
     expect(long.choices.find((x) => x.path === 'data.maxLength')!.why).toContain('about 516 tokens')
     expect(autoRunConfig(large({ tokens: { median: 9000, p95: 9000, max: 9000, measured: true } })).config.data.maxLength).toBe(4096)
+  })
+
+  it("reads the model's size and shared expert from its config", () => {
+    expect(autoInput(manifest(36), bundled).model).toEqual({ totalParams: 2_714_752, maxPositions: 512, hasSharedExpert: false })
+    const qwen = validateMoeConfig({
+      ...bundled,
+      family: 'qwen2_moe',
+      sharedExpertIntermediateSize: 64,
+      normTopkProb: false,
+      router: { ...bundled.router },
+    })
+    expect(autoInput(manifest(36), qwen).model.hasSharedExpert).toBe(true)
+  })
+
+  it('a mid-sized model on a few thousand rows: full fine-tuning at 1e-3, one pass, long rows cut at what the model reads', () => {
+    const auto = autoRunConfig({
+      trainRows: 3000,
+      tokens: { median: 100, p95: 900, max: 3000, measured: true },
+      model: { totalParams: 50e6, maxPositions: 1024, hasSharedExpert: false },
+    })
+    expect(auto.choices).toEqual([
+      { path: 'method', value: 'full', why: 'the model is small (50.0 M parameters): training every weight is cheap and learns fastest' },
+      { path: 'optimizer.lr', value: 0.001, why: 'a full fine-tune of a model of tens of millions of parameters' },
+      { path: 'batchSize', value: 8, why: '3000 training rows: 8 per step' },
+      { path: 'epochs', value: 1, why: '3000 rows: one pass (375 steps); more passes start to memorise' },
+      { path: 'schedule.warmupSteps', value: 19, why: '5% of the 375 steps warm up, then the rate decays (cosine) to a tenth' },
+      { path: 'data.maxLength', value: 1024, why: 'the longest row is 3000 tokens (longer rows are cut: the model reads at most 1024)' },
+      {
+        path: 'finalEval.rows',
+        value: 20,
+        why: 'after the run, the base and the fine-tuned model answer 20 rows of each split: did it learn?',
+      },
+    ])
+    expect(auto.config.optimizer.weightDecay).toBe(0.01)
+    const big = autoRunConfig(large({ trainRows: 900 }))
+    expect(big.choices.find((c) => c.path === 'method')!.why).toContain('6.9 B parameters')
+    expect(big.choices.find((c) => c.path === 'lora.rank')!.why).toBe('rank 8 (alpha 16)')
+    // one pass over 900 rows in batches of 4 is already past the target's 150 steps
+    expect(big.choices.find((c) => c.path === 'epochs')!.why).toBe('one pass over 900 rows is already 225 steps')
   })
 
   it('refuses a dataset with no training rows, saying what to do', () => {

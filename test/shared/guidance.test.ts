@@ -142,3 +142,66 @@ describe('the curves, in words', () => {
     ).toEqual([])
   })
 })
+
+describe('the words', () => {
+  it('the usual learning rate by method and size, at the boundaries', () => {
+    expect([20e6, 20e6 + 1, 100e6, 100e6 + 1, 1e9, 1e9 + 1].map((p) => typicalLr('full', p))).toEqual([3e-3, 1e-3, 1e-3, 1e-4, 1e-4, 2e-5])
+    expect(typicalLr('freeze', 2e6)).toBe(3e-3)
+    expect(typicalLr('lora', 2e6)).toBe(2e-4)
+  })
+
+  it('say what is wrong and what to do, word for word', () => {
+    const ctx = { trainRows: 80, totalParams: 2.7e6, vocabSize: 1200, modelCapacityFactor: 0.8 }
+    expect(preflight(validateRunConfig({ optimizer: { lr: 0.5 }, gradClip: 0, maxSteps: 2 }), ctx).map((a) => a.message)).toEqual([
+      'Learning rate 0.5 is 167× what a full fine-tune of this model size usually takes (3.0e-3): the loss is likely to jump or become NaN.',
+      '2 steps see 20% of the 80 training rows once (an epoch is 10 steps): the rest are never trained on.',
+      "Capacity factor 0.8 drops at least 20% of the tokens' expert assignments even when routing is perfectly balanced (each expert takes 0.8× its even share); dropped tokens skip the experts.",
+      'Gradient clipping is off with a high learning rate: one bad batch can throw the weights far; 1.0 is the usual clip.',
+    ])
+    expect(
+      preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 1e-6 } }), {
+        ...ctx,
+        totalParams: 7e9,
+        modelCapacityFactor: null,
+      }).map((a) => a.message),
+    ).toEqual([
+      'Learning rate 1.0e-6 is 200× below what LoRA usually takes (2.0e-4): the weights will barely move and the loss will stay where it starts.',
+    ])
+    const cfg = validateRunConfig({ gradClip: 0 })
+    const at = (i: number, ce: number, d = 0) => step(i, ce, { droppedFraction: d })
+    expect(
+      interpretCurves(
+        curve(60, () => 7, { droppedFraction: 0.2 }),
+        [],
+        cfg,
+        { vocabSize: 1200 },
+      ).map((a) => a.message),
+    ).toEqual([
+      'Not learning: the loss (7.00) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
+      '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
+    ])
+    expect(
+      interpretCurves(
+        curve(60, () => 3),
+        [],
+        cfg,
+        { vocabSize: 1200 },
+      )[0].message,
+    ).toBe(
+      'The loss has not fallen since the start (3.00 → 3.00): raise the learning rate (now 3.0e-4) or check that the answers are what is trained (data.maskPrompt).',
+    )
+    expect(interpretCurves([at(1, 3), at(2, NaN)], [], cfg, { vocabSize: 1200 })[0].message).toBe(
+      'The loss became NaN at step 2: turn gradient clipping on (1.0) and lower the learning rate (now 3.0e-4). Resume from the last checkpoint before it.',
+    )
+    expect(
+      interpretCurves(
+        curve(60, (i) => 4 - i / 20),
+        [ev(20, 3), ev(40, 2.5), ev(60, 3.2)],
+        cfg,
+        { vocabSize: 1200 },
+      )[0].message,
+    ).toBe(
+      'Overfitting: validation loss rose from 2.500 to 3.200 while the training loss kept falling; the best checkpoint was step 40 (kept). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.',
+    )
+  })
+})
