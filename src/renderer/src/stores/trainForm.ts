@@ -260,7 +260,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     frozenExpertsText.value = formatExpertMap(next.freeze.experts)
   }
 
-  /** The Quick preset's choices for this model and dataset (null: not chosen, or changed since). */
+  /** The Quick preset's choices and their reasons (kept when the user changes a setting; null: Quick not applied). */
   const autoChoices = ref<{ choices: AutoChoice[]; steps: number } | null>(null)
   const autoState = ref<{ loading: boolean; error: UiError | null }>({ loading: false, error: null })
   let autoSeq = 0
@@ -279,12 +279,12 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     autoState.value = { loading: true, error: null }
     try {
       const auto = await useWorkbench().runs.auto({ model: model.value, dataset: dataset.value })
-      if (seq !== autoSeq || presetId.value !== QUICK_PRESET) return
+      if (seq !== autoSeq) return
+      autoState.value = { loading: false, error: null }
+      // The user changed a setting (or chose another preset) while the service chose: theirs wins.
+      if (presetId.value !== QUICK_PRESET) return
       useConfig(runConfigSchema.parse(auto.config))
       autoChoices.value = { choices: auto.choices, steps: auto.steps }
-      autoState.value = { loading: false, error: null }
-      // useConfig changed the config: the preset is still the one applied.
-      presetId.value = QUICK_PRESET
     } catch (e) {
       if (seq === autoSeq) autoState.value = { loading: false, error: toUiError(e) }
     }
