@@ -162,7 +162,7 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
 
   // Lengths.
   const cap = Math.min(input.model.maxPositions, 4096)
-  c.data.maxLength = Math.max(64, Math.min(cap, nextPow2(Math.ceil(input.tokens.max * 1.25))))
+  c.data.maxLength = Math.min(cap, Math.max(64, nextPow2(Math.ceil(input.tokens.max * 1.25))))
   choose(
     'data.maxLength',
     c.data.maxLength,

@@ -104,6 +104,12 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(long.config.data.maxLength).toBe(512) // the bundled model reads 512 positions
     expect(long.choices.find((x) => x.path === 'data.maxLength')!.why).toContain('about 516 tokens')
     expect(autoRunConfig(large({ tokens: { median: 9000, p95: 9000, max: 9000, measured: true } })).config.data.maxLength).toBe(4096)
+    // never past what the model reads, even below the usual floor of 64
+    const short = large({
+      model: { totalParams: 1e6, maxPositions: 32, hasSharedExpert: false },
+      tokens: { median: 9, p95: 10, max: 12, measured: true },
+    })
+    expect(autoRunConfig(short).config.data.maxLength).toBe(32)
   })
 
   it("reads the model's size and shared expert from its config", () => {
