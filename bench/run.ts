@@ -35,8 +35,7 @@ import { generate } from '../src/main/engine/generate'
 import { planPlacement } from '../src/main/engine/plan'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
-import { disposeGrads, lossAndGrads } from '../src/main/engine/objective'
-import { AdamW } from '../src/main/engine/optimizer'
+import { trainStepBench } from './trainStep'
 
 interface LayerResult {
   backend: BackendName
@@ -293,24 +292,9 @@ const DENSE_TWIN: MoeConfigInput = {
 
 function benchTrain(backend: BackendName, name: string, input: MoeConfigInput, batch: number, seq: number, steps: number): TrainResult {
   const c = validateMoeConfig(input)
-  const rng = new Rng(7)
-  const weights = new Map<string, Float32Array>()
-  for (const s of paramSpecs(c))
-    weights.set(
-      s.name,
-      rng.normalArray(s.shape.reduce((a, b) => a * b, 1)).map((v) => (s.kind === 'norm' ? 1 : v * 0.05)),
-    )
-  const model = new MoeModel(c, weights)
-  const opt = new AdamW({ weightDecay: 0.01 })
-  const ids = Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(rng.next() * c.vocabSize)))
-  const step = (): void => {
-    const r = lossAndGrads(model, { inputIds: ids, labels: ids }, { training: true, rng })
-    opt.apply(model.params, r.grads, 1e-4)
-    disposeGrads(r.grads)
-  }
-  const t = timeIt(step, steps, 0)
-  opt.dispose()
-  model.dispose()
+  const bench = trainStepBench(c, batch, seq, 0.05)
+  const t = timeIt(bench.step, steps, 0)
+  bench.dispose()
   const counts = countParams(c)
   return {
     backend,

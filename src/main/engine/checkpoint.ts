@@ -4,22 +4,14 @@
  * hub checkpoint of a supported family opens here.
  */
 import { modelKnobDefaults } from '../../shared/knobs'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
-import {
-  ConfigError,
-  countParams,
-  fromHfConfig,
-  paramSpecs,
-  sparseLayers,
-  hfConfigJson,
-  type MoeConfig,
-  type ParamSpec,
-} from '../../shared/modelConfig'
+import { countParams, paramSpecs, sparseLayers, hfConfigJson, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import { read } from './device'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { CheckpointError, nonFinite, readWeight } from './weights'
+import { readModelConfig } from './modelConfigFile'
 import { MoeModel } from './model'
 import type { ExpertStorage, OffloadOptions } from '../../shared/chat'
 import { backendReport } from './backend'
@@ -29,30 +21,10 @@ import { defaultBudget, hostStorageOf, planPlacement, type Placement, type Train
 import { pacer, type TaskHooks } from './tasks'
 import { openCheckpointTensors, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
-export { CheckpointError, nonFinite, readWeight }
+export { CheckpointError, nonFinite, readWeight, readModelConfig }
 
 export const DTYPE_TO_ST: Record<Dtype, 'F32' | 'BF16' | 'F16'> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 const ST_TO_DTYPE: Partial<Record<DType, Dtype>> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }
-
-/** Reads and normalises a folder's config.json. */
-export function readModelConfig(dir: string): MoeConfig {
-  const file = join(dir, 'config.json')
-  if (!existsSync(file))
-    throw new CheckpointError(`${file}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`)
-  let json: unknown
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (e) {
-    throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`)
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new CheckpointError(`${file}: must hold a JSON object`)
-  try {
-    return fromHfConfig(json as Record<string, unknown>, file)
-  } catch (e) {
-    if (e instanceof ConfigError) throw new CheckpointError(e.message)
-    throw e
-  }
-}
 
 export interface TensorCheck {
   missing: string[]

@@ -3,14 +3,14 @@
  * workspace bookkeeping here, compute in the engine process.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
 import { datasetDir, readManifest } from '../data/workspace'
 import { autoInput, autoRunConfig } from '../../shared/autoConfig'
-import { fromHfConfig } from '../../shared/modelConfig'
+import { readModelConfig } from '../engine/modelConfigFile'
 import type { EngineClient } from './engineClient'
 import {
   deleteConversation,
@@ -175,9 +175,9 @@ export function workspaceMethods(ctx: MethodContext): {
         throw new ApiError('invalid_argument', `dataset: no dataset ${args.dataset} in the workspace; import it first`, 'dataset')
       let model
       try {
-        model = fromHfConfig(JSON.parse(readFileSync(join(args.model, 'config.json'), 'utf8')))
+        model = readModelConfig(args.model)
       } catch (e) {
-        throw new ApiError('invalid_argument', `model: ${args.model}/config.json: ${(e as Error).message}`, 'model')
+        throw new ApiError('invalid_argument', `model: ${(e as Error).message}`, 'model')
       }
       const manifest = await readManifest(workspace, args.dataset)
       try {
