@@ -8,6 +8,7 @@ import type { MoeConfig } from '../../shared/modelConfig'
 import { expertProjNames, moePrefix } from '../../shared/modelConfig'
 import { decideRouting, selectionMask, type RoutingDecision } from './router'
 import { dropout, permuteRows, Rng, swiglu, unpermuteRows, type Weights } from './ops'
+import { groupedSwiglu } from './wasmExperts'
 
 export interface LayerRouting {
   /** Decoder-layer index. */
@@ -202,20 +203,30 @@ export function* moeBlockSteps(
   else {
     const xs = permuteRows(h, decision.index, decision.inverses) // (A, H)
     const ws = permuteRows(tf.reshape(gates, [N * E, 1]), decision.flatIndex, [decision.flatInverse]) // (A, 1)
-    const outs: tf.Tensor2D[] = []
     const drop = opts.training && c.expertDropout > 0 ? (t: tf.Tensor2D) => dropout(t, c.expertDropout, requireRng(opts)) : undefined
-    // One split into the experts' rows: its gradient is one concat (a slice per expert would
-    // pad each expert's gradient to all A rows and add them up).
     const used = Array.from(decision.counts).flatMap((cnt, e) => (cnt > 0 ? [e] : []))
-    const parts =
-      used.length === 1
-        ? [xs]
-        : (tf.split(
-            xs,
-            used.map((e) => decision.counts[e]),
-          ) as tf.Tensor2D[])
-    used.forEach((e, i) => outs.push(swiglu(parts[i], w, expertProjNames(c, layer, e), drop))) // (cnt, H)
-    const ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0) // (A, H)
+    // Expert dropout draws its mask in each expert's row order: that path keeps it.
+    const grouped = drop ? null : groupedExperts(c, layer, w, used)
+    let ys: tf.Tensor2D // (A, H)
+    if (grouped)
+      ys = groupedSwiglu(
+        xs,
+        used.map((e) => decision.counts[e]),
+        grouped,
+      )
+    else {
+      // One split into the experts' rows: its gradient is one concat (a slice per expert would
+      // pad each expert's gradient to all A rows and add them up).
+      const parts =
+        used.length === 1
+          ? [xs]
+          : (tf.split(
+              xs,
+              used.map((e) => decision.counts[e]),
+            ) as tf.Tensor2D[])
+      const outs = used.map((e, i) => swiglu(parts[i], w, expertProjNames(c, layer, e), drop)) // (cnt, H) each
+      ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0)
+    }
     out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)
   }
 
@@ -237,6 +248,27 @@ export function moeBlock(
   opts: MoeBlockOptions,
 ): { out: tf.Tensor2D; routing: LayerRouting } {
   return runSync(moeBlockSteps(c, layer, w, h, opts))
+}
+
+/**
+ * The [gate, up, down] matrices of the used experts where the wasm grouped kernels can multiply
+ * them directly (every one resident, no adapter); null elsewhere (other backends, LoRA on experts,
+ * paged experts), where each expert is computed with the weight source's own linear.
+ */
+function groupedExperts(
+  c: MoeConfig,
+  layer: number,
+  w: Weights,
+  used: number[],
+): (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[] | null {
+  if (tf.getBackend() !== 'wasm' || !w.matrix || used.length < 2) return null
+  const out: (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[] = []
+  for (const e of used) {
+    const [g, u, d] = expertProjNames(c, layer, e).map((n) => w.matrix!(n))
+    if (!g || !u || !d) return null
+    out.push([g, u, d])
+  }
+  return out
 }
 
 function requireRng(opts: MoeBlockOptions): Rng {

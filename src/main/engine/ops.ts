@@ -228,6 +228,11 @@ export interface Weights {
   get(name: string): tf.Tensor
   /** x · Wᵀ (+ b) for the weight `name` and the optional bias `bias`: x (N, in) → (N, out). */
   linear(x: tf.Tensor2D, name: string, bias?: string): tf.Tensor2D
+  /**
+   * The weight itself where `linear(x, name)` is exactly x · Wᵀ with it (resident, not computed in
+   * chunks, no adapter), so a kernel may multiply it directly; undefined otherwise.
+   */
+  matrix?(name: string): tf.Tensor2D | undefined
   /** Told after each sparse layer: its input and expert counts (expert offloading prefetches here). */
   afterMoe?(layer: number, h: tf.Tensor2D, counts: ArrayLike<number>): void
   /** Embedding rows of token ids (N) → (N, H) when the embedding is not on the device (paged models). */
@@ -318,6 +323,11 @@ export function plainWeights(get: (name: string) => tf.Tensor, chunked: Readonly
       if (rows === undefined || rows >= w.shape[0]) return linear(x, w, b)
       const y = chunkedLinear(x, w.shape[0], rows, (from, count) => rowsOf(w, from, count), w) // (N, V)
       return b ? (tf.add(y, b) as tf.Tensor2D) : y
+    },
+    matrix: (name) => {
+      const w = get(name) as tf.Tensor2D
+      const rows = chunked.get(name)
+      return rows === undefined || rows >= w.shape[0] ? w : undefined
     },
   }
 }

@@ -245,6 +245,7 @@ export function pagedWeights(config: MoeConfig, resident: (name: string) => tf.T
       )
       return b ? (tf.add(y, b) as tf.Tensor2D) : y
     },
+    matrix: (name) => (name === head || byName.has(name) ? undefined : plain.matrix!(name)),
     afterMoe: (layer, h, counts) => {
       cache.observe(layer, counts)
       // The prediction reads the next router's scores back: only where reads are synchronous.

@@ -89,6 +89,7 @@ export class LoraAdapters {
         const low = linear(linear(xin, a), this.B.get(name)!) // (N, out)
         return tf.add(y, tf.mul(low, this.scale)) as tf.Tensor2D
       },
+      matrix: (name) => (this.A.has(name) ? undefined : base.matrix?.(name)),
     }
   }
 

@@ -1,0 +1,131 @@
+/**
+ * The grouped expert kernels on wasm compute exactly what one linear per expert computes: the
+ * same XNNPACK matmuls on the same operands, so outputs and every gradient are bit-identical,
+ * for experts with no rows, one row or many, and frozen weights take no gradient.
+ */
+import * as tf from '@tensorflow/tfjs'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { initBackend } from '../../../src/main/engine/backend'
+import { moeBlock } from '../../../src/main/engine/moe'
+import { plainWeights, Rng, swiglu, type Weights } from '../../../src/main/engine/ops'
+import { groupedSwiglu } from '../../../src/main/engine/wasmExperts'
+import { paramSpecs } from '../../../src/shared/modelConfig'
+import { tinyConfig } from './helpers'
+
+const H = 16
+const F = 24
+
+function randomTensor(rng: Rng, shape: number[], scale = 0.3): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1)
+  return tf.tensor(
+    rng.normalArray(n).map((v) => v * scale),
+    shape,
+  )
+}
+
+function matrixVar(rng: Rng, shape: [number, number], name: string, trainable = true): tf.Variable<tf.Rank.R2> {
+  return tf.variable(randomTensor(rng, shape), trainable, name) as tf.Variable<tf.Rank.R2>
+}
+
+/** Output and gradients (input, then each trainable weight) of f(x) · probe summed. */
+function outAndGrads(
+  f: (x: tf.Tensor2D) => tf.Tensor2D,
+  x: tf.Variable<tf.Rank.R2>,
+  vars: tf.Variable[],
+  probe: tf.Tensor,
+): { out: Float32Array; grads: Float32Array[] } {
+  const out = tf.tidy(() => f(x).dataSync() as Float32Array)
+  const { grads } = tf.variableGrads(() => tf.sum(tf.mul(f(x), probe)) as tf.Scalar, [x, ...vars])
+  // a weight the function never read has no entry: its gradient is zero
+  const list = [x, ...vars].map((v) => (grads[v.name]?.dataSync() as Float32Array | undefined) ?? new Float32Array(v.size))
+  tf.dispose(Object.values(grads))
+  return { out, grads: list }
+}
+
+describe('grouped SwiGLU experts on wasm', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('equals one SwiGLU per expert bit for bit, forward and backward, with empty and one-row experts', () => {
+    const rng = new Rng(5)
+    const counts = [3, 0, 1, 6, 2]
+    const A = counts.reduce((a, b) => a + b, 0)
+    const weights = counts.map(
+      (_, e) => [matrixVar(rng, [F, H], `g${e}`), matrixVar(rng, [F, H], `u${e}`), matrixVar(rng, [H, F], `d${e}`)] as const,
+    )
+    const x = tf.variable(randomTensor(rng, [A, H], 1), true, 'x') as tf.Variable<tf.Rank.R2>
+    const probe = randomTensor(rng, [A, H], 1)
+    const vars = weights.flat()
+
+    const grouped = outAndGrads((xx) => groupedSwiglu(xx, counts, weights), x, vars, probe)
+    const perExpert = outAndGrads(
+      (xx) => {
+        const parts = tf.split(xx, counts) as tf.Tensor2D[]
+        const w = plainWeights((name) => vars.find((v) => v.name === name)!)
+        return tf.concat(
+          parts.map((p, e) => (counts[e] === 0 ? p : swiglu(p, w, [`g${e}`, `u${e}`, `d${e}`]))),
+          0,
+        ) as tf.Tensor2D
+      },
+      x,
+      vars,
+      probe,
+    )
+    expect(grouped.out).toEqual(perExpert.out)
+    expect(grouped.grads.length).toBe(perExpert.grads.length)
+    grouped.grads.forEach((g, i) => expect(g, `gradient ${i}`).toEqual(perExpert.grads[i]))
+    // the empty expert's weights get exact zeros, the others a real gradient
+    expect(grouped.grads.slice(4, 7).every((g) => g.every((v) => v === 0))).toBe(true)
+    expect(grouped.grads.slice(1, 4).every((g) => g.some((v) => v !== 0))).toBe(true)
+    tf.dispose([...vars, x, probe])
+  })
+
+  it('gives frozen weights no gradient and the trainable ones the same as before', () => {
+    const rng = new Rng(9)
+    const counts = [4, 3]
+    const weights = counts.map(
+      (_, e) => [matrixVar(rng, [F, H], `fg${e}`, e === 1), matrixVar(rng, [F, H], `fu${e}`), matrixVar(rng, [H, F], `fd${e}`)] as const,
+    )
+    const x = tf.variable(randomTensor(rng, [7, H], 1), true, 'fx') as tf.Variable<tf.Rank.R2>
+    const trainable = weights.flat().filter((v) => v.trainable)
+    const { grads } = tf.variableGrads(() => tf.sum(groupedSwiglu(x, counts, weights)) as tf.Scalar, [x, ...trainable])
+    expect(Object.keys(grads).sort()).toEqual(['fd0', 'fd1', 'fg1', 'fu0', 'fu1', 'fx'])
+    tf.dispose([...Object.values(grads), ...weights.flat(), x])
+  })
+
+  it('is what the MoE block runs on wasm, with the same result as each expert through its own linear', async () => {
+    const c = tinyConfig({ numExperts: 6, topK: 2 })
+    const rng = new Rng(3)
+    const vars = new Map<string, tf.Variable>()
+    for (const s of paramSpecs(c))
+      if (s.layer === 0 && (s.kind === 'router' || s.kind === 'expert'))
+        vars.set(s.name, tf.variable(randomTensor(rng, s.shape), true, s.name))
+    const N = 11
+    const h = tf.variable(randomTensor(rng, [N, c.hiddenSize], 1), true, 'h') as tf.Variable<tf.Rank.R2>
+    const probe = randomTensor(rng, [N, c.hiddenSize], 1)
+    const plain = plainWeights((name) => vars.get(name)!)
+    const perExpertSource: Weights = { get: plain.get, linear: plain.linear } // no matrix(): one linear per expert
+    const run = (w: Weights) => (x: tf.Tensor2D) =>
+      moeBlock(c, 0, w, x, { training: false, capacityFactor: null, tokenIds: new Int32Array(N) }).out
+
+    const kernels = async (w: Weights): Promise<string[]> =>
+      (
+        await tf.profile(() => {
+          tf.dispose(run(w)(h))
+        })
+      ).kernels.map((k) => k.name)
+    expect(await kernels(plain)).toContain('MoeWorkbenchGroupedLinear')
+    expect(await kernels(perExpertSource)).not.toContain('MoeWorkbenchGroupedLinear')
+    const list = [...vars.values()]
+    const a = outAndGrads(run(plain), h, list, probe)
+    const b = outAndGrads(run(perExpertSource), h, list, probe)
+    expect(a.out).toEqual(b.out)
+    a.grads.forEach((g, i) => expect(g, `gradient ${i}`).toEqual(b.grads[i]))
+    // an expert's gradient is really there (the layer routed tokens to several experts)
+    const names = [...vars.keys()]
+    const touched = names.filter((n, i) => n.includes('experts') && a.grads[i + 1].some((v) => v !== 0))
+    expect(touched.length).toBeGreaterThan(3)
+    tf.dispose([...list, h, probe])
+  })
+})
