@@ -8,6 +8,7 @@
  * of a dispatch is a gather by the inverse index (with a zero row for "not routed").
  */
 import * as tf from '@tensorflow/tfjs'
+import { GATHER_ROWS, GATHER_SUM } from './wasmKernels'
 
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
 
@@ -30,9 +31,14 @@ function hostBackend(): boolean {
   return b === 'wasm' || b === 'cpu'
 }
 
+function runKernel(kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): tf.Tensor {
+  return (tf.engine() as unknown as { runKernel(k: string, i: object, a: object): tf.Tensor }).runKernel(kernel, inputs, attrs)
+}
+
 /** Rows `index` of x (R, H) → (A, H). */
 function gatherRows(x: tf.Tensor2D, index: Int32Array): tf.Tensor2D {
   if (!hostBackend()) return tf.gather(x, tf.tensor1d(index, 'int32'))
+  if (tf.getBackend() === 'wasm') return runKernel(GATHER_ROWS, { x }, { index }) as tf.Tensor2D
   const H = x.shape[1]
   const src = x.dataSync() as Float32Array
   const out = new Float32Array(index.length * H)
@@ -43,6 +49,7 @@ function gatherRows(x: tf.Tensor2D, index: Int32Array): tf.Tensor2D {
 /** Σ_j [z; 0][inverse_j]: rows of z (A, H) summed back to their R origins (index A = none) → (R, H). */
 function gatherSum(z: tf.Tensor2D, inverses: Int32Array[]): tf.Tensor2D {
   const [A, H] = z.shape
+  if (tf.getBackend() === 'wasm') return runKernel(GATHER_SUM, { z }, { inverses }) as tf.Tensor2D
   if (hostBackend()) {
     const src = z.dataSync() as Float32Array
     const R = inverses[0].length

@@ -1,5 +1,5 @@
 /**
- * Faster wasm kernels for contiguous slices. TF.js 4.22's wasm Slice (and SplitV, made of it)
+ * Faster wasm kernels for contiguous slices and for the row gathers of token dispatch. TF.js 4.22's wasm Slice (and SplitV, made of it)
  * first copies the whole source tensor out of the heap into JavaScript (readSync), then the part
  * wanted back in: slicing 8 MB of routed tokens into 64 experts copied 512 MB. A contiguous slice
  * (a range of rows) is now one copy of the part, heap to heap; others take TF.js's own kernel.
@@ -30,6 +30,44 @@ function contiguousSlice(
   return out
 }
 
+/** Rows `index` of x (R, H) → (A, H), copied heap to heap. */
+function gatherRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const x = args.inputs.x!
+  const index = (args.attrs as unknown as { index: Int32Array }).index
+  const backend = args.backend as WasmBackendLike
+  const H = x.shape[1]
+  const out = backend.makeOutput([index.length, H], 'float32')
+  const src = backend.typedArrayFromHeap(x) as Float32Array
+  const dst = backend.typedArrayFromHeap(out) as Float32Array
+  for (let a = 0; a < index.length; a++) dst.set(src.subarray(index[a] * H, index[a] * H + H), a * H)
+  return out
+}
+
+/** Σ_j [z; 0][inverse_j] → (R, H), summed on the heap (the same order of additions as on the host). */
+function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const z = args.inputs.z!
+  const inverses = (args.attrs as unknown as { inverses: Int32Array[] }).inverses
+  const backend = args.backend as WasmBackendLike
+  const [A, H] = z.shape
+  const R = inverses[0].length
+  const out = backend.makeOutput([R, H], 'float32')
+  const src = backend.typedArrayFromHeap(z) as Float32Array
+  const dst = backend.typedArrayFromHeap(out) as Float32Array
+  dst.fill(0)
+  for (const inv of inverses)
+    for (let r = 0; r < R; r++) {
+      const a = inv[r]
+      if (a === A) continue
+      const o = r * H
+      const i = a * H
+      for (let h = 0; h < H; h++) dst[o + h] += src[i + h]
+    }
+  return out
+}
+
+export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
+export const GATHER_SUM = 'MoeWorkbenchGatherSum'
+
 let registered = false
 
 /** Replaces the wasm backend's Slice and SplitV kernels (once; call after the backend started). */
@@ -39,6 +77,8 @@ export function registerWasmKernels(): void {
   const splitV = tf.getKernel('SplitV', 'wasm')
   if (!slice || !splitV) return
   registered = true
+  tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
+  tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })
   const sliceKernel = slice.kernelFunc
   tf.unregisterKernel('Slice', 'wasm')
   tf.registerKernel({

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
 import { moeBlock } from '../../../src/main/engine/moe'
-import { plainWeights, Rng, swiglu, type Weights } from '../../../src/main/engine/ops'
+import { permuteRows, plainWeights, Rng, swiglu, unpermuteRows, type Weights } from '../../../src/main/engine/ops'
 import { groupedSwiglu } from '../../../src/main/engine/wasmExperts'
 import { paramSpecs } from '../../../src/shared/modelConfig'
 import { tinyConfig } from './helpers'
@@ -127,5 +127,19 @@ describe('grouped SwiGLU experts on wasm', () => {
     const touched = names.filter((n, i) => n.includes('experts') && a.grads[i + 1].some((v) => v !== 0))
     expect(touched.length).toBeGreaterThan(3)
     tf.dispose([...list, h, probe])
+  })
+
+  it('dispatches rows heap to heap: a gather and its transpose, with a token in two experts and one in one', () => {
+    // 3 tokens, 5 routed rows: token 0 → rows 0 and 4, token 1 → row 2, token 2 → rows 1 and 3.
+    const index = new Int32Array([0, 2, 1, 2, 0])
+    const inverses = [new Int32Array([0, 2, 1]), new Int32Array([4, 5, 3])] // 5 = not routed
+    const x = tf.variable(tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]), true, 'dispatchX') as tf.Variable<tf.Rank.R2>
+    expect(Array.from(permuteRows(x, index, inverses).dataSync())).toEqual([1, 2, 5, 6, 3, 4, 5, 6, 1, 2])
+    const z = tf.tensor2d([1, 10, 2, 20, 3, 30, 4, 40, 5, 50], [5, 2])
+    expect(Array.from(unpermuteRows(z, index, inverses).dataSync())).toEqual([6, 60, 3, 30, 6, 60])
+    // backward of the gather sums each token's rows; of its transpose, gathers them
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(permuteRows(x, index, inverses), z)) as tf.Scalar, [x])
+    expect(Array.from(grads.dispatchX.dataSync())).toEqual([6, 60, 3, 30, 6, 60])
+    tf.dispose([x, z, grads.dispatchX])
   })
 })
