@@ -8,19 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { isSparseLayer, paramSpecs, validateMoeConfig, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
-import {
-  dropout,
-  embedLookup,
-  mm,
-  ownedVariable,
-  plainWeights,
-  recordingGradients,
-  Rng,
-  rmsNorm,
-  swiglu,
-  transposeLast,
-  type Weights,
-} from './ops'
+import { dropout, embedLookup, mm, ownedVariable, plainWeights, recordingGradients, Rng, rmsNorm, swiglu, type Weights } from './ops'
 import { moeBlockSteps, runAsync, runSync, type LayerRouting, type RoutingReplay, type Steps } from './moe'
 import type { OffloadStats } from '../../shared/chat'
 import { pagedWeights, type Paging } from './paging'
@@ -398,7 +386,7 @@ export class MoeModel {
     // Grouped-query attention without copying keys: query heads of one kv head are stacked
     // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
     const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
-    let scores = tf.mul(tf.getBackend() === 'wasm' ? mm(qg, transposeLast(k4)) : tf.matMul(qg, k4, false, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
+    let scores = tf.mul(mm(qg, k4, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
     scores = tf.add(scores, i >= c.maxWindowLayers ? ctx.windowMask : ctx.fullMask)
     let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
     if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))

@@ -8,6 +8,7 @@
  * of a dispatch is a gather by the inverse index (with a zero row for "not routed").
  */
 import * as tf from '@tensorflow/tfjs'
+import { matMulWasm } from './wasmExperts'
 import { GATHER_ROWS, GATHER_SUM } from './wasmKernels'
 
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
@@ -131,31 +132,23 @@ export function ownedVariable(init: tf.Tensor, trainable: boolean, name: string)
   return v
 }
 
-/** Swaps the last two axes. */
-export function transposeLast<T extends tf.Tensor>(t: T): T {
-  const perm = t.shape.map((_, i) => i)
-  const r = perm.length
-  ;[perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]]
-  return tf.transpose(t, perm) as T
-}
-
 /**
- * (Batched) a · b whose backward pass uses only untransposed matmuls: dA = dY · bᵀ and
- * dB = aᵀ · dY with the transposes made explicit. TF.js's wasm backend multiplies 10 to 25 times
- * slower when asked for a transposed operand (measured: 2.2 against 26 GFLOP/s), and its own
- * matMul gradient asks for exactly that. Other backends (native TensorFlow, cpu) handle transposed
- * operands at no extra cost, so they keep TF.js's own matMul and gradient.
+ * (Batched) a · b, or a · bᵀ with `transposeB`. On wasm every product, forward and backward, goes
+ * through matMulWasm: TF.js's wasm backend multiplies 10 to 25 times slower when asked for a
+ * transposed operand or a batch (measured: 2.2 against 26 GFLOP/s), and its own matMul gradient
+ * asks for exactly that. Other backends (native TensorFlow, cpu) handle transposed operands and
+ * batches at no extra cost, so they keep TF.js's own matMul and gradient.
  */
-export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(a as tf.Tensor, b) as T
+export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeB = false): T {
+  if (tf.getBackend() !== 'wasm') return tf.matMul(a as tf.Tensor, b, false, transposeB) as T
   return custom(
     ([x, y], save) => {
       save([x, y])
-      const value = tf.matMul(x, y)
-      const gradFunc = (dy: tf.Tensor, [xs, ys]: tf.Tensor[]): tf.Tensor[] => [
-        tf.matMul(dy, transposeLast(ys)),
-        tf.matMul(transposeLast(xs), dy),
-      ]
+      const value = matMulWasm(x, y, false, transposeB)
+      const gradFunc = (dy: tf.Tensor, [xs, ys]: tf.Tensor[]): tf.Tensor[] =>
+        transposeB
+          ? [matMulWasm(dy, ys), matMulWasm(dy, xs, true, false)] // out = x·yᵀ: dx = dy·y, dy = dyᵀ·x
+          : [matMulWasm(dy, ys, false, true), matMulWasm(xs, dy, true, false)]
       return { value, gradFunc }
     },
     a,

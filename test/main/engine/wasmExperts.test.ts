@@ -7,10 +7,10 @@ import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
 import { moeBlock } from '../../../src/main/engine/moe'
-import { permuteRows, plainWeights, Rng, swiglu, unpermuteRows, type Weights } from '../../../src/main/engine/ops'
-import { groupedSwiglu } from '../../../src/main/engine/wasmExperts'
+import { mm, permuteRows, plainWeights, Rng, swiglu, unpermuteRows, type Weights } from '../../../src/main/engine/ops'
+import { groupedSwiglu, matMulWasm } from '../../../src/main/engine/wasmExperts'
 import { paramSpecs } from '../../../src/shared/modelConfig'
-import { tinyConfig } from './helpers'
+import { maxAbsDiff, tinyConfig } from './helpers'
 
 const H = 16
 const F = 24
@@ -141,5 +141,55 @@ describe('grouped SwiGLU experts on wasm', () => {
     const { grads } = tf.variableGrads(() => tf.sum(tf.mul(permuteRows(x, index, inverses), z)) as tf.Scalar, [x])
     expect(Array.from(grads.dispatchX.dataSync())).toEqual([6, 60, 3, 30, 6, 60])
     tf.dispose([x, z, grads.dispatchX])
+  })
+
+  it('multiplies batches and transposed operands item by item as TF.js does, with a batch of one reused', () => {
+    const rng = new Rng(11)
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[2, 3, 5, 4], [2, 3, 4, 6], false, false],
+      [[2, 3, 5, 4], [2, 3, 6, 4], false, true],
+      [[6, 4, 5], [6, 4, 3], true, false],
+      [[2, 7, 4], [1, 4, 3], false, false],
+      [[1, 7, 4], [3, 4, 2], false, false],
+      [[5, 4], [6, 4], false, true],
+      [[4, 5], [4, 6], true, false],
+    ]
+    for (const [sa, sb, ta, tb] of cases) {
+      const a = randomTensor(rng, sa, 1)
+      const b = randomTensor(rng, sb, 1)
+      const ours = matMulWasm(a, b, ta, tb)
+      const theirs = tf.matMul(a, b, ta, tb)
+      expect(ours.shape, `${sa} x ${sb}`).toEqual(theirs.shape)
+      expect(maxAbsDiff(ours.dataSync(), theirs.dataSync()), `${sa} x ${sb} ${ta} ${tb}`).toBeLessThan(1e-5)
+      tf.dispose([a, b, ours, theirs])
+    }
+  })
+
+  it("attention's products: mm's gradients, with and without a transposed second operand, are TF.js's", () => {
+    const rng = new Rng(12)
+    const q = tf.variable(randomTensor(rng, [2, 2, 6, 4], 1), true, 'mmQ')
+    const k = tf.variable(randomTensor(rng, [2, 2, 5, 4], 1), true, 'mmK')
+    const probe = randomTensor(rng, [2, 2, 6, 5], 1)
+    const f = (useMm: boolean) => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.sum(tf.mul(useMm ? mm(q, k, true) : tf.matMul(q, k, false, true), probe)) as tf.Scalar,
+        [q, k],
+      )
+      const r = [value.dataSync(), grads.mmQ.dataSync(), grads.mmK.dataSync()]
+      tf.dispose([value, grads.mmQ, grads.mmK])
+      return r
+    }
+    const [ours, theirs] = [f(true), f(false)]
+    ours.forEach((o, i) => expect(maxAbsDiff(o, theirs[i]), `output ${i}`).toBeLessThan(1e-4))
+    const v = tf.variable(randomTensor(rng, [2, 2, 5, 3], 1), true, 'mmV')
+    const p2 = randomTensor(rng, [2, 2, 6, 3], 1)
+    const g = (useMm: boolean) => {
+      const { grads } = tf.variableGrads(() => tf.sum(tf.mul(useMm ? mm(probe, v) : tf.matMul(probe, v), p2)) as tf.Scalar, [v])
+      const r = grads.mmV.dataSync()
+      grads.mmV.dispose()
+      return r
+    }
+    expect(maxAbsDiff(g(true), g(false))).toBeLessThan(1e-4)
+    tf.dispose([q, k, v, probe, p2])
   })
 })
