@@ -7,7 +7,17 @@ import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
 import { moeBlock } from '../../../src/main/engine/moe'
-import { mm, permuteRows, plainWeights, Rng, swiglu, unpermuteRows, type Weights } from '../../../src/main/engine/ops'
+import {
+  linear,
+  mm,
+  permuteRows,
+  weightsSecond,
+  plainWeights,
+  Rng,
+  swiglu,
+  unpermuteRows,
+  type Weights,
+} from '../../../src/main/engine/ops'
 import { groupedSwiglu, matMulWasm } from '../../../src/main/engine/wasmExperts'
 import { paramSpecs } from '../../../src/shared/modelConfig'
 import { maxAbsDiff, tinyConfig } from './helpers'
@@ -191,5 +201,39 @@ describe('grouped SwiGLU experts on wasm', () => {
     }
     expect(maxAbsDiff(g(true), g(false))).toBeLessThan(1e-4)
     tf.dispose([q, k, v, probe, p2])
+  })
+
+  it('linear is x · Wᵀ with its gradients whichever slot W takes (many rows: a copy second; one row: W first)', () => {
+    const rng = new Rng(13)
+    const w = tf.variable(randomTensor(rng, [4, 8], 1), true, 'linW') as tf.Variable<tf.Rank.R2>
+    for (const N of [64, 1]) {
+      const x = tf.variable(randomTensor(rng, [N, 8], 1), true, `linX${N}`) as tf.Variable<tf.Rank.R2>
+      const probe = randomTensor(rng, [N, 4], 1)
+      const f = (ours: boolean) => {
+        const { value, grads } = tf.variableGrads(
+          () => tf.sum(tf.mul(ours ? linear(x, w) : tf.matMul(x, w, false, true), probe)) as tf.Scalar,
+          [x, w],
+        )
+        const r = [value.dataSync(), grads[x.name].dataSync(), grads.linW.dataSync()]
+        tf.dispose([value, ...Object.values(grads)])
+        return r
+      }
+      const [ours, theirs] = [f(true), f(false)]
+      ours.forEach((o, i) => expect(maxAbsDiff(o, theirs[i]), `N=${N} output ${i}`).toBeLessThan(1e-4))
+      expect(maxAbsDiff(linear(x, w).dataSync(), tf.matMul(x, w, false, true).dataSync()), `N=${N} forward`).toBeLessThan(1e-5)
+      tf.dispose([x, probe])
+    }
+    w.dispose()
+  })
+
+  it('puts W second only where that moves fewer elements: training batches yes, decoding no', () => {
+    expect(weightsSecond(2048, 256, 256)).toBe(true) // 131 k against 1.57 M
+    expect(weightsSecond(2048, 256, 8)).toBe(true) // a router
+    expect(weightsSecond(1, 4096, 4096)).toBe(false) // one decoded token of a 7B-class projection
+    expect(weightsSecond(4, 4096, 14336)).toBe(false)
+    // the boundary: 2·out·in against N·(2·in + out)
+    expect(weightsSecond(8, 8, 8)).toBe(true) // 128 < 192
+    expect(weightsSecond(5, 8, 8)).toBe(false) // 128 > 120
+    expect(weightsSecond(6, 8, 8)).toBe(true) // 128 < 144
   })
 })
