@@ -14,22 +14,69 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: t
   const [B, T, V] = logits.shape
   if (labels.length !== B || labels.some((r) => r.length !== T)) throw new RangeError(`labels must be [${B}, ${T}] like input_ids`)
   if (T < 2) return { loss: tf.scalar(0), targets: 0 }
-  const oneHot = new Float32Array(B * (T - 1) * V)
-  let targets = 0
+  // (row of logits, target id) of every position with a target: row b·T + t predicts labels[b][t + 1]
+  const rows: number[] = []
+  const ys: number[] = []
   for (let b = 0; b < B; b++)
     for (let t = 0; t < T - 1; t++) {
       const y = labels[b][t + 1]
       if (y === IGNORE_INDEX) continue
       if (!(Number.isInteger(y) && y >= 0 && y < V))
         throw new RangeError(`labels[${b}][${t + 1}] = ${y} is not a token id below ${V} or -100`)
-      oneHot[(b * (T - 1) + t) * V + y] = 1
-      targets++
+      rows.push(b * T + t)
+      ys.push(y)
     }
+  const targets = rows.length
   if (targets === 0) return { loss: tf.scalar(0), targets: 0 }
+  const backend = tf.getBackend()
+  if (backend === 'wasm' || backend === 'cpu') return { loss: hostCrossEntropy(logits, Int32Array.from(rows), Int32Array.from(ys)), targets }
+  const oneHot = new Float32Array(B * (T - 1) * V)
+  rows.forEach((r, i) => (oneHot[(r - Math.floor(r / T)) * V + ys[i]] = 1))
   const shifted = tf.slice(logits, [0, 0, 0], [B, T - 1, V]) // (B, T-1, V)
   const logp = tf.logSoftmax(shifted) // (B, T-1, V)
   const picked = tf.sum(tf.mul(logp, tf.tensor3d(oneHot, [B, T - 1, V])))
   return { loss: tf.div(tf.neg(picked), targets) as tf.Scalar, targets }
+}
+
+/**
+ * Mean over `rows` of logsumexp(logits[row]) - logits[row][y], and its gradient (softmax -
+ * one-hot on those rows, divided by their count; zero elsewhere). On wasm and cpu this replaces a
+ * slice, a log-softmax, a logits-sized one-hot tensor built in JavaScript and their gradients
+ * (about 16 passes over the logits, two of them exp) with max, exp, sum forward and one multiply
+ * backward; the target logits are read where they live, the one-hot is subtracted in place.
+ */
+function hostCrossEntropy(logits: tf.Tensor3D, rows: Int32Array, ys: Int32Array): tf.Scalar {
+  const [B, T, V] = logits.shape
+  const n = rows.length
+  const wasm = tf.getBackend() === 'wasm'
+  const heap = (t: tf.Tensor): Float32Array => (tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array }).typedArrayFromHeap(t)
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const x2 = tf.reshape(x, [B * T, V])
+    const m = tf.max(x2, 1, true) // (BT, 1)
+    const e = tf.exp(tf.sub(x2, m)) // (BT, V)
+    const sums = tf.sum(e, 1, true).dataSync() as Float32Array // (BT)
+    const maxes = m.dataSync() as Float32Array
+    const data = wasm ? heap(x) : (x.dataSync() as Float32Array)
+    let total = 0
+    for (let i = 0; i < n; i++) total += maxes[rows[i]] + Math.log(sums[rows[i]]) - data[rows[i] * V + ys[i]]
+    save([e])
+    const gradFunc = (dy: tf.Tensor, [es]: tf.Tensor[]): tf.Tensor => {
+      const scale = (dy.dataSync()[0] as number) / n
+      const rowScale = new Float32Array(B * T)
+      for (let i = 0; i < n; i++) rowScale[rows[i]] = scale / sums[rows[i]]
+      const g = tf.mul(es, tf.tensor2d(rowScale, [B * T, 1])) // (BT, V)
+      if (wasm) {
+        const out = heap(g) // g is this gradient's own tensor: the one-hot goes in place
+        for (let i = 0; i < n; i++) out[rows[i] * V + ys[i]] -= scale
+        return tf.reshape(g, [B, T, V])
+      }
+      const out = g.dataSync() as Float32Array
+      for (let i = 0; i < n; i++) out[rows[i] * V + ys[i]] -= scale
+      return tf.tensor3d(out, [B, T, V])
+    }
+    return { value: tf.scalar(total / n), gradFunc }
+  }) as unknown as Parameters<typeof tf.customGrad>[0])
+  return f(logits) as tf.Scalar
 }
 
 /**

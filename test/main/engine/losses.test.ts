@@ -81,6 +81,49 @@ describe('causal-LM cross-entropy', () => {
     })
   })
 
+  it('its gradient is (softmax - one-hot) / targets on rows with a target, 0 elsewhere, on cpu and on wasm', async () => {
+    const logits = [
+      [
+        [1, 0, -1],
+        [0, 2, 0],
+        [5, 5, 5],
+      ],
+      [
+        [0.5, 0.5, 3],
+        [-1, 1, 0],
+        [9, 9, 9],
+      ],
+    ]
+    const labels = [
+      [7, 2, 1],
+      [7, -100, 0],
+    ]
+    // targets: (b0, t0) -> 2, (b0, t1) -> 1, (b1, t1) -> 0
+    const targetOf = (b: number, t: number): number | undefined => ({ '0,0': 2, '0,1': 1, '1,1': 0 })[`${b},${t}`]
+    const want: number[] = []
+    logits.forEach((row, b) =>
+      row.forEach((l, t) => {
+        const y = targetOf(b, t)
+        const p = logSoftmax(l).map(Math.exp)
+        l.forEach((_, v) => want.push(y === undefined ? 0 : (p[v] - (v === y ? 1 : 0)) / 3))
+      }),
+    )
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend)
+      try {
+        const x = tf.variable(tf.tensor3d(logits), true, `ceLogits-${backend}`)
+        const { value, grads } = tf.variableGrads(() => causalLmLoss(x as tf.Variable<tf.Rank.R3>, labels).loss, [x])
+        const wantLoss = -(logSoftmax(logits[0][0])[2] + logSoftmax(logits[0][1])[1] + logSoftmax(logits[1][1])[0]) / 3
+        expect(value.dataSync()[0], backend).toBeCloseTo(wantLoss, 5)
+        const got = Array.from(grads[x.name].dataSync())
+        got.forEach((g, i) => expect(g, `${backend} gradient ${i}`).toBeCloseTo(want[i], 6))
+        tf.dispose([x, value, ...Object.values(grads)])
+      } finally {
+        await initBackend('cpu')
+      }
+    }
+  })
+
   it('two positions are enough for one target; fewer (none at all included), or no target, give 0 and no NaN', () => {
     tf.tidy(() => {
       const two = causalLmLoss(
