@@ -18,7 +18,10 @@
  * PyTorch eager with 1 and 2 threads (bench/torch_peer.py; skipped with its reason where torch
  * or transformers is missing; BENCH_PYTHON picks the interpreter). Ratio: our best / its best.
  *
- * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256  BENCH_SKIP=peer,offload  BENCH_PYTHON=python3
+ * quick: the bundled model's Quick fine-tune through the built CLI on bench/data/capitals.csv, on 1
+ * and 2 threads (bench/quick.ts; BENCH_QUICK_BEFORE=DIR adds another built checkout, side by side).
+ *
+ * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256  BENCH_SKIP=peer,offload,quick  BENCH_PYTHON=python3
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -35,6 +38,7 @@ import { generate } from '../src/main/engine/generate'
 import { planPlacement } from '../src/main/engine/plan'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
+import { benchQuick } from './quick'
 import { trainStepBench } from './trainStep'
 
 interface LayerResult {
@@ -487,6 +491,40 @@ async function main(): Promise<void> {
       `\npeer (training, ${PEER.batch}×${PEER.seq} tokens/step): engine best ${fmt(peer.engineBest)} tokens/s, PyTorch eager best ${fmt(peer.pytorchBest)} tokens/s, ratio ${fmt(peer.ratio, 2)}, engine 2 threads / 1 thread ${fmt(peer.threadScaling, 2)}`,
     )
     for (const r of peer.runs as PeerRun[]) if (r.skipped) console.log(`  ${r.side} with ${r.threads} thread(s) skipped: ${r.skipped}`)
+  }
+
+  if (!skip.has('quick')) {
+    const runs = benchQuick()
+    writeFileSync(
+      join(dir, 'quick.json'),
+      JSON.stringify(
+        {
+          bench: 'quick',
+          date: record.date,
+          machine: record.machine,
+          description:
+            "the bundled model's Quick fine-tune (CLI train, no --config) on bench/data/capitals.csv: training seconds, wall seconds with import and both evaluations, exact match on the training questions before -> after",
+          runs,
+        },
+        null,
+        2,
+      ) + '\n',
+    )
+    console.log('\nquick fine-tune of the bundled model (capitals CSV, 300 steps)')
+    console.log(
+      table(
+        ['checkout', 'threads', 'train s', 'wall s', 'exact match'],
+        runs.map((r) => [
+          r.checkout,
+          String(r.threads),
+          r.skipped ? `skipped: ${r.skipped}` : fmt(r.trainSeconds ?? null, 1),
+          fmt(r.wallSeconds ?? null, 1),
+          r.exactMatchAfter === undefined
+            ? ''
+            : `${Math.round((r.exactMatchBefore ?? 0) * 100)}% -> ${Math.round(r.exactMatchAfter * 100)}%`,
+        ]),
+      ),
+    )
   }
 
   console.log(

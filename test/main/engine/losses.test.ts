@@ -99,7 +99,8 @@ describe('causal-LM cross-entropy', () => {
       [7, -100, 0],
     ]
     // targets: (b0, t0) -> 2, (b0, t1) -> 1, (b1, t1) -> 0
-    const targetOf = (b: number, t: number): number | undefined => ({ '0,0': 2, '0,1': 1, '1,1': 0 })[`${b},${t}`]
+    const targetOf = (b: number, t: number): number | undefined =>
+      (({ '0,0': 2, '0,1': 1, '1,1': 0 }) as Record<string, number>)[`${b},${t}`]
     const want: number[] = []
     logits.forEach((row, b) =>
       row.forEach((l, t) => {
