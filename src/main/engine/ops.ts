@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
-import { GATHER_ROWS, GATHER_SUM } from './wasmKernels'
+import { COPY, GATHER_ROWS, GATHER_SUM } from './wasmKernels'
 
 type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
 
@@ -212,7 +212,7 @@ function linearWasm(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 export function linearInputGrad(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() !== 'wasm') return tf.matMul(dy, w)
   const [outDim, inDim] = w.shape
-  if (weightsSecond(dy.shape[0], inDim, outDim)) return timesTemporary(dy, tf.clone(w)) // (N, in)
+  if (weightsSecond(dy.shape[0], inDim, outDim)) return timesTemporary(dy, runKernel(COPY, { x: w }, {}) as tf.Tensor2D) // (N, in)
   return transposedTimes(w, tf.transpose(dy) as tf.Tensor2D) // (N, in)
 }
 

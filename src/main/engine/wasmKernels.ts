@@ -65,6 +65,16 @@ function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   return out
 }
 
+/** A real copy (a fresh buffer and tensor id), where Identity now shares (see below). */
+function copyKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
+  const x = args.inputs.x!
+  const backend = args.backend as WasmBackendLike
+  const out = backend.makeOutput(x.shape, x.dtype)
+  backend.typedArrayFromHeap(out).set(backend.typedArrayFromHeap(x) as never)
+  return out
+}
+
+export const COPY = 'MoeWorkbenchCopy'
 export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
 export const GATHER_SUM = 'MoeWorkbenchGatherSum'
 
@@ -77,6 +87,21 @@ export function registerWasmKernels(): void {
   const splitV = tf.getKernel('SplitV', 'wasm')
   if (!slice || !splitV) return
   registered = true
+  tf.registerKernel({ kernelName: COPY, backendName: 'wasm', kernelFunc: copyKernel as tf.KernelFunc })
+  // Identity (tf.clone, and the copy TF.js makes of every tensor a gradient saves) shares the
+  // buffer, as Reshape and the cpu backend's Identity do, instead of copying it: tensors are never
+  // written in place, and the saved inputs of every layer (expert weights included) were copied
+  // each step. A real copy, where one is needed, is the kernel above.
+  tf.unregisterKernel('Identity', 'wasm')
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = inputs.x!
+      ;(backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+    },
+  })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })
   const sliceKernel = slice.kernelFunc

@@ -19,6 +19,7 @@ import {
   type Weights,
 } from '../../../src/main/engine/ops'
 import { groupedSwiglu, matMulWasm } from '../../../src/main/engine/wasmExperts'
+import { COPY } from '../../../src/main/engine/wasmKernels'
 import { paramSpecs } from '../../../src/shared/modelConfig'
 import { maxAbsDiff, tinyConfig } from './helpers'
 
@@ -235,5 +236,18 @@ describe('grouped SwiGLU experts on wasm', () => {
     expect(weightsSecond(8, 8, 8)).toBe(true) // 128 < 192
     expect(weightsSecond(5, 8, 8)).toBe(false) // 128 > 120
     expect(weightsSecond(6, 8, 8)).toBe(true) // 128 < 144
+  })
+
+  it('clone shares the buffer (saved tensors are not copied), a temporary copy of a weight does not', () => {
+    const backend = tf.backend() as unknown as { getMemoryOffset(d: tf.DataId): number }
+    const w = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2])
+    const c = tf.clone(w)
+    expect(backend.getMemoryOffset(c.dataId)).toBe(backend.getMemoryOffset(w.dataId))
+    w.dispose() // the clone keeps the shared buffer alive
+    expect(Array.from(c.dataSync())).toEqual([1, 2, 3, 4, 5, 6])
+    const copy = tf.engine().runKernel(COPY, { x: c }, {}) as tf.Tensor
+    expect(backend.getMemoryOffset(copy.dataId)).not.toBe(backend.getMemoryOffset(c.dataId))
+    expect(Array.from(copy.dataSync())).toEqual([1, 2, 3, 4, 5, 6])
+    tf.dispose([c, copy])
   })
 })
