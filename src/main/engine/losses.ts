@@ -29,7 +29,8 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][]): { loss: t
   const targets = rows.length
   if (targets === 0) return { loss: tf.scalar(0), targets: 0 }
   const backend = tf.getBackend()
-  if (backend === 'wasm' || backend === 'cpu') return { loss: hostCrossEntropy(logits, Int32Array.from(rows), Int32Array.from(ys)), targets }
+  if (backend === 'wasm' || backend === 'cpu')
+    return { loss: hostCrossEntropy(logits, Int32Array.from(rows), Int32Array.from(ys)), targets }
   const oneHot = new Float32Array(B * (T - 1) * V)
   rows.forEach((r, i) => (oneHot[(r - Math.floor(r / T)) * V + ys[i]] = 1))
   const shifted = tf.slice(logits, [0, 0, 0], [B, T - 1, V]) // (B, T-1, V)
@@ -49,7 +50,8 @@ function hostCrossEntropy(logits: tf.Tensor3D, rows: Int32Array, ys: Int32Array)
   const [B, T, V] = logits.shape
   const n = rows.length
   const wasm = tf.getBackend() === 'wasm'
-  const heap = (t: tf.Tensor): Float32Array => (tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array }).typedArrayFromHeap(t)
+  const heap = (t: tf.Tensor): Float32Array =>
+    (tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array }).typedArrayFromHeap(t)
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const x2 = tf.reshape(x, [B * T, V])
     const m = tf.max(x2, 1, true) // (BT, 1)

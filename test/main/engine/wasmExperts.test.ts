@@ -58,9 +58,9 @@ describe('grouped SwiGLU experts on wasm', () => {
     await initBackend('wasm')
   })
 
-  it('equals one SwiGLU per expert bit for bit, forward and backward, with empty and one-row experts', () => {
+  it('equals one SwiGLU per expert bit for bit, forward and backward, with empty, one-row and 40-row experts', () => {
     const rng = new Rng(5)
-    const counts = [3, 0, 1, 6, 2]
+    const counts = [3, 0, 1, 40, 2] // 40 rows: the per-expert linear puts W second there
     const A = counts.reduce((a, b) => a + b, 0)
     const weights = counts.map(
       (_, e) => [matrixVar(rng, [F, H], `g${e}`), matrixVar(rng, [F, H], `u${e}`), matrixVar(rng, [H, F], `d${e}`)] as const,
@@ -112,7 +112,7 @@ describe('grouped SwiGLU experts on wasm', () => {
     for (const s of paramSpecs(c))
       if (s.layer === 0 && (s.kind === 'router' || s.kind === 'expert'))
         vars.set(s.name, tf.variable(randomTensor(rng, s.shape), true, s.name))
-    const N = 11
+    const N = 64 // ~21 rows per expert: the per-expert linear puts W second
     const h = tf.variable(randomTensor(rng, [N, c.hiddenSize], 1), true, 'h') as tf.Variable<tf.Rank.R2>
     const probe = randomTensor(rng, [N, c.hiddenSize], 1)
     const plain = plainWeights((name) => vars.get(name)!)
@@ -222,6 +222,11 @@ describe('grouped SwiGLU experts on wasm', () => {
       const [ours, theirs] = [f(true), f(false)]
       ours.forEach((o, i) => expect(maxAbsDiff(o, theirs[i]), `N=${N} output ${i}`).toBeLessThan(1e-4))
       expect(maxAbsDiff(linear(x, w).dataSync(), tf.matMul(x, w, false, true).dataSync()), `N=${N} forward`).toBeLessThan(1e-5)
+      // Either slot gives the same bits (XNNPACK sums each dot product in the same order): what
+      // lets resident, grouped and paged experts, which choose differently, agree bit for bit.
+      expect(Array.from(linear(x, w).dataSync()), `N=${N} W second vs W first`).toEqual(
+        Array.from(tf.transpose(tf.matMul(w, tf.transpose(x))).dataSync()),
+      )
       tf.dispose([x, probe])
     }
     w.dispose()
