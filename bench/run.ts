@@ -21,7 +21,7 @@
  * quick: the bundled model's Quick fine-tune through the built CLI on bench/data/capitals.csv, on 1
  * and 2 threads (bench/quick.ts; BENCH_QUICK_BEFORE=DIR adds another built checkout, side by side).
  *
- * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256  BENCH_SKIP=peer,offload,quick  BENCH_PYTHON=python3
+ * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256,2048  BENCH_SKIP=peer,offload,quick  BENCH_PYTHON=python3
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -424,7 +424,8 @@ function benchPeer(): PeerRecord {
 
 async function main(): Promise<void> {
   const wanted = (process.env.BENCH_BACKENDS ?? BACKEND_NAMES.join(',')).split(',').map((s) => s.trim()) as BackendName[]
-  const tokens = Number(process.env.BENCH_TOKENS ?? 256)
+  // The layer at a small and a training-sized batch: per-kernel overheads weigh most at the first.
+  const tokenCounts = (process.env.BENCH_TOKENS ?? '256,2048').split(',').map((t) => Number(t.trim()))
   const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').map((x) => x.trim()))
   const results: LayerResult[] = []
   const trainResults: TrainResult[] = []
@@ -438,7 +439,8 @@ async function main(): Promise<void> {
       continue
     }
     process.stderr.write(`bench: moe-layer on ${backend}...\n`)
-    results.push(benchLayer(backend, tokens))
+    // cpu runs at about 1 GFLOP/s: the small batch only
+    for (const tokens of backend === 'cpu' ? tokenCounts.slice(0, 1) : tokenCounts) results.push(benchLayer(backend, tokens))
     process.stderr.write(`bench: train-step on ${backend}...\n`)
     const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
     trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
