@@ -255,4 +255,33 @@ describe('grouped SwiGLU experts on wasm', () => {
     expect(Array.from(copy.dataSync())).toEqual([1, 2, 3, 4, 5, 6])
     tf.dispose([c, copy])
   })
+
+  it('frees every scratch buffer it takes from the heap, forward and backward', () => {
+    const module = (tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(p: number): void } }).wasm
+    const [malloc, free] = [module._malloc, module._free]
+    const rng = new Rng(14)
+    const counts = [5, 3, 7]
+    const weights = counts.map(
+      (_, e) => [matrixVar(rng, [F, H], `lg${e}`), matrixVar(rng, [F, H], `lu${e}`), matrixVar(rng, [H, F], `ld${e}`)] as const,
+    )
+    const x = tf.variable(randomTensor(rng, [15, H], 1), true, 'leakX') as tf.Variable<tf.Rank.R2>
+    const q = tf.variable(randomTensor(rng, [2, 3, 4], 1), true, 'leakQ')
+    const k = tf.variable(randomTensor(rng, [2, 5, 4], 1), true, 'leakK')
+    let live = 0
+    module._malloc = (n: number): number => (live++, malloc.call(module, n))
+    module._free = (ptr: number): void => (live--, free.call(module, ptr))
+    try {
+      const { value, grads } = tf.variableGrads(
+        () => tf.add(tf.sum(groupedSwiglu(x, counts, weights)), tf.sum(mm(q, k, true))) as tf.Scalar,
+        [x, q, k, ...weights.flat()],
+      )
+      tf.dispose([value, ...Object.values(grads)])
+      // every allocation of the kernels was freed: outputs by their disposal, scratch at once
+      expect(live).toBe(0)
+    } finally {
+      module._malloc = malloc
+      module._free = free
+      tf.dispose([x, q, k, ...weights.flat()])
+    }
+  })
 })
