@@ -8,7 +8,7 @@ import type { MoeConfig } from '../../shared/modelConfig'
 import { expertProjNames, moePrefix } from '../../shared/modelConfig'
 import { decideRouting, selectionMask, type RoutingDecision } from './router'
 import { dropout, permuteRows, Rng, swiglu, unpermuteRows, type Weights } from './ops'
-import { groupedSwiglu } from './wasmExperts'
+import { groupedSwiglu, type ExpertProjections, type Projection } from './wasmExperts'
 
 export interface LayerRouting {
   /** Decoder-layer index. */
@@ -251,22 +251,29 @@ export function moeBlock(
 }
 
 /**
- * The [gate, up, down] matrices of the used experts where the wasm grouped kernels can multiply
- * them directly (every one resident, no adapter); null elsewhere (other backends, LoRA on experts,
- * paged experts), where each expert is computed with the weight source's own linear.
+ * The [gate, up, down] matrices of the used experts, with their LoRA adapters, where the wasm
+ * grouped kernels can multiply them directly (every one resident, no adapter dropout in force, a
+ * projection adapted on every expert or on none); null elsewhere (other backends, paged experts),
+ * where each expert is computed with the weight source's own linear.
  */
-function groupedExperts(
-  c: MoeConfig,
-  layer: number,
-  w: Weights,
-  used: number[],
-): (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[] | null {
+function groupedExperts(c: MoeConfig, layer: number, w: Weights, used: number[]): ExpertProjections[] | null {
   if (tf.getBackend() !== 'wasm' || !w.matrix || used.length < 2) return null
-  const out: (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[] = []
+  const out: ExpertProjections[] = []
   for (const e of used) {
-    const [g, u, d] = expertProjNames(c, layer, e).map((n) => w.matrix!(n))
-    if (!g || !u || !d) return null
-    out.push([g, u, d])
+    const projections: Projection[] = []
+    for (const n of expertProjNames(c, layer, e)) {
+      const m = w.matrix(n)
+      const lr = m ? undefined : w.lowRank?.(n)
+      if (!m && !lr) return null
+      projections.push(m ? { w: m } : { w: lr!.base, lora: lr })
+    }
+    out.push(projections as unknown as ExpertProjections)
+  }
+  // One projection of all experts is one kernel: adapters on all of them (one scale) or none.
+  for (let p = 0; p < 3; p++) {
+    const adapted = out.filter((x) => x[p].lora)
+    if (adapted.length > 0 && (adapted.length < out.length || adapted.some((x) => x[p].lora!.scale !== adapted[0][p].lora!.scale)))
+      return null
   }
   return out
 }

@@ -222,7 +222,7 @@ export async function lossAndGradsLayerwise(
   }
   const w = opts.weights ?? model.weightSource
   // A recomputation must not tell an expert cache about routing twice.
-  const replayWeights: Weights = { get: w.get, linear: w.linear, matrix: w.matrix }
+  const replayWeights: Weights = { get: w.get, linear: w.linear, matrix: w.matrix, lowRank: w.lowRank }
   const B = batch.inputIds.length
   const T = batch.inputIds[0].length
   const L = c.numLayers

@@ -240,6 +240,14 @@ export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor, eps: numbe
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight) as T
 }
 
+/** A weight with its low-rank adapter: x · Wᵀ + (x · Aᵀ) · Bᵀ · scale. */
+export interface LowRank {
+  base: tf.Tensor2D
+  a: tf.Tensor2D
+  b: tf.Tensor2D
+  scale: number
+}
+
 /**
  * Where a forward pass gets its weights. The plain source reads the model's tensors; adapters
  * (LoRA) add their low-rank path in `linear`, and expert offloading pages weights in in `get`.
@@ -254,6 +262,12 @@ export interface Weights {
    * chunks, no adapter), so a kernel may multiply it directly; undefined otherwise.
    */
   matrix?(name: string): tf.Tensor2D | undefined
+  /**
+   * For a weight with a low-rank adapter: the base matrix, A, B and the scale, where `linear(x,
+   * name)` is exactly x · Wᵀ + (x · Aᵀ) · Bᵀ · scale (resident base, no adapter dropout in force);
+   * undefined otherwise.
+   */
+  lowRank?(name: string): LowRank | undefined
   /** Told after each sparse layer: its input and expert counts (expert offloading prefetches here). */
   afterMoe?(layer: number, h: tf.Tensor2D, counts: ArrayLike<number>): void
   /** Embedding rows of token ids (N) → (N, H) when the embedding is not on the device (paged models). */

@@ -358,34 +358,56 @@ function groupedLinear(x: tf.Tensor, ws: tf.Tensor2D[], counts: number[]): tf.Te
   )
 }
 
+/** One projection of an expert: its matrix (nn.Linear layout), and its LoRA adapter if it has one. */
+export interface Projection {
+  w: tf.Tensor2D
+  lora?: { a: tf.Tensor2D; b: tf.Tensor2D; scale: number }
+}
+
+/** An expert's [gate, up, down]. */
+export type ExpertProjections = readonly [Projection, Projection, Projection]
+
+/**
+ * One projection of every expert on blocks xT: W_e · block, plus (B_e · (A_e · block)) · scale
+ * where the experts have adapters (all of them, one scale: the caller checks). The same
+ * operations in the same order as the per-expert linear with its LoRA path, so the same bits.
+ */
+function projectAll(xT: tf.Tensor, ps: Projection[], counts: number[]): tf.Tensor {
+  const base = groupedLinear(
+    xT,
+    ps.map((p) => p.w),
+    counts,
+  )
+  const lora = ps[0].lora
+  if (!lora) return base
+  const low = groupedLinear(
+    groupedLinear(
+      xT,
+      ps.map((p) => p.lora!.a),
+      counts,
+    ),
+    ps.map((p) => p.lora!.b),
+    counts,
+  )
+  return tf.add(base, tf.mul(low, lora.scale))
+}
+
 /**
  * The SwiGLU experts of one layer on routed rows xs (A, H), sorted by expert with `counts[i]`
- * rows for expert i of `weights` ([gate, up, down] matrices in nn.Linear layout): (A, H), as
- * per expert down(silu(gate(x)) · up(x)).
+ * rows for expert i of `experts` (a projection adapted on all experts or none): (A, H), as per
+ * expert down(silu(gate(x)) · up(x)).
  */
-export function groupedSwiglu(
-  xs: tf.Tensor2D,
-  counts: number[],
-  weights: (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[],
-): tf.Tensor2D {
+export function groupedSwiglu(xs: tf.Tensor2D, counts: number[], experts: ExpertProjections[]): tf.Tensor2D {
   registerWasmExpertKernels()
   const H = xs.shape[1]
   const xT = blockTranspose(xs, counts, H, true)
-  const g = groupedLinear(
-    xT,
-    weights.map((w) => w[0]),
-    counts,
-  )
-  const u = groupedLinear(
-    xT,
-    weights.map((w) => w[1]),
-    counts,
-  )
-  const hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), u)
-  const yT = groupedLinear(
-    hidden,
-    weights.map((w) => w[2]),
-    counts,
-  )
-  return blockTranspose(yT, counts, H, false) as tf.Tensor2D
+  const project = (x: tf.Tensor, p: 0 | 1 | 2): tf.Tensor =>
+    projectAll(
+      x,
+      experts.map((e) => e[p]),
+      counts,
+    )
+  const g = project(xT, 0)
+  const hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), project(xT, 1))
+  return blockTranspose(project(hidden, 2), counts, H, false) as tf.Tensor2D
 }

@@ -90,6 +90,12 @@ export class LoraAdapters {
         return tf.add(y, tf.mul(low, this.scale)) as tf.Tensor2D
       },
       matrix: (name) => (this.A.has(name) ? undefined : base.matrix?.(name)),
+      lowRank: (name) => {
+        const a = this.A.get(name)
+        const baseMatrix = a && base.matrix?.(name)
+        if (!a || !baseMatrix || (opts.training && this.dropout > 0 && opts.rng)) return undefined
+        return { base: baseMatrix, a: a as tf.Tensor2D, b: this.B.get(name)! as tf.Tensor2D, scale: this.scale }
+      },
     }
   }
 

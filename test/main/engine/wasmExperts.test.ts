@@ -18,10 +18,12 @@ import {
   unpermuteRows,
   type Weights,
 } from '../../../src/main/engine/ops'
-import { groupedSwiglu, matMulWasm } from '../../../src/main/engine/wasmExperts'
+import { groupedSwiglu, matMulWasm, type ExpertProjections } from '../../../src/main/engine/wasmExperts'
 import { COPY } from '../../../src/main/engine/wasmKernels'
 import { paramSpecs } from '../../../src/shared/modelConfig'
-import { maxAbsDiff, tinyConfig } from './helpers'
+import { LoraAdapters } from '../../../src/main/train/lora'
+import { validateRunConfig } from '../../../src/shared/runConfig'
+import { maxAbsDiff, tinyConfig, tinyModel } from './helpers'
 
 const H = 16
 const F = 24
@@ -36,6 +38,11 @@ function randomTensor(rng: Rng, shape: number[], scale = 0.3): tf.Tensor {
 
 function matrixVar(rng: Rng, shape: [number, number], name: string, trainable = true): tf.Variable<tf.Rank.R2> {
   return tf.variable(randomTensor(rng, shape), trainable, name) as tf.Variable<tf.Rank.R2>
+}
+
+/** Plain [gate, up, down] matrices as the grouped kernels' projections. */
+function projections(ws: (readonly [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D])[]): ExpertProjections[] {
+  return ws.map(([g, u, d]) => [{ w: g }, { w: u }, { w: d }] as const)
 }
 
 /** Output and gradients (input, then each trainable weight) of f(x) · probe summed. */
@@ -69,7 +76,7 @@ describe('grouped SwiGLU experts on wasm', () => {
     const probe = randomTensor(rng, [A, H], 1)
     const vars = weights.flat()
 
-    const grouped = outAndGrads((xx) => groupedSwiglu(xx, counts, weights), x, vars, probe)
+    const grouped = outAndGrads((xx) => groupedSwiglu(xx, counts, projections(weights)), x, vars, probe)
     const perExpert = outAndGrads(
       (xx) => {
         const parts = tf.split(xx, counts) as tf.Tensor2D[]
@@ -100,7 +107,7 @@ describe('grouped SwiGLU experts on wasm', () => {
     )
     const x = tf.variable(randomTensor(rng, [7, H], 1), true, 'fx') as tf.Variable<tf.Rank.R2>
     const trainable = weights.flat().filter((v) => v.trainable)
-    const { grads } = tf.variableGrads(() => tf.sum(groupedSwiglu(x, counts, weights)) as tf.Scalar, [x, ...trainable])
+    const { grads } = tf.variableGrads(() => tf.sum(groupedSwiglu(x, counts, projections(weights))) as tf.Scalar, [x, ...trainable])
     expect(Object.keys(grads).sort()).toEqual(['fd0', 'fd1', 'fg1', 'fu0', 'fu1', 'fx'])
     tf.dispose([...Object.values(grads), ...weights.flat(), x])
   })
@@ -272,7 +279,7 @@ describe('grouped SwiGLU experts on wasm', () => {
     module._free = (ptr: number): void => (live--, free.call(module, ptr))
     try {
       const { value, grads } = tf.variableGrads(
-        () => tf.add(tf.sum(groupedSwiglu(x, counts, weights)), tf.sum(mm(q, k, true))) as tf.Scalar,
+        () => tf.add(tf.sum(groupedSwiglu(x, counts, projections(weights))), tf.sum(mm(q, k, true))) as tf.Scalar,
         [x, q, k, ...weights.flat()],
       )
       tf.dispose([value, ...Object.values(grads)])
@@ -283,5 +290,39 @@ describe('grouped SwiGLU experts on wasm', () => {
       module._free = free
       tf.dispose([x, q, k, ...weights.flat()])
     }
+  })
+
+  it("LoRA on the experts runs grouped too, with the same bits as each expert through the adapter's own linear", async () => {
+    const model = tinyModel({ numExperts: 6, topK: 2 }, 4)
+    const c = model.config
+    const lora = new LoraAdapters(model, validateRunConfig({ method: 'lora', lora: { rank: 3, targets: ['experts'] } }).lora, 7)
+    for (const v of lora.B.values()) v.assign(tf.randomNormal(v.shape, 0, 0.1, 'float32', 3))
+    const wrapped = lora.wrap(model.weightSource, { training: false })
+    const perExpert: Weights = { get: wrapped.get, linear: wrapped.linear }
+    const rng = new Rng(15)
+    const N = 64
+    const h = tf.variable(randomTensor(rng, [N, c.hiddenSize], 1), true, 'loraH') as tf.Variable<tf.Rank.R2>
+    const probe = randomTensor(rng, [N, c.hiddenSize], 1)
+    const run = (w: Weights) => (x: tf.Tensor2D) =>
+      moeBlock(c, 0, w, x, { training: false, capacityFactor: null, tokenIds: new Int32Array(N) }).out
+    const names = async (w: Weights): Promise<string[]> => (await tf.profile(() => tf.dispose(run(w)(h)))).kernels.map((k) => k.name)
+    expect(await names(wrapped)).toContain('MoeWorkbenchGroupedLinear')
+    const vars = [...lora.variables().values()]
+    const a = outAndGrads(run(wrapped), h, vars, probe)
+    const b = outAndGrads(run(perExpert), h, vars, probe)
+    expect(a.out).toEqual(b.out)
+    a.grads.forEach((g, i) => expect(g, `gradient ${i}`).toEqual(b.grads[i]))
+    expect(a.grads.slice(1).filter((g) => g.some((v) => v !== 0)).length).toBeGreaterThan(6)
+    // with adapter dropout in training, each expert goes through the adapter's own linear (its mask)
+    const dropping = new LoraAdapters(
+      model,
+      validateRunConfig({ method: 'lora', lora: { rank: 3, dropout: 0.1, targets: ['experts'] } }).lora,
+      7,
+    )
+    expect(await names(dropping.wrap(model.weightSource, { training: true, rng: new Rng(1) }))).not.toContain('MoeWorkbenchGroupedLinear')
+    tf.dispose([h, probe])
+    lora.dispose()
+    dropping.dispose()
+    model.dispose()
   })
 })
