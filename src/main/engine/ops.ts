@@ -9,19 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
-import { COPY, GATHER_ROWS, GATHER_SUM } from './wasmKernels'
-
-type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
-
-/** tf.customGrad with a typed signature: f(inputs, save) → {value, gradFunc}. */
-function custom(
-  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc },
-  ...inputs: tf.Tensor[]
-): tf.Tensor {
-  const wrapped = (...args: (tf.Tensor | tf.GradSaveFunc)[]): { value: tf.Tensor; gradFunc: GradFunc } =>
-    f(args.slice(0, -1) as tf.Tensor[], args[args.length - 1] as tf.GradSaveFunc)
-  return tf.customGrad(wrapped as unknown as Parameters<typeof tf.customGrad>[0])(...inputs)
-}
+import { custom, runKernel } from './kernelCall'
+import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM } from './wasmKernels'
 
 /**
  * Backends whose tensors live in this process's memory: there, copying rows in JavaScript beats
@@ -30,10 +19,6 @@ function custom(
 function hostBackend(): boolean {
   const b = tf.getBackend()
   return b === 'wasm' || b === 'cpu'
-}
-
-function runKernel(kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): tf.Tensor {
-  return (tf.engine() as unknown as { runKernel(k: string, i: object, a: object): tf.Tensor }).runKernel(kernel, inputs, attrs)
 }
 
 /** Rows `index` of x (R, H) → (A, H). */
@@ -55,14 +40,7 @@ function gatherSum(z: tf.Tensor2D, inverses: Int32Array[]): tf.Tensor2D {
     const src = z.dataSync() as Float32Array
     const R = inverses[0].length
     const out = new Float32Array(R * H)
-    for (const inv of inverses)
-      for (let r = 0; r < R; r++) {
-        const a = inv[r]
-        if (a === A) continue
-        const o = r * H
-        const i = a * H
-        for (let h = 0; h < H; h++) out[o + h] += src[i + h]
-      }
+    addRowsBack(out, src, inverses, A, H)
     return tf.tensor2d(out, [R, H])
   }
   const padded = tf.concat([z, tf.zeros([1, H])], 0) // (A+1, H)

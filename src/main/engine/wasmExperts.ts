@@ -16,6 +16,7 @@
  * forward instead of 6 per expert projection.
  */
 import * as tf from '@tensorflow/tfjs'
+import { custom, runKernel } from './kernelCall'
 
 interface WasmModule {
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void
@@ -275,7 +276,7 @@ export function matMulWasm(a: tf.Tensor, b: tf.Tensor, transposeA = false, trans
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2))
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return tf.matMul(a, b, transposeA, transposeB)
   registerWasmExpertKernels()
-  return run(KERNELS.batchMatMul, { a, b }, { transposeA, transposeB }) as tf.Tensor
+  return runKernel(KERNELS.batchMatMul, { a, b }, { transposeA, transposeB }) as tf.Tensor
 }
 
 const KERNELS = {
@@ -301,30 +302,11 @@ export function registerWasmExpertKernels(): void {
   })
 }
 
-type GradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor | tf.Tensor[]
-
-function custom(
-  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: tf.Tensor; gradFunc: GradFunc },
-  ...inputs: tf.Tensor[]
-): tf.Tensor {
-  const wrapped = (...args: (tf.Tensor | tf.GradSaveFunc)[]): { value: tf.Tensor; gradFunc: GradFunc } =>
-    f(args.slice(0, -1) as tf.Tensor[], args[args.length - 1] as tf.GradSaveFunc)
-  return tf.customGrad(wrapped as unknown as Parameters<typeof tf.customGrad>[0])(...inputs)
-}
-
-function run(kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): tf.Tensor | tf.Tensor[] {
-  return (tf.engine() as unknown as { runKernel(k: string, i: object, a: object): tf.Tensor | tf.Tensor[] }).runKernel(
-    kernel,
-    inputs,
-    attrs,
-  )
-}
-
 function blockTranspose(x: tf.Tensor, counts: number[], dim: number, toBlocks: boolean): tf.Tensor {
   return custom(
     ([xx]) => ({
-      value: run(KERNELS.blockTranspose, { x: xx }, { counts, dim, toBlocks }) as tf.Tensor,
-      gradFunc: (dy) => run(KERNELS.blockTranspose, { x: dy }, { counts, dim, toBlocks: !toBlocks }) as tf.Tensor,
+      value: runKernel(KERNELS.blockTranspose, { x: xx }, { counts, dim, toBlocks }) as tf.Tensor,
+      gradFunc: (dy) => runKernel(KERNELS.blockTranspose, { x: dy }, { counts, dim, toBlocks: !toBlocks }) as tf.Tensor,
     }),
     x,
   )
@@ -342,10 +324,10 @@ function groupedLinear(x: tf.Tensor, ws: tf.Tensor2D[], counts: number[]): tf.Te
     ([xx, ...learn], save) => {
       save([xx, ...learn])
       return {
-        value: run(KERNELS.groupedLinear, inputsOf(xx, learn), { counts, inDim, outDim }) as tf.Tensor,
+        value: runKernel(KERNELS.groupedLinear, inputsOf(xx, learn), { counts, inDim, outDim }) as tf.Tensor,
         gradFunc: (dy, [xs, ...ls]) => {
           const { x: _x, ...wInputs } = inputsOf(xs, ls)
-          return run(
+          return runKernel(
             KERNELS.groupedLinearGrad,
             { dy, x: xs, ...wInputs },
             { counts, inDim, outDim, wantDx: true, wantDw: trainable },

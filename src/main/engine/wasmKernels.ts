@@ -54,6 +54,13 @@ function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   const src = backend.typedArrayFromHeap(z) as Float32Array
   const dst = backend.typedArrayFromHeap(out) as Float32Array
   dst.fill(0)
+  addRowsBack(dst, src, inverses, A, H)
+  return out
+}
+
+/** dst (R, H) += Σ_j [src; 0][inverse_j]: each routed row of src (A, H) added to the row it came from. */
+export function addRowsBack(dst: Float32Array, src: Float32Array, inverses: Int32Array[], A: number, H: number): void {
+  const R = inverses[0].length
   for (const inv of inverses)
     for (let r = 0; r < R; r++) {
       const a = inv[r]
@@ -62,7 +69,6 @@ function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
       const i = a * H
       for (let h = 0; h < H; h++) dst[o + h] += src[i + h]
     }
-  return out
 }
 
 /** A real copy (a fresh buffer and tensor id), where Identity now shares (see below). */

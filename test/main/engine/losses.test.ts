@@ -52,26 +52,30 @@ const logSoftmax = (row: number[]): number[] => {
   return row.map((v) => v - lse)
 }
 
+// B = 2, T = 3, V = 3; targets (b0, t0) -> 2, (b0, t1) -> 1, (b1, t1) -> 0; (b1, t0) is ignored
+const CE_CASE = {
+  logits: [
+    [
+      [1, 0, -1],
+      [0, 2, 0],
+      [5, 5, 5],
+    ],
+    [
+      [0.5, 0.5, 3],
+      [-1, 1, 0],
+      [9, 9, 9],
+    ],
+  ],
+  labels: [
+    [7, 2, 1],
+    [7, -100, 0],
+  ],
+}
+
 describe('causal-LM cross-entropy', () => {
   it('position t predicts labels[t+1]; the mean over targets that are not -100', () => {
     expect(IGNORE_INDEX).toBe(-100)
-    // B = 2, T = 3, V = 3
-    const logits = [
-      [
-        [1, 0, -1],
-        [0, 2, 0],
-        [5, 5, 5],
-      ],
-      [
-        [0.5, 0.5, 3],
-        [-1, 1, 0],
-        [9, 9, 9],
-      ],
-    ]
-    const labels = [
-      [7, 2, 1],
-      [7, -100, 0],
-    ]
+    const { logits, labels } = CE_CASE
     tf.tidy(() => {
       const r = causalLmLoss(tf.tensor3d(logits), labels)
       // targets: (b0, t0) → 2, (b0, t1) → 1, (b1, t1) → 0; (b1, t0) is ignored; the last position predicts nothing
@@ -82,22 +86,7 @@ describe('causal-LM cross-entropy', () => {
   })
 
   it('its gradient is (softmax - one-hot) / targets on rows with a target, 0 elsewhere, on cpu and on wasm', async () => {
-    const logits = [
-      [
-        [1, 0, -1],
-        [0, 2, 0],
-        [5, 5, 5],
-      ],
-      [
-        [0.5, 0.5, 3],
-        [-1, 1, 0],
-        [9, 9, 9],
-      ],
-    ]
-    const labels = [
-      [7, 2, 1],
-      [7, -100, 0],
-    ]
+    const { logits, labels } = CE_CASE
     // targets: (b0, t0) -> 2, (b0, t1) -> 1, (b1, t1) -> 0
     const targetOf = (b: number, t: number): number | undefined =>
       (({ '0,0': 2, '0,1': 1, '1,1': 0 }) as Record<string, number>)[`${b},${t}`]
