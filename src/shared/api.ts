@@ -100,8 +100,6 @@ export interface ModelInfo {
   routerType: RouterType
   /** Vocabulary size (ln of it is the loss of a uniform guess). */
   vocabSize?: number
-  /** The model's own training capacity factor (null: dropless). */
-  capacityFactorTrain?: number | null
   /** The value of each MoE knob of the run config when a run leaves it empty (the model's own). */
   knobDefaults?: Record<MoeKnob, KnobValue>
   params: {

@@ -189,7 +189,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       trainRows: ds.split.train,
       totalParams: info.params.total,
       vocabSize: info.vocabSize ?? 0,
-      modelCapacityFactor: info.capacityFactorTrain ?? null,
+      modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
     })
   })
 
