@@ -49,6 +49,9 @@ export interface WorkbenchBridge {
   experts: {
     analyze: WorkbenchApi['experts.analyze']
   }
+  eval: {
+    run: WorkbenchApi['eval.run']
+  }
   tasks: {
     cancel(taskId: string): Promise<boolean>
   }
@@ -99,6 +102,9 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
     },
     experts: {
       analyze: (args) => invoke('experts.analyze', args),
+    },
+    eval: {
+      run: (args) => invoke('eval.run', args),
     },
     tasks: {
       cancel: (taskId: string) => invoke('tasks.cancel', { taskId }),

@@ -15,6 +15,8 @@ import type {
   WorkbenchEvent,
 } from '../../src/shared/api'
 import type { WorkbenchBridge } from '../../src/shared/bridge'
+import { ApiError } from '../../src/shared/api'
+import type { EvalReport } from '../../src/shared/runs'
 import type { DatasetManifest, InspectResult } from '../../src/shared/dataset'
 import { runConfigSchema } from '../../src/shared/runConfig'
 import { autoRunConfig } from '../../src/shared/autoConfig'
@@ -338,6 +340,11 @@ export function fakeBridge() {
       delete: vi.fn(async (_args: { id: string }) => undefined),
     },
     experts: { analyze: vi.fn(async (args: { model: string; taskId?: string }) => ({ ...expertAnalysis, model: args.model })) },
+    eval: {
+      run: vi.fn(async (): Promise<EvalReport> => {
+        throw new ApiError('failed', 'eval.run is not faked: the screens read evaluations from the run')
+      }),
+    },
     tasks: { cancel: vi.fn(async (_taskId: string) => true) },
     onEvent: vi.fn((listener: (e: WorkbenchEvent) => void) => {
       listeners.add(listener)
