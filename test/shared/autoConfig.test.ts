@@ -155,3 +155,65 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(() => autoRunConfig(large({ trainRows: 0 }))).toThrow(/no training rows: import a dataset/)
   })
 })
+
+describe('the Quick preset at its boundaries', () => {
+  const small = (over: Partial<AutoInput> = {}): AutoInput => large({ model: { totalParams: 10e6, maxPositions: 4096, hasSharedExpert: false }, ...over })
+  const why = (a: ReturnType<typeof autoRunConfig>, path: string): string => a.choices.find((c) => c.path === path)!.why
+  const holds = (a: ReturnType<typeof autoRunConfig>): void => {
+    for (const choice of a.choices) {
+      const value = choice.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], a.config)
+      expect(value, choice.path).toEqual(choice.value)
+      expect(choice.why.length, choice.path).toBeGreaterThan(10)
+    }
+  }
+
+  it('one training row is enough', () => {
+    expect(autoRunConfig(large({ trainRows: 1 })).config.batchSize).toBe(1)
+  })
+
+  it('full fine-tuning up to FULL_LIMIT parameters, the higher rate up to 20 M', () => {
+    const atLimit = autoRunConfig(large({ model: { totalParams: FULL_LIMIT, maxPositions: 4096, hasSharedExpert: false } }))
+    expect(atLimit.config.method).toBe('full')
+    expect(atLimit.config.optimizer.lr).toBe(1e-3)
+    expect(why(atLimit, 'method')).toMatch(/\(100\.0 M parameters\)/)
+    const at20 = autoRunConfig(small({ model: { totalParams: 20e6, maxPositions: 4096, hasSharedExpert: false } }))
+    expect(at20.config.optimizer.lr).toBe(3e-3)
+    expect(why(at20, 'optimizer.lr')).toMatch(/pretrained at about this rate/)
+    expect(why(atLimit, 'optimizer.lr')).toMatch(/tens of millions/)
+    expect(why(autoRunConfig(small({ model: { totalParams: 5e5, maxPositions: 4096, hasSharedExpert: false } })), 'method')).toMatch(/\(500 k parameters\)/)
+    const lora = autoRunConfig(large({ model: { totalParams: 1e9, maxPositions: 4096, hasSharedExpert: false } }))
+    expect(lora.config.method).toBe('lora')
+    expect(why(lora, 'method')).toMatch(/\(1\.0 B parameters\)/)
+    holds(lora)
+    holds(atLimit)
+  })
+
+  it('500 rows still count as few (rank 16, no weight decay); 501 do not', () => {
+    const few = autoRunConfig(large({ trainRows: 500 }))
+    expect(few.config.lora.rank).toBe(16)
+    expect(few.config.optimizer.weightDecay).toBe(0)
+    expect(why(few, 'lora.rank')).toMatch(/rank 16/)
+    holds(few)
+    const more = autoRunConfig(large({ trainRows: 501 }))
+    expect(more.config.lora.rank).toBe(8)
+    expect(more.config.optimizer.weightDecay).toBe(0.01)
+    expect(more.choices.some((c) => c.path === 'optimizer.weightDecay')).toBe(false)
+  })
+
+  it('a batch is a quarter of the rows up to 8; 2000 rows still get whole epochs counted', () => {
+    expect(autoRunConfig(small({ trainRows: 12 })).config.batchSize).toBe(3)
+    const at2000 = autoRunConfig(small({ trainRows: 2000 }))
+    expect(at2000.config.epochs).toBe(1)
+    expect(why(at2000, 'epochs')).toBe('one pass over 2000 rows is already 250 steps')
+    expect(why(autoRunConfig(small({ trainRows: 2001 })), 'epochs')).toMatch(/^2001 rows: one pass/)
+  })
+
+  it('reads a quarter more than the longest row, rounded up to a power of two; says when rows are cut', () => {
+    expect(autoRunConfig(small({ tokens: { median: 30, p95: 50, max: 60, measured: true } })).config.data.maxLength).toBe(128)
+    const exact = autoRunConfig(small({ tokens: { median: 30, p95: 50, max: 4096, measured: true } }))
+    expect(exact.config.data.maxLength).toBe(4096)
+    expect(why(exact, 'data.maxLength')).toBe('the longest row is 4096 tokens')
+    const cut = autoRunConfig(small({ tokens: { median: 30, p95: 50, max: 5000, measured: false } }))
+    expect(why(cut, 'data.maxLength')).toBe('the longest row is about 5000 tokens (longer rows are cut: the model reads at most 4096)')
+  })
+})

@@ -205,3 +205,98 @@ describe('the words', () => {
     )
   })
 })
+
+describe('the rules at their edges', () => {
+  const ctx = { trainRows: 36, totalParams: 2.7e6, vocabSize: 1200, modelCapacityFactor: null }
+  const advice = (c: RunConfigInput, over: Partial<GuidanceContext> = {}) => preflight(validateRunConfig(c), { ...ctx, ...over })
+
+  it('each preflight advice in full: tone and the value to try', () => {
+    expect(advice({ optimizer: { lr: 1 } })[0]).toMatchObject({ id: 'lr-high', tone: 'danger', suggest: { path: 'optimizer.lr', value: 3e-3 } })
+    const low = advice({ method: 'lora', optimizer: { lr: 1e-6 } })
+    expect(low).toEqual([
+      {
+        id: 'lr-low',
+        tone: 'warn',
+        message:
+          'Learning rate 1.0e-6 is 200× below what LoRA usually takes (2.0e-4): the weights will barely move and the loss will stay where it starts.',
+        suggest: { path: 'optimizer.lr', value: 2e-4 },
+      },
+    ])
+    expect(advice({ optimizer: { lr: 1000 } })[0].message).toMatch(/^Learning rate 1\.0e\+3 is /)
+    expect(advice({ maxSteps: 2, batchSize: 4, gradAccumulation: 3 })).toEqual([
+      {
+        id: 'steps-under-epoch',
+        tone: 'warn',
+        message: '2 steps see 67% of the 36 training rows once (an epoch is 3 steps): the rest are never trained on.',
+        suggest: { path: 'maxSteps', value: 3 },
+      },
+    ])
+    expect(advice({}, { modelCapacityFactor: 0.5 })[0]).toMatchObject({ id: 'capacity-drops', tone: 'warn', suggest: { path: 'moe.capacityFactorTrain', value: 1.25 } })
+    expect(advice({ moe: { capacityFactorTrain: 'dropless' } }, { modelCapacityFactor: 0.5 })).toEqual([])
+    expect(advice({ gradClip: 0, optimizer: { lr: 3e-3 } }, { totalParams: 50e6 })).toEqual([
+      {
+        id: 'no-clip',
+        tone: 'info',
+        message: 'Gradient clipping is off with a high learning rate: one bad batch can throw the weights far; 1.0 is the usual clip.',
+        suggest: { path: 'gradClip', value: 1 },
+      },
+    ])
+  })
+
+  it('numbers in words: plain from 0.01 to below 1000, exponent outside', () => {
+    const nan = (lr: number) => read([...curve(5, () => 3), step(6, NaN)], [], { gradClip: 1, optimizer: { lr } })[0].message
+    expect(nan(0.01)).toContain('(now 0.01; clipping at 1 is already on)')
+    expect(nan(999)).toContain('(now 999;')
+    expect(nan(1000)).toContain('(now 1.0e+3;')
+  })
+
+  it('not learning: judged after enough of the run, with a vocabulary of at least 2', () => {
+    const stuck = (n: number, total: number, vocab = 1200) =>
+      interpretCurves(curve(n, () => Math.log(vocab), { totalSteps: total }), [], validateRunConfig({}), { vocabSize: vocab }).map((a) => a.id)
+    expect(stuck(20, 100)).toEqual(['not-learning'])
+    expect(stuck(19, 100)).toEqual([])
+    expect(stuck(30, 1000)).toEqual([]) // 10% of 1000 steps, at least 20 and at most 50: 50
+    expect(stuck(50, 1000)).toEqual(['not-learning'])
+    expect(stuck(20, 100, 2)).toEqual(['not-learning'])
+    const advice = interpretCurves(curve(20, () => Math.log(1200)), [], validateRunConfig({ optimizer: { lr: 3e-4 } }), { vocabSize: 1200 })[0]
+    expect(advice).toMatchObject({ tone: 'warn', suggest: { path: 'optimizer.lr', value: 3e-3 } })
+  })
+
+  it('flat: the first ten steps against the last ten', () => {
+    const flat = (f: (i: number) => number, n = 60) => read(curve(n, f))
+    // high start, lower middle, last ten back up but below the start: it did fall
+    expect(flat((i) => (i <= 10 ? 6 : i <= 50 ? 3 : 4))).toEqual([])
+    // a dip in the middle, the last ten as high as the first: flat
+    expect(flat((i) => (i <= 10 ? 5 : i <= 50 ? 3 : 4.95)).map((a) => a.id)).toEqual(['flat'])
+    expect(flat(() => 3, 50).map((a) => a.id)).toEqual(['flat'])
+    expect(flat(() => 3)[0]).toMatchObject({ tone: 'warn', suggest: { path: 'optimizer.lr', value: 9e-4 } })
+  })
+
+  it('overfitting: the training loss over the ten steps up to each evaluation', () => {
+    const evals = [ev(10, 1.0), ev(20, 0.9), ev(30, 1.0)]
+    // training flat but for a spike at step 20: over 11-20 it is higher than over 21-30, so it "kept falling"
+    const spikeAt = (s: number) => curve(30, (i) => (i === s ? 50 : 1))
+    const over = read(spikeAt(20), evals)
+    expect(over.map((a) => a.id)).toEqual(['overfitting'])
+    expect(over[0]).toMatchObject({ tone: 'warn', suggest: { path: 'earlyStopping.patience', value: 2 } })
+    expect(over[0].message).toContain('best checkpoint was step 20')
+    // a spike on the last step: training did not keep falling
+    expect(read(spikeAt(30), evals)).toEqual([])
+    // training flat: not the pattern
+    expect(read(curve(30, () => 1), evals)).toEqual([])
+    // two equally good evaluations: the earlier is the best
+    const tie = read(spikeAt(20), [ev(10, 0.9), ev(20, 0.9), ev(30, 1.0)])
+    expect(tie.map((a) => a.id)).toEqual([])
+  })
+
+  it('dropping: the advice in full', () => {
+    expect(read(curve(10, () => 3, { droppedFraction: 0.2 }))).toEqual([
+      {
+        id: 'dropping',
+        tone: 'warn',
+        message: '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
+        suggest: { path: 'moe.capacityFactorTrain', value: 'dropless' },
+      },
+    ])
+  })
+})

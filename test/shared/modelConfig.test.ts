@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { countParams, fromHfConfig, paramSpecs, sparseLayers, toHfConfig, validateMoeConfig } from '../../src/shared/modelConfig'
+import { countParams, fromHfConfig, hfConfigJson, paramSpecs, sparseLayers, toHfConfig, validateMoeConfig } from '../../src/shared/modelConfig'
 
 const FIX = join(__dirname, '../fixtures/moe-reference')
 const hf = (family: string): Record<string, unknown> => JSON.parse(readFileSync(join(FIX, family, 'config.json'), 'utf8'))
@@ -178,5 +178,279 @@ describe('validateMoeConfig', () => {
     expect(() => validateMoeConfig({ ...base, expertDropout: 1.5 })).toThrow(/expertDropout/)
     expect(() => validateMoeConfig({ ...base, headDim: 3 })).toThrow(/headDim/)
     expect(() => validateMoeConfig({ ...base, family: 'gpt2' })).toThrow(/family/)
+  })
+})
+
+describe('validateMoeConfig: each cross-field rule names its field and what to set', () => {
+  const base = {
+    family: 'mixtral',
+    vocabSize: 10,
+    hiddenSize: 8,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 4,
+    intermediateSize: 8,
+    expertIntermediateSize: 8,
+    numExperts: 4,
+    topK: 2,
+    normTopkProb: true,
+  }
+  const message = (input: unknown): string => {
+    try {
+      validateMoeConfig(input)
+    } catch (e) {
+      return (e as Error).message
+    }
+    return 'accepted'
+  }
+
+  it('one message per rule, exactly', () => {
+    expect(message({ ...base, numKvHeads: 3 })).toBe('invalid model config: numKvHeads: numKvHeads 3 must divide numHeads 4')
+    expect(message({ ...base, headDim: 5 })).toBe('invalid model config: headDim: headDim 5 must be even for rotary embeddings')
+    expect(message({ ...base, topK: 5 })).toBe('invalid model config: topK: topK 5 exceeds numExperts 4')
+    expect(message({ ...base, router: { type: 'switch' } })).toBe(
+      'invalid model config: topK: the switch router is top-1; set topK to 1 (got 2)',
+    )
+    expect(message({ ...base, family: 'qwen2_moe', mlpOnlyLayers: [2] })).toBe(
+      'invalid model config: mlpOnlyLayers: layer 2 does not exist (numLayers 2)',
+    )
+    expect(message({ ...base, qkNorm: 'head' })).toBe('invalid model config: qkNorm: mixtral has no q/k norm; set qkNorm "none"')
+    expect(message({ ...base, family: 'olmoe' })).toBe('invalid model config: qkNorm: olmoe always normalises q and k; set qkNorm "projection"')
+    expect(message({ ...base, oBias: true })).toBe('invalid model config: oBias: an output-projection bias is an olmoe or qwen3_moe feature, not mixtral')
+    expect(message({ ...base, family: 'qwen3_moe', qkNorm: 'head', oBias: true })).toBe(
+      'invalid model config: oBias: qwen3_moe attention_bias puts a bias on q, k, v and o together',
+    )
+    expect(message({ ...base, sharedExpertIntermediateSize: 8 })).toBe(
+      'invalid model config: sharedExpertIntermediateSize: a shared expert is a qwen2_moe feature, not mixtral',
+    )
+  })
+
+  it('the limits themselves are allowed', () => {
+    expect(message({ ...base, topK: 4 })).toBe('accepted')
+    expect(message({ ...base, family: 'qwen2_moe', mlpOnlyLayers: [1] })).toBe('accepted')
+    expect(message({ ...base, family: 'olmoe', qkNorm: 'projection', oBias: true, qkvBias: true })).toBe('accepted')
+    expect(message({ ...base, family: 'qwen3_moe', qkNorm: 'head', oBias: true, qkvBias: true })).toBe('accepted')
+    expect(message({ ...base, family: 'qwen2_moe', sharedExpertIntermediateSize: 8 })).toBe('accepted')
+  })
+
+  it('several problems in one message, unknown keys by their path, a non-object at the root', () => {
+    expect(message({ ...base, numKvHeads: 3, headDim: 5 })).toBe(
+      'invalid model config: numKvHeads: numKvHeads 3 must divide numHeads 4; headDim: headDim 5 must be even for rotary embeddings',
+    )
+    expect(message({ ...base, router: { typ: 'switch' } })).toMatch(/^invalid model config: router\.typ: unknown field "typ" \(did you mean "type"\?\)/)
+    expect(message('mixtral')).toMatch(/^invalid model config: \(root\): /)
+  })
+})
+
+describe('which layers are sparse', () => {
+  const c = (over: object) =>
+    validateMoeConfig({
+      family: 'qwen2_moe',
+      vocabSize: 10,
+      hiddenSize: 8,
+      numLayers: 6,
+      numHeads: 2,
+      numKvHeads: 2,
+      headDim: 4,
+      intermediateSize: 8,
+      expertIntermediateSize: 4,
+      numExperts: 4,
+      topK: 2,
+      normTopkProb: false,
+      ...over,
+    })
+  it("every layer by default; HF's (i + 1) % decoder_sparse_step rule; mlp_only_layers dense", () => {
+    expect(sparseLayers(c({}))).toEqual([0, 1, 2, 3, 4, 5])
+    expect(sparseLayers(c({ decoderSparseStep: 3 }))).toEqual([2, 5])
+    expect(sparseLayers(c({ decoderSparseStep: 2, mlpOnlyLayers: [3] }))).toEqual([1, 5])
+  })
+})
+
+describe('HF config.json: what each family reads, and what it ignores', () => {
+  it('messages name the file and the field', () => {
+    const message = (f: () => unknown): string => {
+      try {
+        f()
+      } catch (e) {
+        return (e as Error).message
+      }
+      return 'accepted'
+    }
+    expect(message(() => fromHfConfig({}))).toBe('config.json: "model_type" is missing; expected one of mixtral, qwen2_moe, olmoe, qwen3_moe')
+    expect(message(() => fromHfConfig({ model_type: 'gpt2' }))).toBe(
+      'config.json: model_type "gpt2" is not supported; supported families: mixtral, qwen2_moe, olmoe, qwen3_moe',
+    )
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 }))).toBe('config.json: topK: topK 9 exceeds numExperts 4')
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: Infinity }))).toBe('config.json: "hidden_size" must be a number (got null)')
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: null }))).toBe('config.json: "hidden_size" must be a number (got null)')
+  })
+
+  it('null or undefined means "take the default"', () => {
+    const m = fromHfConfig({
+      ...hf('mixtral'),
+      num_key_value_heads: null,
+      rope_theta: undefined,
+      rope_parameters: undefined,
+      router_aux_loss_coef: null,
+      tie_word_embeddings: null,
+    })
+    expect(m).toMatchObject({ numKvHeads: 4, ropeTheta: 1e6, routerAuxLossCoef: 0.02, tieWordEmbeddings: false })
+    expect(fromHfConfig({ ...hf('olmoe'), router_aux_loss_coef: null, max_position_embeddings: null })).toMatchObject({
+      routerAuxLossCoef: 0.001,
+      maxPositionEmbeddings: 4096,
+    })
+    expect(fromHfConfig({ ...hf('qwen2_moe'), qkv_bias: null }).qkvBias).toBe(true)
+    expect(fromHfConfig({ ...hf('qwen3_moe'), attention_bias: null })).toMatchObject({ qkvBias: false, oBias: false })
+  })
+
+  it("family-specific keys are read only for their family (as transformers' config classes do)", () => {
+    const extra = {
+      norm_topk_prob: false,
+      shared_expert_intermediate_size: 8,
+      mlp_only_layers: [0],
+      decoder_sparse_step: 2,
+      qkv_bias: true,
+      attention_bias: true,
+      clip_qkv: 8,
+      use_sliding_window: true,
+      max_window_layers: 1,
+    }
+    expect(fromHfConfig({ ...hf('mixtral'), ...extra })).toMatchObject({
+      normTopkProb: true,
+      sharedExpertIntermediateSize: 0,
+      mlpOnlyLayers: [],
+      decoderSparseStep: 1,
+      qkvBias: false,
+      oBias: false,
+      clipQkv: null,
+      maxWindowLayers: 0,
+    })
+    expect(fromHfConfig({ ...hf('olmoe'), clip_qkv: 8, attention_bias: true })).toMatchObject({ clipQkv: 8, qkvBias: true, oBias: true })
+    expect(fromHfConfig({ ...hf('qwen2_moe'), sliding_window: 8 }).slidingWindow).toBeNull()
+    expect(fromHfConfig({ ...hf('qwen3_moe'), use_sliding_window: true, sliding_window: 8, max_window_layers: 1 })).toMatchObject({
+      slidingWindow: 8,
+      maxWindowLayers: 0,
+    })
+  })
+
+  it('reads the optional training and token fields', () => {
+    const c = fromHfConfig({
+      ...hf('mixtral'),
+      router_jitter_noise: 0.1,
+      attention_dropout: 0.25,
+      bos_token_id: 3,
+      [`moe_workbench`]: { hash_seed: 7, hidden_dropout: 0.2, token_drop: 0.15 },
+    })
+    expect(c).toMatchObject({ attentionDropout: 0.25, bosTokenId: 3, hiddenDropout: 0.2, tokenDrop: 0.15 })
+    expect(c.router).toMatchObject({ jitter: 0.1, hashSeed: 7 })
+    expect(fromHfConfig({ ...hf('mixtral'), moe_workbench: { router_jitter: 0.05 }, router_jitter_noise: 0.1 }).router.jitter).toBe(0.05)
+  })
+
+  it('writes what transformers expects of each family', () => {
+    const arch = (family: string, over: object = {}): Record<string, unknown> => toHfConfig({ ...fromHfConfig(hf(family)), ...over })
+    for (const [family, cls] of [
+      ['mixtral', 'MixtralForCausalLM'],
+      ['qwen2_moe', 'Qwen2MoeForCausalLM'],
+      ['olmoe', 'OlmoeForCausalLM'],
+      ['qwen3_moe', 'Qwen3MoeForCausalLM'],
+    ]) {
+      expect(arch(family), family).toMatchObject({
+        architectures: [cls],
+        model_type: family,
+        hidden_act: 'silu',
+        output_router_logits: false,
+        use_cache: true,
+      })
+    }
+    expect(arch('qwen2_moe')).toMatchObject({ use_sliding_window: false, max_window_layers: 2, sliding_window: null })
+    expect(arch('qwen2_moe', { slidingWindow: 8, maxWindowLayers: 1 })).toMatchObject({
+      use_sliding_window: true,
+      sliding_window: 8,
+      max_window_layers: 1,
+    })
+    expect(arch('qwen3_moe')).toMatchObject({ use_sliding_window: false })
+    expect(arch('qwen3_moe', { slidingWindow: 8 })).toMatchObject({ use_sliding_window: true, sliding_window: 8 })
+    expect(arch('olmoe', { clipQkv: 4 })).toMatchObject({ clip_qkv: 4 })
+  })
+
+  it('config.json text: float fields keep a decimal point, integers stay integers', () => {
+    const text = hfConfigJson({ ...fromHfConfig(hf('mixtral')), ropeTheta: 1e6, routerAuxLossCoef: 0, clipQkv: null })
+    expect(text).toContain('"rope_theta": 1000000.0,')
+    expect(text).toContain('"router_aux_loss_coef": 0.0,')
+    expect(text).toMatch(/"vocab_size": \d+,/)
+    expect(text).toMatch(/"hidden_size": \d+,/)
+    expect(text.endsWith('}\n')).toBe(true)
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(toHfConfig({ ...fromHfConfig(hf('mixtral')), ropeTheta: 1e6, routerAuxLossCoef: 0 }))))
+  })
+})
+
+describe('paramSpecs: what each tensor is', () => {
+  const c = validateMoeConfig({
+    family: 'qwen2_moe',
+    vocabSize: 10,
+    hiddenSize: 8,
+    numLayers: 2,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 4,
+    intermediateSize: 12,
+    expertIntermediateSize: 6,
+    numExperts: 2,
+    topK: 1,
+    sharedExpertIntermediateSize: 5,
+    mlpOnlyLayers: [0],
+    qkvBias: true,
+    normTopkProb: false,
+    router: { type: 'noisy_topk' },
+  })
+  const specs = paramSpecs(c)
+  const byName = new Map(specs.map((s) => [s.name, s]))
+
+  it('kinds, layers and experts of every tensor', () => {
+    const rules: [RegExp, string][] = [
+      [/^model\.embed_tokens\.weight$/, 'embed'],
+      [/^lm_head\.weight$/, 'lm_head'],
+      [/norm\.weight$/, 'norm'],
+      [/self_attn\.[qkvo]_proj\.weight$/, 'attn'],
+      [/self_attn\.[qkvo]_proj\.bias$/, 'attn_bias'],
+      [/mlp\.gate\.weight$/, 'router'],
+      [/mlp\.noise_gate\.weight$/, 'router_noise'],
+      [/mlp\.experts\.\d+\./, 'expert'],
+      [/mlp\.shared_expert\./, 'shared_expert'],
+      [/mlp\.shared_expert_gate\.weight$/, 'shared_expert_gate'],
+      [/layers\.0\.mlp\.(gate|up|down)_proj\.weight$/, 'dense_mlp'],
+    ]
+    for (const s of specs) {
+      const rule = rules.find(([re]) => re.test(s.name))
+      expect(rule, s.name).toBeDefined()
+      expect(s.kind, s.name).toBe(rule![1])
+      const layer = /layers\.(\d+)\./.exec(s.name)
+      expect(s.layer, s.name).toBe(layer ? Number(layer[1]) : undefined)
+      const expert = /experts\.(\d+)\./.exec(s.name)
+      expect(s.expert, s.name).toBe(expert ? Number(expert[1]) : undefined)
+    }
+    expect(new Set(specs.map((s) => s.kind)).size).toBe(rules.length)
+  })
+
+  it('shapes of the parts that vary by config', () => {
+    expect(byName.get('model.layers.1.mlp.noise_gate.weight')?.shape).toEqual([2, 8])
+    expect(byName.get('model.layers.1.mlp.shared_expert_gate.weight')?.shape).toEqual([1, 8])
+    expect(byName.get('model.layers.0.mlp.gate_proj.weight')?.shape).toEqual([12, 8])
+    expect(byName.get('model.layers.0.mlp.down_proj.weight')?.shape).toEqual([8, 12])
+    expect(byName.get('model.layers.0.self_attn.q_proj.bias')?.shape).toEqual([8])
+    expect(byName.get('model.layers.0.self_attn.v_proj.bias')?.shape).toEqual([4])
+    const o = validateMoeConfig({ ...c, family: 'olmoe', qkNorm: 'projection', oBias: true, sharedExpertIntermediateSize: 0 })
+    const oSpecs = new Map(paramSpecs(o).map((s) => [s.name, s]))
+    expect(oSpecs.get('model.layers.0.self_attn.o_proj.bias')).toEqual({ name: 'model.layers.0.self_attn.o_proj.bias', shape: [8], kind: 'attn_bias', layer: 0 })
+    expect(oSpecs.get('model.layers.0.self_attn.k_norm.weight')?.shape).toEqual([4])
+  })
+
+  it('counts: experts, and active = the rest plus top-k experts per sparse layer', () => {
+    const { total, experts, active } = countParams(c)
+    expect(total).toBe(specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0))
+    // one sparse layer (layer 1): 2 experts of 3 · 8 · 6
+    expect(experts).toBe(2 * 3 * 8 * 6)
+    expect(active).toBe(total - experts + 1 * 3 * 8 * 6)
   })
 })

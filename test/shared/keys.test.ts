@@ -1,0 +1,65 @@
+/** "Did you mean": edit distance, the closest valid key, and the keys a schema accepts at a path. */
+import { describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { closestKey, editDistance, keysAt, unknownKeysMessage } from '../../src/shared/keys'
+
+describe('editDistance (optimal string alignment)', () => {
+  it('counts inserts, deletes, substitutions, and an adjacent swap as one', () => {
+    expect(editDistance('', 'abc')).toBe(3)
+    expect(editDistance('abc', '')).toBe(3)
+    expect(editDistance('a', 'b')).toBe(1)
+    expect(editDistance('ab', 'ba')).toBe(1)
+    expect(editDistance('abcd', 'acbd')).toBe(1)
+    expect(editDistance('ca', 'abc')).toBe(3)
+    expect(editDistance('same', 'same')).toBe(0)
+  })
+})
+
+describe('closestKey', () => {
+  it('the first of equally close keys, within a third of the length', () => {
+    expect(closestKey('ab', ['ac', 'ad'])).toBe('ac')
+    expect(closestKey('abcdefgh', ['abcdefxy'])).toBe('abcdefxy') // 2 edits of 8 characters
+    expect(closestKey('abcdefgh', ['abcdexyz'])).toBeUndefined() // 3 edits
+    expect(closestKey('ab', ['xy'])).toBeUndefined()
+    expect(closestKey('a', ['b'])).toBe('b') // at least one edit is always allowed
+  })
+
+  it("another tool's name maps to ours only when ours is valid here", () => {
+    expect(closestKey('learning_rate', ['lr', 'epochs'])).toBe('lr')
+    expect(closestKey('learning_rate', ['epochs'])).toBeUndefined()
+    expect(closestKey('Batch-Size', ['batchSize'])).toBe('batchSize')
+  })
+})
+
+describe('keysAt', () => {
+  const schema = z
+    .strictObject({
+      a: z.strictObject({ b: z.number(), c: z.strictObject({ d: z.string() }).nullable() }).optional(),
+      p: z.strictObject({ q: z.number() }).prefault({ q: 1 }),
+      n: z.number(),
+    })
+    .default({ n: 1, p: { q: 1 } })
+
+  it('reads through defaults, optionals, nullables and prefaults', () => {
+    expect(keysAt(schema, [])).toEqual(['a', 'p', 'n'])
+    expect(keysAt(schema, ['a'])).toEqual(['b', 'c'])
+    expect(keysAt(schema, ['a', 'c'])).toEqual(['d'])
+    expect(keysAt(schema, ['p'])).toEqual(['q'])
+  })
+
+  it('nothing where the path leaves the objects', () => {
+    expect(keysAt(schema, ['n'])).toBeUndefined()
+    expect(keysAt(schema, ['zz'])).toBeUndefined()
+    expect(keysAt(schema, ['a', 'b', 'x'])).toBeUndefined()
+    expect(keysAt(schema, [0])).toBeUndefined()
+    expect(keysAt(undefined, [])).toBeUndefined()
+    expect(keysAt(undefined, ['a'])).toBeUndefined()
+  })
+
+  it('messages: a hint, else the valid fields, else just the name; several joined', () => {
+    expect(unknownKeysMessage(schema, ['a'], ['bb'])).toBe('unknown field "bb" (did you mean "b"?)')
+    expect(unknownKeysMessage(schema, ['a'], ['zzzz'])).toBe('unknown field "zzzz"; valid fields here: b, c')
+    expect(unknownKeysMessage(schema, ['n'], ['x'])).toBe('unknown field "x"')
+    expect(unknownKeysMessage(schema, ['a'], ['bb', 'zzzz'])).toBe('unknown field "bb" (did you mean "b"?); unknown field "zzzz"; valid fields here: b, c')
+  })
+})
