@@ -4,20 +4,25 @@ import { METHODS, type WorkbenchEvent } from '../../src/shared/api'
 import { createBridge, type Invoke } from '../../src/shared/bridge'
 
 describe('createBridge', () => {
-  const calls: [string, unknown][] = []
-  const invoke = ((method: string, args: unknown) => {
-    calls.push([method, args])
-    return Promise.resolve(`result of ${method}`)
-  }) as unknown as Invoke
+  // Built inside each test (not at collection time), so mutation testing sees the tests cover it.
+  let calls: [string, unknown][] = []
   let subscribed: ((e: WorkbenchEvent) => void) | null = null
-  const bridge = createBridge(invoke, (listener) => {
-    subscribed = listener
-    return () => {
-      subscribed = null
-    }
-  })
+  const make = () => {
+    calls = []
+    const invoke = ((method: string, args: unknown) => {
+      calls.push([method, args])
+      return Promise.resolve(`result of ${method}`)
+    }) as unknown as Invoke
+    return createBridge(invoke, (listener) => {
+      subscribed = listener
+      return () => {
+        subscribed = null
+      }
+    })
+  }
 
   it('reaches every API method once, with the arguments as given, and returns its result', async () => {
+    const bridge = make()
     const a = { any: 'args' } as never
     const b = bridge
     const results = await Promise.all([
@@ -61,6 +66,7 @@ describe('createBridge', () => {
   })
 
   it('subscribes to events and hands back the unsubscribe', () => {
+    const bridge = make()
     const seen: WorkbenchEvent[] = []
     const off = bridge.onEvent((e) => seen.push(e))
     const event = { type: 'log', level: 'info', message: 'hello' } as unknown as WorkbenchEvent

@@ -22,6 +22,9 @@ describe('closestKey', () => {
     expect(closestKey('abcdefgh', ['abcdexyz'])).toBeUndefined() // 3 edits
     expect(closestKey('ab', ['xy'])).toBeUndefined()
     expect(closestKey('a', ['b'])).toBe('b') // at least one edit is always allowed
+    // the allowance is a third of the shorter name: 3 edits are too many for a 6-letter key, even against a 9-letter one
+    expect(closestKey('abcdef', ['abcdefghi'])).toBeUndefined()
+    expect(closestKey('abcdefghi', ['abcdefghijkl'])).toBe('abcdefghijkl')
   })
 
   it("another tool's name maps to ours only when ours is valid here", () => {
@@ -54,6 +57,9 @@ describe('keysAt', () => {
     expect(keysAt(schema, [0])).toBeUndefined()
     expect(keysAt(undefined, [])).toBeUndefined()
     expect(keysAt(undefined, ['a'])).toBeUndefined()
+    expect(keysAt(schema, ['n', 'x'])).toBeUndefined()
+    // any object with a shape will do (no zod internals needed)
+    expect(keysAt({ shape: { a: { shape: { b: 1 } } } }, ['a'])).toEqual(['b'])
   })
 
   it('messages: a hint, else the valid fields, else just the name; several joined', () => {

@@ -396,18 +396,19 @@ describe('paramSpecs: what each tensor is', () => {
     headDim: 4,
     intermediateSize: 12,
     expertIntermediateSize: 6,
-    numExperts: 2,
-    topK: 1,
+    numExperts: 3,
+    topK: 2,
     sharedExpertIntermediateSize: 5,
     mlpOnlyLayers: [0],
     qkvBias: true,
     normTopkProb: false,
     router: { type: 'noisy_topk' },
   })
-  const specs = paramSpecs(c)
-  const byName = new Map(specs.map((s) => [s.name, s]))
+  // Computed inside each test (not at collection), so mutation testing counts these tests as covering paramSpecs.
+  const specsOf = () => paramSpecs(c)
 
   it('kinds, layers and experts of every tensor', () => {
+    const specs = specsOf()
     const rules: [RegExp, string][] = [
       [/^model\.embed_tokens\.weight$/, 'embed'],
       [/^lm_head\.weight$/, 'lm_head'],
@@ -434,7 +435,8 @@ describe('paramSpecs: what each tensor is', () => {
   })
 
   it('shapes of the parts that vary by config', () => {
-    expect(byName.get('model.layers.1.mlp.noise_gate.weight')?.shape).toEqual([2, 8])
+    const byName = new Map(specsOf().map((s) => [s.name, s]))
+    expect(byName.get('model.layers.1.mlp.noise_gate.weight')?.shape).toEqual([3, 8])
     expect(byName.get('model.layers.1.mlp.shared_expert_gate.weight')?.shape).toEqual([1, 8])
     expect(byName.get('model.layers.0.mlp.gate_proj.weight')?.shape).toEqual([12, 8])
     expect(byName.get('model.layers.0.mlp.down_proj.weight')?.shape).toEqual([8, 12])
@@ -448,9 +450,9 @@ describe('paramSpecs: what each tensor is', () => {
 
   it('counts: experts, and active = the rest plus top-k experts per sparse layer', () => {
     const { total, experts, active } = countParams(c)
-    expect(total).toBe(specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0))
-    // one sparse layer (layer 1): 2 experts of 3 · 8 · 6
-    expect(experts).toBe(2 * 3 * 8 * 6)
-    expect(active).toBe(total - experts + 1 * 3 * 8 * 6)
+    expect(total).toBe(specsOf().reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0))
+    // one sparse layer (layer 1): 3 experts of 3 · 8 · 6, 2 of them active per token
+    expect(experts).toBe(3 * 3 * 8 * 6)
+    expect(active).toBe(total - experts + 2 * 3 * 8 * 6)
   })
 })
