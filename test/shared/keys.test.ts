@@ -27,6 +27,40 @@ describe('closestKey', () => {
     expect(closestKey('abcdefghi', ['abcdefghijkl'])).toBe('abcdefghijkl')
   })
 
+  it("the names HF Trainer, LLaMA-Factory and axolotl use map to ours", () => {
+    const theirs: [string, string][] = [
+      ['learning_rate', 'lr'],
+      ['LR', 'lr'],
+      ['num_train_epochs', 'epochs'],
+      ['num_epochs', 'epochs'],
+      ['epoch', 'epochs'],
+      ['max_step', 'maxSteps'],
+      ['steps', 'maxSteps'],
+      ['warmup', 'warmupSteps'],
+      ['warmup_ratio', 'warmupSteps'],
+      ['gradient_accumulation_steps', 'gradAccumulation'],
+      ['gradient_accumulation', 'gradAccumulation'],
+      ['per_device_train_batch_size', 'batchSize'],
+      ['micro_batch_size', 'batchSize'],
+      ['max_grad_norm', 'gradClip'],
+      ['cutoff_len', 'maxLength'],
+      ['sequence_len', 'maxLength'],
+      ['lora_alpha', 'alpha'],
+      ['lora_r', 'rank'],
+      ['lora_rank', 'rank'],
+      ['r', 'rank'],
+      ['lora_dropout', 'dropout'],
+      ['lora_target', 'targets'],
+      ['lora_target_modules', 'targets'],
+      ['router_aux_loss_coef', 'auxLossCoef'],
+      ['moe_aux_loss_coef', 'auxLossCoef'],
+      ['router_z_loss_coef', 'zLossCoef'],
+      ['capacity_factor', 'capacityFactorTrain'],
+    ]
+    const valid = [...new Set(theirs.map(([, ours]) => ours))]
+    for (const [name, ours] of theirs) expect(closestKey(name, valid), name).toBe(ours)
+  })
+
   it("another tool's name maps to ours only when ours is valid here", () => {
     expect(closestKey('learning_rate', ['lr', 'epochs'])).toBe('lr')
     expect(closestKey('learning_rate', ['epochs'])).toBeUndefined()

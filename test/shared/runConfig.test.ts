@@ -59,3 +59,119 @@ describe('familyTraits', () => {
     expect(familyTraits('olmoe')).toEqual({ family: 'olmoe', qkNorm: 'projection' })
   })
 })
+
+describe('the run config defaults (what README documents and a bare `train` uses)', () => {
+  const DEFAULTS = {
+    method: 'full',
+    lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] },
+    freeze: { router: false, attention: false, embeddings: false, allExperts: false, experts: {}, trainableLayers: null, trainableParts: null },
+    esft: { enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 },
+    data: { maxLength: 256, truncation: 'right', maskPrompt: true, packing: false },
+    optimizer: { lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false },
+    schedule: { type: 'cosine', warmupSteps: 0, minLrRatio: 0 },
+    batchSize: 8,
+    gradAccumulation: 1,
+    gradClip: 1,
+    seed: 0,
+    maxSteps: null,
+    epochs: 1,
+    evalEvery: 50,
+    evalBatches: 0,
+    earlyStopping: { patience: 0, minDelta: 0 },
+    checkpointEvery: 100,
+    finalEval: { rows: 10 },
+    keepCheckpoints: 3,
+    moe: {
+      capacityFactorTrain: null,
+      capacityFactorEval: null,
+      auxLossCoef: null,
+      zLossCoef: null,
+      importanceLossCoef: null,
+      loadLossCoef: null,
+      routerJitter: null,
+      expertDropout: null,
+      tokenDrop: null,
+      attentionDropout: null,
+      hiddenDropout: null,
+    },
+    offload: { budgetBytes: null, storage: 'lazy' },
+    alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 20 },
+  }
+
+  it('from nothing, and the same from empty sections (each section defaults field by field)', () => {
+    expect(validateRunConfig({})).toEqual(DEFAULTS)
+    const empty = Object.fromEntries(Object.entries(DEFAULTS).filter(([, v]) => v !== null && typeof v === 'object').map(([k]) => [k, {}]))
+    expect(validateRunConfig(empty)).toEqual(DEFAULTS)
+  })
+
+  it('the values each field takes', () => {
+    const ok = (c: object) => message(() => validateRunConfig(c))
+    expect(ok({ lora: { targets: ['router', 'lm_head'] } })).toBe('accepted')
+    expect(ok({ lora: { targets: [] } })).toMatch(/^invalid run config: lora\.targets: /)
+    expect(ok({ freeze: { experts: { '0': [1, 3], '12': [0] } } })).toBe('accepted')
+    for (const key of ['x', '1a', 'a1', '-1', ''])
+      expect(ok({ freeze: { experts: { [key]: [1] } } }), key).toMatch(/^invalid run config: freeze\.experts/)
+    expect(ok({ freeze: { trainableParts: ['experts', 'router'] } })).toBe('accepted')
+    expect(ok({ freeze: { trainableParts: [] } })).toMatch(/^invalid run config: freeze\.trainableParts: /)
+    expect(ok({ esft: { score: 'token_share' } })).toBe('accepted')
+    expect(ok({ esft: { score: 'gate' } })).toBe('accepted')
+    expect(ok({ esft: { score: 'entropy' } })).toMatch(/^invalid run config: esft\.score: /)
+    for (const t of ['right', 'left', 'drop']) expect(ok({ data: { truncation: t } }), t).toBe('accepted')
+    expect(ok({ data: { truncation: 'middle' } })).toMatch(/^invalid run config: data\.truncation: /)
+    for (const t of ['cosine', 'linear', 'constant']) expect(ok({ schedule: { type: t } }), t).toBe('accepted')
+    expect(ok({ schedule: { type: 'step' } })).toMatch(/^invalid run config: schedule\.type: /)
+    expect(ok({ optimizer: { betas: [0.8, 0.9] } })).toBe('accepted')
+    expect(ok({ optimizer: { betas: [1, 0.9] } })).toMatch(/^invalid run config: optimizer\.betas\.0: /)
+    expect(ok({ earlyStopping: { minDelta: 0 } })).toBe('accepted')
+    expect(ok({ earlyStopping: { minDelta: -1 } })).toMatch(/^invalid run config: earlyStopping\.minDelta: /)
+    for (const k of ['auxLossCoef', 'zLossCoef', 'importanceLossCoef', 'loadLossCoef']) {
+      expect(ok({ moe: { [k]: 0 } }), k).toBe('accepted')
+      expect(ok({ moe: { [k]: 0.5 } }), k).toBe('accepted')
+      expect(ok({ moe: { [k]: -0.1 } }), k).toMatch(new RegExp(`^invalid run config: moe\\.${k}: `))
+    }
+    expect(ok({ finalEval: { rows: 1000 } })).toBe('accepted')
+    expect(ok({ finalEval: { rows: 1001 } })).toMatch(/^invalid run config: finalEval\.rows: /)
+    expect(ok({ offload: { storage: 'eager' } })).toMatch(/^invalid run config: offload\.storage: /)
+  })
+})
+
+describe('the new-model presets say what they are', () => {
+  it('labels match the architecture; routers, shared experts and renormalisation as the family has them', async () => {
+    const { MODEL_PRESETS, SMALL_ARCHITECTURE } = await import('../../src/shared/modelPresets')
+    const { validateMoeConfig } = await import('../../src/shared/modelConfig')
+    expect(MODEL_PRESETS.map((p) => p.id)).toEqual(['mixtral-tiny', 'qwen3-moe-tiny', 'qwen2-moe-tiny', 'olmoe-tiny', 'switch', 'hash'])
+    for (const p of MODEL_PRESETS) {
+      const d = p.draft
+      const m = /(\d+) experts, top-(\d+)/.exec(p.label)
+      if (m) expect([d.numExperts, d.topK], p.id).toEqual([Number(m[1]), Number(m[2])])
+      expect(p.label.toLowerCase(), p.id).toContain(d.family === 'qwen2_moe' ? 'qwen2-moe' : d.family === 'qwen3_moe' ? 'qwen3-moe' : d.family === 'olmoe' ? 'olmoe' : d.router === 'softmax_topk' ? 'mixtral' : d.router)
+      expect(d.normTopkProb, p.id).toBe(d.family === 'mixtral' || d.family === 'qwen3_moe')
+      expect(d.sharedExpertIntermediateSize > 0, p.id).toBe(d.family === 'qwen2_moe')
+      expect(d.router === 'softmax_topk' || d.topK === 1, p.id).toBe(true)
+      expect([d.numLayers, d.hiddenSize, d.numHeads], p.id).toEqual([4, 128, 4])
+      const c = validateMoeConfig({
+        ...SMALL_ARCHITECTURE,
+        ...familyTraits(d.family),
+        ...d,
+        intermediateSize: d.expertIntermediateSize,
+        headDim: d.hiddenSize / d.numHeads,
+        vocabSize: 256,
+        router: { type: d.router },
+      })
+      expect(c.router.type, p.id).toBe(d.router)
+    }
+    expect(MODEL_PRESETS.find((p) => p.id === 'switch')!.draft.router).toBe('switch')
+    expect(MODEL_PRESETS.find((p) => p.id === 'hash')!.draft.router).toBe('hash')
+    expect(SMALL_ARCHITECTURE).toEqual({
+      hiddenSize: 128,
+      numLayers: 4,
+      numHeads: 4,
+      numKvHeads: 2,
+      intermediateSize: 256,
+      expertIntermediateSize: 256,
+      numExperts: 8,
+      topK: 2,
+      maxPositionEmbeddings: 1024,
+    })
+  })
+})

@@ -1,6 +1,6 @@
 /** Every payload is validated at the boundary, and a bad one is named: unknown keys with the closest valid one, limits, depth. */
 import { describe, expect, it } from 'vitest'
-import { ApiError, isApiErrorJson, isMethod } from '../../src/shared/api'
+import { ApiError, isApiErrorJson, isMethod, type Method } from '../../src/shared/api'
 import { closestKey, editDistance } from '../../src/shared/keys'
 import { validateMoeConfig } from '../../src/shared/modelConfig'
 import { applyOverrides, validateRunConfig } from '../../src/shared/runConfig'
@@ -174,5 +174,143 @@ describe('ApiError on the wire', () => {
     expect(isApiErrorJson({ code: 'failed', message: 'm', field: 'f' })).toBe(true)
     for (const x of [null, 'failed', 3, { code: 'nope', message: 'm' }, { code: 3, message: 'm' }, { code: 'failed' }, { code: 'failed', message: 'm', field: 3 }])
       expect(isApiErrorJson(x), JSON.stringify(x)).toBe(false)
+  })
+})
+
+describe('every field at its limits: the edge accepted, one step past refused and named', () => {
+  const long = (n: number) => 'x'.repeat(n)
+  const chat = { model: '/m', messages: [{ role: 'user', content: 'hi' }] }
+  const conv = { title: 't', model: '/m', messages: [{ role: 'user', content: 'x' }] }
+  const handoff = { target: 'axolotl', outDir: '/out' }
+  // [method, valid base, field (dotted), accepted value, refused value, the message when it is ours]
+  const cases: [Method, Record<string, unknown>, string, unknown, unknown, string?][] = [
+    ['models.inspect', {}, 'dir', long(4096), long(4097), 'is too long'],
+    ['models.inspect', {}, 'dir', ' /m ', 'a\0b', 'must not contain NUL characters'],
+    ['runs.get', {}, 'id', long(200), long(201), 'is too long'],
+    ['runs.get', {}, 'id', 'a.b_c-9', '', 'must not be empty'],
+    ['runs.get', {}, 'id', 'Z9', '-lead', 'must be letters, digits, ".", "_" or "-"'],
+    ['runs.get', {}, 'id', 'a', 'a/b', 'must be letters, digits, ".", "_" or "-"'],
+    ['runs.get', {}, 'id', 'a', 'a b', 'must be letters, digits, ".", "_" or "-"'],
+    ['models.link', { dir: '/m' }, 'name', long(200), long(201), 'is too long'],
+    ['models.link', { dir: '/m' }, 'name', 'n', '   ', 'must not be empty'],
+    ['datasets.import', { file: '/d' }, 'name', long(200), long(201), 'is too long'],
+    ['datasets.import', { file: '/d' }, 'name', ' n ', ' ', 'must not be empty'],
+    ['datasets.import', { file: '/d' }, 'split.validation', 0, -0.1, 'must be at least 0'],
+    ['datasets.import', { file: '/d' }, 'split.validation', 0.99, 1, 'must be below 1'],
+    ['datasets.inspect', { file: '/d' }, 'mapping.instruction', 'q', '', 'must name a column'],
+    ['datasets.inspect', { file: '/d' }, 'textUnit', 'paragraph', 'word'],
+    ['datasets.inspect', { file: '/d' }, 'textUnit', 'line', 'sentence'],
+    ['datasets.inspect', { file: '/d' }, 'preview.offset', 0, -1],
+    ['datasets.inspect', { file: '/d' }, 'preview.limit', 1000, 1001],
+    ['datasets.inspect', { file: '/d' }, 'preview.limit', 0, -1],
+    ['models.plan', { dir: '/m' }, 'contextTokens', 0, -1],
+    ['models.create', { name: 'x', config: { family: 'mixtral' } }, 'seed', 0, -1],
+    ['runs.handoff', handoff, 'modelRef', long(4096), long(4097), 'is too long'],
+    ['runs.handoff', handoff, 'modelRef', 'org/model', '  ', 'must not be empty'],
+    ['runs.handoff', handoff, 'nodes', 1, 0],
+    ['runs.handoff', handoff, 'nodes', 4096, 4097],
+    ['runs.handoff', handoff, 'gpusPerNode', 1, 0],
+    ['runs.handoff', handoff, 'gpusPerNode', 64, 65],
+    ['runs.handoff', handoff, 'gpuMemoryGiB', 100_000, 100_001],
+    ['chat.send', chat, 'messages', [{ role: 'system', content: 's' }], [], 'must hold at least one message'],
+    ['chat.send', chat, 'messages.0.content', long(200_000), long(200_001), 'is too long'],
+    ['chat.send', chat, 'messages.0.role', 'assistant', 'tool'],
+    ['chat.send', chat, 'maxNewTokens', 1, 0],
+    ['chat.send', chat, 'maxNewTokens', 8192, 8193],
+    ['chat.send', chat, 'stop', Array(16).fill('x'), Array(17).fill('x')],
+    ['chat.send', chat, 'stop.0', 'x', '', 'must not be empty'],
+    ['chat.send', chat, 'sampling.temperature', 100, 0, 'must be above 0'],
+    ['chat.send', chat, 'sampling.temperature', 100, 101],
+    ['chat.send', chat, 'sampling.topK', 0, -1],
+    ['chat.send', chat, 'sampling.topP', 1, 0, 'must be above 0'],
+    ['chat.send', chat, 'sampling.topP', 1, 1.01],
+    ['chat.send', chat, 'sampling.minP', 0, -0.1],
+    ['chat.send', chat, 'sampling.minP', 0.99, 1, 'must be below 1'],
+    ['chat.send', chat, 'sampling.repetitionPenalty', 10, 0, 'must be above 0'],
+    ['chat.send', chat, 'sampling.repetitionPenalty', 10, 10.5],
+    ['chat.send', chat, 'sampling.seed', 0, -1],
+    ['chat.send', { ...chat, offload: { budgetBytes: 1, storage: 'lazy' } }, 'offload.policy', 'lfu', 'mru'],
+    ['chat.send', { ...chat, offload: { budgetBytes: 1, storage: 'lazy' } }, 'offload.policy', 'lru', 'fifo'],
+    ['chat.send', { ...chat, offload: { budgetBytes: 1, storage: 'lazy' } }, 'offload.contextTokens', 1 << 20, (1 << 20) + 1],
+    ['conversations.save', conv, 'title', long(500), long(501), 'is too long'],
+    ['conversations.save', conv, 'systemPrompt', long(100_000), long(100_001), 'is too long'],
+    ['conversations.save', conv, 'messages.0.role', 'system', 'robot'],
+    ['experts.analyze', { model: '/m' }, 'text', long(1_000_000), long(1_000_001), 'is too long'],
+    ['experts.analyze', { model: '/m' }, 'text', 'x', '', 'must not be empty'],
+    ['experts.analyze', { model: '/m', text: 'x' }, 'maxRows', 10_000, 10_001],
+    ['experts.analyze', { model: '/m', text: 'x' }, 'maxRows', 1, 0],
+    ['eval.run', { run: 'r' }, 'split', 'validation', 'test'],
+    ['eval.run', { run: 'r' }, 'split', 'all', 'every'],
+    ['eval.run', { run: 'r' }, 'split', 'train', 'dev'],
+    ['eval.run', { run: 'r' }, 'limit', 10_000, 10_001],
+    ['eval.run', { run: 'r' }, 'limit', 1, 0],
+    ['tasks.cancel', {}, 'taskId', 't-1', 't 1', 'must be letters, digits, ".", "_" or "-"'],
+    ['chat.cancel', {}, 'requestId', 'r', '', 'must not be empty'],
+    ['conversations.delete', {}, 'id', 'c', '', 'must not be empty'],
+    ['runs.cancel', {}, 'id', 'c', '', 'must not be empty'],
+    ['runs.resume', {}, 'id', 'c', '', 'must not be empty'],
+    ['runs.auto', { model: '/m' }, 'dataset', 'd', '', 'must not be empty'],
+    ['runs.importAdapter', {}, 'dir', '/a', '', 'must not be empty'],
+    ['datasets.cancel', {}, 'file', '/a', '', 'must not be empty'],
+    ['runs.export', { id: 'r' }, 'outDir', '/o', '', 'must not be empty'],
+  ]
+  const set = (base: Record<string, unknown>, field: string, value: unknown): Record<string, unknown> => {
+    const out = structuredClone(base)
+    const path = field.split('.')
+    let node: Record<string, unknown> = out
+    for (const k of path.slice(0, -1)) {
+      if (node[k] === undefined) node[k] = /^\d+$/.test(path[path.indexOf(k) + 1]) ? [] : {}
+      node = node[k] as Record<string, unknown>
+    }
+    node[path[path.length - 1]] = value
+    return out
+  }
+
+  it.each(cases.map((c) => [`${c[0]} ${c[2]}`, ...c] as const))('%s', (_, method, base, field, ok, bad, message) => {
+    expect(() => validateArgs(method, set(base, field, ok))).not.toThrow()
+    const e = refusal(method, set(base, field, bad))
+    expect(e.field).toBe(field)
+    const where = `${method}: ${field}: `
+    expect(e.message.startsWith(where), e.message).toBe(true)
+    // an empty id also breaks the id pattern: "(and 1 more)"
+    if (message) expect(e.message.slice(where.length).replace(/ \(and \d+ more\)$/, '')).toBe(message)
+  })
+
+  it('methods without arguments say so', () => {
+    for (const method of ['system.info', 'datasets.list', 'models.list', 'runs.list', 'conversations.list'] as const) {
+      expect(validateArgs(method, undefined)).toBeUndefined()
+      expect(refusal(method, {}).message).toBe(`${method}: takes no arguments`)
+    }
+  })
+
+  it('every method refuses a field it does not have, by name', () => {
+    const bases: Partial<Record<Method, Record<string, unknown>>> = {
+      'models.inspect': { dir: '/m' },
+      'datasets.cancel': { file: '/f' },
+      'models.plan': { dir: '/m' },
+      'models.link': { dir: '/m' },
+      'runs.auto': { model: '/m', dataset: 'd' },
+      'runs.get': { id: 'r' },
+      'runs.cancel': { id: 'r' },
+      'runs.resume': { id: 'r' },
+      'runs.export': { id: 'r' },
+      'runs.handoff': handoff,
+      'runs.importAdapter': { dir: '/a' },
+      'chat.send': chat,
+      'chat.cancel': { requestId: 'r' },
+      'conversations.save': conv,
+      'conversations.delete': { id: 'c' },
+      'tasks.cancel': { taskId: 't' },
+      'datasets.import': { file: '/d', split: {} },
+    }
+    for (const [method, base] of Object.entries(bases) as [Method, Record<string, unknown>][]) {
+      expect(() => validateArgs(method, base), method).not.toThrow()
+      expect(refusal(method, { ...base, bogus: 1 }).field, method).toBe('bogus')
+    }
+    expect(refusal('datasets.import', { file: '/d', split: { validation: 0.1, bogus: 1 } }).field).toBe('split.bogus')
+    expect(refusal('datasets.inspect', { file: '/d', preview: { bogus: 1 } }).field).toBe('preview.bogus')
+    expect(refusal('chat.send', { ...chat, sampling: { bogus: 1 } }).field).toBe('sampling.bogus')
+    expect(refusal('chat.send', { ...chat, offload: { budgetBytes: 1, storage: 'lazy', bogus: 1 } }).field).toBe('offload.bogus')
+    expect(refusal('chat.send', { ...chat, messages: [{ role: 'user', content: 'x', bogus: 1 }] }).field).toBe('messages.0.bogus')
   })
 })

@@ -110,7 +110,8 @@ describe('LoraAdapters', () => {
     const untouched = 'model.layers.1.self_attn.o_proj.weight'
     expect(maxAbsDiff(merged.get(untouched)!, model.params.get(untouched)!.dataSync())).toBe(0)
 
-    const { tensors, config } = await lora.toPeft('/base')
+    const { tensors: written, config } = await lora.toPeft('/base')
+    const tensors = new Map([...written].map(([n, t]) => [n, { shape: t.shape, data: t.data as Float32Array }]))
     expect(config).toMatchObject({
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',
@@ -123,7 +124,7 @@ describe('LoraAdapters', () => {
       moe_workbench: { targets: ['attention'], modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
     })
     expect((config.target_modules as string[])[0]).toBe('model.layers.0.self_attn.q_proj')
-    expect(tensors.get(peftName(name, 'B'))).toMatchObject({ dtype: 'F32', shape: [8, 2] })
+    expect(written.get(peftName(name, 'B'))).toMatchObject({ dtype: 'F32', shape: [8, 2] })
 
     const fresh = new LoraAdapters(model, cfg({ targets: ['attention'] }), 99)
     fresh.load(tensors)
@@ -133,7 +134,7 @@ describe('LoraAdapters', () => {
     missing.delete(peftName(name, 'A'))
     expect(() => fresh.load(missing)).toThrow(`adapter file lacks ${peftName(name, 'A')}`)
     const wrong = new Map(tensors)
-    wrong.set(peftName(name, 'B'), { dtype: 'F32', shape: [2, 8], data: new Float32Array(16) })
+    wrong.set(peftName(name, 'B'), { shape: [2, 8], data: new Float32Array(16) })
     expect(() => fresh.load(wrong)).toThrow(`adapter ${peftName(name, 'B')} is [2,8], expected [8,2]`)
     for (const l of [lora, fresh]) l.dispose()
     model.dispose()
