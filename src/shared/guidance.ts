@@ -81,6 +81,17 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       message: `Capacity factor ${fmt(cf)} drops at least ${Math.round((1 - cf) * 100)}% of the tokens' expert assignments even when routing is perfectly balanced (each expert takes ${fmt(cf)}× its even share); dropped tokens skip the experts.`,
       suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
     })
+  const steps = c.maxSteps ?? Math.max(1, Math.ceil((c.epochs * Math.ceil(Math.max(1, ctx.trainRows) / c.batchSize)) / c.gradAccumulation))
+  const warmup = c.schedule.warmupSteps
+  if (warmup > 0 && warmup * 2 > steps) {
+    const suggested = Math.round(steps * 0.05)
+    out.push({
+      id: 'warmup-long',
+      tone: 'warn',
+      message: `Warm-up is ${warmup} steps of a ${steps}-step run: the learning rate ${warmup >= steps ? `never reaches ${fmt(lr)}` : `reaches ${fmt(lr)} only at step ${warmup}`}, so most of the run trains at a fraction of it. About 5% of the steps (${suggested}) is usual.`,
+      suggest: { path: 'schedule.warmupSteps', value: suggested },
+    })
+  }
   if (c.gradClip === 0 && lr >= typical * 3)
     out.push({
       id: 'no-clip',

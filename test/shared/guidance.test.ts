@@ -243,6 +243,25 @@ describe('the rules at their edges', () => {
     ])
   })
 
+  it('a warm-up longer than half the run (as when max steps are cut after the Quick preset chose it)', () => {
+    expect(advice({ maxSteps: 20, schedule: { warmupSteps: 15 } })).toEqual([
+      {
+        id: 'warmup-long',
+        tone: 'warn',
+        message:
+          'Warm-up is 15 steps of a 20-step run: the learning rate reaches 3.0e-4 only at step 15, so most of the run trains at a fraction of it. About 5% of the steps (1) is usual.',
+        suggest: { path: 'schedule.warmupSteps', value: 1 },
+      },
+    ])
+    expect(advice({ maxSteps: 10, schedule: { warmupSteps: 10 } })[0].message).toMatch(/the learning rate never reaches 3\.0e-4,/)
+    expect(advice({ maxSteps: 20, schedule: { warmupSteps: 10 } })).toEqual([])
+    // no max steps: epochs of the training rows in batches, over gradient accumulation
+    expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 4 } }, { trainRows: 36 }).map((a) => a.id)).toEqual([
+      'warmup-long',
+    ])
+    expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 3 } }, { trainRows: 36 })).toEqual([])
+  })
+
   it('numbers in words: plain from 0.01 to below 1000, exponent outside', () => {
     const nan = (lr: number) => read([...curve(5, () => 3), step(6, NaN)], [], { gradClip: 1, optimizer: { lr } })[0].message
     expect(nan(0.01)).toContain('(now 0.01; clipping at 1 is already on)')

@@ -7,7 +7,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
-import { applyOverrides, validateRunConfig } from '../../shared/runConfig'
+import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
+import { preflight } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes } from './commands'
@@ -135,6 +136,24 @@ function printSummary(record: RunRecord, workspace: string, io: CliIo): void {
     io.out(`resume with: moe-workbench train --resume ${join(workspace, 'runs', record.id)}`)
 }
 
+/**
+ * The Train screen's warnings for settings the user gave (--config, --set), on stderr with the
+ * --set that would follow the advice; the run starts anyway, as the screen lets it.
+ */
+async function warnBeforeStart(host: CliHost, model: string, dataset: string, config: RunConfigInput | undefined, io: CliIo): Promise<void> {
+  const info = await host.api['models.inspect']({ dir: model })
+  const manifest = (await host.api['datasets.list'](undefined)).find((d) => d.id === dataset)
+  if (!manifest) return
+  const advice = preflight(validateRunConfig(config), {
+    trainRows: manifest.split.train,
+    totalParams: info.params.total,
+    vocabSize: info.vocabSize ?? 0,
+    modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
+  })
+  for (const a of advice)
+    io.err(`warning: ${a.message}${a.suggest ? ` (try --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`)
+}
+
 export async function trainCommand(values: ParsedValues, io: CliIo): Promise<number> {
   let outId: string | undefined
   if (typeof values.out === 'string') {
@@ -216,7 +235,7 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
           io.err(`settings chosen for this dataset and model (${auto.steps} steps; --config or --set to change them):`)
           for (const c of auto.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
           config = { ...auto.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
-        }
+        } else await warnBeforeStart(host, modelArg!, dataset, config, io)
         record = await host.api['runs.start']({
           model: modelArg!,
           dataset,

@@ -62,6 +62,8 @@ describe('moe-workbench train / export', () => {
       'optimizer.lr=0.01',
       '--set',
       'evalEvery=2',
+      '--set',
+      'schedule.warmupSteps=3',
       '--out',
       runDir,
       '--offload-budget',
@@ -70,6 +72,11 @@ describe('moe-workbench train / export', () => {
       'wasm',
     )
     expect(r.err.join('\n')).toMatch(/starting: 4 steps, 36 training rows, 4 validation rows/)
+    // The Train screen's warnings, with the --set that follows each; the run starts anyway.
+    expect(r.err).toContain(
+      'warning: Learning rate 0.01 is 50× what LoRA usually takes (2.0e-4): the loss is likely to jump or become NaN. (try --set optimizer.lr=0.0002)',
+    )
+    expect(r.err.join('\n')).toMatch(/^warning: Warm-up is 3 steps of a 4-step run: .* \(try --set schedule\.warmupSteps=0\)$/m)
     expect(readFileSync(join(runDir, 'log'), 'utf8')).toMatch(/paging: fits with paging/)
     expect(r.code).toBe(0)
     expect(r.out[0]).toMatch(/^completed: completed 4 steps/)
