@@ -157,7 +157,8 @@ describe('the Quick preset (autoRunConfig)', () => {
 })
 
 describe('the Quick preset at its boundaries', () => {
-  const small = (over: Partial<AutoInput> = {}): AutoInput => large({ model: { totalParams: 10e6, maxPositions: 4096, hasSharedExpert: false }, ...over })
+  const small = (over: Partial<AutoInput> = {}): AutoInput =>
+    large({ model: { totalParams: 10e6, maxPositions: 4096, hasSharedExpert: false }, ...over })
   const why = (a: ReturnType<typeof autoRunConfig>, path: string): string => a.choices.find((c) => c.path === path)!.why
   const holds = (a: ReturnType<typeof autoRunConfig>): void => {
     for (const choice of a.choices) {
@@ -180,7 +181,9 @@ describe('the Quick preset at its boundaries', () => {
     expect(at20.config.optimizer.lr).toBe(3e-3)
     expect(why(at20, 'optimizer.lr')).toMatch(/pretrained at about this rate/)
     expect(why(atLimit, 'optimizer.lr')).toMatch(/tens of millions/)
-    expect(why(autoRunConfig(small({ model: { totalParams: 5e5, maxPositions: 4096, hasSharedExpert: false } })), 'method')).toMatch(/\(500 k parameters\)/)
+    expect(why(autoRunConfig(small({ model: { totalParams: 5e5, maxPositions: 4096, hasSharedExpert: false } })), 'method')).toMatch(
+      /\(500 k parameters\)/,
+    )
     const lora = autoRunConfig(large({ model: { totalParams: 1e9, maxPositions: 4096, hasSharedExpert: false } }))
     expect(lora.config.method).toBe('lora')
     expect(why(lora, 'method')).toMatch(/\(1\.0 B parameters\)/)

@@ -211,7 +211,11 @@ describe('the rules at their edges', () => {
   const advice = (c: RunConfigInput, over: Partial<GuidanceContext> = {}) => preflight(validateRunConfig(c), { ...ctx, ...over })
 
   it('each preflight advice in full: tone and the value to try', () => {
-    expect(advice({ optimizer: { lr: 1 } })[0]).toMatchObject({ id: 'lr-high', tone: 'danger', suggest: { path: 'optimizer.lr', value: 3e-3 } })
+    expect(advice({ optimizer: { lr: 1 } })[0]).toMatchObject({
+      id: 'lr-high',
+      tone: 'danger',
+      suggest: { path: 'optimizer.lr', value: 3e-3 },
+    })
     const low = advice({ method: 'lora', optimizer: { lr: 1e-6 } })
     expect(low).toEqual([
       {
@@ -231,7 +235,11 @@ describe('the rules at their edges', () => {
         suggest: { path: 'maxSteps', value: 3 },
       },
     ])
-    expect(advice({}, { modelCapacityFactor: 0.5 })[0]).toMatchObject({ id: 'capacity-drops', tone: 'warn', suggest: { path: 'moe.capacityFactorTrain', value: 1.25 } })
+    expect(advice({}, { modelCapacityFactor: 0.5 })[0]).toMatchObject({
+      id: 'capacity-drops',
+      tone: 'warn',
+      suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
+    })
     expect(advice({ moe: { capacityFactorTrain: 'dropless' } }, { modelCapacityFactor: 0.5 })).toEqual([])
     expect(advice({ gradClip: 0, optimizer: { lr: 3e-3 } }, { totalParams: 50e6 })).toEqual([
       {
@@ -256,9 +264,9 @@ describe('the rules at their edges', () => {
     expect(advice({ maxSteps: 10, schedule: { warmupSteps: 10 } })[0].message).toMatch(/the learning rate never reaches 3\.0e-4,/)
     expect(advice({ maxSteps: 20, schedule: { warmupSteps: 10 } })).toEqual([])
     // no max steps: epochs of the training rows in batches, over gradient accumulation
-    expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 4 } }, { trainRows: 36 }).map((a) => a.id)).toEqual([
-      'warmup-long',
-    ])
+    expect(
+      advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 4 } }, { trainRows: 36 }).map((a) => a.id),
+    ).toEqual(['warmup-long'])
     expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 3 } }, { trainRows: 36 })).toEqual([])
   })
 
@@ -271,13 +279,23 @@ describe('the rules at their edges', () => {
 
   it('not learning: judged after enough of the run, with a vocabulary of at least 2', () => {
     const stuck = (n: number, total: number, vocab = 1200) =>
-      interpretCurves(curve(n, () => Math.log(vocab), { totalSteps: total }), [], validateRunConfig({}), { vocabSize: vocab }).map((a) => a.id)
+      interpretCurves(
+        curve(n, () => Math.log(vocab), { totalSteps: total }),
+        [],
+        validateRunConfig({}),
+        { vocabSize: vocab },
+      ).map((a) => a.id)
     expect(stuck(20, 100)).toEqual(['not-learning'])
     expect(stuck(19, 100)).toEqual([])
     expect(stuck(30, 1000)).toEqual([]) // 10% of 1000 steps, at least 20 and at most 50: 50
     expect(stuck(50, 1000)).toEqual(['not-learning'])
     expect(stuck(20, 100, 2)).toEqual(['not-learning'])
-    const advice = interpretCurves(curve(20, () => Math.log(1200)), [], validateRunConfig({ optimizer: { lr: 3e-4 } }), { vocabSize: 1200 })[0]
+    const advice = interpretCurves(
+      curve(20, () => Math.log(1200)),
+      [],
+      validateRunConfig({ optimizer: { lr: 3e-4 } }),
+      { vocabSize: 1200 },
+    )[0]
     expect(advice).toMatchObject({ tone: 'warn', suggest: { path: 'optimizer.lr', value: 3e-3 } })
   })
 
@@ -302,7 +320,12 @@ describe('the rules at their edges', () => {
     // a spike on the last step: training did not keep falling
     expect(read(spikeAt(30), evals)).toEqual([])
     // training flat: not the pattern
-    expect(read(curve(30, () => 1), evals)).toEqual([])
+    expect(
+      read(
+        curve(30, () => 1),
+        evals,
+      ),
+    ).toEqual([])
     // two equally good evaluations: the earlier is the best
     const tie = read(spikeAt(20), [ev(10, 0.9), ev(20, 0.9), ev(30, 1.0)])
     expect(tie.map((a) => a.id)).toEqual([])
@@ -313,7 +336,8 @@ describe('the rules at their edges', () => {
       {
         id: 'dropping',
         tone: 'warn',
-        message: '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
+        message:
+          '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
         suggest: { path: 'moe.capacityFactorTrain', value: 'dropless' },
       },
     ])

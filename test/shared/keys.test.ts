@@ -27,7 +27,7 @@ describe('closestKey', () => {
     expect(closestKey('abcdefghi', ['abcdefghijkl'])).toBe('abcdefghijkl')
   })
 
-  it("the names HF Trainer, LLaMA-Factory and axolotl use map to ours", () => {
+  it('the names HF Trainer, LLaMA-Factory and axolotl use map to ours', () => {
     const theirs: [string, string][] = [
       ['learning_rate', 'lr'],
       ['LR', 'lr'],
@@ -100,6 +100,8 @@ describe('keysAt', () => {
     expect(unknownKeysMessage(schema, ['a'], ['bb'])).toBe('unknown field "bb" (did you mean "b"?)')
     expect(unknownKeysMessage(schema, ['a'], ['zzzz'])).toBe('unknown field "zzzz"; valid fields here: b, c')
     expect(unknownKeysMessage(schema, ['n'], ['x'])).toBe('unknown field "x"')
-    expect(unknownKeysMessage(schema, ['a'], ['bb', 'zzzz'])).toBe('unknown field "bb" (did you mean "b"?); unknown field "zzzz"; valid fields here: b, c')
+    expect(unknownKeysMessage(schema, ['a'], ['bb', 'zzzz'])).toBe(
+      'unknown field "bb" (did you mean "b"?); unknown field "zzzz"; valid fields here: b, c',
+    )
   })
 })

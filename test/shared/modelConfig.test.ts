@@ -2,7 +2,16 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { countParams, fromHfConfig, hfConfigJson, paramSpecs, sparseLayers, toHfConfig, validateMoeConfig } from '../../src/shared/modelConfig'
+import { thrownMessage } from './thrown'
+import {
+  countParams,
+  fromHfConfig,
+  hfConfigJson,
+  paramSpecs,
+  sparseLayers,
+  toHfConfig,
+  validateMoeConfig,
+} from '../../src/shared/modelConfig'
 
 const FIX = join(__dirname, '../fixtures/moe-reference')
 const hf = (family: string): Record<string, unknown> => JSON.parse(readFileSync(join(FIX, family, 'config.json'), 'utf8'))
@@ -196,14 +205,7 @@ describe('validateMoeConfig: each cross-field rule names its field and what to s
     topK: 2,
     normTopkProb: true,
   }
-  const message = (input: unknown): string => {
-    try {
-      validateMoeConfig(input)
-    } catch (e) {
-      return (e as Error).message
-    }
-    return 'accepted'
-  }
+  const message = (input: unknown): string => thrownMessage(() => validateMoeConfig(input))
 
   it('one message per rule, exactly', () => {
     expect(message({ ...base, numKvHeads: 3 })).toBe('invalid model config: numKvHeads: numKvHeads 3 must divide numHeads 4')
@@ -216,8 +218,12 @@ describe('validateMoeConfig: each cross-field rule names its field and what to s
       'invalid model config: mlpOnlyLayers: layer 2 does not exist (numLayers 2)',
     )
     expect(message({ ...base, qkNorm: 'head' })).toBe('invalid model config: qkNorm: mixtral has no q/k norm; set qkNorm "none"')
-    expect(message({ ...base, family: 'olmoe' })).toBe('invalid model config: qkNorm: olmoe always normalises q and k; set qkNorm "projection"')
-    expect(message({ ...base, oBias: true })).toBe('invalid model config: oBias: an output-projection bias is an olmoe or qwen3_moe feature, not mixtral')
+    expect(message({ ...base, family: 'olmoe' })).toBe(
+      'invalid model config: qkNorm: olmoe always normalises q and k; set qkNorm "projection"',
+    )
+    expect(message({ ...base, oBias: true })).toBe(
+      'invalid model config: oBias: an output-projection bias is an olmoe or qwen3_moe feature, not mixtral',
+    )
     expect(message({ ...base, family: 'qwen3_moe', qkNorm: 'head', oBias: true })).toBe(
       'invalid model config: oBias: qwen3_moe attention_bias puts a bias on q, k, v and o together',
     )
@@ -238,7 +244,9 @@ describe('validateMoeConfig: each cross-field rule names its field and what to s
     expect(message({ ...base, numKvHeads: 3, headDim: 5 })).toBe(
       'invalid model config: numKvHeads: numKvHeads 3 must divide numHeads 4; headDim: headDim 5 must be even for rotary embeddings',
     )
-    expect(message({ ...base, router: { typ: 'switch' } })).toMatch(/^invalid model config: router\.typ: unknown field "typ" \(did you mean "type"\?\)/)
+    expect(message({ ...base, router: { typ: 'switch' } })).toMatch(
+      /^invalid model config: router\.typ: unknown field "typ" \(did you mean "type"\?\)/,
+    )
     expect(message('mixtral')).toMatch(/^invalid model config: \(root\): /)
   })
 })
@@ -269,21 +277,20 @@ describe('which layers are sparse', () => {
 
 describe('HF config.json: what each family reads, and what it ignores', () => {
   it('messages name the file and the field', () => {
-    const message = (f: () => unknown): string => {
-      try {
-        f()
-      } catch (e) {
-        return (e as Error).message
-      }
-      return 'accepted'
-    }
-    expect(message(() => fromHfConfig({}))).toBe('config.json: "model_type" is missing; expected one of mixtral, qwen2_moe, olmoe, qwen3_moe')
+    const message = thrownMessage
+    expect(message(() => fromHfConfig({}))).toBe(
+      'config.json: "model_type" is missing; expected one of mixtral, qwen2_moe, olmoe, qwen3_moe',
+    )
     expect(message(() => fromHfConfig({ model_type: 'gpt2' }))).toBe(
       'config.json: model_type "gpt2" is not supported; supported families: mixtral, qwen2_moe, olmoe, qwen3_moe',
     )
     expect(message(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 }))).toBe('config.json: topK: topK 9 exceeds numExperts 4')
-    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: Infinity }))).toBe('config.json: "hidden_size" must be a number (got null)')
-    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: null }))).toBe('config.json: "hidden_size" must be a number (got null)')
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: Infinity }))).toBe(
+      'config.json: "hidden_size" must be a number (got null)',
+    )
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: null }))).toBe(
+      'config.json: "hidden_size" must be a number (got null)',
+    )
   })
 
   it('null or undefined means "take the default"', () => {
@@ -381,7 +388,9 @@ describe('HF config.json: what each family reads, and what it ignores', () => {
     expect(text).toMatch(/"vocab_size": \d+,/)
     expect(text).toMatch(/"hidden_size": \d+,/)
     expect(text.endsWith('}\n')).toBe(true)
-    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(toHfConfig({ ...fromHfConfig(hf('mixtral')), ropeTheta: 1e6, routerAuxLossCoef: 0 }))))
+    expect(JSON.parse(text)).toEqual(
+      JSON.parse(JSON.stringify(toHfConfig({ ...fromHfConfig(hf('mixtral')), ropeTheta: 1e6, routerAuxLossCoef: 0 }))),
+    )
   })
 })
 
@@ -444,7 +453,12 @@ describe('paramSpecs: what each tensor is', () => {
     expect(byName.get('model.layers.0.self_attn.v_proj.bias')?.shape).toEqual([4])
     const o = validateMoeConfig({ ...c, family: 'olmoe', qkNorm: 'projection', oBias: true, sharedExpertIntermediateSize: 0 })
     const oSpecs = new Map(paramSpecs(o).map((s) => [s.name, s]))
-    expect(oSpecs.get('model.layers.0.self_attn.o_proj.bias')).toEqual({ name: 'model.layers.0.self_attn.o_proj.bias', shape: [8], kind: 'attn_bias', layer: 0 })
+    expect(oSpecs.get('model.layers.0.self_attn.o_proj.bias')).toEqual({
+      name: 'model.layers.0.self_attn.o_proj.bias',
+      shape: [8],
+      kind: 'attn_bias',
+      layer: 0,
+    })
     expect(oSpecs.get('model.layers.0.self_attn.k_norm.weight')?.shape).toEqual([4])
   })
 

@@ -2,15 +2,9 @@
 import { describe, expect, it } from 'vitest'
 import { familyTraits } from '../../src/shared/modelPresets'
 import { applyOverrides, validateRunConfig } from '../../src/shared/runConfig'
+import { thrownMessage } from './thrown'
 
-const message = (f: () => unknown): string => {
-  try {
-    f()
-  } catch (e) {
-    return (e as Error).message
-  }
-  return 'accepted'
-}
+const message = thrownMessage
 
 describe('applyOverrides', () => {
   it('JSON values where they parse, strings otherwise, everything after the first "="', () => {
@@ -52,7 +46,7 @@ describe('validateRunConfig', () => {
 })
 
 describe('familyTraits', () => {
-  it("what a family fixes: q/k norm, and renormalised top-k for Mixtral and Qwen3-MoE only", () => {
+  it('what a family fixes: q/k norm, and renormalised top-k for Mixtral and Qwen3-MoE only', () => {
     expect(familyTraits('mixtral')).toEqual({ family: 'mixtral', qkNorm: 'none', normTopkProb: true })
     expect(familyTraits('qwen3_moe')).toEqual({ family: 'qwen3_moe', qkNorm: 'head', normTopkProb: true })
     expect(familyTraits('qwen2_moe')).toEqual({ family: 'qwen2_moe', qkNorm: 'none' })
@@ -64,7 +58,15 @@ describe('the run config defaults (what README documents and a bare `train` uses
   const DEFAULTS = {
     method: 'full',
     lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] },
-    freeze: { router: false, attention: false, embeddings: false, allExperts: false, experts: {}, trainableLayers: null, trainableParts: null },
+    freeze: {
+      router: false,
+      attention: false,
+      embeddings: false,
+      allExperts: false,
+      experts: {},
+      trainableLayers: null,
+      trainableParts: null,
+    },
     esft: { enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 },
     data: { maxLength: 256, truncation: 'right', maskPrompt: true, packing: false },
     optimizer: { lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false },
@@ -100,7 +102,11 @@ describe('the run config defaults (what README documents and a bare `train` uses
 
   it('from nothing, and the same from empty sections (each section defaults field by field)', () => {
     expect(validateRunConfig({})).toEqual(DEFAULTS)
-    const empty = Object.fromEntries(Object.entries(DEFAULTS).filter(([, v]) => v !== null && typeof v === 'object').map(([k]) => [k, {}]))
+    const empty = Object.fromEntries(
+      Object.entries(DEFAULTS)
+        .filter(([, v]) => v !== null && typeof v === 'object')
+        .map(([k]) => [k, {}]),
+    )
     expect(validateRunConfig(empty)).toEqual(DEFAULTS)
   })
 
@@ -144,7 +150,17 @@ describe('the new-model presets say what they are', () => {
       const d = p.draft
       const m = /(\d+) experts, top-(\d+)/.exec(p.label)
       if (m) expect([d.numExperts, d.topK], p.id).toEqual([Number(m[1]), Number(m[2])])
-      expect(p.label.toLowerCase(), p.id).toContain(d.family === 'qwen2_moe' ? 'qwen2-moe' : d.family === 'qwen3_moe' ? 'qwen3-moe' : d.family === 'olmoe' ? 'olmoe' : d.router === 'softmax_topk' ? 'mixtral' : d.router)
+      expect(p.label.toLowerCase(), p.id).toContain(
+        d.family === 'qwen2_moe'
+          ? 'qwen2-moe'
+          : d.family === 'qwen3_moe'
+            ? 'qwen3-moe'
+            : d.family === 'olmoe'
+              ? 'olmoe'
+              : d.router === 'softmax_topk'
+                ? 'mixtral'
+                : d.router,
+      )
       expect(d.normTopkProb, p.id).toBe(d.family === 'mixtral' || d.family === 'qwen3_moe')
       expect(d.sharedExpertIntermediateSize > 0, p.id).toBe(d.family === 'qwen2_moe')
       expect(d.router === 'softmax_topk' || d.topK === 1, p.id).toBe(true)

@@ -129,7 +129,9 @@ describe('how a refusal reads', () => {
   })
 
   it('eval.run: a run, or a model folder with a dataset', () => {
-    expect(refusal('eval.run', { model: '/m', run: 'r', dataset: 'd' }).message).toBe('eval.run: model: give either a model folder or a run')
+    expect(refusal('eval.run', { model: '/m', run: 'r', dataset: 'd' }).message).toBe(
+      'eval.run: model: give either a model folder or a run',
+    )
     expect(refusal('eval.run', {}).message).toMatch(/^eval\.run: model: give either a model folder or a run/)
     const e = refusal('eval.run', { model: '/m' })
     expect(e.message).toBe('eval.run: dataset: give the dataset to evaluate a model folder on')
@@ -164,7 +166,11 @@ describe('ApiError on the wire', () => {
     expect(e.name).toBe('ApiError')
     expect(e.toJSON()).toEqual({ code: 'invalid_argument', message: 'bad', field: 'x.y' })
     expect(Object.keys(new ApiError('failed', 'no').toJSON())).toEqual(['code', 'message'])
-    expect(ApiError.from({ code: 'forbidden', message: 'nope', field: 'dir' }).toJSON()).toEqual({ code: 'forbidden', message: 'nope', field: 'dir' })
+    expect(ApiError.from({ code: 'forbidden', message: 'nope', field: 'dir' }).toJSON()).toEqual({
+      code: 'forbidden',
+      message: 'nope',
+      field: 'dir',
+    })
     expect(ApiError.from(new Error('boom')).toJSON()).toEqual({ code: 'failed', message: 'boom' })
     expect(ApiError.from('plain').toJSON()).toEqual({ code: 'failed', message: 'plain' })
   })
@@ -172,7 +178,15 @@ describe('ApiError on the wire', () => {
   it('recognises only well-formed error objects', () => {
     expect(isApiErrorJson({ code: 'failed', message: 'm' })).toBe(true)
     expect(isApiErrorJson({ code: 'failed', message: 'm', field: 'f' })).toBe(true)
-    for (const x of [null, 'failed', 3, { code: 'nope', message: 'm' }, { code: 3, message: 'm' }, { code: 'failed' }, { code: 'failed', message: 'm', field: 3 }])
+    for (const x of [
+      null,
+      'failed',
+      3,
+      { code: 'nope', message: 'm' },
+      { code: 3, message: 'm' },
+      { code: 'failed' },
+      { code: 'failed', message: 'm', field: 3 },
+    ])
       expect(isApiErrorJson(x), JSON.stringify(x)).toBe(false)
   })
 })

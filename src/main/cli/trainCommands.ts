@@ -140,7 +140,13 @@ function printSummary(record: RunRecord, workspace: string, io: CliIo): void {
  * The Train screen's warnings for settings the user gave (--config, --set), on stderr with the
  * --set that would follow the advice; the run starts anyway, as the screen lets it.
  */
-async function warnBeforeStart(host: CliHost, model: string, dataset: string, config: RunConfigInput | undefined, io: CliIo): Promise<void> {
+async function warnBeforeStart(
+  host: CliHost,
+  model: string,
+  dataset: string,
+  config: RunConfigInput | undefined,
+  io: CliIo,
+): Promise<void> {
   const info = await host.api['models.inspect']({ dir: model })
   const manifest = (await host.api['datasets.list'](undefined)).find((d) => d.id === dataset)
   if (!manifest) return

@@ -84,8 +84,12 @@ describe('decideRouting', () => {
   })
 
   it('says what is missing', () => {
-    expect(() => decideRouting(null, 2, 2, { type: 'softmax_topk', k: 1, capacityFactor: null })).toThrow('softmax_topk routing needs router scores')
-    expect(() => decideRouting(null, 2, 2, { type: 'hash', k: 1, capacityFactor: null })).toThrow('hash routing needs the token id of each of the 2 rows')
+    expect(() => decideRouting(null, 2, 2, { type: 'softmax_topk', k: 1, capacityFactor: null })).toThrow(
+      'softmax_topk routing needs router scores',
+    )
+    expect(() => decideRouting(null, 2, 2, { type: 'hash', k: 1, capacityFactor: null })).toThrow(
+      'hash routing needs the token id of each of the 2 rows',
+    )
     expect(() => decideRouting(null, 2, 2, { type: 'hash', k: 1, capacityFactor: null, tokenIds: new Int32Array(3) })).toThrow(
       'hash routing needs the token id of each of the 2 rows',
     )

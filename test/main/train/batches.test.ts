@@ -48,7 +48,6 @@ describe('packRows', () => {
       { input_ids: [1, 2, 3, 4], labels: [-100, 2, 3, -100] },
       { input_ids: [5, 6, 7, 8], labels: [5, 6, 7, -100] },
     ]) // the leftover [9] is one token: nothing to learn from
-
   })
 
   it('a last row of two or more tokens is kept (padded); a single leftover token is dropped', () => {
@@ -65,7 +64,7 @@ describe('BatchStream', () => {
   const examples = Array.from({ length: 5 }, (_, i) => ex([10 + i]))
   const firstIds = (b: { inputIds: number[][] }) => b.inputIds.map((r) => r[0] - 10)
 
-  it('each example once per epoch in that epoch\'s order, the last batch short, then the next epoch', () => {
+  it("each example once per epoch in that epoch's order, the last batch short, then the next epoch", () => {
     const s = new BatchStream(examples, 2, 1, 0)
     expect(s.batchesPerEpoch).toBe(3)
     const epoch0 = [firstIds(s.next()), firstIds(s.next()), firstIds(s.next())]

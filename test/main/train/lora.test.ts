@@ -22,11 +22,9 @@ describe('which weights get adapters', () => {
     expect(of(['lm_head'])).toEqual(['lm_head.weight'])
     expect(of(['experts'])).toHaveLength(2 * 4 * 3)
     expect(of(['dense_mlp'])).toEqual([])
-    expect(loraTargetNames(paramSpecs(tinyConfig({ family: 'qwen2_moe', normTopkProb: false, mlpOnlyLayers: [0] })), ['dense_mlp'])).toEqual([
-      'model.layers.0.mlp.gate_proj.weight',
-      'model.layers.0.mlp.up_proj.weight',
-      'model.layers.0.mlp.down_proj.weight',
-    ])
+    expect(
+      loraTargetNames(paramSpecs(tinyConfig({ family: 'qwen2_moe', normTopkProb: false, mlpOnlyLayers: [0] })), ['dense_mlp']),
+    ).toEqual(['model.layers.0.mlp.gate_proj.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.0.mlp.down_proj.weight'])
   })
 
   it("PEFT's tensor names", () => {
@@ -58,7 +56,7 @@ describe('LoraAdapters', () => {
     model.dispose()
   })
 
-  it('refuses a rank above a weight\'s smaller side and targets that match nothing, naming them', () => {
+  it("refuses a rank above a weight's smaller side and targets that match nothing, naming them", () => {
     const model = tinyModel()
     expect(() => new LoraAdapters(model, cfg({ rank: 17 }), 1)).toThrow(
       'lora.rank 17 exceeds the smaller side of model.layers.0.self_attn.q_proj.weight [16, 16]',
@@ -79,7 +77,10 @@ describe('LoraAdapters', () => {
     const base = model.weightSource
     const eval_ = lora.wrap(base, { training: false })
     const w = model.params.get(name)!
-    const expected = tf.add(tf.matMul(x, w, false, true), tf.mul(tf.matMul(tf.matMul(x, lora.A.get(name)!, false, true), b, false, true), 4))
+    const expected = tf.add(
+      tf.matMul(x, w, false, true),
+      tf.mul(tf.matMul(tf.matMul(x, lora.A.get(name)!, false, true), b, false, true), 4),
+    )
     expect(maxAbsDiff(eval_.linear(x, name).dataSync(), expected.dataSync())).toBeLessThan(1e-5)
     // a weight without an adapter: the base linear, bit for bit
     const lm = new LoraAdapters(model, cfg({ targets: ['experts'] }), 3)
