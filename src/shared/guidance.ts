@@ -88,7 +88,7 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
     out.push({
       id: 'warmup-long',
       tone: 'warn',
-      message: `Warm-up is ${warmup} steps of a ${steps}-step run: the learning rate ${warmup >= steps ? `never reaches ${fmt(lr)}` : `reaches ${fmt(lr)} only at step ${warmup}`}, so most of the run trains at a fraction of it. About 5% of the steps (${suggested}) is usual.`,
+      message: `Warm-up is ${warmup} steps of a ${steps}-step run: the learning rate ${warmup >= steps ? `never reaches ${fmt(lr)}` : `reaches ${fmt(lr)} only at step ${warmup}`}, so most of the run trains at a fraction of it. ${suggested > 0 ? `About 5% of the steps (${suggested}) is usual.` : 'A run this short needs no warm-up.'}`,
       suggest: { path: 'schedule.warmupSteps', value: suggested },
     })
   }

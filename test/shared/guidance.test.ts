@@ -262,6 +262,10 @@ describe('the rules at their edges', () => {
       },
     ])
     expect(advice({ maxSteps: 10, schedule: { warmupSteps: 10 } })[0].message).toMatch(/the learning rate never reaches 3\.0e-4,/)
+    expect(advice({ maxSteps: 6, schedule: { warmupSteps: 5 } })[0]).toMatchObject({
+      message: expect.stringMatching(/A run this short needs no warm-up\.$/),
+      suggest: { path: 'schedule.warmupSteps', value: 0 },
+    })
     expect(advice({ maxSteps: 20, schedule: { warmupSteps: 10 } })).toEqual([])
     // no max steps: epochs of the training rows in batches, over gradient accumulation
     expect(
