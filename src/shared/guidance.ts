@@ -5,7 +5,7 @@
  * screen and the CLI, so each rule is tested once.
  */
 import type { EvalMetrics, StepMetrics } from './runs'
-import type { RunConfig } from './runConfig'
+import { plannedSteps, type RunConfig } from './runConfig'
 
 export interface Advice {
   /** Stable id of the rule ("lr-high", "overfitting"...). */
@@ -81,7 +81,7 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       message: `Capacity factor ${fmt(cf)} drops at least ${Math.round((1 - cf) * 100)}% of the tokens' expert assignments even when routing is perfectly balanced (each expert takes ${fmt(cf)}× its even share); dropped tokens skip the experts.`,
       suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
     })
-  const steps = c.maxSteps ?? Math.max(1, Math.ceil((c.epochs * Math.ceil(Math.max(1, ctx.trainRows) / c.batchSize)) / c.gradAccumulation))
+  const steps = plannedSteps(c, ctx.trainRows)
   const warmup = c.schedule.warmupSteps
   if (warmup > 0 && warmup * 2 > steps) {
     const suggested = Math.round(steps * 0.05)

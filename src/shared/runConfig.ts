@@ -235,3 +235,10 @@ export function applyOverrides(base: Record<string, unknown>, sets: string[]): R
   }
   return out
 }
+
+/** Optimiser steps a run takes on `examples` training rows: maxSteps, else its epochs in batches over gradient accumulation. */
+export function plannedSteps(cfg: RunConfig, examples: number): number {
+  if (cfg.maxSteps !== null) return cfg.maxSteps
+  const rows = Math.max(1, examples)
+  return Math.max(1, Math.ceil((cfg.epochs * Math.ceil(rows / cfg.batchSize)) / cfg.gradAccumulation))
+}

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { ApiError } from '../../shared/api'
-import type { RunConfig } from '../../shared/runConfig'
+import { plannedSteps, type RunConfig } from '../../shared/runConfig'
 import type { EvalMetrics, ExpertAlert, LayerShare, RunEvent, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
 import { loadModelAsync, readModelConfig, writeModelFolder } from '../engine/checkpoint'
 import { backendReport } from '../engine/backend'
@@ -105,13 +105,6 @@ interface Session {
 
 function stepRng(seed: number, step: number, micro: number): Rng {
   return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca6b) ^ Math.imul(micro + 1, 0xc2b2ae35)) >>> 0)
-}
-
-/** Total optimiser steps of a run: maxSteps, or epochs over the training split. */
-export function plannedSteps(cfg: RunConfig, examples: number): number {
-  if (cfg.maxSteps !== null) return cfg.maxSteps
-  const rows = Math.max(1, examples)
-  return Math.max(1, Math.ceil((cfg.epochs * Math.ceil(rows / cfg.batchSize)) / cfg.gradAccumulation))
 }
 
 /** What the planner reserves for a run: its trainable values, batch and sequence length. */
