@@ -33,7 +33,7 @@ const FUSED_KERNEL = 'MoeWorkbenchAdamW'
  * intermediate is rounded to float32 (Math.fround) in the element-wise path's order; float32
  * +, −, ×, ÷ and √ computed in double and rounded once are exactly the float32 operations.
  */
-export function fusedAdamWUpdate(
+function fusedAdamWUpdate(
   p: Float32Array,
   m: Float32Array,
   v: Float32Array,
