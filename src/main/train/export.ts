@@ -68,8 +68,8 @@ function probeLogits(model: MoeModel, lora?: LoraAdapters): Promise<Float32Array
 /** Rows of W merged per device multiplication (bounded device memory for an lm_head). */
 const MERGE_BLOCK_BYTES = 64 * 2 ** 20
 
-/** w += scale · B · A, in row blocks on the device (w: out × in; A: r × in; B: out × r). */
-async function mergeInto(
+/** w += scale · B · A, in row blocks of at most `blockBytes` on the device (w: out × in; A: r × in; B: out × r). */
+export async function mergeInto(
   w: Float32Array,
   out: number,
   inp: number,
@@ -77,8 +77,9 @@ async function mergeInto(
   B: Float32Array,
   rank: number,
   scale: number,
+  blockBytes = MERGE_BLOCK_BYTES,
 ): Promise<void> {
-  const block = Math.max(1, Math.floor(MERGE_BLOCK_BYTES / (inp * 4)))
+  const block = Math.max(1, Math.floor(blockBytes / (inp * 4)))
   for (let r0 = 0; r0 < out; r0 += block) {
     const n = Math.min(block, out - r0)
     const delta = await deviceLock.run(() =>

@@ -9,7 +9,7 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { loadModel } from '../../../src/main/engine/checkpoint'
 import * as gen from '../../../src/main/engine/generate'
 import { objectiveValues } from '../../../src/main/engine/objective'
-import type { NormalizedRow } from '../../../src/shared/dataset'
+import type { ChatMessage, NormalizedRow } from '../../../src/shared/dataset'
 import type { StageProgress } from '../../../src/main/engine/tasks'
 
 // The generation calls evaluate() makes, with their options, for the length-limit checks.
@@ -88,11 +88,12 @@ describe('questions of rows', () => {
     // the last user turn is shown, the earlier exchange stays in the prompt
     expect(q.shown).toBe('second')
     expect(q.expected).toBe('two')
-    expect(q.prompt).toBe(template.render(q.row.messages.slice(0, 3), true))
-    expect(q.prompt).not.toBe(template.render(q.row.messages.slice(0, 3), false))
+    const messages = (q.row as { messages: ChatMessage[] }).messages
+    expect(q.prompt).toBe(template.render(messages.slice(0, 3), true))
+    expect(q.prompt).not.toBe(template.render(messages.slice(0, 3), false))
     // the row scored for loss is the whole conversation
-    expect(q.row).toEqual({ messages: expect.arrayContaining([{ role: 'assistant', content: 'two' }]) })
-    expect((q.row as { messages: unknown[] }).messages).toHaveLength(4)
+    expect(messages).toHaveLength(4)
+    expect(messages[3]).toEqual({ role: 'assistant', content: 'two' })
     const sysOnly = questionOf(
       { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'assistant', content: 'Hello' }] },
       template,
