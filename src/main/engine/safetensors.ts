@@ -285,7 +285,8 @@ export function decodeToFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
       const out = new Uint32Array(n)
       // Two values per 32-bit read where aligned (little-endian): measured 1.5x faster.
       const pairs = LITTLE_ENDIAN && raw.byteOffset % 4 === 0 ? n >> 1 : 0
-      const words = new Uint32Array(raw.buffer, raw.byteOffset, pairs)
+      // (A 2-byte-aligned view gets no 32-bit view at all: Uint32Array refuses its offset.)
+      const words = pairs > 0 ? new Uint32Array(raw.buffer, raw.byteOffset, pairs) : new Uint32Array(0)
       for (let j = 0, i = 0; j < pairs; j++, i += 2) {
         const w = words[j]
         out[i] = w << 16

@@ -929,3 +929,259 @@ describe('checkpoint folders', () => {
     })
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+// Paths a mutation run found no test for: FP8 checkpoints, unaligned reads, byte ranges, the
+// writer's and the index's refusals, shard boundaries.
+
+describe('FP8 checkpoints (DeepSeek/Qwen3 FP8 releases)', () => {
+  it('F8_E4M3 (the "fn" variant: no infinities, one NaN per sign) decodes known bytes exactly', () => {
+    const bytes = new Uint8Array([0x00, 0x80, 0x01, 0x07, 0x08, 0x38, 0xc0, 0x7e, 0xfe, 0x7f, 0xff, 0x78])
+    const got = decodeToFloat32('F8_E4M3', bytes)
+    expect(Array.from(got.slice(0, 9))).toEqual([0, -0, 2 ** -9, 7 * 2 ** -9, 2 ** -6, 1, -2, 448, -448])
+    expect(Object.is(got[1], -0)).toBe(true)
+    expect(Number.isNaN(got[9]) && Number.isNaN(got[10])).toBe(true)
+    // exponent 15 with a mantissa below 7 is a number (256), not NaN or infinity
+    expect(got[11]).toBe(256)
+    // the table is built once and reused: a second decode gives the same values
+    expect(Array.from(decodeToFloat32('F8_E4M3', bytes.slice(0, 9)))).toEqual(Array.from(got.slice(0, 9)))
+  })
+
+  it('F8_E5M2 is the top byte of a half float: infinities, NaN and subnormals included', () => {
+    const got = decodeToFloat32('F8_E5M2', new Uint8Array([0x3c, 0xc0, 0x7c, 0xfc, 0x01, 0x7e, 0x00]))
+    expect(Array.from(got.slice(0, 5))).toEqual([1, -2, Infinity, -Infinity, 2 ** -16])
+    expect(Number.isNaN(got[5])).toBe(true)
+    expect(got[6]).toBe(0)
+  })
+
+  it('an FP8 tensor in a file loads as float32', () => {
+    const file = writeRaw('fp8.safetensors', JSON.stringify({ w: { dtype: 'F8_E4M3', shape: [2, 2], data_offsets: [0, 4] } }), new Uint8Array([0x38, 0xc0, 0x00, 0x7e]))
+    const t = loadSafetensors(file).tensors.get('w')!
+    expect(t.shape).toEqual([2, 2])
+    expect(Array.from(t.data)).toEqual([1, -2, 0, 448])
+  })
+})
+
+describe('byte alignment and views', () => {
+  const bf16 = (values: number[]): Uint8Array => {
+    const out = new Uint8Array(values.length * 2)
+    const bits = new Uint32Array(new Float32Array(values).buffer)
+    for (let i = 0; i < values.length; i++) {
+      out[2 * i] = (bits[i] >>> 16) & 0xff
+      out[2 * i + 1] = bits[i] >>> 24
+    }
+    return out
+  }
+
+  it('BF16 decodes the same at any alignment and any count (pairs, then the odd one)', () => {
+    const values = [1, -2, 0.5, 3, -0.25]
+    for (const count of [1, 2, 3, 5])
+      for (const shift of [0, 2, 4, 6]) {
+        const buf = new Uint8Array(16 + count * 2)
+        buf.set(bf16(values.slice(0, count)), shift)
+        expect(Array.from(decodeToFloat32('BF16', buf.subarray(shift, shift + count * 2))), `${count} values at +${shift}`).toEqual(
+          values.slice(0, count),
+        )
+      }
+  })
+
+  it('aligned F32 and I32 bytes are viewed, not copied; unaligned ones are copied and read right', () => {
+    const buf = new Uint8Array(40)
+    new Float32Array(buf.buffer, 4, 2).set([1.5, -3])
+    const view = decodeToFloat32('F32', buf.subarray(4, 12))
+    expect(Array.from(view)).toEqual([1.5, -3])
+    expect(view.buffer).toBe(buf.buffer)
+    expect(view.byteOffset).toBe(4)
+    const ints = new Uint8Array(40)
+    new Int32Array(ints.buffer, 8, 2).set([-5, 70000])
+    const iview = decodeToInt32('I32', ints.subarray(8, 16))
+    expect(Array.from(iview)).toEqual([-5, 70000])
+    expect(iview.buffer).toBe(ints.buffer)
+    const odd = new Uint8Array(12)
+    odd.set(new Uint8Array(new Float32Array([2.5, 7]).buffer), 1)
+    const copy = decodeToFloat32('F32', odd.subarray(1, 9))
+    expect(Array.from(copy)).toEqual([2.5, 7])
+    expect(copy.buffer).not.toBe(odd.buffer)
+  })
+
+  it('I32 and U64 decode to float32 too; decodeToInt32 refuses float dtypes and U32 values past int32', () => {
+    expect(Array.from(decodeToFloat32('I32', new Uint8Array(new Int32Array([-5, 7]).buffer)))).toEqual([-5, 7])
+    expect(Array.from(decodeToFloat32('U64', new Uint8Array(new BigUint64Array([3n, 2n ** 40n]).buffer)))).toEqual([3, 2 ** 40])
+    expect(() => decodeToInt32('F32', new Uint8Array(4))).toThrow(new TypeError('F32 is a float dtype, not an integer one'))
+    expect(Array.from(decodeToInt32('U32', new Uint8Array(new Uint32Array([2 ** 31 - 1]).buffer)))).toEqual([2 ** 31 - 1])
+    expect(() => decodeToInt32('U32', new Uint8Array(new Uint32Array([1, 2 ** 31]).buffer))).toThrow(RangeError)
+    expect(() => decodeToFloat32('BF16', new Uint8Array(3))).toThrow('3 bytes is not a whole number of BF16 elements (2 bytes each)')
+  })
+
+  it('encodeFromFloat32 copies exactly the view it is given, and refuses other dtypes', () => {
+    const all = new Float32Array([9, 1.25, -2, 9])
+    const f32 = encodeFromFloat32('F32', all.subarray(1, 3))
+    expect(Array.from(new Float32Array(f32.buffer, f32.byteOffset, 2))).toEqual([1.25, -2])
+    expect(f32.length).toBe(8)
+    f32[0] ^= 0xff
+    expect(all[1]).toBe(1.25)
+    expect(() => encodeFromFloat32('F64' as 'F32', all)).toThrow(TypeError)
+  })
+})
+
+describe('readTensorRange', () => {
+  it('reads a byte range inside one tensor and refuses a range outside it, naming both', async () => {
+    const { readTensorRange } = await import('../../../src/main/engine/safetensors')
+    const file = join(tmp, 'range.safetensors')
+    saveSafetensors(file, { a: { dtype: 'F32', shape: [2], data: new Float32Array([7, 8]) }, b: { dtype: 'F32', shape: [4], data: new Float32Array([1, 2, 3, 4]) } })
+    const h = readHeader(file)
+    const bytes = readTensorRange(h, 'b', 4, 8)
+    expect(Array.from(new Float32Array(bytes.slice().buffer))).toEqual([2, 3])
+    expect(readTensorRange(h, 'b', 16, 0).length).toBe(0)
+    expect(Array.from(new Float32Array(readTensorRange(h, 'b', 0, 16).slice().buffer))).toEqual([1, 2, 3, 4])
+    for (const [offset, length] of [
+      [-4, 4],
+      [0, -1],
+      [12, 8],
+      [0, 17],
+    ])
+      expect(catchError(() => readTensorRange(h, 'b', offset, length)).message).toContain(
+        `tensor "b": bytes [${offset}, ${offset + length}) are outside the tensor's 16 bytes`,
+      )
+  })
+})
+
+describe('header refusals not in the table above', () => {
+  const one = (entry: unknown, extra: Record<string, unknown> = {}): string =>
+    writeRaw(`h-${Math.random().toString(36).slice(2)}.safetensors`, JSON.stringify({ ...extra, t: entry }), new Uint8Array(8))
+
+  it('names each missing or malformed field of an entry', () => {
+    expect(catchError(() => readHeader(one({ shape: [1], data_offsets: [0, 4] }))).message).toMatch(/tensor "t": entry has no "dtype"$/)
+    expect(catchError(() => readHeader(one({ dtype: 'F32', data_offsets: [0, 4] }))).message).toMatch(/tensor "t": entry has no "shape"$/)
+    expect(catchError(() => readHeader(one({ dtype: 'X9', shape: [1], data_offsets: [0, 4] }))).message).toContain(
+      'unknown dtype "X9" (known: F64, F32, F16, BF16',
+    )
+    expect(catchError(() => readHeader(one({ dtype: 'F32', shape: 4, data_offsets: [0, 4] }))).message).toMatch(/"shape" must be an array, got 4$/)
+    for (const offsets of [[0], [0, 4, 8], 'x', [0, -4]])
+      expect(catchError(() => readHeader(one({ dtype: 'F32', shape: [1], data_offsets: offsets }))).message).toContain(
+        `"data_offsets" must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`,
+      )
+  })
+
+  it('metadata: absent or null is none; anything but an object of strings is refused', () => {
+    const ok = { dtype: 'F32', shape: [1], data_offsets: [0, 4] }
+    expect(readHeader(one(ok, { __metadata__: null })).metadata).toEqual({})
+    expect(readHeader(one(ok)).metadata).toEqual({})
+    expect(readHeader(one(ok, { __metadata__: { format: 'pt' } })).metadata).toEqual({ format: 'pt' })
+    for (const bad of [['pt'], 'pt', 3])
+      expect(catchError(() => readHeader(one(ok, { __metadata__: bad }))).message).toContain(
+        `"__metadata__" must be an object of strings, got ${JSON.stringify(bad)}`,
+      )
+  })
+
+  it('an 8-byte file is an empty header length, not "too short"; a header at the size limit is not "absurd"', () => {
+    const eight = join(tmp, 'eight.safetensors')
+    writeFileSync(eight, Buffer.alloc(8))
+    expect(catchError(() => readHeader(eight)).message).not.toMatch(/too short/)
+    const big = writeRaw('limit.safetensors', '{}', new Uint8Array(0), 100_000_000n)
+    expect(catchError(() => readHeader(big)).message).toMatch(/header length 100000000 is larger than the file/)
+    const over = writeRaw('over.safetensors', '{}', new Uint8Array(0), 100_000_001n)
+    expect(catchError(() => readHeader(over)).message).toMatch(/header length 100000001 is absurd \(limit 100000000 bytes\)/)
+  })
+
+  it('long values in messages are cut to 80 characters', () => {
+    const long = 'x'.repeat(200)
+    const msg = catchError(() => readHeader(one({ dtype: 'F32', shape: [long], data_offsets: [0, 4] }))).message
+    expect(msg).toContain(`shape ${JSON.stringify([long]).slice(0, 77)}...: dimension`)
+    expect(msg).not.toContain('x'.repeat(100))
+  })
+})
+
+describe('the writer refuses what it cannot write, naming the tensor', () => {
+  const save = (tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>) => () =>
+    saveSafetensors(join(tmp, 'refused.safetensors'), tensors, metadata)
+
+  it('names, shapes, data kinds and lengths', () => {
+    const f = new Float32Array(2)
+    expect(catchError(save({ '': { dtype: 'F32', shape: [2], data: f } })).message).toContain('"" cannot be a tensor name')
+    expect(catchError(save({ __metadata__: { dtype: 'F32', shape: [2], data: f } })).message).toContain('"__metadata__" cannot be a tensor name')
+    expect(catchError(save({ s: { dtype: 'F32', shape: [2, 1.5], data: f } })).message).toContain('tensor "s": shape [2,1.5] must be non-negative integers')
+    expect(catchError(save({ i: { dtype: 'F32', shape: [2], data: new Int32Array(2) } })).message).toContain(
+      'tensor "i": Int32Array data can be written as I32 or I64, not F32',
+    )
+    expect(catchError(save({ i: { dtype: 'I32', shape: [3], data: new Int32Array(2) } })).message).toContain('tensor "i": 2 values but I32 [3] needs 3')
+    expect(catchError(save({ u: { dtype: 'F16', shape: [2], data: new Uint8Array(3) } })).message).toContain('tensor "u": 3 raw bytes but F16 [2] needs 4')
+    expect(catchError(save({ d: { dtype: 'F32', shape: [2], data: new Float64Array(2) as unknown as Float32Array } })).message).toContain(
+      'tensor "d": data must be a Float32Array, Int32Array or Uint8Array',
+    )
+    expect(catchError(save({ a: { dtype: 'F32', shape: [2], data: f } }, { epoch: 3 as unknown as string })).message).toContain(
+      'metadata value for "epoch" must be a string, got 3',
+    )
+  })
+
+  it('raw bytes are written as they are, in any dtype', () => {
+    const file = join(tmp, 'raw.safetensors')
+    const bytes = new Uint8Array(new Float32Array([0.5, -1]).buffer)
+    saveSafetensors(file, { r: { dtype: 'F32', shape: [2], data: bytes }, q: { dtype: 'F8_E4M3', shape: [2], data: new Uint8Array([0x38, 0xc0]) } })
+    const t = loadSafetensors(file).tensors
+    expect(Array.from(t.get('r')!.data)).toEqual([0.5, -1])
+    expect(Array.from(t.get('q')!.data)).toEqual([1, -2])
+  })
+})
+
+describe('sharded checkpoints: the index and the shard boundaries', () => {
+  const f32 = (n: number, v = 1): TensorToWrite => ({ dtype: 'F32', shape: [n], data: new Float32Array(n).fill(v) })
+
+  it('refuses an unreadable index, one without a weight_map, and shard names outside the folder', () => {
+    const dir = freshDir('bad-index')
+    const index = join(dir, 'model.safetensors.index.json')
+    writeFileSync(index, '{not json')
+    expect(catchError(() => openCheckpointTensors(dir)).message).toMatch(/model\.safetensors\.index\.json: not a readable JSON index \(.+\)/)
+    for (const bad of ['[]', '{"weight_map": []}', '{"metadata": {}}']) {
+      writeFileSync(index, bad)
+      expect(catchError(() => openCheckpointTensors(dir)).message).toContain('index must be a JSON object with a "weight_map" object')
+    }
+    for (const shard of ['', '.', '..', 'sub/x.safetensors', '..\\x.safetensors', 3]) {
+      writeFileSync(index, JSON.stringify({ weight_map: { 'a.weight': shard } }))
+      expect(catchError(() => openCheckpointTensors(dir)).message, String(shard)).toContain(
+        `tensor "a.weight": weight_map names ${JSON.stringify(shard)}, which is not a file name in this folder`,
+      )
+    }
+    writeFileSync(index, JSON.stringify({ weight_map: { 'a.weight': 'gone.safetensors', 'b.weight': 'gone.safetensors' } }))
+    expect(catchError(() => openCheckpointTensors(dir)).message).toContain('tensor "a.weight": the index names shard "gone.safetensors", which does not exist')
+  })
+
+  it('a shard holds tensors up to exactly maxShardBytes; a tensor larger than that gets a shard of its own', () => {
+    const dir = freshDir('boundary')
+    // 16 + 16 bytes fit a 32-byte shard exactly; the next starts a new one
+    const files = saveCheckpointTensors(dir, new Map([['a', f32(4)], ['b', f32(4)], ['c', f32(4)]]), { maxShardBytes: 32 })
+    expect(files.filter((f) => f.endsWith('.safetensors'))).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+    const { index } = openCheckpointTensors(dir)
+    expect(basename(index.get('a')!.file)).toBe(basename(index.get('b')!.file))
+    expect(basename(index.get('c')!.file)).toBe('model-00002-of-00002.safetensors')
+    const big = freshDir('big-first')
+    saveCheckpointTensors(big, new Map([['huge', f32(16)], ['small', f32(1)]]), { maxShardBytes: 32 })
+    const bigIndex = openCheckpointTensors(big).index
+    expect(basename(bigIndex.get('huge')!.file)).toBe('model-00001-of-00002.safetensors')
+    expect(basename(bigIndex.get('small')!.file)).toBe('model-00002-of-00002.safetensors')
+  })
+
+  it('maxShardBytes must be positive; a streamed write refuses unknown dtypes and repeated names, and reports its total bytes', async () => {
+    const dir = freshDir('stream-refusals')
+    for (const max of [0, -1, Number.NaN]) {
+      expect(catchError(() => saveCheckpointTensors(dir, new Map([['a', f32(1)]]), { maxShardBytes: max })).message).toContain(
+        `maxShardBytes must be positive, got ${max}`,
+      )
+      await expect(writeCheckpointStream(dir, [], { maxShardBytes: max })).rejects.toThrow(`maxShardBytes must be positive, got ${max}`)
+    }
+    const src = (name: string, dtype = 'F32') => ({ name, dtype: dtype as DType, shape: [2], bytes: () => new Uint8Array(8) })
+    await expect(writeCheckpointStream(dir, [src('a', 'F12')])).rejects.toThrow('tensor "a": unknown dtype "F12"')
+    await expect(writeCheckpointStream(dir, [src('a'), src('b'), src('a')])).rejects.toThrow('tensor "a": the tensor is listed twice')
+    expect(readdirSync(dir)).toEqual([])
+    const seen: [number, number][] = []
+    await writeCheckpointStream(dir, [src('a'), { name: 'b', dtype: 'F16', shape: [3], bytes: () => new Uint8Array(6) }], {
+      onTensor: (done, total) => {
+        seen.push([done, total])
+      },
+    })
+    expect(seen).toEqual([
+      [8, 14],
+      [14, 14],
+    ])
+  })
+})
