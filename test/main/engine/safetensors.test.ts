@@ -955,7 +955,11 @@ describe('FP8 checkpoints (DeepSeek/Qwen3 FP8 releases)', () => {
   })
 
   it('an FP8 tensor in a file loads as float32', () => {
-    const file = writeRaw('fp8.safetensors', JSON.stringify({ w: { dtype: 'F8_E4M3', shape: [2, 2], data_offsets: [0, 4] } }), new Uint8Array([0x38, 0xc0, 0x00, 0x7e]))
+    const file = writeRaw(
+      'fp8.safetensors',
+      JSON.stringify({ w: { dtype: 'F8_E4M3', shape: [2, 2], data_offsets: [0, 4] } }),
+      new Uint8Array([0x38, 0xc0, 0x00, 0x7e]),
+    )
     const t = loadSafetensors(file).tensors.get('w')!
     expect(t.shape).toEqual([2, 2])
     expect(Array.from(t.data)).toEqual([1, -2, 0, 448])
@@ -1028,7 +1032,10 @@ describe('readTensorRange', () => {
   it('reads a byte range inside one tensor and refuses a range outside it, naming both', async () => {
     const { readTensorRange } = await import('../../../src/main/engine/safetensors')
     const file = join(tmp, 'range.safetensors')
-    saveSafetensors(file, { a: { dtype: 'F32', shape: [2], data: new Float32Array([7, 8]) }, b: { dtype: 'F32', shape: [4], data: new Float32Array([1, 2, 3, 4]) } })
+    saveSafetensors(file, {
+      a: { dtype: 'F32', shape: [2], data: new Float32Array([7, 8]) },
+      b: { dtype: 'F32', shape: [4], data: new Float32Array([1, 2, 3, 4]) },
+    })
     const h = readHeader(file)
     const bytes = readTensorRange(h, 'b', 4, 8)
     expect(Array.from(new Float32Array(bytes.slice().buffer))).toEqual([2, 3])
@@ -1056,7 +1063,9 @@ describe('header refusals not in the table above', () => {
     expect(catchError(() => readHeader(one({ dtype: 'X9', shape: [1], data_offsets: [0, 4] }))).message).toContain(
       'unknown dtype "X9" (known: F64, F32, F16, BF16',
     )
-    expect(catchError(() => readHeader(one({ dtype: 'F32', shape: 4, data_offsets: [0, 4] }))).message).toMatch(/"shape" must be an array, got 4$/)
+    expect(catchError(() => readHeader(one({ dtype: 'F32', shape: 4, data_offsets: [0, 4] }))).message).toMatch(
+      /"shape" must be an array, got 4$/,
+    )
     for (const offsets of [[0], [0, 4, 8], 'x', [0, -4]])
       expect(catchError(() => readHeader(one({ dtype: 'F32', shape: [1], data_offsets: offsets }))).message).toContain(
         `"data_offsets" must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`,
@@ -1099,13 +1108,21 @@ describe('the writer refuses what it cannot write, naming the tensor', () => {
   it('names, shapes, data kinds and lengths', () => {
     const f = new Float32Array(2)
     expect(catchError(save({ '': { dtype: 'F32', shape: [2], data: f } })).message).toContain('"" cannot be a tensor name')
-    expect(catchError(save({ __metadata__: { dtype: 'F32', shape: [2], data: f } })).message).toContain('"__metadata__" cannot be a tensor name')
-    expect(catchError(save({ s: { dtype: 'F32', shape: [2, 1.5], data: f } })).message).toContain('tensor "s": shape [2,1.5] must be non-negative integers')
+    expect(catchError(save({ __metadata__: { dtype: 'F32', shape: [2], data: f } })).message).toContain(
+      '"__metadata__" cannot be a tensor name',
+    )
+    expect(catchError(save({ s: { dtype: 'F32', shape: [2, 1.5], data: f } })).message).toContain(
+      'tensor "s": shape [2,1.5] must be non-negative integers',
+    )
     expect(catchError(save({ i: { dtype: 'F32', shape: [2], data: new Int32Array(2) } })).message).toContain(
       'tensor "i": Int32Array data can be written as I32 or I64, not F32',
     )
-    expect(catchError(save({ i: { dtype: 'I32', shape: [3], data: new Int32Array(2) } })).message).toContain('tensor "i": 2 values but I32 [3] needs 3')
-    expect(catchError(save({ u: { dtype: 'F16', shape: [2], data: new Uint8Array(3) } })).message).toContain('tensor "u": 3 raw bytes but F16 [2] needs 4')
+    expect(catchError(save({ i: { dtype: 'I32', shape: [3], data: new Int32Array(2) } })).message).toContain(
+      'tensor "i": 2 values but I32 [3] needs 3',
+    )
+    expect(catchError(save({ u: { dtype: 'F16', shape: [2], data: new Uint8Array(3) } })).message).toContain(
+      'tensor "u": 3 raw bytes but F16 [2] needs 4',
+    )
     expect(catchError(save({ d: { dtype: 'F32', shape: [2], data: new Float64Array(2) as unknown as Float32Array } })).message).toContain(
       'tensor "d": data must be a Float32Array, Int32Array or Uint8Array',
     )
@@ -1117,7 +1134,10 @@ describe('the writer refuses what it cannot write, naming the tensor', () => {
   it('raw bytes are written as they are, in any dtype', () => {
     const file = join(tmp, 'raw.safetensors')
     const bytes = new Uint8Array(new Float32Array([0.5, -1]).buffer)
-    saveSafetensors(file, { r: { dtype: 'F32', shape: [2], data: bytes }, q: { dtype: 'F8_E4M3', shape: [2], data: new Uint8Array([0x38, 0xc0]) } })
+    saveSafetensors(file, {
+      r: { dtype: 'F32', shape: [2], data: bytes },
+      q: { dtype: 'F8_E4M3', shape: [2], data: new Uint8Array([0x38, 0xc0]) },
+    })
     const t = loadSafetensors(file).tensors
     expect(Array.from(t.get('r')!.data)).toEqual([0.5, -1])
     expect(Array.from(t.get('q')!.data)).toEqual([1, -2])
@@ -1131,7 +1151,9 @@ describe('sharded checkpoints: the index and the shard boundaries', () => {
     const dir = freshDir('bad-index')
     const index = join(dir, 'model.safetensors.index.json')
     writeFileSync(index, '{not json')
-    expect(catchError(() => openCheckpointTensors(dir)).message).toMatch(/model\.safetensors\.index\.json: not a readable JSON index \(.+\)/)
+    expect(catchError(() => openCheckpointTensors(dir)).message).toMatch(
+      /model\.safetensors\.index\.json: not a readable JSON index \(.+\)/,
+    )
     for (const bad of ['[]', '{"weight_map": []}', '{"metadata": {}}']) {
       writeFileSync(index, bad)
       expect(catchError(() => openCheckpointTensors(dir)).message).toContain('index must be a JSON object with a "weight_map" object')
@@ -1143,19 +1165,39 @@ describe('sharded checkpoints: the index and the shard boundaries', () => {
       )
     }
     writeFileSync(index, JSON.stringify({ weight_map: { 'a.weight': 'gone.safetensors', 'b.weight': 'gone.safetensors' } }))
-    expect(catchError(() => openCheckpointTensors(dir)).message).toContain('tensor "a.weight": the index names shard "gone.safetensors", which does not exist')
+    expect(catchError(() => openCheckpointTensors(dir)).message).toContain(
+      'tensor "a.weight": the index names shard "gone.safetensors", which does not exist',
+    )
   })
 
   it('a shard holds tensors up to exactly maxShardBytes; a tensor larger than that gets a shard of its own', () => {
     const dir = freshDir('boundary')
     // 16 + 16 bytes fit a 32-byte shard exactly; the next starts a new one
-    const files = saveCheckpointTensors(dir, new Map([['a', f32(4)], ['b', f32(4)], ['c', f32(4)]]), { maxShardBytes: 32 })
-    expect(files.filter((f) => f.endsWith('.safetensors'))).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+    const files = saveCheckpointTensors(
+      dir,
+      new Map([
+        ['a', f32(4)],
+        ['b', f32(4)],
+        ['c', f32(4)],
+      ]),
+      { maxShardBytes: 32 },
+    )
+    expect(files.filter((f) => f.endsWith('.safetensors'))).toEqual([
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ])
     const { index } = openCheckpointTensors(dir)
     expect(basename(index.get('a')!.file)).toBe(basename(index.get('b')!.file))
     expect(basename(index.get('c')!.file)).toBe('model-00002-of-00002.safetensors')
     const big = freshDir('big-first')
-    saveCheckpointTensors(big, new Map([['huge', f32(16)], ['small', f32(1)]]), { maxShardBytes: 32 })
+    saveCheckpointTensors(
+      big,
+      new Map([
+        ['huge', f32(16)],
+        ['small', f32(1)],
+      ]),
+      { maxShardBytes: 32 },
+    )
     const bigIndex = openCheckpointTensors(big).index
     expect(basename(bigIndex.get('huge')!.file)).toBe('model-00001-of-00002.safetensors')
     expect(basename(bigIndex.get('small')!.file)).toBe('model-00002-of-00002.safetensors')

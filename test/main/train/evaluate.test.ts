@@ -73,7 +73,7 @@ describe('questions of rows', () => {
     expect(q!.prompt).not.toContain('Berlin')
   })
 
-  it('the prompt ends with the template\'s generation prompt; a chat without a user turn shows nothing', () => {
+  it("the prompt ends with the template's generation prompt; a chat without a user turn shows nothing", () => {
     const q = questionOf(
       {
         messages: [
@@ -95,7 +95,12 @@ describe('questions of rows', () => {
     expect(messages).toHaveLength(4)
     expect(messages[3]).toEqual({ role: 'assistant', content: 'two' })
     const sysOnly = questionOf(
-      { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'assistant', content: 'Hello' }] },
+      {
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'assistant', content: 'Hello' },
+        ],
+      },
       template,
     )
     expect(sysOnly).toMatchObject({ shown: '', expected: 'Hello' })
@@ -134,7 +139,12 @@ describe('evaluate() on the bundled model', () => {
     return { model, tokenizer, template, stopIds: endOfTurnIds(template, tokenizer) }
   }
   const rows: NormalizedRow[] = [
-    { messages: [{ role: 'user', content: 'What is the capital of France?' }, { role: 'assistant', content: 'Paris' }] },
+    {
+      messages: [
+        { role: 'user', content: 'What is the capital of France?' },
+        { role: 'assistant', content: 'Paris' },
+      ],
+    },
     { text: 'plain text has no answer' },
     { prompt: 'Two plus two is', completion: ' four' },
     { messages: [{ role: 'user', content: 'no answer yet' }] },
@@ -157,9 +167,18 @@ describe('evaluate() on the bundled model', () => {
       const q = questionOf(row, t.template)!
       const ids = t.tokenizer.encode(q.prompt)
       const expectedTokens = t.tokenizer.encode(q.expected, false).length
-      const r = gen.generate(t.model, ids, { maxNewTokens: Math.min(64, 2 * expectedTokens + 8), sampling: { greedy: true }, stopTokens: t.stopIds })
+      const r = gen.generate(t.model, ids, {
+        maxNewTokens: Math.min(64, 2 * expectedTokens + 8),
+        sampling: { greedy: true },
+        stopTokens: t.stopIds,
+      })
       const item = report.items[k]
-      expect(item.generated).toBe(t.tokenizer.decode(r.newTokens.filter((id) => !t.stopIds.includes(id)), true))
+      expect(item.generated).toBe(
+        t.tokenizer.decode(
+          r.newTokens.filter((id) => !t.stopIds.includes(id)),
+          true,
+        ),
+      )
       expect(item.exact).toBe(exactMatch(item.generated, item.expected))
       expect(item.f1).toBe(tokenF1(item.generated, item.expected))
       const ex = encodeExample(q.row, t.tokenizer, t.template, { maskPrompt: true, maxLength: t.model.config.maxPositionEmbeddings })!
@@ -178,8 +197,18 @@ describe('evaluate() on the bundled model', () => {
     const first = await evaluate(t, [rows[0]], { split: 'train', label: 'x', maxNewTokens: 6 })
     const said = first.items[0].generated
     expect(said.trim()).not.toBe('')
-    const given: NormalizedRow = { messages: [{ role: 'user', content: 'What is the capital of France?' }, { role: 'assistant', content: said }] }
-    const other: NormalizedRow = { messages: [{ role: 'user', content: 'What is the capital of France?' }, { role: 'assistant', content: 'zzzz qqqq' }] }
+    const given: NormalizedRow = {
+      messages: [
+        { role: 'user', content: 'What is the capital of France?' },
+        { role: 'assistant', content: said },
+      ],
+    }
+    const other: NormalizedRow = {
+      messages: [
+        { role: 'user', content: 'What is the capital of France?' },
+        { role: 'assistant', content: 'zzzz qqqq' },
+      ],
+    }
     const r = await evaluate(t, [given, other], { split: 'train', label: 'x', maxNewTokens: 6 })
     expect(r.items.map((i) => [i.generated, i.exact, i.f1])).toEqual([
       [said, true, 1],
@@ -210,7 +239,7 @@ describe('evaluate() on the bundled model', () => {
     expect(spy.mock.calls.map((c) => c[2].maxNewTokens)).toEqual([100, ctx - fill])
   })
 
-  it('a prompt that fills the context generates nothing and has no loss; the report\'s loss is null without one', async () => {
+  it("a prompt that fills the context generates nothing and has no loss; the report's loss is null without one", async () => {
     const t = await target()
     const spy = vi.mocked(gen.generate)
     spy.mockClear()

@@ -15,7 +15,15 @@ import { Rng } from '../../../src/main/engine/ops'
 import { baseModel, run, swapTask, tmp } from './helpers'
 
 /** w + scale · B · A computed in float64, one element at a time. */
-function mergedReference(w: Float32Array, out: number, inp: number, A: Float32Array, B: Float32Array, rank: number, scale: number): Float64Array {
+function mergedReference(
+  w: Float32Array,
+  out: number,
+  inp: number,
+  A: Float32Array,
+  B: Float32Array,
+  rank: number,
+  scale: number,
+): Float64Array {
   const r = new Float64Array(w.length)
   for (let o = 0; o < out; o++)
     for (let i = 0; i < inp; i++) {
@@ -108,7 +116,7 @@ describe('exportRun', () => {
     expect(Date.parse(wb.exported)).not.toBeNaN()
   }, 60_000)
 
-  it('copies the base model\'s tokenizer files that exist, and only those', async () => {
+  it("copies the base model's tokenizer files that exist, and only those", async () => {
     const { runDir, result } = await fullRun()
     const base = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).baseModel as string
     writeFileSync(join(base, 'tokenizer.json'), '{"version":"1.0"}')

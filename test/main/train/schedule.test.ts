@@ -21,7 +21,7 @@ describe('learningRate', () => {
     expect(learningRate(10, 10, 1, { type: 'cosine', warmupSteps: 2, minLrRatio: 0.1 })).toBeCloseTo(0.1, 12)
   })
 
-  it('with a floor of 0 every step trains: the last one too (Hugging Face\'s get_cosine_schedule_with_warmup)', () => {
+  it("with a floor of 0 every step trains: the last one too (Hugging Face's get_cosine_schedule_with_warmup)", () => {
     // transformers: lr_lambda(step) = 0.5 · (1 + cos(π · (step − warmup) / (total − warmup))) after warm-up
     const hf = (step: number, total: number) => 0.5 * (1 + Math.cos((Math.PI * step) / total))
     const lr = at('cosine', 0, 0, 2)
