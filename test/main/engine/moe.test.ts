@@ -281,6 +281,105 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
       }
     })
 
+    it('noisy top-k ranks by the noisy logits while training and by the clean ones in evaluation; gates softmax over the chosen', () => {
+      const c = tinyConfig({ router: { type: 'noisy_topk' } })
+      const m = new MoeModel(c, randomWeights(c, 4, 0.5))
+      try {
+        tf.tidy(() => {
+          const N = 12
+          const h = tf.randomNormal([N, 16], 0, 1, 'float32', 21) as tf.Tensor2D
+          const opts = { capacityFactor: null, tokenIds: new Int32Array(N) }
+          const topkOf = (scores: number[][]) => scores.flatMap((row) => Array.from(topkRows(row, 1, row.length, 2)))
+          const train = moeBlock(c, 0, m.weightSource, h, { ...opts, training: true, rng: new Rng(5) })
+          const noisy = train.routing.noisyLogits!.arraySync()
+          expect(Array.from(train.routing.decision.topk)).toEqual(topkOf(noisy))
+          // the noise changed some choice, else this test would not tell noisy from clean ranking
+          expect(topkOf(noisy)).not.toEqual(topkOf(train.routing.routerLogits.arraySync()))
+          // each token's weights: softmax of its noisy logits over its chosen experts
+          for (let n = 0; n < N; n++) {
+            const [a, b] = [train.routing.decision.topk[2 * n], train.routing.decision.topk[2 * n + 1]]
+            const ea = Math.exp(noisy[n][a])
+            const eb = Math.exp(noisy[n][b])
+            expect(train.routing.weights[2 * n]).toBeCloseTo(ea / (ea + eb), 5)
+          }
+          const evalRun = moeBlock(c, 0, m.weightSource, h, { ...opts, training: false })
+          expect(evalRun.routing.noisyLogits).toBeUndefined()
+          expect(Array.from(evalRun.routing.decision.topk)).toEqual(topkOf(evalRun.routing.routerLogits.arraySync()))
+        })
+      } finally {
+        m.dispose()
+      }
+    })
+
+    it('router jitter (HF Mixtral router_jitter_noise): while training, router and experts see h · U(1 − j, 1 + j); never in evaluation', () => {
+      const j = 0.3
+      const c = tinyConfig({ router: { jitter: j } })
+      const plain = tinyConfig()
+      const m = new MoeModel(c, randomWeights(c, 6, 0.5))
+      try {
+        tf.tidy(() => {
+          const [N, H] = [10, 16]
+          const h = tf.randomNormal([N, H], 0, 1, 'float32', 13) as tf.Tensor2D
+          const opts = { capacityFactor: null, tokenIds: new Int32Array(N) }
+          const u = new Rng(9).uniformArray(N * H, 1 - j, 1 + j)
+          expect(Math.min(...u)).toBeGreaterThanOrEqual(1 - j)
+          expect(Math.max(...u)).toBeLessThanOrEqual(1 + j)
+          expect(Math.max(...u) - Math.min(...u)).toBeGreaterThan(j)
+          const jittered = tf.mul(h, tf.tensor2d(u, [N, H])) as tf.Tensor2D
+          const train = moeBlock(c, 0, m.weightSource, h, { ...opts, training: true, rng: new Rng(9) })
+          const want = moeBlock(plain, 0, m.weightSource, jittered, { ...opts, training: false })
+          expect(maxAbsDiff(train.routing.routerLogits.dataSync(), want.routing.routerLogits.dataSync())).toBeLessThan(1e-5)
+          expect(Array.from(train.routing.decision.topk)).toEqual(Array.from(want.routing.decision.topk))
+          expect(maxAbsDiff(train.out.dataSync(), want.out.dataSync())).toBeLessThan(1e-5)
+          // evaluation: the plain hidden state
+          const clean = moeBlock(plain, 0, m.weightSource, h, { ...opts, training: false })
+          const evalRun = moeBlock(c, 0, m.weightSource, h, { ...opts, training: false })
+          expect(maxAbsDiff(evalRun.out.dataSync(), clean.out.dataSync())).toBe(0)
+          expect(maxAbsDiff(train.out.dataSync(), clean.out.dataSync())).toBeGreaterThan(1e-3)
+          // no jitter, no dropout, no token drop: training needs no random stream at all
+          const noRng = moeBlock(plain, 0, m.weightSource, h, { ...opts, training: true })
+          expect(maxAbsDiff(noRng.out.dataSync(), clean.out.dataSync())).toBe(0)
+        })
+      } finally {
+        m.dispose()
+      }
+    })
+
+    it("expert dropout: while training, each expert's hidden units drop with probability p, the rest scaled by 1/(1 − p); never in evaluation", () => {
+      const p = 0.5
+      const c = tinyConfig({ numExperts: 1, topK: 1, expertDropout: p })
+      const plain = tinyConfig({ numExperts: 1, topK: 1 })
+      const m = new MoeModel(c, randomWeights(c, 7, 0.5))
+      try {
+        tf.tidy(() => {
+          const N = 8
+          const h = tf.randomNormal([N, 16], 0, 1, 'float32', 17) as tf.Tensor2D
+          const opts = { capacityFactor: null, tokenIds: new Int32Array(N) }
+          const w = m.weightSource
+          const names = ['w1', 'w3', 'w2'].map((x) => w.get(`model.layers.0.block_sparse_moe.experts.0.${x}.weight`)) as tf.Tensor2D[]
+          // one expert, weight 1: out = W2 · (mask · silu(W1 h) · W3 h), the mask drawn row by row from the run's stream
+          const rng = new Rng(4)
+          const g = tf.matMul(h, names[0], false, true)
+          const act = tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(h, names[1], false, true)) as tf.Tensor2D
+          const mask = Float32Array.from({ length: act.size }, () => (rng.next() >= p ? 1 / (1 - p) : 0))
+          const zeros = mask.filter((v) => v === 0).length / mask.length
+          expect(zeros).toBeGreaterThan(0.35)
+          expect(zeros).toBeLessThan(0.65)
+          const want = tf.matMul(tf.mul(act, tf.tensor2d(mask, act.shape)), names[2], false, true)
+          const train = moeBlock(c, 0, w, h, { ...opts, training: true, rng: new Rng(4) })
+          expect(maxAbsDiff(train.out.dataSync(), want.dataSync())).toBeLessThan(1e-5)
+          const clean = moeBlock(plain, 0, w, h, { ...opts, training: false })
+          expect(maxAbsDiff(moeBlock(c, 0, w, h, { ...opts, training: false }).out.dataSync(), clean.out.dataSync())).toBe(0)
+          expect(maxAbsDiff(train.out.dataSync(), clean.out.dataSync())).toBeGreaterThan(1e-3)
+          expect(() => moeBlock(c, 0, w, h, { ...opts, training: true })).toThrow(
+            'training with router noise, jitter or expert dropout needs a seeded rng',
+          )
+        })
+      } finally {
+        m.dispose()
+      }
+    })
+
     it('hash router: choices follow token ids only, weights 1/k', () => {
       const c = tinyConfig({ router: { type: 'hash', hashSeed: 3 } })
       const a = new MoeModel(c, randomWeights(c, 1))
