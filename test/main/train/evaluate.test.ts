@@ -156,6 +156,7 @@ describe('evaluate() on the bundled model', () => {
     const report = await evaluate(t, rows, { split: 'validation', label: 'bundled', hooks: { onProgress: (p) => progress.push(p) } })
     expect(report).toMatchObject({ model: 'bundled', split: 'validation', n: 2, skipped: 2 })
     expect(report.seconds).toBeGreaterThan(0)
+    expect(report.seconds).toBeLessThan(600) // seconds, not milliseconds
     expect(progress.map((p) => p.done)).toEqual([0, 1, 2])
     for (const p of progress) expect(p).toMatchObject({ label: 'Evaluating bundled', stage: 1, stages: 1, total: 2, unit: 'items' })
     expect(report.items.map((i) => [i.prompt, i.expected])).toEqual([
@@ -215,6 +216,7 @@ describe('evaluate() on the bundled model', () => {
       [said, false, tokenF1(said, 'zzzz qqqq')],
     ])
     expect(r.exactMatch).toBe(0.5)
+    expect(r.f1).toBeCloseTo((1 + tokenF1(said, 'zzzz qqqq')) / 2, 12)
   })
 
   it('limits the reply: twice the answer plus 8 tokens, at most 64, never past the context; greedy, stopping at the end of turn', async () => {

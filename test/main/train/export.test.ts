@@ -5,10 +5,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
 import { loadModel } from '../../../src/main/engine/checkpoint'
-import { encodeFromFloat32, loadSafetensors } from '../../../src/main/engine/safetensors'
+import { encodeFromFloat32, loadSafetensors, saveSafetensors } from '../../../src/main/engine/safetensors'
 import type { StageProgress } from '../../../src/main/engine/tasks'
 import { exportRun, mergeInto } from '../../../src/main/train/export'
 import { Rng } from '../../../src/main/engine/ops'
@@ -141,7 +142,9 @@ describe('exportRun', () => {
 
   it('files that arrive in the target during the export are kept, and the export is discarded', async () => {
     const { runDir } = await fullRun()
-    const out = tmp('moe-export-race-')
+    const parent = tmp('moe-export-race-')
+    const out = join(parent, 'out')
+    mkdirSync(out)
     let dropped = false
     const attempt = exportRun(
       runDir,
@@ -156,7 +159,58 @@ describe('exportRun', () => {
     )
     await expect(attempt).rejects.toThrow(/received files while the export ran; they were left alone/)
     expect(readdirSync(out)).toEqual(['mine.txt'])
-    expect(readdirSync(join(out, '..')).filter((f) => f.includes('.tmp-'))).toEqual([])
+    expect(readdirSync(parent)).toEqual(['out'])
+  }, 60_000)
+
+  it('a LoRA export checks the merged model against the base model with its adapters, and leaves no tensors behind', async () => {
+    const base = baseModel()
+    const { runDir } = await run(
+      base,
+      {
+        method: 'lora',
+        lora: { rank: 4, targets: ['attention', 'experts'] },
+        optimizer: { lr: 5e-2 },
+        batchSize: 8,
+        maxSteps: 3,
+        evalEvery: 0,
+      },
+      swapTask(16),
+    )
+    const before = tf.memory().numTensors
+    const out = join(tmp('moe-export-check-'), 'out')
+    const r = await exportRun(runDir, out)
+    expect(tf.memory().numTensors).toBe(before)
+    // the check measured a real difference of rounding, not a comparison of a model with itself
+    expect(r.mergeError).toBeGreaterThan(0)
+    expect(r.mergeError).toBeLessThan(1e-4)
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toContain(`max logit change from merging ${r.mergeError!.toExponential(2)}`)
+    // the adapters matter: the merged model is not the base model
+    const ids = [[1, 5, 9, 2, 7]]
+    const baseModelLoaded = loadModel(base)
+    const merged = loadModel(out)
+    try {
+      const a = tf.tidy(() => baseModelLoaded.forward(ids).logits.dataSync())
+      const b = tf.tidy(() => merged.forward(ids).logits.dataSync())
+      expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeGreaterThan(1e-3)
+    } finally {
+      baseModelLoaded.dispose()
+      merged.dispose()
+    }
+  }, 60_000)
+
+  it('refuses an adapter file whose tensors are not floats', async () => {
+    const { runDir } = await run(
+      baseModel(),
+      { method: 'lora', lora: { rank: 2, targets: ['experts'] }, optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 1, evalEvery: 0 },
+      swapTask(8),
+    )
+    const file = join(runDir, 'checkpoints/step-1/adapter_model.safetensors')
+    const adapters = loadSafetensors(file).tensors
+    const [name, t] = [...adapters][0]
+    saveSafetensors(file, { [name]: { dtype: 'I32', shape: t.shape, data: new Int32Array(t.data.length) } })
+    const parent = tmp('moe-export-int-')
+    await expect(exportRun(runDir, join(parent, 'out'))).rejects.toThrow(`${file}: adapter ${name} is not a float tensor`)
+    expect(readdirSync(parent)).toEqual([])
   }, 60_000)
 
   it('a LoRA merge outside the tolerance writes nothing and says by how much the logits changed', async () => {
