@@ -496,3 +496,68 @@ describe('export', () => {
     }
   }, 60_000)
 })
+
+describe('early stopping', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('stops, completed, after `patience` evaluations in a row without beating the best by minDelta; the best checkpoint survives pruning', async () => {
+    const { result, events, runDir, steps } = await run(
+      baseModel(),
+      {
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 20,
+        evalEvery: 2,
+        checkpointEvery: 2,
+        keepCheckpoints: 1,
+        // nothing improves by 100: the first evaluation sets the best, the next two do not beat it
+        earlyStopping: { patience: 2, minDelta: 100 },
+      },
+      swapTask(16),
+    )
+    const evals = events.filter((e): e is Extract<TrainEvent, { type: 'run.eval' }> => e.type === 'run.eval')
+    expect(evals.map((e) => e.metrics.step)).toEqual([2, 4, 6])
+    expect(steps).toHaveLength(6)
+    expect(result).toMatchObject({ status: 'completed', step: 6, bestValLoss: evals[0].metrics.valLoss })
+    expect(result.message).toBe(
+      `early stopping: no validation improvement in 2 evaluations (best ${evals[0].metrics.valLoss.toFixed(4)} at step-2)`,
+    )
+    // keepCheckpoints 1 keeps the last one, and the best one is never pruned
+    expect(readdirSync(join(runDir, 'checkpoints')).sort()).toEqual(['step-2', 'step-6'])
+    expect(readRunRecord(runDir)).toMatchObject({ status: 'completed', step: 6 })
+  })
+
+  it('patience 0 never stops early; an improvement by more than minDelta resets the count', async () => {
+    const { result, events } = await run(
+      baseModel(),
+      {
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 6,
+        evalEvery: 2,
+        checkpointEvery: 0,
+        earlyStopping: { patience: 0, minDelta: 100 },
+      },
+      swapTask(16),
+    )
+    expect(result).toMatchObject({ status: 'completed', step: 6 })
+    expect(result.message ?? '').not.toMatch(/early stopping/)
+    const evals = events.filter((e): e is Extract<TrainEvent, { type: 'run.eval' }> => e.type === 'run.eval')
+    expect(evals).toHaveLength(3)
+    // learning lowers the validation loss at every evaluation: with minDelta 0 and patience 1 the run goes to the end
+    const learning = await run(
+      baseModel(),
+      { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 6, evalEvery: 2, checkpointEvery: 0, earlyStopping: { patience: 1, minDelta: 0 } },
+      swapTask(16),
+    )
+    const losses = learning.events
+      .filter((e): e is Extract<TrainEvent, { type: 'run.eval' }> => e.type === 'run.eval')
+      .map((e) => e.metrics.valLoss)
+    expect(losses).toHaveLength(3)
+    expect(losses[1]).toBeLessThan(losses[0])
+    expect(losses[2]).toBeLessThan(losses[1])
+    expect(learning.result).toMatchObject({ status: 'completed', step: 6, bestValLoss: losses[2] })
+  })
+})
