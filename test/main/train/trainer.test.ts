@@ -561,3 +561,27 @@ describe('early stopping', () => {
     expect(learning.result).toMatchObject({ status: 'completed', step: 6, bestValLoss: losses[2] })
   })
 })
+
+describe('gradient accumulation', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('two micro-batches of 4 make the same steps as one batch of 8 (equal-length rows), and count the tokens of both', async () => {
+    // No auxiliary losses: each is a nonlinear function of its batch's routing, so two halves differ from the whole.
+    const cfg = { optimizer: { lr: 1e-2 }, maxSteps: 3, evalEvery: 0, checkpointEvery: 0, moe: { auxLossCoef: 0, zLossCoef: 0 } }
+    const data = swapTask(24)
+    const whole = await run(baseModel(), { ...cfg, batchSize: 8 }, data)
+    const micro = await run(baseModel(), { ...cfg, batchSize: 4, gradAccumulation: 2 }, data)
+    expect(micro.steps).toHaveLength(3)
+    for (let i = 0; i < 3; i++) {
+      expect(micro.steps[i].loss).toBeCloseTo(whole.steps[i].loss, 5)
+      expect(micro.steps[i].gradNorm).toBeCloseTo(whole.steps[i].gradNorm, 4)
+      expect(micro.steps[i].lr).toBe(whole.steps[i].lr)
+      expect(micro.steps[i].tokens).toBe(whole.steps[i].tokens)
+    }
+    // a different split of the same rows is a different step: accumulation is not a no-op
+    const single = await run(baseModel(), { ...cfg, batchSize: 4 }, data)
+    expect(single.steps[0].loss).not.toBeCloseTo(whole.steps[0].loss, 5)
+  })
+})
