@@ -189,6 +189,11 @@ for (const backend of ['cpu', 'wasm'] as BackendName[]) {
         const batch = { inputIds: randomIds(2, 8, 32), labels: randomIds(2, 8, 32, 3) }
         const train = lossAndGrads(model, batch, { training: true, rng: new Rng(1) })
         expect(train.parts.droppedFraction).toBeGreaterThan(0)
+        // the fraction of all (token, choice) assignments dropped, over every layer
+        const dropped = train.routing.reduce((a, r) => a + r.dropped, 0)
+        const assignments = train.routing.reduce((a, r) => a + r.tokens * c.topK, 0)
+        expect(assignments).toBe(2 * 8 * c.topK * c.numLayers) // rows · tokens · k · layers
+        expect(train.parts.droppedFraction).toBeCloseTo(dropped / assignments, 12)
         disposeGrads(train.grads)
         const evalRun = lossAndGrads(model, batch, { training: false })
         expect(evalRun.parts.droppedFraction).toBe(0)
