@@ -109,3 +109,50 @@ describe('AdamW', () => {
     tf.dispose([p, g])
   })
 })
+
+describe('AdamW state (resume)', () => {
+  it('state() then load() into a fresh optimiser continues bit for bit; a state for another model is refused', async () => {
+    await initBackend('wasm')
+    const opts = { betas: [0.9, 0.95] as [number, number], weightDecay: 0.1, decay: (n: string) => !n.endsWith('.bias') }
+    const a = setUp(5)
+    const b = setUp(5)
+    const straight = new AdamW(opts)
+    const first = new AdamW(opts)
+    for (let s = 0; s < 2; s++) {
+      const g1 = a.grads(s)
+      const g2 = b.grads(s)
+      straight.apply(a.params, g1, 1e-2)
+      first.apply(b.params, g2, 1e-2)
+      tf.dispose([...g1.values(), ...g2.values()])
+    }
+    const saved = first.state()
+    expect(saved.step).toBe(2)
+    expect([...saved.m.keys()].sort()).toEqual(['a.weight', 'b.bias', 'c.weight'])
+    expect(saved).toEqual(await first.stateAsync())
+    first.dispose()
+    const resumed = new AdamW(opts)
+    resumed.load(saved, b.params)
+    for (let s = 2; s < 4; s++) {
+      const g1 = a.grads(s)
+      const g2 = b.grads(s)
+      straight.apply(a.params, g1, 1e-2)
+      resumed.apply(b.params, g2, 1e-2)
+      tf.dispose([...g1.values(), ...g2.values()])
+    }
+    for (const [name, p] of a.params) expect(b.params.get(name)!.dataSync(), name).toEqual(p.dataSync())
+    expect(resumed.state()).toEqual(straight.state())
+    // a state naming a parameter the model lacks, or missing a second moment
+    const other = new AdamW(opts)
+    const stray = { step: 1, m: new Map([['z.weight', new Float32Array(2)]]), v: new Map([['z.weight', new Float32Array(2)]]) }
+    expect(() => other.load(stray, b.params)).toThrow(
+      'optimizer state: parameter z.weight does not exist in the model or has no second moment',
+    )
+    const noV = { step: 1, m: new Map([['b.bias', new Float32Array(5)]]), v: new Map<string, Float32Array>() }
+    expect(() => other.load(noV, b.params)).toThrow('optimizer state: parameter b.bias does not exist')
+    const g = new Map([['nope', tf.zeros([1])]])
+    expect(() => other.apply(b.params, g, 1e-2)).toThrow('optimizer: gradient for unknown parameter nope')
+    tf.dispose([...g.values()])
+    for (const o of [straight, resumed, other]) o.dispose()
+    tf.dispose([...a.params.values(), ...b.params.values()])
+  })
+})
