@@ -57,6 +57,52 @@ describe('sampling', () => {
   it('rejects a non-positive temperature', () => {
     expect(() => sampleToken(logits, [], { temperature: 0 }, new Rng(0))).toThrow(/temperature must be > 0/)
   })
+
+  it('stays finite for large logits (the softmax is shifted by its maximum)', () => {
+    const big = Float32Array.from([1000, 999, 990])
+    const rng = new Rng(2)
+    const counts = [0, 0, 0]
+    for (let i = 0; i < 4000; i++) counts[sampleToken(big, [], {}, rng)]++
+    // softmax(1000, 999, 990) ≈ (.731, .269, .00003)
+    expect(counts[0] / 4000).toBeGreaterThan(0.69)
+    expect(counts[0] / 4000).toBeLessThan(0.77)
+    expect(counts[0] + counts[1]).toBeGreaterThan(3990)
+    const hot = [0, 0, 0]
+    for (let i = 0; i < 4000; i++) hot[sampleToken(big, [], { temperature: 10 }, rng)]++
+    // at temperature 10: softmax(100, 99.9, 99) ≈ (.42, .38, .17)
+    expect(hot[2] / 4000).toBeGreaterThan(0.12)
+  })
+
+  it('repetition penalty divides positive logits and multiplies negative ones (HF); it must be positive', () => {
+    const z = Float32Array.from([2, -1, 1.5, -3])
+    // token 0 (2 → 1) falls below token 2 (1.5)
+    expect(sampleToken(z, [0], { greedy: true, repetitionPenalty: 2 }, new Rng(0))).toBe(2)
+    // a negative logit is pushed further down (-1 → -2, below -1.5), not halved towards 0
+    const neg = Float32Array.from([-1, -1.5])
+    expect(sampleToken(neg, [0], { greedy: true, repetitionPenalty: 2 }, new Rng(0))).toBe(1)
+    // the same token twice in the history is penalised once
+    expect(sampleToken(Float32Array.from([2, 1.1]), [0, 0], { greedy: true, repetitionPenalty: 1.5 }, new Rng(0))).toBe(0)
+    expect(() => sampleToken(z, [0], { greedy: true, repetitionPenalty: 0 }, new Rng(0))).toThrow('repetition penalty must be > 0, got 0')
+    expect(() => sampleToken(z, [0], { greedy: true, repetitionPenalty: -1 }, new Rng(0))).toThrow('repetition penalty must be > 0')
+    // a penalty of 1, or nothing generated yet, changes nothing
+    expect(sampleToken(z, [], { greedy: true, repetitionPenalty: 0 }, new Rng(0))).toBe(0)
+  })
+
+  it('min-p keeps tokens down to its share of the top probability; top-p keeps the fewest tokens reaching it', () => {
+    const z = Float32Array.from([0.5, 0.3, 0.2].map(Math.log))
+    const rng = new Rng(9)
+    const seen = (s: Parameters<typeof sampleToken>[2], n = 1500): Set<number> => {
+      const out = new Set<number>()
+      for (let i = 0; i < n; i++) out.add(sampleToken(z, [], s, rng))
+      return out
+    }
+    expect(seen({ minP: 0.39 })).toEqual(new Set([0, 1, 2])) // floor .195
+    expect(seen({ minP: 0.41 })).toEqual(new Set([0, 1])) // floor .205
+    expect(seen({ topP: 0.45 })).toEqual(new Set([0]))
+    expect(seen({ topP: 0.75 })).toEqual(new Set([0, 1]))
+    // topK 0, topP 1 and minP 0 filter nothing
+    expect(seen({ topK: 0, topP: 1, minP: 0 })).toEqual(new Set([0, 1, 2]))
+  })
 })
 
 describe('generate', () => {
@@ -94,6 +140,93 @@ describe('generate', () => {
       const r = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], signal: ac.signal, onToken: (_, i) => void (i === 2 && ac.abort()) })
       expect(r).toMatchObject({ stoppedBy: 'cancelled' })
       expect(r.newTokens).toHaveLength(3)
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it('refuses an empty prompt, a bad length and ids outside the vocabulary, naming them', () => {
+    const m = tinyModel({}, 4)
+    try {
+      expect(() => generate(m, [], { maxNewTokens: 2 })).toThrow('prompt_ids: the prompt must hold at least one token')
+      for (const n of [-1, 1.5, Number.NaN])
+        expect(() => generate(m, [1], { maxNewTokens: n })).toThrow(`max_new_tokens must be a non-negative integer, got ${n}`)
+      for (const bad of [32, -1, 2.5])
+        expect(() => generate(m, [1, bad], { maxNewTokens: 2 })).toThrow(
+          `prompt_ids: ${bad} is not a token id of this model (vocabulary 32)`,
+        )
+      // 0 new tokens: nothing generated, and the last id of the vocabulary is a token
+      expect(generate(m, [31], { maxNewTokens: 0 })).toMatchObject({ newTokens: [], outputIds: [31], stoppedBy: 'max_new_tokens' })
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it("greedy by default; the config's EOS stops it unless stopTokens say otherwise; step logits and timings on request", async () => {
+    const m = tinyModel({}, 4)
+    try {
+      const free = generate(m, [1, 2], { maxNewTokens: 6, stopTokens: [], keepStepLogits: true })
+      expect(free.stepLogits).toHaveLength(6)
+      free.stepLogits!.forEach((l, i) => expect(argmax(l)).toBe(free.newTokens[i]))
+      expect(free.prefillMs).toBeGreaterThan(0)
+      expect(free.decodeMs).toBeGreaterThan(0)
+      expect(free.prefillMs + free.decodeMs).toBeLessThan(60_000) // milliseconds
+      expect(generate(m, [1, 2], { maxNewTokens: 6, stopTokens: [] }).stepLogits).toBeUndefined()
+      // the model's eos_token_id is the default stop token
+      const k = Math.max(
+        0,
+        free.newTokens.findIndex((t, i) => i > 0 && !free.newTokens.slice(0, i).includes(t)),
+      )
+      const eosModel = tinyModel({ eosTokenId: free.newTokens[k] }, 4)
+      try {
+        expect(generate(eosModel, [1, 2], { maxNewTokens: 6 })).toMatchObject({
+          stoppedBy: 'stop_token',
+          newTokens: free.newTokens.slice(0, k + 1),
+        })
+        expect(generate(eosModel, [1, 2], { maxNewTokens: 6, stopTokens: [] }).newTokens).toEqual(free.newTokens)
+      } finally {
+        eosModel.dispose()
+      }
+      // generateAsync gives the same tokens
+      const { generateAsync } = await import('../../../src/main/engine/generate')
+      expect((await generateAsync(m, [1, 2], { maxNewTokens: 6, stopTokens: [] })).newTokens).toEqual(free.newTokens)
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it('a stop sequence matches only at the end of what was generated, whole', () => {
+    const m = tinyModel({}, 4)
+    try {
+      const t = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [] }).newTokens
+      // a sequence longer than what was generated so far, an empty one, and a partial match do not stop it
+      const r = generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], stopSequences: [[], [t[0], 99], t.concat([0])] })
+      expect(r).toMatchObject({ stoppedBy: 'max_new_tokens', newTokens: t })
+      // the first two tokens, as a sequence, stop it after the second
+      expect(generate(m, [1, 2], { maxNewTokens: 8, stopTokens: [], stopSequences: [[t[0], t[1]]] })).toMatchObject({
+        stoppedBy: 'stop_sequence',
+        newTokens: t.slice(0, 2),
+      })
+    } finally {
+      m.dispose()
+    }
+  })
+
+  it('routeLastToken reports the routing of the last new token too', () => {
+    const m = tinyModel({}, 4)
+    try {
+      for (const useCache of [true, false]) {
+        const positions: number[] = []
+        const r = generate(m, [5, 6, 7], {
+          maxNewTokens: 3,
+          stopTokens: [],
+          useCache,
+          routeLastToken: true,
+          onRouting: (p) => positions.push(...p.map((x) => x.position)),
+        })
+        expect(positions).toEqual([0, 1, 2, 3, 4, 5])
+        expect(r.newTokens).toHaveLength(3)
+      }
     } finally {
       m.dispose()
     }
