@@ -118,7 +118,7 @@ describe('exportRun', () => {
   }, 60_000)
 
   it("copies the base model's tokenizer files that exist, and only those", async () => {
-    const { runDir, result } = await fullRun()
+    const { runDir } = await fullRun()
     const base = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).baseModel as string
     writeFileSync(join(base, 'tokenizer.json'), '{"version":"1.0"}')
     writeFileSync(join(base, 'merges.txt'), '#version: 0.2\n')
@@ -128,7 +128,6 @@ describe('exportRun', () => {
     expect(r.files).not.toContain('vocab.json')
     expect(readFileSync(join(out, 'merges.txt'), 'utf8')).toBe('#version: 0.2\n')
     expect(existsSync(join(out, 'vocab.json'))).toBe(false)
-    expect(result).toBeDefined()
   }, 60_000)
 
   it('an empty target folder is used; a run without a checkpoint is refused naming the run', async () => {
