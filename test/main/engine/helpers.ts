@@ -51,3 +51,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
   return m
 }
+
+/**
+ * A backend named like none of the host backends ('wasm', 'cpu') but computing on the cpu one: the
+ * engine's device code paths (what webgpu and native TensorFlow run: tf.gather fallbacks,
+ * UnsortedSegmentSum, tf.slice) run here without a GPU. Registered once; returns its name.
+ */
+export async function useDeviceSim(): Promise<string> {
+  const tf = await import('@tensorflow/tfjs')
+  const { MathBackendCPU } = await import('@tensorflow/tfjs-backend-cpu')
+  const name = 'device-sim'
+  if (!tf.findBackend(name)) {
+    tf.registerBackend(name, () => new MathBackendCPU())
+    for (const k of tf.getKernelsForBackend('cpu')) tf.registerKernel({ ...k, backendName: name })
+  }
+  await tf.setBackend(name)
+  await tf.ready()
+  return name
+}

@@ -6,7 +6,18 @@
 import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
-import { dropout, embedLookup, linear, Rng } from '../../../src/main/engine/ops'
+import {
+  dropout,
+  embedLookup,
+  linear,
+  mm,
+  permuteRows,
+  plainWeights,
+  Rng,
+  unpermuteRows,
+  weightsSecond,
+} from '../../../src/main/engine/ops'
+import { useDeviceSim } from './helpers'
 
 describe('linear on wasm', () => {
   beforeAll(async () => {
@@ -104,5 +115,113 @@ describe('Rng (mulberry32), dropout and the embedding', () => {
     expect(embedLookup(table, Int32Array.from([0, 31])).shape).toEqual([2, 4])
     expect(() => embedLookup(table, Int32Array.from([3, 32]))).toThrow(new RangeError('token id 32 is out of range for a vocabulary of 32'))
     expect(() => embedLookup(table, Int32Array.from([-1]))).toThrow('token id -1 is out of range')
+  })
+})
+
+/** Each backend's code path: the host ones (cpu, wasm) and a device one (what webgpu and tensorflow run). */
+const backends: [string, () => Promise<unknown>][] = [
+  ['cpu', async () => (await tf.setBackend('cpu'), tf.ready())],
+  ['wasm', async () => (await initBackend('wasm'), await tf.setBackend('wasm'), tf.ready())],
+  ['device-sim', useDeviceSim],
+]
+
+const values = (t: tf.Tensor) => Array.from(t.dataSync())
+const close = (a: tf.Tensor, b: tf.Tensor, tol = 1e-5) => expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeLessThan(tol)
+
+describe.each(backends)('row dispatch, the embedding and the chunked lm_head on %s', (name, start) => {
+  beforeAll(async () => {
+    await start()
+    expect(tf.getBackend()).toBe(name)
+  })
+
+  it('gathers rows and adds them back, with a token in two experts and one in one; each the gradient of the other', () => {
+    // 3 tokens, 5 routed rows: token 0 → rows 0 and 4, token 1 → row 2, token 2 → rows 1 and 3.
+    const index = new Int32Array([0, 2, 1, 2, 0])
+    const inverses = [new Int32Array([0, 2, 1]), new Int32Array([4, 5, 3])] // 5 = not routed
+    const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2])
+    const z = tf.tensor2d([1, 10, 2, 20, 3, 30, 4, 40, 5, 50], [5, 2])
+    expect(values(permuteRows(x, index, inverses))).toEqual([1, 2, 5, 6, 3, 4, 5, 6, 1, 2])
+    expect(values(unpermuteRows(z, index, inverses))).toEqual([6, 60, 3, 30, 6, 60])
+    const dx = tf.grad((xv: tf.Tensor) => tf.sum(tf.mul(permuteRows(xv as tf.Tensor2D, index, inverses), z)))(x)
+    expect(values(dx)).toEqual([6, 60, 3, 30, 6, 60])
+    const y = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2])
+    const dz = tf.grad((zv: tf.Tensor) => tf.sum(tf.mul(unpermuteRows(zv as tf.Tensor2D, index, inverses), y)))(z)
+    expect(values(dz)).toEqual([1, 2, 5, 6, 3, 4, 5, 6, 1, 2])
+  })
+
+  it("an embedding's gradient adds up every position's row into its token's row", () => {
+    const table = tf.tensor2d([0, 0, 0, 0, 0, 0, 0, 0], [4, 2])
+    const ids = new Int32Array([2, 0, 2])
+    const dy = tf.tensor2d([1, 2, 30, 40, 500, 600], [3, 2])
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), dy)))(table)
+    expect(g.shape).toEqual([4, 2])
+    expect(values(g)).toEqual([30, 40, 0, 0, 501, 602, 0, 0])
+  })
+
+  it('lm_head in row chunks (the last one short) gives the resident value and gradients; a frozen one takes none', async () => {
+    const rng = new Rng(7)
+    const [N, H, V] = [5, 6, 11]
+    const x = tf.tensor2d(rng.normalArray(N * H), [N, H])
+    const w = tf.variable(tf.tensor2d(rng.normalArray(V * H), [V, H]), true, `head-${name}`)
+    const up = tf.tensor2d(rng.normalArray(N * V), [N, V])
+    const chunked = plainWeights((n) => (n === 'lm_head.weight' ? w : tf.zeros([1])), new Map([['lm_head.weight', 4]]))
+    const whole = plainWeights((n) => (n === 'lm_head.weight' ? w : tf.zeros([1])))
+    expect(chunked.matrix('lm_head.weight')).toBeUndefined()
+    expect(whole.matrix('lm_head.weight')).toBe(w)
+    // a chunk as large as the vocabulary is the plain linear
+    expect(plainWeights(() => w, new Map([['lm_head.weight', V]])).matrix('lm_head.weight')).toBe(w)
+    const loss = (p: typeof whole) => (xv: tf.Tensor) => tf.sum(tf.mul(p.linear(xv as tf.Tensor2D, 'lm_head.weight'), up)) as tf.Scalar
+    close(chunked.linear(x, 'lm_head.weight'), tf.matMul(x, w, false, true))
+    const a = tf.variableGrads(() => loss(chunked)(x), [w])
+    const b = tf.variableGrads(() => loss(whole)(x), [w])
+    close(a.value, b.value, 1e-4)
+    close(a.grads[w.name], b.grads[w.name])
+    close(tf.grad(loss(chunked))(x), tf.grad(loss(whole))(x))
+    // with a bias
+    const bias = tf.tensor1d(rng.normalArray(V))
+    const biased = plainWeights((n) => (n === 'b' ? bias : w), new Map([['w', 3]]))
+    close(biased.linear(x, 'w', 'b'), tf.add(tf.matMul(x, w, false, true), bias))
+    // frozen: the input still gets its gradient, and no V × H product is made for the head
+    const frozen = tf.variable(w.clone(), false, `frozen-head-${name}`)
+    const f = plainWeights(() => frozen, new Map([['h', 4]]))
+    const t = plainWeights(() => w, new Map([['h', 4]]))
+    const dxOf = (p: typeof whole) => () => tf.grad((xv: tf.Tensor) => tf.sum(tf.mul(p.linear(xv as tf.Tensor2D, 'h'), up)))(x)
+    close(dxOf(f)(), tf.grad(loss(whole))(x))
+    const products = async (p: typeof whole) =>
+      (await tf.profile(dxOf(p))).kernels.filter((k) => /MatMul|FusedMatMul/.test(k.name)).length
+    expect(await products(f)).toBe((await products(t)) - 1)
+  })
+
+  it('mm multiplies by b or bᵀ with the gradients of both operands', () => {
+    const rng = new Rng(3)
+    const a = tf.tensor2d(rng.normalArray(12), [3, 4])
+    const b = tf.tensor2d(rng.normalArray(20), [4, 5])
+    const bt = tf.tensor2d(rng.normalArray(20), [5, 4])
+    const up = tf.tensor2d(rng.normalArray(15), [3, 5])
+    close(mm(a, b), tf.matMul(a, b))
+    close(mm(a, bt, true), tf.matMul(a, bt, false, true))
+    for (const [rhs, t] of [
+      [b, false],
+      [bt, true],
+    ] as const) {
+      const got = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(mm(p, q, t), up)))([a, rhs])
+      const want = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.matMul(p, q, false, t), up)))([a, rhs])
+      close(got[0], want[0])
+      close(got[1], want[1])
+    }
+  })
+})
+
+describe('weightsSecond (which operand XNNPACK packs)', () => {
+  it('puts W second for many rows and keeps it first for one row (decoding)', () => {
+    // the measured case in its comment: 2048 rows, 256 → 256
+    expect(weightsSecond(2048, 256, 256)).toBe(true)
+    expect(weightsSecond(1, 256, 256)).toBe(false)
+    // the crossing: 2·out·in < N·(2·in + out); for in = out = 3 it is N > 2
+    expect(weightsSecond(2, 3, 3)).toBe(false)
+    expect(weightsSecond(3, 3, 3)).toBe(true)
+    // a wide output (lm_head: in 4, out 100): copying W costs 800, moving N·108 elements the other way
+    expect(weightsSecond(7, 4, 100)).toBe(false)
+    expect(weightsSecond(8, 4, 100)).toBe(true)
   })
 })
