@@ -3,6 +3,7 @@
  * by setting and environment, and no silent fallback when a named backend is unavailable.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import * as tf from '@tensorflow/tfjs'
 import { createRequire } from 'node:module'
 import { prepareWebGpu } from './webgpuEnv'
 
@@ -117,6 +118,67 @@ describe('backend selection', () => {
   })
 })
 
+describe('backend reports and log lines', () => {
+  const saved = process.env.MOE_WORKBENCH_BACKEND
+  afterEach(() => {
+    if (saved === undefined) delete process.env.MOE_WORKBENCH_BACKEND
+    else process.env.MOE_WORKBENCH_BACKEND = saved
+  })
+
+  it('says which backend, with how many threads and from where, and keeps the report until another is asked for', async () => {
+    delete process.env.MOE_WORKBENCH_BACKEND
+    const b = await fresh()
+    const { wasmThreadCount } = await import('../../../src/main/engine/wasmThreads')
+    expect(b.backendReport()).toBeUndefined()
+    const lines: string[] = []
+    const r = await b.initBackend('wasm', (l) => lines.push(l))
+    expect(r).toMatchObject({ name: 'wasm', tfBackend: 'wasm', source: 'setting', tfjsVersion: tf.version.tfjs })
+    expect(r.threads).toBeGreaterThanOrEqual(1)
+    expect(r.threads).toBe(wasmThreadCount())
+    const n = r.threads!
+    expect(lines).toEqual([`backend: using wasm with ${n} thread${n === 1 ? '' : 's'} (from setting)`])
+    expect(b.backendReport()).toBe(r)
+    // the same request, or none: the same report, nothing started again or logged
+    expect(await b.initBackend('wasm', (l) => lines.push(l))).toBe(r)
+    expect(await b.initBackend(undefined, (l) => lines.push(l))).toBe(r)
+    expect(lines).toHaveLength(1)
+    // another backend named: switched
+    const c = await b.initBackend('cpu', (l) => lines.push(l))
+    expect(c).toMatchObject({ name: 'cpu', tfBackend: 'cpu', source: 'setting' })
+    expect(c).not.toHaveProperty('threads')
+    expect(c).not.toHaveProperty('adapter')
+    expect(lines[1]).toBe('backend: using cpu (from setting)')
+    expect(tf.getBackend()).toBe('cpu')
+    expect(b.backendReport()).toBe(c)
+  })
+
+  it('the environment names the source; empty or auto means automatic', async () => {
+    process.env.MOE_WORKBENCH_BACKEND = 'cpu'
+    let b = await fresh()
+    const lines: string[] = []
+    await b.initBackend(undefined, (l) => lines.push(l))
+    expect(lines).toEqual(['backend: using cpu (from env)'])
+    for (const value of ['', 'auto']) {
+      process.env.MOE_WORKBENCH_BACKEND = value
+      b = await fresh()
+      const r = await b.initBackend()
+      expect(r.source).toBe('auto')
+      expect(r.attempts.length).toBeGreaterThanOrEqual(1)
+    }
+  })
+
+  it('a backend that cannot start is reported in one line, with every attempt in the error', async () => {
+    if (installed('@tensorflow/tfjs-node-gpu')) return
+    const b = await fresh()
+    const err = await b.initBackend('tfjs-node-gpu').catch((e: Error) => e)
+    expect(err).toBeInstanceOf(Error)
+    // "Cannot find module '@tensorflow/tfjs-node-gpu'\nRequire stack: ..." → its first line only
+    expect((err as Error).message).toMatch(/^backend tfjs-node-gpu is unavailable: tfjs-node-gpu: [^\n]*tfjs-node-gpu[^\n]*$/)
+    expect((err as Error).message).not.toMatch(/Require stack/)
+    expect(b.backendReport()).toBeUndefined()
+  })
+})
+
 describe('hasVulkanDriver', () => {
   it('finds an ICD named by the environment or in a data folder, and none in an empty system', async () => {
     const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs')
@@ -128,13 +190,21 @@ describe('hasVulkanDriver', () => {
     writeFileSync(icd, '{}')
     expect(hasVulkanDriver({ VK_ICD_FILENAMES: icd })).toBe(true)
     expect(hasVulkanDriver({ VK_DRIVER_FILES: `${join(root, 'missing.json')}` })).toBe(false)
+    // a list: one driver that exists is enough
+    expect(hasVulkanDriver({ VK_ICD_FILENAMES: `${join(root, 'missing.json')}:${icd}` })).toBe(true)
     const data = join(root, 'share')
     const empty = { XDG_DATA_HOME: join(root, 'none'), XDG_DATA_DIRS: data }
     // (a machine whose /etc/vulkan/icd.d holds a driver finds it whatever the data folders say)
     const systemWide = hasVulkanDriver({ XDG_DATA_HOME: join(root, 'none'), XDG_DATA_DIRS: join(root, 'none') })
     expect(hasVulkanDriver(empty)).toBe(systemWide)
     mkdirSync(join(data, 'vulkan/icd.d'), { recursive: true })
+    // a folder without a manifest (.json) holds no driver
+    writeFileSync(join(data, 'vulkan/icd.d/README'), 'x')
+    if (!systemWide) expect(hasVulkanDriver(empty)).toBe(false)
     writeFileSync(join(data, 'vulkan/icd.d/radeon_icd.x86_64.json'), '{}')
     expect(hasVulkanDriver(empty)).toBe(true)
+    // the user's own data folder counts too
+    const home = { XDG_DATA_HOME: data, XDG_DATA_DIRS: join(root, 'none') }
+    expect(hasVulkanDriver(home)).toBe(true)
   })
 })
