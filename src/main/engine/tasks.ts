@@ -31,12 +31,12 @@ const YIELD_EVERY_MS = 25
  * Lets other messages in while a loop runs: `await pace()` yields to the event loop on its first
  * call and whenever the last yield is more than a few ms ago, then throws if the task was cancelled.
  */
-export function pacer(signal: AbortSignal | undefined, what: string): () => Promise<void> {
+export function pacer(signal: AbortSignal | undefined, what: string, now: () => number = Date.now): () => Promise<void> {
   let last = -Infinity
   return async () => {
-    if (Date.now() - last >= YIELD_EVERY_MS) {
+    if (now() - last >= YIELD_EVERY_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve))
-      last = Date.now()
+      last = now()
     }
     throwIfCancelled(signal, what)
   }

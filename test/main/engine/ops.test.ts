@@ -166,10 +166,10 @@ describe.each(backends)('row dispatch, the embedding and the chunked lm_head on 
     const up = tf.tensor2d(rng.normalArray(N * V), [N, V])
     const chunked = plainWeights((n) => (n === 'lm_head.weight' ? w : tf.zeros([1])), new Map([['lm_head.weight', 4]]))
     const whole = plainWeights((n) => (n === 'lm_head.weight' ? w : tf.zeros([1])))
-    expect(chunked.matrix('lm_head.weight')).toBeUndefined()
-    expect(whole.matrix('lm_head.weight')).toBe(w)
+    expect(chunked.matrix!('lm_head.weight')).toBeUndefined()
+    expect(whole.matrix!('lm_head.weight')).toBe(w)
     // a chunk as large as the vocabulary is the plain linear
-    expect(plainWeights(() => w, new Map([['lm_head.weight', V]])).matrix('lm_head.weight')).toBe(w)
+    expect(plainWeights(() => w, new Map([['lm_head.weight', V]])).matrix!('lm_head.weight')).toBe(w)
     const loss = (p: typeof whole) => (xv: tf.Tensor) => tf.sum(tf.mul(p.linear(xv as tf.Tensor2D, 'lm_head.weight'), up)) as tf.Scalar
     close(chunked.linear(x, 'lm_head.weight'), tf.matMul(x, w, false, true))
     const a = tf.variableGrads(() => loss(chunked)(x), [w])
