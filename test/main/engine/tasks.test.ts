@@ -56,6 +56,20 @@ describe('progressReporter', () => {
     expect((events[1] as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec).toBeNull()
   })
 
+  it('no ETA while nothing is done, nor at a stage\'s first report (no pace yet)', () => {
+    let clock = 0
+    const events: WorkbenchEvent[] = []
+    const report = progressReporter((e) => events.push(e), 't', 'eval.run', () => clock)
+    const eta = () => (events.at(-1) as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec
+    report(stage(5, 10)) // half done at once: no time has passed in the stage
+    expect(eta()).toBeNull()
+    report(stage(0, 10, 2))
+    clock = 500
+    report(stage(0, 10, 2)) // 0.5 s in, nothing done
+    expect(events).toHaveLength(3)
+    expect(eta()).toBeNull()
+  })
+
   it('a stage completed at its first report has ETA 0', () => {
     const events: WorkbenchEvent[] = []
     progressReporter((e) => events.push(e), 't', 'runs.export', () => 5)(stage(4, 4))
@@ -81,6 +95,8 @@ describe('pacer', () => {
     expect(await yields()).toBe(true)
     clock = 49
     expect(await yields()).toBe(false) // counted from the last yield
+    // no signal: never cancelled
+    await expect(pacer(undefined, 'x', () => clock)()).resolves.toBeUndefined()
     ac.abort()
     await expect(pace()).rejects.toMatchObject({ code: 'cancelled', message: 'loading x was cancelled' })
   })
