@@ -7,22 +7,13 @@
  * One file at a time, with the tests that cover it:
  *   MUTATION_TESTS=test/main/engine/moe.test.ts npx stryker run --mutate src/main/engine/losses.ts
  */
-import { existsSync, mkdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { useSoftwareVulkanWhereNoDriver } from './test/main/engine/vulkanEnv.mjs'
 
 // Stryker's vitest runner runs the tests in worker threads, whose process.env is a copy: setting
 // VK_ICD_FILENAMES there (test/main/engine/webgpuEnv.ts) does not reach the Vulkan loader, which
 // reads the process's real environment. Set it here, before the runners start, so the WebGPU
 // tests (and backend.ts's mutants) run on SwiftShader as they do under plain vitest.
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json'
-if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD))
-  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD
-if (!process.env.XDG_RUNTIME_DIR) {
-  const dir = join(tmpdir(), `xdg-${process.getuid?.() ?? 'user'}`)
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
-  process.env.XDG_RUNTIME_DIR = dir
-}
+useSoftwareVulkanWhereNoDriver()
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 const config = {

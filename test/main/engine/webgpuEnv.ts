@@ -5,23 +5,14 @@
  * MOE_WORKBENCH_REQUIRE_WEBGPU=1 (CI sets it) a missing adapter is an error, not a skip.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { useSoftwareVulkanWhereNoDriver } from './vulkanEnv.mjs'
 
-export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json'
 
 let probed: string | null | undefined
 
 export function prepareWebGpu(): string | null {
   if (probed !== undefined) return probed
-  if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD))
-    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD
-  if (!process.env.XDG_RUNTIME_DIR) {
-    const dir = join(tmpdir(), `xdg-${process.getuid?.() ?? 'user'}`)
-    mkdirSync(dir, { recursive: true, mode: 0o700 })
-    process.env.XDG_RUNTIME_DIR = dir
-  }
+  useSoftwareVulkanWhereNoDriver()
   // Ask for an adapter in a child process: a missing Vulkan loader or driver then costs a skip
   // with the reason, not this process.
   const probe = spawnSync(
