@@ -187,8 +187,7 @@ describe.each(backends)('row dispatch, the embedding and the chunked lm_head on 
     const t = plainWeights(() => w, new Map([['h', 4]]))
     const dxOf = (p: typeof whole) => () => tf.grad((xv: tf.Tensor) => tf.sum(tf.mul(p.linear(xv as tf.Tensor2D, 'h'), up)))(x)
     close(dxOf(f)(), tf.grad(loss(whole))(x))
-    const products = async (p: typeof whole) =>
-      (await tf.profile(dxOf(p))).kernels.filter((k) => /MatMul|FusedMatMul/.test(k.name)).length
+    const products = async (p: typeof whole) => (await tf.profile(dxOf(p))).kernels.filter((k) => /MatMul|FusedMatMul/.test(k.name)).length
     expect(await products(f)).toBe((await products(t)) - 1)
   })
 

@@ -7,13 +7,25 @@ import { describe, expect, it } from 'vitest'
 import { EngineTasks, pacer, progressReporter, type StageProgress } from '../../../src/main/engine/tasks'
 import type { WorkbenchEvent } from '../../../src/shared/api'
 
-const stage = (done: number, total: number, s = 1, label = 'Loading'): StageProgress => ({ label, stage: s, stages: 2, done, total, unit: 'bytes' })
+const stage = (done: number, total: number, s = 1, label = 'Loading'): StageProgress => ({
+  label,
+  stage: s,
+  stages: 2,
+  done,
+  total,
+  unit: 'bytes',
+})
 
 describe('progressReporter', () => {
   it('throttles to one event per 100 ms, except a new stage or a completed one; times and ETA from the stage pace', () => {
     let clock = 1_000
     const events: WorkbenchEvent[] = []
-    const report = progressReporter((e) => events.push(e), 't1', 'models.load', () => clock)
+    const report = progressReporter(
+      (e) => events.push(e),
+      't1',
+      'models.load',
+      () => clock,
+    )
     const progress = () => events.map((e) => (e as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress)
     clock = 1_500
     report(stage(0, 100)) // a new stage: emitted; nothing done yet, so no ETA
@@ -45,7 +57,12 @@ describe('progressReporter', () => {
   it('a stage with no total has no ETA, and is never "complete"', () => {
     let clock = 0
     const events: WorkbenchEvent[] = []
-    const report = progressReporter((e) => events.push(e), 't', 'eval.run', () => clock)
+    const report = progressReporter(
+      (e) => events.push(e),
+      't',
+      'eval.run',
+      () => clock,
+    )
     report(stage(0, 0))
     clock = 10
     report(stage(3, 0)) // within 100 ms and not complete: dropped
@@ -56,10 +73,15 @@ describe('progressReporter', () => {
     expect((events[1] as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec).toBeNull()
   })
 
-  it('no ETA while nothing is done, nor at a stage\'s first report (no pace yet)', () => {
+  it("no ETA while nothing is done, nor at a stage's first report (no pace yet)", () => {
     let clock = 0
     const events: WorkbenchEvent[] = []
-    const report = progressReporter((e) => events.push(e), 't', 'eval.run', () => clock)
+    const report = progressReporter(
+      (e) => events.push(e),
+      't',
+      'eval.run',
+      () => clock,
+    )
     const eta = () => (events.at(-1) as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec
     report(stage(5, 10)) // half done at once: no time has passed in the stage
     expect(eta()).toBeNull()
@@ -72,7 +94,12 @@ describe('progressReporter', () => {
 
   it('a stage completed at its first report has ETA 0', () => {
     const events: WorkbenchEvent[] = []
-    progressReporter((e) => events.push(e), 't', 'runs.export', () => 5)(stage(4, 4))
+    progressReporter(
+      (e) => events.push(e),
+      't',
+      'runs.export',
+      () => 5,
+    )(stage(4, 4))
     expect((events[0] as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec).toBe(0)
   })
 })

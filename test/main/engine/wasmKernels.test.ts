@@ -30,7 +30,10 @@ function onCpu(f: () => tf.Tensor | tf.Tensor[]): number[][] {
 
 describe('wasm Slice and SplitV', () => {
   it('slices a range of rows without reading the source back, and other parts through TF.js, with the same values', () => {
-    const x = tf.tensor3d(Array.from({ length: 4 * 3 * 5 }, (_, i) => i), [4, 3, 5])
+    const x = tf.tensor3d(
+      Array.from({ length: 4 * 3 * 5 }, (_, i) => i),
+      [4, 3, 5],
+    )
     const readSync = vi.spyOn(tf.backend() as unknown as { readSync(d: tf.DataId): unknown }, 'readSync')
     // rows 1..2 (contiguous)
     const rows = tf.slice(x, [1, 0, 0], [2, 3, 5])
@@ -62,7 +65,10 @@ describe('wasm Slice and SplitV', () => {
   })
 
   it('splits along rows heap to heap and along columns through TF.js, each part in order', () => {
-    const x = tf.tensor2d(Array.from({ length: 6 * 4 }, (_, i) => i), [6, 4])
+    const x = tf.tensor2d(
+      Array.from({ length: 6 * 4 }, (_, i) => i),
+      [6, 4],
+    )
     const readSync = vi.spyOn(tf.backend() as unknown as { readSync(d: tf.DataId): unknown }, 'readSync')
     const parts = tf.split(x, [1, 3, 2], 0)
     expect(readSync).not.toHaveBeenCalled()

@@ -7,7 +7,6 @@
 import { spawnSync } from 'node:child_process'
 import { useSoftwareVulkanWhereNoDriver } from './vulkanEnv.mjs'
 
-
 let probed: string | null | undefined
 
 export function prepareWebGpu(): string | null {
