@@ -585,3 +585,74 @@ describe('gradient accumulation', () => {
     expect(single.steps[0].loss).not.toBeCloseTo(whole.steps[0].loss, 5)
   })
 })
+
+describe('step and evaluation metrics', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('each step logs its epoch, tokens, speed, ETA and per-layer routing; each evaluation the validation loss of the weights at that step', async () => {
+    const data = swapTask(16)
+    const { steps, events, runDir } = await run(
+      baseModel(),
+      { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 4, evalEvery: 2, checkpointEvery: 2, keepCheckpoints: 5 },
+      data,
+    )
+    expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4])
+    expect(steps.every((m) => m.totalSteps === 4)).toBe(true)
+    // 16 rows in batches of 8: half an epoch per step
+    expect(steps.map((m) => m.epoch)).toEqual([0.5, 1, 1.5, 2])
+    for (const m of steps) {
+      // every swap-task row has 7 tokens, 3 of them answer targets after the shift
+      expect(m.tokens).toBe(8 * 7)
+      expect(m.tokensPerSec).toBeGreaterThan(0)
+      expect(m.elapsedSec).toBeGreaterThan(0)
+      expect(m.loss).toBeGreaterThanOrEqual(m.ce)
+      expect(m.layers.map((l) => l.layer)).toEqual([0, 1])
+      for (const l of m.layers) {
+        expect(l.share).toHaveLength(4)
+        expect(l.share.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6)
+        expect(l.entropy).toBeGreaterThan(0)
+        expect(l.entropy).toBeLessThanOrEqual(Math.log(4) + 1e-6)
+      }
+    }
+    // ETA: the time per step so far times the steps left; nothing left at the end
+    for (const m of steps.slice(0, -1)) expect(m.etaSec).toBeCloseTo((m.elapsedSec / m.step) * (4 - m.step), 6)
+    expect(steps.at(-1)!.etaSec).toBe(0)
+    expect(steps[1].elapsedSec).toBeGreaterThan(steps[0].elapsedSec)
+
+    // metrics.jsonl: a line per step (without the layers) and per evaluation; routing.jsonl: the layers
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    const stepLines = lines.filter((l) => l.type === 'step')
+    expect(stepLines.map((l) => l.step)).toEqual([1, 2, 3, 4])
+    expect(stepLines[0]).not.toHaveProperty('layers')
+    expect(stepLines[0]).toMatchObject({ loss: steps[0].loss, tokens: steps[0].tokens, epoch: 0.5 })
+    const routing = readFileSync(join(runDir, 'routing.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(routing.map((r) => r.step)).toEqual([1, 2, 3, 4])
+    expect(routing[2].layers).toEqual(steps[2].layers)
+
+    const evals = events.filter((e): e is Extract<TrainEvent, { type: 'run.eval' }> => e.type === 'run.eval').map((e) => e.metrics)
+    expect(evals.map((e) => e.step)).toEqual([2, 4])
+    expect(lines.filter((l) => l.type === 'eval').map((l) => l.step)).toEqual([2, 4])
+    // the validation split (8 rows, one batch) through the step-2 weights, computed here
+    const { evalBatches } = await import('../../../src/main/train/batches')
+    const { objectiveValues } = await import('../../../src/main/engine/objective')
+    const [batch] = evalBatches(data.slice(0, 8), 8, 0)
+    const model = loadModel(join(runDir, 'checkpoints/step-2'))
+    const want = await objectiveValues(model, batch, { training: false })
+    model.dispose()
+    expect(evals[0].valTokens).toBe(8 * 3)
+    expect(evals[0].valLoss).toBeCloseTo(want.ce, 5)
+    expect(evals[0].valAux).toBeCloseTo(want.aux, 5)
+    expect(evals[0].valZ).toBeCloseTo(want.z, 5)
+    expect(evals[0].valImportance).toBeCloseTo(want.importance, 5)
+    expect(evals[0].valDroppedFraction).toBe(0)
+    expect(evals[1].valLoss).not.toBeCloseTo(evals[0].valLoss, 6)
+  })
+})
