@@ -24,7 +24,8 @@ import { UnitCache } from '../../../src/main/engine/paging'
 import { planPlacement, type Placement } from '../../../src/main/engine/plan'
 import { openCheckpointTensors } from '../../../src/main/engine/safetensors'
 import { Rng } from '../../../src/main/engine/ops'
-import { modelUnits, setHeadChunkBytes } from '../../../src/main/engine/units'
+import { headChunkRows, headTensor, modelUnits, setHeadChunkBytes, smallSpecs, unitIndex } from '../../../src/main/engine/units'
+import { paramSpecs } from '../../../src/shared/modelConfig'
 import { LoraAdapters } from '../../../src/main/train/lora'
 import { randomIds, randomWeights, tinyConfig } from './helpers'
 
@@ -405,5 +406,113 @@ describe('the unit cache', () => {
     expect(s.peakBytes).toBeLessThanOrEqual(s.budgetBytes)
     expect(s.residentBytes).toBeLessThanOrEqual(s.budgetBytes)
     cache.dispose()
+  })
+})
+
+describe('model units (what the planner places and the cache pages)', () => {
+  it('an expert, attention, dense MLP and shared expert per layer, lm_head in row chunks; every tensor in exactly one place', () => {
+    // qwen2_moe: layer 0 dense (mlp_only_layers), layer 1 sparse with a shared expert; H = 16
+    const c = tinyConfig({
+      family: 'qwen2_moe',
+      vocabSize: 30,
+      mlpOnlyLayers: [0],
+      sharedExpertIntermediateSize: 8,
+      intermediateSize: 20,
+      expertIntermediateSize: 12,
+    })
+    const before = setHeadChunkBytes(7 * 16 * 4) // 7 rows of lm_head per chunk
+    try {
+      expect(headChunkRows(c)).toBe(7)
+      const units = modelUnits(c)
+      expect(units.map((u) => u.id)).toEqual([
+        'attention:0',
+        'mlp:0',
+        'attention:1',
+        'expert:1:0',
+        'expert:1:1',
+        'expert:1:2',
+        'expert:1:3',
+        'shared:1',
+        'head:0',
+        'head:1',
+        'head:2',
+        'head:3',
+        'head:4',
+      ])
+      const byId = new Map(units.map((u) => [u.id, u]))
+      expect(byId.get('attention:1')!.parts.map((p) => [p.name, p.shape])).toEqual([
+        ['model.layers.1.self_attn.q_proj.weight', [16, 16]],
+        ['model.layers.1.self_attn.k_proj.weight', [8, 16]],
+        ['model.layers.1.self_attn.v_proj.weight', [8, 16]],
+        ['model.layers.1.self_attn.o_proj.weight', [16, 16]],
+      ])
+      expect(byId.get('mlp:0')!.parts.map((p) => [p.name, p.shape])).toEqual([
+        ['model.layers.0.mlp.gate_proj.weight', [20, 16]],
+        ['model.layers.0.mlp.up_proj.weight', [20, 16]],
+        ['model.layers.0.mlp.down_proj.weight', [16, 20]],
+      ])
+      expect(byId.get('expert:1:2')).toMatchObject({ kind: 'expert', layer: 1, expert: 2, bytes: 3 * 12 * 16 * 4 })
+      expect(byId.get('expert:1:2')!.parts.map((p) => [p.name, p.shape])).toEqual([
+        ['model.layers.1.mlp.experts.2.gate_proj.weight', [12, 16]],
+        ['model.layers.1.mlp.experts.2.up_proj.weight', [12, 16]],
+        ['model.layers.1.mlp.experts.2.down_proj.weight', [16, 12]],
+      ])
+      expect(byId.get('shared:1')).toMatchObject({ kind: 'shared', layer: 1, bytes: 3 * 8 * 16 * 4 })
+      expect(byId.get('shared:1')!.parts[2]).toEqual({ name: 'model.layers.1.mlp.shared_expert.down_proj.weight', shape: [16, 8] })
+      expect(byId.get('attention:0')).not.toHaveProperty('expert')
+      // lm_head: 30 rows in chunks of 7, the last one short, each with its row range
+      const heads = units.filter((u) => u.kind === 'head')
+      expect(heads.map((u) => u.parts[0].rows)).toEqual([
+        [0, 7],
+        [7, 14],
+        [14, 21],
+        [21, 28],
+        [28, 30],
+      ])
+      expect(heads.map((u) => u.parts[0].shape)).toEqual([
+        [7, 16],
+        [7, 16],
+        [7, 16],
+        [7, 16],
+        [2, 16],
+      ])
+      expect(heads.every((u) => u.parts[0].name === 'lm_head.weight' && u.layer === undefined)).toBe(true)
+      expect(heads[4].bytes).toBe(2 * 16 * 4)
+      // every weight is in one unit, among the small tensors, or the embedding; none twice
+      const inUnits = units.filter((u) => u.kind !== 'head').flatMap((u) => u.parts.map((p) => p.name))
+      const small = smallSpecs(c).map((s) => s.name)
+      const all = paramSpecs(c).map((s) => s.name)
+      expect(new Set(inUnits).size).toBe(inUnits.length)
+      expect([...inUnits, ...small, 'model.embed_tokens.weight', 'lm_head.weight'].sort()).toEqual([...all].sort())
+      expect(small).toContain('model.layers.1.mlp.gate.weight')
+      expect(small).toContain('model.layers.1.mlp.shared_expert_gate.weight')
+      expect(small).toContain('model.norm.weight')
+      expect(small).not.toContain('model.embed_tokens.weight')
+      // unitIndex: each tensor to its unit and part; lm_head chunks are found by row instead
+      const index = unitIndex(units)
+      expect(index.get('model.layers.1.mlp.experts.3.down_proj.weight')).toEqual({ unit: byId.get('expert:1:3'), part: 2 })
+      expect(index.get('model.layers.0.self_attn.k_proj.weight')!.part).toBe(1)
+      expect(index.has('lm_head.weight')).toBe(false)
+      expect(index.size).toBe(inUnits.length)
+    } finally {
+      setHeadChunkBytes(before)
+    }
+  })
+
+  it('a tied lm_head reads the embedding; a chunk is never below one row nor above the vocabulary', () => {
+    const tied = tinyConfig({ tieWordEmbeddings: true })
+    expect(headTensor(tied)).toBe('model.embed_tokens.weight')
+    expect(headTensor(tinyConfig())).toBe('lm_head.weight')
+    expect(modelUnits(tied).filter((u) => u.kind === 'head')[0].parts[0].name).toBe('model.embed_tokens.weight')
+    const before = setHeadChunkBytes(1)
+    try {
+      expect(headChunkRows(tied)).toBe(1)
+      expect(modelUnits(tied).filter((u) => u.kind === 'head')).toHaveLength(tied.vocabSize)
+      setHeadChunkBytes(2 ** 40)
+      expect(headChunkRows(tied)).toBe(tied.vocabSize)
+      expect(modelUnits(tied).filter((u) => u.kind === 'head')).toHaveLength(1)
+    } finally {
+      expect(setHeadChunkBytes(before)).toBe(2 ** 40)
+    }
   })
 })
