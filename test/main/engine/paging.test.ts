@@ -7,7 +7,7 @@
  * with numbers before anything is allocated; cache policies and prefetch each have a test.
  */
 import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -21,7 +21,7 @@ import { dequantizeInt8, HostStore, quantizeInt8 } from '../../../src/main/engin
 import { MoeModel } from '../../../src/main/engine/model'
 import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
 import { UnitCache } from '../../../src/main/engine/paging'
-import { planPlacement, type Placement } from '../../../src/main/engine/plan'
+import { defaultBudget, deviceLimit, hostStorageOf, planPlacement, type Placement } from '../../../src/main/engine/plan'
 import { openCheckpointTensors } from '../../../src/main/engine/safetensors'
 import { Rng } from '../../../src/main/engine/ops'
 import { headChunkRows, headTensor, modelUnits, setHeadChunkBytes, smallSpecs, unitIndex } from '../../../src/main/engine/units'
@@ -514,5 +514,136 @@ describe('model units (what the planner places and the cache pages)', () => {
     } finally {
       expect(setHeadChunkBytes(before)).toBe(2 ** 40)
     }
+  })
+})
+
+describe('the fit planner at its boundaries', () => {
+  // tinyConfig: H 16, 2 layers of 4 experts (top-2, width 24), vocabulary 32
+  const c = tinyConfig()
+  const ctx = { contextTokens: 16 }
+  const resident = planPlacement(c, { budgetBytes: 1e9, ...ctx }).fit
+  const reserve = resident.kvCacheBytes + resident.activationBytes
+  const expertBytes = 3 * 24 * 16 * 4
+  const cacheFloor = 2 * expertBytes // a token's top-2 experts: more than any other unit
+  const small = planPlacement(c, { budgetBytes: 1, ...ctx }).fit.residentBytes // norms and routers
+  const attentionBytes = (16 * 16 * 2 + 8 * 16 * 2) * 4
+  const headBytes = 32 * 16 * 4
+
+  it('everything resident exactly when weights and the reserve fit', () => {
+    expect(resident).toMatchObject({
+      fits: true,
+      fitsResident: true,
+      residentBytes: resident.modelBytes,
+      cachedExperts: 8,
+      totalExperts: 8,
+    })
+    expect(resident.predictedBytes).toBe(resident.modelBytes + reserve)
+    expect(resident.kvCacheBytes).toBe(2 * 2 * 2 * 4 * 16 * 4) // K and V × layers × KV heads × head dim × tokens × 4 bytes
+    expect(resident.message).toMatch(/^fits resident: .* of KV cache \(16 tokens\) and .* of activations within /)
+    const exact = planPlacement(c, { budgetBytes: resident.modelBytes + reserve, ...ctx })
+    expect(exact.fit.fitsResident).toBe(true)
+    expect(exact.embedOnHost).toBe(false)
+    expect(exact.paged).toEqual([])
+    expect(exact.resident.size).toBe(paramSpecs(c).length)
+    expect(planPlacement(c, { budgetBytes: resident.modelBytes + reserve - 1, ...ctx }).fit.fitsResident).toBe(false)
+  })
+
+  it("the smallest budget pages everything but norms and routers, with a cache for one token's experts", () => {
+    const floor = small + reserve + cacheFloor
+    const p = planPlacement(c, { budgetBytes: floor, ...ctx })
+    expect(p.fit).toMatchObject({
+      fits: true,
+      fitsResident: false,
+      residentBytes: small,
+      cacheBytes: cacheFloor,
+      expertBudgetBytes: cacheFloor,
+      cachedExperts: 2,
+      embedding: 'host',
+      headChunks: 1,
+      pagedLayers: [0, 1],
+      predictedBytes: floor,
+    })
+    expect(p.embedOnHost).toBe(true)
+    expect(p.paged.map((u) => u.id)).toEqual([
+      'attention:0',
+      'attention:1',
+      'head:0',
+      ...[0, 1].flatMap((l) => [0, 1, 2, 3].map((e) => `expert:${l}:${e}`)),
+    ])
+    expect(p.fit.message).toMatch(
+      /lm_head paged in 1 chunks, attention of 2 of 2 layers paged, a .* cache holding 2 of 8 experts \(2 sparse layers × 4\); paged weights read from the checkpoint files as needed$/,
+    )
+    // a byte less: refused, naming what it would take
+    const under = planPlacement(c, { budgetBytes: floor - 1, ...ctx })
+    expect(under.fit.fits).toBe(false)
+    expect(under.fit.residentBytes).toBe(small)
+    expect(under.resident.size).toBe(0)
+  })
+
+  it('attention, then lm_head, become resident as the budget allows, the cache keeping its floor', () => {
+    const floor = small + reserve + cacheFloor
+    const oneLayer = planPlacement(c, { budgetBytes: floor + attentionBytes, ...ctx })
+    expect(oneLayer.fit.pagedLayers).toEqual([1])
+    expect(oneLayer.resident.has('model.layers.0.self_attn.q_proj.weight')).toBe(true)
+    expect(oneLayer.resident.has('model.layers.1.self_attn.q_proj.weight')).toBe(false)
+    expect(oneLayer.fit.residentBytes).toBe(small + attentionBytes)
+    const both = planPlacement(c, { budgetBytes: floor + 2 * attentionBytes, ...ctx })
+    expect(both.fit.pagedLayers).toEqual([])
+    expect(both.fit.headChunks).toBe(1)
+    const head = planPlacement(c, { budgetBytes: floor + 2 * attentionBytes + headBytes, ...ctx })
+    expect(head.fit.headChunks).toBe(0)
+    expect(head.resident.has('lm_head.weight')).toBe(true)
+    expect(head.paged.every((u) => u.kind === 'expert')).toBe(true)
+    expect(head.fit.message).toMatch(
+      /^fits with paging: .* resident \(norms, routers, attention, lm_head\), the embedding gathered from the host, a /,
+    )
+    // what is left over goes to the cache: one more expert's worth holds one more expert
+    const more = planPlacement(c, { budgetBytes: floor + 2 * attentionBytes + headBytes + expertBytes, ...ctx })
+    expect(more.fit.cachedExperts).toBe(3)
+    expect(more.fit.cacheBytes).toBe(cacheFloor + expertBytes)
+  })
+
+  it('a host store is planned in its own format: 8-bit for experts and MLPs, 16-bit for attention, lm_head and the embedding', () => {
+    expect(hostStorageOf('int8', 'expert')).toBe('int8')
+    expect(hostStorageOf('int8', 'mlp')).toBe('int8')
+    expect(hostStorageOf('int8', 'shared')).toBe('int8')
+    expect(hostStorageOf('int8', 'attention')).toBe('bf16')
+    expect(hostStorageOf('int8', 'head')).toBe('bf16')
+    expect(hostStorageOf('int8', 'embed')).toBe('bf16')
+    expect(hostStorageOf('f16', 'attention')).toBe('f16')
+    const floor = small + reserve + cacheFloor
+    const f32 = planPlacement(c, { budgetBytes: floor, storage: 'f32', ...ctx, hostLimitBytes: 1e9 })
+    // every paged tensor and the embedding, at 4 bytes a value
+    const values = 2 * (attentionBytes / 4) + 32 * 16 + 8 * (expertBytes / 4) + 32 * 16
+    expect(f32.fit.hostBytes).toBe(values * 4)
+    expect(f32.fit.message).toMatch(/kept on the host as f32 \(/)
+    const lazy = planPlacement(c, { budgetBytes: floor, ...ctx, hostLimitBytes: 0 })
+    expect(lazy.fit.fits).toBe(true) // lazy keeps nothing on the host (but the counts are shown)
+    const refused = planPlacement(c, { budgetBytes: floor, storage: 'int8', ...ctx, hostLimitBytes: 100 })
+    expect(refused.fit.fits).toBe(false)
+    expect(refused.fit.message).toMatch(/or a smaller one \(lazy\)$/)
+    expect(planPlacement(c, { budgetBytes: floor, storage: 'f16', ...ctx, hostLimitBytes: 100 }).fit.message).toMatch(
+      /or a smaller one \(int8\)$/,
+    )
+  })
+
+  it('default budgets: the environment (bytes or 4GB-style), else by backend; wasm capped below its 4 GiB heap', () => {
+    expect(defaultBudget('wasm', { MOE_WORKBENCH_DEVICE_BUDGET: '4GB' })).toBe(4e9)
+    expect(defaultBudget('wasm', { MOE_WORKBENCH_DEVICE_BUDGET: '1.5 GiB' })).toBe(1.5 * 2 ** 30)
+    expect(defaultBudget('cpu', { MOE_WORKBENCH_DEVICE_BUDGET: '123456' })).toBe(123456)
+    expect(defaultBudget('cpu', { MOE_WORKBENCH_DEVICE_BUDGET: '512kib' })).toBe(512 * 1024)
+    expect(defaultBudget('webgpu', { MOE_WORKBENCH_DEVICE_BUDGET: '300 MB' })).toBe(3e8)
+    expect(defaultBudget('webgpu', { MOE_WORKBENCH_DEVICE_BUDGET: '2mib' })).toBe(2 * 2 ** 20)
+    expect(defaultBudget('webgpu', { MOE_WORKBENCH_DEVICE_BUDGET: '7kb' })).toBe(7000)
+    expect(defaultBudget('webgpu', { MOE_WORKBENCH_DEVICE_BUDGET: '9b' })).toBe(9)
+    // not a size: the backend's default
+    expect(defaultBudget('wasm', { MOE_WORKBENCH_DEVICE_BUDGET: 'lots' })).toBe(3 * 2 ** 30)
+    expect(defaultBudget('wasm', {})).toBe(3 * 2 ** 30)
+    expect(defaultBudget('webgpu', {})).toBe(4 * 2 ** 30)
+    expect(defaultBudget('tfjs-node-gpu', {})).toBe(4 * 2 ** 30)
+    for (const b of ['cpu', 'tfjs-node', undefined] as const) expect(defaultBudget(b, {})).toBe(Math.floor(totalmem() * 0.4))
+    expect(deviceLimit('wasm')).toBe(4 * 2 ** 30 - 384 * 2 ** 20)
+    expect(deviceLimit('webgpu')).toBeNull()
+    expect(deviceLimit(undefined)).toBeNull()
   })
 })
