@@ -15,7 +15,7 @@ import { MoeModel } from '../../../src/main/engine/model'
 import type { Example } from '../../../src/main/train/batches'
 import type { StageProgress } from '../../../src/main/engine/tasks'
 import { LoraAdapters } from '../../../src/main/train/lora'
-import type { TrainEvent } from '../../../src/main/train/trainer'
+import { INTERRUPT, trainingPlan, type TrainEvent } from '../../../src/main/train/trainer'
 import { RunFolder } from '../../../src/main/runs/runFolder'
 import { baseModel, run, swapTask, tmp } from './helpers'
 import { tinyConfig } from '../engine/helpers'
@@ -654,5 +654,109 @@ describe('step and evaluation metrics', () => {
     expect(evals[0].valImportance).toBeCloseTo(want.importance, 5)
     expect(evals[0].valDroppedFraction).toBe(0)
     expect(evals[1].valLoss).not.toBeCloseTo(evals[0].valLoss, 6)
+  })
+})
+
+describe('a run from start to end', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  const statuses = (events: TrainEvent[]) =>
+    events.flatMap((e) => (e.type === 'run.status' ? [`${e.status}${e.message ? `: ${e.message}` : ''}`] : []))
+
+  it('evaluates and checkpoints on schedule and at the last step, and says so in its events, record and log', async () => {
+    const { result, events, runDir } = await run(
+      baseModel(),
+      { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 5, evalEvery: 2, checkpointEvery: 2, keepCheckpoints: 10 },
+      swapTask(16),
+    )
+    expect(result).toMatchObject({
+      status: 'completed',
+      step: 5,
+      message: 'completed 5 steps',
+      lastCheckpoint: join(runDir, 'checkpoints/step-5'),
+    })
+    const evals = events.flatMap((e) => (e.type === 'run.eval' ? [e.metrics.step] : []))
+    expect(evals).toEqual([2, 4, 5])
+    const ckpts = events.flatMap((e) => (e.type === 'run.checkpoint' ? [e.step] : []))
+    expect(ckpts).toEqual([2, 4, 5])
+    expect(readdirSync(join(runDir, 'checkpoints')).sort()).toEqual(['step-2', 'step-4', 'step-5'])
+    expect(statuses(events)).toEqual(['running', 'completed: completed 5 steps'])
+    expect(readRunRecord(runDir)).toMatchObject({ status: 'completed', step: 5, totalSteps: 5, message: 'completed 5 steps' })
+    // every log event is in the run's log file, in order
+    const logged = events.flatMap((e) => (e.type === 'run.log' ? [e.line] : []))
+    expect(logged[0]).toMatch(
+      /^starting: 5 steps, 16 training rows, 8 validation rows, \d+ trainable tensors \(\d+ values\), backend wasm$/,
+    )
+    expect(logged.at(-1)).toBe('completed 5 steps')
+    const file = readFileSync(join(runDir, 'log'), 'utf8').trim().split('\n')
+    expect(file.map((l) => l.replace(/^\S+ /, ''))).toEqual(logged)
+  })
+
+  it('an interrupt (the app quitting) ends the run "interrupted" with a checkpoint of the step it reached', async () => {
+    const ac = new AbortController()
+    const { result, events, runDir } = await run(
+      baseModel(),
+      { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 6, evalEvery: 0, checkpointEvery: 0 },
+      swapTask(16),
+      {
+        signal: ac.signal,
+        onEvent: (e) => {
+          if (e.type === 'run.step' && e.metrics.step === 2) ac.abort(INTERRUPT)
+        },
+      },
+    )
+    expect(result).toMatchObject({
+      status: 'interrupted',
+      step: 2,
+      message: 'interrupted at step 2',
+      lastCheckpoint: join(runDir, 'checkpoints/step-2'),
+    })
+    expect(statuses(events).at(-1)).toBe('interrupted: interrupted at step 2')
+    expect(readRunRecord(runDir)).toMatchObject({ status: 'interrupted', step: 2 })
+    expect(readdirSync(join(runDir, 'checkpoints'))).toEqual(['step-2'])
+  })
+
+  it('a model that cannot load fails the run with the reason, in its record and events', async () => {
+    const missing = join(tmp('moe-nobase-'), 'nothing-here')
+    const runDir = tmp()
+    const events: TrainEvent[] = []
+    const err = await run(missing, { batchSize: 8, maxSteps: 2, evalEvery: 0 }, swapTask(8), {
+      runDir,
+      onEvent: (e) => events.push(e),
+    }).catch((e: Error) => e)
+    expect(err).toBeInstanceOf(Error)
+    const message = (err as Error).message
+    expect(message).toMatch(/nothing-here/)
+    expect(statuses(events)).toEqual([`failed: ${message}`])
+    expect(readRunRecord(runDir)).toMatchObject({ status: 'failed', message, step: 0 })
+    expect(readFileSync(join(runDir, 'log'), 'utf8')).toContain(message)
+  })
+
+  it('resume: without a checkpoint it says so and starts from the base model; with another config it is refused', async () => {
+    const base = baseModel()
+    const cfg = { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 2, evalEvery: 0, checkpointEvery: 1 }
+    const fresh = await run(base, cfg, swapTask(16), { resume: true })
+    expect(fresh.result.status).toBe('completed')
+    expect(fresh.events.find((e) => e.type === 'run.log')).toMatchObject({
+      line: 'resume: no checkpoint yet, starting from the base model',
+    })
+    const first = fresh.events.find((e) => e.type === 'run.status')
+    expect(first).toMatchObject({ status: 'running', step: 0 })
+    expect(first).toHaveProperty('message', undefined)
+    await expect(
+      run(base, { ...cfg, maxSteps: 4, optimizer: { lr: 2e-2 } }, swapTask(16), { runDir: fresh.runDir, resume: true }),
+    ).rejects.toThrow(`resume: the run config differs from the one ${fresh.runDir} was started with; start a new run to change it`)
+  })
+
+  it('plans LoRA runs by their adapter values: rank × (out + in) for every targeted matrix', () => {
+    const c = tinyConfig()
+    const cfg = validateRunConfig({ method: 'lora', lora: { rank: 4, targets: ['attention'] }, batchSize: 3, data: { maxLength: 64 } })
+    // per layer q (16 × 16), k and v (8 × 16), o (16 × 16); 2 layers
+    const perLayer = 4 * (16 + 16) + 4 * (8 + 16) * 2 + 4 * (16 + 16)
+    expect(trainingPlan(c, cfg)).toEqual({ method: 'lora', trainableParams: 2 * perLayer, batch: 3, seqLength: 64 })
+    const full = trainingPlan(c, validateRunConfig({ method: 'full' }))
+    expect(full.trainableParams).toBeGreaterThan(2 * perLayer)
   })
 })
