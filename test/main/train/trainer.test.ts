@@ -17,6 +17,7 @@ import type { StageProgress } from '../../../src/main/engine/tasks'
 import { LoraAdapters } from '../../../src/main/train/lora'
 import { INTERRUPT, trainingPlan, type TrainEvent } from '../../../src/main/train/trainer'
 import { RunFolder } from '../../../src/main/runs/runFolder'
+import { loadSafetensors } from '../../../src/main/engine/safetensors'
 import { baseModel, run, swapTask, tmp } from './helpers'
 import { tinyConfig } from '../engine/helpers'
 
@@ -161,6 +162,27 @@ describe('trainer', () => {
     expect(result.message).toMatch(
       /the loss became (NaN|Infinity|-Infinity|finite but) .*at step \d+; the last good checkpoint is .*step-\d+/,
     )
+    // the step that failed is the one after the last good checkpoint; the advice fits the run
+    const [, failedAt, goodAt] = /at step (\d+); the last good checkpoint is .*step-(\d+)/.exec(result.message)!
+    expect(Number(failedAt)).toBe(Number(goodAt) + 1)
+    expect(result.message).toMatch(/\. Lower the learning rate or turn on gradient clipping \(gradClip 1\)\.$/)
+    const clipped = await run(
+      base,
+      {
+        optimizer: { lr: 1e30 },
+        gradClip: 1,
+        schedule: { type: 'constant' },
+        batchSize: 8,
+        maxSteps: 10,
+        checkpointEvery: 0,
+        evalEvery: 0,
+      },
+      swapTask(32),
+    )
+    expect(clipped.result.status).toBe('failed')
+    expect(clipped.result.message).toMatch(
+      /; no checkpoint was written yet\. Lower the learning rate \(now 1e\+30\); gradient clipping at 1 is already on\.$/,
+    )
     const rec = readRunRecord(runDir)
     expect(rec.status).toBe('failed')
     const good = loadModel(rec.lastCheckpoint!)
@@ -194,7 +216,6 @@ describe('trainer', () => {
       validateRunConfig({ method: 'lora', lora: { rank: 4, alpha: 8, targets: ['attention', 'experts', 'router'] } }).lora,
       0,
     )
-    const { loadSafetensors } = await import('../../../src/main/engine/safetensors')
     lora.load(loadSafetensors(join(ckpt, 'adapter_model.safetensors')).tensors as never)
     // the adapters learned something
     expect(Math.max(...Array.from(lora.B.values().next().value!.dataSync(), Math.abs))).toBeGreaterThan(0)
@@ -576,6 +597,7 @@ describe('gradient accumulation', () => {
     expect(micro.steps).toHaveLength(3)
     for (let i = 0; i < 3; i++) {
       expect(micro.steps[i].loss).toBeCloseTo(whole.steps[i].loss, 5)
+      expect(micro.steps[i].ce).toBeCloseTo(whole.steps[i].ce, 5)
       expect(micro.steps[i].gradNorm).toBeCloseTo(whole.steps[i].gradNorm, 4)
       expect(micro.steps[i].lr).toBe(whole.steps[i].lr)
       expect(micro.steps[i].tokens).toBe(whole.steps[i].tokens)
@@ -758,5 +780,34 @@ describe('a run from start to end', () => {
     expect(trainingPlan(c, cfg)).toEqual({ method: 'lora', trainableParams: 2 * perLayer, batch: 3, seqLength: 64 })
     const full = trainingPlan(c, validateRunConfig({ method: 'full' }))
     expect(full.trainableParams).toBeGreaterThan(2 * perLayer)
+  })
+})
+
+describe('gradient clipping', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it("scales the step's gradient to norm gradClip when it is larger, and leaves it alone when not", async () => {
+    const cfg = { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 1, evalEvery: 0, checkpointEvery: 1 }
+    const data = swapTask(8)
+    // AdamW's first moment after one step is (1 − β1) · g: its norm shows the gradient applied
+    const momentNorm = (runDir: string): number => {
+      const t = loadSafetensors(join(runDir, 'checkpoints/step-1/optimizer.safetensors')).tensors
+      let sq = 0
+      for (const [name, x] of t) if (name.startsWith('m.')) for (const v of x.data as Float32Array) sq += v * v
+      return Math.sqrt(sq)
+    }
+    const free = await run(baseModel(), { ...cfg, gradClip: 0 }, data)
+    const norm = free.steps[0].gradNorm
+    expect(norm).toBeGreaterThan(0.01)
+    const clip = norm / 4
+    const clipped = await run(baseModel(), { ...cfg, gradClip: clip }, data)
+    // the reported norm is the one before clipping
+    expect(clipped.steps[0].gradNorm).toBeCloseTo(norm, 4)
+    expect(momentNorm(clipped.runDir) / momentNorm(free.runDir)).toBeCloseTo(1 / 4, 4)
+    // a limit above the norm changes nothing
+    const loose = await run(baseModel(), { ...cfg, gradClip: norm * 2 }, data)
+    expect(momentNorm(loose.runDir)).toBeCloseTo(momentNorm(free.runDir), 6)
   })
 })
