@@ -163,7 +163,7 @@ describe('trainer', () => {
       /the loss became (NaN|Infinity|-Infinity|finite but) .*at step \d+; the last good checkpoint is .*step-\d+/,
     )
     // the step that failed is the one after the last good checkpoint; the advice fits the run
-    const [, failedAt, goodAt] = /at step (\d+); the last good checkpoint is .*step-(\d+)/.exec(result.message)!
+    const [, failedAt, goodAt] = /at step (\d+); the last good checkpoint is .*step-(\d+)/.exec(result.message ?? '')!
     expect(Number(failedAt)).toBe(Number(goodAt) + 1)
     expect(result.message).toMatch(/\. Lower the learning rate or turn on gradient clipping \(gradClip 1\)\.$/)
     const clipped = await run(
