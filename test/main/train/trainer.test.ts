@@ -811,3 +811,40 @@ describe('gradient clipping', () => {
     expect(momentNorm(loose.runDir)).toBeCloseTo(momentNorm(free.runDir), 6)
   })
 })
+
+describe('evaluation over several validation batches', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('weights the loss by target tokens, averages the auxiliary terms per batch, and counts dropped assignments', async () => {
+    const data = swapTask(16)
+    const cfg = { optimizer: { lr: 1e-2 }, batchSize: 3, maxSteps: 1, evalEvery: 1, checkpointEvery: 1, moe: { capacityFactorEval: 0.5 } }
+    const { events, runDir } = await run(baseModel(), cfg, data)
+    const ev = events.flatMap((e) => (e.type === 'run.eval' ? [e.metrics] : []))
+    expect(ev).toHaveLength(1)
+    // the 8 validation rows in batches of 3, 3 and 2, through the step-1 weights with the run's knobs
+    const { evalBatches } = await import('../../../src/main/train/batches')
+    const { objectiveValues } = await import('../../../src/main/engine/objective')
+    const { runKnobs } = await import('../../../src/main/train/trainer')
+    const batches = evalBatches(data.slice(0, 8), 3, 0)
+    expect(batches.map((b) => b.inputIds.length)).toEqual([3, 3, 2])
+    const model = loadModel(join(runDir, 'checkpoints/step-1'))
+    model.setKnobs(runKnobs(validateRunConfig(cfg)))
+    const parts = []
+    for (const b of batches) parts.push(await objectiveValues(model, b, { training: false }))
+    model.dispose()
+    const targets = parts.reduce((a, p) => a + p.targets, 0)
+    expect(ev[0].valTokens).toBe(targets)
+    expect(ev[0].valLoss).toBeCloseTo(parts.reduce((a, p) => a + p.ce * p.targets, 0) / targets, 5)
+    const mean = (k: 'aux' | 'z' | 'importance' | 'load') => parts.reduce((a, p) => a + p[k], 0) / parts.length
+    expect(ev[0].valAux).toBeCloseTo(mean('aux'), 5)
+    expect(ev[0].valZ).toBeCloseTo(mean('z'), 5)
+    expect(ev[0].valImportance).toBeCloseTo(mean('importance'), 5)
+    expect(ev[0].valLoad).toBeCloseTo(mean('load'), 5)
+    const dropped = parts.flatMap((p) => p.routing).reduce((a, r) => a + r.dropped, 0)
+    const assignments = parts.flatMap((p) => p.routing).reduce((a, r) => a + r.tokens * 2, 0) // top-2
+    expect(dropped).toBeGreaterThan(0) // capacity 0.5 at evaluation drops assignments
+    expect(ev[0].valDroppedFraction).toBeCloseTo(dropped / assignments, 6)
+  })
+})
