@@ -831,7 +831,7 @@ describe('evaluation over several validation batches', () => {
     expect(batches.map((b) => b.inputIds.length)).toEqual([3, 3, 2])
     const model = loadModel(join(runDir, 'checkpoints/step-1'))
     model.setKnobs(runKnobs(validateRunConfig(cfg)))
-    const parts = []
+    const parts: Awaited<ReturnType<typeof objectiveValues>>[] = []
     for (const b of batches) parts.push(await objectiveValues(model, b, { training: false }))
     model.dispose()
     const targets = parts.reduce((a, p) => a + p.targets, 0)
