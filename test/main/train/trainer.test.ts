@@ -848,3 +848,77 @@ describe('evaluation over several validation batches', () => {
     expect(ev[0].valDroppedFraction).toBeCloseTo(dropped / assignments, 6)
   })
 })
+
+describe('more of a run', () => {
+  beforeAll(async () => {
+    await initBackend('wasm')
+  })
+
+  it('a LoRA run resumed after a cancel continues from its saved adapters: the losses of one uninterrupted run', async () => {
+    const base = baseModel()
+    const data = swapTask(32, 5)
+    const cfg: RunConfigInput = {
+      method: 'lora',
+      lora: { rank: 2, targets: ['attention', 'experts'] },
+      optimizer: { lr: 2e-2 },
+      batchSize: 8,
+      maxSteps: 5,
+      evalEvery: 0,
+      checkpointEvery: 0,
+    }
+    const whole = await run(base, cfg, data)
+    const ac = new AbortController()
+    const first = await run(base, cfg, data, {
+      signal: ac.signal,
+      onEvent: (e) => e.type === 'run.step' && e.metrics.step === 2 && ac.abort(),
+    })
+    expect(first.result).toMatchObject({ status: 'cancelled', step: 2 })
+    // the adapter file is PEFT's: safetensors with the "pt" format tag
+    const file = join(first.runDir, 'checkpoints/step-2/adapter_model.safetensors')
+    const header = JSON.parse(
+      readFileSync(file)
+        .subarray(8, 8 + Number(readFileSync(file).readBigUInt64LE(0)))
+        .toString('utf8'),
+    )
+    expect(header.__metadata__).toEqual({ format: 'pt' })
+    const second = await run(base, cfg, data, { runDir: first.runDir, resume: true })
+    expect(second.events.find((e) => e.type === 'run.status')).toMatchObject({ status: 'running', step: 2, message: 'resumed from step-2' })
+    expect(second.events.find((e) => e.type === 'run.log' && e.line.startsWith('resuming: '))).toBeTruthy()
+    expect([...first.steps, ...second.steps].map((s) => s.loss)).toEqual(whole.steps.map((s) => s.loss))
+  })
+
+  it('dropout acts while training: the same run with hidden dropout has other losses, and the same again with the same seed', async () => {
+    const base = baseModel()
+    const data = swapTask(16)
+    const cfg = { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 1, evalEvery: 0, checkpointEvery: 0 }
+    const plain = await run(base, cfg, data)
+    const dropped = await run(base, { ...cfg, moe: { hiddenDropout: 0.3 } }, data)
+    const again = await run(base, { ...cfg, moe: { hiddenDropout: 0.3 } }, data)
+    expect(dropped.steps[0].loss).not.toBeCloseTo(plain.steps[0].loss, 4)
+    expect(again.steps[0].loss).toBe(dropped.steps[0].loss)
+  })
+
+  it('dead-expert alerts come from a run whose routers train, logged in metrics.jsonl', async () => {
+    // every expert's share is under 100%: with deadShare 1 each is "dead" once the streak reaches 2 steps
+    const { events, runDir } = await run(
+      baseModel(),
+      {
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 3,
+        evalEvery: 0,
+        checkpointEvery: 0,
+        alerts: { deadShare: 1, collapseShare: 1, steps: 2 },
+      },
+      swapTask(16),
+    )
+    const alerts = events.flatMap((e) => (e.type === 'run.alert' ? [`${e.step} ${e.kind} ${e.layer}:${e.expert}`] : []))
+    expect(alerts).toEqual([0, 1].flatMap((l) => [0, 1, 2, 3].map((e) => `2 dead ${l}:${e}`)))
+    const logged = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.type === 'alert')
+    expect(logged.map((l) => `${l.step} ${l.kind} ${l.layer}:${l.expert}`)).toEqual(alerts)
+  })
+})
