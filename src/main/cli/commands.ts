@@ -53,12 +53,18 @@ const CHECK_WEIGHTS_BYTES = 4 * 2 ** 30
 export async function infoCommand(values: ParsedValues, io: CliIo): Promise<number> {
   const dir = requireModelDir(values)
   const backend = await backendFromFlag(values, io)
+  // The planner's flags first: a bad one is refused before the weights are read.
+  const report = backendReport()
+  const storage = values['expert-dtype'] === undefined ? undefined : storageFromFlag(values['expert-dtype'])
+  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
+  const budgetBytes = values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget')
   const info = inspectModel(dir)
   const stored = info.bytesByDtype[info.checkpointDtype]
   let weights: string
   let problems: string[] = []
   if (values['check-weights'] || stored <= CHECK_WEIGHTS_BYTES) {
-    let last = 0
+    // A line every 2 s of checking (performance.now() counts from the process's start).
+    let last = performance.now()
     const r = await checkWeights(dir, {
       onProgress: (p) => {
         if (performance.now() - last < 2000 || p.done >= p.total) return
@@ -70,11 +76,8 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     weights = problems.length ? `${problems.length} tensor(s) hold NaN or infinite values` : 'all finite (checked)'
   } else weights = `not checked (${formatBytes(stored)}; pass --check-weights to read them all)`
   // The fit planner for --budget (default: the backend's), --context and --expert-dtype.
-  const report = backendReport()
-  const storage = values['expert-dtype'] === undefined ? undefined : storageFromFlag(values['expert-dtype'])
-  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
   const plan = planPlacement(readModelConfig(dir), {
-    budgetBytes: values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget'),
+    budgetBytes,
     contextTokens: context,
     storage,
     backend: report?.name,
