@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import { EngineTasks, pacer, progressReporter, type StageProgress } from '../../../src/main/engine/tasks'
 import type { WorkbenchEvent } from '../../../src/shared/api'
+import type { TaskOperation } from '../../../src/shared/tasks'
 
 const stage = (done: number, total: number, s = 1, label = 'Loading'): StageProgress => ({
   label,
@@ -16,91 +17,79 @@ const stage = (done: number, total: number, s = 1, label = 'Loading'): StageProg
   unit: 'bytes',
 })
 
+/** A progress reporter on a clock the test sets, and the events it emitted. */
+function recorder(taskId: string, operation: TaskOperation, start = 0) {
+  const clock = { now: start }
+  const events: WorkbenchEvent[] = []
+  const report = progressReporter(
+    (e) => events.push(e),
+    taskId,
+    operation,
+    () => clock.now,
+  )
+  return { clock, events, report }
+}
+
+const progressOf = (events: WorkbenchEvent[]) => events.map((e) => (e as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress)
+
 describe('progressReporter', () => {
   it('throttles to one event per 100 ms, except a new stage or a completed one; times and ETA from the stage pace', () => {
-    let clock = 1_000
-    const events: WorkbenchEvent[] = []
-    const report = progressReporter(
-      (e) => events.push(e),
-      't1',
-      'models.load',
-      () => clock,
-    )
-    const progress = () => events.map((e) => (e as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress)
-    clock = 1_500
+    const { clock, events, report } = recorder('t1', 'models.load', 1_000)
+    clock.now = 1_500
     report(stage(0, 100)) // a new stage: emitted; nothing done yet, so no ETA
     expect(events).toHaveLength(1)
     expect(events[0]).toMatchObject({ type: 'task.progress', taskId: 't1', operation: 'models.load' })
-    expect(progress()[0]).toMatchObject({ done: 0, total: 100, elapsedSec: 0.5, etaSec: null, label: 'Loading', unit: 'bytes' })
-    clock = 1_599
+    expect(progressOf(events)[0]).toMatchObject({ done: 0, total: 100, elapsedSec: 0.5, etaSec: null, label: 'Loading', unit: 'bytes' })
+    clock.now = 1_599
     report(stage(10, 100)) // 99 ms later: dropped
     expect(events).toHaveLength(1)
-    clock = 1_600
+    clock.now = 1_600
     report(stage(20, 100)) // 100 ms: emitted; 20 done in 0.1 s, 80 to go → 0.4 s
     expect(events).toHaveLength(2)
-    expect(progress()[1].elapsedSec).toBeCloseTo(0.6, 9)
-    expect(progress()[1].etaSec).toBeCloseTo(0.4, 9)
-    clock = 1_610
+    expect(progressOf(events)[1].elapsedSec).toBeCloseTo(0.6, 9)
+    expect(progressOf(events)[1].etaSec).toBeCloseTo(0.4, 9)
+    clock.now = 1_610
     report(stage(100, 100)) // complete: emitted at once, ETA 0
     expect(events).toHaveLength(3)
-    expect(progress()[2].etaSec).toBe(0)
-    clock = 1_620
+    expect(progressOf(events)[2].etaSec).toBe(0)
+    clock.now = 1_620
     report(stage(0, 10, 2, 'Checking')) // a new stage: emitted at once, its clock restarts
     expect(events).toHaveLength(4)
-    expect(progress()[3]).toMatchObject({ stage: 2, label: 'Checking', etaSec: null })
-    clock = 1_720
+    expect(progressOf(events)[3]).toMatchObject({ stage: 2, label: 'Checking', etaSec: null })
+    clock.now = 1_720
     report(stage(5, 10, 2, 'Checking'))
-    expect(progress()[4].etaSec).toBeCloseTo(0.1, 9) // 5 in 0.1 s (since 1_620), 5 to go
-    expect(progress()[4].elapsedSec).toBeCloseTo(0.72, 9)
+    expect(progressOf(events)[4].etaSec).toBeCloseTo(0.1, 9) // 5 in 0.1 s (since 1_620), 5 to go
+    expect(progressOf(events)[4].elapsedSec).toBeCloseTo(0.72, 9)
   })
 
   it('a stage with no total has no ETA, and is never "complete"', () => {
-    let clock = 0
-    const events: WorkbenchEvent[] = []
-    const report = progressReporter(
-      (e) => events.push(e),
-      't',
-      'eval.run',
-      () => clock,
-    )
+    const { clock, events, report } = recorder('t', 'eval.run', 0)
     report(stage(0, 0))
-    clock = 10
+    clock.now = 10
     report(stage(3, 0)) // within 100 ms and not complete: dropped
     expect(events).toHaveLength(1)
-    clock = 200
+    clock.now = 200
     report(stage(7, 0))
     expect(events).toHaveLength(2)
-    expect((events[1] as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec).toBeNull()
+    expect(progressOf(events)[1].etaSec).toBeNull()
   })
 
   it("no ETA while nothing is done, nor at a stage's first report (no pace yet)", () => {
-    let clock = 0
-    const events: WorkbenchEvent[] = []
-    const report = progressReporter(
-      (e) => events.push(e),
-      't',
-      'eval.run',
-      () => clock,
-    )
-    const eta = () => (events.at(-1) as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec
+    const { clock, events, report } = recorder('t', 'eval.run', 0)
+    const eta = () => progressOf(events).at(-1)!.etaSec
     report(stage(5, 10)) // half done at once: no time has passed in the stage
     expect(eta()).toBeNull()
     report(stage(0, 10, 2))
-    clock = 500
+    clock.now = 500
     report(stage(0, 10, 2)) // 0.5 s in, nothing done
     expect(events).toHaveLength(3)
     expect(eta()).toBeNull()
   })
 
   it('a stage completed at its first report has ETA 0', () => {
-    const events: WorkbenchEvent[] = []
-    progressReporter(
-      (e) => events.push(e),
-      't',
-      'runs.export',
-      () => 5,
-    )(stage(4, 4))
-    expect((events[0] as Extract<WorkbenchEvent, { type: 'task.progress' }>).progress.etaSec).toBe(0)
+    const { events, report } = recorder('t', 'runs.export', 5)
+    report(stage(4, 4))
+    expect(progressOf(events)[0].etaSec).toBe(0)
   })
 })
 

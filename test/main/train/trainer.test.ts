@@ -22,6 +22,12 @@ import { baseModel, run, swapTask, tmp } from './helpers'
 import { tinyConfig } from '../engine/helpers'
 
 const readRunRecord = (dir: string) => new RunFolder(dir).read()
+/** The records of a JSON-lines file. */
+const jsonl = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
 
 const FIX = join(__dirname, '../../fixtures/moe-reference')
 
@@ -79,10 +85,7 @@ describe('trainer', () => {
     expect(steps[0].ce).toBeGreaterThan(2.5) // ~ln(24) at the start
     expect(evals.at(-1)!.metrics.valLoss).toBeLessThan(0.6)
     // metrics are streamed and appended
-    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
+    const lines = jsonl(join(runDir, 'metrics.jsonl'))
     expect(lines.filter((l) => l.type === 'step')).toHaveLength(150)
     expect(lines.filter((l) => l.type === 'eval')).toHaveLength(3)
     const m = steps.at(-1)!
@@ -245,10 +248,7 @@ describe('trainer', () => {
       // tinyConfig's aux coefficient 0.01, no z-loss
       expect(m.loss).toBeCloseTo(m.ce + 0.01 * m.aux + 0.5 * m.importance! + 0.25 * m.load!, 5)
     }
-    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
+    const lines = jsonl(join(runDir, 'metrics.jsonl'))
     expect(lines.find((l) => l.type === 'step')).toMatchObject({ importance: steps[0].importance, load: steps[0].load })
     const ev = lines.find((l) => l.type === 'eval')
     expect(ev.valImportance).toBeGreaterThan(0)
@@ -644,18 +644,12 @@ describe('step and evaluation metrics', () => {
     expect(steps[1].elapsedSec).toBeGreaterThan(steps[0].elapsedSec)
 
     // metrics.jsonl: a line per step (without the layers) and per evaluation; routing.jsonl: the layers
-    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
+    const lines = jsonl(join(runDir, 'metrics.jsonl'))
     const stepLines = lines.filter((l) => l.type === 'step')
     expect(stepLines.map((l) => l.step)).toEqual([1, 2, 3, 4])
     expect(stepLines[0]).not.toHaveProperty('layers')
     expect(stepLines[0]).toMatchObject({ loss: steps[0].loss, tokens: steps[0].tokens, epoch: 0.5 })
-    const routing = readFileSync(join(runDir, 'routing.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
+    const routing = jsonl(join(runDir, 'routing.jsonl'))
     expect(routing.map((r) => r.step)).toEqual([1, 2, 3, 4])
     expect(routing[2].layers).toEqual(steps[2].layers)
 
@@ -914,11 +908,7 @@ describe('more of a run', () => {
     )
     const alerts = events.flatMap((e) => (e.type === 'run.alert' ? [`${e.step} ${e.kind} ${e.layer}:${e.expert}`] : []))
     expect(alerts).toEqual([0, 1].flatMap((l) => [0, 1, 2, 3].map((e) => `2 dead ${l}:${e}`)))
-    const logged = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
-      .filter((l) => l.type === 'alert')
+    const logged = jsonl(join(runDir, 'metrics.jsonl')).filter((l) => l.type === 'alert')
     expect(logged.map((l) => `${l.step} ${l.kind} ${l.layer}:${l.expert}`)).toEqual(alerts)
   })
 })
