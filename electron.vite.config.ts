@@ -8,9 +8,10 @@ export default defineConfig({
   main: {
     // Dependencies (tfjs, ws, zod...) stay external: they are resolved from node_modules at run
     // time, so the native tfjs-node backends keep working and the bundle stays small. The optional
-    // backends too: webgpu loads its native dawn.node relative to its own folder.
+    // backends too: webgpu loads its native dawn.node relative to its own folder, onnxruntime-node
+    // its binding and libonnxruntime.
     build: {
-      externalizeDeps: { include: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'] },
+      externalizeDeps: { include: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'onnxruntime-node'] },
       rollupOptions: {
         input: {
           // Electron's main process.

@@ -70,6 +70,11 @@ export interface BackendReport {
   adapter?: GpuAdapterReport
   /** wasm: threads the kernels run on (MOE_WORKBENCH_THREADS; default one per CPU, at most 8). */
   threads?: number
+  /**
+   * wasm: what multiplies matrices: ONNX Runtime's native sgemm (e.g. "onnxruntime-node 1.30.0
+   * (MLAS)") where it loads, else "XNNPACK (wasm)". MOE_WORKBENCH_MATMUL=wasm|native forces one.
+   */
+  matmul?: string
 }
 
 export type HostKind = 'electron' | 'server' | 'cli'

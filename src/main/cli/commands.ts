@@ -99,7 +99,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     io.out(`stored as  ${info.checkpointDtype}`)
     io.out(`weights    ${weights}`)
     io.out(
-      `backend    ${backend}${report?.threads ? ` (${report.threads} thread${report.threads === 1 ? '' : 's'}; MOE_WORKBENCH_THREADS to change)` : ''}`,
+      `backend    ${backend}${report?.threads ? ` (${report.threads} thread${report.threads === 1 ? '' : 's'}; MOE_WORKBENCH_THREADS to change)` : ''}${report?.matmul ? `; matmul by ${report.matmul} (MOE_WORKBENCH_MATMUL=native|wasm to choose)` : ''}`,
     )
     io.out(
       `plan       ${formatBytes(plan.budgetBytes)}${values.budget === undefined ? ` (the ${backend} default; --budget to change)` : ''}: ${plan.message}`,

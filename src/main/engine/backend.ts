@@ -18,6 +18,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { setWasmBackend, wasmThreadCount } from './wasmThreads'
 import { registerWasmKernels } from './wasmKernels'
+import { loadNativeMatMul, useNativeMatMul, type NativeMatMul } from './nativeMatMul'
 import { BACKEND_NAMES, type BackendAttempt, type BackendName, type BackendReport, type GpuAdapterReport } from '../../shared/api'
 
 export { BACKEND_NAMES }
@@ -106,7 +107,7 @@ export function adapterReport(adapter: GpuAdapterLike): GpuAdapterReport {
 async function tryBackend(
   name: BackendName,
   forced: boolean,
-): Promise<{ tfBackend: string; adapter?: GpuAdapterReport; threads?: number }> {
+): Promise<{ tfBackend: string; adapter?: GpuAdapterReport; threads?: number; matmul?: string }> {
   switch (name) {
     case 'tfjs-node-gpu':
     case 'tfjs-node': {
@@ -131,16 +132,48 @@ async function tryBackend(
     }
     case 'wasm': {
       requireHere('@tensorflow/tfjs-backend-wasm')
-      const threads = await setWasmBackend(wasmThreadCount())
+      const count = wasmThreadCount()
+      const { native, failure } = chooseNativeMatMul(count)
+      // ONNX Runtime reads no SharedArrayBuffer (the threaded build's heap): with it, wasm runs
+      // single-threaded and the threads go to the products, where the time is.
+      const threads = await setWasmBackend(native ? 1 : count)
       await tf.ready()
       registerWasmKernels()
-      return { tfBackend: 'wasm', threads }
+      useNativeMatMul(native)
+      return native
+        ? { tfBackend: 'wasm', threads: native.threads, matmul: native.library }
+        : { tfBackend: 'wasm', threads, matmul: `XNNPACK (wasm)${failure ? `; native: ${failure}` : ''}` }
     }
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise')
       await tf.ready()
       return { tfBackend: 'cpu' }
     }
+  }
+}
+
+/**
+ * The native matmul for the wasm backend: MOE_WORKBENCH_MATMUL=native requires it (an error that
+ * says why, where it cannot load), =wasm turns it off, unset or auto uses it where it loads (and
+ * says why not, where it does not).
+ */
+export function chooseNativeMatMul(
+  threads: number,
+  env: NodeJS.ProcessEnv = process.env,
+  load: (threads: number) => NativeMatMul = loadNativeMatMul,
+): { native: NativeMatMul | null; failure?: string } {
+  const want = env.MOE_WORKBENCH_MATMUL?.trim() || 'auto'
+  if (!['auto', 'native', 'wasm'].includes(want))
+    throw new Error(`MOE_WORKBENCH_MATMUL=${JSON.stringify(want)}: expected native, wasm or auto`)
+  if (want === 'wasm') return { native: null }
+  try {
+    return { native: load(threads) }
+  } catch (e) {
+    if (want === 'native')
+      throw new Error(
+        `MOE_WORKBENCH_MATMUL=native: onnxruntime-node did not load (${errorText(e)}); reinstall with npm install, or unset it`,
+      )
+    return { native: null, failure: errorText(e) }
   }
 }
 
@@ -171,7 +204,7 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
   const order = forced ? [forced] : [...BACKEND_NAMES]
   for (const name of order) {
     try {
-      const { tfBackend, adapter, threads } = await tryBackend(name, forced === name)
+      const { tfBackend, adapter, threads, matmul } = await tryBackend(name, forced === name)
       attempts.push({ name, ok: true })
       current = {
         name,
@@ -181,10 +214,11 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
         tfjsVersion: tf.version.tfjs,
         ...(adapter && { adapter }),
         ...(threads && { threads }),
+        ...(matmul && { matmul }),
       }
       const skipped = attempts.filter((a) => !a.ok).map((a) => `${a.name} (${a.reason})`)
       log(
-        `backend: using ${name}${adapter ? ` on ${adapter.description || adapter.architecture}${adapter.software ? ' (software)' : ''}` : ''}${threads ? ` with ${threads} thread${threads === 1 ? '' : 's'}` : ''}${source === 'auto' ? '' : ` (from ${source})`}` +
+        `backend: using ${name}${adapter ? ` on ${adapter.description || adapter.architecture}${adapter.software ? ' (software)' : ''}` : ''}${threads ? ` with ${threads} thread${threads === 1 ? '' : 's'}` : ''}${matmul ? `, matmul by ${matmul}` : ''}${source === 'auto' ? '' : ` (from ${source})`}` +
           (skipped.length ? `; unavailable: ${skipped.join('; ')}` : ''),
       )
       return current

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
+import { nativeMatMul } from './nativeMatMul'
 import { custom, runKernel } from './kernelCall'
 import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM } from './wasmKernels'
 
@@ -118,7 +119,7 @@ export function ownedVariable(init: tf.Tensor, trainable: boolean, name: string)
  * batches at no extra cost, so they keep TF.js's own matMul and gradient.
  */
 export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeB = false): T {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(a as tf.Tensor, b, false, transposeB) as T
+  if (!xnnpackMatMul()) return tf.matMul(a as tf.Tensor, b, false, transposeB) as T
   return custom(
     ([x, y], save) => {
       save([x, y])
@@ -132,6 +133,15 @@ export function mm<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeB = false):
     a,
     b,
   ) as T
+}
+
+/**
+ * Whether products run on TF.js's wasm XNNPACK kernels, which want untransposed operands (the
+ * workarounds below); the native matmul (nativeMatMul.ts) takes transposed ones at no cost, as
+ * the other backends do, and takes their plain paths.
+ */
+export function xnnpackMatMul(): boolean {
+  return tf.getBackend() === 'wasm' && nativeMatMul() === null
 }
 
 /** Whether a gradient tape records the ops now (inside tf.grad, variableGrads or engine.gradients). */
@@ -188,7 +198,7 @@ function linearWasm(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
  * it too, so their gradients equal the resident ones bit for bit.
  */
 export function linearInputGrad(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(dy, w)
+  if (!xnnpackMatMul()) return tf.matMul(dy, w)
   const [outDim, inDim] = w.shape
   if (weightsSecond(dy.shape[0], inDim, outDim)) return timesTemporary(dy, runKernel(COPY, { x: w }, {}) as tf.Tensor2D) // (N, in)
   return transposedTimes(w, tf.transpose(dy) as tf.Tensor2D) // (N, in)
@@ -208,7 +218,7 @@ function transposedTimes(w: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 /** y = x · Wᵀ (+ b), the nn.Linear convention: x (N, in), W (out, in) → (N, out). */
 export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
   const w2 = w as tf.Tensor2D
-  const y: tf.Tensor2D = tf.getBackend() === 'wasm' ? linearWasm(x, w2) : tf.matMul(x, w2, false, true) // (N, out)
+  const y: tf.Tensor2D = xnnpackMatMul() ? linearWasm(x, w2) : tf.matMul(x, w2, false, true) // (N, out)
   return b ? (tf.add(y, b) as tf.Tensor2D) : y
 }
 
@@ -271,7 +281,7 @@ export function chunkedLinear(
   for (let r = 0; r < V; r += rows) starts.push(r)
   // W takes a gradient only where training wants one (a frozen lm_head would cost a V × H copy).
   const wholeGrad = whole !== undefined && (whole as tf.Variable).trainable !== false
-  const wasm = tf.getBackend() === 'wasm'
+  const wasm = xnnpackMatMul()
   return custom(
     (ins, save) => {
       const [xx] = ins
@@ -301,7 +311,7 @@ export function chunkedLinear(
           if (c.owned) c.w.dispose()
           dx = dx ? (tf.add(dx, part) as tf.Tensor2D) : part
         }
-        return wholeGrad ? [dx!, tf.matMul(dyT ?? tf.transpose(dy), saved[0])] : [dx!]
+        return wholeGrad ? [dx!, dyT ? tf.matMul(dyT, saved[0]) : tf.matMul(dy, saved[0], true, false)] : [dx!]
       }
       return { value, gradFunc }
     },

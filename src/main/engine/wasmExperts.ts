@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { custom, runKernel } from './kernelCall'
+import { nativeMatMul } from './nativeMatMul'
 
 interface WasmModule {
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void
@@ -47,6 +48,13 @@ type MatMulFn = (
   outId: number,
 ) => void
 type TransposeFn = (xId: number, xShape: Uint8Array, rank: number, dtype: number, outId: number, perm: Uint8Array, permRank: number) => void
+
+interface NativeLayout {
+  transposeA?: boolean
+  transposeB?: boolean
+  batchA?: number
+  batchB?: number
+}
 
 const bound = new WeakMap<WasmModule, { matMul: MatMulFn; transpose: TransposeFn }>()
 
@@ -106,8 +114,34 @@ class Heap {
     return this.b.makeOutput(shape, 'float32')
   }
 
+  /** A float32 view of `floats` at byte address `ptr` (taken after every allocation: the heap may grow). */
+  f32(ptr: number, floats: number): Float32Array {
+    return new Float32Array(this.b.wasm.HEAPU8.buffer, ptr, floats)
+  }
+
+  /**
+   * out (batch, m, n) = op(a) · op(b) by the native matmul, a transposed operand read as it is
+   * stored ((k, m) for a, (n, k) for b), a batch of 1 used for every item of the other.
+   */
+  nativeMatMul(a: number, b: number, out: number, m: number, k: number, n: number, t: NativeLayout = {}): void {
+    const { transposeA = false, transposeB = false, batchA = 1, batchB = 1 } = t
+    nativeMatMul()!.matMul({
+      a: this.f32(a, batchA * m * k),
+      b: this.f32(b, batchB * k * n),
+      out: this.f32(out, Math.max(batchA, batchB) * m * n),
+      batchA,
+      batchB,
+      m,
+      k,
+      n,
+      transposeA,
+      transposeB,
+    })
+  }
+
   /** out (m, n) = a (m, k) · b (k, n), all row-major at the given addresses. */
   matMul(a: number, b: number, out: number, m: number, k: number, n: number): void {
+    if (nativeMatMul()) return this.nativeMatMul(a, b, out, m, k, n)
     this.fns.matMul(this.view(a, m * k), bytes([1, m, k]), 3, this.view(b, k * n), bytes([1, k, n]), 3, 0, 0, this.view(out, m * n))
   }
 
@@ -140,6 +174,8 @@ function withHeap<T>(backend: unknown, f: (h: Heap) => T): T {
 
 interface GroupAttrs {
   counts: number[]
+  /** Row layout (the native matmul: transposed operands cost nothing) instead of blocks. */
+  rows: boolean
 }
 
 /** Rows (A, d) ↔ blocks: expert e's rows as one (d, c_e) block. */
@@ -163,9 +199,12 @@ function blockTransposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   })
 }
 
-/** Blocks (in, c_e) → blocks (out, c_e) = W_e (out, in) · block. */
+/**
+ * Blocks (in, c_e) → blocks (out, c_e) = W_e (out, in) · block; with `rows` (the native matmul),
+ * rows (c_e, in) → rows (c_e, out) = x_e · W_eᵀ, as nn.Linear multiplies.
+ */
 function groupedLinearKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const { counts, inDim, outDim } = args.attrs as unknown as GroupAttrs & { inDim: number; outDim: number }
+  const { counts, inDim, outDim, rows } = args.attrs as unknown as GroupAttrs & { inDim: number; outDim: number }
   const A = counts.reduce((s, c) => s + c, 0)
   return withHeap(args.backend, (h) => {
     const out = h.output([A * outDim])
@@ -173,7 +212,9 @@ function groupedLinearKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unk
     const y = h.ptr(out)
     let at = 0
     counts.forEach((c, e) => {
-      if (c > 0) h.matMul(h.ptr(args.inputs[`w${e}`]!), x + at * inDim * F32, y + at * outDim * F32, outDim, inDim, c)
+      const w = h.ptr(args.inputs[`w${e}`]!)
+      if (c > 0 && rows) h.nativeMatMul(x + at * inDim * F32, w, y + at * outDim * F32, c, inDim, outDim, { transposeB: true })
+      else if (c > 0) h.matMul(w, x + at * inDim * F32, y + at * outDim * F32, outDim, inDim, c)
       at += c
     })
     return out
@@ -182,10 +223,11 @@ function groupedLinearKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unk
 
 /**
  * The backward pass of groupedLinear: dx blocks (in, c_e) = W_eᵀ · dy_e, and dW_e (out, in) =
- * dy_e · x_eᵀ for the experts in `wantDw` (with x_e back in rows).
+ * dy_e · x_eᵀ for the experts in `wantDw` (with x_e back in rows). With `rows`: dx rows = dy_e ·
+ * W_e and dW_e = dy_eᵀ · x_e, the products (and so the bits) of nn.Linear's gradient.
  */
 function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
-  const { counts, inDim, outDim, wantDx, wantDw } = args.attrs as unknown as GroupAttrs & {
+  const { counts, inDim, outDim, wantDx, wantDw, rows } = args.attrs as unknown as GroupAttrs & {
     inDim: number
     outDim: number
     wantDx: boolean
@@ -199,19 +241,23 @@ function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend:
     if (dx) outs.push(dx)
     const dy = h.ptr(args.inputs.dy!)
     const x = h.ptr(args.inputs.x!)
-    const wT = wantDx ? h.alloc(inDim * outDim) : 0
-    const xRows = wantDw.some(Boolean) ? h.alloc(maxC * inDim) : 0
+    const wT = wantDx && !rows ? h.alloc(inDim * outDim) : 0
+    const xRows = wantDw.some(Boolean) && !rows ? h.alloc(maxC * inDim) : 0
     let at = 0
     counts.forEach((c, e) => {
       const dyE = dy + at * outDim * F32
       if (dx && c > 0) {
         const w = h.ptr(args.inputs[`w${e}`]!)
-        h.transpose(w, wT, outDim, inDim) // (in, out)
-        h.matMul(wT, dyE, h.ptr(dx) + at * inDim * F32, inDim, outDim, c)
+        if (rows) h.nativeMatMul(dyE, w, h.ptr(dx) + at * inDim * F32, c, outDim, inDim)
+        else {
+          h.transpose(w, wT, outDim, inDim) // (in, out)
+          h.matMul(wT, dyE, h.ptr(dx) + at * inDim * F32, inDim, outDim, c)
+        }
       }
       if (wantDw[e]) {
         const dw = h.output([outDim, inDim])
-        if (c > 0) {
+        if (c > 0 && rows) h.nativeMatMul(dyE, x + at * inDim * F32, h.ptr(dw), outDim, c, inDim, { transposeA: true })
+        else if (c > 0) {
           h.transpose(x + at * inDim * F32, xRows, inDim, c) // (c, in)
           h.matMul(dyE, xRows, h.ptr(dw), outDim, c, inDim)
         } else h.zero(h.ptr(dw), outDim * inDim)
@@ -230,7 +276,7 @@ function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend:
  * (B, heads, T, d) products were half of a training step. A transposed operand is transposed item
  * by item into scratch first. Batch dimensions must be equal (a batch of 1 is reused for all).
  */
-function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+export function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean }
   const a = args.inputs.a!
   const b = args.inputs.b!
@@ -247,6 +293,10 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
     const pa = h.ptr(a)
     const pb = h.ptr(b)
     const po = h.ptr(out)
+    if (nativeMatMul()) {
+      h.nativeMatMul(pa, pb, po, m, k, n, { transposeA, transposeB, batchA, batchB })
+      return out
+    }
     const aT = transposeA ? h.alloc(m * k) : 0
     const bT = transposeB ? h.alloc(k * n) : 0
     for (let i = 0; i < batch; i++) {
@@ -271,6 +321,7 @@ function batchMatMulKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
  * else the per-item kernel above. Not differentiable by itself (see ops.ts mm).
  */
 export function matMulWasm(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  if (nativeMatMul()) return tf.matMul(a, b, transposeA, transposeB) // the native BatchMatMul (wasmKernels.ts)
   if (a.rank === 2 && b.rank === 2 && !transposeA && !transposeB) return tf.matMul(a, b)
   const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2))
   const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2))
@@ -312,8 +363,11 @@ function blockTranspose(x: tf.Tensor, counts: number[], dim: number, toBlocks: b
   )
 }
 
-/** Blocks (in, c_e) of x → blocks (out, c_e) = W_e · block, W_e (out, in); frozen weights take no gradient. */
-function groupedLinear(x: tf.Tensor, ws: tf.Tensor2D[], counts: number[]): tf.Tensor {
+/**
+ * Blocks (in, c_e) of x → blocks (out, c_e) = W_e · block, W_e (out, in), or rows → rows with
+ * `rows`; frozen weights take no gradient.
+ */
+function groupedLinear(x: tf.Tensor, ws: tf.Tensor2D[], counts: number[], rows: boolean): tf.Tensor {
   const [outDim, inDim] = ws[0].shape
   const trainable = ws.map((w) => (w as tf.Variable).trainable !== false)
   const inputsOf = (xx: tf.Tensor, learn: tf.Tensor[]): Record<string, tf.Tensor> => {
@@ -324,13 +378,13 @@ function groupedLinear(x: tf.Tensor, ws: tf.Tensor2D[], counts: number[]): tf.Te
     ([xx, ...learn], save) => {
       save([xx, ...learn])
       return {
-        value: runKernel(KERNELS.groupedLinear, inputsOf(xx, learn), { counts, inDim, outDim }) as tf.Tensor,
+        value: runKernel(KERNELS.groupedLinear, inputsOf(xx, learn), { counts, inDim, outDim, rows }) as tf.Tensor,
         gradFunc: (dy, [xs, ...ls]) => {
           const { x: _x, ...wInputs } = inputsOf(xs, ls)
           return runKernel(
             KERNELS.groupedLinearGrad,
             { dy, x: xs, ...wInputs },
-            { counts, inDim, outDim, wantDx: true, wantDw: trainable },
+            { counts, inDim, outDim, wantDx: true, wantDw: trainable, rows },
           ) as tf.Tensor[]
         },
       }
@@ -354,11 +408,12 @@ export type ExpertProjections = readonly [Projection, Projection, Projection]
  * where the experts have adapters (all of them, one scale: the caller checks). The same
  * operations in the same order as the per-expert linear with its LoRA path, so the same bits.
  */
-function projectAll(xT: tf.Tensor, ps: Projection[], counts: number[]): tf.Tensor {
+function projectAll(xT: tf.Tensor, ps: Projection[], counts: number[], rows: boolean): tf.Tensor {
   const base = groupedLinear(
     xT,
     ps.map((p) => p.w),
     counts,
+    rows,
   )
   const lora = ps[0].lora
   if (!lora) return base
@@ -367,9 +422,11 @@ function projectAll(xT: tf.Tensor, ps: Projection[], counts: number[]): tf.Tenso
       xT,
       ps.map((p) => p.lora!.a),
       counts,
+      rows,
     ),
     ps.map((p) => p.lora!.b),
     counts,
+    rows,
   )
   return tf.add(base, tf.mul(low, lora.scale))
 }
@@ -377,19 +434,23 @@ function projectAll(xT: tf.Tensor, ps: Projection[], counts: number[]): tf.Tenso
 /**
  * The SwiGLU experts of one layer on routed rows xs (A, H), sorted by expert with `counts[i]`
  * rows for expert i of `experts` (a projection adapted on all experts or none): (A, H), as per
- * expert down(silu(gate(x)) · up(x)).
+ * expert down(silu(gate(x)) · up(x)). With the native matmul the rows stay rows (it reads
+ * transposed operands as stored), and each product is the one the expert's own linear makes.
  */
 export function groupedSwiglu(xs: tf.Tensor2D, counts: number[], experts: ExpertProjections[]): tf.Tensor2D {
   registerWasmExpertKernels()
-  const H = xs.shape[1]
-  const xT = blockTranspose(xs, counts, H, true)
+  const [A, H] = xs.shape
+  const rows = nativeMatMul() !== null
+  const xT = rows ? tf.reshape(xs, [A * H]) : blockTranspose(xs, counts, H, true)
   const project = (x: tf.Tensor, p: 0 | 1 | 2): tf.Tensor =>
     projectAll(
       x,
       experts.map((e) => e[p]),
       counts,
+      rows,
     )
   const g = project(xT, 0)
   const hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), project(xT, 1))
-  return blockTranspose(project(hidden, 2), counts, H, false) as tf.Tensor2D
+  const down = project(hidden, 2)
+  return (rows ? tf.reshape(down, [A, H]) : blockTranspose(down, counts, H, false)) as tf.Tensor2D
 }

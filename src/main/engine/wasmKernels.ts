@@ -5,6 +5,8 @@
  * (a range of rows) is now one copy of the part, heap to heap; others take TF.js's own kernel.
  */
 import * as tf from '@tensorflow/tfjs'
+import { nativeMatMul } from './nativeMatMul'
+import { batchMatMulKernel } from './wasmExperts'
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
@@ -91,7 +93,7 @@ export function registerWasmKernels(): void {
   if (registered) return
   const slice = tf.getKernel('Slice', 'wasm')
   const splitV = tf.getKernel('SplitV', 'wasm')
-  if (!slice || !splitV) return
+  if (!slice || !splitV || !tf.getKernel('BatchMatMul', 'wasm')) return
   registered = true
   tf.registerKernel({ kernelName: COPY, backendName: 'wasm', kernelFunc: copyKernel as tf.KernelFunc })
   // Identity (tf.clone, and the copy TF.js makes of every tensor a gradient saves) shares the
@@ -106,6 +108,22 @@ export function registerWasmKernels(): void {
       const x = inputs.x!
       ;(backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
       return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+    },
+  })
+  // Every float product by the native matmul where it is in use (nativeMatMul.ts); TF.js's
+  // XNNPACK kernel otherwise, and for batches that broadcast other than one against many.
+  const batchMatMul = tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc
+  tf.unregisterKernel('BatchMatMul', 'wasm')
+  tf.registerKernel({
+    kernelName: 'BatchMatMul',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+      const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2))
+      const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2))
+      const native =
+        nativeMatMul() !== null && a.dtype === 'float32' && b.dtype === 'float32' && (batchA === batchB || batchA === 1 || batchB === 1)
+      return native ? batchMatMulKernel(args as never) : batchMatMul(args)
     },
   })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })

@@ -39,6 +39,15 @@ describe('moe-workbench CLI', () => {
     expect(text.out.join('\n')).toMatch(/backend\s+cpu/)
     expect(text.out.join('\n')).toMatch(/weights\s+all finite \(checked\)/)
     expect(text.out.join('\n')).toMatch(/plan\s+[\d.]+ GiB \(the cpu default; --budget to change\): fits resident/)
+    // on wasm: the threads, and what multiplies (the native matmul in CI)
+    const wasm = (await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'wasm')).out.join('\n')
+    const multiplier =
+      process.env.MOE_WORKBENCH_REQUIRE_NATIVE_MATMUL === '1' ? 'onnxruntime-node [\\d.]+ \\(MLAS\\)' : '(onnxruntime-node|XNNPACK)'
+    expect(wasm).toMatch(
+      new RegExp(
+        `backend\\s+wasm \\(\\d+ threads?; MOE_WORKBENCH_THREADS to change\\); matmul by ${multiplier}.* \\(MOE_WORKBENCH_MATMUL=native\\|wasm to choose\\)`,
+      ),
+    )
     // --budget: the planner's placement, in text and JSON.
     const small = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '128KiB', '--context', '16', '--json')
     expect(JSON.parse(small.out[0]).plan).toMatchObject({ budgetBytes: 128 * 1024, fits: true, fitsResident: false, storage: 'lazy' })

@@ -136,7 +136,11 @@ describe('backend reports and log lines', () => {
     expect(r.threads).toBeGreaterThanOrEqual(1)
     expect(r.threads).toBe(wasmThreadCount())
     const n = r.threads!
-    expect(lines).toEqual([`backend: using wasm with ${n} thread${n === 1 ? '' : 's'} (from setting)`])
+    // the native matmul where it loads (always in CI), else XNNPACK with the reason
+    expect(r.matmul).toMatch(
+      process.env.MOE_WORKBENCH_REQUIRE_NATIVE_MATMUL === '1' ? /^onnxruntime-node \S+ \(MLAS\)$/ : /^onnxruntime-node|^XNNPACK/,
+    )
+    expect(lines).toEqual([`backend: using wasm with ${n} thread${n === 1 ? '' : 's'}, matmul by ${r.matmul} (from setting)`])
     expect(b.backendReport()).toBe(r)
     // the same request, or none: the same report, nothing started again or logged
     expect(await b.initBackend('wasm', (l) => lines.push(l))).toBe(r)
@@ -146,6 +150,7 @@ describe('backend reports and log lines', () => {
     const c = await b.initBackend('cpu', (l) => lines.push(l))
     expect(c).toMatchObject({ name: 'cpu', tfBackend: 'cpu', source: 'setting' })
     expect(c).not.toHaveProperty('threads')
+    expect(c).not.toHaveProperty('matmul')
     expect(c).not.toHaveProperty('adapter')
     expect(lines[1]).toBe('backend: using cpu (from setting)')
     expect(tf.getBackend()).toBe('cpu')

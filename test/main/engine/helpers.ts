@@ -69,3 +69,64 @@ export async function useDeviceSim(): Promise<string> {
   await tf.ready()
   return name
 }
+
+export type MatMulPath = 'native' | 'XNNPACK'
+
+/**
+ * The matmul paths of the wasm backend a suite runs on: TF.js's XNNPACK kernels always, the
+ * native one (onnxruntime-node) where it loads, and always in CI (MOE_WORKBENCH_REQUIRE_NATIVE_MATMUL=1),
+ * where its absence is a failure, not a skip.
+ */
+export async function wasmMatMulPaths(): Promise<MatMulPath[]> {
+  const { loadNativeMatMul } = await import('../../../src/main/engine/nativeMatMul')
+  try {
+    loadNativeMatMul(1)
+    return ['native', 'XNNPACK']
+  } catch (e) {
+    if (process.env.MOE_WORKBENCH_REQUIRE_NATIVE_MATMUL === '1') throw e
+    console.warn(`native matmul not tested: ${(e as Error).message}`)
+    return ['XNNPACK']
+  }
+}
+
+/**
+ * Starts the wasm backend and makes its products run on `path` (until the returned function
+ * restores what the backend chose).
+ */
+export async function useWasmMatMul(path: MatMulPath): Promise<() => void> {
+  const { initBackend } = await import('../../../src/main/engine/backend')
+  const { loadNativeMatMul, nativeMatMul, useNativeMatMul } = await import('../../../src/main/engine/nativeMatMul')
+  await initBackend('wasm')
+  const chosen = nativeMatMul()
+  useNativeMatMul(path === 'native' ? (chosen ?? loadNativeMatMul(1)) : null)
+  return () => useNativeMatMul(chosen)
+}
+
+/** op(a) · op(b) in plain JavaScript (float64 sums), a batch of one used for every item of the other. */
+export function referenceMatMul(
+  x: ArrayLike<number>,
+  aShape: number[],
+  y: ArrayLike<number>,
+  bShape: number[],
+  ta: boolean,
+  tb: boolean,
+): { shape: number[]; data: Float32Array } {
+  const [ra, rb] = [aShape.length, bShape.length]
+  const [m, k] = ta ? [aShape[ra - 1], aShape[ra - 2]] : [aShape[ra - 2], aShape[ra - 1]]
+  const n = tb ? bShape[rb - 2] : bShape[rb - 1]
+  const size = (s: number[]): number => s.slice(0, -2).reduce((p, d) => p * d, 1)
+  const [batchA, batchB] = [size(aShape), size(bShape)]
+  const batch = Math.max(batchA, batchB)
+  const data = new Float32Array(batch * m * n)
+  for (let i = 0; i < batch; i++) {
+    const oa = batchA === 1 ? 0 : i * m * k
+    const ob = batchB === 1 ? 0 : i * k * n
+    for (let r = 0; r < m; r++)
+      for (let c = 0; c < n; c++) {
+        let s = 0
+        for (let j = 0; j < k; j++) s += x[oa + (ta ? j * m + r : r * k + j)] * y[ob + (tb ? c * k + j : j * n + c)]
+        data[(i * m + r) * n + c] = s
+      }
+  }
+  return { shape: [...(batchA >= batchB ? aShape : bShape).slice(0, -2), m, n], data }
+}

@@ -19,6 +19,7 @@ import type { MoeModel } from '../../../src/main/engine/model'
 import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objective } from '../../../src/main/engine/objective'
 import { AdamW } from '../../../src/main/engine/optimizer'
 import { loadSafetensors, type LoadedTensor } from '../../../src/main/engine/safetensors'
+import { useWasmMatMul, wasmMatMulPaths, type MatMulPath } from './helpers'
 import { prepareWebGpu } from './webgpuEnv'
 
 const FIXTURES = join(__dirname, '../../fixtures/moe-reference')
@@ -126,24 +127,31 @@ async function forwardData(model: MoeModel, inputIds: number[][], labels: number
   )
 }
 
-/** (backend, path): the one-tape sync path where reads can be synchronous, the async layer-by-layer path everywhere. */
-const RUNS: [BackendName, boolean][] = [
+/**
+ * (backend, path, wasm's matmul): the one-tape sync path where reads can be synchronous, the
+ * async layer-by-layer path everywhere; wasm on each matmul path it has (native and XNNPACK).
+ */
+const wasmPaths = await wasmMatMulPaths()
+const RUNS: [BackendName, boolean, MatMulPath?][] = [
   ['cpu', true],
   ['cpu', false],
-  ['wasm', true],
-  ['wasm', false],
+  ...wasmPaths.map((p): [BackendName, boolean, MatMulPath] => ['wasm', true, p]),
+  ['wasm', false, wasmPaths[0]],
   ['webgpu', false],
 ]
 
-for (const [backend, sync] of RUNS) {
+for (const [backend, sync, matmul] of RUNS) {
   if (backend === 'webgpu' && webgpuMissing) {
     describe.skip(`parity on webgpu: ${webgpuMissing}`, () => {})
     continue
   }
-  describe(`parity with HF transformers on ${backend} (${sync ? 'synchronous reads, one tape' : 'asynchronous reads, layer by layer'})`, () => {
+  describe(`parity with HF transformers on ${backend}${matmul ? `, ${matmul} matmul` : ''} (${sync ? 'synchronous reads, one tape' : 'asynchronous reads, layer by layer'})`, () => {
+    let restore = (): void => {}
     beforeAll(async () => {
       await initBackend(backend)
+      if (matmul) restore = await useWasmMatMul(matmul)
     })
+    afterAll(() => restore())
 
     for (const family of FAMILIES) {
       describe(family, () => {

@@ -17,8 +17,9 @@
  *   later layers and the logits stay comparable; the number of such rows is logged per case.
  */
 import * as tf from '@tensorflow/tfjs'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { initBackend, type BackendName } from '../../../src/main/engine/backend'
+import { useWasmMatMul, wasmMatMulPaths, type MatMulPath } from './helpers'
 import { MoeModel } from '../../../src/main/engine/model'
 import { fromHfConfig, isSparseLayer, paramSpecs, type MoeConfig } from '../../../src/shared/modelConfig'
 import { hfReferenceForward, refArch, refIsSparse, type HfConfigJson } from '../../reference/hfReference'
@@ -488,13 +489,17 @@ function maxAbs(xs: Iterable<number>): number {
   return m
 }
 
-const BACKENDS: BackendName[] = ['cpu', 'wasm']
+/** cpu, and wasm on each matmul path it has (native and XNNPACK). */
+const BACKENDS: [BackendName, MatMulPath?][] = [['cpu'], ...(await wasmMatMulPaths()).map((p): [BackendName, MatMulPath] => ['wasm', p])]
 
-for (const backend of BACKENDS) {
-  describe(`engine vs independent float64 HF reference on ${backend}`, () => {
+for (const [backend, matmul] of BACKENDS) {
+  describe(`engine vs independent float64 HF reference on ${backend}${matmul ? `, ${matmul} matmul` : ''}`, () => {
+    let restore = (): void => {}
     beforeAll(async () => {
       await initBackend(backend)
+      if (matmul) restore = await useWasmMatMul(matmul)
     })
+    afterAll(() => restore())
 
     it('the reference and fromHfConfig read every case config alike', () => {
       for (const cs of CASES) {

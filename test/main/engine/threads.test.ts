@@ -1,24 +1,28 @@
 /**
- * The threaded wasm build: the thread count follows MOE_WORKBENCH_THREADS, and a forward's logits
- * and a training step's gradients are bit-identical on 1 and 2 threads (each in its own process:
- * the count is fixed when the backend starts).
+ * Threads on wasm: the count follows MOE_WORKBENCH_THREADS, and a forward's logits and a training
+ * step's gradients are bit-identical on 1 and 2 threads (each in its own process: the count is
+ * fixed when the backend starts), whether the threads run TF.js's threaded XNNPACK build or the
+ * native matmul.
  */
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { wasmThreadCount } from '../../../src/main/engine/wasmThreads'
+import { wasmMatMulPaths } from './helpers'
 
 const ROOT = join(import.meta.dirname, '../../..')
 
-function probe(threads: number): { threads: number; hash: string; loss: number } {
+function probe(threads: number, matmul: 'native' | 'wasm'): { threads: number; matmul: string; hash: string; loss: number } {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'threadsProbe.ts')], {
     cwd: ROOT,
-    env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
+    env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads), MOE_WORKBENCH_MATMUL: matmul },
     encoding: 'utf8',
     timeout: 120_000,
   })
   return JSON.parse(out.trim().split('\n').at(-1)!)
 }
+
+const matmuls = (await wasmMatMulPaths()).map((p) => (p === 'native' ? 'native' : 'wasm') as 'native' | 'wasm')
 
 describe('wasm threads', () => {
   it('reads MOE_WORKBENCH_THREADS, else one thread per CPU up to 8', () => {
@@ -29,11 +33,12 @@ describe('wasm threads', () => {
       expect(() => wasmThreadCount({ MOE_WORKBENCH_THREADS: bad })).toThrow(/MOE_WORKBENCH_THREADS=.*a whole number from 1 to 8/)
   })
 
-  it('gives the same logits and gradients, bit for bit, on 1 and 2 threads', () => {
-    const one = probe(1)
-    const two = probe(2)
+  it.each(matmuls)('gives the same logits and gradients, bit for bit, on 1 and 2 threads (MOE_WORKBENCH_MATMUL=%s)', (matmul) => {
+    const one = probe(1, matmul)
+    const two = probe(2, matmul)
     expect(one.threads).toBe(1)
     expect(two.threads).toBe(2)
+    expect(one.matmul).toMatch(matmul === 'native' ? /^onnxruntime-node / : /^XNNPACK \(wasm\)$/)
     expect(Number.isFinite(one.loss)).toBe(true)
     expect(two.hash).toBe(one.hash)
   })

@@ -1,6 +1,7 @@
 /**
- * Run as a child process by threads.test.ts (MOE_WORKBENCH_THREADS set by the parent): prints the
- * wasm backend's thread count and a hash of a forward's logits and a training step's gradients.
+ * Run as a child process by threads.test.ts (MOE_WORKBENCH_THREADS and MOE_WORKBENCH_MATMUL set by
+ * the parent): prints the wasm backend's thread count, what multiplies, and a hash of a forward's
+ * logits and a training step's gradients.
  */
 import { createHash } from 'node:crypto'
 import * as tf from '@tensorflow/tfjs'
@@ -23,4 +24,4 @@ for (const [name, t] of [...g.grads].sort(([a], [b]) => (a < b ? -1 : 1))) {
   hash.update(Buffer.from((t.dataSync() as Float32Array).buffer))
 }
 disposeGrads(g.grads)
-console.log(JSON.stringify({ threads: report.threads, hash: hash.digest('hex'), loss: g.parts.loss }))
+console.log(JSON.stringify({ threads: report.threads, matmul: report.matmul, hash: hash.digest('hex'), loss: g.parts.loss }))

@@ -1,0 +1,168 @@
+/**
+ * Matrix products on the CPU's native SIMD, for the wasm backend.
+ *
+ * WebAssembly has 128-bit SIMD and no fused multiply-add, so TF.js's wasm matmul (XNNPACK) runs
+ * at 10-28 GFLOP/s per core here, where the same core's AVX2/AVX-512 sgemm reaches 70-140. ONNX
+ * Runtime's npm package (onnxruntime-node) ships its CPU library prebuilt for Linux, macOS and
+ * Windows (x64 and arm64) inside the package itself, so a plain `npm install` brings a native
+ * sgemm (MLAS) with no compiler and no download. This module runs one ONNX node, com.microsoft's
+ * FusedMatMul (batched, either operand transposed, batch dimensions broadcast), through the
+ * binding's synchronous `run`, on views of the wasm heap: the inputs are read where they lie and
+ * the product is written straight into the output tensor's buffer, no copies.
+ *
+ * Bit-identical across thread counts (MLAS splits the output into tiles, never the reduction:
+ * checked for every operand layout in threads.test.ts). ONNX Runtime refuses views of a
+ * SharedArrayBuffer, so the engine pairs it with the single-threaded wasm build, and the threads
+ * go to the products instead (backend.ts).
+ */
+import { createRequire } from 'node:module'
+
+const requireHere = createRequire(import.meta.url)
+
+interface OrtTensor {
+  readonly dims: readonly number[]
+}
+type OrtTensorCtor = new (type: 'float32', data: Float32Array, dims: number[]) => OrtTensor
+
+interface OrtSession {
+  loadModel(buffer: ArrayBufferLike, offset: number, length: number, options: object): void
+  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>, options: object): unknown
+}
+
+interface OrtBinding {
+  binding: { InferenceSession: new () => OrtSession }
+  initOrt(): void
+}
+
+// --- the ONNX model: a protobuf message written by hand (a few fields of onnx.proto3) ---
+
+function varint(n: number): number[] {
+  const out: number[] = []
+  do {
+    let b = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) b |= 0x80
+    out.push(b)
+  } while (n > 0)
+  return out
+}
+const tag = (field: number, wire: 0 | 2): number[] => varint(field * 8 + wire)
+const int = (field: number, n: number): number[] => [...tag(field, 0), ...varint(n)]
+const msg = (field: number, body: number[]): number[] => [...tag(field, 2), ...varint(body.length), ...body]
+const str = (field: number, s: string): number[] => msg(field, [...Buffer.from(s, 'utf8')])
+
+/** ValueInfoProto: a float tensor of rank 3 with named (symbolic) dimensions. */
+function floatInput(name: string, dims: string[]): number[] {
+  const shape = dims.flatMap((d) => msg(1, str(2, d))) // TensorShapeProto.dim { dim_param }
+  const tensorType = [...int(1, 1), ...msg(2, shape)] // elem_type FLOAT, shape
+  return [...str(1, name), ...msg(2, msg(1, tensorType))] // name, type { tensor_type }
+}
+
+/** ModelProto of Y = op(A) · op(B), com.microsoft FusedMatMul with transA / transB. */
+export function fusedMatMulModel(transA: boolean, transB: boolean): Uint8Array {
+  const attr = (name: string, v: number): number[] => msg(5, [...str(1, name), ...int(3, v), ...int(20, 2)]) // type INT
+  const node = [
+    ...str(1, 'A'),
+    ...str(1, 'B'),
+    ...str(2, 'Y'),
+    ...str(3, 'mm'),
+    ...str(4, 'FusedMatMul'),
+    ...attr('transA', transA ? 1 : 0),
+    ...attr('transB', transB ? 1 : 0),
+    ...str(7, 'com.microsoft'),
+  ]
+  const graph = [
+    ...msg(1, node),
+    ...str(2, 'matmul'),
+    ...msg(11, floatInput('A', ['a0', 'a1', 'a2'])),
+    ...msg(11, floatInput('B', ['b0', 'b1', 'b2'])),
+    ...msg(12, floatInput('Y', ['y0', 'y1', 'y2'])),
+  ]
+  const opset = (domain: string, version: number): number[] => msg(8, [...str(1, domain), ...int(2, version)])
+  return Uint8Array.from([...int(1, 8), ...opset('', 17), ...opset('com.microsoft', 1), ...msg(7, graph)]) // ir_version 8
+}
+
+/** Row-major float32 operands: a (batchA, m, k) or, transposed, (batchA, k, m); b likewise (k, n) or (n, k). */
+export interface MatMulOperands {
+  a: Float32Array
+  b: Float32Array
+  /** Where the product (max(batchA, batchB), m, n) is written. */
+  out: Float32Array
+  batchA: number
+  batchB: number
+  m: number
+  k: number
+  n: number
+  transposeA: boolean
+  transposeB: boolean
+}
+
+export interface NativeMatMul {
+  /** What multiplies: a line for the backend report. */
+  readonly library: string
+  readonly threads: number
+  /** out = op(a) · op(b), batch by batch (a batch of 1 is used for every item of the other). */
+  matMul(p: MatMulOperands): void
+}
+
+/**
+ * Loads ONNX Runtime's CPU library with `threads` threads for its products. Throws with the
+ * reason where it cannot (the package missing, or its library not loading on this platform).
+ */
+export function loadNativeMatMul(threads: number): NativeMatMul {
+  const { binding, initOrt } = requireHere('onnxruntime-node/dist/binding') as OrtBinding
+  const { Tensor } = requireHere('onnxruntime-node') as { Tensor: OrtTensorCtor }
+  const version = (requireHere('onnxruntime-node/package.json') as { version: string }).version
+  initOrt()
+  const sessions = new Map<number, OrtSession>()
+  const session = (ta: boolean, tb: boolean): OrtSession => {
+    const key = (ta ? 2 : 0) + (tb ? 1 : 0)
+    let s = sessions.get(key)
+    if (!s) {
+      s = new binding.InferenceSession()
+      const bytes = fusedMatMulModel(ta, tb)
+      s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        // Pool threads sleep between products instead of spinning: the engine's thread runs the
+        // other ops between them, and a spinning pool took its CPU (measured, 2 threads on 2
+        // CPUs: 1020 tokens/s spinning, 1586 not; 1 thread 1330).
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
+      })
+      sessions.set(key, s)
+    }
+    return s
+  }
+  // Loads the library and checks a product now, so a broken install is reported at start.
+  const probe = new Float32Array([1, 2, 3, 4, 5, 6, 0, 0, 0, 0])
+  const check = { a: probe.subarray(0, 2), b: probe.subarray(2, 6), out: probe.subarray(6, 8) }
+  const run = (p: MatMulOperands): void => {
+    const batch = Math.max(p.batchA, p.batchB)
+    if (batch === 0 || p.m === 0 || p.n === 0) return
+    if (p.k === 0) {
+      p.out.fill(0, 0, batch * p.m * p.n)
+      return
+    }
+    const A = new Tensor('float32', p.a.subarray(0, p.batchA * p.m * p.k), p.transposeA ? [p.batchA, p.k, p.m] : [p.batchA, p.m, p.k])
+    const B = new Tensor('float32', p.b.subarray(0, p.batchB * p.k * p.n), p.transposeB ? [p.batchB, p.n, p.k] : [p.batchB, p.k, p.n])
+    const Y = new Tensor('float32', p.out.subarray(0, batch * p.m * p.n), [batch, p.m, p.n])
+    session(p.transposeA, p.transposeB).run({ A, B }, { Y }, {})
+  }
+  run({ ...check, batchA: 1, batchB: 1, m: 1, k: 2, n: 2, transposeA: false, transposeB: false })
+  if (check.out[0] !== 1 * 3 + 2 * 5 || check.out[1] !== 1 * 4 + 2 * 6)
+    throw new Error(`onnxruntime-node ${version}: a test product came out wrong (${Array.from(check.out).join(', ')})`)
+  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run }
+}
+
+let active: NativeMatMul | null = null
+
+/** The native products the wasm kernels use, or null (XNNPACK's own). Set once by backend.ts. */
+export function nativeMatMul(): NativeMatMul | null {
+  return active
+}
+
+export function useNativeMatMul(n: NativeMatMul | null): void {
+  active = n
+}

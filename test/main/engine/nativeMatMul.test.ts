@@ -1,0 +1,217 @@
+/**
+ * The native matmul (onnxruntime-node's MLAS through one FusedMatMul node): every operand layout
+ * and batch broadcast against a plain JavaScript product, writes confined to the output's range,
+ * bits independent of the thread count; and how the backend chooses it.
+ */
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { chooseNativeMatMul } from '../../../src/main/engine/backend'
+import { loadNativeMatMul, nativeMatMul, useNativeMatMul, type NativeMatMul } from '../../../src/main/engine/nativeMatMul'
+import { Rng } from '../../../src/main/engine/ops'
+import { maxAbsDiff, referenceMatMul, useWasmMatMul, wasmMatMulPaths } from './helpers'
+
+const paths = await wasmMatMulPaths()
+
+function operands(rng: Rng, n: number): Float32Array {
+  return Float32Array.from(rng.normalArray(n))
+}
+
+describe.skipIf(!paths.includes('native'))('the native matmul', () => {
+  let one: NativeMatMul
+  let two: NativeMatMul
+  beforeAll(() => {
+    one = loadNativeMatMul(1)
+    two = loadNativeMatMul(2)
+  })
+
+  it('names its library and thread count', () => {
+    expect(one.library).toMatch(/^onnxruntime-node \d+\.\d+\.\d+ \(MLAS\)$/)
+    expect(one.threads).toBe(1)
+    expect(two.threads).toBe(2)
+  })
+
+  it('multiplies every operand layout, with equal batches and a batch of one used for every item of the other', () => {
+    const rng = new Rng(3)
+    // [batchA, batchB, m, k, n]
+    const shapes: [number, number, number, number, number][] = [
+      [1, 1, 5, 7, 3],
+      [4, 4, 6, 3, 5],
+      [3, 1, 2, 9, 4],
+      [1, 3, 8, 2, 6],
+      [1, 1, 1, 300, 1],
+      [2, 2, 33, 17, 129],
+    ]
+    for (const [batchA, batchB, m, k, n] of shapes)
+      for (const transposeA of [false, true])
+        for (const transposeB of [false, true]) {
+          const a = operands(rng, batchA * m * k)
+          const b = operands(rng, batchB * k * n)
+          const batch = Math.max(batchA, batchB)
+          const out = new Float32Array(batch * m * n).fill(NaN)
+          one.matMul({ a, b, out, batchA, batchB, m, k, n, transposeA, transposeB })
+          const want = referenceMatMul(
+            a,
+            [batchA, ...(transposeA ? [k, m] : [m, k])],
+            b,
+            [batchB, ...(transposeB ? [n, k] : [k, n])],
+            transposeA,
+            transposeB,
+          )
+          const what = `${batchA}x${batchB} (${m}, ${k}, ${n}) ${transposeA} ${transposeB}`
+          expect(maxAbsDiff(out, want.data), what).toBeLessThan(1e-4)
+        }
+  })
+
+  it('writes the product where it is told and nowhere else, on views into one buffer', () => {
+    const rng = new Rng(4)
+    const heap = new Float32Array(400).fill(7)
+    const [m, k, n] = [3, 4, 5]
+    heap.set(operands(rng, m * k), 10)
+    heap.set(operands(rng, k * n), 50)
+    one.matMul({
+      a: heap.subarray(10, 10 + m * k),
+      b: heap.subarray(50),
+      out: heap.subarray(100),
+      batchA: 1,
+      batchB: 1,
+      m,
+      k,
+      n,
+      transposeA: false,
+      transposeB: false,
+    })
+    const want = referenceMatMul(heap.subarray(10, 22), [m, k], heap.subarray(50, 70), [k, n], false, false)
+    expect(maxAbsDiff(heap.subarray(100, 100 + m * n), want.data)).toBeLessThan(1e-5)
+    expect(heap.subarray(100 + m * n).every((v) => v === 7)).toBe(true)
+    expect(heap.subarray(70, 100).every((v) => v === 7)).toBe(true)
+  })
+
+  it('an empty reduction gives zeros (whatever was in the output); an empty product writes nothing', () => {
+    const out = new Float32Array(6).fill(5)
+    one.matMul({
+      a: new Float32Array(0),
+      b: new Float32Array(0),
+      out,
+      batchA: 1,
+      batchB: 1,
+      m: 2,
+      k: 0,
+      n: 3,
+      transposeA: false,
+      transposeB: false,
+    })
+    expect(Array.from(out)).toEqual([0, 0, 0, 0, 0, 0])
+    const untouched = new Float32Array(4).fill(5)
+    one.matMul({
+      a: new Float32Array(0),
+      b: new Float32Array(8),
+      out: untouched,
+      batchA: 1,
+      batchB: 1,
+      m: 0,
+      k: 2,
+      n: 4,
+      transposeA: false,
+      transposeB: false,
+    })
+    expect(Array.from(untouched)).toEqual([5, 5, 5, 5])
+  })
+
+  it('gives the same bits on 1 and 2 threads, for every operand layout', () => {
+    const rng = new Rng(5)
+    const [m, k, n] = [260, 300, 190]
+    const a = operands(rng, m * k)
+    const b = operands(rng, k * n)
+    for (const transposeA of [false, true])
+      for (const transposeB of [false, true]) {
+        const outs = [one, two].map((nm) => {
+          const out = new Float32Array(m * n)
+          nm.matMul({ a, b, out, batchA: 1, batchB: 1, m, k, n, transposeA, transposeB })
+          return out
+        })
+        expect(outs[1], `${transposeA} ${transposeB}`).toEqual(outs[0])
+      }
+  })
+})
+
+describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native matmul', () => {
+  let restore = (): void => {}
+  let calls = 0
+  beforeAll(async () => {
+    restore = await useWasmMatMul('native')
+    const real = nativeMatMul()!
+    useNativeMatMul({ ...real, matMul: (p) => (calls++, real.matMul(p)) })
+  })
+  afterAll(() => restore())
+
+  it('runs every float product natively (one call, any layout), and batches that broadcast many against many on TF.js kernels', () => {
+    const rng = new Rng(6)
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[5, 4], [4, 6], false, false],
+      [[4, 5], [6, 4], true, true],
+      [[2, 3, 5, 4], [2, 3, 4, 6], false, false],
+      [[2, 7, 4], [1, 4, 3], false, false],
+    ]
+    const tensor = (shape: number[]): tf.Tensor =>
+      tf.tensor(
+        operands(
+          rng,
+          shape.reduce((p, d) => p * d, 1),
+        ),
+        shape,
+      )
+    for (const [sa, sb, ta, tb] of cases) {
+      const [a, b] = [tensor(sa), tensor(sb)]
+      const before = calls
+      const y = tf.matMul(a, b, ta, tb)
+      expect(calls - before, `${sa} x ${sb}`).toBe(1)
+      const want = referenceMatMul(a.dataSync(), sa, b.dataSync(), sb, ta, tb)
+      expect(y.shape, `${sa} x ${sb}`).toEqual(want.shape)
+      expect(maxAbsDiff(y.dataSync(), want.data), `${sa} x ${sb}`).toBeLessThan(1e-5)
+      tf.dispose([a, b, y])
+    }
+    // (2, 1) batches against (1, 3): left to TF.js's own kernel
+    const [a, b] = [tensor([2, 1, 7, 4]), tensor([1, 3, 4, 3])]
+    const before = calls
+    const y = tf.matMul(a, b)
+    expect(calls).toBe(before)
+    expect(y.shape).toEqual([2, 3, 7, 3])
+    tf.dispose([a, b, y])
+  })
+})
+
+describe('choosing the native matmul (MOE_WORKBENCH_MATMUL)', () => {
+  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {} }
+  const broken = (): NativeMatMul => {
+    throw new Error('libonnxruntime.so.1: cannot open shared object file\nsecond line')
+  }
+
+  it('auto (unset, empty or "auto") uses it where it loads, with the threads asked for', () => {
+    for (const env of [{}, { MOE_WORKBENCH_MATMUL: '' }, { MOE_WORKBENCH_MATMUL: ' auto ' }]) {
+      let asked = 0
+      const r = chooseNativeMatMul(3, env, (t) => ((asked = t), fake))
+      expect(r).toEqual({ native: fake })
+      expect(asked).toBe(3)
+    }
+  })
+
+  it('auto falls back to XNNPACK where it does not load, with the first line of the reason', () => {
+    expect(chooseNativeMatMul(2, {}, broken)).toEqual({ native: null, failure: 'libonnxruntime.so.1: cannot open shared object file' })
+  })
+
+  it('"wasm" never loads it; "native" requires it, saying what to do', () => {
+    let loaded = false
+    expect(chooseNativeMatMul(2, { MOE_WORKBENCH_MATMUL: 'wasm' }, () => ((loaded = true), fake))).toEqual({ native: null })
+    expect(loaded).toBe(false)
+    expect(chooseNativeMatMul(2, { MOE_WORKBENCH_MATMUL: 'native' }, () => fake)).toEqual({ native: fake })
+    expect(() => chooseNativeMatMul(2, { MOE_WORKBENCH_MATMUL: 'native' }, broken)).toThrow(
+      /MOE_WORKBENCH_MATMUL=native: onnxruntime-node did not load \(libonnxruntime.so.1: cannot open shared object file\); reinstall with npm install, or unset it$/,
+    )
+  })
+
+  it('refuses any other value, naming the ones it takes', () => {
+    expect(() => chooseNativeMatMul(2, { MOE_WORKBENCH_MATMUL: 'mkl' }, () => fake)).toThrow(
+      'MOE_WORKBENCH_MATMUL="mkl": expected native, wasm or auto',
+    )
+  })
+})
