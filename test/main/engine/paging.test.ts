@@ -398,6 +398,93 @@ describe('the unit cache', () => {
     }
   })
 
+  it('accounts for every use: hits and misses per layer and for other units, bytes moved and held, the peak', () => {
+    const dir = folder()
+    const c = loadModel(dir).config
+    const { index } = openCheckpointTensors(dir)
+    const all = modelUnits(c)
+    const store = new HostStore('lazy', index)
+    for (const u of all) for (const p of u.parts) store.add({ name: p.name, shape: p.shape })
+    const ex = (l: number, e: number) => all.find((u) => u.id === `expert:${l}:${e}`)!
+    const attn = all.find((u) => u.kind === 'attention' && u.layer === 0)!
+    const [A, B] = [attn.bytes, ex(0, 0).bytes]
+    const cache = new UnitCache(store, A + 2 * B)
+    cache.get(attn, true) // other: miss
+    cache.get(attn, true) // other: hit
+    cache.get(ex(1, 0), true) // layer 1: miss
+    cache.get(ex(1, 0), false) // a backward re-fetch: not counted
+    cache.get(ex(0, 3), true) // layer 0: miss (full now)
+    cache.get(ex(0, 3), true) // layer 0: hit
+    expect(cache.stats('int8')).toEqual({
+      budgetBytes: A + 2 * B,
+      cacheBytes: A + 2 * B,
+      residentBytes: A + 2 * B,
+      peakBytes: A + 2 * B,
+      bytesMoved: A + 2 * B,
+      bytesRead: store.bytesRead,
+      hits: 1,
+      misses: 2,
+      hitRate: 1 / 3,
+      otherHits: 1,
+      otherMisses: 1,
+      // sorted by layer, though layer 1 was seen first
+      layers: [
+        { layer: 0, hits: 1, misses: 1 },
+        { layer: 1, hits: 0, misses: 1 },
+      ],
+      prefetched: 0,
+      prefetchUsed: 0,
+      prefetchUnused: 0,
+      prefetchAccuracy: 0,
+      storage: 'int8',
+      policy: 'lfu',
+    })
+    expect(cache.residentBytes).toBe(A + 2 * B)
+    const tensors = tf.memory().numTensors
+    cache.dispose()
+    expect(cache.residentBytes).toBe(0)
+    expect(tf.memory().numTensors).toBe(tensors - attn.parts.length - 2 * ex(0, 0).parts.length)
+  })
+
+  it('prefetch: at most the room one unit leaves, held units not loaded again, a use counted once, an unused one when evicted', () => {
+    const { cache, expert } = cacheOf(3, 'lru')
+    const B = expert(0, 0).bytes
+    const e = (i: number) => expert(2, i)
+    cache.prefetch([e(1), e(2), e(3), e(4)]) // room 3B − B: e1 and e2
+    expect(cache.stats('lazy')).toMatchObject({ prefetched: 2, residentBytes: 2 * B, bytesMoved: 2 * B })
+    cache.get(e(1), true)
+    cache.get(e(1), true) // used once already: not a second prefetch use
+    cache.prefetch([e(2), e(5)]) // e2 is held: only e5 loads
+    cache.get(e(6), true) // evicts e2 (least recent), prefetched and never used
+    expect(cache.stats('lazy')).toMatchObject({
+      prefetched: 3,
+      prefetchUsed: 1,
+      prefetchUnused: 1,
+      prefetchAccuracy: 1 / 3,
+      hits: 2,
+      misses: 1,
+      bytesMoved: 4 * B,
+      residentBytes: 3 * B,
+      peakBytes: 3 * B,
+      cacheBytes: 3 * B,
+      policy: 'lru',
+    })
+    expect(cache.capacityFor(B)).toBe(3)
+    expect(cache.capacityFor(B + 1)).toBe(2)
+    expect(cache.capacityFor(0)).toBe(0)
+    cache.dispose()
+  })
+
+  it('refuses a unit larger than the whole cache, naming it and the sizes', () => {
+    const { cache, expert } = cacheOf(1, 'lru')
+    const B = expert(0, 1).bytes
+    const small = new UnitCache(cache.store, B - 1, 'lru')
+    expect(() => small.get(expert(0, 1), true)).toThrow(`paging: expert:0:1 takes ${B} bytes, more than the cache's ${B - 1}; raise the budget`)
+    // exactly the budget fits
+    expect(() => cache.get(expert(0, 1), true)).not.toThrow()
+    cache.dispose()
+  })
+
   it('never holds more than its budget', () => {
     const { cache, expert } = cacheOf(3, 'lfu')
     const rng = new Rng(4)
