@@ -479,7 +479,9 @@ describe('the unit cache', () => {
     const { cache, expert } = cacheOf(1, 'lru')
     const B = expert(0, 1).bytes
     const small = new UnitCache(cache.store, B - 1, 'lru')
-    expect(() => small.get(expert(0, 1), true)).toThrow(`paging: expert:0:1 takes ${B} bytes, more than the cache's ${B - 1}; raise the budget`)
+    expect(() => small.get(expert(0, 1), true)).toThrow(
+      `paging: expert:0:1 takes ${B} bytes, more than the cache's ${B - 1}; raise the budget`,
+    )
     // exactly the budget fits
     expect(() => cache.get(expert(0, 1), true)).not.toThrow()
     cache.dispose()

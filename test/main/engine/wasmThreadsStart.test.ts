@@ -32,8 +32,14 @@ describe('starting the threaded wasm build in this process', () => {
     expect(runtime.PThread).toBeDefined()
     expect(runtime.PThread!.runningWorkers.length).toBeGreaterThanOrEqual(1)
     // a product large enough for XNNPACK to split across the threads
-    const a = tf.tensor2d(Array.from({ length: 64 * 48 }, (_, i) => (i % 7) - 3), [64, 48])
-    const b = tf.tensor2d(Array.from({ length: 48 * 40 }, (_, i) => (i % 5) - 2), [48, 40])
+    const a = tf.tensor2d(
+      Array.from({ length: 64 * 48 }, (_, i) => (i % 7) - 3),
+      [64, 48],
+    )
+    const b = tf.tensor2d(
+      Array.from({ length: 48 * 40 }, (_, i) => (i % 5) - 2),
+      [48, 40],
+    )
     const y = tf.matMul(a, b).arraySync() as number[][]
     const [x, z] = [a.arraySync(), b.arraySync()]
     for (const [r, c] of [
