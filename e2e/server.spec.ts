@@ -21,6 +21,10 @@ test.describe('server mode in the browser', () => {
     }
     const backend = info.result.engine.backend
     await expect(page.getByTestId('backend-name')).toHaveText(backend.name)
+    // on wasm: the threads and what multiplies (the native matmul, where it loads)
+    if (backend.threads)
+      await expect(page.getByTestId('backend-threads')).toHaveText(`${backend.threads} thread${backend.threads === 1 ? '' : 's'}`)
+    if (backend.matmul) await expect(page.getByTestId('backend-matmul')).toHaveText(`matmul by ${backend.matmul}`)
     await expect(page.getByTestId('engine-status')).toHaveAttribute('data-status', 'ready')
     for (const attempt of backend.attempts.filter((a) => !a.ok)) {
       await expect(page.getByTestId('backend-unavailable')).toContainText(attempt.name)
