@@ -138,16 +138,9 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
     }
     return s
   }
-  // Loads the library and checks a product now, so a broken install is reported at start.
-  const probe = new Float32Array([1, 2, 3, 4, 5, 6, 0, 0, 0, 0])
-  const check = { a: probe.subarray(0, 2), b: probe.subarray(2, 6), out: probe.subarray(6, 8) }
   const run = (p: MatMulOperands): void => {
+    // Empty operands are ONNX Runtime's to handle: an empty reduction writes zeros, an empty product nothing.
     const batch = Math.max(p.batchA, p.batchB)
-    if (batch === 0 || p.m === 0 || p.n === 0) return
-    if (p.k === 0) {
-      p.out.fill(0, 0, batch * p.m * p.n)
-      return
-    }
     const A = new Tensor('float32', p.a.subarray(0, p.batchA * p.m * p.k), p.transposeA ? [p.batchA, p.k, p.m] : [p.batchA, p.m, p.k])
     const B = new Tensor('float32', p.b.subarray(0, p.batchB * p.k * p.n), p.transposeB ? [p.batchB, p.n, p.k] : [p.batchB, p.k, p.n])
     const Y = new Tensor('float32', p.out.subarray(0, batch * p.m * p.n), [batch, p.m, p.n])
@@ -156,9 +149,8 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
     const pool = threads > 1 && 2 * batch * p.m * p.k * p.n >= POOL_MIN_FLOP
     session(p.transposeA, p.transposeB, pool).run({ A, B }, { Y }, {})
   }
-  run({ ...check, batchA: 1, batchB: 1, m: 1, k: 2, n: 2, transposeA: false, transposeB: false })
-  if (check.out[0] !== 1 * 3 + 2 * 5 || check.out[1] !== 1 * 4 + 2 * 6)
-    throw new Error(`onnxruntime-node ${version}: a test product came out wrong (${Array.from(check.out).join(', ')})`)
+  // Loads the library now, so a broken install is reported when the backend starts.
+  session(false, false, false)
   return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run }
 }
 
