@@ -14,6 +14,9 @@ import { useSoftwareVulkanWhereNoDriver } from './test/main/engine/vulkanEnv.mjs
 // reads the process's real environment. Set it here, before the runners start, so the WebGPU
 // tests (and backend.ts's mutants) run on SwiftShader as they do under plain vitest.
 useSoftwareVulkanWhereNoDriver()
+// A mutant that breaks loading the native matmul must fail its tests, not skip them (they skip
+// where onnxruntime-node is not installed; see test/main/engine/helpers.ts wasmMatMulPaths).
+process.env.MOE_WORKBENCH_REQUIRE_NATIVE_MATMUL = '1'
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 const config = {
