@@ -3,8 +3,8 @@
  *
  * WebAssembly has 128-bit SIMD and no fused multiply-add, so TF.js's wasm matmul (XNNPACK) runs
  * at 10-28 GFLOP/s per core here, where the same core's AVX2/AVX-512 sgemm reaches 70-140. ONNX
- * Runtime's npm package (onnxruntime-node) ships its CPU library prebuilt for Linux, macOS and
- * Windows (x64 and arm64) inside the package itself, so a plain `npm install` brings a native
+ * Runtime's npm package (onnxruntime-node) ships its CPU library prebuilt for Linux and Windows
+ * (x64, arm64) and macOS (arm64) inside the package itself, so a plain `npm install` brings a native
  * sgemm (MLAS) with no compiler and no download. This module runs one ONNX node, com.microsoft's
  * FusedMatMul (batched, either operand transposed, batch dimensions broadcast), through the
  * binding's synchronous `run`, on views of the wasm heap: the inputs are read where they lie and
