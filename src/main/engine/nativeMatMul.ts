@@ -51,35 +51,28 @@ const int = (field: number, n: number): number[] => [...tag(field, 0), ...varint
 const msg = (field: number, body: number[]): number[] => [...tag(field, 2), ...varint(body.length), ...body]
 const str = (field: number, s: string): number[] => msg(field, [...Buffer.from(s, 'utf8')])
 
-/** ValueInfoProto: a float tensor of rank 3 with named (symbolic) dimensions. */
-function floatInput(name: string, dims: string[]): number[] {
-  const shape = dims.flatMap((d) => msg(1, str(2, d))) // TensorShapeProto.dim { dim_param }
+/** ValueInfoProto: a float tensor of rank 3, every dimension unknown (any size at run time). */
+function floatInput(name: string): number[] {
+  const shape = [...msg(1, []), ...msg(1, []), ...msg(1, [])] // TensorShapeProto: three empty dims
   const tensorType = [...int(1, 1), ...msg(2, shape)] // elem_type FLOAT, shape
   return [...str(1, name), ...msg(2, msg(1, tensorType))] // name, type { tensor_type }
 }
 
-/** ModelProto of Y = op(A) · op(B), com.microsoft FusedMatMul with transA / transB. */
+/** ModelProto of Y = op(A) · op(B), com.microsoft FusedMatMul with transA / transB (no names it does not need). */
 export function fusedMatMulModel(transA: boolean, transB: boolean): Uint8Array {
   const attr = (name: string, v: number): number[] => msg(5, [...str(1, name), ...int(3, v), ...int(20, 2)]) // type INT
   const node = [
     ...str(1, 'A'),
     ...str(1, 'B'),
     ...str(2, 'Y'),
-    ...str(3, 'mm'),
     ...str(4, 'FusedMatMul'),
     ...attr('transA', transA ? 1 : 0),
     ...attr('transB', transB ? 1 : 0),
     ...str(7, 'com.microsoft'),
   ]
-  const graph = [
-    ...msg(1, node),
-    ...str(2, 'matmul'),
-    ...msg(11, floatInput('A', ['a0', 'a1', 'a2'])),
-    ...msg(11, floatInput('B', ['b0', 'b1', 'b2'])),
-    ...msg(12, floatInput('Y', ['y0', 'y1', 'y2'])),
-  ]
-  const opset = (domain: string, version: number): number[] => msg(8, [...str(1, domain), ...int(2, version)])
-  return Uint8Array.from([...int(1, 8), ...opset('', 17), ...opset('com.microsoft', 1), ...msg(7, graph)]) // ir_version 8
+  const graph = [...msg(1, node), ...msg(11, floatInput('A')), ...msg(11, floatInput('B')), ...msg(12, floatInput('Y'))]
+  const opset = [...str(1, 'com.microsoft'), ...int(2, 1)]
+  return Uint8Array.from([...int(1, 8), ...msg(8, opset), ...msg(7, graph)]) // ir_version 8
 }
 
 /** Products smaller than this run on the calling thread alone (the same bits: see above). */
