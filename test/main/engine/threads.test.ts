@@ -5,6 +5,7 @@
  * native matmul.
  */
 import { execFileSync } from 'node:child_process'
+import os from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { wasmThreadCount } from '../../../src/main/engine/wasmThreads'
@@ -27,8 +28,12 @@ const matmuls = (await wasmMatMulPaths()).map((p) => (p === 'native' ? 'native' 
 describe('wasm threads', () => {
   it('reads MOE_WORKBENCH_THREADS, else one thread per CPU up to 8', () => {
     expect(wasmThreadCount({ MOE_WORKBENCH_THREADS: '3' })).toBe(3)
-    expect(wasmThreadCount({})).toBeGreaterThanOrEqual(1)
-    expect(wasmThreadCount({})).toBeLessThanOrEqual(8)
+    expect(wasmThreadCount({ MOE_WORKBENCH_THREADS: ' 1 ' })).toBe(1)
+    expect(wasmThreadCount({ MOE_WORKBENCH_THREADS: '8' })).toBe(8)
+    // unset or blank: one per CPU the OS offers, at most 8
+    const perCpu = Math.max(1, Math.min(8, os.availableParallelism()))
+    expect(wasmThreadCount({})).toBe(perCpu)
+    expect(wasmThreadCount({ MOE_WORKBENCH_THREADS: '  ' })).toBe(perCpu)
     for (const bad of ['0', '9', 'two', '1.5'])
       expect(() => wasmThreadCount({ MOE_WORKBENCH_THREADS: bad })).toThrow(/MOE_WORKBENCH_THREADS=.*a whole number from 1 to 8/)
   })
