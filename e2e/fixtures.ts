@@ -4,7 +4,7 @@
  * (except those a test declares it expects).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type Page, test as base, expect } from '@playwright/test'
@@ -32,10 +32,11 @@ export const test = base.extend<Fixtures, { app: AppServer }>({
     async ({}, use) => {
       // The journeys read datasets from the repository and write into temporary folders.
       const args = ['bin/moe-workbench.js', 'serve', '--port', '0', '--allow-dir', ROOT, '--allow-dir', tmpdir()]
+      // A workspace of its own, seeded by the first start like a new user's (removed after: 75 MB each).
+      const workspace = mkdtempSync(join(tmpdir(), 'moe-e2e-ws-'))
       const child = spawn(process.execPath, args, {
         cwd: ROOT,
-        // A workspace of its own, seeded by the first start like a new user's.
-        env: { ...process.env, MOE_WORKBENCH_WORKSPACE: mkdtempSync(join(tmpdir(), 'moe-e2e-ws-')) },
+        env: { ...process.env, MOE_WORKBENCH_WORKSPACE: workspace },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       let stderr = ''
@@ -44,6 +45,7 @@ export const test = base.extend<Fixtures, { app: AppServer }>({
       const parsed = new URL(url)
       await use({ url, origin: parsed.origin, token: parsed.searchParams.get('token') ?? '', stderr: () => stderr })
       const code = await stop(child)
+      rmSync(workspace, { recursive: true, force: true, maxRetries: 3 })
       // A clean shutdown on SIGTERM is part of the contract.
       expect(code, `the server exited with ${code}; stderr:\n${stderr}`).toBe(0)
     },

@@ -1,9 +1,22 @@
 /**
  * Tests never touch the user's workspace (~/moe-workbench): a command or service started without
- * --workspace gets a fresh temporary one.
+ * --workspace gets a fresh temporary one. Every temporary folder a test file makes (its own, its
+ * child processes', the workspace) goes under one root per file, removed when the file is done:
+ * the suite made tens of thousands of folders (30 GB on this machine) and filled the disk.
  */
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { afterAll } from 'vitest'
 
-process.env.MOE_WORKBENCH_WORKSPACE = mkdtempSync(join(tmpdir(), 'moe-test-workspace-'))
+const root = mkdtempSync(join(tmpdir(), 'moe-test-'))
+// os.tmpdir() reads these on every call (TMPDIR on Linux and macOS, TEMP/TMP on Windows), and
+// child processes inherit them.
+process.env.TMPDIR = root
+process.env.TEMP = root
+process.env.TMP = root
+process.env.MOE_WORKBENCH_WORKSPACE = mkdtempSync(join(root, 'moe-test-workspace-'))
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true, maxRetries: 3 })
+})
