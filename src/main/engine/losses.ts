@@ -3,6 +3,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import type { LayerRouting } from './moe'
+import { sumInOrder } from './ops'
 
 export const IGNORE_INDEX = -100
 
@@ -173,7 +174,7 @@ export function importanceTerm(gates: tf.Tensor2D): tf.Scalar {
 export function importanceLoss(routing: LayerRouting[]): tf.Scalar {
   const learned = learnedLayers(routing)
   if (learned.length === 0) return tf.scalar(0)
-  return tf.div(tf.addN(learned.map((r) => importanceTerm(r.gates))), learned.length) as tf.Scalar
+  return tf.div(sumInOrder(learned.map((r) => importanceTerm(r.gates))), learned.length) as tf.Scalar
 }
 
 /** Whether a layer's load loss takes the smooth (normal-CDF) estimator: the noisy top-k router while training. */
@@ -229,7 +230,7 @@ export function loadLoss(routing: LayerRouting[], thresholds?: Map<number, Float
     const t = smoothLoad(r) ? (thresholds?.get(r.layer) ?? loadThresholds(r.noisyLogits!.dataSync(), N, E, k)) : undefined
     return loadTerm(r, t)
   })
-  return tf.div(tf.addN(per), learned.length) as tf.Scalar
+  return tf.div(sumInOrder(per), learned.length) as tf.Scalar
 }
 
 /** The smooth load estimator's thresholds of every layer that takes it, reading the noisy logits asynchronously. */

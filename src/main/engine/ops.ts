@@ -144,6 +144,17 @@ export function xnnpackMatMul(): boolean {
   return tf.getBackend() === 'wasm' && nativeMatMul() === null
 }
 
+/**
+ * Σ xs, added one after another. tf.addN binds every input to one shader, and WebGPU allows 8
+ * storage buffers per stage (Dawn's default limit, and most GPUs'): an AddN of a model's 65
+ * gradient norms was an invalid pipeline there, and read back garbage without an error. The same
+ * order, and so the same bits, as addN on cpu and wasm. 0 for no tensors.
+ */
+export function sumInOrder(xs: tf.Tensor[]): tf.Tensor {
+  if (xs.length === 0) return tf.scalar(0)
+  return xs.slice(1).reduce((sum, x) => tf.add(sum, x), xs[0])
+}
+
 /** Whether a gradient tape records the ops now (inside tf.grad, variableGrads or engine.gradients). */
 export function recordingGradients(): boolean {
   return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn()

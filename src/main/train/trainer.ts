@@ -21,7 +21,7 @@ import type { MoeModel, TrainingKnobs } from '../engine/model'
 import { disposeGrads, lossAndGrads, lossAndGradsLayerwise, objectiveValues, type Batch, type RoutingStats } from '../engine/objective'
 import { paramSpecs, type MoeConfig } from '../../shared/modelConfig'
 import { defaultBudget, type TrainingPlan } from '../engine/plan'
-import { Rng, type Weights } from '../engine/ops'
+import { Rng, sumInOrder, type Weights } from '../engine/ops'
 import { AdamW } from '../engine/optimizer'
 import { loadSafetensors, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import type { StageProgress } from '../engine/tasks'
@@ -452,7 +452,7 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
   const grads = new Map<string, tf.Tensor>()
   for (const [name, g] of sums) grads.set(name, n > 1 ? tf.tidy(() => tf.div(g, n)) : g)
   if (n > 1) disposeGrads(sums)
-  const normSq = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))))
+  const normSq = tf.tidy(() => sumInOrder([...grads.values()].map((g) => tf.sum(tf.square(g)))))
   out.gradNorm = Math.sqrt((await read(normSq))[0])
   normSq.dispose()
 

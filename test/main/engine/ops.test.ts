@@ -14,6 +14,7 @@ import {
   permuteRows,
   plainWeights,
   Rng,
+  sumInOrder,
   unpermuteRows,
   weightsSecond,
 } from '../../../src/main/engine/ops'
@@ -40,6 +41,16 @@ describe('linear on wasm', () => {
     const expected = tf.matMul(x, w, false, true)
     expect(tf.max(tf.abs(tf.sub(y, expected))).dataSync()[0]).toBeLessThan(1e-5)
     tf.dispose([y, expected, x, w])
+  })
+
+  it('sumInOrder adds in order: the bits of addN, on any number of tensors; 0 for none', () => {
+    const xs = Array.from({ length: 40 }, (_, i) => tf.mul(tf.randomNormal([3, 5], 0, 1, 'float32', i), 10 ** ((i % 7) - 3)))
+    const ours = sumInOrder(xs)
+    const theirs = tf.addN(xs)
+    expect(Array.from(ours.dataSync())).toEqual(Array.from(theirs.dataSync()))
+    expect(sumInOrder([]).dataSync()[0]).toBe(0)
+    expect(sumInOrder([xs[0]])).toBe(xs[0])
+    tf.dispose([ours, theirs, ...xs])
   })
 
   it('has the gradients of x · Wᵀ for both operands', () => {

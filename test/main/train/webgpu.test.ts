@@ -6,11 +6,13 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { validateRunConfig } from '../../../src/shared/runConfig'
 import { initBackend } from '../../../src/main/engine/backend'
 import { loadModel, saveModel } from '../../../src/main/engine/checkpoint'
 import { generateAsync } from '../../../src/main/engine/generate'
+import { sumInOrder } from '../../../src/main/engine/ops'
 import { MoeModel } from '../../../src/main/engine/model'
 import { exportRun } from '../../../src/main/train/export'
 import { train, type StepMetrics } from '../../../src/main/train/trainer'
@@ -32,6 +34,13 @@ describe.skipIf(missing !== null)(`the trainer on webgpu${missing ? ` (skipped: 
     const r = await initBackend('webgpu')
     expect(r.adapter?.software).toBe(true)
   }, 120_000)
+
+  it("sums a model's worth of gradient norms: AddN would bind more storage buffers than WebGPU allows", async () => {
+    const xs = Array.from({ length: 65 }, (_, i) => tf.scalar(i + 1))
+    const sum = sumInOrder(xs)
+    expect((await sum.data())[0]).toBe((65 * 66) / 2)
+    tf.dispose([sum, ...xs])
+  })
 
   it('a LoRA run learns, is interrupted and resumes, exports, and the export generates', async () => {
     const rows = Array.from({ length: 16 }, (_, i) => {
