@@ -11,7 +11,8 @@
  * the product is written straight into the output tensor's buffer, no copies.
  *
  * Bit-identical across thread counts (MLAS splits the output into tiles, never the reduction:
- * checked for every operand layout in threads.test.ts). ONNX Runtime refuses views of a
+ * checked for every operand layout in nativeMatMul.test.ts, and on a training step in
+ * threads.test.ts). ONNX Runtime refuses views of a
  * SharedArrayBuffer, so the engine pairs it with the single-threaded wasm build, and the threads
  * go to the products instead (backend.ts).
  */
