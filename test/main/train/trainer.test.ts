@@ -17,7 +17,7 @@ import type { StageProgress } from '../../../src/main/engine/tasks'
 import { LoraAdapters } from '../../../src/main/train/lora'
 import { INTERRUPT, trainingPlan, type TrainEvent } from '../../../src/main/train/trainer'
 import { RunFolder } from '../../../src/main/runs/runFolder'
-import { loadSafetensors } from '../../../src/main/engine/safetensors'
+import { loadSafetensors, readHeader } from '../../../src/main/engine/safetensors'
 import { baseModel, run, swapTask, tmp } from './helpers'
 import { tinyConfig } from '../engine/helpers'
 
@@ -472,7 +472,6 @@ describe('export', () => {
     const { runKnobs } = await import('../../../src/main/train/trainer')
     baseM.setKnobs(runKnobs(validateRunConfig({ moe: { capacityFactorEval: 1.25, zLossCoef: 0.002 } })))
     const lora = new LoraAdapters(baseM, validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['experts'] } }).lora, 0)
-    const { loadSafetensors } = await import('../../../src/main/engine/safetensors')
     lora.load(loadSafetensors(join(runDir, 'checkpoints/step-3/adapter_model.safetensors')).tensors as never)
     const ids = [[1, 4, 5, 2]]
     const a = tf.tidy(() => m.forward(ids).logits.dataSync())
@@ -869,12 +868,7 @@ describe('more of a run', () => {
     expect(first.result).toMatchObject({ status: 'cancelled', step: 2 })
     // the adapter file is PEFT's: safetensors with the "pt" format tag
     const file = join(first.runDir, 'checkpoints/step-2/adapter_model.safetensors')
-    const header = JSON.parse(
-      readFileSync(file)
-        .subarray(8, 8 + Number(readFileSync(file).readBigUInt64LE(0)))
-        .toString('utf8'),
-    )
-    expect(header.__metadata__).toEqual({ format: 'pt' })
+    expect(readHeader(file).metadata).toEqual({ format: 'pt' })
     const second = await run(base, cfg, data, { runDir: first.runDir, resume: true })
     expect(second.events.find((e) => e.type === 'run.status')).toMatchObject({ status: 'running', step: 2, message: 'resumed from step-2' })
     expect(second.events.find((e) => e.type === 'run.log' && e.line.startsWith('resuming: '))).toBeTruthy()
