@@ -13,6 +13,8 @@ import { moeBlockSteps, runAsync, runSync, type LayerRouting, type RoutingReplay
 import type { OffloadStats } from '../../shared/chat'
 import { pagedWeights, type Paging } from './paging'
 import { headChunkRows, headTensor } from './units'
+import { custom, runKernel } from './kernelCall'
+import { ROPE } from './wasmKernels'
 
 export interface KvCache {
   /** Number of positions already in the cache. */
@@ -117,7 +119,16 @@ export function ropeTables(theta: number, headDim: number, start: number, T: num
 }
 
 /** x·cos + rotate_half(x)·sin on the last axis of x (B, heads, T, headDim). */
-function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
+  if (tf.getBackend() === 'wasm' && tf.getKernel(ROPE, 'wasm')) {
+    // One pass forward and one backward (wasmKernels.ts); the same bits as the ops below.
+    const rope = (t: tf.Tensor, c: tf.Tensor, s: tf.Tensor, transpose: boolean): tf.Tensor =>
+      runKernel(ROPE, { x: t, cos: c, sin: s }, { transpose }) as tf.Tensor
+    return custom(([xx], save) => {
+      save([cos, sin]) // kept for the gradient (the caller disposes its tables after the forward)
+      return { value: rope(xx, cos, sin, false), gradFunc: (dy, [c, s]) => rope(dy, c, s, true) }
+    }, x) as tf.Tensor4D
+  }
   const [x1, x2] = tf.split(x, 2, -1)
   const rotated = tf.concat([tf.neg(x2), x1], -1) // (B, heads, T, headDim)
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin)) as tf.Tensor4D

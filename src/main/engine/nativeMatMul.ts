@@ -1,5 +1,5 @@
 /**
- * Matrix products on the CPU's native SIMD, for the wasm backend.
+ * Matrix products (and row softmax) on the CPU's native SIMD, for the wasm backend.
  *
  * WebAssembly has 128-bit SIMD and no fused multiply-add, so TF.js's wasm matmul (XNNPACK) runs
  * at 10-28 GFLOP/s per core here, where the same core's AVX2/AVX-512 sgemm reaches 70-140. ONNX
@@ -8,7 +8,8 @@
  * sgemm (MLAS) with no compiler and no download. This module runs one ONNX node, com.microsoft's
  * FusedMatMul (batched, either operand transposed, batch dimensions broadcast), through the
  * binding's synchronous `run`, on views of the wasm heap: the inputs are read where they lie and
- * the product is written straight into the output tensor's buffer, no copies.
+ * the product is written straight into the output tensor's buffer, no copies. The softmax of
+ * attention and of the cross-entropy runs there too (ONNX's Softmax: MLAS's vectorised exp).
  *
  * Bit-identical across thread counts (MLAS splits the output into tiles, never the reduction:
  * checked for every operand layout in nativeMatMul.test.ts, and on a training step in
@@ -52,11 +53,19 @@ const int = (field: number, n: number): number[] => [...tag(field, 0), ...varint
 const msg = (field: number, body: number[]): number[] => [...tag(field, 2), ...varint(body.length), ...body]
 const str = (field: number, s: string): number[] => msg(field, [...Buffer.from(s, 'utf8')])
 
-/** ValueInfoProto: a float tensor of rank 3, every dimension unknown (any size at run time). */
-function floatInput(name: string): number[] {
-  const shape = [...msg(1, []), ...msg(1, []), ...msg(1, [])] // TensorShapeProto: three empty dims
+/** ValueInfoProto: a float tensor of the given rank, every dimension unknown (any size at run time). */
+function floatInput(name: string, rank = 3): number[] {
+  const shape = Array.from({ length: rank }, () => msg(1, [])).flat() // TensorShapeProto: empty dims
   const tensorType = [...int(1, 1), ...msg(2, shape)] // elem_type FLOAT, shape
   return [...str(1, name), ...msg(2, msg(1, tensorType))] // name, type { tensor_type }
+}
+
+/** ModelProto of Y = Softmax(X) over the last axis of X (rows, cols); ONNX opset 13. */
+export function softmaxModel(): Uint8Array {
+  const node = [...str(1, 'X'), ...str(2, 'Y'), ...str(4, 'Softmax')]
+  const graph = [...msg(1, node), ...msg(11, floatInput('X', 2)), ...msg(12, floatInput('Y', 2))]
+  const opset = [...str(1, ''), ...int(2, 13)] // opset 13: the axis is the last by default
+  return Uint8Array.from([...int(1, 8), ...msg(8, opset), ...msg(7, graph)])
 }
 
 /** ModelProto of Y = op(A) · op(B), com.microsoft FusedMatMul with transA / transB (no names it does not need). */
@@ -78,6 +87,8 @@ export function fusedMatMulModel(transA: boolean, transB: boolean): Uint8Array {
 
 /** Products smaller than this run on the calling thread alone (the same bits: see above). */
 const POOL_MIN_FLOP = 8e6
+/** Softmaxes smaller than this run on the calling thread alone (rows are never split: the same bits). */
+const POOL_MIN_ELEMENTS = 1 << 16
 
 /** Row-major float32 operands: a (batchA, m, k) or, transposed, (batchA, k, m); b likewise (k, n) or (n, k). */
 export interface MatMulOperands {
@@ -94,12 +105,26 @@ export interface MatMulOperands {
   transposeB: boolean
 }
 
+/** Row-major float32 (rows, cols): the softmax of each row of x, written to out. */
+export interface SoftmaxOperands {
+  x: Float32Array
+  out: Float32Array
+  rows: number
+  cols: number
+}
+
 export interface NativeMatMul {
   /** What multiplies: a line for the backend report. */
   readonly library: string
   readonly threads: number
   /** out = op(a) · op(b), batch by batch (a batch of 1 is used for every item of the other). */
   matMul(p: MatMulOperands): void
+  /**
+   * Softmax of each row, on MLAS's vectorised exp: TF.js's wasm exp is scalar
+   * (a 2048 × 4096 exp took 95 ms). Each row is one thread's, so the bits do not depend on the
+   * thread count.
+   */
+  softmax(p: SoftmaxOperands): void
 }
 
 /**
@@ -111,13 +136,13 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
   const { Tensor } = requireHere('onnxruntime-node') as { Tensor: OrtTensorCtor }
   const version = (requireHere('onnxruntime-node/package.json') as { version: string }).version
   initOrt()
-  const sessions = new Map<number, OrtSession>()
-  const session = (ta: boolean, tb: boolean, pool: boolean): OrtSession => {
-    const key = (ta ? 2 : 0) + (tb ? 1 : 0) + (pool ? 4 : 0)
+  const sessions = new Map<string, OrtSession>()
+  const session = (model: () => Uint8Array, key: string, pool: boolean): OrtSession => {
+    key += pool ? ' pool' : ''
     let s = sessions.get(key)
     if (!s) {
       s = new binding.InferenceSession()
-      const bytes = fusedMatMulModel(ta, tb)
+      const bytes = model()
       s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
         intraOpNumThreads: pool ? threads : 1,
         interOpNumThreads: 1,
@@ -141,11 +166,18 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
     // Waking the pool costs more than a small product gains from it (measured, 2 threads on 2
     // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
     const pool = threads > 1 && 2 * batch * p.m * p.k * p.n >= POOL_MIN_FLOP
-    session(p.transposeA, p.transposeB, pool).run({ A, B }, { Y }, {})
+    const { transposeA: ta, transposeB: tb } = p
+    session(() => fusedMatMulModel(ta, tb), `matmul ${ta} ${tb}`, pool).run({ A, B }, { Y }, {})
+  }
+  const softmax = (p: SoftmaxOperands): void => {
+    const X = new Tensor('float32', p.x.subarray(0, p.rows * p.cols), [p.rows, p.cols])
+    const Y = new Tensor('float32', p.out.subarray(0, p.rows * p.cols), [p.rows, p.cols])
+    const pool = threads > 1 && p.rows > 1 && p.rows * p.cols >= POOL_MIN_ELEMENTS
+    session(softmaxModel, 'softmax', pool).run({ X }, { Y }, {})
   }
   // Loads the library now, so a broken install is reported when the backend starts.
-  session(false, false, false)
-  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run }
+  session(() => fusedMatMulModel(false, false), 'matmul false false', false)
+  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, softmax }
 }
 
 let active: NativeMatMul | null = null

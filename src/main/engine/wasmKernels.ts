@@ -1,11 +1,15 @@
 /**
- * Faster wasm kernels for contiguous slices and for the row gathers of token dispatch. TF.js 4.22's wasm Slice (and SplitV, made of it)
- * first copies the whole source tensor out of the heap into JavaScript (readSync), then the part
- * wanted back in: slicing 8 MB of routed tokens into 64 experts copied 512 MB. A contiguous slice
- * (a range of rows) is now one copy of the part, heap to heap; others take TF.js's own kernel.
+ * Faster wasm kernels. TF.js 4.22's wasm Slice (and SplitV, made of it) first copies the whole
+ * source tensor out of the heap into JavaScript (readSync), then the part wanted back in: slicing
+ * 8 MB of routed tokens into 64 experts copied 512 MB. A contiguous slice (a range of rows) is now
+ * one copy of the part, heap to heap; others take TF.js's own kernel. Also here: the row gathers of
+ * token dispatch, products and softmax on the native kernels where they are loaded
+ * (nativeMatMul.ts), RoPE in one pass, sums over leading axes without a transpose, and casts and
+ * copies that share a buffer instead of copying it. Each gives TF.js's bits, or the native
+ * kernels' on every size (tested in wasmKernels.test.ts).
  */
 import * as tf from '@tensorflow/tfjs'
-import { nativeMatMul } from './nativeMatMul'
+import { nativeMatMul, type NativeMatMul } from './nativeMatMul'
 import { batchMatMulKernel } from './wasmExperts'
 
 interface WasmBackendLike {
@@ -73,6 +77,89 @@ export function addRowsBack(dst: Float32Array, src: Float32Array, inverses: Int3
     }
 }
 
+/** Softmax over the last axis of x, written by the native kernels into a fresh output. */
+function nativeSoftmax(x: tf.TensorInfo, backend: WasmBackendLike, native: NativeMatMul): tf.TensorInfo {
+  const cols = x.shape[x.shape.length - 1]
+  const rows = cols === 0 ? 0 : tf.util.sizeFromShape(x.shape) / cols
+  const out = backend.makeOutput(x.shape, 'float32')
+  if (rows === 0) return out
+  // Views taken after the allocation (which may grow the heap).
+  native.softmax({ x: backend.typedArrayFromHeap(x) as Float32Array, out: backend.typedArrayFromHeap(out) as Float32Array, rows, cols })
+  return out
+}
+
+/**
+ * RoPE on x (…, T, D) with tables cos, sin (T, D): out = x·cos + rotate_half(x)·sin, where
+ * rotate_half(x) = [−x₂, x₁] (the halves of the last axis); with `transpose`, its adjoint
+ * g·cos + [y₂, −y₁] for y = g·sin (the gradient). One pass instead of split, negate, concat,
+ * two multiplies and an add (and their gradients); every product and sum rounded to float32 as
+ * those kernels round them, in the same order, so it gives the same bits (tested).
+ */
+export function ropeRows(
+  x: Float32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  out: Float32Array,
+  T: number,
+  D: number,
+  transpose: boolean,
+): void {
+  const f = Math.fround
+  const half = D / 2
+  const rows = x.length / D
+  for (let r = 0; r < rows; r++) {
+    const o = r * D
+    const t = (r % T) * D
+    for (let j = 0; j < half; j++) {
+      const a = x[o + j]
+      const b = x[o + j + half]
+      const c1 = cos[t + j]
+      const c2 = cos[t + j + half]
+      const s1 = sin[t + j]
+      const s2 = sin[t + j + half]
+      if (transpose) {
+        out[o + j] = f(f(a * c1) + f(b * s2))
+        out[o + j + half] = f(f(b * c2) - f(a * s1))
+      } else {
+        out[o + j] = f(f(a * c1) - f(b * s1))
+        out[o + j + half] = f(f(b * c2) + f(a * s2))
+      }
+    }
+  }
+}
+
+function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const { x, cos, sin } = args.inputs as Record<'x' | 'cos' | 'sin', tf.TensorInfo>
+  const backend = args.backend as WasmBackendLike
+  const [T, D] = cos.shape
+  const out = backend.makeOutput(x.shape, 'float32')
+  const view = (t: tf.TensorInfo): Float32Array => backend.typedArrayFromHeap(t) as Float32Array
+  ropeRows(view(x), view(cos), view(sin), view(out), T, D, (args.attrs as { transpose: boolean }).transpose)
+  return out
+}
+
+/**
+ * Σ over the leading `lead` axes of float32 x → the trailing shape: column sums over rows, in row
+ * order, each addition rounded to float32 (TF.js's kernel transposes x first, then sums each
+ * column in the same order: the same bits, without the transpose).
+ */
+export function sumLeadingRows(x: Float32Array, out: Float32Array, cols: number): void {
+  out.fill(0)
+  const rows = cols === 0 ? 0 : x.length / cols
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols
+    for (let c = 0; c < cols; c++) out[c] += x[o + c]
+  }
+}
+
+/** The leading axes count where a float32 Sum reduces exactly axes 0..j−1 of more (0: not such a sum). */
+function leadingAxes(x: tf.TensorInfo, axis: number | number[]): number {
+  if (x.dtype !== 'float32') return 0
+  const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b)
+  const lead = axes.length
+  return lead > 0 && lead < x.shape.length && axes.every((a, i) => a === i) ? lead : 0
+}
+
 /** A real copy (a fresh buffer and tensor id), where Identity now shares (see below). */
 function copyKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
   const x = args.inputs.x!
@@ -85,6 +172,7 @@ function copyKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): 
 export const COPY = 'MoeWorkbenchCopy'
 export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
 export const GATHER_SUM = 'MoeWorkbenchGatherSum'
+export const ROPE = 'MoeWorkbenchRope'
 
 let registered = false
 
@@ -126,6 +214,58 @@ export function registerWasmKernels(): void {
       return native ? batchMatMulKernel(args as never) : batchMatMul(args)
     },
   })
+  // Softmax on the last axis by the native kernels where they are in use (every size, so a
+  // tensor's bits do not depend on how the engine batched it); TF.js's scalar-exp kernel otherwise.
+  const softmax = tf.getKernel('Softmax', 'wasm')!.kernelFunc
+  tf.unregisterKernel('Softmax', 'wasm')
+  tf.registerKernel({
+    kernelName: 'Softmax',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs.logits!
+      const native = nativeMatMul()
+      if (!native || x.dtype !== 'float32' || x.shape.length === 0) return softmax(args)
+      return nativeSoftmax(x, args.backend as unknown as WasmBackendLike, native)
+    },
+  })
+  // A sum over leading axes (a broadcast operand's gradient: a bias's, a norm weight's) without
+  // TF.js's transpose: 4 ms for 2048 × 256 rows, now ~0.5.
+  const sum = tf.getKernel('Sum', 'wasm')!.kernelFunc
+  tf.unregisterKernel('Sum', 'wasm')
+  tf.registerKernel({
+    kernelName: 'Sum',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs.x!
+      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean }
+      const lead = leadingAxes(x, axis)
+      if (lead === 0) return sum(args)
+      const backend = args.backend as unknown as WasmBackendLike
+      const rest = x.shape.slice(lead)
+      const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, lead).map(() => 1), ...rest] : rest, 'float32')
+      sumLeadingRows(
+        backend.typedArrayFromHeap(x) as Float32Array,
+        backend.typedArrayFromHeap(out) as Float32Array,
+        tf.util.sizeFromShape(rest),
+      )
+      return out
+    },
+  })
+  // A cast to the dtype x already has shares its buffer (as Identity does, above), instead of
+  // copying it: every product's gradient casts its operand (2 M floats per expert layer).
+  const cast = tf.getKernel('Cast', 'wasm')!.kernelFunc
+  tf.unregisterKernel('Cast', 'wasm')
+  tf.registerKernel({
+    kernelName: 'Cast',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs.x!
+      if ((args.attrs as unknown as { dtype: tf.DataType }).dtype !== x.dtype) return cast(args)
+      ;(args.backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+    },
+  })
+  tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })
   const sliceKernel = slice.kernelFunc

@@ -22,6 +22,7 @@ import {
 } from '../../../src/main/engine/losses'
 import type { LayerRouting } from '../../../src/main/engine/moe'
 import { decideRouting } from '../../../src/main/engine/router'
+import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
 beforeAll(async () => {
   await initBackend('cpu')
@@ -98,8 +99,10 @@ describe('causal-LM cross-entropy', () => {
         l.forEach((_, v) => want.push(y === undefined ? 0 : (p[v] - (v === y ? 1 : 0)) / 3))
       }),
     )
-    for (const backend of ['cpu', 'wasm'] as const) {
-      await initBackend(backend)
+    const runs: [string, () => Promise<() => void>][] = [['cpu', async () => (await initBackend('cpu'), () => {})]]
+    for (const path of await wasmMatMulPaths()) runs.push([`wasm (${path})`, () => useWasmMatMul(path)])
+    for (const [backend, start] of runs) {
+      const restore = await start()
       try {
         const x = tf.variable(tf.tensor3d(logits), true, `ceLogits-${backend}`)
         const { value, grads } = tf.variableGrads(() => causalLmLoss(x as tf.Variable<tf.Rank.R3>, labels).loss, [x])
@@ -109,6 +112,32 @@ describe('causal-LM cross-entropy', () => {
         got.forEach((g, i) => expect(g, `${backend} gradient ${i}`).toBeCloseTo(want[i], 6))
         tf.dispose([x, value, ...Object.values(grads)])
       } finally {
+        restore()
+        await initBackend('cpu')
+      }
+    }
+  })
+
+  it("a target far below the rest (p under float32's range) costs its full logsumexp, not Infinity, on every path", async () => {
+    // row 0: target 0 at 0 against 200 (loss 200); row 1: target 1 at 2 against 0 (loss log(1 + e^-2))
+    const logits = [
+      [
+        [0, 200],
+        [0, 2],
+        [0, 0],
+      ],
+    ]
+    const labels = [[0, 0, 1]]
+    const want = (200 + Math.log1p(Math.exp(-200)) + Math.log1p(Math.exp(-2))) / 2
+    const runs: [string, () => Promise<() => void>][] = [['cpu', async () => (await initBackend('cpu'), () => {})]]
+    for (const path of await wasmMatMulPaths()) runs.push([`wasm (${path})`, () => useWasmMatMul(path)])
+    for (const [backend, start] of runs) {
+      const restore = await start()
+      try {
+        const loss = causalLmLoss(tf.tensor3d(logits), labels).loss
+        expect(loss.dataSync()[0], backend).toBeCloseTo(want, 4)
+      } finally {
+        restore()
         await initBackend('cpu')
       }
     }

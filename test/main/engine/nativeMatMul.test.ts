@@ -1,7 +1,7 @@
 /**
  * The native matmul (onnxruntime-node's MLAS through one FusedMatMul node): every operand layout
  * and batch broadcast against a plain JavaScript product, writes confined to the output's range,
- * bits independent of the thread count; and how the backend chooses it.
+ * bits independent of the thread count; its row softmax; and how the backend chooses it.
  */
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -132,6 +132,29 @@ describe.skipIf(!paths.includes('native'))('the native matmul', () => {
         expect(outs[1], `${transposeA} ${transposeB}`).toEqual(outs[0])
       }
   })
+
+  it("takes each row's softmax (rows a thread pool shares among 2 threads: the same bits as on 1), written only to out", () => {
+    const rng = new Rng(9)
+    const [rows, cols] = [300, 257] // over the pool's threshold
+    const x = Float32Array.from(rng.normalArray(rows * cols).map((v) => v * 8))
+    const outs = [one, two].map((nm) => {
+      const buf = new Float32Array(rows * cols + 2).fill(7)
+      const out = buf.subarray(1, 1 + rows * cols)
+      nm.softmax({ x, out, rows, cols })
+      expect([buf[0], buf[rows * cols + 1]]).toEqual([7, 7])
+      return out
+    })
+    expect(outs[1]).toEqual(outs[0])
+    for (const r of [0, 123, rows - 1]) {
+      const row = Array.from(x.subarray(r * cols, r * cols + cols))
+      const m = Math.max(...row)
+      const total = row.reduce((s, v) => s + Math.exp(v - m), 0)
+      row.forEach((v, j) => {
+        const want = Math.exp(v - m) / total
+        expect(Math.abs(outs[0][r * cols + j] - want), `row ${r} column ${j}`).toBeLessThan(2e-6 * want + 1e-12)
+      })
+    }
+  })
 })
 
 describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native matmul', () => {
@@ -181,7 +204,7 @@ describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native ma
 })
 
 describe('choosing the native matmul (MOE_WORKBENCH_MATMUL)', () => {
-  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {} }
+  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, softmax: () => {} }
   const broken = (): NativeMatMul => {
     throw new Error('libonnxruntime.so.1: cannot open shared object file\nsecond line')
   }

@@ -6,7 +6,10 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
-import { registerWasmKernels } from '../../../src/main/engine/wasmKernels'
+import { applyRope, ropeTables } from '../../../src/main/engine/model'
+import { nativeMatMul, useNativeMatMul } from '../../../src/main/engine/nativeMatMul'
+import { registerWasmKernels, ROPE } from '../../../src/main/engine/wasmKernels'
+import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
 beforeAll(async () => {
   await initBackend('wasm')
@@ -97,5 +100,122 @@ describe('wasm Slice and SplitV', () => {
     registerWasmKernels()
     expect(tf.getKernel('Slice', 'wasm')).toBe(slice)
     expect(warn).not.toHaveBeenCalled()
+  })
+})
+
+describe('wasm RoPE kernel', () => {
+  /** Forward and gradient (of Σ x'·w, w fixed) of applyRope on the current backend. */
+  function ropeAndGrad(x: number[], w: number[], shape: [number, number, number, number], theta: number): number[][] {
+    return tf.tidy(() => {
+      const [, , T, D] = shape
+      const { cos, sin } = ropeTables(theta, D, 3, T)
+      const xt = tf.tensor4d(x, shape)
+      const wt = tf.tensor4d(w, shape)
+      const out = applyRope(xt, cos, sin)
+      const grad = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(applyRope(v as tf.Tensor4D, cos, sin), wt)))(xt)
+      return [Array.from(out.dataSync()), Array.from(grad.dataSync())]
+    })
+  }
+
+  it('gives the bits of split, negate, concat, multiply and add, forward and backward, in one kernel each way', async () => {
+    const shape: [number, number, number, number] = [2, 3, 5, 8]
+    const n = 2 * 3 * 5 * 8
+    const x = Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 3.1)
+    const w = Array.from({ length: n }, (_, i) => Math.cos(i * 0.3) * 1.3)
+    const want = onCpu(() => ropeAndGrad(x, w, shape, 1e4).map((a) => tf.tensor(a)))
+    const profile = await tf.profile(() => {
+      const got = ropeAndGrad(x, w, shape, 1e4)
+      expect(got[0]).toEqual(want[0])
+      expect(got[1]).toEqual(want[1])
+    })
+    expect(profile.kernels.filter((k) => k.name === ROPE)).toHaveLength(3) // two forwards (one under tf.grad), one gradient
+    expect(profile.kernels.map((k) => k.name)).not.toContain('Concat')
+  })
+})
+
+describe('wasm Softmax with the native kernels', () => {
+  it('takes the native softmax on every size, each row as the reference within float32 rounding, the same bits alone or in a batch', async () => {
+    const paths = await wasmMatMulPaths()
+    if (!paths.includes('native')) return
+    const restore = await useWasmMatMul('native')
+    const real = nativeMatMul()!
+    let calls = 0
+    useNativeMatMul({ ...real, softmax: (p) => (calls++, real.softmax(p)) })
+    try {
+      const rows = 37
+      const cols = 301
+      const data = Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.77) * 9)
+      const x = tf.tensor3d(data, [1, rows, cols])
+      const got = tf.softmax(x).dataSync()
+      const alone = tf.softmax(tf.tensor2d(data.slice(5 * cols, 6 * cols), [1, cols])).dataSync()
+      expect(calls).toBe(2)
+      const want = onCpu(() => tf.softmax(tf.tensor3d(data, [1, rows, cols])))[0]
+      got.forEach((v, i) => expect(Math.abs(v - want[i]), `element ${i}`).toBeLessThan(2e-6 * Math.max(want[i], 1e-3)))
+      expect(Array.from(alone)).toEqual(Array.from(got.slice(5 * cols, 6 * cols)))
+      // its gradient is TF.js's (from the output)
+      const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.softmax(v), tf.range(0, rows * cols).reshape([1, rows, cols]))))(x)
+      const gWant = onCpu(() =>
+        tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.softmax(v), tf.range(0, rows * cols).reshape([1, rows, cols]))))(
+          tf.tensor3d(data, [1, rows, cols]),
+        ),
+      )[0]
+      Array.from(g.dataSync()).forEach((v, i) => expect(v, `gradient ${i}`).toBeCloseTo(gWant[i], 3))
+      // empty rows: nothing to compute
+      expect(tf.softmax(tf.zeros([0, 4])).shape).toEqual([0, 4])
+      tf.dispose([x, g])
+    } finally {
+      useNativeMatMul(real)
+      restore()
+    }
+  })
+})
+
+describe('wasm Sum over leading axes, and Cast to the same dtype', () => {
+  it("sums leading axes column by column in row order, rounding each addition to float32 (TF.js's bits), keepDims or not", async () => {
+    const [a, b, c] = [3, 5, 7]
+    const data = Array.from({ length: a * b * c }, (_, i) => Math.sin(i * 2.3) * 10 ** ((i % 5) - 2))
+    const x = tf.tensor3d(data, [a, b, c])
+    const want = (lead: number): number[] => {
+      const cols = lead === 1 ? b * c : c
+      const out = new Array<number>(cols).fill(0)
+      for (let r = 0; r < data.length / cols; r++)
+        for (let j = 0; j < cols; j++) out[j] = Math.fround(out[j] + Math.fround(data[r * cols + j]))
+      return out
+    }
+    const s0 = tf.sum(x, 0)
+    expect(s0.shape).toEqual([b, c])
+    expect(Array.from(s0.dataSync())).toEqual(want(1))
+    const s01 = tf.sum(x, [1, 0], true)
+    expect(s01.shape).toEqual([1, 1, c])
+    // without TF.js's transpose (its kernel makes a transposed copy inside, and disposes it)
+    const disposeData = vi.spyOn(tf.backend() as unknown as { disposeData(d: tf.DataId): unknown }, 'disposeData')
+    tf.sum(x, 0).dispose()
+    expect(disposeData).toHaveBeenCalledTimes(1) // the result only; TF.js's kernel also disposes its transposed copy
+    expect(Array.from(s01.dataSync())).toEqual(want(2))
+    // other axes: TF.js's kernel, the cpu backend's values
+    for (const axis of [[1], [0, 2], [0, 1, 2]]) {
+      const got = Array.from(tf.sum(x, axis).dataSync())
+      const ref = onCpu(() => tf.sum(tf.tensor3d(data, [a, b, c]), axis))[0]
+      got.forEach((v, i) => expect(v, `axis ${axis} element ${i}`).toBeCloseTo(ref[i], 3))
+    }
+    // int32 keeps TF.js's kernel and dtype
+    const ints = tf.sum(tf.tensor2d([1, 2, 3, 4], [2, 2], 'int32'), 0)
+    expect(ints.dtype).toBe('int32')
+    expect(Array.from(ints.dataSync())).toEqual([4, 6])
+    tf.dispose([x, s0, s01, ints])
+  })
+
+  it('casts to the same dtype by sharing the buffer (it outlives x), and converts other dtypes', () => {
+    const x = tf.tensor1d([1.5, -2.25, 3])
+    const buffers = (): number => tf.backend().numDataIds()
+    const before = buffers()
+    const same = tf.cast(x, 'float32')
+    expect(buffers()).toBe(before) // nothing copied
+    x.dispose()
+    expect(Array.from(same.dataSync())).toEqual([1.5, -2.25, 3])
+    const toInt = tf.cast(same, 'int32')
+    expect(toInt.dtype).toBe('int32')
+    expect(Array.from(toInt.dataSync())).toEqual([1, -2, 3])
+    tf.dispose([same, toInt])
   })
 })
