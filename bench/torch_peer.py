@@ -136,19 +136,33 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     times.sort()
     ms = times[len(times) // 2] * 1000
-    config = torch.__config__.show()
+    blas = loaded_blas()
     print(
         json.dumps(
             {
                 "threads": threads,
                 "torch": torch.__version__,
-                "blas": "openblas" if "openblas" in config.lower() else "mkl" if "mkl" in config.lower() else "unknown",
+                "blas": blas,
                 "params": sum(p.numel() for p in model.parameters()),
                 "msPerStep": ms,
                 "tokensPerSec": B * T / (ms / 1000),
             }
         )
     )
+
+
+def loaded_blas() -> str:
+    """The BLAS library this process multiplies with, from the libraries it mapped (torch's
+    build config names MKL-DNN and LAPACK's usual provider even where sgemm is OpenBLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read().lower()
+    except OSError:
+        maps = ""
+    for name in ("openblas", "mkl_rt", "libmkl", "blis", "libblas"):
+        if name in maps:
+            return {"mkl_rt": "mkl", "libmkl": "mkl", "libblas": "reference blas"}.get(name, name)
+    return "unknown"
 
 
 main()
