@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
 import { nativeMatMul } from './nativeMatMul'
 import { custom, runKernel } from './kernelCall'
-import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM } from './wasmKernels'
+import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM, SCATTER_ADD_ROWS } from './wasmKernels'
 
 /**
  * Backends whose tensors live in this process's memory: there, copying rows in JavaScript beats
@@ -81,9 +81,12 @@ export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32
 export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const V = table.shape[0]
   for (const id of ids) if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is out of range for a vocabulary of ${V}`)
+  const wasm = tf.getBackend() === 'wasm'
   return custom(([input]) => {
-    const value = tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
+    // On wasm both ways heap to heap (wasmKernels.ts): no copy of the gradient out to JavaScript and back in.
+    const value = wasm ? (runKernel(GATHER_ROWS, { x: input }, { index: ids }) as tf.Tensor) : tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => {
+      if (wasm) return runKernel(SCATTER_ADD_ROWS, { x: dy }, { index: ids, rows: V }) as tf.Tensor // (V, H)
       if (!hostBackend()) return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
       const H = dy.shape[1] as number
       const g = dy.dataSync()
@@ -235,8 +238,21 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D
 
 /** RMSNorm as in HF (fp32): x · rsqrt(mean(x²) + eps) · weight, over the last axis. */
 export function rmsNorm<T extends tf.Tensor>(x: T, weight: tf.Tensor, eps: number): T {
-  const variance = tf.mean(tf.square(x), -1, true)
+  const variance = meanSquare(x)
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight) as T
+}
+
+/**
+ * mean(x², last axis, keepDims), with the gradient TF.js's Square and Mean gradients compute,
+ * dy/n · 2x, in the same operations (the same bits), but without the ones tensor of x's shape
+ * Mean's gradient builds in JavaScript and copies to the device (2 MB per norm of 2048 × 256).
+ */
+export function meanSquare<T extends tf.Tensor>(x: T): T {
+  const n = x.shape[x.rank - 1]
+  return custom(([xx], save) => {
+    save([xx])
+    return { value: tf.mean(tf.square(xx), -1, true), gradFunc: (dy, [saved]) => tf.mul(tf.div(dy, n), tf.mul(saved, 2)) }
+  }, x) as T
 }
 
 /** A weight with its low-rank adapter: x · Wᵀ + (x · Aᵀ) · Bᵀ · scale. */

@@ -49,6 +49,24 @@ function gatherRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknow
   return out
 }
 
+/** out (rows, H) = 0, then out[index[n]] += x[n] for each row n of x (N, H) in order: an embedding's gradient. */
+function scatterAddRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const x = args.inputs.x!
+  const { index, rows } = args.attrs as unknown as { index: Int32Array; rows: number }
+  const backend = args.backend as WasmBackendLike
+  const H = x.shape[1]
+  const out = backend.makeOutput([rows, H], 'float32')
+  const src = backend.typedArrayFromHeap(x) as Float32Array
+  const dst = backend.typedArrayFromHeap(out) as Float32Array
+  dst.fill(0)
+  for (let n = 0; n < index.length; n++) {
+    const o = index[n] * H
+    const i = n * H
+    for (let h = 0; h < H; h++) dst[o + h] += src[i + h]
+  }
+  return out
+}
+
 /** Σ_j [z; 0][inverse_j] → (R, H), summed on the heap (the same order of additions as on the host). */
 function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const z = args.inputs.z!
@@ -173,6 +191,7 @@ export const COPY = 'MoeWorkbenchCopy'
 export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
 export const GATHER_SUM = 'MoeWorkbenchGatherSum'
 export const ROPE = 'MoeWorkbenchRope'
+export const SCATTER_ADD_ROWS = 'MoeWorkbenchScatterAddRows'
 
 let registered = false
 
@@ -267,6 +286,7 @@ export function registerWasmKernels(): void {
   })
   tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
+  tf.registerKernel({ kernelName: SCATTER_ADD_ROWS, backendName: 'wasm', kernelFunc: scatterAddRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })
   const sliceKernel = slice.kernelFunc
   tf.unregisterKernel('Slice', 'wasm')

@@ -9,6 +9,7 @@ import { initBackend } from '../../../src/main/engine/backend'
 import {
   dropout,
   embedLookup,
+  meanSquare,
   linear,
   mm,
   permuteRows,
@@ -160,13 +161,40 @@ describe.each(backends)('row dispatch, the embedding and the chunked lm_head on 
     expect(values(dz)).toEqual([1, 2, 5, 6, 3, 4, 5, 6, 1, 2])
   })
 
-  it("an embedding's gradient adds up every position's row into its token's row", () => {
-    const table = tf.tensor2d([0, 0, 0, 0, 0, 0, 0, 0], [4, 2])
-    const ids = new Int32Array([2, 0, 2])
-    const dy = tf.tensor2d([1, 2, 30, 40, 500, 600], [3, 2])
-    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), dy)))(table)
-    expect(g.shape).toEqual([4, 2])
-    expect(values(g)).toEqual([30, 40, 0, 0, 501, 602, 0, 0])
+  it("an embedding's rows, and its gradient adding up every position's row into its token's row, on wasm and cpu", async () => {
+    const before = tf.getBackend()
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await initBackend(backend)
+      const table = tf.tensor2d([0, 1, 2, 3, 4, 5, 6, 7], [4, 2])
+      const ids = new Int32Array([2, 0, 2])
+      expect(values(embedLookup(table, ids)), backend).toEqual([4, 5, 0, 1, 4, 5])
+      const dy = tf.tensor2d([1, 2, 30, 40, 500, 600], [3, 2])
+      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), dy)))(table)
+      expect(g.shape).toEqual([4, 2])
+      expect(values(g), backend).toEqual([30, 40, 0, 0, 501, 602, 0, 0])
+    }
+    await tf.setBackend(before)
+  })
+
+  it("meanSquare is mean(x², last axis) with TF.js's gradient bit for bit, without a ones tensor, on wasm and cpu", async () => {
+    const before = tf.getBackend()
+    const rng = new Rng(11)
+    const data = rng.normalArray(3 * 5 * 7).map((v, i) => v * 10 ** ((i % 7) - 3))
+    const up = rng.normalArray(3 * 5)
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await initBackend(backend)
+      const x = tf.tensor3d(data, [3, 5, 7])
+      const w = tf.tensor3d(up, [3, 5, 1])
+      const ours = (t: tf.Tensor): tf.Tensor => tf.sum(tf.mul(meanSquare(t), w))
+      const theirs = (t: tf.Tensor): tf.Tensor => tf.sum(tf.mul(tf.mean(tf.square(t), -1, true), w))
+      expect(meanSquare(x).shape).toEqual([3, 5, 1])
+      expect(values(meanSquare(x)), backend).toEqual(values(tf.mean(tf.square(x), -1, true)))
+      expect(values(tf.grad(ours)(x)), backend).toEqual(values(tf.grad(theirs)(x)))
+      // TF.js's Mean gradient divides dy · ones(x.shape) by n; ours divides dy itself, then multiplies by 2x
+      const divisions = (await tf.profile(() => tf.grad(ours)(x))).kernels.filter((k) => k.name === 'RealDiv')
+      expect(divisions.map((k) => k.outputShapes[0])).toEqual([[3, 5, 1]])
+    }
+    await tf.setBackend(before)
   })
 
   it('lm_head in row chunks (the last one short) gives the resident value and gradients; a frozen one takes none', async () => {
