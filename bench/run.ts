@@ -14,7 +14,7 @@
  *
  * peer: training tokens/s of the configuration issue 16 measured (hidden 256, 4 layers, 8 heads
  * with 4 KV heads, 8 experts top-2, expert width 512, vocab 4096; batch 8 × 256) on wasm with 1 and
- * 2 threads (each a child process), against Hugging Face transformers' MixtralForCausalLM in
+ * 2 threads (each a child process, with the engine process's V8 flags), against Hugging Face transformers' MixtralForCausalLM in
  * PyTorch eager with 1 and 2 threads (bench/torch_peer.py; skipped with its reason where torch
  * or transformers is missing; BENCH_PYTHON picks the interpreter). Ratio: our best / its best.
  *
@@ -38,6 +38,7 @@ import { generate } from '../src/main/engine/generate'
 import { planPlacement } from '../src/main/engine/plan'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
+import { ENGINE_V8_FLAGS } from '../src/main/service/engineClient'
 import { benchQuick } from './quick'
 import { trainStepBench } from './trainStep'
 
@@ -357,7 +358,7 @@ function peerRun(side: PeerRun['side'], threads: number): PeerRun {
   try {
     const out =
       side === 'engine'
-        ? execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'peer.ts'), json], {
+        ? execFileSync(process.execPath, [...ENGINE_V8_FLAGS, '--import', 'tsx', join(import.meta.dirname, 'peer.ts'), json], {
             env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
             encoding: 'utf8',
             timeout: 1_800_000,

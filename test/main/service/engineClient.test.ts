@@ -1,7 +1,10 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ApiError, WorkbenchEvent } from '../../../src/shared/api'
-import { EngineClient, crashLine, forkSpawner } from '../../../src/main/service/engineClient'
+import { ENGINE_V8_FLAGS, EngineClient, crashLine, forkSpawner } from '../../../src/main/service/engineClient'
 import { fakeBackend, fakeSpawner } from './fakeEngine'
 
 const clients: EngineClient[] = []
@@ -163,5 +166,17 @@ describe('EngineClient with a real engine process (src/main/engineProcess/proces
       expect(started.code).toBe('engine_unavailable')
       expect(started.message).toMatch(/tfjs-node-gpu/)
     }
+  })
+})
+
+describe('forkSpawner', () => {
+  it("starts the engine with the engine's V8 flags before the caller's", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-fork-'))
+    const entry = join(dir, 'entry.mjs')
+    writeFileSync(entry, 'process.send({ execArgv: process.execArgv }, () => process.exit(0))\n')
+    const child = forkSpawner({ entry, execArgv: ['--no-warnings'] })({})
+    const got = await new Promise<unknown>((resolve) => child.onMessage(resolve))
+    expect(got).toEqual({ execArgv: [...ENGINE_V8_FLAGS, '--no-warnings'] })
+    expect(ENGINE_V8_FLAGS).toContain('--max-semi-space-size=64')
   })
 })
