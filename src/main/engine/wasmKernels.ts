@@ -97,10 +97,11 @@ export function addRowsBack(dst: Float32Array, src: Float32Array, inverses: Int3
 
 /** Softmax over the last axis of x, written by the native kernels into a fresh output. */
 function nativeSoftmax(x: tf.TensorInfo, backend: WasmBackendLike, native: NativeMatMul): tf.TensorInfo {
+  const size = tf.util.sizeFromShape(x.shape)
   const cols = x.shape[x.shape.length - 1]
-  const rows = cols === 0 ? 0 : tf.util.sizeFromShape(x.shape) / cols
   const out = backend.makeOutput(x.shape, 'float32')
-  if (rows === 0) return out
+  if (size === 0) return out
+  const rows = size / cols
   // Views taken after the allocation (which may grow the heap).
   native.softmax({ x: backend.typedArrayFromHeap(x) as Float32Array, out: backend.typedArrayFromHeap(out) as Float32Array, rows, cols })
   return out
@@ -163,7 +164,7 @@ function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
  */
 export function sumLeadingRows(x: Float32Array, out: Float32Array, cols: number): void {
   out.fill(0)
-  const rows = cols === 0 ? 0 : x.length / cols
+  const rows = x.length / cols // (an empty x has no rows, whatever cols is: 0 / 0 is NaN)
   for (let r = 0; r < rows; r++) {
     const o = r * cols
     for (let c = 0; c < cols; c++) out[c] += x[o + c]

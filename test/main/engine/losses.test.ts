@@ -22,6 +22,7 @@ import {
 } from '../../../src/main/engine/losses'
 import type { LayerRouting } from '../../../src/main/engine/moe'
 import { decideRouting } from '../../../src/main/engine/router'
+import { nativeMatMul, useNativeMatMul } from '../../../src/main/engine/nativeMatMul'
 import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
 beforeAll(async () => {
@@ -119,16 +120,17 @@ describe('causal-LM cross-entropy', () => {
   })
 
   it("a target far below the rest (p under float32's range) costs its full logsumexp, not Infinity, on every path", async () => {
-    // row 0: target 0 at 0 against 200 (loss 200); row 1: target 1 at 2 against 0 (loss log(1 + e^-2))
+    // row 0: target 1 at 2 (loss logsumexp(0, 2, 1) − 2); row 1: target 1 at 0 against two at 200
+    // (p = e^-200 / 2: loss 200 + ln 2); row 2 predicts nothing, but lies next to row 1 in memory
     const logits = [
       [
-        [0, 200],
-        [0, 2],
-        [0, 0],
+        [0, 2, 1],
+        [200, 0, 200],
+        [300, 0, 0],
       ],
     ]
-    const labels = [[0, 0, 1]]
-    const want = (200 + Math.log1p(Math.exp(-200)) + Math.log1p(Math.exp(-2))) / 2
+    const labels = [[0, 1, 1]]
+    const want = (Math.log(1 + Math.exp(2) + Math.exp(1)) - 2 + 200 + Math.log(2)) / 2
     const runs: [string, () => Promise<() => void>][] = [['cpu', async () => (await initBackend('cpu'), () => {})]]
     for (const path of await wasmMatMulPaths()) runs.push([`wasm (${path})`, () => useWasmMatMul(path)])
     for (const [backend, start] of runs) {
@@ -136,6 +138,18 @@ describe('causal-LM cross-entropy', () => {
       try {
         const loss = causalLmLoss(tf.tensor3d(logits), labels).loss
         expect(loss.dataSync()[0], backend).toBeCloseTo(want, 4)
+        if (backend === 'wasm (native)') {
+          // its softmax is the native one (one call)
+          const real = nativeMatMul()!
+          let calls = 0
+          useNativeMatMul({ ...real, softmax: (p) => (calls++, real.softmax(p)) })
+          try {
+            expect(causalLmLoss(tf.tensor3d(logits), labels).loss.dataSync()[0]).toBeCloseTo(want, 4)
+          } finally {
+            useNativeMatMul(real)
+          }
+          expect(calls).toBe(1)
+        }
       } finally {
         restore()
         await initBackend('cpu')

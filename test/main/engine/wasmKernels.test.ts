@@ -160,8 +160,14 @@ describe('wasm Softmax with the native kernels', () => {
         ),
       )[0]
       Array.from(g.dataSync()).forEach((v, i) => expect(v, `gradient ${i}`).toBeCloseTo(gWant[i], 3))
-      // empty rows: nothing to compute
+      // empty: nothing to compute
       expect(tf.softmax(tf.zeros([0, 4])).shape).toEqual([0, 4])
+      expect(tf.softmax(tf.zeros([4, 0])).shape).toEqual([4, 0])
+      // without the native kernels: TF.js's own
+      useNativeMatMul(null)
+      const plain = tf.softmax(x).dataSync()
+      expect(calls).toBe(3) // the two above, and the gradient's forward
+      plain.forEach((v, i) => expect(Math.abs(v - want[i]), `TF.js element ${i}`).toBeLessThan(2e-6 * Math.max(want[i], 1e-3)))
       tf.dispose([x, g])
     } finally {
       useNativeMatMul(real)
