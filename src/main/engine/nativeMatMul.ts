@@ -136,13 +136,16 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
   const { Tensor } = requireHere('onnxruntime-node') as { Tensor: OrtTensorCtor }
   const version = (requireHere('onnxruntime-node/package.json') as { version: string }).version
   initOrt()
-  const sessions = new Map<string, OrtSession>()
-  const session = (model: () => Uint8Array, key: string, pool: boolean): OrtSession => {
-    key += pool ? ' pool' : ''
-    let s = sessions.get(key)
+  // Sessions by model (0-3: the products, by transA·2 + transB; 4: the softmax) and pool (+ 5).
+  // A number, not a string or a closure, per call: a small model makes thousands of calls a step.
+  const sessions: OrtSession[] = []
+  const SOFTMAX = 4
+  const session = (model: number, pool: boolean): OrtSession => {
+    const key = model + (pool ? 5 : 0)
+    let s = sessions[key]
     if (!s) {
       s = new binding.InferenceSession()
-      const bytes = model()
+      const bytes = model === SOFTMAX ? softmaxModel() : fusedMatMulModel(model >= 2, model % 2 === 1)
       s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
         intraOpNumThreads: pool ? threads : 1,
         interOpNumThreads: 1,
@@ -153,7 +156,7 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
         // CPUs: 1020 tokens/s spinning, 1586 not; 1 thread 1330).
         extra: { session: { intra_op: { allow_spinning: '0' } } },
       })
-      sessions.set(key, s)
+      sessions[key] = s
     }
     return s
   }
@@ -167,16 +170,16 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
     // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
     const pool = threads > 1 && 2 * batch * p.m * p.k * p.n >= POOL_MIN_FLOP
     const { transposeA: ta, transposeB: tb } = p
-    session(() => fusedMatMulModel(ta, tb), `matmul ${ta} ${tb}`, pool).run({ A, B }, { Y }, {})
+    session((ta ? 2 : 0) + (tb ? 1 : 0), pool).run({ A, B }, { Y }, {})
   }
   const softmax = (p: SoftmaxOperands): void => {
     const X = new Tensor('float32', p.x.subarray(0, p.rows * p.cols), [p.rows, p.cols])
     const Y = new Tensor('float32', p.out.subarray(0, p.rows * p.cols), [p.rows, p.cols])
     const pool = threads > 1 && p.rows > 1 && p.rows * p.cols >= POOL_MIN_ELEMENTS
-    session(softmaxModel, 'softmax', pool).run({ X }, { Y }, {})
+    session(SOFTMAX, pool).run({ X }, { Y }, {})
   }
   // Loads the library now, so a broken install is reported when the backend starts.
-  session(() => fusedMatMulModel(false, false), 'matmul false false', false)
+  session(0, false)
   return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, softmax }
 }
 
