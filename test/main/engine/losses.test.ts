@@ -120,17 +120,17 @@ describe('causal-LM cross-entropy', () => {
   })
 
   it("a target far below the rest (p under float32's range) costs its full logsumexp, not Infinity, on every path", async () => {
-    // row 0: target 1 at 2 (loss logsumexp(0, 2, 1) − 2); row 1: target 1 at 0 against two at 200
-    // (p = e^-200 / 2: loss 200 + ln 2); row 2 predicts nothing, but lies next to row 1 in memory
+    // row 0: target 1 at 2 (loss logsumexp(0, 2, 1) − 2); row 1: target 1 at 5 against two at 200
+    // (p = e^-195 / 2: loss 195 + ln 2); row 2 predicts nothing, but lies next to row 1 in memory
     const logits = [
       [
         [0, 2, 1],
-        [200, 0, 200],
+        [200, 5, 200],
         [300, 0, 0],
       ],
     ]
     const labels = [[0, 1, 1]]
-    const want = (Math.log(1 + Math.exp(2) + Math.exp(1)) - 2 + 200 + Math.log(2)) / 2
+    const want = (Math.log(1 + Math.exp(2) + Math.exp(1)) - 2 + 195 + Math.log(2)) / 2
     const runs: [string, () => Promise<() => void>][] = [['cpu', async () => (await initBackend('cpu'), () => {})]]
     for (const path of await wasmMatMulPaths()) runs.push([`wasm (${path})`, () => useWasmMatMul(path)])
     for (const [backend, start] of runs) {
