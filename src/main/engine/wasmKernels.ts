@@ -196,128 +196,96 @@ export const SCATTER_ADD_ROWS = 'MoeWorkbenchScatterAddRows'
 
 let registered = false
 
-/** Replaces the wasm backend's Slice and SplitV kernels (once; call after the backend started). */
+type KernelArgs = Parameters<tf.KernelFunc>[0]
+
+/** Replaces the wasm kernel `name` with `f`, which gets TF.js's own kernel for what it leaves to it. */
+function override(name: string, f: (args: KernelArgs, original: tf.KernelFunc) => ReturnType<tf.KernelFunc>): void {
+  const original = tf.getKernel(name, 'wasm')!.kernelFunc
+  tf.unregisterKernel(name, 'wasm')
+  tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: (args) => f(args, original) })
+}
+
+/** x itself under a new tensor: its buffer shared (one more reference), not copied. */
+function shareBuffer({ inputs, backend }: KernelArgs): tf.TensorInfo {
+  const x = inputs.x!
+  ;(backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+}
+
+/** Replaces and adds the wasm backend's kernels above (once; call after the backend started). */
 export function registerWasmKernels(): void {
   if (registered) return
-  const slice = tf.getKernel('Slice', 'wasm')
-  const splitV = tf.getKernel('SplitV', 'wasm')
-  if (!slice || !splitV || !tf.getKernel('BatchMatMul', 'wasm')) return
+  if (!tf.getKernel('Slice', 'wasm') || !tf.getKernel('SplitV', 'wasm') || !tf.getKernel('BatchMatMul', 'wasm')) return
   registered = true
   tf.registerKernel({ kernelName: COPY, backendName: 'wasm', kernelFunc: copyKernel as tf.KernelFunc })
   // Identity (tf.clone, and the copy TF.js makes of every tensor a gradient saves) shares the
   // buffer, as Reshape and the cpu backend's Identity do, instead of copying it: tensors are never
   // written in place, and the saved inputs of every layer (expert weights included) were copied
   // each step. A real copy, where one is needed, is the kernel above.
-  tf.unregisterKernel('Identity', 'wasm')
-  tf.registerKernel({
-    kernelName: 'Identity',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const x = inputs.x!
-      ;(backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
-    },
-  })
+  override('Identity', shareBuffer)
   // Every float product by the native matmul where it is in use (nativeMatMul.ts); TF.js's
   // XNNPACK kernel otherwise, and for batches that broadcast other than one against many.
-  const batchMatMul = tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc
-  tf.unregisterKernel('BatchMatMul', 'wasm')
-  tf.registerKernel({
-    kernelName: 'BatchMatMul',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
-      const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2))
-      const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2))
-      const native =
-        nativeMatMul() !== null && a.dtype === 'float32' && b.dtype === 'float32' && (batchA === batchB || batchA === 1 || batchB === 1)
-      return native ? batchMatMulKernel(args as never) : batchMatMul(args)
-    },
+  override('BatchMatMul', (args, batchMatMul) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo }
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2))
+    const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2))
+    const native =
+      nativeMatMul() !== null && a.dtype === 'float32' && b.dtype === 'float32' && (batchA === batchB || batchA === 1 || batchB === 1)
+    return native ? batchMatMulKernel(args as never) : batchMatMul(args)
   })
   // Softmax on the last axis by the native kernels where they are in use (every size, so a
   // tensor's bits do not depend on how the engine batched it); TF.js's scalar-exp kernel otherwise.
-  const softmax = tf.getKernel('Softmax', 'wasm')!.kernelFunc
-  tf.unregisterKernel('Softmax', 'wasm')
-  tf.registerKernel({
-    kernelName: 'Softmax',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const x = args.inputs.logits!
-      const native = nativeMatMul()
-      if (!native || x.dtype !== 'float32' || x.shape.length === 0) return softmax(args)
-      return nativeSoftmax(x, args.backend as unknown as WasmBackendLike, native)
-    },
+  override('Softmax', (args, softmax) => {
+    const x = args.inputs.logits!
+    const native = nativeMatMul()
+    if (!native || x.dtype !== 'float32' || x.shape.length === 0) return softmax(args)
+    return nativeSoftmax(x, args.backend as unknown as WasmBackendLike, native)
   })
   // A sum over leading axes (a broadcast operand's gradient: a bias's, a norm weight's) without
   // TF.js's transpose: 4 ms for 2048 × 256 rows, now ~0.5.
-  const sum = tf.getKernel('Sum', 'wasm')!.kernelFunc
-  tf.unregisterKernel('Sum', 'wasm')
-  tf.registerKernel({
-    kernelName: 'Sum',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const x = args.inputs.x!
-      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean }
-      const lead = leadingAxes(x, axis)
-      if (lead === 0) return sum(args)
-      const backend = args.backend as unknown as WasmBackendLike
-      const rest = x.shape.slice(lead)
-      const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, lead).map(() => 1), ...rest] : rest, 'float32')
-      sumLeadingRows(
-        backend.typedArrayFromHeap(x) as Float32Array,
-        backend.typedArrayFromHeap(out) as Float32Array,
-        tf.util.sizeFromShape(rest),
-      )
-      return out
-    },
+  override('Sum', (args, sum) => {
+    const x = args.inputs.x!
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean }
+    const lead = leadingAxes(x, axis)
+    if (lead === 0) return sum(args)
+    const backend = args.backend as unknown as WasmBackendLike
+    const rest = x.shape.slice(lead)
+    const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, lead).map(() => 1), ...rest] : rest, 'float32')
+    sumLeadingRows(
+      backend.typedArrayFromHeap(x) as Float32Array,
+      backend.typedArrayFromHeap(out) as Float32Array,
+      tf.util.sizeFromShape(rest),
+    )
+    return out
   })
   // A cast to the dtype x already has shares its buffer (as Identity does, above), instead of
   // copying it: every product's gradient casts its operand (2 M floats per expert layer).
-  const cast = tf.getKernel('Cast', 'wasm')!.kernelFunc
-  tf.unregisterKernel('Cast', 'wasm')
-  tf.registerKernel({
-    kernelName: 'Cast',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const x = args.inputs.x!
-      if ((args.attrs as unknown as { dtype: tf.DataType }).dtype !== x.dtype) return cast(args)
-      ;(args.backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
-    },
-  })
+  override('Cast', (args, cast) =>
+    (args.attrs as unknown as { dtype: tf.DataType }).dtype === args.inputs.x!.dtype ? shareBuffer(args) : cast(args),
+  )
   tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: SCATTER_ADD_ROWS, backendName: 'wasm', kernelFunc: scatterAddRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })
-  const sliceKernel = slice.kernelFunc
-  tf.unregisterKernel('Slice', 'wasm')
-  tf.registerKernel({
-    kernelName: 'Slice',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] }
-      return contiguousSlice(args.inputs.x!, begin, size, args.backend as unknown as WasmBackendLike) ?? sliceKernel(args)
-    },
+  const sliceKernel = tf.getKernel('Slice', 'wasm')!.kernelFunc // TF.js's own, for SplitV below
+  override('Slice', (args, slice) => {
+    const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] }
+    return contiguousSlice(args.inputs.x!, begin, size, args.backend as unknown as WasmBackendLike) ?? slice(args)
   })
-  tf.unregisterKernel('SplitV', 'wasm')
-  tf.registerKernel({
-    kernelName: 'SplitV',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const x = args.inputs.x!
-      const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number }
-      const ax = tf.util.parseAxisParam(axis, x.shape)[0]
-      const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, ax)
-      const begin = new Array<number>(x.shape.length).fill(0)
-      const size = x.shape.slice()
-      return sizes.map((sz) => {
-        size[ax] = sz
-        const part =
-          contiguousSlice(x, begin.slice(), size.slice(), args.backend as unknown as WasmBackendLike) ??
-          (sliceKernel({ inputs: { x }, attrs: { begin: begin.slice(), size: size.slice() }, backend: args.backend }) as tf.TensorInfo)
-        begin[ax] += sz
-        return part
-      })
-    },
+  override('SplitV', (args) => {
+    const x = args.inputs.x!
+    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number }
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0]
+    const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, ax)
+    const begin = new Array<number>(x.shape.length).fill(0)
+    const size = x.shape.slice()
+    return sizes.map((sz) => {
+      size[ax] = sz
+      const part =
+        contiguousSlice(x, begin.slice(), size.slice(), args.backend as unknown as WasmBackendLike) ??
+        (sliceKernel({ inputs: { x }, attrs: { begin: begin.slice(), size: size.slice() }, backend: args.backend }) as tf.TensorInfo)
+      begin[ax] += sz
+      return part
+    })
   })
 }
