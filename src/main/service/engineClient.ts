@@ -62,9 +62,9 @@ export function defaultEngineEntry(): ForkOptions {
 /**
  * V8 flags of the engine process. A training step's tensors, tape and closures live from its
  * forward to its backward, long enough to be promoted out of V8's default 16 MB young generation
- * and die in the old one: a full mark-compact every ~85 ms of training (154 in 14 steps of the
- * issue-16 Mixtral, 48 ms per step in GC). With 64 MB semi-spaces they die young: 29 mark-compacts,
- * 44 ms per step with the scavenges (measured with --trace-gc; the young generation grows to its
+ * and die in the old one: a full mark-compact every ~85 ms of training. --trace-gc over 14 steps
+ * of the issue-16 Mixtral (start-up included): 154 mark-compacts, 71 ms of GC per step; with 64 MB
+ * semi-spaces they die young: 29 mark-compacts, 44 ms per step (the young generation grows to its
  * maximum only where a workload fills it).
  */
 export const ENGINE_V8_FLAGS = ['--max-semi-space-size=64']
