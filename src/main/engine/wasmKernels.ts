@@ -171,7 +171,7 @@ export function sumLeadingRows(x: Float32Array, out: Float32Array, cols: number)
   }
 }
 
-/** The leading axes count where a float32 Sum reduces exactly axes 0..j−1 of more (0: not such a sum). */
+/** j where a float32 Sum reduces exactly the leading axes 0..j−1 of a tensor of higher rank; 0 for any other sum. */
 function leadingAxes(x: tf.TensorInfo, axis: number | number[]): number {
   if (x.dtype !== 'float32') return 0
   const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b)
