@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
 import { nativeMatMul } from './nativeMatMul'
 import { custom, runKernel } from './kernelCall'
-import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM, SCATTER_ADD_ROWS } from './wasmKernels'
+import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM, SCATTER_ADD_ROWS, scatterAddRows } from './wasmKernels'
 
 /**
  * Backends whose tensors live in this process's memory: there, copying rows in JavaScript beats
@@ -81,21 +81,15 @@ export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32
 export function embedLookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const V = table.shape[0]
   for (const id of ids) if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is out of range for a vocabulary of ${V}`)
-  const wasm = tf.getBackend() === 'wasm'
   return custom(([input]) => {
-    // On wasm both ways heap to heap (wasmKernels.ts): no copy of the gradient out to JavaScript and back in.
-    const value = wasm ? (runKernel(GATHER_ROWS, { x: input }, { index: ids }) as tf.Tensor) : tf.gather(input, tf.tensor1d(ids, 'int32')) // (N, H)
+    const value = gatherRows(input as tf.Tensor2D, ids) // (N, H)
     const gradFunc = (dy: tf.Tensor): tf.Tensor => {
-      if (wasm) return runKernel(SCATTER_ADD_ROWS, { x: dy }, { index: ids, rows: V }) as tf.Tensor // (V, H)
+      // On wasm heap to heap: no copy of the gradient out to JavaScript and back in.
+      if (tf.getBackend() === 'wasm') return runKernel(SCATTER_ADD_ROWS, { x: dy }, { index: ids, rows: V }) as tf.Tensor // (V, H)
       if (!hostBackend()) return tf.unsortedSegmentSum(dy, tf.tensor1d(ids, 'int32'), V) // (V, H)
       const H = dy.shape[1] as number
-      const g = dy.dataSync()
       const out = new Float32Array(V * H)
-      for (let n = 0; n < ids.length; n++) {
-        const src = n * H
-        const dst = ids[n] * H
-        for (let h = 0; h < H; h++) out[dst + h] += g[src + h]
-      }
+      scatterAddRows(out, dy.dataSync() as Float32Array, ids, H)
       return tf.tensor2d(out, [V, H])
     }
     return { value, gradFunc }

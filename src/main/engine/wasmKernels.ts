@@ -59,12 +59,17 @@ function scatterAddRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const src = backend.typedArrayFromHeap(x) as Float32Array
   const dst = backend.typedArrayFromHeap(out) as Float32Array
   dst.fill(0)
+  scatterAddRows(dst, src, index, H)
+  return out
+}
+
+/** dst[index[n]] += src[n] for each row n of src (N, H), in order (rows of width H). */
+export function scatterAddRows(dst: Float32Array, src: Float32Array, index: Int32Array, H: number): void {
   for (let n = 0; n < index.length; n++) {
     const o = index[n] * H
     const i = n * H
     for (let h = 0; h < H; h++) dst[o + h] += src[i + h]
   }
-  return out
 }
 
 /** Σ_j [z; 0][inverse_j] → (R, H), summed on the heap (the same order of additions as on the host). */
