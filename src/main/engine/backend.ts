@@ -198,7 +198,11 @@ export async function initBackend(preferred?: BackendName, log: (line: string) =
     forced = env
     source = 'env'
   }
-  if (current && (forced === undefined || current.name === forced)) return current
+  if (current && (forced === undefined || current.name === forced)) {
+    // Already started: make it the active TF.js backend again (a caller may have switched away).
+    if (tf.getBackend() !== current.tfBackend) await tf.setBackend(current.tfBackend)
+    return current
+  }
 
   const attempts: BackendAttempt[] = []
   const order = forced ? [forced] : [...BACKEND_NAMES]
