@@ -1,0 +1,313 @@
+/**
+ * Element-wise loops over the wasm heap in WebAssembly SIMD, for the kernels this engine adds to
+ * TF.js's wasm backend.
+ *
+ * Those kernels (wasmKernels.ts: the row sums of token dispatch, an embedding's gradient, RoPE, a
+ * norm weight's gradient; optimizer.ts: AdamW) were JavaScript loops over Float32Array views of
+ * the heap: V8 runs them at ~4 ns an element here (a float32 load, a double add, a float32 store),
+ * where four lanes of f32x4 run at memory speed. This module is a few hundred bytes of
+ * WebAssembly, assembled below, that imports TF.js's own wasm memory, so it reads and writes the
+ * tensors where they lie. Each lane of f32x4.add, sub, mul, div and sqrt is the IEEE float32
+ * operation, so every result has the bits of the float32 operations it replaces, in the same
+ * order (tested against the JavaScript loops and TF.js's kernels).
+ *
+ * Not used (null) where the memory is shared (the threaded wasm build) or the runtime refuses the
+ * module: the JavaScript loops remain.
+ */
+
+const I32 = 0x7f
+const F32 = 0x7d
+const V128 = 0x7b
+
+function uleb(n: number): number[] {
+  const out: number[] = []
+  do {
+    let b = n & 0x7f
+    n >>>= 7
+    if (n !== 0) b |= 0x80
+    out.push(b)
+  } while (n !== 0)
+  return out
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = []
+  for (;;) {
+    const b = n & 0x7f
+    n >>= 7
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...out, b]
+    out.push(b | 0x80)
+  }
+}
+
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()]
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body]
+const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'utf8')]
+
+// --- instructions ---
+const get = (i: number): number[] => [0x20, ...uleb(i)]
+const set = (i: number): number[] => [0x21, ...uleb(i)]
+const i32 = (n: number): number[] => [0x41, ...sleb(n)]
+const I32_ADD = [0x6a]
+const I32_MUL = [0x6c]
+const I32_AND = [0x71]
+const I32_REM_U = [0x70]
+const I32_GE_U = [0x4f]
+const BR_IF_OUT = [0x0d, 1] // from inside the loop of `loop` below: leave its block
+const F32_LOAD = [0x2a, 2, 0]
+const F32_STORE = [0x38, 2, 0]
+const V128_LOAD = [0xfd, 0x00, 0, 0]
+const V128_STORE = [0xfd, 0x0b, 0, 0]
+const SPLAT = [0xfd, 0x13]
+const CALL = (f: number): number[] => [0x10, ...uleb(f)]
+
+/** f32 and f32x4 arithmetic, by name. */
+type Arith = 'add' | 'sub' | 'mul' | 'div' | 'sqrt'
+const SCALAR: Record<Arith, number[]> = { add: [0x92], sub: [0x93], mul: [0x94], div: [0x95], sqrt: [0x91] }
+const SIMD: Record<Arith, number[]> = {
+  add: [0xfd, 0xe4, 0x01],
+  sub: [0xfd, 0xe5, 0x01],
+  mul: [0xfd, 0xe6, 0x01],
+  div: [0xfd, 0xe7, 0x01],
+  sqrt: [0xfd, 0xe3, 0x01],
+}
+
+/** for (i = i; i < end; i += step) body, with i and end locals (unsigned compare). */
+function loop(i: number, end: number, step: number, body: number[]): number[] {
+  // prettier-ignore
+  return [
+    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...get(i), ...get(end), ...I32_GE_U, ...BR_IF_OUT,
+    ...body,
+    ...get(i), ...i32(step), ...I32_ADD, ...set(i),
+    0x0c, 0, // br loop
+    0x0b, 0x0b, // end, end
+  ]
+}
+
+/**
+ * An element-wise pass over n floats: a vector loop over the first n & ~3, then a scalar one.
+ * `body(simd, at)` is the code of one step; `at(ptr)` pushes the address of the current element
+ * of the array whose address is in local `ptr` (byte offset o, a local, added to it).
+ */
+function elementwise(n: number, o: number, end: number, body: (simd: boolean, at: (ptr: number) => number[]) => number[]): number[] {
+  const at = (ptr: number): number[] => [...get(ptr), ...get(o), ...I32_ADD]
+  // prettier-ignore
+  return [
+    ...i32(0), ...set(o),
+    ...get(n), ...i32(-4), ...I32_AND, ...i32(4), ...I32_MUL, ...set(end),
+    ...loop(o, end, 16, body(true, at)),
+    ...get(n), ...i32(4), ...I32_MUL, ...set(end),
+    ...loop(o, end, 4, body(false, at)),
+  ]
+}
+
+interface Fn {
+  name: string
+  params: number[]
+  results: number[]
+  locals: number[]
+  body: number[]
+}
+
+// add(dst, src, n): dst[i] += src[i], i < n.
+const ADD: Fn = (() => {
+  const [dst, src, n, o, end] = [0, 1, 2, 3, 4]
+  return {
+    name: 'add',
+    params: [I32, I32, I32],
+    results: [],
+    locals: [I32, I32],
+    body: elementwise(n, o, end, (simd, at) => {
+      const [load, store, add] = simd ? [V128_LOAD, V128_STORE, SIMD.add] : [F32_LOAD, F32_STORE, SCALAR.add]
+      return [...at(dst), ...at(dst), ...load, ...at(src), ...load, ...add, ...store]
+    }),
+  }
+})()
+
+// sum_rows(x, out, rows, cols): out[c] += x[r][c] for r in order (out zeroed by the caller).
+const SUM_ROWS: Fn = (() => {
+  const [x, out, rows, cols, r, row] = [0, 1, 2, 3, 4, 5]
+  // prettier-ignore
+  return {
+    name: 'sum_rows',
+    params: [I32, I32, I32, I32],
+    results: [],
+    locals: [I32, I32],
+    body: [
+      ...i32(0), ...set(r), ...get(x), ...set(row),
+      ...loop(r, rows, 1, [
+        ...get(out), ...get(row), ...get(cols), ...CALL(0), // add(out, row, cols)
+        ...get(row), ...get(cols), ...i32(4), ...I32_MUL, ...I32_ADD, ...set(row),
+      ]),
+    ],
+  }
+})()
+
+/**
+ * rope(x, cos, sin, out, rows, T, D): each row r of x (rows, D) with the tables' row r mod T.
+ * Forward: [a·c₁ − b·s₁, b·c₂ + a·s₂]; with `transpose` (the gradient): [a·c₁ + b·s₂, b·c₂ − a·s₁],
+ * for the halves a, b of the row and c, s of the tables. D/2 must be a multiple of 4.
+ */
+function ropeFn(transpose: boolean): Fn {
+  const [x, cos, sin, out, rows, T, D] = [0, 1, 2, 3, 4, 5, 6]
+  const [r, o, halfB, xr, cr, sr, or] = [7, 8, 9, 10, 11, 12, 13]
+  const [a, b, c1, c2, s1, s2] = [14, 15, 16, 17, 18, 19]
+  // prettier-ignore
+  const addr = (base: number, upper: boolean): number[] => [
+    ...get(base), ...get(o), ...I32_ADD, ...(upper ? [...get(halfB), ...I32_ADD] : []),
+  ]
+  const ld = (base: number, upper: boolean, into: number): number[] => [...addr(base, upper), ...V128_LOAD, ...set(into)]
+  const prod = (p: number, q: number): number[] => [...get(p), ...get(q), ...SIMD.mul]
+  const lo = transpose ? [...prod(a, c1), ...prod(b, s2), ...SIMD.add] : [...prod(a, c1), ...prod(b, s1), ...SIMD.sub]
+  const hi = transpose ? [...prod(b, c2), ...prod(a, s1), ...SIMD.sub] : [...prod(b, c2), ...prod(a, s2), ...SIMD.add]
+  // prettier-ignore
+  const rowOf = (base: number, row: number[], into: number): number[] => [
+    ...get(base), ...row, ...get(D), ...I32_MUL, ...i32(4), ...I32_MUL, ...I32_ADD, ...set(into),
+  ]
+  return {
+    name: transpose ? 'rope_t' : 'rope',
+    params: [I32, I32, I32, I32, I32, I32, I32],
+    results: [],
+    locals: [I32, I32, I32, I32, I32, I32, I32, V128, V128, V128, V128, V128, V128],
+    // prettier-ignore
+    body: [
+      ...get(D), ...i32(2), ...I32_MUL, ...set(halfB), // D/2 floats: 2·D bytes
+      ...i32(0), ...set(r),
+      ...loop(r, rows, 1, [
+        ...rowOf(x, get(r), xr),
+        ...rowOf(out, get(r), or),
+        ...rowOf(cos, [...get(r), ...get(T), ...I32_REM_U], cr),
+        ...rowOf(sin, [...get(r), ...get(T), ...I32_REM_U], sr),
+        ...i32(0), ...set(o),
+        ...loop(o, halfB, 16, [
+          ...ld(xr, false, a), ...ld(xr, true, b),
+          ...ld(cr, false, c1), ...ld(cr, true, c2),
+          ...ld(sr, false, s1), ...ld(sr, true, s2),
+          ...addr(or, false), ...lo, ...V128_STORE,
+          ...addr(or, true), ...hi, ...V128_STORE,
+        ]),
+      ]),
+    ],
+  }
+}
+
+/**
+ * adamw(p, m, v, g, pOut, mOut, vOut, n, β1, 1−β1, β2, 1−β2, decay, bc2, ε, step): optimizer.ts's
+ * update, each operation rounded to float32 in its order:
+ *   m' = m·β1 + g·(1−β1);  v' = v·β2 + (g·g)·(1−β2);  p' = p·decay − (m' / (√v' / bc2 + ε))·step
+ */
+const ADAMW: Fn = (() => {
+  const [p, m, v, g, po, mo, vo, n] = [0, 1, 2, 3, 4, 5, 6, 7]
+  const scalars = [8, 9, 10, 11, 12, 13, 14, 15] // b1 b1c b2 b2c decay bc2 eps step (f32)
+  const [o, end] = [16, 17]
+  const splats = [18, 19, 20, 21, 22, 23, 24, 25] // the scalars, splatted
+  const [mv, vv] = [26, 27] // m', v' of the current step (v128; the scalar pass uses 28, 29)
+  const [ms, vs] = [28, 29]
+  const [b1, b1c, b2, b2c, decay, bc2, eps, step] = [0, 1, 2, 3, 4, 5, 6, 7]
+  return {
+    name: 'adamw',
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32],
+    results: [],
+    locals: [I32, I32, V128, V128, V128, V128, V128, V128, V128, V128, V128, V128, F32, F32],
+    body: [
+      ...scalars.flatMap((s, i) => [...get(s), ...SPLAT, ...set(splats[i])]),
+      ...elementwise(n, o, end, (simd, at) => {
+        const [load, store, op] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
+        const k = (j: number): number[] => get(simd ? splats[j] : scalars[j])
+        const [mNew, vNew] = simd ? [mv, vv] : [ms, vs]
+        // prettier-ignore
+        return [
+          ...at(m), ...load, ...k(b1), ...op.mul, ...at(g), ...load, ...k(b1c), ...op.mul, ...op.add, ...set(mNew),
+          ...at(v), ...load, ...k(b2), ...op.mul, ...at(g), ...load, ...at(g), ...load, ...op.mul, ...k(b2c), ...op.mul, ...op.add,
+          ...set(vNew),
+          ...at(mo), ...get(mNew), ...store,
+          ...at(vo), ...get(vNew), ...store,
+          ...at(po),
+          ...at(p), ...load, ...k(decay), ...op.mul,
+          ...get(mNew), ...get(vNew), ...op.sqrt, ...k(bc2), ...op.div, ...k(eps), ...op.add, ...op.div, ...k(step), ...op.mul,
+          ...op.sub, ...store,
+        ]
+      }),
+    ],
+  }
+})()
+
+const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW]
+
+/** The module: FNS over an imported memory "env"."memory". */
+export function simdModuleBytes(): Uint8Array {
+  const types = FNS.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))])
+  const imports = [[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]] // memory, limits: min 0, no max
+  const code = FNS.map((f) => {
+    const body = [...vec(f.locals.map((t) => [1, t])), ...f.body, 0x0b]
+    return [...uleb(body.length), ...body]
+  })
+  // prettier-ignore
+  return Uint8Array.from([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...section(1, vec(types)), ...section(2, vec(imports)),
+    ...section(3, vec(FNS.map((_, i) => uleb(i)))), ...section(7, vec(FNS.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
+    ...section(10, vec(code)),
+  ])
+}
+
+/** Scalars of one AdamW update (see optimizer.ts): decay is 1 without weight decay. */
+export interface AdamWScalars {
+  b1: number
+  b1c: number
+  b2: number
+  b2c: number
+  decay: number
+  bc2: number
+  eps: number
+  step: number
+}
+
+/** The loops, on byte addresses of float32 arrays in the memory they were made for. */
+export interface HeapSimd {
+  /** dst[i] += src[i], i < n. */
+  add(dst: number, src: number, n: number): void
+  /** out[c] = Σ_r x[r][c] over rows in order, from 0. */
+  sumRows(x: number, out: number, rows: number, cols: number): void
+  /** ropeRows (wasmKernels.ts) on x (rows, D), tables (T, D); D/2 a multiple of 4 (else false, and nothing done). */
+  rope(x: number, cos: number, sin: number, out: number, rows: number, T: number, D: number, transpose: boolean): boolean
+  adamw(p: number, m: number, v: number, g: number, out: { p: number; m: number; v: number }, n: number, k: AdamWScalars): void
+}
+
+const made = new WeakMap<WebAssembly.Memory, HeapSimd | null>()
+
+/** The loops over `memory`, or null where they cannot run (a shared memory; no SIMD here). */
+export function heapSimd(memory: WebAssembly.Memory): HeapSimd | null {
+  if (made.has(memory)) return made.get(memory)!
+  let simd: HeapSimd | null = null
+  if (!(typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer)) {
+    try {
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(simdModuleBytes() as BufferSource), { env: { memory } })
+      const e = inst.exports as Record<string, (...args: number[]) => void>
+      simd = {
+        add: (dst, src, n) => e.add(dst, src, n),
+        sumRows: (x, out, rows, cols) => {
+          new Uint8Array(memory.buffer, out, cols * 4).fill(0)
+          e.sum_rows(x, out, rows, cols)
+        },
+        rope: (x, cos, sin, out, rows, T, D, transpose) => {
+          if (D % 8 !== 0) return false
+          ;(transpose ? e.rope_t : e.rope)(x, cos, sin, out, rows, T, D)
+          return true
+        },
+        adamw: (p, m, v, g, out, n, k) =>
+          e.adamw(p, m, v, g, out.p, out.m, out.v, n, k.b1, k.b1c, k.b2, k.b2c, k.decay, k.bc2, k.eps, k.step),
+      }
+    } catch {
+      simd = null
+    }
+  }
+  made.set(memory, simd)
+  return simd
+}
+
+/** The loops over a TF.js wasm backend's memory (its Emscripten module's `asm.memory`), or null. */
+export function backendSimd(backend: unknown): HeapSimd | null {
+  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory
+  return memory instanceof WebAssembly.Memory ? heapSimd(memory) : null
+}
