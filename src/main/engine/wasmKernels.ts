@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { nativeMatMul, type NativeMatMul } from './nativeMatMul'
 import { batchMatMulKernel } from './wasmExperts'
+import { backendSimd } from './wasmSimd'
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
@@ -44,8 +45,12 @@ function gatherRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknow
   const H = x.shape[1]
   const out = backend.makeOutput([index.length, H], 'float32')
   const src = backend.typedArrayFromHeap(x) as Float32Array
-  const dst = backend.typedArrayFromHeap(out) as Float32Array
-  for (let a = 0; a < index.length; a++) dst.set(src.subarray(index[a] * H, index[a] * H + H), a * H)
+  const dst = backend.typedArrayFromHeap(out)
+  // copyWithin on one view of the whole heap: a subarray per row cost more than its copy.
+  const heap = new Float32Array(src.buffer)
+  const s = src.byteOffset / 4
+  const d = dst.byteOffset / 4
+  for (let a = 0; a < index.length; a++) heap.copyWithin(d + a * H, s + index[a] * H, s + index[a] * H + H)
   return out
 }
 
@@ -59,7 +64,9 @@ function scatterAddRowsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const src = backend.typedArrayFromHeap(x) as Float32Array
   const dst = backend.typedArrayFromHeap(out) as Float32Array
   dst.fill(0)
-  scatterAddRows(dst, src, index, H)
+  const simd = backendSimd(backend)
+  if (simd) for (let n = 0; n < index.length; n++) simd.add(dst.byteOffset + index[n] * H * 4, src.byteOffset + n * H * 4, H)
+  else scatterAddRows(dst, src, index, H)
   return out
 }
 
@@ -83,7 +90,11 @@ function gatherSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   const src = backend.typedArrayFromHeap(z) as Float32Array
   const dst = backend.typedArrayFromHeap(out) as Float32Array
   dst.fill(0)
-  addRowsBack(dst, src, inverses, A, H)
+  const simd = backendSimd(backend)
+  if (!simd) addRowsBack(dst, src, inverses, A, H)
+  else
+    for (const inv of inverses)
+      for (let r = 0; r < R; r++) if (inv[r] !== A) simd.add(dst.byteOffset + r * H * 4, src.byteOffset + inv[r] * H * 4, H)
   return out
 }
 
@@ -157,8 +168,12 @@ function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   const backend = args.backend as WasmBackendLike
   const [T, D] = cos.shape
   const out = backend.makeOutput(x.shape, 'float32')
+  const transpose = (args.attrs as { transpose: boolean }).transpose
   const view = (t: tf.TensorInfo): Float32Array => backend.typedArrayFromHeap(t) as Float32Array
-  ropeRows(view(x), view(cos), view(sin), view(out), T, D, (args.attrs as { transpose: boolean }).transpose)
+  const [vx, vc, vs, vo] = [view(x), view(cos), view(sin), view(out)]
+  const simd = backendSimd(backend)
+  if (!simd?.rope(vx.byteOffset, vc.byteOffset, vs.byteOffset, vo.byteOffset, vx.length / D, T, D, transpose))
+    ropeRows(vx, vc, vs, vo, T, D, transpose)
   return out
 }
 
@@ -256,11 +271,10 @@ export function registerWasmKernels(): void {
     const backend = args.backend as unknown as WasmBackendLike
     const rest = x.shape.slice(lead)
     const out = backend.makeOutput(keepDims ? [...x.shape.slice(0, lead).map(() => 1), ...rest] : rest, 'float32')
-    sumLeadingRows(
-      backend.typedArrayFromHeap(x) as Float32Array,
-      backend.typedArrayFromHeap(out) as Float32Array,
-      tf.util.sizeFromShape(rest),
-    )
+    const [vx, vo] = [backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(out) as Float32Array]
+    const simd = backendSimd(backend)
+    if (simd) simd.sumRows(vx.byteOffset, vo.byteOffset, vo.length === 0 ? 0 : vx.length / vo.length, vo.length)
+    else sumLeadingRows(vx, vo, vo.length)
     return out
   })
   // A cast to the dtype x already has shares its buffer (as Identity does, above), instead of

@@ -9,6 +9,8 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { applyRope, ropeTables } from '../../../src/main/engine/model'
 import { nativeMatMul, useNativeMatMul } from '../../../src/main/engine/nativeMatMul'
 import { registerWasmKernels, ROPE } from '../../../src/main/engine/wasmKernels'
+import { backendSimd } from '../../../src/main/engine/wasmSimd'
+import { embedLookup, permuteRows, unpermuteRows } from '../../../src/main/engine/ops'
 import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
 beforeAll(async () => {
@@ -130,6 +132,52 @@ describe('wasm RoPE kernel', () => {
     })
     expect(profile.kernels.filter((k) => k.name === ROPE)).toHaveLength(3) // two forwards (one under tf.grad), one gradient
     expect(profile.kernels.map((k) => k.name)).not.toContain('Concat')
+  })
+})
+
+describe('wasm kernels in the SIMD loops (wasmSimd.ts)', () => {
+  const simd = () => {
+    const loops = backendSimd(tf.backend())
+    if (!loops) throw new Error('the SIMD loops did not load on the wasm backend')
+    return loops
+  }
+  const random = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + seed) * 10 ** ((i % 5) - 2))
+
+  it("dispatch's row sums and an embedding's gradient, on rows 7 wide (a vector and a tail): the JavaScript loops' bits (cpu)", () => {
+    // 4 tokens, 6 routed rows (token 3 in one expert), width 7
+    const index = new Int32Array([0, 2, 1, 3, 2, 0])
+    const inverses = [new Int32Array([0, 2, 1, 3]), new Int32Array([5, 6, 4, 6])] // 6: not routed
+    const x = random(4 * 7, 1)
+    const z = random(6 * 7, 2)
+    const ids = new Int32Array([2, 0, 2, 1, 2])
+    const dy = random(5 * 7, 3)
+    const run = (): tf.Tensor[] => [
+      unpermuteRows(tf.tensor2d(z, [6, 7]), index, inverses),
+      tf.grad((v: tf.Tensor) => tf.sum(tf.mul(permuteRows(v as tf.Tensor2D, index, inverses), tf.tensor2d(z, [6, 7]))))(tf.tensor2d(x, [4, 7])),
+      tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), tf.tensor2d(dy, [5, 7]))))(tf.tensor2d(random(3 * 7, 4), [3, 7])),
+    ]
+    const want = onCpu(run)
+    const add = vi.spyOn(simd(), 'add')
+    const got = run().map((t) => Array.from(t.dataSync()))
+    expect(got).toEqual(want)
+    // 6 routed rows summed back, twice (the unpermute, the permute's gradient); 5 embedding rows
+    expect(add).toHaveBeenCalledTimes(2 * 6 + 5)
+  })
+
+  it('RoPE and leading-axis sums run there; a RoPE half width that is not a multiple of 4 takes the JavaScript loop, the same bits', async () => {
+    const rope = vi.spyOn(simd(), 'rope')
+    const sumRows = vi.spyOn(simd(), 'sumRows')
+    for (const D of [8, 12]) {
+      const shape: [number, number, number, number] = [1, 2, 3, D]
+      const run = (): tf.Tensor[] => {
+        const { cos, sin } = ropeTables(1e4, D, 3, 3)
+        return [applyRope(tf.tensor4d(random(6 * D, D), shape), cos, sin)]
+      }
+      expect(run().map((t) => Array.from(t.dataSync())), `D=${D}`).toEqual(onCpu(run))
+    }
+    expect(rope.mock.results.map((r) => r.value)).toEqual([true, false])
+    tf.sum(tf.tensor2d(random(9 * 7, 5), [9, 7]), 0).dispose()
+    expect(sumRows).toHaveBeenCalledTimes(1)
   })
 })
 
