@@ -6,14 +6,17 @@
  *
  * On the cpu backend the update is one fused pass per parameter (a kernel over the tensors'
  * arrays) instead of eleven element-wise kernels, each a JavaScript loop of its own: the update of
- * the bundled 2.7 M-parameter model went from 680 to 45 ms. The fused pass rounds to float32
- * after every operation in the same order as the kernels, so it gives the same bits (tested).
- * wasm keeps TF.js's kernels: the same fused loop in JavaScript measured no faster there (35 ms
- * against 26-36 ms idle on 2 cores; its kernels are SIMD), nor do other backends need it.
+ * the bundled 2.7 M-parameter model went from 680 to 45 ms. On wasm it is the same pass in
+ * WebAssembly SIMD on the heap (wasmSimd.ts; the fused loop in JavaScript was slower there than
+ * TF.js's SIMD kernels, 181 against 86 ms for issue 16's 15.5 M parameters; the SIMD pass reads
+ * each array once where the kernels read and wrote eleven). Both round to float32 after every
+ * operation in the same order as the kernels, so they give the same bits (tested). Other
+ * backends keep TF.js's kernels.
  */
 import * as tf from '@tensorflow/tfjs'
 import { runKernel } from './kernelCall'
 import { ownedVariable } from './ops'
+import { backendSimd } from './wasmSimd'
 
 /** The scalars of one update, as the element-wise path makes them (float32 scalar tensors). */
 interface UpdateScalars {
@@ -80,13 +83,34 @@ function fusedKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; at
   return [out.p, out.m, out.v].map((values) => b.makeTensorInfo(p.shape, 'float32', values))
 }
 
-let registered = false
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array
+}
 
+/** The update on the wasm heap, by the SIMD loop (only registered where it loads). */
+function fusedWasmKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const { p, m, v, g } = args.inputs as Record<'p' | 'm' | 'v' | 'g', tf.TensorInfo>
+  const b = args.backend as WasmBackendLike
+  const k = args.attrs as unknown as UpdateScalars
+  const outs = [0, 1, 2].map(() => b.makeOutput(p.shape, 'float32'))
+  // Addresses taken after the allocations (which may grow the heap).
+  const [pa, ma, va, ga, po, mo, vo] = [p, m, v, g, ...outs].map((t) => b.typedArrayFromHeap(t).byteOffset)
+  const scalars = { b1: k.b1, b1c: 1 - k.b1, b2: k.b2, b2c: 1 - k.b2, decay: k.decay ?? 1, bc2: k.bc2, eps: k.eps, step: k.stepSize }
+  backendSimd(b)!.adamw(pa, ma, va, ga, { p: po, m: mo, v: vo }, tf.util.sizeFromShape(p.shape), scalars)
+  return outs
+}
+
+const registered = new Set<string>()
+
+/** Whether the fused update runs on the current backend (registering its kernel the first time). */
 function fusedHere(): boolean {
-  if (tf.getBackend() !== 'cpu') return false
-  if (!registered) {
-    registered = true
-    tf.registerKernel({ kernelName: FUSED_KERNEL, backendName: 'cpu', kernelFunc: fusedKernel as unknown as tf.KernelFunc })
+  const name = tf.getBackend()
+  const kernel = name === 'cpu' ? fusedKernel : name === 'wasm' && backendSimd(tf.backend()) ? fusedWasmKernel : null
+  if (!kernel) return false
+  if (!registered.has(name)) {
+    registered.add(name)
+    tf.registerKernel({ kernelName: FUSED_KERNEL, backendName: name, kernelFunc: kernel as unknown as tf.KernelFunc })
   }
   return true
 }
@@ -98,7 +122,7 @@ export interface AdamWOptions {
   weightDecay?: number
   /** Which parameters take weight decay (default: all, as torch does). */
   decay?: (name: string) => boolean
-  /** The fused update where the backend has it (cpu); false: TF.js's element-wise kernels everywhere. */
+  /** The fused update where the backend has it (cpu, wasm); false: TF.js's element-wise kernels everywhere. */
   fused?: boolean
 }
 
