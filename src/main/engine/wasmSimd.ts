@@ -233,7 +233,126 @@ const ADAMW: Fn = (() => {
   }
 })()
 
-const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW]
+/** An element-wise function of `ins` input arrays and `outs` output arrays over n floats. */
+function map(fnName: string, ins: number, outs: number, scalars: number, body: (op: Op) => number[]): Fn {
+  const arrays = ins + outs
+  const n = arrays
+  const k0 = n + 1 // f32 scalars
+  const [o, end] = [k0 + scalars, k0 + scalars + 1]
+  const splat0 = end + 1 // v128 copies of the scalars
+  const tmp0 = splat0 + scalars // two scratch locals of each kind
+  const locals = [I32, I32, ...Array(scalars).fill(V128), V128, V128, F32, F32]
+  return {
+    name: fnName,
+    params: [...Array(arrays).fill(I32), I32, ...Array(scalars).fill(F32)],
+    results: [],
+    locals,
+    body: [
+      ...Array.from({ length: scalars }, (_, i) => [...get(k0 + i), ...SPLAT, ...set(splat0 + i)]).flat(),
+      ...elementwise(n, o, end, (simd, at) => {
+        const [load, store, arith] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
+        return body({
+          arith,
+          load: (i) => [...at(i), ...load],
+          store: (j, value) => [...at(ins + j), ...value, ...store],
+          scalar: (i) => get(simd ? splat0 + i : k0 + i),
+          tmp: (i) => (simd ? tmp0 + i : tmp0 + 2 + i),
+        })
+      }),
+    ],
+  }
+}
+
+interface Op {
+  arith: Record<Arith, number[]>
+  /** Pushes the current element of input i. */
+  load(i: number): number[]
+  /** Stores `value` (code that pushes it) as the current element of output j. */
+  store(j: number, value: number[]): number[]
+  /** Pushes scalar i (splatted in the vector pass). */
+  scalar(i: number): number[]
+  /** A scratch local (0 or 1) of the current pass's type. */
+  tmp(i: number): number
+}
+
+// silu_mul(g, s, u, out, n): out = (g·s)·u, s = sigmoid(g) (TF.js's): SwiGLU's product.
+const SILU_MUL = map('silu_mul', 3, 1, 0, ({ arith, load, store }) =>
+  store(0, [...load(0), ...load(1), ...arith.mul, ...load(2), ...arith.mul]),
+)
+
+// silu_mul_grad(dy, g, s, u, dg, du, n): TF.js's gradients of (g·s)·u through Mul, Mul and
+// Sigmoid: a = dy·u; du = dy·(g·s); dg = a·s + (a·g)·(s·(1 − s)).
+const SILU_MUL_GRAD = map('silu_mul_grad', 4, 2, 1, ({ arith, load, store, scalar, tmp }) => {
+  const a = tmp(0)
+  // prettier-ignore
+  return [
+    ...load(0), ...load(3), ...arith.mul, ...set(a),
+    ...store(1, [...load(0), ...load(1), ...load(2), ...arith.mul, ...arith.mul]),
+    ...store(0, [
+      ...get(a), ...load(2), ...arith.mul,
+      ...get(a), ...load(1), ...arith.mul, ...load(2), ...scalar(0), ...load(2), ...arith.sub, ...arith.mul, ...arith.mul,
+      ...arith.add,
+    ]),
+  ]
+})
+
+// scale_add(x, m, out, n, scale): out = x·scale + m (attention's scaled, masked scores).
+const SCALE_ADD = map('scale_add', 2, 1, 1, ({ arith, load, store, scalar }) =>
+  store(0, [...load(0), ...scalar(0), ...arith.mul, ...load(1), ...arith.add]),
+)
+
+/**
+ * softmax_grad(y, dy, out, rows, cols, scale): TF.js's gradient of softmax over rows of y, times
+ * scale: with p = dy·y, out = (p − (Σ p)·y)·scale, the row sum in order from 0 as TF.js's Sum.
+ */
+const SOFTMAX_GRAD: Fn = (() => {
+  const [y, dy, out, rows, cols, scale] = [0, 1, 2, 3, 4, 5]
+  const [r, o, end, sum, at, sv, kv] = [6, 7, 8, 9, 10, 11, 12]
+  const addr = (base: number): number[] => [...get(base), ...get(at), ...I32_ADD, ...get(o), ...I32_ADD]
+  // prettier-ignore
+  // A row's vector pass, then its scalar tail from where the vector pass stopped.
+  const pass = (code: (simd: boolean) => number[]): number[] => [
+    ...i32(0), ...set(o),
+    ...get(cols), ...i32(-4), ...I32_AND, ...i32(4), ...I32_MUL, ...set(end), ...loop(o, end, 16, code(true)),
+    ...get(cols), ...i32(4), ...I32_MUL, ...set(end), ...loop(o, end, 4, code(false)),
+  ]
+  // prettier-ignore
+  const product = (simd: boolean): number[] => {
+    const [load, store, op] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
+    return [...addr(out), ...addr(dy), ...load, ...addr(y), ...load, ...op.mul, ...store]
+  }
+  // prettier-ignore
+  const result = (simd: boolean): number[] => {
+    const [load, store, op] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
+    const [s, k] = simd ? [sv, kv] : [sum, scale]
+    return [
+      ...addr(out), ...addr(out), ...load, ...get(s), ...addr(y), ...load, ...op.mul, ...op.sub, ...get(k), ...op.mul, ...store,
+    ]
+  }
+  // prettier-ignore
+  return {
+    name: 'softmax_grad',
+    params: [I32, I32, I32, I32, I32, F32],
+    results: [],
+    locals: [I32, I32, I32, F32, I32, V128, V128],
+    body: [
+      ...get(scale), ...SPLAT, ...set(kv),
+      ...i32(0), ...set(r), ...i32(0), ...set(at),
+      ...loop(r, rows, 1, [
+        ...pass(product),
+        // the row sum, one float at a time
+        0x43, 0, 0, 0, 0, ...set(sum), // f32.const 0
+        ...i32(0), ...set(o), ...get(cols), ...i32(4), ...I32_MUL, ...set(end),
+        ...loop(o, end, 4, [...get(sum), ...addr(out), ...F32_LOAD, ...SCALAR.add, ...set(sum)]),
+        ...get(sum), ...SPLAT, ...set(sv),
+        ...pass(result),
+        ...get(at), ...get(cols), ...i32(4), ...I32_MUL, ...I32_ADD, ...set(at),
+      ]),
+    ],
+  }
+})()
+
+const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW, SILU_MUL, SILU_MUL_GRAD, SCALE_ADD, SOFTMAX_GRAD]
 
 /** The module: FNS over an imported memory "env"."memory". */
 export function simdModuleBytes(): Uint8Array {
@@ -272,6 +391,14 @@ export interface HeapSimd {
   /** ropeRows (wasmKernels.ts) on x (rows, D), tables (T, D); D/2 a multiple of 4 (else false, and nothing done). */
   rope(x: number, cos: number, sin: number, out: number, rows: number, T: number, D: number, transpose: boolean): boolean
   adamw(p: number, m: number, v: number, g: number, out: { p: number; m: number; v: number }, n: number, k: AdamWScalars): void
+  /** out = (g·s)·u over n floats (s = sigmoid(g)). */
+  siluMul(g: number, s: number, u: number, out: number, n: number): void
+  /** dg, du of siluMul for its gradient dy, as TF.js's Mul, Mul and Sigmoid gradients make them. */
+  siluMulGrad(dy: number, g: number, s: number, u: number, dg: number, du: number, n: number): void
+  /** out = x·scale + m over n floats. */
+  scaleAdd(x: number, m: number, out: number, n: number, scale: number): void
+  /** TF.js's softmax gradient over rows of (y, dy), times scale: (dy·y − Σ(dy·y)·y)·scale. */
+  softmaxGrad(y: number, dy: number, out: number, rows: number, cols: number, scale: number): void
 }
 
 const made = new WeakMap<WebAssembly.Memory, HeapSimd | null>()
@@ -297,6 +424,10 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | null {
         },
         adamw: (p, m, v, g, out, n, k) =>
           e.adamw(p, m, v, g, out.p, out.m, out.v, n, k.b1, k.b1c, k.b2, k.b2c, k.decay, k.bc2, k.eps, k.step),
+        siluMul: (g, s, u, out, n) => e.silu_mul(g, s, u, out, n),
+        siluMulGrad: (dy, g, s, u, dg, du, n) => e.silu_mul_grad(dy, g, s, u, dg, du, n, 1),
+        scaleAdd: (x, m, out, n, scale) => e.scale_add(x, m, out, n, scale),
+        softmaxGrad: (y, dy, out, rows, cols, scale) => e.softmax_grad(y, dy, out, rows, cols, scale),
       }
     } catch {
       simd = null
