@@ -14,7 +14,7 @@ import type { OffloadStats } from '../../shared/chat'
 import { pagedWeights, type Paging } from './paging'
 import { headChunkRows, headTensor } from './units'
 import { custom, runKernel } from './kernelCall'
-import { ROPE } from './wasmKernels'
+import { fusedWasmKernels, ROPE, SCALE_ADD, SOFTMAX_GRAD } from './wasmKernels'
 
 export interface KvCache {
   /** Number of positions already in the cache. */
@@ -116,6 +116,23 @@ export function ropeTables(theta: number, headDim: number, start: number, T: num
     }
   }
   return { cos: tf.tensor2d(cos, [T, headDim]), sin: tf.tensor2d(sin, [T, headDim]) }
+}
+
+/**
+ * softmax(scores·scale + mask) over the last axis, the mask (rep·T, S) added to every (batch,
+ * head) block. On wasm: the scale and the mask in one pass, and the gradient (TF.js's softmax
+ * gradient, then the scale) in one kernel where TF.js makes five over (B, heads, T, S) floats;
+ * the same operations in the same order, so the same bits (tested).
+ */
+export function maskedSoftmax(scores: tf.Tensor, scale: number, mask: tf.Tensor2D): tf.Tensor {
+  const [R, S] = scores.shape.slice(-2)
+  if (!fusedWasmKernels() || scores.dtype !== 'float32' || mask.shape[0] !== R || mask.shape[1] !== S)
+    return tf.softmax(tf.add(tf.mul(scores, scale), mask))
+  return custom(([x], save) => {
+    const y = tf.softmax(runKernel(SCALE_ADD, { x, mask }, { scale }) as tf.Tensor)
+    save([y])
+    return { value: y, gradFunc: (dy, [y2]) => runKernel(SOFTMAX_GRAD, { y: y2, dy }, { scale }) as tf.Tensor }
+  }, scores)
 }
 
 /** x·cos + rotate_half(x)·sin on the last axis of x (B, heads, T, headDim). */
@@ -397,9 +414,7 @@ export class MoeModel {
     // Grouped-query attention without copying keys: query heads of one kv head are stacked
     // along the rows (head h = kv·rep + r), which is HF's repeat_kv order.
     const qg = tf.reshape(q4, [B, nkv, rep * T, hd]) // (B, nkv, rep·T, hd)
-    let scores = tf.mul(mm(qg, k4, true), 1 / Math.sqrt(hd)) // (B, nkv, rep·T, S)
-    scores = tf.add(scores, i >= c.maxWindowLayers ? ctx.windowMask : ctx.fullMask)
-    let attn = tf.softmax(scores) // (B, nkv, rep·T, S)
+    let attn = maskedSoftmax(mm(qg, k4, true), 1 / Math.sqrt(hd), i >= c.maxWindowLayers ? ctx.windowMask : ctx.fullMask) // (B, nkv, rep·T, S)
     if (training && c.attentionDropout > 0) attn = dropout(attn, c.attentionDropout, needRng(rng))
     const attnOut = tf.reshape(mm(attn, v4), [B, nh, T, hd]) // (B, nh, T, hd)
     const merged = tf.reshape(tf.transpose(attnOut, [0, 2, 1, 3]), [N, nh * hd]) // (N, nh·hd)

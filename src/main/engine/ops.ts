@@ -11,7 +11,17 @@ import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
 import { nativeMatMul } from './nativeMatMul'
 import { custom, runKernel } from './kernelCall'
-import { addRowsBack, COPY, GATHER_ROWS, GATHER_SUM, SCATTER_ADD_ROWS, scatterAddRows } from './wasmKernels'
+import {
+  addRowsBack,
+  COPY,
+  fusedWasmKernels,
+  GATHER_ROWS,
+  GATHER_SUM,
+  SCATTER_ADD_ROWS,
+  scatterAddRows,
+  SILU_MUL,
+  SILU_MUL_GRAD,
+} from './wasmKernels'
 
 /**
  * Backends whose tensors live in this process's memory: there, copying rows in JavaScript beats
@@ -376,6 +386,27 @@ export function plainWeights(get: (name: string) => tf.Tensor, chunked: Readonly
   }
 }
 
+/**
+ * silu(g)·u = (g·sigmoid(g))·u, SwiGLU's product. On wasm, one pass each way after TF.js's
+ * sigmoid (wasmSimd.ts) where TF.js makes two multiplies forward and eight kernels backward over
+ * (tokens × width) floats: the same operations in the same order, so the same bits (tested).
+ */
+export function siluMul(g: tf.Tensor, u: tf.Tensor): tf.Tensor {
+  if (!fusedWasmKernels() || g.dtype !== 'float32' || !tf.util.arraysEqual(g.shape, u.shape)) return tf.mul(tf.mul(g, tf.sigmoid(g)), u)
+  return custom(
+    ([gg, uu], save) => {
+      const s = tf.sigmoid(gg)
+      save([gg, s, uu])
+      return {
+        value: runKernel(SILU_MUL, { g: gg, s, u: uu }, {}) as tf.Tensor,
+        gradFunc: (dy, [g2, s2, u2]) => runKernel(SILU_MUL_GRAD, { dy, g: g2, s: s2, u: u2 }, {}) as tf.Tensor[],
+      }
+    },
+    g,
+    u,
+  )
+}
+
 /** SwiGLU MLP: down(silu(gate(x)) · up(x)), with optional dropout on the product. */
 export function swiglu(
   x: tf.Tensor2D,
@@ -384,7 +415,7 @@ export function swiglu(
   dropout?: (t: tf.Tensor2D) => tf.Tensor2D,
 ): tf.Tensor2D {
   const g = w.linear(x, gate) // (N, I)
-  let hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), w.linear(x, up)) as tf.Tensor2D // (N, I)
+  let hidden = siluMul(g, w.linear(x, up)) as tf.Tensor2D // (N, I)
   if (dropout) hidden = dropout(hidden)
   return w.linear(hidden, down) // (N, H)
 }

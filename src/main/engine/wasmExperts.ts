@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { custom, runKernel } from './kernelCall'
 import { nativeMatMul } from './nativeMatMul'
+import { siluMul } from './ops'
 
 interface WasmModule {
   cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void
@@ -450,7 +451,7 @@ export function groupedSwiglu(xs: tf.Tensor2D, counts: number[], experts: Expert
       rows,
     )
   const g = project(xT, 0)
-  const hidden = tf.mul(tf.mul(g, tf.sigmoid(g)), project(xT, 1))
+  const hidden = siluMul(g, project(xT, 1))
   const down = project(hidden, 2)
   return (rows ? tf.reshape(down, [A, H]) : blockTranspose(down, counts, H, false)) as tf.Tensor2D
 }

@@ -208,6 +208,60 @@ function copyKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): 
   return out
 }
 
+/** The fused element-wise kernels of wasmSimd.ts (registered only where its loops load). */
+export const SILU_MUL = 'MoeWorkbenchSiluMul'
+export const SILU_MUL_GRAD = 'MoeWorkbenchSiluMulGrad'
+export const SCALE_ADD = 'MoeWorkbenchScaleAdd'
+export const SOFTMAX_GRAD = 'MoeWorkbenchSoftmaxGrad'
+
+/** The byte address of t on the heap (take it after every allocation: the heap may grow). */
+const address = (backend: WasmBackendLike, t: tf.TensorInfo): number => backend.typedArrayFromHeap(t).byteOffset
+
+/** (g·s)·u, s = sigmoid(g): SwiGLU's product in one pass. */
+function siluMulKernel(args: KernelArgs): tf.TensorInfo {
+  const { g, s, u } = args.inputs as Record<'g' | 's' | 'u', tf.TensorInfo>
+  const backend = args.backend as unknown as WasmBackendLike
+  const out = backend.makeOutput(g.shape, 'float32')
+  const at = (t: tf.TensorInfo): number => address(backend, t)
+  backendSimd(backend)!.siluMul(at(g), at(s), at(u), at(out), tf.util.sizeFromShape(g.shape))
+  return out
+}
+
+/** [dg, du] of siluMulKernel for dy. */
+function siluMulGradKernel(args: KernelArgs): tf.TensorInfo[] {
+  const { dy, g, s, u } = args.inputs as Record<'dy' | 'g' | 's' | 'u', tf.TensorInfo>
+  const backend = args.backend as unknown as WasmBackendLike
+  const [dg, du] = [backend.makeOutput(g.shape, 'float32'), backend.makeOutput(u.shape, 'float32')]
+  const at = (t: tf.TensorInfo): number => address(backend, t)
+  backendSimd(backend)!.siluMulGrad(at(dy), at(g), at(s), at(u), at(dg), at(du), tf.util.sizeFromShape(g.shape))
+  return [dg, du]
+}
+
+/** x·scale + mask, the mask (the trailing dimensions of x) added to each of x's blocks. */
+function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
+  const { x, mask } = args.inputs as Record<'x' | 'mask', tf.TensorInfo>
+  const scale = (args.attrs as unknown as { scale: number }).scale
+  const backend = args.backend as unknown as WasmBackendLike
+  const out = backend.makeOutput(x.shape, 'float32')
+  const [px, pm, po] = [x, mask, out].map((t) => address(backend, t))
+  const block = tf.util.sizeFromShape(mask.shape)
+  const simd = backendSimd(backend)!
+  for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
+  return out
+}
+
+/** The gradient of softmax (its output y, last axis) for dy, times scale. */
+function softmaxGradKernel(args: KernelArgs): tf.TensorInfo {
+  const { y, dy } = args.inputs as Record<'y' | 'dy', tf.TensorInfo>
+  const scale = (args.attrs as unknown as { scale: number }).scale
+  const backend = args.backend as unknown as WasmBackendLike
+  const out = backend.makeOutput(y.shape, 'float32')
+  const cols = y.shape[y.shape.length - 1]
+  const rows = cols === 0 ? 0 : tf.util.sizeFromShape(y.shape) / cols
+  backendSimd(backend)!.softmaxGrad(address(backend, y), address(backend, dy), address(backend, out), rows, cols, scale)
+  return out
+}
+
 export const COPY = 'MoeWorkbenchCopy'
 export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
 export const GATHER_SUM = 'MoeWorkbenchGatherSum'
@@ -230,6 +284,14 @@ function shareBuffer({ inputs, backend }: KernelArgs): tf.TensorInfo {
   const x = inputs.x!
   ;(backend as unknown as { incRef(d: tf.DataId): void }).incRef(x.dataId)
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+}
+
+/**
+ * Whether the current backend runs the fused kernels above (SILU_MUL, SCALE_ADD and their
+ * gradients): wasm, with the SIMD loops loaded over its memory.
+ */
+export function fusedWasmKernels(): boolean {
+  return tf.getBackend() === 'wasm' && tf.getKernel(SILU_MUL, 'wasm') !== undefined && backendSimd(tf.backend()) !== null
 }
 
 /** Replaces and adds the wasm backend's kernels above (once; call after the backend started). */
@@ -283,6 +345,13 @@ export function registerWasmKernels(): void {
     (args.attrs as unknown as { dtype: tf.DataType }).dtype === args.inputs.x!.dtype ? shareBuffer(args) : cast(args),
   )
   tf.registerKernel({ kernelName: ROPE, backendName: 'wasm', kernelFunc: ropeKernel as tf.KernelFunc })
+  for (const [kernelName, kernelFunc] of [
+    [SILU_MUL, siluMulKernel],
+    [SILU_MUL_GRAD, siluMulGradKernel],
+    [SCALE_ADD, scaleAddKernel],
+    [SOFTMAX_GRAD, softmaxGradKernel],
+  ] as const)
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: SCATTER_ADD_ROWS, backendName: 'wasm', kernelFunc: scatterAddRowsKernel as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_SUM, backendName: 'wasm', kernelFunc: gatherSumKernel as tf.KernelFunc })

@@ -10,7 +10,8 @@ import { applyRope, ropeTables } from '../../../src/main/engine/model'
 import { nativeMatMul, useNativeMatMul } from '../../../src/main/engine/nativeMatMul'
 import { registerWasmKernels, ROPE } from '../../../src/main/engine/wasmKernels'
 import { backendSimd } from '../../../src/main/engine/wasmSimd'
-import { embedLookup, permuteRows, unpermuteRows } from '../../../src/main/engine/ops'
+import { embedLookup, permuteRows, siluMul, unpermuteRows } from '../../../src/main/engine/ops'
+import { maskedSoftmax } from '../../../src/main/engine/model'
 import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
 beforeAll(async () => {
@@ -153,8 +154,12 @@ describe('wasm kernels in the SIMD loops (wasmSimd.ts)', () => {
     const dy = random(5 * 7, 3)
     const run = (): tf.Tensor[] => [
       unpermuteRows(tf.tensor2d(z, [6, 7]), index, inverses),
-      tf.grad((v: tf.Tensor) => tf.sum(tf.mul(permuteRows(v as tf.Tensor2D, index, inverses), tf.tensor2d(z, [6, 7]))))(tf.tensor2d(x, [4, 7])),
-      tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), tf.tensor2d(dy, [5, 7]))))(tf.tensor2d(random(3 * 7, 4), [3, 7])),
+      tf.grad((v: tf.Tensor) => tf.sum(tf.mul(permuteRows(v as tf.Tensor2D, index, inverses), tf.tensor2d(z, [6, 7]))))(
+        tf.tensor2d(x, [4, 7]),
+      ),
+      tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embedLookup(t as tf.Tensor2D, ids), tf.tensor2d(dy, [5, 7]))))(
+        tf.tensor2d(random(3 * 7, 4), [3, 7]),
+      ),
     ]
     const want = onCpu(run)
     const add = vi.spyOn(simd(), 'add')
@@ -173,11 +178,61 @@ describe('wasm kernels in the SIMD loops (wasmSimd.ts)', () => {
         const { cos, sin } = ropeTables(1e4, D, 3, 3)
         return [applyRope(tf.tensor4d(random(6 * D, D), shape), cos, sin)]
       }
-      expect(run().map((t) => Array.from(t.dataSync())), `D=${D}`).toEqual(onCpu(run))
+      expect(
+        run().map((t) => Array.from(t.dataSync())),
+        `D=${D}`,
+      ).toEqual(onCpu(run))
     }
     expect(rope.mock.results.map((r) => r.value)).toEqual([true, false])
     tf.sum(tf.tensor2d(random(9 * 7, 5), [9, 7]), 0).dispose()
     expect(sumRows).toHaveBeenCalledTimes(1)
+  })
+})
+
+describe('fused SwiGLU product and attention softmax on wasm', () => {
+  const random = (n: number, seed: number, scale = 1): number[] =>
+    Array.from({ length: n }, (_, i) => Math.sin(i * 2.1 + seed) * scale * 10 ** ((i % 3) - 1))
+  const bits = (ts: tf.Tensor[]): number[][] => ts.map((t) => Array.from(t.dataSync()))
+
+  it("siluMul: (g·sigmoid(g))·u and both gradients with TF.js's kernels' bits, in one kernel each way", async () => {
+    const [g, u, dy] = [random(3 * 37, 1, 4), random(3 * 37, 2), random(3 * 37, 3)].map((a) => tf.tensor2d(a, [3, 37]))
+    const composed = (a: tf.Tensor, c: tf.Tensor): tf.Tensor => tf.mul(tf.mul(a, tf.sigmoid(a)), c)
+    const want = bits([composed(g, u), ...tf.grads(composed)([g, u], dy)])
+    const profile = await tf.profile(() => {
+      const got = bits([siluMul(g, u), ...tf.grads((a: tf.Tensor, c: tf.Tensor) => siluMul(a, c))([g, u], dy)])
+      expect(got).toEqual(want)
+    })
+    const names = profile.kernels.map((k) => k.name)
+    expect(names.filter((n) => n === 'MoeWorkbenchSiluMul')).toHaveLength(2) // alone, and under tf.grads
+    expect(names.filter((n) => n === 'MoeWorkbenchSiluMulGrad')).toHaveLength(1)
+    expect(names).not.toContain('Multiply')
+    // other shapes (a broadcast) keep TF.js's kernels
+    expect(siluMul(g, tf.tensor1d(random(37, 4))).shape).toEqual([3, 37])
+  })
+
+  it("maskedSoftmax: softmax(x·scale + mask) and its gradient with TF.js's kernels' bits, the mask on every block", async () => {
+    const [B, R, S] = [2, 5, 37]
+    const x = tf.tensor4d(random(B * 3 * R * S, 5, 6), [B, 3, R, S])
+    const mask = tf.tensor2d(
+      Array.from({ length: R * S }, (_, i) => (i % S > (i / S) * 7 + 3 ? -1e9 : 0)),
+      [R, S],
+    )
+    const dy = tf.tensor4d(random(B * 3 * R * S, 6), [B, 3, R, S])
+    const scale = 1 / Math.sqrt(32)
+    const composed = (t: tf.Tensor): tf.Tensor => tf.softmax(tf.add(tf.mul(t, scale), mask))
+    const want = bits([composed(x), tf.grad(composed)(x, dy)])
+    expect(want[0].filter((v) => v === 0).length).toBeGreaterThan(0) // masked places
+    const profile = await tf.profile(() => {
+      const got = bits([maskedSoftmax(x, scale, mask), tf.grad((t: tf.Tensor) => maskedSoftmax(t, scale, mask))(x, dy)])
+      expect(got).toEqual(want)
+    })
+    const names = profile.kernels.map((k) => k.name)
+    expect(names.filter((n) => n === 'MoeWorkbenchScaleAdd')).toHaveLength(2)
+    expect(names.filter((n) => n === 'MoeWorkbenchSoftmaxGrad')).toHaveLength(1)
+    expect(names).not.toContain('Multiply')
+    // a mask of another shape keeps TF.js's kernels, broadcasting it
+    const row = tf.zeros([1, S]) as tf.Tensor2D
+    expect(bits([maskedSoftmax(x, scale, row)])).toEqual(bits([tf.softmax(tf.add(tf.mul(x, scale), row))]))
   })
 })
 
