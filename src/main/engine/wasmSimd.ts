@@ -5,14 +5,17 @@
  * Those kernels (wasmKernels.ts: the row sums of token dispatch, an embedding's gradient, RoPE, a
  * norm weight's gradient; optimizer.ts: AdamW) were JavaScript loops over Float32Array views of
  * the heap: V8 runs them at ~4 ns an element here (a float32 load, a double add, a float32 store),
- * where four lanes of f32x4 run at memory speed. This module is a few hundred bytes of
- * WebAssembly, assembled below, that imports TF.js's own wasm memory, so it reads and writes the
- * tensors where they lie. Each lane of f32x4.add, sub, mul, div and sqrt is the IEEE float32
- * operation, so every result has the bits of the float32 operations it replaces, in the same
- * order (tested against the JavaScript loops and TF.js's kernels).
+ * where four lanes of f32x4 run at memory speed. Others fuse what TF.js runs as chains of
+ * element-wise kernels, each a pass over memory (SwiGLU's product, attention's scale, mask and
+ * softmax gradient), and a softmax with a vectorised exp. This module is about two kilobytes of
+ * WebAssembly, assembled below, that imports TF.js's own wasm memory (the threaded build's shared
+ * one too), so it reads and writes the tensors where they lie. Each lane of f32x4.add, sub, mul,
+ * div and sqrt is the IEEE float32 operation, so every result but the softmax's has the bits of
+ * the float32 operations it replaces, in the same order (tested against the JavaScript loops and
+ * TF.js's kernels); the softmax is within 2 ulp of exact, and a row's bits depend on that row only.
  *
- * Not used (null) where the memory is shared (the threaded wasm build) or the runtime refuses the
- * module: the JavaScript loops remain.
+ * Null where the runtime refuses the module (no WebAssembly SIMD): the JavaScript loops and
+ * TF.js's kernels remain.
  */
 
 const I32 = 0x7f
@@ -352,12 +355,103 @@ const SOFTMAX_GRAD: Fn = (() => {
   }
 })()
 
-const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW, SILU_MUL, SILU_MUL_GRAD, SCALE_ADD, SOFTMAX_GRAD]
+/** f32.const v. */
+function f32(v: number): number[] {
+  return [0x43, ...new Uint8Array(Float32Array.of(v).buffer)]
+}
+/** 0x1.MMMMMMp{e} (a C hex float: mantissa digits after the point, six of them). */
+const hexFloat = (digits: string, e: number): number => (1 + parseInt(digits, 16) / 2 ** 24) * 2 ** e
 
-/** The module: FNS over an imported memory "env"."memory". */
-export function simdModuleBytes(): Uint8Array {
+const V_MAX = [0xfd, 0xe9, 0x01]
+const V_LT = [0xfd, 0x43]
+const V_ANDNOT = [0xfd, 0x4f]
+const V_NEAREST = [0xfd, 0x6a]
+const I32X4_TRUNC_SAT = [0xfd, 0xf8, 0x01]
+const I32X4_ADD = [0xfd, 0xae, 0x01]
+const I32X4_SHL = [0xfd, 0xab, 0x01]
+const I32X4_SPLAT = [0xfd, 0x11]
+const LANE = (i: number): number[] => [0xfd, 0x1f, i] // f32x4.extract_lane
+const F32_MAX = [0x97]
+
+/**
+ * softmax_rows(x, out, rows, cols): the softmax of each row (cols a multiple of 4): its max, then
+ * exp(x − max) by XNNPACK's rr2-p5 approximation (2^n · p(t), Cody-Waite reduction, a degree-5
+ * minimax polynomial: within 2 ulp; 0 below the float32 normal range), summed in four lanes
+ * combined in a fixed order, then each divided by the sum. One row at a time on one thread: the
+ * bits of a row do not depend on the others or on the thread count.
+ */
+const SOFTMAX_ROWS: Fn = (() => {
+  const [x, out, rows, cols] = [0, 1, 2, 3]
+  const [r, o, end, at] = [4, 5, 6, 7]
+  const [vmax, vsum, vz, vn, vs, vt, vp] = [8, 9, 10, 11, 12, 13, 14]
+  const [log2e, mLn2Hi, mLn2Lo, c1, c2, c3, c4, c5, cutoff] = [15, 16, 17, 18, 19, 20, 21, 22, 23]
+  const constants: [number, number][] = [
+    [log2e, Math.LOG2E],
+    [mLn2Hi, -hexFloat('62E400', -1)],
+    [mLn2Lo, -hexFloat('7F7D1C', -20)],
+    [c1, hexFloat('FFFFF6', -1)],
+    [c2, hexFloat('FFFDC6', -2)],
+    [c3, hexFloat('555A80', -3)],
+    [c4, hexFloat('573A1A', -5)],
+    [c5, hexFloat('0F9F9C', -7)],
+    [cutoff, -hexFloat('5D589E', 6)],
+  ]
+  const addr = (base: number): number[] => [...get(base), ...get(at), ...I32_ADD, ...get(o), ...I32_ADD]
+  const mul = SIMD.mul
+  const add = SIMD.add
+  // prettier-ignore
+  const exp = [ // vz → exp(vz) on the stack, vz ≤ 0
+    ...get(vz), ...get(log2e), ...mul, ...V_NEAREST, ...set(vn),
+    ...get(vn), ...I32X4_TRUNC_SAT, ...i32(127), ...I32X4_SPLAT, ...I32X4_ADD, ...i32(23), ...I32X4_SHL, ...set(vs),
+    ...get(vz), ...get(vn), ...get(mLn2Hi), ...mul, ...add, ...get(vn), ...get(mLn2Lo), ...mul, ...add, ...set(vt),
+    ...get(c5), ...get(vt), ...mul, ...get(c4), ...add,
+    ...get(vt), ...mul, ...get(c3), ...add,
+    ...get(vt), ...mul, ...get(c2), ...add,
+    ...get(vt), ...mul, ...get(c1), ...add, ...set(vp),
+    ...get(vt), ...get(vs), ...mul, ...get(vp), ...mul, ...get(vs), ...add,
+    ...get(vz), ...get(cutoff), ...V_LT, ...V_ANDNOT,
+  ]
+  // prettier-ignore
+  return {
+    name: 'softmax_rows',
+    params: [I32, I32, I32, I32],
+    results: [],
+    locals: [I32, I32, I32, I32, ...Array(16).fill(V128)],
+    body: [
+      ...constants.flatMap(([local, v]) => [...f32(v), ...SPLAT, ...set(local)]),
+      ...get(cols), ...i32(4), ...I32_MUL, ...set(end),
+      ...i32(0), ...set(r), ...i32(0), ...set(at),
+      ...loop(r, rows, 1, [
+        ...f32(-Infinity), ...SPLAT, ...set(vmax),
+        ...i32(0), ...set(o),
+        ...loop(o, end, 16, [...get(vmax), ...addr(x), ...V128_LOAD, ...V_MAX, ...set(vmax)]),
+        ...get(vmax), ...LANE(0), ...get(vmax), ...LANE(1), ...F32_MAX,
+        ...get(vmax), ...LANE(2), ...get(vmax), ...LANE(3), ...F32_MAX, ...F32_MAX, ...SPLAT, ...set(vmax),
+        ...f32(0), ...SPLAT, ...set(vsum),
+        ...i32(0), ...set(o),
+        ...loop(o, end, 16, [
+          ...addr(x), ...V128_LOAD, ...get(vmax), ...SIMD.sub, ...set(vz),
+          ...addr(out), ...exp, ...set(vp), ...get(vp), ...V128_STORE,
+          ...get(vsum), ...get(vp), ...add, ...set(vsum),
+        ]),
+        ...get(vsum), ...LANE(0), ...get(vsum), ...LANE(1), ...SCALAR.add,
+        ...get(vsum), ...LANE(2), ...get(vsum), ...LANE(3), ...SCALAR.add, ...SCALAR.add, ...SPLAT, ...set(vsum),
+        ...i32(0), ...set(o),
+        ...loop(o, end, 16, [...addr(out), ...addr(out), ...V128_LOAD, ...get(vsum), ...SIMD.div, ...V128_STORE]),
+        ...get(at), ...get(end), ...I32_ADD, ...set(at),
+      ]),
+    ],
+  }
+})()
+
+const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW, SILU_MUL, SILU_MUL_GRAD, SCALE_ADD, SOFTMAX_GRAD, SOFTMAX_ROWS]
+
+/** The module: FNS over an imported memory "env"."memory" (a shared one, or not). */
+export function simdModuleBytes(shared = false): Uint8Array {
   const types = FNS.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))])
-  const imports = [[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]] // memory, limits: min 0, no max
+  // memory, limits: min 0 and no max; shared (the threaded build's), min 0, max 4 GiB
+  const limits = shared ? [0x03, 0x00, ...uleb(65536)] : [0x00, 0x00]
+  const imports = [[...name('env'), ...name('memory'), 0x02, ...limits]]
   const code = FNS.map((f) => {
     const body = [...vec(f.locals.map((t) => [1, t])), ...f.body, 0x0b]
     return [...uleb(body.length), ...body]
@@ -397,48 +491,58 @@ export interface HeapSimd {
   siluMulGrad(dy: number, g: number, s: number, u: number, dg: number, du: number, n: number): void
   /** out = x·scale + m over n floats. */
   scaleAdd(x: number, m: number, out: number, n: number, scale: number): void
+  /** The softmax of each row of x (rows, cols) into out; cols a multiple of 4 (else false, and nothing done). */
+  softmax(x: number, out: number, rows: number, cols: number): boolean
   /** TF.js's softmax gradient over rows of (y, dy), times scale: (dy·y − Σ(dy·y)·y)·scale. */
   softmaxGrad(y: number, dy: number, out: number, rows: number, cols: number, scale: number): void
 }
 
 const made = new WeakMap<WebAssembly.Memory, HeapSimd | null>()
 
-/** The loops over `memory`, or null where they cannot run (a shared memory; no SIMD here). */
+/** The loops over `memory` (shared or not), or null where the runtime refuses them (no SIMD). */
 export function heapSimd(memory: WebAssembly.Memory): HeapSimd | null {
   if (made.has(memory)) return made.get(memory)!
   let simd: HeapSimd | null = null
-  if (!(typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer)) {
-    try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(simdModuleBytes() as BufferSource), { env: { memory } })
-      const e = inst.exports as Record<string, (...args: number[]) => void>
-      simd = {
-        add: (dst, src, n) => e.add(dst, src, n),
-        sumRows: (x, out, rows, cols) => {
-          new Uint8Array(memory.buffer, out, cols * 4).fill(0)
-          e.sum_rows(x, out, rows, cols)
-        },
-        rope: (x, cos, sin, out, rows, T, D, transpose) => {
-          if (D % 8 !== 0) return false
-          ;(transpose ? e.rope_t : e.rope)(x, cos, sin, out, rows, T, D)
-          return true
-        },
-        adamw: (p, m, v, g, out, n, k) =>
-          e.adamw(p, m, v, g, out.p, out.m, out.v, n, k.b1, k.b1c, k.b2, k.b2c, k.decay, k.bc2, k.eps, k.step),
-        siluMul: (g, s, u, out, n) => e.silu_mul(g, s, u, out, n),
-        siluMulGrad: (dy, g, s, u, dg, du, n) => e.silu_mul_grad(dy, g, s, u, dg, du, n, 1),
-        scaleAdd: (x, m, out, n, scale) => e.scale_add(x, m, out, n, scale),
-        softmaxGrad: (y, dy, out, rows, cols, scale) => e.softmax_grad(y, dy, out, rows, cols, scale),
-      }
-    } catch {
-      simd = null
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer
+  try {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(simdModuleBytes(shared) as BufferSource), { env: { memory } })
+    const e = inst.exports as Record<string, (...args: number[]) => void>
+    simd = {
+      add: (dst, src, n) => e.add(dst, src, n),
+      sumRows: (x, out, rows, cols) => {
+        new Uint8Array(memory.buffer, out, cols * 4).fill(0)
+        e.sum_rows(x, out, rows, cols)
+      },
+      rope: (x, cos, sin, out, rows, T, D, transpose) => {
+        if (D % 8 !== 0) return false
+        ;(transpose ? e.rope_t : e.rope)(x, cos, sin, out, rows, T, D)
+        return true
+      },
+      adamw: (p, m, v, g, out, n, k) =>
+        e.adamw(p, m, v, g, out.p, out.m, out.v, n, k.b1, k.b1c, k.b2, k.b2c, k.decay, k.bc2, k.eps, k.step),
+      siluMul: (g, s, u, out, n) => e.silu_mul(g, s, u, out, n),
+      siluMulGrad: (dy, g, s, u, dg, du, n) => e.silu_mul_grad(dy, g, s, u, dg, du, n, 1),
+      scaleAdd: (x, m, out, n, scale) => e.scale_add(x, m, out, n, scale),
+      softmax: (x, out, rows, cols) => {
+        if (cols % 4 !== 0) return false
+        e.softmax_rows(x, out, rows, cols)
+        return true
+      },
+      softmaxGrad: (y, dy, out, rows, cols, scale) => e.softmax_grad(y, dy, out, rows, cols, scale),
     }
+  } catch {
+    simd = null
   }
   made.set(memory, simd)
   return simd
 }
 
-/** The loops over a TF.js wasm backend's memory (its Emscripten module's `asm.memory`), or null. */
+/**
+ * The loops over a TF.js wasm backend's memory, or null: the single-threaded build's Emscripten
+ * module exports its memory (`asm.memory`), the threaded build imports a shared one (`wasmMemory`).
+ */
 export function backendSimd(backend: unknown): HeapSimd | null {
-  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory
+  const wasm = (backend as { wasm?: { wasmMemory?: unknown; asm?: { memory?: unknown } } }).wasm
+  const memory = wasm?.wasmMemory ?? wasm?.asm?.memory
   return memory instanceof WebAssembly.Memory ? heapSimd(memory) : null
 }

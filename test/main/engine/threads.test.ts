@@ -2,7 +2,7 @@
  * Threads on wasm: the count follows MOE_WORKBENCH_THREADS, and a forward's logits and a training
  * step's gradients are bit-identical on 1 and 2 threads (each in its own process: the count is
  * fixed when the backend starts), whether the threads run TF.js's threaded XNNPACK build or the
- * native matmul.
+ * native matmul, with the SIMD loops on either heap.
  */
 import { execFileSync } from 'node:child_process'
 import os from 'node:os'
@@ -13,7 +13,7 @@ import { wasmMatMulPaths } from './helpers'
 
 const ROOT = join(import.meta.dirname, '../../..')
 
-function probe(threads: number, matmul: 'native' | 'wasm'): { threads: number; matmul: string; hash: string; loss: number } {
+function probe(threads: number, matmul: 'native' | 'wasm'): { threads: number; matmul: string; simd: boolean; hash: string; loss: number } {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'threadsProbe.ts')], {
     cwd: ROOT,
     env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads), MOE_WORKBENCH_MATMUL: matmul },
@@ -45,6 +45,8 @@ describe('wasm threads', () => {
     expect(two.threads).toBe(2)
     expect(one.matmul).toMatch(matmul === 'native' ? /^onnxruntime-node / : /^XNNPACK \(wasm\)$/)
     expect(Number.isFinite(one.loss)).toBe(true)
+    // the SIMD loops on both heaps: the threaded build's shared one too
+    expect([one.simd, two.simd]).toEqual([true, true])
     expect(two.hash).toBe(one.hash)
   })
 })

@@ -1,7 +1,7 @@
 /**
  * Run as a child process by threads.test.ts (MOE_WORKBENCH_THREADS and MOE_WORKBENCH_MATMUL set by
- * the parent): prints the wasm backend's thread count, what multiplies, and a hash of a forward's
- * logits and a training step's gradients.
+ * the parent): prints the wasm backend's thread count, what multiplies, whether the SIMD loops
+ * (wasmSimd.ts) run on its heap, and a hash of a forward's logits and a training step's gradients.
  */
 import { createHash } from 'node:crypto'
 import * as tf from '@tensorflow/tfjs'
@@ -9,6 +9,7 @@ import { initBackend } from '../../../src/main/engine/backend'
 import { MoeModel } from '../../../src/main/engine/model'
 import { disposeGrads, lossAndGrads } from '../../../src/main/engine/objective'
 import { Rng } from '../../../src/main/engine/ops'
+import { backendSimd } from '../../../src/main/engine/wasmSimd'
 import { randomIds, randomWeights, tinyConfig } from './helpers'
 
 const report = await initBackend('wasm')
@@ -24,4 +25,5 @@ for (const [name, t] of [...g.grads].sort(([a], [b]) => (a < b ? -1 : 1))) {
   hash.update(Buffer.from((t.dataSync() as Float32Array).buffer))
 }
 disposeGrads(g.grads)
-console.log(JSON.stringify({ threads: report.threads, matmul: report.matmul, hash: hash.digest('hex'), loss: g.parts.loss }))
+const simd = backendSimd(tf.backend()) !== null
+console.log(JSON.stringify({ threads: report.threads, matmul: report.matmul, simd, hash: hash.digest('hex'), loss: g.parts.loss }))

@@ -30,10 +30,16 @@ function setUp() {
 }
 
 describe('WebAssembly SIMD loops on the heap', () => {
-  it('are made once per memory, and not at all over a shared memory', () => {
+  it("are made once per memory, and over a shared memory too (the threaded build's)", () => {
     const { memory, simd } = setUp()
     expect(heapSimd(memory)).toBe(simd)
-    expect(heapSimd(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }))).toBeNull()
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true })
+    const onShared = heapSimd(shared)!
+    const heap = new Float32Array(shared.buffer)
+    heap.set([1, 2, 3, 4, 5], 0)
+    heap.set([10, 20, 30, 40, 50], 8)
+    onShared.add(0, 32, 5)
+    expect(Array.from(heap.subarray(0, 6))).toEqual([11, 22, 33, 44, 55, 0])
   })
 
   it.each([0, 1, 3, 4, 13, 64])('add: dst += src over %i floats, float32 sums, nothing past the end', (n) => {
@@ -87,6 +93,38 @@ describe('WebAssembly SIMD loops on the heap', () => {
     fill(3001, 3 * 6)
     expect(simd.rope(4, 2001 * 4, 3001 * 4, 6001 * 4, 3, 3, 6, false)).toBe(false)
     expect(heap.subarray(6001, 6001 + 18).every(Number.isNaN)).toBe(true)
+  })
+
+  it.each([
+    [3, 8],
+    [5, 256],
+    [2, 4096],
+  ])('softmax: %i rows of %i, within 4e-6 of exact; 0 where exp underflows or the input is -inf; NaN stays NaN', (rows, cols) => {
+    const { simd, heap, fill } = setUp()
+    const x = fill(1, rows * cols).map((v, i) => v * 40 + (i % 3))
+    x[1] = -Infinity // masked
+    x[cols + 2] = x[cols + 3] - 120 // far below the row's max: exp underflows
+    heap.set(x, 1)
+    const out = 1 + rows * cols + 3
+    expect(simd.softmax(4, out * 4, rows, cols)).toBe(true)
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(x.subarray(r * cols, (r + 1) * cols))
+      const max = Math.max(...row)
+      const sum = row.reduce((a, v) => a + Math.exp(v - max), 0)
+      row.forEach((v, c) => {
+        const want = Math.exp(v - max) / sum
+        const got = heap[out + r * cols + c]
+        if (v - max < -87.4) expect(got, `row ${r} col ${c}`).toBe(0)
+        else expect(Math.abs(got - want), `row ${r} col ${c}`).toBeLessThanOrEqual(4e-6 * want)
+      })
+    }
+    expect(heap[1 + 1]).toBe(-Infinity) // x untouched
+    expect(heap[out + 1]).toBe(0)
+    expect(heap[out + rows * cols]).toBeNaN()
+    heap[1 + 5] = NaN
+    simd.softmax(4, out * 4, 1, cols)
+    expect(heap[out]).toBeNaN()
+    expect(simd.softmax(4, out * 4, 1, cols - 2)).toBe(false) // not a multiple of 4: the caller's
   })
 
   it.each([
