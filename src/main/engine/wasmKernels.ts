@@ -9,7 +9,7 @@
  * kernels' on every size (tested in wasmKernels.test.ts).
  */
 import * as tf from '@tensorflow/tfjs'
-import { nativeMatMul, type NativeMatMul } from './nativeMatMul'
+import { nativeMatMul } from './nativeMatMul'
 import { batchMatMulKernel } from './wasmExperts'
 import { backendSimd } from './wasmSimd'
 
@@ -112,14 +112,24 @@ export function addRowsBack(dst: Float32Array, src: Float32Array, inverses: Int3
 }
 
 /** Softmax over the last axis of x, written by the native kernels into a fresh output. */
-function nativeSoftmax(x: tf.TensorInfo, backend: WasmBackendLike, native: NativeMatMul): tf.TensorInfo {
-  const size = tf.util.sizeFromShape(x.shape)
+/**
+ * Softmax over the last axis of x into a fresh output: the SIMD loop where its rows are a multiple
+ * of 4 wide (wasmSimd.ts: 2048 × 4096 logits in ~25 ms, ONNX Runtime's ~34, TF.js's scalar exp 95),
+ * else the native kernels; null where neither can (TF.js's kernel then). The choice depends on the
+ * row width only, so a row's bits do not depend on how many rows came with it.
+ */
+function fastSoftmax(x: tf.TensorInfo, backend: WasmBackendLike): tf.TensorInfo | null {
   const cols = x.shape[x.shape.length - 1]
+  const simd = backendSimd(backend)
+  const native = nativeMatMul()
+  if ((!simd || cols % 4 !== 0) && !native) return null
+  const size = tf.util.sizeFromShape(x.shape)
   const out = backend.makeOutput(x.shape, 'float32')
   if (size === 0) return out
   const rows = size / cols
   // Views taken after the allocation (which may grow the heap).
-  native.softmax({ x: backend.typedArrayFromHeap(x) as Float32Array, out: backend.typedArrayFromHeap(out) as Float32Array, rows, cols })
+  const [vx, vo] = [backend.typedArrayFromHeap(x) as Float32Array, backend.typedArrayFromHeap(out) as Float32Array]
+  if (!simd?.softmax(vx.byteOffset, vo.byteOffset, rows, cols)) native!.softmax({ x: vx, out: vo, rows, cols })
   return out
 }
 
@@ -315,13 +325,12 @@ export function registerWasmKernels(): void {
       nativeMatMul() !== null && a.dtype === 'float32' && b.dtype === 'float32' && (batchA === batchB || batchA === 1 || batchB === 1)
     return native ? batchMatMulKernel(args as never) : batchMatMul(args)
   })
-  // Softmax on the last axis by the native kernels where they are in use (every size, so a
+  // Softmax on the last axis by the SIMD loop or the native kernels (every number of rows, so a
   // tensor's bits do not depend on how the engine batched it); TF.js's scalar-exp kernel otherwise.
   override('Softmax', (args, softmax) => {
     const x = args.inputs.logits!
-    const native = nativeMatMul()
-    if (!native || x.dtype !== 'float32' || x.shape.length === 0) return softmax(args)
-    return nativeSoftmax(x, args.backend as unknown as WasmBackendLike, native)
+    if (x.dtype !== 'float32' || x.shape.length === 0) return softmax(args)
+    return fastSoftmax(x, args.backend as unknown as WasmBackendLike) ?? softmax(args)
   })
   // A sum over leading axes (a broadcast operand's gradient: a bias's, a norm weight's) without
   // TF.js's transpose: 4 ms for 2048 × 256 rows, now ~0.5.

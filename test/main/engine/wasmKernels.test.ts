@@ -237,6 +237,29 @@ describe('fused SwiGLU product and attention softmax on wasm', () => {
 })
 
 describe('wasm Softmax with the native kernels', () => {
+  it('takes the SIMD loop for rows a multiple of 4 wide, native kernels or not: the reference within float32 rounding, a row alone the same bits', async () => {
+    const loops = backendSimd(tf.backend())!
+    const simdSoftmax = vi.spyOn(loops, 'softmax')
+    const real = nativeMatMul()
+    const nativeSoftmax = real ? vi.spyOn(real, 'softmax') : null
+    const [rows, cols] = [37, 300]
+    const data = Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.77) * 9)
+    const want = onCpu(() => tf.softmax(tf.tensor2d(data, [rows, cols])))[0]
+    try {
+      for (const native of [real, null]) {
+        useNativeMatMul(native)
+        const got = tf.softmax(tf.tensor2d(data, [rows, cols])).dataSync()
+        got.forEach((v, i) => expect(Math.abs(v - want[i]), `element ${i}`).toBeLessThan(4e-6 * Math.max(want[i], 1e-3)))
+        const alone = tf.softmax(tf.tensor2d(data.slice(5 * cols, 6 * cols), [1, cols])).dataSync()
+        expect(Array.from(alone)).toEqual(Array.from(got.slice(5 * cols, 6 * cols)))
+      }
+    } finally {
+      useNativeMatMul(real)
+    }
+    expect(simdSoftmax).toHaveBeenCalledTimes(4)
+    if (nativeSoftmax) expect(nativeSoftmax).not.toHaveBeenCalled()
+  })
+
   it('takes the native softmax on every size, each row as the reference within float32 rounding, the same bits alone or in a batch', async () => {
     const paths = await wasmMatMulPaths()
     if (!paths.includes('native')) return
