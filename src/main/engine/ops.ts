@@ -392,7 +392,7 @@ export function plainWeights(get: (name: string) => tf.Tensor, chunked: Readonly
  * (tokens × width) floats: the same operations in the same order, so the same bits (tested).
  */
 export function siluMul(g: tf.Tensor, u: tf.Tensor): tf.Tensor {
-  if (!fusedWasmKernels() || g.dtype !== 'float32' || !tf.util.arraysEqual(g.shape, u.shape)) return tf.mul(tf.mul(g, tf.sigmoid(g)), u)
+  if (!fusedWasmKernels() || !tf.util.arraysEqual(g.shape, u.shape)) return tf.mul(tf.mul(g, tf.sigmoid(g)), u)
   return custom(
     ([gg, uu], save) => {
       const s = tf.sigmoid(gg)

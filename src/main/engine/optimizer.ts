@@ -106,7 +106,7 @@ const registered = new Set<string>()
 /** Whether the fused update runs on the current backend (registering its kernel the first time). */
 function fusedHere(): boolean {
   const name = tf.getBackend()
-  const kernel = name === 'cpu' ? fusedKernel : name === 'wasm' && backendSimd(tf.backend()) ? fusedWasmKernel : null
+  const kernel = name === 'cpu' ? fusedKernel : backendSimd(tf.backend()) ? fusedWasmKernel : null // wasm, its loops loaded
   if (!kernel) return false
   if (!registered.has(name)) {
     registered.add(name)

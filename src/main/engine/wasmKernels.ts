@@ -2,11 +2,13 @@
  * Faster wasm kernels. TF.js 4.22's wasm Slice (and SplitV, made of it) first copies the whole
  * source tensor out of the heap into JavaScript (readSync), then the part wanted back in: slicing
  * 8 MB of routed tokens into 64 experts copied 512 MB. A contiguous slice (a range of rows) is now
- * one copy of the part, heap to heap; others take TF.js's own kernel. Also here: the row gathers of
- * token dispatch, products and softmax on the native kernels where they are loaded
- * (nativeMatMul.ts), RoPE in one pass, sums over leading axes without a transpose, and casts and
- * copies that share a buffer instead of copying it. Each gives TF.js's bits, or the native
- * kernels' on every size (tested in wasmKernels.test.ts).
+ * one copy of the part, heap to heap; others take TF.js's own kernel. Also here: the row gathers
+ * and sums of token dispatch, products on the native kernels where they are loaded
+ * (nativeMatMul.ts), softmax by a SIMD loop or the native kernels, RoPE in one pass, sums over
+ * leading axes without a transpose, SwiGLU's product and attention's scale, mask and softmax
+ * gradient fused (the loops of wasmSimd.ts), and casts and copies that share a buffer instead of
+ * copying it. Each gives TF.js's bits, or, for products and softmax, bits that depend on a row
+ * alone (tested in wasmKernels.test.ts).
  */
 import * as tf from '@tensorflow/tfjs'
 import { nativeMatMul } from './nativeMatMul'
@@ -111,7 +113,6 @@ export function addRowsBack(dst: Float32Array, src: Float32Array, inverses: Int3
     }
 }
 
-/** Softmax over the last axis of x, written by the native kernels into a fresh output. */
 /**
  * Softmax over the last axis of x into a fresh output: the SIMD loop where its rows are a multiple
  * of 4 wide (wasmSimd.ts: 2048 × 4096 logits in ~25 ms, ONNX Runtime's ~34, TF.js's scalar exp 95),
@@ -218,7 +219,7 @@ function copyKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): 
   return out
 }
 
-/** The fused element-wise kernels of wasmSimd.ts (registered only where its loops load). */
+/** The fused element-wise kernels of wasmSimd.ts (used where its loops load: fusedWasmKernels). */
 export const SILU_MUL = 'MoeWorkbenchSiluMul'
 export const SILU_MUL_GRAD = 'MoeWorkbenchSiluMulGrad'
 export const SCALE_ADD = 'MoeWorkbenchScaleAdd'
@@ -256,7 +257,7 @@ function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
   const [px, pm, po] = [x, mask, out].map((t) => address(backend, t))
   const block = tf.util.sizeFromShape(mask.shape)
   const simd = backendSimd(backend)!
-  for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
+  for (let at = 0; block > 0 && at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
   return out
 }
 
@@ -298,10 +299,11 @@ function shareBuffer({ inputs, backend }: KernelArgs): tf.TensorInfo {
 
 /**
  * Whether the current backend runs the fused kernels above (SILU_MUL, SCALE_ADD and their
- * gradients): wasm, with the SIMD loops loaded over its memory.
+ * gradients): wasm (the only backend with a wasm heap), its kernels registered (registerWasmKernels),
+ * with the SIMD loops loaded over its heap.
  */
 export function fusedWasmKernels(): boolean {
-  return tf.getBackend() === 'wasm' && tf.getKernel(SILU_MUL, 'wasm') !== undefined && backendSimd(tf.backend()) !== null
+  return backendSimd(tf.backend()) !== null && tf.getKernel(SILU_MUL, 'wasm') !== undefined
 }
 
 /** Replaces and adds the wasm backend's kernels above (once; call after the backend started). */

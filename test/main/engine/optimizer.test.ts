@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { initBackend } from '../../../src/main/engine/backend'
 import { AdamW } from '../../../src/main/engine/optimizer'
 import { Rng } from '../../../src/main/engine/ops'
+import { useDeviceSim } from './helpers'
 
 function setUp(seed: number) {
   const rng = new Rng(seed)
@@ -66,6 +67,18 @@ describe('AdamW', () => {
     const names = profile.kernels.map((k) => k.name)
     expect(names.filter((n) => n === 'MoeWorkbenchAdamW')).toHaveLength(params.size)
     expect(names).not.toContain('Sqrt')
+    opt.dispose()
+    tf.dispose([...params.values(), ...g.values()])
+  })
+
+  it('other backends (webgpu, native TensorFlow: here a stand-in) keep the element-wise kernels', async () => {
+    await useDeviceSim()
+    const { params, grads } = setUp(1)
+    const opt = new AdamW({ weightDecay: 0.1 })
+    const g = grads(0)
+    const names = (await tf.profile(() => opt.apply(params, g, 1e-3))).kernels.map((k) => k.name)
+    expect(names).not.toContain('MoeWorkbenchAdamW')
+    expect(names).toContain('Sqrt')
     opt.dispose()
     tf.dispose([...params.values(), ...g.values()])
   })

@@ -206,8 +206,12 @@ describe('fused SwiGLU product and attention softmax on wasm', () => {
     expect(names.filter((n) => n === 'MoeWorkbenchSiluMul')).toHaveLength(2) // alone, and under tf.grads
     expect(names.filter((n) => n === 'MoeWorkbenchSiluMulGrad')).toHaveLength(1)
     expect(names).not.toContain('Multiply')
-    // other shapes (a broadcast) keep TF.js's kernels
-    expect(siluMul(g, tf.tensor1d(random(37, 4))).shape).toEqual([3, 37])
+    // a broadcast operand keeps TF.js's kernels (and values)
+    const row = tf.tensor1d(random(37, 4))
+    expect(bits([siluMul(g, row)])).toEqual(bits([composed(g, row)]))
+    // other backends: the composition
+    const gu = (): [tf.Tensor, tf.Tensor] => [tf.tensor2d(random(3 * 37, 1, 4), [3, 37]), tf.tensor2d(random(3 * 37, 2), [3, 37])]
+    expect(onCpu(() => siluMul(...gu()))).toEqual(onCpu(() => composed(...gu())))
   })
 
   it("maskedSoftmax: softmax(x·scale + mask) and its gradient with TF.js's kernels' bits, the mask on every block", async () => {
@@ -231,8 +235,22 @@ describe('fused SwiGLU product and attention softmax on wasm', () => {
     expect(names.filter((n) => n === 'MoeWorkbenchSoftmaxGrad')).toHaveLength(1)
     expect(names).not.toContain('Multiply')
     // a mask of another shape keeps TF.js's kernels, broadcasting it
-    const row = tf.zeros([1, S]) as tf.Tensor2D
-    expect(bits([maskedSoftmax(x, scale, row)])).toEqual(bits([tf.softmax(tf.add(tf.mul(x, scale), row))]))
+    const column = tf.tensor2d(random(R, 7, 3), [R, 1])
+    expect(bits([maskedSoftmax(x, scale, column)])).toEqual(bits([tf.softmax(tf.add(tf.mul(x, scale), column))]))
+    // a mask that does not broadcast is refused, as TF.js refuses it
+    expect(() => maskedSoftmax(x, scale, tf.zeros([2, S]) as tf.Tensor2D)).toThrow(/broadcast|shape/i)
+    // and int32 scores
+    const ints = tf.tensor4d(
+      Array.from({ length: B * 3 * R * S }, (_, i) => (i % 11) - 5),
+      [B, 3, R, S],
+      'int32',
+    )
+    expect(bits([maskedSoftmax(ints, scale, mask)])).toEqual(bits([tf.softmax(tf.add(tf.mul(ints, scale), mask))]))
+    // other backends: the composition (TF.js's cpu softmax)
+    const onCpuWant = onCpu(() =>
+      tf.softmax(tf.add(tf.mul(tf.tensor4d(x.dataSync(), x.shape), scale), tf.tensor2d(mask.dataSync(), [R, S]))),
+    )
+    expect(onCpu(() => maskedSoftmax(tf.tensor4d(x.dataSync(), x.shape), scale, tf.tensor2d(mask.dataSync(), [R, S])))).toEqual(onCpuWant)
   })
 })
 
