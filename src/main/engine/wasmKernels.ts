@@ -257,7 +257,7 @@ function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
   const [px, pm, po] = [x, mask, out].map((t) => address(backend, t))
   const block = tf.util.sizeFromShape(mask.shape)
   const simd = backendSimd(backend)!
-  for (let at = 0; block > 0 && at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
+  for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
   return out
 }
 
