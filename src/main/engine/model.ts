@@ -14,7 +14,7 @@ import type { OffloadStats } from '../../shared/chat'
 import { pagedWeights, type Paging } from './paging'
 import { headChunkRows, headTensor } from './units'
 import { custom, runKernel } from './kernelCall'
-import { fusedWasmKernels, ROPE, SCALE_ADD, SOFTMAX_GRAD } from './wasmKernels'
+import { fusedWasmKernels, MASKED_SOFTMAX, ROPE, SCALE_ADD, SOFTMAX_GRAD } from './wasmKernels'
 
 export interface KvCache {
   /** Number of positions already in the cache. */
@@ -120,16 +120,21 @@ export function ropeTables(theta: number, headDim: number, start: number, T: num
 
 /**
  * softmax(scores·scale + mask) over the last axis, the mask (rep·T, S) added to every (batch,
- * head) block. On wasm: the scale and the mask in one pass, and the gradient (TF.js's softmax
- * gradient, then the scale) in one kernel where TF.js makes five over (B, heads, T, S) floats;
- * the same operations in the same order, so the same bits (tested).
+ * head) block. On wasm: the scale, the mask and the softmax in one pass (S a multiple of 4), and
+ * the gradient (TF.js's softmax gradient, then the scale) in one kernel where TF.js makes five
+ * over (B, heads, T, S) floats; the same operations in the same order, so the same bits as the
+ * composition on the same backend (tested).
  */
 export function maskedSoftmax(scores: tf.Tensor, scale: number, mask: tf.Tensor2D): tf.Tensor {
   const [R, S] = scores.shape.slice(-2)
   if (!fusedWasmKernels() || scores.dtype !== 'float32' || mask.shape[0] !== R || mask.shape[1] !== S)
     return tf.softmax(tf.add(tf.mul(scores, scale), mask))
   return custom(([x], save) => {
-    const y = tf.softmax(runKernel(SCALE_ADD, { x, mask }, { scale }) as tf.Tensor)
+    // one pass where the SIMD softmax takes the rows (4k wide), else the scaled scores, then softmax
+    const y =
+      S % 4 === 0
+        ? (runKernel(MASKED_SOFTMAX, { x, mask }, { scale }) as tf.Tensor)
+        : tf.softmax(runKernel(SCALE_ADD, { x, mask }, { scale }) as tf.Tensor)
     save([y])
     return { value: y, gradFunc: (dy, [y2]) => runKernel(SOFTMAX_GRAD, { y: y2, dy }, { scale }) as tf.Tensor }
   }, scores)

@@ -224,6 +224,7 @@ export const SILU_MUL = 'MoeWorkbenchSiluMul'
 export const SILU_MUL_GRAD = 'MoeWorkbenchSiluMulGrad'
 export const SCALE_ADD = 'MoeWorkbenchScaleAdd'
 export const SOFTMAX_GRAD = 'MoeWorkbenchSoftmaxGrad'
+export const MASKED_SOFTMAX = 'MoeWorkbenchMaskedSoftmax'
 
 /** The byte address of t on the heap (take it after every allocation: the heap may grow). */
 const address = (backend: WasmBackendLike, t: tf.TensorInfo): number => backend.typedArrayFromHeap(t).byteOffset
@@ -258,6 +259,21 @@ function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
   const block = tf.util.sizeFromShape(mask.shape)
   const simd = backendSimd(backend)!
   for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
+  return out
+}
+
+/**
+ * softmax(x·scale + mask) over the last axis, the mask (R, S) on each of x's blocks, in one pass
+ * (rows a multiple of 4 wide: the caller checks): the bits of SCALE_ADD then the SIMD softmax.
+ */
+function maskedSoftmaxKernel(args: KernelArgs): tf.TensorInfo {
+  const { x, mask } = args.inputs as Record<'x' | 'mask', tf.TensorInfo>
+  const scale = (args.attrs as unknown as { scale: number }).scale
+  const backend = args.backend as unknown as WasmBackendLike
+  const out = backend.makeOutput(x.shape, 'float32')
+  const [R, S] = mask.shape
+  const rows = S === 0 ? 0 : tf.util.sizeFromShape(x.shape) / S
+  backendSimd(backend)!.maskedSoftmax(address(backend, x), address(backend, mask), address(backend, out), rows, S, R, scale)
   return out
 }
 
@@ -361,6 +377,7 @@ export function registerWasmKernels(): void {
     [SILU_MUL_GRAD, siluMulGradKernel],
     [SCALE_ADD, scaleAddKernel],
     [SOFTMAX_GRAD, softmaxGradKernel],
+    [MASKED_SOFTMAX, maskedSoftmaxKernel],
   ] as const)
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })

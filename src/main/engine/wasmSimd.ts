@@ -379,12 +379,16 @@ const F32_MAX = [0x97]
  * minimax polynomial: within 2 ulp; 0 below the float32 normal range), summed in four lanes
  * combined in a fixed order, then each divided by the sum. One row at a time on one thread: the
  * bits of a row do not depend on the others or on the thread count.
+ * masked_softmax_rows(x, out, rows, cols, mask, maskRows, scale): the same of x·scale + mask, with
+ * mask row r mod maskRows (attention's scores), each x·scale + m made again where it is read
+ * instead of written out and read back: the bits of softmax_rows over scale_add's output.
  */
-const SOFTMAX_ROWS: Fn = (() => {
-  const [x, out, rows, cols] = [0, 1, 2, 3]
-  const [r, o, end, at] = [4, 5, 6, 7]
-  const [vmax, vsum, vz, vn, vs, vt, vp] = [8, 9, 10, 11, 12, 13, 14]
-  const [log2e, mLn2Hi, mLn2Lo, c1, c2, c3, c4, c5, cutoff] = [15, 16, 17, 18, 19, 20, 21, 22, 23]
+function softmaxRowsFn(masked: boolean): Fn {
+  const [x, out, rows, cols, mask, maskRows, scale] = [0, 1, 2, 3, 4, 5, 6]
+  const L = masked ? 7 : 4 // the first local
+  const [r, o, end, at, mrow] = [L, L + 1, L + 2, L + 3, L + 4]
+  const [vmax, vsum, vz, vn, vs, vt, vp, vscale] = [L + 5, L + 6, L + 7, L + 8, L + 9, L + 10, L + 11, L + 12]
+  const [log2e, mLn2Hi, mLn2Lo, c1, c2, c3, c4, c5, cutoff] = Array.from({ length: 9 }, (_, i) => L + 13 + i)
   const constants: [number, number][] = [
     [log2e, Math.LOG2E],
     [mLn2Hi, -hexFloat('62E400', -1)],
@@ -400,6 +404,10 @@ const SOFTMAX_ROWS: Fn = (() => {
   const mul = SIMD.mul
   const add = SIMD.add
   // prettier-ignore
+  const value = masked // the current four values of the row: x, or x·scale + mask
+    ? [...addr(x), ...V128_LOAD, ...get(vscale), ...mul, ...get(mrow), ...get(o), ...I32_ADD, ...V128_LOAD, ...add]
+    : [...addr(x), ...V128_LOAD]
+  // prettier-ignore
   const exp = [ // vz → exp(vz) on the stack, vz ≤ 0
     ...get(vz), ...get(log2e), ...mul, ...V_NEAREST, ...set(vn),
     ...get(vn), ...I32X4_TRUNC_SAT, ...i32(127), ...I32X4_SPLAT, ...I32X4_ADD, ...i32(23), ...I32X4_SHL, ...set(vs),
@@ -413,24 +421,26 @@ const SOFTMAX_ROWS: Fn = (() => {
   ]
   // prettier-ignore
   return {
-    name: 'softmax_rows',
-    params: [I32, I32, I32, I32],
+    name: masked ? 'masked_softmax_rows' : 'softmax_rows',
+    params: masked ? [I32, I32, I32, I32, I32, I32, F32] : [I32, I32, I32, I32],
     results: [],
-    locals: [I32, I32, I32, I32, ...Array(16).fill(V128)],
+    locals: [I32, I32, I32, I32, I32, ...Array(17).fill(V128)],
     body: [
       ...constants.flatMap(([local, v]) => [...f32(v), ...SPLAT, ...set(local)]),
+      ...(masked ? [...get(scale), ...SPLAT, ...set(vscale)] : []),
       ...get(cols), ...i32(4), ...I32_MUL, ...set(end),
       ...i32(0), ...set(r), ...i32(0), ...set(at),
       ...loop(r, rows, 1, [
+        ...(masked ? [...get(mask), ...get(r), ...get(maskRows), ...I32_REM_U, ...get(end), ...I32_MUL, ...I32_ADD, ...set(mrow)] : []),
         ...f32(-Infinity), ...SPLAT, ...set(vmax),
         ...i32(0), ...set(o),
-        ...loop(o, end, 16, [...get(vmax), ...addr(x), ...V128_LOAD, ...V_MAX, ...set(vmax)]),
+        ...loop(o, end, 16, [...get(vmax), ...value, ...V_MAX, ...set(vmax)]),
         ...get(vmax), ...LANE(0), ...get(vmax), ...LANE(1), ...F32_MAX,
         ...get(vmax), ...LANE(2), ...get(vmax), ...LANE(3), ...F32_MAX, ...F32_MAX, ...SPLAT, ...set(vmax),
         ...f32(0), ...SPLAT, ...set(vsum),
         ...i32(0), ...set(o),
         ...loop(o, end, 16, [
-          ...addr(x), ...V128_LOAD, ...get(vmax), ...SIMD.sub, ...set(vz),
+          ...value, ...get(vmax), ...SIMD.sub, ...set(vz),
           ...addr(out), ...exp, ...set(vp), ...get(vp), ...V128_STORE,
           ...get(vsum), ...get(vp), ...add, ...set(vsum),
         ]),
@@ -442,9 +452,21 @@ const SOFTMAX_ROWS: Fn = (() => {
       ]),
     ],
   }
-})()
+}
 
-const FNS: Fn[] = [ADD, SUM_ROWS, ropeFn(false), ropeFn(true), ADAMW, SILU_MUL, SILU_MUL_GRAD, SCALE_ADD, SOFTMAX_GRAD, SOFTMAX_ROWS]
+const FNS: Fn[] = [
+  ADD,
+  SUM_ROWS,
+  ropeFn(false),
+  ropeFn(true),
+  ADAMW,
+  SILU_MUL,
+  SILU_MUL_GRAD,
+  SCALE_ADD,
+  SOFTMAX_GRAD,
+  softmaxRowsFn(false),
+  softmaxRowsFn(true),
+]
 
 /** The module: FNS over an imported memory "env"."memory" (a shared one, or not). */
 export function simdModuleBytes(shared = false): Uint8Array {
@@ -493,6 +515,11 @@ export interface HeapSimd {
   scaleAdd(x: number, m: number, out: number, n: number, scale: number): void
   /** The softmax of each row of x (rows, cols) into out; cols a multiple of 4 (else false, and nothing done). */
   softmax(x: number, out: number, rows: number, cols: number): boolean
+  /**
+   * The softmax of each row r of x·scale + mask (mask row r mod maskRows) into out; cols a
+   * multiple of 4 (else false, and nothing done): softmax over scaleAdd's output, without it.
+   */
+  maskedSoftmax(x: number, mask: number, out: number, rows: number, cols: number, maskRows: number, scale: number): boolean
   /** TF.js's softmax gradient over rows of (y, dy), times scale: (dy·y − Σ(dy·y)·y)·scale. */
   softmaxGrad(y: number, dy: number, out: number, rows: number, cols: number, scale: number): void
 }
@@ -526,6 +553,11 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | null {
       softmax: (x, out, rows, cols) => {
         if (cols % 4 !== 0) return false
         e.softmax_rows(x, out, rows, cols)
+        return true
+      },
+      maskedSoftmax: (x, mask, out, rows, cols, maskRows, scale) => {
+        if (cols % 4 !== 0) return false
+        e.masked_softmax_rows(x, out, rows, cols, mask, maskRows, scale)
         return true
       },
       softmaxGrad: (y, dy, out, rows, cols, scale) => e.softmax_grad(y, dy, out, rows, cols, scale),

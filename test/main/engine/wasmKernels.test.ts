@@ -214,44 +214,49 @@ describe('fused SwiGLU product and attention softmax on wasm', () => {
     expect(onCpu(() => siluMul(...gu()))).toEqual(onCpu(() => composed(...gu())))
   })
 
-  it("maskedSoftmax: softmax(x·scale + mask) and its gradient with TF.js's kernels' bits, the mask on every block", async () => {
-    const [B, R, S] = [2, 5, 37]
-    const x = tf.tensor4d(random(B * 3 * R * S, 5, 6), [B, 3, R, S])
-    const mask = tf.tensor2d(
-      Array.from({ length: R * S }, (_, i) => (i % S > (i / S) * 7 + 3 ? -1e9 : 0)),
-      [R, S],
-    )
-    const dy = tf.tensor4d(random(B * 3 * R * S, 6), [B, 3, R, S])
-    const scale = 1 / Math.sqrt(32)
-    const composed = (t: tf.Tensor): tf.Tensor => tf.softmax(tf.add(tf.mul(t, scale), mask))
-    const want = bits([composed(x), tf.grad(composed)(x, dy)])
-    expect(want[0].filter((v) => v === 0).length).toBeGreaterThan(0) // masked places
-    const profile = await tf.profile(() => {
-      const got = bits([maskedSoftmax(x, scale, mask), tf.grad((t: tf.Tensor) => maskedSoftmax(t, scale, mask))(x, dy)])
-      expect(got).toEqual(want)
-    })
-    const names = profile.kernels.map((k) => k.name)
-    expect(names.filter((n) => n === 'MoeWorkbenchScaleAdd')).toHaveLength(2)
-    expect(names.filter((n) => n === 'MoeWorkbenchSoftmaxGrad')).toHaveLength(1)
-    expect(names).not.toContain('Multiply')
-    // a mask of another shape keeps TF.js's kernels, broadcasting it
-    const column = tf.tensor2d(random(R, 7, 3), [R, 1])
-    expect(bits([maskedSoftmax(x, scale, column)])).toEqual(bits([tf.softmax(tf.add(tf.mul(x, scale), column))]))
-    // a mask that does not broadcast is refused, as TF.js refuses it
-    expect(() => maskedSoftmax(x, scale, tf.zeros([2, S]) as tf.Tensor2D)).toThrow(/broadcast|shape/i)
-    // and int32 scores
-    const ints = tf.tensor4d(
-      Array.from({ length: B * 3 * R * S }, (_, i) => (i % 11) - 5),
-      [B, 3, R, S],
-      'int32',
-    )
-    expect(bits([maskedSoftmax(ints, scale, mask)])).toEqual(bits([tf.softmax(tf.add(tf.mul(ints, scale), mask))]))
-    // other backends: the composition (TF.js's cpu softmax)
-    const onCpuWant = onCpu(() =>
-      tf.softmax(tf.add(tf.mul(tf.tensor4d(x.dataSync(), x.shape), scale), tf.tensor2d(mask.dataSync(), [R, S]))),
-    )
-    expect(onCpu(() => maskedSoftmax(tf.tensor4d(x.dataSync(), x.shape), scale, tf.tensor2d(mask.dataSync(), [R, S])))).toEqual(onCpuWant)
-  })
+  it.each([37, 40])(
+    "maskedSoftmax over rows %i wide: softmax(x·scale + mask) and its gradient with the composition's bits, the mask on every block",
+    async (S) => {
+      const [B, R] = [2, 5]
+      const x = tf.tensor4d(random(B * 3 * R * S, 5, 6), [B, 3, R, S])
+      const mask = tf.tensor2d(
+        Array.from({ length: R * S }, (_, i) => (i % S > (i / S) * 7 + 3 ? -1e9 : 0)),
+        [R, S],
+      )
+      const dy = tf.tensor4d(random(B * 3 * R * S, 6), [B, 3, R, S])
+      const scale = 1 / Math.sqrt(32)
+      const composed = (t: tf.Tensor): tf.Tensor => tf.softmax(tf.add(tf.mul(t, scale), mask))
+      const want = bits([composed(x), tf.grad(composed)(x, dy)])
+      expect(want[0].filter((v) => v === 0).length).toBeGreaterThan(0) // masked places
+      const profile = await tf.profile(() => {
+        const got = bits([maskedSoftmax(x, scale, mask), tf.grad((t: tf.Tensor) => maskedSoftmax(t, scale, mask))(x, dy)])
+        expect(got).toEqual(want)
+      })
+      const names = profile.kernels.map((k) => k.name)
+      // rows 4k wide: scale, mask and softmax in one kernel; else the scaled scores, then Softmax
+      expect(names.filter((n) => n === (S % 4 === 0 ? 'MoeWorkbenchMaskedSoftmax' : 'MoeWorkbenchScaleAdd'))).toHaveLength(2)
+      expect(names.filter((n) => n === 'Softmax')).toHaveLength(S % 4 === 0 ? 0 : 2)
+      expect(names.filter((n) => n === 'MoeWorkbenchSoftmaxGrad')).toHaveLength(1)
+      expect(names).not.toContain('Multiply')
+      // a mask of another shape keeps TF.js's kernels, broadcasting it
+      const column = tf.tensor2d(random(R, 7, 3), [R, 1])
+      expect(bits([maskedSoftmax(x, scale, column)])).toEqual(bits([tf.softmax(tf.add(tf.mul(x, scale), column))]))
+      // a mask that does not broadcast is refused, as TF.js refuses it
+      expect(() => maskedSoftmax(x, scale, tf.zeros([2, S]) as tf.Tensor2D)).toThrow(/broadcast|shape/i)
+      // and int32 scores
+      const ints = tf.tensor4d(
+        Array.from({ length: B * 3 * R * S }, (_, i) => (i % 11) - 5),
+        [B, 3, R, S],
+        'int32',
+      )
+      expect(bits([maskedSoftmax(ints, scale, mask)])).toEqual(bits([tf.softmax(tf.add(tf.mul(ints, scale), mask))]))
+      // other backends: the composition (TF.js's cpu softmax)
+      const onCpuWant = onCpu(() =>
+        tf.softmax(tf.add(tf.mul(tf.tensor4d(x.dataSync(), x.shape), scale), tf.tensor2d(mask.dataSync(), [R, S]))),
+      )
+      expect(onCpu(() => maskedSoftmax(tf.tensor4d(x.dataSync(), x.shape), scale, tf.tensor2d(mask.dataSync(), [R, S])))).toEqual(onCpuWant)
+    },
+  )
 })
 
 describe('wasm Softmax with the native kernels', () => {
