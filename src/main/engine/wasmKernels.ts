@@ -228,6 +228,10 @@ export const MASKED_SOFTMAX = 'MoeWorkbenchMaskedSoftmax'
 
 /** The byte address of t on the heap (take it after every allocation: the heap may grow). */
 const address = (backend: WasmBackendLike, t: tf.TensorInfo): number => backend.typedArrayFromHeap(t).byteOffset
+/** How many rows of `cols` t holds (none where a row is empty). */
+const rowsOf = (t: tf.TensorInfo, cols: number): number => (cols === 0 ? 0 : tf.util.sizeFromShape(t.shape) / cols)
+/** A kernel's `scale` attribute. */
+const scaleOf = (args: KernelArgs): number => (args.attrs as unknown as { scale: number }).scale
 
 /** (g·s)·u, s = sigmoid(g): SwiGLU's product in one pass. */
 function siluMulKernel(args: KernelArgs): tf.TensorInfo {
@@ -252,13 +256,12 @@ function siluMulGradKernel(args: KernelArgs): tf.TensorInfo[] {
 /** x·scale + mask, the mask (the trailing dimensions of x) added to each of x's blocks. */
 function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
   const { x, mask } = args.inputs as Record<'x' | 'mask', tf.TensorInfo>
-  const scale = (args.attrs as unknown as { scale: number }).scale
   const backend = args.backend as unknown as WasmBackendLike
   const out = backend.makeOutput(x.shape, 'float32')
   const [px, pm, po] = [x, mask, out].map((t) => address(backend, t))
   const block = tf.util.sizeFromShape(mask.shape)
   const simd = backendSimd(backend)!
-  for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scale)
+  for (let at = 0; at < tf.util.sizeFromShape(x.shape); at += block) simd.scaleAdd(px + at * 4, pm, po + at * 4, block, scaleOf(args))
   return out
 }
 
@@ -268,24 +271,22 @@ function scaleAddKernel(args: KernelArgs): tf.TensorInfo {
  */
 function maskedSoftmaxKernel(args: KernelArgs): tf.TensorInfo {
   const { x, mask } = args.inputs as Record<'x' | 'mask', tf.TensorInfo>
-  const scale = (args.attrs as unknown as { scale: number }).scale
   const backend = args.backend as unknown as WasmBackendLike
   const out = backend.makeOutput(x.shape, 'float32')
   const [R, S] = mask.shape
-  const rows = S === 0 ? 0 : tf.util.sizeFromShape(x.shape) / S
-  backendSimd(backend)!.maskedSoftmax(address(backend, x), address(backend, mask), address(backend, out), rows, S, R, scale)
+  const [px, pm, po] = [x, mask, out].map((t) => address(backend, t))
+  backendSimd(backend)!.maskedSoftmax(px, pm, po, rowsOf(x, S), S, R, scaleOf(args))
   return out
 }
 
 /** The gradient of softmax (its output y, last axis) for dy, times scale. */
 function softmaxGradKernel(args: KernelArgs): tf.TensorInfo {
   const { y, dy } = args.inputs as Record<'y' | 'dy', tf.TensorInfo>
-  const scale = (args.attrs as unknown as { scale: number }).scale
   const backend = args.backend as unknown as WasmBackendLike
   const out = backend.makeOutput(y.shape, 'float32')
   const cols = y.shape[y.shape.length - 1]
-  const rows = cols === 0 ? 0 : tf.util.sizeFromShape(y.shape) / cols
-  backendSimd(backend)!.softmaxGrad(address(backend, y), address(backend, dy), address(backend, out), rows, cols, scale)
+  const [py, pdy, po] = [y, dy, out].map((t) => address(backend, t))
+  backendSimd(backend)!.softmaxGrad(py, pdy, po, rowsOf(y, cols), cols, scaleOf(args))
   return out
 }
 
