@@ -7,7 +7,7 @@
  * the heap: V8 runs them at ~4 ns an element here (a float32 load, a double add, a float32 store),
  * where four lanes of f32x4 run at memory speed. Others fuse what TF.js runs as chains of
  * element-wise kernels, each a pass over memory (SwiGLU's product, attention's scale, mask and
- * softmax gradient), and a softmax with a vectorised exp. This module is about two kilobytes of
+ * softmax gradient), and a softmax with a vectorised exp. This module is under four kilobytes of
  * WebAssembly, assembled below, that imports TF.js's own wasm memory (the threaded build's shared
  * one too), so it reads and writes the tensors where they lie. Each lane of f32x4.add, sub, mul,
  * div and sqrt is the IEEE float32 operation, so every result but the softmax's has the bits of
