@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs'
 import { runKernel } from './kernelCall'
 import { ownedVariable } from './ops'
+import { address, type WasmBackendLike } from './wasmKernels'
 import { backendSimd } from './wasmSimd'
 
 /** The scalars of one update, as the element-wise path makes them (float32 scalar tensors). */
@@ -83,11 +84,6 @@ function fusedKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; at
   return [out.p, out.m, out.v].map((values) => b.makeTensorInfo(p.shape, 'float32', values))
 }
 
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array
-}
-
 /** The update on the wasm heap, by the SIMD loop (only registered where it loads). */
 function fusedWasmKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
   const { p, m, v, g } = args.inputs as Record<'p' | 'm' | 'v' | 'g', tf.TensorInfo>
@@ -95,7 +91,7 @@ function fusedWasmKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
   const k = args.attrs as unknown as UpdateScalars
   const outs = [0, 1, 2].map(() => b.makeOutput(p.shape, 'float32'))
   // Addresses taken after the allocations (which may grow the heap).
-  const [pa, ma, va, ga, po, mo, vo] = [p, m, v, g, ...outs].map((t) => b.typedArrayFromHeap(t).byteOffset)
+  const [pa, ma, va, ga, po, mo, vo] = [p, m, v, g, ...outs].map((t) => address(b, t))
   const scalars = { b1: k.b1, b1c: 1 - k.b1, b2: k.b2, b2c: 1 - k.b2, decay: k.decay ?? 1, bc2: k.bc2, eps: k.eps, step: k.stepSize }
   backendSimd(b)!.adamw(pa, ma, va, ga, { p: po, m: mo, v: vo }, tf.util.sizeFromShape(p.shape), scalars)
   return outs

@@ -15,7 +15,7 @@ import { nativeMatMul } from './nativeMatMul'
 import { batchMatMulKernel } from './wasmExperts'
 import { backendSimd } from './wasmSimd'
 
-interface WasmBackendLike {
+export interface WasmBackendLike {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo
   typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array
 }
@@ -227,7 +227,7 @@ export const SOFTMAX_GRAD = 'MoeWorkbenchSoftmaxGrad'
 export const MASKED_SOFTMAX = 'MoeWorkbenchMaskedSoftmax'
 
 /** The byte address of t on the heap (take it after every allocation: the heap may grow). */
-const address = (backend: WasmBackendLike, t: tf.TensorInfo): number => backend.typedArrayFromHeap(t).byteOffset
+export const address = (backend: WasmBackendLike, t: tf.TensorInfo): number => backend.typedArrayFromHeap(t).byteOffset
 /** How many rows of `cols` t holds (none where a row is empty). */
 const rowsOf = (t: tf.TensorInfo, cols: number): number => (cols === 0 ? 0 : tf.util.sizeFromShape(t.shape) / cols)
 /** A kernel's `scale` attribute. */

@@ -312,13 +312,8 @@ const SOFTMAX_GRAD: Fn = (() => {
   const [y, dy, out, rows, cols, scale] = [0, 1, 2, 3, 4, 5]
   const [r, o, end, sum, at, sv, kv] = [6, 7, 8, 9, 10, 11, 12]
   const addr = (base: number): number[] => [...get(base), ...get(at), ...I32_ADD, ...get(o), ...I32_ADD]
-  // prettier-ignore
-  // A row's vector pass, then its scalar tail from where the vector pass stopped.
-  const pass = (code: (simd: boolean) => number[]): number[] => [
-    ...i32(0), ...set(o),
-    ...get(cols), ...i32(-4), ...I32_AND, ...i32(4), ...I32_MUL, ...set(end), ...loop(o, end, 16, code(true)),
-    ...get(cols), ...i32(4), ...I32_MUL, ...set(end), ...loop(o, end, 4, code(false)),
-  ]
+  // A row's vector pass, then its scalar tail (addr adds the row's offset to the pass's o).
+  const pass = (code: (simd: boolean) => number[]): number[] => elementwise(cols, o, end, (simd) => code(simd))
   // prettier-ignore
   const product = (simd: boolean): number[] => {
     const [load, store, op] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
@@ -344,7 +339,7 @@ const SOFTMAX_GRAD: Fn = (() => {
       ...loop(r, rows, 1, [
         ...pass(product),
         // the row sum, one float at a time
-        0x43, 0, 0, 0, 0, ...set(sum), // f32.const 0
+        ...f32(0), ...set(sum),
         ...i32(0), ...set(o), ...get(cols), ...i32(4), ...I32_MUL, ...set(end),
         ...loop(o, end, 4, [...get(sum), ...addr(out), ...F32_LOAD, ...SCALAR.add, ...set(sum)]),
         ...get(sum), ...SPLAT, ...set(sv),
