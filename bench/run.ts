@@ -133,7 +133,10 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
       ),
     ),
   ]
-  const x = tf.randomNormal([tokens, H], 0, 1, 'float32', 1) as tf.Tensor2D
+  // The layer's input is a variable: in a network its gradient is needed (for the layers below),
+  // and without it the dense side would skip its gate and up projections' input gradients (2 of
+  // its 9 products) where the MoE side computes them.
+  const x = tf.variable(tf.randomNormal([tokens, H], 0, 1, 'float32', 1)) as tf.Variable<tf.Rank.R2>
   const w = plainWeights((name: string): tf.Tensor => vars.get(name)!)
   const denseW = plainWeights((name: string): tf.Tensor => dense[Number(name)])
   const tokenIds = new Int32Array(tokens)
@@ -141,14 +144,14 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
   const moeStep = (): void => {
     const { value, grads } = tf.variableGrads(
       () => tf.mean(tf.square(moeBlock(c, 0, w, x, { training: true, capacityFactor: null, rng, tokenIds }).out)),
-      [...vars.values()],
+      [...vars.values(), x],
     )
     value.dataSync()
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])
   }
   const denseStep = (): void => {
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(swiglu(x, denseW, ['0', '1', '2']))), dense)
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(swiglu(x, denseW, ['0', '1', '2']))), [...dense, x])
     value.dataSync()
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])
