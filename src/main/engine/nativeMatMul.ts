@@ -11,6 +11,14 @@
  * the product is written straight into the output tensor's buffer, no copies. The softmax of
  * attention and of the cross-entropy runs there too (ONNX's Softmax: MLAS's vectorised exp).
  *
+ * The binding copies every output it returns into a new JavaScript buffer (onnxruntime-node
+ * 1.30: `ArrayBuffer::New` and a memcpy, "TODO: optimize memory"), a copy this module throws
+ * away. For a large output that copy cost more than the product: a fresh allocation the size of
+ * the output, its page faults, and a pass through memory (the language model head's 2048 × 256 ·
+ * 256 × 4096, 32 MB out: 111-116 ms in one call on 2 threads, 18-25 ms as 32 calls of 64 rows,
+ * 1 MB each). So a product is made in parts whose outputs stay about the size of a core's cache:
+ * batch items, or rows of an item where A's rows lie together (`productParts`).
+ *
  * Bit-identical across thread counts (MLAS splits the output into tiles, never the reduction:
  * checked for every operand layout in nativeMatMul.test.ts, and on a training step in
  * threads.test.ts). ONNX Runtime refuses views of a
@@ -90,6 +98,64 @@ const POOL_MIN_FLOP = 8e6
 /** Softmaxes smaller than this run on the calling thread alone (rows are never split: the same bits). */
 const POOL_MIN_ELEMENTS = 1 << 16
 
+/**
+ * The most floats one call should write (1 MB): the binding's copy of a call's output stays in the
+ * cache and its allocation is reused (see above; 64 rows of the 4096-wide head were the fastest
+ * split measured: 16 rows 28-43 ms, 64 rows 18-31, 128 rows 24-31, 512 rows 43-50, all 2048 111-125).
+ */
+export const CALL_MAX_OUTPUT = 1 << 18
+/** Fewest rows a split item's part takes (each call packs B again: fewer rows would mostly pack). */
+export const CALL_MIN_ROWS = 64
+/**
+ * The largest B (floats, 16 MB) whose item is split into runs of rows: each run packs B again,
+ * which costs little while B stays in the cache and more than the copy it saves once B is read
+ * from memory each time (a 7B model's 4096 × 14336 expert, 235 MB: one call, its copy a few % of it).
+ */
+export const CALL_MAX_SHARED_B = 1 << 22
+
+/** One call's part of a product: batch items [item, item + items), rows [row, row + rows) of each. */
+export interface ProductPart {
+  item: number
+  items: number
+  row: number
+  rows: number
+}
+
+/** `n` things in `parts` runs whose sizes differ by one at most: [start, count] of each. */
+function even(n: number, parts: number): [number, number][] {
+  return Array.from({ length: parts }, (_, i): [number, number] => {
+    const start = Math.floor((i * n) / parts)
+    return [start, Math.floor(((i + 1) * n) / parts) - start]
+  })
+}
+
+/**
+ * How a (batch, m, k) · (batch, k, n) product is split into calls whose outputs are at most
+ * `maxOutput` floats: whole when it fits; else groups of batch items; else, item by item, runs of
+ * at least CALL_MIN_ROWS rows where A is not transposed (a transposed A's rows are its columns)
+ * and B is at most CALL_MAX_SHARED_B; otherwise an item is one call. Each output element is still
+ * one call's dot product over the whole of k, so the split changes no bits (tested).
+ */
+export function productParts(
+  batch: number,
+  m: number,
+  k: number,
+  n: number,
+  transposeA: boolean,
+  maxOutput = CALL_MAX_OUTPUT,
+): ProductPart[] {
+  const per = m * n
+  if (batch * per <= maxOutput) return [{ item: 0, items: batch, row: 0, rows: m }]
+  if (per <= maxOutput)
+    return even(batch, Math.ceil(batch / Math.floor(maxOutput / per))).map(([item, items]) => ({ item, items, row: 0, rows: m }))
+  // As many runs as the output needs, but none under CALL_MIN_ROWS rows.
+  const count = Math.min(Math.ceil(m / Math.max(1, Math.floor(maxOutput / n))), Math.floor(m / CALL_MIN_ROWS))
+  const runs: [number, number][] = !transposeA && k * n <= CALL_MAX_SHARED_B && count > 1 ? even(m, count) : [[0, m]]
+  const parts: ProductPart[] = []
+  for (let item = 0; item < batch; item++) for (const [row, rows] of runs) parts.push({ item, items: 1, row, rows })
+  return parts
+}
+
 /** Row-major float32 operands: a (batchA, m, k) or, transposed, (batchA, k, m); b likewise (k, n) or (n, k). */
 export interface MatMulOperands {
   a: Float32Array
@@ -131,7 +197,7 @@ export interface NativeMatMul {
  * Loads ONNX Runtime's CPU library with `threads` threads for its products. Throws with the
  * reason where it cannot (the package missing, or its library not loading on this platform).
  */
-export function loadNativeMatMul(threads: number): NativeMatMul {
+export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): NativeMatMul {
   const { binding, initOrt } = requireHere('onnxruntime-node/dist/binding') as OrtBinding
   const { Tensor } = requireHere('onnxruntime-node') as { Tensor: OrtTensorCtor }
   const version = (requireHere('onnxruntime-node/package.json') as { version: string }).version
@@ -162,21 +228,31 @@ export function loadNativeMatMul(threads: number): NativeMatMul {
   }
   const run = (p: MatMulOperands): void => {
     // Empty operands are ONNX Runtime's to handle: an empty reduction writes zeros, an empty product nothing.
+    const { m, k, n, transposeA: ta, transposeB: tb } = p
     const batch = Math.max(p.batchA, p.batchB)
-    const A = new Tensor('float32', p.a.subarray(0, p.batchA * p.m * p.k), p.transposeA ? [p.batchA, p.k, p.m] : [p.batchA, p.m, p.k])
-    const B = new Tensor('float32', p.b.subarray(0, p.batchB * p.k * p.n), p.transposeB ? [p.batchB, p.n, p.k] : [p.batchB, p.k, p.n])
-    const Y = new Tensor('float32', p.out.subarray(0, batch * p.m * p.n), [batch, p.m, p.n])
-    // Waking the pool costs more than a small product gains from it (measured, 2 threads on 2
-    // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
-    const pool = threads > 1 && 2 * batch * p.m * p.k * p.n >= POOL_MIN_FLOP
-    const { transposeA: ta, transposeB: tb } = p
-    session((ta ? 2 : 0) + (tb ? 1 : 0), pool).run({ A, B }, { Y }, {})
+    for (const { item, items, row, rows } of productParts(batch, m, k, n, ta, maxOutput)) {
+      const batchA = p.batchA > 1 ? items : 1
+      const batchB = p.batchB > 1 ? items : 1
+      const a0 = (p.batchA > 1 ? item * m * k : 0) + row * k // rows < m only where A is not transposed
+      const b0 = p.batchB > 1 ? item * k * n : 0
+      const o0 = (item * m + row) * n
+      const A = new Tensor('float32', p.a.subarray(a0, a0 + batchA * rows * k), ta ? [batchA, k, rows] : [batchA, rows, k])
+      const B = new Tensor('float32', p.b.subarray(b0, b0 + batchB * k * n), tb ? [batchB, n, k] : [batchB, k, n])
+      const Y = new Tensor('float32', p.out.subarray(o0, o0 + items * rows * n), [items, rows, n])
+      // Waking the pool costs more than a small product gains from it (measured, 2 threads on 2
+      // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
+      const pool = threads > 1 && 2 * items * rows * k * n >= POOL_MIN_FLOP
+      session((ta ? 2 : 0) + (tb ? 1 : 0), pool).run({ A, B }, { Y }, {})
+    }
   }
   const softmax = (p: SoftmaxOperands): void => {
-    const X = new Tensor('float32', p.x.subarray(0, p.rows * p.cols), [p.rows, p.cols])
-    const Y = new Tensor('float32', p.out.subarray(0, p.rows * p.cols), [p.rows, p.cols])
-    const pool = threads > 1 && p.rows > 1 && p.rows * p.cols >= POOL_MIN_ELEMENTS
-    session(SOFTMAX, pool).run({ X }, { Y }, {})
+    // Rows in parts of about maxOutput floats (the binding's copy of each output: see above).
+    for (const [row, rows] of even(p.rows, Math.max(1, Math.ceil((p.rows * p.cols) / maxOutput)))) {
+      const X = new Tensor('float32', p.x.subarray(row * p.cols, (row + rows) * p.cols), [rows, p.cols])
+      const Y = new Tensor('float32', p.out.subarray(row * p.cols, (row + rows) * p.cols), [rows, p.cols])
+      const pool = threads > 1 && rows > 1 && rows * p.cols >= POOL_MIN_ELEMENTS
+      session(SOFTMAX, pool).run({ X }, { Y }, {})
+    }
   }
   // Loads the library now, so a broken install is reported when the backend starts.
   session(0, false)

@@ -6,7 +6,17 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chooseNativeMatMul } from '../../../src/main/engine/backend'
-import { loadNativeMatMul, nativeMatMul, useNativeMatMul, type NativeMatMul } from '../../../src/main/engine/nativeMatMul'
+import {
+  CALL_MAX_OUTPUT,
+  CALL_MAX_SHARED_B,
+  CALL_MIN_ROWS,
+  loadNativeMatMul,
+  nativeMatMul,
+  productParts,
+  useNativeMatMul,
+  type NativeMatMul,
+  type ProductPart,
+} from '../../../src/main/engine/nativeMatMul'
 import { Rng } from '../../../src/main/engine/ops'
 import { maxAbsDiff, referenceMatMul, useWasmMatMul, wasmMatMulPaths } from './helpers'
 
@@ -154,6 +164,100 @@ describe.skipIf(!paths.includes('native'))('the native matmul', () => {
         expect(Math.abs(outs[0][r * cols + j] - want), `row ${r} column ${j}`).toBeLessThan(2e-6 * want + 1e-12)
       })
     }
+  })
+})
+
+describe('productParts: products in calls whose outputs stay small', () => {
+  const part = (item: number, items: number, row: number, rows: number): ProductPart => ({ item, items, row, rows })
+
+  it('keeps a product that fits whole, groups batch items, and splits an item into even runs of rows', () => {
+    expect(CALL_MAX_OUTPUT).toBe(1 << 18)
+    expect(productParts(4, 100, 8, 100, false, 40_000)).toEqual([part(0, 4, 0, 100)])
+    // 10 items of 10 000: 2 a call
+    expect(productParts(10, 100, 8, 100, false, 25_000)).toEqual([0, 2, 4, 6, 8].map((i) => part(i, 2, 0, 100)))
+    // 7 items, 3 a call at most: 3 calls, of 2, 2 and 3
+    expect(productParts(7, 100, 8, 100, true, 30_000)).toEqual([part(0, 2, 0, 100), part(2, 2, 0, 100), part(4, 3, 0, 100)])
+    // 1001 rows of 100: 250 a call at most, so 5 runs of 200 (the last 201)
+    expect(productParts(1, 1001, 8, 100, false, 25_000)).toEqual([0, 200, 400, 600, 800].map((r) => part(0, 1, r, r === 800 ? 201 : 200)))
+    // two items too big each: each split alike
+    expect(productParts(2, 200, 8, 100, false, 10_000)).toEqual([
+      part(0, 1, 0, 100),
+      part(0, 1, 100, 100),
+      part(1, 1, 0, 100),
+      part(1, 1, 100, 100),
+    ])
+  })
+
+  it('takes at least CALL_MIN_ROWS rows a call, and leaves an item whole where A is transposed or B is large', () => {
+    expect(CALL_MIN_ROWS).toBe(64)
+    expect(productParts(1, 200, 8, 1000, false, 1000)).toEqual([part(0, 1, 0, 66), part(0, 1, 66, 67), part(0, 1, 133, 67)])
+    expect(productParts(1, 64, 8, 1000, false, 1000)).toEqual([part(0, 1, 0, 64)])
+    expect(productParts(1, 127, 8, 1000, false, 1000)).toEqual([part(0, 1, 0, 127)])
+    expect(productParts(1, 128, 8, 1000, false, 1000)).toEqual([part(0, 1, 0, 64), part(0, 1, 64, 64)])
+    expect(productParts(2, 500, 8, 100, true, 1000)).toEqual([part(0, 1, 0, 500), part(1, 1, 0, 500)])
+    expect(CALL_MAX_SHARED_B).toBe(1 << 22)
+    expect(productParts(1, 500, CALL_MAX_SHARED_B / 100, 100, false, 1000)).toHaveLength(7)
+    expect(productParts(1, 500, CALL_MAX_SHARED_B / 100 + 1, 100, false, 1000)).toEqual([part(0, 1, 0, 500)])
+  })
+
+  it('covers every output row of every item once, in order', () => {
+    const rng = new Rng(12)
+    for (let t = 0; t < 300; t++) {
+      const [batch, m, k, n] = [
+        1 + Math.floor(rng.next() * 5),
+        Math.floor(rng.next() * 400),
+        1 + Math.floor(rng.next() * 50),
+        1 + Math.floor(rng.next() * 300),
+      ]
+      const max = 1 + Math.floor(rng.next() * 60_000)
+      const parts = productParts(batch, m, k, n, rng.next() < 0.3, max)
+      const seen: string[] = []
+      for (const p of parts)
+        for (let i = p.item; i < p.item + p.items; i++) for (let r = p.row; r < p.row + p.rows; r++) seen.push(`${i}:${r}`)
+      const want = Array.from({ length: batch }, (_, i) => Array.from({ length: m }, (_, r) => `${i}:${r}`)).flat()
+      expect(seen, `${batch} ${m} ${k} ${n} ${max}`).toEqual(want)
+      for (const p of parts)
+        if (p.items > 1 || p.rows < m)
+          expect(p.items * p.rows * n <= max || p.rows >= CALL_MIN_ROWS, `${batch} ${m} ${k} ${n} ${max}`).toBe(true)
+    }
+  })
+})
+
+describe.skipIf(!paths.includes('native'))('the native matmul in parts', () => {
+  it('gives the bits of one call, for every operand layout and batch broadcast, writing only the output', () => {
+    const rng = new Rng(13)
+    const whole = loadNativeMatMul(2)
+    const parts = loadNativeMatMul(2, 700) // every product below is several calls
+    // [batchA, batchB, m, k, n]
+    const shapes: [number, number, number, number, number][] = [
+      [1, 1, 150, 33, 20], // runs of rows
+      [5, 5, 9, 17, 30], // groups of items
+      [3, 1, 70, 5, 11],
+      [1, 4, 70, 5, 11],
+      [2, 2, 131, 40, 9], // items, each in runs
+    ]
+    for (const [batchA, batchB, m, k, n] of shapes)
+      for (const transposeA of [false, true])
+        for (const transposeB of [false, true]) {
+          const a = operands(rng, batchA * m * k)
+          const b = operands(rng, batchB * k * n)
+          const size = Math.max(batchA, batchB) * m * n
+          const [one, split] = [whole, parts].map((nm) => {
+            const buf = new Float32Array(size + 2).fill(7)
+            nm.matMul({ a, b, out: buf.subarray(1, 1 + size), batchA, batchB, m, k, n, transposeA, transposeB })
+            expect([buf[0], buf[size + 1]]).toEqual([7, 7])
+            return buf
+          })
+          expect(split, `${batchA}x${batchB} (${m}, ${k}, ${n}) ${transposeA} ${transposeB}`).toEqual(one)
+        }
+    const [rows, cols] = [50, 37]
+    const x = Float32Array.from(rng.normalArray(rows * cols))
+    const [sOne, sSplit] = [whole, parts].map((nm) => {
+      const out = new Float32Array(rows * cols)
+      nm.softmax({ x, out, rows, cols })
+      return out
+    })
+    expect(sSplit).toEqual(sOne)
   })
 })
 
