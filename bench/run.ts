@@ -38,7 +38,7 @@ import { generate } from '../src/main/engine/generate'
 import { planPlacement } from '../src/main/engine/plan'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
-import { ENGINE_V8_FLAGS } from '../src/main/service/engineClient'
+import { ENGINE_V8_FLAGS, engineEnv } from '../src/main/service/engineClient'
 import { benchQuick } from './quick'
 import { trainStepBench } from './trainStep'
 
@@ -362,7 +362,7 @@ function peerRun(side: PeerRun['side'], threads: number): PeerRun {
     const out =
       side === 'engine'
         ? execFileSync(process.execPath, [...ENGINE_V8_FLAGS, '--import', 'tsx', join(import.meta.dirname, 'peer.ts'), json], {
-            env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
+            env: engineEnv({ ...process.env, MOE_WORKBENCH_THREADS: String(threads) }),
             encoding: 'utf8',
             timeout: 1_800_000,
           })

@@ -4,7 +4,14 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ApiError, WorkbenchEvent } from '../../../src/shared/api'
-import { ENGINE_V8_FLAGS, EngineClient, crashLine, forkSpawner } from '../../../src/main/service/engineClient'
+import {
+  ENGINE_MALLOC_TUNABLES,
+  ENGINE_V8_FLAGS,
+  EngineClient,
+  crashLine,
+  engineEnv,
+  forkSpawner,
+} from '../../../src/main/service/engineClient'
 import { fakeBackend, fakeSpawner } from './fakeEngine'
 
 const clients: EngineClient[] = []
@@ -178,5 +185,31 @@ describe('forkSpawner', () => {
     const got = await new Promise<unknown>((resolve) => child.onMessage(resolve))
     expect(got).toEqual({ execArgv: [...ENGINE_V8_FLAGS, '--no-warnings'] })
     expect(ENGINE_V8_FLAGS).toContain('--max-semi-space-size=64')
+  })
+
+  it("starts the engine with glibc's malloc told to keep its freed heap, and the caller's own settings", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-fork-'))
+    const entry = join(dir, 'entry.mjs')
+    writeFileSync(entry, 'process.send({ tunables: process.env.GLIBC_TUNABLES, mine: process.env.MINE }, () => process.exit(0))\n')
+    const env: NodeJS.ProcessEnv = { ...process.env, MINE: 'kept' }
+    delete env.GLIBC_TUNABLES
+    const child = forkSpawner({ entry, execArgv: [], env })({})
+    const got = await new Promise<unknown>((resolve) => child.onMessage(resolve))
+    expect(got).toEqual({ tunables: ENGINE_MALLOC_TUNABLES, mine: 'kept' })
+    expect(ENGINE_MALLOC_TUNABLES).toBe('glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912')
+  })
+})
+
+describe('engineEnv', () => {
+  it('adds the malloc tunables to the environment, after tunables of other kinds, and leaves malloc settings a user made', () => {
+    expect(engineEnv({ A: '1' })).toEqual({ A: '1', GLIBC_TUNABLES: ENGINE_MALLOC_TUNABLES })
+    expect(engineEnv({ GLIBC_TUNABLES: 'glibc.cpu.hwcaps=-AVX512F' }).GLIBC_TUNABLES).toBe(
+      `glibc.cpu.hwcaps=-AVX512F:${ENGINE_MALLOC_TUNABLES}`,
+    )
+    const mine = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=0' }
+    expect(engineEnv(mine)).toEqual(mine)
+    const base = { A: '1' }
+    engineEnv(base)
+    expect(base).toEqual({ A: '1' }) // the caller's object is not changed
   })
 })

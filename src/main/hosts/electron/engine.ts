@@ -1,14 +1,14 @@
 /** Starts the engine as an Electron utilityProcess (a Node child that Electron manages). */
 import { utilityProcess } from 'electron'
 import type { EngineSpawner } from '../../service/engineClient'
-import { engineArgs } from '../../service/engineClient'
+import { engineArgs, engineEnv } from '../../service/engineClient'
 
 export function utilityProcessSpawner(entry: string): EngineSpawner {
   return (options) => {
     const child = utilityProcess.fork(entry, engineArgs(options), {
       serviceName: 'MoE Workbench engine',
       stdio: 'pipe',
-      env: process.env,
+      env: engineEnv(process.env),
     })
     return {
       get pid() {
