@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ENGINE_MALLOC_TUNABLES } from '../src/main/service/engineClient'
 
 export interface QuickRun {
   checkout: string
@@ -23,6 +24,19 @@ export interface QuickRun {
 
 const DATASET = join(import.meta.dirname, 'data', 'capitals.csv')
 
+/**
+ * The environment without the malloc tunables the bench gave itself (run.ts): each checkout's CLI
+ * starts its engine as it ships (this one adds them, an older one may not), and PyTorch runs as a
+ * user runs it.
+ */
+export function asShipped(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const t = env.GLIBC_TUNABLES?.split(':').filter((x) => !ENGINE_MALLOC_TUNABLES.split(':').includes(x))
+  const out = { ...env }
+  if (t?.length) out.GLIBC_TUNABLES = t.join(':')
+  else delete out.GLIBC_TUNABLES
+  return out
+}
+
 function quickRun(checkout: string, threads: number): QuickRun {
   const cli = join(checkout, 'bin', 'moe-workbench.js')
   if (!existsSync(join(checkout, 'out', 'main', 'cli.js')))
@@ -34,7 +48,7 @@ function quickRun(checkout: string, threads: number): QuickRun {
       process.execPath,
       [cli, 'train', '--model', join(checkout, 'resources', 'default-model'), '--dataset', DATASET, '--workspace', workspace],
       {
-        env: { ...process.env, MOE_WORKBENCH_THREADS: String(threads) },
+        env: asShipped({ ...process.env, MOE_WORKBENCH_THREADS: String(threads) }),
         encoding: 'utf8',
         maxBuffer: 64 * 2 ** 20,
       },

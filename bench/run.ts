@@ -23,7 +23,7 @@
  *
  * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256,2048  BENCH_SKIP=peer,offload,quick  BENCH_PYTHON=python3
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -39,7 +39,7 @@ import { planPlacement } from '../src/main/engine/plan'
 import { countParams, paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../src/shared/modelConfig'
 import { MoeModel } from '../src/main/engine/model'
 import { ENGINE_V8_FLAGS, engineEnv } from '../src/main/service/engineClient'
-import { benchQuick } from './quick'
+import { asShipped, benchQuick } from './quick'
 import { trainStepBench } from './trainStep'
 
 interface LayerResult {
@@ -370,6 +370,7 @@ function peerRun(side: PeerRun['side'], threads: number): PeerRun {
             process.env.BENCH_PYTHON ?? 'python3',
             [join(import.meta.dirname, 'torch_peer.py'), '--threads', String(threads), '--config', json],
             {
+              env: asShipped(process.env),
               encoding: 'utf8',
               timeout: 1_800_000,
             },
@@ -601,6 +602,13 @@ async function main(): Promise<void> {
   console.log(`wrote ${file}, ${join(dir, 'train-step.json')} and ${join(dir, 'offload.json')}`)
 }
 
+// The in-process sections run under the engine process's malloc settings (engineEnv), as the
+// engine does in the app: the bench starts itself again with them where they are missing.
+const env = engineEnv(process.env)
+if (env !== process.env) {
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { env, stdio: 'inherit' })
+  process.exit(r.status ?? 1)
+}
 void main().catch((e: unknown) => {
   console.error(`bench: error: ${(e as Error).message}`)
   process.exitCode = 1
