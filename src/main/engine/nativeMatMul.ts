@@ -145,12 +145,12 @@ export function productParts(
   maxOutput = CALL_MAX_OUTPUT,
 ): ProductPart[] {
   const per = m * n
-  if (batch * per <= maxOutput) return [{ item: 0, items: batch, row: 0, rows: m }]
+  // As many items a call as fit (all of them where the product fits; none to make where it is empty).
   if (per <= maxOutput)
     return even(batch, Math.ceil(batch / Math.floor(maxOutput / per))).map(([item, items]) => ({ item, items, row: 0, rows: m }))
   // As many runs as the output needs, but none under CALL_MIN_ROWS rows.
-  const count = Math.min(Math.ceil(m / Math.max(1, Math.floor(maxOutput / n))), Math.floor(m / CALL_MIN_ROWS))
-  const runs: [number, number][] = !transposeA && k * n <= CALL_MAX_SHARED_B && count > 1 ? even(m, count) : [[0, m]]
+  const count = Math.max(1, Math.min(Math.ceil(m / Math.max(1, Math.floor(maxOutput / n))), Math.floor(m / CALL_MIN_ROWS)))
+  const runs: [number, number][] = !transposeA && k * n <= CALL_MAX_SHARED_B ? even(m, count) : [[0, m]]
   const parts: ProductPart[] = []
   for (let item = 0; item < batch; item++) for (const [row, rows] of runs) parts.push({ item, items: 1, row, rows })
   return parts
@@ -191,6 +191,8 @@ export interface NativeMatMul {
    * thread count.
    */
   softmax(p: SoftmaxOperands): void
+  /** How many ONNX Runtime runs the products and softmaxes have made (a product may take several: see productParts). */
+  runs(): number
 }
 
 /**
@@ -226,6 +228,7 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
     }
     return s
   }
+  let runs = 0
   const run = (p: MatMulOperands): void => {
     // Empty operands are ONNX Runtime's to handle: an empty reduction writes zeros, an empty product nothing.
     const { m, k, n, transposeA: ta, transposeB: tb } = p
@@ -243,6 +246,7 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
       // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
       const pool = threads > 1 && 2 * items * rows * k * n >= POOL_MIN_FLOP
       session((ta ? 2 : 0) + (tb ? 1 : 0), pool).run({ A, B }, { Y }, {})
+      runs++
     }
   }
   const softmax = (p: SoftmaxOperands): void => {
@@ -252,11 +256,12 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
       const Y = new Tensor('float32', p.out.subarray(row * p.cols, (row + rows) * p.cols), [rows, p.cols])
       const pool = threads > 1 && rows > 1 && rows * p.cols >= POOL_MIN_ELEMENTS
       session(SOFTMAX, pool).run({ X }, { Y }, {})
+      runs++
     }
   }
   // Loads the library now, so a broken install is reported when the backend starts.
   session(0, false)
-  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, softmax }
+  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, softmax, runs: () => runs }
 }
 
 let active: NativeMatMul | null = null

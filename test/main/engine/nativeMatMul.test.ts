@@ -242,19 +242,27 @@ describe.skipIf(!paths.includes('native'))('the native matmul in parts', () => {
           const a = operands(rng, batchA * m * k)
           const b = operands(rng, batchB * k * n)
           const size = Math.max(batchA, batchB) * m * n
+          const calls = productParts(Math.max(batchA, batchB), m, k, n, transposeA, 700).length
           const [one, split] = [whole, parts].map((nm) => {
             const buf = new Float32Array(size + 2).fill(7)
+            const before = nm.runs()
             nm.matMul({ a, b, out: buf.subarray(1, 1 + size), batchA, batchB, m, k, n, transposeA, transposeB })
+            expect(nm.runs() - before).toBe(nm === whole ? 1 : calls)
             expect([buf[0], buf[size + 1]]).toEqual([7, 7])
             return buf
           })
-          expect(split, `${batchA}x${batchB} (${m}, ${k}, ${n}) ${transposeA} ${transposeB}`).toEqual(one)
+          const what = `${batchA}x${batchB} (${m}, ${k}, ${n}) ${transposeA} ${transposeB}`
+          // A transposed A's item is one call (its rows are columns); everything else here is split.
+          expect(calls > 1, what).toBe(!transposeA || batchA * batchB > 1)
+          expect(split, what).toEqual(one)
         }
     const [rows, cols] = [50, 37]
     const x = Float32Array.from(rng.normalArray(rows * cols))
     const [sOne, sSplit] = [whole, parts].map((nm) => {
       const out = new Float32Array(rows * cols)
+      const before = nm.runs()
       nm.softmax({ x, out, rows, cols })
+      expect(nm.runs() - before).toBe(nm === whole ? 1 : 3) // 1850 floats in parts of 700 at most
       return out
     })
     expect(sSplit).toEqual(sOne)
@@ -308,7 +316,7 @@ describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native ma
 })
 
 describe('choosing the native matmul (MOE_WORKBENCH_MATMUL)', () => {
-  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, softmax: () => {} }
+  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, softmax: () => {}, runs: () => 0 }
   const broken = (): NativeMatMul => {
     throw new Error('libonnxruntime.so.1: cannot open shared object file\nsecond line')
   }
