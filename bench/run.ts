@@ -80,6 +80,22 @@ function timeIt(fn: () => void, minIters: number, budgetMs: number): { ms: numbe
   return { ms: median(times), iterations: times.length }
 }
 
+/** [f's ms, g's ms] of alternating runs (after one warm-up run of each), at least minIters pairs, then up to budgetMs or 50 pairs. */
+function timePairs(f: () => void, g: () => void, minIters: number, budgetMs: number): [number, number][] {
+  f()
+  g()
+  const pairs: [number, number][] = []
+  const start = performance.now()
+  while (pairs.length < minIters || (performance.now() - start < budgetMs && pairs.length < 50)) {
+    const t0 = performance.now()
+    f()
+    const t1 = performance.now()
+    g()
+    pairs.push([t1 - t0, performance.now() - t1])
+  }
+  return pairs
+}
+
 function layerConfig(): MoeConfig {
   return validateMoeConfig({
     family: 'mixtral',
@@ -160,15 +176,14 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
     for (const g of Object.values(grads)) g.dataSync()
     tf.dispose([value, ...Object.values(grads)])
   }
-  const budget = backend === 'cpu' ? 4000 : 3000
-  const minIters = backend === 'cpu' ? 3 : 10
-  // Interleave so both see the same machine state.
-  const d1 = timeIt(denseStep, minIters, budget / 2)
-  const m1 = timeIt(moeStep, minIters, budget / 2)
-  const d2 = timeIt(denseStep, minIters, budget / 2)
-  const m2 = timeIt(moeStep, minIters, budget / 2)
-  const denseMs = Math.min(d1.ms, d2.ms)
-  const moeMs = Math.min(m1.ms, m2.ms)
+  const budget = backend === 'cpu' ? 8000 : 6000
+  const minIters = backend === 'cpu' ? 6 : 20
+  // Alternate step by step, so each pair sees the same machine state (this VM's speed moves from
+  // one second to the next): the ratio is the median of the pairs' ratios.
+  const pairs = timePairs(denseStep, moeStep, minIters, budget)
+  const denseMs = median(pairs.map(([d]) => d))
+  const moeMs = median(pairs.map(([, m]) => m))
+  const ratio = median(pairs.map(([d, m]) => m / d))
   // forward + backward ≈ 3 × the forward's 2·N·H·3·width multiply-adds
   const activeGflop = (3 * 2 * tokens * H * 3 * denseWidth) / 1e9
   tf.dispose([x, ...vars.values(), ...dense])
@@ -183,10 +198,10 @@ function benchLayer(backend: BackendName, tokens: number): LayerResult {
     activeGflopPerPass: activeGflop,
     moeMs,
     denseMs,
-    ratio: moeMs / denseMs,
+    ratio,
     moeGflops: activeGflop / (moeMs / 1000),
     denseGflops: activeGflop / (denseMs / 1000),
-    iterations: m1.iterations + m2.iterations,
+    iterations: pairs.length,
   }
 }
 
@@ -483,7 +498,7 @@ async function main(): Promise<void> {
       tfjs: tf.version.tfjs,
     },
     description:
-      'forward+backward of one MoE layer (8 experts, top-2, dropless) vs a dense SwiGLU FFN with the same active FLOPs; median ms; ratio = moe/dense',
+      'forward+backward of one MoE layer (8 experts, top-2, dropless) vs a dense SwiGLU FFN with the same active FLOPs, both with the input gradient; the two run alternately; median ms of each; ratio = median of the pairs moe/dense',
     results,
     skipped,
   }
