@@ -8,7 +8,8 @@
  * sgemm (MLAS) with no compiler and no download. This module runs one ONNX node, com.microsoft's
  * FusedMatMul (batched, either operand transposed, batch dimensions broadcast), through the
  * binding's synchronous `run`, on views of the wasm heap: the inputs are read where they lie and
- * the product is written straight into the output tensor's buffer, no copies. The softmax of
+ * the product is written straight into the output tensor's buffer (the binding's own copy of it
+ * aside: below). The softmax of
  * attention and of the cross-entropy runs there too (ONNX's Softmax: MLAS's vectorised exp).
  *
  * The binding copies every output it returns into a new JavaScript buffer (onnxruntime-node
@@ -230,7 +231,7 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
   }
   let runs = 0
   const run = (p: MatMulOperands): void => {
-    // Empty operands are ONNX Runtime's to handle: an empty reduction writes zeros, an empty product nothing.
+    // An empty product is no call at all; an empty reduction (k = 0) is ONNX Runtime's: it writes zeros.
     const { m, k, n, transposeA: ta, transposeB: tb } = p
     const batch = Math.max(p.batchA, p.batchB)
     for (const { item, items, row, rows } of productParts(batch, m, k, n, ta, maxOutput)) {
