@@ -313,7 +313,7 @@ const SOFTMAX_GRAD: Fn = (() => {
   const [r, o, end, sum, at, sv, kv] = [6, 7, 8, 9, 10, 11, 12]
   const addr = (base: number): number[] => [...get(base), ...get(at), ...I32_ADD, ...get(o), ...I32_ADD]
   // A row's vector pass, then its scalar tail (addr adds the row's offset to the pass's o).
-  const pass = (code: (simd: boolean) => number[]): number[] => elementwise(cols, o, end, (simd) => code(simd))
+  const pass = (code: (simd: boolean) => number[]): number[] => elementwise(cols, o, end, code)
   // prettier-ignore
   const product = (simd: boolean): number[] => {
     const [load, store, op] = simd ? [V128_LOAD, V128_STORE, SIMD] : [F32_LOAD, F32_STORE, SCALAR]
