@@ -19,6 +19,8 @@ import { analyzeExperts } from './experts'
 import { createModel, ModelCache, planModel } from './models'
 import { RunQueue } from './runQueue'
 import { evalRows, evaluateSource } from './evaluation'
+import { answerable } from '../train/evaluate'
+import { EVAL_NOTHING } from '../../shared/runs'
 import { exportRun } from '../train/export'
 import { importAdapterRun } from '../handoff/peftImport'
 import { EngineTasks } from '../engine/tasks'
@@ -89,6 +91,13 @@ export const handlers: EngineHandlers = {
   'eval.run': (args, ctx) =>
     jobsOf(ctx).tasks.run(args.taskId, 'eval.run', async (hooks) => {
       const rows = await evalRows(args.workspace, args.dataset, args.split, args.limit)
+      // Refused before the model loads: a score over no rows would read as 0%.
+      if (!rows.some(answerable))
+        throw new ApiError(
+          'invalid_argument',
+          `${EVAL_NOTHING}: ${args.split === 'all' ? 'dataset' : `the ${args.split} split of dataset`} ${args.dataset} has ${rows.length === 0 ? 'no rows' : `${rows.length} rows, none with an answer (a chat ending in an assistant turn, or a prompt/completion row)`}; evaluate ${args.split === 'all' ? 'a dataset with answers' : 'another split (all) or a dataset with answers'}`,
+          'dataset',
+        )
       return evaluateSource(jobsOf(ctx).models, args.source, rows, args.split, hooks)
     }),
   'adapters.import': (args) =>

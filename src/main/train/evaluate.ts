@@ -60,15 +60,29 @@ export function tokenF1(generated: string, expected: string): number {
 }
 
 /** A row as a question with an answer: what to generate from and what to expect; null when it has none. */
+/** Whether a row has an answer to score: a chat ending in an assistant turn after another turn, or a prompt/completion row. */
+export function answerable(row: NormalizedRow): boolean {
+  switch (rowKind(row)) {
+    case 'chat': {
+      const messages = (row as { messages: ChatMessage[] }).messages
+      return messages.length >= 2 && messages[messages.length - 1].role === 'assistant'
+    }
+    case 'completion':
+      return true
+    default:
+      return false
+  }
+}
+
 export function questionOf(
   row: NormalizedRow,
   template: ChatTemplate,
 ): { prompt: string; shown: string; expected: string; row: NormalizedRow } | null {
   switch (rowKind(row)) {
     case 'chat': {
+      if (!answerable(row)) return null
       const messages = (row as { messages: ChatMessage[] }).messages
       const last = messages.length - 1
-      if (last < 1 || messages[last].role !== 'assistant') return null
       const context = messages.slice(0, last)
       const user = [...context].reverse().find((m) => m.role === 'user')
       return {

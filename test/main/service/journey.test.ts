@@ -135,6 +135,16 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(onExport.n).toBeGreaterThan(0)
       expect(onExport.items.map((i) => i.generated)).toEqual(onRun.items.map((i) => i.generated))
       await expect(wb.call('eval.run', { model: exported.dir })).rejects.toMatchObject({ code: 'invalid_argument', field: 'dataset' })
+      // Raw text has no answers: refused with the reason, never a score of 0% over no rows.
+      const text = await wb.api['datasets.import']({ file: join(FIXTURES, 'paragraphs.txt'), name: 'prose', split: { validation: 0 } })
+      await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id, split: 'all' })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'dataset',
+        message: expect.stringMatching(/^nothing to evaluate: dataset \S+ has \d+ rows, none with an answer/),
+      })
+      await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id })).rejects.toMatchObject({
+        message: expect.stringMatching(/the validation split of dataset \S+ has no rows; evaluate another split/),
+      })
 
       // chat: streamed tokens, their routing, done
       const chat = await wb.api['chat.send']({
