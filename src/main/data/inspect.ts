@@ -15,6 +15,7 @@ import {
   type RowProblem,
   type Segment,
   type TokensRow,
+  type ValidationReport,
   rowKind,
 } from '../../shared/dataset'
 import { countTokens } from './encode'
@@ -120,7 +121,21 @@ export async function scanDataset(
     preview: [],
     template: { source: template.source, eosToken: template.eosToken },
   }
-  if (layout === null) return { result, source }
+  if (layout === null) {
+    // Nothing to read rows as. Where not one record parsed (every line invalid JSON, say), the
+    // report still says which lines and why: a layout is not what is wrong with such a file.
+    if (sample.length === 0) {
+      const report = result.report
+      for await (const record of source.records({ signal, textUnit: options.textUnit })) {
+        report.total++
+        if (record.error === undefined) continue
+        report.invalid++
+        report.problemCount++
+        if (report.problems.length < (options.problemLimit ?? 100)) report.problems.push({ line: record.line, field: '', message: record.error })
+      }
+    }
+    return { result, source }
+  }
   const base = detection !== null && layout === detection.layout ? detection.mapping : {}
   const mapping = resolveMapping(layout, { ...base, ...options.mapping }, columns)
   result.mapping = mapping
@@ -271,4 +286,14 @@ function tokenSegments(row: TokensRow, tokenizer: ModelTokenizer | undefined): S
 /** "line 3, messages[2].role: expected an assistant turn, got user" */
 export function formatProblem(problem: RowProblem, unit: 'line' | 'row'): string {
   return `${unit} ${problem.line}${problem.field === '' ? '' : `, ${problem.field}`}: ${problem.message}`
+}
+
+/**
+ * Why a file none of whose records could be read has no rows: its first problem and how many
+ * more, for an import that stops there (rather than "layout not recognised", which it is not).
+ */
+export function unreadable(file: string, report: ValidationReport): string {
+  const first = report.problems[0]
+  const more = report.problemCount - 1
+  return `${file}: not one of its ${report.total} records could be read (${first ? formatProblem(first, report.unit) : 'no details'}${more > 0 ? `; ${more} more like it` : ''}): fix the file, or choose the one that holds the data`
 }

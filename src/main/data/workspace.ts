@@ -19,7 +19,7 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node
 import { basename, extname, join, resolve } from 'node:path'
 import type { DatasetManifest, DatasetSplit, NormalizedRow } from '../../shared/dataset'
 import { DatasetError } from './errors'
-import { type InspectOptions, scanDataset } from './inspect'
+import { type InspectOptions, scanDataset, unreadable } from './inspect'
 import { readLines } from './readers'
 import { validationIndices } from './stats'
 
@@ -135,6 +135,8 @@ export async function importDataset(workspace: string, file: string, options: Im
       await rows.close()
     }
     const { result } = scan
+    if (result.layout === null && result.report.total > 0 && result.report.invalid === result.report.total)
+      throw new DatasetError(unreadable(source, result.report))
     if (result.layout === null) {
       throw new DatasetError(
         `could not detect the layout of ${source} (columns: ${result.columns.join(', ') || 'none'}): choose a layout (alpaca, sharegpt, messages, completion, text, tokens) and map the columns`,

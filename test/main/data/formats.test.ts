@@ -190,6 +190,24 @@ describe('every layout in every file format', () => {
     expect(r).toMatchObject({ layout: null, detectedLayout: null, columns: ['q', 'a'], preview: [] })
   })
 
+  it('reports each line of a file none of whose records parse, and refuses to import it for that reason', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'allbad.jsonl')
+    writeFileSync(file, '{bad\n[1,2\n\n{"unterminated": "x\n')
+    const r = await inspectDataset(file)
+    expect(r.layout).toBeNull()
+    expect(r.report).toMatchObject({ total: 3, valid: 0, invalid: 3, problemCount: 3 })
+    expect(r.report.problems.map((p) => p.line)).toEqual([1, 2, 4])
+    expect(r.report.problems[0].message).toMatch(/invalid JSON/)
+    await expect(importDataset(join(dir, 'ws'), file)).rejects.toThrow(
+      /allbad\.jsonl: not one of its 3 records could be read \(line 1: invalid JSON[^)]*; 2 more like it\): fix the file/,
+    )
+    // A file whose records parse but match no layout is still the layout's to choose: read no further.
+    const odd = join(dir, 'odd.jsonl')
+    writeFileSync(odd, '{"q": "a"}\n{bad\n')
+    expect((await inspectDataset(odd)).report).toMatchObject({ total: 0, invalid: 0 })
+  })
+
   it('says a file is not text, or holds nothing, instead of reading it as no rows', async () => {
     const dir = tempDir()
     const write = (name: string, data: string | Uint8Array): string => {
