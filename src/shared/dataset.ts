@@ -286,3 +286,8 @@ export interface DatasetProgressEvent {
   file: string
   progress: DatasetProgress
 }
+/** How many of n rows go to validation: round(n × ratio), at least 1 when ratio > 0 and n ≥ 2, never all. */
+export function validationCount(n: number, ratio: number): number {
+  if (!(ratio > 0) || n < 2) return 0
+  return Math.min(n - 1, Math.max(1, Math.round(n * ratio)))
+}

@@ -4,7 +4,9 @@
  * train/validation split.
  */
 import { createHash } from 'node:crypto'
-import type { HistogramBin, LengthStats } from '../../shared/dataset'
+import { type HistogramBin, type LengthStats, validationCount } from '../../shared/dataset'
+
+export { validationCount }
 
 /** Collects lengths (non-negative integers) and summarises them. */
 export class LengthAccumulator {
@@ -122,11 +124,6 @@ export function mulberry32(seed: number): () => number {
   }
 }
 
-/** How many of n rows go to validation: round(n × ratio), at least 1 when ratio > 0 and n ≥ 2, never all. */
-export function validationCount(n: number, ratio: number): number {
-  if (!(ratio > 0) || n < 2) return 0
-  return Math.min(n - 1, Math.max(1, Math.round(n * ratio)))
-}
 
 /**
  * The validation rows of a split: validationCount(n, ratio) distinct indices in [0, n), chosen

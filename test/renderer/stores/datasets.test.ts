@@ -77,6 +77,24 @@ describe('useDatasetsStore', () => {
     expect(datasets.stale).toBe(true)
   })
 
+  it('predicts the split the import makes: at least one validation row of two or more, duplicates left out when asked', async () => {
+    const datasets = useDatasetsStore()
+    datasets.options.file = '/data/train.jsonl'
+    await datasets.inspect()
+    const inspected = datasets.inspected!
+    const estimate = (valid: number, validation: number, duplicates = 0, dedupe = false) => {
+      datasets.inspected = { ...inspected, report: { ...inspected.report, valid }, stats: { ...inspected.stats, duplicates } }
+      datasets.importOptions = { ...datasets.importOptions, validation, dedupe }
+      return datasets.importEstimate
+    }
+    expect(estimate(4, 0.1)).toEqual({ rows: 4, train: 3, validation: 1 }) // round(0.4) would say 0
+    expect(estimate(100, 0.1)).toEqual({ rows: 100, train: 90, validation: 10 })
+    expect(estimate(1, 0.5)).toEqual({ rows: 1, train: 1, validation: 0 })
+    expect(estimate(4, 0)).toEqual({ rows: 4, train: 4, validation: 0 })
+    expect(estimate(10, 0.1, 3, true)).toEqual({ rows: 7, train: 6, validation: 1 })
+    expect(estimate(10, 0.1, 3, false)).toEqual({ rows: 10, train: 9, validation: 1 })
+  })
+
   it('follows dataset.progress of its own file only, while busy', async () => {
     const datasets = useDatasetsStore()
     datasets.listen()

@@ -21,6 +21,7 @@ import { ApiError } from '../../../shared/api'
 import { useUploader, useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
 import { formatBytes } from '../format'
+import { validationCount } from '../../../shared/dataset'
 import { listener } from './listen'
 
 export const PREVIEW_PAGE = 10
@@ -117,6 +118,13 @@ export const useDatasetsStore = defineStore('datasets', () => {
 
   const busy = computed(() => inspecting.value || importing.value || upload.value !== null)
   const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
+  /** What the import will make of the inspected rows: duplicates left out where asked, then the import's own split rule. */
+  const importEstimate = computed(() => {
+    const o = importOptions.value
+    const rows = (inspected.value?.report.valid ?? 0) - (o.dedupe ? (inspected.value?.stats.duplicates ?? 0) : 0)
+    const validation = validationCount(rows, Number.isFinite(o.validation) ? o.validation : 0)
+    return { rows, train: rows - validation, validation }
+  })
   /** Whether the form changed since the last inspection (the import needs a fresh one). */
   const stale = computed(() => JSON.stringify(inspectedWith.value) !== JSON.stringify(options.value))
 
@@ -346,6 +354,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     uploadLimit,
     busy,
     hasInvalid,
+    importEstimate,
     stale,
     refresh,
     inspect,
