@@ -299,6 +299,13 @@ export type WorkbenchEvent =
   | RunEvent
   | ChatEvent
   | TaskProgressEvent
+  /**
+   * The page's link to the server (server mode), made by the browser's side of the API itself,
+   * never sent by the server: lost when the event stream drops (the server stopped, or the
+   * network), back when it reopens. Events in between are missed: listeners re-read their state.
+   * `refused`: the server answered, but not to this page's token (it restarted with a new one).
+   */
+  | { type: 'connection'; connected: boolean; refused?: string }
 
 export type WorkbenchEventType = WorkbenchEvent['type']
 export type Unsubscribe = () => void

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { ApiError } from '../../../src/shared/api'
+import { ApiError, type WorkbenchEvent } from '../../../src/shared/api'
 import { httpBridge } from '../../../src/renderer/src/api/http'
 import { takeToken, withApiErrors } from '../../../src/renderer/src/api/transport'
 import { fakeBridge } from '../fakeBridge'
@@ -149,6 +149,46 @@ describe('httpBridge', () => {
     expect(made[0].closed).toBe(true)
     made[0].onclose?.()
     expect(made).toHaveLength(1)
+  })
+
+  it('tells listeners once when the server goes away and once when it is back, and a refused token after a restart', async () => {
+    vi.useFakeTimers()
+    try {
+      let up = false
+      const fetch = vi.fn(async (): Promise<Response> => {
+        if (!up) throw new TypeError('Failed to fetch')
+        return refusedBody() // back, but restarted: a new token
+      })
+      const { made, Socket } = socketKind()
+      const bridge = httpBridge({ origin: 'http://127.0.0.1:5000', token: 't', fetch, WebSocket: Socket })
+      const heard: WorkbenchEvent[] = []
+      bridge.onEvent((e) => heard.push(e))
+      made[0].onopen?.()
+      expect(heard).toEqual([]) // a first open is no news
+      made[0].onclose?.() // the server stopped
+      expect(heard).toEqual([{ type: 'connection', connected: false }])
+      await vi.advanceTimersByTimeAsync(600)
+      made[1].onclose?.() // still away: retried, not told again
+      await vi.advanceTimersByTimeAsync(1100)
+      expect(made).toHaveLength(3)
+      made[2].onopen?.() // back
+      expect(heard).toEqual([
+        { type: 'connection', connected: false },
+        { type: 'connection', connected: true },
+      ])
+      made[2].onclose?.()
+      up = true
+      await vi.advanceTimersByTimeAsync(600)
+      made[3].onclose?.() // the handshake is refused: the check finds the token is not the server's
+      await vi.advanceTimersByTimeAsync(60_000)
+      expect(heard.slice(2)).toEqual([
+        { type: 'connection', connected: false },
+        { type: 'connection', connected: false, refused: expect.stringMatching(/^This page's access token is not the server's/) },
+      ])
+      expect(made).toHaveLength(4)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('keeps retrying the event stream, with backoff, while the server is away', async () => {

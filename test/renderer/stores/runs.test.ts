@@ -66,6 +66,20 @@ describe('useRunsStore', () => {
     expect(runs.steps).toHaveLength(3)
   })
 
+  it('reads the list and the open run again when the connection is back (the steps sent meanwhile were missed)', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    const [lists, gets] = [fake.bridge.runs.list.mock.calls.length, fake.bridge.runs.get.mock.calls.length]
+    fake.emit({ type: 'connection', connected: false })
+    expect(fake.bridge.runs.list).toHaveBeenCalledTimes(lists)
+    fake.emit({ type: 'connection', connected: true })
+    expect(fake.bridge.runs.list).toHaveBeenCalledTimes(lists + 1)
+    expect(fake.bridge.runs.get).toHaveBeenCalledTimes(gets + 1)
+    expect(fake.bridge.runs.get).toHaveBeenLastCalledWith({ id: 'run-1' })
+  })
+
   it('keeps events that arrive while the run is loading and applies the new ones after', async () => {
     const runs = useRunsStore()
     runs.listen()

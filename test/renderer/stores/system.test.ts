@@ -63,4 +63,22 @@ describe('useSystemStore', () => {
     stop()
     expect(fake.listeners.size).toBe(0)
   })
+
+  it('says when the server is away, reads the system again when it is back, and shows a refused token', async () => {
+    const system = useSystemStore()
+    await system.refresh()
+    system.listen()
+    expect(system.connection).toBe('ok')
+    fake.emit({ type: 'connection', connected: false })
+    expect(system.connection).toBe('lost')
+    expect(fake.bridge.system.info).toHaveBeenCalledTimes(1)
+    fake.emit({ type: 'engine.status', time: 1, status: 'crashed', pid: 42 })
+    fake.emit({ type: 'connection', connected: true })
+    expect(system.connection).toBe('ok')
+    expect(fake.bridge.system.info).toHaveBeenCalledTimes(2) // what the events missed
+    await new Promise((r) => setTimeout(r, 0))
+    expect(system.engineStatus).toBe('ready')
+    fake.emit({ type: 'connection', connected: false, refused: "This page's access token is not the server's. Open the link…" })
+    expect(system.unauthorized).toMatch(/^This page's access token is not the server's/)
+  })
 })

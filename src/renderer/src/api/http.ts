@@ -36,11 +36,12 @@ export function httpBridge(options: HttpOptions): WorkbenchBridge {
   let told = false
   const unauthorized = (error: ApiError): ApiError => {
     refused ??= error
-    events.shutdown()
     if (!told) {
       told = true
+      events.refuse(refused.message)
       options.onUnauthorized?.(refused)
     }
+    events.shutdown()
     return refused
   }
   const invoke: Invoke = async (method, args) => {
@@ -107,6 +108,8 @@ class EventSocket {
   private socket: WebSocket | undefined
   private retry: ReturnType<typeof setTimeout> | undefined
   private delayMs = 500
+  /** The stream dropped and has not reopened yet (listeners were told). */
+  private lost = false
 
   constructor(
     private readonly url: string,
@@ -131,6 +134,10 @@ class EventSocket {
     ws.onopen = () => {
       opened = true
       this.delayMs = 500
+      if (this.lost) {
+        this.lost = false
+        this.emit({ type: 'connection', connected: true })
+      }
     }
     ws.onmessage = (message) => {
       let event: WorkbenchEvent
@@ -139,12 +146,18 @@ class EventSocket {
       } catch {
         return
       }
-      for (const listener of this.listeners) listener(event)
+      this.emit(event)
     }
     ws.onclose = () => {
       if (this.socket !== ws) return
       this.socket = undefined
       if (this.listeners.size === 0 || !this.policy.allowed()) return
+      // Listeners hear of a server that is away once (not of a refused token: that is its own error).
+      const away = (): void => {
+        if (this.lost || this.listeners.size === 0) return
+        this.lost = true
+        this.emit({ type: 'connection', connected: false })
+      }
       // The server restarted or the network blinked: try again, backing off up to 10 s.
       const again = (): void => {
         if (this.retry || this.socket || this.listeners.size === 0 || !this.policy.allowed()) return
@@ -154,9 +167,25 @@ class EventSocket {
         }, this.delayMs)
         this.delayMs = Math.min(this.delayMs * 2, 10_000)
       }
-      if (opened) again()
-      else void this.policy.check().then((retry) => retry && again())
+      if (opened) {
+        away()
+        again()
+      } else
+        void this.policy.check().then((retry) => {
+          if (!retry) return
+          away()
+          again()
+        })
     }
+  }
+
+  private emit(event: WorkbenchEvent): void {
+    for (const listener of this.listeners) listener(event)
+  }
+
+  /** Tells the listeners the token was refused (nothing can work after that). */
+  refuse(message: string): void {
+    this.emit({ type: 'connection', connected: false, refused: message })
   }
 
   shutdown(): void {

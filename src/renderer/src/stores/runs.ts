@@ -391,6 +391,11 @@ export const useRunsStore = defineStore('runs', () => {
 
   function onEvent(event: WorkbenchEvent): void {
     if (event.type.startsWith('run.')) apply(event as RunEvent)
+    // Back from a lost connection: the steps and statuses sent meanwhile were missed.
+    if (event.type === 'connection' && event.connected) {
+      void refresh()
+      if (openId.value) void open(openId.value)
+    }
   }
 
   const listen = listener(onEvent)

@@ -24,6 +24,8 @@ export const useSystemStore = defineStore('system', () => {
   const unauthorized = ref<string | null>(null)
   const engineStatus = ref<EngineStatus | 'unknown'>('unknown')
   const engineReason = ref<string | null>(null)
+  /** Server mode: whether the page's event stream is up ('lost' while the server is away). */
+  const connection = ref<'ok' | 'lost'>('ok')
   // Replaced, never mutated in place: no deep reactivity over hundreds of lines.
   const logs = shallowRef<LogLine[]>([])
 
@@ -58,6 +60,13 @@ export const useSystemStore = defineStore('system', () => {
         }
         break
       }
+      case 'connection': {
+        if (event.refused) unauthorized.value = event.refused
+        connection.value = event.connected ? 'ok' : 'lost'
+        // The server is back (maybe a new one, a new engine): read again what the events missed.
+        if (event.connected) void refresh()
+        break
+      }
       case 'log': {
         const next = [...logs.value, { time: event.time, level: event.level, source: event.source, message: event.message }]
         logs.value = next.length > MAX_LOG_LINES ? next.slice(-MAX_LOG_LINES) : next
@@ -76,5 +85,5 @@ export const useSystemStore = defineStore('system', () => {
     }
   }
 
-  return { info, loading, error, unauthorized, engineStatus, engineReason, logs, backend, unavailable, refresh, listen }
+  return { info, loading, error, unauthorized, engineStatus, engineReason, connection, logs, backend, unavailable, refresh, listen }
 })
