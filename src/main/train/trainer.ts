@@ -262,7 +262,10 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
       if (stop) break
       await new Promise((r) => setImmediate(r)) // let a cancel arrive
     }
-    if (stop?.status === 'cancelled' || stop?.status === 'interrupted') await writeCheckpoint(s)
+    // A stop keeps a checkpoint of the step reached, unless the loop just wrote that one: writing
+    // the same step again would remove the complete folder before the new one is in place.
+    const stopped = stop?.status === 'cancelled' || stop?.status === 'interrupted'
+    if (stopped && folder.lastCheckpoint() !== folder.checkpointDir(s.state.step)) await writeCheckpoint(s)
     return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} steps`, s.state.step)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)

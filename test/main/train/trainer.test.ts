@@ -733,6 +733,20 @@ describe('a run from start to end', () => {
     expect(readdirSync(join(runDir, 'checkpoints'))).toEqual(['step-2'])
   })
 
+  it('a stop right after a checkpoint keeps that checkpoint instead of writing the same step again', async () => {
+    // Rewriting it would first remove the complete folder: a crash then would leave none.
+    const ac = new AbortController()
+    const { result, events, runDir } = await run(
+      baseModel(),
+      { optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 6, evalEvery: 0, checkpointEvery: 2 },
+      swapTask(16),
+      { signal: ac.signal, onEvent: (e) => e.type === 'run.checkpoint' && e.step === 2 && ac.abort(INTERRUPT) },
+    )
+    expect(result).toMatchObject({ status: 'interrupted', step: 2, lastCheckpoint: join(runDir, 'checkpoints/step-2') })
+    expect(events.filter((e) => e.type === 'run.checkpoint').map((e) => e.type === 'run.checkpoint' && e.step)).toEqual([2])
+    expect(existsSync(join(runDir, 'checkpoints/step-2/trainer_state.json'))).toBe(true)
+  })
+
   it('a model that cannot load fails the run with the reason, in its record and events', async () => {
     const missing = join(tmp('moe-nobase-'), 'nothing-here')
     const runDir = tmp()
