@@ -46,7 +46,11 @@ function readRunConfigInput(file: string | undefined, sets: string[]): Record<st
     }
     if (typeof base !== 'object' || base === null || Array.isArray(base)) throw new Error(`${file}: must hold a JSON object`)
   }
-  return applyOverrides(base, sets)
+  try {
+    return applyOverrides(base, sets)
+  } catch (e) {
+    throw new UsageError((e as Error).message) // a malformed --set is a usage mistake (exit 2)
+  }
 }
 
 /**
@@ -215,13 +219,13 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
 
   const host = openHost(runValues, io)
   // Ctrl-C (or SIGTERM): the run stops at its next step boundary with a checkpoint, interrupted.
-  let stopping = false
+  let stopping: NodeJS.Signals | null = null
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       io.err('\nstopping now')
       process.exit(signal === 'SIGINT' ? 130 : 143)
     }
-    stopping = true
+    stopping = signal
     io.err('\nstopping at the next step boundary (a checkpoint is kept; Ctrl-C again to stop at once)...')
     void host.close()
   }
@@ -260,6 +264,9 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
       return 1
     }
+    // Stopped by a signal before the end: the shell's code for it, so a script can tell (a run
+    // that completed meanwhile is a success).
+    if (stopping && final.status !== 'completed') return stopping === 'SIGINT' ? 130 : 143
     return 0
   } finally {
     process.off('SIGINT', onSignal)

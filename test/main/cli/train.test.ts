@@ -173,6 +173,9 @@ describe('moe-workbench train / export', () => {
     expect(r.code).toBe(2)
     expect(r.err.at(-1)).toMatch(/config\.maxStep: unknown field "maxStep" \(did you mean "maxSteps"\?\)/)
     expect(existsSync(join(ws2, 'datasets'))).toBe(false)
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--workspace', ws2, '--set', 'maxSteps')
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/--set maxSteps: expected key=value/)
     r = await cli('train', '--dataset', join(dir, 'd.jsonl'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--model is required/)
@@ -182,6 +185,40 @@ describe('moe-workbench train / export', () => {
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--out', join(dir, 'elsewhere'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--out: .* is not inside a workspace's runs\/ folder/)
+  })
+
+  it('Ctrl-C stops a run at a step boundary with a checkpoint, and exits 130 (not 0: a script can tell)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-int-'))
+    const base = join(dir, 'base')
+    const c = tinyConfig({ vocabSize: 24 })
+    const m = new MoeModel(c, randomWeights(c, 2))
+    saveModel(m, base)
+    m.dispose()
+    const data = join(dir, 'data.jsonl')
+    writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
+    const runDir = join(dir, 'ws', 'runs', 'stopped')
+    const err: string[] = []
+    let signalled = false
+    const code = await runCli(
+      ['train', '--model', base, '--dataset', data, '--set', 'maxSteps=400', '--set', 'batchSize=2', '--set', 'evalEvery=0', '--out', runDir, '--backend', 'wasm'],
+      {
+        out: () => {},
+        err: (l) => {
+          err.push(l)
+          if (!signalled && /step \d+\/400/.test(l)) {
+            signalled = true
+            process.emit('SIGINT', 'SIGINT')
+          }
+        },
+      },
+    )
+    expect(signalled).toBe(true)
+    expect(err.join('\n')).toMatch(/stopping at the next step boundary/)
+    expect(code).toBe(130)
+    const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))
+    expect(run.status).toBe('interrupted')
+    expect(run.step).toBeLessThan(400)
+    expect(run.lastCheckpoint).toBe(join(runDir, 'checkpoints', `step-${run.step}`))
   })
 
   it('formats progress and durations', () => {
