@@ -96,9 +96,11 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
       const line = raw.trim()
       if (line === '/quit' || line === '/exit') break
       if (line === '/reset' || line.startsWith('/system')) {
-        if (line.startsWith('/system')) system = line.slice('/system'.length).trim() || undefined
         history = []
-        io.err(system ? `system prompt set; conversation cleared` : 'conversation cleared')
+        if (line.startsWith('/system')) {
+          system = line.slice('/system'.length).trim() || undefined
+          io.err(system ? 'system prompt set; conversation cleared' : 'system prompt removed; conversation cleared')
+        } else io.err(system ? `conversation cleared (the system prompt stays: ${JSON.stringify(system)})` : 'conversation cleared')
       } else if (line !== '') {
         history.push({ role: 'user', content: line })
         const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history

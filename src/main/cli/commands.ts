@@ -308,6 +308,12 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
   const sampling = samplingFromFlags(values)
   const offload = offloadFromFlags(values)
+  // Before the load, whose plan would size a cache for all those positions and call it memory.
+  const positions = readModelConfig(dir).maxPositionEmbeddings
+  if (prompt.length + maxNewTokens > positions)
+    throw new UsageError(
+      `--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${positions} positions`,
+    )
   const backend = await backendFromFlag(values, io)
   const loadStart = performance.now()
   const model = await loadModelAsync(dir, {
@@ -321,10 +327,6 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     const V = model.config.vocabSize
     const bad = prompt.find((id) => id >= V)
     if (bad !== undefined) throw new UsageError(`--prompt-ids: token id ${bad} is outside the vocabulary [0, ${V})`)
-    if (prompt.length + maxNewTokens > model.config.maxPositionEmbeddings)
-      throw new UsageError(
-        `--max-new-tokens: prompt (${prompt.length}) + new tokens (${maxNewTokens}) exceed the model's ${model.config.maxPositionEmbeddings} positions`,
-      )
     const started = performance.now()
     let firstTokenMs = 0
     const opts = {

@@ -217,6 +217,12 @@ const COMMANDS: Record<string, Command> = {
 
 /** Runs the CLI; returns the exit code. Never throws. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  // Common options may come first (`--workspace W dataset list`): the command is the first word
+  // that names one.
+  if (argv[0]?.startsWith('-') && argv[0] !== '--help' && argv[0] !== '-h') {
+    const at = argv.findIndex((a) => Object.hasOwn(COMMANDS, a))
+    if (at > 0) argv = [argv[at], ...argv.slice(0, at), ...argv.slice(at + 1)]
+  }
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(USAGE)
@@ -240,7 +246,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       values = parsed.values as ParsedValues
       positionals = parsed.positionals
     } catch (e) {
-      throw new UsageError((e as Error).message.replace(/^.*?:\s*/, '').split('\n')[0])
+      const message = (e as Error).message
+      // `--temperature -1`: parseArgs takes -1 for an option; say how to write it.
+      const dashed = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message)?.[1]
+      if (dashed) {
+        const value = rest[rest.indexOf(dashed) + 1] ?? '-1'
+        throw new UsageError(`${dashed} ${value}: write a value that starts with "-" after "=", as ${dashed}=${value}`)
+      }
+      throw new UsageError(message.replace(/^.*?:\s*/, '').split('\n')[0])
     }
     if (values.help) {
       io.out(USAGE)

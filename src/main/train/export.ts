@@ -3,7 +3,7 @@
  * into the base weights (verified by comparing logits before anything is written), tokenizer
  * files from the base model, and a README card recording the run.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
@@ -108,6 +108,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
   const ckpt = opts.checkpoint ?? folder.lastCheckpoint()
   if (!ckpt) throw new Error(`${runDir}: the run has no checkpoint to export yet`)
   const out = resolve(outDir)
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out: ${out} is a file; choose a new folder`)
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
   const lora = run.config.method === 'lora'
   const stages = lora ? 2 : 1

@@ -188,6 +188,15 @@ describe('moe-workbench CLI', () => {
   it('bad arguments give one line and exit 2', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command "frobnicate"/],
+      [['--workspace', '/tmp/x', 'frobnicate'], /unknown command "--workspace"/],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,2', '--max-new-tokens', '100000000', '--greedy'],
+        /--max-new-tokens: prompt \(2\) \+ new tokens \(100000000\) exceed the model's \d+ positions/,
+      ],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--temperature', '-1'],
+        /--temperature -1: write a value that starts with "-" after "=", as --temperature=-1/,
+      ],
       [['info'], /--model is required/],
       [['info', '--model', '/nonexistent/dir'], /is not a folder/],
       [['info', '--model', FIX, '--bogus'], /bogus/],

@@ -249,6 +249,8 @@ describe('moe-workbench train / export', () => {
     r = await cli('dataset', 'list', '--workspace', ws)
     expect(r.out).toHaveLength(1)
     expect(r.out[0]).toMatch(/partly bad .* 3 rows/)
+    // Common options may come before the command.
+    expect((await cli('--workspace', ws, 'dataset', 'list')).out).toEqual(r.out)
     r = await cli(
       'dataset',
       'import',
@@ -306,6 +308,7 @@ describe('moe-workbench chat', () => {
     expect(summaries).toHaveLength(2)
     expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
     expect(err.join('\n')).toMatch(/system prompt set; conversation cleared/)
+    expect(err).toContain('conversation cleared (the system prompt stays: "Be brief.")') // /reset sets nothing
     expect(err.join('\n')).toMatch(/paging: budget 600\.0 KiB; .* lazy host storage/)
     expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)

@@ -478,6 +478,10 @@ describe('export', () => {
     const b = tf.tidy(() => baseM.forward(ids, { weights: lora.wrap(baseM.weightSource, { training: false }) }).logits.dataSync())
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-4)
     await expect(exportRun(runDir, out)).rejects.toThrow(/exists and is not empty/)
+    const file = join(out, 'config.json') // a file named as the folder: said so, the file untouched
+    const before = readFileSync(file, 'utf8')
+    await expect(exportRun(runDir, file)).rejects.toThrow(`--out: ${file} is a file; choose a new folder`)
+    expect(readFileSync(file, 'utf8')).toBe(before)
     m.dispose()
     lora.dispose()
     baseM.dispose()
