@@ -16,6 +16,7 @@
  *   steps, capped; large datasets get one epoch.
  */
 import type { DatasetManifest } from './dataset'
+import { typicalLr } from './guidance'
 import { countParams, type MoeConfig } from './modelConfig'
 import { runConfigSchema, type LoraTarget, type RunConfig } from './runConfig'
 
@@ -129,8 +130,14 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
     )
     choose('lora.targets', targets, "the experts hold most of an MoE's weights, so they get adapters with attention")
     choose('lora.rank', rank, fewRows ? 'a few hundred rows or fewer: rank 16 (alpha 32) has room to learn them' : 'rank 8 (alpha 16)')
-    c.optimizer.lr = 2e-4
-    choose('optimizer.lr', c.optimizer.lr, 'the usual LoRA rate (LLaMA-Factory and axolotl recipes use 1e-4 to 3e-4)')
+    c.optimizer.lr = typicalLr('lora', params)
+    choose(
+      'optimizer.lr',
+      c.optimizer.lr,
+      params > 1e9
+        ? 'the usual LoRA rate (LLaMA-Factory and axolotl recipes use 1e-4 to 3e-4)'
+        : 'a LoRA rate for a model under a billion parameters (2e-4 is for billions: smaller models need larger steps)',
+    )
   }
   c.optimizer.betas = [0.9, 0.95]
   c.optimizer.weightDecay = fewRows ? 0 : 0.01

@@ -27,7 +27,10 @@ export interface GuidanceContext {
 
 /** The learning rate a method usually wants on a model of this size (the Quick preset's choice). */
 export function typicalLr(method: RunConfig['method'], totalParams: number): number {
-  if (method === 'lora') return 2e-4
+  // LoRA's usual 2e-4 is for models of billions of parameters; adapters on a small model need
+  // larger steps (the bundled 5 M model learnt nothing in 60 steps at 2e-4: 56% of its training
+  // rows exactly at 3e-3).
+  if (method === 'lora') return totalParams <= 20e6 ? 3e-3 : totalParams <= 100e6 ? 1e-3 : totalParams <= 1e9 ? 5e-4 : 2e-4
   if (totalParams <= 20e6) return 3e-3
   if (totalParams <= 100e6) return 1e-3
   if (totalParams <= 1e9) return 1e-4
@@ -50,14 +53,14 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
     out.push({
       id: 'lr-high',
       tone: 'danger',
-      message: `Learning rate ${fmt(lr)} is ${Math.round(lr / typical)}× what ${c.method === 'lora' ? 'LoRA' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the loss is likely to jump or become NaN.`,
+      message: `Learning rate ${fmt(lr)} is ${Math.round(lr / typical)}× what ${c.method === 'lora' ? 'LoRA on a model of this size' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the loss is likely to jump or become NaN.`,
       suggest: { path: 'optimizer.lr', value: typical },
     })
   else if (lr < typical / LR_FACTOR)
     out.push({
       id: 'lr-low',
       tone: 'warn',
-      message: `Learning rate ${fmt(lr)} is ${Math.round(typical / lr)}× below what ${c.method === 'lora' ? 'LoRA' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the weights will barely move and the loss will stay where it starts.`,
+      message: `Learning rate ${fmt(lr)} is ${Math.round(typical / lr)}× below what ${c.method === 'lora' ? 'LoRA on a model of this size' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the weights will barely move and the loss will stay where it starts.`,
       suggest: { path: 'optimizer.lr', value: typical },
     })
   const stepsPerEpoch = Math.ceil(Math.max(1, ctx.trainRows) / (c.batchSize * c.gradAccumulation))

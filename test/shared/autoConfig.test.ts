@@ -74,6 +74,10 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(c.method).toBe('lora')
     expect(c.lora).toEqual({ rank: 16, alpha: 32, dropout: 0.05, targets: ['attention', 'experts'] })
     expect(c.optimizer.lr).toBe(2e-4)
+    // Under a billion parameters LoRA takes larger steps.
+    const mid = autoRunConfig(large({ model: { totalParams: 500e6, maxPositions: 4096, hasSharedExpert: false } }))
+    expect(mid.config).toMatchObject({ method: 'lora', optimizer: { lr: 5e-4 } })
+    expect(mid.choices.find((x) => x.path === 'optimizer.lr')!.why).toMatch(/under a billion parameters/)
     expect(c.batchSize).toBe(4)
     // 9 steps an epoch; 150 steps would be 17 epochs, capped at 10.
     expect(c.epochs).toBe(10)

@@ -147,7 +147,7 @@ describe('the words', () => {
   it('the usual learning rate by method and size, at the boundaries', () => {
     expect([20e6, 20e6 + 1, 100e6, 100e6 + 1, 1e9, 1e9 + 1].map((p) => typicalLr('full', p))).toEqual([3e-3, 1e-3, 1e-3, 1e-4, 1e-4, 2e-5])
     expect(typicalLr('freeze', 2e6)).toBe(3e-3)
-    expect(typicalLr('lora', 2e6)).toBe(2e-4)
+    expect([20e6, 20e6 + 1, 100e6, 100e6 + 1, 1e9, 1e9 + 1].map((p) => typicalLr('lora', p))).toEqual([3e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2e-4])
   })
 
   it('say what is wrong and what to do, word for word', () => {
@@ -165,7 +165,7 @@ describe('the words', () => {
         modelCapacityFactor: null,
       }).map((a) => a.message),
     ).toEqual([
-      'Learning rate 1.0e-6 is 200× below what LoRA usually takes (2.0e-4): the weights will barely move and the loss will stay where it starts.',
+      'Learning rate 1.0e-6 is 200× below what LoRA on a model of this size usually takes (2.0e-4): the weights will barely move and the loss will stay where it starts.',
     ])
     const cfg = validateRunConfig({ gradClip: 0 })
     const at = (i: number, ce: number, d = 0) => step(i, ce, { droppedFraction: d })
@@ -222,8 +222,8 @@ describe('the rules at their edges', () => {
         id: 'lr-low',
         tone: 'warn',
         message:
-          'Learning rate 1.0e-6 is 200× below what LoRA usually takes (2.0e-4): the weights will barely move and the loss will stay where it starts.',
-        suggest: { path: 'optimizer.lr', value: 2e-4 },
+          'Learning rate 1.0e-6 is 3000× below what LoRA on a model of this size usually takes (3.0e-3): the weights will barely move and the loss will stay where it starts.',
+        suggest: { path: 'optimizer.lr', value: 3e-3 },
       },
     ])
     expect(advice({ optimizer: { lr: 1000 } })[0].message).toMatch(/^Learning rate 1\.0e\+3 is /)

@@ -73,9 +73,8 @@ describe('moe-workbench train / export', () => {
     )
     expect(r.err.join('\n')).toMatch(/starting: 4 steps, 36 training rows, 4 validation rows/)
     // The Train screen's warnings, with the --set that follows each; the run starts anyway.
-    expect(r.err).toContain(
-      'warning: Learning rate 0.01 is 50× what LoRA usually takes (2.0e-4): the loss is likely to jump or become NaN. (try --set optimizer.lr=0.0002)',
-    )
+    // (0.01 is within LoRA's range for a model this small: no warning about it.)
+    expect(r.err.join('\n')).not.toMatch(/Learning rate/)
     expect(r.err.join('\n')).toMatch(/^warning: Warm-up is 3 steps of a 4-step run: .* \(try --set schedule\.warmupSteps=0\)$/m)
     expect(readFileSync(join(runDir, 'log'), 'utf8')).toMatch(/paging: fits with paging/)
     expect(r.code).toBe(0)

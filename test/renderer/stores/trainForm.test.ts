@@ -1,4 +1,5 @@
 import { createPinia, setActivePinia } from 'pinia'
+import { nextTick } from 'vue'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { runConfigSchema } from '../../../src/shared/runConfig'
@@ -29,7 +30,7 @@ beforeEach(() => {
 describe('run presets', () => {
   it.each(RUN_PRESETS.map((p) => [p.id, p] as const))('%s is a valid run config', (_id, preset) => {
     const config = defaultRunConfig()
-    preset.apply(config)
+    preset.apply(config, { totalParams: null })
     expect(runConfigSchema.safeParse(config).success).toBe(true)
   })
 })
@@ -69,6 +70,18 @@ describe('useTrainFormStore', () => {
     expect(form.config).toMatchObject({ method: 'lora', batchSize: 4, maxSteps: 60 })
     form.set('maxSteps', 10)
     expect(form.presetId).toBeNull()
+  })
+
+  it("sets LoRA's learning rate for the chosen model's size, and again when the model changes", async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    const form = useTrainFormStore()
+    form.applyPreset('quick-lora')
+    expect(form.config.optimizer.lr).toBe(2e-4) // no model yet: the rate of billions of parameters
+    form.model = '/app/resources/models/tiny-moe' // 72 816 parameters
+    await nextTick()
+    expect(form.presetId).toBe('quick-lora')
+    expect(form.config.optimizer.lr).toBe(3e-3)
   })
 
   it('Quick asks the service for settings chosen from the model and dataset, lists why, and chooses again for another dataset', async () => {

@@ -15,7 +15,7 @@ import { formatBytes, parseBytes } from '../format'
 import { useRunsStore } from './runs'
 import { useModelsStore } from './models'
 import { useDatasetsStore } from './datasets'
-import { preflight, type Advice } from '../../../shared/guidance'
+import { preflight, typicalLr, type Advice } from '../../../shared/guidance'
 
 export function defaultRunConfig(): RunConfig {
   return runConfigSchema.parse({})
@@ -25,7 +25,8 @@ export interface RunPreset {
   id: string
   label: string
   description: string
-  apply: (c: RunConfig) => void
+  /** Sets the preset's values on c; `totalParams` (null: no model chosen yet) scales what depends on the model's size. */
+  apply: (c: RunConfig, model: { totalParams: number | null }) => void
   /** Chosen by the service from the model and dataset (runs.auto); `apply` is not used. */
   auto?: boolean
 }
@@ -44,11 +45,11 @@ export const RUN_PRESETS: RunPreset[] = [
   {
     id: 'quick-lora',
     label: 'LoRA, 60 steps',
-    description: 'Rank-8 adapters on attention and experts, 60 steps: minutes on a CPU.',
-    apply: (c) => {
+    description: "Rank-8 adapters on attention and experts, 60 steps at LoRA's usual rate for the model's size: minutes on a CPU.",
+    apply: (c, model) => {
       c.method = 'lora'
       c.lora = { rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }
-      c.optimizer.lr = 2e-4
+      c.optimizer.lr = typicalLr('lora', model.totalParams ?? 7e9)
       c.schedule = { type: 'cosine', warmupSteps: 5, minLrRatio: 0.1 }
       c.batchSize = 4
       c.maxSteps = 60
@@ -247,7 +248,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       return
     }
     const next = defaultRunConfig()
-    preset.apply(next)
+    preset.apply(next, { totalParams: useModelsStore().entries.find((m) => m.dir === model.value)?.info?.params.total ?? null })
     useConfig(next)
     autoChoices.value = null
     presetId.value = id
@@ -291,8 +292,9 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   }
 
   // Another model or dataset: the Quick settings are chosen again for it.
+  // A preset follows the model and dataset it is for (Quick chooses again; the others scale with the model).
   watch([model, dataset], () => {
-    if (presetId.value === QUICK_PRESET) void applyAuto()
+    if (presetId.value) applyPreset(presetId.value)
   })
 
   function reset(): void {
