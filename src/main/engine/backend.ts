@@ -16,6 +16,8 @@ import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { pathToFileURL } from 'node:url'
 import { setWasmBackend, wasmThreadCount } from './wasmThreads'
 import { registerWasmKernels } from './wasmKernels'
 import { loadNativeMatMul, useNativeMatMul, type NativeMatMul } from './nativeMatMul'
@@ -48,12 +50,21 @@ interface GpuAdapterLike {
  * browser would have it, so @tensorflow/tfjs-backend-webgpu finds it. Returns the adapter it will
  * use. Works in every host's engine process (a Node child, or Electron's utilityProcess).
  */
-async function installWebGpu(): Promise<GpuAdapterLike> {
+async function installWebGpu(forced: boolean): Promise<GpuAdapterLike> {
   // Dawn prints Vulkan's own complaints to stderr when there is no driver: look first.
   if (process.platform === 'linux' && !hasVulkanDriver())
     throw new Error(
       'no Vulkan driver: no ICD file in /usr/share/vulkan/icd.d or /etc/vulkan/icd.d (install the GPU vendor driver and libvulkan1, or set VK_ICD_FILENAMES)',
     )
+  // Dawn and the Vulkan loader also print to this process's stderr while they look (a refused
+  // software driver, XDG_RUNTIME_DIR unset): a CPU-only machine showed those lines on every
+  // command. So a child process looks first, its stderr kept from the user; Dawn is loaded here
+  // only where it found an adapter.
+  const probe = probeWebGpu()
+  if ('error' in probe) throw new Error(probe.error)
+  if (!probe.adapter)
+    throw new Error('no WebGPU adapter: no Vulkan/Metal/D3D12 driver was found (on Linux install the GPU vendor driver and libvulkan1)')
+  if (!forced && adapterReport(probe.adapter).software) return probe.adapter // refused by the caller, Dawn never loaded here
   const { create, globals } = (await import('webgpu')) as unknown as {
     create: (flags: string[]) => { requestAdapter(o?: object): Promise<GpuAdapterLike | null> }
     globals: Record<string, unknown>
@@ -68,6 +79,44 @@ async function installWebGpu(): Promise<GpuAdapterLike> {
   if (!adapter)
     throw new Error('no WebGPU adapter: no Vulkan/Metal/D3D12 driver was found (on Linux install the GPU vendor driver and libvulkan1)')
   return adapter
+}
+
+/** What a child process found: the adapter (its info and limits), none, or why it could not look. */
+type WebGpuProbe = { adapter: GpuAdapterLike | null } | { error: string }
+
+/** Asks Dawn for an adapter in a child process (see installWebGpu), within 30 s. */
+export function probeWebGpu(env: NodeJS.ProcessEnv = process.env): WebGpuProbe {
+  let url: string
+  try {
+    url = pathToFileURL(requireHere.resolve('webgpu')).href
+  } catch (e) {
+    return { error: errorText(e) }
+  }
+  const script = `
+    const { create, globals } = await import(${JSON.stringify(url)})
+    Object.assign(globalThis, globals)
+    const a = await create([]).requestAdapter({ powerPreference: 'high-performance' })
+    const { vendor, architecture, device, description, isFallbackAdapter } = a?.info ?? {}
+    const limits = a ? { maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize, maxBufferSize: a.limits.maxBufferSize } : null
+    process.stdout.write('\\n' + JSON.stringify(a ? { info: { vendor, architecture, device, description, isFallbackAdapter }, limits } : null) + '\\n')
+    process.exit(0)`
+  // Electron's utilityProcess runs the engine on Electron's binary: as Node for the child.
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...env, ELECTRON_RUN_AS_NODE: '1' },
+    encoding: 'utf8',
+    timeout: 30_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const line = r.stdout?.trim().split('\n').at(-1)
+  if (r.status === 0 && line) {
+    try {
+      return { adapter: JSON.parse(line) as GpuAdapterLike | null }
+    } catch {
+      // not the probe's answer: the reason below
+    }
+  }
+  const why = r.error ? errorText(r.error) : (r.stderr?.trim().split('\n').at(-1) ?? `exit ${r.status ?? r.signal}`)
+  return { error: `looking for a WebGPU adapter failed: ${why}` }
 }
 
 /** Whether the Vulkan loader would find a driver (an ICD manifest) on Linux. */
@@ -120,7 +169,7 @@ async function tryBackend(
       return { tfBackend: 'tensorflow' }
     }
     case 'webgpu': {
-      const adapter = adapterReport(await installWebGpu())
+      const adapter = adapterReport(await installWebGpu(forced))
       if (adapter.software && !forced)
         throw new Error(
           `only a software adapter (${adapter.description || adapter.architecture}) was found; it is slower than wasm, so it is used only when asked for (--backend webgpu)`,

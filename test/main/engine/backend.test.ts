@@ -184,6 +184,36 @@ describe('backend reports and log lines', () => {
   })
 })
 
+describe('probeWebGpu', () => {
+  it('finds the adapter in a child process, and none where the loader has no driver', async () => {
+    const { probeWebGpu } = await import('../../../src/main/engine/backend')
+    const none = probeWebGpu({ ...process.env, VK_ICD_FILENAMES: '/nonexistent/none_icd.json', VK_DRIVER_FILES: '' })
+    expect(none).toEqual({ adapter: null })
+    if (webgpuMissing) return expect(webgpuMissing).toBeTruthy()
+    const found = probeWebGpu()
+    expect('adapter' in found && found.adapter?.info.description).toMatch(/swiftshader/i)
+  })
+
+  it('keeps Dawn and the Vulkan loader off the stderr of a process that picks its backend', async () => {
+    if (webgpuMissing) return expect(webgpuMissing).toBeTruthy()
+    const { spawnSync } = await import('node:child_process')
+    const { pathToFileURL } = await import('node:url')
+    const backend = pathToFileURL(new URL('../../../src/main/engine/backend.ts', import.meta.url).pathname).href
+    const env: NodeJS.ProcessEnv = { ...process.env }
+    delete env.XDG_RUNTIME_DIR // Dawn complains of it on stderr (twice) when it loads
+    delete env.MOE_WORKBENCH_BACKEND
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', `const { initBackend } = await import(${JSON.stringify(backend)}); const r = await initBackend(); console.log(JSON.stringify(r.attempts))`],
+      { env, encoding: 'utf8', timeout: 120_000 },
+    )
+    expect(r.status, r.stderr).toBe(0)
+    // Only a software adapter here (SwiftShader): refused without Dawn ever loading in this process.
+    expect(r.stdout).toMatch(/"name":"webgpu","ok":false,"reason":"only a software adapter/)
+    expect(r.stderr).not.toMatch(/XDG_RUNTIME_DIR|Vulkan|Dawn|dawn/)
+  }, 180_000)
+})
+
 describe('hasVulkanDriver', () => {
   it('finds an ICD named by the environment or in a data folder, and none in an empty system', async () => {
     const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs')
