@@ -158,6 +158,11 @@ export interface RunDetail {
   alerts: ExpertAlert[]
   /** The latest before/after evaluation (eval.json), if any. */
   evaluation: RunEvaluation | null
+  /**
+   * Who trains it, where that is another process than this service's engine (the CLI, another
+   * server): its progress reaches this service only through the run folder, not as events.
+   */
+  trainedElsewhere?: string
 }
 
 /** What exporting a run wrote. */

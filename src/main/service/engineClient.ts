@@ -166,6 +166,11 @@ export class EngineClient {
     return this.running?.child.pid ?? null
   }
 
+  /** The engine's own process id, as it reported when ready (what its run locks name; a wrapper may stand between it and `pid`). */
+  get enginePid(): number | null {
+    return this.running && this.lastReady ? this.lastReady.pid : null
+  }
+
   /** The backend report of the last engine that started. */
   get backend(): BackendReport | undefined {
     return this.lastReady?.backend

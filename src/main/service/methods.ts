@@ -2,6 +2,7 @@
  * The models.*, runs.*, chat.*, conversations.* and experts.* methods of the Workbench service:
  * workspace bookkeeping here, compute in the engine process.
  */
+import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
@@ -187,7 +188,14 @@ export function workspaceMethods(ctx: MethodContext): {
       }
     },
     'runs.list': async () => listRuns(workspace),
-    'runs.get': async (args) => readRunDetail(workspace, args.id),
+    'runs.get': async (args) => {
+      const detail = readRunDetail(workspace, args.id)
+      if (!['created', 'queued', 'running'].includes(detail.record.status)) return detail
+      const folder = runFolder(workspace, args.id)
+      const owner = folder.isLocked() ? folder.lockInfo() : null
+      if (!owner || (owner.pid === engine.enginePid && owner.host === hostname())) return detail
+      return { ...detail, trainedElsewhere: `${owner.by} (pid ${owner.pid} on ${owner.host})` }
+    },
     'runs.cancel': async (args) => {
       const folder = runFolder(workspace, args.id)
       const known = await engine.request('runs.cancel', { runId: args.id })

@@ -97,6 +97,8 @@ describe('the workbench API end to end (in-process engine)', () => {
         (e): e is Extract<RunEvent, { type: 'run.step' }> => e.type === 'run.step' && e.runId === started.id && e.metrics.step >= 2,
       )
       await stepped
+      // Its own engine trains it: events, not re-reads.
+      expect((await wb.api['runs.get']({ id: started.id })).trainedElsewhere).toBeUndefined()
       await wb.api['runs.cancel']({ id: started.id })
       const cancelled = await until(wb, runDone(started.id))
       expect(cancelled.status).toBe('cancelled')

@@ -231,6 +231,8 @@ describe('runs survive a quit, a kill and a second writer (real engine processes
     await expect(wb.api['runs.cancel']({ id: runId })).rejects.toMatchObject({
       message: expect.stringMatching(new RegExp(`trained by another process .*pid ${enginePid}`)),
     })
+    // The page follows such a run by reading it again: the detail says who trains it.
+    expect((await wb.api['runs.get']({ id: runId })).trainedElsewhere).toMatch(new RegExp(`\\(pid ${enginePid} on \\S+\\)$`))
     const err: string[] = []
     const code = await runCli(['train', '--resume', runDir, '--backend', 'wasm'], { out: () => {}, err: (l) => err.push(l) })
     expect(code).toBe(1)

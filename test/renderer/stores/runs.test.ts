@@ -1,9 +1,9 @@
 import { createPinia, setActivePinia } from 'pinia'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import type { RunRecord } from '../../../src/shared/runs'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
-import { ROUTING_KEEP, canResume, exportChoice, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
+import { FOLLOW_MS, ROUTING_KEEP, canResume, exportChoice, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
@@ -78,6 +78,41 @@ describe('useRunsStore', () => {
     expect(fake.bridge.runs.list).toHaveBeenCalledTimes(lists + 1)
     expect(fake.bridge.runs.get).toHaveBeenCalledTimes(gets + 1)
     expect(fake.bridge.runs.get).toHaveBeenLastCalledWith({ id: 'run-1' })
+  })
+
+  it('re-reads a run another process trains (no events come for it) until it stops', async () => {
+    vi.useFakeTimers()
+    try {
+      const runs = useRunsStore()
+      runs.listen()
+      let step = 2
+      let elsewhere = true
+      fake.bridge.runs.get.mockImplementation(async ({ id }: { id: string }) => ({
+        ...runDetail({ ...runRecord, id, status: elsewhere ? 'running' : 'interrupted', step }, step),
+        ...(elsewhere && { trainedElsewhere: 'moe-workbench train (pid 42 on box)' }),
+      }))
+      await runs.open('run-1')
+      expect(runs.trainedElsewhere).toBe('moe-workbench train (pid 42 on box)')
+      expect(runs.steps).toHaveLength(2)
+      step = 5
+      await vi.advanceTimersByTimeAsync(FOLLOW_MS)
+      expect(runs.steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5])
+      expect(runs.runs.find((r) => r.id === 'run-1')?.step).toBe(5) // the list (and the status bar) follow
+      step = 6
+      elsewhere = false // stopped there
+      await vi.advanceTimersByTimeAsync(FOLLOW_MS)
+      expect(runs.record?.status).toBe('interrupted')
+      expect(runs.trainedElsewhere).toBeNull()
+      const reads = fake.bridge.runs.get.mock.calls.length
+      await vi.advanceTimersByTimeAsync(5 * FOLLOW_MS)
+      expect(fake.bridge.runs.get).toHaveBeenCalledTimes(reads)
+      // A run of this service's own engine is never re-read: its events keep it current.
+      await runs.open('run-1')
+      await vi.advanceTimersByTimeAsync(5 * FOLLOW_MS)
+      expect(fake.bridge.runs.get).toHaveBeenCalledTimes(reads + 1)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('keeps events that arrive while the run is loading and applies the new ones after', async () => {

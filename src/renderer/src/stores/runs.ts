@@ -32,6 +32,8 @@ export interface RoutingPoint {
 /** Routing snapshots kept for the open run (the entropy chart's history). */
 export const ROUTING_KEEP = 1000
 export const LOG_KEEP = 300
+/** How often the open run is re-read when another process trains it (RunDetail.trainedElsewhere). */
+export const FOLLOW_MS = 3000
 
 export const ACTIVE_STATUSES = ['queued', 'created', 'running'] as const
 
@@ -159,7 +161,42 @@ export const useRunsStore = defineStore('runs', () => {
   /** The open run went back to running (a resume): its next step may repeat earlier ones. */
   let resumed = false
 
+  /** Who trains the open run where that is another process (the CLI): then it is re-read every FOLLOW_MS. */
+  const trainedElsewhere = ref<string | null>(null)
+  let followTimer: ReturnType<typeof setTimeout> | undefined
+
+  function showDetail(detail: RunDetail): void {
+    record.value = detail.record
+    upsert(detail.record)
+    steps.value = [...detail.steps]
+    evals.value = [...detail.evals]
+    routing.value = detail.routing.slice(-ROUTING_KEEP)
+    alerts.value = [...detail.alerts]
+    evaluation.value = detail.evaluation ?? null
+    trainedElsewhere.value = detail.trainedElsewhere ?? null
+  }
+
+  /** Re-reads a run another process trains (its steps reach this service through the folder only, no events). */
+  function follow(id: string): void {
+    clearTimeout(followTimer)
+    followTimer = undefined
+    if (openId.value !== id || !trainedElsewhere.value) return
+    followTimer = setTimeout(async () => {
+      followTimer = undefined
+      try {
+        const detail = await useWorkbench().runs.get({ id })
+        if (openId.value !== id || detailLoading.value) return
+        showDetail(detail)
+      } catch {
+        // the next read may work (the server away a moment); the connection's own state says more
+      }
+      follow(id)
+    }, FOLLOW_MS)
+  }
+
   async function open(id: string): Promise<void> {
+    clearTimeout(followTimer)
+    trainedElsewhere.value = null
     openId.value = id
     record.value = runs.value.find((r) => r.id === id) ?? null
     steps.value = []
@@ -175,13 +212,8 @@ export const useRunsStore = defineStore('runs', () => {
     try {
       const detail = await useWorkbench().runs.get({ id })
       if (openId.value !== id) return
-      record.value = detail.record
-      upsert(detail.record)
-      steps.value = [...detail.steps]
-      evals.value = [...detail.evals]
-      routing.value = detail.routing.slice(-ROUTING_KEEP)
-      alerts.value = [...detail.alerts]
-      evaluation.value = detail.evaluation ?? null
+      showDetail(detail)
+      follow(id)
       const buffered = pending
       pending = []
       detailLoading.value = false
@@ -194,6 +226,8 @@ export const useRunsStore = defineStore('runs', () => {
   }
 
   function close(): void {
+    clearTimeout(followTimer)
+    trainedElsewhere.value = null
     openId.value = null
     record.value = null
     steps.value = []
@@ -415,6 +449,7 @@ export const useRunsStore = defineStore('runs', () => {
     routing,
     alerts,
     evaluation,
+    trainedElsewhere,
     logLines,
     latest,
     latestRouting,
