@@ -150,9 +150,19 @@ export interface FitPlan {
   message: string
 }
 
+/**
+ * How a conversation becomes the model's input: `chat`, through the model's chat template; `plain`,
+ * the last user message as it is (no template), as prompt/completion and plain-text datasets train
+ * a model (such a model answers nonsense to a templated prompt).
+ */
+export type ChatFormat = 'chat' | 'plain'
+export const CHAT_FORMATS = ['chat', 'plain'] as const satisfies readonly ChatFormat[]
+
 export interface ChatSendArgs {
   /** Model folder. */
   model: string
+  /** Default chat. */
+  format?: ChatFormat
   /** The conversation so far, ending with the user's turn. */
   messages: ChatMessage[]
   sampling?: SamplingOptions
@@ -169,7 +179,8 @@ export interface ChatStarted {
   /** The prompt as the model sees it (template applied) and its token count. */
   prompt: string
   promptTokens: number
-  template: 'model' | 'default'
+  /** Whose chat template made the prompt; none for the plain format. */
+  template: 'model' | 'default' | 'none'
 }
 
 export interface ChatStats {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
-import { EXPERT_STORAGES } from './chat'
+import { CHAT_FORMATS, EXPERT_STORAGES } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
 import { DTYPES, moeConfigPartialSchema } from './modelConfig'
 import { runConfigSchema } from './runConfig'
@@ -130,6 +130,7 @@ export const apiSchemas = {
   'runs.importAdapter': z.strictObject({ dir: path, model: path.optional(), name: name.optional() }),
   'chat.send': z.strictObject({
     model: path,
+    format: z.enum(CHAT_FORMATS).optional(),
     messages: z
       .array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(200_000, 'is too long') }))
       .min(1, 'must hold at least one message'),

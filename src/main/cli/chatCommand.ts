@@ -8,7 +8,9 @@
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
  */
 import { createInterface } from 'node:readline'
-import type { ChatEvent, ChatStats, TokenRouting } from '../../shared/chat'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ChatEvent, ChatFormat, ChatStats, TokenRouting } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
 import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags } from './commands'
 import { cliError, openHost } from './host'
@@ -65,6 +67,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   // Only what the user set: the engine fills the shared defaults (DEFAULT_SAMPLING) for the rest.
   const sampling = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined && v !== false))
   const offload = offloadFromFlags(values)
+  const format = chatFormat(values.format, dir)
   const host = openHost(values, io)
   const streams = new ReplyStreams()
   host.onEvent((e) => {
@@ -109,6 +112,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           started = await host.api['chat.send']({
             model: dir,
             messages,
+            ...(format === 'plain' && { format }),
             maxNewTokens,
             ...(Object.keys(sampling).length && { sampling }),
             ...(offload && { offload }),
@@ -123,7 +127,9 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           continue
         }
         if (!announced) {
-          io.err(`template: ${started.template === 'model' ? "the model's chat template" : 'the default chat template'}`)
+          io.err(
+            `template: ${started.template === 'model' ? "the model's chat template" : started.template === 'default' ? 'the default chat template' : 'none: each message as it is (--format plain)'}`,
+          )
           announced = true
         }
         current = started.requestId
@@ -162,5 +168,22 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
     process.off('SIGINT', onSigint)
     rl?.close()
     await host.close()
+  }
+}
+
+/**
+ * --format, else what the model folder's workbench.json says it was trained for (an export of a
+ * run on prompt/completion or text rows: plain), else chat.
+ */
+export function chatFormat(flag: unknown, dir: string): ChatFormat {
+  if (flag !== undefined) {
+    if (flag !== 'chat' && flag !== 'plain') throw new UsageError(`--format: "${String(flag)}" must be chat or plain`)
+    return flag
+  }
+  try {
+    const meta = JSON.parse(readFileSync(join(dir, 'workbench.json'), 'utf8')) as { promptFormat?: unknown }
+    return meta.promptFormat === 'plain' ? 'plain' : 'chat'
+  } catch {
+    return 'chat'
   }
 }

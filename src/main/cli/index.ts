@@ -34,7 +34,7 @@ commands:
             [--offload-budget 2GB [--expert-dtype lazy|f32|f16|bf16|int8] [--prefetch]]
                                                           (the budget: device memory for everything; what
                                                           does not fit pages from the host)
-  chat      --model DIR [--system TEXT] [sampling flags as generate] [--offload-budget 2GB
+  chat      --model DIR [--system TEXT] [--format chat|plain] [sampling flags as generate] [--offload-budget 2GB
             [--expert-dtype lazy|f16|int8|...] [--context 2048]]
                                                           interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
@@ -139,6 +139,7 @@ const COMMANDS: Record<string, Command> = {
       model: { type: 'string' },
       workspace: { type: 'string' },
       system: { type: 'string' },
+      format: { type: 'string' },
       'max-new-tokens': { type: 'string' },
       ...DECODING,
     },

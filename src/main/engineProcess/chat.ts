@@ -29,9 +29,11 @@ export class ChatSessions {
       if (!tokenizer || !template)
         throw new Error(`${args.model} has no tokenizer.json; chat needs a tokenizer (generate from token ids with the CLI instead)`)
       const messages: ChatMessage[] = args.messages
-      const prompt = template.render(messages, true)
+      const plain = args.format === 'plain'
+      // Plain: the last user message as prompt/completion rows trained the model (evaluate.ts reads them so too).
+      const prompt = plain ? (messages.findLast((m) => m.role === 'user')?.content ?? '') : template.render(messages, true)
       const promptIds = tokenizer.encode(prompt)
-      if (promptIds.length === 0) throw new Error('the conversation renders to no tokens')
+      if (promptIds.length === 0) throw new Error(plain ? 'the message is empty: write a prompt' : 'the conversation renders to no tokens')
       const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
       if (maxNew <= 0)
         throw new Error(
@@ -49,7 +51,7 @@ export class ChatSessions {
           ),
       )
       started = true
-      return { requestId, prompt, promptTokens: promptIds.length, template: template.source }
+      return { requestId, prompt, promptTokens: promptIds.length, template: plain ? 'none' : template.source }
     } finally {
       if (!started) lease.release()
     }

@@ -9,6 +9,7 @@ import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { RunRecord } from '../../shared/runs'
+import type { ChatFormat } from '../../shared/chat'
 import { datasetDir, readManifest } from '../data/workspace'
 import { autoInput, autoRunConfig } from '../../shared/autoConfig'
 import { readModelConfig } from '../engine/modelConfigFile'
@@ -250,6 +251,8 @@ export function workspaceMethods(ctx: MethodContext): {
       const provenance = {
         name,
         fromRun: args.id,
+        // How chat should prompt it: as its dataset's rows were (no template for prompt/completion and text).
+        promptFormat: await trainedPromptFormat(record.dataset),
         checkpoint: { step: which.step, totalSteps: record.totalSteps, final: which.final, runStatus: record.status, label: which.label },
         mergedLora: r.mergedLora,
         mergeError: r.mergeError,
@@ -297,6 +300,17 @@ export function workspaceMethods(ctx: MethodContext): {
       })
     },
     'tasks.cancel': (args) => engine.request('tasks.cancel', args),
+  }
+
+  /** The chat format a run's dataset taught its model (ChatFormat); chat where the dataset is gone or says nothing. */
+  async function trainedPromptFormat(dataset: string | undefined): Promise<ChatFormat> {
+    if (!dataset) return 'chat'
+    try {
+      const layout = (await readManifest(workspace, dataset)).layout
+      return layout === 'completion' || layout === 'text' ? 'plain' : 'chat'
+    } catch {
+      return 'chat'
+    }
   }
 
   return {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
 import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
+import { chatFormat } from '../../../src/main/cli/chatCommand'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import { planPlacement } from '../../../src/main/engine/plan'
@@ -218,6 +219,17 @@ describe('moe-workbench train / export', () => {
     expect(run.status).toBe('interrupted')
     expect(run.step).toBeLessThan(400)
     expect(run.lastCheckpoint).toBe(join(runDir, 'checkpoints', `step-${run.step}`))
+  })
+
+  it('chat --format, else what the model folder says it was trained for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-fmt-'))
+    expect(chatFormat(undefined, dir)).toBe('chat') // no workbench.json
+    writeFileSync(join(dir, 'workbench.json'), JSON.stringify({ promptFormat: 'plain' }))
+    expect(chatFormat(undefined, dir)).toBe('plain')
+    expect(chatFormat('chat', dir)).toBe('chat')
+    expect(() => chatFormat('raw', dir)).toThrow('--format: "raw" must be chat or plain')
+    writeFileSync(join(dir, 'workbench.json'), '{not json')
+    expect(chatFormat(undefined, dir)).toBe('chat')
   })
 
   it('formats progress and durations', () => {

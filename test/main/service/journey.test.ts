@@ -171,6 +171,38 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(routing.length).toBe(tokens.length)
       expect(tokens.map((t) => (t.type === 'chat.token' ? t.text : '')).join('')).toBe(done.text)
       for (const r of routing) if (r.type === 'chat.routing') expect(r.routing.layers).toHaveLength(2)
+      expect(chat.template).not.toBe('none')
+      expect(chat.prompt).not.toBe('Hello there') // templated
+
+      // The plain format: the last user message as it is, no template (as prompt/completion rows train).
+      expect(exported.provenance).toMatchObject({ promptFormat: 'chat' }) // trained on chats
+      const plain = await wb.api['chat.send']({
+        model: exported.dir,
+        format: 'plain',
+        messages: [
+          { role: 'user', content: 'earlier' },
+          { role: 'assistant', content: 'x' },
+          { role: 'user', content: 'Hello there' },
+        ],
+        sampling: { greedy: true },
+        maxNewTokens: 2,
+      })
+      expect(plain).toMatchObject({ prompt: 'Hello there', template: 'none' })
+      await until(wb, (e): e is ChatEvent => (e.type === 'chat.done' || e.type === 'chat.error') && e.requestId === plain.requestId)
+      await expect(wb.call('chat.send', { model: exported.dir, format: 'raw', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'format',
+      })
+
+      // A model trained on prompt/completion rows is chatted with in the plain format.
+      const pc = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/completion.jsonl'), name: 'pc', split: { validation: 0 } })
+      const pcRun = await wb.api['runs.start']({
+        model: model.dir,
+        dataset: pc.id,
+        config: { method: 'lora', maxSteps: 2, batchSize: 2, evalEvery: 0, checkpointEvery: 0, finalEval: { rows: 0 } },
+      })
+      expect((await until(wb, runDone(pcRun.id))).status).toBe('completed')
+      expect((await wb.api['runs.export']({ id: pcRun.id })).provenance).toMatchObject({ promptFormat: 'plain' })
 
       // conversations
       const conv = await wb.api['conversations.save']({

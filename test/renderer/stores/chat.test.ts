@@ -5,6 +5,8 @@ import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import { DEFAULT_SAMPLING, historyOf, samplingArgs, useChatStore } from '../../../src/renderer/src/stores/chat'
 import { conversation, fakeBridge } from '../fakeBridge'
+import { useModelsStore } from '../../../src/renderer/src/stores/models'
+import { nextTick } from 'vue'
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -161,6 +163,30 @@ describe('useChatStore', () => {
     expect(chat.panes[0].turns[1].content).toBe('')
     chat.setCompare(false)
     expect(chat.panes).toHaveLength(1)
+  })
+
+  it('prompts a model in the format it was trained for (plain for prompt/completion), which the user may change', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    const tuned = models.entries.find((m) => m.dir === '/ws/models/tuned')!
+    tuned.provenance = { ...tuned.provenance, promptFormat: 'plain' }
+    const chat = useChatStore()
+    chat.setCompare(true)
+    chat.panes[0].model = '/app/resources/models/tiny-moe'
+    chat.panes[1].model = '/ws/models/tuned'
+    await nextTick()
+    expect(chat.panes.map((p) => p.format)).toEqual(['chat', 'plain'])
+    await chat.send('What do bees make?')
+    const sent = fake.bridge.chat.send.mock.calls.map((c) => (c as unknown as [{ format?: string }])[0].format)
+    expect(sent).toEqual([undefined, 'plain'])
+    chat.panes[1].format = 'chat' // the user's choice stands until the model changes
+    await nextTick()
+    expect(chat.panes[1].format).toBe('chat')
+    chat.panes[1].model = '/app/resources/models/tiny-moe'
+    await nextTick()
+    chat.panes[1].model = '/ws/models/tuned'
+    await nextTick()
+    expect(chat.panes[1].format).toBe('plain')
   })
 
   it('says what is missing before sending, next to the field', async () => {

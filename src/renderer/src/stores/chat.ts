@@ -8,10 +8,11 @@
  * buffer until their send returns.
  */
 import { defineStore } from 'pinia'
-import { computed, markRaw, ref } from 'vue'
+import { computed, markRaw, ref, watch } from 'vue'
 import type { WorkbenchEvent } from '../../../shared/api'
 import type {
   ChatEvent,
+  ChatFormat,
   ChatSendArgs,
   ChatStats,
   Conversation,
@@ -55,6 +56,8 @@ export interface ChatTurn {
 
 export interface ChatPane {
   model: string
+  /** Templated chat, or the plain message (a model trained on prompt/completion or text rows). */
+  format: ChatFormat
   turns: ChatTurn[]
   /** The latest expert-offload statistics of this pane's model (when offloading). */
   offload: OffloadStats | null
@@ -119,7 +122,7 @@ export const useChatStore = defineStore('chat', () => {
   const maxNewTokens = ref(256)
   const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: false })
 
-  const panes = ref<ChatPane[]>([{ model: '', turns: [], offload: null }])
+  const panes = ref<ChatPane[]>([{ model: '', format: 'chat', turns: [], offload: null }])
   const compareMode = computed(() => panes.value.length > 1)
   /** The sparse layer whose top expert colours the tokens (null: the first sparse layer). */
   const colourLayer = ref<number | null>(null)
@@ -139,7 +142,7 @@ export const useChatStore = defineStore('chat', () => {
   let epoch = 0
 
   function setCompare(on: boolean): void {
-    if (on && panes.value.length === 1) panes.value.push({ model: '', turns: [], offload: null })
+    if (on && panes.value.length === 1) panes.value.push({ model: '', format: 'chat', turns: [], offload: null })
     if (!on && panes.value.length > 1) panes.value.splice(1)
   }
 
@@ -186,6 +189,7 @@ export const useChatStore = defineStore('chat', () => {
     pane.turns.push({ role: 'assistant', content: '', tokens: [], streaming: true })
     const turnIndex = pane.turns.length - 1
     const args: ChatSendArgs = { model: pane.model, messages, sampling: samplingArgs(sampling.value), maxNewTokens: maxNewTokens.value }
+    if (pane.format === 'plain') args.format = 'plain'
     if (offloadOpts) args.offload = offloadOpts
     const sentIn = epoch
     const modelName = useModelsStore().displayName(pane.model)
@@ -412,6 +416,17 @@ export const useChatStore = defineStore('chat', () => {
     if (compare) setCompare(true)
     for (const [pane, dir] of wanted) panes.value[pane].model = dir
   }
+
+  /** The format a model was trained for, from its export's provenance (chat where it says nothing). */
+  function trainedFormat(dir: string): ChatFormat {
+    return useModelsStore().byDir(dir)?.provenance?.promptFormat === 'plain' ? 'plain' : 'chat'
+  }
+  // A pane takes the format its model was trained for when its model changes, or once the model's
+  // entry is known (a link may name it before the list loads); the user may change it after.
+  watch(
+    () => panes.value.map((p) => `${useModelsStore().byDir(p.model) ? 'known' : 'unknown'}:${p.model}`),
+    (now, before) => now.forEach((key, i) => key !== before?.[i] && (panes.value[i].format = trainedFormat(panes.value[i].model))),
+  )
 
   function openConversation(c: Conversation): void {
     newConversation()
