@@ -238,7 +238,11 @@ export function workspaceMethods(ctx: MethodContext): {
       const which = exportedCheckpoint(record, checkpoint, last)
       const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))
       // A run still training (or stopped early) exports a checkpoint, not a final model: its name says so.
-      const name = which.final ? base : `${base} (${which.label})`
+      // Exported again, the name gets a number: models the lists cannot tell apart help no one.
+      const taken = new Set(listModelFolders(workspace).map((m) => m.name))
+      const wanted = which.final ? base : `${base} (${which.label})`
+      let name = wanted
+      for (let n = 2; taken.has(name); n++) name = `${wanted} ${n}`
       const id = newId(name)
       const outDir = args.outDir ?? join(modelsDir(workspace), id)
       const r = await engine.request('runs.export', {

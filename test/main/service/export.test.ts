@@ -28,6 +28,7 @@ function setup() {
       'runs.export': (args) => {
         exported.push(args)
         mkdirSync(args.outDir, { recursive: true })
+        writeFileSync(join(args.outDir, 'config.json'), '{}') // listed among the models, as a real export is
         return { outDir: args.outDir, files: ['model.safetensors'], mergedLora: false }
       },
     },
@@ -94,6 +95,9 @@ describe('runs.export', () => {
     expect(final.name).toBe('capitals-tuned')
     expect(provenanceOf(final.dir)).toMatchObject({ checkpoint: { step: 60, final: true, runStatus: 'completed' } })
     expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (fine-tuned)')
+    // Exported again: a name the model lists can tell apart.
+    expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (fine-tuned) 2')
+    expect((await workbench.api['runs.export']({ id: 'capitals-run', name: 'capitals-tuned' })).name).toBe('capitals-tuned 2')
     // An earlier checkpoint of a completed run is not its final model either.
     const earlier = await workbench.api['runs.export']({ id: 'capitals-run', checkpoint: folder.checkpointDir(30) })
     expect(earlier.name).toBe('capitals (checkpoint step 30 of 60)')
