@@ -59,8 +59,8 @@ commands:
                                                           as a run: eval and export it like one trained here
   serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
                                                           the browser UI and API (server mode); requests
-                                                          may name files under the workspace, home and
-                                                          --allow-dir folders only
+                                                          may name files under the workspace and home
+                                                          only; --allow-dir folders replace home
 
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)

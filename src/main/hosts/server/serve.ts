@@ -139,7 +139,9 @@ export async function serveCommand(input: readonly string[] | ServeFlags, io: Se
     if (line) io.err(line)
   })
   io.out(`MoE Workbench server: ${server.url}`)
-  io.err(`moe-workbench serve: requests may name files under ${server.allowDirs.join(', ')} (add more with --allow-dir)`)
+  io.err(
+    `moe-workbench serve: requests may name files under ${server.allowDirs.join(', ')} (${settings.allowDirs ? 'your --allow-dir folders replace the home folder' : 'choose others with --allow-dir, which replace the home folder'})`,
+  )
   if (!isLoopback(settings.host)) {
     io.err(
       `moe-workbench serve: EXPOSED: listening on ${settings.host}:${server.port}; anyone who can reach this port and has the token can train, read and write files under the folders above`,

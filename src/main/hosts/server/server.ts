@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net'
 import { homedir, hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { WebSocket, WebSocketServer } from 'ws'
-import { ApiError, type ApiErrorCode, type BackendName, type Unsubscribe, isMethod } from '../../../shared/api'
+import { ApiError, type ApiErrorCode, type BackendName, type ModelEntry, type Unsubscribe, isMethod } from '../../../shared/api'
 import { EngineClient, forkSpawner } from '../../service/engineClient'
 import { Workbench } from '../../service/workbench'
 import { pathsOf } from '../../../shared/schema'
@@ -234,7 +234,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return sendError(res, new ApiError('forbidden', `${method}: ${outside.message}`, outside.field))
     }
     try {
-      const result = await workbench.call(method, args)
+      let result = await workbench.call(method, args)
+      // Models linked from elsewhere (a CLI export to another folder) that this server may not
+      // read are listed as unusable, with what to do, not offered to fail at the first use.
+      if (method === 'models.list')
+        result = (result as ModelEntry[]).map((m) => {
+          const outside = refusedPath([{ field: 'dir', path: m.dir }], allowDirs)
+          return outside ? { ...m, info: null, error: outside.message.replace(/^dir: /, '') } : m
+        })
       sendJson(res, 200, { result })
     } catch (e) {
       sendError(res, ApiError.from(e))

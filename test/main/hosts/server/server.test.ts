@@ -9,6 +9,7 @@ import { EngineClient } from '../../../../src/main/service/engineClient'
 import { Workbench } from '../../../../src/main/service/workbench'
 import { fakeSpawner } from '../../service/fakeEngine'
 import { resourcesDir } from '../../../../src/main/service/firstRun'
+import { linkModelFolder } from '../../../../src/main/service/workspace'
 
 let root: string
 let server: RunningServer
@@ -123,6 +124,24 @@ describe('server mode', () => {
     expect(inside.status).toBe(200)
     // --allow-dir adds folders: the workspace and the bundled resources stay allowed.
     expect(server.allowDirs).toEqual(expect.arrayContaining([root, '/models', server.workbench.workspace, resourcesDir()]))
+  })
+
+  it('lists a linked model it may not read as unusable, saying how to allow it', async () => {
+    const elsewhere = await mkdtemp(join(tmpdir(), 'moe-linked-'))
+    const outside = linkModelFolder(server.workbench.workspace, elsewhere, 'exported elsewhere')
+    const inside = linkModelFolder(server.workbench.workspace, join(root, 'renderer'), 'linked inside')
+    try {
+      const listed = (await api('models.list')).body.result as { dir: string; info: unknown; error?: string }[]
+      expect(listed.find((m) => m.dir === elsewhere)).toMatchObject({
+        info: null,
+        error: expect.stringMatching(/is outside the folders this server may read and write .*--allow-dir/),
+      })
+      expect(listed.find((m) => m.dir === join(root, 'renderer'))?.error ?? '').not.toMatch(/outside the folders/)
+    } finally {
+      await rm(join(server.workbench.workspace, 'models', outside.id), { recursive: true, force: true })
+      await rm(join(server.workbench.workspace, 'models', inside.id), { recursive: true, force: true })
+      await rm(elsewhere, { recursive: true, force: true })
+    }
   })
 
   it('refuses non-JSON bodies, unknown methods and GET on the API', async () => {
