@@ -492,8 +492,9 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
 /** The metrics sink: a step's line in metrics.jsonl and routing.jsonl, its event, and expert alerts. */
 function recordStep(s: Session, o: StepOutcome, started: number, startStep: number): void {
   const { state, folder } = s
-  const layers: LayerShare[] = [...o.routing].map(([layer, v]) => {
-    const total = v.counts.reduce((a, b) => a + b, 0)
+  const assignments = [...o.routing].map(([, v]) => v.counts.reduce((a, b) => a + b, 0))
+  const layers: LayerShare[] = [...o.routing].map(([layer, v], i) => {
+    const total = assignments[i]
     return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n, droppedTokens: v.droppedTokens }
   })
   const elapsed = (performance.now() - started) / 1000
@@ -520,7 +521,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
   folder.appendMetrics({ type: 'step', ...line })
   folder.appendRouting(state.step, layers)
   s.emit({ type: 'run.step', runId: folder.id, metrics: m })
-  for (const a of s.routerLearns ? expertAlerts(state, layers, s.cfg) : []) {
+  for (const a of s.routerLearns ? expertAlerts(state, layers, s.cfg, assignments) : []) {
     folder.appendMetrics({ type: 'alert', ...a })
     s.emit({ type: 'run.alert', runId: folder.id, ...a })
   }
@@ -639,19 +640,24 @@ function addRouting(acc: Map<number, LayerAcc>, routing: RoutingStats[]): void {
 /**
  * Dead (share below deadShare) or collapsing (above collapseShare) experts: reported when a streak
  * reaches `alerts.steps` consecutive steps, once per streak (a step outside the band ends it).
+ * A step with fewer of a layer's (token, expert) assignments (`assignments`, per layer) than
+ * 1 / deadShare says nothing about dead experts: a share under deadShare is then no token at all,
+ * which a few short rows give most experts by chance (a batch of one row alerted on dozens).
  * Updates `state.streaks`.
  */
 export function expertAlerts(
   state: Pick<TrainerState, 'step' | 'streaks'>,
   layers: LayerShare[],
   cfg: Pick<RunConfig, 'alerts'>,
+  assignments?: number[],
 ): ExpertAlert[] {
   const out: ExpertAlert[] = []
-  for (const l of layers) {
+  layers.forEach((l, i) => {
+    const judgeDead = assignments === undefined || assignments[i] * cfg.alerts.deadShare >= 1
     l.share.forEach((s, e) => {
       const key = `${l.layer}:${e}`
       const [low, high] = state.streaks[key] ?? [0, 0]
-      const next: [number, number] = [s < cfg.alerts.deadShare ? low + 1 : 0, s > cfg.alerts.collapseShare ? high + 1 : 0]
+      const next: [number, number] = [judgeDead && s < cfg.alerts.deadShare ? low + 1 : 0, s > cfg.alerts.collapseShare ? high + 1 : 0]
       state.streaks[key] = next
       if (next[0] === cfg.alerts.steps)
         out.push({
@@ -670,6 +676,6 @@ export function expertAlerts(
           message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly`,
         })
     })
-  }
+  })
   return out
 }

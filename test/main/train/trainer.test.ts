@@ -398,6 +398,12 @@ describe('expert alerts (hand-computed)', () => {
       'layer 0 expert 0 took over 90% of tokens for 1 steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly',
       'layer 0 expert 1 took under 1.0% of tokens for 1 steps: raise moe.auxLossCoef (load balancing) or moe.routerJitter so the router tries it again',
     ])
+    // Under 1 / deadShare assignments a step (here 99 < 100) judges no expert dead: it would mean
+    // no token at all, which a short batch gives by chance; collapse is still judged.
+    const few = (n: number) =>
+      expertAlerts({ step: 1, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], { alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 } }, [n])
+    expect(few(99).map((a) => a.kind)).toEqual(['collapse'])
+    expect(few(100).map((a) => a.kind)).toEqual(['collapse', 'dead'])
   })
 
   it("are about the run's routers: none where no router trains (LoRA without the router, a frozen router)", async () => {
