@@ -129,7 +129,7 @@ export function readForwardInput(file: string, vocabSize: number): ForwardInput 
   try {
     json = JSON.parse(readFileSync(file, 'utf8'))
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`)
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`) // one line: the snippet may hold newlines
   }
   const r = forwardInputSchema.safeParse(json)
   if (!r.success) throw new Error(`${file}: ${formatIssues(r.error.issues)}`)

@@ -263,7 +263,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return await cmd.run(values, io, positionals)
   } catch (e) {
     if (e instanceof UsageError) {
-      io.err(`moe-workbench ${name}: ${e.message} (see moe-workbench --help)`)
+      // (A message that already says where to look keeps its own pointer.)
+      io.err(`moe-workbench ${name}: ${e.message}${/\(see moe-workbench /.test(e.message) ? '' : ' (see moe-workbench --help)'}`)
       return 2
     }
     const msg = e instanceof Error ? e.message : String(e)

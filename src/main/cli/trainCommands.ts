@@ -42,7 +42,7 @@ function readRunConfigInput(file: string | undefined, sets: string[]): Record<st
     try {
       base = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
     } catch (e) {
-      throw new Error(`${file}: not valid JSON (${(e as Error).message})`)
+      throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`) // one line: the snippet may hold newlines
     }
     if (typeof base !== 'object' || base === null || Array.isArray(base)) throw new Error(`${file}: must hold a JSON object`)
   }

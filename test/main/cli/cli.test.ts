@@ -286,9 +286,14 @@ describe('moe-workbench CLI', () => {
     expect(r.code).toBe(1)
     expect(r.err.at(-1)).toMatch(/k_proj\.weight" holds 2 NaN or infinite/)
 
-    writeFileSync(input, '{not json')
+    writeFileSync(input, 'not json\nsecond line')
     r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
     expect(r.code).toBe(1)
-    expect(r.err.at(-1)).toMatch(/bad\.json: not valid JSON/)
+    // The parser's message quotes the file, newline and all: still one whole line, its parenthesis closed.
+    expect(r.err.at(-1)).toMatch(/bad\.json: not valid JSON \(.*not json second line.*\)$/)
+    // A usage error that already says where to look is not sent to --help as well.
+    r = await cli('train', '--model', join(FIX, 'mixtral'), '--dataset', 'no-such-dataset', '--workspace', tmp, '--backend', 'cpu')
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/\(see moe-workbench dataset list\)$/)
   })
 })
