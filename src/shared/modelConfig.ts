@@ -172,6 +172,26 @@ export type MoeConfig = z.infer<typeof moeConfigSchema>
 export type MoeConfigInput = z.input<typeof moeConfigSchema>
 
 /**
+ * A zod message in plain words ("Too small: expected number to be >0" → "must be more than 0"):
+ * what every form and command shows next to a field. Messages a schema wrote itself pass through.
+ */
+export function plainIssue(message: string): string {
+  const bound = /^Too (small|big): expected (number|array|string) to (?:be|have) ([<>]=?)(\S+?)(?: (items|characters))?$/.exec(message)
+  if (bound) {
+    const [, , kind, op, n] = bound
+    const words = { '>': 'more than', '>=': 'at least', '<': 'less than', '<=': 'at most' }[op]
+    return kind === 'number' ? `must be ${words} ${n}` : `must have ${words} ${n} ${kind === 'array' ? 'items' : 'characters'}`
+  }
+  const type = /^Invalid input: expected (\w+), received (\w+)$/.exec(message)
+  const a = (w: string): string => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`
+  if (type && type[2] === 'undefined') return `is required (${a(type[1] === 'int' ? 'whole number' : type[1])})`
+  if (type) return type[1] === 'int' ? 'must be a whole number' : `must be ${a(type[1])}, not ${a(type[2])}`
+  const option = /^Invalid option: expected one of (.+)$/.exec(message)
+  if (option) return `must be one of ${option[1].split('|').join(', ')}`
+  return message
+}
+
+/**
  * Formats zod issues as `field: problem` lines; unknown keys name the closest valid key of
  * `schema` ("did you mean").
  */
@@ -184,7 +204,7 @@ export function formatIssues(
     .map((i) => {
       const path = i.code === 'unrecognized_keys' && i.keys?.length ? [...i.path, i.keys[0]] : i.path
       const where = path.map(String).join('.') || '(root)'
-      const what = i.code === 'unrecognized_keys' && i.keys ? unknownKeysMessage(schema, i.path, i.keys) : i.message
+      const what = i.code === 'unrecognized_keys' && i.keys ? unknownKeysMessage(schema, i.path, i.keys) : plainIssue(i.message)
       return `${prefix}${where}: ${what}`
     })
     .join('; ')

@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
 import { CHAT_FORMATS, EXPERT_STORAGES } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
-import { DTYPES, moeConfigPartialSchema } from './modelConfig'
+import { DTYPES, moeConfigPartialSchema, plainIssue } from './modelConfig'
 import { runConfigSchema } from './runConfig'
 import { unknownKeysMessage } from './keys'
 import { HANDOFF_TARGETS } from './handoff'
@@ -218,7 +218,7 @@ function fieldOf(issue: z.core.$ZodIssue): string {
 function describe(issue: z.core.$ZodIssue, schema: unknown): string {
   // zod's unrecognized_keys issues sit at the object's path and list the keys.
   if (issue.code === 'unrecognized_keys') return unknownKeysMessage(schema, issue.path, issue.keys)
-  return issue.message
+  return plainIssue(issue.message)
 }
 
 /** Deepest nesting accepted in a payload: the API's own shapes stay far below it. */

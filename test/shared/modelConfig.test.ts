@@ -8,10 +8,12 @@ import {
   fromHfConfig,
   hfConfigJson,
   paramSpecs,
+  plainIssue,
   sparseLayers,
   toHfConfig,
   validateMoeConfig,
 } from '../../src/shared/modelConfig'
+import { validateRunConfig } from '../../src/shared/runConfig'
 
 const FIX = join(__dirname, '../fixtures/moe-reference')
 const hf = (family: string): Record<string, unknown> => JSON.parse(readFileSync(join(FIX, family, 'config.json'), 'utf8'))
@@ -468,5 +470,27 @@ describe('paramSpecs: what each tensor is', () => {
     // one sparse layer (layer 1): 3 experts of 3 · 8 · 6, 2 of them active per token
     expect(experts).toBe(3 * 3 * 8 * 6)
     expect(active).toBe(total - experts + 2 * 3 * 8 * 6)
+  })
+})
+
+describe('plainIssue', () => {
+  it("puts zod's messages in plain words, and passes a schema's own through", () => {
+    const cases: [string, string][] = [
+      ['Too small: expected number to be >0', 'must be more than 0'],
+      ['Too small: expected number to be >=1', 'must be at least 1'],
+      ['Too big: expected number to be <=1', 'must be at most 1'],
+      ['Too big: expected number to be <1', 'must be less than 1'],
+      ['Too small: expected array to have >=1 items', 'must have at least 1 items'],
+      ['Too small: expected string to have >=2 characters', 'must have at least 2 characters'],
+      ['Invalid input: expected int, received number', 'must be a whole number'],
+      ['Invalid input: expected number, received string', 'must be a number, not a string'],
+      ['Invalid input: expected object, received array', 'must be an object, not an array'],
+      ['Invalid option: expected one of "x"|"y"', 'must be one of "x", "y"'],
+      ['Invalid input: expected string, received undefined', 'is required (a string)'],
+      ['qwen3_moe attention_bias puts a bias on q, k, v and o together', 'qwen3_moe attention_bias puts a bias on q, k, v and o together'],
+    ]
+    for (const [zod, plain] of cases) expect(plainIssue(zod), zod).toBe(plain)
+    // as the commands show it
+    expect(() => validateRunConfig({ optimizer: { lr: 0 } })).toThrow('invalid run config: optimizer.lr: must be more than 0')
   })
 })

@@ -95,7 +95,7 @@ describe('how a refusal reads', () => {
     expect(two.message).toMatch(/ \(and 1 more\)$/)
     const root = refusal('models.inspect', 'not an object')
     expect(root.field).toBeUndefined()
-    expect(root.message).toBe('models.inspect: Invalid input: expected object, received string')
+    expect(root.message).toBe('models.inspect: must be an object, not a string')
     expect(refusal('models.inspect', { dir: '  ' }).message).toBe('models.inspect: dir: must not be empty')
   })
 

@@ -39,8 +39,8 @@ describe('Workbench service', () => {
   })
 
   it.each([
-    [{ dir: 42 }, 'dir', /dir: Invalid input: expected string, received number/],
-    [{}, 'dir', /dir: .*received undefined/],
+    [{ dir: 42 }, 'dir', /dir: must be a string, not a number/],
+    [{}, 'dir', /dir: is required \(a string\)/],
     [{ dir: '' }, 'dir', /dir: must not be empty/],
     [{ dir: '/x', extra: true }, 'extra', /unknown field "extra"/],
   ])('rejects the bad payload %j naming the field %s, before it reaches the engine', async (args, field, message) => {

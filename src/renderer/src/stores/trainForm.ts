@@ -7,6 +7,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 import type { RunsStartArgs } from '../../../shared/runs'
 import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
+import { plainIssue } from '../../../shared/modelConfig'
 import type { FitPlan } from '../../../shared/chat'
 import type { AutoChoice } from '../../../shared/autoConfig'
 import { useWorkbench } from '../api/client'
@@ -162,7 +163,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     if (budgetText.value.trim() && parseBytes(budgetText.value) === null)
       out['offload.budgetBytes'] = `“${budgetText.value}” is not a size; write e.g. 8 GiB, or leave it empty for the backend's default`
     const r = runConfigSchema.safeParse(config.value)
-    if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= issue.message
+    if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= plainIssue(issue.message)
     return out
   })
 

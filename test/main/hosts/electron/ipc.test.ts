@@ -78,7 +78,7 @@ describe('Electron IPC host', () => {
     const result = await invoke('workbench:models.inspect', eventFrom(win.webContents), { dir: 7 })
     expect(result).toEqual({
       ok: false,
-      error: { code: 'invalid_argument', field: 'dir', message: 'models.inspect: dir: Invalid input: expected string, received number' },
+      error: { code: 'invalid_argument', field: 'dir', message: 'models.inspect: dir: must be a string, not a number' },
     })
     expect(children).toHaveLength(0)
   })
