@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
+import { axisDigits, formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
 
 describe('format', () => {
   it('reads sizes the way people type them', () => {
@@ -26,5 +26,21 @@ describe('format', () => {
     expect(visibleToken(' the')).toBe('·the')
     expect(visibleToken('\n\t')).toBe('↵→')
     expect(visibleToken('')).toBe('∅')
+  })
+})
+
+describe('axisDigits', () => {
+  it('gives tick labels enough digits to differ over the plotted range', () => {
+    // A learning rate easing from 3e-4 to 2.95e-4: ticks 5e-7 apart.
+    const lr = [3e-4, 2.99e-4, 2.97e-4, 2.95e-4]
+    const d = axisDigits(lr)
+    expect(d).toBe(4)
+    const ticks = [2.95e-4, 2.96e-4, 2.97e-4, 2.98e-4, 2.99e-4, 3e-4].map((v) => formatMetric(v, d))
+    expect(new Set(ticks).size).toBe(ticks.length)
+    expect(new Set(ticks.map((v) => formatMetric(v, 3))).size).toBeLessThan(ticks.length) // what 3 digits gave
+    expect(axisDigits([0, 10])).toBe(3) // a range as wide as the values
+    expect(axisDigits([5, 5])).toBe(3) // one value
+    expect(axisDigits([])).toBe(3)
+    expect(axisDigits([1, 1 + 1e-12])).toBe(8) // capped
   })
 })

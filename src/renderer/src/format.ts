@@ -45,6 +45,24 @@ export function formatDuration(seconds: number): string {
 }
 
 /** A metric in a few significant digits: 0.000123 -> "1.23e-4", 2.3456 -> "2.346". */
+/**
+ * Significant digits an axis over `values` needs for its tick labels to differ (a learning rate
+ * between 2.95e-4 and 3e-4 read "3.0e-4" on every tick at 3): two more than the orders of magnitude
+ * between the largest value and the range, 3 to 8.
+ */
+export function axisDigits(values: readonly number[]): number {
+  let lo = Infinity
+  let hi = -Infinity
+  for (const v of values) {
+    if (v < lo) lo = v
+    if (v > hi) hi = v
+  }
+  const range = hi - lo
+  if (!(range > 0)) return 3
+  const big = Math.max(Math.abs(lo), Math.abs(hi))
+  return Math.min(8, Math.max(3, Math.ceil(Math.log10(big / range)) + 2))
+}
+
 export function formatMetric(x: number | null | undefined, digits = 4): string {
   if (x === null || x === undefined || Number.isNaN(x)) return '–'
   if (!Number.isFinite(x)) return x > 0 ? '∞' : '−∞'
