@@ -35,9 +35,9 @@ describe('axisDigits', () => {
     const lr = [3e-4, 2.99e-4, 2.97e-4, 2.95e-4]
     const d = axisDigits(lr)
     expect(d).toBe(4)
-    const ticks = [2.95e-4, 2.96e-4, 2.97e-4, 2.98e-4, 2.99e-4, 3e-4].map((v) => formatMetric(v, d))
-    expect(new Set(ticks).size).toBe(ticks.length)
-    expect(new Set(ticks.map((v) => formatMetric(v, 3))).size).toBeLessThan(ticks.length) // what 3 digits gave
+    const values = [2.95e-4, 2.96e-4, 2.97e-4, 2.98e-4, 2.99e-4, 3e-4]
+    expect(new Set(values.map((v) => formatMetric(v, d))).size).toBe(values.length)
+    expect(new Set(values.map((v) => formatMetric(v, 3))).size).toBeLessThan(values.length) // what 3 digits gave
     expect(axisDigits([0, 10])).toBe(3) // a range as wide as the values
     expect(axisDigits([5, 5])).toBe(3) // one value
     expect(axisDigits([])).toBe(3)
