@@ -7,6 +7,7 @@
  * One file at a time, with the tests that cover it:
  *   MUTATION_TESTS=test/main/engine/moe.test.ts npx stryker run --mutate src/main/engine/losses.ts
  */
+import process from 'node:process'
 import { useSoftwareVulkanWhereNoDriver } from './test/main/engine/vulkanEnv.mjs'
 
 // Stryker's vitest runner runs the tests in worker threads, whose process.env is a copy: setting
