@@ -214,6 +214,8 @@ export interface Conversation {
   model: string
   systemPrompt?: string
   messages: ChatMessage[]
+  /** The right side of a side-by-side conversation: its model and its own turns. */
+  compare?: { model: string; messages: ChatMessage[] }
   created: string
   updated: string
 }

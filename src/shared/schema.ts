@@ -161,6 +161,12 @@ export const apiSchemas = {
     model: path,
     systemPrompt: z.string().max(100_000, 'is too long').optional(),
     messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+    compare: z
+      .strictObject({
+        model: path,
+        messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+      })
+      .optional(),
   }),
   'conversations.delete': z.strictObject({ id }),
   'experts.analyze': z

@@ -214,6 +214,15 @@ describe('the workbench API end to end (in-process engine)', () => {
         ],
       })
       expect((await wb.api['conversations.list']()).map((c) => c.id)).toEqual([conv.id])
+      // Side by side: the right side's model and turns are kept too.
+      const both = await wb.api['conversations.save']({
+        id: conv.id,
+        title: 'hello',
+        model: exported.dir,
+        messages: [{ role: 'user', content: 'Hello there' }],
+        compare: { model: model.dir, messages: [{ role: 'user', content: 'Hello there' }] },
+      })
+      expect((await wb.api['conversations.list']())[0]).toMatchObject({ id: conv.id, compare: both.compare })
       await wb.api['conversations.delete']({ id: conv.id })
       expect(await wb.api['conversations.list']()).toEqual([])
 

@@ -1,6 +1,7 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError, type TokenRouting } from '../../../src/shared/api'
+import type { Conversation } from '../../../src/shared/chat'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import { DEFAULT_SAMPLING, historyOf, samplingArgs, useChatStore } from '../../../src/renderer/src/stores/chat'
@@ -301,6 +302,53 @@ describe('useChatStore', () => {
       expect(fake.bridge.chat.send).toHaveBeenCalledWith(
         expect.objectContaining({ model, messages: [{ role: 'user', content: 'who are you?' }] }),
       )
+  })
+
+  it('saves both sides of a side-by-side conversation, and reopens both', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.setCompare(true)
+    chat.panes[0].model = '/base'
+    chat.panes[1].model = '/tuned'
+    await chat.send('What is 3 + 4?')
+    const done = (requestId: string, text: string) =>
+      fake.emit({
+        type: 'chat.done',
+        requestId,
+        text,
+        stats: { newTokens: 1, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 1, tokensPerSec: 1 },
+      })
+    chat.panes[0].turns[1].content = 'seven'
+    chat.panes[1].turns[1].content = '7'
+    done('req-1', 'seven')
+    done('req-2', '7')
+    await flush()
+    const saved = fake.bridge.conversations.save.mock.calls.at(-1)![0] as Conversation
+    expect(saved).toMatchObject({
+      model: '/base',
+      messages: [
+        { role: 'user', content: 'What is 3 + 4?' },
+        { role: 'assistant', content: 'seven' },
+      ],
+      compare: {
+        model: '/tuned',
+        messages: [
+          { role: 'user', content: 'What is 3 + 4?' },
+          { role: 'assistant', content: '7' },
+        ],
+      },
+    })
+    chat.newConversation()
+    chat.setCompare(false)
+    chat.openConversation({ ...saved, id: 'c2', created: '', updated: '' })
+    expect(chat.compareMode).toBe(true)
+    expect(chat.panes.map((p) => [p.model, p.turns.map((t) => t.content)])).toEqual([
+      ['/base', ['What is 3 + 4?', 'seven']],
+      ['/tuned', ['What is 3 + 4?', '7']],
+    ])
+    // A one-model conversation reopens on one side.
+    chat.openConversation(conversation)
+    expect(chat.compareMode).toBe(false)
   })
 
   it('lists, opens and deletes saved conversations', async () => {

@@ -338,7 +338,7 @@ export const useChatStore = defineStore('chat', () => {
   const listen = listener(onEvent)
 
   // ---------------------------------------------------------------------------------------------
-  // Conversations (the left pane's conversation is the one saved)
+  // Conversations (side by side: both panes, the right one as `compare`)
 
   async function refreshConversations(): Promise<void> {
     conversationsLoading.value = true
@@ -358,15 +358,17 @@ export const useChatStore = defineStore('chat', () => {
     return first.length > 60 ? `${first.slice(0, 57)}…` : first
   }
 
-  /** Saves the left pane's conversation (creates it the first time). Throws a UiError. */
+  /** Saves the conversation, both sides of a side-by-side one (creates it the first time). Throws a UiError. */
   async function save(): Promise<Conversation | null> {
     const pane = panes.value[0]
     const messages = historyOf(pane.turns, '')
     if (!messages.length || !pane.model) return null
+    const right = compareMode.value ? panes.value[1] : undefined
     const args = {
       title: titleOf(pane.turns),
       model: pane.model,
       messages,
+      ...(right?.model ? { compare: { model: right.model, messages: historyOf(right.turns, '') } } : {}),
       ...(systemPrompt.value.trim() ? { systemPrompt: systemPrompt.value } : {}),
       ...(conversationId.value ? { id: conversationId.value } : {}),
     }
@@ -432,10 +434,16 @@ export const useChatStore = defineStore('chat', () => {
     newConversation()
     conversationId.value = c.id
     systemPrompt.value = c.systemPrompt ?? ''
+    const turns = (messages: ChatMessage[]): ChatTurn[] =>
+      messages.filter((m) => m.role !== 'system').map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
     panes.value[0].model = c.model
-    panes.value[0].turns = c.messages
-      .filter((m) => m.role !== 'system')
-      .map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
+    panes.value[0].turns = turns(c.messages)
+    // A one-model conversation reopens on one side: the other side would have no history with it.
+    setCompare(c.compare !== undefined)
+    if (c.compare) {
+      panes.value[1].model = c.compare.model
+      panes.value[1].turns = turns(c.compare.messages)
+    }
   }
 
   async function deleteConversation(id: string): Promise<void> {
