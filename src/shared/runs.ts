@@ -158,6 +158,8 @@ export interface RunDetail {
   alerts: ExpertAlert[]
   /** The latest before/after evaluation (eval.json), if any. */
   evaluation: RunEvaluation | null
+  /** The run log's last lines (its `log` file, without the times), oldest first. */
+  log?: string[]
   /**
    * Who trains it, where that is another process than this service's engine (the CLI, another
    * server): its progress reaches this service only through the run folder, not as events.

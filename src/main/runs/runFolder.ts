@@ -239,7 +239,7 @@ export class RunFolder {
   }
 
   /** The record with its metrics, evaluations, alerts and the latest routing (what runs.get answers). */
-  readDetail(maxRouting = 200): RunDetail {
+  readDetail(maxRouting = 200, maxLog = 300): RunDetail {
     const record = this.read()
     const lines = readJsonl<MetricsLine>(this.metricsFile)
     const strip = <T extends { type: string }>({ type: _t, ...rest }: T): Omit<T, 'type'> => rest
@@ -250,7 +250,23 @@ export class RunFolder {
       alerts: lines.filter((l) => l.type === 'alert').map((l) => strip(l) as ExpertAlert),
       routing: readJsonl<{ step: number; layers: LayerShare[] }>(this.routingFile).slice(-maxRouting),
       evaluation: this.readEvaluation(),
+      log: this.readLog(maxLog),
     }
+  }
+
+  /** The log's last `max` lines without their leading ISO times (what run.log events carry). */
+  readLog(max: number): string[] {
+    let text: string
+    try {
+      text = readFileSync(this.logFile, 'utf8')
+    } catch {
+      return []
+    }
+    return text
+      .split('\n')
+      .filter((l) => l !== '')
+      .slice(-max)
+      .map((l) => l.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /, ''))
   }
 
   // -------------------------------------------------------------------------------------------

@@ -80,6 +80,16 @@ describe('useRunsStore', () => {
     expect(fake.bridge.runs.get).toHaveBeenLastCalledWith({ id: 'run-1' })
   })
 
+  it("shows a reopened run's log from its detail, then the live lines after it", async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    fake.bridge.runs.get.mockResolvedValueOnce({ ...runDetail(), log: ['tokenising 36 rows', 'starting: 10 steps'] })
+    await runs.open('run-1')
+    expect(runs.logLines).toEqual(['tokenising 36 rows', 'starting: 10 steps'])
+    fake.emit({ type: 'run.log', runId: 'run-1', line: 'eval at step 2' })
+    expect(runs.logLines.at(-1)).toBe('eval at step 2')
+  })
+
   it('re-reads a run another process trains (no events come for it) until it stops', async () => {
     vi.useFakeTimers()
     try {

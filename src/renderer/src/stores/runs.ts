@@ -174,6 +174,7 @@ export const useRunsStore = defineStore('runs', () => {
     alerts.value = [...detail.alerts]
     evaluation.value = detail.evaluation ?? null
     trainedElsewhere.value = detail.trainedElsewhere ?? null
+    logLines.value = (detail.log ?? []).slice(-LOG_KEEP)
   }
 
   /** Re-reads a run another process trains (its steps reach this service through the folder only, no events). */
