@@ -3,6 +3,7 @@ import { nextTick } from 'vue'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { runConfigSchema } from '../../../src/shared/runConfig'
+import { preflight } from '../../../src/shared/guidance'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import {
   QUICK_PRESET,
@@ -33,6 +34,18 @@ describe('run presets', () => {
     preset.apply(config, { totalParams: null })
     expect(runConfigSchema.safeParse(config).success).toBe(true)
   })
+
+  it.each(RUN_PRESETS.filter((p) => !p.auto).map((p) => [p.id, p] as const))(
+    "%s does not trip the form's own learning-rate warning, on a small model or a large one",
+    (_id, preset) => {
+      for (const totalParams of [5.4e6, 47e9]) {
+        const config = defaultRunConfig()
+        preset.apply(config, { totalParams })
+        const advice = preflight(config, { trainRows: 1000, totalParams, vocabSize: 32000, modelCapacityFactor: null })
+        expect(advice.filter((a) => a.id.startsWith('lr-')), `${totalParams} parameters`).toEqual([])
+      }
+    },
+  )
 })
 
 describe('parseExpertMap', () => {

@@ -61,10 +61,10 @@ export const RUN_PRESETS: RunPreset[] = [
   {
     id: 'full',
     label: 'Full fine-tune',
-    description: 'Every weight, one epoch, a gentle learning rate with warm-up.',
-    apply: (c) => {
+    description: "Every weight, one epoch, the usual full fine-tune rate for the model's size, with warm-up.",
+    apply: (c, model) => {
       c.method = 'full'
-      c.optimizer.lr = 5e-5
+      c.optimizer.lr = typicalLr('full', model.totalParams ?? 7e9)
       c.schedule = { type: 'cosine', warmupSteps: 10, minLrRatio: 0.1 }
       c.batchSize = 8
       c.epochs = 1
@@ -77,11 +77,11 @@ export const RUN_PRESETS: RunPreset[] = [
     id: 'esft',
     label: 'ESFT',
     description: 'Expert-specialised: train only the experts the data routes to most (DeepSeek ESFT).',
-    apply: (c) => {
+    apply: (c, model) => {
       c.method = 'full'
       c.esft = { enabled: true, score: 'gate', threshold: 0.2, scoringBatches: 16 }
       c.freeze = { ...c.freeze, attention: true, embeddings: true }
-      c.optimizer.lr = 5e-5
+      c.optimizer.lr = typicalLr('full', model.totalParams ?? 7e9)
       c.maxSteps = 100
       c.evalEvery = 25
     },
@@ -90,10 +90,10 @@ export const RUN_PRESETS: RunPreset[] = [
     id: 'freeze-router',
     label: 'Frozen router',
     description: 'Full training with the router and embeddings fixed, so routing stays as it was.',
-    apply: (c) => {
+    apply: (c, model) => {
       c.method = 'freeze'
       c.freeze = { ...c.freeze, router: true, embeddings: true }
-      c.optimizer.lr = 1e-4
+      c.optimizer.lr = typicalLr('freeze', model.totalParams ?? 7e9)
       c.maxSteps = 100
     },
   },
