@@ -136,6 +136,7 @@ export function workspaceMethods(ctx: MethodContext): {
     },
     'models.plan': (args) => engine.request('models.plan', args),
     'models.create': async (args) => {
+      args = { ...args, name: uniqueModelName(args.name) }
       const id = newId(args.name)
       const dir = join(modelsDir(workspace), id)
       if (args.tokenizerFrom !== undefined && !existsSync(join(args.tokenizerFrom, 'tokenizer.json')))
@@ -156,9 +157,12 @@ export function workspaceMethods(ctx: MethodContext): {
     },
     'models.link': async (args) => {
       requireFolder(args.dir, 'dir')
+      // A folder already listed is that entry again, not a second one pointing at it.
+      const already = listModelFolders(workspace).find((m) => resolve(m.dir) === resolve(args.dir))
+      if (already) return entry(already)
       // Refuse folders that are not checkpoints before recording them.
       await engine.request('models.inspect', { dir: args.dir })
-      return entry(linkModelFolder(workspace, args.dir, args.name))
+      return entry(linkModelFolder(workspace, args.dir, uniqueModelName(args.name ?? basename(resolve(args.dir)))))
     },
 
     'runs.start': async (args) => {
@@ -239,10 +243,7 @@ export function workspaceMethods(ctx: MethodContext): {
       const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))
       // A run still training (or stopped early) exports a checkpoint, not a final model: its name says so.
       // Exported again, the name gets a number: models the lists cannot tell apart help no one.
-      const taken = new Set(listModelFolders(workspace).map((m) => m.name))
-      const wanted = which.final ? base : `${base} (${which.label})`
-      let name = wanted
-      for (let n = 2; taken.has(name); n++) name = `${wanted} ${n}`
+      const name = uniqueModelName(which.final ? base : `${base} (${which.label})`)
       const id = newId(name)
       const outDir = args.outDir ?? join(modelsDir(workspace), id)
       const r = await engine.request('runs.export', {
@@ -304,6 +305,14 @@ export function workspaceMethods(ctx: MethodContext): {
       })
     },
     'tasks.cancel': (args) => engine.request('tasks.cancel', args),
+  }
+
+  /** `wanted`, or `wanted 2`, `wanted 3`... where a model of the workspace has that name: lists that cannot tell two models apart help no one. */
+  function uniqueModelName(wanted: string): string {
+    const taken = new Set(listModelFolders(workspace).map((m) => m.name))
+    let name = wanted
+    for (let n = 2; taken.has(name); n++) name = `${wanted} ${n}`
+    return name
   }
 
   /** The chat format a run's dataset taught its model (ChatFormat); chat where the dataset is gone or says nothing. */

@@ -3,7 +3,7 @@
  * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
  * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
  */
-import { readdirSync, writeFileSync } from 'node:fs'
+import { cpSync, readdirSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { ChatEvent, ModelsCreateArgs, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
@@ -69,6 +69,16 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(model.source).toBe('workspace')
       const listed = await wb.api['models.list']()
       expect(listed.map((m) => m.name)).toContain('Tiny MoE')
+      // Names stay apart, and a folder linked twice is one entry.
+      expect((await wb.api['models.create']({ name: 'Tiny MoE', config: tiny('mixtral') })).name).toBe('Tiny MoE 2')
+      const linked = await wb.api['models.link']({ dir: model.dir })
+      expect(linked.id).toBe(model.id)
+      const outside = join(tempDir(), 'copy')
+      cpSync(model.dir, outside, { recursive: true })
+      const once = await wb.api['models.link']({ dir: outside })
+      expect(once).toMatchObject({ name: 'copy', source: 'linked' })
+      expect((await wb.api['models.link']({ dir: `${outside}/` })).id).toBe(once.id)
+      expect((await wb.api['models.list']()).filter((m) => m.dir === outside)).toHaveLength(1)
       const plan = await wb.api['models.plan']({ dir: model.dir, budgetBytes: 10_000_000 })
       expect(plan.fitsResident).toBe(true)
 
