@@ -15,6 +15,9 @@ describe('model drafts', () => {
     // (The schema's cross-field checks run once every field reads.)
     expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), hiddenSize: 130 }).numHeads).toMatch(/must divide/)
     expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), router: 'switch' }).topK).toMatch(/top-1/)
+    // The schema's own bounds in plain words, not zod's ("Too small: expected number to be >0").
+    expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), numLayers: 0 }).numLayers).toBe('must be more than 0')
+    expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), numLayers: 2.5 }).numLayers).toBe('must be a whole number')
     expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), numLayers: 0 }).numLayers).toBeDefined()
   })
 

@@ -3,7 +3,7 @@
  * with the shared model-config schema (so the form refuses what the service would refuse).
  */
 import type { ModelsCreateArgs } from '../../shared/api'
-import { countParams, moeConfigSchema } from '../../shared/modelConfig'
+import { countParams, moeConfigSchema, plainIssue } from '../../shared/modelConfig'
 import { MODEL_PRESETS, familyTraits, type ModelPreset, type PresetArchitecture } from '../../shared/modelPresets'
 
 export interface ModelDraft extends PresetArchitecture {
@@ -59,7 +59,7 @@ export function draftIssues(d: ModelDraft): Record<string, string> {
     for (const issue of r.error.issues) {
       const path = issue.path.map(String)
       const key = path[0] === 'router' ? 'router' : path[0] === 'headDim' || path[0] === 'numKvHeads' ? 'numHeads' : (path[0] ?? 'name')
-      issues[key] ??= issue.message
+      issues[key] ??= plainIssue(issue.message)
     }
   return issues
 }
