@@ -26,6 +26,16 @@ const MiB = 2 ** 20
 const GiB = 2 ** 30
 const fmt = (n: number): string =>
   n >= GiB ? `${(n / GiB).toFixed(2)} GiB` : n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`
+/**
+ * fmt rounded up (a need: a budget of the size it names fits) or down (the budget it exceeds), so a
+ * refusal never reads "need 8.1 MiB, more than the budget of 8.1 MiB" (8.14 against 8.1).
+ */
+const fmtRounded = (n: number, round: (x: number) => number): string => {
+  const [unit, name, scale] = n >= GiB ? [GiB, 'GiB', 100] : n >= MiB ? [MiB, 'MiB', 10] : [1024, 'KiB', 10]
+  return `${(round((n / unit) * scale) / scale).toFixed(scale === 100 ? 2 : 1)} ${name}`
+}
+const fmtUp = (n: number): string => fmtRounded(n, (x) => Math.ceil(x - 1e-9))
+const fmtDown = (n: number): string => fmtRounded(n, (x) => Math.floor(x + 1e-9))
 
 /** The wasm backend's heap is 32-bit: at most 4 GiB, some of it the runtime's own. */
 export const WASM_HEAP_BYTES = 4 * GiB
@@ -207,7 +217,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
     }
   if (t && t.method !== 'lora')
     return refuse(
-      `${t.method} fine-tuning keeps every trained weight on the device: ${fmt(modelBytes)} of weights and ${fmt(reserve)} for training exceed the budget of ${fmt(budget)}; raise the budget to ${fmt(modelBytes + reserve)} or use LoRA, which pages the frozen base weights`,
+      `${t.method} fine-tuning keeps every trained weight on the device: ${fmt(modelBytes)} of weights and ${fmt(reserve)} for training exceed the budget of ${fmtDown(budget)}; raise the budget to ${fmtUp(modelBytes + reserve)} or use LoRA, which pages the frozen base weights`,
     )
 
   // 2. Paged (lm_head in the chunks it is always computed in).
@@ -220,7 +230,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
   let free = budget - reserve - small
   if (free < cacheFloor)
     return refuse(
-      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for one token's experts (${fmt(cacheFloor)}) need ${fmt(small + reserve + cacheFloor)}, more than the budget of ${fmt(budget)}; raise the budget to at least ${fmt(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? ' or plan for a shorter context' : ''}`,
+      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for one token's experts (${fmt(cacheFloor)}) need ${fmtUp(small + reserve + cacheFloor)}, more than the budget of ${fmtDown(budget)}; raise the budget to at least ${fmtUp(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? ' or plan for a shorter context' : ''}`,
       { residentBytes: small },
     )
   const resident = new Set(smallSpecs(c).map((s) => s.name))

@@ -207,6 +207,22 @@ describe('paging, on wasm', () => {
       /does not fit: .* need [\d.]+ (KiB|MiB), more than the budget of .* raise the budget to at least [\d.]+ (KiB|MiB) or plan for a shorter context/,
     )
     expect(planPlacement(c, { budgetBytes: 1e9 }).fit).toMatchObject({ fits: true, fitsResident: true })
+    // Just under the smallest budget that fits: the amount it names (rounded up) fits, and the
+    // need does not read as the budget it exceeds ("need 8.1 MiB, more than the budget of 8.1 MiB").
+    const fits = (b: number): boolean => planPlacement(c, { budgetBytes: b, contextTokens: 64 }).fit.fits
+    let [lo, hi] = [1000, 1e9]
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2)
+      if (fits(mid)) hi = mid
+      else lo = mid
+    }
+    const missed = planPlacement(c, { budgetBytes: hi - 1, contextTokens: 64 }).fit.message
+    const [, need, unit] = /raise the budget to at least ([\d.]+) (KiB|MiB)/.exec(missed)!
+    const named = Number(need) * (unit === 'MiB' ? 2 ** 20 : 1024)
+    expect(named, missed).toBeGreaterThanOrEqual(hi)
+    expect(fits(named)).toBe(true)
+    const [, needText, budgetText] = /need ([\d.]+ \w+), more than the budget of ([\d.]+ \w+)/.exec(missed)!
+    expect(needText, missed).not.toBe(budgetText)
     const wasm = planPlacement(c, { budgetBytes: 4 * 2 ** 30, backend: 'wasm' })
     // A budget beyond the wasm heap is planned at its ceiling, and the plan says so.
     expect(wasm.fit).toMatchObject({ fits: true, budgetBytes: 4 * 2 ** 30 - 384 * 2 ** 20 })
