@@ -626,3 +626,11 @@ export function countParams(c: MoeConfig): ParamCounts {
   const active = total - experts + sparseLayers(c).length * c.topK * perExpert
   return { total, active, experts }
 }
+
+/** A parameter count in words: "46.70B", "5.43M", "72.8K" (a small model is not "0.00B"). */
+export function formatParamCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`
+  return String(n)
+}

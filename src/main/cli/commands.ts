@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
-import { formatIssues } from '../../shared/modelConfig'
+import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
@@ -30,12 +30,7 @@ export function requireModelDir(values: ParsedValues): string {
   return dir
 }
 
-function formatCount(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`
-  return String(n)
-}
+const formatCount = formatParamCount
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']

@@ -19,7 +19,7 @@ import { basename, join, resolve } from 'node:path'
 import { once } from 'node:events'
 import { rowKind, type NormalizedRow, type RowKind } from '../../shared/dataset'
 import type { HandoffResult, HandoffTarget } from '../../shared/handoff'
-import { countParams, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
+import { countParams, formatParamCount, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
 import { readManifest, readRows } from '../data/workspace'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
@@ -182,7 +182,7 @@ moe-workbench export <the run id> --out merged-model
       : ` (a path: copy the folder to the cluster and change ${modelKey} in ${plan.trainerFile} if it lives elsewhere there)`
   return `# MoE Workbench handoff: ${src.from === 'a run config' ? 'a run config' : `run ${src.from}`} on ${v.name}
 
-Written by MoE Workbench from ${src.from === 'a run config' ? 'a run config' : `run \`${src.from}\``}: base model \`${src.modelDir}\` (${model.family}, ${(counts.total / 1e9).toFixed(2)}B parameters, ${(counts.active / 1e9).toFixed(2)}B active per token), dataset \`${src.dataset}\`, method ${src.config.method}.
+Written by MoE Workbench from ${src.from === 'a run config' ? 'a run config' : `run \`${src.from}\``}: base model \`${src.modelDir}\` (${model.family}, ${formatParamCount(counts.total)} parameters, ${formatParamCount(counts.active)} active per token), dataset \`${src.dataset}\`, method ${src.config.method}.
 Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${v.requires}.
 
 ## Files
@@ -215,7 +215,7 @@ Batch: ${plan.batch.perDevice} row(s) per device × ${plan.batch.gradAccumulatio
 
 ## GPU memory per device (estimate)
 
-For ${plan.batch.devices} devices (${opts.nodes} × ${opts.gpusPerNode}) of ${opts.gpuMemoryGiB} GiB, ${plan.batch.perDevice} row(s) of ${src.config.data.maxLength} tokens per device, bf16 weights, AdamW, gradient checkpointing:
+For ${plan.batch.devices} devices (${opts.nodes} × ${opts.gpusPerNode}) of ${Number(opts.gpuMemoryGiB.toPrecision(4))} GiB, ${plan.batch.perDevice} row(s) of ${src.config.data.maxLength} tokens per device, bf16 weights, AdamW, gradient checkpointing:
 
 | DeepSpeed | per device |
 | --- | --- |

@@ -17,7 +17,7 @@
  */
 import type { RowKind } from '../../shared/dataset'
 import { HANDOFF_TARGETS, type HandoffTarget, type MappingRow } from '../../shared/handoff'
-import { countParams, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
+import { countParams, formatParamCount, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import type { LoraTarget, RunConfig } from '../../shared/runConfig'
 import { isTrainable } from '../train/freeze'
 import { loraTargetNames } from '../train/lora'
@@ -886,7 +886,7 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
     return { setting, value: fmt(value), target: row.target, equivalent: row.equivalent, ...(row.note && { note: row.note }) }
   })
   const v = TARGET_VERSIONS[target]
-  const header = `${v.name} ${v.version} config written by MoE Workbench (keys from ${v.source}).\nRequires: ${v.requires}.\nModel: ${input.model.family}, ${(countParams(input.model).total / 1e9).toFixed(2)}B parameters.`
+  const header = `${v.name} ${v.version} config written by MoE Workbench (keys from ${v.source}).\nRequires: ${v.requires}.\nModel: ${input.model.family}, ${formatParamCount(countParams(input.model).total)} parameters.`
   const trainerFile = target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml'
   const trainer = toYaml(built.entries, header)
   const launch =
