@@ -173,6 +173,15 @@ export function workspaceMethods(ctx: MethodContext): {
       const config = (args.config as RunConfig | undefined) ?? validateRunConfig({})
       if (args.id && existsSync(runDir(workspace, args.id)))
         throw new ApiError('invalid_argument', `id: a run named ${args.id} exists already; choose another name or resume it`, 'id')
+      // A run that cannot fit its device budget is refused before it is created (it was created,
+      // failed at once, and stayed listed with nothing to resume).
+      const plan = await engine.request('models.plan', {
+        dir: args.model,
+        budgetBytes: config.offload.budgetBytes ?? undefined,
+        storage: config.offload.storage,
+        run: config,
+      })
+      if (!plan.fits) throw new ApiError('invalid_argument', `config.offload.budgetBytes: ${plan.message}`, 'config.offload.budgetBytes')
       return startRun({ id: args.id ?? newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
     },
     'runs.auto': async (args) => {

@@ -1,5 +1,5 @@
 /** `moe-workbench train` and `export` as a user runs them, in-process. */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -100,7 +100,8 @@ describe('moe-workbench train / export', () => {
     expect(JSON.parse(info.out[0])).toMatchObject({ family: 'mixtral', checkpointDtype: 'bfloat16' })
     expect(existsSync(join(out, 'README.md'))).toBe(true)
 
-    // A budget the run cannot fit fails at once, naming what it needs (it once waited forever).
+    // A budget the run cannot fit is refused before the run exists, naming what it needs (it once
+    // waited forever, then failed as a run with nothing in it).
     const small = await cli(
       'train',
       '--model',
@@ -116,8 +117,9 @@ describe('moe-workbench train / export', () => {
       '--backend',
       'wasm',
     )
-    expect(small.code).toBe(1)
-    expect(small.err.join('\n')).toMatch(/error: base: does not fit: .* raise the budget to at least [\d.]+ MiB/)
+    expect(small.code).toBe(2)
+    expect(small.err.join('\n')).toMatch(/config\.offload\.budgetBytes: does not fit: .* raise the budget to at least [\d.]+ MiB/)
+    expect(readdirSync(join(dir, 'ws', 'runs'))).toEqual(['my-run'])
   }, 120_000)
 
   it('names bad input precisely', async () => {
