@@ -6,6 +6,7 @@ import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
+import { parseBytes as parseSize } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
@@ -243,11 +244,9 @@ function parseIds(text: string, flag: string): number[] {
 
 /** Parses sizes like 256MB, 1.5GiB, 4096 (bytes). */
 export function parseBytes(text: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$/i.exec(text)
-  if (!m) throw new UsageError(`${flag}: "${text}" is not a size; write e.g. 256MB, 1.5GB or 4096`)
-  const unit = (m[2] ?? 'b').toLowerCase()
-  const mult: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30 }
-  return Math.floor(Number(m[1]) * mult[unit])
+  const bytes = parseSize(text)
+  if (bytes === null) throw new UsageError(`${flag}: "${text}" is not a size above 0; write e.g. 256MB, 1.5GB, 8GiB or 4096`)
+  return bytes
 }
 
 /** --expert-dtype: a host storage of paged weights. */

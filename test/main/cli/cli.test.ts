@@ -54,6 +54,10 @@ describe('moe-workbench CLI', () => {
     const tiny = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1KB')
     expect(tiny.out.join('\n')).toMatch(/plan\s+1000 B: does not fit: .* raise the budget to at least/)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', 'lots')).err[0]).toMatch(/--budget: "lots" is not a size/)
+    // The app's reading of a size: terabytes taken, zero refused (the two once disagreed).
+    const big = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')
+    expect(JSON.parse(big.out[0]).plan.budgetBytes).toBe(1e12)
+    expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '0')).err[0]).toMatch(/--budget: "0" is not a size above 0/)
   })
 
   it('forward writes logits, router logits, top-k, losses and gradients that match the reference', async () => {
