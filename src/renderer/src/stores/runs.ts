@@ -105,6 +105,32 @@ export function recordFields(event: RunEvent): Partial<RunRecord> | null {
   }
 }
 
+/**
+ * The settings in which runs differ (dotted config keys, the model and dataset first), a value per
+ * run as the user reads it: names for the model and dataset (not a folder path or an id), strings
+ * without JSON quotes, '–' where a run lacks the key.
+ */
+export function configDifferences(
+  details: readonly Pick<RunDetail, 'record'>[],
+  names: { model(dir: string): string; dataset(id: string): string },
+): { key: string; values: string[] }[] {
+  const flat = (obj: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> => {
+    if (obj !== null && typeof obj === 'object' && !Array.isArray(obj)) {
+      for (const [k, v] of Object.entries(obj)) flat(v, prefix ? `${prefix}.${k}` : k, out)
+    } else out[prefix] = typeof obj === 'string' ? obj : JSON.stringify(obj)
+    return out
+  }
+  const configs = details.map((d) =>
+    flat({
+      model: names.model(d.record.baseModel),
+      dataset: d.record.dataset === undefined ? null : names.dataset(d.record.dataset),
+      ...d.record.config,
+    }),
+  )
+  const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))]
+  return keys.filter((k) => new Set(configs.map((c) => c[k])).size > 1).map((k) => ({ key: k, values: configs.map((c) => c[k] ?? '–') }))
+}
+
 export const useRunsStore = defineStore('runs', () => {
   const runs = ref<RunRecord[]>([])
   const listLoading = ref(false)
