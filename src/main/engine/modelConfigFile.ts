@@ -10,6 +10,7 @@ import { CheckpointError } from './weights'
 /** Reads and normalises a folder's config.json. */
 export function readModelConfig(dir: string): MoeConfig {
   const file = join(dir, 'config.json')
+  if (!existsSync(dir)) throw new CheckpointError(`${dir}: no such folder; give the folder of a Hugging Face checkpoint`)
   if (!existsSync(file))
     throw new CheckpointError(`${file}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`)
   let json: unknown

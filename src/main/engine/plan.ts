@@ -282,7 +282,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
     )
   plan.message =
     `fits with paging: ${fmt(residentBytes)} resident (norms, routers${pagedLayers.size < c.numLayers ? ', attention' : ''}${headChunks ? '' : ', lm_head'}), ` +
-    `the embedding gathered from the host, ${headChunks ? `lm_head paged in ${headChunks} chunks, ` : ''}` +
+    `the embedding gathered from the host, ${headChunks ? `lm_head paged in ${headChunks} chunk${headChunks === 1 ? '' : 's'}, ` : ''}` +
     `${pagedLayers.size ? `attention of ${pagedLayers.size} of ${c.numLayers} layers paged, ` : ''}` +
     `a ${fmt(cacheBytes)} cache holding ${plan.cachedExperts} of ${experts.length} experts (${layersSparse} sparse layers × ${c.numExperts}); ` +
     `paged weights ${storage === 'lazy' ? 'read from the checkpoint files as needed' : `kept on the host as ${storage} (${fmt(hostBytes)})`}`

@@ -6,6 +6,8 @@
  * as ApiError (code, message naming the field). Events from the engine and the service go out on
  * one stream.
  */
+import { existsSync, statSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import {
   ApiError,
   type ArgsOf,
@@ -90,7 +92,16 @@ export class Workbench {
         const backend = await this.engine.request('system.info', undefined)
         return { app: this.app, host: this.host, runtime: this.runtime, engine: { pid: this.engine.pid, backend } }
       },
-      'models.inspect': (args) => this.engine.request('models.inspect', args),
+      'models.inspect': (args) => {
+        // The folder, not a file in it (a config.json typed in gave ".../config.json/config.json: not found").
+        if (existsSync(args.dir) && statSync(args.dir).isFile())
+          throw new ApiError(
+            'invalid_argument',
+            `dir: ${args.dir} is a file; give the model's folder${basename(args.dir) === 'config.json' ? ` (${dirname(args.dir)})` : ''}`,
+            'dir',
+          )
+        return this.engine.request('models.inspect', args)
+      },
       // Datasets are read and written here, not in the engine: streaming I/O that yields to the
       // event loop every few milliseconds (src/main/data).
       ...datasetMethods(

@@ -676,7 +676,7 @@ describe('the fit planner at its boundaries', () => {
       ...[0, 1].flatMap((l) => [0, 1, 2, 3].map((e) => `expert:${l}:${e}`)),
     ])
     expect(p.fit.message).toMatch(
-      /lm_head paged in 1 chunks, attention of 2 of 2 layers paged, a .* cache holding 2 of 8 experts \(2 sparse layers × 4\); paged weights read from the checkpoint files as needed$/,
+      /lm_head paged in 1 chunk, attention of 2 of 2 layers paged, a .* cache holding 2 of 8 experts \(2 sparse layers × 4\); paged weights read from the checkpoint files as needed$/,
     )
     // a byte less: refused, naming what it would take
     const under = planPlacement(c, { budgetBytes: floor - 1, ...ctx })

@@ -74,6 +74,9 @@ describe('readModelConfig', () => {
     expect(caught(() => readModelConfig(missing)).message).toBe(
       `${join(missing, 'config.json')}: not found; a model folder needs config.json and *.safetensors (a Hugging Face checkpoint)`,
     )
+    expect(caught(() => readModelConfig(join(missing, 'gone'))).message).toBe(
+      `${join(missing, 'gone')}: no such folder; give the folder of a Hugging Face checkpoint`,
+    )
     const broken = folder('{"model_type": ')
     const e = caught(() => readModelConfig(broken))
     expect(e).toBeInstanceOf(CheckpointError)

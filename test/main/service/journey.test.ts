@@ -75,6 +75,14 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(linked.id).toBe(model.id)
       const outside = join(tempDir(), 'copy')
       cpSync(model.dir, outside, { recursive: true })
+      // The config file typed for its folder, and a folder that is not there: each said so.
+      await expect(wb.call('models.inspect', { dir: join(outside, 'config.json') })).rejects.toMatchObject({
+        field: 'dir',
+        message: expect.stringMatching(/config\.json is a file; give the model's folder \(.*copy\)$/),
+      })
+      await expect(wb.call('models.inspect', { dir: join(outside, 'nope') })).rejects.toMatchObject({
+        message: expect.stringMatching(/nope: no such folder/),
+      })
       const once = await wb.api['models.link']({ dir: outside })
       expect(once).toMatchObject({ name: 'copy', source: 'linked' })
       expect((await wb.api['models.link']({ dir: `${outside}/` })).id).toBe(once.id)
