@@ -374,9 +374,14 @@ function commonNones(c: RunConfig, m: MoeConfig, r: Recorder): void {
   r.none('alerts.deadShare', 'workbench monitoring; watch the router in the trainer logs')
   r.none('alerts.collapseShare', 'workbench monitoring')
   r.none('alerts.steps', 'workbench monitoring')
-  r.none('esft.score', 'expert-specialised fine-tuning (ESFT) selects experts in the workbench only')
-  r.none('esft.threshold', 'see esft.enabled')
-  r.none('esft.scoringBatches', 'see esft.enabled')
+  // ESFT's own settings matter only where it is on (else they are no loss to list as missing).
+  for (const [key, why] of [
+    ['esft.score', 'expert-specialised fine-tuning (ESFT) selects experts in the workbench only'],
+    ['esft.threshold', 'see esft.enabled'],
+    ['esft.scoringBatches', 'see esft.enabled'],
+  ] as const)
+    if (c.esft.enabled) r.none(key, why)
+    else r.map(key, null, 'ESFT is off')
   if (c.esft.enabled) {
     r.none(
       'esft.enabled',

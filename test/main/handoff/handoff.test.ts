@@ -314,8 +314,13 @@ describe('handoff configs', () => {
           if (r.equivalent === 'mapped') expect(r.target, r.setting).toBeTruthy()
         }
         const none = plan.mapping.filter((r) => r.equivalent === 'none').map((r) => r.setting)
-        expect(none).toEqual(expect.arrayContaining(['offload.budgetBytes', 'alerts.deadShare', 'esft.score']))
+        expect(none).toEqual(expect.arrayContaining(['offload.budgetBytes', 'alerts.deadShare']))
+        // ESFT is off in these runs: its settings are not needed, not missing.
+        expect(none.filter((k) => k.startsWith('esft.'))).toEqual([])
       }
+    const esft = planHandoff(input('llamafactory', { method: 'full', esft: { enabled: true } }))
+    const esftNone = esft.mapping.filter((r) => r.setting.startsWith('esft.') && r.equivalent === 'none').map((r) => r.setting)
+    expect(esftNone.sort()).toEqual(['esft.enabled', 'esft.score', 'esft.scoringBatches', 'esft.threshold'])
     // A knob that is on and has no equivalent says so.
     const z = planHandoff(input('axolotl', { moe: { zLossCoef: 0.001, capacityFactorTrain: 1.25 } }))
     expect(z.mapping.find((r) => r.setting === 'moe.zLossCoef')).toMatchObject({ equivalent: 'none', value: '0.001' })
