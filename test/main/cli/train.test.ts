@@ -21,14 +21,20 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string[]; er
   return { code, out, err }
 }
 
+/** A tiny random Mixtral saved as `dir`/base. */
+function tinyBase(dir: string): { base: string; c: ReturnType<typeof tinyConfig> } {
+  const base = join(dir, 'base')
+  const c = tinyConfig({ vocabSize: 24 })
+  const m = new MoeModel(c, randomWeights(c, 2))
+  saveModel(m, base)
+  m.dispose()
+  return { base, c }
+}
+
 describe('moe-workbench train / export', () => {
   it('trains from a tokenised JSONL with --set overrides, then exports a loadable folder', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-train-'))
-    const base = join(dir, 'base')
-    const c = tinyConfig({ vocabSize: 24 })
-    const m = new MoeModel(c, randomWeights(c, 2))
-    saveModel(m, base)
-    m.dispose()
+    const { base, c } = tinyBase(dir)
     const data = join(dir, 'data.jsonl')
     const rows = Array.from({ length: 40 }, (_, i) => {
       const ids = [1, 4 + (i % 20), 4 + ((i * 7) % 20), 2, 4 + ((i * 7) % 20), 4 + (i % 20), 3]
@@ -191,11 +197,7 @@ describe('moe-workbench train / export', () => {
 
   it('Ctrl-C stops a run at a step boundary with a checkpoint, and exits 130 (not 0: a script can tell)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-int-'))
-    const base = join(dir, 'base')
-    const c = tinyConfig({ vocabSize: 24 })
-    const m = new MoeModel(c, randomWeights(c, 2))
-    saveModel(m, base)
-    m.dispose()
+    const { base } = tinyBase(dir)
     const data = join(dir, 'data.jsonl')
     writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
     const runDir = join(dir, 'ws', 'runs', 'stopped')

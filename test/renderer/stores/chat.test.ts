@@ -17,6 +17,16 @@ beforeEach(() => {
 })
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0))
+
+/** The chat store listening, side by side: /base on the left, /tuned on the right. */
+function sideBySide(): ReturnType<typeof useChatStore> {
+  const chat = useChatStore()
+  chat.listen()
+  chat.setCompare(true)
+  chat.panes[0].model = '/base'
+  chat.panes[1].model = '/tuned'
+  return chat
+}
 const routing = (position: number, expert: number): TokenRouting => ({
   position,
   token: 7,
@@ -126,11 +136,7 @@ describe('useChatStore', () => {
   })
 
   it('sends the same prompt to both models side by side, each pane with its own history', async () => {
-    const chat = useChatStore()
-    chat.listen()
-    chat.setCompare(true)
-    chat.panes[0].model = '/base'
-    chat.panes[1].model = '/tuned'
+    const chat = sideBySide()
     chat.offload = { enabled: true, budget: '32 MiB', storage: 'int8', policy: 'lfu', prefetch: false }
     await chat.send('compare')
     expect(fake.bridge.chat.send).toHaveBeenCalledTimes(2)
@@ -305,11 +311,7 @@ describe('useChatStore', () => {
   })
 
   it('saves both sides of a side-by-side conversation, and reopens both', async () => {
-    const chat = useChatStore()
-    chat.listen()
-    chat.setCompare(true)
-    chat.panes[0].model = '/base'
-    chat.panes[1].model = '/tuned'
+    const chat = sideBySide()
     await chat.send('What is 3 + 4?')
     const done = (requestId: string, text: string) =>
       fake.emit({
