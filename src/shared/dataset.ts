@@ -291,3 +291,11 @@ export function validationCount(n: number, ratio: number): number {
   if (!(ratio > 0) || n < 2) return 0
   return Math.min(n - 1, Math.max(1, Math.round(n * ratio)))
 }
+
+/**
+ * Whether an inspection found no layout because not one record parsed (every line invalid JSON,
+ * say): then the file, not the layout, is what to fix.
+ */
+export function nothingParsed(r: Pick<InspectResult, 'layout' | 'report'>): boolean {
+  return r.layout === null && r.report.total > 0 && r.report.invalid === r.report.total
+}

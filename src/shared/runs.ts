@@ -20,6 +20,13 @@ export const EVAL_NOTHING = 'nothing to evaluate'
 
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 
+/** Statuses of a run still under way (waiting or training). */
+export const ACTIVE_STATUSES = ['queued', 'created', 'running'] as const
+
+export function isActive(record: Pick<RunRecord, 'status'>): boolean {
+  return (ACTIVE_STATUSES as readonly string[]).includes(record.status)
+}
+
 /** One sparse layer's routing over a step. */
 export interface LayerShare {
   layer: number

@@ -31,8 +31,6 @@ export function requireModelDir(values: ParsedValues): string {
   return dir
 }
 
-const formatCount = formatParamCount
-
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let i = 0
@@ -87,7 +85,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     io.out(`layers     ${info.numLayers} (${info.sparseLayers.length} sparse${dense ? `, ${dense} dense` : ''})`)
     io.out(`experts    ${info.numExperts} per sparse layer, top-${info.topK}, router ${info.routerType}`)
     io.out(
-      `params     ${formatCount(info.params.total)} total, ${formatCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`,
+      `params     ${formatParamCount(info.params.total)} total, ${formatParamCount(info.params.active)} active per token (${info.params.total.toLocaleString('en-US')} / ${info.params.active.toLocaleString('en-US')})`,
     )
     io.out(
       `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,

@@ -10,6 +10,7 @@ import {
   type DatasetManifest,
   type DatasetsInspectArgs,
   type InspectResult,
+  nothingParsed,
 } from '../../shared/dataset'
 import { formatProblem, unreadable } from '../data/inspect'
 import { formatBytes } from './commands'
@@ -108,8 +109,7 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       const inspected = await host.api['datasets.inspect'](args!)
       for (const line of describeInspection(inspected)) io.out(line)
       if (sub === 'inspect') return 0
-      const { report } = inspected
-      if (inspected.layout === null && report.total > 0 && report.invalid === report.total) throw new Error(unreadable(path, report))
+      if (nothingParsed(inspected)) throw new Error(unreadable(path, inspected.report))
       if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')
       if (inspected.report.invalid > 0 && !values['accept-invalid']) {
         io.err(

@@ -121,19 +121,22 @@ export async function scanDataset(
     preview: [],
     template: { source: template.source, eosToken: template.eosToken },
   }
+  const report = result.report
+  const problemLimit = options.problemLimit ?? 100
+  const addProblem = (line: number, field: string, message: string) => {
+    report.problemCount++
+    if (report.problems.length < problemLimit) report.problems.push({ line, field, message })
+  }
   if (layout === null) {
     // Nothing to read rows as. Where not one record parsed (every line invalid JSON, say), the
     // report still says which lines and why: a layout is not what is wrong with such a file.
-    if (sample.length === 0) {
-      const report = result.report
+    if (sample.length === 0)
       for await (const record of source.records({ signal, textUnit: options.textUnit })) {
         report.total++
         if (record.error === undefined) continue
         report.invalid++
-        report.problemCount++
-        if (report.problems.length < (options.problemLimit ?? 100)) report.problems.push({ line: record.line, field: '', message: record.error })
+        addProblem(record.line, '', record.error)
       }
-    }
     return { result, source }
   }
   const base = detection !== null && layout === detection.layout ? detection.mapping : {}
@@ -141,10 +144,8 @@ export async function scanDataset(
   result.mapping = mapping
 
   // 2. The full pass.
-  const problemLimit = options.problemLimit ?? 100
   const previewOffset = options.preview?.offset ?? 0
   const previewEnd = previewOffset + (options.preview?.limit ?? 20)
-  const report = result.report
   const chars = new LengthAccumulator()
   const tokenLengths = new LengthAccumulator()
   let trainableTokens = 0
@@ -161,10 +162,6 @@ export async function scanDataset(
     if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return
     lastProgress = now
     options.onProgress({ phase, bytesRead, totalBytes: source.bytes, rows: report.total })
-  }
-  const addProblem = (line: number, field: string, message: string) => {
-    report.problemCount++
-    if (report.problems.length < problemLimit) report.problems.push({ line, field, message })
   }
 
   progress('reading', true)

@@ -124,7 +124,6 @@ export function mulberry32(seed: number): () => number {
   }
 }
 
-
 /**
  * The validation rows of a split: validationCount(n, ratio) distinct indices in [0, n), chosen
  * by a seeded partial Fisher-Yates shuffle, returned ascending. Same (n, ratio, seed), same rows.

@@ -17,7 +17,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { constants, createReadStream } from 'node:fs'
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { basename, extname, join, resolve } from 'node:path'
-import type { DatasetManifest, DatasetSplit, NormalizedRow } from '../../shared/dataset'
+import { type DatasetManifest, type DatasetSplit, type NormalizedRow, nothingParsed } from '../../shared/dataset'
 import { DatasetError } from './errors'
 import { type InspectOptions, scanDataset, unreadable } from './inspect'
 import { readLines } from './readers'
@@ -135,8 +135,7 @@ export async function importDataset(workspace: string, file: string, options: Im
       await rows.close()
     }
     const { result } = scan
-    if (result.layout === null && result.report.total > 0 && result.report.invalid === result.report.total)
-      throw new DatasetError(unreadable(source, result.report))
+    if (nothingParsed(result)) throw new DatasetError(unreadable(source, result.report))
     if (result.layout === null) {
       throw new DatasetError(
         `could not detect the layout of ${source} (columns: ${result.columns.join(', ') || 'none'}): choose a layout (alpaca, sharegpt, messages, completion, text, tokens) and map the columns`,

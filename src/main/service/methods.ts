@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
-import type { RunRecord } from '../../shared/runs'
+import { isActive, type RunRecord } from '../../shared/runs'
 import type { ChatFormat } from '../../shared/chat'
 import { datasetDir, readManifest } from '../data/workspace'
 import { autoInput, autoRunConfig } from '../../shared/autoConfig'
@@ -25,7 +25,6 @@ import {
   newId,
   newRunId,
   readRun,
-  readRunDetail,
   runDir,
   runFolder,
   saveConversation,
@@ -203,9 +202,9 @@ export function workspaceMethods(ctx: MethodContext): {
     },
     'runs.list': async () => listRuns(workspace),
     'runs.get': async (args) => {
-      const detail = readRunDetail(workspace, args.id)
-      if (!['created', 'queued', 'running'].includes(detail.record.status)) return detail
       const folder = runFolder(workspace, args.id)
+      const detail = folder.readDetail()
+      if (!isActive(detail.record)) return detail
       const owner = folder.isLocked() ? folder.lockInfo() : null
       if (!owner || (owner.pid === engine.enginePid && owner.host === hostname())) return detail
       return { ...detail, trainedElsewhere: `${owner.by} (pid ${owner.pid} on ${owner.host})` }

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { join, resolve } from 'node:path'
 import type { Conversation } from '../../shared/chat'
 import { ApiError } from '../../shared/api'
-import type { RunDetail, RunRecord } from '../../shared/runs'
+import type { RunRecord } from '../../shared/runs'
 import { listRunFolders, RunFolder } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
 
@@ -114,10 +114,6 @@ export function readRun(ws: string, id: string): RunRecord {
 /** Every run, newest first. */
 export function listRuns(ws: string): RunRecord[] {
   return listRunFolders(runsDir(ws)).map((r) => r.record)
-}
-
-export function readRunDetail(ws: string, id: string): RunDetail {
-  return runFolder(ws, id).readDetail()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,7 +59,6 @@ export function tokenF1(generated: string, expected: string): number {
   return (2 * precision * recall) / (precision + recall)
 }
 
-/** A row as a question with an answer: what to generate from and what to expect; null when it has none. */
 /** Whether a row has an answer to score: a chat ending in an assistant turn after another turn, or a prompt/completion row. */
 export function answerable(row: NormalizedRow): boolean {
   switch (rowKind(row)) {
@@ -74,6 +73,7 @@ export function answerable(row: NormalizedRow): boolean {
   }
 }
 
+/** A row as a question with an answer: what to generate from and what to expect; null when it has none. */
 export function questionOf(
   row: NormalizedRow,
   template: ChatTemplate,

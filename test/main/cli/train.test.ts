@@ -204,7 +204,23 @@ describe('moe-workbench train / export', () => {
     const err: string[] = []
     let signalled = false
     const code = await runCli(
-      ['train', '--model', base, '--dataset', data, '--set', 'maxSteps=400', '--set', 'batchSize=2', '--set', 'evalEvery=0', '--out', runDir, '--backend', 'wasm'],
+      [
+        'train',
+        '--model',
+        base,
+        '--dataset',
+        data,
+        '--set',
+        'maxSteps=400',
+        '--set',
+        'batchSize=2',
+        '--set',
+        'evalEvery=0',
+        '--out',
+        runDir,
+        '--backend',
+        'wasm',
+      ],
       {
         out: () => {},
         err: (l) => {

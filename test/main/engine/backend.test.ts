@@ -204,7 +204,13 @@ describe('probeWebGpu', () => {
     delete env.MOE_WORKBENCH_BACKEND
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', `const { initBackend } = await import(${JSON.stringify(backend)}); const r = await initBackend(); console.log(JSON.stringify(r.attempts))`],
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { initBackend } = await import(${JSON.stringify(backend)}); const r = await initBackend(); console.log(JSON.stringify(r.attempts))`,
+      ],
       { env, encoding: 'utf8', timeout: 120_000 },
     )
     expect(r.status, r.stderr).toBe(0)

@@ -421,7 +421,9 @@ describe('handoff folders', () => {
         expect(readme).toMatch(/GPU memory per device/)
         // A small model's size in words, not "0.00B parameters".
         expect(readme).toMatch(/, \d+(\.\d+)?[KM] parameters, \d+(\.\d+)?[KM] active per token/)
-        expect(readFileSync(join(out, target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml'), 'utf8')).toMatch(/\d+(\.\d+)?[KM] parameters\./)
+        expect(readFileSync(join(out, target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml'), 'utf8')).toMatch(
+          /\d+(\.\d+)?[KM] parameters\./,
+        )
       })
 
   it('refuses a folder that is not empty, and leaves nothing behind on failure', async () => {

@@ -130,7 +130,13 @@ describe('RunFolder', () => {
     expect(f.readDetail().log).toEqual([])
     for (let i = 1; i <= 5; i++) f.appendLog(`line ${i}: starting at 12:00:00`)
     expect(readFileSync(f.logFile, 'utf8')).toMatch(/^\d{4}-\d\d-\d\dT\S+Z line 1: /)
-    expect(f.readDetail().log).toEqual(['line 1: starting at 12:00:00', 'line 2: starting at 12:00:00', 'line 3: starting at 12:00:00', 'line 4: starting at 12:00:00', 'line 5: starting at 12:00:00'])
+    expect(f.readDetail().log).toEqual([
+      'line 1: starting at 12:00:00',
+      'line 2: starting at 12:00:00',
+      'line 3: starting at 12:00:00',
+      'line 4: starting at 12:00:00',
+      'line 5: starting at 12:00:00',
+    ])
     expect(f.readDetail(200, 2).log).toEqual(['line 4: starting at 12:00:00', 'line 5: starting at 12:00:00'])
   })
 

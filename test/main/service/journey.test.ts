@@ -207,7 +207,9 @@ describe('the workbench API end to end (in-process engine)', () => {
       })
       expect(plain).toMatchObject({ prompt: 'Hello there', template: 'none' })
       await until(wb, (e): e is ChatEvent => (e.type === 'chat.done' || e.type === 'chat.error') && e.requestId === plain.requestId)
-      await expect(wb.call('chat.send', { model: exported.dir, format: 'raw', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
+      await expect(
+        wb.call('chat.send', { model: exported.dir, format: 'raw', messages: [{ role: 'user', content: 'x' }] }),
+      ).rejects.toMatchObject({
         code: 'invalid_argument',
         field: 'format',
       })

@@ -401,7 +401,12 @@ describe('expert alerts (hand-computed)', () => {
     // Under 1 / deadShare assignments a step (here 99 < 100) judges no expert dead: it would mean
     // no token at all, which a short batch gives by chance; collapse is still judged.
     const few = (n: number) =>
-      expertAlerts({ step: 1, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], { alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 } }, [n])
+      expertAlerts(
+        { step: 1, streaks: {} },
+        [{ layer: 0, share: [1, 0], entropy: 0 }],
+        { alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 } },
+        [n],
+      )
     expect(few(99).map((a) => a.kind)).toEqual(['collapse'])
     expect(few(100).map((a) => a.kind)).toEqual(['collapse', 'dead'])
   })

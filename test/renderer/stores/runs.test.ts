@@ -3,7 +3,15 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import type { RunRecord } from '../../../src/shared/runs'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
-import { FOLLOW_MS, ROUTING_KEEP, canResume, configDifferences, exportChoice, isActive, useRunsStore } from '../../../src/renderer/src/stores/runs'
+import {
+  FOLLOW_MS,
+  ROUTING_KEEP,
+  canResume,
+  configDifferences,
+  exportChoice,
+  isActive,
+  useRunsStore,
+} from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
@@ -306,14 +314,34 @@ describe('useRunsStore', () => {
 
 describe('configDifferences', () => {
   it('lists only what differs, the model and dataset by name, strings without JSON quotes', () => {
-    const a = { record: { ...runRecord, baseModel: '/ws/models/switchy-feb28c', dataset: 'arith-1', config: { ...runRecord.config, method: 'lora' as const } } }
-    const b = { record: { ...runRecord, baseModel: '/ws/models/hashy-0a1b2c', dataset: 'arith-1', config: { ...runRecord.config, method: 'full' as const } } }
+    const a = {
+      record: {
+        ...runRecord,
+        baseModel: '/ws/models/switchy-feb28c',
+        dataset: 'arith-1',
+        config: { ...runRecord.config, method: 'lora' as const },
+      },
+    }
+    const b = {
+      record: {
+        ...runRecord,
+        baseModel: '/ws/models/hashy-0a1b2c',
+        dataset: 'arith-1',
+        config: { ...runRecord.config, method: 'full' as const },
+      },
+    }
     const names = { model: (dir: string) => (dir.includes('switchy') ? 'switchy' : 'hashy'), dataset: () => 'sample arithmetic' }
     expect(configDifferences([a, b], names)).toEqual([
       { key: 'model', values: ['switchy', 'hashy'] },
       { key: 'method', values: ['lora', 'full'] },
     ])
-    const c = { record: { ...b.record, dataset: 'reversal-2', config: { ...b.record.config, optimizer: { ...b.record.config.optimizer, lr: 0.003 } } } }
+    const c = {
+      record: {
+        ...b.record,
+        dataset: 'reversal-2',
+        config: { ...b.record.config, optimizer: { ...b.record.config.optimizer, lr: 0.003 } },
+      },
+    }
     expect(configDifferences([b, c], { ...names, dataset: (id) => (id === 'arith-1' ? 'sample arithmetic' : 'word reversal') })).toEqual([
       { key: 'dataset', values: ['sample arithmetic', 'word reversal'] },
       { key: 'optimizer.lr', values: [String(b.record.config.optimizer.lr), '0.003'] },

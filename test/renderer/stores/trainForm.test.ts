@@ -42,7 +42,10 @@ describe('run presets', () => {
         const config = defaultRunConfig()
         preset.apply(config, { totalParams })
         const advice = preflight(config, { trainRows: 1000, totalParams, vocabSize: 32000, modelCapacityFactor: null })
-        expect(advice.filter((a) => a.id.startsWith('lr-')), `${totalParams} parameters`).toEqual([])
+        expect(
+          advice.filter((a) => a.id.startsWith('lr-')),
+          `${totalParams} parameters`,
+        ).toEqual([])
       }
     },
   )

@@ -17,7 +17,7 @@ import type {
   RunsStartArgs,
   StepMetrics,
 } from '../../../shared/runs'
-import { RESUMABLE_STATUSES } from '../../../shared/runs'
+import { ACTIVE_STATUSES, RESUMABLE_STATUSES, isActive } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
@@ -35,11 +35,7 @@ export const LOG_KEEP = 300
 /** How often the open run is re-read when another process trains it (RunDetail.trainedElsewhere). */
 export const FOLLOW_MS = 3000
 
-export const ACTIVE_STATUSES = ['queued', 'created', 'running'] as const
-
-export function isActive(record: Pick<RunRecord, 'status'>): boolean {
-  return (ACTIVE_STATUSES as readonly string[]).includes(record.status)
-}
+export { ACTIVE_STATUSES, isActive }
 
 export function canResume(record: Pick<RunRecord, 'status'>): boolean {
   return RESUMABLE_STATUSES.includes(record.status)
