@@ -5,8 +5,9 @@
  * at 10-28 GFLOP/s per core here, where the same core's AVX2/AVX-512 sgemm reaches 70-140. ONNX
  * Runtime's npm package (onnxruntime-node) ships its CPU library prebuilt for Linux and Windows
  * (x64, arm64) and macOS (arm64) inside the package itself, so a plain `npm install` brings a native
- * sgemm (MLAS) with no compiler and no download. This module runs one ONNX node, com.microsoft's
- * FusedMatMul (batched, either operand transposed, batch dimensions broadcast), through the
+ * sgemm (MLAS) with no compiler and no download. This module runs com.microsoft's FusedMatMul
+ * (batched, either operand transposed, batch dimensions broadcast; one node a product, or one
+ * graph of a node per product for independent products such as an MoE layer's experts), through the
  * binding's synchronous `run`, on views of the wasm heap: the inputs are read where they lie and
  * the product is written straight into the output tensor's buffer (the binding's own copy of it
  * aside: below). The softmax of
@@ -77,21 +78,39 @@ export function softmaxModel(): Uint8Array {
   return Uint8Array.from([...int(1, 8), ...msg(8, opset), ...msg(7, graph)])
 }
 
-/** ModelProto of Y = op(A) · op(B), com.microsoft FusedMatMul with transA / transB (no names it does not need). */
-export function fusedMatMulModel(transA: boolean, transB: boolean): Uint8Array {
+/** How a product reads its operands: transA · 2 + transB. */
+export type OperandLayout = 0 | 1 | 2 | 3
+
+/**
+ * ModelProto of independent products, node i: Y{i} = op(A{i}) · op(B{i}), com.microsoft
+ * FusedMatMul with transA / transB from layouts[i] (no names it does not need); one layout: the
+ * single product with inputs A, B and output Y.
+ */
+export function fusedMatMulModel(layouts: readonly OperandLayout[]): Uint8Array {
   const attr = (name: string, v: number): number[] => msg(5, [...str(1, name), ...int(3, v), ...int(20, 2)]) // type INT
-  const node = [
-    ...str(1, 'A'),
-    ...str(1, 'B'),
-    ...str(2, 'Y'),
-    ...str(4, 'FusedMatMul'),
-    ...attr('transA', transA ? 1 : 0),
-    ...attr('transB', transB ? 1 : 0),
-    ...str(7, 'com.microsoft'),
-  ]
-  const graph = [...msg(1, node), ...msg(11, floatInput('A')), ...msg(11, floatInput('B')), ...msg(12, floatInput('Y'))]
+  const id = (i: number): string => (layouts.length === 1 ? '' : String(i))
+  const nodes: number[] = []
+  const inputs: number[] = []
+  const outputs: number[] = []
+  layouts.forEach((layout, i) => {
+    const [a, b, y] = ['A', 'B', 'Y'].map((n) => n + id(i))
+    nodes.push(
+      ...msg(1, [
+        ...str(1, a),
+        ...str(1, b),
+        ...str(2, y),
+        ...str(3, `n${i}`),
+        ...str(4, 'FusedMatMul'),
+        ...attr('transA', layout >= 2 ? 1 : 0),
+        ...attr('transB', layout % 2),
+        ...str(7, 'com.microsoft'),
+      ]),
+    )
+    inputs.push(...msg(11, floatInput(a)), ...msg(11, floatInput(b)))
+    outputs.push(...msg(12, floatInput(y)))
+  })
   const opset = [...str(1, 'com.microsoft'), ...int(2, 1)]
-  return Uint8Array.from([...int(1, 8), ...msg(8, opset), ...msg(7, graph)]) // ir_version 8
+  return Uint8Array.from([...int(1, 8), ...msg(8, opset), ...msg(7, [...nodes, ...inputs, ...outputs])]) // ir_version 8
 }
 
 /** Products smaller than this run on the calling thread alone (the same bits: see above). */
@@ -187,6 +206,12 @@ export interface NativeMatMul {
   /** out = op(a) · op(b), batch by batch (a batch of 1 is used for every item of the other). */
   matMul(p: MatMulOperands): void
   /**
+   * Independent products (the experts' of one projection, a gradient's input and weight
+   * products) as one ONNX Runtime run of one node per call part: each product's bits are the
+   * ones matMul makes, at a fraction of the calls' cost (see GROUP_MAX_NODES).
+   */
+  matMulMany(ps: readonly MatMulOperands[]): void
+  /**
    * Softmax of each row, on MLAS's vectorised exp: TF.js's wasm exp is scalar
    * (a 2048 × 4096 exp took 95 ms). Each row is one thread's, so the bits do not depend on the
    * thread count.
@@ -197,6 +222,28 @@ export interface NativeMatMul {
 }
 
 /**
+ * The most products one run of matMulMany makes (a graph's nodes: an MoE layer's projection is
+ * one node per expert, its gradient two). One run instead of a call per expert: a call is a trip
+ * through the binding and, on a pool, a wake-up of its threads; in one run the pool's threads
+ * spin from one product to the next and stop when the run returns. Measured, 8 experts' x · Wᵀ
+ * of 128 → 256 on 2 threads: 64 rows each 285 µs as 8 calls on one thread, 289 as one run; 256
+ * rows 997 / 756; 512 rows 1749 (8 calls on the pool) / 1389.
+ */
+export const GROUP_MAX_NODES = 64
+
+const threadOptions = (threads: number, spin: boolean): object => ({
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+  graphOptimizationLevel: 'all',
+  // Pool threads sleep between products instead of spinning: the engine's thread runs the other
+  // ops between them, and a spinning pool took its CPU (measured, 2 threads on 2 CPUs: 1020
+  // tokens/s spinning, 1586 not; 1 thread 1330). A grouped run's threads spin between its
+  // products and stop as it returns (force_spinning_stop).
+  extra: { session: spin ? { intra_op: { allow_spinning: '1' }, force_spinning_stop: '1' } : { intra_op: { allow_spinning: '0' } } },
+})
+
+/**
  * Loads ONNX Runtime's CPU library with `threads` threads for its products. Throws with the
  * reason where it cannot (the package missing, or its library not loading on this platform).
  */
@@ -205,32 +252,37 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
   const { Tensor } = requireHere('onnxruntime-node') as { Tensor: OrtTensorCtor }
   const version = (requireHere('onnxruntime-node/package.json') as { version: string }).version
   initOrt()
-  // Sessions by model (0-3: the products, by transA·2 + transB; 4: the softmax) and pool (+ 5).
+  const open = (bytes: Uint8Array, intraThreads: number, spin: boolean): OrtSession => {
+    const s = new binding.InferenceSession()
+    s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, threadOptions(intraThreads, spin))
+    return s
+  }
+  // Sessions by model (0-3: the products, by their OperandLayout; 4: the softmax) and pool (+ 5).
   // A number, not a string or a closure, per call: a small model makes thousands of calls a step.
   const sessions: OrtSession[] = []
   const SOFTMAX = 4
   const session = (model: number, pool: boolean): OrtSession => {
     const key = model + (pool ? 5 : 0)
-    let s = sessions[key]
-    if (!s) {
-      s = new binding.InferenceSession()
-      const bytes = model === SOFTMAX ? softmaxModel() : fusedMatMulModel(model >= 2, model % 2 === 1)
-      s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
-        intraOpNumThreads: pool ? threads : 1,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        // Pool threads sleep between products instead of spinning: the engine's thread runs the
-        // other ops between them, and a spinning pool took its CPU (measured, 2 threads on 2
-        // CPUs: 1020 tokens/s spinning, 1586 not; 1 thread 1330).
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
-      })
-      sessions[key] = s
-    }
+    return (sessions[key] ??= open(
+      model === SOFTMAX ? softmaxModel() : fusedMatMulModel([model as OperandLayout]),
+      pool ? threads : 1,
+      false,
+    ))
+  }
+  // matMulMany's graphs, by their nodes' layouts and pool.
+  const groups = new Map<string, OrtSession>()
+  const group = (layouts: OperandLayout[], pool: boolean): OrtSession => {
+    const key = (pool ? 'p' : 's') + layouts.join('')
+    let s = groups.get(key)
+    if (!s) groups.set(key, (s = open(fusedMatMulModel(layouts), pool ? threads : 1, pool)))
     return s
   }
   let runs = 0
-  const run = (p: MatMulOperands): void => {
+  /** Each call part of a product: its operands as ONNX Runtime tensors, its layout and work. */
+  const partsOf = (
+    p: MatMulOperands,
+    each: (A: OrtTensor, B: OrtTensor, Y: OrtTensor, layout: OperandLayout, flop: number) => void,
+  ): void => {
     // An empty product is no call at all; an empty reduction (k = 0) is ONNX Runtime's: it writes zeros.
     const { m, k, n, transposeA: ta, transposeB: tb } = p
     const batch = Math.max(p.batchA, p.batchB)
@@ -243,12 +295,42 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
       const A = new Tensor('float32', p.a.subarray(a0, a0 + batchA * rows * k), ta ? [batchA, k, rows] : [batchA, rows, k])
       const B = new Tensor('float32', p.b.subarray(b0, b0 + batchB * k * n), tb ? [batchB, n, k] : [batchB, k, n])
       const Y = new Tensor('float32', p.out.subarray(o0, o0 + items * rows * n), [items, rows, n])
-      // Waking the pool costs more than a small product gains from it (measured, 2 threads on 2
-      // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
-      const pool = threads > 1 && 2 * items * rows * k * n >= POOL_MIN_FLOP
-      session((ta ? 2 : 0) + (tb ? 1 : 0), pool).run({ A, B }, { Y }, {})
-      runs++
+      each(A, B, Y, ((ta ? 2 : 0) + (tb ? 1 : 0)) as OperandLayout, 2 * items * rows * k * n)
     }
+  }
+  // Waking the pool costs more than a small product gains from it (measured, 2 threads on 2
+  // CPUs: 64x128x256 97 against 82 µs on one thread; even at 8 MFLOP; 2x faster at 130).
+  const pooled = (flop: number): boolean => threads > 1 && flop >= POOL_MIN_FLOP
+  const run = (p: MatMulOperands): void =>
+    partsOf(p, (A, B, Y, layout, flop) => {
+      session(layout, pooled(flop)).run({ A, B }, { Y }, {})
+      runs++
+    })
+  const many = (ps: readonly MatMulOperands[]): void => {
+    let feeds: Record<string, OrtTensor> = {}
+    let fetches: Record<string, OrtTensor> = {}
+    let layouts: OperandLayout[] = []
+    let flop = 0
+    const flush = (): void => {
+      if (layouts.length === 1) session(layouts[0], pooled(flop)).run({ A: feeds.A0, B: feeds.B0 }, { Y: fetches.Y0 }, {})
+      else if (layouts.length > 1) group(layouts, pooled(flop)).run(feeds, fetches, {})
+      if (layouts.length > 0) runs++
+      feeds = {}
+      fetches = {}
+      layouts = []
+      flop = 0
+    }
+    for (const p of ps)
+      partsOf(p, (A, B, Y, layout, f) => {
+        const i = layouts.length
+        feeds[`A${i}`] = A
+        feeds[`B${i}`] = B
+        fetches[`Y${i}`] = Y
+        layouts.push(layout)
+        flop += f
+        if (layouts.length === GROUP_MAX_NODES) flush()
+      })
+    flush()
   }
   const softmax = (p: SoftmaxOperands): void => {
     // Rows in parts of about maxOutput floats (the binding's copy of each output: see above).
@@ -262,7 +344,7 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
   }
   // Loads the library now, so a broken install is reported when the backend starts.
   session(0, false)
-  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, softmax, runs: () => runs }
+  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, matMulMany: many, softmax, runs: () => runs }
 }
 
 let active: NativeMatMul | null = null

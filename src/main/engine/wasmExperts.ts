@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { custom, runKernel } from './kernelCall'
-import { nativeMatMul } from './nativeMatMul'
+import { nativeMatMul, type MatMulOperands } from './nativeMatMul'
 import { siluMul } from './ops'
 
 interface WasmModule {
@@ -120,13 +120,10 @@ class Heap {
     return new Float32Array(this.b.wasm.HEAPU8.buffer, ptr, floats)
   }
 
-  /**
-   * out (batch, m, n) = op(a) · op(b) by the native matmul, a transposed operand read as it is
-   * stored ((k, m) for a, (n, k) for b), a batch of 1 used for every item of the other.
-   */
-  nativeMatMul(a: number, b: number, out: number, m: number, k: number, n: number, t: NativeLayout = {}): void {
+  /** The native matmul's operands for out (batch, m, n) = op(a) · op(b) at these addresses (see nativeMatMul). */
+  private operands(a: number, b: number, out: number, m: number, k: number, n: number, t: NativeLayout): MatMulOperands {
     const { transposeA = false, transposeB = false, batchA = 1, batchB = 1 } = t
-    nativeMatMul()!.matMul({
+    return {
       a: this.f32(a, batchA * m * k),
       b: this.f32(b, batchB * k * n),
       out: this.f32(out, Math.max(batchA, batchB) * m * n),
@@ -137,7 +134,23 @@ class Heap {
       n,
       transposeA,
       transposeB,
-    })
+    }
+  }
+
+  /**
+   * out (batch, m, n) = op(a) · op(b) by the native matmul, a transposed operand read as it is
+   * stored ((k, m) for a, (n, k) for b), a batch of 1 used for every item of the other.
+   */
+  nativeMatMul(a: number, b: number, out: number, m: number, k: number, n: number, t: NativeLayout = {}): void {
+    nativeMatMul()!.matMul(this.operands(a, b, out, m, k, n, t))
+  }
+
+  /**
+   * Independent native products, as nativeMatMul's arguments, in one run (matMulMany); called
+   * once every buffer they touch is allocated (an allocation may move the heap).
+   */
+  nativeMatMuls(products: readonly Parameters<Heap['nativeMatMul']>[]): void {
+    nativeMatMul()!.matMulMany(products.map(([a, b, out, m, k, n, t = {}]) => this.operands(a, b, out, m, k, n, t)))
   }
 
   /** out (m, n) = a (m, k) · b (k, n), all row-major at the given addresses. */
@@ -211,13 +224,15 @@ function groupedLinearKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unk
     const out = h.output([A * outDim])
     const x = h.ptr(args.inputs.x!)
     const y = h.ptr(out)
+    const products: Parameters<Heap['nativeMatMul']>[] = []
     let at = 0
     counts.forEach((c, e) => {
       const w = h.ptr(args.inputs[`w${e}`]!)
-      if (c > 0 && rows) h.nativeMatMul(x + at * inDim * F32, w, y + at * outDim * F32, c, inDim, outDim, { transposeB: true })
+      if (c > 0 && rows) products.push([x + at * inDim * F32, w, y + at * outDim * F32, c, inDim, outDim, { transposeB: true }])
       else if (c > 0) h.matMul(w, x + at * inDim * F32, y + at * outDim * F32, outDim, inDim, c)
       at += c
     })
+    if (products.length > 0) h.nativeMatMuls(products)
     return out
   })
 }
@@ -244,12 +259,13 @@ function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend:
     const x = h.ptr(args.inputs.x!)
     const wT = wantDx && !rows ? h.alloc(inDim * outDim) : 0
     const xRows = wantDw.some(Boolean) && !rows ? h.alloc(maxC * inDim) : 0
+    const products: Parameters<Heap['nativeMatMul']>[] = [] // the native ones, run together once every output exists
     let at = 0
     counts.forEach((c, e) => {
       const dyE = dy + at * outDim * F32
       if (dx && c > 0) {
         const w = h.ptr(args.inputs[`w${e}`]!)
-        if (rows) h.nativeMatMul(dyE, w, h.ptr(dx) + at * inDim * F32, c, outDim, inDim)
+        if (rows) products.push([dyE, w, h.ptr(dx) + at * inDim * F32, c, outDim, inDim])
         else {
           h.transpose(w, wT, outDim, inDim) // (in, out)
           h.matMul(wT, dyE, h.ptr(dx) + at * inDim * F32, inDim, outDim, c)
@@ -257,7 +273,7 @@ function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend:
       }
       if (wantDw[e]) {
         const dw = h.output([outDim, inDim])
-        if (c > 0 && rows) h.nativeMatMul(dyE, x + at * inDim * F32, h.ptr(dw), outDim, c, inDim, { transposeA: true })
+        if (c > 0 && rows) products.push([dyE, x + at * inDim * F32, h.ptr(dw), outDim, c, inDim, { transposeA: true }])
         else if (c > 0) {
           h.transpose(x + at * inDim * F32, xRows, inDim, c) // (c, in)
           h.matMul(dyE, xRows, h.ptr(dw), outDim, c, inDim)
@@ -266,6 +282,7 @@ function groupedLinearGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend:
       }
       at += c
     })
+    if (products.length > 0) h.nativeMatMuls(products)
     return outs
   })
 }

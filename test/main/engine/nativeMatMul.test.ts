@@ -10,10 +10,12 @@ import {
   CALL_MAX_OUTPUT,
   CALL_MAX_SHARED_B,
   CALL_MIN_ROWS,
+  GROUP_MAX_NODES,
   loadNativeMatMul,
   nativeMatMul,
   productParts,
   useNativeMatMul,
+  type MatMulOperands,
   type NativeMatMul,
   type ProductPart,
 } from '../../../src/main/engine/nativeMatMul'
@@ -269,6 +271,62 @@ describe.skipIf(!paths.includes('native'))('the native matmul in parts', () => {
   })
 })
 
+describe.skipIf(!paths.includes('native'))('the native matmul, many products in one run', () => {
+  it("gives each product matMul's bits, in as few runs as GROUP_MAX_NODES allows, writing only the outputs", () => {
+    const rng = new Rng(14)
+    // every layout, parts (a small maxOutput splits the larger ones), a batch, an empty product
+    const one = loadNativeMatMul(2, 700)
+    const single = loadNativeMatMul(1, 700)
+    const shapes: [number, number, number, number, number][] = [
+      [1, 1, 150, 33, 20], // runs of rows
+      [3, 3, 9, 17, 30],
+      [1, 1, 7, 5, 3],
+      [2, 1, 70, 5, 11],
+      [1, 1, 0, 4, 6], // no call at all
+      [1, 1, 64, 128, 256], // over the pool's threshold together
+    ]
+    const products: MatMulOperands[] = []
+    const buffers: Float32Array[] = []
+    for (let i = 0; products.length < 2 * GROUP_MAX_NODES; i++) {
+      const [batchA, batchB, m, k, n] = shapes[i % shapes.length]
+      const transposeA = i % 2 === 1
+      const transposeB = i % 4 >= 2
+      const size = Math.max(batchA, batchB) * m * n
+      const buf = new Float32Array(size + 2).fill(7)
+      buffers.push(buf)
+      products.push({
+        a: operands(rng, batchA * m * k),
+        b: operands(rng, batchB * k * n),
+        out: buf.subarray(1, 1 + size),
+        batchA,
+        batchB,
+        m,
+        k,
+        n,
+        transposeA,
+        transposeB,
+      })
+    }
+    const parts = products.reduce((s, p) => s + productParts(Math.max(p.batchA, p.batchB), p.m, p.k, p.n, p.transposeA, 700).length, 0)
+    expect(parts).toBeGreaterThan(2 * GROUP_MAX_NODES) // more nodes than one graph takes
+    const before = one.runs()
+    one.matMulMany(products)
+    expect(one.runs() - before).toBe(Math.ceil(parts / GROUP_MAX_NODES))
+    products.forEach((p, i) => {
+      const want = new Float32Array(p.out.length)
+      single.matMul({ ...p, out: want })
+      expect(buffers[i][0], `product ${i}`).toBe(7)
+      expect(buffers[i][p.out.length + 1], `product ${i}`).toBe(7)
+      expect(p.out, `product ${i}`).toEqual(want)
+    })
+    // nothing to multiply: no run
+    const after = one.runs()
+    one.matMulMany([])
+    one.matMulMany([{ ...products[4], m: 0, out: new Float32Array(0) }])
+    expect(one.runs()).toBe(after)
+  })
+})
+
 describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native matmul', () => {
   let restore = (): void => {}
   let calls = 0
@@ -316,7 +374,7 @@ describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native ma
 })
 
 describe('choosing the native matmul (MOE_WORKBENCH_MATMUL)', () => {
-  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, softmax: () => {}, runs: () => 0 }
+  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, matMulMany: () => {}, softmax: () => {}, runs: () => 0 }
   const broken = (): NativeMatMul => {
     throw new Error('libonnxruntime.so.1: cannot open shared object file\nsecond line')
   }

@@ -20,6 +20,7 @@ import {
 } from '../../../src/main/engine/ops'
 import { groupedSwiglu, matMulWasm, type ExpertProjections } from '../../../src/main/engine/wasmExperts'
 import { COPY } from '../../../src/main/engine/wasmKernels'
+import { nativeMatMul } from '../../../src/main/engine/nativeMatMul'
 import { paramSpecs } from '../../../src/shared/modelConfig'
 import { LoraAdapters } from '../../../src/main/train/lora'
 import { validateRunConfig } from '../../../src/shared/runConfig'
@@ -100,6 +101,26 @@ describe.each(await wasmMatMulPaths())('grouped SwiGLU experts on wasm, %s matmu
     expect(grouped.grads.slice(1, 4).every((g) => g.some((v) => v !== 0))).toBe(true)
     tf.dispose([...vars, x, probe])
   })
+
+  it.skipIf(path !== 'native')(
+    "runs each projection's experts as one native run, and each gradient's input and weight products as one",
+    () => {
+      const rng = new Rng(8)
+      const counts = [5, 0, 3, 9] // 3 experts with rows
+      const weights = counts.map(
+        (_, e) => [matrixVar(rng, [F, H], `rg${e}`), matrixVar(rng, [F, H], `ru${e}`), matrixVar(rng, [H, F], `rd${e}`)] as const,
+      )
+      const x = tf.variable(randomTensor(rng, [17, H], 1), true, 'rx') as tf.Variable<tf.Rank.R2>
+      const nm = nativeMatMul()!
+      const before = nm.runs()
+      const y = groupedSwiglu(x, counts, projections(weights))
+      expect(nm.runs() - before).toBe(3) // gate, up, down: not one per expert
+      const mid = nm.runs()
+      const { grads } = tf.variableGrads(() => tf.sum(groupedSwiglu(x, counts, projections(weights))) as tf.Scalar, [x, ...weights.flat()])
+      expect(nm.runs() - mid).toBe(3 + 3) // the forward again, then each projection's dx and dW together
+      tf.dispose([y, ...Object.values(grads), ...weights.flat(), x])
+    },
+  )
 
   it('gives frozen weights no gradient and the trainable ones the same as before', () => {
     const rng = new Rng(9)
