@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { MoeConfig } from '../../shared/modelConfig'
 import { expertProjNames, moePrefix } from '../../shared/modelConfig'
 import { decideRouting, selectionMask, type RoutingDecision } from './router'
-import { dropout, permuteRows, Rng, swiglu, unpermuteRows, type Weights } from './ops'
+import { combineRows, dropout, permuteRows, Rng, swiglu, type Weights } from './ops'
 import { groupedSwiglu, type ExpertProjections, type Projection } from './wasmExperts'
 
 export interface LayerRouting {
@@ -202,7 +202,6 @@ export function* moeBlockSteps(
   if (A === 0) out = tf.zeros([N, H])
   else {
     const xs = permuteRows(h, decision.index, decision.inverses) // (A, H)
-    const ws = permuteRows(tf.reshape(gates, [N * E, 1]), decision.flatIndex, [decision.flatInverse]) // (A, 1)
     const drop = opts.training && c.expertDropout > 0 ? (t: tf.Tensor2D) => dropout(t, c.expertDropout, requireRng(opts)) : undefined
     const used = Array.from(decision.counts).flatMap((cnt, e) => (cnt > 0 ? [e] : []))
     // Expert dropout draws its mask in each expert's row order: that path keeps it.
@@ -227,7 +226,7 @@ export function* moeBlockSteps(
       const outs = used.map((e, i) => swiglu(parts[i], w, expertProjNames(c, layer, e), drop)) // (cnt, H) each
       ys = outs.length === 1 ? outs[0] : tf.concat(outs, 0)
     }
-    out = unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, decision.index, decision.inverses) // (N, H)
+    out = combineRows(ys, gates, decision) // (N, H)
   }
 
   if (c.sharedExpertIntermediateSize > 0) {

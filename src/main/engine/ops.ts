@@ -11,8 +11,11 @@ import * as tf from '@tensorflow/tfjs'
 import { matMulWasm } from './wasmExperts'
 import { nativeMatMul } from './nativeMatMul'
 import { custom, runKernel } from './kernelCall'
+import type { RoutingDecision } from './router'
 import {
   addRowsBack,
+  COMBINE,
+  COMBINE_GRAD,
   COPY,
   fusedWasmKernels,
   GATHER_ROWS,
@@ -81,6 +84,32 @@ export function unpermuteRows(z: tf.Tensor2D, index: Int32Array, inverses: Int32
     const gradFunc = (dy: tf.Tensor): tf.Tensor => gatherRows(dy as tf.Tensor2D, index) // (A, H)
     return { value, gradFunc }
   }, z) as tf.Tensor2D
+}
+
+/**
+ * The MoE block's combine: out (N, H) = Σ over token n's kept assignments a of ys[a] ·
+ * gates[n, expert of a], differentiable in ys (A, H) and gates (N, E). On wasm with the fused
+ * kernels one kernel each way (COMBINE: the bits of the ops below); elsewhere the routing weights
+ * gathered, a product and the rows summed back.
+ */
+export function combineRows(ys: tf.Tensor2D, gates: tf.Tensor2D, d: RoutingDecision): tf.Tensor2D {
+  if (!fusedWasmKernels()) {
+    const [N, E] = gates.shape
+    const ws = permuteRows(tf.reshape(gates, [N * E, 1]), d.flatIndex, [d.flatInverse]) // (A, 1)
+    return unpermuteRows(tf.mul(ys, ws) as tf.Tensor2D, d.index, d.inverses) // (N, H)
+  }
+  const { index, flatIndex, inverses } = d
+  return custom(
+    ([y, g], save) => {
+      save([y, g])
+      return {
+        value: runKernel(COMBINE, { ys: y, gates: g }, { flatIndex, inverses }) as tf.Tensor,
+        gradFunc: (dy, [y2, g2]) => runKernel(COMBINE_GRAD, { dy, ys: y2, gates: g2 }, { index, flatIndex }) as tf.Tensor[],
+      }
+    },
+    ys,
+    gates,
+  ) as tf.Tensor2D
 }
 
 /**

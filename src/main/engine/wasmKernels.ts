@@ -290,7 +290,62 @@ function softmaxGradKernel(args: KernelArgs): tf.TensorInfo {
   return out
 }
 
+/**
+ * The MoE block's combine: out (N, H) = Σ_j ys[a]·gates[flatIndex[a]], a = inverses_j[n] (none
+ * where a = A), rows added in the order of j from 0. The bits of gathering the routing weights,
+ * multiplying the rows by them and summing each token's rows back (x·s + m, SCALE_ADD's f32
+ * product then sum), in one pass instead of three kernels.
+ */
+function combineKernel(args: KernelArgs): tf.TensorInfo {
+  const { ys, gates } = args.inputs as Record<'ys' | 'gates', tf.TensorInfo>
+  const { flatIndex, inverses } = args.attrs as unknown as { flatIndex: Int32Array; inverses: Int32Array[] }
+  const backend = args.backend as unknown as WasmBackendLike
+  const [A, H] = ys.shape
+  const N = gates.shape[0]
+  const out = backend.makeOutput([N, H], 'float32')
+  const g = backend.typedArrayFromHeap(gates) as Float32Array
+  const po = address(backend, out)
+  const py = address(backend, ys)
+  backend.typedArrayFromHeap(out).fill(0)
+  const simd = backendSimd(backend)!
+  const row = H * 4
+  for (const inv of inverses)
+    for (let n = 0; n < N; n++) {
+      const a = inv[n]
+      if (a !== A) simd.scaleAdd(py + a * row, po + n * row, po + n * row, H, g[flatIndex[a]])
+    }
+  return out
+}
+
+/**
+ * combineKernel's gradient for dy (N, H): [dys (A, H), dgates (N, E)] with dys[a] =
+ * dy[index[a]]·gate and dgates[flatIndex[a]] = dy[index[a]] · ys[a] (DOT's four lanes), 0 for
+ * the experts a token did not use.
+ */
+function combineGradKernel(args: KernelArgs): tf.TensorInfo[] {
+  const { dy, ys, gates } = args.inputs as Record<'dy' | 'ys' | 'gates', tf.TensorInfo>
+  const { index, flatIndex } = args.attrs as unknown as { index: Int32Array; flatIndex: Int32Array }
+  const backend = args.backend as unknown as WasmBackendLike
+  const [A, H] = ys.shape
+  const dys = backend.makeOutput([A, H], 'float32')
+  const dgates = backend.makeOutput(gates.shape, 'float32')
+  const g = backend.typedArrayFromHeap(gates) as Float32Array
+  const dg = backend.typedArrayFromHeap(dgates) as Float32Array
+  dg.fill(0)
+  const [pdy, py, pdys] = [dy, ys, dys].map((t) => address(backend, t))
+  const simd = backendSimd(backend)!
+  const row = H * 4
+  for (let a = 0; a < A; a++) {
+    const from = pdy + index[a] * row
+    simd.scale(from, pdys + a * row, H, g[flatIndex[a]])
+    dg[flatIndex[a]] = simd.dot(from, py + a * row, H)
+  }
+  return [dys, dgates]
+}
+
 export const COPY = 'MoeWorkbenchCopy'
+export const COMBINE = 'MoeWorkbenchCombine'
+export const COMBINE_GRAD = 'MoeWorkbenchCombineGrad'
 export const GATHER_ROWS = 'MoeWorkbenchGatherRows'
 export const GATHER_SUM = 'MoeWorkbenchGatherSum'
 export const ROPE = 'MoeWorkbenchRope'
@@ -379,6 +434,8 @@ export function registerWasmKernels(): void {
     [SCALE_ADD, scaleAddKernel],
     [SOFTMAX_GRAD, softmaxGradKernel],
     [MASKED_SOFTMAX, maskedSoftmaxKernel],
+    [COMBINE, combineKernel],
+    [COMBINE_GRAD, combineGradKernel],
   ] as const)
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as tf.KernelFunc })
   tf.registerKernel({ kernelName: GATHER_ROWS, backendName: 'wasm', kernelFunc: gatherRowsKernel as tf.KernelFunc })

@@ -449,6 +449,36 @@ function softmaxRowsFn(masked: boolean): Fn {
   }
 }
 
+// scale(x, out, n, s): out = x·s (a routed row's gradient, its routing weight s).
+const SCALE = map('scale', 1, 1, 1, ({ arith, load, store, scalar }) => store(0, [...load(0), ...scalar(0), ...arith.mul]))
+
+/**
+ * dot(a, b, n) → Σ a[i]·b[i], in four lanes (element i in lane i mod 4) combined as
+ * (l0 + l1) + (l2 + l3), then the tail of n mod 4 in order: a routing weight's gradient.
+ */
+const DOT: Fn = (() => {
+  const [a, b, n, o, end, acc, sum] = [0, 1, 2, 3, 4, 5, 6]
+  const at = (ptr: number): number[] => [...get(ptr), ...get(o), ...I32_ADD]
+  // prettier-ignore
+  return {
+    name: 'dot',
+    params: [I32, I32, I32],
+    results: [F32],
+    locals: [I32, I32, V128, F32],
+    body: [
+      ...f32(0), ...SPLAT, ...set(acc),
+      ...i32(0), ...set(o),
+      ...get(n), ...i32(-4), ...I32_AND, ...i32(4), ...I32_MUL, ...set(end),
+      ...loop(o, end, 16, [...get(acc), ...at(a), ...V128_LOAD, ...at(b), ...V128_LOAD, ...SIMD.mul, ...SIMD.add, ...set(acc)]),
+      ...get(acc), ...LANE(0), ...get(acc), ...LANE(1), ...SCALAR.add,
+      ...get(acc), ...LANE(2), ...get(acc), ...LANE(3), ...SCALAR.add, ...SCALAR.add, ...set(sum),
+      ...get(n), ...i32(4), ...I32_MUL, ...set(end),
+      ...loop(o, end, 4, [...get(sum), ...at(a), ...F32_LOAD, ...at(b), ...F32_LOAD, ...SCALAR.mul, ...SCALAR.add, ...set(sum)]),
+      ...get(sum),
+    ],
+  }
+})()
+
 const FNS: Fn[] = [
   ADD,
   SUM_ROWS,
@@ -461,6 +491,8 @@ const FNS: Fn[] = [
   SOFTMAX_GRAD,
   softmaxRowsFn(false),
   softmaxRowsFn(true),
+  SCALE,
+  DOT,
 ]
 
 /** The module: FNS over an imported memory "env"."memory" (a shared one, or not). */
@@ -508,6 +540,10 @@ export interface HeapSimd {
   siluMulGrad(dy: number, g: number, s: number, u: number, dg: number, du: number, n: number): void
   /** out = x·scale + m over n floats. */
   scaleAdd(x: number, m: number, out: number, n: number, scale: number): void
+  /** out = x·s over n floats. */
+  scale(x: number, out: number, n: number, s: number): void
+  /** Σ a[i]·b[i] over n floats, in four lanes (see DOT). */
+  dot(a: number, b: number, n: number): number
   /** The softmax of each row of x (rows, cols) into out; cols a multiple of 4 (else false, and nothing done). */
   softmax(x: number, out: number, rows: number, cols: number): boolean
   /**
@@ -545,6 +581,8 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | null {
       siluMul: (g, s, u, out, n) => e.silu_mul(g, s, u, out, n),
       siluMulGrad: (dy, g, s, u, dg, du, n) => e.silu_mul_grad(dy, g, s, u, dg, du, n, 1),
       scaleAdd: (x, m, out, n, scale) => e.scale_add(x, m, out, n, scale),
+      scale: (x, out, n, k) => e.scale(x, out, n, k),
+      dot: (a, b, n) => (e.dot as unknown as (...args: number[]) => number)(a, b, n),
       softmax: (x, out, rows, cols) => {
         if (cols % 4 !== 0) return false
         e.softmax_rows(x, out, rows, cols)

@@ -10,7 +10,8 @@ import { applyRope, ropeTables } from '../../../src/main/engine/model'
 import { nativeMatMul, useNativeMatMul } from '../../../src/main/engine/nativeMatMul'
 import { registerWasmKernels, ROPE } from '../../../src/main/engine/wasmKernels'
 import { backendSimd } from '../../../src/main/engine/wasmSimd'
-import { embedLookup, permuteRows, siluMul, unpermuteRows } from '../../../src/main/engine/ops'
+import { combineRows, embedLookup, permuteRows, siluMul, unpermuteRows } from '../../../src/main/engine/ops'
+import { decideRouting } from '../../../src/main/engine/router'
 import { maskedSoftmax } from '../../../src/main/engine/model'
 import { useWasmMatMul, wasmMatMulPaths } from './helpers'
 
@@ -257,6 +258,53 @@ describe('fused SwiGLU product and attention softmax on wasm', () => {
       expect(onCpu(() => maskedSoftmax(tf.tensor4d(x.dataSync(), x.shape), scale, tf.tensor2d(mask.dataSync(), [R, S])))).toEqual(onCpuWant)
     },
   )
+})
+
+describe("the MoE block's combine on wasm", () => {
+  const random = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + seed) * 10 ** ((i % 3) - 1))
+
+  it("sums each token's rows times its routing weights with the bits of gather, multiply and sum back, and the gradients, in one kernel each way", async () => {
+    const [N, E, k, H] = [6, 4, 2, 7] // rows 7 wide: a vector and a tail
+    // capacity 2 of 3 wanted by expert 0: one assignment dropped (its token keeps one expert)
+    const scores = [0.9, 0.5, 0, 0, 0.8, 0, 0.4, 0, 0.7, 0, 0, 0.6, 0, 0.9, 0.3, 0, 0, 0, 0.8, 0.5, 0.1, 0.9, 0, 0]
+    const d = decideRouting(scores, N, E, { type: 'softmax_topk', k, capacityFactor: 1 / 3 + 0.01, valid: new Uint8Array(N).fill(1) })
+    expect(d.dropped).toBeGreaterThan(0)
+    const A = d.index.length
+    const ys = tf.tensor2d(random(A * H, 1), [A, H])
+    const gates = tf.tensor2d(
+      random(N * E, 2).map((v, i) => (d.flatInverse[i] === A ? 0 : v)),
+      [N, E],
+    )
+    const dy = tf.tensor2d(random(N * H, 3), [N, H])
+    // the composition (as on every other backend): the weights gathered, a product, the rows summed back
+    const composed = (y: tf.Tensor, g: tf.Tensor): tf.Tensor =>
+      unpermuteRows(
+        tf.mul(y, permuteRows(tf.reshape(g, [N * E, 1]) as tf.Tensor2D, d.flatIndex, [d.flatInverse])) as tf.Tensor2D,
+        d.index,
+        d.inverses,
+      )
+    const want = [composed(ys, gates), ...tf.grads(composed)([ys, gates], dy)].map((t) => Array.from(t.dataSync()))
+    const profile = await tf.profile(() => {
+      const f = (y: tf.Tensor, g: tf.Tensor): tf.Tensor => combineRows(y as tf.Tensor2D, g as tf.Tensor2D, d)
+      const got = [f(ys, gates), ...tf.grads(f)([ys, gates], dy)].map((t) => Array.from(t.dataSync()))
+      expect(got[0]).toEqual(want[0]) // the output: the same bits
+      expect(got[1]).toEqual(want[1]) // the rows' gradient: the same bits
+      // the weights' gradient: the dot products in four lanes, within float32 rounding; exact zeros where unused
+      got[2].forEach((v, i) => {
+        if (d.flatInverse[i] === A) expect(v, `gate ${i}`).toBe(0)
+        else expect(Math.abs(v - want[2][i]), `gate ${i}`).toBeLessThan(1e-6 * (1 + Math.abs(want[2][i])))
+      })
+      expect(got[2].filter((v) => v !== 0).length).toBe(A)
+    })
+    const names = profile.kernels.map((x) => x.name)
+    expect(names.filter((n) => n === 'MoeWorkbenchCombine')).toHaveLength(2) // alone, and under tf.grads
+    expect(names.filter((n) => n === 'MoeWorkbenchCombineGrad')).toHaveLength(1)
+    expect(names).not.toContain('Multiply')
+    // other backends: the composition
+    const onCpuGot = onCpu(() => combineRows(tf.tensor2d(ys.dataSync(), [A, H]), tf.tensor2d(gates.dataSync(), [N, E]), d))
+    expect(onCpuGot[0]).toEqual(onCpu(() => composed(tf.tensor2d(ys.dataSync(), [A, H]), tf.tensor2d(gates.dataSync(), [N, E])))[0])
+    tf.dispose([ys, gates, dy])
+  })
 })
 
 describe('wasm Softmax with the native kernels', () => {

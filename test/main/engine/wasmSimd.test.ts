@@ -86,6 +86,21 @@ describe('WebAssembly SIMD loops on the heap', () => {
     expect(heap[6000]).toBeNaN()
   })
 
+  it.each([0, 1, 3, 4, 7, 130])('scale and dot over %i floats: x·s as Math.fround, and Σ a·b in four lanes then the tail in order', (n) => {
+    const { simd, heap, fill } = setUp()
+    const a = fill(1, n)
+    const b = fill(1001, n)
+    simd.scale(4, 3001 * 4, n, 0.375)
+    a.forEach((v, i) => expect(heap[3001 + i], `scale ${i}`).toBe(f(v * 0.375)))
+    expect(Number.isNaN(heap[3001 + n])).toBe(true)
+    const lanes = [0, 0, 0, 0]
+    const vec = n - (n % 4)
+    for (let i = 0; i < vec; i++) lanes[i % 4] = f(lanes[i % 4] + f(a[i] * b[i]))
+    let want = f(f(lanes[0] + lanes[1]) + f(lanes[2] + lanes[3]))
+    for (let i = vec; i < n; i++) want = f(want + f(a[i] * b[i]))
+    expect(simd.dot(4, 1001 * 4, n)).toBe(want)
+  })
+
   it('rope: a half width that is not a multiple of four is left to the caller, nothing written', () => {
     const { simd, heap, fill } = setUp()
     fill(1, 3 * 6)
