@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import type { SystemInfo } from '../src/shared/api'
+import type { RunRecord } from '../src/shared/runs'
 import { ROOT, expect, snapshot, test } from './fixtures'
 
 const MIXTRAL = join(ROOT, 'test', 'fixtures', 'moe-reference', 'mixtral')
@@ -59,6 +60,25 @@ test.describe('server mode in the browser', () => {
     await expect(card.getByTestId('fit-verdict')).toHaveText('Fits, nothing paged')
     await expect(card.getByTestId('budget-part-resident')).toBeVisible()
     await snapshot(page, 'models-fit')
+  })
+
+  test('an imported adapter reads as imported: where it came from, no empty progress, charts or Run again', async ({ page, app, request }) => {
+    const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
+      headers: { Authorization: `Bearer ${app.token}` },
+      data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name: 'peft adapter' },
+    })
+    expect(res.status()).toBe(200)
+    const { result } = (await res.json()) as { result: RunRecord }
+    await page.goto(app.url)
+    await page.getByTestId('nav-train').click()
+    await expect(page.getByTestId(`run-item-${result.id}`)).toContainText('imported')
+    await expect(page.getByTestId(`run-item-${result.id}`)).not.toContainText('0/?')
+    await page.getByTestId(`run-item-${result.id}`).click()
+    await expect(page.getByTestId('run-title')).toHaveText('peft adapter')
+    await expect(page.getByTestId('run-imported')).toContainText('LoRA adapter imported from')
+    await expect(page.getByTestId('run-imported')).toContainText(`eval --model ${result.id}`)
+    await expect(page.getByTestId('run-export')).toBeEnabled()
+    for (const id of ['run-again', 'run-progress', 'chart-loss']) await expect(page.getByTestId(id)).toHaveCount(0)
   })
 
   test.describe('errors', () => {

@@ -10,7 +10,6 @@ import type { RunConfig, RunConfigInput } from './runConfig'
  */
 export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancelled' | 'interrupted' | 'failed'
 
-/** Statuses a run can be resumed from. */
 /**
  * The run.log lines that end a completed run's evaluation without a report (a run.evaluated event
  * ends it otherwise): whoever follows a run to its end waits for one of the three.
@@ -18,6 +17,7 @@ export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancel
 export const EVAL_STOPPED = 'evaluation stopped'
 export const EVAL_NOTHING = 'nothing to evaluate'
 
+/** Statuses a run can be resumed from. */
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 
 /** Statuses of a run still under way (waiting or training). */
@@ -100,6 +100,17 @@ export interface RunRecord {
   lastCheckpoint: string | null
   message?: string
   esft?: ExpertSelection
+  /**
+   * The adapter folder an imported run came from (runs.importAdapter): trained elsewhere, it has
+   * no dataset, metrics or settings here to run again, and `step` is what its trainer saved (0: unknown).
+   */
+  importedFrom?: string
+}
+
+/** A run's steps for lists: "120/300", "40/?" before the total is known, "imported · 1200 steps" or "imported". */
+export function stepsText(r: Pick<RunRecord, 'step' | 'totalSteps' | 'importedFrom'>): string {
+  if (r.importedFrom !== undefined) return r.step > 0 ? `imported · ${r.step} steps` : 'imported'
+  return `${r.step}/${r.totalSteps || '?'}`
 }
 
 /** A run with its metrics so far (what the run view draws). */

@@ -490,6 +490,7 @@ export function importAdapterRun(opts: ImportAdapterOptions): RunRecord {
     totalSteps: step,
     bestValLoss: null,
     lastCheckpoint: join(finalDir, 'checkpoints', `step-${step}`),
+    importedFrom: adapterDir,
     message: `imported PEFT LoRA adapter from ${adapterDir}: ${converted.modules.length} weights (${converted.targets.join(', ')}), ${layoutWords} layout, r=${adapter.config.r}, lora_alpha=${adapter.config.lora_alpha}${adapter.config.use_rslora ? ', rsLoRA' : ''}`,
   }
   try {

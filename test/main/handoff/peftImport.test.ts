@@ -268,6 +268,7 @@ describe('PEFT adapters open on their base model', () => {
       const runDir = importInto(dir, base)
       const run = new RunFolder(runDir).read()
       expect(run.status).toBe('completed')
+      expect(run.importedFrom).toBe(dir) // the app reads it as imported, not as a run that never trained
       expect(run.config.method).toBe('lora')
       expect(new Set(run.config.lora.targets)).toEqual(
         new Set(['attention', 'experts', 'router', ...(family === 'qwen2_moe' ? ['shared_expert'] : [])]),
