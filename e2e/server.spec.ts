@@ -62,7 +62,11 @@ test.describe('server mode in the browser', () => {
     await snapshot(page, 'models-fit')
   })
 
-  test('an imported adapter reads as imported: where it came from, no empty progress, charts or Run again', async ({ page, app, request }) => {
+  test('an imported adapter reads as imported: where it came from, no empty progress, charts or Run again', async ({
+    page,
+    app,
+    request,
+  }) => {
     const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
       headers: { Authorization: `Bearer ${app.token}` },
       data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name: 'peft adapter' },
