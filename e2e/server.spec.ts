@@ -60,6 +60,11 @@ test.describe('server mode in the browser', () => {
     await expect(card.getByTestId('fit-verdict')).toHaveText('Fits, nothing paged')
     await expect(card.getByTestId('budget-part-resident')).toBeVisible()
     await snapshot(page, 'models-fit')
+    // A budget that is not a size: said so, and no card keeps the 8 GiB plan as if it answered it.
+    await page.getByTestId('fit-budget').fill('lots')
+    await page.getByTestId('fit-check').click()
+    await expect(page.getByTestId('fit-budget-error')).toContainText('is not a size')
+    await expect(page.getByTestId('fit-verdict')).toHaveCount(0)
   })
 
   test('an imported adapter reads as imported: where it came from, no empty progress, charts or Run again', async ({

@@ -79,6 +79,20 @@ describe('useModelsStore', () => {
     expect(models.plans['/m'].plan?.message).toBe(fitPlan.message)
   })
 
+  it('forgets every plan when the budget asked is not one, an answer arriving after that included', async () => {
+    const models = useModelsStore()
+    await models.plan('/a', 100)
+    expect(models.plans['/a'].plan).toEqual(fitPlan)
+    let release: () => void = () => undefined
+    fake.bridge.models.plan.mockImplementationOnce(() => new Promise((resolve) => (release = () => resolve(fitPlan))))
+    const late = models.plan('/b', 100)
+    models.clearPlans()
+    expect(models.plans).toEqual({})
+    release()
+    await late
+    expect(models.plans).toEqual({})
+  })
+
   it('creates and links models into the list, or keeps the error with its field', async () => {
     const models = useModelsStore()
     await models.refresh()

@@ -132,6 +132,11 @@ export const useModelsStore = defineStore('models', () => {
     await Promise.all(usable.value.map((m) => plan(m.dir, budgetBytes)))
   }
 
+  /** Forgets every plan (the budget they answered is no longer the one asked). */
+  function clearPlans(): void {
+    plans.value = {}
+  }
+
   function upsert(entry: ModelEntry): void {
     const i = entries.value.findIndex((m) => m.id === entry.id)
     entries.value = i < 0 ? [...entries.value, entry] : entries.value.map((m, j) => (j === i ? entry : m))
@@ -161,6 +166,7 @@ export const useModelsStore = defineStore('models', () => {
     create,
     plan,
     planAll,
+    clearPlans,
     upsert,
   }
 })
