@@ -225,6 +225,30 @@ describe('useChatStore', () => {
     expect(chat.panes[0].turns[3]).toMatchObject({ streaming: false, error: 'the engine stopped' })
   })
 
+  it('says a refusal once per side that failed, not again under the composer; what is missing before sending, there', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.composerError).toMatchObject({ field: 'model' }) // nothing was sent: the composer says it
+    chat.setCompare(true)
+    chat.panes[0].model = '/a'
+    chat.panes[1].model = '/b'
+    const refusal = 'models.load: needs 9.0 GiB, more than the budget of 8.0 GiB; raise the budget'
+    fake.bridge.chat.send.mockRejectedValue(new ApiError('failed', refusal))
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.panes.map((p) => p.turns[1].error)).toEqual([refusal, refusal])
+    expect(chat.sendError?.message).toBe(refusal)
+    expect(chat.composerError).toBeNull()
+    // a setting's error is the setting's (ChatSettings), a missing message the composer's again
+    chat.offload.enabled = true
+    chat.offload.budget = 'lots'
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.composerError).toBeNull()
+    chat.offload.enabled = false
+    expect(await chat.send(' ')).toBe(false)
+    expect(chat.composerError).toMatchObject({ field: 'messages' })
+  })
+
   it('cancels the replies under way', async () => {
     const chat = useChatStore()
     chat.panes[0].model = '/m'

@@ -128,6 +128,17 @@ export const useChatStore = defineStore('chat', () => {
   const colourLayer = ref<number | null>(null)
 
   const sendError = ref<UiError | null>(null)
+  /** Whether sendError is a reply's (each failed pane's turn shows it). */
+  const sendErrorInReply = ref(false)
+  /**
+   * sendError where the composer shows it: none for a setting's (ChatSettings shows it by the
+   * field) or for one the failed replies show already (a side-by-side chat said it three times).
+   */
+  const composerError = computed(() => {
+    const f = sendError.value?.field
+    if (sendErrorInReply.value || f?.startsWith('offload') || f?.startsWith('sampling') || f === 'maxNewTokens') return null
+    return sendError.value
+  })
   const streaming = computed(() => panes.value.some((p) => p.turns.some((t) => t.streaming)))
 
   /** requestId -> where its tokens go. */
@@ -158,6 +169,7 @@ export const useChatStore = defineStore('chat', () => {
   /** Sends `text` to every pane's model; false (with sendError set) when it could not start. */
   async function send(text: string): Promise<boolean> {
     sendError.value = null
+    sendErrorInReply.value = false
     if (!text.trim()) {
       sendError.value = { message: 'Write a message first.', field: 'messages' }
       return false
@@ -232,6 +244,7 @@ export const useChatStore = defineStore('chat', () => {
       const error = toUiError(e)
       turn.error = error.message
       sendError.value = error
+      sendErrorInReply.value = true
       return false
     }
   }
@@ -253,6 +266,7 @@ export const useChatStore = defineStore('chat', () => {
       await Promise.all(calls)
     } catch (e) {
       sendError.value = toUiError(e)
+      sendErrorInReply.value = false
     }
   }
 
@@ -402,6 +416,7 @@ export const useChatStore = defineStore('chat', () => {
       pane.offload = null
     }
     sendError.value = null
+    sendErrorInReply.value = false
   }
 
   /**
@@ -469,6 +484,7 @@ export const useChatStore = defineStore('chat', () => {
     compareMode,
     colourLayer,
     sendError,
+    composerError,
     saveError,
     streaming,
     setCompare,
