@@ -2,7 +2,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
-import { routingDiff, useExpertsStore } from '../../../src/renderer/src/stores/experts'
+import { biggestMoves, routingDiff, useExpertsStore } from '../../../src/renderer/src/stores/experts'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import { expertAnalysis, fakeBridge } from '../fakeBridge'
 
@@ -23,6 +23,21 @@ describe('routingDiff', () => {
     expect(diff[0].entropy).toBeCloseTo(0.2)
     // Layers that do not match (another model shape) are left out.
     expect(routingDiff(expertAnalysis, { ...after, layers: [{ ...after.layers[0], load: [1] }] })).toEqual([])
+  })
+})
+
+describe('biggestMoves', () => {
+  it('lists the largest changes first, signed, in percentage points, three at most', () => {
+    expect(biggestMoves([0.01, -0.2, 0.05, 0.3, -0.004])).toEqual([
+      { expert: 3, points: '+30.0', down: false },
+      { expert: 1, points: '−20.0', down: true },
+      { expert: 2, points: '+5.0', down: false },
+    ])
+  })
+
+  it('leaves out changes that round to 0.0: two equal models have no moves', () => {
+    expect(biggestMoves([0, 0, 0, 0])).toEqual([])
+    expect(biggestMoves([0.0004, -0.0004, 0.002])).toEqual([{ expert: 2, points: '+0.2', down: false }])
   })
 })
 

@@ -41,6 +41,19 @@ export function routingDiff(a: ExpertAnalysis, b: ExpertAnalysis): LayerDiff[] {
   return out
 }
 
+/**
+ * A layer's largest changes in load, largest first, at most `n`, each as the percentage points the
+ * table shows (one decimal): changes that round to 0.0 are none (two equal models have no moves).
+ */
+export function biggestMoves(load: readonly number[], n = 3): { expert: number; points: string; down: boolean }[] {
+  return load
+    .map((v, expert) => ({ expert, v, points: (Math.abs(v) * 100).toFixed(1) }))
+    .filter((m) => m.points !== '0.0')
+    .sort((a, b) => Math.abs(b.v) - Math.abs(a.v))
+    .slice(0, n)
+    .map(({ expert, v, points }) => ({ expert, points: `${v < 0 ? '−' : '+'}${points}`, down: v < 0 }))
+}
+
 export const useExpertsStore = defineStore('experts', () => {
   const form = ref<AnalyzeForm>({ model: '', compareModel: '', source: 'text', text: '', dataset: '', maxRows: 200 })
   // Whole analyses (co-activation matrices, top tokens): replaced, never tracked deeply.
