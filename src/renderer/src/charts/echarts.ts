@@ -87,10 +87,11 @@ export function valueAxis(extra: Record<string, unknown> = {}): Record<string, u
     type: 'value',
     axisLine: { lineStyle: { color: c.border } },
     splitLine: { lineStyle: { color: c.border } },
-    axisLabel: { color: c.muted },
     nameTextStyle: { color: c.muted },
     scale: true,
     ...extra,
+    // A caller's label settings (a formatter) keep the theme's colour.
+    axisLabel: { color: c.muted, ...(extra.axisLabel as object | undefined) },
   }
 }
 
@@ -101,9 +102,9 @@ export function categoryAxis(data: (string | number)[], extra: Record<string, un
     data,
     axisLine: { lineStyle: { color: c.border } },
     axisTick: { show: false },
-    axisLabel: { color: c.muted },
     nameTextStyle: { color: c.muted },
     ...extra,
+    axisLabel: { color: c.muted, ...(extra.axisLabel as object | undefined) },
   }
 }
 
