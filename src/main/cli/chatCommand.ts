@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ChatEvent, ChatFormat, ChatStats, TokenRouting } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
-import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags } from './commands'
+import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags, taskProgressLines } from './commands'
 import { cliError, openHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -70,10 +70,10 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   const format = chatFormat(values.format, dir)
   const host = openHost(values, io)
   const streams = new ReplyStreams()
+  const loading = taskProgressLines(io)
   host.onEvent((e) => {
     if (e.type.startsWith('chat.')) streams.push(e as ChatEvent)
-    else if (e.type === 'task.progress' && e.operation === 'models.load' && e.progress.total > 0 && e.progress.done < e.progress.total)
-      io.err(`loading: ${Math.round((100 * e.progress.done) / e.progress.total)}%`)
+    else if (e.type === 'task.progress' && e.operation === 'models.load') loading(e.progress)
   })
   const input = io.input ?? process.stdin
   const interactive = io.input === undefined && process.stdin.isTTY === true

@@ -11,6 +11,7 @@ import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig 
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
+import type { TaskProgress } from '../../shared/tasks'
 import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
@@ -360,6 +361,27 @@ export function loadProgressLines(io: CliIo, what: string): (p: StageProgress) =
     if (Date.now() - last < 2000 || p.total <= 0) return
     last = Date.now()
     io.err(`loading ${what}: ${Math.round((100 * p.done) / p.total)}% of ${formatGiB(p.total)}`)
+  }
+}
+
+/**
+ * A task's progress on stderr ("Scoring: 12 of 50", "Loading: 45% of 1.2 GiB"), every 2 s at most,
+ * from the first unit done (the first line 2 s in): a line of 0 of N said nothing the command's
+ * start did not, and a stage that cannot tell its total (0) prints nothing.
+ */
+export function taskProgressLines(
+  io: CliIo,
+  now: () => number = Date.now,
+): (p: Pick<TaskProgress, 'label' | 'done' | 'total' | 'unit'>) => void {
+  let last = now()
+  return (p) => {
+    if (p.done <= 0 || p.total <= 0 || p.done >= p.total || now() - last < 2000) return
+    last = now()
+    io.err(
+      p.unit === 'bytes'
+        ? `${p.label}: ${Math.floor((100 * p.done) / p.total)}% of ${formatBytes(p.total)}`
+        : `${p.label}: ${p.done} of ${p.total}`,
+    )
   }
 }
 

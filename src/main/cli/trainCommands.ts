@@ -11,7 +11,7 @@ import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../sh
 import { preflight } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
-import { parseBytes } from './commands'
+import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection } from './datasetCommands'
 import { cliError, openHost, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -347,11 +347,9 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     void host.api['tasks.cancel']({ taskId }).catch(() => {})
   }
   process.once('SIGINT', onSignal)
-  let last = 0
+  const progress = taskProgressLines(io)
   host.onEvent((e) => {
-    if (e.type !== 'task.progress' || e.taskId !== taskId || Date.now() - last < 2000) return
-    last = Date.now()
-    io.err(`${e.progress.label}: ${e.progress.done} of ${e.progress.total}`)
+    if (e.type === 'task.progress' && e.taskId === taskId) progress(e.progress)
   })
   try {
     await host.backend()

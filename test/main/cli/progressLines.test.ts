@@ -1,0 +1,42 @@
+/** The CLI's progress lines on stderr: from the first unit done, every 2 s at most, in the task's unit. */
+import { describe, expect, it } from 'vitest'
+import { taskProgressLines } from '../../../src/main/cli/commands'
+import type { CliIo } from '../../../src/main/cli/util'
+
+function io(): { io: CliIo; lines: string[] } {
+  const lines: string[] = []
+  return { io: { out: () => {}, err: (s: string) => void lines.push(s) } as unknown as CliIo, lines }
+}
+
+describe('taskProgressLines', () => {
+  it('says nothing of 0 done, an unknown total or a finished stage, and then a line every 2 s at most', () => {
+    const { io: cli, lines } = io()
+    let t = 1000
+    const progress = taskProgressLines(cli, () => t)
+    const p = (done: number, total = 50): void => progress({ label: 'Scoring', done, total, unit: 'items' })
+    t += 5000
+    p(0) // nothing done yet
+    progress({ label: 'Reading', done: 3, total: 0, unit: 'items' }) // no total known
+    p(50) // finished: the command's own result follows
+    expect(lines).toEqual([])
+    p(1)
+    expect(lines).toEqual(['Scoring: 1 of 50'])
+    t += 1999
+    p(2)
+    expect(lines).toHaveLength(1)
+    t += 1
+    p(3)
+    expect(lines).toEqual(['Scoring: 1 of 50', 'Scoring: 3 of 50'])
+  })
+
+  it('waits 2 s from the start before its first line, and reads bytes as a share of the size', () => {
+    const { io: cli, lines } = io()
+    let t = 0
+    const progress = taskProgressLines(cli, () => t)
+    progress({ label: 'Loading', done: 1, total: 3 * 2 ** 30, unit: 'bytes' })
+    expect(lines).toEqual([])
+    t = 2000
+    progress({ label: 'Loading', done: 1.5 * 2 ** 30, total: 3 * 2 ** 30, unit: 'bytes' })
+    expect(lines).toEqual(['Loading: 50% of 3.0 GiB'])
+  })
+})
