@@ -220,13 +220,19 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   const host = openHost(runValues, io)
   // Ctrl-C (or SIGTERM): the run stops at its next step boundary with a checkpoint, interrupted.
   let stopping: NodeJS.Signals | null = null
+  let runDir: string | null = null
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      io.err('\nstopping now')
+      // The engine was told to stop: it still writes the checkpoint it began, then exits, on its own.
+      io.err(
+        runDir
+          ? `\nleaving now; the engine finishes the checkpoint it is writing, then stops (resume with: moe-workbench train --resume ${runDir})`
+          : '\nleaving now',
+      )
       process.exit(signal === 'SIGINT' ? 130 : 143)
     }
     stopping = signal
-    io.err('\nstopping at the next step boundary (a checkpoint is kept; Ctrl-C again to stop at once)...')
+    io.err('\nstopping at the next step boundary (a checkpoint is kept; Ctrl-C again to leave without waiting for it)...')
     void host.close()
   }
   process.on('SIGINT', onSignal)
@@ -254,7 +260,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
           ...(outId && { id: outId }),
         })
       }
-      io.err(`run ${join(host.workspace, 'runs', record.id)} on ${backend}${resume ? ' (resumed)' : ''}`)
+      runDir = join(host.workspace, 'runs', record.id)
+      io.err(`run ${runDir} on ${backend}${resume ? ' (resumed)' : ''}`)
     } catch (e) {
       throw cliError(e)
     }
