@@ -25,6 +25,7 @@ import { EngineClient, forkSpawner } from '../../service/engineClient'
 import { Workbench } from '../../service/workbench'
 import { pathsOf } from '../../../shared/schema'
 import { resourcesDir } from '../../service/firstRun'
+import { listDatasets } from '../../data/workspace'
 import {
   SECURITY_HEADERS,
   allowedHostNames,
@@ -40,6 +41,7 @@ import { resolveStatic } from './static'
 import {
   DEFAULT_MAX_UPLOAD_BYTES,
   UploadTooLarge,
+  cleanOldUploads,
   cleanPartialUploads,
   receiveUpload,
   safeUploadName,
@@ -127,6 +129,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   ]
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   cleanPartialUploads(workbench.workspace)
+  // Old uploads no dataset came from, once the datasets are listed (nothing waits on it).
+  void listDatasets(workbench.workspace)
+    .then((ds) =>
+      cleanOldUploads(
+        workbench.workspace,
+        ds.flatMap((d) => (typeof d.source?.path === 'string' ? [d.source.path] : [])),
+      ),
+    )
+    .catch(() => {})
   const allowedHosts = allowedHostNames(bindHost, options.allowHosts ?? [], {
     hostname: hostname(),
     addresses: Object.values(networkInterfaces())

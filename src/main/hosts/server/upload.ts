@@ -7,11 +7,13 @@
  *
  * A size over the limit is refused from Content-Length before a byte is read, or as soon as the
  * bytes counted pass it; the file appears under its name only once it is complete (a rename).
+ * An import copies the rows into the workspace, so an upload is a staging copy: a server that
+ * starts removes the ones older than a week that no dataset was imported from (cleanOldUploads).
  */
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
-import { join } from 'node:path'
+import { join, resolve, sep } from 'node:path'
 import { ApiError } from '../../../shared/api'
 
 /** The largest upload a server takes unless told otherwise (larger files: copy them, type the path). */
@@ -145,4 +147,37 @@ export function cleanPartialUploads(workspace: string, olderThanMs = 60 * 60 * 1
       // gone already
     }
   }
+}
+
+/** How long an upload no dataset was imported from is kept (a week: time to fix and import it). */
+export const UPLOAD_KEEP_MS = 7 * 24 * 60 * 60 * 1000
+
+/**
+ * Removes the upload folders older than `olderThanMs` that hold no file in `imported` (the source
+ * paths of the workspace's datasets): uploads whose import was refused, or never made, piled up.
+ * Returns the folders removed; one that cannot be read or removed is left as it is.
+ */
+export function cleanOldUploads(workspace: string, imported: readonly string[], olderThanMs = UPLOAD_KEEP_MS, now = Date.now()): string[] {
+  const root = uploadsDir(workspace)
+  let names: string[]
+  try {
+    names = readdirSync(root)
+  } catch {
+    return []
+  }
+  const sources = imported.map((p) => resolve(p))
+  const removed: string[] = []
+  for (const n of names) {
+    if (n.startsWith('.')) continue // a partial upload: cleanPartialUploads'
+    const dir = join(root, n)
+    try {
+      if (!statSync(dir).isDirectory() || now - statSync(dir).mtimeMs <= olderThanMs) continue
+      if (sources.some((p) => p.startsWith(dir + sep))) continue
+      rmSync(dir, { recursive: true, force: true })
+      removed.push(dir)
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+  return removed
 }

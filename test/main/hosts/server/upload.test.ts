@@ -3,13 +3,13 @@
  * header before the body is read, or as the bytes pass it), a plain file name, an atomic write
  * into <workspace>/uploads, and the uploaded file read by the same datasets.inspect/import.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningServer, startServer } from '../../../../src/main/hosts/server/server'
-import { safeUploadName } from '../../../../src/main/hosts/server/upload'
+import { cleanOldUploads, safeUploadName, UPLOAD_KEEP_MS } from '../../../../src/main/hosts/server/upload'
 import { EngineClient } from '../../../../src/main/service/engineClient'
 import { Workbench } from '../../../../src/main/service/workbench'
 import { LAYOUTS } from '../../data/helpers'
@@ -175,6 +175,36 @@ describe('POST /upload', () => {
     })
     await new Promise((r) => setTimeout(r, 100))
     expect(stored()).toEqual(before)
+  })
+})
+
+describe('cleanOldUploads', () => {
+  it('removes upload folders older than a week that no dataset came from, keeping new ones, imported ones and partial files', () => {
+    const ws = mkdtempSync(join(tmpdir(), 'moe-upload-clean-'))
+    const area = join(ws, 'uploads')
+    const folder = (name: string, ageDays: number): string => {
+      const dir = join(area, name)
+      mkdirSync(dir, { recursive: true })
+      writeFileSync(join(dir, 'rows.jsonl'), '{}\n')
+      const t = (Date.now() - ageDays * 86_400_000) / 1000
+      utimesSync(dir, t, t)
+      return dir
+    }
+    const refused = folder('2026-01-01-aaaaaa', 8)
+    const imported = folder('2026-01-02-bbbbbb', 30)
+    const recent = folder('2026-01-03-cccccc', 6)
+    // the same name's prefix is not the folder: /uploads/x-1 does not hold /uploads/x-10/...
+    const prefix = folder('2026-01-04-dd', 9)
+    folder('2026-01-04-dd0', 9)
+    writeFileSync(join(area, '.0123.part'), 'partial')
+    expect(UPLOAD_KEEP_MS).toBe(7 * 86_400_000)
+    const removed = cleanOldUploads(ws, [join(imported, 'rows.jsonl'), join(`${prefix}0`, 'rows.jsonl')])
+    expect(removed.sort()).toEqual([refused, prefix].sort())
+    expect(readdirSync(area).sort()).toEqual(['.0123.part', '2026-01-02-bbbbbb', '2026-01-03-cccccc', '2026-01-04-dd0'])
+    expect(existsSync(recent)).toBe(true)
+    // no upload area: nothing to do
+    expect(cleanOldUploads(join(ws, 'none'), [])).toEqual([])
+    rmSync(ws, { recursive: true, force: true })
   })
 })
 
