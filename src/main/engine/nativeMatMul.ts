@@ -39,6 +39,7 @@ type OrtTensorCtor = new (type: 'float32', data: Float32Array, dims: number[]) =
 interface OrtSession {
   loadModel(buffer: ArrayBufferLike, offset: number, length: number, options: object): void
   run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>, options: object): unknown
+  dispose(): void
 }
 
 interface OrtBinding {
@@ -219,6 +220,8 @@ export interface NativeMatMul {
   softmax(p: SoftmaxOperands): void
   /** How many ONNX Runtime runs the products and softmaxes have made (a product may take several: see productParts). */
   runs(): number
+  /** How many of matMulMany's graphs are loaded now (at most GROUP_MAX_GRAPHS). */
+  graphs(): number
 }
 
 /**
@@ -230,6 +233,8 @@ export interface NativeMatMul {
  * rows 997 / 756; 512 rows 1749 (8 calls on the pool) / 1389.
  */
 export const GROUP_MAX_NODES = 64
+/** The most graphs matMulMany keeps made (one per count of nodes of each layout, and pool). */
+export const GROUP_MAX_GRAPHS = 256
 
 const threadOptions = (threads: number, spin: boolean): object => ({
   intraOpNumThreads: threads,
@@ -274,7 +279,14 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
   const group = (layouts: OperandLayout[], pool: boolean): OrtSession => {
     const key = (pool ? 'p' : 's') + layouts.join('')
     let s = groups.get(key)
-    if (!s) groups.set(key, (s = open(fusedMatMulModel(layouts), pool ? threads : 1, pool)))
+    if (!s) {
+      // A bound on what they hold, whatever a model's routing makes of them.
+      if (groups.size >= GROUP_MAX_GRAPHS) {
+        for (const g of groups.values()) g.dispose()
+        groups.clear()
+      }
+      groups.set(key, (s = open(fusedMatMulModel(layouts), pool ? threads : 1, pool)))
+    }
     return s
   }
   let runs = 0
@@ -307,30 +319,30 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
       runs++
     })
   const many = (ps: readonly MatMulOperands[]): void => {
-    let feeds: Record<string, OrtTensor> = {}
-    let fetches: Record<string, OrtTensor> = {}
-    let layouts: OperandLayout[] = []
-    let flop = 0
-    const flush = (): void => {
-      if (layouts.length === 1) session(layouts[0], pooled(flop)).run({ A: feeds.A0, B: feeds.B0 }, { Y: fetches.Y0 }, {})
-      else if (layouts.length > 1) group(layouts, pooled(flop)).run(feeds, fetches, {})
-      if (layouts.length > 0) runs++
-      feeds = {}
-      fetches = {}
-      layouts = []
-      flop = 0
+    const parts: { A: OrtTensor; B: OrtTensor; Y: OrtTensor; layout: OperandLayout; flop: number }[] = []
+    for (const p of ps) partsOf(p, (A, B, Y, layout, flop) => parts.push({ A, B, Y, layout, flop }))
+    // By layout (the products are independent): a graph is then known by how many nodes of each
+    // layout it has, whichever experts are empty or frozen, so the graphs made stay few.
+    parts.sort((a, b) => a.layout - b.layout)
+    for (let at = 0; at < parts.length; at += GROUP_MAX_NODES) {
+      const chunk = parts.slice(at, at + GROUP_MAX_NODES)
+      const pool = pooled(chunk.reduce((s, x) => s + x.flop, 0))
+      if (chunk.length === 1) session(chunk[0].layout, pool).run({ A: chunk[0].A, B: chunk[0].B }, { Y: chunk[0].Y }, {})
+      else {
+        const feeds: Record<string, OrtTensor> = {}
+        const fetches: Record<string, OrtTensor> = {}
+        chunk.forEach((x, i) => {
+          feeds[`A${i}`] = x.A
+          feeds[`B${i}`] = x.B
+          fetches[`Y${i}`] = x.Y
+        })
+        group(
+          chunk.map((x) => x.layout),
+          pool,
+        ).run(feeds, fetches, {})
+      }
+      runs++
     }
-    for (const p of ps)
-      partsOf(p, (A, B, Y, layout, f) => {
-        const i = layouts.length
-        feeds[`A${i}`] = A
-        feeds[`B${i}`] = B
-        fetches[`Y${i}`] = Y
-        layouts.push(layout)
-        flop += f
-        if (layouts.length === GROUP_MAX_NODES) flush()
-      })
-    flush()
   }
   const softmax = (p: SoftmaxOperands): void => {
     // Rows in parts of about maxOutput floats (the binding's copy of each output: see above).
@@ -344,7 +356,15 @@ export function loadNativeMatMul(threads: number, maxOutput = CALL_MAX_OUTPUT): 
   }
   // Loads the library now, so a broken install is reported when the backend starts.
   session(0, false)
-  return { library: `onnxruntime-node ${version} (MLAS)`, threads, matMul: run, matMulMany: many, softmax, runs: () => runs }
+  return {
+    library: `onnxruntime-node ${version} (MLAS)`,
+    threads,
+    matMul: run,
+    matMulMany: many,
+    softmax,
+    runs: () => runs,
+    graphs: () => groups.size,
+  }
 }
 
 let active: NativeMatMul | null = null

@@ -10,6 +10,7 @@ import {
   CALL_MAX_OUTPUT,
   CALL_MAX_SHARED_B,
   CALL_MIN_ROWS,
+  GROUP_MAX_GRAPHS,
   GROUP_MAX_NODES,
   loadNativeMatMul,
   nativeMatMul,
@@ -319,11 +320,36 @@ describe.skipIf(!paths.includes('native'))('the native matmul, many products in 
       expect(buffers[i][p.out.length + 1], `product ${i}`).toBe(7)
       expect(p.out, `product ${i}`).toEqual(want)
     })
+    // the same products in another order: the graph already made (a graph is its count of each layout)
+    const graphs = one.graphs()
+    one.matMulMany([...products].reverse())
+    expect(one.graphs()).toBe(graphs)
+    buffers.forEach((buf, i) => expect(buf[0], `product ${i}`).toBe(7))
     // nothing to multiply: no run
     const after = one.runs()
     one.matMulMany([])
     one.matMulMany([{ ...products[4], m: 0, out: new Float32Array(0) }])
     expect(one.runs()).toBe(after)
+  })
+})
+
+describe.skipIf(!paths.includes('native'))('the native matmul, graphs kept', () => {
+  it('keeps at most GROUP_MAX_GRAPHS graphs, however many kinds of run it is asked for, and still multiplies', () => {
+    const nm = loadNativeMatMul(1)
+    const a = new Float32Array([1, 2])
+    const b = new Float32Array([3, 4])
+    // runs of p plain products x·y (1 × 2 · 2 × 1, layout 0) and q with y transposed (layout 1): GROUP_MAX_GRAPHS + 10 kinds
+    const kinds = GROUP_MAX_GRAPHS + 10
+    const seen = new Set<string>()
+    for (let i = 0; i < kinds; i++) {
+      const [p, q] = [1 + (i % 32), Math.floor(i / 32)]
+      seen.add(`${p}:${q}`)
+      const outs = Array.from({ length: p + q }, () => new Float32Array(1))
+      nm.matMulMany(outs.map((out, j) => ({ a, b, out, batchA: 1, batchB: 1, m: 1, k: 2, n: 1, transposeA: false, transposeB: j >= p })))
+      expect(nm.graphs()).toBeLessThanOrEqual(GROUP_MAX_GRAPHS)
+      expect(outs.map((o) => o[0])).toEqual(outs.map(() => 11))
+    }
+    expect(seen.size).toBe(kinds) // every run a graph of its own
   })
 })
 
@@ -374,7 +400,15 @@ describe.skipIf(!paths.includes('native'))('tf.matMul on wasm with the native ma
 })
 
 describe('choosing the native matmul (MOE_WORKBENCH_MATMUL)', () => {
-  const fake: NativeMatMul = { library: 'fake', threads: 3, matMul: () => {}, matMulMany: () => {}, softmax: () => {}, runs: () => 0 }
+  const fake: NativeMatMul = {
+    library: 'fake',
+    threads: 3,
+    matMul: () => {},
+    matMulMany: () => {},
+    softmax: () => {},
+    runs: () => 0,
+    graphs: () => 0,
+  }
   const broken = (): NativeMatMul => {
     throw new Error('libonnxruntime.so.1: cannot open shared object file\nsecond line')
   }
