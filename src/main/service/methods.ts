@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
@@ -78,6 +78,28 @@ export function exportedCheckpoint(
   const final = record.status === 'completed' && checkpoint !== undefined && last !== null && resolve(checkpoint) === resolve(last)
   const of = record.totalSteps > 0 ? ` of ${record.totalSteps}` : ''
   return { step, final, label: final ? 'final' : `checkpoint ${step === null ? basename(checkpoint ?? '') : `step ${step}`}${of}` }
+}
+
+/**
+ * Refuses a checkpoint that is not one of the run's own complete ones (its checkpoints/step-N,
+ * symbolic links followed): another run's weights, or a model folder, were exported under this
+ * run's name and settings.
+ */
+function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): void {
+  const steps = folder.checkpointSteps()
+  const real = (p: string): string | null => {
+    try {
+      return realpathSync(p)
+    } catch {
+      return null
+    }
+  }
+  const given = real(checkpoint)
+  if (given !== null && steps.some((s) => real(folder.checkpointDir(s)) === given)) return
+  const which = steps.length
+    ? `pick one of its checkpoints (${steps.map((s) => `step-${s}`).join(', ')} in ${folder.checkpointsDir}), or leave it out for the latest`
+    : 'it has no complete checkpoint yet'
+  throw new ApiError('invalid_argument', `checkpoint: ${checkpoint} is not a checkpoint of run ${id}; ${which}`, 'checkpoint')
 }
 
 function requireFolder(dir: string, field: string): void {
@@ -246,6 +268,7 @@ export function workspaceMethods(ctx: MethodContext): {
       const record = folder.read()
       // The checkpoint is chosen here, so the name says which one the engine writes.
       const last = folder.lastCheckpoint()
+      if (args.checkpoint !== undefined) requireOwnCheckpoint(folder, args.id, args.checkpoint)
       const checkpoint = args.checkpoint ?? last ?? undefined
       const which = exportedCheckpoint(record, checkpoint, last)
       const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))

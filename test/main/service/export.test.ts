@@ -3,7 +3,7 @@
  * M" for a run still training or stopped before its end (exporting step 30 of 60 of a run still
  * training once gave a model named like a final one).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RunRecord, RunStatus } from '../../../src/shared/runs'
@@ -101,6 +101,32 @@ describe('runs.export', () => {
     // An earlier checkpoint of a completed run is not its final model either.
     const earlier = await workbench.api['runs.export']({ id: 'capitals-run', checkpoint: folder.checkpointDir(30) })
     expect(earlier.name).toBe('capitals (checkpoint step 30 of 60)')
+  })
+
+  it("refuses a checkpoint that is not one of the run's own (another run's, a model folder, an incomplete one), exporting nothing", async () => {
+    const { workbench, workspace, exported } = setup()
+    const folder = makeRun(workspace, 'completed', 60, [30, 60])
+    const other = join(workspace, 'runs', 'other-run', 'checkpoints', 'step-10')
+    mkdirSync(other, { recursive: true })
+    writeFileSync(join(other, 'trainer_state.json'), '{}')
+    const model = join(workspace, 'models', 'some-model')
+    mkdirSync(model, { recursive: true })
+    const partial = folder.checkpointDir(45) // no trainer_state.json: not complete
+    mkdirSync(partial)
+    for (const checkpoint of [other, model, partial, join(workspace, 'nowhere')]) {
+      const call = workbench.api['runs.export']({ id: 'capitals-run', checkpoint })
+      await expect(call, checkpoint).rejects.toMatchObject({ code: 'invalid_argument', field: 'checkpoint' })
+      await expect(workbench.api['runs.export']({ id: 'capitals-run', checkpoint })).rejects.toThrow(
+        `is not a checkpoint of run capitals-run; pick one of its checkpoints (step-30, step-60 in ${folder.checkpointsDir})`,
+      )
+    }
+    expect(exported).toHaveLength(0)
+    // its own, written with a trailing slash or through a link: taken
+    await workbench.api['runs.export']({ id: 'capitals-run', checkpoint: `${folder.checkpointDir(30)}/` })
+    const link = join(workspace, 'link-30')
+    symlinkSync(folder.checkpointDir(30), link)
+    await workbench.api['runs.export']({ id: 'capitals-run', checkpoint: link })
+    expect(exported).toHaveLength(2)
   })
 
   it('exportedCheckpoint', () => {
