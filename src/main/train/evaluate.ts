@@ -17,19 +17,28 @@ import { encodeExample } from '../data/encode'
 import type { ChatTemplate } from '../data/template'
 import type { ModelTokenizer } from '../data/tokenizer'
 
-/** Lower case, inner whitespace collapsed, surrounding whitespace and punctuation removed. */
+/** Around an answer: whitespace, quotes, brackets, sentence punctuation and markdown emphasis. */
+const LEADING = /^[\s.,;:!?…'"`‘’“”«»()[\]{}¿¡*_~]+/u
+const TRAILING = /[\s.,;:!?…'"`‘’“”«»()[\]{}*_~]+$/u
+
+/**
+ * Lower case, inner whitespace collapsed, and around the answer whitespace, quotes, brackets,
+ * sentence punctuation (.,;:!?…) and markdown emphasis (* _ ~) removed. Signs, currency, %, # and emoji stay: "-5", "$5" and
+ * "3%" are not "5" or "3", and an empty reply is not an answer of symbols.
+ */
 export function normalizeAnswer(s: string): string {
-  return s
-    .normalize('NFKC')
-    .toLowerCase()
-    .replace(/\s+/g, ' ')
-    .replace(/^[\s\p{P}\p{S}]+|[\s\p{P}\p{S}]+$/gu, '')
+  return s.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ').replace(LEADING, '').replace(TRAILING, '')
 }
 
-/** Words of a normalised answer (punctuation inside is split off, as SQuAD's scorer does). */
+/**
+ * Words of a normalised answer, for F1: split at whitespace, quotes and brackets, sentence
+ * punctuation before a space, and a hyphen between letters (New-York); "3.14", "-5" and "3%" stay whole.
+ */
 function words(s: string): string[] {
   return normalizeAnswer(s)
-    .replace(/[\p{P}\p{S}]/gu, ' ')
+    .replace(/(\p{L})[-‐–](?=\p{L})/gu, '$1 ')
+    .replace(/[.,;:!?…]+(?=\s|$)/gu, ' ')
+    .replace(/['"`‘’“”«»()[\]{}]/gu, ' ')
     .split(' ')
     .filter(Boolean)
 }

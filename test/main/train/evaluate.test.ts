@@ -28,6 +28,14 @@ describe('scoring answers', () => {
     expect(exactMatch('The answer is 42.', 'the answer is 42')).toBe(true)
     expect(exactMatch('42', 'The answer is 42.')).toBe(false)
     expect(exactMatch('Paris', 'Berlin')).toBe(false)
+    // signs, currency, percent and emoji are part of an answer; sentence punctuation and quotes are not
+    expect(exactMatch('5', '-5')).toBe(false)
+    expect(exactMatch('5', '$5')).toBe(false)
+    expect(exactMatch('3', '3%')).toBe(false)
+    expect(exactMatch('', '🎉🎉🎉')).toBe(false)
+    expect(exactMatch('', '#')).toBe(false)
+    expect(exactMatch('(-5).', '-5')).toBe(true)
+    expect(exactMatch('«$5»', '$5!')).toBe(true)
   })
 
   it('token F1 counts shared words (with repeats) over both lengths', () => {
@@ -39,6 +47,10 @@ describe('scoring answers', () => {
     expect(tokenF1('', '')).toBe(1)
     expect(tokenF1('', 'Berlin')).toBe(0)
     expect(tokenF1('New-York', 'new york')).toBe(1)
+    expect(tokenF1('', '🎉🎉🎉')).toBe(0)
+    expect(tokenF1('5', '-5')).toBe(0)
+    expect(tokenF1('3', '3%')).toBe(0)
+    expect(tokenF1('pi is 3.14.', '3.14')).toBeCloseTo((2 * (1 / 3) * 1) / (1 / 3 + 1), 10)
     // one side empty, the other not: nothing shared, whichever side it is
     expect(tokenF1('Berlin', '')).toBe(0)
     expect(tokenF1('...', 'Berlin')).toBe(0)
