@@ -23,15 +23,19 @@ export async function encodeDataset(
   const model = readModelConfig(modelDir)
   const tokenizer = existsSync(join(modelDir, 'tokenizer.json')) ? await loadTokenizer(modelDir) : null
   const template = tokenizer ? await loadChatTemplate(modelDir) : null
+  // Rows are cut at the model's positions too (as a tokenizer's model_max_length cuts them): a
+  // longer row failed the run at its first step. Packing fills rows to maxLength: checked before
+  // the run (configChecks.ts).
+  const maxLength = Math.min(cfg.data.maxLength, model.maxPositionEmbeddings)
   const encode = (row: NormalizedRow): EncodedExample | null => {
     if ('input_ids' in row) {
       const labels = row.labels ?? row.input_ids
-      return { input_ids: row.input_ids.slice(0, cfg.data.maxLength), labels: labels.slice(0, cfg.data.maxLength) }
+      return { input_ids: row.input_ids.slice(0, maxLength), labels: labels.slice(0, maxLength) }
     }
     if (!tokenizer || !template) throw new Error(`${modelDir} has no tokenizer.json, so only pre-tokenised datasets can train it`)
     return encodeExample(row, tokenizer, template, {
       maskPrompt: cfg.data.maskPrompt,
-      maxLength: cfg.data.maxLength,
+      maxLength,
       truncation: cfg.data.truncation,
     })
   }
@@ -39,7 +43,9 @@ export async function encodeDataset(
   let reported = Date.now()
   const split = async (which: 'train' | 'validation'): Promise<EncodedExample[]> => {
     const out: EncodedExample[] = []
+    let n = 0 // rows of this split read
     for await (const row of readRows(workspace, dataset, which)) {
+      n++
       if (opts.signal?.aborted) throw cancelledError(`tokenising dataset ${dataset}`)
       if (++rows % 256 === 0 && Date.now() - reported >= 2000) {
         reported = Date.now()
@@ -50,7 +56,7 @@ export async function encodeDataset(
         const bad = e.input_ids.find((t) => t >= model.vocabSize)
         if (bad !== undefined)
           throw new Error(
-            `dataset ${dataset}: token id ${bad} is outside the model's vocabulary of ${model.vocabSize}; was it tokenised for another model?`,
+            `dataset ${dataset}: row ${n} of its ${which} split has token id ${bad}, outside the model's vocabulary of ${model.vocabSize}; was it tokenised for another model?`,
           )
         out.push(e)
       }

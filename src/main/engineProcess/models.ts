@@ -11,6 +11,7 @@ import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
 import { ApiError, type ModelInfo, type ModelsPlanArgs } from '../../shared/api'
 import { validateRunConfig } from '../../shared/runConfig'
 import { trainingPlan } from '../train/trainer'
+import { runConfigProblems } from '../train/configChecks'
 import { endOfTurnIds, loadChatTemplate, type ChatTemplate } from '../data/template'
 import { loadTokenizer, type ModelTokenizer } from '../data/tokenizer'
 import { writeJsonAtomic } from '../util/atomic'
@@ -26,11 +27,16 @@ import { TOKENIZER_FILES } from '../train/export'
 export function planModel(args: ModelsPlanArgs): FitPlan {
   const backend = backendReport()
   const config = readModelConfig(args.dir)
+  const run = args.run ? validateRunConfig(args.run) : undefined
+  // Settings the model cannot train with are refused first, by name (a run was created, then failed).
+  const problems = run ? runConfigProblems(run, config) : []
+  if (problems.length > 0)
+    throw new ApiError('invalid_argument', problems.map((p) => `config.${p.field}: ${p.message}`).join('; '), `config.${problems[0].field}`)
   return planPlacement(config, {
     budgetBytes: args.budgetBytes ?? defaultBudget(backend?.name),
     contextTokens: args.contextTokens,
     storage: args.storage,
-    training: args.run ? trainingPlan(config, validateRunConfig(args.run)) : undefined,
+    training: run ? trainingPlan(config, run) : undefined,
     backend: backend?.name,
     maxBindingBytes: backend?.adapter?.limits.maxStorageBufferBindingSize,
   }).fit

@@ -150,7 +150,7 @@ describe('moe-workbench train / export', () => {
       'cpu',
     )
     expect(r.code).toBe(1)
-    expect(r.err.at(-1)).toMatch(/token id 99 is outside the model's vocabulary of 24/)
+    expect(r.err.at(-1)).toMatch(/row 2 of its train split has token id 99, outside the model's vocabulary of 24/)
     writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": "x"}\n')
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(1)

@@ -160,6 +160,17 @@ describe('the trainable count before the start', () => {
       )
       // inference plans carry no count
       expect(planModel({ dir, budgetBytes: 2 ** 30 }).trainableParams).toBeUndefined()
+      // settings the model cannot train with are refused by name before any plan (runs.start plans first)
+      expect(() => planModel({ dir, run: { method: 'lora', lora: { rank: 8, targets: ['router'] } }, budgetBytes: 2 ** 30 })).toThrow(
+        expect.objectContaining({
+          code: 'invalid_argument',
+          field: 'config.lora.rank',
+          message: expect.stringMatching(/^config\.lora\.rank: 8 exceeds .* use at most 4/),
+        }),
+      )
+      expect(() => planModel({ dir, run: { method: 'freeze', freeze: { experts: { '0': [50] } } }, budgetBytes: 2 ** 30 })).toThrow(
+        expect.objectContaining({ field: 'config.freeze.experts.0' }),
+      )
     } finally {
       m.dispose()
     }

@@ -1,0 +1,74 @@
+/**
+ * A run's settings checked against its model before the run exists: each problem names the
+ * setting and the value the model allows, and a run the trainer accepts has none.
+ */
+import { describe, expect, it } from 'vitest'
+import { validateRunConfig, type RunConfigInput } from '../../../src/shared/runConfig'
+import { runConfigProblems } from '../../../src/main/train/configChecks'
+import { tinyConfig } from '../engine/helpers'
+
+const model = tinyConfig() // mixtral: 2 layers, 4 experts, hidden 16, router (4, 16), 64 positions
+const problems = (run: RunConfigInput, c = model): { field: string; message: string }[] => runConfigProblems(validateRunConfig(run), c)
+
+describe('runConfigProblems', () => {
+  it('has nothing to say of settings the model trains with', () => {
+    expect(problems({})).toEqual([])
+    expect(problems({ method: 'lora', lora: { rank: 4, targets: ['attention', 'experts', 'router'] } })).toEqual([])
+    expect(problems({ method: 'freeze', freeze: { experts: { '1': [0, 3] }, trainableLayers: -2 } })).toEqual([])
+    expect(problems({ data: { maxLength: 64, packing: true } })).toEqual([])
+  })
+
+  it("LoRA: a rank over a targeted matrix's smaller side names it and the most allowed", () => {
+    expect(problems({ method: 'lora', lora: { rank: 8, targets: ['router'] } })).toEqual([
+      {
+        field: 'lora.rank',
+        message:
+          'exceeds the smaller side of model.layers.0.block_sparse_moe.gate.weight [4, 16]; use at most 4, or leave its part out of lora.targets'.replace(
+            /^/,
+            '8 ',
+          ),
+      },
+    ])
+  })
+
+  it('LoRA: targets with no layer in this model, and the router of a hash-routed one, say what to choose', () => {
+    expect(problems({ method: 'lora', lora: { targets: ['shared_expert'] } })).toEqual([
+      {
+        field: 'lora.targets',
+        message: '["shared_expert"] match no layer of this mixtral model; choose from attention, experts, router, lm_head',
+      },
+    ])
+    const hashed = tinyConfig({ router: { type: 'hash' } })
+    expect(problems({ method: 'lora', lora: { targets: ['router'] } }, hashed).map((p) => p.field)).toEqual([
+      'lora.targets',
+      'lora.targets',
+    ])
+    expect(problems({ method: 'lora', lora: { targets: ['router'] } }, hashed)[0].message).toMatch(/hash-routed model .* drop it/)
+    expect(problems({ method: 'lora', lora: { targets: ['attention', 'router'] } }, hashed)).toHaveLength(1)
+  })
+
+  it('freeze: layers and experts the model does not have, and more trainable layers than it has', () => {
+    expect(problems({ method: 'freeze', freeze: { experts: { '0': [50], '9': [1] }, trainableLayers: 99 } })).toEqual([
+      { field: 'freeze.experts.0', message: 'expert 50 out of range: the model has 4 experts, 0-3' },
+      { field: 'freeze.experts.9', message: 'layer 9 is not a sparse layer of this model (it has 2 layers, 0-1)' },
+      { field: 'freeze.trainableLayers', message: "99 exceeds the model's 2 layers; use at most 2" },
+    ])
+  })
+
+  it("a freeze that leaves nothing to train, and a sequence longer than the model's positions", () => {
+    expect(problems({ method: 'freeze', freeze: { trainableParts: ['router'] } }, tinyConfig({ router: { type: 'hash' } }))).toEqual([
+      {
+        field: 'freeze',
+        message:
+          'the settings leave nothing to train on this model (a hash router has no weights to train); unfreeze something or use LoRA',
+      },
+    ])
+    expect(problems({ data: { maxLength: 2048, packing: true } })).toEqual([
+      {
+        field: 'data.maxLength',
+        message: "2048 exceeds the model's max_position_embeddings 64, and packing fills every row to it; use at most 64",
+      },
+    ])
+    expect(problems({ data: { maxLength: 2048 } })).toEqual([]) // rows are cut at the model's positions
+  })
+})
