@@ -6,6 +6,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import {
   DATASET_LAYOUTS,
+  LAYOUT_FIELDS,
   type DatasetLayout,
   type DatasetManifest,
   type DatasetsInspectArgs,
@@ -32,15 +33,44 @@ function mappingFromFlags(values: ParsedValues): Record<string, string> | undefi
   return out
 }
 
+const fieldsText = (): string => DATASET_LAYOUTS.map((l) => `${l}: ${LAYOUT_FIELDS[l].join(', ')}`).join('; ')
+
+/**
+ * The layout --map's fields belong to: --layout's, each field checked against it, or (without
+ * --layout) the one layout that has them all (a mapping was ignored without --layout, and the
+ * file read as having no rows).
+ */
+function layoutOfMapping(mapping: Record<string, string>, layout: DatasetLayout | undefined): DatasetLayout {
+  const fields = Object.keys(mapping)
+  const has = (l: DatasetLayout, f: string): boolean => (LAYOUT_FIELDS[l] as readonly string[]).includes(f)
+  if (layout !== undefined) {
+    const stray = fields.find((f) => !has(layout, f))
+    if (stray !== undefined)
+      throw new UsageError(
+        `--map ${stray}=${mapping[stray]}: layout ${layout} has no field "${stray}"; its fields: ${LAYOUT_FIELDS[layout].join(', ')}`,
+      )
+    return layout
+  }
+  const fitting = DATASET_LAYOUTS.filter((l) => fields.every((f) => has(l, f)))
+  if (fitting.length === 1) return fitting[0]
+  const stray = fields.find((f) => !DATASET_LAYOUTS.some((l) => has(l, f)))
+  throw new UsageError(
+    stray !== undefined
+      ? `--map ${stray}=${mapping[stray]}: no layout has a field "${stray}"; the fields are ${fieldsText()}`
+      : `--map: ${fields.join(', ')} are fields of different layouts; pass --layout (${fieldsText()})`,
+  )
+}
+
 /** The read options of inspect and import, as the service's arguments. */
 function readArgs(values: ParsedValues, file: string): DatasetsInspectArgs {
   const layout = values.layout as string | undefined
   if (layout !== undefined && !(DATASET_LAYOUTS as readonly string[]).includes(layout))
     throw new UsageError(`--layout: "${layout}" must be one of ${DATASET_LAYOUTS.join(', ')}`)
   const mapping = mappingFromFlags(values)
+  const chosen = mapping ? layoutOfMapping(mapping, layout as DatasetLayout | undefined) : layout
   return {
     file,
-    ...(layout !== undefined && { layout: layout as DatasetLayout }),
+    ...(chosen !== undefined && { layout: chosen as DatasetLayout }),
     ...(mapping && { mapping }),
     ...(typeof values.model === 'string' && { model: resolve(values.model) }),
   }
