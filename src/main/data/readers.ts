@@ -440,7 +440,7 @@ async function openJson(file: string, bytes: number): Promise<DatasetSource> {
   } catch (e) {
     // Many .json files are JSON Lines.
     if (first === '{') return jsonl
-    throw new DatasetError(`${file}: invalid JSON: ${(e as Error).message}`)
+    throw new DatasetError(`${file}: invalid JSON${jsonErrorWhere(text, (e as Error).message)}`)
   }
   let rows: unknown[]
   if (Array.isArray(parsed)) rows = parsed
@@ -563,4 +563,39 @@ function fromParquet(value: unknown): unknown {
     return out
   }
   return value
+}
+
+/**
+ * Where JSON.parse stopped in `text`, for people: " at line L, column C: <what it expected>" and
+ * the line (V8 gives a character offset, or only a few characters around the token); ": <the
+ * message>" where it cannot tell.
+ */
+export function jsonErrorWhere(text: string, message: string): string {
+  let pos: number | null = null
+  let what = message
+  const at = / in JSON at position (\d+)/.exec(message)
+  if (at) {
+    pos = Number(at[1])
+    what = message.slice(0, at.index)
+  } else {
+    // 'Unexpected token X, "<text>" is not valid JSON', the text cut to 10 characters on either
+    // side of the token where longer, the cut marked ...
+    const m = /^Unexpected token '([\s\S])', (\.\.\.)?"([\s\S]*)"(\.\.\.)? is not valid JSON$/.exec(message)
+    const from = m ? text.indexOf(m[3]) : -1
+    if (m && from >= 0) {
+      const i = m[2] ? 10 : m[4] ? m[3].length - 11 : m[3].lastIndexOf(m[1])
+      if (m[3][i] === m[1]) {
+        pos = from + i
+        what = `unexpected ${JSON.stringify(m[1])}`
+      }
+    }
+  }
+  if (pos === null || pos > text.length) return `: ${message}`
+  const before = text.slice(0, pos)
+  const line = before.split('\n').length
+  const start = before.lastIndexOf('\n') + 1
+  const end = text.indexOf('\n', pos)
+  const lineText = text.slice(start, end < 0 ? undefined : end).trimEnd()
+  const shown = lineText.length > 80 ? `${lineText.slice(Math.max(0, pos - start - 40), pos - start + 40)}` : lineText
+  return ` at line ${line}, column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); a trailing comma or a missing one is the usual cause`
 }

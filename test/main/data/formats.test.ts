@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
 import { MAX_JSON_BYTES, importDataset, inspectDataset, openSource } from '../../../src/main/data'
 import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
+import { jsonErrorWhere } from '../../../src/main/data/readers'
 
 /** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
 const EXPECTED: Record<DatasetLayout, NormalizedRow[]> = {
@@ -206,6 +207,21 @@ describe('every layout in every file format', () => {
     const odd = join(dir, 'odd.jsonl')
     writeFileSync(odd, '{"q": "a"}\n{bad\n')
     expect((await inspectDataset(odd)).report).toMatchObject({ total: 0, invalid: 0 })
+  })
+
+  it('names the line and column where a JSON array file stops parsing, and what is there', async () => {
+    const dir = tempDir()
+    const trailing = join(dir, 'trailing.json')
+    writeFileSync(trailing, '[\n{"instruction": "a", "output": "b"},\n{"instruction": "c", "output": "d"},\n]\n')
+    await expect(inspectDataset(trailing)).rejects.toThrow(
+      /trailing\.json: invalid JSON at line 4, column 1: unexpected "\]" \("\]"\); a trailing comma or a missing one is the usual cause/,
+    )
+    const missing = join(dir, 'missing.json')
+    writeFileSync(missing, '[{"instruction": "a", "output": "b"}\n {"instruction": "c", "output": "d"}]')
+    await expect(inspectDataset(missing)).rejects.toThrow(
+      /missing\.json: invalid JSON at line 2, column 2: Expected ',' or '\]' after array element/,
+    )
+    expect(jsonErrorWhere('[1, 2', 'Unexpected end of JSON input')).toBe(': Unexpected end of JSON input') // nowhere to point at
   })
 
   it('says a file is not text, or holds nothing, instead of reading it as no rows', async () => {
