@@ -156,6 +156,9 @@ export interface FitPlan {
  * a model (such a model answers nonsense to a templated prompt).
  */
 export type ChatFormat = 'chat' | 'plain'
+/** The most tokens one reply may take (chat.send's maxNewTokens). */
+export const MAX_NEW_TOKENS = 8192
+
 export const CHAT_FORMATS = ['chat', 'plain'] as const satisfies readonly ChatFormat[]
 
 export interface ChatSendArgs {
@@ -166,6 +169,7 @@ export interface ChatSendArgs {
   /** The conversation so far, ending with the user's turn. */
   messages: ChatMessage[]
   sampling?: SamplingOptions
+  /** At most MAX_NEW_TOKENS. */
   maxNewTokens?: number
   /** Extra strings that end the reply. */
   stop?: string[]

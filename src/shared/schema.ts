@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
-import { CHAT_FORMATS, EXPERT_STORAGES } from './chat'
+import { CHAT_FORMATS, EXPERT_STORAGES, MAX_NEW_TOKENS } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
 import { DTYPES, moeConfigPartialSchema, plainIssue } from './modelConfig'
 import { runConfigSchema } from './runConfig'
@@ -135,7 +135,7 @@ export const apiSchemas = {
       .array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(200_000, 'is too long') }))
       .min(1, 'must hold at least one message'),
     sampling: sampling.optional(),
-    maxNewTokens: z.number().int().min(1).max(8192).optional(),
+    maxNewTokens: z.number().int().min(1).max(MAX_NEW_TOKENS).optional(),
     stop: z.array(z.string().min(1, 'must not be empty')).max(16).optional(),
     offload: z
       .strictObject({

@@ -6,11 +6,12 @@
  *   /system TEXT   set the system prompt (and start over)
  *   /reset         forget the conversation
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
+ *   //TEXT         a message that starts with "/" (another /word is refused as a mistyped command)
  */
 import { createInterface } from 'node:readline'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ChatEvent, ChatFormat, ChatStats, TokenRouting } from '../../shared/chat'
+import { MAX_NEW_TOKENS, type ChatEvent, type ChatFormat, type ChatStats, type TokenRouting } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
 import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags, taskProgressLines } from './commands'
 import { cliError, openHost } from './host'
@@ -63,6 +64,8 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   const maxText = typeof values['max-new-tokens'] === 'string' ? values['max-new-tokens'] : '256'
   const maxNewTokens = Number(maxText)
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new UsageError(`--max-new-tokens: "${maxText}" is not a positive integer`)
+  if (maxNewTokens > MAX_NEW_TOKENS)
+    throw new UsageError(`--max-new-tokens: ${maxNewTokens} is over the most a reply may take, ${MAX_NEW_TOKENS}`)
   const flags = samplingFromFlags(values)
   // Only what the user set: the engine fills the shared defaults (DEFAULT_SAMPLING) for the rest.
   const sampling = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined && v !== false))
@@ -104,8 +107,12 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           system = line.slice('/system'.length).trim() || undefined
           io.err(system ? 'system prompt set; conversation cleared' : 'system prompt removed; conversation cleared')
         } else io.err(system ? `conversation cleared (the system prompt stays: ${JSON.stringify(system)})` : 'conversation cleared')
+      } else if (/^\/\w+(\s|$)/.test(line)) {
+        // A mistyped command was sent to the model as a message.
+        io.err(`unknown command ${line.split(/\s/)[0]}: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")`)
       } else if (line !== '') {
-        history.push({ role: 'user', content: line })
+        const content = line.startsWith('//') ? line.slice(1) : line
+        history.push({ role: 'user', content })
         const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history
         let started
         try {

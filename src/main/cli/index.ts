@@ -69,7 +69,8 @@ common options:
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
-const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' } }
+/** Taken by every command (one that works without a workspace leaves --workspace unused). */
+const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' }, workspace: { type: 'string' } }
 
 /** Decoding flags shared by generate and chat (see samplingFromFlags and offloadFromFlags). */
 const DECODING: Options = {

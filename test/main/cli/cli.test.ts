@@ -33,7 +33,8 @@ describe('moe-workbench CLI', () => {
     // active = total − 6 experts·2 layers + 2 chosen·2 layers, each expert 3·32·24 weights
     expect(info.params.active).toBe(54048 - 2 * 4 * 3 * 32 * 24)
     expect(info.bytesByDtype.bfloat16).toBe(54048 * 2)
-    const text = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu')
+    // --workspace, a common option, is taken by every command (info was refused it)
+    const text = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--workspace', tmp)
     expect(text.code).toBe(0)
     expect(text.out.join('\n')).toMatch(/family\s+mixtral/)
     expect(text.out.join('\n')).toMatch(/backend\s+cpu/)

@@ -336,7 +336,7 @@ describe('moe-workbench chat', () => {
     const out: string[] = []
     const err: string[] = []
     let written = ''
-    const input = Readable.from(['Hello there\n', '/system Be brief.\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
+    const input = Readable.from(['Hello there\n', '/system Be brief.\n', '/sytem typo\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
     const code = await runCli(
       ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '600KiB', '--context', '32', '--backend', 'wasm'],
       {
@@ -353,9 +353,19 @@ describe('moe-workbench chat', () => {
     expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
     expect(err.join('\n')).toMatch(/system prompt set; conversation cleared/)
     expect(err).toContain('conversation cleared (the system prompt stays: "Be brief.")') // /reset sets nothing
+    // a mistyped command is said to be one, not sent to the model (still two replies above)
+    expect(err).toContain('unknown command /sytem: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")')
     expect(err.join('\n')).toMatch(/paging: budget 600\.0 KiB; .* lazy host storage/)
     expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)
+})
+
+describe('moe-workbench chat, refused before the model loads', () => {
+  it('a --max-new-tokens over the most a reply may take', async () => {
+    const r = await cli('chat', '--model', join(__dirname, '../../fixtures/moe-reference/mixtral'), '--max-new-tokens', '100000')
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/--max-new-tokens: 100000 is over the most a reply may take, 8192/)
+  })
 })
 
 describe('moe-workbench eval', () => {
