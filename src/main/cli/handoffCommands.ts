@@ -2,6 +2,7 @@
  * `moe-workbench handoff` (the service's runs.handoff) and `moe-workbench adapter import` (its
  * runs.importAdapter): hand a run to LLaMA-Factory or axolotl, bring the adapter back.
  */
+import { gib } from '../handoff/deepspeed'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { HANDOFF_TARGETS, type HandoffTarget } from '../../shared/handoff'
@@ -71,7 +72,7 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     io.out(`wrote ${r.outDir} for ${r.target}: ${r.files.join(', ')}`)
     io.out(`model      ${r.modelRef}`)
     io.out(
-      `deepspeed  ZeRO-${r.deepspeed.stage}${r.deepspeed.offload ? ' with CPU offload' : ''} (${r.deepspeed.file}), about ${(r.memoryPerDevice / 2 ** 30).toFixed(1)} GiB per device`,
+      `deepspeed  ZeRO-${r.deepspeed.stage}${r.deepspeed.offload ? ' with CPU offload' : ''} (${r.deepspeed.file}), about ${gib(r.memoryPerDevice)} per device`,
     )
     const none = r.mapping.filter((m) => m.equivalent === 'none').map((m) => m.setting)
     io.out(

@@ -119,9 +119,13 @@ export function estimateMemory(model: MoeConfig, run: RunConfig, devices: number
 
 const HEADROOM = 0.8
 
+/** A memory size for the handoff's words: GiB, or MiB under one (a small model read "about 0.0 GiB"). */
+export function gib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`
+}
+
 /** ZeRO-2 when it fits the device, else ZeRO-3, else ZeRO-3 with offload to host memory. */
 export function chooseDeepSpeed(m: MemoryEstimate, gpuBytes: number): DeepSpeedChoice {
-  const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`
   const budget = HEADROOM * gpuBytes
   if (m.perDevice.zero2 <= budget)
     return {

@@ -23,6 +23,7 @@ import { countParams, formatParamCount, fromHfConfig, type MoeConfig } from '../
 import type { RunConfig } from '../../shared/runConfig'
 import { readManifest, readRows } from '../data/workspace'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
+import { gib } from './deepspeed'
 import { mappingTable, planHandoff, TARGET_VERSIONS, type HandoffDataset, type HandoffPlan } from './targets'
 
 export class HandoffError extends Error {}
@@ -129,10 +130,6 @@ async function writeSplit(
 async function datasetKind(workspace: string, id: string): Promise<RowKind> {
   for await (const row of readRows(workspace, id)) return rowKind(row)
   throw new HandoffError(`dataset ${id} has no rows`)
-}
-
-function gib(bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`
 }
 
 function readme(

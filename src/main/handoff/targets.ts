@@ -598,8 +598,8 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
     add('per_device_eval_batch_size', batch.perDevice)
     if (c.evalEvery > 0) {
       add('eval_strategy', 'steps')
-      add('eval_steps', c.evalEvery)
-      r.map('evalEvery', `eval_strategy: steps, eval_steps: ${c.evalEvery}`)
+      add('eval_steps', evalSteps(c))
+      r.map('evalEvery', `eval_strategy: steps, eval_steps: ${evalSteps(c)}`, evalStepsNote(c))
     } else {
       add('eval_strategy', 'no', 'the workbench evaluates only at the end with 0; the HF Trainer has no "at the end" strategy')
       r.map('evalEvery', 'eval_strategy: no', '0 means "only at the end" here; the HF Trainer has no such strategy')
@@ -837,9 +837,9 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
   add('gradient_checkpointing', true)
   add('logging_steps', 1)
   if (d.validationFile && c.evalEvery > 0) {
-    add('eval_steps', c.evalEvery)
+    add('eval_steps', evalSteps(c))
     add('eval_batch_size', batch.perDevice)
-    r.map('evalEvery', `eval_steps: ${c.evalEvery}`)
+    r.map('evalEvery', `eval_steps: ${evalSteps(c)}`, evalStepsNote(c))
   } else if (d.validationFile) {
     add('eval_strategy', 'no')
     r.map('evalEvery', 'eval_strategy: no', '0 means "only at the end" here; the HF Trainer has no such strategy')
@@ -940,4 +940,16 @@ export function mappingTable(rows: MappingRow[], targetName: string): string {
     lines.push(`| \`${r.setting}\` | ${cell(r.value)} | ${target} | ${cell(r.note ?? '')} |`)
   }
   return lines.join('\n')
+}
+
+/**
+ * eval_steps for evalEvery: at most max_steps, where the run is shorter than one interval (the
+ * workbench still evaluates at its end; the HF Trainer, given eval_steps past max_steps, never did).
+ */
+function evalSteps(c: RunConfig): number {
+  return c.maxSteps !== null ? Math.min(c.evalEvery, c.maxSteps) : c.evalEvery
+}
+
+function evalStepsNote(c: RunConfig): string | undefined {
+  return evalSteps(c) < c.evalEvery ? `evalEvery ${c.evalEvery} is past max_steps ${c.maxSteps}: evaluated at the last step` : undefined
 }

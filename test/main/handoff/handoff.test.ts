@@ -14,6 +14,7 @@ import { parse } from 'yaml'
 import { importDataset, readRows } from '../../../src/main/data/workspace'
 import { writeHandoff } from '../../../src/main/handoff/handoff'
 import { exactSuffixes, planHandoff, runConfigLeaves, type HandoffInput } from '../../../src/main/handoff/targets'
+import { chooseDeepSpeed, gib } from '../../../src/main/handoff/deepspeed'
 import { isTrainable } from '../../../src/main/train/freeze'
 import { paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../../../src/shared/modelConfig'
 import { validateRunConfig, type RunConfigInput } from '../../../src/shared/runConfig'
@@ -351,6 +352,25 @@ describe('handoff configs', () => {
     expect(big.memory.perDevice.zero3).toBeLessThan(80 * 2 ** 30)
     const full = planHandoff({ ...input('llamafactory', { method: 'full', batchSize: 1 }, mixtral8x7b), gpusPerNode: 2 })
     expect(full.deepspeed).toMatchObject({ stage: 3, offload: true, file: 'ds_z3_offload_config.json' })
+  })
+
+  it('eval_steps stays within max_steps, so a run shorter than one interval still evaluates (at its end, as here)', () => {
+    for (const target of ['llamafactory', 'axolotl'] as const) {
+      const short = planHandoff(input(target, { maxSteps: 20, evalEvery: 50 }))
+      expect(yamlOf(short.trainer).eval_steps, target).toBe(20)
+      expect(short.mapping.find((r) => r.setting === 'evalEvery')?.note, target).toMatch(
+        /evalEvery 50 is past max_steps 20: evaluated at the last step/,
+      )
+      expect(yamlOf(planHandoff(input(target, { maxSteps: 200, evalEvery: 50 })).trainer).eval_steps, target).toBe(50)
+    }
+  })
+
+  it('sizes under a GiB read in MiB ("about 0.0 GiB per device" said nothing)', () => {
+    expect(gib(3 * 2 ** 29)).toBe('1.5 GiB')
+    expect(gib(12.5 * 2 ** 20)).toBe('12.5 MiB')
+    expect(chooseDeepSpeed({ weights: 2 ** 20, perDevice: { zero2: 5 * 2 ** 20, zero3: 2 ** 20 } } as never, 80 * 2 ** 30).reason).toMatch(
+      /^ZeRO-2 \(about 5\.0 MiB per device\)/,
+    )
   })
 
   it('bad input is named, not crashed on', () => {
