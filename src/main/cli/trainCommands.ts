@@ -3,7 +3,8 @@
  * runs.export from the command line, with a progress bar, ETA and a final summary. Runs land in
  * the workspace like runs started from the app (and show up there).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
@@ -66,6 +67,25 @@ async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: 
       throw new Error(
         `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
       )
+    // The same file (the same contents) imported the same way before: that dataset, not another
+    // copy (every train and eval of a file path imported it again, and the list filled with twins).
+    const hash = await fileSha256(path)
+    const same = (await host.api['datasets.list']()).find(
+      (d) =>
+        resolve(d.source.path) === path &&
+        d.source.sha256 === hash &&
+        d.layout === inspected.layout &&
+        JSON.stringify(d.mapping) === JSON.stringify(inspected.mapping) &&
+        d.split.validation === valRatio &&
+        d.split.seed === 0 &&
+        d.counts.invalid === 0,
+    )
+    if (same) {
+      io.err(
+        `using dataset ${same.id}, imported from ${arg} before (the same contents and layout; ${same.split.train} train, ${same.split.validationRows} validation rows)`,
+      )
+      return same.id
+    }
     const m = await host.api['datasets.import']({ file: path, split: { validation: valRatio, seed: 0 } })
     io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
     return m.id
@@ -73,6 +93,13 @@ async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: 
   const all = await host.api['datasets.list']()
   if (all.some((d) => d.id === arg)) return arg
   throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${host.workspace} (see moe-workbench dataset list)`)
+}
+
+/** The SHA-256 of a file's bytes, hex (as a dataset manifest records its source's). */
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
 }
 
 /**

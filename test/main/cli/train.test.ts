@@ -436,6 +436,9 @@ describe('moe-workbench eval', () => {
     expect(m.code).toBe(0)
     expect(m.out).toHaveLength(2)
     expect(m.out[0]).toMatch(/^[✓✗] ".*" → ".*" \(expected ".*"\)$/)
+    // the file train imported, not imported again: one dataset in the workspace
+    expect(m.err.join('\n')).toMatch(/using dataset \S+, imported from .*messages\.jsonl before \(the same contents and layout/)
+    expect((await cli('dataset', 'list', '--workspace', join(root, 'ws'))).out).toHaveLength(1)
     expect((await cli('eval', '--model', model, '--backend', 'wasm')).err[0]).toMatch(/--dataset is required with a model folder/)
     expect((await cli('eval', '--model', runDir, '--split', 'dev', '--backend', 'wasm')).err[0]).toMatch(
       /--split: "dev" must be val, train or all/,
