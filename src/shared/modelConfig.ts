@@ -176,15 +176,19 @@ export type MoeConfigInput = z.input<typeof moeConfigSchema>
  * what every form and command shows next to a field. Messages a schema wrote itself pass through.
  */
 export function plainIssue(message: string): string {
-  const bound = /^Too (small|big): expected (number|array|string) to (?:be|have) ([<>]=?)(\S+?)(?: (items|characters))?$/.exec(message)
+  const bound = /^Too (small|big): expected (number|int|array|string) to (?:be|have) ([<>]=?)(\S+?)(?: (items|characters))?$/.exec(message)
   if (bound) {
     const [, , kind, op, n] = bound
+    // zod's bound of a whole number: the largest a float holds exactly (1e20 was "<=9007199254740991")
+    if (kind === 'int' && Math.abs(Number(n)) === Number.MAX_SAFE_INTEGER) return 'is too large a number'
     const words = { '>': 'more than', '>=': 'at least', '<': 'less than', '<=': 'at most' }[op]
-    return kind === 'number' ? `must be ${words} ${n}` : `must have ${words} ${n} ${kind === 'array' ? 'items' : 'characters'}`
+    if (kind === 'number' || kind === 'int') return `must be ${words} ${n}`
+    return `must have ${words} ${n} ${kind === 'array' ? 'items' : 'characters'}`
   }
   const type = /^Invalid input: expected (\w+), received (\w+)$/.exec(message)
   const a = (w: string): string => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`
   if (type && type[2] === 'undefined') return `is required (${a(type[1] === 'int' ? 'whole number' : type[1])})`
+  if (type && (type[2] === 'Infinity' || type[2] === 'NaN')) return `must be a finite number, not ${type[2]}`
   if (type) return type[1] === 'int' ? 'must be a whole number' : `must be ${a(type[1])}, not ${a(type[2])}`
   const option = /^Invalid option: expected one of (.+)$/.exec(message)
   if (option) return `must be one of ${option[1].split('|').join(', ')}`

@@ -487,10 +487,16 @@ describe('plainIssue', () => {
       ['Invalid input: expected object, received array', 'must be an object, not an array'],
       ['Invalid option: expected one of "x"|"y"', 'must be one of "x", "y"'],
       ['Invalid input: expected string, received undefined', 'is required (a string)'],
+      ['Too big: expected int to be <=9007199254740991', 'is too large a number'],
+      ['Too big: expected int to be <=64', 'must be at most 64'],
+      ['Invalid input: expected number, received Infinity', 'must be a finite number, not Infinity'],
+      ['Invalid input: expected number, received NaN', 'must be a finite number, not NaN'],
       ['qwen3_moe attention_bias puts a bias on q, k, v and o together', 'qwen3_moe attention_bias puts a bias on q, k, v and o together'],
     ]
     for (const [zod, plain] of cases) expect(plainIssue(zod), zod).toBe(plain)
     // as the commands show it
     expect(() => validateRunConfig({ optimizer: { lr: 0 } })).toThrow('invalid run config: optimizer.lr: must be more than 0')
+    expect(() => validateRunConfig({ maxSteps: 1e20 })).toThrow('invalid run config: maxSteps: is too large a number')
+    expect(() => validateRunConfig({ optimizer: { lr: Infinity } })).toThrow('optimizer.lr: must be a finite number, not Infinity')
   })
 })
