@@ -17,6 +17,9 @@ import {
 } from '../../shared/dataset'
 import { DatasetError, typeName } from './errors'
 
+/** Roles of tool use (OpenAI, ShareGPT, Llama 3): turns the chat layouts do not train. */
+const TOOL_ROLES = new Set(['tool', 'function', 'function_call', 'observation', 'ipython'])
+
 export interface FieldProblem {
   field: string
   message: string
@@ -170,15 +173,17 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       if (required) problems.push({ field: column, message: 'missing field' })
       return undefined
     }
-    if (typeof v !== 'string') {
+    // A number column (an answer of 42 in Parquet or JSON) is its text: every row was refused.
+    const text = (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'bigint' ? String(v) : v
+    if (typeof text !== 'string') {
       problems.push({ field: column, message: `expected a string, got ${typeName(v)}` })
       return undefined
     }
-    if (!allowEmpty && v.trim() === '') {
+    if (!allowEmpty && text.trim() === '') {
       if (required) problems.push({ field: column, message: 'must not be empty' })
       return undefined
     }
-    return v
+    return text
   }
   const array = (field: string, required: boolean): unknown[] | undefined => {
     const column = col(field)
@@ -233,9 +238,20 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
         else if (typeof role !== 'string') problems.push({ field: `${at}.${roleKey}`, message: `expected a string, got ${typeName(role)}` })
         else {
           mapped = roles[role]
-          if (mapped === undefined) problems.push({ field: `${at}.${roleKey}`, message: `unknown role "${role}" (expected ${expected})` })
+          if (mapped === undefined)
+            problems.push({
+              field: `${at}.${roleKey}`,
+              message: TOOL_ROLES.has(role)
+                ? `"${role}" turns (tool calls and their results) are not supported; remove them, or the rows that have them`
+                : `unknown role "${role}" (expected ${expected})`,
+            })
         }
-        if (content === undefined || content === null) problems.push({ field: `${at}.${contentKey}`, message: 'missing field' })
+        if (content === null && (msg.tool_calls !== undefined || msg.function_call !== undefined))
+          problems.push({
+            field: `${at}.${contentKey}`,
+            message: 'a tool call (content null, tool_calls set): tool calls are not supported; remove the turn, or the row',
+          })
+        else if (content === undefined || content === null) problems.push({ field: `${at}.${contentKey}`, message: 'missing field' })
         else if (typeof content !== 'string')
           problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
         else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })

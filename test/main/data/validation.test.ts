@@ -130,7 +130,23 @@ describe('the validation report', () => {
 
   it('checks alpaca, completion and text fields', () => {
     const alpaca = resolveMapping('alpaca', {}, null)
-    expect(normalizeRecord({ instruction: 'a', output: 3 }, 'alpaca', alpaca).problems).toEqual([
+    expect(normalizeRecord({ instruction: 'a', output: true }, 'alpaca', alpaca).problems).toEqual([
+      { field: 'output', message: 'expected a string, got a boolean' },
+    ])
+    // a number column (Parquet INT32/INT64, JSON numbers) is its text
+    expect(normalizeRecord({ instruction: 'a', output: 3 }, 'alpaca', alpaca).row).toEqual({
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: '3' },
+      ],
+    })
+    expect(normalizeRecord({ instruction: 'a', output: 12n }, 'alpaca', alpaca).row).toEqual({
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: '12' },
+      ],
+    })
+    expect(normalizeRecord({ instruction: 'a', output: NaN }, 'alpaca', alpaca).problems).toEqual([
       { field: 'output', message: 'expected a string, got a number' },
     ])
     expect(normalizeRecord({ instruction: 'a', input: null, output: 'b', system: 'Be brief.' }, 'alpaca', alpaca).row).toEqual({
@@ -145,6 +161,32 @@ describe('the validation report', () => {
     const text = resolveMapping('text', {}, null)
     expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([{ field: 'text', message: 'must not be empty' }])
     expect(normalizeRecord('just a string', 'text', text).problems).toEqual([{ field: '', message: 'expected an object, got a string' }])
+  })
+
+  it('says tool-use turns are not supported, and what to remove, instead of "unknown role" or "missing field"', () => {
+    const messages = resolveMapping('messages', {}, null)
+    const r = normalizeRecord(
+      {
+        messages: [
+          { role: 'user', content: 'weather?' },
+          { role: 'assistant', content: null, tool_calls: [{ id: '1', type: 'function', function: { name: 'w', arguments: '{}' } }] },
+          { role: 'tool', content: 'sunny', tool_call_id: '1' },
+          { role: 'assistant', content: 'Sunny.' },
+        ],
+      },
+      'messages',
+      messages,
+    )
+    expect(r.problems).toEqual([
+      {
+        field: 'messages[1].content',
+        message: 'a tool call (content null, tool_calls set): tool calls are not supported; remove the turn, or the row',
+      },
+      {
+        field: 'messages[2].role',
+        message: '"tool" turns (tool calls and their results) are not supported; remove them, or the rows that have them',
+      },
+    ])
   })
 
   it('checks ShareGPT roles', () => {
