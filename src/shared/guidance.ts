@@ -95,6 +95,25 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       suggest: { path: 'schedule.warmupSteps', value: suggested },
     })
   }
+  // MoE knobs past where they train anything useful (each accepted, and the run "completed" with a
+  // loss in the millions or every token dropped).
+  const m = c.moe
+  const extreme: [number | null, number, string, string, number][] = [
+    // [value, from, path, what it does there, a usual value]
+    [m.expertDropout, 0.5, 'moe.expertDropout', 'drops that share of the experts’ activations', 0.1],
+    [m.tokenDrop, 0.5, 'moe.tokenDrop', 'sends that share of the tokens past the experts', 0.1],
+    [m.routerJitter, 0.5, 'moe.routerJitter', 'scales the router input by up to ±that share at random', 0.01],
+    [m.zLossCoef, 0.1, 'moe.zLossCoef', 'weighs the router z-loss, which is in the tens, against a cross-entropy of a few units', 0.001],
+    [m.auxLossCoef, 1, 'moe.auxLossCoef', 'weighs load balancing over the language modelling', 0.01],
+  ]
+  for (const [v, from, path, what, usual] of extreme)
+    if (v !== null && v >= from)
+      out.push({
+        id: `extreme-${path.slice(4)}`,
+        tone: 'warn',
+        message: `${path} ${fmt(v)} ${what}: the model learns little else${v >= 1 && path !== 'moe.auxLossCoef' && path !== 'moe.zLossCoef' ? ' (at 1, nothing)' : ''}; ${fmt(usual)} is usual.`,
+        suggest: { path, value: usual },
+      })
   if (c.gradClip === 0 && lr >= typical * 3)
     out.push({
       id: 'no-clip',

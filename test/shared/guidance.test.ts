@@ -34,6 +34,24 @@ const read = (steps: StepMetrics[], evals: EvalMetrics[] = [], c: RunConfigInput
   interpretCurves(steps, evals, validateRunConfig(c), { vocabSize: 1200 })
 
 describe('before a run (preflight)', () => {
+  it('MoE knobs past where the model learns anything else, with the usual value; usual values say nothing', () => {
+    const c = { moe: { expertDropout: 1, tokenDrop: 1, routerJitter: 1, zLossCoef: 1e6, auxLossCoef: 2 } }
+    const advice = preflight(validateRunConfig(c), small).filter((a) => a.id.startsWith('extreme-'))
+    expect(advice.map((a) => [a.id, a.suggest])).toEqual([
+      ['extreme-expertDropout', { path: 'moe.expertDropout', value: 0.1 }],
+      ['extreme-tokenDrop', { path: 'moe.tokenDrop', value: 0.1 }],
+      ['extreme-routerJitter', { path: 'moe.routerJitter', value: 0.01 }],
+      ['extreme-zLossCoef', { path: 'moe.zLossCoef', value: 0.001 }],
+      ['extreme-auxLossCoef', { path: 'moe.auxLossCoef', value: 0.01 }],
+    ])
+    expect(advice[0].message).toMatch(
+      /^moe\.expertDropout 1 drops that share of the experts’ activations: the model learns little else \(at 1, nothing\); 0\.1 is usual\.$/,
+    )
+    expect(advice[3].message).not.toMatch(/at 1, nothing/)
+    const usual = { moe: { expertDropout: 0.1, tokenDrop: 0.2, routerJitter: 0.01, zLossCoef: 0.001, auxLossCoef: 0.02 } }
+    expect(ids(usual).filter((id) => id.startsWith('extreme-'))).toEqual([])
+  })
+
   it('the learning rate: orders of magnitude off for the method and model size, with the usual value', () => {
     expect(typicalLr('full', 2.7e6)).toBe(3e-3)
     expect(typicalLr('lora', 6.9e9)).toBe(2e-4)
