@@ -76,14 +76,17 @@ function readArgs(values: ParsedValues, file: string): DatasetsInspectArgs {
   }
 }
 
-/** Prints dataset.progress for `file` about once a second. */
+/**
+ * Prints dataset.progress for `file` about once a second, from a second in (a small file's only
+ * line was "reading 0 B of 2.2 KiB (0%), 0 rows", before its report).
+ */
 function progressPrinter(host: CliHost, file: string, io: CliIo): void {
-  let last = 0
+  let last = performance.now()
   host.onEvent((e) => {
     if (e.type !== 'dataset.progress' || e.file !== file) return
     const p = e.progress
     const now = performance.now()
-    if (now - last < 1000 || p.phase === 'done') return
+    if (now - last < 1000 || p.phase === 'done' || p.bytesRead === 0) return
     last = now
     io.err(
       `${p.phase} ${formatBytes(p.bytesRead)} of ${formatBytes(p.totalBytes)} (${Math.floor((100 * p.bytesRead) / Math.max(1, p.totalBytes))}%), ${p.rows} rows`,
@@ -108,7 +111,7 @@ export function describeInspection(r: InspectResult): string[] {
 }
 
 function describeManifest(m: DatasetManifest): string {
-  return `${m.id}  ${m.name}  ${m.layout}  ${m.counts.rows} rows (${m.split.train} train, ${m.split.validationRows} validation)  from ${m.source.path}`
+  return `${m.id}  ${m.name}  ${m.layout}  ${m.counts.rows} row${m.counts.rows === 1 ? '' : 's'} (${m.split.train} train, ${m.split.validationRows} validation)  from ${m.source.path}`
 }
 
 export async function datasetCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {

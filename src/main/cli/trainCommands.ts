@@ -158,7 +158,9 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
 }
 
 function printSummary(record: RunRecord, workspace: string, io: CliIo): void {
-  io.out(`${record.status}: ${record.message ?? ''}`)
+  // "completed: completed 10 steps" said it twice.
+  const message = record.message ?? ''
+  io.out(message.startsWith(record.status) ? message : `${record.status}: ${message}`)
   io.out(`run         ${join(workspace, 'runs', record.id)}`)
   io.out(`steps       ${record.step} of ${record.totalSteps}`)
   io.out(`best val    ${record.bestValLoss === null ? '-' : record.bestValLoss.toFixed(4)}`)

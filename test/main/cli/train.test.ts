@@ -85,7 +85,7 @@ describe('moe-workbench train / export', () => {
     expect(r.err.join('\n')).toMatch(/^warning: Warm-up is 3 steps of a 4-step run: .* \(try --set schedule\.warmupSteps=0\)$/m)
     expect(readFileSync(join(runDir, 'log'), 'utf8')).toMatch(/paging: fits with paging/)
     expect(r.code).toBe(0)
-    expect(r.out[0]).toMatch(/^completed: completed 4 steps/)
+    expect(r.out[0]).toMatch(/^completed 4 steps/) // not "completed: completed 4 steps"
     expect(r.out.join('\n')).toContain(`run         ${runDir}`)
     expect(r.err.join('\n')).toMatch(/\[#+\] 100% step 4\/4 {2}loss \d/)
     expect(r.err.join('\n')).toMatch(/eval at step 2: validation loss/)
