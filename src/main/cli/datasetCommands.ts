@@ -68,8 +68,12 @@ function readArgs(values: ParsedValues, file: string): DatasetsInspectArgs {
     throw new UsageError(`--layout: "${layout}" must be one of ${DATASET_LAYOUTS.join(', ')}`)
   const mapping = mappingFromFlags(values)
   const chosen = mapping ? layoutOfMapping(mapping, layout as DatasetLayout | undefined) : layout
+  const unit = values['text-unit']
+  if (unit !== undefined && unit !== 'line' && unit !== 'paragraph')
+    throw new UsageError(`--text-unit: "${String(unit)}" must be line or paragraph (paragraphs: text between blank lines)`)
   return {
     file,
+    ...(unit !== undefined && { textUnit: unit }),
     ...(chosen !== undefined && { layout: chosen as DatasetLayout }),
     ...(mapping && { mapping }),
     ...(typeof values.model === 'string' && { model: resolve(values.model) }),

@@ -38,7 +38,9 @@ commands:
             [--expert-dtype lazy|f16|int8|...] [--context 2048]]
                                                           interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
-            [--val-ratio 0.1] [--dedupe] | inspect FILE | list        validation report and statistics
+            [--val-ratio 0.1] [--dedupe] [--text-unit line|paragraph] | inspect FILE | list
+                                                          validation report and statistics (a text
+                                                          file: a row per line, or per paragraph)
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
             [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] [--offload-budget 2GB [--expert-dtype lazy|...]]
             | --resume RUN                                (the budget: device memory for the run; what
@@ -130,6 +132,7 @@ const COMMANDS: Record<string, Command> = {
       'accept-invalid': { type: 'boolean' },
       'val-ratio': { type: 'string' },
       dedupe: { type: 'boolean' },
+      'text-unit': { type: 'string' },
       workspace: { type: 'string' },
     },
     positionals: true,

@@ -301,6 +301,14 @@ describe('moe-workbench train / export', () => {
     expect(r.code).toBe(0)
     expect(r.out.join('\n')).toMatch(/layout +alpaca/)
     expect(r.out.join('\n')).toMatch(/rows +2 valid, 0 invalid of 2/)
+    // a text file a row per paragraph (text between blank lines), as the app can
+    const text = join(ws, 'paragraphs.txt')
+    writeFileSync(text, 'One, line one.\nline two.\n\nTwo.\n\nThree.\n')
+    expect((await cli('dataset', 'inspect', text, '--workspace', ws)).out.join('\n')).toMatch(/rows +4 valid/)
+    expect((await cli('dataset', 'inspect', text, '--workspace', ws, '--text-unit', 'paragraph')).out.join('\n')).toMatch(/rows +3 valid/)
+    expect((await cli('dataset', 'inspect', text, '--workspace', ws, '--text-unit', 'para')).err[0]).toMatch(
+      /--text-unit: "para" must be line or paragraph/,
+    )
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'foo=question')
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--map foo=question: no layout has a field "foo"; the fields are alpaca: instruction, input, output, system; /)
