@@ -391,8 +391,41 @@ export function fromHfConfig(hfIn: Json, file = 'config.json'): MoeConfig {
     torchDtype: (opt<string>(hf, 'torch_dtype') ?? opt<string>(hf, 'dtype') ?? 'float32') as 'float32',
   }
   const r = moeConfigSchema.safeParse(input)
-  if (!r.success) throw new ConfigError(`${file}: ${formatIssues(r.error.issues)}`)
+  if (!r.success) throw new ConfigError(`${file}: ${inFileKeys(formatIssues(r.error.issues), family)}`)
   return r.data
+}
+
+/**
+ * A validation message about a config.json in the file's own keys: "num_experts_per_tok 8
+ * exceeds num_local_experts 4", not the workbench's "topK 8 exceeds numExperts 4".
+ */
+function inFileKeys(message: string, family: Family): string {
+  const qwen = family === 'qwen2_moe' || family === 'qwen3_moe'
+  const keys: Record<string, string> = {
+    vocabSize: 'vocab_size',
+    hiddenSize: 'hidden_size',
+    numLayers: 'num_hidden_layers',
+    numHeads: 'num_attention_heads',
+    numKvHeads: 'num_key_value_heads',
+    headDim: 'head_dim',
+    intermediateSize: 'intermediate_size',
+    expertIntermediateSize: qwen ? 'moe_intermediate_size' : 'intermediate_size',
+    numExperts: family === 'mixtral' ? 'num_local_experts' : 'num_experts',
+    topK: 'num_experts_per_tok',
+    sharedExpertIntermediateSize: 'shared_expert_intermediate_size',
+    decoderSparseStep: 'decoder_sparse_step',
+    mlpOnlyLayers: 'mlp_only_layers',
+    slidingWindow: 'sliding_window',
+    maxWindowLayers: 'max_window_layers',
+    rmsNormEps: 'rms_norm_eps',
+    ropeTheta: 'rope_theta',
+    maxPositionEmbeddings: 'max_position_embeddings',
+    routerAuxLossCoef: 'router_aux_loss_coef',
+    bosTokenId: 'bos_token_id',
+    eosTokenId: 'eos_token_id',
+    padTokenId: 'pad_token_id',
+  }
+  return message.replace(/\b[a-z][A-Za-z]+\b/g, (w) => keys[w] ?? w)
 }
 
 /** Writes a MoeConfig as a Hugging Face config.json object for its family (loadable by transformers). */

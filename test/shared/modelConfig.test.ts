@@ -129,8 +129,12 @@ describe('HF config.json normaliser', () => {
     expect(() => fromHfConfig({ ...hf('mixtral'), hidden_size: 'big' }, 'x/config.json')).toThrow(
       /x\/config\.json: "hidden_size" must be a number/,
     )
-    expect(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 })).toThrow(/topK: topK 9 exceeds numExperts 4/)
-    expect(() => fromHfConfig({ ...hf('mixtral'), num_key_value_heads: 3 })).toThrow(/numKvHeads/)
+    expect(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 })).toThrow(
+      /num_experts_per_tok: num_experts_per_tok 9 exceeds num_local_experts 4/,
+    )
+    expect(() => fromHfConfig({ ...hf('mixtral'), num_key_value_heads: 3 })).toThrow(
+      /num_key_value_heads 3 must divide num_attention_heads/,
+    )
     expect(() => fromHfConfig({ model_type: 'gpt2' })).toThrow(/model_type "gpt2" is not supported/)
     expect(() => fromHfConfig({})).toThrow(/"model_type" is missing/)
   })
@@ -286,7 +290,9 @@ describe('HF config.json: what each family reads, and what it ignores', () => {
     expect(message(() => fromHfConfig({ model_type: 'gpt2' }))).toBe(
       'config.json: model_type "gpt2" is not supported; supported families: mixtral, qwen2_moe, olmoe, qwen3_moe',
     )
-    expect(message(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 }))).toBe('config.json: topK: topK 9 exceeds numExperts 4')
+    expect(message(() => fromHfConfig({ ...hf('mixtral'), num_experts_per_tok: 9 }))).toBe(
+      'config.json: num_experts_per_tok: num_experts_per_tok 9 exceeds num_local_experts 4',
+    )
     expect(message(() => fromHfConfig({ ...hf('mixtral'), hidden_size: Infinity }))).toBe(
       'config.json: "hidden_size" must be a number (got null)',
     )
@@ -470,6 +476,35 @@ describe('paramSpecs: what each tensor is', () => {
     // one sparse layer (layer 1): 3 experts of 3 · 8 · 6, 2 of them active per token
     expect(experts).toBe(3 * 3 * 8 * 6)
     expect(active).toBe(total - experts + 2 * 3 * 8 * 6)
+  })
+})
+
+describe("a config.json's problems in its own keys", () => {
+  it('names num_experts_per_tok and num_local_experts (num_experts for qwen), not topK and numExperts', () => {
+    const base = {
+      model_type: 'mixtral',
+      vocab_size: 32,
+      hidden_size: 16,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      intermediate_size: 24,
+    }
+    expect(() => fromHfConfig({ ...base, num_local_experts: 4, num_experts_per_tok: 8 }, 'm/config.json')).toThrow(
+      'm/config.json: num_experts_per_tok: num_experts_per_tok 8 exceeds num_local_experts 4',
+    )
+    expect(() =>
+      fromHfConfig({
+        ...base,
+        model_type: 'qwen3_moe',
+        num_experts: 4,
+        num_experts_per_tok: 8,
+        moe_intermediate_size: 8,
+      }),
+    ).toThrow('config.json: num_experts_per_tok: num_experts_per_tok 8 exceeds num_experts 4')
+    expect(() => fromHfConfig({ ...base, num_local_experts: 4, num_experts_per_tok: 2, hidden_size: 16.5 })).toThrow(
+      'config.json: hidden_size: must be a whole number',
+    )
   })
 })
 
