@@ -46,7 +46,9 @@ export function runConfigProblems(cfg: RunConfig, c: MoeConfig): ConfigProblem[]
     if (l >= c.numLayers || !isSparseLayer(c, l))
       add(
         `freeze.experts.${layer}`,
-        `layer ${layer} is not a sparse layer of this model (it has ${c.numLayers} layers, 0-${c.numLayers - 1})`,
+        l >= c.numLayers
+          ? `layer ${layer} is not a sparse layer of this model (it has ${c.numLayers} layers, 0-${c.numLayers - 1})`
+          : `layer ${layer} is a dense layer of this model: it has no experts to freeze`,
       )
     const outside = experts.filter((e) => e >= c.numExperts)
     if (outside.length)

@@ -55,6 +55,13 @@ describe('runConfigProblems', () => {
     ])
   })
 
+  it('freeze: the experts of a dense layer', () => {
+    const qwen = tinyConfig({ family: 'qwen2_moe', mlpOnlyLayers: [1], sharedExpertIntermediateSize: 8 })
+    expect(problems({ method: 'freeze', freeze: { experts: { '1': [0] } } }, qwen)).toEqual([
+      { field: 'freeze.experts.1', message: 'layer 1 is a dense layer of this model: it has no experts to freeze' },
+    ])
+  })
+
   it("a freeze that leaves nothing to train, and a sequence longer than the model's positions", () => {
     expect(problems({ method: 'freeze', freeze: { trainableParts: ['router'] } }, tinyConfig({ router: { type: 'hash' } }))).toEqual([
       {
