@@ -33,3 +33,14 @@ export function parseBytes(text: string): number | null {
   const bytes = Math.round(Number(m[1]) * scale)
   return bytes > 0 ? bytes : null
 }
+
+/** A size for people: "900 B", "12.5 MiB", "1.5 GiB" (binary units, one decimal). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024
+    i++
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
+}

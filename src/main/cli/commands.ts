@@ -6,7 +6,7 @@ import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
-import { parseBytes as parseSize } from '../../shared/bytes'
+import { formatBytes, parseBytes as parseSize } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
@@ -32,15 +32,7 @@ export function requireModelDir(values: ParsedValues): string {
   return dir
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let i = 0
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024
-    i++
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
-}
+export { formatBytes }
 
 /** Checkpoints up to this size get their weights checked by `info` without being asked. */
 const CHECK_WEIGHTS_BYTES = 4 * 2 ** 30

@@ -202,7 +202,31 @@ export function workspaceMethods(ctx: MethodContext): {
         storage: config.offload.storage,
         run: config,
       })
-      if (!plan.fits) throw new ApiError('invalid_argument', `config.offload.budgetBytes: ${plan.message}`, 'config.offload.budgetBytes')
+      if (!plan.fits) {
+        // The setting to change: the batch where one row a step would fit, the LoRA rank where
+        // rank 1 would, else the budget (a batchSize of 1e9 read "raise the budget to 16143798.88 GiB").
+        const fitsWith = async (over: RunConfig): Promise<boolean> =>
+          (
+            await engine.request('models.plan', {
+              dir: args.model,
+              budgetBytes: config.offload.budgetBytes ?? undefined,
+              storage: config.offload.storage,
+              run: over,
+            })
+          ).fits
+        let [field, problem] = ['config.offload.budgetBytes', plan.message]
+        if (config.batchSize > 1 && (await fitsWith({ ...config, batchSize: 1 })))
+          [field, problem] = [
+            'config.batchSize',
+            `${config.batchSize} rows of up to ${config.data.maxLength} tokens a step do not fit (one row does): lower batchSize (gradAccumulation keeps the batch) or data.maxLength; the planner: ${plan.message}`,
+          ]
+        else if (config.method === 'lora' && config.lora.rank > 1 && (await fitsWith({ ...config, lora: { ...config.lora, rank: 1 } })))
+          [field, problem] = [
+            'config.lora.rank',
+            `LoRA rank ${config.lora.rank} does not fit (rank 1 does): lower lora.rank; the planner: ${plan.message}`,
+          ]
+        throw new ApiError('invalid_argument', `${field}: ${problem}`, field)
+      }
       return startRun({ id: args.id ?? newRunId(args.name), baseModel: args.model, dataset: args.dataset, config, name: args.name }, false)
     },
     'runs.auto': async (args) => {

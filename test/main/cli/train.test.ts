@@ -125,6 +125,24 @@ describe('moe-workbench train / export', () => {
     )
     expect(small.code).toBe(2)
     expect(small.err.join('\n')).toMatch(/config\.offload\.budgetBytes: does not fit: .* raise the budget to at least [\d.]+ MiB/)
+    // an absurd batch is named as what does not fit, not the budget
+    const huge = await cli(
+      'train',
+      '--model',
+      base,
+      '--dataset',
+      data,
+      '--set',
+      'batchSize=100000000',
+      '--workspace',
+      join(dir, 'ws'),
+      '--backend',
+      'wasm',
+    )
+    expect(huge.code).toBe(2)
+    expect(huge.err.join('\n')).toMatch(
+      /config\.batchSize: 100000000 rows of up to \d+ tokens a step do not fit \(one row does\): lower batchSize .*; the planner: /,
+    )
     expect(readdirSync(join(dir, 'ws', 'runs'))).toEqual(['my-run'])
   }, 120_000)
 
