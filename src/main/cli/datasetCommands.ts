@@ -14,6 +14,7 @@ import {
   nothingParsed,
 } from '../../shared/dataset'
 import { formatProblem, unreadable } from '../data/inspect'
+import { readModelConfig } from '../engine/modelConfigFile'
 import { formatBytes } from './commands'
 import { cliError, openHost, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -99,7 +100,8 @@ function progressPrinter(host: CliHost, file: string, io: CliIo): void {
 }
 
 /** The report and statistics of an inspection, as terminal lines. */
-export function describeInspection(r: InspectResult): string[] {
+/** describeInspection, and with the model's positions (--model): rows longer than them, which training cuts. */
+export function describeInspection(r: InspectResult, positions?: number): string[] {
   const lines = [
     `file       ${r.file} (${r.format}, ${formatBytes(r.bytes)})`,
     `layout     ${r.layout ?? 'not recognised'}${r.detectedLayout && r.layout !== r.detectedLayout ? ` (detected ${r.detectedLayout})` : ''}; columns ${r.columns.join(', ') || '-'}`,
@@ -107,11 +109,24 @@ export function describeInspection(r: InspectResult): string[] {
   ]
   const t = r.stats.tokens
   if (t) lines.push(`tokens     min ${t.min}, median ${t.median}, p95 ${t.p95}, max ${t.max}; ${t.trainable} of ${t.total} trainable`)
+  if (t && positions !== undefined && t.max > positions)
+    lines.push(
+      `           ${t.p95 > positions ? 'more than 5% of the rows' : 'some rows'} (up to ${t.max} tokens) pass the model's ${positions} positions: training cuts them, and eval cannot answer them`,
+    )
   lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
   for (const p of r.report.problems) lines.push(`  ${formatProblem(p, r.report.unit)}`)
   if (r.report.problemCount > r.report.problems.length)
     lines.push(`  ... and ${r.report.problemCount - r.report.problems.length} more problems`)
   return lines
+}
+
+/** A model folder's max_position_embeddings, or undefined where its config does not read. */
+function modelPositions(dir: string): number | undefined {
+  try {
+    return readModelConfig(resolve(dir)).maxPositionEmbeddings
+  } catch {
+    return undefined
+  }
 }
 
 function describeManifest(m: DatasetManifest): string {
@@ -144,7 +159,8 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
     process.once('SIGINT', onSignal)
     try {
       const inspected = await host.api['datasets.inspect'](args!)
-      for (const line of describeInspection(inspected)) io.out(line)
+      const positions = typeof values.model === 'string' ? modelPositions(values.model) : undefined
+      for (const line of describeInspection(inspected, positions)) io.out(line)
       if (sub === 'inspect') return 0
       if (nothingParsed(inspected)) throw new Error(unreadable(path, inspected.report))
       if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')

@@ -319,6 +319,14 @@ describe('moe-workbench train / export', () => {
     expect(r.code).toBe(0)
     expect(r.out.join('\n')).toMatch(/layout +alpaca/)
     expect(r.out.join('\n')).toMatch(/rows +2 valid, 0 invalid of 2/)
+    // rows longer than the model's positions (--model): said, with what happens to them
+    const long = join(ws, 'long.txt')
+    writeFileSync(long, `${Array(700).fill('word').join(' ')}\nshort line\n`)
+    const bundled = join(__dirname, '../../../resources/default-model') // 512 positions
+    expect((await cli('dataset', 'inspect', long, '--workspace', ws, '--model', bundled)).out.join('\n')).toMatch(
+      /rows \(up to \d+ tokens\) pass the model's 512 positions: training cuts them, and eval cannot answer them/,
+    )
+    expect((await cli('dataset', 'inspect', qa, '--workspace', ws, '--model', bundled)).out.join('\n')).not.toMatch(/positions/)
     // a text file a row per paragraph (text between blank lines), as the app can
     const text = join(ws, 'paragraphs.txt')
     writeFileSync(text, 'One, line one.\nline two.\n\nTwo.\n\nThree.\n')
