@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync }
 import { totalmem } from 'node:os'
 import { basename, join } from 'node:path'
 import type { FitPlan, OffloadOptions } from '../../shared/chat'
-import { countParams, paramSpecs, validateMoeConfig, type MoeConfigInput } from '../../shared/modelConfig'
+import { countParams, formatIssues, moeConfigSchema, paramSpecs, type MoeConfigInput } from '../../shared/modelConfig'
 import { familyTraits, SMALL_ARCHITECTURE } from '../../shared/modelPresets'
 import { ApiError, type ModelInfo, type ModelsPlanArgs } from '../../shared/api'
 import { validateRunConfig } from '../../shared/runConfig'
@@ -74,7 +74,14 @@ export async function createModel(
     padTokenId: special.pad ?? null,
     ...input,
   }
-  const config = validateMoeConfig(preset)
+  // Refused by field like the schema's own checks (400 naming config.topK), not as a failure (422).
+  const checked = moeConfigSchema.safeParse(preset)
+  if (!checked.success) {
+    const first = checked.error.issues[0]
+    const field = ['config', ...first.path.map(String)].join('.')
+    throw new ApiError('invalid_argument', `config: ${formatIssues(checked.error.issues)}`, field)
+  }
+  const config = checked.data
   // A new model is made in float32 memory, twice over (the arrays and the device tensors) while
   // it is saved: refuse what cannot fit before allocating any of it.
   const bytes = countParams(config).total * 4

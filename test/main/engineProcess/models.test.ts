@@ -224,3 +224,17 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     cache.forget(dir)
   }, 120_000)
 })
+
+describe('createModel', () => {
+  it('refuses settings that do not go together by field (400 naming config.topK), making nothing', async () => {
+    const { createModel } = await import('../../../src/main/engineProcess/models')
+    const { existsSync } = await import('node:fs')
+    const dir = join(mkdtempSync(join(tmpdir(), 'moe-create-')), 'm')
+    await expect(createModel(dir, { family: 'mixtral', numExperts: 4, topK: 8 }, 0)).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'config.topK',
+      message: expect.stringMatching(/^config: topK: topK 8 exceeds numExperts 4/),
+    })
+    expect(existsSync(dir)).toBe(false)
+  })
+})
