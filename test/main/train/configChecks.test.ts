@@ -55,6 +55,54 @@ describe('runConfigProblems', () => {
     ])
   })
 
+  it('at the edges: the last layer, expert and layer count are allowed, one past them is not', () => {
+    const fields = (run: RunConfigInput): string[] => problems(run).map((p) => p.field)
+    expect(fields({ method: 'freeze', freeze: { experts: { '1': [3] }, trainableLayers: 2 } })).toEqual([])
+    expect(fields({ method: 'freeze', freeze: { trainableLayers: -2 } })).toEqual([])
+    expect(problems({ method: 'freeze', freeze: { experts: { '2': [0] } } })).toEqual([
+      { field: 'freeze.experts.2', message: 'layer 2 is not a sparse layer of this model (it has 2 layers, 0-1)' },
+    ])
+    expect(fields({ method: 'freeze', freeze: { experts: { '1': [4] } } })).toEqual(['freeze.experts.1'])
+    expect(fields({ method: 'freeze', freeze: { trainableLayers: -3 } })).toEqual(['freeze.trainableLayers'])
+    expect(problems({ method: 'freeze', freeze: { experts: { '0': [4, 5] } } })[0].message).toMatch(/^expert 4, 5 out of range/)
+  })
+
+  it('LoRA: the smallest targeted matrix decides the rank, wherever it comes in the model', () => {
+    // attention's matrices are 16 wide at least; the router's (4, 16) comes after them
+    expect(problems({ method: 'lora', lora: { rank: 5, targets: ['attention', 'router'] } })).toEqual([
+      {
+        field: 'lora.rank',
+        message:
+          '5 exceeds the smaller side of model.layers.0.block_sparse_moe.gate.weight [4, 16]; use at most 4, or leave its part out of lora.targets',
+      },
+    ])
+    expect(problems({ method: 'lora', lora: { rank: 5, targets: ['attention'] } })).toEqual([])
+  })
+
+  it('says nothing is left to train, with no word of a hash router where there is none', () => {
+    expect(problems({ method: 'freeze', freeze: { trainableParts: ['router'], router: true } })).toEqual([
+      { field: 'freeze', message: 'the settings leave nothing to train on this model; unfreeze something or use LoRA' },
+    ])
+  })
+
+  it("each check is its method's: LoRA settings under full, freeze's layer count under LoRA, nothing to train under ESFT", () => {
+    const hashed = tinyConfig({ router: { type: 'hash' } })
+    expect(problems({ method: 'full', lora: { rank: 99, targets: ['shared_expert'] } })).toEqual([])
+    expect(problems({ method: 'lora', freeze: { trainableLayers: 99 } })).toEqual([])
+    expect(problems({ method: 'lora', freeze: { trainableParts: ['router'] } }, hashed)).toEqual([])
+    expect(
+      problems({ method: 'full', esft: { enabled: true }, freeze: { router: true, attention: true, embeddings: true, allExperts: true } }),
+    ).toEqual([])
+    // a hash-routed model's LoRA choices leave its router out
+    expect(problems({ method: 'lora', lora: { targets: ['shared_expert'] } }, hashed)[0].message).toMatch(
+      /choose from attention, experts, lm_head$/,
+    )
+    // one problem at a time: the range, not also "nothing to train"
+    expect(
+      problems({ method: 'freeze', freeze: { trainableParts: ['router'], experts: { '0': [50] } } }, hashed).map((p) => p.field),
+    ).toEqual(['freeze.experts.0'])
+  })
+
   it('freeze: the experts of a dense layer', () => {
     const qwen = tinyConfig({ family: 'qwen2_moe', mlpOnlyLayers: [1], sharedExpertIntermediateSize: 8 })
     expect(problems({ method: 'freeze', freeze: { experts: { '1': [0] } } }, qwen)).toEqual([
