@@ -97,6 +97,9 @@ describe('runConfigProblems', () => {
     expect(problems({ method: 'lora', lora: { targets: ['shared_expert'] } }, hashed)[0].message).toMatch(
       /choose from attention, experts, lm_head$/,
     )
+    expect(problems({ method: 'full', esft: { enabled: true }, freeze: { experts: { '0': [50] } } }).map((p) => p.field)).toEqual([
+      'freeze.experts.0',
+    ])
     // one problem at a time: the range, not also "nothing to train"
     expect(
       problems({ method: 'freeze', freeze: { trainableParts: ['router'], experts: { '0': [50] } } }, hashed).map((p) => p.field),
