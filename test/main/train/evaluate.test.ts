@@ -48,6 +48,9 @@ describe('scoring answers', () => {
     expect(tokenF1('', 'Berlin')).toBe(0)
     expect(tokenF1('New-York', 'new york')).toBe(1)
     expect(tokenF1('', '🎉🎉🎉')).toBe(0)
+    // punctuation runs before a space, and quotes and brackets inside an answer, split words
+    expect(tokenF1('yes!! no', 'yes no')).toBe(1)
+    expect(tokenF1('(a)b "c"d', 'a b c d')).toBe(1)
     expect(tokenF1('5', '-5')).toBe(0)
     expect(tokenF1('3', '3%')).toBe(0)
     expect(tokenF1('pi is 3.14.', '3.14')).toBeCloseTo((2 * (1 / 3) * 1) / (1 / 3 + 1), 10)
