@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, realpathSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
+import type { FitPlan } from '../../shared/chat'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import { isActive, type RunRecord } from '../../shared/runs'
 import type { ChatFormat } from '../../shared/chat'
@@ -196,24 +197,18 @@ export function workspaceMethods(ctx: MethodContext): {
         throw new ApiError('invalid_argument', `id: a run named ${args.id} exists already; choose another name or resume it`, 'id')
       // A run that cannot fit its device budget is refused before it is created (it was created,
       // failed at once, and stayed listed with nothing to resume).
-      const plan = await engine.request('models.plan', {
-        dir: args.model,
-        budgetBytes: config.offload.budgetBytes ?? undefined,
-        storage: config.offload.storage,
-        run: config,
-      })
+      const planFor = (run: RunConfig): Promise<FitPlan> =>
+        engine.request('models.plan', {
+          dir: args.model,
+          budgetBytes: config.offload.budgetBytes ?? undefined,
+          storage: config.offload.storage,
+          run,
+        })
+      const plan = await planFor(config)
       if (!plan.fits) {
         // The setting to change: the batch where one row a step would fit, the LoRA rank where
         // rank 1 would, else the budget (a batchSize of 1e9 read "raise the budget to 16143798.88 GiB").
-        const fitsWith = async (over: RunConfig): Promise<boolean> =>
-          (
-            await engine.request('models.plan', {
-              dir: args.model,
-              budgetBytes: config.offload.budgetBytes ?? undefined,
-              storage: config.offload.storage,
-              run: over,
-            })
-          ).fits
+        const fitsWith = async (over: RunConfig): Promise<boolean> => (await planFor(over)).fits
         let [field, problem] = ['config.offload.budgetBytes', plan.message]
         if (config.batchSize > 1 && (await fitsWith({ ...config, batchSize: 1 })))
           [field, problem] = [
