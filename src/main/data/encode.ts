@@ -39,7 +39,7 @@ export function encodeExample(
   options: EncodeOptions = {},
 ): EncodedExample | null {
   const maxLength = options.maxLength ?? Infinity
-  if (!(maxLength > 0)) throw new DatasetError(`maxLength must be a positive number of tokens, got ${options.maxLength}`)
+  if (!(maxLength > 0)) throw new DatasetError(`maxLength must be a positive number of tokens, got ${options.maxLength}`, 'maxLength')
   let input_ids: number[]
   let labels: number[]
   if (rowKind(row) === 'tokens') {

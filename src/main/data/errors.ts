@@ -1,6 +1,13 @@
-/** An import or inspection that cannot go on: the message says why and what to do. */
+/**
+ * An import or inspection that cannot go on: the message says why and what to do. `field` names
+ * the argument at fault where one is (file, layout, mapping.output, split.validation, maxLength):
+ * the API answers it as an invalid argument naming that field, as its own schema checks do.
+ */
 export class DatasetError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message)
     this.name = 'DatasetError'
   }

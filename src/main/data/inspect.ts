@@ -86,7 +86,7 @@ export async function scanDataset(
   const { signal, tokenizer } = options
   signal?.throwIfAborted()
   if (options.maxLength !== undefined && !(Number.isInteger(options.maxLength) && options.maxLength > 0)) {
-    throw new DatasetError(`maxLength must be a positive whole number of tokens, got ${options.maxLength}`)
+    throw new DatasetError(`maxLength must be a positive whole number of tokens, got ${options.maxLength}`, 'maxLength')
   }
   const source = await openSource(file, options.format)
   const template = options.template ?? (tokenizer ? await loadChatTemplate(tokenizer.dir) : defaultChatTemplate())

@@ -108,7 +108,7 @@ const OPTIONAL_FIELDS = new Set(['input', 'system', 'labels'])
 
 export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | undefined, columns: string[] | null): ColumnMapping {
   if (!(DATASET_LAYOUTS as readonly string[]).includes(layout)) {
-    throw new DatasetError(`unknown layout "${layout}" (expected one of ${DATASET_LAYOUTS.join(', ')})`)
+    throw new DatasetError(`unknown layout "${layout}" (expected one of ${DATASET_LAYOUTS.join(', ')})`, 'layout')
   }
   const fields: string[] = [...LAYOUT_FIELDS[layout]]
   if (layout === 'sharegpt' || layout === 'messages') fields.push('role', 'content')
@@ -116,15 +116,21 @@ export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | u
   if (layout === 'sharegpt' || layout === 'messages') Object.assign(resolved, MESSAGE_KEYS[layout])
   for (const [field, column] of Object.entries(mapping ?? {})) {
     if (!fields.includes(field)) {
-      throw new DatasetError(`mapping: "${field}" is not a field of the ${layout} layout (fields: ${fields.join(', ')})`)
+      throw new DatasetError(
+        `mapping: "${field}" is not a field of the ${layout} layout (fields: ${fields.join(', ')})`,
+        `mapping.${field}`,
+      )
     }
-    if (typeof column !== 'string' || column === '') throw new DatasetError(`mapping: ${field} must name a column`)
+    if (typeof column !== 'string' || column === '') throw new DatasetError(`mapping: ${field} must name a column`, `mapping.${field}`)
     const inMessage = field === 'role' || field === 'content'
     // An optional field left at its default column may be absent from the file: inspect reports
     // the whole mapping, and a client that sends it back unchanged must not be refused for it.
     const optionalDefault = OPTIONAL_FIELDS.has(field) && column === resolved[field]
     if (!inMessage && !optionalDefault && columns !== null && columns.length > 0 && !columns.includes(column)) {
-      throw new DatasetError(`mapping: column "${column}" (for ${field}) is not in the file (columns: ${columns.join(', ')})`)
+      throw new DatasetError(
+        `mapping: column "${column}" (for ${field}) is not in the file (columns: ${columns.join(', ')})`,
+        `mapping.${field}`,
+      )
     }
     resolved[field] = column
   }

@@ -77,13 +77,13 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
   try {
     info = await stat(file)
   } catch {
-    throw new DatasetError(`cannot read ${file}: no such file`)
+    throw new DatasetError(`cannot read ${file}: no such file`, 'file')
   }
-  if (!info.isFile()) throw new DatasetError(`${file} is not a file`)
+  if (!info.isFile()) throw new DatasetError(`${file} is not a file`, 'file')
   const bytes = info.size
   const chosen = format ?? formatFromExtension(file)
   if (chosen === null) {
-    throw new DatasetError(`${file}: unknown file type "${extname(file)}" (expected .jsonl, .json, .csv, .tsv, .parquet or .txt)`)
+    throw new DatasetError(`${file}: unknown file type "${extname(file)}" (expected .jsonl, .json, .csv, .tsv, .parquet or .txt)`, 'file')
   }
   if (bytes === 0) throw new DatasetError(`${file} is empty (0 bytes): there are no rows to read. ${CHOOSE_ANOTHER}`)
   if (chosen !== 'parquet') await requireText(file, chosen)

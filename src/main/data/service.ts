@@ -12,6 +12,8 @@ import type {
   DatasetsInspectArgs,
   InspectResult,
 } from '../../shared/dataset'
+import { ApiError } from '../../shared/api'
+import { DatasetError } from './errors'
 import { runDatasetWorker } from './workerClient'
 import { listDatasets } from './workspace'
 
@@ -44,6 +46,11 @@ export function datasetMethods(
     running.set(file, set.add(controller))
     try {
       return await work(controller.signal)
+    } catch (e) {
+      // A problem with one argument (a missing file, a mapped column the file lacks) is refused
+      // by that field, as the schema's own checks are: a client can show it beside the input.
+      if (e instanceof DatasetError && e.field !== undefined) throw new ApiError('invalid_argument', e.message, e.field)
+      throw e
     } finally {
       set.delete(controller)
       if (set.size === 0) running.delete(file)

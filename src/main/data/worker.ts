@@ -5,10 +5,11 @@
  * relays its progress and can cancel it.
  *
  *   in:  { kind: 'start', op: 'inspect' | 'import', workspace, args } then maybe { kind: 'cancel' }
- *   out: { kind: 'progress', progress } ... then { kind: 'result', value } or { kind: 'error', name, message }
+ *   out: { kind: 'progress', progress } ... then { kind: 'result', value } or { kind: 'error', name, message, field? }
  */
 import { parentPort } from 'node:worker_threads'
 import type { DatasetsImportArgs, DatasetsInspectArgs } from '../../shared/dataset'
+import { DatasetError } from './errors'
 import { type InspectOptions, inspectDataset } from './inspect'
 import { loadChatTemplate } from './template'
 import { loadTokenizer } from './tokenizer'
@@ -22,7 +23,7 @@ export type ToDataWorker =
 export type FromDataWorker =
   | { kind: 'progress'; progress: Parameters<NonNullable<InspectOptions['onProgress']>>[0] }
   | { kind: 'result'; value: unknown }
-  | { kind: 'error'; name: string; message: string }
+  | { kind: 'error'; name: string; message: string; field?: string }
 
 async function options(args: DatasetsInspectArgs, signal: AbortSignal, post: (m: FromDataWorker) => void): Promise<InspectOptions> {
   const o: InspectOptions = {
@@ -66,7 +67,13 @@ export function serveDataWorker(port: {
               })
         post({ kind: 'result', value })
       } catch (e) {
-        post({ kind: 'error', name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) })
+        const field = e instanceof DatasetError ? e.field : undefined
+        post({
+          kind: 'error',
+          name: e instanceof Error ? e.name : 'Error',
+          message: e instanceof Error ? e.message : String(e),
+          ...(field === undefined ? {} : { field }),
+        })
       }
     })()
   })

@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import type { DatasetManifest, DatasetProgress, DatasetsImportArgs, DatasetsInspectArgs, InspectResult } from '../../shared/dataset'
+import { DatasetError } from './errors'
 import type { FromDataWorker, ToDataWorker } from './worker'
 
 /** The worker entry: the bundled dataWorker.js next to this chunk, or the TypeScript source with tsx. */
@@ -18,9 +19,9 @@ function spawnWorker(): Worker {
   return new Worker(fileURLToPath(new URL('./dataWorker.js', here)))
 }
 
-/** An error that crossed the thread boundary, with its name kept (AbortError, DatasetError...). */
-function rebuild(name: string, message: string): Error {
-  const e = new Error(message)
+/** An error that crossed the thread boundary, with its name (AbortError, DatasetError...) and field kept. */
+function rebuild(name: string, message: string, field: string | undefined): Error {
+  const e = name === 'DatasetError' ? new DatasetError(message, field) : new Error(message)
   e.name = name
   return e
 }
@@ -59,7 +60,7 @@ export function runDatasetWorker(
     worker.on('message', (m: FromDataWorker) => {
       if (m.kind === 'progress') hooks.onProgress(m.progress)
       else if (m.kind === 'result') finish(() => resolve(m.value))
-      else finish(() => reject(rebuild(m.name, m.message)))
+      else finish(() => reject(rebuild(m.name, m.message, m.field)))
     })
     worker.on('error', (e) => finish(() => reject(new Error(`the dataset worker failed: ${e.message}`))))
     worker.on('exit', (code) => finish(() => reject(new Error(`the dataset worker stopped unexpectedly (exit code ${code})`))))

@@ -76,12 +76,13 @@ export async function importDataset(workspace: string, file: string, options: Im
   const source = resolve(file)
   const ratio = options.split?.validation ?? 0.1
   const seed = options.split?.seed ?? 0
-  if (!(ratio >= 0 && ratio < 1)) throw new DatasetError(`split.validation must be at least 0 and below 1, got ${ratio}`)
-  if (!Number.isInteger(seed)) throw new DatasetError(`split.seed must be a whole number, got ${seed}`)
+  if (!(ratio >= 0 && ratio < 1))
+    throw new DatasetError(`split.validation must be at least 0 and below 1, got ${ratio}`, 'split.validation')
+  if (!Number.isInteger(seed)) throw new DatasetError(`split.seed must be a whole number, got ${seed}`, 'split.seed')
   const before = await stat(source).catch(() => {
-    throw new DatasetError(`cannot read ${source}: no such file`)
+    throw new DatasetError(`cannot read ${source}: no such file`, 'file')
   })
-  if (!before.isFile()) throw new DatasetError(`${source} is not a file`)
+  if (!before.isFile()) throw new DatasetError(`${source} is not a file`, 'file')
 
   const root = datasetsDir(workspace)
   await mkdir(root, { recursive: true })

@@ -29,6 +29,20 @@ describe('datasets.* through the Workbench service', () => {
       code: 'failed',
       message: expect.stringMatching(/^13 of 16 rows are invalid/),
     })
+    // An argument the schema accepts but the file refuses is still refused by that field (it was
+    // a 422 'failed' without one), across the worker thread that reads the file.
+    await expect(wb.call('datasets.import', { file: join(LAYOUTS, 'missing.jsonl') })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'file',
+      message: expect.stringContaining('no such file'),
+    })
+    await expect(wb.call('datasets.import', { file: LAYOUTS })).rejects.toMatchObject({ code: 'invalid_argument', field: 'file' })
+    await expect(
+      wb.call('datasets.inspect', { file: join(LAYOUTS, 'alpaca.jsonl'), layout: 'alpaca', mapping: { output: 'answer' } }),
+    ).rejects.toMatchObject({ code: 'invalid_argument', field: 'mapping.output', message: expect.stringContaining('"answer"') })
+    await expect(
+      wb.call('datasets.import', { file: join(LAYOUTS, 'alpaca.jsonl'), layout: 'alpaca', mapping: { question: 'q' } }),
+    ).rejects.toMatchObject({ code: 'invalid_argument', field: 'mapping.question' })
     const m = await wb.api['datasets.import']({ file: join(LAYOUTS, 'alpaca.jsonl'), name: 'alpaca' })
     expect(await wb.api['datasets.list']()).toEqual([m])
     const progress = events.filter((e) => e.type === 'dataset.progress')
