@@ -62,8 +62,14 @@ export function openHost(values: ParsedValues, io: CliIo): CliHost {
   }
 }
 
-/** An ApiError from the service as a CLI error: invalid arguments are usage mistakes (exit 2). */
-export function cliError(e: unknown): Error {
-  if (e instanceof ApiError && e.code === 'invalid_argument') return new UsageError(e.message)
+/**
+ * An ApiError from the service as a CLI error: invalid arguments are usage mistakes (exit 2),
+ * named by the command's flag where `flags` maps the API field to it (outDir → --out).
+ */
+export function cliError(e: unknown, flags: Record<string, string> = {}): Error {
+  if (e instanceof ApiError && e.code === 'invalid_argument') {
+    const flag = e.field === undefined ? undefined : flags[e.field]
+    return new UsageError(flag && e.message.startsWith(`${e.field}: `) ? `${flag}: ${e.message.slice(e.field!.length + 2)}` : e.message)
+  }
   return e instanceof Error ? e : new Error(String(e))
 }

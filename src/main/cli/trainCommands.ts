@@ -353,7 +353,7 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
     return 0
   } catch (e) {
-    throw cliError(e)
+    throw cliError(e, { outDir: '--out', checkpoint: '--checkpoint' })
   } finally {
     process.off('SIGINT', onSignal)
     await host.close()

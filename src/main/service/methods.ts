@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { existsSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import type { FitPlan } from '../../shared/chat'
@@ -86,6 +86,18 @@ export function exportedCheckpoint(
  * symbolic links followed): another run's weights, or a model folder, were exported under this
  * run's name and settings.
  */
+/**
+ * An export's outDir must be new or empty (nothing of the user's is overwritten): refused by the
+ * field before the engine starts, where it was a 422 naming the CLI's --out.
+ */
+function requireNewFolder(outDir: string): void {
+  const out = resolve(outDir)
+  if (!existsSync(out)) return
+  if (!statSync(out).isDirectory()) throw new ApiError('invalid_argument', `outDir: ${out} is a file; choose a new folder`, 'outDir')
+  if (readdirSync(out).length > 0)
+    throw new ApiError('invalid_argument', `outDir: ${out} exists and is not empty; choose a new or empty folder`, 'outDir')
+}
+
 function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): void {
   const steps = folder.checkpointSteps()
   const real = (p: string): string | null => {
@@ -288,6 +300,7 @@ export function workspaceMethods(ctx: MethodContext): {
       // The checkpoint is chosen here, so the name says which one the engine writes.
       const last = folder.lastCheckpoint()
       if (args.checkpoint !== undefined) requireOwnCheckpoint(folder, args.id, args.checkpoint)
+      if (args.outDir !== undefined) requireNewFolder(args.outDir)
       const checkpoint = args.checkpoint ?? last ?? undefined
       const which = exportedCheckpoint(record, checkpoint, last)
       const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))

@@ -108,8 +108,9 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
   const ckpt = opts.checkpoint ?? folder.lastCheckpoint()
   if (!ckpt) throw new Error(`${runDir}: the run has no checkpoint to export yet`)
   const out = resolve(outDir)
-  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out: ${out} is a file; choose a new folder`)
-  if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`--out: ${out} exists and is not empty; choose a new folder`)
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`${out} is a file; choose a new folder to export to`)
+  if (existsSync(out) && readdirSync(out).length > 0)
+    throw new Error(`${out} exists and is not empty; choose a new or empty folder to export to`)
   const lora = run.config.method === 'lora'
   const stages = lora ? 2 : 1
   const pace = pacer(hooks.signal, `exporting run ${run.id}`)

@@ -105,6 +105,12 @@ describe('moe-workbench train / export', () => {
     const info = await cli('info', '--model', out, '--json', '--backend', 'wasm')
     expect(JSON.parse(info.out[0])).toMatchObject({ family: 'mixtral', checkpointDtype: 'bfloat16' })
     expect(existsSync(join(out, 'README.md'))).toBe(true)
+    // Exported again into the same folder: refused as a usage mistake naming --out (the service's
+    // outDir), the folder as it was.
+    const again = await cli('export', runDir, '--out', out, '--backend', 'wasm')
+    expect(again.code).toBe(2)
+    expect(again.err.join('\n')).toContain(`export: --out: ${out} exists and is not empty; choose a new or empty folder`)
+    expect(existsSync(join(out, 'README.md'))).toBe(true)
 
     // A budget the run cannot fit is refused before the run exists, naming what it needs (it once
     // waited forever, then failed as a run with nothing in it).

@@ -129,6 +129,34 @@ describe('runs.export', () => {
     expect(exported).toHaveLength(2)
   })
 
+  it('refuses an outDir that is a file or a folder with something in it, by the field, before the engine writes', async () => {
+    const { workbench, workspace, exported } = setup()
+    makeRun(workspace, 'completed', 60, [60])
+    const full = join(workspace, 'mine')
+    mkdirSync(full)
+    writeFileSync(join(full, 'notes.txt'), 'keep me')
+    const file = join(workspace, 'a-file')
+    writeFileSync(file, 'x')
+    await expect(workbench.api['runs.export']({ id: 'capitals-run', outDir: full })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'outDir',
+      message: `outDir: ${full} exists and is not empty; choose a new or empty folder`,
+    })
+    await expect(workbench.api['runs.export']({ id: 'capitals-run', outDir: file })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'outDir',
+      message: expect.stringContaining('is a file'),
+    })
+    expect(exported).toHaveLength(0)
+    expect(readFileSync(join(full, 'notes.txt'), 'utf8')).toBe('keep me')
+    // an empty folder, or one that does not exist yet: taken
+    const empty = join(workspace, 'empty')
+    mkdirSync(empty)
+    await workbench.api['runs.export']({ id: 'capitals-run', outDir: empty })
+    await workbench.api['runs.export']({ id: 'capitals-run', outDir: join(workspace, 'new', 'folder') })
+    expect(exported.map((x) => x.outDir)).toEqual([empty, join(workspace, 'new', 'folder')])
+  })
+
   it('exportedCheckpoint', () => {
     const last = '/ws/runs/r/checkpoints/step-60'
     expect(exportedCheckpoint({ status: 'completed', totalSteps: 60 }, `${last}/`, last)).toMatchObject({ final: true, step: 60 })

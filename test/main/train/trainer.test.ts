@@ -491,7 +491,7 @@ describe('export', () => {
     await expect(exportRun(runDir, out)).rejects.toThrow(/exists and is not empty/)
     const file = join(out, 'config.json') // a file named as the folder: said so, the file untouched
     const before = readFileSync(file, 'utf8')
-    await expect(exportRun(runDir, file)).rejects.toThrow(`--out: ${file} is a file; choose a new folder`)
+    await expect(exportRun(runDir, file)).rejects.toThrow(`${file} is a file; choose a new folder to export to`)
     expect(readFileSync(file, 'utf8')).toBe(before)
     m.dispose()
     lora.dispose()
