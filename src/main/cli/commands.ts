@@ -262,6 +262,8 @@ export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefin
   const dtype = values['expert-dtype']
   if (values['offload-budget'] === undefined) {
     if (dtype !== undefined) throw new UsageError('--expert-dtype needs --offload-budget')
+    // It sizes the budget's KV cache and holds a chat to it: alone it would do nothing.
+    if (values.context !== undefined) throw new UsageError('--context needs --offload-budget (the context that budget is planned for)')
     return undefined
   }
   const storage = storageFromFlag(dtype ?? 'lazy')

@@ -34,10 +34,17 @@ export class ChatSessions {
       const prompt = plain ? (messages.findLast((m) => m.role === 'user')?.content ?? '') : template.render(messages, true)
       const promptIds = tokenizer.encode(prompt)
       if (promptIds.length === 0) throw new Error(plain ? 'the message is empty: write a prompt' : 'the conversation renders to no tokens')
-      const maxNew = Math.min(args.maxNewTokens ?? 256, model.config.maxPositionEmbeddings - promptIds.length)
+      // An offload budget planned for a context (the CLI's --context) holds the conversation to it:
+      // past it, the KV cache would outgrow what the budget set aside.
+      const positions = model.config.maxPositionEmbeddings
+      const planned = args.offload?.contextTokens
+      const limit = planned !== undefined && planned < positions ? planned : positions
+      const maxNew = Math.min(args.maxNewTokens ?? 256, limit - promptIds.length)
       if (maxNew <= 0)
         throw new Error(
-          `the conversation (${promptIds.length} tokens) fills the model's ${model.config.maxPositionEmbeddings} positions; start a new one or shorten it`,
+          limit < positions
+            ? `the conversation (${promptIds.length} tokens) fills the ${limit}-token context the offload budget was planned for; start a new one, or plan a larger context (the CLI's --context, up to the model's ${positions} positions)`
+            : `the conversation (${promptIds.length} tokens) fills the model's ${positions} positions; start a new one or shorten it`,
         )
       const controller = new AbortController()
       this.active.set(requestId, controller)

@@ -406,6 +406,12 @@ describe('moe-workbench chat, refused before the model loads', () => {
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--max-new-tokens: 100000 is over the most a reply may take, 8192/)
   })
+
+  it('a --context without the --offload-budget it plans for (it did nothing)', async () => {
+    const r = await cli('chat', '--model', join(__dirname, '../../fixtures/moe-reference/mixtral'), '--context', '3')
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/--context needs --offload-budget/)
+  })
 })
 
 describe('moe-workbench eval', () => {

@@ -221,6 +221,26 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
       }, 20)
     })
     expect(events.find((e) => e.type === 'chat.done')).toBeDefined()
+
+    // An offload budget planned for a context (the CLI's --context) holds the chat to it.
+    const n = started.promptTokens
+    const offload = (contextTokens: number) => ({ budgetBytes: 1 << 30, storage: 'lazy' as const, contextTokens })
+    const ask = { model: dir, messages: [{ role: 'user' as const, content: 'Hi' }], maxNewTokens: 5, sampling: { greedy: true } }
+    await expect(chat.send('r2', { ...ask, offload: offload(n) })).rejects.toThrow(
+      `the conversation (${n} tokens) fills the ${n}-token context the offload budget was planned for; start a new one, or plan a larger context`,
+    )
+    events.length = 0
+    await chat.send('r3', { ...ask, offload: offload(n + 1) })
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (events.some((e) => e.type === 'chat.done' || e.type === 'chat.error')) {
+          clearInterval(check)
+          resolve()
+        }
+      }, 20)
+    })
+    const done = events.find((e) => e.type === 'chat.done')
+    expect(done?.type === 'chat.done' && done.stats.newTokens).toBe(1) // the one position left, not 5
     cache.forget(dir)
   }, 120_000)
 })
