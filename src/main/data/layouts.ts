@@ -163,6 +163,24 @@ const ROLES: Record<string, ChatRole> = { system: 'system', user: 'user', assist
  * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
  * resolved one (resolveMapping).
  */
+/** A NUL or a UTF-16 surrogate without its pair (JSON's "\ud800" escape): not text. */
+// eslint-disable-next-line no-control-regex -- finding NUL is the point
+const NOT_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/u
+
+/**
+ * Why `text` is not text a model can train on, or null: a NUL character (a binary file's, or
+ * truncated data), or half of a surrogate pair, which UTF-8 cannot store (it would be saved as
+ * U+FFFD, the row changed without a word). Says where, so the file can be fixed.
+ */
+export function textProblem(text: string): string | null {
+  const m = NOT_TEXT.exec(text)
+  if (m === null) return null
+  const code = `\\u${m[0].charCodeAt(0).toString(16).padStart(4, '0')}`
+  return m[0] === '\u0000'
+    ? `has a NUL character (${code}) at character ${[...text.slice(0, m.index)].length + 1}: not text; remove it from the file`
+    : `has half of a surrogate pair (${code}) at character ${[...text.slice(0, m.index)].length + 1}: not valid Unicode, it would be stored changed; fix the text in the file`
+}
+
 export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: ColumnMapping, options: NormalizeOptions = {}): Normalized {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return { problems: [{ field: '', message: `expected an object, got ${typeName(value)}` }] }
@@ -187,6 +205,11 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
     }
     if (!allowEmpty && text.trim() === '') {
       if (required) problems.push({ field: column, message: 'must not be empty' })
+      return undefined
+    }
+    const bad = textProblem(text)
+    if (bad !== null) {
+      problems.push({ field: column, message: bad })
       return undefined
     }
     return text
@@ -261,6 +284,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
         else if (typeof content !== 'string')
           problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
         else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })
+        else if (textProblem(content) !== null) problems.push({ field: `${at}.${contentKey}`, message: textProblem(content)! })
         if (mapped !== undefined && typeof content === 'string') messages.push({ role: mapped, content })
       })
       // The order is checked once every turn is readable (else every later turn would be "out of order").

@@ -189,6 +189,55 @@ describe('the validation report', () => {
     ])
   })
 
+  it('refuses text with a NUL or half a surrogate pair, naming the field and the character (it was imported, changed)', async () => {
+    const alpaca = resolveMapping('alpaca', {}, null)
+    expect(normalizeRecord({ instruction: 'a\u0000b', output: 'ok' }, 'alpaca', alpaca).problems).toEqual([
+      { field: 'instruction', message: 'has a NUL character (\\u0000) at character 2: not text; remove it from the file' },
+    ])
+    // counted in characters: the emoji before it is one
+    expect(
+      normalizeRecord({ prompt: 'q', completion: '😀 \ud800' }, 'completion', resolveMapping('completion', {}, null)).problems,
+    ).toEqual([
+      {
+        field: 'completion',
+        message:
+          'has half of a surrogate pair (\\ud800) at character 3: not valid Unicode, it would be stored changed; fix the text in the file',
+      },
+    ])
+    expect(normalizeRecord({ text: 'end \udc00' }, 'text', resolveMapping('text', {}, null)).problems?.[0].field).toBe('text')
+    const chat = normalizeRecord(
+      {
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'yo \ud83d' },
+        ],
+      },
+      'messages',
+      resolveMapping('messages', {}, null),
+    )
+    expect(chat.problems).toEqual([
+      { field: 'messages[1].content', message: expect.stringMatching(/^has half of a surrogate pair \(\\ud83d\) at character 4/) },
+    ])
+    // whole pairs (emoji) and other text pass
+    expect(normalizeRecord({ instruction: 'Ünïcode 😀 中文', output: '👍🏽' }, 'alpaca', alpaca).problems).toBeUndefined()
+    // through a file: the JSON escapes are read as such, the row reported by its line, the rest imported
+    const file = join(tempDir(), 'escapes.jsonl')
+    writeFileSync(
+      file,
+      [
+        '{"instruction":"fine","output":"yes"}',
+        '{"instruction":"bad \\ud800","output":"x"}',
+        '{"instruction":"nul\\u0000","output":"y"}',
+      ].join('\n'),
+    )
+    const r = await inspectDataset(file)
+    expect(r.report).toMatchObject({ valid: 1, invalid: 2 })
+    expect(r.report.problems.map((p) => [p.line, p.field])).toEqual([
+      [2, 'instruction'],
+      [3, 'instruction'],
+    ])
+  })
+
   it('checks ShareGPT roles', () => {
     const mapping = resolveMapping('sharegpt', {}, null)
     const r = normalizeRecord(
