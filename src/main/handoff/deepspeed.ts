@@ -16,6 +16,7 @@
 import type { MoeConfig } from '../../shared/modelConfig'
 import { countParams, paramSpecs } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
+import type { ExpertSelection } from '../../shared/runs'
 import { isTrainable } from '../train/freeze'
 import { loraTargetNames } from '../train/lora'
 
@@ -84,8 +85,8 @@ export function zeroConfig(stage: ZeroStage, offload = false): Record<string, un
   }
 }
 
-/** Parameters a run trains: LoRA matrices, or the weights its freeze policy leaves trainable. */
-export function trainableParams(model: MoeConfig, run: RunConfig): number {
+/** Parameters a run trains: LoRA matrices, or the weights its freeze policy (or ESFT's chosen experts) leaves trainable. */
+export function trainableParams(model: MoeConfig, run: RunConfig, esft?: ExpertSelection): number {
   const specs = paramSpecs(model)
   if (run.method === 'lora') {
     const shapes = new Map(specs.map((s) => [s.name, s.shape]))
@@ -94,13 +95,20 @@ export function trainableParams(model: MoeConfig, run: RunConfig): number {
       return n + run.lora.rank * (out + inp)
     }, 0)
   }
-  return specs.filter((s) => isTrainable(s, run, model)).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)
+  return specs.filter((s) => isTrainable(s, run, model, esft)).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)
 }
 
 /** GPU memory per device for the run on `devices` devices with `microBatch` rows of `seqLen` tokens each. */
-export function estimateMemory(model: MoeConfig, run: RunConfig, devices: number, microBatch: number, seqLen: number): MemoryEstimate {
+export function estimateMemory(
+  model: MoeConfig,
+  run: RunConfig,
+  devices: number,
+  microBatch: number,
+  seqLen: number,
+  esft?: ExpertSelection,
+): MemoryEstimate {
   const total = countParams(model).total
-  const trainable = trainableParams(model, run)
+  const trainable = trainableParams(model, run, esft)
   const weights = 2 * total
   const H = model.hiddenSize
   const tokens = microBatch * seqLen

@@ -21,6 +21,7 @@ import { rowKind, type NormalizedRow, type RowKind } from '../../shared/dataset'
 import type { HandoffResult, HandoffTarget } from '../../shared/handoff'
 import { countParams, formatParamCount, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
+import type { ExpertSelection } from '../../shared/runs'
 import { readManifest, readRows } from '../data/workspace'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { gib } from './deepspeed'
@@ -36,6 +37,8 @@ export interface HandoffSource {
   dataset: string
   /** Where it came from, for the README: a run id, or "a run config". */
   from: string
+  /** The experts an ESFT run chose (its record), once it has. */
+  esft?: ExpertSelection
 }
 
 export interface HandoffOptions {
@@ -278,6 +281,7 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
       nodes: o.nodes,
       gpusPerNode: o.gpusPerNode,
       gpuMemoryBytes: o.gpuMemoryGiB * 2 ** 30,
+      ...(src.config.esft.enabled && src.esft && { esft: src.esft }),
     })
   } catch (e) {
     throw new HandoffError((e as Error).message)

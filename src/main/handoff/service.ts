@@ -9,7 +9,7 @@ import { ApiError, type WorkbenchApi } from '../../shared/api'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
 import type { EngineClient } from '../service/engineClient'
 import { newRunId, readRun, runsDir } from '../service/workspace'
-import { HandoffError, writeHandoff } from './handoff'
+import { HandoffError, writeHandoff, type HandoffSource } from './handoff'
 
 export interface HandoffContext {
   engine: EngineClient
@@ -24,7 +24,7 @@ export function handoffMethods(ctx: HandoffContext): Pick<WorkbenchApi, 'runs.ha
   const { workspace } = ctx
   return {
     'runs.handoff': async (args) => {
-      let source: { config: RunConfig; modelDir: string; dataset: string; from: string }
+      let source: HandoffSource
       if (args.run !== undefined) {
         if (args.config !== undefined || args.model !== undefined)
           throw new ApiError('invalid_argument', 'run: give a run, or a config with a model and a dataset, not both', 'run')
@@ -36,7 +36,7 @@ export function handoffMethods(ctx: HandoffContext): Pick<WorkbenchApi, 'runs.ha
             `dataset: run ${args.run} was started outside the workspace (no dataset id); name one`,
             'dataset',
           )
-        source = { config: record.config, modelDir: record.baseModel, dataset, from: record.id }
+        source = { config: record.config, modelDir: record.baseModel, dataset, from: record.id, ...(record.esft && { esft: record.esft }) }
       } else {
         if (args.model === undefined) throw new ApiError('invalid_argument', 'model: give the base model folder (or a run)', 'model')
         if (args.dataset === undefined)

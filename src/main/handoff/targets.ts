@@ -19,6 +19,7 @@ import type { RowKind } from '../../shared/dataset'
 import { HANDOFF_TARGETS, type HandoffTarget, type MappingRow } from '../../shared/handoff'
 import { countParams, formatParamCount, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import type { LoraTarget, RunConfig } from '../../shared/runConfig'
+import type { ExpertSelection } from '../../shared/runs'
 import { isTrainable } from '../train/freeze'
 import { loraTargetNames } from '../train/lora'
 import { chooseDeepSpeed, estimateMemory, type DeepSpeedChoice, type MemoryEstimate } from './deepspeed'
@@ -65,6 +66,11 @@ export interface HandoffInput {
   nodes: number
   gpusPerNode: number
   gpuMemoryBytes: number
+  /**
+   * The experts an ESFT run chose (its record, once it has scored them): the handed-off run
+   * trains those and freezes the rest, as the run does here.
+   */
+  esft?: ExpertSelection
 }
 
 export interface HandoffPlan {
@@ -168,10 +174,14 @@ const FREEZE_KEYS = [
  * ".{layer}.{module}" for a chosen layer and module, or an extra module's name) differs from the
  * workbench's isTrainable.
  */
-export function llamaFactoryFreeze(m: MoeConfig, c: RunConfig): { layers: number; modules: string[]; extra: string[]; differ: string[] } {
+export function llamaFactoryFreeze(
+  m: MoeConfig,
+  c: RunConfig,
+  esft?: ExpertSelection,
+): { layers: number; modules: string[]; extra: string[]; differ: string[] } {
   const specs = paramSpecs(m)
   const block = m.family === 'mixtral' ? 'block_sparse_moe' : 'mlp'
-  const trains = (pred: (s: ParamSpec) => boolean): boolean => specs.some((s) => pred(s) && isTrainable(s, c, m))
+  const trains = (pred: (s: ParamSpec) => boolean): boolean => specs.some((s) => pred(s) && isTrainable(s, c, m, esft))
   const layers = c.method === 'freeze' && c.freeze.trainableLayers !== null ? c.freeze.trainableLayers : m.numLayers
   const modules: string[] = []
   if (trains((s) => s.name.includes('.self_attn.'))) modules.push('self_attn')
@@ -184,7 +194,7 @@ export function llamaFactoryFreeze(m: MoeConfig, c: RunConfig): { layers: number
   if (trains((s) => s.name === 'lm_head.weight')) extra.push('lm_head')
   const ids = layers > 0 ? range(Math.max(0, m.numLayers - layers), m.numLayers) : range(0, Math.min(-layers, m.numLayers))
   const trainable = [...ids.flatMap((i) => (modules.length ? modules : ['']).map((mod) => `.${i}.${mod}`)), ...extra]
-  const differ = specs.filter((s) => trainable.some((t) => s.name.includes(t)) !== isTrainable(s, c, m)).map((s) => s.name)
+  const differ = specs.filter((s) => trainable.some((t) => s.name.includes(t)) !== isTrainable(s, c, m, esft)).map((s) => s.name)
   return { layers, modules: modules.length ? modules : ['all'], extra, differ }
 }
 
@@ -197,10 +207,10 @@ function range(a: number, b: number): number[] {
  * transformers 5 names (experts fused per layer: a partly frozen layer gets [a:b] ranges over the
  * expert dimension). A name pattern covers every layer when all of them train it.
  */
-export function axolotlUnfrozen(m: MoeConfig, c: RunConfig): string[] {
+export function axolotlUnfrozen(m: MoeConfig, c: RunConfig, esft?: ExpertSelection): string[] {
   const status = new Map<string, boolean | boolean[]>()
   for (const s of paramSpecs(m)) {
-    const t = isTrainable(s, c, m)
+    const t = isTrainable(s, c, m, esft)
     if (s.kind === 'expert') {
       const fused = s.name
         .replace(/\.block_sparse_moe\./, '.mlp.')
@@ -339,7 +349,7 @@ function schedulerFor(c: RunConfig, r: Recorder): Record<string, YamlValue> {
 // ---------------------------------------------------------------------------------------------
 // Settings shared by both targets (the HF Trainer's own keys)
 
-function commonNones(c: RunConfig, m: MoeConfig, r: Recorder): void {
+function commonNones(c: RunConfig, m: MoeConfig, r: Recorder, esft: ExpertSelection | undefined): void {
   // A knob that is off here (this run's value, else the model's own) needs no equivalent.
   const knob = (setting: string, effective: unknown, note: string): void => {
     if (effective === null || effective === undefined || effective === 0 || effective === 'dropless')
@@ -375,19 +385,34 @@ function commonNones(c: RunConfig, m: MoeConfig, r: Recorder): void {
   r.none('alerts.collapseShare', 'workbench monitoring')
   r.none('alerts.steps', 'workbench monitoring')
   // ESFT's own settings matter only where it is on (else they are no loss to list as missing).
+  // A run that has chosen its experts hands over the choice: those experts train, as here.
+  const chosen = c.esft.enabled && esft ? Object.values(esft).reduce((n, xs) => n + xs.length, 0) : 0
   for (const [key, why] of [
     ['esft.score', 'expert-specialised fine-tuning (ESFT) selects experts in the workbench only'],
     ['esft.threshold', 'see esft.enabled'],
     ['esft.scoringBatches', 'see esft.enabled'],
   ] as const)
-    if (c.esft.enabled) r.none(key, why)
+    if (c.esft.enabled && esft) r.map(key, null, 'used here to choose the experts; the choice is handed over (see esft.enabled)')
+    else if (c.esft.enabled) r.none(key, why)
     else r.map(key, null, 'ESFT is off')
-  if (c.esft.enabled) {
+  if (c.esft.enabled && esft) {
+    const layers = Object.values(esft).filter((xs) => xs.length > 0).length
+    r.map(
+      'esft.enabled',
+      `the ${chosen} expert(s) the run chose, in ${layers} layer(s), train; everything else is frozen (see method)`,
+      Object.entries(esft)
+        .filter(([, xs]) => xs.length > 0)
+        .map(([l, xs]) => `layer ${l}: ${xs.join(', ')}`)
+        .join('; '),
+    )
+  } else if (c.esft.enabled) {
     r.none(
       'esft.enabled',
       'ESFT has no equivalent: the handed-off run trains what the freeze policy leaves trainable, every expert included',
     )
-    r.warn('esft.enabled: expert-specialised fine-tuning has no equivalent there; the run trains all experts the freeze policy allows')
+    r.warn(
+      'esft.enabled: expert-specialised fine-tuning has no equivalent there; the run trains all experts the freeze policy allows. Hand off the run once it has started here (it chooses its experts first) to train the experts it chose',
+    )
   } else r.map('esft.enabled', null, 'off')
   if (c.optimizer.decayNormsAndBiases) {
     r.none('optimizer.decayNormsAndBiases', 'the HF Trainer never decays biases and norms')
@@ -414,7 +439,7 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
   e.push({ key: '', value: null, comment: '## method' })
   add('stage', d.kind === 'text' ? 'pt' : 'sft')
   add('do_train', true)
-  const everything = paramSpecs(m).every((s) => isTrainable(s, c, m))
+  const everything = paramSpecs(m).every((s) => isTrainable(s, c, m, input.esft))
   if (c.method === 'lora') {
     add('finetuning_type', 'lora')
     r.map('method', 'finetuning_type: lora')
@@ -447,7 +472,7 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
       r.map('method', `finetuning_type: full`, c.method === 'freeze' ? 'the freeze policy leaves every weight trainable' : undefined)
       for (const k of FREEZE_KEYS) r.map(k, null, 'nothing frozen')
     } else {
-      const f = llamaFactoryFreeze(m, c)
+      const f = llamaFactoryFreeze(m, c, input.esft)
       add('finetuning_type', 'freeze')
       add('freeze_trainable_layers', f.layers)
       add('freeze_trainable_modules', f.modules.join(','))
@@ -608,7 +633,7 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
   r.none('earlyStopping.patience', c.earlyStopping.patience > 0 ? 'LLaMA-Factory exposes no early-stopping callback' : 'off')
   r.none('earlyStopping.minDelta', 'see earlyStopping.patience')
   if (c.earlyStopping.patience > 0) r.warn('earlyStopping: LLaMA-Factory has no early stopping; the run trains to the end')
-  commonNones(c, m, r)
+  commonNones(c, m, r, input.esft)
   return { entries: e, rows: r.rows, warnings: r.warnings, datasetInfo: info }
 }
 
@@ -675,7 +700,7 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
   } else r.map('moe.attentionDropout', null, "the model's own")
   add('model_config', overrides, 'overrides of config.json; without output_router_logits HF trains no aux loss')
 
-  const everything = paramSpecs(m).every((s) => isTrainable(s, c, m))
+  const everything = paramSpecs(m).every((s) => isTrainable(s, c, m, input.esft))
   if (c.method === 'lora') {
     const t = axolotlLoraTargets(m, c.lora.targets)
     add('adapter', 'lora')
@@ -733,7 +758,7 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
       r.map('method', `full: no adapter key`, c.method === 'freeze' ? 'the freeze policy leaves every weight trainable' : undefined)
       for (const k of FREEZE_KEYS) r.map(k, null, 'nothing frozen')
     } else {
-      const pats = axolotlUnfrozen(m, c)
+      const pats = axolotlUnfrozen(m, c, input.esft)
       add(
         'unfrozen_parameters',
         pats,
@@ -863,7 +888,7 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
   }
   add('deepspeed', `deepspeed/${ds.file}`, ds.reason)
   add('ddp_timeout', 180000000)
-  commonNones(c, m, r)
+  commonNones(c, m, r, input.esft)
   return { entries: e, rows: r.rows, warnings: r.warnings }
 }
 
@@ -878,7 +903,7 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
     throw new Error('dataset: LLaMA-Factory reads no pre-tokenised rows (input_ids, labels); hand this run to axolotl instead')
   const devices = input.nodes * input.gpusPerNode
   const batch = splitBatch(c.batchSize, c.gradAccumulation, devices)
-  const memory = estimateMemory(input.model, c, devices, batch.perDevice, c.data.maxLength)
+  const memory = estimateMemory(input.model, c, devices, batch.perDevice, c.data.maxLength, input.esft)
   const ds = chooseDeepSpeed(memory, input.gpuMemoryBytes)
   const built = target === 'llamafactory' ? llamaFactory(input, ds, batch) : axolotl(input, ds, batch)
   if (batch.effective !== batch.workbench)

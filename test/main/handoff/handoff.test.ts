@@ -259,6 +259,60 @@ describe('handoff configs', () => {
     }
   })
 
+  it('ESFT: a run that has chosen its experts hands them over (axolotl exactly, LLaMA-Factory closest, said); a config that has not, warns', () => {
+    const m = QWEN2()
+    const run = validateRunConfig({ method: 'full', esft: { enabled: true } })
+    const esft = { '0': [1, 3], '2': [0] } // layer 1 is dense in this model
+    const plan = planHandoff({ ...input('axolotl', run, m), esft })
+    const y = yamlOf(plan.trainer)
+    // Only the chosen experts' fused parameters, by range; nothing else (it was every expert, attention and all).
+    const specs = paramSpecs(m)
+    const fusedNames = [
+      ...new Set(
+        specs.map((s) =>
+          s.name
+            .replace(/experts\.\d+\.(gate_proj|up_proj)\.weight$/, 'experts.gate_up_proj')
+            .replace(/experts\.\d+\.down_proj\.weight$/, 'experts.down_proj'),
+        ),
+      ),
+    ]
+    const unfrozen = axolotlUnfrozen(y.unfrozen_parameters as string[], fusedNames)
+    expect([...unfrozen.keys()].sort()).toEqual([
+      'model.layers.0.mlp.experts.down_proj',
+      'model.layers.0.mlp.experts.gate_up_proj',
+      'model.layers.2.mlp.experts.down_proj',
+      'model.layers.2.mlp.experts.gate_up_proj',
+    ])
+    const open = (name: string, e: number): boolean => (unfrozen.get(name) ?? []).some(([a, b]) => e >= a && e < b)
+    for (const s of specs.filter((x) => x.kind === 'expert')) {
+      const fused = s.name
+        .replace(/experts\.\d+\.(gate_proj|up_proj)\.weight$/, 'experts.gate_up_proj')
+        .replace(/experts\.\d+\.down_proj\.weight$/, 'experts.down_proj')
+      expect(open(fused, s.expert!), s.name).toBe((esft as Record<string, number[]>)[String(s.layer)]?.includes(s.expert!) === true)
+    }
+    expect(plan.mapping.find((r) => r.setting === 'esft.enabled')).toMatchObject({
+      equivalent: 'mapped',
+      target: expect.stringMatching(/^the 3 expert\(s\) the run chose, in 2 layer\(s\), train/),
+      note: 'layer 0: 1, 3; layer 2: 0',
+    })
+    expect(plan.warnings.join('\n')).not.toMatch(/esft/)
+    // The memory plan counts the chosen experts' weights, not the whole model's.
+    const all = planHandoff(input('axolotl', { method: 'full' }, m)).memory.trainableParams
+    const expertSize = specs
+      .filter((s) => s.kind === 'expert' && s.layer === 0 && s.expert === 1)
+      .reduce((n, s) => n + s.shape[0] * s.shape[1], 0)
+    expect(plan.memory.trainableParams).toBe(3 * expertSize)
+    expect(all).toBeGreaterThan(plan.memory.trainableParams)
+    // LLaMA-Factory freezes whole modules: the closest keys, the weights it trains otherwise named.
+    const lf = planHandoff({ ...input('llamafactory', run, m), esft })
+    expect(yamlOf(lf.trainer)).toMatchObject({ finetuning_type: 'freeze', freeze_trainable_modules: 'mlp' })
+    expect(lf.warnings.join('\n')).toMatch(/freeze: LLaMA-Factory freezes whole modules per layer .* it trains \d+ weight\(s\) differently/)
+    // Not scored yet (a config, or a run handed off before it started): no selection to carry, said so.
+    const unscored = planHandoff(input('axolotl', run, m))
+    expect(unscored.mapping.find((r) => r.setting === 'esft.enabled')).toMatchObject({ equivalent: 'none' })
+    expect(unscored.warnings.join('\n')).toMatch(/Hand off the run once it has started here/)
+  })
+
   it('freeze: axolotl is exact for LLaMA-Factory-style selectors too (last layers, chosen parts)', () => {
     const m = QWEN2()
     const selectors: NonNullable<RunConfigInput['freeze']>[] = [

@@ -58,6 +58,37 @@ describe('runs.handoff and runs.importAdapter', () => {
     expect(yaml).toMatch(/^lora_r: 4$/m)
     expect(yaml).toMatch(/^sequence_len: 128$/m)
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(/run r1 on axolotl/)
+
+    // An ESFT run that has chosen its experts: the handoff trains those (it trained every expert).
+    new RunFolder(join(w.workspace, 'runs', 'r2')).write({
+      id: 'r2',
+      status: 'running',
+      config: validateRunConfig({ method: 'full', esft: { enabled: true }, data: { maxLength: 128 } }),
+      baseModel: join(ROOT, 'resources/default-model'),
+      dataset: ds.id,
+      created: now,
+      updated: now,
+      step: 3,
+      totalSteps: 10,
+      bestValLoss: null,
+      lastCheckpoint: null,
+      esft: { '0': [2], '1': [0, 5] },
+    })
+    const esftOut = join(mkdtempSync(join(tmpdir(), 'handoff-svc-out-')), 'job')
+    await w.api['runs.handoff']({ run: 'r2', target: 'axolotl', outDir: esftOut })
+    const unfrozen = readFileSync(join(esftOut, 'axolotl.yaml'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('experts.') && l.trim().startsWith('- '))
+      .map((l) => l.trim())
+    expect(unfrozen).toEqual([
+      '- ^model.layers.0.mlp.experts.gate_up_proj$[2:3]',
+      '- ^model.layers.1.mlp.experts.gate_up_proj$[0:1]',
+      '- ^model.layers.1.mlp.experts.gate_up_proj$[5:6]',
+      '- ^model.layers.0.mlp.experts.down_proj$[2:3]',
+      '- ^model.layers.1.mlp.experts.down_proj$[0:1]',
+      '- ^model.layers.1.mlp.experts.down_proj$[5:6]',
+    ])
+    expect(readFileSync(join(esftOut, 'README.md'), 'utf8')).not.toMatch(/Hand off the run once it has started/)
   })
 
   it('names the bad field', async () => {
