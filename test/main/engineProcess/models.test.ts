@@ -205,6 +205,15 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     lease.release()
     const events: WorkbenchEvent[] = []
     const chat = new ChatSessions(cache, (e) => events.push(e))
+    const replyEnded = () =>
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (events.some((e) => e.type === 'chat.done' || e.type === 'chat.error')) {
+            clearInterval(check)
+            resolve()
+          }
+        }, 20)
+      })
     const started = await chat.send('r1', {
       model: dir,
       messages: [{ role: 'user', content: 'Hi' }],
@@ -212,14 +221,7 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
       sampling: { greedy: true },
     })
     expect(started.prompt).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n')
-    await new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (events.some((e) => e.type === 'chat.done' || e.type === 'chat.error')) {
-          clearInterval(check)
-          resolve()
-        }
-      }, 20)
-    })
+    await replyEnded()
     expect(events.find((e) => e.type === 'chat.done')).toBeDefined()
 
     // An offload budget planned for a context (the CLI's --context) holds the chat to it.
@@ -231,14 +233,7 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     )
     events.length = 0
     await chat.send('r3', { ...ask, offload: offload(n + 1) })
-    await new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (events.some((e) => e.type === 'chat.done' || e.type === 'chat.error')) {
-          clearInterval(check)
-          resolve()
-        }
-      }, 20)
-    })
+    await replyEnded()
     const done = events.find((e) => e.type === 'chat.done')
     expect(done?.type === 'chat.done' && done.stats.newTokens).toBe(1) // the one position left, not 5
     cache.forget(dir)
