@@ -374,7 +374,7 @@ export function taskProgressLines(
     io.err(
       p.unit === 'bytes'
         ? `${p.label}: ${Math.floor((100 * p.done) / p.total)}% of ${formatBytes(p.total)}`
-        : `${p.label}: ${p.done} of ${p.total}`,
+        : `${p.label}: ${p.done} of ${p.total}${p.unit === 'texts' ? ' texts' : ''}`,
     )
   }
 }

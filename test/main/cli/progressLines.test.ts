@@ -38,5 +38,9 @@ describe('taskProgressLines', () => {
     t = 2000
     progress({ label: 'Loading', done: 1.5 * 2 ** 30, total: 3 * 2 ** 30, unit: 'bytes' })
     expect(lines).toEqual(['Loading: 50% of 3.0 GiB'])
+    // texts say so, as the app's progress bar does (items are the label's own: questions, checks)
+    t = 4000
+    progress({ label: 'Routing the text through the model', done: 3, total: 40, unit: 'texts' })
+    expect(lines.at(-1)).toBe('Routing the text through the model: 3 of 40 texts')
   })
 })
