@@ -45,12 +45,40 @@ export interface Detection {
   mapping: ColumnMapping
 }
 
+/** Fields a detection may add or leave out row by row: they do not decide what a row looks like. */
+const OPTIONAL_DETECTED = new Set(['input', 'system', 'labels'])
+
 /**
- * Detects the layout from the first records (objects). Returns null when nothing is
- * recognisable: the user then picks a layout and maps the columns.
+ * Detects the layout from the first records (objects): each record's own keys say which layout
+ * it looks like, the most records decide (a tie goes to the layout checked first below), and the
+ * columns are those of the records that look like it. One stray row (a `messages` list in a
+ * ShareGPT file) once set the layout of the whole file and made every other row invalid.
+ * Returns null when nothing is recognisable: the user then picks a layout and maps the columns.
  */
 export function detectLayout(sample: unknown[], columns: string[]): Detection | null {
   const objects = sample.filter((v): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v))
+  if (objects.length < 2) return detectFrom(objects, columns)
+  const votes = new Map<string, Record<string, unknown>[]>()
+  for (const o of objects) {
+    const d = detectFrom(
+      [o],
+      columns.filter((c) => o[c] !== undefined && o[c] !== null),
+    )
+    if (d === null) continue
+    const key = JSON.stringify([d.layout, Object.entries(d.mapping).filter(([f]) => !OPTIONAL_DETECTED.has(f))])
+    votes.set(key, [...(votes.get(key) ?? []), o])
+  }
+  if (votes.size === 0) return detectFrom(objects, columns)
+  // Most records first; among equals, the layout the rules below check first (what one record would get).
+  const ranked = [...votes.values()].sort((a, b) => b.length - a.length)
+  const tied = ranked.filter((r) => r.length === ranked[0].length)
+  const winners = tied.length === 1 ? tied[0] : tied.flat()
+  const own = columns.filter((c) => winners.some((o) => o[c] !== undefined && o[c] !== null))
+  return detectFrom(winners, own)
+}
+
+/** The layout the records' columns fit, by rules in a fixed order of precedence. */
+function detectFrom(objects: Record<string, unknown>[], columns: string[]): Detection | null {
   const has = (c: string) => columns.includes(c)
   const firstValue = (c: string): unknown => objects.find((o) => o[c] !== undefined && o[c] !== null)?.[c]
   const firstArray = (c: string): unknown[] | null => {

@@ -26,6 +26,59 @@ describe('layout detection', () => {
   it('finds nothing in unrelated columns', () => {
     expect(detectLayout([{ a: 1, b: 2 }], ['a', 'b'])).toBeNull()
   })
+
+  it('goes by what most rows look like: one stray row does not set the layout of the file', () => {
+    const share = (i: number) => ({
+      conversations: [
+        { from: 'human', value: `q${i}` },
+        { from: 'gpt', value: 'a' },
+      ],
+    })
+    const stray = { messages: [{ role: 'user', content: 'hi' }] }
+    const rows = [share(0), stray, share(1), share(2)]
+    // `messages` is checked first: with one such row it once won, and every ShareGPT row was invalid
+    expect(detectLayout(rows, ['conversations', 'messages'])).toEqual({ layout: 'sharegpt', mapping: { conversations: 'conversations' } })
+    // alpaca rows with and without the optional input are one layout; the input is mapped where some rows have it
+    const alpaca = [{ instruction: 'a', output: 'b' }, { instruction: 'c', input: 'd', output: 'e' }, { text: 'x' }]
+    expect(detectLayout(alpaca, ['instruction', 'output', 'input', 'text'])).toEqual({
+      layout: 'alpaca',
+      mapping: { instruction: 'instruction', output: 'output', input: 'input' },
+    })
+    // a tie goes to the rule checked first, as before; unrecognisable rows do not vote
+    expect(detectLayout([{ text: 'x' }, { prompt: 'p', completion: 'c' }, { z: 1 }], ['text', 'prompt', 'completion', 'z'])).toEqual({
+      layout: 'completion',
+      mapping: { prompt: 'prompt', completion: 'completion' },
+    })
+  })
+
+  it('inspects a ShareGPT file with a stray messages row as ShareGPT, that row reported', async () => {
+    const file = join(tempDir(), 'mixed.jsonl')
+    const share = (i: number) =>
+      JSON.stringify({
+        conversations: [
+          { from: 'human', value: `q${i}` },
+          { from: 'gpt', value: 'a' },
+        ],
+      })
+    writeFileSync(
+      file,
+      [
+        share(0),
+        JSON.stringify({
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'assistant', content: 'yo' },
+          ],
+        }),
+        share(1),
+        share(2),
+      ].join('\n'),
+    )
+    const r = await inspectDataset(file)
+    expect(r.layout).toBe('sharegpt')
+    expect(r.report).toMatchObject({ valid: 3, invalid: 1 })
+    expect(r.report.problems).toEqual([expect.objectContaining({ line: 2, field: 'conversations' })])
+  })
 })
 
 describe('overriding the layout and mapping columns', () => {
