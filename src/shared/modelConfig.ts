@@ -78,7 +78,7 @@ export const moeConfigShape = z.strictObject({
   sharedExpertIntermediateSize: nonNegInt.default(0),
   /** Every decoderSparseStep-th layer is sparse ((i+1) % step == 0), unless in mlpOnlyLayers. */
   decoderSparseStep: posInt.default(1),
-  mlpOnlyLayers: z.array(nonNegInt).default([]),
+  mlpOnlyLayers: z.array(nonNegInt).prefault([]),
   /** Biases on q/k/v projections (qwen2_moe qkv_bias; olmoe and qwen3_moe attention_bias). */
   qkvBias: z.boolean().default(false),
   /**

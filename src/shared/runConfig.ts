@@ -19,6 +19,9 @@ export type LoraTarget = (typeof LORA_TARGETS)[number]
 export const FREEZE_PARTS = ['attention', 'router', 'experts', 'shared_expert', 'dense_mlp', 'norms', 'embeddings', 'lm_head'] as const
 export type FreezePart = (typeof FREEZE_PARTS)[number]
 
+// Sections and lists default with .prefault (the default parsed, so each parse makes its own
+// objects): zod 4's .default hands out the one object it was given, and a form that edited a
+// parsed config (Adam's betas) changed every later default with it.
 export const runConfigSchema = z
   .strictObject({
     /** Fine-tuning method: all weights, LoRA adapters, or full training with frozen parts. */
@@ -29,9 +32,9 @@ export const runConfigSchema = z
         alpha: z.number().positive().default(16),
         dropout: prob.default(0),
         /** Which linear layers get adapters. */
-        targets: z.array(z.enum(LORA_TARGETS)).min(1).default(['attention', 'experts']),
+        targets: z.array(z.enum(LORA_TARGETS)).min(1).prefault(['attention', 'experts']),
       })
-      .default({ rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }),
+      .prefault({ rank: 8, alpha: 16, dropout: 0, targets: ['attention', 'experts'] }),
     /**
      * Parts kept fixed (method "full" or "freeze"), and, with method "freeze" only, what trains
      * (LLaMA-Factory's freeze tuning): the last `trainableLayers` decoder layers and/or only the
@@ -45,7 +48,7 @@ export const runConfigSchema = z
         embeddings: z.boolean().default(false),
         allExperts: z.boolean().default(false),
         /** Experts kept fixed, by layer: {"0": [1, 3]}. */
-        experts: z.record(z.string().regex(/^\d+$/), z.array(nonNegInt)).default({}),
+        experts: z.record(z.string().regex(/^\d+$/), z.array(nonNegInt)).prefault({}),
         /** Method freeze: only the last N decoder layers train (negative: the first |N|, as LLaMA-Factory); null = all. */
         trainableLayers: z
           .number()
@@ -56,7 +59,7 @@ export const runConfigSchema = z
         /** Method freeze: only these parts train; null = all. */
         trainableParts: z.array(z.enum(FREEZE_PARTS)).min(1).nullable().default(null),
       })
-      .default({
+      .prefault({
         router: false,
         attention: false,
         embeddings: false,
@@ -77,7 +80,7 @@ export const runConfigSchema = z
         /** Batches of training data used for scoring. */
         scoringBatches: posInt.default(16),
       })
-      .default({ enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 }),
+      .prefault({ enabled: false, score: 'gate', threshold: 0.2, scoringBatches: 16 }),
     data: z
       .strictObject({
         maxLength: posInt.default(256),
@@ -87,17 +90,17 @@ export const runConfigSchema = z
         /** Concatenate examples into full-length rows instead of padding each one. */
         packing: z.boolean().default(false),
       })
-      .default({ maxLength: 256, truncation: 'right', maskPrompt: true, packing: false }),
+      .prefault({ maxLength: 256, truncation: 'right', maskPrompt: true, packing: false }),
     optimizer: z
       .strictObject({
         lr: z.number().positive().default(3e-4),
-        betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+        betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).prefault([0.9, 0.999]),
         eps: z.number().positive().default(1e-8),
         weightDecay: z.number().min(0).default(0.01),
         /** Apply weight decay to norms and biases too (off by default, as HF Trainer does). */
         decayNormsAndBiases: z.boolean().default(false),
       })
-      .default({ lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false }),
+      .prefault({ lr: 3e-4, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, decayNormsAndBiases: false }),
     schedule: z
       .strictObject({
         type: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
@@ -105,7 +108,7 @@ export const runConfigSchema = z
         /** The learning rate at the end of a cosine or linear decay, as a fraction of lr. */
         minLrRatio: prob.default(0),
       })
-      .default({ type: 'cosine', warmupSteps: 0, minLrRatio: 0 }),
+      .prefault({ type: 'cosine', warmupSteps: 0, minLrRatio: 0 }),
     batchSize: posInt.default(8),
     gradAccumulation: posInt.default(1),
     /** Clip the global gradient norm to this value; 0 = off. */
@@ -124,14 +127,14 @@ export const runConfigSchema = z
         patience: nonNegInt.default(0),
         minDelta: z.number().min(0).default(0),
       })
-      .default({ patience: 0, minDelta: 0 }),
+      .prefault({ patience: 0, minDelta: 0 }),
     /** Write a checkpoint every N steps (and always at the end); 0 = only at the end. */
     checkpointEvery: nonNegInt.default(100),
     /**
      * When the run completes, the base model and the fine-tuned one answer up to `rows` rows of
      * each split (greedy, the chat template): exact match, F1 and loss before and after. 0 = off.
      */
-    finalEval: z.strictObject({ rows: nonNegInt.max(1000).default(10) }).default({ rows: 10 }),
+    finalEval: z.strictObject({ rows: nonNegInt.max(1000).default(10) }).prefault({ rows: 10 }),
     /** Keep this many most recent checkpoints (the best by validation loss is always kept). */
     keepCheckpoints: posInt.default(3),
     /** MoE knobs. Values left null keep the model's own. */
@@ -153,7 +156,7 @@ export const runConfigSchema = z
         attentionDropout: prob.nullable().default(null),
         hiddenDropout: prob.nullable().default(null),
       })
-      .default({
+      .prefault({
         capacityFactorTrain: null,
         capacityFactorEval: null,
         auxLossCoef: null,
@@ -177,7 +180,7 @@ export const runConfigSchema = z
         /** Host storage of paged weights: read from the checkpoint files (lazy) or kept decoded. */
         storage: z.enum(EXPERT_STORAGES).default('lazy'),
       })
-      .default({ budgetBytes: null, storage: 'lazy' }),
+      .prefault({ budgetBytes: null, storage: 'lazy' }),
     alerts: z
       .strictObject({
         /** An expert whose token share stays below this for `steps` steps is reported dead. */
@@ -186,7 +189,7 @@ export const runConfigSchema = z
         collapseShare: prob.default(0.9),
         steps: posInt.default(20),
       })
-      .default({ deadShare: 0.01, collapseShare: 0.9, steps: 20 }),
+      .prefault({ deadShare: 0.01, collapseShare: 0.9, steps: 20 }),
   })
   .superRefine((c, ctx) => {
     if (c.esft.enabled && c.method === 'lora')

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { familyTraits } from '../../src/shared/modelPresets'
 import { applyOverrides, validateRunConfig } from '../../src/shared/runConfig'
+import { validateMoeConfig } from '../../src/shared/modelConfig'
 import { thrownMessage } from './thrown'
 
 const message = thrownMessage
@@ -100,14 +101,49 @@ describe('the run config defaults (what README documents and a bare `train` uses
     alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 20 },
   }
 
-  it('from nothing, and the same from empty sections (each section defaults field by field)', () => {
-    expect(validateRunConfig({})).toEqual(DEFAULTS)
-    const empty = Object.fromEntries(
+  const empty = (): object =>
+    Object.fromEntries(
       Object.entries(DEFAULTS)
         .filter(([, v]) => v !== null && typeof v === 'object')
         .map(([k]) => [k, {}]),
     )
-    expect(validateRunConfig(empty)).toEqual(DEFAULTS)
+  /** A model config's list default, edited: the next parse's (mlpOnlyLayers). */
+  const validateModelConfigDefaults = (): number[] => {
+    const bare = {
+      family: 'mixtral',
+      vocabSize: 64,
+      hiddenSize: 16,
+      numLayers: 4,
+      numHeads: 2,
+      numKvHeads: 2,
+      headDim: 8,
+      intermediateSize: 32,
+      expertIntermediateSize: 16,
+      numExperts: 4,
+      topK: 2,
+      normTopkProb: true,
+    } as const
+    validateMoeConfig(bare).mlpOnlyLayers.push(3)
+    return validateMoeConfig(bare).mlpOnlyLayers
+  }
+
+  it('from nothing, and the same from empty sections (each section defaults field by field)', () => {
+    expect(validateRunConfig({})).toEqual(DEFAULTS)
+    expect(validateRunConfig(empty())).toEqual(DEFAULTS)
+  })
+
+  it('each parse gets its own defaults: editing one config (a form field) leaves the next defaults alone', () => {
+    // zod 4 hands out a default object as it is: the form's Defaults button kept Adam's betas as edited.
+    const edited = validateRunConfig({})
+    edited.optimizer.betas[0] = 0.5
+    edited.lora.targets.push('router')
+    edited.freeze.experts['0'] = [1]
+    edited.data.maxLength = 1
+    const fromSection = validateRunConfig({ optimizer: {} })
+    fromSection.optimizer.betas[1] = 0.5
+    expect(validateRunConfig({})).toEqual(DEFAULTS)
+    expect(validateRunConfig(empty())).toEqual(DEFAULTS)
+    expect(validateModelConfigDefaults()).toEqual([])
   })
 
   it('the values each field takes', () => {

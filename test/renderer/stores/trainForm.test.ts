@@ -133,6 +133,18 @@ describe('useTrainFormStore', () => {
     expect(form.autoChoices).toBeNull()
   })
 
+  it('Defaults puts back every field, the ones inside lists too (Adam betas stayed as edited)', () => {
+    const form = useTrainFormStore()
+    form.set('optimizer.betas.0', 0.5)
+    form.set('optimizer.betas.1', 0.5)
+    form.set('lora.targets', ['router'])
+    form.set('seed', 42)
+    form.reset()
+    expect(form.config.optimizer.betas).toEqual([0.9, 0.999])
+    expect(form.config.lora.targets).toEqual(['attention', 'experts'])
+    expect(form.config.seed).toBe(0)
+  })
+
   it('warns before start about settings that will not work for the chosen model and dataset, and applies the suggestion', () => {
     const form = useTrainFormStore()
     useModelsStore().entries = modelEntries
