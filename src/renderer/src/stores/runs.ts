@@ -146,6 +146,8 @@ export const useRunsStore = defineStore('runs', () => {
 
   const starting = ref(false)
   const startError = ref<UiError | null>(null)
+  /** What the refused start sent: a field's refusal holds for the value it was given, not the one typed since. */
+  const startErrorArgs = ref<RunsStartArgs | null>(null)
 
   /** The action under way per run id. */
   const busy = ref<Record<string, 'cancel' | 'resume' | 'export'>>({})
@@ -264,12 +266,14 @@ export const useRunsStore = defineStore('runs', () => {
   async function start(args: RunsStartArgs): Promise<RunRecord | null> {
     starting.value = true
     startError.value = null
+    startErrorArgs.value = null
     try {
       const started = await useWorkbench().runs.start(args)
       upsert(started)
       return started
     } catch (e) {
       startError.value = toUiError(e)
+      startErrorArgs.value = JSON.parse(JSON.stringify(args)) as RunsStartArgs
       return null
     } finally {
       starting.value = false
@@ -479,6 +483,7 @@ export const useRunsStore = defineStore('runs', () => {
     progress,
     starting,
     startError,
+    startErrorArgs,
     busy,
     compareRuns,
     compareLoading,

@@ -172,10 +172,16 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     const out: Record<string, string> = { ...configIssues.value }
     if (attempted.value && !model.value) out.model = 'Choose the model to fine-tune.'
     if (attempted.value && !dataset.value) out.dataset = 'Choose a dataset (import one under Datasets).'
-    const server = useRunsStore().startError
+    // The service's refusal of a field, while the field still holds the value it refused (a rank
+    // of 100000 refused, then set to 8 by a preset, kept the red message under the 8).
+    const runs = useRunsStore()
+    const server = runs.startError
     if (server?.field) {
       const key = server.field.replace(/^config\./, '')
-      out[key] ??= server.message
+      const sent = runs.startErrorArgs
+      const current = { model: model.value, dataset: dataset.value, name: name.value.trim() || undefined, config: config.value }
+      const same = sent === null || JSON.stringify(getPath(sent, server.field)) === JSON.stringify(getPath(current, server.field))
+      if (same) out[key] ??= server.message
     }
     return out
   })
