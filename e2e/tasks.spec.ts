@@ -43,6 +43,14 @@ test.describe('long work', () => {
     await page.getByTestId('experts-text').fill('What is 12 + 30?')
     await page.getByTestId('experts-analyze').click()
     await expect(page.getByTestId('experts-summary')).toContainText('tokens through')
+    await expect(page.getByTestId('experts-summary')).toContainText('from the text')
     await snapshot(page, 'tasks-experts-after-cancel')
+
+    // Back on the page later: the last analysis with its first layer shown (the selector was empty).
+    await page.getByTestId('nav-home').click()
+    await page.getByTestId('nav-experts').click()
+    await expect(page.getByTestId('experts-summary')).toContainText('from the text')
+    await expect(page.getByTestId('experts-layer')).toHaveValue('0')
+    await expect(page.getByText('Expert load in layer 0')).toBeVisible()
   })
 })

@@ -60,6 +60,8 @@ export const useExpertsStore = defineStore('experts', () => {
   const analysis = shallowRef<ExpertAnalysis | null>(null)
   const comparison = shallowRef<ExpertAnalysis | null>(null)
   const analyzing = ref(false)
+  /** What the shown analysis routed (the form may have changed since). */
+  const analyzedWith = shallowRef<{ source: 'text' | 'dataset'; dataset: string; maxRows: number } | null>(null)
   const error = ref<UiError | null>(null)
 
   const diff = computed(() => (analysis.value && comparison.value ? routingDiff(analysis.value, comparison.value) : null))
@@ -100,6 +102,7 @@ export const useExpertsStore = defineStore('experts', () => {
       const [first, second] = await Promise.all(runs)
       analysis.value = first
       comparison.value = second
+      analyzedWith.value = { source: f.source, dataset: f.dataset, maxRows: f.maxRows }
     } catch (e) {
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
       await cancel()
@@ -119,5 +122,5 @@ export const useExpertsStore = defineStore('experts', () => {
     await Promise.allSettled(running.value.map((t) => tasks.cancel(t.id)))
   }
 
-  return { form, analysis, comparison, analyzing, running, error, diff, analyze, cancel }
+  return { form, analysis, analyzedWith, comparison, analyzing, running, error, diff, analyze, cancel }
 })
