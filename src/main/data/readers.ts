@@ -339,6 +339,9 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
     })
     // A quote never closed makes the rest of the batch one field: said, never swallowed quietly.
     const unclosed = new Set(parsed.errors.filter((e) => e.code === 'MissingQuotes').map((e) => e.row))
+    // Text after a field's closing quote: a quote left open (the next line read into the field,
+    // and that row lost without a word) or a lone quote inside a quoted field.
+    const malformed = new Set(parsed.errors.filter((e) => e.code === 'InvalidQuotes').map((e) => e.row))
     for (const [index, fields] of parsed.data.entries()) {
       const start = line
       let newlines = 0
@@ -364,6 +367,16 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
         yield {
           line: start,
           error: `a quote (") opens a field on line ${start} that is never closed, so ${newlines} line${newlines === 1 ? '' : 's'} after it ${newlines === 1 ? 'was' : 'were'} read into that field; close the quote, or write "" for a quote inside a quoted field`,
+        }
+        continue
+      }
+      if (malformed.has(index)) {
+        yield {
+          line: start,
+          error:
+            newlines > 0
+              ? `a quoted field on line ${start} runs on into line${newlines === 1 ? '' : 's'} ${start + 1}${newlines === 1 ? '' : `-${start + newlines}`} (text follows a quote that should close it), so ${newlines === 1 ? 'that line was' : 'those lines were'} read into this row; close the quote on line ${start}, or write "" for a quote inside a quoted field`
+              : `text follows the closing quote of a field on line ${start}; write "" for a quote inside a quoted field, or quote the whole field`,
         }
         continue
       }
