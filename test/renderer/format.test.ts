@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { axisDigits, formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
+import { axisDigits, evalVerdict, formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
 
 describe('format', () => {
   it('reads sizes the way people type them', () => {
@@ -42,5 +42,23 @@ describe('axisDigits', () => {
     expect(axisDigits([5, 5])).toBe(3) // one value
     expect(axisDigits([])).toBe(3)
     expect(axisDigits([1, 1 + 1e-12])).toBe(8) // capped
+  })
+})
+
+describe('evalVerdict', () => {
+  const s = (exactMatch: number, f1: number, loss: number | null) => ({ exactMatch, f1, loss })
+  it('exact answers first, then whether the answers came closer or went further', () => {
+    expect(evalVerdict(s(0.1, 0.3, 2), s(0.5, 0.6, 1))).toEqual({ tone: 'ok', words: 'answers 50% exactly, up from 10%' })
+    expect(evalVerdict(s(0.5, 0.6, 1), s(0.2, 0.5, 1))).toMatchObject({ tone: 'danger', words: expect.stringMatching(/^answers worse/) })
+    // the trial's run: none exact before or after, but clearly learned
+    expect(evalVerdict(s(0, 0.06, 1.734), s(0, 0.75, 0.6197))).toEqual({
+      tone: 'ok',
+      words: 'closer to the expected answers (F1 0.06 → 0.75), none exact yet',
+    })
+    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.7)).tone).toBe('ok') // the loss down a tenth and more
+    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.9))).toEqual({ tone: 'warn', words: 'no clear change (3% exact, F1 0.32)' })
+    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).tone).toBe('danger')
+    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toMatch(/^further from the expected answers/)
+    expect(evalVerdict(s(0, 0.5, null), s(0, 0.52, null)).tone).toBe('warn') // no loss to compare
   })
 })

@@ -85,3 +85,31 @@ export function visibleToken(text: string): string {
   if (text === '') return '∅'
   return text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→')
 }
+
+/** The scores a before/after verdict compares (one split of a run's evaluation). */
+export interface EvalScores {
+  exactMatch: number
+  f1: number
+  loss: number | null
+}
+
+/**
+ * Did it learn, in a few words and a tone: exact answers first; where they did not move, whether
+ * the answers came closer (F1 up 0.1, or the answer loss down a tenth) or went further. A run
+ * whose F1 went 0.06 → 0.75 and loss 1.73 → 0.62 read "no clear change" while none was exact yet.
+ */
+export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok' | 'warn' | 'danger'; words: string } {
+  const pct = (x: number): string => `${Math.round(100 * x)}%`
+  const gain = after.exactMatch - before.exactMatch
+  if (gain > 0.05) return { tone: 'ok', words: `answers ${pct(after.exactMatch)} exactly, up from ${pct(before.exactMatch)}` }
+  if (gain < -0.05)
+    return { tone: 'danger', words: `answers worse than before (${pct(after.exactMatch)} exactly, from ${pct(before.exactMatch)})` }
+  const f1 = after.f1 - before.f1
+  const lossRatio = before.loss !== null && after.loss !== null && before.loss > 0 ? after.loss / before.loss : 1
+  const exact = after.exactMatch > 0 ? `${pct(after.exactMatch)} exact` : 'none exact yet'
+  if (f1 >= 0.1 || (f1 > -0.05 && lossRatio <= 0.9))
+    return { tone: 'ok', words: `closer to the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
+  if (f1 <= -0.1 || lossRatio >= 1.1)
+    return { tone: 'danger', words: `further from the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
+  return { tone: 'warn', words: `no clear change (${pct(after.exactMatch)} exact, F1 ${after.f1.toFixed(2)})` }
+}
