@@ -225,6 +225,11 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(imported).toContainText(`Imported ${DATASET_NAME}: ${data.good} rows`)
     await expect(imported).toContainText(`${data.bad.length} invalid left out`)
     await expect(page.getByTestId('dataset-list')).toContainText(DATASET_NAME)
+    // A second click would import a twin: the button waits for other settings.
+    await expect(page.getByTestId('dataset-import')).toBeDisabled()
+    await expect(page.getByTestId('dataset-import-blocked')).toHaveText(
+      'Imported (below): change the name or the split to import it again.',
+    )
     await shot(page, 'journey-3-imported')
     lap('import')
   })

@@ -145,6 +145,15 @@ describe('useDatasetsStore', () => {
     })
     expect(datasets.list.map((d) => d.id)).toEqual([datasetManifest.id])
     expect(datasets.imported?.id).toBe(datasetManifest.id)
+    // The same file with the same settings is imported already (a second click made a twin);
+    // another name or split is another import.
+    expect(datasets.alreadyImported).toBe(true)
+    datasets.importOptions.validation = 0.3
+    expect(datasets.alreadyImported).toBe(false)
+    datasets.importOptions.validation = 0.2
+    expect(datasets.alreadyImported).toBe(true)
+    datasets.importOptions.name = 'train v2'
+    expect(datasets.alreadyImported).toBe(false)
   })
 
   it('sends the layout and mapping only where the user overrode detection, and never a column the file lacks', async () => {

@@ -199,8 +199,15 @@ export const useDatasetsStore = defineStore('datasets', () => {
     }
   }
 
+  /** The file and settings of the last import done from this form (a second click made a twin). */
+  const importedKey = ref<string | null>(null)
+  const importKey = (): string => JSON.stringify([options.value, importOptions.value])
+  /** The form's file was imported with these very settings already. */
+  const alreadyImported = computed(() => imported.value !== null && importedKey.value === importKey())
+
   async function importDataset(): Promise<DatasetManifest | null> {
     const id = ++generation
+    const key = importKey()
     const o = importOptions.value
     const args: DatasetsImportArgs = {
       ...inspectArgs(options.value, 0, options.value.file.trim() === detectedFile ? detected : null),
@@ -218,6 +225,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       const manifest = await useWorkbench().datasets.import(args)
       if (id !== generation) return null
       imported.value = manifest
+      importedKey.value = key
       list.value = [manifest, ...list.value.filter((d) => d.id !== manifest.id)]
       return manifest
     } catch (e) {
@@ -346,6 +354,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     importing,
     importError,
     imported,
+    alreadyImported,
     progress,
     progressFraction,
     upload,
