@@ -207,7 +207,15 @@ describe('useChatStore', () => {
     chat.offload.budget = 'lots'
     expect(await chat.send('hi')).toBe(false)
     expect(chat.sendError).toMatchObject({ field: 'offload.budgetBytes' })
+    chat.offload.enabled = false
+    // A reply longer than any may be, in the field's words (the service's named chat.send's maxNewTokens).
+    for (const n of [100000, 0, 2.5, Number.NaN]) {
+      chat.maxNewTokens = n
+      expect(await chat.send('hi')).toBe(false)
+      expect(chat.sendError).toEqual({ message: 'Max new tokens: a whole number from 1 to 8192', field: 'maxNewTokens' })
+    }
     expect(fake.bridge.chat.send).not.toHaveBeenCalled()
+    expect(chat.panes[0].turns).toEqual([]) // nothing of it kept in the conversation
   })
 
   it('marks the reply failed when the service refuses or the engine fails', async () => {

@@ -23,7 +23,7 @@ import type {
   TokenRouting,
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
-import { DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '../../../shared/chat'
+import { MAX_NEW_TOKENS, DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '../../../shared/chat'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
 import { parseBytes } from '../format'
@@ -180,6 +180,12 @@ export const useChatStore = defineStore('chat', () => {
         message: `Pick a model${compareMode.value ? ` for the ${missing === 0 ? 'left' : 'right'} side` : ''} first.`,
         field: 'model',
       }
+      return false
+    }
+    // Said here, in the field's words (the service answered "chat.send: maxNewTokens: must be at most 8192").
+    const n = maxNewTokens.value
+    if (!Number.isInteger(n) || n < 1 || n > MAX_NEW_TOKENS) {
+      sendError.value = { message: `Max new tokens: a whole number from 1 to ${MAX_NEW_TOKENS}`, field: 'maxNewTokens' }
       return false
     }
     let offloadOpts: ChatSendArgs['offload']
