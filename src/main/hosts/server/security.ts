@@ -121,6 +121,9 @@ export function refusedPath(
 ): { field: string; path: string; message: string } | null {
   const real = roots.map((r) => realLocation(r))
   for (const { field, path } of paths) {
+    // Relative to the server's working folder, which a browser's user cannot see: said as such
+    // (it read "outside the folders this server may read and write").
+    if (!isAbsolute(path)) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
     const where = realLocation(path)
     if (!real.some((r) => isInside(where, r)))
       return {

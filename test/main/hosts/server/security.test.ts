@@ -73,6 +73,13 @@ describe('server security', () => {
     const viaLink = refusedPath([{ field: 'file', path: join(root, 'data', 'link.jsonl') }], [root])
     expect(viaLink?.message).toMatch(/file: .*link\.jsonl is outside the folders this server may read and write .*--allow-dir/)
     expect(refusedPath([{ field: 'model', path: outside }], [root, outside])).toBeNull()
+    // A relative path (against the server's working folder, which a browser cannot see) says so,
+    // even where it would land inside an allowed folder.
+    expect(refusedPath([{ field: 'outDir', path: 'relative/job' }], [root, process.cwd()])).toEqual({
+      field: 'outDir',
+      path: 'relative/job',
+      message: 'outDir: relative/job is a relative path; write its full path on the server',
+    })
     expect(isInside('/a/bc', '/a/b')).toBe(false)
     expect(isInside('/a/b/c', '/a/b')).toBe(true)
   })
