@@ -105,6 +105,8 @@ export interface ModelInfo {
   routerType: RouterType
   /** Vocabulary size (ln of it is the loss of a uniform guess). */
   vocabSize?: number
+  /** Positions the model reads (its context): longer rows are cut in training. */
+  maxPositionEmbeddings?: number
   /** The value of each MoE knob of the run config when a run leaves it empty (the model's own). */
   knobDefaults?: Record<MoeKnob, KnobValue>
   params: {

@@ -305,6 +305,7 @@ export function inspectModel(dir: string): ModelInfo {
     topK: config.topK,
     routerType: config.router.type,
     vocabSize: config.vocabSize,
+    maxPositionEmbeddings: config.maxPositionEmbeddings,
     knobDefaults: modelKnobDefaults(config),
     params,
     bytesByDtype: { float32: params.total * 4, bfloat16: params.total * 2, float16: params.total * 2 },

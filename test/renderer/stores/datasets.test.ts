@@ -4,7 +4,8 @@ import { ApiError } from '../../../src/shared/api'
 import { setUploader, setWorkbench } from '../../../src/renderer/src/api/client'
 import type { UploadHooks, Uploader } from '../../../src/renderer/src/api/upload'
 import { emptyReadOptions, inspectArgs, useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
-import { datasetManifest, fakeBridge, inspectResult } from '../fakeBridge'
+import { datasetManifest, fakeBridge, inspectResult, modelEntries } from '../fakeBridge'
+import { useModelsStore } from '../../../src/renderer/src/stores/models'
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -120,6 +121,24 @@ describe('useDatasetsStore', () => {
     expect(datasets.progress).toBeNull()
     fake.emit({ type: 'dataset.progress', time: 3, operation: 'inspect', file: '/data/big.csv', progress })
     expect(datasets.progress).toBeNull()
+  })
+
+  it("says when rows pass the model's positions and no longest row is set (training cuts them)", async () => {
+    const datasets = useDatasetsStore()
+    const models = useModelsStore()
+    const dir = '/app/resources/models/tiny-moe'
+    models.entries = modelEntries.map((m) => (m.info ? { ...m, info: { ...m.info, maxPositionEmbeddings: 32 } } : m))
+    datasets.options.file = '/data/train.jsonl'
+    datasets.options.model = dir
+    await datasets.inspect() // rows up to 44 tokens, p95 40
+    expect(datasets.pastPositions).toEqual({ positions: 32, max: 44, many: true })
+    datasets.options.maxLength = 32 // asked for: the report lists them as invalid instead
+    await datasets.inspect()
+    expect(datasets.pastPositions).toBeNull()
+    datasets.options.maxLength = null
+    models.entries = modelEntries.map((m) => (m.info ? { ...m, info: { ...m.info, maxPositionEmbeddings: 64 } } : m))
+    await datasets.inspect()
+    expect(datasets.pastPositions).toBeNull() // they fit
   })
 
   it('imports with the split, de-duplication and acceptInvalid, and lists the result first', async () => {

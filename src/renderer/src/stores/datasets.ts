@@ -23,6 +23,7 @@ import { type UiError, isCancelled, toUiError } from '../errors'
 import { formatBytes } from '../format'
 import { validationCount } from '../../../shared/dataset'
 import { listener } from './listen'
+import { useModelsStore } from './models'
 
 export const PREVIEW_PAGE = 10
 
@@ -199,6 +200,18 @@ export const useDatasetsStore = defineStore('datasets', () => {
     }
   }
 
+  /**
+   * Rows longer than the model's positions where no "Longest row" was set: training cuts them and
+   * evaluation cannot answer them (a 200,000-token row read as valid beside a 512-position model).
+   */
+  const pastPositions = computed(() => {
+    const t = inspected.value?.stats.tokens
+    const dir = inspectedWith.value?.model
+    const positions = dir ? useModelsStore().entries.find((m) => m.dir === dir)?.info?.maxPositionEmbeddings : undefined
+    if (!t || positions === undefined || t.max <= positions || inspectedWith.value?.maxLength) return null
+    return { positions, max: t.max, many: t.p95 > positions }
+  })
+
   /** The file and settings of the last import done from this form (a second click made a twin). */
   const importedKey = ref<string | null>(null)
   const importKey = (): string => JSON.stringify([options.value, importOptions.value])
@@ -355,6 +368,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     importError,
     imported,
     alreadyImported,
+    pastPositions,
     progress,
     progressFraction,
     upload,
