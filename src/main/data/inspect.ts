@@ -16,11 +16,12 @@ import {
   type Segment,
   type TokensRow,
   type ValidationReport,
+  LAYOUT_FIELDS,
   rowKind,
 } from '../../shared/dataset'
 import { countTokens } from './encode'
 import { DatasetError } from './errors'
-import { type Detection, detectLayout, normalizeRecord, resolveMapping } from './layouts'
+import { type Detection, detectLayout, normalizeRecord, OPTIONAL_FIELDS, resolveMapping } from './layouts'
 import { type DatasetSource, openSource } from './readers'
 import { HashSet64, LengthAccumulator } from './stats'
 import { type ChatTemplate, defaultChatTemplate, loadChatTemplate, rowSegments } from './template'
@@ -137,11 +138,23 @@ export async function scanDataset(
         report.invalid++
         addProblem(record.line, '', record.error)
       }
+    if (sample.length === 0 && report.total === 0) throw noRows(file, source)
     return { result, source }
   }
   const base = detection !== null && layout === detection.layout ? detection.mapping : {}
   const mapping = resolveMapping(layout, { ...base, ...options.mapping }, columns)
   result.mapping = mapping
+  // A table's columns are its header: a required field with no column of it is one problem of the
+  // mapping, not "missing field" on every row (a field left unmapped in the app read so).
+  if (source.format === 'csv' || source.format === 'tsv' || source.format === 'parquet')
+    for (const field of LAYOUT_FIELDS[layout]) {
+      const column = mapping[field] ?? field
+      if (OPTIONAL_FIELDS.has(field) || columns.length === 0 || columns.includes(column)) continue
+      throw new DatasetError(
+        `mapping: the file has no column "${column}" for ${field}; map ${field} to one of its columns (${columns.join(', ')})`,
+        `mapping.${field}`,
+      )
+    }
 
   // 2. The full pass.
   const previewOffset = options.preview?.offset ?? 0
@@ -226,6 +239,7 @@ export async function scanDataset(
   }
   bytesRead = source.bytes
   progress('reading', true)
+  if (report.total === 0) throw noRows(file, source)
 
   const stats: DatasetStats = { rows: report.valid, duplicates: result.stats.duplicates, chars: chars.summary() }
   if (tokenizer) stats.tokens = { ...tokenLengths.summary(), tokenizer: tokenizer.dir, trainable: trainableTokens, total: totalTokens }
@@ -234,6 +248,18 @@ export async function scanDataset(
 }
 
 /** Characters of a row's content (no template); token count for pre-tokenized rows. */
+/**
+ * A file with nothing but a header (or an empty JSON array): one message, not an empty report
+ * that said "nothing looks like a known layout" and "valid rows 1-0".
+ */
+function noRows(file: string, source: DatasetSource): DatasetError {
+  const delimited = source.format === 'csv' || source.format === 'tsv'
+  return new DatasetError(
+    `${file} has no rows${delimited ? ' under its header line' : ''}: there is nothing to read; add rows, or choose the file that holds the data`,
+    'file',
+  )
+}
+
 function contentLength(row: NormalizedRow): number {
   switch (rowKind(row)) {
     case 'chat':

@@ -132,7 +132,7 @@ const MESSAGE_KEYS = { sharegpt: { role: 'from', content: 'value' }, messages: {
  * unknown layout, a field the layout lacks, or a column the file lacks.
  */
 /** Fields a row may lack (alpaca's input and system, pre-tokenised labels). */
-const OPTIONAL_FIELDS = new Set(['input', 'system', 'labels'])
+export const OPTIONAL_FIELDS = new Set(['input', 'system', 'labels'])
 
 export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | undefined, columns: string[] | null): ColumnMapping {
   if (!(DATASET_LAYOUTS as readonly string[]).includes(layout)) {

@@ -208,6 +208,40 @@ describe('every layout in every file format', () => {
     await expect(inspectDataset(join(tempDir(), 'none.jsonl'))).rejects.toThrow(/none\.jsonl: no such file/)
   })
 
+  it('says a file has no rows (a header alone, an empty array) instead of an empty report', async () => {
+    const dir = tempDir()
+    for (const [name, text, where] of [
+      ['header.csv', 'a,b\n\n', ' under its header line'],
+      ['empty.json', '[]', ''],
+    ] as const) {
+      const file = join(dir, name)
+      writeFileSync(file, text)
+      for (const layout of [undefined, 'alpaca'] as const)
+        await expect(inspectDataset(file, { layout })).rejects.toMatchObject({
+          field: 'file',
+          message: `${file} has no rows${where}: there is nothing to read; add rows, or choose the file that holds the data`,
+        })
+    }
+  })
+
+  it('refuses a table with no column for a required field once, by the mapping (not "missing field" on every row)', async () => {
+    const file = join(tempDir(), 'qa.csv')
+    writeFileSync(file, 'question,answer\nWhat is 1?,one\nWhat is 2?,two\n')
+    await expect(inspectDataset(file, { layout: 'completion', mapping: { prompt: 'question' } })).rejects.toMatchObject({
+      field: 'mapping.completion',
+      message: 'mapping: the file has no column "completion" for completion; map completion to one of its columns (question, answer)',
+    })
+    const ok = await inspectDataset(file, { layout: 'completion', mapping: { prompt: 'question', completion: 'answer' } })
+    expect(ok.report).toMatchObject({ valid: 2, invalid: 0 })
+    // JSON rows may lack a key the sample did not show: still reported row by row there
+    const json = join(tempDir(), 'qa.jsonl')
+    writeFileSync(json, '{"question":"What is 1?"}\n')
+    expect((await inspectDataset(json, { layout: 'completion', mapping: { prompt: 'question' } })).report.problems[0]).toMatchObject({
+      field: 'completion',
+      message: 'missing field',
+    })
+  })
+
   it('lists the columns and leaves the layout to the user when nothing is recognised', async () => {
     const file = join(tempDir(), 'odd.jsonl')
     writeFileSync(file, '{"q": "a", "a": "b"}\n')
