@@ -254,6 +254,11 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('cfg-method')).toHaveValue('full')
     await page.getByTestId('group-evaluation-toggle').click()
     await page.getByTestId('cfg-evalEvery').fill(String(EVAL_EVERY))
+    // A refused start goes to the field that says why.
+    await page.getByTestId('cfg-maxSteps').fill('-1')
+    await page.getByTestId('train-start').click()
+    await expect(page.getByTestId('cfg-maxSteps')).toBeFocused()
+    await page.getByTestId('cfg-maxSteps').fill(String(MAX_STEPS))
     await expect(page.getByTestId('train-problems')).toHaveCount(0)
     await shot(page, 'journey-4-run-form')
     await page.getByTestId('train-start').click()
