@@ -253,7 +253,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           const outside = refusedPath([{ field: 'dir', path: m.dir }], allowDirs)
           return outside ? { ...m, info: null, error: outside.message.replace(/^dir: /, '') } : m
         })
-      sendJson(res, 200, { result })
+      // A method without a result (a delete) answers {"result": null}: JSON has no undefined, and
+      // {} read as a broken answer (conversations.delete failed in the browser with "unexpected HTTP 200").
+      sendJson(res, 200, { result: result ?? null })
     } catch (e) {
       sendError(res, ApiError.from(e))
     }

@@ -63,6 +63,14 @@ describe('server mode', () => {
     expect(q.status).toBe(200)
   })
 
+  it('answers a method without a result (a delete) with {"result": null}, which the browser reads as done', async () => {
+    const saved = await api('conversations.save', { title: 't', model: '/models/tiny', messages: [] })
+    const id = (saved.body.result as { id: string }).id
+    const r = await api('conversations.delete', { id })
+    expect(r).toMatchObject({ status: 200, body: { result: null } }) // it was {}: "unexpected HTTP 200"
+    expect(((await api('conversations.list')).body.result as { id: string }[]).map((c) => c.id)).not.toContain(id)
+  })
+
   it('refuses a request without the token (401) or with a wrong one', async () => {
     expect((await api('system.info', undefined, {})).status).toBe(401)
     const wrong = await api('system.info', undefined, { Authorization: `Bearer ${'b'.repeat(64)}` })
