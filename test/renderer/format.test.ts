@@ -55,7 +55,11 @@ describe('evalVerdict', () => {
       tone: 'ok',
       words: 'closer to the expected answers (F1 0.06 → 0.75), none exact yet',
     })
-    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.7)).tone).toBe('ok') // the loss down a tenth and more
+    // the loss down a tenth and more, F1 alike: the loss is what it cites
+    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.7))).toEqual({
+      tone: 'ok',
+      words: 'closer to the expected answers (answer loss 2 → 1.7), 3% exact',
+    })
     expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.9))).toEqual({ tone: 'warn', words: 'no clear change (3% exact, F1 0.32)' })
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).tone).toBe('danger')
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toMatch(/^further from the expected answers/)

@@ -107,8 +107,13 @@ export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok'
   const f1 = after.f1 - before.f1
   const lossRatio = before.loss !== null && after.loss !== null && before.loss > 0 ? after.loss / before.loss : 1
   const exact = after.exactMatch > 0 ? `${pct(after.exactMatch)} exact` : 'none exact yet'
-  if (f1 >= 0.1 || (f1 > -0.05 && lossRatio <= 0.9))
+  if (f1 >= 0.1)
     return { tone: 'ok', words: `closer to the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
+  if (f1 > -0.05 && lossRatio <= 0.9)
+    return {
+      tone: 'ok',
+      words: `closer to the expected answers (answer loss ${formatMetric(before.loss)} → ${formatMetric(after.loss)}), ${exact}`,
+    }
   if (f1 <= -0.1 || lossRatio >= 1.1)
     return { tone: 'danger', words: `further from the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
   return { tone: 'warn', words: `no clear change (${pct(after.exactMatch)} exact, F1 ${after.f1.toFixed(2)})` }
