@@ -409,4 +409,28 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
       )
     console.log(`journey timings (s): ${JSON.stringify(timings)}; replies: ${JSON.stringify(texts)}`)
   })
+
+  await test.step('delete the run, then its dataset: each asks first, and the exported model stays', async () => {
+    await page.getByTestId('nav-train').click()
+    const item = page.getByTestId('runs-list').locator('[data-testid^="run-item-"]').first()
+    const runId = (await item.getAttribute('data-testid'))!.replace('run-item-', '')
+    await item.click()
+    await page.getByTestId('run-delete').click()
+    await expect(page.getByTestId('run-delete-question')).toHaveText('Its checkpoints and logs go too; models exported from it stay.')
+    await page.getByTestId('run-delete-keep').click() // asked, not done
+    await expect(page.getByTestId('run-title')).toBeVisible()
+    await page.getByTestId('run-delete').click()
+    await page.getByTestId('run-delete-confirm').click()
+    await expect(page.getByTestId(`run-item-${runId}`)).toHaveCount(0)
+    await expect(page.getByTestId('run-form')).toBeVisible()
+
+    await page.getByTestId('nav-datasets').click()
+    const dataset = page.getByTestId('dataset-list').locator('li', { hasText: DATASET_NAME })
+    const datasetId = (await dataset.getAttribute('data-testid'))!.replace('dataset-item-', '')
+    await dataset.getByTestId(`dataset-delete-${datasetId}`).click()
+    await dataset.getByTestId(`dataset-delete-${datasetId}-confirm`).click()
+    await expect(page.getByTestId('dataset-list').locator('li', { hasText: DATASET_NAME })).toHaveCount(0)
+    await page.getByTestId('nav-models').click()
+    await expect(page.getByText(EXPORT_NAME).first()).toBeVisible()
+  })
 })

@@ -190,6 +190,8 @@ export interface WorkbenchApi {
   'datasets.list': (args: void) => Promise<DatasetManifest[]>
   /** Stops the inspections and imports of a file under way (an import leaves nothing behind); resolves to how many. */
   'datasets.cancel': (args: { file: string }) => Promise<number>
+  /** Removes an imported dataset from the workspace (never its source file); refused while a run that may still resume uses it. */
+  'datasets.delete': (args: { id: string }) => Promise<void>
   /** Bundled, workspace and linked models. */
   'models.list': (args: void) => Promise<ModelEntry[]>
   /** How a model fits a device byte budget, before loading it (the fit planner). */
@@ -207,6 +209,8 @@ export interface WorkbenchApi {
   'runs.get': (args: { id: string }) => Promise<RunDetail>
   /** Stops at the next step boundary and keeps a checkpoint. */
   'runs.cancel': (args: { id: string }) => Promise<RunRecord>
+  /** Removes a run that is not training: its folder, checkpoints and logs (models exported from it stay). */
+  'runs.delete': (args: { id: string }) => Promise<void>
   /** Continues a cancelled or failed run from its last checkpoint. */
   'runs.resume': (args: { id: string }) => Promise<RunRecord>
   /** Exports a run as a Hugging Face checkpoint folder in the workspace's models. Progress: task.progress events for `taskId`. */
@@ -245,6 +249,7 @@ export const METHODS = [
   'datasets.import',
   'datasets.list',
   'datasets.cancel',
+  'datasets.delete',
   'models.list',
   'models.plan',
   'models.create',
@@ -254,6 +259,7 @@ export const METHODS = [
   'runs.list',
   'runs.get',
   'runs.cancel',
+  'runs.delete',
   'runs.resume',
   'runs.export',
   'runs.handoff',

@@ -25,6 +25,7 @@ export interface WorkbenchBridge {
     import(args: DatasetsImportArgs): Promise<DatasetManifest>
     list(): Promise<DatasetManifest[]>
     cancel(file: string): Promise<number>
+    delete: WorkbenchApi['datasets.delete']
   }
   runs: {
     start: WorkbenchApi['runs.start']
@@ -32,6 +33,7 @@ export interface WorkbenchBridge {
     list: WorkbenchApi['runs.list']
     get: WorkbenchApi['runs.get']
     cancel: WorkbenchApi['runs.cancel']
+    delete: WorkbenchApi['runs.delete']
     resume: WorkbenchApi['runs.resume']
     export: WorkbenchApi['runs.export']
     handoff: WorkbenchApi['runs.handoff']
@@ -79,6 +81,7 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       import: (args) => invoke('datasets.import', args),
       list: () => invoke('datasets.list', undefined),
       cancel: (file: string) => invoke('datasets.cancel', { file }),
+      delete: (args) => invoke('datasets.delete', args),
     },
     runs: {
       start: (args) => invoke('runs.start', args),
@@ -86,6 +89,7 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       list: () => invoke('runs.list', undefined),
       get: (args) => invoke('runs.get', args),
       cancel: (args) => invoke('runs.cancel', args),
+      delete: (args) => invoke('runs.delete', args),
       resume: (args) => invoke('runs.resume', args),
       export: (args) => invoke('runs.export', args),
       handoff: (args) => invoke('runs.handoff', args),

@@ -85,6 +85,7 @@ export const apiSchemas = {
   }),
   'datasets.list': z.undefined({ error: 'takes no arguments' }),
   'datasets.cancel': z.strictObject({ file: path }),
+  'datasets.delete': z.strictObject({ id }),
   'models.list': z.undefined({ error: 'takes no arguments' }),
   'models.plan': z.strictObject({
     dir: path,
@@ -105,6 +106,7 @@ export const apiSchemas = {
   'runs.list': z.undefined({ error: 'takes no arguments' }),
   'runs.get': z.strictObject({ id }),
   'runs.cancel': z.strictObject({ id }),
+  'runs.delete': z.strictObject({ id }),
   'runs.resume': z.strictObject({ id }),
   'runs.export': z.strictObject({
     id,

@@ -283,6 +283,7 @@ export function fakeBridge() {
       import: vi.fn(async () => datasetManifest),
       list: vi.fn(async () => [datasetManifest]),
       cancel: vi.fn(async () => 1),
+      delete: vi.fn(async (_args: { id: string }) => {}),
     },
     runs: {
       // The Quick preset as the service chooses it, for a 36-row dataset on a small model.
@@ -293,6 +294,7 @@ export function fakeBridge() {
           model: { totalParams: 2.7e6, maxPositions: 512, hasSharedExpert: false },
         }),
       ),
+      delete: vi.fn(async (_args: { id: string }) => {}),
       start: vi.fn(async (args: { model: string; dataset: string; name?: string }) => ({
         ...runRecord,
         id: 'run-2',

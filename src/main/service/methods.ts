@@ -4,8 +4,8 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
+import { existsSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import type { FitPlan } from '../../shared/chat'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
@@ -44,6 +44,8 @@ type Methods = Pick<
   | 'runs.list'
   | 'runs.get'
   | 'runs.cancel'
+  | 'runs.delete'
+  | 'datasets.delete'
   | 'runs.resume'
   | 'runs.export'
   | 'chat.send'
@@ -96,6 +98,17 @@ function requireNewFolder(outDir: string): void {
   if (!statSync(out).isDirectory()) throw new ApiError('invalid_argument', `outDir: ${out} is a file; choose a new folder`, 'outDir')
   if (readdirSync(out).length > 0)
     throw new ApiError('invalid_argument', `outDir: ${out} exists and is not empty; choose a new or empty folder`, 'outDir')
+}
+
+/**
+ * Deletes a folder of the workspace as one step for everyone listing it: renamed aside first (a
+ * name no listing reads), then removed; what an earlier removal left aside (a crash) goes too.
+ */
+function removeFolder(dir: string): void {
+  const parent = dirname(dir)
+  const aside = join(parent, `.deleting-${basename(dir)}-${randomBytes(4).toString('hex')}`)
+  renameSync(dir, aside)
+  for (const name of readdirSync(parent)) if (name.startsWith('.deleting-')) rmSync(join(parent, name), { recursive: true, force: true })
 }
 
 function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): void {
@@ -276,6 +289,33 @@ export function workspaceMethods(ctx: MethodContext): {
         folder.repair({ status: 'cancelled', reason: 'stopped: the process training it had ended' })
       }
       return folder.read()
+    },
+    'runs.delete': async (args) => {
+      const folder = runFolder(workspace, args.id)
+      // A run left "running" by a process that died is interrupted: that one may go.
+      folder.repair()
+      const record = folder.tryRead()
+      if (record && isActive(record)) throw new ApiError('failed', `run ${args.id} is ${record.status}; cancel it first, then delete it`)
+      if (folder.isLocked()) {
+        const owner = folder.lockInfo()
+        throw new ApiError(
+          'failed',
+          `run ${args.id} is in use${owner ? ` by ${owner.by} (pid ${owner.pid} on ${owner.host})` : ''}; stop it there first`,
+        )
+      }
+      removeFolder(runDir(workspace, args.id))
+    },
+    'datasets.delete': async (args) => {
+      const dir = datasetDir(workspace, args.id)
+      if (!existsSync(join(dir, 'manifest.json'))) throw new ApiError('invalid_argument', `id: no dataset ${args.id} in ${workspace}`, 'id')
+      // A run that may still train (resume) reads its rows from here; a completed one does not.
+      const users = listRuns(workspace).filter((r) => r.dataset === args.id && r.status !== 'completed')
+      if (users.length > 0)
+        throw new ApiError(
+          'failed',
+          `dataset ${args.id} is used by ${users.length === 1 ? 'run' : 'runs'} ${users.map((r) => `${r.id} (${r.status})`).join(', ')}, which may still resume from it; delete ${users.length === 1 ? 'that run' : 'those runs'} first, or let ${users.length === 1 ? 'it' : 'them'} complete`,
+        )
+      removeFolder(dir)
     },
     'runs.resume': async (args) => {
       const folder = runFolder(workspace, args.id)

@@ -123,6 +123,17 @@ describe('useDatasetsStore', () => {
     expect(datasets.progress).toBeNull()
   })
 
+  it('deletes a dataset from the list; a refusal is thrown for the caller to show, the dataset kept', async () => {
+    const datasets = useDatasetsStore()
+    await datasets.refresh()
+    fake.bridge.datasets.delete.mockRejectedValueOnce(new ApiError('failed', 'dataset d is used by run r (interrupted)'))
+    await expect(datasets.remove(datasetManifest.id)).rejects.toMatchObject({ message: 'dataset d is used by run r (interrupted)' })
+    expect(datasets.list.map((d) => d.id)).toEqual([datasetManifest.id])
+    await datasets.remove(datasetManifest.id)
+    expect(fake.bridge.datasets.delete).toHaveBeenLastCalledWith({ id: datasetManifest.id })
+    expect(datasets.list).toEqual([])
+  })
+
   it("says when rows pass the model's positions and no longest row is set (training cuts them)", async () => {
     const datasets = useDatasetsStore()
     const models = useModelsStore()

@@ -52,6 +52,21 @@ describe('exportChoice', () => {
 })
 
 describe('useRunsStore', () => {
+  it('deletes a run: it leaves the list and the open page; a refusal is thrown for the caller to show, the run kept', async () => {
+    const runs = useRunsStore()
+    await runs.refresh()
+    await runs.open('run-1')
+    fake.bridge.runs.delete.mockRejectedValueOnce(new ApiError('failed', 'run run-1 is running; cancel it first, then delete it'))
+    await expect(runs.remove('run-1')).rejects.toMatchObject({ message: 'run run-1 is running; cancel it first, then delete it' })
+    expect(runs.runs.map((r) => r.id)).toEqual(['run-1'])
+    expect(runs.openId).toBe('run-1')
+    await runs.remove('run-1')
+    expect(fake.bridge.runs.delete).toHaveBeenLastCalledWith({ id: 'run-1' })
+    expect(runs.runs).toEqual([])
+    expect(runs.openId).toBeNull()
+    expect(runs.record).toBeNull()
+  })
+
   it('opens a run with its metrics, then appends live steps in place', async () => {
     const runs = useRunsStore()
     runs.listen()

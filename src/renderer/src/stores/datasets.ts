@@ -218,6 +218,17 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** The form's file was imported with these very settings already. */
   const alreadyImported = computed(() => imported.value !== null && importedKey.value === importKey())
 
+  /** Removes an imported dataset from the workspace (its source file stays); throws the UiError to show. */
+  async function remove(id: string): Promise<void> {
+    try {
+      await useWorkbench().datasets.delete({ id })
+    } catch (e) {
+      throw toUiError(e)
+    }
+    list.value = list.value.filter((d) => d.id !== id)
+    if (imported.value?.id === id) imported.value = null
+  }
+
   async function importDataset(): Promise<DatasetManifest | null> {
     const id = ++generation
     const key = importKey()
@@ -354,6 +365,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
   const listen = listener(onEvent)
 
   return {
+    remove,
     list,
     listLoading,
     listError,

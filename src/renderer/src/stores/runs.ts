@@ -150,7 +150,7 @@ export const useRunsStore = defineStore('runs', () => {
   const startErrorArgs = ref<RunsStartArgs | null>(null)
 
   /** The action under way per run id. */
-  const busy = ref<Record<string, 'cancel' | 'resume' | 'export'>>({})
+  const busy = ref<Record<string, 'cancel' | 'resume' | 'export' | 'delete'>>({})
 
   const compareRuns = shallowRef<RunDetail[]>([])
   const compareLoading = ref(false)
@@ -280,7 +280,7 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
-  async function act<T>(id: string, action: 'cancel' | 'resume' | 'export', call: () => Promise<T>): Promise<T> {
+  async function act<T>(id: string, action: 'cancel' | 'resume' | 'export' | 'delete', call: () => Promise<T>): Promise<T> {
     busy.value = { ...busy.value, [id]: action }
     try {
       return await call()
@@ -319,6 +319,17 @@ export const useRunsStore = defineStore('runs', () => {
   /** Throws the UiError for the caller to show (a toast: these buttons have no form). */
   async function cancel(id: string): Promise<void> {
     await updateFrom(id, 'cancel', () => useWorkbench().runs.cancel({ id }))
+  }
+
+  /** Deletes a run that is not training (its checkpoints too); it leaves the list, and the page if open. */
+  async function remove(id: string): Promise<void> {
+    try {
+      await act(id, 'delete', () => useWorkbench().runs.delete({ id }))
+    } catch (e) {
+      throw toUiError(e)
+    }
+    runs.value = runs.value.filter((r) => r.id !== id)
+    if (openId.value === id) close()
   }
 
   async function resume(id: string): Promise<void> {
@@ -493,6 +504,7 @@ export const useRunsStore = defineStore('runs', () => {
     close,
     start,
     cancel,
+    remove,
     resume,
     exportRun,
     compare,
