@@ -135,8 +135,21 @@ function describeManifest(m: DatasetManifest): string {
 
 export async function datasetCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
   const [sub, file] = positionals
-  if (sub !== 'import' && sub !== 'inspect' && sub !== 'list')
-    throw new UsageError('use: moe-workbench dataset import FILE | dataset inspect FILE | dataset list')
+  if (sub !== 'import' && sub !== 'inspect' && sub !== 'list' && sub !== 'delete')
+    throw new UsageError('use: moe-workbench dataset import FILE | dataset inspect FILE | dataset list | dataset delete ID')
+  if (sub === 'delete') {
+    if (!file) throw new UsageError('give the dataset id: moe-workbench dataset delete ID (dataset list shows them)')
+    const host = openHost(values, io)
+    try {
+      await host.api['datasets.delete']({ id: file })
+      io.out(`deleted dataset ${file} from ${host.workspace} (the file it was imported from stays)`)
+      return 0
+    } catch (e) {
+      throw cliError(e, { id: 'ID' })
+    } finally {
+      await host.close()
+    }
+  }
   if (sub !== 'list' && !file) throw new UsageError(`give the file: moe-workbench dataset ${sub} FILE`)
   const path = file === undefined ? '' : resolve(file)
   if (sub !== 'list' && (!existsSync(path) || !statSync(path).isFile())) throw new UsageError(`${path} is not a file`)

@@ -38,7 +38,7 @@ commands:
             [--expert-dtype lazy|f16|int8|...] [--context 2048]]
                                                           interactive, streaming, experts per reply
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
-            [--val-ratio 0.1] [--dedupe] [--text-unit line|paragraph] | inspect FILE | list
+            [--val-ratio 0.1] [--dedupe] [--text-unit line|paragraph] | inspect FILE | list | delete ID
                                                           validation report and statistics (a text
                                                           file: a row per line, or per paragraph)
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]

@@ -306,6 +306,16 @@ describe('moe-workbench train / export', () => {
     expect(r.out[0]).toMatch(/partly bad .* 3 rows/)
     // Common options may come before the command.
     expect((await cli('--workspace', ws, 'dataset', 'list')).out).toEqual(r.out)
+    // delete by id: gone from the list, the source file kept; an unknown id is a usage mistake
+    const id = r.out[0].split(/\s+/)[0]
+    const gone = await cli('dataset', 'delete', id, '--workspace', ws)
+    expect(gone).toMatchObject({ code: 0, out: [`deleted dataset ${id} from ${ws} (the file it was imported from stays)`] })
+    expect((await cli('dataset', 'list', '--workspace', ws)).out).toEqual([`no datasets in ${ws}`])
+    expect(existsSync(bad)).toBe(true)
+    const again = await cli('dataset', 'delete', id, '--workspace', ws)
+    expect(again.code).toBe(2)
+    expect(again.err[0]).toMatch(/ID: no dataset/)
+    r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
     r = await cli(
       'dataset',
       'import',
