@@ -199,7 +199,12 @@ export class RunFolder {
    * Cuts metrics.jsonl and routing.jsonl back to what was logged up to `step` (a resume restarts
    * from that checkpoint and logs the later steps again): each step appears once.
    */
-  truncateLogs(step: number): void {
+  /**
+   * Drops what was logged after `step` (a resume trains those steps again); returns the run's
+   * elapsed seconds at `step` (its last step line kept), 0 when none.
+   */
+  truncateLogs(step: number): number {
+    let elapsed = 0
     const keep = (file: string, stepOf: (line: Record<string, unknown>) => unknown): void => {
       if (!existsSync(file)) return
       const lines = readFileSync(file, 'utf8').split('\n')
@@ -213,12 +218,17 @@ export class RunFolder {
           continue // a torn line from a crash
         }
         const s = stepOf(parsed)
-        if (typeof s === 'number' && s <= step) kept.push(line)
+        if (typeof s === 'number' && s <= step) {
+          kept.push(line)
+          if (parsed.type === 'step' && typeof parsed.elapsedSec === 'number' && Number.isFinite(parsed.elapsedSec))
+            elapsed = parsed.elapsedSec
+        }
       }
       writeFileAtomic(file, kept.length ? kept.join('\n') + '\n' : '')
     }
     keep(this.metricsFile, (l) => l.step)
     keep(this.routingFile, (l) => l.step)
+    return elapsed
   }
 
   get evaluationFile(): string {

@@ -101,6 +101,8 @@ interface Session {
   /** run.json as this run last wrote it (shared with train()'s own bookkeeping). */
   run: { record: RunRecord }
   save(patch: Partial<RunRecord>): void
+  /** Seconds the run trained before this session (a resume): elapsed counts from the run's start. */
+  elapsedBefore: number
 }
 
 function stepRng(seed: number, step: number, micro: number): Rng {
@@ -303,7 +305,7 @@ async function setUp(
   }
   if (resumeFrom) state = JSON.parse(readFileSync(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState
   // Steps logged after the checkpoint we resume from are trained (and logged) again.
-  folder.truncateLogs(state.step)
+  const elapsedBefore = folder.truncateLogs(state.step)
 
   const lora = cfg.method === 'lora' ? new LoraAdapters(model, cfg.lora, cfg.seed) : undefined
   if (lora && resumeFrom)
@@ -357,6 +359,7 @@ async function setUp(
     stream: new BatchStream(trainRows, cfg.batchSize, cfg.seed, spec.padId, state.position),
     valBatches: evalBatches(spec.validation, cfg.batchSize, spec.padId, cfg.evalBatches),
     state,
+    elapsedBefore,
     trainRows: trainRows.length,
     emit,
     run,
@@ -497,6 +500,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
     const total = assignments[i]
     return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n, droppedTokens: v.droppedTokens }
   })
+  // This session's pace gives the ETA; the run's time so far includes the sessions before a resume.
   const elapsed = (performance.now() - started) / 1000
   const m: StepMetrics = {
     step: state.step,
@@ -513,7 +517,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
     droppedFraction: o.dropped,
     tokens: o.tokens,
     tokensPerSec: o.tokens / Math.max(o.seconds, 1e-9),
-    elapsedSec: elapsed,
+    elapsedSec: s.elapsedBefore + elapsed,
     etaSec: (elapsed / (state.step - startStep)) * (state.totalSteps - state.step),
     layers,
   }

@@ -105,13 +105,14 @@ describe('RunFolder', () => {
     const f = new RunFolder(join(tmp(), 'r'))
     f.write(record('r'))
     for (let s = 1; s <= 6; s++) {
-      f.appendMetrics({ type: 'step', step: s } as never)
+      f.appendMetrics({ type: 'step', step: s, elapsedSec: 10 * s } as never)
       f.appendRouting(s, [])
     }
     f.appendMetrics({ type: 'eval', step: 4 } as never)
     f.appendMetrics({ type: 'alert', step: 5 } as never)
     writeFileSync(f.metricsFile, readFileSync(f.metricsFile, 'utf8') + '{"type":"step","st')
-    f.truncateLogs(4)
+    // the run's time at that step, for a resume to count on from (its Elapsed went back to 0)
+    expect(f.truncateLogs(4)).toBe(40)
     const steps = (file: string): unknown[] =>
       readFileSync(file, 'utf8')
         .trim()
@@ -119,7 +120,7 @@ describe('RunFolder', () => {
         .map((l) => (JSON.parse(l) as { step: number }).step)
     expect(steps(f.metricsFile)).toEqual([1, 2, 3, 4, 4])
     expect(steps(f.routingFile)).toEqual([1, 2, 3, 4])
-    f.truncateLogs(0)
+    expect(f.truncateLogs(0)).toBe(0)
     expect(readFileSync(f.metricsFile, 'utf8')).toBe('')
     expect(f.readDetail().steps).toEqual([])
   })

@@ -144,6 +144,8 @@ describe('trainer', () => {
     expect(second.result.status).toBe('completed')
     const resumed = [...first.steps, ...second.steps].map((s) => s.loss)
     expect(resumed).toEqual(whole.steps.map((s) => s.loss))
+    // the run's elapsed time goes on from where the first session left it, not from 0
+    expect(second.steps[0].elapsedSec).toBeGreaterThan(first.steps[2].elapsedSec)
   }, 120_000)
 
   it('a NaN loss stops the run with the reason and keeps the last good checkpoint', async () => {
