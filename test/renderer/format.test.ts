@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { axisDigits, evalVerdict, formatDuration, formatMetric, parseBytes, visibleToken } from '../../src/renderer/src/format'
+import { axisDigits, evalVerdict, formatDuration, formatMetric, parseBytes, visibleText, visibleToken } from '../../src/renderer/src/format'
 
 describe('format', () => {
   it('reads sizes the way people type them', () => {
@@ -64,5 +64,13 @@ describe('evalVerdict', () => {
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).tone).toBe('danger')
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toMatch(/^further from the expected answers/)
     expect(evalVerdict(s(0, 0.5, null), s(0, 0.52, null)).tone).toBe('warn') // no loss to compare
+  })
+})
+
+describe('visibleText', () => {
+  it('shows control characters as their symbols, keeps newlines, tabs and other text', () => {
+    expect(visibleText('Ottawa\u0002')).toBe('Ottawa\u2402')
+    expect(visibleText('a\u0000b\u001fc\u007f')).toBe('a\u2400b\u241fc\u2421')
+    expect(visibleText('line\n\tnext 😀')).toBe('line\n\tnext 😀')
   })
 })

@@ -86,6 +86,17 @@ export function visibleToken(text: string): string {
   return text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→')
 }
 
+/**
+ * Generated text with its control characters shown as their symbols (U+2400 block): a model's
+ * stray U+0002 drew as an empty box. Newlines and tabs stay.
+ */
+export function visibleText(text: string): string {
+  // eslint-disable-next-line no-control-regex -- showing control characters is the point
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) =>
+    c === '\u007f' ? '\u2421' : String.fromCharCode(0x2400 + c.charCodeAt(0)),
+  )
+}
+
 /** The scores a before/after verdict compares (one split of a run's evaluation). */
 export interface EvalScores {
   exactMatch: number
