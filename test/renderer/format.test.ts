@@ -72,5 +72,6 @@ describe('visibleText', () => {
     expect(visibleText('Ottawa\u0002')).toBe('Ottawa\u2402')
     expect(visibleText('a\u0000b\u001fc\u007f')).toBe('a\u2400b\u241fc\u2421')
     expect(visibleText('line\n\tnext 😀')).toBe('line\n\tnext 😀')
+    expect(visibleToken('\u0002')).toBe('\u2402') // a token of a reply, in its card
   })
 })

@@ -83,7 +83,7 @@ export function formatTime(iso: string): string {
 /** A token's text with its whitespace made visible: " the" -> "·the", "\n" -> "↵". */
 export function visibleToken(text: string): string {
   if (text === '') return '∅'
-  return text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→')
+  return visibleText(text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→'))
 }
 
 /**
