@@ -388,7 +388,7 @@ describe('moe-workbench chat', () => {
     let written = ''
     const input = Readable.from(['Hello there\n', '/system Be brief.\n', '/sytem typo\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
     const code = await runCli(
-      ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '600KiB', '--context', '32', '--backend', 'wasm'],
+      ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '1MiB', '--context', '64', '--backend', 'wasm'],
       {
         out: (l) => out.push(l),
         err: (l) => err.push(l),
@@ -396,8 +396,8 @@ describe('moe-workbench chat', () => {
         input,
       },
     )
-    expect(code).toBe(0)
-    expect(written.match(/model> /g)).toHaveLength(2)
+    expect(code, err.join('\n')).toBe(0)
+    expect(written.match(/model> /g), err.join('\n')).toHaveLength(2)
     const summaries = err.filter((l) => l.startsWith('['))
     expect(summaries).toHaveLength(2)
     expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
@@ -405,7 +405,7 @@ describe('moe-workbench chat', () => {
     expect(err).toContain('conversation cleared (the system prompt stays: "Be brief.")') // /reset sets nothing
     // a mistyped command is said to be one, not sent to the model (still two replies above)
     expect(err).toContain('unknown command /sytem: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")')
-    expect(err.join('\n')).toMatch(/paging: budget 600\.0 KiB; .* lazy host storage/)
+    expect(err.join('\n')).toMatch(/paging: budget 1\.0 MiB; .* lazy host storage/)
     expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)
 })
