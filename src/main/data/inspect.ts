@@ -247,7 +247,6 @@ export async function scanDataset(
   return { result, source }
 }
 
-/** Characters of a row's content (no template); token count for pre-tokenized rows. */
 /**
  * A file with nothing but a header (or an empty JSON array): one message, not an empty report
  * that said "nothing looks like a known layout" and "valid rows 1-0".
@@ -260,6 +259,7 @@ function noRows(file: string, source: DatasetSource): DatasetError {
   )
 }
 
+/** Characters of a row's content (no template); token count for pre-tokenized rows. */
 function contentLength(row: NormalizedRow): number {
   switch (rowKind(row)) {
     case 'chat':

@@ -187,10 +187,6 @@ export interface NormalizeOptions {
 const SHAREGPT_ROLES: Record<string, ChatRole> = { system: 'system', human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant' }
 const ROLES: Record<string, ChatRole> = { system: 'system', user: 'user', assistant: 'assistant' }
 
-/**
- * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
- * resolved one (resolveMapping).
- */
 /** A NUL or a UTF-16 surrogate without its pair (JSON's "\ud800" escape): not text. */
 // eslint-disable-next-line no-control-regex -- finding NUL is the point
 const NOT_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/u
@@ -209,6 +205,10 @@ export function textProblem(text: string): string | null {
     : `has half of a surrogate pair (${code}) at character ${[...text.slice(0, m.index)].length + 1}: not valid Unicode, it would be stored changed; fix the text in the file`
 }
 
+/**
+ * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
+ * resolved one (resolveMapping).
+ */
 export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: ColumnMapping, options: NormalizeOptions = {}): Normalized {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return { problems: [{ field: '', message: `expected an object, got ${typeName(value)}` }] }

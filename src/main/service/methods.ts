@@ -84,11 +84,6 @@ export function exportedCheckpoint(
 }
 
 /**
- * Refuses a checkpoint that is not one of the run's own complete ones (its checkpoints/step-N,
- * symbolic links followed): another run's weights, or a model folder, were exported under this
- * run's name and settings.
- */
-/**
  * An export's outDir must be new or empty (nothing of the user's is overwritten): refused by the
  * field before the engine starts, where it was a 422 naming the CLI's --out.
  */
@@ -111,6 +106,11 @@ function removeFolder(dir: string): void {
   for (const name of readdirSync(parent)) if (name.startsWith('.deleting-')) rmSync(join(parent, name), { recursive: true, force: true })
 }
 
+/**
+ * Refuses a checkpoint that is not one of the run's own complete ones (its checkpoints/step-N,
+ * symbolic links followed): another run's weights, or a model folder, were exported under this
+ * run's name and settings.
+ */
 function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): void {
   const steps = folder.checkpointSteps()
   const real = (p: string): string | null => {
