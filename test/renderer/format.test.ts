@@ -64,6 +64,22 @@ describe('evalVerdict', () => {
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).tone).toBe('danger')
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toMatch(/^further from the expected answers/)
     expect(evalVerdict(s(0, 0.5, null), s(0, 0.52, null)).tone).toBe('warn') // no loss to compare
+    expect(evalVerdict(s(0, 0.5, null), s(0, 0.5, 0.5)).tone).toBe('warn') // nor one side of it
+    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, null)).tone).toBe('warn')
+    expect(evalVerdict(s(0, 0.5, 0), s(0, 0.5, 0.5)).tone).toBe('warn') // nor a ratio to a zero loss
+    // F1 a little down, the loss down: not "closer"
+    expect(evalVerdict(s(0, 0.5, 2), s(0, 0.43, 1.6)).tone).toBe('warn')
+  })
+
+  it('the thresholds: 5 points of exact answers, 0.1 of F1 (0.05 down vetoes the loss), a tenth of the loss', () => {
+    const tone = (b: [number, number, number], a: [number, number, number]) => evalVerdict(s(...b), s(...a)).tone
+    expect(tone([0, 0.5, 1], [0.05, 0.5, 1])).toBe('warn')
+    expect(tone([0.05, 0.5, 1], [0, 0.5, 1])).toBe('warn')
+    expect(tone([0, 0, 1], [0, 0.1, 1])).toBe('ok')
+    expect(tone([0, 0.05, 2], [0, 0, 1.6])).toBe('warn')
+    expect(tone([0, 0.5, 1], [0, 0.5, 0.9])).toBe('ok')
+    expect(tone([0, 0.1, 1], [0, 0, 1])).toBe('danger')
+    expect(tone([0, 0.5, 1], [0, 0.5, 1.1])).toBe('danger')
   })
 })
 
