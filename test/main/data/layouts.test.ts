@@ -44,6 +44,26 @@ describe('layout detection', () => {
       layout: 'alpaca',
       mapping: { instruction: 'instruction', output: 'output', input: 'input' },
     })
+    // the stray row first: still the most rows' layout
+    expect(detectLayout([stray, share(0), share(1)], ['messages', 'conversations'])?.layout).toBe('sharegpt')
+    // records that are not objects (a JSON line "null", a string, an array) are not read as rows
+    expect(detectLayout([null, 'text', [1], share(0), share(1)], ['conversations'])?.layout).toBe('sharegpt')
+    // rows with and without an optional field vote together (three alpaca rows outvote two text rows)
+    const a = (input?: string) => ({ instruction: 'i', output: 'o', ...(input && { input }) })
+    expect(detectLayout([a('x'), a(), a(), { text: 't' }, { text: 'u' }], ['instruction', 'output', 'input', 'text'])).toEqual({
+      layout: 'alpaca',
+      mapping: { instruction: 'instruction', output: 'output', input: 'input' },
+    })
+    // the winners' own columns: a minority's prompt/completion columns do not make it completion
+    const qa = { instruction: 'i', output: 'o' }
+    expect(detectLayout([qa, qa, qa, { prompt: 'p', completion: 'c' }], ['instruction', 'output', 'prompt', 'completion'])?.layout).toBe(
+      'alpaca',
+    )
+    // a column present but empty (null) is not one a row has
+    const empties = { instruction: 'i', output: 'o', prompt: null, completion: null }
+    expect(detectLayout([empties, empties], ['instruction', 'output', 'prompt', 'completion'])?.layout).toBe('alpaca')
+    // where no row alone looks like a layout, the columns together decide, as before
+    expect(detectLayout([{ instruction: 'i' }, { output: 'o' }], ['instruction', 'output'])?.layout).toBe('alpaca')
     // a tie goes to the rule checked first, as before; unrecognisable rows do not vote
     expect(detectLayout([{ text: 'x' }, { prompt: 'p', completion: 'c' }, { z: 1 }], ['text', 'prompt', 'completion', 'z'])).toEqual({
       layout: 'completion',
