@@ -339,8 +339,9 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
     })
     // A quote never closed makes the rest of the batch one field: said, never swallowed quietly.
     const unclosed = new Set(parsed.errors.filter((e) => e.code === 'MissingQuotes').map((e) => e.row))
-    // Text after a field's closing quote: a quote left open (the next line read into the field,
-    // and that row lost without a word) or a lone quote inside a quoted field.
+    // Text after a field's closing quote where the field spans lines: a quote left open, the next
+    // line read into the field and that row lost without a word. (On one line it is a lone quote
+    // inside a quoted field, `"He said "hi""`, whose lenient reading is what was meant: kept.)
     const malformed = new Set(parsed.errors.filter((e) => e.code === 'InvalidQuotes').map((e) => e.row))
     for (const [index, fields] of parsed.data.entries()) {
       const start = line
@@ -370,13 +371,10 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
         }
         continue
       }
-      if (malformed.has(index)) {
+      if (malformed.has(index) && newlines > 0) {
         yield {
           line: start,
-          error:
-            newlines > 0
-              ? `a quoted field on line ${start} runs on into line${newlines === 1 ? '' : 's'} ${start + 1}${newlines === 1 ? '' : `-${start + newlines}`} (text follows a quote that should close it), so ${newlines === 1 ? 'that line was' : 'those lines were'} read into this row; close the quote on line ${start}, or write "" for a quote inside a quoted field`
-              : `text follows the closing quote of a field on line ${start}; write "" for a quote inside a quoted field, or quote the whole field`,
+          error: `a quoted field on line ${start} runs on into line${newlines === 1 ? '' : 's'} ${start + 1}${newlines === 1 ? '' : `-${start + newlines}`} (text follows a quote that should close it), so ${newlines === 1 ? 'that line was' : 'those lines were'} read into this row; close the quote on line ${start}, or write "" for a quote inside a quoted field`,
         }
         continue
       }

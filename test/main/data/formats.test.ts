@@ -123,13 +123,16 @@ describe('every layout in every file format', () => {
     ])
   })
 
-  it('says where text follows a closing quote: an open quote that swallowed the next row, or a lone quote in a field', async () => {
+  it('says where a quote left open swallowed the next line (that row was lost without a word); a lone quote on one line is read as meant', async () => {
     const file = join(tempDir(), 'runs-on.csv')
     // line 3 opens a quote that the quote starting line 4 "closes": line 4 was read into line 3's
-    // row, which was valid, and line 4's question was lost without a word
-    writeFileSync(file, 'prompt,completion\nWhat is 1?,one\n"What is 2?,two\n"What is 3?",three\n"4"th",four\nWhat is 5?,five\n')
-    const r = await inspectDataset(file, { layout: 'completion' })
-    expect(r.report).toMatchObject({ valid: 2, invalid: 2 })
+    // row, which was valid, and line 4's question was lost; line 5's inner quotes read as written
+    writeFileSync(
+      file,
+      'prompt,completion\nWhat is 1?,one\n"What is 2?,two\n"What is 3?",three\n"He said "hi" to me",four\nWhat is 5?,five\n',
+    )
+    const r = await inspectDataset(file, { layout: 'completion', preview: { limit: 10 } })
+    expect(r.report).toMatchObject({ valid: 3, invalid: 1 })
     expect(r.report.problems).toEqual([
       {
         line: 3,
@@ -137,14 +140,9 @@ describe('every layout in every file format', () => {
         message:
           'a quoted field on line 3 runs on into line 4 (text follows a quote that should close it), so that line was read into this row; close the quote on line 3, or write "" for a quote inside a quoted field',
       },
-      {
-        line: 5,
-        field: '',
-        message:
-          'text follows the closing quote of a field on line 5; write "" for a quote inside a quoted field, or quote the whole field',
-      },
     ])
-    expect(r.preview.map((p) => p.line)).toEqual([2, 6])
+    expect(r.preview.map((p) => p.line)).toEqual([2, 5, 6])
+    expect(r.preview[1].row).toEqual({ prompt: 'He said "hi" to me', completion: 'four' })
   })
 
   it('keeps quoted multi-line fields whole across CSV batches, with exact line numbers', async () => {
