@@ -69,7 +69,10 @@ describe('useExpertsStore', () => {
     experts.form.source = 'dataset'
     experts.form.dataset = 'train-abc'
     experts.form.maxRows = 50
-    await experts.analyze()
+    const running = experts.analyze()
+    experts.form.source = 'text' // changed while it runs: the result says what it routed
+    await running
+    expect(experts.analyzedWith).toEqual({ source: 'dataset', dataset: 'train-abc', maxRows: 50 })
     expect(fake.bridge.experts.analyze).toHaveBeenLastCalledWith({
       model: '/tuned',
       dataset: 'train-abc',

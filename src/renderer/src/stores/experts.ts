@@ -89,6 +89,8 @@ export const useExpertsStore = defineStore('experts', () => {
       return
     }
     analyzing.value = true
+    // What is routed, as the form says now (it may change while the analysis runs).
+    const routed = { source: f.source, dataset: f.dataset, maxRows: f.maxRows }
     const tasks = useTasksStore()
     const analyse = (model: string): Promise<ExpertAnalysis> =>
       tasks.track(
@@ -102,7 +104,7 @@ export const useExpertsStore = defineStore('experts', () => {
       const [first, second] = await Promise.all(runs)
       analysis.value = first
       comparison.value = second
-      analyzedWith.value = { source: f.source, dataset: f.dataset, maxRows: f.maxRows }
+      analyzedWith.value = routed
     } catch (e) {
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
       await cancel()
