@@ -121,6 +121,8 @@ export function refusedPath(
 ): { field: string; path: string; message: string } | null {
   const real = roots.map((r) => realLocation(r))
   for (const { field, path } of paths) {
+    // An empty path is the schema's to refuse ("must not be empty"), not a place to check.
+    if (path === '') continue
     // Relative to the server's working folder, which a browser's user cannot see: said as such
     // (it read "outside the folders this server may read and write").
     if (!isAbsolute(path)) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }

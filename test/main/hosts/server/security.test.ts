@@ -80,6 +80,7 @@ describe('server security', () => {
       path: 'relative/job',
       message: 'outDir: relative/job is a relative path; write its full path on the server',
     })
+    expect(refusedPath([{ field: 'dir', path: '' }], [root])).toBeNull() // the schema says it must not be empty
     expect(isInside('/a/bc', '/a/b')).toBe(false)
     expect(isInside('/a/b/c', '/a/b')).toBe(true)
   })
