@@ -669,7 +669,7 @@ export function expertAlerts(
           layer: l.layer,
           expert: e,
           kind: 'dead',
-          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps: raise moe.auxLossCoef (load balancing) or moe.routerJitter so the router tries it again`,
+          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again`,
         })
       if (next[1] === cfg.alerts.steps)
         out.push({
@@ -677,7 +677,7 @@ export function expertAlerts(
           layer: l.layer,
           expert: e,
           kind: 'collapse',
-          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly`,
+          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef), or lower the learning rate if it came on suddenly`,
         })
     })
   })

@@ -397,8 +397,8 @@ describe('expert alerts (hand-computed)', () => {
       alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 },
     })
     expect(alert.map((a) => a.message)).toEqual([
-      'layer 0 expert 0 took over 90% of tokens for 1 steps: raise moe.auxLossCoef (load balancing), or lower the learning rate if it came on suddenly',
-      'layer 0 expert 1 took under 1.0% of tokens for 1 steps: raise moe.auxLossCoef (load balancing) or moe.routerJitter so the router tries it again',
+      'layer 0 expert 0 took over 90% of tokens for 1 steps: raise the load-balancing loss coefficient (moe.auxLossCoef), or lower the learning rate if it came on suddenly',
+      'layer 0 expert 1 took under 1.0% of tokens for 1 steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again',
     ])
     // Under 1 / deadShare assignments a step (here 99 < 100) judges no expert dead: it would mean
     // no token at all, which a short batch gives by chance; collapse is still judged.
