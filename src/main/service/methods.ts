@@ -4,8 +4,8 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import type { FitPlan } from '../../shared/chat'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
@@ -32,6 +32,7 @@ import {
   type ModelFolder,
 } from './workspace'
 import { RunFolder } from '../runs/runFolder'
+import { removeDirAtomic } from '../util/atomic'
 
 type Methods = Pick<
   WorkbenchApi,
@@ -93,17 +94,6 @@ function requireNewFolder(outDir: string): void {
   if (!statSync(out).isDirectory()) throw new ApiError('invalid_argument', `outDir: ${out} is a file; choose a new folder`, 'outDir')
   if (readdirSync(out).length > 0)
     throw new ApiError('invalid_argument', `outDir: ${out} exists and is not empty; choose a new or empty folder`, 'outDir')
-}
-
-/**
- * Deletes a folder of the workspace as one step for everyone listing it: renamed aside first (a
- * name no listing reads), then removed; what an earlier removal left aside (a crash) goes too.
- */
-function removeFolder(dir: string): void {
-  const parent = dirname(dir)
-  const aside = join(parent, `.deleting-${basename(dir)}-${randomBytes(4).toString('hex')}`)
-  renameSync(dir, aside)
-  for (const name of readdirSync(parent)) if (name.startsWith('.deleting-')) rmSync(join(parent, name), { recursive: true, force: true })
 }
 
 /**
@@ -303,7 +293,7 @@ export function workspaceMethods(ctx: MethodContext): {
           `run ${args.id} is in use${owner ? ` by ${owner.by} (pid ${owner.pid} on ${owner.host})` : ''}; stop it there first`,
         )
       }
-      removeFolder(runDir(workspace, args.id))
+      removeDirAtomic(runDir(workspace, args.id))
     },
     'datasets.delete': async (args) => {
       const dir = datasetDir(workspace, args.id)
@@ -315,7 +305,7 @@ export function workspaceMethods(ctx: MethodContext): {
           'failed',
           `dataset ${args.id} is used by ${users.length === 1 ? 'run' : 'runs'} ${users.map((r) => `${r.id} (${r.status})`).join(', ')}, which may still resume from it; delete ${users.length === 1 ? 'that run' : 'those runs'} first, or let ${users.length === 1 ? 'it' : 'them'} complete`,
         )
-      removeFolder(dir)
+      removeDirAtomic(dir)
     },
     'runs.resume': async (args) => {
       const folder = runFolder(workspace, args.id)

@@ -218,6 +218,11 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** The form's file was imported with these very settings already. */
   const alreadyImported = computed(() => imported.value !== null && importedKey.value === importKey())
 
+  /** A dataset's name as listed, else its id. */
+  function displayName(id: string): string {
+    return list.value.find((d) => d.id === id)?.name ?? id
+  }
+
   /** Removes an imported dataset from the workspace (its source file stays); throws the UiError to show. */
   async function remove(id: string): Promise<void> {
     try {
@@ -366,6 +371,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
 
   return {
     remove,
+    displayName,
     list,
     listLoading,
     listError,
