@@ -3,7 +3,9 @@
  *
  * moe-layer: forward + backward time of one sparse MoE layer (router, top-k dispatch, experts,
  * combine) against a dense SwiGLU FFN with the same active FLOPs (intermediate = k · expert
- * width), on every backend that starts here. The ratio MoE / dense is the dispatch overhead.
+ * width), on every backend that starts here. The ratio MoE / dense is the dispatch overhead. A
+ * small layer (hidden 128, experts 256 wide) at 256 and 2048 tokens, and the peer configuration's
+ * layer (hidden 256, experts 512 wide) at its batch of 2048 tokens.
  *
  * train-step: tokens/s of full training steps (forward, backward, AdamW) of a small Mixtral-family
  * model against a dense model with the same active parameters (every layer a SwiGLU of width
@@ -96,17 +98,25 @@ function timePairs(f: () => void, g: () => void, minIters: number, budgetMs: num
   return pairs
 }
 
-function layerConfig(): MoeConfig {
+/** One layer's size: hidden and expert widths. */
+interface LayerSize {
+  hidden: number
+  expertWidth: number
+}
+/** The small layer, where per-kernel overheads weigh most. */
+const SMALL_LAYER: LayerSize = { hidden: 128, expertWidth: 256 }
+
+function layerConfig({ hidden, expertWidth }: LayerSize): MoeConfig {
   return validateMoeConfig({
     family: 'mixtral',
     vocabSize: 256,
-    hiddenSize: 128,
+    hiddenSize: hidden,
     numLayers: 1,
     numHeads: 4,
     numKvHeads: 4,
-    headDim: 32,
-    intermediateSize: 256,
-    expertIntermediateSize: 256,
+    headDim: hidden / 4,
+    intermediateSize: expertWidth,
+    expertIntermediateSize: expertWidth,
     numExperts: 8,
     topK: 2,
     normTopkProb: true,
@@ -126,8 +136,8 @@ function settle(value: tf.Tensor, grads: tf.NamedTensorMap): void {
   tf.dispose([value, ...Object.values(grads)])
 }
 
-function benchLayer(backend: BackendName, tokens: number): LayerResult {
-  const c = layerConfig()
+function benchLayer(backend: BackendName, tokens: number, size: LayerSize = SMALL_LAYER): LayerResult {
+  const c = layerConfig(size)
   const H = c.hiddenSize
   const I = c.expertIntermediateSize
   const denseWidth = c.topK * I
@@ -487,6 +497,10 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: moe-layer on ${backend}...\n`)
     // cpu runs at about 1 GFLOP/s: the small batch only
     for (const tokens of backend === 'cpu' ? tokenCounts.slice(0, 1) : tokenCounts) results.push(benchLayer(backend, tokens))
+    // The layer of the peer configuration at its batch (8 × 256 tokens), where its 8 experts get
+    // ~512 rows each: the figure for a training-sized layer (not on cpu, ~1 GFLOP/s).
+    if (backend !== 'cpu')
+      results.push(benchLayer(backend, PEER.batch * PEER.seq, { hidden: PEER.hiddenSize, expertWidth: PEER.expertIntermediateSize }))
     process.stderr.write(`bench: train-step on ${backend}...\n`)
     const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
     trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
@@ -578,14 +592,14 @@ async function main(): Promise<void> {
     )
   }
 
-  console.log(
-    `moe-layer: H=${results[0]?.hidden} expert width ${results[0]?.expertWidth}, 8 experts top-2 vs dense width ${results[0]?.denseWidth}, fwd+bwd`,
-  )
+  console.log('moe-layer: 8 experts top-2 vs a dense SwiGLU of width 2 × expert width, fwd+bwd')
   console.log(
     table(
-      ['backend', 'tokens', 'dense ms', 'moe ms', 'moe/dense', 'dense GFLOP/s', 'moe GFLOP/s'],
+      ['backend', 'H', 'expert width', 'tokens', 'dense ms', 'moe ms', 'moe/dense', 'dense GFLOP/s', 'moe GFLOP/s'],
       results.map((r) => [
         r.backend,
+        String(r.hidden),
+        String(r.expertWidth),
         String(r.tokens),
         r.denseMs.toFixed(2),
         r.moeMs.toFixed(2),
