@@ -410,7 +410,7 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     console.log(`journey timings (s): ${JSON.stringify(timings)}; replies: ${JSON.stringify(texts)}`)
   })
 
-  await test.step('delete the run, then its dataset: each asks first, and the exported model stays', async () => {
+  await test.step('delete the run, then its dataset: each asks first, and the exported model stays until it is deleted too', async () => {
     await page.getByTestId('nav-train').click()
     const item = page.getByTestId('runs-list').locator('[data-testid^="run-item-"]').first()
     const runId = (await item.getAttribute('data-testid'))!.replace('run-item-', '')
@@ -432,5 +432,15 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('dataset-list').locator('li', { hasText: DATASET_NAME })).toHaveCount(0)
     await page.getByTestId('nav-models').click()
     await expect(page.getByText(EXPORT_NAME).first()).toBeVisible()
+
+    // Then the exported model, from its card (no longer the base of any run); the bundled model offers no delete.
+    const card = page.getByTestId('model-list').locator('[data-testid^="model-card-"]', { hasText: EXPORT_NAME })
+    const modelId = (await card.getAttribute('data-testid'))!.replace('model-card-', '')
+    await card.getByTestId(`model-delete-${modelId}`).click()
+    await expect(card.getByTestId(`model-delete-${modelId}-question`)).toHaveText('Its folder and weights go from the workspace.')
+    await card.getByTestId(`model-delete-${modelId}-confirm`).click()
+    await expect(page.getByTestId(`model-card-${modelId}`)).toHaveCount(0)
+    await expect(page.getByTestId('model-card-default')).toBeVisible()
+    await expect(page.getByTestId('model-delete-default')).toHaveCount(0)
   })
 })

@@ -200,6 +200,12 @@ export interface WorkbenchApi {
   'models.create': (args: ModelsCreateArgs) => Promise<ModelEntry>
   /** Registers a checkpoint folder elsewhere on disk (nothing is copied). */
   'models.link': (args: { dir: string; name?: string }) => Promise<ModelEntry>
+  /**
+   * Removes a model from the workspace: a linked one's link (its folder on disk stays), a made or
+   * exported one's folder. Refused for the bundled model, for a model a run was trained from (the
+   * run needs it), and while a chat or an analysis has it open.
+   */
+  'models.delete': (args: { id: string }) => Promise<void>
   /** Starts (or queues) a fine-tuning run; progress arrives as run.* events. */
   'runs.start': (args: RunsStartArgs) => Promise<RunRecord>
   /** The Quick preset: a run config chosen from the dataset's size and lengths and the model's size, each choice with its reason. */
@@ -254,6 +260,7 @@ export const METHODS = [
   'models.plan',
   'models.create',
   'models.link',
+  'models.delete',
   'runs.start',
   'runs.auto',
   'runs.list',

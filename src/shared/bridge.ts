@@ -19,6 +19,7 @@ export interface WorkbenchBridge {
     plan: WorkbenchApi['models.plan']
     create: WorkbenchApi['models.create']
     link: WorkbenchApi['models.link']
+    delete: WorkbenchApi['models.delete']
   }
   datasets: {
     inspect(args: DatasetsInspectArgs): Promise<InspectResult>
@@ -75,6 +76,7 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       plan: (args) => invoke('models.plan', args),
       create: (args) => invoke('models.create', args),
       link: (args) => invoke('models.link', args),
+      delete: (args) => invoke('models.delete', args),
     },
     datasets: {
       inspect: (args) => invoke('datasets.inspect', args),

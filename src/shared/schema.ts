@@ -101,6 +101,7 @@ export const apiSchemas = {
     tokenizerFrom: path.optional(),
   }),
   'models.link': z.strictObject({ dir: path, name: name.optional() }),
+  'models.delete': z.strictObject({ id }),
   'runs.start': z.strictObject({ model: path, id: id.optional(), dataset: id, config: runConfigSchema.optional(), name: name.optional() }),
   'runs.auto': z.strictObject({ model: path, dataset: id }),
   'runs.list': z.undefined({ error: 'takes no arguments' }),

@@ -277,6 +277,7 @@ export function fakeBridge() {
         dir: args.dir,
         name: args.name ?? 'linked',
       })),
+      delete: vi.fn(async (_args: { id: string }) => {}),
     },
     datasets: {
       inspect: vi.fn(async (args: { file: string }) => ({ ...inspectResult, file: args.file })),

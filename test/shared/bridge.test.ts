@@ -32,6 +32,7 @@ describe('createBridge', () => {
       b.models.plan(a),
       b.models.create(a),
       b.models.link(a),
+      b.models.delete(a),
       b.datasets.inspect(a),
       b.datasets.import(a),
       b.datasets.list(),

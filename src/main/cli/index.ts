@@ -19,6 +19,7 @@ import { chatCommand } from './chatCommand'
 import { datasetCommand } from './datasetCommands'
 import { evalCommand, exportCommand, trainCommand } from './trainCommands'
 import { adapterCommand, handoffCommand } from './handoffCommands'
+import { modelCommand, runCommand } from './workspaceCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -59,6 +60,10 @@ commands:
                                                           DeepSpeed: dataset, trainer YAML, README
   adapter   import DIR [--model BASE] [--name NAME]       a PEFT LoRA adapter (LLaMA-Factory, axolotl...)
                                                           as a run: eval and export it like one trained here
+  model     list | delete ID                              the workspace's models; delete removes a made or
+                                                          exported one (a linked one: the link only)
+  run       list | delete ID                              the workspace's runs; delete removes one not
+                                                          training, with its checkpoints
   serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
                                                           the browser UI and API (server mode); requests
                                                           may name files under the workspace and home
@@ -203,6 +208,8 @@ const COMMANDS: Record<string, Command> = {
     positionals: true,
     run: adapterCommand,
   },
+  model: { options: { workspace: { type: 'string' } }, positionals: true, run: modelCommand },
+  run: { options: { workspace: { type: 'string' } }, positionals: true, run: runCommand },
   serve: {
     options: {
       host: { type: 'string' },

@@ -170,6 +170,8 @@ export interface ModelLease extends LoadedModel {
  */
 export class ModelCache {
   private readonly entries = new Map<string, CacheEntry>()
+  /** Folders being read by a load now (a lease of each follows, or an error). */
+  private readonly loading = new Map<string, number>()
   /** Settles when the loads queued so far have ended. */
   private loads: Promise<void> = Promise.resolve()
   private queued = 0
@@ -190,7 +192,16 @@ export class ModelCache {
     try {
       if (mustWait) await this.waitFor(previous, dir, hooks)
       // The load this one waited for may have been this very model.
-      return this.lease(dir, offloadKey) ?? (await this.load(dir, offload, offloadKey, hooks))
+      const cached = this.lease(dir, offloadKey)
+      if (cached) return cached
+      this.loading.set(dir, (this.loading.get(dir) ?? 0) + 1)
+      try {
+        return await this.load(dir, offload, offloadKey, hooks)
+      } finally {
+        const n = (this.loading.get(dir) ?? 1) - 1
+        if (n > 0) this.loading.set(dir, n)
+        else this.loading.delete(dir)
+      }
     } finally {
       this.queued--
       done()
@@ -201,6 +212,18 @@ export class ModelCache {
   forget(dir: string): void {
     const e = this.entries.get(dir)
     if (e) this.drop(dir, e)
+  }
+
+  /** Whether a chat or an analysis holds the model of `dir`, or is loading it (its files are being read). */
+  inUse(dir: string): boolean {
+    return (this.entries.get(dir)?.users ?? 0) > 0 || (this.loading.get(dir) ?? 0) > 0
+  }
+
+  /** Drops the model of `dir` before its folder is deleted; refused (failed) while it is in use. */
+  evict(dir: string): void {
+    if (this.inUse(dir))
+      throw new ApiError('failed', `${dir} is open in a chat or an expert analysis; let it finish (or cancel it), then try again`)
+    this.forget(dir)
   }
 
   private lease(dir: string, offloadKey: string): ModelLease | null {

@@ -75,6 +75,7 @@ export const handlers: EngineHandlers = {
   'models.inspect': (args) => inspectModel(args.dir),
   'models.plan': (args) => planModel(args),
   'models.create': (args) => createModel(args.dir, args.config, args.seed, args.tokenizerFrom),
+  'models.forget': (args, ctx) => jobsOf(ctx).models.evict(args.dir),
   'runs.start': (args, ctx) => jobsOf(ctx).runs.start(args),
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
   'runs.export': (args, ctx) =>

@@ -43,6 +43,11 @@ export interface EngineMethods {
     seed: number
     tokenizerFrom?: string
   }) => ModelInfo
+  /**
+   * Drops the loaded model of `dir` before its folder is deleted; refused (failed) while a chat or
+   * an analysis holds it or loads it.
+   */
+  'models.forget': (args: { dir: string }) => void
   /** Queues a run (the service chose its id and folder); run.* events follow. */
   'runs.start': (args: EngineRunStartArgs) => RunRecord
   /** True when the run was queued or running in this engine. */

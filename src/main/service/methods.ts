@@ -40,6 +40,7 @@ type Methods = Pick<
   | 'models.plan'
   | 'models.create'
   | 'models.link'
+  | 'models.delete'
   | 'runs.start'
   | 'runs.auto'
   | 'runs.list'
@@ -200,6 +201,25 @@ export function workspaceMethods(ctx: MethodContext): {
       // Refuse folders that are not checkpoints before recording them.
       await engine.request('models.inspect', { dir: args.dir })
       return entry(linkModelFolder(workspace, args.dir, uniqueModelName(args.name ?? basename(resolve(args.dir)))))
+    },
+    'models.delete': async (args) => {
+      if (args.id === 'default' && ctx.bundledModel)
+        throw new ApiError('invalid_argument', 'id: the bundled model ships with the app and cannot be deleted', 'id')
+      const model = listModelFolders(workspace).find((m) => m.id === args.id)
+      if (!model) throw new ApiError('invalid_argument', `id: no model ${args.id} in ${workspace}`, 'id')
+      if (model.source === 'workspace') {
+        // A run trained from it needs it: to resume, to evaluate or chat with (a LoRA run's
+        // adapter sits on it), to export.
+        const users = listRuns(workspace).filter((r) => resolve(r.baseModel) === resolve(model.dir))
+        if (users.length > 0)
+          throw new ApiError(
+            'failed',
+            `model ${model.name} is the base of ${users.length === 1 ? 'run' : 'runs'} ${users.map((r) => r.id).join(', ')}, which ${users.length === 1 ? 'needs' : 'need'} it to resume, evaluate, chat and export; delete ${users.length === 1 ? 'that run' : 'those runs'} first (export ${users.length === 1 ? 'it' : 'them'} to keep what ${users.length === 1 ? 'it' : 'they'} learned)`,
+          )
+        await engine.request('models.forget', { dir: model.dir })
+      }
+      // A linked model's workspace folder holds only the link: the folder on disk stays.
+      removeDirAtomic(join(modelsDir(workspace), model.id))
     },
 
     'runs.start': async (args) => {

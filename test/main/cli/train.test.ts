@@ -13,6 +13,8 @@ import { trainingPlan } from '../../../src/main/train/trainer'
 import { validateRunConfig } from '../../../src/shared/runConfig'
 import type { FitPlan } from '../../../src/shared/chat'
 import { randomWeights, tinyConfig } from '../engine/helpers'
+import { RunFolder } from '../../../src/main/runs/runFolder'
+import { linkModelFolder } from '../../../src/main/service/workspace'
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = []
@@ -500,4 +502,60 @@ describe('moe-workbench eval', () => {
       /--split: "dev" must be val, train or all/,
     )
   }, 120_000)
+})
+
+describe('moe-workbench model / run', () => {
+  it("lists the workspace's models and runs, and deletes them with the service's checks", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-ws-'))
+    const ws = join(dir, 'ws')
+    const made = tinyBase(join(ws, 'models')).base // a model made here: <ws>/models/base
+    const elsewhere = tinyBase(dir).base
+    const run = new RunFolder(join(ws, 'runs', 'tuned'))
+    run.write({
+      id: 'tuned',
+      status: 'completed',
+      config: validateRunConfig({ method: 'lora' }),
+      baseModel: made,
+      created: '2025-01-01T00:00:00.000Z',
+      updated: '2025-01-01T00:00:00.000Z',
+      step: 10,
+      totalSteps: 10,
+      bestValLoss: null,
+      lastCheckpoint: null,
+    })
+    const linked = linkModelFolder(ws, elsewhere, 'mine')
+    const list = await cli('model', 'list', '--workspace', ws, '--backend', 'cpu')
+    expect(list.code).toBe(0)
+    const mine = list.out.filter((l) => !l.startsWith('default '))
+    expect(mine).toEqual([
+      expect.stringMatching(new RegExp(`^base {2}base {2}workspace {2}mixtral, 4 experts top-2, \\S+ \\S+ in float32 {2}${made}$`)),
+      expect.stringMatching(new RegExp(`^${linked.id} {2}mine {2}linked .* {2}${elsewhere}$`)),
+    ])
+    expect((await cli('run', 'list', '--workspace', ws)).out).toEqual([`tuned  completed  step 10/10  lora  from ${made}`])
+
+    const refused = await cli('model', 'delete', 'base', '--workspace', ws)
+    expect(refused.code).toBe(1)
+    expect(refused.err.join('\n')).toMatch(/model base is the base of run tuned, .* delete that run first/)
+    expect(existsSync(join(made, 'config.json'))).toBe(true)
+    expect(await cli('run', 'delete', 'tuned', '--workspace', ws)).toMatchObject({
+      code: 0,
+      out: [`deleted run tuned from ${ws} (models exported from it stay)`],
+    })
+    expect((await cli('run', 'list', '--workspace', ws)).out).toEqual([`no runs in ${ws}`])
+    expect(await cli('model', 'delete', 'base', '--workspace', ws)).toMatchObject({ code: 0, out: [`deleted model base from ${ws}`] })
+    expect(existsSync(made)).toBe(false)
+    expect(await cli('model', 'delete', linked.id, '--workspace', ws)).toMatchObject({
+      code: 0,
+      out: [`unlinked model ${linked.id} (its folder ${elsewhere} stays)`],
+    })
+    expect(existsSync(join(elsewhere, 'config.json'))).toBe(true)
+    expect((await cli('model', 'list', '--workspace', ws)).out.filter((l) => !l.startsWith('default '))).toEqual([])
+
+    const unknown = await cli('model', 'delete', 'base', '--workspace', ws)
+    expect(unknown.code).toBe(2)
+    expect(unknown.err[0]).toMatch(/ID: no model base/)
+    expect((await cli('model', '--workspace', ws)).err[0]).toMatch(/use: moe-workbench model list \| model delete ID/)
+    expect((await cli('run', 'delete', '--workspace', ws)).err[0]).toMatch(/give the run id: moe-workbench run delete ID/)
+    expect((await cli('run', 'list', 'x', '--workspace', ws)).code).toBe(2)
+  }, 60_000)
 })

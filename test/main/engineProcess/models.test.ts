@@ -67,6 +67,30 @@ describe('ModelCache', () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 
+  it('evict (a folder to delete): refused while the model loads or a lease holds it, done once released', async () => {
+    const before = tf.memory().numTensors
+    const cache = new ModelCache(2)
+    expect(cache.inUse(dirs[0])).toBe(false)
+    const loading = cache.get(dirs[0])
+    expect(cache.inUse(dirs[0])).toBe(true) // its files are being read
+    expect(() => cache.evict(dirs[0])).toThrow(
+      expect.objectContaining({ code: 'failed', message: expect.stringMatching(/open in a chat/) }),
+    )
+    expect(cache.inUse(dirs[1])).toBe(false)
+    const a = await loading
+    const b = await cache.get(dirs[0])
+    a.release()
+    expect(() => cache.evict(dirs[0])).toThrow(/open in a chat/) // b still holds it
+    expect(logitsOf(b.model)).toHaveLength(5 * 32)
+    b.release()
+    expect(cache.inUse(dirs[0])).toBe(false)
+    cache.evict(dirs[0]) // cached, free: disposed now
+    expect(tf.memory().numTensors).toBe(before)
+    // A load that fails leaves nothing marked in use.
+    await expect(cache.get(join(dirs[0], 'missing'))).rejects.toThrow()
+    expect(cache.inUse(join(dirs[0], 'missing'))).toBe(false)
+  })
+
   it('a cancelled load rejects with "cancelled", holds nothing, and the next load works', async () => {
     const before = tf.memory().numTensors
     const cache = new ModelCache(2)

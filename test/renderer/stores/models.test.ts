@@ -51,6 +51,21 @@ describe('useModelsStore', () => {
     expect(fake.bridge.models.list).toHaveBeenCalledTimes(1)
   })
 
+  it('removes a model from the list, with its plan, once the service agrees; keeps it when refused', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    await models.planAll(8 * 2 ** 30)
+    expect(Object.keys(models.plans)).toContain('/ws/models/tuned')
+    fake.bridge.models.delete.mockRejectedValueOnce(new ApiError('failed', 'model tuned is the base of run r'))
+    await expect(models.remove('tuned')).rejects.toMatchObject({ code: 'failed', message: 'model tuned is the base of run r' })
+    expect(models.entries.map((m) => m.id)).toEqual(['tiny-moe', 'tuned', 'linked-1'])
+    await models.remove('tuned')
+    expect(fake.bridge.models.delete).toHaveBeenLastCalledWith({ id: 'tuned' })
+    expect(models.entries.map((m) => m.id)).toEqual(['tiny-moe', 'linked-1'])
+    expect(Object.keys(models.plans)).not.toContain('/ws/models/tuned')
+    expect(Object.keys(models.plans)).toContain('/app/resources/models/tiny-moe')
+  })
+
   it('plans every readable model for a budget, keeping errors per model', async () => {
     const models = useModelsStore()
     await models.refresh()

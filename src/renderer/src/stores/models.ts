@@ -137,6 +137,21 @@ export const useModelsStore = defineStore('models', () => {
     plans.value = {}
   }
 
+  /** Removes a model from the workspace (a linked one's folder stays on disk); throws the UiError to show. */
+  async function remove(id: string): Promise<void> {
+    try {
+      await useWorkbench().models.delete({ id })
+    } catch (e) {
+      throw toUiError(e)
+    }
+    const gone = entries.value.find((m) => m.id === id)
+    entries.value = entries.value.filter((m) => m.id !== id)
+    if (gone) {
+      const { [gone.dir]: _plan, ...rest } = plans.value
+      plans.value = rest
+    }
+  }
+
   function upsert(entry: ModelEntry): void {
     const i = entries.value.findIndex((m) => m.id === entry.id)
     entries.value = i < 0 ? [...entries.value, entry] : entries.value.map((m, j) => (j === i ? entry : m))
@@ -168,5 +183,6 @@ export const useModelsStore = defineStore('models', () => {
     planAll,
     clearPlans,
     upsert,
+    remove,
   }
 })

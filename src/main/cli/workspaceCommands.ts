@@ -1,0 +1,71 @@
+/**
+ * `moe-workbench model list | model delete ID` and `run list | run delete ID`: the workspace's
+ * models and runs as the app lists them, and their removal through the service's own checks (a
+ * model a run was trained from stays, a run in training stays, a linked model's folder stays).
+ */
+import type { ModelEntry } from '../../shared/api'
+import { stepsText, type RunRecord } from '../../shared/runs'
+import { formatBytes } from './commands'
+import { cliError, openHost, type CliHost } from './host'
+import { UsageError, type CliIo, type ParsedValues } from './util'
+
+function describeModel(m: ModelEntry): string {
+  const what = m.info
+    ? `${m.info.family}, ${m.info.numExperts} experts top-${m.info.topK}, ${formatBytes(m.info.bytesByDtype.float32)} in float32`
+    : `unreadable: ${m.error ?? 'unknown error'}`
+  return `${m.id}  ${m.name}  ${m.source}  ${what}  ${m.dir}`
+}
+
+function describeRun(r: RunRecord): string {
+  return `${r.id}  ${r.status}  step ${stepsText(r)}  ${r.config.method}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
+}
+
+/** One listing command and its removal: list, or delete ID. */
+async function listOrDelete(
+  what: 'model' | 'run',
+  values: ParsedValues,
+  io: CliIo,
+  positionals: string[],
+  ops: { list(host: CliHost): Promise<string[]>; remove(host: CliHost, id: string): Promise<string> },
+): Promise<number> {
+  const [sub, id, extra] = positionals
+  if ((sub !== 'list' && sub !== 'delete') || extra !== undefined || (sub === 'list' && id !== undefined))
+    throw new UsageError(`use: moe-workbench ${what} list | ${what} delete ID`)
+  if (sub === 'delete' && !id) throw new UsageError(`give the ${what} id: moe-workbench ${what} delete ID (${what} list shows them)`)
+  const host = openHost(values, io)
+  try {
+    if (sub === 'list') {
+      const lines = await ops.list(host)
+      if (lines.length === 0) io.out(`no ${what}s in ${host.workspace}`)
+      for (const line of lines) io.out(line)
+    } else io.out(await ops.remove(host, id!))
+    return 0
+  } catch (e) {
+    throw cliError(e, { id: 'ID' })
+  } finally {
+    await host.close()
+  }
+}
+
+export function modelCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
+  return listOrDelete('model', values, io, positionals, {
+    list: async (host) => (await host.api['models.list']()).map(describeModel),
+    remove: async (host, id) => {
+      const entry = (await host.api['models.list']()).find((m) => m.id === id)
+      await host.api['models.delete']({ id })
+      return entry?.source === 'linked'
+        ? `unlinked model ${id} (its folder ${entry.dir} stays)`
+        : `deleted model ${id} from ${host.workspace}`
+    },
+  })
+}
+
+export function runCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
+  return listOrDelete('run', values, io, positionals, {
+    list: async (host) => (await host.api['runs.list']()).map(describeRun),
+    remove: async (host, id) => {
+      await host.api['runs.delete']({ id })
+      return `deleted run ${id} from ${host.workspace} (models exported from it stay)`
+    },
+  })
+}
