@@ -171,7 +171,7 @@ export interface RunDetail {
   record: RunRecord
   steps: Omit<StepMetrics, 'layers'>[]
   evals: EvalMetrics[]
-  /** Routing shares of the latest steps, oldest first (at most 200 steps). */
+  /** Routing shares over the run, oldest first: at most 200 snapshots spread evenly, the latest among them. */
   routing: { step: number; layers: LayerShare[] }[]
   alerts: ExpertAlert[]
   /** The latest before/after evaluation (eval.json), if any. */

@@ -96,6 +96,13 @@ function readJson<T>(file: string): T | null {
 }
 
 /** Lines of a JSONL file; a torn last line (a crash mid-append) is skipped. */
+/** At most `max` of xs, evenly spaced, the first and the last among them (all of them when they fit). */
+export function spread<T>(xs: T[], max: number): T[] {
+  if (xs.length <= max) return xs
+  if (max <= 1) return max === 1 ? [xs[xs.length - 1]] : []
+  return Array.from({ length: max }, (_, i) => xs[Math.round((i * (xs.length - 1)) / (max - 1))])
+}
+
 function readJsonl<T>(file: string): T[] {
   if (!existsSync(file)) return []
   const out: T[] = []
@@ -248,7 +255,12 @@ export class RunFolder {
     writeJsonAtomic(this.evaluationFile, e)
   }
 
-  /** The record with its metrics, evaluations, alerts and the latest routing (what runs.get answers). */
+  /**
+   * The record with its metrics, evaluations, alerts and its routing (what runs.get answers): at
+   * most `maxRouting` snapshots spread evenly over the whole run, the first and the latest among
+   * them (the entropy chart's history spans the steps the other charts do; the last 200 alone
+   * started a reopened 300-step run's chart at step 100).
+   */
   readDetail(maxRouting = 200, maxLog = 300): RunDetail {
     const record = this.read()
     const lines = readJsonl<MetricsLine>(this.metricsFile)
@@ -258,7 +270,7 @@ export class RunFolder {
       steps: lines.filter((l) => l.type === 'step').map((l) => strip(l) as Omit<StepMetrics, 'layers'>),
       evals: lines.filter((l) => l.type === 'eval').map((l) => strip(l) as EvalMetrics),
       alerts: lines.filter((l) => l.type === 'alert').map((l) => strip(l) as ExpertAlert),
-      routing: readJsonl<{ step: number; layers: LayerShare[] }>(this.routingFile).slice(-maxRouting),
+      routing: spread(readJsonl<{ step: number; layers: LayerShare[] }>(this.routingFile), maxRouting),
       evaluation: this.readEvaluation(),
       log: this.readLog(maxLog),
     }

@@ -5,7 +5,7 @@ import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RunRecord } from '../../../src/shared/runs'
-import { listRunFolders, processStartOf, repairRuns, RunFolder, RunLockedError } from '../../../src/main/runs/runFolder'
+import { listRunFolders, processStartOf, repairRuns, RunFolder, RunLockedError, spread } from '../../../src/main/runs/runFolder'
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'moe-runfolder-'))
 
@@ -123,6 +123,23 @@ describe('RunFolder', () => {
     expect(f.truncateLogs(0)).toBe(0)
     expect(readFileSync(f.metricsFile, 'utf8')).toBe('')
     expect(f.readDetail().steps).toEqual([])
+  })
+
+  it('gives routing snapshots spread over the whole run, the latest among them (not the last 200 steps only)', () => {
+    const f = new RunFolder(join(tmp(), 'r'))
+    f.write(record('r'))
+    for (let s = 1; s <= 300; s++) f.appendRouting(s, [])
+    const steps = f.readDetail().routing.map((r) => r.step)
+    expect(steps).toHaveLength(200)
+    expect(steps[0]).toBe(1)
+    expect(steps.at(-1)).toBe(300)
+    // evenly: gaps of 1 or 2 steps, never a run of the tail alone
+    const gaps = new Set(steps.slice(1).map((s, i) => s - steps[i]))
+    expect([...gaps].sort()).toEqual([1, 2])
+    expect(f.readDetail(300).routing.map((r) => r.step)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1))
+    expect(spread([1, 2, 3], 1)).toEqual([3])
+    expect(spread([1, 2, 3], 0)).toEqual([])
+    expect(spread([1, 2, 3, 4, 5], 3)).toEqual([1, 3, 5])
   })
 
   it("gives the run log's last lines with the detail, without their times (a reopened run showed none)", () => {
