@@ -399,6 +399,28 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     }
     for (const pane of ['chat-pane-0', 'chat-pane-1']) await expect(page.getByTestId(pane).locator('[data-role="user"]')).toHaveText(prompt)
     await shot(page, 'journey-8-compare')
+    // The right pane's last (visible) token: its routing card shows whole, in the window (no pane clips it;
+    // in a 270 px pane it lost its right edge and all but its first layer).
+    await page.setViewportSize({ width: 1024, height: 700 })
+    await replies[1].getByTestId('chat-reply').getByTestId('chat-token').filter({ hasText: /\S/ }).last().hover({ timeout: 10_000 })
+    const card = replies[1].getByTestId('chat-routing-card')
+    await expect(card).toBeVisible()
+    const shown = await card.evaluate((el) => {
+      const r = el.getBoundingClientRect()
+      const corners = [
+        [r.left + 10, r.top + 10], // inside the rounded corners
+        [r.right - 10, r.top + 10],
+        [r.left + 10, r.bottom - 10],
+        [r.right - 10, r.bottom - 10],
+      ]
+      return {
+        inWindow: r.left >= 0 && r.top >= 0 && r.right <= window.innerWidth && r.bottom <= window.innerHeight,
+        cornersOnTop: corners.every(([x, y]) => el.contains(document.elementFromPoint(x, y))),
+      }
+    })
+    expect(shown, 'the routing card is wholly visible').toEqual({ inWindow: true, cornersOnTop: true })
+    await page.mouse.move(0, 0)
+    await page.setViewportSize({ width: 1280, height: 1000 })
     lap('compare')
     const texts = await Promise.all(replies.map((r) => r.getByTestId('chat-reply').innerText()))
     test
