@@ -218,8 +218,10 @@ export interface Conversation {
   model: string
   systemPrompt?: string
   messages: ChatMessage[]
-  /** The right side of a side-by-side conversation: its model and its own turns. */
-  compare?: { model: string; messages: ChatMessage[] }
+  /** How the messages were sent (absent: as the model was trained, chat unless it says plain). */
+  format?: ChatFormat
+  /** The right side of a side-by-side conversation: its model, its own turns and format. */
+  compare?: { model: string; messages: ChatMessage[]; format?: ChatFormat }
   created: string
   updated: string
 }

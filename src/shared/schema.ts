@@ -164,10 +164,12 @@ export const apiSchemas = {
     model: path,
     systemPrompt: z.string().max(100_000, 'is too long').optional(),
     messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+    format: z.enum(CHAT_FORMATS).optional(),
     compare: z
       .strictObject({
         model: path,
         messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+        format: z.enum(CHAT_FORMATS).optional(),
       })
       .optional(),
   }),

@@ -249,6 +249,8 @@ describe('every field at its limits: the edge accepted, one step past refused an
     ['conversations.save', conv, 'title', long(500), long(501), 'is too long'],
     ['conversations.save', conv, 'systemPrompt', long(100_000), long(100_001), 'is too long'],
     ['conversations.save', conv, 'messages.0.role', 'system', 'robot'],
+    ['conversations.save', conv, 'format', 'plain', 'raw'],
+    ['conversations.save', { ...conv, compare: { model: '/m2', messages: [] } }, 'compare.format', 'chat', 'raw'],
     ['experts.analyze', { model: '/m' }, 'text', long(1_000_000), long(1_000_001), 'is too long'],
     ['experts.analyze', { model: '/m' }, 'text', 'x', '', 'must not be empty'],
     ['experts.analyze', { model: '/m', text: 'x' }, 'maxRows', 10_000, 10_001],

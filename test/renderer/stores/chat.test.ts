@@ -108,6 +108,7 @@ describe('useChatStore', () => {
     expect(fake.bridge.conversations.save).toHaveBeenCalledWith({
       title: 'hi',
       model: '/m',
+      format: 'chat',
       systemPrompt: 'Be brief.',
       messages: [
         { role: 'user', content: 'hi' },
@@ -175,8 +176,10 @@ describe('useChatStore', () => {
   it('prompts a model in the format it was trained for (plain for prompt/completion), which the user may change', async () => {
     const models = useModelsStore()
     await models.refresh()
-    const tuned = models.entries.find((m) => m.dir === '/ws/models/tuned')!
-    tuned.provenance = { ...tuned.provenance, promptFormat: 'plain' }
+    // A copy: the fake list's entries are shared with the other tests.
+    models.entries = models.entries.map((m) =>
+      m.dir === '/ws/models/tuned' ? { ...m, provenance: { ...m.provenance, promptFormat: 'plain' } } : m,
+    )
     const chat = useChatStore()
     chat.setCompare(true)
     chat.panes[0].model = '/app/resources/models/tiny-moe'
@@ -194,6 +197,37 @@ describe('useChatStore', () => {
     chat.panes[1].model = '/ws/models/tuned'
     await nextTick()
     expect(chat.panes[1].format).toBe('plain')
+  })
+
+  it("saves each side's format with the conversation and reopens it in that format, not the model's default", async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    const chat = useChatStore()
+    chat.panes[0].model = '/app/resources/models/tiny-moe' // trained on chats
+    await nextTick()
+    chat.panes[0].format = 'plain' // the user's choice
+    chat.panes[0].turns = [
+      { role: 'user', content: 'bees make' },
+      { role: 'assistant', content: 'honey' },
+    ]
+    const saved = await chat.save()
+    expect(fake.bridge.conversations.save.mock.calls.at(-1)![0]).toMatchObject({ format: 'plain' })
+    chat.newConversation()
+    chat.panes[0].model = '/ws/models/tuned' // another model open, in the chat format
+    await nextTick()
+    chat.openConversation({ ...saved!, format: 'plain' })
+    await nextTick() // the model changed: the format watch has run
+    expect(chat.panes[0]).toMatchObject({ model: '/app/resources/models/tiny-moe', format: 'plain' })
+    // The same model open already (no change to watch), and a conversation saved before formats were: its model's.
+    chat.openConversation({ ...saved!, format: undefined })
+    await nextTick()
+    expect(chat.panes[0].format).toBe('chat')
+    chat.openConversation({ ...saved!, format: 'plain' })
+    expect(chat.panes[0].format).toBe('plain')
+    // Choosing another model takes that model's format again.
+    chat.panes[0].model = '/ws/models/tuned'
+    await nextTick()
+    expect(chat.panes[0].format).toBe('chat')
   })
 
   it('says what is missing before sending, next to the field', async () => {

@@ -388,7 +388,8 @@ export const useChatStore = defineStore('chat', () => {
       title: titleOf(pane.turns),
       model: pane.model,
       messages,
-      ...(right?.model ? { compare: { model: right.model, messages: historyOf(right.turns, '') } } : {}),
+      format: pane.format,
+      ...(right?.model ? { compare: { model: right.model, messages: historyOf(right.turns, ''), format: right.format } } : {}),
       ...(systemPrompt.value.trim() ? { systemPrompt: systemPrompt.value } : {}),
       ...(conversationId.value ? { id: conversationId.value } : {}),
     }
@@ -444,11 +445,18 @@ export const useChatStore = defineStore('chat', () => {
   function trainedFormat(dir: string): ChatFormat {
     return useModelsStore().byDir(dir)?.provenance?.promptFormat === 'plain' ? 'plain' : 'chat'
   }
-  // A pane takes the format its model was trained for when its model changes, or once the model's
-  // entry is known (a link may name it before the list loads); the user may change it after.
+  /** The format a reopened conversation was held in, by pane, for as long as the pane keeps its model. */
+  const reopenedFormats: ({ model: string; format: ChatFormat } | null)[] = [null, null]
+  function formatOf(i: number): ChatFormat {
+    const reopened = reopenedFormats[i]
+    return reopened && reopened.model === panes.value[i].model ? reopened.format : trainedFormat(panes.value[i].model)
+  }
+  // A pane takes the format its model was trained for (or its reopened conversation's) when its
+  // model changes, or once the model's entry is known (a link may name it before the list loads);
+  // the user may change it after.
   watch(
     () => panes.value.map((p) => `${useModelsStore().byDir(p.model) ? 'known' : 'unknown'}:${p.model}`),
-    (now, before) => now.forEach((key, i) => key !== before?.[i] && (panes.value[i].format = trainedFormat(panes.value[i].model))),
+    (now, before) => now.forEach((key, i) => key !== before?.[i] && (panes.value[i].format = formatOf(i))),
   )
 
   function openConversation(c: Conversation): void {
@@ -457,14 +465,15 @@ export const useChatStore = defineStore('chat', () => {
     systemPrompt.value = c.systemPrompt ?? ''
     const turns = (messages: ChatMessage[]): ChatTurn[] =>
       messages.filter((m) => m.role !== 'system').map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
-    panes.value[0].model = c.model
-    panes.value[0].turns = turns(c.messages)
+    const sides = [{ model: c.model, messages: c.messages, format: c.format }, ...(c.compare ? [c.compare] : [])]
     // A one-model conversation reopens on one side: the other side would have no history with it.
     setCompare(c.compare !== undefined)
-    if (c.compare) {
-      panes.value[1].model = c.compare.model
-      panes.value[1].turns = turns(c.compare.messages)
-    }
+    sides.forEach((side, i) => {
+      reopenedFormats[i] = side.format ? { model: side.model, format: side.format } : null
+      panes.value[i].model = side.model
+      panes.value[i].turns = turns(side.messages)
+      panes.value[i].format = formatOf(i) // as sent then (the model may be the one open already: no change to watch)
+    })
   }
 
   async function deleteConversation(id: string): Promise<void> {
