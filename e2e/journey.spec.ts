@@ -459,7 +459,10 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     const card = page.getByTestId('model-list').locator('[data-testid^="model-card-"]', { hasText: EXPORT_NAME })
     const modelId = (await card.getAttribute('data-testid'))!.replace('model-card-', '')
     await card.getByTestId(`model-delete-${modelId}`).click()
-    await expect(card.getByTestId(`model-delete-${modelId}-question`)).toHaveText('Its folder and weights go from the workspace.')
+    await expect(card.getByTestId(`model-delete-${modelId}-question`)).toHaveText(
+      `Delete ${EXPORT_NAME}? Its folder and weights go from the workspace.`,
+    )
+    await expect(card.getByTestId(`model-delete-${modelId}-keep`)).toBeFocused() // a stray Enter keeps
     await card.getByTestId(`model-delete-${modelId}-confirm`).click()
     await expect(page.getByTestId(`model-card-${modelId}`)).toHaveCount(0)
     await expect(page.getByTestId('model-card-default')).toBeVisible()

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { remedy } from '../../src/renderer/src/errors'
+import { ApiError } from '../../src/shared/api'
+import { remedy, toUiError } from '../../src/renderer/src/errors'
 
 describe('remedy', () => {
   it("points a page refused by the server to its URL, but leaves a refused path's own advice alone", () => {
@@ -13,5 +14,21 @@ describe('remedy', () => {
       }),
     ).toBeUndefined()
     expect(remedy({ code: 'unauthorized', message: 'no token' })).toMatch(/token/)
+  })
+})
+
+describe('toUiError', () => {
+  it("drops the API method's name in front of a message, and nothing else", () => {
+    expect(toUiError(new ApiError('forbidden', 'datasets.inspect: file: /etc/x is outside the folders', 'file'))).toEqual({
+      code: 'forbidden',
+      field: 'file',
+      message: 'file: /etc/x is outside the folders',
+    })
+    expect(toUiError(new ApiError('invalid_argument', 'runs.start: config.lr: must be positive')).message).toBe(
+      'config.lr: must be positive',
+    )
+    expect(toUiError(new ApiError('failed', 'model base is the base of run tuned')).message).toBe('model base is the base of run tuned')
+    expect(toUiError(new ApiError('failed', 'notamethod: x')).message).toBe('notamethod: x')
+    expect(toUiError({ code: 'failed', message: 'chat.send: model: no config.json' }).message).toBe('model: no config.json')
   })
 })

@@ -2,7 +2,7 @@
  * Errors as the UI shows them: the message, and the field it concerns when the service named one
  * (ApiError.field, a dotted path such as `config.optimizer.lr`), so a form can mark that field.
  */
-import { ApiError } from '../../shared/api'
+import { ApiError, METHODS } from '../../shared/api'
 
 export interface UiError {
   message: string
@@ -11,9 +11,18 @@ export interface UiError {
   code?: ApiError['code']
 }
 
+/**
+ * The message without the API method's name in front ("datasets.inspect: file: ..." reads
+ * "file: ..."): the name helps a script that made the call, not someone who pressed a button.
+ */
+function withoutMethod(message: string): string {
+  const colon = message.indexOf(': ')
+  return colon > 0 && (METHODS as readonly string[]).includes(message.slice(0, colon)) ? message.slice(colon + 2) : message
+}
+
 export function toUiError(e: unknown): UiError {
   const error = ApiError.from(e)
-  const out: UiError = { message: error.message, code: error.code }
+  const out: UiError = { message: withoutMethod(error.message), code: error.code }
   if (error.field !== undefined) out.field = error.field
   return out
 }

@@ -261,7 +261,7 @@ describe('useChatStore', () => {
     )
     expect(await chat.send('hi')).toBe(false)
     expect(chat.sendError).toMatchObject({ field: 'sampling.topP' })
-    expect(chat.panes[0].turns[1]).toMatchObject({ streaming: false, error: 'chat.send: sampling.topP: must be above 0' })
+    expect(chat.panes[0].turns[1]).toMatchObject({ streaming: false, error: 'sampling.topP: must be above 0' })
     await chat.send('again')
     fake.emit({ type: 'chat.error', requestId: 'req-1', message: 'the engine stopped' })
     expect(chat.panes[0].turns[3]).toMatchObject({ streaming: false, error: 'the engine stopped' })

@@ -29,7 +29,7 @@ describe('useModelsStore', () => {
     fake.bridge.models.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'models.inspect: dir: must not be empty', 'dir'))
     await models.inspect('')
     expect(models.inspected).toBeNull()
-    expect(models.inspectError).toEqual({ message: 'models.inspect: dir: must not be empty', field: 'dir', code: 'invalid_argument' })
+    expect(models.inspectError).toEqual({ message: 'dir: must not be empty', field: 'dir', code: 'invalid_argument' })
   })
 
   it('accepts the plain error objects the preload rejects with', async () => {

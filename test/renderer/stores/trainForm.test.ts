@@ -184,14 +184,14 @@ describe('useTrainFormStore', () => {
       new ApiError('invalid_argument', 'runs.start: config.data.maxLength: too long for the model', 'config.data.maxLength'),
     )
     expect(await form.start()).toBeNull()
-    expect(form.errors['data.maxLength']).toBe('runs.start: config.data.maxLength: too long for the model')
+    expect(form.errors['data.maxLength']).toBe('config.data.maxLength: too long for the model')
     expect(useRunsStore().startError?.field).toBe('config.data.maxLength')
     // Once the field holds another value (typed, a preset, Defaults) the refusal is not its own any more.
     const refused = form.config.data.maxLength
     form.set('data.maxLength', 64)
     expect(form.errors['data.maxLength']).toBeUndefined()
     form.set('data.maxLength', refused) // back to the refused value: said again
-    expect(form.errors['data.maxLength']).toBe('runs.start: config.data.maxLength: too long for the model')
+    expect(form.errors['data.maxLength']).toBe('config.data.maxLength: too long for the model')
     form.set('seed', 7) // another field: the refusal stays
     expect(form.errors['data.maxLength']).toBeDefined()
   })
