@@ -369,6 +369,7 @@ export function workspaceMethods(ctx: MethodContext): {
       const provenance = {
         name,
         fromRun: args.id,
+        exported: new Date().toISOString(),
         // How chat should prompt it: as its dataset's rows were (no template for prompt/completion and text).
         promptFormat: await trainedPromptFormat(record.dataset),
         checkpoint: { step: which.step, totalSteps: record.totalSteps, final: which.final, runStatus: record.status, label: which.label },

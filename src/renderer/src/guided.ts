@@ -1,4 +1,5 @@
 /** The guided path's choices (Home's "Getting started"). */
+import type { ModelEntry } from '../../shared/api'
 import type { DatasetManifest } from '../../shared/dataset'
 
 /**
@@ -12,4 +13,14 @@ export const SHOWCASE_SAMPLE = 'Sample: record to JSON'
 /** The user's own newest dataset (the list is newest first), else the showcase sample, else any. */
 export function guidedDataset<T extends Pick<DatasetManifest, 'name'>>(list: T[]): T | undefined {
   return list.find((d) => !d.name.startsWith('Sample: ')) ?? list.find((d) => d.name === SHOWCASE_SAMPLE) ?? list[0]
+}
+
+/**
+ * The model to chat with after a fine-tune: the newest one exported from a run (by its export
+ * time, where its provenance has one), not a model made from a preset, which learned nothing.
+ */
+export function resultModel<T extends Pick<ModelEntry, 'info' | 'provenance'>>(entries: T[]): T | null {
+  const time = (m: T): string => (typeof m.provenance?.exported === 'string' ? m.provenance.exported : '')
+  const exported = entries.filter((m) => m.info && typeof m.provenance?.fromRun === 'string')
+  return exported.sort((a, b) => time(b).localeCompare(time(a)))[0] ?? null
 }

@@ -70,7 +70,9 @@ describe('runs.export', () => {
     const { workbench, workspace, exported } = setup()
     // Created after the service started: it is the engine's live run, not one to repair.
     const folder = makeRun(workspace, 'running', 33, [10, 30])
+    const before = new Date().toISOString()
     const entry = await workbench.api['runs.export']({ id: 'capitals-run' })
+    const after = new Date().toISOString()
     expect(entry.name).toBe('capitals (checkpoint step 30 of 60)')
     expect(entry.name).not.toMatch(/fine-tuned/)
     expect(exported.at(-1)?.checkpoint).toBe(folder.checkpointDir(30))
@@ -79,6 +81,9 @@ describe('runs.export', () => {
       fromRun: 'capitals-run',
       checkpoint: { step: 30, totalSteps: 60, final: false, runStatus: 'running', label: 'checkpoint step 30 of 60' },
     })
+    // When (Home's guided path chats with the newest export; the card says it)
+    const exportedAt = provenanceOf(entry.dir).exported as string
+    expect(exportedAt >= before && exportedAt <= after, `${before} <= ${exportedAt} <= ${after}`).toBe(true)
     // A name the user chose keeps the label.
     expect((await workbench.api['runs.export']({ id: 'capitals-run', name: 'mine' })).name).toBe('mine (checkpoint step 30 of 60)')
   })
