@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { SystemInfo } from '../src/shared/api'
 import type { RunRecord } from '../src/shared/runs'
@@ -48,6 +49,20 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('bytes-float32')).toContainText('291,264')
     await expect(page.getByTestId('bytes-bfloat16')).toContainText('145,632')
     await snapshot(page, 'server-home-inspected')
+    await page.getByTestId('link-name').fill('fixture mixtral')
+    await page.getByTestId('link-button').click()
+    await expect(page.getByTestId('link-done')).toContainText('Listed as fixture mixtral (linked)')
+    await expect(page.getByTestId('link-button')).toHaveCount(0) // listed: no second link to make
+    const linked = page.locator('[data-source="linked"]', { hasText: 'fixture mixtral' })
+    await expect(linked).toBeVisible()
+    // Unlinked from its card: the workbench forgets it, the folder stays.
+    const linkedId = (await linked.getAttribute('data-testid'))!.replace('model-card-', '')
+    await linked.getByTestId(`model-delete-${linkedId}`).click()
+    await expect(linked.getByTestId(`model-delete-${linkedId}-question`)).toHaveText('Unlink fixture mixtral? The folder on disk stays.')
+    await linked.getByTestId(`model-delete-${linkedId}-confirm`).click()
+    await expect(page.locator('[data-source="linked"]', { hasText: 'fixture mixtral' })).toHaveCount(0)
+    expect(existsSync(join(MIXTRAL, 'config.json'))).toBe(true)
+    await expect(page.getByTestId('link-button')).toBeVisible() // not listed any more: it may be linked again
 
     // The fit planner, for every model: a budget too small names what it would take.
     const card = page.locator('[data-source="bundled"]').first()
