@@ -1,7 +1,22 @@
 import { describe, expect, it } from 'vitest'
-import { axisDigits, evalVerdict, formatDuration, formatMetric, parseBytes, visibleText, visibleToken } from '../../src/renderer/src/format'
+import {
+  axisDigits,
+  binLabel,
+  evalVerdict,
+  formatDuration,
+  formatMetric,
+  parseBytes,
+  visibleText,
+  visibleToken,
+} from '../../src/renderer/src/format'
 
 describe('format', () => {
+  it('labels a length bin by the lengths it holds', () => {
+    expect(binLabel({ from: 20, to: 21 })).toBe('20')
+    expect(binLabel({ from: 20, to: 25 })).toBe('20–24')
+    expect(binLabel({ from: 0, to: 2 })).toBe('0–1')
+  })
+
   it('reads sizes the way people type them', () => {
     expect(parseBytes('8 GiB')).toBe(8 * 1024 ** 3)
     expect(parseBytes('512MB')).toBe(512e6)

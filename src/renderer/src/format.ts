@@ -129,3 +129,11 @@ export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok'
     return { tone: 'danger', words: `further from the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
   return { tone: 'warn', words: `no clear change (${pct(after.exactMatch)} exact, F1 ${after.f1.toFixed(2)})` }
 }
+
+/**
+ * A length histogram bin [from, to) of whole numbers as the lengths it holds: "20" for a bin of
+ * one length, "20–23" for several (labelled "20–21" under a bar of length 20 alone, it read as two).
+ */
+export function binLabel(b: { from: number; to: number }): string {
+  return b.to - b.from <= 1 ? String(b.from) : `${b.from}–${b.to - 1}`
+}
