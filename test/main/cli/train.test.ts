@@ -557,5 +557,6 @@ describe('moe-workbench model / run', () => {
     expect((await cli('model', '--workspace', ws)).err[0]).toMatch(/use: moe-workbench model list \| model delete ID/)
     expect((await cli('run', 'delete', '--workspace', ws)).err[0]).toMatch(/give the run id: moe-workbench run delete ID/)
     expect((await cli('run', 'list', 'x', '--workspace', ws)).code).toBe(2)
+    expect((await cli('model', 'delete', 'a', 'b', '--workspace', ws)).err[0]).toMatch(/use: moe-workbench model list \| model delete ID/)
   }, 60_000)
 })
