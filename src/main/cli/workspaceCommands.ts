@@ -5,6 +5,7 @@
  */
 import type { ModelEntry } from '../../shared/api'
 import { stepsText, type RunRecord } from '../../shared/runs'
+import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, openHost, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -51,7 +52,8 @@ export function modelCommand(values: ParsedValues, io: CliIo, positionals: strin
   return listOrDelete('model', values, io, positionals, {
     list: async (host) => (await host.api['models.list']()).map(describeModel),
     remove: async (host, id) => {
-      const entry = (await host.api['models.list']()).find((m) => m.id === id)
+      // The workspace's folders as they are (models.list would load every model's headers in the engine).
+      const entry = listModelFolders(host.workspace).find((m) => m.id === id)
       await host.api['models.delete']({ id })
       return entry?.source === 'linked'
         ? `unlinked model ${id} (its folder ${entry.dir} stays)`

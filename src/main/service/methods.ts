@@ -119,6 +119,9 @@ function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string)
   throw new ApiError('invalid_argument', `checkpoint: ${checkpoint} is not a checkpoint of run ${id}; ${which}`, 'checkpoint')
 }
 
+/** The bundled model's id in models.list. */
+const BUNDLED_ID = 'default'
+
 function requireFolder(dir: string, field: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ApiError('invalid_argument', `${field}: ${dir} is not a folder`, field)
 }
@@ -168,7 +171,7 @@ export function workspaceMethods(ctx: MethodContext): {
     'models.list': async () => {
       const folders: Parameters<typeof entry>[0][] = []
       if (ctx.bundledModel && existsSync(join(ctx.bundledModel, 'config.json')))
-        folders.push({ id: 'default', name: 'Default MoE (bundled)', dir: ctx.bundledModel, source: 'bundled' })
+        folders.push({ id: BUNDLED_ID, name: 'Default MoE (bundled)', dir: ctx.bundledModel, source: 'bundled' })
       folders.push(...listModelFolders(workspace))
       return Promise.all(folders.map(entry))
     },
@@ -203,7 +206,7 @@ export function workspaceMethods(ctx: MethodContext): {
       return entry(linkModelFolder(workspace, args.dir, uniqueModelName(args.name ?? basename(resolve(args.dir)))))
     },
     'models.delete': async (args) => {
-      if (args.id === 'default' && ctx.bundledModel)
+      if (args.id === BUNDLED_ID && ctx.bundledModel)
         throw new ApiError('invalid_argument', 'id: the bundled model ships with the app and cannot be deleted', 'id')
       const model = listModelFolders(workspace).find((m) => m.id === args.id)
       if (!model) throw new ApiError('invalid_argument', `id: no model ${args.id} in ${workspace}`, 'id')
