@@ -421,8 +421,26 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     expect(shown, 'the routing card is wholly visible').toEqual({ inWindow: true, cornersOnTop: true })
     await page.mouse.move(0, 0)
     await page.setViewportSize({ width: 1280, height: 1000 })
-    lap('compare')
     const texts = await Promise.all(replies.map((r) => r.getByTestId('chat-reply').innerText()))
+    // Reopened from the list, both replies still show which experts each token went to (the
+    // conversation was saved with its routing).
+    await page.getByTestId('chat-new').click()
+    await page.getByTestId('chat-conversations').locator('button.open').first().click()
+    for (const [i, pane] of ['chat-pane-0', 'chat-pane-1'].entries()) {
+      const reopened = page.getByTestId(pane).getByTestId('chat-reply')
+      await expect(reopened).toHaveText(texts[i], { useInnerText: true })
+      await expect(reopened.locator('[data-expert]').first()).toBeVisible()
+    }
+    await page
+      .getByTestId('chat-pane-1')
+      .getByTestId('chat-reply')
+      .getByTestId('chat-token')
+      .filter({ hasText: /\S/ })
+      .first()
+      .hover({ timeout: 10_000 })
+    await expect(page.getByTestId('chat-pane-1').getByTestId('chat-routing-card')).toContainText(/E\d/)
+    await page.mouse.move(0, 0)
+    lap('compare')
     test
       .info()
       .annotations.push(

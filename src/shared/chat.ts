@@ -211,17 +211,45 @@ export type ChatEvent =
   | { type: 'chat.done'; requestId: string; text: string; stats: ChatStats }
   | { type: 'chat.error'; requestId: string; message: string }
 
+/**
+ * A reply's tokens and the experts each went to, as a saved conversation keeps them (so a
+ * reopened reply still shows its routing): the layers once, then per token its text and, where
+ * its routing arrived, its position, id, and per layer its experts and their weights (4 decimals).
+ * About 300 bytes a token for a 16-layer top-2 model.
+ */
+export interface SavedTokens {
+  /** The sparse layers, in the order each token's experts and weights list them. */
+  layers: number[]
+  pieces: SavedPiece[]
+}
+
+export interface SavedPiece {
+  text: string
+  /** Absent with the rest: the reply ended before this token's routing arrived. */
+  position?: number
+  token?: number
+  /** Per layer of `layers`, its experts, best first. */
+  experts?: number[][]
+  /** Per layer of `layers`, the experts' weights. */
+  weights?: number[][]
+}
+
+/** A message of a saved conversation: an assistant reply may keep its tokens' routing. */
+export interface ConversationMessage extends ChatMessage {
+  tokens?: SavedTokens
+}
+
 /** A saved conversation (workspace/conversations/<id>.json). */
 export interface Conversation {
   id: string
   title: string
   model: string
   systemPrompt?: string
-  messages: ChatMessage[]
+  messages: ConversationMessage[]
   /** How the messages were sent (absent: as the model was trained, chat unless it says plain). */
   format?: ChatFormat
   /** The right side of a side-by-side conversation: its model, its own turns and format. */
-  compare?: { model: string; messages: ChatMessage[]; format?: ChatFormat }
+  compare?: { model: string; messages: ConversationMessage[]; format?: ChatFormat }
   created: string
   updated: string
 }

@@ -39,6 +39,26 @@ const sampling = z.strictObject({
   seed: z.number().int().min(0).optional(),
 })
 
+/** A saved reply's tokens and routing (SavedTokens): at most a reply's tokens, integers where ids are. */
+const index = z.number().int().min(0)
+const savedTokens = z.strictObject({
+  layers: z.array(index).max(4096, 'has too many layers'),
+  pieces: z
+    .array(
+      z.strictObject({
+        text: z.string(),
+        position: index.optional(),
+        token: index.optional(),
+        experts: z.array(z.array(index).max(1024)).max(4096).optional(),
+        weights: z.array(z.array(z.number()).max(1024)).max(4096).optional(),
+      }),
+    )
+    .max(MAX_NEW_TOKENS, `has more than a reply's ${MAX_NEW_TOKENS} tokens`),
+})
+const conversationMessages = z.array(
+  z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string(), tokens: savedTokens.optional() }),
+)
+
 /** What datasets.inspect and datasets.import share: the file and how to read it. */
 const datasetRead = {
   file: path,
@@ -163,12 +183,12 @@ export const apiSchemas = {
     title: z.string().max(500, 'is too long'),
     model: path,
     systemPrompt: z.string().max(100_000, 'is too long').optional(),
-    messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+    messages: conversationMessages,
     format: z.enum(CHAT_FORMATS).optional(),
     compare: z
       .strictObject({
         model: path,
-        messages: z.array(z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })),
+        messages: conversationMessages,
         format: z.enum(CHAT_FORMATS).optional(),
       })
       .optional(),

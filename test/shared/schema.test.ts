@@ -196,6 +196,17 @@ describe('every field at its limits: the edge accepted, one step past refused an
   const chat = { model: '/m', messages: [{ role: 'user', content: 'hi' }] }
   const conv = { title: 't', model: '/m', messages: [{ role: 'user', content: 'x' }] }
   const handoff = { target: 'axolotl', outDir: '/out' }
+  const routedConv = {
+    ...conv,
+    messages: [
+      { role: 'user', content: 'x' },
+      {
+        role: 'assistant',
+        content: 'y',
+        tokens: { layers: [0], pieces: [{ text: 'y', position: 1, token: 5, experts: [[2, 0]], weights: [[0.7, 0.3]] }] },
+      },
+    ],
+  }
   // [method, valid base, field (dotted), accepted value, refused value, the message when it is ours]
   const cases: [Method, Record<string, unknown>, string, unknown, unknown, string?][] = [
     ['models.inspect', {}, 'dir', long(4096), long(4097), 'is too long'],
@@ -251,6 +262,18 @@ describe('every field at its limits: the edge accepted, one step past refused an
     ['conversations.save', conv, 'messages.0.role', 'system', 'robot'],
     ['conversations.save', conv, 'format', 'plain', 'raw'],
     ['conversations.save', { ...conv, compare: { model: '/m2', messages: [] } }, 'compare.format', 'chat', 'raw'],
+    ['conversations.save', routedConv, 'messages.1.tokens.pieces.0.experts.0.0', 3, 1.5],
+    ['conversations.save', routedConv, 'messages.1.tokens.pieces.0.position', 0, -1],
+    ['conversations.save', routedConv, 'messages.1.tokens.pieces.0.weights.0.1', 0.25, 'x'],
+    ['conversations.save', routedConv, 'messages.1.tokens.layers.0', 1, '0'],
+    [
+      'conversations.save',
+      routedConv,
+      'messages.1.tokens.pieces',
+      new Array(8192).fill({ text: '' }),
+      new Array(8193).fill({ text: '' }),
+      "has more than a reply's 8192 tokens",
+    ],
     ['experts.analyze', { model: '/m' }, 'text', long(1_000_000), long(1_000_001), 'is too long'],
     ['experts.analyze', { model: '/m' }, 'text', 'x', '', 'must not be empty'],
     ['experts.analyze', { model: '/m', text: 'x' }, 'maxRows', 10_000, 10_001],
@@ -328,5 +351,9 @@ describe('every field at its limits: the edge accepted, one step past refused an
     expect(refusal('chat.send', { ...chat, sampling: { bogus: 1 } }).field).toBe('sampling.bogus')
     expect(refusal('chat.send', { ...chat, offload: { budgetBytes: 1, storage: 'lazy', bogus: 1 } }).field).toBe('offload.bogus')
     expect(refusal('chat.send', { ...chat, messages: [{ role: 'user', content: 'x', bogus: 1 }] }).field).toBe('messages.0.bogus')
+    // Only a saved conversation's messages carry tokens.
+    expect(refusal('chat.send', { ...chat, messages: [{ role: 'user', content: 'x', tokens: { layers: [], pieces: [] } }] }).field).toBe(
+      'messages.0.tokens',
+    )
   })
 })

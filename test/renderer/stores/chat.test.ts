@@ -104,7 +104,8 @@ describe('useChatStore', () => {
     expect(chat.streaming).toBe(false)
     expect(reply.stats?.newTokens).toBe(2)
     await flush()
-    // The conversation is saved once the reply is complete.
+    // The conversation is saved once the reply is complete, the reply with its tokens' routing
+    // (the second token's had not arrived: its text only).
     expect(fake.bridge.conversations.save).toHaveBeenCalledWith({
       title: 'hi',
       model: '/m',
@@ -112,10 +113,30 @@ describe('useChatStore', () => {
       systemPrompt: 'Be brief.',
       messages: [
         { role: 'user', content: 'hi' },
-        { role: 'assistant', content: 'Hello' },
+        {
+          role: 'assistant',
+          content: 'Hello',
+          tokens: {
+            layers: [0],
+            pieces: [{ text: 'Hel', position: 3, token: 7, experts: [[2, 0]], weights: [[0.7, 0.3]] }, { text: 'lo' }],
+          },
+        },
       ],
     })
     expect(chat.conversationId).toBe('conv-new')
+    // Reopened, the reply shows its tokens and their experts again.
+    const saved = fake.bridge.conversations.save.mock.calls.at(-1)![0] as Conversation
+    chat.newConversation()
+    chat.openConversation({ ...saved, id: 'conv-new', created: '', updated: '' })
+    expect(chat.panes[0].turns[1].tokens).toEqual([
+      { text: 'Hel', routing: routing(3, 2) },
+      { text: 'lo', routing: null },
+    ])
+    // Saved tokens that no longer spell the reply (an edited file) reopen it as text.
+    const edited = structuredClone(saved)
+    edited.messages[1].content = 'Hi there'
+    chat.openConversation({ ...edited, id: 'conv-new', created: '', updated: '' })
+    expect(chat.panes[0].turns[1]).toEqual({ role: 'assistant', content: 'Hi there' })
   })
 
   it('keeps tokens that arrive before chat.send answers, and replays them', async () => {

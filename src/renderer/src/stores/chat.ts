@@ -16,6 +16,7 @@ import type {
   ChatSendArgs,
   ChatStats,
   Conversation,
+  ConversationMessage,
   EvictionPolicy,
   ExpertStorage,
   OffloadStats,
@@ -24,6 +25,7 @@ import type {
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
 import { MAX_NEW_TOKENS, DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '../../../shared/chat'
+import { keepNewestRouting, packTokens, unpackTokens } from '../../../shared/savedTokens'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
 import { parseBytes } from '../format'
@@ -96,7 +98,16 @@ export function samplingArgs(s: SamplingForm): SamplingOptions {
 
 /** The messages a pane sends: the system prompt, then the turns that completed, then `user`. */
 export function historyOf(turns: ChatTurn[], systemPrompt: string): ChatMessage[] {
-  const out: ChatMessage[] = systemPrompt.trim() ? [{ role: 'system', content: systemPrompt }] : []
+  return messagesOf(turns, systemPrompt, false)
+}
+
+/** historyOf as a saved conversation keeps it: each reply with its tokens' routing (packTokens). */
+export function savedHistoryOf(turns: ChatTurn[]): ConversationMessage[] {
+  return messagesOf(turns, '', true)
+}
+
+function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean): ConversationMessage[] {
+  const out: ConversationMessage[] = systemPrompt.trim() ? [{ role: 'system', content: systemPrompt }] : []
   for (let i = 0; i < turns.length; i++) {
     const t = turns[i]
     const next = turns[i + 1]
@@ -106,7 +117,8 @@ export function historyOf(turns: ChatTurn[], systemPrompt: string): ChatMessage[
       continue
     }
     if (t.error || t.streaming) continue
-    out.push({ role: t.role, content: t.content })
+    const tokens = withTokens && t.role === 'assistant' && t.tokens ? packTokens(t.tokens) : undefined
+    out.push({ role: t.role, content: t.content, ...(tokens && { tokens }) })
   }
   return out
 }
@@ -381,15 +393,17 @@ export const useChatStore = defineStore('chat', () => {
   /** Saves the conversation, both sides of a side-by-side one (creates it the first time). Throws a UiError. */
   async function save(): Promise<Conversation | null> {
     const pane = panes.value[0]
-    const messages = historyOf(pane.turns, '')
+    const messages = savedHistoryOf(pane.turns)
     if (!messages.length || !pane.model) return null
     const right = compareMode.value ? panes.value[1] : undefined
+    const rightMessages = right?.model ? savedHistoryOf(right.turns) : []
+    keepNewestRouting([messages, rightMessages])
     const args = {
       title: titleOf(pane.turns),
       model: pane.model,
       messages,
       format: pane.format,
-      ...(right?.model ? { compare: { model: right.model, messages: historyOf(right.turns, ''), format: right.format } } : {}),
+      ...(right?.model ? { compare: { model: right.model, messages: rightMessages, format: right.format } } : {}),
       ...(systemPrompt.value.trim() ? { systemPrompt: systemPrompt.value } : {}),
       ...(conversationId.value ? { id: conversationId.value } : {}),
     }
@@ -463,8 +477,18 @@ export const useChatStore = defineStore('chat', () => {
     newConversation()
     conversationId.value = c.id
     systemPrompt.value = c.systemPrompt ?? ''
-    const turns = (messages: ChatMessage[]): ChatTurn[] =>
-      messages.filter((m) => m.role !== 'system').map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
+    // A reply keeps its tokens' routing where it was saved with it (and still spells the reply).
+    const turns = (messages: ConversationMessage[]): ChatTurn[] =>
+      messages
+        .filter((m) => m.role !== 'system')
+        .map((m) => {
+          const pieces = m.role === 'assistant' && m.tokens ? unpackTokens(m.tokens, m.content) : null
+          return {
+            role: m.role as 'user' | 'assistant',
+            content: m.content,
+            ...(pieces && { tokens: pieces.map((p) => markRaw({ text: p.text, routing: p.routing && markRaw(p.routing) })) }),
+          }
+        })
     const sides = [{ model: c.model, messages: c.messages, format: c.format }, ...(c.compare ? [c.compare] : [])]
     // A one-model conversation reopens on one side: the other side would have no history with it.
     setCompare(c.compare !== undefined)
