@@ -94,10 +94,29 @@ describe('packTokens / unpackTokens', () => {
 
   it('saves nothing for a reply without tokens, and text only for a token routed through other layers', () => {
     expect(packTokens([])).toBeUndefined()
-    const odd = [...reply.slice(0, 2), { text: '!', routing: routing(11, [[1, 2]], [[0.5, 0.5]], [1]) }]
+    // Fewer layers, or as many but others: text only.
+    const odd = [
+      ...reply.slice(0, 2),
+      { text: '!', routing: routing(11, [[1, 2]], [[0.5, 0.5]], [1]) },
+      {
+        text: '?',
+        routing: routing(
+          12,
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          [
+            [0.5, 0.5],
+            [0.5, 0.5],
+          ],
+          [1, 4],
+        ),
+      },
+    ]
     const saved = packTokens(odd)!
-    expect(saved.pieces[2]).toEqual({ text: '!' })
-    expect(unpackTokens(saved, 'Paris!')!.map((p) => p.routing?.position ?? null)).toEqual([9, 10, null])
+    expect(saved.pieces.slice(2)).toEqual([{ text: '!' }, { text: '?' }])
+    expect(unpackTokens(saved, 'Paris!?')!.map((p) => p.routing?.position ?? null)).toEqual([9, 10, null, null])
     // Routing of no token at all: the layers are empty and each token keeps its text.
     expect(packTokens([{ text: 'a', routing: null }])).toEqual({ layers: [], pieces: [{ text: 'a' }] })
   })
@@ -119,6 +138,11 @@ describe('packTokens / unpackTokens', () => {
       broken((s) => (s.pieces[0].text = 5 as never)),
       broken((s) => (s.pieces[1] = null as never)),
       broken((s) => delete s.pieces[0].token),
+      // A piece with only one of its routing fields is malformed, not a token without routing.
+      ...(['position', 'token', 'experts', 'weights'] as const).map((keep) =>
+        broken((s) => (s.pieces[0] = { text: s.pieces[0].text, [keep]: s.pieces[0][keep] })),
+      ),
+      broken((s) => (s.pieces[0].text = ['Par'] as never)), // would join as the same text
       broken((s) => (s.pieces[0].position = 1.5)),
       broken((s) => (s.pieces[0].experts = [[4, 1]])), // one layer of two
       broken((s) => (s.pieces[0].experts![1] = [0, 'x' as never])),
