@@ -6,6 +6,8 @@
  * Types and dependency-free helpers only (the preload bundles this file).
  */
 
+import { formatBytes } from './bytes'
+
 /** The operations that report task.progress. */
 export type TaskOperation = 'models.load' | 'runs.export' | 'experts.analyze' | 'eval.run'
 
@@ -39,4 +41,25 @@ export interface TaskProgressEvent {
 /** How far the current stage is, in [0, 1]; null while it cannot tell (an indeterminate bar). */
 export function stageFraction(p: Pick<TaskProgress, 'done' | 'total'>): number | null {
   return p.total > 0 ? Math.min(1, Math.max(0, p.done / p.total)) : null
+}
+
+/**
+ * Progress as lines of text for a log or a terminal ("Loading: 50% of 3.0 GiB", "Scoring: 3 of
+ * 50", "Routing: 3 of 40 texts"): from the first unit done, every 2 s at most (the first line 2 s
+ * from the start), nothing for a stage not begun, of unknown size or finished.
+ */
+export function progressLines(
+  emit: (line: string) => void,
+  now: () => number = Date.now,
+): (p: Pick<TaskProgress, 'label' | 'done' | 'total' | 'unit'>) => void {
+  let last = now()
+  return (p) => {
+    if (p.done <= 0 || p.total <= 0 || p.done >= p.total || now() - last < 2000) return
+    last = now()
+    emit(
+      p.unit === 'bytes'
+        ? `${p.label}: ${Math.floor((100 * p.done) / p.total)}% of ${formatBytes(p.total)}`
+        : `${p.label}: ${p.done} of ${p.total}${p.unit === 'texts' ? ' texts' : ''}`,
+    )
+  }
 }

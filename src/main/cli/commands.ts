@@ -1,7 +1,7 @@
 /**
  * The engine commands of the CLI: info, forward, generate.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
@@ -11,12 +11,13 @@ import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig 
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
-import type { TaskProgress } from '../../shared/tasks'
+import { progressLines, type TaskProgress } from '../../shared/tasks'
 import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
+import { requireModelFolder } from './host'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
 import type { MoeModel } from '../engine/model'
 
@@ -26,10 +27,9 @@ function requireString(values: ParsedValues, flag: string): string {
   return v
 }
 
+/** --model's folder: a folder, or a model id of the workspace (requireModelFolder). */
 export function requireModelDir(values: ParsedValues): string {
-  const dir = resolve(requireString(values, 'model'))
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--model: ${dir} is not a folder`)
-  return dir
+  return requireModelFolder(requireString(values, 'model'), values)
 }
 
 export { formatBytes }
@@ -367,16 +367,7 @@ export function taskProgressLines(
   io: CliIo,
   now: () => number = Date.now,
 ): (p: Pick<TaskProgress, 'label' | 'done' | 'total' | 'unit'>) => void {
-  let last = now()
-  return (p) => {
-    if (p.done <= 0 || p.total <= 0 || p.done >= p.total || now() - last < 2000) return
-    last = now()
-    io.err(
-      p.unit === 'bytes'
-        ? `${p.label}: ${Math.floor((100 * p.done) / p.total)}% of ${formatBytes(p.total)}`
-        : `${p.label}: ${p.done} of ${p.total}${p.unit === 'texts' ? ' texts' : ''}`,
-    )
-  }
+  return progressLines((line) => io.err(line), now)
 }
 
 function formatGiB(bytes: number): string {

@@ -16,7 +16,7 @@ import {
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
 import { formatBytes } from './commands'
-import { cliError, openHost, workspaceFromFlag, type CliHost } from './host'
+import { cliError, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export { workspaceFromFlag }
@@ -77,7 +77,7 @@ function readArgs(values: ParsedValues, file: string): DatasetsInspectArgs {
     ...(unit !== undefined && { textUnit: unit }),
     ...(chosen !== undefined && { layout: chosen as DatasetLayout }),
     ...(mapping && { mapping }),
-    ...(typeof values.model === 'string' && { model: resolve(values.model) }),
+    ...(typeof values.model === 'string' && { model: requireModelFolder(values.model, values) }),
   }
 }
 
@@ -172,7 +172,7 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
     process.once('SIGINT', onSignal)
     try {
       const inspected = await host.api['datasets.inspect'](args!)
-      const positions = typeof values.model === 'string' ? modelPositions(values.model) : undefined
+      const positions = args!.model === undefined ? undefined : modelPositions(args!.model)
       for (const line of describeInspection(inspected, positions)) io.out(line)
       if (sub === 'inspect') return 0
       if (nothingParsed(inspected)) throw new Error(unreadable(path, inspected.report))

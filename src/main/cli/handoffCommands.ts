@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { HANDOFF_TARGETS, type HandoffTarget } from '../../shared/handoff'
 import { applyOverrides } from '../../shared/runConfig'
 import { parseBytes } from './commands'
-import { cliError, openHost } from './host'
+import { cliError, openHost, requireModelFolder } from './host'
 import { locateRun } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -59,7 +59,7 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
       ...(isConfig
         ? {
             config: readConfigFile(asFile, (values.set as string[] | undefined) ?? []),
-            model: resolve(String(values.model)),
+            model: requireModelFolder(String(values.model), values),
             dataset: String(values.dataset),
           }
         : { run: located!.id, ...(typeof values.dataset === 'string' && { dataset: values.dataset }) }),
@@ -103,7 +103,7 @@ export async function adapterCommand(values: ParsedValues, io: CliIo, positional
   try {
     const record = await host.api['runs.importAdapter']({
       dir: abs,
-      ...(typeof values.model === 'string' && { model: resolve(values.model) }),
+      ...(typeof values.model === 'string' && { model: requireModelFolder(values.model, values) }),
       ...(typeof values.name === 'string' && { name: values.name }),
     })
     io.out(`imported as run ${record.id} on ${record.baseModel}`)

@@ -4,15 +4,42 @@
  * workspace and its defaults. Only the low-level engine tools (info, forward, generate) call the
  * engine code directly.
  */
+import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { ApiError, BACKEND_NAMES, type BackendName, type WorkbenchEvent } from '../../shared/api'
 import { defaultWorkspace } from '../data/service'
 import { EngineClient, forkSpawner } from '../service/engineClient'
+import { defaultModelDir } from '../service/firstRun'
+import { BUNDLED_ID } from '../service/methods'
+import { listModelFolders } from '../service/workspace'
 import { Workbench } from '../service/workbench'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export function workspaceFromFlag(values: ParsedValues): string {
   return typeof values.workspace === 'string' ? resolve(values.workspace) : defaultWorkspace()
+}
+
+const isFolder = (dir: string): boolean => existsSync(dir) && statSync(dir).isDirectory()
+
+/**
+ * A model named on the command line: a folder as given, else the id of one of the workspace's
+ * models as `model list` shows it (`default`: the bundled model); null where it is neither.
+ */
+export function modelFolderOf(arg: string, values: ParsedValues): string | null {
+  const abs = resolve(arg)
+  if (isFolder(abs)) return abs
+  const listed = listModelFolders(workspaceFromFlag(values)).find((m) => m.id === arg)?.dir
+  const dir = listed ?? (arg === BUNDLED_ID ? defaultModelDir() : null)
+  return dir && isFolder(dir) ? dir : null
+}
+
+/** modelFolderOf, or a usage error that says what --model takes. */
+export function requireModelFolder(arg: string, values: ParsedValues, flag = '--model'): string {
+  const dir = modelFolderOf(arg, values)
+  if (dir) return dir
+  throw new UsageError(
+    `${flag}: ${resolve(arg)} is not a folder, and "${arg}" is not a model of the workspace ${workspaceFromFlag(values)} (moe-workbench model list shows them)`,
+  )
 }
 
 export interface CliHost {

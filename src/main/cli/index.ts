@@ -69,6 +69,9 @@ commands:
                                                           may name files under the workspace and home
                                                           only; --allow-dir folders replace home
 
+--model DIR: a model folder, or the id of one of the workspace's models (moe-workbench model list;
+  default: the bundled model)
+
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)
   --backend NAME   ${BACKEND_NAMES.join(' | ')} (default: the best available; env MOE_WORKBENCH_BACKEND)

@@ -14,7 +14,7 @@ import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection } from './datasetCommands'
-import { cliError, openHost, type CliHost } from './host'
+import { cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
@@ -216,10 +216,9 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     if (located.workspace) runValues = { ...values, workspace: located.workspace }
     resume = { id: located.id }
   }
-  const modelArg = typeof values.model === 'string' ? resolve(values.model) : undefined
+  const modelArg = typeof values.model === 'string' ? requireModelFolder(values.model, values) : undefined
   if (!resume) {
     if (!modelArg) throw new UsageError('--model is required (or --resume RUN)')
-    if (!existsSync(modelArg) || !statSync(modelArg).isDirectory()) throw new UsageError(`--model: ${modelArg} is not a folder`)
     if (typeof values.dataset !== 'string')
       throw new UsageError(
         '--dataset is required: a dataset id of the workspace, or a file to import (JSONL, JSON, CSV/TSV, Parquet, text)',
@@ -372,8 +371,11 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   if (!['validation', 'train', 'all'].includes(split)) throw new UsageError(`--split: "${String(values.split)}" must be val, train or all`)
   const limit = values.limit === undefined ? 50 : Number(values.limit)
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: "${String(values.limit)}" must be a positive whole number`)
+  // A model folder, a run folder or run id, else a model id of the workspace (as `model list` shows it).
   const asFolder = resolve(values.model)
-  const isModel = existsSync(join(asFolder, 'config.json'))
+  const isRun = existsSync(join(asFolder, 'run.json')) || existsSync(join(workspaceFromFlag(values), 'runs', values.model))
+  const modelDir = existsSync(join(asFolder, 'config.json')) ? asFolder : isRun ? null : modelFolderOf(values.model, values)
+  const isModel = modelDir !== null
   const located = isModel ? undefined : locateRun(values.model)
   if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
@@ -391,7 +393,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     await host.backend()
     const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined
     const report = await host.api['eval.run']({
-      ...(isModel ? { model: asFolder } : { run: located!.id }),
+      ...(isModel ? { model: modelDir } : { run: located!.id }),
       ...(dataset && { dataset }),
       split: split as 'validation',
       limit,

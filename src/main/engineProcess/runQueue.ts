@@ -6,6 +6,7 @@
  */
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
+import { progressLines } from '../../shared/tasks'
 import { RunFolder, type RunLock } from '../runs/runFolder'
 import { INTERRUPT, train } from '../train/trainer'
 import { encodeDataset } from './datasetEncoding'
@@ -136,14 +137,9 @@ export class RunQueue {
     if (!this.models || rows <= 0) return
     try {
       log(`evaluating the base model and the fine-tuned one on up to ${rows} rows per split`)
-      let last = 0
       const evaluation = await evaluateRun(this.models, run.runDir, run.workspace, rows, {
         signal: run.controller.signal,
-        onProgress: (p) => {
-          if (Date.now() - last < 2000) return
-          last = Date.now()
-          log(`${p.label}: ${p.done} of ${p.total}`)
-        },
+        onProgress: progressLines(log),
       })
       if (!evaluation) {
         log(`${EVAL_NOTHING}: the dataset has no rows with an answer (chat or prompt/completion)`)

@@ -120,7 +120,7 @@ function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string)
 }
 
 /** The bundled model's id in models.list. */
-const BUNDLED_ID = 'default'
+export const BUNDLED_ID = 'default'
 
 function requireFolder(dir: string, field: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ApiError('invalid_argument', `${field}: ${dir} is not a folder`, field)

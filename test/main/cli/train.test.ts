@@ -449,10 +449,12 @@ describe('moe-workbench eval', () => {
     )
     const data = join(__dirname, '../../fixtures/data/layouts/messages.jsonl')
     const runDir = join(root, 'ws', 'runs', 'r')
+    // The model by its id in the workspace, as `model list` shows it, not its folder.
+    const tiny = linkModelFolder(join(root, 'ws'), model, 'tiny')
     const t = await cli(
       'train',
       '--model',
-      model,
+      tiny.id,
       '--dataset',
       data,
       '--set',
@@ -469,6 +471,7 @@ describe('moe-workbench eval', () => {
       'wasm',
     )
     expect(t.code).toBe(0)
+    expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))).toMatchObject({ baseModel: model })
     const r = await cli('eval', '--model', runDir, '--split', 'train', '--limit', '3', '--json', '--backend', 'wasm')
     expect(r.code).toBe(0)
     const last = JSON.parse(r.out.at(-1)!)
@@ -498,6 +501,10 @@ describe('moe-workbench eval', () => {
     expect(m.err.join('\n')).toMatch(/using dataset \S+, imported from .*messages\.jsonl before \(the same contents and layout/)
     expect((await cli('dataset', 'list', '--workspace', join(root, 'ws'))).out).toHaveLength(1)
     expect((await cli('eval', '--model', model, '--backend', 'wasm')).err[0]).toMatch(/--dataset is required with a model folder/)
+    // a model id of the workspace is a model too (not a run id)
+    expect((await cli('eval', '--model', tiny.id, '--workspace', join(root, 'ws'), '--backend', 'wasm')).err[0]).toMatch(
+      /--dataset is required with a model folder/,
+    )
     expect((await cli('eval', '--model', runDir, '--split', 'dev', '--backend', 'wasm')).err[0]).toMatch(
       /--split: "dev" must be val, train or all/,
     )
@@ -532,6 +539,21 @@ describe('moe-workbench model / run', () => {
       expect.stringMatching(new RegExp(`^${linked.id} {2}mine {2}linked .* {2}${elsewhere}$`)),
     ])
     expect((await cli('run', 'list', '--workspace', ws)).out).toEqual([`tuned  completed  step 10/10  lora  from ${made}`])
+    // --model takes the ids the list shows: a made model, a linked one, the bundled one
+    for (const [id, folder] of [
+      ['base', made],
+      [linked.id, elsewhere],
+      ['default', join(__dirname, '../../../resources/default-model')],
+    ]) {
+      const info = await cli('info', '--model', id, '--workspace', ws, '--backend', 'cpu')
+      expect(info.code).toBe(0)
+      expect(info.out[0]).toBe(`model      ${folder}`)
+    }
+    const nothing = await cli('info', '--model', 'no-such-model', '--workspace', ws, '--backend', 'cpu')
+    expect(nothing.code).toBe(2)
+    expect(nothing.err[0]).toMatch(
+      /--model: \S+no-such-model is not a folder, and "no-such-model" is not a model of the workspace .* model list shows them/,
+    )
 
     const refused = await cli('model', 'delete', 'base', '--workspace', ws)
     expect(refused.code).toBe(1)
