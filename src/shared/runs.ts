@@ -79,6 +79,39 @@ export interface ExpertAlert {
   message: string
 }
 
+/** Alerts of one step and kind with the same advice, told once (groupAlerts). */
+export interface AlertGroup {
+  step: number
+  kind: ExpertAlert['kind']
+  /** "layer 1 experts 2, 3; layer 2 expert 7 took under 1.0% of tokens for 20 steps: raise ..." */
+  text: string
+  count: number
+}
+
+/**
+ * Alerts as people read them: those of one step and kind (a narrow dataset leaves several experts
+ * idle at once) as one line naming every expert, in the order they came, instead of a line each
+ * that repeats the same advice.
+ */
+export function groupAlerts(alerts: readonly ExpertAlert[]): AlertGroup[] {
+  const groups = new Map<string, { step: number; kind: ExpertAlert['kind']; rest: string; layers: Map<number, number[]> }>()
+  for (const a of alerts) {
+    const who = `layer ${a.layer} expert ${a.expert} `
+    const rest = a.message.startsWith(who) ? a.message.slice(who.length) : a.message
+    const key = `${a.step} ${a.kind} ${rest}`
+    let g = groups.get(key)
+    if (!g) groups.set(key, (g = { step: a.step, kind: a.kind, rest, layers: new Map() }))
+    const experts = g.layers.get(a.layer) ?? []
+    g.layers.set(a.layer, [...experts, a.expert])
+  }
+  return [...groups.values()].map(({ step, kind, rest, layers }) => ({
+    step,
+    kind,
+    count: [...layers.values()].reduce((n, es) => n + es.length, 0),
+    text: `${[...layers].map(([layer, es]) => `layer ${layer} expert${es.length > 1 ? 's' : ''} ${es.join(', ')}`).join('; ')} ${rest}`,
+  }))
+}
+
 /** Per sparse layer, the experts ESFT trains. */
 export type ExpertSelection = Record<string, number[]>
 

@@ -10,7 +10,7 @@ import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
 import { preflight } from '../../shared/guidance'
-import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
+import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection } from './datasetCommands'
@@ -127,10 +127,21 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
   const tty = process.stderr.isTTY === true
   let lastLine = 0
   let completed = false
+  // A step's alerts arrive one by one: held until the next other event, then told together.
+  let alerts: ExpertAlert[] = []
+  const tellAlerts = (): void => {
+    groupAlerts(alerts).forEach((g, i) => io.err(`${tty && i === 0 ? '\n' : ''}alert: ${g.text}`))
+    alerts = []
+  }
   return new Promise((resolveRun) => {
     const end = (): void => resolveRun(host.workbench.api['runs.get']({ id: runId }).then((d) => d.record))
     host.onEvent((e: WorkbenchEvent) => {
       if (!('runId' in e) || e.runId !== runId) return
+      if (e.type === 'run.alert') {
+        alerts.push(e)
+        return
+      }
+      tellAlerts()
       if (e.type === 'run.step') {
         const m = e.metrics
         const line = `${progressBar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokensPerSec)} tok/s  dropped ${(m.droppedFraction * 100).toFixed(1)}%  ETA ${formatDuration(m.etaSec)}`
@@ -141,7 +152,6 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
         }
       } else if (e.type === 'run.eval')
         io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
-      else if (e.type === 'run.alert') io.err(`${tty ? '\n' : ''}alert: ${e.message}`)
       else if (e.type === 'run.log') {
         io.err(`${tty ? '\n' : ''}${e.line}`)
         if (completed && (e.line.startsWith(EVAL_STOPPED) || e.line.startsWith(EVAL_NOTHING))) end()

@@ -242,6 +242,11 @@ describe('moe-workbench train / export', () => {
         'batchSize=2',
         '--set',
         'evalEvery=0',
+        // every expert "dead" from step 1: one alert line for them all, not a line each
+        '--set',
+        'alerts.steps=1',
+        '--set',
+        'alerts.deadShare=0.99',
         '--out',
         runDir,
         '--backend',
@@ -261,6 +266,12 @@ describe('moe-workbench train / export', () => {
     expect(signalled).toBe(true)
     expect(err.join('\n')).toMatch(/stopping at the next step boundary/)
     expect(code).toBe(130)
+    const alerts = err.filter((l) => l.startsWith('alert: '))
+    expect(alerts).toEqual([
+      expect.stringMatching(
+        /^alert: layer 0 experts 0, 1, 2, 3; layer 1 experts 0, 1, 2, 3 took under 99\.0% of tokens for 1 steps: raise/,
+      ),
+    ])
     const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))
     expect(run.status).toBe('interrupted')
     expect(run.step).toBeLessThan(400)
