@@ -93,8 +93,10 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
     case 'text':
       return { format: 'text', bytes, unit: 'line', columns: ['text'], records: (o) => textRecords(file, o) }
     case 'csv':
-    case 'tsv':
-      return { format: chosen, bytes, unit: 'line', records: (o) => delimitedRecords(file, chosen === 'csv' ? ',' : '\t', o) }
+    case 'tsv': {
+      const delimiter = chosen === 'tsv' ? '\t' : csvDelimiter(await firstLine(file))
+      return { format: chosen, bytes, unit: 'line', records: (o) => delimitedRecords(file, delimiter, o) }
+    }
     case 'parquet':
       return openParquet(file, bytes)
     case 'json':
@@ -306,6 +308,33 @@ async function* textRecords(file: string, options: ReadOptions = {}): AsyncGener
 
 // ---------------------------------------------------------------------------------------------
 // CSV / TSV: papaparse over batches of whole records, the header giving the column names.
+
+/** What a .csv file may separate its fields with, the comma first (spreadsheets in many locales write ";"). */
+const CSV_DELIMITERS = [',', ';', '\t', '|'] as const
+
+/**
+ * The delimiter of a .csv file, from its header line: the comma where the header has one outside
+ * quotes, else whichever of ; tab | it has most (a spreadsheet saved where the comma is the
+ * decimal mark writes "question;answer"); the comma where it has none (a one-column file).
+ */
+export function csvDelimiter(header: string): string {
+  const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]))
+  let quoted = false
+  for (const ch of header) {
+    if (ch === '"') quoted = !quoted
+    else if (!quoted && counts.has(ch)) counts.set(ch, counts.get(ch)! + 1)
+  }
+  if (counts.get(',')! > 0) return ','
+  let best = ','
+  for (const d of CSV_DELIMITERS) if (counts.get(d)! > counts.get(best)!) best = d
+  return best
+}
+
+/** The first line of a file that is not blank ('' where there is none). */
+async function firstLine(file: string): Promise<string> {
+  for await (const l of readLines(file)) if (l.text.trim() !== '') return l.text
+  return ''
+}
 
 /** Text handed to papaparse at once: about this much, cut where a record ends. */
 const CSV_BATCH_CHARS = 1 << 16

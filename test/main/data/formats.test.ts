@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
 import { MAX_JSON_BYTES, importDataset, inspectDataset, openSource } from '../../../src/main/data'
 import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
-import { jsonErrorWhere } from '../../../src/main/data/readers'
+import { csvDelimiter, jsonErrorWhere } from '../../../src/main/data/readers'
 
 /** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
 const EXPECTED: Record<DatasetLayout, NormalizedRow[]> = {
@@ -220,6 +220,27 @@ describe('every layout in every file format', () => {
           message: `${file} has no rows${where}: there is nothing to read; add rows, or choose the file that holds the data`,
         })
     }
+  })
+
+  it('reads a .csv separated by ";", tab or "|" (a spreadsheet where the comma is the decimal mark), from its header', async () => {
+    expect(csvDelimiter('question;answer')).toBe(';')
+    expect(csvDelimiter('question\tanswer')).toBe('\t')
+    expect(csvDelimiter('question|answer')).toBe('|')
+    expect(csvDelimiter('"a;b",c')).toBe(',') // the comma wins where the header has one
+    expect(csvDelimiter('"a,b";c')).toBe(';') // a comma inside quotes is text
+    expect(csvDelimiter('"a;b;c"|d')).toBe('|')
+    expect(csvDelimiter('text')).toBe(',') // one column
+    expect(csvDelimiter('')).toBe(',')
+    const file = join(tempDir(), 'semi.csv')
+    writeFileSync(file, '\nquestion;answer\n"Capital of France?";Paris\n"1,5 + 1";"2,5"\n')
+    const r = await inspectDataset(file)
+    expect(r.report).toMatchObject({ total: 2, valid: 2, invalid: 0 })
+    expect(r.layout).toBe('alpaca') // question → instruction, answer → output
+    expect(r.columns).toEqual(['question', 'answer'])
+    expect(r.preview[1].row.messages).toEqual([
+      { role: 'user', content: '1,5 + 1' },
+      { role: 'assistant', content: '2,5' },
+    ])
   })
 
   it('refuses a table with no column for a required field once, by the mapping (not "missing field" on every row)', async () => {
