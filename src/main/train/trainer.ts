@@ -375,7 +375,7 @@ async function setUp(
   })
   const values = [...trainable.values()].reduce((a, t) => a + t.size, 0)
   log(
-    `${resumeFrom ? 'resuming' : 'starting'}: ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${values} values), backend ${tf.getBackend()}`,
+    `${resumeFrom ? `resuming at step ${state.step} of` : 'starting:'} ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${values} values), backend ${tf.getBackend()}`,
   )
   return session
 }

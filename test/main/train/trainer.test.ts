@@ -902,7 +902,7 @@ describe('more of a run', () => {
     expect(readHeader(file).metadata).toEqual({ format: 'pt' })
     const second = await run(base, cfg, data, { runDir: first.runDir, resume: true })
     expect(second.events.find((e) => e.type === 'run.status')).toMatchObject({ status: 'running', step: 2, message: 'resumed from step-2' })
-    expect(second.events.find((e) => e.type === 'run.log' && e.line.startsWith('resuming: '))).toBeTruthy()
+    expect(second.events.find((e) => e.type === 'run.log' && e.line.startsWith('resuming at step 2 of '))).toBeTruthy()
     expect([...first.steps, ...second.steps].map((s) => s.loss)).toEqual(whole.steps.map((s) => s.loss))
   })
 
