@@ -313,9 +313,9 @@ async function* textRecords(file: string, options: ReadOptions = {}): AsyncGener
 const CSV_DELIMITERS = [',', ';', '\t', '|'] as const
 
 /**
- * The delimiter of a .csv file, from its header line: the comma where the header has one outside
- * quotes, else whichever of ; tab | it has most (a spreadsheet saved where the comma is the
- * decimal mark writes "question;answer"); the comma where it has none (a one-column file).
+ * The delimiter of a .csv file, from its header line: whichever of , ; tab | it has most outside
+ * quotes (a spreadsheet saved where the comma is the decimal mark writes "question;answer"), the
+ * comma on a tie and where it has none (a one-column file).
  */
 export function csvDelimiter(header: string): string {
   const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]))
@@ -324,7 +324,6 @@ export function csvDelimiter(header: string): string {
     if (ch === '"') quoted = !quoted
     else if (!quoted && counts.has(ch)) counts.set(ch, counts.get(ch)! + 1)
   }
-  if (counts.get(',')! > 0) return ','
   let best = ','
   for (const d of CSV_DELIMITERS) if (counts.get(d)! > counts.get(best)!) best = d
   return best
@@ -383,7 +382,7 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
         const bad = badLines.shift()!
         if (bad.line >= start) problem ??= bad.problem
       }
-      if (fields.length === 1 && fields[0] === '' && problem === null) continue // blank line
+      if (fields.length === 1 && fields[0].trim() === '' && problem === null) continue // blank line (or only spaces)
       if (header === null) {
         if (problem !== null) throw new DatasetError(`${file}: the header (line ${start}) has ${problem}`)
         header = uniqueNames(fields.map((f) => f.trim()))

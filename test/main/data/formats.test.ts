@@ -226,13 +226,16 @@ describe('every layout in every file format', () => {
     expect(csvDelimiter('question;answer')).toBe(';')
     expect(csvDelimiter('question\tanswer')).toBe('\t')
     expect(csvDelimiter('question|answer')).toBe('|')
-    expect(csvDelimiter('"a;b",c')).toBe(',') // the comma wins where the header has one
+    expect(csvDelimiter('"a;b",c')).toBe(',')
+    expect(csvDelimiter('question;answer, short;notes')).toBe(';') // the most used one
+    expect(csvDelimiter('a,b;c,d')).toBe(',')
+    expect(csvDelimiter('a;b,c')).toBe(',') // the comma on a tie
     expect(csvDelimiter('"a,b";c')).toBe(';') // a comma inside quotes is text
     expect(csvDelimiter('"a;b;c"|d')).toBe('|')
     expect(csvDelimiter('text')).toBe(',') // one column
     expect(csvDelimiter('')).toBe(',')
     const file = join(tempDir(), 'semi.csv')
-    writeFileSync(file, '\nquestion;answer\n"Capital of France?";Paris\n"1,5 + 1";"2,5"\n')
+    writeFileSync(file, ' \t \nquestion;answer\n"Capital of France?";Paris\n"1,5 + 1";"2,5"\n')
     const r = await inspectDataset(file)
     expect(r.report).toMatchObject({ total: 2, valid: 2, invalid: 0 })
     expect(r.layout).toBe('alpaca') // question → instruction, answer → output
