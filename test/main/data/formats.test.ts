@@ -240,10 +240,12 @@ describe('every layout in every file format', () => {
     expect(r.report).toMatchObject({ total: 2, valid: 2, invalid: 0 })
     expect(r.layout).toBe('alpaca') // question → instruction, answer → output
     expect(r.columns).toEqual(['question', 'answer'])
-    expect(r.preview[1].row.messages).toEqual([
-      { role: 'user', content: '1,5 + 1' },
-      { role: 'assistant', content: '2,5' },
-    ])
+    expect(r.preview[1].row).toEqual({
+      messages: [
+        { role: 'user', content: '1,5 + 1' },
+        { role: 'assistant', content: '2,5' },
+      ],
+    })
   })
 
   it('refuses a table with no column for a required field once, by the mapping (not "missing field" on every row)', async () => {
