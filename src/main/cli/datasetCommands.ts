@@ -36,6 +36,22 @@ function mappingFromFlags(values: ParsedValues): Record<string, string> | undefi
 
 const fieldsText = (): string => DATASET_LAYOUTS.map((l) => `${l}: ${LAYOUT_FIELDS[l].join(', ')}`).join('; ')
 
+/** A word as a shell argument: quoted where it has more than letters, digits and . = - _ / */
+const shellWord = (s: string): string => (/^[\w.=/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+
+/**
+ * What to do with a file whose layout was not recognised: the import that names the layout and
+ * the column of each field (with the file's first two columns as prompt and completion where it
+ * has two or more, the commonest such file: a question and its answer), and every layout's fields.
+ */
+export function unrecognisedLayout(file: string, columns: string[]): string {
+  const example =
+    columns.length >= 2
+      ? `--layout completion ${shellWord(`--map=prompt=${columns[0]}`)} ${shellWord(`--map=completion=${columns[1]}`)}`
+      : '--layout LAYOUT --map FIELD=COLUMN'
+  return `the layout of ${file} was not recognised (columns: ${columns.join(', ') || 'none'}); name it and the column of each field: moe-workbench dataset import ${shellWord(file)} ${example} (the layouts' fields: ${fieldsText()})`
+}
+
 /**
  * The layout --map's fields belong to: --layout's, each field checked against it, or (without
  * --layout) the one layout that has them all (a mapping was ignored without --layout, and the
@@ -99,13 +115,20 @@ function progressPrinter(host: CliHost, file: string, io: CliIo): void {
   })
 }
 
-/** The report and statistics of an inspection, as terminal lines. */
-/** describeInspection, and with the model's positions (--model): rows longer than them, which training cuts. */
+/** Rows not read at all: the layout was not recognised (rows read and all invalid are counted). */
+const unread = (r: InspectResult): boolean => r.layout === null && r.report.total === 0
+
+/**
+ * The report and statistics of an inspection, as terminal lines; with the model's positions
+ * (--model), the rows longer than them, which training cuts.
+ */
 export function describeInspection(r: InspectResult, positions?: number): string[] {
   const lines = [
     `file       ${r.file} (${r.format}, ${formatBytes(r.bytes)})`,
     `layout     ${r.layout ?? 'not recognised'}${r.detectedLayout && r.layout !== r.detectedLayout ? ` (detected ${r.detectedLayout})` : ''}; columns ${r.columns.join(', ') || '-'}`,
-    `rows       ${r.report.valid} valid, ${r.report.invalid} invalid of ${r.report.total}; ${r.stats.duplicates} duplicate(s)`,
+    unread(r)
+      ? 'rows       not read: they are read once the layout is known'
+      : `rows       ${r.report.valid} valid, ${r.report.invalid} invalid of ${r.report.total}; ${r.stats.duplicates} duplicate(s)`,
   ]
   const t = r.stats.tokens
   if (t) lines.push(`tokens     min ${t.min}, median ${t.median}, p95 ${t.p95}, max ${t.max}; ${t.trainable} of ${t.total} trainable`)
@@ -113,7 +136,8 @@ export function describeInspection(r: InspectResult, positions?: number): string
     lines.push(
       `           ${t.p95 > positions ? 'more than 5% of the rows' : 'some rows'} (up to ${t.max} tokens) pass the model's ${positions} positions: training cuts them, and eval cannot answer them`,
     )
-  lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
+  if (!unread(r))
+    lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
   for (const p of r.report.problems) lines.push(`  ${formatProblem(p, r.report.unit)}`)
   if (r.report.problemCount > r.report.problems.length)
     lines.push(`  ... and ${r.report.problemCount - r.report.problems.length} more problems`)
@@ -174,9 +198,12 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       const inspected = await host.api['datasets.inspect'](args!)
       const positions = args!.model === undefined ? undefined : modelPositions(args!.model)
       for (const line of describeInspection(inspected, positions)) io.out(line)
-      if (sub === 'inspect') return 0
+      if (sub === 'inspect') {
+        if (unread(inspected)) io.err(unrecognisedLayout(path, inspected.columns))
+        return 0
+      }
       if (nothingParsed(inspected)) throw new Error(unreadable(path, inspected.report))
-      if (inspected.layout === null) throw new Error('the layout was not recognised: pass --layout and --map field=column')
+      if (inspected.layout === null) throw new Error(unrecognisedLayout(path, inspected.columns))
       if (inspected.report.invalid > 0 && !values['accept-invalid']) {
         io.err(
           `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid} valid rows`,

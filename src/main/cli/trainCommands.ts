@@ -13,7 +13,7 @@ import { preflight } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { parseBytes, taskProgressLines } from './commands'
-import { describeInspection } from './datasetCommands'
+import { describeInspection, unrecognisedLayout } from './datasetCommands'
 import { cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -63,6 +63,7 @@ async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: 
   if (existsSync(path) && statSync(path).isFile()) {
     const inspected = await host.api['datasets.inspect']({ file: path })
     for (const line of describeInspection(inspected)) io.err(line)
+    if (inspected.layout === null) throw new Error(`${unrecognisedLayout(path, inspected.columns)}; then use the dataset id it prints`)
     if (inspected.report.invalid > 0)
       throw new Error(
         `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,

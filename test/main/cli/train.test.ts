@@ -1,4 +1,5 @@
 /** `moe-workbench train` and `export` as a user runs them, in-process. */
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -371,6 +372,33 @@ describe('moe-workbench train / export', () => {
     expect(r.err[0]).toMatch(/--map instruction=question: layout completion has no field "instruction"; its fields: prompt, completion/)
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'instruction=question', '--map', 'prompt=answer')
     expect(r.err[0]).toMatch(/--map: instruction, prompt are fields of different layouts; pass --layout/)
+
+    // A layout it cannot tell: the import that names it, with the file's own columns, ready to paste
+    // into a shell (the file's name quoted), which then imports it.
+    const odd = join(ws, "odd q's.csv")
+    writeFileSync(odd, 'q,a\nhello,world\nfoo,bar\n')
+    r = await cli('dataset', 'import', odd, '--workspace', ws)
+    expect(r.code).toBe(1)
+    expect(r.out.join('\n')).toMatch(/rows +not read: they are read once the layout is known/)
+    const hint =
+      /name it and the column of each field: moe-workbench (dataset import .*?) \(the layouts' fields: alpaca: instruction, /.exec(
+        r.err.join('\n'),
+      )
+    expect(hint).not.toBeNull()
+    const argv = execFileSync('bash', ['-c', `printf '%s\\0' ${hint![1]}`], { encoding: 'utf8' })
+      .split('\0')
+      .slice(0, -1)
+    expect(argv).toEqual(['dataset', 'import', odd, '--layout', 'completion', '--map=prompt=q', '--map=completion=a'])
+    r = await cli(...argv, '--workspace', ws)
+    expect(r.code).toBe(0)
+    expect(r.out.join('\n')).toMatch(/completion {2}2 rows/)
+    // inspect says the same; train, with where to go next
+    expect((await cli('dataset', 'inspect', odd, '--workspace', ws)).err.at(-1)).toMatch(
+      /^the layout of .* was not recognised \(columns: q, a\)/,
+    )
+    r = await cli('train', '--model', 'default', '--dataset', odd, '--workspace', ws, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.join('\n')).toMatch(/--map=completion=a \(the layouts' fields: .*\); then use the dataset id it prints/)
   })
 })
 
