@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   axisDigits,
   binLabel,
+  countOf,
   evalVerdict,
   formatDuration,
   formatMetric,
@@ -11,6 +12,12 @@ import {
 } from '../../src/renderer/src/format'
 
 describe('format', () => {
+  it('counts with the noun plural but for one', () => {
+    expect(countOf(1, 'row')).toBe('1 row')
+    expect(countOf(0, 'row')).toBe('0 rows')
+    expect(countOf(1200, 'row')).toBe('1,200 rows')
+  })
+
   it('labels a length bin by the lengths it holds', () => {
     expect(binLabel({ from: 20, to: 21 })).toBe('20')
     expect(binLabel({ from: 20, to: 25 })).toBe('20–24')

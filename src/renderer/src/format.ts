@@ -5,6 +5,11 @@ export function formatCount(n: number): string {
   return exact.format(n)
 }
 
+/** A count and its noun, plural but for one: "1 row", "1,200 rows", "0 rows". */
+export function countOf(n: number, noun: string): string {
+  return `${formatCount(n)} ${noun}${n === 1 ? '' : 's'}`
+}
+
 /** 72816 -> "72.8 K", 46_700_000_000 -> "46.7 B". */
 export function formatShortCount(n: number): string {
   const units: [number, string][] = [
