@@ -4,7 +4,14 @@ import { ApiError, type TokenRouting } from '../../../src/shared/api'
 import type { Conversation } from '../../../src/shared/chat'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
-import { DEFAULT_SAMPLING, historyOf, samplingArgs, useChatStore } from '../../../src/renderer/src/stores/chat'
+import {
+  DEFAULT_SAMPLING,
+  historyOf,
+  samplingArgs,
+  samplingProblem,
+  useChatStore,
+  type SamplingForm,
+} from '../../../src/renderer/src/stores/chat'
 import { conversation, fakeBridge } from '../fakeBridge'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
 import { nextTick } from 'vue'
@@ -269,6 +276,30 @@ describe('useChatStore', () => {
       expect(await chat.send('hi')).toBe(false)
       expect(chat.sendError).toEqual({ message: 'Max new tokens: a whole number from 1 to 8192', field: 'maxNewTokens' })
     }
+    chat.maxNewTokens = 20
+    // Sampling settings the service would refuse ("sampling.topK: must be at least 0"), by the field
+    const bad: [Partial<SamplingForm>, string, string][] = [
+      [{ topK: -1 }, 'sampling.topK', 'Top-k: a whole number, 0 or more (0 = off)'],
+      [{ topK: 2.5 }, 'sampling.topK', 'Top-k: a whole number, 0 or more (0 = off)'],
+      [{ repetitionPenalty: 0 }, 'sampling.repetitionPenalty', 'Repetition penalty: a number above 0, at most 10 (1 = off)'],
+      [{ repetitionPenalty: 10.5 }, 'sampling.repetitionPenalty', 'Repetition penalty: a number above 0, at most 10 (1 = off)'],
+      [
+        { repetitionPenalty: '' as unknown as number },
+        'sampling.repetitionPenalty',
+        'Repetition penalty: a number above 0, at most 10 (1 = off)',
+      ],
+      [{ temperature: 0 }, 'sampling.temperature', 'Temperature: a number above 0, at most 100'],
+      [{ topP: 1.01 }, 'sampling.topP', 'Top-p: a number above 0, at most 1'],
+      [{ minP: 1 }, 'sampling.minP', 'Min-p: a number from 0, below 1'],
+    ]
+    for (const [form, field, message] of bad) {
+      chat.sampling = { ...DEFAULT_SAMPLING, ...form }
+      expect(await chat.send('hi')).toBe(false)
+      expect(chat.sendError).toEqual({ message, field })
+      // greedy sends none of them: nothing to refuse
+      expect(samplingProblem({ ...chat.sampling, greedy: true })).toBeNull()
+    }
+    expect(samplingProblem({ ...DEFAULT_SAMPLING, topK: 0, repetitionPenalty: 10, topP: 1, minP: 0, temperature: 100 })).toBeNull()
     expect(fake.bridge.chat.send).not.toHaveBeenCalled()
     expect(chat.panes[0].turns).toEqual([]) // nothing of it kept in the conversation
   })

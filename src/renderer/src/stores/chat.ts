@@ -90,6 +90,28 @@ export const DEFAULT_SAMPLING: SamplingForm = { greedy: false, ...SHARED_SAMPLIN
 /** Events kept for request ids not known yet. */
 const ORPHAN_LIMIT = 4000
 
+/**
+ * The first sampling setting the service would refuse, in the field's words (it answered
+ * "sampling.topK: must be at least 0 (and 1 more)"); null when all are fine. Greedy sends none of them.
+ */
+export function samplingProblem(s: SamplingForm): UiError | null {
+  if (s.greedy) return null
+  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x)
+  const checks: [boolean, string, string][] = [
+    [num(s.temperature) && s.temperature > 0 && s.temperature <= 100, 'temperature', 'Temperature: a number above 0, at most 100'],
+    [num(s.topP) && s.topP > 0 && s.topP <= 1, 'topP', 'Top-p: a number above 0, at most 1'],
+    [num(s.minP) && s.minP >= 0 && s.minP < 1, 'minP', 'Min-p: a number from 0, below 1'],
+    [Number.isInteger(s.topK) && s.topK >= 0, 'topK', 'Top-k: a whole number, 0 or more (0 = off)'],
+    [
+      num(s.repetitionPenalty) && s.repetitionPenalty > 0 && s.repetitionPenalty <= 10,
+      'repetitionPenalty',
+      'Repetition penalty: a number above 0, at most 10 (1 = off)',
+    ],
+  ]
+  const bad = checks.find(([ok]) => !ok)
+  return bad ? { message: bad[2], field: `sampling.${bad[1]}` } : null
+}
+
 export function samplingArgs(s: SamplingForm): SamplingOptions {
   const seed = s.seed === null ? {} : { seed: s.seed }
   if (s.greedy) return { greedy: true, ...seed }
@@ -198,6 +220,11 @@ export const useChatStore = defineStore('chat', () => {
     const n = maxNewTokens.value
     if (!Number.isInteger(n) || n < 1 || n > MAX_NEW_TOKENS) {
       sendError.value = { message: `Max new tokens: a whole number from 1 to ${MAX_NEW_TOKENS}`, field: 'maxNewTokens' }
+      return false
+    }
+    const badSampling = samplingProblem(sampling.value)
+    if (badSampling) {
+      sendError.value = badSampling
       return false
     }
     let offloadOpts: ChatSendArgs['offload']
