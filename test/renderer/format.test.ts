@@ -82,9 +82,19 @@ describe('evalVerdict', () => {
       tone: 'ok',
       words: 'closer to the expected answers (answer loss 2 → 1.7), 3% exact',
     })
-    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.9))).toEqual({ tone: 'warn', words: 'no clear change (3% exact, F1 0.32)' })
+    expect(evalVerdict(s(0.02, 0.3, 2), s(0.03, 0.32, 1.9))).toEqual({
+      tone: 'warn',
+      words: 'no clear change (3% exact, F1 0.32, answer loss 2 → 1.9)',
+    })
+    // the trial's run: the loss up under a tenth is said, not hidden in "no clear change"
+    expect(evalVerdict(s(0, 0, 8.556), s(0, 0, 9.314))).toEqual({
+      tone: 'warn',
+      words: 'no clear change (0% exact, F1 0.00, answer loss 8.556 → 9.314)',
+    })
+    expect(evalVerdict(s(0, 0.5, null), s(0, 0.52, null)).words).toBe('no clear change (0% exact, F1 0.52)')
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).tone).toBe('danger')
-    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toMatch(/^further from the expected answers/)
+    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, 1.2)).words).toBe('further from the expected answers (answer loss 1 → 1.2), none exact yet')
+    expect(evalVerdict(s(0, 0.5, 1), s(0, 0.3, 1)).words).toBe('further from the expected answers (F1 0.50 → 0.30), none exact yet')
     expect(evalVerdict(s(0, 0.5, null), s(0, 0.52, null)).tone).toBe('warn') // no loss to compare
     expect(evalVerdict(s(0, 0.5, null), s(0, 0.5, 0.5)).tone).toBe('warn') // nor one side of it
     expect(evalVerdict(s(0, 0.5, 1), s(0, 0.5, null)).tone).toBe('warn')

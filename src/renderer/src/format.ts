@@ -130,9 +130,13 @@ export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok'
       tone: 'ok',
       words: `closer to the expected answers (answer loss ${formatMetric(before.loss)} → ${formatMetric(after.loss)}), ${exact}`,
     }
-  if (f1 <= -0.1 || lossRatio >= 1.1)
+  const lossChange = `answer loss ${formatMetric(before.loss)} → ${formatMetric(after.loss)}`
+  if (f1 <= -0.1)
     return { tone: 'danger', words: `further from the expected answers (F1 ${before.f1.toFixed(2)} → ${after.f1.toFixed(2)}), ${exact}` }
-  return { tone: 'warn', words: `no clear change (${pct(after.exactMatch)} exact, F1 ${after.f1.toFixed(2)})` }
+  if (lossRatio >= 1.1) return { tone: 'danger', words: `further from the expected answers (${lossChange}), ${exact}` }
+  // The loss, where there is one: a rise under a tenth is still one (it said "no clear change" alone).
+  const loss = before.loss !== null && after.loss !== null ? `, ${lossChange}` : ''
+  return { tone: 'warn', words: `no clear change (${pct(after.exactMatch)} exact, F1 ${after.f1.toFixed(2)}${loss})` }
 }
 
 /**
