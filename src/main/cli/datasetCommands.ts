@@ -116,7 +116,7 @@ function progressPrinter(host: CliHost, file: string, io: CliIo): void {
 }
 
 /** Rows not read at all: the layout was not recognised (rows read and all invalid are counted). */
-const unread = (r: InspectResult): boolean => r.layout === null && r.report.total === 0
+export const unread = (r: InspectResult): boolean => r.layout === null && r.report.total === 0
 
 /**
  * The report and statistics of an inspection, as terminal lines; with the model's positions

@@ -12,8 +12,9 @@ import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../sh
 import { preflight } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
+import { runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
-import { describeInspection, unrecognisedLayout } from './datasetCommands'
+import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
 import { cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -63,7 +64,7 @@ async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: 
   if (existsSync(path) && statSync(path).isFile()) {
     const inspected = await host.api['datasets.inspect']({ file: path })
     for (const line of describeInspection(inspected)) io.err(line)
-    if (inspected.layout === null) throw new Error(`${unrecognisedLayout(path, inspected.columns)}; then use the dataset id it prints`)
+    if (unread(inspected)) throw new Error(`${unrecognisedLayout(path, inspected.columns)}; then use the dataset id it prints`)
     if (inspected.report.invalid > 0)
       throw new Error(
         `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
@@ -384,7 +385,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: "${String(values.limit)}" must be a positive whole number`)
   // A model folder, a run folder or run id, else a model id of the workspace (as `model list` shows it).
   const asFolder = resolve(values.model)
-  const isRun = existsSync(join(asFolder, 'run.json')) || existsSync(join(workspaceFromFlag(values), 'runs', values.model))
+  const isRun = existsSync(join(asFolder, 'run.json')) || existsSync(workspaceRunDir(workspaceFromFlag(values), values.model))
   const modelDir = existsSync(join(asFolder, 'config.json')) ? asFolder : isRun ? null : modelFolderOf(values.model, values)
   const isModel = modelDir !== null
   const located = isModel ? undefined : locateRun(values.model)
