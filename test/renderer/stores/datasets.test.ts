@@ -94,6 +94,42 @@ describe('useDatasetsStore', () => {
     expect(estimate(4, 0)).toEqual({ rows: 4, train: 4, validation: 0 })
     expect(estimate(10, 0.1, 3, true)).toEqual({ rows: 7, train: 6, validation: 1 })
     expect(estimate(10, 0.1, 3, false)).toEqual({ rows: 10, train: 9, validation: 1 })
+    // A share the import refuses gives no counts to read beside the field's error.
+    expect(estimate(10, -0.2)).toBeNull()
+    expect(estimate(10, 1)).toBeNull()
+    expect(estimate(10, NaN)).toBeNull()
+    expect(estimate(10, 0.999)).toEqual({ rows: 10, train: 1, validation: 9 })
+  })
+
+  it('says what to do with an empty path instead of asking the service ("file: must not be empty")', async () => {
+    const datasets = useDatasetsStore()
+    datasets.options.file = '   '
+    await datasets.inspect()
+    expect(fake.bridge.datasets.inspect).not.toHaveBeenCalled()
+    expect(datasets.inspectError).toEqual({
+      message: 'Type the path of a dataset file, or choose one.',
+      field: 'file',
+      code: 'invalid_argument',
+    })
+    datasets.options.file = '/data/train.jsonl'
+    await datasets.inspect()
+    expect(datasets.inspectError).toBeNull()
+  })
+
+  it("names an import after the file's name without its extension where no name is typed, as the service does", async () => {
+    const datasets = useDatasetsStore()
+    for (const [file, name] of [
+      ['/data/train.jsonl', 'train'],
+      ['C:\\data\\chat.v2.ndjson', 'chat.v2'],
+      ['/data/.hidden', '.hidden'],
+      ['/data/notes', 'notes'],
+    ]) {
+      fake.bridge.datasets.inspect.mockResolvedValueOnce({ ...inspectResult, file })
+      datasets.options.file = file
+      await datasets.inspect()
+      expect(datasets.defaultName).toBe(name)
+      expect(datasets.importOptions.name).toBe(name)
+    }
   })
 
   it('follows dataset.progress of its own file only, while busy', async () => {

@@ -118,12 +118,19 @@ export const useDatasetsStore = defineStore('datasets', () => {
   let uploadAbort: AbortController | null = null
 
   const busy = computed(() => inspecting.value || importing.value || upload.value !== null)
+  /** The name the import takes where the name field is left empty. */
+  const defaultName = computed(() => (inspected.value ? baseName(inspected.value.file) : ''))
   const hasInvalid = computed(() => (inspected.value?.report.invalid ?? 0) > 0)
-  /** What the import will make of the inspected rows: duplicates left out where asked, then the import's own split rule. */
+  /**
+   * What the import will make of the inspected rows: duplicates left out where asked, then the
+   * import's own split rule; null while the held-out share is one the import refuses (no counts
+   * to believe beside the field's error).
+   */
   const importEstimate = computed(() => {
     const o = importOptions.value
+    if (!(o.validation >= 0 && o.validation < 1)) return null
     const rows = (inspected.value?.report.valid ?? 0) - (o.dedupe ? (inspected.value?.stats.duplicates ?? 0) : 0)
-    const validation = validationCount(rows, Number.isFinite(o.validation) ? o.validation : 0)
+    const validation = validationCount(rows, o.validation)
     return { rows, train: rows - validation, validation }
   })
   /** Whether the form changed since the last inspection (the import needs a fresh one). */
@@ -160,6 +167,11 @@ export const useDatasetsStore = defineStore('datasets', () => {
   }
 
   async function inspect(offset = 0): Promise<void> {
+    if (!options.value.file.trim()) {
+      // The service would say "file: must not be empty": say what to do instead, in the form's words.
+      inspectError.value = { message: 'Type the path of a dataset file, or choose one.', field: 'file', code: 'invalid_argument' }
+      return
+    }
     const id = ++generation
     const used = cloneJson(options.value)
     const args = inspectArgs(used, offset, used.file.trim() === detectedFile ? detected : null)
@@ -396,6 +408,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     busy,
     hasInvalid,
     importEstimate,
+    defaultName,
     stale,
     refresh,
     inspect,
@@ -410,9 +423,10 @@ export const useDatasetsStore = defineStore('datasets', () => {
   }
 })
 
+/** The file's name without its extension: the name an import gets when none is typed (as the service's basename(f, extname(f))). */
 function baseName(path: string): string {
   const name = path.split(/[\\/]/).pop() ?? path
-  return name.replace(/\.(jsonl|json|csv|tsv|parquet|txt)$/i, '')
+  return name.replace(/(.)\.[^.]*$/, '$1')
 }
 
 /** A deep copy of plain JSON data (structuredClone refuses Vue's reactive proxies). */
