@@ -46,20 +46,33 @@ export function stageFraction(p: Pick<TaskProgress, 'done' | 'total'>): number |
 /**
  * Progress as lines of text for a log or a terminal ("Loading: 50% of 3.0 GiB", "Scoring: 3 of
  * 50", "Routing: 3 of 40 texts"): from the first unit done, every 2 s at most (the first line 2 s
- * from the start), nothing for a stage not begun, of unknown size or finished.
+ * from the start), nothing for a stage not begun or of unknown size. A stage that finishes gets
+ * its closing line ("Scoring: 50 of 50") where a line was written for it, so a log does not end
+ * on "5 of 7"; a stage too quick for any line stays silent.
  */
 export function progressLines(
   emit: (line: string) => void,
   now: () => number = Date.now,
 ): (p: Pick<TaskProgress, 'label' | 'done' | 'total' | 'unit'>) => void {
   let last = now()
+  /** The label of the stage a line was written for and that has not finished yet. */
+  let open: string | null = null
+  const line = (p: Pick<TaskProgress, 'label' | 'done' | 'total' | 'unit'>): string =>
+    p.unit === 'bytes'
+      ? `${p.label}: ${Math.floor((100 * Math.min(p.done, p.total)) / p.total)}% of ${formatBytes(p.total)}`
+      : `${p.label}: ${Math.min(p.done, p.total)} of ${p.total}${p.unit === 'texts' ? ' texts' : ''}`
   return (p) => {
-    if (p.done <= 0 || p.total <= 0 || p.done >= p.total || now() - last < 2000) return
+    if (p.done <= 0 || p.total <= 0) return
+    if (p.done >= p.total) {
+      if (open === p.label) {
+        open = null
+        emit(line(p))
+      }
+      return
+    }
+    if (now() - last < 2000) return
     last = now()
-    emit(
-      p.unit === 'bytes'
-        ? `${p.label}: ${Math.floor((100 * p.done) / p.total)}% of ${formatBytes(p.total)}`
-        : `${p.label}: ${p.done} of ${p.total}${p.unit === 'texts' ? ' texts' : ''}`,
-    )
+    open = p.label
+    emit(line(p))
   }
 }

@@ -43,4 +43,22 @@ describe('taskProgressLines', () => {
     progress({ label: 'Routing the text through the model', done: 3, total: 40, unit: 'texts' })
     expect(lines.at(-1)).toBe('Routing the text through the model: 3 of 40 texts')
   })
+
+  it('closes a stage it wrote a line for with its last line, once, so a log does not end on "5 of 7"', () => {
+    const { io: cli, lines } = io()
+    let t = 0
+    const progress = taskProgressLines(cli, () => t)
+    const p = (label: string, done: number, total = 7): void => progress({ label, done, total, unit: 'items' })
+    p('Evaluating the base model (train)', 7) // too quick for a line: stays silent
+    t = 2500
+    p('Evaluating the base model (validation)', 5)
+    p('Evaluating the base model (validation)', 8) // past the end (a last batch counted whole) reads as the end
+    p('Evaluating the base model (validation)', 7)
+    expect(lines).toEqual(['Evaluating the base model (validation): 5 of 7', 'Evaluating the base model (validation): 7 of 7'])
+    t = 5000
+    progress({ label: 'Loading', done: 1 << 20, total: 4 << 20, unit: 'bytes' })
+    p('Evaluating the fine-tuned model (validation)', 7) // another stage's end closes nothing
+    progress({ label: 'Loading', done: 5 << 20, total: 4 << 20, unit: 'bytes' })
+    expect(lines.slice(2)).toEqual(['Loading: 25% of 4.0 MiB', 'Loading: 100% of 4.0 MiB'])
+  })
 })
