@@ -95,8 +95,8 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       suggest: { path: 'schedule.warmupSteps', value: suggested },
     })
   }
-  // MoE knobs past where they train anything useful (each accepted, and the run "completed" with a
-  // loss in the millions or every token dropped).
+  // MoE knobs (and LoRA's dropout) past where they train anything useful (each accepted, and the
+  // run "completed" with a loss in the millions, every token dropped or the adapters untouched).
   const m = c.moe
   const extreme: [number | null, number, string, string, number][] = [
     // [value, from, path, what it does there, a usual value]
@@ -105,11 +105,13 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
     [m.routerJitter, 0.5, 'moe.routerJitter', 'scales the router input by up to ±that share at random', 0.01],
     [m.zLossCoef, 0.1, 'moe.zLossCoef', 'weighs the router z-loss, which is in the tens, against a cross-entropy of a few units', 0.001],
     [m.auxLossCoef, 1, 'moe.auxLossCoef', 'weighs load balancing over the language modelling', 0.01],
+    // LoRA's dropout acts on the adapters' input: at 1 they see zeros and never train.
+    [c.method === 'lora' ? c.lora.dropout : null, 0.5, 'lora.dropout', 'drops that share of the adapters’ input', 0.05],
   ]
   for (const [v, from, path, what, usual] of extreme)
     if (v !== null && v >= from)
       out.push({
-        id: `extreme-${path.slice(4)}`,
+        id: `extreme-${path.startsWith('moe.') ? path.slice(4) : path.replace('.', '-')}`,
         tone: 'warn',
         message: `${path} ${fmt(v)} ${what}: the model learns little else${v >= 1 && path !== 'moe.auxLossCoef' && path !== 'moe.zLossCoef' ? ' (at 1, nothing)' : ''}; ${fmt(usual)} is usual.`,
         suggest: { path, value: usual },

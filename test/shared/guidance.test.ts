@@ -52,6 +52,19 @@ describe('before a run (preflight)', () => {
     expect(ids(usual).filter((id) => id.startsWith('extreme-'))).toEqual([])
   })
 
+  it("LoRA's dropout from 0.5, with LoRA only (the adapters see zeros at 1 and never train)", () => {
+    const lora = (dropout: number, method = 'lora') =>
+      preflight(validateRunConfig({ method, lora: { dropout } } as RunConfigInput), small).filter((a) => a.id.startsWith('extreme-'))
+    const one = lora(1)
+    expect(one.map((a) => [a.id, a.suggest])).toEqual([['extreme-lora-dropout', { path: 'lora.dropout', value: 0.05 }]])
+    expect(one[0].message).toBe(
+      'lora.dropout 1 drops that share of the adapters’ input: the model learns little else (at 1, nothing); 0.05 is usual.',
+    )
+    expect(lora(0.5)).toHaveLength(1)
+    expect(lora(0.49)).toEqual([])
+    expect(lora(1, 'full')).toEqual([]) // no adapters, nothing dropped
+  })
+
   it('the learning rate: orders of magnitude off for the method and model size, with the usual value', () => {
     expect(typicalLr('full', 2.7e6)).toBe(3e-3)
     expect(typicalLr('lora', 6.9e9)).toBe(2e-4)
