@@ -80,7 +80,7 @@ export const handlers: EngineHandlers = {
   'runs.cancel': (args, ctx) => jobsOf(ctx).runs.cancel(args.runId),
   'runs.export': (args, ctx) =>
     jobsOf(ctx).tasks.run(args.taskId, 'runs.export', async (hooks) => {
-      const r = await exportRun(args.runDir, args.outDir, { dtype: args.dtype, checkpoint: args.checkpoint }, hooks)
+      const r = await exportRun(args.runDir, args.outDir, { dtype: args.dtype, checkpoint: args.checkpoint, name: args.name }, hooks)
       jobsOf(ctx).models.forget(args.outDir)
       return r
     }),

@@ -52,7 +52,14 @@ export interface EngineMethods {
   'runs.start': (args: EngineRunStartArgs) => RunRecord
   /** True when the run was queued or running in this engine. */
   'runs.cancel': (args: { runId: string }) => boolean
-  'runs.export': (args: { runDir: string; outDir: string; dtype?: Dtype; checkpoint?: string; taskId?: string }) => RunExportResult
+  'runs.export': (args: {
+    runDir: string
+    outDir: string
+    dtype?: Dtype
+    checkpoint?: string
+    name?: string
+    taskId?: string
+  }) => RunExportResult
   /** Starts a reply; chat.* events follow. */
   'chat.send': (args: ChatSendArgs & { requestId: string }) => ChatStarted
   'chat.cancel': (args: { requestId: string }) => boolean

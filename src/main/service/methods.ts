@@ -367,6 +367,7 @@ export function workspaceMethods(ctx: MethodContext): {
         outDir,
         dtype: args.dtype,
         checkpoint,
+        name,
         taskId: args.taskId,
       })
       const provenance = {

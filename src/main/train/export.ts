@@ -42,6 +42,8 @@ export const TOKENIZER_FILES = [
 export interface ExportOptions {
   /** A checkpoint folder of the run (default: the last one). */
   checkpoint?: string
+  /** The model's name, the README's heading (default: the folder's name). */
+  name?: string
   /** Default: the base model's own dtype (a BF16 model exports as BF16). */
   dtype?: Dtype
   /** Largest |adapter − merged| logit difference accepted, relative to max(1, |logit|) (default by dtype). */
@@ -174,7 +176,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
         result.files.push(f)
       }
     }
-    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result, dtype))
+    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result, dtype, opts.name))
     writeJsonAtomic(join(tmp, 'workbench.json'), {
       exportedFrom: resolve(runDir),
       checkpoint: ckpt,
@@ -265,12 +267,12 @@ async function checkMerge(
   return { max, scale }
 }
 
-function modelCard(run: RunRecord, ckpt: string, r: ExportResult, dtype: Dtype): string {
+function modelCard(run: RunRecord, ckpt: string, r: ExportResult, dtype: Dtype, name = basename(r.outDir)): string {
   return `---
 library_name: transformers
 tags: [moe, moe-workbench]
 ---
-# ${basename(r.outDir)}
+# ${name.replace(/\s+/g, ' ').trim()}
 
 Fine-tuned with MoE Workbench from \`${run.baseModel}\` (${run.config.method}${r.mergedLora ? `, LoRA rank ${run.config.lora.rank} merged; max logit change from merging ${r.mergeError?.toExponential(2)}` : ''}).
 

@@ -22,7 +22,7 @@ afterEach(async () => {
 
 function setup() {
   const workspace = tempDir()
-  const exported: { outDir: string; checkpoint?: string }[] = []
+  const exported: { outDir: string; checkpoint?: string; name?: string }[] = []
   const fake = fakeSpawner({
     handlers: {
       'runs.export': (args) => {
@@ -76,6 +76,7 @@ describe('runs.export', () => {
     expect(entry.name).toBe('capitals (checkpoint step 30 of 60)')
     expect(entry.name).not.toMatch(/fine-tuned/)
     expect(exported.at(-1)?.checkpoint).toBe(folder.checkpointDir(30))
+    expect(exported.at(-1)?.name).toBe('capitals (checkpoint step 30 of 60)') // the README's heading, not the folder's id
     expect(provenanceOf(entry.dir)).toMatchObject({
       name: 'capitals (checkpoint step 30 of 60)',
       fromRun: 'capitals-run',

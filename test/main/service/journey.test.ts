@@ -3,7 +3,7 @@
  * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
  * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
  */
-import { cpSync, readdirSync, writeFileSync } from 'node:fs'
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { ChatEvent, ModelsCreateArgs, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
@@ -148,6 +148,8 @@ describe('the workbench API end to end (in-process engine)', () => {
       const exported = await wb.api['runs.export']({ id: started.id })
       expect(exported.info).toMatchObject({ family: 'mixtral' })
       expect(exported.provenance).toMatchObject({ fromRun: started.id })
+      // Its card is headed by the name the lists show, not the folder's id.
+      expect(readFileSync(join(exported.dir, 'README.md'), 'utf8')).toContain(`\n# ${exported.name}\n`)
 
       // Evaluation on demand: the exported folder answers as the run's checkpoint did.
       const onExport = await wb.api['eval.run']({ model: exported.dir, dataset: ds.id, split: 'train', limit: 5 })

@@ -93,7 +93,7 @@ describe('exportRun', () => {
     const { runDir } = await fullRun()
     const out = join(tmp('moe-export-'), 'bf16')
     const step1 = join(runDir, 'checkpoints/step-1')
-    await exportRun(runDir, out, { dtype: 'bfloat16', checkpoint: step1 })
+    await exportRun(runDir, out, { dtype: 'bfloat16', checkpoint: step1, name: 'Support bot\n v2 ' })
     const header = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))
     expect(header.torch_dtype).toBe('bfloat16')
     const src = weightsOf(step1)
@@ -109,6 +109,7 @@ describe('exportRun', () => {
     const step2 = weightsOf(join(runDir, 'checkpoints/step-3'))
     expect([...src.keys()].some((n) => src.get(n)!.data.some((v, i) => v !== step2.get(n)!.data[i]))).toBe(true)
     const card = readFileSync(join(out, 'README.md'), 'utf8')
+    expect(card).toContain('\n# Support bot v2\n') // the name given, on one line; not the folder's id
     expect(card).toContain('checkpoint: `step-1`, written as bfloat16')
     expect(card).toMatch(/\(full\)/)
     expect(card).toContain('3 of 3 steps')
