@@ -237,7 +237,12 @@ export interface SavedPiece {
 /** A message of a saved conversation: an assistant reply may keep its tokens' routing. */
 export interface ConversationMessage extends ChatMessage {
   tokens?: SavedTokens
+  /** A reply's tokens/s, prefill and why it stopped, as its line said when it was generated. */
+  stats?: SavedStats
 }
+
+/** ChatStats as a conversation keeps them: the offload counters were the pane's then, not the reply's. */
+export type SavedStats = Omit<ChatStats, 'offload'>
 
 /** A saved conversation (workspace/conversations/<id>.json). */
 export interface Conversation {

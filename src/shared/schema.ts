@@ -55,8 +55,23 @@ const savedTokens = z.strictObject({
     )
     .max(MAX_NEW_TOKENS, `has more than a reply's ${MAX_NEW_TOKENS} tokens`),
 })
+/** A saved reply's stats line (SavedStats). */
+const ms = z.number().min(0)
+const savedStats = z.strictObject({
+  newTokens: index.max(MAX_NEW_TOKENS),
+  firstTokenMs: ms,
+  stoppedBy: z.enum(['max_new_tokens', 'stop_token', 'stop_sequence', 'callback', 'cancelled']),
+  prefillMs: ms,
+  decodeMs: ms,
+  tokensPerSec: ms,
+})
 const conversationMessages = z.array(
-  z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string(), tokens: savedTokens.optional() }),
+  z.strictObject({
+    role: z.enum(['system', 'user', 'assistant']),
+    content: z.string(),
+    tokens: savedTokens.optional(),
+    stats: savedStats.optional(),
+  }),
 )
 
 /** What datasets.inspect and datasets.import share: the file and how to read it. */

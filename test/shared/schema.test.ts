@@ -204,6 +204,7 @@ describe('every field at its limits: the edge accepted, one step past refused an
         role: 'assistant',
         content: 'y',
         tokens: { layers: [0], pieces: [{ text: 'y', position: 1, token: 5, experts: [[2, 0]], weights: [[0.7, 0.3]] }] },
+        stats: { newTokens: 1, firstTokenMs: 40, stoppedBy: 'stop_token', prefillMs: 30, decodeMs: 10, tokensPerSec: 100 },
       },
     ],
   }
@@ -266,6 +267,9 @@ describe('every field at its limits: the edge accepted, one step past refused an
     ['conversations.save', routedConv, 'messages.1.tokens.pieces.0.position', 0, -1],
     ['conversations.save', routedConv, 'messages.1.tokens.pieces.0.weights.0.1', 0.25, 'x'],
     ['conversations.save', routedConv, 'messages.1.tokens.layers.0', 1, '0'],
+    ['conversations.save', routedConv, 'messages.1.stats.stoppedBy', 'cancelled', 'bored'],
+    ['conversations.save', routedConv, 'messages.1.stats.tokensPerSec', 0, -1],
+    ['conversations.save', routedConv, 'messages.1.stats.newTokens', 8192, 8193],
     [
       'conversations.save',
       routedConv,

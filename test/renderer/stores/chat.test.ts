@@ -106,7 +106,15 @@ describe('useChatStore', () => {
       type: 'chat.done',
       requestId: 'req-1',
       text: 'Hello',
-      stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
+      stats: {
+        newTokens: 2,
+        stoppedBy: 'stop_token',
+        prefillMs: 1,
+        firstTokenMs: 1,
+        decodeMs: 2,
+        tokensPerSec: 10,
+        offload: { hits: 1, misses: 0, evictions: 0, bytesLoaded: 0, residentBytes: 0, budgetBytes: 0 } as never,
+      },
     })
     expect(chat.streaming).toBe(false)
     expect(reply.stats?.newTokens).toBe(2)
@@ -127,6 +135,8 @@ describe('useChatStore', () => {
             layers: [0],
             pieces: [{ text: 'Hel', position: 3, token: 7, experts: [[2, 0]], weights: [[0.7, 0.3]] }, { text: 'lo' }],
           },
+          // its stats line, without the pane's offload counters
+          stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
         },
       ],
     })
@@ -139,9 +149,18 @@ describe('useChatStore', () => {
       { text: 'Hel', routing: routing(3, 2) },
       { text: 'lo', routing: null },
     ])
+    expect(chat.panes[0].turns[1].stats).toEqual({
+      newTokens: 2,
+      stoppedBy: 'stop_token',
+      prefillMs: 1,
+      firstTokenMs: 1,
+      decodeMs: 2,
+      tokensPerSec: 10,
+    })
     // Saved tokens that no longer spell the reply (an edited file) reopen it as text.
     const edited = structuredClone(saved)
     edited.messages[1].content = 'Hi there'
+    delete edited.messages[1].stats
     chat.openConversation({ ...edited, id: 'conv-new', created: '', updated: '' })
     expect(chat.panes[0].turns[1]).toEqual({ role: 'assistant', content: 'Hi there' })
   })

@@ -21,6 +21,7 @@ import type {
   ExpertStorage,
   OffloadStats,
   SamplingOptions,
+  SavedStats,
   TokenRouting,
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
@@ -128,6 +129,11 @@ export function savedHistoryOf(turns: ChatTurn[]): ConversationMessage[] {
   return messagesOf(turns, '', true)
 }
 
+/** A reply's stats line as saved (the pane's offload counters stay out). */
+function savedStats({ newTokens, firstTokenMs, stoppedBy, prefillMs, decodeMs, tokensPerSec }: ChatStats): SavedStats {
+  return { newTokens, firstTokenMs, stoppedBy, prefillMs, decodeMs, tokensPerSec }
+}
+
 function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean): ConversationMessage[] {
   const out: ConversationMessage[] = systemPrompt.trim() ? [{ role: 'system', content: systemPrompt }] : []
   for (let i = 0; i < turns.length; i++) {
@@ -140,7 +146,8 @@ function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean
     }
     if (t.error || t.streaming) continue
     const tokens = withTokens && t.role === 'assistant' && t.tokens ? packTokens(t.tokens) : undefined
-    out.push({ role: t.role, content: t.content, ...(tokens && { tokens }) })
+    const stats = withTokens && t.role === 'assistant' && t.stats ? savedStats(t.stats) : undefined
+    out.push({ role: t.role, content: t.content, ...(tokens && { tokens }), ...(stats && { stats }) })
   }
   return out
 }
@@ -514,6 +521,7 @@ export const useChatStore = defineStore('chat', () => {
             role: m.role as 'user' | 'assistant',
             content: m.content,
             ...(pieces && { tokens: pieces.map((p) => markRaw({ text: p.text, routing: p.routing && markRaw(p.routing) })) }),
+            ...(m.role === 'assistant' && m.stats && { stats: markRaw({ ...m.stats }) }),
           }
         })
     const sides = [{ model: c.model, messages: c.messages, format: c.format }, ...(c.compare ? [c.compare] : [])]
