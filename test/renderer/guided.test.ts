@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { guidedDataset, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
+import { datasetStep, guidedDataset, modelStep, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
 
 describe('the guided path', () => {
   const samples = [{ name: 'Sample: arithmetic' }, { name: SHOWCASE_SAMPLE }, { name: 'Sample: word reversal' }]
@@ -20,5 +20,27 @@ describe('the guided path', () => {
     expect(resultModel([newer, older])?.id).toBe('a-newer')
     expect(resultModel([preset, { id: 'untimed', info, provenance: { fromRun: 'r0' } }])?.id).toBe('untimed')
     expect(resultModel([preset])).toBeNull()
+  })
+
+  it('tells a step the user did from one what the app ships does (the bundled model, the samples)', () => {
+    const info = {} as never
+    expect(modelStep([{ source: 'bundled', info }])).toBe('ready')
+    expect(
+      modelStep([
+        { source: 'bundled', info },
+        { source: 'linked', info },
+      ]),
+    ).toBe('done')
+    expect(
+      modelStep([
+        { source: 'bundled', info },
+        { source: 'workspace', info: null },
+      ]),
+    ).toBe('ready') // one that does not read is no model yet
+    expect(modelStep([{ source: 'bundled', info: null }])).toBe('todo')
+    expect(modelStep([])).toBe('todo')
+    expect(datasetStep(samples)).toBe('ready')
+    expect(datasetStep([...samples, { name: 'capitals' }])).toBe('done')
+    expect(datasetStep([])).toBe('todo')
   })
 })

@@ -24,3 +24,21 @@ export function resultModel<T extends Pick<ModelEntry, 'info' | 'provenance'>>(e
   const exported = entries.filter((m) => m.info && typeof m.provenance?.fromRun === 'string')
   return exported.sort((a, b) => time(b).localeCompare(time(a)))[0] ?? null
 }
+
+/**
+ * Where a step of the path stands: done by the user, ready (what the app ships does it: the
+ * bundled model, the samples), or still to do. A fresh workspace said "done" for importing a
+ * dataset nobody had imported.
+ */
+export type StepState = 'done' | 'ready' | 'todo'
+
+/** A model of the user's own (made, linked or exported) that reads: done; the bundled one only: ready. */
+export function modelStep(entries: Pick<ModelEntry, 'source' | 'info'>[]): StepState {
+  const usable = entries.filter((m) => m.info)
+  return usable.some((m) => m.source !== 'bundled') ? 'done' : usable.length ? 'ready' : 'todo'
+}
+
+/** A dataset the user imported: done; the samples only: ready. */
+export function datasetStep(list: Pick<DatasetManifest, 'name'>[]): StepState {
+  return list.some((d) => !d.name.startsWith('Sample: ')) ? 'done' : list.length ? 'ready' : 'todo'
+}
