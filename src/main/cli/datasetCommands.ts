@@ -184,7 +184,7 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
   try {
     if (sub === 'list') {
       const all = await host.api['datasets.list']()
-      if (all.length === 0) io.out(`no datasets in ${host.workspace}`)
+      if (all.length === 0) io.out(`no datasets in ${host.workspace}: import one with moe-workbench dataset import FILE`)
       for (const m of all) io.out(describeManifest(m))
       return 0
     }

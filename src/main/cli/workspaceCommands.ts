@@ -37,7 +37,10 @@ async function listOrDelete(
   try {
     if (sub === 'list') {
       const lines = await ops.list(host)
-      if (lines.length === 0) io.out(`no ${what}s in ${host.workspace}`)
+      if (lines.length === 0)
+        io.out(
+          `no ${what}s in ${host.workspace}${what === 'run' ? ': start one with moe-workbench train --model default --dataset FILE' : ''}`,
+        )
       for (const line of lines) io.out(line)
     } else io.out(await ops.remove(host, id!))
     return 0

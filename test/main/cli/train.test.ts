@@ -324,7 +324,9 @@ describe('moe-workbench train / export', () => {
     const id = r.out[0].split(/\s+/)[0]
     const gone = await cli('dataset', 'delete', id, '--workspace', ws)
     expect(gone).toMatchObject({ code: 0, out: [`deleted dataset ${id} from ${ws} (the file it was imported from stays)`] })
-    expect((await cli('dataset', 'list', '--workspace', ws)).out).toEqual([`no datasets in ${ws}`])
+    expect((await cli('dataset', 'list', '--workspace', ws)).out).toEqual([
+      `no datasets in ${ws}: import one with moe-workbench dataset import FILE`,
+    ])
     expect(existsSync(bad)).toBe(true)
     const again = await cli('dataset', 'delete', id, '--workspace', ws)
     expect(again.code).toBe(2)
@@ -602,7 +604,9 @@ describe('moe-workbench model / run', () => {
       code: 0,
       out: [`deleted run tuned from ${ws} (models exported from it stay)`],
     })
-    expect((await cli('run', 'list', '--workspace', ws)).out).toEqual([`no runs in ${ws}`])
+    expect((await cli('run', 'list', '--workspace', ws)).out).toEqual([
+      `no runs in ${ws}: start one with moe-workbench train --model default --dataset FILE`,
+    ])
     expect(await cli('model', 'delete', 'base', '--workspace', ws)).toMatchObject({ code: 0, out: [`deleted model base from ${ws}`] })
     expect(existsSync(made)).toBe(false)
     expect(await cli('model', 'delete', linked.id, '--workspace', ws)).toMatchObject({
