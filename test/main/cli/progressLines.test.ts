@@ -60,5 +60,10 @@ describe('taskProgressLines', () => {
     p('Evaluating the fine-tuned model (validation)', 7) // another stage's end closes nothing
     progress({ label: 'Loading', done: 5 << 20, total: 4 << 20, unit: 'bytes' })
     expect(lines.slice(2)).toEqual(['Loading: 25% of 4.0 MiB', 'Loading: 100% of 4.0 MiB'])
+    // A stage whose size turns unknown is not closed as "0 of 0".
+    t = 8000
+    p('Reading', 1, 10)
+    p('Reading', 3, 0)
+    expect(lines.slice(4)).toEqual(['Reading: 1 of 10'])
   })
 })
