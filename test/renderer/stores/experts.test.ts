@@ -2,9 +2,10 @@ import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
-import { biggestMoves, routingDiff, useExpertsStore } from '../../../src/renderer/src/stores/experts'
+import { biggestMoves, incomparable, routingDiff, useExpertsStore } from '../../../src/renderer/src/stores/experts'
+import { useModelsStore } from '../../../src/renderer/src/stores/models'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
-import { expertAnalysis, fakeBridge } from '../fakeBridge'
+import { expertAnalysis, fakeBridge, modelEntries } from '../fakeBridge'
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -23,6 +24,18 @@ describe('routingDiff', () => {
     expect(diff[0].entropy).toBeCloseTo(0.2)
     // Layers that do not match (another model shape) are left out.
     expect(routingDiff(expertAnalysis, { ...after, layers: [{ ...after.layers[0], load: [1] }] })).toEqual([])
+  })
+})
+
+describe('incomparable', () => {
+  const mixtral = { name: 'base', sparseLayers: [0, 1, 2, 3], numExperts: 8 }
+  it('lays side by side only models with the same experts in the same sparse layers, and says why not', () => {
+    expect(incomparable(mixtral, { ...mixtral, name: 'tuned' })).toBeNull()
+    expect(incomparable(mixtral, { name: 'qwen3', sparseLayers: [0, 1, 2, 3], numExperts: 16 })).toBe(
+      'base has 8 experts per layer in sparse layers 0, 1, 2, 3, qwen3 has 16 experts per layer in sparse layers 0, 1, 2, 3: a comparison needs the same experts in the same layers (a model and its fine-tuned copy). Analyse each on its own.',
+    )
+    expect(incomparable(mixtral, { name: 'q2', sparseLayers: [1], numExperts: 8 })).toMatch(/q2 has 8 experts per layer in sparse layer 1:/)
+    expect(incomparable(mixtral, { ...mixtral, sparseLayers: [0, 1, 2] })).not.toBeNull()
   })
 })
 
@@ -53,6 +66,32 @@ describe('useExpertsStore', () => {
     await experts.analyze()
     expect(experts.error).toMatchObject({ field: 'dataset' })
     expect(fake.bridge.experts.analyze).not.toHaveBeenCalled()
+  })
+
+  it('refuses to compare models of other expert layouts: before routing where the list read them, after where it could not', async () => {
+    const models = useModelsStore()
+    const [unread, base, tuned] = modelEntries
+    models.entries = [unread, base, { ...tuned, info: { ...tuned.info!, numExperts: 16 } }]
+    const experts = useExpertsStore()
+    experts.form = { ...experts.form, model: base.dir, compareModel: tuned.dir, text: 'hello' }
+    await experts.analyze()
+    expect(experts.error).toMatchObject({ field: 'compareModel', message: expect.stringMatching(/has 4 experts .* has 16 experts/) })
+    expect(fake.bridge.experts.analyze).not.toHaveBeenCalled()
+    // A model the list could not read: its analysis says what it has.
+    experts.form.compareModel = unread.dir
+    fake.bridge.experts.analyze.mockImplementation(async (args) =>
+      args.model === unread.dir
+        ? { ...expertAnalysis, model: args.model, layers: [{ ...expertAnalysis.layers[0], load: [0.5, 0.5] }] }
+        : { ...expertAnalysis, model: args.model },
+    )
+    await experts.analyze()
+    expect(experts.error).toMatchObject({
+      field: 'compareModel',
+      message: expect.stringMatching(/my-olmoe has 2 experts per layer in sparse layer 0/),
+    })
+    expect(experts.analysis?.model).toBe(base.dir)
+    expect(experts.comparison).toBeNull()
+    expect(experts.diff).toBeNull()
   })
 
   it('analyses a text, and a second model on the same input for the difference', async () => {

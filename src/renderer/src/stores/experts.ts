@@ -41,6 +41,31 @@ export function routingDiff(a: ExpertAnalysis, b: ExpertAnalysis): LayerDiff[] {
   return out
 }
 
+/** What a comparison needs alike: the sparse layers, and the experts of each. */
+export interface RoutingLayout {
+  name: string
+  sparseLayers: readonly number[]
+  numExperts: number
+}
+
+/**
+ * Why two models' routing cannot be laid side by side (different sparse layers or experts per
+ * layer), in words; null where it can. 8 experts beside 16 showed the first 8 of each and an empty
+ * difference, with no word why.
+ */
+export function incomparable(a: RoutingLayout, b: RoutingLayout): string | null {
+  const same = a.numExperts === b.numExperts && a.sparseLayers.join() === b.sparseLayers.join()
+  if (same) return null
+  const describe = (m: RoutingLayout): string =>
+    `${m.name} has ${m.numExperts} experts per layer in ${m.sparseLayers.length === 1 ? 'sparse layer' : 'sparse layers'} ${m.sparseLayers.join(', ')}`
+  return `${describe(a)}, ${describe(b)}: a comparison needs the same experts in the same layers (a model and its fine-tuned copy). Analyse each on its own.`
+}
+
+/** An analysis's layout, as it came back. */
+function layoutOf(name: string, a: ExpertAnalysis): RoutingLayout {
+  return { name, sparseLayers: a.layers.map((l) => l.layer), numExperts: Math.max(0, ...a.layers.map((l) => l.load.length)) }
+}
+
 /**
  * A layer's largest changes in load, largest first, at most `n`, each as the percentage points the
  * table shows (one decimal): changes that round to 0.0 are none (two equal models have no moves).
@@ -88,6 +113,17 @@ export const useExpertsStore = defineStore('experts', () => {
       error.value = { message: 'Pick a dataset.', field: 'dataset' }
       return
     }
+    const models = useModelsStore()
+    const infoOf = (dir: string): RoutingLayout | null => {
+      const info = models.entries.find((m) => m.dir === dir)?.info
+      return info ? { name: models.displayName(dir), sparseLayers: info.sparseLayers, numExperts: info.numExperts } : null
+    }
+    const [la, lb] = [infoOf(f.model), f.compareModel ? infoOf(f.compareModel) : null]
+    const refused = la && lb ? incomparable(la, lb) : null
+    if (refused) {
+      error.value = { message: refused, field: 'compareModel' }
+      return
+    }
     analyzing.value = true
     // What is routed, as the form says now (it may change while the analysis runs).
     const routed = { source: f.source, dataset: f.dataset, maxRows: f.maxRows }
@@ -102,8 +138,13 @@ export const useExpertsStore = defineStore('experts', () => {
     const runs = [analyse(f.model), f.compareModel ? analyse(f.compareModel) : Promise.resolve(null)] as const
     try {
       const [first, second] = await Promise.all(runs)
+      // A model the list could not read beforehand is checked on what came back.
+      const late = second
+        ? incomparable(layoutOf(models.displayName(f.model), first), layoutOf(models.displayName(f.compareModel), second))
+        : null
+      if (late) error.value = { message: late, field: 'compareModel' }
       analysis.value = first
-      comparison.value = second
+      comparison.value = late ? null : second
       analyzedWith.value = routed
     } catch (e) {
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
