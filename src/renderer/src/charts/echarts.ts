@@ -95,6 +95,14 @@ export function valueAxis(extra: Record<string, unknown> = {}): Record<string, u
   }
 }
 
+/** The smallest "round" number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × a power of ten) at or above x > 0: an axis top. */
+export function niceCeil(x: number): number {
+  if (!(x > 0) || !Number.isFinite(x)) return 1
+  const mag = 10 ** Math.floor(Math.log10(x))
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8]) if (m * mag >= x * (1 - 1e-12)) return Number((m * mag).toPrecision(12))
+  return 10 * mag
+}
+
 export function categoryAxis(data: (string | number)[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   const c = chartColours()
   return {
