@@ -20,18 +20,41 @@ const BYTE_UNITS: Record<string, number> = {
   t: 1024 ** 4,
 }
 
+const SIZE = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i
+
+/** Below this a number without a unit is a slip for GB ("80" meant 80 GB, not 80 bytes), not a size. */
+const BARE_MIN = 2 ** 20
+
+/** A number typed without a unit that would be under 1 MiB as bytes ("80"): almost surely GB meant. */
+export function unitless(text: string): boolean {
+  const m = SIZE.exec(text)
+  return m !== null && m[2] === '' && Number(m[1]) > 0 && Number(m[1]) < BARE_MIN
+}
+
 /**
- * A size the user types: "8 GiB", "512MB", "1.5g" (bare k/m/g/t are binary), or a plain number
- * of bytes. null when it does not read as a positive size.
+ * A size the user types: "8 GiB", "512MB", "1.5g" (bare k/m/g/t are binary), "4096 B", or a plain
+ * number of bytes from 1 MiB up. null when it does not read as a positive size, and for a plain
+ * number under 1 MiB ("80": the GPU form's "GiB per GPU" habit; as bytes it planned a run that fits
+ * nowhere and said "does not fit").
  */
 export function parseBytes(text: string): number | null {
-  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(text)
-  if (!m) return null
+  const m = SIZE.exec(text)
+  if (!m || unitless(text)) return null
   const unit = m[2].toLowerCase() || 'b'
   const scale = BYTE_UNITS[unit]
   if (scale === undefined) return null
   const bytes = Math.round(Number(m[1]) * scale)
   return bytes > 0 ? bytes : null
+}
+
+/**
+ * What is wrong with a size that parseBytes refused, in words, with an example to follow
+ * (`like`: "8 GiB"); a plain number under 1 MiB is asked for its unit.
+ */
+export function sizeProblem(text: string, like = '8 GiB'): string {
+  const t = text.trim()
+  if (unitless(t)) return `“${t}” has no unit (as bytes it is ${t} B): write e.g. ${t} GB or ${t} GiB`
+  return `“${t}” is not a size; write e.g. ${like} or 512 MB`
 }
 
 /** A size for people: "900 B", "12.5 MiB", "1.5 GiB" (binary units, one decimal). */

@@ -7,6 +7,7 @@ import {
   formatDuration,
   formatMetric,
   parseBytes,
+  sizeProblem,
   visibleText,
   visibleToken,
 } from '../../src/renderer/src/format'
@@ -28,7 +29,15 @@ describe('format', () => {
     expect(parseBytes('8 GiB')).toBe(8 * 1024 ** 3)
     expect(parseBytes('512MB')).toBe(512e6)
     expect(parseBytes('1.5g')).toBe(1.5 * 1024 ** 3)
-    expect(parseBytes('4096')).toBe(4096)
+    expect(parseBytes('4096 B')).toBe(4096)
+    expect(parseBytes('2000000')).toBe(2_000_000) // a plain number of bytes, from 1 MiB up
+    // Under 1 MiB a plain number is a slip for GB ("80" GiB per GPU), not a size: asked for its unit.
+    expect(parseBytes('80')).toBeNull()
+    expect(parseBytes('1048575')).toBeNull()
+    expect(parseBytes('1048576')).toBe(2 ** 20)
+    expect(sizeProblem(' 80 ')).toBe('“80” has no unit (as bytes it is 80 B): write e.g. 80 GB or 80 GiB')
+    expect(sizeProblem('lots', '256 MiB')).toBe('“lots” is not a size; write e.g. 256 MiB or 512 MB')
+    expect(sizeProblem('0')).toMatch(/“0” is not a size/)
     expect(parseBytes('lots')).toBeNull()
     expect(parseBytes('0 MB')).toBeNull()
     expect(parseBytes('3 parsecs')).toBeNull()

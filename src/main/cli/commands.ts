@@ -6,7 +6,7 @@ import { basename, dirname, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
-import { formatBytes, parseBytes as parseSize } from '../../shared/bytes'
+import { formatBytes, parseBytes as parseSize, unitless } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
@@ -233,10 +233,14 @@ function parseIds(text: string, flag: string): number[] {
   return ids
 }
 
-/** Parses sizes like 256MB, 1.5GiB, 4096 (bytes). */
+/** Parses sizes like 256MB, 1.5GiB, 4096B, 2000000 (bytes from 1 MiB up without a unit). */
 export function parseBytes(text: string, flag: string): number {
   const bytes = parseSize(text)
-  if (bytes === null) throw new UsageError(`${flag}: "${text}" is not a size above 0; write e.g. 256MB, 1.5GB, 8GiB or 4096`)
+  if (bytes === null && unitless(text))
+    throw new UsageError(
+      `${flag}: "${text}" has no unit (as bytes it is ${text.trim()} B): write e.g. ${text.trim()}GB or ${text.trim()}GiB`,
+    )
+  if (bytes === null) throw new UsageError(`${flag}: "${text}" is not a size above 0; write e.g. 256MB, 1.5GB, 8GiB or 4096B`)
   return bytes
 }
 

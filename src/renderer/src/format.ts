@@ -75,7 +75,7 @@ export function formatMetric(x: number | null | undefined, digits = 4): string {
   return Number(x.toPrecision(digits)).toString()
 }
 
-export { parseBytes } from '../../shared/bytes'
+export { parseBytes, sizeProblem } from '../../shared/bytes'
 
 /** ISO time -> "2025-03-01 14:02" in the local zone. */
 export function formatTime(iso: string): string {

@@ -237,6 +237,11 @@ describe('useTrainFormStore', () => {
     await form.checkPlan()
     expect(fake.bridge.models.plan.mock.calls.at(-1)![0]).not.toHaveProperty('budgetBytes')
     form.copyFrom({ config: { ...form.config, offload: { budgetBytes: 123_456_789, storage: 'lazy' } }, baseModel: '/m' })
-    expect(form.budgetText).toBe('123456789')
+    expect(form.budgetText).toBe('123456789 B') // bytes no binary unit spells exactly, with their unit
+    expect(form.errors['offload.budgetBytes']).toBeUndefined()
+    form.setBudget('80')
+    expect(form.errors['offload.budgetBytes']).toBe(
+      "“80” has no unit (as bytes it is 80 B): write e.g. 80 GB or 80 GiB, or leave it empty for the backend's default",
+    )
   })
 })

@@ -29,7 +29,7 @@ import { MAX_NEW_TOKENS, DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '..
 import { keepNewestRouting, packTokens, unpackTokens } from '../../../shared/savedTokens'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
-import { parseBytes } from '../format'
+import { parseBytes, sizeProblem } from '../format'
 import { listener } from './listen'
 import { useModelsStore } from './models'
 import { useTasksStore } from './tasks'
@@ -203,7 +203,7 @@ export const useChatStore = defineStore('chat', () => {
     if (!o.enabled) return undefined
     const budgetBytes = parseBytes(o.budget)
     if (budgetBytes === null)
-      throw { message: `offload budget "${o.budget}" is not a size; write e.g. 256 MiB`, field: 'offload.budgetBytes' } satisfies UiError
+      throw { message: `Offload budget: ${sizeProblem(o.budget, '256 MiB')}`, field: 'offload.budgetBytes' } satisfies UiError
     return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch }
   }
 

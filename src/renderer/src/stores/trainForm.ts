@@ -12,7 +12,7 @@ import type { FitPlan } from '../../../shared/chat'
 import type { AutoChoice } from '../../../shared/autoConfig'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
-import { formatBytes, parseBytes } from '../format'
+import { formatBytes, parseBytes, sizeProblem } from '../format'
 import { useRunsStore } from './runs'
 import { useModelsStore } from './models'
 import { useDatasetsStore } from './datasets'
@@ -161,7 +161,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     const parsed = parseExpertMap(frozenExpertsText.value)
     if (typeof parsed === 'string') out['freeze.experts'] = parsed
     if (budgetText.value.trim() && parseBytes(budgetText.value) === null)
-      out['offload.budgetBytes'] = `“${budgetText.value}” is not a size; write e.g. 8 GiB, or leave it empty for the backend's default`
+      out['offload.budgetBytes'] = `${sizeProblem(budgetText.value)}, or leave it empty for the backend's default`
     const r = runConfigSchema.safeParse(config.value)
     if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= plainIssue(issue.message)
     return out
@@ -320,7 +320,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     frozenExpertsText.value = formatExpertMap(config.value.freeze.experts)
     const b = config.value.offload.budgetBytes
     // Shown as a size where that reads back exactly, else in bytes.
-    budgetText.value = b === null ? '' : parseBytes(formatBytes(b)) === b ? formatBytes(b) : String(b)
+    budgetText.value = b === null ? '' : parseBytes(formatBytes(b)) === b ? formatBytes(b) : `${b} B`
     model.value = run.baseModel
     dataset.value = run.dataset ?? ''
     name.value = run.name ? `${run.name} (again)` : ''
