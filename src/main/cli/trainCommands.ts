@@ -322,6 +322,24 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   }
 }
 
+/**
+ * --checkpoint as the run page names it ("step-315"), a step number ("315"), or a folder: the
+ * run's checkpoint folder it means. A name was looked up in the current folder
+ * ("/home/me/step-315 is not a complete checkpoint folder").
+ */
+export function checkpointOf(folder: RunFolder, runId: string, given: string): string {
+  const step = /^(?:step-)?(\d+)$/.exec(given.trim())
+  const dir = step && !existsSync(given) ? folder.checkpointDir(Number(step[1])) : resolve(given)
+  if (existsSync(join(dir, 'trainer_state.json'))) return dir
+  const steps = folder.checkpointSteps()
+  const have = steps.length
+    ? `its checkpoints: ${steps.map((s) => basename(folder.checkpointDir(s))).join(', ')}`
+    : 'it has no complete checkpoint yet'
+  throw new UsageError(
+    `--checkpoint: "${given}" is not a complete checkpoint of run ${runId} (${have}); give one of those, its step, or its folder`,
+  )
+}
+
 export async function exportCommand(values: ParsedValues, io: CliIo, positionals: string[] = []): Promise<number> {
   const run = positionals[0]
   if (!run) throw new UsageError('give the run: moe-workbench export RUN --out DIR (a run folder or a run id)')
@@ -331,9 +349,6 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     throw new UsageError(`--dtype: "${dtype}" must be ${DTYPES.join(', ')}`)
   const located = locateRun(run)
   const host = openHost(located.workspace ? { ...values, workspace: located.workspace } : values, io)
-  const checkpoint = typeof values.checkpoint === 'string' ? resolve(values.checkpoint) : undefined
-  if (checkpoint && !existsSync(join(checkpoint, 'trainer_state.json')))
-    throw new UsageError(`--checkpoint: ${checkpoint} is not a complete checkpoint folder of the run`)
   const taskId = `cli-export-${process.pid}`
   const onSignal = (): void => {
     io.err('\ncancelling the export (nothing is left behind)...')
@@ -347,9 +362,10 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     io.err(`[${e.progress.stage}/${e.progress.stages}] ${e.progress.label}`)
   })
   try {
-    await host.backend()
     const folder = new RunFolder(join(host.workspace, 'runs', located.id))
     if (!folder.exists()) throw new UsageError(`no run ${located.id} in ${host.workspace} (give the run folder, or --workspace)`)
+    const checkpoint = typeof values.checkpoint === 'string' ? checkpointOf(folder, located.id, values.checkpoint) : undefined
+    await host.backend()
     const entry = await host.api['runs.export']({
       id: located.id,
       outDir: resolve(values.out),

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
 import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
@@ -114,6 +114,18 @@ describe('moe-workbench train / export', () => {
     expect(again.code).toBe(2)
     expect(again.err.join('\n')).toContain(`export: --out: ${out} exists and is not empty; choose a new or empty folder`)
     expect(existsSync(join(out, 'README.md'))).toBe(true)
+    // --checkpoint by the name the run page shows, or its step: the run's own folder, not one in
+    // the current directory; a step it does not have lists those it has.
+    const missing = await cli('export', runDir, '--out', join(dir, 'by-name'), '--checkpoint', 'step-99', '--backend', 'wasm')
+    expect(missing.code).toBe(2)
+    const names = /\(its checkpoints: ([^)]*)\)/.exec(missing.err.join('\n'))?.[1].split(', ') ?? []
+    expect(names.length, missing.err.join('\n')).toBeGreaterThan(0)
+    expect(missing.err.join('\n')).toContain(
+      `--checkpoint: "step-99" is not a complete checkpoint of run ${basename(runDir)} (its checkpoints: `,
+    )
+    const byName = await cli('export', runDir, '--out', join(dir, 'by-name'), '--checkpoint', names[0], '--backend', 'wasm')
+    expect(byName.code, byName.err.join('\n')).toBe(0)
+    expect(readFileSync(join(dir, 'by-name', 'README.md'), 'utf8')).toContain(`checkpoint: \`${names[0]}\``)
 
     // A budget the run cannot fit is refused before the run exists, naming what it needs (it once
     // waited forever, then failed as a run with nothing in it).
