@@ -28,8 +28,14 @@ const isFolder = (dir: string): boolean => existsSync(dir) && statSync(dir).isDi
 export function modelFolderOf(arg: string, values: ParsedValues): string | null {
   const abs = resolve(arg)
   if (isFolder(abs)) return abs
-  const listed = listModelFolders(workspaceFromFlag(values)).find((m) => m.id === arg)?.dir
-  const dir = listed ?? (arg === BUNDLED_ID ? defaultModelDir() : null)
+  // By id as `model list` shows it, else by name ("Default", "my-model (fine-tuned)"): exactly,
+  // else regardless of case where that names one model only.
+  const models = [{ id: BUNDLED_ID, name: BUNDLED_ID, dir: defaultModelDir() }, ...listModelFolders(workspaceFromFlag(values))]
+  const fold = (s: string): string => s.trim().toLowerCase()
+  const matching = (same: (a: string, b: string) => boolean) => models.filter((m) => same(m.id, arg) || same(m.name, arg))
+  const exact = matching((a, b) => a === b)
+  const loose = exact.length ? exact : matching((a, b) => fold(a) === fold(b))
+  const dir = (exact.find((m) => m.id === arg) ?? (loose.length === 1 ? loose[0] : null))?.dir ?? null
   return dir && isFolder(dir) ? dir : null
 }
 

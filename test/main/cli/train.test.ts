@@ -1,6 +1,6 @@
 /** `moe-workbench train` and `export` as a user runs them, in-process. */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -597,11 +597,21 @@ describe('moe-workbench model / run', () => {
       ['base', made],
       [linked.id, elsewhere],
       ['default', join(__dirname, '../../../resources/default-model')],
+      // and names, and either regardless of case where that names one model
+      ['mine', elsewhere],
+      ['MINE', elsewhere],
+      ['Default', join(__dirname, '../../../resources/default-model')],
     ]) {
       const info = await cli('info', '--model', id, '--workspace', ws, '--backend', 'cpu')
       expect(info.code).toBe(0)
       expect(info.out[0]).toBe(`model      ${folder}`)
     }
+    // Two names that differ in case only: each by its own spelling, neither by a third.
+    const other = linkModelFolder(ws, made, 'Mine')
+    expect((await cli('info', '--model', 'Mine', '--workspace', ws, '--backend', 'cpu')).out[0]).toBe(`model      ${made}`)
+    expect((await cli('info', '--model', 'mine', '--workspace', ws, '--backend', 'cpu')).out[0]).toBe(`model      ${elsewhere}`)
+    expect((await cli('info', '--model', 'MINE', '--workspace', ws, '--backend', 'cpu')).code).toBe(2)
+    rmSync(join(ws, 'models', other.id), { recursive: true })
     const nothing = await cli('info', '--model', 'no-such-model', '--workspace', ws, '--backend', 'cpu')
     expect(nothing.code).toBe(2)
     expect(nothing.err[0]).toMatch(
