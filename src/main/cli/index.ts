@@ -70,8 +70,8 @@ commands:
                                                           may name files under the workspace and home
                                                           only; --allow-dir folders replace home
 
---model DIR: a model folder, or the id of one of the workspace's models (moe-workbench model list;
-  default: the bundled model)
+--model DIR: a model folder, or the id or name of one of the workspace's models as moe-workbench
+  model list shows them (\`default\`: the bundled model)
 
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)
@@ -269,6 +269,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const value = rest[rest.indexOf(dashed) + 1] ?? '-1'
         throw new UsageError(`${dashed} ${value}: write a value that starts with "-" after "=", as ${dashed}=${value}`)
       }
+      // "Unknown option '--json'. To specify a positional argument starting with a '-', place it ...":
+      // the option, and where the command's options are listed.
+      const unknown = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
+      if (unknown) throw new UsageError(`${unknown} is not an option of moe-workbench ${name} (see moe-workbench --help for its options)`)
       throw new UsageError(message.replace(/^.*?:\s*/, '').split('\n')[0])
     }
     if (values.help) {
