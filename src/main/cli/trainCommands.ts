@@ -404,6 +404,10 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   const isRun = existsSync(join(asFolder, 'run.json')) || existsSync(workspaceRunDir(workspaceFromFlag(values), values.model))
   const modelDir = existsSync(join(asFolder, 'config.json')) ? asFolder : isRun ? null : modelFolderOf(values.model, values)
   const isModel = modelDir !== null
+  if (!isModel && !isRun)
+    throw new UsageError(
+      `--model: "${values.model}" is not a model or run folder, nor a model or run of the workspace ${workspaceFromFlag(values)} (moe-workbench model list and run list show them)`,
+    )
   const located = isModel ? undefined : locateRun(values.model)
   if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)

@@ -561,6 +561,12 @@ describe('moe-workbench eval', () => {
     expect((await cli('eval', '--model', runDir, '--split', 'dev', '--backend', 'wasm')).err[0]).toMatch(
       /--split: "dev" must be val, train or all/,
     )
+    // Neither: every kind --model takes is named ("id: no run named nope-run" named one).
+    const nope = await cli('eval', '--model', 'nope-run', '--workspace', join(root, 'ws'), '--backend', 'wasm')
+    expect(nope.code).toBe(2)
+    expect(nope.err[0]).toBe(
+      `moe-workbench eval: --model: "nope-run" is not a model or run folder, nor a model or run of the workspace ${join(root, 'ws')} (moe-workbench model list and run list show them) (see moe-workbench --help)`,
+    )
   }, 120_000)
 })
 
