@@ -9,7 +9,7 @@ import { HANDOFF_TARGETS, type HandoffTarget } from '../../shared/handoff'
 import { applyOverrides } from '../../shared/runConfig'
 import { parseBytes } from './commands'
 import { cliError, openHost, requireModelFolder } from './host'
-import { locateRun } from './trainCommands'
+import { locateRun, resolveDataset } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 function positiveInt(values: ParsedValues, flag: string): number | undefined {
@@ -48,21 +48,26 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
   const isConfig = existsSync(asFile) && statSync(asFile).isFile()
   const located = isConfig ? undefined : locateRun(arg)
   if (isConfig && (typeof values.model !== 'string' || typeof values.dataset !== 'string'))
-    throw new UsageError('a run config needs --model DIR and --dataset ID (a dataset of the workspace)')
+    throw new UsageError('a run config needs --model DIR and --dataset ID|FILE (a dataset of the workspace, or a file to import)')
   if (!isConfig && values.set !== undefined) throw new UsageError('--set applies to a CONFIG file; a run hands off its own config')
   const gpuMemory = values['gpu-memory'] === undefined ? undefined : parseBytes(String(values['gpu-memory']), '--gpu-memory') / 2 ** 30
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
   try {
+    // The config and model are checked before a dataset file is imported for them.
+    const config = isConfig ? readConfigFile(asFile, (values.set as string[] | undefined) ?? []) : undefined
+    const model = isConfig ? requireModelFolder(String(values.model), values) : undefined
+    // A file is imported first (as train and eval do), so the job folder gets the workspace's copy.
+    const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined
     const r = await host.api['runs.handoff']({
       target: target as HandoffTarget,
       outDir: resolve(values.out),
       ...(isConfig
         ? {
-            config: readConfigFile(asFile, (values.set as string[] | undefined) ?? []),
-            model: requireModelFolder(String(values.model), values),
-            dataset: String(values.dataset),
+            config: config!,
+            model: model!,
+            dataset: dataset!,
           }
-        : { run: located!.id, ...(typeof values.dataset === 'string' && { dataset: values.dataset }) }),
+        : { run: located!.id, ...(dataset && { dataset }) }),
       ...(typeof values['model-ref'] === 'string' && { modelRef: values['model-ref'] }),
       ...(values['copy-model'] === true && { copyModel: true }),
       ...(positiveInt(values, 'nodes') !== undefined && { nodes: positiveInt(values, 'nodes') }),

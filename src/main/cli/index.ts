@@ -55,7 +55,7 @@ commands:
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace; the checkpoint:
             the run's last unless named)
-  handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR --dataset ID (a CONFIG)]
+  handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR --dataset ID|FILE (a CONFIG)]
             [--set key=value ...] [--model-ref HUB_ID] [--copy-model] [--nodes 1]
             [--gpus-per-node 8] [--gpu-memory 80GB]       a folder that runs it on a cluster with
                                                           DeepSpeed: dataset, trainer YAML, README

@@ -59,7 +59,7 @@ function readRunConfigInput(file: string | undefined, sets: string[]): Record<st
  * A dataset id of the workspace, or a file imported first through the service (its report
  * printed), so that the run trains on the workspace's copy, as runs started from the app do.
  */
-async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: CliIo): Promise<string> {
+export async function resolveDataset(host: CliHost, arg: string, valRatio: number, io: CliIo): Promise<string> {
   const path = resolve(arg)
   if (existsSync(path) && statSync(path).isFile()) {
     const inspected = await host.api['datasets.inspect']({ file: path })

@@ -653,3 +653,31 @@ describe('moe-workbench model / run', () => {
     expect((await cli('model', 'delete', 'a', 'b', '--workspace', ws)).err[0]).toMatch(/use: moe-workbench model list \| model delete ID/)
   }, 60_000)
 })
+
+describe('moe-workbench handoff', () => {
+  it('hands a run config to a cluster trainer, importing a dataset file first as train does; sizes need a unit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-handoff-'))
+    const ws = join(dir, 'ws')
+    const config = join(dir, 'run.json')
+    writeFileSync(config, JSON.stringify({ method: 'lora', maxSteps: 10 }))
+    const data = join(__dirname, '../../../resources/samples/arithmetic.jsonl')
+    const args = ['handoff', config, '--target', 'axolotl', '--model', 'default', '--dataset', data, '--workspace', ws]
+    // "80" meant 80 GB: asked for its unit before anything is written or imported.
+    const bare = await cli(...args, '--out', join(dir, 'job'), '--gpu-memory', '80')
+    expect(bare.code).toBe(2)
+    expect(bare.err[0]).toMatch(/--gpu-memory: "80" has no unit \(as bytes it is 80 B\): write e.g. 80GB or 80GiB/)
+    expect(existsSync(join(dir, 'job'))).toBe(false)
+    expect(existsSync(join(ws, 'datasets'))).toBe(false)
+    // A file, not only a dataset id (it said 'dataset: must be letters, digits, ...').
+    const r = await cli(...args, '--out', join(dir, 'job'), '--gpu-memory', '80GB')
+    expect(r.code, r.err.join('\n')).toBe(0)
+    expect(r.err.join('\n')).toMatch(/imported .*arithmetic\.jsonl as dataset \S+ \(\d+ train, \d+ validation rows\)/)
+    expect(r.out[0]).toMatch(/^wrote .*job for axolotl: .*axolotl\.yaml/)
+    expect(
+      readFileSync(join(dir, 'job', 'data', 'train.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean).length,
+    ).toBeGreaterThan(0)
+    expect((await cli('dataset', 'list', '--workspace', ws)).out).toHaveLength(1)
+  }, 120_000)
+})
