@@ -120,6 +120,9 @@ describe('useModelsStore', () => {
     )
     expect(await models.create({ name: 'bad', config: { family: 'mixtral', topK: 9 } })).toBeNull()
     expect(models.createError).toMatchObject({ field: 'config.topK' })
+    // The refusal holds for what was sent; a form changed since shows none.
+    expect(models.createErrorFor({ name: 'bad', config: { family: 'mixtral', topK: 9 } })).toMatchObject({ field: 'config.topK' })
+    expect(models.createErrorFor({ name: 'bad', config: { family: 'mixtral', topK: 2 } })).toBeNull()
 
     const linked = await models.link('/data/hf/x', 'x')
     expect(fake.bridge.models.link).toHaveBeenCalledWith({ dir: '/data/hf/x', name: 'x' })

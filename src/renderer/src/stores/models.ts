@@ -99,9 +99,20 @@ export const useModelsStore = defineStore('models', () => {
     }
   }
 
+  /** What the refused create sent: the refusal holds for that model, not one changed since. */
+  let createErrorArgs = ''
+  /**
+   * The last create's refusal where `args` are what it sent, else null: a 47 B-parameter refusal
+   * stayed under the form after switching to a 2.6 M preset.
+   */
+  function createErrorFor(args: ModelsCreateArgs): UiError | null {
+    return createError.value && JSON.stringify(args) === createErrorArgs ? createError.value : null
+  }
+
   async function create(args: ModelsCreateArgs): Promise<ModelEntry | null> {
     creating.value = true
     createError.value = null
+    createErrorArgs = JSON.stringify(args)
     try {
       const entry = await useWorkbench().models.create(args)
       upsert(entry)
@@ -171,6 +182,7 @@ export const useModelsStore = defineStore('models', () => {
     linkError,
     creating,
     createError,
+    createErrorFor,
     plans,
     refresh,
     ensureLoaded,
