@@ -378,6 +378,8 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     const which = p.checkpoint as { final?: boolean; label?: string; runStatus?: string } | undefined
     if (which && !which.final) io.out(`partial: ${which.label} (the run is ${which.runStatus}), not the run's final model`)
     if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
+    // Listed among the workspace's models under a name the lists keep unique: say which.
+    io.out(`listed as model "${entry.name}" (id ${entry.id}) of ${host.workspace}: --model takes either`)
     return 0
   } catch (e) {
     throw cliError(e, { outDir: '--out', checkpoint: '--checkpoint' })

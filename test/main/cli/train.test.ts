@@ -105,6 +105,7 @@ describe('moe-workbench train / export', () => {
     const e = await cli('export', runDir, '--out', out, '--dtype', 'bfloat16', '--backend', 'wasm')
     expect(e.code).toBe(0)
     expect(e.out[0]).toMatch(/LoRA merged/)
+    expect(e.out.at(-1)).toMatch(/^listed as model ".+ \(fine-tuned\)" \(id \S+\) of .*: --model takes either$/)
     const info = await cli('info', '--model', out, '--json', '--backend', 'wasm')
     expect(JSON.parse(info.out[0])).toMatchObject({ family: 'mixtral', checkpointDtype: 'bfloat16' })
     expect(existsSync(join(out, 'README.md'))).toBe(true)
