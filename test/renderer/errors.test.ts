@@ -31,4 +31,18 @@ describe('toUiError', () => {
     expect(toUiError(new ApiError('failed', 'notamethod: x')).message).toBe('notamethod: x')
     expect(toUiError({ code: 'failed', message: 'chat.send: model: no config.json' }).message).toBe('model: no config.json')
   })
+
+  it("names a field as the form labels it, where the message starts with the field's name", () => {
+    const labels = { outDir: 'Folder to write', maxRows: 'Rows' }
+    expect(toUiError(new ApiError('invalid_argument', 'runs.handoff: outDir: /x exists and is not empty', 'outDir'), labels)).toEqual({
+      code: 'invalid_argument',
+      field: 'outDir',
+      message: 'Folder to write: /x exists and is not empty',
+    })
+    // another field, or a message that does not start with it: as it was
+    expect(toUiError(new ApiError('invalid_argument', 'nodes: must be at least 1', 'nodes'), labels).message).toBe(
+      'nodes: must be at least 1',
+    )
+    expect(toUiError(new ApiError('failed', 'outDir: x', 'maxRows'), labels).message).toBe('outDir: x')
+  })
 })

@@ -20,9 +20,16 @@ function withoutMethod(message: string): string {
   return colon > 0 && (METHODS as readonly string[]).includes(message.slice(0, colon)) ? message.slice(colon + 2) : message
 }
 
-export function toUiError(e: unknown): UiError {
+/**
+ * An error as a form shows it. `labels` names fields as the form does: "outDir: /x exists ..."
+ * reads "Folder to write: /x exists ..." (a field's dotted name means nothing on screen).
+ */
+export function toUiError(e: unknown, labels: Record<string, string> = {}): UiError {
   const error = ApiError.from(e)
-  const out: UiError = { message: withoutMethod(error.message), code: error.code }
+  let message = withoutMethod(error.message)
+  const label = error.field !== undefined ? labels[error.field] : undefined
+  if (label && message.startsWith(`${error.field}: `)) message = `${label}: ${message.slice(error.field!.length + 2)}`
+  const out: UiError = { message, code: error.code }
   if (error.field !== undefined) out.field = error.field
   return out
 }

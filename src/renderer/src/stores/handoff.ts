@@ -8,6 +8,15 @@ import type { HandoffResult, RunsHandoffArgs } from '../../../shared/api'
 import { useWorkbench } from '../api/client'
 import { toUiError, type UiError } from '../errors'
 
+/** The form's names of the fields the service may name. */
+const FIELD_LABELS: Record<string, string> = {
+  outDir: 'Folder to write',
+  nodes: 'Nodes',
+  gpusPerNode: 'GPUs per node',
+  gpuMemoryGiB: 'GiB per GPU',
+  modelRef: 'Hub id',
+}
+
 export const useHandoffStore = defineStore('handoff', () => {
   const results = ref<Record<string, HandoffResult>>({})
   const errors = ref<Record<string, UiError | undefined>>({})
@@ -21,7 +30,7 @@ export const useHandoffStore = defineStore('handoff', () => {
       results.value = { ...results.value, [args.run]: r }
       return r
     } catch (e) {
-      errors.value = { ...errors.value, [args.run]: toUiError(e) }
+      errors.value = { ...errors.value, [args.run]: toUiError(e, FIELD_LABELS) }
       return null
     } finally {
       busy.value = null
