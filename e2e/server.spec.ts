@@ -114,7 +114,7 @@ test.describe('server mode in the browser', () => {
 
       await page.getByTestId('nav-models').click()
       await page.getByTestId('inspect-button').click()
-      await expect(page.getByTestId('inspect-error')).toContainText('dir: must not be empty')
+      await expect(page.getByTestId('inspect-error')).toContainText('Type the path of a checkpoint folder')
       await expect(page.getByTestId('model-dir')).toHaveAttribute('aria-invalid', 'true')
 
       await page.getByTestId('model-dir').fill(join(ROOT, 'no', 'such', 'model'))

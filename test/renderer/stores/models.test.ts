@@ -26,10 +26,21 @@ describe('useModelsStore', () => {
   it('keeps the error and its field, and clears the previous result', async () => {
     const models = useModelsStore()
     await models.inspect('/models/mixtral')
-    fake.bridge.models.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'models.inspect: dir: must not be empty', 'dir'))
-    await models.inspect('')
+    fake.bridge.models.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'models.inspect: dir: x is a relative path', 'dir'))
+    await models.inspect('x')
     expect(models.inspected).toBeNull()
-    expect(models.inspectError).toEqual({ message: 'dir: must not be empty', field: 'dir', code: 'invalid_argument' })
+    // the field as the inspector labels it
+    expect(models.inspectError).toEqual({ message: 'Checkpoint folder: x is a relative path', field: 'dir', code: 'invalid_argument' })
+    // An empty path says what to type, without asking the service ("dir: must not be empty").
+    await models.inspect('/models/mixtral')
+    await models.inspect('  ')
+    expect(fake.bridge.models.inspect).toHaveBeenCalledTimes(3)
+    expect(models.inspected).toBeNull()
+    expect(models.inspectError).toEqual({
+      message: 'Type the path of a checkpoint folder (config.json and *.safetensors).',
+      field: 'dir',
+      code: 'invalid_argument',
+    })
   })
 
   it('accepts the plain error objects the preload rejects with', async () => {

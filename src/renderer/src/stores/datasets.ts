@@ -76,6 +76,15 @@ export function inspectArgs(o: ReadOptions, previewOffset = 0, detected: Detecte
   return args
 }
 
+/** The form's names of the fields the service may name ("file: ..." meant nothing on screen). */
+const READ_LABELS: Record<string, string> = {
+  file: 'Dataset file',
+  model: 'Tokenizer and chat template',
+  maxLength: 'Longest row',
+  name: 'Name',
+  'split.validation': 'Held out for validation',
+}
+
 export const useDatasetsStore = defineStore('datasets', () => {
   const list = ref<DatasetManifest[]>([])
   const listLoading = ref(false)
@@ -202,7 +211,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       if (!importOptions.value.name) importOptions.value.name = baseName(result.file)
     } catch (e) {
       if (id !== generation) return
-      inspectError.value = toUiError(e)
+      inspectError.value = toUiError(e, READ_LABELS)
       if (offset === 0) inspected.value = null
     } finally {
       if (id === generation) {
@@ -270,7 +279,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       list.value = [manifest, ...list.value.filter((d) => d.id !== manifest.id)]
       return manifest
     } catch (e) {
-      if (id === generation) importError.value = toUiError(e)
+      if (id === generation) importError.value = toUiError(e, READ_LABELS)
       return null
     } finally {
       if (id === generation) {

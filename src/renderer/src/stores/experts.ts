@@ -149,7 +149,7 @@ export const useExpertsStore = defineStore('experts', () => {
     } catch (e) {
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
       await cancel()
-      if (!isCancelled(e)) error.value = toUiError(e)
+      if (!isCancelled(e)) error.value = toUiError(e, { maxRows: 'Rows', text: 'Text', dataset: 'Dataset', model: 'Model' })
     } finally {
       await Promise.allSettled(runs)
       analyzing.value = false

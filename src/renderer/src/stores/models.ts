@@ -16,6 +16,9 @@ export interface PlanState {
   loading: boolean
 }
 
+/** The inspector's name for the folder field ("dir: ..." meant nothing on screen). */
+const FOLDER_LABEL = { dir: 'Checkpoint folder' }
+
 export const useModelsStore = defineStore('models', () => {
   const entries = ref<ModelEntry[]>([])
   const listLoading = ref(false)
@@ -71,13 +74,23 @@ export const useModelsStore = defineStore('models', () => {
   }
 
   async function inspect(dir: string): Promise<void> {
+    if (!dir.trim()) {
+      // The service would say "dir: must not be empty".
+      inspected.value = null
+      inspectError.value = {
+        message: 'Type the path of a checkpoint folder (config.json and *.safetensors).',
+        field: 'dir',
+        code: 'invalid_argument',
+      }
+      return
+    }
     inspecting.value = true
     inspectError.value = null
     try {
       inspected.value = await useWorkbench().models.inspect(dir)
     } catch (e) {
       inspected.value = null
-      inspectError.value = toUiError(e)
+      inspectError.value = toUiError(e, FOLDER_LABEL)
     } finally {
       inspecting.value = false
     }
@@ -92,7 +105,7 @@ export const useModelsStore = defineStore('models', () => {
       upsert(entry)
       return entry
     } catch (e) {
-      linkError.value = toUiError(e)
+      linkError.value = toUiError(e, { ...FOLDER_LABEL, name: 'Name' })
       return null
     } finally {
       linking.value = false
