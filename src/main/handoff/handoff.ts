@@ -211,11 +211,11 @@ Several nodes (run on each, with its own rank; ${Math.max(2, opts.nodes)} nodes 
 ${plan.launch.multi.join('\n')}
 \`\`\`
 
-Batch: ${plan.batch.perDevice} row(s) per device × ${plan.batch.gradAccumulation} accumulation step(s) × ${plan.batch.devices} devices = ${plan.batch.effective} rows per optimiser step (here: ${plan.batch.workbench}). On another number of devices, scale \`gradient_accumulation_steps\` to keep it.
+Batch: ${plan.batch.perDevice} row(s) per device × ${plan.batch.gradAccumulation} accumulation step(s) × ${plan.batch.devices} device${plan.batch.devices === 1 ? '' : 's'} = ${plan.batch.effective} rows per optimiser step (here: ${plan.batch.workbench}). On another number of devices, scale \`gradient_accumulation_steps\` to keep it.
 
 ## GPU memory per device (estimate)
 
-For ${plan.batch.devices} devices (${opts.nodes} × ${opts.gpusPerNode}) of ${Number(opts.gpuMemoryGiB.toPrecision(4))} GiB, ${plan.batch.perDevice} row(s) of ${src.config.data.maxLength} tokens per device, bf16 weights, AdamW, gradient checkpointing:
+For ${plan.batch.devices} device${plan.batch.devices === 1 ? '' : 's'} (${opts.nodes} × ${opts.gpusPerNode}) of ${Number(opts.gpuMemoryGiB.toPrecision(4))} GiB, ${plan.batch.perDevice} row(s) of ${src.config.data.maxLength} tokens per device, bf16 weights, AdamW, gradient checkpointing:
 
 | DeepSpeed | per device |
 | --- | --- |

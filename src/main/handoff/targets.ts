@@ -22,7 +22,7 @@ import type { LoraTarget, RunConfig } from '../../shared/runConfig'
 import type { ExpertSelection } from '../../shared/runs'
 import { isTrainable } from '../train/freeze'
 import { loraTargetNames } from '../train/lora'
-import { chooseDeepSpeed, estimateMemory, type DeepSpeedChoice, type MemoryEstimate } from './deepspeed'
+import { chooseDeepSpeed, estimateMemory, gib, type DeepSpeedChoice, type MemoryEstimate } from './deepspeed'
 import { toYaml, type YamlEntry, type YamlValue } from './yaml'
 
 export { HANDOFF_TARGETS, type HandoffTarget, type MappingRow }
@@ -906,6 +906,11 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
   const memory = estimateMemory(input.model, c, devices, batch.perDevice, c.data.maxLength, input.esft)
   const ds = chooseDeepSpeed(memory, input.gpuMemoryBytes)
   const built = target === 'llamafactory' ? llamaFactory(input, ds, batch) : axolotl(input, ds, batch)
+  // Offload is the last resort: past it, the folder would not run at all (a 1 MiB GPU took it silently).
+  if (ds.offload && memory.perDevice.zero3Offload > input.gpuMemoryBytes)
+    built.warnings.push(
+      `memory: even ZeRO-3 with CPU offload needs about ${gib(memory.perDevice.zero3Offload)} per device, more than the ${gib(input.gpuMemoryBytes)} of each GPU: add GPUs or use larger ones, or shorten data.maxLength`,
+    )
   if (batch.effective !== batch.workbench)
     built.warnings.push(
       `batch: ${batch.workbench} rows per step here cannot be split evenly over ${devices} devices; the cluster run takes ${batch.effective}`,

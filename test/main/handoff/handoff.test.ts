@@ -406,6 +406,19 @@ describe('handoff configs', () => {
     expect(big.memory.perDevice.zero3).toBeLessThan(80 * 2 ** 30)
     const full = planHandoff({ ...input('llamafactory', { method: 'full', batchSize: 1 }, mixtral8x7b), gpusPerNode: 2 })
     expect(full.deepspeed).toMatchObject({ stage: 3, offload: true, file: 'ds_z3_offload_config.json' })
+    expect(full.warnings.filter((w) => w.startsWith('memory:'))).toEqual([]) // offload makes it fit
+    // A GPU too small even with offload: said, not written as if it would run.
+    const tiny = planHandoff({
+      ...input('llamafactory', { method: 'full', batchSize: 1 }, mixtral8x7b),
+      gpusPerNode: 2,
+      gpuMemoryBytes: 2 ** 20,
+    })
+    expect(tiny.deepspeed.offload).toBe(true)
+    expect(tiny.warnings).toContainEqual(
+      expect.stringMatching(
+        /^memory: even ZeRO-3 with CPU offload needs about [\d.]+ GiB per device, more than the 1\.0 MiB of each GPU: add GPUs/,
+      ),
+    )
   })
 
   it('eval_steps stays within max_steps, so a run shorter than one interval still evaluates (at its end, as here)', () => {
