@@ -20,6 +20,18 @@ export interface MappingRow {
   note?: string
 }
 
+/** A setting's value where it is not set (the run's default decides: epochs, the backend's budget, off). */
+export const UNSET = 'unset'
+
+/**
+ * The settings in use that do not carry (no equivalent there, and set: not unset, not false):
+ * the short list to read; the README's table has every row. "No equivalent: offload.budgetBytes,
+ * earlyStopping.patience ..." listed settings the run never used.
+ */
+export function notCarried(mapping: readonly MappingRow[]): string[] {
+  return mapping.filter((m) => m.equivalent === 'none' && m.value !== UNSET && m.value !== 'false').map((m) => m.setting)
+}
+
 export interface RunsHandoffArgs {
   target: HandoffTarget
   /** The folder written (missing or empty). */

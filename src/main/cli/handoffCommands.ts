@@ -5,7 +5,7 @@
 import { gib } from '../handoff/deepspeed'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { HANDOFF_TARGETS, type HandoffTarget } from '../../shared/handoff'
+import { HANDOFF_TARGETS, notCarried, type HandoffTarget } from '../../shared/handoff'
 import { applyOverrides } from '../../shared/runConfig'
 import { parseBytes } from './commands'
 import { cliError, openHost, requireModelFolder } from './host'
@@ -79,9 +79,9 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     io.out(
       `deepspeed  ZeRO-${r.deepspeed.stage}${r.deepspeed.offload ? ' with CPU offload' : ''} (${r.deepspeed.file}), about ${gib(r.memoryPerDevice)} per device`,
     )
-    const none = r.mapping.filter((m) => m.equivalent === 'none').map((m) => m.setting)
+    const none = notCarried(r.mapping)
     io.out(
-      `settings   ${r.mapping.filter((m) => m.equivalent === 'mapped').length} mapped, ${none.length} with no equivalent (${none.join(', ')}); the table is in README.md`,
+      `settings   ${r.mapping.filter((m) => m.equivalent === 'mapped').length} mapped; ${none.length ? `in use with no equivalent there: ${none.join(', ')}` : 'every setting in use carries'}; the table is in README.md`,
     )
     for (const w of r.warnings) io.err(`note: ${w}`)
     io.out('launch (from the folder):')

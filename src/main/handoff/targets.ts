@@ -16,7 +16,7 @@
  * Pure: no I/O. src/main/handoff/handoff.ts writes what this returns.
  */
 import type { RowKind } from '../../shared/dataset'
-import { HANDOFF_TARGETS, type HandoffTarget, type MappingRow } from '../../shared/handoff'
+import { HANDOFF_TARGETS, UNSET, type HandoffTarget, type MappingRow } from '../../shared/handoff'
 import { countParams, formatParamCount, paramSpecs, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
 import type { LoraTarget, RunConfig } from '../../shared/runConfig'
 import type { ExpertSelection } from '../../shared/runs'
@@ -262,7 +262,7 @@ export function axolotlUnfrozen(m: MoeConfig, c: RunConfig, esft?: ExpertSelecti
 // Helpers
 
 function fmt(v: unknown): string {
-  if (v === null) return 'null (model default)'
+  if (v === null) return UNSET
   if (typeof v === 'string') return v
   return JSON.stringify(v)
 }

@@ -18,6 +18,7 @@ import { chooseDeepSpeed, gib } from '../../../src/main/handoff/deepspeed'
 import { isTrainable } from '../../../src/main/train/freeze'
 import { paramSpecs, validateMoeConfig, type MoeConfig, type MoeConfigInput } from '../../../src/shared/modelConfig'
 import { validateRunConfig, type RunConfigInput } from '../../../src/shared/runConfig'
+import { notCarried } from '../../../src/shared/handoff'
 import type { NormalizedRow } from '../../../src/shared/dataset'
 
 const DEFAULT_MODEL = join(__dirname, '../../../resources/default-model')
@@ -370,6 +371,12 @@ describe('handoff configs', () => {
         }
         const none = plan.mapping.filter((r) => r.equivalent === 'none').map((r) => r.setting)
         expect(none).toEqual(expect.arrayContaining(['offload.budgetBytes', 'alerts.deadShare']))
+        // The short list leaves out what the run does not use (unset, off); the table keeps them.
+        expect(plan.mapping.find((r) => r.setting === 'offload.budgetBytes')?.value).toBe('unset')
+        const carried = notCarried(plan.mapping)
+        expect(carried).toContain('alerts.deadShare')
+        expect(carried).not.toContain('offload.budgetBytes')
+        expect(carried.every((k) => none.includes(k))).toBe(true)
         // ESFT is off in these runs: its settings are not needed, not missing.
         expect(none.filter((k) => k.startsWith('esft.'))).toEqual([])
       }
