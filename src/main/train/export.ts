@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
 import type { OffloadOptions } from '../../shared/chat'
 import { paramSpecs } from '../../shared/modelConfig'
-import type { RunExportResult, RunRecord } from '../../shared/runs'
+import type { RunEvaluation, RunExportResult, RunRecord } from '../../shared/runs'
 import { DTYPE_TO_ST, inspectModel, loadModelAsync, readModelConfig, writeModelMeta } from '../engine/checkpoint'
 import { deviceLock, read, scopedAsync } from '../engine/device'
 import { withKnobs, type MoeModel } from '../engine/model'
@@ -176,7 +176,7 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
         result.files.push(f)
       }
     }
-    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result, dtype, opts.name))
+    writeFileAtomic(join(tmp, 'README.md'), modelCard(run, ckpt, result, dtype, opts.name, folder.readEvaluation()))
     writeJsonAtomic(join(tmp, 'workbench.json'), {
       exportedFrom: resolve(runDir),
       checkpoint: ckpt,
@@ -267,23 +267,65 @@ async function checkMerge(
   return { max, scale }
 }
 
-function modelCard(run: RunRecord, ckpt: string, r: ExportResult, dtype: Dtype, name = basename(r.outDir)): string {
+function modelCard(
+  run: RunRecord,
+  ckpt: string,
+  r: ExportResult,
+  dtype: Dtype,
+  name = basename(r.outDir),
+  evaluation: RunEvaluation | null = null,
+): string {
+  const c = run.config
+  // The settings the run used: LoRA's only with LoRA, ESFT's only where it was on.
+  const { lora, esft, ...rest } = c
+  const used = { ...rest, ...(c.method === 'lora' && { lora }), ...(esft.enabled && { esft }) }
+  const pct = (x: number): string => `${(100 * x).toFixed(0)}%`
+  const loss = (x: number | null): string => (x === null ? '–' : x.toFixed(3))
+  // The before/after of the run's own evaluation, when it was of this checkpoint.
+  const evalRows =
+    evaluation && resolve(evaluation.checkpoint) === resolve(ckpt)
+      ? evaluation.splits.map(
+          (s) =>
+            `| ${s.split} | ${s.after.n} | ${pct(s.before.exactMatch)} → ${pct(s.after.exactMatch)} | ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} | ${loss(s.before.loss)} → ${loss(s.after.loss)} |`,
+        )
+      : []
   return `---
 library_name: transformers
 tags: [moe, moe-workbench]
 ---
 # ${name.replace(/\s+/g, ' ').trim()}
 
-Fine-tuned with MoE Workbench from \`${run.baseModel}\` (${run.config.method}${r.mergedLora ? `, LoRA rank ${run.config.lora.rank} merged; max logit change from merging ${r.mergeError?.toExponential(2)}` : ''}).
+Fine-tuned with MoE Workbench from \`${run.baseModel}\` (${c.method}${r.mergedLora ? `, LoRA rank ${c.lora.rank} merged; max logit change from merging ${r.mergeError?.toExponential(2)}` : ''})${run.dataset ? ` on the dataset \`${run.dataset}\`` : ''}.
 
-- run: \`${run.id}\`, ${run.step} of ${run.totalSteps} steps, status ${run.status}
+- run: \`${run.id}\`${run.name ? ` (${run.name})` : ''}, ${run.step} of ${run.totalSteps} steps, status ${run.status}
 - checkpoint: \`${basename(ckpt)}\`, written as ${dtype}
 - best validation loss: ${run.bestValLoss === null ? 'not evaluated' : run.bestValLoss.toFixed(4)}
+${
+  evalRows.length
+    ? `
+## Did it learn?
+
+Greedy answers of the base model → this one, on the same rows (${evaluation!.date.slice(0, 10)}):
+
+| split | rows | exact match | F1 | answer loss |
+|---|---|---|---|---|
+${evalRows.join('\n')}
+`
+    : ''
+}
+## Use it
+
+\`\`\`python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
+model = AutoModelForCausalLM.from_pretrained("path/to/this/folder", torch_dtype="auto")
+\`\`\`
 
 ## Run config
 
 \`\`\`json
-${JSON.stringify(run.config, null, 2)}
+${JSON.stringify(used, null, 2)}
 \`\`\`
 `
 }

@@ -14,6 +14,8 @@ import type { StageProgress } from '../../../src/main/engine/tasks'
 import { exportRun, mergeInto } from '../../../src/main/train/export'
 import { Rng } from '../../../src/main/engine/ops'
 import { baseModel, run, swapTask, tmp } from './helpers'
+import { RunFolder } from '../../../src/main/runs/runFolder'
+import type { EvalReport } from '../../../src/shared/runs'
 
 /** w + scale · B · A computed in float64, one element at a time. */
 function mergedReference(
@@ -93,6 +95,24 @@ describe('exportRun', () => {
     const { runDir } = await fullRun()
     const out = join(tmp('moe-export-'), 'bf16')
     const step1 = join(runDir, 'checkpoints/step-1')
+    // The run's before/after evaluation, of this checkpoint: the card has its table.
+    const report = (exactMatch: number, f1: number, loss: number | null): EvalReport => ({
+      model: 'm',
+      split: 'validation',
+      n: 5,
+      skipped: 0,
+      exactMatch,
+      f1,
+      loss,
+      seconds: 1,
+      items: [],
+    })
+    new RunFolder(runDir).writeEvaluation({
+      checkpoint: step1,
+      step: 1,
+      date: '2026-12-03T09:00:00.000Z',
+      splits: [{ split: 'validation', before: report(0, 0.1, 8.5), after: report(0.6, 0.75, 1.25) }],
+    })
     await exportRun(runDir, out, { dtype: 'bfloat16', checkpoint: step1, name: 'Support bot\n v2 ' })
     const header = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))
     expect(header.torch_dtype).toBe('bfloat16')
@@ -110,6 +130,12 @@ describe('exportRun', () => {
     expect([...src.keys()].some((n) => src.get(n)!.data.some((v, i) => v !== step2.get(n)!.data[i]))).toBe(true)
     const card = readFileSync(join(out, 'README.md'), 'utf8')
     expect(card).toContain('\n# Support bot v2\n') // the name given, on one line; not the folder's id
+    expect(card).toContain('| validation | 5 | 0% → 60% | 0.10 → 0.75 | 8.500 → 1.250 |')
+    expect(card).toContain('AutoModelForCausalLM.from_pretrained(') // how to load it
+    // A full fine-tune's config without LoRA's settings, nor ESFT's (off).
+    expect(card).toContain('"method": "full"')
+    expect(card).not.toContain('"lora"')
+    expect(card).not.toContain('"esft"')
     expect(card).toContain('checkpoint: `step-1`, written as bfloat16')
     expect(card).toMatch(/\(full\)/)
     expect(card).toContain('3 of 3 steps')
