@@ -4,6 +4,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { realpathSync } from 'node:fs'
+import { homedir } from 'node:os'
 import type { IncomingHttpHeaders } from 'node:http'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 
@@ -121,11 +122,19 @@ export function refusedPath(
 ): { field: string; path: string; message: string } | null {
   const real = roots.map((r) => realLocation(r))
   for (const { field, path } of paths) {
-    // An empty path is the schema's to refuse ("must not be empty"), not a place to check.
-    if (path === '') continue
+    // An empty path (spaces only too: the schema trims) is the schema's to refuse ("must not be
+    // empty"), not a place to check.
+    if (path.trim() === '') continue
+    // A shell's "~" means nothing to the server's file system: say so, not "a relative path".
+    if (/^~($|[\\/])/.test(path.trim()))
+      return {
+        field,
+        path,
+        message: `${field}: ${path.trim()} starts with "~", which only a shell expands; write the full path (${path.trim().replace(/^~/, homedir())})`,
+      }
     // Relative to the server's working folder, which a browser's user cannot see: said as such
     // (it read "outside the folders this server may read and write").
-    if (!isAbsolute(path)) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
+    if (!isAbsolute(path.trim())) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
     const where = realLocation(path)
     if (!real.some((r) => isInside(where, r)))
       return {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   allowedHostNames,
@@ -81,6 +81,11 @@ describe('server security', () => {
       message: 'outDir: relative/job is a relative path; write its full path on the server',
     })
     expect(refusedPath([{ field: 'dir', path: '' }], [root])).toBeNull() // the schema says it must not be empty
+    expect(refusedPath([{ field: 'dir', path: '   ' }], [root])).toBeNull() // (it trims: spaces are empty too)
+    expect(refusedPath([{ field: 'dir', path: '~/models/x' }], [root])?.message).toBe(
+      `dir: ~/models/x starts with "~", which only a shell expands; write the full path (${join(homedir(), 'models/x')})`,
+    )
+    expect(refusedPath([{ field: 'dir', path: '~notes' }], [root])?.message).toMatch(/is a relative path/)
     expect(isInside('/a/bc', '/a/b')).toBe(false)
     expect(isInside('/a/b/c', '/a/b')).toBe(true)
   })
