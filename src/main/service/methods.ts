@@ -19,6 +19,7 @@ import {
   deleteConversation,
   describeModelFolder,
   linkModelFolder,
+  ownModelName,
   listConversations,
   listModelFolders,
   listRuns,
@@ -203,7 +204,10 @@ export function workspaceMethods(ctx: MethodContext): {
       if (already) return entry(already)
       // Refuse folders that are not checkpoints before recording them.
       await engine.request('models.inspect', { dir: args.dir })
-      return entry(linkModelFolder(workspace, args.dir, uniqueModelName(args.name ?? basename(resolve(args.dir)))))
+      // Unnamed: the name the folder gives itself (a copied export's), else the folder's.
+      return entry(
+        linkModelFolder(workspace, args.dir, uniqueModelName(args.name ?? ownModelName(args.dir) ?? basename(resolve(args.dir)))),
+      )
     },
     'models.delete': async (args) => {
       if (args.id === BUNDLED_ID && ctx.bundledModel)

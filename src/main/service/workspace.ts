@@ -68,12 +68,16 @@ export function listModelFolders(ws: string): ModelFolder[] {
     const meta = readJson<Record<string, unknown>>(join(dir, 'workbench.json')) ?? {}
     const linked = typeof meta.linked === 'string' ? meta.linked : undefined
     if (!linked && !existsSync(join(dir, 'config.json'))) continue
+    // A linked folder's own provenance (an export's run, how chat should prompt it) under the
+    // link's: a model exported elsewhere was listed without it, and chat prompted a plain-text
+    // model with a chat template.
+    const own = linked ? (readJson<Record<string, unknown>>(join(linked, 'workbench.json')) ?? {}) : {}
     out.push({
       id,
       name: typeof meta.name === 'string' ? meta.name : id,
       dir: linked ?? dir,
       source: linked ? 'linked' : 'workspace',
-      provenance: meta,
+      provenance: { ...own, ...meta },
     })
   }
   return out
@@ -81,11 +85,20 @@ export function listModelFolders(ws: string): ModelFolder[] {
 
 export function linkModelFolder(ws: string, dir: string, name?: string): ModelFolder {
   const abs = resolve(dir)
-  const id = newId(name ?? abs.split(/[\\/]/).filter(Boolean).pop() ?? 'model')
+  // Unnamed, it takes the name the folder gives itself (an export's), else the folder's.
+  const own = readJson<Record<string, unknown>>(join(abs, 'workbench.json')) ?? {}
+  const given = name ?? ownModelName(abs) ?? undefined
+  const id = newId(given ?? abs.split(/[\\/]/).filter(Boolean).pop() ?? 'model')
   mkdirSync(join(modelsDir(ws), id), { recursive: true })
-  const meta = { linked: abs, name: name ?? id, linkedAt: new Date().toISOString() }
+  const meta = { linked: abs, name: given ?? id, linkedAt: new Date().toISOString() }
   writeJsonAtomic(join(modelsDir(ws), id, 'workbench.json'), meta)
-  return { id, name: meta.name, dir: abs, source: 'linked', provenance: meta }
+  return { id, name: meta.name, dir: abs, source: 'linked', provenance: { ...own, ...meta } }
+}
+
+/** The name a model folder gives itself in its workbench.json (an export's), or null. */
+export function ownModelName(dir: string): string | null {
+  const own = readJson<Record<string, unknown>>(join(resolve(dir), 'workbench.json'))
+  return typeof own?.name === 'string' && own.name.trim() ? own.name.trim() : null
 }
 
 /** Adds name and provenance to a model folder's workbench.json (keeping what is there). */

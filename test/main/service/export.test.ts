@@ -3,7 +3,7 @@
  * M" for a run still training or stopped before its end (exporting step 30 of 60 of a run still
  * training once gave a model named like a final one).
  */
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RunRecord, RunStatus } from '../../../src/shared/runs'
@@ -12,6 +12,7 @@ import { RunFolder } from '../../../src/main/runs/runFolder'
 import { EngineClient } from '../../../src/main/service/engineClient'
 import { exportedCheckpoint } from '../../../src/main/service/methods'
 import { Workbench } from '../../../src/main/service/workbench'
+import { linkModelFolder } from '../../../src/main/service/workspace'
 import { tempDir } from '../data/helpers'
 import { fakeSpawner } from './fakeEngine'
 
@@ -161,6 +162,18 @@ describe('runs.export', () => {
     await workbench.api['runs.export']({ id: 'capitals-run', outDir: empty })
     await workbench.api['runs.export']({ id: 'capitals-run', outDir: join(workspace, 'new', 'folder') })
     expect(exported.map((x) => x.outDir)).toEqual([empty, join(workspace, 'new', 'folder')])
+    // Listed (linked) with the export's own provenance: its run, and how chat should prompt it
+    // (it was listed without, and chat prompted a plain-text model with a chat template).
+    const listed = (await workbench.api['models.list']()).find((m) => m.dir === empty)
+    expect(listed?.source).toBe('linked')
+    expect(listed?.provenance).toMatchObject({ fromRun: 'capitals-run', promptFormat: expect.any(String), linked: empty })
+    // A copy of the folder linked without a name takes the export's name, not the copy's folder name.
+    const copy = join(workspace, 'copy1')
+    cpSync(empty, copy, { recursive: true })
+    const link = linkModelFolder(workspace, copy)
+    expect(link.name).toBe(listed?.name)
+    expect(link.provenance).toMatchObject({ fromRun: 'capitals-run', linked: copy })
+    expect(linkModelFolder(workspace, copy, 'mine').name).toBe('mine')
   })
 
   it('exportedCheckpoint', () => {

@@ -84,7 +84,8 @@ describe('the workbench API end to end (in-process engine)', () => {
         message: expect.stringMatching(/nope: no such folder/),
       })
       const once = await wb.api['models.link']({ dir: outside })
-      expect(once).toMatchObject({ name: 'copy', source: 'linked' })
+      // unnamed, a copy takes the name the folder gives itself (numbered: the original keeps its own)
+      expect(once).toMatchObject({ name: 'Tiny MoE 3', source: 'linked' })
       expect((await wb.api['models.link']({ dir: `${outside}/` })).id).toBe(once.id)
       expect((await wb.api['models.list']()).filter((m) => m.dir === outside)).toHaveLength(1)
       const plan = await wb.api['models.plan']({ dir: model.dir, budgetBytes: 10_000_000 })
