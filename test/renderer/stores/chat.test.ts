@@ -70,6 +70,7 @@ describe('samplingArgs and historyOf', () => {
 
 describe('useChatStore', () => {
   it('streams a reply token by token, attaching each token’s routing when it comes', async () => {
+    const stats = { newTokens: 2, stoppedBy: 'stop_token' as const, prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 }
     const chat = useChatStore()
     chat.listen()
     chat.panes[0].model = '/m'
@@ -106,15 +107,7 @@ describe('useChatStore', () => {
       type: 'chat.done',
       requestId: 'req-1',
       text: 'Hello',
-      stats: {
-        newTokens: 2,
-        stoppedBy: 'stop_token',
-        prefillMs: 1,
-        firstTokenMs: 1,
-        decodeMs: 2,
-        tokensPerSec: 10,
-        offload: { hits: 1, misses: 0, evictions: 0, bytesLoaded: 0, residentBytes: 0, budgetBytes: 0 } as never,
-      },
+      stats: { ...stats, offload: { hits: 1, misses: 0, evictions: 0, bytesLoaded: 0, residentBytes: 0, budgetBytes: 0 } as never },
     })
     expect(chat.streaming).toBe(false)
     expect(reply.stats?.newTokens).toBe(2)
@@ -135,8 +128,7 @@ describe('useChatStore', () => {
             layers: [0],
             pieces: [{ text: 'Hel', position: 3, token: 7, experts: [[2, 0]], weights: [[0.7, 0.3]] }, { text: 'lo' }],
           },
-          // its stats line, without the pane's offload counters
-          stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
+          stats, // its stats line, without the pane's offload counters
         },
       ],
     })
@@ -149,14 +141,7 @@ describe('useChatStore', () => {
       { text: 'Hel', routing: routing(3, 2) },
       { text: 'lo', routing: null },
     ])
-    expect(chat.panes[0].turns[1].stats).toEqual({
-      newTokens: 2,
-      stoppedBy: 'stop_token',
-      prefillMs: 1,
-      firstTokenMs: 1,
-      decodeMs: 2,
-      tokensPerSec: 10,
-    })
+    expect(chat.panes[0].turns[1].stats).toEqual(stats)
     // Saved tokens that no longer spell the reply (an edited file) reopen it as text.
     const edited = structuredClone(saved)
     edited.messages[1].content = 'Hi there'
