@@ -121,20 +121,22 @@ export function refusedPath(
   roots: readonly string[],
 ): { field: string; path: string; message: string } | null {
   const real = roots.map((r) => realLocation(r))
-  for (const { field, path } of paths) {
-    // An empty path (spaces only too: the schema trims) is the schema's to refuse ("must not be
-    // empty"), not a place to check.
-    if (path.trim() === '') continue
+  for (const { field, path: given } of paths) {
+    // Checked as the schema reads it: trimmed (" /etc/x" is the service's "/etc/x").
+    const path = given.trim()
+    // An empty path (spaces only too) is the schema's to refuse ("must not be empty"), not a
+    // place to check.
+    if (path === '') continue
     // A shell's "~" means nothing to the server's file system: say so, not "a relative path".
-    if (/^~($|[\\/])/.test(path.trim()))
+    if (/^~($|[\\/])/.test(path))
       return {
         field,
         path,
-        message: `${field}: ${path.trim()} starts with "~", which only a shell expands; write the full path (${path.trim().replace(/^~/, homedir())})`,
+        message: `${field}: ${path} starts with "~", which only a shell expands; write the full path (${path.replace(/^~/, homedir())})`,
       }
     // Relative to the server's working folder, which a browser's user cannot see: said as such
     // (it read "outside the folders this server may read and write").
-    if (!isAbsolute(path.trim())) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
+    if (!isAbsolute(path)) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
     const where = realLocation(path)
     if (!real.some((r) => isInside(where, r)))
       return {

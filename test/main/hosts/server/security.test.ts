@@ -86,6 +86,11 @@ describe('server security', () => {
       `dir: ~/models/x starts with "~", which only a shell expands; write the full path (${join(homedir(), 'models/x')})`,
     )
     expect(refusedPath([{ field: 'dir', path: '~notes' }], [root])?.message).toMatch(/is a relative path/)
+    // Checked as the schema reads it (trimmed): " /etc" is /etc, outside, whatever the working folder.
+    expect(refusedPath([{ field: 'dir', path: ' /etc/passwd ' }], [root, process.cwd()])?.message).toMatch(
+      /^dir: \/etc\/passwd is outside the folders/,
+    )
+    expect(refusedPath([{ field: 'file', path: ` ${join(root, 'data', 'ok.jsonl')} ` }], [root])).toBeNull()
     expect(isInside('/a/bc', '/a/b')).toBe(false)
     expect(isInside('/a/b/c', '/a/b')).toBe(true)
   })
