@@ -19,7 +19,8 @@
  * 2 threads (each a child process, with the engine process's V8 flags and malloc settings), against
  * Hugging Face transformers' MixtralForCausalLM in PyTorch eager with 1 and 2 threads, each as
  * shipped and with the engine's malloc settings (bench/torch_peer.py; skipped with its reason where
- * torch or transformers is missing; BENCH_PYTHON picks the interpreter). Ratio: our best / its best.
+ * torch is missing; BENCH_PYTHON picks the interpreter, else the first of python3 and
+ * /usr/bin/python3 that has torch). Ratio: our best / its best.
  *
  * Every in-process section runs under the engine's malloc settings (the bench starts itself again
  * with them), as the engine does in the app.
@@ -395,6 +396,21 @@ interface PeerRun {
   detail?: Record<string, unknown>
 }
 
+/**
+ * The interpreter for the PyTorch side: BENCH_PYTHON, else the first of `python3` and Debian's
+ * /usr/bin/python3 that imports torch (python3-torch installs into the system Python, which a
+ * pyenv or venv `python3` on the PATH does not see); `python3` when none does, to report its reason.
+ */
+let peerPythonFound: string | undefined
+function peerPython(): string {
+  if (process.env.BENCH_PYTHON) return process.env.BENCH_PYTHON
+  peerPythonFound ??=
+    ['python3', '/usr/bin/python3'].find(
+      (py) => spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 }).status === 0,
+    ) ?? 'python3'
+  return peerPythonFound
+}
+
 /** One side of the peer comparison in its own process; its JSON line. */
 function peerRun(side: PeerRun['side'], threads: number, engineMalloc = false): PeerRun {
   const json = JSON.stringify(PEER)
@@ -406,15 +422,11 @@ function peerRun(side: PeerRun['side'], threads: number, engineMalloc = false): 
             encoding: 'utf8',
             timeout: 1_800_000,
           })
-        : execFileSync(
-            process.env.BENCH_PYTHON ?? 'python3',
-            [join(import.meta.dirname, 'torch_peer.py'), '--threads', String(threads), '--config', json],
-            {
-              env: engineMalloc ? engineEnv(process.env) : asShipped(process.env),
-              encoding: 'utf8',
-              timeout: 1_800_000,
-            },
-          )
+        : execFileSync(peerPython(), [join(import.meta.dirname, 'torch_peer.py'), '--threads', String(threads), '--config', json], {
+            env: engineMalloc ? engineEnv(process.env) : asShipped(process.env),
+            encoding: 'utf8',
+            timeout: 1_800_000,
+          })
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
     return {
       side,
