@@ -25,7 +25,7 @@ import type { ExpertSelection } from '../../shared/runs'
 import { readManifest, readRows } from '../data/workspace'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 import { gib } from './deepspeed'
-import { mappingTable, planHandoff, TARGET_VERSIONS, type HandoffDataset, type HandoffPlan } from './targets'
+import { mappingTable, planHandoff, TARGET_VERSIONS, targetRequires, type HandoffDataset, type HandoffPlan } from './targets'
 
 export class HandoffError extends Error {}
 
@@ -183,7 +183,7 @@ moe-workbench export <the run id> --out merged-model
   return `# MoE Workbench handoff: ${src.from === 'a run config' ? 'a run config' : `run ${src.from}`} on ${v.name}
 
 Written by MoE Workbench from ${src.from === 'a run config' ? 'a run config' : `run \`${src.from}\``}: base model \`${src.modelDir}\` (${model.family}, ${formatParamCount(counts.total)} parameters, ${formatParamCount(counts.active)} active per token), dataset \`${src.dataset}\`, method ${src.config.method}.
-Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${v.requires}.
+Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${targetRequires(plan.target, src.config, plan.deepspeed.stage)}.
 
 ## Files
 
@@ -316,7 +316,7 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
     writeFileAtomic(join(tmp, 'README.md'), readme(plan, src, model, modelRef, o, files, copied))
     writeJsonAtomic(join(tmp, 'handoff.json'), {
       target: opts.target,
-      versions: TARGET_VERSIONS[opts.target],
+      versions: { ...TARGET_VERSIONS[opts.target], requires: targetRequires(opts.target, src.config, plan.deepspeed.stage) },
       from: src.from,
       baseModel: modelDir,
       modelRef,

@@ -33,15 +33,33 @@ export const TARGET_VERSIONS = {
     name: 'LLaMA-Factory',
     version: '0.9.6.dev0',
     source: 'hiyouga/LLaMA-Factory@ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30',
-    requires: 'transformers 4.57.x for LoRA on routed experts (pip install "transformers==4.57.6"); peft<=0.18.1 as it pins',
+    requires: 'peft<=0.18.1 as it pins',
   },
   axolotl: {
     name: 'axolotl',
     version: '0.18.0',
     source: 'axolotl-ai-cloud/axolotl@067b021c8b87a9e5e380b9173c704cf7340e30f5',
-    requires: 'transformers 5.14.1 as it pins; peft>=0.21.0 for LoRA on fused experts under ZeRO-3 (huggingface/peft#3576)',
+    requires: 'transformers 5.14.1 as it pins',
   },
 } as const
+
+/**
+ * What the target needs for this run: its pins, and where LoRA reaches the routed experts or the
+ * router, the versions that make them adaptable (LLaMA-Factory: transformers 4.57.x, where they
+ * are nn.Linear; axolotl under ZeRO-3: peft>=0.21.0). A full or frozen fine-tune is not told of
+ * LoRA's needs.
+ */
+export function targetRequires(target: HandoffTarget, c: RunConfig, zeroStage: number): string {
+  const moeLora = c.method === 'lora' && (c.lora.targets.includes('experts') || c.lora.targets.includes('router'))
+  const extra = !moeLora
+    ? []
+    : target === 'llamafactory'
+      ? ['transformers 4.57.x for LoRA on routed experts or the router (pip install "transformers==4.57.6")']
+      : zeroStage === 3
+        ? ['peft>=0.21.0 for LoRA on fused experts under ZeRO-3 (huggingface/peft#3576)']
+        : []
+  return [...extra, TARGET_VERSIONS[target].requires].join('; ')
+}
 
 export interface HandoffDataset {
   /** The dataset's name in dataset_info.json (LLaMA-Factory). */
@@ -921,7 +939,7 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
     return { setting, value: fmt(value), target: row.target, equivalent: row.equivalent, ...(row.note && { note: row.note }) }
   })
   const v = TARGET_VERSIONS[target]
-  const header = `${v.name} ${v.version} config written by MoE Workbench (keys from ${v.source}).\nRequires: ${v.requires}.\nModel: ${input.model.family}, ${formatParamCount(countParams(input.model).total)} parameters.`
+  const header = `${v.name} ${v.version} config written by MoE Workbench (keys from ${v.source}).\nRequires: ${targetRequires(target, c, ds.stage)}.\nModel: ${input.model.family}, ${formatParamCount(countParams(input.model).total)} parameters.`
   const trainerFile = target === 'llamafactory' ? 'llamafactory.yaml' : 'axolotl.yaml'
   const trainer = toYaml(built.entries, header)
   const launch =

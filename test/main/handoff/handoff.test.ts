@@ -52,6 +52,20 @@ const QWEN2 = (): MoeConfig =>
     mlpOnlyLayers: [1],
   } as Partial<MoeConfigInput>)
 
+const MIXTRAL_8X7B = (): MoeConfig =>
+  model({
+    vocabSize: 32000,
+    hiddenSize: 4096,
+    numLayers: 32,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    intermediateSize: 14336,
+    expertIntermediateSize: 14336,
+    numExperts: 8,
+    maxPositionEmbeddings: 32768,
+  })
+
 function input(
   target: HandoffInput['target'],
   run: RunConfigInput,
@@ -225,6 +239,21 @@ describe('handoff configs', () => {
     expect(ax).not.toHaveProperty('unfrozen_parameters')
   })
 
+  it("the trainer's Requires line names transformers 4.57 / peft 0.21 only where LoRA reaches experts or the router", () => {
+    const requires = (target: 'llamafactory' | 'axolotl', over: RunConfigInput, m?: MoeConfig): string =>
+      /^# Requires: (.*)\.$/m.exec(planHandoff(input(target, over, m)).trainer)![1]
+    expect(requires('llamafactory', { method: 'full' })).toBe('peft<=0.18.1 as it pins')
+    expect(requires('llamafactory', { method: 'lora', lora: { targets: ['attention'] } })).toBe('peft<=0.18.1 as it pins')
+    for (const targets of [['experts'], ['router']] as const)
+      expect(requires('llamafactory', { method: 'lora', lora: { targets: [...targets] } })).toMatch(
+        /^transformers 4\.57\.x .*; peft<=0\.18\.1/,
+      )
+    // axolotl: peft 0.21 matters for fused experts under ZeRO-3 only (Mixtral-8x7B on 80 GiB GPUs).
+    expect(requires('axolotl', { method: 'lora', lora: { targets: ['experts'] } })).toBe('transformers 5.14.1 as it pins')
+    expect(requires('axolotl', { method: 'full' }, MIXTRAL_8X7B())).toBe('transformers 5.14.1 as it pins')
+    expect(requires('axolotl', { method: 'lora', lora: { targets: ['experts'] } }, MIXTRAL_8X7B())).toMatch(/^peft>=0\.21\.0 .*ZeRO-3/)
+  })
+
   it("freeze: axolotl's unfrozen_parameters unfreeze exactly the weights the workbench trains (frozen experts by range)", () => {
     const m = QWEN2()
     const run = validateRunConfig({
@@ -394,18 +423,7 @@ describe('handoff configs', () => {
     const small = planHandoff(input('llamafactory', { method: 'full' }))
     expect(small.deepspeed.stage).toBe(2)
     expect(small.deepspeed.config).toMatchObject({ zero_optimization: { stage: 2 } })
-    const mixtral8x7b = model({
-      vocabSize: 32000,
-      hiddenSize: 4096,
-      numLayers: 32,
-      numHeads: 32,
-      numKvHeads: 8,
-      headDim: 128,
-      intermediateSize: 14336,
-      expertIntermediateSize: 14336,
-      numExperts: 8,
-      maxPositionEmbeddings: 32768,
-    })
+    const mixtral8x7b = MIXTRAL_8X7B()
     const big = planHandoff({ ...input('axolotl', { method: 'lora', batchSize: 1 }, mixtral8x7b), nodes: 1, gpusPerNode: 8 })
     expect(big.deepspeed.stage).toBe(3)
     expect(big.deepspeed.offload).toBe(false)
