@@ -31,12 +31,23 @@ export function modelFolderOf(arg: string, values: ParsedValues): string | null 
   // By id as `model list` shows it, else by name ("Default", "my-model (fine-tuned)"): exactly,
   // else regardless of case where that names one model only.
   const models = [{ id: BUNDLED_ID, name: BUNDLED_ID, dir: defaultModelDir() }, ...listModelFolders(workspaceFromFlag(values))]
-  const fold = (s: string): string => s.trim().toLowerCase()
-  const matching = (same: (a: string, b: string) => boolean) => models.filter((m) => same(m.id, arg) || same(m.name, arg))
-  const exact = matching((a, b) => a === b)
-  const loose = exact.length ? exact : matching((a, b) => fold(a) === fold(b))
-  const dir = (exact.find((m) => m.id === arg) ?? (loose.length === 1 ? loose[0] : null))?.dir ?? null
+  const named = byIdOrName(models, arg)
+  const dir = named.length === 1 ? named[0].dir : null
   return dir && isFolder(dir) ? dir : null
+}
+
+/**
+ * What `arg` names among a list's items: the item with that id; else those with that name; else
+ * those whose id or name is `arg` regardless of case and surrounding spaces. More than one: the
+ * caller asks for an id.
+ */
+export function byIdOrName<T extends { id: string; name: string }>(items: readonly T[], arg: string): T[] {
+  const byId = items.find((x) => x.id === arg)
+  if (byId) return [byId]
+  const exact = items.filter((x) => x.name === arg)
+  if (exact.length) return exact
+  const fold = (s: string): string => s.trim().toLowerCase()
+  return items.filter((x) => fold(x.id) === fold(arg) || fold(x.name) === fold(arg))
 }
 
 /** modelFolderOf, or a usage error that says what --model takes. */

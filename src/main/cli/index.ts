@@ -72,6 +72,8 @@ commands:
 
 --model DIR: a model folder, or the id or name of one of the workspace's models as moe-workbench
   model list shows them (\`default\`: the bundled model)
+--dataset ID|FILE: the id or name of one of the workspace's datasets as moe-workbench dataset list
+  shows them, or a file (imported once: the same file again uses that dataset)
 
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)

@@ -15,7 +15,7 @@ import { RunFolder } from '../runs/runFolder'
 import { runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
-import { cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import { byIdOrName, cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
@@ -92,8 +92,13 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
     io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
     return m.id
   }
-  const all = await host.api['datasets.list']()
-  if (all.some((d) => d.id === arg)) return arg
+  // A dataset of the workspace by its id or its name, as `dataset list` shows them.
+  const named = byIdOrName(await host.api['datasets.list'](), arg)
+  if (named.length === 1) return named[0].id
+  if (named.length > 1)
+    throw new UsageError(
+      `--dataset: "${arg}" names ${named.length} datasets of ${host.workspace} (${named.map((d) => d.id).join(', ')}): give one's id (see moe-workbench dataset list)`,
+    )
   throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${host.workspace} (see moe-workbench dataset list)`)
 }
 

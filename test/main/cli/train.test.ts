@@ -680,5 +680,21 @@ describe('moe-workbench handoff', () => {
         .filter(Boolean).length,
     ).toBeGreaterThan(0)
     expect((await cli('dataset', 'list', '--workspace', ws)).out).toHaveLength(1)
+    // A dataset by its name as `dataset list` shows it, regardless of case; a name two datasets
+    // share asks for an id.
+    const id = r.err.join('\n').match(/as dataset (\S+) /)![1]
+    const byName = await cli(...args.slice(0, -3), 'ARITHMETIC', '--workspace', ws, '--out', join(dir, 'job2'), '--gpu-memory', '80GB')
+    expect(byName.code, byName.err.join('\n')).toBe(0)
+    expect(JSON.parse(readFileSync(join(dir, 'job2', 'handoff.json'), 'utf8'))).toMatchObject({ dataset: { id } })
+    const twin = await cli('dataset', 'import', data, '--name', 'arithmetic', '--workspace', ws)
+    expect(twin.code).toBe(0)
+    const twice = await cli(...args.slice(0, -3), 'arithmetic', '--workspace', ws, '--out', join(dir, 'job3'), '--gpu-memory', '80GB')
+    expect(twice.code).toBe(2)
+    expect(twice.err[0]).toMatch(
+      new RegExp(
+        `--dataset: "arithmetic" names 2 datasets of .*\\((\\S+, ${id}|${id}, \\S+)\\): give one's id \\(see moe-workbench dataset list\\)$`,
+      ),
+    )
+    expect(existsSync(join(dir, 'job3'))).toBe(false)
   }, 120_000)
 })
