@@ -75,8 +75,20 @@ interface TrainerState {
   bestStep: number | null
   totalSteps: number
   esft?: ExpertSelection
-  /** Consecutive low/high-share steps per "layer:expert", for alerts. */
-  streaks: Record<string, [number, number]>
+  /** Per "layer:expert", for alerts (a checkpoint of an older version holds [low, high] pairs). */
+  streaks: Record<string, ExpertStreak | [number, number]>
+}
+
+/** One expert's alert state: its streaks, and the alerts that stand (not yet recovered from). */
+export interface ExpertStreak {
+  /** Consecutive steps under deadShare (judged steps only). */
+  low: number
+  /** Consecutive steps over collapseShare. */
+  high: number
+  /** Judged steps at or over deadShare in a row since its dead alert; absent where none stands. */
+  lowCleared?: number
+  /** Steps at or under collapseShare in a row since its collapse alert; absent where none stands. */
+  highCleared?: number
 }
 
 /** Everything one run's loop works with. */
@@ -643,10 +655,14 @@ function addRouting(acc: Map<number, LayerAcc>, routing: RoutingStats[]): void {
 
 /**
  * Dead (share below deadShare) or collapsing (above collapseShare) experts: reported when a streak
- * reaches `alerts.steps` consecutive steps, once per streak (a step outside the band ends it).
+ * reaches `alerts.steps` consecutive steps. An alert then stands until the expert has been back in
+ * the band for `alerts.steps` steps in a row: an expert that dips out of its streak for a step and
+ * back is not reported again (a Quick fine-tune of the bundled model on the arithmetic sample
+ * printed the same expert three times, two dozen alerts in all).
  * A step with fewer of a layer's (token, expert) assignments (`assignments`, per layer) than
  * 1 / deadShare says nothing about dead experts: a share under deadShare is then no token at all,
- * which a few short rows give most experts by chance (a batch of one row alerted on dozens).
+ * which a few short rows give most experts by chance (a batch of one row alerted on dozens); it
+ * ends a dead streak and counts toward no recovery.
  * Updates `state.streaks`.
  */
 export function expertAlerts(
@@ -656,29 +672,42 @@ export function expertAlerts(
   assignments?: number[],
 ): ExpertAlert[] {
   const out: ExpertAlert[] = []
+  const { steps, deadShare, collapseShare } = cfg.alerts
   layers.forEach((l, i) => {
-    const judgeDead = assignments === undefined || assignments[i] * cfg.alerts.deadShare >= 1
+    const judgeDead = assignments === undefined || assignments[i] * deadShare >= 1
     l.share.forEach((s, e) => {
       const key = `${l.layer}:${e}`
-      const [low, high] = state.streaks[key] ?? [0, 0]
-      const next: [number, number] = [judgeDead && s < cfg.alerts.deadShare ? low + 1 : 0, s > cfg.alerts.collapseShare ? high + 1 : 0]
-      state.streaks[key] = next
-      if (next[0] === cfg.alerts.steps)
+      const was = state.streaks[key] ?? { low: 0, high: 0 }
+      const prev: ExpertStreak = Array.isArray(was) ? { low: was[0], high: was[1] } : was
+      const low = judgeDead && s < deadShare
+      const high = s > collapseShare
+      const next: ExpertStreak = { low: low ? prev.low + 1 : 0, high: high ? prev.high + 1 : 0 }
+      // A standing alert clears after `steps` steps back in the band (for dead: judged steps).
+      const lowCleared = prev.lowCleared === undefined ? undefined : low ? 0 : prev.lowCleared + (judgeDead ? 1 : 0)
+      const highCleared = prev.highCleared === undefined ? undefined : high ? 0 : prev.highCleared + 1
+      if (lowCleared !== undefined && lowCleared < steps) next.lowCleared = lowCleared
+      if (highCleared !== undefined && highCleared < steps) next.highCleared = highCleared
+      if (next.low === steps && next.lowCleared === undefined) {
+        next.lowCleared = 0
         out.push({
           step: state.step,
           layer: l.layer,
           expert: e,
           kind: 'dead',
-          message: `layer ${l.layer} expert ${e} took under ${(cfg.alerts.deadShare * 100).toFixed(1)}% of tokens for ${cfg.alerts.steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again`,
+          message: `layer ${l.layer} expert ${e} took under ${(deadShare * 100).toFixed(1)}% of tokens for ${steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again`,
         })
-      if (next[1] === cfg.alerts.steps)
+      }
+      if (next.high === steps && next.highCleared === undefined) {
+        next.highCleared = 0
         out.push({
           step: state.step,
           layer: l.layer,
           expert: e,
           kind: 'collapse',
-          message: `layer ${l.layer} expert ${e} took over ${(cfg.alerts.collapseShare * 100).toFixed(0)}% of tokens for ${cfg.alerts.steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef), or lower the learning rate if it came on suddenly`,
+          message: `layer ${l.layer} expert ${e} took over ${(collapseShare * 100).toFixed(0)}% of tokens for ${steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef), or lower the learning rate if it came on suddenly`,
         })
+      }
+      state.streaks[key] = next
     })
   })
   return out

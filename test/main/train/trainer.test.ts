@@ -370,29 +370,47 @@ describe('run knobs', () => {
 })
 
 describe('expert alerts (hand-computed)', () => {
-  it('dead below deadShare and collapsing above collapseShare for `steps` steps in a row, once per streak', async () => {
+  it('dead below deadShare and collapsing above collapseShare for `steps` steps in a row, again only once recovered for `steps`', async () => {
     const { expertAlerts } = await import('../../../src/main/train/trainer')
     const cfg = validateRunConfig({ alerts: { deadShare: 0.1, collapseShare: 0.6, steps: 3 } })
-    const state = { step: 0, streaks: {} as Record<string, [number, number]> }
-    const step = (share: number[], layer = 1) => {
+    const state: Parameters<typeof expertAlerts>[0] = { step: 0, streaks: {} }
+    const step = (share: number[], layer = 1, assignments?: number) => {
       state.step++
-      return expertAlerts(state, [{ layer, share, entropy: 0 }], cfg).map((a) => `${a.step} ${a.kind} ${a.layer}:${a.expert}`)
+      return expertAlerts(state, [{ layer, share, entropy: 0 }], cfg, assignments === undefined ? undefined : [assignments]).map(
+        (a) => `${a.step} ${a.kind} ${a.layer}:${a.expert}`,
+      )
     }
     const skewed = [0.05, 0.7, 0.25]
+    const even = [0.3, 0.4, 0.3]
     expect(step(skewed)).toEqual([])
     expect(step(skewed)).toEqual([])
     expect(step(skewed)).toEqual(['3 dead 1:0', '3 collapse 1:1'])
     expect(step(skewed)).toEqual([]) // the same streak is not reported again
-    // the bounds are strict: exactly 0.1 is not dead, exactly 0.6 not collapsing; the streaks end
+    // the bounds are strict: exactly 0.1 is not dead, exactly 0.6 not collapsing; the streaks end,
+    // but a step back in the band is no recovery: a new streak is not reported
     expect(step([0.1, 0.6, 0.3])).toEqual([])
     expect(step(skewed)).toEqual([])
     expect(step(skewed)).toEqual([])
-    expect(step(skewed)).toEqual(['8 dead 1:0', '8 collapse 1:1'])
+    expect(step(skewed)).toEqual([])
+    expect(state.streaks['1:0']).toEqual({ low: 3, high: 0, lowCleared: 0 })
+    // `steps` steps in the band clear the alerts; a step too short to judge (under 1 / deadShare =
+    // 10 assignments) clears nothing of a dead one
+    expect(step(even)).toEqual([])
+    expect(step(even, 1, 9)).toEqual([])
+    expect(step(even)).toEqual([])
+    expect(state.streaks['1:0']).toEqual({ low: 0, high: 0, lowCleared: 2 })
+    expect(state.streaks['1:1']).toEqual({ low: 0, high: 0 })
+    expect(step(even)).toEqual([])
+    expect(state.streaks['1:0']).toEqual({ low: 0, high: 0 })
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual([])
+    expect(step(skewed)).toEqual(['15 dead 1:0', '15 collapse 1:1'])
     // another layer keeps its own streaks
     expect(step([0.5, 0.5, 0], 2)).toEqual([])
-    expect(state.streaks['2:2']).toEqual([1, 0])
-    expect(state.streaks['1:0']).toEqual([3, 0])
-    expect(state.streaks['1:1']).toEqual([0, 3])
+    expect(state.streaks['2:2']).toEqual({ low: 1, high: 0 })
+    // A checkpoint written before these records held [low, high] pairs: a run resumed from one goes on counting.
+    const resumed: Parameters<typeof expertAlerts>[0] = { step: 20, streaks: { '0:0': [2, 0] } }
+    expect(expertAlerts(resumed, [{ layer: 0, share: [0, 1], entropy: 0 }], cfg).map((a) => `${a.kind} ${a.expert}`)).toEqual(['dead 0'])
     const alert = expertAlerts({ step: 1, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], {
       alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 },
     })
