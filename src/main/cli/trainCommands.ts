@@ -127,6 +127,19 @@ export function locateRun(arg: string): { workspace?: string; id: string } {
 const FINAL = new Set(['completed', 'cancelled', 'interrupted', 'failed'])
 
 /**
+ * A step's alerts as lines, grouped (one line per kind, its experts by layer), each with its
+ * step; what to do is said the first time a kind is told (`told`, updated), and referred to after.
+ */
+export function alertLines(alerts: readonly ExpertAlert[], told: Set<ExpertAlert['kind']>): string[] {
+  return groupAlerts(alerts).map((g) => {
+    const advice = g.text.indexOf(': ')
+    const text = told.has(g.kind) && advice > 0 ? `${g.text.slice(0, advice)} (what to do: as above)` : g.text
+    told.add(g.kind)
+    return `alert at step ${g.step}: ${text}`
+  })
+}
+
+/**
  * Prints a run's progress until it ends (a completed run: until its evaluation has ended too,
  * when it has one); resolves with its record.
  */
@@ -136,8 +149,9 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
   let completed = false
   // A step's alerts arrive one by one: held until the next other event, then told together.
   let alerts: ExpertAlert[] = []
+  const told = new Set<ExpertAlert['kind']>()
   const tellAlerts = (): void => {
-    groupAlerts(alerts).forEach((g, i) => io.err(`${tty && i === 0 ? '\n' : ''}alert: ${g.text}`))
+    alertLines(alerts, told).forEach((l, i) => io.err(`${tty && i === 0 ? '\n' : ''}${l}`))
     alerts = []
   }
   return new Promise((resolveRun) => {

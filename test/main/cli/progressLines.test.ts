@@ -1,6 +1,8 @@
 /** The CLI's progress lines on stderr: from the first unit done, every 2 s at most, in the task's unit. */
 import { describe, expect, it } from 'vitest'
 import { taskProgressLines } from '../../../src/main/cli/commands'
+import { alertLines } from '../../../src/main/cli/trainCommands'
+import type { ExpertAlert } from '../../../src/shared/runs'
 import type { CliIo } from '../../../src/main/cli/util'
 
 function io(): { io: CliIo; lines: string[] } {
@@ -65,5 +67,26 @@ describe('taskProgressLines', () => {
     p('Reading', 1, 10)
     p('Reading', 3, 0)
     expect(lines.slice(4)).toEqual(['Reading: 1 of 10'])
+  })
+})
+
+describe('alertLines', () => {
+  it("groups a step's alerts by kind, with the step, and says what to do once per kind", () => {
+    const alert = (step: number, layer: number, expert: number, kind: ExpertAlert['kind']): ExpertAlert => ({
+      step,
+      layer,
+      expert,
+      kind,
+      message: `layer ${layer} expert ${expert} took ${kind === 'dead' ? 'under 1.0%' : 'over 90%'} of tokens for 20 steps: ${kind === 'dead' ? 'raise the coefficient' : 'lower the rate'}`,
+    })
+    const told = new Set<ExpertAlert['kind']>()
+    expect(alertLines([alert(20, 0, 1, 'dead'), alert(20, 1, 3, 'dead'), alert(20, 0, 2, 'dead')], told)).toEqual([
+      'alert at step 20: layer 0 experts 1, 2; layer 1 expert 3 took under 1.0% of tokens for 20 steps: raise the coefficient',
+    ])
+    expect(alertLines([alert(41, 2, 0, 'dead'), alert(41, 2, 5, 'collapse')], told)).toEqual([
+      'alert at step 41: layer 2 expert 0 took under 1.0% of tokens for 20 steps (what to do: as above)',
+      'alert at step 41: layer 2 expert 5 took over 90% of tokens for 20 steps: lower the rate',
+    ])
+    expect(alertLines([], told)).toEqual([])
   })
 })

@@ -280,10 +280,10 @@ describe('moe-workbench train / export', () => {
     expect(signalled).toBe(true)
     expect(err.join('\n')).toMatch(/stopping at the next step boundary/)
     expect(code).toBe(130)
-    const alerts = err.filter((l) => l.startsWith('alert: '))
+    const alerts = err.filter((l) => l.startsWith('alert '))
     expect(alerts).toEqual([
       expect.stringMatching(
-        /^alert: layer 0 experts 0, 1, 2, 3; layer 1 experts 0, 1, 2, 3 took under 99\.0% of tokens for 1 steps: raise/,
+        /^alert at step 1: layer 0 experts 0, 1, 2, 3; layer 1 experts 0, 1, 2, 3 took under 99\.0% of tokens for 1 steps: raise/,
       ),
     ])
     const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))
