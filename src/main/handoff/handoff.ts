@@ -286,6 +286,21 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
   } catch (e) {
     throw new HandoffError((e as Error).message)
   }
+  // The plan (memory, DeepSpeed stage, module names) is the folder's model's: a hub id for another
+  // (a run tried on the bundled model, handed off as Mixtral-8x7B) would train with settings planned for
+  // a model a thousand times smaller.
+  if (opts.modelRef !== undefined && !copied) {
+    const own = hubIdOf(modelDir)
+    const size = `${model.family}, ${formatParamCount(countParams(model).total)} parameters`
+    if (own && own !== opts.modelRef)
+      plan.warnings.push(
+        `model: ${opts.modelRef} is not ${own}, the model of ${modelDir} (${size}) this plan was made for: memory, DeepSpeed stage and module names may not fit it; hand off from its own folder`,
+      )
+    else if (!own)
+      plan.warnings.push(
+        `model: the plan is for the model of ${modelDir} (${size}), whose config names no hub id to check ${opts.modelRef} against; if that hub model is another, hand off from its own folder`,
+      )
+  }
 
   const tmp = `${out}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })

@@ -538,6 +538,35 @@ describe('handoff folders', () => {
         )
       })
 
+  it('a --model-ref other than the model the plan was made for is warned of, in the result and the README', async () => {
+    const ws = mkdtempSync(join(tmpdir(), 'handoff-ws-'))
+    const m = await importDataset(ws, join(SAMPLES, 'arithmetic.jsonl'))
+    const src = { config: validateRunConfig({}), modelDir: DEFAULT_MODEL, dataset: m.id, from: 'a run config' }
+    const write = (modelDir: string, modelRef?: string) =>
+      writeHandoff(
+        { ...src, modelDir },
+        { workspace: ws, target: 'axolotl', outDir: join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job'), modelRef },
+      )
+    const modelWarnings = (r: { warnings: string[] }) => r.warnings.filter((w) => w.startsWith('model: '))
+    // The bundled model names no hub id: the plan's model is said, to compare with the one named.
+    const unchecked = await write(DEFAULT_MODEL, 'mistralai/Mixtral-8x7B-v0.1')
+    expect(modelWarnings(unchecked)).toEqual([
+      expect.stringMatching(
+        /^model: the plan is for the model of \S+default-model \(mixtral, [\d.]+M parameters\), whose config names no hub id to check mistralai\/Mixtral-8x7B-v0\.1 against/,
+      ),
+    ])
+    expect(readFileSync(join(unchecked.outDir, 'README.md'), 'utf8')).toContain(modelWarnings(unchecked)[0])
+    // A folder from the hub: another id is warned of, its own is not; no --model-ref, nothing to warn.
+    const fromHub = mkdtempSync(join(tmpdir(), 'handoff-hub-'))
+    const config = JSON.parse(readFileSync(join(DEFAULT_MODEL, 'config.json'), 'utf8')) as Record<string, unknown>
+    writeFileSync(join(fromHub, 'config.json'), JSON.stringify({ ...config, _name_or_path: 'org/small-moe' }))
+    expect(modelWarnings(await write(fromHub, 'org/big-moe'))).toEqual([
+      expect.stringMatching(/^model: org\/big-moe is not org\/small-moe, the model of \S+ \(mixtral, .*\) this plan was made for/),
+    ])
+    expect(modelWarnings(await write(fromHub, 'org/small-moe'))).toEqual([])
+    expect(modelWarnings(await write(DEFAULT_MODEL))).toEqual([])
+  })
+
   it('refuses a folder that is not empty, and leaves nothing behind on failure', async () => {
     const ws = mkdtempSync(join(tmpdir(), 'handoff-ws-'))
     const m = await importDataset(ws, join(SAMPLES, 'arithmetic.jsonl'))
