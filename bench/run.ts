@@ -638,6 +638,11 @@ async function main(): Promise<void> {
     ),
   )
   for (const s of skipped) console.log(`skipped ${s.backend}: ${s.reason}`)
+  // A section skipped (BENCH_SKIP=offload) keeps its last results: it wrote an empty file over them.
+  if (skip.has('offload')) {
+    console.log(`wrote ${file} and ${join(dir, 'train-step.json')}`)
+    return
+  }
   writeFileSync(
     join(dir, 'offload.json'),
     JSON.stringify(
