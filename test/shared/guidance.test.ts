@@ -136,7 +136,11 @@ describe('the curves, in words', () => {
     const steps = curve(60, (i) => 4 - i / 20)
     const a = read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)])
     expect(a.map((x) => x.id)).toEqual(['overfitting'])
-    expect(a[0].message).toContain('best checkpoint was step 40')
+    expect(a[0].message).toContain('best checkpoint was step 40 (kept)')
+    // without intermediate checkpoints the best one is not on disk, and the advice says so
+    expect(read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)], { checkpointEvery: 0 })[0].message).toContain(
+      'best checkpoint was step 40 (not kept: checkpointEvery 0 keeps only the last step)',
+    )
     // within 5% of the best: noise, not overfitting
     expect(read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 2.6)])).toEqual([])
     // validation and training both rising: not the overfitting pattern

@@ -272,7 +272,10 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
       const last = s.state.step === s.state.totalSteps
       if ((cfg.evalEvery > 0 && s.state.step % cfg.evalEvery === 0) || last) stop = await evaluateAndTrack(s)
       s.state.position = s.stream.position
-      if (last || stop || (cfg.checkpointEvery > 0 && s.state.step % cfg.checkpointEvery === 0)) await writeCheckpoint(s)
+      // A new best validation loss is checkpointed too (it is never pruned): "the best checkpoint
+      // was step N" must name a folder that exists, whatever evalEvery and checkpointEvery are.
+      const newBest = cfg.checkpointEvery > 0 && s.state.bestStep === s.state.step
+      if (last || stop || newBest || (cfg.checkpointEvery > 0 && s.state.step % cfg.checkpointEvery === 0)) await writeCheckpoint(s)
       if (stop) break
       await new Promise((r) => setImmediate(r)) // let a cancel arrive
     }

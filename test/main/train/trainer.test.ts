@@ -584,6 +584,26 @@ describe('early stopping', () => {
     expect(readRunRecord(runDir)).toMatchObject({ status: 'completed', step: 6 })
   })
 
+  it('a new best validation loss between checkpoint steps is checkpointed, so the best step names a folder', async () => {
+    const { result, runDir } = await run(
+      baseModel(),
+      {
+        optimizer: { lr: 1e-2 },
+        batchSize: 8,
+        maxSteps: 4,
+        evalEvery: 2,
+        checkpointEvery: 3,
+        keepCheckpoints: 1,
+        // the first evaluation (step 2, not a checkpoint step) is the best; nothing beats it by 100
+        earlyStopping: { patience: 0, minDelta: 100 },
+      },
+      swapTask(16),
+    )
+    expect(result).toMatchObject({ status: 'completed', step: 4 })
+    // step-3 (checkpointEvery) was pruned by step-4 (keep 1); step-2, the best, stays
+    expect(readdirSync(join(runDir, 'checkpoints')).sort()).toEqual(['step-2', 'step-4'])
+  })
+
   it('patience 0 never stops early; an improvement by more than minDelta resets the count', async () => {
     const { result, events } = await run(
       baseModel(),
