@@ -160,9 +160,19 @@ export function interpretCurves(steps: StepPoint[], evals: EvalMetrics[], c: Run
   }
   const total = steps[steps.length - 1]?.totalSteps ?? 0
   const uniform = Math.log(ctx.vocabSize)
-  if (ctx.vocabSize >= 2 && steps.length >= Math.max(20, Math.min(50, Math.ceil(total * 0.1)))) {
-    const recent = mean(steps.slice(-10).map((s) => s.ce))
-    const first = mean(steps.slice(0, 10).map((s) => s.ce))
+  const enough = steps.length >= Math.max(20, Math.min(50, Math.ceil(total * 0.1)))
+  const recent = mean(steps.slice(-10).map((s) => s.ce))
+  const first = mean(steps.slice(0, 10).map((s) => s.ce))
+  // Risen half again over where it started (and past a uniform guess, where that is known): the
+  // steps throw the weights away; "raise the learning rate" would be the wrong advice.
+  if (enough && recent > first * 1.5 && (ctx.vocabSize < 2 || recent > uniform))
+    out.push({
+      id: 'diverged',
+      tone: 'danger',
+      message: `Diverged: the loss rose from ${first.toFixed(2)} to ${recent.toFixed(2)}${ctx.vocabSize >= 2 ? `, worse than a uniform guess over the vocabulary (ln(${ctx.vocabSize}) = ${uniform.toFixed(2)})` : ''}: the learning rate (now ${fmt(c.optimizer.lr)}) is too high. Lower it${c.gradClip === 0 ? ' and turn gradient clipping on (1.0)' : ''}; these weights are not worth exporting.`,
+      suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr / 10) },
+    })
+  else if (ctx.vocabSize >= 2 && enough) {
     if (recent >= 0.9 * uniform)
       out.push({
         id: 'not-learning',

@@ -126,6 +126,39 @@ describe('the curves, in words', () => {
     ).toEqual([])
   })
 
+  it('a loss that climbed from where it started past a uniform guess diverged: lower the learning rate, not raise it', () => {
+    // lr 5 on the bundled model: 7.1 at the start, in the hundreds by the end
+    const a = read(
+      curve(30, (i) => 7.1 + i * 20),
+      [],
+      { optimizer: { lr: 5 } },
+    )
+    expect(a).toEqual([expect.objectContaining({ id: 'diverged', tone: 'danger', suggest: { path: 'optimizer.lr', value: 0.5 } })])
+    expect(a[0].message).toMatch(/^Diverged: the loss rose from 117\.10 to 517\.10, worse than a uniform guess .* \(now 5\) is too high/)
+    // clipping off: turn it on too
+    expect(
+      read(
+        curve(30, (i) => 7.1 + i * 20),
+        [],
+        { optimizer: { lr: 5 }, gradClip: 0 },
+      )[0].message,
+    ).toContain('turn gradient clipping on')
+    // risen by half but still under ln(vocab) (a model learning something, then noise): not diverged
+    expect(read(curve(30, (i) => (i <= 10 ? 3 : 5))).map((x) => x.id)).not.toContain('diverged')
+    // above ln(vocab) from the start and not rising: not learning, as before
+    expect(read(curve(30, () => 7.5)).map((x) => x.id)).toEqual(['not-learning'])
+    // the vocabulary unknown: the rise alone says it
+    expect(
+      interpretCurves(
+        curve(30, (i) => 2 + i),
+        [],
+        validateRunConfig({}),
+        { vocabSize: 0 },
+      ).map((x) => x.id),
+    ).toEqual(['diverged'])
+    expect(read(curve(19, (i) => 7.1 + i * 20))).toEqual([]) // too early to tell
+  })
+
   it('a flat loss after 50 steps, below ln(vocab)', () => {
     expect(read(curve(60, () => 3)).map((a) => a.id)).toEqual(['flat'])
     expect(read(curve(60, (i) => 3 - i / 60)).map((a) => a.id)).toEqual([])
