@@ -6,6 +6,7 @@ import {
   evalVerdict,
   formatDuration,
   formatMetric,
+  namesList,
   parseBytes,
   sizeProblem,
   visibleText,
@@ -57,6 +58,15 @@ describe('format', () => {
     expect(visibleToken(' the')).toBe('·the')
     expect(visibleToken('\n\t')).toBe('↵→')
     expect(visibleToken('')).toBe('∅')
+  })
+})
+
+describe('namesList', () => {
+  it('names the first few, then counts the rest in words (no ellipsis before a full stop)', () => {
+    expect(namesList(['a', 'b', 'c'], 4)).toBe('a, b, c')
+    expect(namesList(['a', 'b', 'c', 'd'], 4)).toBe('a, b, c, d')
+    expect(namesList(['a', 'b', 'c', 'd', 'e', 'f'], 4)).toBe('a, b, c, d and 2 more')
+    expect(namesList([], 4)).toBe('')
   })
 })
 

@@ -146,3 +146,9 @@ export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok'
 export function binLabel(b: { from: number; to: number }): string {
   return b.to - b.from <= 1 ? String(b.from) : `${b.from}–${b.to - 1}`
 }
+
+/** The first `max` names, then how many more: "a, b and 3 more" (not "a, b…." in a sentence). */
+export function namesList(names: readonly string[], max: number): string {
+  const shown = names.slice(0, max).join(', ')
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown
+}
