@@ -188,7 +188,9 @@ export function plainIssue(message: string): string {
   const type = /^Invalid input: expected (\w+), received (\w+)$/.exec(message)
   const a = (w: string): string => `${/^[aeiou]/.test(w) ? 'an' : 'a'} ${w}`
   if (type && type[2] === 'undefined') return `is required (${a(type[1] === 'int' ? 'whole number' : type[1])})`
-  if (type && (type[2] === 'Infinity' || type[2] === 'NaN')) return `must be a finite number, not ${type[2]}`
+  // NaN comes from a form's emptied number field (or letters in it): JSON has no NaN.
+  if (type && type[2] === 'NaN') return 'is empty or not a number: type a number'
+  if (type && type[2] === 'Infinity') return 'must be a finite number, not Infinity'
   if (type) return type[1] === 'int' ? 'must be a whole number' : `must be ${a(type[1])}, not ${a(type[2])}`
   const option = /^Invalid option: expected one of (.+)$/.exec(message)
   if (option) return `must be one of ${option[1].split('|').join(', ')}`

@@ -525,7 +525,7 @@ describe('plainIssue', () => {
       ['Too big: expected int to be <=9007199254740991', 'is too large a number'],
       ['Too big: expected int to be <=64', 'must be at most 64'],
       ['Invalid input: expected number, received Infinity', 'must be a finite number, not Infinity'],
-      ['Invalid input: expected number, received NaN', 'must be a finite number, not NaN'],
+      ['Invalid input: expected number, received NaN', 'is empty or not a number: type a number'],
       ['qwen3_moe attention_bias puts a bias on q, k, v and o together', 'qwen3_moe attention_bias puts a bias on q, k, v and o together'],
     ]
     for (const [zod, plain] of cases) expect(plainIssue(zod), zod).toBe(plain)
@@ -533,5 +533,7 @@ describe('plainIssue', () => {
     expect(() => validateRunConfig({ optimizer: { lr: 0 } })).toThrow('invalid run config: optimizer.lr: must be more than 0')
     expect(() => validateRunConfig({ maxSteps: 1e20 })).toThrow('invalid run config: maxSteps: is too large a number')
     expect(() => validateRunConfig({ optimizer: { lr: Infinity } })).toThrow('optimizer.lr: must be a finite number, not Infinity')
+    // the new-run form's emptied number field
+    expect(() => validateRunConfig({ optimizer: { lr: NaN } })).toThrow('optimizer.lr: is empty or not a number: type a number')
   })
 })

@@ -65,6 +65,16 @@ describe('useExpertsStore', () => {
     experts.form.source = 'dataset'
     await experts.analyze()
     expect(experts.error).toMatchObject({ field: 'dataset' })
+    // an emptied Rows field ('' from v-model.number), 0 or a fraction: what to type, before the engine
+    experts.form.dataset = 'ds1'
+    for (const rows of ['' as unknown as number, 0, 2.5, 10_001]) {
+      experts.form.maxRows = rows
+      await experts.analyze()
+      expect(experts.error, `Rows ${JSON.stringify(rows)}`).toMatchObject({
+        field: 'maxRows',
+        message: expect.stringMatching(/^Rows: .*whole number from 1 to 10000/),
+      })
+    }
     expect(fake.bridge.experts.analyze).not.toHaveBeenCalled()
   })
 

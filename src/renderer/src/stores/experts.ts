@@ -113,6 +113,12 @@ export const useExpertsStore = defineStore('experts', () => {
       error.value = { message: 'Pick a dataset.', field: 'dataset' }
       return
     }
+    // An emptied number field reads '' (v-model.number): say what to type, not "not a string".
+    const rows: unknown = f.maxRows
+    if (f.source === 'dataset' && !(typeof rows === 'number' && Number.isInteger(rows) && rows >= 1 && rows <= 10_000)) {
+      error.value = { message: 'Rows: type how many of the dataset’s rows to route, a whole number from 1 to 10000.', field: 'maxRows' }
+      return
+    }
     const models = useModelsStore()
     const infoOf = (dir: string): RoutingLayout | null => {
       const info = models.entries.find((m) => m.dir === dir)?.info
