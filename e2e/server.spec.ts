@@ -180,6 +180,17 @@ test.describe('server mode in the browser', () => {
     await page.close()
   })
 
+  test('another screen opens at its top, not at the scroll offset of the one left', async ({ page, app }) => {
+    await page.setViewportSize({ width: 1280, height: 500 })
+    await page.goto(app.url)
+    await page.getByTestId('nav-train').click()
+    await expect(page.getByTestId('group-checkpoints-toggle')).toBeVisible()
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight))
+    expect(await page.evaluate(() => window.scrollY)).toBeGreaterThan(100)
+    await page.getByTestId('nav-models').click()
+    await expect.poll(() => page.evaluate(() => window.scrollY)).toBe(0)
+  })
+
   test('keeps the token across a reload', async ({ page, app }) => {
     await page.goto(app.url)
     await expect(page.getByTestId('backend-name')).not.toBeEmpty()
