@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SystemInfo } from '../src/shared/api'
 import type { RunRecord } from '../src/shared/runs'
@@ -122,6 +123,31 @@ test.describe('server mode in the browser', () => {
       await expect(page.getByTestId('inspect-error')).toContainText('no/such/model')
       await expect(page.getByTestId('model-info')).toHaveCount(0)
       await snapshot(page, 'server-home-error')
+    })
+
+    test('a dataset with no valid row offers no import of "the 0 valid rows"; a longest row of 0 is refused like -3', async ({
+      page,
+      app,
+    }) => {
+      const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-bad-')), 'all-bad.csv')
+      writeFileSync(file, 'question,answer\nWhat is 2+2?,\nWhat is 3+3?,\n')
+      await page.goto(app.url)
+      await page.getByTestId('nav-datasets').click()
+      await page.getByTestId('dataset-file').fill(file)
+      await page.getByTestId('dataset-inspect').click()
+      await expect(page.getByTestId('report-valid')).toHaveText('0')
+      await expect(page.getByTestId('report-invalid')).toHaveText('2')
+      await expect(page.getByTestId('dataset-accept-invalid')).toHaveCount(0)
+      await expect(page.getByTestId('dataset-import')).toBeDisabled()
+      await expect(page.getByTestId('dataset-import-blocked')).toContainText('No valid rows to import')
+
+      await page.getByTestId('dataset-model').selectOption({ index: 1 })
+      for (const longest of ['-3', '0']) {
+        await page.getByTestId('dataset-max-length').fill(longest)
+        await page.getByTestId('dataset-inspect').click()
+        await expect(page.getByTestId('dataset-inspect-error'), `Longest row ${longest}`).toContainText('Longest row: must be more than 0')
+        await expect(page.getByTestId('dataset-max-length')).toHaveAttribute('aria-invalid', 'true')
+      }
     })
   })
 
