@@ -333,6 +333,10 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('export-name').fill(EXPORT_NAME)
     await page.getByTestId('run-export').click()
     await expect(page.getByTestId('toast').filter({ hasText: `Exported ${EXPORT_NAME}` })).toBeVisible({ timeout: 30_000 })
+    // The run card keeps saying what was made after the toast is gone, and a second click would copy it.
+    await expect(page.getByTestId('run-exported')).toContainText(`Exported ${EXPORT_NAME}`)
+    await expect(page.getByTestId('run-export')).toHaveText('Export again')
+    await expect(page.getByTestId('run-export-twin')).toContainText(`exported already, as ${EXPORT_NAME}`)
     lap('export')
 
     await page.getByTestId('nav-chat').click()

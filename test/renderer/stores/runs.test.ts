@@ -10,6 +10,7 @@ import {
   configDifferences,
   exportChoice,
   isActive,
+  runExports,
   useRunsStore,
 } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
@@ -48,6 +49,25 @@ describe('exportChoice', () => {
       placeholder: 'capitals (fine-tuned)',
       note: null,
     })
+  })
+})
+
+describe('runExports', () => {
+  it('lists the models exported from the run, newest first, with the checkpoint step each was written from', () => {
+    const m = (name: string, provenance?: Record<string, unknown>) => ({ name, dir: `/ws/models/${name}`, provenance })
+    const entries = [
+      m('older', { fromRun: 'r1', exported: '2026-12-01T10:00:00.000Z', checkpoint: { step: 30 } }),
+      m('other run', { fromRun: 'r2', exported: '2026-12-03T10:00:00.000Z', checkpoint: { step: 60 } }),
+      m('bundled'),
+      m('newer', { fromRun: 'r1', exported: '2026-12-02T10:00:00.000Z', checkpoint: { step: 60 } }),
+      m('no step', { fromRun: 'r1' }),
+    ]
+    expect(runExports(entries, 'r1')).toEqual([
+      { name: 'newer', dir: '/ws/models/newer', step: 60, exported: '2026-12-02T10:00:00.000Z' },
+      { name: 'older', dir: '/ws/models/older', step: 30, exported: '2026-12-01T10:00:00.000Z' },
+      { name: 'no step', dir: '/ws/models/no step', step: null, exported: '' },
+    ])
+    expect(runExports(entries, 'r3')).toEqual([])
   })
 })
 

@@ -59,6 +59,37 @@ export interface ExportChoice {
   note: string | null
 }
 
+/** A model exported from a run, as the run card lists it. */
+export interface RunExport {
+  name: string
+  dir: string
+  /** The checkpoint step it was written from (null where the model's provenance does not say). */
+  step: number | null
+  /** When, ISO (empty where not recorded). */
+  exported: string
+}
+
+/**
+ * The models exported from run `runId`, newest first, read from the models' provenance: the run
+ * card says what was made (an export's only word was a toast gone in seconds, and Export again
+ * silently wrote a second copy).
+ */
+export function runExports(entries: readonly Pick<ModelEntry, 'name' | 'dir' | 'provenance'>[], runId: string): RunExport[] {
+  const out: RunExport[] = []
+  for (const m of entries) {
+    const p = m.provenance
+    if (p?.fromRun !== runId) continue
+    const ckpt = p.checkpoint as { step?: unknown } | undefined
+    out.push({
+      name: m.name,
+      dir: m.dir,
+      step: typeof ckpt?.step === 'number' ? ckpt.step : null,
+      exported: typeof p.exported === 'string' ? p.exported : '',
+    })
+  }
+  return out.sort((a, b) => b.exported.localeCompare(a.exported))
+}
+
 /** How the run card offers an export: a run not completed exports a checkpoint, and says which. */
 export function exportChoice(record: Pick<RunRecord, 'id' | 'name' | 'status' | 'step' | 'totalSteps' | 'lastCheckpoint'>): ExportChoice {
   const name = record.name ?? record.id
