@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setUploader, setWorkbench } from '../../../src/renderer/src/api/client'
 import type { UploadHooks, Uploader } from '../../../src/renderer/src/api/upload'
-import { emptyReadOptions, inspectArgs, useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
+import { datasetDeleteQuestion, emptyReadOptions, inspectArgs, useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
 import { datasetManifest, fakeBridge, inspectResult, modelEntries } from '../fakeBridge'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
 
@@ -60,6 +60,17 @@ describe('inspectArgs', () => {
     })
     // A length limit needs a tokenizer.
     expect(inspectArgs({ ...emptyReadOptions(), file: 'f', maxLength: 10 }).maxLength).toBeUndefined()
+  })
+})
+
+describe('datasetDeleteQuestion', () => {
+  it('says how many runs were trained on the dataset, and what they lose', () => {
+    const runs = [{ dataset: 'a' }, { dataset: 'b' }, { dataset: 'a' }, {}]
+    expect(datasetDeleteQuestion('c', runs)).toBe('The imported copy goes; the file it came from stays.')
+    expect(datasetDeleteQuestion('b', runs)).toBe(
+      'The imported copy goes; the file it came from stays. 1 run was trained on it: it keeps its results, but Run again and evaluation will need another dataset.',
+    )
+    expect(datasetDeleteQuestion('a', runs)).toMatch(/ 2 runs were trained on it: they keep their results, /)
   })
 })
 

@@ -207,6 +207,25 @@ describe('useTrainFormStore', () => {
     expect(form.config.method).toBe('lora')
   })
 
+  it('runs again a run whose dataset was deleted: the picker empty, and saying which dataset went and what to do', async () => {
+    const datasets = useDatasetsStore()
+    await datasets.refresh() // holds train-abc only
+    const form = useTrainFormStore()
+    form.copyFrom({ ...runRecord, dataset: 'gone-123' })
+    expect(form.dataset).toBe('')
+    expect(form.errors.dataset).toBe("The run's dataset (gone-123) was deleted: choose another, or import its file again under Datasets.")
+    form.dataset = 'train-abc'
+    expect(form.errors.dataset).toBeUndefined()
+    // a run whose dataset is there is copied with it, and no word
+    form.copyFrom(runRecord)
+    expect(form.dataset).toBe('train-abc')
+    form.dataset = ''
+    expect(form.errors.dataset).toBeUndefined()
+    // the run card names the deleted dataset as deleted; before the list is read, only its id
+    expect(datasets.displayName('gone-123')).toBe('gone-123 (deleted)')
+    expect(datasets.displayName('train-abc')).toBe('train')
+  })
+
   it('takes a device budget as a size, keeps it across presets, and asks the planner with the run config', async () => {
     const form = useTrainFormStore()
     form.setBudget('lots')

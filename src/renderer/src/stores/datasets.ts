@@ -85,9 +85,22 @@ const READ_LABELS: Record<string, string> = {
   'split.validation': 'Held out for validation',
 }
 
+/**
+ * What Delete asks about a dataset: the imported copy goes, and the runs trained on it lose it
+ * (they keep their results; Run again and evaluation need another dataset). It asked nothing of them.
+ */
+export function datasetDeleteQuestion(id: string, runs: readonly { dataset?: string }[]): string {
+  const used = runs.filter((r) => r.dataset === id).length
+  const base = 'The imported copy goes; the file it came from stays.'
+  if (!used) return base
+  return `${base} ${used === 1 ? '1 run was' : `${used} runs were`} trained on it: ${used === 1 ? 'it keeps its' : 'they keep their'} results, but Run again and evaluation will need another dataset.`
+}
+
 export const useDatasetsStore = defineStore('datasets', () => {
   const list = ref<DatasetManifest[]>([])
   const listLoading = ref(false)
+  /** The list has been read once: an id not in it is of a deleted dataset. */
+  const loaded = ref(false)
   const listError = ref<UiError | null>(null)
 
   const options = ref<ReadOptions>(emptyReadOptions())
@@ -168,6 +181,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
     listError.value = null
     try {
       list.value = await useWorkbench().datasets.list()
+      loaded.value = true
     } catch (e) {
       listError.value = toUiError(e)
     } finally {
@@ -240,8 +254,14 @@ export const useDatasetsStore = defineStore('datasets', () => {
   const alreadyImported = computed(() => imported.value !== null && importedKey.value === importKey())
 
   /** A dataset's name as listed, else its id. */
+  /** A dataset's name; the id of one deleted since (a run's, an analysis's) says so. */
   function displayName(id: string): string {
-    return list.value.find((d) => d.id === id)?.name ?? id
+    return list.value.find((d) => d.id === id)?.name ?? (loaded.value ? `${id} (deleted)` : id)
+  }
+
+  /** Whether the list (once read) holds the dataset. */
+  function exists(id: string): boolean {
+    return !loaded.value || list.value.some((d) => d.id === id)
   }
 
   /** Removes an imported dataset from the workspace (its source file stays); throws the UiError to show. */
@@ -393,6 +413,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
   return {
     remove,
     displayName,
+    exists,
     list,
     listLoading,
     listError,

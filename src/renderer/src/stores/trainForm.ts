@@ -144,6 +144,8 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   const config = ref<RunConfig>(defaultRunConfig())
   const model = ref('')
   const dataset = ref('')
+  /** Run again of a run whose dataset was deleted: its id, said under the empty picker. */
+  const deletedDataset = ref<string | null>(null)
   const name = ref('')
   const presetId = ref<string | null>(null)
   /** What the user typed for freeze.experts (parsed into the config when it reads). */
@@ -171,7 +173,9 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   const errors = computed<Record<string, string>>(() => {
     const out: Record<string, string> = { ...configIssues.value }
     if (attempted.value && !model.value) out.model = 'Choose the model to fine-tune.'
-    if (attempted.value && !dataset.value) out.dataset = 'Choose a dataset (import one under Datasets).'
+    if (!dataset.value && deletedDataset.value)
+      out.dataset = `The run's dataset (${deletedDataset.value}) was deleted: choose another, or import its file again under Datasets.`
+    else if (attempted.value && !dataset.value) out.dataset = 'Choose a dataset (import one under Datasets).'
     // The service's refusal of a field, while the field still holds the value it refused (a rank
     // of 100000 refused, then set to 8 by a preset, kept the red message under the 8).
     const runs = useRunsStore()
@@ -312,6 +316,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     autoChoices.value = null
     autoState.value = { loading: false, error: null }
     attempted.value = false
+    deletedDataset.value = null
   }
 
   /** Starts from another run's settings (the "Run again" of a past run). */
@@ -322,7 +327,10 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     // Shown as a size where that reads back exactly, else in bytes.
     budgetText.value = b === null ? '' : parseBytes(formatBytes(b)) === b ? formatBytes(b) : `${b} B`
     model.value = run.baseModel
-    dataset.value = run.dataset ?? ''
+    // A dataset deleted since: the picker would stand empty without a word.
+    const kept = run.dataset !== undefined && useDatasetsStore().exists(run.dataset)
+    dataset.value = kept ? run.dataset! : ''
+    deletedDataset.value = kept ? null : (run.dataset ?? null)
     name.value = run.name ? `${run.name} (again)` : ''
     presetId.value = null
     autoChoices.value = null
