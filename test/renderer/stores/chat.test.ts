@@ -203,6 +203,31 @@ describe('useChatStore', () => {
     expect(chat.panes[0].turns[1].content).toBe('')
     chat.setCompare(false)
     expect(chat.panes).toHaveLength(1)
+    // the conversation under way starts over: the right side's replies are not dropped from it by a one-sided save
+    expect(chat.panes[0].turns).toEqual([])
+    expect(chat.panes[0].model).toBe('/base')
+  })
+
+  it('side by side turned on mid-conversation starts a new one, so both models answer from the same history', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/base'
+    await chat.send('first')
+    fake.emit({ type: 'chat.token', requestId: 'req-1', token: 1, index: 0, text: 'A' })
+    expect(chat.panes[0].turns).toHaveLength(2)
+    chat.setCompare(true)
+    expect(chat.conversationId).toBeNull()
+    expect(chat.panes.map((p) => p.turns.length)).toEqual([0, 0])
+    expect(chat.panes[0].model).toBe('/base')
+    chat.panes[1].model = '/tuned'
+    await chat.send('second')
+    const histories = fake.bridge.chat.send.mock.calls
+      .slice(-2)
+      .map((c) => (c as unknown as [{ messages: { content: string }[] }])[0].messages)
+    expect(histories[0]).toEqual(histories[1])
+    // turning it on again, or off with nothing said, keeps what is there
+    chat.setCompare(true)
+    expect(chat.panes[0].turns).toHaveLength(2)
   })
 
   it('prompts a model in the format it was trained for (plain for prompt/completion), which the user may change', async () => {

@@ -193,7 +193,14 @@ export const useChatStore = defineStore('chat', () => {
   /** Bumped when the conversation is replaced, so sends of the old one find no turn to fill. */
   let epoch = 0
 
+  /**
+   * One model or two side by side. A conversation under way starts over (it stays in the list):
+   * the left side's earlier turns went to the left model only, so the two would answer the same
+   * prompt with different histories, and saving it one-sided would drop the right side's replies.
+   */
   function setCompare(on: boolean): void {
+    if (on === compareMode.value) return
+    if (panes.value.some((p) => p.turns.length > 0) || conversationId.value !== null) newConversation()
     if (on && panes.value.length === 1) panes.value.push({ model: '', format: 'chat', turns: [], offload: null })
     if (!on && panes.value.length > 1) panes.value.splice(1)
   }
