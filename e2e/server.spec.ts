@@ -125,6 +125,35 @@ test.describe('server mode in the browser', () => {
       await snapshot(page, 'server-home-error')
     })
 
+    test('Run elsewhere opens into view; a refused second write says the commands shown are of the folder written before', async ({
+      page,
+      app,
+      request,
+    }) => {
+      const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
+        headers: { Authorization: `Bearer ${app.token}` },
+        data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name: 'to hand off' },
+      })
+      const { result } = (await res.json()) as { result: RunRecord }
+      await page.setViewportSize({ width: 1280, height: 600 })
+      await page.goto(app.url)
+      await page.getByTestId('nav-train').click()
+      await page.getByTestId(`run-item-${result.id}`).click()
+      await page.getByTestId('run-elsewhere-toggle').click()
+      await expect(page.getByTestId('handoff-submit')).toBeInViewport()
+      const out = join(mkdtempSync(join(tmpdir(), 'moe-e2e-job-')), 'job')
+      await page.getByTestId('handoff-out').fill(out)
+      // an imported adapter has no dataset here: the form asks for one
+      await page.getByTestId('handoff-submit').click()
+      await expect(page.getByTestId('handoff-problems')).toContainText('Dataset: the rows to train on there')
+      await page.getByTestId('handoff-dataset').selectOption({ index: 1 })
+      await page.getByTestId('handoff-submit').click()
+      await expect(page.getByTestId('handoff-result')).toContainText(`Wrote ${out}`)
+      await page.getByTestId('handoff-submit').click()
+      await expect(page.getByTestId('handoff-error')).toContainText('not an empty folder')
+      await expect(page.getByTestId('handoff-result')).toContainText(`Not written this time (above); the folder written before: ${out}`)
+    })
+
     test('a dataset with no valid row offers no import of "the 0 valid rows"; a longest row of 0 is refused like -3', async ({
       page,
       app,

@@ -15,6 +15,7 @@ const FIELD_LABELS: Record<string, string> = {
   gpusPerNode: 'GPUs per node',
   gpuMemoryGiB: 'GiB per GPU',
   modelRef: 'Hub id',
+  dataset: 'Dataset',
 }
 
 export const useHandoffStore = defineStore('handoff', () => {
