@@ -180,6 +180,27 @@ test.describe('server mode in the browser', () => {
     })
   })
 
+  test('columns under other names map onto a layout; an unmapped field says which column it reads, a greyed Apply says why', async ({
+    page,
+    app,
+  }) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-map-')), 'qa.csv')
+    writeFileSync(file, 'ask,reply\nWhat is 2+2?,4\nWhat is 3+3?,6\n')
+    await page.goto(app.url)
+    await page.getByTestId('nav-datasets').click()
+    await page.getByTestId('dataset-file').fill(file)
+    await page.getByTestId('dataset-inspect').click()
+    await page.getByTestId('dataset-layout').selectOption('alpaca')
+    await expect(page.getByTestId('dataset-map-input').locator('option').first()).toHaveText('(the column named “input”)')
+    await page.getByTestId('dataset-map-instruction').selectOption('ask')
+    await page.getByTestId('dataset-map-output').selectOption('reply')
+    await expect(page.getByTestId('dataset-reinspect-why')).toHaveCount(0)
+    await page.getByTestId('dataset-reinspect').click()
+    await expect(page.getByTestId('report-valid')).toHaveText('2')
+    await expect(page.getByTestId('dataset-reinspect')).toBeDisabled()
+    await expect(page.getByTestId('dataset-reinspect-why')).toContainText('change the layout or a column to re-read')
+  })
+
   test.describe('upload', () => {
     // The binary file's inspection is refused (HTTP 422), which the console reports.
     test.use({ allowedConsoleErrors: /status of 4\d\d/ })
