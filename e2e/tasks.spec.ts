@@ -46,6 +46,16 @@ test.describe('long work', () => {
     await expect(page.getByTestId('experts-summary')).toContainText('from the text')
     await snapshot(page, 'tasks-experts-after-cancel')
 
+    // Compared (here with itself): the difference says which way round it is taken.
+    await page.getByTestId('experts-compare-model').selectOption({ label: BUNDLED })
+    await page.getByTestId('experts-analyze').click()
+    await expect(page.getByTestId('experts-diff-sign')).toContainText('minus load in')
+    await expect(page.getByTestId('experts-diff-sign')).toContainText('+ = more of the tokens in')
+    await expect(page.getByTestId('experts-moves').first()).toHaveText('no change')
+    await page.getByTestId('experts-compare-model').selectOption({ label: 'No comparison' })
+    await page.getByTestId('experts-analyze').click()
+    await expect(page.getByTestId('experts-diff')).toHaveCount(0)
+
     // Back on the page later: the last analysis with its first layer shown (the selector was empty).
     await page.getByTestId('nav-home').click()
     await page.getByTestId('nav-experts').click()
