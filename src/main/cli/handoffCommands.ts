@@ -37,7 +37,7 @@ function readConfigFile(file: string, sets: string[]): Record<string, unknown> {
 }
 
 export async function handoffCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
-  if (positionals.length !== 1) throw new UsageError('handoff takes one RUN (a run folder or id) or CONFIG (a run config .json)')
+  if (positionals.length !== 1) throw new UsageError('handoff takes one RUN (a run folder, id or name) or CONFIG (a run config .json)')
   const target = values.target
   if (typeof target !== 'string' || !(HANDOFF_TARGETS as readonly string[]).includes(target))
     throw new UsageError(`--target: ${target === undefined ? 'missing' : `"${String(target)}"`}; use one of ${HANDOFF_TARGETS.join(', ')}`)
@@ -46,7 +46,7 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
   const arg = positionals[0]
   const asFile = resolve(arg)
   const isConfig = existsSync(asFile) && statSync(asFile).isFile()
-  const located = isConfig ? undefined : locateRun(arg)
+  const located = isConfig ? undefined : locateRun(arg, values)
   if (isConfig && (typeof values.model !== 'string' || typeof values.dataset !== 'string'))
     throw new UsageError('a run config needs --model DIR and --dataset ID|FILE (a dataset of the workspace, or a file to import)')
   if (!isConfig && values.set !== undefined) throw new UsageError('--set applies to a CONFIG file; a run hands off its own config')

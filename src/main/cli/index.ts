@@ -53,8 +53,8 @@ commands:
                                                           (a run: its last checkpoint, its own dataset)
   export    RUN --out DIR [--checkpoint step-N|DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
-            (RUN: a run folder <workspace>/runs/ID, or a run id of --workspace; the checkpoint:
-            the run's last unless named)
+            (RUN: a run folder <workspace>/runs/ID, or a run's id or name as run list shows
+            it; the checkpoint: the run's last unless named)
   handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR --dataset ID|FILE (a CONFIG)]
             [--set key=value ...] [--model-ref HUB_ID] [--copy-model] [--nodes 1]
             [--gpus-per-node 8] [--gpu-memory 80GB]       a folder that runs it on a cluster with

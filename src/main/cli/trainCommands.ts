@@ -12,7 +12,7 @@ import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../sh
 import { preflight } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
-import { runDir as workspaceRunDir } from '../service/workspace'
+import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
 import { byIdOrName, cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
@@ -110,16 +110,36 @@ async function fileSha256(file: string): Promise<string> {
 }
 
 /**
- * The run a --resume (or export, eval) argument names: a run folder inside a workspace's runs/
- * (whose workspace is then used), or a run id of --workspace.
+ * The id of the run of workspace `ws` that `arg` names: its id, else its name as `run list` shows
+ * it (train --name: "t1" for the run 2026-12-04T04-05-35-t1-2d2915), exactly or regardless of case;
+ * null where none does. A name several runs share is refused with their ids.
  */
-export function locateRun(arg: string): { workspace?: string; id: string } {
+export function runOfWorkspace(ws: string, arg: string): string | null {
+  if (existsSync(join(workspaceRunDir(ws, arg), 'run.json'))) return arg
+  const named = byIdOrName(
+    listRuns(ws).map((r) => ({ id: r.id, name: r.name ?? r.id })),
+    arg,
+  )
+  if (named.length > 1)
+    throw new UsageError(
+      `"${arg}" names ${named.length} runs of ${ws} (${named.map((r) => r.id).join(', ')}): give one's id (see moe-workbench run list)`,
+    )
+  return named[0]?.id ?? null
+}
+
+/**
+ * The run a --resume (or export, eval, handoff) argument names: a run folder inside a workspace's
+ * runs/ (whose workspace is then used), or a run of --workspace by id or name.
+ */
+export function locateRun(arg: string, values: ParsedValues): { workspace?: string; id: string } {
   const abs = resolve(arg)
   if (existsSync(join(abs, 'run.json'))) {
     if (basename(dirname(abs)) !== 'runs')
       throw new UsageError(`${abs} is a run folder outside a workspace's runs/ folder; move it into <workspace>/runs/ first`)
     return { workspace: dirname(dirname(abs)), id: basename(abs) }
   }
+  const id = runOfWorkspace(workspaceFromFlag(values), arg)
+  if (id) return { id }
   if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg)) return { id: arg }
   throw new UsageError(`"${arg}" is neither a run folder nor a run id`)
 }
@@ -243,7 +263,7 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   if (resumeArg) {
     if (values.model !== undefined || values.dataset !== undefined || values.config !== undefined || sets.length)
       throw new UsageError('--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config and --set')
-    const located = locateRun(resumeArg)
+    const located = locateRun(resumeArg, values)
     if (located.workspace) runValues = { ...values, workspace: located.workspace }
     resume = { id: located.id }
   }
@@ -361,12 +381,13 @@ export function checkpointOf(folder: RunFolder, runId: string, given: string): s
 
 export async function exportCommand(values: ParsedValues, io: CliIo, positionals: string[] = []): Promise<number> {
   const run = positionals[0]
-  if (!run) throw new UsageError('give the run: moe-workbench export RUN --out DIR (a run folder or a run id)')
+  if (!run)
+    throw new UsageError('give the run: moe-workbench export RUN --out DIR (a run folder, or a run id or name as run list shows it)')
   if (typeof values.out !== 'string') throw new UsageError('--out DIR is required')
   const dtype = values.dtype === undefined ? undefined : String(values.dtype)
   if (dtype !== undefined && !(DTYPES as readonly string[]).includes(dtype))
     throw new UsageError(`--dtype: "${dtype}" must be ${DTYPES.join(', ')}`)
-  const located = locateRun(run)
+  const located = locateRun(run, values)
   const host = openHost(located.workspace ? { ...values, workspace: located.workspace } : values, io)
   const taskId = `cli-export-${process.pid}`
   const onSignal = (): void => {
@@ -420,16 +441,20 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   if (!['validation', 'train', 'all'].includes(split)) throw new UsageError(`--split: "${String(values.split)}" must be val, train or all`)
   const limit = values.limit === undefined ? 50 : Number(values.limit)
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: "${String(values.limit)}" must be a positive whole number`)
-  // A model folder, a run folder or run id, else a model id of the workspace (as `model list` shows it).
+  // In order: a model folder, a run folder, a run id, a model id or name (as `model list` shows
+  // them), a run name (as `run list` shows them: train --name).
+  const ws = workspaceFromFlag(values)
   const asFolder = resolve(values.model)
-  const isRun = existsSync(join(asFolder, 'run.json')) || existsSync(workspaceRunDir(workspaceFromFlag(values), values.model))
-  const modelDir = existsSync(join(asFolder, 'config.json')) ? asFolder : isRun ? null : modelFolderOf(values.model, values)
+  const modelFolderGiven = existsSync(join(asFolder, 'config.json'))
+  const runGiven = !modelFolderGiven && (existsSync(join(asFolder, 'run.json')) || existsSync(workspaceRunDir(ws, values.model)))
+  const modelDir = modelFolderGiven ? asFolder : runGiven ? null : modelFolderOf(values.model, values)
+  const runByName = modelDir || runGiven ? null : runOfWorkspace(ws, values.model)
   const isModel = modelDir !== null
-  if (!isModel && !isRun)
+  if (!isModel && !runGiven && !runByName)
     throw new UsageError(
-      `--model: "${values.model}" is not a model or run folder, nor a model or run of the workspace ${workspaceFromFlag(values)} (moe-workbench model list and run list show them)`,
+      `--model: "${values.model}" is not a model or run folder, nor a model or run of the workspace ${ws} (moe-workbench model list and run list show them)`,
     )
-  const located = isModel ? undefined : locateRun(values.model)
+  const located = isModel ? undefined : locateRun(runByName ?? values.model, values)
   if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
   const taskId = `cli-eval-${process.pid}`

@@ -8,6 +8,7 @@ import { stepsText, type RunRecord } from '../../shared/runs'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, openHost, type CliHost } from './host'
+import { runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 function describeModel(m: ModelEntry): string {
@@ -18,7 +19,8 @@ function describeModel(m: ModelEntry): string {
 }
 
 function describeRun(r: RunRecord): string {
-  return `${r.id}  ${r.status}  step ${stepsText(r)}  ${r.config.method}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
+  // The name train --name gave it (which export, eval and --resume take too), where it is not the id.
+  return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${r.status}  step ${stepsText(r)}  ${r.config.method}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
 }
 
 /** One listing command and its removal: list, or delete ID. */
@@ -68,7 +70,9 @@ export function modelCommand(values: ParsedValues, io: CliIo, positionals: strin
 export function runCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
   return listOrDelete('run', values, io, positionals, {
     list: async (host) => (await host.api['runs.list']()).map(describeRun),
-    remove: async (host, id) => {
+    remove: async (host, arg) => {
+      // By id or by the name run list shows (train --name), as export and eval take it.
+      const id = runOfWorkspace(host.workspace, arg) ?? arg
       await host.api['runs.delete']({ id })
       return `deleted run ${id} from ${host.workspace} (models exported from it stay)`
     },

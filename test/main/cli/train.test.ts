@@ -521,11 +521,22 @@ describe('moe-workbench eval', () => {
       'finalEval.rows=0',
       '--out',
       runDir,
+      '--name',
+      'Arith LoRA',
       '--backend',
       'wasm',
     )
     expect(t.code).toBe(0)
     expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))).toMatchObject({ baseModel: model })
+    // The name train --name gave it names it too, as run list shows it ("t1" was refused: 'no run named t1').
+    const ws = join(root, 'ws')
+    expect((await cli('run', 'list', '--workspace', ws)).out[0]).toMatch(/^r {2}"Arith LoRA" {2}completed/)
+    const byName = await cli('eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
+    expect(byName.code).toBe(0)
+    expect(byName.err.join('\n')).toMatch(/run r, step-2 on 1 validation rows/)
+    expect((await cli('train', '--resume', 'Arith LoRA', '--workspace', ws, '--backend', 'wasm')).err.join('\n')).toMatch(
+      /run r has completed/,
+    )
     const r = await cli('eval', '--model', runDir, '--split', 'train', '--limit', '3', '--json', '--backend', 'wasm')
     expect(r.code).toBe(0)
     const last = JSON.parse(r.out.at(-1)!)
