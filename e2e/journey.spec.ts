@@ -261,6 +261,16 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('train-start').click()
     await expect(page.getByTestId('cfg-maxSteps')).toBeFocused()
     await page.getByTestId('cfg-maxSteps').fill(String(MAX_STEPS))
+    // Letters in the capacity factor stay in the field with what it takes (they were wiped, leaving "Invalid input").
+    await page.getByTestId('group-moe-toggle').click()
+    const capacity = page.getByTestId('cfg-moe-capacityFactorTrain')
+    await capacity.fill('zz')
+    await expect(capacity).toHaveValue('zz')
+    await expect(page.getByTestId('cfg-moe-capacityFactorTrain-error')).toHaveText(
+      'must be a number more than 0, or dropless (every token kept)',
+    )
+    await capacity.fill('')
+    await expect(page.getByTestId('cfg-moe-capacityFactorTrain-error')).toHaveCount(0)
     await expect(page.getByTestId('train-problems')).toHaveCount(0)
     await shot(page, 'journey-4-run-form')
     await page.getByTestId('train-start').click()

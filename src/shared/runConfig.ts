@@ -10,7 +10,11 @@ const posInt = z.number().int().positive()
 const nonNegInt = z.number().int().nonnegative()
 const prob = z.number().min(0).max(1)
 /** Expert capacity: a factor (tokens over it are dropped), or "dropless". */
-const capacity = z.union([z.number().positive(), z.literal('dropless')])
+// Neither a number nor "dropless" (letters typed into the field, NaN from an emptied one): zod
+// says only "Invalid input"; a number out of range keeps its own message ("must be more than 0").
+const capacity = z.union([z.number().positive(), z.literal('dropless')], {
+  error: 'must be a number more than 0, or dropless (every token kept)',
+})
 
 export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 'dense_mlp', 'lm_head'] as const
 export type LoraTarget = (typeof LORA_TARGETS)[number]
