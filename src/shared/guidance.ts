@@ -197,7 +197,7 @@ export function interpretCurves(steps: StepPoint[], evals: EvalMetrics[], c: Run
       out.push({
         id: 'overfitting',
         tone: 'warn',
-        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} to ${last.valLoss.toFixed(3)} while the training loss kept falling; the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.`,
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.`,
         suggest: { path: 'earlyStopping.patience', value: 2 },
       })
   }
