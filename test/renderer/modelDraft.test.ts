@@ -11,7 +11,8 @@ describe('model drafts', () => {
   it('names each problem by its field', () => {
     const issues = draftIssues({ ...draftFromPreset(MODEL_PRESETS[0]), topK: 9 })
     expect(issues.name).toBeDefined()
-    expect(issues.topK).toMatch(/exceeds numExperts/)
+    // In the form's own labels ('topK 9 exceeds numExperts 8' named no field on the form).
+    expect(issues.topK).toBe('Top-k 9 exceeds Experts per layer 8')
     // (The schema's cross-field checks run once every field reads.)
     expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), hiddenSize: 130 }).numHeads).toMatch(/must divide/)
     expect(draftIssues({ ...draftFromPreset(MODEL_PRESETS[0], 'x'), router: 'switch' }).topK).toMatch(/top-1/)

@@ -46,6 +46,15 @@ export function draftArgs(d: ModelDraft): ModelsCreateArgs {
   return args
 }
 
+/** The config's own names in the schema's messages, as the form labels those fields. */
+const FORM_LABELS: Record<string, string> = {
+  topK: 'Top-k',
+  numExperts: 'Experts per layer',
+  numLayers: 'Layers',
+  numHeads: 'Attention heads',
+}
+const formLabels = (message: string): string => message.replace(/\b(topK|numExperts|numLayers|numHeads)\b/g, (k) => FORM_LABELS[k])
+
 /** Field -> problem, keyed by the draft's field names. Empty when the draft is valid. */
 export function draftIssues(d: ModelDraft): Record<string, string> {
   const issues: Record<string, string> = {}
@@ -59,7 +68,7 @@ export function draftIssues(d: ModelDraft): Record<string, string> {
     for (const issue of r.error.issues) {
       const path = issue.path.map(String)
       const key = path[0] === 'router' ? 'router' : path[0] === 'headDim' || path[0] === 'numKvHeads' ? 'numHeads' : (path[0] ?? 'name')
-      issues[key] ??= plainIssue(issue.message)
+      issues[key] ??= formLabels(plainIssue(issue.message))
     }
   return issues
 }
