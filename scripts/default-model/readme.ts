@@ -145,8 +145,8 @@ ${t.examples.map((e) => `| ${code(e.prompt)} | ${code(e.expected)} | ${code(e.be
   } else {
     lines.push(`## Before fine-tuning
 
-Greedy answers to a few held-out prompts (run \`npm run build:default-model -- --demo-only\` to
-fine-tune on the samples and add the before/after comparison here):
+Greedy answers to a few held-out prompts, before any fine-tuning: fine-tune the model on a sample
+dataset (Train, the Quick preset) and the run page compares its answers before and after.
 
 | prompt | expected | answer |
 | --- | --- | --- |
