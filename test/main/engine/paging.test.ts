@@ -683,6 +683,10 @@ describe('the fit planner at its boundaries', () => {
     expect(under.fit.fits).toBe(false)
     expect(under.fit.residentBytes).toBe(small)
     expect(under.resident.size).toBe(0)
+    // What the cache floor is, by name ("one token's experts" was the largest paged tensor's size).
+    expect(under.fit.message).toMatch(
+      /a cache for the weights paged in at once \([\d.]+ KiB: (the largest paged tensor|one layer's 2 experts, as a token uses them)\)/,
+    )
   })
 
   it('attention, then lm_head, become resident as the budget allows, the cache keeping its floor', () => {
