@@ -82,6 +82,27 @@ common options:
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
+/**
+ * `moe-workbench NAME --help`: NAME's lines of the usage, then the notes on --model and
+ * --dataset and the common options (the whole usage buried the command asked about).
+ */
+export function commandUsage(name: string): string {
+  const lines = USAGE.split('\n')
+  const start = lines.findIndex((l) => l.startsWith(`  ${name} `))
+  if (start < 0) return USAGE
+  let end = start + 1
+  // A command's own lines are indented past the command column; the next command or a blank ends them.
+  while (end < lines.length && /^ {3,}\S/.test(lines[end])) end++
+  const notes = lines.slice(lines.findIndex((l) => l.startsWith('--model DIR:')))
+  return [
+    `usage: moe-workbench ${name} [options]   (every command: moe-workbench --help)`,
+    '',
+    ...lines.slice(start, end),
+    '',
+    ...notes,
+  ].join('\n')
+}
+
 /** Taken by every command (one that works without a workspace leaves --workspace unused). */
 const COMMON: Options = { backend: { type: 'string' }, help: { type: 'boolean' }, workspace: { type: 'string' } }
 
@@ -274,11 +295,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       // "Unknown option '--json'. To specify a positional argument starting with a '-', place it ...":
       // the option, and where the command's options are listed.
       const unknown = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
-      if (unknown) throw new UsageError(`${unknown} is not an option of moe-workbench ${name} (see moe-workbench --help for its options)`)
+      if (unknown)
+        throw new UsageError(`${unknown} is not an option of moe-workbench ${name} (see moe-workbench ${name} --help for its options)`)
       throw new UsageError(message.replace(/^.*?:\s*/, '').split('\n')[0])
     }
     if (values.help) {
-      io.out(USAGE)
+      io.out(commandUsage(name))
       return 0
     }
     return await cmd.run(values, io, positionals)

@@ -24,6 +24,18 @@ describe('moe-workbench CLI', () => {
     tmp = mkdtempSync(join(tmpdir(), 'moe-cli-'))
   })
 
+  it("NAME --help shows that command's usage and the common options, not every command's", async () => {
+    const serve = await cli('serve', '--help')
+    expect(serve.code).toBe(0)
+    const text = serve.out.join('\n')
+    expect(text).toMatch(/^usage: moe-workbench serve \[options\]/)
+    expect(text).toContain('  serve     [--host 127.0.0.1] [--port 0]')
+    expect(text).toContain('--allow-dir folders replace home')
+    expect(text).toContain('--workspace DIR')
+    expect(text).not.toMatch(/^ {2}train /m)
+    expect((await cli('--help')).out.join('\n')).toMatch(/^ {2}train /m)
+  })
+
   it('info reports family, layers, experts, params, bytes and backend', async () => {
     const r = await cli('info', '--model', join(FIX, 'qwen2_moe'), '--backend', 'cpu', '--json')
     expect(r.code).toBe(0)
@@ -210,7 +222,7 @@ describe('moe-workbench CLI', () => {
       [['info', '--model', '/nonexistent/dir'], /is not a folder/],
       [
         ['info', '--model', FIX, '--bogus'],
-        /^moe-workbench info: --bogus is not an option of moe-workbench info \(see moe-workbench --help for its options\)$/,
+        /^moe-workbench info: --bogus is not an option of moe-workbench info \(see moe-workbench info --help for its options\)$/,
       ],
       [
         ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,x,3', '--max-new-tokens', '2', '--greedy'],
