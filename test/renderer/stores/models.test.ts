@@ -62,6 +62,20 @@ describe('useModelsStore', () => {
     expect(fake.bridge.models.list).toHaveBeenCalledTimes(1)
   })
 
+  it('ensureLoaded during the start-up fetch waits for it (a screen opened meanwhile saw no bundled model)', async () => {
+    const models = useModelsStore()
+    const list = fake.bridge.models.list.getMockImplementation()!
+    fake.bridge.models.list.mockImplementationOnce(async (...a: Parameters<typeof list>) => {
+      await new Promise((r) => setTimeout(r, 20)) // a service that takes its time
+      return list(...a)
+    })
+    const starting = models.refresh() // as App.vue does, not awaited
+    await models.ensureLoaded()
+    expect(models.bundled?.name).toBe('tiny-moe')
+    await starting
+    expect(fake.bridge.models.list).toHaveBeenCalledTimes(1)
+  })
+
   it('removes a model from the list, with its plan, once the service agrees; keeps it when refused', async () => {
     const models = useModelsStore()
     await models.refresh()

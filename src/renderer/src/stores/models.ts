@@ -44,7 +44,15 @@ export const useModelsStore = defineStore('models', () => {
   const usable = computed(() => entries.value.filter((m) => m.info !== null))
   const bundled = computed(() => entries.value.find((m) => m.source === 'bundled') ?? null)
 
-  async function refresh(): Promise<void> {
+  /** The list being fetched, for an ensureLoaded that comes meanwhile. */
+  let inFlight: Promise<void> | null = null
+  function refresh(): Promise<void> {
+    const p = (inFlight = fetchList().finally(() => {
+      if (inFlight === p) inFlight = null
+    }))
+    return p
+  }
+  async function fetchList(): Promise<void> {
     listLoading.value = true
     listError.value = null
     try {
@@ -59,9 +67,13 @@ export const useModelsStore = defineStore('models', () => {
     }
   }
 
-  /** Loads the list unless it was loaded already. */
+  /**
+   * Loads the list unless it was loaded already; waits for one being fetched (the app's start
+   * fetches it: a screen opened meanwhile, on a reload, found no bundled model to preselect).
+   */
   async function ensureLoaded(): Promise<void> {
-    if (!loaded.value && !listLoading.value) await refresh()
+    if (inFlight) await inFlight
+    else if (!loaded.value) await refresh()
   }
 
   function byDir(dir: string): ModelEntry | undefined {
