@@ -169,6 +169,19 @@ export class RunQueue {
       })
       if (data.train.length === 0)
         throw new Error(`dataset ${run.dataset} has no training rows that fit maxLength ${run.config.data.maxLength}`)
+      // Labels are shifted inside the loss (HF): the first position is never predicted.
+      const learnable = data.train.filter((e) => e.labels.some((l, i) => i > 0 && l !== -100)).length
+      const { maxLength, maskPrompt } = run.config.data
+      if (learnable === 0)
+        // A row cut before its answer (maxLength 5 of 17-20-token rows) trained nothing, and the run
+        // "completed" with a validation loss of 0.
+        throw new Error(
+          `data.maxLength ${maxLength} cuts off every training row's ${maskPrompt ? 'answer' : 'tokens'}: there is nothing to learn; raise data.maxLength (the dataset's report gives its rows' lengths in tokens)${maskPrompt ? ' or keep the end of each row (data.truncation left)' : ''}`,
+        )
+      if (learnable < data.train.length)
+        log(
+          `warning: ${data.train.length - learnable} of ${data.train.length} training rows have no ${maskPrompt ? 'answer ' : ''}token left within data.maxLength ${maxLength}: they train nothing`,
+        )
       const result = await train({
         runDir: run.runDir,
         baseModelDir: run.modelDir,

@@ -262,6 +262,40 @@ describe('the workbench API end to end (in-process engine)', () => {
     }
   }, 120_000)
 
+  it('a maxLength that cuts off every answer fails the run saying so (it "completed" with a validation loss of 0)', async () => {
+    const workspace = tempDir()
+    const wb = new Workbench({ engine: new EngineClient(realEngine().spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
+    try {
+      const model = await wb.api['models.create']({
+        name: 'm',
+        config: {
+          family: 'olmoe',
+          hiddenSize: 32,
+          numLayers: 1,
+          numHeads: 4,
+          numKvHeads: 4,
+          headDim: 8,
+          expertIntermediateSize: 16,
+          numExperts: 4,
+          topK: 2,
+        },
+      })
+      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
+      const run = await wb.api['runs.start']({
+        model: model.dir,
+        dataset: ds.id,
+        config: { maxSteps: 2, batchSize: 1, evalEvery: 0, finalEval: { rows: 0 }, data: { maxLength: 4 } },
+      })
+      const failed = await until(wb, runDone(run.id))
+      expect(failed.status).toBe('failed')
+      expect(failed.message).toMatch(
+        /data\.maxLength 4 cuts off every training row's answer: there is nothing to learn; raise data\.maxLength/,
+      )
+    } finally {
+      await wb.close()
+    }
+  }, 60_000)
+
   it('a crashed engine marks its running run failed', async () => {
     const workspace = tempDir()
     const fake = realEngine()
