@@ -1,11 +1,22 @@
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Page } from '@playwright/test'
 import type { SystemInfo } from '../src/shared/api'
 import type { RunRecord } from '../src/shared/runs'
 import { ROOT, expect, snapshot, test } from './fixtures'
 
 const MIXTRAL = join(ROOT, 'test', 'fixtures', 'moe-reference', 'mixtral')
+
+/** Writes a CSV file of `text` and inspects it on the Datasets screen. */
+async function inspectCsv(page: Page, url: string, text: string): Promise<void> {
+  const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-csv-')), 'rows.csv')
+  writeFileSync(file, text)
+  await page.goto(url)
+  await page.getByTestId('nav-datasets').click()
+  await page.getByTestId('dataset-file').fill(file)
+  await page.getByTestId('dataset-inspect').click()
+}
 
 test.describe('server mode in the browser', () => {
   test('shows the engine backend, then inspects a model folder', async ({ page, app, request }) => {
@@ -158,12 +169,7 @@ test.describe('server mode in the browser', () => {
       page,
       app,
     }) => {
-      const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-bad-')), 'all-bad.csv')
-      writeFileSync(file, 'question,answer\nWhat is 2+2?,\nWhat is 3+3?,\n')
-      await page.goto(app.url)
-      await page.getByTestId('nav-datasets').click()
-      await page.getByTestId('dataset-file').fill(file)
-      await page.getByTestId('dataset-inspect').click()
+      await inspectCsv(page, app.url, 'question,answer\nWhat is 2+2?,\nWhat is 3+3?,\n')
       await expect(page.getByTestId('report-valid')).toHaveText('0')
       await expect(page.getByTestId('report-invalid')).toHaveText('2')
       await expect(page.getByTestId('dataset-accept-invalid')).toHaveCount(0)
@@ -184,12 +190,7 @@ test.describe('server mode in the browser', () => {
     page,
     app,
   }) => {
-    const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-map-')), 'qa.csv')
-    writeFileSync(file, 'ask,reply\nWhat is 2+2?,4\nWhat is 3+3?,6\n')
-    await page.goto(app.url)
-    await page.getByTestId('nav-datasets').click()
-    await page.getByTestId('dataset-file').fill(file)
-    await page.getByTestId('dataset-inspect').click()
+    await inspectCsv(page, app.url, 'ask,reply\nWhat is 2+2?,4\nWhat is 3+3?,6\n')
     await page.getByTestId('dataset-layout').selectOption('alpaca')
     await expect(page.getByTestId('dataset-map-input').locator('option').first()).toHaveText('(the column named “input”)')
     await page.getByTestId('dataset-map-instruction').selectOption('ask')

@@ -262,25 +262,31 @@ describe('the workbench API end to end (in-process engine)', () => {
     }
   }, 120_000)
 
+  /** A one-layer OLMoE made in the workspace, and the alpaca fixture imported without a validation split. */
+  async function tinyModelAndAlpaca(wb: Workbench) {
+    const model = await wb.api['models.create']({
+      name: 'm',
+      config: {
+        family: 'olmoe',
+        hiddenSize: 32,
+        numLayers: 1,
+        numHeads: 4,
+        numKvHeads: 4,
+        headDim: 8,
+        expertIntermediateSize: 16,
+        numExperts: 4,
+        topK: 2,
+      },
+    })
+    const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
+    return { model, ds }
+  }
+
   it('a maxLength that cuts off every answer fails the run saying so (it "completed" with a validation loss of 0)', async () => {
     const workspace = tempDir()
     const wb = new Workbench({ engine: new EngineClient(realEngine().spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
     try {
-      const model = await wb.api['models.create']({
-        name: 'm',
-        config: {
-          family: 'olmoe',
-          hiddenSize: 32,
-          numLayers: 1,
-          numHeads: 4,
-          numKvHeads: 4,
-          headDim: 8,
-          expertIntermediateSize: 16,
-          numExperts: 4,
-          topK: 2,
-        },
-      })
-      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
+      const { model, ds } = await tinyModelAndAlpaca(wb)
       const run = await wb.api['runs.start']({
         model: model.dir,
         dataset: ds.id,
@@ -301,21 +307,7 @@ describe('the workbench API end to end (in-process engine)', () => {
     const fake = realEngine()
     const wb = new Workbench({ engine: new EngineClient(fake.spawner), host: 'server', workspace, bundledModel: CHATML_MODEL })
     try {
-      const model = await wb.api['models.create']({
-        name: 'm',
-        config: {
-          family: 'olmoe',
-          hiddenSize: 32,
-          numLayers: 1,
-          numHeads: 4,
-          numKvHeads: 4,
-          headDim: 8,
-          expertIntermediateSize: 16,
-          numExperts: 4,
-          topK: 2,
-        },
-      })
-      const ds = await wb.api['datasets.import']({ file: join(FIXTURES, 'layouts/alpaca.jsonl'), name: 'a', split: { validation: 0 } })
+      const { model, ds } = await tinyModelAndAlpaca(wb)
       const run = await wb.api['runs.start']({
         model: model.dir,
         dataset: ds.id,
