@@ -1,12 +1,22 @@
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Page } from '@playwright/test'
+import type { APIRequestContext, Page } from '@playwright/test'
 import type { SystemInfo } from '../src/shared/api'
 import type { RunRecord } from '../src/shared/runs'
 import { ROOT, expect, snapshot, test } from './fixtures'
 
 const MIXTRAL = join(ROOT, 'test', 'fixtures', 'moe-reference', 'mixtral')
+
+/** The fixture's PEFT adapter imported as a run named `name`, through the HTTP API. */
+async function importAdapter(request: APIRequestContext, app: { origin: string; token: string }, name: string): Promise<RunRecord> {
+  const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
+    headers: { Authorization: `Bearer ${app.token}` },
+    data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name },
+  })
+  expect(res.status()).toBe(200)
+  return ((await res.json()) as { result: RunRecord }).result
+}
 
 /** Writes a CSV file of `text` and inspects it on the Datasets screen. */
 async function inspectCsv(page: Page, url: string, text: string): Promise<void> {
@@ -99,12 +109,7 @@ test.describe('server mode in the browser', () => {
     app,
     request,
   }) => {
-    const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
-      headers: { Authorization: `Bearer ${app.token}` },
-      data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name: 'peft adapter' },
-    })
-    expect(res.status()).toBe(200)
-    const { result } = (await res.json()) as { result: RunRecord }
+    const result = await importAdapter(request, app, 'peft adapter')
     await page.goto(app.url)
     await page.getByTestId('nav-train').click()
     await expect(page.getByTestId(`run-item-${result.id}`)).toContainText('imported')
@@ -141,11 +146,7 @@ test.describe('server mode in the browser', () => {
       app,
       request,
     }) => {
-      const res = await request.post(`${app.origin}/api/runs.importAdapter`, {
-        headers: { Authorization: `Bearer ${app.token}` },
-        data: { dir: join(ROOT, 'test', 'fixtures', 'peft', 'mixtral'), model: MIXTRAL, name: 'to hand off' },
-      })
-      const { result } = (await res.json()) as { result: RunRecord }
+      const result = await importAdapter(request, app, 'to hand off')
       await page.setViewportSize({ width: 1280, height: 600 })
       await page.goto(app.url)
       await page.getByTestId('nav-train').click()
