@@ -206,7 +206,7 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       if (inspected.layout === null) throw new Error(unrecognisedLayout(path, inspected.columns))
       if (inspected.report.invalid > 0 && !values['accept-invalid']) {
         io.err(
-          `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid} valid rows`,
+          `${inspected.report.invalid} of ${inspected.report.total} rows are invalid; fix them, or pass --accept-invalid to import the ${inspected.report.valid === 1 ? 'one valid row' : `${inspected.report.valid} valid rows`}`,
         )
         return 1
       }

@@ -115,7 +115,8 @@ async function fileSha256(file: string): Promise<string> {
  * null where none does. A name several runs share is refused with their ids.
  */
 export function runOfWorkspace(ws: string, arg: string): string | null {
-  if (existsSync(join(workspaceRunDir(ws, arg), 'run.json'))) return arg
+  const idLike = /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg) // never a path out of runs/ ('../x')
+  if (idLike && existsSync(join(workspaceRunDir(ws, arg), 'run.json'))) return arg
   const named = byIdOrName(
     listRuns(ws).map((r) => ({ id: r.id, name: r.name ?? r.id })),
     arg,
@@ -419,7 +420,7 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     if (which && !which.final) io.out(`partial: ${which.label} (the run is ${which.runStatus}), not the run's final model`)
     if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
     // Listed among the workspace's models under a name the lists keep unique: say which.
-    io.out(`listed as model "${entry.name}" (id ${entry.id}) of ${host.workspace}: --model takes either`)
+    io.out(`listed as model "${entry.name}" (id ${entry.id}) of ${host.workspace}: --model takes the name or the id`)
     return 0
   } catch (e) {
     throw cliError(e, { outDir: '--out', checkpoint: '--checkpoint' })
@@ -483,7 +484,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
           `${item.exact ? '✓' : '✗'} ${JSON.stringify(item.prompt)} → ${JSON.stringify(item.generated)} (expected ${JSON.stringify(item.expected)})`,
         )
     io.err(
-      `${report.model} on ${report.n} ${split} rows: exact match ${(100 * report.exactMatch).toFixed(1)}%, F1 ${report.f1.toFixed(3)}, answer loss ${report.loss === null ? '–' : report.loss.toFixed(3)} (${report.seconds.toFixed(1)} s${report.skipped ? `; ${report.skipped} rows without an answer skipped` : ''})`,
+      `${report.model} on ${report.n} ${split === 'all' ? '' : `${split} `}row${report.n === 1 ? '' : 's'}${split === 'all' ? ' of both splits' : ''}: exact match ${(100 * report.exactMatch).toFixed(1)}%, F1 ${report.f1.toFixed(3)}, answer loss ${report.loss === null ? '–' : report.loss.toFixed(3)} (${report.seconds.toFixed(1)} s${report.skipped ? `; ${report.skipped} rows without an answer skipped` : ''})`,
     )
     if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))
     return 0

@@ -105,7 +105,7 @@ describe('moe-workbench train / export', () => {
     const e = await cli('export', runDir, '--out', out, '--dtype', 'bfloat16', '--backend', 'wasm')
     expect(e.code).toBe(0)
     expect(e.out[0]).toMatch(/LoRA merged/)
-    expect(e.out.at(-1)).toMatch(/^listed as model ".+ \(fine-tuned\)" \(id \S+\) of .*: --model takes either$/)
+    expect(e.out.at(-1)).toMatch(/^listed as model ".+ \(fine-tuned\)" \(id \S+\) of .*: --model takes the name or the id$/)
     const info = await cli('info', '--model', out, '--json', '--backend', 'wasm')
     expect(JSON.parse(info.out[0])).toMatchObject({ family: 'mixtral', checkpointDtype: 'bfloat16' })
     expect(existsSync(join(out, 'README.md'))).toBe(true)
@@ -533,7 +533,7 @@ describe('moe-workbench eval', () => {
     expect((await cli('run', 'list', '--workspace', ws)).out[0]).toMatch(/^r {2}"Arith LoRA" {2}completed/)
     const byName = await cli('eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
     expect(byName.code).toBe(0)
-    expect(byName.err.join('\n')).toMatch(/run r, step-2 on 1 validation rows/)
+    expect(byName.err.join('\n')).toMatch(/run r, step-2 on 1 validation row: exact match/)
     expect((await cli('train', '--resume', 'Arith LoRA', '--workspace', ws, '--backend', 'wasm')).err.join('\n')).toMatch(
       /run r has completed/,
     )
@@ -543,7 +543,7 @@ describe('moe-workbench eval', () => {
     expect(last).toMatchObject({ n: expect.any(Number), exact_match: expect.any(Number), f1: expect.any(Number) })
     expect(last.n).toBeGreaterThan(0)
     expect(last.n).toBeLessThanOrEqual(3)
-    expect(r.err.join('\n')).toMatch(new RegExp(`run r, step-2 on ${last.n} train rows: exact match [\\d.]+%, F1`))
+    expect(r.err.join('\n')).toMatch(new RegExp(`run r, step-2 on ${last.n} train rows?: exact match [\\d.]+%, F1`))
     const m = await cli(
       'eval',
       '--model',
@@ -561,6 +561,7 @@ describe('moe-workbench eval', () => {
     )
     expect(m.code).toBe(0)
     expect(m.out).toHaveLength(2)
+    expect(m.err.join('\n')).toMatch(/ on 2 rows of both splits: exact match/) // not "on 2 all rows"
     expect(m.out[0]).toMatch(/^[✓✗] ".*" → ".*" \(expected ".*"\)$/)
     // the file train imported, not imported again: one dataset in the workspace
     expect(m.err.join('\n')).toMatch(/using dataset \S+, imported from .*messages\.jsonl before \(the same contents and layout/)
