@@ -289,7 +289,12 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
         }
         const msg = m as Record<string, unknown>
         const role = msg[roleKey]
-        const content = msg[contentKey]
+        const parts = msg[contentKey]
+        // OpenAI's content parts: the text parts' texts one after another, as Hugging Face chat
+        // templates render a list of text parts; another kind of part is refused by name.
+        const text = Array.isArray(parts) ? textOfParts(parts, `${at}.${contentKey}`, problems) : undefined
+        if (text === null) return // each part's problem is said
+        const content = text ?? parts
         let mapped: ChatRole | undefined
         if (role === undefined || role === null) problems.push({ field: `${at}.${roleKey}`, message: 'missing field' })
         else if (typeof role !== 'string') problems.push({ field: `${at}.${roleKey}`, message: `expected a string, got ${typeName(role)}` })
@@ -395,4 +400,34 @@ export function checkTurns(messages: ChatMessage[], column: string, roleKey: str
     })
   }
   return problems
+}
+
+/**
+ * The text of an OpenAI-style list of content parts ([{ type: "text", text: "..." }, ...]): the
+ * texts joined as they are; null, with a problem for each part that is not text, where any is not.
+ */
+function textOfParts(parts: unknown[], field: string, problems: FieldProblem[]): string | null {
+  const texts: string[] = []
+  const before = problems.length
+  parts.forEach((p, i) => {
+    const at = `${field}[${i}]`
+    const part = p !== null && typeof p === 'object' && !Array.isArray(p) ? (p as Record<string, unknown>) : null
+    if (part === null)
+      problems.push({ field: at, message: `expected a content part like {"type": "text", "text": "..."}, got ${typeName(p)}` })
+    else if (part.type !== 'text')
+      problems.push({
+        field: `${at}.type`,
+        message:
+          typeof part.type === 'string'
+            ? `a part of type "${part.type}": only text parts are supported; remove it, or the row`
+            : 'missing the part\'s type: write {"type": "text", "text": "..."}',
+      })
+    else if (typeof part.text !== 'string')
+      problems.push({
+        field: `${at}.text`,
+        message: part.text === undefined ? 'missing field' : `expected a string, got ${typeName(part.text)}`,
+      })
+    else texts.push(part.text)
+  })
+  return problems.length > before ? null : texts.join('')
 }

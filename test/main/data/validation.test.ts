@@ -189,6 +189,48 @@ describe('the validation report', () => {
     ])
   })
 
+  it('reads OpenAI content parts as their texts joined, and refuses a part that is not text by its index and type', () => {
+    const messages = resolveMapping('messages', {}, null)
+    const row = (content: unknown): ReturnType<typeof normalizeRecord> =>
+      normalizeRecord(
+        {
+          messages: [
+            { role: 'user', content },
+            { role: 'assistant', content: [{ type: 'text', text: 'ok' }] },
+          ],
+        },
+        'messages',
+        messages,
+      )
+    expect(
+      row([
+        { type: 'text', text: 'Describe ' },
+        { type: 'text', text: 'this' },
+      ]).row,
+    ).toEqual({
+      messages: [
+        { role: 'user', content: 'Describe this' },
+        { role: 'assistant', content: 'ok' },
+      ],
+    })
+    expect(
+      row([
+        { type: 'text', text: 'look' },
+        { type: 'image_url', image_url: { url: 'a.png' } },
+      ]).problems,
+    ).toEqual([
+      { field: 'messages[0].content[1].type', message: 'a part of type "image_url": only text parts are supported; remove it, or the row' },
+    ])
+    expect(row(['hi']).problems).toEqual([
+      { field: 'messages[0].content[0]', message: 'expected a content part like {"type": "text", "text": "..."}, got a string' },
+    ])
+    expect(row([{ type: 'text' }]).problems).toEqual([{ field: 'messages[0].content[0].text', message: 'missing field' }])
+    expect(row([{ text: 'x' }]).problems?.[0].field).toBe('messages[0].content[0].type')
+    expect(row([]).problems).toEqual([{ field: 'messages[0].content', message: 'empty turn' }])
+    expect(row([{ type: 'text', text: 'a\u0000' }]).problems?.[0].message).toMatch(/NUL/)
+    expect(row(false).problems).toEqual([{ field: 'messages[0].content', message: 'expected a string, got a boolean' }])
+  })
+
   it('refuses text with a NUL or half a surrogate pair, naming the field and the character (it was imported, changed)', async () => {
     const alpaca = resolveMapping('alpaca', {}, null)
     expect(normalizeRecord({ instruction: 'a\u0000b', output: 'ok' }, 'alpaca', alpaca).problems).toEqual([
