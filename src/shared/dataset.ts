@@ -60,7 +60,7 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number]
 
 /**
  * How the records of a file are laid out:
- * - alpaca: instruction, input (optional), output, system (optional)
+ * - alpaca: instruction, input (optional), output, system (optional), history (optional: LLaMA-Factory's [instruction, response] pairs before it)
  * - sharegpt: conversations: [{from: human|gpt|system, value}]
  * - messages: messages: [{role: system|user|assistant, content}] (OpenAI style)
  * - completion: prompt, completion
@@ -72,7 +72,7 @@ export type DatasetLayout = (typeof DATASET_LAYOUTS)[number]
 
 /** The logical fields of each layout; a column mapping maps some of them to the file's columns. */
 export const LAYOUT_FIELDS = {
-  alpaca: ['instruction', 'input', 'output', 'system'],
+  alpaca: ['instruction', 'input', 'output', 'system', 'history'],
   sharegpt: ['conversations'],
   messages: ['messages'],
   completion: ['prompt', 'completion'],

@@ -33,6 +33,7 @@ const SYNONYMS: Record<string, string[]> = {
   input: ['input', 'context'],
   output: ['output', 'response', 'answer'],
   system: ['system'],
+  history: ['history'],
   prompt: ['prompt'],
   completion: ['completion'],
   text: ['text', 'content'],
@@ -46,7 +47,7 @@ export interface Detection {
 }
 
 /** Fields a detection may add or leave out row by row: they do not decide what a row looks like. */
-const OPTIONAL_DETECTED = new Set(['input', 'system', 'labels'])
+const OPTIONAL_DETECTED = new Set(['input', 'system', 'history', 'labels'])
 
 /**
  * Detects the layout from the first records (objects): each record's own keys say which layout
@@ -110,8 +111,10 @@ function detectFrom(objects: Record<string, unknown>[], columns: string[]): Dete
     const mapping: ColumnMapping = { instruction, output }
     const input = pick('input')
     const system = pick('system')
+    const history = pick('history')
     if (input !== undefined) mapping.input = input
     if (system !== undefined) mapping.system = system
+    if (history !== undefined) mapping.history = history
     return { layout: 'alpaca', mapping }
   }
   const text = pick('text')
@@ -131,8 +134,8 @@ const MESSAGE_KEYS = { sharegpt: { role: 'from', content: 'value' }, messages: {
  * layouts, `role` and `content` name the keys inside each message. Throws DatasetError for an
  * unknown layout, a field the layout lacks, or a column the file lacks.
  */
-/** Fields a row may lack (alpaca's input and system, pre-tokenised labels). */
-export const OPTIONAL_FIELDS = new Set(['input', 'system', 'labels'])
+/** Fields a row may lack (alpaca's input, system and history, pre-tokenised labels). */
+export const OPTIONAL_FIELDS = new Set(['input', 'system', 'history', 'labels'])
 
 export function resolveMapping(layout: DatasetLayout, mapping: ColumnMapping | undefined, columns: string[] | null): ColumnMapping {
   if (!(DATASET_LAYOUTS as readonly string[]).includes(layout)) {
@@ -263,10 +266,30 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       const input = str('input', false, true)
       const output = str('output', true)
       const system = str('system', false)
+      // LLaMA-Factory's alpaca history: the earlier [instruction, response] pairs, oldest first.
+      const history = array('history', false)
+      const earlier: ChatMessage[] = []
+      history?.forEach((pair, i) => {
+        const at = `${col('history')}[${i}]`
+        if (!Array.isArray(pair) || pair.length !== 2) {
+          problems.push({
+            field: at,
+            message: `expected a pair ["instruction", "response"], got ${typeName(pair)}${Array.isArray(pair) ? ` of ${pair.length}` : ''}`,
+          })
+          return
+        }
+        pair.forEach((text, j) => {
+          const problem =
+            typeof text !== 'string' ? `expected a string, got ${typeName(text)}` : text.trim() === '' ? 'empty turn' : textProblem(text)
+          if (problem !== null) problems.push({ field: `${at}[${j}]`, message: problem })
+          else earlier.push({ role: j === 0 ? 'user' : 'assistant', content: text as string })
+        })
+      })
       if (problems.length > 0) return { problems }
       const user = input !== undefined && input.trim() !== '' ? `${instruction}\n\n${input}` : instruction!
       const messages: ChatMessage[] = []
       if (system !== undefined) messages.push({ role: 'system', content: system })
+      messages.push(...earlier)
       messages.push({ role: 'user', content: user }, { role: 'assistant', content: output! })
       return { row: { messages } }
     }

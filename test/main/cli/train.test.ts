@@ -382,7 +382,7 @@ describe('moe-workbench train / export', () => {
     )
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'foo=question')
     expect(r.code).toBe(2)
-    expect(r.err[0]).toMatch(/--map foo=question: no layout has a field "foo"; the fields are alpaca: instruction, input, output, system; /)
+    expect(r.err[0]).toMatch(/--map foo=question: no layout has a field "foo"; the fields are alpaca: instruction, input, output, system, history; /)
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--layout', 'completion', '--map', 'instruction=question')
     expect(r.err[0]).toMatch(/--map instruction=question: layout completion has no field "instruction"; its fields: prompt, completion/)
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'instruction=question', '--map', 'prompt=answer')

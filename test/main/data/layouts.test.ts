@@ -105,7 +105,7 @@ describe('overriding the layout and mapping columns', () => {
   it('maps question/answer columns onto alpaca by hand, ignoring the rest', async () => {
     const r = await inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'question', output: 'answer' } })
     expect(r).toMatchObject({ layout: 'alpaca', detectedLayout: 'alpaca', columns: ['id', 'question', 'answer', 'notes'] })
-    expect(r.mapping).toEqual({ instruction: 'question', input: 'input', output: 'answer', system: 'system' })
+    expect(r.mapping).toEqual({ instruction: 'question', input: 'input', output: 'answer', system: 'system', history: 'history' })
     expect(r.preview.map((p) => p.row)).toEqual([
       {
         messages: [
@@ -180,7 +180,7 @@ describe('overriding the layout and mapping columns', () => {
 
   it('rejects fields the layout lacks, columns the file lacks, and unknown layouts', async () => {
     expect(() => resolveMapping('alpaca', { question: 'q' }, ['q'])).toThrow(
-      'mapping: "question" is not a field of the alpaca layout (fields: instruction, input, output, system)',
+      'mapping: "question" is not a field of the alpaca layout (fields: instruction, input, output, system, history)',
     )
     await expect(inspectDataset(join(FIXTURES, 'qa.csv'), { layout: 'alpaca', mapping: { instruction: 'prompt' } })).rejects.toThrow(
       'mapping: column "prompt" (for instruction) is not in the file (columns: id, question, answer, notes)',

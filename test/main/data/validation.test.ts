@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   countTokens,
+  detectLayout,
   formatProblem,
   inspectDataset,
   loadChatTemplate,
@@ -187,6 +188,36 @@ describe('the validation report', () => {
         message: '"tool" turns (tool calls and their results) are not supported; remove them, or the rows that have them',
       },
     ])
+  })
+
+  it("reads an alpaca row's history (LLaMA-Factory's [instruction, response] pairs) as the turns before it, and names a bad pair", () => {
+    const alpaca = resolveMapping('alpaca', {}, null)
+    const turns = (r: ReturnType<typeof normalizeRecord>): number => (r.row && 'messages' in r.row ? r.row.messages.length : -1)
+    const rec = (history: unknown): Record<string, unknown> => ({ instruction: 'And times 2?', output: '10', system: 'math', history })
+    expect(normalizeRecord(rec([['What is 2+3?', '5']]), 'alpaca', alpaca).row).toEqual({
+      messages: [
+        { role: 'system', content: 'math' },
+        { role: 'user', content: 'What is 2+3?' },
+        { role: 'assistant', content: '5' },
+        { role: 'user', content: 'And times 2?' },
+        { role: 'assistant', content: '10' },
+      ],
+    })
+    expect(turns(normalizeRecord(rec([]), 'alpaca', alpaca))).toBe(3)
+    expect(turns(normalizeRecord(rec(undefined), 'alpaca', alpaca))).toBe(3)
+    expect(normalizeRecord(rec([['q']]), 'alpaca', alpaca).problems).toEqual([
+      { field: 'history[0]', message: 'expected a pair ["instruction", "response"], got an array of 1' },
+    ])
+    expect(normalizeRecord(rec([['q', ' '], 'x']), 'alpaca', alpaca).problems).toEqual([
+      { field: 'history[0][1]', message: 'empty turn' },
+      { field: 'history[1]', message: 'expected a pair ["instruction", "response"], got a string' },
+    ])
+    expect(turns(normalizeRecord(rec('[["q", "a"]]'), 'alpaca', alpaca, { cellsAreText: true }))).toBe(5)
+    // detected with the other alpaca columns, in a file where some rows have none
+    expect(detectLayout([rec([['q', 'a']]), { instruction: 'i', output: 'o' }], ['instruction', 'output', 'system', 'history'])).toEqual({
+      layout: 'alpaca',
+      mapping: { instruction: 'instruction', output: 'output', system: 'system', history: 'history' },
+    })
   })
 
   it('reads OpenAI content parts as their texts joined, and refuses a part that is not text by its index and type', () => {
