@@ -61,8 +61,8 @@ export type DatasetFormat = (typeof DATASET_FORMATS)[number]
 /**
  * How the records of a file are laid out:
  * - alpaca: instruction, input (optional), output, system (optional), history (optional: LLaMA-Factory's [instruction, response] pairs before it)
- * - sharegpt: conversations: [{from: human|gpt|system, value}]
- * - messages: messages: [{role: system|user|assistant, content}] (OpenAI style)
+ * - sharegpt: conversations: [{from: human|gpt|system, value}], system (optional: the system prompt where the conversation has no system turn)
+ * - messages: messages: [{role: system|user|assistant, content}] (OpenAI style), system (optional, as sharegpt's)
  * - completion: prompt, completion
  * - text: text (and every line of a plain text file)
  * - tokens: input_ids, labels (optional)
@@ -73,8 +73,8 @@ export type DatasetLayout = (typeof DATASET_LAYOUTS)[number]
 /** The logical fields of each layout; a column mapping maps some of them to the file's columns. */
 export const LAYOUT_FIELDS = {
   alpaca: ['instruction', 'input', 'output', 'system', 'history'],
-  sharegpt: ['conversations'],
-  messages: ['messages'],
+  sharegpt: ['conversations', 'system'],
+  messages: ['messages', 'system'],
   completion: ['prompt', 'completion'],
   text: ['text'],
   tokens: ['input_ids', 'labels'],

@@ -94,11 +94,12 @@ function detectFrom(objects: Record<string, unknown>[], columns: string[]): Dete
   for (const column of ['messages', 'conversations', 'conversation', 'dialog']) {
     if (!has(column)) continue
     const keys = messageKeys(firstArray(column))
+    const system: ColumnMapping = has('system') ? { system: 'system' } : {}
     if (keys.includes('from') && keys.includes('value')) {
-      return { layout: 'sharegpt', mapping: { conversations: column } }
+      return { layout: 'sharegpt', mapping: { conversations: column, ...system } }
     }
     if (keys.includes('role') && keys.includes('content')) {
-      return { layout: 'messages', mapping: { messages: column } }
+      return { layout: 'messages', mapping: { messages: column, ...system } }
     }
   }
   if (has('input_ids'))
@@ -298,6 +299,9 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       const listField = layout === 'sharegpt' ? 'conversations' : 'messages'
       const column = col(listField)
       const list = array(listField, true)
+      // A system prompt in a column of its own (LLaMA-Factory's sharegpt "system"): a conversation's
+      // own system turn wins, as in LLaMA-Factory.
+      const system = str('system', false)
       if (list === undefined) return { problems }
       const roleKey = col('role')
       const contentKey = col('content')
@@ -346,6 +350,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       // The order is checked once every turn is readable (else every later turn would be "out of order").
       if (problems.length === 0) problems.push(...checkTurns(messages, column, roleKey))
       if (problems.length > 0) return { problems }
+      if (system !== undefined && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: system })
       return { row: { messages } }
     }
     case 'completion': {

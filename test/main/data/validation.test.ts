@@ -190,6 +190,54 @@ describe('the validation report', () => {
     ])
   })
 
+  it('takes a chat row\'s system prompt from a "system" column where the conversation has no system turn (LLaMA-Factory\'s sharegpt)', () => {
+    const sharegpt = resolveMapping('sharegpt', {}, null)
+    const hi = [
+      { from: 'human', value: 'Hi' },
+      { from: 'gpt', value: 'Hello' },
+    ]
+    expect(normalizeRecord({ conversations: hi, system: 'Be terse.' }, 'sharegpt', sharegpt).row).toEqual({
+      messages: [
+        { role: 'system', content: 'Be terse.' },
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Hello' },
+      ],
+    })
+    // the conversation's own system turn wins; an empty column is no system prompt
+    const own = [{ from: 'system', value: 'Own.' }, ...hi]
+    expect(normalizeRecord({ conversations: own, system: 'Column.' }, 'sharegpt', sharegpt).row).toEqual({
+      messages: [
+        { role: 'system', content: 'Own.' },
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Hello' },
+      ],
+    })
+    expect(normalizeRecord({ conversations: hi, system: '' }, 'sharegpt', sharegpt).row).toEqual({
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: 'Hello' },
+      ],
+    })
+    const messages = resolveMapping('messages', {}, null)
+    const chat = [
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Hello' },
+    ]
+    expect(normalizeRecord({ messages: chat, system: 'S' }, 'messages', messages).row).toEqual({
+      messages: [{ role: 'system', content: 'S' }, ...chat],
+    })
+    expect(normalizeRecord({ messages: chat, system: 3 }, 'messages', messages).row).toEqual({
+      messages: [{ role: 'system', content: '3' }, ...chat],
+    })
+    expect(normalizeRecord({ messages: chat, system: ['x'] }, 'messages', messages).problems).toEqual([
+      { field: 'system', message: 'expected a string, got an array' },
+    ])
+    expect(detectLayout([{ conversations: hi, system: 'S' }], ['conversations', 'system'])).toEqual({
+      layout: 'sharegpt',
+      mapping: { conversations: 'conversations', system: 'system' },
+    })
+  })
+
   it("reads an alpaca row's history (LLaMA-Factory's [instruction, response] pairs) as the turns before it, and names a bad pair", () => {
     const alpaca = resolveMapping('alpaca', {}, null)
     const turns = (r: ReturnType<typeof normalizeRecord>): number => (r.row && 'messages' in r.row ? r.row.messages.length : -1)
