@@ -192,6 +192,8 @@ test.describe('server mode in the browser', () => {
     app,
   }) => {
     await inspectCsv(page, app.url, 'ask,reply\nWhat is 2+2?,4\nWhat is 3+3?,6\n')
+    // nothing recognisable: no layout, so nothing is said to be unread
+    await expect(page.getByTestId('dataset-unread-columns')).toHaveCount(0)
     await page.getByTestId('dataset-layout').selectOption('alpaca')
     await expect(page.getByTestId('dataset-map-input').locator('option').first()).toHaveText('(the column named “input”)')
     await page.getByTestId('dataset-map-instruction').selectOption('ask')
@@ -199,8 +201,17 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-reinspect-why')).toHaveCount(0)
     await page.getByTestId('dataset-reinspect').click()
     await expect(page.getByTestId('report-valid')).toHaveText('2')
+    await expect(page.getByTestId('dataset-unread-columns')).toHaveCount(0)
     await expect(page.getByTestId('dataset-reinspect')).toBeDisabled()
     await expect(page.getByTestId('dataset-reinspect-why')).toContainText('change the layout or a column to re-read')
+  })
+
+  test('says which columns the detected layout does not read (an id, a source)', async ({ page, app }) => {
+    await inspectCsv(page, app.url, 'id,instruction,output,source\n1,What is 2+2?,4,web\n2,What is 3+3?,6,web\n')
+    await expect(page.getByTestId('dataset-unread-columns')).toHaveText('id, source')
+    await page.getByTestId('dataset-map-output').selectOption('source')
+    await page.getByTestId('dataset-reinspect').click()
+    await expect(page.getByTestId('dataset-unread-columns')).toHaveText('id, output')
   })
 
   test.describe('upload', () => {

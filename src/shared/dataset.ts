@@ -83,6 +83,17 @@ export const LAYOUT_FIELDS = {
 /** Logical field → column of the file, e.g. `{ instruction: 'question', output: 'answer' }`. */
 export type ColumnMapping = Partial<Record<string, string>>
 
+/**
+ * The columns of a file that `layout` with `mapping` leaves unread (an id, a source, a column the
+ * layout has no field for), so a user sees what a detection passed over. A field left unmapped
+ * reads the column of its own name; a chat layout's role and content are keys inside each turn.
+ */
+export function unreadColumns(columns: readonly string[], layout: DatasetLayout | null, mapping: ColumnMapping): string[] {
+  if (layout === null) return []
+  const read = new Set(LAYOUT_FIELDS[layout].map((f) => mapping[f] ?? f))
+  return columns.filter((c) => !read.has(c))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation report, statistics, preview
 

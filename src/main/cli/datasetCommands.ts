@@ -12,6 +12,7 @@ import {
   type DatasetsInspectArgs,
   type InspectResult,
   nothingParsed,
+  unreadColumns,
 } from '../../shared/dataset'
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
@@ -115,6 +116,12 @@ function progressPrinter(host: CliHost, file: string, io: CliIo): void {
   })
 }
 
+/** " (not read: id, source)": the columns the layout passes over, or nothing. */
+function unreadNote(r: InspectResult): string {
+  const unread = unreadColumns(r.columns, r.layout, r.mapping)
+  return unread.length ? ` (not read: ${unread.join(', ')})` : ''
+}
+
 /** Rows not read at all: the layout was not recognised (rows read and all invalid are counted). */
 export const unread = (r: InspectResult): boolean => r.layout === null && r.report.total === 0
 
@@ -125,7 +132,7 @@ export const unread = (r: InspectResult): boolean => r.layout === null && r.repo
 export function describeInspection(r: InspectResult, positions?: number): string[] {
   const lines = [
     `file       ${r.file} (${r.format}, ${formatBytes(r.bytes)})`,
-    `layout     ${r.layout ?? 'not recognised'}${r.detectedLayout && r.layout !== r.detectedLayout ? ` (detected ${r.detectedLayout})` : ''}; columns ${r.columns.join(', ') || '-'}`,
+    `layout     ${r.layout ?? 'not recognised'}${r.detectedLayout && r.layout !== r.detectedLayout ? ` (detected ${r.detectedLayout})` : ''}; columns ${r.columns.join(', ') || '-'}${unreadNote(r)}`,
     unread(r)
       ? 'rows       not read: they are read once the layout is known'
       : `rows       ${r.report.valid} valid, ${r.report.invalid} invalid of ${r.report.total}; ${r.stats.duplicates} duplicate(s)`,

@@ -364,6 +364,13 @@ describe('moe-workbench train / export', () => {
     expect(r.code).toBe(0)
     expect(r.out.join('\n')).toMatch(/layout +alpaca/)
     expect(r.out.join('\n')).toMatch(/rows +2 valid, 0 invalid of 2/)
+    expect(r.out.join('\n')).toMatch(/columns id, question, answer, notes \(not read: id, notes\)/)
+    // a column no field reads is named (it was passed over without a word)
+    const extra = join(ws, 'extra.csv')
+    writeFileSync(extra, 'id,instruction,output,source\n1,What is 2+2?,4,web\n')
+    expect((await cli('dataset', 'inspect', extra, '--workspace', ws)).out.join('\n')).toMatch(
+      /layout +alpaca; columns id, instruction, output, source \(not read: id, source\)/,
+    )
     // rows longer than the model's positions (--model): said, with what happens to them
     const long = join(ws, 'long.txt')
     writeFileSync(long, `${Array(700).fill('word').join(' ')}\nshort line\n`)
@@ -382,7 +389,9 @@ describe('moe-workbench train / export', () => {
     )
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'foo=question')
     expect(r.code).toBe(2)
-    expect(r.err[0]).toMatch(/--map foo=question: no layout has a field "foo"; the fields are alpaca: instruction, input, output, system, history; /)
+    expect(r.err[0]).toMatch(
+      /--map foo=question: no layout has a field "foo"; the fields are alpaca: instruction, input, output, system, history; /,
+    )
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--layout', 'completion', '--map', 'instruction=question')
     expect(r.err[0]).toMatch(/--map instruction=question: layout completion has no field "instruction"; its fields: prompt, completion/)
     r = await cli('dataset', 'inspect', qa, '--workspace', ws, '--map', 'instruction=question', '--map', 'prompt=answer')
