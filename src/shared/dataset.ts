@@ -12,6 +12,11 @@ export type ChatRole = 'system' | 'user' | 'assistant'
 export interface ChatMessage {
   role: ChatRole
   content: string
+  /**
+   * 0: an assistant turn kept as context and not trained on (OpenAI's fine-tuning "weight");
+   * absent: trained (an assistant turn) as usual.
+   */
+  weight?: 0
 }
 
 /**

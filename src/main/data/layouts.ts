@@ -345,10 +345,25 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
           problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
         else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })
         else if (textProblem(content) !== null) problems.push({ field: `${at}.${contentKey}`, message: textProblem(content)! })
-        if (mapped !== undefined && typeof content === 'string') messages.push({ role: mapped, content })
+        // OpenAI's per-turn weight: 0 keeps an assistant turn as context only, 1 trains it.
+        const weight = layout === 'messages' ? msg.weight : undefined
+        if (weight !== undefined && weight !== null && weight !== 0 && weight !== 1)
+          problems.push({ field: `${at}.weight`, message: `must be 0 (not trained on) or 1 (trained), got ${JSON.stringify(weight)}` })
+        else if (weight === 0 && mapped !== undefined && mapped !== 'assistant')
+          problems.push({
+            field: `${at}.weight`,
+            message: `only assistant turns are trained on: a ${role as string} turn takes no weight; remove it`,
+          })
+        if (mapped !== undefined && typeof content === 'string')
+          messages.push({ role: mapped, content, ...(weight === 0 && { weight: 0 as const }) })
       })
       // The order is checked once every turn is readable (else every later turn would be "out of order").
       if (problems.length === 0) problems.push(...checkTurns(messages, column, roleKey))
+      if (problems.length === 0 && messages.every((m) => m.role !== 'assistant' || m.weight === 0))
+        problems.push({
+          field: column,
+          message: 'every assistant turn has weight 0: nothing to train on; set weight 1 on the turns to learn, or remove the row',
+        })
       if (problems.length > 0) return { problems }
       if (system !== undefined && messages[0]?.role !== 'system') messages.unshift({ role: 'system', content: system })
       return { row: { messages } }

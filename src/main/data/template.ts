@@ -209,7 +209,7 @@ function prefixStableSegments(messages: ChatMessage[], template: ChatTemplate): 
         `chat template: the rendering of assistant turn ${i} does not start with the generation prompt, so its tokens cannot be told apart from the prompt's`,
       )
     }
-    out.push([full.slice(prefix.length), true])
+    out.push([full.slice(prefix.length), messages[i].weight !== 0])
     done = full
   }
   if (messages.length === 0 || messages[messages.length - 1].role !== 'assistant') {
@@ -271,7 +271,7 @@ function wholeRenderingSegments(messages: ChatMessage[], template: ChatTemplate)
       throw new DatasetError(
         `chat template: assistant turn ${i} was not found in the rendered conversation, so its tokens cannot be marked`,
       )
-    out.push([full.slice(cursor, start), false], [full.slice(start, end + endOfTurn.length), true])
+    out.push([full.slice(cursor, start), false], [full.slice(start, end + endOfTurn.length), messages[i].weight !== 0])
     cursor = end + endOfTurn.length
   }
   out.push([full.slice(cursor), false])

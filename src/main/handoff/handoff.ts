@@ -17,7 +17,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, re
 import { cp } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { once } from 'node:events'
-import { rowKind, type NormalizedRow, type RowKind } from '../../shared/dataset'
+import { rowKind, type ChatRow, type NormalizedRow, type RowKind } from '../../shared/dataset'
 import type { HandoffResult, HandoffTarget } from '../../shared/handoff'
 import { countParams, formatParamCount, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
 import type { RunConfig } from '../../shared/runConfig'
@@ -101,7 +101,10 @@ function targetRow(row: NormalizedRow, kind: RowKind, target: HandoffTarget): Re
   }
 }
 
-/** Writes one split as JSONL; returns the row count. Rows must all be of `kind`. */
+/**
+ * Writes one split as JSONL; returns the row count and how many assistant turns have weight 0
+ * (trained on by the targets, which read no such weight). Rows must all be of `kind`.
+ */
 async function writeSplit(
   workspace: string,
   id: string,
@@ -109,9 +112,10 @@ async function writeSplit(
   file: string,
   kind: RowKind,
   target: HandoffTarget,
-): Promise<number> {
+): Promise<{ rows: number; contextTurns: number }> {
   const out = createWriteStream(file, { encoding: 'utf8' })
   let n = 0
+  let contextTurns = 0
   try {
     for await (const row of readRows(workspace, id, split)) {
       const k = rowKind(row)
@@ -120,13 +124,14 @@ async function writeSplit(
           `dataset ${id}: ${split} row ${n + 1} is a ${k} row among ${kind} rows; the targets take one kind per dataset`,
         )
       if (!out.write(JSON.stringify(targetRow(row, kind, target)) + '\n')) await once(out, 'drain')
+      if (kind === 'chat') contextTurns += (row as ChatRow).messages.filter((m) => m.weight === 0).length
       n++
     }
   } finally {
     out.end()
     await once(out, 'close')
   }
-  return n
+  return { rows: n, contextTurns }
 }
 
 /** The first row's kind (a dataset holds one layout). */
@@ -308,8 +313,19 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
   mkdirSync(join(tmp, 'deepspeed'), { recursive: true })
   try {
     const files: string[] = []
-    const trainRows = await writeSplit(opts.workspace, src.dataset, 'train', join(tmp, dataset.trainFile), kind, opts.target)
+    const { rows: trainRows, contextTurns } = await writeSplit(
+      opts.workspace,
+      src.dataset,
+      'train',
+      join(tmp, dataset.trainFile),
+      kind,
+      opts.target,
+    )
     files.push(dataset.trainFile)
+    if (contextTurns > 0)
+      plan.warnings.push(
+        `dataset: ${contextTurns} assistant turn${contextTurns === 1 ? '' : 's'} of the training rows ${contextTurns === 1 ? 'has' : 'have'} weight 0 (context, not trained on here); the ${TARGET_VERSIONS[opts.target].name} config written here reads no per-turn weight and trains on ${contextTurns === 1 ? 'it' : 'them'}; remove those rows or turns first if that matters`,
+      )
     if (dataset.validationFile) {
       await writeSplit(opts.workspace, src.dataset, 'validation', join(tmp, dataset.validationFile), kind, opts.target)
       files.push(dataset.validationFile)

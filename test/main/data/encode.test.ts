@@ -108,6 +108,21 @@ describe('encodeExample', () => {
     ])
   })
 
+  it('an assistant turn of weight 0 (OpenAI fine-tuning) stays in the text as context, untrained', () => {
+    const template = createChatTemplate(
+      "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% elif m['role'] == 'assistant' %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}",
+      { bosToken: base.bosToken, eosToken: base.eosToken },
+    )
+    const [u1, a1, u2, a2] = CHAT.messages.filter((m) => m.role !== 'system')
+    expect(rowSegments({ messages: [u1, { ...a1, weight: 0 }, u2, a2] }, template)).toEqual([
+      {
+        text: '<s>[INST] What is the capital of France? [/INST] The capital of France is Paris.</s>[INST] Thanks, how are you today? [/INST]',
+        trainable: false,
+      },
+      { text: ' I am fine, thank you. 😀</s>', trainable: true },
+    ])
+  })
+
   it('maskPrompt: false trains on every token', () => {
     const e = encodeExample(CHAT, chatml, chatmlTemplate, { maskPrompt: false })!
     expect(e.labels).toEqual(e.input_ids)

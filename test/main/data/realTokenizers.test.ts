@@ -110,6 +110,15 @@ describe("Qwen3's chat template", () => {
     expect(trainedText).toBe(trained.join(''))
   })
 
+  it('leaves an assistant turn of weight 0 untrained where the template is rendered whole', () => {
+    const messages = GOLDEN.cases.find((c) => c.name === 'think_two_answers')!.messages
+    const firstAnswer = messages.findIndex((m) => m.role === 'assistant')
+    const weighted = messages.map((m, i) => (i === firstAnswer ? { ...m, weight: 0 as const } : m))
+    const segments = rowSegments({ messages: weighted }, template)
+    expect(segments.map((s) => s.text).join('')).toBe(template.render(messages, false))
+    expect(segments.filter((s) => s.trainable).map((s) => s.text)).toEqual(['<think>\nadd again\n</think>\n\n6<|im_end|>\n'])
+  })
+
   it('knows its turn markers, and a reply stops at <|im_end|>', () => {
     expect(turnMarkers(template)).toEqual({ generationPrompt: '<|im_start|>assistant\n', endOfTurn: '<|im_end|>\n' })
     const imEnd = tokenizer.encode('<|im_end|>')[0]

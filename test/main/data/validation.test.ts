@@ -238,6 +238,38 @@ describe('the validation report', () => {
     })
   })
 
+  it("reads OpenAI's per-turn weight: an assistant turn of weight 0 is kept as context; a bad weight is named", () => {
+    const messages = resolveMapping('messages', {}, null)
+    const turns = (w1: unknown, w2: unknown, userWeight?: unknown): unknown => ({
+      messages: [
+        { role: 'user', content: 'a', ...(userWeight !== undefined && { weight: userWeight }) },
+        { role: 'assistant', content: 'b', weight: w1 },
+        { role: 'user', content: 'c' },
+        { role: 'assistant', content: 'd', weight: w2 },
+      ],
+    })
+    expect(normalizeRecord(turns(0, 1), 'messages', messages).row).toEqual({
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: 'b', weight: 0 },
+        { role: 'user', content: 'c' },
+        { role: 'assistant', content: 'd' },
+      ],
+    })
+    expect(normalizeRecord(turns(0.5, 1), 'messages', messages).problems).toEqual([
+      { field: 'messages[1].weight', message: 'must be 0 (not trained on) or 1 (trained), got 0.5' },
+    ])
+    expect(normalizeRecord(turns(1, 1, 0), 'messages', messages).problems).toEqual([
+      { field: 'messages[0].weight', message: 'only assistant turns are trained on: a user turn takes no weight; remove it' },
+    ])
+    expect(normalizeRecord(turns(0, 0), 'messages', messages).problems).toEqual([
+      {
+        field: 'messages',
+        message: 'every assistant turn has weight 0: nothing to train on; set weight 1 on the turns to learn, or remove the row',
+      },
+    ])
+  })
+
   it("reads an alpaca row's history (LLaMA-Factory's [instruction, response] pairs) as the turns before it, and names a bad pair", () => {
     const alpaca = resolveMapping('alpaca', {}, null)
     const turns = (r: ReturnType<typeof normalizeRecord>): number => (r.row && 'messages' in r.row ? r.row.messages.length : -1)

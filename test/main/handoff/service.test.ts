@@ -3,7 +3,7 @@
  * validated (the bad field named), a run's own config, model and dataset handed off, an adapter
  * imported by the engine's handler into a run that lists, and refusals that name what is wrong.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -89,6 +89,42 @@ describe('runs.handoff and runs.importAdapter', () => {
       '- ^model.layers.1.mlp.experts.down_proj$[5:6]',
     ])
     expect(readFileSync(join(esftOut, 'README.md'), 'utf8')).not.toMatch(/Hand off the run once it has started/)
+  })
+
+  it("says where the target trains turns of weight 0 (context only here), in the README's differences", async () => {
+    const w = service()
+    const dir = mkdtempSync(join(tmpdir(), 'handoff-weight-'))
+    const row = (i: number, weight: number): string =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: `q${i}` },
+          { role: 'assistant', content: `draft ${i}`, weight },
+          { role: 'user', content: 'again' },
+          { role: 'assistant', content: `a${i}` },
+        ],
+      })
+    writeFileSync(join(dir, 'w.jsonl'), Array.from({ length: 12 }, (_, i) => row(i, i < 3 ? 0 : 1)).join('\n'))
+    const ds = await w.api['datasets.import']({ file: join(dir, 'w.jsonl'), split: { validation: 0 } })
+    const config = validateRunConfig({ method: 'lora', data: { maxLength: 128 } })
+    const now = new Date().toISOString()
+    new RunFolder(join(w.workspace, 'runs', 'r1')).write({
+      id: 'r1',
+      status: 'completed',
+      config,
+      baseModel: join(ROOT, 'resources/default-model'),
+      dataset: ds.id,
+      created: now,
+      updated: now,
+      step: 0,
+      totalSteps: 0,
+      bestValLoss: null,
+      lastCheckpoint: null,
+    })
+    const out = join(mkdtempSync(join(tmpdir(), 'handoff-svc-out-')), 'job')
+    await w.api['runs.handoff']({ run: 'r1', target: 'llamafactory', outDir: out })
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(
+      /- dataset: 3 assistant turns of the training rows have weight 0 \(context, not trained on here\); the LLaMA-Factory config written here reads no per-turn weight and trains on them/,
+    )
   })
 
   it('names the bad field', async () => {
