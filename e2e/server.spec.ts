@@ -214,6 +214,20 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-unread-columns')).toHaveText('id, output')
   })
 
+  test('a preference dataset (chosen, rejected) is said to be one, and is read as its prompts and chosen answers in one click', async ({
+    page,
+    app,
+  }) => {
+    await inspectCsv(page, app.url, 'prompt,chosen,rejected\nHi,Hello!,Go away.\n2+2?,4,5\n')
+    await expect(page.getByTestId('dataset-preference-hint')).toContainText('preference dataset (for DPO or ORPO)')
+    await expect(page.getByTestId('dataset-preference-hint')).toContainText('prompt ← prompt, completion ← chosen')
+    await page.getByTestId('dataset-use-chosen').click()
+    await expect(page.getByTestId('report-valid')).toHaveText('2')
+    await expect(page.getByTestId('dataset-detected-layout')).toHaveText('completion')
+    await expect(page.getByTestId('dataset-preference-hint')).toHaveCount(0)
+    await expect(page.getByTestId('dataset-unread-columns')).toHaveText('rejected')
+  })
+
   test.describe('upload', () => {
     // The binary file's inspection is refused (HTTP 422), which the console reports.
     test.use({ allowedConsoleErrors: /status of 4\d\d/ })

@@ -89,6 +89,20 @@ export const LAYOUT_FIELDS = {
 export type ColumnMapping = Partial<Record<string, string>>
 
 /**
+ * For a file with chosen and rejected columns (a preference dataset, TRL's or LLaMA-Factory's
+ * ranking one): the column to read as the prompt when fine-tuning on the chosen answers, or null
+ * for another file. The workbench trains on answers, not on preferences between two.
+ */
+export function preferencePrompt(columns: readonly string[]): string | null {
+  if (!columns.includes('chosen') || !columns.includes('rejected')) return null
+  return (
+    ['prompt', 'question', 'instruction', 'input'].find((c) => columns.includes(c)) ??
+    columns.find((c) => c !== 'chosen' && c !== 'rejected') ??
+    null
+  )
+}
+
+/**
  * The columns of a file that `layout` with `mapping` leaves unread (an id, a source, a column the
  * layout has no field for), so a user sees what a detection passed over. A field left unmapped
  * reads the column of its own name; a chat layout's role and content are keys inside each turn.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { unreadColumns } from '../../src/shared/dataset'
+import { preferencePrompt, unreadColumns } from '../../src/shared/dataset'
 
 describe('unreadColumns', () => {
   it('names the columns no field of the layout reads, an unmapped field reading the column of its own name', () => {
@@ -18,5 +18,15 @@ describe('unreadColumns', () => {
     ).toEqual(['content'])
     expect(unreadColumns(['conversations', 'system', 'tools'], 'sharegpt', { conversations: 'conversations' })).toEqual(['tools'])
     expect(unreadColumns(['a', 'b'], null, {})).toEqual([])
+  })
+})
+
+describe('preferencePrompt', () => {
+  it("finds a preference dataset's prompt column by its usual names, else its first other column; null without chosen and rejected", () => {
+    expect(preferencePrompt(['prompt', 'chosen', 'rejected'])).toBe('prompt')
+    expect(preferencePrompt(['id', 'question', 'chosen', 'rejected'])).toBe('question')
+    expect(preferencePrompt(['chosen', 'ask', 'rejected'])).toBe('ask')
+    expect(preferencePrompt(['chosen', 'rejected'])).toBeNull()
+    expect(preferencePrompt(['prompt', 'chosen'])).toBeNull()
   })
 })

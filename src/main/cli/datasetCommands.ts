@@ -12,6 +12,7 @@ import {
   type DatasetsInspectArgs,
   type InspectResult,
   nothingParsed,
+  preferencePrompt,
   unreadColumns,
 } from '../../shared/dataset'
 import { formatProblem, unreadable } from '../data/inspect'
@@ -46,6 +47,9 @@ const shellWord = (s: string): string => (/^[\w.=/-]+$/.test(s) ? s : `'${s.repl
  * has two or more, the commonest such file: a question and its answer), and every layout's fields.
  */
 export function unrecognisedLayout(file: string, columns: string[]): string {
+  const prompt = preferencePrompt(columns)
+  if (prompt !== null)
+    return `the layout of ${file} was not recognised: its chosen and rejected columns make it a preference dataset (for DPO or ORPO), and the workbench trains on answers, not on a preference between two; to fine-tune on the chosen answers: moe-workbench dataset import ${shellWord(file)} --layout completion ${shellWord(`--map=prompt=${prompt}`)} --map=completion=chosen`
   const example =
     columns.length >= 2
       ? `--layout completion ${shellWord(`--map=prompt=${columns[0]}`)} ${shellWord(`--map=completion=${columns[1]}`)}`

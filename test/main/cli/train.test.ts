@@ -371,6 +371,12 @@ describe('moe-workbench train / export', () => {
     expect((await cli('dataset', 'inspect', extra, '--workspace', ws)).out.join('\n')).toMatch(
       /layout +alpaca; columns id, instruction, output, source \(not read: id, source\)/,
     )
+    // a preference dataset: said to be one, with the import that trains on its chosen answers
+    const dpo = join(ws, 'dpo.jsonl')
+    writeFileSync(dpo, '{"prompt":"Hi","chosen":"Hello!","rejected":"Go away."}\n')
+    expect((await cli('dataset', 'inspect', dpo, '--workspace', ws)).err.join('\n')).toMatch(
+      /its chosen and rejected columns make it a preference dataset \(for DPO or ORPO\).*--layout completion --map=prompt=prompt --map=completion=chosen$/,
+    )
     // rows longer than the model's positions (--model): said, with what happens to them
     const long = join(ws, 'long.txt')
     writeFileSync(long, `${Array(700).fill('word').join(' ')}\nshort line\n`)
