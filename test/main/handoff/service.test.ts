@@ -27,6 +27,25 @@ function service(): Workbench {
   return w
 }
 
+/** A completed run r1 of the bundled model on `dataset`, as the trainer leaves it (no training needed to hand it off); its time. */
+function completedRun(w: Workbench, dataset: string, config: Parameters<typeof validateRunConfig>[0]): string {
+  const now = new Date().toISOString()
+  new RunFolder(join(w.workspace, 'runs', 'r1')).write({
+    id: 'r1',
+    status: 'completed',
+    config: validateRunConfig(config),
+    baseModel: join(ROOT, 'resources/default-model'),
+    dataset,
+    created: now,
+    updated: now,
+    step: 0,
+    totalSteps: 0,
+    bestValLoss: null,
+    lastCheckpoint: null,
+  })
+  return now
+}
+
 afterEach(async () => {
   for (const w of open.splice(0)) await w.close()
 })
@@ -35,22 +54,7 @@ describe('runs.handoff and runs.importAdapter', () => {
   it('hands off a run of the workspace with its own config, model and dataset', async () => {
     const w = service()
     const ds = await w.api['datasets.import']({ file: join(ROOT, 'resources/samples/arithmetic.jsonl') })
-    // A run record as the trainer leaves it (no training needed to hand it off).
-    const config = validateRunConfig({ method: 'lora', lora: { rank: 4, targets: ['attention', 'experts'] }, data: { maxLength: 128 } })
-    const now = new Date().toISOString()
-    new RunFolder(join(w.workspace, 'runs', 'r1')).write({
-      id: 'r1',
-      status: 'completed',
-      config,
-      baseModel: join(ROOT, 'resources/default-model'),
-      dataset: ds.id,
-      created: now,
-      updated: now,
-      step: 0,
-      totalSteps: 0,
-      bestValLoss: null,
-      lastCheckpoint: null,
-    })
+    const now = completedRun(w, ds.id, { method: 'lora', lora: { rank: 4, targets: ['attention', 'experts'] }, data: { maxLength: 128 } })
     const out = join(mkdtempSync(join(tmpdir(), 'handoff-svc-out-')), 'job')
     const r = await w.api['runs.handoff']({ run: 'r1', target: 'axolotl', outDir: out, gpusPerNode: 2 })
     expect(r.files).toEqual(expect.arrayContaining(['axolotl.yaml', 'data/train.jsonl', 'data/validation.jsonl', 'README.md']))
@@ -105,21 +109,7 @@ describe('runs.handoff and runs.importAdapter', () => {
       })
     writeFileSync(join(dir, 'w.jsonl'), Array.from({ length: 12 }, (_, i) => row(i, i < 3 ? 0 : 1)).join('\n'))
     const ds = await w.api['datasets.import']({ file: join(dir, 'w.jsonl'), split: { validation: 0 } })
-    const config = validateRunConfig({ method: 'lora', data: { maxLength: 128 } })
-    const now = new Date().toISOString()
-    new RunFolder(join(w.workspace, 'runs', 'r1')).write({
-      id: 'r1',
-      status: 'completed',
-      config,
-      baseModel: join(ROOT, 'resources/default-model'),
-      dataset: ds.id,
-      created: now,
-      updated: now,
-      step: 0,
-      totalSteps: 0,
-      bestValLoss: null,
-      lastCheckpoint: null,
-    })
+    completedRun(w, ds.id, { method: 'lora', data: { maxLength: 128 } })
     const out = join(mkdtempSync(join(tmpdir(), 'handoff-svc-out-')), 'job')
     await w.api['runs.handoff']({ run: 'r1', target: 'llamafactory', outDir: out })
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toMatch(
