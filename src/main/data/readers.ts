@@ -89,6 +89,10 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
   if (chosen !== 'parquet') await requireText(file, chosen)
   switch (chosen) {
     case 'jsonl':
+      // Named JSON Lines, holding one JSON document (an array, or a pretty-printed object): every
+      // line was an invalid row and the layout "not recognised". Read as the JSON it is, unless
+      // the format was chosen.
+      if (format === undefined && (await isOneJsonDocument(file))) return openJson(file, bytes)
       return { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
     case 'text':
       return { format: 'text', bytes, unit: 'line', columns: ['text'], records: (o) => textRecords(file, o) }
@@ -512,6 +516,14 @@ function isJsonObject(text: string): boolean {
   } catch {
     return false
   }
+}
+
+/** Whether a file starts as one JSON document would and JSON Lines would not: with "[", or with a "{" line that is not a whole object. */
+async function isOneJsonDocument(file: string): Promise<boolean> {
+  const head = (await readHead(file, 1 << 16)).replace(/^\uFEFF/, '').trimStart()
+  if (head[0] === '[') return true
+  const nl = head.indexOf('\n')
+  return head[0] === '{' && nl !== -1 && !isJsonObject(head.slice(0, nl))
 }
 
 async function readHead(file: string, n: number): Promise<string> {

@@ -359,6 +359,28 @@ describe('every layout in every file format', () => {
     expect(latin1.report).toMatchObject({ total: 2, valid: 1, invalid: 1, problems: [{ line: 1, field: '', message: 'invalid UTF-8' }] })
   })
 
+  it('reads a .jsonl file that holds one JSON document (an array, a pretty-printed wrapper) as JSON, unless told it is JSON Lines', async () => {
+    const dir = tempDir()
+    const rows = [
+      { prompt: 'a', completion: 'b' },
+      { prompt: 'c', completion: 'd' },
+    ]
+    const array = join(dir, 'array.jsonl')
+    writeFileSync(array, JSON.stringify(rows, null, 2))
+    const read = await inspectDataset(array)
+    expect(read.format).toBe('json')
+    expect(read.report).toMatchObject({ total: 2, valid: 2 })
+    const wrapper = join(dir, 'wrapper.jsonl')
+    writeFileSync(wrapper, `\uFEFF${JSON.stringify({ data: rows }, null, 1)}`)
+    expect((await inspectDataset(wrapper)).report).toMatchObject({ total: 2, valid: 2 })
+    // chosen as JSON Lines, it is read line by line: every line says what is wrong with it
+    expect((await inspectDataset(array, { format: 'jsonl' })).report).toMatchObject({ valid: 0 })
+    // JSON Lines (an object a line) stays JSON Lines
+    const lines = join(dir, 'lines.jsonl')
+    writeFileSync(lines, rows.map((r) => JSON.stringify(r)).join('\n'))
+    expect((await inspectDataset(lines)).format).toBe('jsonl')
+  })
+
   it('streams records with their line numbers, skipping blank lines', async () => {
     const file = join(tempDir(), 'blank.jsonl')
     writeFileSync(file, '\n{"text": "a"}\n   \n{"text": "b"}')
