@@ -68,13 +68,25 @@ export function tokenF1(generated: string, expected: string): number {
   return (2 * precision * recall) / (precision + recall)
 }
 
-/** Whether a row has an answer to score: a chat ending in an assistant turn after another turn, or a prompt/completion row. */
+/**
+ * The index of the turn a chat is scored on: its last assistant turn, or the last trained one
+ * before its trailing turns of weight 0 (context, never learned, so never the answer); after at
+ * least one other turn. -1 for none, or a chat that ends with another role's turn.
+ */
+function answerTurn(messages: ChatMessage[]): number {
+  for (let i = messages.length - 1; i >= 1; i--) {
+    if (messages[i].role !== 'assistant') return -1
+    if (messages[i].weight !== 0) return i
+    i-- // the turn before a context answer: its question, skipped with it
+  }
+  return -1
+}
+
+/** Whether a row has an answer to score: a chat with a trained assistant turn after another turn, or a prompt/completion row. */
 export function answerable(row: NormalizedRow): boolean {
   switch (rowKind(row)) {
-    case 'chat': {
-      const messages = (row as { messages: ChatMessage[] }).messages
-      return messages.length >= 2 && messages[messages.length - 1].role === 'assistant'
-    }
+    case 'chat':
+      return answerTurn((row as { messages: ChatMessage[] }).messages) >= 1
     case 'completion':
       return true
     default:
@@ -91,14 +103,17 @@ export function questionOf(
     case 'chat': {
       if (!answerable(row)) return null
       const messages = (row as { messages: ChatMessage[] }).messages
-      const last = messages.length - 1
+      const last = answerTurn(messages)
       const context = messages.slice(0, last)
-      const user = [...context].reverse().find((m) => m.role === 'user')
+      // The question as a reader tells rows apart: the last user turn, after the first where the
+      // conversation has more (every row of a tutoring chat ended "Go on.").
+      const users = context.filter((m) => m.role === 'user')
+      const shown = users.length > 1 ? `${users[0].content} … ${users[users.length - 1].content}` : (users[0]?.content ?? '')
       return {
         prompt: template.render(context, true),
-        shown: user?.content ?? '',
+        shown,
         expected: messages[last].content,
-        row: { messages },
+        row: { messages: messages.slice(0, last + 1) },
       }
     }
     case 'completion': {

@@ -100,8 +100,8 @@ describe('questions of rows', () => {
       },
       template,
     )!
-    // the last user turn is shown, the earlier exchange stays in the prompt
-    expect(q.shown).toBe('second')
+    // the first and the last user turns are shown (rows are told apart), the earlier exchange stays in the prompt
+    expect(q.shown).toBe('first … second')
     expect(q.expected).toBe('two')
     const messages = (q.row as { messages: ChatMessage[] }).messages
     expect(q.prompt).toBe(template.render(messages.slice(0, 3), true))
@@ -129,6 +129,35 @@ describe('questions of rows', () => {
             { role: 'user', content: 'a' },
             { role: 'assistant', content: 'b' },
             { role: 'user', content: 'c' },
+          ],
+        },
+        template,
+      ),
+    ).toBeNull()
+  })
+
+  it('a chat whose last answer has weight 0 (context, never trained) is scored on its last trained answer', () => {
+    const q = questionOf(
+      {
+        messages: [
+          { role: 'user', content: 'Code for item 3?' },
+          { role: 'assistant', content: 'Item 3 code is X21.' },
+          { role: 'user', content: 'Thanks!' },
+          { role: 'assistant', content: 'You are welcome.', weight: 0 },
+        ],
+      },
+      template,
+    )!
+    expect(q).toMatchObject({ shown: 'Code for item 3?', expected: 'Item 3 code is X21.' })
+    expect((q.row as { messages: ChatMessage[] }).messages).toHaveLength(2)
+    expect(q.prompt).toBe(template.render([{ role: 'user', content: 'Code for item 3?' }], true))
+    // nothing trained to score
+    expect(
+      questionOf(
+        {
+          messages: [
+            { role: 'user', content: 'a' },
+            { role: 'assistant', content: 'b', weight: 0 },
           ],
         },
         template,
