@@ -228,6 +228,19 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-unread-columns')).toHaveText('rejected')
   })
 
+  test('the import form says copies of a row stay on one side of the split (its counts then approximate)', async ({ page, app }) => {
+    const rows = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1].map((g) => `Q${g},A${g}`).join('\n')
+    await inspectCsv(page, app.url, `prompt,completion\n${rows}\n`)
+    await page.getByTestId('dataset-split').fill('30')
+    await expect(page.getByTestId('dataset-estimate')).toContainText('10 rows: about 7 for training, about 3 for validation.')
+    await expect(page.getByTestId('dataset-estimate')).toContainText('Copies of a row stay on one side of the split')
+    await page.getByTestId('dataset-dedupe').check()
+    await expect(page.getByTestId('dataset-estimate')).not.toContainText('Copies')
+    await page.getByTestId('dataset-dedupe').uncheck()
+    await page.getByTestId('dataset-import').click()
+    await expect(page.getByTestId('dataset-imported')).toBeVisible()
+  })
+
   test.describe('upload', () => {
     // The binary file's inspection is refused (HTTP 422), which the console reports.
     test.use({ allowedConsoleErrors: /status of 4\d\d/ })

@@ -112,6 +112,45 @@ export class HashSet64 {
   }
 }
 
+/**
+ * Which group of equal rows each row is in: the index of the first row with the same text, by
+ * its 64-bit hash (12 bytes a row, plus slack), as HashSet64 tells duplicates.
+ */
+export class HashGroups {
+  private table = new Uint32Array(3 * 1024)
+  private used = 0
+
+  /** The group of `key`: `next` when it is new (remembered as its group), else the group it had. */
+  group(key: string, next: number): number {
+    const h = createHash('sha1').update(key).digest()
+    const a = h.readUInt32LE(0)
+    const b = h.readUInt32LE(4) || 1
+    if ((this.used + 1) * 2 > this.table.length / 3) this.grow()
+    const slots = this.table.length / 3
+    let i = a % slots
+    for (;;) {
+      if (this.table[3 * i + 1] === 0) break
+      if (this.table[3 * i] === a && this.table[3 * i + 1] === b) return this.table[3 * i + 2]
+      i = (i + 1) % slots
+    }
+    this.table.set([a, b, next], 3 * i)
+    this.used++
+    return next
+  }
+
+  private grow(): void {
+    const old = this.table
+    this.table = new Uint32Array(old.length * 2)
+    const slots = this.table.length / 3
+    for (let j = 0; j < old.length; j += 3) {
+      if (old[j + 1] === 0) continue
+      let i = old[j] % slots
+      while (this.table[3 * i + 1] !== 0) i = (i + 1) % slots
+      this.table.set(old.subarray(j, j + 3), 3 * i)
+    }
+  }
+}
+
 /** mulberry32: a small, fast, seeded 32-bit generator (deterministic across platforms). */
 export function mulberry32(seed: number): () => number {
   let s = seed >>> 0
@@ -128,17 +167,40 @@ export function mulberry32(seed: number): () => number {
  * The validation rows of a split: validationCount(n, ratio) distinct indices in [0, n), chosen
  * by a seeded partial Fisher-Yates shuffle, returned ascending. Same (n, ratio, seed), same rows.
  */
-export function validationIndices(n: number, ratio: number, seed: number): Uint32Array {
+export function validationIndices(n: number, ratio: number, seed: number, groups?: ArrayLike<number>): Uint32Array {
   const k = validationCount(n, ratio)
   if (k === 0) return new Uint32Array(0)
   const random = mulberry32(seed)
   const order = new Uint32Array(n)
   for (let i = 0; i < n; i++) order[i] = i
-  for (let i = 0; i < k; i++) {
+  const pick = (i: number): number => {
     const j = i + Math.floor(random() * (n - i))
     const t = order[i]
     order[i] = order[j]
     order[j] = t
+    return order[i]
   }
-  return order.slice(0, k).sort()
+  if (groups === undefined) {
+    for (let i = 0; i < k; i++) pick(i)
+    return order.slice(0, k).sort()
+  }
+  // Rows that are copies of each other go to one side together: a copy on each side scores the
+  // model on rows it trained on. Picked in the same order, so rows without copies split as above.
+  const members = new Map<number, number[]>()
+  for (let i = 0; i < n; i++) {
+    const g = members.get(groups[i])
+    if (g) g.push(i)
+    else members.set(groups[i], [i])
+  }
+  const chosen: number[] = []
+  const taken = new Set<number>()
+  for (let i = 0; i < n && chosen.length < k; i++) {
+    const g = groups[pick(i)]
+    if (taken.has(g)) continue
+    const rows = members.get(g)!
+    if (chosen.length + rows.length >= n) continue // training keeps a row
+    taken.add(g)
+    chosen.push(...rows)
+  }
+  return Uint32Array.from(chosen).sort()
 }

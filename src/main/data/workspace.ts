@@ -21,7 +21,7 @@ import { type DatasetManifest, type DatasetSplit, type NormalizedRow, nothingPar
 import { DatasetError } from './errors'
 import { type InspectOptions, scanDataset, unreadable } from './inspect'
 import { readLines } from './readers'
-import { validationIndices } from './stats'
+import { HashGroups, validationIndices } from './stats'
 
 export interface ImportOptions extends InspectOptions {
   /** Display name (default: the file name without extension). */
@@ -110,6 +110,10 @@ export async function importDataset(workspace: string, file: string, options: Im
     const rows = await open(join(tmp, 'rows.jsonl'), 'w')
     let written = 0
     let deduplicated = 0
+    // Each written row's group of equal rows, kept once a copy is seen (the split keeps copies together).
+    const hashes = new HashGroups()
+    const groupOf: number[] = []
+    let copies = false
     let buffered: string[] = []
     let bufferedChars = 0
     const flush = async () => {
@@ -127,6 +131,8 @@ export async function importDataset(workspace: string, file: string, options: Im
         }
         buffered.push(valid.json, '\n')
         bufferedChars += valid.json.length + 1
+        groupOf.push(hashes.group(valid.json, written))
+        if (valid.duplicate) copies = true
         written++
         if (bufferedChars >= 1 << 20) await flush()
       })
@@ -152,7 +158,7 @@ export async function importDataset(workspace: string, file: string, options: Im
     options.onProgress?.({ phase: 'writing', bytesRead: before.size, totalBytes: before.size, rows: report.total })
 
     // 3. The split, the source hash, the manifest.
-    const validation = validationIndices(written, ratio, seed)
+    const validation = validationIndices(written, ratio, seed, copies ? groupOf : undefined)
     await writeFileSynced(join(tmp, 'split.json'), `{"validation":[${validation.join(',')}]}\n`)
     const manifest: DatasetManifest = {
       version: 1,

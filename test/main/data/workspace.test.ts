@@ -129,6 +129,35 @@ describe('importDataset', () => {
     expect(validationIndices(10, 0, 1)).toHaveLength(0)
   })
 
+  it('keeps copies of a row on one side of the split (a copy on each side scored the model on rows it trained on)', async () => {
+    // rows without copies: the split of validationIndices without groups, row for row
+    const distinct = Array.from({ length: 50 }, (_, i) => i)
+    for (const seed of [0, 1, 7])
+      expect(Array.from(validationIndices(50, 0.2, seed, distinct))).toEqual(Array.from(validationIndices(50, 0.2, seed)))
+    // 10 rows, 4 distinct: every group on one side, whatever the seed; training always keeps a row
+    const groups = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    for (let seed = 0; seed < 20; seed++) {
+      const validation = new Set(validationIndices(10, 0.3, seed, groups))
+      expect(validation.size).toBeGreaterThan(0)
+      for (let i = 0; i < 10; i++)
+        for (let j = 0; j < 10; j++) if (groups[i] === groups[j]) expect(validation.has(i)).toBe(validation.has(j))
+    }
+    expect(validationIndices(4, 0.5, 0, [0, 0, 0, 0])).toHaveLength(0)
+
+    const dir = tempDir()
+    const file = join(dir, 'dups.jsonl')
+    writeFileSync(file, groups.map((g) => JSON.stringify({ prompt: `Q${g}`, completion: `A${g}` })).join('\n'))
+    for (const seed of [0, 1, 2, 3]) {
+      const m = await importDataset(join(dir, 'ws'), file, { split: { validation: 0.3, seed } })
+      const prompts = async (split: 'train' | 'validation') =>
+        new Set((await collect(readRows(join(dir, 'ws'), m.id, split))).map((r) => (r as { prompt: string }).prompt))
+      const [train, validation] = [await prompts('train'), await prompts('validation')]
+      expect(validation.size).toBeGreaterThan(0)
+      expect([...validation].filter((p) => train.has(p))).toEqual([])
+      expect(m.split.train + m.split.validationRows).toBe(10)
+    }
+  })
+
   it('lists datasets newest first, skipping unfinished imports, and deletes them', async () => {
     const workspace = tempDir()
     const first = await importDataset(workspace, join(LAYOUTS, 'text.txt'), { name: 'first' })
