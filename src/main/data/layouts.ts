@@ -308,6 +308,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       const roles = layout === 'sharegpt' ? SHAREGPT_ROLES : ROLES
       const expected = layout === 'sharegpt' ? 'system, human or gpt' : 'system, user or assistant'
       const messages: ChatMessage[] = []
+      const written: string[] = [] // each turn's role as the file writes it
       list.forEach((m, i) => {
         const at = `${column}[${i}]`
         if (m === null || typeof m !== 'object' || Array.isArray(m)) {
@@ -354,11 +355,14 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
             field: `${at}.weight`,
             message: `only assistant turns are trained on: a ${role as string} turn takes no weight; remove it`,
           })
-        if (mapped !== undefined && typeof content === 'string')
+        if (mapped !== undefined && typeof content === 'string') {
           messages.push({ role: mapped, content, ...(weight === 0 && { weight: 0 as const }) })
+          written.push(role as string)
+        }
       })
       // The order is checked once every turn is readable (else every later turn would be "out of order").
-      if (problems.length === 0) problems.push(...checkTurns(messages, column, roleKey))
+      const words = layout === 'sharegpt' ? { user: 'human', assistant: 'gpt' } : {}
+      if (problems.length === 0) problems.push(...checkTurns(messages, column, roleKey, written, words))
       if (problems.length === 0 && messages.every((m) => m.role !== 'assistant' || m.weight === 0))
         problems.push({
           field: column,
@@ -415,12 +419,21 @@ function tokenProblem(t: unknown, vocabSize?: number): string {
  * The conversation rules: an optional leading system message, then user and assistant
  * alternating from the user, ending with the assistant.
  */
-export function checkTurns(messages: ChatMessage[], column: string, roleKey: string): FieldProblem[] {
+export function checkTurns(
+  messages: ChatMessage[],
+  column: string,
+  roleKey: string,
+  /** The roles as the file writes them ("human", "gpt"), said in the problems; default the roles themselves. */
+  written: readonly string[] = messages.map((m) => m.role),
+  /** The file's word for each role where it is another (ShareGPT's "human" and "gpt"). */
+  words: Partial<Record<ChatRole, string>> = {},
+): FieldProblem[] {
   if (messages.length === 0) return [{ field: column, message: 'has no turns' }]
   const problems: FieldProblem[] = []
   let expect: ChatRole = 'user'
   for (let i = 0; i < messages.length; i++) {
     const role = messages[i].role
+    const got = written[i]
     const field = `${column}[${i}].${roleKey}`
     if (role === 'system') {
       if (i !== 0) {
@@ -430,7 +443,8 @@ export function checkTurns(messages: ChatMessage[], column: string, roleKey: str
       continue
     }
     if (role !== expect) {
-      problems.push({ field, message: `expected ${expect === 'user' ? 'a user' : 'an assistant'} turn, got ${role}` })
+      const word = words[expect] ? ` ("${words[expect]}")` : ''
+      problems.push({ field, message: `expected ${expect === 'user' ? 'a user' : 'an assistant'} turn${word}, got ${got}` })
       return problems
     }
     expect = expect === 'user' ? 'assistant' : 'user'
@@ -439,7 +453,10 @@ export function checkTurns(messages: ChatMessage[], column: string, roleKey: str
   if (last.role !== 'assistant') {
     problems.push({
       field: `${column}[${messages.length - 1}].${roleKey}`,
-      message: last.role === 'system' ? 'has no turns after the system message' : `the last turn must be the assistant's, got ${last.role}`,
+      message:
+        last.role === 'system'
+          ? 'has no turns after the system message'
+          : `the last turn must be the assistant's${words.assistant ? ` ("${words.assistant}")` : ''}, got ${written[messages.length - 1]}`,
     })
   }
   return problems

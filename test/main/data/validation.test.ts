@@ -190,6 +190,20 @@ describe('the validation report', () => {
     ])
   })
 
+  it("says a ShareGPT row's turns in the file's own words (human, gpt), not the roles they map to", () => {
+    const sharegpt = resolveMapping('sharegpt', {}, null)
+    const twice = [
+      { from: 'human', value: 'Hi' },
+      { from: 'human', value: 'Hello?' },
+    ]
+    expect(normalizeRecord({ conversations: twice }, 'sharegpt', sharegpt).problems).toEqual([
+      { field: 'conversations[1].from', message: 'expected an assistant turn ("gpt"), got human' },
+    ])
+    expect(normalizeRecord({ conversations: [{ from: 'user', value: 'Hi' }] }, 'sharegpt', sharegpt).problems).toEqual([
+      { field: 'conversations[0].from', message: 'the last turn must be the assistant\'s ("gpt"), got user' },
+    ])
+  })
+
   it('takes a chat row\'s system prompt from a "system" column where the conversation has no system turn (LLaMA-Factory\'s sharegpt)', () => {
     const sharegpt = resolveMapping('sharegpt', {}, null)
     const hi = [
