@@ -18,6 +18,13 @@ async function importAdapter(request: APIRequestContext, app: { origin: string; 
   return ((await res.json()) as { result: RunRecord }).result
 }
 
+/** One call of the HTTP API; its result. */
+async function api<T>(request: APIRequestContext, app: { origin: string; token: string }, method: string, args: unknown): Promise<T> {
+  const res = await request.post(`${app.origin}/api/${method}`, { headers: { Authorization: `Bearer ${app.token}` }, data: args })
+  expect(res.status(), `${method}: ${await res.text()}`).toBe(200)
+  return ((await res.json()) as { result: T }).result
+}
+
 /** Writes a CSV file of `text` and inspects it on the Datasets screen. */
 async function inspectCsv(page: Page, url: string, text: string): Promise<void> {
   const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-csv-')), 'rows.csv')
@@ -244,6 +251,23 @@ test.describe('server mode in the browser', () => {
     await page.getByTestId('dataset-dedupe').uncheck()
     await page.getByTestId('dataset-import').click()
     await expect(page.getByTestId('dataset-imported')).toBeVisible()
+  })
+
+  test('a run that failed before its first step shows a still progress bar, and why it failed', async ({ page, app, request }) => {
+    const ds = await api<{ id: string }>(request, app, 'datasets.import', { file: join(ROOT, 'resources', 'samples', 'arithmetic.jsonl') })
+    const run = await api<RunRecord>(request, app, 'runs.start', {
+      model: join(ROOT, 'resources', 'default-model'),
+      dataset: ds.id,
+      name: 'too short',
+      config: { data: { maxLength: 4 } },
+    })
+    await page.goto(app.url)
+    await page.getByTestId('nav-train').click()
+    await page.getByTestId(`run-item-${run.id}`).click()
+    await expect(page.getByTestId('run-message')).toContainText('cuts off every training row', { timeout: 60_000 })
+    const bar = page.getByTestId('run-progress').getByRole('progressbar')
+    await expect(bar).toHaveAttribute('aria-valuenow', '0')
+    await expect(bar).not.toHaveAttribute('data-indeterminate', 'true')
   })
 
   test.describe('upload', () => {
