@@ -164,6 +164,29 @@ describe('useTrainFormStore', () => {
     expect(form.warnings).toEqual([])
   })
 
+  it("sizes the full fine-tune preset's warm-up to the run: a tenth of a short one, so it does not warn about itself", () => {
+    const form = useTrainFormStore()
+    useModelsStore().entries = modelEntries
+    useDatasetsStore().list = [
+      { ...datasetManifest, id: 'small', split: { ...datasetManifest.split, train: 13 } },
+      { ...datasetManifest, id: 'big', split: { ...datasetManifest.split, train: 4000 } },
+    ]
+    form.model = '/app/resources/models/tiny-moe'
+    form.applyPreset('full')
+    expect(form.config.schedule.warmupSteps).toBe(10) // no dataset yet
+    form.dataset = 'small'
+    form.applyPreset('full')
+    expect(form.config.schedule.warmupSteps).toBe(0) // 2 steps
+    expect(form.warnings.map((w) => w.id)).not.toContain('warmup-long')
+    form.dataset = 'big'
+    form.applyPreset('full')
+    expect(form.config.schedule.warmupSteps).toBe(10) // 500 steps
+    useDatasetsStore().list.push({ ...datasetManifest, id: 'mid', split: { ...datasetManifest.split, train: 400 } })
+    form.dataset = 'mid'
+    form.applyPreset('full')
+    expect(form.config.schedule.warmupSteps).toBe(5) // 50 steps
+  })
+
   it('asks for a model and a dataset only once the user tries to start', async () => {
     const form = useTrainFormStore()
     expect(form.errors.model).toBeUndefined()

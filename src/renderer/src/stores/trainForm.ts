@@ -26,8 +26,11 @@ export interface RunPreset {
   id: string
   label: string
   description: string
-  /** Sets the preset's values on c; `totalParams` (null: no model chosen yet) scales what depends on the model's size. */
-  apply: (c: RunConfig, model: { totalParams: number | null }) => void
+  /**
+   * Sets the preset's values on c; `totalParams` (null: no model chosen yet) scales what depends on
+   * the model's size, `trainRows` (null: no dataset chosen yet) what depends on the run's length.
+   */
+  apply: (c: RunConfig, model: { totalParams: number | null; trainRows?: number | null }) => void
   /** Chosen by the service from the model and dataset (runs.auto); `apply` is not used. */
   auto?: boolean
 }
@@ -61,13 +64,16 @@ export const RUN_PRESETS: RunPreset[] = [
   {
     id: 'full',
     label: 'Full fine-tune',
-    description: "Every weight, one epoch, the usual full fine-tune rate for the model's size, with warm-up.",
+    description:
+      "Every weight, one epoch, the usual full fine-tune rate for the model's size, with warm-up (10 steps, or a tenth of a shorter run).",
     apply: (c, model) => {
       c.method = 'full'
       c.optimizer.lr = typicalLr('full', model.totalParams ?? 7e9)
-      c.schedule = { type: 'cosine', warmupSteps: 10, minLrRatio: 0.1 }
       c.batchSize = 8
       c.epochs = 1
+      // 10 steps of warm-up, or a tenth of a shorter run (a 2-step run never reached its rate).
+      const steps = model.trainRows ? Math.ceil(model.trainRows / c.batchSize) * c.epochs : null
+      c.schedule = { type: 'cosine', warmupSteps: steps === null ? 10 : Math.min(10, Math.floor(steps / 10)), minLrRatio: 0.1 }
       c.maxSteps = null
       c.evalEvery = 50
       c.checkpointEvery = 100
@@ -259,7 +265,10 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       return
     }
     const next = defaultRunConfig()
-    preset.apply(next, { totalParams: useModelsStore().entries.find((m) => m.dir === model.value)?.info?.params.total ?? null })
+    preset.apply(next, {
+      totalParams: useModelsStore().entries.find((m) => m.dir === model.value)?.info?.params.total ?? null,
+      trainRows: useDatasetsStore().list.find((d) => d.id === dataset.value)?.split.train ?? null,
+    })
     useConfig(next)
     autoChoices.value = null
     presetId.value = id
