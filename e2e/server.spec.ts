@@ -240,7 +240,10 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-unread-columns')).toHaveText('rejected')
   })
 
-  test('the import form says copies of a row stay on one side of the split (its counts then approximate)', async ({ page, app }) => {
+  test('the import form says copies of a row stay on one side of the split, and that a name is taken; pickers tell namesakes apart', async ({
+    page,
+    app,
+  }) => {
     const rows = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1].map((g) => `Q${g},A${g}`).join('\n')
     await inspectCsv(page, app.url, `prompt,completion\n${rows}\n`)
     await page.getByTestId('dataset-split').fill('30')
@@ -249,8 +252,19 @@ test.describe('server mode in the browser', () => {
     await page.getByTestId('dataset-dedupe').check()
     await expect(page.getByTestId('dataset-estimate')).not.toContainText('Copies')
     await page.getByTestId('dataset-dedupe').uncheck()
+    await expect(page.getByTestId('dataset-name-taken')).toHaveCount(0)
     await page.getByTestId('dataset-import').click()
     await expect(page.getByTestId('dataset-imported')).toBeVisible()
+    await expect(page.getByTestId('dataset-name-taken')).toHaveCount(0) // the import just made is not "another"
+    // the same file again: its name is taken, and the pickers tell the two apart
+    await inspectCsv(page, app.url, `prompt,completion\n${rows}\n`)
+    await expect(page.getByTestId('dataset-name-taken')).toContainText('“rows” is already in the workspace')
+    await page.getByTestId('dataset-import').click()
+    await expect(page.getByTestId('dataset-imported')).toBeVisible()
+    await page.getByTestId('nav-train').click()
+    const names = await page.getByTestId('train-dataset').locator('option').allTextContents()
+    expect(names.filter((n) => n.startsWith('rows (imported ')).length).toBe(2)
+    expect(new Set(names).size).toBe(names.length)
   })
 
   test('a run that failed before its first step shows a still progress bar, and why it failed', async ({ page, app, request }) => {

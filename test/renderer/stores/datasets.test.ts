@@ -75,6 +75,23 @@ describe('datasetDeleteQuestion', () => {
 })
 
 describe('useDatasetsStore', () => {
+  it('names a dataset with its import time where another has its name, and its id where even that is shared', () => {
+    const datasets = useDatasetsStore()
+    const at = (id: string, createdAt: string) => ({ ...datasetManifest, id, createdAt })
+    datasets.list = [
+      at('a', '2026-12-04T06:45:10.000Z'),
+      at('b', '2026-12-04T07:12:00.000Z'),
+      { ...at('c', '2026-12-04T07:12:30.000Z'), name: 'other' },
+    ]
+    expect(datasets.displayName('c')).toBe('other')
+    expect(datasets.displayName('a')).toMatch(/^train \(imported \d{4}-\d\d-\d\d \d\d:\d\d\)$/)
+    expect(datasets.displayName('a')).not.toBe(datasets.displayName('b'))
+    datasets.list.push(at('d', '2026-12-04T07:12:40.000Z'))
+    expect(datasets.displayName('b')).toMatch(/^train \(imported .*, b\)$/)
+    expect(datasets.displayName('d')).toMatch(/^train \(imported .*, d\)$/)
+    expect(datasets.displayName('gone')).toBe('gone')
+  })
+
   it('inspects a file and adopts the detected layout and mapping, so overrides start from them', async () => {
     const datasets = useDatasetsStore()
     datasets.options.file = '/data/train.jsonl'

@@ -20,7 +20,7 @@ import type {
 import { ApiError } from '../../../shared/api'
 import { useUploader, useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
-import { formatBytes } from '../format'
+import { formatBytes, formatTime } from '../format'
 import { validationCount } from '../../../shared/dataset'
 import { listener } from './listen'
 import { useModelsStore } from './models'
@@ -253,10 +253,20 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** The form's file was imported with these very settings already. */
   const alreadyImported = computed(() => imported.value !== null && importedKey.value === importKey())
 
-  /** A dataset's name as listed, else its id. */
-  /** A dataset's name; the id of one deleted since (a run's, an analysis's) says so. */
+  /**
+   * A dataset's name, with when it was imported where another has the same name (the same file
+   * imported twice was listed twice alike in every picker), and its id where even that is shared;
+   * the id of one deleted since (a run's, an analysis's) says so.
+   */
   function displayName(id: string): string {
-    return list.value.find((d) => d.id === id)?.name ?? (loaded.value ? `${id} (deleted)` : id)
+    const d = list.value.find((x) => x.id === id)
+    if (!d) return loaded.value ? `${id} (deleted)` : id
+    const namesakes = list.value.filter((x) => x.name === d.name && x.id !== d.id)
+    if (namesakes.length === 0) return d.name
+    const when = formatTime(d.createdAt)
+    return namesakes.some((x) => formatTime(x.createdAt) === when)
+      ? `${d.name} (imported ${when}, ${d.id})`
+      : `${d.name} (imported ${when})`
   }
 
   /** Whether the list (once read) holds the dataset. */
