@@ -95,6 +95,10 @@ export async function openSource(file: string, format?: DatasetFormat): Promise<
       if (format === undefined && (await isOneJsonDocument(file))) return openJson(file, bytes)
       return { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
     case 'text':
+      // A .txt export of JSON Lines (an object a line) was read as raw text: every row a line of
+      // JSON, trained on as prose. Read as the JSON Lines it is, unless the format was chosen.
+      if (format === undefined && (await isJsonLines(file)))
+        return { format: 'jsonl', bytes, unit: 'line', records: (o) => jsonlRecords(file, o) }
       return { format: 'text', bytes, unit: 'line', columns: ['text'], records: (o) => textRecords(file, o) }
     case 'csv':
     case 'tsv': {
@@ -516,6 +520,18 @@ function isJsonObject(text: string): boolean {
   } catch {
     return false
   }
+}
+
+/** Whether a file's first lines (two or more, up to 20 in its first 64 KiB) are each a whole JSON object. */
+async function isJsonLines(file: string): Promise<boolean> {
+  const head = (await readHead(file, 1 << 16)).replace(/^\uFEFF/, '')
+  const lines = head.split('\n')
+  if (lines.length > 1) lines.pop() // the last may be cut off by the 64 KiB
+  const first = lines
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .slice(0, 20)
+  return first.length >= 2 && first.every(isJsonObject)
 }
 
 /** Whether a file starts as one JSON document would and JSON Lines would not: with "[", or with a "{" line that is not a whole object. */

@@ -381,6 +381,24 @@ describe('every layout in every file format', () => {
     expect((await inspectDataset(lines)).format).toBe('jsonl')
   })
 
+  it('reads a .txt file of JSON Lines (an object a line) as JSON Lines, unless told it is text; prose stays text', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'chats_export.txt')
+    writeFileSync(file, '{"prompt": "a", "completion": "b"}\n\n{"prompt": "c", "completion": "d"}\n')
+    const read = await inspectDataset(file)
+    expect(read.format).toBe('jsonl')
+    expect(read.layout).toBe('completion')
+    expect(read.report).toMatchObject({ total: 2, valid: 2 })
+    expect((await inspectDataset(file, { format: 'text' })).layout).toBe('text')
+    // one object line is not enough to tell; a line of prose among objects is text
+    const one = join(dir, 'one.txt')
+    writeFileSync(one, '{"prompt": "a", "completion": "b"}\n')
+    expect((await inspectDataset(one)).format).toBe('text')
+    const mixed = join(dir, 'mixed.txt')
+    writeFileSync(mixed, '{"a": 1}\nsome prose\n{"b": 2}\n')
+    expect((await inspectDataset(mixed)).format).toBe('text')
+  })
+
   it('streams records with their line numbers, skipping blank lines', async () => {
     const file = join(tempDir(), 'blank.jsonl')
     writeFileSync(file, '\n{"text": "a"}\n   \n{"text": "b"}')
