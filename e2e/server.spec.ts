@@ -284,6 +284,28 @@ test.describe('server mode in the browser', () => {
     await expect(bar).not.toHaveAttribute('data-indeterminate', 'true')
   })
 
+  test("an expert alert says where its expert stands at the run's last step", async ({ page, app, request }) => {
+    test.setTimeout(300_000)
+    const ds = await api<{ id: string }>(request, app, 'datasets.import', { file: join(ROOT, 'resources', 'samples', 'arithmetic.jsonl') })
+    // a strict band (10%) and short streaks, so a short run alerts
+    const run = await api<RunRecord>(request, app, 'runs.start', {
+      model: join(ROOT, 'resources', 'default-model'),
+      dataset: ds.id,
+      name: 'alerts',
+      config: { maxSteps: 40, batchSize: 2, evalEvery: 0, alerts: { steps: 3, deadShare: 0.1 } },
+    })
+    await page.goto(app.url)
+    await page.getByTestId('nav-train').click()
+    await page.getByTestId(`run-item-${run.id}`).click()
+    await expect(page.getByTestId('run-status')).toHaveText(/completed/i, { timeout: 240_000 })
+    const now = page.getByTestId('run-alert-now')
+    await expect(now.first()).toHaveText(/^at step 40: .*(back in the band|still out of the band)$/)
+    for (const n of await now.all()) {
+      const recovered = (await n.getAttribute('data-recovered')) === 'true'
+      await expect(n).toHaveText(recovered ? /back in the band$/ : /out of the band$/)
+    }
+  })
+
   test.describe('upload', () => {
     // The binary file's inspection is refused (HTTP 422), which the console reports.
     test.use({ allowedConsoleErrors: /status of 4\d\d/ })

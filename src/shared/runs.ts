@@ -86,6 +86,13 @@ export interface AlertGroup {
   /** "layer 1 experts 2, 3; layer 2 expert 7 took under 1.0% of tokens for 20 steps: raise ..." */
   text: string
   count: number
+  /**
+   * Where its experts stand at the latest routing step, when it is later than the alert: "at step
+   * 300: 5.7%, back in the band" (an alert read as standing after its expert had long recovered).
+   */
+  now?: string
+  /** Every expert of it back in the band at that step. */
+  recovered?: boolean
 }
 
 /**
@@ -93,7 +100,11 @@ export interface AlertGroup {
  * idle at once) as one line naming every expert, in the order they came, instead of a line each
  * that repeats the same advice.
  */
-export function groupAlerts(alerts: readonly ExpertAlert[]): AlertGroup[] {
+export function groupAlerts(
+  alerts: readonly ExpertAlert[],
+  latest?: { step: number; layers: readonly LayerShare[] } | null,
+  band: { deadShare: number; collapseShare: number } = { deadShare: 0.01, collapseShare: 0.9 },
+): AlertGroup[] {
   const groups = new Map<string, { step: number; kind: ExpertAlert['kind']; rest: string; layers: Map<number, number[]> }>()
   for (const a of alerts) {
     const who = `layer ${a.layer} expert ${a.expert} `
@@ -104,12 +115,34 @@ export function groupAlerts(alerts: readonly ExpertAlert[]): AlertGroup[] {
     const experts = g.layers.get(a.layer) ?? []
     g.layers.set(a.layer, [...experts, a.expert])
   }
-  return [...groups.values()].map(({ step, kind, rest, layers }) => ({
-    step,
-    kind,
-    count: [...layers.values()].reduce((n, es) => n + es.length, 0),
-    text: `${[...layers].map(([layer, es]) => `layer ${layer} expert${es.length > 1 ? 's' : ''} ${es.join(', ')}`).join('; ')} ${rest}`,
-  }))
+  return [...groups.values()].map(({ step, kind, rest, layers }) => {
+    const group: AlertGroup = {
+      step,
+      kind,
+      count: [...layers.values()].reduce((n, es) => n + es.length, 0),
+      text: `${[...layers].map(([layer, es]) => `layer ${layer} expert${es.length > 1 ? 's' : ''} ${es.join(', ')}`).join('; ')} ${rest}`,
+    }
+    if (!latest || latest.step <= step) return group
+    const shares: { who: string; share: number }[] = []
+    for (const [layer, es] of layers) {
+      const l = latest.layers.find((x) => x.layer === layer)
+      for (const e of es) if (l && l.share[e] !== undefined) shares.push({ who: `layer ${layer} expert ${e}`, share: l.share[e] })
+    }
+    if (shares.length === 0) return group
+    const inBand = (s: number): boolean => (kind === 'dead' ? s >= band.deadShare : s <= band.collapseShare)
+    const pct = (s: number): string => `${(s * 100).toFixed(1)}%`
+    const one = shares.length === 1
+    const back = shares.filter((x) => inBand(x.share))
+    group.recovered = back.length === shares.length
+    group.now = `at step ${latest.step}: ${shares.map((x) => (one ? pct(x.share) : `${x.who} ${pct(x.share)}`)).join(', ')}, ${
+      group.recovered
+        ? 'back in the band'
+        : back.length === 0
+          ? 'still out of the band'
+          : `${back.length} of ${shares.length} back in the band`
+    }`
+    return group
+  })
 }
 
 /** Per sparse layer, the experts ESFT trains. */

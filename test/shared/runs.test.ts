@@ -44,6 +44,31 @@ describe('groupAlerts', () => {
     ])
   })
 
+  it('says where the experts of an alert stand at the latest routing step: back in the band, or still out', () => {
+    const share = (layer: number, values: Record<number, number>) => ({
+      layer,
+      share: Array.from({ length: 8 }, (_, e) => values[e] ?? 0.125),
+      entropy: 1,
+    })
+    const latest = { step: 300, layers: [share(0, { 2: 0.057 }), share(1, { 4: 0.002, 5: 0.0 })] }
+    const [recovered, still, mixed] = groupAlerts([dead(59, 0, 2), dead(60, 1, 4), dead(80, 1, 4), dead(80, 0, 2)], latest)
+    expect(recovered).toMatchObject({ now: 'at step 300: 5.7%, back in the band', recovered: true })
+    expect(still).toMatchObject({ now: 'at step 300: 0.2%, still out of the band', recovered: false })
+    expect(mixed).toMatchObject({
+      now: 'at step 300: layer 1 expert 4 0.2%, layer 0 expert 2 5.7%, 1 of 2 back in the band',
+      recovered: false,
+    })
+    const collapse: ExpertAlert = { step: 20, layer: 0, expert: 3, kind: 'collapse', message: 'layer 0 expert 3 took over 90% of tokens' }
+    expect(groupAlerts([collapse], { step: 40, layers: [share(0, { 3: 0.95 })] })[0].now).toBe('at step 40: 95.0%, still out of the band')
+    expect(
+      groupAlerts([collapse], { step: 40, layers: [share(0, { 3: 0.95 })] }, { deadShare: 0.01, collapseShare: 0.97 })[0].recovered,
+    ).toBe(true)
+    // nothing later than the alert, or no such layer: nothing said
+    expect(groupAlerts([dead(300, 0, 2)], latest)[0].now).toBeUndefined()
+    expect(groupAlerts([dead(20, 7, 2)], latest)[0].now).toBeUndefined()
+    expect(groupAlerts([dead(20, 0, 2)], null)[0].now).toBeUndefined()
+  })
+
   it('keeps a message that does not name its expert whole, naming the expert before it', () => {
     const odd: ExpertAlert = { step: 5, layer: 0, expert: 1, kind: 'dead', message: 'no tokens at all' }
     expect(groupAlerts([odd]).map((g) => g.text)).toEqual(['layer 0 expert 1 no tokens at all'])
