@@ -23,6 +23,20 @@ export interface GuidanceContext {
   vocabSize: number
   /** The model's own training capacity factor (null: dropless). */
   modelCapacityFactor: number | null
+  /** Tokens per row of the dataset, measured with this model's tokenizer (absent: not measured so). */
+  rowTokens?: { min: number; median: number; p95: number }
+}
+
+/**
+ * The dataset's token statistics where they were measured with the model's own tokenizer (the
+ * import's "Tokenizer and chat template of" choice), for GuidanceContext.rowTokens.
+ */
+export function rowTokensFor(
+  stats: { tokens?: { tokenizer: string; min: number; median: number; p95: number } },
+  modelDir: string,
+): GuidanceContext['rowTokens'] {
+  const t = stats.tokens
+  return t && t.tokenizer === modelDir ? { min: t.min, median: t.median, p95: t.p95 } : undefined
 }
 
 /** The learning rate a method usually wants on a model of this size (the Quick preset's choice). */
@@ -62,6 +76,18 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       tone: 'warn',
       message: `Learning rate ${fmt(lr)} is ${Math.round(typical / lr)}× below what ${c.method === 'lora' ? 'LoRA on a model of this size' : `a ${c.method} fine-tune of this model size`} usually takes (${fmt(typical)}): the weights will barely move and the loss will stay where it starts.`,
       suggest: { path: 'optimizer.lr', value: typical },
+    })
+  const rt = ctx.rowTokens
+  const maxLength = c.data.maxLength
+  if (rt && maxLength < rt.median)
+    out.push({
+      id: 'max-length-short',
+      tone: maxLength < rt.min ? 'danger' : 'warn',
+      message:
+        maxLength < rt.min
+          ? `Max length ${maxLength} tokens is shorter than every row (the shortest is ${rt.min} tokens): each is cut there, and a row whose answer starts after token ${maxLength} trains nothing.`
+          : `Max length ${maxLength} tokens cuts more than half of the rows (their median is ${rt.median} tokens): the cut part of each answer is not trained.`,
+      suggest: { path: 'data.maxLength', value: rt.p95 },
     })
   const stepsPerEpoch = Math.ceil(Math.max(1, ctx.trainRows) / (c.batchSize * c.gradAccumulation))
   if (c.maxSteps !== null && c.maxSteps < stepsPerEpoch)

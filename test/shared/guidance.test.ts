@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { interpretCurves, preflight, typicalLr, type GuidanceContext } from '../../src/shared/guidance'
+import { interpretCurves, preflight, rowTokensFor, typicalLr, type GuidanceContext } from '../../src/shared/guidance'
 import { validateRunConfig, type RunConfigInput } from '../../src/shared/runConfig'
 import type { EvalMetrics, StepMetrics } from '../../src/shared/runs'
 
@@ -90,6 +90,27 @@ describe('before a run (preflight)', () => {
     expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 4, gradAccumulation: 2, maxSteps: 9 }, { ...small, trainRows: 80 })).toEqual([
       'steps-under-epoch',
     ])
+  })
+
+  it("a max length under the rows' token lengths (measured with the model's tokenizer) is said before the run", () => {
+    const rowTokens = { min: 18, median: 40, p95: 61 }
+    const cut = (maxLength: number) =>
+      preflight(validateRunConfig({ optimizer: { lr: 3e-3 }, data: { maxLength } }), { ...small, rowTokens })
+    const all = cut(8)
+    expect(all).toEqual([
+      expect.objectContaining({ id: 'max-length-short', tone: 'danger', suggest: { path: 'data.maxLength', value: 61 } }),
+    ])
+    expect(all[0].message).toBe(
+      'Max length 8 tokens is shorter than every row (the shortest is 18 tokens): each is cut there, and a row whose answer starts after token 8 trains nothing.',
+    )
+    expect(cut(30)).toEqual([expect.objectContaining({ id: 'max-length-short', tone: 'warn' })])
+    expect(cut(30)[0].message).toContain('cuts more than half of the rows (their median is 40 tokens)')
+    expect(cut(40)).toEqual([])
+    // not measured with this model's tokenizer: nothing to say
+    expect(ids({ optimizer: { lr: 3e-3 }, data: { maxLength: 8 } })).toEqual([])
+    expect(rowTokensFor({ tokens: { tokenizer: '/m', min: 1, median: 2, p95: 3 } }, '/m')).toEqual({ min: 1, median: 2, p95: 3 })
+    expect(rowTokensFor({ tokens: { tokenizer: '/other', min: 1, median: 2, p95: 3 } }, '/m')).toBeUndefined()
+    expect(rowTokensFor({}, '/m')).toBeUndefined()
   })
 
   it("a capacity factor below 1, the run's own or the model's, drops tokens even when balanced", () => {

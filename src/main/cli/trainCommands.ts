@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import type { WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
-import { preflight } from '../../shared/guidance'
+import { preflight, rowTokensFor } from '../../shared/guidance'
 import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
@@ -240,6 +240,7 @@ async function warnBeforeStart(
     totalParams: info.params.total,
     vocabSize: info.vocabSize ?? 0,
     modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
+    rowTokens: rowTokensFor(manifest.stats, model),
   })
   for (const a of advice)
     io.err(`warning: ${a.message}${a.suggest ? ` (try --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`)

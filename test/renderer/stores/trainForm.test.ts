@@ -14,7 +14,7 @@ import {
   useTrainFormStore,
 } from '../../../src/renderer/src/stores/trainForm'
 import { useRunsStore } from '../../../src/renderer/src/stores/runs'
-import { datasetManifest, fakeBridge, modelEntries, runRecord } from '../fakeBridge'
+import { datasetManifest, fakeBridge, inspectResult, modelEntries, runRecord } from '../fakeBridge'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
 import { useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
 
@@ -161,6 +161,24 @@ describe('useTrainFormStore', () => {
     expect(form.config.optimizer.lr).toBe(3e-3)
     expect(form.warnings.map((w) => w.id)).toEqual(['steps-under-epoch'])
     form.set('maxSteps', 12)
+    expect(form.warnings).toEqual([])
+    // rows measured with this model's tokenizer: a max length under them is said, with a value to try
+    const tokens = {
+      ...inspectResult.stats.chars,
+      tokenizer: '/app/resources/models/tiny-moe',
+      trainable: 1,
+      total: 2,
+      min: 20,
+      median: 30,
+      p95: 50,
+    }
+    useDatasetsStore().list = [
+      { ...datasetManifest, split: { ...datasetManifest.split, train: 90 }, stats: { ...datasetManifest.stats, tokens } },
+    ]
+    form.set('data.maxLength', 16)
+    expect(form.warnings.map((w) => w.id)).toEqual(['max-length-short'])
+    form.set(form.warnings[0].suggest!.path, form.warnings[0].suggest!.value)
+    expect(form.config.data.maxLength).toBe(50)
     expect(form.warnings).toEqual([])
   })
 

@@ -16,7 +16,7 @@ import { formatBytes, parseBytes, sizeProblem } from '../format'
 import { useRunsStore } from './runs'
 import { useModelsStore } from './models'
 import { useDatasetsStore } from './datasets'
-import { preflight, typicalLr, type Advice } from '../../../shared/guidance'
+import { preflight, rowTokensFor, typicalLr, type Advice } from '../../../shared/guidance'
 
 export function defaultRunConfig(): RunConfig {
   return runConfigSchema.parse({})
@@ -208,6 +208,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       totalParams: info.params.total,
       vocabSize: info.vocabSize ?? 0,
       modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
+      rowTokens: rowTokensFor(ds.stats, model.value),
     })
   })
 
