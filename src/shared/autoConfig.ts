@@ -181,6 +181,10 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
   c.evalEvery = Math.max(10, Math.round(steps / 5))
   c.checkpointEvery = Math.max(10, Math.round(steps / 2))
   c.finalEval = { rows: 20 }
-  choose('finalEval.rows', 20, 'after the run, the base and the fine-tuned model answer up to 20 rows of each split (all of a smaller one): did it learn?')
+  choose(
+    'finalEval.rows',
+    20,
+    'after the run, the base and the fine-tuned model answer up to 20 rows of each split (all of a smaller one): did it learn?',
+  )
   return { config: runConfigSchema.parse(c), choices, steps }
 }
