@@ -302,6 +302,10 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   // Ctrl-C (or SIGTERM): the run stops at its next step boundary with a checkpoint, interrupted.
   let stopping: NodeJS.Signals | null = null
   let runDir: string | null = null
+  // Before the run exists the engine is not stopped: stopped while the run was being started, it
+  // took the run and trained it to the end unwatched, and this command waited forever. A signal
+  // then ends the command before runs.start, or stops the run at its first step boundary.
+  let starting = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       // The engine was told to stop: it still writes the checkpoint it began, then exits, on its own.
@@ -314,7 +318,7 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     }
     stopping = signal
     io.err('\nstopping at the next step boundary (a checkpoint is kept; Ctrl-C again to leave without waiting for it)...')
-    void host.close()
+    if (runDir !== null && !starting) void host.close()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
@@ -322,8 +326,15 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     let record: RunRecord
     try {
       const backend = await host.backend()
-      if (resume) record = await host.api['runs.resume']({ id: resume.id })
-      else {
+      if (resume) {
+        if (stopping) return stopping === 'SIGINT' ? 130 : 143
+        starting = true
+        try {
+          record = await host.api['runs.resume']({ id: resume.id })
+        } finally {
+          starting = false
+        }
+      } else {
         const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
         let config = configInput
         if (values.config === undefined && sets.length === 0) {
@@ -333,15 +344,25 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
           for (const c of auto.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
           config = { ...auto.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
         } else await warnBeforeStart(host, modelArg!, dataset, config, io)
-        record = await host.api['runs.start']({
-          model: modelArg!,
-          dataset,
-          config,
-          ...(typeof values.name === 'string' && { name: values.name }),
-          ...(outId && { id: outId }),
-        })
+        if (stopping) {
+          io.err('interrupted before the run started: no run was made')
+          return stopping === 'SIGINT' ? 130 : 143
+        }
+        starting = true
+        try {
+          record = await host.api['runs.start']({
+            model: modelArg!,
+            dataset,
+            config,
+            ...(typeof values.name === 'string' && { name: values.name }),
+            ...(outId && { id: outId }),
+          })
+        } finally {
+          starting = false
+        }
       }
       runDir = join(host.workspace, 'runs', record.id)
+      if (stopping) void host.close() // Ctrl-C while it started: it stops at its first step boundary
       io.err(`run ${runDir} on ${backend}${resume ? ' (resumed)' : ''}`)
     } catch (e) {
       throw cliError(e)

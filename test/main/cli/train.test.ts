@@ -292,6 +292,31 @@ describe('moe-workbench train / export', () => {
     expect(run.lastCheckpoint).toBe(join(runDir, 'checkpoints', `step-${run.step}`))
   })
 
+  it('Ctrl-C before the run has started ends the command with 130 and makes no run (it made one, trained it unwatched and never returned)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-int0-'))
+    const { base } = tinyBase(dir)
+    const data = join(dir, 'data.jsonl')
+    writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
+    const err: string[] = []
+    let signalled = false
+    const args = ['train', '--model', base, '--dataset', data, '--set', 'maxSteps=400', '--workspace', join(dir, 'ws'), '--backend', 'wasm']
+    const code = await runCli(args, {
+      out: () => {},
+      err: (l) => {
+        err.push(l)
+        // the engine is up; the dataset, the checks and runs.start are still to come
+        if (!signalled && l.startsWith('backend: ')) {
+          signalled = true
+          process.emit('SIGINT', 'SIGINT')
+        }
+      },
+    })
+    expect(signalled).toBe(true)
+    expect(code).toBe(130)
+    expect(err.join('\n')).toMatch(/interrupted before the run started: no run was made/)
+    expect(existsSync(join(dir, 'ws', 'runs')) ? readdirSync(join(dir, 'ws', 'runs')) : []).toEqual([])
+  })
+
   it('chat --format, else what the model folder says it was trained for', () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-fmt-'))
     expect(chatFormat(undefined, dir)).toBe('chat') // no workbench.json
