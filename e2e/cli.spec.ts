@@ -2,7 +2,7 @@
  * The built CLI (bin/moe-workbench.js over out/main/cli.js) as a user runs it: the bundle must
  * load every backend the source does (a bundled `webgpu` package once broke Dawn's loading).
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { test, expect } from '@playwright/test'
 import { prepareWebGpu } from '../test/main/engine/webgpuEnv'
@@ -35,6 +35,17 @@ test('the built CLI generates the reference tokens on wasm', () => {
   ])
   expect(r.code, r.err).toBe(0)
   expect(JSON.parse(r.out.trim().split('\n').at(-1)!).output_ids).toHaveLength(7)
+})
+
+test('the built CLI leaves quietly when its reader stops reading (`run list | head -1`), no EPIPE stack trace', async () => {
+  // --help writes line after line; the reader's end is closed before the first of them.
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'moe-workbench.js'), '--help'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout.destroy()
+  let err = ''
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  expect(err).not.toMatch(/EPIPE|Unhandled 'error' event/)
+  expect(code).toBe(0)
 })
 
 test('the built CLI runs on webgpu', () => {

@@ -129,7 +129,8 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           history.pop()
           const err = cliError(e)
           if (err instanceof UsageError) throw err
-          io.err(`error: ${err.message}`)
+          // The service says "start a new one" (the app has a button for it); here that is /reset.
+          io.err(`error: ${err.message}${/start a new one/.test(err.message) ? ' (/reset starts a new conversation)' : ''}`)
           if (interactive) write('you> ')
           continue
         }

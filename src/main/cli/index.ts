@@ -329,6 +329,13 @@ function isMain(): boolean {
 
 /** Entry point for bin/moe-workbench.js. */
 export async function main(argv = process.argv.slice(2)): Promise<void> {
+  // Output piped into a command that stops reading (`run list | head -1`): leave quietly, as
+  // other commands do, instead of an unhandled EPIPE with a stack trace.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e
+      process.exit(process.exitCode ?? 0)
+    })
   const code = await runCli(argv, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') })
   process.exitCode = code
 }

@@ -482,7 +482,17 @@ describe('moe-workbench chat', () => {
     const out: string[] = []
     const err: string[] = []
     let written = ''
-    const input = Readable.from(['Hello there\n', '/system Be brief.\n', '/sytem typo\n', 'Hi\n', '/reset\n', '/quit\n', 'never read\n'])
+    const long = `${'word '.repeat(200)}\n` // more than the 64 positions of --context
+    const input = Readable.from([
+      'Hello there\n',
+      '/system Be brief.\n',
+      '/sytem typo\n',
+      'Hi\n',
+      long,
+      '/reset\n',
+      '/quit\n',
+      'never read\n',
+    ])
     const code = await runCli(
       ['chat', '--model', dir, '--greedy', '--max-new-tokens', '5', '--offload-budget', '1MiB', '--context', '64', '--backend', 'wasm'],
       {
@@ -501,6 +511,10 @@ describe('moe-workbench chat', () => {
     expect(err).toContain('conversation cleared (the system prompt stays: "Be brief.")') // /reset sets nothing
     // a mistyped command is said to be one, not sent to the model (still two replies above)
     expect(err).toContain('unknown command /sytem: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")')
+    // a conversation past its context says how to start another here
+    expect(err.join('\n')).toMatch(
+      /error: the conversation \(\d+ tokens\) fills .*start a new one.* \(\/reset starts a new conversation\)$/m,
+    )
     expect(err.join('\n')).toMatch(/paging: budget 1\.0 MiB; .* lazy host storage/)
     expect(err.join('\n')).toMatch(/experts hit rate/)
   }, 60_000)
