@@ -18,7 +18,7 @@ import {
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
 import { formatBytes } from './commands'
-import { cliError, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import { byIdOrName, cliError, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export { workspaceFromFlag }
@@ -176,8 +176,15 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
     if (!file) throw new UsageError('give the dataset id: moe-workbench dataset delete ID (dataset list shows them)')
     const host = openHost(values, io)
     try {
-      await host.api['datasets.delete']({ id: file })
-      io.out(`deleted dataset ${file} from ${host.workspace} (the file it was imported from stays)`)
+      // By id or by the name dataset list shows, as --dataset takes it.
+      const named = byIdOrName(await host.api['datasets.list'](), file)
+      if (named.length > 1)
+        throw new UsageError(
+          `"${file}" names ${named.length} datasets (${named.map((d) => d.id).join(', ')}): give one's id (see moe-workbench dataset list)`,
+        )
+      const id = named[0]?.id ?? file
+      await host.api['datasets.delete']({ id })
+      io.out(`deleted dataset ${id} from ${host.workspace} (the file it was imported from stays)`)
       return 0
     } catch (e) {
       throw cliError(e, { id: 'ID' })

@@ -7,7 +7,7 @@ import type { ModelEntry } from '../../shared/api'
 import { stepsText, type RunRecord } from '../../shared/runs'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
-import { cliError, openHost, type CliHost } from './host'
+import { byIdOrName, cliError, openHost, type CliHost } from './host'
 import { runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -56,9 +56,18 @@ async function listOrDelete(
 export function modelCommand(values: ParsedValues, io: CliIo, positionals: string[]): Promise<number> {
   return listOrDelete('model', values, io, positionals, {
     list: async (host) => (await host.api['models.list']()).map(describeModel),
-    remove: async (host, id) => {
-      // The workspace's folders as they are (models.list would load every model's headers in the engine).
-      const entry = listModelFolders(host.workspace).find((m) => m.id === id)
+    remove: async (host, arg) => {
+      // The workspace's folders as they are (models.list would load every model's headers in the engine),
+      // by id or by the name model list shows ("r2 (fine-tuned)" was refused as an id of bad characters).
+      const named = byIdOrName(listModelFolders(host.workspace), arg)
+      if (named.length > 1)
+        throw new UsageError(
+          `"${arg}" names ${named.length} models (${named.map((m) => m.id).join(', ')}): give one's id (see moe-workbench model list)`,
+        )
+      const entry = named[0]
+      if (!entry && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg))
+        throw new UsageError(`ID: no model "${arg}" in ${host.workspace}, by id or name (see moe-workbench model list)`)
+      const id = entry?.id ?? arg
       await host.api['models.delete']({ id })
       return entry?.source === 'linked'
         ? `unlinked model ${id} (its folder ${entry.dir} stays)`

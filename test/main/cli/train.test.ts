@@ -369,6 +369,10 @@ describe('moe-workbench train / export', () => {
     const again = await cli('dataset', 'delete', id, '--workspace', ws)
     expect(again.code).toBe(2)
     expect(again.err[0]).toMatch(/ID: no dataset/)
+    // by the name dataset list shows, as --dataset takes it
+    r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
+    const byName = await cli('dataset', 'delete', 'partly bad', '--workspace', ws)
+    expect(byName).toMatchObject({ code: 0, out: [expect.stringMatching(/^deleted dataset partly-bad-\S+ from /)] })
     r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
     r = await cli(
       'dataset',
@@ -710,6 +714,15 @@ describe('moe-workbench model / run', () => {
     })
     expect(existsSync(join(elsewhere, 'config.json'))).toBe(true)
     expect((await cli('model', 'list', '--workspace', ws)).out.filter((l) => !l.startsWith('default '))).toEqual([])
+    // by the name model list shows; one that names none is said so, not refused as a bad id
+    const again = linkModelFolder(ws, elsewhere, 'tuned (fine-tuned)')
+    expect(await cli('model', 'delete', 'tuned (fine-tuned)', '--workspace', ws)).toMatchObject({
+      code: 0,
+      out: [`unlinked model ${again.id} (its folder ${elsewhere} stays)`],
+    })
+    expect((await cli('model', 'delete', 'tuned (fine-tuned)', '--workspace', ws)).err[0]).toMatch(
+      /ID: no model "tuned \(fine-tuned\)" in .*, by id or name/,
+    )
 
     const unknown = await cli('model', 'delete', 'base', '--workspace', ws)
     expect(unknown.code).toBe(2)
