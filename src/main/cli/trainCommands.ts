@@ -6,7 +6,7 @@
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { basename, dirname, join, resolve } from 'node:path'
-import type { WorkbenchEvent } from '../../shared/api'
+import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
 import { preflight, rowTokensFor } from '../../shared/guidance'
@@ -511,6 +511,9 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))
     return 0
   } catch (e) {
+    // A run whose dataset was deleted since: say how to evaluate it anyway (it said only "no dataset X").
+    if (!isModel && typeof values.dataset !== 'string' && e instanceof ApiError && e.field === 'dataset')
+      throw new UsageError(`${e.message}: the run's dataset was deleted; evaluate it on another with --dataset ID|FILE`)
     throw cliError(e)
   } finally {
     process.off('SIGINT', onSignal)

@@ -317,6 +317,30 @@ describe('moe-workbench train / export', () => {
     expect(existsSync(join(dir, 'ws', 'runs')) ? readdirSync(join(dir, 'ws', 'runs')) : []).toEqual([])
   })
 
+  it("eval of a run whose dataset was deleted says to give another with --dataset (it said only 'no dataset X')", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-gone-'))
+    const { base } = tinyBase(dir)
+    const now = new Date().toISOString()
+    new RunFolder(join(dir, 'ws', 'runs', 'r1')).write({
+      id: 'r1',
+      status: 'completed',
+      config: validateRunConfig({}),
+      baseModel: base,
+      dataset: 'gone-abc',
+      created: now,
+      updated: now,
+      step: 0,
+      totalSteps: 0,
+      bestValLoss: null,
+      lastCheckpoint: null,
+    })
+    const r = await cli('eval', '--model', 'r1', '--workspace', join(dir, 'ws'), '--backend', 'wasm')
+    expect(r.code).toBe(2)
+    expect(r.err.join('\n')).toMatch(
+      /no dataset gone-abc in the workspace: the run's dataset was deleted; evaluate it on another with --dataset ID\|FILE/,
+    )
+  })
+
   it('chat --format, else what the model folder says it was trained for', () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-fmt-'))
     expect(chatFormat(undefined, dir)).toBe('chat') // no workbench.json
