@@ -23,7 +23,7 @@ import { countTokens } from './encode'
 import { DatasetError } from './errors'
 import { type Detection, detectLayout, normalizeRecord, OPTIONAL_FIELDS, resolveMapping } from './layouts'
 import { type DatasetSource, openSource } from './readers'
-import { HashSet64, LengthAccumulator } from './stats'
+import { HashGroups, LengthAccumulator } from './stats'
 import { type ChatTemplate, defaultChatTemplate, loadChatTemplate, rowSegments } from './template'
 import type { ModelTokenizer } from './tokenizer'
 
@@ -67,6 +67,8 @@ export interface ValidRow {
   /** JSON of the row: what rows.jsonl holds, and what duplicates are compared by. */
   json: string
   duplicate: boolean
+  /** Its group of equal rows: the index, among the valid rows, of the first one equal to it. */
+  group: number
   line: number
 }
 
@@ -163,7 +165,7 @@ export async function scanDataset(
   const tokenLengths = new LengthAccumulator()
   let trainableTokens = 0
   let totalTokens = 0
-  const hashes = new HashSet64()
+  const hashes = new HashGroups()
   const cellsAreText = source.format === 'csv' || source.format === 'tsv'
   const normalizeOptions = { cellsAreText, vocabSize: tokenizer?.vocabSize }
 
@@ -230,12 +232,13 @@ export async function scanDataset(
     report.valid++
     chars.add(contentLength(row))
     const json = JSON.stringify(row)
-    const duplicate = !hashes.add(json)
+    const group = hashes.group(json, validIndex)
+    const duplicate = group !== validIndex
     if (duplicate) result.stats.duplicates++
     if (validIndex >= previewOffset && validIndex < previewEnd) {
       result.preview.push(previewRow(record.line, row, template, bos, tokenizer, tokens?.total))
     }
-    if (sink) await sink({ row, json, duplicate, line: record.line })
+    if (sink) await sink({ row, json, duplicate, group, line: record.line })
   }
   bytesRead = source.bytes
   progress('reading', true)

@@ -64,57 +64,10 @@ export function histogram(sorted: ArrayLike<number>, bins = 20): HistogramBin[] 
 }
 
 /**
- * A set of 64-bit hashes (open addressing over a Uint32Array): remembers which normalised rows
- * were seen in 8 bytes each (plus slack). Two different rows colliding needs a 64-bit hash
- * collision, about 1 in 10^8 for a billion rows.
- */
-export class HashSet64 {
-  private table = new Uint32Array(2 * 1024)
-  private used = 0
-
-  /** Adds the hash of `key`; returns false when it was already there. */
-  add(key: string): boolean {
-    const h = createHash('sha1').update(key).digest()
-    // (0, 0) marks an empty slot: nudge the one hash that would look empty.
-    const a = h.readUInt32LE(0)
-    const b = h.readUInt32LE(4) || 1
-    if ((this.used + 1) * 2 > this.table.length / 2) this.grow()
-    const slots = this.table.length / 2
-    let i = a % slots
-    for (;;) {
-      const sa = this.table[2 * i]
-      const sb = this.table[2 * i + 1]
-      if (sb === 0) break
-      if (sa === a && sb === b) return false
-      i = (i + 1) % slots
-    }
-    this.table[2 * i] = a
-    this.table[2 * i + 1] = b
-    this.used++
-    return true
-  }
-
-  get size(): number {
-    return this.used
-  }
-
-  private grow(): void {
-    const old = this.table
-    this.table = new Uint32Array(old.length * 2)
-    const slots = this.table.length / 2
-    for (let j = 0; j < old.length; j += 2) {
-      if (old[j + 1] === 0) continue
-      let i = old[j] % slots
-      while (this.table[2 * i + 1] !== 0) i = (i + 1) % slots
-      this.table[2 * i] = old[j]
-      this.table[2 * i + 1] = old[j + 1]
-    }
-  }
-}
-
-/**
- * Which group of equal rows each row is in: the index of the first row with the same text, by
- * its 64-bit hash (12 bytes a row, plus slack), as HashSet64 tells duplicates.
+ * Which group of equal rows each row is in (a row seen before is a duplicate): the group its
+ * first copy was given, by a 64-bit hash of the row's text (open addressing over a Uint32Array,
+ * 12 bytes a row plus slack). Two different rows colliding needs a 64-bit hash collision, about 1
+ * in 10^8 for a billion rows.
  */
 export class HashGroups {
   private table = new Uint32Array(3 * 1024)
@@ -124,7 +77,7 @@ export class HashGroups {
   group(key: string, next: number): number {
     const h = createHash('sha1').update(key).digest()
     const a = h.readUInt32LE(0)
-    const b = h.readUInt32LE(4) || 1
+    const b = h.readUInt32LE(4) || 1 // b = 0 marks an empty slot: nudge the one hash that would look empty
     if ((this.used + 1) * 2 > this.table.length / 3) this.grow()
     const slots = this.table.length / 3
     let i = a % slots

@@ -21,7 +21,7 @@ import { type DatasetManifest, type DatasetSplit, type NormalizedRow, nothingPar
 import { DatasetError } from './errors'
 import { type InspectOptions, scanDataset, unreadable } from './inspect'
 import { readLines } from './readers'
-import { HashGroups, validationIndices } from './stats'
+import { validationIndices } from './stats'
 
 export interface ImportOptions extends InspectOptions {
   /** Display name (default: the file name without extension). */
@@ -110,8 +110,7 @@ export async function importDataset(workspace: string, file: string, options: Im
     const rows = await open(join(tmp, 'rows.jsonl'), 'w')
     let written = 0
     let deduplicated = 0
-    // Each written row's group of equal rows, kept once a copy is seen (the split keeps copies together).
-    const hashes = new HashGroups()
+    // Each written row's group of equal rows, used once a copy is seen (the split keeps copies together).
     const groupOf: number[] = []
     let copies = false
     let buffered: string[] = []
@@ -131,7 +130,7 @@ export async function importDataset(workspace: string, file: string, options: Im
         }
         buffered.push(valid.json, '\n')
         bufferedChars += valid.json.length + 1
-        groupOf.push(hashes.group(valid.json, written))
+        groupOf.push(valid.group)
         if (valid.duplicate) copies = true
         written++
         if (bufferedChars >= 1 << 20) await flush()
