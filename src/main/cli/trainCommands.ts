@@ -402,6 +402,23 @@ export function checkpointOf(folder: RunFolder, runId: string, given: string): s
   )
 }
 
+/**
+ * Ctrl-C during a task command (export, eval): the task is cancelled. Before the task has started
+ * (the engine still starting) there is nothing to cancel: the command asks stopped() before it
+ * starts the task, and ends instead (it went on and finished the task, exit 0, after saying it
+ * was cancelling). A second Ctrl-C ends the process at once.
+ */
+function cancelOnSignal(host: CliHost, taskId: string, io: CliIo, saying: string): { stopped(): boolean; off(): void } {
+  let stopped = false
+  const onSignal = (): void => {
+    stopped = true
+    io.err(`\n${saying}`)
+    void host.api['tasks.cancel']({ taskId }).catch(() => {})
+  }
+  process.once('SIGINT', onSignal)
+  return { stopped: () => stopped, off: () => process.off('SIGINT', onSignal) }
+}
+
 export async function exportCommand(values: ParsedValues, io: CliIo, positionals: string[] = []): Promise<number> {
   const run = positionals[0]
   if (!run)
@@ -413,11 +430,7 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
   const located = locateRun(run, values)
   const host = openHost(located.workspace ? { ...values, workspace: located.workspace } : values, io)
   const taskId = `cli-export-${process.pid}`
-  const onSignal = (): void => {
-    io.err('\ncancelling the export (nothing is left behind)...')
-    void host.api['tasks.cancel']({ taskId }).catch(() => {})
-  }
-  process.once('SIGINT', onSignal)
+  const signal = cancelOnSignal(host, taskId, io, 'cancelling the export (nothing is left behind)...')
   let stageShown = ''
   host.onEvent((e) => {
     if (e.type !== 'task.progress' || e.taskId !== taskId || e.progress.label === stageShown) return
@@ -429,6 +442,10 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     if (!folder.exists()) throw new UsageError(`no run ${located.id} in ${host.workspace} (give the run folder, or --workspace)`)
     const checkpoint = typeof values.checkpoint === 'string' ? checkpointOf(folder, located.id, values.checkpoint) : undefined
     await host.backend()
+    if (signal.stopped()) {
+      io.err('interrupted before the export started: nothing was written')
+      return 130
+    }
     const entry = await host.api['runs.export']({
       id: located.id,
       outDir: resolve(values.out),
@@ -445,9 +462,13 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     io.out(`listed as model "${entry.name}" (id ${entry.id}) of ${host.workspace}: --model takes the name or the id`)
     return 0
   } catch (e) {
+    if (signal.stopped() && e instanceof ApiError && e.code === 'cancelled') {
+      io.err('export cancelled: nothing was written')
+      return 130
+    }
     throw cliError(e, { outDir: '--out', checkpoint: '--checkpoint' })
   } finally {
-    process.off('SIGINT', onSignal)
+    signal.off()
     await host.close()
   }
 }
@@ -481,11 +502,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
   const taskId = `cli-eval-${process.pid}`
-  const onSignal = (): void => {
-    io.err('\ncancelling the evaluation...')
-    void host.api['tasks.cancel']({ taskId }).catch(() => {})
-  }
-  process.once('SIGINT', onSignal)
+  const signal = cancelOnSignal(host, taskId, io, 'cancelling the evaluation...')
   const progress = taskProgressLines(io)
   host.onEvent((e) => {
     if (e.type === 'task.progress' && e.taskId === taskId) progress(e.progress)
@@ -493,6 +510,10 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   try {
     await host.backend()
     const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined
+    if (signal.stopped()) {
+      io.err('interrupted before the evaluation started')
+      return 130
+    }
     const report = await host.api['eval.run']({
       ...(isModel ? { model: modelDir } : { run: located!.id }),
       ...(dataset && { dataset }),
@@ -511,12 +532,22 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))
     return 0
   } catch (e) {
+    if (signal.stopped() && e instanceof ApiError && e.code === 'cancelled') {
+      io.err('evaluation cancelled')
+      return 130
+    }
     // A run whose dataset was deleted since: say how to evaluate it anyway (it said only "no dataset X").
-    if (!isModel && typeof values.dataset !== 'string' && e instanceof ApiError && e.field === 'dataset')
+    if (
+      !isModel &&
+      typeof values.dataset !== 'string' &&
+      e instanceof ApiError &&
+      e.field === 'dataset' &&
+      /\bno dataset \S+ in the workspace\b/.test(e.message)
+    )
       throw new UsageError(`${e.message}: the run's dataset was deleted; evaluate it on another with --dataset ID|FILE`)
     throw cliError(e)
   } finally {
-    process.off('SIGINT', onSignal)
+    signal.off()
     await host.close()
   }
 }

@@ -24,6 +24,25 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string[]; er
   return { code, out, err }
 }
 
+/** The command with a Ctrl-C at its first stderr line matching `when`. */
+async function cliInterrupted(argv: string[], when: RegExp): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = []
+  const err: string[] = []
+  let signalled = false
+  const code = await runCli(argv, {
+    out: (l) => out.push(l),
+    err: (l) => {
+      err.push(l)
+      if (!signalled && when.test(l)) {
+        signalled = true
+        process.emit('SIGINT', 'SIGINT')
+      }
+    },
+  })
+  expect(signalled, err.join('\n')).toBe(true)
+  return { code, out, err }
+}
+
 /** A tiny random Mixtral saved as `dir`/base. */
 function tinyBase(dir: string): { base: string; c: ReturnType<typeof tinyConfig> } {
   const base = join(dir, 'base')
@@ -127,6 +146,21 @@ describe('moe-workbench train / export', () => {
     const byName = await cli('export', runDir, '--out', join(dir, 'by-name'), '--checkpoint', names[0], '--backend', 'wasm')
     expect(byName.code, byName.err.join('\n')).toBe(0)
     expect(readFileSync(join(dir, 'by-name', 'README.md'), 'utf8')).toContain(`checkpoint: \`${names[0]}\``)
+    // Ctrl-C while the engine starts, before the export or the evaluation has begun: the command
+    // ends with 130 and nothing is written (it said "cancelling", then exported and exited 0).
+    const models = (await cli('model', 'list', '--workspace', join(dir, 'ws'))).out
+    const early = await cliInterrupted(['export', runDir, '--out', join(dir, 'early'), '--backend', 'wasm'], /^backend: /)
+    expect(early.code).toBe(130)
+    expect(early.err.join('\n')).toMatch(/cancelling the export[^]*interrupted before the export started: nothing was written/)
+    expect(early.out).toEqual([])
+    expect(existsSync(join(dir, 'early'))).toBe(false)
+    expect((await cli('model', 'list', '--workspace', join(dir, 'ws'))).out).toEqual(models)
+    // Token-id rows have no answers to score: said so, and not blamed on a deleted dataset (the
+    // hint for a run whose dataset is gone was added to every dataset error).
+    const noAnswers = await cli('eval', '--model', runDir, '--backend', 'wasm')
+    expect(noAnswers.code).toBe(2)
+    expect(noAnswers.err.join('\n')).toMatch(/nothing to evaluate: the validation split of dataset \S+ has 4 rows, none with an answer/)
+    expect(noAnswers.err.join('\n')).not.toMatch(/deleted/)
 
     // A budget the run cannot fit is refused before the run exists, naming what it needs (it once
     // waited forever, then failed as a run with nothing in it).
@@ -616,6 +650,15 @@ describe('moe-workbench eval', () => {
     const byName = await cli('eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
     expect(byName.code).toBe(0)
     expect(byName.err.join('\n')).toMatch(/run r, step-2 on 1 validation row: exact match/)
+    // Ctrl-C while the engine starts: 130 before the evaluation begins (it said "cancelling", then evaluated).
+    const early = await cliInterrupted(
+      ['eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm'],
+      /^backend: /,
+    )
+    expect(early.code).toBe(130)
+    expect(early.err.join('\n')).toMatch(/cancelling the evaluation[^]*interrupted before the evaluation started/)
+    expect(early.err.join('\n')).not.toMatch(/exact match/)
+    expect(early.out).toEqual([])
     expect((await cli('train', '--resume', 'Arith LoRA', '--workspace', ws, '--backend', 'wasm')).err.join('\n')).toMatch(
       /run r has completed/,
     )
