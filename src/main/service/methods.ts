@@ -357,7 +357,13 @@ export function workspaceMethods(ctx: MethodContext): {
       // The checkpoint is chosen here, so the name says which one the engine writes.
       const last = folder.lastCheckpoint()
       if (args.checkpoint !== undefined) requireOwnCheckpoint(folder, args.id, args.checkpoint)
-      if (args.outDir !== undefined) requireNewFolder(args.outDir)
+      if (args.outDir !== undefined) {
+        requireNewFolder(args.outDir)
+        // Links to this folder are stale (it is missing or empty: a model deleted by hand). Kept,
+        // the export was listed twice, under a second name ("r1 (fine-tuned) 2"), both the same folder.
+        for (const m of listModelFolders(workspace))
+          if (m.source === 'linked' && resolve(m.dir) === resolve(args.outDir)) removeDirAtomic(join(modelsDir(workspace), m.id))
+      }
       const checkpoint = args.checkpoint ?? last ?? undefined
       const which = exportedCheckpoint(record, checkpoint, last)
       const base = args.name ?? (which.final ? `${record.name ?? record.id} (fine-tuned)` : (record.name ?? record.id))

@@ -3,7 +3,7 @@
  * M" for a run still training or stopped before its end (exporting step 30 of 60 of a run still
  * training once gave a model named like a final one).
  */
-import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RunRecord, RunStatus } from '../../../src/shared/runs'
@@ -174,6 +174,23 @@ describe('runs.export', () => {
     expect(link.name).toBe(listed?.name)
     expect(link.provenance).toMatchObject({ fromRun: 'capitals-run', linked: copy })
     expect(linkModelFolder(workspace, copy, 'mine').name).toBe('mine')
+  })
+
+  it('replaces the listing of a folder deleted by hand when exporting into it again (it was listed twice, as "X" and "X 2")', async () => {
+    const { workbench, workspace } = setup()
+    makeRun(workspace, 'completed', 60, [60])
+    const out = join(workspace, 'out')
+    const first = await workbench.api['runs.export']({ id: 'capitals-run', outDir: out })
+    expect(first.name).toBe('capitals (fine-tuned)')
+    rmSync(out, { recursive: true })
+    const second = await workbench.api['runs.export']({ id: 'capitals-run', outDir: out })
+    expect(second.name).toBe('capitals (fine-tuned)')
+    const listed = (await workbench.api['models.list']()).filter((m) => m.dir === out)
+    expect(listed.map((m) => m.id)).toEqual([second.id])
+    // A link to another folder, or a folder that has a model in it, stays.
+    const other = await workbench.api['runs.export']({ id: 'capitals-run', outDir: join(workspace, 'other') })
+    await expect(workbench.api['runs.export']({ id: 'capitals-run', outDir: out })).rejects.toMatchObject({ field: 'outDir' })
+    expect((await workbench.api['models.list']()).map((m) => m.id)).toEqual(expect.arrayContaining([second.id, other.id]))
   })
 
   it('exportedCheckpoint', () => {
