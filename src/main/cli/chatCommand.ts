@@ -69,7 +69,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   const flags = samplingFromFlags(values)
   // Only what the user set: the engine fills the shared defaults (DEFAULT_SAMPLING) for the rest.
   const sampling = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined && v !== false))
-  const offload = offloadFromFlags(values)
+  const offload = offloadFromFlags(values, dir)
   const format = chatFormat(values.format, dir)
   const host = openHost(values, io)
   const streams = new ReplyStreams()

@@ -8,7 +8,7 @@ import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { formatBytes, parseBytes as parseSize, unitless } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
-import { defaultBudget, planPlacement } from '../engine/plan'
+import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
 import { progressLines, type TaskProgress } from '../../shared/tasks'
@@ -43,7 +43,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
   // The planner's flags first: a bad one is refused before the weights are read.
   const report = backendReport()
   const storage = values['expert-dtype'] === undefined ? undefined : storageFromFlag(values['expert-dtype'])
-  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
+  const context = values.context === undefined ? undefined : contextFromFlag(values.context, dir)
   const budgetBytes = values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget')
   const info = inspectModel(dir)
   const stored = info.bytesByDtype[info.checkpointDtype]
@@ -89,7 +89,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
       `backend    ${backend}${report?.threads ? ` (${report.threads} thread${report.threads === 1 ? '' : 's'}; MOE_WORKBENCH_THREADS to change)` : ''}${report?.matmul ? `; matmul by ${report.matmul} (MOE_WORKBENCH_MATMUL=native|wasm to choose)` : ''}`,
     )
     io.out(
-      `plan       ${formatBytes(plan.budgetBytes)}${values.budget === undefined ? ` (the ${backend} default; --budget to change)` : ''}: ${plan.message}`,
+      `plan       ${formatBudget(plan.budgetBytes)}${values.budget === undefined ? ` (the ${backend} default; --budget to change)` : ''}: ${plan.message}`,
     )
     const adapter = backendReport()?.adapter
     if (adapter)
@@ -259,10 +259,25 @@ function positiveInt(value: unknown, flag: string): number {
 }
 
 /**
+ * --context N: a positive number of tokens, at most the model's positions (more was planned for:
+ * a KV cache the model can never fill, counted against the budget).
+ */
+function contextFromFlag(value: unknown, dir: string): number {
+  const n = positiveInt(value, '--context')
+  const positions = readModelConfig(dir).maxPositionEmbeddings
+  if (n > positions)
+    throw new UsageError(
+      `--context: ${n} is more than the model's ${positions} positions (max_position_embeddings); give at most ${positions}`,
+    )
+  return n
+}
+
+/**
  * --offload-budget SIZE [--expert-dtype f32|f16|bf16|int8|lazy] → offload options: the device
  * budget for everything the model uses; what does not fit pages from the host storage named.
+ * `dir`: the model folder, whose positions bound --context.
  */
-export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefined {
+export function offloadFromFlags(values: ParsedValues, dir: string): OffloadOptions | undefined {
   const dtype = values['expert-dtype']
   if (values['offload-budget'] === undefined) {
     if (dtype !== undefined) throw new UsageError('--expert-dtype needs --offload-budget')
@@ -271,7 +286,7 @@ export function offloadFromFlags(values: ParsedValues): OffloadOptions | undefin
     return undefined
   }
   const storage = storageFromFlag(dtype ?? 'lazy')
-  const context = values.context === undefined ? undefined : positiveInt(values.context, '--context')
+  const context = values.context === undefined ? undefined : contextFromFlag(values.context, dir)
   return {
     budgetBytes: parseBytes(String(values['offload-budget']), '--offload-budget'),
     storage,
@@ -298,7 +313,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
     throw new UsageError(`--max-new-tokens: "${maxText}" is not a non-negative integer`)
   const sampling = samplingFromFlags(values)
-  const offload = offloadFromFlags(values)
+  const offload = offloadFromFlags(values, dir)
   // Before the load, whose plan would size a cache for all those positions and call it memory.
   const positions = readModelConfig(dir).maxPositionEmbeddings
   if (prompt.length + maxNewTokens > positions)

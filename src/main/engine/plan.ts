@@ -31,11 +31,14 @@ const fmt = (n: number): string =>
  * refusal never reads "need 8.1 MiB, more than the budget of 8.1 MiB" (8.14 against 8.1).
  */
 const fmtRounded = (n: number, round: (x: number) => number): string => {
+  if (n < 1024) return `${round(n)} B`
   const [unit, name, scale] = n >= GiB ? [GiB, 'GiB', 100] : n >= MiB ? [MiB, 'MiB', 10] : [1024, 'KiB', 10]
   return `${(round((n / unit) * scale) / scale).toFixed(scale === 100 ? 2 : 1)} ${name}`
 }
 const fmtUp = (n: number): string => fmtRounded(n, (x) => Math.ceil(x - 1e-9))
 const fmtDown = (n: number): string => fmtRounded(n, (x) => Math.floor(x + 1e-9))
+/** A device budget as the planner's messages write it (rounded down: see fmtRounded), for a line beside one. */
+export const formatBudget = fmtDown
 
 /** The wasm backend's heap is 32-bit: at most 4 GiB, some of it the runtime's own. */
 export const WASM_HEAP_BYTES = 4 * GiB

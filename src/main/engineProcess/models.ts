@@ -29,6 +29,12 @@ export function planModel(args: ModelsPlanArgs): FitPlan {
   const config = readModelConfig(args.dir)
   const run = args.run ? validateRunConfig(args.run) : undefined
   // Settings the model cannot train with are refused first, by name (a run was created, then failed).
+  if (args.contextTokens !== undefined && args.contextTokens > config.maxPositionEmbeddings)
+    throw new ApiError(
+      'invalid_argument',
+      `contextTokens: ${args.contextTokens} is more than the model's ${config.maxPositionEmbeddings} positions; plan for at most ${config.maxPositionEmbeddings}`,
+      'contextTokens',
+    )
   const problems = run ? runConfigProblems(run, config) : []
   if (problems.length > 0)
     throw new ApiError('invalid_argument', problems.map((p) => `config.${p.field}: ${p.message}`).join('; '), `config.${problems[0].field}`)

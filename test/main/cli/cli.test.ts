@@ -65,7 +65,29 @@ describe('moe-workbench CLI', () => {
     const small = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '128KiB', '--context', '16', '--json')
     expect(JSON.parse(small.out[0]).plan).toMatchObject({ budgetBytes: 128 * 1024, fits: true, fitsResident: false, storage: 'lazy' })
     const tiny = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1KB')
-    expect(tiny.out.join('\n')).toMatch(/plan\s+1000 B: does not fit: .* raise the budget to at least/)
+    expect(tiny.out.join('\n')).toMatch(/plan\s+1000 B: does not fit: .* more than the budget of 1000 B; raise the budget to at least/)
+    // The budget written once, one way: "plan 976.6 KiB: ... more than the budget of 976.5 KiB" for 1MB.
+    for (const budget of ['1MB', '8GB', '300KB']) {
+      const line = (await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', budget, '--context', '100000')).out
+      expect(line.join('\n')).not.toMatch(/plan/) // the context is refused first (below)
+      const plan = (await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', budget)).out.find((l) =>
+        l.startsWith('plan'),
+      )!
+      const stated = /^plan\s+([\d.]+ [KMG]?i?B): /.exec(plan)?.[1]
+      expect(stated, plan).toBeDefined()
+      if (/budget of/.test(plan)) expect(plan).toContain(`budget of ${stated}`)
+    }
+    expect((await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1MB')).out.join('\n')).toMatch(
+      /plan\s+976\.5 KiB: does not fit: .* more than the budget of 976\.5 KiB/,
+    )
+    // --context past the model's positions: refused, naming them (a cache it can never fill was planned).
+    const positions = JSON.parse(readFileSync(join(FIX, 'mixtral', 'config.json'), 'utf8')).max_position_embeddings
+    const far = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--context', String(positions + 1))
+    expect(far.code).toBe(2)
+    expect(far.err[0]).toBe(
+      `moe-workbench info: --context: ${positions + 1} is more than the model's ${positions} positions (max_position_embeddings); give at most ${positions} (see moe-workbench --help)`,
+    )
+    expect((await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--context', String(positions))).code).toBe(0)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', 'lots')).err[0]).toMatch(/--budget: "lots" is not a size/)
     // The app's reading of a size: terabytes taken, zero refused (the two once disagreed).
     const big = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')

@@ -594,6 +594,12 @@ describe('moe-workbench chat, refused before the model loads', () => {
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--context needs --offload-budget/)
   })
+  it("a --context past the model's positions (a cache it can never fill was planned against the budget)", async () => {
+    const model = join(__dirname, '../../fixtures/moe-reference/mixtral')
+    const r = await cli('chat', '--model', model, '--offload-budget', '1GB', '--context', '129')
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/--context: 129 is more than the model's 128 positions \(max_position_embeddings\); give at most 128/)
+  })
 })
 
 describe('moe-workbench eval', () => {

@@ -171,6 +171,16 @@ describe('the trainable count before the start', () => {
       expect(() => planModel({ dir, run: { method: 'freeze', freeze: { experts: { '0': [50] } } }, budgetBytes: 2 ** 30 })).toThrow(
         expect.objectContaining({ field: 'config.freeze.experts.0' }),
       )
+      // a context past the model's positions is refused by name (a KV cache it can never fill was planned)
+      const positions = c.maxPositionEmbeddings
+      expect(planModel({ dir, budgetBytes: 2 ** 30, contextTokens: positions }).fits).toBe(true)
+      expect(() => planModel({ dir, budgetBytes: 2 ** 30, contextTokens: positions + 1 })).toThrow(
+        expect.objectContaining({
+          code: 'invalid_argument',
+          field: 'contextTokens',
+          message: `contextTokens: ${positions + 1} is more than the model's ${positions} positions; plan for at most ${positions}`,
+        }),
+      )
     } finally {
       m.dispose()
     }
