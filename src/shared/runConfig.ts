@@ -216,6 +216,22 @@ export function validateRunConfig(input: unknown): RunConfig {
 }
 
 /**
+ * Every setting `--set` takes, as a dotted path with its default (strings bare, as --set reads
+ * them; null: unset, chosen from the model or the data), in the config's order. A record (freeze.experts)
+ * or a list is one setting, written as JSON.
+ */
+export function settingKeys(): { key: string; value: string }[] {
+  const out: { key: string; value: string }[] = []
+  const walk = (v: unknown, path: string): void => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0)
+      for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k)
+    else out.push({ key: path, value: typeof v === 'string' ? v : JSON.stringify(v) })
+  }
+  walk(validateRunConfig({}), '')
+  return out
+}
+
+/**
  * Applies `--set key.path=value` overrides to a plain config object (values parsed as JSON when
  * they parse, else taken as strings). Unknown keys, at any depth, are rejected by validation later
  * with the closest valid key.

@@ -20,6 +20,7 @@ import { datasetCommand } from './datasetCommands'
 import { evalCommand, exportCommand, trainCommand } from './trainCommands'
 import { adapterCommand, handoffCommand } from './handoffCommands'
 import { modelCommand, runCommand } from './workspaceCommands'
+import { settingKeys } from '../../shared/runConfig'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -99,8 +100,26 @@ export function commandUsage(name: string): string {
     '',
     ...lines.slice(start, end),
     '',
+    ...(name === 'train' || name === 'handoff' ? [...setKeysHelp(), ''] : []),
     ...notes,
   ].join('\n')
+}
+
+/** The --set keys with their defaults, wrapped (they were listed only when a wrong one was refused). */
+function setKeysHelp(width = 100): string[] {
+  const lines = [
+    '--set KEY=VALUE, repeatable (VALUE read as JSON where it parses, else as text): every key, with its',
+    '  default (null: chosen from the model or the data; with no --config or --set, train chooses them all)',
+  ]
+  let line = ''
+  for (const { key, value } of settingKeys()) {
+    const next = line ? `${line}  ${key}=${value}` : `    ${key}=${value}`
+    if (line && next.length > width) {
+      lines.push(line)
+      line = `    ${key}=${value}`
+    } else line = next
+  }
+  return [...lines, line]
 }
 
 /** Taken by every command (one that works without a workspace leaves --workspace unused). */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
+import { applyOverrides, settingKeys, validateRunConfig } from '../../../src/shared/runConfig'
 import { loadSafetensors, saveSafetensors } from '../../../src/main/engine/safetensors'
 
 const FIX = join(__dirname, '../../fixtures/moe-reference')
@@ -34,6 +35,23 @@ describe('moe-workbench CLI', () => {
     expect(text).toContain('--workspace DIR')
     expect(text).not.toMatch(/^ {2}train /m)
     expect((await cli('--help')).out.join('\n')).toMatch(/^ {2}train /m)
+    expect(text).not.toMatch(/--set KEY=VALUE/)
+    // train and handoff list every --set key with its default (only a wrong key's refusal listed them).
+    for (const name of ['train', 'handoff']) {
+      const help = (await cli(name, '--help')).out.join('\n')
+      const listed = new Set([...help.matchAll(/(?<=\s)([a-zA-Z.]+)=(\S+)/g)].map((m) => `${m[1]}=${m[2]}`))
+      for (const k of settingKeys()) expect(listed, name).toContain(`${k.key}=${k.value}`)
+      expect(help).toMatch(/^ {4}method=full {2}lora\.rank=8 /m)
+      const block = help.split('\n').filter((l) => /^ {4}[a-zA-Z.]+=/.test(l))
+      expect(block.length).toBeGreaterThan(5)
+      for (const l of block) expect(l.length).toBeLessThanOrEqual(100)
+    }
+    expect(settingKeys()).toContainEqual({ key: 'optimizer.lr', value: '0.0003' })
+    expect(settingKeys()).toContainEqual({ key: 'esft.score', value: 'gate' })
+    expect(settingKeys()).toContainEqual({ key: 'freeze.experts', value: '{}' })
+    expect(settingKeys().map((k) => k.key)).not.toContain('optimizer')
+    // each key is one --set takes: applied alone it validates
+    for (const k of settingKeys()) expect(() => validateRunConfig(applyOverrides({}, [`${k.key}=${k.value}`])), k.key).not.toThrow()
   })
 
   it('info reports family, layers, experts, params, bytes and backend', async () => {
