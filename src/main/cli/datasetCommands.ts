@@ -216,9 +216,18 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       const inspected = await host.api['datasets.inspect'](args!)
       const positions = args!.model === undefined ? undefined : modelPositions(args!.model)
       for (const line of describeInspection(inspected, positions)) io.out(line)
+      // inspect exits as import would (1 where it refuses the file), so a script can check a file
+      // first: an unrecognised layout exited 0 from inspect and 1 from import.
       if (sub === 'inspect') {
         if (unread(inspected)) io.err(unrecognisedLayout(path, inspected.columns))
-        return 0
+        else if (nothingParsed(inspected)) io.err(unreadable(path, inspected.report))
+        else if (inspected.layout === null) io.err(unrecognisedLayout(path, inspected.columns))
+        else if (inspected.report.invalid > 0)
+          io.err(
+            `${inspected.report.invalid} of ${inspected.report.total} rows are invalid: import refuses the file unless --accept-invalid (it then imports the ${inspected.report.valid === 1 ? 'one valid row' : `${inspected.report.valid} valid rows`})`,
+          )
+        else return 0
+        return 1
       }
       if (nothingParsed(inspected)) throw new Error(unreadable(path, inspected.report))
       if (inspected.layout === null) throw new Error(unrecognisedLayout(path, inspected.columns))

@@ -42,7 +42,8 @@ commands:
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] [--text-unit line|paragraph] | inspect FILE | list | delete ID
                                                           validation report and statistics (a text
-                                                          file: a row per line, or per paragraph)
+                                                          file: a row per line, or per paragraph);
+                                                          inspect exits 1 where import would refuse
   train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
             [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] [--offload-budget 2GB [--expert-dtype lazy|...]]
             | --resume RUN                                (the budget: device memory for the run; what

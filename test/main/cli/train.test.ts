@@ -461,9 +461,26 @@ describe('moe-workbench train / export', () => {
     // a preference dataset: said to be one, with the import that trains on its chosen answers
     const dpo = join(ws, 'dpo.jsonl')
     writeFileSync(dpo, '{"prompt":"Hi","chosen":"Hello!","rejected":"Go away."}\n')
-    expect((await cli('dataset', 'inspect', dpo, '--workspace', ws)).err.join('\n')).toMatch(
+    r = await cli('dataset', 'inspect', dpo, '--workspace', ws)
+    expect(r.err.join('\n')).toMatch(
       /its chosen and rejected columns make it a preference dataset \(for DPO or ORPO\).*--layout completion --map=prompt=prompt --map=completion=chosen$/,
     )
+    // inspect exits as import would: 1 where import refuses the file (an unrecognised layout exited 0)
+    expect(r.code).toBe(1)
+    expect((await cli('dataset', 'import', dpo, '--workspace', ws)).code).toBe(1)
+    const someBad = join(ws, 'some-bad.jsonl')
+    writeFileSync(someBad, '{"instruction":"a","output":"b"}\n{"instruction":"c"}\n')
+    r = await cli('dataset', 'inspect', someBad, '--workspace', ws)
+    expect(r.code).toBe(1)
+    expect(r.err.join('\n')).toMatch(
+      /^1 of 2 rows are invalid: import refuses the file unless --accept-invalid \(it then imports the one valid row\)$/m,
+    )
+    expect((await cli('dataset', 'import', someBad, '--workspace', ws)).code).toBe(1)
+    const garbage = join(ws, 'garbage.jsonl')
+    writeFileSync(garbage, 'not json\nnor this\n')
+    r = await cli('dataset', 'inspect', garbage, '--workspace', ws)
+    expect(r.code).toBe(1)
+    expect((await cli('dataset', 'import', garbage, '--workspace', ws)).code).toBe(1)
     // rows longer than the model's positions (--model): said, with what happens to them
     const long = join(ws, 'long.txt')
     writeFileSync(long, `${Array(700).fill('word').join(' ')}\nshort line\n`)
