@@ -233,6 +233,11 @@ export interface RunEvaluation {
   splits: { split: Exclude<EvalSplit, 'all'>; before: EvalReport; after: EvalReport }[]
 }
 
+/** One split of a before/after evaluation in words: "exact match 0% → 100%, F1 0.00 → 1.00 (20 rows)". */
+export function evaluationText(s: RunEvaluation['splits'][number]): string {
+  return `exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} rows)`
+}
+
 export interface RunDetail {
   record: RunRecord
   steps: Omit<StepMetrics, 'layers'>[]

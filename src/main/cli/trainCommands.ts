@@ -10,7 +10,15 @@ import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
 import { preflight, rowTokensFor } from '../../shared/guidance'
-import { EVAL_NOTHING, EVAL_STOPPED, groupAlerts, type ExpertAlert, type RunRecord } from '../../shared/runs'
+import {
+  EVAL_NOTHING,
+  EVAL_STOPPED,
+  evaluationText,
+  groupAlerts,
+  type ExpertAlert,
+  type RunDetail,
+  type RunRecord,
+} from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
@@ -164,7 +172,7 @@ export function alertLines(alerts: readonly ExpertAlert[], told: Set<ExpertAlert
  * Prints a run's progress until it ends (a completed run: until its evaluation has ended too,
  * when it has one); resolves with its record.
  */
-function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean): Promise<RunRecord> {
+function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean): Promise<RunDetail> {
   const tty = process.stderr.isTTY === true
   let lastLine = 0
   let completed = false
@@ -176,7 +184,7 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
     alerts = []
   }
   return new Promise((resolveRun) => {
-    const end = (): void => resolveRun(host.workbench.api['runs.get']({ id: runId }).then((d) => d.record))
+    const end = (): void => resolveRun(host.workbench.api['runs.get']({ id: runId }))
     host.onEvent((e: WorkbenchEvent) => {
       if (!('runId' in e) || e.runId !== runId) return
       if (e.type === 'run.alert') {
@@ -209,13 +217,17 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
   })
 }
 
-function printSummary(record: RunRecord, workspace: string, io: CliIo): void {
+function printSummary({ record, evaluation }: RunDetail, workspace: string, io: CliIo): void {
   // "completed: completed 10 steps" said it twice.
   const message = record.message ?? ''
   io.out(message.startsWith(record.status) ? message : `${record.status}: ${message}`)
   io.out(`run         ${join(workspace, 'runs', record.id)}`)
   io.out(`steps       ${record.step} of ${record.totalSteps}`)
   io.out(`best val    ${record.bestValLoss === null ? '-' : record.bestValLoss.toFixed(4)}`)
+  // The before/after evaluation of this run's end, with the result (it was only in the progress, on stderr).
+  if (evaluation && evaluation.step === record.step)
+    for (const s of evaluation.splits)
+      io.out(`${(s.split === 'validation' ? 'val' : s.split).padEnd(11)} ${evaluationText(s)}, base → tuned`)
   io.out(`checkpoint  ${record.lastCheckpoint ?? '-'}`)
   if (record.status === 'interrupted' || record.status === 'cancelled')
     io.out(`resume with: moe-workbench train --resume ${join(workspace, 'runs', record.id)}`)
@@ -367,8 +379,9 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     } catch (e) {
       throw cliError(e)
     }
-    const final = await followRun(host, record.id, io, record.config.finalEval.rows > 0)
-    printSummary(final, host.workspace, io)
+    const detail = await followRun(host, record.id, io, record.config.finalEval.rows > 0)
+    const final = detail.record
+    printSummary(detail, host.workspace, io)
     if (final.status === 'failed') {
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
       return 1
@@ -526,7 +539,9 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
         io.out(
           `${item.exact ? '✓' : '✗'} ${JSON.stringify(item.prompt)} → ${JSON.stringify(item.generated)} (expected ${JSON.stringify(item.expected)})`,
         )
-    io.err(
+    // The score is the result: on stdout with the rows (it went to stderr, and `eval > file` lost
+    // it); with --json stdout holds the JSON line alone.
+    ;(values.json ? io.err : io.out)(
       `${report.model} on ${report.n} ${split === 'all' ? '' : `${split} `}row${report.n === 1 ? '' : 's'}${split === 'all' ? ' of both splits' : ''}: exact match ${(100 * report.exactMatch).toFixed(1)}%, F1 ${report.f1.toFixed(3)}, answer loss ${report.loss === null ? '–' : report.loss.toFixed(3)} (${report.seconds.toFixed(1)} s${report.skipped ? `; ${report.skipped} rows without an answer skipped` : ''})`,
     )
     if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))

@@ -5,7 +5,7 @@
  * at its next step boundary with a checkpoint and marks every run it holds `interrupted`.
  */
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
-import { EVAL_NOTHING, EVAL_STOPPED, type RunRecord } from '../../shared/runs'
+import { EVAL_NOTHING, EVAL_STOPPED, evaluationText, type RunRecord } from '../../shared/runs'
 import { progressLines } from '../../shared/tasks'
 import { RunFolder, type RunLock } from '../runs/runFolder'
 import { INTERRUPT, train } from '../train/trainer'
@@ -145,10 +145,7 @@ export class RunQueue {
         log(`${EVAL_NOTHING}: the dataset has no rows with an answer (chat or prompt/completion)`)
         return
       }
-      for (const s of evaluation.splits)
-        log(
-          `${s.split}: exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} rows)`,
-        )
+      for (const s of evaluation.splits) log(`${s.split}: ${evaluationText(s)}`)
       this.emit({ type: 'run.evaluated', runId: run.runId, evaluation })
     } catch (e) {
       log(`${EVAL_STOPPED}: ${e instanceof Error ? e.message : String(e)}`)

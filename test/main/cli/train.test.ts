@@ -657,7 +657,7 @@ describe('moe-workbench eval', () => {
       '--set',
       'batchSize=2',
       '--set',
-      'finalEval.rows=0',
+      'finalEval.rows=2',
       '--out',
       runDir,
       '--name',
@@ -666,13 +666,24 @@ describe('moe-workbench eval', () => {
       'wasm',
     )
     expect(t.code).toBe(0)
+    // The before/after evaluation is in the summary on stdout, with the result (it was only in
+    // the progress on stderr), as the run log says it.
+    const evalLines = t.out.filter((l) => /^(val|train) +exact match/.test(l))
+    expect(evalLines, t.out.join('\n')).toHaveLength(2)
+    for (const l of evalLines) {
+      expect(l).toMatch(/^(val|train) +exact match \d+% → \d+%, F1 [\d.]+ → [\d.]+ \(\d+ rows\), base → tuned$/)
+      const [split, text] = [l.split(' ')[0], l.replace(/^\S+ +/, '').replace(/, base → tuned$/, '')]
+      expect(t.err).toContain(`${split === 'val' ? 'validation' : split}: ${text}`)
+    }
     expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))).toMatchObject({ baseModel: model })
     // The name train --name gave it names it too, as run list shows it ("t1" was refused: 'no run named t1').
     const ws = join(root, 'ws')
     expect((await cli('run', 'list', '--workspace', ws)).out[0]).toMatch(/^r {2}"Arith LoRA" {2}completed/)
     const byName = await cli('eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
     expect(byName.code).toBe(0)
-    expect(byName.err.join('\n')).toMatch(/run r, step-2 on 1 validation row: exact match/)
+    // the score is the result: on stdout, after the rows (it was on stderr: `eval > file` lost it)
+    expect(byName.out.at(-1)).toMatch(/^run r, step-2 on 1 validation row: exact match/)
+    expect(byName.err.join('\n')).not.toMatch(/exact match/)
     // Ctrl-C while the engine starts: 130 before the evaluation begins (it said "cancelling", then evaluated).
     const early = await cliInterrupted(
       ['eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm'],
@@ -708,8 +719,8 @@ describe('moe-workbench eval', () => {
       'wasm',
     )
     expect(m.code).toBe(0)
-    expect(m.out).toHaveLength(2)
-    expect(m.err.join('\n')).toMatch(/ on 2 rows of both splits: exact match/) // not "on 2 all rows"
+    expect(m.out).toHaveLength(3)
+    expect(m.out[2]).toMatch(/ on 2 rows of both splits: exact match/) // not "on 2 all rows"
     expect(m.out[0]).toMatch(/^[✓✗] ".*" → ".*" \(expected ".*"\)$/)
     // the file train imported, not imported again: one dataset in the workspace
     expect(m.err.join('\n')).toMatch(/using dataset \S+, imported from .*messages\.jsonl before \(the same contents and layout/)
