@@ -18,7 +18,7 @@ import {
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
 import { formatBytes } from './commands'
-import { byIdOrName, cliError, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import { byIdOrName, cliError, namesakeWarning, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export { workspaceFromFlag }
@@ -246,6 +246,8 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       })
       io.out(`imported ${describeManifest(m)}`)
       io.out(`workspace  ${host.workspace}`)
+      const namesake = namesakeWarning('dataset', await host.api['datasets.list'](), m)
+      if (namesake) io.err(namesake)
       return 0
     } finally {
       process.off('SIGINT', onSignal)

@@ -50,6 +50,18 @@ export function byIdOrName<T extends { id: string; name: string }>(items: readon
   return items.filter((x) => fold(x.id) === fold(arg) || fold(x.name) === fold(arg))
 }
 
+/**
+ * A warning where `made` (just created) shares its name with others of `items` (case and spaces
+ * aside, as byIdOrName matches), which commands taking the name then refuse as ambiguous;
+ * null where the name is its own.
+ */
+export function namesakeWarning<T extends { id: string; name: string }>(kind: string, items: readonly T[], made: T): string | null {
+  const fold = (s: string): string => s.trim().toLowerCase()
+  const others = items.filter((x) => x.id !== made.id && fold(x.name) === fold(made.name))
+  if (others.length === 0) return null
+  return `warning: ${others.length === 1 ? `another ${kind} is` : `${others.length} other ${kind}s are`} named "${made.name}" (${others.map((x) => x.id).join(', ')}): where a command takes the name, give this one's id (${made.id}) instead, or delete the other`
+}
+
 /** modelFolderOf, or a usage error that says what --model takes. */
 export function requireModelFolder(arg: string, values: ParsedValues, flag = '--model'): string {
   const dir = modelFolderOf(arg, values)

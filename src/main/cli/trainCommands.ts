@@ -23,7 +23,7 @@ import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
-import { byIdOrName, cliError, modelFolderOf, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import { byIdOrName, cliError, modelFolderOf, namesakeWarning, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
@@ -374,6 +374,15 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         }
       }
       runDir = join(host.workspace, 'runs', record.id)
+      const namesake =
+        !resume && record.name
+          ? namesakeWarning(
+              'run',
+              listRuns(host.workspace).flatMap((r) => (r.name ? [{ id: r.id, name: r.name }] : [])),
+              { id: record.id, name: record.name },
+            )
+          : null
+      if (namesake) io.err(namesake)
       if (stopping) void host.close() // Ctrl-C while it started: it stops at its first step boundary
       io.err(`run ${runDir} on ${backend}${resume ? ' (resumed)' : ''}`)
     } catch (e) {

@@ -432,6 +432,18 @@ describe('moe-workbench train / export', () => {
     const byName = await cli('dataset', 'delete', 'partly bad', '--workspace', ws)
     expect(byName).toMatchObject({ code: 0, out: [expect.stringMatching(/^deleted dataset partly-bad-\S+ from /)] })
     r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
+    expect(r.err.join('\n')).not.toMatch(/warning: another/)
+    // A second dataset of that name: imported, with a warning (--dataset then refuses the name as ambiguous)
+    const twinFile = join(ws, 'twin.jsonl')
+    writeFileSync(twinFile, '{"instruction":"a","output":"b"}\n')
+    const first = (await cli('dataset', 'list', '--workspace', ws)).out[0].split(/\s+/)[0]
+    r = await cli('dataset', 'import', twinFile, '--workspace', ws, '--name', 'Partly Bad')
+    expect(r.code).toBe(0)
+    const twinId = /^imported (\S+)/m.exec(r.out.join('\n'))![1]
+    expect(r.err).toContain(
+      `warning: another dataset is named "Partly Bad" (${first}): where a command takes the name, give this one's id (${twinId}) instead, or delete the other`,
+    )
+    expect((await cli('dataset', 'delete', twinId, '--workspace', ws)).code).toBe(0)
     r = await cli(
       'dataset',
       'import',
@@ -738,6 +750,29 @@ describe('moe-workbench eval', () => {
     expect(nope.code).toBe(2)
     expect(nope.err[0]).toBe(
       `moe-workbench eval: --model: "nope-run" is not a model or run folder, nor a model or run of the workspace ${join(root, 'ws')} (moe-workbench model list and run list show them) (see moe-workbench --help)`,
+    )
+    // A second run of the same name: made, with a warning (commands then refuse the name as ambiguous)
+    const twin = await cli(
+      'train',
+      '--model',
+      tiny.id,
+      '--dataset',
+      data,
+      '--set',
+      'maxSteps=1',
+      '--set',
+      'finalEval.rows=0',
+      '--name',
+      'arith lora',
+      '--workspace',
+      ws,
+      '--backend',
+      'wasm',
+    )
+    expect(twin.code).toBe(0)
+    const twinId = basename(/^run (\S+) on /m.exec(twin.err.join('\n'))![1])
+    expect(twin.err).toContain(
+      `warning: another run is named "arith lora" (r): where a command takes the name, give this one's id (${twinId}) instead, or delete the other`,
     )
   }, 120_000)
 })
