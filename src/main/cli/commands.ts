@@ -2,7 +2,7 @@
  * The engine commands of the CLI: info, forward, generate.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { basename, dirname, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
@@ -20,6 +20,7 @@ import { backendReport } from '../engine/backend'
 import { requireModelFolder } from './host'
 import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
 import type { MoeModel } from '../engine/model'
+import { loadTokenizer } from '../data/tokenizer'
 
 function requireString(values: ParsedValues, flag: string): string {
   const v = values[flag]
@@ -307,7 +308,17 @@ export function formatOffloadStats(s: OffloadStats): string[] {
 
 export async function generateCommand(values: ParsedValues, io: CliIo): Promise<number> {
   const dir = requireModelDir(values)
-  const prompt = parseIds(requireString(values, 'prompt-ids'), '--prompt-ids')
+  // --prompt TEXT (the model's tokenizer, no chat template: `chat` applies one) or --prompt-ids.
+  if ((values.prompt === undefined) === (values['prompt-ids'] === undefined))
+    throw new UsageError('give the prompt as --prompt TEXT or as --prompt-ids 1,2,3 (one of them)')
+  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null
+  let prompt: number[]
+  if (values.prompt !== undefined) {
+    if (!tokenizer) throw new UsageError(`--prompt: ${dir} has no tokenizer.json to read text with; give --prompt-ids instead`)
+    const ids = tokenizer.encode(String(values.prompt))
+    prompt = tokenizer.addsBos && tokenizer.bosId !== null ? [tokenizer.bosId, ...ids] : ids
+    if (prompt.length === 0) throw new UsageError('--prompt: the text is empty; write a prompt')
+  } else prompt = parseIds(requireString(values, 'prompt-ids'), '--prompt-ids')
   const maxText = requireString(values, 'max-new-tokens')
   const maxNewTokens = Number(maxText)
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
@@ -344,7 +355,12 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     const r = readsSync() ? generate(model, prompt, opts) : await generateAsync(model, prompt, opts)
     const seconds = (performance.now() - started) / 1000
     const decodeRate = r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max((seconds * 1000 - firstTokenMs) / 1000, 1e-9) : 0
-    if (!values.json) io.out(`new tokens: ${r.newTokens.join(',')}`)
+    // The text where the model reads text (the new tokens' own, special tokens left out).
+    const text = tokenizer ? tokenizer.decode(r.newTokens, true) : null
+    if (!values.json) {
+      if (text !== null) io.out(`text: ${JSON.stringify(text)}`)
+      io.out(`new tokens: ${r.newTokens.join(',')}`)
+    }
     io.err(
       `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (loaded in ${(loadMs / 1000).toFixed(1)} s; first token after ${(firstTokenMs / 1000).toFixed(2)} s, then ${decodeRate.toFixed(2)} tokens/s; backend ${backend}, stopped by ${r.stoppedBy})`,
     )
@@ -354,6 +370,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
       io.out(
         JSON.stringify({
           output_ids: r.outputIds,
+          ...(text !== null && { text }),
           backend,
           load_ms: Math.round(loadMs),
           first_token_ms: Math.round(firstTokenMs),

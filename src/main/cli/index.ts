@@ -31,11 +31,12 @@ commands:
             [--expert-dtype lazy|...]                     and how it fits the device budget
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
-  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N [--greedy | --temperature T --top-k K
-            --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
+  generate  --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N [--greedy | --temperature T
+            --top-k K --top-p P --min-p P --repetition-penalty R --seed S] [--no-cache] [--json]
             [--offload-budget 2GB [--expert-dtype lazy|f32|f16|bf16|int8] [--prefetch]]
                                                           (the budget: device memory for everything; what
-                                                          does not fit pages from the host)
+                                                          does not fit pages from the host); --prompt is
+                                                          read as it is: no chat template (chat adds it)
   chat      --model DIR [--system TEXT] [--format chat|plain] [sampling flags as generate] [--offload-budget 2GB
             [--expert-dtype lazy|f16|int8|...] [--context 2048]]
                                                           interactive, streaming, experts per reply
@@ -167,6 +168,7 @@ const COMMANDS: Record<string, Command> = {
   generate: {
     options: {
       model: { type: 'string' },
+      prompt: { type: 'string' },
       'prompt-ids': { type: 'string' },
       'max-new-tokens': { type: 'string' },
       ...DECODING,

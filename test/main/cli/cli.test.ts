@@ -183,6 +183,42 @@ describe('moe-workbench CLI', () => {
     expect(JSON.parse(r.out[r.out.length - 1])).toMatchObject({ output_ids: [...g.prompt_ids, ...g.new_token_ids], paging: null })
   })
 
+  it("generate --prompt TEXT reads the text with the model's tokenizer, and prints what it wrote as text", async () => {
+    const model = join(__dirname, '../../../resources/default-model')
+    const byText = await cli(
+      'generate',
+      '--model',
+      model,
+      '--prompt',
+      'The capital of France is',
+      '--max-new-tokens',
+      '4',
+      '--greedy',
+      '--json',
+    )
+    expect(byText.code, byText.err.join('\n')).toBe(0)
+    const got = JSON.parse(byText.out.at(-1)!)
+    // The same ids as the tokenizer's, given as --prompt-ids: the same tokens and text.
+    const { loadTokenizer } = await import('../../../src/main/data/tokenizer')
+    const tok = await loadTokenizer(model)
+    const ids = [...(tok.addsBos && tok.bosId !== null ? [tok.bosId] : []), ...tok.encode('The capital of France is')]
+    expect(got.output_ids.slice(0, ids.length)).toEqual(ids)
+    const byIds = await cli('generate', '--model', model, '--prompt-ids', ids.join(','), '--max-new-tokens', '4', '--greedy', '--json')
+    expect(JSON.parse(byIds.out.at(-1)!)).toMatchObject({ output_ids: got.output_ids, text: got.text })
+    expect(got.text).toBe(tok.decode(got.output_ids.slice(ids.length), true))
+    const plain = await cli('generate', '--model', model, '--prompt', 'The capital of France is', '--max-new-tokens', '4', '--greedy')
+    expect(plain.out).toEqual([`text: ${JSON.stringify(got.text)}`, `new tokens: ${got.output_ids.slice(ids.length).join(',')}`])
+    // Neither or both: said which to give; text for a model without a tokenizer: refused, with what to give
+    for (const args of [[], ['--prompt', 'a', '--prompt-ids', '1']]) {
+      const r = await cli('generate', '--model', model, ...args, '--max-new-tokens', '2')
+      expect(r.code).toBe(2)
+      expect(r.err[0]).toMatch(/give the prompt as --prompt TEXT or as --prompt-ids 1,2,3 \(one of them\)/)
+    }
+    const noTok = await cli('generate', '--model', join(FIX, 'mixtral'), '--prompt', 'hi', '--max-new-tokens', '2')
+    expect(noTok.code).toBe(2)
+    expect(noTok.err[0]).toMatch(/--prompt: .* has no tokenizer\.json to read text with; give --prompt-ids instead/)
+  })
+
   it('generate samples reproducibly with a seed', async () => {
     const args = [
       'generate',
