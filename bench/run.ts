@@ -25,10 +25,14 @@
  * Every in-process section runs under the engine's malloc settings (the bench starts itself again
  * with them), as the engine does in the app.
  *
+ * moe-products: the experts' products alone on the native matmul (bench/products.ts): the MoE
+ * layer's products against its dense twin's, as the engine runs them and as one node per projection
+ * over stacked weights (a lower bound), at the layer sizes above.
+ *
  * quick: the bundled model's Quick fine-tune through the built CLI on bench/data/capitals.csv, on 1
  * and 2 threads (bench/quick.ts; BENCH_QUICK_BEFORE=DIR adds another built checkout, side by side).
  *
- * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256,2048  BENCH_SKIP=peer,offload,quick  BENCH_PYTHON=python3
+ * Options (env): BENCH_BACKENDS=wasm,cpu  BENCH_TOKENS=256,2048  BENCH_SKIP=peer,offload,quick,products  BENCH_PYTHON=python3
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -48,6 +52,8 @@ import { MoeModel } from '../src/main/engine/model'
 import { ENGINE_V8_FLAGS, engineEnv } from '../src/main/service/engineClient'
 import { asShipped, benchQuick } from './quick'
 import { trainStepBench } from './trainStep'
+import { benchProducts, type ProductsResult } from './products'
+import { nativeMatMul } from '../src/main/engine/nativeMatMul'
 
 interface LayerResult {
   backend: BackendName
@@ -498,6 +504,7 @@ async function main(): Promise<void> {
   const results: LayerResult[] = []
   const trainResults: TrainResult[] = []
   let offloadResults: OffloadResult[] = []
+  const productResults: ProductsResult[] = []
   const skipped: { backend: string; reason: string }[] = []
   for (const backend of wanted) {
     try {
@@ -513,6 +520,14 @@ async function main(): Promise<void> {
     // ~512 rows each: the figure for a training-sized layer (not on cpu, ~1 GFLOP/s).
     if (backend !== 'cpu')
       results.push(benchLayer(backend, PEER.batch * PEER.seq, { hidden: PEER.hiddenSize, expertWidth: PEER.expertIntermediateSize }))
+    // The experts' products alone, on the native matmul wasm uses: what routing and the rest add
+    // aside, and a bound for experts stacked into one tensor per projection (bench/products.ts).
+    const native = nativeMatMul()
+    if (backend === 'wasm' && native && !skip.has('products')) {
+      process.stderr.write(`bench: moe-products on ${native.library}, ${native.threads} thread(s)...\n`)
+      for (const tokens of tokenCounts) productResults.push(benchProducts(native, tokens, SMALL_LAYER.hidden, SMALL_LAYER.expertWidth))
+      productResults.push(benchProducts(native, PEER.batch * PEER.seq, PEER.hiddenSize, PEER.expertIntermediateSize))
+    }
     process.stderr.write(`bench: train-step on ${backend}...\n`)
     const [batch, seq, steps] = backend === 'cpu' ? [2, 32, 2] : [8, 64, 5]
     trainResults.push(benchTrain(backend, 'mixtral 8x top-2', SMALL_MIXTRAL, batch, seq, steps))
@@ -558,6 +573,40 @@ async function main(): Promise<void> {
     ),
   }
   writeFileSync(join(dir, 'train-step.json'), JSON.stringify(trainRecord, null, 2) + '\n')
+  if (productResults.length > 0) {
+    const native = nativeMatMul()!
+    writeFileSync(
+      join(dir, 'moe-products.json'),
+      JSON.stringify(
+        {
+          bench: 'moe-products',
+          date: record.date,
+          machine: { ...record.machine, matmul: native.library, threads: native.threads },
+          description:
+            "the 9 products of an MoE layer's SwiGLU experts (forward, input and weight gradients) alone on the native matmul, against its dense twin's: grouped = as the engine runs them (a run of one node per expert); batched = one node per projection over stacked expert weights with equal rows (a lower bound: the engine keeps experts as separate tensors); medians of microseconds, ratios = medians of each round's ratio to dense",
+          results: productResults,
+        },
+        null,
+        2,
+      ) + '\n',
+    )
+    console.log(`\nmoe-products: the experts' 9 products alone, ${native.library}, ${native.threads} thread(s)`)
+    console.log(
+      table(
+        ['H', 'expert width', 'tokens', 'dense µs', 'grouped µs', 'batched µs', 'grouped/dense', 'batched/dense'],
+        productResults.map((r) => [
+          String(r.hidden),
+          String(r.expertWidth),
+          String(r.tokens),
+          r.denseUs.toFixed(0),
+          r.groupedUs.toFixed(0),
+          r.batchedUs.toFixed(0),
+          r.groupedRatio.toFixed(2),
+          r.batchedRatio.toFixed(2),
+        ]),
+      ),
+    )
+  }
   if (!skip.has('peer')) {
     const peer = { ...benchPeer(), date: record.date, machine: record.machine }
     writeFileSync(join(dir, 'peer.json'), JSON.stringify(peer, null, 2) + '\n')
