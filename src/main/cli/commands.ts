@@ -311,7 +311,14 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
   // --prompt TEXT (the model's tokenizer, no chat template: `chat` applies one) or --prompt-ids.
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined))
     throw new UsageError('give the prompt as --prompt TEXT or as --prompt-ids 1,2,3 (one of them)')
-  const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? await loadTokenizer(dir) : null
+  // Ids alone need no tokenizer: one that does not load only leaves the text out.
+  const tokenizer = existsSync(join(dir, 'tokenizer.json'))
+    ? await loadTokenizer(dir).catch((e: unknown) => {
+        if (values.prompt !== undefined)
+          throw new UsageError(`--prompt: ${dir}'s tokenizer does not load (${(e as Error).message}); give --prompt-ids instead`)
+        return null
+      })
+    : null
   let prompt: number[]
   if (values.prompt !== undefined) {
     if (!tokenizer) throw new UsageError(`--prompt: ${dir} has no tokenizer.json to read text with; give --prompt-ids instead`)

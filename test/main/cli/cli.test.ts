@@ -217,6 +217,27 @@ describe('moe-workbench CLI', () => {
     const noTok = await cli('generate', '--model', join(FIX, 'mixtral'), '--prompt', 'hi', '--max-new-tokens', '2')
     expect(noTok.code).toBe(2)
     expect(noTok.err[0]).toMatch(/--prompt: .* has no tokenizer\.json to read text with; give --prompt-ids instead/)
+    // A tokenizer that does not load: text refused, saying so; ids still generate (without the text)
+    const broken = mkdtempSync(join(tmpdir(), 'moe-gen-tok-'))
+    for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(broken, f), readFileSync(join(FIX, 'mixtral', f)))
+    writeFileSync(join(broken, 'tokenizer.json'), '{not json')
+    const badText = await cli('generate', '--model', broken, '--prompt', 'hi', '--max-new-tokens', '2', '--backend', 'cpu')
+    expect(badText.code).toBe(2)
+    expect(badText.err[0]).toMatch(/--prompt: .*'s tokenizer does not load \(.*\); give --prompt-ids instead/)
+    const byIdsOnly = await cli(
+      'generate',
+      '--model',
+      broken,
+      '--prompt-ids',
+      '1,2',
+      '--max-new-tokens',
+      '2',
+      '--greedy',
+      '--backend',
+      'cpu',
+    )
+    expect(byIdsOnly.code, byIdsOnly.err.join('\n')).toBe(0)
+    expect(byIdsOnly.out).toEqual([expect.stringMatching(/^new tokens: \d+,\d+$/)])
   })
 
   it('generate samples reproducibly with a seed', async () => {
