@@ -9,7 +9,7 @@
  * card on hover), then compare it with the base model side by side. The fixture fails the test on
  * any page or console error; each step leaves a screenshot in e2e/artifacts (journey-*.png).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Locator, Page } from '@playwright/test'
@@ -347,6 +347,18 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('run-exported')).toContainText(`Exported ${EXPORT_NAME}`)
     await expect(page.getByTestId('run-export')).toHaveText('Export again')
     await expect(page.getByTestId('run-export-twin')).toContainText(`exported already, as ${EXPORT_NAME}`)
+    // An earlier checkpoint (the curves' advice may point at one), into a folder I choose: named as a
+    // checkpoint, and the card says where it went (only the last could be exported, into the workspace).
+    const folder = join(mkdtempSync(join(tmpdir(), 'moe-e2e-export-')), 'earlier')
+    await page.getByTestId('export-checkpoint').selectOption({ index: 1 })
+    await expect(page.getByTestId('run-export')).toHaveText(new RegExp(`^Export checkpoint step \\d+ of ${MAX_STEPS}$`))
+    await expect(page.getByTestId('run-export-note')).toContainText("is not the run's last checkpoint")
+    await page.getByTestId('export-folder').fill(folder)
+    await page.getByTestId('run-export').click()
+    await expect(page.getByTestId('run-exported-dir').filter({ hasText: folder })).toBeVisible({ timeout: 30_000 })
+    await expect(page.getByTestId('run-exported').locator('li', { hasText: folder })).toContainText(`of ${MAX_STEPS})`)
+    expect(existsSync(join(folder, 'config.json'))).toBe(true)
+    await expect(page.getByTestId('export-folder')).toHaveValue('')
     lap('export')
 
     await page.getByTestId('nav-chat').click()

@@ -168,7 +168,13 @@ export const DROP_WARN = 0.05
 export type StepPoint = Pick<StepMetrics, 'step' | 'totalSteps' | 'loss' | 'ce' | 'droppedFraction'>
 
 /** What the curves say, in words, with what to change (vocabSize 0: unknown, no ln(vocab) rule). */
-export function interpretCurves(steps: StepPoint[], evals: EvalMetrics[], c: RunConfig, ctx: Pick<GuidanceContext, 'vocabSize'>): Advice[] {
+export function interpretCurves(
+  steps: StepPoint[],
+  evals: EvalMetrics[],
+  c: RunConfig,
+  /** answersShown: the before/after answers are on the page (a completed run's evaluation). */
+  ctx: Pick<GuidanceContext, 'vocabSize'> & { answersShown?: boolean },
+): Advice[] {
   const out: Advice[] = []
   const bad = steps.find((s) => !Number.isFinite(s.loss))
   if (bad) {
@@ -223,7 +229,7 @@ export function interpretCurves(steps: StepPoint[], evals: EvalMetrics[], c: Run
       out.push({
         id: 'overfitting',
         tone: 'warn',
-        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.`,
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "the answers are compared with the base model's once the run completes"}.`,
         suggest: { path: 'earlyStopping.patience', value: 2 },
       })
   }

@@ -247,6 +247,8 @@ export interface RunDetail {
   alerts: ExpertAlert[]
   /** The latest before/after evaluation (eval.json), if any. */
   evaluation: RunEvaluation | null
+  /** The complete checkpoints on disk, oldest first (what export and eval can take). */
+  checkpoints?: { step: number; dir: string }[]
   /** The run log's last lines (its `log` file, without the times), oldest first. */
   log?: string[]
   /**

@@ -190,7 +190,7 @@ describe('the curves, in words', () => {
     const steps = curve(60, (i) => 4 - i / 20)
     const a = read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)])
     expect(a.map((x) => x.id)).toEqual(['overfitting'])
-    expect(a[0].message).toContain('best checkpoint was step 40 (kept)')
+    expect(a[0].message).toContain('best checkpoint was step 40 (kept: Export can write it)')
     // without intermediate checkpoints the best one is not on disk, and the advice says so
     expect(read(steps, [ev(20, 3.0), ev(40, 2.5), ev(60, 3.2)], { checkpointEvery: 0 })[0].message).toContain(
       'best checkpoint was step 40 (not kept: checkpointEvery 0 keeps only the last step)',
@@ -290,8 +290,17 @@ describe('the words', () => {
         { vocabSize: 1200 },
       )[0].message,
     ).toBe(
-      'Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training loss fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: check the answers below.',
+      "Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training loss fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept: Export can write it). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: the answers are compared with the base model's once the run completes.",
     )
+    // "check the answers below" only where they are (a run still training, or cancelled, had none below)
+    expect(
+      interpretCurves(
+        curve(60, (i) => 4 - i / 20),
+        [ev(20, 3), ev(40, 2.5), ev(60, 3.2)],
+        cfg,
+        { vocabSize: 1200, answersShown: true },
+      )[0].message,
+    ).toMatch(/this is expected: check the answers below\.$/)
   })
 })
 

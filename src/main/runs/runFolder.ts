@@ -273,6 +273,7 @@ export class RunFolder {
       routing: spread(readJsonl<{ step: number; layers: LayerShare[] }>(this.routingFile), maxRouting),
       evaluation: this.readEvaluation(),
       log: this.readLog(maxLog),
+      checkpoints: this.checkpointSteps().map((step) => ({ step, dir: this.checkpointDir(step) })),
     }
   }
 

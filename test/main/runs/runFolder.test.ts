@@ -99,6 +99,9 @@ describe('RunFolder', () => {
     expect(readdirSync(f.checkpointsDir).sort()).toEqual(['step-10', 'step-20', 'step-30', 'step-40', 'step-50'])
     f.pruneCheckpoints(2, 10)
     expect(readdirSync(f.checkpointsDir).sort()).toEqual(['step-10', 'step-40', 'step-50'])
+    // The detail lists the complete ones, for the run card's export (only the last could be exported)
+    f.write(record('r'))
+    expect(f.readDetail().checkpoints).toEqual([10, 40].map((step) => ({ step, dir: join(f.checkpointsDir, `step-${step}`) })))
   })
 
   it('cuts the logs back to a step on resume, so each step appears once (torn lines dropped)', () => {

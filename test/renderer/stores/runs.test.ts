@@ -8,6 +8,7 @@ import {
   ROUTING_KEEP,
   canResume,
   configDifferences,
+  checkpointOptions,
   exportChoice,
   isActive,
   runExports,
@@ -49,6 +50,42 @@ describe('exportChoice', () => {
       placeholder: 'capitals (fine-tuned)',
       note: null,
     })
+  })
+})
+
+describe('checkpointOptions and an earlier checkpoint', () => {
+  const dir = (s: number) => `/ws/runs/r/checkpoints/step-${s}`
+  const kept = [20, 200, 300].map((step) => ({ step, dir: dir(step) }))
+  it('lists the checkpoints newest first, the last and the best validation loss marked (only the last could be exported)', () => {
+    const evals = [
+      { step: 10, valLoss: 0.5 }, // lower, but not kept
+      { step: 20, valLoss: 1.2346 },
+      { step: 200, valLoss: 2 },
+      { step: 300, valLoss: 3 },
+    ]
+    expect(checkpointOptions(kept, dir(300), evals)).toEqual([
+      { step: 300, dir: dir(300), label: 'step 300 (last)' },
+      { step: 200, dir: dir(200), label: 'step 200' },
+      { step: 20, dir: dir(20), label: 'step 20 (best validation loss 1.235)' },
+    ])
+    // A live run's newest checkpoint (its record's) before the list is read again; no evals: none marked
+    expect(checkpointOptions(kept, dir(310), []).map((o) => o.label)).toEqual(['step 310 (last)', 'step 300', 'step 200', 'step 20'])
+    expect(checkpointOptions([], null, [])).toEqual([])
+  })
+  it('names an earlier checkpoint of a completed run as a checkpoint, not the final model', () => {
+    const run = { ...runRecord, name: 'capitals', totalSteps: 300, status: 'completed' as const, step: 300, lastCheckpoint: dir(300) }
+    expect(exportChoice(run, 20)).toEqual({
+      final: false,
+      label: 'checkpoint step 20 of 300',
+      button: 'Export checkpoint step 20 of 300',
+      placeholder: 'capitals (checkpoint step 20 of 300)',
+      note: "Step 20 is not the run's last checkpoint (step 300): this exports its checkpoint step 20 of 300, not a final model; the name says so.",
+    })
+    expect(exportChoice(run, 300)).toMatchObject({ final: true, placeholder: 'capitals (fine-tuned)' })
+    expect(exportChoice(run, null)).toMatchObject({ final: true })
+    expect(exportChoice({ ...run, status: 'cancelled', step: 85, lastCheckpoint: dir(85) }, 20).note).toMatch(
+      /^Step 20 is not the run's last checkpoint \(step 85\): /,
+    )
   })
 })
 
@@ -107,6 +144,27 @@ describe('useRunsStore', () => {
     // A repeated or older step is ignored.
     fake.emit({ type: 'run.step', runId: 'run-1', metrics: stepMetrics(2) })
     expect(runs.steps).toHaveLength(3)
+  })
+
+  it('lists a run followed live its checkpoints as they come, and those kept once it ends (only the last was offered)', async () => {
+    const runs = useRunsStore()
+    runs.listen()
+    await runs.refresh()
+    await runs.open('run-1')
+    expect(runs.checkpoints).toEqual([])
+    const dir = (s: number) => `/ws/runs/run-1/checkpoints/step-${s}`
+    for (const step of [5, 10]) fake.emit({ type: 'run.checkpoint', runId: 'run-1', step, dir: dir(step) })
+    fake.emit({ type: 'run.checkpoint', runId: 'run-1', step: 10, dir: dir(10) }) // told twice: listed once
+    fake.emit({ type: 'run.checkpoint', runId: 'other', step: 3, dir: '/ws/runs/other/checkpoints/step-3' })
+    expect(runs.checkpoints).toEqual([
+      { step: 5, dir: dir(5) },
+      { step: 10, dir: dir(10) },
+    ])
+    // Ended: read again (the run pruned step 5 meanwhile)
+    vi.mocked(fake.bridge.runs.get).mockResolvedValueOnce({ ...runDetail(), checkpoints: [{ step: 10, dir: dir(10) }] })
+    fake.emit({ type: 'run.status', runId: 'run-1', status: 'completed', step: 10 })
+    await flush()
+    expect(runs.checkpoints).toEqual([{ step: 10, dir: dir(10) }])
   })
 
   it('reads the list and the open run again when the connection is back (the steps sent meanwhile were missed)', async () => {

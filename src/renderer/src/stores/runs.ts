@@ -90,11 +90,50 @@ export function runExports(entries: readonly Pick<ModelEntry, 'name' | 'dir' | '
   return out.sort((a, b) => b.exported.localeCompare(a.exported))
 }
 
-/** How the run card offers an export: a run not completed exports a checkpoint, and says which. */
-export function exportChoice(record: Pick<RunRecord, 'id' | 'name' | 'status' | 'step' | 'totalSteps' | 'lastCheckpoint'>): ExportChoice {
+/** A checkpoint Export can write, as the run card offers it. */
+export interface CheckpointOption {
+  step: number
+  dir: string
+  /** "step 300 (last)", "step 20 (best validation loss 1.234)". */
+  label: string
+}
+
+/**
+ * The checkpoints Export can write, newest first: the run's last, and the one of its best
+ * validation loss marked (the curves' advice names it; only the last could be exported).
+ */
+export function checkpointOptions(
+  checkpoints: readonly { step: number; dir: string }[],
+  lastCheckpoint: string | null,
+  evals: readonly Pick<EvalMetrics, 'step' | 'valLoss'>[],
+): CheckpointOption[] {
+  const dirs = new Map(checkpoints.map((c) => [c.step, c.dir]))
+  const last = checkpointStep(lastCheckpoint)
+  if (last !== null && lastCheckpoint) dirs.set(last, lastCheckpoint) // a live run's newest, before the list is read again
+  let best: Pick<EvalMetrics, 'step' | 'valLoss'> | null = null
+  for (const e of evals) if (dirs.has(e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
+  return [...dirs.keys()]
+    .sort((a, b) => b - a)
+    .map((step, i) => ({
+      step,
+      dir: dirs.get(step)!,
+      label: `step ${step}${i === 0 ? ' (last)' : ''}${best?.step === step ? ` (best validation loss ${best.valLoss.toFixed(3)})` : ''}`,
+    }))
+}
+
+/**
+ * How the run card offers an export: a run not completed exports a checkpoint, and says which;
+ * `step` chooses a checkpoint other than the last (an earlier one is never the final model).
+ */
+export function exportChoice(
+  record: Pick<RunRecord, 'id' | 'name' | 'status' | 'step' | 'totalSteps' | 'lastCheckpoint'>,
+  chosen: number | null = null,
+): ExportChoice {
   const name = record.name ?? record.id
-  if (record.status === 'completed') return { final: true, label: null, button: 'Export', placeholder: `${name} (fine-tuned)`, note: null }
-  const step = checkpointStep(record.lastCheckpoint)
+  const last = checkpointStep(record.lastCheckpoint)
+  if (record.status === 'completed' && (chosen === null || chosen === last))
+    return { final: true, label: null, button: 'Export', placeholder: `${name} (fine-tuned)`, note: null }
+  const step = chosen ?? last
   const of = record.totalSteps > 0 ? ` of ${record.totalSteps}` : ''
   if (step === null)
     return {
@@ -105,7 +144,12 @@ export function exportChoice(record: Pick<RunRecord, 'id' | 'name' | 'status' | 
       note: isActive(record) ? 'Nothing to export yet: the first checkpoint comes later in the run.' : null,
     }
   const label = `checkpoint step ${step}${of}`
-  const why = isActive(record) ? 'The run is still training' : `The run stopped (${record.status}) at step ${record.step}${of}`
+  const why =
+    step !== last
+      ? `Step ${step} is not the run's last checkpoint${last === null ? '' : ` (step ${last})`}`
+      : isActive(record)
+        ? 'The run is still training'
+        : `The run stopped (${record.status}) at step ${record.step}${of}`
   return {
     final: false,
     label,
@@ -174,6 +218,8 @@ export const useRunsStore = defineStore('runs', () => {
   /** The open run's before/after evaluation (eval.json), when it has one. */
   const evaluation = shallowRef<RunEvaluation | null>(null)
   const logLines = shallowRef<string[]>([])
+  /** The open run's complete checkpoints when it was read (a live run's newest is its record's lastCheckpoint). */
+  const checkpoints = shallowRef<{ step: number; dir: string }[]>([])
 
   const starting = ref(false)
   const startError = ref<UiError | null>(null)
@@ -228,8 +274,18 @@ export const useRunsStore = defineStore('runs', () => {
     routing.value = detail.routing.slice(-ROUTING_KEEP)
     alerts.value = [...detail.alerts]
     evaluation.value = detail.evaluation ?? null
+    checkpoints.value = detail.checkpoints ?? []
     trainedElsewhere.value = detail.trainedElsewhere ?? null
     logLines.value = (detail.log ?? []).slice(-LOG_KEEP)
+  }
+
+  async function rereadCheckpoints(id: string): Promise<void> {
+    try {
+      const detail = await useWorkbench().runs.get({ id })
+      if (openId.value === id) checkpoints.value = detail.checkpoints ?? []
+    } catch {
+      // the list as it was: an export of a checkpoint gone since is refused, naming those kept
+    }
   }
 
   /** Re-reads a run another process trains (its steps reach this service through the folder only, no events). */
@@ -260,6 +316,7 @@ export const useRunsStore = defineStore('runs', () => {
     routing.value = []
     alerts.value = []
     evaluation.value = null
+    checkpoints.value = []
     logLines.value = []
     pending = []
     resumed = false
@@ -291,6 +348,7 @@ export const useRunsStore = defineStore('runs', () => {
     routing.value = []
     alerts.value = []
     evaluation.value = null
+    checkpoints.value = []
     logLines.value = []
   }
 
@@ -368,7 +426,10 @@ export const useRunsStore = defineStore('runs', () => {
     await updateFrom(id, 'resume', () => useWorkbench().runs.resume({ id }))
   }
 
-  async function exportRun(id: string, options: { name?: string; dtype?: Dtype } = {}): Promise<ModelEntry> {
+  async function exportRun(
+    id: string,
+    options: { name?: string; dtype?: Dtype; checkpoint?: string; outDir?: string } = {},
+  ): Promise<ModelEntry> {
     try {
       return await act(id, 'export', () =>
         useTasksStore().track('runs.export', `Exporting ${id}`, (taskId) => useWorkbench().runs.export({ id, ...options, taskId }), id),
@@ -434,6 +495,8 @@ export const useRunsStore = defineStore('runs', () => {
       case 'run.status': {
         if (isOpen && event.status === 'running' && record.value && record.value.status !== 'running') resumed = true
         patch(event.runId, recordFields(event)!)
+        // Ended: the checkpoints kept now (the run prunes all but the newest and the best as it goes).
+        if (isOpen && !isActive({ status: event.status })) void rereadCheckpoints(event.runId)
         break
       }
       case 'run.step': {
@@ -477,6 +540,9 @@ export const useRunsStore = defineStore('runs', () => {
       }
       case 'run.checkpoint':
         patch(event.runId, recordFields(event)!)
+        // A run followed live lists its checkpoints as they come (its card offered only the last).
+        if (isOpen && !checkpoints.value.some((c) => c.step === event.step))
+          checkpoints.value = [...checkpoints.value, { step: event.step, dir: event.dir }]
         break
       case 'run.evaluated':
         if (isOpen) evaluation.value = markRaw(event.evaluation)
@@ -518,6 +584,7 @@ export const useRunsStore = defineStore('runs', () => {
     routing,
     alerts,
     evaluation,
+    checkpoints,
     trainedElsewhere,
     logLines,
     latest,
