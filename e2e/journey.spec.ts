@@ -340,6 +340,12 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
   })
 
   await test.step('export the run and chat with it: a reply streamed token by token, coloured by expert', async () => {
+    // Not exported yet, the run is no model the Experts page can pick: it says so, and leads back to it
+    // (a user looked there for the run just trained and found only the bundled model).
+    await page.getByTestId('nav-experts').click()
+    await expect(page.getByTestId('experts-unexported')).toContainText('A run is listed here once exported as a model')
+    await page.getByTestId('experts-unexported').getByRole('link').first().click()
+    await expect(page.getByTestId('run-title')).toBeVisible()
     await page.getByTestId('export-name').fill(EXPORT_NAME)
     await page.getByTestId('run-export').click()
     await expect(page.getByTestId('toast').filter({ hasText: `Exported ${EXPORT_NAME}` })).toBeVisible({ timeout: 30_000 })
@@ -359,6 +365,9 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('run-exported').locator('li', { hasText: folder })).toContainText(`of ${MAX_STEPS})`)
     expect(existsSync(join(folder, 'config.json'))).toBe(true)
     await expect(page.getByTestId('export-folder')).toHaveValue('')
+    await page.getByTestId('nav-experts').click()
+    await expect(page.getByTestId('experts-compare-model').locator('option', { hasText: EXPORT_NAME })).toHaveCount(1)
+    await expect(page.getByTestId('experts-unexported')).toHaveCount(0)
     lap('export')
 
     await page.getByTestId('nav-chat').click()
