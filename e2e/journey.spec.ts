@@ -221,6 +221,10 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await shot(page, 'journey-2-bad-rows')
 
     await page.getByTestId('dataset-name').fill(DATASET_NAME)
+    const leaveOut = data.bad.length === 1 ? 'the invalid one' : `the ${data.bad.length} invalid ones`
+    await expect(page.locator('label[for="dataset-accept-invalid"]')).toHaveText(
+      `Import the ${data.good} valid rows, leave ${leaveOut} out`,
+    )
     await page.getByTestId('dataset-accept-invalid').check()
     await page.getByTestId('dataset-import').click()
     const imported = page.getByTestId('dataset-imported')

@@ -208,6 +208,8 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-reinspect-why')).toHaveCount(0)
     await page.getByTestId('dataset-reinspect').click()
     await expect(page.getByTestId('report-valid')).toHaveText('2')
+    // read as chosen (it said only "Detected: nothing recognisable", as if the mapping had not taken)
+    await expect(page.getByTestId('dataset-read-as')).toHaveText('alpaca')
     await expect(page.getByTestId('dataset-rendered-by')).toHaveText("the model's chat template")
     await expect(page.getByTestId('dataset-unread-columns')).toHaveCount(0)
     await expect(page.getByTestId('dataset-reinspect')).toBeDisabled()

@@ -52,9 +52,12 @@ test.describe('long work', () => {
     await expect(page.getByTestId('experts-diff-sign')).toContainText('minus load in')
     await expect(page.getByTestId('experts-diff-sign')).toContainText('+ = more of the tokens in')
     await expect(page.getByTestId('experts-moves').first()).toHaveText('no change')
+    // Two models: the single load column says whose it is
+    await expect(page.getByTestId('experts-top-load')).toHaveText(`Load in ${BUNDLED}`)
     await page.getByTestId('experts-compare-model').selectOption({ label: 'No comparison' })
     await page.getByTestId('experts-analyze').click()
     await expect(page.getByTestId('experts-diff')).toHaveCount(0)
+    await expect(page.getByTestId('experts-top-load')).toHaveText('Load')
 
     // Back on the page later: the last analysis with its first layer shown (the selector was empty).
     await page.getByTestId('nav-home').click()
