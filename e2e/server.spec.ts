@@ -216,6 +216,13 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('dataset-reinspect-why')).toContainText('change the layout or a column to re-read')
   })
 
+  test('warns where prompts and completions would be joined with nothing between ("France?The")', async ({ page, app }) => {
+    await inspectCsv(page, app.url, 'prompt,completion\nWhat is the capital of France?,The capital of France is Paris.\nAnd Peru? ,Lima\n')
+    await expect(page.getByTestId('dataset-unspaced-joins')).toContainText(
+      '1 of 2 rows joins its prompt and completion with nothing between (line 2: “…pital of France?|The capital of F…”',
+    )
+  })
+
   test('says which columns the detected layout does not read (an id, a source)', async ({ page, app }) => {
     await inspectCsv(page, app.url, 'id,instruction,output,source\n1,What is 2+2?,4,web\n2,What is 3+3?,6,web\n')
     await expect(page.getByTestId('dataset-unread-columns')).toHaveText('id, source')

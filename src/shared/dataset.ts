@@ -170,6 +170,30 @@ export interface DatasetStats {
   }
   /** Characters per row (content only, no template), always. */
   chars: LengthStats
+  /**
+   * Prompt/completion rows whose prompt ends and completion starts with no space or newline
+   * between (they are joined as written: "France?The capital"), with the first one's line and the
+   * join; absent where there are none.
+   */
+  unspacedJoins?: { rows: number; line: number; join: string }
+}
+
+/** A prompt and completion joined as written with nothing between them (no space or newline at the join). */
+export function unspacedJoin(prompt: string, completion: string): boolean {
+  return prompt !== '' && completion !== '' && !/\s$/.test(prompt) && !/^\s/.test(completion)
+}
+
+/** "…capital of France?|The capital of…": the few characters either side of a join, the join marked. */
+export function joinExcerpt(prompt: string, completion: string, around = 16): string {
+  return `${prompt.length > around ? '…' : ''}${prompt.slice(-around)}|${completion.slice(0, around)}${completion.length > around ? '…' : ''}`
+}
+
+/** The warning for unspacedJoins, in words (the report and the CLI). */
+export function unspacedJoinsText(j: NonNullable<DatasetStats['unspacedJoins']>, rows: number, unit: string): string {
+  const who =
+    j.rows === rows ? (rows === 1 ? 'The row joins' : 'All rows join') : `${j.rows} of ${rows} rows join${j.rows === 1 ? 's' : ''}`
+  const one = j.rows === 1
+  return `${who} ${one ? 'its prompt and completion' : 'their prompts and completions'} with nothing between (${unit} ${j.line}: “${j.join}”, | marking the join): the model learns them joined so. If a space or a newline belongs there, end each prompt (or start each completion) with one.`
 }
 
 /** A span of a row as the model sees it: the chat template applied, `trainable` where loss is taken. */

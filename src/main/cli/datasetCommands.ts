@@ -12,6 +12,7 @@ import {
   type DatasetsInspectArgs,
   type InspectResult,
   nothingParsed,
+  unspacedJoinsText,
   preferencePrompt,
   unreadColumns,
 } from '../../shared/dataset'
@@ -149,6 +150,7 @@ export function describeInspection(r: InspectResult, positions?: number): string
     )
   if (!unread(r))
     lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
+  if (r.stats.unspacedJoins) lines.push(`warning    ${unspacedJoinsText(r.stats.unspacedJoins, r.stats.rows, r.report.unit)}`)
   for (const p of r.report.problems) lines.push(`  ${formatProblem(p, r.report.unit)}`)
   if (r.report.problemCount > r.report.problems.length)
     lines.push(`  ... and ${r.report.problemCount - r.report.problems.length} more problems`)

@@ -17,7 +17,9 @@ import {
   type TokensRow,
   type ValidationReport,
   LAYOUT_FIELDS,
+  joinExcerpt,
   rowKind,
+  unspacedJoin,
 } from '../../shared/dataset'
 import { countTokens } from './encode'
 import { DatasetError } from './errors'
@@ -165,6 +167,7 @@ export async function scanDataset(
   const tokenLengths = new LengthAccumulator()
   let trainableTokens = 0
   let totalTokens = 0
+  let unspaced: DatasetStats['unspacedJoins']
   const hashes = new HashGroups()
   const cellsAreText = source.format === 'csv' || source.format === 'tsv'
   const normalizeOptions = { cellsAreText, vocabSize: tokenizer?.vocabSize }
@@ -231,6 +234,10 @@ export async function scanDataset(
     const validIndex = report.valid
     report.valid++
     chars.add(contentLength(row))
+    if ('completion' in row && unspacedJoin(row.prompt, row.completion)) {
+      unspaced ??= { rows: 0, line: record.line, join: joinExcerpt(row.prompt, row.completion) }
+      unspaced.rows++
+    }
     const json = JSON.stringify(row)
     const group = hashes.group(json, validIndex)
     const duplicate = group !== validIndex
@@ -245,6 +252,7 @@ export async function scanDataset(
   if (report.total === 0) throw noRows(file, source)
 
   const stats: DatasetStats = { rows: report.valid, duplicates: result.stats.duplicates, chars: chars.summary() }
+  if (unspaced) stats.unspacedJoins = unspaced
   if (tokenizer) stats.tokens = { ...tokenLengths.summary(), tokenizer: tokenizer.dir, trainable: trainableTokens, total: totalTokens }
   result.stats = stats
   return { result, source }

@@ -488,6 +488,14 @@ describe('moe-workbench train / export', () => {
       /^1 of 2 rows are invalid: import refuses the file unless --accept-invalid \(it then imports the one valid row\)$/m,
     )
     expect((await cli('dataset', 'import', someBad, '--workspace', ws)).code).toBe(1)
+    // prompts and completions joined with nothing between: said, with the first such line
+    const joined = join(ws, 'joined.csv')
+    writeFileSync(joined, 'prompt,completion\nCapital of France?,Paris\n')
+    r = await cli('dataset', 'inspect', joined, '--workspace', ws)
+    expect(r.code).toBe(0)
+    expect(r.out).toContain(
+      'warning    The row joins its prompt and completion with nothing between (line 2: “…pital of France?|Paris”, | marking the join): the model learns them joined so. If a space or a newline belongs there, end each prompt (or start each completion) with one.',
+    )
     const garbage = join(ws, 'garbage.jsonl')
     writeFileSync(garbage, 'not json\nnor this\n')
     r = await cli('dataset', 'inspect', garbage, '--workspace', ws)

@@ -12,6 +12,7 @@ import {
   resolveMapping,
 } from '../../../src/main/data'
 import { CHATML_MODEL, FIXTURES, LAYOUTS, tempDir } from './helpers'
+import { unspacedJoin, unspacedJoinsText } from '../../../src/shared/dataset'
 
 function jsonError(text: string): string {
   try {
@@ -93,6 +94,32 @@ describe('the validation report', () => {
         },
       ],
     ])
+  })
+
+  it('warns where prompts and completions are joined with nothing between ("France?The capital"), with the first such line', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'qa.csv')
+    writeFileSync(
+      file,
+      'prompt,completion\n"What is the capital of France?",The capital of France is Paris.\n"Capital of Peru? ",Lima\n"2+2=","4"\n',
+    )
+    const r = await inspectDataset(file)
+    expect(r.layout).toBe('completion')
+    expect(r.stats.unspacedJoins).toEqual({ rows: 2, line: 2, join: '…pital of France?|The capital of F…' })
+    expect(unspacedJoinsText(r.stats.unspacedJoins!, r.stats.rows, r.report.unit)).toBe(
+      '2 of 3 rows join their prompts and completions with nothing between (line 2: “…pital of France?|The capital of F…”, | marking the join): the model learns them joined so. If a space or a newline belongs there, end each prompt (or start each completion) with one.',
+    )
+    // spaced (or newline) joins, and other layouts: nothing said
+    writeFileSync(file, 'prompt,completion\n"Q: a\nA:", b\n"Capital of Peru? ",Lima\n')
+    expect((await inspectDataset(file)).stats.unspacedJoins).toBeUndefined()
+    expect((await inspectDataset(join(LAYOUTS, 'messages.jsonl'))).stats.unspacedJoins).toBeUndefined()
+    expect(unspacedJoinsText({ rows: 1, line: 4, join: 'a|b' }, 9, 'row')).toMatch(
+      /^1 of 9 rows joins its prompt and completion with nothing between \(row 4: “a\|b”/,
+    )
+    expect(unspacedJoinsText({ rows: 9, line: 2, join: 'a|b' }, 9, 'line')).toMatch(/^All rows join their prompts and completions /)
+    expect(unspacedJoin('a', 'b')).toBe(true)
+    expect(unspacedJoin('a\n', 'b')).toBe(false)
+    expect(unspacedJoin('', 'b')).toBe(false)
   })
 
   it('lists the first problems only, and counts them all', async () => {
