@@ -229,7 +229,7 @@ export function interpretCurves(
       out.push({
         id: 'overfitting',
         tone: 'warn',
-        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "the answers are compared with the base model's once the run completes"}.`,
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "its answers are compared with the base model's when a completed run is evaluated (Did it learn?)"}.`,
         suggest: { path: 'earlyStopping.patience', value: 2 },
       })
   }

@@ -290,7 +290,7 @@ describe('the words', () => {
         { vocabSize: 1200 },
       )[0].message,
     ).toBe(
-      "Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training loss fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept: Export can write it). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: the answers are compared with the base model's once the run completes.",
+      "Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training loss fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept: Export can write it). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: its answers are compared with the base model's when a completed run is evaluated (Did it learn?).",
     )
     // "check the answers below" only where they are (a run still training, or cancelled, had none below)
     expect(
