@@ -170,7 +170,7 @@ export function alertLines(alerts: readonly ExpertAlert[], told: Set<ExpertAlert
 
 /**
  * Prints a run's progress until it ends (a completed run: until its evaluation has ended too,
- * when it has one); resolves with its record.
+ * when it has one); resolves with its detail (the record, and the evaluation the summary gives).
  */
 function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean): Promise<RunDetail> {
   const tty = process.stderr.isTTY === true
