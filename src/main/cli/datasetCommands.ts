@@ -19,7 +19,7 @@ import {
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
 import { formatBytes } from './commands'
-import { byIdOrName, cliError, namesakeWarning, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import { cliError, namesakeWarning, oneByIdOrName, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export { workspaceFromFlag }
@@ -179,12 +179,7 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
     const host = openHost(values, io)
     try {
       // By id or by the name dataset list shows, as --dataset takes it.
-      const named = byIdOrName(await host.api['datasets.list'](), file)
-      if (named.length > 1)
-        throw new UsageError(
-          `"${file}" names ${named.length} datasets (${named.map((d) => d.id).join(', ')}): give one's id (see moe-workbench dataset list)`,
-        )
-      const id = named[0]?.id ?? file
+      const id = oneByIdOrName(await host.api['datasets.list'](), file, 'dataset')?.id ?? file
       await host.api['datasets.delete']({ id })
       io.out(`deleted dataset ${id} from ${host.workspace} (the file it was imported from stays)`)
       return 0

@@ -51,6 +51,24 @@ export function byIdOrName<T extends { id: string; name: string }>(items: readon
 }
 
 /**
+ * The one item byIdOrName finds for `arg` (undefined: none); a name that names several is refused
+ * with their ids, as `<kind> list` shows them (`where`: the workspace, `flag`: the option it came in).
+ */
+export function oneByIdOrName<T extends { id: string; name: string }>(
+  items: readonly T[],
+  arg: string,
+  kind: 'dataset' | 'model' | 'run',
+  { where, flag }: { where?: string; flag?: string } = {},
+): T | undefined {
+  const named = byIdOrName(items, arg)
+  if (named.length > 1)
+    throw new UsageError(
+      `${flag ? `${flag}: ` : ''}"${arg}" names ${named.length} ${kind}s${where ? ` of ${where}` : ''} (${named.map((x) => x.id).join(', ')}): give one's id (see moe-workbench ${kind} list)`,
+    )
+  return named[0]
+}
+
+/**
  * A warning where `made` (just created) shares its name with others of `items` (case and spaces
  * aside, as byIdOrName matches), which commands taking the name then refuse as ambiguous;
  * null where the name is its own.

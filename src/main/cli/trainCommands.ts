@@ -23,7 +23,16 @@ import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
 import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
-import { byIdOrName, cliError, modelFolderOf, namesakeWarning, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
+import {
+  cliError,
+  modelFolderOf,
+  namesakeWarning,
+  oneByIdOrName,
+  openHost,
+  requireModelFolder,
+  workspaceFromFlag,
+  type CliHost,
+} from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
@@ -101,12 +110,8 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
     return m.id
   }
   // A dataset of the workspace by its id or its name, as `dataset list` shows them.
-  const named = byIdOrName(await host.api['datasets.list'](), arg)
-  if (named.length === 1) return named[0].id
-  if (named.length > 1)
-    throw new UsageError(
-      `--dataset: "${arg}" names ${named.length} datasets of ${host.workspace} (${named.map((d) => d.id).join(', ')}): give one's id (see moe-workbench dataset list)`,
-    )
+  const named = oneByIdOrName(await host.api['datasets.list'](), arg, 'dataset', { where: host.workspace, flag: '--dataset' })
+  if (named) return named.id
   throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${host.workspace} (see moe-workbench dataset list)`)
 }
 
@@ -125,15 +130,13 @@ async function fileSha256(file: string): Promise<string> {
 export function runOfWorkspace(ws: string, arg: string): string | null {
   const idLike = /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg) // never a path out of runs/ ('../x')
   if (idLike && existsSync(join(workspaceRunDir(ws, arg), 'run.json'))) return arg
-  const named = byIdOrName(
+  const named = oneByIdOrName(
     listRuns(ws).map((r) => ({ id: r.id, name: r.name ?? r.id })),
     arg,
+    'run',
+    { where: ws },
   )
-  if (named.length > 1)
-    throw new UsageError(
-      `"${arg}" names ${named.length} runs of ${ws} (${named.map((r) => r.id).join(', ')}): give one's id (see moe-workbench run list)`,
-    )
-  return named[0]?.id ?? null
+  return named?.id ?? null
 }
 
 /**

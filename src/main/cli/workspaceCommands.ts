@@ -7,7 +7,7 @@ import type { ModelEntry } from '../../shared/api'
 import { stepsText, type RunRecord } from '../../shared/runs'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
-import { byIdOrName, cliError, openHost, type CliHost } from './host'
+import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
 import { runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -59,12 +59,7 @@ export function modelCommand(values: ParsedValues, io: CliIo, positionals: strin
     remove: async (host, arg) => {
       // The workspace's folders as they are (models.list would load every model's headers in the engine),
       // by id or by the name model list shows ("r2 (fine-tuned)" was refused as an id of bad characters).
-      const named = byIdOrName(listModelFolders(host.workspace), arg)
-      if (named.length > 1)
-        throw new UsageError(
-          `"${arg}" names ${named.length} models (${named.map((m) => m.id).join(', ')}): give one's id (see moe-workbench model list)`,
-        )
-      const entry = named[0]
+      const entry = oneByIdOrName(listModelFolders(host.workspace), arg, 'model')
       if (!entry && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg))
         throw new UsageError(`ID: no model "${arg}" in ${host.workspace}, by id or name (see moe-workbench model list)`)
       const id = entry?.id ?? arg
