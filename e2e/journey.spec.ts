@@ -344,8 +344,10 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
   })
 
   await test.step('export the run and chat with it: a reply streamed token by token, coloured by expert', async () => {
-    // Not exported yet, the run is no model the Experts page can pick: it says so, and leads back to it
-    // (a user looked there for the run just trained and found only the bundled model).
+    // Not exported yet, the run is no model Chat or the Experts page can pick: both say so, and lead
+    // back to it (a user looked there for the run just trained and found only the bundled model).
+    await page.getByTestId('nav-chat').click()
+    await expect(page.getByTestId('chat-unexported')).toContainText('A run is listed here once exported as a model')
     await page.getByTestId('nav-experts').click()
     await expect(page.getByTestId('experts-unexported')).toContainText('A run is listed here once exported as a model')
     await page.getByTestId('experts-unexported').getByRole('link').first().click()
@@ -375,6 +377,7 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     lap('export')
 
     await page.getByTestId('nav-chat').click()
+    await expect(page.getByTestId('chat-unexported')).toHaveCount(0)
     await page.getByTestId('chat-model-0').selectOption({ label: EXPORT_NAME })
     // Reproducible replies, and short.
     await page.getByTestId('chat-greedy').check()
