@@ -191,7 +191,10 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
   }
   if (sub !== 'list' && !file) throw new UsageError(`give the file: moe-workbench dataset ${sub} FILE`)
   const path = file === undefined ? '' : resolve(file)
-  if (sub !== 'list' && (!existsSync(path) || !statSync(path).isFile())) throw new UsageError(`${path} is not a file`)
+  if (sub !== 'list' && !existsSync(path))
+    throw new UsageError(`${path} does not exist: check the path (relative paths start at ${process.cwd()})`)
+  if (sub !== 'list' && statSync(path).isDirectory()) throw new UsageError(`${path} is a folder: give the data file inside it`)
+  if (sub !== 'list' && !statSync(path).isFile()) throw new UsageError(`${path} is not a regular file`)
   const args = sub === 'list' ? undefined : readArgs(values, path)
   const ratio = values['val-ratio'] === undefined ? 0.1 : Number(values['val-ratio'])
   if (!(ratio >= 0 && ratio < 1)) throw new UsageError(`--val-ratio: "${String(values['val-ratio'])}" must be a number in [0, 1)`)

@@ -408,6 +408,13 @@ describe('moe-workbench train / export', () => {
     expect(r.out.join('\n')).toMatch(/rows {7}0 valid, 2 invalid of 2/)
     expect(r.out.join('\n')).toMatch(/ {2}line 2: invalid JSON/)
     expect(r.err.at(-1)).toMatch(/not one of its 2 records could be read \(line 1: invalid JSON.*; 1 more like it\): fix the file/)
+    // A path that is not there, or a folder: said as such (both were "is not a file").
+    r = await cli('dataset', 'import', join(ws, 'missing.jsonl'), '--workspace', ws)
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toContain(`${join(ws, 'missing.jsonl')} does not exist: check the path (relative paths start at ${process.cwd()})`)
+    r = await cli('dataset', 'inspect', ws, '--workspace', ws)
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toContain(`${ws} is a folder: give the data file inside it`)
     r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid', '--name', 'partly bad')
     expect(r.code).toBe(0)
     expect(r.out.join('\n')).toMatch(/imported \S+ {2}partly bad/)
