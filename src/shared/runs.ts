@@ -188,6 +188,8 @@ export interface EvalRunArgs {
   /** A model folder, or (instead) a run id of the workspace: its last checkpoint, adapters applied. */
   model?: string
   run?: string
+  /** With `run`: one of its checkpoint folders (checkpoints/step-N), instead of its last. */
+  checkpoint?: string
   /** Dataset id; default the run's own. */
   dataset?: string
   /** Default 'validation' ('train': exactly the rows a run trained on). */

@@ -222,12 +222,17 @@ export const apiSchemas = {
     .strictObject({
       model: path.optional(),
       run: id.optional(),
+      checkpoint: path.optional(),
       dataset: id.optional(),
       split: z.enum(['train', 'validation', 'all']).optional(),
       limit: z.number().int().min(1).max(10_000).optional(),
       taskId: id.optional(),
     })
     .refine((a) => (a.model === undefined) !== (a.run === undefined), { message: 'give either a model folder or a run', path: ['model'] })
+    .refine((a) => a.checkpoint === undefined || a.run !== undefined, {
+      message: "is a run's checkpoint: give the run too",
+      path: ['checkpoint'],
+    })
     .refine((a) => a.run !== undefined || a.dataset !== undefined, {
       message: 'give the dataset to evaluate a model folder on',
       path: ['dataset'],

@@ -138,6 +138,14 @@ describe('how a refusal reads', () => {
     expect(e.field).toBe('dataset')
     expect(validateArgs('eval.run', { run: 'r' })).toEqual({ run: 'r' })
     expect(validateArgs('eval.run', { model: '/m', dataset: 'd' })).toEqual({ model: '/m', dataset: 'd' })
+    // A checkpoint is one of a run's: with a model folder it is refused by name.
+    expect(validateArgs('eval.run', { run: 'r', checkpoint: '/ws/runs/r/checkpoints/step-1' })).toEqual({
+      run: 'r',
+      checkpoint: '/ws/runs/r/checkpoints/step-1',
+    })
+    const c = refusal('eval.run', { model: '/m', dataset: 'd', checkpoint: '/c' })
+    expect(c.message).toBe("eval.run: checkpoint: is a run's checkpoint: give the run too")
+    expect(c.field).toBe('checkpoint')
   })
 })
 
@@ -148,6 +156,7 @@ describe('paths a request names (what server mode checks against its folders)', 
     expect(pathsOf('models.inspect', null)).toEqual([])
     expect(pathsOf('models.inspect', '/a')).toEqual([])
     expect(pathsOf('eval.run', { model: '/m', run: 'r', dataset: 'd' })).toEqual([{ field: 'model', path: '/m' }])
+    expect(pathsOf('eval.run', { run: 'r', checkpoint: '/c' })).toEqual([{ field: 'checkpoint', path: '/c' }])
   })
 })
 

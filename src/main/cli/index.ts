@@ -51,9 +51,10 @@ commands:
                                                           does not fit pages from the host, LoRA runs)
                                                           fine-tune in the workspace, with progress, ETA
                                                           and a summary; Ctrl-C keeps a checkpoint
-  eval      --model RUN|DIR [--dataset ID|FILE] [--split val|train|all] [--limit 50] [--json]
-                                                          greedy answers scored: exact match, F1, loss
-                                                          (a run: its last checkpoint, its own dataset)
+  eval      --model RUN|DIR [--checkpoint step-N|DIR] [--dataset ID|FILE] [--split val|train|all]
+            [--limit 50] [--json]                         greedy answers scored: exact match, F1, loss
+                                                          (a run: its last checkpoint unless named,
+                                                          its own dataset)
   export    RUN --out DIR [--checkpoint step-N|DIR] [--dtype float32|bfloat16|float16]
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run's id or name as run list shows
@@ -226,6 +227,7 @@ const COMMANDS: Record<string, Command> = {
       split: { type: 'string' },
       limit: { type: 'string' },
       json: { type: 'boolean' },
+      checkpoint: { type: 'string' },
       workspace: { type: 'string' },
     },
     run: evalCommand,

@@ -502,7 +502,8 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
  * moe-workbench eval --model RUN|DIR [--dataset ID|FILE] [--split validation|train|all] [--limit N]
  * [--json]: greedy answers scored against the expected ones (exact match, F1, loss), the rows
  * listed; with --json the last line is {"exact_match", "f1", "loss", "n"}. A run folder (or run
- * id) means its last checkpoint with adapters applied, on its own dataset unless --dataset says.
+ * id) means its last checkpoint (or --checkpoint's) with adapters applied, on its own dataset
+ * unless --dataset says; a run's checkpoint folder means that checkpoint of the run.
  */
 export async function evalCommand(values: ParsedValues, io: CliIo): Promise<number> {
   if (typeof values.model !== 'string') throw new UsageError('--model is required: a model folder, or a run folder or run id')
@@ -513,8 +514,17 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
   // In order: a model folder, a run folder, a run id, a model id or name (as `model list` shows
   // them), a run name (as `run list` shows them: train --name).
   const ws = workspaceFromFlag(values)
-  const asFolder = resolve(values.model)
-  const modelFolderGiven = existsSync(join(asFolder, 'config.json'))
+  let asFolder = resolve(values.model)
+  // A run's checkpoint folder (<workspace>/runs/ID/checkpoints/step-N) is that checkpoint of its run:
+  // as a model folder it has no tokenizer (a full run's checkpoints hold weights only), nor a dataset.
+  let checkpointGiven: string | undefined
+  if (basename(dirname(asFolder)) === 'checkpoints' && existsSync(join(dirname(dirname(asFolder)), 'run.json'))) {
+    if (typeof values.checkpoint === 'string')
+      throw new UsageError(`--checkpoint: --model ${values.model} is a checkpoint already; give one or the other`)
+    checkpointGiven = asFolder
+    asFolder = dirname(dirname(asFolder))
+  }
+  const modelFolderGiven = !checkpointGiven && existsSync(join(asFolder, 'config.json'))
   const runGiven = !modelFolderGiven && (existsSync(join(asFolder, 'run.json')) || existsSync(workspaceRunDir(ws, values.model)))
   const modelDir = modelFolderGiven ? asFolder : runGiven ? null : modelFolderOf(values.model, values)
   const runByName = modelDir || runGiven ? null : runOfWorkspace(ws, values.model)
@@ -523,8 +533,10 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     throw new UsageError(
       `--model: "${values.model}" is not a model or run folder, nor a model or run of the workspace ${ws} (moe-workbench model list and run list show them)`,
     )
-  const located = isModel ? undefined : locateRun(runByName ?? values.model, values)
+  const located = isModel ? undefined : locateRun(runByName ?? (checkpointGiven ? asFolder : values.model), values)
   if (isModel && typeof values.dataset !== 'string') throw new UsageError('--dataset is required with a model folder (a run knows its own)')
+  if (isModel && typeof values.checkpoint === 'string')
+    throw new UsageError(`--checkpoint: ${modelDir} is a model folder, not a run; --checkpoint picks one of a run's checkpoints`)
   const host = openHost(located?.workspace ? { ...values, workspace: located.workspace } : values, io)
   const taskId = `cli-eval-${process.pid}`
   const signal = cancelOnSignal(host, taskId, io, 'cancelling the evaluation...')
@@ -533,6 +545,11 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     if (e.type === 'task.progress' && e.taskId === taskId) progress(e.progress)
   })
   try {
+    const checkpoint =
+      checkpointGiven ??
+      (located && typeof values.checkpoint === 'string'
+        ? checkpointOf(new RunFolder(join(host.workspace, 'runs', located.id)), located.id, values.checkpoint)
+        : undefined)
     await host.backend()
     const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined
     if (signal.stopped()) {
@@ -540,7 +557,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
       return 130
     }
     const report = await host.api['eval.run']({
-      ...(isModel ? { model: modelDir } : { run: located!.id }),
+      ...(isModel ? { model: modelDir } : { run: located!.id, ...(checkpoint && { checkpoint }) }),
       ...(dataset && { dataset }),
       split: split as 'validation',
       limit,
@@ -572,7 +589,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
       /\bno dataset \S+ in the workspace\b/.test(e.message)
     )
       throw new UsageError(`${e.message}: the run's dataset was deleted; evaluate it on another with --dataset ID|FILE`)
-    throw cliError(e)
+    throw cliError(e, { checkpoint: '--checkpoint' })
   } finally {
     signal.off()
     await host.close()

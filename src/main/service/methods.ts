@@ -419,6 +419,7 @@ export function workspaceMethods(ctx: MethodContext): {
     'eval.run': async (args) => {
       const record = args.run !== undefined ? readRun(workspace, args.run) : undefined
       if (args.model !== undefined) requireFolder(args.model, 'model')
+      if (args.checkpoint !== undefined) requireOwnCheckpoint(new RunFolder(runDir(workspace, args.run!)), args.run!, args.checkpoint)
       const dataset = args.dataset ?? record?.dataset
       if (!dataset) throw new ApiError('invalid_argument', `dataset: run ${args.run} does not record its dataset; name one`, 'dataset')
       if (!existsSync(join(datasetDir(workspace, dataset), 'manifest.json')))
@@ -428,7 +429,10 @@ export function workspaceMethods(ctx: MethodContext): {
         dataset,
         split: args.split ?? 'validation',
         limit: args.limit ?? 50,
-        source: args.run !== undefined ? { runDir: runDir(workspace, args.run) } : { modelDir: args.model! },
+        source:
+          args.run !== undefined
+            ? { runDir: runDir(workspace, args.run), ...(args.checkpoint !== undefined && { checkpoint: resolve(args.checkpoint) }) }
+            : { modelDir: args.model! },
         taskId: args.taskId,
       })
     },

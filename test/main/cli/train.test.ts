@@ -685,6 +685,8 @@ describe('moe-workbench eval', () => {
       'batchSize=2',
       '--set',
       'finalEval.rows=2',
+      '--set',
+      'checkpointEvery=1',
       '--out',
       runDir,
       '--name',
@@ -711,6 +713,20 @@ describe('moe-workbench eval', () => {
     // the score is the result: on stdout, after the rows (it was on stderr: `eval > file` lost it)
     expect(byName.out.at(-1)).toMatch(/^run r, step-2 on 1 validation row: exact match/)
     expect(byName.err.join('\n')).not.toMatch(/exact match/)
+    // An earlier checkpoint (the best validation loss may be one): by --checkpoint, or by its folder
+    // (it was "not a model or run folder": a LoRA checkpoint holds adapters, a full one no tokenizer).
+    const early1 = await cli('eval', '--model', 'arith lora', '--checkpoint', '1', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
+    expect(early1.code).toBe(0)
+    expect(early1.out.at(-1)).toMatch(/^run r, step-1 on 1 validation row: exact match/)
+    const byFolder = await cli('eval', '--model', join(runDir, 'checkpoints', 'step-1'), '--limit', '1', '--backend', 'wasm')
+    expect(byFolder.code).toBe(0)
+    expect(byFolder.out.at(-1)).toMatch(/^run r, step-1 on 1 validation row: exact match/)
+    const notOne = await cli('eval', '--model', 'arith lora', '--checkpoint', '7', '--workspace', ws, '--backend', 'wasm')
+    expect(notOne.code).toBe(2)
+    expect(notOne.err[0]).toMatch(/--checkpoint: "7" is not a complete checkpoint of run r \(its checkpoints: step-1, step-2\)/)
+    expect((await cli('eval', '--model', model, '--checkpoint', '1', '--dataset', data, '--backend', 'wasm')).err[0]).toMatch(
+      /--checkpoint: .* is a model folder, not a run/,
+    )
     // Ctrl-C while the engine starts: 130 before the evaluation begins (it said "cancelling", then evaluated).
     const early = await cliInterrupted(
       ['eval', '--model', 'arith lora', '--limit', '1', '--workspace', ws, '--backend', 'wasm'],

@@ -158,6 +158,15 @@ describe('the workbench API end to end (in-process engine)', () => {
       expect(onExport.n).toBeGreaterThan(0)
       expect(onExport.items.map((i) => i.generated)).toEqual(onRun.items.map((i) => i.generated))
       await expect(wb.call('eval.run', { model: exported.dir })).rejects.toMatchObject({ code: 'invalid_argument', field: 'dataset' })
+      // A checkpoint of the run answers as the run does where it is the last; another folder is refused.
+      const ckpt = (await wb.api['runs.get']({ id: started.id })).checkpoints!.at(-1)!
+      const onCheckpoint = await wb.api['eval.run']({ run: started.id, checkpoint: ckpt.dir, split: 'train', limit: 5 })
+      expect(onCheckpoint.items.map((i) => i.generated)).toEqual(onRun.items.map((i) => i.generated))
+      await expect(wb.call('eval.run', { run: started.id, checkpoint: exported.dir })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        field: 'checkpoint',
+        message: expect.stringMatching(/is not a checkpoint of run/),
+      })
       // Raw text has no answers: refused with the reason, never a score of 0% over no rows.
       const text = await wb.api['datasets.import']({ file: join(FIXTURES, 'paragraphs.txt'), name: 'prose', split: { validation: 0 } })
       await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id, split: 'all' })).rejects.toMatchObject({
