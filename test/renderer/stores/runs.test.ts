@@ -15,6 +15,7 @@ import {
   useRunsStore,
 } from '../../../src/renderer/src/stores/runs'
 import { fakeBridge, runDetail, runRecord, stepMetrics } from '../fakeBridge'
+import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 
 let fake: ReturnType<typeof fakeBridge>
 beforeEach(() => {
@@ -368,6 +369,42 @@ describe('useRunsStore', () => {
     fake.bridge.runs.resume.mockRejectedValueOnce(new ApiError('failed', 'run-1 has no checkpoint to resume from'))
     await expect(runs.resume('run-1')).rejects.toMatchObject({ message: 'run-1 has no checkpoint to resume from', code: 'failed' })
     expect(runs.busy).toEqual({})
+  })
+
+  it('scores a checkpoint of a run as a task, on its split and rows; a refusal comes back as a UiError', async () => {
+    const runs = useRunsStore()
+    const tasks = useTasksStore()
+    const report = {
+      model: 'run run-1, step-20',
+      split: 'validation',
+      n: 3,
+      skipped: 0,
+      exactMatch: 2 / 3,
+      f1: 0.8,
+      loss: 0.5,
+      seconds: 1,
+      items: [],
+    }
+    let seen: string[] = []
+    fake.bridge.eval.run.mockImplementationOnce(async () => {
+      seen = tasks.of('eval.run', 'run-1').map((t) => t.title) // shown while it runs
+      return report as never
+    })
+    const ckpt = '/ws/runs/run-1/checkpoints/step-20'
+    await expect(runs.scoreCheckpoint('run-1', ckpt, 'validation', 7)).resolves.toEqual(report)
+    expect(fake.bridge.eval.run).toHaveBeenCalledWith({
+      run: 'run-1',
+      checkpoint: ckpt,
+      split: 'validation',
+      limit: 7,
+      taskId: expect.any(String),
+    })
+    expect(seen).toEqual(['Scoring step-20 of run-1'])
+    expect(tasks.of('eval.run')).toEqual([])
+    fake.bridge.eval.run.mockRejectedValueOnce(
+      new ApiError('invalid_argument', 'checkpoint: /x is not a checkpoint of run run-1', 'checkpoint'),
+    )
+    await expect(runs.scoreCheckpoint('run-1', '/x', 'train', 7)).rejects.toMatchObject({ code: 'invalid_argument', field: 'checkpoint' })
   })
 
   it('shows the checkpoint a cancel wrote, though the cancel’s answer was read before it was', async () => {

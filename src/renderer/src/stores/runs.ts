@@ -8,6 +8,8 @@ import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue'
 import type { Dtype, ModelEntry, WorkbenchEvent } from '../../../shared/api'
 import type {
   EvalMetrics,
+  EvalReport,
+  EvalSplit,
   ExpertAlert,
   LayerShare,
   RunDetail,
@@ -439,6 +441,24 @@ export const useRunsStore = defineStore('runs', () => {
     }
   }
 
+  /**
+   * Scores one of a run's checkpoints on the run's own dataset: the greedy answers "Did it learn?"
+   * gives for the last checkpoint, for any kept one (the best validation loss is often earlier).
+   */
+  async function scoreCheckpoint(id: string, checkpoint: string, split: Exclude<EvalSplit, 'all'>, limit: number): Promise<EvalReport> {
+    const name = checkpoint.split(/[\\/]/).pop()
+    try {
+      return await useTasksStore().track(
+        'eval.run',
+        `Scoring ${name} of ${id}`,
+        (taskId) => useWorkbench().eval.run({ run: id, checkpoint, split, limit, taskId }),
+        id,
+      )
+    } catch (e) {
+      throw toUiError(e)
+    }
+  }
+
   /** Loads runs to overlay (their whole metrics). */
   async function compare(ids: string[]): Promise<void> {
     compareLoading.value = true
@@ -605,6 +625,7 @@ export const useRunsStore = defineStore('runs', () => {
     remove,
     resume,
     exportRun,
+    scoreCheckpoint,
     compare,
     clearCompare,
     onEvent,
