@@ -373,6 +373,11 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('export-folder')).toHaveValue('')
     // That earlier checkpoint scored on the run's own rows, as "Did it learn?" scores the last
     // (only the last was ever evaluated): a row of figures, and its answers.
+    // Preselected: the checkpoint of the best validation loss, where one is marked.
+    const picker = page.getByTestId('score-checkpoint')
+    const marked = await picker.locator('option', { hasText: '(best validation loss' }).count()
+    if (marked)
+      expect(await picker.evaluate((s: HTMLSelectElement) => s.selectedOptions[0]?.textContent)).toContain('(best validation loss')
     const earlier = await page.getByTestId('score-checkpoint').locator('option').nth(1).textContent()
     await page.getByTestId('score-checkpoint').selectOption({ index: 1 })
     await page.getByTestId('score-split').selectOption('train')

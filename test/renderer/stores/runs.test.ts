@@ -65,9 +65,9 @@ describe('checkpointOptions and an earlier checkpoint', () => {
       { step: 300, valLoss: 3 },
     ]
     expect(checkpointOptions(kept, dir(300), evals)).toEqual([
-      { step: 300, dir: dir(300), label: 'step 300 (last)' },
-      { step: 200, dir: dir(200), label: 'step 200' },
-      { step: 20, dir: dir(20), label: 'step 20 (best validation loss 1.235)' },
+      { step: 300, dir: dir(300), label: 'step 300 (last)', best: false },
+      { step: 200, dir: dir(200), label: 'step 200', best: false },
+      { step: 20, dir: dir(20), label: 'step 20 (best validation loss 1.235)', best: true },
     ])
     // A live run's newest checkpoint (its record's) before the list is read again; no evals: none marked
     expect(checkpointOptions(kept, dir(310), []).map((o) => o.label)).toEqual(['step 310 (last)', 'step 300', 'step 200', 'step 20'])

@@ -98,6 +98,8 @@ export interface CheckpointOption {
   dir: string
   /** "step 300 (last)", "step 20 (best validation loss 1.234)". */
   label: string
+  /** The kept checkpoint of the lowest validation loss. */
+  best: boolean
 }
 
 /**
@@ -120,6 +122,7 @@ export function checkpointOptions(
       step,
       dir: dirs.get(step)!,
       label: `step ${step}${i === 0 ? ' (last)' : ''}${best?.step === step ? ` (best validation loss ${best.valLoss.toFixed(3)})` : ''}`,
+      best: best?.step === step,
     }))
 }
 
