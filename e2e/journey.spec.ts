@@ -369,6 +369,8 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('run-export').click()
     await expect(page.getByTestId('run-exported-dir').filter({ hasText: folder })).toBeVisible({ timeout: 30_000 })
     await expect(page.getByTestId('run-exported').locator('li', { hasText: folder })).toContainText(`of ${MAX_STEPS})`)
+    // The date and the folder apart ("12:56/tmp/…" read as one path).
+    await expect(page.getByTestId('run-exported').locator('li', { hasText: folder })).toContainText(`, in ${folder}`)
     expect(existsSync(join(folder, 'config.json'))).toBe(true)
     await expect(page.getByTestId('export-folder')).toHaveValue('')
     // That earlier checkpoint scored on the run's own rows, as "Did it learn?" scores the last

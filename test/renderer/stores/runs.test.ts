@@ -11,6 +11,7 @@ import {
   checkpointOptions,
   exportChoice,
   isActive,
+  resumeButton,
   runExports,
   useRunsStore,
 } from '../../../src/renderer/src/stores/runs'
@@ -51,6 +52,25 @@ describe('exportChoice', () => {
       placeholder: 'capitals (fine-tuned)',
       note: null,
     })
+  })
+})
+
+describe('resumeButton', () => {
+  it('resumes a run stopped before its first checkpoint (from the base model, saying so), busy while another action runs', () => {
+    const early = { status: 'interrupted' as const, lastCheckpoint: null }
+    expect(resumeButton(early, false)).toEqual({
+      shown: true,
+      disabled: false,
+      title: 'No checkpoint was written: resuming starts it again from the base model',
+    })
+    expect(resumeButton({ status: 'cancelled', lastCheckpoint: '/ws/runs/r/checkpoints/step-200' }, false)).toEqual({
+      shown: true,
+      disabled: false,
+      title: 'Continue from its last checkpoint (step 200)',
+    })
+    expect(resumeButton(early, true).disabled).toBe(true)
+    expect(resumeButton({ status: 'completed', lastCheckpoint: null }, false).shown).toBe(false)
+    expect(resumeButton({ status: 'running', lastCheckpoint: null }, false).shown).toBe(false)
   })
 })
 

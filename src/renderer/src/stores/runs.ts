@@ -43,6 +43,26 @@ export function canResume(record: Pick<RunRecord, 'status'>): boolean {
   return RESUMABLE_STATUSES.includes(record.status)
 }
 
+/**
+ * The run card's Resume button: offered where the run can be resumed, busy while another action
+ * on it runs; a run stopped before its first checkpoint resumes too, from the base model (the
+ * button was disabled there without a word, though the run's message said resume would start it
+ * again and the CLI did).
+ */
+export function resumeButton(
+  record: Pick<RunRecord, 'status' | 'lastCheckpoint'>,
+  busy: boolean,
+): { shown: boolean; disabled: boolean; title: string } {
+  const from = checkpointStep(record.lastCheckpoint)
+  return {
+    shown: canResume(record),
+    disabled: busy,
+    title: record.lastCheckpoint
+      ? `Continue from its last checkpoint${from === null ? '' : ` (step ${from})`}`
+      : 'No checkpoint was written: resuming starts it again from the base model',
+  }
+}
+
 /** The step of a checkpoint folder (`…/checkpoints/step-30`), or null. */
 export function checkpointStep(dir: string | null | undefined): number | null {
   const m = dir ? /(?:^|[\\/])step-(\d+)[\\/]?$/.exec(dir) : null
