@@ -472,7 +472,7 @@ export function workspaceMethods(ctx: MethodContext): {
           const record = new RunFolder(runDir(workspace, id)).repair({
             force: true,
             status,
-            reason: intentional ? 'the app stopped while it trained' : `the engine process stopped (${reason})`,
+            reason: intentional ? 'it was stopped while it trained (the app or the command quit)' : `the engine process stopped (${reason})`,
           })
           if (record) ctx.emit({ type: 'run.status', runId: id, status, step: record.step, message: record.message })
         } catch {
