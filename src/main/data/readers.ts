@@ -276,7 +276,8 @@ async function* jsonlRecords(file: string, options: ReadOptions = {}): AsyncGene
     try {
       yield { line: l.line, value: JSON.parse(l.text) }
     } catch (e) {
-      yield { line: l.line, error: `invalid JSON: ${(e as Error).message}` }
+      // The column, as a JSON file's error gives it (V8 says "at position N"); the line is the record's.
+      yield { line: l.line, error: `invalid JSON${jsonErrorWhere(l.text, (e as Error).message, true)}` }
     }
   }
 }
@@ -632,25 +633,48 @@ function fromParquet(value: unknown): unknown {
   return value
 }
 
+/** Whether JSON.parse reads all of `prefix` before it stops: the text so far is a valid start. */
+function readsToEnd(prefix: string): boolean {
+  try {
+    JSON.parse(prefix)
+    return true
+  } catch (e) {
+    const message = (e as Error).message
+    const at = / in JSON at position (\d+)/.exec(message)
+    return /^Unexpected end of JSON input/.test(message) || (at !== null && Number(at[1]) === prefix.length)
+  }
+}
+
+/**
+ * The index of the unexpected `token` in a short `text` V8 quoted whole: the first occurrence the
+ * text before reads up to (in "not json" the o of "not", not the one of "json").
+ */
+function stoppingIndex(text: string, token: string): number {
+  for (let i = text.indexOf(token); i >= 0; i = text.indexOf(token, i + 1))
+    if (readsToEnd(text.slice(0, i)) && !readsToEnd(text.slice(0, i + 1))) return i
+  return text.lastIndexOf(token)
+}
+
 /**
  * Where JSON.parse stopped in `text`, for people: " at line L, column C: <what it expected>" and
  * the line (V8 gives a character offset, or only a few characters around the token); ": <the
- * message>" where it cannot tell.
+ * message>" where it cannot tell. `oneLine`: the text is one record's line (JSON Lines), whose line
+ * number the caller gives: the column only.
  */
-export function jsonErrorWhere(text: string, message: string): string {
+export function jsonErrorWhere(text: string, message: string, oneLine = false): string {
   let pos: number | null = null
   let what = message
-  const at = / in JSON at position (\d+)/.exec(message)
+  const at = / (in|after) JSON at position (\d+)/.exec(message)
   if (at) {
-    pos = Number(at[1])
-    what = message.slice(0, at.index)
+    pos = Number(at[2])
+    what = message.slice(0, at.index) + (at[1] === 'after' ? ' after the value' : '')
   } else {
     // 'Unexpected token X, "<text>" is not valid JSON', the text cut to 10 characters on either
     // side of the token where longer, the cut marked ...
     const m = /^Unexpected token '([\s\S])', (\.\.\.)?"([\s\S]*)"(\.\.\.)? is not valid JSON$/.exec(message)
     const from = m ? text.indexOf(m[3]) : -1
     if (m && from >= 0) {
-      const i = m[2] ? 10 : m[4] ? m[3].length - 11 : m[3].lastIndexOf(m[1])
+      const i = m[2] ? 10 : m[4] ? m[3].length - 11 : stoppingIndex(m[3], m[1])
       if (m[3][i] === m[1]) {
         pos = from + i
         what = `unexpected ${JSON.stringify(m[1])}`
@@ -664,5 +688,5 @@ export function jsonErrorWhere(text: string, message: string): string {
   const end = text.indexOf('\n', pos)
   const lineText = text.slice(start, end < 0 ? undefined : end).trimEnd()
   const shown = lineText.length > 80 ? `${lineText.slice(Math.max(0, pos - start - 40), pos - start + 40)}` : lineText
-  return ` at line ${line}, column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); a trailing comma or a missing one is the usual cause`
+  return ` at ${oneLine ? '' : `line ${line}, `}column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); a trailing comma or a missing one is the usual cause`
 }
