@@ -259,9 +259,12 @@ export async function* readLines(file: string, options: ReadOptions = {}): Async
   }
 }
 
+/** A line that is not UTF-8 (Latin-1 or Windows-1252 text, say), and what to do about it. */
+export const INVALID_UTF8 = 'invalid UTF-8 (save the file again as UTF-8)'
+
 function lineProblem(l: Line): string | null {
   if (l.tooLong) return `line is longer than ${mb(MAX_LINE_BYTES)}`
-  if (l.badUtf8) return 'invalid UTF-8'
+  if (l.badUtf8) return INVALID_UTF8
   return null
 }
 
@@ -480,7 +483,7 @@ async function openJson(file: string, bytes: number): Promise<DatasetSource> {
   try {
     text = fatal.decode(buffer)
   } catch {
-    throw new DatasetError(`${file}: invalid UTF-8 at line ${firstBadLine(buffer)}`)
+    throw new DatasetError(`${file}: invalid UTF-8 at line ${firstBadLine(buffer)}; save it again as UTF-8`)
   }
   let parsed: unknown
   try {

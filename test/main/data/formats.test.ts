@@ -371,7 +371,16 @@ describe('every layout in every file format', () => {
     expect((await inspectDataset(write('bom.jsonl', '\uFEFF{"text": "a"}\n'))).report.valid).toBe(1)
     expect((await inspectDataset(write('t.tsv', 'prompt\tcompletion\nhi\tho\n'))).report.valid).toBe(1)
     const latin1 = await inspectDataset(write('latin1.jsonl', Buffer.from('{"text": "caf\xe9"}\n{"text": "ok"}\n', 'latin1')))
-    expect(latin1.report).toMatchObject({ total: 2, valid: 1, invalid: 1, problems: [{ line: 1, field: '', message: 'invalid UTF-8' }] })
+    expect(latin1.report).toMatchObject({
+      total: 2,
+      valid: 1,
+      invalid: 1,
+      problems: [{ line: 1, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' }],
+    })
+    // A JSON file is read whole: refused at the first bad line, saying what to do.
+    await expect(inspectDataset(write('latin1.json', Buffer.from('[\n{"text": "caf\xe9"}\n]\n', 'latin1')))).rejects.toThrow(
+      /latin1\.json: invalid UTF-8 at line 2; save it again as UTF-8$/,
+    )
   })
 
   it('reads a .jsonl file that holds one JSON document (an array, a pretty-printed wrapper) as JSON, unless told it is JSON Lines', async () => {

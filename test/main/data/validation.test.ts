@@ -37,7 +37,7 @@ describe('the validation report', () => {
         { line: 7, field: 'messages', message: 'missing field' },
         { line: 8, field: 'messages[0].content', message: 'expected a string, got a number' },
         { line: 9, field: '', message: NOT_JSON },
-        { line: 11, field: '', message: 'invalid UTF-8' },
+        { line: 11, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' },
         { line: 12, field: '', message: 'expected an object, got an array' },
         { line: 13, field: 'messages[2].role', message: 'a system message may only come first' },
         { line: 15, field: 'messages[0].role', message: 'has no turns after the system message' },
@@ -65,7 +65,7 @@ describe('the validation report', () => {
       problems: [
         { line: 3, field: 'instruction', message: 'must not be empty' },
         { line: 6, field: '', message: 'expected 3 fields, got 4' },
-        { line: 7, field: '', message: 'invalid UTF-8' },
+        { line: 7, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' },
         { line: 8, field: 'output', message: 'must not be empty' },
       ],
     })
@@ -450,7 +450,7 @@ describe('the validation report', () => {
       Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "fine"}\n'), badByteSequence, Buffer.from('{"text": "é ok"}\n')]),
     )
     const r = await inspectDataset(file)
-    expect(r.report.problems).toEqual([{ line: 3, field: '', message: 'invalid UTF-8' }])
+    expect(r.report.problems).toEqual([{ line: 3, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' }])
     expect(r.preview.map((p) => p.row)).toEqual([{ text: 'ok' }, { text: 'fine' }, { text: 'é ok' }])
   })
 })
