@@ -11,6 +11,7 @@ import {
   checkpointOptions,
   exportChoice,
   isActive,
+  redoneSteps,
   resumeButton,
   runExports,
   useRunsStore,
@@ -52,6 +53,26 @@ describe('exportChoice', () => {
       placeholder: 'capitals (fine-tuned)',
       note: null,
     })
+  })
+})
+
+describe('redoneSteps', () => {
+  it('says which steps a resume trains again where the metrics go past the last checkpoint', () => {
+    const ckpt = '/ws/runs/r/checkpoints/step-200'
+    expect(redoneSteps({ status: 'interrupted', lastCheckpoint: ckpt }, 279)).toBe(
+      'Stopped at step 279, after its last checkpoint (step 200): resuming trains steps 201-279 again.',
+    )
+    expect(redoneSteps({ status: 'failed', lastCheckpoint: ckpt }, 201)).toBe(
+      'Stopped at step 201, after its last checkpoint (step 200): resuming trains step 201 again.',
+    )
+    expect(redoneSteps({ status: 'interrupted', lastCheckpoint: null }, 14)).toBe(
+      'Stopped at step 14, before its first checkpoint: resuming trains steps 1-14 again, from the base model.',
+    )
+    // Nothing to redo: a cancel writes its checkpoint at the step it stops; no metrics; not resumable.
+    expect(redoneSteps({ status: 'cancelled', lastCheckpoint: ckpt }, 200)).toBeNull()
+    expect(redoneSteps({ status: 'interrupted', lastCheckpoint: ckpt }, undefined)).toBeNull()
+    expect(redoneSteps({ status: 'completed', lastCheckpoint: ckpt }, 279)).toBeNull()
+    expect(redoneSteps({ status: 'running', lastCheckpoint: ckpt }, 279)).toBeNull()
   })
 })
 

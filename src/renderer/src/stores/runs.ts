@@ -63,6 +63,22 @@ export function resumeButton(
   }
 }
 
+/**
+ * A stopped run whose metrics go past its last checkpoint (it crashed or was killed between two):
+ * the steps a resume trains again, in words; null where nothing is redone. The card showed "step
+ * 279 of 1500" and curves to 279 beside "last checkpoint step-200", and a resume quietly dropped
+ * 201-279.
+ */
+export function redoneSteps(record: Pick<RunRecord, 'status' | 'lastCheckpoint'>, metricsStep: number | undefined): string | null {
+  if (!canResume(record) || metricsStep === undefined) return null
+  const from = checkpointStep(record.lastCheckpoint) ?? 0
+  if (metricsStep <= from) return null
+  const steps = from + 1 === metricsStep ? `step ${metricsStep}` : `steps ${from + 1}-${metricsStep}`
+  return from > 0
+    ? `Stopped at step ${metricsStep}, after its last checkpoint (step ${from}): resuming trains ${steps} again.`
+    : `Stopped at step ${metricsStep}, before its first checkpoint: resuming trains ${steps} again, from the base model.`
+}
+
 /** The step of a checkpoint folder (`…/checkpoints/step-30`), or null. */
 export function checkpointStep(dir: string | null | undefined): number | null {
   const m = dir ? /(?:^|[\\/])step-(\d+)[\\/]?$/.exec(dir) : null
