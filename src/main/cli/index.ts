@@ -67,7 +67,9 @@ commands:
                                                           as a run: eval and export it like one trained here
   model     list | delete ID                              the workspace's models; delete removes a made or
                                                           exported one (a linked one: the link only)
-  run       list | delete ID                              the workspace's runs; delete removes one not
+  run       list | show ID | delete ID                    the workspace's runs; show: one as its card
+                                                          shows it (status, checkpoints, what a resume
+                                                          redoes, evaluation); delete removes one not
                                                           training, with its checkpoints
   serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
                                                           the browser UI and API (server mode); requests

@@ -1,10 +1,11 @@
 /**
- * `moe-workbench model list | model delete ID` and `run list | run delete ID`: the workspace's
- * models and runs as the app lists them, and their removal through the service's own checks (a
- * model a run was trained from stays, a run in training stays, a linked model's folder stays).
+ * `moe-workbench model list | model delete ID` and `run list | run show ID | run delete ID`: the
+ * workspace's models and runs as the app lists them, a run as its card shows it, and their removal
+ * through the service's own checks (a model a run was trained from stays, a run in training stays,
+ * a linked model's folder stays).
  */
 import type { ModelEntry } from '../../shared/api'
-import { stepsText, type RunRecord } from '../../shared/runs'
+import { RESUMABLE_STATUSES, evaluationText, stepsText, type EvalMetrics, type RunDetail, type RunRecord } from '../../shared/runs'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
@@ -23,18 +24,58 @@ function describeRun(r: RunRecord): string {
   return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${r.status}  step ${stepsText(r)}  ${r.config.method}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
 }
 
-/** One listing command and its removal: list, or delete ID. */
+/**
+ * A run in full, as its card shows it: status and why, progress, the steps a resume redoes, its
+ * checkpoints (the best validation loss marked) and its before/after evaluation.
+ */
+export function runDetailLines(d: RunDetail): string[] {
+  const r = d.record
+  const lastStep = d.steps.at(-1)?.step
+  const checkpoints = d.checkpoints ?? []
+  let best: EvalMetrics | null = null
+  for (const e of d.evals) if (checkpoints.some((c) => c.step === e.step) && (best === null || e.valLoss < best.valLoss)) best = e
+  const lines = [
+    `run         ${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}`,
+    // ("completed: completed 400 steps" said it twice)
+    `status      ${r.message && !r.message.startsWith(r.status) ? `${r.status}: ${r.message}` : (r.message ?? r.status)}`,
+    `steps       ${stepsText(r)}${lastStep !== undefined && lastStep > r.step ? ` (metrics to step ${lastStep})` : ''}`,
+    `model       ${r.baseModel}  (${r.config.method})`,
+    `dataset     ${r.dataset ?? '-'}`,
+    `best val    ${r.bestValLoss === null ? '-' : r.bestValLoss.toFixed(4)}`,
+    `checkpoints ${
+      checkpoints.length
+        ? checkpoints
+            .map((c) => `step-${c.step}${best?.step === c.step ? ` (best validation loss ${best.valLoss.toFixed(3)})` : ''}`)
+            .join(', ')
+        : 'none yet'
+    }`,
+  ]
+  if (lastStep !== undefined && RESUMABLE_STATUSES.includes(r.status)) {
+    const from = checkpoints.at(-1)?.step ?? 0
+    if (lastStep > from)
+      lines.push(`resume      trains steps ${from + 1}-${lastStep} again${from ? ` from step-${from}` : ', from the base model'}`)
+  }
+  for (const s of d.evaluation?.splits ?? []) lines.push(`${s.split === 'validation' ? 'val' : s.split}`.padEnd(12) + evaluationText(s))
+  return lines
+}
+
+/** One listing command, its removal, and (runs) one in full: list, delete ID, show ID. */
 async function listOrDelete(
   what: 'model' | 'run',
   values: ParsedValues,
   io: CliIo,
   positionals: string[],
-  ops: { list(host: CliHost): Promise<string[]>; remove(host: CliHost, id: string): Promise<string> },
+  ops: {
+    list(host: CliHost): Promise<string[]>
+    remove(host: CliHost, id: string): Promise<string>
+    show?(host: CliHost, id: string): Promise<string[]>
+  },
 ): Promise<number> {
   const [sub, id, extra] = positionals
-  if ((sub !== 'list' && sub !== 'delete') || extra !== undefined || (sub === 'list' && id !== undefined))
-    throw new UsageError(`use: moe-workbench ${what} list | ${what} delete ID`)
-  if (sub === 'delete' && !id) throw new UsageError(`give the ${what} id: moe-workbench ${what} delete ID (${what} list shows them)`)
+  const subs = ops.show ? `${what} list | ${what} show ID | ${what} delete ID` : `${what} list | ${what} delete ID`
+  if ((sub !== 'list' && sub !== 'delete' && !(sub === 'show' && ops.show)) || extra !== undefined || (sub === 'list' && id !== undefined))
+    throw new UsageError(`use: moe-workbench ${subs}`)
+  if (sub !== 'list' && !id) throw new UsageError(`give the ${what} id: moe-workbench ${what} ${sub} ID (${what} list shows them)`)
   const host = openHost(values, io)
   try {
     if (sub === 'list') {
@@ -44,7 +85,8 @@ async function listOrDelete(
           `no ${what}s in ${host.workspace}${what === 'run' ? ': start one with moe-workbench train --model default --dataset FILE' : ''}`,
         )
       for (const line of lines) io.out(line)
-    } else io.out(await ops.remove(host, id!))
+    } else if (sub === 'show') for (const line of await ops.show!(host, id!)) io.out(line)
+    else io.out(await ops.remove(host, id!))
     return 0
   } catch (e) {
     throw cliError(e, { id: 'ID' })
@@ -80,5 +122,6 @@ export function runCommand(values: ParsedValues, io: CliIo, positionals: string[
       await host.api['runs.delete']({ id })
       return `deleted run ${id} from ${host.workspace} (models exported from it stay)`
     },
+    show: async (host, arg) => runDetailLines(await host.api['runs.get']({ id: runOfWorkspace(host.workspace, arg) ?? arg })),
   })
 }

@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
 import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { chatFormat } from '../../../src/main/cli/chatCommand'
+import { runDetailLines } from '../../../src/main/cli/workspaceCommands'
+import type { RunDetail } from '../../../src/shared/runs'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import { planPlacement } from '../../../src/main/engine/plan'
@@ -713,6 +715,15 @@ describe('moe-workbench eval', () => {
     // the score is the result: on stdout, after the rows (it was on stderr: `eval > file` lost it)
     expect(byName.out.at(-1)).toMatch(/^run r, step-2 on 1 validation row: exact match/)
     expect(byName.err.join('\n')).not.toMatch(/exact match/)
+    // The run as its card shows it (there was no run show: "use: moe-workbench run list | run delete ID").
+    const shown = await cli('run', 'show', 'arith lora', '--workspace', ws)
+    expect(shown.code).toBe(0)
+    expect(shown.out[0]).toBe('run         r  "Arith LoRA"')
+    expect(shown.out[1]).toMatch(/^status {6}completed/)
+    expect(shown.out[2]).toBe('steps       2/2')
+    expect(shown.out.find((l) => l.startsWith('checkpoints '))).toMatch(/^checkpoints step-1, step-2\b/)
+    expect(shown.out.filter((l) => /^(val|train) +exact match \d+% → \d+%/.test(l))).toHaveLength(2)
+    expect((await cli('run', 'show', '--workspace', ws)).err[0]).toMatch(/give the run id: moe-workbench run show ID/)
     // An earlier checkpoint (the best validation loss may be one): by --checkpoint, or by its folder
     // (it was "not a model or run folder": a LoRA checkpoint holds adapters, a full one no tokenizer).
     const early1 = await cli('eval', '--model', 'arith lora', '--checkpoint', '1', '--limit', '1', '--workspace', ws, '--backend', 'wasm')
@@ -899,6 +910,54 @@ describe('moe-workbench model / run', () => {
     expect((await cli('run', 'list', 'x', '--workspace', ws)).code).toBe(2)
     expect((await cli('model', 'delete', 'a', 'b', '--workspace', ws)).err[0]).toMatch(/use: moe-workbench model list \| model delete ID/)
   }, 60_000)
+})
+
+describe('run show', () => {
+  it('says which steps a resume trains again, and marks the best validation loss among the checkpoints', () => {
+    const detail = {
+      record: {
+        id: 'k',
+        name: 'kill-me',
+        status: 'interrupted',
+        message: 'the process writing it (pid 1) stopped; resume continues from step-200',
+        step: 200,
+        totalSteps: 1500,
+        baseModel: '/m',
+        dataset: 'd',
+        bestValLoss: 1.5,
+        config: { method: 'full' },
+      },
+      steps: [{ step: 279 }],
+      evals: [
+        { step: 100, valLoss: 1.5 },
+        { step: 200, valLoss: 1.7 },
+        { step: 150, valLoss: 1.2 }, // lower, but not kept
+      ],
+      checkpoints: [
+        { step: 100, dir: '/ws/runs/k/checkpoints/step-100' },
+        { step: 200, dir: '/ws/runs/k/checkpoints/step-200' },
+      ],
+      evaluation: null,
+    } as unknown as RunDetail
+    expect(runDetailLines(detail)).toEqual([
+      'run         k  "kill-me"',
+      'status      interrupted: the process writing it (pid 1) stopped; resume continues from step-200',
+      'steps       200/1500 (metrics to step 279)',
+      'model       /m  (full)',
+      'dataset     d',
+      'best val    1.5000',
+      'checkpoints step-100 (best validation loss 1.500), step-200',
+      'resume      trains steps 201-279 again from step-200',
+    ])
+    const early = {
+      ...detail,
+      record: { ...detail.record, step: 0 },
+      steps: [{ step: 14 }],
+      evals: [],
+      checkpoints: [],
+    } as unknown as RunDetail
+    expect(runDetailLines(early).slice(-2)).toEqual(['checkpoints none yet', 'resume      trains steps 1-14 again, from the base model'])
+  })
 })
 
 describe('moe-workbench handoff', () => {
