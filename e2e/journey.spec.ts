@@ -281,6 +281,8 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
 
     const status = page.getByTestId('run-status')
     await expect(status).toHaveAttribute('data-status', /queued|created|running/)
+    // Where the run's status and progress are, not at the foot of the form Start was at.
+    await expect(status).toBeInViewport()
     const loss = page.getByTestId('chart-loss')
     const heatmap = page.getByTestId('chart-expert-heatmap')
     // The first steps arrive: the charts have something to draw.
