@@ -41,7 +41,9 @@ describe('exportChoice', () => {
     })
     const cancelled = exportChoice({ ...run, status: 'cancelled', step: 43, lastCheckpoint: 'C:\\ws\\runs\\r\\checkpoints\\step-43' })
     expect(cancelled).toMatchObject({ final: false, button: 'Export checkpoint step 43 of 60' })
-    expect(cancelled.note).toMatch(/^The run stopped \(cancelled\) at step 43 of 60: /)
+    expect(cancelled.note).toBe(
+      'The run stopped (cancelled) before its end: this exports its checkpoint step 43 of 60, not a final model; the name says so.',
+    )
     expect(exportChoice({ ...run, status: 'running', step: 3, lastCheckpoint: null })).toMatchObject({ final: false, label: null })
   })
 

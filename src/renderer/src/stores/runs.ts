@@ -190,7 +190,9 @@ export function exportChoice(
       ? `Step ${step} is not the run's last checkpoint${last === null ? '' : ` (step ${last})`}`
       : isActive(record)
         ? 'The run is still training'
-        : `The run stopped (${record.status}) at step ${record.step}${of}`
+        : // Its last checkpoint's step, not where it stopped: a crash stops it past that ("stopped
+          // at step 183" beside "Stopped at step 216" on the same card).
+          `The run stopped (${record.status}) before its end`
   return {
     final: false,
     label,
