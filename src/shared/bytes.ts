@@ -54,6 +54,9 @@ export function parseBytes(text: string): number | null {
 export function sizeProblem(text: string, like = '8 GiB'): string {
   const t = text.trim()
   if (unitless(t)) return `“${t}” has no unit (as bytes it is ${t} B): write e.g. ${t} GB or ${t} GiB`
+  // A number that is not above 0 ("-5", "0 GB"): said so ("is not a size" read as a typing slip).
+  if (/^-|^\+?(0+(\.0*)?|\.0+)\s*[a-z]*$/i.test(t))
+    return `“${t}” is not above 0: a size is more than 0 bytes; write e.g. ${like} or 512 MB`
   return `“${t}” is not a size; write e.g. ${like} or 512 MB`
 }
 
