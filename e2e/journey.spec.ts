@@ -403,8 +403,10 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('nav-chat').click()
     await expect(page.getByTestId('chat-unexported')).toHaveCount(0)
     await page.getByTestId('chat-model-0').selectOption({ label: EXPORT_NAME })
-    // Reproducible replies, and short.
+    // Reproducible replies, and short: sampling says its replies are not the evaluation's answers.
+    await expect(page.getByTestId('chat-sampling-note')).toContainText('tick Greedy to get its answers')
     await page.getByTestId('chat-greedy').check()
+    await expect(page.getByTestId('chat-sampling-note')).toHaveCount(0)
     await page.getByTestId('chat-max-tokens').fill('24')
     const from = chatEvents.length
     await page.getByTestId('chat-input').fill(prompt)
