@@ -83,8 +83,22 @@ interface BadRow {
 function userDataset(): { file: string; bad: (BadRow & { line: number })[]; good: number } {
   const bad = new Map<number, BadRow>([
     [6, { text: 'What is the capital of Chile?,', field: 'answer', message: 'must not be empty' }],
-    [15, { text: 'Translate into French: milk lait', field: '(row)', message: 'expected 2 fields, got 1' }],
-    [27, { text: 'What is the capital of Peru, in South America?,Lima', field: '(row)', message: 'expected 2 fields, got 3' }],
+    [
+      15,
+      {
+        text: 'Translate into French: milk lait',
+        field: '(row)',
+        message: 'expected 2 fields, got 1: no answer (fields are separated by a comma)',
+      },
+    ],
+    [
+      27,
+      {
+        text: 'What is the capital of Peru, in South America?,Lima',
+        field: '(row)',
+        message: 'expected 2 fields, got 3: a field with a comma in it goes in double quotes',
+      },
+    ],
   ])
   const lines = ['question,answer']
   for (const [question, answer] of PAIRS) {

@@ -359,6 +359,18 @@ function countQuotes(s: string): number {
 }
 
 /**
+ * A row with more or fewer fields than the header, in words: the columns it has no value for, or
+ * that a field with the delimiter in it goes in double quotes (it said only "expected 2 fields,
+ * got 1", and the only way on offered was leaving the row out).
+ */
+export function fieldCountProblem(header: readonly string[], count: number, delimiter: string): string {
+  const d = delimiter === '\t' ? 'a tab' : delimiter === ',' ? 'a comma' : delimiter === ';' ? 'a semicolon' : `"${delimiter}"`
+  const base = `expected ${header.length} fields, got ${count}`
+  if (count < header.length) return `${base}: no ${header.slice(count).join(', ')} (fields are separated by ${d})`
+  return `${base}: a field with ${d} in it goes in double quotes`
+}
+
+/**
  * Lines are gathered into batches that end where a record ends (an even number of quotes so
  * far: RFC 4180 escapes a quote by doubling it), and each batch is parsed synchronously. A
  * record's line is counted from the newlines inside its quoted fields.
@@ -419,7 +431,7 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
         continue
       }
       if (fields.length !== header.length) {
-        yield { line: start, error: `expected ${header.length} fields, got ${fields.length}` }
+        yield { line: start, error: fieldCountProblem(header, fields.length, delimiter) }
         continue
       }
       const value: Record<string, string> = {}

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
 import { MAX_JSON_BYTES, importDataset, inspectDataset, openSource } from '../../../src/main/data'
 import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
-import { csvDelimiter, jsonErrorWhere } from '../../../src/main/data/readers'
+import { csvDelimiter, fieldCountProblem, jsonErrorWhere } from '../../../src/main/data/readers'
 
 /** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
 const EXPECTED: Record<DatasetLayout, NormalizedRow[]> = {
@@ -289,6 +289,15 @@ describe('every layout in every file format', () => {
     const odd = join(dir, 'odd.jsonl')
     writeFileSync(odd, '{"q": "a"}\n{bad\n')
     expect((await inspectDataset(odd)).report).toMatchObject({ total: 0, invalid: 0 })
+  })
+
+  it('says what a row with too few or too many fields lacks, or how to write a field with the delimiter in it', () => {
+    expect(fieldCountProblem(['prompt', 'completion', 'id'], 1, ',')).toBe(
+      'expected 3 fields, got 1: no completion, id (fields are separated by a comma)',
+    )
+    expect(fieldCountProblem(['q', 'a'], 1, '\t')).toBe('expected 2 fields, got 1: no a (fields are separated by a tab)')
+    expect(fieldCountProblem(['q', 'a'], 3, ';')).toBe('expected 2 fields, got 3: a field with a semicolon in it goes in double quotes')
+    expect(fieldCountProblem(['q', 'a'], 3, '|')).toBe('expected 2 fields, got 3: a field with "|" in it goes in double quotes')
   })
 
   it('names the line and column where a JSON array file stops parsing, and what is there', async () => {

@@ -64,7 +64,7 @@ describe('the validation report', () => {
       problemCount: 4,
       problems: [
         { line: 3, field: 'instruction', message: 'must not be empty' },
-        { line: 6, field: '', message: 'expected 3 fields, got 4' },
+        { line: 6, field: '', message: 'expected 3 fields, got 4: a field with a comma in it goes in double quotes' },
         { line: 7, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' },
         { line: 8, field: 'output', message: 'must not be empty' },
       ],
