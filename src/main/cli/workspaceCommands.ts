@@ -33,7 +33,8 @@ export function runDetailLines(d: RunDetail): string[] {
   const lastStep = d.steps.at(-1)?.step
   const checkpoints = d.checkpoints ?? []
   let best: EvalMetrics | null = null
-  for (const e of d.evals) if (checkpoints.some((c) => c.step === e.step) && (best === null || e.valLoss < best.valLoss)) best = e
+  for (const e of d.evals)
+    if (checkpoints.some((c) => c.step === e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
   const lines = [
     `run         ${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}`,
     // ("completed: completed 400 steps" said it twice)

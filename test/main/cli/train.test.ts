@@ -929,11 +929,13 @@ describe('run show', () => {
       },
       steps: [{ step: 279 }],
       evals: [
+        { step: 50, valLoss: NaN }, // a diverged eval is no best
         { step: 100, valLoss: 1.5 },
         { step: 200, valLoss: 1.7 },
         { step: 150, valLoss: 1.2 }, // lower, but not kept
       ],
       checkpoints: [
+        { step: 50, dir: '/ws/runs/k/checkpoints/step-50' },
         { step: 100, dir: '/ws/runs/k/checkpoints/step-100' },
         { step: 200, dir: '/ws/runs/k/checkpoints/step-200' },
       ],
@@ -946,7 +948,7 @@ describe('run show', () => {
       'model       /m  (full)',
       'dataset     d',
       'best val    1.5000',
-      'checkpoints step-100 (best validation loss 1.500), step-200',
+      'checkpoints step-50, step-100 (best validation loss 1.500), step-200',
       'resume      trains steps 201-279 again from step-200',
     ])
     const early = {
