@@ -417,6 +417,8 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('nav-chat').click()
     await expect(page.getByTestId('chat-unexported')).toHaveCount(0)
     await page.getByTestId('chat-model-0').selectOption({ label: EXPORT_NAME })
+    // Its whole name and folder on hover (a narrow picker cuts a run's long name).
+    await expect(page.getByTestId('chat-model-0')).toHaveAttribute('title', new RegExp(`^${EXPORT_NAME} \\(/`))
     // Reproducible replies, and short: sampling says its replies are not the evaluation's answers.
     await expect(page.getByTestId('chat-sampling-note')).toContainText('tick Greedy to get its answers')
     await page.getByTestId('chat-greedy').check()
