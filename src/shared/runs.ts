@@ -20,6 +20,30 @@ export const EVAL_NOTHING = 'nothing to evaluate'
 /** Statuses a run can be resumed from. */
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 
+/**
+ * The evaluation of lowest (finite) validation loss among those at a kept checkpoint's step: the
+ * checkpoint the run card and `run show` mark as the best; null where none was evaluated.
+ */
+export function bestKeptEval<E extends { step: number; valLoss: number }>(kept: (step: number) => boolean, evals: readonly E[]): E | null {
+  let best: E | null = null
+  for (const e of evals) if (kept(e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
+  return best
+}
+
+/**
+ * The steps a resume of a stopped run trains again: after its last checkpoint (`checkpointStep`,
+ * null: none, from the base model) up to the step its metrics reached; null where there are none.
+ */
+export function redoneRange(
+  status: RunStatus,
+  checkpointStep: number | null,
+  metricsStep: number | undefined,
+): { from: number; to: number } | null {
+  const from = checkpointStep ?? 0
+  if (!RESUMABLE_STATUSES.includes(status) || metricsStep === undefined || metricsStep <= from) return null
+  return { from, to: metricsStep }
+}
+
 /** Statuses of a run still under way (waiting or training). */
 export const ACTIVE_STATUSES = ['queued', 'created', 'running'] as const
 

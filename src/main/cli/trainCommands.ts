@@ -548,7 +548,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
     const checkpoint =
       checkpointGiven ??
       (located && typeof values.checkpoint === 'string'
-        ? checkpointOf(new RunFolder(join(host.workspace, 'runs', located.id)), located.id, values.checkpoint)
+        ? checkpointOf(new RunFolder(workspaceRunDir(host.workspace, located.id)), located.id, values.checkpoint)
         : undefined)
     await host.backend()
     const dataset = typeof values.dataset === 'string' ? await resolveDataset(host, values.dataset, 0.1, io) : undefined

@@ -5,7 +5,7 @@
  * a linked model's folder stays).
  */
 import type { ModelEntry } from '../../shared/api'
-import { RESUMABLE_STATUSES, evaluationText, stepsText, type EvalMetrics, type RunDetail, type RunRecord } from '../../shared/runs'
+import { bestKeptEval, evaluationText, redoneRange, stepsText, type RunDetail, type RunRecord } from '../../shared/runs'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
@@ -32,9 +32,7 @@ export function runDetailLines(d: RunDetail): string[] {
   const r = d.record
   const lastStep = d.steps.at(-1)?.step
   const checkpoints = d.checkpoints ?? []
-  let best: EvalMetrics | null = null
-  for (const e of d.evals)
-    if (checkpoints.some((c) => c.step === e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
+  const best = bestKeptEval((step) => checkpoints.some((c) => c.step === step), d.evals)
   const lines = [
     `run         ${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}`,
     // ("completed: completed 400 steps" said it twice)
@@ -51,11 +49,11 @@ export function runDetailLines(d: RunDetail): string[] {
         : 'none yet'
     }`,
   ]
-  if (lastStep !== undefined && RESUMABLE_STATUSES.includes(r.status)) {
-    const from = checkpoints.at(-1)?.step ?? 0
-    if (lastStep > from)
-      lines.push(`resume      trains steps ${from + 1}-${lastStep} again${from ? ` from step-${from}` : ', from the base model'}`)
-  }
+  const redo = redoneRange(r.status, checkpoints.at(-1)?.step ?? null, lastStep)
+  if (redo)
+    lines.push(
+      `resume      trains steps ${redo.from + 1}-${redo.to} again${redo.from ? ` from step-${redo.from}` : ', from the base model'}`,
+    )
   for (const s of d.evaluation?.splits ?? []) lines.push(`${s.split === 'validation' ? 'val' : s.split}`.padEnd(12) + evaluationText(s))
   return lines
 }

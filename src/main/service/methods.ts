@@ -419,7 +419,7 @@ export function workspaceMethods(ctx: MethodContext): {
     'eval.run': async (args) => {
       const record = args.run !== undefined ? readRun(workspace, args.run) : undefined
       if (args.model !== undefined) requireFolder(args.model, 'model')
-      if (args.checkpoint !== undefined) requireOwnCheckpoint(new RunFolder(runDir(workspace, args.run!)), args.run!, args.checkpoint)
+      if (args.checkpoint !== undefined) requireOwnCheckpoint(runFolder(workspace, args.run!), args.run!, args.checkpoint)
       const dataset = args.dataset ?? record?.dataset
       if (!dataset) throw new ApiError('invalid_argument', `dataset: run ${args.run} does not record its dataset; name one`, 'dataset')
       if (!existsSync(join(datasetDir(workspace, dataset), 'manifest.json')))
@@ -472,7 +472,9 @@ export function workspaceMethods(ctx: MethodContext): {
           const record = new RunFolder(runDir(workspace, id)).repair({
             force: true,
             status,
-            reason: intentional ? 'it was stopped while it trained (the app or the command quit)' : `the engine process stopped (${reason})`,
+            reason: intentional
+              ? 'it was stopped while it trained (the app or the command quit)'
+              : `the engine process stopped (${reason})`,
           })
           if (record) ctx.emit({ type: 'run.status', runId: id, status, step: record.step, message: record.message })
         } catch {

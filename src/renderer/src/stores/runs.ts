@@ -19,7 +19,7 @@ import type {
   RunsStartArgs,
   StepMetrics,
 } from '../../../shared/runs'
-import { ACTIVE_STATUSES, RESUMABLE_STATUSES, isActive } from '../../../shared/runs'
+import { ACTIVE_STATUSES, RESUMABLE_STATUSES, bestKeptEval, isActive, redoneRange } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
@@ -70,9 +70,9 @@ export function resumeButton(
  * 201-279.
  */
 export function redoneSteps(record: Pick<RunRecord, 'status' | 'lastCheckpoint'>, metricsStep: number | undefined): string | null {
-  if (!canResume(record) || metricsStep === undefined) return null
-  const from = checkpointStep(record.lastCheckpoint) ?? 0
-  if (metricsStep <= from) return null
+  const range = redoneRange(record.status, checkpointStep(record.lastCheckpoint), metricsStep)
+  if (!range) return null
+  const { from } = range
   const steps = from + 1 === metricsStep ? `step ${metricsStep}` : `steps ${from + 1}-${metricsStep}`
   return from > 0
     ? `Stopped at step ${metricsStep}, after its last checkpoint (step ${from}): resuming trains ${steps} again.`
@@ -150,8 +150,7 @@ export function checkpointOptions(
   const dirs = new Map(checkpoints.map((c) => [c.step, c.dir]))
   const last = checkpointStep(lastCheckpoint)
   if (last !== null && lastCheckpoint) dirs.set(last, lastCheckpoint) // a live run's newest, before the list is read again
-  let best: Pick<EvalMetrics, 'step' | 'valLoss'> | null = null
-  for (const e of evals) if (dirs.has(e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
+  const best = bestKeptEval((step) => dirs.has(step), evals)
   return [...dirs.keys()]
     .sort((a, b) => b - a)
     .map((step, i) => ({
