@@ -540,7 +540,12 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('nav-train').click()
     const item = page.getByTestId('runs-list').locator('[data-testid^="run-item-"]').first()
     const runId = (await item.getAttribute('data-testid'))!.replace('run-item-', '')
-    await item.click()
+    // The checkpoint scored earlier is kept with the run: still listed after a reload (it was lost).
+    await page.reload()
+    await page.getByTestId('nav-train').click()
+    await page.getByTestId(`run-item-${runId}`).click()
+    await expect(page.getByTestId('score-result')).toHaveCount(1)
+    await expect(page.getByTestId('score-result')).toContainText(/training rows \(\d+\)/)
     await page.getByTestId('run-delete').click()
     await expect(page.getByTestId('run-delete-question')).toHaveText('Its checkpoints and logs go too; models exported from it stay.')
     await page.getByTestId('run-delete-keep').click() // asked, not done

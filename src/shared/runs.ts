@@ -259,6 +259,20 @@ export interface RunEvaluation {
   splits: { split: Exclude<EvalSplit, 'all'>; before: EvalReport; after: EvalReport }[]
 }
 
+/**
+ * One score of a run's checkpoint on its own dataset (eval.run with a run): kept in the run folder's
+ * scores.jsonl, oldest first, so a score outlives the page or command that asked for it.
+ */
+export interface CheckpointScore {
+  date: string
+  /** The checkpoint's step (its folder step-N). */
+  step: number
+  checkpoint: string
+  /** The dataset scored (the run's own unless another was named). */
+  dataset: string
+  report: EvalReport
+}
+
 /** One split of a before/after evaluation in words: "exact match 0% → 100%, F1 0.00 → 1.00 (20 rows)". */
 export function evaluationText(s: RunEvaluation['splits'][number]): string {
   return `exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} rows)`
@@ -275,6 +289,8 @@ export interface RunDetail {
   evaluation: RunEvaluation | null
   /** The complete checkpoints on disk, oldest first (what export and eval can take). */
   checkpoints?: { step: number; dir: string }[]
+  /** Its checkpoints' scores (scores.jsonl), oldest first. */
+  scores?: CheckpointScore[]
   /** The run log's last lines (its `log` file, without the times), oldest first. */
   log?: string[]
   /**

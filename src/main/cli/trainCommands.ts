@@ -574,6 +574,7 @@ export async function evalCommand(values: ParsedValues, io: CliIo): Promise<numb
       `${report.model} on ${report.n} ${split === 'all' ? '' : `${split} `}row${report.n === 1 ? '' : 's'}${split === 'all' ? ' of both splits' : ''}: exact match ${(100 * report.exactMatch).toFixed(1)}%, F1 ${report.f1.toFixed(3)}, answer loss ${report.loss === null ? '–' : report.loss.toFixed(3)} (${report.seconds.toFixed(1)} s${report.skipped ? `; ${report.skipped} rows without an answer skipped` : ''})`,
     )
     if (values.json) io.out(JSON.stringify({ exact_match: report.exactMatch, f1: report.f1, loss: report.loss, n: report.n }))
+    else if (!isModel) io.err(`kept with the run: moe-workbench run show ${located!.id} lists its scores`)
     return 0
   } catch (e) {
     if (signal.stopped() && e instanceof ApiError && e.code === 'cancelled') {

@@ -26,7 +26,7 @@ function describeRun(r: RunRecord): string {
 
 /**
  * A run in full, as its card shows it: status and why, progress, the steps a resume redoes, its
- * checkpoints (the best validation loss marked) and its before/after evaluation.
+ * checkpoints (the best validation loss marked), its before/after evaluation and its checkpoints' scores.
  */
 export function runDetailLines(d: RunDetail): string[] {
   const r = d.record
@@ -55,6 +55,11 @@ export function runDetailLines(d: RunDetail): string[] {
       `resume      trains steps ${redo.from + 1}-${redo.to} again${redo.from ? ` from step-${redo.from}` : ', from the base model'}`,
     )
   for (const s of d.evaluation?.splits ?? []) lines.push(`${s.split === 'validation' ? 'val' : s.split}`.padEnd(12) + evaluationText(s))
+  // Scores of its checkpoints (the run card's "Score a checkpoint", eval --model RUN), oldest first.
+  for (const s of d.scores ?? [])
+    lines.push(
+      `score       step-${s.step} on ${s.report.n} ${s.report.split === 'all' ? '' : `${s.report.split} `}rows${s.dataset !== r.dataset ? ` of ${s.dataset}` : ''}: exact match ${(100 * s.report.exactMatch).toFixed(0)}%, F1 ${s.report.f1.toFixed(2)}${s.report.loss === null ? '' : `, answer loss ${s.report.loss.toFixed(3)}`}  (${s.date.slice(0, 16).replace('T', ' ')} UTC)`,
+    )
   return lines
 }
 

@@ -26,7 +26,17 @@ import {
 } from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
-import type { EvalMetrics, ExpertAlert, LayerShare, RunDetail, RunEvaluation, RunRecord, RunStatus, StepMetrics } from '../../shared/runs'
+import type {
+  CheckpointScore,
+  EvalMetrics,
+  ExpertAlert,
+  LayerShare,
+  RunDetail,
+  RunEvaluation,
+  RunRecord,
+  RunStatus,
+  StepMetrics,
+} from '../../shared/runs'
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic'
 
 export class RunFolderError extends Error {}
@@ -274,7 +284,50 @@ export class RunFolder {
       evaluation: this.readEvaluation(),
       log: this.readLog(maxLog),
       checkpoints: this.checkpointSteps().map((step) => ({ step, dir: this.checkpointDir(step) })),
+      scores: this.readScores(),
     }
+  }
+
+  get scoresFile(): string {
+    return join(this.dir, 'scores.jsonl')
+  }
+
+  /**
+   * Appends one checkpoint's score. A line cut off by a crash is ended first, so it spoils no
+   * more than itself (appended to, it would have taken this score with it).
+   */
+  appendScore(score: CheckpointScore): void {
+    let cut = false
+    try {
+      const text = readFileSync(this.scoresFile, 'utf8')
+      cut = text.length > 0 && !text.endsWith('\n')
+    } catch {
+      // no scores yet
+    }
+    appendFileSync(this.scoresFile, `${cut ? '\n' : ''}${JSON.stringify(score)}\n`)
+  }
+
+  /** The checkpoints' scores, oldest first; lines that are not a whole score (cut, or edited by hand) are left out. */
+  readScores(): CheckpointScore[] {
+    const num = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x)
+    return readJsonl<CheckpointScore>(this.scoresFile).filter(
+      (s) =>
+        s !== null &&
+        typeof s === 'object' &&
+        typeof s.date === 'string' &&
+        Number.isInteger(s.step) &&
+        typeof s.checkpoint === 'string' &&
+        typeof s.dataset === 'string' &&
+        s.report !== null &&
+        typeof s.report === 'object' &&
+        (s.report.split === 'train' || s.report.split === 'validation' || s.report.split === 'all') &&
+        [s.report.n, s.report.exactMatch, s.report.f1].every(num) &&
+        (s.report.loss === null || num(s.report.loss)) &&
+        Array.isArray(s.report.items) &&
+        s.report.items.every(
+          (i) => i !== null && typeof i === 'object' && [i.prompt, i.expected, i.generated].every((t) => typeof t === 'string'),
+        ),
+    )
   }
 
   /** The log's last `max` lines without their leading ISO times (what run.log events carry). */

@@ -103,7 +103,8 @@ function requireNewFolder(outDir: string): void {
  * symbolic links followed): another run's weights, or a model folder, were exported under this
  * run's name and settings.
  */
-function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): void {
+/** The step of `checkpoint` where it is one of the run's complete checkpoints; refused naming them where not. */
+function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): number {
   const steps = folder.checkpointSteps()
   const real = (p: string): string | null => {
     try {
@@ -113,7 +114,8 @@ function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string)
     }
   }
   const given = real(checkpoint)
-  if (given !== null && steps.some((s) => real(folder.checkpointDir(s)) === given)) return
+  const step = given === null ? undefined : steps.find((s) => real(folder.checkpointDir(s)) === given)
+  if (step !== undefined) return step
   const which = steps.length
     ? `pick one of its checkpoints (${steps.map((s) => `step-${s}`).join(', ')} in ${folder.checkpointsDir}), or leave it out for the latest`
     : 'it has no complete checkpoint yet'
@@ -419,22 +421,26 @@ export function workspaceMethods(ctx: MethodContext): {
     'eval.run': async (args) => {
       const record = args.run !== undefined ? readRun(workspace, args.run) : undefined
       if (args.model !== undefined) requireFolder(args.model, 'model')
-      if (args.checkpoint !== undefined) requireOwnCheckpoint(runFolder(workspace, args.run!), args.run!, args.checkpoint)
+      const folder = args.run !== undefined ? runFolder(workspace, args.run) : undefined
+      // A run's checkpoint: the one named, else its latest (none yet: the engine says so).
+      const checkpoint = args.checkpoint !== undefined ? resolve(args.checkpoint) : (folder?.lastCheckpoint() ?? undefined)
+      const step = checkpoint !== undefined && folder ? requireOwnCheckpoint(folder, args.run!, checkpoint) : undefined
       const dataset = args.dataset ?? record?.dataset
       if (!dataset) throw new ApiError('invalid_argument', `dataset: run ${args.run} does not record its dataset; name one`, 'dataset')
       if (!existsSync(join(datasetDir(workspace, dataset), 'manifest.json')))
         throw new ApiError('invalid_argument', `dataset: no dataset ${dataset} in the workspace`, 'dataset')
-      return engine.request('eval.run', {
+      const report = await engine.request('eval.run', {
         workspace,
         dataset,
         split: args.split ?? 'validation',
         limit: args.limit ?? 50,
-        source:
-          args.run !== undefined
-            ? { runDir: runDir(workspace, args.run), ...(args.checkpoint !== undefined && { checkpoint: resolve(args.checkpoint) }) }
-            : { modelDir: args.model! },
+        source: folder ? { runDir: folder.dir, ...(checkpoint !== undefined && { checkpoint }) } : { modelDir: args.model! },
         taskId: args.taskId,
       })
+      // Kept with the run: a score outlives the page or command that asked for it (it took minutes).
+      if (folder && step !== undefined)
+        folder.appendScore({ date: new Date().toISOString(), step, checkpoint: checkpoint!, dataset, report })
+      return report
     },
     'tasks.cancel': (args) => engine.request('tasks.cancel', args),
   }

@@ -959,6 +959,25 @@ describe('run show', () => {
       checkpoints: [],
     } as unknown as RunDetail
     expect(runDetailLines(early).slice(-2)).toEqual(['checkpoints none yet', 'resume      trains steps 1-14 again, from the base model'])
+    // Its checkpoints' scores, as kept in the run folder (another dataset named).
+    const report = { split: 'validation', n: 20, exactMatch: 0.45, f1: 0.614, loss: 1.2345, items: [] }
+    const scored = {
+      ...detail,
+      scores: [
+        { date: '2026-12-04T10:05:09.000Z', step: 100, checkpoint: '', dataset: 'd', report },
+        {
+          date: '2026-12-04T11:00:00.000Z',
+          step: 200,
+          checkpoint: '',
+          dataset: 'other',
+          report: { ...report, split: 'train', loss: null },
+        },
+      ],
+    } as unknown as RunDetail
+    expect(runDetailLines(scored).slice(-2)).toEqual([
+      'score       step-100 on 20 validation rows: exact match 45%, F1 0.61, answer loss 1.234  (2026-12-04 10:05 UTC)',
+      'score       step-200 on 20 train rows of other: exact match 45%, F1 0.61  (2026-12-04 11:00 UTC)',
+    ])
   })
 })
 

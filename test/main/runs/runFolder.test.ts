@@ -161,6 +161,45 @@ describe('RunFolder', () => {
     expect(f.readDetail(200, 2).log).toEqual(['line 4: starting at 12:00:00', 'line 5: starting at 12:00:00'])
   })
 
+  it("keeps its checkpoints' scores, oldest first; a line cut off by a crash spoils only itself, and malformed ones are left out", () => {
+    const f = new RunFolder(join(tmp(), 'r1'))
+    f.write(record('r1'))
+    expect(f.readScores()).toEqual([])
+    const report = {
+      model: 'm',
+      split: 'validation' as const,
+      n: 2,
+      skipped: 0,
+      exactMatch: 0.5,
+      f1: 0.75,
+      loss: 1.25,
+      seconds: 3,
+      items: [],
+    }
+    const score = (step: number): Parameters<RunFolder['appendScore']>[0] => ({
+      date: '2026-12-04T10:00:00.000Z',
+      step,
+      checkpoint: f.checkpointDir(step),
+      dataset: 'd1',
+      report: { ...report, items: [{ prompt: 'q', expected: 'a', generated: 'a', exact: true, f1: 1, loss: 0.5 }] },
+    })
+    f.appendScore(score(10))
+    // A crash in the middle of writing a score: the next one still reads.
+    writeFileSync(f.scoresFile, readFileSync(f.scoresFile, 'utf8') + JSON.stringify(score(15)).slice(0, 40))
+    f.appendScore(score(20))
+    // By hand: not a score, a report without its figures, an item without its answer.
+    const bad = [
+      { step: 3 },
+      { ...score(4), report: { ...report, exactMatch: 'high' } },
+      { ...score(5), report: { ...report, items: [{ prompt: 'q' }] } },
+    ]
+    writeFileSync(f.scoresFile, readFileSync(f.scoresFile, 'utf8') + bad.map((b) => JSON.stringify(b) + '\n').join(''))
+    f.appendScore(score(30))
+    expect(f.readScores().map((s) => s.step)).toEqual([10, 20, 30])
+    expect(f.readScores()[0]).toEqual(score(10))
+    expect(f.readDetail().scores!.map((s) => s.step)).toEqual([10, 20, 30])
+  })
+
   it('removes what a killed writer left half-written', () => {
     const f = new RunFolder(join(tmp(), 'r'))
     f.write(record('r'))

@@ -167,6 +167,15 @@ describe('the workbench API end to end (in-process engine)', () => {
         field: 'checkpoint',
         message: expect.stringMatching(/is not a checkpoint of run/),
       })
+      // Each score of a run's checkpoint is kept with the run, oldest first (the latest when none is
+      // named); a model folder's score is no run's, and a refused one is kept nowhere.
+      const kept = (await wb.api['runs.get']({ id: started.id })).scores!
+      expect(kept.map((k) => [k.step, k.checkpoint, k.dataset, k.report.split])).toEqual([
+        [ckpt.step, ckpt.dir, ds.id, 'train'],
+        [ckpt.step, ckpt.dir, ds.id, 'train'],
+      ])
+      expect(kept[1].report).toEqual(onCheckpoint)
+      expect(kept[0].report).toEqual(onRun)
       // Raw text has no answers: refused with the reason, never a score of 0% over no rows.
       const text = await wb.api['datasets.import']({ file: join(FIXTURES, 'paragraphs.txt'), name: 'prose', split: { validation: 0 } })
       await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id, split: 'all' })).rejects.toMatchObject({

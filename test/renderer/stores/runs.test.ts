@@ -434,7 +434,22 @@ describe('useRunsStore', () => {
       return report as never
     })
     const ckpt = '/ws/runs/run-1/checkpoints/step-20'
+    await runs.open('run-1')
+    // The service keeps each score with the run: the card lists them as the run folder has them.
+    const kept = { date: '2026-12-04T10:00:00.000Z', step: 20, checkpoint: ckpt, dataset: 'd', report }
+    fake.bridge.runs.get.mockResolvedValueOnce({ ...runDetail(), scores: [kept] } as never)
     await expect(runs.scoreCheckpoint('run-1', ckpt, 'validation', 7)).resolves.toEqual(report)
+    expect(runs.scores).toEqual([kept])
+    // Where the folder does not read just then, the answer is listed all the same.
+    fake.bridge.eval.run.mockResolvedValueOnce(report as never)
+    fake.bridge.runs.get.mockRejectedValueOnce(new ApiError('failed', 'server away'))
+    await runs.scoreCheckpoint('run-1', ckpt, 'train', 7)
+    expect(runs.scores.map((x) => [x.step, x.checkpoint, x.report])).toEqual([
+      [20, ckpt, report],
+      [20, ckpt, report],
+    ])
+    runs.close()
+    expect(runs.scores).toEqual([])
     expect(fake.bridge.eval.run).toHaveBeenCalledWith({
       run: 'run-1',
       checkpoint: ckpt,

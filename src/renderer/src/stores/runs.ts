@@ -7,6 +7,7 @@ import { defineStore } from 'pinia'
 import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue'
 import type { Dtype, ModelEntry, WorkbenchEvent } from '../../../shared/api'
 import type {
+  CheckpointScore,
   EvalMetrics,
   EvalReport,
   EvalSplit,
@@ -262,6 +263,8 @@ export const useRunsStore = defineStore('runs', () => {
   const logLines = shallowRef<string[]>([])
   /** The open run's complete checkpoints when it was read (a live run's newest is its record's lastCheckpoint). */
   const checkpoints = shallowRef<{ step: number; dir: string }[]>([])
+  /** The open run's checkpoint scores, oldest first (its scores.jsonl). */
+  const scores = shallowRef<CheckpointScore[]>([])
 
   const starting = ref(false)
   const startError = ref<UiError | null>(null)
@@ -317,16 +320,23 @@ export const useRunsStore = defineStore('runs', () => {
     alerts.value = [...detail.alerts]
     evaluation.value = detail.evaluation ?? null
     checkpoints.value = detail.checkpoints ?? []
+    scores.value = detail.scores ?? []
     trainedElsewhere.value = detail.trainedElsewhere ?? null
     logLines.value = (detail.log ?? []).slice(-LOG_KEEP)
   }
 
-  async function rereadCheckpoints(id: string): Promise<void> {
+  /** Re-reads what the open run keeps on disk, its checkpoints and their scores; false where it could not. */
+  async function rereadKept(id: string): Promise<boolean> {
     try {
       const detail = await useWorkbench().runs.get({ id })
-      if (openId.value === id) checkpoints.value = detail.checkpoints ?? []
+      if (openId.value === id) {
+        checkpoints.value = detail.checkpoints ?? []
+        scores.value = detail.scores ?? []
+      }
+      return true
     } catch {
       // the list as it was: an export of a checkpoint gone since is refused, naming those kept
+      return false
     }
   }
 
@@ -359,6 +369,7 @@ export const useRunsStore = defineStore('runs', () => {
     alerts.value = []
     evaluation.value = null
     checkpoints.value = []
+    scores.value = []
     logLines.value = []
     pending = []
     resumed = false
@@ -391,6 +402,7 @@ export const useRunsStore = defineStore('runs', () => {
     alerts.value = []
     evaluation.value = null
     checkpoints.value = []
+    scores.value = []
     logLines.value = []
   }
 
@@ -488,12 +500,18 @@ export const useRunsStore = defineStore('runs', () => {
   async function scoreCheckpoint(id: string, checkpoint: string, split: Exclude<EvalSplit, 'all'>, limit: number): Promise<EvalReport> {
     const name = checkpoint.split(/[\\/]/).pop()
     try {
-      return await useTasksStore().track(
+      const report = await useTasksStore().track(
         'eval.run',
         `Scoring ${name} of ${id}`,
         (taskId) => useWorkbench().eval.run({ run: id, checkpoint, split, limit, taskId }),
         id,
       )
+      // The service kept it in the run folder: the card lists it from there (it stays after a reload),
+      // or, where the folder did not read just now, from this answer until it does.
+      const step = checkpointStep(checkpoint)
+      if (!(await rereadKept(id)) && openId.value === id && step !== null)
+        scores.value = [...scores.value, { date: new Date().toISOString(), step, checkpoint, dataset: record.value?.dataset ?? '', report }]
+      return report
     } catch (e) {
       throw toUiError(e)
     }
@@ -556,7 +574,7 @@ export const useRunsStore = defineStore('runs', () => {
         if (isOpen && event.status === 'running' && record.value && record.value.status !== 'running') resumed = true
         patch(event.runId, recordFields(event)!)
         // Ended: the checkpoints kept now (the run prunes all but the newest and the best as it goes).
-        if (isOpen && !isActive({ status: event.status })) void rereadCheckpoints(event.runId)
+        if (isOpen && !isActive({ status: event.status })) void rereadKept(event.runId)
         break
       }
       case 'run.step': {
@@ -645,6 +663,7 @@ export const useRunsStore = defineStore('runs', () => {
     alerts,
     evaluation,
     checkpoints,
+    scores,
     trainedElsewhere,
     logLines,
     latest,
