@@ -30,24 +30,14 @@ export const test = base.extend<Fixtures, { app: AppServer }>({
   app: [
     // eslint-disable-next-line no-empty-pattern -- Playwright reads the fixture's dependencies from this pattern
     async ({}, use) => {
-      // The journeys read datasets from the repository and write into temporary folders.
-      const args = ['bin/moe-workbench.js', 'serve', '--port', '0', '--allow-dir', ROOT, '--allow-dir', tmpdir()]
       // A workspace of its own, seeded by the first start like a new user's (removed after: 75 MB each).
       const workspace = mkdtempSync(join(tmpdir(), 'moe-e2e-ws-'))
-      const child = spawn(process.execPath, args, {
-        cwd: ROOT,
-        env: { ...process.env, MOE_WORKBENCH_WORKSPACE: workspace },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stderr = ''
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-      const url = await printedUrl(child, () => stderr)
-      const parsed = new URL(url)
-      await use({ url, origin: parsed.origin, token: parsed.searchParams.get('token') ?? '', stderr: () => stderr })
-      const code = await stop(child)
+      const server = await startServe(workspace)
+      await use(server)
+      const code = await server.stop()
       rmSync(workspace, { recursive: true, force: true, maxRetries: 3 })
       // A clean shutdown on SIGTERM is part of the contract.
-      expect(code, `the server exited with ${code}; stderr:\n${stderr}`).toBe(0)
+      expect(code, `the server exited with ${code}; stderr:\n${server.stderr()}`).toBe(0)
     },
     { scope: 'worker', timeout: 90_000 },
   ],
@@ -73,6 +63,28 @@ export { expect }
 export async function snapshot(page: Page, name: string): Promise<void> {
   mkdirSync(ARTIFACTS, { recursive: true })
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
+}
+
+/**
+ * Starts the built `moe-workbench serve` on `workspace` (a free port unless one is given, more
+ * environment where given) once it has printed its URL; stop() sends SIGTERM and gives the exit code.
+ */
+export async function startServe(
+  workspace: string,
+  options: { port?: number; env?: Record<string, string> } = {},
+): Promise<AppServer & { stop: () => Promise<number | null> }> {
+  // The journeys read datasets from the repository and write into temporary folders.
+  const args = ['bin/moe-workbench.js', 'serve', '--port', String(options.port ?? 0), '--allow-dir', ROOT, '--allow-dir', tmpdir()]
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, MOE_WORKBENCH_WORKSPACE: workspace, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  const url = await printedUrl(child, () => stderr)
+  const parsed = new URL(url)
+  return { url, origin: parsed.origin, token: parsed.searchParams.get('token') ?? '', stderr: () => stderr, stop: () => stop(child) }
 }
 
 function printedUrl(child: ChildProcess, stderr: () => string): Promise<string> {

@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { APIRequestContext, Page } from '@playwright/test'
 import type { SystemInfo } from '../src/shared/api'
 import type { RunRecord } from '../src/shared/runs'
-import { ROOT, expect, snapshot, test } from './fixtures'
+import { ROOT, expect, snapshot, startServe, test } from './fixtures'
 
 const MIXTRAL = join(ROOT, 'test', 'fixtures', 'moe-reference', 'mixtral')
 
@@ -387,5 +389,44 @@ test.describe('server mode in the browser', () => {
     await page.reload()
     await expect(page).toHaveURL(`${app.origin}/`)
     await expect(page.getByTestId('backend-name')).not.toBeEmpty()
+  })
+  test.describe(() => {
+    // While the server is down, the page's reconnection attempts are refused (and logged by Chromium).
+    test.use({ allowedConsoleErrors: /ERR_CONNECTION_REFUSED/ })
+    test('a page left open keeps working after the server restarts with the token it was given (MOE_WORKBENCH_TOKEN)', async ({ page }) => {
+      test.setTimeout(180_000)
+      // The same port again (the page's origin), found free first.
+      const port = await new Promise<number>((resolve) => {
+        const probe = createServer().listen(0, '127.0.0.1', () => {
+          const { port } = probe.address() as { port: number }
+          probe.close(() => resolve(port))
+        })
+      })
+      const token = randomBytes(24).toString('hex')
+      const workspace = mkdtempSync(join(tmpdir(), 'moe-e2e-ws-token-'))
+      const env = { MOE_WORKBENCH_TOKEN: token }
+      try {
+        const first = await startServe(workspace, { port, env })
+        expect(first.token).toBe(token)
+        await expect.poll(() => first.stderr()).toContain('the token is the one you gave')
+        await page.goto(first.url)
+        await expect(page.getByTestId('backend-name')).not.toBeEmpty()
+        expect(await first.stop()).toBe(0)
+        await expect(page.getByTestId('engine-status')).toHaveAttribute('data-status', 'offline')
+        const second = await startServe(workspace, { port, env })
+        try {
+          // The open page reconnects by itself, and a reload is let in too: no new link needed.
+          await expect(page.getByTestId('engine-status')).toHaveAttribute('data-status', 'ready', { timeout: 60_000 })
+          await expect(page.getByTestId('token-needed')).toHaveCount(0)
+          await page.reload()
+          await expect(page.getByTestId('backend-name')).not.toBeEmpty()
+          await expect(page.getByTestId('token-needed')).toHaveCount(0)
+        } finally {
+          expect(await second.stop()).toBe(0)
+        }
+      } finally {
+        rmSync(workspace, { recursive: true, force: true, maxRetries: 3 })
+      }
+    })
   })
 })

@@ -71,10 +71,12 @@ commands:
                                                           shows it (status, checkpoints, what a resume
                                                           redoes, evaluation); delete removes one not
                                                           training, with its checkpoints
-  serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...]
+  serve     [--host 127.0.0.1] [--port 0] [--allow-dir DIR ...] [--allow-host NAME ...] [--token T]
                                                           the browser UI and API (server mode); requests
                                                           may name files under the workspace and home
-                                                          only; --allow-dir folders replace home
+                                                          only; --allow-dir folders replace home; a new
+                                                          token each start unless --token or
+                                                          MOE_WORKBENCH_TOKEN gives one
 
 --model DIR: a model folder, or the id or name of one of the workspace's models as moe-workbench
   model list shows them (\`default\`: the bundled model)
@@ -267,6 +269,7 @@ const COMMANDS: Record<string, Command> = {
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      token: { type: 'string' },
       'allow-dir': { type: 'string', multiple: true },
       'allow-host': { type: 'string', multiple: true },
       workspace: { type: 'string' },

@@ -106,7 +106,7 @@ describe('httpBridge', () => {
     const error = await bridge.system.info().catch((e: unknown) => e)
     expect(error).toMatchObject({ code: 'unauthorized' })
     expect((error as Error).message).toBe(
-      'This page was opened without its access token. Open the link that “moe-workbench serve” printed when it started: http://127.0.0.1:5000/?token=… If the server was restarted, it printed a new one; if the link is lost, stop the server and start it again.',
+      'This page was opened without its access token. Open the link that “moe-workbench serve” printed when it started: http://127.0.0.1:5000/?token=… If the server was restarted, it printed a new one (started with MOE_WORKBENCH_TOKEN or --token, it keeps the one given); if the link is lost, stop the server and start it again.',
     )
     await expect(bridge.runs.list()).rejects.toMatchObject({ code: 'unauthorized' })
     expect(fetch).not.toHaveBeenCalled()

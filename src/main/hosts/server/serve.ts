@@ -1,7 +1,9 @@
 /**
- * `moe-workbench serve [--host H] [--port P] [--backend NAME]`: starts server mode, prints the
- * page URL with its token (as Jupyter does) and runs until SIGINT/SIGTERM, then closes the
- * server and stops the engine.
+ * `moe-workbench serve [--host H] [--port P] [--backend NAME] [--token T]`: starts server mode,
+ * prints the page URL with its token (as Jupyter does) and runs until SIGINT/SIGTERM, then closes
+ * the server and stops the engine. The token is a new random one each start, or the one given
+ * (--token, or MOE_WORKBENCH_TOKEN as JUPYTER_TOKEN: kept out of the process list), which a page
+ * left open keeps across a restart.
  */
 import { existsSync, statSync } from 'node:fs'
 import { join, resolve as resolvePath } from 'node:path'
@@ -15,6 +17,7 @@ export interface ServeFlags {
   host?: string | boolean
   port?: string | boolean
   backend?: string | boolean
+  token?: string | boolean
   'allow-dir'?: string | boolean | string[]
   'allow-host'?: string | boolean | string[]
   [other: string]: string | boolean | string[] | undefined
@@ -43,11 +46,19 @@ export interface ServeSettings {
   allowDirs?: string[]
   /** --allow-host (repeatable): more Host names a non-loopback server answers to. */
   allowHosts?: string[]
+  /** --token or MOE_WORKBENCH_TOKEN: the access token; undefined = a new random one. */
+  token?: string
 }
 
-/** Validates the flags; throws an Error naming the flag. */
-export function serveSettings(flags: ServeFlags): ServeSettings {
-  const str = (name: 'host' | 'port' | 'backend'): string | undefined => {
+/** The environment variable that gives the server its token (as JUPYTER_TOKEN). */
+export const TOKEN_ENV = 'MOE_WORKBENCH_TOKEN'
+
+/** A token a page URL carries as it is: long enough not to be guessed. */
+const TOKEN_PATTERN = /^[A-Za-z0-9._~-]{16,}$/
+
+/** Validates the flags (and MOE_WORKBENCH_TOKEN); throws an Error naming the flag. */
+export function serveSettings(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): ServeSettings {
+  const str = (name: 'host' | 'port' | 'backend' | 'token'): string | undefined => {
     const v = flags[name]
     if (v === undefined) return undefined
     if (typeof v !== 'string' || v === '') throw new Error(`--${name} needs a value`)
@@ -74,12 +85,19 @@ export function serveSettings(flags: ServeFlags): ServeSettings {
     return abs
   })
   const allowHosts = list('allow-host')
+  const given = str('token')
+  const token = given ?? (env[TOKEN_ENV] || undefined)
+  if (token !== undefined && !TOKEN_PATTERN.test(token))
+    throw new Error(
+      `${given !== undefined ? '--token' : TOKEN_ENV}: use at least 16 characters of A-Z a-z 0-9 . _ ~ - (it goes in the page's URL as it is), e.g. the output of \`openssl rand -hex 32\`; got ${token.length} characters${/[^A-Za-z0-9._~-]/.test(token) ? ' with others among them' : ''}`,
+    )
   return {
     host,
     port: Number(portText),
     ...(backend && backend !== 'auto' ? { backend: backend as BackendName } : {}),
     ...(allowDirs && { allowDirs }),
     ...(allowHosts && { allowHosts }),
+    ...(token !== undefined && { token }),
   }
 }
 
@@ -90,6 +108,7 @@ function parseServeArgv(argv: readonly string[]): ServeFlags {
       host: { type: 'string' },
       port: { type: 'string' },
       backend: { type: 'string' },
+      token: { type: 'string' },
       'allow-dir': { type: 'string', multiple: true },
       'allow-host': { type: 'string', multiple: true },
     },
@@ -127,6 +146,7 @@ export async function serveCommand(input: readonly string[] | ServeFlags, io: Se
       ...(settings.backend ? { backend: settings.backend } : {}),
       ...(settings.allowDirs && { allowDirs: settings.allowDirs }),
       ...(settings.allowHosts && { allowHosts: settings.allowHosts }),
+      ...(settings.token !== undefined && { token: settings.token }),
     })
   } catch (e) {
     io.err(`moe-workbench serve: cannot listen on ${settings.host}:${settings.port}: ${e instanceof Error ? e.message : String(e)}`)
@@ -139,6 +159,11 @@ export async function serveCommand(input: readonly string[] | ServeFlags, io: Se
     if (line) io.err(line)
   })
   io.out(`MoE Workbench server: ${server.url}`)
+  io.err(
+    settings.token !== undefined
+      ? 'moe-workbench serve: the token is the one you gave: pages opened with it keep working after a restart with the same one'
+      : `moe-workbench serve: a new token each start (a page left open needs the new link); set ${TOKEN_ENV} (or --token) to keep one`,
+  )
   io.err(
     `moe-workbench serve: requests may name files under ${server.allowDirs.join(', ')} (${settings.allowDirs ? 'your --allow-dir folders replace the home folder' : 'choose others with --allow-dir, which replace the home folder'})`,
   )

@@ -23,7 +23,7 @@ export interface HttpOptions {
 
 /** What to do without a valid token: the page's link is printed by `moe-workbench serve`. */
 export function tokenHelp(origin: string): string {
-  return `Open the link that “moe-workbench serve” printed when it started: ${origin}/?token=… If the server was restarted, it printed a new one; if the link is lost, stop the server and start it again.`
+  return `Open the link that “moe-workbench serve” printed when it started: ${origin}/?token=… If the server was restarted, it printed a new one (started with MOE_WORKBENCH_TOKEN or --token, it keeps the one given); if the link is lost, stop the server and start it again.`
 }
 
 export function httpBridge(options: HttpOptions): WorkbenchBridge {

@@ -25,6 +25,20 @@ describe('serve flags', () => {
     })
   })
 
+  it('takes the token from --token, else MOE_WORKBENCH_TOKEN; refuses a short one or one the URL would have to encode', () => {
+    const t = 'a'.repeat(16)
+    expect(serveSettings({}, {})).toEqual({ host: '127.0.0.1', port: 0 }) // a new random one
+    expect(serveSettings({}, { MOE_WORKBENCH_TOKEN: t })).toMatchObject({ token: t })
+    expect(serveSettings({}, { MOE_WORKBENCH_TOKEN: '' })).not.toHaveProperty('token')
+    expect(serveSettings({ token: 'B-1._~' + t }, { MOE_WORKBENCH_TOKEN: t })).toMatchObject({ token: 'B-1._~' + t })
+    expect(() => serveSettings({ token: 'short' }, {})).toThrow(/^--token: use at least 16 characters .*; got 5 characters$/)
+    expect(() => serveSettings({}, { MOE_WORKBENCH_TOKEN: 'with space and more than 16' })).toThrow(
+      /^MOE_WORKBENCH_TOKEN: .*got 27 characters with others among them$/,
+    )
+    expect(() => serveSettings({ token: 'a/b?c=d&e' + t }, {})).toThrow(/^--token: /)
+    expect(() => serveSettings({ token: true }, {})).toThrow(/^--token needs a value/)
+  })
+
   it('exits 2 with one line for bad arguments', async () => {
     const err: string[] = []
     expect(await serveCommand(['--port', 'x'], { out: () => {}, err: (l) => err.push(l) })).toBe(2)
