@@ -363,10 +363,13 @@ function countQuotes(s: string): number {
  * that a field with the delimiter in it goes in double quotes (it said only "expected 2 fields,
  * got 1", and the only way on offered was leaving the row out).
  */
-export function fieldCountProblem(header: readonly string[], count: number, delimiter: string): string {
+export function fieldCountProblem(header: readonly string[], count: number, delimiter: string, withQuote = false): string {
   const d = delimiter === '\t' ? 'a tab' : delimiter === ',' ? 'a comma' : delimiter === ';' ? 'a semicolon' : `"${delimiter}"`
   const base = `expected ${header.length} fields, got ${count}`
   if (count < header.length) return `${base}: no ${header.slice(count).join(', ')} (fields are separated by ${d})`
+  // `What is "big, plus 1?,3`: a quote that does not open the field is a character like any other.
+  if (withQuote)
+    return `${base}: a field with ${d} in it goes in double quotes, the whole field (a quote after its first character quotes nothing), and a quote inside it is written twice: "say ""hi""${delimiter === '\t' ? ' ' : delimiter} then"`
   return `${base}: a field with ${d} in it goes in double quotes`
 }
 
@@ -431,7 +434,15 @@ async function* delimitedRecords(file: string, delimiter: string, options: ReadO
         continue
       }
       if (fields.length !== header.length) {
-        yield { line: start, error: fieldCountProblem(header, fields.length, delimiter) }
+        yield {
+          line: start,
+          error: fieldCountProblem(
+            header,
+            fields.length,
+            delimiter,
+            fields.some((f) => f.includes('"')),
+          ),
+        }
         continue
       }
       const value: Record<string, string> = {}

@@ -300,6 +300,21 @@ describe('every layout in every file format', () => {
     expect(fieldCountProblem(['q', 'a'], 3, '|')).toBe('expected 2 fields, got 3: a field with "|" in it goes in double quotes')
   })
 
+  it('says that a quote inside a field quotes nothing, where a row with a quote in it has too many fields', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'stray.csv')
+    writeFileSync(file, 'question,answer\nWhat is 1 plus 1?,2\nWhat is "big, plus 1?,3\n"a, b",c,d\n')
+    const report = await inspectDataset(file)
+    expect(report.report.problems.map((e) => [e.line, e.message])).toEqual([
+      [
+        3,
+        'expected 2 fields, got 3: a field with a comma in it goes in double quotes, the whole field (a quote after its first character quotes nothing), and a quote inside it is written twice: "say ""hi"", then"',
+      ],
+      // Quoted right, one field too many: nothing about quotes inside fields.
+      [4, 'expected 2 fields, got 3: a field with a comma in it goes in double quotes'],
+    ])
+  })
+
   it('names the line and column where a JSON array file stops parsing, and what is there', async () => {
     const dir = tempDir()
     const trailing = join(dir, 'trailing.json')
