@@ -99,11 +99,10 @@ function requireNewFolder(outDir: string): void {
 }
 
 /**
- * Refuses a checkpoint that is not one of the run's own complete ones (its checkpoints/step-N,
- * symbolic links followed): another run's weights, or a model folder, were exported under this
- * run's name and settings.
+ * The step of `checkpoint` where it is one of the run's own complete checkpoints (its
+ * checkpoints/step-N, symbolic links followed); any other folder is refused, naming the run's:
+ * another run's weights, or a model folder, were exported under this run's name and settings.
  */
-/** The step of `checkpoint` where it is one of the run's complete checkpoints; refused naming them where not. */
 function requireOwnCheckpoint(folder: RunFolder, id: string, checkpoint: string): number {
   const steps = folder.checkpointSteps()
   const real = (p: string): string | null => {
