@@ -308,6 +308,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // An upgrading socket is no longer the HTTP server's, nor its error handler: a client that
+    // resets it (a refused page reconnecting, a port probe) would be an unhandled 'error' that
+    // ends the process. ws adds its own while it accepts one.
+    socket.on('error', () => socket.destroy())
     const url = new URL(req.url ?? '/', 'http://placeholder')
     const reject = (status: number, message: string): void => {
       socket.end(

@@ -1,4 +1,5 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -216,6 +217,25 @@ describe('server mode', () => {
       ws.once('error', () => {})
     })
     expect(code).toBe(status)
+  })
+
+  it('survives clients that reset the connection it refuses (the server exited on an unhandled ECONNRESET)', async () => {
+    const { port } = new URL(server.origin)
+    const request = `GET /events?token=wrong HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+    for (let i = 0; i < 20; i++)
+      await new Promise<void>((resolve) => {
+        const s = connect(Number(port), '127.0.0.1', () => {
+          s.write(request)
+          // Reset once the refusal is read (the server waits for the end of a closed socket), or at once.
+          if (i % 2) s.resetAndDestroy()
+          else s.once('data', () => s.resetAndDestroy())
+        })
+        s.on('close', () => resolve())
+        s.on('error', () => {})
+      })
+    await new Promise((r) => setTimeout(r, 100))
+    const res = await api('system.info')
+    expect(res.status).toBe(200)
   })
 
   it('has started exactly one engine for all of this', () => {
