@@ -22,12 +22,19 @@ export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupt
 
 /**
  * The evaluation of lowest (finite) validation loss among those at a kept checkpoint's step: the
- * checkpoint the run card and `run show` mark as the best; null where none was evaluated.
+ * checkpoint the run card and `run show` mark as the best; null where fewer than two kept
+ * checkpoints were evaluated (one alone is best of nothing: a run validated only at its end marked
+ * its last checkpoint best, though an earlier one scored better).
  */
 export function bestKeptEval<E extends { step: number; valLoss: number }>(kept: (step: number) => boolean, evals: readonly E[]): E | null {
   let best: E | null = null
-  for (const e of evals) if (kept(e.step) && Number.isFinite(e.valLoss) && (best === null || e.valLoss < best.valLoss)) best = e
-  return best
+  let compared = 0
+  for (const e of evals)
+    if (kept(e.step) && Number.isFinite(e.valLoss)) {
+      compared++
+      if (best === null || e.valLoss < best.valLoss) best = e
+    }
+  return compared >= 2 ? best : null
 }
 
 /**

@@ -114,6 +114,19 @@ describe('checkpointOptions and an earlier checkpoint', () => {
     ])
     // A live run's newest checkpoint (its record's) before the list is read again; no evals: none marked
     expect(checkpointOptions(kept, dir(310), []).map((o) => o.label)).toEqual(['step 310 (last)', 'step 300', 'step 200', 'step 20'])
+    // Validated at one kept checkpoint only (the end): best of nothing, none marked (an earlier one may be better).
+    expect(
+      checkpointOptions(kept, dir(300), [
+        { step: 10, valLoss: 0.5 },
+        { step: 300, valLoss: 3 },
+      ]).some((o) => o.best),
+    ).toBe(false)
+    expect(
+      checkpointOptions(kept, dir(300), [
+        { step: 200, valLoss: NaN },
+        { step: 300, valLoss: 3 },
+      ]).some((o) => o.best),
+    ).toBe(false)
     expect(checkpointOptions([], null, [])).toEqual([])
   })
   it('names an earlier checkpoint of a completed run as a checkpoint, not the final model', () => {
