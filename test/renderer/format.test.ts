@@ -93,6 +93,17 @@ describe('axisDigits', () => {
 
 describe('evalVerdict', () => {
   const s = (exactMatch: number, f1: number, loss: number | null) => ({ exactMatch, f1, loss })
+  it('says a verdict on a few rows is not sure, and never reds one', () => {
+    expect(evalVerdict(s(0, 0.1, 1), { ...s(0, 0, 1), n: 4 })).toEqual({
+      tone: 'warn',
+      words: 'further from the expected answers (F1 0.10 → 0.00), none exact yet; only 4 rows scored, too few to be sure',
+    })
+    expect(evalVerdict(s(0, 0.1, 2), { ...s(1, 1, 1), n: 1 })).toEqual({
+      tone: 'ok',
+      words: 'answers 100% exactly, up from 0%; only 1 row scored, too few to be sure',
+    })
+    expect(evalVerdict(s(0, 0.1, 1), { ...s(0, 0, 1), n: 10 })).toMatchObject({ tone: 'danger', words: expect.not.stringMatching(/sure/) })
+  })
   it('exact answers first, then whether the answers came closer or went further', () => {
     expect(evalVerdict(s(0.1, 0.3, 2), s(0.5, 0.6, 1))).toEqual({ tone: 'ok', words: 'answers 50% exactly, up from 10%' })
     expect(evalVerdict(s(0.5, 0.6, 1), s(0.2, 0.5, 1))).toMatchObject({ tone: 'danger', words: expect.stringMatching(/^answers worse/) })

@@ -107,7 +107,12 @@ export interface EvalScores {
   exactMatch: number
   f1: number
   loss: number | null
+  /** Rows scored (where known). */
+  n?: number
 }
+
+/** Fewer rows scored than this and a verdict says it is not sure (4 validation rows read as a red "further from"). */
+export const FEW_EVAL_ROWS = 10
 
 /**
  * Did it learn, in a few words and a tone: exact answers first; where they did not move, whether
@@ -115,6 +120,15 @@ export interface EvalScores {
  * whose F1 went 0.06 → 0.75 and loss 1.73 → 0.62 read "no clear change" while none was exact yet.
  */
 export function evalVerdict(before: EvalScores, after: EvalScores): { tone: 'ok' | 'warn' | 'danger'; words: string } {
+  const v = verdictOf(before, after)
+  if (after.n === undefined || after.n >= FEW_EVAL_ROWS) return v
+  return {
+    tone: v.tone === 'danger' ? 'warn' : v.tone,
+    words: `${v.words}; only ${after.n} row${after.n === 1 ? '' : 's'} scored, too few to be sure`,
+  }
+}
+
+function verdictOf(before: EvalScores, after: EvalScores): { tone: 'ok' | 'warn' | 'danger'; words: string } {
   const pct = (x: number): string => `${Math.round(100 * x)}%`
   const gain = after.exactMatch - before.exactMatch
   if (gain > 0.05) return { tone: 'ok', words: `answers ${pct(after.exactMatch)} exactly, up from ${pct(before.exactMatch)}` }
