@@ -172,6 +172,8 @@ export function groupAlerts(
           ? 'still out of the band'
           : `${back.length} of ${shares.length} back in the band`
     }`
+    // Back in the band: what to change no longer applies ("…for 20 steps: raise moe.auxLossCoef…").
+    if (group.recovered) group.text = group.text.replace(/: (?:raise|lower)\b.*$/, '')
     return group
   })
 }

@@ -53,7 +53,10 @@ describe('groupAlerts', () => {
     const latest = { step: 300, layers: [share(0, { 2: 0.057 }), share(1, { 4: 0.002, 5: 0.0 })] }
     const [recovered, still, mixed] = groupAlerts([dead(59, 0, 2), dead(60, 1, 4), dead(80, 1, 4), dead(80, 0, 2)], latest)
     expect(recovered).toMatchObject({ now: 'at step 300: 5.7%, back in the band', recovered: true })
+    // Recovered, it gives no advice; still out of the band, it does.
+    expect(recovered.text).toBe('layer 0 expert 2 took under 1.0% of tokens for 20 steps')
     expect(still).toMatchObject({ now: 'at step 300: 0.2%, still out of the band', recovered: false })
+    expect(still.text).toMatch(/: raise moe.auxLossCoef$/)
     expect(mixed).toMatchObject({
       now: 'at step 300: layer 1 expert 4 0.2%, layer 0 expert 2 5.7%, 1 of 2 back in the band',
       recovered: false,
