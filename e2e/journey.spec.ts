@@ -319,6 +319,11 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(status).toHaveAttribute('data-status', 'completed', { timeout: 300_000 })
     expect(seenWhileRunning, 'the charts changed before the run completed').toBe('running')
     await expect(page.getByTestId('run-eta')).toContainText(`step ${MAX_STEPS} of ${MAX_STEPS}`)
+    // Its bar full, to the end of its track (a style of the card's narrowed it to 98%).
+    const bar = page.getByTestId('run-progress').getByRole('progressbar')
+    await expect
+      .poll(() => bar.evaluate((track) => track.getBoundingClientRect().width - track.firstElementChild!.getBoundingClientRect().width))
+      .toBeLessThan(0.5)
     // Validation ran every EVAL_EVERY steps: there is a best validation loss.
     await expect(page.getByTestId('run-best-val')).toHaveText(/^\d/)
     lap('train: to completion')

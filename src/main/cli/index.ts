@@ -76,7 +76,8 @@ commands:
                                                           may name files under the workspace and home
                                                           only; --allow-dir folders replace home; a new
                                                           token each start unless --token or
-                                                          MOE_WORKBENCH_TOKEN gives one
+                                                          MOE_WORKBENCH_TOKEN gives one (16+ characters
+                                                          of A-Z a-z 0-9 . _ ~ -)
 
 --model DIR: a model folder, or the id or name of one of the workspace's models as moe-workbench
   model list shows them (\`default\`: the bundled model)
