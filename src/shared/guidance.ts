@@ -19,6 +19,8 @@ export interface Advice {
 /** What the rules need to know of the model and the dataset. */
 export interface GuidanceContext {
   trainRows: number
+  /** Validation rows (absent: not known). */
+  valRows?: number
   totalParams: number
   vocabSize: number
   /** The model's own training capacity factor (null: dropless). */
@@ -119,6 +121,17 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       tone: 'warn',
       message: `Warm-up is ${warmup} steps of a ${steps}-step run: the learning rate ${warmup >= steps ? `never reaches ${fmt(lr)}` : `reaches ${fmt(lr)} only at step ${warmup}`}, so most of the run trains at a fraction of it. ${suggested > 0 ? `About 5% of the steps (${suggested}) is usual.` : 'A run this short needs no warm-up.'}`,
       suggest: { path: 'schedule.warmupSteps', value: suggested },
+    })
+  }
+  // Validated at the end only (Quick planned 300 steps with a check every 60; maxSteps set to 60
+  // kept the 60): no validation curve to read, and no checkpoint to call the best.
+  if (c.evalEvery > 0 && c.evalEvery >= steps && steps >= 10 && ctx.valRows !== 0) {
+    const every = Math.max(1, Math.round(steps / 5))
+    out.push({
+      id: 'eval-once',
+      tone: 'info',
+      message: `Validation every ${c.evalEvery} steps of a ${steps}-step run is measured once, at the end: the curves have no validation loss to follow and no checkpoint is marked best. Every ${every} steps gives five points.`,
+      suggest: { path: 'evalEvery', value: every },
     })
   }
   // MoE knobs (and LoRA's dropout) past where they train anything useful (each accepted, and the

@@ -34,6 +34,21 @@ const read = (steps: StepMetrics[], evals: EvalMetrics[] = [], c: RunConfigInput
   interpretCurves(steps, evals, validateRunConfig(c), { vocabSize: 1200 })
 
 describe('before a run (preflight)', () => {
+  it('says where validation is measured only once, at the end (not where there are no validation rows, or the run is tiny)', () => {
+    const once = preflight(validateRunConfig({ maxSteps: 60, evalEvery: 60, batchSize: 1 }), small).find((a) => a.id === 'eval-once')
+    expect(once).toEqual({
+      id: 'eval-once',
+      tone: 'info',
+      message:
+        'Validation every 60 steps of a 60-step run is measured once, at the end: the curves have no validation loss to follow and no checkpoint is marked best. Every 12 steps gives five points.',
+      suggest: { path: 'evalEvery', value: 12 },
+    })
+    expect(ids({ maxSteps: 60, evalEvery: 30, batchSize: 1 })).not.toContain('eval-once')
+    expect(ids({ maxSteps: 60, evalEvery: 0, batchSize: 1 })).not.toContain('eval-once')
+    expect(ids({ maxSteps: 60, evalEvery: 60, batchSize: 1 }, { ...small, valRows: 0 })).not.toContain('eval-once')
+    expect(ids({ maxSteps: 5, evalEvery: 50, batchSize: 1 })).not.toContain('eval-once')
+  })
+
   it('MoE knobs past where the model learns anything else, with the usual value; usual values say nothing', () => {
     const c = { moe: { expertDropout: 1, tokenDrop: 1, routerJitter: 1, zLossCoef: 1e6, auxLossCoef: 2 } }
     const advice = preflight(validateRunConfig(c), small).filter((a) => a.id.startsWith('extreme-'))
@@ -86,10 +101,10 @@ describe('before a run (preflight)', () => {
     const a = preflight(validateRunConfig({ optimizer: { lr: 3e-3 }, batchSize: 8, maxSteps: 2 }), { ...small, trainRows: 80 })
     expect(a).toEqual([expect.objectContaining({ id: 'steps-under-epoch', suggest: { path: 'maxSteps', value: 10 } })])
     expect(a[0].message).toContain('20% of the 80 training rows')
-    expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 8, maxSteps: 10 }, { ...small, trainRows: 80 })).toEqual([])
-    expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 4, gradAccumulation: 2, maxSteps: 9 }, { ...small, trainRows: 80 })).toEqual([
-      'steps-under-epoch',
-    ])
+    expect(ids({ optimizer: { lr: 3e-3 }, batchSize: 8, maxSteps: 10, evalEvery: 5 }, { ...small, trainRows: 80 })).toEqual([])
+    expect(
+      ids({ optimizer: { lr: 3e-3 }, batchSize: 4, gradAccumulation: 2, maxSteps: 9, evalEvery: 3 }, { ...small, trainRows: 80 }),
+    ).toEqual(['steps-under-epoch'])
   })
 
   it("a max length under the rows' token lengths (measured with the model's tokenizer) is said before the run", () => {
@@ -248,7 +263,7 @@ describe('the words', () => {
       'Gradient clipping is off with a high learning rate: one bad batch can throw the weights far; 1.0 is the usual clip.',
     ])
     expect(
-      preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 1e-6 } }), {
+      preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 1e-6 }, evalEvery: 5 }), {
         ...ctx,
         totalParams: 7e9,
         modelCapacityFactor: null,
@@ -350,7 +365,7 @@ describe('the rules at their edges', () => {
   })
 
   it('a warm-up longer than half the run (as when max steps are cut after the Quick preset chose it)', () => {
-    expect(advice({ maxSteps: 20, schedule: { warmupSteps: 15 } })).toEqual([
+    expect(advice({ maxSteps: 20, evalEvery: 5, schedule: { warmupSteps: 15 } })).toEqual([
       {
         id: 'warmup-long',
         tone: 'warn',
@@ -364,7 +379,7 @@ describe('the rules at their edges', () => {
       message: expect.stringMatching(/A run this short needs no warm-up\.$/),
       suggest: { path: 'schedule.warmupSteps', value: 0 },
     })
-    expect(advice({ maxSteps: 20, schedule: { warmupSteps: 10 } })).toEqual([])
+    expect(advice({ maxSteps: 20, evalEvery: 5, schedule: { warmupSteps: 10 } })).toEqual([])
     // no max steps: epochs of the training rows in batches, over gradient accumulation
     expect(
       advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 4 } }, { trainRows: 36 }).map((a) => a.id),

@@ -252,6 +252,7 @@ async function warnBeforeStart(
   if (!manifest) return
   const advice = preflight(validateRunConfig(config), {
     trainRows: manifest.split.train,
+    valRows: manifest.split.validationRows,
     totalParams: info.params.total,
     vocabSize: info.vocabSize ?? 0,
     modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,

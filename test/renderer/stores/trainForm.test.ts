@@ -161,6 +161,12 @@ describe('useTrainFormStore', () => {
     expect(form.config.optimizer.lr).toBe(3e-3)
     expect(form.warnings.map((w) => w.id)).toEqual(['steps-under-epoch'])
     form.set('maxSteps', 12)
+    // validated every 50 steps of 12: once, at the end (where the dataset has validation rows)
+    expect(form.warnings.map((w) => w.id)).toEqual(['eval-once'])
+    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 0 } }]
+    expect(form.warnings).toEqual([])
+    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 10 } }]
+    form.set('evalEvery', 4)
     expect(form.warnings).toEqual([])
     // rows measured with this model's tokenizer: a max length under them is said, with a value to try
     const tokens = {

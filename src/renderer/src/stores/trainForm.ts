@@ -205,6 +205,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     if (!info || !ds || Object.keys(configIssues.value).length) return []
     return preflight(config.value, {
       trainRows: ds.split.train,
+      valRows: ds.split.validationRows,
       totalParams: info.params.total,
       vocabSize: info.vocabSize ?? 0,
       modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
