@@ -1,11 +1,13 @@
 import { createPinia, setActivePinia } from 'pinia'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError, type TokenRouting } from '../../../src/shared/api'
 import type { Conversation } from '../../../src/shared/chat'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useTasksStore } from '../../../src/renderer/src/stores/tasks'
 import {
   DEFAULT_SAMPLING,
+  OPEN_CONVERSATION_KEY,
+  SAVE_STREAMING_MS,
   historyOf,
   samplingArgs,
   samplingProblem,
@@ -69,6 +71,68 @@ describe('samplingArgs and historyOf', () => {
 })
 
 describe('useChatStore', () => {
+  describe('a reload mid-reply', () => {
+    const storage = new Map<string, string>()
+    beforeEach(() => {
+      storage.clear()
+      vi.stubGlobal('sessionStorage', {
+        getItem: (k: string) => storage.get(k) ?? null,
+        setItem: (k: string, v: string) => void storage.set(k, v),
+        removeItem: (k: string) => void storage.delete(k),
+      })
+      vi.useFakeTimers()
+    })
+    afterEach(() => {
+      vi.useRealTimers()
+      vi.unstubAllGlobals()
+    })
+
+    it('keeps the reply as far as it came (as a cancel would), in one conversation, and the tab opens it again', async () => {
+      const chat = useChatStore()
+      chat.listen()
+      chat.panes[0].model = '/m'
+      await chat.send('hi')
+      fake.emit({ type: 'chat.token', requestId: 'req-1', token: 5, index: 0, text: 'Hel' })
+      expect(fake.bridge.conversations.save).not.toHaveBeenCalled()
+      await vi.advanceTimersByTimeAsync(SAVE_STREAMING_MS)
+      expect(fake.bridge.conversations.save).toHaveBeenCalledTimes(1)
+      expect(fake.bridge.conversations.save.mock.calls[0][0]).toMatchObject({
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'Hel', stats: { newTokens: 1, stoppedBy: 'cancelled' } },
+        ],
+      })
+      expect(storage.get(OPEN_CONVERSATION_KEY)).toBe('conv-new')
+      // More tokens, and the end: saved again into the same conversation.
+      fake.emit({ type: 'chat.token', requestId: 'req-1', token: 6, index: 1, text: 'lo' })
+      fake.emit({
+        type: 'chat.done',
+        requestId: 'req-1',
+        text: 'Hello',
+        stats: { newTokens: 2, stoppedBy: 'stop_token', prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 },
+      })
+      await vi.advanceTimersByTimeAsync(SAVE_STREAMING_MS)
+      const calls = fake.bridge.conversations.save.mock.calls
+      expect(calls).toHaveLength(2)
+      expect(calls[1][0]).toMatchObject({
+        id: 'conv-new',
+        messages: [{ content: 'hi' }, { content: 'Hello', stats: { stoppedBy: 'stop_token' } }],
+      })
+
+      // The reload: a new store; the list opens the conversation the tab had open.
+      const saved = { ...(calls[1][0] as Conversation), id: 'conv-new', created: '', updated: '2025-01-03T00:00:00.000Z' }
+      setActivePinia(createPinia())
+      fake.bridge.conversations.list.mockResolvedValueOnce([conversation, saved])
+      const again = useChatStore()
+      await again.refreshConversations()
+      expect(again.conversationId).toBe('conv-new')
+      expect(again.panes[0].turns.map((t) => t.content)).toEqual(['hi', 'Hello'])
+      // A new conversation begun: a reload opens none.
+      again.newConversation()
+      expect(storage.has(OPEN_CONVERSATION_KEY)).toBe(false)
+    })
+  })
+
   it('streams a reply token by token, attaching each token’s routing when it comes', async () => {
     const stats = { newTokens: 2, stoppedBy: 'stop_token' as const, prefillMs: 1, firstTokenMs: 1, decodeMs: 2, tokensPerSec: 10 }
     const chat = useChatStore()

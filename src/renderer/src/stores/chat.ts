@@ -124,9 +124,18 @@ export function historyOf(turns: ChatTurn[], systemPrompt: string): ChatMessage[
   return messagesOf(turns, systemPrompt, false)
 }
 
-/** historyOf as a saved conversation keeps it: each reply with its tokens' routing (packTokens). */
+/**
+ * historyOf as a saved conversation keeps it: each reply with its tokens' routing (packTokens); a
+ * reply still streaming is kept as far as it came, as a cancel would leave it (a reload or a quit
+ * mid-reply lost the turn).
+ */
 export function savedHistoryOf(turns: ChatTurn[]): ConversationMessage[] {
   return messagesOf(turns, '', true)
+}
+
+/** The stats line of a reply saved while it streams: stopped there, as by a cancel. */
+function partialStats(t: ChatTurn): SavedStats {
+  return { newTokens: t.tokens?.length ?? 0, firstTokenMs: 0, stoppedBy: 'cancelled', prefillMs: 0, decodeMs: 0, tokensPerSec: 0 }
 }
 
 /** A reply's stats line as saved (the pane's offload counters stay out). */
@@ -144,12 +153,36 @@ function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean
       i++
       continue
     }
-    if (t.error || t.streaming) continue
+    if (t.error || (t.streaming && !withTokens)) continue
     const tokens = withTokens && t.role === 'assistant' && t.tokens ? packTokens(t.tokens) : undefined
-    const stats = withTokens && t.role === 'assistant' && t.stats ? savedStats(t.stats) : undefined
+    const stats =
+      withTokens && t.role === 'assistant' ? (t.streaming ? partialStats(t) : t.stats ? savedStats(t.stats) : undefined) : undefined
     out.push({ role: t.role, content: t.content, ...(tokens && { tokens }), ...(stats && { stats }) })
   }
   return out
+}
+
+/** How often a reply under way is saved as far as it came. */
+export const SAVE_STREAMING_MS = 3000
+
+/** Where the tab keeps the open conversation's id: a reload opens it again (it opened a blank one). */
+export const OPEN_CONVERSATION_KEY = 'moe-workbench.chat.open'
+
+function remember(id: string | null): void {
+  try {
+    if (id === null) sessionStorage.removeItem(OPEN_CONVERSATION_KEY)
+    else sessionStorage.setItem(OPEN_CONVERSATION_KEY, id)
+  } catch {
+    // no storage (a locked-down browser): a reload opens a new conversation, as before
+  }
+}
+
+function recall(): string | null {
+  try {
+    return sessionStorage.getItem(OPEN_CONVERSATION_KEY)
+  } catch {
+    return null
+  }
 }
 
 export const useChatStore = defineStore('chat', () => {
@@ -373,6 +406,7 @@ export const useChatStore = defineStore('chat', () => {
         } else tokens.splice(event.index, 1, piece)
         turn.content += event.text
         if (event.offload) pane.offload = markRaw(event.offload)
+        saveSoon()
         break
       }
       case 'chat.routing': {
@@ -419,6 +453,11 @@ export const useChatStore = defineStore('chat', () => {
     try {
       const list = await useWorkbench().conversations.list()
       conversations.value = [...list].sort((a, b) => b.updated.localeCompare(a.updated))
+      // After a reload: the conversation this tab had open, unless another was begun since.
+      const reopen = recall()
+      const found =
+        reopen && conversationId.value === null && panes.value.every((p) => p.turns.length === 0) && list.find((c) => c.id === reopen)
+      if (found) openConversation(found)
     } catch (e) {
       conversationsError.value = toUiError(e)
     } finally {
@@ -451,6 +490,7 @@ export const useChatStore = defineStore('chat', () => {
     try {
       const saved = await useWorkbench().conversations.save(args)
       conversationId.value = saved.id
+      remember(saved.id)
       conversations.value = [saved, ...conversations.value.filter((c) => c.id !== saved.id)]
       return saved
     } catch (e) {
@@ -459,16 +499,31 @@ export const useChatStore = defineStore('chat', () => {
   }
 
   const saveError = ref<UiError | null>(null)
-  async function autosave(): Promise<void> {
-    try {
-      saveError.value = null
-      await save()
-    } catch (e) {
-      saveError.value = e as UiError
-    }
+  /** Saves one after another: two at once, before the first had an id, made two conversations. */
+  let saving: Promise<void> = Promise.resolve()
+  function autosave(): Promise<void> {
+    clearTimeout(saveTimer)
+    saveTimer = undefined
+    saving = saving.then(async () => {
+      try {
+        saveError.value = null
+        await save()
+      } catch (e) {
+        saveError.value = e as UiError
+      }
+    })
+    return saving
+  }
+  /** A reply under way is saved every SAVE_STREAMING_MS as far as it came (a reload keeps it). */
+  let saveTimer: ReturnType<typeof setTimeout> | undefined
+  function saveSoon(): void {
+    saveTimer ??= setTimeout(() => void autosave(), SAVE_STREAMING_MS)
   }
 
   function newConversation(): void {
+    clearTimeout(saveTimer)
+    saveTimer = undefined
+    remember(null)
     if (streaming.value) void cancel()
     for (const requestId of [...targets.keys()]) forget(requestId)
     epoch++
@@ -517,6 +572,7 @@ export const useChatStore = defineStore('chat', () => {
   function openConversation(c: Conversation): void {
     newConversation()
     conversationId.value = c.id
+    remember(c.id)
     systemPrompt.value = c.systemPrompt ?? ''
     // A reply keeps its tokens' routing where it was saved with it (and still spells the reply).
     const turns = (messages: ConversationMessage[]): ChatTurn[] =>
