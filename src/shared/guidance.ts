@@ -218,11 +218,13 @@ export function interpretCurves(
       suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr / 10) },
     })
   else if (ctx.vocabSize >= 2 && enough) {
-    if (recent >= 0.9 * uniform)
+    // Near a uniform guess and not coming down from where it started: a randomly initialised model
+    // starts above ln V, and its loss falling from 6.7 to 4.46 (ln 120 = 4.79) read "not learning".
+    if (recent >= 0.9 * uniform && recent > 0.9 * first)
       out.push({
         id: 'not-learning',
         tone: 'warn',
-        message: `Not learning: the loss (${recent.toFixed(2)}) is near ln(${ctx.vocabSize}) = ${uniform.toFixed(2)}, what a uniform guess over the vocabulary scores. Raise the learning rate (now ${fmt(c.optimizer.lr)}).`,
+        message: `Not learning: the loss (${recent.toFixed(2)}, the mean of the last 10 steps) is near ln(${ctx.vocabSize}) = ${uniform.toFixed(2)}, what a uniform guess over the vocabulary scores. Raise the learning rate (now ${fmt(c.optimizer.lr)}).`,
         suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr * 10) },
       })
     else if (steps.length >= 50 && recent > first * 0.98)

@@ -150,6 +150,10 @@ describe('the curves, in words', () => {
     expect(a).toEqual([expect.objectContaining({ id: 'not-learning', suggest: { path: 'optimizer.lr', value: 3e-3 } })])
     expect(a[0].message).toContain('ln(1200) = 7.09')
     expect(read(curve(30, () => 6.0))).toEqual([]) // 0.85 of ln V: learning something
+    // Near ln V, but come down from well above it (a model started at random): it is learning.
+    const falling = (i: number) => (i <= 10 ? 9 : 9 - (i - 10) * 0.12)
+    expect(falling(30)).toBeCloseTo(6.6)
+    expect(read(curve(30, falling)).map((x) => x.id)).not.toContain('not-learning')
     expect(read(curve(19, () => 7.0))).toEqual([]) // too early to tell
     // the vocabulary unknown (a model no longer on disk): no ln(vocab) to compare with
     expect(
@@ -281,7 +285,7 @@ describe('the words', () => {
         { vocabSize: 1200 },
       ).map((a) => a.message),
     ).toEqual([
-      'Not learning: the loss (7.00) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
+      'Not learning: the loss (7.00, the mean of the last 10 steps) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
       '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
     ])
     expect(
