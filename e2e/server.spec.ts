@@ -71,6 +71,8 @@ test.describe('server mode in the browser', () => {
     await expect(model).toBeVisible()
     // Numbers of the mixtral fixture (config.json: 2 layers, 4 experts, top-2, hidden 48, expert width 40).
     await expect(page.getByTestId('model-family')).toHaveText('mixtral')
+    // The fixture has no tokenizer: said here, not first when chat or evaluation fails.
+    await expect(page.getByTestId('model-no-tokenizer')).toContainText('no tokenizer.json: chat, evaluation and text datasets need one')
     await expect(page.getByTestId('model-layers')).toContainText('2 · all sparse')
     await expect(page.getByTestId('model-experts')).toContainText('4 per sparse layer, top-2')
     await expect(page.getByTestId('params-total')).toContainText('72,816')

@@ -120,7 +120,16 @@ export interface ModelInfo {
   bytesByDtype: Record<Dtype, number>
   /** Storage dtype of the checkpoint's weights. */
   checkpointDtype: Dtype
+  /**
+   * Whether the folder has its tokenizer (tokenizer.json): chat, evaluation and text datasets need
+   * one; training on token rows does not. Absent: not looked at.
+   */
+  hasTokenizer?: boolean
 }
+
+/** What a model without a tokenizer.json can and cannot do, and how to give it one. */
+export const NO_TOKENIZER_NOTE =
+  "no tokenizer.json: chat, evaluation and text datasets need one (copy the base model's tokenizer files into the folder); training on token-id rows works"
 
 /** A model the workbench knows: bundled, made or exported in the workspace, or linked from disk. */
 export interface ModelEntry {

@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
+import { NO_TOKENIZER_NOTE } from '../../shared/api'
 import { formatBytes, parseBytes as parseSize, unitless } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
@@ -85,6 +86,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
       `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,
     )
     io.out(`stored as  ${info.checkpointDtype}`)
+    io.out(`tokenizer  ${info.hasTokenizer ? 'tokenizer.json' : NO_TOKENIZER_NOTE}`)
     io.out(`weights    ${weights}`)
     io.out(
       `backend    ${backend}${report?.threads ? ` (${report.threads} thread${report.threads === 1 ? '' : 's'}; MOE_WORKBENCH_THREADS to change)` : ''}${report?.matmul ? `; matmul by ${report.matmul} (MOE_WORKBENCH_MATMUL=native|wasm to choose)` : ''}`,

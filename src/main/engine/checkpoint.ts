@@ -4,7 +4,7 @@
  * hub checkpoint of a supported family opens here.
  */
 import { modelKnobDefaults } from '../../shared/knobs'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { Dtype, ModelInfo } from '../../shared/api'
 import { countParams, paramSpecs, sparseLayers, hfConfigJson, type MoeConfig, type ParamSpec } from '../../shared/modelConfig'
@@ -310,5 +310,6 @@ export function inspectModel(dir: string): ModelInfo {
     params,
     bytesByDtype: { float32: params.total * 4, bfloat16: params.total * 2, float16: params.total * 2 },
     checkpointDtype,
+    hasTokenizer: existsSync(join(abs, 'tokenizer.json')),
   }
 }

@@ -69,6 +69,13 @@ describe('moe-workbench CLI', () => {
     expect(text.out.join('\n')).toMatch(/family\s+mixtral/)
     expect(text.out.join('\n')).toMatch(/backend\s+cpu/)
     expect(text.out.join('\n')).toMatch(/weights\s+all finite \(checked\)/)
+    // A folder without its tokenizer says what that rules out (found only when chat or eval failed)
+    expect(info.hasTokenizer).toBe(false)
+    expect(text.out.join('\n')).toMatch(
+      /tokenizer\s+no tokenizer\.json: chat, evaluation and text datasets need one \(copy the base model's/,
+    )
+    const bundled = await cli('info', '--model', join(__dirname, '../../../resources/default-model'), '--backend', 'cpu')
+    expect(bundled.out.join('\n')).toMatch(/tokenizer\s+tokenizer\.json$/m)
     expect(text.out.join('\n')).toMatch(/plan\s+[\d.]+ GiB \(the cpu default; --budget to change\): fits resident/)
     // on wasm: the threads, and what multiplies (the native matmul in CI)
     const wasm = (await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'wasm')).out.join('\n')
