@@ -19,6 +19,7 @@ import { analyzeExperts } from './experts'
 import { createModel, ModelCache, planModel } from './models'
 import { RunQueue } from './runQueue'
 import { evalRows, evaluateSource } from './evaluation'
+import { readManifest } from '../data/workspace'
 import { answerable } from '../train/evaluate'
 import { EVAL_NOTHING } from '../../shared/runs'
 import { exportRun } from '../train/export'
@@ -93,12 +94,17 @@ export const handlers: EngineHandlers = {
     jobsOf(ctx).tasks.run(args.taskId, 'eval.run', async (hooks) => {
       const rows = await evalRows(args.workspace, args.dataset, args.split, args.limit)
       // Refused before the model loads: a score over no rows would read as 0%.
-      if (!rows.some(answerable))
+      if (!rows.some(answerable)) {
+        // By the name the lists show, the id after it (the id alone read "tokens-mx96ftnv3445f6").
+        const name = (await readManifest(args.workspace, args.dataset).catch(() => null))?.name
+        const dataset = name && name !== args.dataset ? `"${name}" (${args.dataset})` : args.dataset
+        const other = args.split === 'validation' ? 'training' : 'validation'
         throw new ApiError(
           'invalid_argument',
-          `${EVAL_NOTHING}: ${args.split === 'all' ? 'dataset' : `the ${args.split} split of dataset`} ${args.dataset} has ${rows.length === 0 ? 'no rows' : `${rows.length} rows, none with an answer (a chat ending in an assistant turn, or a prompt/completion row)`}; evaluate ${args.split === 'all' ? 'a dataset with answers' : 'another split (all) or a dataset with answers'}`,
+          `${EVAL_NOTHING}: ${args.split === 'all' ? 'dataset' : `the ${args.split} split of dataset`} ${dataset} has ${rows.length === 0 ? 'no rows' : `${rows.length} rows, none with an answer (a chat ending in an assistant turn, or a prompt/completion row)`}; ${args.split === 'all' ? 'evaluate a dataset with answers' : `score its ${other} rows instead (or all of them: --split all), or a dataset with answers`}`,
           'dataset',
         )
+      }
       return evaluateSource(jobsOf(ctx).models, args.source, rows, args.split, hooks)
     }),
   'adapters.import': (args) =>

@@ -181,10 +181,12 @@ describe('the workbench API end to end (in-process engine)', () => {
       await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id, split: 'all' })).rejects.toMatchObject({
         code: 'invalid_argument',
         field: 'dataset',
-        message: expect.stringMatching(/^nothing to evaluate: dataset \S+ has \d+ rows, none with an answer/),
+        message: expect.stringMatching(/^nothing to evaluate: dataset "prose" \(\S+\) has \d+ rows, none with an answer/),
       })
       await expect(wb.call('eval.run', { model: exported.dir, dataset: text.id })).rejects.toMatchObject({
-        message: expect.stringMatching(/the validation split of dataset \S+ has no rows; evaluate another split/),
+        message: expect.stringMatching(
+          /the validation split of dataset "prose" \(\S+\) has no rows; score its training rows instead \(or all of them: --split all\), or a dataset with answers$/,
+        ),
       })
 
       // chat: streamed tokens, their routing, done
