@@ -44,7 +44,8 @@ export function parseBytes(text: string): number | null {
   const scale = BYTE_UNITS[unit]
   if (scale === undefined) return null
   const bytes = Math.round(Number(m[1]) * scale)
-  return bytes > 0 ? bytes : null
+  // Above 2^53 bytes (8 PiB) a count of bytes is no longer exact, and no machine holds it.
+  return bytes > 0 && bytes <= Number.MAX_SAFE_INTEGER ? bytes : null
 }
 
 /**
@@ -57,6 +58,10 @@ export function sizeProblem(text: string, like = '8 GiB'): string {
   // A number that is not above 0 ("-5", "0 GB"): said so ("is not a size" read as a typing slip).
   if (/^-|^\+?(0+(\.0*)?|\.0+)\s*[a-z]*$/i.test(t))
     return `“${t}” is not above 0: a size is more than 0 bytes; write e.g. ${like} or 512 MB`
+  const m = SIZE.exec(t)
+  const scale = m ? BYTE_UNITS[m[2].toLowerCase() || 'b'] : undefined
+  if (m && scale !== undefined && Number(m[1]) * scale > Number.MAX_SAFE_INTEGER)
+    return `“${t}” is more than any machine holds (8 PiB at most); write e.g. ${like} or 512 MB`
   return `“${t}” is not a size; write e.g. ${like} or 512 MB`
 }
 

@@ -47,6 +47,10 @@ describe('format', () => {
     expect(parseBytes('lots')).toBeNull()
     expect(parseBytes('0 MB')).toBeNull()
     expect(parseBytes('3 parsecs')).toBeNull()
+    // Past 2^53 bytes: no size (the service answered "budgetBytes: is too large a number").
+    expect(parseBytes('8192 TiB')).toBeNull() // 2^53
+    expect(parseBytes('8191 TiB')).toBe(8191 * 1024 ** 4)
+    expect(sizeProblem('99999999 TiB')).toBe('“99999999 TiB” is more than any machine holds (8 PiB at most); write e.g. 8 GiB or 512 MB')
   })
 
   it('writes durations and metrics compactly', () => {

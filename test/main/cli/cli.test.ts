@@ -118,6 +118,9 @@ describe('moe-workbench CLI', () => {
     const big = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')
     expect(JSON.parse(big.out[0]).plan.budgetBytes).toBe(1e12)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '0')).err[0]).toMatch(/--budget: "0" is not a size above 0/)
+    expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '99999999TiB')).err[0]).toMatch(
+      /--budget: "99999999TiB" is more than any machine holds/,
+    )
     // A plain number under 1 MiB is a slip for GB: asked for its unit, not planned as 80 bytes.
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '80')).err[0]).toBe(
       'moe-workbench info: --budget: "80" has no unit (as bytes it is 80 B): write e.g. 80GB or 80GiB (see moe-workbench --help)',
