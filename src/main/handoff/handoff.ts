@@ -194,7 +194,11 @@ Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${targetRequires
 
 ${files.map((f) => `- \`${f}\``).join('\n')}
 
-The model is \`${modelRef}\`${modelNote}.
+The model is \`${modelRef}\`${modelNote}.${
+    existsSync(join(src.modelDir, 'tokenizer.json'))
+      ? ''
+      : `\n\n**Its folder has no tokenizer** (no \`tokenizer.json\` in \`${src.modelDir}\`): ${v.name} loads the tokenizer from \`${modelKey}\`, even for rows already in token ids, so copy the base model's tokenizer files (\`tokenizer.json\`, \`tokenizer_config.json\`) into ${copied ? '`model/`' : 'the model folder'} before launching.`
+  }
 
 ## Install
 

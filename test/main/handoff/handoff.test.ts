@@ -563,7 +563,13 @@ describe('handoff folders', () => {
     expect(modelWarnings(await write(fromHub, 'org/big-moe'))).toEqual([
       expect.stringMatching(/^model: org\/big-moe is not org\/small-moe, the model of \S+ \(mixtral, .*\) this plan was made for/),
     ])
-    expect(modelWarnings(await write(fromHub, 'org/small-moe'))).toEqual([])
+    const own = await write(fromHub, 'org/small-moe')
+    expect(modelWarnings(own)).toEqual([])
+    // A folder without its tokenizer: the README says the trainer needs one there (the bundled model has one).
+    expect(readFileSync(join(own.outDir, 'README.md'), 'utf8')).toMatch(
+      /\*\*Its folder has no tokenizer\*\* \(no `tokenizer.json` in `\S+`\): axolotl loads the tokenizer from `base_model`/,
+    )
+    expect(readFileSync(join(unchecked.outDir, 'README.md'), 'utf8')).not.toContain('has no tokenizer')
     expect(modelWarnings(await write(DEFAULT_MODEL))).toEqual([])
   })
 
