@@ -285,6 +285,25 @@ const COMMANDS: Record<string, Command> = {
 }
 
 /** Runs the CLI; returns the exit code. Never throws. */
+/**
+ * `--max-new-tokens -3` as `--max-new-tokens=-3`: parseArgs reads a value starting with "-" as an
+ * option, and said only how to write it; read so, the value gets its own check and its own
+ * message ("must be a number > 0").
+ */
+export function withNegativeValues(args: readonly string[], options: ParseArgsConfig['options']): string[] {
+  const out: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]
+    const name = /^--([\w-]+)$/.exec(a)?.[1]
+    const next = args[i + 1]
+    if (name && options?.[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`)
+      i++
+    } else out.push(a)
+  }
+  return out
+}
+
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   // Common options may come first (`--workspace W dataset list`): the command is the first word
   // that names one.
@@ -306,9 +325,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     let values: ParsedValues
     let positionals: string[]
     try {
+      const options = { ...COMMON, ...cmd.options }
       const parsed = parseArgs({
-        args: rest,
-        options: { ...COMMON, ...cmd.options },
+        args: withNegativeValues(rest, options),
+        options,
         strict: true,
         allowPositionals: cmd.positionals === true,
       })
@@ -316,7 +336,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       positionals = parsed.positionals
     } catch (e) {
       const message = (e as Error).message
-      // `--temperature -1`: parseArgs takes -1 for an option; say how to write it.
+      // `--temperature -x`: parseArgs takes -x for an option; say how to write it (a negative number is read as the value).
       const dashed = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message)?.[1]
       if (dashed) {
         const value = rest[rest.indexOf(dashed) + 1] ?? '-1'

@@ -322,8 +322,13 @@ describe('moe-workbench CLI', () => {
         /--max-new-tokens: prompt \(2\) \+ new tokens \(100000000\) exceed the model's \d+ positions/,
       ],
       [
-        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--temperature', '-1'],
-        /--temperature -1: write a value that starts with "-" after "=", as --temperature=-1/,
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '2', '--temperature', '-1'],
+        /--temperature: "-1" must be a number > 0/,
+      ],
+      [['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--max-new-tokens', '-3'], /--max-new-tokens: "-3" is not/],
+      [
+        ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1', '--temperature', '-x'],
+        /--temperature -x: write a value that starts with "-" after "=", as --temperature=-x/,
       ],
       [['info'], /--model is required/],
       [['info', '--model', '/nonexistent/dir'], /is not a folder/],
