@@ -148,8 +148,12 @@ export function describeInspection(r: InspectResult, positions?: number): string
     lines.push(
       `           ${t.p95 > positions ? 'more than 5% of the rows' : 'some rows'} (up to ${t.max} tokens) pass the model's ${positions} positions: training cuts them, and eval cannot answer them`,
     )
-  if (!unread(r))
-    lines.push(`characters min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`)
+  // Token-id rows are measured in their ids (the line said "characters"), once where a tokenizer measured them too.
+  const ids = r.layout === 'tokens'
+  if (!unread(r) && !(ids && t))
+    lines.push(
+      `${ids ? 'tokens    ' : 'characters'} min ${r.stats.chars.min}, median ${r.stats.chars.median}, p95 ${r.stats.chars.p95}, max ${r.stats.chars.max}`,
+    )
   if (r.stats.unspacedJoins) lines.push(`warning    ${unspacedJoinsText(r.stats.unspacedJoins, r.stats.rows, r.report.unit)}`)
   for (const p of r.report.problems) lines.push(`  ${formatProblem(p, r.report.unit)}`)
   if (r.report.problemCount > r.report.problems.length)
