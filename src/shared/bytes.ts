@@ -38,14 +38,21 @@ export function unitless(text: string): boolean {
  * nowhere and said "does not fit").
  */
 export function parseBytes(text: string): number | null {
+  if (unitless(text)) return null
+  const bytes = bytesOf(text)
+  return bytes !== null && bytes > 0 && !tooLarge(text) ? bytes : null
+}
+
+/** The bytes `text` reads as, whatever their count; null where it is no number and unit. */
+function bytesOf(text: string): number | null {
   const m = SIZE.exec(text)
-  if (!m || unitless(text)) return null
-  const unit = m[2].toLowerCase() || 'b'
-  const scale = BYTE_UNITS[unit]
-  if (scale === undefined) return null
-  const bytes = Math.round(Number(m[1]) * scale)
-  // Above 2^53 bytes (8 PiB) a count of bytes is no longer exact, and no machine holds it.
-  return bytes > 0 && bytes <= Number.MAX_SAFE_INTEGER ? bytes : null
+  const scale = m ? BYTE_UNITS[m[2].toLowerCase() || 'b'] : undefined
+  return m && scale !== undefined ? Math.round(Number(m[1]) * scale) : null
+}
+
+/** Past 2^53 bytes (8 PiB): a count of bytes no longer exact, and more than any machine holds. */
+export function tooLarge(text: string): boolean {
+  return (bytesOf(text) ?? 0) > Number.MAX_SAFE_INTEGER
 }
 
 /**
@@ -58,10 +65,7 @@ export function sizeProblem(text: string, like = '8 GiB'): string {
   // A number that is not above 0 ("-5", "0 GB"): said so ("is not a size" read as a typing slip).
   if (/^-|^\+?(0+(\.0*)?|\.0+)\s*[a-z]*$/i.test(t))
     return `“${t}” is not above 0: a size is more than 0 bytes; write e.g. ${like} or 512 MB`
-  const m = SIZE.exec(t)
-  const scale = m ? BYTE_UNITS[m[2].toLowerCase() || 'b'] : undefined
-  if (m && scale !== undefined && Number(m[1]) * scale > Number.MAX_SAFE_INTEGER)
-    return `“${t}” is more than any machine holds (8 PiB at most); write e.g. ${like} or 512 MB`
+  if (tooLarge(t)) return `“${t}” is more than any machine holds (8 PiB at most); write e.g. ${like} or 512 MB`
   return `“${t}” is not a size; write e.g. ${like} or 512 MB`
 }
 

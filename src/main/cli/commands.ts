@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs'
 import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { NO_TOKENIZER_NOTE } from '../../shared/api'
-import { formatBytes, parseBytes as parseSize, sizeProblem, unitless } from '../../shared/bytes'
+import { formatBytes, parseBytes as parseSize, tooLarge, unitless } from '../../shared/bytes'
 import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
@@ -243,7 +243,7 @@ export function parseBytes(text: string, flag: string): number {
     throw new UsageError(
       `${flag}: "${text}" has no unit (as bytes it is ${text.trim()} B): write e.g. ${text.trim()}GB or ${text.trim()}GiB`,
     )
-  if (bytes === null && sizeProblem(text).includes('more than any machine'))
+  if (bytes === null && tooLarge(text))
     throw new UsageError(`${flag}: "${text}" is more than any machine holds (8 PiB at most); write e.g. 256MB, 1.5GB or 8GiB`)
   if (bytes === null) throw new UsageError(`${flag}: "${text}" is not a size above 0; write e.g. 256MB, 1.5GB, 8GiB or 4096B`)
   return bytes

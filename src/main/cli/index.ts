@@ -284,7 +284,6 @@ const COMMANDS: Record<string, Command> = {
   },
 }
 
-/** Runs the CLI; returns the exit code. Never throws. */
 /**
  * `--max-new-tokens -3` as `--max-new-tokens=-3`: parseArgs reads a value starting with "-" as an
  * option, and said only how to write it; read so, the value gets its own check and its own
@@ -304,6 +303,7 @@ export function withNegativeValues(args: readonly string[], options: ParseArgsCo
   return out
 }
 
+/** Runs the CLI; returns the exit code. Never throws. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   // Common options may come first (`--workspace W dataset list`): the command is the first word
   // that names one.
