@@ -7,16 +7,28 @@
  *   <out>/deepspeed/ds_z2_config.json | ds_z3_config.json | ds_z3_offload_config.json
  *   <out>/data/train.jsonl, validation.jsonl (the workbench's split, row for row)
  *   <out>/data/dataset_info.json        LLaMA-Factory only
- *   <out>/model/                        with copyModel: the base model folder
+ *   <out>/model/                        with copyModel: the base model's files a trainer reads (modelFiles)
  *   <out>/handoff.json                  what was handed off, from where, with which versions
  *
  * Everything is written into a temporary folder renamed into place at the end: a failure leaves
  * nothing behind. Paths inside are relative: launch from the folder.
  */
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs'
-import { cp } from 'node:fs/promises'
-import { basename, join, resolve } from 'node:path'
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+  statSync,
+} from 'node:fs'
+import { copyFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { once } from 'node:events'
+import { formatBytes } from '../../shared/bytes'
 import { rowKind, type ChatRow, type NormalizedRow, type RowKind } from '../../shared/dataset'
 import type { HandoffResult, HandoffTarget } from '../../shared/handoff'
 import { countParams, formatParamCount, fromHfConfig, type MoeConfig } from '../../shared/modelConfig'
@@ -51,6 +63,32 @@ export interface HandoffOptions {
   gpusPerNode?: number
   gpuMemoryGiB?: number
 }
+
+/**
+ * The files of a model folder a Hugging Face trainer reads, by name, at its top level: config,
+ * weights, tokenizer, chat template, remote code, license and card. The weights are the
+ * safetensors where there are any (a hub folder may also hold pytorch_model*.bin or Mistral's
+ * consolidated.*.pt: the same weights again), else pytorch_model*.bin.
+ */
+const MODEL_FILE =
+  /^(config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(jinja|json)|[^.].*\.tiktoken|[^.].*\.py|LICEN[CS]E(\..*)?|NOTICE(\..*)?|README\.md|USE_POLICY\.md)$/
+const SAFETENSORS = /^[^.].*\.safetensors(\.index\.json)?$/
+const TORCH_BIN = /^pytorch_model.*\.bin(\.index\.json)?$/
+
+/** What a model copy takes from `modelDir`: the files (names), their bytes, and what it leaves out (folders end in /). */
+export function modelFiles(modelDir: string): { files: string[]; bytes: number; leftOut: string[] } {
+  const entries = readdirSync(modelDir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))
+  const names = entries.filter((e) => e.isFile()).map((e) => e.name)
+  const weights = names.some((n) => SAFETENSORS.test(n)) ? SAFETENSORS : TORCH_BIN
+  const files = names.filter((n) => MODEL_FILE.test(n) || weights.test(n))
+  const leftOut = entries
+    .filter((e) => e.name !== 'workbench.json' && !files.includes(e.name))
+    .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
+  return { files, bytes: files.reduce((sum, n) => sum + statSync(join(modelDir, n)).size, 0), leftOut }
+}
+
+/** Room a copy leaves on its disk besides the files themselves (the data, the configs, the file system's own). */
+const COPY_HEADROOM = 256 * 2 ** 20
 
 const HUB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/
 
@@ -311,6 +349,24 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
       )
   }
 
+  // The copy is planned, and checked against the disk's free space, before anything is written:
+  // a 7B model's folder is tens of GB.
+  const copy = copied ? modelFiles(modelDir) : null
+  if (copy) {
+    let parent = dirname(out)
+    while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent)
+    const { bavail, bsize } = statfsSync(parent)
+    const free = bavail * bsize
+    if (copy.bytes + COPY_HEADROOM > free)
+      throw new HandoffError(
+        `outDir: copying the model's files takes ${formatBytes(copy.bytes)} and ${parent} has ${formatBytes(free)} free; free some space, choose a folder on another disk, or hand off without copying the model (the config then names its folder or hub id)`,
+      )
+    if (copy.leftOut.length > 0)
+      plan.warnings.push(
+        `model: model/ holds the files ${TARGET_VERSIONS[opts.target].name} reads (${copy.files.length} of them, ${formatBytes(copy.bytes)}); left out of the copy: ${copy.leftOut.join(', ')}. Copy any of them in yourself if your setup needs it`,
+      )
+  }
+
   const tmp = `${out}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(join(tmp, 'data'), { recursive: true })
@@ -343,8 +399,9 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
     files.push(plan.trainerFile)
     writeJsonAtomic(join(tmp, 'deepspeed', plan.deepspeed.file), plan.deepspeed.config)
     files.push(`deepspeed/${plan.deepspeed.file}`)
-    if (copied) {
-      await cp(modelDir, join(tmp, 'model'), { recursive: true, filter: (s) => basename(s) !== 'workbench.json' })
+    if (copy) {
+      mkdirSync(join(tmp, 'model'))
+      for (const f of copy.files) await copyFile(join(modelDir, f), join(tmp, 'model', f))
       files.push('model/')
     }
     files.push('README.md', 'handoff.json')

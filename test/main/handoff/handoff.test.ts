@@ -6,9 +6,9 @@
  * setting has a row, DeepSpeed follows the model's size, and the dataset files read back through
  * the workbench's own importer as the same rows.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { importDataset, readRows } from '../../../src/main/data/workspace'
@@ -571,6 +571,72 @@ describe('handoff folders', () => {
     )
     expect(readFileSync(join(unchecked.outDir, 'README.md'), 'utf8')).not.toContain('has no tokenizer')
     expect(modelWarnings(await write(DEFAULT_MODEL))).toEqual([])
+  })
+
+  it('a copied model holds the files the trainer reads, names what it left out, and is refused where the disk cannot take it', async () => {
+    const ws = mkdtempSync(join(tmpdir(), 'handoff-ws-'))
+    const m = await importDataset(ws, join(SAMPLES, 'arithmetic.jsonl'))
+    // A hub folder as people have them: the weights again in other formats, the original
+    // checkpoint in a folder, git's files, and a file of someone's own.
+    const hub = mkdtempSync(join(tmpdir(), 'handoff-hub-'))
+    for (const f of readdirSync(DEFAULT_MODEL)) copyFileSync(join(DEFAULT_MODEL, f), join(hub, f))
+    mkdirSync(join(hub, 'original'))
+    mkdirSync(join(hub, '.git'))
+    for (const f of [
+      'original/consolidated.00.pt',
+      'pytorch_model.bin',
+      'consolidated.safetensors.pt',
+      'expected.json',
+      '.gitattributes',
+      'LICENSE',
+      'modeling_x.py',
+    ])
+      writeFileSync(join(hub, f), 'x')
+    const src = { config: validateRunConfig({}), modelDir: hub, dataset: m.id, from: 'a run config' }
+    const out = join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job')
+    const r = await writeHandoff(src, { workspace: ws, target: 'llamafactory', outDir: out, copyModel: true })
+    expect(readdirSync(join(out, 'model')).sort()).toEqual(
+      [
+        'LICENSE',
+        'README.md',
+        'config.json',
+        'generation_config.json',
+        'model.safetensors',
+        'modeling_x.py',
+        'special_tokens_map.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+      ].sort(),
+    )
+    expect(readFileSync(join(out, 'model', 'model.safetensors')).equals(readFileSync(join(hub, 'model.safetensors')))).toBe(true)
+    const leftOut = r.warnings.filter((w) => w.startsWith('model: model/'))
+    expect(leftOut).toEqual([
+      expect.stringMatching(
+        /^model: model\/ holds the files LLaMA-Factory reads \(9 of them, [\d.]+ MiB\); left out of the copy: \.git\/, \.gitattributes, consolidated\.safetensors\.pt, expected\.json, original\/, pytorch_model\.bin\./,
+      ),
+    ])
+    expect(readFileSync(join(out, 'README.md'), 'utf8')).toContain(leftOut[0])
+    expect(r.modelRef).toBe('model')
+    // Only .bin weights: those are the weights, copied.
+    const bins = mkdtempSync(join(tmpdir(), 'handoff-bin-'))
+    copyFileSync(join(DEFAULT_MODEL, 'config.json'), join(bins, 'config.json'))
+    for (const f of ['pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json'])
+      writeFileSync(join(bins, f), 'x')
+    const binOut = join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job')
+    const rb = await writeHandoff({ ...src, modelDir: bins }, { workspace: ws, target: 'axolotl', outDir: binOut, copyModel: true })
+    expect(readdirSync(join(binOut, 'model')).sort()).toEqual(
+      ['config.json', 'pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin', 'pytorch_model.bin.index.json'].sort(),
+    )
+    expect(rb.warnings.filter((w) => w.startsWith('model: model/'))).toEqual([])
+    // Weights larger than the disk's free space (a sparse file: 8 TiB said, nothing stored) are
+    // refused before anything is written.
+    truncateSync(join(hub, 'model.safetensors'), 8 * 2 ** 40)
+    const full = join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job')
+    await expect(writeHandoff(src, { workspace: ws, target: 'axolotl', outDir: full, copyModel: true })).rejects.toThrow(
+      /^outDir: copying the model's files takes 8\.0 TiB and \S+ has [\d.]+ \w+ free; free some space, choose a folder on another disk, or hand off without copying the model/,
+    )
+    expect(existsSync(full)).toBe(false)
+    expect(readdirSync(dirname(full))).toEqual([])
   })
 
   it('refuses a folder that is not empty, and leaves nothing behind on failure', async () => {
