@@ -191,7 +191,8 @@ export interface ChatStats {
   newTokens: number
   /** From the request to the first new token, the model load included. */
   firstTokenMs: number
-  stoppedBy: 'max_new_tokens' | 'stop_token' | 'stop_sequence' | 'callback' | 'cancelled'
+  /** context: the reply filled the model's context (or the one an offload budget was planned for) before its max new tokens. */
+  stoppedBy: 'max_new_tokens' | 'context' | 'stop_token' | 'stop_sequence' | 'callback' | 'cancelled'
   prefillMs: number
   decodeMs: number
   tokensPerSec: number

@@ -60,7 +60,7 @@ const ms = z.number().min(0)
 const savedStats = z.strictObject({
   newTokens: index.max(MAX_NEW_TOKENS),
   firstTokenMs: ms,
-  stoppedBy: z.enum(['max_new_tokens', 'stop_token', 'stop_sequence', 'callback', 'cancelled']),
+  stoppedBy: z.enum(['max_new_tokens', 'context', 'stop_token', 'stop_sequence', 'callback', 'cancelled']),
   prefillMs: ms,
   decodeMs: ms,
   tokensPerSec: ms,

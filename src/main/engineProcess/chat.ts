@@ -8,6 +8,9 @@ import { generateAsync } from '../engine/generate'
 import type { MoeModel } from '../engine/model'
 import type { ModelCache } from './models'
 
+/** New tokens a reply may take where the request names no max. */
+const DEFAULT_MAX_NEW = 256
+
 type Emit = (event: WorkbenchEvent) => void
 /** Streams replies; one at a time per request id, cancellable. */
 export class ChatSessions {
@@ -39,7 +42,7 @@ export class ChatSessions {
       const positions = model.config.maxPositionEmbeddings
       const planned = args.offload?.contextTokens
       const limit = planned !== undefined && planned < positions ? planned : positions
-      const maxNew = Math.min(args.maxNewTokens ?? 256, limit - promptIds.length)
+      const maxNew = Math.min(args.maxNewTokens ?? DEFAULT_MAX_NEW, limit - promptIds.length)
       if (maxNew <= 0)
         throw new Error(
           limit < positions
@@ -88,6 +91,8 @@ export class ChatSessions {
     let text = ''
     let forwards = 0
     try {
+      // Fewer new tokens than asked for: the rest of the context was all there was.
+      const clamped = maxNew < (args.maxNewTokens ?? DEFAULT_MAX_NEW)
       const r = await generateAsync(model, promptIds, {
         maxNewTokens: maxNew,
         sampling: { ...DEFAULT_SAMPLING, seed: Date.now() % 2 ** 31, ...args.sampling },
@@ -119,7 +124,7 @@ export class ChatSessions {
         stats: {
           newTokens: r.newTokens.length,
           firstTokenMs,
-          stoppedBy: r.stoppedBy,
+          stoppedBy: r.stoppedBy === 'max_new_tokens' && clamped ? 'context' : r.stoppedBy,
           prefillMs: r.prefillMs,
           decodeMs: r.decodeMs,
           tokensPerSec: r.newTokens.length > 1 ? (r.newTokens.length - 1) / Math.max(seconds, 1e-9) : 0,

@@ -246,7 +246,9 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     })
     expect(started.prompt).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n')
     await replyEnded()
-    expect(events.find((e) => e.type === 'chat.done')).toBeDefined()
+    const first = events.find((e) => e.type === 'chat.done')
+    // Two tokens asked for with room for more: stopped by them (unless the model ended its reply first).
+    expect(first?.type === 'chat.done' && first.stats.stoppedBy).toMatch(/^(max_new_tokens|stop_token)$/)
 
     // An offload budget planned for a context (the CLI's --context) holds the chat to it.
     const n = started.promptTokens
@@ -260,6 +262,8 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     await replyEnded()
     const done = events.find((e) => e.type === 'chat.done')
     expect(done?.type === 'chat.done' && done.stats.newTokens).toBe(1) // the one position left, not 5
+    // Said as the context being full, not as the length limit the user set (5).
+    expect(done?.type === 'chat.done' && done.stats.stoppedBy).toBe('context')
     cache.forget(dir)
   }, 120_000)
 })
