@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   axisDigits,
   binLabel,
+  colourLayerChoices,
   countOf,
   evalVerdict,
   formatDuration,
@@ -160,5 +161,30 @@ describe('visibleText', () => {
     expect(visibleText('a\u0000b\u001fc\u007f')).toBe('a\u2400b\u241fc\u2421')
     expect(visibleText('line\n\tnext 😀')).toBe('line\n\tnext 😀')
     expect(visibleToken('\u0002')).toBe('\u2402') // a token of a reply, in its card
+  })
+})
+
+describe('colourLayerChoices', () => {
+  it("lists every model's sparse layers once, in order, and says whose a layer is where the other model has none there", () => {
+    const small = { name: 'small', sparseLayers: [0, 1] }
+    const big = { name: 'big', sparseLayers: [0, 1, 2, 3] }
+    expect(colourLayerChoices([small])).toEqual([
+      { layer: 0, label: '0' },
+      { layer: 1, label: '1' },
+    ])
+    expect(colourLayerChoices([big, small])).toEqual([
+      { layer: 0, label: '0' },
+      { layer: 1, label: '1' },
+      { layer: 2, label: '2 (big only)' },
+      { layer: 3, label: '3 (big only)' },
+    ])
+    // Dense layers between sparse ones (qwen2_moe's mlp_only_layers): each model's own.
+    expect(
+      colourLayerChoices([
+        { name: 'a', sparseLayers: [1, 3] },
+        { name: 'b', sparseLayers: [0, 1] },
+      ]).map((c) => c.label),
+    ).toEqual(['0 (b only)', '1', '3 (a only)'])
+    expect(colourLayerChoices([])).toEqual([])
   })
 })

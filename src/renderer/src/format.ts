@@ -166,3 +166,18 @@ export function namesList(names: readonly string[], max: number): string {
   const shown = names.slice(0, max).join(', ')
   return names.length > max ? `${shown} and ${names.length - max} more` : shown
 }
+
+/**
+ * The sparse layers to colour chat tokens by, of the models in view (side by side: both), each
+ * with its label: a layer only some of them have says whose it is (the others' tokens stay
+ * uncoloured there).
+ */
+export function colourLayerChoices(
+  models: readonly { name: string; sparseLayers: readonly number[] }[],
+): { layer: number; label: string }[] {
+  const all = [...new Set(models.flatMap((m) => m.sparseLayers))].sort((a, b) => a - b)
+  return all.map((layer) => {
+    const have = models.filter((m) => m.sparseLayers.includes(layer))
+    return { layer, label: have.length === models.length ? String(layer) : `${layer} (${have.map((m) => m.name).join(', ')} only)` }
+  })
+}
