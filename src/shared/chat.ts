@@ -64,8 +64,22 @@ export interface OffloadOptions {
    * the reads do not overlap the computation yet, so unused prefetches cost time, measured ~10%).
    */
   prefetch?: boolean
-  /** Context (prompt and reply) the KV cache and activations are planned for (default min(2048, max positions)). */
+  /** Context (prompt and reply) the KV cache and activations are planned for (default: plannedContext). */
   contextTokens?: number
+}
+
+/** The context a budget is planned for where none is given: enough for a conversation, far less than a 7B model's 32k positions. */
+export const DEFAULT_CONTEXT_TOKENS = 2048
+/** The most context a budget may be planned for (the model's own positions cap it further). */
+export const MAX_CONTEXT_TOKENS = 1 << 20
+
+/**
+ * The context (prompt and reply, in tokens) a budget is planned for: the one asked for, else
+ * DEFAULT_CONTEXT_TOKENS, never more than the model's positions. A conversation that outgrows it
+ * is refused: its KV cache would outgrow what the budget set aside.
+ */
+export function plannedContext(positions: number, contextTokens?: number): number {
+  return Math.min(contextTokens ?? DEFAULT_CONTEXT_TOKENS, positions)
 }
 
 export interface LayerCacheStats {

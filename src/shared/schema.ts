@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { ApiError, type ArgsOf, type Method, isMethod } from './api'
-import { CHAT_FORMATS, EXPERT_STORAGES, MAX_NEW_TOKENS } from './chat'
+import { CHAT_FORMATS, EXPERT_STORAGES, MAX_CONTEXT_TOKENS, MAX_NEW_TOKENS } from './chat'
 import { DATASET_FORMATS, DATASET_LAYOUTS } from './dataset'
 import { DTYPES, moeConfigPartialSchema, plainIssue } from './modelConfig'
 import { runConfigSchema } from './runConfig'
@@ -181,12 +181,7 @@ export const apiSchemas = {
         storage: z.enum(EXPERT_STORAGES),
         policy: z.enum(['lru', 'lfu']).optional(),
         prefetch: z.boolean().optional(),
-        contextTokens: z
-          .number()
-          .int()
-          .positive()
-          .max(1 << 20)
-          .optional(),
+        contextTokens: z.number().int().positive().max(MAX_CONTEXT_TOKENS).optional(),
       })
       .optional(),
     taskId: id.optional(),

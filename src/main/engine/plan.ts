@@ -16,7 +16,7 @@
  */
 import { totalmem } from 'node:os'
 import type { BackendName } from '../../shared/api'
-import type { EvictionPolicy, ExpertStorage, FitPlan } from '../../shared/chat'
+import { plannedContext, type EvictionPolicy, type ExpertStorage, type FitPlan } from '../../shared/chat'
 import { countParams, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { PREFILL_CHUNK } from './generate'
 import { storageBytes } from './hostStore'
@@ -140,7 +140,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
   const modelBytes = params.total * 4
   const small = smallSpecs(c).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1) * 4, 0)
   const t = req.training
-  const context = t ? t.seqLength : (req.contextTokens ?? Math.min(2048, c.maxPositionEmbeddings))
+  const context = t ? t.seqLength : plannedContext(c.maxPositionEmbeddings, req.contextTokens)
   const kvCacheBytes = t ? 0 : 2 * c.numLayers * c.numKvHeads * c.headDim * context * 4
   // Generation prefills a prompt in chunks (generate.ts PREFILL_CHUNK) attending to the whole context.
   const tokens = t ? t.batch * t.seqLength : Math.min(context, PREFILL_CHUNK)

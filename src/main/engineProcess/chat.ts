@@ -1,5 +1,5 @@
 /** Streamed chat replies in the engine process: one at a time per request id, cancellable. */
-import { DEFAULT_SAMPLING, type ChatEvent, type ChatSendArgs, type ChatStarted } from '../../shared/chat'
+import { DEFAULT_SAMPLING, plannedContext, type ChatEvent, type ChatSendArgs, type ChatStarted } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
 import type { WorkbenchEvent } from '../../shared/api'
 import type { ModelTokenizer } from '../data/tokenizer'
@@ -37,16 +37,16 @@ export class ChatSessions {
       const prompt = plain ? (messages.findLast((m) => m.role === 'user')?.content ?? '') : template.render(messages, true)
       const promptIds = tokenizer.encode(prompt)
       if (promptIds.length === 0) throw new Error(plain ? 'the message is empty: write a prompt' : 'the conversation renders to no tokens')
-      // An offload budget planned for a context (the CLI's --context) holds the conversation to it:
-      // past it, the KV cache would outgrow what the budget set aside.
+      // An offload budget is planned for a context (its default, the form's Context, the CLI's
+      // --context) and holds the conversation to it: past it, the KV cache would outgrow what the
+      // budget set aside.
       const positions = model.config.maxPositionEmbeddings
-      const planned = args.offload?.contextTokens
-      const limit = planned !== undefined && planned < positions ? planned : positions
+      const limit = args.offload ? plannedContext(positions, args.offload.contextTokens) : positions
       const maxNew = Math.min(args.maxNewTokens ?? DEFAULT_MAX_NEW, limit - promptIds.length)
       if (maxNew <= 0)
         throw new Error(
           limit < positions
-            ? `the conversation (${promptIds.length} tokens) fills the ${limit}-token context the offload budget was planned for; start a new one, or plan a larger context (the CLI's --context, up to the model's ${positions} positions)`
+            ? `the conversation (${promptIds.length} tokens) fills the ${limit}-token context the offload budget was planned for; start a new one, or plan a larger context (Context in the budget settings, the CLI's --context; up to the model's ${positions} positions)`
             : `the conversation (${promptIds.length} tokens) fills the model's ${positions} positions; start a new one or shorten it`,
         )
       const controller = new AbortController()

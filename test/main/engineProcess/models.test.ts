@@ -215,6 +215,7 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
         expertIntermediateSize: 8,
         numExperts: 4,
         topK: 2,
+        maxPositionEmbeddings: 4096,
       },
       1,
       tok,
@@ -264,6 +265,13 @@ describe('a model folder with a real tokenizer and chat template (Qwen3)', () =>
     expect(done?.type === 'chat.done' && done.stats.newTokens).toBe(1) // the one position left, not 5
     // Said as the context being full, not as the length limit the user set (5).
     expect(done?.type === 'chat.done' && done.stats.stoppedBy).toBe('context')
+    // No context asked for: the budget is planned for the default (2048 of the model's 4096
+    // positions), and the conversation is held to that, not to the positions.
+    expect(lease.model.config.maxPositionEmbeddings).toBe(4096)
+    const long = [{ role: 'user' as const, content: 'Hi '.repeat(2100) }]
+    await expect(chat.send('r4', { ...ask, messages: long, offload: { budgetBytes: 1 << 30, storage: 'lazy' } })).rejects.toThrow(
+      /^the conversation \(\d+ tokens\) fills the 2048-token context the offload budget was planned for; start a new one, or plan a larger context \(Context in the budget settings/,
+    )
     cache.forget(dir)
   }, 120_000)
 })

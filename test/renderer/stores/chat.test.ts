@@ -232,9 +232,28 @@ describe('useChatStore', () => {
     expect(reply.tokens?.[0].routing?.layers[0].experts[0]).toBe(4)
   })
 
+  it('sends the context the budget is planned for where one is typed, and none (the default) where blank', async () => {
+    const chat = useChatStore()
+    chat.panes[0].model = '/m'
+    chat.offload = { enabled: true, budget: '1 GiB', storage: 'lazy', policy: 'lru', prefetch: false, context: ' 8192 ' }
+    await chat.send('hi')
+    expect(fake.bridge.chat.send).toHaveBeenLastCalledWith(
+      expect.objectContaining({ offload: expect.objectContaining({ contextTokens: 8192 }) }),
+    )
+    // A fresh store (the first reply is still streaming there): blank sends no context.
+    setActivePinia(createPinia())
+    const fresh = useChatStore()
+    fresh.panes[0].model = '/m'
+    fresh.offload = { ...chat.offload, context: '  ' }
+    await fresh.send('hi again')
+    expect(fake.bridge.chat.send).toHaveBeenCalledTimes(2)
+    const sent = (fake.bridge.chat.send.mock.calls[1] as unknown as [{ offload: Record<string, unknown> }])[0].offload
+    expect(sent).toEqual({ budgetBytes: 2 ** 30, storage: 'lazy', policy: 'lru', prefetch: false })
+  })
+
   it('sends the same prompt to both models side by side, each pane with its own history', async () => {
     const chat = sideBySide()
-    chat.offload = { enabled: true, budget: '32 MiB', storage: 'int8', policy: 'lfu', prefetch: false }
+    chat.offload = { enabled: true, budget: '32 MiB', storage: 'int8', policy: 'lfu', prefetch: false, context: '' }
     await chat.send('compare')
     expect(fake.bridge.chat.send).toHaveBeenCalledTimes(2)
     expect(fake.bridge.chat.send.mock.calls.map((c) => (c as unknown as [{ model: string }])[0].model)).toEqual(['/base', '/tuned'])
@@ -362,6 +381,19 @@ describe('useChatStore', () => {
     chat.offload.budget = 'lots'
     expect(await chat.send('hi')).toBe(false)
     expect(chat.sendError).toMatchObject({ field: 'offload.budgetBytes' })
+    // The context the budget is planned for: a whole number of tokens, or blank for the default.
+    chat.offload.budget = '1 GiB'
+    const calls = fake.bridge.chat.send.mock.calls.length
+    for (const bad of ['2k', '0', '-5', '1.5', String(2 ** 20 + 1)]) {
+      chat.offload.context = bad
+      expect(await chat.send('hi')).toBe(false)
+      expect(chat.sendError).toEqual({
+        message: `Context: “${bad}” is not a number of tokens; write a whole number from 1 to 1048576 (blank: 2048), e.g. 8192`,
+        field: 'offload.contextTokens',
+      })
+    }
+    expect(fake.bridge.chat.send.mock.calls.length).toBe(calls)
+    chat.offload.context = ''
     chat.offload.enabled = false
     // A reply longer than any may be, in the field's words (the service's named chat.send's maxNewTokens).
     for (const n of [100000, 0, 2.5, Number.NaN]) {

@@ -25,7 +25,12 @@ import type {
   TokenRouting,
 } from '../../../shared/chat'
 import type { ChatMessage } from '../../../shared/dataset'
-import { MAX_NEW_TOKENS, DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS } from '../../../shared/chat'
+import {
+  DEFAULT_CONTEXT_TOKENS,
+  MAX_CONTEXT_TOKENS,
+  MAX_NEW_TOKENS,
+  DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS,
+} from '../../../shared/chat'
 import { keepNewestRouting, packTokens, unpackTokens } from '../../../shared/savedTokens'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
@@ -84,6 +89,8 @@ export interface OffloadForm {
   storage: ExpertStorage
   policy: EvictionPolicy
   prefetch: boolean
+  /** Tokens of context (prompt and reply) the budget is planned for, as typed; blank: DEFAULT_CONTEXT_TOKENS. */
+  context: string
 }
 
 export const DEFAULT_SAMPLING: SamplingForm = { greedy: false, ...SHARED_SAMPLING_DEFAULTS, seed: null }
@@ -194,7 +201,7 @@ export const useChatStore = defineStore('chat', () => {
   const systemPrompt = ref('')
   const sampling = ref<SamplingForm>({ ...DEFAULT_SAMPLING })
   const maxNewTokens = ref(256)
-  const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: false })
+  const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: false, context: '' })
 
   const panes = ref<ChatPane[]>([{ model: '', format: 'chat', turns: [], offload: null }])
   const compareMode = computed(() => panes.value.length > 1)
@@ -244,7 +251,13 @@ export const useChatStore = defineStore('chat', () => {
     const budgetBytes = parseBytes(o.budget)
     if (budgetBytes === null)
       throw { message: `Offload budget: ${sizeProblem(o.budget, '256 MiB')}`, field: 'offload.budgetBytes' } satisfies UiError
-    return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch }
+    const context = o.context.trim()
+    if (context && !(/^\d+$/.test(context) && Number(context) >= 1 && Number(context) <= MAX_CONTEXT_TOKENS))
+      throw {
+        message: `Context: “${context}” is not a number of tokens; write a whole number from 1 to ${MAX_CONTEXT_TOKENS} (blank: ${DEFAULT_CONTEXT_TOKENS}), e.g. 8192`,
+        field: 'offload.contextTokens',
+      } satisfies UiError
+    return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch, ...(context && { contextTokens: Number(context) }) }
   }
 
   /** Sends `text` to every pane's model; false (with sendError set) when it could not start. */
