@@ -3,6 +3,7 @@ import {
   axisDigits,
   binLabel,
   colourLayerChoices,
+  contextProblem,
   countOf,
   evalVerdict,
   formatDuration,
@@ -186,5 +187,16 @@ describe('colourLayerChoices', () => {
       ]).map((c) => c.label),
     ).toEqual(['0 (b only)', '1', '3 (a only)'])
     expect(colourLayerChoices([])).toEqual([])
+  })
+})
+
+describe('contextProblem', () => {
+  it('takes blank (the default) and whole numbers from 1 to the most, and names what is wrong with anything else', () => {
+    for (const ok of ['', '  ', '1', ' 8192 ', '+64', '1048576']) expect(contextProblem(ok, 1048576, 2048), ok).toBeNull()
+    expect(contextProblem('2k', 1048576, 2048)).toBe('“2k” is not a whole number of tokens; write e.g. 8192 (blank: 2048)')
+    expect(contextProblem('1e3', 1048576, 2048)).toBe('“1e3” is not a whole number of tokens; write e.g. 8192 (blank: 2048)')
+    expect(contextProblem('0', 1048576, 2048)).toBe('“0”: a context holds at least 1 token; write e.g. 8192 (blank: 2048)')
+    expect(contextProblem('-3', 1048576, 2048)).toBe('“-3”: a context holds at least 1 token; write e.g. 8192 (blank: 2048)')
+    expect(contextProblem('1048577', 1048576, 2048)).toBe('“1048577” is more than 1048576 tokens; write e.g. 8192 (blank: 2048)')
   })
 })

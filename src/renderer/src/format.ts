@@ -181,3 +181,18 @@ export function colourLayerChoices(
     return { layer, label: have.length === models.length ? String(layer) : `${layer} (${have.map((m) => m.name).join(', ')} only)` }
   })
 }
+
+/**
+ * What is wrong with a typed context length (tokens a device budget is planned for), or null:
+ * blank (the default) or a whole number from 1 to `max`.
+ */
+export function contextProblem(text: string, max: number, defaultTokens: number): string | null {
+  const t = text.trim()
+  if (!t) return null
+  const tail = `write e.g. 8192 (blank: ${defaultTokens})`
+  if (!/^[+-]?\d+$/.test(t)) return `“${t}” is not a whole number of tokens; ${tail}`
+  const n = Number(t)
+  if (n < 1) return `“${t}”: a context holds at least 1 token; ${tail}`
+  if (n > max) return `“${t}” is more than ${max} tokens; ${tail}`
+  return null
+}

@@ -284,6 +284,12 @@ describe('useChatStore', () => {
     expect(chat.panes[1].turns[1].content).toBe('B')
     expect(chat.panes[1].offload?.hitRate).toBe(0.75)
     expect(chat.panes[0].turns[1].content).toBe('')
+    // The left model fit within the budget (its reply came with no paging figures): said so, not "statistics appear...".
+    const stats = { newTokens: 1, stoppedBy: 'stop_token' as const, prefillMs: 1, firstTokenMs: 1, decodeMs: 1, tokensPerSec: 1 }
+    fake.emit({ type: 'chat.done', requestId: 'req-1', text: 'A', stats })
+    expect(chat.panes[0]).toMatchObject({ offload: null, offloadResident: true })
+    fake.emit({ type: 'chat.done', requestId: 'req-2', text: 'B', stats: { ...stats, offload } })
+    expect(chat.panes[1]).toMatchObject({ offload: { hitRate: 0.75 }, offloadResident: false })
     chat.setCompare(false)
     expect(chat.panes).toHaveLength(1)
     // the conversation under way starts over: the right side's replies are not dropped from it by a one-sided save
@@ -384,13 +390,16 @@ describe('useChatStore', () => {
     // The context the budget is planned for: a whole number of tokens, or blank for the default.
     chat.offload.budget = '1 GiB'
     const calls = fake.bridge.chat.send.mock.calls.length
-    for (const bad of ['2k', '0', '-5', '1.5', String(2 ** 20 + 1)]) {
+    for (const [bad, why] of [
+      ['2k', '“2k” is not a whole number of tokens'],
+      ['1.5', '“1.5” is not a whole number of tokens'],
+      ['0', '“0”: a context holds at least 1 token'],
+      ['-5', '“-5”: a context holds at least 1 token'],
+      [String(2 ** 20 + 1), '“1048577” is more than 1048576 tokens'],
+    ]) {
       chat.offload.context = bad
       expect(await chat.send('hi')).toBe(false)
-      expect(chat.sendError).toEqual({
-        message: `Context: “${bad}” is not a number of tokens; write a whole number from 1 to 1048576 (blank: 2048), e.g. 8192`,
-        field: 'offload.contextTokens',
-      })
+      expect(chat.sendError).toEqual({ message: `Context: ${why}; write e.g. 8192 (blank: 2048)`, field: 'offload.contextTokens' })
     }
     expect(fake.bridge.chat.send.mock.calls.length).toBe(calls)
     chat.offload.context = ''

@@ -34,7 +34,7 @@ import {
 import { keepNewestRouting, packTokens, unpackTokens } from '../../../shared/savedTokens'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
-import { parseBytes, sizeProblem } from '../format'
+import { contextProblem, parseBytes, sizeProblem } from '../format'
 import { listener } from './listen'
 import { useModelsStore } from './models'
 import { useTasksStore } from './tasks'
@@ -69,6 +69,8 @@ export interface ChatPane {
   turns: ChatTurn[]
   /** The latest expert-offload statistics of this pane's model (when offloading). */
   offload: OffloadStats | null
+  /** A reply within a budget came with no paging statistics: the whole model fit, nothing is paged. */
+  offloadResident?: boolean
 }
 
 export interface SamplingForm {
@@ -252,11 +254,8 @@ export const useChatStore = defineStore('chat', () => {
     if (budgetBytes === null)
       throw { message: `Offload budget: ${sizeProblem(o.budget, '256 MiB')}`, field: 'offload.budgetBytes' } satisfies UiError
     const context = o.context.trim()
-    if (context && !(/^\d+$/.test(context) && Number(context) >= 1 && Number(context) <= MAX_CONTEXT_TOKENS))
-      throw {
-        message: `Context: “${context}” is not a number of tokens; write a whole number from 1 to ${MAX_CONTEXT_TOKENS} (blank: ${DEFAULT_CONTEXT_TOKENS}), e.g. 8192`,
-        field: 'offload.contextTokens',
-      } satisfies UiError
+    const problem = contextProblem(context, MAX_CONTEXT_TOKENS, DEFAULT_CONTEXT_TOKENS)
+    if (problem) throw { message: `Context: ${problem}`, field: 'offload.contextTokens' } satisfies UiError
     return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch, ...(context && { contextTokens: Number(context) }) }
   }
 
@@ -440,6 +439,9 @@ export const useChatStore = defineStore('chat', () => {
         turn.stats = markRaw(event.stats)
         turn.streaming = false
         if (event.stats.offload) pane.offload = markRaw(event.stats.offload)
+        else if (offload.value.enabled) pane.offload = null
+        // The settings cannot change while a reply streams: this reply was made within the budget.
+        pane.offloadResident = offload.value.enabled && !event.stats.offload
         targets.delete(event.requestId)
         if (!streaming.value) void autosave()
         break
@@ -544,6 +546,7 @@ export const useChatStore = defineStore('chat', () => {
     for (const pane of panes.value) {
       pane.turns = []
       pane.offload = null
+      pane.offloadResident = false
     }
     sendError.value = null
     sendErrorInReply.value = false
