@@ -88,7 +88,13 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     for (const l of r.launch.single) io.out(`  ${l}`)
     return 0
   } catch (e) {
-    throw cliError(e)
+    throw cliError(e, {
+      outDir: '--out',
+      modelRef: '--model-ref',
+      nodes: '--nodes',
+      gpusPerNode: '--gpus-per-node',
+      gpuMemoryGiB: '--gpu-memory',
+    })
   } finally {
     await host.close()
   }

@@ -188,6 +188,9 @@ function readme(
   copied: boolean,
 ): string {
   const v = TARGET_VERSIONS[plan.target]
+  // The plan's tokenizer warning is the bold paragraph under Files here.
+  const noTokenizer = plan.warnings.some((w) => w.startsWith('tokenizer: '))
+  const differences = plan.warnings.filter((w) => !w.startsWith('tokenizer: '))
   const counts = countParams(model)
   const m = plan.memory
   const install =
@@ -233,7 +236,7 @@ Keys follow ${v.name} ${v.version} (\`${v.source}\`). Requires: ${targetRequires
 ${files.map((f) => `- \`${f}\``).join('\n')}
 
 The model is \`${modelRef}\`${modelNote}.${
-    existsSync(join(src.modelDir, 'tokenizer.json'))
+    !noTokenizer
       ? ''
       : `\n\n**Its folder has no tokenizer** (no \`tokenizer.json\` in \`${src.modelDir}\`): ${v.name} loads the tokenizer from \`${modelKey}\`, even for rows already in token ids, so copy the base model's tokenizer files (\`tokenizer.json\`, \`tokenizer_config.json\`) into ${copied ? '`model/`' : 'the model folder'} before launching.`
   }
@@ -272,7 +275,7 @@ For ${plan.batch.devices} device${plan.batch.devices === 1 ? '' : 's'} (${opts.n
 
 Weights ${gib(m.weights)} (bf16), ${m.trainableParams.toLocaleString('en-US')} trained parameters, activations ${gib(m.activations)}.
 Chosen: \`deepspeed/${plan.deepspeed.file}\`: ${plan.deepspeed.reason}. CUDA context, fragmentation and communication buffers come on top.
-${plan.warnings.length ? `\n## Differences to know\n\n${plan.warnings.map((w) => `- ${w}`).join('\n')}\n` : ''}
+${differences.length ? `\n## Differences to know\n\n${differences.map((w) => `- ${w}`).join('\n')}\n` : ''}
 ## Every workbench setting and its ${v.name} key
 
 ${mappingTable(plan.mapping, `${v.name} ${v.version}`)}
@@ -324,6 +327,8 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
       model,
       modelRef,
       chatTemplate: hasChatTemplate(modelDir),
+      // A hub id's repository has its own tokenizer; a path or the copy has what this folder has.
+      tokenizer: HUB_ID.test(modelRef) || existsSync(join(modelDir, 'tokenizer.json')),
       dataset,
       nodes: o.nodes,
       gpusPerNode: o.gpusPerNode,

@@ -80,6 +80,11 @@ export interface HandoffInput {
   modelRef: string
   /** The tokenizer has a chat template (the workbench uses it; the targets can too). */
   chatTemplate: boolean
+  /**
+   * false: the model the trainer loads (a path, or the copy) has no tokenizer at all; said once,
+   * instead of a chat template it lacks.
+   */
+  tokenizer?: boolean
   dataset: HandoffDataset
   nodes: number
   gpusPerNode: number
@@ -555,7 +560,8 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
   if (d.kind === 'chat') {
     if (!input.chatTemplate) {
       add('template', 'default', "the tokenizer has no chat template; the workbench's own default template has no LLaMA-Factory equivalent")
-      r.warn("the tokenizer has no chat template: LLaMA-Factory's `default` template differs from the workbench's built-in one")
+      if (input.tokenizer !== false)
+        r.warn("the tokenizer has no chat template: LLaMA-Factory's `default` template differs from the workbench's built-in one")
     } else
       e.push({
         key: '',
@@ -804,7 +810,7 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
       input.chatTemplate ? 'tokenizer_default' : 'chatml',
       input.chatTemplate ? "the tokenizer's own template, as the workbench uses it" : 'the tokenizer has none',
     )
-  if (d.kind === 'chat' && !input.chatTemplate)
+  if (d.kind === 'chat' && !input.chatTemplate && input.tokenizer !== false)
     r.warn("the tokenizer has no chat template: axolotl's chatml differs from the workbench's built-in template")
   if (d.kind === 'completion' || d.kind === 'tokens') {
     add('train_on_inputs', !c.data.maskPrompt)
@@ -924,6 +930,12 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
   const memory = estimateMemory(input.model, c, devices, batch.perDevice, c.data.maxLength, input.esft)
   const ds = chooseDeepSpeed(memory, input.gpuMemoryBytes)
   const built = target === 'llamafactory' ? llamaFactory(input, ds, batch) : axolotl(input, ds, batch)
+  if (input.tokenizer === false) {
+    const key = target === 'llamafactory' ? 'model_name_or_path' : 'base_model'
+    built.warnings.unshift(
+      `tokenizer: ${input.modelRef} has no tokenizer (no tokenizer.json): ${TARGET_VERSIONS[target].name} loads it from ${key}, even for rows already in token ids; copy the base model's tokenizer files (tokenizer.json, tokenizer_config.json) there before launching`,
+    )
+  }
   // Offload is the last resort: past it, the folder would not run at all (a 1 MiB GPU took it silently).
   if (ds.offload && memory.perDevice.zero3Offload > input.gpuMemoryBytes)
     built.warnings.push(

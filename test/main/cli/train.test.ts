@@ -1017,6 +1017,12 @@ describe('moe-workbench handoff', () => {
     const byName = await cli(...args.slice(0, -3), 'ARITHMETIC', '--workspace', ws, '--out', join(dir, 'job2'), '--gpu-memory', '80GB')
     expect(byName.code, byName.err.join('\n')).toBe(0)
     expect(JSON.parse(readFileSync(join(dir, 'job2', 'handoff.json'), 'utf8'))).toMatchObject({ dataset: { id } })
+    // A folder that is not empty, in the flag's name (it said "outDir: ...").
+    const again = await cli(...args.slice(0, -3), id, '--workspace', ws, '--out', join(dir, 'job2'), '--gpu-memory', '80GB')
+    expect(again.code).toBe(2)
+    expect(again.err[0]).toMatch(
+      /^moe-workbench handoff: --out: \S+job2 exists and is not an empty folder; choose a new folder \(see moe-workbench --help\)$/,
+    )
     const twin = await cli('dataset', 'import', data, '--name', 'arithmetic', '--workspace', ws)
     expect(twin.code).toBe(0)
     const twice = await cli(...args.slice(0, -3), 'arithmetic', '--workspace', ws, '--out', join(dir, 'job3'), '--gpu-memory', '80GB')

@@ -565,10 +565,34 @@ describe('handoff folders', () => {
     ])
     const own = await write(fromHub, 'org/small-moe')
     expect(modelWarnings(own)).toEqual([])
-    // A folder without its tokenizer: the README says the trainer needs one there (the bundled model has one).
-    expect(readFileSync(join(own.outDir, 'README.md'), 'utf8')).toMatch(
-      /\*\*Its folder has no tokenizer\*\* \(no `tokenizer.json` in `\S+`\): axolotl loads the tokenizer from `base_model`/,
-    )
+    // A folder without its tokenizer, handed off by hub id: the hub's repository has its own.
+    expect(readFileSync(join(own.outDir, 'README.md'), 'utf8')).not.toContain('has no tokenizer')
+    expect(own.warnings.filter((w) => /no tokenizer/.test(w))).toEqual([])
+    // By its path (no hub id in its config): the trainer needs one there, said once in the result
+    // (the CLI prints it) and in bold in the README, and not as a chat template it lacks.
+    const bare = mkdtempSync(join(tmpdir(), 'handoff-bare-'))
+    writeFileSync(join(bare, 'config.json'), JSON.stringify(config))
+    for (const target of ['axolotl', 'llamafactory'] as const) {
+      const byPath = await writeHandoff(
+        { ...src, modelDir: bare },
+        { workspace: ws, target, outDir: join(mkdtempSync(join(tmpdir(), 'handoff-out-')), 'job') },
+      )
+      const key = target === 'axolotl' ? 'base_model' : 'model_name_or_path'
+      expect(byPath.warnings.filter((w) => /tokenizer/.test(w))).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^tokenizer: \\S+ has no tokenizer \\(no tokenizer\\.json\\): \\S+ loads it from ${key}, even for rows already in token ids`,
+          ),
+        ),
+      ])
+      const readme = readFileSync(join(byPath.outDir, 'README.md'), 'utf8')
+      expect(readme).toMatch(
+        new RegExp(
+          `\\*\\*Its folder has no tokenizer\\*\\* \\(no \`tokenizer.json\` in \`\\S+\`\\): \\S+ loads the tokenizer from \`${key}\``,
+        ),
+      )
+      expect(readme).not.toMatch(/^- tokenizer: /m)
+    }
     expect(readFileSync(join(unchecked.outDir, 'README.md'), 'utf8')).not.toContain('has no tokenizer')
     expect(modelWarnings(await write(DEFAULT_MODEL))).toEqual([])
   })
