@@ -400,13 +400,16 @@ function commonNones(c: RunConfig, m: MoeConfig, r: Recorder, esft: ExpertSelect
   knob('moe.hiddenDropout', c.moe.hiddenDropout ?? m.hiddenDropout, 'these HF families have no hidden-state dropout')
   if (m.router.type !== 'softmax_topk')
     r.warn(`the model's router is ${m.router.type}; HF ${m.family} routes softmax top-k, so the cluster run trains another router`)
-  r.none('evalBatches', c.evalBatches === 0 ? 'all batches here too' : 'evaluation covers the whole validation file there')
+  if (c.evalBatches === 0) r.map('evalBatches', null, 'the whole validation file, there as here')
+  else r.none('evalBatches', 'evaluation covers the whole validation file there')
   r.none('finalEval.rows', 'bring the adapter or model back and run `moe-workbench eval` for the before/after answers')
-  r.none('offload.budgetBytes', 'DeepSpeed ZeRO shards (and, when needed, offloads) instead; see deepspeed')
-  r.none('offload.storage', 'DeepSpeed decides where sharded weights live')
-  r.none('alerts.deadShare', 'workbench monitoring; watch the router in the trainer logs')
-  r.none('alerts.collapseShare', 'workbench monitoring')
-  r.none('alerts.steps', 'workbench monitoring')
+  // Where the weights live and what the workbench watches change nothing the run learns: not
+  // needed there (listed as missing, they hid the settings that do differ).
+  r.map('offload.budgetBytes', null, 'DeepSpeed ZeRO shards (and, when needed, offloads) instead; see deepspeed')
+  r.map('offload.storage', null, 'DeepSpeed decides where sharded weights live')
+  r.map('alerts.deadShare', null, 'workbench monitoring; watch the router in the trainer logs')
+  r.map('alerts.collapseShare', null, 'workbench monitoring')
+  r.map('alerts.steps', null, 'workbench monitoring')
   // ESFT's own settings matter only where it is on (else they are no loss to list as missing).
   // A run that has chosen its experts hands over the choice: those experts train, as here.
   const chosen = c.esft.enabled && esft ? Object.values(esft).reduce((n, xs) => n + xs.length, 0) : 0
@@ -654,8 +657,14 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
       r.map('evalEvery', 'eval_strategy: no', '0 means "only at the end" here; the HF Trainer has no such strategy')
     }
   } else r.map('evalEvery', null, 'the dataset has no validation rows')
-  r.none('earlyStopping.patience', c.earlyStopping.patience > 0 ? 'LLaMA-Factory exposes no early-stopping callback' : 'off')
-  r.none('earlyStopping.minDelta', 'see earlyStopping.patience')
+  // Off (patience 0) is not missing there: that run trains to its end too.
+  if (c.earlyStopping.patience > 0) {
+    r.none('earlyStopping.patience', 'LLaMA-Factory exposes no early-stopping callback')
+    r.none('earlyStopping.minDelta', 'see earlyStopping.patience')
+  } else {
+    r.map('earlyStopping.patience', null, 'off')
+    r.map('earlyStopping.minDelta', null, 'early stopping is off')
+  }
   if (c.earlyStopping.patience > 0) r.warn('earlyStopping: LLaMA-Factory has no early stopping; the run trains to the end')
   commonNones(c, m, r, input.esft)
   return { entries: e, rows: r.rows, warnings: r.warnings, datasetInfo: info }
@@ -905,10 +914,14 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
   if (c.earlyStopping.patience > 0 && d.validationFile && c.evalEvery > 0) {
     add('early_stopping_patience', c.earlyStopping.patience)
     r.map('earlyStopping.patience', `early_stopping_patience: ${c.earlyStopping.patience}`)
-    r.none('earlyStopping.minDelta', c.earlyStopping.minDelta > 0 ? 'axolotl has no minimum improvement' : '0')
-  } else {
-    r.none('earlyStopping.patience', c.earlyStopping.patience > 0 ? 'needs evaluation every N steps' : 'off')
+    if (c.earlyStopping.minDelta > 0) r.none('earlyStopping.minDelta', 'axolotl has no minimum improvement')
+    else r.map('earlyStopping.minDelta', null, '0: any improvement counts, there as here')
+  } else if (c.earlyStopping.patience > 0) {
+    r.none('earlyStopping.patience', 'needs evaluation every N steps')
     r.none('earlyStopping.minDelta', 'see earlyStopping.patience')
+  } else {
+    r.map('earlyStopping.patience', null, 'off')
+    r.map('earlyStopping.minDelta', null, 'early stopping is off')
   }
   add('deepspeed', `deepspeed/${ds.file}`, ds.reason)
   add('ddp_timeout', 180000000)

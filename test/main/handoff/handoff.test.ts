@@ -399,12 +399,20 @@ describe('handoff configs', () => {
           if (r.equivalent === 'mapped') expect(r.target, r.setting).toBeTruthy()
         }
         const none = plan.mapping.filter((r) => r.equivalent === 'none').map((r) => r.setting)
-        expect(none).toEqual(expect.arrayContaining(['offload.budgetBytes', 'alerts.deadShare']))
+        expect(none).toEqual(expect.arrayContaining(['finalEval.rows']))
+        // Where weights live and what the workbench watches change nothing learned: not needed, with their note.
+        for (const k of ['offload.budgetBytes', 'offload.storage', 'alerts.deadShare', 'alerts.collapseShare', 'alerts.steps'])
+          expect(
+            plan.mapping.find((r) => r.setting === k),
+            k,
+          ).toMatchObject({ equivalent: 'unneeded', note: expect.any(String) })
         // The short list leaves out what the run does not use (unset, off); the table keeps them.
-        expect(plan.mapping.find((r) => r.setting === 'offload.budgetBytes')?.value).toBe('unset')
+        expect(plan.mapping.find((r) => r.setting === 'evalBatches')).toMatchObject({ value: '0', equivalent: 'unneeded' })
         const carried = notCarried(plan.mapping)
-        expect(carried).toContain('alerts.deadShare')
-        expect(carried).not.toContain('offload.budgetBytes')
+        expect(carried).toContain('finalEval.rows')
+        expect(carried.filter((k) => k.startsWith('offload.') || k.startsWith('alerts.'))).toEqual([])
+        // A LoRA or full run on the defaults: only what truly does not happen there (the before/after answers).
+        if (run.method !== 'freeze') expect(carried).toEqual(['finalEval.rows'])
         expect(carried.every((k) => none.includes(k))).toBe(true)
         // ESFT is off in these runs: its settings are not needed, not missing.
         expect(none.filter((k) => k.startsWith('esft.'))).toEqual([])
@@ -412,6 +420,14 @@ describe('handoff configs', () => {
     const esft = planHandoff(input('llamafactory', { method: 'full', esft: { enabled: true } }))
     const esftNone = esft.mapping.filter((r) => r.setting.startsWith('esft.') && r.equivalent === 'none').map((r) => r.setting)
     expect(esftNone.sort()).toEqual(['esft.enabled', 'esft.score', 'esft.scoringBatches', 'esft.threshold'])
+    // Early stopping on: LLaMA-Factory has none (listed); axolotl carries the patience, not a minimum improvement.
+    const early = { earlyStopping: { patience: 3, minDelta: 0.01 } }
+    expect(notCarried(planHandoff(input('llamafactory', early)).mapping)).toEqual(
+      expect.arrayContaining(['earlyStopping.patience', 'earlyStopping.minDelta']),
+    )
+    const ax = planHandoff(input('axolotl', early)).mapping
+    expect(ax.find((r) => r.setting === 'earlyStopping.patience')).toMatchObject({ equivalent: 'mapped' })
+    expect(notCarried(ax)).toContain('earlyStopping.minDelta')
     // A knob that is on and has no equivalent says so.
     const z = planHandoff(input('axolotl', { moe: { zLossCoef: 0.001, capacityFactorTrain: 1.25 } }))
     expect(z.mapping.find((r) => r.setting === 'moe.zLossCoef')).toMatchObject({ equivalent: 'none', value: '0.001' })
