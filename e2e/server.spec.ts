@@ -385,6 +385,43 @@ test.describe('server mode in the browser', () => {
     await expect.poll(() => page.evaluate(() => window.scrollY)).toBe(0)
   })
 
+  test('chat within a device budget: Context is checked as typed; a model that fits says nothing is paged; a reply the context cut short says so', async ({
+    page,
+    app,
+  }) => {
+    await page.goto(app.url)
+    await page.getByTestId('nav-chat').click()
+    await page.getByTestId('chat-model-0').selectOption({ label: 'Default MoE (bundled)' })
+    await page.getByTestId('chat-offload').check()
+    const context = page.getByTestId('chat-offload-context')
+    await context.fill('2k')
+    // Said at the field while typing, before any Send.
+    await expect(page.getByTestId('chat-offload-context-error')).toHaveText(
+      '“2k” is not a whole number of tokens; write e.g. 8192 (blank: 2048)',
+    )
+    await expect(context).toHaveAttribute('aria-invalid', 'true')
+    await context.fill('48')
+    await expect(page.getByTestId('chat-offload-context-error')).toHaveCount(0)
+    await page.getByTestId('chat-greedy').check()
+    await page.getByTestId('chat-max-tokens').fill('500')
+    const prompt = 'Count from one to one hundred, in words.'
+    await page.getByTestId('chat-input').fill(prompt)
+    await page.getByTestId('chat-send').click()
+    const pane = page.getByTestId('chat-pane-0')
+    await expect(pane.getByTestId('chat-stats')).toBeVisible({ timeout: 60_000 })
+    // A context 2 tokens past the prompt: the reply (9 tokens greedy) is cut short, and said to be
+    // by the context, not by the 500 asked for.
+    const promptTokens = Number(/\((\d+) tokens\)/.exec(await pane.getByTestId('chat-prompt-toggle').innerText())![1])
+    await page.getByTestId('chat-new').click()
+    await context.fill(String(promptTokens + 2))
+    await page.getByTestId('chat-input').fill(prompt)
+    await page.getByTestId('chat-send').click()
+    await expect(pane.getByTestId('chat-stats')).toHaveText(/^2 tokens · .* · context full: start a new conversation to go on$/, {
+      timeout: 60_000,
+    })
+    await expect(page.getByTestId('chat-offload-resident')).toContainText('The whole model fits within the budget')
+  })
+
   test('keeps the token across a reload', async ({ page, app }) => {
     await page.goto(app.url)
     await expect(page.getByTestId('backend-name')).not.toBeEmpty()
