@@ -422,6 +422,9 @@ export async function writeHandoff(src: HandoffSource, opts: HandoffOptions): Pr
       nodes: o.nodes,
       gpusPerNode: o.gpusPerNode,
       gpuMemoryGiB: o.gpuMemoryGiB,
+      // What the README says differs, and what a copy took and left (a record of the folder as written).
+      warnings: plan.warnings,
+      ...(copy && { modelCopy: { files: copy.files, bytes: copy.bytes, leftOut: copy.leftOut } }),
       written: new Date().toISOString(),
     })
     if (existsSync(out)) {

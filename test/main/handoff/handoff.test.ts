@@ -657,6 +657,15 @@ describe('handoff folders', () => {
     ])
     expect(readFileSync(join(out, 'README.md'), 'utf8')).toContain(leftOut[0])
     expect(r.modelRef).toBe('model')
+    // handoff.json keeps the record: what the copy took and left, and the warnings.
+    expect(JSON.parse(readFileSync(join(out, 'handoff.json'), 'utf8'))).toMatchObject({
+      warnings: r.warnings,
+      modelCopy: {
+        files: expect.arrayContaining(['config.json', 'model.safetensors']),
+        bytes: expect.any(Number),
+        leftOut: ['.git/', '.gitattributes', 'consolidated.safetensors.pt', 'expected.json', 'original/', 'pytorch_model.bin'],
+      },
+    })
     // Only .bin weights: those are the weights, copied.
     const bins = mkdtempSync(join(tmpdir(), 'handoff-bin-'))
     copyFileSync(join(DEFAULT_MODEL, 'config.json'), join(bins, 'config.json'))
