@@ -210,6 +210,15 @@ export function textProblem(text: string): string | null {
 }
 
 /**
+ * A required field with no value: "missing field" where the key is not there, and what was
+ * expected where it is there but null (a JSON null, a Parquet null cell): "missing" sent users
+ * looking for a key their file has.
+ */
+function absent(v: null | undefined, expected: 'text' | 'an array'): string {
+  return v === null ? `is null: expected ${expected}; give it a value, or leave the row out` : 'missing field'
+}
+
+/**
  * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
  * resolved one (resolveMapping).
  */
@@ -226,7 +235,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
     const column = col(field)
     const v = record[column]
     if (v === undefined || v === null) {
-      if (required) problems.push({ field: column, message: 'missing field' })
+      if (required) problems.push({ field: column, message: absent(v, 'text') })
       return undefined
     }
     // A number column (an answer of 42 in Parquet or JSON) is its text: every row was refused.
@@ -250,7 +259,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
     const column = col(field)
     let v = record[column]
     if (v === undefined || v === null || (options.cellsAreText && v === '')) {
-      if (required) problems.push({ field: column, message: 'missing field' })
+      if (required) problems.push({ field: column, message: v === null ? absent(v, 'an array') : 'missing field' })
       return undefined
     }
     if (options.cellsAreText) v = parseJsonCell(v)
@@ -324,7 +333,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
         if (text === null) return // each part's problem is said
         const content = text ?? parts
         let mapped: ChatRole | undefined
-        if (role === undefined || role === null) problems.push({ field: `${at}.${roleKey}`, message: 'missing field' })
+        if (role === undefined || role === null) problems.push({ field: `${at}.${roleKey}`, message: absent(role, 'text') })
         else if (typeof role !== 'string') problems.push({ field: `${at}.${roleKey}`, message: `expected a string, got ${typeName(role)}` })
         else {
           mapped = roles[role]
@@ -341,7 +350,8 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
             field: `${at}.${contentKey}`,
             message: 'a tool call (content null, tool_calls set): tool calls are not supported; remove the turn, or the row',
           })
-        else if (content === undefined || content === null) problems.push({ field: `${at}.${contentKey}`, message: 'missing field' })
+        else if (content === undefined || content === null)
+          problems.push({ field: `${at}.${contentKey}`, message: absent(content, 'text') })
         else if (typeof content !== 'string')
           problems.push({ field: `${at}.${contentKey}`, message: `expected a string, got ${typeName(content)}` })
         else if (content.trim() === '') problems.push({ field: `${at}.${contentKey}`, message: 'empty turn' })

@@ -181,6 +181,29 @@ describe('the validation report', () => {
     })
     const completion = resolveMapping('completion', {}, null)
     expect(normalizeRecord({ prompt: 'p' }, 'completion', completion).problems).toEqual([{ field: 'completion', message: 'missing field' }])
+    // A field that is there but null is not "missing": the file has the key (walkthrough).
+    expect(normalizeRecord({ prompt: 'p', completion: null }, 'completion', completion).problems).toEqual([
+      { field: 'completion', message: 'is null: expected text; give it a value, or leave the row out' },
+    ])
+    const chat = resolveMapping('messages', {}, null)
+    expect(normalizeRecord({ messages: null }, 'messages', chat).problems).toEqual([
+      { field: 'messages', message: 'is null: expected an array; give it a value, or leave the row out' },
+    ])
+    expect(
+      normalizeRecord(
+        {
+          messages: [
+            { role: null, content: 'a' },
+            { role: 'assistant', content: 'b' },
+          ],
+        },
+        'messages',
+        chat,
+      ).problems,
+    ).toEqual([{ field: 'messages[0].role', message: 'is null: expected text; give it a value, or leave the row out' }])
+    expect(normalizeRecord({ messages: [{ role: 'user', content: 'a' }, { role: 'assistant' }] }, 'messages', chat).problems).toEqual([
+      { field: 'messages[1].content', message: 'missing field' },
+    ])
     const text = resolveMapping('text', {}, null)
     expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([{ field: 'text', message: 'must not be empty' }])
     expect(normalizeRecord('just a string', 'text', text).problems).toEqual([{ field: '', message: 'expected an object, got a string' }])
