@@ -82,29 +82,35 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
     const inspected = await host.api['datasets.inspect']({ file: path })
     for (const line of describeInspection(inspected)) io.err(line)
     if (unread(inspected)) throw new Error(`${unrecognisedLayout(path, inspected.columns)}; then use the dataset id it prints`)
-    if (inspected.report.invalid > 0)
-      throw new Error(
-        `${path}: ${inspected.report.invalid} invalid rows; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
-      )
-    // The same file (the same contents) imported the same way before: that dataset, not another
-    // copy (every train and eval of a file path imported it again, and the list filled with twins).
+    // The same contents imported the same way before: that dataset, not another copy (every train
+    // and eval of a file path imported it again, and the list filled with twins). By contents, not
+    // path: the app imports an uploaded copy (workspace/uploads/...), and a user who imported a
+    // file's valid rows there then gave the original here was told to import it again.
     const hash = await fileSha256(path)
+    const invalid = inspected.report.invalid
     const same = (await host.api['datasets.list']()).find(
       (d) =>
-        resolve(d.source.path) === path &&
         d.source.sha256 === hash &&
         d.layout === inspected.layout &&
         JSON.stringify(d.mapping) === JSON.stringify(inspected.mapping) &&
         d.split.validation === valRatio &&
         d.split.seed === 0 &&
-        d.counts.invalid === 0,
+        d.counts.invalid === invalid &&
+        // rows read as this import reads them (a text file by paragraph is not by line), none left out as copies
+        d.counts.read === inspected.report.total &&
+        d.counts.deduplicated === 0,
     )
     if (same) {
+      const left = invalid > 0 ? `, its ${invalid} invalid ${invalid === 1 ? 'row' : 'rows'} left out` : ''
       io.err(
-        `using dataset ${same.id}, imported from ${arg} before (the same contents and layout; ${same.split.train} train, ${same.split.validationRows} validation rows)`,
+        `using dataset ${same.id}, imported from ${same.source.path} before (the same contents and layout${left}; ${same.split.train} train, ${same.split.validationRows} validation rows)`,
       )
       return same.id
     }
+    if (invalid > 0)
+      throw new Error(
+        `${path}: ${invalid} invalid ${invalid === 1 ? 'row' : 'rows'}; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
+      )
     const m = await host.api['datasets.import']({ file: path, split: { validation: valRatio, seed: 0 } })
     io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
     return m.id

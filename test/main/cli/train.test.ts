@@ -1034,4 +1034,34 @@ describe('moe-workbench handoff', () => {
     )
     expect(existsSync(join(dir, 'job3'))).toBe(false)
   }, 120_000)
+
+  it("uses a dataset imported from another copy of the same file (the app's upload), its invalid rows left out as when it was imported", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-same-'))
+    const ws = join(dir, 'ws')
+    const config = join(dir, 'run.json')
+    writeFileSync(config, JSON.stringify({ method: 'lora', maxSteps: 10 }))
+    const rows = readFileSync(join(__dirname, '../../../resources/samples/arithmetic.jsonl'), 'utf8')
+    const text = `${rows.trimEnd()}\n{"messages": null}\n`
+    // The app imports an uploaded copy (workspace/uploads/...), the user then gives the original.
+    const upload = join(dir, 'upload', 'sums.jsonl')
+    const original = join(dir, 'sums.jsonl')
+    execFileSync('mkdir', ['-p', join(dir, 'upload')])
+    writeFileSync(upload, text)
+    writeFileSync(original, text)
+    const imported = await cli('dataset', 'import', upload, '--accept-invalid', '--workspace', ws)
+    expect(imported.code, imported.err.join('\n')).toBe(0)
+    const args = ['handoff', config, '--target', 'axolotl', '--model', 'default', '--workspace', ws, '--gpu-memory', '80GB']
+    const r = await cli(...args, '--dataset', original, '--out', join(dir, 'job'))
+    expect(r.code, r.err.join('\n')).toBe(0)
+    expect(r.err.join('\n')).toMatch(
+      /using dataset \S+, imported from .*upload\/sums\.jsonl before \(the same contents and layout, its 1 invalid row left out; \d+ train, \d+ validation rows\)/,
+    )
+    expect((await cli('dataset', 'list', '--workspace', ws)).out).toHaveLength(1)
+    // Other contents with invalid rows are still refused, with the way to import the valid ones.
+    writeFileSync(original, `${text}{"messages": 3}\n`)
+    const changed = await cli(...args, '--dataset', original, '--out', join(dir, 'job2'))
+    expect(changed.code).toBe(1)
+    expect(changed.err.at(-1)).toMatch(/sums\.jsonl: 2 invalid rows; fix them or import the valid ones with: moe-workbench dataset import/)
+    expect((await cli('dataset', 'list', '--workspace', ws)).out).toHaveLength(1)
+  }, 120_000)
 })
