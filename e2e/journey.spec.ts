@@ -399,6 +399,7 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     // That earlier checkpoint scored on the run's own rows, as "Did it learn?" scores the last
     // (only the last was ever evaluated): a row of figures, and its answers.
     // Preselected: the checkpoint of the best validation loss, where one is marked.
+    await expect(page.getByTestId('score-what')).toHaveText("greedy answers on the run's own dataset, as “Did it learn?” above")
     const picker = page.getByTestId('score-checkpoint')
     const marked = await picker.locator('option', { hasText: '(best validation loss' }).count()
     if (marked)

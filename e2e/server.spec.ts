@@ -305,7 +305,7 @@ test.describe('server mode in the browser', () => {
       model: join(ROOT, 'resources', 'default-model'),
       dataset: ds.id,
       name: 'alerts',
-      config: { maxSteps: 40, batchSize: 2, evalEvery: 0, alerts: { steps: 3, deadShare: 0.1 } },
+      config: { maxSteps: 40, batchSize: 2, evalEvery: 0, alerts: { steps: 3, deadShare: 0.1 }, finalEval: { rows: 0 } },
     })
     await page.goto(app.url)
     await page.getByTestId('nav-train').click()
@@ -317,6 +317,9 @@ test.describe('server mode in the browser', () => {
       const recovered = (await n.getAttribute('data-recovered')) === 'true'
       await expect(n).toHaveText(recovered ? /back in the band$/ : /out of the band$/)
     }
+    // No "Did it learn?" (finalEval.rows 0): scoring a checkpoint says what it gives, not "as above".
+    await expect(page.getByTestId('run-evaluation')).toHaveCount(0)
+    await expect(page.getByTestId('score-what')).toHaveText("greedy answers on the run's own dataset: exact match, F1 and answer loss")
   })
 
   test.describe('upload', () => {
