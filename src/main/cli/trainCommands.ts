@@ -181,7 +181,7 @@ export function alertLines(alerts: readonly ExpertAlert[], told: Set<ExpertAlert
  * Prints a run's progress until it ends (a completed run: until its evaluation has ended too,
  * when it has one); resolves with its detail (the record, and the evaluation the summary gives).
  */
-function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean): Promise<RunDetail> {
+function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean, logged: string[]): Promise<RunDetail> {
   const tty = process.stderr.isTTY === true
   let lastLine = 0
   let completed = false
@@ -213,6 +213,7 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
         io.err(`${tty ? '\n' : ''}eval at step ${e.metrics.step}: validation loss ${e.metrics.valLoss.toFixed(4)}`)
       else if (e.type === 'run.log') {
         io.err(`${tty ? '\n' : ''}${e.line}`)
+        logged.push(e.line)
         if (completed && (e.line.startsWith(EVAL_STOPPED) || e.line.startsWith(EVAL_NOTHING))) end()
       } else if (e.type === 'run.evaluated') {
         if (completed) end()
@@ -226,10 +227,16 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean):
   })
 }
 
-function printSummary({ record, evaluation }: RunDetail, workspace: string, io: CliIo): void {
+/**
+ * The run's summary (stdout). Its first line, the run's end as the progress told it, is left out
+ * where the progress (stderr) showed that very line on the same terminal: "interrupted at step
+ * 186" twice in a row. Piped or redirected, stdout keeps it.
+ */
+function printSummary({ record, evaluation }: RunDetail, workspace: string, io: CliIo, shownOnTerminal: readonly string[] = []): void {
   // "completed: completed 10 steps" said it twice.
   const message = record.message ?? ''
-  io.out(message.startsWith(record.status) ? message : `${record.status}: ${message}`)
+  const first = message.startsWith(record.status) ? message : `${record.status}: ${message}`
+  if (!shownOnTerminal.includes(first)) io.out(first)
   io.out(`run         ${join(workspace, 'runs', record.id)}`)
   io.out(`steps       ${record.step} of ${record.totalSteps}`)
   io.out(`best val    ${record.bestValLoss === null ? '-' : record.bestValLoss.toFixed(4)}`)
@@ -398,9 +405,15 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     } catch (e) {
       throw cliError(e)
     }
-    const detail = await followRun(host, record.id, io, record.config.finalEval.rows > 0)
+    const logged: string[] = []
+    const detail = await followRun(host, record.id, io, record.config.finalEval.rows > 0, logged)
     const final = detail.record
-    printSummary(detail, host.workspace, io)
+    printSummary(
+      detail,
+      host.workspace,
+      io,
+      (io.oneTerminal ?? (process.stdout.isTTY === true && process.stderr.isTTY === true)) ? logged : [],
+    )
     if (final.status === 'failed') {
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
       return 1

@@ -10,6 +10,8 @@ export interface CliIo {
   write?: (text: string) => void
   /** Input for interactive commands; default process.stdin. */
   input?: NodeJS.ReadableStream
+  /** out and err both show on one terminal (a line told on err need not be told again on out); default: both are TTYs. */
+  oneTerminal?: boolean
 }
 
 /** A mistake in the command line: printed with a usage hint, exit code 2. */

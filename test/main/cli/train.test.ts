@@ -22,7 +22,8 @@ import { linkModelFolder } from '../../../src/main/service/workspace'
 async function cli(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = []
   const err: string[] = []
-  const code = await runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l) })
+  // captured apart, as a script sees them (not as one terminal, even where vitest runs in one)
+  const code = await runCli(argv, { out: (l) => out.push(l), err: (l) => err.push(l), oneTerminal: false })
   return { code, out, err }
 }
 
@@ -32,6 +33,7 @@ async function cliInterrupted(argv: string[], when: RegExp): Promise<{ code: num
   const err: string[] = []
   let signalled = false
   const code = await runCli(argv, {
+    oneTerminal: false,
     out: (l) => out.push(l),
     err: (l) => {
       err.push(l)
@@ -231,7 +233,7 @@ describe('moe-workbench train / export', () => {
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(1)
     expect(r.err.join('\n')).toMatch(/line 2, input_ids: /)
-    expect(r.err.at(-1)).toMatch(/1 invalid rows; .* moe-workbench dataset import .* --accept-invalid/)
+    expect(r.err.at(-1)).toMatch(/1 invalid row; .* moe-workbench dataset import .* --accept-invalid/)
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', 'no-such-dataset', '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(2)
     expect(r.err.at(-1)).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
@@ -278,6 +280,7 @@ describe('moe-workbench train / export', () => {
     writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
     const runDir = join(dir, 'ws', 'runs', 'stopped')
     const err: string[] = []
+    const out: string[] = []
     let signalled = false
     const code = await runCli(
       [
@@ -303,7 +306,7 @@ describe('moe-workbench train / export', () => {
         'wasm',
       ],
       {
-        out: () => {},
+        out: (l) => out.push(l),
         err: (l) => {
           err.push(l)
           if (!signalled && /step \d+\/400/.test(l)) {
@@ -311,9 +314,13 @@ describe('moe-workbench train / export', () => {
             process.emit('SIGINT', 'SIGINT')
           }
         },
+        // progress and summary on one terminal: the end is told once ("interrupted at step 186" twice in a row)
+        oneTerminal: true,
       },
     )
     expect(signalled).toBe(true)
+    expect(err).toContain(`interrupted at step ${JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).step}`)
+    expect(out[0]).toMatch(/^run {9}\S+stopped$/)
     expect(err.join('\n')).toMatch(/stopping at the next step boundary/)
     expect(code).toBe(130)
     const alerts = err.filter((l) => l.startsWith('alert '))
