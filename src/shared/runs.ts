@@ -284,7 +284,7 @@ export interface CheckpointScore {
 
 /** One split of a before/after evaluation in words: "exact match 0% → 100%, F1 0.00 → 1.00 (20 rows)". */
 export function evaluationText(s: RunEvaluation['splits'][number]): string {
-  return `exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} rows)`
+  return `exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} ${s.after.n === 1 ? 'row' : 'rows'})`
 }
 
 export interface RunDetail {

@@ -1,6 +1,6 @@
 /** How runs read in lists: steps done of the total, and imported adapters as imported. */
 import { describe, expect, it } from 'vitest'
-import { groupAlerts, isActive, stepsText, type ExpertAlert } from '../../src/shared/runs'
+import { evaluationText, groupAlerts, isActive, stepsText, type EvalReport, type ExpertAlert } from '../../src/shared/runs'
 
 describe('stepsText', () => {
   it('reads steps of the total, "?" while the total is unknown', () => {
@@ -76,5 +76,17 @@ describe('groupAlerts', () => {
     const odd: ExpertAlert = { step: 5, layer: 0, expert: 1, kind: 'dead', message: 'no tokens at all' }
     expect(groupAlerts([odd]).map((g) => g.text)).toEqual(['layer 0 expert 1 no tokens at all'])
     expect(groupAlerts([])).toEqual([])
+  })
+})
+
+describe('evaluationText', () => {
+  const report = (n: number, exactMatch: number, f1: number): EvalReport => ({ n, exactMatch, f1 }) as EvalReport
+  it('reads base → tuned, with the rows in the right number ("1 rows" read wrong)', () => {
+    expect(evaluationText({ split: 'validation', before: report(20, 0, 0.1), after: report(20, 1, 1) })).toBe(
+      'exact match 0% → 100%, F1 0.10 → 1.00 (20 rows)',
+    )
+    expect(evaluationText({ split: 'train', before: report(1, 0, 0), after: report(1, 0, 0.5) })).toBe(
+      'exact match 0% → 0%, F1 0.00 → 0.50 (1 row)',
+    )
   })
 })

@@ -103,7 +103,7 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
     if (same) {
       const left = invalid > 0 ? `, its ${invalid} invalid ${invalid === 1 ? 'row' : 'rows'} left out` : ''
       io.err(
-        `using dataset ${same.id}, imported from ${same.source.path} before (the same contents and layout${left}; ${same.split.train} train, ${same.split.validationRows} validation rows)`,
+        `using dataset ${same.id}, imported from ${same.source.path} before (the same contents and layout${left}; ${same.split.train} train, ${same.split.validationRows} validation ${same.split.validationRows === 1 ? 'row' : 'rows'})`,
       )
       return same.id
     }
@@ -112,7 +112,9 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
         `${path}: ${invalid} invalid ${invalid === 1 ? 'row' : 'rows'}; fix them or import the valid ones with: moe-workbench dataset import ${arg} --accept-invalid`,
       )
     const m = await host.api['datasets.import']({ file: path, split: { validation: valRatio, seed: 0 } })
-    io.err(`imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation rows)`)
+    io.err(
+      `imported ${arg} as dataset ${m.id} (${m.split.train} train, ${m.split.validationRows} validation ${m.split.validationRows === 1 ? 'row' : 'rows'})`,
+    )
     return m.id
   }
   // A dataset of the workspace by its id or its name, as `dataset list` shows them.

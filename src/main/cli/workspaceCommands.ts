@@ -58,7 +58,7 @@ export function runDetailLines(d: RunDetail): string[] {
   // Scores of its checkpoints (the run card's "Score a checkpoint", eval --model RUN), oldest first.
   for (const s of d.scores ?? [])
     lines.push(
-      `score       step-${s.step} on ${s.report.n} ${s.report.split === 'all' ? '' : `${s.report.split} `}rows${s.dataset !== r.dataset ? ` of ${s.dataset}` : ''}: exact match ${(100 * s.report.exactMatch).toFixed(0)}%, F1 ${s.report.f1.toFixed(2)}${s.report.loss === null ? '' : `, answer loss ${s.report.loss.toFixed(3)}`}  (${s.date.slice(0, 16).replace('T', ' ')} UTC)`,
+      `score       step-${s.step} on ${s.report.n} ${s.report.split === 'all' ? '' : `${s.report.split} `}${s.report.n === 1 ? 'row' : 'rows'}${s.dataset !== r.dataset ? ` of ${s.dataset}` : ''}: exact match ${(100 * s.report.exactMatch).toFixed(0)}%, F1 ${s.report.f1.toFixed(2)}${s.report.loss === null ? '' : `, answer loss ${s.report.loss.toFixed(3)}`}  (${s.date.slice(0, 16).replace('T', ' ')} UTC)`,
     )
   return lines
 }
