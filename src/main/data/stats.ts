@@ -28,14 +28,20 @@ export class LengthAccumulator {
     return this.n
   }
 
-  /** min, nearest-rank median and 95th percentile, max, mean, and a histogram of at most `bins` bins. */
+  /**
+   * min, median (of an even count, the mean of the middle two: rows of 6 and 10 characters read
+   * "median 6", nearest-rank, which users took for a mistake), nearest-rank 95th percentile, max,
+   * mean, and a histogram of at most `bins` bins.
+   */
   summary(bins = 20): LengthStats {
     if (this.n === 0) return { count: 0, min: 0, median: 0, p95: 0, max: 0, mean: 0, histogram: [] }
     const sorted = this.values.slice(0, this.n).sort()
     const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * this.n) - 1)]
     const min = sorted[0]
     const max = sorted[this.n - 1]
-    return { count: this.n, min, median: rank(0.5), p95: rank(0.95), max, mean: this.sum / this.n, histogram: histogram(sorted, bins) }
+    const mid = this.n >> 1
+    const median = this.n % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    return { count: this.n, min, median, p95: rank(0.95), max, mean: this.sum / this.n, histogram: histogram(sorted, bins) }
   }
 }
 
