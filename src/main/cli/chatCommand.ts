@@ -8,6 +8,7 @@
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
  *   //TEXT         a message that starts with "/" (another /word is refused as a mistyped command)
  */
+import { restOf } from '../engineProcess/textStream'
 import { createInterface } from 'node:readline'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -150,8 +151,10 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
               write(e.text)
               text += e.text
             } else if (e.type === 'chat.routing') routing.push(e.routing)
-            else if (e.type === 'chat.done') resolveReply({ text: e.text, stats: e.stats })
-            else if (e.type === 'chat.error') resolveReply({ text, error: e.message })
+            else if (e.type === 'chat.done') {
+              write(restOf(e.text, text)) // bytes held back as part of a character that never came
+              resolveReply({ text: e.text, stats: e.stats })
+            } else if (e.type === 'chat.error') resolveReply({ text, error: e.message })
           })
         })
         streams.end(started.requestId)

@@ -7,6 +7,7 @@ import type { TaskHooks } from '../engine/tasks'
 import { generateAsync } from '../engine/generate'
 import type { MoeModel } from '../engine/model'
 import type { ModelCache } from './models'
+import { TokenTextStream } from './textStream'
 
 /** New tokens a reply may take where the request names no max. */
 const DEFAULT_MAX_NEW = 256
@@ -88,7 +89,7 @@ export class ChatSessions {
   ): Promise<void> {
     let firstTokenMs = 0
     const newTokens: number[] = []
-    let text = ''
+    const stream = new TokenTextStream((ids) => tokenizer.decode(ids, true))
     let forwards = 0
     try {
       // Fewer new tokens than asked for: the rest of the context was all there was.
@@ -110,9 +111,7 @@ export class ChatSessions {
         onToken: (token) => {
           if (newTokens.length === 0) firstTokenMs = performance.now() - requested
           newTokens.push(token)
-          const full = tokenizer.decode(newTokens, true)
-          const delta = full.slice(text.length)
-          text = full
+          const delta = stream.push(token)
           emit({ type: 'chat.token', requestId, token, index: newTokens.length - 1, text: delta, offload: model.pagingStats() })
         },
       })
@@ -120,7 +119,7 @@ export class ChatSessions {
       emit({
         type: 'chat.done',
         requestId,
-        text,
+        text: stream.text,
         stats: {
           newTokens: r.newTokens.length,
           firstTokenMs,
