@@ -371,7 +371,11 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         if (values.config === undefined && sets.length === 0) {
           // No settings given: the Quick preset, chosen from the dataset and the model (as the app's).
           const auto = await host.api['runs.auto']({ model: modelArg!, dataset })
-          io.err(`settings chosen for this dataset and model (${auto.steps} steps; --config or --set to change them):`)
+          // Not "--set to change them": --set and --config start from the defaults, not from these
+          // (a user who gave --set method=lora got the default rate, not the preset's).
+          io.err(
+            `settings chosen for this dataset and model (${auto.steps} steps); with --set or --config a run starts from the defaults instead (train --help lists them), so give every one of these you want kept:`,
+          )
           for (const c of auto.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
           config = { ...auto.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
         } else await warnBeforeStart(host, modelArg!, dataset, config, io)

@@ -360,6 +360,24 @@ describe('moe-workbench train / export', () => {
     expect(existsSync(join(dir, 'ws', 'runs')) ? readdirSync(join(dir, 'ws', 'runs')) : []).toEqual([])
   })
 
+  it("without --config and --set, lists the Quick preset's choices and says --set starts from the defaults, not from them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-quick-'))
+    const { base } = tinyBase(dir)
+    const data = join(dir, 'data.jsonl')
+    writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
+    // stopped once the choices are told: nothing is trained
+    const r = await cliInterrupted(
+      ['train', '--model', base, '--dataset', data, '--workspace', join(dir, 'ws'), '--backend', 'wasm'],
+      /^ {2}optimizer\.lr = /,
+    )
+    expect(r.code).toBe(130)
+    const told = r.err.join('\n')
+    expect(told).toMatch(
+      /settings chosen for this dataset and model \(\d+ steps\); with --set or --config a run starts from the defaults instead \(train --help lists them\), so give every one of these you want kept:\n {2}method = "full": /,
+    )
+    expect(told).not.toMatch(/--set to change them/)
+  })
+
   it("eval of a run whose dataset was deleted says to give another with --dataset (it said only 'no dataset X')", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-gone-'))
     const { base } = tinyBase(dir)
