@@ -8,10 +8,10 @@
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
  *   //TEXT         a message that starts with "/" (another /word is refused as a mistyped command)
  */
-import { restOf } from '../engineProcess/textStream'
 import { createInterface } from 'node:readline'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { restOf } from '../engineProcess/textStream'
 import { MAX_NEW_TOKENS, type ChatEvent, type ChatFormat, type ChatStats, type TokenRouting } from '../../shared/chat'
 import type { ChatMessage } from '../../shared/dataset'
 import { formatOffloadStats, offloadFromFlags, requireModelDir, samplingFromFlags, taskProgressLines } from './commands'
