@@ -732,7 +732,7 @@ describe('moe-workbench eval', () => {
     const evalLines = t.out.filter((l) => /^(val|train) +exact match/.test(l))
     expect(evalLines, t.out.join('\n')).toHaveLength(2)
     for (const l of evalLines) {
-      expect(l).toMatch(/^(val|train) +exact match \d+% → \d+%, F1 [\d.]+ → [\d.]+ \(\d+ rows\), base → tuned$/)
+      expect(l).toMatch(/^(val|train) +exact match \d+% → \d+%, F1 [\d.]+ → [\d.]+ \(\d+ rows?\), base → tuned$/)
       const [split, text] = [l.split(' ')[0], l.replace(/^\S+ +/, '').replace(/, base → tuned$/, '')]
       expect(t.err).toContain(`${split === 'val' ? 'validation' : split}: ${text}`)
     }
