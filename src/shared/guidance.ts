@@ -6,6 +6,7 @@
  */
 import type { EvalMetrics, StepMetrics } from './runs'
 import { plannedSteps, type RunConfig } from './runConfig'
+import type { RouterType } from './modelConfig'
 
 export interface Advice {
   /** Stable id of the rule ("lr-high", "overfitting"...). */
@@ -27,6 +28,8 @@ export interface GuidanceContext {
   modelCapacityFactor: number | null
   /** Tokens per row of the dataset, measured with this model's tokenizer (absent: not measured so). */
   rowTokens?: { min: number; median: number; p95: number }
+  /** The model's router (absent: not known). */
+  routerType?: RouterType
 }
 
 /**
@@ -155,6 +158,18 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
         message: `${path} ${fmt(v)} ${what}: the model learns little else${v >= 1 && path !== 'moe.auxLossCoef' && path !== 'moe.zLossCoef' ? ' (at 1, nothing)' : ''}; ${fmt(usual)} is usual.`,
         suggest: { path, value: usual },
       })
+  // A hash-routed model has no learned router: the router's losses were accepted, logged as 0,
+  // and drawn as flat lines, with no word of why.
+  if (ctx.routerType === 'hash') {
+    const routerLosses = (['auxLossCoef', 'zLossCoef', 'importanceLossCoef', 'loadLossCoef'] as const).filter((k) => (m[k] ?? 0) > 0)
+    if (routerLosses.length)
+      out.push({
+        id: 'hash-router-losses',
+        tone: 'warn',
+        message: `This model routes each token by a hash of its id: it has no learned router, so ${routerLosses.map((k) => `moe.${k} ${fmt(m[k]!)}`).join(', ')} ${routerLosses.length === 1 ? 'has' : 'have'} nothing to act on and change nothing (their losses stay 0). Leave ${routerLosses.length === 1 ? 'it' : 'them'} empty.`,
+        suggest: { path: `moe.${routerLosses[0]}`, value: null },
+      })
+  }
   if (c.gradClip === 0 && lr >= typical * 3)
     out.push({
       id: 'no-clip',

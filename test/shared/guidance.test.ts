@@ -67,6 +67,24 @@ describe('before a run (preflight)', () => {
     expect(ids(usual).filter((id) => id.startsWith('extreme-'))).toEqual([])
   })
 
+  it("the router's losses on a hash-routed model, which has no learned router: named, with 'leave them empty'", () => {
+    const c = { moe: { auxLossCoef: 0.1, zLossCoef: 0.01, loadLossCoef: 0, routerJitter: 0.2 } }
+    const hash = preflight(validateRunConfig(c), { ...small, routerType: 'hash' }).find((a) => a.id === 'hash-router-losses')
+    expect(hash).toEqual({
+      id: 'hash-router-losses',
+      tone: 'warn',
+      message:
+        'This model routes each token by a hash of its id: it has no learned router, so moe.auxLossCoef 0.1, moe.zLossCoef 0.01 have nothing to act on and change nothing (their losses stay 0). Leave them empty.',
+      suggest: { path: 'moe.auxLossCoef', value: null },
+    })
+    // A learned router, or no router loss set: nothing to say.
+    expect(ids(c, { ...small, routerType: 'softmax_topk' })).not.toContain('hash-router-losses')
+    expect(ids({ moe: { routerJitter: 0.2 } }, { ...small, routerType: 'hash' })).not.toContain('hash-router-losses')
+    expect(preflight(validateRunConfig({ moe: { importanceLossCoef: 0.5 } }), { ...small, routerType: 'hash' }).at(-1)?.message).toMatch(
+      /so moe\.importanceLossCoef 0\.5 has nothing to act on .* Leave it empty\.$/,
+    )
+  })
+
   it("LoRA's dropout from 0.5, with LoRA only (the adapters see zeros at 1 and never train)", () => {
     const lora = (dropout: number, method = 'lora') =>
       preflight(validateRunConfig({ method, lora: { dropout } } as RunConfigInput), small).filter((a) => a.id.startsWith('extreme-'))

@@ -272,6 +272,7 @@ async function warnBeforeStart(
     vocabSize: info.vocabSize ?? 0,
     modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
     rowTokens: rowTokensFor(manifest.stats, model),
+    routerType: info.routerType,
   })
   for (const a of advice)
     io.err(`warning: ${a.message}${a.suggest ? ` (try --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`)

@@ -210,6 +210,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       vocabSize: info.vocabSize ?? 0,
       modelCapacityFactor: typeof info.knobDefaults?.capacityFactorTrain === 'number' ? info.knobDefaults.capacityFactorTrain : null,
       rowTokens: rowTokensFor(ds.stats, model.value),
+      routerType: info.routerType,
     })
   })
 
