@@ -282,6 +282,20 @@ export interface CheckpointScore {
   report: EvalReport
 }
 
+/** A run's method as its card and the CLI say it: "full", "lora", "freeze", and "+ ESFT" where ESFT chose the experts. */
+export function methodText(c: Pick<RunConfig, 'method' | 'esft'>): string {
+  return `${c.method}${c.esft.enabled ? ' + ESFT' : ''}`
+}
+
+/**
+ * The MoE settings a run set itself (the rest are the model's own), as "capacityFactorTrain 1,
+ * auxLossCoef 0.1"; null where it set none.
+ */
+export function moeSettingsText(moe: RunConfig['moe']): string | null {
+  const set = Object.entries(moe).filter(([, v]) => v !== null)
+  return set.length ? set.map(([k, v]) => `${k} ${String(v)}`).join(', ') : null
+}
+
 /** One split of a before/after evaluation in words: "exact match 0% → 100%, F1 0.00 → 1.00 (20 rows)". */
 export function evaluationText(s: RunEvaluation['splits'][number]): string {
   return `exact match ${(100 * s.before.exactMatch).toFixed(0)}% → ${(100 * s.after.exactMatch).toFixed(0)}%, F1 ${s.before.f1.toFixed(2)} → ${s.after.f1.toFixed(2)} (${s.after.n} ${s.after.n === 1 ? 'row' : 'rows'})`

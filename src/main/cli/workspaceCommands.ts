@@ -5,23 +5,40 @@
  * a linked model's folder stays).
  */
 import type { ModelEntry } from '../../shared/api'
-import { bestKeptEval, evaluationText, redoneRange, stepsText, type RunDetail, type RunRecord } from '../../shared/runs'
+import {
+  bestKeptEval,
+  evaluationText,
+  methodText,
+  moeSettingsText,
+  redoneRange,
+  stepsText,
+  type RunDetail,
+  type RunRecord,
+} from '../../shared/runs'
+import type { RouterType } from '../../shared/modelConfig'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
 import { runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
-function describeModel(m: ModelEntry): string {
+/** A router other than the usual softmax top-k, named in the model list (hash and switch models read alike). */
+const ROUTER_WORDS: Partial<Record<RouterType, string>> = {
+  switch: 'switch router',
+  noisy_topk: 'noisy top-k router',
+  hash: 'hash routing',
+}
+
+export function describeModel(m: ModelEntry): string {
   const what = m.info
-    ? `${m.info.family}, ${m.info.numExperts} experts top-${m.info.topK}, ${formatBytes(m.info.bytesByDtype.float32)} in float32`
+    ? `${m.info.family}, ${m.info.numExperts} experts top-${m.info.topK}${ROUTER_WORDS[m.info.routerType] ? `, ${ROUTER_WORDS[m.info.routerType]}` : ''}, ${formatBytes(m.info.bytesByDtype.float32)} in float32`
     : `unreadable: ${m.error ?? 'unknown error'}`
   return `${m.id}  ${m.name}  ${m.source}  ${what}  ${m.dir}`
 }
 
-function describeRun(r: RunRecord): string {
+export function describeRun(r: RunRecord): string {
   // The name train --name gave it (which export, eval and --resume take too), where it is not the id.
-  return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${r.status}  step ${stepsText(r)}  ${r.config.method}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
+  return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${r.status}  step ${stepsText(r)}  ${methodText(r.config)}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
 }
 
 /**
@@ -38,7 +55,9 @@ export function runDetailLines(d: RunDetail): string[] {
     // ("completed: completed 400 steps" said it twice)
     `status      ${r.message && !r.message.startsWith(r.status) ? `${r.status}: ${r.message}` : (r.message ?? r.status)}`,
     `steps       ${stepsText(r)}${lastStep !== undefined && lastStep > r.step ? ` (metrics to step ${lastStep})` : ''}`,
-    `model       ${r.baseModel}  (${r.config.method})`,
+    `model       ${r.baseModel}  (${methodText(r.config)})`,
+    // The MoE knobs it set (capacity, loss coefficients, jitter...): they were only in run.json.
+    `moe         ${moeSettingsText(r.config.moe) ?? "the model's own settings"}`,
     `dataset     ${r.dataset ?? '-'}`,
     `best val    ${r.bestValLoss === null ? '-' : r.bestValLoss.toFixed(4)}`,
     `checkpoints ${

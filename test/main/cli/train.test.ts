@@ -7,13 +7,14 @@ import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
 import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { chatFormat } from '../../../src/main/cli/chatCommand'
-import { runDetailLines } from '../../../src/main/cli/workspaceCommands'
-import type { RunDetail } from '../../../src/shared/runs'
+import { describeModel, describeRun, runDetailLines } from '../../../src/main/cli/workspaceCommands'
+import type { RunDetail, RunRecord } from '../../../src/shared/runs'
+import type { ModelEntry } from '../../../src/shared/api'
 import { saveModel } from '../../../src/main/engine/checkpoint'
 import { MoeModel } from '../../../src/main/engine/model'
 import { planPlacement } from '../../../src/main/engine/plan'
 import { trainingPlan } from '../../../src/main/train/trainer'
-import { validateRunConfig } from '../../../src/shared/runConfig'
+import { validateRunConfig, type RunConfigInput } from '../../../src/shared/runConfig'
 import type { FitPlan } from '../../../src/shared/chat'
 import { randomWeights, tinyConfig } from '../engine/helpers'
 import { RunFolder } from '../../../src/main/runs/runFolder'
@@ -942,6 +943,28 @@ describe('moe-workbench model / run', () => {
   }, 60_000)
 })
 
+describe('model list and run list lines', () => {
+  it('name a router other than softmax top-k (hash and switch models read alike), and ESFT runs as such', () => {
+    const info = { family: 'mixtral', numExperts: 8, topK: 1, bytesByDtype: { float32: 14.2 * 2 ** 20 } }
+    const model = (routerType: string) =>
+      describeModel({ id: 'hs', name: 'hs', source: 'workspace', dir: '/m', info: { ...info, routerType } } as unknown as ModelEntry)
+    expect(model('hash')).toBe('hs  hs  workspace  mixtral, 8 experts top-1, hash routing, 14.2 MiB in float32  /m')
+    expect(model('switch')).toMatch(/top-1, switch router, /)
+    expect(model('softmax_topk')).toMatch(/experts top-1, 14\.2 MiB/)
+    const run = (config: RunConfigInput) =>
+      describeRun({
+        id: 'r',
+        status: 'completed',
+        step: 3,
+        totalSteps: 3,
+        config: validateRunConfig(config),
+        baseModel: '/m',
+      } as unknown as RunRecord)
+    expect(run({ esft: { enabled: true } })).toBe('r  completed  step 3/3  full + ESFT  from /m')
+    expect(run({ method: 'lora' })).toBe('r  completed  step 3/3  lora  from /m')
+  })
+})
+
 describe('run show', () => {
   it('says which steps a resume trains again, and marks the best validation loss among the checkpoints', () => {
     const detail = {
@@ -955,7 +978,7 @@ describe('run show', () => {
         baseModel: '/m',
         dataset: 'd',
         bestValLoss: 1.5,
-        config: { method: 'full' },
+        config: validateRunConfig({ esft: { enabled: true }, moe: { capacityFactorTrain: 1, auxLossCoef: 0.1 } }),
       },
       steps: [{ step: 279 }],
       evals: [
@@ -975,7 +998,8 @@ describe('run show', () => {
       'run         k  "kill-me"',
       'status      interrupted: the process writing it (pid 1) stopped; resume continues from step-200',
       'steps       200/1500 (metrics to step 279)',
-      'model       /m  (full)',
+      'model       /m  (full + ESFT)', // not "full": ESFT trained a few experts
+      'moe         capacityFactorTrain 1, auxLossCoef 0.1', // the knobs it set, which were only in run.json
       'dataset     d',
       'best val    1.5000',
       'checkpoints step-50, step-100 (best validation loss 1.500), step-200',
@@ -989,6 +1013,10 @@ describe('run show', () => {
       checkpoints: [],
     } as unknown as RunDetail
     expect(runDetailLines(early).slice(-2)).toEqual(['checkpoints none yet', 'resume      trains steps 1-14 again, from the base model'])
+    expect(runDetailLines({ ...early, record: { ...early.record, config: validateRunConfig({}) } }).slice(3, 5)).toEqual([
+      'model       /m  (full)',
+      "moe         the model's own settings",
+    ])
     // Its checkpoints' scores, as kept in the run folder (another dataset named).
     const report = { split: 'validation', n: 20, exactMatch: 0.45, f1: 0.614, loss: 1.2345, items: [] }
     const scored = {
