@@ -330,6 +330,8 @@ export interface RunExportResult {
   mergedLora: boolean
   /** Max |adapter − merged| logit difference measured before writing (LoRA). */
   mergeError?: number
+  /** What a user of the folder outside MoE Workbench must know (a routing transformers does not have). */
+  warnings?: string[]
 }
 
 export interface RunsStartArgs {

@@ -510,6 +510,7 @@ export async function exportCommand(values: ParsedValues, io: CliIo, positionals
     const which = p.checkpoint as { final?: boolean; label?: string; runStatus?: string } | undefined
     if (which && !which.final) io.out(`partial: ${which.label} (the run is ${which.runStatus}), not the run's final model`)
     if (Array.isArray(p.files)) io.out(`files: ${(p.files as string[]).join(', ')}`)
+    if (Array.isArray(p.warnings)) for (const w of p.warnings as string[]) io.err(`warning: ${w}`)
     // Listed among the workspace's models under a name the lists keep unique: say which.
     io.out(`listed as model "${entry.name}" (id ${entry.id}) of ${host.workspace}: --model takes the name or the id`)
     return 0

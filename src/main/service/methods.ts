@@ -5,7 +5,7 @@
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import type { FitPlan } from '../../shared/chat'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
@@ -391,8 +391,13 @@ export function workspaceMethods(ctx: MethodContext): {
         mergedLora: r.mergedLora,
         mergeError: r.mergeError,
         files: r.files,
+        ...(r.warnings?.length && { warnings: r.warnings }),
       }
       describeModelFolder(r.outDir, provenance)
+      // A folder given inside the workspace's models/ is listed there already: linked as well, it
+      // was listed twice under one name, which then named neither.
+      if (args.outDir && resolve(dirname(r.outDir)) === resolve(modelsDir(workspace)))
+        return entry({ id: basename(r.outDir), name, dir: r.outDir, source: 'workspace', provenance })
       if (args.outDir) {
         // Written outside the workspace's models: list it there as a linked folder.
         const linked = linkModelFolder(workspace, r.outDir, name)

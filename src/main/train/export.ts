@@ -8,7 +8,7 @@ import { basename, join, resolve } from 'node:path'
 import * as tf from '@tensorflow/tfjs'
 import type { Dtype } from '../../shared/api'
 import type { OffloadOptions } from '../../shared/chat'
-import { paramSpecs } from '../../shared/modelConfig'
+import { paramSpecs, type MoeConfig } from '../../shared/modelConfig'
 import type { RunEvaluation, RunExportResult, RunRecord } from '../../shared/runs'
 import { DTYPE_TO_ST, inspectModel, loadModelAsync, readModelConfig, writeModelMeta } from '../engine/checkpoint'
 import { deviceLock, read, scopedAsync } from '../engine/device'
@@ -157,6 +157,8 @@ export async function exportRun(runDir: string, outDir: string, opts: ExportOpti
       },
     })
     result = { outDir: out, files: [...files, ...writeModelMeta(config, tmp, dtype)], mergedLora: lora }
+    const routing = outsideRouting(config)
+    if (routing) result.warnings = [routing]
     if (lora) {
       hooks.onProgress?.({ label: CHECKING, stage: 2, stages, done: 0, total: 2, unit: 'items' })
       // The check loads within the run's own budget unless told otherwise.
@@ -267,6 +269,16 @@ async function checkMerge(
   return { max, scale }
 }
 
+/**
+ * Where transformers would run the exported model differently: a hash-routed model's config
+ * names the family's architecture (MixtralForCausalLM...), whose router is its gate weights, which
+ * hash routing never reads or trains; loaded there, tokens go to other experts than here.
+ */
+export function outsideRouting(c: MoeConfig): string | null {
+  if (c.router.type !== 'hash') return null
+  return "this model routes each token by a hash of its id (MoE Workbench's hash router): transformers has no such router, and loaded there it routes by its gate weights, which hash routing never trained, so its answers differ from MoE Workbench's. Use it with MoE Workbench, or train a model with a learned router for transformers."
+}
+
 function modelCard(
   run: RunRecord,
   ckpt: string,
@@ -314,7 +326,7 @@ ${evalRows.join('\n')}
     : ''
 }
 ## Use it
-
+${r.warnings?.length ? `\n${r.warnings.map((w) => `**Note:** ${w[0].toUpperCase()}${w.slice(1)}\n`).join('\n')}` : ''}
 \`\`\`python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 

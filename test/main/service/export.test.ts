@@ -193,6 +193,36 @@ describe('runs.export', () => {
     expect((await workbench.api['models.list']()).map((m) => m.id)).toEqual(expect.arrayContaining([second.id, other.id]))
   })
 
+  it("an outDir inside the workspace's models/ is listed once, as a workspace model, by the name it was given", async () => {
+    const { workbench, workspace } = setup()
+    makeRun(workspace, 'completed', 60, [60])
+    const out = join(workspace, 'models', 'esft-exp')
+    const entry = await workbench.api['runs.export']({ id: 'capitals-run', outDir: out })
+    expect(entry).toMatchObject({ id: 'esft-exp', name: 'capitals (fine-tuned)', source: 'workspace', dir: out })
+    // (it was listed twice, linked and in the workspace, and the name printed then named neither)
+    const listed = (await workbench.api['models.list']()).filter((m) => m.dir === out)
+    expect(listed.map((m) => [m.id, m.name, m.source])).toEqual([['esft-exp', 'capitals (fine-tuned)', 'workspace']])
+  })
+
+  it("passes the engine's warnings on with the exported model (a hash-routed model in transformers)", async () => {
+    const { workbench, workspace } = setup()
+    makeRun(workspace, 'completed', 60, [60])
+    const warned = fakeSpawner({
+      handlers: {
+        'runs.export': (args) => {
+          mkdirSync(args.outDir, { recursive: true })
+          writeFileSync(join(args.outDir, 'config.json'), '{}')
+          return { outDir: args.outDir, files: ['model.safetensors'], mergedLora: false, warnings: ['routes by hash'] }
+        },
+      },
+    })
+    const service = new Workbench({ engine: new EngineClient(warned.spawner), host: 'server', workspace })
+    services.push(service)
+    const entry = await service.api['runs.export']({ id: 'capitals-run' })
+    expect(entry.provenance).toMatchObject({ warnings: ['routes by hash'] })
+    expect((await workbench.api['runs.export']({ id: 'capitals-run' })).provenance?.warnings).toBeUndefined()
+  })
+
   it('exportedCheckpoint', () => {
     const last = '/ws/runs/r/checkpoints/step-60'
     expect(exportedCheckpoint({ status: 'completed', totalSteps: 60 }, `${last}/`, last)).toMatchObject({ final: true, step: 60 })

@@ -144,6 +144,28 @@ describe('exportRun', () => {
     expect(Date.parse(wb.exported)).not.toBeNaN()
   }, 60_000)
 
+  it('a hash-routed model is exported with a warning, in the result and the card, that transformers routes it by its untrained gate', async () => {
+    const hashed = await run(
+      baseModel({ router: { type: 'hash' } }),
+      { method: 'full', optimizer: { lr: 1e-2 }, batchSize: 8, maxSteps: 1, evalEvery: 0 },
+      swapTask(8),
+    )
+    const r = await exportRun(hashed.runDir, join(tmp('moe-export-'), 'hash'))
+    expect(r.warnings).toEqual([
+      expect.stringMatching(
+        /^this model routes each token by a hash of its id .* routes by its gate weights, which hash routing never trained/,
+      ),
+    ])
+    expect(readFileSync(join(r.outDir, 'README.md'), 'utf8')).toMatch(
+      /## Use it\n\n\*\*Note:\*\* This model routes each token by a hash of its id/,
+    )
+    // A learned router says nothing.
+    const { runDir } = await fullRun()
+    const plain = await exportRun(runDir, join(tmp('moe-export-'), 'plain'))
+    expect(plain.warnings).toBeUndefined()
+    expect(readFileSync(join(plain.outDir, 'README.md'), 'utf8')).not.toMatch(/\*\*Note:\*\*/)
+  }, 60_000)
+
   it("copies the base model's tokenizer files that exist, and only those", async () => {
     const { runDir } = await fullRun()
     const base = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).baseModel as string

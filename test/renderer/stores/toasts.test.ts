@@ -21,6 +21,15 @@ describe('useToastsStore', () => {
     expect(toasts.toasts).toEqual([])
   })
 
+  it('keeps a caution (warn) until dismissed, through a change of screen, as errors', () => {
+    const toasts = useToastsStore()
+    toasts.push({ kind: 'warn', title: 'Outside MoE Workbench', message: 'routes by hash' })
+    toasts.push({ kind: 'info', title: 'Export cancelled', message: 'Nothing was written.' })
+    vi.advanceTimersByTime(10_000)
+    toasts.dismissTransient()
+    expect(toasts.toasts.map((t) => t.kind)).toEqual(['warn'])
+  })
+
   it('shows at most five', () => {
     const toasts = useToastsStore()
     for (let i = 0; i < 8; i++) toasts.error(`e${i}`, { message: 'x' })

@@ -9,7 +9,8 @@ import { type UiError, remedy } from '../errors'
 
 export interface Toast {
   id: number
-  kind: 'error' | 'info' | 'success'
+  /** error and warn stay until dismissed (warn: a caution about something that worked); the others leave by themselves. */
+  kind: 'error' | 'warn' | 'info' | 'success'
   title: string
   message: string
   hint?: string
@@ -17,6 +18,8 @@ export interface Toast {
 }
 
 const INFO_MS = 6000
+/** Errors and cautions stay until read and dismissed. */
+const lasting = (kind: Toast['kind']): boolean => kind === 'error' || kind === 'warn'
 const MAX_TOASTS = 5
 
 export const useToastsStore = defineStore('toasts', () => {
@@ -27,7 +30,7 @@ export const useToastsStore = defineStore('toasts', () => {
   function push(toast: Omit<Toast, 'id'>): number {
     const id = nextId++
     toasts.value = [...toasts.value, { ...toast, id }].slice(-MAX_TOASTS)
-    if (toast.kind !== 'error')
+    if (!lasting(toast.kind))
       timers.set(
         id,
         setTimeout(() => dismiss(id), INFO_MS),
@@ -58,7 +61,7 @@ export const useToastsStore = defineStore('toasts', () => {
    * Send button sits where they stack).
    */
   function dismissTransient(): void {
-    for (const t of toasts.value) if (t.kind !== 'error') dismiss(t.id)
+    for (const t of toasts.value) if (!lasting(t.kind)) dismiss(t.id)
   }
 
   return { toasts, push, error, success, dismiss, dismissTransient }
