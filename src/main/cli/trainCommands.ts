@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
-import { preflight, rowTokensFor } from '../../shared/guidance'
+import { interpretCurves, preflight, rowTokensFor } from '../../shared/guidance'
 import {
   EVAL_NOTHING,
   EVAL_STOPPED,
@@ -230,11 +230,32 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean, 
 }
 
 /**
+ * What the curves say (the run card's panel: dropped tokens, overfitting, not learning, NaN...),
+ * a line each, for the CLI: its summary and run show had the figures and none of the reading.
+ */
+export function curveLines(d: Pick<RunDetail, 'record' | 'steps' | 'evals' | 'evaluation'>, vocabSize: number): string[] {
+  return interpretCurves(d.steps, d.evals, d.record.config, { vocabSize, answersShown: !!d.evaluation }).map(
+    (a) =>
+      `${(a.tone === 'info' ? 'note' : 'advice').padEnd(12)}${a.message}${a.suggest ? ` (next run: --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`,
+  )
+}
+
+/** The vocabulary of a run's base model, for curveLines' ln(vocab) rule (0 where it cannot be read). */
+export async function baseVocab(host: CliHost, baseModel: string): Promise<number> {
+  try {
+    return (await host.api['models.inspect']({ dir: baseModel })).vocabSize ?? 0
+  } catch {
+    return 0 // the base model moved or was deleted: the other readings still hold
+  }
+}
+
+/**
  * The run's summary (stdout). Its first line, the run's end as the progress told it, is left out
  * where the progress (stderr) showed that very line on the same terminal: "interrupted at step
  * 186" twice in a row. Piped or redirected, stdout keeps it.
  */
-function printSummary({ record, evaluation }: RunDetail, workspace: string, io: CliIo, shownOnTerminal: readonly string[] = []): void {
+function printSummary(detail: RunDetail, workspace: string, io: CliIo, shownOnTerminal: readonly string[] = [], vocabSize = 0): void {
+  const { record, evaluation } = detail
   // "completed: completed 10 steps" said it twice.
   const message = record.message ?? ''
   const first = message.startsWith(record.status) ? message : `${record.status}: ${message}`
@@ -247,6 +268,8 @@ function printSummary({ record, evaluation }: RunDetail, workspace: string, io: 
     for (const s of evaluation.splits)
       io.out(`${(s.split === 'validation' ? 'val' : s.split).padEnd(11)} ${evaluationText(s)}, base → tuned`)
   io.out(`checkpoint  ${record.lastCheckpoint ?? '-'}`)
+  // What the curves say, as the run card does (dropped tokens, overfitting, not learning...).
+  for (const l of curveLines(detail, vocabSize)) io.out(l)
   if (record.status === 'interrupted' || record.status === 'cancelled')
     io.out(`resume with: moe-workbench train --resume ${join(workspace, 'runs', record.id)}`)
 }
@@ -415,12 +438,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
     const logged: string[] = []
     const detail = await followRun(host, record.id, io, record.config.finalEval.rows > 0, logged)
     const final = detail.record
-    printSummary(
-      detail,
-      host.workspace,
-      io,
-      (io.oneTerminal ?? (process.stdout.isTTY === true && process.stderr.isTTY === true)) ? logged : [],
-    )
+    const oneTerminal = io.oneTerminal ?? (process.stdout.isTTY === true && process.stderr.isTTY === true)
+    printSummary(detail, host.workspace, io, oneTerminal ? logged : [], await baseVocab(host, final.baseModel))
     if (final.status === 'failed') {
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
       return 1

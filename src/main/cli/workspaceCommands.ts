@@ -19,7 +19,7 @@ import type { RouterType } from '../../shared/modelConfig'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
-import { runOfWorkspace } from './trainCommands'
+import { baseVocab, curveLines, runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 /** A router other than the usual softmax top-k, named in the model list (hash and switch models read alike). */
@@ -45,7 +45,7 @@ export function describeRun(r: RunRecord): string {
  * A run in full, as its card shows it: status and why, progress, the steps a resume redoes, its
  * checkpoints (the best validation loss marked), its before/after evaluation and its checkpoints' scores.
  */
-export function runDetailLines(d: RunDetail): string[] {
+export function runDetailLines(d: RunDetail, vocabSize = 0): string[] {
   const r = d.record
   const lastStep = d.steps.at(-1)?.step
   const checkpoints = d.checkpoints ?? []
@@ -73,6 +73,8 @@ export function runDetailLines(d: RunDetail): string[] {
     lines.push(
       `resume      trains steps ${redo.from + 1}-${redo.to} again${redo.from ? ` from step-${redo.from}` : ', from the base model'}`,
     )
+  // What the curves say, then whether it learned and the scores: the run card's order.
+  lines.push(...curveLines(d, vocabSize))
   for (const s of d.evaluation?.splits ?? []) lines.push(`${s.split === 'validation' ? 'val' : s.split}`.padEnd(12) + evaluationText(s))
   // Scores of its checkpoints (the run card's "Score a checkpoint", eval --model RUN), oldest first.
   for (const s of d.scores ?? [])
@@ -145,6 +147,9 @@ export function runCommand(values: ParsedValues, io: CliIo, positionals: string[
       await host.api['runs.delete']({ id })
       return `deleted run ${id} from ${host.workspace} (models exported from it stay)`
     },
-    show: async (host, arg) => runDetailLines(await host.api['runs.get']({ id: runOfWorkspace(host.workspace, arg) ?? arg })),
+    show: async (host, arg) => {
+      const d = await host.api['runs.get']({ id: runOfWorkspace(host.workspace, arg) ?? arg })
+      return runDetailLines(d, await baseVocab(host, d.record.baseModel))
+    },
   })
 }

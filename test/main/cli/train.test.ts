@@ -980,7 +980,7 @@ describe('run show', () => {
         bestValLoss: 1.5,
         config: validateRunConfig({ esft: { enabled: true }, moe: { capacityFactorTrain: 1, auxLossCoef: 0.1 } }),
       },
-      steps: [{ step: 279 }],
+      steps: [{ step: 279, totalSteps: 1500, loss: 2.5, ce: 2.4, droppedFraction: 0.3 }],
       evals: [
         { step: 50, valLoss: NaN }, // a diverged eval is no best
         { step: 100, valLoss: 1.5 },
@@ -1004,11 +1004,13 @@ describe('run show', () => {
       'best val    1.5000',
       'checkpoints step-50, step-100 (best validation loss 1.500), step-200',
       'resume      trains steps 201-279 again from step-200',
+      // what the curves say, as the run card's panel (the CLI had the figures and none of the reading)
+      'advice      30.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless. (next run: --set moe.capacityFactorTrain="dropless")',
     ])
     const early = {
       ...detail,
       record: { ...detail.record, step: 0 },
-      steps: [{ step: 14 }],
+      steps: [{ step: 14, totalSteps: 1500, loss: 2.5, ce: 2.4, droppedFraction: 0 }],
       evals: [],
       checkpoints: [],
     } as unknown as RunDetail
