@@ -317,6 +317,8 @@ test.describe('server mode in the browser', () => {
       const recovered = (await n.getAttribute('data-recovered')) === 'true'
       await expect(n).toHaveText(recovered ? /back in the band$/ : /out of the band$/)
     }
+    // The share heatmap is centred on an even share, and says so (from 0, shares near it were one colour).
+    await expect(page.getByTestId('run-heatmap-scale')).toHaveText('blue: more than an even share (12.5%), red: less')
     // No "Did it learn?" (finalEval.rows 0): scoring a checkpoint says what it gives, not "as above".
     await expect(page.getByTestId('run-evaluation')).toHaveCount(0)
     await expect(page.getByTestId('score-what')).toHaveText("greedy answers on the run's own dataset: exact match, F1 and answer loss")
