@@ -475,6 +475,11 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(card).toBeVisible()
     await expect(card).toContainText('L0')
     await expect(card).toContainText(/E\d/)
+    // The numbers say what they are, and the page says tokens can be pointed at.
+    await expect(card.getByTestId('chat-routing-caption')).toHaveText(
+      /Each layer's experts for this token, with the weight each one's output got/,
+    )
+    await expect(page.getByTestId('chat-hover-hint')).toBeVisible()
     await shot(page, 'journey-7-chat')
     lap('chat')
   })
