@@ -17,6 +17,14 @@ describe('LengthAccumulator', () => {
   it('gives the middle value of an odd count, and nearest-rank 95th percentiles', () => {
     expect(summary([5, 1, 9])).toMatchObject({ median: 5, min: 1, max: 9 })
     expect(summary(Array.from({ length: 100 }, (_, i) => i + 1))).toMatchObject({ median: 50.5, p95: 95 })
-    expect(summary([])).toMatchObject({ count: 0, median: 0 })
+    expect(summary([])).toEqual({ count: 0, min: 0, median: 0, p95: 0, max: 0, mean: 0, histogram: [] })
+    // past its first allocation, every length still counts
+    expect(summary(Array.from({ length: 5000 }, (_, i) => 4999 - i))).toMatchObject({
+      count: 5000,
+      min: 0,
+      median: 2499.5,
+      p95: 4749,
+      max: 4999,
+    })
   })
 })

@@ -41,4 +41,25 @@ describe('TokenTextStream', () => {
     expect(stream.text).toMatch(/^ok \uFFFD+$/)
     expect(streamed + restOf(stream.text, stream.streamed)).toBe(stream.text)
   })
+
+  it('sends a broken character in the middle of a reply as the decoder reads it, and goes on', () => {
+    const broken = tokenizer.encode('ok 莎').slice(0, -1) // the character's last byte never comes
+    const ids = [...broken, ...tokenizer.encode(' fine')]
+    const stream = new TokenTextStream((x) => tokenizer.decode(x, true))
+    const deltas = ids.map((id) => stream.push(id))
+    expect(stream.text).toMatch(/^ok \uFFFD+ fine$/)
+    expect(deltas.join('')).toBe(stream.text)
+  })
+
+  it('never sends text twice where decoding more tokens shortens what came before (a tokenizer tidying spaces)', () => {
+    const texts = new Map([
+      ['1', 'ab'],
+      ['1,2', 'a'],
+      ['1,2,3', 'abc'],
+    ])
+    const stream = new TokenTextStream((ids) => texts.get(ids.join(','))!)
+    expect([1, 2, 3].map((id) => stream.push(id))).toEqual(['ab', '', 'c'])
+    expect(new TokenTextStream(() => 'x').text).toBe('') // no tokens: no text, whatever the decoder says
+    expect(restOf('other', 'text')).toBe('') // not a continuation: nothing to add
+  })
 })
