@@ -4,7 +4,7 @@
  * of them ends in U+FFFD, which was sent as the new text and never taken back, and the character
  * itself was lost once its last byte came ("I��stoot" in the terminal). Text ending in U+FFFD is
  * held back until the character completes; what is still U+FFFD when the reply ends (bytes that
- * never form a character) is the reply's, and `rest` gives it.
+ * never form a character) is the reply's: `text` holds it, and `restOf` says what of it was not sent.
  */
 export class TokenTextStream {
   private readonly ids: number[] = []
