@@ -22,19 +22,27 @@ export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupt
 
 /**
  * The evaluation of lowest (finite) validation loss among those at a kept checkpoint's step: the
- * checkpoint the run card and `run show` mark as the best; null where fewer than two kept
- * checkpoints were evaluated (one alone is best of nothing: a run validated only at its end marked
- * its last checkpoint best, though an earlier one scored better).
+ * checkpoint the run card and `run show` mark as the best. Null where fewer than two kept
+ * checkpoints were evaluated, unless the one that was scored lowest of all the run's evaluations
+ * (a cancelled run keeps its best and the newest, whose evaluations were pruned with their
+ * checkpoints); one alone is otherwise best of nothing: a run validated only at its end marked its
+ * last checkpoint best, though an earlier one scored better.
  */
 export function bestKeptEval<E extends { step: number; valLoss: number }>(kept: (step: number) => boolean, evals: readonly E[]): E | null {
   let best: E | null = null
   let compared = 0
-  for (const e of evals)
-    if (kept(e.step) && Number.isFinite(e.valLoss)) {
+  let lowest = Infinity
+  let evaluated = 0
+  for (const e of evals) {
+    if (!Number.isFinite(e.valLoss)) continue
+    evaluated++
+    lowest = Math.min(lowest, e.valLoss)
+    if (kept(e.step)) {
       compared++
       if (best === null || e.valLoss < best.valLoss) best = e
     }
-  return compared >= 2 ? best : null
+  }
+  return compared >= 2 || (best !== null && evaluated >= 2 && best.valLoss <= lowest) ? best : null
 }
 
 /**

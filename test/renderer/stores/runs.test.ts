@@ -129,6 +129,23 @@ describe('checkpointOptions and an earlier checkpoint', () => {
     ).toBe(false)
     expect(checkpointOptions([], null, [])).toEqual([])
   })
+  it('marks the one evaluated kept checkpoint best where it scored lowest of all the evaluations (a cancelled run)', () => {
+    // Cancelled at step 121: kept 121 (the stop), 120 (a new best) and 90 (the checkpoint
+    // interval); the earlier evaluations' checkpoints were pruned as the run went on.
+    const keptAtStop = [90, 120, 121].map((step) => ({ step, dir: dir(step) }))
+    const evals = [
+      { step: 60, valLoss: 1.2986 },
+      { step: 100, valLoss: 1.3211 },
+      { step: 120, valLoss: 1.2899 },
+    ]
+    expect(checkpointOptions(keptAtStop, dir(121), evals).map((o) => o.label)).toEqual([
+      'step 121 (last)',
+      'step 120 (best validation loss 1.290)',
+      'step 90',
+    ])
+    // An earlier evaluation scored lower: the kept one is best of nothing.
+    expect(checkpointOptions(keptAtStop, dir(121), [...evals, { step: 40, valLoss: 1.1 }]).some((o) => o.best)).toBe(false)
+  })
   it('names an earlier checkpoint of a completed run as a checkpoint, not the final model', () => {
     const run = { ...runRecord, name: 'capitals', totalSteps: 300, status: 'completed' as const, step: 300, lastCheckpoint: dir(300) }
     expect(exportChoice(run, 20)).toEqual({
