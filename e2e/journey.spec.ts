@@ -416,6 +416,7 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await page.getByTestId('score-answers').locator('summary').click()
     await expect(page.getByTestId('score-answers').locator('tbody tr').first()).toBeVisible()
     await expect(page.getByTestId('score-error')).toHaveCount(0)
+    await expect(page.getByTestId('score-note')).toHaveText(/^Beside "Did it learn\?" above, which scores the base model/)
     await shot(page, 'journey-6b-checkpoint-scored')
     await page.getByTestId('nav-experts').click()
     await expect(page.getByTestId('experts-compare-model').locator('option', { hasText: EXPORT_NAME })).toHaveCount(1)

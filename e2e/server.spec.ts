@@ -322,6 +322,10 @@ test.describe('server mode in the browser', () => {
     // No "Did it learn?" (finalEval.rows 0): scoring a checkpoint says what it gives, not "as above".
     await expect(page.getByTestId('run-evaluation')).toHaveCount(0)
     await expect(page.getByTestId('score-what')).toHaveText("greedy answers on the run's own dataset: exact match, F1 and answer loss")
+    await page.getByTestId('score-run').click()
+    await expect(page.getByTestId('score-note')).toHaveText(/^Answer loss is the loss of the expected answers' tokens alone/, {
+      timeout: 60_000,
+    })
   })
 
   test.describe('upload', () => {

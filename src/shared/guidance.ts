@@ -229,7 +229,7 @@ export function interpretCurves(
     out.push({
       id: 'diverged',
       tone: 'danger',
-      message: `Diverged: the loss rose from ${first.toFixed(2)} to ${recent.toFixed(2)}${ctx.vocabSize >= 2 ? `, worse than a uniform guess over the vocabulary (ln(${ctx.vocabSize}) = ${uniform.toFixed(2)})` : ''}: the learning rate (now ${fmt(c.optimizer.lr)}) is too high. Lower it${c.gradClip === 0 ? ' and turn gradient clipping on (1.0)' : ''}; these weights are not worth exporting.`,
+      message: `Diverged: the cross-entropy rose from ${first.toFixed(2)} to ${recent.toFixed(2)}${ctx.vocabSize >= 2 ? `, worse than a uniform guess over the vocabulary (ln(${ctx.vocabSize}) = ${uniform.toFixed(2)})` : ''}: the learning rate (now ${fmt(c.optimizer.lr)}) is too high. Lower it${c.gradClip === 0 ? ' and turn gradient clipping on (1.0)' : ''}; these weights are not worth exporting.`,
       suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr / 10) },
     })
   else if (ctx.vocabSize >= 2 && enough) {
@@ -239,14 +239,14 @@ export function interpretCurves(
       out.push({
         id: 'not-learning',
         tone: 'warn',
-        message: `Not learning: the loss (${recent.toFixed(2)}, the mean of the last 10 steps) is near ln(${ctx.vocabSize}) = ${uniform.toFixed(2)}, what a uniform guess over the vocabulary scores. Raise the learning rate (now ${fmt(c.optimizer.lr)}).`,
+        message: `Not learning: the cross-entropy (${recent.toFixed(2)}, the mean of the last 10 steps) is near ln(${ctx.vocabSize}) = ${uniform.toFixed(2)}, what a uniform guess over the vocabulary scores. Raise the learning rate (now ${fmt(c.optimizer.lr)}).`,
         suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr * 10) },
       })
     else if (steps.length >= 50 && recent > first * 0.98)
       out.push({
         id: 'flat',
         tone: 'warn',
-        message: `The loss has not fallen since the start (${first.toFixed(2)} → ${recent.toFixed(2)}): raise the learning rate (now ${fmt(c.optimizer.lr)}) or check that the answers are what is trained (data.maskPrompt).`,
+        message: `The cross-entropy has not fallen since the start (${first.toFixed(2)} → ${recent.toFixed(2)}): raise the learning rate (now ${fmt(c.optimizer.lr)}) or check that the answers are what is trained (data.maskPrompt).`,
         suggest: { path: 'optimizer.lr', value: round2(c.optimizer.lr * 3) },
       })
   }
@@ -259,7 +259,7 @@ export function interpretCurves(
       out.push({
         id: 'overfitting',
         tone: 'warn',
-        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training loss fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "its answers are compared with the base model's when a completed run is evaluated (Did it learn?)"}.`,
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training cross-entropy fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "its answers are compared with the base model's when a completed run is evaluated (Did it learn?)"}.`,
         suggest: { path: 'earlyStopping.patience', value: 2 },
       })
   }

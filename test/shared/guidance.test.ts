@@ -192,7 +192,7 @@ describe('the curves, in words', () => {
       { optimizer: { lr: 5 } },
     )
     expect(a).toEqual([expect.objectContaining({ id: 'diverged', tone: 'danger', suggest: { path: 'optimizer.lr', value: 0.5 } })])
-    expect(a[0].message).toMatch(/^Diverged: the loss rose from 117\.10 to 517\.10, worse than a uniform guess .* \(now 5\) is too high/)
+    expect(a[0].message).toMatch(/^Diverged: the cross-entropy rose from 117\.10 to 517\.10, worse than a uniform guess .* \(now 5\) is too high/)
     // clipping off: turn it on too
     expect(
       read(
@@ -303,7 +303,7 @@ describe('the words', () => {
         { vocabSize: 1200 },
       ).map((a) => a.message),
     ).toEqual([
-      'Not learning: the loss (7.00, the mean of the last 10 steps) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
+      'Not learning: the cross-entropy (7.00, the mean of the last 10 steps) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
       '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
     ])
     expect(
@@ -314,7 +314,7 @@ describe('the words', () => {
         { vocabSize: 1200 },
       )[0].message,
     ).toBe(
-      'The loss has not fallen since the start (3.00 → 3.00): raise the learning rate (now 3.0e-4) or check that the answers are what is trained (data.maskPrompt).',
+      'The cross-entropy has not fallen since the start (3.00 → 3.00): raise the learning rate (now 3.0e-4) or check that the answers are what is trained (data.maskPrompt).',
     )
     expect(interpretCurves([at(1, 3), at(2, NaN)], [], cfg, { vocabSize: 1200 })[0].message).toBe(
       'The loss became NaN at step 2: turn gradient clipping on (1.0) and lower the learning rate (now 3.0e-4). Resume from the last checkpoint before it.',
@@ -327,7 +327,7 @@ describe('the words', () => {
         { vocabSize: 1200 },
       )[0].message,
     ).toBe(
-      "Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training loss fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept: Export can write it). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: its answers are compared with the base model's when a completed run is evaluated (Did it learn?).",
+      "Overfitting: validation loss rose from 2.500 (step 40) to 3.200 (step 60) while the training cross-entropy fell (2.225 → 1.225, the mean of the 10 steps up to each); the best checkpoint was step 40 (kept: Export can write it). Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: its answers are compared with the base model's when a completed run is evaluated (Did it learn?).",
     )
     // "check the answers below" only where they are (a run still training, or cancelled, had none below)
     expect(
