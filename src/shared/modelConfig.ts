@@ -32,6 +32,22 @@ export const FAMILY_QK_NORM: Record<Family, QkNorm> = { mixtral: 'none', qwen2_m
 export const ROUTER_TYPES = ['softmax_topk', 'switch', 'noisy_topk', 'hash'] as const
 export type RouterType = (typeof ROUTER_TYPES)[number]
 
+/** A router other than the usual softmax top-k, in words (hash and switch models read alike otherwise). */
+export const ROUTER_WORDS: Partial<Record<RouterType, string>> = {
+  switch: 'switch router',
+  noisy_topk: 'noisy top-k router',
+  hash: 'hash routing',
+}
+
+/**
+ * How a model routes, for the Train screen: top-k and the router are the model's own (its
+ * config.json's), not a run's knobs; a run trains the router the model has.
+ */
+export function routingFacts(m: { numExperts: number; topK: number; routerType: RouterType }): string {
+  const router = ROUTER_WORDS[m.routerType]
+  return `This model sends each token to ${m.topK} of its ${m.numExperts} experts${router ? ` (${router})` : ''}. Top-k and the router are the model's own, not a run's: a Hugging Face checkpoint keeps its config's; a new model gets them where it is made (Models, "New model from a preset").`
+}
+
 const posInt = z.number().int().positive()
 const nonNegInt = z.number().int().nonnegative()
 const prob = z.number().min(0).max(1)

@@ -15,19 +15,12 @@ import {
   type RunDetail,
   type RunRecord,
 } from '../../shared/runs'
-import type { RouterType } from '../../shared/modelConfig'
+import { ROUTER_WORDS } from '../../shared/modelConfig'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
 import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
 import { baseVocab, curveLines, runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
-
-/** A router other than the usual softmax top-k, named in the model list (hash and switch models read alike). */
-const ROUTER_WORDS: Partial<Record<RouterType, string>> = {
-  switch: 'switch router',
-  noisy_topk: 'noisy top-k router',
-  hash: 'hash routing',
-}
 
 export function describeModel(m: ModelEntry): string {
   const what = m.info

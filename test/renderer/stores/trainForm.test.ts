@@ -14,7 +14,7 @@ import {
   useTrainFormStore,
 } from '../../../src/renderer/src/stores/trainForm'
 import { useRunsStore } from '../../../src/renderer/src/stores/runs'
-import { datasetManifest, fakeBridge, inspectResult, modelEntries, runRecord } from '../fakeBridge'
+import { datasetManifest, fakeBridge, inspectResult, modelEntries, modelInfo, runRecord } from '../fakeBridge'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
 import { useDatasetsStore } from '../../../src/renderer/src/stores/datasets'
 
@@ -143,6 +143,27 @@ describe('useTrainFormStore', () => {
     expect(form.config.optimizer.betas).toEqual([0.9, 0.999])
     expect(form.config.lora.targets).toEqual(['attention', 'experts'])
     expect(form.config.seed).toBe(0)
+  })
+
+  it("says how the chosen model routes (top-k, router), the model's own and not a knob of the run", () => {
+    const form = useTrainFormStore()
+    useModelsStore().entries = [
+      ...modelEntries,
+      {
+        id: 'h',
+        name: 'hashed',
+        dir: '/ws/models/h',
+        source: 'workspace',
+        info: { ...modelInfo, topK: 1, numExperts: 8, routerType: 'hash' },
+      },
+    ]
+    expect(form.routing).toBe('') // no model chosen yet
+    form.model = '/app/resources/models/tiny-moe'
+    expect(form.routing).toMatch(/^This model sends each token to 2 of its 4 experts\. Top-k and the router are the model's own/)
+    form.model = '/ws/models/h'
+    expect(form.routing).toMatch(/^This model sends each token to 1 of its 8 experts \(hash routing\)\. /)
+    form.model = '/elsewhere/olmoe' // unreadable: nothing known to say
+    expect(form.routing).toBe('')
   })
 
   it('warns before start about settings that will not work for the chosen model and dataset, and applies the suggestion', () => {

@@ -7,7 +7,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 import type { RunsStartArgs } from '../../../shared/runs'
 import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
-import { plainIssue } from '../../../shared/modelConfig'
+import { plainIssue, routingFacts } from '../../../shared/modelConfig'
 import type { FitPlan } from '../../../shared/chat'
 import type { AutoChoice } from '../../../shared/autoConfig'
 import { useWorkbench } from '../api/client'
@@ -214,6 +214,12 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     })
   })
 
+  /** How the chosen model routes (top-k, router): the model's, not a knob of the run; '' before one is chosen. */
+  const routing = computed(() => {
+    const info = useModelsStore().entries.find((m) => m.dir === model.value)?.info
+    return info ? routingFacts(info) : ''
+  })
+
   function get(path: string): unknown {
     return getPath(config.value, path)
   }
@@ -385,6 +391,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     errors,
     valid,
     warnings,
+    routing,
     get,
     set,
     setFrozenExperts,
