@@ -564,5 +564,26 @@ describe('configDifferences', () => {
       { key: 'dataset', values: ['sample arithmetic', 'word reversal'] },
       { key: 'optimizer.lr', values: [String(b.record.config.optimizer.lr), '0.003'] },
     ])
+    // A setting left empty says what that means, not "null".
+    const d = (moe: object, maxSteps: number | null, budgetBytes: number | null, trainableLayers: number | null) => ({
+      record: {
+        ...b.record,
+        config: {
+          ...b.record.config,
+          maxSteps,
+          moe: { ...b.record.config.moe, ...moe },
+          offload: { ...b.record.config.offload, budgetBytes },
+          freeze: { ...b.record.config.freeze, trainableLayers },
+        },
+      },
+    })
+    expect(
+      configDifferences([d({ capacityFactorTrain: null }, null, null, null), d({ capacityFactorTrain: 1 }, 40, 1024, 2)], names),
+    ).toEqual([
+      { key: 'freeze.trainableLayers', values: ['all', '2'] },
+      { key: 'maxSteps', values: ['from epochs', '40'] },
+      { key: 'moe.capacityFactorTrain', values: ["the model's own", '1'] },
+      { key: 'offload.budgetBytes', values: ["the backend's default", '1024'] },
+    ])
   })
 })

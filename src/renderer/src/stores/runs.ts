@@ -224,6 +224,15 @@ export function recordFields(event: RunEvent): Partial<RunRecord> | null {
  * run as the user reads it: names for the model and dataset (not a folder path or an id), strings
  * without JSON quotes, '–' where a run lacks the key.
  */
+/** What a setting left empty (null) means, as Compare shows it: a raw "null" said nothing. */
+function unset(key: string): string {
+  if (key.startsWith('moe.')) return "the model's own"
+  if (key === 'maxSteps') return 'from epochs'
+  if (key === 'offload.budgetBytes') return "the backend's default"
+  if (key.startsWith('freeze.')) return 'all'
+  return 'none'
+}
+
 export function configDifferences(
   details: readonly Pick<RunDetail, 'record'>[],
   names: { model(dir: string): string; dataset(id: string): string },
@@ -231,7 +240,7 @@ export function configDifferences(
   const flat = (obj: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> => {
     if (obj !== null && typeof obj === 'object' && !Array.isArray(obj)) {
       for (const [k, v] of Object.entries(obj)) flat(v, prefix ? `${prefix}.${k}` : k, out)
-    } else out[prefix] = typeof obj === 'string' ? obj : JSON.stringify(obj)
+    } else out[prefix] = typeof obj === 'string' ? obj : obj === null ? unset(prefix) : JSON.stringify(obj)
     return out
   }
   const configs = details.map((d) =>
