@@ -22,6 +22,7 @@ import { DatasetError } from './errors'
 import { type InspectOptions, scanDataset, unreadable } from './inspect'
 import { readLines } from './readers'
 import { validationIndices } from './stats'
+import { slug } from '../util/slug'
 
 export interface ImportOptions extends InspectOptions {
   /** Display name (default: the file name without extension). */
@@ -49,20 +50,9 @@ export function datasetDir(workspace: string, id: string): string {
   return join(datasetsDir(workspace), id)
 }
 
-function slug(name: string): string {
-  const s = name
-    .toLowerCase()
-    .normalize('NFKD')
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 40)
-    .replace(/-+$/, '')
-  return s === '' ? 'dataset' : s
-}
-
 /** A new id: the name's slug, the time and a random suffix (sorts by creation within a name). */
 function newId(name: string): string {
-  return `${slug(name)}-${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
+  return `${slug(name, 'dataset')}-${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
 }
 
 /**

@@ -16,6 +16,7 @@ import { ApiError } from '../../shared/api'
 import type { RunRecord } from '../../shared/runs'
 import { listRunFolders, RunFolder } from '../runs/runFolder'
 import { writeJsonAtomic } from '../util/atomic'
+import { slug } from '../util/slug'
 
 export const modelsDir = (ws: string): string => join(ws, 'models')
 export const runsDir = (ws: string): string => join(ws, 'runs')
@@ -23,13 +24,7 @@ export const conversationsDir = (ws: string): string => join(ws, 'conversations'
 
 /** A filesystem-safe id from a display name, with a random suffix against collisions. */
 export function newId(name: string): string {
-  const slug = name
-    .toLowerCase()
-    .normalize('NFKD')
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 40)
-  return `${slug || 'item'}-${randomBytes(3).toString('hex')}`
+  return `${slug(name, 'item')}-${randomBytes(3).toString('hex')}`
 }
 
 /** A time-ordered run id: 2026-11-22T12-30-05-name-abc123. */

@@ -4,7 +4,7 @@
  * training once gave a model named like a final one).
  */
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RunRecord, RunStatus } from '../../../src/shared/runs'
 import { runConfigSchema } from '../../../src/shared/runConfig'
@@ -40,11 +40,17 @@ function setup() {
 }
 
 /** A run folder as the trainer leaves it: run.json and complete checkpoints. */
-function makeRun(workspace: string, status: RunStatus, step: number, checkpoints: number[]): RunFolder {
-  const folder = new RunFolder(join(workspace, 'runs', 'capitals-run'))
+function makeRun(
+  workspace: string,
+  status: RunStatus,
+  step: number,
+  checkpoints: number[],
+  { id = 'capitals-run', name = 'capitals' as string | null } = {},
+): RunFolder {
+  const folder = new RunFolder(join(workspace, 'runs', id))
   const record: RunRecord = {
-    id: 'capitals-run',
-    name: 'capitals',
+    id,
+    name: name ?? undefined,
     status,
     config: runConfigSchema.parse({ method: 'lora', maxSteps: 60 }),
     baseModel: '/models/base',
@@ -102,6 +108,12 @@ describe('runs.export', () => {
     expect(final.name).toBe('capitals-tuned')
     expect(provenanceOf(final.dir)).toMatchObject({ checkpoint: { step: 60, final: true, runStatus: 'completed' } })
     expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (fine-tuned)')
+    // A run given no name: its id without the time it starts with, and a folder named after that.
+    const stamped = '2026-12-04T23-20-18-run-c9cb6d'
+    makeRun(workspace, 'completed', 60, [60], { id: stamped, name: null })
+    const unnamed = await workbench.api['runs.export']({ id: stamped })
+    expect(unnamed.name).toBe('run-c9cb6d (fine-tuned)')
+    expect(basename(unnamed.dir)).toMatch(/^run-c9cb6d-fine-tuned-[0-9a-f]{6}$/)
     // Exported again: a name the model lists can tell apart.
     expect((await workbench.api['runs.export']({ id: 'capitals-run' })).name).toBe('capitals (fine-tuned) 2')
     expect((await workbench.api['runs.export']({ id: 'capitals-run', name: 'capitals-tuned' })).name).toBe('capitals-tuned 2')

@@ -55,6 +55,9 @@ describe('exportChoice', () => {
       placeholder: 'capitals (fine-tuned)',
       note: null,
     })
+    // A run given no name: its id without the time it starts with.
+    const unnamed = { ...run, id: '2026-12-04T23-20-18-run-c9cb6d', name: undefined, status: 'completed' as const, step: 60 }
+    expect(exportChoice(unnamed).placeholder).toBe('run-c9cb6d (fine-tuned)')
   })
 })
 
@@ -145,6 +148,33 @@ describe('checkpointOptions and an earlier checkpoint', () => {
     ])
     // An earlier evaluation scored lower: the kept one is best of nothing.
     expect(checkpointOptions(keptAtStop, dir(121), [...evals, { step: 40, valLoss: 1.1 }]).some((o) => o.best)).toBe(false)
+    // Two evaluations, the kept one the lower: marked.
+    expect(checkpointOptions(keptAtStop, dir(121), evals.slice(1)).find((o) => o.best)?.step).toBe(120)
+    // No kept checkpoint was evaluated: none marked.
+    expect(checkpointOptions(keptAtStop, dir(121), evals.slice(0, 2)).some((o) => o.best)).toBe(false)
+  })
+  it('marks the lowest of two or more evaluated kept checkpoints, wherever it is in the list, the earlier of a tie', () => {
+    const best = (evals: { step: number; valLoss: number }[]) => checkpointOptions(kept, dir(300), evals).find((o) => o.best)?.step
+    expect(
+      best([
+        { step: 10, valLoss: 0.5 },
+        { step: 200, valLoss: 2 },
+        { step: 300, valLoss: 3 },
+      ]),
+    ).toBe(200) // two kept compared
+    expect(
+      best([
+        { step: 20, valLoss: 3 },
+        { step: 200, valLoss: 2 },
+        { step: 300, valLoss: 2.5 },
+      ]),
+    ).toBe(200)
+    expect(
+      best([
+        { step: 20, valLoss: 2 },
+        { step: 200, valLoss: 2 },
+      ]),
+    ).toBe(20)
   })
   it('names an earlier checkpoint of a completed run as a checkpoint, not the final model', () => {
     const run = { ...runRecord, name: 'capitals', totalSteps: 300, status: 'completed' as const, step: 300, lastCheckpoint: dir(300) }
