@@ -60,11 +60,11 @@ export function redoneRange(
 }
 
 /**
- * The name an export of the run starts from: the run's name, or for a run given none its id
- * without the time it starts with ("run-c9cb6d", not "2026-12-04T23-20-18-run-c9cb6d", which
- * made the model's folder name run out at "…-run-c9cb6d-fine-tune").
+ * A run as lists, its card and its exports name it: its name, or for a run given none its id
+ * without the time it starts with ("run-c9cb6d", not "2026-12-04T23-20-18-run-c9cb6d": the lists
+ * show the date beside it, and an export's folder name ran out at "…-run-c9cb6d-fine-tune").
  */
-export function exportBaseName(record: Pick<RunRecord, 'id' | 'name'>): string {
+export function runName(record: Pick<RunRecord, 'id' | 'name'>): string {
   return record.name ?? record.id.replace(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-(?=.)/, '')
 }
 

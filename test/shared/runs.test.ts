@@ -1,6 +1,6 @@
 /** How runs read in lists: steps done of the total, and imported adapters as imported. */
 import { describe, expect, it } from 'vitest'
-import { evaluationText, exportBaseName, groupAlerts, isActive, stepsText, type EvalReport, type ExpertAlert } from '../../src/shared/runs'
+import { evaluationText, runName, groupAlerts, isActive, stepsText, type EvalReport, type ExpertAlert } from '../../src/shared/runs'
 
 describe('stepsText', () => {
   it('reads steps of the total, "?" while the total is unknown', () => {
@@ -14,15 +14,15 @@ describe('stepsText', () => {
   })
 })
 
-describe('exportBaseName', () => {
+describe('runName', () => {
   it("is the run's name, or its id without the time it starts with", () => {
-    expect(exportBaseName({ id: '2026-12-04T23-20-18-run-c9cb6d', name: 'capitals' })).toBe('capitals')
-    expect(exportBaseName({ id: '2026-12-04T23-20-18-run-c9cb6d' })).toBe('run-c9cb6d')
-    expect(exportBaseName({ id: '2026-12-04T23-20-18-my-run-0a1b2c' })).toBe('my-run-0a1b2c')
+    expect(runName({ id: '2026-12-04T23-20-18-run-c9cb6d', name: 'capitals' })).toBe('capitals')
+    expect(runName({ id: '2026-12-04T23-20-18-run-c9cb6d' })).toBe('run-c9cb6d')
+    expect(runName({ id: '2026-12-04T23-20-18-my-run-0a1b2c' })).toBe('my-run-0a1b2c')
     // not a time, or nothing after it: the id as it is
-    expect(exportBaseName({ id: 'capitals-run' })).toBe('capitals-run')
-    expect(exportBaseName({ id: 'v2-2026-12-04T23-20-18-x' })).toBe('v2-2026-12-04T23-20-18-x')
-    expect(exportBaseName({ id: '2026-12-04T23-20-18-' })).toBe('2026-12-04T23-20-18-')
+    expect(runName({ id: 'capitals-run' })).toBe('capitals-run')
+    expect(runName({ id: 'v2-2026-12-04T23-20-18-x' })).toBe('v2-2026-12-04T23-20-18-x')
+    expect(runName({ id: '2026-12-04T23-20-18-' })).toBe('2026-12-04T23-20-18-')
   })
 })
 

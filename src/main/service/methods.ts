@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type ModelEntry, type WorkbenchApi, type WorkbenchEvent } from '../../shared/api'
 import type { FitPlan } from '../../shared/chat'
 import { validateRunConfig, type RunConfig } from '../../shared/runConfig'
-import { exportBaseName, isActive, type RunRecord } from '../../shared/runs'
+import { runName, isActive, type RunRecord } from '../../shared/runs'
 import type { ChatFormat } from '../../shared/chat'
 import { datasetDir, readManifest } from '../data/workspace'
 import { autoInput, autoRunConfig } from '../../shared/autoConfig'
@@ -367,7 +367,7 @@ export function workspaceMethods(ctx: MethodContext): {
       }
       const checkpoint = args.checkpoint ?? last ?? undefined
       const which = exportedCheckpoint(record, checkpoint, last)
-      const base = args.name ?? (which.final ? `${exportBaseName(record)} (fine-tuned)` : exportBaseName(record))
+      const base = args.name ?? (which.final ? `${runName(record)} (fine-tuned)` : runName(record))
       // A run still training (or stopped early) exports a checkpoint, not a final model: its name says so.
       // Exported again, the name gets a number: models the lists cannot tell apart help no one.
       const name = uniqueModelName(which.final ? base : `${base} (${which.label})`)

@@ -20,7 +20,7 @@ import type {
   RunsStartArgs,
   StepMetrics,
 } from '../../../shared/runs'
-import { ACTIVE_STATUSES, RESUMABLE_STATUSES, bestKeptEval, exportBaseName, isActive, redoneRange } from '../../../shared/runs'
+import { ACTIVE_STATUSES, RESUMABLE_STATUSES, bestKeptEval, runName, isActive, redoneRange } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
@@ -170,7 +170,7 @@ export function exportChoice(
   record: Pick<RunRecord, 'id' | 'name' | 'status' | 'step' | 'totalSteps' | 'lastCheckpoint'>,
   chosen: number | null = null,
 ): ExportChoice {
-  const name = exportBaseName(record)
+  const name = runName(record)
   const last = checkpointStep(record.lastCheckpoint)
   if (record.status === 'completed' && (chosen === null || chosen === last))
     return { final: true, label: null, button: 'Export', placeholder: `${name} (fine-tuned)`, note: null }
