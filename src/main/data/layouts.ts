@@ -215,8 +215,11 @@ export function textProblem(text: string): string | null {
  * looking for a key their file has.
  */
 function absent(v: null | undefined, expected: 'text' | 'an array'): string {
-  return v === null ? `is null: expected ${expected}; give it a value, or leave the row out` : 'missing field'
+  return v === null ? `is null: expected ${expected}; give it a value, or leave the row out` : MISSING
 }
+
+/** A required key not in the row: what to do about it too (the row alone, or every row: the mapping). */
+const MISSING = 'missing field: add it to the row, map another key to it, or leave the row out'
 
 /**
  * Turns one record into a normalised row, or returns all its problems. `mapping` must be a
@@ -259,7 +262,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
     const column = col(field)
     let v = record[column]
     if (v === undefined || v === null || (options.cellsAreText && v === '')) {
-      if (required) problems.push({ field: column, message: v === null ? absent(v, 'an array') : 'missing field' })
+      if (required) problems.push({ field: column, message: v === null ? absent(v, 'an array') : MISSING })
       return undefined
     }
     if (options.cellsAreText) v = parseJsonCell(v)
@@ -495,7 +498,7 @@ function textOfParts(parts: unknown[], field: string, problems: FieldProblem[]):
     else if (typeof part.text !== 'string')
       problems.push({
         field: `${at}.text`,
-        message: part.text === undefined ? 'missing field' : `expected a string, got ${typeName(part.text)}`,
+        message: part.text === undefined ? MISSING : `expected a string, got ${typeName(part.text)}`,
       })
     else texts.push(part.text)
   })

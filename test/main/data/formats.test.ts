@@ -262,7 +262,7 @@ describe('every layout in every file format', () => {
     writeFileSync(json, '{"question":"What is 1?"}\n')
     expect((await inspectDataset(json, { layout: 'completion', mapping: { prompt: 'question' } })).report.problems[0]).toMatchObject({
       field: 'completion',
-      message: 'missing field',
+      message: 'missing field: add it to the row, map another key to it, or leave the row out',
     })
   })
 

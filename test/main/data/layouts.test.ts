@@ -153,8 +153,8 @@ describe('overriding the layout and mapping columns', () => {
   it('overrides the detection: a chat file read as text reports the missing column on every row', async () => {
     const r = await inspectDataset(join(LAYOUTS, 'messages.jsonl'), { layout: 'text' })
     expect(r.report.problems).toEqual([
-      { line: 1, field: 'text', message: 'missing field' },
-      { line: 2, field: 'text', message: 'missing field' },
+      { line: 1, field: 'text', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
+      { line: 2, field: 'text', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
     ])
   })
 

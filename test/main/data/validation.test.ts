@@ -34,7 +34,7 @@ describe('the validation report', () => {
         { line: 4, field: 'messages[0].role', message: 'expected a user turn, got assistant' },
         { line: 5, field: 'messages[1].role', message: 'unknown role "bot" (expected system, user or assistant)' },
         { line: 6, field: 'messages', message: 'expected an array, got a string' },
-        { line: 7, field: 'messages', message: 'missing field' },
+        { line: 7, field: 'messages', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
         { line: 8, field: 'messages[0].content', message: 'expected a string, got a number' },
         { line: 9, field: '', message: NOT_JSON },
         { line: 11, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' },
@@ -180,7 +180,9 @@ describe('the validation report', () => {
       ],
     })
     const completion = resolveMapping('completion', {}, null)
-    expect(normalizeRecord({ prompt: 'p' }, 'completion', completion).problems).toEqual([{ field: 'completion', message: 'missing field' }])
+    expect(normalizeRecord({ prompt: 'p' }, 'completion', completion).problems).toEqual([
+      { field: 'completion', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
+    ])
     // A field that is there but null is not "missing": the file has the key (walkthrough).
     expect(normalizeRecord({ prompt: 'p', completion: null }, 'completion', completion).problems).toEqual([
       { field: 'completion', message: 'is null: expected text; give it a value, or leave the row out' },
@@ -202,7 +204,7 @@ describe('the validation report', () => {
       ).problems,
     ).toEqual([{ field: 'messages[0].role', message: 'is null: expected text; give it a value, or leave the row out' }])
     expect(normalizeRecord({ messages: [{ role: 'user', content: 'a' }, { role: 'assistant' }] }, 'messages', chat).problems).toEqual([
-      { field: 'messages[1].content', message: 'missing field' },
+      { field: 'messages[1].content', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
     ])
     const text = resolveMapping('text', {}, null)
     expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([{ field: 'text', message: 'must not be empty' }])
@@ -394,7 +396,9 @@ describe('the validation report', () => {
     expect(row(['hi']).problems).toEqual([
       { field: 'messages[0].content[0]', message: 'expected a content part like {"type": "text", "text": "..."}, got a string' },
     ])
-    expect(row([{ type: 'text' }]).problems).toEqual([{ field: 'messages[0].content[0].text', message: 'missing field' }])
+    expect(row([{ type: 'text' }]).problems).toEqual([
+      { field: 'messages[0].content[0].text', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
+    ])
     expect(row([{ text: 'x' }]).problems?.[0].field).toBe('messages[0].content[0].type')
     expect(row([]).problems).toEqual([{ field: 'messages[0].content', message: 'empty turn' }])
     expect(row([{ type: 'text', text: 'a\u0000' }]).problems?.[0].message).toMatch(/NUL/)
