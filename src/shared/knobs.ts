@@ -1,6 +1,6 @@
 /**
- * The run config's MoE knobs (config.moe): what each one does in a line, where its longer help is
- * (README, "MoE knobs"), and the value a model uses when the run leaves it empty, so the Train
+ * The run config's MoE knobs (config.moe): what each one does in a line, its longer help (shown on
+ * demand beside the field), and the value a model uses when the run leaves it empty, so the Train
  * screen shows the effective default instead of "model default".
  */
 import type { MoeConfig } from './modelConfig'
