@@ -328,6 +328,60 @@ test.describe('server mode in the browser', () => {
     })
   })
 
+  test('an overfitting run offers its best checkpoint for export in one click', async ({ page, app, request }) => {
+    test.setTimeout(300_000)
+    // Ten rows learned by heart with the Quick preset's choices for them (a new user's run): the
+    // validation loss of the row held out rises while the training loss falls.
+    const csv = [
+      'instruction,output',
+      'What is the capital of France?,Paris',
+      '"List three colors, separated by commas","red, green, blue"',
+      '"Write a two-line poem","Roses bloom,',
+      'skies are blue"',
+      'What is 2+2?,4',
+      "Translate 'cat' to Spanish,gato",
+      'Name a planet,Mars',
+      'What color is the sky?,blue',
+      'What is the opposite of hot?,cold',
+      'Spell dog backwards,god',
+      'What is 3 times 3?,9',
+    ]
+    const file = join(mkdtempSync(join(tmpdir(), 'moe-e2e-overfit-')), 'qa.csv')
+    writeFileSync(file, csv.join('\n') + '\n')
+    const ds = await api<{ id: string }>(request, app, 'datasets.import', { file })
+    const run = await api<RunRecord>(request, app, 'runs.start', {
+      model: join(ROOT, 'resources', 'default-model'),
+      dataset: ds.id,
+      name: 'by heart',
+      config: {
+        method: 'full',
+        optimizer: { lr: 3e-3, betas: [0.9, 0.95], weightDecay: 0 },
+        batchSize: 2,
+        epochs: 60,
+        schedule: { type: 'cosine', warmupSteps: 15, minLrRatio: 0.1 },
+        evalEvery: 60,
+        checkpointEvery: 150,
+        data: { maxLength: 64 },
+        finalEval: { rows: 0 },
+      },
+    })
+    await page.goto(app.url)
+    await page.getByTestId('nav-train').click()
+    await page.getByTestId(`run-item-${run.id}`).click()
+    await expect(page.getByTestId('run-status')).toHaveText(/completed/i, { timeout: 240_000 })
+    const advice = page.getByTestId('advice-overfitting')
+    await expect(advice).toContainText(/^Overfitting: validation loss rose from [\d.]+ \(step (\d+)\)/)
+    const best = (await advice.textContent())!.match(/\(step (\d+)\)/)![1]
+    await expect(page.getByTestId('export-checkpoint').locator('option:checked')).toHaveText('step 300 (last)')
+    await advice.getByTestId('advice-export-best').click()
+    await expect(page.getByTestId('export-checkpoint').locator('option:checked')).toHaveText(
+      new RegExp(`^step ${best} \\(best validation loss`),
+    )
+    await expect(page.getByTestId('export-name')).toHaveAttribute('placeholder', `by heart (checkpoint step ${best} of 300)`)
+    // Chosen: the offer is gone.
+    await expect(page.getByTestId('advice-export-best')).toHaveCount(0)
+  })
+
   test.describe('upload', () => {
     // The binary file's inspection is refused (HTTP 422), which the console reports.
     test.use({ allowedConsoleErrors: /status of 4\d\d/ })
