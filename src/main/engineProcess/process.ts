@@ -270,6 +270,11 @@ async function main(): Promise<void> {
   // stdout and stderr are pipes to the host: once the host dies, writing to them fails (EPIPE), and
   // an unhandled stream error would kill the engine before it has kept the run it trains.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
+  // Ctrl-C in a terminal signals the whole foreground process group, this engine with the command
+  // or server that started it: the host decides what an interrupt means (stop at the next step
+  // with a checkpoint) and asks for it; killed by the signal, the engine lost the steps since the
+  // last checkpoint and left the CLI waiting for it. An orphaned engine still exits (disconnect).
+  process.on('SIGINT', () => {})
   try {
     await serveEngine(port, { backend: backendFromArgv(process.argv.slice(2)) })
   } catch (e) {

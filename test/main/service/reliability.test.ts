@@ -112,9 +112,12 @@ interface HostLine {
 async function hostTraining(
   ws: { workspace: string; model: string; dataset: string },
   steps: number,
+  /** In a process group of its own (with its engine), as a command started in a terminal is. */
+  group = false,
 ): Promise<{ host: ChildProcess; runId: string; enginePid: number }> {
   const host = spawn(process.execPath, ['--import', 'tsx', HOST, ws.workspace, ws.model, ws.dataset, JSON.stringify(LONG_RUN)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    detached: group,
   })
   hosts.push(host)
   let runId = ''
@@ -200,6 +203,22 @@ describe('runs survive a quit, a kill and a second writer (real engine processes
     expect(record.lastCheckpoint).toBe(join(runDir, 'checkpoints', `step-${record.step}`))
     noOrphans(runDir)
     await resumeAndCheck(ws.workspace, record)
+  }, 180_000)
+
+  it("Ctrl-C in a terminal (SIGINT to the host's whole process group): the engine lives on to keep the current step", async () => {
+    const { host, runId, enginePid } = await hostTraining(ws, 3, true)
+    const exited = new Promise<number | null>((resolve) => host.once('exit', (code) => resolve(code)))
+    // What a terminal does on Ctrl-C: the signal goes to every process of the foreground group.
+    process.kill(-host.pid!, 'SIGINT')
+    expect(await exited).toBe(0)
+    await waitFor(() => !alive(enginePid), 'the engine to exit with its host')
+    const runDir = join(ws.workspace, 'runs', runId)
+    const record = new RunFolder(runDir).read()
+    // Interrupted at the step it reached, with that step's checkpoint (the run's own interval is 1000).
+    expect(record).toMatchObject({ status: 'interrupted', message: `interrupted at step ${record.step}` })
+    expect(record.step).toBeGreaterThanOrEqual(3)
+    expect(record.lastCheckpoint).toBe(join(runDir, 'checkpoints', `step-${record.step}`))
+    noOrphans(runDir)
   }, 180_000)
 
   it('kill -9 of host and engine together: the next start repairs the run as interrupted, resumable', async () => {
