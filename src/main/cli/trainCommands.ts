@@ -444,6 +444,12 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       io.err(`moe-workbench train: error: ${final.message ?? 'the run failed'}`)
       return 1
     }
+    // Stopped during the before/after evaluation that follows the last step: the run is complete
+    // (exit 0), its evaluation is not; "evaluation stopped: loading … was cancelled" said no more.
+    if (stopping && final.status === 'completed' && logged.some((l) => l.startsWith(EVAL_STOPPED)))
+      io.err(
+        `the run is complete; its before/after evaluation was stopped (${stopping === 'SIGINT' ? 'Ctrl-C' : stopping}): score it with moe-workbench eval --model ${final.id}`,
+      )
     // Stopped by a signal before the end: the shell's code for it, so a script can tell (a run
     // that completed meanwhile is a success).
     if (stopping && final.status !== 'completed') return stopping === 'SIGINT' ? 130 : 143

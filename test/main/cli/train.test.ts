@@ -679,6 +679,39 @@ describe('moe-workbench chat, refused before the model loads', () => {
   })
 })
 
+describe('moe-workbench train, Ctrl-C after the last step', () => {
+  it('stops the before/after evaluation, exits 0 (the run is complete) and says how to score it', async () => {
+    const { createModel } = await import('../../../src/main/engineProcess/models')
+    const root = mkdtempSync(join(tmpdir(), 'moe-evalstop-'))
+    const model = join(root, 'm')
+    await createModel(
+      model,
+      {
+        family: 'mixtral',
+        hiddenSize: 32,
+        numLayers: 1,
+        numHeads: 2,
+        numKvHeads: 2,
+        headDim: 16,
+        expertIntermediateSize: 32,
+        numExperts: 4,
+        topK: 2,
+      },
+      1,
+      join(__dirname, '../../fixtures/data/models/tiny-chatml'),
+    )
+    const data = join(__dirname, '../../fixtures/data/layouts/messages.jsonl')
+    const runDir = join(root, 'ws', 'runs', 'r')
+    const args = ['train', '--model', model, '--dataset', data, '--set', 'maxSteps=2', '--set', 'batchSize=2', '--set', 'finalEval.rows=2']
+    const t = await cliInterrupted([...args, '--out', runDir, '--backend', 'wasm'], /^evaluating the base model/)
+    expect(t.code).toBe(0)
+    expect(JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8')).status).toBe('completed')
+    expect(t.err.at(-1)).toBe(
+      'the run is complete; its before/after evaluation was stopped (Ctrl-C): score it with moe-workbench eval --model r',
+    )
+  })
+})
+
 describe('moe-workbench eval', () => {
   it('scores a run (its own dataset) and a model folder (a dataset file), with a JSON last line', async () => {
     const { createModel } = await import('../../../src/main/engineProcess/models')
