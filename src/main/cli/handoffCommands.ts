@@ -88,6 +88,9 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     for (const l of r.launch.single) io.out(`  ${l}`)
     return 0
   } catch (e) {
+    // A run whose dataset was deleted since: say how to hand it off anyway (it said only "no dataset X").
+    if (!isConfig && typeof values.dataset !== 'string' && e instanceof Error && /\bno dataset \S+ in\b/.test(e.message))
+      throw new UsageError(`${e.message}: the run's dataset was deleted; hand the run off with another: --dataset ID|FILE`)
     throw cliError(e, {
       outDir: '--out',
       modelRef: '--model-ref',

@@ -59,7 +59,8 @@ commands:
                                                           a merged Hugging Face checkpoint folder
             (RUN: a run folder <workspace>/runs/ID, or a run's id or name as run list shows
             it; the checkpoint: the run's last unless named)
-  handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR --dataset ID|FILE (a CONFIG)]
+  handoff   RUN|CONFIG --target llamafactory|axolotl --out DIR [--model DIR (a CONFIG)] [--dataset ID|FILE
+            (a CONFIG; a RUN: instead of its own)]
             [--set key=value ...] [--model-ref HUB_ID] [--copy-model] [--nodes 1]
             [--gpus-per-node 8] [--gpu-memory 80GB]       a folder that runs it on a cluster with
                                                           DeepSpeed: dataset, trainer YAML, README

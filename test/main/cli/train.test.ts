@@ -1152,4 +1152,35 @@ describe('moe-workbench handoff', () => {
     expect(changed.err.at(-1)).toMatch(/sums\.jsonl: 2 invalid rows; fix them or import the valid ones with: moe-workbench dataset import/)
     expect((await cli('dataset', 'list', '--workspace', ws)).out).toHaveLength(1)
   }, 120_000)
+
+  it("hands off a run whose dataset was deleted with another one, and says so where none is given (it said only 'no dataset X')", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-handoff-gone-'))
+    const ws = join(dir, 'ws')
+    const folder = new RunFolder(join(ws, 'runs', 'r'))
+    folder.write({
+      id: 'r',
+      name: 'orphan',
+      status: 'completed',
+      config: validateRunConfig({ method: 'lora', maxSteps: 10 }),
+      baseModel: join(__dirname, '../../../resources/default-model'),
+      dataset: 'gone-1',
+      created: '2026-12-04T00:00:00.000Z',
+      updated: '2026-12-04T00:00:00.000Z',
+      step: 10,
+      totalSteps: 10,
+      bestValLoss: null,
+      lastCheckpoint: null,
+    })
+    const args = ['handoff', 'orphan', '--target', 'axolotl', '--workspace', ws, '--gpu-memory', '80GB']
+    const refused = await cli(...args, '--out', join(dir, 'job'))
+    expect(refused.code).toBe(2)
+    expect(refused.err[0]).toMatch(
+      /no dataset "?gone-1"? in .*: the run's dataset was deleted; hand the run off with another: --dataset ID\|FILE/,
+    )
+    expect(existsSync(join(dir, 'job'))).toBe(false)
+    const data = join(__dirname, '../../../resources/samples/arithmetic.jsonl')
+    const r = await cli(...args, '--dataset', data, '--out', join(dir, 'job'))
+    expect(r.code, r.err.join('\n')).toBe(0)
+    expect(r.out[0]).toMatch(/^wrote .*job for axolotl: /)
+  }, 120_000)
 })
