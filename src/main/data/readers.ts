@@ -516,15 +516,7 @@ async function openJson(file: string, bytes: number): Promise<DatasetSource> {
     if (first === '{') return jsonl
     throw new DatasetError(`${file}: invalid JSON${jsonErrorWhere(text, (e as Error).message)}`)
   }
-  let rows: unknown[]
-  if (Array.isArray(parsed)) rows = parsed
-  else {
-    const arrays = Object.entries(parsed as Record<string, unknown>).filter(([, v]) => Array.isArray(v))
-    if (arrays.length !== 1) {
-      throw new DatasetError(`${file}: expected a JSON array of objects, or an object with exactly one array (found ${arrays.length})`)
-    }
-    rows = arrays[0][1] as unknown[]
-  }
+  const rows = jsonRows(file, parsed)
   return {
     format: 'json',
     bytes,
@@ -715,4 +707,30 @@ export function jsonErrorWhere(text: string, message: string, oneLine = false): 
   const lineText = text.slice(start, end < 0 ? undefined : end).trimEnd()
   const shown = lineText.length > 80 ? `${lineText.slice(Math.max(0, pos - start - 40), pos - start + 40)}` : lineText
   return ` at ${oneLine ? '' : `line ${line}, `}column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); a trailing comma or a missing one is the usual cause`
+}
+
+/**
+ * The rows of a parsed .json file: the file's array, or the one array at the top level of its
+ * object ({"version": 1, "data": [...]}); otherwise an error naming what the file holds and what
+ * to do (it said "an object with exactly one array (found 0)", naming no key). `parsed` is an
+ * array or an object: the reader parses only a file that starts with [ or {.
+ */
+export function jsonRows(file: string, parsed: unknown): unknown[] {
+  if (Array.isArray(parsed)) return parsed
+  const want = 'expected an array of rows, or an object with one array of rows at its top level'
+  const entries = Object.entries(parsed as Record<string, unknown>)
+  const arrays = entries.filter(([, v]) => Array.isArray(v)).map(([k]) => k)
+  if (arrays.length === 1) return (parsed as Record<string, unknown[]>)[arrays[0]]
+  if (arrays.length > 1)
+    throw new DatasetError(
+      `${file}: ${want}; it has ${arrays.length} (${arrays.map((k) => JSON.stringify(k)).join(', ')}): save the one to import as a file of its own`,
+    )
+  // An array one level down ({"data": {"rows": [...]}}): named, so the user knows where it is.
+  const nested = entries.flatMap(([k, v]) =>
+    v !== null && typeof v === 'object' ? Object.entries(v).flatMap(([k2, v2]) => (Array.isArray(v2) ? [`${k}.${k2}`] : [])) : [],
+  )
+  const keys = entries.length ? `its keys: ${entries.map(([k]) => JSON.stringify(k)).join(', ')}` : 'it is an empty object'
+  throw new DatasetError(
+    `${file}: ${want}; ${keys}${nested.length ? `, and the rows in ${nested.join(', ')} are nested deeper: make them the file's top level, or convert the file to JSON Lines` : ''}`,
+  )
 }

@@ -178,6 +178,24 @@ describe('every layout in every file format', () => {
     ])
   })
 
+  it('says what a JSON file holds where its rows are not the one top-level array: the keys, the arrays, a nested one', async () => {
+    const dir = tempDir()
+    const write = (name: string, value: unknown): string => {
+      const file = join(dir, name)
+      writeFileSync(file, JSON.stringify(value, null, 2))
+      return file
+    }
+    const want = 'expected an array of rows, or an object with one array of rows at its top level'
+    await expect(inspectDataset(write('two.json', { train: [{ text: 'a' }], test: [{ text: 'b' }] }))).rejects.toThrow(
+      `two.json: ${want}; it has 2 ("train", "test"): save the one to import as a file of its own`,
+    )
+    await expect(inspectDataset(write('nested.json', { meta: { v: 1 }, data: { rows: [{ text: 'a' }] } }))).rejects.toThrow(
+      `nested.json: ${want}; its keys: "meta", "data", and the rows in data.rows are nested deeper: make them the file's top level, or convert the file to JSON Lines`,
+    )
+    await expect(inspectDataset(write('flat.json', { a: 1, b: { c: 2 } }))).rejects.toThrow(`flat.json: ${want}; its keys: "a", "b"`)
+    await expect(inspectDataset(write('empty-object.json', {}))).rejects.toThrow(`empty-object.json: ${want}; it is an empty object`)
+  })
+
   it('tells a pretty-printed JSON object from JSON Lines by its first line', async () => {
     const file = join(tempDir(), 'pretty.json')
     writeFileSync(file, JSON.stringify({ rows: [{ text: 'a' }, { text: 'b' }] }, null, 2))
