@@ -4,7 +4,7 @@
  */
 import { gib } from '../handoff/deepspeed'
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 import { HANDOFF_TARGETS, notCarried, type HandoffTarget } from '../../shared/handoff'
 import { applyOverrides } from '../../shared/runConfig'
 import { parseBytes } from './commands'
@@ -76,6 +76,11 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     })
     io.out(`wrote ${r.outDir} for ${r.target}: ${r.files.join(', ')}`)
     io.out(`model      ${r.modelRef}`)
+    // The default (neither --copy-model nor --model-ref): a path the cluster must see as it is here.
+    if (isAbsolute(r.modelRef))
+      io.err(
+        `note: model: the cluster reads ${r.modelRef} as this machine's path (a shared file system); otherwise give --copy-model (a copy inside the folder) or --model-ref HUB_ID`,
+      )
     io.out(
       `deepspeed  ZeRO-${r.deepspeed.stage}${r.deepspeed.offload ? ' with CPU offload' : ''} (${r.deepspeed.file}), about ${gib(r.memoryPerDevice)} per device`,
     )

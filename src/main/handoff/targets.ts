@@ -956,7 +956,7 @@ export function planHandoff(input: HandoffInput): HandoffPlan {
     )
   if (batch.effective !== batch.workbench)
     built.warnings.push(
-      `batch: ${batch.workbench} rows per step here cannot be split evenly over ${devices} devices; the cluster run takes ${batch.effective}`,
+      `batch: ${batch.workbench} rows per step here cannot be split evenly over ${devices} devices; the cluster run takes ${batch.effective} per step, at the learning rate set for ${batch.workbench} (${c.optimizer.lr}): choose a batch size that ${devices} divides, or adjust the rate for the larger batch`,
     )
   const mapping: MappingRow[] = runConfigLeaves(c).map(([setting, value]) => {
     const row = built.rows.get(setting)

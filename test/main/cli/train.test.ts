@@ -1182,5 +1182,12 @@ describe('moe-workbench handoff', () => {
     const r = await cli(...args, '--dataset', data, '--out', join(dir, 'job'))
     expect(r.code, r.err.join('\n')).toBe(0)
     expect(r.out[0]).toMatch(/^wrote .*job for axolotl: /)
+    // The model by this machine's path (no --copy-model, no --model-ref): said, with the two other ways.
+    expect(r.err).toContain(
+      `note: model: the cluster reads ${join(__dirname, '../../../resources/default-model')} as this machine's path (a shared file system); otherwise give --copy-model (a copy inside the folder) or --model-ref HUB_ID`,
+    )
+    const copied = await cli(...args, '--dataset', data, '--out', join(dir, 'job2'), '--copy-model')
+    expect(copied.code, copied.err.join('\n')).toBe(0)
+    expect(copied.err.join('\n')).not.toMatch(/note: model:/)
   }, 120_000)
 })

@@ -462,6 +462,16 @@ describe('handoff configs', () => {
     )
   })
 
+  it('says where a batch cannot be split evenly over the devices, and that the learning rate stays the one set for it', () => {
+    const odd = planHandoff({ ...input('axolotl', { batchSize: 4, optimizer: { lr: 0.003 } }), nodes: 1, gpusPerNode: 8 })
+    expect(odd.batch).toMatchObject({ effective: 8, workbench: 4 })
+    expect(odd.warnings).toContainEqual(
+      'batch: 4 rows per step here cannot be split evenly over 8 devices; the cluster run takes 8 per step, at the learning rate set for 4 (0.003): choose a batch size that 8 divides, or adjust the rate for the larger batch',
+    )
+    const even = planHandoff({ ...input('axolotl', { batchSize: 16, optimizer: { lr: 0.003 } }), nodes: 1, gpusPerNode: 8 })
+    expect(even.warnings.filter((w) => w.startsWith('batch:'))).toEqual([])
+  })
+
   it('eval_steps stays within max_steps, so a run shorter than one interval still evaluates (at its end, as here)', () => {
     for (const target of ['llamafactory', 'axolotl'] as const) {
       const short = planHandoff(input(target, { maxSteps: 20, evalEvery: 50 }))
