@@ -200,8 +200,11 @@ export function interpretCurves(
   steps: StepPoint[],
   evals: EvalMetrics[],
   c: RunConfig,
-  /** answersShown: the before/after answers are on the page (a completed run's evaluation). */
-  ctx: Pick<GuidanceContext, 'vocabSize'> & { answersShown?: boolean },
+  /**
+   * answersShown: the before/after answers are on the page (a completed run's evaluation);
+   * answersText: where else to look at the answers (the CLI's words: it shows no page).
+   */
+  ctx: Pick<GuidanceContext, 'vocabSize'> & { answersShown?: boolean; answersText?: string },
 ): Advice[] {
   const out: Advice[] = []
   const bad = steps.find((s) => !Number.isFinite(s.loss))
@@ -259,7 +262,7 @@ export function interpretCurves(
       out.push({
         id: 'overfitting',
         tone: 'warn',
-        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training cross-entropy fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersShown ? 'check the answers below' : "its answers are compared with the base model's when a completed run is evaluated (Did it learn?)"}.`,
+        message: `Overfitting: validation loss rose from ${best.valLoss.toFixed(3)} (step ${best.step}) to ${last.valLoss.toFixed(3)} (step ${last.step}) while the training cross-entropy fell (${trainAt(best.step).toFixed(3)} → ${trainAt(last.step).toFixed(3)}, the mean of the 10 steps up to each); the best checkpoint was step ${best.step}${c.checkpointEvery > 0 ? ' (kept: Export can write it)' : ' (not kept: checkpointEvery 0 keeps only the last step)'}. Stop earlier (earlyStopping.patience) or add data. On a handful of rows to memorise, this is expected: ${ctx.answersText ?? (ctx.answersShown ? 'check the answers below' : "its answers are compared with the base model's when a completed run is evaluated (Did it learn?)")}.`,
         suggest: { path: 'earlyStopping.patience', value: 2 },
       })
   }

@@ -192,7 +192,9 @@ describe('the curves, in words', () => {
       { optimizer: { lr: 5 } },
     )
     expect(a).toEqual([expect.objectContaining({ id: 'diverged', tone: 'danger', suggest: { path: 'optimizer.lr', value: 0.5 } })])
-    expect(a[0].message).toMatch(/^Diverged: the cross-entropy rose from 117\.10 to 517\.10, worse than a uniform guess .* \(now 5\) is too high/)
+    expect(a[0].message).toMatch(
+      /^Diverged: the cross-entropy rose from 117\.10 to 517\.10, worse than a uniform guess .* \(now 5\) is too high/,
+    )
     // clipping off: turn it on too
     expect(
       read(
@@ -338,6 +340,15 @@ describe('the words', () => {
         { vocabSize: 1200, answersShown: true },
       )[0].message,
     ).toMatch(/this is expected: check the answers below\.$/)
+    // where the answers are, in the words of a caller that shows no page (the CLI)
+    expect(
+      interpretCurves(
+        curve(60, (i) => 4 - i / 20),
+        [ev(20, 3), ev(40, 2.5), ev(60, 3.2)],
+        cfg,
+        { vocabSize: 1200, answersShown: true, answersText: 'see elsewhere' },
+      )[0].message,
+    ).toMatch(/this is expected: see elsewhere\.$/)
   })
 })
 

@@ -234,7 +234,11 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean, 
  * a line each, for the CLI: its summary and run show had the figures and none of the reading.
  */
 export function curveLines(d: Pick<RunDetail, 'record' | 'steps' | 'evals' | 'evaluation'>, vocabSize: number): string[] {
-  return interpretCurves(d.steps, d.evals, d.record.config, { vocabSize, answersShown: !!d.evaluation }).map(
+  // Its answers are not printed (the run card's "check the answers below" pointed at nothing).
+  const answersText = d.evaluation
+    ? 'check its before/after scores (exact match, F1) on the rows it learned'
+    : `score its answers with moe-workbench eval --model ${d.record.id}`
+  return interpretCurves(d.steps, d.evals, d.record.config, { vocabSize, answersText }).map(
     (a) =>
       `${(a.tone === 'info' ? 'note' : 'advice').padEnd(12)}${a.message}${a.suggest ? ` (next run: --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`,
   )

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
-import { formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
+import { curveLines, formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { chatFormat } from '../../../src/main/cli/chatCommand'
 import { describeModel, describeRun, runDetailLines } from '../../../src/main/cli/workspaceCommands'
 import type { RunDetail, RunRecord } from '../../../src/shared/runs'
@@ -995,6 +995,29 @@ describe('model list and run list lines', () => {
       } as unknown as RunRecord)
     expect(run({ esft: { enabled: true } })).toBe('r  completed  step 3/3  full + ESFT  from /m')
     expect(run({ method: 'lora' })).toBe('r  completed  step 3/3  lora  from /m')
+  })
+})
+
+describe('curveLines', () => {
+  it("points the overfitting advice at what the CLI prints (it said 'check the answers below', and none followed)", () => {
+    const steps = Array.from({ length: 60 }, (_, i) => ({
+      step: i + 1,
+      totalSteps: 60,
+      loss: 4 - i / 20,
+      ce: 4 - i / 20,
+      droppedFraction: 0,
+    }))
+    const evals = [
+      { step: 20, valLoss: 3 },
+      { step: 40, valLoss: 2.5 },
+      { step: 60, valLoss: 3.2 },
+    ]
+    const d = { record: { id: 'r1', config: validateRunConfig({}) }, steps, evals, evaluation: null } as unknown as RunDetail
+    const advice = (x: RunDetail) => curveLines(x, 0).find((l) => l.includes('Overfitting'))
+    expect(advice(d)).toMatch(/this is expected: score its answers with moe-workbench eval --model r1\.( \(next run: .*\))?$/)
+    expect(advice({ ...d, evaluation: { splits: [] } } as unknown as RunDetail)).toMatch(
+      /this is expected: check its before\/after scores \(exact match, F1\) on the rows it learned\.( \(next run: .*\))?$/,
+    )
   })
 })
 
