@@ -267,12 +267,17 @@ export function interpretCurves(
       })
   }
   const recentDrop = mean(steps.slice(-10).map((s) => s.droppedFraction))
-  if (steps.length > 0 && recentDrop > DROP_WARN)
+  if (steps.length > 0 && recentDrop > DROP_WARN) {
+    // The next step up, as the warning before a run names it (1.25, Switch Transformer's), where
+    // the run was below it; dropless past it ("try 1.25" before and "dropless" after read as a contradiction).
+    const set = c.moe.capacityFactorTrain
+    const below = typeof set === 'number' && set < 1.25
     out.push({
       id: 'dropping',
       tone: 'warn',
-      message: `${(recentDrop * 100).toFixed(1)}% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.`,
-      suggest: { path: 'moe.capacityFactorTrain', value: 'dropless' },
+      message: `${(recentDrop * 100).toFixed(1)}% of tokens are dropped by full experts (capacity factor): they skip the MoE block. ${below ? `Raise the capacity factor (now ${fmt(set)}) to 1.25, or set it to dropless.` : 'Set the capacity factor to dropless.'}`,
+      suggest: { path: 'moe.capacityFactorTrain', value: below ? 1.25 : 'dropless' },
     })
+  }
   return out
 }

@@ -306,7 +306,7 @@ describe('the words', () => {
       ).map((a) => a.message),
     ).toEqual([
       'Not learning: the cross-entropy (7.00, the mean of the last 10 steps) is near ln(1200) = 7.09, what a uniform guess over the vocabulary scores. Raise the learning rate (now 3.0e-4).',
-      '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
+      '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Set the capacity factor to dropless.',
     ])
     expect(
       interpretCurves(
@@ -481,15 +481,31 @@ describe('the rules at their edges', () => {
     expect(tie.map((a) => a.id)).toEqual([])
   })
 
-  it('dropping: the advice in full', () => {
+  it('dropping: the advice in full; 1.25 first where the run was below it (as the warning before a run says), then dropless', () => {
     expect(read(curve(10, () => 3, { droppedFraction: 0.2 }))).toEqual([
       {
         id: 'dropping',
         tone: 'warn',
         message:
-          '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless.',
+          '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Set the capacity factor to dropless.',
         suggest: { path: 'moe.capacityFactorTrain', value: 'dropless' },
       },
     ])
+    const at = (cf: number) =>
+      interpretCurves(
+        curve(10, () => 3, { droppedFraction: 0.2 }),
+        [],
+        validateRunConfig({ moe: { capacityFactorTrain: cf } }),
+        {
+          vocabSize: 0,
+        },
+      )[0]
+    expect(at(0.5)).toMatchObject({
+      message:
+        '20.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor (now 0.5) to 1.25, or set it to dropless.',
+      suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
+    })
+    expect(at(1.24).suggest).toEqual({ path: 'moe.capacityFactorTrain', value: 1.25 })
+    expect(at(1.25).suggest).toEqual({ path: 'moe.capacityFactorTrain', value: 'dropless' })
   })
 })

@@ -1061,7 +1061,7 @@ describe('run show', () => {
       'checkpoints step-50, step-100 (best validation loss 1.500), step-200',
       'resume      trains steps 201-279 again from step-200',
       // what the curves say, as the run card's panel (the CLI had the figures and none of the reading)
-      'advice      30.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor or set it to dropless. (next run: --set moe.capacityFactorTrain="dropless")',
+      'advice      30.0% of tokens are dropped by full experts (capacity factor): they skip the MoE block. Raise the capacity factor (now 1) to 1.25, or set it to dropless. (next run: --set moe.capacityFactorTrain=1.25)',
     ])
     const early = {
       ...detail,
