@@ -99,7 +99,7 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
     out.push({
       id: 'steps-under-epoch',
       tone: 'warn',
-      message: `${c.maxSteps} steps see ${Math.round((100 * c.maxSteps) / stepsPerEpoch)}% of the ${ctx.trainRows} training rows once (an epoch is ${stepsPerEpoch} steps): the rest are never trained on.`,
+      message: `${c.maxSteps} ${c.maxSteps === 1 ? 'step sees' : 'steps see'} ${Math.round((100 * c.maxSteps) / stepsPerEpoch)}% of the ${ctx.trainRows} training rows once (an epoch is ${stepsPerEpoch} steps): the rest are never trained on.`,
       suggest: { path: 'maxSteps', value: stepsPerEpoch },
     })
   const cf =

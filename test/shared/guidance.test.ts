@@ -381,6 +381,7 @@ describe('the rules at their edges', () => {
         suggest: { path: 'maxSteps', value: 3 },
       },
     ])
+    expect(advice({ maxSteps: 1, batchSize: 4, gradAccumulation: 3 })[0].message).toMatch(/^1 step sees 33% of the 36 training rows/)
     expect(advice({}, { modelCapacityFactor: 0.5 })[0]).toMatchObject({
       id: 'capacity-drops',
       tone: 'warn',

@@ -283,7 +283,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
     // the same step again would remove the complete folder before the new one is in place.
     const stopped = stop?.status === 'cancelled' || stop?.status === 'interrupted'
     if (stopped && folder.lastCheckpoint() !== folder.checkpointDir(s.state.step)) await writeCheckpoint(s)
-    return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} steps`, s.state.step)
+    return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} ${s.state.step === 1 ? 'step' : 'steps'}`, s.state.step)
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
     save({ status: 'failed', message })

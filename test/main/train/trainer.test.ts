@@ -861,6 +861,7 @@ describe('gradient clipping', () => {
       return Math.sqrt(sq)
     }
     const free = await run(baseModel(), { ...cfg, gradClip: 0 }, data)
+    expect(new RunFolder(free.runDir).read().message).toBe('completed 1 step') // not "1 steps"
     const norm = free.steps[0].gradNorm
     expect(norm).toBeGreaterThan(0.01)
     const clip = norm / 4
