@@ -67,7 +67,8 @@ commands:
   adapter   import DIR [--model BASE] [--name NAME]       a PEFT LoRA adapter (LLaMA-Factory, axolotl...)
                                                           as a run: eval and export it like one trained here
   model     list | delete ID                              the workspace's models; delete removes a made or
-                                                          exported one (a linked one: the link only)
+                                                          exported one (a linked one, or one exported
+                                                          with --out: the link only)
   run       list | show ID | delete ID                    the workspace's runs; show: one as its card
                                                           shows it (status, checkpoints, what a resume
                                                           redoes, evaluation); delete removes one not

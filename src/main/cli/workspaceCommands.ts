@@ -24,7 +24,7 @@ import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export function describeModel(m: ModelEntry): string {
   const what = m.info
-    ? `${m.info.family}, ${m.info.numExperts} experts top-${m.info.topK}${ROUTER_WORDS[m.info.routerType] ? `, ${ROUTER_WORDS[m.info.routerType]}` : ''}, ${formatBytes(m.info.bytesByDtype.float32)} in float32`
+    ? `${m.info.family}, ${m.info.numExperts} experts top-${m.info.topK}${ROUTER_WORDS[m.info.routerType] ? `, ${ROUTER_WORDS[m.info.routerType]}` : ''}, ${formatBytes(m.info.bytesByDtype[m.info.checkpointDtype] ?? m.info.bytesByDtype.float32)} in ${m.info.checkpointDtype ?? 'float32'}`
     : `unreadable: ${m.error ?? 'unknown error'}`
   return `${m.id}  ${m.name}  ${m.source}  ${what}  ${m.dir}`
 }

@@ -984,6 +984,16 @@ describe('model list and run list lines', () => {
     expect(model('hash')).toBe('hs  hs  workspace  mixtral, 8 experts top-1, hash routing, 14.2 MiB in float32  /m')
     expect(model('switch')).toMatch(/top-1, switch router, /)
     expect(model('softmax_topk')).toMatch(/experts top-1, 14\.2 MiB/)
+    // Its size as stored: a bfloat16 export read "10.4 MiB in float32" (5.4 MB on disk).
+    const bf16 = {
+      ...info,
+      routerType: 'softmax_topk',
+      checkpointDtype: 'bfloat16',
+      bytesByDtype: { float32: 10.4 * 2 ** 20, bfloat16: 5.2 * 2 ** 20 },
+    }
+    expect(describeModel({ id: 'b', name: 'b', source: 'workspace', dir: '/b', info: bf16 } as unknown as ModelEntry)).toBe(
+      'b  b  workspace  mixtral, 8 experts top-1, 5.2 MiB in bfloat16  /b',
+    )
     const run = (config: RunConfigInput) =>
       describeRun({
         id: 'r',
