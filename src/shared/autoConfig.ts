@@ -130,6 +130,8 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
     )
     choose('lora.targets', targets, "the experts hold most of an MoE's weights, so they get adapters with attention")
     choose('lora.rank', rank, fewRows ? 'a few hundred rows or fewer: rank 16 (alpha 32) has room to learn them' : 'rank 8 (alpha 16)')
+    choose('lora.alpha', 2 * rank, "twice the rank: the adapters' updates are scaled by alpha / rank = 2")
+    if (fewRows) choose('lora.dropout', 0.05, 'a little dropout on the adapters: a few rows are memorised fast')
     c.optimizer.lr = typicalLr('lora', params)
     choose(
       'optimizer.lr',
@@ -140,6 +142,7 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
     )
   }
   c.optimizer.betas = [0.9, 0.95]
+  choose('optimizer.betas', c.optimizer.betas, "Adam's β2 0.95 (LLaMA's and most MoE recipes'): steadier steps where gradients change fast")
   c.optimizer.weightDecay = fewRows ? 0 : 0.01
   if (fewRows) choose('optimizer.weightDecay', 0, 'no weight decay: with a few rows the goal is to learn each of them')
 
@@ -166,6 +169,7 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
   c.maxSteps = null
   c.schedule = { type: 'cosine', warmupSteps: Math.min(50, Math.max(1, Math.round(steps * 0.05))), minLrRatio: 0.1 }
   choose('schedule.warmupSteps', c.schedule.warmupSteps, `5% of the ${steps} steps warm up, then the rate decays (cosine) to a tenth`)
+  choose('schedule.minLrRatio', c.schedule.minLrRatio, 'the rate ends at a tenth of its peak, not at 0: the last steps still learn')
 
   // Lengths.
   const cap = Math.min(input.model.maxPositions, 4096)
@@ -180,6 +184,8 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
   // Evaluation and checkpoints: a few of each over the run.
   c.evalEvery = Math.max(10, Math.round(steps / 5))
   c.checkpointEvery = Math.max(10, Math.round(steps / 2))
+  choose('evalEvery', c.evalEvery, `validated about 5 times over the ${steps} steps`)
+  choose('checkpointEvery', c.checkpointEvery, 'a checkpoint halfway and at the end (and at each new best validation loss)')
   c.finalEval = { rows: 20 }
   choose(
     'finalEval.rows',

@@ -69,6 +69,22 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(auto.choices.find((x) => x.path === 'method')!.why).toContain('2.7 M parameters')
   })
 
+  it('lists every setting it changes from the defaults (--set starts from the defaults: an unlisted one is lost)', () => {
+    const leaves = (o: unknown, path = ''): [string, unknown][] =>
+      o !== null && typeof o === 'object' && !Array.isArray(o)
+        ? Object.entries(o).flatMap(([k, v]) => leaves(v, path ? `${path}.${k}` : k))
+        : [[path, o]]
+    const defaults = new Map(leaves(runConfigSchema.parse({})))
+    for (const input of [autoInput(manifest(36), bundled), large(), large({ trainRows: 5000 }), autoInput(manifest(3000), bundled)]) {
+      const auto = autoRunConfig(input)
+      const chosen = auto.choices.map((c) => c.path)
+      const changed = leaves(auto.config)
+        .filter(([path, v]) => JSON.stringify(v) !== JSON.stringify(defaults.get(path)))
+        .map(([path]) => path)
+      expect(changed.filter((path) => !chosen.some((c) => path === c || path.startsWith(`${c}.`)))).toEqual([])
+    }
+  })
+
   it('gives a 7B-class model LoRA on attention and experts (and the shared expert where there is one)', () => {
     const c = autoRunConfig(large()).config
     expect(c.method).toBe('lora')
@@ -137,10 +153,18 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(auto.choices).toEqual([
       { path: 'method', value: 'full', why: 'the model is small (50.0 M parameters): training every weight is cheap and learns fastest' },
       { path: 'optimizer.lr', value: 0.001, why: 'a full fine-tune of a model of tens of millions of parameters' },
+      {
+        path: 'optimizer.betas',
+        value: [0.9, 0.95],
+        why: "Adam's β2 0.95 (LLaMA's and most MoE recipes'): steadier steps where gradients change fast",
+      },
       { path: 'batchSize', value: 8, why: '3000 training rows: 8 per step' },
       { path: 'epochs', value: 1, why: '3000 rows: one pass (375 steps); more passes start to memorise' },
       { path: 'schedule.warmupSteps', value: 19, why: '5% of the 375 steps warm up, then the rate decays (cosine) to a tenth' },
+      { path: 'schedule.minLrRatio', value: 0.1, why: 'the rate ends at a tenth of its peak, not at 0: the last steps still learn' },
       { path: 'data.maxLength', value: 1024, why: 'the longest row is 3000 tokens (longer rows are cut: the model reads at most 1024)' },
+      { path: 'evalEvery', value: 75, why: 'validated about 5 times over the 375 steps' },
+      { path: 'checkpointEvery', value: 188, why: 'a checkpoint halfway and at the end (and at each new best validation loss)' },
       {
         path: 'finalEval.rows',
         value: 20,
