@@ -91,13 +91,28 @@ function unwrap(s: unknown): unknown {
   return cur
 }
 
+/**
+ * The valid keys that start as `key` does, a typo aside (at least 4 characters typed): a key cut
+ * short ("capacityFactr") is far from the whole one by edit distance; at most 3, else none.
+ */
+export function keysStartingLike(key: string, valid: readonly string[]): string[] {
+  const n = norm(key)
+  if (n.length < 4) return []
+  const found = valid.filter((v) => {
+    const w = norm(v)
+    return w.length > n.length && editDistance(n, w.slice(0, n.length)) <= 1
+  })
+  return found.length <= 3 ? found : []
+}
+
 /** "unknown field "maxStep" (did you mean "maxSteps"?)" for a zod unrecognized_keys issue. */
 export function unknownKeysMessage(schema: unknown, path: readonly PropertyKey[], keys: readonly string[]): string {
   const valid = keysAt(schema, path) ?? []
   return keys
     .map((k) => {
-      const hint = closestKey(k, valid)
-      return `unknown field ${JSON.stringify(k)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : valid.length ? `; valid fields here: ${valid.join(', ')}` : ''}`
+      const close = closestKey(k, valid)
+      const hints = close ? [close] : keysStartingLike(k, valid)
+      return `unknown field ${JSON.stringify(k)}${hints.length ? ` (did you mean ${hints.map((h) => JSON.stringify(h)).join(' or ')}?)` : valid.length ? `; valid fields here: ${valid.join(', ')}` : ''}`
     })
     .join('; ')
 }

@@ -1,7 +1,8 @@
 /** "Did you mean": edit distance, the closest valid key, and the keys a schema accepts at a path. */
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { closestKey, editDistance, keysAt, unknownKeysMessage } from '../../src/shared/keys'
+import { closestKey, editDistance, keysAt, keysStartingLike, unknownKeysMessage } from '../../src/shared/keys'
+import { runConfigSchema } from '../../src/shared/runConfig'
 
 describe('editDistance (optimal string alignment)', () => {
   it('counts inserts, deletes, substitutions, and an adjacent swap as one', () => {
@@ -103,5 +104,22 @@ describe('keysAt', () => {
     expect(unknownKeysMessage(schema, ['a'], ['bb', 'zzzz'])).toBe(
       'unknown field "bb" (did you mean "b"?); unknown field "zzzz"; valid fields here: b, c',
     )
+  })
+
+  it('a key cut short: the keys it starts like, a typo aside (it listed all 11 fields of moe)', () => {
+    expect(unknownKeysMessage(runConfigSchema, ['moe'], ['capacityFactr'])).toBe(
+      'unknown field "capacityFactr" (did you mean "capacityFactorTrain" or "capacityFactorEval"?)',
+    )
+    expect(unknownKeysMessage(runConfigSchema, ['moe'], ['routerJit'])).toBe('unknown field "routerJit" (did you mean "routerJitter"?)')
+    expect(keysStartingLike('capacitx', ['capacityFactorTrain', 'capacityFactorEval'])).toEqual([
+      'capacityFactorTrain',
+      'capacityFactorEval',
+    ])
+    expect(keysStartingLike('capaxxty', ['capacityFactorTrain'])).toEqual([]) // two typos
+    expect(keysStartingLike('cap', ['capacityFactorTrain'])).toEqual([]) // too short to tell
+    expect(keysStartingLike('capacityFactorTrain', ['capacityFactorTrain'])).toEqual([]) // not longer: not cut short
+    expect(keysStartingLike('abcd', ['abcd1', 'abcd2', 'abcd3'])).toEqual(['abcd1', 'abcd2', 'abcd3'])
+    expect(keysStartingLike('abcd', ['abcd1', 'abcd2', 'abcd3', 'abcd4'])).toEqual([]) // too many to help
+    expect(keysStartingLike('ABC_D', ['abcd1'])).toEqual(['abcd1']) // case and separators aside
   })
 })
