@@ -21,6 +21,7 @@ import { evalCommand, exportCommand, trainCommand } from './trainCommands'
 import { adapterCommand, handoffCommand } from './handoffCommands'
 import { modelCommand, runCommand } from './workspaceCommands'
 import { settingKeys } from '../../shared/runConfig'
+import { closestKey } from '../../shared/keys'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
 export const USAGE = `usage: moe-workbench <command> [options]
@@ -326,8 +327,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
     let values: ParsedValues
     let positionals: string[]
+    const options = { ...COMMON, ...cmd.options }
     try {
-      const options = { ...COMMON, ...cmd.options }
       const parsed = parseArgs({
         args: withNegativeValues(rest, options),
         options,
@@ -347,8 +348,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       // "Unknown option '--json'. To specify a positional argument starting with a '-', place it ...":
       // the option, and where the command's options are listed.
       const unknown = /^Unknown option '(-[^']*)'/.exec(message)?.[1]
-      if (unknown)
-        throw new UsageError(`${unknown} is not an option of moe-workbench ${name} (see moe-workbench ${name} --help for its options)`)
+      if (unknown) {
+        // A typo of one of its options is named ("--modle": --model), as --set names a key.
+        const close = unknown.startsWith('--') ? closestKey(unknown.slice(2), Object.keys(options)) : undefined
+        throw new UsageError(
+          `${unknown} is not an option of moe-workbench ${name}${close ? `: did you mean --${close}?` : ''} (see moe-workbench ${name} --help for its options)`,
+        )
+      }
       throw new UsageError(message.replace(/^.*?:\s*/, '').split('\n')[0])
     }
     if (values.help) {

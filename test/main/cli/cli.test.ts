@@ -337,6 +337,10 @@ describe('moe-workbench CLI', () => {
         /^moe-workbench info: --bogus is not an option of moe-workbench info \(see moe-workbench info --help for its options\)$/,
       ],
       [
+        ['info', '--modle', FIX],
+        /^moe-workbench info: --modle is not an option of moe-workbench info: did you mean --model\? \(see moe-workbench info --help for its options\)$/,
+      ],
+      [
         ['generate', '--model', join(FIX, 'mixtral'), '--prompt-ids', '1,x,3', '--max-new-tokens', '2', '--greedy'],
         /"x" \(item 2\) is not a token id/,
       ],
