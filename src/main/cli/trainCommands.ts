@@ -120,6 +120,9 @@ export async function resolveDataset(host: CliHost, arg: string, valRatio: numbe
   // A dataset of the workspace by its id or its name, as `dataset list` shows them.
   const named = oneByIdOrName(await host.api['datasets.list'](), arg, 'dataset', { where: host.workspace, flag: '--dataset' })
   if (named) return named.id
+  // A folder: the file inside it is wanted (as dataset inspect says), not "neither a file nor a dataset".
+  if (existsSync(resolve(arg)) && statSync(resolve(arg)).isDirectory())
+    throw new UsageError(`--dataset: ${resolve(arg)} is a folder: give the data file inside it`)
   throw new UsageError(`--dataset: "${arg}" is neither a file nor a dataset of ${host.workspace} (see moe-workbench dataset list)`)
 }
 
@@ -161,6 +164,8 @@ export function locateRun(arg: string, values: ParsedValues): { workspace?: stri
   const id = runOfWorkspace(workspaceFromFlag(values), arg)
   if (id) return { id }
   if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(arg)) return { id: arg }
+  // A path to nothing: said so ("neither a run folder nor a run id" sent users looking for a run).
+  if (!existsSync(abs)) throw new UsageError(`${abs}: no such file or folder`)
   throw new UsageError(`"${arg}" is neither a run folder nor a run id`)
 }
 
@@ -437,7 +442,8 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       if (stopping) void host.close() // Ctrl-C while it started: it stops at its first step boundary
       io.err(`run ${runDir} on ${backend}${resume ? ' (resumed)' : ''}`)
     } catch (e) {
-      throw cliError(e)
+      // The run given to --resume, in the flag's name (it said "id: no run named …").
+      throw cliError(e, resume ? { id: '--resume' } : {})
     }
     const logged: string[] = []
     const detail = await followRun(host, record.id, io, record.config.finalEval.rows > 0, logged)

@@ -238,6 +238,14 @@ describe('moe-workbench train / export', () => {
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', 'no-such-dataset', '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(2)
     expect(r.err.at(-1)).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
+    // A folder: the file inside it is wanted (as dataset inspect says).
+    r = await cli('train', '--model', join(dir, 'base'), '--dataset', dir, '--workspace', ws, '--backend', 'cpu')
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/--dataset: \S+ is a folder: give the data file inside it/)
+    // --resume of no run, in the flag's name (it said "id: no run named nosuch").
+    r = await cli('train', '--resume', 'nosuch', '--workspace', ws, '--backend', 'cpu')
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/^moe-workbench train: --resume: no run named nosuch in /)
     writeFileSync(join(dir, 'd.jsonl'), '{"input_ids": [1, 2, 3]}\n')
     r = await cli(
       'train',
@@ -269,6 +277,10 @@ describe('moe-workbench train / export', () => {
     r = await cli('export', dir, '--out', join(dir, 'x'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/is neither a run folder nor a run id/)
+    // A path to nothing is said to be one.
+    r = await cli('handoff', join(dir, 'nope.json'), '--target', 'axolotl', '--out', join(dir, 'job'))
+    expect(r.code).toBe(2)
+    expect(r.err[0]).toMatch(/nope\.json: no such file or folder/)
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', join(dir, 'd.jsonl'), '--out', join(dir, 'elsewhere'))
     expect(r.code).toBe(2)
     expect(r.err[0]).toMatch(/--out: .* is not inside a workspace's runs\/ folder/)
