@@ -285,7 +285,7 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await capacity.fill('zz')
     await expect(capacity).toHaveValue('zz')
     await expect(page.getByTestId('cfg-moe-capacityFactorTrain-error')).toHaveText(
-      'must be a number more than 0, or dropless (every token kept)',
+      'must be a number more than 0, or "dropless" (every token kept)',
     )
     await capacity.fill('')
     await expect(page.getByTestId('cfg-moe-capacityFactorTrain-error')).toHaveCount(0)

@@ -13,7 +13,7 @@ const prob = z.number().min(0).max(1)
 // Neither a number nor "dropless" (letters typed into the field, NaN from an emptied one): zod
 // says only "Invalid input"; a number out of range keeps its own message ("must be more than 0").
 const capacity = z.union([z.number().positive(), z.literal('dropless')], {
-  error: 'must be a number more than 0, or dropless (every token kept)',
+  error: 'must be a number more than 0, or "dropless" (every token kept)',
 })
 
 export const LORA_TARGETS = ['attention', 'experts', 'shared_expert', 'router', 'dense_mlp', 'lm_head'] as const

@@ -46,7 +46,7 @@ describe('validateRunConfig', () => {
     // A capacity factor that is neither a number nor dropless said only "Invalid input".
     for (const typed of ['zz', NaN] as unknown as number[])
       expect(message(() => validateRunConfig({ moe: { capacityFactorTrain: typed } }))).toBe(
-        'invalid run config: moe.capacityFactorTrain: must be a number more than 0, or dropless (every token kept)',
+        'invalid run config: moe.capacityFactorTrain: must be a number more than 0, or "dropless" (every token kept)',
       )
     expect(message(() => validateRunConfig({ moe: { capacityFactorEval: -1 } }))).toBe(
       'invalid run config: moe.capacityFactorEval: must be more than 0',
