@@ -218,6 +218,9 @@ function absent(v: null | undefined, expected: 'text' | 'an array'): string {
   return v === null ? `is null: expected ${expected}; give it a value, or leave the row out` : MISSING
 }
 
+/** A required field with nothing in it: what to do too. */
+const EMPTY = 'must not be empty: give it a value, or leave the row out'
+
 /** A required key not in the row: what to do about it too (the row alone, or every row: the mapping). */
 const MISSING = 'missing field: add it to the row, map another key to it, or leave the row out'
 
@@ -248,7 +251,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       return undefined
     }
     if (!allowEmpty && text.trim() === '') {
-      if (required) problems.push({ field: column, message: 'must not be empty' })
+      if (required) problems.push({ field: column, message: EMPTY })
       return undefined
     }
     const bad = textProblem(text)
@@ -401,7 +404,7 @@ export function normalizeRecord(value: unknown, layout: DatasetLayout, mapping: 
       const hasLabels = record[col('labels')] !== undefined && record[col('labels')] !== null && record[col('labels')] !== ''
       const labels = hasLabels ? array('labels', false) : undefined
       if (ids !== undefined) {
-        if (ids.length === 0) problems.push({ field: col('input_ids'), message: 'must not be empty' })
+        if (ids.length === 0) problems.push({ field: col('input_ids'), message: EMPTY })
         const bad = ids.findIndex((t) => !isTokenId(t, options.vocabSize))
         if (bad !== -1) problems.push({ field: `${col('input_ids')}[${bad}]`, message: tokenProblem(ids[bad], options.vocabSize) })
       }

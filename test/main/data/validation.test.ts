@@ -63,10 +63,10 @@ describe('the validation report', () => {
       invalid: 4,
       problemCount: 4,
       problems: [
-        { line: 3, field: 'instruction', message: 'must not be empty' },
+        { line: 3, field: 'instruction', message: 'must not be empty: give it a value, or leave the row out' },
         { line: 6, field: '', message: 'expected 3 fields, got 4: a field with a comma in it goes in double quotes' },
         { line: 7, field: '', message: 'invalid UTF-8 (save the file again as UTF-8)' },
-        { line: 8, field: 'output', message: 'must not be empty' },
+        { line: 8, field: 'output', message: 'must not be empty: give it a value, or leave the row out' },
       ],
     })
     expect(r.preview.map((p) => [p.line, p.row])).toEqual([
@@ -139,7 +139,7 @@ describe('the validation report', () => {
     const mapping = resolveMapping('tokens', {}, null)
     const check = (value: unknown, vocabSize?: number) => normalizeRecord(value, 'tokens', mapping, { vocabSize }).problems
     expect(check({ input_ids: [1, 2], labels: [-100, 2] })).toBeUndefined()
-    expect(check({ input_ids: [] })).toEqual([{ field: 'input_ids', message: 'must not be empty' }])
+    expect(check({ input_ids: [] })).toEqual([{ field: 'input_ids', message: 'must not be empty: give it a value, or leave the row out' }])
     expect(check({ input_ids: [1, -5] })).toEqual([{ field: 'input_ids[1]', message: 'expected a token id (an integer >= 0), got -5' }])
     expect(check({ input_ids: [1, 900] }, 500)).toEqual([
       { field: 'input_ids[1]', message: 'token id 900 is outside the vocabulary (size 500)' },
@@ -207,7 +207,9 @@ describe('the validation report', () => {
       { field: 'messages[1].content', message: 'missing field: add it to the row, map another key to it, or leave the row out' },
     ])
     const text = resolveMapping('text', {}, null)
-    expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([{ field: 'text', message: 'must not be empty' }])
+    expect(normalizeRecord({ text: '' }, 'text', text).problems).toEqual([
+      { field: 'text', message: 'must not be empty: give it a value, or leave the row out' },
+    ])
     expect(normalizeRecord('just a string', 'text', text).problems).toEqual([{ field: '', message: 'expected an object, got a string' }])
   })
 
