@@ -82,7 +82,7 @@ interface BadRow {
  */
 function userDataset(): { file: string; bad: (BadRow & { line: number })[]; good: number } {
   const bad = new Map<number, BadRow>([
-    [6, { text: 'What is the capital of Chile?,', field: 'answer', message: 'must not be empty' }],
+    [6, { text: 'What is the capital of Chile?,', field: 'answer', message: 'must not be empty: give it a value, or leave the row out' }],
     [
       15,
       {
