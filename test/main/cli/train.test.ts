@@ -48,6 +48,24 @@ async function cliInterrupted(argv: string[], when: RegExp): Promise<{ code: num
   return { code, out, err }
 }
 
+/** A tiny random Mixtral with a chat tokenizer (tiny-chatml's), made at `dir`; returns `dir`. */
+async function tinyChatModel(dir: string): Promise<string> {
+  const { createModel } = await import('../../../src/main/engineProcess/models')
+  const config = {
+    family: 'mixtral',
+    hiddenSize: 32,
+    numLayers: 1,
+    numHeads: 2,
+    numKvHeads: 2,
+    headDim: 16,
+    expertIntermediateSize: 32,
+    numExperts: 4,
+    topK: 2,
+  } as const
+  await createModel(dir, config, 1, join(__dirname, '../../fixtures/data/models/tiny-chatml'))
+  return dir
+}
+
 /** A tiny random Mixtral saved as `dir`/base. */
 function tinyBase(dir: string): { base: string; c: ReturnType<typeof tinyConfig> } {
   const base = join(dir, 'base')
@@ -693,25 +711,8 @@ describe('moe-workbench chat, refused before the model loads', () => {
 
 describe('moe-workbench train, Ctrl-C after the last step', () => {
   it('stops the before/after evaluation, exits 0 (the run is complete) and says how to score it', async () => {
-    const { createModel } = await import('../../../src/main/engineProcess/models')
     const root = mkdtempSync(join(tmpdir(), 'moe-evalstop-'))
-    const model = join(root, 'm')
-    await createModel(
-      model,
-      {
-        family: 'mixtral',
-        hiddenSize: 32,
-        numLayers: 1,
-        numHeads: 2,
-        numKvHeads: 2,
-        headDim: 16,
-        expertIntermediateSize: 32,
-        numExperts: 4,
-        topK: 2,
-      },
-      1,
-      join(__dirname, '../../fixtures/data/models/tiny-chatml'),
-    )
+    const model = await tinyChatModel(join(root, 'm'))
     const data = join(__dirname, '../../fixtures/data/layouts/messages.jsonl')
     const runDir = join(root, 'ws', 'runs', 'r')
     const args = ['train', '--model', model, '--dataset', data, '--set', 'maxSteps=2', '--set', 'batchSize=2', '--set', 'finalEval.rows=2']
@@ -726,25 +727,8 @@ describe('moe-workbench train, Ctrl-C after the last step', () => {
 
 describe('moe-workbench eval', () => {
   it('scores a run (its own dataset) and a model folder (a dataset file), with a JSON last line', async () => {
-    const { createModel } = await import('../../../src/main/engineProcess/models')
     const root = mkdtempSync(join(tmpdir(), 'moe-eval-'))
-    const model = join(root, 'm')
-    await createModel(
-      model,
-      {
-        family: 'mixtral',
-        hiddenSize: 32,
-        numLayers: 1,
-        numHeads: 2,
-        numKvHeads: 2,
-        headDim: 16,
-        expertIntermediateSize: 32,
-        numExperts: 4,
-        topK: 2,
-      },
-      1,
-      join(__dirname, '../../fixtures/data/models/tiny-chatml'),
-    )
+    const model = await tinyChatModel(join(root, 'm'))
     const data = join(__dirname, '../../fixtures/data/layouts/messages.jsonl')
     const runDir = join(root, 'ws', 'runs', 'r')
     // The model by its id in the workspace, as `model list` shows it, not its folder.
