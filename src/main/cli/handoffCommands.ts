@@ -77,7 +77,7 @@ export async function handoffCommand(values: ParsedValues, io: CliIo, positional
     io.out(`wrote ${r.outDir} for ${r.target}: ${r.files.join(', ')}`)
     io.out(`model      ${r.modelRef}`)
     // The default (neither --copy-model nor --model-ref): a path the cluster must see as it is here.
-    if (isAbsolute(r.modelRef))
+    if (values['model-ref'] === undefined && values['copy-model'] !== true && isAbsolute(r.modelRef))
       io.err(
         `note: model: the cluster reads ${r.modelRef} as this machine's path (a shared file system); otherwise give --copy-model (a copy inside the folder) or --model-ref HUB_ID`,
       )

@@ -1218,5 +1218,9 @@ describe('moe-workbench handoff', () => {
     const copied = await cli(...args, '--dataset', data, '--out', join(dir, 'job2'), '--copy-model')
     expect(copied.code, copied.err.join('\n')).toBe(0)
     expect(copied.err.join('\n')).not.toMatch(/note: model:/)
+    // A path given on purpose (--model-ref) is the user's choice: not noted.
+    const shared = await cli(...args, '--dataset', data, '--out', join(dir, 'job3'), '--model-ref', '/shared/models/default')
+    expect(shared.code, shared.err.join('\n')).toBe(0)
+    expect(shared.err.join('\n')).not.toMatch(/note: model: the cluster reads/)
   }, 120_000)
 })
