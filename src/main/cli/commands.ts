@@ -19,7 +19,7 @@ import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
 import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
 import { requireModelFolder } from './host'
-import { backendFromFlag, UsageError, type CliIo, type ParsedValues } from './util'
+import { backendFromFlag, parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'
 import type { MoeModel } from '../engine/model'
 import { loadTokenizer } from '../data/tokenizer'
 
@@ -115,12 +115,7 @@ interface ForwardInput {
 /** Reads and validates forward's input file against the model's vocabulary. */
 export function readForwardInput(file: string, vocabSize: number): ForwardInput {
   if (!existsSync(file)) throw new UsageError(`--input: ${file} does not exist`)
-  let json: unknown
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`) // one line: the snippet may hold newlines
-  }
+  const json = parseJsonFile(file, readFileSync(file, 'utf8'))
   const r = forwardInputSchema.safeParse(json)
   if (!r.success) throw new Error(`${file}: ${formatIssues(r.error.issues)}`)
   const { input_ids: ids, labels } = r.data

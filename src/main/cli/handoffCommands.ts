@@ -10,7 +10,7 @@ import { applyOverrides } from '../../shared/runConfig'
 import { parseBytes } from './commands'
 import { cliError, openHost, requireModelFolder } from './host'
 import { locateRun, resolveDataset } from './trainCommands'
-import { UsageError, type CliIo, type ParsedValues } from './util'
+import { parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'
 
 function positiveInt(values: ParsedValues, flag: string): number | undefined {
   const v = values[flag]
@@ -22,12 +22,7 @@ function positiveInt(values: ParsedValues, flag: string): number | undefined {
 
 /** A run config file (JSON) with --set overrides. */
 function readConfigFile(file: string, sets: string[]): Record<string, unknown> {
-  let base: unknown
-  try {
-    base = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (e) {
-    throw new UsageError(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`)
-  }
+  const base = parseJsonFile(file, readFileSync(file, 'utf8'), (m) => new UsageError(m))
   if (typeof base !== 'object' || base === null || Array.isArray(base))
     throw new UsageError(`${file}: must hold a JSON object (a run config)`)
   // A run.json holds its config under "config".

@@ -33,7 +33,7 @@ import {
   workspaceFromFlag,
   type CliHost,
 } from './host'
-import { UsageError, type CliIo, type ParsedValues } from './util'
+import { parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'
 
 /** Seconds as "1h02m", "3m05s" or "12s". */
 export function formatDuration(sec: number): string {
@@ -58,11 +58,7 @@ function readRunConfigInput(file: string | undefined, sets: string[]): Record<st
   let base: Record<string, unknown> = {}
   if (file) {
     if (!existsSync(file)) throw new UsageError(`--config: ${file} does not exist`)
-    try {
-      base = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
-    } catch (e) {
-      throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`) // one line: the snippet may hold newlines
-    }
+    base = parseJsonFile(file, readFileSync(file, 'utf8')) as Record<string, unknown>
     if (typeof base !== 'object' || base === null || Array.isArray(base)) throw new Error(`${file}: must hold a JSON object`)
   }
   try {

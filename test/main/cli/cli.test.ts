@@ -429,8 +429,15 @@ describe('moe-workbench CLI', () => {
     writeFileSync(input, 'not json\nsecond line')
     r = await cli('forward', '--model', join(FIX, 'mixtral'), '--input', input, '--out', join(tmp, 'x.safetensors'), '--backend', 'cpu')
     expect(r.code).toBe(1)
-    // The parser's message quotes the file, newline and all: still one whole line, its parenthesis closed.
-    expect(r.err.at(-1)).toMatch(/bad\.json: not valid JSON \(.*not json second line.*\)$/)
+    // Where the parser stopped, by line and column, on one line (V8's message quotes the file, newlines and all).
+    expect(r.err.at(-1)).toMatch(/bad\.json: not valid JSON at line 1, column 2: unexpected "o" \("not json"\); a trailing comma/)
+    // A run config: by line and column too (it gave "at position 46").
+    writeFileSync(input, '{\n  "maxSteps": 3,\n  "batchSize": 2,\n}\n')
+    r = await cli('train', '--model', join(FIX, 'mixtral'), '--dataset', 'd', '--config', input, '--workspace', tmp, '--backend', 'cpu')
+    expect(r.code).toBe(1)
+    expect(r.err.at(-1)).toMatch(
+      /bad\.json: not valid JSON at line 4, column 1: .*\("}"\); a trailing comma or a missing one is the usual cause$/,
+    )
     // A usage error that already says where to look is not sent to --help as well.
     r = await cli('train', '--model', join(FIX, 'mixtral'), '--dataset', 'no-such-dataset', '--workspace', tmp, '--backend', 'cpu')
     expect(r.code).toBe(2)
