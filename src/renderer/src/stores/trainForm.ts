@@ -198,9 +198,12 @@ export const useTrainFormStore = defineStore('trainForm', () => {
 
   const valid = computed(() => Object.keys(configIssues.value).length === 0 && !!model.value && !!dataset.value)
 
+  /** What the models list knows of the chosen model (null before one is chosen, or where it is unreadable). */
+  const modelInfo = computed(() => useModelsStore().entries.find((m) => m.dir === model.value)?.info ?? null)
+
   /** Settings that will not work for this model and dataset, with why and a value to try (the user may go on). */
   const warnings = computed<Advice[]>(() => {
-    const info = useModelsStore().entries.find((m) => m.dir === model.value)?.info
+    const info = modelInfo.value
     const ds = useDatasetsStore().list.find((d) => d.id === dataset.value)
     if (!info || !ds || Object.keys(configIssues.value).length) return []
     return preflight(config.value, {
@@ -215,10 +218,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   })
 
   /** How the chosen model routes (top-k, router): the model's, not a knob of the run; '' before one is chosen. */
-  const routing = computed(() => {
-    const info = useModelsStore().entries.find((m) => m.dir === model.value)?.info
-    return info ? routingFacts(info) : ''
-  })
+  const routing = computed(() => (modelInfo.value ? routingFacts(modelInfo.value) : ''))
 
   function get(path: string): unknown {
     return getPath(config.value, path)
@@ -275,7 +275,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     }
     const next = defaultRunConfig()
     preset.apply(next, {
-      totalParams: useModelsStore().entries.find((m) => m.dir === model.value)?.info?.params.total ?? null,
+      totalParams: modelInfo.value?.params.total ?? null,
       trainRows: useDatasetsStore().list.find((d) => d.id === dataset.value)?.split.train ?? null,
     })
     useConfig(next)
