@@ -44,9 +44,18 @@ export const formatBudget = fmtDown
 export const WASM_HEAP_BYTES = 4 * GiB
 const WASM_USABLE_BYTES = WASM_HEAP_BYTES - 384 * MiB
 
-/** The ceiling of device memory a backend itself imposes, or null. */
-export function deviceLimit(backend: BackendName | undefined): number | null {
-  return backend === 'wasm' ? WASM_USABLE_BYTES : null
+/** The share of this machine's memory a CPU backend (its weights in that memory) is planned within at most. */
+export const HOST_USABLE_SHARE = 0.8
+
+/**
+ * The ceiling of device memory a backend imposes, or null (a GPU: TF.js tells no memory size):
+ * the wasm heap, or for the CPU backends, whose device memory is this machine's, a share of it (a
+ * budget of 200 GB on a 24 GB machine planned "fits resident", and loading would have run out).
+ */
+export function deviceLimit(backend: BackendName | undefined, memory = totalmem()): number | null {
+  if (backend === 'wasm') return WASM_USABLE_BYTES
+  if (backend === 'cpu' || backend === 'tfjs-node') return Math.floor(memory * HOST_USABLE_SHARE)
+  return null
 }
 
 /**
@@ -131,9 +140,11 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
   // A budget above what the backend can address is planned at its ceiling, and the plan says so.
   const budget = limit !== null ? Math.min(req.budgetBytes, limit) : req.budgetBytes
   const capNote =
-    budget < req.budgetBytes
-      ? ` (planned for ${fmt(budget)}, all the ${req.backend ?? 'current'} backend can use: the wasm heap is 4 GiB, some of it its own)`
-      : ''
+    budget >= req.budgetBytes
+      ? ''
+      : req.backend === 'wasm'
+        ? ` (planned for ${fmt(budget)}, all the wasm backend can use: the wasm heap is 4 GiB, some of it its own)`
+        : ` (planned for ${fmt(budget)}, ${HOST_USABLE_SHARE * 100}% of this machine's ${fmt(totalmem())} of memory, where the ${req.backend ?? 'current'} backend keeps its weights)`
   const hostCpu = req.backend === 'cpu' || req.backend === 'wasm' || req.backend === 'tfjs-node' || req.backend === undefined
   const hostLimit = req.hostLimitBytes ?? Math.max(0, Math.floor(totalmem() * 0.5) - (hostCpu ? budget : 0))
   const params = countParams(c)
@@ -288,7 +299,8 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
     `the embedding gathered from the host, ${headChunks ? `lm_head paged in ${headChunks} chunk${headChunks === 1 ? '' : 's'}, ` : ''}` +
     `${pagedLayers.size ? `attention of ${pagedLayers.size} of ${c.numLayers} layers paged, ` : ''}` +
     `a ${fmt(cacheBytes)} cache holding ${plan.cachedExperts} of ${experts.length} experts (${layersSparse} sparse layers × ${c.numExperts}); ` +
-    `paged weights ${storage === 'lazy' ? 'read from the checkpoint files as needed' : `kept on the host as ${storage} (${fmt(hostBytes)})`}`
+    `paged weights ${storage === 'lazy' ? 'read from the checkpoint files as needed' : `kept on the host as ${storage} (${fmt(hostBytes)})`}` +
+    capNote
   // A tied lm_head kept resident is the embedding itself: then its rows need no host.
   return { fit: plan, resident, paged, units, embedOnHost: !resident.has('model.embed_tokens.weight'), storage, policy, cacheBytes }
 }

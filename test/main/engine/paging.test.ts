@@ -754,5 +754,10 @@ describe('the fit planner at its boundaries', () => {
     expect(deviceLimit('wasm')).toBe(4 * 2 ** 30 - 384 * 2 ** 20)
     expect(deviceLimit('webgpu')).toBeNull()
     expect(deviceLimit(undefined)).toBeNull()
+    // The CPU backends' device memory is this machine's: 80% of it at most.
+    expect(deviceLimit('cpu', 10e9)).toBe(8e9)
+    expect(deviceLimit('tfjs-node', 10e9)).toBe(8e9)
+    expect(deviceLimit('cpu')).toBe(Math.floor(totalmem() * 0.8))
+    expect(deviceLimit('tfjs-node-gpu', 10e9)).toBeNull()
   })
 })
