@@ -8,7 +8,7 @@ import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { NO_TOKENIZER_NOTE } from '../../shared/api'
 import { formatBytes, parseBytes as parseSize, tooLarge, unitless } from '../../shared/bytes'
-import { checkWeights, inspectModel, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
+import { checkWeights, inspectModel, inspectModelConfig, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
@@ -16,7 +16,7 @@ import { progressLines, type TaskProgress } from '../../shared/tasks'
 import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
-import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import { hasCheckpointFiles, otherWeightsNote, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
 import { requireModelFolder } from './host'
 import { backendFromFlag, parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'
@@ -47,11 +47,16 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
   const storage = values['expert-dtype'] === undefined ? undefined : storageFromFlag(values['expert-dtype'])
   const context = values.context === undefined ? undefined : contextFromFlag(values.context, dir)
   const budgetBytes = values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget')
-  const info = inspectModel(dir)
+  // A folder with a config.json and no weights at all (a checkpoint's config fetched alone, to see
+  // whether the model fits before downloading it): its figures and plan come from the config.
+  const configOnly = !hasCheckpointFiles(dir) && otherWeightsNote(dir) === ''
+  const info = configOnly ? inspectModelConfig(dir) : inspectModel(dir)
   const stored = info.bytesByDtype[info.checkpointDtype]
   let weights: string
   let problems: string[] = []
-  if (values['check-weights'] || stored <= CHECK_WEIGHTS_BYTES) {
+  if (configOnly)
+    weights = `none in this folder (config.json alone: the figures and the plan are the config's; loading it needs model.safetensors, or its shards with model.safetensors.index.json: ${formatBytes(stored)} in ${info.checkpointDtype})`
+  else if (values['check-weights'] || stored <= CHECK_WEIGHTS_BYTES) {
     // A line every 2 s of checking (performance.now() counts from the process's start).
     let last = performance.now()
     const r = await checkWeights(dir, {
@@ -72,7 +77,8 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     backend: report?.name,
     maxBindingBytes: report?.adapter?.limits.maxStorageBufferBindingSize,
   }).fit
-  if (values.json) io.out(JSON.stringify({ ...info, backend, adapter: report?.adapter ?? null, weights, weightProblems: problems, plan }))
+  if (values.json)
+    io.out(JSON.stringify({ ...info, configOnly, backend, adapter: report?.adapter ?? null, weights, weightProblems: problems, plan }))
   else {
     const dense = info.numLayers - info.sparseLayers.length
     io.out(`model      ${info.dir}`)
@@ -85,7 +91,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
     io.out(
       `bytes      float32 ${formatBytes(info.bytesByDtype.float32)}, bfloat16 ${formatBytes(info.bytesByDtype.bfloat16)}, float16 ${formatBytes(info.bytesByDtype.float16)}`,
     )
-    io.out(`stored as  ${info.checkpointDtype}`)
+    io.out(`stored as  ${info.checkpointDtype}${configOnly ? " (config.json's torch_dtype)" : ''}`)
     io.out(`tokenizer  ${info.hasTokenizer ? 'tokenizer.json' : NO_TOKENIZER_NOTE}`)
     io.out(`weights    ${weights}`)
     io.out(

@@ -29,7 +29,8 @@ export const USAGE = `usage: moe-workbench <command> [options]
 commands:
   info      --model DIR [--json] [--check-weights]        what a model folder holds (weights checked for
             [--budget 8GB] [--context N]                  NaN/Inf up to 4 GiB, or always with the flag)
-            [--expert-dtype lazy|...]                     and how it fits the device budget
+            [--expert-dtype lazy|...]                     and how it fits the device budget (a folder
+                                                          with config.json alone: before a download)
   forward   --model DIR --input FILE.json --out FILE.safetensors [--grads]
                                                           logits, routing, losses (and gradients)
   generate  --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N [--greedy | --temperature T

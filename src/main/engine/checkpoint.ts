@@ -294,7 +294,21 @@ export function inspectModel(dir: string): ModelInfo {
     const d = ST_TO_DTYPE[index.get(s.name)!.tensors.get(s.name)!.dtype]
     if (d) dtypes.set(d, (dtypes.get(d) ?? 0) + 1)
   }
-  const checkpointDtype = [...dtypes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'float32'
+  return modelInfoOf(abs, config, [...dtypes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'float32')
+}
+
+/**
+ * What a model folder that has its config.json but no weights describes (a checkpoint's config
+ * downloaded alone, to see whether the model fits before fetching its weights): the same facts as
+ * inspectModel, the storage dtype being the one config.json names (torch_dtype).
+ */
+export function inspectModelConfig(dir: string): ModelInfo {
+  const abs = resolve(dir)
+  const config = readModelConfig(abs)
+  return modelInfoOf(abs, config, config.torchDtype)
+}
+
+function modelInfoOf(abs: string, config: MoeConfig, checkpointDtype: Dtype): ModelInfo {
   const params = countParams(config)
   return {
     dir: abs,

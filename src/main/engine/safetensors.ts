@@ -827,7 +827,49 @@ export function openCheckpointTensors(dir: string): {
     return { headers: [h], index: new Map([...h.tensors.keys()].map((name) => [name, h])) }
   }
   if (existsSync(indexFile)) return openSharded(dir, indexFile)
-  throw new SafetensorsError(dir, undefined, `no ${SINGLE_FILE_NAME} or ${INDEX_FILE_NAME} in this folder`)
+  throw new SafetensorsError(dir, undefined, `no ${SINGLE_FILE_NAME} or ${INDEX_FILE_NAME} in this folder${otherWeightsNote(dir)}`)
+}
+
+/** Whether a folder has a checkpoint's weights as openCheckpointTensors reads them (the single file or the index). */
+export function hasCheckpointFiles(dir: string): boolean {
+  return existsSync(join(dir, SINGLE_FILE_NAME)) || existsSync(join(dir, INDEX_FILE_NAME))
+}
+
+/** Weights in a form the workbench does not read, by what each form needs. */
+const OTHER_WEIGHTS: { test: (name: string) => boolean; what: (dir: string) => string }[] = [
+  {
+    // A model's files, not a Trainer's (training_args.bin, optimizer.pt, rng_state.pth).
+    test: (n) => /^(pytorch_model|model|consolidated)\b.*\.(bin|pt|pth)$/i.test(n),
+    what: (dir) =>
+      `PyTorch's pickle format, which is not read (loading it can run code): save the model as safetensors first, e.g. in Python with transformers: AutoModelForCausalLM.from_pretrained(${JSON.stringify(dir)}, torch_dtype="auto").save_pretrained(${JSON.stringify(`${dir}-safetensors`)}, safe_serialization=True), then use that folder`,
+  },
+  {
+    test: (n) => /\.gguf$/i.test(n),
+    what: () => "llama.cpp's GGUF format: use the model's Hugging Face version (config.json and model*.safetensors)",
+  },
+  {
+    test: (n) => /\.safetensors$/i.test(n),
+    what: () =>
+      "safetensors under names Hugging Face transformers does not load (another layout, such as consolidated.safetensors of Mistral's own releases): use the model's Hugging Face version, whose files are model.safetensors or model-00001-of-0000N.safetensors with model.safetensors.index.json",
+  },
+]
+
+/** What a folder without a checkpoint holds instead, and what to do about it ('' where it holds no weights at all). */
+export function otherWeightsNote(dir: string): string {
+  let names: string[]
+  try {
+    names = readdirSync(dir).sort()
+  } catch {
+    return ''
+  }
+  // A PEFT adapter's folder holds adapter weights, not a model's.
+  if (names.includes('adapter_config.json'))
+    return `; it is a PEFT (LoRA) adapter (adapter_config.json), not a model: give its base model's folder, or bring the adapter in as a run with: moe-workbench adapter import ${JSON.stringify(dir)}`
+  for (const { test, what } of OTHER_WEIGHTS) {
+    const found = names.filter(test)
+    if (found.length > 0) return `; it has ${found[0]}${found.length > 1 ? ` and ${found.length - 1} more` : ''}: ${what(dir)}`
+  }
+  return ''
 }
 
 /** Reads and checks `model.safetensors.index.json`: its weight_map, tensor name -> shard file. */

@@ -2,8 +2,8 @@
  * The CLI in-process (runCli), as a user runs it: info, forward (checked against the reference
  * fixtures), generate, and one-line errors with non-zero exits for bad arguments and files.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
@@ -115,8 +115,15 @@ describe('moe-workbench CLI', () => {
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--context', String(positions))).code).toBe(0)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', 'lots')).err[0]).toMatch(/--budget: "lots" is not a size/)
     // The app's reading of a size: terabytes taken, zero refused (the two once disagreed).
-    const big = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')
-    expect(JSON.parse(big.out[0]).plan.budgetBytes).toBe(1e12)
+    const tera = await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '0.001TB', '--json')
+    expect(JSON.parse(tera.out[0]).plan.budgetBytes).toBe(1e9)
+    // More than this machine has, on a backend whose device memory is this machine's: planned
+    // within 80% of it, and the plan says so (it planned 1 TB on a 24 GB machine as "fits").
+    const big = JSON.parse((await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')).out[0])
+    expect(big.plan.budgetBytes).toBe(Math.floor(totalmem() * 0.8))
+    expect(big.plan.message).toMatch(
+      / \(planned for [\d.]+ GiB, 80% of this machine's [\d.]+ GiB of memory, where the cpu backend keeps its weights\)$/,
+    )
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '0')).err[0]).toMatch(/--budget: "0" is not a size above 0/)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '99999999TiB')).err[0]).toMatch(
       /--budget: "99999999TiB" is more than any machine holds/,
@@ -124,6 +131,55 @@ describe('moe-workbench CLI', () => {
     // A plain number under 1 MiB is a slip for GB: asked for its unit, not planned as 80 bytes.
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '80')).err[0]).toBe(
       'moe-workbench info: --budget: "80" has no unit (as bytes it is 80 B): write e.g. 80GB or 80GiB (see moe-workbench --help)',
+    )
+  })
+
+  it('info on a folder with a config.json and no weights plans the model from its config (will Mixtral-8x7B fit?)', async () => {
+    // Mixtral-8x7B-v0.1's config.json as published, alone in a folder: a user checking the fit before a 87 GiB download.
+    const dir = join(tmp, 'mixtral-8x7b-config')
+    mkdirSync(dir)
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        architectures: ['MixtralForCausalLM'],
+        hidden_act: 'silu',
+        hidden_size: 4096,
+        intermediate_size: 14336,
+        max_position_embeddings: 32768,
+        model_type: 'mixtral',
+        num_attention_heads: 32,
+        num_experts_per_tok: 2,
+        num_hidden_layers: 32,
+        num_key_value_heads: 8,
+        num_local_experts: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 1e6,
+        tie_word_embeddings: false,
+        torch_dtype: 'bfloat16',
+        vocab_size: 32000,
+      }),
+    )
+    const json = await cli('info', '--model', dir, '--backend', 'wasm', '--budget', '8GB', '--json')
+    expect(json.code).toBe(0)
+    const info = JSON.parse(json.out[0])
+    expect(info).toMatchObject({ configOnly: true, family: 'mixtral', numLayers: 32, numExperts: 8, topK: 2, checkpointDtype: 'bfloat16' })
+    expect(info.params.total).toBe(46_702_792_704) // 46.7B, as published
+    expect(info.params.active).toBe(12_879_925_248)
+    expect(info.weightProblems).toEqual([])
+    // The plan pages it into what wasm can address, and says that 8 GB was more than that.
+    expect(info.plan.fits).toBe(true)
+    expect(info.plan.message).toMatch(/^fits with paging: .*\(planned for 3\.6\d GiB, all the wasm backend can use/)
+    const text = (await cli('info', '--model', dir, '--backend', 'cpu', '--budget', '200GB')).out.join('\n')
+    expect(text).toMatch(/^stored as {2}bfloat16 \(config.json's torch_dtype\)$/m)
+    expect(text).toMatch(/^weights {4}none in this folder \(config.json alone: .* model\.safetensors, .*: 87\.0 GiB in bfloat16\)$/m)
+    expect(text).toMatch(/^plan {7}[\d.]+ GiB: .*\(planned for [\d.]+ GiB, 80% of this machine's/m)
+    // Weights in a form it does not read are not taken for "no weights": refused, saying what they are.
+    writeFileSync(join(dir, 'pytorch_model-00001-of-00002.bin'), 'x')
+    writeFileSync(join(dir, 'training_args.bin'), 'x')
+    const pickle = await cli('info', '--model', dir, '--backend', 'cpu')
+    expect(pickle.code).toBe(1)
+    expect(pickle.err.join('\n')).toMatch(
+      /no model\.safetensors or model\.safetensors\.index\.json in this folder; it has pytorch_model-00001-of-00002\.bin: PyTorch's pickle format, .*save_pretrained\(/,
     )
   })
 

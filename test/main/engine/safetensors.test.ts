@@ -11,6 +11,8 @@ import {
   encodeFromFloat32,
   loadSafetensors,
   openCheckpointTensors,
+  otherWeightsNote,
+  hasCheckpointFiles,
   readHeader,
   readTensor,
   readTensorBytes,
@@ -926,6 +928,49 @@ describe('checkpoint folders', () => {
       const empty = freshDir('empty')
       const e = catchError(() => openCheckpointTensors(empty))
       expect(e.message).toBe(`${empty}: no model.safetensors or model.safetensors.index.json in this folder`)
+      expect(hasCheckpointFiles(empty)).toBe(false)
+      // A Trainer's own files are no model's weights: still nothing to say.
+      // Nor are files that only start like weights (a download cut short).
+      for (const f of [
+        'training_args.bin',
+        'optimizer.pt',
+        'rng_state.pth',
+        'config.json',
+        'model.bin.incomplete',
+        'm.gguf.part',
+        'x.safetensors.tmp',
+      ])
+        writeFileSync(join(empty, f), 'x')
+      expect(otherWeightsNote(empty)).toBe('')
+    })
+
+    it('says what a folder holds instead of a checkpoint, and what to do', () => {
+      const holding = (files: string[]): string => {
+        const dir = freshDir(`other-${files[0]}`)
+        for (const f of files) writeFileSync(join(dir, f), 'x')
+        return catchError(() => openCheckpointTensors(dir)).message
+      }
+      const pickle = holding(['pytorch_model-00002-of-00002.bin', 'pytorch_model-00001-of-00002.bin', 'training_args.bin'])
+      expect(pickle).toMatch(
+        /in this folder; it has pytorch_model-00001-of-00002\.bin and 1 more: PyTorch's pickle format, which is not read/,
+      )
+      expect(pickle).toMatch(
+        /AutoModelForCausalLM\.from_pretrained\("(.*other-pytorch_model-00002-of-00002\.bin)", torch_dtype="auto"\)\.save_pretrained\("\1-safetensors", safe_serialization=True\), then use that folder$/,
+      )
+      expect(holding(['model.bin'])).toMatch(/it has model\.bin: PyTorch's pickle format/)
+      expect(holding(['mixtral-8x7b.Q4_K_M.gguf'])).toMatch(
+        /it has mixtral-8x7b\.Q4_K_M\.gguf: llama\.cpp's GGUF format: use the model's Hugging Face version/,
+      )
+      expect(holding(['consolidated.safetensors'])).toMatch(
+        /it has consolidated\.safetensors: safetensors under names Hugging Face transformers does not load/,
+      )
+      expect(holding(['adapter_model.safetensors', 'adapter_config.json'])).toMatch(
+        /it is a PEFT \(LoRA\) adapter \(adapter_config\.json\), not a model: give its base model's folder, or bring the adapter in as a run with: moe-workbench adapter import "/,
+      )
+      expect(otherWeightsNote(join(tmp, 'no-such-folder'))).toBe('')
+      const single = freshDir('has-single')
+      writeFileSync(join(single, 'model.safetensors.index.json'), '{}')
+      expect(hasCheckpointFiles(single)).toBe(true)
     })
   })
 })
