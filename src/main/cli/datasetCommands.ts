@@ -3,7 +3,7 @@
  * datasets.* methods in the terminal, with the validation report and statistics.
  */
 import { existsSync, statSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import {
   DATASET_LAYOUTS,
   LAYOUT_FIELDS,
@@ -18,6 +18,7 @@ import {
 } from '../../shared/dataset'
 import { formatProblem, unreadable } from '../data/inspect'
 import { readModelConfig } from '../engine/modelConfigFile'
+import { readSamplesIndex, resourcesDir } from '../service/firstRun'
 import { formatBytes } from './commands'
 import { cliError, namesakeWarning, oneByIdOrName, openHost, requireModelFolder, workspaceFromFlag, type CliHost } from './host'
 import { UsageError, type CliIo, type ParsedValues } from './util'
@@ -161,6 +162,16 @@ export function describeInspection(r: InspectResult, positions?: number): string
   return lines
 }
 
+/** The sample datasets shipped with the app, as paths (none where the resources have none). */
+function sampleFiles(): string[] {
+  try {
+    const resources = resourcesDir()
+    return (readSamplesIndex(resources)?.datasets ?? []).map((d) => join(resources, 'samples', d.file)).filter((f) => existsSync(f))
+  } catch {
+    return []
+  }
+}
+
 /** A model folder's max_position_embeddings, or undefined where its config does not read. */
 function modelPositions(dir: string): number | undefined {
   try {
@@ -206,7 +217,12 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
   try {
     if (sub === 'list') {
       const all = await host.api['datasets.list']()
-      if (all.length === 0) io.out(`no datasets in ${host.workspace}: import one with moe-workbench dataset import FILE`)
+      if (all.length === 0) {
+        io.out(`no datasets in ${host.workspace}: import one with moe-workbench dataset import FILE`)
+        // The app's first start imports the samples; a CLI workspace is left as the user makes it.
+        const samples = sampleFiles()
+        if (samples.length) io.out(`samples to try (made for the bundled model): ${samples.join(', ')}`)
+      }
       for (const m of all) io.out(describeManifest(m))
       return 0
     }

@@ -485,8 +485,11 @@ describe('moe-workbench train / export', () => {
     const id = r.out[0].split(/\s+/)[0]
     const gone = await cli('dataset', 'delete', id, '--workspace', ws)
     expect(gone).toMatchObject({ code: 0, out: [`deleted dataset ${id} from ${ws} (the file it was imported from stays)`] })
+    // An empty workspace points at the samples shipped with the app (a CLI workspace gets none of its own).
+    const samples = join(__dirname, '../../../resources/samples')
     expect((await cli('dataset', 'list', '--workspace', ws)).out).toEqual([
       `no datasets in ${ws}: import one with moe-workbench dataset import FILE`,
+      `samples to try (made for the bundled model): ${['arithmetic.jsonl', 'reversal.json', 'conversion.csv'].map((f) => join(samples, f)).join(', ')}`,
     ])
     expect(existsSync(bad)).toBe(true)
     const again = await cli('dataset', 'delete', id, '--workspace', ws)
