@@ -255,8 +255,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
   try {
     session = await setUp(folder, spec, model, resumeFrom, run, emit, save)
     const s = session
-    const startStep = s.state.step
-    const started = performance.now()
+    const pace: Pace = { started: performance.now(), startStep: s.state.step }
     let stop: { status: RunStatus; message: string } | null = null
     while (s.state.step < s.state.totalSteps) {
       if (spec.signal?.aborted) {
@@ -268,7 +267,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
         stop = { status: 'failed', message: outcome.failure }
         break
       }
-      recordStep(s, outcome, started, startStep)
+      recordStep(s, outcome, pace)
       const last = s.state.step === s.state.totalSteps
       if ((cfg.evalEvery > 0 && s.state.step % cfg.evalEvery === 0) || last) stop = await evaluateAndTrack(s)
       s.state.position = s.stream.position
@@ -283,7 +282,11 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
     // the same step again would remove the complete folder before the new one is in place.
     const stopped = stop?.status === 'cancelled' || stop?.status === 'interrupted'
     if (stopped && folder.lastCheckpoint() !== folder.checkpointDir(s.state.step)) await writeCheckpoint(s)
-    return finish(stop?.status ?? 'completed', stop?.message ?? `completed ${s.state.step} ${s.state.step === 1 ? 'step' : 'steps'}`, s.state.step)
+    return finish(
+      stop?.status ?? 'completed',
+      stop?.message ?? `completed ${s.state.step} ${s.state.step === 1 ? 'step' : 'steps'}`,
+      s.state.step,
+    )
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e)
     save({ status: 'failed', message })
@@ -507,16 +510,31 @@ async function optimizerStepLocked(s: Session): Promise<StepOutcome | { failure:
   return out
 }
 
+/** When this session's training started, at which step, and when its first step was done (ms). */
+interface Pace {
+  started: number
+  startStep: number
+  firstDone?: number
+}
+
 /** The metrics sink: a step's line in metrics.jsonl and routing.jsonl, its event, and expert alerts. */
-function recordStep(s: Session, o: StepOutcome, started: number, startStep: number): void {
+function recordStep(s: Session, o: StepOutcome, pace: Pace): void {
   const { state, folder } = s
+  const { started, startStep } = pace
   const assignments = [...o.routing].map(([, v]) => v.counts.reduce((a, b) => a + b, 0))
   const layers: LayerShare[] = [...o.routing].map(([layer, v], i) => {
     const total = assignments[i]
     return { layer, share: v.counts.map((c) => (total ? c / total : 0)), entropy: v.entropy / v.n, droppedTokens: v.droppedTokens }
   })
   // This session's pace gives the ETA; the run's time so far includes the sessions before a resume.
-  const elapsed = (performance.now() - started) / 1000
+  // A session's first step also builds what later steps reuse (kernels, product graphs, buffers):
+  // it is left out of the pace from the second step on (a resumed run's first ETA read 12 min,
+  // the next 2 min 18 s).
+  const now = performance.now()
+  const elapsed = (now - started) / 1000
+  const done = state.step - startStep
+  if (done === 1) pace.firstDone = now
+  const perStep = done >= 2 && pace.firstDone !== undefined ? (now - pace.firstDone) / 1000 / (done - 1) : elapsed / done
   const m: StepMetrics = {
     step: state.step,
     totalSteps: state.totalSteps,
@@ -533,7 +551,7 @@ function recordStep(s: Session, o: StepOutcome, started: number, startStep: numb
     tokens: o.tokens,
     tokensPerSec: o.tokens / Math.max(o.seconds, 1e-9),
     elapsedSec: s.elapsedBefore + elapsed,
-    etaSec: (elapsed / (state.step - startStep)) * (state.totalSteps - state.step),
+    etaSec: perStep * (state.totalSteps - state.step),
     layers,
   }
   const { layers: _layers, ...line } = m
