@@ -968,6 +968,9 @@ describe('checkpoint folders', () => {
         /it is a PEFT \(LoRA\) adapter \(adapter_config\.json\), not a model: give its base model's folder, or bring the adapter in as a run with: moe-workbench adapter import "/,
       )
       expect(otherWeightsNote(join(tmp, 'no-such-folder'))).toBe('')
+      expect(holding(['config.json', 'tokenizer.json'])).toMatch(
+        /in this folder; it has the model's config\.json and no weights: add its \.safetensors files \(moe-workbench info --model ".*" tells from the config alone whether it fits\)$/,
+      )
       const single = freshDir('has-single')
       writeFileSync(join(single, 'model.safetensors.index.json'), '{}')
       expect(hasCheckpointFiles(single)).toBe(true)
