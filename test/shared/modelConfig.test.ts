@@ -537,3 +537,20 @@ describe('plainIssue', () => {
     expect(() => validateRunConfig({ optimizer: { lr: NaN } })).toThrow('optimizer.lr: is empty or not a number: type a number')
   })
 })
+
+describe('published configs', () => {
+  // config.json of released checkpoints, as on the Hugging Face hub: what a user brings. Their
+  // parameter counts are the ones the model cards state (46.7B/12.9B, 30.5B/3.3B, 6.9B/1.3B, 14.3B/2.7B).
+  const published: [string, number, number][] = [
+    ['mixtral-8x7b', 46_702_792_704, 12_879_925_248],
+    ['qwen3-30b-a3b', 30_532_122_624, 3_353_032_704],
+    ['olmoe-1b-7b', 6_919_161_856, 1_282_017_280],
+    ['qwen1.5-moe-a2.7b', 14_315_784_192, 2_689_173_504],
+  ]
+  it.each(published)('%s reads with its published total and active parameters', (name, total, active) => {
+    const file = join(__dirname, '../fixtures/published-configs', `${name}.json`)
+    const c = fromHfConfig(JSON.parse(readFileSync(file, 'utf8')), file)
+    expect(countParams(c)).toMatchObject({ total, active })
+    expect(c.torchDtype).toBe('bfloat16')
+  })
+})
