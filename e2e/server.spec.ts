@@ -149,6 +149,18 @@ test.describe('server mode in the browser', () => {
       await page.getByTestId('inspect-button').click()
       await expect(page.getByTestId('inspect-error')).toContainText('no/such/model')
       await expect(page.getByTestId('model-info')).toHaveCount(0)
+
+      // A download not done: Mixtral-8x7B's config.json, no weights yet. Its figures show, from the
+      // config; linking waits for the weights (it was refused as "no model.safetensors").
+      await page.getByTestId('model-dir').fill(join(ROOT, 'test', 'fixtures', 'published-configs', 'mixtral-8x7b'))
+      await page.getByTestId('inspect-button').click()
+      await expect(page.getByTestId('params-total')).toContainText('46,702,792,704')
+      await expect(page.getByTestId('checkpoint-dtype')).toHaveText('bfloat16')
+      await expect(page.getByTestId('model-config-only')).toHaveText(
+        /^No weights in this folder yet: the figures above are its config\.json's\. Linking it needs the weights too \(87\.0 GiB in bfloat16: model\.safetensors, or its shards/,
+      )
+      await expect(page.getByTestId('link-button')).toHaveCount(0)
+      await expect(page.getByTestId('inspect-error')).toHaveCount(0)
       await snapshot(page, 'server-home-error')
     })
 

@@ -125,6 +125,8 @@ export interface ModelInfo {
    * one; training on token rows does not. Absent: not looked at.
    */
   hasTokenizer?: boolean
+  /** Described from config.json alone: the folder has no weights yet (ModelsInspectArgs.configOnly). */
+  configOnly?: true
 }
 
 /** What a model without a tokenizer.json can and cannot do, and how to give it one. */
@@ -181,6 +183,12 @@ export interface RunsExportArgs {
 export interface ModelsInspectArgs {
   /** A Hugging Face checkpoint folder (config.json + *.safetensors). */
   dir: string
+  /**
+   * A folder with its config.json and no weights at all (a download not done yet) is described
+   * from the config (ModelInfo.configOnly) instead of refused. Off: such a folder is refused, as
+   * anything that loads the model needs.
+   */
+  configOnly?: boolean
 }
 
 // ---------------------------------------------------------------------------------------------

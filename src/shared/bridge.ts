@@ -14,7 +14,8 @@ export interface WorkbenchBridge {
     info(): Promise<SystemInfo>
   }
   models: {
-    inspect(dir: string): Promise<ModelInfo>
+    /** configOnly: a folder with config.json and no weights yet is described from its config (ModelsInspectArgs). */
+    inspect(dir: string, opts?: { configOnly?: boolean }): Promise<ModelInfo>
     list: WorkbenchApi['models.list']
     plan: WorkbenchApi['models.plan']
     create: WorkbenchApi['models.create']
@@ -71,7 +72,8 @@ export function createBridge(invoke: Invoke, subscribe: Subscribe): WorkbenchBri
       info: () => invoke('system.info', undefined),
     },
     models: {
-      inspect: (dir: string) => invoke('models.inspect', { dir }),
+      inspect: (dir: string, opts?: { configOnly?: boolean }) =>
+        invoke('models.inspect', opts?.configOnly ? { dir, configOnly: true } : { dir }),
       list: () => invoke('models.list', undefined),
       plan: (args) => invoke('models.plan', args),
       create: (args) => invoke('models.create', args),

@@ -104,7 +104,7 @@ const modelConfigInput = z
 
 export const apiSchemas = {
   'system.info': z.undefined({ error: 'takes no arguments' }),
-  'models.inspect': z.strictObject({ dir: path }),
+  'models.inspect': z.strictObject({ dir: path, configOnly: z.boolean().optional() }),
   'datasets.inspect': z.strictObject(datasetRead),
   'datasets.import': z.strictObject({
     ...datasetRead,

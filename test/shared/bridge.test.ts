@@ -61,6 +61,11 @@ describe('createBridge', () => {
     expect(results).toEqual(calls.map(([m]) => `result of ${m}`))
     const byMethod = new Map(calls)
     expect(byMethod.get('models.inspect')).toEqual({ dir: '/models/m' })
+    // The inspector's reading of a download not done: asked for, and only then.
+    await b.models.inspect('/models/m', { configOnly: true })
+    expect(calls.at(-1)).toEqual(['models.inspect', { dir: '/models/m', configOnly: true }])
+    await b.models.inspect('/models/m', { configOnly: false })
+    expect(calls.at(-1)).toEqual(['models.inspect', { dir: '/models/m' }])
     expect(byMethod.get('datasets.cancel')).toEqual({ file: '/data/x.jsonl' })
     expect(byMethod.get('tasks.cancel')).toEqual({ taskId: 'task-1' })
     for (const m of ['system.info', 'models.list', 'datasets.list', 'runs.list', 'conversations.list'])

@@ -548,7 +548,7 @@ describe('published configs', () => {
     ['qwen1.5-moe-a2.7b', 14_315_784_192, 2_689_173_504],
   ]
   it.each(published)('%s reads with its published total and active parameters', (name, total, active) => {
-    const file = join(__dirname, '../fixtures/published-configs', `${name}.json`)
+    const file = join(__dirname, '../fixtures/published-configs', name, 'config.json')
     const c = fromHfConfig(JSON.parse(readFileSync(file, 'utf8')), file)
     expect(countParams(c)).toMatchObject({ total, active })
     expect(c.torchDtype).toBe('bfloat16')

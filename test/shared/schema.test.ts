@@ -97,6 +97,8 @@ describe('how a refusal reads', () => {
     expect(root.field).toBeUndefined()
     expect(root.message).toBe('models.inspect: must be an object, not a string')
     expect(refusal('models.inspect', { dir: '  ' }).message).toBe('models.inspect: dir: must not be empty')
+    expect(refusal('models.inspect', { dir: '/m', configOnly: 'yes' }).field).toBe('configOnly')
+    expect(() => validateArgs('models.inspect', { dir: '/m', configOnly: true })).not.toThrow()
   })
 
   it('an unknown method is its own error', () => {

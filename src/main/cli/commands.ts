@@ -8,7 +8,15 @@ import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { NO_TOKENIZER_NOTE } from '../../shared/api'
 import { formatBytes, parseBytes as parseSize, tooLarge, unitless } from '../../shared/bytes'
-import { checkWeights, inspectModel, inspectModelConfig, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
+import {
+  checkWeights,
+  inspectModel,
+  inspectModelConfig,
+  loadModel,
+  loadModelAsync,
+  readModelConfig,
+  weightsToFetch,
+} from '../engine/checkpoint'
 import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
@@ -16,7 +24,7 @@ import { progressLines, type TaskProgress } from '../../shared/tasks'
 import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
-import { hasCheckpointFiles, otherWeightsNote, saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
 import { requireModelFolder } from './host'
 import { backendFromFlag, parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'
@@ -49,7 +57,7 @@ export async function infoCommand(values: ParsedValues, io: CliIo): Promise<numb
   const budgetBytes = values.budget === undefined ? defaultBudget(report?.name) : parseBytes(String(values.budget), '--budget')
   // A folder with a config.json and no weights at all (a checkpoint's config fetched alone, to see
   // whether the model fits before downloading it): its figures and plan come from the config.
-  const configOnly = !hasCheckpointFiles(dir) && otherWeightsNote(dir) === ''
+  const configOnly = weightsToFetch(dir)
   const info = configOnly ? inspectModelConfig(dir) : inspectModel(dir)
   const stored = info.bytesByDtype[info.checkpointDtype]
   let weights: string

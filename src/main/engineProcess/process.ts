@@ -13,7 +13,7 @@
  */
 import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
 import { initBackend, isBackendName, type BackendName } from '../engine/backend'
-import { inspectModel } from '../engine/checkpoint'
+import { inspectModel, inspectModelConfig, weightsToFetch } from '../engine/checkpoint'
 import { ChatSessions } from './chat'
 import { analyzeExperts } from './experts'
 import { createModel, ModelCache, planModel } from './models'
@@ -73,7 +73,8 @@ function jobsOf(ctx: HandlerContext): Jobs {
 
 export const handlers: EngineHandlers = {
   'system.info': (_args, ctx) => ctx.backend,
-  'models.inspect': (args) => inspectModel(args.dir),
+  'models.inspect': (args) =>
+    args.configOnly && weightsToFetch(args.dir) ? { ...inspectModelConfig(args.dir), configOnly: true } : inspectModel(args.dir),
   'models.plan': (args) => planModel(args),
   'models.create': (args) => createModel(args.dir, args.config, args.seed, args.tokenizerFrom),
   'models.forget': (args, ctx) => jobsOf(ctx).models.evict(args.dir),

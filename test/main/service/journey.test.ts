@@ -3,7 +3,7 @@
  * the real engine handlers (in-process): create a model, import a dataset, fine-tune, watch the
  * events, cancel and resume, export, chat with streamed tokens and routing, analyse experts.
  */
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { ChatEvent, ModelsCreateArgs, RunEvent, TaskProgressEvent, WorkbenchEvent } from '../../../src/shared/api'
@@ -82,6 +82,23 @@ describe('the workbench API end to end (in-process engine)', () => {
       })
       await expect(wb.call('models.inspect', { dir: join(outside, 'nope') })).rejects.toMatchObject({
         message: expect.stringMatching(/nope: no such folder/),
+      })
+      // A download not done (config.json, no weights): described from the config when the
+      // inspector asks so, refused otherwise, and never linked.
+      const pending = join(tempDir(), 'pending')
+      mkdirSync(pending)
+      cpSync(join(outside, 'config.json'), join(pending, 'config.json'))
+      expect(await wb.api['models.inspect']({ dir: pending, configOnly: true })).toMatchObject({
+        configOnly: true,
+        family: 'mixtral',
+        params: (await wb.api['models.inspect']({ dir: outside })).params,
+      })
+      expect(await wb.api['models.inspect']({ dir: outside, configOnly: true })).not.toHaveProperty('configOnly')
+      await expect(wb.call('models.inspect', { dir: pending })).rejects.toMatchObject({
+        message: expect.stringMatching(/no model\.safetensors .* it has the model's config\.json and no weights/),
+      })
+      await expect(wb.call('models.link', { dir: pending })).rejects.toMatchObject({
+        message: expect.stringMatching(/it has the model's config\.json and no weights/),
       })
       const once = await wb.api['models.link']({ dir: outside })
       // unnamed, a copy takes the name the folder gives itself (numbered: the original keeps its own)

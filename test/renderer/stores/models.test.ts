@@ -20,7 +20,8 @@ describe('useModelsStore', () => {
     await done
     expect(models.inspecting).toBe(false)
     expect(models.inspected?.params.total).toBe(72816)
-    expect(fake.bridge.models.inspect).toHaveBeenCalledWith('/models/mixtral')
+    // A download not done yet (config.json alone) is shown from its config rather than refused.
+    expect(fake.bridge.models.inspect).toHaveBeenCalledWith('/models/mixtral', { configOnly: true })
   })
 
   it('keeps the error and its field, and clears the previous result', async () => {

@@ -99,7 +99,8 @@ export const useModelsStore = defineStore('models', () => {
     inspecting.value = true
     inspectError.value = null
     try {
-      inspected.value = await useWorkbench().models.inspect(dir)
+      // A folder whose download is not done (config.json, no weights yet) is shown from its config.
+      inspected.value = await useWorkbench().models.inspect(dir, { configOnly: true })
     } catch (e) {
       inspected.value = null
       inspectError.value = toUiError(e, FOLDER_LABEL)
