@@ -78,6 +78,8 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('params-total')).toContainText('72,816')
     await expect(page.getByTestId('params-active')).toContainText('49,776')
     await expect(page.getByTestId('params-experts')).toContainText('46,080')
+    await expect(page.getByTestId('bytes-float32').locator('th')).toHaveText('float32 (stored)')
+    await expect(page.getByTestId('bytes-bfloat16').locator('th')).toHaveText('bfloat16')
     await expect(page.getByTestId('checkpoint-dtype')).toHaveText('float32')
     await expect(page.getByTestId('bytes-float32')).toContainText('291,264')
     await expect(page.getByTestId('bytes-bfloat16')).toContainText('145,632')
@@ -156,6 +158,8 @@ test.describe('server mode in the browser', () => {
       await page.getByTestId('inspect-button').click()
       await expect(page.getByTestId('params-total')).toContainText('46,702,792,704')
       await expect(page.getByTestId('checkpoint-dtype')).toHaveText('bfloat16')
+      // bfloat16 is what the config names, not what is stored (nothing is yet)
+      await expect(page.getByTestId('bytes-bfloat16').locator('th')).toHaveText("bfloat16 (config.json's)")
       await expect(page.getByTestId('model-config-only')).toHaveText(
         /^No weights in this folder yet: the figures above are its config\.json's\. Linking it needs the weights too \(87\.0 GiB in bfloat16: model\.safetensors, or its shards/,
       )
