@@ -85,6 +85,10 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   let system = typeof values.system === 'string' ? values.system : undefined
   let history: ChatMessage[] = []
   let current: string | undefined
+  // Messages sent, and those that got no reply (an error instead): a script reading the exit
+  // status learns of them (it exited 0 after "error: ... does not fit").
+  let sent = 0
+  let unanswered = 0
   const onSigint = (): void => {
     if (current) void host.api['chat.cancel']({ requestId: current }).catch(() => {})
     else if (rl) rl.close()
@@ -114,6 +118,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
       } else if (line !== '') {
         const content = line.startsWith('//') ? line.slice(1) : line
         history.push({ role: 'user', content })
+        sent++
         const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history
         let started
         try {
@@ -132,6 +137,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           if (err instanceof UsageError) throw err
           // The service says "start a new one" (the app has a button for it); here that is /reset.
           io.err(`error: ${err.message}${/start a new one/.test(err.message) ? ' (/reset starts a new conversation)' : ''}`)
+          unanswered++
           if (interactive) write('you> ')
           continue
         }
@@ -163,6 +169,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
         if (end.error) {
           history.pop()
           io.err(`error: ${end.error}`)
+          unanswered++
         } else {
           history.push({ role: 'assistant', content: end.text })
           const s = end.stats!
@@ -173,6 +180,11 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
         }
       }
       if (interactive) write('you> ')
+    }
+    // At a terminal the user saw each error as it came; read from a pipe or file, the status says it.
+    if (!interactive && unanswered > 0) {
+      io.err(`${unanswered} of ${sent} ${sent === 1 ? 'message' : 'messages'} got no reply (the errors above)`)
+      return 1
     }
     return 0
   } finally {
