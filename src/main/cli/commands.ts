@@ -8,15 +8,7 @@ import { z } from 'zod'
 import { formatIssues, formatParamCount } from '../../shared/modelConfig'
 import { NO_TOKENIZER_NOTE } from '../../shared/api'
 import { formatBytes, parseBytes as parseSize, tooLarge, unitless } from '../../shared/bytes'
-import {
-  checkWeights,
-  inspectModel,
-  inspectModelConfig,
-  loadModel,
-  loadModelAsync,
-  readModelConfig,
-  weightsToFetch,
-} from '../engine/checkpoint'
+import { checkWeights, inspectModel, inspectModelConfig, loadModel, loadModelAsync, readModelConfig } from '../engine/checkpoint'
 import { defaultBudget, formatBudget, planPlacement } from '../engine/plan'
 import { readsSync } from '../engine/device'
 import type { StageProgress } from '../engine/tasks'
@@ -24,7 +16,7 @@ import { progressLines, type TaskProgress } from '../../shared/tasks'
 import { generate, generateAsync, type SamplingOptions } from '../engine/generate'
 import { EXPERT_STORAGES, type ExpertStorage, type OffloadOptions, type OffloadStats } from '../../shared/chat'
 import { disposeGrads, lossAndGrads, objective } from '../engine/objective'
-import { saveSafetensors, type TensorToWrite } from '../engine/safetensors'
+import { saveSafetensors, weightsToFetch, type TensorToWrite } from '../engine/safetensors'
 import { backendReport } from '../engine/backend'
 import { requireModelFolder } from './host'
 import { backendFromFlag, parseJsonFile, UsageError, type CliIo, type ParsedValues } from './util'

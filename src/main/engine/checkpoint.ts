@@ -19,15 +19,7 @@ import { HostStore } from './hostStore'
 import { UnitCache } from './paging'
 import { defaultBudget, hostStorageOf, planPlacement, type Placement, type TrainingPlan } from './plan'
 import { pacer, type TaskHooks } from './tasks'
-import {
-  hasCheckpointFiles,
-  openCheckpointTensors,
-  otherWeightsNote,
-  saveCheckpointTensors,
-  type DType,
-  type SafetensorsHeader,
-  type TensorToWrite,
-} from './safetensors'
+import { openCheckpointTensors, saveCheckpointTensors, type DType, type SafetensorsHeader, type TensorToWrite } from './safetensors'
 
 export { CheckpointError, nonFinite, readWeight, readModelConfig }
 
@@ -303,14 +295,6 @@ export function inspectModel(dir: string): ModelInfo {
     if (d) dtypes.set(d, (dtypes.get(d) ?? 0) + 1)
   }
   return modelInfoOf(abs, config, [...dtypes].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'float32')
-}
-
-/**
- * Whether a folder has a model's config.json and no weights in any form (its download not done):
- * what inspectModelConfig describes. A folder of weights the workbench does not read is not one.
- */
-export function weightsToFetch(dir: string): boolean {
-  return existsSync(join(dir, 'config.json')) && !hasCheckpointFiles(dir) && otherWeightsNote(dir) === ''
 }
 
 /**

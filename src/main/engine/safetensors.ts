@@ -827,13 +827,23 @@ export function openCheckpointTensors(dir: string): {
     return { headers: [h], index: new Map([...h.tensors.keys()].map((name) => [name, h])) }
   }
   if (existsSync(indexFile)) return openSharded(dir, indexFile)
-  const other = otherWeightsNote(dir)
   // A config.json alone: the weights are still to be fetched (info plans the model from it meanwhile).
-  const configOnly =
-    other === '' && existsSync(join(dir, 'config.json'))
-      ? `; it has the model's config.json and no weights: add its .safetensors files (moe-workbench info --model ${JSON.stringify(dir)} tells from the config alone whether it fits)`
-      : ''
-  throw new SafetensorsError(dir, undefined, `no ${SINGLE_FILE_NAME} or ${INDEX_FILE_NAME} in this folder${other}${configOnly}`)
+  const configOnly = weightsToFetch(dir)
+    ? `; it has the model's config.json and no weights: add its .safetensors files (moe-workbench info --model ${JSON.stringify(dir)} tells from the config alone whether it fits)`
+    : ''
+  throw new SafetensorsError(
+    dir,
+    undefined,
+    `no ${SINGLE_FILE_NAME} or ${INDEX_FILE_NAME} in this folder${otherWeightsNote(dir)}${configOnly}`,
+  )
+}
+
+/**
+ * Whether a folder has a model's config.json and no weights in any form (its download not done):
+ * what inspectModelConfig describes. A folder of weights the workbench does not read is not one.
+ */
+export function weightsToFetch(dir: string): boolean {
+  return existsSync(join(dir, 'config.json')) && !hasCheckpointFiles(dir) && otherWeightsNote(dir) === ''
 }
 
 /** Whether a folder has a checkpoint's weights as openCheckpointTensors reads them (the single file or the index). */

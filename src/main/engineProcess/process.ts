@@ -13,7 +13,8 @@
  */
 import { ApiError, type BackendReport, type LogLevel, type WorkbenchEvent } from '../../shared/api'
 import { initBackend, isBackendName, type BackendName } from '../engine/backend'
-import { inspectModel, inspectModelConfig, weightsToFetch } from '../engine/checkpoint'
+import { inspectModel, inspectModelConfig } from '../engine/checkpoint'
+import { weightsToFetch } from '../engine/safetensors'
 import { ChatSessions } from './chat'
 import { analyzeExperts } from './experts'
 import { createModel, ModelCache, planModel } from './models'
