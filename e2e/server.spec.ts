@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -499,6 +500,33 @@ test.describe('server mode in the browser', () => {
       timeout: 60_000,
     })
     await expect(page.getByTestId('chat-offload-resident')).toContainText('The whole model fits within the budget')
+  })
+
+  test('a page and a server of different builds (a server left running over an update) say so, and how to fix it', async ({
+    page,
+    app,
+    request,
+  }) => {
+    // The server and the CLI are one build, and the page is that build too: nothing is said.
+    const info = await api<SystemInfo>(request, app, 'system.info', undefined)
+    expect(info.app.build).toMatch(new RegExp(`^${info.app.version.replace(/\./g, '\\.')}\\+[0-9a-f]{12}$`))
+    const cli = spawnSync(process.execPath, [join(ROOT, 'bin', 'moe-workbench.js'), '--version'], { encoding: 'utf8' })
+    expect(cli.stdout.trim()).toBe(`MoE Workbench ${info.app.version} (build ${info.app.build})`)
+    await page.goto(app.url)
+    await expect(page.getByTestId('backend-name')).not.toBeEmpty()
+    await expect(page.getByTestId('stale-server')).toHaveCount(0)
+    // A server of another build (its answers altered on the way): the page says what to do.
+    await page.route('**/api/system.info', async (route) => {
+      const res = await route.fetch()
+      const body = (await res.json()) as { result: SystemInfo }
+      body.result.app.build = `${body.result.app.version}+000000000000`
+      await route.fulfill({ response: res, json: body })
+    })
+    await page.reload()
+    const banner = page.getByTestId('stale-server')
+    await expect(banner).toContainText(`and the server answering it (${info.app.version}+000000000000) are different builds`)
+    await expect(banner).toContainText(`This page (${info.app.build})`)
+    await expect(banner).toContainText('start it again, then reload this page')
   })
 
   test('keeps the token across a reload', async ({ page, app }) => {

@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { BrowserWindow, app } from 'electron'
-import { APP_NAME, APP_VERSION } from './appInfo'
+import { APP_IDENTITY, APP_NAME } from './appInfo'
 import { EngineClient } from './service/engineClient'
 import { Workbench } from './service/workbench'
 import { appLocation } from './hosts/electron/appUrl'
@@ -30,7 +30,7 @@ if (!app.requestSingleInstanceLock()) {
   const workbench = new Workbench({
     engine,
     host: 'electron',
-    app: { name: APP_NAME, version: APP_VERSION },
+    app: APP_IDENTITY,
     runtime: { node: process.versions.node, electron: process.versions.electron, platform: process.platform, arch: process.arch },
     firstRun: true,
   })

@@ -80,7 +80,8 @@ export interface BackendReport {
 export type HostKind = 'electron' | 'server' | 'cli'
 
 export interface SystemInfo {
-  app: { name: string; version: string }
+  /** build: which build (src/shared/build.ts), absent where the code runs unbuilt. */
+  app: { name: string; version: string; build?: string }
   /** Which host serves this API. */
   host: HostKind
   /** The runtime of the host process. */

@@ -14,6 +14,7 @@ import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { resolve } from 'node:path'
 import { BACKEND_NAMES } from '../engine/backend'
+import { APP_IDENTITY } from '../appInfo'
 import { forwardCommand, generateCommand, infoCommand } from './commands'
 import { chatCommand } from './chatCommand'
 import { datasetCommand } from './datasetCommands'
@@ -91,7 +92,8 @@ commands:
 common options:
   --workspace DIR  datasets, models and runs (default $MOE_WORKBENCH_WORKSPACE, else ~/moe-workbench)
   --backend NAME   ${BACKEND_NAMES.join(' | ')} (default: the best available; env MOE_WORKBENCH_BACKEND)
-  --help           this text`
+  --help           this text
+  --version        the app's version and build`
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
@@ -311,6 +313,10 @@ export function withNegativeValues(args: readonly string[], options: ParseArgsCo
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   // Common options may come first (`--workspace W dataset list`): the command is the first word
   // that names one.
+  if (argv[0] === '--version' || argv[0] === '-V') {
+    io.out(`${APP_IDENTITY.name} ${APP_IDENTITY.version}${APP_IDENTITY.build ? ` (build ${APP_IDENTITY.build})` : ' (run from source)'}`)
+    return 0
+  }
   if (argv[0]?.startsWith('-') && argv[0] !== '--help' && argv[0] !== '-h') {
     const at = argv.findIndex((a) => Object.hasOwn(COMMANDS, a))
     if (at > 0) argv = [argv[at], ...argv.slice(0, at), ...argv.slice(at + 1)]

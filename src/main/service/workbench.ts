@@ -24,7 +24,7 @@ import {
   isMethod,
 } from '../../shared/api'
 import { validateArgs } from '../../shared/schema'
-import { APP_NAME, APP_VERSION } from '../appInfo'
+import { APP_IDENTITY } from '../appInfo'
 import { datasetMethods, defaultWorkspace } from '../data/service'
 import type { EngineClient } from './engineClient'
 import { defaultModelDir, resourcesDir, seedWorkspace } from './firstRun'
@@ -69,7 +69,7 @@ export class Workbench {
     this.engine = options.engine
     this.host = options.host
     this.workspace = options.workspace ?? defaultWorkspace()
-    this.app = options.app ?? { name: APP_NAME, version: APP_VERSION }
+    this.app = options.app ?? APP_IDENTITY
     this.runtime = options.runtime ?? { node: process.versions.node, platform: process.platform, arch: process.arch }
     const resources = typeof options.firstRun === 'object' ? options.firstRun.resources : resourcesDir()
     if (options.firstRun) this.firstRun = { resources }

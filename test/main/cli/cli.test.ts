@@ -369,6 +369,15 @@ describe('moe-workbench CLI', () => {
     expect(r.err.join('\n')).toMatch(/experts hit rate \d+\.\d% \(\d+ hits, \d+ misses, counted per expert\)/)
   })
 
+  it('--version says the version, and that this code runs unbuilt (the built CLI gives its build: e2e/server.spec.ts)', async () => {
+    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }
+    for (const flag of ['--version', '-V']) {
+      const r = await cli(flag)
+      expect(r.code).toBe(0)
+      expect(r.out).toEqual([`MoE Workbench ${version} (run from source)`])
+    }
+  })
+
   it('bad arguments give one line and exit 2', async () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command "frobnicate"/],

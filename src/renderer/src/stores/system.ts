@@ -6,6 +6,7 @@ import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
 import { ApiError, type EngineStatus, type SystemInfo, type Unsubscribe, type WorkbenchEvent } from '../../../shared/api'
 import { useWorkbench } from '../api/client'
+import { APP_BUILD, buildMismatch } from '../../../shared/build'
 
 export interface LogLine {
   time: number
@@ -29,6 +30,8 @@ export const useSystemStore = defineStore('system', () => {
   // Replaced, never mutated in place: no deep reactivity over hundreds of lines.
   const logs = shallowRef<LogLine[]>([])
 
+  /** Why this page and the server answering it are different builds (server mode, a server left running over an update), or null. */
+  const staleServer = computed(() => (info.value ? buildMismatch(APP_BUILD, info.value.app) : null))
   const backend = computed(() => info.value?.engine.backend ?? null)
   /** Better backends that could not be used, with the reason for each. */
   const unavailable = computed(() => backend.value?.attempts.filter((a) => !a.ok) ?? [])
@@ -85,5 +88,19 @@ export const useSystemStore = defineStore('system', () => {
     }
   }
 
-  return { info, loading, error, unauthorized, engineStatus, engineReason, connection, logs, backend, unavailable, refresh, listen }
+  return {
+    info,
+    loading,
+    error,
+    unauthorized,
+    staleServer,
+    engineStatus,
+    engineReason,
+    connection,
+    logs,
+    backend,
+    unavailable,
+    refresh,
+    listen,
+  }
 })
