@@ -268,6 +268,13 @@ export interface Conversation {
   messages: ConversationMessage[]
   /** How the messages were sent (absent: as the model was trained, chat unless it says plain). */
   format?: ChatFormat
+  /**
+   * The sampling and reply length its latest message was sent with (absent: saved before they
+   * were kept): reopened, it goes on as it was. Every field of the form, greedy or not, so turning
+   * greedy off again brings back the temperature that was set.
+   */
+  sampling?: SamplingOptions
+  maxNewTokens?: number
   /** The right side of a side-by-side conversation: its model, its own turns and format. */
   compare?: { model: string; messages: ConversationMessage[]; format?: ChatFormat }
   created: string

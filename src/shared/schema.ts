@@ -195,6 +195,8 @@ export const apiSchemas = {
     systemPrompt: z.string().max(100_000, 'is too long').optional(),
     messages: conversationMessages,
     format: z.enum(CHAT_FORMATS).optional(),
+    sampling: sampling.optional(),
+    maxNewTokens: z.number().int().min(1).max(MAX_NEW_TOKENS).optional(),
     compare: z
       .strictObject({
         model: path,

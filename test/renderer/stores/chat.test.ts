@@ -11,10 +11,12 @@ import {
   historyOf,
   samplingArgs,
   samplingProblem,
+  savedSampling,
   useChatStore,
   type SamplingForm,
 } from '../../../src/renderer/src/stores/chat'
 import { conversation, fakeBridge } from '../fakeBridge'
+import { apiSchemas } from '../../../src/shared/schema'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
 import { nextTick } from 'vue'
 
@@ -182,6 +184,8 @@ describe('useChatStore', () => {
       title: 'hi',
       model: '/m',
       format: 'chat',
+      sampling: savedSampling(DEFAULT_SAMPLING),
+      maxNewTokens: 256,
       systemPrompt: 'Be brief.',
       messages: [
         { role: 'user', content: 'hi' },
@@ -212,6 +216,52 @@ describe('useChatStore', () => {
     delete edited.messages[1].stats
     chat.openConversation({ ...edited, id: 'conv-new', created: '', updated: '' })
     expect(chat.panes[0].turns[1]).toEqual({ role: 'assistant', content: 'Hi there' })
+  })
+
+  it('a reopened conversation goes on with the sampling and length its latest message was sent with', async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    chat.sampling = { ...DEFAULT_SAMPLING, greedy: true, temperature: 0.3, topK: 5, seed: 7 }
+    chat.maxNewTokens = 40
+    expect(await chat.send('hi')).toBe(true)
+    // Changed after the send: not what the reply was made with.
+    chat.sampling.temperature = 1.5
+    fake.emit({ type: 'chat.token', requestId: 'req-1', token: 5, index: 0, text: 'Hel' })
+    fake.emit({
+      type: 'chat.done',
+      requestId: 'req-1',
+      text: 'Hel',
+      stats: { newTokens: 1, stoppedBy: 'max_new_tokens', prefillMs: 1, firstTokenMs: 1, decodeMs: 0, tokensPerSec: 0 },
+    })
+    await flush()
+    const saved = fake.bridge.conversations.save.mock.calls.at(-1)![0] as Conversation
+    // The whole form, greedy and what greedy ignores.
+    expect(saved.sampling).toEqual({ ...savedSampling(DEFAULT_SAMPLING), greedy: true, temperature: 0.3, topK: 5, seed: 7 })
+    expect(saved.maxNewTokens).toBe(40)
+    expect(() => apiSchemas['conversations.save'].parse(saved)).not.toThrow()
+    chat.newConversation()
+    chat.sampling = { ...DEFAULT_SAMPLING }
+    chat.maxNewTokens = 256
+    chat.openConversation({ ...saved, id: 'c-s', created: '', updated: '' })
+    expect(chat.sampling).toEqual({ ...DEFAULT_SAMPLING, greedy: true, temperature: 0.3, topK: 5, seed: 7 })
+    expect(chat.maxNewTokens).toBe(40)
+    // Saved again untouched (a rename, a reply deleted): the same settings, not the form's defaults.
+    await chat.save()
+    expect(fake.bridge.conversations.save.mock.calls.at(-1)![0]).toMatchObject({ sampling: saved.sampling, maxNewTokens: 40 })
+    // A conversation saved before settings were kept leaves them as they are; a new one keeps none.
+    chat.sampling.minP = 0.2
+    const { sampling: _s, maxNewTokens: _m, ...older } = saved
+    chat.openConversation({ ...older, id: 'c-old', created: '', updated: '' })
+    expect(chat.sampling.minP).toBe(0.2)
+    expect(chat.maxNewTokens).toBe(40)
+    chat.newConversation()
+    chat.panes[0].turns = [
+      { role: 'user', content: 'a' },
+      { role: 'assistant', content: 'b' },
+    ]
+    await chat.save()
+    expect(fake.bridge.conversations.save.mock.calls.at(-1)![0]).not.toHaveProperty('sampling')
   })
 
   it('keeps tokens that arrive before chat.send answers, and replays them', async () => {

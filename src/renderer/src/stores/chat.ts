@@ -122,6 +122,17 @@ export function samplingProblem(s: SamplingForm): UiError | null {
   return bad ? { message: bad[2], field: `sampling.${bad[1]}` } : null
 }
 
+/** The whole form as a conversation keeps it (greedy and the settings greedy ignores). */
+export function savedSampling(s: SamplingForm): SamplingOptions {
+  const { seed, ...rest } = s
+  return { ...rest, ...(seed !== null && { seed }) }
+}
+
+/** The form a conversation's saved sampling sets (what it lacks: the defaults). */
+export function samplingFormOf(s: SamplingOptions): SamplingForm {
+  return { ...DEFAULT_SAMPLING, ...s, greedy: s.greedy ?? false, seed: s.seed ?? null }
+}
+
 export function samplingArgs(s: SamplingForm): SamplingOptions {
   const seed = s.seed === null ? {} : { seed: s.seed }
   if (s.greedy) return { greedy: true, ...seed }
@@ -203,6 +214,8 @@ export const useChatStore = defineStore('chat', () => {
   const systemPrompt = ref('')
   const sampling = ref<SamplingForm>({ ...DEFAULT_SAMPLING })
   const maxNewTokens = ref(256)
+  /** The sampling and length the conversation's latest message was sent with (saved with it). */
+  let sentWith: Pick<Conversation, 'sampling' | 'maxNewTokens'> = {}
   const offload = ref<OffloadForm>({ enabled: false, budget: '2 GiB', storage: 'lazy', policy: 'lru', prefetch: false, context: '' })
 
   const panes = ref<ChatPane[]>([{ model: '', format: 'chat', turns: [], offload: null }])
@@ -293,6 +306,7 @@ export const useChatStore = defineStore('chat', () => {
       sendError.value = e as UiError
       return false
     }
+    sentWith = { sampling: savedSampling(sampling.value), maxNewTokens: n }
     const started = panes.value.map((_pane, index) => startPane(index, text, offloadOpts))
     const results = await Promise.all(started)
     return results.every(Boolean)
@@ -498,6 +512,7 @@ export const useChatStore = defineStore('chat', () => {
       model: pane.model,
       messages,
       format: pane.format,
+      ...sentWith,
       ...(right?.model ? { compare: { model: right.model, messages: rightMessages, format: right.format } } : {}),
       ...(systemPrompt.value.trim() ? { systemPrompt: systemPrompt.value } : {}),
       ...(conversationId.value ? { id: conversationId.value } : {}),
@@ -543,6 +558,7 @@ export const useChatStore = defineStore('chat', () => {
     for (const requestId of [...targets.keys()]) forget(requestId)
     epoch++
     conversationId.value = null
+    sentWith = {}
     for (const pane of panes.value) {
       pane.turns = []
       pane.offload = null
@@ -590,6 +606,10 @@ export const useChatStore = defineStore('chat', () => {
     conversationId.value = c.id
     remember(c.id)
     systemPrompt.value = c.systemPrompt ?? ''
+    // The settings its latest message was sent with (one saved before they were kept: as they are now).
+    sentWith = { ...(c.sampling && { sampling: c.sampling }), ...(c.maxNewTokens !== undefined && { maxNewTokens: c.maxNewTokens }) }
+    if (c.sampling) sampling.value = samplingFormOf(c.sampling)
+    if (c.maxNewTokens !== undefined) maxNewTokens.value = c.maxNewTokens
     // A reply keeps its tokens' routing where it was saved with it (and still spells the reply).
     const turns = (messages: ConversationMessage[]): ChatTurn[] =>
       messages
