@@ -7,6 +7,8 @@
  *   /reset         forget the conversation
  *   /quit          leave (Ctrl-D too); Ctrl-C stops the current reply
  *   //TEXT         a message that starts with "/" (another /word is refused as a mistyped command)
+ *   """            a message of several lines, up to a line that ends with """ (an Alpaca prompt,
+ *                  a pasted paragraph)
  */
 import { createInterface } from 'node:readline'
 import { readFileSync } from 'node:fs'
@@ -32,6 +34,77 @@ export function routingSummary(routing: TokenRouting[], top = 3): string[] {
     const best = [...m].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, top)
     return `layer ${layer}: ${best.map(([e, c]) => `e${e} ${Math.round((100 * c) / total)}%`).join(', ')}`
   })
+}
+
+/** What a line (or a block of lines) typed into the chat asks for. */
+export type ChatAction =
+  | { kind: 'quit' }
+  | { kind: 'reset' }
+  | { kind: 'system'; text: string | undefined }
+  | { kind: 'unknown'; command: string }
+  | { kind: 'message'; content: string }
+
+const FENCE = '"""'
+
+/**
+ * The chat's input, line by line: commands, one-line messages, and messages of several lines
+ * between """ fences (a line that starts with """ opens one, text after the fence its first line;
+ * a line that ends with """ closes it; the lines in between are sent as typed, none of them read
+ * as a command).
+ */
+export class ChatInput {
+  private block: string[] | null = null
+
+  /** The action a line completes, or null (an empty line, or a line inside a block). */
+  feed(raw: string): ChatAction | null {
+    const unterminated = raw.replace(/\r$/, '')
+    if (this.block !== null) {
+      const end = unterminated.trimEnd()
+      if (!end.endsWith(FENCE)) {
+        this.block.push(unterminated)
+        return null
+      }
+      this.block.push(end.slice(0, -FENCE.length))
+      return this.close()
+    }
+    const line = unterminated.trim()
+    if (line.startsWith(FENCE)) {
+      const rest = line.slice(FENCE.length)
+      // """text""" on one line is a message of one line.
+      if (rest.endsWith(FENCE)) return message(rest.slice(0, -FENCE.length))
+      this.block = rest === '' ? [] : [rest]
+      return null
+    }
+    if (line === '/quit' || line === '/exit') return { kind: 'quit' }
+    if (line === '/reset') return { kind: 'reset' }
+    if (line === '/system' || line.startsWith('/system ')) return { kind: 'system', text: line.slice('/system'.length).trim() || undefined }
+    if (/^\/\w+(\s|$)/.test(line)) return { kind: 'unknown', command: line.split(/\s/)[0] }
+    return message(line.startsWith('//') ? line.slice(1) : line)
+  }
+
+  /** Whether a block is open (its lines wait for the closing """). */
+  get open(): boolean {
+    return this.block !== null
+  }
+
+  /** At the end of the input: what an open block held (not sent: it was never closed), else null. */
+  unclosed(): string | null {
+    const held = this.block
+    this.block = null
+    return held === null ? null : held.join('\n')
+  }
+
+  private close(): ChatAction | null {
+    const text = this.block!.join('\n')
+    this.block = null
+    return message(text)
+  }
+}
+
+/** A message of `text` with its blank first and last lines and outer spaces trimmed; null when nothing is left. */
+function message(text: string): ChatAction | null {
+  const content = text.trim()
+  return content === '' ? null : { kind: 'message', content }
 }
 
 /** One reply's events, gathered by request id (events can arrive before chat.send answers). */
@@ -98,25 +171,27 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
   const write = io.write ?? ((s: string) => process.stdout.write(s))
   try {
     const backend = await host.backend()
-    io.err(`chatting with ${dir} on ${backend}; /system TEXT, /reset, /quit`)
+    io.err(`chatting with ${dir} on ${backend}; /system TEXT, /reset, /quit; ${FENCE} opens a message of several lines, ${FENCE} closes it`)
     // Read lines only now: lines read while the engine started would be lost to the iterator.
     rl = createInterface({ input, terminal: interactive })
     let announced = false
-    if (interactive) write('you> ')
+    const reader = new ChatInput()
+    const prompt = (): void => void (interactive && write(reader.open ? '... ' : 'you> '))
+    prompt()
     for await (const raw of rl) {
-      const line = raw.trim()
-      if (line === '/quit' || line === '/exit') break
-      if (line === '/reset' || line.startsWith('/system')) {
+      const action = reader.feed(raw)
+      if (action?.kind === 'quit') break
+      if (action?.kind === 'reset' || action?.kind === 'system') {
         history = []
-        if (line.startsWith('/system')) {
-          system = line.slice('/system'.length).trim() || undefined
+        if (action.kind === 'system') {
+          system = action.text
           io.err(system ? 'system prompt set; conversation cleared' : 'system prompt removed; conversation cleared')
         } else io.err(system ? `conversation cleared (the system prompt stays: ${JSON.stringify(system)})` : 'conversation cleared')
-      } else if (/^\/\w+(\s|$)/.test(line)) {
+      } else if (action?.kind === 'unknown') {
         // A mistyped command was sent to the model as a message.
-        io.err(`unknown command ${line.split(/\s/)[0]}: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")`)
-      } else if (line !== '') {
-        const content = line.startsWith('//') ? line.slice(1) : line
+        io.err(`unknown command ${action.command}: /system TEXT, /reset, /quit (a message that starts with "/" is written "//…")`)
+      } else if (action?.kind === 'message') {
+        const content = action.content
         history.push({ role: 'user', content })
         sent++
         const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history
@@ -138,7 +213,7 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           // The service says "start a new one" (the app has a button for it); here that is /reset.
           io.err(`error: ${err.message}${/start a new one/.test(err.message) ? ' (/reset starts a new conversation)' : ''}`)
           unanswered++
-          if (interactive) write('you> ')
+          prompt()
           continue
         }
         if (!announced) {
@@ -179,7 +254,14 @@ export async function chatCommand(values: ParsedValues, io: CliIo): Promise<numb
           if (s.offload) for (const l of formatOffloadStats(s.offload)) io.err(l)
         }
       }
-      if (interactive) write('you> ')
+      prompt()
+    }
+    const unclosed = reader.unclosed()
+    if (unclosed !== null) {
+      // Ended inside a block: never sent, and said so (a script would otherwise lose its last message unnoticed).
+      io.err(`the message begun with ${FENCE} was not closed (a line ending in ${FENCE}): not sent (${unclosed.split('\n').length} lines)`)
+      sent++
+      unanswered++
     }
     // At a terminal the user saw each error as it came; read from a pipe or file, the status says it.
     if (!interactive && unanswered > 0) {

@@ -42,7 +42,8 @@ commands:
                                                           read as it is: no chat template (chat adds it)
   chat      --model DIR [--system TEXT] [--format chat|plain] [sampling flags as generate] [--offload-budget 2GB
             [--expert-dtype lazy|f16|int8|...] [--context 2048]]
-                                                          interactive, streaming, experts per reply
+                                                          interactive, streaming, experts per reply;
+                                                          """ opens a message of several lines, """ closes it
   dataset   import FILE [--layout L] [--map field=column ...] [--model DIR] [--name N] [--accept-invalid]
             [--val-ratio 0.1] [--dedupe] [--text-unit line|paragraph] | inspect FILE | list | delete ID
                                                           validation report and statistics (a text

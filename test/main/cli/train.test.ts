@@ -662,6 +662,8 @@ describe('moe-workbench chat', () => {
       'Hi\n',
       long,
       '/reset\n',
+      // one message of three lines (one reply), none of them a command
+      '"""Hi.\n/reset\nOk"""\n',
       '/quit\n',
       'never read\n',
     ])
@@ -676,10 +678,12 @@ describe('moe-workbench chat', () => {
     )
     // Read from a pipe, a message that got no reply (the one past the context) makes the status 1.
     expect(code, err.join('\n')).toBe(1)
-    expect(err.at(-1)).toBe('1 of 3 messages got no reply (the errors above)')
-    expect(written.match(/model> /g), err.join('\n')).toHaveLength(2)
+    expect(err.at(-1), err.join('\n')).toBe('1 of 4 messages got no reply (the errors above)')
+    expect(written.match(/model> /g), err.join('\n')).toHaveLength(3)
     const summaries = err.filter((l) => l.startsWith('['))
-    expect(summaries).toHaveLength(2)
+    expect(summaries).toHaveLength(3)
+    // the /reset inside the block was text: the conversation was cleared once, before it
+    expect(err.filter((l) => l.startsWith('conversation cleared'))).toHaveLength(1)
     expect(summaries[0]).toMatch(/^\[\d+ tokens, [\d.]+ tokens\/s, stopped by \w+\] experts: layer 0: e\d \d+%.*; layer 1: e\d/)
     expect(err.join('\n')).toMatch(/system prompt set; conversation cleared/)
     expect(err).toContain('conversation cleared (the system prompt stays: "Be brief.")') // /reset sets nothing
@@ -691,6 +695,22 @@ describe('moe-workbench chat', () => {
     )
     expect(err.join('\n')).toMatch(/paging: budget 1\.0 MiB; .* lazy host storage/)
     expect(err.join('\n')).toMatch(/experts hit rate/)
+  }, 60_000)
+
+  it('a message of several lines never closed is not sent, and read from a pipe makes the status 1', async () => {
+    const { Readable } = await import('node:stream')
+    const err: string[] = []
+    let written = ''
+    const code = await runCli(['chat', '--model', join(__dirname, '../../fixtures/moe-reference/mixtral'), '--backend', 'wasm'], {
+      out: () => {},
+      err: (l) => err.push(l),
+      write: (t) => (written += t),
+      input: Readable.from(['"""first line\n', 'second line\n']),
+    })
+    expect(code, err.join('\n')).toBe(1)
+    expect(written).not.toContain('model> ')
+    expect(err).toContain('the message begun with """ was not closed (a line ending in """): not sent (2 lines)')
+    expect(err.at(-1)).toBe('1 of 1 message got no reply (the errors above)')
   }, 60_000)
 })
 
