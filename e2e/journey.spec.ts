@@ -314,6 +314,21 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await shot(page, 'journey-5-training')
     const seenWhileRunning = await status.getAttribute('data-status')
 
+    // Stop keeps what was done: the run reads "stopped" (not "cancelled": nothing was thrown away),
+    // and Resume goes on from the checkpoint the stop kept.
+    const stop = page.getByTestId('run-cancel')
+    await expect(stop).toHaveText('Stop')
+    await expect(stop).toHaveAttribute('title', /keeps a checkpoint of it: Resume continues from there/)
+    await stop.click()
+    await expect(status).toHaveAttribute('data-status', 'cancelled', { timeout: 60_000 })
+    await expect(status).toHaveText('stopped')
+    const stoppedAt = await runStep(page)
+    expect(stoppedAt).toBeLessThan(MAX_STEPS)
+    await page.getByTestId('run-resume').click()
+    await expect(status).toHaveAttribute('data-status', /queued|created|running/)
+    await expect.poll(() => runStep(page), { timeout: 60_000 }).toBeGreaterThan(stoppedAt)
+    lap('train: stopped and resumed')
+
     // A step-limited run: the time it takes is the machine's (a generous limit: only a stuck run
     // fails here).
     await expect(status).toHaveAttribute('data-status', 'completed', { timeout: 300_000 })

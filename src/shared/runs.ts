@@ -17,6 +17,20 @@ export type RunStatus = 'queued' | 'created' | 'running' | 'completed' | 'cancel
 export const EVAL_STOPPED = 'evaluation stopped'
 export const EVAL_NOTHING = 'nothing to evaluate'
 
+/**
+ * A status as the app's screens name it: a run stopped with the Stop button (`cancelled`) kept a
+ * checkpoint of the step it reached and resumes from it, which "cancelled" did not say.
+ */
+export const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
+  queued: 'queued',
+  created: 'created',
+  running: 'running',
+  completed: 'completed',
+  cancelled: 'stopped',
+  interrupted: 'interrupted',
+  failed: 'failed',
+}
+
 /** Statuses a run can be resumed from. */
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 

@@ -175,6 +175,11 @@ function stopStatus(signal: AbortSignal | undefined): 'interrupted' | 'cancelled
   return signal?.reason === INTERRUPT ? 'interrupted' : 'cancelled'
 }
 
+/** How a stop reads in a run's message: "stopped" for the Stop button's (status cancelled; it resumes too). */
+function stopWord(signal: AbortSignal | undefined): string {
+  return stopStatus(signal) === 'cancelled' ? 'stopped' : 'interrupted'
+}
+
 /** Runs (or resumes) a fine-tuning run to completion, cancellation, interruption or failure. */
 export async function train(spec: TrainSpec): Promise<TrainResult> {
   const folder = new RunFolder(spec.runDir)
@@ -248,7 +253,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
       throw e
     }
     // Nothing trained in this session: the run keeps its steps and checkpoints as they were.
-    return finish(stopStatus(spec.signal), `${stopStatus(spec.signal)} while loading ${modelDir}`, run.record.step)
+    return finish(stopStatus(spec.signal), `${stopWord(spec.signal)} while loading ${modelDir}`, run.record.step)
   }
 
   let session: Session | undefined
@@ -259,7 +264,7 @@ async function runTraining(folder: RunFolder, spec: TrainSpec): Promise<TrainRes
     let stop: { status: RunStatus; message: string } | null = null
     while (s.state.step < s.state.totalSteps) {
       if (spec.signal?.aborted) {
-        stop = { status: stopStatus(spec.signal), message: `${stopStatus(spec.signal)} at step ${s.state.step}` }
+        stop = { status: stopStatus(spec.signal), message: `${stopWord(spec.signal)} at step ${s.state.step}` }
         break
       }
       const outcome = await optimizerStep(s)

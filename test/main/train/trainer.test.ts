@@ -102,7 +102,7 @@ describe('trainer', () => {
     ac.abort()
     const before = tf.memory().numTensors
     const r = await run(base, { batchSize: 8, maxSteps: 4, evalEvery: 0 }, swapTask(16), { signal: ac.signal })
-    expect(r.result).toMatchObject({ status: 'cancelled', step: 0, lastCheckpoint: null, message: `cancelled while loading ${base}` })
+    expect(r.result).toMatchObject({ status: 'cancelled', step: 0, lastCheckpoint: null, message: `stopped while loading ${base}` })
     expect(r.steps).toEqual([])
     expect(readRunRecord(r.runDir)).toMatchObject({ status: 'cancelled', step: 0 })
     expect(existsSync(join(r.runDir, 'checkpoints'))).toBe(false)
@@ -938,7 +938,7 @@ describe('more of a run', () => {
       signal: ac.signal,
       onEvent: (e) => e.type === 'run.step' && e.metrics.step === 2 && ac.abort(),
     })
-    expect(first.result).toMatchObject({ status: 'cancelled', step: 2 })
+    expect(first.result).toMatchObject({ status: 'cancelled', step: 2, message: 'stopped at step 2' })
     // the adapter file is PEFT's: safetensors with the "pt" format tag
     const file = join(first.runDir, 'checkpoints/step-2/adapter_model.safetensors')
     expect(readHeader(file).metadata).toEqual({ format: 'pt' })
