@@ -79,3 +79,21 @@ export function formatBytes(n: number): string {
   }
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
 }
+
+/**
+ * A size rounded up (a need: a budget of the size it names fits) or down (the budget it exceeds), so
+ * a refusal never reads "need 8.1 MiB, more than the budget of 8.1 MiB" (8.14 against 8.1).
+ */
+function formatRounded(n: number, round: (x: number) => number): string {
+  const [KiB, MiB, GiB] = [BYTE_UNITS.kib, BYTE_UNITS.mib, BYTE_UNITS.gib]
+  if (n < KiB) return `${round(n)} B`
+  const [unit, name, scale] = n >= GiB ? [GiB, 'GiB', 100] : n >= MiB ? [MiB, 'MiB', 10] : [KiB, 'KiB', 10]
+  return `${(round((n / unit) * scale) / scale).toFixed(scale === 100 ? 2 : 1)} ${name}`
+}
+/** What something needs, rounded up. */
+export const formatNeed = (n: number): string => formatRounded(n, (x) => Math.ceil(x - 1e-9))
+/**
+ * A device budget as the planner's messages write it, rounded down: wherever a budget is shown
+ * (a refusal, the paging statistics), 3 MB reads 2.8 MiB, never 2.8 in one place and 2.9 in another.
+ */
+export const formatBudget = (n: number): string => formatRounded(n, (x) => Math.floor(x + 1e-9))

@@ -303,7 +303,7 @@ export function offloadFromFlags(values: ParsedValues, dir: string): OffloadOpti
 
 export function formatOffloadStats(s: OffloadStats): string[] {
   const lines = [
-    `paging: budget ${formatBytes(s.budgetBytes)}; cache ${formatBytes(s.residentBytes)} of ${formatBytes(s.cacheBytes)} (peak ${formatBytes(s.peakBytes)}), ${s.storage} host storage, ${s.policy} eviction; ${formatBytes(s.bytesMoved)} moved to the device, ${formatBytes(s.bytesRead)} read from the checkpoint`,
+    `paging: budget ${formatBudget(s.budgetBytes)}; cache ${formatBytes(s.residentBytes)} of ${formatBytes(s.cacheBytes)} (peak ${formatBytes(s.peakBytes)}), ${s.storage} host storage, ${s.policy} eviction; ${formatBytes(s.bytesMoved)} moved to the device, ${formatBytes(s.bytesRead)} read from the checkpoint`,
     `paging: experts hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses, counted per expert); other units ${s.otherHits} hits, ${s.otherMisses} misses; prefetched ${s.prefetched} experts: ${s.prefetchUsed} used, ${s.prefetchUnused} evicted unused`,
   ]
   if (s.layers.length)

@@ -16,6 +16,7 @@
  */
 import { totalmem } from 'node:os'
 import type { BackendName } from '../../shared/api'
+import { formatBudget, formatNeed } from '../../shared/bytes'
 import { plannedContext, type EvictionPolicy, type ExpertStorage, type FitPlan } from '../../shared/chat'
 import { countParams, sparseLayers, type MoeConfig } from '../../shared/modelConfig'
 import { PREFILL_CHUNK } from './generate'
@@ -26,19 +27,9 @@ const MiB = 2 ** 20
 const GiB = 2 ** 30
 const fmt = (n: number): string =>
   n >= GiB ? `${(n / GiB).toFixed(2)} GiB` : n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`
-/**
- * fmt rounded up (a need: a budget of the size it names fits) or down (the budget it exceeds), so a
- * refusal never reads "need 8.1 MiB, more than the budget of 8.1 MiB" (8.14 against 8.1).
- */
-const fmtRounded = (n: number, round: (x: number) => number): string => {
-  if (n < 1024) return `${round(n)} B`
-  const [unit, name, scale] = n >= GiB ? [GiB, 'GiB', 100] : n >= MiB ? [MiB, 'MiB', 10] : [1024, 'KiB', 10]
-  return `${(round((n / unit) * scale) / scale).toFixed(scale === 100 ? 2 : 1)} ${name}`
-}
-const fmtUp = (n: number): string => fmtRounded(n, (x) => Math.ceil(x - 1e-9))
-const fmtDown = (n: number): string => fmtRounded(n, (x) => Math.floor(x + 1e-9))
-/** A device budget as the planner's messages write it (rounded down: see fmtRounded), for a line beside one. */
-export const formatBudget = fmtDown
+const fmtUp = formatNeed
+const fmtDown = formatBudget
+export { formatBudget }
 
 /** The wasm backend's heap is 32-bit: at most 4 GiB, some of it the runtime's own. */
 export const WASM_HEAP_BYTES = 4 * GiB
@@ -244,7 +235,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
   let free = budget - reserve - small
   if (free < cacheFloor)
     return refuse(
-      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for the weights paged in at once (${fmt(cacheFloor)}: ${largest > c.topK * expertBytes ? 'the largest paged tensor' : `one layer's ${c.topK} experts, as a token uses them`}) need ${fmtUp(small + reserve + cacheFloor)}, more than the budget of ${fmtDown(budget)}; raise the budget to at least ${fmtUp(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? ' or plan for a shorter context' : ''}`,
+      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for the weights paged in at once (${fmt(cacheFloor)}: ${largest > c.topK * expertBytes ? 'the largest paged tensor' : `one layer's ${c.topK} experts, as a token uses them`}) need ${fmtUp(small + reserve + cacheFloor)}, more than the budget of ${fmtDown(budget)}; raise the budget to at least ${fmtUp(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? " or plan for a shorter context (Context in the budget settings, the CLI's --context)" : ''}`,
       { residentBytes: small },
     )
   const resident = new Set(smallSpecs(c).map((s) => s.name))
