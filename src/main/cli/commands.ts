@@ -371,7 +371,7 @@ export async function generateCommand(values: ParsedValues, io: CliIo): Promise<
     const text = tokenizer ? tokenizer.decode(r.newTokens, true) : null
     if (!values.json) {
       if (text !== null) io.out(`text: ${JSON.stringify(text)}`)
-      io.out(`new tokens: ${r.newTokens.join(',')}`)
+      io.out(`new token ids: ${r.newTokens.join(',')}`)
     }
     io.err(
       `${r.newTokens.length} tokens in ${seconds.toFixed(2)} s (loaded in ${(loadMs / 1000).toFixed(1)} s; first token after ${(firstTokenMs / 1000).toFixed(2)} s, then ${decodeRate.toFixed(2)} tokens/s; backend ${backend}, stopped by ${r.stoppedBy})`,

@@ -273,7 +273,7 @@ describe('moe-workbench CLI', () => {
     expect(JSON.parse(byIds.out.at(-1)!)).toMatchObject({ output_ids: got.output_ids, text: got.text })
     expect(got.text).toBe(tok.decode(got.output_ids.slice(ids.length), true))
     const plain = await cli('generate', '--model', model, '--prompt', 'The capital of France is', '--max-new-tokens', '4', '--greedy')
-    expect(plain.out).toEqual([`text: ${JSON.stringify(got.text)}`, `new tokens: ${got.output_ids.slice(ids.length).join(',')}`])
+    expect(plain.out).toEqual([`text: ${JSON.stringify(got.text)}`, `new token ids: ${got.output_ids.slice(ids.length).join(',')}`])
     // Neither or both: said which to give; text for a model without a tokenizer: refused, with what to give
     for (const args of [[], ['--prompt', 'a', '--prompt-ids', '1']]) {
       const r = await cli('generate', '--model', model, ...args, '--max-new-tokens', '2')
@@ -303,7 +303,7 @@ describe('moe-workbench CLI', () => {
       'cpu',
     )
     expect(byIdsOnly.code, byIdsOnly.err.join('\n')).toBe(0)
-    expect(byIdsOnly.out).toEqual([expect.stringMatching(/^new tokens: \d+,\d+$/)])
+    expect(byIdsOnly.out).toEqual([expect.stringMatching(/^new token ids: \d+,\d+$/)])
   })
 
   it('generate samples reproducibly with a seed', async () => {
