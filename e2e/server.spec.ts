@@ -166,6 +166,13 @@ test.describe('server mode in the browser', () => {
       )
       await expect(page.getByTestId('link-button')).toHaveCount(0)
       await expect(page.getByTestId('inspect-error')).toHaveCount(0)
+      // Whether it would fit, before the 87 GiB are fetched: planned from its config for the budget.
+      const fit = page.getByTestId('inspect-fit')
+      await expect(fit).toContainText('Type a memory budget above to see whether it fits.')
+      await page.getByTestId('fit-budget').fill('16 GiB')
+      await page.getByTestId('fit-check').click()
+      await expect(fit.getByTestId('fit-verdict')).toHaveText(/^(Fits with paging: \d+ of 256 experts cached|Does not fit)$/)
+      await expect(fit.getByTestId('fit-message')).not.toBeEmpty()
       await snapshot(page, 'server-home-error')
     })
 

@@ -1,5 +1,5 @@
 import { createPinia, setActivePinia } from 'pinia'
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../../../src/shared/api'
 import { setWorkbench } from '../../../src/renderer/src/api/client'
 import { useModelsStore } from '../../../src/renderer/src/stores/models'
@@ -104,6 +104,26 @@ describe('useModelsStore', () => {
     expect(fake.bridge.models.plan).toHaveBeenCalledWith({ dir: '/app/resources/models/tiny-moe', budgetBytes: 8 * 1024 ** 3 })
     expect(models.plans['/app/resources/models/tiny-moe']).toMatchObject({ plan: fitPlan, error: null, loading: false })
     expect(models.plans['/ws/models/tuned']).toMatchObject({ plan: null, error: { message: 'tuned: weights unreadable' }, loading: false })
+  })
+
+  it('plans the folder inspected (not linked yet) with the others, and one inspected after a budget was asked', async () => {
+    const models = useModelsStore()
+    await models.refresh()
+    await models.inspect('/downloads/mixtral-config-only')
+    const inspected = models.inspected!.dir
+    await models.planAll(24 * 2 ** 30)
+    expect(fake.bridge.models.plan).toHaveBeenCalledWith({ dir: inspected, budgetBytes: 24 * 2 ** 30 })
+    expect(models.plans[inspected]).toMatchObject({ plan: fitPlan, loading: false })
+    // Inspected after Check fit: planned for that budget at once.
+    fake.bridge.models.inspect.mockResolvedValueOnce({ ...models.inspected!, dir: '/downloads/other' })
+    await models.inspect('/downloads/other')
+    await vi.waitFor(() => expect(models.plans['/downloads/other']).toMatchObject({ budgetBytes: 24 * 2 ** 30, loading: false }))
+    // No budget asked (cleared): an inspected folder is not planned.
+    models.clearPlans()
+    fake.bridge.models.plan.mockClear()
+    fake.bridge.models.inspect.mockResolvedValueOnce({ ...models.inspected!, dir: '/downloads/third' })
+    await models.inspect('/downloads/third')
+    expect(fake.bridge.models.plan).not.toHaveBeenCalled()
   })
 
   it('keeps only the answer for the budget asked last', async () => {

@@ -101,6 +101,8 @@ export const useModelsStore = defineStore('models', () => {
     try {
       // A folder whose download is not done (config.json, no weights yet) is shown from its config.
       inspected.value = await useWorkbench().models.inspect(dir, { configOnly: true })
+      // A budget was asked already: whether this one fits too (before its weights are fetched, for a config alone).
+      if (planBudget !== null) void plan(inspected.value.dir, planBudget)
     } catch (e) {
       inspected.value = null
       inspectError.value = toUiError(e, FOLDER_LABEL)
@@ -164,13 +166,20 @@ export const useModelsStore = defineStore('models', () => {
     if (plans.value[dir]?.budgetBytes === budgetBytes) plans.value = { ...plans.value, [dir]: next }
   }
 
-  /** Plans every readable model for the budget. */
+  /** The budget the plans answer (the last Check fit), or null. */
+  let planBudget: number | null = null
+
+  /** Plans every readable model for the budget, and the folder inspected (not linked yet: it is planned from its config.json). */
   async function planAll(budgetBytes: number): Promise<void> {
-    await Promise.all(usable.value.map((m) => plan(m.dir, budgetBytes)))
+    planBudget = budgetBytes
+    const dirs = new Set(usable.value.map((m) => m.dir))
+    if (inspected.value) dirs.add(inspected.value.dir)
+    await Promise.all([...dirs].map((dir) => plan(dir, budgetBytes)))
   }
 
   /** Forgets every plan (the budget they answered is no longer the one asked). */
   function clearPlans(): void {
+    planBudget = null
     plans.value = {}
   }
 
