@@ -64,6 +64,10 @@ function fmt(x: number): string {
 }
 
 /** Warnings before a run starts; the user may go on anyway. */
+/** Fewer planned steps than this (epochs deciding, not max steps) are advised against; the advice aims at about FEW_STEPS_SUGGESTED. */
+const FEW_STEPS = 20
+const FEW_STEPS_SUGGESTED = 60
+
 export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
   const out: Advice[] = []
   const lr = c.optimizer.lr
@@ -102,6 +106,18 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       message: `${c.maxSteps} ${c.maxSteps === 1 ? 'step sees' : 'steps see'} ${Math.round((100 * c.maxSteps) / stepsPerEpoch)}% of the ${ctx.trainRows} training rows once (an epoch is ${stepsPerEpoch} steps): the rest are never trained on.`,
       suggest: { path: 'maxSteps', value: stepsPerEpoch },
     })
+  // A run of a few steps (the defaults' one epoch of a small dataset: 50 rows at batch 8 is 7) moves
+  // a model too little to see in the curves or the before/after scores.
+  const planned = plannedSteps(c, ctx.trainRows)
+  if (c.maxSteps === null && planned < FEW_STEPS && ctx.trainRows > 0) {
+    const epochs = Math.ceil(FEW_STEPS_SUGGESTED / plannedSteps({ ...c, epochs: 1 }, ctx.trainRows))
+    out.push({
+      id: 'few-steps',
+      tone: 'warn',
+      message: `${c.epochs} ${c.epochs === 1 ? 'epoch' : 'epochs'} of ${ctx.trainRows} training rows at batch ${c.batchSize * c.gradAccumulation} is ${planned} ${planned === 1 ? 'step' : 'steps'}: too few for a fine-tune to show in the loss or the before/after scores. ${epochs} epochs make ${plannedSteps({ ...c, epochs }, ctx.trainRows)} steps (the Quick preset plans a run from the dataset and the model).`,
+      suggest: { path: 'epochs', value: epochs },
+    })
+  }
   const cf =
     c.moe.capacityFactorTrain === null
       ? ctx.modelCapacityFactor
@@ -115,7 +131,7 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       message: `Capacity factor ${fmt(cf)} drops at least ${Math.round((1 - cf) * 100)}% of the tokens' expert assignments even when routing is perfectly balanced (each expert takes ${fmt(cf)}× its even share); dropped tokens skip the experts.`,
       suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
     })
-  const steps = plannedSteps(c, ctx.trainRows)
+  const steps = planned
   const warmup = c.schedule.warmupSteps
   if (warmup > 0 && warmup * 2 > steps) {
     const suggested = Math.round(steps * 0.05)

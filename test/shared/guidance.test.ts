@@ -3,7 +3,7 @@ import { interpretCurves, preflight, rowTokensFor, typicalLr, type GuidanceConte
 import { validateRunConfig, type RunConfigInput } from '../../src/shared/runConfig'
 import type { EvalMetrics, StepMetrics } from '../../src/shared/runs'
 
-const small: GuidanceContext = { trainRows: 36, totalParams: 2.7e6, vocabSize: 1200, modelCapacityFactor: null }
+const small: GuidanceContext = { trainRows: 800, totalParams: 2.7e6, vocabSize: 1200, modelCapacityFactor: null }
 const big: GuidanceContext = { ...small, trainRows: 1000, totalParams: 6.9e9, vocabSize: 50304 }
 const ids = (c: RunConfigInput, ctx = small) => preflight(validateRunConfig(c), ctx).map((a) => a.id)
 
@@ -287,7 +287,7 @@ describe('the words', () => {
       'Gradient clipping is off with a high learning rate: one bad batch can throw the weights far; 1.0 is the usual clip.',
     ])
     expect(
-      preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 1e-6 }, evalEvery: 5 }), {
+      preflight(validateRunConfig({ method: 'lora', optimizer: { lr: 1e-6 }, evalEvery: 5, epochs: 3 }), {
         ...ctx,
         totalParams: 7e9,
         modelCapacityFactor: null,
@@ -362,7 +362,7 @@ describe('the rules at their edges', () => {
       tone: 'danger',
       suggest: { path: 'optimizer.lr', value: 3e-3 },
     })
-    const low = advice({ method: 'lora', optimizer: { lr: 1e-6 } })
+    const low = advice({ method: 'lora', optimizer: { lr: 1e-6 }, maxSteps: 5 })
     expect(low).toEqual([
       {
         id: 'lr-low',
@@ -382,13 +382,13 @@ describe('the rules at their edges', () => {
       },
     ])
     expect(advice({ maxSteps: 1, batchSize: 4, gradAccumulation: 3 })[0].message).toMatch(/^1 step sees 33% of the 36 training rows/)
-    expect(advice({}, { modelCapacityFactor: 0.5 })[0]).toMatchObject({
+    expect(advice({ maxSteps: 5 }, { modelCapacityFactor: 0.5 })[0]).toMatchObject({
       id: 'capacity-drops',
       tone: 'warn',
       suggest: { path: 'moe.capacityFactorTrain', value: 1.25 },
     })
-    expect(advice({ moe: { capacityFactorTrain: 'dropless' } }, { modelCapacityFactor: 0.5 })).toEqual([])
-    expect(advice({ gradClip: 0, optimizer: { lr: 3e-3 } }, { totalParams: 50e6 })).toEqual([
+    expect(advice({ maxSteps: 5, moe: { capacityFactorTrain: 'dropless' } }, { modelCapacityFactor: 0.5 })).toEqual([])
+    expect(advice({ maxSteps: 5, gradClip: 0, optimizer: { lr: 3e-3 } }, { totalParams: 50e6 })).toEqual([
       {
         id: 'no-clip',
         tone: 'info',
@@ -417,8 +417,32 @@ describe('the rules at their edges', () => {
     // no max steps: epochs of the training rows in batches, over gradient accumulation
     expect(
       advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 4 } }, { trainRows: 36 }).map((a) => a.id),
-    ).toEqual(['warmup-long'])
-    expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 3 } }, { trainRows: 36 })).toEqual([])
+    ).toEqual(['few-steps', 'warmup-long'])
+    expect(
+      advice({ epochs: 2, batchSize: 4, gradAccumulation: 3, schedule: { warmupSteps: 3 } }, { trainRows: 36 }).map((a) => a.id),
+    ).toEqual(['few-steps'])
+  })
+
+  it('a run of a few steps, the epochs deciding (one epoch of 50 rows is 7 steps), with the epochs that make about 60', () => {
+    expect(advice({}, { trainRows: 50 })).toEqual([
+      {
+        id: 'few-steps',
+        tone: 'warn',
+        message:
+          '1 epoch of 50 training rows at batch 8 is 7 steps: too few for a fine-tune to show in the loss or the before/after scores. 9 epochs make 63 steps (the Quick preset plans a run from the dataset and the model).',
+        suggest: { path: 'epochs', value: 9 },
+      },
+    ])
+    // gradient accumulation makes the batch and the steps; one step is said as one
+    expect(advice({ epochs: 2, batchSize: 4, gradAccumulation: 4 }, { trainRows: 16 })[0].message).toMatch(
+      /^2 epochs of 16 training rows at batch 16 is 2 steps: .* 60 epochs make 60 steps/,
+    )
+    expect(advice({ batchSize: 100 }, { trainRows: 1 })[0].message).toMatch(/ is 1 step: /)
+    // 19 steps are few, 20 are not; max steps set are the user's count; no rows, no advice
+    expect(advice({ batchSize: 1 }, { trainRows: 19 }).map((a) => a.id)).toContain('few-steps')
+    expect(advice({ batchSize: 1 }, { trainRows: 20 }).map((a) => a.id)).not.toContain('few-steps')
+    expect(advice({ maxSteps: 5 }, { trainRows: 50 }).map((a) => a.id)).not.toContain('few-steps')
+    expect(advice({}, { trainRows: 0 }).map((a) => a.id)).not.toContain('few-steps')
   })
 
   it('numbers in words: plain from 0.01 to below 1000, exponent outside', () => {
