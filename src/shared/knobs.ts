@@ -26,6 +26,10 @@ const SHAZEER =
   'Shazeer et al. 2017 (sparsely-gated MoE): the importance loss is CV² of each expert’s summed gate values over the batch; the load loss is CV² of each expert’s expected number of tokens, computed through the normal CDF of the noisy top-k router, so it trains the router’s noise weights. Both default to 0; the paper used 0.1 each.'
 
 export const KNOB_HELP: Record<MoeKnob, KnobHelp> = {
+  topK: {
+    line: 'Experts each token goes to. More: more compute per token and more of each expert trained; the export keeps it.',
+    more: 'The router picks the k highest-scoring experts for each token and mixes their outputs by the router weights (renormalised over the k where the model does). Mixtral and OLMoE route to 2 of 8 and 8 of 64, Qwen3-MoE to 8 of 128. Raising k costs compute in proportion and changes every layer’s output, so a pretrained model needs training to adjust; lowering it is faster but drops part of each token’s mixture. The exported config.json carries the new num_experts_per_tok; evaluation and chat of the tuned model use it too.',
+  },
   capacityFactorTrain: {
     line: 'Each expert takes at most factor × its even share of tokens per step; the rest skip the experts. "dropless": no limit.',
     more: CAPACITY,
@@ -60,6 +64,7 @@ export const KNOB_HELP: Record<MoeKnob, KnobHelp> = {
 /** The value each knob has on this model when the run leaves it empty. */
 export function modelKnobDefaults(c: MoeConfig): Record<MoeKnob, KnobValue> {
   return {
+    topK: c.topK,
     capacityFactorTrain: c.router.capacityFactorTrain ?? 'dropless',
     capacityFactorEval: c.router.capacityFactorEval ?? 'dropless',
     auxLossCoef: c.routerAuxLossCoef,

@@ -144,6 +144,12 @@ export const runConfigSchema = z
     /** MoE knobs. Values left null keep the model's own. */
     moe: z
       .strictObject({
+        /**
+         * Experts each token is routed to while this run trains, evaluates and generates (the
+         * exported model keeps it as num_experts_per_tok); null: the model's own. At most the
+         * model's experts (checked against the model).
+         */
+        topK: posInt.max(1024).nullable().default(null),
         /** A factor, "dropless" (no capacity, whatever the model says), or null: the model's own. */
         capacityFactorTrain: capacity.nullable().default(null),
         capacityFactorEval: capacity.nullable().default(null),
@@ -161,6 +167,7 @@ export const runConfigSchema = z
         hiddenDropout: prob.nullable().default(null),
       })
       .prefault({
+        topK: null,
         capacityFactorTrain: null,
         capacityFactorEval: null,
         auxLossCoef: null,

@@ -24,6 +24,7 @@ describe('MoE knobs: effective defaults and help', () => {
       router: { type: 'softmax_topk', capacityFactorTrain: 1.25, capacityFactorEval: null, jitter: 0.01 },
     })
     expect(modelKnobDefaults(c)).toEqual({
+      topK: c.topK,
       capacityFactorTrain: 1.25,
       capacityFactorEval: 'dropless',
       auxLossCoef: 0.02,

@@ -93,6 +93,7 @@ describe('the run config defaults (what README documents and a bare `train` uses
     finalEval: { rows: 10 },
     keepCheckpoints: 3,
     moe: {
+      topK: null,
       capacityFactorTrain: null,
       capacityFactorEval: null,
       auxLossCoef: null,

@@ -25,7 +25,9 @@ describe('unknown keys', () => {
       /optimizer\.learningRate: unknown field "learningRate" \(did you mean "lr"\?\)/,
     )
     expect(() => validateRunConfig({ lora: { rnak: 4 } })).toThrow(/lora\.rnak: unknown field "rnak" \(did you mean "rank"\?\)/)
-    expect(() => validateRunConfig({ moe: { zzz: 1 } })).toThrow(/moe\.zzz: unknown field "zzz"; valid fields here: capacityFactorTrain, /)
+    expect(() => validateRunConfig({ moe: { zzz: 1 } })).toThrow(
+      /moe\.zzz: unknown field "zzz"; valid fields here: topK, capacityFactorTrain, /,
+    )
     expect(validateRunConfig({ maxSteps: 3 }).maxSteps).toBe(3)
   })
 

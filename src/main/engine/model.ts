@@ -182,6 +182,7 @@ export type TrainingKnobs = Partial<
     | 'hiddenDropout'
     | 'expertDropout'
     | 'tokenDrop'
+    | 'topK'
   >
 > & {
   router?: Partial<Pick<MoeConfig['router'], 'capacityFactorTrain' | 'capacityFactorEval' | 'jitter'>>
@@ -267,6 +268,17 @@ export class MoeModel {
   /** Applies a run's MoE knobs (validated; shapes never change). */
   setKnobs(k: TrainingKnobs): void {
     this.config = withKnobs(this.config, k)
+  }
+
+  /**
+   * This model with a run's knobs (its top-k, capacity...), sharing its weights and everything else:
+   * a LoRA run's checkpoint evaluated on the cached base model, which others (chat) keep using as
+   * it is. The view's own state (its config, what it sets later) stays its own.
+   */
+  withKnobs(k: TrainingKnobs): MoeModel {
+    const view = Object.create(this) as MoeModel
+    view.config = withKnobs(this.config, k)
+    return view
   }
 
   /** Capacity factor in force for a mode. */

@@ -72,6 +72,8 @@ export interface TrainingPlan {
   trainableParams: number
   batch: number
   seqLength: number
+  /** The run's experts per token, where it changes the model's (activations, and the page cache holds a token's experts). */
+  topK?: number
 }
 
 export interface PlanRequest {
@@ -125,6 +127,9 @@ function activationBytes(c: MoeConfig, tokens: number, context: number, logitRow
 
 /** Plans a model within a budget; see the module comment. Never throws: `fit.fits` says. */
 export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
+  // A run that routes each token to more (or fewer) experts than the model: its activations, and a
+  // page cache that holds one token's experts of a layer.
+  if (req.training?.topK !== undefined) c = { ...c, topK: req.training.topK }
   const storage = req.storage ?? 'lazy'
   const policy = req.policy ?? 'lfu'
   const limit = req.deviceLimitBytes !== undefined ? req.deviceLimitBytes : deviceLimit(req.backend)

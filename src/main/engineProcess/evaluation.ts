@@ -14,6 +14,7 @@ import { endOfTurnIds, loadChatTemplate } from '../data/template'
 import { loadTokenizer } from '../data/tokenizer'
 import { evaluate, type EvalTarget } from '../train/evaluate'
 import { LoraAdapters } from '../train/lora'
+import { runKnobs } from '../train/trainer'
 import { RunFolder } from '../runs/runFolder'
 import { folderEosIds, type ModelCache } from './models'
 
@@ -70,7 +71,8 @@ export async function openEvalTarget(
     }
     return {
       target: {
-        model: lease.model,
+        // The tuned model routes as the run trained it (its top-k, capacity): the base stays as it is for others.
+        model: lease.model.withKnobs(runKnobs(run.config)),
         weights: adapters.wrap(lease.model.weightSource, { training: false }),
         tokenizer: lease.tokenizer,
         template: lease.template,

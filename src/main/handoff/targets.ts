@@ -527,6 +527,10 @@ function llamaFactory(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPl
     `moe_aux_loss_coef: ${coef}`,
     c.moe.auxLossCoef === null ? "the model's own coefficient, set explicitly" : undefined,
   )
+  if (c.moe.topK !== null && c.moe.topK !== m.topK) {
+    r.none('moe.topK', `LLaMA-Factory has no key for it; set num_experts_per_tok: ${c.moe.topK} in a copy of config.json`)
+    r.warn(`moe.topK ${c.moe.topK}: LLaMA-Factory has no key for it (the model routes to ${m.topK})`)
+  } else r.map('moe.topK', null, `the model's own (${m.topK})`)
   if (c.moe.routerJitter) {
     r.none('moe.routerJitter', 'LLaMA-Factory sets no router_jitter_noise; set it in a copy of config.json (Mixtral only)')
     r.warn(`moe.routerJitter ${c.moe.routerJitter}: LLaMA-Factory has no key for it`)
@@ -714,6 +718,10 @@ function axolotl(input: HandoffInput, ds: DeepSpeedChoice, batch: HandoffPlan['b
     `model_config: {output_router_logits: true, router_aux_loss_coef: ${coef}}`,
     c.moe.auxLossCoef === null ? "the model's own coefficient, set explicitly" : undefined,
   )
+  if (c.moe.topK !== null && c.moe.topK !== m.topK) {
+    overrides.num_experts_per_tok = c.moe.topK
+    r.map('moe.topK', `model_config: {num_experts_per_tok: ${c.moe.topK}}`)
+  } else r.map('moe.topK', null, `the model's own (${m.topK})`)
   if (c.moe.routerJitter) {
     if (m.family === 'mixtral') {
       overrides.router_jitter_noise = c.moe.routerJitter

@@ -21,6 +21,8 @@ export function runConfigProblems(cfg: RunConfig, c: MoeConfig): ConfigProblem[]
   const add = (field: string, message: string): void => void problems.push({ field, message })
   const specs = paramSpecs(c)
   const hash = c.router.type === 'hash'
+  if (cfg.moe.topK !== null && cfg.moe.topK > c.numExperts)
+    add('moe.topK', `${cfg.moe.topK} is more than the model's ${c.numExperts} experts per layer; use at most ${c.numExperts}`)
   if (cfg.method === 'lora') {
     const { targets, rank } = cfg.lora
     if (hash && targets.includes('router'))

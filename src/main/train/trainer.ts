@@ -131,7 +131,13 @@ export function trainingPlan(c: MoeConfig, cfg: RunConfig): TrainingPlan {
       trainableParams += cfg.lora.rank * (out + inp)
     }
   } else trainableParams = trainableCount(c, cfg) // ESFT: all experts, the most it may choose
-  return { method: cfg.method, trainableParams, batch: cfg.batchSize, seqLength: cfg.data.maxLength }
+  return {
+    method: cfg.method,
+    trainableParams,
+    batch: cfg.batchSize,
+    seqLength: cfg.data.maxLength,
+    ...(cfg.moe.topK !== null && { topK: cfg.moe.topK }),
+  }
 }
 
 /** The run's MoE knobs (config.moe: null keeps the model's own value). */
@@ -143,6 +149,7 @@ export function runKnobs(cfg: RunConfig): TrainingKnobs {
   if (m.capacityFactorEval !== null) router.capacityFactorEval = m.capacityFactorEval === 'dropless' ? null : m.capacityFactorEval
   if (m.routerJitter !== null) router.jitter = m.routerJitter
   return {
+    ...(m.topK !== null && { topK: m.topK }),
     ...(m.auxLossCoef !== null && { routerAuxLossCoef: m.auxLossCoef }),
     ...(m.zLossCoef !== null && { routerZLossCoef: m.zLossCoef }),
     ...(m.importanceLossCoef !== null && { routerImportanceLossCoef: m.importanceLossCoef }),

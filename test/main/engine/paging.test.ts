@@ -254,6 +254,19 @@ describe('paging, on wasm', () => {
     expect(train.fit.kvCacheBytes).toBe(0)
     expect(train.fit.cacheBytes).toBeLessThan(infer.fit.cacheBytes)
   })
+
+  it("a run's top-k plans its activations and a page cache that holds a token's experts of a layer", () => {
+    const c = tinyConfig({ numLayers: 3, numExperts: 8, vocabSize: 256, hiddenSize: 32, headDim: 8, expertIntermediateSize: 48 })
+    const training = { method: 'lora' as const, trainableParams: 2000, batch: 4, seqLength: 64 }
+    const own = planPlacement(c, { budgetBytes: 1e9, training })
+    const same = planPlacement(c, { budgetBytes: 1e9, training: { ...training, topK: c.topK } })
+    const more = planPlacement(c, { budgetBytes: 1e9, training: { ...training, topK: 6 } })
+    expect(same.fit.activationBytes).toBe(own.fit.activationBytes)
+    expect(more.fit.activationBytes).toBeGreaterThan(own.fit.activationBytes)
+    // the smallest budget that pages names one layer's k experts, the run's k
+    const floor = planPlacement(c, { budgetBytes: 1000, training: { ...training, topK: 6 } })
+    expect(floor.fit.message).toMatch(/one layer's 6 experts, as a token uses them/)
+  })
 })
 
 describe('the unit cache', () => {

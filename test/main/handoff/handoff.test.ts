@@ -433,6 +433,23 @@ describe('handoff configs', () => {
     expect(z.mapping.find((r) => r.setting === 'moe.zLossCoef')).toMatchObject({ equivalent: 'none', value: '0.001' })
     expect(z.mapping.find((r) => r.setting === 'moe.capacityFactorTrain')).toMatchObject({ equivalent: 'none' })
     expect(z.warnings.join('\n')).toMatch(/capacityFactorTrain 1.25/)
+    // A run's top-k: axolotl overrides num_experts_per_tok; LLaMA-Factory has no key, and says where to set it.
+    const k = model().topK + 1
+    const ax3 = planHandoff(input('axolotl', { moe: { topK: k } }))
+    expect(yamlOf(ax3.trainer).model_config).toMatchObject({ num_experts_per_tok: k })
+    expect(ax3.mapping.find((r) => r.setting === 'moe.topK')).toMatchObject({ equivalent: 'mapped', value: String(k) })
+    const lf3 = planHandoff(input('llamafactory', { moe: { topK: k } }))
+    expect(lf3.mapping.find((r) => r.setting === 'moe.topK')).toMatchObject({
+      equivalent: 'none',
+      note: `LLaMA-Factory has no key for it; set num_experts_per_tok: ${k} in a copy of config.json`,
+    })
+    expect(lf3.warnings.join('\n')).toContain(`moe.topK ${k}: LLaMA-Factory has no key for it (the model routes to ${model().topK})`)
+    // The model's own top-k, given or left empty: nothing to carry.
+    for (const target of ['axolotl', 'llamafactory'] as const) {
+      const own = planHandoff(input(target, { moe: { topK: model().topK } }))
+      expect(own.mapping.find((r) => r.setting === 'moe.topK')).toMatchObject({ equivalent: 'unneeded' })
+    }
+    expect(yamlOf(planHandoff(input('axolotl', {})).trainer).model_config).not.toHaveProperty('num_experts_per_tok')
   })
 
   it('DeepSpeed by model size: ZeRO-2 for a small model, ZeRO-3 for Mixtral-8x7B on 80 GiB GPUs', () => {

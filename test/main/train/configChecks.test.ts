@@ -67,6 +67,14 @@ describe('runConfigProblems', () => {
     expect(problems({ method: 'freeze', freeze: { experts: { '0': [4, 5] } } })[0].message).toMatch(/^expert 4, 5 out of range/)
   })
 
+  it("top-k: up to the model's experts per layer, not one more", () => {
+    expect(problems({ moe: { topK: 4 } })).toEqual([])
+    expect(problems({ moe: { topK: 1 } })).toEqual([])
+    expect(problems({ moe: { topK: 5 } })).toEqual([
+      { field: 'moe.topK', message: "5 is more than the model's 4 experts per layer; use at most 4" },
+    ])
+  })
+
   it('LoRA: the smallest targeted matrix decides the rank, wherever it comes in the model', () => {
     // attention's matrices are 16 wide at least; the router's (4, 16) comes after them
     expect(problems({ method: 'lora', lora: { rank: 5, targets: ['attention', 'router'] } })).toEqual([

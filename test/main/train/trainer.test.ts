@@ -340,6 +340,7 @@ describe('run knobs', () => {
     const { runKnobs } = await import('../../../src/main/train/trainer')
     const { withKnobs } = await import('../../../src/main/engine/model')
     const moe = {
+      topK: 3,
       capacityFactorTrain: 1.5,
       capacityFactorEval: 2.5,
       auxLossCoef: 0.03,
@@ -354,6 +355,7 @@ describe('run knobs', () => {
     }
     const c = withKnobs(tinyConfig({}), runKnobs(validateRunConfig({ moe })))
     expect(c).toMatchObject({
+      topK: 3,
       routerAuxLossCoef: 0.03,
       routerZLossCoef: 0.004,
       routerImportanceLossCoef: 0.2,
@@ -470,7 +472,7 @@ describe('export', () => {
         batchSize: 8,
         maxSteps: 3,
         evalEvery: 0,
-        moe: { capacityFactorEval: 1.25, zLossCoef: 0.002 },
+        moe: { topK: 3, capacityFactorEval: 1.25, zLossCoef: 0.002 },
       },
       swapTask(24),
     )
@@ -499,9 +501,13 @@ describe('export', () => {
     // The run's MoE settings travel with a LoRA export as with a full one.
     expect(m.config.router.capacityFactorEval).toBe(1.25)
     expect(m.config.routerZLossCoef).toBe(0.002)
+    // The top-k it trained with, as Hugging Face reads it (the base routes to 2 of its 4 experts).
+    expect(m.config.topK).toBe(3)
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_experts_per_tok).toBe(3)
     const baseM = loadModel(base)
+    expect(baseM.config.topK).toBe(2)
     const { runKnobs } = await import('../../../src/main/train/trainer')
-    baseM.setKnobs(runKnobs(validateRunConfig({ moe: { capacityFactorEval: 1.25, zLossCoef: 0.002 } })))
+    baseM.setKnobs(runKnobs(validateRunConfig({ moe: { topK: 3, capacityFactorEval: 1.25, zLossCoef: 0.002 } })))
     const lora = new LoraAdapters(baseM, validateRunConfig({ method: 'lora', lora: { rank: 2, targets: ['experts'] } }).lora, 0)
     lora.load(loadSafetensors(join(runDir, 'checkpoints/step-3/adapter_model.safetensors')).tensors as never)
     const ids = [[1, 4, 5, 2]]
