@@ -130,8 +130,8 @@ export const SNIFF_BYTES = 64 * 1024
 
 /**
  * Why a text format's file is not text, judged from its first bytes, with what to do: a known
- * binary signature, NUL bytes (never in UTF-8 text; what git and grep look for), or mostly
- * control characters. null: text (perhaps with a few bytes of another encoding, which the
+ * binary signature, NUL bytes (never in UTF-8 text; what git and grep look for) beyond a stray one
+ * or two, or mostly control characters. null: text (perhaps with a few bytes of another encoding, which the
  * per-line UTF-8 check reports by line).
  */
 export function notText(head: Uint8Array, format: Exclude<DatasetFormat, 'parquet'>): string | null {
@@ -145,11 +145,25 @@ export function notText(head: Uint8Array, format: Exclude<DatasetFormat, 'parque
     return `is not ${kind} text: it is a zip archive (an .xlsx spreadsheet is one). Extract it, or export the sheet as CSV.`
   if (starts(0xff, 0xfe) || starts(0xfe, 0xff)) return `is UTF-16 text, and ${kind} files are read as UTF-8. Save it again as UTF-8.`
   let control = 0
-  for (const b of head) {
-    if (b === 0) return `is not a text file: it holds binary data (NUL bytes), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
+  let nul = 0
+  let oddNul = 0
+  head.forEach((b, i) => {
+    if (b === 0) {
+      nul++
+      oddNul += i % 2
+    }
     // Control characters other than tab, line feed, vertical tab, form feed, carriage return and escape.
-    if (b < 0x20 && !(b >= 0x09 && b <= 0x0d) && b !== 0x1b) control++
+    else if (b < 0x20 && !(b >= 0x09 && b <= 0x0d) && b !== 0x1b) control++
+  })
+  // A NUL or two in text (a stray byte in one row) is that row's problem: the row check names its
+  // line and field, and the other rows import. More is binary data, or UTF-16 saved without its
+  // byte-order mark (every other byte NUL).
+  if (nul > Math.max(2, head.length / 1000)) {
+    if (nul >= 0.3 * head.length && (oddNul >= 0.9 * nul || oddNul <= 0.1 * nul))
+      return `is UTF-16 text (without a byte-order mark), and ${kind} files are read as UTF-8. Save it again as UTF-8.`
+    return `is not a text file: it holds binary data (NUL bytes), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
   }
+  control += nul
   if (control > 0 && control >= 0.1 * head.length)
     return `is not a text file: it holds binary data (mostly control characters), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
   return null

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { DatasetLayout, NormalizedRow } from '../../../src/shared/dataset'
 import { MAX_JSON_BYTES, importDataset, inspectDataset, openSource } from '../../../src/main/data'
 import { FIXTURES, LAYOUTS, collect, tempDir } from './helpers'
-import { csvDelimiter, fieldCountProblem, jsonErrorWhere } from '../../../src/main/data/readers'
+import { csvDelimiter, fieldCountProblem, jsonErrorWhere, notText } from '../../../src/main/data/readers'
 
 /** What the records of test/fixtures/data/layouts/<layout>.* normalise to. */
 const EXPECTED: Record<DatasetLayout, NormalizedRow[]> = {
@@ -363,6 +363,45 @@ describe('every layout in every file format', () => {
     expect(where('{"prompt": "x", "completion": 5 "y"}')).toMatch(/^ at column 33: Expected ',' or '}' after property value/)
   })
 
+  it('notText at its edges: two stray NULs are text, three are not; UTF-16 by where its NULs fall; tabs and escapes are text', () => {
+    const bytes = (t: string): Uint8Array => Buffer.from(t, 'latin1')
+    expect(notText(bytes('prompt,completion\na\u0000b\u0000,c\n'), 'csv')).toBeNull()
+    expect(notText(bytes('prompt,completion\na\u0000b\u0000\u0000,c\n'), 'csv')).toMatch(/^is not a text file: .*NUL bytes/)
+    // every other byte NUL, odd or even places (little- or big-endian), from 30% of the bytes
+    expect(notText(bytes('a\u0000b\u0000c\u0000defg'), 'jsonl')).toMatch(/^is UTF-16 text/)
+    expect(notText(bytes('\u0000a\u0000b\u0000cdefg'), 'jsonl')).toMatch(/^is UTF-16 text/)
+    // NULs at no pattern: binary
+    expect(notText(bytes('\u0000\u0000ab\u0000c\u0000\u0000def'), 'jsonl')).toMatch(/^is not a text file: .*NUL bytes/)
+    // tab, CR/LF, vertical tab, form feed and escape (coloured logs) are text
+    expect(notText(bytes('a\tb\r\n\u000b\u000c'.repeat(50)), 'text')).toBeNull()
+    expect(notText(bytes('\u001b[31mred\u001b[0m\n'.repeat(50)), 'text')).toBeNull()
+    expect(notText(bytes('\u0001\u0002abcdefgh'.repeat(50)), 'text')).toMatch(/mostly control characters/)
+    expect(notText(bytes('\u000e\u001fabcdefgh'.repeat(50)), 'text')).toMatch(/mostly control characters/)
+    // the stray NULs count with the control characters: 2 in 20 bytes are a tenth
+    expect(notText(bytes('ab\u0000cdefghij\u0000klmnopqr'), 'text')).toMatch(/mostly control characters/)
+    expect(notText(bytes(''), 'text')).toBeNull()
+  })
+
+  it("a stray NUL in one row is that row's problem, named by line and field; the other rows import", async () => {
+    const dir = tempDir()
+    const csv = join(dir, 'stray.csv')
+    writeFileSync(csv, 'prompt,completion\nhello,world\nfoo\u0000bar,baz\nmore,rows\n')
+    const r = await inspectDataset(csv)
+    expect(r.report).toMatchObject({ valid: 2, invalid: 1 })
+    expect(r.report.problems).toEqual([
+      expect.objectContaining({
+        line: 3,
+        field: 'prompt',
+        message: expect.stringMatching(/has a NUL character \(\\u0000\) at character 4/),
+      }),
+    ])
+    const jsonl = join(dir, 'stray.jsonl')
+    writeFileSync(jsonl, '{"prompt":"a","completion":"b"}\n{"prompt":"c\u0000","completion":"d"}\n{"prompt":"e","completion":"f"}\n')
+    const j = await inspectDataset(jsonl)
+    expect(j.report).toMatchObject({ valid: 2, invalid: 1 })
+    expect(j.report.problems.map((p) => p.line)).toEqual([2])
+  })
+
   it('says a file is not text, or holds nothing, instead of reading it as no rows', async () => {
     const dir = tempDir()
     const write = (name: string, data: string | Uint8Array): string => {
@@ -377,6 +416,17 @@ describe('every layout in every file format', () => {
     )
     // Control characters without a NUL.
     await expect(inspectDataset(write('ctl.csv', Buffer.alloc(200, 0x01)))).rejects.toThrow(/ctl\.csv is not a text file: .*mostly control/)
+    // More than a stray NUL or two in a short file: binary too.
+    await expect(inspectDataset(write('three.csv', 'prompt,completion\na\u0000\u0000\u0000,b\n'))).rejects.toThrow(
+      /three\.csv is not a text file: .*NUL bytes/,
+    )
+    // UTF-16 saved without its byte-order mark: every other byte NUL.
+    await expect(inspectDataset(write('utf16.jsonl', Buffer.from('{"text": "hello there"}\n'.repeat(20), 'utf16le')))).rejects.toThrow(
+      /utf16\.jsonl is UTF-16 text \(without a byte-order mark\), and JSON Lines files are read as UTF-8\. Save it again as UTF-8\./,
+    )
+    await expect(inspectDataset(write('utf16be.csv', Buffer.from('text\nhello there\n'.repeat(20), 'utf16le').swap16()))).rejects.toThrow(
+      /utf16be\.csv is UTF-16 text/,
+    )
     await expect(inspectDataset(write('empty.jsonl', ''))).rejects.toThrow(
       /empty\.jsonl is empty \(0 bytes\): there are no rows to read\. Choose/,
     )
