@@ -31,6 +31,16 @@ export const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   failed: 'failed',
 }
 
+/**
+ * A run's status and why, as the app names it ("stopped at step 40", for the Stop button's
+ * cancelled); the status said once ("completed: completed 400 steps" said it twice).
+ */
+export function statusLine(r: { status: RunStatus; message?: string | null }): string {
+  const label = STATUS_LABELS[r.status]
+  if (!r.message) return label
+  return r.message.startsWith(label) || r.message.startsWith(r.status) ? r.message : `${label}: ${r.message}`
+}
+
 /** Statuses a run can be resumed from. */
 export const RESUMABLE_STATUSES: readonly RunStatus[] = ['cancelled', 'interrupted', 'failed']
 

@@ -1,6 +1,16 @@
 /** How runs read in lists: steps done of the total, and imported adapters as imported. */
 import { describe, expect, it } from 'vitest'
-import { evaluationText, runName, groupAlerts, isActive, stepsText, type EvalReport, type ExpertAlert } from '../../src/shared/runs'
+import {
+  evaluationText,
+  runName,
+  groupAlerts,
+  isActive,
+  stepsText,
+  statusLine,
+  STATUS_LABELS,
+  type EvalReport,
+  type ExpertAlert,
+} from '../../src/shared/runs'
 
 describe('stepsText', () => {
   it('reads steps of the total, "?" while the total is unknown', () => {
@@ -100,5 +110,21 @@ describe('evaluationText', () => {
     expect(evaluationText({ split: 'train', before: report(1, 0, 0), after: report(1, 0, 0.5) })).toBe(
       'exact match 0% → 0%, F1 0.00 → 0.50 (1 row)',
     )
+  })
+})
+
+describe('statusLine: a run status and why, in the words of the app', () => {
+  it('a stop by the Stop button reads "stopped"; the status is said once; none without a message', () => {
+    expect(statusLine({ status: 'cancelled', message: 'stopped at step 40' })).toBe('stopped at step 40')
+    expect(statusLine({ status: 'cancelled', message: 'tokenising dataset d was cancelled' })).toBe(
+      'stopped: tokenising dataset d was cancelled',
+    )
+    // records written before the Stop wording keep their message as it was
+    expect(statusLine({ status: 'cancelled', message: 'cancelled at step 3' })).toBe('cancelled at step 3')
+    expect(statusLine({ status: 'completed', message: 'completed 400 steps' })).toBe('completed 400 steps')
+    expect(statusLine({ status: 'failed', message: 'out of memory' })).toBe('failed: out of memory')
+    expect(statusLine({ status: 'interrupted', message: null })).toBe('interrupted')
+    expect(statusLine({ status: 'running' })).toBe('running')
+    expect(STATUS_LABELS.cancelled).toBe('stopped')
   })
 })

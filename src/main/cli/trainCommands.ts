@@ -18,6 +18,7 @@ import {
   type ExpertAlert,
   type RunDetail,
   type RunRecord,
+  statusLine,
 } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
@@ -261,9 +262,7 @@ export async function baseVocab(host: CliHost, baseModel: string): Promise<numbe
  */
 function printSummary(detail: RunDetail, workspace: string, io: CliIo, shownOnTerminal: readonly string[] = [], vocabSize = 0): void {
   const { record, evaluation } = detail
-  // "completed: completed 10 steps" said it twice.
-  const message = record.message ?? ''
-  const first = message.startsWith(record.status) ? message : `${record.status}: ${message}`
+  const first = statusLine(record)
   if (!shownOnTerminal.includes(first)) io.out(first)
   io.out(`run         ${join(workspace, 'runs', record.id)}`)
   io.out(`steps       ${record.step} of ${record.totalSteps}`)

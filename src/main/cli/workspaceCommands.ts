@@ -11,6 +11,8 @@ import {
   methodText,
   moeSettingsText,
   redoneRange,
+  STATUS_LABELS,
+  statusLine,
   stepsText,
   type RunDetail,
   type RunRecord,
@@ -31,7 +33,7 @@ export function describeModel(m: ModelEntry): string {
 
 export function describeRun(r: RunRecord): string {
   // The name train --name gave it (which export, eval and --resume take too), where it is not the id.
-  return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${r.status}  step ${stepsText(r)}  ${methodText(r.config)}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
+  return `${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}  ${STATUS_LABELS[r.status]}  step ${stepsText(r)}  ${methodText(r.config)}  from ${r.baseModel}${r.dataset ? `  dataset ${r.dataset}` : ''}`
 }
 
 /**
@@ -46,7 +48,7 @@ export function runDetailLines(d: RunDetail, vocabSize = 0): string[] {
   const lines = [
     `run         ${r.id}${r.name && r.name !== r.id ? `  "${r.name}"` : ''}`,
     // ("completed: completed 400 steps" said it twice)
-    `status      ${r.message && !r.message.startsWith(r.status) ? `${r.status}: ${r.message}` : (r.message ?? r.status)}`,
+    `status      ${statusLine(r)}`,
     `steps       ${stepsText(r)}${lastStep !== undefined && lastStep > r.step ? ` (metrics to step ${lastStep})` : ''}`,
     `model       ${r.baseModel}  (${methodText(r.config)})`,
     // The MoE knobs it set (capacity, loss coefficients, jitter...): they were only in run.json.
