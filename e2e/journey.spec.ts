@@ -438,6 +438,15 @@ test('the whole journey: import, fine-tune, evaluate, export, chat and compare',
     await expect(page.getByTestId('experts-compare-model').locator('option', { hasText: EXPORT_NAME })).toHaveCount(1)
     await expect(page.getByTestId('experts-unexported')).toHaveCount(0)
     lap('export')
+    // Its card's Experts opens the comparison that shows what fine-tuning moved: the base model,
+    // beside it the export, routed over the rows it was tuned on.
+    await page.getByTestId('nav-models').click()
+    const exportedCard = page.locator('[data-testid^="model-card-"]', { hasText: EXPORT_NAME })
+    await exportedCard.locator('[data-testid^="model-experts-"]').click()
+    await expect(page.getByTestId('experts-compare-model').locator('option:checked')).toHaveText(EXPORT_NAME)
+    await expect(page.getByTestId('experts-model').locator('option:checked')).toContainText('bundled')
+    await expect(page.getByTestId('experts-source-dataset')).toBeChecked()
+    await expect(page.getByTestId('experts-dataset').locator('option:checked')).toContainText(DATASET_NAME)
 
     await page.getByTestId('nav-chat').click()
     await expect(page.getByTestId('chat-unexported')).toHaveCount(0)
