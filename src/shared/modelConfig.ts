@@ -40,12 +40,12 @@ export const ROUTER_WORDS: Partial<Record<RouterType, string>> = {
 }
 
 /**
- * How a model routes, for the Train screen: top-k and the router are the model's own (its
- * config.json's), not a run's knobs; a run trains the router the model has.
+ * How a model routes, for the Train screen: its top-k (which a run may change: moe.topK) and its
+ * router type (the model's own, config.json's: a run trains the router the model has).
  */
 export function routingFacts(m: { numExperts: number; topK: number; routerType: RouterType }): string {
   const router = ROUTER_WORDS[m.routerType]
-  return `This model sends each token to ${m.topK} of its ${m.numExperts} experts${router ? ` (${router})` : ''}. Top-k and the router are the model's own, not a run's: a Hugging Face checkpoint keeps its config's; a new model gets them where it is made (Models, "New model from a preset").`
+  return `This model sends each token to ${m.topK} of its ${m.numExperts} experts${router ? ` (${router})` : ''}. A run may route to more or fewer (Experts per token, below; the export keeps it). The router type is the model's own: a Hugging Face checkpoint keeps its config's; a new model gets one where it is made (Models, "New model from a preset").`
 }
 
 const posInt = z.number().int().positive()

@@ -19,6 +19,7 @@ import {
   type RunDetail,
   type RunRecord,
   statusLine,
+  moeSettingsText,
 } from '../../shared/runs'
 import { RunFolder } from '../runs/runFolder'
 import { listRuns, runDir as workspaceRunDir } from '../service/workspace'
@@ -436,6 +437,9 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       if (namesake) io.err(namesake)
       if (stopping) void host.close() // Ctrl-C while it started: it stops at its first step boundary
       io.err(`run ${runDir} on ${backend}${resume ? ' (resumed)' : ''}`)
+      // The MoE settings the run changes from the model's own (top-k, capacity, loss coefficients...).
+      const moe = moeSettingsText(record.config.moe)
+      if (moe) io.err(`moe: ${moe} (the model's own for the rest)`)
     } catch (e) {
       // The run given to --resume, in the flag's name (it said "id: no run named …").
       throw cliError(e, resume ? { id: '--resume' } : {})

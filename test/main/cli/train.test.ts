@@ -225,6 +225,40 @@ describe('moe-workbench train / export', () => {
     expect(readdirSync(join(dir, 'ws', 'runs'))).toEqual(['my-run'])
   }, 120_000)
 
+  it("says the MoE settings a run changes from the model's as it starts; the export keeps its top-k", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-topk-'))
+    const { base } = tinyBase(dir) // 4 experts, top-2
+    const data = join(dir, 'data.jsonl')
+    const ids = [1, 4, 5, 2, 5, 4, 3]
+    writeFileSync(data, `${JSON.stringify({ input_ids: ids, labels: ids.map((t, j) => (j >= 4 ? t : -100)) })}\n`.repeat(16))
+    const runDir = join(dir, 'ws', 'runs', 'k3')
+    const set = ['maxSteps=2', 'evalEvery=0', 'finalEval.rows=0', 'moe.topK=3', 'moe.zLossCoef=0.001'].flatMap((x) => ['--set', x])
+    const r = await cli('train', '--model', base, '--dataset', data, ...set, '--out', runDir, '--backend', 'wasm')
+    expect(r.code, r.err.join('\n')).toBe(0)
+    expect(r.err).toContain("moe: topK 3, zLossCoef 0.001 (the model's own for the rest)")
+    const out = join(dir, 'exported')
+    expect((await cli('export', runDir, '--out', out, '--backend', 'wasm')).code).toBe(0)
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_experts_per_tok).toBe(3)
+    // a run on the model's own settings says nothing of them
+    const plain = await cli(
+      'train',
+      '--model',
+      base,
+      '--dataset',
+      data,
+      '--set',
+      'maxSteps=1',
+      '--set',
+      'finalEval.rows=0',
+      '--out',
+      join(dir, 'ws', 'runs', 'p'),
+      '--backend',
+      'wasm',
+    )
+    expect(plain.code).toBe(0)
+    expect(plain.err.filter((l) => l.startsWith('moe: '))).toEqual([])
+  }, 60_000)
+
   it('names bad input precisely', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-bad-'))
     const c = tinyConfig({ vocabSize: 24 })

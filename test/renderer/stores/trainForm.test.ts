@@ -145,7 +145,7 @@ describe('useTrainFormStore', () => {
     expect(form.config.seed).toBe(0)
   })
 
-  it("says how the chosen model routes (top-k, router), the model's own and not a knob of the run", () => {
+  it("says how the chosen model routes (top-k, router): top-k a run may change, the router the model's own", () => {
     const form = useTrainFormStore()
     useModelsStore().entries = [
       ...modelEntries,
@@ -159,7 +159,9 @@ describe('useTrainFormStore', () => {
     ]
     expect(form.routing).toBe('') // no model chosen yet
     form.model = '/app/resources/models/tiny-moe'
-    expect(form.routing).toMatch(/^This model sends each token to 2 of its 4 experts\. Top-k and the router are the model's own/)
+    expect(form.routing).toMatch(
+      /^This model sends each token to 2 of its 4 experts\. A run may route to more or fewer \(Experts per token, below; the export keeps it\)\. The router type is the model's own/,
+    )
     form.model = '/ws/models/h'
     expect(form.routing).toMatch(/^This model sends each token to 1 of its 8 experts \(hash routing\)\. /)
     form.model = '/elsewhere/olmoe' // unreadable: nothing known to say
@@ -240,6 +242,20 @@ describe('useTrainFormStore', () => {
     expect(fake.bridge.runs.start).not.toHaveBeenCalled()
   })
 
+  it("top-k over the chosen model's experts is said at its field as typed, and blocks Start", () => {
+    const form = useTrainFormStore()
+    useModelsStore().entries = [...modelEntries]
+    form.set('moe.topK', 5)
+    expect(form.errors['moe.topK']).toBeUndefined() // no model chosen: nothing to compare with
+    form.model = '/app/resources/models/tiny-moe' // 4 experts
+    expect(form.errors['moe.topK']).toBe("at most the model's 4 experts per layer")
+    expect(form.valid).toBe(false)
+    form.set('moe.topK', 4)
+    expect(form.errors['moe.topK']).toBeUndefined()
+    form.set('moe.topK', null)
+    expect(form.errors['moe.topK']).toBeUndefined()
+  })
+
   it('starts the run with the whole config, and shows a refusal next to its field', async () => {
     const form = useTrainFormStore()
     form.model = '/m'
@@ -252,14 +268,15 @@ describe('useTrainFormStore', () => {
       new ApiError('invalid_argument', 'runs.start: config.data.maxLength: too long for the model', 'config.data.maxLength'),
     )
     expect(await form.start()).toBeNull()
-    expect(form.errors['data.maxLength']).toBe('config.data.maxLength: too long for the model')
+    // under its field, the message without the field's key (the label is beside it)
+    expect(form.errors['data.maxLength']).toBe('too long for the model')
     expect(useRunsStore().startError?.field).toBe('config.data.maxLength')
     // Once the field holds another value (typed, a preset, Defaults) the refusal is not its own any more.
     const refused = form.config.data.maxLength
     form.set('data.maxLength', 64)
     expect(form.errors['data.maxLength']).toBeUndefined()
     form.set('data.maxLength', refused) // back to the refused value: said again
-    expect(form.errors['data.maxLength']).toBe('config.data.maxLength: too long for the model')
+    expect(form.errors['data.maxLength']).toBe('too long for the model')
     form.set('seed', 7) // another field: the refusal stays
     expect(form.errors['data.maxLength']).toBeDefined()
   })

@@ -172,6 +172,11 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       out['offload.budgetBytes'] = `${sizeProblem(budgetText.value)}, or leave it empty for the backend's default`
     const r = runConfigSchema.safeParse(config.value)
     if (!r.success) for (const issue of r.error.issues) out[issue.path.map(String).join('.') || '(config)'] ??= plainIssue(issue.message)
+    // What the chosen model allows, said as it is typed (the service refuses it at Start).
+    const experts = useModelsStore().entries.find((m) => m.dir === model.value)?.info?.numExperts
+    const topK = config.value.moe.topK
+    if (experts !== undefined && typeof topK === 'number' && topK > experts)
+      out['moe.topK'] ??= `at most the model's ${experts} experts per layer`
     return out
   })
 
@@ -191,7 +196,8 @@ export const useTrainFormStore = defineStore('trainForm', () => {
       const sent = runs.startErrorArgs
       const current = { model: model.value, dataset: dataset.value, name: name.value.trim() || undefined, config: config.value }
       const same = sent === null || JSON.stringify(getPath(sent, server.field)) === JSON.stringify(getPath(current, server.field))
-      if (same) out[key] ??= server.message
+      // Under the field, its name is said already ("config.moe.topK: 20 is more than...").
+      if (same) out[key] ??= server.message.replace(`${server.field}: `, '').replace(`${key}: `, '')
     }
     return out
   })
