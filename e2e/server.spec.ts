@@ -310,12 +310,14 @@ test.describe('server mode in the browser', () => {
       model: join(ROOT, 'resources', 'default-model'),
       dataset: ds.id,
       name: 'too short',
-      config: { data: { maxLength: 4 } },
+      config: { data: { maxLength: 4 }, moe: { topK: 3, zLossCoef: 0.001 } },
     })
     await page.goto(app.url)
     await page.getByTestId('nav-train').click()
     await page.getByTestId(`run-item-${run.id}`).click()
     await expect(page.getByTestId('run-message')).toContainText('cuts off every training row', { timeout: 60_000 })
+    // The MoE settings it changed from the model's, on its card (they were only in "Run again…").
+    await expect(page.getByTestId('run-moe-settings')).toHaveText("MoE settings changed from the model's: topK 3, zLossCoef 0.001")
     const bar = page.getByTestId('run-progress').getByRole('progressbar')
     await expect(bar).toHaveAttribute('aria-valuenow', '0')
     await expect(bar).not.toHaveAttribute('data-indeterminate', 'true')

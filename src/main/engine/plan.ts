@@ -139,8 +139,8 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
     budget >= req.budgetBytes
       ? ''
       : req.backend === 'wasm'
-        ? ` (planned for ${fmt(budget)}, all the wasm backend can use: the wasm heap is 4 GiB, some of it its own)`
-        : ` (planned for ${fmt(budget)}, ${HOST_USABLE_SHARE * 100}% of this machine's ${fmt(totalmem())} of memory, where the ${req.backend ?? 'current'} backend keeps its weights)`
+        ? ` (planned for ${fmtDown(budget)} of the ${fmtDown(req.budgetBytes)} asked, all the wasm backend can use: the wasm heap is 4 GiB, some of it its own)`
+        : ` (planned for ${fmtDown(budget)} of the ${fmtDown(req.budgetBytes)} asked, ${HOST_USABLE_SHARE * 100}% of this machine's ${fmt(totalmem())} of memory, where the ${req.backend ?? 'current'} backend keeps its weights)`
   const hostCpu = req.backend === 'cpu' || req.backend === 'wasm' || req.backend === 'tfjs-node' || req.backend === undefined
   const hostLimit = req.hostLimitBytes ?? Math.max(0, Math.floor(totalmem() * 0.5) - (hostCpu ? budget : 0))
   const params = countParams(c)

@@ -122,7 +122,7 @@ describe('moe-workbench CLI', () => {
     const big = JSON.parse((await cli('info', '--model', join(FIX, 'mixtral'), '--backend', 'cpu', '--budget', '1TB', '--json')).out[0])
     expect(big.plan.budgetBytes).toBe(Math.floor(totalmem() * 0.8))
     expect(big.plan.message).toMatch(
-      / \(planned for [\d.]+ GiB, 80% of this machine's [\d.]+ GiB of memory, where the cpu backend keeps its weights\)$/,
+      / \(planned for [\d.]+ GiB of the 931.32 GiB asked, 80% of this machine's [\d.]+ GiB of memory, where the cpu backend keeps its weights\)$/,
     )
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '0')).err[0]).toMatch(/--budget: "0" is not a size above 0/)
     expect((await cli('info', '--model', join(FIX, 'mixtral'), '--budget', '99999999TiB')).err[0]).toMatch(
@@ -168,11 +168,11 @@ describe('moe-workbench CLI', () => {
     expect(info.weightProblems).toEqual([])
     // The plan pages it into what wasm can address, and says that 8 GB was more than that.
     expect(info.plan.fits).toBe(true)
-    expect(info.plan.message).toMatch(/^fits with paging: .*\(planned for 3\.6\d GiB, all the wasm backend can use/)
+    expect(info.plan.message).toMatch(/^fits with paging: .*\(planned for 3\.6\d GiB of the [\d.]+ GiB asked, all the wasm backend can use/)
     const text = (await cli('info', '--model', dir, '--backend', 'cpu', '--budget', '200GB')).out.join('\n')
     expect(text).toMatch(/^stored as {2}bfloat16 \(config.json's torch_dtype\)$/m)
     expect(text).toMatch(/^weights {4}none in this folder \(config.json alone: .* model\.safetensors, .*: 87\.0 GiB in bfloat16\)$/m)
-    expect(text).toMatch(/^plan {7}[\d.]+ GiB: .*\(planned for [\d.]+ GiB, 80% of this machine's/m)
+    expect(text).toMatch(/^plan {7}[\d.]+ GiB: .*\(planned for [\d.]+ GiB of the [\d.]+ GiB asked, 80% of this machine's/m)
     // Weights in a form it does not read are not taken for "no weights": refused, saying what they are.
     writeFileSync(join(dir, 'pytorch_model-00001-of-00002.bin'), 'x')
     writeFileSync(join(dir, 'training_args.bin'), 'x')

@@ -226,7 +226,7 @@ describe('paging, on wasm', () => {
     const wasm = planPlacement(c, { budgetBytes: 4 * 2 ** 30, backend: 'wasm' })
     // A budget beyond the wasm heap is planned at its ceiling, and the plan says so.
     expect(wasm.fit).toMatchObject({ fits: true, budgetBytes: 4 * 2 ** 30 - 384 * 2 ** 20 })
-    expect(wasm.fit.message).toMatch(/\(planned for 3\.6\d GiB, all the wasm backend can use: the wasm heap is 4 GiB/)
+    expect(wasm.fit.message).toMatch(/\(planned for 3\.6\d GiB of the 4.00 GiB asked, all the wasm backend can use: the wasm heap is 4 GiB/)
     expect(planPlacement(c, { budgetBytes: 2 ** 30, backend: 'wasm' }).fit.message).not.toMatch(/planned for/)
     const big = planPlacement(c, { budgetBytes: 30_000, storage: 'f32', contextTokens: 4, hostLimitBytes: 100 })
     expect(big.fit.message).toMatch(

@@ -42,8 +42,11 @@ describe('exportChoice', () => {
     const cancelled = exportChoice({ ...run, status: 'cancelled', step: 43, lastCheckpoint: 'C:\\ws\\runs\\r\\checkpoints\\step-43' })
     expect(cancelled).toMatchObject({ final: false, button: 'Export checkpoint step 43 of 60' })
     expect(cancelled.note).toBe(
-      'The run stopped (cancelled) before its end: this exports its checkpoint step 43 of 60, not a final model; the name says so.',
+      'The run was stopped before its end: this exports its checkpoint step 43 of 60, not a final model; the name says so.',
     )
+    const at = { step: 43, lastCheckpoint: '/ws/runs/r/checkpoints/step-43' }
+    expect(exportChoice({ ...run, ...at, status: 'interrupted' }).note).toMatch(/^The run was interrupted before its end: /)
+    expect(exportChoice({ ...run, ...at, status: 'failed' }).note).toMatch(/^The run failed before its end: /)
     expect(exportChoice({ ...run, status: 'running', step: 3, lastCheckpoint: null })).toMatchObject({ final: false, label: null })
   })
 

@@ -20,7 +20,7 @@ import type {
   RunsStartArgs,
   StepMetrics,
 } from '../../../shared/runs'
-import { ACTIVE_STATUSES, RESUMABLE_STATUSES, bestKeptEval, runName, isActive, redoneRange } from '../../../shared/runs'
+import { ACTIVE_STATUSES, RESUMABLE_STATUSES, STATUS_LABELS, bestKeptEval, runName, isActive, redoneRange } from '../../../shared/runs'
 import { useWorkbench } from '../api/client'
 import { type UiError, toUiError } from '../errors'
 import { listener } from './listen'
@@ -192,7 +192,7 @@ export function exportChoice(
         ? 'The run is still training'
         : // Its last checkpoint's step, not where it stopped: a crash stops it past that ("stopped
           // at step 183" beside "Stopped at step 216" on the same card).
-          `The run stopped (${record.status}) before its end`
+          `The run ${record.status === 'failed' ? 'failed' : `was ${STATUS_LABELS[record.status]}`} before its end`
   return {
     final: false,
     label,
