@@ -173,6 +173,11 @@ test.describe('server mode in the browser', () => {
       await page.getByTestId('fit-check').click()
       await expect(fit.getByTestId('fit-verdict')).toHaveText(/^(Fits with paging: \d+ of 256 experts cached|Does not fit)$/)
       await expect(fit.getByTestId('fit-message')).not.toBeEmpty()
+      // Another screen and back: the budget typed and its answer are still there.
+      await page.getByTestId('nav-home').click()
+      await page.getByTestId('nav-models').click()
+      await expect(page.getByTestId('fit-budget')).toHaveValue('16 GiB')
+      await expect(page.getByTestId('inspect-fit').getByTestId('fit-verdict')).toBeVisible()
       await snapshot(page, 'server-home-error')
     })
 

@@ -168,6 +168,8 @@ export const useModelsStore = defineStore('models', () => {
 
   /** The budget the plans answer (the last Check fit), or null. */
   let planBudget: number | null = null
+  /** The Models screen's budget field as typed (kept while the app is open, with the plans it asked). */
+  const fitBudget = ref('')
 
   /** Plans every readable model for the budget, and the folder inspected (not linked yet: it is planned from its config.json). */
   async function planAll(budgetBytes: number): Promise<void> {
@@ -219,6 +221,7 @@ export const useModelsStore = defineStore('models', () => {
     createError,
     createErrorFor,
     plans,
+    fitBudget,
     refresh,
     ensureLoaded,
     byDir,
