@@ -240,7 +240,7 @@ export function planPlacement(c: MoeConfig, req: PlanRequest): Placement {
   let free = budget - reserve - small
   if (free < cacheFloor)
     return refuse(
-      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for the weights paged in at once (${fmt(cacheFloor)}: ${largest > c.topK * expertBytes ? 'the largest paged tensor' : `one layer's ${c.topK} experts, as a token uses them`}) need ${fmtUp(small + reserve + cacheFloor)}, more than the budget of ${fmtDown(budget)}; raise the budget to at least ${fmtUp(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? " or plan for a shorter context (Context in the budget settings, the CLI's --context)" : ''}`,
+      `does not fit: ${fmt(small)} of norms and routers, ${fmt(reserve)} of KV cache, activations${t ? ' and training state' : ''} and a cache for the weights paged in at once (${fmt(cacheFloor)}: ${largest > c.topK * expertBytes ? 'the largest paged tensor' : `one layer's ${c.topK} experts, as a token uses them`}) need ${fmtUp(small + reserve + cacheFloor)}, more than the budget of ${fmtDown(budget)}; raise the budget to at least ${fmtUp(small + reserve + cacheFloor)}${kvCacheBytes > 0 ? " or plan for a shorter context (Context in Chat's budget settings, the CLI's --context)" : ''}`,
       { residentBytes: small },
     )
   const resident = new Set(smallSpecs(c).map((s) => s.name))

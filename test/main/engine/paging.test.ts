@@ -204,7 +204,7 @@ describe('paging, on wasm', () => {
     const tiny = planPlacement(c, { budgetBytes: 1000, contextTokens: 64 })
     expect(tiny.fit.fits).toBe(false)
     expect(tiny.fit.message).toMatch(
-      /does not fit: .* need [\d.]+ (KiB|MiB), more than the budget of .* raise the budget to at least [\d.]+ (KiB|MiB) or plan for a shorter context \(Context in the budget settings, the CLI's --context\)$/,
+      /does not fit: .* need [\d.]+ (KiB|MiB), more than the budget of .* raise the budget to at least [\d.]+ (KiB|MiB) or plan for a shorter context \(Context in Chat's budget settings, the CLI's --context\)$/,
     )
     expect(planPlacement(c, { budgetBytes: 1e9 }).fit).toMatchObject({ fits: true, fitsResident: true })
     // Just under the smallest budget that fits: the amount it names (rounded up) fits, and the
