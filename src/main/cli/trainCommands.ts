@@ -395,6 +395,9 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
           starting = false
         }
       } else {
+        // Settings the model cannot train with (a top-k over its experts, a LoRA rank over a
+        // matrix's side) are refused before a dataset file is imported for a run that cannot start.
+        if (configInput !== undefined) await host.api['models.plan']({ dir: modelArg!, run: configInput })
         const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
         let config = configInput
         if (values.config === undefined && sets.length === 0) {

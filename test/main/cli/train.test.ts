@@ -290,6 +290,25 @@ describe('moe-workbench train / export', () => {
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', 'no-such-dataset', '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(2)
     expect(r.err.at(-1)).toMatch(/"no-such-dataset" is neither a file nor a dataset/)
+    // A setting the model cannot train with is refused before the file is imported for a run that cannot start.
+    writeFileSync(join(dir, 'fresh.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 2, 4]}\n')
+    r = await cli(
+      'train',
+      '--model',
+      join(dir, 'base'),
+      '--dataset',
+      join(dir, 'fresh.jsonl'),
+      '--set',
+      'moe.topK=9',
+      '--workspace',
+      ws,
+      '--backend',
+      'cpu',
+    )
+    expect(r.code).toBe(2)
+    expect(r.err.at(-1)).toMatch(/config\.moe\.topK: 9 is more than the model's 4 experts per layer; use at most 4/)
+    expect(r.err.join('\n')).not.toMatch(/imported/)
+    expect((await cli('dataset', 'list', '--workspace', ws)).out.join('\n')).not.toMatch(/fresh/)
     // A folder: the file inside it is wanted (as dataset inspect says).
     r = await cli('train', '--model', join(dir, 'base'), '--dataset', dir, '--workspace', ws, '--backend', 'cpu')
     expect(r.code).toBe(2)
