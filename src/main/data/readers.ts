@@ -159,7 +159,9 @@ export function notText(head: Uint8Array, format: Exclude<DatasetFormat, 'parque
   // line and field, and the other rows import. More is binary data, or UTF-16 saved without its
   // byte-order mark (every other byte NUL).
   if (nul > Math.max(2, head.length / 1000)) {
-    if (nul >= 0.3 * head.length && (oddNul >= 0.9 * nul || oddNul <= 0.1 * nul))
+    // NULs at odd places: little-endian, its text at even ones; at even places: big-endian.
+    const textAt = oddNul >= 0.9 * nul ? 0 : oddNul <= 0.1 * nul ? 1 : null
+    if (textAt !== null && utf16Text(head, textAt))
       return `is UTF-16 text (without a byte-order mark), and ${kind} files are read as UTF-8. Save it again as UTF-8.`
     return `is not a text file: it holds binary data (NUL bytes), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
   }
@@ -167,6 +169,22 @@ export function notText(head: Uint8Array, format: Exclude<DatasetFormat, 'parque
   if (control > 0 && control >= 0.1 * head.length)
     return `is not a text file: it holds binary data (mostly control characters), and a ${kind} file must be text. ${CHOOSE_ANOTHER}`
   return null
+}
+
+/**
+ * Whether the bytes at `parity` (the other bytes being NULs) read as text: printable ASCII, tab,
+ * line feed or carriage return, nine in ten at least (UTF-16 of Latin text; a binary file whose
+ * NULs happen to fall every other byte has control bytes between them).
+ */
+function utf16Text(head: Uint8Array, parity: 0 | 1): boolean {
+  let text = 0
+  let all = 0
+  for (let i = parity; i < head.length; i += 2) {
+    const b = head[i]
+    all++
+    if ((b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d) text++
+  }
+  return all > 0 && text >= 0.9 * all
 }
 
 const BLANK = new Set([0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20])

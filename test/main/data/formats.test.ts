@@ -370,6 +370,9 @@ describe('every layout in every file format', () => {
     // every other byte NUL, odd or even places (little- or big-endian), from 30% of the bytes
     expect(notText(bytes('a\u0000b\u0000c\u0000defg'), 'jsonl')).toMatch(/^is UTF-16 text/)
     expect(notText(bytes('\u0000a\u0000b\u0000cdefg'), 'jsonl')).toMatch(/^is UTF-16 text/)
+    // NULs every other byte between control bytes (a small binary file): binary, not UTF-16
+    expect(notText(Uint8Array.from([0, 1, 2, 3, 0, 255, 0, 7]), 'jsonl')).toMatch(/^is not a text file: .*NUL bytes/)
+    expect(notText(Uint8Array.from([1, 0, 2, 0, 3, 0, 0x41, 0, 5, 0]), 'jsonl')).toMatch(/^is not a text file: .*NUL bytes/)
     // NULs at no pattern: binary
     expect(notText(bytes('\u0000\u0000ab\u0000c\u0000\u0000def'), 'jsonl')).toMatch(/^is not a text file: .*NUL bytes/)
     // tab, CR/LF, vertical tab, form feed and escape (coloured logs) are text
