@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { datasetStep, guidedDataset, modelStep, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
+import { chatStepText, datasetStep, guidedDataset, modelStep, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
 
 describe('the guided path', () => {
   const samples = [{ name: 'Sample: arithmetic' }, { name: SHOWCASE_SAMPLE }, { name: 'Sample: word reversal' }]
@@ -20,6 +20,35 @@ describe('the guided path', () => {
     expect(resultModel([newer, older])?.id).toBe('a-newer')
     expect(resultModel([preset, { id: 'untimed', info, provenance: { fromRun: 'r0' } }])?.id).toBe('untimed')
     expect(resultModel([preset])).toBeNull()
+  })
+
+  it('names the run the model to chat with came from, and a newer completed run that is not exported yet', () => {
+    const runs = [
+      { id: '2026-12-02T10-00-00-bad24296', name: undefined },
+      { id: '2026-12-01T10-00-00-aaaa', name: 'cli-top3' },
+    ]
+    const tuned = { name: 'cli-top3 (fine-tuned)', provenance: { fromRun: '2026-12-01T10-00-00-aaaa' } }
+    // The newest completed run is the one exported: one run named, once.
+    expect(chatStepText(tuned, runs[1], runs, [runs[1].id])).toBe(
+      'Compare cli-top3 (fine-tuned) (from run cli-top3) with the base model, token by token.',
+    )
+    // A newer completed run, not exported: the step names both, and where to export.
+    expect(chatStepText(tuned, runs[0], runs, [runs[1].id])).toBe(
+      'Compare cli-top3 (fine-tuned) (from run cli-top3) with the base model, token by token. Run bad24296 is not a model yet: Export it on its run card to chat with it.',
+    )
+    // Exported under another model (an older export of it was removed from the list): nothing to export.
+    expect(chatStepText(tuned, runs[0], runs, [runs[0].id, runs[1].id])).toBe(
+      'Compare cli-top3 (fine-tuned) (from run cli-top3) with the base model, token by token.',
+    )
+    // No model from a run yet.
+    expect(chatStepText(null, runs[0], runs, [])).toBe(
+      'Run bad24296 is not a model yet: Export it on its run card to chat with it. Then chat with it next to the base model.',
+    )
+    expect(chatStepText(null, null, [], [])).toBe('Export the run as a model, then chat with it next to the base model.')
+    // A model whose run is gone from the list is still named, without its run.
+    expect(chatStepText({ name: 'old', provenance: { fromRun: 'gone' } }, null, runs, ['gone'])).toBe(
+      'Compare old with the base model, token by token.',
+    )
   })
 
   it('tells a step the user did from one what the app ships does (the bundled model, the samples)', () => {

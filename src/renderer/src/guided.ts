@@ -1,6 +1,8 @@
 /** The guided path's choices (Home's "Getting started"). */
 import type { ModelEntry } from '../../shared/api'
 import type { DatasetManifest } from '../../shared/dataset'
+import { runName } from '../../shared/runs'
+import type { RunRecord } from '../../shared/runs'
 
 /**
  * The sample the guided path fine-tunes when the user has no dataset of their own: the one where
@@ -23,6 +25,30 @@ export function resultModel<T extends Pick<ModelEntry, 'info' | 'provenance'>>(e
   const time = (m: T): string => (typeof m.provenance?.exported === 'string' ? m.provenance.exported : '')
   const exported = entries.filter((m) => m.info && typeof m.provenance?.fromRun === 'string')
   return exported.sort((a, b) => time(b).localeCompare(time(a)))[0] ?? null
+}
+
+/**
+ * The chat step's text. It names the run the model to chat with came from, and the newest
+ * completed run (the one the fine-tune step names) where that one is not exported yet
+ * (`exportedRuns`: the runs some listed model came from). The two steps named different runs with
+ * nothing to tie them.
+ */
+export function chatStepText(
+  tuned: Pick<ModelEntry, 'name' | 'provenance'> | null,
+  completed: Pick<RunRecord, 'id' | 'name'> | null,
+  runs: Pick<RunRecord, 'id' | 'name'>[],
+  exportedRuns: string[],
+): string {
+  const from = typeof tuned?.provenance?.fromRun === 'string' ? tuned.provenance.fromRun : null
+  const pending = completed && !exportedRuns.includes(completed.id) ? runName(completed) : null
+  const exportIt = pending ? `Run ${pending} is not a model yet: Export it on its run card to chat with it.` : ''
+  if (!tuned)
+    return pending
+      ? `${exportIt} Then chat with it next to the base model.`
+      : 'Export the run as a model, then chat with it next to the base model.'
+  const source = from ? runs.find((r) => r.id === from) : undefined
+  const compare = `Compare ${tuned.name}${source ? ` (from run ${runName(source)})` : ''} with the base model, token by token.`
+  return pending ? `${compare} ${exportIt}` : compare
 }
 
 /**
