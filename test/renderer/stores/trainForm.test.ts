@@ -88,6 +88,20 @@ describe('useTrainFormStore', () => {
     expect(form.presetId).toBeNull()
   })
 
+  it('keeps the experts per token the user typed across presets, and Defaults resets it', async () => {
+    const form = useTrainFormStore()
+    form.set('moe.topK', 3)
+    form.applyPreset('quick-lora')
+    expect(form.config.moe.topK).toBe(3)
+    form.model = '/m'
+    form.dataset = 'd'
+    form.applyPreset(QUICK_PRESET)
+    await flushPromises()
+    expect(form.config).toMatchObject({ method: 'full', epochs: 60, moe: { topK: 3 } })
+    form.reset()
+    expect(form.config.moe.topK).toBeNull()
+  })
+
   it("sets LoRA's learning rate for the chosen model's size, and again when the model changes", async () => {
     const models = useModelsStore()
     await models.refresh()

@@ -290,8 +290,10 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   }
 
   function useConfig(next: RunConfig): void {
-    // The device budget belongs to the machine, not to the preset.
+    // The device budget belongs to the machine, not to the preset; the experts per token to the
+    // model the user is shaping (no preset sets it: one replaced a typed top-k without a word).
     next.offload = { ...config.value.offload }
+    next.moe.topK = config.value.moe.topK
     config.value = next
     frozenExpertsText.value = formatExpertMap(next.freeze.experts)
   }
