@@ -56,6 +56,9 @@ export function typicalLr(method: RunConfig['method'], totalParams: number): num
   return 2e-5
 }
 
+/** Fewer validation rows than this are called too few to read the validation curve and scores by. */
+export const FEW_VALIDATION_ROWS = 5
+
 /** Beyond this factor from the typical rate, a learning rate is called off. */
 const LR_FACTOR = 30
 
@@ -153,6 +156,15 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       suggest: { path: 'evalEvery', value: every },
     })
   }
+  // A 10-row dataset's 10% split is one row: the held-out scores read 0% or 100% and the validation
+  // loss is one row's (Quick on 10 rows, before -> after, said nothing but chance).
+  const valRows = ctx.valRows ?? 0
+  if (valRows > 0 && valRows < FEW_VALIDATION_ROWS)
+    out.push({
+      id: 'few-validation-rows',
+      tone: 'info',
+      message: `The validation split holds ${valRows === 1 ? '1 row' : `${valRows} rows`}: the validation loss and the held-out before/after scores rest on ${valRows === 1 ? 'it' : 'them'} alone and move by chance. More rows, or a larger share held out when the file is imported (Datasets' "Held out for validation", the CLI's --val-ratio), give a reading that says more.`,
+    })
   // MoE knobs (and LoRA's dropout) past where they train anything useful (each accepted, and the
   // run "completed" with a loss in the millions, every token dropped or the adapters untouched).
   const m = c.moe

@@ -423,6 +423,21 @@ describe('the rules at their edges', () => {
     ).toEqual(['few-steps'])
   })
 
+  it('a validation split of a few rows: its scores move by chance (Quick on 10 rows held out one)', () => {
+    expect(advice({ maxSteps: 60 }, { valRows: 1 })).toEqual([
+      {
+        id: 'few-validation-rows',
+        tone: 'info',
+        message:
+          'The validation split holds 1 row: the validation loss and the held-out before/after scores rest on it alone and move by chance. More rows, or a larger share held out when the file is imported (Datasets\' "Held out for validation", the CLI\'s --val-ratio), give a reading that says more.',
+      },
+    ])
+    expect(advice({ maxSteps: 60 }, { valRows: 4 })[0].message).toMatch(/^The validation split holds 4 rows: .* rest on them alone/)
+    // 5 rows are enough; none (no validation) and not known are other matters
+    for (const valRows of [5, 0, undefined])
+      expect(advice({ maxSteps: 60 }, { valRows }).map((a) => a.id)).not.toContain('few-validation-rows')
+  })
+
   it('a run of a few steps, the epochs deciding (one epoch of 50 rows is 7 steps), with the epochs that make about 60', () => {
     expect(advice({}, { trainRows: 50 })).toEqual([
       {

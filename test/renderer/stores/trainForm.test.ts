@@ -185,7 +185,7 @@ describe('useTrainFormStore', () => {
   it('warns before start about settings that will not work for the chosen model and dataset, and applies the suggestion', () => {
     const form = useTrainFormStore()
     useModelsStore().entries = modelEntries
-    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90 } }]
+    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 10 } }]
     form.set('optimizer.lr', 1)
     expect(form.warnings).toEqual([]) // no model or dataset chosen: nothing to judge against
     form.model = '/app/resources/models/tiny-moe'
@@ -202,6 +202,9 @@ describe('useTrainFormStore', () => {
     expect(form.warnings.map((w) => w.id)).toEqual(['eval-once'])
     useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 0 } }]
     expect(form.warnings).toEqual([])
+    // one validation row: its scores are chance
+    useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 1 } }]
+    expect(form.warnings.map((w) => w.id)).toEqual(['eval-once', 'few-validation-rows'])
     useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 10 } }]
     form.set('evalEvery', 4)
     expect(form.warnings).toEqual([])
@@ -216,7 +219,11 @@ describe('useTrainFormStore', () => {
       p95: 50,
     }
     useDatasetsStore().list = [
-      { ...datasetManifest, split: { ...datasetManifest.split, train: 90 }, stats: { ...datasetManifest.stats, tokens } },
+      {
+        ...datasetManifest,
+        split: { ...datasetManifest.split, train: 90, validationRows: 10 },
+        stats: { ...datasetManifest.stats, tokens },
+      },
     ]
     form.set('data.maxLength', 16)
     expect(form.warnings.map((w) => w.id)).toEqual(['max-length-short'])
