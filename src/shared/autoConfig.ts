@@ -181,8 +181,9 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
   )
   c.data.maskPrompt = true
 
-  // Evaluation and checkpoints: a few of each over the run.
-  c.evalEvery = Math.max(10, Math.round(steps / 5))
+  // Evaluation and checkpoints: a few of each over the run. Rounded up: rounded down, the fifth
+  // validation fell a step or two before the end, which validates again (306 steps: at 305 and 306).
+  c.evalEvery = Math.max(10, Math.ceil(steps / 5))
   c.checkpointEvery = Math.max(10, Math.round(steps / 2))
   choose('evalEvery', c.evalEvery, `validated about 5 times over the ${steps} steps`)
   choose('checkpointEvery', c.checkpointEvery, 'a checkpoint halfway and at the end (and at each new best validation loss)')

@@ -148,7 +148,7 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
   // Validated at the end only (Quick planned 300 steps with a check every 60; maxSteps set to 60
   // kept the 60): no validation curve to read, and no checkpoint to call the best.
   if (c.evalEvery > 0 && c.evalEvery >= steps && steps >= 10 && ctx.valRows !== 0) {
-    const every = Math.max(1, Math.round(steps / 5))
+    const every = Math.max(1, Math.ceil(steps / 5)) // up: the fifth at the end, not a step before it
     out.push({
       id: 'eval-once',
       tone: 'info',

@@ -35,6 +35,17 @@ function large(over: Partial<AutoInput> = {}): AutoInput {
 }
 
 describe('the Quick preset (autoRunConfig)', () => {
+  it('validates about five times, the fifth at the end of the run and not a step before it (two validations in a row)', () => {
+    // 270 training rows of the conversion sample: 9 epochs of 34 steps, 306 in all
+    const auto = autoRunConfig(autoInput(manifest(270), bundled))
+    expect(auto.steps).toBe(306)
+    expect(auto.config.evalEvery).toBe(62) // 62 124 186 248, and the end (306); 61 validated at 305 and 306
+    expect(auto.config.checkpointEvery).toBe(153)
+    const odd = autoRunConfig(autoInput(manifest(262), bundled)) // 33 steps an epoch, 9 epochs: 297
+    expect(odd.steps).toBe(297)
+    expect(odd.config.evalEvery).toBe(60) // 59 validated at 295 and 297
+  })
+
   it('fully fine-tunes the bundled model on a few dozen rows for about 300 steps at its pretraining rate', () => {
     const auto = autoRunConfig(autoInput(manifest(36), bundled))
     const c = auto.config

@@ -43,6 +43,9 @@ describe('before a run (preflight)', () => {
         'Validation every 60 steps of a 60-step run is measured once, at the end: the curves have no validation loss to follow and no checkpoint is marked best. Every 12 steps gives five points.',
       suggest: { path: 'evalEvery', value: 12 },
     })
+    // rounded up: every 11 of 56 steps would validate at 55 and again at the end
+    const odd = preflight(validateRunConfig({ maxSteps: 56, evalEvery: 60, batchSize: 1 }), small).find((a) => a.id === 'eval-once')
+    expect(odd?.suggest).toEqual({ path: 'evalEvery', value: 12 })
     expect(ids({ maxSteps: 60, evalEvery: 30, batchSize: 1 })).not.toContain('eval-once')
     expect(ids({ maxSteps: 60, evalEvery: 0, batchSize: 1 })).not.toContain('eval-once')
     expect(ids({ maxSteps: 60, evalEvery: 60, batchSize: 1 }, { ...small, valRows: 0 })).not.toContain('eval-once')
