@@ -34,7 +34,7 @@ describe('the guided path', () => {
     )
     // A newer completed run, not exported: the step names both, and where to export.
     expect(chatStepText(tuned, runs[0], runs, [runs[1].id])).toBe(
-      'Compare cli-top3 (fine-tuned) (from run cli-top3) with the base model, token by token. Run bad24296 is not a model yet: Export it on its run card to chat with it.',
+      'Compare cli-top3 (fine-tuned) (from run cli-top3) with the base model, token by token. Run bad24296 is not a model yet: Export it on its run card to chat with it too.',
     )
     // Exported under another model (an older export of it was removed from the list): nothing to export.
     expect(chatStepText(tuned, runs[0], runs, [runs[0].id, runs[1].id])).toBe(
@@ -42,7 +42,7 @@ describe('the guided path', () => {
     )
     // No model from a run yet.
     expect(chatStepText(null, runs[0], runs, [])).toBe(
-      'Run bad24296 is not a model yet: Export it on its run card to chat with it. Then chat with it next to the base model.',
+      'Run bad24296 is not a model yet: Export it on its run card, then chat with it next to the base model.',
     )
     expect(chatStepText(null, null, [], [])).toBe('Export the run as a model, then chat with it next to the base model.')
     // A model whose run is gone from the list is still named, without its run.

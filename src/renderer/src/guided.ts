@@ -1,8 +1,7 @@
 /** The guided path's choices (Home's "Getting started"). */
 import type { ModelEntry } from '../../shared/api'
 import type { DatasetManifest } from '../../shared/dataset'
-import { runName } from '../../shared/runs'
-import type { RunRecord } from '../../shared/runs'
+import { runName, type RunRecord } from '../../shared/runs'
 
 /**
  * The sample the guided path fine-tunes when the user has no dataset of their own: the one where
@@ -41,14 +40,14 @@ export function chatStepText(
 ): string {
   const from = typeof tuned?.provenance?.fromRun === 'string' ? tuned.provenance.fromRun : null
   const pending = completed && !exportedRuns.includes(completed.id) ? runName(completed) : null
-  const exportIt = pending ? `Run ${pending} is not a model yet: Export it on its run card to chat with it.` : ''
+  const exportIt = (then: string): string => `Run ${pending} is not a model yet: Export it on its run card${then}.`
   if (!tuned)
     return pending
-      ? `${exportIt} Then chat with it next to the base model.`
+      ? exportIt(', then chat with it next to the base model')
       : 'Export the run as a model, then chat with it next to the base model.'
   const source = from ? runs.find((r) => r.id === from) : undefined
   const compare = `Compare ${tuned.name}${source ? ` (from run ${runName(source)})` : ''} with the base model, token by token.`
-  return pending ? `${compare} ${exportIt}` : compare
+  return pending ? `${compare} ${exportIt(' to chat with it too')}` : compare
 }
 
 /**
