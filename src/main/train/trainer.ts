@@ -405,9 +405,31 @@ async function setUp(
   })
   const values = [...trainable.values()].reduce((a, t) => a + t.size, 0)
   log(
-    `${resumeFrom ? `resuming at step ${state.step} of` : 'starting:'} ${state.totalSteps} steps, ${trainRows.length} training rows, ${spec.validation.length} validation rows, ${trainable.size} trainable tensors (${values} values), backend ${tf.getBackend()}`,
+    startLine({
+      resumeStep: resumeFrom ? state.step : null,
+      steps: state.totalSteps,
+      trainRows: trainRows.length,
+      validationRows: spec.validation.length,
+      tensors: trainable.size,
+      values,
+      backend: tf.getBackend(),
+    }),
   )
   return session
+}
+
+/** The log's first line of a run's start or resume: its size, in words ("1 validation row"). */
+export function startLine(p: {
+  resumeStep: number | null
+  steps: number
+  trainRows: number
+  validationRows: number
+  tensors: number
+  values: number
+  backend: string
+}): string {
+  const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`
+  return `${p.resumeStep !== null ? `resuming at step ${p.resumeStep} of` : 'starting:'} ${count(p.steps, 'step')}, ${count(p.trainRows, 'training row')}, ${count(p.validationRows, 'validation row')}, ${count(p.tensors, 'trainable tensor')} (${p.values} values), backend ${p.backend}`
 }
 
 /** The weights a forward reads: the model's own, with the LoRA path added for a LoRA run. */
