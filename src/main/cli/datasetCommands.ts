@@ -266,8 +266,15 @@ export async function datasetCommand(values: ParsedValues, io: CliIo, positional
       })
       io.out(`imported ${describeManifest(m)}`)
       io.out(`workspace  ${host.workspace}`)
-      const namesake = namesakeWarning('dataset', await host.api['datasets.list'](), m)
+      const all = await host.api['datasets.list']()
+      const namesake = namesakeWarning('dataset', all, m)
       if (namesake) io.err(namesake)
+      // The same bytes imported before (a script run twice): a second copy, said with its twin's id.
+      const twins = all.filter((d) => d.id !== m.id && d.source.sha256 === m.source.sha256)
+      if (twins.length > 0)
+        io.err(
+          `note: the same file contents were imported before as ${twins.map((d) => `"${d.name}" (${d.id})`).join(', ')}; this import is another copy: moe-workbench dataset delete ID removes one you do not need`,
+        )
       return 0
     } finally {
       process.off('SIGINT', onSignal)

@@ -564,7 +564,16 @@ describe('moe-workbench train / export', () => {
     expect(r.err).toContain(
       `warning: another dataset is named "Partly Bad" (${first}): where a command takes the name, give this one's id (${twinId}) instead, or delete the other`,
     )
+    expect(r.err.join('\n')).not.toMatch(/note: the same file contents/)
     expect((await cli('dataset', 'delete', twinId, '--workspace', ws)).code).toBe(0)
+    // The same file again: imported, and the copy it makes is said, with the earlier one's id
+    const partly = (await cli('dataset', 'list', '--workspace', ws)).out[0].split(/\s+/)[0]
+    r = await cli('dataset', 'import', bad, '--workspace', ws, '--accept-invalid')
+    const copyId = /^imported (\S+)/m.exec(r.out.join('\n'))![1]
+    expect(r.err).toContain(
+      `note: the same file contents were imported before as "partly bad" (${partly}); this import is another copy: moe-workbench dataset delete ID removes one you do not need`,
+    )
+    expect((await cli('dataset', 'delete', copyId, '--workspace', ws)).code).toBe(0)
     r = await cli(
       'dataset',
       'import',
