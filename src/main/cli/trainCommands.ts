@@ -171,13 +171,15 @@ const FINAL = new Set(['completed', 'cancelled', 'interrupted', 'failed'])
 
 /**
  * A step's alerts as lines, grouped (one line per kind, its experts by layer), each with its
- * step; what to do is said the first time a kind is told (`told`, updated), and referred to after.
+ * step; what to do is said the first time it is told (`told`: the advice said, updated), and
+ * referred to after.
  */
-export function alertLines(alerts: readonly ExpertAlert[], told: Set<ExpertAlert['kind']>): string[] {
+export function alertLines(alerts: readonly ExpertAlert[], told: Set<string>): string[] {
   return groupAlerts(alerts).map((g) => {
-    const advice = g.text.indexOf(': ')
-    const text = told.has(g.kind) && advice > 0 ? `${g.text.slice(0, advice)} (what to do: as above)` : g.text
-    told.add(g.kind)
+    const at = g.text.indexOf(': ')
+    const advice = at > 0 ? g.text.slice(at) : null
+    const text = advice !== null && told.has(advice) ? `${g.text.slice(0, at)} (what to do: as above)` : g.text
+    if (advice !== null) told.add(advice)
     return `alert at step ${g.step}: ${text}`
   })
 }
@@ -192,7 +194,7 @@ function followRun(host: CliHost, runId: string, io: CliIo, evaluates: boolean, 
   let completed = false
   // A step's alerts arrive one by one: held until the next other event, then told together.
   let alerts: ExpertAlert[] = []
-  const told = new Set<ExpertAlert['kind']>()
+  const told = new Set<string>()
   const tellAlerts = (): void => {
     alertLines(alerts, told).forEach((l, i) => io.err(`${tty && i === 0 ? '\n' : ''}${l}`))
     alerts = []

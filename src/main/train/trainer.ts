@@ -744,12 +744,17 @@ export function expertAlerts(
       if (highCleared !== undefined && highCleared < steps) next.highCleared = highCleared
       if (next.low === steps && next.lowCleared === undefined) {
         next.lowCleared = 0
+        // Under the share from the run's first step on: the model sends this data elsewhere (a
+        // narrow dataset does), which training did not cause; the usual advice would fight it.
+        const fromStart = next.low === state.step
         out.push({
           step: state.step,
           layer: l.layer,
           expert: e,
           kind: 'dead',
-          message: `layer ${l.layer} expert ${e} took under ${(deadShare * 100).toFixed(1)}% of tokens for ${steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again`,
+          message: fromStart
+            ? `layer ${l.layer} expert ${e} took under ${(deadShare * 100).toFixed(1)}% of tokens for ${steps} steps, from the run's first: raise the load-balancing loss coefficient (moe.auxLossCoef) only if every expert should learn this data (the model sends it to other experts, as it does a narrow dataset's)`
+            : `layer ${l.layer} expert ${e} took under ${(deadShare * 100).toFixed(1)}% of tokens for ${steps} steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again`,
         })
       }
       if (next.high === steps && next.highCleared === undefined) {

@@ -79,7 +79,7 @@ describe('alertLines', () => {
       kind,
       message: `layer ${layer} expert ${expert} took ${kind === 'dead' ? 'under 1.0%' : 'over 90%'} of tokens for 20 steps: ${kind === 'dead' ? 'raise the coefficient' : 'lower the rate'}`,
     })
-    const told = new Set<ExpertAlert['kind']>()
+    const told = new Set<string>()
     expect(alertLines([alert(20, 0, 1, 'dead'), alert(20, 1, 3, 'dead'), alert(20, 0, 2, 'dead')], told)).toEqual([
       'alert at step 20: layer 0 experts 1, 2; layer 1 expert 3 took under 1.0% of tokens for 20 steps: raise the coefficient',
     ])
@@ -88,5 +88,32 @@ describe('alertLines', () => {
       'alert at step 41: layer 2 expert 5 took over 90% of tokens for 20 steps: lower the rate',
     ])
     expect(alertLines([], told)).toEqual([])
+  })
+
+  it('says each piece of advice in full once: an expert idle from the first step takes other advice than one that died', () => {
+    const told = new Set<string>()
+    const fromStart: ExpertAlert = {
+      step: 20,
+      layer: 0,
+      expert: 1,
+      kind: 'dead',
+      message: "layer 0 expert 1 took under 1.0% of tokens for 20 steps, from the run's first: raise it only if every expert should learn",
+    }
+    const died = (step: number, expert: number): ExpertAlert => ({
+      step,
+      layer: 1,
+      expert,
+      kind: 'dead',
+      message: `layer 1 expert ${expert} took under 1.0% of tokens for 20 steps: raise the coefficient`,
+    })
+    expect(alertLines([fromStart], told)).toEqual([
+      "alert at step 20: layer 0 expert 1 took under 1.0% of tokens for 20 steps, from the run's first: raise it only if every expert should learn",
+    ])
+    expect(alertLines([died(34, 3)], told)).toEqual([
+      'alert at step 34: layer 1 expert 3 took under 1.0% of tokens for 20 steps: raise the coefficient',
+    ])
+    expect(alertLines([died(49, 5)], told)).toEqual([
+      'alert at step 49: layer 1 expert 5 took under 1.0% of tokens for 20 steps (what to do: as above)',
+    ])
   })
 })

@@ -410,7 +410,7 @@ describe('moe-workbench train / export', () => {
     const alerts = err.filter((l) => l.startsWith('alert '))
     expect(alerts).toEqual([
       expect.stringMatching(
-        /^alert at step 1: layer 0 experts 0, 1, 2, 3; layer 1 experts 0, 1, 2, 3 took under 99\.0% of tokens for 1 steps: raise/,
+        /^alert at step 1: layer 0 experts 0, 1, 2, 3; layer 1 experts 0, 1, 2, 3 took under 99\.0% of tokens for 1 steps, from the run's first: raise/,
       ),
     ])
     const run = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'))

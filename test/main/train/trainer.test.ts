@@ -413,7 +413,8 @@ describe('expert alerts (hand-computed)', () => {
     // A checkpoint written before these records held [low, high] pairs: a run resumed from one goes on counting.
     const resumed: Parameters<typeof expertAlerts>[0] = { step: 20, streaks: { '0:0': [2, 0] } }
     expect(expertAlerts(resumed, [{ layer: 0, share: [0, 1], entropy: 0 }], cfg).map((a) => `${a.kind} ${a.expert}`)).toEqual(['dead 0'])
-    const alert = expertAlerts({ step: 1, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], {
+    // (at step 2 with no streak before: in the band at step 1)
+    const alert = expertAlerts({ step: 2, streaks: {} }, [{ layer: 0, share: [1, 0], entropy: 0 }], {
       alerts: { deadShare: 0.01, collapseShare: 0.9, steps: 1 },
     })
     expect(alert.map((a) => a.message)).toEqual([
@@ -431,6 +432,22 @@ describe('expert alerts (hand-computed)', () => {
       )
     expect(few(99).map((a) => a.kind)).toEqual(['collapse'])
     expect(few(100).map((a) => a.kind)).toEqual(['collapse', 'dead'])
+    // Idle from the run's first step (the streak is as long as the run): the data goes to other
+    // experts, which training did not cause; an expert that took its share first and then lost it
+    // gets the usual advice.
+    const run: Parameters<typeof expertAlerts>[0] = { step: 0, streaks: {} }
+    const cfg2 = { alerts: { deadShare: 0.1, collapseShare: 0.9, steps: 2 } }
+    const next = (share: number[]) => {
+      run.step++
+      return expertAlerts(run, [{ layer: 0, share, entropy: 0 }], cfg2).map((a) => a.message)
+    }
+    expect(next([0.05, 0.5, 0.45])).toEqual([])
+    expect(next([0.05, 0.05, 0.9])).toEqual([
+      "layer 0 expert 0 took under 10.0% of tokens for 2 steps, from the run's first: raise the load-balancing loss coefficient (moe.auxLossCoef) only if every expert should learn this data (the model sends it to other experts, as it does a narrow dataset's)",
+    ])
+    expect(next([0.05, 0.05, 0.9])).toEqual([
+      'layer 0 expert 1 took under 10.0% of tokens for 2 steps: raise the load-balancing loss coefficient (moe.auxLossCoef) or the router jitter (moe.routerJitter) so the router tries it again',
+    ])
   })
 
   it("are about the run's routers: none where no router trains (LoRA without the router, a frozen router)", async () => {
