@@ -115,5 +115,9 @@ describe('alertLines', () => {
     expect(alertLines([died(49, 5)], told)).toEqual([
       'alert at step 49: layer 1 expert 5 took under 1.0% of tokens for 20 steps (what to do: as above)',
     ])
+    // an alert with no advice (after its colon) is told whole every time
+    const bare = { ...died(60, 6), message: 'layer 1 expert 6 took under 1.0% of tokens for 20 steps' }
+    expect(alertLines([bare], told)).toEqual(['alert at step 60: layer 1 expert 6 took under 1.0% of tokens for 20 steps'])
+    expect(alertLines([{ ...bare, step: 80 }], told)).toEqual(['alert at step 80: layer 1 expert 6 took under 1.0% of tokens for 20 steps'])
   })
 })
