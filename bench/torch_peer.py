@@ -23,6 +23,8 @@ def main() -> None:
         import torch
         import torch.nn.functional as F
         from torch import nn
+
+        from hf_mixtral import SwiGLU, sparse_moe
     except Exception as e:  # noqa: BLE001 - any import failure means "no peer here"
         print(json.dumps({"skipped": f"{type(e).__name__}: {e}"}))
         sys.exit(3)
@@ -50,16 +52,6 @@ def main() -> None:
         x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
         return torch.cat([-x2, x1], -1)
 
-    class Expert(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w1 = nn.Linear(H, I, bias=False)
-            self.w2 = nn.Linear(I, H, bias=False)
-            self.w3 = nn.Linear(H, I, bias=False)
-
-        def forward(self, x):
-            return self.w2(F.silu(self.w1(x)) * self.w3(x))
-
     class Layer(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -69,7 +61,7 @@ def main() -> None:
             self.o = nn.Linear(nh * hd, H, bias=False)
             self.n1, self.n2 = RMSNorm(H), RMSNorm(H)
             self.gate = nn.Linear(H, E, bias=False)
-            self.experts = nn.ModuleList(Expert() for _ in range(E))
+            self.experts = nn.ModuleList(SwiGLU(H, I) for _ in range(E))
 
         def forward(self, x, mask):
             h = self.n1(x)
@@ -83,16 +75,7 @@ def main() -> None:
             x = x + self.o((att @ vv).transpose(1, 2).reshape(B, T, nh * hd))
             h = self.n2(x).view(-1, H)
             logits = self.gate(h)
-            w = torch.softmax(logits, 1, dtype=torch.float)
-            w, sel = torch.topk(w, k, -1)
-            w = w / w.sum(-1, keepdim=True)
-            out = torch.zeros_like(h)
-            onehot = F.one_hot(sel, E).permute(2, 1, 0)
-            for e in range(E):
-                idx, top = torch.where(onehot[e])
-                if top.numel() == 0:
-                    continue
-                out.index_add_(0, top, self.experts[e](h[top]) * w[top, idx, None])
+            out = sparse_moe(h, logits, self.experts, k)
             return x + out.view(B, T, H), logits
 
     class Model(nn.Module):
