@@ -49,7 +49,7 @@ commands:
                                                           validation report and statistics (a text
                                                           file: a row per line, or per paragraph);
                                                           inspect exits 1 where import would refuse
-  train     --model DIR --dataset ID|FILE [--config run.json] [--set key=value ...] [--name NAME]
+  train     --model DIR --dataset ID|FILE [--config run.json | --auto] [--set key=value ...] [--name NAME]
             [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] [--offload-budget 2GB [--expert-dtype lazy|...]]
             | --resume RUN                                (the budget: device memory for the run; what
                                                           does not fit pages from the host, LoRA runs)
@@ -124,7 +124,8 @@ export function commandUsage(name: string): string {
 function setKeysHelp(width = 100): string[] {
   const lines = [
     '--set KEY=VALUE, repeatable (VALUE read as JSON where it parses, else as text): every key, with its',
-    '  default (null: chosen from the model or the data; with no --config or --set, train chooses them all)',
+    '  default (null: chosen from the model or the data; with no --config or --set, train chooses them all;',
+    '  --auto: train chooses them, then --set changes the ones given)',
   ]
   let line = ''
   for (const { key, value } of settingKeys()) {
@@ -222,6 +223,7 @@ const COMMANDS: Record<string, Command> = {
       dataset: { type: 'string' },
       workspace: { type: 'string' },
       config: { type: 'string' },
+      auto: { type: 'boolean' },
       set: { type: 'string', multiple: true },
       out: { type: 'string' },
       'offload-budget': { type: 'string' },

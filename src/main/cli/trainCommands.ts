@@ -9,6 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
 import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
+import type { AutoConfig } from '../../shared/autoConfig'
 import { interpretCurves, preflight, rowTokensFor } from '../../shared/guidance'
 import {
   EVAL_NOTHING,
@@ -308,6 +309,25 @@ async function warnBeforeStart(
     io.err(`warning: ${a.message}${a.suggest ? ` (try --set ${a.suggest.path}=${JSON.stringify(a.suggest.value)})` : ''}`)
 }
 
+/**
+ * --auto: the chosen settings with the --set given over them, each told: a choice the user kept
+ * with its reason, one they changed with both values.
+ */
+export function autoWithSets(chosen: AutoConfig, sets: string[], io: CliIo): Record<string, unknown> {
+  const config = applyOverrides(chosen.config as unknown as Record<string, unknown>, sets)
+  const given = new Map(sets.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)]))
+  // A --set of a choice, or of a group that holds it (optimizer={"lr":...} sets optimizer.lr).
+  const setBy = (path: string): string | undefined => [...given.keys()].find((k) => path === k || path.startsWith(`${k}.`))
+  io.err(`settings chosen for this dataset and model (${chosen.steps} steps before your --set), with your --set over them:`)
+  for (const c of chosen.choices) {
+    const key = setBy(c.path)
+    if (key === undefined) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
+    else if (key === c.path) io.err(`  ${c.path} = ${given.get(key)}: your --set (chosen: ${JSON.stringify(c.value)})`)
+  }
+  for (const [key, value] of given) if (!chosen.choices.some((c) => c.path === key)) io.err(`  ${key} = ${value}: your --set`)
+  return config
+}
+
 export async function trainCommand(values: ParsedValues, io: CliIo): Promise<number> {
   let outId: string | undefined
   if (typeof values.out === 'string') {
@@ -324,9 +344,18 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
   const resumeArg = typeof values.resume === 'string' ? values.resume : undefined
   let runValues = values
   let resume: { id: string } | undefined
+  // --auto: the settings train chooses for the dataset and model (as with no --config or --set),
+  // then the --set given over them (as the Train screen's fields over a preset).
+  const auto = values.auto === true
+  if (auto && values.config !== undefined)
+    throw new UsageError(
+      '--auto starts from the settings chosen for the dataset and model, --config from a file: give one of them (and --set for what to change)',
+    )
   if (resumeArg) {
-    if (values.model !== undefined || values.dataset !== undefined || values.config !== undefined || sets.length)
-      throw new UsageError('--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config and --set')
+    if (values.model !== undefined || values.dataset !== undefined || values.config !== undefined || sets.length || auto)
+      throw new UsageError(
+        '--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config, --auto and --set',
+      )
     const located = locateRun(resumeArg, values)
     if (located.workspace) runValues = { ...values, workspace: located.workspace }
     resume = { id: located.id }
@@ -399,20 +428,34 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       } else {
         // Settings the model cannot train with (a top-k over its experts, a LoRA rank over a
         // matrix's side) are refused before a dataset file is imported for a run that cannot start.
-        if (configInput !== undefined) await host.api['models.plan']({ dir: modelArg!, run: configInput })
+        // (With --auto, once the chosen settings are known.)
+        if (configInput !== undefined && !auto) await host.api['models.plan']({ dir: modelArg!, run: configInput })
         const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
         let config = configInput
-        if (values.config === undefined && sets.length === 0) {
+        if (auto) {
+          const chosen = await host.api['runs.auto']({ model: modelArg!, dataset })
+          config = autoWithSets(chosen, sets, io)
+          if (configInput?.offload !== undefined) config.offload = configInput.offload
+          await host.api['models.plan']({ dir: modelArg!, run: config })
+          await warnBeforeStart(host, modelArg!, dataset, config, io)
+        } else if (values.config === undefined && sets.length === 0) {
           // No settings given: the Quick preset, chosen from the dataset and the model (as the app's).
-          const auto = await host.api['runs.auto']({ model: modelArg!, dataset })
+          const chosen = await host.api['runs.auto']({ model: modelArg!, dataset })
           // Not "--set to change them": --set and --config start from the defaults, not from these
-          // (a user who gave --set method=lora got the default rate, not the preset's).
+          // (a user who gave --set method=lora got the default rate, not the preset's); --auto keeps them.
           io.err(
-            `settings chosen for this dataset and model (${auto.steps} steps); with --set or --config a run starts from the defaults instead (train --help lists them), so give every one of these you want kept:`,
+            `settings chosen for this dataset and model (${chosen.steps} steps); with --set or --config a run starts from the defaults instead (train --help lists them): to change some of these and keep the rest, add --auto to your --set:`,
           )
-          for (const c of auto.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
-          config = { ...auto.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
-        } else await warnBeforeStart(host, modelArg!, dataset, config, io)
+          for (const c of chosen.choices) io.err(`  ${c.path} = ${JSON.stringify(c.value)}: ${c.why}`)
+          config = { ...chosen.config, ...(configInput?.offload !== undefined && { offload: configInput.offload }) }
+        } else {
+          // A --set alone (an alert's advice followed, say) replaced every chosen setting with its default.
+          if (values.config === undefined)
+            io.err(
+              'note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead',
+            )
+          await warnBeforeStart(host, modelArg!, dataset, config, io)
+        }
         if (stopping) {
           io.err('interrupted before the run started: no run was made')
           return stopping === 'SIGINT' ? 130 : 143

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runCli } from '../../../src/main/cli/index'
-import { curveLines, formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
+import { autoWithSets, curveLines, formatDuration, progressBar } from '../../../src/main/cli/trainCommands'
 import { chatFormat } from '../../../src/main/cli/chatCommand'
 import { describeModel, describeRun, runDetailLines } from '../../../src/main/cli/workspaceCommands'
 import type { RunDetail, RunRecord } from '../../../src/shared/runs'
@@ -124,6 +124,7 @@ describe('moe-workbench train / export', () => {
       'wasm',
     )
     expect(r.err.join('\n')).toMatch(/starting: 4 steps, 36 training rows, 4 validation rows/)
+    expect(r.err.join('\n')).not.toMatch(/^note: --set applies over the defaults/m)
     // The Train screen's warnings, with the --set that follows each; the run starts anyway.
     // (0.01 is within LoRA's range for a model this small: no warning about it.)
     expect(r.err.join('\n')).not.toMatch(/Learning rate/)
@@ -236,6 +237,10 @@ describe('moe-workbench train / export', () => {
     const r = await cli('train', '--model', base, '--dataset', data, ...set, '--out', runDir, '--backend', 'wasm')
     expect(r.code, r.err.join('\n')).toBe(0)
     expect(r.err).toContain("moe: topK 3, zLossCoef 0.001 (the model's own for the rest)")
+    // --set alone starts from the defaults, not from the settings chosen without it: said, with the way to keep those
+    expect(r.err).toContain(
+      'note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead',
+    )
     const out = join(dir, 'exported')
     expect((await cli('export', runDir, '--out', out, '--backend', 'wasm')).code).toBe(0)
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_experts_per_tok).toBe(3)
@@ -457,9 +462,57 @@ describe('moe-workbench train / export', () => {
     expect(r.code).toBe(130)
     const told = r.err.join('\n')
     expect(told).toMatch(
-      /settings chosen for this dataset and model \(\d+ steps\); with --set or --config a run starts from the defaults instead \(train --help lists them\), so give every one of these you want kept:\n {2}method = "full": /,
+      /settings chosen for this dataset and model \(\d+ steps\); with --set or --config a run starts from the defaults instead \(train --help lists them\): to change some of these and keep the rest, add --auto to your --set:\n {2}method = "full": /,
     )
     expect(told).not.toMatch(/--set to change them/)
+  })
+
+  it('--auto keeps the chosen settings and applies --set over them, telling which were changed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-auto-'))
+    const { base } = tinyBase(dir)
+    const data = join(dir, 'data.jsonl')
+    writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
+    const ws = join(dir, 'ws')
+    const args = ['train', '--model', base, '--dataset', data, '--workspace', ws, '--backend', 'wasm']
+    // The plain Quick choices, to compare with (stopped once they are told).
+    const quick = await cliInterrupted(args, /^ {2}finalEval\.rows = /)
+    const chosen: Record<string, string> = {}
+    for (const l of quick.err) {
+      const m = /^ {2}(\S+) = (.+?): /.exec(l)
+      if (m) chosen[m[1]] = m[2]
+    }
+    expect(chosen['optimizer.lr']).toBeDefined()
+    expect(chosen.epochs).toBeDefined()
+    // Stopped once the run has started: its config is in its folder.
+    const r = await cliInterrupted([...args, '--auto', '--set', 'optimizer.lr=0.002', '--set', 'moe.auxLossCoef=0.05'], /^run .* on wasm/)
+    expect(r.code).toBe(130)
+    const told = r.err.join('\n')
+    expect(told).toMatch(/settings chosen for this dataset and model \(\d+ steps before your --set\), with your --set over them:/)
+    expect(told).toContain(`  optimizer.lr = 0.002: your --set (chosen: ${chosen['optimizer.lr']})`)
+    expect(told).toContain('  moe.auxLossCoef = 0.05: your --set')
+    expect(told).toMatch(new RegExp(`^ {2}epochs = ${chosen.epochs}: `, 'm'))
+    const [id] = readdirSync(join(ws, 'runs')).filter((d) => d.includes('run-'))
+    const { config } = JSON.parse(readFileSync(join(ws, 'runs', id, 'run.json'), 'utf8')) as {
+      config: { optimizer: { lr: number; betas: number[] }; moe: { auxLossCoef: number }; epochs: number; evalEvery: number }
+    }
+    expect(config.optimizer.lr).toBe(0.002)
+    expect(config.moe.auxLossCoef).toBe(0.05)
+    expect(String(config.epochs)).toBe(chosen.epochs)
+    expect(JSON.stringify(config.optimizer.betas)).toBe(chosen['optimizer.betas'])
+    expect(String(config.evalEvery)).toBe(chosen.evalEvery)
+  })
+
+  it('--auto is refused beside --config (two starting points) and --resume', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-auto-'))
+    const { base } = tinyBase(dir)
+    const withConfig = await cli('train', '--model', base, '--dataset', 'x', '--auto', '--config', join(dir, 'run.json'))
+    expect(withConfig.code).toBe(2)
+    expect(withConfig.err.join('\n')).toMatch(
+      /--auto starts from the settings chosen for the dataset and model, --config from a file: give one of them/,
+    )
+    const withResume = await cli('train', '--resume', join(dir, 'runs', 'r'), '--auto')
+    expect(withResume.code).toBe(2)
+    expect(withResume.err.join('\n')).toMatch(/drop --model, --dataset, --config, --auto and --set/)
   })
 
   it("eval of a run whose dataset was deleted says to give another with --dataset (it said only 'no dataset X')", async () => {
@@ -1088,6 +1141,30 @@ describe('model list and run list lines', () => {
       } as unknown as RunRecord)
     expect(run({ esft: { enabled: true } })).toBe('r  completed  step 3/3  full + ESFT  from /m')
     expect(run({ method: 'lora' })).toBe('r  completed  step 3/3  lora  from /m')
+  })
+})
+
+describe('autoWithSets', () => {
+  const chosen = {
+    config: { optimizer: { lr: 0.003, betas: [0.9, 0.95] }, epochs: 9 },
+    choices: [
+      { path: 'optimizer.lr', value: 0.003, why: 'rate' },
+      { path: 'optimizer.betas', value: [0.9, 0.95], why: 'betas' },
+      { path: 'epochs', value: 9, why: 'passes' },
+    ],
+    steps: 306,
+  } as unknown as Parameters<typeof autoWithSets>[0]
+
+  it('tells a group given whole once, not the choices it replaced', () => {
+    const lines: string[] = []
+    const config = autoWithSets(chosen, ['optimizer={"lr":0.001}'], { out: () => {}, err: (l) => lines.push(l) })
+    expect(config).toEqual({ optimizer: { lr: 0.001 }, epochs: 9 })
+    expect(lines.slice(1)).toEqual(['  epochs = 9: passes', '  optimizer = {"lr":0.001}: your --set'])
+  })
+
+  it('leaves the chosen settings as they were (each run starts from its own copy)', () => {
+    autoWithSets(chosen, ['epochs=2'], { out: () => {}, err: () => {} })
+    expect((chosen.config as unknown as { epochs: number }).epochs).toBe(9)
   })
 })
 
