@@ -51,6 +51,8 @@ commands:
                                                           inspect exits 1 where import would refuse
   train     --model DIR --dataset ID|FILE [--config run.json | --auto] [--set key=value ...] [--name NAME]
             [--out WORKSPACE/runs/NAME] [--val-ratio 0.1] [--offload-budget 2GB [--expert-dtype lazy|...]]
+            | --from RUN [--set key=value ...]  (a new run with RUN's model, dataset and settings; the
+                                                 options above change them)
             | --resume RUN                                (the budget: device memory for the run; what
                                                           does not fit pages from the host, LoRA runs)
                                                           fine-tune in the workspace, with progress, ETA
@@ -224,6 +226,7 @@ const COMMANDS: Record<string, Command> = {
       workspace: { type: 'string' },
       config: { type: 'string' },
       auto: { type: 'boolean' },
+      from: { type: 'string' },
       set: { type: 'string', multiple: true },
       out: { type: 'string' },
       'offload-budget': { type: 'string' },

@@ -278,6 +278,11 @@ function printSummary(detail: RunDetail, workspace: string, io: CliIo, shownOnTe
   io.out(`checkpoint  ${record.lastCheckpoint ?? '-'}`)
   // What the curves say, as the run card does (dropped tokens, overfitting, not learning...).
   for (const l of curveLines(detail, vocabSize)) io.out(l)
+  // The alerts' advice is a --set: over this run's settings, not over the defaults a bare --set starts from.
+  if (detail.alerts.length > 0)
+    io.out(
+      `alerts      ${detail.alerts.length} (above); to follow their advice with this run's other settings: moe-workbench train --from ${record.id} --set KEY=VALUE`,
+    )
   if (record.status === 'interrupted' || record.status === 'cancelled')
     io.out(`resume with: moe-workbench train --resume ${join(workspace, 'runs', record.id)}`)
 }
@@ -328,6 +333,32 @@ export function autoWithSets(chosen: AutoConfig, sets: string[], io: CliIo): Rec
   return config
 }
 
+/** The value at a dotted path of a config, or undefined. */
+function valueAt(config: unknown, path: string): unknown {
+  let node = config
+  for (const key of path.split('.')) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined
+  return node
+}
+
+/** --from: the run's settings with the --set given over them, each change told with the run's value. */
+export function fromRunWithSets(run: Pick<RunRecord, 'id' | 'name' | 'config'>, sets: string[], io: CliIo): Record<string, unknown> {
+  const config = applyOverrides(run.config as unknown as Record<string, unknown>, sets)
+  io.err(`settings of run ${run.name ?? run.id}${sets.length ? ', with your --set over them:' : ', as they were'}`)
+  for (const s of sets) {
+    const key = s.slice(0, s.indexOf('='))
+    const was = valueAt(run.config, key)
+    io.err(`  ${key} = ${s.slice(s.indexOf('=') + 1)}: your --set (the run's: ${was === undefined ? 'none' : JSON.stringify(was)})`)
+  }
+  return config
+}
+
+/** resolveDataset, where a --from run's own dataset deleted since is said so with what to do. */
+async function resolveRunDataset(host: CliHost, arg: string, valRatio: number, io: CliIo, from: RunRecord | undefined): Promise<string> {
+  if (from && arg === from.dataset && !(await host.api['datasets.list'](undefined)).some((d) => d.id === arg))
+    throw new UsageError(`--from: run ${from.id}'s dataset ${arg} was deleted; give another with --dataset ID|FILE`)
+  return resolveDataset(host, arg, valRatio, io)
+}
+
 export async function trainCommand(values: ParsedValues, io: CliIo): Promise<number> {
   let outId: string | undefined
   if (typeof values.out === 'string') {
@@ -352,13 +383,46 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
       '--auto starts from the settings chosen for the dataset and model, --config from a file: give one of them (and --set for what to change)',
     )
   if (resumeArg) {
-    if (values.model !== undefined || values.dataset !== undefined || values.config !== undefined || sets.length || auto)
+    if (
+      values.model !== undefined ||
+      values.dataset !== undefined ||
+      values.config !== undefined ||
+      sets.length ||
+      auto ||
+      values.from !== undefined
+    )
       throw new UsageError(
-        '--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config, --auto and --set',
+        '--resume continues a run with its own model, dataset and config; drop --model, --dataset, --config, --auto, --from and --set',
       )
     const located = locateRun(resumeArg, values)
     if (located.workspace) runValues = { ...values, workspace: located.workspace }
     resume = { id: located.id }
+  }
+  // --from RUN: a new run with that run's settings, model and dataset (the run card's "Run again"),
+  // --set over them, --model or --dataset instead of its own.
+  let from: RunRecord | undefined
+  if (typeof values.from === 'string') {
+    if (values.config !== undefined || auto)
+      throw new UsageError(
+        "--from starts from a run's settings, --config from a file and --auto from those chosen for the data: give one of them",
+      )
+    const located = locateRun(values.from, values)
+    if (located.workspace) values = runValues = { ...values, workspace: located.workspace }
+    const ws = workspaceFromFlag(values)
+    from = listRuns(ws).find((r) => r.id === located.id)
+    if (!from) throw new UsageError(`--from: no run "${values.from}" in ${ws} (moe-workbench run list shows them)`)
+    if (from.importedFrom !== undefined)
+      throw new UsageError(`--from: run ${from.id} is an imported adapter (trained elsewhere): it has no settings here to run again`)
+    if (values.model === undefined && !modelFolderOf(from.baseModel, values))
+      throw new UsageError(`--from: run ${from.id}'s model ${from.baseModel} is gone; give another with --model DIR`)
+    if (values.dataset === undefined && from.dataset === undefined)
+      throw new UsageError(`--from: run ${from.id} names no dataset; give one with --dataset ID|FILE`)
+    values = runValues = {
+      ...values,
+      model: values.model ?? from.baseModel,
+      dataset: values.dataset ?? from.dataset,
+      ...(values.name === undefined && from.name !== undefined && { name: `${from.name} (again)` }),
+    }
   }
   const modelArg = typeof values.model === 'string' ? requireModelFolder(values.model, values) : undefined
   if (!resume) {
@@ -429,10 +493,15 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         // Settings the model cannot train with (a top-k over its experts, a LoRA rank over a
         // matrix's side) are refused before a dataset file is imported for a run that cannot start.
         // (With --auto, once the chosen settings are known.)
-        if (configInput !== undefined && !auto) await host.api['models.plan']({ dir: modelArg!, run: configInput })
-        const dataset = await resolveDataset(host, values.dataset as string, valRatio, io)
+        if (configInput !== undefined && !auto && !from) await host.api['models.plan']({ dir: modelArg!, run: configInput })
+        const dataset = await resolveRunDataset(host, values.dataset as string, valRatio, io, from)
         let config = configInput
-        if (auto) {
+        if (from) {
+          config = fromRunWithSets(from, sets, io)
+          if (configInput?.offload !== undefined) config.offload = configInput.offload
+          await host.api['models.plan']({ dir: modelArg!, run: config })
+          await warnBeforeStart(host, modelArg!, dataset, config, io)
+        } else if (auto) {
           const chosen = await host.api['runs.auto']({ model: modelArg!, dataset })
           config = autoWithSets(chosen, sets, io)
           if (configInput?.offload !== undefined) config.offload = configInput.offload
@@ -452,7 +521,7 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
           // A --set alone (an alert's advice followed, say) replaced every chosen setting with its default.
           if (values.config === undefined)
             io.err(
-              'note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead',
+              "note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead, --from RUN over a run's",
             )
           await warnBeforeStart(host, modelArg!, dataset, config, io)
         }

@@ -239,7 +239,7 @@ describe('moe-workbench train / export', () => {
     expect(r.err).toContain("moe: topK 3, zLossCoef 0.001 (the model's own for the rest)")
     // --set alone starts from the defaults, not from the settings chosen without it: said, with the way to keep those
     expect(r.err).toContain(
-      'note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead',
+      "note: --set applies over the defaults (train --help lists them); --auto applies it over the settings chosen for this dataset and model instead, --from RUN over a run's",
     )
     const out = join(dir, 'exported')
     expect((await cli('export', runDir, '--out', out, '--backend', 'wasm')).code).toBe(0)
@@ -502,6 +502,73 @@ describe('moe-workbench train / export', () => {
     expect(String(config.evalEvery)).toBe(chosen.evalEvery)
   })
 
+  it("--from starts a run from another's model, dataset and settings, --set over them; its summary points alerts there", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-cli-from-'))
+    const { base } = tinyBase(dir)
+    const data = join(dir, 'data.jsonl')
+    writeFileSync(data, Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: [1, 4 + (i % 20), 2, 3] })).join('\n') + '\n')
+    const ws = join(dir, 'ws')
+    const common = ['--workspace', ws, '--backend', 'wasm']
+    const first = await cli(
+      'train',
+      '--model',
+      base,
+      '--dataset',
+      data,
+      '--name',
+      'src',
+      '--set',
+      'maxSteps=1',
+      '--set',
+      'finalEval.rows=0',
+      '--set',
+      'optimizer.lr=0.01',
+      ...common,
+    )
+    expect(first.code, first.err.join('\n')).toBe(0)
+    // Every expert under 99% of tokens for a step: an alert at once.
+    const alerts = ['alerts.deadShare=0.99', 'alerts.steps=1', 'maxSteps=2'].flatMap((x) => ['--set', x])
+    const r = await cli('train', '--from', 'src', ...alerts, ...common)
+    expect(r.code, r.err.join('\n')).toBe(0)
+    expect(r.err).toContain('settings of run src, with your --set over them:')
+    expect(r.err).toContain("  maxSteps = 2: your --set (the run's: 1)")
+    expect(r.err.join('\n')).not.toMatch(/^note: --set applies over the defaults/m)
+    const runs = readdirSync(join(ws, 'runs')).map((id) => JSON.parse(readFileSync(join(ws, 'runs', id, 'run.json'), 'utf8')) as RunRecord)
+    const src = runs.find((x) => x.name === 'src')!
+    const again = runs.find((x) => x.name === 'src (again)')!
+    expect(again).toBeDefined()
+    expect(again.baseModel).toBe(src.baseModel)
+    expect(again.dataset).toBe(src.dataset)
+    expect(again.config.optimizer.lr).toBe(0.01)
+    expect(again.config.maxSteps).toBe(2)
+    expect(again.config.finalEval.rows).toBe(0)
+    expect(r.out.find((l) => l.startsWith('alerts '))).toMatch(
+      new RegExp(
+        `^alerts {6}\\d+ \\(above\\); to follow their advice with this run's other settings: moe-workbench train --from ${again.id} --set KEY=VALUE$`,
+      ),
+    )
+    // no alerts, no such line
+    expect(first.out.some((l) => l.startsWith('alerts '))).toBe(false)
+    // the run's dataset deleted since: said, with what to give instead
+    expect((await cli('dataset', 'delete', src.dataset!, '--workspace', ws)).code).toBe(0)
+    const gone = await cli('train', '--from', 'src', ...common)
+    expect(gone.code).toBe(2)
+    expect(gone.err.join('\n')).toContain(`--from: run ${src.id}'s dataset ${src.dataset} was deleted; give another with --dataset ID|FILE`)
+    // its model gone: said, with what to give instead
+    rmSync(base, { recursive: true })
+    const noModel = await cli('train', '--from', 'src', ...common)
+    expect(noModel.code).toBe(2)
+    expect(noModel.err.join('\n')).toContain(`--from: run ${src.id}'s model ${src.baseModel} is gone; give another with --model DIR`)
+    const unknown = await cli('train', '--from', 'nosuch', ...common)
+    expect(unknown.code).toBe(2)
+    expect(unknown.err.join('\n')).toMatch(/--from: no run "nosuch" in /)
+    const both = await cli('train', '--from', 'src', '--auto', ...common)
+    expect(both.code).toBe(2)
+    expect(both.err.join('\n')).toMatch(
+      /--from starts from a run's settings, --config from a file and --auto from those chosen for the data: give one of them/,
+    )
+  }, 60_000)
+
   it('--auto is refused beside --config (two starting points) and --resume', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'moe-cli-auto-'))
     const { base } = tinyBase(dir)
@@ -512,7 +579,7 @@ describe('moe-workbench train / export', () => {
     )
     const withResume = await cli('train', '--resume', join(dir, 'runs', 'r'), '--auto')
     expect(withResume.code).toBe(2)
-    expect(withResume.err.join('\n')).toMatch(/drop --model, --dataset, --config, --auto and --set/)
+    expect(withResume.err.join('\n')).toMatch(/drop --model, --dataset, --config, --auto, --from and --set/)
   })
 
   it("eval of a run whose dataset was deleted says to give another with --dataset (it said only 'no dataset X')", async () => {
