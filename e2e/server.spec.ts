@@ -357,6 +357,12 @@ test.describe('server mode in the browser', () => {
     await expect(page.getByTestId('score-note')).toHaveText(/^Answer loss is the loss of the expected answers' tokens alone/, {
       timeout: 60_000,
     })
+    // Their advice followed: the run copied to the form, the balancing loss's field shown and focused.
+    await page.getByTestId('alerts-run-again').click()
+    await expect(page.getByTestId('run-form')).toBeVisible()
+    await expect(page.locator('#cfg-moe-auxLossCoef')).toBeFocused()
+    await expect(page.locator('#cfg-moe-auxLossCoef')).toBeInViewport()
+    await expect(page.getByTestId('group-moe')).toHaveAttribute('open', '')
   })
 
   test('an overfitting run offers its best checkpoint for export in one click', async ({ page, app, request }) => {

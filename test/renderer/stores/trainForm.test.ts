@@ -311,6 +311,12 @@ describe('useTrainFormStore', () => {
     })
     expect(form).toMatchObject({ model: runRecord.baseModel, dataset: 'train-abc', name: 'old (again)', frozenExpertsText: '1: 2' })
     expect(form.config.method).toBe('lora')
+    expect(form.focus).toBeNull()
+    // copied from its expert alerts: the field their advice names, for the form to show
+    form.copyFrom(runRecord, 'moe.auxLossCoef')
+    expect(form.focus).toBe('moe.auxLossCoef')
+    form.copyFrom(runRecord)
+    expect(form.focus).toBeNull()
   })
 
   it('runs again a run whose dataset was deleted: the picker empty, and saying which dataset went and what to do', async () => {

@@ -346,7 +346,14 @@ export const useTrainFormStore = defineStore('trainForm', () => {
   }
 
   /** Starts from another run's settings (the "Run again" of a past run). */
-  function copyFrom(run: { config: RunConfig; baseModel: string; dataset?: string; name?: string }): void {
+  /**
+   * A field the form should bring into view and focus once shown (a dotted path, "moe.auxLossCoef"):
+   * what a copied run is being run again to change (its expert alerts' advice). The form clears it.
+   */
+  const focus = ref<string | null>(null)
+
+  function copyFrom(run: { config: RunConfig; baseModel: string; dataset?: string; name?: string }, focusPath?: string): void {
+    focus.value = focusPath ?? null
     config.value = runConfigSchema.parse(JSON.parse(JSON.stringify(run.config)))
     frozenExpertsText.value = formatExpertMap(config.value.freeze.experts)
     const b = config.value.offload.budgetBytes
@@ -406,6 +413,7 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     applyPreset,
     reset,
     copyFrom,
+    focus,
     startArgs,
     start,
   }
