@@ -13,7 +13,8 @@
  *   of an MoE's knowledge), rank 16 for small data, lr 2e-4 (LLaMA-Factory's and axolotl's usual
  *   LoRA range), a few epochs: full fine-tuning there needs optimiser state for every weight.
  * - Few rows mean many passes: epochs are set so the run makes about `targetSteps` optimiser
- *   steps, capped; large datasets get one epoch.
+ *   steps (600 for a small model: 300 learnt the capitals but left the record-to-JSON sample to
+ *   the seed), capped; large datasets get one epoch.
  */
 import type { DatasetManifest } from './dataset'
 import { typicalLr } from './guidance'
@@ -150,7 +151,10 @@ export function autoRunConfig(input: AutoInput): AutoConfig {
   c.batchSize = Math.max(1, Math.min(small ? 8 : 4, Math.floor(rows / 4) || 1))
   choose('batchSize', c.batchSize, `${rows} training rows: ${c.batchSize} per step`)
   const stepsPerEpoch = Math.ceil(rows / c.batchSize)
-  const targetSteps = small ? 300 : 150
+  // 600 for a small model: on the bundled model's record-to-JSON sample (270 rows) 306 steps
+  // reached 0%, 70% and 0% held-out exact match with seeds 0-2 (it learns to copy the values at a
+  // step that moves with the seed); 612 steps reached 100% with each.
+  const targetSteps = small ? 600 : 150
   const maxEpochs = small ? 60 : 10
   if (rows <= 2000) {
     c.epochs = Math.max(1, Math.min(maxEpochs, Math.round(targetSteps / stepsPerEpoch)))

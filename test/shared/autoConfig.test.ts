@@ -36,14 +36,14 @@ function large(over: Partial<AutoInput> = {}): AutoInput {
 
 describe('the Quick preset (autoRunConfig)', () => {
   it('validates about five times, the fifth at the end of the run and not a step before it (two validations in a row)', () => {
-    // 270 training rows of the conversion sample: 9 epochs of 34 steps, 306 in all
+    // 270 training rows of the conversion sample: 18 epochs of 34 steps, 612 in all
     const auto = autoRunConfig(autoInput(manifest(270), bundled))
-    expect(auto.steps).toBe(306)
-    expect(auto.config.evalEvery).toBe(62) // 62 124 186 248, and the end (306); 61 validated at 305 and 306
-    expect(auto.config.checkpointEvery).toBe(153)
-    const odd = autoRunConfig(autoInput(manifest(262), bundled)) // 33 steps an epoch, 9 epochs: 297
-    expect(odd.steps).toBe(297)
-    expect(odd.config.evalEvery).toBe(60) // 59 validated at 295 and 297
+    expect(auto.steps).toBe(612)
+    expect(auto.config.evalEvery).toBe(123) // 123 246 369 492, and the end (612); 122 validated at 610 and 612
+    expect(auto.config.checkpointEvery).toBe(306)
+    const odd = autoRunConfig(autoInput(manifest(262), bundled)) // 33 steps an epoch, 18 epochs: 594
+    expect(odd.steps).toBe(594)
+    expect(odd.config.evalEvery).toBe(119) // 118 validated at 590 and 594
   })
 
   it('fully fine-tunes the bundled model on a few dozen rows for about 300 steps at its pretraining rate', () => {
@@ -120,8 +120,8 @@ describe('the Quick preset (autoRunConfig)', () => {
     expect(auto.config.optimizer.weightDecay).toBe(0.01)
     expect(auto.config.schedule.warmupSteps).toBe(50)
     const mid = autoRunConfig(autoInput(manifest(1500), bundled))
-    // 188 steps an epoch: two passes come nearest the target's 300.
-    expect(mid.config.epochs).toBe(2)
+    // 188 steps an epoch: three passes come nearest the target's 600.
+    expect(mid.config.epochs).toBe(3)
   })
 
   it('reads at most the model allows and at least the longest row, measured or estimated from characters', () => {
@@ -245,8 +245,12 @@ describe('the Quick preset at its boundaries', () => {
   it('a batch is a quarter of the rows up to 8; 2000 rows still get whole epochs counted', () => {
     expect(autoRunConfig(small({ trainRows: 12 })).config.batchSize).toBe(3)
     const at2000 = autoRunConfig(small({ trainRows: 2000 }))
-    expect(at2000.config.epochs).toBe(1)
-    expect(why(at2000, 'epochs')).toBe('one pass over 2000 rows is already 250 steps')
+    expect(at2000.config.epochs).toBe(2)
+    expect(why(at2000, 'epochs')).toBe('few rows need many passes to be learned: 2 epochs of 250 steps')
+    // a pass already past the target: one
+    expect(
+      why(autoRunConfig(small({ trainRows: 1800, model: { totalParams: 5e9, maxPositions: 4096, hasSharedExpert: false } })), 'epochs'),
+    ).toBe('one pass over 1800 rows is already 450 steps')
     expect(why(autoRunConfig(small({ trainRows: 2001 })), 'epochs')).toMatch(/^2001 rows: one pass/)
   })
 

@@ -6,8 +6,9 @@ import { runName, type RunRecord } from '../../shared/runs'
 /**
  * The sample the guided path fine-tunes when the user has no dataset of their own: the one where
  * the Quick preset visibly works on the bundled model. Measured (CLI, Quick, wasm; exact match on
- * 20 rows, before -> after): record to JSON 0% -> 100% held out and trained; word reversal 0% -> 0%
- * held out, 0% -> 20% trained; arithmetic 0% -> 5% both.
+ * 20 rows, before -> after): record to JSON 0% -> 100% held out and trained with seeds 0, 1 and 2
+ * (612 steps; at 306 it was 0%, 70% and 0% held out); word reversal 0% -> 30% held out, 0% -> 100%
+ * trained; arithmetic 0% -> 15% held out, 0% trained (seed 0).
  */
 export const SHOWCASE_SAMPLE = 'Sample: record to JSON'
 
