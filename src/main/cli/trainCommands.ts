@@ -498,13 +498,14 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         let config = configInput
         if (from) {
           config = fromRunWithSets(from, sets, io)
-          if (configInput?.offload !== undefined) config.offload = configInput.offload
+          // --offload-budget / --expert-dtype over the run's offload (its storage kept where not given).
+          if (configInput?.offload !== undefined) config.offload = { ...(config.offload as object), ...configInput.offload }
           await host.api['models.plan']({ dir: modelArg!, run: config })
           await warnBeforeStart(host, modelArg!, dataset, config, io)
         } else if (auto) {
           const chosen = await host.api['runs.auto']({ model: modelArg!, dataset })
           config = autoWithSets(chosen, sets, io)
-          if (configInput?.offload !== undefined) config.offload = configInput.offload
+          if (configInput?.offload !== undefined) config.offload = { ...(config.offload as object), ...configInput.offload }
           await host.api['models.plan']({ dir: modelArg!, run: config })
           await warnBeforeStart(host, modelArg!, dataset, config, io)
         } else if (values.config === undefined && sets.length === 0) {

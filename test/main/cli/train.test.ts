@@ -523,12 +523,15 @@ describe('moe-workbench train / export', () => {
       'finalEval.rows=0',
       '--set',
       'optimizer.lr=0.01',
+      '--set',
+      'offload.storage=f16',
       ...common,
     )
     expect(first.code, first.err.join('\n')).toBe(0)
     // Every expert under 99% of tokens for a step: an alert at once.
     const alerts = ['alerts.deadShare=0.99', 'alerts.steps=1', 'maxSteps=2'].flatMap((x) => ['--set', x])
-    const r = await cli('train', '--from', 'src', ...alerts, ...common)
+    // a device budget given: over the run's offload settings (its expert storage kept)
+    const r = await cli('train', '--from', 'src', ...alerts, '--offload-budget', '1GB', ...common)
     expect(r.code, r.err.join('\n')).toBe(0)
     expect(r.err).toContain('settings of run src, with your --set over them:')
     expect(r.err).toContain("  maxSteps = 2: your --set (the run's: 1)")
@@ -542,6 +545,7 @@ describe('moe-workbench train / export', () => {
     expect(again.config.optimizer.lr).toBe(0.01)
     expect(again.config.maxSteps).toBe(2)
     expect(again.config.finalEval.rows).toBe(0)
+    expect(again.config.offload).toEqual({ budgetBytes: 1e9, storage: 'f16' })
     expect(r.out.find((l) => l.startsWith('alerts '))).toMatch(
       new RegExp(
         `^alerts {6}\\d+ \\(above\\); to follow their advice with this run's other settings: moe-workbench train --from ${again.id} --set KEY=VALUE$`,
