@@ -345,13 +345,13 @@ export const useTrainFormStore = defineStore('trainForm', () => {
     deletedDataset.value = null
   }
 
-  /** Starts from another run's settings (the "Run again" of a past run). */
   /**
    * A field the form should bring into view and focus once shown (a dotted path, "moe.auxLossCoef"):
    * what a copied run is being run again to change (its expert alerts' advice). The form clears it.
    */
   const focus = ref<string | null>(null)
 
+  /** Starts from another run's settings (the "Run again" of a past run), bringing `focusPath` into view. */
   function copyFrom(run: { config: RunConfig; baseModel: string; dataset?: string; name?: string }, focusPath?: string): void {
     focus.value = focusPath ?? null
     config.value = runConfigSchema.parse(JSON.parse(JSON.stringify(run.config)))
