@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chatStepText, datasetStep, guidedDataset, modelStep, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
+import { chatStep, chatStepText, datasetStep, guidedDataset, modelStep, resultModel, SHOWCASE_SAMPLE } from '../../src/renderer/src/guided'
 
 describe('the guided path', () => {
   const samples = [{ name: 'Sample: arithmetic' }, { name: SHOWCASE_SAMPLE }, { name: 'Sample: word reversal' }]
@@ -71,5 +71,15 @@ describe('the guided path', () => {
     expect(datasetStep(samples)).toBe('ready')
     expect(datasetStep([...samples, { name: 'capitals' }])).toBe('done')
     expect(datasetStep([])).toBe('todo')
+  })
+
+  it('marks the chat step done by a conversation with the fine-tuned model, on either side, not by any conversation', () => {
+    const tuned = { dir: '/ws/models/tuned' }
+    const withBase = { model: '/app/default-model' }
+    expect(chatStep([], tuned)).toBe('todo')
+    expect(chatStep([withBase], tuned)).toBe('todo')
+    expect(chatStep([withBase], null)).toBe('todo')
+    expect(chatStep([withBase, { model: tuned.dir }], tuned)).toBe('done')
+    expect(chatStep([{ model: '/app/default-model', compare: { model: tuned.dir } }], tuned)).toBe('done')
   })
 })

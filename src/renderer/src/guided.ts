@@ -1,5 +1,6 @@
 /** The guided path's choices (Home's "Getting started"). */
 import type { ModelEntry } from '../../shared/api'
+import type { Conversation } from '../../shared/chat'
 import type { DatasetManifest } from '../../shared/dataset'
 import { runName, type RunRecord } from '../../shared/runs'
 
@@ -67,4 +68,16 @@ export function modelStep(entries: Pick<ModelEntry, 'source' | 'info'>[]): StepS
 /** A dataset the user imported: done; the samples only: ready. */
 export function datasetStep(list: Pick<DatasetManifest, 'name'>[]): StepState {
   return list.some((d) => !d.name.startsWith('Sample: ')) ? 'done' : list.length ? 'ready' : 'todo'
+}
+
+/**
+ * The chat step: done once a conversation has the fine-tuned model (`tuned`, resultModel's) on
+ * either side; to do before there is one. Any conversation marked it done, the bundled model's
+ * too, before anything was fine-tuned.
+ */
+export function chatStep(
+  conversations: (Pick<Conversation, 'model'> & { compare?: Pick<NonNullable<Conversation['compare']>, 'model'> })[],
+  tuned: Pick<ModelEntry, 'dir'> | null,
+): StepState {
+  return tuned && conversations.some((c) => c.model === tuned.dir || c.compare?.model === tuned.dir) ? 'done' : 'todo'
 }
