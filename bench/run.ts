@@ -420,6 +420,9 @@ function peerPython(): string {
   return peerPythonFound
 }
 
+/** A child process's result: the JSON object on its last line of output. */
+const lastJsonLine = (out: string): Record<string, unknown> => JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
+
 /**
  * A bench/ Python script's JSON line (its last line of output), or why there is none: the
  * script's own {"skipped": reason} (torch missing: exit 3), else the error's first line.
@@ -427,7 +430,7 @@ function peerPython(): string {
 function pythonJson(script: string, args: string[], env: NodeJS.ProcessEnv): Record<string, unknown> | { skipped: string } {
   try {
     const out = execFileSync(peerPython(), [join(import.meta.dirname, script), ...args], { env, encoding: 'utf8', timeout: 1_800_000 })
-    return JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
+    return lastJsonLine(out)
   } catch (e) {
     const err = e as { stdout?: string; message: string }
     const line = err.stdout?.trim().split('\n').at(-1)
@@ -459,7 +462,7 @@ function peerRun(side: PeerRun['side'], threads: number, engineMalloc = false): 
       encoding: 'utf8',
       timeout: 1_800_000,
     })
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>
+    const r = lastJsonLine(out)
     return { side, threads, tokensPerSec: r.tokensPerSec as number, msPerStep: r.msPerStep as number, detail: r }
   } catch (e) {
     return { side, threads, skipped: (e as Error).message.split('\n')[0] }
@@ -732,17 +735,18 @@ async function main(): Promise<void> {
     ),
   )
   if (record.peer) {
+    const layerBackends = [...new Set(results.map((r) => r.backend))]
     console.log(
       "\nmoe-layer beside PyTorch eager (HF Mixtral's sparse block vs its dense twin): moe/dense; PyTorch on the thread count where its MoE layer was fastest",
     )
     console.log(
       table(
-        ['H', 'expert width', 'tokens', ...[...new Set(results.map((r) => r.backend))], 'PyTorch', 'PyTorch threads'],
+        ['H', 'expert width', 'tokens', ...layerBackends, 'PyTorch', 'PyTorch threads'],
         record.peer.best.map((p) => [
           String(p.hidden),
           String(p.expertWidth),
           String(p.tokens),
-          ...[...new Set(results.map((r) => r.backend))].map((b) =>
+          ...layerBackends.map((b) =>
             fmt(results.find((r) => r.backend === b && r.tokens === p.tokens && r.hidden === p.hidden)?.ratio ?? null, 2),
           ),
           p.ratio.toFixed(2),

@@ -238,6 +238,16 @@ export function settingKeys(): { key: string; value: string }[] {
   return out
 }
 
+/** Reads a dotted path ("optimizer.betas.0") of a plain object. */
+export function getPath(obj: unknown, path: string): unknown {
+  let node: unknown = obj
+  for (const key of path.split('.')) {
+    if (node === null || typeof node !== 'object') return undefined
+    node = (node as Record<string, unknown>)[key]
+  }
+  return node
+}
+
 /**
  * Applies `--set key.path=value` overrides to a plain config object (values parsed as JSON when
  * they parse, else taken as strings). Unknown keys, at any depth, are rejected by validation later

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { basename, dirname, join, resolve } from 'node:path'
 import { ApiError, type WorkbenchEvent } from '../../shared/api'
 import { DTYPES } from '../../shared/modelConfig'
-import { applyOverrides, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
+import { applyOverrides, getPath, validateRunConfig, type RunConfigInput } from '../../shared/runConfig'
 import type { AutoConfig } from '../../shared/autoConfig'
 import { interpretCurves, preflight, rowTokensFor } from '../../shared/guidance'
 import {
@@ -333,20 +333,13 @@ export function autoWithSets(chosen: AutoConfig, sets: string[], io: CliIo): Rec
   return config
 }
 
-/** The value at a dotted path of a config, or undefined. */
-function valueAt(config: unknown, path: string): unknown {
-  let node = config
-  for (const key of path.split('.')) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined
-  return node
-}
-
 /** --from: the run's settings with the --set given over them, each change told with the run's value. */
 export function fromRunWithSets(run: Pick<RunRecord, 'id' | 'name' | 'config'>, sets: string[], io: CliIo): Record<string, unknown> {
   const config = applyOverrides(run.config as unknown as Record<string, unknown>, sets)
   io.err(`settings of run ${run.name ?? run.id}${sets.length ? ', with your --set over them:' : ', as they were'}`)
   for (const s of sets) {
     const key = s.slice(0, s.indexOf('='))
-    const was = valueAt(run.config, key)
+    const was = getPath(run.config, key)
     io.err(`  ${key} = ${s.slice(s.indexOf('=') + 1)}: your --set (the run's: ${was === undefined ? 'none' : JSON.stringify(was)})`)
   }
   return config
@@ -496,15 +489,11 @@ export async function trainCommand(values: ParsedValues, io: CliIo): Promise<num
         if (configInput !== undefined && !auto && !from) await host.api['models.plan']({ dir: modelArg!, run: configInput })
         const dataset = await resolveRunDataset(host, values.dataset as string, valRatio, io, from)
         let config = configInput
-        if (from) {
-          config = fromRunWithSets(from, sets, io)
-          // --offload-budget / --expert-dtype over the run's offload (its storage kept where not given).
-          if (configInput?.offload !== undefined) config.offload = { ...(config.offload as object), ...configInput.offload }
-          await host.api['models.plan']({ dir: modelArg!, run: config })
-          await warnBeforeStart(host, modelArg!, dataset, config, io)
-        } else if (auto) {
-          const chosen = await host.api['runs.auto']({ model: modelArg!, dataset })
-          config = autoWithSets(chosen, sets, io)
+        if (from || auto) {
+          config = from
+            ? fromRunWithSets(from, sets, io)
+            : autoWithSets(await host.api['runs.auto']({ model: modelArg!, dataset }), sets, io)
+          // --offload-budget / --expert-dtype over the run's or the chosen offload (its storage kept where not given).
           if (configInput?.offload !== undefined) config.offload = { ...(config.offload as object), ...configInput.offload }
           await host.api['models.plan']({ dir: modelArg!, run: config })
           await warnBeforeStart(host, modelArg!, dataset, config, io)

@@ -6,7 +6,7 @@
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 import type { RunsStartArgs } from '../../../shared/runs'
-import { type RunConfig, runConfigSchema } from '../../../shared/runConfig'
+import { getPath, type RunConfig, runConfigSchema } from '../../../shared/runConfig'
 import { plainIssue, routingFacts } from '../../../shared/modelConfig'
 import type { FitPlan } from '../../../shared/chat'
 import type { AutoChoice } from '../../../shared/autoConfig'
@@ -104,16 +104,6 @@ export const RUN_PRESETS: RunPreset[] = [
     },
   },
 ]
-
-/** Reads a dotted path ("optimizer.betas.0") of a plain object. */
-export function getPath(obj: unknown, path: string): unknown {
-  let node: unknown = obj
-  for (const key of path.split('.')) {
-    if (node === null || typeof node !== 'object') return undefined
-    node = (node as Record<string, unknown>)[key]
-  }
-  return node
-}
 
 /** Writes a dotted path of a plain object (the parents exist in a RunConfig). */
 export function setPath(obj: object, path: string, value: unknown): void {
