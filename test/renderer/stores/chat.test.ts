@@ -650,6 +650,14 @@ describe('useChatStore', () => {
       ['/base', ['What is 3 + 4?', 'seven']],
       ['/tuned', ['What is 3 + 4?', '7']],
     ])
+    // Reopened from one side, it is still that conversation: the next message goes on in it (it
+    // was saved as a new one, a duplicate in the list).
+    expect(chat.conversationId).toBe('c2')
+    await chat.send('And 5 + 6?')
+    done('req-3', 'eleven')
+    done('req-4', '11')
+    await flush()
+    expect(fake.bridge.conversations.save.mock.calls.at(-1)![0]).toMatchObject({ id: 'c2' })
     // A one-model conversation reopens on one side.
     chat.openConversation(conversation)
     expect(chat.compareMode).toBe(false)

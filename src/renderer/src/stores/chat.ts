@@ -603,6 +603,10 @@ export const useChatStore = defineStore('chat', () => {
 
   function openConversation(c: Conversation): void {
     newConversation()
+    // A one-model conversation reopens on one side: the other side would have no history with it.
+    // Set before the id is taken: a change of sides starts a new conversation, and a side-by-side
+    // one reopened from one side was saved as a copy at its next message.
+    setCompare(c.compare !== undefined)
     conversationId.value = c.id
     remember(c.id)
     systemPrompt.value = c.systemPrompt ?? ''
@@ -624,8 +628,6 @@ export const useChatStore = defineStore('chat', () => {
           }
         })
     const sides = [{ model: c.model, messages: c.messages, format: c.format }, ...(c.compare ? [c.compare] : [])]
-    // A one-model conversation reopens on one side: the other side would have no history with it.
-    setCompare(c.compare !== undefined)
     sides.forEach((side, i) => {
       reopenedFormats[i] = side.format ? { model: side.model, format: side.format } : null
       panes.value[i].model = side.model
