@@ -488,6 +488,25 @@ describe('useChatStore', () => {
     expect(chat.panes[0].turns).toEqual([]) // nothing of it kept in the conversation
   })
 
+  it("refuses to send to a reopened conversation's model the workspace no longer lists, naming the side and what to do", async () => {
+    const chat = sideBySide()
+    chat.panes[0].model = '/ws/models/gone-1a2b3c'
+    chat.panes[1].model = '/ws/models/tuned'
+    // Not known before the list is loaded: nothing is said of it yet.
+    expect(chat.goneModel(0)).toBeNull()
+    await useModelsStore().ensureLoaded()
+    expect([chat.goneModel(0), chat.goneModel(1)]).toEqual(['/ws/models/gone-1a2b3c', null])
+    expect(await chat.send('hi')).toBe(false)
+    expect(chat.sendError).toEqual({
+      message:
+        'The model on the left, “gone-1a2b3c”, is no longer in the workspace (deleted, or its link removed): pick another model for that side to go on, or start a new conversation.',
+      field: 'model',
+    })
+    expect(fake.bridge.chat.send).not.toHaveBeenCalled()
+    chat.panes[0].model = '/ws/models/tuned'
+    expect(await chat.send('hi')).toBe(true)
+  })
+
   it('marks the reply failed when the service refuses or the engine fails', async () => {
     const chat = useChatStore()
     chat.listen()

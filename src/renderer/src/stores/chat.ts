@@ -272,6 +272,22 @@ export const useChatStore = defineStore('chat', () => {
     return { budgetBytes, storage: o.storage, policy: o.policy, prefetch: o.prefetch, ...(context && { contextTokens: Number(context) }) }
   }
 
+  /**
+   * A pane's model the workspace no longer lists (deleted, or its link removed, since a
+   * conversation with it was saved): its folder; null where it is listed, or not known yet.
+   */
+  function goneModel(index: number): string | null {
+    const models = useModelsStore()
+    const dir = panes.value[index]?.model
+    return dir && models.loaded && !models.byDir(dir) ? dir : null
+  }
+  /** What to do about a pane's gone model, in words. */
+  function goneMessage(index: number): string {
+    const side = compareMode.value ? ` on the ${index === 0 ? 'left' : 'right'}` : ''
+    const name = useModelsStore().displayName(panes.value[index].model)
+    return `The model${side}, “${name}”, is no longer in the workspace (deleted, or its link removed): pick another model${side ? ' for that side' : ''} to go on, or start a new conversation.`
+  }
+
   /** Sends `text` to every pane's model; false (with sendError set) when it could not start. */
   async function send(text: string): Promise<boolean> {
     sendError.value = null
@@ -286,6 +302,13 @@ export const useChatStore = defineStore('chat', () => {
         message: `Pick a model${compareMode.value ? ` for the ${missing === 0 ? 'left' : 'right'} side` : ''} first.`,
         field: 'model',
       }
+      return false
+    }
+    // A reopened conversation's model deleted since (or its link removed): the select stood blank,
+    // Send went on, and the engine answered with the folder's path ("… is not a folder").
+    const gone = panes.value.findIndex((_p, i) => goneModel(i) !== null)
+    if (gone >= 0) {
+      sendError.value = { message: goneMessage(gone), field: 'model' }
       return false
     }
     // Said here, in the field's words (the service answered "chat.send: maxNewTokens: must be at most 8192").
@@ -664,6 +687,8 @@ export const useChatStore = defineStore('chat', () => {
     streaming,
     setCompare,
     send,
+    goneModel,
+    goneMessage,
     cancel,
     onEvent,
     listen,
