@@ -165,6 +165,14 @@ export function preflight(c: RunConfig, ctx: GuidanceContext): Advice[] {
       tone: 'info',
       message: `The validation split holds ${valRows === 1 ? '1 row' : `${valRows} rows`}: the validation loss and the held-out before/after scores rest on ${valRows === 1 ? 'it' : 'them'} alone and move by chance. More rows, or a larger share held out when the file is imported (Datasets' "Held out for validation", the CLI's --val-ratio), give a reading that says more.`,
     })
+  // None held out (a file imported with --val-ratio 0, or too small to split): the run said only
+  // "best val -" and "nothing to evaluate" for held-out rows, with no word before it started.
+  if (ctx.valRows === 0 && ctx.trainRows > 0)
+    out.push({
+      id: 'no-validation-rows',
+      tone: 'info',
+      message: `The dataset holds no validation rows: the run has no validation loss to follow, marks no checkpoint best, and scores no held-out rows before and after. Import the file again with a share held out (Datasets' "Held out for validation", the CLI's --val-ratio) to see whether the model learned more than its training rows.`,
+    })
   // MoE knobs (and LoRA's dropout) past where they train anything useful (each accepted, and the
   // run "completed" with a loss in the millions, every token dropped or the adapters untouched).
   const m = c.moe

@@ -441,6 +441,24 @@ describe('the rules at their edges', () => {
       expect(advice({ maxSteps: 60 }, { valRows }).map((a) => a.id)).not.toContain('few-validation-rows')
   })
 
+  it('no validation rows at all: nothing held out to follow or to score, and how to hold some out', () => {
+    expect(advice({ maxSteps: 60 }, { valRows: 0 })).toEqual([
+      {
+        id: 'no-validation-rows',
+        tone: 'info',
+        message:
+          'The dataset holds no validation rows: the run has no validation loss to follow, marks no checkpoint best, and scores no held-out rows before and after. Import the file again with a share held out (Datasets\' "Held out for validation", the CLI\'s --val-ratio) to see whether the model learned more than its training rows.',
+      },
+    ])
+    // Not known (the CLI's --config without a dataset's manifest), some held out, or nothing to train on: not said.
+    for (const [valRows, trainRows] of [
+      [undefined, 50],
+      [1, 50],
+      [0, 0],
+    ])
+      expect(advice({ maxSteps: 60 }, { valRows, trainRows }).map((a) => a.id)).not.toContain('no-validation-rows')
+  })
+
   it('a run of a few steps, the epochs deciding (one epoch of 50 rows is 7 steps), with the epochs that make about 60', () => {
     expect(advice({}, { trainRows: 50 })).toEqual([
       {

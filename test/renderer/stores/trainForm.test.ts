@@ -200,8 +200,9 @@ describe('useTrainFormStore', () => {
     form.set('maxSteps', 12)
     // validated every 50 steps of 12: once, at the end (where the dataset has validation rows)
     expect(form.warnings.map((w) => w.id)).toEqual(['eval-once'])
+    // none held out: no validation to measure once, and the form says there is none
     useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 0 } }]
-    expect(form.warnings).toEqual([])
+    expect(form.warnings.map((w) => w.id)).toEqual(['no-validation-rows'])
     // one validation row: its scores are chance
     useDatasetsStore().list = [{ ...datasetManifest, split: { ...datasetManifest.split, train: 90, validationRows: 1 } }]
     expect(form.warnings.map((w) => w.id)).toEqual(['eval-once', 'few-validation-rows'])
