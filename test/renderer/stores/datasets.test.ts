@@ -374,6 +374,28 @@ describe('useDatasetsStore', () => {
     expect(datasets.importOptions.name).toBe('capitals')
   })
 
+  it("names an uploaded file by the name it had in the browser where the server refuses it, not the server's copy", async () => {
+    const { uploader, calls } = fakeUploader()
+    setUploader(uploader)
+    const datasets = useDatasetsStore()
+    const copy = '/ws/uploads/2025-01-01-00-00-00-abc123/empty.csv'
+    fake.bridge.datasets.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', `datasets.inspect: ${copy} is empty (0 bytes)`))
+    const done = datasets.uploadFile(new File([''], 'empty.csv'))
+    await until(() => calls.length === 1)
+    calls[0].finish(copy)
+    await done
+    expect(datasets.inspectError?.message).toBe('empty.csv (uploaded) is empty (0 bytes)')
+    // Import's refusals too.
+    fake.bridge.datasets.import.mockRejectedValueOnce(new ApiError('invalid_argument', `datasets.import: ${copy}: line 3 is not JSON`))
+    await datasets.importDataset()
+    expect(datasets.importError?.message).toBe('empty.csv (uploaded): line 3 is not JSON')
+    // A typed path is the user's own words: kept as the server says it.
+    fake.bridge.datasets.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'datasets.inspect: /data/x.csv is empty (0 bytes)'))
+    datasets.options.file = '/data/x.csv'
+    await datasets.inspect()
+    expect(datasets.inspectError?.message).toBe('/data/x.csv is empty (0 bytes)')
+  })
+
   it('refuses a file over the server’s upload limit before sending it, saying what to do', async () => {
     const { uploader, calls } = fakeUploader(1024)
     setUploader(uploader)

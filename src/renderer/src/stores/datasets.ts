@@ -127,6 +127,17 @@ export const useDatasetsStore = defineStore('datasets', () => {
   /** Incremented per call, so the result of a call the user abandoned is ignored. */
   let generation = 0
   let activeFile: string | null = null
+  /** Server mode: each uploaded file's path on the server, and the name it had in the browser. */
+  const uploadedNames = new Map<string, string>()
+  /**
+   * An error about an uploaded file in the words of the file the user chose: the server's copy's
+   * path ("…/uploads/2026-12-05-18-04-41-be4a47/empty.csv is empty") is a folder they never saw.
+   */
+  function aboutFile(e: unknown, file: string): UiError {
+    const error = toUiError(e, READ_LABELS)
+    const name = uploadedNames.get(file)
+    return name ? { ...error, message: error.message.split(file).join(`${name} (uploaded)`) } : error
+  }
   /** Detection's layout and mapping for `detectedFile`, from an inspection without overrides. */
   let detected: Detected | null = null
   let detectedFile: string | null = null
@@ -225,7 +236,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       if (!importOptions.value.name) importOptions.value.name = baseName(result.file)
     } catch (e) {
       if (id !== generation) return
-      inspectError.value = toUiError(e, READ_LABELS)
+      inspectError.value = aboutFile(e, args.file)
       if (offset === 0) inspected.value = null
     } finally {
       if (id === generation) {
@@ -309,7 +320,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       list.value = [manifest, ...list.value.filter((d) => d.id !== manifest.id)]
       return manifest
     } catch (e) {
-      if (id === generation) importError.value = toUiError(e, READ_LABELS)
+      if (id === generation) importError.value = aboutFile(e, args.file)
       return null
     } finally {
       if (id === generation) {
@@ -368,6 +379,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
       upload.value = null
       uploadAbort = null
       // The file is on the server now: read it as a new file, by its path there.
+      uploadedNames.set(sent.file, file.name)
       reset(sent.file)
       await inspect()
       return true
