@@ -138,12 +138,16 @@ export function refusedPath(
     // (it read "outside the folders this server may read and write").
     if (!isAbsolute(path)) return { field, path, message: `${field}: ${path} is a relative path; write its full path on the server` }
     const where = realLocation(path)
-    if (!real.some((r) => isInside(where, r)))
+    if (!real.some((r) => isInside(where, r))) {
+      // A link inside an allowed folder to a place outside it: said as such (it read "/home/me/x
+      // is outside the folders …" of a path under /home/me).
+      const linked = where !== resolve(path) && real.some((r) => isInside(resolve(path), r))
       return {
         field,
         path,
-        message: `${field}: ${path} is outside the folders this server may read and write (${roots.join(', ')}); start the server with --allow-dir to add one`,
+        message: `${field}: ${path}${linked ? ` is a link to ${where}, which is` : ' is'} outside the folders this server may read and write (${roots.join(', ')}); start the server with --allow-dir to add one`,
       }
+    }
   }
   return null
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -71,7 +71,10 @@ describe('server security', () => {
     expect(refusedPath([{ field: 'outDir', path: join(root, 'new', 'deeper') }], [root])).toBeNull()
     expect(refusedPath([{ field: 'file', path: join(root, 'data', '..', '..', 'etc', 'passwd') }], [root])?.field).toBe('file')
     const viaLink = refusedPath([{ field: 'file', path: join(root, 'data', 'link.jsonl') }], [root])
-    expect(viaLink?.message).toMatch(/file: .*link\.jsonl is outside the folders this server may read and write .*--allow-dir/)
+    // Said as a link to the place outside (it read as if the link itself were outside the folder it is in).
+    expect(viaLink?.message).toBe(
+      `file: ${join(root, 'data', 'link.jsonl')} is a link to ${join(realpathSync(outside), 'secret.jsonl')}, which is outside the folders this server may read and write (${root}); start the server with --allow-dir to add one`,
+    )
     expect(refusedPath([{ field: 'model', path: outside }], [root, outside])).toBeNull()
     // A relative path (against the server's working folder, which a browser cannot see) says so,
     // even where it would land inside an allowed folder.
