@@ -40,7 +40,7 @@ export function describeRun(r: RunRecord): string {
  * A run in full, as its card shows it: status and why, progress, the steps a resume redoes, its
  * checkpoints (the best validation loss marked), its before/after evaluation and its checkpoints' scores.
  */
-export function runDetailLines(d: RunDetail, vocabSize = 0): string[] {
+export function runDetailLines(d: RunDetail, vocabSize = 0, datasetGone = false): string[] {
   const r = d.record
   const lastStep = d.steps.at(-1)?.step
   const checkpoints = d.checkpoints ?? []
@@ -53,7 +53,8 @@ export function runDetailLines(d: RunDetail, vocabSize = 0): string[] {
     `model       ${r.baseModel}  (${methodText(r.config)})`,
     // The MoE knobs it set (capacity, loss coefficients, jitter...): they were only in run.json.
     `moe         ${moeSettingsText(r.config.moe) ?? "the model's own settings"}`,
-    `dataset     ${r.dataset ?? '-'}`,
+    // A dataset deleted since reads as such, as the Train screen's run card says it.
+    `dataset     ${r.dataset ?? '-'}${r.dataset && datasetGone ? ' (deleted)' : ''}`,
     `best val    ${r.bestValLoss === null ? '-' : r.bestValLoss.toFixed(4)}`,
     `checkpoints ${
       checkpoints.length
@@ -144,7 +145,8 @@ export function runCommand(values: ParsedValues, io: CliIo, positionals: string[
     },
     show: async (host, arg) => {
       const d = await host.api['runs.get']({ id: runOfWorkspace(host.workspace, arg) ?? arg })
-      return runDetailLines(d, await baseVocab(host, d.record.baseModel))
+      const gone = d.record.dataset !== null && !(await host.api['datasets.list'](undefined)).some((x) => x.id === d.record.dataset)
+      return runDetailLines(d, await baseVocab(host, d.record.baseModel), gone)
     },
   })
 }

@@ -558,6 +558,9 @@ describe('moe-workbench train / export', () => {
     const gone = await cli('train', '--from', 'src', ...common)
     expect(gone.code).toBe(2)
     expect(gone.err.join('\n')).toContain(`--from: run ${src.id}'s dataset ${src.dataset} was deleted; give another with --dataset ID|FILE`)
+    // run show says so too (it named the id as if it were there)
+    const shown = await cli('run', 'show', src.id, '--workspace', ws)
+    expect(shown.out.filter((l) => l.startsWith('dataset '))).toEqual([`dataset     ${src.dataset} (deleted)`])
     // its model gone: said, with what to give instead
     rmSync(base, { recursive: true })
     const noModel = await cli('train', '--from', 'src', ...common)
@@ -993,6 +996,7 @@ describe('moe-workbench eval', () => {
     expect(shown.out[1]).toMatch(/^status {6}completed/)
     expect(shown.out[2]).toBe('steps       2/2')
     expect(shown.out.find((l) => l.startsWith('checkpoints '))).toMatch(/^checkpoints step-1, step-2\b/)
+    expect(shown.out.find((l) => l.startsWith('dataset '))).toMatch(/^dataset {5}\S+$/) // there: no "(deleted)"
     expect(shown.out.filter((l) => /^(val|train) +exact match \d+% → \d+%/.test(l))).toHaveLength(2)
     expect((await cli('run', 'show', '--workspace', ws)).err[0]).toMatch(/give the run id: moe-workbench run show ID/)
     // An earlier checkpoint (the best validation loss may be one): by --checkpoint, or by its folder
