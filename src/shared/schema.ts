@@ -284,6 +284,9 @@ export function tooDeep(value: unknown, max = MAX_PAYLOAD_DEPTH): string | null 
   return null
 }
 
+/** How many of a refusal's further problems it says besides the first. */
+const MORE_SHOWN = 2
+
 /**
  * Validates `args` for `method`. Returns the parsed (trimmed, typed) arguments or throws an
  * ApiError naming the method and the field: `models.inspect: dir: must not be empty`.
@@ -298,10 +301,14 @@ export function validateArgs<M extends Method>(method: M, args: unknown): ArgsOf
   }
   const r = schema.safeParse(args)
   if (r.success) return r.data
-  const issue = r.error.issues[0]
-  let field = fieldOf(issue)
-  if (issue.code === 'unrecognized_keys' && issue.keys.length > 0) field = [field, issue.keys[0]].filter(Boolean).join('.')
-  const where = field === '' ? '' : `${field}: `
-  const more = r.error.issues.length > 1 ? ` (and ${r.error.issues.length - 1} more)` : ''
-  throw new ApiError('invalid_argument', `${method}: ${where}${describe(issue, schema)}${more}`, field === '' ? undefined : field)
+  const said = (issue: z.core.$ZodIssue): { field: string; text: string } => {
+    let field = fieldOf(issue)
+    if (issue.code === 'unrecognized_keys' && issue.keys.length > 0) field = [field, issue.keys[0]].filter(Boolean).join('.')
+    return { field, text: `${field === '' ? '' : `${field}: `}${describe(issue, schema)}` }
+  }
+  const [first, ...rest] = r.error.issues.map(said)
+  // The next problems said too, a few of them ("(and 1 more)" left a script to guess which).
+  const shown = rest.slice(0, MORE_SHOWN).map((x) => x.text)
+  const more = rest.length ? ` (and ${rest.length} more: ${shown.join('; ')}${rest.length > shown.length ? '; …' : ''})` : ''
+  throw new ApiError('invalid_argument', `${method}: ${first.text}${more}`, first.field === '' ? undefined : first.field)
 }

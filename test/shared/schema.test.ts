@@ -93,8 +93,13 @@ describe('how a refusal reads', () => {
     const one = refusal('models.inspect', { dir: '/m', extra: 1 })
     expect(one.message).toMatch(/^models\.inspect: extra: unknown field "extra"/)
     expect(one.field).toBe('extra')
+    // The further problems are said too, a few ("(and 1 more)" left a script to guess which).
     const two = refusal('models.inspect', { dir: '', extra: 1 })
-    expect(two.message).toMatch(/ \(and 1 more\)$/)
+    expect(two.message).toMatch(
+      /^models\.inspect: (dir: .+ \(and 1 more: extra: unknown field "extra".*\)|extra: .+ \(and 1 more: dir: .+\))$/,
+    )
+    const many = refusal('datasets.inspect', { file: 1, model: 2, maxLength: 'x', textUnit: 7 })
+    expect(many.message).toMatch(/^datasets\.inspect: file: [^;(]+ \(and 3 more: model: [^;]+; maxLength: [^;]+; …\)$/)
     const root = refusal('models.inspect', 'not an object')
     expect(root.field).toBeUndefined()
     expect(root.message).toBe('models.inspect: must be an object, not a string')
@@ -329,7 +334,7 @@ describe('every field at its limits: the edge accepted, one step past refused an
     const where = `${method}: ${field}: `
     expect(e.message.startsWith(where), e.message).toBe(true)
     // an empty id also breaks the id pattern: "(and 1 more)"
-    if (message) expect(e.message.slice(where.length).replace(/ \(and \d+ more\)$/, '')).toBe(message)
+    if (message) expect(e.message.slice(where.length).replace(/ \(and \d+ more: .*\)$/, '')).toBe(message)
   })
 
   it('methods without arguments say so', () => {
