@@ -144,6 +144,8 @@ export interface ModelEntry {
   /** What it holds, or null with `error` when the folder no longer reads. */
   info: ModelInfo | null
   error?: string
+  /** What to do about `error`, where the folder itself is not at fault (default: fix or re-link it). */
+  fix?: string
   /** Where it came from (the run it was exported from, its preset...). */
   provenance?: Record<string, unknown>
 }

@@ -251,7 +251,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (method === 'models.list')
         result = (result as ModelEntry[]).map((m) => {
           const outside = refusedPath([{ field: 'dir', path: m.dir }], allowDirs)
-          return outside ? { ...m, info: null, error: outside.message.replace(/^dir: /, '') } : m
+          if (!outside) return m
+          // Its folder is fine: re-linking it (the card's usual advice) would be refused the same way.
+          const error = outside.message.replace(/^dir: /, '').replace(/; start the server with --allow-dir to add one$/, '')
+          return { ...m, info: null, error, fix: 'Start the server with --allow-dir and its folder (or a folder above it) to use it here.' }
         })
       // A method without a result (a delete) answers {"result": null}: JSON has no undefined, and
       // {} read as a broken answer (conversations.delete failed in the browser with "unexpected HTTP 200").

@@ -140,10 +140,12 @@ describe('server mode', () => {
     const outside = linkModelFolder(server.workbench.workspace, elsewhere, 'exported elsewhere')
     const inside = linkModelFolder(server.workbench.workspace, join(root, 'renderer'), 'linked inside')
     try {
-      const listed = (await api('models.list')).body.result as { dir: string; info: unknown; error?: string }[]
+      const listed = (await api('models.list')).body.result as { dir: string; info: unknown; error?: string; fix?: string }[]
+      // What to do is --allow-dir, not the card's usual "Fix or re-link the folder" (a re-link is refused the same way).
       expect(listed.find((m) => m.dir === elsewhere)).toMatchObject({
         info: null,
-        error: expect.stringMatching(/is outside the folders this server may read and write .*--allow-dir/),
+        error: expect.stringMatching(/is outside the folders this server may read and write \([^)]*\)$/),
+        fix: 'Start the server with --allow-dir and its folder (or a folder above it) to use it here.',
       })
       expect(listed.find((m) => m.dir === join(root, 'renderer'))?.error ?? '').not.toMatch(/outside the folders/)
     } finally {
