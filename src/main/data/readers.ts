@@ -738,7 +738,13 @@ export function jsonErrorWhere(text: string, message: string, oneLine = false): 
   const end = text.indexOf('\n', pos)
   const lineText = text.slice(start, end < 0 ? undefined : end).trimEnd()
   const shown = lineText.length > 80 ? `${lineText.slice(Math.max(0, pos - start - 40), pos - start + 40)}` : lineText
-  return ` at ${oneLine ? '' : `line ${line}, `}column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); a trailing comma or a missing one is the usual cause`
+  // Stopped at the very end: brackets left open (a JSON Lines record missing its closing "]}" was
+  // told of commas), else a comma too many or too few.
+  const cause =
+    text.slice(pos).trim() === ''
+      ? `it ends before every { and [ in it is closed: a } or ] is missing at its end${oneLine ? '' : ', or the file was cut short'}`
+      : 'a trailing comma or a missing one is the usual cause'
+  return ` at ${oneLine ? '' : `line ${line}, `}column ${pos - start + 1}: ${what.replace(/\.$/, '')} (${JSON.stringify(shown)}); ${cause}`
 }
 
 /**

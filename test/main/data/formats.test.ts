@@ -361,6 +361,10 @@ describe('every layout in every file format', () => {
     expect(where('not json')).toBe(` at column 2: unexpected "o" ("not json")${cause}`)
     expect(where('{"a":1}}')).toBe(` at column 8: Unexpected non-whitespace character after the value ("{\\"a\\":1}}")${cause}`)
     expect(where('{"prompt": "x", "completion": 5 "y"}')).toMatch(/^ at column 33: Expected ',' or '}' after property value/)
+    // A record that stops before its brackets close is told so (not of commas).
+    expect(where('{"messages": [{"role": "user", "content": "x"}')).toBe(
+      ` at column 47: Expected ',' or ']' after array element ("{\\"messages\\": [{\\"role\\": \\"user\\", \\"content\\": \\"x\\"}"); it ends before every { and [ in it is closed: a } or ] is missing at its end`,
+    )
   })
 
   it('notText at its edges: two stray NULs are text, three are not; UTF-16 by where its NULs fall; tabs and escapes are text', () => {
