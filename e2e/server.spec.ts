@@ -447,9 +447,10 @@ test.describe('server mode in the browser', () => {
         return transfer
       })
       await page.dispatchEvent('body', 'drop', { dataTransfer: dropped })
-      await expect(page.getByRole('alert').filter({ hasText: 'weights.jsonl is not a text file' })).toContainText(
-        'Choose the file that holds the data',
-      )
+      const refused = page.getByRole('alert').filter({ hasText: 'weights.jsonl is not a text file' })
+      await expect(refused).toContainText('Choose the file that holds the data')
+      // By the name the user gave it: not the server's copy in a folder they never saw.
+      await expect(refused).not.toContainText('/uploads/')
       await expect(page.getByTestId('report-total')).toHaveCount(0)
       await snapshot(page, 'server-upload-binary-refused')
     })

@@ -384,11 +384,11 @@ describe('useDatasetsStore', () => {
     await until(() => calls.length === 1)
     calls[0].finish(copy)
     await done
-    expect(datasets.inspectError?.message).toBe('empty.csv (uploaded) is empty (0 bytes)')
+    expect(datasets.inspectError?.message).toBe('empty.csv is empty (0 bytes)')
     // Import's refusals too.
     fake.bridge.datasets.import.mockRejectedValueOnce(new ApiError('invalid_argument', `datasets.import: ${copy}: line 3 is not JSON`))
     await datasets.importDataset()
-    expect(datasets.importError?.message).toBe('empty.csv (uploaded): line 3 is not JSON')
+    expect(datasets.importError?.message).toBe('empty.csv: line 3 is not JSON')
     // A typed path is the user's own words: kept as the server says it.
     fake.bridge.datasets.inspect.mockRejectedValueOnce(new ApiError('invalid_argument', 'datasets.inspect: /data/x.csv is empty (0 bytes)'))
     datasets.options.file = '/data/x.csv'

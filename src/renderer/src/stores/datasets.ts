@@ -136,7 +136,7 @@ export const useDatasetsStore = defineStore('datasets', () => {
   function aboutFile(e: unknown, file: string): UiError {
     const error = toUiError(e, READ_LABELS)
     const name = uploadedNames.get(file)
-    return name ? { ...error, message: error.message.split(file).join(`${name} (uploaded)`) } : error
+    return name ? { ...error, message: error.message.split(file).join(name) } : error
   }
   /** Detection's layout and mapping for `detectedFile`, from an inspection without overrides. */
   let detected: Detected | null = null
