@@ -252,6 +252,11 @@ export interface SavedPiece {
 /** A message of a saved conversation: an assistant reply may keep its tokens' routing. */
 export interface ConversationMessage extends ChatMessage {
   tokens?: SavedTokens
+  /**
+   * The prompt as the model saw it for this reply (the template applied), with each token's
+   * routing: kept with the newest reply of a side only (each prompt holds the turns before it).
+   */
+  prompt?: SavedTokens
   /** A reply's tokens/s, prefill and why it stopped, as its line said when it was generated. */
   stats?: SavedStats
 }

@@ -75,17 +75,40 @@ export function unpackTokens(saved: unknown, content: string): RoutedPiece[] | n
 export const SAVED_ROUTING_MAX_BYTES = 512 * 1024
 
 /**
+ * The pieces of a prompt as the chat shows it (its tokens' text, and the routing whose position is
+ * the token's index).
+ */
+export function promptPieces(prompt: { tokens: readonly string[]; routing: readonly TokenRouting[] }): RoutedPiece[] {
+  const byPosition = new Map(prompt.routing.map((r) => [r.position, r]))
+  return prompt.tokens.map((text, i) => ({ text, routing: byPosition.get(i) ?? null }))
+}
+
+/** A saved prompt as the chat shows it; null where it is malformed (the reply then has no prompt view). */
+export function unpackPrompt(saved: unknown): { tokens: string[]; routing: TokenRouting[] } | null {
+  const pieces = (saved as Partial<SavedTokens> | null)?.pieces
+  if (!Array.isArray(pieces) || !pieces.every((p) => typeof (p as SavedPiece | null)?.text === 'string')) return null
+  const out = unpackTokens(saved, (pieces as SavedPiece[]).map((p) => p.text).join(''))
+  return out && { tokens: out.map((p) => p.text), routing: out.flatMap((p) => (p.routing ? [p.routing] : [])) }
+}
+
+/**
  * Drops the saved routing of the earliest replies (of either side) until the rest is at most
- * `maxBytes` of JSON: the newest replies keep theirs, and every reply keeps its text.
+ * `maxBytes` of JSON: the newest replies keep theirs, and every reply keeps its text. A reply's
+ * prompt goes before the routing of the replies older than it (its text is the turns before it,
+ * which the conversation keeps anyway).
  */
 export function keepNewestRouting(sides: ConversationMessage[][], maxBytes = SAVED_ROUTING_MAX_BYTES): void {
   const routed = sides
-    .flatMap((messages) => messages.map((m, at) => ({ m, at })))
-    .filter(({ m }) => m.tokens)
+    .flatMap((messages) =>
+      messages.flatMap((m, at) => [
+        ...(m.tokens ? [{ m, at, key: 'tokens' as const }] : []),
+        ...(m.prompt ? [{ m, at: at - 0.5, key: 'prompt' as const }] : []),
+      ]),
+    )
     .sort((a, b) => b.at - a.at)
   let total = 0
-  for (const { m } of routed) {
-    total += JSON.stringify(m.tokens).length
-    if (total > maxBytes) delete m.tokens
+  for (const { m, key } of routed) {
+    total += JSON.stringify(m[key]).length
+    if (total > maxBytes) delete m[key]
   }
 }

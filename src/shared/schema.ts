@@ -41,19 +41,23 @@ const sampling = z.strictObject({
 
 /** A saved reply's tokens and routing (SavedTokens): at most a reply's tokens, integers where ids are. */
 const index = z.number().int().min(0)
+const savedPieces = z.array(
+  z.strictObject({
+    text: z.string(),
+    position: index.optional(),
+    token: index.optional(),
+    experts: z.array(z.array(index).max(1024)).max(4096).optional(),
+    weights: z.array(z.array(z.number()).max(1024)).max(4096).optional(),
+  }),
+)
 const savedTokens = z.strictObject({
   layers: z.array(index).max(4096, 'has too many layers'),
-  pieces: z
-    .array(
-      z.strictObject({
-        text: z.string(),
-        position: index.optional(),
-        token: index.optional(),
-        experts: z.array(z.array(index).max(1024)).max(4096).optional(),
-        weights: z.array(z.array(z.number()).max(1024)).max(4096).optional(),
-      }),
-    )
-    .max(MAX_NEW_TOKENS, `has more than a reply's ${MAX_NEW_TOKENS} tokens`),
+  pieces: savedPieces.max(MAX_NEW_TOKENS, `has more than a reply's ${MAX_NEW_TOKENS} tokens`),
+})
+/** A saved reply's prompt (SavedTokens): at most a context's tokens (the request's size bounds it first). */
+const savedPrompt = z.strictObject({
+  layers: savedTokens.shape.layers,
+  pieces: savedPieces.max(MAX_CONTEXT_TOKENS, `has more than a context's ${MAX_CONTEXT_TOKENS} tokens`),
 })
 /** A saved reply's stats line (SavedStats). */
 const ms = z.number().min(0)
@@ -70,6 +74,7 @@ const conversationMessages = z.array(
     role: z.enum(['system', 'user', 'assistant']),
     content: z.string(),
     tokens: savedTokens.optional(),
+    prompt: savedPrompt.optional(),
     stats: savedStats.optional(),
   }),
 )

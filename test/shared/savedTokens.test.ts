@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { ConversationMessage, TokenRouting } from '../../src/shared/chat'
-import { keepNewestRouting, packTokens, unpackTokens, type RoutedPiece } from '../../src/shared/savedTokens'
+import { keepNewestRouting, packTokens, promptPieces, unpackPrompt, unpackTokens, type RoutedPiece } from '../../src/shared/savedTokens'
 
 const routing = (position: number, experts: number[][], weights: number[][], layers = [1, 3]): TokenRouting => ({
   position,
@@ -173,5 +173,50 @@ describe('keepNewestRouting', () => {
     const all = [message('a', 100), message('b', 100)]
     keepNewestRouting([all], 200)
     expect(all.every((m) => m.tokens)).toBe(true)
+  })
+
+  it("drops a reply's prompt after its own routing and before the older replies'", () => {
+    const prompt = { layers: [], pieces: [{ text: 'x'.repeat(64) }] } // 100 bytes of JSON
+    const side = [message('a', 100), message('b', 100), { ...message('c', 100), prompt }]
+    keepNewestRouting([side], 250)
+    expect(side.map((m) => [m.tokens !== undefined, m.prompt !== undefined])).toEqual([
+      [false, false],
+      [false, false],
+      [true, true],
+    ])
+    const tight = [message('a', 100), { ...message('b', 100), prompt }]
+    keepNewestRouting([tight], 150)
+    expect(tight.map((m) => [m.tokens !== undefined, m.prompt !== undefined])).toEqual([
+      [false, false],
+      [true, false],
+    ])
+  })
+})
+
+describe('a saved prompt', () => {
+  it('reopens as the chat shows it: its tokens, and the routing of those that had one; malformed, not at all', () => {
+    const prompt = { tokens: ['Par', 'is', '?'], routing: [reply[0].routing!, { ...reply[1].routing!, position: 2 }] }
+    // promptPieces: a routing by its position, the token's index in the prompt.
+    expect(promptPieces(prompt).map((p) => p.routing?.position ?? null)).toEqual([null, null, 2])
+    const withFirst = { ...prompt, routing: [{ ...reply[0].routing!, position: 0 }, prompt.routing[1]] }
+    const saved = packTokens(promptPieces(withFirst))!
+    expect(unpackPrompt(JSON.parse(JSON.stringify(saved)))).toEqual({
+      tokens: ['Par', 'is', '?'],
+      routing: [
+        {
+          ...withFirst.routing[0],
+          layers: withFirst.routing[0].layers.map((l) => ({ ...l, weights: l.weights.map((w) => Math.round(w * 1e4) / 1e4) })),
+        },
+        withFirst.routing[1],
+      ],
+    })
+    for (const bad of [
+      null,
+      'x',
+      { layers: [1, 3] },
+      { layers: [1, 3], pieces: [{ text: 1 }] },
+      { layers: [1, 3], pieces: [{ text: 'a', position: -1 }] },
+    ])
+      expect(unpackPrompt(bad)).toBeNull()
   })
 })

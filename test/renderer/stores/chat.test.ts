@@ -196,6 +196,11 @@ describe('useChatStore', () => {
             layers: [0],
             pieces: [{ text: 'Hel', position: 3, token: 7, experts: [[2, 0]], weights: [[0.7, 0.3]] }, { text: 'lo' }],
           },
+          // the prompt as the model saw it, each token with its routing
+          prompt: {
+            layers: [0],
+            pieces: ['<u>', 'hi', '<a>'].map((text, i) => ({ text, position: i, token: 7, experts: [[i + 1, 0]], weights: [[0.7, 0.3]] })),
+          },
           stats, // its stats line, without the pane's offload counters
         },
       ],
@@ -210,10 +215,13 @@ describe('useChatStore', () => {
       { text: 'lo', routing: null },
     ])
     expect(chat.panes[0].turns[1].stats).toEqual(stats)
+    // and its prompt as the model saw it (a reopened conversation lost it)
+    expect(chat.panes[0].turns[1].prompt).toEqual({ tokens: ['<u>', 'hi', '<a>'], routing: [routing(0, 1), routing(1, 2), routing(2, 3)] })
     // Saved tokens that no longer spell the reply (an edited file) reopen it as text.
     const edited = structuredClone(saved)
     edited.messages[1].content = 'Hi there'
     delete edited.messages[1].stats
+    delete edited.messages[1].prompt
     chat.openConversation({ ...edited, id: 'conv-new', created: '', updated: '' })
     expect(chat.panes[0].turns[1]).toEqual({ role: 'assistant', content: 'Hi there' })
   })
@@ -680,6 +688,30 @@ describe('useChatStore', () => {
     // A one-model conversation reopens on one side.
     chat.openConversation(conversation)
     expect(chat.compareMode).toBe(false)
+  })
+
+  it("keeps the newest reply's prompt as the model saw it, with its routing, and shows it again when reopened", async () => {
+    const chat = useChatStore()
+    chat.listen()
+    chat.panes[0].model = '/m'
+    const stats = { newTokens: 1, stoppedBy: 'stop_token' as const, prefillMs: 1, firstTokenMs: 1, decodeMs: 1, tokensPerSec: 1 }
+    for (const n of [1, 2]) {
+      await chat.send(`q${n}`)
+      fake.emit({ type: 'chat.prompt', requestId: `req-${n}`, tokens: ['<s>', 'q', `${n}`], routing: [routing(0, 1), routing(2, 3)] })
+      fake.emit({ type: 'chat.done', requestId: `req-${n}`, text: `a${n}`, stats })
+      await flush()
+    }
+    const saved = fake.bridge.conversations.save.mock.calls.at(-1)![0] as Conversation
+    // The newest reply's only: its prompt holds the turns before it.
+    expect(saved.messages.map((m) => m.prompt !== undefined)).toEqual([false, false, false, true])
+    expect(() => apiSchemas['conversations.save'].parse(saved)).not.toThrow()
+    chat.newConversation()
+    chat.openConversation({ ...saved, id: 'c-p', created: '', updated: '' })
+    expect(chat.panes[0].turns[3]).toMatchObject({
+      prompt: { tokens: ['<s>', 'q', '2'], routing: [routing(0, 1), routing(2, 3)] },
+      promptTokens: 3,
+    })
+    expect(chat.panes[0].turns[1].prompt).toBeUndefined()
   })
 
   it('lists, opens and deletes saved conversations', async () => {

@@ -31,7 +31,7 @@ import {
   MAX_NEW_TOKENS,
   DEFAULT_SAMPLING as SHARED_SAMPLING_DEFAULTS,
 } from '../../../shared/chat'
-import { keepNewestRouting, packTokens, unpackTokens } from '../../../shared/savedTokens'
+import { keepNewestRouting, packTokens, promptPieces, unpackPrompt, unpackTokens } from '../../../shared/savedTokens'
 import { useWorkbench } from '../api/client'
 import { type UiError, isCancelled, toUiError } from '../errors'
 import { contextProblem, parseBytes, sizeProblem } from '../format'
@@ -165,6 +165,9 @@ function savedStats({ newTokens, firstTokenMs, stoppedBy, prefillMs, decodeMs, t
 
 function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean): ConversationMessage[] {
   const out: ConversationMessage[] = systemPrompt.trim() ? [{ role: 'system', content: systemPrompt }] : []
+  // The newest reply's prompt as the model saw it (a reopened conversation lost it): the turns
+  // before it are in that prompt, so the older replies' prompts would only repeat them.
+  const prompted = withTokens ? turns.findLastIndex((t) => t.role === 'assistant' && t.prompt && !t.error) : -1
   for (let i = 0; i < turns.length; i++) {
     const t = turns[i]
     const next = turns[i + 1]
@@ -175,9 +178,10 @@ function messagesOf(turns: ChatTurn[], systemPrompt: string, withTokens: boolean
     }
     if (t.error || (t.streaming && !withTokens)) continue
     const tokens = withTokens && t.role === 'assistant' && t.tokens ? packTokens(t.tokens) : undefined
+    const prompt = i === prompted ? packTokens(promptPieces(t.prompt!)) : undefined
     const stats =
       withTokens && t.role === 'assistant' ? (t.streaming ? partialStats(t) : t.stats ? savedStats(t.stats) : undefined) : undefined
-    out.push({ role: t.role, content: t.content, ...(tokens && { tokens }), ...(stats && { stats }) })
+    out.push({ role: t.role, content: t.content, ...(tokens && { tokens }), ...(prompt && { prompt }), ...(stats && { stats }) })
   }
   return out
 }
@@ -643,11 +647,13 @@ export const useChatStore = defineStore('chat', () => {
         .filter((m) => m.role !== 'system')
         .map((m) => {
           const pieces = m.role === 'assistant' && m.tokens ? unpackTokens(m.tokens, m.content) : null
+          const prompt = m.role === 'assistant' && m.prompt ? unpackPrompt(m.prompt) : null
           return {
             role: m.role as 'user' | 'assistant',
             content: m.content,
             ...(pieces && { tokens: pieces.map((p) => markRaw({ text: p.text, routing: p.routing && markRaw(p.routing) })) }),
             ...(m.role === 'assistant' && m.stats && { stats: markRaw({ ...m.stats }) }),
+            ...(prompt && { prompt: markRaw(prompt), promptTokens: prompt.tokens.length }),
           }
         })
     const sides = [{ model: c.model, messages: c.messages, format: c.format }, ...(c.compare ? [c.compare] : [])]
