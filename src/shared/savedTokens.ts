@@ -94,8 +94,7 @@ export function unpackPrompt(saved: unknown): { tokens: string[]; routing: Token
 /**
  * Drops the saved routing of the earliest replies (of either side) until the rest is at most
  * `maxBytes` of JSON: the newest replies keep theirs, and every reply keeps its text. A reply's
- * prompt goes before the routing of the replies older than it (its text is the turns before it,
- * which the conversation keeps anyway).
+ * saved prompt is kept after its own routing and before the routing of older replies.
  */
 export function keepNewestRouting(sides: ConversationMessage[][], maxBytes = SAVED_ROUTING_MAX_BYTES): void {
   const routed = sides
