@@ -142,6 +142,15 @@ describe('useExpertsStore', () => {
     expect(experts.error).toMatchObject({ code: 'engine_unavailable' })
     await experts.analyze()
     expect(experts.analysis?.model).toBe('/m')
+    // A failed analysis of another choice does not leave the last result under its error, as if it were its.
+    experts.form.model = '/other'
+    fake.bridge.experts.analyze.mockRejectedValueOnce(new ApiError('failed', '/other has no tokenizer.json'))
+    await experts.analyze()
+    expect(experts.error).toMatchObject({ message: '/other has no tokenizer.json' })
+    expect([experts.analysis, experts.comparison, experts.analyzedWith]).toEqual([null, null, null])
+    experts.form.model = '/m'
+    await experts.analyze()
+    expect(experts.analysis?.model).toBe('/m')
 
     // Two analyses (a comparison) that answer only when the engine is told to cancel them.
     const pending = new Map<string, () => void>()

@@ -128,6 +128,7 @@ export const useExpertsStore = defineStore('experts', () => {
     const refused = la && lb ? incomparable(la, lb) : null
     if (refused) {
       error.value = { message: refused, field: 'compareModel' }
+      forgetResult()
       return
     }
     analyzing.value = true
@@ -155,11 +156,24 @@ export const useExpertsStore = defineStore('experts', () => {
     } catch (e) {
       // One failed or was cancelled: stop the other too, and say why unless the user stopped it.
       await cancel()
-      if (!isCancelled(e)) error.value = toUiError(e, { maxRows: 'Rows', text: 'Text', dataset: 'Dataset', model: 'Model' })
+      if (!isCancelled(e)) {
+        error.value = toUiError(e, { maxRows: 'Rows', text: 'Text', dataset: 'Dataset', model: 'Model' })
+        forgetResult()
+      }
     } finally {
       await Promise.allSettled(runs)
       analyzing.value = false
     }
+  }
+
+  /**
+   * The last result, once an analysis of another choice failed: shown under the error, it read as
+   * the new choice's. A cancel keeps it (nothing else was asked for).
+   */
+  function forgetResult(): void {
+    analysis.value = null
+    comparison.value = null
+    analyzedWith.value = null
   }
 
   /** The analyses under way, for the view's progress bars. */
