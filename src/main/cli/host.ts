@@ -102,6 +102,11 @@ export interface CliHost {
   close(): Promise<void>
 }
 
+/** Whether the workspace still holds the dataset `id` (a run's may have been deleted since). */
+export async function datasetListed(host: CliHost, id: string): Promise<boolean> {
+  return (await host.api['datasets.list'](undefined)).some((d) => d.id === id)
+}
+
 /** Opens the service for one CLI command: the workspace of --workspace, the backend of --backend. */
 export function openHost(values: ParsedValues, io: CliIo): CliHost {
   const flag = values.backend

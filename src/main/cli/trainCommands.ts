@@ -28,6 +28,7 @@ import { parseBytes, taskProgressLines } from './commands'
 import { describeInspection, unread, unrecognisedLayout } from './datasetCommands'
 import {
   cliError,
+  datasetListed,
   modelFolderOf,
   namesakeWarning,
   oneByIdOrName,
@@ -347,7 +348,7 @@ export function fromRunWithSets(run: Pick<RunRecord, 'id' | 'name' | 'config'>, 
 
 /** resolveDataset, where a --from run's own dataset deleted since is said so with what to do. */
 async function resolveRunDataset(host: CliHost, arg: string, valRatio: number, io: CliIo, from: RunRecord | undefined): Promise<string> {
-  if (from && arg === from.dataset && !(await host.api['datasets.list'](undefined)).some((d) => d.id === arg))
+  if (from && arg === from.dataset && !(await datasetListed(host, arg)))
     throw new UsageError(`--from: run ${from.id}'s dataset ${arg} was deleted; give another with --dataset ID|FILE`)
   return resolveDataset(host, arg, valRatio, io)
 }

@@ -20,7 +20,7 @@ import {
 import { ROUTER_WORDS } from '../../shared/modelConfig'
 import { listModelFolders } from '../service/workspace'
 import { formatBytes } from './commands'
-import { cliError, oneByIdOrName, openHost, type CliHost } from './host'
+import { cliError, datasetListed, oneByIdOrName, openHost, type CliHost } from './host'
 import { baseVocab, curveLines, runOfWorkspace } from './trainCommands'
 import { UsageError, type CliIo, type ParsedValues } from './util'
 
@@ -145,7 +145,7 @@ export function runCommand(values: ParsedValues, io: CliIo, positionals: string[
     },
     show: async (host, arg) => {
       const d = await host.api['runs.get']({ id: runOfWorkspace(host.workspace, arg) ?? arg })
-      const gone = d.record.dataset !== null && !(await host.api['datasets.list'](undefined)).some((x) => x.id === d.record.dataset)
+      const gone = !!d.record.dataset && !(await datasetListed(host, d.record.dataset))
       return runDetailLines(d, await baseVocab(host, d.record.baseModel), gone)
     },
   })

@@ -111,6 +111,9 @@ export function realLocation(path: string): string {
   }
 }
 
+/** What a refusal of a path outside the allowed folders says to do (the models list says it otherwise). */
+export const OUTSIDE_ADVICE = 'start the server with --allow-dir to add one'
+
 /**
  * In server mode every path a request names must lie under an allowed folder (--allow-dir;
  * default the workspace, the user's home and the bundled resources): with the token a client
@@ -145,7 +148,7 @@ export function refusedPath(
       return {
         field,
         path,
-        message: `${field}: ${path}${linked ? ` is a link to ${where}, which is` : ' is'} outside the folders this server may read and write (${roots.join(', ')}); start the server with --allow-dir to add one`,
+        message: `${field}: ${path}${linked ? ` is a link to ${where}, which is` : ' is'} outside the folders this server may read and write (${roots.join(', ')}); ${OUTSIDE_ADVICE}`,
       }
     }
   }

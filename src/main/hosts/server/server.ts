@@ -32,6 +32,7 @@ import {
   hostAllowed,
   newToken,
   originAllowed,
+  OUTSIDE_ADVICE,
   refusedPath,
   requestToken,
   tokenMatches,
@@ -253,7 +254,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           const outside = refusedPath([{ field: 'dir', path: m.dir }], allowDirs)
           if (!outside) return m
           // Its folder is fine: re-linking it (the card's usual advice) would be refused the same way.
-          const error = outside.message.replace(/^dir: /, '').replace(/; start the server with --allow-dir to add one$/, '')
+          const error = outside.message.replace(/^dir: /, '').replace(`; ${OUTSIDE_ADVICE}`, '')
           return { ...m, info: null, error, fix: 'Start the server with --allow-dir and its folder (or a folder above it) to use it here.' }
         })
       // A method without a result (a delete) answers {"result": null}: JSON has no undefined, and
